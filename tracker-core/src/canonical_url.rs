@@ -1,0 +1,478 @@
+//! URL canonicalisation: one page, one key, however the URL was spelled.
+//!
+//! Applied identically when recording and when querying. The rules:
+//! - surrounding white space is trimmed and the fragment (`#...`) dropped;
+//! - the scheme and host are lowercased, a default port (`:80` for http and
+//!   ws, `:443` for https and wss, `:21` for ftp) and an empty port are
+//!   dropped, leading zeros of a port are dropped, and an empty path of
+//!   those schemes becomes `/`;
+//! - in the path and query, percent-escapes of unreserved characters
+//!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
+//!   digits, and bytes a browser would escape (non-ASCII, controls, space,
+//!   `" < > \` { }`) are percent-encoded: `café` and `caf%C3%A9` are one page;
+//! - the query is kept (an empty one dropped), stripped, or reduced to an
+//!   allowlist of parameter names, per [`QueryPolicy`]; kept parameters keep
+//!   their order.
+//!
+//! Input without a `scheme://authority` (a bare path such as `/pricing`) is
+//! accepted and gets the path and query rules only.
+//!
+//! A URL that is already canonical comes back borrowed: the output is built
+//! lazily and only allocates at the first byte that differs from the input,
+//! so the common case (browsers already send canonical URLs) costs one scan.
+
+use std::borrow::Cow;
+
+use crate::config::{QueryPolicy, UrlOptions};
+use crate::error::{Field, TrackerError};
+
+/// Canonicalises `raw` under `options`, or says why it cannot be a page key.
+pub(crate) fn canonicalize<'a>(
+    raw: &'a str,
+    options: &UrlOptions,
+) -> Result<Cow<'a, str>, TrackerError> {
+    let trimmed = raw.trim();
+    let too_long = |len| TrackerError::TooLong {
+        field: Field::Url,
+        len,
+        max: options.max_len,
+    };
+    if trimmed.len() > options.max_len {
+        return Err(too_long(trimmed.len()));
+    }
+    let src = match trimmed.find('#') {
+        Some(end) => &trimmed[..end],
+        None => trimmed,
+    };
+    let mut out = Lazy::new(src);
+    let bytes = src.as_bytes();
+
+    let mut path_start = 0;
+    if let Some(colon) = scheme_end(bytes) {
+        for &b in &bytes[..colon] {
+            out.push_byte(b.to_ascii_lowercase());
+        }
+        out.push_byte(b':');
+        let after = colon + 1;
+        path_start = after;
+        if bytes[after..].starts_with(b"//") {
+            out.take(after, after + 2);
+            let authority_end = bytes[after + 2..]
+                .iter()
+                .position(|&b| b == b'/' || b == b'?')
+                .map_or(bytes.len(), |p| after + 2 + p);
+            let default_port = default_port(&src[..colon]);
+            authority(&mut out, src, after + 2, authority_end, default_port);
+            path_start = authority_end;
+            let path_is_empty = bytes.get(path_start).is_none_or(|&b| b == b'?');
+            if default_port.is_some() && path_is_empty {
+                out.push_byte(b'/');
+            }
+        }
+    }
+
+    let query_start = bytes[path_start..]
+        .iter()
+        .position(|&b| b == b'?')
+        .map(|p| path_start + p);
+    normalize_escapes(
+        &mut out,
+        src,
+        path_start,
+        query_start.unwrap_or(bytes.len()),
+    );
+    if let Some(q) = query_start {
+        query(&mut out, src, q + 1, &options.query);
+    }
+
+    let canonical = out.finish();
+    if canonical.is_empty() {
+        return Err(TrackerError::Empty { field: Field::Url });
+    }
+    if canonical.len() > options.max_len {
+        return Err(too_long(canonical.len()));
+    }
+    Ok(canonical)
+}
+
+/// The index of the `:` that ends a scheme (`ALPHA *(ALPHA / DIGIT / + - .)`),
+/// if the input starts with one.
+fn scheme_end(bytes: &[u8]) -> Option<usize> {
+    if !bytes.first()?.is_ascii_alphabetic() {
+        return None;
+    }
+    let end = bytes
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
+    (bytes[end] == b':').then_some(end)
+}
+
+fn default_port(scheme: &str) -> Option<u32> {
+    const DEFAULTS: [(&str, u32); 5] = [
+        ("http", 80),
+        ("https", 443),
+        ("ws", 80),
+        ("wss", 443),
+        ("ftp", 21),
+    ];
+    DEFAULTS
+        .iter()
+        .find(|(name, _)| scheme.eq_ignore_ascii_case(name))
+        .map(|&(_, port)| port)
+}
+
+/// Emits `src[start..end]`, an authority: userinfo kept as is, host
+/// lowercased, port normalised.
+fn authority(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, default: Option<u32>) {
+    let bytes = src.as_bytes();
+    let host_start = bytes[start..end]
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(start, |at| start + at + 1);
+    out.take(start, host_start);
+    // A port is what follows the last ':' after the host; for an IPv6
+    // literal (`[::1]:8080`) only a ':' after the closing bracket counts.
+    let port_colon = if bytes.get(host_start) == Some(&b'[') {
+        bytes[host_start..end]
+            .iter()
+            .position(|&b| b == b']')
+            .and_then(|close| {
+                let after = host_start + close + 1;
+                (bytes.get(after) == Some(&b':') && after < end).then_some(after)
+            })
+    } else {
+        bytes[host_start..end]
+            .iter()
+            .rposition(|&b| b == b':')
+            .map(|c| host_start + c)
+    };
+    let host_end = port_colon.unwrap_or(end);
+    for c in src[host_start..host_end].chars() {
+        if c.is_ascii() {
+            out.push_byte((c as u8).to_ascii_lowercase());
+        } else {
+            for lower in c.to_lowercase() {
+                out.push_str(lower.encode_utf8(&mut [0; 4]));
+            }
+        }
+    }
+    let Some(colon) = port_colon else { return };
+    let port = &src[colon + 1..end];
+    if port.is_empty() {
+        return;
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        out.take(colon, end);
+        return;
+    }
+    let digits = port.trim_start_matches('0');
+    let value = if digits.len() > 5 {
+        None
+    } else {
+        digits.parse::<u32>().ok().or(Some(0))
+    };
+    if value.is_some() && value == default {
+        return;
+    }
+    out.push_byte(b':');
+    out.push_str(if digits.is_empty() { "0" } else { digits });
+}
+
+/// Emits the query that starts at `start` (just after `?`) under `policy`.
+fn query(out: &mut Lazy<'_>, src: &str, start: usize, policy: &QueryPolicy) {
+    let end = src.len();
+    match policy {
+        QueryPolicy::Strip => {}
+        QueryPolicy::Keep => {
+            if start < end {
+                out.push_byte(b'?');
+                normalize_escapes(out, src, start, end);
+            }
+        }
+        QueryPolicy::Allow(names) => {
+            let mut first = true;
+            let mut param_start = start;
+            for param in src[start..].split('&') {
+                let param_end = param_start + param.len();
+                let name = param.split('=').next().unwrap_or_default();
+                if !param.is_empty() && names.iter().any(|allowed| allowed == name) {
+                    out.push_byte(if first { b'?' } else { b'&' });
+                    first = false;
+                    normalize_escapes(out, src, param_start, param_end);
+                }
+                param_start = param_end + 1;
+            }
+        }
+    }
+}
+
+/// Emits `src[start..end]` (a path or query) with percent-escapes
+/// normalised and unsafe bytes escaped; unchanged runs are copied whole.
+fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
+    let bytes = src.as_bytes();
+    let mut run = start;
+    let mut i = start;
+    while i < end {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3).filter(|_| i + 3 <= end);
+            if let Some(&[hi, lo]) = hex
+                && let (Some(h), Some(l)) = (hex_value(hi), hex_value(lo))
+            {
+                let value = h << 4 | l;
+                if is_unreserved(value) {
+                    out.take(run, i);
+                    out.push_byte(value);
+                    run = i + 3;
+                } else if hi.is_ascii_lowercase() || lo.is_ascii_lowercase() {
+                    out.take(run, i);
+                    out.push_str(&escape(value));
+                    run = i + 3;
+                }
+                i += 3;
+                continue;
+            }
+        } else if needs_escape(b) {
+            out.take(run, i);
+            out.push_str(&escape(b));
+            run = i + 1;
+        }
+        i += 1;
+    }
+    out.take(run, end);
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn needs_escape(b: u8) -> bool {
+    !b.is_ascii_graphic() || matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}')
+}
+
+/// `%XX` with upper-case hex digits. Always ASCII.
+fn escape(b: u8) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let chars = [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]];
+    chars.iter().map(|&c| c as char).collect()
+}
+
+/// An output that stays a borrow of its source for as long as what is
+/// written equals the source, and becomes an owned string at the first
+/// byte that differs.
+struct Lazy<'a> {
+    src: &'a str,
+    /// While borrowed: how much of `src` has been written.
+    pos: usize,
+    owned: Option<String>,
+}
+
+impl<'a> Lazy<'a> {
+    fn new(src: &'a str) -> Self {
+        Self {
+            src,
+            pos: 0,
+            owned: None,
+        }
+    }
+
+    fn owned(&mut self) -> &mut String {
+        let (src, pos) = (self.src, self.pos);
+        self.owned.get_or_insert_with(|| {
+            let mut s = String::with_capacity(src.len() + 8);
+            s.push_str(&src[..pos]);
+            s
+        })
+    }
+
+    /// Writes `src[start..end]`: free when it continues what was written.
+    fn take(&mut self, start: usize, end: usize) {
+        if self.owned.is_none() && start == self.pos {
+            self.pos = end;
+        } else if start < end {
+            let piece = &self.src[start..end];
+            self.owned().push_str(piece);
+        }
+    }
+
+    fn push_byte(&mut self, b: u8) {
+        debug_assert!(b.is_ascii());
+        if self.owned.is_none() && self.src.as_bytes().get(self.pos) == Some(&b) {
+            self.pos += 1;
+        } else {
+            self.owned().push(b as char);
+        }
+    }
+
+    fn push_str(&mut self, s: &str) {
+        if self.owned.is_none() && self.src.as_bytes()[self.pos..].starts_with(s.as_bytes()) {
+            self.pos += s.len();
+        } else {
+            self.owned().push_str(s);
+        }
+    }
+
+    fn finish(self) -> Cow<'a, str> {
+        match self.owned {
+            Some(s) => Cow::Owned(s),
+            None => Cow::Borrowed(&self.src[..self.pos]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(raw: &str) -> String {
+        canon_with(raw, QueryPolicy::Keep)
+    }
+
+    fn canon_with(raw: &str, query: QueryPolicy) -> String {
+        let options = UrlOptions {
+            query,
+            ..UrlOptions::default()
+        };
+        canonicalize(raw, &options).unwrap().into_owned()
+    }
+
+    #[test]
+    fn canonical_input_is_borrowed() {
+        let options = UrlOptions::default();
+        for raw in [
+            "https://example.com/",
+            "https://example.com/a/b?x=1&y=%2F",
+            "/pricing",
+            "mailto:someone@example.com",
+        ] {
+            assert!(matches!(canonicalize(raw, &options), Ok(Cow::Borrowed(s)) if s == raw));
+        }
+        // Trimming and dropping a fragment shorten the input: still borrowed.
+        assert!(matches!(
+            canonicalize("  https://example.com/a#top ", &options),
+            Ok(Cow::Borrowed("https://example.com/a"))
+        ));
+    }
+
+    #[test]
+    fn scheme_host_and_port() {
+        assert_eq!(
+            canon("HTTPS://Example.COM/Path"),
+            "https://example.com/Path"
+        );
+        assert_eq!(canon("https://example.com:443/a"), "https://example.com/a");
+        assert_eq!(canon("http://example.com:80"), "http://example.com/");
+        assert_eq!(canon("http://example.com:8080"), "http://example.com:8080/");
+        assert_eq!(canon("http://example.com:0080/"), "http://example.com/");
+        assert_eq!(
+            canon("http://example.com:08080/"),
+            "http://example.com:8080/"
+        );
+        assert_eq!(canon("https://example.com:/"), "https://example.com/");
+        assert_eq!(canon("https://example.com?q"), "https://example.com/?q");
+        assert_eq!(
+            canon("https://User@Example.com/"),
+            "https://User@example.com/"
+        );
+        assert_eq!(canon("http://[::1]:80/"), "http://[::1]/");
+        assert_eq!(canon("http://[::1]:81/"), "http://[::1]:81/");
+        assert_eq!(canon("http://[::1]/"), "http://[::1]/");
+        assert_eq!(canon("https://BÜCHER.de/"), "https://bücher.de/");
+        assert_eq!(canon("custom://Host/x"), "custom://host/x");
+        assert_eq!(canon("custom://host"), "custom://host");
+        assert_eq!(
+            canon("https://example.com:99999999999/"),
+            "https://example.com:99999999999/"
+        );
+    }
+
+    #[test]
+    fn fragment_and_empty_query() {
+        assert_eq!(canon("https://example.com/a#b#c"), "https://example.com/a");
+        assert_eq!(canon("https://example.com/a?"), "https://example.com/a");
+        assert_eq!(canon("https://example.com/a?#x"), "https://example.com/a");
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            canon("https://example.com/café"),
+            "https://example.com/caf%C3%A9"
+        );
+        assert_eq!(
+            canon("https://example.com/caf%c3%a9"),
+            "https://example.com/caf%C3%A9"
+        );
+        assert_eq!(
+            canon("https://example.com/%7Euser/%41"),
+            "https://example.com/~user/A"
+        );
+        assert_eq!(
+            canon("https://example.com/a b?q=a b"),
+            "https://example.com/a%20b?q=a%20b"
+        );
+        assert_eq!(
+            canon("https://example.com/100%"),
+            "https://example.com/100%"
+        );
+        assert_eq!(
+            canon("https://example.com/%zz%4"),
+            "https://example.com/%zz%4"
+        );
+        assert_eq!(canon("https://example.com/%2f"), "https://example.com/%2F");
+    }
+
+    #[test]
+    fn query_policies() {
+        let url = "https://example.com/p?utm_source=x&id=7&&ref=y";
+        assert_eq!(canon_with(url, QueryPolicy::Strip), "https://example.com/p");
+        let allow =
+            |names: &[&str]| QueryPolicy::Allow(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(
+            canon_with(url, allow(&["id"])),
+            "https://example.com/p?id=7"
+        );
+        assert_eq!(
+            canon_with(url, allow(&["ref", "id"])),
+            "https://example.com/p?id=7&ref=y"
+        );
+        assert_eq!(canon_with(url, allow(&["none"])), "https://example.com/p");
+        assert_eq!(
+            canon_with("https://example.com/p?id", allow(&["id"])),
+            "https://example.com/p?id"
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let options = UrlOptions {
+            max_len: 20,
+            ..UrlOptions::default()
+        };
+        let empty = Err(TrackerError::Empty { field: Field::Url });
+        assert_eq!(canonicalize("", &options), empty);
+        assert_eq!(canonicalize(" \t\n", &options), empty);
+        assert_eq!(canonicalize("#only-a-fragment", &options), empty);
+        assert_eq!(
+            canonicalize("https://example.com/abcdef", &options),
+            Err(TrackerError::TooLong {
+                field: Field::Url,
+                len: 26,
+                max: 20
+            })
+        );
+        // Within the limit as sent, over it once escaped.
+        assert_eq!(
+            canonicalize("/ééééééé", &options),
+            Err(TrackerError::TooLong {
+                field: Field::Url,
+                len: 43,
+                max: 20
+            })
+        );
+    }
+}

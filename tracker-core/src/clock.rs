@@ -1,0 +1,109 @@
+//! Time: the [`Timestamp`] events carry and the [`Clock`] that stamps
+//! events recorded without one. Injectable so tests can drive time by hand.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time: milliseconds since the Unix epoch (UTC).
+///
+/// ```
+/// use tracker_core::Timestamp;
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let t = Timestamp::from_millis(1_700_000_000_123);
+/// assert_eq!(t.as_millis(), 1_700_000_000_123);
+/// assert_eq!(Timestamp::from(UNIX_EPOCH + Duration::from_secs(2)).as_millis(), 2_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The timestamp `millis` milliseconds after the Unix epoch.
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(millis)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// Whole seconds since the Unix epoch, saturated to 32 bits (good until
+    /// the year 2106): the coarse tick stored per page.
+    pub(crate) fn as_tick(self) -> u32 {
+        u32::try_from(self.0 / 1000).unwrap_or(u32::MAX)
+    }
+
+    /// This timestamp moved forwards by `by`, saturating.
+    pub fn saturating_add(self, by: Duration) -> Self {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        Self(self.0.saturating_add(by))
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    /// Times before the epoch become the epoch.
+    fn from(time: SystemTime) -> Self {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Self(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A source of the current time for events recorded without their own.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        SystemTime::now().into()
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time.
+///
+/// ```
+/// use tracker_core::{Clock, ManualClock, Timestamp};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::new(Timestamp::from_millis(0));
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(shared.now(), Timestamp::from_millis(5_000));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: Timestamp) -> Self {
+        Self(Arc::new(AtomicU64::new(start.as_millis())))
+    }
+
+    /// Moves the clock forwards by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(by))
+            });
+    }
+
+    /// Sets the clock to `to` (which may be in the past).
+    pub fn set(&self, to: Timestamp) {
+        self.0.store(to.as_millis(), Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::Relaxed))
+    }
+}

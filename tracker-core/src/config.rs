@@ -1,0 +1,212 @@
+//! Tracker settings and the builder that checks them.
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{ConfigError, Field};
+use crate::tracker::Tracker;
+
+/// Default longest visitor id, in bytes.
+pub const DEFAULT_MAX_VISITOR_LEN: usize = 256;
+/// Default longest URL, in bytes.
+pub const DEFAULT_MAX_URL_LEN: usize = 2048;
+/// The largest visitor-id limit a tracker accepts.
+pub const VISITOR_LEN_CEILING: usize = 64 * 1024;
+/// The largest URL limit a tracker accepts.
+pub const URL_LEN_CEILING: usize = 1024 * 1024;
+
+/// What canonicalisation does with a URL's query string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QueryPolicy {
+    /// Keep it: `?a=1` and `?a=2` are different pages.
+    #[default]
+    Keep,
+    /// Drop it: every query of a path is one page.
+    Strip,
+    /// Keep only the parameters with these names (compared as sent, case
+    /// sensitive), in their original order.
+    Allow(Vec<String>),
+}
+
+/// How URLs are turned into page keys (see the `canonical_url` rules in
+/// the crate docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlOptions {
+    /// What happens to the query string.
+    pub query: QueryPolicy,
+    /// The longest URL accepted, in bytes, as sent and once canonical.
+    pub max_len: usize,
+}
+
+impl Default for UrlOptions {
+    fn default() -> Self {
+        Self {
+            query: QueryPolicy::Keep,
+            max_len: DEFAULT_MAX_URL_LEN,
+        }
+    }
+}
+
+/// The checked settings a [`Tracker`] runs with.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Number of lock stripes, a power of two.
+    pub stripes: usize,
+    /// The deployment key of the visitor hash.
+    pub hash_key: u64,
+    /// The longest visitor id accepted, in bytes.
+    pub max_visitor_len: usize,
+    /// URL canonicalisation and limits.
+    pub url: UrlOptions,
+    /// The clock that stamps events recorded without a time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Builds a [`Tracker`]; every setting has a default.
+///
+/// ```
+/// use tracker_core::{QueryPolicy, Tracker};
+///
+/// let tracker = Tracker::builder()
+///     .stripes(16)
+///     .max_url_len(1024)
+///     .query_policy(QueryPolicy::Strip)
+///     .build()?;
+/// tracker.record("v1", "https://example.com/p?utm_source=mail")?;
+/// assert_eq!(tracker.distinct("https://example.com/p")?.visitors, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TrackerBuilder {
+    stripes: Option<usize>,
+    hash_key: Option<u64>,
+    max_visitor_len: Option<usize>,
+    url: UrlOptions,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl TrackerBuilder {
+    /// Lock stripes: a power of two from 1 to 65536. Default: four per
+    /// available core, rounded up to a power of two.
+    pub fn stripes(mut self, stripes: usize) -> Self {
+        self.stripes = Some(stripes);
+        self
+    }
+
+    /// The visitor-hash key. Default: a random key. Set it to keep counts
+    /// comparable with hashes made by another tracker (a restored snapshot
+    /// carries its key).
+    pub fn hash_key(mut self, key: u64) -> Self {
+        self.hash_key = Some(key);
+        self
+    }
+
+    /// The longest visitor id, in bytes (default 256).
+    pub fn max_visitor_len(mut self, max: usize) -> Self {
+        self.max_visitor_len = Some(max);
+        self
+    }
+
+    /// The longest URL, in bytes (default 2048).
+    pub fn max_url_len(mut self, max: usize) -> Self {
+        self.url.max_len = max;
+        self
+    }
+
+    /// What canonicalisation does with query strings (default: keep).
+    pub fn query_policy(mut self, policy: QueryPolicy) -> Self {
+        self.url.query = policy;
+        self
+    }
+
+    /// The clock for events recorded without a time (default: the system
+    /// clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The checked configuration.
+    pub fn config(self) -> Result<TrackerConfig, ConfigError> {
+        let stripes = self.stripes.unwrap_or_else(default_stripes);
+        if !stripes.is_power_of_two() || stripes > 65536 {
+            return Err(ConfigError::Stripes(stripes));
+        }
+        let max_visitor_len = self.max_visitor_len.unwrap_or(DEFAULT_MAX_VISITOR_LEN);
+        check_limit(Field::Visitor, max_visitor_len, VISITOR_LEN_CEILING)?;
+        check_limit(Field::Url, self.url.max_len, URL_LEN_CEILING)?;
+        Ok(TrackerConfig {
+            stripes,
+            hash_key: self
+                .hash_key
+                .unwrap_or_else(crate::visitor_hash::random_key),
+            max_visitor_len,
+            url: self.url,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        })
+    }
+
+    /// The tracker, or why the settings are refused.
+    pub fn build(self) -> Result<Tracker, ConfigError> {
+        Ok(Tracker::with_config(self.config()?))
+    }
+}
+
+fn check_limit(field: Field, max: usize, ceiling: usize) -> Result<(), ConfigError> {
+    if (1..=ceiling).contains(&max) {
+        Ok(())
+    } else {
+        Err(ConfigError::Limit {
+            field,
+            max,
+            ceiling,
+        })
+    }
+}
+
+/// Four stripes per core keeps the chance that two busy threads want the
+/// same stripe low without making `stats` and `top` visit many locks.
+fn default_stripes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 4).next_power_of_two().min(65536)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_settings() {
+        let b = TrackerBuilder::default;
+        assert_eq!(
+            b().stripes(0).config().unwrap_err(),
+            ConfigError::Stripes(0)
+        );
+        assert_eq!(
+            b().stripes(12).config().unwrap_err(),
+            ConfigError::Stripes(12)
+        );
+        assert_eq!(
+            b().stripes(1 << 17).config().unwrap_err(),
+            ConfigError::Stripes(1 << 17)
+        );
+        assert!(matches!(
+            b().max_visitor_len(0).config(),
+            Err(ConfigError::Limit {
+                field: Field::Visitor,
+                ..
+            })
+        ));
+        assert!(matches!(
+            b().max_url_len(URL_LEN_CEILING + 1).config(),
+            Err(ConfigError::Limit {
+                field: Field::Url,
+                ..
+            })
+        ));
+        let ok = b().config().unwrap();
+        assert!(ok.stripes.is_power_of_two());
+        assert_eq!(ok.max_visitor_len, 256);
+        assert_eq!(ok.url.max_len, 2048);
+    }
+}

@@ -1,0 +1,125 @@
+//! The typed errors of the core.
+
+use std::fmt;
+
+/// Which input field an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// The visitor id.
+    Visitor,
+    /// The page URL.
+    Url,
+}
+
+impl Field {
+    /// The field's name as users spell it (`"visitor"`, `"url"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Visitor => "visitor",
+            Field::Url => "url",
+        }
+    }
+}
+
+/// Why the tracker refused a call. Refusals never change stored data.
+///
+/// ```
+/// use tracker_core::{Field, Tracker, TrackerError};
+///
+/// let tracker = Tracker::new();
+/// assert_eq!(
+///     tracker.record("", "https://example.com/"),
+///     Err(TrackerError::Empty { field: Field::Visitor })
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrackerError {
+    /// The field was empty (for a URL: empty after trimming white space).
+    Empty {
+        /// The empty field.
+        field: Field,
+    },
+    /// The field is longer than the configured limit.
+    TooLong {
+        /// The over-long field.
+        field: Field,
+        /// Its length in bytes (for a URL, after canonicalisation).
+        len: usize,
+        /// The configured maximum in bytes.
+        max: usize,
+    },
+    /// The field's bytes are not valid UTF-8 (only URLs must be text).
+    InvalidUtf8 {
+        /// The offending field.
+        field: Field,
+    },
+}
+
+impl TrackerError {
+    /// A stable, machine-readable code for the error (`"empty"`, ...), for
+    /// services that map errors onto their own wire format.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TrackerError::Empty { .. } => "empty",
+            TrackerError::TooLong { .. } => "too_long",
+            TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
+        }
+    }
+}
+
+impl fmt::Display for TrackerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrackerError::Empty { field } => write!(f, "{} must not be empty", field.name()),
+            TrackerError::TooLong { field, len, max } => write!(
+                f,
+                "{} is {len} bytes long, more than the limit of {max}",
+                field.name()
+            ),
+            TrackerError::InvalidUtf8 { field } => {
+                write!(f, "{} is not valid UTF-8", field.name())
+            }
+        }
+    }
+}
+
+impl std::error::Error for TrackerError {}
+
+/// Why a [`TrackerBuilder`](crate::TrackerBuilder) refused its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The stripe count must be a power of two between 1 and 65536.
+    Stripes(usize),
+    /// A length limit must be at least 1 and at most the hard ceiling.
+    Limit {
+        /// The limited field.
+        field: Field,
+        /// The refused limit.
+        max: usize,
+        /// The largest limit accepted.
+        ceiling: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Stripes(n) => {
+                write!(f, "stripes must be a power of two from 1 to 65536, got {n}")
+            }
+            ConfigError::Limit {
+                field,
+                max,
+                ceiling,
+            } => write!(
+                f,
+                "the {} length limit must be from 1 to {ceiling} bytes, got {max}",
+                field.name()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,76 @@
+//! What the tracker answers: counts, rankings and statistics.
+
+/// The outcome of recording an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The visitor had not been counted for this page before.
+    New,
+    /// The pair was already counted; the count is unchanged.
+    Duplicate,
+}
+
+impl Recorded {
+    /// Whether the event added a visitor to the page's count.
+    pub fn is_new(self) -> bool {
+        self == Recorded::New
+    }
+}
+
+/// The number of distinct visitors of a page.
+///
+/// ```
+/// use tracker_core::Tracker;
+///
+/// let tracker = Tracker::new();
+/// tracker.record("alice", "https://example.com/")?;
+/// let count = tracker.distinct("https://example.com/")?;
+/// assert_eq!((count.visitors, count.exact, count.relative_error), (1, true, None));
+/// # Ok::<(), tracker_core::TrackerError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Distinct {
+    /// Distinct visitors retained for the page (0 for an unknown page).
+    pub visitors: u64,
+    /// Whether `visitors` is exact (up to 64-bit hash collisions, see the
+    /// crate docs) rather than an estimate.
+    pub exact: bool,
+    /// For an estimate, its relative standard error; `None` when exact.
+    pub relative_error: Option<f64>,
+}
+
+impl Distinct {
+    pub(crate) fn exact(visitors: u64) -> Self {
+        Self {
+            visitors,
+            exact: true,
+            relative_error: None,
+        }
+    }
+}
+
+/// One row of [`Tracker::top`](crate::Tracker::top).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageCount {
+    /// The page's canonical URL.
+    pub url: String,
+    /// Its distinct visitors.
+    pub distinct: Distinct,
+}
+
+/// A snapshot of what the tracker holds.
+///
+/// Taken stripe by stripe, so under concurrent ingest the figures may mix
+/// moments a few microseconds apart; each one is exact for its stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Pages tracked.
+    pub pages: u64,
+    /// Distinct (page, visitor) pairs held.
+    pub pairs: u64,
+    /// Bytes held, as accounted by the tracker (see the crate docs for the
+    /// formula and what it leaves out).
+    pub bytes: u64,
+    /// Lock stripes.
+    pub stripes: u64,
+}

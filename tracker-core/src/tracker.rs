@@ -1,0 +1,309 @@
+//! The [`Tracker`]: validation and routing in front of the stripes.
+
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+
+use crate::canonical_url::canonicalize;
+use crate::clock::Timestamp;
+use crate::config::{TrackerBuilder, TrackerConfig};
+use crate::error::{Field, TrackerError};
+use crate::report::{Distinct, PageCount, Recorded, Stats};
+use crate::stripe::Stripe;
+use crate::sync::{self, AtomicU64, CachePadded, Ordering, RwLock};
+use crate::visitor_hash::VisitorHasher;
+
+/// Counts distinct visitors per page; share it between threads by
+/// reference or in an `Arc`.
+///
+/// ```
+/// use tracker_core::Tracker;
+///
+/// let tracker = Tracker::new();
+/// tracker.record("alice", "https://example.com/pricing")?;
+/// tracker.record("bob", "https://EXAMPLE.com/pricing#plans")?;
+/// tracker.record("alice", "https://example.com/pricing")?; // counted once
+/// assert_eq!(tracker.distinct("https://example.com/pricing")?.visitors, 2);
+/// # Ok::<(), tracker_core::TrackerError>(())
+/// ```
+pub struct Tracker {
+    stripes: Box<[CachePadded<RwLock<Stripe>>]>,
+    /// `stripes.len() - 1`.
+    stripe_mask: usize,
+    visitor_hasher: VisitorHasher,
+    /// Keys the in-memory page tables; randomly seeded per tracker, never
+    /// persisted.
+    url_hasher: ahash::RandomState,
+    /// Bytes held by all stripes, plus the tracker's fixed overhead.
+    bytes: AtomicU64,
+    config: TrackerConfig,
+}
+
+impl Tracker {
+    /// A tracker with the default settings.
+    pub fn new() -> Self {
+        Self::with_config(
+            TrackerBuilder::default()
+                .config()
+                .expect("the default configuration is valid"),
+        )
+    }
+
+    /// A builder to change settings from their defaults.
+    pub fn builder() -> TrackerBuilder {
+        TrackerBuilder::default()
+    }
+
+    /// A tracker with checked settings (see [`TrackerBuilder::config`]).
+    pub fn with_config(config: TrackerConfig) -> Self {
+        let stripes: Box<[_]> = (0..config.stripes)
+            .map(|_| CachePadded(RwLock::new(Stripe::default())))
+            .collect();
+        let fixed = std::mem::size_of_val(&*stripes);
+        Self {
+            stripe_mask: stripes.len() - 1,
+            stripes,
+            visitor_hasher: VisitorHasher::new(config.hash_key),
+            url_hasher: ahash::RandomState::new(),
+            bytes: AtomicU64::new(fixed as u64),
+            config,
+        }
+    }
+
+    /// The settings this tracker runs with.
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// Records that `visitor` visited `url` now (by the tracker's clock).
+    ///
+    /// Idempotent: recording the same pair again changes no count and
+    /// returns [`Recorded::Duplicate`]. Errors leave the tracker unchanged.
+    pub fn record(&self, visitor: &str, url: &str) -> Result<Recorded, TrackerError> {
+        self.record_bytes_at(visitor.as_bytes(), url.as_bytes(), self.config.clock.now())
+    }
+
+    /// Records a visit that happened at `at` (for replay and back-fill).
+    ///
+    /// ```
+    /// use tracker_core::{Timestamp, Tracker};
+    ///
+    /// let tracker = Tracker::new();
+    /// let at = Timestamp::from_millis(1_700_000_000_000);
+    /// assert!(tracker.record_at("v", "https://example.com/", at)?.is_new());
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    pub fn record_at(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Timestamp,
+    ) -> Result<Recorded, TrackerError> {
+        self.record_bytes_at(visitor.as_bytes(), url.as_bytes(), at)
+    }
+
+    /// Records a visit given as raw bytes, as read off a wire. The visitor
+    /// id may be any bytes; the URL must be UTF-8.
+    ///
+    /// ```
+    /// use tracker_core::{Field, Timestamp, Tracker, TrackerError};
+    ///
+    /// let tracker = Tracker::new();
+    /// let at = Timestamp::from_millis(0);
+    /// assert!(tracker.record_bytes_at(&[0xff, 0x00], b"/home", at).is_ok());
+    /// assert_eq!(
+    ///     tracker.record_bytes_at(b"v", &[0xff], at),
+    ///     Err(TrackerError::InvalidUtf8 { field: Field::Url })
+    /// );
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    pub fn record_bytes_at(
+        &self,
+        visitor: &[u8],
+        url: &[u8],
+        at: Timestamp,
+    ) -> Result<Recorded, TrackerError> {
+        self.check_visitor(visitor)?;
+        let url = std::str::from_utf8(url)
+            .map_err(|_| TrackerError::InvalidUtf8 { field: Field::Url })?;
+        let url = canonicalize(url, &self.config.url)?;
+        let visitor = self.visitor_hasher.hash(visitor);
+        let url_hash = self.url_hasher.hash_one(&*url);
+        let (recorded, grown) =
+            sync::write(self.stripe(url_hash)).record(&url, url_hash, visitor, at.as_tick());
+        if grown != 0 {
+            self.bytes.fetch_add(grown as u64, Ordering::Relaxed);
+        }
+        Ok(recorded)
+    }
+
+    /// The number of distinct visitors of `url` (after canonicalisation).
+    /// An unknown page has 0. O(1): one hash probe under one read lock.
+    pub fn distinct(&self, url: &str) -> Result<Distinct, TrackerError> {
+        let url = canonicalize(url, &self.config.url)?;
+        let url_hash = self.url_hasher.hash_one(&*url);
+        Ok(sync::read(self.stripe(url_hash)).distinct(&url, url_hash))
+    }
+
+    /// The `k` pages with the most distinct visitors, most first; ties are
+    /// broken by URL, ascending.
+    ///
+    /// Visits every page once (O(pages + k log k)), one stripe lock at a
+    /// time: meant for dashboards, not for every request.
+    ///
+    /// ```
+    /// use tracker_core::Tracker;
+    ///
+    /// let tracker = Tracker::new();
+    /// for (visitor, url) in [("a", "/x"), ("b", "/x"), ("a", "/y")] {
+    ///     tracker.record(visitor, url)?;
+    /// }
+    /// let top = tracker.top(1);
+    /// assert_eq!((top[0].url.as_str(), top[0].distinct.visitors), ("/x", 2));
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    pub fn top(&self, k: usize) -> Vec<PageCount> {
+        if k == 0 {
+            return Vec::new();
+        }
+        // A min-heap of the best k so far: its top is the row to beat.
+        let mut best: BinaryHeap<Reverse<(u64, Reverse<String>)>> = BinaryHeap::new();
+        for stripe in self.stripes.iter() {
+            let stripe = sync::read(stripe);
+            for page in stripe.pages() {
+                let count = page.visitors.len() as u64;
+                if best.len() == k {
+                    let Some(Reverse((min_count, Reverse(min_url)))) = best.peek() else {
+                        continue;
+                    };
+                    if (count, Reverse(&*page.url)) <= (*min_count, Reverse(min_url.as_str())) {
+                        continue;
+                    }
+                    best.pop();
+                }
+                best.push(Reverse((count, Reverse(page.url.to_string()))));
+            }
+        }
+        best.into_sorted_vec()
+            .into_iter()
+            .map(|Reverse((count, Reverse(url)))| PageCount {
+                url,
+                distinct: Distinct::exact(count),
+            })
+            .collect()
+    }
+
+    /// What the tracker holds. Visits each stripe once, under its read lock.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats {
+            stripes: self.stripes.len() as u64,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            ..Stats::default()
+        };
+        for stripe in self.stripes.iter() {
+            let stripe = sync::read(stripe);
+            stats.pages += stripe.page_count() as u64;
+            stats.pairs += stripe.pairs();
+        }
+        stats
+    }
+
+    /// The canonical form of `url`: the page key it is counted under.
+    ///
+    /// ```
+    /// use tracker_core::Tracker;
+    ///
+    /// let tracker = Tracker::new();
+    /// assert_eq!(
+    ///     tracker.canonicalize(" HTTPS://Example.com:443/caf%c3%a9#top ")?,
+    ///     "https://example.com/caf%C3%A9"
+    /// );
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    pub fn canonicalize<'a>(&self, url: &'a str) -> Result<Cow<'a, str>, TrackerError> {
+        canonicalize(url, &self.config.url)
+    }
+
+    /// Heap bytes held, recounted from every stripe (for tests of the
+    /// incremental accounting).
+    #[cfg(test)]
+    pub(crate) fn recount_bytes(&self) -> u64 {
+        let fixed = std::mem::size_of_val(&*self.stripes);
+        let held: usize = self.stripes.iter().map(|s| sync::read(s).bytes()).sum();
+        (fixed + held) as u64
+    }
+
+    fn check_visitor(&self, visitor: &[u8]) -> Result<(), TrackerError> {
+        let max = self.config.max_visitor_len;
+        if visitor.is_empty() {
+            Err(TrackerError::Empty {
+                field: Field::Visitor,
+            })
+        } else if visitor.len() > max {
+            Err(TrackerError::TooLong {
+                field: Field::Visitor,
+                len: visitor.len(),
+                max,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    fn stripe(&self, url_hash: u64) -> &RwLock<Stripe> {
+        &self.stripes[(url_hash >> 32) as usize & self.stripe_mask]
+    }
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("stats", &self.stats())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Tracker>();
+    }
+
+    #[test]
+    fn bytes_stay_equal_to_a_recount() {
+        let tracker = Tracker::builder().stripes(4).build().unwrap();
+        for i in 0..5_000u32 {
+            let url = format!("https://example.com/{}", i % 97);
+            tracker.record(&format!("v{}", i % 1013), &url).unwrap();
+        }
+        assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+    }
+
+    #[test]
+    fn visitor_limits() {
+        let tracker = Tracker::builder().max_visitor_len(4).build().unwrap();
+        assert!(tracker.record("abcd", "/").is_ok());
+        assert_eq!(
+            tracker.record("abcde", "/"),
+            Err(TrackerError::TooLong {
+                field: Field::Visitor,
+                len: 5,
+                max: 4
+            })
+        );
+        assert_eq!(tracker.stats().pairs, 1);
+    }
+}
