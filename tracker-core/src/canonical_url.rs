@@ -9,7 +9,8 @@
 //! - in the path and query, percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
 //!   digits, and bytes a browser would escape (non-ASCII, controls, space,
-//!   `" < > \` { }`) are percent-encoded: `café` and `caf%C3%A9` are one page;
+//!   `" < > \` { }`, a `%` that starts no escape) are percent-encoded:
+//!   `café` and `caf%C3%A9` are one page;
 //! - the query is kept (an empty one dropped), stripped, or reduced to an
 //!   allowlist of parameter names, per [`QueryPolicy`]; kept parameters keep
 //!   their order.
@@ -31,7 +32,7 @@ pub(crate) fn canonicalize<'a>(
     raw: &'a str,
     options: &UrlOptions,
 ) -> Result<Cow<'a, str>, TrackerError> {
-    let trimmed = raw.trim();
+    let trimmed = trim(raw);
     let too_long = |len| TrackerError::TooLong {
         field: Field::Url,
         len,
@@ -49,9 +50,7 @@ pub(crate) fn canonicalize<'a>(
 
     let mut path_start = 0;
     if let Some(colon) = scheme_end(bytes) {
-        for &b in &bytes[..colon] {
-            out.push_byte(b.to_ascii_lowercase());
-        }
+        push_lowercase(&mut out, src, 0, colon);
         out.push_byte(b':');
         let after = colon + 1;
         path_start = after;
@@ -61,7 +60,7 @@ pub(crate) fn canonicalize<'a>(
                 .iter()
                 .position(|&b| b == b'/' || b == b'?')
                 .map_or(bytes.len(), |p| after + 2 + p);
-            let default_port = default_port(&src[..colon]);
+            let default_port = default_port(&bytes[..colon]);
             authority(&mut out, src, after + 2, authority_end, default_port);
             path_start = authority_end;
             let path_is_empty = bytes.get(path_start).is_none_or(|&b| b == b'?');
@@ -107,13 +106,50 @@ fn scheme_end(bytes: &[u8]) -> Option<usize> {
     (bytes[end] == b':').then_some(end)
 }
 
-fn default_port(scheme: &str) -> Option<u32> {
-    const DEFAULTS: [(&str, u32); 5] = [
-        ("http", 80),
-        ("https", 443),
-        ("ws", 80),
-        ("wss", 443),
-        ("ftp", 21),
+/// `str::trim`, minus its Unicode table walk when both ends are plainly
+/// not white space (nearly always).
+fn trim(raw: &str) -> &str {
+    match (raw.as_bytes().first(), raw.as_bytes().last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => raw,
+        _ => raw.trim(),
+    }
+}
+
+/// Emits `src[start..end]` (a scheme, host or port) lowercased, with white
+/// space and control characters percent-encoded (so that no canonical URL
+/// can end in white space that a second pass would trim); copies it whole
+/// when nothing changes.
+fn push_lowercase(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
+    let part = &src[start..end];
+    if !part
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii_graphic())
+    {
+        out.take(start, end);
+        return;
+    }
+    for c in part.chars() {
+        if c.is_whitespace() || c.is_control() {
+            for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+                out.push_str(&escape(b));
+            }
+        } else if c.is_ascii() {
+            out.push_byte((c as u8).to_ascii_lowercase());
+        } else {
+            for lower in c.to_lowercase() {
+                out.push_str(lower.encode_utf8(&mut [0; 4]));
+            }
+        }
+    }
+}
+
+fn default_port(scheme: &[u8]) -> Option<u32> {
+    const DEFAULTS: [(&[u8], u32); 5] = [
+        (b"http", 80),
+        (b"https", 443),
+        (b"ws", 80),
+        (b"wss", 443),
+        (b"ftp", 21),
     ];
     DEFAULTS
         .iter()
@@ -146,23 +182,15 @@ fn authority(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, default: O
             .rposition(|&b| b == b':')
             .map(|c| host_start + c)
     };
-    let host_end = port_colon.unwrap_or(end);
-    for c in src[host_start..host_end].chars() {
-        if c.is_ascii() {
-            out.push_byte((c as u8).to_ascii_lowercase());
-        } else {
-            for lower in c.to_lowercase() {
-                out.push_str(lower.encode_utf8(&mut [0; 4]));
-            }
-        }
-    }
+    push_lowercase(out, src, host_start, port_colon.unwrap_or(end));
     let Some(colon) = port_colon else { return };
     let port = &src[colon + 1..end];
     if port.is_empty() {
         return;
     }
     if !port.bytes().all(|b| b.is_ascii_digit()) {
-        out.take(colon, end);
+        out.push_byte(b':');
+        push_lowercase(out, src, colon + 1, end);
         return;
     }
     let digits = port.trim_start_matches('0');
@@ -194,8 +222,10 @@ fn query(out: &mut Lazy<'_>, src: &str, start: usize, policy: &QueryPolicy) {
             let mut param_start = start;
             for param in src[start..].split('&') {
                 let param_end = param_start + param.len();
-                let name = param.split('=').next().unwrap_or_default();
-                if !param.is_empty() && names.iter().any(|allowed| allowed == name) {
+                // Names are compared in canonical form, so `é`, `%C3%A9` and
+                // `%c3%a9` in the URL or the allowlist all mean one name.
+                let name = normalized(param.split('=').next().unwrap_or_default());
+                if !param.is_empty() && names.iter().any(|allowed| normalized(allowed) == name) {
                     out.push_byte(if first { b'?' } else { b'&' });
                     first = false;
                     normalize_escapes(out, src, param_start, param_end);
@@ -212,7 +242,14 @@ fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
     let bytes = src.as_bytes();
     let mut run = start;
     let mut i = start;
-    while i < end {
+    loop {
+        // The common case: a run of bytes that stay as they are.
+        while i < end && PLAIN[usize::from(bytes[i])] {
+            i += 1;
+        }
+        if i >= end {
+            break;
+        }
         let b = bytes[i];
         if b == b'%' {
             let hex = bytes.get(i + 1..i + 3).filter(|_| i + 3 <= end);
@@ -232,6 +269,12 @@ fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
                 i += 3;
                 continue;
             }
+            // A '%' that starts no escape is escaped itself; left bare, it
+            // could join with what a decoded escape puts after it and make
+            // a new escape on a second pass (`%4%41` -> `%4A`).
+            out.take(run, i);
+            out.push_str("%25");
+            run = i + 1;
         } else if needs_escape(b) {
             out.take(run, i);
             out.push_str(&escape(b));
@@ -240,6 +283,13 @@ fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
         i += 1;
     }
     out.take(run, end);
+}
+
+/// A path or query piece with its escapes normalised.
+fn normalized(piece: &str) -> Cow<'_, str> {
+    let mut out = Lazy::new(piece);
+    normalize_escapes(&mut out, piece, 0, piece.len());
+    out.finish()
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -253,6 +303,20 @@ fn is_unreserved(b: u8) -> bool {
 fn needs_escape(b: u8) -> bool {
     !b.is_ascii_graphic() || matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}')
 }
+
+/// Bytes that path and query normalisation leave as they are: neither an
+/// escape (`%`) nor a byte to escape.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_graphic()
+            && !matches!(byte, b'%' | b'"' | b'<' | b'>' | b'`' | b'{' | b'}');
+        b += 1;
+    }
+    table
+};
 
 /// `%XX` with upper-case hex digits. Always ASCII.
 fn escape(b: u8) -> String {
@@ -417,11 +481,11 @@ mod tests {
         );
         assert_eq!(
             canon("https://example.com/100%"),
-            "https://example.com/100%"
+            "https://example.com/100%25"
         );
         assert_eq!(
             canon("https://example.com/%zz%4"),
-            "https://example.com/%zz%4"
+            "https://example.com/%25zz%254"
         );
         assert_eq!(canon("https://example.com/%2f"), "https://example.com/%2F");
     }

@@ -23,8 +23,8 @@ pub enum QueryPolicy {
     Keep,
     /// Drop it: every query of a path is one page.
     Strip,
-    /// Keep only the parameters with these names (compared as sent, case
-    /// sensitive), in their original order.
+    /// Keep only the parameters with these names (case sensitive, escapes
+    /// normalised: `é` and `%C3%A9` are one name), in their original order.
     Allow(Vec<String>),
 }
 

@@ -40,9 +40,30 @@ pub(crate) struct Stripe {
 }
 
 impl Stripe {
-    /// Records `visitor` on the page `url`; returns the outcome and how many
-    /// heap bytes the stripe grew by (0 unless something was allocated).
+    /// Records `visitor` on the page `url` if the stripe has that page;
+    /// returns the outcome and how many heap bytes the stripe grew by (0
+    /// unless the page's set grew), or `None` for an unknown page.
     #[inline]
+    pub(crate) fn record_existing(
+        &mut self,
+        url: &str,
+        url_hash: u64,
+        visitor: u64,
+        tick: u32,
+    ) -> Option<(Recorded, usize)> {
+        let page = self.pages.find_mut(url_hash, |p| *p.url == *url)?;
+        page.last_recorded = page.last_recorded.max(tick);
+        let before = page.visitors.heap_bytes();
+        if !page.visitors.insert(visitor) {
+            return Some((Recorded::Duplicate, 0));
+        }
+        let grown = page.visitors.heap_bytes() - before;
+        self.pairs += 1;
+        self.bytes += grown;
+        Some((Recorded::New, grown))
+    }
+
+    /// Records `visitor` on the page `url`, creating the page if needed.
     pub(crate) fn record(
         &mut self,
         url: &str,
@@ -50,16 +71,8 @@ impl Stripe {
         visitor: u64,
         tick: u32,
     ) -> (Recorded, usize) {
-        if let Some(page) = self.pages.find_mut(url_hash, |p| *p.url == *url) {
-            page.last_recorded = page.last_recorded.max(tick);
-            let before = page.visitors.heap_bytes();
-            if !page.visitors.insert(visitor) {
-                return (Recorded::Duplicate, 0);
-            }
-            let grown = page.visitors.heap_bytes() - before;
-            self.pairs += 1;
-            self.bytes += grown;
-            return (Recorded::New, grown);
+        if let Some(done) = self.record_existing(url, url_hash, visitor, tick) {
+            return done;
         }
         let table_before = self.pages.allocation_size();
         let mut page = Page::new(url, url_hash);
@@ -73,12 +86,10 @@ impl Stripe {
         (Recorded::New, grown)
     }
 
-    pub(crate) fn distinct(&self, url: &str, url_hash: u64) -> Distinct {
-        let visitors = self
-            .pages
-            .find(url_hash, |p| *p.url == *url)
-            .map_or(0, |p| p.visitors.len());
-        Distinct::exact(visitors as u64)
+    /// The page's count, or `None` if the stripe does not have it.
+    pub(crate) fn distinct(&self, url: &str, url_hash: u64) -> Option<Distinct> {
+        let page = self.pages.find(url_hash, |p| *p.url == *url)?;
+        Some(Distinct::exact(page.visitors.len() as u64))
     }
 
     pub(crate) fn pages(&self) -> impl Iterator<Item = &Page> {
@@ -93,6 +104,7 @@ impl Stripe {
         self.pairs
     }
 
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }

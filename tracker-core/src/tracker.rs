@@ -81,7 +81,7 @@ impl Tracker {
     /// Idempotent: recording the same pair again changes no count and
     /// returns [`Recorded::Duplicate`]. Errors leave the tracker unchanged.
     pub fn record(&self, visitor: &str, url: &str) -> Result<Recorded, TrackerError> {
-        self.record_bytes_at(visitor.as_bytes(), url.as_bytes(), self.config.clock.now())
+        self.record_checked(visitor.as_bytes(), url, self.config.clock.now())
     }
 
     /// Records a visit that happened at `at` (for replay and back-fill).
@@ -100,7 +100,7 @@ impl Tracker {
         url: &str,
         at: Timestamp,
     ) -> Result<Recorded, TrackerError> {
-        self.record_bytes_at(visitor.as_bytes(), url.as_bytes(), at)
+        self.record_checked(visitor.as_bytes(), url, at)
     }
 
     /// Records a visit given as raw bytes, as read off a wire. The visitor
@@ -124,14 +124,40 @@ impl Tracker {
         url: &[u8],
         at: Timestamp,
     ) -> Result<Recorded, TrackerError> {
-        self.check_visitor(visitor)?;
         let url = std::str::from_utf8(url)
             .map_err(|_| TrackerError::InvalidUtf8 { field: Field::Url })?;
-        let url = canonicalize(url, &self.config.url)?;
+        self.record_checked(visitor, url, at)
+    }
+
+    /// The record path shared by every entry point, once the URL is text.
+    #[inline]
+    fn record_checked(
+        &self,
+        visitor: &[u8],
+        url: &str,
+        at: Timestamp,
+    ) -> Result<Recorded, TrackerError> {
+        self.check_visitor(visitor)?;
         let visitor = self.visitor_hasher.hash(visitor);
-        let url_hash = self.url_hasher.hash_one(&*url);
-        let (recorded, grown) =
-            sync::write(self.stripe(url_hash)).record(&url, url_hash, visitor, at.as_tick());
+        let tick = at.as_tick();
+        // Fast path: the URL as sent is already a page's key. Stored keys are
+        // canonical and canonical form is a fixed point (canonicalising it
+        // changes nothing), so a match needs no canonicalisation.
+        let raw_hash = self.url_hasher.hash_one(url);
+        let existing =
+            sync::write(self.stripe(raw_hash)).record_existing(url, raw_hash, visitor, tick);
+        let (recorded, grown) = match existing {
+            Some(done) => done,
+            None => {
+                let canonical = canonicalize(url, &self.config.url)?;
+                let url_hash = if canonical == url {
+                    raw_hash
+                } else {
+                    self.url_hasher.hash_one(&*canonical)
+                };
+                sync::write(self.stripe(url_hash)).record(&canonical, url_hash, visitor, tick)
+            }
+        };
         if grown != 0 {
             self.bytes.fetch_add(grown as u64, Ordering::Relaxed);
         }
@@ -139,11 +165,21 @@ impl Tracker {
     }
 
     /// The number of distinct visitors of `url` (after canonicalisation).
-    /// An unknown page has 0. O(1): one hash probe under one read lock.
+    /// An unknown page has 0. O(1): at most two hash probes (the URL as
+    /// sent, then its canonical form), each under one read lock.
     pub fn distinct(&self, url: &str) -> Result<Distinct, TrackerError> {
-        let url = canonicalize(url, &self.config.url)?;
-        let url_hash = self.url_hasher.hash_one(&*url);
-        Ok(sync::read(self.stripe(url_hash)).distinct(&url, url_hash))
+        // The same fast path as `record_checked`: a stored key is canonical.
+        let raw_hash = self.url_hasher.hash_one(url);
+        if let Some(count) = sync::read(self.stripe(raw_hash)).distinct(url, raw_hash) {
+            return Ok(count);
+        }
+        let canonical = canonicalize(url, &self.config.url)?;
+        if canonical == url {
+            return Ok(Distinct::exact(0));
+        }
+        let url_hash = self.url_hasher.hash_one(&*canonical);
+        let count = sync::read(self.stripe(url_hash)).distinct(&canonical, url_hash);
+        Ok(count.unwrap_or(Distinct::exact(0)))
     }
 
     /// The `k` pages with the most distinct visitors, most first; ties are
@@ -280,6 +316,12 @@ mod tests {
     fn tracker_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Tracker>();
+    }
+
+    /// The memory formula in the crate docs counts 128 bytes per stripe.
+    #[test]
+    fn a_stripe_takes_two_cache_lines() {
+        assert_eq!(std::mem::size_of::<CachePadded<RwLock<Stripe>>>(), 128);
     }
 
     #[test]

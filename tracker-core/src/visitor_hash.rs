@@ -25,10 +25,6 @@ impl VisitorHasher {
         Self { key }
     }
 
-    pub(crate) fn key(&self) -> u64 {
-        self.key
-    }
-
     /// The visitor's hash; never 0, because 0 marks an empty slot in the
     /// visitor tables. Folding 0 onto 1 adds a 2^-64 chance of a collision.
     #[inline]

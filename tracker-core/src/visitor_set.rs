@@ -43,27 +43,6 @@ impl VisitorSet {
         }
     }
 
-    /// The heap bytes the set will hold if `hash` is added (equal to now
-    /// when it is already present or fits without growing).
-    pub(crate) fn heap_bytes_after_insert(&self, hash: u64) -> usize {
-        match self {
-            VisitorSet::Inline(slots) => {
-                if slots.contains(&hash) || slots[INLINE - 1] == 0 {
-                    0
-                } else {
-                    MIN_CAPACITY * std::mem::size_of::<u64>()
-                }
-            }
-            VisitorSet::Table(table) => {
-                if table.contains(hash) {
-                    table.heap_bytes()
-                } else {
-                    table.heap_bytes_after_insert()
-                }
-            }
-        }
-    }
-
     /// Adds a (non-zero) visitor hash; returns whether it was new.
     #[inline]
     pub(crate) fn insert(&mut self, hash: u64) -> bool {
@@ -92,6 +71,7 @@ impl VisitorSet {
     }
 
     /// The hashes held, in no particular order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = u64> + '_> {
         match self {
             VisitorSet::Inline(slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
@@ -113,12 +93,10 @@ mod tests {
     fn moves_from_inline_to_table_without_losing_members() {
         let mut set = VisitorSet::default();
         for h in 1..=INLINE as u64 {
-            assert_eq!(set.heap_bytes_after_insert(h), 0);
             assert!(set.insert(h));
             assert!(!set.insert(h));
         }
         assert_eq!(set.heap_bytes(), 0);
-        assert_eq!(set.heap_bytes_after_insert(99), 64);
         assert!(set.insert(99));
         assert_eq!(set.heap_bytes(), 64);
         assert_eq!(set.len(), INLINE + 1);

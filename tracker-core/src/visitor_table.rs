@@ -46,16 +46,6 @@ impl VisitorTable {
         std::mem::size_of_val(&*self.slots)
     }
 
-    /// The heap bytes this table will hold after its next insert of a new
-    /// key: more than now if that insert makes it grow.
-    pub(crate) fn heap_bytes_after_insert(&self) -> usize {
-        if self.needs_growth() {
-            next_capacity(self.slots.len()) * std::mem::size_of::<u64>()
-        } else {
-            self.heap_bytes()
-        }
-    }
-
     #[inline]
     fn home(&self, key: u64) -> usize {
         ((u128::from(key) * self.slots.len() as u128) >> 64) as usize
@@ -87,6 +77,7 @@ impl VisitorTable {
     }
 
     /// Whether `key` is in the set.
+    #[cfg(test)]
     pub(crate) fn contains(&self, key: u64) -> bool {
         debug_assert_ne!(key, 0);
         let mut slot = self.home(key);
@@ -173,6 +164,7 @@ impl VisitorTable {
     }
 
     /// The keys, in table order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.slots.iter().copied().filter(|&k| k != 0)
     }
