@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::budget::MemoryPolicy;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Field};
 use crate::tracker::Tracker;
@@ -60,6 +61,18 @@ pub struct TrackerConfig {
     pub url: UrlOptions,
     /// The clock that stamps events recorded without a time.
     pub clock: Arc<dyn Clock>,
+    /// The most bytes the tracker may hold, or `None` for no limit.
+    pub max_memory: Option<u64>,
+    /// What happens when a record would pass `max_memory`.
+    pub memory_policy: MemoryPolicy,
+}
+
+impl TrackerConfig {
+    /// Bytes a tracker holds before it holds any page: its stripes, each
+    /// a lock and a table header padded to two cache lines.
+    pub fn fixed_bytes(&self) -> u64 {
+        (self.stripes * crate::tracker::STRIPE_BYTES) as u64
+    }
 }
 
 /// Builds a [`Tracker`]; every setting has a default.
@@ -83,6 +96,8 @@ pub struct TrackerBuilder {
     max_visitor_len: Option<usize>,
     url: UrlOptions,
     clock: Option<Arc<dyn Clock>>,
+    max_memory: Option<u64>,
+    memory_policy: MemoryPolicy,
 }
 
 impl TrackerBuilder {
@@ -126,6 +141,39 @@ impl TrackerBuilder {
         self
     }
 
+    /// The most bytes the tracker may hold (default: no limit). Tables, URL
+    /// strings, visitor sets and sketches all count; the crate docs give
+    /// the formula. Must leave room for the stripes themselves.
+    ///
+    /// ```
+    /// use tracker_core::{MemoryPolicy, Tracker, TrackerError};
+    ///
+    /// let tracker = Tracker::builder()
+    ///     .stripes(1)
+    ///     .max_memory(1_000)
+    ///     .memory_policy(MemoryPolicy::Reject)
+    ///     .build()?;
+    /// tracker.record("v", "/a")?;
+    /// let long = format!("/{}", "x".repeat(2_000));
+    /// assert!(matches!(
+    ///     tracker.record("v", &long),
+    ///     Err(TrackerError::MemoryFull { .. })
+    /// ));
+    /// assert_eq!(tracker.distinct("/a")?.visitors, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// What happens when a record would pass the memory limit (default:
+    /// [`MemoryPolicy::Sketch`]).
+    pub fn memory_policy(mut self, policy: MemoryPolicy) -> Self {
+        self.memory_policy = policy;
+        self
+    }
+
     /// The checked configuration.
     pub fn config(self) -> Result<TrackerConfig, ConfigError> {
         let stripes = self.stripes.unwrap_or_else(default_stripes);
@@ -135,7 +183,7 @@ impl TrackerBuilder {
         let max_visitor_len = self.max_visitor_len.unwrap_or(DEFAULT_MAX_VISITOR_LEN);
         check_limit(Field::Visitor, max_visitor_len, VISITOR_LEN_CEILING)?;
         check_limit(Field::Url, self.url.max_len, URL_LEN_CEILING)?;
-        Ok(TrackerConfig {
+        let config = TrackerConfig {
             stripes,
             hash_key: self
                 .hash_key
@@ -143,7 +191,18 @@ impl TrackerBuilder {
             max_visitor_len,
             url: self.url,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-        })
+            max_memory: self.max_memory,
+            memory_policy: self.memory_policy,
+        };
+        if let Some(max) = config.max_memory
+            && max < config.fixed_bytes()
+        {
+            return Err(ConfigError::MemoryTooSmall {
+                max,
+                min: config.fixed_bytes(),
+            });
+        }
+        Ok(config)
     }
 
     /// The tracker, or why the settings are refused.
@@ -204,6 +263,14 @@ mod tests {
                 ..
             })
         ));
+        assert_eq!(
+            b().stripes(8).max_memory(1023).config().unwrap_err(),
+            ConfigError::MemoryTooSmall {
+                max: 1023,
+                min: 1024
+            }
+        );
+        assert!(b().stripes(8).max_memory(1024).config().is_ok());
         let ok = b().config().unwrap();
         assert!(ok.stripes.is_power_of_two());
         assert_eq!(ok.max_visitor_len, 256);

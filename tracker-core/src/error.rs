@@ -54,6 +54,15 @@ pub enum TrackerError {
         /// The offending field.
         field: Field,
     },
+    /// Recording needs more memory than the budget has, and the policy
+    /// ([`MemoryPolicy::Reject`](crate::MemoryPolicy::Reject)) or the budget
+    /// (too small to hold this page at all) refuses to make room.
+    MemoryFull {
+        /// Bytes the record needed.
+        needed: u64,
+        /// The configured budget.
+        limit: u64,
+    },
 }
 
 impl TrackerError {
@@ -64,6 +73,7 @@ impl TrackerError {
             TrackerError::Empty { .. } => "empty",
             TrackerError::TooLong { .. } => "too_long",
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
+            TrackerError::MemoryFull { .. } => "memory_full",
         }
     }
 }
@@ -80,6 +90,10 @@ impl fmt::Display for TrackerError {
             TrackerError::InvalidUtf8 { field } => {
                 write!(f, "{} is not valid UTF-8", field.name())
             }
+            TrackerError::MemoryFull { needed, limit } => write!(
+                f,
+                "memory budget of {limit} bytes is full ({needed} more bytes needed)"
+            ),
         }
     }
 }
@@ -92,6 +106,13 @@ impl std::error::Error for TrackerError {}
 pub enum ConfigError {
     /// The stripe count must be a power of two between 1 and 65536.
     Stripes(usize),
+    /// The memory limit is below what the stripes alone take.
+    MemoryTooSmall {
+        /// The refused limit.
+        max: u64,
+        /// The least limit accepted.
+        min: u64,
+    },
     /// A length limit must be at least 1 and at most the hard ceiling.
     Limit {
         /// The limited field.
@@ -109,6 +130,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Stripes(n) => {
                 write!(f, "stripes must be a power of two from 1 to 65536, got {n}")
             }
+            ConfigError::MemoryTooSmall { max, min } => write!(
+                f,
+                "max_memory must be at least {min} bytes (the stripes alone), got {max}"
+            ),
             ConfigError::Limit {
                 field,
                 max,

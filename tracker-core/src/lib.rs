@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budget;
 mod canonical_url;
 mod clock;
 mod config;
@@ -89,6 +90,7 @@ mod visitor_hash;
 mod visitor_set;
 mod visitor_table;
 
+pub use budget::MemoryPolicy;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{
     DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, QueryPolicy, TrackerBuilder, TrackerConfig,

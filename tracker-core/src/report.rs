@@ -73,4 +73,10 @@ pub struct Stats {
     pub bytes: u64,
     /// Lock stripes.
     pub stripes: u64,
+    /// The memory budget in bytes, if one is set.
+    pub max_bytes: Option<u64>,
+    /// Pages evicted to stay within the budget, since start.
+    pub evictions: u64,
+    /// Records refused for lack of memory, since start.
+    pub rejections: u64,
 }

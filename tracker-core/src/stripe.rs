@@ -27,8 +27,14 @@
 
 use hashbrown::HashTable;
 
+use crate::budget::MemoryBudget;
 use crate::page::Page;
 use crate::report::{Distinct, Recorded};
+use crate::visitor_set::Insert;
+
+/// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
+/// and a few more samples buy a closer approximation of true LRU.
+pub(crate) const EVICTION_SAMPLES: usize = 8;
 
 #[derive(Debug, Default)]
 pub(crate) struct Stripe {
@@ -39,10 +45,25 @@ pub(crate) struct Stripe {
     bytes: usize,
 }
 
+/// What recording did in a stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StripeRecord {
+    /// Recorded.
+    Done(Recorded),
+    /// Recording needs this many more bytes than the budget has left;
+    /// nothing was changed.
+    NeedRoom(usize),
+    /// The page table is full and its growth does not fit the budget;
+    /// evicting a page of this stripe frees a slot without growing.
+    TableFull(usize),
+    /// The stripe has no such page (from `record_existing` only).
+    NoPage,
+}
+
 impl Stripe {
-    /// Records `visitor` on the page `url` if the stripe has that page;
-    /// returns the outcome and how many heap bytes the stripe grew by (0
-    /// unless the page's set grew), or `None` for an unknown page.
+    /// Records `visitor` on the page `url` if the stripe has that page.
+    /// Allocates only when the page's set must grow, and only after
+    /// reserving the bytes in `budget`.
     #[inline]
     pub(crate) fn record_existing(
         &mut self,
@@ -50,17 +71,31 @@ impl Stripe {
         url_hash: u64,
         visitor: u64,
         tick: u32,
-    ) -> Option<(Recorded, usize)> {
-        let page = self.pages.find_mut(url_hash, |p| *p.url == *url)?;
+        budget: &MemoryBudget,
+    ) -> StripeRecord {
+        let Some(page) = self
+            .pages
+            .find_mut(url_hash, |p| p.url_hash == url_hash && *p.url == *url)
+        else {
+            return StripeRecord::NoPage;
+        };
+        let recorded = match page.visitors.insert(visitor) {
+            Insert::Present => Recorded::Duplicate,
+            Insert::Added => Recorded::New,
+            Insert::Grow(bytes) => {
+                if !budget.try_reserve(bytes) {
+                    return StripeRecord::NeedRoom(bytes);
+                }
+                page.visitors.grow_and_insert(visitor);
+                self.bytes += bytes;
+                Recorded::New
+            }
+        };
         page.last_recorded = page.last_recorded.max(tick);
-        let before = page.visitors.heap_bytes();
-        if !page.visitors.insert(visitor) {
-            return Some((Recorded::Duplicate, 0));
+        if recorded == Recorded::New {
+            self.pairs += 1;
         }
-        let grown = page.visitors.heap_bytes() - before;
-        self.pairs += 1;
-        self.bytes += grown;
-        Some((Recorded::New, grown))
+        StripeRecord::Done(recorded)
     }
 
     /// Records `visitor` on the page `url`, creating the page if needed.
@@ -70,25 +105,116 @@ impl Stripe {
         url_hash: u64,
         visitor: u64,
         tick: u32,
-    ) -> (Recorded, usize) {
-        if let Some(done) = self.record_existing(url, url_hash, visitor, tick) {
-            return done;
+        budget: &MemoryBudget,
+    ) -> StripeRecord {
+        match self.record_existing(url, url_hash, visitor, tick, budget) {
+            StripeRecord::NoPage => {}
+            done_or_full => return done_or_full,
         }
+        // A new page costs its URL, plus the page table's growth when the
+        // table is full. hashbrown decides that growth's exact size, so
+        // reserve a bound first and give back the difference after.
         let table_before = self.pages.allocation_size();
+        let table_grows = self.pages.len() == self.pages.capacity();
+        let bound = url.len()
+            + if table_grows {
+                table_growth_bound(table_before)
+            } else {
+                0
+            };
+        if !budget.try_reserve(bound) {
+            return if table_grows {
+                StripeRecord::TableFull(bound)
+            } else {
+                StripeRecord::NeedRoom(bound)
+            };
+        }
         let mut page = Page::new(url, url_hash);
         page.last_recorded = tick;
         page.visitors.insert(visitor);
-        let page_bytes = page.heap_bytes();
         self.pages.insert_unique(url_hash, page, |p| p.url_hash);
-        let grown = self.pages.allocation_size() - table_before + page_bytes;
+        let grown = self.pages.allocation_size() - table_before + url.len();
+        debug_assert!(grown <= bound, "grew {grown}, bound {bound}");
+        if grown <= bound {
+            budget.release(bound - grown);
+        } else {
+            budget.force_reserve(grown - bound);
+        }
         self.pairs += 1;
         self.bytes += grown;
-        (Recorded::New, grown)
+        StripeRecord::Done(Recorded::New)
+    }
+
+    /// Evicts the least recently recorded of up to `samples` pages picked
+    /// at random (Redis's approximated LRU), using `random` for the picks.
+    /// Returns the bytes freed, or `None` if the stripe has no page.
+    pub(crate) fn evict_sampled(
+        &mut self,
+        mut random: impl FnMut() -> u64,
+        samples: usize,
+    ) -> Option<usize> {
+        if self.pages.is_empty() {
+            return None;
+        }
+        let buckets = self.pages.num_buckets();
+        let mut oldest: Option<(u32, usize)> = None;
+        let (mut seen, mut probes) = (0, 0);
+        // Random buckets until `samples` pages are seen; a sparse table
+        // (after many evictions) may need several probes per page.
+        while seen < samples && probes < samples * 16 {
+            probes += 1;
+            let bucket = ((u128::from(random()) * buckets as u128) >> 64) as usize;
+            if let Some(page) = self.pages.get_bucket(bucket) {
+                seen += 1;
+                if oldest.is_none_or(|(tick, _)| page.last_recorded < tick) {
+                    oldest = Some((page.last_recorded, bucket));
+                }
+            }
+        }
+        let bucket = match oldest {
+            Some((_, bucket)) => bucket,
+            None => (0..buckets).find(|&b| self.pages.get_bucket(b).is_some())?,
+        };
+        let (page, _) = self.pages.get_bucket_entry(bucket).ok()?.remove();
+        let freed = page.heap_bytes();
+        self.pairs -= page.visitors.len() as u64;
+        self.bytes -= freed;
+        Some(freed)
+    }
+
+    /// Makes room in a full page table without growing it: evicts an
+    /// eighth of the stripe's pages (sampled LRU, at least one), then
+    /// rebuilds the table in its own allocation. The rebuild matters:
+    /// hashbrown leaves tombstones where pages were removed, and a table
+    /// with no empty slots grows on the next insert however few pages it
+    /// holds. Returns the bytes freed and the pages evicted.
+    pub(crate) fn evict_and_compact(&mut self, mut random: impl FnMut() -> u64) -> (usize, u64) {
+        let target = (self.pages.len() / 8).max(1);
+        let (mut freed, mut evicted) = (0, 0);
+        while evicted < target as u64 {
+            match self.evict_sampled(&mut random, EVICTION_SAMPLES) {
+                Some(bytes) => {
+                    freed += bytes;
+                    evicted += 1;
+                }
+                None => break,
+            }
+        }
+        // Draining keeps the allocation and resets every slot to empty;
+        // re-inserting fewer pages than it holds never reallocates.
+        let kept: Vec<Page> = self.pages.drain().collect();
+        for page in kept {
+            self.pages
+                .insert_unique(page.url_hash, page, |p| p.url_hash);
+        }
+        (freed, evicted)
     }
 
     /// The page's count, or `None` if the stripe does not have it.
     pub(crate) fn distinct(&self, url: &str, url_hash: u64) -> Option<Distinct> {
-        let page = self.pages.find(url_hash, |p| *p.url == *url)?;
+        let page = self
+            .pages
+            .find(url_hash, |p| p.url_hash == url_hash && *p.url == *url)?;
         Some(Distinct::exact(page.visitors.len() as u64))
     }
 
@@ -110,6 +236,16 @@ impl Stripe {
     }
 }
 
+/// An upper bound on how much a hashbrown table whose allocation is
+/// `before` bytes grows when it next resizes. It at most doubles its
+/// buckets (each a page slot and a control byte; a fixed tail of control
+/// bytes, one SIMD group wide, does not double), and its first allocation
+/// is four buckets.
+fn table_growth_bound(before: usize) -> usize {
+    const FIRST: usize = 4 * (std::mem::size_of::<Page>() + 1) + 16;
+    before + FIRST
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,19 +253,62 @@ mod tests {
     #[test]
     fn accounting_matches_a_recount() {
         let mut stripe = Stripe::default();
-        let mut reported = 0;
+        let budget = MemoryBudget::new(None, 0);
         for page in 0..50u64 {
             let url = format!("https://example.com/{page}");
             for visitor in 1..=page * 3 + 1 {
-                reported += stripe
-                    .record(&url, page.wrapping_mul(0x9E37_79B9_7F4A_7C15), visitor, 0)
-                    .1;
+                let hash = page.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let done = stripe.record(&url, hash, visitor, 0, &budget);
+                assert_eq!(done, StripeRecord::Done(Recorded::New));
             }
         }
         let recount: usize =
             stripe.pages.allocation_size() + stripe.pages().map(Page::heap_bytes).sum::<usize>();
         assert_eq!(stripe.bytes(), recount);
-        assert_eq!(reported, recount);
+        assert_eq!(budget.held() as usize, recount);
         assert_eq!(stripe.pairs(), (0..50).map(|p| p * 3 + 1).sum::<u64>());
+
+        // Evicting gives back exactly what each page held.
+        let mut state = 1u64;
+        let mut random = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        };
+        while let Some(freed) = stripe.evict_sampled(&mut random, 5) {
+            budget.release(freed);
+        }
+        assert_eq!(stripe.pairs(), 0);
+        assert_eq!(stripe.bytes(), stripe.pages.allocation_size());
+        assert_eq!(budget.held() as usize, stripe.pages.allocation_size());
+    }
+
+    #[test]
+    fn a_refused_reservation_changes_nothing() {
+        let mut stripe = Stripe::default();
+        let budget = MemoryBudget::new(Some(2_000), 0);
+        let url = "https://example.com/";
+        for visitor in 1..=3 {
+            assert!(matches!(
+                stripe.record(url, 7, visitor, 0, &budget),
+                StripeRecord::Done(_)
+            ));
+        }
+        let held = budget.held();
+        assert!(held > 0);
+        // The fourth visitor needs a table; the budget has no room for it.
+        let tight = MemoryBudget::new(Some(held), held);
+        assert_eq!(
+            stripe.record(url, 7, 4, 9, &tight),
+            StripeRecord::NeedRoom(64)
+        );
+        assert_eq!(stripe.distinct(url, 7).map(|d| d.visitors), Some(3));
+        assert_eq!(stripe.pages().next().map(|p| p.last_recorded), Some(0));
+        // A second page fits the table's free slots: it needs its URL only.
+        assert_eq!(
+            stripe.record("https://example.com/b", 8, 1, 0, &tight),
+            StripeRecord::NeedRoom(21)
+        );
     }
 }

@@ -5,12 +5,13 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 
+use crate::budget::{MemoryBudget, MemoryPolicy};
 use crate::canonical_url::canonicalize;
 use crate::clock::Timestamp;
 use crate::config::{TrackerBuilder, TrackerConfig};
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
-use crate::stripe::Stripe;
+use crate::stripe::{EVICTION_SAMPLES, Stripe, StripeRecord};
 use crate::sync::{self, AtomicU64, CachePadded, Ordering, RwLock};
 use crate::visitor_hash::VisitorHasher;
 
@@ -36,9 +37,20 @@ pub struct Tracker {
     /// persisted.
     url_hasher: ahash::RandomState,
     /// Bytes held by all stripes, plus the tracker's fixed overhead.
-    bytes: AtomicU64,
+    budget: MemoryBudget,
+    evictions: AtomicU64,
+    rejections: AtomicU64,
+    /// State of the random picks eviction samples with.
+    random: AtomicU64,
     config: TrackerConfig,
 }
+
+/// Bytes one stripe takes before it holds a page (see the memory formula).
+pub(crate) const STRIPE_BYTES: usize = std::mem::size_of::<CachePadded<RwLock<Stripe>>>();
+
+/// How often a record retries after making room, in case other threads
+/// took the room first.
+const ROOM_ATTEMPTS: usize = 8;
 
 impl Tracker {
     /// A tracker with the default settings.
@@ -60,13 +72,15 @@ impl Tracker {
         let stripes: Box<[_]> = (0..config.stripes)
             .map(|_| CachePadded(RwLock::new(Stripe::default())))
             .collect();
-        let fixed = std::mem::size_of_val(&*stripes);
         Self {
             stripe_mask: stripes.len() - 1,
             stripes,
             visitor_hasher: VisitorHasher::new(config.hash_key),
             url_hasher: ahash::RandomState::new(),
-            bytes: AtomicU64::new(fixed as u64),
+            budget: MemoryBudget::new(config.max_memory, config.fixed_bytes()),
+            evictions: AtomicU64::new(0),
+            rejections: AtomicU64::new(0),
+            random: AtomicU64::new(config.hash_key),
             config,
         }
     }
@@ -144,24 +158,121 @@ impl Tracker {
         // canonical and canonical form is a fixed point (canonicalising it
         // changes nothing), so a match needs no canonicalisation.
         let raw_hash = self.url_hasher.hash_one(url);
-        let existing =
-            sync::write(self.stripe(raw_hash)).record_existing(url, raw_hash, visitor, tick);
-        let (recorded, grown) = match existing {
-            Some(done) => done,
-            None => {
-                let canonical = canonicalize(url, &self.config.url)?;
-                let url_hash = if canonical == url {
-                    raw_hash
-                } else {
-                    self.url_hasher.hash_one(&*canonical)
-                };
-                sync::write(self.stripe(url_hash)).record(&canonical, url_hash, visitor, tick)
+        let mut outcome = sync::write(self.stripe(raw_hash)).record_existing(
+            url,
+            raw_hash,
+            visitor,
+            tick,
+            &self.budget,
+        );
+        let mut canonical = None;
+        let mut attempts = 0;
+        loop {
+            match outcome {
+                StripeRecord::Done(recorded) => return Ok(recorded),
+                StripeRecord::NoPage => {}
+                StripeRecord::NeedRoom(needed) | StripeRecord::TableFull(needed) => {
+                    // No lock is held here: making room visits other stripes.
+                    attempts += 1;
+                    let table_full = matches!(outcome, StripeRecord::TableFull(_));
+                    let room = match &canonical {
+                        Some((_, url_hash)) if table_full => self.free_a_slot(*url_hash),
+                        _ => self.make_room(needed),
+                    };
+                    if attempts > ROOM_ATTEMPTS || !room {
+                        self.rejections.fetch_add(1, Ordering::Relaxed);
+                        return Err(TrackerError::MemoryFull {
+                            needed: needed as u64,
+                            limit: self.budget.limit().unwrap_or(u64::MAX),
+                        });
+                    }
+                }
             }
-        };
-        if grown != 0 {
-            self.bytes.fetch_add(grown as u64, Ordering::Relaxed);
+            let (canonical, url_hash) = match &canonical {
+                Some(known) => known,
+                None => {
+                    let form = canonicalize(url, &self.config.url)?;
+                    let url_hash = if form == url {
+                        raw_hash
+                    } else {
+                        self.url_hasher.hash_one(&*form)
+                    };
+                    canonical.insert((form, url_hash))
+                }
+            };
+            outcome = sync::write(self.stripe(*url_hash)).record(
+                canonical,
+                *url_hash,
+                visitor,
+                tick,
+                &self.budget,
+            );
         }
-        Ok(recorded)
+    }
+
+    /// Frees memory by the configured policy until `needed` bytes fit, and
+    /// some more so that a stream of records at the limit does not pay for
+    /// this on every one. Returns whether `needed` bytes fit now.
+    fn make_room(&self, needed: usize) -> bool {
+        let Some(limit) = self.budget.limit() else {
+            return true;
+        };
+        let headroom = (limit / 1024).clamp(4096, 1 << 20) as usize;
+        let goal = (needed + headroom) as u64;
+        if needed as u64 > limit.saturating_sub(self.config.fixed_bytes()) {
+            return false;
+        }
+        match self.config.memory_policy {
+            MemoryPolicy::Reject => return false,
+            MemoryPolicy::Evict | MemoryPolicy::Sketch => self.evict_until_free(goal),
+        }
+        self.budget.free() >= needed as u64
+    }
+
+    /// Makes free slots in the full page table of `url_hash`'s stripe by
+    /// evicting some of its pages, so that a new page fits without the
+    /// table growing past the budget. Returns whether the policy allowed it.
+    fn free_a_slot(&self, url_hash: u64) -> bool {
+        if self.config.memory_policy == MemoryPolicy::Reject {
+            return false;
+        }
+        let (freed, evicted) =
+            sync::write(self.stripe(url_hash)).evict_and_compact(|| self.next_random());
+        self.budget.release(freed);
+        self.evictions.fetch_add(evicted, Ordering::Relaxed);
+        true
+    }
+
+    /// Evicts sampled least-recently-recorded pages, one stripe lock at a
+    /// time, until `goal` bytes are free or no stripe has a page left.
+    fn evict_until_free(&self, goal: u64) {
+        let mut misses = 0;
+        while self.budget.free() < goal && misses < 2 * self.stripes.len() {
+            let pick = self.next_random();
+            let stripe = &self.stripes[(pick >> 32) as usize & self.stripe_mask];
+            let evicted =
+                sync::write(stripe).evict_sampled(|| self.next_random(), EVICTION_SAMPLES);
+            match evicted {
+                Some(freed) => {
+                    self.budget.release(freed);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                    misses = 0;
+                }
+                None => misses += 1,
+            }
+        }
+    }
+
+    /// A pseudo-random number (SplitMix64 over a shared counter): cheap,
+    /// lock-free, and good enough to sample pages with.
+    fn next_random(&self) -> u64 {
+        let mut z = self
+            .random
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 
     /// The number of distinct visitors of `url` (after canonicalisation).
@@ -234,7 +345,10 @@ impl Tracker {
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
             stripes: self.stripes.len() as u64,
-            bytes: self.bytes.load(Ordering::Relaxed),
+            bytes: self.budget.held(),
+            max_bytes: self.budget.limit(),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            rejections: self.rejections.load(Ordering::Relaxed),
             ..Stats::default()
         };
         for stripe in self.stripes.iter() {
@@ -265,9 +379,8 @@ impl Tracker {
     /// incremental accounting).
     #[cfg(test)]
     pub(crate) fn recount_bytes(&self) -> u64 {
-        let fixed = std::mem::size_of_val(&*self.stripes);
         let held: usize = self.stripes.iter().map(|s| sync::read(s).bytes()).sum();
-        (fixed + held) as u64
+        self.config.fixed_bytes() + held as u64
     }
 
     fn check_visitor(&self, visitor: &[u8]) -> Result<(), TrackerError> {
@@ -321,7 +434,7 @@ mod tests {
     /// The memory formula in the crate docs counts 128 bytes per stripe.
     #[test]
     fn a_stripe_takes_two_cache_lines() {
-        assert_eq!(std::mem::size_of::<CachePadded<RwLock<Stripe>>>(), 128);
+        assert_eq!(STRIPE_BYTES, 128);
     }
 
     #[test]

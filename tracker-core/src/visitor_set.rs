@@ -6,6 +6,7 @@
 //! either way. A later form (a cardinality sketch under memory pressure)
 //! slots in as one more variant.
 
+pub(crate) use crate::visitor_table::Insert;
 use crate::visitor_table::{MIN_CAPACITY, VisitorTable};
 
 /// How many visitor hashes a page holds without a heap allocation.
@@ -43,28 +44,51 @@ impl VisitorSet {
         }
     }
 
-    /// Adds a (non-zero) visitor hash; returns whether it was new.
+    /// Adds a (non-zero) visitor hash if that needs no allocation; see
+    /// [`Insert`].
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64) -> bool {
+    pub(crate) fn insert(&mut self, hash: u64) -> Insert {
         debug_assert_ne!(hash, 0);
         match self {
             VisitorSet::Table(table) => table.insert(hash),
             VisitorSet::Inline(slots) => {
                 for slot in slots.iter_mut() {
                     if *slot == hash {
-                        return false;
+                        return Insert::Present;
                     }
                     if *slot == 0 {
                         *slot = hash;
-                        return true;
+                        return Insert::Added;
                     }
                 }
+                Insert::Grow(MIN_CAPACITY * std::mem::size_of::<u64>())
+            }
+        }
+    }
+
+    /// Moves to the next larger form and adds `hash`, which must be absent
+    /// (as an [`Insert::Grow`] answer said).
+    pub(crate) fn grow_and_insert(&mut self, hash: u64) {
+        match self {
+            VisitorSet::Table(table) => table.grow_and_insert(hash),
+            VisitorSet::Inline(slots) => {
                 let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
-                for &h in slots.iter() {
-                    table.insert(h);
+                for &h in slots.iter().chain([&hash]) {
+                    table.insert_growing(h);
                 }
-                table.insert(hash);
                 *self = VisitorSet::Table(table);
+            }
+        }
+    }
+
+    /// Adds `hash`, growing as needed; returns whether it was new.
+    #[cfg(test)]
+    pub(crate) fn insert_growing(&mut self, hash: u64) -> bool {
+        match self.insert(hash) {
+            Insert::Present => false,
+            Insert::Added => true,
+            Insert::Grow(_) => {
+                self.grow_and_insert(hash);
                 true
             }
         }
@@ -93,15 +117,15 @@ mod tests {
     fn moves_from_inline_to_table_without_losing_members() {
         let mut set = VisitorSet::default();
         for h in 1..=INLINE as u64 {
-            assert!(set.insert(h));
-            assert!(!set.insert(h));
+            assert!(set.insert_growing(h));
+            assert!(!set.insert_growing(h));
         }
         assert_eq!(set.heap_bytes(), 0);
-        assert!(set.insert(99));
+        assert!(set.insert_growing(99));
         assert_eq!(set.heap_bytes(), 64);
         assert_eq!(set.len(), INLINE + 1);
         for h in (1..=INLINE as u64).chain([99]) {
-            assert!(!set.insert(h));
+            assert!(!set.insert_growing(h));
         }
         let mut all: Vec<u64> = set.iter().collect();
         all.sort_unstable();

@@ -21,6 +21,18 @@ const MAX_LOAD_DEN: usize = 8;
 /// The smallest table, created when a page outgrows its inline slots.
 pub(crate) const MIN_CAPACITY: usize = 8;
 
+/// What an insert did, or what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// The key was already there.
+    Present,
+    /// The key was added in place.
+    Added,
+    /// The key is absent and adding it needs this many more heap bytes;
+    /// nothing was changed. Reserve them, then call `grow_and_insert`.
+    Grow(usize),
+}
+
 /// A set of non-zero `u64` hashes.
 #[derive(Debug, Clone)]
 pub(crate) struct VisitorTable {
@@ -95,10 +107,9 @@ impl VisitorTable {
         }
     }
 
-    /// Adds `key`; returns whether it was new. Allocates only when a new key
-    /// pushes the load past the maximum.
+    /// Adds `key` if that needs no allocation; see [`Insert`].
     #[inline]
-    pub(crate) fn insert(&mut self, key: u64) -> bool {
+    pub(crate) fn insert(&mut self, key: u64) -> Insert {
         debug_assert_ne!(key, 0);
         let mut slot = self.home(key);
         let mut dist = 0;
@@ -107,7 +118,7 @@ impl VisitorTable {
         loop {
             let resident = self.slots[slot];
             if resident == key {
-                return false;
+                return Insert::Present;
             }
             if resident == 0 || self.distance(resident, slot) < dist {
                 break;
@@ -116,13 +127,32 @@ impl VisitorTable {
             dist += 1;
         }
         if self.needs_growth() {
-            self.grow();
-            self.place_new(key);
-        } else {
-            self.displace_from(slot, key);
-            self.len += 1;
+            let grown = next_capacity(self.slots.len()) * std::mem::size_of::<u64>();
+            return Insert::Grow(grown - self.heap_bytes());
         }
-        true
+        self.displace_from(slot, key);
+        self.len += 1;
+        Insert::Added
+    }
+
+    /// Grows the table by one step and adds `key`, which must be absent
+    /// (as an [`Insert::Grow`] answer said).
+    pub(crate) fn grow_and_insert(&mut self, key: u64) {
+        self.grow();
+        self.place_new(key);
+    }
+
+    /// Adds `key`, growing as needed; returns whether it was new. For
+    /// building tables whose memory is accounted by the caller.
+    pub(crate) fn insert_growing(&mut self, key: u64) -> bool {
+        match self.insert(key) {
+            Insert::Present => false,
+            Insert::Added => true,
+            Insert::Grow(_) => {
+                self.grow_and_insert(key);
+                true
+            }
+        }
     }
 
     /// Places `key`, known to be absent, at `slot`, pushing the residents
@@ -192,7 +222,7 @@ mod tests {
     fn grows_by_half_and_stays_under_max_load() {
         let mut t = VisitorTable::with_capacity(MIN_CAPACITY);
         for i in 0..100_000 {
-            assert!(t.insert(mix(i)));
+            assert!(t.insert_growing(mix(i)));
             assert!(t.len() * MAX_LOAD_DEN <= t.slots.len() * MAX_LOAD_NUM);
         }
         assert_eq!(t.len(), 100_000);
@@ -200,7 +230,7 @@ mod tests {
         assert!(bytes_per_key < 8.0 * 1.5 * 8.0 / 7.0, "{bytes_per_key}");
         for i in 0..100_000 {
             assert!(t.contains(mix(i)));
-            assert!(!t.insert(mix(i)));
+            assert!(!t.insert_growing(mix(i)));
         }
         assert!(!t.contains(mix(100_001)));
     }
@@ -209,12 +239,12 @@ mod tests {
     fn keys_homed_at_the_end_wrap_around() {
         let mut t = VisitorTable::with_capacity(MIN_CAPACITY);
         for k in [u64::MAX, u64::MAX - 1, u64::MAX - 2, u64::MAX - 3] {
-            assert!(t.insert(k));
+            assert!(t.insert_growing(k));
         }
         for k in [u64::MAX, u64::MAX - 1, u64::MAX - 2, u64::MAX - 3] {
             assert!(t.contains(k));
         }
-        assert!(t.insert(1));
+        assert!(t.insert_growing(1));
         assert!(t.contains(1));
         assert!(!t.contains(2));
     }
@@ -228,7 +258,7 @@ mod tests {
             let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
             let mut model = HashSet::new();
             for k in keys {
-                prop_assert_eq!(table.insert(k), model.insert(k));
+                prop_assert_eq!(table.insert_growing(k), model.insert(k));
                 prop_assert_eq!(table.len(), model.len());
             }
             let mut held: Vec<u64> = table.iter().collect();

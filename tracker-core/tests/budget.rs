@@ -1,0 +1,151 @@
+//! The memory budget against a model: accounted bytes never pass the
+//! budget, and every count the tracker reports as exact is the model's.
+
+use std::collections::{HashMap, HashSet};
+
+use proptest::prelude::*;
+use tracker_core::{MemoryPolicy, Tracker, TrackerError};
+
+#[derive(Debug, Clone)]
+struct Event {
+    visitor: u16,
+    page: u16,
+}
+
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    // Few pages with many visitors and many pages with few, so that both
+    // large visitor tables and the page tables themselves press on memory.
+    let event = prop_oneof![
+        (0u16..400, 0u16..4).prop_map(|(visitor, page)| Event { visitor, page }),
+        (0u16..8, 0u16..300).prop_map(|(visitor, page)| Event { visitor, page }),
+    ];
+    proptest::collection::vec(event, 1..1000)
+}
+
+fn url(page: u16) -> String {
+    format!("https://example.com/page/{page}")
+}
+
+/// The tracker's pages and counts, through its public API.
+fn held(tracker: &Tracker) -> HashMap<String, u64> {
+    tracker
+        .top(usize::MAX)
+        .into_iter()
+        .map(|row| {
+            assert!(row.distinct.exact);
+            (row.url, row.distinct.visitors)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn reject_keeps_every_count_exact(events in events(), budget in 1_000u64..40_000) {
+        let tracker = Tracker::builder()
+            .stripes(4)
+            .max_memory(budget)
+            .memory_policy(MemoryPolicy::Reject)
+            .build()
+            .unwrap();
+        let mut model: HashMap<String, HashSet<u16>> = HashMap::new();
+        let mut refused = 0;
+        for e in &events {
+            match tracker.record(&format!("v{}", e.visitor), &url(e.page)) {
+                Ok(recorded) => {
+                    let new = model.entry(url(e.page)).or_default().insert(e.visitor);
+                    prop_assert_eq!(recorded.is_new(), new);
+                }
+                Err(TrackerError::MemoryFull { limit, .. }) => {
+                    prop_assert_eq!(limit, budget);
+                    refused += 1;
+                }
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
+            prop_assert!(tracker.stats().bytes <= budget);
+        }
+        let expected: HashMap<String, u64> =
+            model.iter().map(|(u, v)| (u.clone(), v.len() as u64)).collect();
+        prop_assert_eq!(held(&tracker), expected);
+        let stats = tracker.stats();
+        prop_assert_eq!(stats.rejections, refused);
+        prop_assert_eq!(stats.evictions, 0);
+    }
+
+    #[test]
+    fn evict_keeps_what_it_keeps_exact(events in events(), budget in 2_000u64..40_000) {
+        let tracker = Tracker::builder()
+            .stripes(4)
+            .max_memory(budget)
+            .memory_policy(MemoryPolicy::Evict)
+            .build()
+            .unwrap();
+        // Per page, the visitors recorded since the page was last evicted.
+        let mut model: HashMap<String, HashSet<u16>> = HashMap::new();
+        let mut evictions_seen = 0;
+        for e in &events {
+            let page = url(e.page);
+            let result = tracker.record(&format!("v{}", e.visitor), &page);
+            prop_assert!(tracker.stats().bytes <= budget);
+            let after = held(&tracker);
+            // Pages that shrank or vanished were evicted by this record; a
+            // page evicted while being recorded comes back holding only
+            // this visitor.
+            let mut evicted = 0;
+            model.retain(|u, visitors| {
+                let now = after.get(u).copied().unwrap_or(0);
+                let shrank = now < visitors.len() as u64 || (now == 0);
+                if shrank {
+                    evicted += 1;
+                }
+                !shrank
+            });
+            match result {
+                Ok(_) => {
+                    model.entry(page).or_default().insert(e.visitor);
+                }
+                Err(TrackerError::MemoryFull { .. }) => {}
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
+            let expected: HashMap<String, u64> =
+                model.iter().map(|(u, v)| (u.clone(), v.len() as u64)).collect();
+            prop_assert_eq!(&after, &expected);
+            evictions_seen += evicted;
+            prop_assert!(tracker.stats().evictions >= evictions_seen);
+        }
+        prop_assert_eq!(tracker.stats().rejections, 0, "a page always fits this budget");
+    }
+}
+
+/// Under `evict`, the least recently recorded pages go first.
+#[test]
+fn eviction_prefers_pages_recorded_long_ago() {
+    use tracker_core::Timestamp;
+    let tracker = Tracker::builder()
+        .stripes(1)
+        .max_memory(60_000)
+        .memory_policy(MemoryPolicy::Evict)
+        .build()
+        .unwrap();
+    // 200 old pages, then new pages until well past the budget.
+    for page in 0..200u16 {
+        let at = Timestamp::from_millis(1_000_000);
+        tracker.record_at("v", &url(page), at).unwrap();
+    }
+    for page in 200..2_000u16 {
+        let at = Timestamp::from_millis(2_000_000 + u64::from(page) * 1000);
+        tracker.record_at("v", &url(page), at).unwrap();
+    }
+    let kept = held(&tracker);
+    let old_kept = (0..200).filter(|&p| kept.contains_key(&url(p))).count();
+    let recent_kept = (1_800..2_000)
+        .filter(|&p| kept.contains_key(&url(p)))
+        .count();
+    assert!(tracker.stats().evictions > 0);
+    assert_eq!(old_kept, 0, "old pages survive: {old_kept}");
+    assert!(
+        recent_kept > 150,
+        "recent pages evicted: {recent_kept} of 200 kept"
+    );
+}
