@@ -37,11 +37,15 @@
 //! product of 4.63 bits, against 6.5 for 6-bit HyperLogLog. Redis's
 //! HyperLogLog spends 12 KiB for 0.81 %.
 //!
-//! At cardinalities up to about `m` the error is much smaller than that,
-//! because few visitors share a register and the two extra bits tell most of
-//! those that do apart. Turning an exact set of a few hundred or thousand
-//! visitors into a sketch therefore moves its count by far less than the
-//! stated bound (`docs/BENCHMARKS-sketch.md` has the measured figures).
+//! Below about `m` distinct hashes the error is smaller, but not zero:
+//! the only information lost is two visitors falling in the same register
+//! with update values the register cannot tell apart (equal, or three or
+//! more apart), and that happens about equally often relative to `n` at
+//! every small `n`. Measured at precision 13 (`docs/BENCHMARKS-sketch.md`):
+//! about 0.5 % from 10 to 1000 distinct, 0.6 % at 10 000, 0.78 % at 100 000,
+//! then the asymptotic 0.84 %. So turning an exact set of 1000 visitors into
+//! a sketch moves its count by about ±6 (one standard error), two thirds of
+//! the stated bound; bias is below 0.05 % everywhere.
 //!
 //! # Memory
 //!
@@ -825,14 +829,24 @@ mod tests {
         assert!((2f64.ln() / zeta - ML_VARIANCE_FACTOR).abs() < 1e-12);
     }
 
+    /// A handful of hashes is counted to within one: at these sizes at most
+    /// one pair plausibly shares a register indistinguishably, and the ML
+    /// estimate must not drift by more than fractions otherwise.
     #[test]
-    fn tiny_cardinalities_are_nearly_exact() {
+    fn tiny_cardinalities_are_within_one() {
         let mut rng = SplitMix64(99);
-        let mut s = UltraLogLog::default();
-        for n in 1..=64u32 {
-            s.insert(rng.next());
-            let e = s.estimate();
-            assert!((e - f64::from(n)).abs() < 0.5, "n={n} estimate={e}");
+        for _ in 0..20 {
+            let mut s = UltraLogLog::default();
+            for n in 1..=64u32 {
+                s.insert(rng.next());
+                let e = s.estimate();
+                // Rounded, it is n, or n - 1 after a lost pair.
+                let rounded = e.round();
+                assert!(
+                    rounded == f64::from(n) || rounded == f64::from(n - 1),
+                    "n={n} estimate={e}"
+                );
+            }
         }
     }
 
