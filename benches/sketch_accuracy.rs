@@ -12,6 +12,14 @@
 //! the table prints (`±` is one standard error of the measured RSE,
 //! `RSE / sqrt(2·trials)`).
 //!
+//! Our sketch is read twice at each checkpoint: `estimate()`, which is the
+//! martingale estimate for a sketch fed by inserts, and `ml_estimate()`, the
+//! registers-only estimate used after merges.
+//!
+//! A second table measures the switch from an exact set: a sketch made by
+//! `from_exact_set` from `n0` distinct hashes, then fed more, against one
+//! fed the same hashes by plain inserts.
+//!
 //! The comparison is `hyperloglogplus` (HyperLogLog++: 6-bit registers,
 //! sparse mode for small counts, empirical bias correction) at precision 14,
 //! i.e. 12 KiB of dense registers, 1.5 times our 8 KiB. It is handed the
@@ -22,7 +30,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
-use tracker_core::sketch::{DEFAULT_PRECISION, UltraLogLog};
+use tracker_core::sketch::{
+    DEFAULT_PRECISION, UltraLogLog, martingale_relative_standard_error, relative_standard_error,
+};
 
 /// Stand-in for the visitor hashes: SplitMix64, deterministic so every run
 /// prints the same table.
@@ -99,10 +109,63 @@ impl Errors {
     fn interval(&self) -> f64 {
         self.rse() / (2.0 * f64::from(self.trials)).sqrt()
     }
+    /// `RSE ± its standard error (bias)`, in percent.
+    fn cell(&self) -> String {
+        format!(
+            "{:.3} ± {:.3} ({:+.3})",
+            100.0 * self.rse(),
+            100.0 * self.interval(),
+            100.0 * self.bias()
+        )
+    }
+}
+
+/// The switch from an exact set of `n0` visitors: error at `n0` and after
+/// growth, seeded (`from_exact_set`) against plain inserts.
+fn switch_table() {
+    const TRIALS: u32 = 500;
+    const GROWTH: [f64; 4] = [1.0, 1.1, 2.0, 10.0];
+    println!(
+        "| exact set n0 | trials | distinct | from_exact_set RSE % (bias) | inserted RSE % (bias) |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for n0 in [100u64, 1_000, 10_000] {
+        let mut seeded_errors = [Errors::default(); GROWTH.len()];
+        let mut plain_errors = [Errors::default(); GROWTH.len()];
+        for trial in 0..TRIALS {
+            let mut rng = SplitMix64((u64::from(trial) << 32) ^ n0);
+            let exact: Vec<u64> = (0..n0).map(|_| rng.next()).collect();
+            let mut seeded = UltraLogLog::from_exact_set(DEFAULT_PRECISION, exact.iter().copied())
+                .expect("valid precision");
+            let mut plain = UltraLogLog::default();
+            plain.extend(exact);
+            let mut n = n0;
+            for (i, growth) in GROWTH.iter().enumerate() {
+                let target = (n0 as f64 * growth).round() as u64;
+                while n < target {
+                    let hash = rng.next();
+                    seeded.insert(hash);
+                    plain.insert(hash);
+                    n += 1;
+                }
+                seeded_errors[i].add(seeded.estimate(), n);
+                plain_errors[i].add(plain.estimate(), n);
+            }
+        }
+        for (i, growth) in GROWTH.iter().enumerate() {
+            println!(
+                "| {n0} | {TRIALS} | {} | {} | {} |",
+                (n0 as f64 * growth).round(),
+                seeded_errors[i].cell(),
+                plain_errors[i].cell(),
+            );
+        }
+    }
 }
 
 fn main() {
     let mut ull_errors = [Errors::default(); CHECKPOINTS.len()];
+    let mut ml_errors = [Errors::default(); CHECKPOINTS.len()];
     let mut hll_errors = [Errors::default(); CHECKPOINTS.len()];
     let (mut ull_time, mut hll_time) = (Duration::ZERO, Duration::ZERO);
     let mut inserts = 0u64;
@@ -143,6 +206,7 @@ fn main() {
                 n = c;
                 inserts += count;
                 ull_errors[i].add(ull.estimate(), c);
+                ml_errors[i].add(ull.ml_estimate(), c);
                 hll_errors[i].add(hll.count(), c);
             }
         }
@@ -152,10 +216,11 @@ fn main() {
     let hll_dense_bytes = (1usize << HLLPP_PRECISION) * 6 / 8;
 
     println!(
-        "UltraLogLog (tracker-core, p={DEFAULT_PRECISION}): {} bytes of registers, {} bytes in all; theoretical RSE {:.3}%",
+        "UltraLogLog (tracker-core, p={DEFAULT_PRECISION}): {} bytes of registers, {} bytes in all; theoretical RSE {:.3}% martingale, {:.3}% ML",
         ull.heap_bytes(),
         ull.total_bytes(),
-        100.0 * ull.relative_standard_error()
+        100.0 * martingale_relative_standard_error(DEFAULT_PRECISION),
+        100.0 * relative_standard_error(DEFAULT_PRECISION),
     );
     println!(
         "HyperLogLog++ (hyperloglogplus 0.4, p={HLLPP_PRECISION}): {hll_dense_bytes} bytes of dense 6-bit registers; theoretical RSE {:.3}% (1.04/sqrt(m))",
@@ -163,23 +228,31 @@ fn main() {
     );
     println!();
     println!(
-        "| distinct | trials | ULL p=13 RSE % | ULL bias % | HLL++ p=14 RSE % | HLL++ bias % |"
+        "| distinct | trials | ULL martingale RSE % (bias) | ULL ML RSE % (bias) | HLL++ p=14 RSE % (bias) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|");
     for (i, &c) in CHECKPOINTS.iter().enumerate() {
-        let (u, h) = (ull_errors[i], hll_errors[i]);
         println!(
-            "| {c} | {} | {:.3} ± {:.3} | {:+.3} | {:.3} ± {:.3} | {:+.3} |",
-            u.trials,
-            100.0 * u.rse(),
-            100.0 * u.interval(),
-            100.0 * u.bias(),
-            100.0 * h.rse(),
-            100.0 * h.interval(),
-            100.0 * h.bias(),
+            "| {c} | {} | {} | {} | {} |",
+            ull_errors[i].trials,
+            ull_errors[i].cell(),
+            ml_errors[i].cell(),
+            hll_errors[i].cell(),
         );
     }
     println!();
+    switch_table();
+    println!();
+    let t = Instant::now();
+    let mut total = 0.0;
+    for _ in 0..1000 {
+        total += std::hint::black_box(&ull).ml_estimate();
+    }
+    println!(
+        "ml_estimate() of a 10M sketch: {:.1} µs (mean {:.0}); estimate() with the martingale is O(1)",
+        t.elapsed().as_secs_f64() * 1e3,
+        total / 1000.0
+    );
     println!(
         "{inserts} inserts per sketch; insert + PRNG: ULL {:.2} ns, HLL++ {:.2} ns per value; total {:.1} s",
         ull_time.as_nanos() as f64 / inserts as f64,
