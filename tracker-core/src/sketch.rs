@@ -51,9 +51,10 @@
 //! information lost is two visitors falling in the same register with
 //! update values it cannot tell apart (equal, or three or more apart), which
 //! happens about equally often relative to `n` at every small `n`. Measured
-//! at precision 13 (`docs/BENCHMARKS-sketch.md`), martingale / ML: about
-//! 0.45 / 0.5 % from 10 to 1000 distinct, 0.53 / 0.6 % at 10 000, 0.65 /
-//! 0.78 % at 100 000, then the asymptotes; bias below 0.05 % everywhere.
+//! at precision 13 (`docs/BENCHMARKS-sketch.md`), martingale / ML: 0.3 /
+//! 0.47 % at 10 distinct, 0.51 / 0.56 % at 100 and 1000, 0.53 / 0.60 % at
+//! 10 000, 0.67 / 0.78 % at 100 000, then the asymptotes; bias within
+//! sampling noise (under 0.1 %) everywhere.
 //!
 //! **No jump at the switch**: [`UltraLogLog::from_exact_set`] inserts an
 //! exact set's hashes and then sets the martingale count to their exact
@@ -329,8 +330,8 @@ impl UltraLogLog {
     #[inline]
     pub fn insert(&mut self, hash: u64) {
         let p = u32::from(self.precision);
-        // Top p bits choose the register: the visitor tables use the low bits,
-        // but every hash of a page goes through here, so either half is fine.
+        // Top p bits choose the register, the rest give the update value; the
+        // hash is uniformly mixed, so this split is as good as any.
         let index = (hash >> (64 - p)) as usize;
         // The sentinel bit at p - 1 caps the leading-zero count at q = 64 - p
         // once the p index bits are shifted out, so k is in 1..=q+1.
@@ -454,8 +455,8 @@ impl UltraLogLog {
     /// number of hashes. From there on it stays unbiased (each later change
     /// adds an unbiased count of the new hashes it stands for), and its
     /// error grows only with the hashes inserted after the switch: the
-    /// variance is `MARTINGALE_VARIANCE_FACTOR·(n² - n0²)/m` instead of
-    /// `...·n²/m`. The hashes must be distinct, as an exact set's are;
+    /// variance is at most about `MARTINGALE_VARIANCE_FACTOR·(n² - n0²)/m`
+    /// instead of `...·n²/m`. The hashes must be distinct, as an exact set's are;
     /// duplicates would be counted.
     ///
     /// ```
