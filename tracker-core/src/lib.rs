@@ -83,6 +83,7 @@ mod config;
 mod error;
 mod page;
 mod report;
+pub mod sketch;
 mod stripe;
 mod sync;
 mod tracker;
