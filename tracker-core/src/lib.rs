@@ -49,7 +49,8 @@
 //! ```text
 //! bytes = 128·stripes
 //!       + Σ pages  (65 / load_p + url_len)
-//!       + Σ pages with more than 3 visitors  (8 · slots)
+//!       + Σ pages with more than 3 exact visitors  (8 · slots)
+//!       + Σ sketched pages  8,272
 //! ```
 //!
 //! - each page is a 64-byte record plus one control byte in its stripe's
@@ -58,12 +59,41 @@
 //! - a page's first 3 visitor hashes live inside the record (0 extra bytes);
 //! - beyond that they move to an open-addressing table of 8-byte slots
 //!   kept between 7/12 and 7/8 full (it grows by 1.5x): 9.1–13.7 bytes per
-//!   visitor, about 11 on average.
+//!   visitor, about 11 on average;
+//! - a sketched page holds an [`UltraLogLog`](sketch::UltraLogLog) of 8 KiB
+//!   registers plus its 80-byte header, whatever its number of visitors.
 //!
 //! So a million (page, visitor) pairs over a thousand pages take about
 //! 12 MB, where a `HashMap<String, HashSet<String>>` takes over 100 MB.
 //! The figure leaves out the allocator's own per-allocation overhead (a
 //! few bytes per page URL and per visitor table with glibc's malloc).
+//!
+//! # Memory budget
+//!
+//! With [`TrackerBuilder::max_memory`], every allocation is reserved
+//! against the budget before it is made, so the accounted bytes **never
+//! exceed the budget** (zero slack). Two allocations are briefly live
+//! beside what they replace without being accounted twice: a visitor table
+//! while it grows into its next size, and a sketch while a table is
+//! converted into it (8 KiB). When a record needs memory the budget does
+//! not have, the [`MemoryPolicy`] acts:
+//!
+//! - `Sketch` (default): the largest exact sets (those of at least 16 KiB,
+//!   about 1,400 visitors) become sketches, largest first; their pages keep
+//!   counting, as estimates with a relative standard error of 0.727%
+//!   ([`Distinct::relative_error`]). The switch adds every hash the set
+//!   held and starts the estimate at the exact count: no jump. If no set is
+//!   worth sketching, pages are evicted as under `Evict`.
+//! - `Evict`: the least recently recorded pages go, chosen by sampling
+//!   eight pages of a random stripe at a time, as Redis approximates LRU.
+//!   Every page kept stays exact; a page evicted and recorded again starts
+//!   from zero.
+//! - `Reject`: the record fails with [`TrackerError::MemoryFull`]; every
+//!   count stays exact.
+//!
+//! Room is made with some headroom (a thousandth of the budget, 4 KiB to
+//! 1 MiB) so that a stream of records at the limit does not pay for it
+//! on every record.
 //!
 //! # Concurrency
 //!

@@ -7,6 +7,9 @@ pub enum Recorded {
     New,
     /// The pair was already counted; the count is unchanged.
     Duplicate,
+    /// The page counts its visitors in a sketch, which took the visitor in
+    /// without visibly changing: it may or may not have been new.
+    Sketched,
 }
 
 impl Recorded {
@@ -79,4 +82,6 @@ pub struct Stats {
     pub evictions: u64,
     /// Records refused for lack of memory, since start.
     pub rejections: u64,
+    /// Pages whose count is an estimate from a sketch.
+    pub sketched_pages: u64,
 }

@@ -322,13 +322,13 @@ impl UltraLogLog {
         self.registers.iter().all(|&r| r == 0)
     }
 
-    /// Adds one hash. O(1), no allocation; inserting a hash again changes
-    /// nothing.
+    /// Adds one hash; returns whether the sketch changed, which proves the
+    /// hash new (a hash seen before changes nothing). O(1), no allocation.
     ///
     /// The hash must be uniformly distributed (the crate's visitor hashes
     /// are). 0 is accepted like any other value.
     #[inline]
-    pub fn insert(&mut self, hash: u64) {
+    pub fn insert(&mut self, hash: u64) -> bool {
         let p = u32::from(self.precision);
         // Top p bits choose the register, the rest give the update value; the
         // hash is uniformly mixed, so this split is as good as any.
@@ -337,17 +337,17 @@ impl UltraLogLog {
         // once the p index bits are shifted out, so k is in 1..=q+1.
         let k = ((hash << p) | (1u64 << (p - 1))).leading_zeros() + 1;
         let Some(register) = self.registers.get_mut(index) else {
-            return;
+            return false;
         };
         let old = *register;
         // Most inserts into a full sketch fall below the register's window
         // and change nothing: skip the store then.
         if k + 2 < u32::from(old >> 2) {
-            return;
+            return false;
         }
         let new = pack(unpack(old) | (1u64 << k));
         if new == old {
-            return;
+            return false;
         }
         *register = new;
         if let Some(martingale) = &mut self.martingale {
@@ -362,6 +362,7 @@ impl UltraLogLog {
             martingale.change_mass =
                 martingale.change_mass - change_mass(old, q) + change_mass(new, q);
         }
+        true
     }
 
     /// The estimated number of distinct hashes inserted: the martingale

@@ -30,7 +30,11 @@ use hashbrown::HashTable;
 use crate::budget::MemoryBudget;
 use crate::page::Page;
 use crate::report::{Distinct, Recorded};
-use crate::visitor_set::Insert;
+use crate::visitor_set::{Insert, SKETCH_BYTES};
+
+/// A visitor table this large is worth turning into a sketch under memory
+/// pressure: the sketch frees at least half of it.
+pub(crate) const SKETCH_WORTHY_BYTES: usize = 2 * SKETCH_BYTES;
 
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and a few more samples buy a closer approximation of true LRU.
@@ -43,6 +47,12 @@ pub(crate) struct Stripe {
     pairs: u64,
     /// Heap bytes held: the table's allocation plus every page's own.
     bytes: usize,
+    /// URL hashes of the pages whose exact set is worth sketching (at
+    /// least [`SKETCH_WORTHY_BYTES`]): the candidates of the sketch policy,
+    /// kept as sets cross the threshold so that pressure needs no scan.
+    sketch_worthy: Vec<u64>,
+    /// Pages whose visitors are a sketch.
+    sketched: u64,
 }
 
 /// What recording did in a stripe.
@@ -81,20 +91,27 @@ impl Stripe {
         };
         let recorded = match page.visitors.insert(visitor) {
             Insert::Present => Recorded::Duplicate,
-            Insert::Added => Recorded::New,
+            Insert::Added => {
+                self.pairs += 1;
+                Recorded::New
+            }
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
                     return StripeRecord::NeedRoom(bytes);
                 }
+                let before = page.visitors.heap_bytes();
                 page.visitors.grow_and_insert(visitor);
+                if before < SKETCH_WORTHY_BYTES && before + bytes >= SKETCH_WORTHY_BYTES {
+                    self.sketch_worthy.push(url_hash);
+                }
                 self.bytes += bytes;
+                self.pairs += 1;
                 Recorded::New
             }
+            Insert::Estimated { changed: true } => Recorded::New,
+            Insert::Estimated { changed: false } => Recorded::Sketched,
         };
         page.last_recorded = page.last_recorded.max(tick);
-        if recorded == Recorded::New {
-            self.pairs += 1;
-        }
         StripeRecord::Done(recorded)
     }
 
@@ -177,9 +194,54 @@ impl Stripe {
         };
         let (page, _) = self.pages.get_bucket_entry(bucket).ok()?.remove();
         let freed = page.heap_bytes();
-        self.pairs -= page.visitors.len() as u64;
+        self.pairs -= page.visitors.pairs() as u64;
         self.bytes -= freed;
+        if page.visitors.is_sketch() {
+            self.sketched -= 1;
+        } else if page.visitors.heap_bytes() >= SKETCH_WORTHY_BYTES {
+            self.forget_sketch_worthy(page.url_hash);
+        }
         Some(freed)
+    }
+
+    fn forget_sketch_worthy(&mut self, url_hash: u64) {
+        if let Some(i) = self.sketch_worthy.iter().position(|&h| h == url_hash) {
+            self.sketch_worthy.swap_remove(i);
+        }
+    }
+
+    /// The largest exact set of this stripe worth sketching: its heap bytes
+    /// and its page's URL hash.
+    pub(crate) fn largest_sketch_worthy(&self) -> Option<(usize, u64)> {
+        self.sketch_worthy
+            .iter()
+            .filter_map(|&hash| {
+                let page = self.pages.find(hash, |p| p.url_hash == hash)?;
+                Some((page.visitors.heap_bytes(), hash))
+            })
+            .max()
+    }
+
+    /// Turns the exact set of the page `url_hash` into a sketch (its count
+    /// continues from the exact one). Returns the heap bytes freed, or
+    /// `None` if the page is gone or already a sketch.
+    pub(crate) fn sketch_page(&mut self, url_hash: u64) -> Option<usize> {
+        self.forget_sketch_worthy(url_hash);
+        let page = self.pages.find_mut(url_hash, |p| p.url_hash == url_hash)?;
+        if page.visitors.is_sketch() {
+            return None;
+        }
+        let pairs = page.visitors.pairs() as u64;
+        let before = page.visitors.convert_to_sketch();
+        let freed = before.saturating_sub(SKETCH_BYTES);
+        self.pairs -= pairs;
+        self.bytes = self.bytes + SKETCH_BYTES - before;
+        self.sketched += 1;
+        Some(freed)
+    }
+
+    pub(crate) fn sketched(&self) -> u64 {
+        self.sketched
     }
 
     /// Makes room in a full page table without growing it: evicts an
@@ -215,7 +277,7 @@ impl Stripe {
         let page = self
             .pages
             .find(url_hash, |p| p.url_hash == url_hash && *p.url == *url)?;
-        Some(Distinct::exact(page.visitors.len() as u64))
+        Some(page.visitors.count())
     }
 
     pub(crate) fn pages(&self) -> impl Iterator<Item = &Page> {

@@ -224,9 +224,39 @@ impl Tracker {
         }
         match self.config.memory_policy {
             MemoryPolicy::Reject => return false,
-            MemoryPolicy::Evict | MemoryPolicy::Sketch => self.evict_until_free(goal),
+            MemoryPolicy::Evict => self.evict_until_free(goal),
+            MemoryPolicy::Sketch => {
+                self.sketch_until_free(goal);
+                self.evict_until_free(goal);
+            }
         }
         self.budget.free() >= needed as u64
+    }
+
+    /// Turns the largest exact sets into sketches, largest first, until
+    /// `goal` bytes are free or no set is worth sketching. Finding the
+    /// largest visits each stripe's short candidate list, one read lock at
+    /// a time; converting takes that one stripe's write lock.
+    fn sketch_until_free(&self, goal: u64) {
+        while self.budget.free() < goal {
+            let largest = self
+                .stripes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, stripe)| {
+                    let (bytes, url_hash) = sync::read(stripe).largest_sketch_worthy()?;
+                    Some((bytes, url_hash, i))
+                })
+                .max();
+            let Some((_, url_hash, i)) = largest else {
+                return;
+            };
+            // The page may have gone or changed between the two locks; then
+            // `sketch_page` frees nothing and the next round looks again.
+            if let Some(freed) = sync::write(&self.stripes[i]).sketch_page(url_hash) {
+                self.budget.release(freed);
+            }
+        }
     }
 
     /// Makes free slots in the full page table of `url_hash`'s stripe by
@@ -315,29 +345,30 @@ impl Tracker {
             return Vec::new();
         }
         // A min-heap of the best k so far: its top is the row to beat.
-        let mut best: BinaryHeap<Reverse<(u64, Reverse<String>)>> = BinaryHeap::new();
+        let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
             for page in stripe.pages() {
-                let count = page.visitors.len() as u64;
+                let distinct = page.visitors.count();
                 if best.len() == k {
-                    let Some(Reverse((min_count, Reverse(min_url)))) = best.peek() else {
+                    let Some(Reverse(worst)) = best.peek() else {
                         continue;
                     };
-                    if (count, Reverse(&*page.url)) <= (*min_count, Reverse(min_url.as_str())) {
+                    let key = (distinct.visitors, Reverse(&*page.url));
+                    if key <= (worst.0.distinct.visitors, Reverse(worst.0.url.as_str())) {
                         continue;
                     }
                     best.pop();
                 }
-                best.push(Reverse((count, Reverse(page.url.to_string()))));
+                best.push(Reverse(Ranked(PageCount {
+                    url: page.url.to_string(),
+                    distinct,
+                })));
             }
         }
         best.into_sorted_vec()
             .into_iter()
-            .map(|Reverse((count, Reverse(url)))| PageCount {
-                url,
-                distinct: Distinct::exact(count),
-            })
+            .map(|Reverse(Ranked(row))| row)
             .collect()
     }
 
@@ -354,6 +385,7 @@ impl Tracker {
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
             stats.pages += stripe.page_count() as u64;
+            stats.sketched_pages += stripe.sketched();
             stats.pairs += stripe.pairs();
         }
         stats
@@ -406,6 +438,36 @@ impl Tracker {
     }
 }
 
+/// A row of `top`, ordered by count, then by URL in reverse (so that among
+/// equal counts the smallest URL ranks highest).
+struct Ranked(PageCount);
+
+impl Ranked {
+    fn key(&self) -> (u64, Reverse<&str>) {
+        (self.0.distinct.visitors, Reverse(self.0.url.as_str()))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
 impl Default for Tracker {
     fn default() -> Self {
         Self::new()
@@ -445,6 +507,32 @@ mod tests {
             tracker.record(&format!("v{}", i % 1013), &url).unwrap();
         }
         assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+    }
+
+    /// Sketching, evicting and compacting keep the incremental count equal
+    /// to a recount, and within the budget.
+    #[test]
+    fn accounting_survives_memory_pressure() {
+        for policy in [MemoryPolicy::Sketch, MemoryPolicy::Evict] {
+            let tracker = Tracker::builder()
+                .stripes(2)
+                .max_memory(120_000)
+                .memory_policy(policy)
+                .build()
+                .unwrap();
+            for i in 0..40_000u32 {
+                let page = if i % 3 == 0 { i % 7 } else { i % 1_500 };
+                let url = format!("https://example.com/{page}");
+                tracker.record(&format!("v{}", i % 9_000), &url).unwrap();
+                if i % 997 == 0 {
+                    assert_eq!(tracker.stats().bytes, tracker.recount_bytes(), "{policy:?}");
+                }
+            }
+            let stats = tracker.stats();
+            assert_eq!(stats.bytes, tracker.recount_bytes(), "{policy:?}");
+            assert!(stats.bytes <= 120_000);
+            assert!(stats.evictions > 0 || stats.sketched_pages > 0, "{stats:?}");
+        }
     }
 
     #[test]

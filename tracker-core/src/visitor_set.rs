@@ -2,12 +2,18 @@
 //!
 //! Most pages of a real site have a handful of visitors, so a set starts
 //! with [`INLINE`] hashes stored in the page record itself (no heap), and
-//! moves to a [`VisitorTable`] when it outgrows them. The enum is 32 bytes
-//! either way. A later form (a cardinality sketch under memory pressure)
-//! slots in as one more variant.
+//! moves to a [`VisitorTable`] when it outgrows them. Under memory pressure
+//! the tracker may turn a large table into an [`UltraLogLog`] sketch: the
+//! page keeps counting, as an estimate. The enum is 32 bytes in every form.
 
+use crate::report::Distinct;
+use crate::sketch::UltraLogLog;
 pub(crate) use crate::visitor_table::Insert;
 use crate::visitor_table::{MIN_CAPACITY, VisitorTable};
+
+/// Heap bytes of a page's set in sketch form (the boxed sketch).
+pub(crate) const SKETCH_BYTES: usize =
+    std::mem::size_of::<UltraLogLog>() + (1 << UltraLogLog::DEFAULT_PRECISION);
 
 /// How many visitor hashes a page holds without a heap allocation.
 pub(crate) const INLINE: usize = 3;
@@ -18,6 +24,8 @@ pub(crate) enum VisitorSet {
     Inline([u64; INLINE]),
     /// An open-addressing table of hashes.
     Table(VisitorTable),
+    /// A cardinality sketch of the hashes: counts are estimates.
+    Sketch(Box<UltraLogLog>),
 }
 
 impl Default for VisitorSet {
@@ -27,13 +35,46 @@ impl Default for VisitorSet {
 }
 
 impl VisitorSet {
-    /// Distinct visitors held. O(1) for the table; at most [`INLINE`] reads
-    /// inline.
-    pub(crate) fn len(&self) -> usize {
+    /// Visitor hashes held exactly (0 for a sketch, which holds none). O(1).
+    pub(crate) fn pairs(&self) -> usize {
         match self {
             VisitorSet::Inline(slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(table) => table.len(),
+            VisitorSet::Sketch(_) => 0,
         }
+    }
+
+    /// The page's distinct visitors: exact, or the sketch's estimate with
+    /// its relative standard error. O(1).
+    pub(crate) fn count(&self) -> Distinct {
+        match self {
+            VisitorSet::Sketch(sketch) => Distinct {
+                visitors: sketch.estimate().round() as u64,
+                exact: false,
+                relative_error: Some(sketch.relative_standard_error()),
+            },
+            exact => Distinct::exact(exact.pairs() as u64),
+        }
+    }
+
+    pub(crate) fn is_sketch(&self) -> bool {
+        matches!(self, VisitorSet::Sketch(_))
+    }
+
+    /// Turns the set into a sketch of the same hashes, whose estimate
+    /// starts at their exact count (no jump). Returns the heap bytes held
+    /// before; the sketch holds [`SKETCH_BYTES`].
+    pub(crate) fn convert_to_sketch(&mut self) -> usize {
+        let before = self.heap_bytes();
+        let hashes: Box<dyn Iterator<Item = u64>> = match self {
+            VisitorSet::Sketch(_) => return before,
+            VisitorSet::Inline(slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
+            VisitorSet::Table(table) => Box::new(table.iter()),
+        };
+        let sketch = UltraLogLog::from_exact_set(UltraLogLog::DEFAULT_PRECISION, hashes)
+            .expect("the default precision is valid");
+        *self = VisitorSet::Sketch(Box::new(sketch));
+        before
     }
 
     /// Heap bytes held by the set (0 while inline).
@@ -41,6 +82,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_) => 0,
             VisitorSet::Table(table) => table.heap_bytes(),
+            VisitorSet::Sketch(_) => SKETCH_BYTES,
         }
     }
 
@@ -51,6 +93,9 @@ impl VisitorSet {
         debug_assert_ne!(hash, 0);
         match self {
             VisitorSet::Table(table) => table.insert(hash),
+            VisitorSet::Sketch(sketch) => Insert::Estimated {
+                changed: sketch.insert(hash),
+            },
             VisitorSet::Inline(slots) => {
                 for slot in slots.iter_mut() {
                     if *slot == hash {
@@ -71,6 +116,9 @@ impl VisitorSet {
     pub(crate) fn grow_and_insert(&mut self, hash: u64) {
         match self {
             VisitorSet::Table(table) => table.grow_and_insert(hash),
+            VisitorSet::Sketch(sketch) => {
+                sketch.insert(hash);
+            }
             VisitorSet::Inline(slots) => {
                 let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
                 for &h in slots.iter().chain([&hash]) {
@@ -91,15 +139,17 @@ impl VisitorSet {
                 self.grow_and_insert(hash);
                 true
             }
+            Insert::Estimated { changed } => changed,
         }
     }
 
-    /// The hashes held, in no particular order.
+    /// The hashes held, in no particular order (none for a sketch).
     #[cfg(test)]
     pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = u64> + '_> {
         match self {
             VisitorSet::Inline(slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
             VisitorSet::Table(table) => Box::new(table.iter()),
+            VisitorSet::Sketch(_) => Box::new(std::iter::empty()),
         }
     }
 }
@@ -123,12 +173,39 @@ mod tests {
         assert_eq!(set.heap_bytes(), 0);
         assert!(set.insert_growing(99));
         assert_eq!(set.heap_bytes(), 64);
-        assert_eq!(set.len(), INLINE + 1);
+        assert_eq!(set.pairs(), INLINE + 1);
         for h in (1..=INLINE as u64).chain([99]) {
             assert!(!set.insert_growing(h));
         }
         let mut all: Vec<u64> = set.iter().collect();
         all.sort_unstable();
         assert_eq!(all, vec![1, 2, 3, 99]);
+    }
+
+    #[test]
+    fn sketching_keeps_the_count_and_then_estimates() {
+        let mut set = VisitorSet::default();
+        let hasher = crate::visitor_hash::VisitorHasher::new(1);
+        let hash = |i: u64| hasher.hash(&i.to_le_bytes());
+        for i in 0..5_000 {
+            set.insert_growing(hash(i));
+        }
+        let before = set.convert_to_sketch();
+        assert!(before > SKETCH_BYTES);
+        assert_eq!(set.heap_bytes(), SKETCH_BYTES);
+        assert_eq!(set.pairs(), 0);
+        let count = set.count();
+        assert_eq!((count.visitors, count.exact), (5_000, false));
+        assert!(count.relative_error.is_some_and(|e| e < 0.0085));
+        // Seen before: the sketch cannot change.
+        assert_eq!(set.insert(hash(7)), Insert::Estimated { changed: false });
+        for i in 5_000..10_000 {
+            set.insert(hash(i));
+        }
+        let estimate = set.count().visitors as f64;
+        assert!(
+            (estimate - 10_000.0).abs() < 10_000.0 * 0.0085 * 5.0,
+            "{estimate}"
+        );
     }
 }

@@ -31,6 +31,13 @@ pub(crate) enum Insert {
     /// The key is absent and adding it needs this many more heap bytes;
     /// nothing was changed. Reserve them, then call `grow_and_insert`.
     Grow(usize),
+    /// The set is a sketch and counted the key; `changed` says whether the
+    /// sketch visibly changed, which proves the key new (tables never
+    /// answer this).
+    Estimated {
+        /// Whether the sketch changed.
+        changed: bool,
+    },
 }
 
 /// A set of non-zero `u64` hashes.
@@ -152,6 +159,7 @@ impl VisitorTable {
                 self.grow_and_insert(key);
                 true
             }
+            Insert::Estimated { changed } => changed,
         }
     }
 
@@ -194,7 +202,6 @@ impl VisitorTable {
     }
 
     /// The keys, in table order.
-    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.slots.iter().copied().filter(|&k| k != 0)
     }

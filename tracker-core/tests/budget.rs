@@ -149,3 +149,95 @@ fn eviction_prefers_pages_recorded_long_ago() {
         "recent pages evicted: {recent_kept} of 200 kept"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Under `sketch`, large pages turn into estimates within five standard
+    /// errors of the truth; pages evicted as a last resort start afresh.
+    #[test]
+    fn sketch_estimates_stay_within_five_standard_errors(
+        hot in proptest::collection::vec((0u32..6_000, 0u16..3), 2_000..8_000),
+        cold in proptest::collection::vec((0u32..20, 3u16..400), 0..2_000),
+        budget in 40_000u64..120_000,
+    ) {
+        let tracker = Tracker::builder()
+            .stripes(4)
+            .max_memory(budget)
+            .memory_policy(MemoryPolicy::Sketch)
+            .build()
+            .unwrap();
+        let mut model: HashMap<String, HashSet<u32>> = HashMap::new();
+        let mut evictions = 0;
+        let events = hot.iter().chain(cold.iter()).enumerate();
+        for (i, &(visitor, page)) in events {
+            let page = url(page);
+            tracker.record(&format!("v{visitor}"), &page).unwrap();
+            prop_assert!(tracker.stats().bytes <= budget);
+            model.entry(page.clone()).or_default().insert(visitor);
+            // Evictions are a last resort here; when one happened, forget
+            // the evicted pages (the one just recorded may be back with
+            // only this visitor).
+            if tracker.stats().evictions != evictions {
+                evictions = tracker.stats().evictions;
+                let held = tracker.top(usize::MAX);
+                model.retain(|u, _| held.iter().any(|row| &row.url == u));
+                for row in &held {
+                    let truth = model[&row.url].len() as u64;
+                    if row.distinct.exact && row.distinct.visitors < truth {
+                        prop_assert_eq!(&row.url, &page);
+                        model.insert(row.url.clone(), HashSet::from([visitor]));
+                    }
+                }
+            }
+            if i % 64 != 0 {
+                continue;
+            }
+            for row in tracker.top(usize::MAX) {
+                let truth = model[&row.url].len() as f64;
+                let got = row.distinct.visitors as f64;
+                if let Some(rse) = row.distinct.relative_error {
+                    prop_assert!((got - truth).abs() <= 5.0 * rse * truth + 0.5,
+                        "{}: estimate {got}, truth {truth}", row.url);
+                } else {
+                    prop_assert_eq!(got, truth, "{}", row.url);
+                }
+            }
+        }
+        prop_assert_eq!(tracker.stats().rejections, 0);
+    }
+}
+
+/// A page too large for the budget becomes a sketch rather than being
+/// evicted, and small pages stay exact.
+#[test]
+fn the_largest_set_is_sketched_first() {
+    let tracker = Tracker::builder()
+        .stripes(4)
+        .max_memory(100_000)
+        .build()
+        .unwrap();
+    for visitor in 0..20_000 {
+        tracker.record(&format!("v{visitor}"), &url(0)).unwrap();
+        if visitor % 10 == 0 {
+            let page = 1 + (visitor / 10) % 50;
+            tracker.record(&format!("v{visitor}"), &url(page)).unwrap();
+        }
+    }
+    let stats = tracker.stats();
+    assert_eq!(stats.sketched_pages, 1, "{stats:?}");
+    assert_eq!(stats.evictions, 0, "{stats:?}");
+    assert!(stats.bytes <= 100_000);
+    let hot = tracker.distinct(&url(0)).unwrap();
+    assert!(!hot.exact);
+    let rse = hot.relative_error.unwrap();
+    assert!(rse <= 0.0085, "{rse}");
+    assert!(
+        (hot.visitors as f64 - 20_000.0).abs() <= 5.0 * rse * 20_000.0,
+        "{hot:?}"
+    );
+    for page in 1..=50 {
+        let cold = tracker.distinct(&url(page)).unwrap();
+        assert_eq!((cold.visitors, cold.exact), (40, true));
+    }
+}
