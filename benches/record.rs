@@ -186,7 +186,7 @@ fn print_ratios(dir: &std::path::Path, since: SystemTime, workload: &ZipfWorkloa
             .count() as f64
         / events;
     println!(
-        "\nTracker against the baselines (criterion mean per operation; \"vs X\" = X's time / \
+        "\nTracker against the baselines (criterion's estimate per operation; \"vs X\" = X's time / \
          tracker's, higher is better for tracker).\nWorkload: {} events, {} pages, Zipf s={ZIPF_S} \
          (hot page = rank 0, {hot_share:.1}% of events; cold page = rank {}).\n",
         workload.events.len(),

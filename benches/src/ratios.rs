@@ -24,9 +24,12 @@ pub fn criterion_dir() -> PathBuf {
         .join("criterion")
 }
 
-/// Criterion's mean estimate, in nanoseconds per iteration, of benchmark
+/// Criterion's estimate, in nanoseconds per iteration, of benchmark
 /// `<group>/<function>/<parameter>`, if it was written at or after `since`
 /// (so a filtered run never reads a stale figure from an earlier one).
+///
+/// The same figure criterion prints as "time": the slope of its linear
+/// regression when it sampled linearly, else the mean (flat sampling).
 pub fn mean_ns(
     dir: &Path,
     group: &str,
@@ -45,7 +48,9 @@ pub fn mean_ns(
         return None;
     }
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
+    json["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| json["mean"]["point_estimate"].as_f64())
 }
 
 /// A Markdown table with right-aligned numeric columns after the first.
