@@ -169,8 +169,8 @@ impl Events {
         let start = u32::try_from(self.text.len()).expect("a stream holds at most 4 GiB");
         self.text.push_str(visitor);
         self.text.push_str(url);
-        self.spans
-            .push((start, visitor.len() as u16, url.len() as u16));
+        let len = |s: &str| u16::try_from(s.len()).expect("an event field is under 64 KiB");
+        self.spans.push((start, len(visitor), len(url)));
     }
 
     /// The number of events.
