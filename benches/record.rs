@@ -1,0 +1,219 @@
+// Run: cargo bench -p tracker-benches --bench record
+//! Ingest throughput and `distinct` latency of tracker against the
+//! baselines, on one Zipf workload, then a table of ratios computed from
+//! criterion's own estimates.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
+use tracker_benches::baselines::{DashMapHashed, DistinctCounter, HashedMutexMap, NaiveMap};
+use tracker_benches::full_run;
+use tracker_benches::ratios::{criterion_dir, human_ns, markdown_table, mean_ns, ratio};
+use tracker_benches::workload::{Events, ZipfWorkload};
+use tracker_core::Tracker;
+
+/// The workload of the issue: Zipf (s = 1) over 100k pages, 1M distinct
+/// visitors making two page views each.
+const PAGES: usize = 100_000;
+const VISITORS: usize = 1_000_000;
+const EVENTS: usize = 2_000_000;
+const ZIPF_S: f64 = 1.0;
+const SEED: u64 = 0x7EAC_0001;
+const THREADS: [usize; 2] = [1, 2];
+
+const RECORD_GROUP: &str = "record";
+const DISTINCT_GROUP: &str = "distinct";
+const DESIGNS: [&str; 4] = [
+    Tracker::NAME,
+    NaiveMap::NAME,
+    HashedMutexMap::NAME,
+    DashMapHashed::NAME,
+];
+
+fn main() {
+    let full = full_run();
+    let started = SystemTime::now();
+    let dir = criterion_dir();
+    let mut c = Criterion::default()
+        .output_directory(&dir)
+        .configure_from_args();
+
+    // Test runs (`cargo test --benches`, a debug build) only check that
+    // every bench runs, so they get a tiny workload.
+    let (pages, visitors, events) = if full {
+        (PAGES, VISITORS, EVENTS)
+    } else {
+        (1_000, 2_000, 4_000)
+    };
+    let generating = Instant::now();
+    let workload = ZipfWorkload::generate(pages, visitors, events, ZIPF_S, SEED);
+    eprintln!(
+        "workload: {events} events, {pages} pages (Zipf s={ZIPF_S}), {visitors} visitors; \
+         generated in {:.1?}",
+        generating.elapsed()
+    );
+
+    record_group(&mut c, &workload.events);
+    distinct_group(&mut c, &workload);
+    c.final_summary();
+
+    if full {
+        print_ratios(&dir, started, &workload);
+    }
+}
+
+/// Feeds the whole stream into `counter`, split into contiguous chunks,
+/// one per thread.
+fn ingest<C: DistinctCounter>(counter: &C, events: &Events, threads: usize) {
+    if threads == 1 {
+        for (visitor, url) in events.iter() {
+            counter.record(visitor, url);
+        }
+        return;
+    }
+    std::thread::scope(|s| {
+        for range in events.chunks(threads) {
+            s.spawn(move || {
+                for i in range {
+                    let (visitor, url) = events.get(i);
+                    counter.record(visitor, url);
+                }
+            });
+        }
+    });
+}
+
+fn bench_record<C: DistinctCounter>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    events: &Events,
+) {
+    for threads in THREADS {
+        group.bench_with_input(
+            BenchmarkId::new(C::NAME, format!("{threads}t")),
+            &threads,
+            |b, &threads| {
+                // A fresh structure per iteration, built and dropped outside
+                // the timed span: only ingest is measured.
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let counter = C::empty();
+                        let start = Instant::now();
+                        ingest(&counter, events, threads);
+                        total += start.elapsed();
+                        black_box(&counter);
+                    }
+                    total
+                });
+            },
+        );
+    }
+}
+
+fn record_group(c: &mut Criterion, events: &Events) {
+    let mut group = c.benchmark_group(RECORD_GROUP);
+    // One iteration ingests the whole stream (a second or more for the
+    // naive map): ten flat samples keep a full run to a few minutes.
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(events.len() as u64));
+    bench_record::<Tracker>(&mut group, events);
+    bench_record::<NaiveMap>(&mut group, events);
+    bench_record::<HashedMutexMap>(&mut group, events);
+    bench_record::<DashMapHashed>(&mut group, events);
+    group.finish();
+}
+
+fn bench_distinct<C: DistinctCounter>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    workload: &ZipfWorkload,
+) {
+    let counter = C::empty();
+    ingest(&counter, &workload.events, 1);
+    for (which, rank) in [("hot", 0), ("cold", workload.coldest_visited)] {
+        let url = workload.urls[rank].as_str();
+        assert!(counter.distinct(url) > 0, "{which} page was visited");
+        group.bench_with_input(BenchmarkId::new(C::NAME, which), url, |b, url| {
+            b.iter(|| counter.distinct(black_box(url)));
+        });
+    }
+}
+
+fn distinct_group(c: &mut Criterion, workload: &ZipfWorkload) {
+    let mut group = c.benchmark_group(DISTINCT_GROUP);
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    bench_distinct::<Tracker>(&mut group, workload);
+    bench_distinct::<NaiveMap>(&mut group, workload);
+    bench_distinct::<HashedMutexMap>(&mut group, workload);
+    bench_distinct::<DashMapHashed>(&mut group, workload);
+    group.finish();
+}
+
+fn print_ratios(dir: &std::path::Path, since: SystemTime, workload: &ZipfWorkload) {
+    let events = workload.events.len() as f64;
+    let rows_spec: [(&str, &str, &str, f64); 4] = [
+        ("record, 1 thread (per event)", RECORD_GROUP, "1t", events),
+        ("record, 2 threads (per event)", RECORD_GROUP, "2t", events),
+        ("distinct, hot page", DISTINCT_GROUP, "hot", 1.0),
+        ("distinct, cold page", DISTINCT_GROUP, "cold", 1.0),
+    ];
+    let mut rows = Vec::new();
+    for (label, group, parameter, per) in rows_spec {
+        let times: Vec<Option<f64>> = DESIGNS
+            .iter()
+            .map(|design| mean_ns(dir, group, design, parameter, since).map(|ns| ns / per))
+            .collect();
+        let mut row = vec![label.to_owned()];
+        row.extend(
+            times
+                .iter()
+                .map(|t| t.map_or_else(|| "n/a".to_owned(), human_ns)),
+        );
+        row.extend(times[1..].iter().map(|&t| ratio(t, times[0])));
+        rows.push(row);
+    }
+    let hot_share = 100.0
+        * workload
+            .events
+            .iter()
+            .filter(|e| e.1 == workload.urls[0])
+            .count() as f64
+        / events;
+    println!(
+        "\nTracker against the baselines (criterion's estimate per operation; \"vs X\" = X's time / \
+         tracker's, higher is better for tracker).\nWorkload: {} events, {} pages, Zipf s={ZIPF_S} \
+         (hot page = rank 0, {hot_share:.1}% of events; cold page = rank {}).\n",
+        workload.events.len(),
+        workload.urls.len(),
+        workload.coldest_visited,
+    );
+    let headers = [
+        "workload",
+        Tracker::NAME,
+        NaiveMap::NAME,
+        HashedMutexMap::NAME,
+        DashMapHashed::NAME,
+        "vs naive",
+        "vs hashed_mutex",
+        "vs dashmap",
+    ];
+    print!("{}", markdown_table(&headers, &rows));
+    let scaling: Vec<String> = DESIGNS
+        .iter()
+        .map(|design| {
+            let one = mean_ns(dir, RECORD_GROUP, design, "1t", since);
+            let two = mean_ns(dir, RECORD_GROUP, design, "2t", since);
+            format!("{design} {}", ratio(one, two))
+        })
+        .collect();
+    println!(
+        "\n2-thread speed-up of record over 1 thread: {}",
+        scaling.join(", ")
+    );
+}
