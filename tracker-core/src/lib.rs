@@ -48,23 +48,25 @@
 //!
 //! ```text
 //! bytes = 128·stripes
-//!       + Σ pages  (65 / load_p + url_len)
-//!       + Σ pages with more than 3 exact visitors  (8 · slots)
+//!       + Σ pages  (41 / load_p + url_len)
+//!       + Σ pages with 3 or more exact visitors  (8 + 8·slots)
 //!       + Σ sketched pages  8,272
 //! ```
 //!
-//! - each page is a 64-byte record plus one control byte in its stripe's
+//! - each page is a 40-byte record plus one control byte in its stripe's
 //!   hashbrown table, whose load `load_p` lies between 7/16 and 7/8
-//!   (74–149 bytes per page), plus its canonical URL;
-//! - a page's first 3 visitor hashes live inside the record (0 extra bytes);
-//! - beyond that they move to an open-addressing table of 8-byte slots
-//!   kept between 7/12 and 7/8 full (it grows by 1.5x): 9.1–13.7 bytes per
-//!   visitor, about 11 on average;
+//!   (47–94 bytes per page), plus its canonical URL;
+//! - a page's first 2 visitor hashes live inside the record (0 extra bytes);
+//! - from the third on they move to an open-addressing table of 8-byte
+//!   slots (plus an 8-byte count), filled completely up to 8 slots and
+//!   kept 70–87.5% full beyond (it grows by 1.25x): 9.1–11.4 bytes per
+//!   visitor, about 10 on average;
 //! - a sketched page holds an [`UltraLogLog`](sketch::UltraLogLog) of 8 KiB
 //!   registers plus its 80-byte header, whatever its number of visitors.
 //!
 //! So a million (page, visitor) pairs over a thousand pages take about
-//! 12 MB, where a `HashMap<String, HashSet<String>>` takes over 100 MB.
+//! 11 MB, where a `HashMap<String, HashSet<String>>` takes 80 MB
+//! (`docs/BENCHMARKS.md` has the measured figures).
 //! The figure leaves out the allocator's own per-allocation overhead (a
 //! few bytes per page URL and per visitor table with glibc's malloc).
 //!

@@ -2,27 +2,22 @@
 
 use crate::visitor_set::VisitorSet;
 
-/// A page record, 64 bytes inline in its stripe's table.
+/// A page record, 40 bytes inline in its stripe's table. Its URL's hash is
+/// not stored: hashbrown's tag byte already filters lookups, and the rare
+/// table resize can rehash the URL.
 #[derive(Debug)]
 pub(crate) struct Page {
     /// The canonical URL, exactly sized.
     pub(crate) url: Box<str>,
-    /// The URL's in-memory hash, kept so the table can grow without
-    /// rehashing strings.
-    pub(crate) url_hash: u64,
+    /// Its visitors, and when it was last recorded.
     pub(crate) visitors: VisitorSet,
-    /// When the page was last recorded (seconds since the Unix epoch); the
-    /// recency that eviction will rank pages by.
-    pub(crate) last_recorded: u32,
 }
 
 impl Page {
-    pub(crate) fn new(url: &str, url_hash: u64) -> Self {
+    pub(crate) fn new(url: &str, tick: u32) -> Self {
         Self {
             url: url.into(),
-            url_hash,
-            visitors: VisitorSet::default(),
-            last_recorded: 0,
+            visitors: VisitorSet::new(tick),
         }
     }
 
@@ -35,7 +30,7 @@ impl Page {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn page_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<super::Page>(), 64);
+    fn page_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<super::Page>(), 40);
     }
 }

@@ -40,9 +40,12 @@ pub(crate) const SKETCH_WORTHY_BYTES: usize = 2 * SKETCH_BYTES;
 /// and a few more samples buy a closer approximation of true LRU.
 pub(crate) const EVICTION_SAMPLES: usize = 8;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stripe {
     pages: HashTable<Page>,
+    /// The tracker's URL hasher (every stripe has a copy of the same one):
+    /// pages do not store their hash, so resizing rehashes their URLs.
+    hasher: ahash::RandomState,
     /// Distinct pairs held by this stripe's pages.
     pairs: u64,
     /// Heap bytes held: the table's allocation plus every page's own.
@@ -71,6 +74,21 @@ pub(crate) enum StripeRecord {
 }
 
 impl Stripe {
+    pub(crate) fn new(hasher: ahash::RandomState) -> Self {
+        Self {
+            pages: HashTable::new(),
+            hasher,
+            pairs: 0,
+            bytes: 0,
+            sketch_worthy: Vec::new(),
+            sketched: 0,
+        }
+    }
+
+    fn hash(&self, url: &str) -> u64 {
+        self.hasher.hash_one(url)
+    }
+
     /// Records `visitor` on the page `url` if the stripe has that page.
     /// Allocates only when the page's set must grow, and only after
     /// reserving the bytes in `budget`.
@@ -83,10 +101,7 @@ impl Stripe {
         tick: u32,
         budget: &MemoryBudget,
     ) -> StripeRecord {
-        let Some(page) = self
-            .pages
-            .find_mut(url_hash, |p| p.url_hash == url_hash && *p.url == *url)
-        else {
+        let Some(page) = self.pages.find_mut(url_hash, |p| *p.url == *url) else {
             return StripeRecord::NoPage;
         };
         let recorded = match page.visitors.insert(visitor) {
@@ -111,7 +126,7 @@ impl Stripe {
             Insert::Estimated { changed: true } => Recorded::New,
             Insert::Estimated { changed: false } => Recorded::Sketched,
         };
-        page.last_recorded = page.last_recorded.max(tick);
+        page.visitors.touch(tick);
         StripeRecord::Done(recorded)
     }
 
@@ -146,10 +161,11 @@ impl Stripe {
                 StripeRecord::NeedRoom(bound)
             };
         }
-        let mut page = Page::new(url, url_hash);
-        page.last_recorded = tick;
+        let mut page = Page::new(url, tick);
         page.visitors.insert(visitor);
-        self.pages.insert_unique(url_hash, page, |p| p.url_hash);
+        let hasher = &self.hasher;
+        self.pages
+            .insert_unique(url_hash, page, |p| hasher.hash_one(&*p.url));
         let grown = self.pages.allocation_size() - table_before + url.len();
         debug_assert!(grown <= bound, "grew {grown}, bound {bound}");
         if grown <= bound {
@@ -183,8 +199,9 @@ impl Stripe {
             let bucket = ((u128::from(random()) * buckets as u128) >> 64) as usize;
             if let Some(page) = self.pages.get_bucket(bucket) {
                 seen += 1;
-                if oldest.is_none_or(|(tick, _)| page.last_recorded < tick) {
-                    oldest = Some((page.last_recorded, bucket));
+                let last = page.visitors.last_recorded();
+                if oldest.is_none_or(|(tick, _)| last < tick) {
+                    oldest = Some((last, bucket));
                 }
             }
         }
@@ -199,7 +216,7 @@ impl Stripe {
         if page.visitors.is_sketch() {
             self.sketched -= 1;
         } else if page.visitors.heap_bytes() >= SKETCH_WORTHY_BYTES {
-            self.forget_sketch_worthy(page.url_hash);
+            self.forget_sketch_worthy(self.hash(&page.url));
         }
         Some(freed)
     }
@@ -216,7 +233,7 @@ impl Stripe {
         self.sketch_worthy
             .iter()
             .filter_map(|&hash| {
-                let page = self.pages.find(hash, |p| p.url_hash == hash)?;
+                let page = self.pages.find(hash, |p| self.hash(&p.url) == hash)?;
                 Some((page.visitors.heap_bytes(), hash))
             })
             .max()
@@ -227,7 +244,10 @@ impl Stripe {
     /// `None` if the page is gone or already a sketch.
     pub(crate) fn sketch_page(&mut self, url_hash: u64) -> Option<usize> {
         self.forget_sketch_worthy(url_hash);
-        let page = self.pages.find_mut(url_hash, |p| p.url_hash == url_hash)?;
+        let hasher = &self.hasher;
+        let page = self
+            .pages
+            .find_mut(url_hash, |p| hasher.hash_one(&*p.url) == url_hash)?;
         if page.visitors.is_sketch() {
             return None;
         }
@@ -265,18 +285,18 @@ impl Stripe {
         // Draining keeps the allocation and resets every slot to empty;
         // re-inserting fewer pages than it holds never reallocates.
         let kept: Vec<Page> = self.pages.drain().collect();
+        let hasher = &self.hasher;
         for page in kept {
+            let hash = hasher.hash_one(&*page.url);
             self.pages
-                .insert_unique(page.url_hash, page, |p| p.url_hash);
+                .insert_unique(hash, page, |p| hasher.hash_one(&*p.url));
         }
         (freed, evicted)
     }
 
     /// The page's count, or `None` if the stripe does not have it.
     pub(crate) fn distinct(&self, url: &str, url_hash: u64) -> Option<Distinct> {
-        let page = self
-            .pages
-            .find(url_hash, |p| p.url_hash == url_hash && *p.url == *url)?;
+        let page = self.pages.find(url_hash, |p| *p.url == *url)?;
         Some(page.visitors.count())
     }
 
@@ -314,12 +334,12 @@ mod tests {
 
     #[test]
     fn accounting_matches_a_recount() {
-        let mut stripe = Stripe::default();
+        let mut stripe = Stripe::new(ahash::RandomState::new());
         let budget = MemoryBudget::new(None, 0);
         for page in 0..50u64 {
             let url = format!("https://example.com/{page}");
             for visitor in 1..=page * 3 + 1 {
-                let hash = page.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let hash = stripe.hash(&url);
                 let done = stripe.record(&url, hash, visitor, 0, &budget);
                 assert_eq!(done, StripeRecord::Done(Recorded::New));
             }
@@ -348,28 +368,38 @@ mod tests {
 
     #[test]
     fn a_refused_reservation_changes_nothing() {
-        let mut stripe = Stripe::default();
+        let mut stripe = Stripe::new(ahash::RandomState::new());
         let budget = MemoryBudget::new(Some(2_000), 0);
         let url = "https://example.com/";
-        for visitor in 1..=3 {
+        let hash = stripe.hash(url);
+        for visitor in 1..=2 {
             assert!(matches!(
-                stripe.record(url, 7, visitor, 0, &budget),
+                stripe.record(url, hash, visitor, 0, &budget),
                 StripeRecord::Done(_)
             ));
         }
         let held = budget.held();
         assert!(held > 0);
-        // The fourth visitor needs a table; the budget has no room for it.
+        // The third visitor needs a table; the budget has no room for it.
         let tight = MemoryBudget::new(Some(held), held);
         assert_eq!(
-            stripe.record(url, 7, 4, 9, &tight),
-            StripeRecord::NeedRoom(64)
+            stripe.record(url, hash, 3, 9, &tight),
+            StripeRecord::NeedRoom(32)
         );
-        assert_eq!(stripe.distinct(url, 7).map(|d| d.visitors), Some(3));
-        assert_eq!(stripe.pages().next().map(|p| p.last_recorded), Some(0));
+        assert_eq!(stripe.distinct(url, hash).map(|d| d.visitors), Some(2));
+        assert_eq!(
+            stripe.pages().next().map(|p| p.visitors.last_recorded()),
+            Some(0)
+        );
         // A second page fits the table's free slots: it needs its URL only.
         assert_eq!(
-            stripe.record("https://example.com/b", 8, 1, 0, &tight),
+            stripe.record(
+                "https://example.com/b",
+                stripe.hash("https://example.com/b"),
+                1,
+                0,
+                &tight
+            ),
             StripeRecord::NeedRoom(21)
         );
     }

@@ -69,14 +69,15 @@ impl Tracker {
 
     /// A tracker with checked settings (see [`TrackerBuilder::config`]).
     pub fn with_config(config: TrackerConfig) -> Self {
+        let url_hasher = ahash::RandomState::new();
         let stripes: Box<[_]> = (0..config.stripes)
-            .map(|_| CachePadded(RwLock::new(Stripe::default())))
+            .map(|_| CachePadded(RwLock::new(Stripe::new(url_hasher.clone()))))
             .collect();
         Self {
             stripe_mask: stripes.len() - 1,
             stripes,
             visitor_hasher: VisitorHasher::new(config.hash_key),
-            url_hasher: ahash::RandomState::new(),
+            url_hasher,
             budget: MemoryBudget::new(config.max_memory, config.fixed_bytes()),
             evictions: AtomicU64::new(0),
             rejections: AtomicU64::new(0),

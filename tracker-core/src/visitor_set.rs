@@ -4,43 +4,67 @@
 //! with [`INLINE`] hashes stored in the page record itself (no heap), and
 //! moves to a [`VisitorTable`] when it outgrows them. Under memory pressure
 //! the tracker may turn a large table into an [`UltraLogLog`] sketch: the
-//! page keeps counting, as an estimate. The enum is 32 bytes in every form.
+//! page keeps counting, as an estimate. The enum is 24 bytes in every form.
 
 use crate::report::Distinct;
 use crate::sketch::UltraLogLog;
 pub(crate) use crate::visitor_table::Insert;
-use crate::visitor_table::{MIN_CAPACITY, VisitorTable};
+use crate::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 
 /// Heap bytes of a page's set in sketch form (the boxed sketch).
 pub(crate) const SKETCH_BYTES: usize =
     std::mem::size_of::<UltraLogLog>() + (1 << UltraLogLog::DEFAULT_PRECISION);
 
 /// How many visitor hashes a page holds without a heap allocation.
-pub(crate) const INLINE: usize = 3;
+pub(crate) const INLINE: usize = 2;
 
+/// Every form also carries its page's last-recorded time (seconds since the
+/// Unix epoch, the recency eviction ranks pages by): inside the variants it
+/// fills what would be the enum's padding, where a field of the page
+/// record would cost 8 more bytes per page.
 #[derive(Debug, Clone)]
 pub(crate) enum VisitorSet {
     /// Up to [`INLINE`] hashes; unused slots are 0 and come last.
-    Inline([u64; INLINE]),
+    Inline(u32, [u64; INLINE]),
     /// An open-addressing table of hashes.
-    Table(VisitorTable),
+    Table(u32, VisitorTable),
     /// A cardinality sketch of the hashes: counts are estimates.
-    Sketch(Box<UltraLogLog>),
-}
-
-impl Default for VisitorSet {
-    fn default() -> Self {
-        VisitorSet::Inline([0; INLINE])
-    }
+    Sketch(u32, Box<UltraLogLog>),
 }
 
 impl VisitorSet {
+    /// An empty set last recorded at `tick`.
+    pub(crate) fn new(tick: u32) -> Self {
+        VisitorSet::Inline(tick, [0; INLINE])
+    }
+
+    /// When the page was last recorded.
+    pub(crate) fn last_recorded(&self) -> u32 {
+        match self {
+            VisitorSet::Inline(last, _)
+            | VisitorSet::Table(last, _)
+            | VisitorSet::Sketch(last, _) => *last,
+        }
+    }
+
+    /// Notes a record at `tick` (recency only moves forwards: a back-filled
+    /// event does not make a page look older).
+    pub(crate) fn touch(&mut self, tick: u32) {
+        match self {
+            VisitorSet::Inline(last, _)
+            | VisitorSet::Table(last, _)
+            | VisitorSet::Sketch(last, _) => {
+                *last = (*last).max(tick);
+            }
+        }
+    }
+
     /// Visitor hashes held exactly (0 for a sketch, which holds none). O(1).
     pub(crate) fn pairs(&self) -> usize {
         match self {
-            VisitorSet::Inline(slots) => slots.iter().take_while(|&&h| h != 0).count(),
-            VisitorSet::Table(table) => table.len(),
-            VisitorSet::Sketch(_) => 0,
+            VisitorSet::Inline(_, slots) => slots.iter().take_while(|&&h| h != 0).count(),
+            VisitorSet::Table(_, table) => table.len(),
+            VisitorSet::Sketch(..) => 0,
         }
     }
 
@@ -48,7 +72,7 @@ impl VisitorSet {
     /// its relative standard error. O(1).
     pub(crate) fn count(&self) -> Distinct {
         match self {
-            VisitorSet::Sketch(sketch) => Distinct {
+            VisitorSet::Sketch(_, sketch) => Distinct {
                 visitors: sketch.estimate().round() as u64,
                 exact: false,
                 relative_error: Some(sketch.relative_standard_error()),
@@ -58,7 +82,7 @@ impl VisitorSet {
     }
 
     pub(crate) fn is_sketch(&self) -> bool {
-        matches!(self, VisitorSet::Sketch(_))
+        matches!(self, VisitorSet::Sketch(..))
     }
 
     /// Turns the set into a sketch of the same hashes, whose estimate
@@ -67,22 +91,22 @@ impl VisitorSet {
     pub(crate) fn convert_to_sketch(&mut self) -> usize {
         let before = self.heap_bytes();
         let hashes: Box<dyn Iterator<Item = u64>> = match self {
-            VisitorSet::Sketch(_) => return before,
-            VisitorSet::Inline(slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
-            VisitorSet::Table(table) => Box::new(table.iter()),
+            VisitorSet::Sketch(..) => return before,
+            VisitorSet::Inline(_, slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
+            VisitorSet::Table(_, table) => Box::new(table.iter()),
         };
         let sketch = UltraLogLog::from_exact_set(UltraLogLog::DEFAULT_PRECISION, hashes)
             .expect("the default precision is valid");
-        *self = VisitorSet::Sketch(Box::new(sketch));
+        *self = VisitorSet::Sketch(self.last_recorded(), Box::new(sketch));
         before
     }
 
     /// Heap bytes held by the set (0 while inline).
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
-            VisitorSet::Inline(_) => 0,
-            VisitorSet::Table(table) => table.heap_bytes(),
-            VisitorSet::Sketch(_) => SKETCH_BYTES,
+            VisitorSet::Inline(..) => 0,
+            VisitorSet::Table(_, table) => table.heap_bytes(),
+            VisitorSet::Sketch(..) => SKETCH_BYTES,
         }
     }
 
@@ -92,11 +116,11 @@ impl VisitorSet {
     pub(crate) fn insert(&mut self, hash: u64) -> Insert {
         debug_assert_ne!(hash, 0);
         match self {
-            VisitorSet::Table(table) => table.insert(hash),
-            VisitorSet::Sketch(sketch) => Insert::Estimated {
+            VisitorSet::Table(_, table) => table.insert(hash),
+            VisitorSet::Sketch(_, sketch) => Insert::Estimated {
                 changed: sketch.insert(hash),
             },
-            VisitorSet::Inline(slots) => {
+            VisitorSet::Inline(_, slots) => {
                 for slot in slots.iter_mut() {
                     if *slot == hash {
                         return Insert::Present;
@@ -106,7 +130,7 @@ impl VisitorSet {
                         return Insert::Added;
                     }
                 }
-                Insert::Grow(MIN_CAPACITY * std::mem::size_of::<u64>())
+                Insert::Grow(MIN_TABLE_BYTES)
             }
         }
     }
@@ -115,16 +139,16 @@ impl VisitorSet {
     /// (as an [`Insert::Grow`] answer said).
     pub(crate) fn grow_and_insert(&mut self, hash: u64) {
         match self {
-            VisitorSet::Table(table) => table.grow_and_insert(hash),
-            VisitorSet::Sketch(sketch) => {
+            VisitorSet::Table(_, table) => table.grow_and_insert(hash),
+            VisitorSet::Sketch(_, sketch) => {
                 sketch.insert(hash);
             }
-            VisitorSet::Inline(slots) => {
+            VisitorSet::Inline(last, slots) => {
                 let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
                 for &h in slots.iter().chain([&hash]) {
                     table.insert_growing(h);
                 }
-                *self = VisitorSet::Table(table);
+                *self = VisitorSet::Table(*last, table);
             }
         }
     }
@@ -147,9 +171,9 @@ impl VisitorSet {
     #[cfg(test)]
     pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = u64> + '_> {
         match self {
-            VisitorSet::Inline(slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
-            VisitorSet::Table(table) => Box::new(table.iter()),
-            VisitorSet::Sketch(_) => Box::new(std::iter::empty()),
+            VisitorSet::Inline(_, slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
+            VisitorSet::Table(_, table) => Box::new(table.iter()),
+            VisitorSet::Sketch(..) => Box::new(std::iter::empty()),
         }
     }
 }
@@ -159,32 +183,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn set_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<VisitorSet>(), 32);
+    fn set_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<VisitorSet>(), 24);
     }
 
     #[test]
     fn moves_from_inline_to_table_without_losing_members() {
-        let mut set = VisitorSet::default();
+        let mut set = VisitorSet::new(0);
         for h in 1..=INLINE as u64 {
             assert!(set.insert_growing(h));
             assert!(!set.insert_growing(h));
         }
         assert_eq!(set.heap_bytes(), 0);
         assert!(set.insert_growing(99));
-        assert_eq!(set.heap_bytes(), 64);
+        assert_eq!(set.heap_bytes(), 32);
         assert_eq!(set.pairs(), INLINE + 1);
         for h in (1..=INLINE as u64).chain([99]) {
             assert!(!set.insert_growing(h));
         }
         let mut all: Vec<u64> = set.iter().collect();
         all.sort_unstable();
-        assert_eq!(all, vec![1, 2, 3, 99]);
+        assert_eq!(all, vec![1, 2, 99]);
     }
 
     #[test]
     fn sketching_keeps_the_count_and_then_estimates() {
-        let mut set = VisitorSet::default();
+        let mut set = VisitorSet::new(0);
         let hasher = crate::visitor_hash::VisitorHasher::new(1);
         let hash = |i: u64| hasher.hash(&i.to_le_bytes());
         for i in 0..5_000 {
