@@ -1,0 +1,115 @@
+//! `POST /events`: one event per request.
+
+use std::borrow::Cow;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The body of `POST /events`. Unknown fields are ignored. The strings
+/// borrow from the body unless they contain JSON escapes.
+#[derive(Debug, Deserialize)]
+pub struct Event<'a> {
+    /// The visitor id the site generated.
+    #[serde(borrow)]
+    pub visitor: Cow<'a, str>,
+    /// The page URL.
+    #[serde(borrow)]
+    pub url: Cow<'a, str>,
+}
+
+/// Records the event in the body; `202 Accepted` with no body.
+pub async fn record_event(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<StatusCode, AppError> {
+    check_content_type(request.headers())?;
+    let body = Bytes::from_request(request, &state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge {
+                limit: state.limits.body_limit,
+            },
+            _ => AppError::MalformedJson(rejection.body_text()),
+        })?;
+    let event = parse_event(&body)?;
+    let recorded = state.tracker.record(&event.visitor, &event.url)?;
+    state.metrics.event(recorded);
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// JSON and plain text are both read as JSON: browsers send `text/plain`
+/// from `sendBeacon` and from `fetch` without a CORS preflight. A request
+/// with no content type is read as JSON too; anything else is refused.
+fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let value = value.to_str().map_err(|_| AppError::UnsupportedMediaType)?;
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let is = |expected: &str| essence.eq_ignore_ascii_case(expected);
+    let json_suffix = essence.len() > 5
+        && essence.is_char_boundary(essence.len() - 5)
+        && essence[essence.len() - 5..].eq_ignore_ascii_case("+json");
+    if is("application/json") || is("text/plain") || json_suffix {
+        Ok(())
+    } else {
+        Err(AppError::UnsupportedMediaType)
+    }
+}
+
+/// Parses an event, telling malformed JSON apart from JSON of the wrong
+/// shape.
+pub fn parse_event(body: &[u8]) -> Result<Event<'_>, AppError> {
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => AppError::InvalidEvent(e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                AppError::MalformedJson(e.to_string())
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_unknown_fields() {
+        let event = parse_event(br#"{"visitor":"v\u00e9","url":"/p","extra":[1,{}]}"#).unwrap();
+        assert_eq!((&*event.visitor, &*event.url), ("vé", "/p"));
+        assert!(matches!(event.url, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn shape_errors_are_told_apart() {
+        let code = |body: &[u8]| parse_event(body).unwrap_err().code();
+        assert_eq!(code(b"{"), "malformed_json");
+        assert_eq!(code(b""), "malformed_json");
+        assert_eq!(code(br#"{"visitor":1,"url":"/"}"#), "invalid_event");
+        assert_eq!(code(br#"{"url":"/"}"#), "invalid_event");
+        assert_eq!(code(b"[]"), "invalid_event");
+    }
+
+    #[test]
+    fn content_types() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            check_content_type(&h).is_ok()
+        };
+        assert!(with("application/json"));
+        assert!(with("text/plain;charset=UTF-8"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/vnd.event+json"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!with("multipart/form-data; boundary=x"));
+        assert!(check_content_type(&HeaderMap::new()).is_ok());
+    }
+}

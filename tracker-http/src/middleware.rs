@@ -1,0 +1,162 @@
+//! The layers around the handlers: request observation (request id,
+//! timeout, metrics, JSON errors, logging), bearer auth and rate limiting.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{AppError, ensure_json};
+use crate::metrics::Route;
+use crate::state::AppState;
+
+/// The request-id header, read from clients and proxies and echoed back.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Ids are this process's start time in milliseconds (so restarts do
+/// not repeat ids) and a counter: unique without randomness per request.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn request_id(request: &Request) -> HeaderValue {
+    if let Some(id) = request.headers().get(&X_REQUEST_ID)
+        && (1..=128).contains(&id.len())
+        && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return id.clone();
+    }
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 33];
+    let text = format_id(process_epoch(), n, &mut buf);
+    HeaderValue::from_bytes(text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+fn process_epoch() -> u64 {
+    static EPOCH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    })
+}
+
+/// `{epoch:x}-{n:x}` into `buf`, without going through `fmt`.
+fn format_id(epoch: u64, n: u64, buf: &mut [u8; 33]) -> &[u8] {
+    fn hex(mut v: u64, out: &mut [u8]) -> usize {
+        let mut tmp = [0u8; 16];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b"0123456789abcdef"[(v & 15) as usize];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        let len = tmp.len() - i;
+        out[..len].copy_from_slice(&tmp[i..]);
+        len
+    }
+    let a = hex(epoch, &mut buf[..16]);
+    buf[a] = b'-';
+    let b = hex(n, &mut buf[a + 1..]);
+    &buf[..a + 1 + b]
+}
+
+/// The outermost layer: gives each request an id (echoed as
+/// `x-request-id`), bounds its time, turns any non-JSON error into the
+/// JSON format, counts it, and logs it at debug level.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = Route::of(request.uri().path());
+    let id = request_id(&request);
+    let method = request.method().clone();
+
+    let response = match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await
+    {
+        Ok(response) => ensure_json(response),
+        Err(_) => AppError::Timeout.into_response(),
+    };
+    let mut response = response;
+    let status = response.status();
+    let elapsed = start.elapsed();
+    state.metrics.observe(route, status, elapsed);
+    if status.is_server_error() {
+        tracing::warn!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request failed");
+    } else {
+        tracing::debug!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request");
+    }
+    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    response
+}
+
+/// Refuses read requests without `Authorization: Bearer <token>` when a
+/// token is configured.
+pub async fn require_bearer(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &state.limits.auth_token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        if !constant_time_eq(presented, token.as_bytes()) {
+            return AppError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares without stopping at the first difference, so response time
+/// does not reveal how much of a guessed token is right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses requests over the per-IP rate with 429 and `Retry-After`.
+/// The client address comes from the connection; a request without one
+/// (in-process tests) counts as `0.0.0.0`.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(limiter) = &state.limits.rate_limiter {
+        let ip = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        if let Err(retry_after) = limiter.check(ip, Instant::now()) {
+            return AppError::RateLimited { retry_after }.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_hex_and_distinct() {
+        let mut buf = [0u8; 33];
+        assert_eq!(format_id(0x18f, 0, &mut buf), b"18f-0");
+        let mut buf = [0u8; 33];
+        assert_eq!(
+            format_id(u64::MAX, u64::MAX, &mut buf),
+            b"ffffffffffffffff-ffffffffffffffff"
+        );
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+}
