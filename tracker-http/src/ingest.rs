@@ -65,7 +65,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
 /// Parses an event, telling malformed JSON apart from JSON of the wrong
 /// shape.
 pub fn parse_event(body: &[u8]) -> Result<Event<'_>, AppError> {
-    serde_json::from_slice(body).map_err(|e| {
+    let event: Event = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => AppError::InvalidEvent(e.to_string()),
@@ -73,7 +73,14 @@ pub fn parse_event(body: &[u8]) -> Result<Event<'_>, AppError> {
                 AppError::MalformedJson(e.to_string())
             }
         }
-    })
+    })?;
+    // serde also reads a struct from a JSON array (`["v", "/"]`); the wire
+    // format is an object, and accepting a positional form would freeze
+    // the field order into the API.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AppError::InvalidEvent("expected a JSON object".into()));
+    }
+    Ok(event)
 }
 
 #[cfg(test)]
