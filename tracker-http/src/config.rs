@@ -170,7 +170,8 @@ pub enum LogFormat {
 }
 
 impl Config {
-    /// The defaults, as if run with no flags and no environment.
+    /// The settings of a run with no flags (`TRACKER_*` variables still
+    /// apply).
     pub fn defaults() -> Self {
         Config::parse_from(["tracker-http"])
     }
@@ -197,6 +198,17 @@ impl Config {
             && !(burst.is_finite() && burst >= 1.0)
         {
             return Err(format!("--rate-burst must be at least 1, got {burst}"));
+        }
+        for origin in &self.http.cors_origins {
+            let origin = origin.trim();
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok());
+            if !valid {
+                return Err(format!(
+                    "--cors-origins: `{origin}` is not `*` or an origin such as https://example.com"
+                ));
+            }
         }
         if self.http.auth_token.as_deref() == Some("") {
             return Err("--auth-token must not be empty".into());
@@ -332,5 +344,9 @@ mod tests {
         assert!(!config.to_string().contains("secret"));
         assert!(Config::try_parse_from(["tracker-http", "--query", "allow"]).is_err());
         assert!(Config::try_parse_from(["tracker-http", "--tls-cert", "c.pem"]).is_err());
+        let cors = |o: &str| Config::parse_from(["tracker-http", "--cors-origins", o]).validate();
+        assert!(cors("https://a.example,http://b.example:8000").is_ok());
+        assert!(cors("*").is_ok());
+        assert!(cors("a.example").is_err());
     }
 }

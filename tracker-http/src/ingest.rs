@@ -3,8 +3,9 @@
 use std::borrow::Cow;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::LengthLimitError;
 use serde::Deserialize;
 
 use crate::error::AppError;
@@ -28,18 +29,45 @@ pub async fn record_event(
     request: Request,
 ) -> Result<StatusCode, AppError> {
     check_content_type(request.headers())?;
-    let body = Bytes::from_request(request, &state)
-        .await
-        .map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge {
-                limit: state.limits.body_limit,
-            },
-            _ => AppError::MalformedJson(rejection.body_text()),
-        })?;
+    let limits = &state.limits;
+    // The body is the only part of a request the client can drag out
+    // (the handlers never wait on anything else), so that is where the
+    // request timeout applies.
+    let body = tokio::time::timeout(
+        limits.request_timeout,
+        read_body(request, limits.body_limit),
+    )
+    .await
+    .map_err(|_| AppError::Timeout)??;
     let event = parse_event(&body)?;
     let recorded = state.tracker.record(&event.visitor, &event.url)?;
     state.metrics.event(recorded);
     Ok(StatusCode::ACCEPTED)
+}
+
+/// The whole body, refused with 413 past `limit` bytes: at once when
+/// `Content-Length` says so, else as soon as the stream passes the limit.
+/// (Read here rather than by a `DefaultBodyLimit` layer, which would put
+/// a layer on every route for the one route that has a body.)
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<LengthLimitError>() {
+                AppError::PayloadTooLarge { limit }
+            } else {
+                AppError::MalformedJson(format!("the body could not be read: {e}"))
+            }
+        })
 }
 
 /// JSON and plain text are both read as JSON: browsers send `text/plain`

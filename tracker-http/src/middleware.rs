@@ -1,14 +1,19 @@
 //! The layers around the handlers: request observation (request id,
 //! timeout, metrics, JSON errors, logging), bearer auth and rate limiting.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
 
 use crate::error::{AppError, ensure_json};
 use crate::metrics::Route;
@@ -67,30 +72,106 @@ fn format_id(epoch: u64, n: u64, buf: &mut [u8; 33]) -> &[u8] {
 }
 
 /// The outermost layer: gives each request an id (echoed as
-/// `x-request-id`), bounds its time, turns any non-JSON error into the
-/// JSON format, counts it, and logs it at debug level.
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = Route::of(request.uri().path());
-    let id = request_id(&request);
-    let method = request.method().clone();
+/// `x-request-id`), turns any non-JSON error into the JSON format, counts
+/// it, and logs it at debug level.
+///
+/// Written as a tower layer with its own future rather than with
+/// `middleware::from_fn`, which clones the inner service, builds a `Next`
+/// and boxes a future per request: this sits on every request, so it
+/// allocates nothing beyond the request id.
+#[derive(Clone)]
+pub struct ObserveLayer {
+    state: AppState,
+}
 
-    let response = match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await
-    {
-        Ok(response) => ensure_json(response),
-        Err(_) => AppError::Timeout.into_response(),
-    };
-    let mut response = response;
-    let status = response.status();
-    let elapsed = start.elapsed();
-    state.metrics.observe(route, status, elapsed);
-    if status.is_server_error() {
-        tracing::warn!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request failed");
-    } else {
-        tracing::debug!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request");
+impl ObserveLayer {
+    /// The layer, counting into `state.metrics`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
-    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-    response
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service [`ObserveLayer`] wraps around each route.
+#[derive(Clone)]
+pub struct Observe<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let start = Instant::now();
+        let route = Route::of(request.uri().path());
+        let id = request_id(&request);
+        let method = request.method().clone();
+        ObserveFuture {
+            inner: self.inner.call(request),
+            start,
+            route,
+            method,
+            id: Some(id),
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The future of [`Observe`]: the route's future, then the bookkeeping.
+pub struct ObserveFuture<F> {
+    inner: F,
+    start: Instant,
+    route: Route,
+    method: Method,
+    id: Option<HeaderValue>,
+    state: AppState,
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let Ok(response) = ready!(Pin::new(&mut this.inner).poll(cx));
+        let mut response = ensure_json(response);
+        let status = response.status();
+        let elapsed = this.start.elapsed();
+        let route = this.route;
+        this.state.metrics.observe(route, status, elapsed);
+        let id = this.id.take().unwrap_or(HeaderValue::from_static("-"));
+        let method = &this.method;
+        if status.is_server_error() {
+            tracing::warn!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request failed");
+        } else {
+            tracing::debug!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request");
+        }
+        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        Poll::Ready(Ok(response))
+    }
 }
 
 /// Refuses read requests without `Authorization: Bearer <token>` when a

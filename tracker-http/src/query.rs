@@ -138,14 +138,19 @@ pub fn param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, App
 }
 
 fn decode(raw: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
-    if !raw.contains(['%', '+']) {
-        return Ok(Cow::Borrowed(raw));
+    let bytes: Cow<'_, [u8]> = if raw.contains('+') {
+        let spaced = raw.replace('+', " ");
+        Cow::Owned(percent_decode(spaced.as_bytes()).collect())
+    } else {
+        // Borrowed when there is no escape; one allocation otherwise.
+        percent_decode(raw.as_bytes()).into()
+    };
+    match bytes {
+        Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed),
+        Cow::Owned(v) => String::from_utf8(v)
+            .map(Cow::Owned)
+            .map_err(|e| e.utf8_error()),
     }
-    let spaced = raw.replace('+', " ");
-    let bytes = percent_decode(spaced.as_bytes()).collect::<Vec<u8>>();
-    String::from_utf8(bytes)
-        .map(Cow::Owned)
-        .map_err(|e| e.utf8_error())
 }
 
 #[cfg(test)]

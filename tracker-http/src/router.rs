@@ -1,14 +1,13 @@
 //! [`app`]: the routes and the layers around them.
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::AppError;
-use crate::middleware::{X_REQUEST_ID, observe, rate_limit, require_bearer};
+use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
 use crate::state::AppState;
 use crate::{ingest, ops, query};
 
@@ -17,7 +16,7 @@ use crate::{ingest, ops, query};
 /// Layers are added only when configured, so the default request path is
 /// the handler plus one observing layer.
 pub fn app(state: AppState) -> Router {
-    let limits = state.limits.clone();
+    let limits = &state.limits;
     let guarded = |router: Router<AppState>| {
         if limits.auth_token.is_some() {
             router.route_layer(from_fn_with_state(state.clone(), require_bearer))
@@ -46,13 +45,12 @@ pub fn app(state: AppState) -> Router {
     let mut router = api
         .merge(operations)
         .fallback(|| async { AppError::NotFound })
-        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(limits.body_limit));
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
     if let Some(cors) = cors(&limits.cors_origins) {
         router = router.layer(cors);
     }
     router
-        .layer(from_fn_with_state(state.clone(), observe))
+        .layer(ObserveLayer::new(state.clone()))
         .with_state(state)
 }
 

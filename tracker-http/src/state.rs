@@ -1,5 +1,6 @@
 //! [`AppState`]: what every handler shares.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,18 +11,30 @@ use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::shutdown::Shutdown;
 
-/// The tracker and the HTTP layer's shared settings and counters. Cheap
-/// to clone: everything is behind an `Arc`.
+/// The tracker and the HTTP layer's settings and counters, behind one
+/// `Arc`: handlers and layers clone it per request, and one reference
+/// count is all that costs.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] points to.
+pub struct Shared {
     /// The tracker requests are translated into calls on.
     pub tracker: Arc<Tracker>,
     /// Request and event counters.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     /// Triggered when the service starts draining.
     pub shutdown: Shutdown,
     /// Settings of the HTTP layer.
-    pub limits: Arc<HttpLimits>,
+    pub limits: HttpLimits,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The HTTP layer's settings, resolved from the [`Config`].
@@ -63,12 +76,12 @@ impl AppState {
 
     /// State around an existing tracker (for embedding and tests).
     pub fn new(tracker: Arc<Tracker>, limits: HttpLimits) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             tracker,
-            metrics: Arc::new(Metrics::default()),
+            metrics: Metrics::default(),
             shutdown: Shutdown::new(),
-            limits: Arc::new(limits),
-        }
+            limits,
+        }))
     }
 }
 
