@@ -45,5 +45,5 @@ pub mod state;
 
 pub use config::Config;
 pub use error::AppError;
-pub use router::app;
+pub use router::{app, routes};
 pub use state::{AppState, HttpLimits};

@@ -98,15 +98,35 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             state: self.state.clone(),
+            peer: None,
         }
     }
 }
 
-/// The service [`ObserveLayer`] wraps around each route.
+/// The service [`ObserveLayer`] wraps around a router or route.
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
     state: AppState,
+    /// The connection's client address, handed to the rate limiter as
+    /// `ConnectInfo`.
+    peer: Option<SocketAddr>,
+}
+
+impl<S> Observe<S> {
+    /// This service for one connection from `peer`. The address is only
+    /// attached to requests when the rate limiter needs it: inserting an
+    /// extension allocates the request's extension map.
+    pub fn for_peer(&self, peer: SocketAddr) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+            peer: self.state.limits.rate_limiter.as_ref().map(|_| peer),
+        }
+    }
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -122,8 +142,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
         let start = Instant::now();
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
         let route = Route::of(request.uri().path());
         let id = request_id(&request);
         let method = request.method().clone();

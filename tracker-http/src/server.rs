@@ -7,12 +7,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
 use axum::Router;
-use axum::serve::ListenerExt;
+use axum::serve::{IncomingStream, Listener, ListenerExt};
 use axum_server::tls_rustls::RustlsConfig;
+use tower::{Layer, Service};
 
 use crate::config::Config;
-use crate::router::app;
+use crate::middleware::{Observe, ObserveLayer};
+use crate::router::{app, routes};
 use crate::shutdown::{Shutdown, signal};
 use crate::state::AppState;
 
@@ -61,11 +66,15 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     listener.set_nonblocking(true).map_err(ServeError::Io)?;
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let grace = config.http.shutdown_grace;
-    let router = app(state);
 
     match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => serve_tls(listener, router, cert, key, &shutdown, grace).await?,
-        _ => serve_plain(listener, router, &shutdown, grace).await?,
+        (Some(cert), Some(key)) => {
+            serve_tls(listener, app(state), cert, key, &shutdown, grace).await?
+        }
+        _ => {
+            let service = ObserveLayer::new(state.clone()).layer(routes(state));
+            serve_plain(listener, service, &shutdown, grace).await?
+        }
     }
     // Persistence, once the core has it, is flushed here: after the last
     // request has been answered.
@@ -75,7 +84,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 
 async fn serve_plain(
     listener: std::net::TcpListener,
-    router: Router,
+    service: Observe<Router>,
     shutdown: &Shutdown,
     grace: Duration,
 ) -> Result<(), ServeError> {
@@ -91,12 +100,9 @@ async fn serve_plain(
         let shutdown = shutdown.clone();
         async move { shutdown.triggered().await }
     };
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(drained)
-    .into_future();
+    let server = axum::serve(listener, PerConnection(service))
+        .with_graceful_shutdown(drained)
+        .into_future();
     tokio::select! {
         result = server => result.map_err(ServeError::Io),
         () = deadline(shutdown, grace) => {
@@ -136,6 +142,28 @@ async fn serve_tls(
         .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(ServeError::Io)
+}
+
+/// Makes the service for each accepted connection: the observed router,
+/// told the client's address.
+#[derive(Clone)]
+struct PerConnection(Observe<Router>);
+
+impl<'a, L> Service<IncomingStream<'a, L>> for PerConnection
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    type Response = Observe<Router>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Observe<Router>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
+        std::future::ready(Ok(self.0.for_peer(*stream.remote_addr())))
+    }
 }
 
 /// Resolves `grace` after shutdown starts.
