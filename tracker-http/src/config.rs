@@ -124,7 +124,8 @@ pub struct HttpOptions {
     #[arg(long, env = "TRACKER_BODY_LIMIT", default_value_t = 16 * 1024)]
     pub body_limit: usize,
 
-    /// Longest a request may take, e.g. `10s` or `500ms`.
+    /// Longest a client may take to send a request body, e.g. `10s` or
+    /// `500ms` (handlers never wait on anything else).
     #[arg(long, env = "TRACKER_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
 

@@ -42,7 +42,7 @@ impl Deref for AppState {
 pub struct HttpLimits {
     /// Largest request body, in bytes.
     pub body_limit: usize,
-    /// Longest a request may take.
+    /// Longest a client may take to send a request body.
     pub request_timeout: Duration,
     /// The per-IP rate limit, if enabled.
     pub rate_limiter: Option<RateLimiter>,
