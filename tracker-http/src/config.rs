@@ -227,7 +227,7 @@ impl fmt::Display for Config {
         let set = |b: bool| if b { "set" } else { "off" };
         write!(
             f,
-            "listen={} stripes={} hash_key={} max_visitor_len={} max_url_len={} query={:?}",
+            "listen={} stripes={} hash_key={} max_visitor_len={} max_url_len={} query={}",
             self.listen,
             c.stripes.map_or("auto".to_string(), |s| s.to_string()),
             if c.hash_key.is_some() {
@@ -237,14 +237,14 @@ impl fmt::Display for Config {
             },
             c.max_visitor_len,
             c.max_url_len,
-            c.query,
+            value_name(&c.query),
         )?;
         if c.query == QueryMode::Allow {
             write!(f, " query_allow={}", c.query_allow.join(","))?;
         }
         write!(
             f,
-            " body_limit={} request_timeout={:?} shutdown_grace={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={:?}",
+            " body_limit={} request_timeout={:?} shutdown_grace={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
             h.body_limit,
             h.request_timeout,
             h.shutdown_grace,
@@ -263,9 +263,16 @@ impl fmt::Display for Config {
                 None => "off".to_string(),
             },
             set(h.auth_token.is_some()),
-            self.log_format,
+            value_name(&self.log_format),
         )
     }
+}
+
+/// An enum value as it is spelled on the command line.
+fn value_name(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -306,7 +313,9 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.http.rate_limit, None);
         assert_eq!(config.http.auth_token, None);
-        assert!(config.to_string().contains("rate_limit=off"));
+        let printed = config.to_string();
+        assert!(printed.contains("rate_limit=off"), "{printed}");
+        assert!(printed.contains("query=keep"), "{printed}");
     }
 
     #[test]
