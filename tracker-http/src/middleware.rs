@@ -26,13 +26,19 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// not repeat ids) and a counter: unique without randomness per request.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-fn request_id(request: &Request) -> HeaderValue {
-    if let Some(id) = request.headers().get(&X_REQUEST_ID)
-        && (1..=128).contains(&id.len())
-        && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    {
-        return id.clone();
-    }
+/// The id the client or a proxy sent, if it is a sane one to echo.
+fn client_request_id(request: &Request) -> Option<HeaderValue> {
+    request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .filter(|id| {
+            (1..=128).contains(&id.len()) && id.as_bytes().iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
+}
+
+/// A fresh id: this process's start time in milliseconds and a counter.
+fn new_request_id() -> HeaderValue {
     let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut buf = [0u8; 33];
     let text = format_id(process_epoch(), n, &mut buf);
@@ -71,9 +77,10 @@ fn format_id(epoch: u64, n: u64, buf: &mut [u8; 33]) -> &[u8] {
     &buf[..a + 1 + b]
 }
 
-/// The outermost layer: gives each request an id (echoed as
-/// `x-request-id`), turns any non-JSON error into the JSON format, counts
-/// it, and logs it at debug level.
+/// The outermost layer: turns any non-JSON error into the JSON format,
+/// counts the request, and logs it at debug level (server errors at warn)
+/// with a request id, echoed as `x-request-id`: the client's own, or a
+/// fresh one for each request that is logged.
 ///
 /// Written as a tower layer with its own future rather than with
 /// `middleware::from_fn`, which clones the inner service, builds a `Next`
@@ -148,14 +155,14 @@ where
             request.extensions_mut().insert(ConnectInfo(peer));
         }
         let route = Route::of(request.uri().path());
-        let id = request_id(&request);
+        let id = client_request_id(&request);
         let method = request.method().clone();
         ObserveFuture {
             inner: self.inner.call(request),
             start,
             route,
             method,
-            id: Some(id),
+            id,
             state: self.state.clone(),
         }
     }
@@ -185,14 +192,24 @@ where
         let elapsed = this.start.elapsed();
         let route = this.route;
         this.state.metrics.observe(route, status, elapsed);
-        let id = this.id.take().unwrap_or(HeaderValue::from_static("-"));
         let method = &this.method;
-        if status.is_server_error() {
+        let failed = status.is_server_error();
+        // An id is made only for a request that is logged: one nobody can
+        // look up is not worth an allocation on every request. A client's
+        // own id is always echoed.
+        let id = match this.id.take() {
+            Some(id) => Some(id),
+            None if failed || tracing::enabled!(tracing::Level::DEBUG) => Some(new_request_id()),
+            None => None,
+        };
+        if failed {
             tracing::warn!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request failed");
         } else {
             tracing::debug!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request");
         }
-        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        if let Some(id) = id {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        }
         Poll::Ready(Ok(response))
     }
 }
