@@ -20,7 +20,10 @@ pub const MAX_TOP: usize = 1000;
 /// The answer of `GET /distinct`, and a row of `GET /top`.
 #[derive(Debug, Serialize)]
 pub struct DistinctBody<'a> {
-    /// The page's canonical URL: the key it is counted under.
+    /// For `/distinct`, the URL as asked (decoded from the query string);
+    /// for `/top`, the page's canonical URL, the key it is counted under.
+    /// (Echoing the canonical key from `/distinct` would cost a second
+    /// canonicalisation per query: the core does not return it.)
     pub url: Cow<'a, str>,
     /// Distinct visitors retained for the page.
     pub distinct_visitors: u64,
@@ -42,7 +45,8 @@ impl<'a> DistinctBody<'a> {
     }
 }
 
-/// `GET /distinct?url=<url>`: an unknown page has 0 visitors.
+/// `GET /distinct?url=<url>`: an unknown page has 0 visitors; any
+/// spelling of a page's URL counts the same page.
 pub async fn distinct(
     State(state): State<AppState>,
     request: Request,
@@ -51,11 +55,8 @@ pub async fn distinct(
     let url = param(query, "url")?.ok_or(AppError::InvalidQuery(
         "the `url` parameter is required".into(),
     ))?;
-    let tracker = &state.tracker;
-    let canonical = tracker.canonicalize(&url)?;
-    // Canonical input comes back borrowed: the second pass is one scan.
-    let distinct = tracker.distinct(&canonical)?;
-    Ok(Json(DistinctBody::new(canonical, distinct)).into_response())
+    let distinct = state.tracker.distinct(&url)?;
+    Ok(Json(DistinctBody::new(url, distinct)).into_response())
 }
 
 /// The answer of `GET /top`.
