@@ -1,5 +1,5 @@
-//! The layers around the handlers: request observation (request id,
-//! timeout, metrics, JSON errors, logging), bearer auth and rate limiting.
+//! The layers around the handlers: request observation (metrics, JSON
+//! errors, logging with request ids), bearer auth and rate limiting.
 
 use std::convert::Infallible;
 use std::future::Future;

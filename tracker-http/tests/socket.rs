@@ -320,6 +320,22 @@ async fn https_with_a_generated_certificate_and_a_bearer_token() {
 }
 
 #[test]
+fn unreadable_tls_files_exit_1_with_a_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+        ])
+        .args(["--tls-key", "/nonexistent/key.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("TLS certificate"));
+}
+
+#[test]
 fn bad_configuration_exits_2_with_a_message() {
     let output = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
         .args(["--listen", "127.0.0.1:0", "--stripes", "3"])
