@@ -15,6 +15,13 @@ use tracker_core::{
     TrackerConfig,
 };
 
+/// Default largest request body, in bytes: an event with a URL and a
+/// visitor id at their default limits fits several times over.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// Default time a client gets to send a request body.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The service's settings.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -121,7 +128,7 @@ impl CoreOptions {
 #[derive(Debug, Clone, Args)]
 pub struct HttpOptions {
     /// Largest request body, in bytes.
-    #[arg(long, env = "TRACKER_BODY_LIMIT", default_value_t = 16 * 1024)]
+    #[arg(long, env = "TRACKER_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
 
     /// Longest a client may take to send a request body, e.g. `10s` or
@@ -313,6 +320,8 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.http.rate_limit, None);
         assert_eq!(config.http.auth_token, None);
+        assert_eq!(config.http.body_limit, DEFAULT_BODY_LIMIT);
+        assert_eq!(config.http.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         let printed = config.to_string();
         assert!(printed.contains("rate_limit=off"), "{printed}");
         assert!(printed.contains("query=keep"), "{printed}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tracker_core::Tracker;
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::shutdown::Shutdown;
@@ -86,12 +86,12 @@ impl AppState {
 }
 
 impl HttpLimits {
-    /// The defaults of the binary: 16 KiB bodies, 10 s timeout, no rate
-    /// limit, no token, no CORS.
+    /// The defaults of the binary: [`DEFAULT_BODY_LIMIT`],
+    /// [`DEFAULT_REQUEST_TIMEOUT`], no rate limit, no token, no CORS.
     pub fn standard() -> Self {
         Self {
-            body_limit: 16 * 1024,
-            request_timeout: Duration::from_secs(10),
+            body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             ..Self::default()
         }
     }
