@@ -1,0 +1,371 @@
+//! Command-line flags and `TRACKER_*` environment variables.
+//!
+//! Every setting has a default, so the binary runs with no configuration.
+//! Core settings live in [`CoreOptions`], one field per tracker-core
+//! builder option, so a new core option is one field and one builder call.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+use tracker_core::{
+    ConfigError, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, QueryPolicy, TrackerBuilder,
+    TrackerConfig,
+};
+
+/// Default largest request body, in bytes: an event with a URL and a
+/// visitor id at their default limits fits several times over.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// Default time a client gets to send a request body.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The service's settings.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "tracker-http",
+    version,
+    about = "Distinct visitors per page, over HTTP"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Settings of the tracker itself.
+    #[command(flatten)]
+    pub core: CoreOptions,
+
+    /// HTTP limits, security and shutdown.
+    #[command(flatten)]
+    pub http: HttpOptions,
+
+    /// Log line format.
+    #[arg(long, env = "TRACKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in `tracing` env-filter syntax (e.g. `info` or
+    /// `tracker_http=debug`). Request lines are logged at debug.
+    #[arg(long, env = "TRACKER_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// tracker-core settings.
+#[derive(Debug, Clone, Args)]
+pub struct CoreOptions {
+    /// Lock stripes, a power of two [default: 4 per core].
+    #[arg(long, env = "TRACKER_STRIPES")]
+    pub stripes: Option<usize>,
+
+    /// Visitor-hash key (decimal or 0x-hex), to keep counts comparable
+    /// across restarts and instances [default: random].
+    #[arg(long, env = "TRACKER_HASH_KEY", value_parser = parse_u64, hide_env_values = true)]
+    pub hash_key: Option<u64>,
+
+    /// Longest visitor id, in bytes.
+    #[arg(long, env = "TRACKER_MAX_VISITOR_LEN", default_value_t = DEFAULT_MAX_VISITOR_LEN)]
+    pub max_visitor_len: usize,
+
+    /// Longest URL, in bytes.
+    #[arg(long, env = "TRACKER_MAX_URL_LEN", default_value_t = DEFAULT_MAX_URL_LEN)]
+    pub max_url_len: usize,
+
+    /// What URL canonicalisation does with query strings.
+    #[arg(long, env = "TRACKER_QUERY", value_enum, default_value_t = QueryMode::Keep)]
+    pub query: QueryMode,
+
+    /// With `--query allow`: the parameter names kept (comma-separated).
+    #[arg(
+        long,
+        env = "TRACKER_QUERY_ALLOW",
+        value_delimiter = ',',
+        required_if_eq("query", "allow")
+    )]
+    pub query_allow: Vec<String>,
+}
+
+/// `--query` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueryMode {
+    /// `?a=1` and `?a=2` are different pages.
+    Keep,
+    /// Every query of a path is one page.
+    Strip,
+    /// Keep only the parameters named by `--query-allow`.
+    Allow,
+}
+
+impl CoreOptions {
+    /// The tracker builder these options describe.
+    pub fn builder(&self) -> TrackerBuilder {
+        let query = match self.query {
+            QueryMode::Keep => QueryPolicy::Keep,
+            QueryMode::Strip => QueryPolicy::Strip,
+            QueryMode::Allow => QueryPolicy::Allow(self.query_allow.clone()),
+        };
+        let mut builder = TrackerBuilder::default()
+            .max_visitor_len(self.max_visitor_len)
+            .max_url_len(self.max_url_len)
+            .query_policy(query);
+        if let Some(stripes) = self.stripes {
+            builder = builder.stripes(stripes);
+        }
+        if let Some(key) = self.hash_key {
+            builder = builder.hash_key(key);
+        }
+        builder
+    }
+
+    /// The checked tracker configuration.
+    pub fn tracker_config(&self) -> Result<TrackerConfig, ConfigError> {
+        self.builder().config()
+    }
+}
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone, Args)]
+pub struct HttpOptions {
+    /// Largest request body, in bytes.
+    #[arg(long, env = "TRACKER_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+
+    /// Longest a client may take to send a request body, e.g. `10s` or
+    /// `500ms` (handlers never wait on anything else).
+    #[arg(long, env = "TRACKER_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub request_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests get to finish.
+    #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
+
+    /// Requests per second allowed per client IP on the API routes
+    /// (events and reads; health and metrics are exempt) [default: off].
+    #[arg(long, env = "TRACKER_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
+
+    /// Burst allowed above the rate limit [default: one second's worth].
+    #[arg(long, env = "TRACKER_RATE_BURST", requires = "rate_limit")]
+    pub rate_burst: Option<f64>,
+
+    /// Origins allowed to call the service from a browser
+    /// (comma-separated, or `*` for any) [default: none].
+    #[arg(long, env = "TRACKER_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// PEM certificate chain: serve HTTPS (needs --tls-key).
+    #[arg(long, env = "TRACKER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "TRACKER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Bearer token required by the read endpoints (`/distinct`, `/top`,
+    /// `/stats`, `/metrics`); ingest and health stay open [default: off].
+    #[arg(long, env = "TRACKER_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Config {
+    /// The settings of a run with no flags (`TRACKER_*` variables still
+    /// apply).
+    pub fn defaults() -> Self {
+        Config::parse_from(["tracker-http"])
+    }
+
+    /// Checks what clap cannot: values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        self.core
+            .tracker_config()
+            .map_err(|e| format!("tracker settings: {e}"))?;
+        if self.http.body_limit == 0 {
+            return Err("--body-limit must be at least 1 byte".into());
+        }
+        if self.http.request_timeout.is_zero() {
+            return Err("--request-timeout must be positive".into());
+        }
+        if let Some(rate) = self.http.rate_limit
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(format!(
+                "--rate-limit must be a positive number, got {rate}"
+            ));
+        }
+        if let Some(burst) = self.http.rate_burst
+            && !(burst.is_finite() && burst >= 1.0)
+        {
+            return Err(format!("--rate-burst must be at least 1, got {burst}"));
+        }
+        for origin in &self.http.cors_origins {
+            let origin = origin.trim();
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok());
+            if !valid {
+                return Err(format!(
+                    "--cors-origins: `{origin}` is not `*` or an origin such as https://example.com"
+                ));
+            }
+        }
+        if self.http.auth_token.as_deref() == Some("") {
+            return Err("--auth-token must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// The start-up summary: every setting, secrets reduced to whether they
+/// are set.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.core;
+        let h = &self.http;
+        let set = |b: bool| if b { "set" } else { "off" };
+        write!(
+            f,
+            "listen={} stripes={} hash_key={} max_visitor_len={} max_url_len={} query={}",
+            self.listen,
+            c.stripes.map_or("auto".to_string(), |s| s.to_string()),
+            if c.hash_key.is_some() {
+                "set"
+            } else {
+                "random"
+            },
+            c.max_visitor_len,
+            c.max_url_len,
+            value_name(&c.query),
+        )?;
+        if c.query == QueryMode::Allow {
+            write!(f, " query_allow={}", c.query_allow.join(","))?;
+        }
+        write!(
+            f,
+            " body_limit={} request_timeout={:?} shutdown_grace={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
+            h.body_limit,
+            h.request_timeout,
+            h.shutdown_grace,
+            match (h.rate_limit, h.rate_burst) {
+                (None, _) => "off".to_string(),
+                (Some(r), None) => format!("{r}/s"),
+                (Some(r), Some(b)) => format!("{r}/s burst {b}"),
+            },
+            if h.cors_origins.is_empty() {
+                "none".to_string()
+            } else {
+                h.cors_origins.join(",")
+            },
+            match &h.tls_cert {
+                Some(path) => path.display().to_string(),
+                None => "off".to_string(),
+            },
+            set(h.auth_token.is_some()),
+            value_name(&self.log_format),
+        )
+    }
+}
+
+/// An enum value as it is spelled on the command line.
+fn value_name(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|e| format!("not a 64-bit number: {e}"))
+}
+
+/// `250ms`, `10s`, `2m`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 500ms, 10s or 2m"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1e3,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown duration unit `{other}` (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{s}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::defaults();
+        config.validate().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.http.rate_limit, None);
+        assert_eq!(config.http.auth_token, None);
+        assert_eq!(config.http.body_limit, DEFAULT_BODY_LIMIT);
+        assert_eq!(config.http.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        let printed = config.to_string();
+        assert!(printed.contains("rate_limit=off"), "{printed}");
+        assert!(printed.contains("query=keep"), "{printed}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn flags_reach_the_core_builder() {
+        let config = Config::parse_from([
+            "tracker-http",
+            "--stripes",
+            "8",
+            "--hash-key",
+            "0x2a",
+            "--query",
+            "allow",
+            "--query-allow",
+            "id,page",
+            "--auth-token",
+            "secret",
+        ]);
+        let core = config.core.tracker_config().unwrap();
+        assert_eq!(core.stripes, 8);
+        assert_eq!(core.hash_key, 42);
+        assert_eq!(
+            core.url.query,
+            QueryPolicy::Allow(vec!["id".into(), "page".into()])
+        );
+        assert!(!config.to_string().contains("secret"));
+        assert!(Config::try_parse_from(["tracker-http", "--query", "allow"]).is_err());
+        assert!(Config::try_parse_from(["tracker-http", "--tls-cert", "c.pem"]).is_err());
+        let cors = |o: &str| Config::parse_from(["tracker-http", "--cors-origins", o]).validate();
+        assert!(cors("https://a.example,http://b.example:8000").is_ok());
+        assert!(cors("*").is_ok());
+        assert!(cors("a.example").is_err());
+    }
+}

@@ -1,0 +1,270 @@
+//! [`AppError`]: every way a request can fail, and its JSON wire form
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tracker_core::TrackerError;
+
+/// Why a request failed. Each variant has one status and one stable code.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The body is not JSON (syntax error, truncated, empty).
+    MalformedJson(String),
+    /// The body is JSON but not an event: missing field, wrong type.
+    InvalidEvent(String),
+    /// A query-string parameter is missing or invalid.
+    InvalidQuery(Cow<'static, str>),
+    /// The core refused the input (empty, too long, not UTF-8, ...).
+    Tracker(TrackerError),
+    /// A read endpoint was called without the configured bearer token.
+    Unauthorized,
+    /// No route has this path.
+    NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The request took longer than the configured timeout.
+    Timeout,
+    /// The body is larger than the configured limit (in bytes).
+    PayloadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The body's content type is neither JSON nor plain text.
+    UnsupportedMediaType,
+    /// This client sent more requests than its rate allows.
+    RateLimited {
+        /// When a token will be available again.
+        retry_after: Duration,
+    },
+    /// The service is draining before exit.
+    ShuttingDown,
+    /// A failure that is not the client's fault.
+    Internal(String),
+}
+
+impl AppError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::MalformedJson(_) | AppError::InvalidEvent(_) | AppError::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            AppError::Tracker(e) => tracker_status(e),
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::MalformedJson(_) => "malformed_json",
+            AppError::InvalidEvent(_) => "invalid_event",
+            AppError::InvalidQuery(_) => "invalid_query",
+            AppError::Tracker(e) => tracker_code(e),
+            AppError::Unauthorized => "unauthorized",
+            AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed => "method_not_allowed",
+            AppError::Timeout => "request_timeout",
+            AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::ShuttingDown => "shutting_down",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// The human-readable explanation.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            AppError::MalformedJson(m) => format!("the body is not valid JSON: {m}").into(),
+            AppError::InvalidEvent(m) => {
+                format!("the body must be {{\"visitor\": string, \"url\": string}}: {m}").into()
+            }
+            AppError::InvalidQuery(m) => m.clone(),
+            AppError::Tracker(e) => e.to_string().into(),
+            AppError::Unauthorized => "this endpoint needs an Authorization: Bearer token".into(),
+            AppError::NotFound => "no such endpoint".into(),
+            AppError::MethodNotAllowed => "this endpoint does not accept that method".into(),
+            AppError::Timeout => "the request took longer than the server's timeout".into(),
+            AppError::PayloadTooLarge { limit } => {
+                format!("the body is larger than the limit of {limit} bytes").into()
+            }
+            AppError::UnsupportedMediaType => {
+                "send the event as application/json or text/plain".into()
+            }
+            AppError::RateLimited { retry_after } => format!(
+                "too many requests from this address; retry in {:.1} s",
+                retry_after.as_secs_f64()
+            )
+            .into(),
+            AppError::ShuttingDown => "the service is shutting down".into(),
+            AppError::Internal(m) => format!("internal error: {m}").into(),
+        }
+    }
+}
+
+impl From<TrackerError> for AppError {
+    fn from(e: TrackerError) -> Self {
+        AppError::Tracker(e)
+    }
+}
+
+/// Input refusals are the client's fault. `TrackerError` is non-exhaustive:
+/// a variant this crate does not know yet is reported as a server error
+/// rather than blamed on the client. (When the core gains its memory-budget
+/// refusal, it maps to 507 `memory_full` here.)
+fn tracker_status(e: &TrackerError) -> StatusCode {
+    match e {
+        TrackerError::Empty { .. }
+        | TrackerError::TooLong { .. }
+        | TrackerError::InvalidUtf8 { .. } => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn tracker_code(e: &TrackerError) -> &'static str {
+    match e {
+        TrackerError::Empty { .. }
+        | TrackerError::TooLong { .. }
+        | TrackerError::InvalidUtf8 { .. } => e.code(),
+        _ => "internal",
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+/// The JSON error response for `status`, `code` and `message`.
+pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = Body {
+        error: Detail { code, message },
+    };
+    // Serialising two strings cannot fail; the fallback keeps that a
+    // non-panicking certainty.
+    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec());
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut response = json_error(self.status(), self.code(), &self.message());
+        match self {
+            AppError::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            }
+            AppError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Turns any error response that is not already JSON into the JSON error
+/// format, so nothing produced by axum or a tower layer (a default 404,
+/// a 405 or 413 rejection, a CORS refusal) reaches a client as plain text.
+/// Headers such as `Allow` are kept.
+pub(crate) fn ensure_json(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let (code, message) = generic(status);
+    let fresh = json_error(status, code, message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (fresh_parts, body) = fresh.into_parts();
+    parts.headers.extend(fresh_parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// Codes for statuses that reach [`ensure_json`] without an [`AppError`].
+fn generic(status: StatusCode) -> (&'static str, &'static str) {
+    match status {
+        StatusCode::BAD_REQUEST => ("bad_request", "the request is invalid"),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "authentication is required"),
+        StatusCode::FORBIDDEN => ("forbidden", "the request is not allowed"),
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this endpoint does not accept that method",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the event as application/json or text/plain",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests"),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is unavailable"),
+        s if s.is_client_error() => ("bad_request", "the request was refused"),
+        _ => ("internal", "internal server error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracker_core::Field;
+
+    #[test]
+    fn core_refusals_are_client_errors() {
+        let e = AppError::from(TrackerError::Empty {
+            field: Field::Visitor,
+        });
+        assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, "empty"));
+        assert_eq!(e.message(), "visitor must not be empty");
+    }
+
+    #[test]
+    fn plain_error_responses_become_json() {
+        let plain = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET")],
+            "nope",
+        );
+        let response = ensure_json(plain.into_response());
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+}

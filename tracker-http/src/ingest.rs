@@ -1,0 +1,150 @@
+//! `POST /events`: one event per request.
+
+use std::borrow::Cow;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::LengthLimitError;
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The body of `POST /events`. Unknown fields are ignored. The strings
+/// borrow from the body unless they contain JSON escapes.
+#[derive(Debug, Deserialize)]
+pub struct Event<'a> {
+    /// The visitor id the site generated.
+    #[serde(borrow)]
+    pub visitor: Cow<'a, str>,
+    /// The page URL.
+    #[serde(borrow)]
+    pub url: Cow<'a, str>,
+}
+
+/// Records the event in the body; `202 Accepted` with no body.
+pub async fn record_event(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<StatusCode, AppError> {
+    check_content_type(request.headers())?;
+    let limits = &state.limits;
+    // The body is the only part of a request the client can drag out
+    // (the handlers never wait on anything else), so that is where the
+    // request timeout applies.
+    let body = tokio::time::timeout(
+        limits.request_timeout,
+        read_body(request, limits.body_limit),
+    )
+    .await
+    .map_err(|_| AppError::Timeout)??;
+    let event = parse_event(&body)?;
+    let recorded = state.tracker.record(&event.visitor, &event.url)?;
+    state.metrics.event(recorded);
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The whole body, refused with 413 past `limit` bytes: at once when
+/// `Content-Length` says so, else as soon as the stream passes the limit.
+/// (Read here rather than by a `DefaultBodyLimit` layer, which would put
+/// a layer on every route for the one route that has a body.)
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<LengthLimitError>() {
+                AppError::PayloadTooLarge { limit }
+            } else {
+                AppError::MalformedJson(format!("the body could not be read: {e}"))
+            }
+        })
+}
+
+/// JSON and plain text are both read as JSON: browsers send `text/plain`
+/// from `sendBeacon` and from `fetch` without a CORS preflight. A request
+/// with no content type is read as JSON too; anything else is refused.
+fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let value = value.to_str().map_err(|_| AppError::UnsupportedMediaType)?;
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let is = |expected: &str| essence.eq_ignore_ascii_case(expected);
+    let json_suffix = essence.len() > 5
+        && essence.is_char_boundary(essence.len() - 5)
+        && essence[essence.len() - 5..].eq_ignore_ascii_case("+json");
+    if is("application/json") || is("text/plain") || json_suffix {
+        Ok(())
+    } else {
+        Err(AppError::UnsupportedMediaType)
+    }
+}
+
+/// Parses an event, telling malformed JSON apart from JSON of the wrong
+/// shape.
+pub fn parse_event(body: &[u8]) -> Result<Event<'_>, AppError> {
+    let event: Event = serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => AppError::InvalidEvent(e.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                AppError::MalformedJson(e.to_string())
+            }
+        }
+    })?;
+    // serde also reads a struct from a JSON array (`["v", "/"]`); the wire
+    // format is an object, and accepting a positional form would freeze
+    // the field order into the API.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(AppError::InvalidEvent("expected a JSON object".into()));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_unknown_fields() {
+        let event = parse_event(br#"{"visitor":"v\u00e9","url":"/p","extra":[1,{}]}"#).unwrap();
+        assert_eq!((&*event.visitor, &*event.url), ("vé", "/p"));
+        assert!(matches!(event.url, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn shape_errors_are_told_apart() {
+        let code = |body: &[u8]| parse_event(body).unwrap_err().code();
+        assert_eq!(code(b"{"), "malformed_json");
+        assert_eq!(code(b""), "malformed_json");
+        assert_eq!(code(br#"{"visitor":1,"url":"/"}"#), "invalid_event");
+        assert_eq!(code(br#"{"url":"/"}"#), "invalid_event");
+        assert_eq!(code(b"[]"), "invalid_event");
+    }
+
+    #[test]
+    fn content_types() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            check_content_type(&h).is_ok()
+        };
+        assert!(with("application/json"));
+        assert!(with("text/plain;charset=UTF-8"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/vnd.event+json"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!with("multipart/form-data; boundary=x"));
+        assert!(check_content_type(&HeaderMap::new()).is_ok());
+    }
+}

@@ -1,0 +1,49 @@
+//! tracker-http: the HTTP service in front of [`tracker_core`].
+//!
+//! The crate translates requests into tracker calls and nothing more:
+//! [`app`] builds the router over an [`AppState`], [`AppError`] is the one
+//! error type every failure becomes (`{"error": {"code", "message"}}`),
+//! [`Config`] holds the flags and `TRACKER_*` variables, and
+//! [`server::run`] serves until SIGINT/SIGTERM and drains. The binary is
+//! glue over these.
+//!
+//! Endpoints: `POST /events`, `GET /distinct?url=`, `GET /top?limit=`,
+//! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tracker_http::{AppState, Config, app};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let router = app(AppState::from_config(&Config::defaults()).unwrap());
+//! let request = Request::post("/events")
+//!     .header("content-type", "application/json")
+//!     .body(Body::from(r#"{"visitor": "v1", "url": "https://example.com/"}"#))
+//!     .unwrap();
+//! let response = router.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::ACCEPTED);
+//! # });
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
+pub mod middleware;
+pub mod ops;
+pub mod query;
+pub mod rate_limit;
+pub mod router;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+
+pub use config::Config;
+pub use error::AppError;
+pub use router::{app, routes};
+pub use state::{AppState, HttpLimits};

@@ -1,0 +1,265 @@
+//! Request and event counters, and their Prometheus text rendering.
+//!
+//! Every counter is an atomic in an array sized at start-up: recording a
+//! request is a few relaxed `fetch_add`s, with no lock, no allocation and
+//! no map lookup. The text format is written by hand because it is a few
+//! lines of `name{labels} value`; a metrics crate would add a registry
+//! and its locking for nothing this service needs.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tracker_core::{Recorded, Stats};
+
+/// The routes requests are counted under. Unknown paths share `Other`
+/// so a scanner cannot grow the label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `/events`
+    Events,
+    /// `/distinct`
+    Distinct,
+    /// `/top`
+    Top,
+    /// `/stats`
+    Stats,
+    /// `/healthz`
+    Healthz,
+    /// `/readyz`
+    Readyz,
+    /// `/metrics`
+    Metrics,
+    /// Any other path.
+    Other,
+}
+
+impl Route {
+    const ALL: [Route; 8] = [
+        Route::Events,
+        Route::Distinct,
+        Route::Top,
+        Route::Stats,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Other,
+    ];
+
+    /// The route a request path belongs to.
+    pub fn of(path: &str) -> Route {
+        match path {
+            "/events" => Route::Events,
+            "/distinct" => Route::Distinct,
+            "/top" => Route::Top,
+            "/stats" => Route::Stats,
+            "/healthz" => Route::Healthz,
+            "/readyz" => Route::Readyz,
+            "/metrics" => Route::Metrics,
+            _ => Route::Other,
+        }
+    }
+
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Events => "/events",
+            Route::Distinct => "/distinct",
+            Route::Top => "/top",
+            Route::Stats => "/stats",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// The statuses this service answers with get a slot each; anything else
+/// (only possible from a layer misbehaving) is counted under the last one.
+const STATUSES: [u16; 16] = [
+    200, 202, 204, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 507, 0,
+];
+
+fn status_slot(status: StatusCode) -> usize {
+    let code = status.as_u16();
+    STATUSES[..STATUSES.len() - 1]
+        .iter()
+        .position(|&s| s == code)
+        .unwrap_or(STATUSES.len() - 1)
+}
+
+/// Upper bounds of the latency histogram buckets, in microseconds.
+const BUCKETS_US: [u64; 15] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+#[derive(Default)]
+struct Latency {
+    /// Non-cumulative: bucket `i` counts requests in `(BUCKETS_US[i-1],
+    /// BUCKETS_US[i]]`; the last slot counts the rest (`+Inf`).
+    buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+/// The service's counters.
+#[derive(Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; STATUSES.len()]; Route::ALL.len()],
+    latency: [Latency; Route::ALL.len()],
+    events_new: AtomicU64,
+    events_duplicate: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn observe(&self, route: Route, status: StatusCode, elapsed: Duration) {
+        let r = route as usize;
+        self.requests[r][status_slot(status)].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_US.partition_point(|&b| b < us);
+        let latency = &self.latency[r];
+        latency.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        latency.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Counts one event the tracker accepted.
+    pub fn event(&self, recorded: Recorded) {
+        match recorded {
+            Recorded::New => &self.events_new,
+            Recorded::Duplicate => &self.events_duplicate,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests counted so far for `route` answered with `status`.
+    pub fn requests(&self, route: Route, status: StatusCode) -> u64 {
+        self.requests[route as usize][status_slot(status)].load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of these counters and
+    /// of the tracker's `stats`.
+    pub fn render(&self, stats: &Stats) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        out.push_str(
+            "# HELP tracker_http_requests_total Requests answered, by route and status.\n\
+             # TYPE tracker_http_requests_total counter\n",
+        );
+        for route in Route::ALL {
+            for (slot, &status) in STATUSES.iter().enumerate() {
+                let n = load(&self.requests[route as usize][slot]);
+                if n == 0 {
+                    continue;
+                }
+                let status = if status == 0 {
+                    "other".to_string()
+                } else {
+                    status.to_string()
+                };
+                let _ = writeln!(
+                    out,
+                    "tracker_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    route.name()
+                );
+            }
+        }
+
+        out.push_str(
+            "# HELP tracker_http_request_duration_seconds Time from request to response head.\n\
+             # TYPE tracker_http_request_duration_seconds histogram\n",
+        );
+        for route in Route::ALL {
+            let latency = &self.latency[route as usize];
+            let counts: Vec<u64> = latency.buckets.iter().map(load).collect();
+            let total: u64 = counts.iter().sum();
+            if total == 0 {
+                continue;
+            }
+            let name = route.name();
+            let mut cumulative = 0;
+            for (i, &le) in BUCKETS_US.iter().enumerate() {
+                cumulative += counts[i];
+                let _ = writeln!(
+                    out,
+                    "tracker_http_request_duration_seconds_bucket{{route=\"{name}\",le=\"{}\"}} {cumulative}",
+                    le as f64 / 1e6
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tracker_http_request_duration_seconds_bucket{{route=\"{name}\",le=\"+Inf\"}} {total}\n\
+                 tracker_http_request_duration_seconds_sum{{route=\"{name}\"}} {}\n\
+                 tracker_http_request_duration_seconds_count{{route=\"{name}\"}} {total}",
+                load(&latency.sum_ns) as f64 / 1e9
+            );
+        }
+
+        let _ = write!(
+            out,
+            "# HELP tracker_events_recorded_total Events accepted, by whether they added a visitor.\n\
+             # TYPE tracker_events_recorded_total counter\n\
+             tracker_events_recorded_total{{result=\"new\"}} {}\n\
+             tracker_events_recorded_total{{result=\"duplicate\"}} {}\n",
+            load(&self.events_new),
+            load(&self.events_duplicate),
+        );
+        // One gauge per `Stats` figure; new core figures (sketched pages,
+        // evictions, expirations, rejections) are one line each here.
+        let gauges: [(&str, &str, u64); 4] = [
+            ("tracker_pages", "Pages tracked.", stats.pages),
+            (
+                "tracker_pairs",
+                "Distinct (page, visitor) pairs held.",
+                stats.pairs,
+            ),
+            (
+                "tracker_bytes",
+                "Bytes held, as accounted by the tracker.",
+                stats.bytes,
+            ),
+            ("tracker_stripes", "Lock stripes.", stats.stripes),
+        ];
+        for (name, help, value) in gauges {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_and_counts_match() {
+        let m = Metrics::default();
+        m.observe(
+            Route::Events,
+            StatusCode::ACCEPTED,
+            Duration::from_micros(70),
+        );
+        m.observe(Route::Events, StatusCode::ACCEPTED, Duration::from_secs(60));
+        m.observe(Route::Other, StatusCode::IM_A_TEAPOT, Duration::ZERO);
+        let text = m.render(&Stats::default());
+        assert!(text.contains("tracker_http_requests_total{route=\"/events\",status=\"202\"} 2"));
+        assert!(text.contains("tracker_http_requests_total{route=\"other\",status=\"other\"} 1"));
+        assert!(text.contains(
+            "tracker_http_request_duration_seconds_bucket{route=\"/events\",le=\"0.0001\"} 1"
+        ));
+        assert!(text.contains(
+            "tracker_http_request_duration_seconds_bucket{route=\"/events\",le=\"5\"} 1"
+        ));
+        assert!(text.contains(
+            "tracker_http_request_duration_seconds_bucket{route=\"/events\",le=\"+Inf\"} 2"
+        ));
+        assert_eq!(m.requests(Route::Events, StatusCode::ACCEPTED), 2);
+    }
+}

@@ -1,0 +1,173 @@
+//! The read endpoints: `GET /distinct`, `GET /top`, `GET /stats`.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode;
+use serde::Serialize;
+use tracker_core::{Distinct, Field, TrackerError};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Rows `GET /top` returns when no `limit` is given.
+pub const DEFAULT_TOP: usize = 10;
+/// The largest `limit` `GET /top` accepts.
+pub const MAX_TOP: usize = 1000;
+
+/// The answer of `GET /distinct`, and a row of `GET /top`.
+#[derive(Debug, Serialize)]
+pub struct DistinctBody<'a> {
+    /// For `/distinct`, the URL as asked (decoded from the query string);
+    /// for `/top`, the page's canonical URL, the key it is counted under.
+    /// (Echoing the canonical key from `/distinct` would cost a second
+    /// canonicalisation per query: the core does not return it.)
+    pub url: Cow<'a, str>,
+    /// Distinct visitors retained for the page.
+    pub distinct_visitors: u64,
+    /// Whether the count is exact rather than an estimate.
+    pub exact: bool,
+    /// For an estimate, its relative standard error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<f64>,
+}
+
+impl<'a> DistinctBody<'a> {
+    fn new(url: Cow<'a, str>, distinct: Distinct) -> Self {
+        Self {
+            url,
+            distinct_visitors: distinct.visitors,
+            exact: distinct.exact,
+            error: distinct.relative_error,
+        }
+    }
+}
+
+/// `GET /distinct?url=<url>`: an unknown page has 0 visitors; any
+/// spelling of a page's URL counts the same page.
+pub async fn distinct(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, AppError> {
+    let query = request.uri().query().unwrap_or("");
+    let url = param(query, "url")?.ok_or(AppError::InvalidQuery(
+        "the `url` parameter is required".into(),
+    ))?;
+    let distinct = state.tracker.distinct(&url)?;
+    Ok(Json(DistinctBody::new(url, distinct)).into_response())
+}
+
+/// The answer of `GET /top`.
+#[derive(Debug, Serialize)]
+pub struct TopBody<'a> {
+    /// The pages with most distinct visitors, most first.
+    pub pages: Vec<DistinctBody<'a>>,
+}
+
+/// `GET /top?limit=N`: the N pages with most distinct visitors.
+pub async fn top(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<TopBody<'static>>, AppError> {
+    let query = request.uri().query().unwrap_or("");
+    let limit = match param(query, "limit")? {
+        None => DEFAULT_TOP,
+        Some(raw) => raw
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n <= MAX_TOP)
+            .ok_or_else(|| {
+                AppError::InvalidQuery(
+                    format!("`limit` must be a whole number from 0 to {MAX_TOP}").into(),
+                )
+            })?,
+    };
+    let pages = state
+        .tracker
+        .top(limit)
+        .into_iter()
+        .map(|row| DistinctBody::new(row.url.into(), row.distinct))
+        .collect();
+    Ok(Json(TopBody { pages }))
+}
+
+/// The answer of `GET /stats`. New core figures become new fields.
+#[derive(Debug, Serialize)]
+pub struct StatsBody {
+    /// Pages tracked.
+    pub pages: u64,
+    /// Distinct (page, visitor) pairs held.
+    pub pairs: u64,
+    /// Bytes held, as accounted by the tracker.
+    pub bytes: u64,
+    /// Lock stripes.
+    pub stripes: u64,
+}
+
+/// `GET /stats`: what the tracker holds.
+pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
+    let stats = state.tracker.stats();
+    Json(StatsBody {
+        pages: stats.pages,
+        pairs: stats.pairs,
+        bytes: stats.bytes,
+        stripes: stats.stripes,
+    })
+}
+
+/// The value of parameter `name` in a URL query string, decoded as
+/// `application/x-www-form-urlencoded` (`+` is a space). Only the first
+/// occurrence counts. A value that does not decode to UTF-8 is an error
+/// rather than being silently replaced, which would count a different page.
+pub fn param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, AppError> {
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode(key).ok().as_deref() == Some(name) {
+            return decode(value).map(Some).map_err(|_| {
+                if name == "url" {
+                    AppError::Tracker(TrackerError::InvalidUtf8 { field: Field::Url })
+                } else {
+                    AppError::InvalidQuery(format!("`{name}` is not valid UTF-8").into())
+                }
+            });
+        }
+    }
+    Ok(None)
+}
+
+fn decode(raw: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
+    let bytes: Cow<'_, [u8]> = if raw.contains('+') {
+        let spaced = raw.replace('+', " ");
+        Cow::Owned(percent_decode(spaced.as_bytes()).collect())
+    } else {
+        // Borrowed when there is no escape; one allocation otherwise.
+        percent_decode(raw.as_bytes()).into()
+    };
+    match bytes {
+        Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed),
+        Cow::Owned(v) => String::from_utf8(v)
+            .map(Cow::Owned)
+            .map_err(|e| e.utf8_error()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_decode_like_forms() {
+        let p = |q, n| param(q, n).unwrap().map(Cow::into_owned);
+        assert_eq!(p("url=/a&limit=3", "limit").as_deref(), Some("3"));
+        assert_eq!(p("url=%2Fa+b", "url").as_deref(), Some("/a b"));
+        assert_eq!(p("u%72l=x", "url").as_deref(), Some("x"));
+        assert_eq!(p("url", "url").as_deref(), Some(""));
+        assert_eq!(p("url=1&url=2", "url").as_deref(), Some("1"));
+        assert_eq!(p("other=1", "url"), None);
+        assert_eq!(p("", "url"), None);
+        assert_eq!(param("url=%FF", "url").unwrap_err().code(), "invalid_utf8");
+    }
+}

@@ -1,0 +1,114 @@
+//! A per-client-IP token bucket.
+//!
+//! Buckets live in a fixed number of shards, each a `Mutex<HashMap>`
+//! chosen by the IP's hash, so concurrent clients rarely wait on the same
+//! lock and no lock is global. Each shard holds a bounded number of
+//! clients: when full it forgets the buckets that have refilled (they are
+//! equivalent to a new client), and if every bucket is still draining it
+//! starts over, which briefly lets those clients burst again. Memory is
+//! thus bounded at `SHARDS * MAX_PER_SHARD` buckets.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+const SHARDS: usize = 64;
+const MAX_PER_SHARD: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Allows each IP `rate` requests per second on average and `burst` at
+/// once.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    hasher: RandomState,
+    shards: Box<[Mutex<HashMap<IpAddr, Bucket>>]>,
+}
+
+impl RateLimiter {
+    /// A limiter of `rate` requests per second with bursts of `burst`.
+    /// Both must be positive and finite (the config checks them).
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Takes a token for `ip` at `now`, or says how long until one is
+    /// available.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let shard = &self.shards[self.hasher.hash_one(ip) as usize % SHARDS];
+        // A panic elsewhere cannot leave a bucket half-updated (updates are
+        // single assignments), so a poisoned lock is safe to reuse.
+        let mut buckets = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= MAX_PER_SHARD && !buckets.contains_key(&ip) {
+            self.forget_refilled(&mut buckets, now);
+        }
+        let bucket = buckets.entry(ip).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.updated = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
+    }
+
+    fn forget_refilled(&self, buckets: &mut HashMap<IpAddr, Bucket>, now: Instant) {
+        let (rate, burst) = (self.rate, self.burst);
+        buckets.retain(|_, b| {
+            b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * rate < burst
+        });
+        if buckets.len() >= MAX_PER_SHARD {
+            buckets.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_then_refills_per_ip() {
+        let limiter = RateLimiter::new(2.0, 3.0);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check(a, t0).is_ok());
+        }
+        let wait = limiter.check(a, t0).unwrap_err();
+        assert!(wait > Duration::from_millis(400) && wait <= Duration::from_millis(500));
+        assert!(limiter.check(b, t0).is_ok(), "other clients are unaffected");
+        assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_ok());
+        assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let limiter = RateLimiter::new(1.0, 1.0);
+        let now = Instant::now();
+        for i in 0..(SHARDS * MAX_PER_SHARD * 2) as u32 {
+            let _ = limiter.check(IpAddr::from(i.to_be_bytes()), now);
+        }
+        let held: usize = limiter.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(held <= SHARDS * MAX_PER_SHARD);
+    }
+}

@@ -1,0 +1,86 @@
+//! [`app`]: the routes and the layers around them.
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::error::AppError;
+use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
+use crate::state::AppState;
+use crate::{ingest, ops, query};
+
+/// The service's router over `state`; serve it, or call it in-process.
+///
+/// Layers are added only when configured, so the default request path is
+/// the handler plus one observing layer.
+pub fn app(state: AppState) -> Router {
+    routes(state.clone()).layer(ObserveLayer::new(state))
+}
+
+/// The routes and their optional layers, without the observing layer.
+///
+/// [`app`] adds [`ObserveLayer`] with `Router::layer`, which wraps every
+/// route; the server instead wraps this router once, from outside
+/// (`ObserveLayer::layer(routes(state))`), which saves a level of route
+/// boxing per request. Both run the same code on every request.
+pub fn routes(state: AppState) -> Router {
+    let limits = &state.limits;
+    let guarded = |router: Router<AppState>| {
+        if limits.auth_token.is_some() {
+            router.route_layer(from_fn_with_state(state.clone(), require_bearer))
+        } else {
+            router
+        }
+    };
+
+    let reads = guarded(
+        Router::new()
+            .route("/distinct", get(query::distinct))
+            .route("/top", get(query::top))
+            .route("/stats", get(query::stats)),
+    );
+    let mut api = Router::new()
+        .route("/events", post(ingest::record_event))
+        .merge(reads);
+    if limits.rate_limiter.is_some() {
+        api = api.route_layer(from_fn_with_state(state.clone(), rate_limit));
+    }
+    let operations = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .merge(guarded(Router::new().route("/metrics", get(ops::metrics))));
+
+    let mut router = api
+        .merge(operations)
+        .fallback(|| async { AppError::NotFound })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed });
+    if let Some(cors) = cors(&limits.cors_origins) {
+        router = router.layer(cors);
+    }
+    router.with_state(state)
+}
+
+/// CORS for browser senders, or `None` when no origin is configured.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .expose_headers([X_REQUEST_ID.clone()]),
+    )
+}

@@ -1,0 +1,98 @@
+//! The shutdown signal shared by the server loop and `/readyz`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+/// Set once, when the service starts draining; cheap to clone and check.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    started: AtomicBool,
+    notify: Notify,
+}
+
+impl Shutdown {
+    /// A signal not yet triggered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts the shutdown; later calls do nothing.
+    pub fn trigger(&self) {
+        if !self.inner.started.swap(true, Ordering::SeqCst) {
+            self.inner.notify.notify_waiters();
+        }
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.started.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once shutdown has started.
+    pub async fn triggered(&self) {
+        let notified = self.inner.notify.notified();
+        tokio::pin!(notified);
+        // Register interest before checking the flag, so a trigger between
+        // the check and the wait is not missed.
+        notified.as_mut().enable();
+        if self.is_triggered() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_before_and_after_the_trigger_wake() {
+        let shutdown = Shutdown::new();
+        let early = tokio::spawn({
+            let s = shutdown.clone();
+            async move { s.triggered().await }
+        });
+        tokio::task::yield_now().await;
+        shutdown.trigger();
+        early.await.unwrap();
+        shutdown.triggered().await;
+        assert!(shutdown.is_triggered());
+    }
+}

@@ -1,0 +1,439 @@
+//! In-process tests of every endpoint and every error status, through
+//! `tower::ServiceExt::oneshot` on the real router.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use common::*;
+use tracker_http::HttpLimits;
+use tracker_http::rate_limit::RateLimiter;
+
+#[tokio::test]
+async fn events_are_counted_once_per_visitor() {
+    let (app, _) = default_app();
+    let url = "https://example.com/pricing";
+    for visitor in ["alice", "bob", "alice"] {
+        let answer = record(&app, visitor, url).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+        assert!(answer.body.is_empty());
+    }
+    let answer = distinct(&app, "url=https%3A%2F%2Fexample.com%2Fpricing").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.json(),
+        serde_json::json!({"url": url, "distinct_visitors": 2, "exact": true})
+    );
+}
+
+#[tokio::test]
+async fn unknown_page_is_zero_not_404() {
+    let (app, _) = default_app();
+    let answer = distinct(&app, "url=/never").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["distinct_visitors"], 0);
+}
+
+#[tokio::test]
+async fn text_plain_and_untyped_bodies_are_json_and_unknown_fields_ignored() {
+    let (app, _) = default_app();
+    let body = r#"{"visitor":"v1","url":"/a","referrer":"x","n":[1,2]}"#;
+    for content_type in [Some("text/plain;charset=UTF-8"), None] {
+        let mut request = Request::post("/events");
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let answer = send(&app, request.body(Body::from(body)).unwrap()).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{content_type:?}");
+    }
+    assert_eq!(
+        distinct(&app, "url=/a").await.json()["distinct_visitors"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn unsupported_content_type_is_415() {
+    let (app, _) = default_app();
+    let request = Request::post("/events")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("visitor=v&url=/"))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(answer.error_code(), "unsupported_media_type");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_with_a_code() {
+    let (app, state) = default_app();
+    let long_visitor = "v".repeat(257);
+    let long_url = format!("/{}", "p".repeat(2048));
+    let cases: Vec<(String, &str)> = vec![
+        ("{".into(), "malformed_json"),
+        ("".into(), "malformed_json"),
+        ("not json".into(), "malformed_json"),
+        (
+            r#"{"visitor":"v","url":"/"} trailing"#.into(),
+            "malformed_json",
+        ),
+        (r#"{"visitor":7,"url":"/"}"#.into(), "invalid_event"),
+        (r#"{"visitor":"v","url":null}"#.into(), "invalid_event"),
+        (r#"{"visitor":"v"}"#.into(), "invalid_event"),
+        (r#"{"url":"/"}"#.into(), "invalid_event"),
+        (r#"["v","/"]"#.into(), "invalid_event"),
+        (r#"{"visitor":"","url":"/"}"#.into(), "empty"),
+        (r#"{"visitor":"v","url":"   "}"#.into(), "empty"),
+        (
+            format!(r#"{{"visitor":"{long_visitor}","url":"/"}}"#),
+            "too_long",
+        ),
+        (
+            format!(r#"{{"visitor":"v","url":"{long_url}"}}"#),
+            "too_long",
+        ),
+    ];
+    for (body, code) in cases {
+        let answer = post_json(&app, body.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer.error_code(), code, "{body}");
+    }
+    assert_eq!(state.tracker.stats().pairs, 0, "refusals change nothing");
+    // The limits are inclusive.
+    let at_limit = format!(r#"{{"visitor":"{}","url":"/"}}"#, "v".repeat(256));
+    assert_eq!(post_json(&app, at_limit).await.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn oversized_body_is_413_declared_or_streamed() {
+    let (app, _) = with_limits(HttpLimits {
+        body_limit: 100,
+        ..HttpLimits::standard()
+    });
+    let big = format!(r#"{{"visitor":"v","url":"/{}"}}"#, "x".repeat(200));
+    let answer = post_json(&app, big.clone()).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "payload_too_large");
+
+    // Without a Content-Length the limit is enforced while reading.
+    let chunks: Vec<Result<String, std::io::Error>> =
+        vec![Ok(big[..60].into()), Ok(big[60..].into())];
+    let request = Request::post("/events")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "payload_too_large");
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_json_with_allow() {
+    let (app, _) = default_app();
+    for (method, uri) in [
+        (Method::GET, "/events"),
+        (Method::DELETE, "/distinct?url=/"),
+        (Method::POST, "/stats"),
+        (Method::PUT, "/healthz"),
+    ] {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        let answer = send(&app, request).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        assert_eq!(answer.error_code(), "method_not_allowed");
+        assert!(answer.headers.contains_key("allow"), "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_json() {
+    let (app, _) = default_app();
+    for uri in ["/", "/nope", "/events/1", "/distinct/x", "/%FF"] {
+        let answer = get(&app, uri).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer.error_code(), "not_found");
+    }
+}
+
+#[tokio::test]
+async fn unicode_and_percent_encoded_urls_are_one_page() {
+    let (app, _) = default_app();
+    assert_eq!(
+        record(&app, "a", "https://example.com/café?q=ü")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        record(&app, "b", "https://EXAMPLE.com/caf%c3%a9?q=%C3%BC#top")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    // The same page, whether the query string carries it encoded or not.
+    for query in [
+        "url=https%3A%2F%2Fexample.com%2Fcaf%C3%A9%3Fq%3D%C3%BC",
+        "url=https://example.com/caf%C3%A9%3Fq=%C3%BC",
+        "url=https%3A%2F%2Fexample.com%2Fcaf%25C3%25A9%3Fq%3D%25C3%25BC",
+        "url=https://example.com/caf%25c3%25a9%3Fq=%25c3%25bc",
+    ] {
+        let answer = distinct(&app, query).await;
+        assert_eq!(answer.status, StatusCode::OK, "{query}");
+        let json = answer.json();
+        assert_eq!(json["distinct_visitors"], 2, "{query}: {json}");
+    }
+}
+
+#[tokio::test]
+async fn distinct_query_errors() {
+    let (app, _) = default_app();
+    let cases = [
+        ("/distinct", "invalid_query"),
+        ("/distinct?page=/", "invalid_query"),
+        ("/distinct?url=", "empty"),
+        ("/distinct?url=+++", "empty"),
+        ("/distinct?url=%FF%FE", "invalid_utf8"),
+    ];
+    for (uri, code) in cases {
+        let answer = get(&app, uri).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(answer.error_code(), code, "{uri}");
+    }
+    let long = format!("/distinct?url=/{}", "x".repeat(2048));
+    let answer = get(&app, &long).await;
+    assert_eq!(
+        (answer.status, answer.error_code().as_str()),
+        (StatusCode::BAD_REQUEST, "too_long")
+    );
+}
+
+#[tokio::test]
+async fn top_ranks_pages_and_checks_limit() {
+    let (app, _) = default_app();
+    for (visitor, url) in [
+        ("a", "/x"),
+        ("b", "/x"),
+        ("c", "/x"),
+        ("a", "/y"),
+        ("b", "/y"),
+        ("a", "/z"),
+    ] {
+        record(&app, visitor, url).await;
+    }
+    let json = get(&app, "/top?limit=2").await.json();
+    assert_eq!(
+        json,
+        serde_json::json!({"pages": [
+            {"url": "/x", "distinct_visitors": 3, "exact": true},
+            {"url": "/y", "distinct_visitors": 2, "exact": true},
+        ]})
+    );
+    assert_eq!(
+        get(&app, "/top").await.json()["pages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        get(&app, "/top?limit=0").await.json()["pages"],
+        serde_json::json!([])
+    );
+    for bad in [
+        "/top?limit=-1",
+        "/top?limit=abc",
+        "/top?limit=1001",
+        "/top?limit=99999999999999999999999",
+    ] {
+        let answer = get(&app, bad).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(answer.error_code(), "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn stats_health_and_readiness() {
+    let (app, state) = default_app();
+    record(&app, "a", "/x").await;
+    record(&app, "b", "/x").await;
+    let stats = get(&app, "/stats").await.json();
+    assert_eq!(
+        (stats["pages"].as_u64(), stats["pairs"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(stats["bytes"].as_u64().unwrap() > 0);
+    assert!(stats["stripes"].as_u64().unwrap().is_power_of_two());
+
+    assert_eq!(get(&app, "/healthz").await.json()["status"], "ok");
+    assert_eq!(get(&app, "/readyz").await.json()["status"], "ready");
+    state.shutdown.trigger();
+    let answer = get(&app, "/readyz").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.error_code(), "shutting_down");
+    assert_eq!(
+        get(&app, "/healthz").await.status,
+        StatusCode::OK,
+        "still alive while draining"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let (app, _) = default_app();
+    record(&app, "a", "/x").await;
+    record(&app, "a", "/x").await;
+    get(&app, "/nope").await;
+    let answer = get(&app, "/metrics").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = String::from_utf8(answer.body).unwrap();
+    for line in [
+        "tracker_http_requests_total{route=\"/events\",status=\"202\"} 2",
+        "tracker_http_requests_total{route=\"other\",status=\"404\"} 1",
+        "tracker_http_request_duration_seconds_count{route=\"/events\"} 2",
+        "tracker_events_recorded_total{result=\"new\"} 1",
+        "tracker_events_recorded_total{result=\"duplicate\"} 1",
+        "tracker_pages 1",
+        "tracker_pairs 1",
+        "# TYPE tracker_bytes gauge",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // Every sample line is `name{labels} number` or `name number`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample {line:?}");
+    }
+}
+
+#[tokio::test]
+async fn bearer_token_guards_reads_but_not_ingest() {
+    let (app, _) = with_limits(HttpLimits {
+        auth_token: Some("s3cret".into()),
+        ..HttpLimits::standard()
+    });
+    assert_eq!(record(&app, "a", "/x").await.status, StatusCode::ACCEPTED);
+    for uri in ["/distinct?url=/x", "/top", "/stats", "/metrics"] {
+        let answer = get(&app, uri).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(answer.error_code(), "unauthorized");
+        assert_eq!(answer.headers["www-authenticate"], "Bearer");
+        for header in ["Bearer wrong", "Bearer s3cre", "s3cret", "Basic czNjcmV0"] {
+            let request = Request::get(uri)
+                .header("authorization", header)
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(
+                send(&app, request).await.status,
+                StatusCode::UNAUTHORIZED,
+                "{uri} {header}"
+            );
+        }
+        let request = Request::get(uri)
+            .header("authorization", "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&app, request).await.status, StatusCode::OK, "{uri}");
+    }
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn rate_limit_is_per_ip_and_spares_health() {
+    let (app, _) = with_limits(HttpLimits {
+        rate_limiter: Some(RateLimiter::new(0.5, 2.0)),
+        ..HttpLimits::standard()
+    });
+    let from = |ip: [u8; 4]| {
+        let mut request = Request::get("/distinct?url=/").body(Body::empty()).unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((ip, 5000))));
+        request
+    };
+    assert_eq!(send(&app, from([10, 0, 0, 1])).await.status, StatusCode::OK);
+    assert_eq!(send(&app, from([10, 0, 0, 1])).await.status, StatusCode::OK);
+    let answer = send(&app, from([10, 0, 0, 1])).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(answer.error_code(), "rate_limited");
+    assert_eq!(answer.headers["retry-after"], "2");
+    assert_eq!(send(&app, from([10, 0, 0, 2])).await.status, StatusCode::OK);
+    for _ in 0..5 {
+        assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn slow_request_times_out_with_408() {
+    let (app, _) = with_limits(HttpLimits {
+        request_timeout: Duration::from_millis(100),
+        ..HttpLimits::standard()
+    });
+    // A body that sends half an event and then stalls.
+    let mut sent = false;
+    let stalled = futures_util::stream::poll_fn(move |_| {
+        if std::mem::replace(&mut sent, true) {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Some(Ok::<_, std::io::Error>(r#"{"visitor":"#)))
+        }
+    });
+    let request = Request::post("/events")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stalled))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(answer.error_code(), "request_timeout");
+}
+
+#[tokio::test]
+async fn cors_preflight_and_headers() {
+    let (app, _) = with_limits(HttpLimits {
+        cors_origins: vec!["https://site.example".into()],
+        ..HttpLimits::standard()
+    });
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/events")
+        .header("origin", "https://site.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(&app, preflight).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.headers["access-control-allow-origin"],
+        "https://site.example"
+    );
+
+    let request = Request::post("/events")
+        .header("origin", "https://site.example")
+        .header("content-type", "text/plain")
+        .body(Body::from(r#"{"visitor":"v","url":"/"}"#))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        answer.headers["access-control-allow-origin"],
+        "https://site.example"
+    );
+}

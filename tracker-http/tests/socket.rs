@@ -1,0 +1,364 @@
+//! Tests of the real binary on a real socket: concurrent ingest checked
+//! against a model, graceful shutdown under load, HTTPS and bearer auth.
+//!
+//! Each test starts `tracker-http` itself on an ephemeral port (cargo
+//! builds the binary for integration tests), so nothing is skipped.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `tracker-http`; killed if the test ends without stopping it.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tracker-http");
+        let stdout = child.stdout.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn({
+            let logs = logs.clone();
+            move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    if entry["message"] == "listening" {
+                        let _ = tx.send(entry["addr"].as_str().unwrap().to_string());
+                    }
+                    logs.lock().unwrap().push(entry);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("tracker-http reports its address")
+            .parse()
+            .unwrap();
+        Server { child, addr, logs }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "tracker-http did not exit in {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn logged(&self, message: &str) -> bool {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"] == message)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingest_matches_a_model_then_sigterm_exits_0() {
+    let mut server = Server::start(&[]);
+    let client = reqwest::Client::new();
+    let model: Arc<Mutex<HashMap<String, HashSet<String>>>> = Arc::default();
+
+    let mut tasks = Vec::new();
+    for client_id in 0..8u64 {
+        let (client, model, url) = (client.clone(), model.clone(), server.url("/events"));
+        tasks.push(tokio::spawn(async move {
+            let mut rng = 0x9e37_79b9_7f4a_7c15 ^ (client_id + 1);
+            for _ in 0..250 {
+                // 40 visitors over 12 pages: clients overlap on purpose.
+                let visitor = format!("visitor-{}", xorshift(&mut rng) % 40);
+                let page = format!("https://example.com/page/{}", xorshift(&mut rng) % 12);
+                let response = client
+                    .post(&url)
+                    .json(&json!({ "visitor": visitor, "url": page }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 202);
+                model
+                    .lock()
+                    .unwrap()
+                    .entry(page)
+                    .or_default()
+                    .insert(visitor);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let model = model.lock().unwrap().clone();
+    for (page, visitors) in &model {
+        let answer: Value = client
+            .get(server.url("/distinct"))
+            .query(&[("url", page)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["distinct_visitors"], visitors.len() as u64, "{page}");
+        assert_eq!(answer["exact"], true);
+    }
+    let stats: Value = client
+        .get(server.url("/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pairs: usize = model.values().map(HashSet::len).sum();
+    assert_eq!(stats["pairs"], pairs as u64);
+    assert_eq!(stats["pages"], model.len() as u64);
+
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("tracker_http_requests_total{route=\"/events\",status=\"202\"} 2000"));
+
+    server.signal("TERM");
+    let status = tokio::task::block_in_place(|| server.wait(Duration::from_secs(15)));
+    assert_eq!(status.code(), Some(0));
+    assert!(server.logged("stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
+    let mut server = Server::start(&["--shutdown-grace", "5s"]);
+    let addr = server.addr;
+
+    // One request caught half-sent when the signal arrives: it must still
+    // be answered.
+    let half_sent = std::thread::spawn(move || {
+        let body = r#"{"visitor":"slow","url":"/in-flight"}"#;
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..10]
+        )
+        .unwrap();
+        stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        stream.write_all(&body.as_bytes()[10..]).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    });
+
+    let client = reqwest::Client::new();
+    let signalled = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for client_id in 0..16u64 {
+        let (client, url) = (client.clone(), server.url("/events"));
+        let (signalled, answered) = (signalled.clone(), answered.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0.. {
+                let event = json!({ "visitor": format!("c{client_id}-{i}"), "url": "/load" });
+                match client.post(&url).json(&event).send().await {
+                    Ok(response) => {
+                        // A response that started must arrive whole.
+                        assert_eq!(response.status(), 202);
+                        response.bytes().await.expect("response body cut off");
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // After the signal, new requests may be refused or
+                    // find their connection closed: never sent, not cut.
+                    Err(_) if signalled.load(Ordering::SeqCst) => return,
+                    Err(e) => panic!("request failed before shutdown: {e}"),
+                }
+            }
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signalled.store(true, Ordering::SeqCst);
+    server.signal("TERM");
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .expect("clients stop once the server drains")
+            .unwrap();
+    }
+    assert!(answered.load(Ordering::Relaxed) > 0, "load was running");
+
+    let response = tokio::task::block_in_place(|| half_sent.join().unwrap());
+    assert!(
+        response.starts_with("HTTP/1.1 202"),
+        "in-flight request answered: {response:?}"
+    );
+    let status = tokio::task::block_in_place(|| server.wait(Duration::from_secs(15)));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_generated_certificate_and_a_bearer_token() {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+
+    let mut server = Server::start(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+        "--auth-token",
+        "t0ken",
+    ]);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(key.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", server.addr)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", server.addr.port());
+
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let posted = client
+        .post(format!("{base}/events"))
+        .header("content-type", "text/plain")
+        .body(r#"{"visitor":"v","url":"/secure"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202, "ingest needs no token");
+
+    let unauthorized = client
+        .get(format!("{base}/distinct?url=/secure"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let body: Value = unauthorized.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let authorized: Value = client
+        .get(format!("{base}/distinct?url=/secure"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(authorized["distinct_visitors"], 1);
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let plain = reqwest::get(server.url("/healthz")).await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+
+    server.signal("INT");
+    let status = tokio::task::block_in_place(|| server.wait(Duration::from_secs(15)));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn unreadable_tls_files_exit_1_with_a_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+        ])
+        .args(["--tls-key", "/nonexistent/key.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("TLS certificate"));
+}
+
+#[test]
+fn bad_configuration_exits_2_with_a_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
+        .args(["--listen", "127.0.0.1:0", "--stripes", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("stripes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_sees_the_client_address() {
+    let server = Server::start(&["--rate-limit", "0.5", "--rate-burst", "2"]);
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .get(server.url("/distinct?url=/"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "health checks are not rate limited");
+}
