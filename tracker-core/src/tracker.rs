@@ -310,18 +310,38 @@ impl Tracker {
     /// An unknown page has 0. O(1): at most two hash probes (the URL as
     /// sent, then its canonical form), each under one read lock.
     pub fn distinct(&self, url: &str) -> Result<Distinct, TrackerError> {
+        self.distinct_of_page(url).map(|(_, count)| count)
+    }
+
+    /// [`distinct`](Self::distinct), with the canonical URL the count is
+    /// for: free when the URL was sent in canonical form.
+    ///
+    /// ```
+    /// use tracker_core::Tracker;
+    ///
+    /// let tracker = Tracker::new();
+    /// tracker.record("v", "https://example.com/a")?;
+    /// let (page, count) = tracker.distinct_of_page("HTTPS://EXAMPLE.com/a#top")?;
+    /// assert_eq!((&*page, count.visitors), ("https://example.com/a", 1));
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    pub fn distinct_of_page<'a>(
+        &self,
+        url: &'a str,
+    ) -> Result<(Cow<'a, str>, Distinct), TrackerError> {
         // The same fast path as `record_checked`: a stored key is canonical.
         let raw_hash = self.url_hasher.hash_one(url);
         if let Some(count) = sync::read(self.stripe(raw_hash)).distinct(url, raw_hash) {
-            return Ok(count);
+            return Ok((Cow::Borrowed(url), count));
         }
         let canonical = canonicalize(url, &self.config.url)?;
-        if canonical == url {
-            return Ok(Distinct::exact(0));
-        }
-        let url_hash = self.url_hasher.hash_one(&*canonical);
-        let count = sync::read(self.stripe(url_hash)).distinct(&canonical, url_hash);
-        Ok(count.unwrap_or(Distinct::exact(0)))
+        let count = if canonical == url {
+            None
+        } else {
+            let url_hash = self.url_hasher.hash_one(&*canonical);
+            sync::read(self.stripe(url_hash)).distinct(&canonical, url_hash)
+        };
+        Ok((canonical, count.unwrap_or(Distinct::exact(0))))
     }
 
     /// The `k` pages with the most distinct visitors, most first; ties are

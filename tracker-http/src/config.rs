@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 use tracker_core::{
-    ConfigError, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, QueryPolicy, TrackerBuilder,
-    TrackerConfig,
+    ConfigError, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, MemoryPolicy, QueryPolicy,
+    TrackerBuilder, TrackerConfig,
 };
 
 /// Default largest request body, in bytes: an event with a URL and a
@@ -84,6 +84,58 @@ pub struct CoreOptions {
         required_if_eq("query", "allow")
     )]
     pub query_allow: Vec<String>,
+
+    /// Memory budget in bytes, with an optional KiB/MiB/GiB suffix
+    /// (`512MiB`) [default: no limit].
+    #[arg(long, env = "TRACKER_MAX_MEMORY", value_parser = parse_bytes)]
+    pub max_memory: Option<u64>,
+
+    /// What happens when a record would pass the memory budget.
+    #[arg(long, env = "TRACKER_MEMORY_POLICY", value_enum, default_value_t = PolicyMode::Sketch)]
+    pub memory_policy: PolicyMode,
+}
+
+/// `--memory-policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyMode {
+    /// Turn the largest exact pages into estimates, then evict.
+    Sketch,
+    /// Evict the least recently recorded pages; kept pages stay exact.
+    Evict,
+    /// Refuse the record with 507; everything stays exact.
+    Reject,
+}
+
+impl From<PolicyMode> for MemoryPolicy {
+    fn from(mode: PolicyMode) -> Self {
+        match mode {
+            PolicyMode::Sketch => MemoryPolicy::Sketch,
+            PolicyMode::Evict => MemoryPolicy::Evict,
+            PolicyMode::Reject => MemoryPolicy::Reject,
+        }
+    }
+}
+
+/// A byte count: digits, then optionally `B`, `KiB`, `MiB` or `GiB`.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?}: use B, KiB, MiB or GiB")),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count"))?;
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// `--query` values.
@@ -108,7 +160,11 @@ impl CoreOptions {
         let mut builder = TrackerBuilder::default()
             .max_visitor_len(self.max_visitor_len)
             .max_url_len(self.max_url_len)
-            .query_policy(query);
+            .query_policy(query)
+            .memory_policy(self.memory_policy.into());
+        if let Some(bytes) = self.max_memory {
+            builder = builder.max_memory(bytes);
+        }
         if let Some(stripes) = self.stripes {
             builder = builder.stripes(stripes);
         }
@@ -251,6 +307,12 @@ impl fmt::Display for Config {
         }
         write!(
             f,
+            " max_memory={} memory_policy={}",
+            c.max_memory.map_or("none".to_string(), |b| b.to_string()),
+            value_name(&c.memory_policy),
+        )?;
+        write!(
+            f,
             " body_limit={} request_timeout={:?} shutdown_grace={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
             h.body_limit,
             h.request_timeout,
@@ -311,6 +373,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn byte_counts_take_binary_suffixes() {
+        assert_eq!(super::parse_bytes("1024"), Ok(1024));
+        assert_eq!(super::parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(super::parse_bytes(" 2 GiB "), Ok(2 << 30));
+        assert!(super::parse_bytes("12MB").is_err());
+        assert!(super::parse_bytes("MiB").is_err());
+        assert!(super::parse_bytes("99999999999999GiB").is_err());
+    }
+
     use super::*;
 
     #[test]

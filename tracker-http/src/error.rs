@@ -131,6 +131,7 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         TrackerError::Empty { .. }
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. } => StatusCode::BAD_REQUEST,
+        TrackerError::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -139,7 +140,8 @@ fn tracker_code(e: &TrackerError) -> &'static str {
     match e {
         TrackerError::Empty { .. }
         | TrackerError::TooLong { .. }
-        | TrackerError::InvalidUtf8 { .. } => e.code(),
+        | TrackerError::InvalidUtf8 { .. }
+        | TrackerError::MemoryFull { .. } => e.code(),
         _ => "internal",
     }
 }

@@ -111,6 +111,7 @@ pub struct Metrics {
     latency: [Latency; Route::ALL.len()],
     events_new: AtomicU64,
     events_duplicate: AtomicU64,
+    events_sketched: AtomicU64,
 }
 
 impl Metrics {
@@ -131,6 +132,7 @@ impl Metrics {
         match recorded {
             Recorded::New => &self.events_new,
             Recorded::Duplicate => &self.events_duplicate,
+            Recorded::Sketched => &self.events_sketched,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -204,13 +206,14 @@ impl Metrics {
             "# HELP tracker_events_recorded_total Events accepted, by whether they added a visitor.\n\
              # TYPE tracker_events_recorded_total counter\n\
              tracker_events_recorded_total{{result=\"new\"}} {}\n\
-             tracker_events_recorded_total{{result=\"duplicate\"}} {}\n",
+             tracker_events_recorded_total{{result=\"duplicate\"}} {}\n\
+             tracker_events_recorded_total{{result=\"sketched\"}} {}\n",
             load(&self.events_new),
             load(&self.events_duplicate),
+            load(&self.events_sketched),
         );
-        // One gauge per `Stats` figure; new core figures (sketched pages,
-        // evictions, expirations, rejections) are one line each here.
-        let gauges: [(&str, &str, u64); 4] = [
+        // One line per `Stats` figure.
+        let gauges: [(&str, &str, u64); 8] = [
             ("tracker_pages", "Pages tracked.", stats.pages),
             (
                 "tracker_pairs",
@@ -223,11 +226,36 @@ impl Metrics {
                 stats.bytes,
             ),
             ("tracker_stripes", "Lock stripes.", stats.stripes),
+            (
+                "tracker_max_bytes",
+                "The memory budget in bytes (0: none).",
+                stats.max_bytes.unwrap_or(0),
+            ),
+            (
+                "tracker_sketched_pages",
+                "Pages whose count is an estimate from a sketch.",
+                stats.sketched_pages,
+            ),
+            (
+                "tracker_evictions_total",
+                "Pages evicted to stay within the memory budget.",
+                stats.evictions,
+            ),
+            (
+                "tracker_rejections_total",
+                "Records refused for lack of memory.",
+                stats.rejections,
+            ),
         ];
         for (name, help, value) in gauges {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
             let _ = write!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             );
         }
         out

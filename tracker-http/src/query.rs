@@ -20,10 +20,7 @@ pub const MAX_TOP: usize = 1000;
 /// The answer of `GET /distinct`, and a row of `GET /top`.
 #[derive(Debug, Serialize)]
 pub struct DistinctBody<'a> {
-    /// For `/distinct`, the URL as asked (decoded from the query string);
-    /// for `/top`, the page's canonical URL, the key it is counted under.
-    /// (Echoing the canonical key from `/distinct` would cost a second
-    /// canonicalisation per query: the core does not return it.)
+    /// The page's canonical URL, the key it is counted under.
     pub url: Cow<'a, str>,
     /// Distinct visitors retained for the page.
     pub distinct_visitors: u64,
@@ -55,8 +52,8 @@ pub async fn distinct(
     let url = param(query, "url")?.ok_or(AppError::InvalidQuery(
         "the `url` parameter is required".into(),
     ))?;
-    let distinct = state.tracker.distinct(&url)?;
-    Ok(Json(DistinctBody::new(url, distinct)).into_response())
+    let (page, distinct) = state.tracker.distinct_of_page(&url)?;
+    Ok(Json(DistinctBody::new(page, distinct)).into_response())
 }
 
 /// The answer of `GET /top`.
@@ -105,6 +102,14 @@ pub struct StatsBody {
     pub bytes: u64,
     /// Lock stripes.
     pub stripes: u64,
+    /// The memory budget in bytes, or null for none.
+    pub max_bytes: Option<u64>,
+    /// Pages whose count is an estimate from a sketch.
+    pub sketched_pages: u64,
+    /// Pages evicted to stay within the budget, since start.
+    pub evictions: u64,
+    /// Records refused for lack of memory, since start.
+    pub rejections: u64,
 }
 
 /// `GET /stats`: what the tracker holds.
@@ -115,6 +120,10 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
         pairs: stats.pairs,
         bytes: stats.bytes,
         stripes: stats.stripes,
+        max_bytes: stats.max_bytes,
+        sketched_pages: stats.sketched_pages,
+        evictions: stats.evictions,
+        rejections: stats.rejections,
     })
 }
 

@@ -192,6 +192,11 @@ async fn unicode_and_percent_encoded_urls_are_one_page() {
         assert_eq!(answer.status, StatusCode::OK, "{query}");
         let json = answer.json();
         assert_eq!(json["distinct_visitors"], 2, "{query}: {json}");
+        // The answer names the page by its canonical URL, however asked.
+        assert_eq!(
+            json["url"], "https://example.com/caf%C3%A9?q=%C3%BC",
+            "{query}"
+        );
     }
 }
 
@@ -436,4 +441,47 @@ async fn cors_preflight_and_headers() {
         answer.headers["access-control-allow-origin"],
         "https://site.example"
     );
+}
+
+/// Under the `reject` policy a full budget answers 507 with a JSON error,
+/// and what was stored before stays counted.
+#[tokio::test]
+async fn memory_full_under_reject_is_507_and_keeps_counts() {
+    use std::sync::Arc;
+    use tracker_core::{MemoryPolicy, Tracker};
+    use tracker_http::{AppState, app};
+
+    let tracker = Tracker::builder()
+        .stripes(1)
+        .max_memory(2_000)
+        .memory_policy(MemoryPolicy::Reject)
+        .build()
+        .unwrap();
+    let state = AppState::new(Arc::new(tracker), HttpLimits::standard());
+    let app = app(state.clone());
+    assert_eq!(
+        record(&app, "v1", "/kept").await.status,
+        StatusCode::ACCEPTED
+    );
+    let mut refused = None;
+    for page in 0..100 {
+        let answer = record(&app, "v1", &format!("/page-{page:0>40}")).await;
+        if answer.status != StatusCode::ACCEPTED {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("a 2,000-byte budget fills up");
+    assert_eq!(refused.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(refused.error_code(), "memory_full");
+    assert_eq!(
+        distinct(&app, "url=/kept").await.json()["distinct_visitors"],
+        1
+    );
+    let stats = send(&app, Request::get("/stats").body(Body::empty()).unwrap()).await;
+    assert_eq!(stats.json()["rejections"], 1);
+    assert_eq!(stats.json()["max_bytes"], 2_000);
+    let metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains("tracker_rejections_total 1\n"), "{text}");
 }
