@@ -111,6 +111,50 @@ fn bench_record<C: DistinctCounter>(
     }
 }
 
+/// Returning visitors: the structure already holds every pair of the
+/// stream (filled outside the timed span), and the stream is replayed, so
+/// every event is a repeat visit, the steady state of a site's traffic.
+fn bench_repeat<C: DistinctCounter>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    events: &Events,
+) {
+    let counter = C::empty();
+    ingest(&counter, events, 1);
+    group.bench_function(BenchmarkId::new(C::NAME, "1t-repeat"), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                ingest(&counter, events, 1);
+            }
+            start.elapsed()
+        });
+    });
+}
+
+/// The same ingest into a tracker with a memory budget it never reaches:
+/// what the budget's reservations cost when memory is plentiful.
+fn bench_budgeted(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    events: &Events,
+) {
+    group.bench_function(BenchmarkId::new("tracker-budget", "1t"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let tracker = Tracker::builder()
+                    .max_memory(1 << 40)
+                    .build()
+                    .expect("valid settings");
+                let start = Instant::now();
+                ingest(&tracker, events, 1);
+                total += start.elapsed();
+                black_box(&tracker);
+            }
+            total
+        });
+    });
+}
+
 fn record_group(c: &mut Criterion, events: &Events) {
     let mut group = c.benchmark_group(RECORD_GROUP);
     // One iteration ingests the whole stream (a second or more for the
@@ -125,6 +169,11 @@ fn record_group(c: &mut Criterion, events: &Events) {
     bench_record::<NaiveMap>(&mut group, events);
     bench_record::<HashedMutexMap>(&mut group, events);
     bench_record::<DashMapHashed>(&mut group, events);
+    bench_budgeted(&mut group, events);
+    bench_repeat::<Tracker>(&mut group, events);
+    bench_repeat::<NaiveMap>(&mut group, events);
+    bench_repeat::<HashedMutexMap>(&mut group, events);
+    bench_repeat::<DashMapHashed>(&mut group, events);
     group.finish();
 }
 
@@ -157,9 +206,10 @@ fn distinct_group(c: &mut Criterion, workload: &ZipfWorkload) {
 
 fn print_ratios(dir: &std::path::Path, since: SystemTime, workload: &ZipfWorkload) {
     let events = workload.events.len() as f64;
-    let rows_spec: [(&str, &str, &str, f64); 4] = [
+    let rows_spec: [(&str, &str, &str, f64); 5] = [
         ("record, 1 thread (per event)", RECORD_GROUP, "1t", events),
         ("record, 2 threads (per event)", RECORD_GROUP, "2t", events),
+        ("record repeat visits, 1 thread", RECORD_GROUP, "1t-repeat", events),
         ("distinct, hot page", DISTINCT_GROUP, "hot", 1.0),
         ("distinct, cold page", DISTINCT_GROUP, "cold", 1.0),
     ];
@@ -215,5 +265,12 @@ fn print_ratios(dir: &std::path::Path, since: SystemTime, workload: &ZipfWorkloa
     println!(
         "\n2-thread speed-up of record over 1 thread: {}",
         scaling.join(", ")
+    );
+    let plain = mean_ns(dir, RECORD_GROUP, Tracker::NAME, "1t", since);
+    let budgeted = mean_ns(dir, RECORD_GROUP, "tracker-budget", "1t", since);
+    println!(
+        "tracker with a (never reached) memory budget, 1 thread: {} per event, {} the speed without",
+        budgeted.map_or_else(|| "n/a".to_owned(), |t| human_ns(t / events)),
+        ratio(budgeted, plain),
     );
 }
