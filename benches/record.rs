@@ -209,7 +209,12 @@ fn print_ratios(dir: &std::path::Path, since: SystemTime, workload: &ZipfWorkloa
     let rows_spec: [(&str, &str, &str, f64); 5] = [
         ("record, 1 thread (per event)", RECORD_GROUP, "1t", events),
         ("record, 2 threads (per event)", RECORD_GROUP, "2t", events),
-        ("record repeat visits, 1 thread", RECORD_GROUP, "1t-repeat", events),
+        (
+            "record repeat visits, 1 thread",
+            RECORD_GROUP,
+            "1t-repeat",
+            events,
+        ),
         ("distinct, hot page", DISTINCT_GROUP, "hot", 1.0),
         ("distinct, cold page", DISTINCT_GROUP, "cold", 1.0),
     ];

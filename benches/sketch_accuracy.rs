@@ -30,24 +30,10 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
+use tracker_benches::workload::SplitMix64;
 use tracker_core::sketch::{
     DEFAULT_PRECISION, UltraLogLog, martingale_relative_standard_error, relative_standard_error,
 };
-
-/// Stand-in for the visitor hashes: SplitMix64, deterministic so every run
-/// prints the same table.
-#[derive(Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
 
 /// Passes a `u64` through unchanged, so the HyperLogLog crate sees the very
 /// hash our sketch sees.
@@ -133,8 +119,8 @@ fn switch_table() {
         let mut seeded_errors = [Errors::default(); GROWTH.len()];
         let mut plain_errors = [Errors::default(); GROWTH.len()];
         for trial in 0..TRIALS {
-            let mut rng = SplitMix64((u64::from(trial) << 32) ^ n0);
-            let exact: Vec<u64> = (0..n0).map(|_| rng.next()).collect();
+            let mut rng = SplitMix64::new((u64::from(trial) << 32) ^ n0);
+            let exact: Vec<u64> = (0..n0).map(|_| rng.next_u64()).collect();
             let mut seeded = UltraLogLog::from_exact_set(DEFAULT_PRECISION, exact.iter().copied())
                 .expect("valid precision");
             let mut plain = UltraLogLog::default();
@@ -143,7 +129,7 @@ fn switch_table() {
             for (i, growth) in GROWTH.iter().enumerate() {
                 let target = (n0 as f64 * growth).round() as u64;
                 while n < target {
-                    let hash = rng.next();
+                    let hash = rng.next_u64();
                     seeded.insert(hash);
                     plain.insert(hash);
                     n += 1;
@@ -177,7 +163,7 @@ fn main() {
         for _ in 0..trials {
             seed += 1;
             // Well-separated starting states: seeds 2^32 steps apart.
-            let mut stream = SplitMix64(seed << 32);
+            let mut stream = SplitMix64::new(seed << 32);
             ull = UltraLogLog::default();
             let mut hll: HyperLogLogPlus<u64, BuildIdentity> =
                 HyperLogLogPlus::new(HLLPP_PRECISION, BuildIdentity).expect("valid precision");
@@ -193,13 +179,13 @@ fn main() {
                 let mut rng = stream.clone();
                 let t = Instant::now();
                 for _ in 0..count {
-                    ull.insert(rng.next());
+                    ull.insert(rng.next_u64());
                 }
                 ull_time += t.elapsed();
                 let mut rng = stream.clone();
                 let t = Instant::now();
                 for _ in 0..count {
-                    hll.insert(&rng.next());
+                    hll.insert(&rng.next_u64());
                 }
                 hll_time += t.elapsed();
                 stream = rng;
