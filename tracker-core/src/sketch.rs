@@ -51,7 +51,7 @@
 //! information lost is two visitors falling in the same register with
 //! update values it cannot tell apart (equal, or three or more apart), which
 //! happens about equally often relative to `n` at every small `n`. Measured
-//! at precision 13 (`docs/BENCHMARKS-sketch.md`), martingale / ML: 0.3 /
+//! at precision 13 (`docs/BENCHMARKS.md`), martingale / ML: 0.3 /
 //! 0.47 % at 10 distinct, 0.51 / 0.56 % at 100 and 1000, 0.53 / 0.60 % at
 //! 10 000, 0.67 / 0.78 % at 100 000, then the asymptotes; bias within
 //! sampling noise (under 0.1 %) everywhere.
