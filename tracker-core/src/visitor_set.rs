@@ -156,15 +156,8 @@ impl VisitorSet {
     /// Adds `hash`, growing as needed; returns whether it was new.
     #[cfg(test)]
     pub(crate) fn insert_growing(&mut self, hash: u64) -> bool {
-        match self.insert(hash) {
-            Insert::Present => false,
-            Insert::Added => true,
-            Insert::Grow(_) => {
-                self.grow_and_insert(hash);
-                true
-            }
-            Insert::Estimated { changed } => changed,
-        }
+        let outcome = self.insert(hash);
+        outcome.is_new_after(|| self.grow_and_insert(hash))
     }
 
     /// The hashes held, in no particular order (none for a sketch).

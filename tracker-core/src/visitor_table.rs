@@ -47,6 +47,22 @@ pub(crate) enum Insert {
     },
 }
 
+impl Insert {
+    /// Whether the key was new, once `grow_and_insert` has run if the
+    /// insert needed room: for callers that account memory elsewhere.
+    pub(crate) fn is_new_after(self, grow_and_insert: impl FnOnce()) -> bool {
+        match self {
+            Insert::Present => false,
+            Insert::Added => true,
+            Insert::Grow(_) => {
+                grow_and_insert();
+                true
+            }
+            Insert::Estimated { changed } => changed,
+        }
+    }
+}
+
 /// A set of non-zero `u64` hashes.
 ///
 /// One allocation holds the count and the slots (`[len, slot 0, slot 1,
@@ -185,15 +201,8 @@ impl VisitorTable {
     /// Adds `key`, growing as needed; returns whether it was new. For
     /// building tables whose memory is accounted by the caller.
     pub(crate) fn insert_growing(&mut self, key: u64) -> bool {
-        match self.insert(key) {
-            Insert::Present => false,
-            Insert::Added => true,
-            Insert::Grow(_) => {
-                self.grow_and_insert(key);
-                true
-            }
-            Insert::Estimated { changed } => changed,
-        }
+        let outcome = self.insert(key);
+        outcome.is_new_after(|| self.grow_and_insert(key))
     }
 
     /// Places `key`, known to be absent, at `slot`, pushing the residents
