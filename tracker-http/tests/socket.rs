@@ -99,6 +99,11 @@ impl Drop for Server {
 }
 
 /// A small deterministic generator, so failures reproduce.
+/// Sends `request` and reads its answer as JSON.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -143,26 +148,11 @@ async fn concurrent_ingest_matches_a_model_then_sigterm_exits_0() {
 
     let model = model.lock().unwrap().clone();
     for (page, visitors) in &model {
-        let answer: Value = client
-            .get(server.url("/distinct"))
-            .query(&[("url", page)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = json_of(client.get(server.url("/distinct")).query(&[("url", page)])).await;
         assert_eq!(answer["distinct_visitors"], visitors.len() as u64, "{page}");
         assert_eq!(answer["exact"], true);
     }
-    let stats: Value = client
-        .get(server.url("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = json_of(client.get(server.url("/stats"))).await;
     let pairs: usize = model.values().map(HashSet::len).sum();
     assert_eq!(stats["pairs"], pairs as u64);
     assert_eq!(stats["pages"], model.len() as u64);
@@ -299,15 +289,12 @@ async fn https_with_a_generated_certificate_and_a_bearer_token() {
     assert_eq!(unauthorized.status(), 401);
     let body: Value = unauthorized.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
-    let authorized: Value = client
-        .get(format!("{base}/distinct?url=/secure"))
-        .bearer_auth("t0ken")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let authorized = json_of(
+        client
+            .get(format!("{base}/distinct?url=/secure"))
+            .bearer_auth("t0ken"),
+    )
+    .await;
     assert_eq!(authorized["distinct_visitors"], 1);
 
     // Plain HTTP on the TLS port gets no HTTP answer.
