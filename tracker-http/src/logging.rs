@@ -1,5 +1,7 @@
 //! Log output: `tracing` events as text or JSON lines on stdout.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -8,9 +10,12 @@ use crate::config::LogFormat;
 /// such as `info` or `tracker_http=debug`.
 pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("--log `{filter}`: {e}"))?;
+    // Colour only for a person at a terminal: escape codes in a log file
+    // or a collector's input are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
