@@ -131,6 +131,39 @@ fn bench_repeat<C: DistinctCounter>(
     });
 }
 
+/// The floor for repeat visits: a single-threaded `HashMap` from URL to a
+/// set of hashed visitor ids, with no lock, no canonicalisation, no
+/// validation and no clock (ahash for both). Not a design anyone could
+/// share between threads; it shows what is left once tracker's own work is
+/// taken away: the cache misses of the stream itself.
+fn bench_repeat_floor(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    events: &Events,
+) {
+    use std::collections::{HashMap, HashSet};
+    let hasher = ahash::RandomState::new();
+    let mut pages: HashMap<&str, HashSet<u64, ahash::RandomState>, ahash::RandomState> =
+        HashMap::with_hasher(hasher.clone());
+    for (visitor, url) in events.iter() {
+        pages
+            .entry(url)
+            .or_insert_with(|| HashSet::with_hasher(hasher.clone()))
+            .insert(hasher.hash_one(visitor));
+    }
+    group.bench_function(BenchmarkId::new("floor", "1t-repeat"), |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                for (visitor, url) in events.iter() {
+                    let visitors = pages.get_mut(url).expect("filled above");
+                    black_box(visitors.insert(hasher.hash_one(visitor)));
+                }
+            }
+            start.elapsed()
+        });
+    });
+}
+
 /// The same ingest into a tracker with a memory budget it never reaches:
 /// what the budget's reservations cost when memory is plentiful.
 fn bench_budgeted(
@@ -174,6 +207,7 @@ fn record_group(c: &mut Criterion, events: &Events) {
     bench_repeat::<NaiveMap>(&mut group, events);
     bench_repeat::<HashedMutexMap>(&mut group, events);
     bench_repeat::<DashMapHashed>(&mut group, events);
+    bench_repeat_floor(&mut group, events);
     group.finish();
 }
 
@@ -270,6 +304,14 @@ fn print_ratios(dir: &std::path::Path, since: SystemTime, workload: &ZipfWorkloa
     println!(
         "\n2-thread speed-up of record over 1 thread: {}",
         scaling.join(", ")
+    );
+    let repeat = mean_ns(dir, RECORD_GROUP, Tracker::NAME, "1t-repeat", since);
+    let floor = mean_ns(dir, RECORD_GROUP, "floor", "1t-repeat", since);
+    println!(
+        "floor for repeat visits (one thread, no lock, no canonicalisation, no clock): {} per \
+         event; tracker takes {} its time",
+        floor.map_or_else(|| "n/a".to_owned(), |t| human_ns(t / events)),
+        ratio(repeat, floor),
     );
     let plain = mean_ns(dir, RECORD_GROUP, Tracker::NAME, "1t", since);
     let budgeted = mean_ns(dir, RECORD_GROUP, "tracker-budget", "1t", since);
