@@ -1,9 +1,9 @@
+// Run: cargo run --release -p tracker-http --example bare -- 127.0.0.1:18081
+//
 //! The baseline of `benches/http.sh`: bare axum handlers that parse the
 //! same requests as tracker-http and do nothing else. The gap between
 //! this and the service is what tracking (and the service's middleware)
 //! costs over HTTP itself.
-//!
-//! `cargo run --release -p tracker-http --example bare -- 127.0.0.1:18081`
 
 use std::net::SocketAddr;
 
