@@ -7,6 +7,9 @@
 //! equivalent to a new client), and if every bucket is still draining it
 //! starts over, which briefly lets those clients burst again. Memory is
 //! thus bounded at `SHARDS * MAX_PER_SHARD` buckets.
+//!
+//! An IPv6 client is limited by its /64 network, not its address: one
+//! subscriber gets a whole /64 and can pick a fresh address per request.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -48,6 +51,7 @@ impl RateLimiter {
     /// Takes a token for `ip` at `now`, or says how long until one is
     /// available.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let ip = client_key(ip);
         let shard = &self.shards[self.hasher.hash_one(ip) as usize % SHARDS];
         // A panic elsewhere cannot leave a bucket half-updated (updates are
         // single assignments), so a poisoned lock is safe to reuse.
@@ -81,6 +85,21 @@ impl RateLimiter {
     }
 }
 
+/// The key a client is limited by: its IPv4 address, or the /64 network
+/// of its IPv6 address (an IPv4-mapped IPv6 address counts as IPv4).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(network.into())
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +118,33 @@ mod tests {
         assert!(limiter.check(b, t0).is_ok(), "other clients are unaffected");
         assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_ok());
         assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64() {
+        let limiter = RateLimiter::new(1.0, 2.0);
+        let t0 = Instant::now();
+        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let rotated: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.check(first, t0).is_ok());
+        assert!(limiter.check(rotated, t0).is_ok());
+        assert!(
+            limiter.check(first, t0).is_err(),
+            "the same /64 shares a bucket"
+        );
+        assert!(
+            limiter.check(neighbour, t0).is_ok(),
+            "another /64 has its own"
+        );
+        let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
+        let v4: IpAddr = [10, 0, 0, 9].into();
+        assert!(limiter.check(mapped, t0).is_ok());
+        assert!(limiter.check(v4, t0).is_ok());
+        assert!(
+            limiter.check(v4, t0).is_err(),
+            "IPv4-mapped is the IPv4 client"
+        );
     }
 
     #[test]
