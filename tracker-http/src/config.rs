@@ -196,6 +196,11 @@ pub struct HttpOptions {
     #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
 
+    /// On SIGINT/SIGTERM, how long to keep serving while `/readyz` answers
+    /// 503, so that load balancers stop sending before the listener closes.
+    #[arg(long, env = "TRACKER_SHUTDOWN_DELAY", value_parser = parse_duration, default_value = "0s")]
+    pub shutdown_delay: Duration,
+
     /// Requests per second allowed per client IP on the API routes
     /// (events and reads; health and metrics are exempt) [default: off].
     #[arg(long, env = "TRACKER_RATE_LIMIT")]
@@ -313,10 +318,11 @@ impl fmt::Display for Config {
         )?;
         write!(
             f,
-            " body_limit={} request_timeout={:?} shutdown_grace={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
+            " body_limit={} request_timeout={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
             h.body_limit,
             h.request_timeout,
             h.shutdown_grace,
+            h.shutdown_delay,
             match (h.rate_limit, h.rate_burst) {
                 (None, _) => "off".to_string(),
                 (Some(r), None) => format!("{r}/s"),

@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<Value> {
 /// Readiness: 503 once the service is draining, so load balancers stop
 /// sending new work before the listener closes.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    if state.shutdown.is_triggered() {
+    if state.shutdown.is_draining() {
         Err(AppError::ShuttingDown)
     } else {
         Ok(Json(json!({ "status": "ready" })))

@@ -48,15 +48,22 @@ impl std::fmt::Display for ServeError {
 impl std::error::Error for ServeError {}
 
 /// Runs the service described by `config` until SIGINT or SIGTERM, then
-/// stops accepting, gives in-flight requests `shutdown_grace` to finish,
-/// and returns.
+/// reports not ready for `shutdown_delay` while still serving, stops
+/// accepting, gives in-flight requests `shutdown_grace` to finish, and
+/// returns.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let state = AppState::from_config(&config).map_err(ServeError::Config)?;
     let shutdown = state.shutdown.clone();
+    let delay = config.http.shutdown_delay;
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             signal().await;
+            shutdown.drain();
+            if !delay.is_zero() {
+                tracing::info!(?delay, "not ready; still serving until the delay is over");
+                tokio::time::sleep(delay).await;
+            }
             shutdown.trigger();
         }
     });

@@ -13,6 +13,9 @@ pub struct Shutdown {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Set first: `/readyz` answers 503 so load balancers stop sending.
+    draining: AtomicBool,
+    /// Set after the drain delay: the listener stops accepting.
     started: AtomicBool,
     notify: Notify,
 }
@@ -21,6 +24,19 @@ impl Shutdown {
     /// A signal not yet triggered.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Announces the shutdown: readiness turns false while the service
+    /// still accepts requests, so that load balancers can stop sending
+    /// before the listener closes.
+    pub fn drain(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the service should be taken out of rotation (draining or
+    /// shutting down).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst) || self.is_triggered()
     }
 
     /// Starts the shutdown; later calls do nothing.
@@ -94,5 +110,17 @@ mod tests {
         early.await.unwrap();
         shutdown.triggered().await;
         assert!(shutdown.is_triggered());
+    }
+
+    #[test]
+    fn draining_comes_before_the_trigger() {
+        let shutdown = Shutdown::new();
+        assert!(!shutdown.is_draining());
+        shutdown.drain();
+        assert!(shutdown.is_draining());
+        assert!(!shutdown.is_triggered());
+        let triggered_only = Shutdown::new();
+        triggered_only.trigger();
+        assert!(triggered_only.is_draining());
     }
 }

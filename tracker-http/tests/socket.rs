@@ -349,3 +349,43 @@ async fn rate_limit_sees_the_client_address() {
     let health = client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "health checks are not rate limited");
 }
+
+/// With `--shutdown-delay`, SIGTERM first turns `/readyz` to 503 while the
+/// service keeps serving, so load balancers can drain it; then it exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delay_reports_not_ready_while_still_serving() {
+    let mut server = Server::start(&["--shutdown-delay", "2s"]);
+    let client = reqwest::Client::new();
+    let ready = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    server.signal("TERM");
+    let start = Instant::now();
+    let mut saw_not_ready = false;
+    while start.elapsed() < Duration::from_millis(1500) {
+        let ready = client.get(server.url("/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            saw_not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_not_ready, "/readyz never answered 503 during the delay");
+    // Still serving during the delay: ingest and reads work.
+    let posted = client
+        .post(server.url("/events"))
+        .json(&serde_json::json!({"visitor": "v", "url": "/draining"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    let count = json_of(client.get(server.url("/distinct?url=/draining"))).await;
+    assert_eq!(count["distinct_visitors"], 1);
+
+    let status = server.wait(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "exited before the delay"
+    );
+}
