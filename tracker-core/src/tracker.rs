@@ -428,11 +428,15 @@ impl Tracker {
         canonicalize(url, &self.config.url)
     }
 
-    /// Heap bytes held, recounted from every stripe (for tests of the
-    /// incremental accounting).
+    /// Heap bytes held, recounted from every stripe's pages (for tests of
+    /// the incremental accounting).
     #[cfg(test)]
     pub(crate) fn recount_bytes(&self) -> u64 {
-        let held: usize = self.stripes.iter().map(|s| sync::read(s).bytes()).sum();
+        let held: usize = self
+            .stripes
+            .iter()
+            .map(|s| sync::read(s).recount_bytes())
+            .sum();
         self.config.fixed_bytes() + held as u64
     }
 
