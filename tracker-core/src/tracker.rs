@@ -177,7 +177,11 @@ impl Tracker {
                     attempts += 1;
                     let table_full = matches!(outcome, StripeRecord::TableFull(_));
                     let room = match &canonical {
-                        Some((_, url_hash)) if table_full => self.free_a_slot(*url_hash),
+                        // A stripe with no page to evict (its table not yet
+                        // allocated) can only grow: make room elsewhere.
+                        Some((_, url_hash)) if table_full => {
+                            self.free_a_slot(*url_hash) || self.make_room(needed)
+                        }
                         _ => self.make_room(needed),
                     };
                     if attempts > ROOM_ATTEMPTS || !room {
@@ -262,7 +266,8 @@ impl Tracker {
 
     /// Makes free slots in the full page table of `url_hash`'s stripe by
     /// evicting some of its pages, so that a new page fits without the
-    /// table growing past the budget. Returns whether the policy allowed it.
+    /// table growing past the budget. Returns whether it evicted any (the
+    /// policy may forbid it, or the stripe may have no page).
     fn free_a_slot(&self, url_hash: u64) -> bool {
         if self.config.memory_policy == MemoryPolicy::Reject {
             return false;
@@ -271,25 +276,33 @@ impl Tracker {
             sync::write(self.stripe(url_hash)).evict_and_compact(|| self.next_random());
         self.budget.release(freed);
         self.evictions.fetch_add(evicted, Ordering::Relaxed);
-        true
+        evicted > 0
     }
 
     /// Evicts sampled least-recently-recorded pages, one stripe lock at a
     /// time, until `goal` bytes are free or no stripe has a page left.
+    ///
+    /// Each eviction starts at a random stripe; an empty stripe passes on to
+    /// the next one, so giving up means every stripe was seen empty in a
+    /// row, never that random picks kept landing on empty ones.
     fn evict_until_free(&self, goal: u64) {
-        let mut misses = 0;
-        while self.budget.free() < goal && misses < 2 * self.stripes.len() {
-            let pick = self.next_random();
-            let stripe = &self.stripes[(pick >> 32) as usize & self.stripe_mask];
-            let evicted =
-                sync::write(stripe).evict_sampled(|| self.next_random(), EVICTION_SAMPLES);
+        let random_stripe = || (self.next_random() >> 32) as usize & self.stripe_mask;
+        let mut stripe = random_stripe();
+        let mut empty_in_a_row = 0;
+        while self.budget.free() < goal && empty_in_a_row < self.stripes.len() {
+            let evicted = sync::write(&self.stripes[stripe])
+                .evict_sampled(|| self.next_random(), EVICTION_SAMPLES);
             match evicted {
                 Some(freed) => {
                     self.budget.release(freed);
                     self.evictions.fetch_add(1, Ordering::Relaxed);
-                    misses = 0;
+                    empty_in_a_row = 0;
+                    stripe = random_stripe();
                 }
-                None => misses += 1,
+                None => {
+                    empty_in_a_row += 1;
+                    stripe = (stripe + 1) & self.stripe_mask;
+                }
             }
         }
     }
