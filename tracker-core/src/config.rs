@@ -1,6 +1,7 @@
 //! Tracker settings and the builder that checks them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::budget::MemoryPolicy;
 use crate::clock::{Clock, SystemClock};
@@ -65,11 +66,15 @@ pub struct TrackerConfig {
     pub max_memory: Option<u64>,
     /// What happens when a record would pass `max_memory`.
     pub memory_policy: MemoryPolicy,
+    /// How long a visitor counts for a page after their latest visit to
+    /// it, or `None` (the default) to count forever.
+    pub ttl: Option<Duration>,
 }
 
 impl TrackerConfig {
     /// Bytes a tracker holds before it holds any page: its stripes, each
-    /// a lock and a table header padded to two cache lines.
+    /// a lock, a table header, the URL hasher and counters, padded to four cache
+    /// lines.
     pub fn fixed_bytes(&self) -> u64 {
         (self.stripes * crate::tracker::STRIPE_BYTES) as u64
     }
@@ -98,6 +103,7 @@ pub struct TrackerBuilder {
     clock: Option<Arc<dyn Clock>>,
     max_memory: Option<u64>,
     memory_policy: MemoryPolicy,
+    ttl: Option<Duration>,
 }
 
 impl TrackerBuilder {
@@ -174,6 +180,32 @@ impl TrackerBuilder {
         self
     }
 
+    /// Expire each (page, visitor) pair `ttl` after that visitor's latest
+    /// visit to that page (default: never). Times are kept in whole
+    /// seconds; a TTL with a fraction of a second is rounded up. See the
+    /// crate docs for the rules on stale and future events.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{ManualClock, Timestamp, Tracker};
+    ///
+    /// let clock = ManualClock::new(Timestamp::from_millis(1_000_000));
+    /// let tracker = Tracker::builder()
+    ///     .ttl(Duration::from_secs(60))
+    ///     .clock(std::sync::Arc::new(clock.clone()))
+    ///     .build()?;
+    /// tracker.record("v", "/a")?;
+    /// clock.advance(Duration::from_secs(59));
+    /// assert_eq!(tracker.distinct("/a")?.visitors, 1);
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(tracker.distinct("/a")?.visitors, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
     /// The checked configuration.
     pub fn config(self) -> Result<TrackerConfig, ConfigError> {
         let stripes = self.stripes.unwrap_or_else(default_stripes);
@@ -183,6 +215,11 @@ impl TrackerBuilder {
         let max_visitor_len = self.max_visitor_len.unwrap_or(DEFAULT_MAX_VISITOR_LEN);
         check_limit(Field::Visitor, max_visitor_len, VISITOR_LEN_CEILING)?;
         check_limit(Field::Url, self.url.max_len, URL_LEN_CEILING)?;
+        if let Some(ttl) = self.ttl
+            && (ttl.is_zero() || ttl > crate::MAX_TTL)
+        {
+            return Err(ConfigError::Ttl(ttl));
+        }
         let config = TrackerConfig {
             stripes,
             hash_key: self
@@ -193,6 +230,7 @@ impl TrackerBuilder {
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             max_memory: self.max_memory,
             memory_policy: self.memory_policy,
+            ttl: self.ttl,
         };
         if let Some(max) = config.max_memory
             && max < config.fixed_bytes()
@@ -264,13 +302,13 @@ mod tests {
             })
         ));
         assert_eq!(
-            b().stripes(8).max_memory(1023).config().unwrap_err(),
+            b().stripes(8).max_memory(2047).config().unwrap_err(),
             ConfigError::MemoryTooSmall {
-                max: 1023,
-                min: 1024
+                max: 2047,
+                min: 2048
             }
         );
-        assert!(b().stripes(8).max_memory(1024).config().is_ok());
+        assert!(b().stripes(8).max_memory(2048).config().is_ok());
         let ok = b().config().unwrap();
         assert!(ok.stripes.is_power_of_two());
         assert_eq!(ok.max_visitor_len, 256);

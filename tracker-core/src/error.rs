@@ -63,6 +63,12 @@ pub enum TrackerError {
         /// The configured budget.
         limit: u64,
     },
+    /// With a TTL, the event's time is further ahead of the tracker's clock
+    /// than [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW) allows.
+    FromTheFuture {
+        /// How far ahead of the clock the event was, in milliseconds.
+        ahead_ms: u64,
+    },
 }
 
 impl TrackerError {
@@ -74,6 +80,7 @@ impl TrackerError {
             TrackerError::TooLong { .. } => "too_long",
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
             TrackerError::MemoryFull { .. } => "memory_full",
+            TrackerError::FromTheFuture { .. } => "from_the_future",
         }
     }
 }
@@ -93,6 +100,11 @@ impl fmt::Display for TrackerError {
             TrackerError::MemoryFull { needed, limit } => write!(
                 f,
                 "memory budget of {limit} bytes is full ({needed} more bytes needed)"
+            ),
+            TrackerError::FromTheFuture { ahead_ms } => write!(
+                f,
+                "the event's time is {ahead_ms} ms ahead of the tracker's clock, more than the {} s allowed",
+                crate::MAX_CLOCK_SKEW.as_secs()
             ),
         }
     }
@@ -122,6 +134,9 @@ pub enum ConfigError {
         /// The largest limit accepted.
         ceiling: usize,
     },
+    /// The TTL must be at least a millisecond and at most
+    /// [`MAX_TTL`](crate::MAX_TTL).
+    Ttl(std::time::Duration),
 }
 
 impl fmt::Display for ConfigError {
@@ -142,6 +157,11 @@ impl fmt::Display for ConfigError {
                 f,
                 "the {} length limit must be from 1 to {ceiling} bytes, got {max}",
                 field.name()
+            ),
+            ConfigError::Ttl(ttl) => write!(
+                f,
+                "ttl must be from 1 ms to {} s, got {ttl:?}",
+                crate::MAX_TTL.as_secs()
             ),
         }
     }

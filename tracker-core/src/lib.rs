@@ -47,7 +47,7 @@
 //! The tracker accounts every byte it allocates ([`Stats::bytes`]) as:
 //!
 //! ```text
-//! bytes = 128·stripes
+//! bytes = 256·stripes
 //!       + Σ pages  (41 / load_p + url_len)
 //!       + Σ pages with 3 or more exact visitors  (8 + 8·slots)
 //!       + Σ sketched pages  8,272
@@ -113,12 +113,16 @@ mod canonical_url;
 mod clock;
 mod config;
 mod error;
+mod horizon;
 mod page;
 mod report;
 pub mod sketch;
 mod stripe;
 mod sync;
+mod timed_sketch;
+mod timed_table;
 mod tracker;
+mod ttl;
 mod visitor_hash;
 mod visitor_set;
 mod visitor_table;
@@ -131,4 +135,6 @@ pub use config::{
 };
 pub use error::{ConfigError, Field, TrackerError};
 pub use report::{Distinct, PageCount, Recorded, Stats};
+pub use stripe::SweepStep;
 pub use tracker::Tracker;
+pub use ttl::{MAX_CLOCK_SKEW, MAX_TTL};

@@ -10,6 +10,10 @@ pub enum Recorded {
     /// The page counts its visitors in a sketch, which took the visitor in
     /// without visibly changing: it may or may not have been new.
     Sketched,
+    /// With a TTL, the event's time was already more than the TTL ago: it
+    /// would have expired on arrival, so it changed nothing (it is counted
+    /// in [`Stats::stale_events`]).
+    Stale,
 }
 
 impl Recorded {
@@ -67,9 +71,11 @@ pub struct PageCount {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Pages tracked.
+    /// Pages tracked. With a TTL this includes pages whose visitors all
+    /// expired but that the sweep has not reached yet.
     pub pages: u64,
-    /// Distinct (page, visitor) pairs held.
+    /// Distinct (page, visitor) pairs held exactly. With a TTL this
+    /// includes expired pairs not yet dropped (their memory is still held).
     pub pairs: u64,
     /// Bytes held, as accounted by the tracker (see the crate docs for the
     /// formula and what it leaves out).
@@ -84,4 +90,12 @@ pub struct Stats {
     pub rejections: u64,
     /// Pages whose count is an estimate from a sketch.
     pub sketched_pages: u64,
+    /// With a TTL: (page, visitor) pairs that expired, since start.
+    pub expirations: u64,
+    /// With a TTL: pages removed because none of their visitors was live,
+    /// since start.
+    pub expired_pages: u64,
+    /// With a TTL: events ignored because their time was already more than
+    /// the TTL ago, since start.
+    pub stale_events: u64,
 }

@@ -30,15 +30,28 @@ use hashbrown::HashTable;
 use crate::budget::MemoryBudget;
 use crate::page::Page;
 use crate::report::{Distinct, Recorded};
+use crate::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS};
+use crate::ttl::Expiry;
 use crate::visitor_set::{Insert, SKETCH_BYTES};
 
 /// A visitor table this large is worth turning into a sketch under memory
 /// pressure: the sketch frees at least half of it.
 pub(crate) const SKETCH_WORTHY_BYTES: usize = 2 * SKETCH_BYTES;
 
+/// The same with a TTL, where a sketched page may need a sketch for each
+/// of its generations: twice what the most generations take.
+pub(crate) const TIMED_SKETCH_WORTHY_BYTES: usize = 2 * MAX_GENERATIONS * GENERATION_BYTES;
+
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and a few more samples buy a closer approximation of true LRU.
 pub(crate) const EVICTION_SAMPLES: usize = 8;
+
+/// With a TTL, every this many records on a stripe also run a sweep step
+/// (on the stripes in turn, after the record's lock is released).
+const SWEEP_EVERY: u32 = 64;
+/// Buckets of the page table one sweep step visits: a bounded step, a few
+/// microseconds for small pages.
+pub(crate) const SWEEP_BUCKETS: usize = 32;
 
 #[derive(Debug)]
 pub(crate) struct Stripe {
@@ -54,6 +67,25 @@ pub(crate) struct Stripe {
     sketch_worthy: Vec<u64>,
     /// Pages whose visitors are a sketch.
     sketched: u64,
+    /// Pairs that expired (dropped, or revived by a new visit), since start.
+    expired: u64,
+    /// Pages removed because no visitor was live, since start.
+    expired_pages: u64,
+    /// The page-table bucket the next sweep step starts at.
+    sweep_cursor: usize,
+    /// Records since the last piggy-backed sweep step.
+    records_since_sweep: u32,
+}
+
+/// What a sweep step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepStep {
+    /// Page-table buckets visited.
+    pub buckets: u64,
+    /// Expired pairs dropped.
+    pub pairs_dropped: u64,
+    /// Pages removed because none of their visitors was live.
+    pub pages_removed: u64,
 }
 
 /// What recording did in a stripe.
@@ -61,6 +93,11 @@ pub(crate) struct Stripe {
 pub(crate) enum StripeRecord {
     /// Recorded.
     Done(Recorded),
+    /// Recorded, and this stripe has seen enough records since the last
+    /// piggy-backed sweep step that one is due (with a TTL): the tracker
+    /// runs it once the lock is released, on the next stripe in turn, so
+    /// that stripes no record reaches are swept too.
+    DoneSweepDue(Recorded),
     /// Recording needs this many more bytes than the budget has left;
     /// nothing was changed.
     NeedRoom(usize),
@@ -79,6 +116,10 @@ impl Stripe {
             pairs: 0,
             sketch_worthy: Vec::new(),
             sketched: 0,
+            expired: 0,
+            expired_pages: 0,
+            sweep_cursor: 0,
+            records_since_sweep: 0,
         }
     }
 
@@ -88,7 +129,8 @@ impl Stripe {
 
     /// Records `visitor` on the page `url` if the stripe has that page.
     /// Allocates only when the page's set must grow, and only after
-    /// reserving the bytes in `budget`.
+    /// reserving the bytes in `budget`. With a TTL (`expiry`), the page
+    /// first drops or retires its expired visitors (lazy expiry on access).
     #[inline]
     pub(crate) fn record_existing(
         &mut self,
@@ -96,34 +138,155 @@ impl Stripe {
         url_hash: u64,
         visitor: u64,
         tick: u32,
+        expiry: Option<Expiry>,
         budget: &MemoryBudget,
     ) -> StripeRecord {
         let Some(page) = self.pages.find_mut(url_hash, |p| *p.url == *url) else {
             return StripeRecord::NoPage;
         };
-        let recorded = match page.visitors.insert(visitor) {
+        let Some(expiry) = expiry else {
+            let recorded = match page.visitors.insert(visitor, tick, None) {
+                Insert::Present | Insert::Refreshed { .. } => Recorded::Duplicate,
+                Insert::Added => {
+                    self.pairs += 1;
+                    Recorded::New
+                }
+                Insert::Grow(bytes) => {
+                    if !budget.try_reserve(bytes) {
+                        return StripeRecord::NeedRoom(bytes);
+                    }
+                    let before = page.visitors.heap_bytes();
+                    page.visitors.grow_and_insert(visitor, tick, None);
+                    if before < SKETCH_WORTHY_BYTES && before + bytes >= SKETCH_WORTHY_BYTES {
+                        self.sketch_worthy.push(url_hash);
+                    }
+                    self.pairs += 1;
+                    Recorded::New
+                }
+                Insert::Estimated { changed: true } => Recorded::New,
+                Insert::Estimated { changed: false } => Recorded::Sketched,
+            };
+            page.visitors.touch(tick);
+            return StripeRecord::Done(recorded);
+        };
+        // Timed sets: their horizon list may change size on any write, so
+        // the budget is reconciled with the set's bytes afterwards.
+        let before = page.visitors.heap_bytes();
+        let dropped = page.visitors.expire(expiry) as u64;
+        self.pairs -= dropped;
+        self.expired += dropped;
+        let mut reserved = 0;
+        let recorded = match page.visitors.insert(visitor, tick, Some(expiry)) {
             Insert::Present => Recorded::Duplicate,
+            Insert::Refreshed { was } if expiry.is_live(was) => Recorded::Duplicate,
+            Insert::Refreshed { .. } => {
+                // Expired but not yet dropped: the visit revives the pair.
+                self.expired += 1;
+                Recorded::New
+            }
             Insert::Added => {
                 self.pairs += 1;
                 Recorded::New
             }
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
+                    settle(budget, before, page.visitors.heap_bytes());
                     return StripeRecord::NeedRoom(bytes);
                 }
-                let before = page.visitors.heap_bytes();
-                page.visitors.grow_and_insert(visitor);
-                if before < SKETCH_WORTHY_BYTES && before + bytes >= SKETCH_WORTHY_BYTES {
-                    self.sketch_worthy.push(url_hash);
+                reserved = bytes;
+                let held = page.visitors.heap_bytes();
+                page.visitors.grow_and_insert(visitor, tick, Some(expiry));
+                if page.visitors.is_sketch() {
+                    // A sketched page started a new generation.
+                    Recorded::Sketched
+                } else {
+                    if held < TIMED_SKETCH_WORTHY_BYTES && held + bytes >= TIMED_SKETCH_WORTHY_BYTES
+                    {
+                        self.sketch_worthy.push(url_hash);
+                    }
+                    self.pairs += 1;
+                    Recorded::New
                 }
-                self.pairs += 1;
-                Recorded::New
             }
             Insert::Estimated { changed: true } => Recorded::New,
             Insert::Estimated { changed: false } => Recorded::Sketched,
         };
         page.visitors.touch(tick);
+        settle(budget, before + reserved, page.visitors.heap_bytes());
+        self.records_since_sweep += 1;
+        if self.records_since_sweep >= SWEEP_EVERY {
+            self.records_since_sweep = 0;
+            return StripeRecord::DoneSweepDue(recorded);
+        }
         StripeRecord::Done(recorded)
+    }
+
+    /// One step of the incremental sweep: visits the next `buckets` buckets
+    /// of the page table (wrapping around), drops the expired visitors of
+    /// the pages there, and removes pages left with none live. The work is
+    /// bounded by `buckets` pages, each costing at most one scan of its own
+    /// set, so no step is proportional to the whole data set.
+    pub(crate) fn sweep(
+        &mut self,
+        expiry: Expiry,
+        buckets: usize,
+        budget: &MemoryBudget,
+    ) -> SweepStep {
+        let total = self.pages.num_buckets();
+        let mut step = SweepStep::default();
+        for _ in 0..buckets.min(total) {
+            let bucket = self.sweep_cursor % total;
+            self.sweep_cursor = bucket + 1;
+            step.buckets += 1;
+            let Ok(mut entry) = self.pages.get_bucket_entry(bucket) else {
+                continue;
+            };
+            let page = entry.get_mut();
+            let before = page.visitors.heap_bytes();
+            let dropped = page.visitors.drop_expired(expiry) as u64;
+            let dead = page.visitors.is_dead(expiry);
+            settle(budget, before, page.visitors.heap_bytes());
+            self.pairs -= dropped;
+            self.expired += dropped;
+            step.pairs_dropped += dropped;
+            if dead {
+                let (page, _) = entry.remove();
+                budget.release(page.heap_bytes());
+                self.pairs -= page.visitors.pairs() as u64;
+                if page.visitors.is_sketch() {
+                    self.sketched -= 1;
+                } else if page.visitors.heap_bytes()
+                    >= SKETCH_WORTHY_BYTES.min(TIMED_SKETCH_WORTHY_BYTES)
+                {
+                    self.forget_sketch_worthy(self.hash(&page.url));
+                }
+                self.expired_pages += 1;
+                step.pages_removed += 1;
+            }
+        }
+        if self.pages.is_empty() && self.pages.allocation_size() > 0 {
+            // An emptied stripe gives its table back too, so that a
+            // tracker whose pages all expired returns to its empty size.
+            budget.release(self.pages.allocation_size());
+            self.pages = HashTable::new();
+            self.sketch_worthy = Vec::new();
+        }
+        step
+    }
+
+    /// Pairs expired since start.
+    pub(crate) fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// Pages removed for having no live visitor, since start.
+    pub(crate) fn expired_pages(&self) -> u64 {
+        self.expired_pages
+    }
+
+    /// Buckets of the page table: what a full sweep pass visits.
+    pub(crate) fn buckets(&self) -> usize {
+        self.pages.num_buckets()
     }
 
     /// Records `visitor` on the page `url`, creating the page if needed.
@@ -133,9 +296,10 @@ impl Stripe {
         url_hash: u64,
         visitor: u64,
         tick: u32,
+        expiry: Option<Expiry>,
         budget: &MemoryBudget,
     ) -> StripeRecord {
-        match self.record_existing(url, url_hash, visitor, tick, budget) {
+        match self.record_existing(url, url_hash, visitor, tick, expiry, budget) {
             StripeRecord::NoPage => {}
             done_or_full => return done_or_full,
         }
@@ -158,7 +322,7 @@ impl Stripe {
             };
         }
         let mut page = Page::new(url, tick);
-        page.visitors.insert(visitor);
+        page.visitors.insert(visitor, tick, expiry);
         let hasher = &self.hasher;
         self.pages
             .insert_unique(url_hash, page, |p| hasher.hash_one(&*p.url));
@@ -234,24 +398,25 @@ impl Stripe {
     }
 
     /// Turns the exact set of the page `url_hash` into a sketch (its count
-    /// continues from the exact one). Returns the heap bytes freed, or
-    /// `None` if the page is gone or already a sketch.
-    pub(crate) fn sketch_page(&mut self, url_hash: u64) -> Option<usize> {
+    /// continues from the exact one; with a TTL, per-generation sketches).
+    /// Returns the heap bytes freed, or `None` if the page is gone, already
+    /// a sketch, or would not shrink.
+    pub(crate) fn sketch_page(&mut self, url_hash: u64, expiry: Option<Expiry>) -> Option<usize> {
         self.forget_sketch_worthy(url_hash);
         let hasher = &self.hasher;
         let page = self
             .pages
             .find_mut(url_hash, |p| hasher.hash_one(&*p.url) == url_hash)?;
-        // Only a set larger than a sketch is worth converting (candidates
-        // are twice that); anything else would grow the page.
-        if page.visitors.is_sketch() || page.visitors.heap_bytes() <= SKETCH_BYTES {
+        let before = page.visitors.heap_bytes();
+        if page.visitors.is_sketch() || page.visitors.sketched_bytes(expiry) >= before {
             return None;
         }
         let pairs = page.visitors.pairs() as u64;
-        let before = page.visitors.convert_to_sketch();
+        page.visitors.convert_to_sketch(expiry);
+        let after = page.visitors.heap_bytes();
         self.pairs -= pairs;
         self.sketched += 1;
-        Some(before - SKETCH_BYTES)
+        Some(before - after)
     }
 
     pub(crate) fn sketched(&self) -> u64 {
@@ -289,9 +454,14 @@ impl Stripe {
     }
 
     /// The page's count, or `None` if the stripe does not have it.
-    pub(crate) fn distinct(&self, url: &str, url_hash: u64) -> Option<Distinct> {
+    pub(crate) fn distinct(
+        &self,
+        url: &str,
+        url_hash: u64,
+        expiry: Option<Expiry>,
+    ) -> Option<Distinct> {
         let page = self.pages.find(url_hash, |p| *p.url == *url)?;
-        Some(page.visitors.count())
+        Some(page.visitors.count(expiry))
     }
 
     pub(crate) fn pages(&self) -> impl Iterator<Item = &Page> {
@@ -311,6 +481,17 @@ impl Stripe {
     #[cfg(test)]
     pub(crate) fn recount_bytes(&self) -> usize {
         self.pages.allocation_size() + self.pages().map(Page::heap_bytes).sum::<usize>()
+    }
+}
+
+/// Books a set's change in `budget`: `accounted` bytes are in the budget,
+/// the set now holds `held`. Growth beyond the reservation (a timed
+/// page's horizon list, a few entries) is forced rather than refused.
+fn settle(budget: &MemoryBudget, accounted: usize, held: usize) {
+    if held > accounted {
+        budget.force_reserve(held - accounted);
+    } else {
+        budget.release(accounted - held);
     }
 }
 
@@ -336,7 +517,7 @@ mod tests {
             let url = format!("https://example.com/{page}");
             for visitor in 1..=page * 3 + 1 {
                 let hash = stripe.hash(&url);
-                let done = stripe.record(&url, hash, visitor, 0, &budget);
+                let done = stripe.record(&url, hash, visitor, 0, None, &budget);
                 assert_eq!(done, StripeRecord::Done(Recorded::New));
             }
         }
@@ -369,7 +550,7 @@ mod tests {
         let hash = stripe.hash(url);
         for visitor in 1..=2 {
             assert!(matches!(
-                stripe.record(url, hash, visitor, 0, &budget),
+                stripe.record(url, hash, visitor, 0, None, &budget),
                 StripeRecord::Done(_)
             ));
         }
@@ -378,10 +559,13 @@ mod tests {
         // The third visitor needs a table; the budget has no room for it.
         let tight = MemoryBudget::new(Some(held), held);
         assert_eq!(
-            stripe.record(url, hash, 3, 9, &tight),
+            stripe.record(url, hash, 3, 9, None, &tight),
             StripeRecord::NeedRoom(32)
         );
-        assert_eq!(stripe.distinct(url, hash).map(|d| d.visitors), Some(2));
+        assert_eq!(
+            stripe.distinct(url, hash, None).map(|d| d.visitors),
+            Some(2)
+        );
         assert_eq!(
             stripe.pages().next().map(|p| p.visitors.last_recorded()),
             Some(0)
@@ -393,6 +577,7 @@ mod tests {
                 stripe.hash("https://example.com/b"),
                 1,
                 0,
+                None,
                 &tight
             ),
             StripeRecord::NeedRoom(21)

@@ -8,7 +8,7 @@
 //! data and refusing to serve it would turn one bug into an outage.
 
 pub(crate) use std::sync::RwLock;
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
 
 /// Takes a shared lock, recovering from poisoning (see the module docs).

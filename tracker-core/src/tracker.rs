@@ -11,8 +11,9 @@ use crate::clock::Timestamp;
 use crate::config::{TrackerBuilder, TrackerConfig};
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
-use crate::stripe::{EVICTION_SAMPLES, Stripe, StripeRecord};
-use crate::sync::{self, AtomicU64, CachePadded, Ordering, RwLock};
+use crate::stripe::{EVICTION_SAMPLES, SWEEP_BUCKETS, Stripe, StripeRecord, SweepStep};
+use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
+use crate::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use crate::visitor_hash::VisitorHasher;
 
 /// Counts distinct visitors per page; share it between threads by
@@ -42,6 +43,12 @@ pub struct Tracker {
     rejections: AtomicU64,
     /// State of the random picks eviction samples with.
     random: AtomicU64,
+    /// The TTL in ticks, if there is one.
+    ttl: Option<u32>,
+    /// Events ignored for being older than the TTL.
+    stale_events: AtomicU64,
+    /// The stripe the next explicit sweep step starts at.
+    sweep_stripe: AtomicUsize,
     config: TrackerConfig,
 }
 
@@ -82,6 +89,9 @@ impl Tracker {
             evictions: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
             random: AtomicU64::new(config.hash_key),
+            ttl: config.ttl.map(ttl_ticks),
+            stale_events: AtomicU64::new(0),
+            sweep_stripe: AtomicUsize::new(0),
             config,
         }
     }
@@ -96,7 +106,7 @@ impl Tracker {
     /// Idempotent: recording the same pair again changes no count and
     /// returns [`Recorded::Duplicate`]. Errors leave the tracker unchanged.
     pub fn record(&self, visitor: &str, url: &str) -> Result<Recorded, TrackerError> {
-        self.record_checked(visitor.as_bytes(), url, self.config.clock.now())
+        self.record_checked(visitor.as_bytes(), url, None)
     }
 
     /// Records a visit that happened at `at` (for replay and back-fill).
@@ -115,7 +125,7 @@ impl Tracker {
         url: &str,
         at: Timestamp,
     ) -> Result<Recorded, TrackerError> {
-        self.record_checked(visitor.as_bytes(), url, at)
+        self.record_checked(visitor.as_bytes(), url, Some(at))
     }
 
     /// Records a visit given as raw bytes, as read off a wire. The visitor
@@ -141,7 +151,7 @@ impl Tracker {
     ) -> Result<Recorded, TrackerError> {
         let url = std::str::from_utf8(url)
             .map_err(|_| TrackerError::InvalidUtf8 { field: Field::Url })?;
-        self.record_checked(visitor, url, at)
+        self.record_checked(visitor, url, Some(at))
     }
 
     /// The record path shared by every entry point, once the URL is text.
@@ -150,11 +160,20 @@ impl Tracker {
         &self,
         visitor: &[u8],
         url: &str,
-        at: Timestamp,
+        at: Option<Timestamp>,
     ) -> Result<Recorded, TrackerError> {
         self.check_visitor(visitor)?;
+        let (tick, expiry) = match self.ttl {
+            None => (
+                at.unwrap_or_else(|| self.config.clock.now()).as_tick(),
+                None,
+            ),
+            Some(ttl) => match self.timed_event(url, at, ttl)? {
+                Some(timed) => timed,
+                None => return Ok(Recorded::Stale),
+            },
+        };
         let visitor = self.visitor_hasher.hash(visitor);
-        let tick = at.as_tick();
         // Fast path: the URL as sent is already a page's key. Stored keys are
         // canonical and canonical form is a fixed point (canonicalising it
         // changes nothing), so a match needs no canonicalisation.
@@ -164,6 +183,7 @@ impl Tracker {
             raw_hash,
             visitor,
             tick,
+            expiry,
             &self.budget,
         );
         let mut canonical = None;
@@ -171,6 +191,10 @@ impl Tracker {
         loop {
             match outcome {
                 StripeRecord::Done(recorded) => return Ok(recorded),
+                StripeRecord::DoneSweepDue(recorded) => {
+                    self.sweep(SWEEP_BUCKETS);
+                    return Ok(recorded);
+                }
                 StripeRecord::NoPage => {}
                 StripeRecord::NeedRoom(needed) | StripeRecord::TableFull(needed) => {
                     // No lock is held here: making room visits other stripes.
@@ -210,9 +234,107 @@ impl Tracker {
                 *url_hash,
                 visitor,
                 tick,
+                expiry,
                 &self.budget,
             );
         }
+    }
+
+    /// With a TTL: the tick an event at `at` (or now) is recorded at and
+    /// the expiry rule now, or `None` for an event already expired (stale,
+    /// counted). Refuses events too far in the future; ones within the
+    /// allowed skew count as now. Stale and refused events still have
+    /// their URL checked, so bad input is an error whatever its time.
+    fn timed_event(
+        &self,
+        url: &str,
+        at: Option<Timestamp>,
+        ttl: u32,
+    ) -> Result<Option<(u32, Option<Expiry>)>, TrackerError> {
+        let now = self.config.clock.now();
+        let at = at.unwrap_or(now);
+        let expiry = Expiry {
+            now: now.as_tick(),
+            ttl,
+        };
+        if at > now.saturating_add(MAX_CLOCK_SKEW) {
+            canonicalize(url, &self.config.url)?;
+            return Err(TrackerError::FromTheFuture {
+                ahead_ms: at.as_millis() - now.as_millis(),
+            });
+        }
+        let tick = at.min(now).as_tick();
+        if !expiry.is_live(tick) {
+            canonicalize(url, &self.config.url)?;
+            self.stale_events.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        Ok(Some((tick, Some(expiry))))
+    }
+
+    /// The expiry rule at the clock's current time, with a TTL.
+    fn expiry_now(&self) -> Option<Expiry> {
+        let ttl = self.ttl?;
+        Some(Expiry {
+            now: self.config.clock.now().as_tick(),
+            ttl,
+        })
+    }
+
+    /// Runs the expiry sweep over about `buckets` page-table buckets
+    /// (stripe by stripe, each lock held for at most
+    /// 32 of them): drops expired
+    /// visitors there and removes pages left with none live, giving their
+    /// memory back. Without a TTL it does nothing.
+    ///
+    /// Records already run small sweep steps as they go (see the crate
+    /// docs); call this from a timer to reclaim memory while no records
+    /// arrive, or use [`spawn_sweeper`](Self::spawn_sweeper).
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use tracker_core::{ManualClock, Timestamp, Tracker};
+    ///
+    /// let clock = ManualClock::new(Timestamp::from_millis(0));
+    /// let tracker = Tracker::builder()
+    ///     .ttl(Duration::from_secs(10))
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build()?;
+    /// tracker.record("v", "/a")?;
+    /// clock.advance(Duration::from_secs(10));
+    /// let step = tracker.sweep(1_000);
+    /// assert_eq!(step.pages_removed, 1);
+    /// assert_eq!(tracker.stats().pages, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sweep(&self, buckets: usize) -> SweepStep {
+        let mut total = SweepStep::default();
+        let Some(expiry) = self.expiry_now() else {
+            return total;
+        };
+        let mut left = buckets as u64;
+        let mut empty_in_a_row = 0;
+        while left > 0 && empty_in_a_row < self.stripes.len() {
+            let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
+            let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
+            let step = sync::write(&self.stripes[i]).sweep(expiry, chunk, &self.budget);
+            if step.buckets == 0 {
+                empty_in_a_row += 1;
+                continue;
+            }
+            empty_in_a_row = 0;
+            left -= step.buckets;
+            total.buckets += step.buckets;
+            total.pairs_dropped += step.pairs_dropped;
+            total.pages_removed += step.pages_removed;
+        }
+        total
+    }
+
+    /// Page-table buckets over all stripes: what one full sweep pass
+    /// visits.
+    pub fn sweep_pass_buckets(&self) -> usize {
+        self.stripes.iter().map(|s| sync::read(s).buckets()).sum()
     }
 
     /// Frees memory by the configured policy until `needed` bytes fit, and
@@ -258,7 +380,8 @@ impl Tracker {
             };
             // The page may have gone or changed between the two locks; then
             // `sketch_page` frees nothing and the next round looks again.
-            if let Some(freed) = sync::write(&self.stripes[i]).sketch_page(url_hash) {
+            let expiry = self.expiry_now();
+            if let Some(freed) = sync::write(&self.stripes[i]).sketch_page(url_hash, expiry) {
                 self.budget.release(freed);
             }
         }
@@ -343,8 +466,9 @@ impl Tracker {
         url: &'a str,
     ) -> Result<(Cow<'a, str>, Distinct), TrackerError> {
         // The same fast path as `record_checked`: a stored key is canonical.
+        let expiry = self.expiry_now();
         let raw_hash = self.url_hasher.hash_one(url);
-        if let Some(count) = sync::read(self.stripe(raw_hash)).distinct(url, raw_hash) {
+        if let Some(count) = sync::read(self.stripe(raw_hash)).distinct(url, raw_hash, expiry) {
             return Ok((Cow::Borrowed(url), count));
         }
         let canonical = canonicalize(url, &self.config.url)?;
@@ -352,7 +476,7 @@ impl Tracker {
             None
         } else {
             let url_hash = self.url_hasher.hash_one(&*canonical);
-            sync::read(self.stripe(url_hash)).distinct(&canonical, url_hash)
+            sync::read(self.stripe(url_hash)).distinct(&canonical, url_hash, expiry)
         };
         Ok((canonical, count.unwrap_or(Distinct::exact(0))))
     }
@@ -380,10 +504,15 @@ impl Tracker {
         }
         // A min-heap of the best k so far: its top is the row to beat.
         let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
+        let expiry = self.expiry_now();
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
             for page in stripe.pages() {
-                let distinct = page.visitors.count();
+                let distinct = page.visitors.count(expiry);
+                if distinct.visitors == 0 {
+                    // Every visitor expired; the sweep will remove it.
+                    continue;
+                }
                 if best.len() == k {
                     let Some(Reverse(worst)) = best.peek() else {
                         continue;
@@ -414,10 +543,13 @@ impl Tracker {
             max_bytes: self.budget.limit(),
             evictions: self.evictions.load(Ordering::Relaxed),
             rejections: self.rejections.load(Ordering::Relaxed),
+            stale_events: self.stale_events.load(Ordering::Relaxed),
             ..Stats::default()
         };
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
+            stats.expirations += stripe.expired();
+            stats.expired_pages += stripe.expired_pages();
             stats.pages += stripe.page_count() as u64;
             stats.sketched_pages += stripe.sketched();
             stats.pairs += stripe.pairs();
@@ -531,10 +663,11 @@ mod tests {
         assert_send_sync::<Tracker>();
     }
 
-    /// The memory formula in the crate docs counts 128 bytes per stripe.
+    /// The memory formula in the crate docs counts 256 bytes per stripe:
+    /// the lock, the page table header, the URL hasher and the counters.
     #[test]
-    fn a_stripe_takes_two_cache_lines() {
-        assert_eq!(STRIPE_BYTES, 128);
+    fn a_stripe_takes_four_cache_lines() {
+        assert_eq!(STRIPE_BYTES, 256);
     }
 
     #[test]
@@ -570,6 +703,52 @@ mod tests {
             assert_eq!(stats.bytes, tracker.recount_bytes(), "{policy:?}");
             assert!(stats.bytes <= 120_000);
             assert!(stats.evictions > 0 || stats.sketched_pages > 0, "{stats:?}");
+        }
+    }
+
+    /// With a TTL, expiry, sweeping, sketching generations and evicting
+    /// keep the count equal to a recount and within the budget, and
+    /// sketched pages expire too.
+    #[test]
+    fn accounting_survives_ttl_and_pressure() {
+        use crate::ManualClock;
+        use std::time::Duration;
+        for policy in [MemoryPolicy::Sketch, MemoryPolicy::Evict] {
+            let clock = ManualClock::new(Timestamp::from_millis(1_000_000_000));
+            let tracker = Tracker::builder()
+                .stripes(2)
+                .max_memory(700_000)
+                .memory_policy(policy)
+                .ttl(Duration::from_secs(800))
+                .clock(std::sync::Arc::new(clock.clone()))
+                .build()
+                .unwrap();
+            for i in 0..150_000u32 {
+                let page = if i % 2 == 0 { i % 3 } else { i % 4_000 };
+                let url = format!("https://example.com/{page}");
+                tracker.record(&format!("v{}", i % 60_000), &url).unwrap();
+                if i % 500 == 0 {
+                    clock.advance(Duration::from_secs(7));
+                }
+                if i % 4_999 == 0 {
+                    let stats = tracker.stats();
+                    assert_eq!(stats.bytes, tracker.recount_bytes(), "{policy:?} {i}");
+                    assert!(stats.bytes <= 700_000, "{policy:?} {stats:?}");
+                }
+            }
+            let stats = tracker.stats();
+            assert!(stats.expirations > 0, "{stats:?}");
+            if policy == MemoryPolicy::Sketch {
+                assert!(stats.sketched_pages > 0, "{stats:?}");
+                let hot = tracker.distinct("https://example.com/0").unwrap();
+                assert!(!hot.exact && hot.visitors > 0, "{hot:?}");
+            }
+            clock.advance(Duration::from_secs(900));
+            while tracker.sweep(1 << 20).buckets > 0 && tracker.stats().pages > 0 {}
+            let stats = tracker.stats();
+            assert_eq!((stats.pages, stats.sketched_pages), (0, 0), "{stats:?}");
+            assert_eq!(stats.bytes, tracker.recount_bytes());
+            assert_eq!(stats.bytes, tracker.config().fixed_bytes());
         }
     }
 

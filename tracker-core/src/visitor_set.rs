@@ -8,6 +8,9 @@
 
 use crate::report::Distinct;
 use crate::sketch::UltraLogLog;
+use crate::timed_sketch::{GENERATION_BYTES, TimedSketch};
+use crate::timed_table::{MIN_TIMED_BYTES, TimedTable};
+use crate::ttl::Expiry;
 pub(crate) use crate::visitor_table::Insert;
 use crate::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 
@@ -18,32 +21,49 @@ pub(crate) const SKETCH_BYTES: usize =
 /// How many visitor hashes a page holds without a heap allocation.
 pub(crate) const INLINE: usize = 2;
 
-/// Every form also carries its page's last-recorded time (seconds since the
-/// Unix epoch, the recency eviction ranks pages by): inside the variants it
-/// fills what would be the enum's padding, where a field of the page
-/// record would cost 8 more bytes per page.
+/// Every form also carries its page's last-recorded tick (the recency
+/// eviction ranks pages by): inside the variants it fills what would be the
+/// enum's padding, where a field of the page record would cost 8 more
+/// bytes per page.
+///
+/// With a TTL, sets keep each visitor's latest tick too. Inline, the first
+/// slot holds the most recent visitor (its tick is the page's `last`) and
+/// the second's tick is stored as its age behind `last` in 24 bits that
+/// would otherwise be padding; past three visitors the set is a
+/// [`TimedTable`].
 #[derive(Debug, Clone)]
 pub(crate) enum VisitorSet {
-    /// Up to [`INLINE`] hashes; unused slots are 0 and come last.
-    Inline(u32, [u64; INLINE]),
+    /// Up to [`INLINE`] hashes; unused slots are 0 and come last. The
+    /// fields are the second slot's age (high 8 and low 16 bits; timed
+    /// sets only), the last-recorded tick, and the slots.
+    Inline(u8, u16, u32, [u64; INLINE]),
     /// An open-addressing table of hashes.
     Table(u32, VisitorTable),
+    /// Hashes with their latest ticks (with a TTL).
+    Timed(u32, Box<TimedTable>),
     /// A cardinality sketch of the hashes: counts are estimates.
     Sketch(u32, Box<UltraLogLog>),
+    /// Sketches per generation of TTL/8 (with a TTL): estimates.
+    TimedSketch(u32, Box<TimedSketch>),
 }
+
+/// The largest age the inline form stores: 24 bits.
+const MAX_INLINE_AGE: u32 = (1 << 24) - 1;
 
 impl VisitorSet {
     /// An empty set last recorded at `tick`.
     pub(crate) fn new(tick: u32) -> Self {
-        VisitorSet::Inline(tick, [0; INLINE])
+        VisitorSet::Inline(0, 0, tick, [0; INLINE])
     }
 
     /// When the page was last recorded.
     pub(crate) fn last_recorded(&self) -> u32 {
         match self {
-            VisitorSet::Inline(last, _)
+            VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(last, _)
-            | VisitorSet::Sketch(last, _) => *last,
+            | VisitorSet::Timed(last, _)
+            | VisitorSet::Sketch(last, _)
+            | VisitorSet::TimedSketch(last, _) => *last,
         }
     }
 
@@ -51,54 +71,156 @@ impl VisitorSet {
     /// event does not make a page look older).
     pub(crate) fn touch(&mut self, tick: u32) {
         match self {
-            VisitorSet::Inline(last, _)
+            VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(last, _)
-            | VisitorSet::Sketch(last, _) => {
+            | VisitorSet::Timed(last, _)
+            | VisitorSet::Sketch(last, _)
+            | VisitorSet::TimedSketch(last, _) => {
                 *last = (*last).max(tick);
             }
         }
     }
 
-    /// Visitor hashes held exactly (0 for a sketch, which holds none). O(1).
+    /// Visitor hashes stored exactly, live or expired but not yet dropped
+    /// (0 for a sketch, which holds none). O(1).
     pub(crate) fn pairs(&self) -> usize {
         match self {
-            VisitorSet::Inline(_, slots) => slots.iter().take_while(|&&h| h != 0).count(),
+            VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(_, table) => table.len(),
-            VisitorSet::Sketch(..) => 0,
+            VisitorSet::Timed(_, table) => table.stored(),
+            VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
     }
 
-    /// The page's distinct visitors: exact, or the sketch's estimate with
-    /// its relative standard error. O(1).
-    pub(crate) fn count(&self) -> Distinct {
-        match self {
-            VisitorSet::Sketch(_, sketch) => Distinct {
+    /// The page's distinct visitors (with a TTL, the live ones at
+    /// `expiry`): exact, or the sketch's estimate with its relative
+    /// standard error. O(1) for every form but a timed table, which is
+    /// O(log n) (see `horizon`).
+    pub(crate) fn count(&self, expiry: Option<Expiry>) -> Distinct {
+        match (self, expiry) {
+            (VisitorSet::Sketch(_, sketch), _) => Distinct {
                 visitors: sketch.estimate().round() as u64,
                 exact: false,
                 relative_error: Some(sketch.relative_standard_error()),
             },
-            exact => Distinct::exact(exact.pairs() as u64),
+            (VisitorSet::TimedSketch(_, sketch), Some(expiry)) => sketch.count(expiry),
+            (VisitorSet::Timed(_, table), Some(expiry)) => {
+                Distinct::exact(table.live(expiry) as u64)
+            }
+            (VisitorSet::Inline(..), Some(expiry)) => {
+                let live = self
+                    .inline_ticks()
+                    .filter(|&(_, t)| expiry.is_live(t))
+                    .count();
+                Distinct::exact(live as u64)
+            }
+            (exact, _) => Distinct::exact(exact.pairs() as u64),
+        }
+    }
+
+    /// Whether the set has no live visitor at `expiry`.
+    pub(crate) fn is_dead(&self, expiry: Expiry) -> bool {
+        match self {
+            VisitorSet::TimedSketch(_, sketch) => sketch.is_empty(expiry),
+            VisitorSet::Sketch(..) => false,
+            _ => self.count(Some(expiry)).visitors == 0,
         }
     }
 
     pub(crate) fn is_sketch(&self) -> bool {
-        matches!(self, VisitorSet::Sketch(..))
+        matches!(self, VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..))
+    }
+
+    /// The inline pairs with their ticks (timed sets).
+    fn inline_ticks(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let (age, last, slots) = match self {
+            VisitorSet::Inline(high, low, last, slots) => (age(*high, *low), *last, &slots[..]),
+            _ => (0, 0, &[][..]),
+        };
+        slots
+            .iter()
+            .zip([last, last.wrapping_sub(age)])
+            .filter(|&(&h, _)| h != 0)
+            .map(|(&h, t)| (h, t))
+    }
+
+    /// Brings a timed set up to `expiry`'s time: drops expired inline
+    /// visitors, and lets a table retire or drop its expired ones (see
+    /// [`TimedTable::expire`]). Returns the pairs dropped.
+    pub(crate) fn expire(&mut self, expiry: Expiry) -> usize {
+        match self {
+            VisitorSet::Timed(_, table) => table.expire(expiry),
+            VisitorSet::TimedSketch(_, sketch) => {
+                sketch.expire(expiry);
+                0
+            }
+            VisitorSet::Inline(high, low, last, slots) => {
+                let second = last.wrapping_sub(age(*high, *low));
+                let mut dropped = 0;
+                if slots[1] != 0 && !expiry.is_live(second) {
+                    slots[1] = 0;
+                    (*high, *low) = (0, 0);
+                    dropped += 1;
+                }
+                // The first slot is the most recent: the second went first.
+                if slots[0] != 0 && !expiry.is_live(*last) {
+                    slots[0] = 0;
+                    dropped += 1;
+                }
+                dropped
+            }
+            _ => 0,
+        }
+    }
+
+    /// Drops every expired pair now (a sweep's work); returns how many.
+    pub(crate) fn drop_expired(&mut self, expiry: Expiry) -> usize {
+        match self {
+            VisitorSet::Timed(_, table)
+                if table.expired(expiry) > 0 || table.needs_rebuild(expiry) =>
+            {
+                table.rebuild(expiry)
+            }
+            _ => self.expire(expiry),
+        }
     }
 
     /// Turns the set into a sketch of the same hashes, whose estimate
-    /// starts at their exact count (no jump). Returns the heap bytes held
-    /// before; the sketch holds [`SKETCH_BYTES`].
-    pub(crate) fn convert_to_sketch(&mut self) -> usize {
+    /// starts at their exact count (no jump); with a TTL (`expiry`), into
+    /// per-generation sketches of the live ones. Returns the heap bytes
+    /// held before.
+    pub(crate) fn convert_to_sketch(&mut self, expiry: Option<Expiry>) -> usize {
         let before = self.heap_bytes();
+        let last = self.last_recorded();
+        if let Some(expiry) = expiry {
+            if !self.is_sketch() {
+                let sketch = TimedSketch::from_pairs(self.entries(), expiry);
+                *self = VisitorSet::TimedSketch(last, Box::new(sketch));
+            }
+            return before;
+        }
         let hashes: Box<dyn Iterator<Item = u64>> = match self {
-            VisitorSet::Sketch(..) => return before,
-            VisitorSet::Inline(_, slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
+            VisitorSet::Sketch(..) | VisitorSet::Timed(..) | VisitorSet::TimedSketch(..) => {
+                return before;
+            }
+            VisitorSet::Inline(_, _, _, slots) => {
+                Box::new(slots.iter().copied().filter(|&h| h != 0))
+            }
             VisitorSet::Table(_, table) => Box::new(table.iter()),
         };
         let sketch = UltraLogLog::from_exact_set(UltraLogLog::DEFAULT_PRECISION, hashes)
             .expect("the default precision is valid");
-        *self = VisitorSet::Sketch(self.last_recorded(), Box::new(sketch));
+        *self = VisitorSet::Sketch(last, Box::new(sketch));
         before
+    }
+
+    /// The heap bytes [`convert_to_sketch`](Self::convert_to_sketch) would
+    /// leave the set holding.
+    pub(crate) fn sketched_bytes(&self, expiry: Option<Expiry>) -> usize {
+        match expiry {
+            Some(expiry) => TimedSketch::bytes_for(self.entries().map(|(_, t)| t), expiry),
+            None => SKETCH_BYTES,
+        }
     }
 
     /// Heap bytes held by the set (0 while inline).
@@ -106,69 +228,179 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(..) => 0,
             VisitorSet::Table(_, table) => table.heap_bytes(),
+            VisitorSet::Timed(_, table) => table.heap_bytes(),
             VisitorSet::Sketch(..) => SKETCH_BYTES,
+            VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
         }
     }
 
-    /// Adds a (non-zero) visitor hash if that needs no allocation; see
-    /// [`Insert`].
+    /// Adds a (non-zero) visitor hash seen at `tick` if that needs no
+    /// allocation; see [`Insert`]. With a TTL (`expiry`), the set must be
+    /// up to its time (see [`expire`](Self::expire)); a revisit answers
+    /// `Refreshed` with the visitor's previous tick.
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64) -> Insert {
+    pub(crate) fn insert(&mut self, hash: u64, tick: u32, expiry: Option<Expiry>) -> Insert {
         debug_assert_ne!(hash, 0);
         match self {
-            VisitorSet::Table(_, table) => table.insert(hash),
+            VisitorSet::Table(_, table) => table.insert(hash, tick),
+            VisitorSet::Timed(_, table) => table.insert(hash, tick),
             VisitorSet::Sketch(_, sketch) => Insert::Estimated {
                 changed: sketch.insert(hash),
             },
-            VisitorSet::Inline(_, slots) => {
-                for slot in slots.iter_mut() {
-                    if *slot == hash {
-                        return Insert::Present;
-                    }
-                    if *slot == 0 {
-                        *slot = hash;
-                        return Insert::Added;
-                    }
+            // A change in one generation's sketch does not prove the
+            // visitor new to the page (another generation may have it).
+            VisitorSet::TimedSketch(_, sketch) => {
+                match expiry.and_then(|e| sketch.insert(hash, tick, e)) {
+                    Some(_) => Insert::Estimated { changed: false },
+                    None => Insert::Grow(GENERATION_BYTES),
                 }
-                Insert::Grow(MIN_TABLE_BYTES)
             }
+            VisitorSet::Inline(high, low, last, slots) => match expiry {
+                None => insert_inline(slots, hash),
+                Some(expiry) => insert_inline_timed(high, low, last, slots, hash, tick, expiry),
+            },
         }
     }
 
     /// Moves to the next larger form and adds `hash`, which must be absent
     /// (as an [`Insert::Grow`] answer said).
-    pub(crate) fn grow_and_insert(&mut self, hash: u64) {
+    pub(crate) fn grow_and_insert(&mut self, hash: u64, tick: u32, expiry: Option<Expiry>) {
         match self {
-            VisitorSet::Table(_, table) => table.grow_and_insert(hash),
+            VisitorSet::Table(_, table) => table.grow_and_insert(hash, tick),
+            VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick),
             VisitorSet::Sketch(_, sketch) => {
                 sketch.insert(hash);
             }
-            VisitorSet::Inline(last, slots) => {
-                let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
-                for &h in slots.iter().chain([&hash]) {
-                    table.insert_growing(h);
+            VisitorSet::TimedSketch(_, sketch) => {
+                if let Some(expiry) = expiry {
+                    sketch.insert_growing(hash, tick, expiry);
                 }
-                *self = VisitorSet::Table(*last, table);
             }
+            VisitorSet::Inline(_, _, last, slots) => match expiry {
+                None => {
+                    let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
+                    for &h in slots.iter().chain([&hash]) {
+                        table.insert_growing(h, 0);
+                    }
+                    *self = VisitorSet::Table(*last, table);
+                }
+                Some(expiry) => {
+                    let last = *last;
+                    let mut pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
+                    pairs.push((hash, tick));
+                    let table = TimedTable::from_pairs(&pairs, expiry);
+                    *self = VisitorSet::Timed(last.max(tick), Box::new(table));
+                }
+            },
         }
     }
 
     /// Adds `hash`, growing as needed; returns whether it was new.
     #[cfg(test)]
     pub(crate) fn insert_growing(&mut self, hash: u64) -> bool {
-        let outcome = self.insert(hash);
-        outcome.is_new_after(|| self.grow_and_insert(hash))
+        let outcome = self.insert(hash, 0, None);
+        outcome.is_new_after(|| self.grow_and_insert(hash, 0, None))
+    }
+
+    /// The hashes held with their ticks (0 without a TTL), in no
+    /// particular order (none for a sketch).
+    pub(crate) fn entries(&self) -> Box<dyn Iterator<Item = (u64, u32)> + '_> {
+        match self {
+            VisitorSet::Inline(..) => Box::new(self.inline_ticks()),
+            VisitorSet::Table(_, table) => Box::new(table.entries()),
+            VisitorSet::Timed(_, table) => Box::new(table.entries()),
+            VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => Box::new(std::iter::empty()),
+        }
     }
 
     /// The hashes held, in no particular order (none for a sketch).
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = u64> + '_> {
-        match self {
-            VisitorSet::Inline(_, slots) => Box::new(slots.iter().copied().filter(|&h| h != 0)),
-            VisitorSet::Table(_, table) => Box::new(table.iter()),
-            VisitorSet::Sketch(..) => Box::new(std::iter::empty()),
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.entries().map(|(h, _)| h)
+    }
+}
+
+fn age(high: u8, low: u16) -> u32 {
+    (u32::from(high) << 16) | u32::from(low)
+}
+
+fn split_age(age: u32) -> (u8, u16) {
+    let age = age.min(MAX_INLINE_AGE);
+    ((age >> 16) as u8, age as u16)
+}
+
+/// [`VisitorSet::insert`] for the inline form without a TTL.
+#[inline]
+fn insert_inline(slots: &mut [u64; INLINE], hash: u64) -> Insert {
+    for slot in slots.iter_mut() {
+        if *slot == hash {
+            return Insert::Present;
+        }
+        if *slot == 0 {
+            *slot = hash;
+            return Insert::Added;
         }
     }
+    Insert::Grow(MIN_TABLE_BYTES)
+}
+
+/// [`VisitorSet::insert`] for the inline form with a TTL: keeps the most
+/// recent visitor first, the other's tick as its age behind it.
+fn insert_inline_timed(
+    high: &mut u8,
+    low: &mut u16,
+    last: &mut u32,
+    slots: &mut [u64; INLINE],
+    hash: u64,
+    tick: u32,
+    expiry: Expiry,
+) -> Insert {
+    let second = last.wrapping_sub(age(*high, *low));
+    let set_second = |high: &mut u8, low: &mut u16, last: u32, tick: u32| {
+        (*high, *low) = split_age(last - tick);
+    };
+    if slots[0] == hash {
+        let was = *last;
+        if tick > was {
+            *last = tick;
+            if slots[1] != 0 {
+                set_second(high, low, tick, second);
+            }
+        }
+        return Insert::Refreshed { was };
+    }
+    if slots[1] == hash {
+        let was = second;
+        if tick > *last {
+            slots.swap(0, 1);
+            set_second(high, low, tick, *last);
+            *last = tick;
+        } else if tick > was {
+            set_second(high, low, *last, tick);
+        }
+        return Insert::Refreshed { was };
+    }
+    if slots[0] == 0 {
+        slots[0] = hash;
+        *last = tick;
+        (*high, *low) = (0, 0);
+        return Insert::Added;
+    }
+    // Two live ticks differ by less than the TTL; past 2^24 s (194 days)
+    // that may not fit the age, so long TTLs keep one visitor inline.
+    if slots[1] == 0 && expiry.ttl <= MAX_INLINE_AGE / 2 {
+        if tick >= *last {
+            slots[1] = slots[0];
+            slots[0] = hash;
+            set_second(high, low, tick, *last);
+            *last = tick;
+        } else {
+            slots[1] = hash;
+            set_second(high, low, *last, tick);
+        }
+        return Insert::Added;
+    }
+    Insert::Grow(MIN_TIMED_BYTES)
 }
 
 #[cfg(test)]
@@ -207,19 +439,22 @@ mod tests {
         for i in 0..5_000 {
             set.insert_growing(hash(i));
         }
-        let before = set.convert_to_sketch();
+        let before = set.convert_to_sketch(None);
         assert!(before > SKETCH_BYTES);
         assert_eq!(set.heap_bytes(), SKETCH_BYTES);
         assert_eq!(set.pairs(), 0);
-        let count = set.count();
+        let count = set.count(None);
         assert_eq!((count.visitors, count.exact), (5_000, false));
         assert!(count.relative_error.is_some_and(|e| e < 0.0085));
         // Seen before: the sketch cannot change.
-        assert_eq!(set.insert(hash(7)), Insert::Estimated { changed: false });
+        assert_eq!(
+            set.insert(hash(7), 0, None),
+            Insert::Estimated { changed: false }
+        );
         for i in 5_000..10_000 {
-            set.insert(hash(i));
+            set.insert(hash(i), 0, None);
         }
-        let estimate = set.count().visitors as f64;
+        let estimate = set.count(None).visitors as f64;
         assert!(
             (estimate - 10_000.0).abs() < 10_000.0 * 0.0085 * 5.0,
             "{estimate}"

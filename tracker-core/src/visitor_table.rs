@@ -33,6 +33,12 @@ pub(crate) const MIN_TABLE_BYTES: usize = (1 + MIN_CAPACITY) * std::mem::size_of
 pub(crate) enum Insert {
     /// The key was already there.
     Present,
+    /// The key was already there, last seen at tick `was` (timed sets: its
+    /// tick is now the later of `was` and the insert's).
+    Refreshed {
+        /// The key's tick before this insert.
+        was: u32,
+    },
     /// The key was added in place.
     Added,
     /// The key is absent and adding it needs this many more heap bytes;
@@ -52,7 +58,7 @@ impl Insert {
     /// insert needed room: for callers that account memory elsewhere.
     pub(crate) fn is_new_after(self, grow_and_insert: impl FnOnce()) -> bool {
         match self {
-            Insert::Present => false,
+            Insert::Present | Insert::Refreshed { .. } => false,
             Insert::Added => true,
             Insert::Grow(_) => {
                 grow_and_insert();
@@ -63,30 +69,53 @@ impl Insert {
     }
 }
 
-/// A set of non-zero `u64` hashes.
+/// A set of non-zero `u64` hashes; with `TIMED`, each with a `u32` tick
+/// (the time of the pair's latest visit).
 ///
-/// One allocation holds the count and the slots (`[len, slot 0, slot 1,
-/// ...]`), so the handle is a single boxed slice: 16 bytes, which keeps a
-/// page's visitor set, and so its page record, small.
+/// One allocation holds everything: `[len | capacity << 32, slot 0, slot 1,
+/// ..., ticks...]`, the ticks packed two to a word after the slots (with
+/// `TIMED` only). The handle is a single boxed slice, 16 bytes, which keeps
+/// a page's visitor set, and so its page record, small. Keys and ticks sit
+/// in separate runs so that probing reads only keys; a tick is read or
+/// written once per insert.
 #[derive(Debug, Clone)]
-pub(crate) struct VisitorTable {
+pub(crate) struct VisitorTable<const TIMED: bool = false> {
     words: Box<[u64]>,
 }
 
-impl VisitorTable {
+/// A visitor table that keeps each visitor's latest tick.
+pub(crate) type TickTable = VisitorTable<true>;
+
+impl<const TIMED: bool> VisitorTable<TIMED> {
     /// An empty table with room for `capacity` slots (at least the minimum).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self {
-            words: vec![0; 1 + capacity.max(MIN_CAPACITY)].into_boxed_slice(),
-        }
+        let capacity = capacity.max(MIN_CAPACITY);
+        let mut words = vec![0; words_for::<TIMED>(capacity)].into_boxed_slice();
+        words[0] = (capacity as u64) << 32;
+        Self { words }
+    }
+
+    /// Heap bytes of a table of `capacity` slots.
+    pub(crate) const fn bytes_for(capacity: usize) -> usize {
+        let capacity = if capacity < MIN_CAPACITY {
+            MIN_CAPACITY
+        } else {
+            capacity
+        };
+        words_for::<TIMED>(capacity) * std::mem::size_of::<u64>()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.words[0] as usize
+        (self.words[0] & u64::from(u32::MAX)) as usize
     }
 
+    #[inline]
     fn capacity(&self) -> usize {
-        self.words.len() - 1
+        if TIMED {
+            (self.words[0] >> 32) as usize
+        } else {
+            self.words.len() - 1
+        }
     }
 
     #[inline]
@@ -97,6 +126,20 @@ impl VisitorTable {
     #[inline]
     fn slot_mut(&mut self, i: usize) -> &mut u64 {
         &mut self.words[1 + i]
+    }
+
+    /// The tick of slot `i` (with `TIMED`).
+    #[inline]
+    fn tick(&self, i: usize) -> u32 {
+        let word = self.words[1 + self.capacity() + i / 2];
+        (word >> (32 * (i & 1))) as u32
+    }
+
+    #[inline]
+    fn set_tick(&mut self, i: usize, tick: u32) {
+        let shift = 32 * (i & 1);
+        let word = &mut self.words[1 + self.capacity() + i / 2];
+        *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(tick) << shift);
     }
 
     /// Heap bytes held: exactly the one allocation.
@@ -144,108 +187,166 @@ impl VisitorTable {
         capacity
     }
 
-    /// Whether `key` is in the set.
-    #[cfg(test)]
-    pub(crate) fn contains(&self, key: u64) -> bool {
+    /// Where `key` is (`Ok`), or the slot a new `key` goes to (`Err`).
+    /// Stops at the key, an empty slot, or the first resident closer to
+    /// its home than we are to ours (Robin Hood: `key` cannot be further).
+    #[inline]
+    fn probe(&self, key: u64) -> Result<usize, usize> {
         debug_assert_ne!(key, 0);
         let mut slot = self.home(key);
         let mut dist = 0;
         loop {
             let resident = self.slot(slot);
             if resident == key {
-                return true;
+                return Ok(slot);
             }
             if resident == 0 || self.distance(resident, slot) < dist {
-                return false;
+                return Err(slot);
             }
             slot = self.next(slot);
             dist += 1;
         }
     }
 
-    /// Adds `key` if that needs no allocation; see [`Insert`].
+    /// Whether `key` is in the set.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, key: u64) -> bool {
+        self.probe(key).is_ok()
+    }
+
+    /// Adds `key` at `tick` if that needs no allocation; see [`Insert`].
+    /// With `TIMED`, a present key's tick moves forwards to `tick`, and
+    /// `Present` carries the tick it had.
     #[inline]
-    pub(crate) fn insert(&mut self, key: u64) -> Insert {
-        debug_assert_ne!(key, 0);
-        let mut slot = self.home(key);
-        let mut dist = 0;
-        // Phase 1: a lookup, which stops at the key, an empty slot, or the
-        // first resident closer to its home than we are to ours.
-        loop {
-            let resident = self.slot(slot);
-            if resident == key {
-                return Insert::Present;
+    pub(crate) fn insert(&mut self, key: u64, tick: u32) -> Insert {
+        match self.probe(key) {
+            Ok(slot) => {
+                if TIMED {
+                    let was = self.tick(slot);
+                    if tick > was {
+                        self.set_tick(slot, tick);
+                    }
+                    Insert::Refreshed { was }
+                } else {
+                    Insert::Present
+                }
             }
-            if resident == 0 || self.distance(resident, slot) < dist {
-                break;
+            Err(_) if self.needs_growth() => {
+                let grown = Self::bytes_for(self.grown_capacity());
+                Insert::Grow(grown - self.heap_bytes())
             }
-            slot = self.next(slot);
-            dist += 1;
+            Err(slot) => {
+                self.displace_from(slot, key, tick);
+                self.words[0] += 1;
+                Insert::Added
+            }
         }
-        if self.needs_growth() {
-            let grown = (1 + self.grown_capacity()) * std::mem::size_of::<u64>();
-            return Insert::Grow(grown - self.heap_bytes());
-        }
-        self.displace_from(slot, key);
-        self.words[0] += 1;
-        Insert::Added
     }
 
     /// Grows the table by one step and adds `key`, which must be absent
     /// (as an [`Insert::Grow`] answer said).
-    pub(crate) fn grow_and_insert(&mut self, key: u64) {
-        self.grow();
-        self.place_new(key);
+    pub(crate) fn grow_and_insert(&mut self, key: u64, tick: u32) {
+        self.rebuild(self.grown_capacity(), |_, _| true);
+        self.place_new(key, tick);
     }
 
     /// Adds `key`, growing as needed; returns whether it was new. For
     /// building tables whose memory is accounted by the caller.
-    pub(crate) fn insert_growing(&mut self, key: u64) -> bool {
-        let outcome = self.insert(key);
-        outcome.is_new_after(|| self.grow_and_insert(key))
+    pub(crate) fn insert_growing(&mut self, key: u64, tick: u32) -> bool {
+        let outcome = self.insert(key, tick);
+        outcome.is_new_after(|| self.grow_and_insert(key, tick))
     }
 
     /// Places `key`, known to be absent, at `slot`, pushing the residents
     /// from there on one step further, as far as the next empty slot.
-    fn displace_from(&mut self, mut slot: usize, mut carried: u64) {
+    fn displace_from(&mut self, mut slot: usize, mut key: u64, mut tick: u32) {
         loop {
-            let resident = std::mem::replace(self.slot_mut(slot), carried);
+            let resident = std::mem::replace(self.slot_mut(slot), key);
+            if TIMED {
+                let resident_tick = self.tick(slot);
+                self.set_tick(slot, tick);
+                tick = resident_tick;
+            }
             if resident == 0 {
                 return;
             }
-            carried = resident;
+            key = resident;
             slot = self.next(slot);
         }
     }
 
     /// Inserts a key known to be absent, with room known to be there.
-    fn place_new(&mut self, key: u64) {
-        let mut slot = self.home(key);
-        let mut dist = 0;
-        loop {
-            let resident = self.slot(slot);
-            if resident == 0 || self.distance(resident, slot) < dist {
-                break;
-            }
-            slot = self.next(slot);
-            dist += 1;
-        }
-        self.displace_from(slot, key);
+    fn place_new(&mut self, key: u64, tick: u32) {
+        let slot = self.probe(key).unwrap_err();
+        self.displace_from(slot, key, tick);
         self.words[0] += 1;
     }
 
-    fn grow(&mut self) {
-        let grown = vec![0; 1 + self.grown_capacity()].into_boxed_slice();
-        let old = std::mem::replace(&mut self.words, grown);
-        for key in old[1..].iter().copied().filter(|&k| k != 0) {
-            self.place_new(key);
+    /// Moves the entries `keep` accepts into a new allocation of
+    /// `capacity` slots (which must fit them).
+    fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(u64, u32) -> bool) {
+        let old = std::mem::replace(self, Self::with_capacity(capacity));
+        for (key, tick) in old.entries() {
+            if keep(key, tick) {
+                self.place_new(key, tick);
+            }
         }
     }
 
     /// The keys, in table order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.words[1..].iter().copied().filter(|&k| k != 0)
+        self.words[1..1 + self.capacity()]
+            .iter()
+            .copied()
+            .filter(|&k| k != 0)
     }
+
+    /// The keys with their ticks (0 without `TIMED`), in table order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + Clone + '_ {
+        (0..self.capacity()).filter_map(|i| {
+            let key = self.slot(i);
+            (key != 0).then(|| (key, if TIMED { self.tick(i) } else { 0 }))
+        })
+    }
+}
+
+impl VisitorTable<true> {
+    /// The ticks of the entries, in table order.
+    pub(crate) fn ticks(&self) -> impl Iterator<Item = u32> + Clone + '_ {
+        self.entries().map(|(_, tick)| tick)
+    }
+
+    /// How many entries have a tick below `tick`: a scan.
+    pub(crate) fn count_older_than(&self, tick: u32) -> usize {
+        self.entries().filter(|&(_, t)| t < tick).count()
+    }
+
+    /// Drops the entries whose tick is below `oldest`, moving the rest into
+    /// an allocation sized for them, if that is smaller. Returns how many
+    /// were dropped.
+    pub(crate) fn drop_older_than(&mut self, oldest: u32) -> usize {
+        let dropped = self.count_older_than(oldest);
+        if dropped > 0 {
+            let capacity = capacity_for(self.len() - dropped).min(self.capacity());
+            self.rebuild(capacity, |_, tick| tick >= oldest);
+        }
+        dropped
+    }
+}
+
+/// Words of a table of `capacity` slots: the header, the slots, and with
+/// `TIMED` the ticks packed two to a word.
+const fn words_for<const TIMED: bool>(capacity: usize) -> usize {
+    1 + capacity + if TIMED { capacity.div_ceil(2) } else { 0 }
+}
+
+/// The smallest capacity on the growth path that holds `len` keys.
+fn capacity_for(len: usize) -> usize {
+    let mut capacity = MIN_CAPACITY;
+    while !fits(len, capacity) {
+        capacity = next_capacity(capacity);
+    }
+    capacity
 }
 
 /// Whether `len` keys may live in `capacity` slots.
@@ -280,9 +381,9 @@ mod tests {
 
     #[test]
     fn grows_by_a_quarter_and_stays_under_max_load() {
-        let mut t = VisitorTable::with_capacity(MIN_CAPACITY);
+        let mut t = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
         for i in 0..100_000 {
-            assert!(t.insert_growing(mix(i)));
+            assert!(t.insert_growing(mix(i), 0));
             assert!(fits(t.len(), t.capacity()));
         }
         assert_eq!(t.len(), 100_000);
@@ -290,21 +391,21 @@ mod tests {
         assert!(bytes_per_key < 8.0 * 1.25 * 8.0 / 7.0, "{bytes_per_key}");
         for i in 0..100_000 {
             assert!(t.contains(mix(i)));
-            assert!(!t.insert_growing(mix(i)));
+            assert!(!t.insert_growing(mix(i), 0));
         }
         assert!(!t.contains(mix(100_001)));
     }
 
     #[test]
     fn keys_homed_at_the_end_wrap_around() {
-        let mut t = VisitorTable::with_capacity(MIN_CAPACITY);
+        let mut t = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
         for k in [u64::MAX, u64::MAX - 1, u64::MAX - 2, u64::MAX - 3] {
-            assert!(t.insert_growing(k));
+            assert!(t.insert_growing(k, 0));
         }
         for k in [u64::MAX, u64::MAX - 1, u64::MAX - 2, u64::MAX - 3] {
             assert!(t.contains(k));
         }
-        assert!(t.insert_growing(1));
+        assert!(t.insert_growing(1, 0));
         assert!(t.contains(1));
         assert!(!t.contains(2));
     }
@@ -315,10 +416,10 @@ mod tests {
             prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
             0..400,
         )) {
-            let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
+            let mut table = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
             let mut model = HashSet::new();
             for k in keys {
-                prop_assert_eq!(table.insert_growing(k), model.insert(k));
+                prop_assert_eq!(table.insert_growing(k, 0), model.insert(k));
                 prop_assert_eq!(table.len(), model.len());
             }
             let mut held: Vec<u64> = table.iter().collect();

@@ -1,0 +1,208 @@
+//! The expiry horizon of a timed visitor table: how a page answers "how
+//! many of my visitors are still live?" in O(log n) without a scan.
+//!
+//! A page's pairs each carry the tick of their latest visit, scattered
+//! over a hash table. Counting the live ones by scanning would make
+//! `distinct` O(visitors); keeping every tick sorted would double the
+//! memory. The horizon keeps just the **oldest** ticks sorted: a list of
+//! `(tick, pairs)` for every stored pair whose tick is below `end`. As long
+//! as the oldest live tick has not passed `end`, every expired pair is in
+//! the list, so
+//!
+//! ```text
+//! live = stored − (pairs in the list with tick < oldest live)
+//! ```
+//!
+//! and entries that expire are retired from the front as time passes
+//! (amortised O(1)). When time passes `end` the horizon is exhausted and
+//! the page is rebuilt: expired pairs are dropped (their memory comes back)
+//! and a new horizon is cut to hold about an eighth of the survivors, so a
+//! rebuild scans a page roughly once per TTL/8 of steady traffic, and each
+//! pair is scanned a bounded number of times in its life.
+
+/// Share of a page's pairs a new horizon aims to hold: 1/8.
+const HORIZON_SHARE: usize = 8;
+/// Buckets of the histogram a rebuild uses to cut the horizon.
+const CUT_BUCKETS: usize = 64;
+
+/// The oldest ticks of a timed table, sorted, with their multiplicities.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Horizon {
+    /// Every stored pair with a tick below `end` is counted in `ticks`.
+    end: u32,
+    /// Entries before `front` have expired; their pairs are in `expired`.
+    front: u32,
+    /// Stored pairs known to be expired (retired from the list).
+    expired: u32,
+    /// `(tick, pairs)`, ascending by tick; counts may drop to 0.
+    ticks: Vec<(u32, u32)>,
+}
+
+impl Horizon {
+    /// A horizon over `ticks` (every stored pair's tick, all live at
+    /// `oldest_live`): it covers about the oldest eighth of them.
+    pub(crate) fn cut(ticks: impl Iterator<Item = u32> + Clone, oldest_live: u32) -> Self {
+        let end = cut_point(ticks.clone(), oldest_live);
+        let mut old: Vec<u32> = ticks.filter(|&t| t < end).collect();
+        old.sort_unstable();
+        let mut counted: Vec<(u32, u32)> = Vec::new();
+        for tick in old {
+            match counted.last_mut() {
+                Some((last, n)) if *last == tick => *n += 1,
+                _ => counted.push((tick, 1)),
+            }
+        }
+        counted.shrink_to_fit();
+        Self {
+            end,
+            front: 0,
+            expired: 0,
+            ticks: counted,
+        }
+    }
+
+    /// Whether the horizon can still tell the expired pairs apart, i.e.
+    /// every pair older than `oldest_live` is in its list.
+    #[inline]
+    pub(crate) fn covers(&self, oldest_live: u32) -> bool {
+        oldest_live <= self.end
+    }
+
+    /// Stored pairs expired at `oldest_live` (which it must cover). Reads
+    /// only: the entries not yet retired are few when writes are regular.
+    pub(crate) fn expired_at(&self, oldest_live: u32) -> usize {
+        debug_assert!(self.covers(oldest_live));
+        let pending: u32 = self.ticks[self.front as usize..]
+            .iter()
+            .take_while(|&&(tick, _)| tick < oldest_live)
+            .map(|&(_, n)| n)
+            .sum();
+        (self.expired + pending) as usize
+    }
+
+    /// Retires the entries expired at `oldest_live` from the list.
+    pub(crate) fn advance(&mut self, oldest_live: u32) {
+        let rest = &self.ticks[self.front as usize..];
+        let retired = rest.iter().take_while(|&&(t, _)| t < oldest_live).count();
+        self.expired += rest[..retired].iter().map(|&(_, n)| n).sum::<u32>();
+        self.front += retired as u32;
+    }
+
+    /// A stored pair's tick changes away from `tick` (a revisit): it
+    /// leaves the list, or the expired count if it had been retired.
+    pub(crate) fn forget(&mut self, tick: u32) {
+        if tick >= self.end {
+            return;
+        }
+        if let Ok(i) = self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
+            if i < self.front as usize {
+                self.expired -= 1;
+            } else {
+                self.ticks[i].1 -= 1;
+            }
+        }
+    }
+
+    /// A stored pair now has `tick` (a new pair, or a revisit). Ticks
+    /// below `end` come only from back-filled events: rare, so a sorted
+    /// insert is fine. Returns the heap bytes the list grew by.
+    pub(crate) fn note(&mut self, tick: u32) -> usize {
+        if tick >= self.end {
+            return 0;
+        }
+        let before = self.heap_bytes();
+        match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
+            Ok(i) => self.ticks[i].1 += 1,
+            Err(i) => {
+                // Back-filled events are never expired, so `i` is past the
+                // retired entries.
+                debug_assert!(i >= self.front as usize);
+                self.ticks.insert(i, (tick, 1));
+            }
+        }
+        self.heap_bytes() - before
+    }
+
+    /// Heap bytes of the list.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.ticks.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+}
+
+/// The tick below which about the oldest eighth of `ticks` lie (at least
+/// one pair, when there is one), found with a histogram over their range.
+fn cut_point(ticks: impl Iterator<Item = u32> + Clone, oldest_live: u32) -> u32 {
+    let (mut newest, mut stored) = (oldest_live, 0usize);
+    for tick in ticks.clone() {
+        newest = newest.max(tick);
+        stored += 1;
+    }
+    if stored == 0 {
+        return oldest_live;
+    }
+    let span = u64::from(newest - oldest_live) + 1;
+    let width = span.div_ceil(CUT_BUCKETS as u64);
+    let mut histogram = [0usize; CUT_BUCKETS];
+    for tick in ticks {
+        let bucket = u64::from(tick.saturating_sub(oldest_live)) / width;
+        histogram[bucket as usize] += 1;
+    }
+    let goal = stored.div_ceil(HORIZON_SHARE);
+    let mut seen = 0;
+    for (bucket, &n) in histogram.iter().enumerate() {
+        seen += n;
+        if seen >= goal {
+            let end = u64::from(oldest_live) + (bucket as u64 + 1) * width;
+            return u32::try_from(end).unwrap_or(u32::MAX);
+        }
+    }
+    newest.saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn cuts_about_an_eighth() {
+        let ticks: Vec<u32> = (1_000..2_000).collect();
+        let horizon = Horizon::cut(ticks.iter().copied(), 1_000);
+        let held: u32 = horizon.ticks.iter().map(|&(_, n)| n).sum();
+        assert!((125..=141).contains(&held), "{held}");
+        assert_eq!(horizon.ticks.len(), held as usize);
+        assert!(horizon.covers(horizon.end) && !horizon.covers(horizon.end + 1));
+    }
+
+    proptest! {
+        /// Against a plain list of ticks: forget, note and advance keep
+        /// `expired_at` equal to a count, while the horizon covers.
+        #[test]
+        fn counts_expired_pairs_like_a_scan(
+            start in proptest::collection::vec(100u32..200, 1..60),
+            ops in proptest::collection::vec((0usize..64, 100u32..260, any::<bool>()), 0..80),
+        ) {
+            let mut ticks = start.clone();
+            let mut horizon = Horizon::cut(ticks.iter().copied(), 100);
+            let mut oldest_live = 100;
+            for (which, tick, advance) in ops {
+                if advance {
+                    oldest_live = (oldest_live + 3).min(horizon.end);
+                    horizon.advance(oldest_live);
+                } else if !ticks.is_empty() {
+                    // A revisit moves a pair's tick forwards (never below
+                    // what is live).
+                    let i = which % ticks.len();
+                    let new = ticks[i].max(tick).max(oldest_live);
+                    if new != ticks[i] {
+                        horizon.forget(ticks[i]);
+                        horizon.note(new);
+                        ticks[i] = new;
+                    }
+                }
+                let expected = ticks.iter().filter(|&&t| t < oldest_live).count();
+                prop_assert_eq!(horizon.expired_at(oldest_live), expected);
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! A sketched page under a TTL: one sketch per generation of TTL/8.
+//!
+//! A sketch cannot forget one visitor, so a sketched page with a TTL keeps
+//! a sketch per generation (a span of TTL/8, rounded up to whole seconds)
+//! and puts each visit in the sketch of its own generation. The page's
+//! count is the estimate of the union (a lossless register merge) of the
+//! generations still live; a generation is dropped, with its memory, once
+//! its newest possible visit has expired. So a visitor counts for between
+//! TTL and TTL + TTL/8 after their latest visit: expiry is quantised to at
+//! most TTL/8, and the page holds at most 9 sketches (TTL spans at most
+//! 9 generations).
+
+use crate::report::Distinct;
+use crate::sketch::UltraLogLog;
+use crate::ttl::Expiry;
+
+/// Generations a live page can span: TTL/8 each, plus a partial one.
+pub(crate) const MAX_GENERATIONS: usize = 9;
+
+/// Per-generation sketches of a page's visitor hashes.
+#[derive(Debug, Clone)]
+pub(crate) struct TimedSketch {
+    /// `(generation, sketch)`, by generation, oldest first.
+    generations: Vec<(u32, UltraLogLog)>,
+}
+
+/// Heap bytes of one generation's sketch (its registers and its slot in
+/// the list, which is sized exactly).
+pub(crate) const GENERATION_BYTES: usize =
+    std::mem::size_of::<(u32, UltraLogLog)>() + (1 << UltraLogLog::DEFAULT_PRECISION);
+
+impl TimedSketch {
+    /// The sketches of `pairs` (hash, tick), each put in its tick's
+    /// generation; expired pairs are left out.
+    pub(crate) fn from_pairs(pairs: impl Iterator<Item = (u64, u32)>, expiry: Expiry) -> Self {
+        let mut sketch = Self {
+            generations: Vec::new(),
+        };
+        for (hash, tick) in pairs.filter(|&(_, t)| expiry.is_live(t)) {
+            sketch.insert_growing(hash, tick, expiry);
+        }
+        sketch.generations.shrink_to_fit();
+        sketch
+    }
+
+    /// Heap bytes [`from_pairs`](Self::from_pairs) would hold for these
+    /// ticks: one sketch per distinct live generation.
+    pub(crate) fn bytes_for(ticks: impl Iterator<Item = u32>, expiry: Expiry) -> usize {
+        let width = expiry.generation_ticks();
+        let mut seen: Vec<u32> = ticks
+            .filter(|&t| expiry.is_live(t))
+            .map(|t| t / width)
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        std::mem::size_of::<Self>() + seen.len() * GENERATION_BYTES
+    }
+
+    /// Adds `hash` seen at `tick` if its generation has a sketch; returns
+    /// `None` if that needs a new one ([`GENERATION_BYTES`] more).
+    #[inline]
+    pub(crate) fn insert(&mut self, hash: u64, tick: u32, expiry: Expiry) -> Option<bool> {
+        let generation = tick / expiry.generation_ticks();
+        let (_, sketch) = self
+            .generations
+            .iter_mut()
+            .find(|(g, _)| *g == generation)?;
+        Some(sketch.insert(hash))
+    }
+
+    /// Adds `hash` at `tick`, starting its generation's sketch if needed.
+    pub(crate) fn insert_growing(&mut self, hash: u64, tick: u32, expiry: Expiry) {
+        if self.insert(hash, tick, expiry).is_none() {
+            let generation = tick / expiry.generation_ticks();
+            let mut sketch = UltraLogLog::new(UltraLogLog::DEFAULT_PRECISION)
+                .expect("the default precision is valid");
+            sketch.insert(hash);
+            let at = self.generations.partition_point(|(g, _)| *g < generation);
+            self.generations.reserve_exact(1);
+            self.generations.insert(at, (generation, sketch));
+        }
+    }
+
+    /// Drops the generations whose newest possible visit has expired.
+    pub(crate) fn expire(&mut self, expiry: Expiry) {
+        let width = expiry.generation_ticks();
+        let before = self.generations.len();
+        self.generations
+            .retain(|&(g, _)| expiry.is_live(g.saturating_mul(width).saturating_add(width - 1)));
+        if self.generations.len() < before {
+            self.generations.shrink_to_fit();
+        }
+    }
+
+    /// Whether no generation is live.
+    pub(crate) fn is_empty(&self, expiry: Expiry) -> bool {
+        let width = expiry.generation_ticks();
+        !self
+            .generations
+            .iter()
+            .any(|&(g, _)| expiry.is_live(g.saturating_mul(width).saturating_add(width - 1)))
+    }
+
+    /// The estimate over the live generations: their union's. Merging
+    /// reads at most 9 sketches, a constant cost whatever the visitors.
+    pub(crate) fn count(&self, expiry: Expiry) -> Distinct {
+        let width = expiry.generation_ticks();
+        let mut live = self
+            .generations
+            .iter()
+            .filter(|&&(g, _)| expiry.is_live(g.saturating_mul(width).saturating_add(width - 1)))
+            .map(|(_, sketch)| sketch);
+        let Some(first) = live.next() else {
+            return Distinct::exact(0);
+        };
+        let mut union = first.clone();
+        for sketch in live {
+            union
+                .merge(sketch)
+                .expect("every generation has the default precision");
+        }
+        Distinct {
+            visitors: union.estimate().round() as u64,
+            exact: false,
+            relative_error: Some(union.relative_standard_error()),
+        }
+    }
+
+    /// Heap bytes: the boxed record, the list and the registers.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.generations.capacity() * std::mem::size_of::<(u32, UltraLogLog)>()
+            + self
+                .generations
+                .iter()
+                .map(|(_, s)| s.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::visitor_hash::VisitorHasher;
+
+    #[test]
+    fn visitors_leave_a_generation_at_a_time() {
+        let hasher = VisitorHasher::new(7);
+        let hash = |i: u64| hasher.hash(&i.to_le_bytes());
+        let at = |now| Expiry { now, ttl: 800 };
+        // 10,000 visitors over the first 100 s, 10,000 more at 500..600 s.
+        let pairs = (0..20_000u64).map(|i| {
+            let tick = if i < 10_000 {
+                i / 100
+            } else {
+                500 + (i - 10_000) / 100
+            };
+            (hash(i), tick as u32)
+        });
+        let sketch = TimedSketch::from_pairs(pairs.clone(), at(600));
+        assert_eq!(
+            sketch.heap_bytes(),
+            TimedSketch::bytes_for(pairs.map(|(_, t)| t), at(600))
+        );
+        let both = sketch.count(at(700)).visitors as f64;
+        assert!((both - 20_000.0).abs() < 20_000.0 * 0.03, "{both}");
+        // The first visitors' generation (0..=99 s) lives while its newest
+        // possible visit does: until 99 + 800.
+        let mut later = sketch.clone();
+        later.expire(at(898));
+        assert_eq!(later.heap_bytes(), sketch.heap_bytes());
+        later.expire(at(899));
+        let half = later.count(at(899)).visitors as f64;
+        assert!((half - 10_000.0).abs() < 10_000.0 * 0.03, "{half}");
+        assert!(later.heap_bytes() < sketch.heap_bytes());
+        assert!(!later.is_empty(at(1_398)));
+        assert!(later.is_empty(at(1_399)));
+    }
+}
