@@ -64,6 +64,22 @@
 //! - a sketched page holds an [`UltraLogLog`](sketch::UltraLogLog) of 8 KiB
 //!   registers plus its 80-byte header, whatever its number of visitors.
 //!
+//! With a [TTL](#ttl-expiry) each exact visitor also keeps a 4-byte tick,
+//! and the terms for pages with 3 or more visitors and sketched pages
+//! become:
+//!
+//! ```text
+//!       + Σ timed tables  (56 + 8 + 12·slots + 8·horizon_entries)
+//!       + Σ sketched pages  (24 + 8,288·generations),  generations ≤ 9
+//! ```
+//!
+//! - 12 bytes per slot (13.7–17.1 per visitor), a 56-byte boxed record
+//!   (the table handle and its expiry horizon), and the horizon's list of
+//!   the oldest ticks: at most one 8-byte entry per distinct second among
+//!   about the oldest eighth of the visitors, so at most 1 byte per visitor;
+//! - the inline form still holds 2 visitors for free: the second one's
+//!   tick is kept as a 24-bit age in the record's padding.
+//!
 //! So a million (page, visitor) pairs over a thousand pages take about
 //! 11 MB, where a `HashMap<String, HashSet<String>>` takes 80 MB
 //! (`docs/BENCHMARKS.md` has the measured figures).
@@ -97,6 +113,42 @@
 //! 1 MiB) so that a stream of records at the limit does not pay for it
 //! on every record.
 //!
+//! # TTL expiry
+//!
+//! With [`TrackerBuilder::ttl`] a visitor counts for a page until the TTL
+//! has passed since that visitor's latest visit to it; then the pair
+//! expires. Times are whole seconds (ticks): a pair last seen at second
+//! `t` counts while `now < t + ttl`. [`distinct`](Tracker::distinct) and
+//! [`top`](Tracker::top) count only live pairs, exactly; a page with no
+//! live visitor drops out of `top`, and out of `stats` and memory once the
+//! sweep reaches it.
+//!
+//! - **Event times.** [`Tracker::record`] stamps events with the tracker's
+//!   [`Clock`] (injectable: [`ManualClock`] drives time in tests).
+//!   [`Tracker::record_at`] takes the event's own time: an event already
+//!   older than the TTL changes nothing and returns [`Recorded::Stale`]
+//!   (counted in [`Stats::stale_events`]); one ahead of the clock by up to
+//!   [`MAX_CLOCK_SKEW`] (60 s) counts as now; one further ahead is refused
+//!   with [`TrackerError::FromTheFuture`].
+//! - **Exact counts without a scan.** Each page keeps its oldest ticks
+//!   sorted (its expiry horizon, see `horizon.rs`), so a count is
+//!   `stored − expired` in O(log n); a page is rebuilt (its expired pairs
+//!   dropped, its memory shrunk) about once per TTL/8 of traffic.
+//! - **Memory comes back without queries.** Lazy expiry on access (a
+//!   record drops or retires its page's expired pairs first) plus an
+//!   incremental sweep, as Redis's active expiry: each step visits 32
+//!   buckets of one stripe's page table under that stripe's lock, drops
+//!   expired pairs and removes dead pages. Steps are piggy-backed on
+//!   records (every 64th record of a stripe runs one, on the stripes in
+//!   turn, after its own lock is released), so a busy tracker needs no
+//!   thread; [`Tracker::sweep`] runs steps on demand, and
+//!   [`Tracker::spawn_sweeper`] runs them from a background thread on a
+//!   timer (stopped when its handle drops) for trackers that go idle. No
+//!   step is proportional to the data set: its cost is 32 pages.
+//! - **Sketched pages honour the TTL too**, quantised: they keep one
+//!   sketch per generation of TTL/8 and drop a generation once its newest
+//!   visit has expired, so a visitor counts for at most TTL/8 too long.
+//!
 //! # Concurrency
 //!
 //! Pages are spread over a power-of-two number of lock stripes (default:
@@ -118,6 +170,7 @@ mod page;
 mod report;
 pub mod sketch;
 mod stripe;
+mod sweeper;
 mod sync;
 mod timed_sketch;
 mod timed_table;
@@ -136,5 +189,6 @@ pub use config::{
 pub use error::{ConfigError, Field, TrackerError};
 pub use report::{Distinct, PageCount, Recorded, Stats};
 pub use stripe::SweepStep;
+pub use sweeper::Sweeper;
 pub use tracker::Tracker;
 pub use ttl::{MAX_CLOCK_SKEW, MAX_TTL};

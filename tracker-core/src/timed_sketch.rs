@@ -177,3 +177,14 @@ mod tests {
         assert!(later.is_empty(at(1_399)));
     }
 }
+
+#[cfg(test)]
+mod sizes {
+    /// The memory formula in the crate docs uses these figures.
+    #[test]
+    fn sizes_match_the_memory_formula() {
+        assert_eq!(std::mem::size_of::<super::TimedSketch>(), 24);
+        assert_eq!(super::GENERATION_BYTES, 8_288);
+        assert_eq!(std::mem::size_of::<crate::timed_table::TimedTable>(), 56);
+    }
+}

@@ -93,6 +93,11 @@ pub struct CoreOptions {
     /// What happens when a record would pass the memory budget.
     #[arg(long, env = "TRACKER_MEMORY_POLICY", value_enum, default_value_t = PolicyMode::Sketch)]
     pub memory_policy: PolicyMode,
+
+    /// Forget a visitor of a page this long after their latest visit to
+    /// it (`30d`, `12h`, `90m`, `3600s`) [default: never].
+    #[arg(long, env = "TRACKER_TTL", value_parser = parse_ttl)]
+    pub ttl: Option<Duration>,
 }
 
 /// `--memory-policy` values.
@@ -138,6 +143,19 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A TTL: a duration (see [`parse_duration`]) from 1 s to the core's
+/// longest.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    if ttl < Duration::from_secs(1) || ttl > tracker_core::MAX_TTL {
+        return Err(format!(
+            "`{text}`: the TTL must be from 1s to {}d",
+            tracker_core::MAX_TTL.as_secs() / 86_400
+        ));
+    }
+    Ok(ttl)
+}
+
 /// `--query` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueryMode {
@@ -164,6 +182,9 @@ impl CoreOptions {
             .memory_policy(self.memory_policy.into());
         if let Some(bytes) = self.max_memory {
             builder = builder.max_memory(bytes);
+        }
+        if let Some(ttl) = self.ttl {
+            builder = builder.ttl(ttl);
         }
         if let Some(stripes) = self.stripes {
             builder = builder.stripes(stripes);
@@ -312,9 +333,11 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " max_memory={} memory_policy={}",
+            " max_memory={} memory_policy={} ttl={}",
             c.max_memory.map_or("none".to_string(), |b| b.to_string()),
             value_name(&c.memory_policy),
+            c.ttl
+                .map_or("none".to_string(), |t| format!("{}s", t.as_secs())),
         )?;
         write!(
             f,
@@ -358,7 +381,7 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     parsed.map_err(|e| format!("not a 64-bit number: {e}"))
 }
 
-/// `250ms`, `10s`, `2m`, or a bare number of seconds.
+/// `250ms`, `10s`, `2m`, `12h`, `30d`, or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -372,7 +395,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => value / 1e3,
         "" | "s" => value,
         "m" => value * 60.0,
-        other => return Err(format!("unknown duration unit `{other}` (use ms, s or m)")),
+        "h" => value * 3_600.0,
+        "d" => value * 86_400.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{s}`: {e}"))
 }
@@ -387,6 +416,21 @@ mod tests {
         assert!(super::parse_bytes("12MB").is_err());
         assert!(super::parse_bytes("MiB").is_err());
         assert!(super::parse_bytes("99999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn ttls_take_units_up_to_days() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_ttl("30d"),
+            Ok(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(super::parse_ttl("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(super::parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert!(super::parse_ttl("500ms").is_err());
+        assert!(super::parse_ttl("0s").is_err());
+        assert!(super::parse_ttl("100000d").is_err());
+        assert!(super::parse_ttl("1w").is_err());
     }
 
     use super::*;

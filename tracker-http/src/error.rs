@@ -130,7 +130,8 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
     match e {
         TrackerError::Empty { .. }
         | TrackerError::TooLong { .. }
-        | TrackerError::InvalidUtf8 { .. } => StatusCode::BAD_REQUEST,
+        | TrackerError::InvalidUtf8 { .. }
+        | TrackerError::FromTheFuture { .. } => StatusCode::BAD_REQUEST,
         TrackerError::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -141,6 +142,7 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         TrackerError::Empty { .. }
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
+        | TrackerError::FromTheFuture { .. }
         | TrackerError::MemoryFull { .. } => e.code(),
         _ => "internal",
     }

@@ -112,6 +112,7 @@ pub struct Metrics {
     events_new: AtomicU64,
     events_duplicate: AtomicU64,
     events_sketched: AtomicU64,
+    events_stale: AtomicU64,
 }
 
 impl Metrics {
@@ -133,6 +134,7 @@ impl Metrics {
             Recorded::New => &self.events_new,
             Recorded::Duplicate => &self.events_duplicate,
             Recorded::Sketched => &self.events_sketched,
+            Recorded::Stale => &self.events_stale,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -207,13 +209,15 @@ impl Metrics {
              # TYPE tracker_events_recorded_total counter\n\
              tracker_events_recorded_total{{result=\"new\"}} {}\n\
              tracker_events_recorded_total{{result=\"duplicate\"}} {}\n\
-             tracker_events_recorded_total{{result=\"sketched\"}} {}\n",
+             tracker_events_recorded_total{{result=\"sketched\"}} {}\n\
+             tracker_events_recorded_total{{result=\"stale\"}} {}\n",
             load(&self.events_new),
             load(&self.events_duplicate),
             load(&self.events_sketched),
+            load(&self.events_stale),
         );
         // One line per `Stats` figure.
-        let gauges: [(&str, &str, u64); 8] = [
+        let gauges: [(&str, &str, u64); 10] = [
             ("tracker_pages", "Pages tracked.", stats.pages),
             (
                 "tracker_pairs",
@@ -245,6 +249,16 @@ impl Metrics {
                 "tracker_rejections_total",
                 "Records refused for lack of memory.",
                 stats.rejections,
+            ),
+            (
+                "tracker_expirations_total",
+                "(page, visitor) pairs expired by the TTL.",
+                stats.expirations,
+            ),
+            (
+                "tracker_expired_pages_total",
+                "Pages removed because none of their visitors was live.",
+                stats.expired_pages,
             ),
         ];
         for (name, help, value) in gauges {

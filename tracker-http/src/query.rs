@@ -110,6 +110,12 @@ pub struct StatsBody {
     pub evictions: u64,
     /// Records refused for lack of memory, since start.
     pub rejections: u64,
+    /// (page, visitor) pairs expired by the TTL, since start.
+    pub expirations: u64,
+    /// Pages removed because none of their visitors was live, since start.
+    pub expired_pages: u64,
+    /// Events ignored because they were older than the TTL, since start.
+    pub stale_events: u64,
 }
 
 /// `GET /stats`: what the tracker holds.
@@ -124,6 +130,9 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
         sketched_pages: stats.sketched_pages,
         evictions: stats.evictions,
         rejections: stats.rejections,
+        expirations: stats.expirations,
+        expired_pages: stats.expired_pages,
+        stale_events: stats.stale_events,
     })
 }
 

@@ -485,3 +485,55 @@ async fn memory_full_under_reject_is_507_and_keeps_counts() {
     let text = String::from_utf8(metrics.body).unwrap();
     assert!(text.contains("tracker_rejections_total 1\n"), "{text}");
 }
+
+#[tokio::test]
+async fn with_a_ttl_visitors_expire_and_stats_say_so() {
+    use std::sync::Arc;
+    use tracker_core::{ManualClock, Timestamp, Tracker};
+    use tracker_http::{AppState, app};
+
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let tracker = Tracker::builder()
+        .stripes(1)
+        .ttl(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let app = app(AppState::new(Arc::new(tracker), HttpLimits::standard()));
+    for visitor in ["a", "b"] {
+        assert_eq!(
+            record(&app, visitor, "/p").await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    clock.advance(Duration::from_secs(30));
+    record(&app, "a", "/p").await;
+    clock.advance(Duration::from_secs(30));
+    // b's visit was 60 s ago: gone; a came back 30 s ago.
+    assert_eq!(
+        distinct(&app, "url=/p").await.json()["distinct_visitors"],
+        1
+    );
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        distinct(&app, "url=/p").await.json()["distinct_visitors"],
+        0
+    );
+    assert_eq!(
+        get(&app, "/top?limit=5").await.json(),
+        serde_json::json!({"pages": []})
+    );
+    // Until a sweep runs the page is still held; records (here of another
+    // page) run sweep steps as they go, which drop it.
+    assert_eq!(get(&app, "/stats").await.json()["pages"], 1);
+    for i in 0..=64 {
+        record(&app, &format!("w{i}"), "/q").await;
+    }
+    let stats = get(&app, "/stats").await.json();
+    assert_eq!(stats["pages"], 1, "{stats}");
+    assert_eq!(stats["expirations"], 2, "{stats}");
+    assert_eq!(stats["expired_pages"], 1, "{stats}");
+    let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(text.contains("tracker_expirations_total 2\n"), "{text}");
+    assert!(text.contains("tracker_expired_pages_total 1\n"), "{text}");
+}
