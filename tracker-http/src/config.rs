@@ -455,7 +455,8 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(10_800)));
+        assert!(parse_duration("3w").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
     }
