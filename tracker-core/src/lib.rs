@@ -105,6 +105,13 @@
 //! `distinct` one stripe's read lock; nothing takes two locks at once and
 //! no global lock sits on a hot path. Recording a visitor a page already
 //! has allocates nothing. The module docs of `stripe.rs` give the details.
+//!
+//! # Persistence
+//!
+//! The [`persist`] module holds the storage layer: a checksummed,
+//! group-committed event log ([`persist::EventLog`]) and atomically written
+//! snapshots ([`persist::snapshot_file`]), with recovery that cuts a torn
+//! tail and reports any other damage as a typed [`persist::PersistError`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -114,6 +121,7 @@ mod clock;
 mod config;
 mod error;
 mod page;
+pub mod persist;
 mod report;
 pub mod sketch;
 mod stripe;
