@@ -52,6 +52,8 @@
 mod disk;
 mod error;
 mod event_log;
+#[cfg(test)]
+mod fault_tests;
 mod fs;
 mod record;
 mod recovery;
@@ -84,4 +86,3 @@ impl fmt::Display for Lsn {
         self.0.fmt(f)
     }
 }
-
