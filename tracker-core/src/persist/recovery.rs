@@ -12,8 +12,11 @@
 //! offset `o` of the *last* segment is a torn tail when
 //!
 //! - the frame header or payload runs past the end of the file, or
-//! - the frame that fails its checksum ends exactly at the end of the file,
-//! - or every byte from `o` to the end is zero.
+//! - the frame fails its checksum and nothing but zero bytes (or nothing
+//!   at all) follows where it claims to end, or
+//! - every byte from `o` to the end is zero.
+//!
+//! That is: no valid-looking data follows the damage.
 //!
 //! Anything else (a bad record followed by other data, damage in a segment
 //! that is not the last, a segment that does not end where the next one
@@ -177,10 +180,10 @@ pub(crate) fn scan(
                     continue;
                 }
                 Decoded::Incomplete { reason } => (reason, true),
-                Decoded::Invalid { reason, frame_end } => (
-                    reason,
-                    frame_end == Some(rest.len()) || rest.iter().all(|&b| b == 0),
-                ),
+                Decoded::Invalid { reason, frame_end } => {
+                    let after = frame_end.and_then(|end| rest.get(end..)).unwrap_or(rest);
+                    (reason, after.iter().all(|&b| b == 0))
+                }
             };
             if is_last && torn {
                 truncate(path, pos as u64)?;
