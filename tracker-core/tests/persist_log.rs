@@ -350,6 +350,7 @@ fn a_log_behind_the_snapshot_restarts_at_the_snapshot_position() {
         EventLog::open_replaying(dir.path(), LogOptions::default(), Lsn(1_000_000), |_, _| {})
             .unwrap();
     assert_eq!(recovery.end, Lsn(1_000_032));
+    assert_eq!(recovery.behind, Some(Lsn(32 + 2 * 50)));
     let lsn = log.append(&ev(&sample(7))).unwrap();
     assert_eq!(lsn, Lsn(1_000_032));
     drop(log);

@@ -88,7 +88,8 @@ pub enum PersistError {
         max: usize,
     },
     /// An earlier write or fsync failed in a way that leaves the log's
-    /// state on disk unknown (see the `event_log` module docs): the log
+    /// state on disk unknown (see "Failures" on
+    /// [`EventLog`](super::EventLog)): the log
     /// refuses further appends until it is reopened, which re-reads and
     /// repairs what is on disk.
     Failed {

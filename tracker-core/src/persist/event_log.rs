@@ -1,68 +1,5 @@
-//! The write-ahead log of events, with group commit.
-//!
-//! # Files
-//!
-//! The log is a directory of segment files `log-<20-digit start LSN>.seg`
-//! (format in the `segment` and `record` modules). An [`Lsn`] is a byte
-//! position over the whole log: a segment's start LSN plus an offset in it,
-//! the next segment starting exactly where the previous one ends. So a
-//! snapshot can say "I cover everything before LSN x".
-//!
-//! # Group commit
-//!
-//! Appenders never write to the file themselves unless they are the
-//! leader. Under one `std::sync::Mutex` an appender encodes its frames
-//! into the shared *pending* buffer (which assigns their LSNs) and joins
-//! the *open group*. Then:
-//!
-//! - if no leader is active, it becomes the leader: it takes the pending
-//!   buffer (closing that group), releases the mutex, writes the buffer
-//!   with one `write_all` and, under [`SyncPolicy::Always`], one
-//!   `fdatasync`, then publishes the group as done and wakes everyone
-//!   through a `Condvar`;
-//! - otherwise it waits on the `Condvar`. While a leader does its I/O, new
-//!   appenders fill the next pending buffer; when the leader finishes, one
-//!   waiter of the next group becomes leader and writes all of it at once.
-//!
-//! So under load the I/O count per event drops with the number of
-//! concurrent appenders, and a single appender pays one write (and one
-//! fsync) per append. Nothing but `std::sync` is used; the file itself
-//! sits behind a second mutex that only the leader (and the background
-//! flusher, for the file handle) takes, so I/O never happens under the
-//! mutex appenders queue on.
-//!
-//! # Durability per policy
-//!
-//! An append returns when its group is written (`write(2)` done, so a
-//! process crash loses nothing acknowledged), and under `Always` also
-//! synced (a power cut loses nothing acknowledged). Under
-//! `Interval(d)` a background thread syncs at most every `d` when
-//! something was written, so a power cut loses at most about `d`. Under
-//! `Off` nothing is ever synced by the log (the OS writes back when it
-//! likes); a power cut may then even damage older segments, which recovery
-//! reports as corruption (see [`LogOptions::salvage`]).
-//!
-//! # Failures
-//!
-//! If writing a group fails (for instance `ENOSPC`), the bytes written of
-//! it are cut off again, every append in flight (that group and the next
-//! pending one) gets the error, and the log goes on from its last good
-//! record: appends succeed again once there is room. An error means the
-//! event *may* not be logged; retrying is safe because recording is
-//! idempotent. If an fsync fails, or the cut itself fails, the state of
-//! the file is unknown (after a failed fsync Linux may drop the dirty
-//! pages and report success on the next one), so the log refuses all
-//! further appends with [`PersistError::Failed`] until it is reopened,
-//! which re-reads the file and repairs its tail. Nothing acknowledged is
-//! ever lost by either path.
-//!
-//! # Snapshots and the log
-//!
-//! For a snapshot at [`EventLog::rotate`]'s LSN `L` to cover every event
-//! before `L`, an event must be applied to the in-memory state *before* it
-//! is appended (then acknowledged): an append that got an LSN below `L` was
-//! applied before `rotate` returned, so a snapshot taken afterwards holds
-//! it. Events replayed twice are harmless, recording being idempotent.
+//! The write-ahead log of events, with group commit: the design is
+//! documented on [`EventLog`].
 
 use super::disk::Disk;
 use super::fs::{ensure_dir, sync_dir};
@@ -164,28 +101,94 @@ impl LogOptions {
     }
 }
 
-/// The write-ahead log of events (see the module docs for the design).
+/// The write-ahead log of events, with group commit.
 ///
-/// ```
-/// use tracker_core::persist::{EventLog, LogEvent, LogOptions, Lsn};
+/// # Files
 ///
-/// let dir = tempfile::tempdir()?;
-/// let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
-/// let event = LogEvent { visitor_hash: 42, at_millis: 1_000, url: "https://example.com/" };
-/// let lsn = log.append(&event)?;
-/// drop(log);
+/// The log is a directory of segment files `log-<20-digit start LSN>.seg`
+/// (formats in the [`persist`](super#file-formats) docs). An [`Lsn`] is a byte
+/// position over the whole log: a segment's start LSN plus an offset in it,
+/// the next segment starting exactly where the previous one ends. So a
+/// snapshot can say "I cover everything before LSN x".
 ///
-/// let mut seen = Vec::new();
-/// let (_log, recovery) = EventLog::open_replaying(
-///     dir.path(),
-///     LogOptions::default(),
-///     Lsn(0),
-///     |at, e| seen.push((at, e.url.to_owned())),
-/// )?;
-/// assert_eq!(seen, [(lsn, "https://example.com/".to_owned())]);
-/// assert_eq!(recovery.events, 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// # Group commit
+///
+/// Appenders never write to the file themselves unless they are the
+/// leader. Under one `std::sync::Mutex` an appender encodes its frames
+/// into the shared *pending* buffer (which assigns their LSNs) and joins
+/// the *open group*. Then:
+///
+/// - if no leader is active, it becomes the leader: it takes the pending
+///   buffer (closing that group), releases the mutex, writes the buffer
+///   with one `write_all` and, under [`SyncPolicy::Always`], one
+///   `fdatasync`, then publishes the group as done and wakes everyone
+///   through a `Condvar`;
+/// - otherwise it waits on the `Condvar`. While a leader does its I/O, new
+///   appenders fill the next pending buffer; when the leader finishes, one
+///   waiter of the next group becomes leader and writes all of it at once.
+///
+/// So under load the I/O count per event drops with the number of
+/// concurrent appenders, and a single appender pays one write (and one
+/// fsync) per append. Nothing but `std::sync` is used; the file itself
+/// sits behind a second mutex that only the leader (and the background
+/// flusher, for the file handle) takes, so I/O never happens under the
+/// mutex appenders queue on.
+///
+/// # Durability per policy
+///
+/// An append returns when its group is written (`write(2)` done, so a
+/// process crash loses nothing acknowledged), and under `Always` also
+/// synced (a power cut loses nothing acknowledged). Under
+/// `Interval(d)` a background thread syncs at most every `d` when
+/// something was written, so a power cut loses at most about `d`. Under
+/// `Off` nothing is ever synced by the log (the OS writes back when it
+/// likes); a power cut may then even damage older segments, which recovery
+/// reports as corruption (see [`LogOptions::salvage`]).
+///
+/// # Failures
+///
+/// If writing a group fails (for instance `ENOSPC`), the bytes written of
+/// it are cut off again, every append in flight (that group and the next
+/// pending one) gets the error, and the log goes on from its last good
+/// record: appends succeed again once there is room. An error means the
+/// event *may* not be logged; retrying is safe because recording is
+/// idempotent. If an fsync fails, or the cut itself fails, the state of
+/// the file is unknown (after a failed fsync Linux may drop the dirty
+/// pages and report success on the next one), so the log refuses all
+/// further appends with [`PersistError::Failed`] until it is reopened,
+/// which re-reads the file and repairs its tail. Nothing acknowledged is
+/// ever lost by either path.
+///
+/// # Snapshots and the log
+///
+/// For a snapshot at [`EventLog::rotate`]'s LSN `L` to cover every event
+/// before `L`, an event must be applied to the in-memory state *before* it
+/// is appended (then acknowledged): an append that got an LSN below `L` was
+/// applied before `rotate` returned, so a snapshot taken afterwards holds
+/// it. Events replayed twice are harmless, recording being idempotent.
+///
+///# Example
+///
+///```
+///use tracker_core::persist::{EventLog, LogEvent, LogOptions, Lsn};
+///
+///let dir = tempfile::tempdir()?;
+///let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+///let event = LogEvent { visitor_hash: 42, at_millis: 1_000, url: "https://example.com/" };
+///let lsn = log.append(&event)?;
+///drop(log);
+///
+///let mut seen = Vec::new();
+///let (_log, recovery) = EventLog::open_replaying(
+///    dir.path(),
+///    LogOptions::default(),
+///    Lsn(0),
+///    |at, e| seen.push((at, e.url.to_owned())),
+///)?;
+///assert_eq!(seen, [(lsn, "https://example.com/".to_owned())]);
+///assert_eq!(recovery.events, 1);
+///# Ok::<(), Box<dyn std::error::Error>>(())
+///```
 #[derive(Debug)]
 pub struct EventLog {
     shared: Arc<Shared>,
@@ -299,7 +302,7 @@ impl EventLog {
     /// Opens the log in `dir` (creating it if missing), calling `on_event`
     /// with every event at or after `from` in log order, each validated
     /// by its checksum, then repairs the end of the log as the
-    /// `recovery` module docs describe, and returns the log ready for
+    /// [`Recovery`] describes, and returns the log ready for
     /// appends after the last valid record.
     ///
     /// `from` is what the snapshot covers ([`Lsn(0)`](Lsn) without one).
@@ -415,7 +418,7 @@ impl EventLog {
 
     /// Appends one event and returns its position, once it is durable as
     /// the [`SyncPolicy`] says. Safe to call from many threads: concurrent
-    /// appends share writes and syncs (see the module docs).
+    /// appends share writes and syncs (see [`EventLog`]).
     ///
     /// Errors: [`PersistError::EventTooLarge`] for a URL longer than any
     /// tracker accepts; [`PersistError::Io`] when the write fails (the log
@@ -782,7 +785,7 @@ impl Shared {
             if self.unsynced.swap(false, Ordering::AcqRel)
                 && let Err(e) = self.sync_current()
             {
-                // See "Failures" in the module docs.
+                // See "Failures" on `EventLog`.
                 lock(&self.state).failed = Some(e.to_string());
             }
         }

@@ -17,8 +17,39 @@
 //! Every byte read back is checked (CRC-32C per record, per header and per
 //! snapshot payload). Damage never panics and is never silently used: a
 //! torn tail of the log is cut and reported, anything else is a typed
-//! [`PersistError`] naming the file and offset (see the `recovery` docs
-//! on [`Recovery`] and [`LogOptions::salvage`] for the exact rule).
+//! [`PersistError`] naming the file and offset (see [`Recovery`] and
+//! [`LogOptions::salvage`] for the exact rule).
+//!
+//! # File formats
+//!
+//! All integers little-endian; CRC-32C is the Castagnoli CRC (as in ext4
+//! and iSCSI). Each header carries a format version: a file of another
+//! version is [`PersistError::UnsupportedVersion`], never guessed at.
+//!
+//! Event-log segment `log-<20-digit start LSN>.seg`
+//! ([`LOG_FORMAT_VERSION`]):
+//!
+//! ```text
+//! header  (32 bytes) = magic "TRKEVLOG" | version: u32 | 0: u32
+//!                    | start LSN: u64 | CRC-32C of the 24 bytes before: u32 | 0: u32
+//! records            = frame*
+//! frame              = payload length: u32 | CRC-32C of (length bytes ++ payload): u32 | payload
+//! payload            = visitor_hash: u64 | at_millis: u64 | canonical URL: UTF-8, the rest
+//! ```
+//!
+//! The LSN of a frame is its segment's start LSN plus its offset in the
+//! file; the next segment starts at the LSN where the previous one ends.
+//! The checksum covers the length so that zero bytes never pass as a frame.
+//!
+//! Snapshot `snapshot-<20-digit covered LSN>.snap`
+//! ([`snapshot_file::SNAPSHOT_FORMAT_VERSION`]):
+//!
+//! ```text
+//! header  (40 bytes) = magic "TRKSNAPS" | version: u32 | 0: u32 | covered LSN: u64
+//!                    | payload length: u64 | CRC-32C of the payload: u32
+//!                    | CRC-32C of the 36 bytes before: u32
+//! payload            = opaque bytes from the caller
+//! ```
 //!
 //! A whole cycle:
 //!

@@ -1,34 +1,5 @@
-//! Reading the event log back at open: validate every record read, deliver
-//! the events, and repair the end of the log so that appends can go on.
-//!
-//! # Torn tail or corruption?
-//!
-//! A crash in the middle of a write leaves the last segment ending in a
-//! partial record, and a power cut can leave it ending in zeros (the file
-//! grew but the data never reached the disk) or in a complete-looking last
-//! frame whose bytes are wrong. None of those held an acknowledged event
-//! under `SyncPolicy::Always`, so the damage is a **torn tail**: it is
-//! truncated and reported ([`Recovery::torn_tail`]). Precisely, damage at
-//! offset `o` of the *last* segment is a torn tail when
-//!
-//! - the frame header or payload runs past the end of the file, or
-//! - the frame fails its checksum and nothing but zero bytes (or nothing
-//!   at all) follows where it claims to end, or
-//! - every byte from `o` to the end is zero.
-//!
-//! That is: no valid-looking data follows the damage.
-//!
-//! Anything else (a bad record followed by other data, damage in a segment
-//! that is not the last, a segment that does not end where the next one
-//! starts) is **corruption**: open fails with [`PersistError::Corrupt`]
-//! naming the file and offset, unless [`LogOptions::salvage`] is set, in
-//! which case the log is cut at the last valid record, the segments after
-//! it are set aside (renamed to `<name>.discarded`, never deleted) and the
-//! loss is reported ([`Recovery::salvaged`]).
-//!
-//! A damaged length field near the end of the log is indistinguishable from
-//! a partial write; what it can make recovery drop is bounded by the
-//! largest record (16 bytes plus the longest URL) and always reported.
+//! Reading the event log back at open: validate, deliver, repair the end.
+//! The rules are documented on [`Recovery`].
 
 use super::fs::sync_dir;
 use super::record::{Decoded, decode};
@@ -38,6 +9,36 @@ use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// What opening the event log found and repaired.
+///
+///
+/// # Torn tail or corruption?
+///
+/// A crash in the middle of a write leaves the last segment ending in a
+/// partial record, and a power cut can leave it ending in zeros (the file
+/// grew but the data never reached the disk) or in a complete-looking last
+/// frame whose bytes are wrong. None of those held an acknowledged event
+/// under `SyncPolicy::Always`, so the damage is a **torn tail**: it is
+/// truncated and reported ([`Recovery::torn_tail`]). Precisely, damage at
+/// offset `o` of the *last* segment is a torn tail when
+///
+/// - the frame header or payload runs past the end of the file, or
+/// - the frame fails its checksum and nothing but zero bytes (or nothing
+///   at all) follows where it claims to end, or
+/// - every byte from `o` to the end is zero.
+///
+/// That is: no valid-looking data follows the damage.
+///
+/// Anything else (a bad record followed by other data, damage in a segment
+/// that is not the last, a segment that does not end where the next one
+/// starts) is **corruption**: open fails with [`PersistError::Corrupt`]
+/// naming the file and offset, unless [`LogOptions::salvage`] is set, in
+/// which case the log is cut at the last valid record, the segments after
+/// it are set aside (renamed to `<name>.discarded`, never deleted) and the
+/// loss is reported ([`Recovery::salvaged`]).
+///
+/// A damaged length field near the end of the log is indistinguishable from
+/// a partial write; what it can make recovery drop is bounded by the
+/// largest record (16 bytes plus the longest URL) and always reported.
 ///
 /// ```
 /// use tracker_core::persist::{EventLog, LogOptions};
@@ -66,6 +67,11 @@ pub struct Recovery {
     /// With [`LogOptions::salvage`]: the log started after the position
     /// replay needed, so events in `needed..first_available` are lost.
     pub gap: Option<(Lsn, Lsn)>,
+    /// The log ended at this position, before the replay start (it was
+    /// lost or reset while the snapshot was kept): its segments, all
+    /// covered by the snapshot, were removed and it restarted at the
+    /// replay start. Worth a warning.
+    pub behind: Option<Lsn>,
 }
 
 /// Bytes dropped from the log at recovery.
@@ -91,14 +97,24 @@ pub(crate) struct Scanned {
 }
 
 /// Reads the log in `dir`, delivering the events at or after `from` (none
-/// when `from` is `None`), and repairs its end. See the module docs.
+/// when `from` is `None`), and repairs its end. See [`Recovery`].
 pub(crate) fn scan(
     dir: &Path,
     options: &LogOptions,
     from: Option<Lsn>,
     on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
 ) -> Result<Scanned, PersistError> {
-    let mut segs = segment::list(dir)?;
+    let scanned = scan_segments(dir, options, from, on_event)?;
+    restart_behind(dir, scanned, from)
+}
+
+fn scan_segments(
+    dir: &Path,
+    options: &LogOptions,
+    from: Option<Lsn>,
+    on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
+) -> Result<Scanned, PersistError> {
+    let segs = segment::list(dir)?;
     let mut recovery = Recovery::default();
     let needed = from.map_or(0, |l| l.0);
 
@@ -206,7 +222,7 @@ pub(crate) fn scan(
             None => {
                 recovery.end = Lsn(end);
                 let resume = Some((start, path.clone(), pos as u64));
-                return finish(dir, recovery, resume, from, &mut segs);
+                return Ok(Scanned { recovery, resume });
             }
             Some(n) if n != end => {
                 let damage = Damage {
@@ -231,26 +247,23 @@ pub(crate) fn scan(
 /// after the snapshot's, or the next recovery would skip them: the old
 /// segments, wholly covered by the snapshot, are removed and the log
 /// restarts at `from`.
-fn finish(
+fn restart_behind(
     dir: &Path,
-    mut recovery: Recovery,
-    resume: Option<(u64, PathBuf, u64)>,
+    mut scanned: Scanned,
     from: Option<Lsn>,
-    segs: &mut [(u64, PathBuf)],
 ) -> Result<Scanned, PersistError> {
     match from {
-        Some(from) if from > recovery.end => {
-            for (_, path) in segs.iter() {
-                fs::remove_file(path).map_err(|e| PersistError::io(path, "remove", e))?;
+        Some(from) if from > scanned.recovery.end => {
+            for (_, path) in segment::list(dir)? {
+                fs::remove_file(&path).map_err(|e| PersistError::io(&path, "remove", e))?;
             }
             sync_dir(dir)?;
-            recovery.end = from;
-            Ok(Scanned {
-                recovery,
-                resume: None,
-            })
+            scanned.recovery.behind = Some(scanned.recovery.end);
+            scanned.recovery.end = from;
+            scanned.resume = None;
+            Ok(scanned)
         }
-        _ => Ok(Scanned { recovery, resume }),
+        _ => Ok(scanned),
     }
 }
 
