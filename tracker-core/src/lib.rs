@@ -157,6 +157,13 @@
 //! `distinct` one stripe's read lock; nothing takes two locks at once and
 //! no global lock sits on a hot path. Recording a visitor a page already
 //! has allocates nothing. The module docs of `stripe.rs` give the details.
+//!
+//! # Persistence
+//!
+//! The [`persist`] module holds the storage layer: a checksummed,
+//! group-committed event log ([`persist::EventLog`]) and atomically written
+//! snapshots ([`persist::snapshot_file`]), with recovery that cuts a torn
+//! tail and reports any other damage as a typed [`persist::PersistError`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -167,6 +174,7 @@ mod config;
 mod error;
 mod horizon;
 mod page;
+pub mod persist;
 mod report;
 pub mod sketch;
 mod stripe;

@@ -1,0 +1,73 @@
+//! The file operations the event log's writer performs, in one place so
+//! that unit tests can make them fail (a disk that fills up after N bytes,
+//! an fsync that fails, a directory where nothing can be created) even when
+//! running as root, where permission bits stop nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+#[cfg(test)]
+use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering};
+
+/// Performs file operations, or, in unit tests, fails them on demand.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Disk {
+    #[cfg(test)]
+    pub(crate) faults: Option<Arc<Faults>>,
+}
+
+/// Which operations fail, for unit tests.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Bytes that may still be written; past them a write writes what fits
+    /// and fails with `ENOSPC`, as a full disk does. `None`: unlimited.
+    pub(crate) write_budget: Mutex<Option<u64>>,
+    /// Every fsync fails with `EIO`.
+    pub(crate) fail_sync: AtomicBool,
+    /// Creating a file fails with `EROFS`.
+    pub(crate) fail_create: AtomicBool,
+}
+
+impl Disk {
+    /// Creates a file that must not exist yet.
+    pub(crate) fn create_new(&self, path: &Path) -> io::Result<File> {
+        #[cfg(test)]
+        if let Some(f) = &self.faults
+            && f.fail_create.load(Ordering::SeqCst)
+        {
+            return Err(io::Error::from_raw_os_error(30)); // EROFS
+        }
+        OpenOptions::new().write(true).create_new(true).open(path)
+    }
+
+    /// Writes all of `bytes` at the file's position.
+    pub(crate) fn write_all(&self, mut file: &File, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(f) = &self.faults {
+            let mut budget = f.write_budget.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(left) = budget.as_mut() {
+                let fits = (*left).min(bytes.len() as u64) as usize;
+                *left -= fits as u64;
+                file.write_all(&bytes[..fits])?;
+                if fits < bytes.len() {
+                    return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+                }
+                return Ok(());
+            }
+        }
+        file.write_all(bytes)
+    }
+
+    /// Makes the file's data durable (`fdatasync`: the size is data too;
+    /// other metadata is not needed to read the log back).
+    pub(crate) fn sync_data(&self, file: &File) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(f) = &self.faults
+            && f.fail_sync.load(Ordering::SeqCst)
+        {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        file.sync_data()
+    }
+}

@@ -1,0 +1,867 @@
+//! The write-ahead log of events, with group commit: the design is
+//! documented on [`EventLog`].
+
+use super::disk::Disk;
+use super::fs::{ensure_dir, sync_dir};
+use super::record::{self, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
+use super::recovery::{self, Recovery};
+use super::segment::{self, HEADER_LEN};
+use super::{LogEvent, Lsn, PersistError};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// When appended events are made durable with `fdatasync`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracker_core::persist::SyncPolicy;
+///
+/// let policy = SyncPolicy::Interval(Duration::from_millis(100));
+/// assert_ne!(policy, SyncPolicy::Always);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// An append returns once its event is written and synced: nothing
+    /// acknowledged is lost even on a power cut.
+    Always,
+    /// An append returns once written; a background thread syncs at most
+    /// this often: a process crash loses nothing acknowledged, a power cut
+    /// at most about this much.
+    Interval(Duration),
+    /// An append returns once written; the log never syncs: a process
+    /// crash loses nothing acknowledged, a power cut loses what the OS had
+    /// not written back.
+    Off,
+}
+
+/// How an [`EventLog`] behaves.
+///
+/// ```
+/// use tracker_core::persist::{LogOptions, SyncPolicy};
+///
+/// let options = LogOptions::default()
+///     .sync(SyncPolicy::Always)
+///     .segment_size(16 << 20)
+///     .salvage(false);
+/// assert_eq!(options, LogOptions::default().segment_size(16 << 20));
+/// ```
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub(crate) sync: SyncPolicy,
+    pub(crate) segment_size: u64,
+    pub(crate) salvage: bool,
+    pub(crate) disk: Disk,
+}
+
+impl Default for LogOptions {
+    /// `SyncPolicy::Always`, 64 MiB segments, no salvage.
+    fn default() -> Self {
+        LogOptions {
+            sync: SyncPolicy::Always,
+            segment_size: 64 << 20,
+            salvage: false,
+            disk: Disk::default(),
+        }
+    }
+}
+
+impl PartialEq for LogOptions {
+    fn eq(&self, other: &Self) -> bool {
+        (self.sync, self.segment_size, self.salvage)
+            == (other.sync, other.segment_size, other.salvage)
+    }
+}
+
+impl LogOptions {
+    /// When appends are synced (default [`SyncPolicy::Always`]).
+    pub fn sync(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+
+    /// The size past which the next group goes to a new segment file
+    /// (default 64 MiB). A segment may exceed it by one group.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Whether open may cut the log at corruption in its middle, losing
+    /// the events after it (reported in [`Recovery::salvaged`]), instead of
+    /// failing with [`PersistError::Corrupt`] (default `false`: an operator
+    /// should decide to lose data).
+    pub fn salvage(mut self, salvage: bool) -> Self {
+        self.salvage = salvage;
+        self
+    }
+}
+
+/// The write-ahead log of events, with group commit.
+///
+/// # Files
+///
+/// The log is a directory of segment files `log-<20-digit start LSN>.seg`
+/// (formats in the [`persist`](super#file-formats) docs). An [`Lsn`] is a byte
+/// position over the whole log: a segment's start LSN plus an offset in it,
+/// the next segment starting exactly where the previous one ends. So a
+/// snapshot can say "I cover everything before LSN x".
+///
+/// # Group commit
+///
+/// Appenders never write to the file themselves unless they are the
+/// leader. Under one `std::sync::Mutex` an appender encodes its frames
+/// into the shared *pending* buffer (which assigns their LSNs) and joins
+/// the *open group*. Then:
+///
+/// - if no leader is active, it becomes the leader: it takes the pending
+///   buffer (closing that group), releases the mutex, writes the buffer
+///   with one `write_all` and, under [`SyncPolicy::Always`], one
+///   `fdatasync`, then publishes the group as done and wakes everyone
+///   through a `Condvar`;
+/// - otherwise it waits on the `Condvar`. While a leader does its I/O, new
+///   appenders fill the next pending buffer; when the leader finishes, one
+///   waiter of the next group becomes leader and writes all of it at once.
+///
+/// So under load the I/O count per event drops with the number of
+/// concurrent appenders, and a single appender pays one write (and one
+/// fsync) per append. Nothing but `std::sync` is used; the file itself
+/// sits behind a second mutex that only the leader (and the background
+/// flusher, for the file handle) takes, so I/O never happens under the
+/// mutex appenders queue on.
+///
+/// # Durability per policy
+///
+/// An append returns when its group is written (`write(2)` done, so a
+/// process crash loses nothing acknowledged), and under `Always` also
+/// synced (a power cut loses nothing acknowledged). Under
+/// `Interval(d)` a background thread syncs at most every `d` when
+/// something was written, so a power cut loses at most about `d`. Under
+/// `Off` nothing is ever synced by the log (the OS writes back when it
+/// likes); a power cut may then even damage older segments, which recovery
+/// reports as corruption (see [`LogOptions::salvage`]).
+///
+/// # Failures
+///
+/// If writing a group fails (for instance `ENOSPC`), the bytes written of
+/// it are cut off again, every append in flight (that group and the next
+/// pending one) gets the error, and the log goes on from its last good
+/// record: appends succeed again once there is room. An error means the
+/// event *may* not be logged; retrying is safe because recording is
+/// idempotent. If an fsync fails, or the cut itself fails, the state of
+/// the file is unknown (after a failed fsync Linux may drop the dirty
+/// pages and report success on the next one), so the log refuses all
+/// further appends with [`PersistError::Failed`] until it is reopened,
+/// which re-reads the file and repairs its tail. Nothing acknowledged is
+/// ever lost by either path.
+///
+/// # Snapshots and the log
+///
+/// For a snapshot at [`EventLog::rotate`]'s LSN `L` to cover every event
+/// before `L`, an event must be applied to the in-memory state *before* it
+/// is appended (then acknowledged): an append that got an LSN below `L` was
+/// applied before `rotate` returned, so a snapshot taken afterwards holds
+/// it. Events replayed twice are harmless, recording being idempotent.
+///
+///# Example
+///
+///```
+///use tracker_core::persist::{EventLog, LogEvent, LogOptions, Lsn};
+///
+///let dir = tempfile::tempdir()?;
+///let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+///let event = LogEvent { visitor_hash: 42, at_millis: 1_000, url: "https://example.com/" };
+///let lsn = log.append(&event)?;
+///drop(log);
+///
+///let mut seen = Vec::new();
+///let (_log, recovery) = EventLog::open_replaying(
+///    dir.path(),
+///    LogOptions::default(),
+///    Lsn(0),
+///    |at, e| seen.push((at, e.url.to_owned())),
+///)?;
+///assert_eq!(seen, [(lsn, "https://example.com/".to_owned())]);
+///assert_eq!(recovery.events, 1);
+///# Ok::<(), Box<dyn std::error::Error>>(())
+///```
+#[derive(Debug)]
+pub struct EventLog {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    policy: SyncPolicy,
+    segment_size: u64,
+    state: Mutex<State>,
+    /// Signalled when a group is done (and so the leader's place is free).
+    done: Condvar,
+    writer: Mutex<Writer>,
+    /// Set by the leader after a write under `Interval`, cleared by the
+    /// flusher before it syncs.
+    unsynced: AtomicBool,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+}
+
+/// What appenders share, under `Shared::state`.
+#[derive(Debug)]
+struct State {
+    /// LSN of the next byte to encode (the end of the pending data).
+    next_lsn: u64,
+    /// Start LSN of the segment `next_lsn` lies in.
+    seg_start: u64,
+    /// Encoded frames not yet written, split where a new segment starts.
+    pending: Vec<Chunk>,
+    /// Emptied buffers kept for reuse, so steady appends do not allocate.
+    spare: Vec<Vec<u8>>,
+    /// The group new appends join.
+    open_group: u64,
+    /// Appends waiting in the open group.
+    open_waiters: usize,
+    /// Every group up to this one is done (written or failed).
+    done_through: u64,
+    leader: bool,
+    /// Failed groups not yet seen by all their appenders.
+    failures: Vec<GroupFailure>,
+    /// Set after a failure that leaves the file's state unknown.
+    failed: Option<String>,
+}
+
+#[derive(Debug)]
+struct Chunk {
+    /// Start a new segment at this LSN before writing `bytes`.
+    new_segment: Option<u64>,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct GroupFailure {
+    group: u64,
+    error: PersistError,
+    waiters: usize,
+}
+
+/// The current segment file, owned by the leader while it writes.
+#[derive(Debug)]
+struct Writer {
+    file: Arc<File>,
+    seg_start: u64,
+    /// Valid bytes in the file, header included.
+    len: u64,
+    disk: Disk,
+}
+
+/// How writing a group failed.
+enum WriteError {
+    /// The file is back at its last good record; the log goes on.
+    Undone(PersistError),
+    /// The file's state is unknown: the log must be reopened.
+    Fatal(PersistError),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic cannot happen while these locks are held (no indexing or
+    // unwrap in those sections), so poisoning cannot hide broken state.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl EventLog {
+    /// Opens (creating it and its parents if missing) the log in `dir`
+    /// without replaying anything: only the last segment is read, to find
+    /// and repair its end. Appends continue after the last valid record.
+    ///
+    /// Errors: [`PersistError::Io`] naming the path when the directory
+    /// cannot be created, read or written; the damage errors of
+    /// [`open_replaying`](Self::open_replaying).
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let missing = dir.path().join("not/yet/there");
+    /// let (log, recovery) = EventLog::open(&missing, LogOptions::default())?;
+    /// assert!(missing.is_dir());
+    /// assert_eq!(log.end(), recovery.end);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+    ) -> Result<(EventLog, Recovery), PersistError> {
+        Self::open_inner(dir.as_ref(), options, None, &mut |_, _| {})
+    }
+
+    /// Opens the log in `dir` (creating it if missing), calling `on_event`
+    /// with every event at or after `from` in log order, each validated
+    /// by its checksum, then repairs the end of the log as the
+    /// [`Recovery`] describes, and returns the log ready for
+    /// appends after the last valid record.
+    ///
+    /// `from` is what the snapshot covers ([`Lsn(0)`](Lsn) without one).
+    /// Segments wholly before it are not read. If the log starts after
+    /// `from`, events are missing: [`PersistError::Gap`] (with salvage:
+    /// reported in [`Recovery::gap`]). If the log ends before `from` (it
+    /// was lost while the snapshot was kept), it restarts at `from`.
+    ///
+    /// Errors: [`PersistError::Corrupt`] (file and offset) for damage that
+    /// is not a torn tail, unless [`LogOptions::salvage`];
+    /// [`PersistError::BadMagic`] and [`PersistError::UnsupportedVersion`]
+    /// for files that are not ours or too new; [`PersistError::Io`]. On an
+    /// error, events already delivered should be discarded by the caller.
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogEvent, LogOptions, Lsn};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+    /// log.append(&LogEvent { visitor_hash: 1, at_millis: 5, url: "https://a.example/" })?;
+    /// let covered = log.rotate()?; // a snapshot would be taken here
+    /// log.append(&LogEvent { visitor_hash: 2, at_millis: 6, url: "https://b.example/" })?;
+    /// drop(log);
+    ///
+    /// let mut urls = Vec::new();
+    /// EventLog::open_replaying(dir.path(), LogOptions::default(), covered, |_, e| {
+    ///     urls.push(e.url.to_owned())
+    /// })?;
+    /// assert_eq!(urls, ["https://b.example/"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_replaying(
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+        from: Lsn,
+        mut on_event: impl FnMut(Lsn, LogEvent<'_>),
+    ) -> Result<(EventLog, Recovery), PersistError> {
+        Self::open_inner(dir.as_ref(), options, Some(from), &mut on_event)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        options: LogOptions,
+        from: Option<Lsn>,
+        on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
+    ) -> Result<(EventLog, Recovery), PersistError> {
+        ensure_dir(dir)?;
+        let scanned = recovery::scan(dir, &options, from, on_event)?;
+        let disk = options.disk.clone();
+        let writer = match scanned.resume {
+            Some((seg_start, path, len)) => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| PersistError::io(&path, "open", e))?;
+                file.seek(SeekFrom::Start(len))
+                    .map_err(|e| PersistError::io(&path, "seek", e))?;
+                Writer {
+                    file: Arc::new(file),
+                    seg_start,
+                    len,
+                    disk,
+                }
+            }
+            None => {
+                let start = scanned.recovery.end.0;
+                let file = create_segment(dir, &disk, start, true)?;
+                Writer {
+                    file: Arc::new(file),
+                    seg_start: start,
+                    len: HEADER_LEN as u64,
+                    disk,
+                }
+            }
+        };
+        let mut recovery = scanned.recovery;
+        recovery.end = Lsn(writer.seg_start + writer.len);
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            policy: options.sync,
+            segment_size: options.segment_size,
+            state: Mutex::new(State {
+                next_lsn: writer.seg_start + writer.len,
+                seg_start: writer.seg_start,
+                pending: Vec::new(),
+                spare: Vec::new(),
+                open_group: 1,
+                open_waiters: 0,
+                done_through: 0,
+                leader: false,
+                failures: Vec::new(),
+                failed: None,
+            }),
+            done: Condvar::new(),
+            writer: Mutex::new(writer),
+            unsynced: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+        });
+        let flusher = match options.sync {
+            SyncPolicy::Interval(every) => {
+                let shared = Arc::clone(&shared);
+                let spawned = std::thread::Builder::new()
+                    .name("event-log-flusher".into())
+                    .spawn(move || shared.flush_every(every))
+                    .map_err(|e| PersistError::io(dir, "start the flusher thread for", e))?;
+                Some(spawned)
+            }
+            _ => None,
+        };
+        Ok((EventLog { shared, flusher }, recovery))
+    }
+
+    /// Appends one event and returns its position, once it is durable as
+    /// the [`SyncPolicy`] says. Safe to call from many threads: concurrent
+    /// appends share writes and syncs (see [`EventLog`]).
+    ///
+    /// Errors: [`PersistError::EventTooLarge`] for a URL longer than any
+    /// tracker accepts; [`PersistError::Io`] when the write fails (the log
+    /// stays usable); [`PersistError::Failed`] after an fsync failure.
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogEvent, LogOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+    /// let a = log.append(&LogEvent { visitor_hash: 1, at_millis: 0, url: "https://example.com/" })?;
+    /// let b = log.append(&LogEvent { visitor_hash: 2, at_millis: 0, url: "https://example.com/" })?;
+    /// assert!(a < b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append(&self, event: &LogEvent<'_>) -> Result<Lsn, PersistError> {
+        self.append_batch(std::slice::from_ref(event))
+    }
+
+    /// Appends events as one unit of commit and returns the position of
+    /// the first; the others follow it contiguously, in order. An empty
+    /// batch returns the current end without waiting. Errors as
+    /// [`append`](Self::append); on an error none of the batch is
+    /// acknowledged (an [`EventTooLarge`](PersistError::EventTooLarge)
+    /// event rejects the whole batch before anything is written).
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogEvent, LogOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+    /// let events = [
+    ///     LogEvent { visitor_hash: 1, at_millis: 0, url: "https://example.com/a" },
+    ///     LogEvent { visitor_hash: 1, at_millis: 0, url: "https://example.com/b" },
+    /// ];
+    /// let first = log.append_batch(&events)?;
+    /// assert!(first < log.end());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn append_batch(&self, events: &[LogEvent<'_>]) -> Result<Lsn, PersistError> {
+        let mut size = 0;
+        for event in events {
+            let payload = 16 + event.url.len();
+            if payload > MAX_PAYLOAD_LEN {
+                return Err(PersistError::EventTooLarge {
+                    len: payload,
+                    max: MAX_PAYLOAD_LEN,
+                });
+            }
+            size += FRAME_HEADER_LEN + payload;
+        }
+        let s = &*self.shared;
+        let mut st = lock(&s.state);
+        if let Some(cause) = &st.failed {
+            return Err(PersistError::Failed {
+                cause: cause.clone(),
+            });
+        }
+        if events.is_empty() {
+            return Ok(Lsn(st.next_lsn));
+        }
+        s.maybe_rotate(&mut st, false);
+        let first = st.next_lsn;
+        let buf = s.pending_buffer(&mut st);
+        buf.reserve(size);
+        for event in events {
+            // Cannot fail: every size was checked above.
+            record::encode(buf, event)?;
+        }
+        st.next_lsn += size as u64;
+        s.commit(st)?;
+        Ok(Lsn(first))
+    }
+
+    /// Starts a new segment (unless the current one holds no record yet)
+    /// and returns its start: every append that returned before this call
+    /// lies below it. The snapshotter calls this, snapshots, then calls
+    /// [`remove_segments_before`](Self::remove_segments_before).
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogEvent, LogOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+    /// let a = log.append(&LogEvent { visitor_hash: 1, at_millis: 0, url: "https://example.com/" })?;
+    /// let start = log.rotate()?;
+    /// assert!(a < start);
+    /// assert_eq!(log.rotate()?, start, "an empty segment is not rotated again");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rotate(&self) -> Result<Lsn, PersistError> {
+        let s = &*self.shared;
+        let mut st = lock(&s.state);
+        if let Some(cause) = &st.failed {
+            return Err(PersistError::Failed {
+                cause: cause.clone(),
+            });
+        }
+        s.maybe_rotate(&mut st, true);
+        let start = st.seg_start;
+        s.commit(st)?;
+        Ok(Lsn(start))
+    }
+
+    /// Deletes the segment files that lie wholly before `lsn` (those whose
+    /// successor starts at or before it); the current segment is never
+    /// deleted. Returns how many were deleted.
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogEvent, LogOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+    /// log.append(&LogEvent { visitor_hash: 1, at_millis: 0, url: "https://example.com/" })?;
+    /// let covered = log.rotate()?;
+    /// assert_eq!(log.remove_segments_before(covered)?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_segments_before(&self, lsn: Lsn) -> Result<usize, PersistError> {
+        let dir = &self.shared.dir;
+        let segs = segment::list(dir)?;
+        let mut removed = 0;
+        for pair in segs.windows(2) {
+            if pair[1].0 <= lsn.0 {
+                std::fs::remove_file(&pair[0].1)
+                    .map_err(|e| PersistError::io(&pair[0].1, "remove", e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            sync_dir(dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// The position the next append will get (after everything appended
+    /// or in flight).
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, recovery) = EventLog::open(dir.path(), LogOptions::default())?;
+    /// assert_eq!(log.end(), recovery.end);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn end(&self) -> Lsn {
+        Lsn(lock(&self.shared.state).next_lsn)
+    }
+
+    /// Syncs everything appended so far, whatever the policy (for a
+    /// graceful shutdown under `Interval` or `Off`).
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogOptions, SyncPolicy};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(SyncPolicy::Off))?;
+    /// log.sync()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync(&self) -> Result<(), PersistError> {
+        self.shared.sync_current()
+    }
+
+    /// The directory of the log.
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default())?;
+    /// assert_eq!(log.dir(), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl Drop for EventLog {
+    /// Stops the flusher and, unless the policy is `Off`, syncs what was
+    /// written (errors cannot be reported here: call
+    /// [`EventLog::sync`] first to see them).
+    fn drop(&mut self) {
+        *lock(&self.shared.stop) = true;
+        self.shared.stop_cv.notify_all();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        if self.shared.policy != SyncPolicy::Off {
+            let _ = self.shared.sync_current();
+        }
+    }
+}
+
+impl Shared {
+    /// Under the state lock: if the segment is past its size (or `force`)
+    /// and holds records, the pending data from here on goes to a new
+    /// segment starting at the current end.
+    fn maybe_rotate(&self, st: &mut State, force: bool) {
+        let used = st.next_lsn - st.seg_start;
+        if used > HEADER_LEN as u64 && (force || used >= self.segment_size) {
+            let at = st.next_lsn;
+            let bytes = st.spare.pop().unwrap_or_default();
+            st.pending.push(Chunk {
+                new_segment: Some(at),
+                bytes,
+            });
+            st.seg_start = at;
+            st.next_lsn = at + HEADER_LEN as u64;
+        }
+    }
+
+    /// The buffer new frames go to.
+    fn pending_buffer<'a>(&self, st: &'a mut State) -> &'a mut Vec<u8> {
+        if st.pending.is_empty() {
+            let bytes = st.spare.pop().unwrap_or_default();
+            st.pending.push(Chunk {
+                new_segment: None,
+                bytes,
+            });
+        }
+        let last = st.pending.len() - 1;
+        &mut st.pending[last].bytes
+    }
+
+    /// Joins the open group and returns once it is done: as its leader, or
+    /// after waiting for one.
+    fn commit<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<(), PersistError> {
+        let mine = st.open_group;
+        st.open_waiters += 1;
+        loop {
+            if st.done_through >= mine {
+                return take_outcome(&mut st, mine);
+            }
+            if st.leader {
+                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // No leader: every earlier group is done, so the open group is
+            // ours. Take it.
+            st.leader = true;
+            let group = st.open_group;
+            let waiters = st.open_waiters;
+            st.open_group += 1;
+            st.open_waiters = 0;
+            let chunks = std::mem::take(&mut st.pending);
+            drop(st);
+
+            let result = self.write_group(&chunks);
+
+            st = lock(&self.state);
+            for mut chunk in chunks {
+                chunk.bytes.clear();
+                if st.spare.len() < 4 {
+                    st.spare.push(chunk.bytes);
+                }
+            }
+            st.leader = false;
+            st.done_through = group;
+            if let Err(failure) = result {
+                let error = match failure {
+                    WriteError::Undone(e) => e,
+                    WriteError::Fatal(e) => {
+                        st.failed = Some(e.to_string());
+                        e
+                    }
+                };
+                self.fail_in_flight(&mut st, group, waiters, error);
+            }
+            self.done.notify_all();
+        }
+    }
+
+    /// After a failed group: it and the pending group (whose LSNs assumed
+    /// the failed bytes) fail, and positions restart at the writer's end.
+    fn fail_in_flight(&self, st: &mut State, group: u64, waiters: usize, error: PersistError) {
+        if st.open_waiters > 0 {
+            let next = st.open_group;
+            st.failures.push(GroupFailure {
+                group: next,
+                error: error.duplicate(),
+                waiters: st.open_waiters,
+            });
+            st.open_group += 1;
+            st.open_waiters = 0;
+            st.done_through = next;
+        }
+        st.pending.clear();
+        st.failures.push(GroupFailure {
+            group,
+            error,
+            waiters,
+        });
+        let w = lock(&self.writer);
+        st.seg_start = w.seg_start;
+        st.next_lsn = w.seg_start + w.len;
+    }
+
+    /// The leader's I/O for one group.
+    fn write_group(&self, chunks: &[Chunk]) -> Result<(), WriteError> {
+        let mut w = lock(&self.writer);
+        let mut wrote = false;
+        for chunk in chunks {
+            if let Some(at) = chunk.new_segment {
+                self.start_segment(&mut w, at)?;
+            }
+            if !chunk.bytes.is_empty() {
+                w.write(&self.dir, &chunk.bytes)?;
+                wrote = true;
+            }
+        }
+        match self.policy {
+            SyncPolicy::Always if wrote => w.sync(&self.dir).map_err(WriteError::Fatal)?,
+            SyncPolicy::Interval(_) if wrote => self.unsynced.store(true, Ordering::Release),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Moves the writer to a new segment starting at `at`, syncing the old
+    /// one first (unless `Off`) so that only the current segment can ever
+    /// hold unsynced data.
+    fn start_segment(&self, w: &mut Writer, at: u64) -> Result<(), WriteError> {
+        let durable = self.policy != SyncPolicy::Off;
+        if durable {
+            w.sync(&self.dir).map_err(WriteError::Fatal)?;
+        }
+        let file = create_segment(&self.dir, &w.disk, at, durable).map_err(|e| {
+            // A half-made file left under the next segment's name would
+            // later read as a segment the current one overlaps.
+            if segment::path(&self.dir, at).exists() {
+                WriteError::Fatal(e)
+            } else {
+                WriteError::Undone(e)
+            }
+        })?;
+        w.file = Arc::new(file);
+        w.seg_start = at;
+        w.len = HEADER_LEN as u64;
+        Ok(())
+    }
+
+    fn sync_current(&self) -> Result<(), PersistError> {
+        let (file, disk, seg_start) = {
+            let w = lock(&self.writer);
+            (Arc::clone(&w.file), w.disk.clone(), w.seg_start)
+        };
+        disk.sync_data(&file)
+            .map_err(|e| PersistError::io(segment::path(&self.dir, seg_start), "fsync", e))
+    }
+
+    /// The `Interval` flusher's loop: sync when something was written, at
+    /// most once per `every`, until the log is dropped.
+    fn flush_every(&self, every: Duration) {
+        let mut stop = lock(&self.stop);
+        while !*stop {
+            stop = self
+                .stop_cv
+                .wait_timeout(stop, every)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if self.unsynced.swap(false, Ordering::AcqRel)
+                && let Err(e) = self.sync_current()
+            {
+                // See "Failures" on `EventLog`.
+                lock(&self.state).failed = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// The outcome of group `mine` for one of its appenders.
+fn take_outcome(st: &mut State, mine: u64) -> Result<(), PersistError> {
+    let Some(i) = st.failures.iter().position(|f| f.group == mine) else {
+        return Ok(());
+    };
+    let failure = &mut st.failures[i];
+    failure.waiters -= 1;
+    if failure.waiters == 0 {
+        Err(st.failures.swap_remove(i).error)
+    } else {
+        Err(failure.error.duplicate())
+    }
+}
+
+impl Writer {
+    /// Writes `bytes` at the end of the segment; if that fails, cuts off
+    /// whatever part was written so that the file ends with a whole record.
+    fn write(&mut self, dir: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+        let path = || segment::path(dir, self.seg_start);
+        match self.disk.write_all(&self.file, bytes) {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let error = PersistError::io(path(), "write", e);
+                let undo = self
+                    .file
+                    .set_len(self.len)
+                    .and_then(|()| (&*self.file).seek(SeekFrom::Start(self.len)).map(drop));
+                match undo {
+                    Ok(()) => Err(WriteError::Undone(error)),
+                    Err(_) => Err(WriteError::Fatal(error)),
+                }
+            }
+        }
+    }
+
+    fn sync(&self, dir: &Path) -> Result<(), PersistError> {
+        self.disk
+            .sync_data(&self.file)
+            .map_err(|e| PersistError::io(segment::path(dir, self.seg_start), "fsync", e))
+    }
+}
+
+/// Creates the segment starting at `at` with its header; when `durable`,
+/// syncs it and the directory so that the new name survives a power cut.
+/// On failure nothing is left behind (best effort).
+fn create_segment(dir: &Path, disk: &Disk, at: u64, durable: bool) -> Result<File, PersistError> {
+    let path = segment::path(dir, at);
+    let file = disk
+        .create_new(&path)
+        .map_err(|e| PersistError::io(&path, "create", e))?;
+    let written = disk
+        .write_all(&file, &segment::header(at))
+        .map_err(|e| PersistError::io(&path, "write", e))
+        .and_then(|()| {
+            if durable {
+                disk.sync_data(&file)
+                    .map_err(|e| PersistError::io(&path, "fsync", e))?;
+                sync_dir(dir)?;
+            }
+            Ok(())
+        });
+    match written {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}

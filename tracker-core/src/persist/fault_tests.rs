@@ -1,0 +1,182 @@
+//! The event log under failing I/O, injected through `disk::Faults` so
+//! that these run everywhere, root or not, with no mount needed (the
+//! integration tests add a real read-only and a real full file system
+//! where the machine allows mounting).
+
+use super::disk::Faults;
+use super::{EventLog, LogEvent, LogOptions, Lsn, PersistError, SyncPolicy};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+fn faulty(sync: SyncPolicy) -> (LogOptions, Arc<Faults>) {
+    let faults = Arc::new(Faults::default());
+    let mut options = LogOptions::default().sync(sync);
+    options.disk.faults = Some(Arc::clone(&faults));
+    (options, faults)
+}
+
+fn event(i: u64) -> LogEvent<'static> {
+    LogEvent {
+        visitor_hash: i,
+        at_millis: 1_000 + i,
+        url: "https://example.com/a/page/with/a/longish/path",
+    }
+}
+
+fn replay_all(dir: &std::path::Path) -> (Vec<u64>, super::Recovery) {
+    let mut seen = Vec::new();
+    let (_log, recovery) = EventLog::open_replaying(dir, LogOptions::default(), Lsn(0), |_, e| {
+        seen.push(e.visitor_hash)
+    })
+    .expect("the log stays readable");
+    (seen, recovery)
+}
+
+#[test]
+fn a_full_disk_fails_the_append_and_keeps_the_log_valid() {
+    for budget in [0, 1, 7, 8, 30, 70, 200] {
+        let dir = tempfile::tempdir().unwrap();
+        let (options, faults) = faulty(SyncPolicy::Always);
+        let (log, _) = EventLog::open(dir.path(), options).unwrap();
+        for i in 0..3 {
+            log.append(&event(i)).unwrap();
+        }
+        *faults.write_budget.lock().unwrap() = Some(budget);
+        let mut acked = vec![0, 1, 2];
+        let mut failed = 0;
+        for i in 3..10 {
+            match log.append(&event(i)) {
+                Ok(_) => acked.push(i),
+                Err(PersistError::Io { op, path, source }) => {
+                    assert_eq!(op, "write");
+                    assert!(path.starts_with(dir.path()));
+                    assert_eq!(source.raw_os_error(), Some(28));
+                    failed += 1;
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(failed > 0, "budget {budget}");
+        // Room again: the log goes on from its last good record.
+        *faults.write_budget.lock().unwrap() = None;
+        log.append(&event(99)).unwrap();
+        acked.push(99);
+        drop(log);
+        let (seen, recovery) = replay_all(dir.path());
+        assert_eq!(seen, acked, "budget {budget}");
+        assert_eq!(recovery.torn_tail, None);
+    }
+}
+
+#[test]
+fn a_failed_fsync_stops_the_log_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(SyncPolicy::Always);
+    let (log, _) = EventLog::open(dir.path(), options).unwrap();
+    log.append(&event(1)).unwrap();
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        log.append(&event(2)),
+        Err(PersistError::Io { op: "fsync", .. })
+    ));
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        log.append(&event(3)),
+        Err(PersistError::Failed { .. })
+    ));
+    assert!(matches!(log.rotate(), Err(PersistError::Failed { .. })));
+    drop(log);
+    // Event 2 reached the file (only its fsync failed): replay may see it,
+    // which is fine (an error means "maybe not logged").
+    let (seen, _) = replay_all(dir.path());
+    assert_eq!(seen[0], 1);
+    assert!(seen == [1] || seen == [1, 2], "{seen:?}");
+}
+
+#[test]
+fn the_interval_flusher_reports_a_failed_fsync_on_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(SyncPolicy::Interval(std::time::Duration::from_millis(1)));
+    let (log, _) = EventLog::open(dir.path(), options).unwrap();
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    log.append(&event(1)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match log.append(&event(2)) {
+            Err(PersistError::Failed { cause }) => {
+                assert!(cause.contains("fsync"), "{cause}");
+                break;
+            }
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "flusher never failed"),
+            Err(e) => panic!("unexpected {e}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_directory_where_nothing_can_be_created_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(SyncPolicy::Always);
+    faults.fail_create.store(true, Ordering::SeqCst);
+    match EventLog::open(dir.path(), options) {
+        Err(PersistError::Io { path, op, source }) => {
+            assert_eq!(op, "create");
+            assert!(path.starts_with(dir.path()));
+            assert_eq!(source.raw_os_error(), Some(30));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_rotation_keeps_appending_to_the_old_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(SyncPolicy::Always);
+    let (log, _) = EventLog::open(dir.path(), options).unwrap();
+    log.append(&event(1)).unwrap();
+    faults.fail_create.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        log.rotate(),
+        Err(PersistError::Io { op: "create", .. })
+    ));
+    faults.fail_create.store(false, Ordering::SeqCst);
+    log.append(&event(2)).unwrap();
+    let start = log.rotate().unwrap();
+    log.append(&event(3)).unwrap();
+    assert!(start > Lsn(0));
+    drop(log);
+    assert_eq!(replay_all(dir.path()).0, [1, 2, 3]);
+}
+
+#[test]
+fn concurrent_appenders_all_see_a_group_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(SyncPolicy::Always);
+    let (log, _) = EventLog::open(dir.path(), options).unwrap();
+    *faults.write_budget.lock().unwrap() = Some(10_000);
+    let acked: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|t| {
+                let log = &log;
+                s.spawn(move || {
+                    (0..200)
+                        .map(|i| t * 1000 + i)
+                        .filter(|&v| log.append(&event(v)).is_ok())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    drop(log);
+    let (mut seen, recovery) = replay_all(dir.path());
+    let mut acked = acked;
+    acked.sort_unstable();
+    seen.sort_unstable();
+    assert_eq!(seen, acked);
+    assert_eq!(recovery.torn_tail, None);
+}

@@ -1,0 +1,342 @@
+//! Reading the event log back at open: validate, deliver, repair the end.
+//! The rules are documented on [`Recovery`].
+
+use super::fs::sync_dir;
+use super::record::{Decoded, decode};
+use super::segment::{self, HEADER_LEN};
+use super::{LogEvent, LogOptions, Lsn, PersistError};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// What opening the event log found and repaired.
+///
+///
+/// # Torn tail or corruption?
+///
+/// A crash in the middle of a write leaves the last segment ending in a
+/// partial record, and a power cut can leave it ending in zeros (the file
+/// grew but the data never reached the disk) or in a complete-looking last
+/// frame whose bytes are wrong. None of those held an acknowledged event
+/// under `SyncPolicy::Always`, so the damage is a **torn tail**: it is
+/// truncated and reported ([`Recovery::torn_tail`]). Precisely, damage at
+/// offset `o` of the *last* segment is a torn tail when
+///
+/// - the frame header or payload runs past the end of the file, or
+/// - the frame fails its checksum and nothing but zero bytes (or nothing
+///   at all) follows where it claims to end, or
+/// - every byte from `o` to the end is zero.
+///
+/// That is: no valid-looking data follows the damage.
+///
+/// Anything else (a bad record followed by other data, damage in a segment
+/// that is not the last, a segment that does not end where the next one
+/// starts) is **corruption**: open fails with [`PersistError::Corrupt`]
+/// naming the file and offset, unless [`LogOptions::salvage`] is set, in
+/// which case the log is cut at the last valid record, the segments after
+/// it are set aside (renamed to `<name>.discarded`, never deleted) and the
+/// loss is reported ([`Recovery::salvaged`]).
+///
+/// A damaged length field near the end of the log is indistinguishable from
+/// a partial write; what it can make recovery drop is bounded by the
+/// largest record (16 bytes plus the longest URL) and always reported.
+///
+/// ```
+/// use tracker_core::persist::{EventLog, LogOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let (_log, recovery) = EventLog::open(dir.path(), LogOptions::default())?;
+/// assert_eq!(recovery.events, 0);
+/// assert!(recovery.torn_tail.is_none() && recovery.salvaged.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Events delivered to the replay callback.
+    pub events: u64,
+    /// Segment files read (those wholly before the replay start are not).
+    pub segments_read: usize,
+    /// Where the next append goes.
+    pub end: Lsn,
+    /// A partial write at the end of the log, truncated. Expected after a
+    /// crash; the caller should log it as a warning.
+    pub torn_tail: Option<Loss>,
+    /// Corruption cut off because [`LogOptions::salvage`] was set: events
+    /// in these bytes are lost. The caller should log it as an error.
+    pub salvaged: Option<Loss>,
+    /// With [`LogOptions::salvage`]: the log started after the position
+    /// replay needed, so events in `needed..first_available` are lost.
+    pub gap: Option<(Lsn, Lsn)>,
+    /// The log ended at this position, before the replay start (it was
+    /// lost or reset while the snapshot was kept): its segments, all
+    /// covered by the snapshot, were removed and it restarted at the
+    /// replay start. Worth a warning.
+    pub behind: Option<Lsn>,
+}
+
+/// Bytes dropped from the log at recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Loss {
+    /// The segment file where the dropped bytes start.
+    pub file: PathBuf,
+    /// Offset of the first dropped byte in that file.
+    pub offset: u64,
+    /// How many bytes were dropped, over all segment files.
+    pub bytes: u64,
+    /// What was wrong at `offset`.
+    pub reason: String,
+}
+
+/// The result of a scan: the report and where the writer resumes.
+pub(crate) struct Scanned {
+    pub(crate) recovery: Recovery,
+    /// The segment appends continue in, its start and valid length, or
+    /// `None` when a new segment must be started at `recovery.end`.
+    pub(crate) resume: Option<(u64, PathBuf, u64)>,
+}
+
+/// Reads the log in `dir`, delivering the events at or after `from` (none
+/// when `from` is `None`), and repairs its end. See [`Recovery`].
+pub(crate) fn scan(
+    dir: &Path,
+    options: &LogOptions,
+    from: Option<Lsn>,
+    on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
+) -> Result<Scanned, PersistError> {
+    let scanned = scan_segments(dir, options, from, on_event)?;
+    restart_behind(dir, scanned, from)
+}
+
+fn scan_segments(
+    dir: &Path,
+    options: &LogOptions,
+    from: Option<Lsn>,
+    on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
+) -> Result<Scanned, PersistError> {
+    let segs = segment::list(dir)?;
+    let mut recovery = Recovery::default();
+    let needed = from.map_or(0, |l| l.0);
+
+    if let (Some(from), Some(&(first, _))) = (from, segs.first())
+        && from.0 < first
+    {
+        if !options.salvage {
+            return Err(PersistError::Gap {
+                dir: dir.into(),
+                needed: from.0,
+                first_available: first,
+            });
+        }
+        recovery.gap = Some((from, Lsn(first)));
+    }
+
+    let mut i = 0;
+    while i < segs.len() {
+        let (start, ref path) = segs[i];
+        let next = segs.get(i + 1).map(|s| s.0);
+        // A segment that is not the last and ends before the replay start
+        // holds nothing to deliver and nothing to repair.
+        if next.is_some_and(|n| from.is_none_or(|f| n <= f.0)) {
+            i += 1;
+            continue;
+        }
+        let data = fs::read(path).map_err(|e| PersistError::io(path, "read", e))?;
+        recovery.segments_read += 1;
+        let is_last = next.is_none();
+
+        // A header cut short or never written (all zeros) in the last
+        // segment: the crash came while the segment was being created.
+        if data.len() < HEADER_LEN || (is_last && data[..HEADER_LEN].iter().all(|&b| b == 0)) {
+            if is_last {
+                recovery.torn_tail = Some(Loss {
+                    file: path.clone(),
+                    offset: 0,
+                    bytes: data.len() as u64,
+                    reason: "segment header cut short".into(),
+                });
+                fs::remove_file(path).map_err(|e| PersistError::io(path, "remove", e))?;
+                sync_dir(dir)?;
+                recovery.end = Lsn(start);
+                return Ok(Scanned {
+                    recovery,
+                    resume: None,
+                });
+            }
+            let damage = Damage {
+                offset: 0,
+                reason: "segment shorter than its header",
+            };
+            return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+        }
+        if let Err(e) = segment::check_header(path, &data, start) {
+            match e {
+                PersistError::Corrupt { .. } if options.salvage => {
+                    let damage = Damage {
+                        offset: 0,
+                        reason: "segment header damaged",
+                    };
+                    return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+                }
+                e => return Err(e),
+            }
+        }
+
+        let mut pos = HEADER_LEN;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            let (reason, torn) = match decode(rest) {
+                Decoded::Record { event, frame_len } => {
+                    let lsn = start + pos as u64;
+                    if lsn >= needed && from.is_some() {
+                        on_event(Lsn(lsn), event);
+                        recovery.events += 1;
+                    }
+                    pos += frame_len;
+                    continue;
+                }
+                Decoded::Incomplete { reason } => (reason, true),
+                Decoded::Invalid { reason, frame_end } => {
+                    let after = frame_end.and_then(|end| rest.get(end..)).unwrap_or(rest);
+                    (reason, after.iter().all(|&b| b == 0))
+                }
+            };
+            if is_last && torn {
+                truncate(path, pos as u64)?;
+                recovery.torn_tail = Some(Loss {
+                    file: path.clone(),
+                    offset: pos as u64,
+                    bytes: rest.len() as u64,
+                    reason: reason.into(),
+                });
+                break;
+            }
+            let damage = Damage {
+                offset: pos as u64,
+                reason,
+            };
+            return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+        }
+        let end = start + pos as u64;
+        match next {
+            None => {
+                recovery.end = Lsn(end);
+                let resume = Some((start, path.clone(), pos as u64));
+                return Ok(Scanned { recovery, resume });
+            }
+            Some(n) if n != end => {
+                let damage = Damage {
+                    offset: data.len() as u64,
+                    reason: "segment does not end where the next one starts",
+                };
+                return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+            }
+            Some(_) => i += 1,
+        }
+    }
+    // No segment at all: a new log.
+    recovery.end = from.unwrap_or(Lsn(0));
+    Ok(Scanned {
+        recovery,
+        resume: None,
+    })
+}
+
+/// If the replay start lies past the end of the log (the log was lost or
+/// reset while a snapshot was kept), new appends must still get positions
+/// after the snapshot's, or the next recovery would skip them: the old
+/// segments, wholly covered by the snapshot, are removed and the log
+/// restarts at `from`.
+fn restart_behind(
+    dir: &Path,
+    mut scanned: Scanned,
+    from: Option<Lsn>,
+) -> Result<Scanned, PersistError> {
+    match from {
+        Some(from) if from > scanned.recovery.end => {
+            for (_, path) in segment::list(dir)? {
+                fs::remove_file(&path).map_err(|e| PersistError::io(&path, "remove", e))?;
+            }
+            sync_dir(dir)?;
+            scanned.recovery.behind = Some(scanned.recovery.end);
+            scanned.recovery.end = from;
+            scanned.resume = None;
+            Ok(scanned)
+        }
+        _ => Ok(scanned),
+    }
+}
+
+struct Damage {
+    offset: u64,
+    reason: &'static str,
+}
+
+/// Fails with the typed error, or with `salvage` cuts the log at the damage
+/// and sets the later segments aside.
+fn salvage_or_fail(
+    dir: &Path,
+    segs: &[(u64, PathBuf)],
+    i: usize,
+    damage: Damage,
+    options: &LogOptions,
+    mut recovery: Recovery,
+) -> Result<Scanned, PersistError> {
+    let (start, path) = &segs[i];
+    if !options.salvage {
+        return Err(PersistError::Corrupt {
+            file: path.clone(),
+            offset: damage.offset,
+            reason: damage.reason.into(),
+        });
+    }
+    let len = file_len(path)?;
+    let mut lost = len.saturating_sub(damage.offset);
+    for (_, later) in &segs[i + 1..] {
+        lost += file_len(later)?;
+        let mut aside = later.clone().into_os_string();
+        aside.push(".discarded");
+        fs::rename(later, &aside).map_err(|e| PersistError::io(later, "rename", e))?;
+    }
+    recovery.salvaged = Some(Loss {
+        file: path.clone(),
+        offset: damage.offset,
+        bytes: lost,
+        reason: damage.reason.into(),
+    });
+    if damage.offset < HEADER_LEN as u64 {
+        // Nothing of this segment is usable: start it afresh.
+        fs::remove_file(path).map_err(|e| PersistError::io(path, "remove", e))?;
+        sync_dir(dir)?;
+        recovery.end = Lsn(*start);
+        return Ok(Scanned {
+            recovery,
+            resume: None,
+        });
+    }
+    truncate(path, damage.offset.min(len))?;
+    sync_dir(dir)?;
+    recovery.end = Lsn(start + damage.offset.min(len));
+    Ok(Scanned {
+        recovery,
+        resume: Some((*start, path.clone(), damage.offset.min(len))),
+    })
+}
+
+fn file_len(path: &Path) -> Result<u64, PersistError> {
+    fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| PersistError::io(path, "stat", e))
+}
+
+/// Cuts the file at `len` durably, so that a second crash cannot bring the
+/// dropped bytes back.
+fn truncate(path: &Path, len: u64) -> Result<(), PersistError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| PersistError::io(path, "open", e))?;
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| PersistError::io(path, "truncate", e))
+}

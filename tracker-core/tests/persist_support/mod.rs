@@ -1,0 +1,55 @@
+//! A real tmpfs for the persistence tests: read-only, or tiny so that it
+//! fills up. Permission bits stop nothing when the tests run as root (as in
+//! CI), a read-only or full file system does.
+//!
+//! Mounting needs root (or CAP_SYS_ADMIN). Where it fails, a test is
+//! skipped with a message, except under `CI=true`, where it fails: CI must
+//! never pass by silently skipping.
+
+#![allow(dead_code)] // each test crate uses a part
+
+use std::path::Path;
+use std::process::Command;
+
+/// A tmpfs mounted on a temporary directory, unmounted on drop.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs with `options` (e.g. `"ro"`, `"size=64k"`), or
+    /// returns `None` after saying why when this machine cannot (never
+    /// under `CI=true`).
+    pub fn mount(options: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let why = match out {
+            Ok(out) if out.status.success() => return Some(Tmpfs { dir }),
+            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+            Err(e) => e.to_string(),
+        };
+        let msg = format!("cannot mount a tmpfs ({options}): {}", why.trim());
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}; under CI=true this test must run, not skip");
+        }
+        eprintln!("SKIPPED: {msg}");
+        None
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy, so that a file still open cannot keep the mount around.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
