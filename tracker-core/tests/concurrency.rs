@@ -91,3 +91,60 @@ fn concurrent_records_equal_the_model() {
     let got: Vec<(u64, &String)> = top.iter().map(|r| (r.distinct.visitors, &r.url)).collect();
     assert_eq!(got, expected[..3].to_vec());
 }
+
+/// With a TTL and a clock moving under the writers, while another thread
+/// sweeps: no count ever exceeds the visitors sent, and once everything
+/// has expired a sweep pass leaves an empty tracker holding only its
+/// fixed bytes.
+#[test]
+fn concurrent_records_with_expiry_and_sweeps() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tracker_core::{ManualClock, Timestamp};
+
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let tracker = Tracker::builder()
+        .stripes(4)
+        .ttl(Duration::from_secs(30))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let tracker = &tracker;
+                s.spawn(move || {
+                    for i in 0..EVENTS_PER_THREAD {
+                        let (visitor, url) = event(t, i);
+                        tracker.record(&visitor, &url).unwrap();
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                clock.advance(Duration::from_secs(1));
+                tracker.sweep(64);
+                for page in [0, 1, 150] {
+                    let url = format!("https://example.com/p/{page}");
+                    let count = tracker.distinct(&url).unwrap().visitors;
+                    assert!(count <= VISITORS, "{url}: {count}");
+                }
+                std::thread::yield_now();
+            }
+        });
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    assert!(tracker.stats().expirations > 0, "{:?}", tracker.stats());
+    clock.advance(Duration::from_secs(30));
+    while tracker.stats().pages > 0 {
+        assert!(tracker.sweep(1 << 16).buckets > 0);
+    }
+    let stats = tracker.stats();
+    assert_eq!((stats.pages, stats.pairs), (0, 0));
+    assert_eq!(stats.bytes, tracker.config().fixed_bytes());
+}
