@@ -607,13 +607,26 @@ impl Tracker {
         canonicalize(url, &self.config.url)
     }
 
-    /// Calls `f` with each stripe's pages in turn, under that stripe's read
-    /// lock only (never two at once): how a snapshot streams the state.
-    pub(crate) fn for_each_stripe(&self, mut f: impl FnMut(&mut dyn Iterator<Item = &Page>)) {
-        for stripe in self.stripes.iter() {
-            let stripe = sync::read(stripe);
-            f(&mut stripe.pages());
-        }
+    /// The number of stripes.
+    pub(crate) fn stripe_count(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// Calls `f` with stripe `i`'s pages under that stripe's read lock
+    /// only: how a snapshot streams the state one stripe at a time.
+    pub(crate) fn with_stripe_pages<R>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Page>) -> R,
+    ) -> R {
+        let stripe = sync::read(&self.stripes[i]);
+        f(&mut stripe.pages())
+    }
+
+    /// Checks and hashes a visitor id as recording does.
+    pub(crate) fn hash_visitor(&self, visitor: &[u8]) -> Result<u64, TrackerError> {
+        self.check_visitor(visitor)?;
+        Ok(self.visitor_hasher.hash(visitor))
     }
 
     /// The TTL in ticks and the expiry rule now, if there is a TTL.
