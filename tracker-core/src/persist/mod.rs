@@ -81,6 +81,7 @@
 //! ```
 
 mod disk;
+mod durable;
 mod error;
 mod event_log;
 #[cfg(test)]
@@ -92,6 +93,7 @@ mod segment;
 pub mod snapshot_file;
 pub mod tracker_snapshot;
 
+pub use durable::{DurableError, DurableTracker, RecoveryReport};
 pub use error::PersistError;
 pub use event_log::{EventLog, LogOptions, SyncPolicy};
 pub use record::LogEvent;
