@@ -165,7 +165,8 @@ impl Tracker {
     ) -> Result<Recorded, TrackerError> {
         self.check_visitor(visitor)?;
         let visitor = self.visitor_hasher.hash(visitor);
-        self.record_hashed(visitor, url, at).map(|(recorded, _)| recorded)
+        self.record_hashed(visitor, url, at)
+            .map(|(recorded, _)| recorded)
     }
 
     /// Records an already-hashed visitor at `at` (now if `None`), for

@@ -230,7 +230,10 @@ impl Tracker {
         payload: &[u8],
         builder: TrackerBuilder,
     ) -> Result<Tracker, SnapshotError> {
-        let mut r = Reader { bytes: payload, at: 0 };
+        let mut r = Reader {
+            bytes: payload,
+            at: 0,
+        };
         let settings = decode_settings(&mut r)?;
         let builder = if builder.has_hash_key() {
             builder
@@ -265,10 +268,7 @@ impl Tracker {
         let at = r.at;
         let count = r.u64()?;
         if count != pages {
-            return Err(r.invalid(
-                at,
-                format!("the end says {count} pages, {pages} were read"),
-            ));
+            return Err(r.invalid(at, format!("the end says {count} pages, {pages} were read")));
         }
         if r.at != payload.len() {
             return Err(r.invalid(r.at, "bytes after the end".into()));
