@@ -243,6 +243,12 @@ impl TrackerBuilder {
         Ok(config)
     }
 
+    /// Whether a hash key was set explicitly (restoring a snapshot adopts
+    /// the snapshot's key otherwise).
+    pub(crate) fn has_hash_key(&self) -> bool {
+        self.hash_key.is_some()
+    }
+
     /// The tracker, or why the settings are refused.
     pub fn build(self) -> Result<Tracker, ConfigError> {
         Ok(Tracker::with_config(self.config()?))

@@ -164,6 +164,10 @@
 //! group-committed event log ([`persist::EventLog`]) and atomically written
 //! snapshots ([`persist::snapshot_file`]), with recovery that cuts a torn
 //! tail and reports any other damage as a typed [`persist::PersistError`].
+//! [`persist::DurableTracker`] puts a tracker on top: each event is
+//! recorded, then logged, then acknowledged; recovery restores the newest
+//! snapshot ([`Tracker::write_snapshot`], format in
+//! [`persist::tracker_snapshot`]) and replays the log after it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -464,6 +464,60 @@ impl Stripe {
         Some(page.visitors.count(expiry))
     }
 
+    /// Adds a page rebuilt from a snapshot, reserving its bytes (URL, set,
+    /// and the page table's growth) in `budget` first. Returns the bytes
+    /// missing when they do not fit; the page is then dropped, nothing
+    /// changed. The caller guarantees the page is not already present.
+    pub(crate) fn insert_restored(
+        &mut self,
+        url_hash: u64,
+        page: Page,
+        timed: bool,
+        budget: &MemoryBudget,
+    ) -> Result<(), usize> {
+        let table_before = self.pages.allocation_size();
+        let table_grows = self.pages.len() == self.pages.capacity();
+        let set_bytes = page.visitors.heap_bytes();
+        let bound = page.heap_bytes()
+            + if table_grows {
+                table_growth_bound(table_before)
+            } else {
+                0
+            };
+        if !budget.try_reserve(bound) {
+            return Err(bound);
+        }
+        self.pairs += page.visitors.pairs() as u64;
+        if page.visitors.is_sketch() {
+            self.sketched += 1;
+        } else {
+            let worthy = if timed {
+                TIMED_SKETCH_WORTHY_BYTES
+            } else {
+                SKETCH_WORTHY_BYTES
+            };
+            if set_bytes >= worthy {
+                self.sketch_worthy.push(url_hash);
+            }
+        }
+        let held = page.heap_bytes();
+        let hasher = &self.hasher;
+        self.pages
+            .insert_unique(url_hash, page, |p| hasher.hash_one(&*p.url));
+        let grown = self.pages.allocation_size() - table_before + held;
+        if grown <= bound {
+            budget.release(bound - grown);
+        } else {
+            budget.force_reserve(grown - bound);
+        }
+        Ok(())
+    }
+
+    /// Whether the stripe has the page `url`.
+    pub(crate) fn contains(&self, url: &str, url_hash: u64) -> bool {
+        self.pages.find(url_hash, |p| *p.url == *url).is_some()
+    }
+
     pub(crate) fn pages(&self) -> impl Iterator<Item = &Page> {
         self.pages.iter()
     }

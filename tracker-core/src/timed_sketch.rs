@@ -81,6 +81,18 @@ impl TimedSketch {
         }
     }
 
+    /// The generations, oldest first (for snapshots).
+    pub(crate) fn generations(&self) -> &[(u32, UltraLogLog)] {
+        &self.generations
+    }
+
+    /// Rebuilds from generations given strictly ascending (from a
+    /// snapshot; the caller checks the order and precisions).
+    pub(crate) fn from_generations(mut generations: Vec<(u32, UltraLogLog)>) -> Self {
+        generations.shrink_to_fit();
+        Self { generations }
+    }
+
     /// Drops the generations whose newest possible visit has expired.
     pub(crate) fn expire(&mut self, expiry: Expiry) {
         let width = expiry.generation_ticks();

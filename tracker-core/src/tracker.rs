@@ -10,6 +10,7 @@ use crate::canonical_url::canonicalize;
 use crate::clock::Timestamp;
 use crate::config::{TrackerBuilder, TrackerConfig};
 use crate::error::{Field, TrackerError};
+use crate::page::Page;
 use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::stripe::{EVICTION_SAMPLES, SWEEP_BUCKETS, Stripe, StripeRecord, SweepStep};
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
@@ -163,6 +164,28 @@ impl Tracker {
         at: Option<Timestamp>,
     ) -> Result<Recorded, TrackerError> {
         self.check_visitor(visitor)?;
+        let visitor = self.visitor_hasher.hash(visitor);
+        self.record_hashed(visitor, url, at)
+            .map(|(recorded, _)| recorded)
+    }
+
+    /// Records an already-hashed visitor at `at` (now if `None`), for
+    /// replaying the event log, where only the hash is kept. The URL is
+    /// canonicalised as usual (free when it already is canonical, as a
+    /// logged one is). Crate-internal: a hash from outside would bypass
+    /// the visitor checks and the deployment key.
+    ///
+    /// Returns the outcome with the canonical URL, so that the durable
+    /// path logs exactly the page key it recorded under.
+    pub(crate) fn record_hashed<'a>(
+        &self,
+        visitor: u64,
+        url: &'a str,
+        at: Option<Timestamp>,
+    ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
+        // 0 marks empty slots; the hasher never yields it, but a replayed
+        // hash comes off the disk.
+        let visitor = visitor.max(1);
         let (tick, expiry) = match self.ttl {
             None => (
                 at.unwrap_or_else(|| self.config.clock.now()).as_tick(),
@@ -170,10 +193,9 @@ impl Tracker {
             ),
             Some(ttl) => match self.timed_event(url, at, ttl)? {
                 Some(timed) => timed,
-                None => return Ok(Recorded::Stale),
+                None => return Ok((Recorded::Stale, Cow::Borrowed(url))),
             },
         };
-        let visitor = self.visitor_hasher.hash(visitor);
         // Fast path: the URL as sent is already a page's key. Stored keys are
         // canonical and canonical form is a fixed point (canonicalising it
         // changes nothing), so a match needs no canonicalisation.
@@ -189,12 +211,25 @@ impl Tracker {
         let mut canonical = None;
         let mut attempts = 0;
         loop {
-            match outcome {
-                StripeRecord::Done(recorded) => return Ok(recorded),
+            let done = match outcome {
+                StripeRecord::Done(recorded) => Some(recorded),
                 StripeRecord::DoneSweepDue(recorded) => {
                     self.sweep(SWEEP_BUCKETS);
-                    return Ok(recorded);
+                    Some(recorded)
                 }
+                _ => None,
+            };
+            if let Some(recorded) = done {
+                // Without a canonical form computed, the URL matched a
+                // stored key, which is canonical.
+                let page = match canonical {
+                    Some((form, _)) => form,
+                    None => Cow::Borrowed(url),
+                };
+                return Ok((recorded, page));
+            }
+            match outcome {
+                StripeRecord::Done(_) | StripeRecord::DoneSweepDue(_) => {}
                 StripeRecord::NoPage => {}
                 StripeRecord::NeedRoom(needed) | StripeRecord::TableFull(needed) => {
                     // No lock is held here: making room visits other stripes.
@@ -571,6 +606,53 @@ impl Tracker {
     /// ```
     pub fn canonicalize<'a>(&self, url: &'a str) -> Result<Cow<'a, str>, TrackerError> {
         canonicalize(url, &self.config.url)
+    }
+
+    /// The number of stripes.
+    pub(crate) fn stripe_count(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// Calls `f` with stripe `i`'s pages under that stripe's read lock
+    /// only: how a snapshot streams the state one stripe at a time.
+    pub(crate) fn with_stripe_pages<R>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Page>) -> R,
+    ) -> R {
+        let stripe = sync::read(&self.stripes[i]);
+        f(&mut stripe.pages())
+    }
+
+    /// Checks and hashes a visitor id as recording does.
+    pub(crate) fn hash_visitor(&self, visitor: &[u8]) -> Result<u64, TrackerError> {
+        self.check_visitor(visitor)?;
+        Ok(self.visitor_hasher.hash(visitor))
+    }
+
+    /// The TTL in ticks and the expiry rule now, if there is a TTL.
+    pub(crate) fn expiry(&self) -> Option<Expiry> {
+        self.expiry_now()
+    }
+
+    /// Adds a page rebuilt from a snapshot (its URL canonical), with its
+    /// bytes reserved in the budget first. Errors: `Ok(false)` if the page
+    /// is already present (a duplicate in the snapshot),
+    /// [`TrackerError::MemoryFull`] if it does not fit the budget (no
+    /// policy runs: restoring must not evict what it just restored).
+    pub(crate) fn insert_restored(&self, page: Page) -> Result<bool, TrackerError> {
+        let url_hash = self.url_hasher.hash_one(&*page.url);
+        let mut stripe = sync::write(self.stripe(url_hash));
+        if stripe.contains(&page.url, url_hash) {
+            return Ok(false);
+        }
+        stripe
+            .insert_restored(url_hash, page, self.ttl.is_some(), &self.budget)
+            .map_err(|needed| TrackerError::MemoryFull {
+                needed: needed as u64,
+                limit: self.budget.limit().unwrap_or(u64::MAX),
+            })?;
+        Ok(true)
     }
 
     /// Heap bytes held, recounted from every stripe's pages (for tests of

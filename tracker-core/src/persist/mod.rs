@@ -81,6 +81,7 @@
 //! ```
 
 mod disk;
+mod durable;
 mod error;
 mod event_log;
 #[cfg(test)]
@@ -90,12 +91,15 @@ mod record;
 mod recovery;
 mod segment;
 pub mod snapshot_file;
+pub mod tracker_snapshot;
 
+pub use durable::{DurableError, DurableTracker, RecoveryReport};
 pub use error::PersistError;
 pub use event_log::{EventLog, LogOptions, SyncPolicy};
 pub use record::LogEvent;
 pub use recovery::{Loss, Recovery};
 pub use segment::LOG_FORMAT_VERSION;
+pub use tracker_snapshot::{SnapshotError, TRACKER_PAYLOAD_VERSION};
 
 use std::fmt;
 

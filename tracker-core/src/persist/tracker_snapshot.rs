@@ -1,0 +1,629 @@
+//! The tracker's state as a snapshot payload: [`Tracker::write_snapshot`]
+//! and [`Tracker::restore_snapshot`].
+//!
+//! # Payload format (version [`TRACKER_PAYLOAD_VERSION`])
+//!
+//! The payload goes inside the checksummed container of
+//! [`snapshot_file`](super::snapshot_file); it carries its own magic and
+//! version so that a change of the tracker's state format is detected
+//! apart from a change of the container. All integers little-endian.
+//!
+//! ```text
+//! payload  = magic "TRKSTATE" | version: u32 | settings | page* | end
+//! settings = hash_key: u64 | max_visitor_len: u64 | max_url_len: u64
+//!          | query: u8 (0 keep, 1 strip, 2 allow) [| n: u32 | n × (len: u32 | UTF-8)]
+//!          | ttl: u8 (0 none, 1 some) [| secs: u64 | nanos: u32]
+//! page     = 1: u8 | url_len: u32 | canonical URL | last-recorded tick: u32 | set
+//! set      = 0: u8 | n: u32 | n × (visitor hash: u64 [| tick: u32 with a TTL])   exact
+//!          | 1: u8 | len: u32 | UltraLogLog::to_bytes                            sketch
+//!          | 2: u8 | g: u32 | g × (generation: u32 | len: u32 | UltraLogLog::to_bytes)
+//!                                                                   per-generation sketches (TTL)
+//! end      = 0: u8 | pages: u64
+//! ```
+//!
+//! Visitor ids never reach the disk, only their keyed 64-bit hashes (all
+//! the sets hold anyway). The settings are those that decide what a hash
+//! or a page key means: a tracker restored under other settings would
+//! count the same visitor twice or split a page in two, so restoring
+//! refuses a conflict ([`SnapshotError::ConfigMismatch`]).
+//!
+//! # Restoring
+//!
+//! Exact sets are rebuilt through the ordinary insert paths (tables,
+//! timed tables and their expiry horizons come out as recording would
+//! build them); sketches are decoded with
+//! [`UltraLogLog::from_bytes`](crate::sketch::UltraLogLog::from_bytes).
+//! Every page's bytes are reserved in the memory budget before it is
+//! added, so a state larger than `max_memory` is refused with
+//! [`SnapshotError::MemoryFull`] rather than exceeding the budget (no
+//! memory policy runs: restoring must not evict what it just restored).
+//! With a TTL, pairs and generations expired by the restoring tracker's
+//! clock are left out, and pages left with none are not restored.
+//!
+//! The counters of [`Stats`](crate::Stats) that count events since start
+//! (`evictions`, `rejections`, `stale_events`, `expirations`,
+//! `expired_pages`) restart at 0: they describe a process, not the data.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use crate::canonical_url::canonicalize;
+use crate::config::{QueryPolicy, TrackerBuilder, TrackerConfig};
+use crate::error::{ConfigError, TrackerError};
+use crate::page::Page;
+use crate::sketch::UltraLogLog;
+use crate::timed_sketch::TimedSketch;
+use crate::tracker::Tracker;
+use crate::ttl::Expiry;
+use crate::visitor_set::{Insert, VisitorSet};
+
+/// The version of the tracker's state format this build writes and reads.
+pub const TRACKER_PAYLOAD_VERSION: u32 = 1;
+
+const MAGIC: &[u8; 8] = b"TRKSTATE";
+const FORM_EXACT: u8 = 0;
+const FORM_SKETCH: u8 = 1;
+const FORM_TIMED_SKETCH: u8 = 2;
+
+/// Why a snapshot payload could not be restored.
+///
+/// ```
+/// use tracker_core::persist::SnapshotError;
+/// use tracker_core::Tracker;
+///
+/// let err = Tracker::restore_snapshot(b"TRKSTATE", Tracker::builder()).unwrap_err();
+/// assert_eq!(err, SnapshotError::Truncated { offset: 8 });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The payload ends in the middle of a field at this byte offset.
+    Truncated {
+        /// Where the missing bytes should have been.
+        offset: usize,
+    },
+    /// The payload does not start with `TRKSTATE`: not a tracker state.
+    BadMagic,
+    /// The payload was written in another format version (typically by a
+    /// newer release); it is never guessed at.
+    UnsupportedVersion {
+        /// The version in the payload.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A field holds a value no tracker writes.
+    Invalid {
+        /// Byte offset of the field.
+        offset: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The snapshot was taken under a setting that differs from the one
+    /// given: restoring would change what hashes or page keys mean.
+    ConfigMismatch {
+        /// The setting (`"hash_key"`, `"max_url_len"`, `"query"`, ...).
+        setting: &'static str,
+        /// Its value in the snapshot.
+        snapshot: String,
+        /// The value given.
+        given: String,
+    },
+    /// The settings given are invalid.
+    Config(ConfigError),
+    /// The state does not fit the memory budget given.
+    MemoryFull {
+        /// Bytes the page that did not fit needed.
+        needed: u64,
+        /// The budget.
+        limit: u64,
+    },
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::Truncated { offset } => {
+                write!(f, "snapshot payload truncated at byte {offset}")
+            }
+            SnapshotError::BadMagic => write!(f, "snapshot payload is not a tracker state"),
+            SnapshotError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "snapshot payload version {found} is not supported (this build reads {supported})"
+            ),
+            SnapshotError::Invalid { offset, reason } => {
+                write!(f, "invalid snapshot payload at byte {offset}: {reason}")
+            }
+            SnapshotError::ConfigMismatch {
+                setting,
+                snapshot,
+                given,
+            } => write!(
+                f,
+                "snapshot was taken with {setting} = {snapshot}, but {given} was given"
+            ),
+            SnapshotError::Config(e) => write!(f, "invalid settings: {e}"),
+            SnapshotError::MemoryFull { needed, limit } => write!(
+                f,
+                "snapshot does not fit the memory budget of {limit} bytes (a page needed {needed} more)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl From<ConfigError> for SnapshotError {
+    fn from(e: ConfigError) -> Self {
+        SnapshotError::Config(e)
+    }
+}
+
+impl Tracker {
+    /// Streams the whole state as a snapshot payload (format in the
+    /// [module docs](crate::persist::tracker_snapshot)) into `out`.
+    ///
+    /// Stripe by stripe: each stripe's pages are encoded into a buffer
+    /// under that stripe's read lock alone, then written after the lock is
+    /// released, so recording goes on meanwhile (blocked on one stripe at
+    /// a time, and never behind disk I/O). The snapshot is therefore not
+    /// one instant: a record landing during the write may or may not be in
+    /// it, which log replay makes up for (recording is idempotent).
+    ///
+    /// ```
+    /// use tracker_core::Tracker;
+    ///
+    /// let tracker = Tracker::builder().hash_key(7).build()?;
+    /// tracker.record("v", "https://example.com/")?;
+    /// let mut payload = Vec::new();
+    /// tracker.write_snapshot(&mut payload)?;
+    /// let restored = Tracker::restore_snapshot(&payload, Tracker::builder())?;
+    /// assert_eq!(restored.distinct("https://example.com/")?.visitors, 1);
+    /// assert_eq!(restored.config().hash_key, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_snapshot(&self, out: &mut dyn Write) -> io::Result<()> {
+        let config = self.config();
+        let timed = config.ttl.is_some();
+        let expiry = self.expiry();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        encode_settings(&mut buf, config);
+        out.write_all(&buf)?;
+        let mut pages = 0u64;
+        for i in 0..self.stripe_count() {
+            buf.clear();
+            self.with_stripe_pages(i, |stripe_pages| {
+                for page in stripe_pages {
+                    if encode_page(&mut buf, page, timed, expiry) {
+                        pages += 1;
+                    }
+                }
+            });
+            out.write_all(&buf)?;
+        }
+        out.write_all(&[0])?;
+        out.write_all(&pages.to_le_bytes())
+    }
+
+    /// A tracker holding the state of a snapshot payload, configured by
+    /// `builder`. The hash key is the snapshot's unless `builder` sets one
+    /// (then they must agree); the other settings that shape hashes and
+    /// page keys (visitor and URL length limits, query policy, TTL) must
+    /// equal the snapshot's, else [`SnapshotError::ConfigMismatch`]. Stripes,
+    /// clock, memory budget and policy are free to change.
+    ///
+    /// Never panics, whatever the bytes: damage is a typed
+    /// [`SnapshotError`].
+    ///
+    /// ```
+    /// use tracker_core::persist::SnapshotError;
+    /// use tracker_core::Tracker;
+    ///
+    /// let mut payload = Vec::new();
+    /// Tracker::builder().hash_key(1).build()?.write_snapshot(&mut payload)?;
+    /// let err = Tracker::restore_snapshot(&payload, Tracker::builder().hash_key(2)).unwrap_err();
+    /// assert!(matches!(err, SnapshotError::ConfigMismatch { setting: "hash_key", .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn restore_snapshot(
+        payload: &[u8],
+        builder: TrackerBuilder,
+    ) -> Result<Tracker, SnapshotError> {
+        let mut r = Reader {
+            bytes: payload,
+            at: 0,
+        };
+        let settings = decode_settings(&mut r)?;
+        let builder = if builder.has_hash_key() {
+            builder
+        } else {
+            builder.hash_key(settings.hash_key)
+        };
+        let config = builder.config()?;
+        settings.check_against(&config)?;
+        let tracker = Tracker::with_config(config);
+        let expiry = tracker.expiry();
+        let mut pages = 0u64;
+        loop {
+            let at = r.at;
+            match r.u8()? {
+                0 => break,
+                1 => {}
+                other => return Err(r.invalid(at, format!("unknown record tag {other}"))),
+            }
+            pages += 1;
+            let Some(page) = decode_page(&mut r, &tracker, expiry)? else {
+                continue;
+            };
+            match tracker.insert_restored(page) {
+                Ok(true) => {}
+                Ok(false) => return Err(r.invalid(at, "the same page twice".into())),
+                Err(TrackerError::MemoryFull { needed, limit }) => {
+                    return Err(SnapshotError::MemoryFull { needed, limit });
+                }
+                Err(e) => return Err(r.invalid(at, e.to_string())),
+            }
+        }
+        let at = r.at;
+        let count = r.u64()?;
+        if count != pages {
+            return Err(r.invalid(at, format!("the end says {count} pages, {pages} were read")));
+        }
+        if r.at != payload.len() {
+            return Err(r.invalid(r.at, "bytes after the end".into()));
+        }
+        Ok(tracker)
+    }
+}
+
+/// The settings a payload was written under.
+struct Settings {
+    hash_key: u64,
+    max_visitor_len: u64,
+    max_url_len: u64,
+    query: QueryPolicy,
+    ttl: Option<Duration>,
+}
+
+impl Settings {
+    fn check_against(&self, config: &TrackerConfig) -> Result<(), SnapshotError> {
+        fn differ(
+            setting: &'static str,
+            snapshot: impl fmt::Debug,
+            given: impl fmt::Debug,
+        ) -> SnapshotError {
+            SnapshotError::ConfigMismatch {
+                setting,
+                snapshot: format!("{snapshot:?}"),
+                given: format!("{given:?}"),
+            }
+        }
+        if self.hash_key != config.hash_key {
+            // The keys themselves are secrets of the deployment: not shown.
+            return Err(differ("hash_key", "<snapshot key>", "<another key>"));
+        }
+        if self.max_visitor_len != config.max_visitor_len as u64 {
+            return Err(differ(
+                "max_visitor_len",
+                self.max_visitor_len,
+                config.max_visitor_len,
+            ));
+        }
+        if self.max_url_len != config.url.max_len as u64 {
+            return Err(differ("max_url_len", self.max_url_len, config.url.max_len));
+        }
+        if self.query != config.url.query {
+            return Err(differ("query", &self.query, &config.url.query));
+        }
+        if self.ttl != config.ttl {
+            return Err(differ("ttl", self.ttl, config.ttl));
+        }
+        Ok(())
+    }
+}
+
+fn put_u32(buf: &mut Vec<u8>, v: u32) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(buf: &mut Vec<u8>, v: u64) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Lengths written are bounded by the configuration (URLs at most 1 MiB,
+/// sets by memory) far below `u32::MAX`; saturating keeps a writer bug
+/// from wrapping silently (the reader would then refuse the payload).
+fn put_len(buf: &mut Vec<u8>, len: usize) {
+    put_u32(buf, u32::try_from(len).unwrap_or(u32::MAX));
+}
+
+fn encode_settings(buf: &mut Vec<u8>, config: &TrackerConfig) {
+    buf.extend_from_slice(MAGIC);
+    put_u32(buf, TRACKER_PAYLOAD_VERSION);
+    put_u64(buf, config.hash_key);
+    put_u64(buf, config.max_visitor_len as u64);
+    put_u64(buf, config.url.max_len as u64);
+    match &config.url.query {
+        QueryPolicy::Keep => buf.push(0),
+        QueryPolicy::Strip => buf.push(1),
+        QueryPolicy::Allow(names) => {
+            buf.push(2);
+            put_len(buf, names.len());
+            for name in names {
+                put_len(buf, name.len());
+                buf.extend_from_slice(name.as_bytes());
+            }
+        }
+    }
+    match config.ttl {
+        None => buf.push(0),
+        Some(ttl) => {
+            buf.push(1);
+            put_u64(buf, ttl.as_secs());
+            put_u32(buf, ttl.subsec_nanos());
+        }
+    }
+}
+
+/// Appends `page`; returns false (writing nothing) for a timed page with
+/// no live pair left, which restoring would drop anyway.
+fn encode_page(buf: &mut Vec<u8>, page: &Page, timed: bool, expiry: Option<Expiry>) -> bool {
+    let live = |tick: u32| expiry.is_none_or(|e| e.is_live(tick));
+    let start = buf.len();
+    buf.push(1);
+    put_len(buf, page.url.len());
+    buf.extend_from_slice(page.url.as_bytes());
+    put_u32(buf, page.visitors.last_recorded());
+    match &page.visitors {
+        VisitorSet::Sketch(_, sketch) => {
+            buf.push(FORM_SKETCH);
+            let bytes = sketch.to_bytes();
+            put_len(buf, bytes.len());
+            buf.extend_from_slice(&bytes);
+        }
+        VisitorSet::TimedSketch(_, sketch) => {
+            buf.push(FORM_TIMED_SKETCH);
+            put_len(buf, sketch.generations().len());
+            for (generation, sketch) in sketch.generations() {
+                put_u32(buf, *generation);
+                let bytes = sketch.to_bytes();
+                put_len(buf, bytes.len());
+                buf.extend_from_slice(&bytes);
+            }
+        }
+        exact => {
+            buf.push(FORM_EXACT);
+            let count_at = buf.len();
+            put_u32(buf, 0);
+            let mut n = 0u32;
+            for (hash, tick) in exact.entries().filter(|&(_, t)| live(t)) {
+                put_u64(buf, hash);
+                if timed {
+                    put_u32(buf, tick);
+                }
+                n += 1;
+            }
+            if timed && n == 0 {
+                buf.truncate(start);
+                return false;
+            }
+            buf[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
+        }
+    }
+    true
+}
+
+/// A cursor over the payload whose every read is bounds-checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or(SnapshotError::Truncated { offset: self.at })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A count of items of at least `item_len` bytes each, checked against
+    /// the bytes left so that a damaged count cannot make us allocate
+    /// more than the payload could hold.
+    fn count(&mut self, item_len: usize) -> Result<usize, SnapshotError> {
+        let at = self.at;
+        let n = self.u32()? as usize;
+        if n.saturating_mul(item_len) > self.bytes.len() - self.at {
+            return Err(SnapshotError::Truncated { offset: at });
+        }
+        Ok(n)
+    }
+
+    fn text(&mut self) -> Result<&'a str, SnapshotError> {
+        let n = self.count(1)?;
+        let at = self.at;
+        std::str::from_utf8(self.take(n)?).map_err(|_| self.invalid(at, "text is not UTF-8".into()))
+    }
+
+    fn invalid(&self, offset: usize, reason: String) -> SnapshotError {
+        SnapshotError::Invalid { offset, reason }
+    }
+}
+
+fn decode_settings(r: &mut Reader<'_>) -> Result<Settings, SnapshotError> {
+    if r.take(MAGIC.len()).map_err(|_| SnapshotError::BadMagic)? != MAGIC {
+        return Err(SnapshotError::BadMagic);
+    }
+    let version = r.u32()?;
+    if version != TRACKER_PAYLOAD_VERSION {
+        return Err(SnapshotError::UnsupportedVersion {
+            found: version,
+            supported: TRACKER_PAYLOAD_VERSION,
+        });
+    }
+    let hash_key = r.u64()?;
+    let max_visitor_len = r.u64()?;
+    let max_url_len = r.u64()?;
+    let at = r.at;
+    let query = match r.u8()? {
+        0 => QueryPolicy::Keep,
+        1 => QueryPolicy::Strip,
+        2 => {
+            let n = r.count(4)?;
+            let mut names = Vec::with_capacity(n);
+            for _ in 0..n {
+                names.push(r.text()?.to_owned());
+            }
+            QueryPolicy::Allow(names)
+        }
+        other => return Err(r.invalid(at, format!("unknown query policy {other}"))),
+    };
+    let at = r.at;
+    let ttl = match r.u8()? {
+        0 => None,
+        1 => {
+            let secs = r.u64()?;
+            let at = r.at;
+            let nanos = r.u32()?;
+            if nanos >= 1_000_000_000 {
+                return Err(r.invalid(at, format!("{nanos} nanoseconds")));
+            }
+            Some(Duration::new(secs, nanos))
+        }
+        other => return Err(r.invalid(at, format!("unknown TTL tag {other}"))),
+    };
+    Ok(Settings {
+        hash_key,
+        max_visitor_len,
+        max_url_len,
+        query,
+        ttl,
+    })
+}
+
+/// Reads one page (after its tag) and rebuilds it; `None` for a timed page
+/// with nothing live any more.
+fn decode_page(
+    r: &mut Reader<'_>,
+    tracker: &Tracker,
+    expiry: Option<Expiry>,
+) -> Result<Option<Page>, SnapshotError> {
+    let at = r.at;
+    let url = r.text()?;
+    match canonicalize(url, &tracker.config().url) {
+        Ok(form) if form == url => {}
+        _ => return Err(r.invalid(at, "a page URL that is not canonical".into())),
+    }
+    let last = r.u32()?;
+    let form_at = r.at;
+    let visitors = match (r.u8()?, expiry) {
+        (FORM_EXACT, _) => decode_exact(r, last, expiry)?,
+        (FORM_SKETCH, None) => {
+            let bytes_at = r.at;
+            let n = r.count(1)?;
+            let sketch = decode_sketch(r.take(n)?).map_err(|e| r.invalid(bytes_at, e))?;
+            VisitorSet::Sketch(last, Box::new(sketch))
+        }
+        (FORM_TIMED_SKETCH, Some(expiry)) => {
+            let n = r.count(9)?;
+            let mut generations = Vec::with_capacity(n);
+            for _ in 0..n {
+                let gen_at = r.at;
+                let generation = r.u32()?;
+                let len = r.count(1)?;
+                let sketch = decode_sketch(r.take(len)?).map_err(|e| r.invalid(gen_at, e))?;
+                if generations.last().is_some_and(|&(g, _)| g >= generation) {
+                    return Err(r.invalid(gen_at, "generations out of order".into()));
+                }
+                generations.push((generation, sketch));
+            }
+            let mut sketch = TimedSketch::from_generations(generations);
+            sketch.expire(expiry);
+            VisitorSet::TimedSketch(last, Box::new(sketch))
+        }
+        (form, _) => {
+            let why = format!(
+                "visitor set form {form} with{} a TTL",
+                if expiry.is_some() { "" } else { "out" }
+            );
+            return Err(r.invalid(form_at, why));
+        }
+    };
+    if expiry.is_some_and(|e| visitors.is_dead(e)) {
+        return Ok(None);
+    }
+    Ok(Some(Page {
+        url: url.into(),
+        visitors,
+    }))
+}
+
+/// Rebuilds an exact set by inserting its hashes as recording would, so
+/// tables and horizons come out in their ordinary shape.
+fn decode_exact(
+    r: &mut Reader<'_>,
+    last: u32,
+    expiry: Option<Expiry>,
+) -> Result<VisitorSet, SnapshotError> {
+    let item = if expiry.is_some() { 12 } else { 8 };
+    let n = r.count(item)?;
+    let mut set = VisitorSet::new(last);
+    for _ in 0..n {
+        let at = r.at;
+        let hash = r.u64()?;
+        if hash == 0 {
+            return Err(r.invalid(at, "visitor hash 0".into()));
+        }
+        let tick = match expiry {
+            // As recording does: a time ahead of the clock counts as now.
+            Some(e) => r.u32()?.min(e.now),
+            None => 0,
+        };
+        if expiry.is_some_and(|e| !e.is_live(tick)) {
+            continue;
+        }
+        if let Insert::Grow(_) = set.insert(hash, tick, expiry) {
+            set.grow_and_insert(hash, tick, expiry);
+        }
+    }
+    // The inline timed form keeps its newest visitor's tick as `last`
+    // (the other's age is relative to it), which the inserts set; other
+    // forms take the page's recency from the snapshot.
+    if !(expiry.is_some() && matches!(set, VisitorSet::Inline(..))) {
+        set.touch(last);
+    }
+    Ok(set)
+}
+
+/// A sketch as the tracker keeps them: only the default precision (the
+/// memory accounting and generation merges rely on it).
+fn decode_sketch(bytes: &[u8]) -> Result<UltraLogLog, String> {
+    let sketch = UltraLogLog::from_bytes(bytes).map_err(|e| e.to_string())?;
+    if sketch.precision() != UltraLogLog::DEFAULT_PRECISION {
+        return Err(format!("sketch precision {}", sketch.precision()));
+    }
+    Ok(sketch)
+}

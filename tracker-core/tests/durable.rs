@@ -1,0 +1,415 @@
+//! The tracker's side of durability: its state as a snapshot payload, and
+//! `DurableTracker` recovery (snapshot + log replay).
+
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::sync::Arc;
+use std::time::Duration;
+use tracker_core::persist::{
+    DurableError, DurableTracker, LogOptions, SnapshotError, TRACKER_PAYLOAD_VERSION,
+};
+use tracker_core::{ManualClock, MemoryPolicy, QueryPolicy, Timestamp, Tracker, TrackerBuilder};
+
+const START: u64 = 1_700_000_000_000;
+
+fn snapshot_of(tracker: &Tracker) -> Vec<u8> {
+    let mut payload = Vec::new();
+    tracker.write_snapshot(&mut payload).unwrap();
+    payload
+}
+
+/// distinct() of every page and the whole top() agree.
+fn assert_same(a: &Tracker, b: &Tracker) {
+    let top_a = a.top(usize::MAX);
+    assert_eq!(top_a, b.top(usize::MAX));
+    for row in &top_a {
+        assert_eq!(a.distinct(&row.url).unwrap(), b.distinct(&row.url).unwrap());
+    }
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!((sa.pages, sa.sketched_pages), (sb.pages, sb.sketched_pages));
+}
+
+/// Pages with 1, 2 (inline), 50 (table) and `large` visitors, the last
+/// ones sketched under a small budget.
+fn fill(tracker: &Tracker, clock: Option<&ManualClock>, large: u32) {
+    for (page, visitors) in [(0, 1), (1, 2), (2, 50), (3, large), (4, large)] {
+        for v in 0..visitors {
+            tracker
+                .record(&format!("v{v}"), &format!("https://example.com/{page}"))
+                .unwrap();
+            if let Some(clock) = clock
+                && v % 500 == 0
+            {
+                clock.advance(Duration::from_secs(3));
+            }
+        }
+    }
+}
+
+#[test]
+fn inline_and_table_sets_round_trip() {
+    let tracker = Tracker::builder()
+        .hash_key(1)
+        .query_policy(QueryPolicy::Allow(vec!["id".into()]))
+        .max_url_len(500)
+        .build()
+        .unwrap();
+    fill(&tracker, None, 3_000);
+    let restored = Tracker::restore_snapshot(
+        &snapshot_of(&tracker),
+        Tracker::builder()
+            .query_policy(QueryPolicy::Allow(vec!["id".into()]))
+            .max_url_len(500),
+    )
+    .unwrap();
+    assert_same(&tracker, &restored);
+    assert!(restored.distinct("https://example.com/3").unwrap().exact);
+    // The key came from the snapshot: a visitor seen before is a duplicate.
+    assert!(
+        !restored
+            .record("v1", "https://example.com/1")
+            .unwrap()
+            .is_new()
+    );
+    assert_eq!(restored.stats().pairs, tracker.stats().pairs);
+}
+
+#[test]
+fn sketches_round_trip() {
+    let tracker = Tracker::builder()
+        .hash_key(2)
+        .stripes(2)
+        .max_memory(60_000)
+        .memory_policy(MemoryPolicy::Sketch)
+        .build()
+        .unwrap();
+    fill(&tracker, None, 3_000);
+    assert!(tracker.stats().sketched_pages > 0);
+    let restored = Tracker::restore_snapshot(
+        &snapshot_of(&tracker),
+        Tracker::builder().stripes(2).max_memory(60_000),
+    )
+    .unwrap();
+    assert_same(&tracker, &restored);
+    assert!(restored.top(1)[0].distinct.relative_error.is_some());
+}
+
+#[test]
+fn timed_sets_and_timed_sketches_round_trip() {
+    let clock = ManualClock::new(Timestamp::from_millis(START));
+    let builder = || {
+        Tracker::builder()
+            .stripes(2)
+            .ttl(Duration::from_secs(600))
+            .max_memory(300_000)
+            .clock(Arc::new(clock.clone()))
+    };
+    let tracker = builder().hash_key(3).build().unwrap();
+    fill(&tracker, Some(&clock), 12_000);
+    let stats = tracker.stats();
+    assert!(
+        stats.sketched_pages > 0 && stats.pages > stats.sketched_pages,
+        "{stats:?}"
+    );
+    let restored = Tracker::restore_snapshot(&snapshot_of(&tracker), builder()).unwrap();
+    assert_same(&tracker, &restored);
+    // Expiry continues from the restored ticks.
+    clock.advance(Duration::from_secs(590));
+    assert_same(&tracker, &restored);
+    clock.advance(Duration::from_secs(700));
+    assert!(restored.top(10).is_empty());
+}
+
+#[test]
+fn a_smaller_budget_is_a_typed_error() {
+    let tracker = Tracker::builder().hash_key(4).stripes(1).build().unwrap();
+    fill(&tracker, None, 3_000);
+    let err = Tracker::restore_snapshot(
+        &snapshot_of(&tracker),
+        Tracker::builder().stripes(1).max_memory(20_000),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, SnapshotError::MemoryFull { limit: 20_000, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn conflicting_settings_and_versions_are_refused() {
+    let tracker = Tracker::builder().hash_key(5).build().unwrap();
+    tracker.record("v", "https://example.com/").unwrap();
+    let payload = snapshot_of(&tracker);
+    let mismatch = |builder: TrackerBuilder| match Tracker::restore_snapshot(&payload, builder) {
+        Err(SnapshotError::ConfigMismatch { setting, .. }) => setting,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(mismatch(Tracker::builder().hash_key(6)), "hash_key");
+    assert_eq!(
+        mismatch(Tracker::builder().max_visitor_len(8)),
+        "max_visitor_len"
+    );
+    assert_eq!(
+        mismatch(Tracker::builder().query_policy(QueryPolicy::Strip)),
+        "query"
+    );
+    assert_eq!(
+        mismatch(Tracker::builder().ttl(Duration::from_secs(9))),
+        "ttl"
+    );
+
+    let mut newer = payload.clone();
+    newer[8..12].copy_from_slice(&(TRACKER_PAYLOAD_VERSION + 1).to_le_bytes());
+    assert_eq!(
+        Tracker::restore_snapshot(&newer, Tracker::builder()).unwrap_err(),
+        SnapshotError::UnsupportedVersion {
+            found: TRACKER_PAYLOAD_VERSION + 1,
+            supported: TRACKER_PAYLOAD_VERSION
+        }
+    );
+    assert_eq!(
+        Tracker::restore_snapshot(b"NOTSTATE....", Tracker::builder()).unwrap_err(),
+        SnapshotError::BadMagic
+    );
+}
+
+fn small_payloads() -> Vec<Vec<u8>> {
+    let clock = ManualClock::new(Timestamp::from_millis(START));
+    let plain = Tracker::builder().hash_key(7).stripes(1).build().unwrap();
+    let timed = Tracker::builder()
+        .hash_key(7)
+        .stripes(1)
+        .ttl(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let sketched = Tracker::builder()
+        .hash_key(7)
+        .stripes(1)
+        .max_memory(30_000)
+        .build()
+        .unwrap();
+    for i in 0..40 {
+        plain
+            .record(&format!("v{i}"), &format!("/p{}", i % 3))
+            .unwrap();
+        timed
+            .record(&format!("v{i}"), &format!("/p{}", i % 3))
+            .unwrap();
+    }
+    for i in 0..2_000 {
+        sketched.record(&format!("v{i}"), "/big").unwrap();
+    }
+    vec![
+        snapshot_of(&plain),
+        snapshot_of(&timed),
+        snapshot_of(&sketched),
+    ]
+}
+
+fn restore_any(bytes: &[u8]) {
+    let clock = ManualClock::new(Timestamp::from_millis(START));
+    // Whatever the bytes: a tracker or a typed error, never a panic.
+    let _ = Tracker::restore_snapshot(bytes, Tracker::builder().stripes(1));
+    let _ = Tracker::restore_snapshot(
+        bytes,
+        Tracker::builder()
+            .stripes(1)
+            .ttl(Duration::from_secs(60))
+            .clock(Arc::new(clock)),
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        restore_any(&bytes);
+        let mut framed = b"TRKSTATE".to_vec();
+        framed.extend_from_slice(&TRACKER_PAYLOAD_VERSION.to_le_bytes());
+        framed.extend_from_slice(&bytes);
+        restore_any(&framed);
+    }
+
+    #[test]
+    fn truncations_are_typed_errors(which in 0usize..3, cut in any::<prop::sample::Index>()) {
+        let payload = &small_payloads()[which];
+        let cut = cut.index(payload.len());
+        let clock = ManualClock::new(Timestamp::from_millis(START));
+        let builder = Tracker::builder().stripes(1).max_memory(30_000);
+        let builder = if which == 1 {
+            Tracker::builder().stripes(1).ttl(Duration::from_secs(60)).clock(Arc::new(clock))
+        } else {
+            builder
+        };
+        prop_assert!(Tracker::restore_snapshot(&payload[..cut], builder).is_err());
+    }
+
+    #[test]
+    fn flipped_bytes_never_panic(which in 0usize..3, at in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let mut payload = small_payloads()[which].clone();
+        let at = at.index(payload.len());
+        payload[at] ^= 1 << bit;
+        restore_any(&payload);
+    }
+}
+
+fn open(
+    dir: &std::path::Path,
+    builder: TrackerBuilder,
+) -> (DurableTracker, tracker_core::persist::RecoveryReport) {
+    DurableTracker::open(dir, builder, LogOptions::default()).unwrap()
+}
+
+#[test]
+fn recovery_equals_the_model_of_acknowledged_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for round in 0..4 {
+        let (durable, report) = open(dir.path(), Tracker::builder().stripes(2));
+        assert!(report.log.torn_tail.is_none());
+        assert_eq!(report.refused, 0);
+        if round > 0 {
+            assert!(report.snapshot.is_some());
+        }
+        for i in 0..600 {
+            let (v, p) = (next() % 200, next() % 17);
+            let url = format!("https://Example.com/{p}#frag");
+            durable.record(&format!("v{v}"), &url).unwrap();
+            model
+                .entry(format!("https://example.com/{p}"))
+                .or_default()
+                .insert(format!("v{v}"));
+            if i == 300 && round % 2 == 0 {
+                durable.snapshot().unwrap();
+            }
+        }
+        drop(durable); // as a crash would: no final snapshot
+    }
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    for (url, visitors) in &model {
+        let got = durable.tracker().distinct(url).unwrap();
+        assert_eq!(got.visitors, visitors.len() as u64, "{url}");
+    }
+    assert_eq!(durable.tracker().stats().pages, model.len() as u64);
+}
+
+#[test]
+fn a_torn_log_tail_is_reported_and_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    for v in 0..10 {
+        durable
+            .record(&format!("v{v}"), "https://example.com/")
+            .unwrap();
+    }
+    drop(durable);
+    let mut segments: Vec<_> = fs::read_dir(dir.path().join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    let last = segments.last().unwrap();
+    let len = fs::metadata(last).unwrap().len();
+    // Cut the last record in half: a write torn by a crash.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let (durable, report) = open(dir.path(), Tracker::builder());
+    let torn = report.log.torn_tail.expect("the torn tail is reported");
+    assert!(torn.bytes > 0);
+    assert_eq!(report.replayed, 9);
+    assert_eq!(
+        durable
+            .tracker()
+            .distinct("https://example.com/")
+            .unwrap()
+            .visitors,
+        9
+    );
+}
+
+#[test]
+fn another_hash_key_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = open(dir.path(), Tracker::builder().hash_key(11));
+    durable.record("v", "https://example.com/").unwrap();
+    drop(durable);
+    let err = DurableTracker::open(
+        dir.path(),
+        Tracker::builder().hash_key(12),
+        LogOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DurableError::Snapshot(SnapshotError::ConfigMismatch {
+                setting: "hash_key",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // Without an explicit key the snapshot's is used.
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    assert_eq!(durable.tracker().config().hash_key, 11);
+    assert!(
+        !durable
+            .record("v", "https://example.com/")
+            .unwrap()
+            .is_new()
+    );
+}
+
+#[test]
+fn a_log_without_its_snapshot_needs_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    durable.record("v", "https://example.com/").unwrap();
+    drop(durable);
+    fs::remove_dir_all(dir.path().join("snapshots")).unwrap();
+    let err =
+        DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default()).unwrap_err();
+    assert!(matches!(err, DurableError::UnknownHashKey), "{err:?}");
+}
+
+#[test]
+fn replay_with_a_ttl_counts_old_events_as_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(START));
+    let builder = || {
+        Tracker::builder()
+            .ttl(Duration::from_secs(100))
+            .clock(Arc::new(clock.clone()))
+    };
+    let (durable, _) = open(dir.path(), builder());
+    durable.record("old", "https://example.com/").unwrap();
+    clock.advance(Duration::from_secs(60));
+    durable.record("new", "https://example.com/").unwrap();
+    drop(durable);
+    clock.advance(Duration::from_secs(60));
+    let (durable, report) = open(dir.path(), builder());
+    assert_eq!(report.replayed, 2);
+    assert_eq!(durable.tracker().stats().stale_events, 1);
+    assert_eq!(
+        durable
+            .tracker()
+            .distinct("https://example.com/")
+            .unwrap()
+            .visitors,
+        1
+    );
+}
