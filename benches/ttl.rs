@@ -566,14 +566,41 @@ fn held(tracker: &Tracker) -> Held {
     }
 }
 
+/// The CPU time this thread has used: unlike the wall clock, it does not
+/// run while the thread is preempted, so it tells a step's own work from
+/// time the scheduler gave to another process.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through the pointer,
+    // which points to a live, writable `timespec`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs `f`, timed by the wall clock and by the thread's CPU clock (the
+/// CPU clock read outside the wall-clock span, so its system calls do not
+/// count in the wall time).
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+    let cpu = thread_cpu();
+    let start = Instant::now();
+    let out = f();
+    let wall = start.elapsed();
+    (out, wall, thread_cpu().saturating_sub(cpu))
+}
+
 /// One round of the explicit path: `sweep(32)` until no page is left.
 struct Swept {
     before: Held,
     after: Held,
     empty: u64,
-    steps: Spread,
-    /// Pairs and pages the longest step dropped.
-    longest: (u64, u64),
+    wall: Spread,
+    cpu: Spread,
+    /// The step that dropped the most pairs: pairs, pages, wall time.
+    heaviest: (u64, u64, Duration),
     sweep_pass_buckets: usize,
 }
 
@@ -585,16 +612,15 @@ fn sweep_round(events: &Events) -> Swept {
     // A full pass visits every bucket once; a few passes' worth of steps
     // is a generous bound that only a bug would reach.
     let cap = 4 * sweep_pass_buckets.div_ceil(SWEEP_BUCKETS) + 64;
-    let mut times = Vec::with_capacity(cap);
-    let mut longest = (Duration::ZERO, 0, 0);
+    let (mut walls, mut cpus) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+    let mut heaviest = (0, 0, Duration::ZERO);
     while tracker.stats().pages > 0 {
-        assert!(times.len() < cap, "the sweep did not finish in {cap} steps");
-        let start = Instant::now();
-        let step = tracker.sweep(SWEEP_BUCKETS);
-        let took = start.elapsed();
-        times.push(took);
-        if took > longest.0 {
-            longest = (took, step.pairs_dropped, step.pages_removed);
+        assert!(walls.len() < cap, "the sweep did not finish in {cap} steps");
+        let (step, wall, cpu) = timed(|| tracker.sweep(SWEEP_BUCKETS));
+        walls.push(wall);
+        cpus.push(cpu);
+        if step.pairs_dropped > heaviest.0 {
+            heaviest = (step.pairs_dropped, step.pages_removed, wall);
         }
     }
     let after = held(&tracker);
@@ -607,8 +633,9 @@ fn sweep_round(events: &Events) -> Swept {
         before,
         after,
         empty,
-        steps: Spread::of(times),
-        longest: (longest.1, longest.2),
+        wall: Spread::of(walls),
+        cpu: Spread::of(cpus),
+        heaviest,
         sweep_pass_buckets,
     }
 }
@@ -622,6 +649,7 @@ struct Piggybacked {
     /// Bytes of a fresh tracker given only the driver's records.
     driver_alone: u64,
     during: Spread,
+    during_cpu: Spread,
     control: Spread,
 }
 
@@ -632,13 +660,11 @@ fn piggyback_round(events: &Events, driver: &[String], driver_url: &str) -> Pigg
     // Every 64 records on a stripe run one 32-bucket step: a pass needs
     // about 2 records per bucket; allow a few passes.
     let cap = 8 * 2 * tracker.sweep_pass_buckets() + 10_000;
-    let mut record = |i: usize| {
+    let record = |i: usize| {
         let visitor = &driver[i % driver.len()];
-        let start = Instant::now();
-        black_box(tracker.record(visitor, driver_url).expect("valid event"));
-        start.elapsed()
+        timed(|| black_box(tracker.record(visitor, driver_url).expect("valid event")))
     };
-    let mut during = Vec::with_capacity(cap);
+    let (mut during, mut during_cpu) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
     // Only the driver's page is left once the expired ones are reclaimed.
     while tracker.stats().pages > 1 {
         assert!(
@@ -646,12 +672,13 @@ fn piggyback_round(events: &Events, driver: &[String], driver_url: &str) -> Pigg
             "records did not reclaim in {cap} records"
         );
         for _ in 0..64 {
-            let i = during.len();
-            during.push(record(i));
+            let (_, wall, cpu) = record(during.len());
+            during.push(wall);
+            during_cpu.push(cpu);
         }
     }
     let after = held(&tracker);
-    let control: Vec<Duration> = (0..during.len()).map(&mut record).collect();
+    let control: Vec<Duration> = (0..during.len()).map(|i| record(i).1).collect();
     assert_eq!(after.pages, 1);
     let alone = tracker_with_ttl_at(&clock);
     for visitor in driver {
@@ -662,6 +689,7 @@ fn piggyback_round(events: &Events, driver: &[String], driver_url: &str) -> Pigg
         after,
         driver_alone: alone.stats().bytes,
         during: Spread::of(during),
+        during_cpu: Spread::of(during_cpu),
         control: Spread::of(control),
     }
 }
@@ -715,19 +743,28 @@ fn reclaim(pages: usize, pairs: usize, rounds: usize) {
         .map(|(round, s)| {
             vec![
                 format!("{}", round + 1),
-                s.steps.count.to_string(),
-                micros(s.steps.total),
-                micros(s.steps.max),
-                format!("{} pairs, {} pages", s.longest.0, s.longest.1),
-                micros(s.steps.p999),
-                micros(s.steps.p99),
-                micros(s.steps.p50),
+                s.wall.count.to_string(),
+                micros(s.wall.total),
+                micros(s.wall.max),
+                micros(s.cpu.max),
+                format!(
+                    "{} pairs, {} pages: {}",
+                    s.heaviest.0,
+                    s.heaviest.1,
+                    micros(s.heaviest.2)
+                ),
+                micros(s.wall.p999),
+                micros(s.wall.p99),
+                micros(s.wall.p50),
                 s.before.bytes.to_string(),
                 s.after.bytes.to_string(),
             ]
         })
         .collect();
-    println!("`tracker.sweep({SWEEP_BUCKETS})` until no page is left, every step timed:\n");
+    println!(
+        "`tracker.sweep({SWEEP_BUCKETS})` until no page is left, every step timed (wall clock; \
+         \"CPU\" = the thread's CPU time, which excludes preemption):\n"
+    );
     print!(
         "{}",
         markdown_table(
@@ -736,7 +773,8 @@ fn reclaim(pages: usize, pairs: usize, rounds: usize) {
                 "steps",
                 "total",
                 "max step",
-                "longest step dropped",
+                "max step CPU",
+                "heaviest step",
                 "p99.9",
                 "p99",
                 "p50",
@@ -756,6 +794,7 @@ fn reclaim(pages: usize, pairs: usize, rounds: usize) {
                 p.during.count.to_string(),
                 micros(p.during.total),
                 micros(p.during.max),
+                micros(p.during_cpu.max),
                 micros(p.during.p999),
                 micros(p.during.p99),
                 micros(p.during.p50),
@@ -781,6 +820,7 @@ fn reclaim(pages: usize, pairs: usize, rounds: usize) {
                 "records",
                 "total",
                 "max record",
+                "max record CPU",
                 "p99.9",
                 "p99",
                 "p50",
