@@ -570,15 +570,12 @@ fn held(tracker: &Tracker) -> Held {
 /// run while the thread is preempted, so it tells a step's own work from
 /// time the scheduler gave to another process.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `clock_gettime` writes one `timespec` through the pointer,
-    // which points to a live, writable `timespec`.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    // rustix reads the clock without `unsafe` on our side.
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// Runs `f`, timed by the wall clock and by the thread's CPU clock (the
