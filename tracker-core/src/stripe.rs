@@ -144,41 +144,22 @@ impl Stripe {
         let Some(page) = self.pages.find_mut(url_hash, |p| *p.url == *url) else {
             return StripeRecord::NoPage;
         };
-        let Some(expiry) = expiry else {
-            let recorded = match page.visitors.insert(visitor, tick, None) {
-                Insert::Present | Insert::Refreshed { .. } => Recorded::Duplicate,
-                Insert::Added => {
-                    self.pairs += 1;
-                    Recorded::New
-                }
-                Insert::Grow(bytes) => {
-                    if !budget.try_reserve(bytes) {
-                        return StripeRecord::NeedRoom(bytes);
-                    }
-                    let before = page.visitors.heap_bytes();
-                    page.visitors.grow_and_insert(visitor, tick, None);
-                    if before < SKETCH_WORTHY_BYTES && before + bytes >= SKETCH_WORTHY_BYTES {
-                        self.sketch_worthy.push(url_hash);
-                    }
-                    self.pairs += 1;
-                    Recorded::New
-                }
-                Insert::Estimated { changed: true } => Recorded::New,
-                Insert::Estimated { changed: false } => Recorded::Sketched,
-            };
-            page.visitors.touch(tick);
-            return StripeRecord::Done(recorded);
-        };
-        // Timed sets: their horizon list may change size on any write, so
-        // the budget is reconciled with the set's bytes afterwards.
-        let before = page.visitors.heap_bytes();
-        let dropped = page.visitors.expire(expiry) as u64;
-        self.pairs -= dropped;
-        self.expired += dropped;
+        // With a TTL the page first drops or retires its expired visitors,
+        // and its horizon list may change size on any write, so the budget
+        // is reconciled with the set's bytes afterwards.
+        let timed_before = expiry.map(|expiry| {
+            let before = page.visitors.heap_bytes();
+            let dropped = page.visitors.expire(expiry) as u64;
+            self.pairs -= dropped;
+            self.expired += dropped;
+            before
+        });
         let mut reserved = 0;
-        let recorded = match page.visitors.insert(visitor, tick, Some(expiry)) {
+        let recorded = match page.visitors.insert(visitor, tick, expiry) {
             Insert::Present => Recorded::Duplicate,
-            Insert::Refreshed { was } if expiry.is_live(was) => Recorded::Duplicate,
+            Insert::Refreshed { was } if expiry.is_none_or(|e| e.is_live(was)) => {
+                Recorded::Duplicate
+            }
             Insert::Refreshed { .. } => {
                 // Expired but not yet dropped: the visit revives the pair.
                 self.expired += 1;
@@ -190,18 +171,24 @@ impl Stripe {
             }
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
-                    settle(budget, before, page.visitors.heap_bytes());
+                    if let Some(before) = timed_before {
+                        settle(budget, before, page.visitors.heap_bytes());
+                    }
                     return StripeRecord::NeedRoom(bytes);
                 }
                 reserved = bytes;
                 let held = page.visitors.heap_bytes();
-                page.visitors.grow_and_insert(visitor, tick, Some(expiry));
+                page.visitors.grow_and_insert(visitor, tick, expiry);
                 if page.visitors.is_sketch() {
-                    // A sketched page started a new generation.
+                    // A sketched page with a TTL started a new generation.
                     Recorded::Sketched
                 } else {
-                    if held < TIMED_SKETCH_WORTHY_BYTES && held + bytes >= TIMED_SKETCH_WORTHY_BYTES
-                    {
+                    let worthy = if expiry.is_some() {
+                        TIMED_SKETCH_WORTHY_BYTES
+                    } else {
+                        SKETCH_WORTHY_BYTES
+                    };
+                    if held < worthy && held + bytes >= worthy {
                         self.sketch_worthy.push(url_hash);
                     }
                     self.pairs += 1;
@@ -212,6 +199,9 @@ impl Stripe {
             Insert::Estimated { changed: false } => Recorded::Sketched,
         };
         page.visitors.touch(tick);
+        let Some(before) = timed_before else {
+            return StripeRecord::Done(recorded);
+        };
         settle(budget, before + reserved, page.visitors.heap_bytes());
         self.records_since_sweep += 1;
         if self.records_since_sweep >= SWEEP_EVERY {

@@ -95,10 +95,9 @@ impl TimedSketch {
 
     /// Drops the generations whose newest possible visit has expired.
     pub(crate) fn expire(&mut self, expiry: Expiry) {
-        let width = expiry.generation_ticks();
         let before = self.generations.len();
         self.generations
-            .retain(|&(g, _)| expiry.is_live(g.saturating_mul(width).saturating_add(width - 1)));
+            .retain(|&(g, _)| generation_is_live(g, expiry));
         if self.generations.len() < before {
             self.generations.shrink_to_fit();
         }
@@ -106,21 +105,19 @@ impl TimedSketch {
 
     /// Whether no generation is live.
     pub(crate) fn is_empty(&self, expiry: Expiry) -> bool {
-        let width = expiry.generation_ticks();
         !self
             .generations
             .iter()
-            .any(|&(g, _)| expiry.is_live(g.saturating_mul(width).saturating_add(width - 1)))
+            .any(|&(g, _)| generation_is_live(g, expiry))
     }
 
     /// The estimate over the live generations: their union's. Merging
     /// reads at most 9 sketches, a constant cost whatever the visitors.
     pub(crate) fn count(&self, expiry: Expiry) -> Distinct {
-        let width = expiry.generation_ticks();
         let mut live = self
             .generations
             .iter()
-            .filter(|&&(g, _)| expiry.is_live(g.saturating_mul(width).saturating_add(width - 1)))
+            .filter(|&&(g, _)| generation_is_live(g, expiry))
             .map(|(_, sketch)| sketch);
         let Some(first) = live.next() else {
             return Distinct::exact(0);
@@ -148,6 +145,13 @@ impl TimedSketch {
                 .map(|(_, s)| s.heap_bytes())
                 .sum::<usize>()
     }
+}
+
+/// Whether generation `g` still holds a live visit: its newest possible
+/// tick has not expired.
+fn generation_is_live(g: u32, expiry: Expiry) -> bool {
+    let width = expiry.generation_ticks();
+    expiry.is_live(g.saturating_mul(width).saturating_add(width - 1))
 }
 
 #[cfg(test)]

@@ -356,15 +356,12 @@ fn insert_inline_timed(
     expiry: Expiry,
 ) -> Insert {
     let second = last.wrapping_sub(age(*high, *low));
-    let set_second = |high: &mut u8, low: &mut u16, last: u32, tick: u32| {
-        (*high, *low) = split_age(last - tick);
-    };
     if slots[0] == hash {
         let was = *last;
         if tick > was {
             *last = tick;
             if slots[1] != 0 {
-                set_second(high, low, tick, second);
+                (*high, *low) = split_age(tick - second);
             }
         }
         return Insert::Refreshed { was };
@@ -373,10 +370,10 @@ fn insert_inline_timed(
         let was = second;
         if tick > *last {
             slots.swap(0, 1);
-            set_second(high, low, tick, *last);
+            (*high, *low) = split_age(tick - *last);
             *last = tick;
         } else if tick > was {
-            set_second(high, low, *last, tick);
+            (*high, *low) = split_age(*last - tick);
         }
         return Insert::Refreshed { was };
     }
@@ -392,11 +389,11 @@ fn insert_inline_timed(
         if tick >= *last {
             slots[1] = slots[0];
             slots[0] = hash;
-            set_second(high, low, tick, *last);
+            (*high, *low) = split_age(tick - *last);
             *last = tick;
         } else {
             slots[1] = hash;
-            set_second(high, low, *last, tick);
+            (*high, *low) = split_age(*last - tick);
         }
         return Insert::Added;
     }
