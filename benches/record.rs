@@ -10,16 +10,9 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use tracker_benches::baselines::{DashMapHashed, DistinctCounter, HashedMutexMap, NaiveMap};
 use tracker_benches::full_run;
 use tracker_benches::ratios::{criterion_dir, human_ns, markdown_table, mean_ns, ratio};
-use tracker_benches::workload::{Events, ZipfWorkload};
+use tracker_benches::workload::{CORE_ZIPF_S as ZIPF_S, Events, ZipfWorkload};
 use tracker_core::Tracker;
 
-/// The workload of the issue: Zipf (s = 1) over 100k pages, 1M distinct
-/// visitors making two page views each.
-const PAGES: usize = 100_000;
-const VISITORS: usize = 1_000_000;
-const EVENTS: usize = 2_000_000;
-const ZIPF_S: f64 = 1.0;
-const SEED: u64 = 0x7EAC_0001;
 const THREADS: [usize; 2] = [1, 2];
 
 const RECORD_GROUP: &str = "record";
@@ -39,20 +32,7 @@ fn main() {
         .output_directory(&dir)
         .configure_from_args();
 
-    // Test runs (`cargo test --benches`, a debug build) only check that
-    // every bench runs, so they get a tiny workload.
-    let (pages, visitors, events) = if full {
-        (PAGES, VISITORS, EVENTS)
-    } else {
-        (1_000, 2_000, 4_000)
-    };
-    let generating = Instant::now();
-    let workload = ZipfWorkload::generate(pages, visitors, events, ZIPF_S, SEED);
-    eprintln!(
-        "workload: {events} events, {pages} pages (Zipf s={ZIPF_S}), {visitors} visitors; \
-         generated in {:.1?}",
-        generating.elapsed()
-    );
+    let workload = ZipfWorkload::core(full);
 
     record_group(&mut c, &workload.events);
     distinct_group(&mut c, &workload);

@@ -26,16 +26,10 @@ use tracker_benches::baselines::{DistinctCounter, NaiveMap};
 use tracker_benches::counting_alloc::CountingAlloc;
 use tracker_benches::full_run;
 use tracker_benches::ratios::{criterion_dir, human_ns, markdown_table, mean_ns, ratio};
-use tracker_benches::workload::{Events, ZipfWorkload, page_url, visitor_id};
+use tracker_benches::workload::{
+    CORE_PAGES as PAGES, CORE_ZIPF_S as ZIPF_S, Events, ZipfWorkload, page_url, visitor_id,
+};
 use tracker_core::{ManualClock, Timestamp, Tracker};
-
-/// The record bench's workload: Zipf (s = 1) over 100k pages, 1M distinct
-/// visitors making two page views each, the same seed.
-const PAGES: usize = 100_000;
-const VISITORS: usize = 1_000_000;
-const EVENTS: usize = 2_000_000;
-const ZIPF_S: f64 = 1.0;
-const SEED: u64 = 0x7EAC_0001;
 
 /// The realistic TTL: nothing expires during a run.
 const LONG_TTL: Duration = Duration::from_secs(3600);
@@ -145,20 +139,8 @@ fn main() {
         .output_directory(&dir)
         .configure_from_args();
 
-    // Test runs (`cargo test --benches`, a debug build) only check that
-    // the bench runs, on tiny inputs.
-    let (pages, visitors, events) = if full {
-        (PAGES, VISITORS, EVENTS)
-    } else {
-        (1_000, 2_000, 4_000)
-    };
-    let generating = Instant::now();
-    let workload = ZipfWorkload::generate(pages, visitors, events, ZIPF_S, SEED);
-    eprintln!(
-        "workload: {events} events, {pages} pages (Zipf s={ZIPF_S}), {visitors} visitors; \
-         generated in {:.1?}",
-        generating.elapsed()
-    );
+    // The record bench's workload, so TTL off here is its tracker row.
+    let workload = ZipfWorkload::core(full);
 
     record_group(&mut c, &workload.events);
     c.final_summary();

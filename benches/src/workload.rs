@@ -251,7 +251,34 @@ impl ZipfWorkload {
             coldest_visited,
         }
     }
+
+    /// The core benches' workload (the issue's): Zipf (s = 1) over 100k
+    /// pages, 1M visitors making two page views each, one seed, so that
+    /// every bench replaying it measures the same events. Test runs
+    /// (`full` false: `cargo test --benches`, a debug build) only check
+    /// that a bench runs, so they get a tiny workload of the same shape.
+    /// Says on stderr what it generated.
+    pub fn core(full: bool) -> Self {
+        let (pages, visitors, events) = if full {
+            (CORE_PAGES, 1_000_000, 2_000_000)
+        } else {
+            (1_000, 2_000, 4_000)
+        };
+        let generating = std::time::Instant::now();
+        let workload = Self::generate(pages, visitors, events, CORE_ZIPF_S, 0x7EAC_0001);
+        eprintln!(
+            "workload: {events} events, {pages} pages (Zipf s={CORE_ZIPF_S}), {visitors} \
+             visitors; generated in {:.1?}",
+            generating.elapsed()
+        );
+        workload
+    }
 }
+
+/// Pages of the core benches' workload ([`ZipfWorkload::core`]).
+pub const CORE_PAGES: usize = 100_000;
+/// The Zipf exponent of the core benches' workload.
+pub const CORE_ZIPF_S: f64 = 1.0;
 
 /// A uniform workload: `pairs` distinct (page, visitor) pairs spread evenly
 /// over `pages` pages, every pair a different visitor, in a random order.
