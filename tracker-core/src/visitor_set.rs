@@ -176,8 +176,10 @@ impl VisitorSet {
     /// Drops every expired pair now (a sweep's work); returns how many.
     pub(crate) fn drop_expired(&mut self, expiry: Expiry) -> usize {
         match self {
+            // An exhausted horizon is checked first: counting the expired
+            // pairs would then scan the table that the rebuild scans again.
             VisitorSet::Timed(_, table)
-                if table.expired(expiry) > 0 || table.needs_rebuild(expiry) =>
+                if table.needs_rebuild(expiry) || table.expired(expiry) > 0 =>
             {
                 table.rebuild(expiry)
             }
