@@ -133,7 +133,7 @@ fn main() {
                 break;
             }
             let (wall, heap) = timed_open(case, &expected);
-            eprintln!("cold open of {}: {wall:.2?}", case.key);
+            eprintln!("cold open of {}: {wall:.2?}; {heap}", case.key);
             m.cold = Some(wall);
             m.heap = Some(heap);
         }
@@ -144,6 +144,7 @@ fn main() {
         for (case, m) in cases.iter().zip(&mut measured) {
             if m.warm.wants_more(rounds) {
                 let (wall, heap) = timed_open(case, &expected);
+                eprintln!("open of {}, round {round}: {wall:.2?}; {heap}", case.key);
                 m.warm.push(wall);
                 m.heap.get_or_insert(heap);
                 ran = true;
@@ -151,6 +152,7 @@ fn main() {
         }
         if refeed.warm.wants_more(rounds) {
             let (wall, heap) = timed_refeed(&workload.events);
+            eprintln!("re-feed, round {round}: {wall:.2?}; {heap}");
             refeed.warm.push(wall);
             refeed.heap.get_or_insert(heap);
             ran = true;
@@ -159,14 +161,15 @@ fn main() {
             if m.read.wants_more(rounds) {
                 let start = Instant::now();
                 black_box(case.files.read());
-                m.read.push(start.elapsed());
+                let wall = start.elapsed();
+                eprintln!("read files of {}, round {round}: {wall:.2?}", case.key);
+                m.read.push(wall);
                 ran = true;
             }
         }
         if !ran {
             break;
         }
-        eprintln!("round {round} done");
     }
 
     print_times(&cases, &measured, &refeed, pairs, rounds);
@@ -444,6 +447,21 @@ struct Heap {
     allocations: usize,
     /// The tracker's own accounting, `stats().bytes`.
     own: u64,
+}
+
+/// For the progress lines on stderr (partial results survive a killed
+/// run).
+impl std::fmt::Display for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "heap peak {}, after {}, own {}, {} allocations",
+            bytes(self.peak as u64),
+            bytes(self.live as u64),
+            bytes(self.own),
+            self.allocations
+        )
+    }
 }
 
 impl Heap {
