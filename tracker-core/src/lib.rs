@@ -171,6 +171,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod background;
 mod budget;
 mod canonical_url;
 mod clock;
