@@ -42,8 +42,10 @@ pub mod router;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod store;
 
 pub use config::Config;
 pub use error::AppError;
 pub use router::{app, routes};
 pub use state::{AppState, HttpLimits};
+pub use store::Store;

@@ -102,7 +102,11 @@ async fn bad_bodies_are_400_with_a_code() {
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(answer.error_code(), code, "{body}");
     }
-    assert_eq!(state.tracker.stats().pairs, 0, "refusals change nothing");
+    assert_eq!(
+        state.tracker().unwrap().stats().pairs,
+        0,
+        "refusals change nothing"
+    );
     // The limits are inclusive.
     let at_limit = format!(r#"{{"visitor":"{}","url":"/"}}"#, "v".repeat(256));
     assert_eq!(post_json(&app, at_limit).await.status, StatusCode::ACCEPTED);
