@@ -524,3 +524,33 @@ fn the_snapshotter_bounds_the_log_by_size_and_stays_quiet_when_idle() {
         200
     );
 }
+
+#[test]
+fn visitor_ids_never_reach_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    let secret = "visitor-id-only-the-site-knows-7f3a";
+    durable.record(secret, "https://example.com/").unwrap();
+    durable.snapshot().unwrap();
+    durable.record(secret, "https://example.com/other").unwrap();
+    drop(durable);
+    let mut files = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        files += 1;
+        let bytes = fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the visitor id",
+            path.display()
+        );
+    }
+    assert!(
+        files >= 3,
+        "a log segment, a snapshot and the lock were checked"
+    );
+}
