@@ -33,6 +33,15 @@ use persist_support::Tmpfs;
 const READY_WITHIN: Duration = Duration::from_secs(30);
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
 
+/// A client whose every request ends: a request the crash left without an
+/// answer fails by timeout at worst, and counts as unknown.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 fn page(n: u64) -> String {
     format!("https://example.com/page/{n}")
 }
@@ -161,7 +170,10 @@ async fn ingest_then_kill(
                         model.lock().unwrap().ack(visitor, target)
                     }
                     Ok(response) => panic!("unexpected answer {}", response.status()),
-                    Err(_) => {
+                    Err(e) => {
+                        if e.is_timeout() {
+                            eprintln!("request timed out after the kill: {e}");
+                        }
                         model.lock().unwrap().unknown.push((visitor, target));
                         return;
                     }
@@ -198,9 +210,10 @@ async fn crash_rounds(fsync: &str, seed: u64) {
     // Not created yet: the service creates it.
     let dir = tmp.path().join("data");
     let args = durable_args(&dir, fsync);
-    let client = reqwest::Client::new();
+    let client = client();
     let model = Arc::new(Mutex::new(Model::default()));
     let mut rng = seed;
+    let mut snapshots = 0;
     for round in 0..ROUNDS {
         if round == 2 {
             // A crash during recovery itself.
@@ -214,11 +227,19 @@ async fn crash_rounds(fsync: &str, seed: u64) {
         let kill_after = Duration::from_millis(150 + xorshift(&mut rng) % 750);
         let acked = ingest_then_kill(&mut server, &client, &model, rng, kill_after).await;
         let unknown = model.lock().unwrap().unknown.len();
+        let written = server.lines("snapshot written").len();
+        snapshots += written;
         eprintln!(
-            "{fsync} round {round}: {acked} events acknowledged in {kill_after:?}, {unknown} cut off by kill -9"
+            "{fsync} round {round}: {acked} events acknowledged in {kill_after:?}, \
+             {written} snapshots written, {unknown} requests cut off by kill -9"
         );
         assert!(acked > 0, "round {round} acknowledged nothing");
     }
+    // The kills landed among snapshots and log rotations, not only between.
+    assert!(
+        snapshots >= ROUNDS as usize,
+        "only {snapshots} snapshots in {ROUNDS} rounds"
+    );
 
     // Last: a graceful stop writes a final snapshot that covers
     // everything, so the next start replays nothing.
@@ -295,7 +316,7 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
     let dir = tmp.path().to_path_buf();
     let args = durable_args(&dir, "always");
     let args = &args[..4]; // no frequent snapshots: the events stay in the log
-    let client = reqwest::Client::new();
+    let client = client();
     let model = Mutex::new(Model::default());
     let mut server = Server::start(args);
     server.wait_ready(&client, READY_WITHIN).await;
@@ -325,7 +346,7 @@ async fn a_flipped_byte_mid_log_stops_start_up_and_salvage_starts_from_what_is_v
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let args = durable_args(&dir, "always")[..4].to_vec();
-    let client = reqwest::Client::new();
+    let client = client();
     let model = Mutex::new(Model::default());
     let mut server = Server::start(&args);
     server.wait_ready(&client, READY_WITHIN).await;
@@ -387,7 +408,7 @@ async fn a_snapshot_of_another_format_version_is_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let args = durable_args(&dir, "interval")[..4].to_vec();
-    let client = reqwest::Client::new();
+    let client = client();
     let model = Mutex::new(Model::default());
     let mut server = Server::start(&args);
     server.wait_ready(&client, READY_WITHIN).await;
@@ -443,7 +464,7 @@ fn a_read_only_file_system_is_a_clear_error() {
 async fn a_second_service_on_the_same_data_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_str().unwrap();
-    let client = reqwest::Client::new();
+    let client = client();
     let server = Server::start(&["--data-dir", dir]);
     server.wait_ready(&client, READY_WITHIN).await;
     let (status, logs) =
@@ -464,7 +485,7 @@ async fn a_full_disk_refuses_events_with_503_and_loses_nothing_acknowledged() {
     };
     let dir = mount.path().join("data");
     let args = ["--data-dir", dir.to_str().unwrap(), "--fsync", "always"];
-    let client = reqwest::Client::new();
+    let client = client();
     let model = Mutex::new(Model::default());
     let mut server = Server::start(&args);
     server.wait_ready(&client, READY_WITHIN).await;
