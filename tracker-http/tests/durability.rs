@@ -249,7 +249,8 @@ async fn crash_rounds(fsync: &str, seed: u64) {
     server.signal("TERM");
     let status = tokio::task::block_in_place(|| server.wait(EXIT_WITHIN));
     assert_eq!(status.code(), Some(0));
-    assert!(server.logged("final snapshot written"));
+    // (The final snapshot may have nothing left to cover: the 100 ms
+    // schedule can take it first. Either way nothing is left to replay.)
     let server = Server::start(&args);
     server.wait_ready(&client, READY_WITHIN).await;
     check_and_settle(&client, &server, &model, PAGES).await;
@@ -418,6 +419,7 @@ async fn a_snapshot_of_another_format_version_is_refused_by_name() {
         tokio::task::block_in_place(|| server.wait(EXIT_WITHIN)).code(),
         Some(0)
     );
+    assert!(server.logged("final snapshot written"));
 
     // The header's version field (after the 8-byte magic), as a newer
     // release would write it.
