@@ -13,7 +13,7 @@ if [[ -z "${PIN:-}" ]]; then
   if command -v taskset >/dev/null && ((CPUS >= 2)); then PIN=1; else PIN=0; fi
 fi
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit
 
 if ! command -v wrk >/dev/null; then
   echo "wrk not found; installing it from Debian's packages" >&2
