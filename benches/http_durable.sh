@@ -12,9 +12,10 @@
 # over the rounds of requests/s, p50, p99, server CPU per request, log
 # bytes per event (growth of tracker_log_end_bytes over wrk's request
 # count), events per flush of the data directory's disk (/proc/diskstats;
-# the whole device, so other processes' flushes count too), and the ratio
-# of requests/s to the in-memory service and to bare at the same number of
-# connections.
+# the whole device, so other processes' flushes count too), the ratio of
+# requests/s to the in-memory service and to bare at the same number of
+# connections, and capacity: the in-memory service's CPU per request over
+# the variant's (robust to a load generator starved by other processes).
 #
 # Usage: benches/http_durable.sh    (bounded: ROUNDS x variants x (DURATION + ~1 s))
 #   DURATION=10s CONNECTIONS=64 LOW_CONNECTIONS="1 8" ROUNDS=3 PIN=1 benches/http_durable.sh
@@ -109,15 +110,23 @@ ratio() { # variant baseline-kind -> requests/s of the variant over the baseline
   if [[ -z "${RESULTS["$base-1"]:-}" ]]; then echo -; return; fi
   awk -v a="$(field "$1" 1)" -v b="$(field "$base" 1)" 'BEGIN { printf "%.3f", a / b }'
 }
+capacity() { # variant -> in memory's CPU per request over the variant's, at its connections
+  local base="memory@${1#*@}"
+  if [[ -z "${RESULTS["$base-1"]:-}" ]]; then echo -; return; fi
+  awk -v a="$(field "$1" 5)" -v b="$(field "$base" 5)" 'BEGIN { printf "%.3f", b / a }'
+}
 
 echo
 echo "POST /events with durability: wrk, $DURATION x $ROUNDS rounds (median), pinned=$PIN"
 machine_line
 echo "data directories: $DATA_FS ($DATA_ROOT); events/flush counts the flushes of /dev/$DISK"
 echo
-echo "| variant | connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU µs/request | log B/event | events/disk flush | vs memory | vs bare |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| variant | connections | requests/s | p50 ms | p99 ms | non-2xx | server CPU µs/request | log B/event | events/disk flush | req/s vs memory | req/s vs bare | capacity vs memory |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for v in "${VARIANT_LIST[@]}"; do
   echo "| ${v%@*} | ${v#*@} | $(field "$v" 1) | $(field "$v" 2) | $(field "$v" 3) | $(field "$v" 4) | $(field "$v" 5)" \
-    "| $(figure "$v" 7) | $(figure "$v" 8) | $(ratio "$v" memory) | $(ratio "$v" bare) |"
+    "| $(figure "$v" 7) | $(figure "$v" 8) | $(ratio "$v" memory) | $(ratio "$v" bare) | $(capacity "$v") |"
 done
+echo
+echo "capacity vs memory: the in-memory service's CPU per request over the variant's (what"
+echo "requests/s would be relative to memory if the server's core were the bottleneck)."
