@@ -168,9 +168,31 @@
 //! recorded, then logged, then acknowledged; recovery restores the newest
 //! snapshot ([`Tracker::write_snapshot`], format in
 //! [`persist::tracker_snapshot`]) and replays the log after it.
+//! [`persist::DurableTracker::spawn_snapshotter`] snapshots on a schedule
+//! (by time and by log growth, which bounds restart time), and an advisory
+//! lock on the data directory keeps a second process out. Visitor ids
+//! never reach the disk, only their keyed 64-bit hashes (the key is in the
+//! snapshot).
+//!
+//! ```
+//! use tracker_core::persist::{DurableTracker, LogOptions, SyncPolicy};
+//! use tracker_core::Tracker;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let options = LogOptions::default().sync(SyncPolicy::Always);
+//! let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), options.clone())?;
+//! durable.record("visitor-42", "https://example.com/pricing")?; // durable on return
+//! drop(durable); // a crash would do
+//!
+//! let (durable, report) = DurableTracker::open(dir.path(), Tracker::builder(), options)?;
+//! assert_eq!(report.replayed, 1);
+//! assert_eq!(durable.tracker().distinct("https://example.com/pricing")?.visitors, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod background;
 mod budget;
 mod canonical_url;
 mod clock;

@@ -6,12 +6,11 @@
 //! holds only a weak reference, so it never keeps a tracker alive, and it
 //! stops (and is joined) when its handle is dropped.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Tracker;
+use crate::background::Periodic;
 
 /// The handle of a running sweeper thread; dropping it stops the thread.
 ///
@@ -27,8 +26,7 @@ use crate::Tracker;
 /// ```
 #[derive(Debug)]
 pub struct Sweeper {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Periodic,
 }
 
 impl Tracker {
@@ -37,32 +35,10 @@ impl Tracker {
     /// tracker is. Each call holds one stripe lock at a time for at most
     /// 32 buckets, so readers and writers wait microseconds at most.
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration, buckets: usize) -> Sweeper {
-        let tracker: Weak<Tracker> = Arc::downgrade(self);
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("tracker-sweeper".into())
-            .spawn(move || {
-                // A message or a closed channel both mean stop.
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    let Some(tracker) = tracker.upgrade() else {
-                        return;
-                    };
-                    tracker.sweep(buckets);
-                }
-            })
-            .ok();
         Sweeper {
-            stop: Some(stop),
-            thread,
-        }
-    }
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            _thread: Periodic::spawn("tracker-sweeper", every, self, move |tracker: &Tracker| {
+                tracker.sweep(buckets);
+            }),
         }
     }
 }

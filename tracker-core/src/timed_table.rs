@@ -22,6 +22,7 @@ impl TimedTable {
     /// A table of `pairs` (hash, tick), all live under `expiry`.
     pub(crate) fn from_pairs(pairs: &[(u64, u32)], expiry: Expiry) -> Self {
         let mut table = TickTable::with_capacity(MIN_CAPACITY);
+        table.reserve(pairs.len());
         for &(hash, tick) in pairs {
             table.insert_growing(hash, tick);
         }
@@ -95,6 +96,11 @@ impl TimedTable {
             _ => {}
         }
         outcome
+    }
+
+    /// Sizes the table for `len` pairs (see `VisitorTable::reserve`).
+    pub(crate) fn reserve(&mut self, len: usize) {
+        self.table.reserve(len);
     }
 
     /// Grows the table and adds `hash`, which must be absent.

@@ -297,6 +297,18 @@ impl VisitorSet {
         }
     }
 
+    /// Sizes a table form for `len` pairs in all, so that pairs known in
+    /// advance (a snapshot's) go in without growth steps; see
+    /// [`VisitorTable::reserve`] for why that matters. Other forms are
+    /// left as they are.
+    pub(crate) fn reserve(&mut self, len: usize) {
+        match self {
+            VisitorSet::Table(_, table) => table.reserve(len),
+            VisitorSet::Timed(_, table) => table.reserve(len),
+            _ => {}
+        }
+    }
+
     /// Adds `hash`, growing as needed; returns whether it was new.
     #[cfg(test)]
     pub(crate) fn insert_growing(&mut self, hash: u64) -> bool {

@@ -413,3 +413,144 @@ fn replay_with_a_ttl_counts_old_events_as_stale() {
         1
     );
 }
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = open(dir.path(), Tracker::builder());
+    first.record("alice", "https://example.com/").unwrap();
+    let err =
+        DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default()).unwrap_err();
+    assert!(matches!(err, DurableError::Locked { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    // Nothing of the first was disturbed by the refused open.
+    first.record("bob", "https://example.com/").unwrap();
+    drop(first);
+    let (again, report) = open(dir.path(), Tracker::builder());
+    assert_eq!(report.replayed, 2);
+    assert_eq!(
+        again
+            .tracker()
+            .distinct("https://example.com/")
+            .unwrap()
+            .visitors,
+        2
+    );
+}
+
+#[test]
+fn status_follows_the_log_and_the_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    let fresh = durable.status();
+    assert_eq!(fresh.dir, dir.path());
+    assert_eq!((fresh.snapshots_written, fresh.snapshot_failures), (1, 0));
+    assert_eq!(fresh.log_bytes_since_snapshot, 0);
+    for i in 0..10 {
+        durable
+            .record(&format!("v{i}"), "https://example.com/")
+            .unwrap();
+    }
+    let logged = durable.status();
+    assert!(logged.log_bytes_since_snapshot >= 10 * 16, "{logged:?}");
+    assert_eq!(logged.log_end, durable.log().end());
+    durable.snapshot().unwrap();
+    let after = durable.status();
+    assert_eq!(after.log_bytes_since_snapshot, 0);
+    assert_eq!(after.snapshots_written, 2);
+    let last = after.last_snapshot.unwrap();
+    assert!(last.payload_bytes > 0 && last.covers > logged.last_snapshot.unwrap().covers);
+    drop(durable);
+
+    // A reopened tracker reports the snapshot it loaded.
+    let (reopened, _) = open(dir.path(), Tracker::builder());
+    let status = reopened.status();
+    assert_eq!(status.snapshots_written, 0);
+    assert_eq!(status.last_snapshot.unwrap().covers, last.covers);
+    assert_eq!(status.log_bytes_since_snapshot, 0);
+}
+
+#[test]
+fn the_snapshotter_bounds_the_log_by_size_and_stays_quiet_when_idle() {
+    use tracker_core::persist::SnapshotSchedule;
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    let durable = Arc::new(durable);
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Time alone would never trigger in this test: only the size does.
+    let schedule = SnapshotSchedule::default()
+        .every(Duration::from_secs(3600))
+        .log_bytes(4096);
+    let snapshotter = durable.spawn_snapshotter(schedule, {
+        let outcomes = outcomes.clone();
+        move |result| outcomes.lock().unwrap().push(result.is_ok())
+    });
+    for i in 0..200 {
+        durable
+            .record(&format!("v{i}"), "https://example.com/")
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while durable.status().log_bytes_since_snapshot >= 4096 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot was taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let taken = outcomes.lock().unwrap().len();
+    assert!(taken >= 1 && outcomes.lock().unwrap().iter().all(|ok| *ok));
+    // Idle: nothing new logged, so no snapshot however long we wait.
+    std::thread::sleep(Duration::from_millis(2500));
+    let idle = outcomes.lock().unwrap().len();
+    assert!(
+        idle <= taken + 1,
+        "at most the snapshot of the tail, then quiet"
+    );
+    drop(snapshotter);
+    assert_eq!(Arc::strong_count(&durable), 1, "the thread let go of it");
+    drop(durable);
+    let (reopened, report) = open(dir.path(), Tracker::builder());
+    assert!(report.snapshot.is_some());
+    assert_eq!(
+        reopened
+            .tracker()
+            .distinct("https://example.com/")
+            .unwrap()
+            .visitors,
+        200
+    );
+}
+
+#[test]
+fn visitor_ids_never_reach_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = open(dir.path(), Tracker::builder());
+    let secret = "visitor-id-only-the-site-knows-7f3a";
+    durable.record(secret, "https://example.com/").unwrap();
+    durable.snapshot().unwrap();
+    durable.record(secret, "https://example.com/other").unwrap();
+    drop(durable);
+    let mut files = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        files += 1;
+        let bytes = fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the visitor id",
+            path.display()
+        );
+    }
+    assert!(
+        files >= 3,
+        "a log segment, a snapshot and the lock were checked"
+    );
+}

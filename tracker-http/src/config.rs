@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
+use tracker_core::persist::{LogOptions, SnapshotSchedule, SyncPolicy};
 use tracker_core::{
     ConfigError, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, MemoryPolicy, QueryPolicy,
     TrackerBuilder, TrackerConfig,
@@ -37,6 +38,10 @@ pub struct Config {
     /// Settings of the tracker itself.
     #[command(flatten)]
     pub core: CoreOptions,
+
+    /// Durability: the data directory, fsync policy and snapshots.
+    #[command(flatten)]
+    pub persist: PersistOptions,
 
     /// HTTP limits, security and shutdown.
     #[command(flatten)]
@@ -98,6 +103,74 @@ pub struct CoreOptions {
     /// it (`30d`, `12h`, `90m`, `3600s`) [default: never].
     #[arg(long, env = "TRACKER_TTL", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
+}
+
+/// Durability settings.
+#[derive(Debug, Clone, Args)]
+pub struct PersistOptions {
+    /// Keep the counts in this directory (an event log and snapshots) so
+    /// that they survive restarts and crashes; created if missing
+    /// [default: none, in memory only].
+    #[arg(long, env = "TRACKER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// With --data-dir, when an event is synced to disk before it is
+    /// acknowledged. `always`: after fsync (nothing acknowledged is lost,
+    /// even on power loss). `interval`: fsync every --fsync-interval (a
+    /// process crash loses nothing acknowledged; a power cut at most the
+    /// interval). `off`: the OS writes back when it likes.
+    #[arg(long, env = "TRACKER_FSYNC", value_enum, default_value_t = FsyncMode::Interval)]
+    pub fsync: FsyncMode,
+
+    /// With `--fsync interval`: the longest time between syncs.
+    #[arg(long, env = "TRACKER_FSYNC_INTERVAL", value_parser = parse_duration, default_value = "100ms")]
+    pub fsync_interval: Duration,
+
+    /// With --data-dir, the longest time between snapshots while events
+    /// arrive.
+    #[arg(long, env = "TRACKER_SNAPSHOT_EVERY", value_parser = parse_duration, default_value = "5m")]
+    pub snapshot_every: Duration,
+
+    /// With --data-dir, snapshot early once this much log has been written
+    /// since the last snapshot: bounds what a restart replays.
+    #[arg(long, env = "TRACKER_SNAPSHOT_LOG_SIZE", value_parser = parse_bytes, default_value = "256MiB")]
+    pub snapshot_log_size: u64,
+
+    /// With --data-dir, start even if the event log is damaged in its
+    /// middle, dropping the events after the damage (logged as an error).
+    /// Without it such damage stops start-up, for an operator to decide.
+    #[arg(long, env = "TRACKER_SALVAGE_LOG")]
+    pub salvage_log: bool,
+}
+
+/// `--fsync` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsyncMode {
+    /// fsync before acknowledging each event (shared by concurrent ones).
+    Always,
+    /// fsync at most every --fsync-interval.
+    Interval,
+    /// Never fsync; the OS writes back.
+    Off,
+}
+
+impl PersistOptions {
+    /// The event log's options.
+    pub fn log_options(&self) -> LogOptions {
+        let sync = match self.fsync {
+            FsyncMode::Always => SyncPolicy::Always,
+            FsyncMode::Interval => SyncPolicy::Interval(self.fsync_interval),
+            FsyncMode::Off => SyncPolicy::Off,
+        };
+        LogOptions::default().sync(sync).salvage(self.salvage_log)
+    }
+
+    /// When snapshots are written.
+    pub fn schedule(&self) -> SnapshotSchedule {
+        SnapshotSchedule::default()
+            .every(self.snapshot_every)
+            .log_bytes(self.snapshot_log_size)
+    }
 }
 
 /// `--memory-policy` values.
@@ -303,6 +376,19 @@ impl Config {
         if self.http.auth_token.as_deref() == Some("") {
             return Err("--auth-token must not be empty".into());
         }
+        let p = &self.persist;
+        if p.fsync == FsyncMode::Interval && p.fsync_interval.is_zero() {
+            return Err("--fsync-interval must be positive (or use --fsync always)".into());
+        }
+        if p.snapshot_every.is_zero() {
+            return Err("--snapshot-every must be positive".into());
+        }
+        if p.data_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err("--data-dir must not be empty".into());
+        }
         Ok(())
     }
 }
@@ -339,6 +425,24 @@ impl fmt::Display for Config {
             c.ttl
                 .map_or("none".to_string(), |t| format!("{}s", t.as_secs())),
         )?;
+        let p = &self.persist;
+        match &p.data_dir {
+            None => write!(f, " data_dir=none")?,
+            Some(dir) => write!(
+                f,
+                " data_dir={} fsync={}{} snapshot_every={:?} snapshot_log_size={} salvage_log={}",
+                dir.display(),
+                value_name(&p.fsync),
+                if p.fsync == FsyncMode::Interval {
+                    format!(" fsync_interval={:?}", p.fsync_interval)
+                } else {
+                    String::new()
+                },
+                p.snapshot_every,
+                p.snapshot_log_size,
+                p.salvage_log,
+            )?,
+        }
         write!(
             f,
             " body_limit={} request_timeout={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
@@ -447,6 +551,56 @@ mod tests {
         let printed = config.to_string();
         assert!(printed.contains("rate_limit=off"), "{printed}");
         assert!(printed.contains("query=keep"), "{printed}");
+    }
+
+    #[test]
+    fn persistence_flags_become_log_options_and_a_schedule() {
+        let config = Config::parse_from([
+            "tracker-http",
+            "--data-dir",
+            "/var/lib/tracker",
+            "--fsync",
+            "interval",
+            "--fsync-interval",
+            "20ms",
+            "--snapshot-every",
+            "1m",
+            "--snapshot-log-size",
+            "64MiB",
+            "--salvage-log",
+        ]);
+        config.validate().unwrap();
+        let p = &config.persist;
+        assert_eq!(
+            p.log_options(),
+            LogOptions::default()
+                .sync(SyncPolicy::Interval(Duration::from_millis(20)))
+                .salvage(true)
+        );
+        assert_eq!(
+            p.schedule(),
+            SnapshotSchedule::default()
+                .every(Duration::from_secs(60))
+                .log_bytes(64 << 20)
+        );
+        let printed = config.to_string();
+        assert!(
+            printed.contains("data_dir=/var/lib/tracker fsync=interval fsync_interval=20ms"),
+            "{printed}"
+        );
+        assert!(Config::defaults().to_string().contains("data_dir=none"));
+        let invalid = |args: &[&str]| {
+            let mut all = vec!["tracker-http"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all)
+                .map(|c| c.validate().is_err())
+                .unwrap_or(true)
+        };
+        assert!(invalid(&["--fsync", "sometimes"]));
+        assert!(invalid(&["--fsync-interval", "0ms"]));
+        assert!(invalid(&["--snapshot-every", "0s"]));
+        assert!(invalid(&["--data-dir", ""]));
+        assert!(!invalid(&["--fsync", "always", "--fsync-interval", "0ms"]));
     }
 
     #[test]

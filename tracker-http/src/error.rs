@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracker_core::TrackerError;
+use tracker_core::persist::DurableError;
 
 /// Why a request failed. Each variant has one status and one stable code.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +44,11 @@ pub enum AppError {
     },
     /// The service is draining before exit.
     ShuttingDown,
+    /// Start-up recovery from the data directory has not finished.
+    Recovering,
+    /// The event could not be written to the event log (disk full, I/O
+    /// error): it was not acknowledged and may be retried.
+    Storage(String),
     /// A failure that is not the client's fault.
     Internal(String),
 }
@@ -62,7 +68,9 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::ShuttingDown | AppError::Recovering | AppError::Storage(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +90,8 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::ShuttingDown => "shutting_down",
+            AppError::Recovering => "recovering",
+            AppError::Storage(_) => "storage_failed",
             AppError::Internal(_) => "internal",
         }
     }
@@ -111,6 +121,13 @@ impl AppError {
             )
             .into(),
             AppError::ShuttingDown => "the service is shutting down".into(),
+            AppError::Recovering => {
+                "the service is loading its data from disk; retry shortly".into()
+            }
+            AppError::Storage(m) => format!(
+                "the event could not be stored durably and was not counted as received; retry: {m}"
+            )
+            .into(),
             AppError::Internal(m) => format!("internal error: {m}").into(),
         }
     }
@@ -119,6 +136,18 @@ impl AppError {
 impl From<TrackerError> for AppError {
     fn from(e: TrackerError) -> Self {
         AppError::Tracker(e)
+    }
+}
+
+/// A refusal by the tracker keeps its mapping; a log failure is a 503
+/// (the event may be retried: recording is idempotent).
+impl From<DurableError> for AppError {
+    fn from(e: DurableError) -> Self {
+        match e {
+            DurableError::Tracker(e) => AppError::Tracker(e),
+            DurableError::Persist(e) => AppError::Storage(e.to_string()),
+            other => AppError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -189,6 +218,11 @@ impl IntoResponse for AppError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            AppError::Recovering | AppError::Storage(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             _ => {}
         }

@@ -40,7 +40,7 @@ pub async fn record_event(
     .await
     .map_err(|_| AppError::Timeout)??;
     let event = parse_event(&body)?;
-    let recorded = state.tracker.record(&event.visitor, &event.url)?;
+    let recorded = state.store()?.record(&event.visitor, &event.url).await?;
     state.metrics.event(recorded);
     Ok(StatusCode::ACCEPTED)
 }

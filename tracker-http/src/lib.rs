@@ -3,9 +3,11 @@
 //! The crate translates requests into tracker calls and nothing more:
 //! [`app`] builds the router over an [`AppState`], [`AppError`] is the one
 //! error type every failure becomes (`{"error": {"code", "message"}}`),
-//! [`Config`] holds the flags and `TRACKER_*` variables, and
-//! [`server::run`] serves until SIGINT/SIGTERM and drains. The binary is
-//! glue over these.
+//! [`Config`] holds the flags and `TRACKER_*` variables, [`Store`] is the
+//! tracker requests go to (in memory, or durable with `--data-dir`), and
+//! [`server::run`] recovers the data directory, serves until
+//! SIGINT/SIGTERM, drains and writes a final snapshot. The binary is glue
+//! over these.
 //!
 //! Endpoints: `POST /events`, `GET /distinct?url=`, `GET /top?limit=`,
 //! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
@@ -42,8 +44,10 @@ pub mod router;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod store;
 
 pub use config::Config;
 pub use error::AppError;
 pub use router::{app, routes};
 pub use state::{AppState, HttpLimits};
+pub use store::Store;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use tracker_core::persist::DurableStatus;
 use tracker_core::{Recorded, Stats};
 
 /// The routes requests are counted under. Unknown paths share `Other`
@@ -144,9 +145,9 @@ impl Metrics {
         self.requests[route as usize][status_slot(status)].load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of these counters and
-    /// of the tracker's `stats`.
-    pub fn render(&self, stats: &Stats) -> String {
+    /// The Prometheus text exposition (format 0.0.4) of these counters, of
+    /// the tracker's `stats` and of the log and snapshots' `durable` status.
+    pub fn render(&self, stats: &Stats, durable: Option<&DurableStatus>) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -261,7 +262,32 @@ impl Metrics {
                 stats.expired_pages,
             ),
         ];
-        for (name, help, value) in gauges {
+        let durable_gauges: Vec<(&str, &str, u64)> = match durable {
+            None => Vec::new(),
+            Some(d) => vec![
+                (
+                    "tracker_log_end_bytes",
+                    "The event log's position: bytes ever appended.",
+                    d.log_end.0,
+                ),
+                (
+                    "tracker_log_bytes_since_snapshot",
+                    "Log bytes after the newest snapshot: what a restart replays.",
+                    d.log_bytes_since_snapshot,
+                ),
+                (
+                    "tracker_snapshots_total",
+                    "Snapshots written since start.",
+                    d.snapshots_written,
+                ),
+                (
+                    "tracker_snapshot_failures_total",
+                    "Snapshots that failed since start.",
+                    d.snapshot_failures,
+                ),
+            ],
+        };
+        for (name, help, value) in gauges.into_iter().chain(durable_gauges) {
             let kind = if name.ends_with("_total") {
                 "counter"
             } else {
@@ -290,7 +316,7 @@ mod tests {
         );
         m.observe(Route::Events, StatusCode::ACCEPTED, Duration::from_secs(60));
         m.observe(Route::Other, StatusCode::IM_A_TEAPOT, Duration::ZERO);
-        let text = m.render(&Stats::default());
+        let text = m.render(&Stats::default(), None);
         assert!(text.contains("tracker_http_requests_total{route=\"/events\",status=\"202\"} 2"));
         assert!(text.contains("tracker_http_requests_total{route=\"other\",status=\"other\"} 1"));
         assert!(text.contains(

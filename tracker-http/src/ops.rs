@@ -14,23 +14,30 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: 503 once the service is draining, so load balancers stop
-/// sending new work before the listener closes.
+/// Readiness: 503 `recovering` until start-up recovery from the data
+/// directory completes, and 503 `shutting_down` once the service is
+/// draining, so load balancers send work only to an instance that has its
+/// data and will stay to answer.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     if state.shutdown.is_draining() {
-        Err(AppError::ShuttingDown)
-    } else {
-        Ok(Json(json!({ "status": "ready" })))
+        return Err(AppError::ShuttingDown);
     }
+    state.store()?;
+    Ok(Json(json!({ "status": "ready" })))
 }
 
-/// Prometheus text exposition of the request counters and tracker stats.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(&state.tracker.stats());
+/// Prometheus text exposition of the request counters, the tracker's
+/// stats and, with `--data-dir`, the log and snapshots.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+    let store = state.store()?;
+    let durable = store.durable().map(|(durable, _)| durable.status());
+    let text = state
+        .metrics
+        .render(&store.tracker().stats(), durable.as_ref());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    response
+    Ok(response)
 }

@@ -1,16 +1,19 @@
 //! The read endpoints: `GET /distinct`, `GET /top`, `GET /stats`.
 
 use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode;
 use serde::Serialize;
+use tracker_core::persist::{DurableTracker, SyncPolicy};
 use tracker_core::{Distinct, Field, TrackerError};
 
 use crate::error::AppError;
 use crate::state::AppState;
+use crate::store::Recovered;
 
 /// Rows `GET /top` returns when no `limit` is given.
 pub const DEFAULT_TOP: usize = 10;
@@ -52,7 +55,7 @@ pub async fn distinct(
     let url = param(query, "url")?.ok_or(AppError::InvalidQuery(
         "the `url` parameter is required".into(),
     ))?;
-    let (page, distinct) = state.tracker.distinct_of_page(&url)?;
+    let (page, distinct) = state.tracker()?.distinct_of_page(&url)?;
     Ok(Json(DistinctBody::new(page, distinct)).into_response())
 }
 
@@ -83,7 +86,7 @@ pub async fn top(
             })?,
     };
     let pages = state
-        .tracker
+        .tracker()?
         .top(limit)
         .into_iter()
         .map(|row| DistinctBody::new(row.url.into(), row.distinct))
@@ -116,12 +119,107 @@ pub struct StatsBody {
     pub expired_pages: u64,
     /// Events ignored because they were older than the TTL, since start.
     pub stale_events: u64,
+    /// The data directory's log and snapshots, or null in memory.
+    pub persistence: Option<PersistenceBody>,
 }
 
-/// `GET /stats`: what the tracker holds.
-pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
-    let stats = state.tracker.stats();
-    Json(StatsBody {
+/// The `persistence` part of `GET /stats`.
+#[derive(Debug, Serialize)]
+pub struct PersistenceBody {
+    /// The data directory.
+    pub data_dir: String,
+    /// `always`, `interval` or `off`.
+    pub fsync: &'static str,
+    /// Under `interval`, the longest time between syncs, in ms.
+    pub fsync_interval_ms: Option<u64>,
+    /// The log position the next event gets.
+    pub log_end: u64,
+    /// Log bytes written after the newest snapshot: what a restart replays.
+    pub log_bytes_since_snapshot: u64,
+    /// The newest snapshot written or loaded.
+    pub last_snapshot: Option<SnapshotBody>,
+    /// Snapshots written since start.
+    pub snapshots_written: u64,
+    /// Snapshots that failed since start.
+    pub snapshot_failures: u64,
+    /// What start-up recovery found.
+    pub recovery: RecoveryBody,
+}
+
+/// A snapshot, in `GET /stats`.
+#[derive(Debug, Serialize)]
+pub struct SnapshotBody {
+    /// The log position it covers.
+    pub covers: u64,
+    /// When it was written or loaded, in ms since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Payload bytes (0 for one loaded at start).
+    pub payload_bytes: u64,
+    /// Time taken to write it, in ms.
+    pub took_ms: f64,
+}
+
+/// Start-up recovery, in `GET /stats`.
+#[derive(Debug, Serialize)]
+pub struct RecoveryBody {
+    /// The snapshot file loaded, if any.
+    pub snapshot: Option<String>,
+    /// Log events replayed after it.
+    pub replayed_events: u64,
+    /// Replayed events the tracker refused.
+    pub refused_events: u64,
+    /// Bytes of torn log tail cut off.
+    pub torn_tail_bytes: u64,
+    /// Bytes of damaged log dropped under `--salvage-log`.
+    pub salvaged_bytes: u64,
+    /// How long recovery took, in ms.
+    pub took_ms: f64,
+}
+
+impl PersistenceBody {
+    fn new(durable: &DurableTracker, recovered: &Recovered) -> Self {
+        let status = durable.status();
+        let (fsync, fsync_interval_ms) = match status.sync {
+            SyncPolicy::Always => ("always", None),
+            SyncPolicy::Interval(every) => ("interval", Some(every.as_millis() as u64)),
+            SyncPolicy::Off => ("off", None),
+        };
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        PersistenceBody {
+            data_dir: status.dir.display().to_string(),
+            fsync,
+            fsync_interval_ms,
+            log_end: status.log_end.0,
+            log_bytes_since_snapshot: status.log_bytes_since_snapshot,
+            last_snapshot: status.last_snapshot.map(|s| SnapshotBody {
+                covers: s.covers.0,
+                at_unix_ms: s
+                    .at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                payload_bytes: s.payload_bytes,
+                took_ms: ms(s.took),
+            }),
+            snapshots_written: status.snapshots_written,
+            snapshot_failures: status.snapshot_failures,
+            recovery: RecoveryBody {
+                snapshot: recovered.snapshot.as_ref().map(|p| p.display().to_string()),
+                replayed_events: recovered.replayed,
+                refused_events: recovered.refused,
+                torn_tail_bytes: recovered.torn_tail_bytes,
+                salvaged_bytes: recovered.salvaged_bytes,
+                took_ms: ms(recovered.took),
+            },
+        }
+    }
+}
+
+/// `GET /stats`: what the tracker holds, and with `--data-dir` the state
+/// of its log and snapshots.
+pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
+    let store = state.store()?;
+    let stats = store.tracker().stats();
+    Ok(Json(StatsBody {
         pages: stats.pages,
         pairs: stats.pairs,
         bytes: stats.bytes,
@@ -133,7 +231,10 @@ pub async fn stats(State(state): State<AppState>) -> Json<StatsBody> {
         expirations: stats.expirations,
         expired_pages: stats.expired_pages,
         stale_events: stats.stale_events,
-    })
+        persistence: store
+            .durable()
+            .map(|(durable, recovered)| PersistenceBody::new(durable, recovered)),
+    }))
 }
 
 /// The value of parameter `name` in a URL query string, decoded as

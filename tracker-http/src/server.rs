@@ -5,7 +5,8 @@ use std::future::IntoFuture;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -14,12 +15,15 @@ use axum::Router;
 use axum::serve::{IncomingStream, Listener, ListenerExt};
 use axum_server::tls_rustls::RustlsConfig;
 use tower::{Layer, Service};
+use tracker_core::Sweeper;
+use tracker_core::persist::{DurableError, DurableTracker, RecoveryReport, Snapshotter};
 
 use crate::config::Config;
 use crate::middleware::{Observe, ObserveLayer};
 use crate::router::{app, routes};
 use crate::shutdown::{Shutdown, signal};
 use crate::state::AppState;
+use crate::store::{Recovered, Store};
 
 /// How often the background sweep runs with a TTL, and how many page-table
 /// buckets it visits each time: up to 40,960 pages a second, in steps
@@ -38,6 +42,8 @@ pub enum ServeError {
     Tls(io::Error),
     /// The server failed while running.
     Io(io::Error),
+    /// The data directory could not be opened or recovered.
+    Recovery(DurableError),
 }
 
 impl std::fmt::Display for ServeError {
@@ -47,6 +53,7 @@ impl std::fmt::Display for ServeError {
             ServeError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             ServeError::Tls(e) => write!(f, "cannot load the TLS certificate and key: {e}"),
             ServeError::Io(e) => write!(f, "server error: {e}"),
+            ServeError::Recovery(e) => write!(f, "cannot recover the data directory: {e}"),
         }
     }
 }
@@ -57,14 +64,14 @@ impl std::error::Error for ServeError {}
 /// reports not ready for `shutdown_delay` while still serving, stops
 /// accepting, gives in-flight requests `shutdown_grace` to finish, and
 /// returns.
+///
+/// With `--data-dir`, it listens first and recovers the directory
+/// meanwhile (`/readyz` answers 503 until recovery completes), snapshots
+/// on the configured schedule, and writes a final snapshot after the last
+/// request is answered. A recovery failure stops the service with
+/// [`ServeError::Recovery`].
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let state = AppState::from_config(&config).map_err(ServeError::Config)?;
-    // With a TTL, reclaim expired memory even while no events arrive
-    // (records sweep as they go); stopped when `run` returns.
-    let _sweeper = config
-        .core
-        .ttl
-        .map(|_| state.tracker.spawn_sweeper(SWEEP_EVERY, SWEEP_BUCKETS));
     let shutdown = state.shutdown.clone();
     let delay = config.http.shutdown_delay;
     tokio::spawn({
@@ -86,21 +93,157 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let grace = config.http.shutdown_grace;
 
-    match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => {
-            serve_tls(listener, app(state), cert, key, &shutdown, grace).await?
+    let serve = async {
+        match (&config.http.tls_cert, &config.http.tls_key) {
+            (Some(cert), Some(key)) => {
+                serve_tls(listener, app(state.clone()), cert, key, &shutdown, grace).await
+            }
+            _ => {
+                let service = ObserveLayer::new(state.clone()).layer(routes(state.clone()));
+                serve_plain(listener, service, &shutdown, grace).await
+            }
         }
-        _ => {
-            let service = ObserveLayer::new(state.clone()).layer(routes(state));
-            serve_plain(listener, service, &shutdown, grace).await?
+    };
+    let (served, started) = tokio::join!(serve, start_store(&config, &state));
+    // Stop the background jobs before the final snapshot, so none runs
+    // beside it (the snapshotter finishes the snapshot it is writing).
+    let started = started.map(drop);
+    // Nothing logged since the last snapshot: it already holds everything.
+    let final_snapshot = match state.store() {
+        Ok(Store::Durable { durable, .. }) if durable.status().log_bytes_since_snapshot > 0 => {
+            Some(durable.clone())
+        }
+        _ => None,
+    };
+    if let Some(durable) = final_snapshot {
+        let snapshot = tokio::task::spawn_blocking(move || durable.snapshot()).await;
+        match snapshot {
+            Ok(Ok(written)) => {
+                tracing::info!(path = %written.path.display(), bytes = written.payload_len, "final snapshot written")
+            }
+            // The log still holds every event: the next start replays it.
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "final snapshot failed; the next start replays the log")
+            }
+            Err(e) => tracing::error!(error = %e, "final snapshot task failed"),
         }
     }
-    // Persistence, once the core has it, is flushed here: after the last
-    // request has been answered.
+    served?;
+    started?;
     tracing::info!(%addr, "stopped");
     Ok(())
 }
 
+/// What [`start_store`] left running: dropped to stop it.
+struct Background {
+    _sweeper: Option<Sweeper>,
+    _snapshotter: Option<Snapshotter>,
+}
+
+/// Fills the state's store: the in-memory tracker is already there; a data
+/// directory is recovered on the blocking pool. Then starts the background
+/// jobs: the TTL sweeper, which reclaims expired memory even while no
+/// events arrive (records sweep as they go), and the snapshotter. On a
+/// recovery failure it shuts the service down and returns the error.
+async fn start_store(config: &Config, state: &AppState) -> Result<Background, ServeError> {
+    if let Some(dir) = config.persist.data_dir.clone() {
+        tracing::info!(dir = %dir.display(), "recovering the data directory");
+        let (builder, options) = (config.core.builder(), config.persist.log_options());
+        let started = Instant::now();
+        let opened =
+            tokio::task::spawn_blocking(move || DurableTracker::open(&dir, builder, options)).await;
+        let opened = opened
+            .map_err(|e| ServeError::Io(io::Error::other(e)))
+            .and_then(|result| result.map_err(ServeError::Recovery));
+        let (durable, report) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Nothing is served from a directory that did not recover:
+                // stop, for an operator to look (see --salvage-log).
+                state.shutdown.trigger();
+                return Err(e);
+            }
+        };
+        let recovered = Recovered::new(&report, started.elapsed());
+        log_recovery(&report, &recovered);
+        state.set_store(Store::Durable {
+            durable: Arc::new(durable),
+            recovered,
+        });
+    }
+    let store = state
+        .store()
+        .map_err(|e| ServeError::Config(e.message().into_owned()))?;
+    let sweeper = config
+        .core
+        .ttl
+        .map(|_| store.tracker().spawn_sweeper(SWEEP_EVERY, SWEEP_BUCKETS));
+    let snapshotter = match store {
+        Store::Memory(_) => None,
+        Store::Durable { durable, .. } => Some(durable.spawn_snapshotter(
+            config.persist.schedule(),
+            |result| match result {
+                Ok(written) => tracing::info!(
+                    path = %written.path.display(),
+                    bytes = written.payload_len,
+                    "snapshot written"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "snapshot failed; the log keeps every event")
+                }
+            },
+        )),
+    };
+    Ok(Background {
+        _sweeper: sweeper,
+        _snapshotter: snapshotter,
+    })
+}
+
+/// Logs what recovery found: a torn tail is expected after a crash (a
+/// warning), anything lost otherwise is an error.
+fn log_recovery(report: &RecoveryReport, recovered: &Recovered) {
+    for skipped in &report.skipped_snapshots {
+        tracing::error!(error = %skipped, "a damaged snapshot was passed over for an older one");
+    }
+    if let Some(torn) = &report.log.torn_tail {
+        tracing::warn!(
+            file = %torn.file.display(),
+            offset = torn.offset,
+            bytes = torn.bytes,
+            reason = %torn.reason,
+            "truncated a torn tail of the event log (a write cut short by a crash; nothing acknowledged is lost)"
+        );
+    }
+    if let Some(salvaged) = &report.log.salvaged {
+        tracing::error!(
+            file = %salvaged.file.display(),
+            offset = salvaged.offset,
+            bytes = salvaged.bytes,
+            reason = %salvaged.reason,
+            "--salvage-log: dropped damaged log bytes and the events in them"
+        );
+    }
+    if let Some((needed, available)) = report.log.gap {
+        tracing::error!(%needed, %available, "--salvage-log: log positions missing, their events lost");
+    }
+    if let Some(behind) = report.log.behind {
+        tracing::warn!(%behind, "the event log ended before the snapshot; it restarts after it");
+    }
+    if let Some(first) = &report.first_refusal {
+        tracing::error!(
+            refused = report.refused,
+            first = %first,
+            "replayed events were refused by the tracker (lost)"
+        );
+    }
+    tracing::info!(
+        snapshot = ?recovered.snapshot,
+        replayed = recovered.replayed,
+        took_ms = recovered.took.as_secs_f64() * 1e3,
+        "recovered the data directory"
+    );
+}
 async fn serve_plain(
     listener: std::net::TcpListener,
     service: Observe<Router>,

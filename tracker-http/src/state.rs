@@ -1,10 +1,13 @@
 //! [`AppState`]: what every handler shares.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tracker_core::Tracker;
+
+use crate::error::AppError;
+use crate::store::Store;
 
 use crate::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT};
 use crate::metrics::Metrics;
@@ -19,8 +22,10 @@ pub struct AppState(Arc<Shared>);
 
 /// What [`AppState`] points to.
 pub struct Shared {
-    /// The tracker requests are translated into calls on.
-    pub tracker: Arc<Tracker>,
+    /// What requests are translated into calls on; empty until recovery
+    /// from `--data-dir` completes (requests are then refused with 503
+    /// `recovering`, and `/readyz` says not ready).
+    store: OnceLock<Store>,
     /// Request and event counters.
     pub metrics: Metrics,
     /// Triggered when the service starts draining.
@@ -53,16 +58,27 @@ pub struct HttpLimits {
 }
 
 impl AppState {
-    /// State for `config`, with a tracker built from its core options.
+    /// State for `config`: with no `--data-dir`, around a new in-memory
+    /// tracker built from its core options; with one, still recovering
+    /// (the caller opens the directory and calls [`set_store`](Self::set_store),
+    /// as [`server::run`](crate::server::run) does).
     pub fn from_config(config: &Config) -> Result<Self, String> {
         config.validate()?;
+        let limits = Self::limits(config);
+        if config.persist.data_dir.is_some() {
+            return Ok(Self::recovering(limits));
+        }
         let tracker = config
             .core
             .builder()
             .build()
             .map_err(|e| format!("tracker settings: {e}"))?;
+        Ok(Self::new(Arc::new(tracker), limits))
+    }
+
+    fn limits(config: &Config) -> HttpLimits {
         let http = &config.http;
-        let limits = HttpLimits {
+        HttpLimits {
             body_limit: http.body_limit,
             request_timeout: http.request_timeout,
             rate_limiter: http
@@ -70,18 +86,42 @@ impl AppState {
                 .map(|rate| RateLimiter::new(rate, http.rate_burst.unwrap_or(rate.max(1.0)))),
             auth_token: http.auth_token.clone(),
             cors_origins: http.cors_origins.clone(),
-        };
-        Ok(Self::new(Arc::new(tracker), limits))
+        }
     }
 
-    /// State around an existing tracker (for embedding and tests).
+    /// State around an existing in-memory tracker (for embedding and
+    /// tests).
     pub fn new(tracker: Arc<Tracker>, limits: HttpLimits) -> Self {
+        let state = Self::recovering(limits);
+        state.set_store(Store::Memory(tracker));
+        state
+    }
+
+    /// State whose store is still being recovered: every route but
+    /// `/healthz` answers 503 until [`set_store`](Self::set_store).
+    pub fn recovering(limits: HttpLimits) -> Self {
         Self(Arc::new(Shared {
-            tracker,
+            store: OnceLock::new(),
             metrics: Metrics::default(),
             shutdown: Shutdown::new(),
             limits,
         }))
+    }
+
+    /// Makes `store` the one requests use (recovery is complete). Only the
+    /// first call counts; it returns whether this one did.
+    pub fn set_store(&self, store: Store) -> bool {
+        self.store.set(store).is_ok()
+    }
+
+    /// The store, or 503 `recovering` while start-up recovery runs.
+    pub fn store(&self) -> Result<&Store, AppError> {
+        self.store.get().ok_or(AppError::Recovering)
+    }
+
+    /// The tracker, or 503 `recovering` while start-up recovery runs.
+    pub fn tracker(&self) -> Result<&Arc<Tracker>, AppError> {
+        self.store().map(Store::tracker)
     }
 }
 

@@ -102,7 +102,11 @@ async fn bad_bodies_are_400_with_a_code() {
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(answer.error_code(), code, "{body}");
     }
-    assert_eq!(state.tracker.stats().pairs, 0, "refusals change nothing");
+    assert_eq!(
+        state.tracker().unwrap().stats().pairs,
+        0,
+        "refusals change nothing"
+    );
     // The limits are inclusive.
     let at_limit = format!(r#"{{"visitor":"{}","url":"/"}}"#, "v".repeat(256));
     assert_eq!(post_json(&app, at_limit).await.status, StatusCode::ACCEPTED);
@@ -536,4 +540,63 @@ async fn with_a_ttl_visitors_expire_and_stats_say_so() {
     let text = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
     assert!(text.contains("tracker_expirations_total 2\n"), "{text}");
     assert!(text.contains("tracker_expired_pages_total 1\n"), "{text}");
+}
+
+#[tokio::test]
+async fn while_recovering_only_healthz_answers_and_everything_else_is_503() {
+    let state = tracker_http::AppState::recovering(HttpLimits::standard());
+    let app = tracker_http::app(state.clone());
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+    for uri in ["/readyz", "/distinct?url=/a", "/top", "/stats", "/metrics"] {
+        let answer = get(&app, uri).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert_eq!(answer.error_code(), "recovering", "{uri}");
+        assert_eq!(answer.headers["retry-after"], "1", "{uri}");
+    }
+    let answer = record(&app, "v", "/a").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.error_code(), "recovering");
+
+    // Recovered: the same app serves.
+    let tracker = std::sync::Arc::new(tracker_core::Tracker::new());
+    assert!(state.set_store(tracker_http::Store::Memory(tracker.clone())));
+    assert!(
+        !state.set_store(tracker_http::Store::Memory(tracker)),
+        "only once"
+    );
+    assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);
+    assert_eq!(record(&app, "v", "/a").await.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn with_a_data_dir_stats_and_metrics_report_the_log_and_snapshots() {
+    use tracker_core::persist::{DurableTracker, LogOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, report) = DurableTracker::open(
+        dir.path(),
+        tracker_core::Tracker::builder(),
+        LogOptions::default(),
+    )
+    .unwrap();
+    let state = tracker_http::AppState::recovering(HttpLimits::standard());
+    state.set_store(tracker_http::Store::Durable {
+        durable: std::sync::Arc::new(durable),
+        recovered: tracker_http::store::Recovered::new(&report, Duration::from_millis(3)),
+    });
+    let app = tracker_http::app(state);
+    assert_eq!(record(&app, "v", "/a").await.status, StatusCode::ACCEPTED);
+    let stats = get(&app, "/stats").await.json();
+    let persistence = &stats["persistence"];
+    assert_eq!(persistence["fsync"], "always");
+    assert_eq!(persistence["snapshots_written"], 1);
+    assert!(persistence["log_bytes_since_snapshot"].as_u64().unwrap() > 0);
+    assert_eq!(persistence["recovery"]["replayed_events"], 0);
+    assert_eq!(persistence["recovery"]["took_ms"], 3.0);
+    let metrics = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(metrics.contains("tracker_snapshots_total 1"), "{metrics}");
+    assert!(metrics.contains("# TYPE tracker_log_bytes_since_snapshot gauge"));
+
+    // In memory there is no persistence section.
+    let (memory, _) = default_app();
+    assert!(get(&memory, "/stats").await.json()["persistence"].is_null());
 }

@@ -5,111 +5,17 @@
 //! builds the binary for integration tests), so nothing is skipped.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A running `tracker-http`; killed if the test ends without stopping it.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    logs: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tracker-http");
-        let stdout = child.stdout.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn({
-            let logs = logs.clone();
-            move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-                        continue;
-                    };
-                    if entry["message"] == "listening" {
-                        let _ = tx.send(entry["addr"].as_str().unwrap().to_string());
-                    }
-                    logs.lock().unwrap().push(entry);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("tracker-http reports its address")
-            .parse()
-            .unwrap();
-        Server { child, addr, logs }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "tracker-http did not exit in {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn logged(&self, message: &str) -> bool {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e["message"] == message)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A small deterministic generator, so failures reproduce.
-/// Sends `request` and reads its answer as JSON.
-async fn json_of(request: reqwest::RequestBuilder) -> Value {
-    request.send().await.unwrap().json().await.unwrap()
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
+mod process;
+use process::{Server, json_of, xorshift};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_ingest_matches_a_model_then_sigterm_exits_0() {

@@ -2,12 +2,16 @@
 //! survives a crash.
 
 use std::fmt;
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::fs::ensure_dir;
+use super::segment::HEADER_LEN;
 use super::snapshot_file::{self, DEFAULT_KEEP, Written};
 use super::tracker_snapshot::SnapshotError;
-use super::{EventLog, LogEvent, LogOptions, Lsn, PersistError, Recovery};
+use super::{EventLog, LogEvent, LogOptions, Lsn, PersistError, Recovery, SyncPolicy};
 use crate::clock::Timestamp;
 use crate::config::TrackerBuilder;
 use crate::error::TrackerError;
@@ -15,7 +19,8 @@ use crate::report::Recorded;
 use crate::tracker::Tracker;
 
 /// A [`Tracker`] with an event log and snapshots in a data directory
-/// (`<dir>/log`, `<dir>/snapshots`).
+/// (`<dir>/log`, `<dir>/snapshots`, and `<dir>/LOCK`, locked while open so
+/// that a second process cannot write the same files).
 ///
 /// A wrapper rather than methods on `Tracker`, so that a tracker without
 /// persistence carries no log handle and pays nothing, and so that the
@@ -45,11 +50,61 @@ use crate::tracker::Tracker;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct DurableTracker {
-    tracker: Tracker,
+    /// Shared so that a TTL sweeper can hold it too.
+    tracker: Arc<Tracker>,
     log: EventLog,
     snapshots: PathBuf,
     /// Serialises snapshots: two at once would race on the files.
     snapshotting: Mutex<()>,
+    /// What the last snapshots did; a separate lock from `snapshotting`, so
+    /// that reading it never waits for a snapshot being written.
+    history: Mutex<SnapshotHistory>,
+    /// Held (with its advisory lock) until drop.
+    _dir_lock: File,
+}
+
+/// What [`DurableTracker::status`] reports: the log and the snapshots.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DurableStatus {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// When appends are synced.
+    pub sync: SyncPolicy,
+    /// The position the next append will get.
+    pub log_end: Lsn,
+    /// Log bytes appended after what the newest snapshot covers: what a
+    /// restart would replay.
+    pub log_bytes_since_snapshot: u64,
+    /// The newest snapshot written or loaded by this process.
+    pub last_snapshot: Option<SnapshotInfo>,
+    /// Snapshots written by this process.
+    pub snapshots_written: u64,
+    /// Snapshots this process tried to write and failed.
+    pub snapshot_failures: u64,
+}
+
+/// One snapshot, as [`DurableStatus::last_snapshot`] describes it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SnapshotInfo {
+    /// The log position it covers.
+    pub covers: Lsn,
+    /// When it was written (or, for the one loaded at open, loaded).
+    pub at: SystemTime,
+    /// Payload bytes (0 for the one loaded at open: not re-measured).
+    pub payload_bytes: u64,
+    /// How long writing it took (zero for the one loaded at open).
+    pub took: Duration,
+}
+
+#[derive(Debug, Default)]
+struct SnapshotHistory {
+    last: Option<SnapshotInfo>,
+    last_attempt: Option<Instant>,
+    last_failed: bool,
+    written: u64,
+    failed: u64,
 }
 
 /// What [`DurableTracker::open`] found and did.
@@ -87,6 +142,12 @@ pub enum DurableError {
     /// The log holds events but no snapshot says which hash key made
     /// their visitor hashes, and none was given: set it explicitly.
     UnknownHashKey,
+    /// Another process (or another `DurableTracker` in this one) has the
+    /// data directory open.
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
 }
 
 impl fmt::Display for DurableError {
@@ -99,6 +160,11 @@ impl fmt::Display for DurableError {
                 f,
                 "the event log has events but there is no snapshot to take the hash key from; set it explicitly"
             ),
+            DurableError::Locked { dir } => write!(
+                f,
+                "the data directory {} is in use by another process",
+                dir.display()
+            ),
         }
     }
 }
@@ -109,7 +175,7 @@ impl std::error::Error for DurableError {
             DurableError::Persist(e) => Some(e),
             DurableError::Snapshot(e) => Some(e),
             DurableError::Tracker(e) => Some(e),
-            DurableError::UnknownHashKey => None,
+            DurableError::UnknownHashKey | DurableError::Locked { .. } => None,
         }
     }
 }
@@ -141,7 +207,8 @@ impl DurableTracker {
     /// On a first start (no snapshot) it writes one at once, so that the
     /// hash key is on disk before any event whose hash depends on it.
     ///
-    /// Errors: [`DurableError::Snapshot`] for a snapshot that conflicts
+    /// Errors: [`DurableError::Locked`] when another process has `dir`
+    /// open; [`DurableError::Snapshot`] for a snapshot that conflicts
     /// with `builder` or cannot be decoded; [`DurableError::Persist`] for
     /// I/O and damage beyond a torn tail; [`DurableError::UnknownHashKey`]
     /// for a log without a snapshot and no explicit key.
@@ -151,6 +218,7 @@ impl DurableTracker {
         options: LogOptions,
     ) -> Result<(DurableTracker, RecoveryReport), DurableError> {
         let dir = dir.as_ref();
+        let dir_lock = lock_dir(dir)?;
         let snapshots = dir.join("snapshots");
         let explicit_key = builder.has_hash_key();
         let (tracker, snapshot, covers, skipped) = match snapshot_file::read_newest(&snapshots)? {
@@ -180,11 +248,23 @@ impl DurableTracker {
         if snapshot.is_none() && replayed > 0 && !explicit_key {
             return Err(DurableError::UnknownHashKey);
         }
+        let history = SnapshotHistory {
+            last: snapshot.as_ref().map(|_| SnapshotInfo {
+                covers,
+                at: SystemTime::now(),
+                payload_bytes: 0,
+                took: Duration::ZERO,
+            }),
+            last_attempt: Some(Instant::now()),
+            ..SnapshotHistory::default()
+        };
         let durable = DurableTracker {
-            tracker,
+            tracker: Arc::new(tracker),
             log,
             snapshots,
             snapshotting: Mutex::new(()),
+            history: Mutex::new(history),
+            _dir_lock: dir_lock,
         };
         if snapshot.is_none() {
             durable.snapshot()?;
@@ -237,27 +317,127 @@ impl DurableTracker {
     /// covered position in the log: replayed once more at recovery, which
     /// changes nothing.
     pub fn snapshot(&self) -> Result<Written, DurableError> {
-        let _one_at_a_time = self
-            .snapshotting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one_at_a_time = lock(&self.snapshotting);
+        let started = Instant::now();
+        let result = self.write_snapshot();
+        let mut history = lock(&self.history);
+        history.last_attempt = Some(started);
+        history.last_failed = result.is_err();
+        match &result {
+            Ok((covers, written)) => {
+                history.written += 1;
+                history.last = Some(SnapshotInfo {
+                    covers: *covers,
+                    at: SystemTime::now(),
+                    payload_bytes: written.payload_len,
+                    took: started.elapsed(),
+                });
+            }
+            Err(_) => history.failed += 1,
+        }
+        result.map(|(_, written)| written)
+    }
+
+    fn write_snapshot(&self) -> Result<(Lsn, Written), DurableError> {
         let covers = self.log.rotate()?;
         let written = snapshot_file::write_atomic(&self.snapshots, covers, DEFAULT_KEEP, |w| {
             self.tracker.write_snapshot(w)
         })?;
         self.log.remove_segments_before(written.keep_log_from)?;
-        Ok(written)
+        Ok((covers, written))
     }
 
-    /// The tracker, for queries (`distinct`, `top`, `stats`). Recording
-    /// through it directly would bypass the log.
-    pub fn tracker(&self) -> &Tracker {
+    /// Whether a snapshot is due under `schedule`: `every` has passed since
+    /// the last attempt, or the log has grown by `log_bytes` since the last
+    /// snapshot (not retried on size alone after a failure, so a full disk
+    /// is retried every `every`, not in a loop). Never when nothing was
+    /// logged since the last snapshot.
+    pub(crate) fn snapshot_due(&self, every: Duration, log_bytes: u64) -> bool {
+        let history = lock(&self.history);
+        let pending = self.log_bytes_since_snapshot(&history);
+        if pending == 0 {
+            return false;
+        }
+        let waited = history.last_attempt.is_none_or(|at| at.elapsed() >= every);
+        waited || (!history.last_failed && pending >= log_bytes)
+    }
+
+    fn log_bytes_since_snapshot(&self, history: &SnapshotHistory) -> u64 {
+        let covered = history.last.as_ref().map_or(0, |s| s.covers.0);
+        // A rotation leaves a fresh segment's header past what a snapshot
+        // covers; that is not an event.
+        (self.log.end().0.saturating_sub(covered)).saturating_sub(HEADER_LEN as u64)
+    }
+
+    /// The log's position, the last snapshot, and the counts of snapshots
+    /// written and failed: what a service reports about durability.
+    ///
+    /// ```
+    /// use tracker_core::persist::{DurableTracker, LogOptions};
+    /// use tracker_core::Tracker;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default())?;
+    /// assert_eq!(durable.status().snapshots_written, 1, "the first start writes one");
+    /// durable.record("alice", "https://example.com/")?;
+    /// assert!(durable.status().log_bytes_since_snapshot > 0);
+    /// durable.snapshot()?;
+    /// assert_eq!(durable.status().log_bytes_since_snapshot, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status(&self) -> DurableStatus {
+        let history = lock(&self.history);
+        DurableStatus {
+            dir: self
+                .snapshots
+                .parent()
+                .map_or_else(PathBuf::new, Path::to_path_buf),
+            sync: self.log.policy(),
+            log_end: self.log.end(),
+            log_bytes_since_snapshot: self.log_bytes_since_snapshot(&history),
+            last_snapshot: history.last.clone(),
+            snapshots_written: history.written,
+            snapshot_failures: history.failed,
+        }
+    }
+
+    /// The tracker, for queries (`distinct`, `top`, `stats`) and for a TTL
+    /// [`sweeper`](Tracker::spawn_sweeper). Recording through it directly
+    /// would bypass the log.
+    pub fn tracker(&self) -> &Arc<Tracker> {
         &self.tracker
     }
 
     /// The event log (its position, an explicit sync).
     pub fn log(&self) -> &EventLog {
         &self.log
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Neither lock guards state a panic could leave half-changed.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Creates `dir` and takes the exclusive advisory lock on `dir/LOCK`, so
+/// that two processes never append to one log (their LSNs would collide)
+/// or snapshot over each other. The OS releases it when the process dies,
+/// so a crash never leaves a stale lock behind.
+fn lock_dir(dir: &Path) -> Result<File, DurableError> {
+    ensure_dir(dir)?;
+    let path = dir.join("LOCK");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| PersistError::io(&path, "create", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(DurableError::Locked {
+            dir: dir.to_path_buf(),
+        }),
+        Err(TryLockError::Error(e)) => Err(PersistError::io(&path, "lock", e).into()),
     }
 }
 

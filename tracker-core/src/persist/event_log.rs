@@ -584,6 +584,20 @@ impl EventLog {
         self.shared.sync_current()
     }
 
+    /// When appends are synced.
+    ///
+    /// ```
+    /// use tracker_core::persist::{EventLog, LogOptions, SyncPolicy};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(SyncPolicy::Off))?;
+    /// assert_eq!(log.policy(), SyncPolicy::Off);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn policy(&self) -> SyncPolicy {
+        self.shared.policy
+    }
+
     /// The directory of the log.
     ///
     /// ```

@@ -91,14 +91,16 @@ mod record;
 mod recovery;
 mod segment;
 pub mod snapshot_file;
+mod snapshotter;
 pub mod tracker_snapshot;
 
-pub use durable::{DurableError, DurableTracker, RecoveryReport};
+pub use durable::{DurableError, DurableStatus, DurableTracker, RecoveryReport, SnapshotInfo};
 pub use error::PersistError;
 pub use event_log::{EventLog, LogOptions, SyncPolicy};
 pub use record::LogEvent;
 pub use recovery::{Loss, Recovery};
 pub use segment::LOG_FORMAT_VERSION;
+pub use snapshotter::{SnapshotSchedule, Snapshotter};
 pub use tracker_snapshot::{SnapshotError, TRACKER_PAYLOAD_VERSION};
 
 use std::fmt;

@@ -607,6 +607,9 @@ fn decode_exact(
         }
         if let Insert::Grow(_) = set.insert(hash, tick, expiry) {
             set.grow_and_insert(hash, tick, expiry);
+            // Once a table, at its final size at once: the hashes come in
+            // table order, which a growing table handles quadratically.
+            set.reserve(n);
         }
     }
     // The inline timed form keeps its newest visitor's tick as `last`

@@ -1,0 +1,98 @@
+//! [`Store`]: what requests are translated into calls on, either the
+//! tracker alone (in memory) or the tracker with its event log and
+//! snapshots (`--data-dir`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracker_core::persist::{DurableTracker, RecoveryReport, SyncPolicy};
+use tracker_core::{Recorded, Tracker};
+
+use crate::error::AppError;
+
+/// Where events go and queries read from.
+#[derive(Debug)]
+pub enum Store {
+    /// In memory only: counts end with the process.
+    Memory(Arc<Tracker>),
+    /// Every acknowledged event is in the log (see [`DurableTracker`]).
+    Durable {
+        /// The tracker, its log and snapshots.
+        durable: Arc<DurableTracker>,
+        /// What start-up recovered, for `/stats`.
+        recovered: Recovered,
+    },
+}
+
+/// What recovery at start-up found, kept for `/stats`.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    /// The snapshot loaded, if there was one.
+    pub snapshot: Option<PathBuf>,
+    /// Log events replayed after it.
+    pub replayed: u64,
+    /// Replayed events the tracker refused (for example a smaller budget
+    /// under `--memory-policy reject`).
+    pub refused: u64,
+    /// Bytes of a torn log tail cut off (expected after a crash).
+    pub torn_tail_bytes: u64,
+    /// Bytes of damaged log dropped under `--salvage-log`.
+    pub salvaged_bytes: u64,
+    /// How long recovery took.
+    pub took: Duration,
+}
+
+impl Recovered {
+    /// The summary of `report`, which took `took`.
+    pub fn new(report: &RecoveryReport, took: Duration) -> Self {
+        Recovered {
+            snapshot: report.snapshot.clone(),
+            replayed: report.replayed,
+            refused: report.refused,
+            torn_tail_bytes: report.log.torn_tail.as_ref().map_or(0, |l| l.bytes),
+            salvaged_bytes: report.log.salvaged.as_ref().map_or(0, |l| l.bytes),
+            took,
+        }
+    }
+}
+
+impl Store {
+    /// The tracker, for queries.
+    pub fn tracker(&self) -> &Arc<Tracker> {
+        match self {
+            Store::Memory(tracker) => tracker,
+            Store::Durable { durable, .. } => durable.tracker(),
+        }
+    }
+
+    /// The durable tracker and what recovery found, with `--data-dir`.
+    pub fn durable(&self) -> Option<(&DurableTracker, &Recovered)> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Durable { durable, recovered } => Some((durable, recovered)),
+        }
+    }
+
+    /// Records that `visitor` visited `url`; returns once the event is as
+    /// durable as the fsync policy promises.
+    ///
+    /// Under `--fsync always` the wait for fsync (milliseconds) happens on
+    /// tokio's blocking pool: held on a runtime worker it would stall every
+    /// other request on that worker, and the waits of concurrent requests
+    /// are what group commit shares one fsync among. Otherwise the append
+    /// is a buffered `write(2)`, microseconds, done in place.
+    pub async fn record(&self, visitor: &str, url: &str) -> Result<Recorded, AppError> {
+        match self {
+            Store::Memory(tracker) => Ok(tracker.record(visitor, url)?),
+            Store::Durable { durable, .. } if durable.log().policy() == SyncPolicy::Always => {
+                let (durable, visitor, url) = (durable.clone(), visitor.to_owned(), url.to_owned());
+                tokio::task::spawn_blocking(move || durable.record(&visitor, &url))
+                    .await
+                    .map_err(|e| AppError::Internal(format!("the record task failed: {e}")))?
+                    .map_err(AppError::from)
+            }
+            Store::Durable { durable, .. } => Ok(durable.record(visitor, url)?),
+        }
+    }
+}
