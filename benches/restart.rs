@@ -29,12 +29,14 @@
 //! the events replayed, the hottest and the coldest page's counts), so a
 //! wrong restore cannot pass as a fast one.
 //!
-//! Plain timed rounds, not criterion: one open takes seconds to minutes,
-//! and criterion's warm-up and 10-sample minimum per case would make a
-//! run take hours. Each round times every case once, interleaved, so a
-//! change in the machine's load touches all of them alike; a case gets
-//! `ROUNDS` rounds (default 5), or fewer once it has taken a minute (at
-//! least one). The table gives the mean, the fastest and the slowest.
+//! Plain timed rounds, not criterion. Each round times every case once,
+//! interleaved, so a change in the machine's load touches all of them
+//! alike; a case gets `ROUNDS` rounds (default 5), or fewer once it has
+//! taken a minute (at least one). An open takes up to seconds, and
+//! criterion's warm-up and 10-sample minimum per case would make a run
+//! several times longer, or hours if a restore goes slow (before a fix,
+//! one open of the snapshot took ten minutes). The table gives the mean,
+//! the fastest and the slowest.
 //!
 //! Before the warm rounds, one open per directory right after dropping
 //! the page cache (as root; skipped with a note otherwise): the "cold"
