@@ -98,10 +98,11 @@ pub struct SnapshotInfo {
     pub took: Duration,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SnapshotHistory {
     last: Option<SnapshotInfo>,
-    last_attempt: Option<Instant>,
+    /// Opening counts as one: the state was just loaded or first written.
+    last_attempt: Instant,
     last_failed: bool,
     written: u64,
     failed: u64,
@@ -255,8 +256,10 @@ impl DurableTracker {
                 payload_bytes: 0,
                 took: Duration::ZERO,
             }),
-            last_attempt: Some(Instant::now()),
-            ..SnapshotHistory::default()
+            last_attempt: Instant::now(),
+            last_failed: false,
+            written: 0,
+            failed: 0,
         };
         let durable = DurableTracker {
             tracker: Arc::new(tracker),
@@ -321,7 +324,7 @@ impl DurableTracker {
         let started = Instant::now();
         let result = self.write_snapshot();
         let mut history = lock(&self.history);
-        history.last_attempt = Some(started);
+        history.last_attempt = started;
         history.last_failed = result.is_err();
         match &result {
             Ok((covers, written)) => {
@@ -358,7 +361,7 @@ impl DurableTracker {
         if pending == 0 {
             return false;
         }
-        let waited = history.last_attempt.is_none_or(|at| at.elapsed() >= every);
+        let waited = history.last_attempt.elapsed() >= every;
         waited || (!history.last_failed && pending >= log_bytes)
     }
 
