@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Starts `tracker-http` with `args` on an ephemeral port, logging JSON
+/// lines to a pipe (stderr goes to the test's).
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tracker-http"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tracker-http")
+}
+
 /// A running `tracker-http`; killed if the test ends without stopping it.
 pub struct Server {
     pub child: Child,
@@ -20,13 +32,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tracker-http");
+        let mut child = spawn(args);
         let stdout = child.stdout.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -145,13 +151,7 @@ impl Server {
 /// it exits by itself, as a start that must fail does; returns its status
 /// and its JSON log lines. Panics if it runs longer than `limit`.
 pub fn run_to_exit(args: &[&str], limit: Duration) -> (ExitStatus, Vec<Value>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tracker-http");
+    let mut child = spawn(args);
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         BufReader::new(stdout)
