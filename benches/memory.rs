@@ -8,7 +8,7 @@ use std::time::Instant;
 use tracker_benches::baselines::{DashMapHashed, DistinctCounter, HashedMutexMap, NaiveMap};
 use tracker_benches::counting_alloc::CountingAlloc;
 use tracker_benches::full_run;
-use tracker_benches::ratios::markdown_table;
+use tracker_benches::ratios::{human_count, markdown_table};
 use tracker_benches::workload::{Events, ZipfWorkload, uniform_pairs};
 use tracker_core::Tracker;
 
@@ -81,17 +81,6 @@ fn measure_all(events: &Events) -> Vec<Measured> {
     ]
 }
 
-/// `1000` as "1k", `1000000` as "1M".
-fn count(n: usize) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n.is_multiple_of(1_000) {
-        format!("{}k", n / 1_000)
-    } else {
-        n.to_string()
-    }
-}
-
 fn per_pair(bytes: usize, pairs: u64) -> f64 {
     bytes as f64 / pairs.max(1) as f64
 }
@@ -118,8 +107,8 @@ fn main() {
         let events = uniform_pairs(uniform_pages, pairs, 0x3E30_0001);
         let label = format!(
             "uniform {} pairs / {} pages",
-            count(pairs),
-            count(uniform_pages)
+            human_count(pairs),
+            human_count(uniform_pages)
         );
         eprintln!("measuring {label} (events hold {} B)", events.heap_bytes());
         runs.push((label, measure_all(&events)));
@@ -127,9 +116,9 @@ fn main() {
     let zipf = ZipfWorkload::generate(zipf_pages, zipf_visitors, zipf_events, 1.0, 0x7EAC_0001);
     let zipf_label = format!(
         "Zipf {} events / {} pages / {} visitors",
-        count(zipf_events),
-        count(zipf_pages),
-        count(zipf_visitors)
+        human_count(zipf_events),
+        human_count(zipf_pages),
+        human_count(zipf_visitors)
     );
     eprintln!("measuring {zipf_label}");
     runs.push((zipf_label, measure_all(&zipf.events)));

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use tracker_benches::counting_alloc::CountingAlloc;
 use tracker_benches::full_run;
-use tracker_benches::ratios::{human_ns, markdown_table, ratio};
+use tracker_benches::ratios::{human_count, human_ns, markdown_table, ratio};
 use tracker_benches::workload::{CORE_PAGES, CORE_ZIPF_S, Events, ZipfWorkload};
 use tracker_core::Tracker;
 use tracker_core::persist::{DurableTracker, LogOptions, RecoveryReport, SyncPolicy};
@@ -206,9 +206,13 @@ struct Case {
 impl Case {
     fn label(&self) -> String {
         match (self.snapshotted, self.in_log) {
-            (s, 0) => format!("snapshot ({} pairs)", count(s)),
-            (0, l) => format!("log only ({} events)", count(l)),
-            (s, l) => format!("snapshot ({} pairs) + log ({} events)", count(s), count(l)),
+            (s, 0) => format!("snapshot ({} pairs)", human_count(s)),
+            (0, l) => format!("log only ({} events)", human_count(l)),
+            (s, l) => format!(
+                "snapshot ({} pairs) + log ({} events)",
+                human_count(s),
+                human_count(l)
+            ),
         }
     }
 }
@@ -527,17 +531,6 @@ fn filesystem_of(path: &Path) -> Option<String> {
 // Tables.
 // ---------------------------------------------------------------------
 
-/// `1000` as "1k", `10000000` as "10M".
-fn count(n: usize) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else if n >= 1_000 && n.is_multiple_of(1_000) {
-        format!("{}k", n / 1_000)
-    } else {
-        n.to_string()
-    }
-}
-
 /// Bytes in a readable unit.
 fn bytes(n: u64) -> String {
     const KIB: f64 = 1024.0;
@@ -559,7 +552,10 @@ fn print_build(cases: &[Case], pairs: usize, pages: usize) {
     for case in cases {
         let rate = pairs as f64 / case.record_time.as_secs_f64();
         let snapshot = case.snapshot_time.map_or_else(String::new, |t| {
-            format!("; snapshot() of {} pairs {t:.2?}", count(case.snapshotted))
+            format!(
+                "; snapshot() of {} pairs {t:.2?}",
+                human_count(case.snapshotted)
+            )
         });
         println!(
             "- {}: records {:.2?} ({:.2} M/s){snapshot}",
@@ -602,7 +598,10 @@ fn print_times(
         .map(|(case, m)| row(case.label(), m))
         .collect();
     rows.push(row(
-        format!("re-feed in memory (Tracker::record x {})", count(pairs)),
+        format!(
+            "re-feed in memory (Tracker::record x {})",
+            human_count(pairs)
+        ),
         refeed,
     ));
     println!(
@@ -668,7 +667,7 @@ fn print_space(cases: &[Case], measured: &[Measured], refeed: &Measured, pairs: 
         .collect();
     let mut row = vec![format!(
         "re-feed in memory (Tracker::record x {})",
-        count(pairs)
+        human_count(pairs)
     )];
     row.extend(["-"; 5].map(str::to_owned));
     row.extend(heap_cells(refeed.heap.as_ref()));

@@ -120,6 +120,18 @@ pub fn human_ns(ns: f64) -> String {
     }
 }
 
+/// A count as a table shows it: `1000` as "1k", `10000000` as "10M",
+/// anything not a whole number of those as it is.
+pub fn human_count(n: usize) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1_000 && n.is_multiple_of(1_000) {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
