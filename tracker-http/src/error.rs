@@ -44,6 +44,9 @@ pub enum AppError {
     },
     /// The service is draining before exit.
     ShuttingDown,
+    /// The connection cap (`--max-connections`) is reached; the
+    /// connection is closed after this answer.
+    TooManyConnections,
     /// Start-up recovery from the data directory has not finished.
     Recovering,
     /// The event could not be written to the event log (disk full, I/O
@@ -68,9 +71,10 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::ShuttingDown | AppError::Recovering | AppError::Storage(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::ShuttingDown
+            | AppError::TooManyConnections
+            | AppError::Recovering
+            | AppError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +94,7 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::ShuttingDown => "shutting_down",
+            AppError::TooManyConnections => "too_many_connections",
             AppError::Recovering => "recovering",
             AppError::Storage(_) => "storage_failed",
             AppError::Internal(_) => "internal",
@@ -121,6 +126,9 @@ impl AppError {
             )
             .into(),
             AppError::ShuttingDown => "the service is shutting down".into(),
+            AppError::TooManyConnections => {
+                "the server has as many connections open as it allows; retry shortly".into()
+            }
             AppError::Recovering => {
                 "the service is loading its data from disk; retry shortly".into()
             }

@@ -6,8 +6,10 @@
 //! [`Config`] holds the flags and `TRACKER_*` variables, [`Store`] is the
 //! tracker requests go to (in memory, or durable with `--data-dir`), and
 //! [`server::run`] recovers the data directory, serves until
-//! SIGINT/SIGTERM, drains and writes a final snapshot. The binary is glue
-//! over these.
+//! SIGINT/SIGTERM, drains and writes a final snapshot. [`conn`] holds the
+//! connection limits (header and idle timeouts, the connection cap,
+//! HTTP/2 settings, lingering close) and [`tls`] the certificate, reloaded
+//! on SIGHUP. The binary is glue over these.
 //!
 //! Endpoints: `POST /events`, `GET /distinct?url=`, `GET /top?limit=`,
 //! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
@@ -32,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod ingest;
 pub mod logging;
@@ -45,6 +48,7 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use error::AppError;

@@ -1,0 +1,654 @@
+//! Connections: accepting them, limiting them, and closing them.
+//!
+//! [`serve`] runs the accept loop over hyper-util's automatic HTTP/1.1 and
+//! HTTP/2 connection builder (with upgrades enabled, for WebSocket
+//! routes), plain or TLS. What it adds to hyper:
+//!
+//! - **A cap** (`--max-connections`): a connection past it is not left in
+//!   the listen backlog but accepted, answered 503 `too_many_connections`
+//!   (with `Connection: close`) and closed within [`REFUSAL_TIME`]. At most
+//!   [`REFUSALS`] are answered at once; past that they are closed at once.
+//! - **A header timeout** (`--header-timeout`): from the first byte of a
+//!   request head (or the start of a TLS handshake) to the whole head. A
+//!   client that stalls mid-head (slowloris) is disconnected.
+//! - **An idle timeout** (`--idle-timeout`): a connection with no request
+//!   in flight and no head arriving is closed (gracefully: HTTP/2 gets a
+//!   GOAWAY), HTTP/1.1 and HTTP/2 alike.
+//! - **Lingering close**: when HTTP/1.1 closes a connection after a 4xx
+//!   answer to a request whose body it did not read (a 413), the socket
+//!   is shut for writing and the rest of the body read and discarded, up
+//!   to [`LINGER_BYTES`] or the request timeout, before it is closed.
+//!   Closing at once would reset the connection under a client that sends
+//!   its whole body before reading (Python's `http.client`, many SDKs),
+//!   and it would get a broken pipe instead of the 413.
+//!
+//! hyper's own HTTP/1 header timeout is switched off: it also runs while a
+//! connection is idle, which would make the idle timeout the header
+//! timeout. One watchdog per connection (in the connection's own task,
+//! no extra task or lock per request beyond one uncontended mutex) keeps
+//! both: it sleeps until the next deadline the connection's [`Activity`]
+//! implies, rechecking at least every header timeout, so a deadline that
+//! moves earlier (a head starts arriving on an idle connection) is never
+//! missed by more than the time it takes to notice.
+//!
+//! **The client's address** reaches handlers as the request extension
+//! `axum::extract::ConnectInfo<SocketAddr>` (the TCP peer), attached to
+//! every request in every mode (HTTP/1.1 and HTTP/2, plain and TLS) by
+//! the per-connection service here.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, header};
+use axum::response::{IntoResponse, Response};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::Service;
+
+use crate::config::HttpOptions;
+use crate::error::AppError;
+use crate::middleware::Observe;
+use crate::shutdown::Shutdown;
+use crate::tls::TlsFiles;
+
+/// Most bytes of an unread body discarded before a lingering close: more
+/// than any client sends before it looks at the answer, small enough to
+/// cost nothing.
+pub const LINGER_BYTES: u64 = 64 << 20;
+
+/// Connections past the cap answered 503 at the same time; the rest are
+/// closed unanswered, so that a flood past the cap costs nothing more.
+pub const REFUSALS: usize = 64;
+
+/// Longest a refused connection is kept to send its 503.
+pub const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
+/// How long an HTTP/2 peer has to answer a keep-alive ping.
+pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Pause after a failed `accept` (out of file descriptors, most often),
+/// so the loop does not spin while connections close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The connection settings, from the `--header-timeout` family of flags.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// See `--header-timeout`.
+    pub header_timeout: Duration,
+    /// See `--idle-timeout`.
+    pub idle_timeout: Duration,
+    /// See `--max-connections`.
+    pub max_connections: usize,
+    /// See `--max-header-size`.
+    pub max_header_size: usize,
+    /// See `--h2-max-streams`.
+    pub h2_max_streams: u32,
+    /// See `--h2-keepalive`.
+    pub h2_keepalive: Duration,
+    /// Longest a lingering close waits for the rest of a body: the time
+    /// the client had to send it (`--request-timeout`).
+    pub linger: Duration,
+}
+
+impl From<&HttpOptions> for ConnLimits {
+    fn from(http: &HttpOptions) -> Self {
+        Self {
+            header_timeout: http.header_timeout,
+            idle_timeout: http.idle_timeout,
+            max_connections: http.max_connections,
+            max_header_size: usize::try_from(http.max_header_size).unwrap_or(usize::MAX),
+            h2_max_streams: http.h2_max_streams,
+            h2_keepalive: http.h2_keepalive,
+            linger: http.request_timeout,
+        }
+    }
+}
+
+/// hyper's builder with the limits: HTTP/1.1 and HTTP/2 on one port (h2c
+/// by prior knowledge, h2 by ALPN over TLS).
+fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // The watchdog times heads and idleness (see the module docs).
+        .header_read_timeout(None)
+        // The read buffer bounds the request head; hyper needs 8 KiB.
+        .max_buf_size(limits.max_header_size.max(8 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        .keep_alive_interval(limits.h2_keepalive)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    builder
+}
+
+/// What every connection task shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    service: Observe<Router>,
+    tls: Option<Arc<TlsFiles>>,
+    limits: ConnLimits,
+    shutdown: Shutdown,
+}
+
+/// Accepts connections on `listener` and serves `service` on them until
+/// `shutdown` triggers; then stops accepting, lets every connection finish
+/// its requests (HTTP/1.1 closes after the one in flight, HTTP/2 sends
+/// GOAWAY) for up to `grace`, and closes what is left.
+pub async fn serve(
+    listener: TcpListener,
+    service: Observe<Router>,
+    tls: Option<Arc<TlsFiles>>,
+    limits: ConnLimits,
+    shutdown: Shutdown,
+    grace: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
+    let shared = Arc::new(Shared {
+        builder: builder(&limits),
+        service,
+        tls,
+        limits,
+        shutdown: shutdown.clone(),
+    });
+    let mut tasks = JoinSet::new();
+    let stop = shutdown.triggered();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Responses are written whole; waiting to coalesce
+                    // them only adds latency.
+                    let _ = stream.set_nodelay(true);
+                    let admitted = match permits.clone().try_acquire_owned() {
+                        Ok(permit) => Admitted::Serve(permit),
+                        Err(_) => match refusals.clone().try_acquire_owned() {
+                            Ok(permit) => Admitted::Refuse(permit),
+                            // Dropping closes it.
+                            Err(_) => continue,
+                        },
+                    };
+                    tasks.spawn(connection(stream, peer, admitted, shared.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = joined && e.is_panic() {
+                    tracing::error!(error = %e, "a connection task panicked");
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            open = tasks.len(),
+            "in-flight requests outlived the shutdown grace; closing them"
+        );
+        tasks.shutdown().await;
+    }
+}
+
+/// Why a connection was accepted: to be served, or to be told the server
+/// is full. The permit is held until the socket is closed.
+enum Admitted {
+    Serve(OwnedSemaphorePermit),
+    Refuse(OwnedSemaphorePermit),
+}
+
+/// One connection, from accept to close.
+async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted, shared: Arc<Shared>) {
+    let activity = Arc::new(Activity::new());
+    let (permit, refuse) = match admitted {
+        Admitted::Serve(permit) => (permit, false),
+        Admitted::Refuse(permit) => (permit, true),
+    };
+    let io = Watched {
+        stream: Some(stream),
+        activity: activity.clone(),
+        permit: Some(permit),
+        linger: shared.limits.linger,
+    };
+    let service = ConnService {
+        inner: (!refuse).then(|| shared.service.clone()),
+        peer,
+        activity: activity.clone(),
+    };
+    let deadline = refuse.then(|| Instant::now() + REFUSAL_TIME);
+    match &shared.tls {
+        None => drive(io, service, &activity, &shared, deadline).await,
+        Some(tls) => {
+            let handshake = tls.acceptor().accept(io);
+            // The handshake is part of the first request's head.
+            let limit = deadline.unwrap_or(Instant::now() + shared.limits.header_timeout);
+            let Ok(Ok(stream)) = tokio::time::timeout_at(limit, handshake).await else {
+                return;
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                activity.lock().http2 = Some(true);
+            }
+            drive(stream, service, &activity, &shared, deadline).await
+        }
+    }
+}
+
+/// Serves one connection under its watchdog (see the module docs), until
+/// it closes, a deadline passes, or shutdown has drained it. `deadline`
+/// (for refused connections) closes it regardless.
+async fn drive<I>(
+    io: I,
+    service: ConnService,
+    activity: &Activity,
+    shared: &Shared,
+    deadline: Option<Instant>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &shared.limits;
+    let conn = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let stop = shared.shutdown.triggered();
+    tokio::pin!(stop);
+    let mut stopping = false;
+    // Set once the connection is asked to close: then closed by force.
+    let mut closing = deadline;
+    loop {
+        let (at, due) = match closing {
+            Some(at) => (at, Due::Close),
+            None => activity.due(Instant::now(), limits),
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(at) => match due {
+                Due::Recheck => {}
+                // Dropping the connection closes the socket, unlingered.
+                Due::Head | Due::Close => {
+                    activity.lock().linger = false;
+                    return;
+                }
+                Due::Idle => {
+                    conn.as_mut().graceful_shutdown();
+                    // HTTP/2 waits for the peer's answer to GOAWAY; a
+                    // peer that never answers is closed after one more
+                    // header timeout.
+                    closing = Some(Instant::now() + limits.header_timeout);
+                }
+            },
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// What the watchdog does at the next deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// Nothing yet: look again.
+    Recheck,
+    /// A request head took too long: close.
+    Head,
+    /// Idle too long: close gracefully.
+    Idle,
+    /// Past the time allowed after a graceful close or a refusal: close.
+    Close,
+}
+
+/// What a connection is doing: written by its socket (bytes read) and its
+/// service (requests starting and ending), read by its watchdog.
+struct Activity {
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Requests being handled.
+    in_flight: u32,
+    /// When the connection last had no request in flight (or opened).
+    idle_since: Instant,
+    /// When the first byte of the next request head arrived (HTTP/1.1).
+    head_since: Option<Instant>,
+    /// Known once the first bytes (or ALPN) tell: HTTP/2 frames that are
+    /// not requests (pings, settings) must not start a head timer.
+    http2: Option<bool>,
+    /// Close by lingering: a 4xx was sent for a request whose body may
+    /// still be arriving.
+    linger: bool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(State {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                head_since: None,
+                http2: None,
+                linger: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes arrived: on an idle HTTP/1.1 connection, a head has begun.
+    fn on_read(&self, bytes: &[u8]) {
+        let mut state = self.lock();
+        let http2 = *state
+            .http2
+            .get_or_insert_with(|| bytes.starts_with(b"PRI "));
+        if !http2 && state.in_flight == 0 && state.head_since.is_none() {
+            state.head_since = Some(Instant::now());
+        }
+    }
+
+    fn request_started(&self) {
+        let mut state = self.lock();
+        state.in_flight += 1;
+        state.head_since = None;
+    }
+
+    fn request_finished(&self, linger: bool) {
+        let mut state = self.lock();
+        state.in_flight -= 1;
+        state.linger |= linger;
+        if state.in_flight == 0 {
+            state.idle_since = Instant::now();
+        }
+    }
+
+    /// The next deadline and what it means. While idle, the watchdog looks
+    /// again at least every header timeout: a head that starts meanwhile
+    /// has its deadline later than that look.
+    fn due(&self, now: Instant, limits: &ConnLimits) -> (Instant, Due) {
+        let state = self.lock();
+        let recheck = now + limits.header_timeout.min(limits.idle_timeout);
+        if state.in_flight > 0 {
+            (recheck, Due::Recheck)
+        } else if let Some(since) = state.head_since {
+            (since + limits.header_timeout, Due::Head)
+        } else {
+            let idle = state.idle_since + limits.idle_timeout;
+            if idle <= recheck {
+                (idle, Due::Idle)
+            } else {
+                (recheck, Due::Recheck)
+            }
+        }
+    }
+}
+
+/// The socket under hyper (and under TLS): tells [`Activity`] what it
+/// reads, and on drop hands itself to a lingering close when one is due.
+struct Watched {
+    /// Taken by the lingering close.
+    stream: Option<TcpStream>,
+    activity: Arc<Activity>,
+    /// The connection's place under the cap, released when the socket is
+    /// closed (after lingering).
+    permit: Option<OwnedSemaphorePermit>,
+    linger: Duration,
+}
+
+impl Watched {
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        match &mut self.stream {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(self.stream()?.poll_read(cx, buf))?;
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            self.activity.on_read(read);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_shutdown(cx)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.activity.lock().linger {
+            return;
+        }
+        let (Some(stream), Ok(runtime)) =
+            (self.stream.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(linger(stream, self.linger, self.permit.take()));
+    }
+}
+
+/// Shuts `stream` for writing (the answer is already sent), reads and
+/// discards what the client still sends, up to [`LINGER_BYTES`] or `limit`,
+/// then closes it.
+async fn linger(mut stream: TcpStream, limit: Duration, _permit: Option<OwnedSemaphorePermit>) {
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 16 * 1024];
+    let mut discarded = 0u64;
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n as u64,
+            _ => break,
+        }
+    }
+}
+
+/// The per-connection service hyper calls: the observed router, with the
+/// peer address attached and the request counted in [`Activity`]; or, for
+/// a connection past the cap (`inner` empty), the 503.
+#[derive(Clone)]
+struct ConnService {
+    inner: Option<Observe<Router>>,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tracked<<Observe<Router> as Service<axum::extract::Request>>::Future>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let has_body = !request.body().is_end_stream();
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        self.activity.request_started();
+        // The router is always ready (axum's `poll_ready` returns Ready),
+        // so it is called without asking, as axum's own server does.
+        let inner = self.inner.clone().map(|mut service| service.call(request));
+        Tracked {
+            inner,
+            activity: Some(self.activity.clone()),
+            has_body,
+        }
+    }
+}
+
+/// A request's future, counted in flight until it completes or is dropped.
+struct Tracked<F> {
+    /// `None`: the refusal of a connection past the cap.
+    inner: Option<F>,
+    /// Taken when the request is counted finished.
+    activity: Option<Arc<Activity>>,
+    has_body: bool,
+}
+
+impl<F> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match &mut self.inner {
+            Some(inner) => {
+                let Ok(response) = ready!(Pin::new(inner).poll(cx));
+                response
+            }
+            None => {
+                let mut response = AppError::TooManyConnections.into_response();
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                response
+            }
+        };
+        // A refusal of a request with a body leaves the body unread; if
+        // the connection closes next, it lingers.
+        let linger = self.has_body && response.status().is_client_error();
+        if let Some(activity) = self.activity.take() {
+            activity.request_finished(linger);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+impl<F> Drop for Tracked<F> {
+    fn drop(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            activity.request_finished(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 8,
+            max_header_size: 16 * 1024,
+            h2_max_streams: 100,
+            h2_keepalive: Duration::from_secs(30),
+            linger: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_the_connection() {
+        let (limits, activity) = (limits(), Activity::new());
+        let opened = Instant::now();
+        // Idle: look again after a header timeout, until the idle one.
+        assert_eq!(
+            activity.due(opened, &limits),
+            (opened + limits.header_timeout, Due::Recheck)
+        );
+        let late = opened + Duration::from_secs(55);
+        assert_eq!(
+            activity.due(late, &limits),
+            (opened + limits.idle_timeout, Due::Idle)
+        );
+        // A head begins: its own deadline.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        activity.on_read(b"GET / HT");
+        let head = Instant::now();
+        assert_eq!(
+            activity.due(head, &limits),
+            (head + limits.header_timeout, Due::Head)
+        );
+        // More bytes of the same head do not move it.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        activity.on_read(b"TP/1.1\r\n");
+        assert_eq!(activity.due(head, &limits).0, head + limits.header_timeout);
+        // In flight: no deadline but a recheck.
+        activity.request_started();
+        assert_eq!(activity.due(head, &limits).1, Due::Recheck);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        activity.request_finished(false);
+        let idle = Instant::now();
+        assert_eq!(
+            activity.due(idle + Duration::from_secs(59), &limits),
+            (idle + limits.idle_timeout, Due::Idle)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_frames_start_no_head_timer() {
+        let (limits, activity) = (limits(), Activity::new());
+        activity.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        activity.on_read(b"\x00\x00\x08\x06\x00\x00\x00\x00\x00");
+        let now = Instant::now();
+        assert_eq!(activity.due(now, &limits).1, Due::Recheck);
+    }
+}
