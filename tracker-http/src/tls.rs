@@ -6,6 +6,7 @@
 //! load (unreadable, not PEM, key not matching the certificate) is refused
 //! as a whole and the previous pair stays in service.
 
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -87,43 +88,49 @@ fn server_config(cert: &Path, key: &Path) -> io::Result<ServerConfig> {
 /// Reloads `tls` on every SIGHUP until `stop` resolves, logging the
 /// outcome. Without TLS a SIGHUP is logged and ignored: either way it no
 /// longer ends the process, as its default action would.
-pub async fn reload_on_hangup(
+///
+/// The handler is installed when this is called, not when the future is
+/// first polled: call it before announcing that the service listens.
+pub fn reload_on_hangup(
     tls: Option<Arc<TlsFiles>>,
-    stop: impl std::future::Future<Output = ()>,
-) {
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP");
-                return;
-            }
-        };
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => return,
-                received = hangups.recv() => if received.is_none() { return },
-            }
-            let Some(tls) = tls.clone() else {
-                tracing::info!("SIGHUP received; no TLS certificate to reload");
-                continue;
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        #[cfg(unix)]
+        {
+            let mut hangups = match hangups {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGHUP");
+                    return;
+                }
             };
-            let cert = tls.cert.display().to_string();
-            match tokio::task::spawn_blocking(move || tls.reload()).await {
-                Ok(Ok(())) => tracing::info!(%cert, "reloaded the TLS certificate and key"),
-                Ok(Err(e)) => tracing::error!(
-                    error = %e,
-                    "TLS certificate reload failed; still serving the previous certificate"
-                ),
-                Err(e) => tracing::error!(error = %e, "TLS certificate reload task failed"),
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => return,
+                    received = hangups.recv() => if received.is_none() { return },
+                }
+                let Some(tls) = tls.clone() else {
+                    tracing::info!("SIGHUP received; no TLS certificate to reload");
+                    continue;
+                };
+                let cert = tls.cert.display().to_string();
+                match tokio::task::spawn_blocking(move || tls.reload()).await {
+                    Ok(Ok(())) => tracing::info!(%cert, "reloaded the TLS certificate and key"),
+                    Ok(Err(e)) => tracing::error!(
+                        error = %e,
+                        "TLS certificate reload failed; still serving the previous certificate"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "TLS certificate reload task failed"),
+                }
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (tls, stop);
+        #[cfg(not(unix))]
+        {
+            let _ = (tls, stop);
+        }
     }
 }
