@@ -31,6 +31,10 @@
 //! moves earlier (a head starts arriving on an idle connection) is never
 //! missed by more than the time it takes to notice.
 //!
+//! A connection upgraded to another protocol (a WebSocket) leaves hyper
+//! and the watchdog once the upgrade is answered: its handler owns its
+//! timeouts. It keeps its place under the cap until its socket closes.
+//!
 //! **The client's address** reaches handlers as the request extension
 //! `axum::extract::ConnectInfo<SocketAddr>` (the TCP peer), attached to
 //! every request in every mode (HTTP/1.1 and HTTP/2, plain and TLS) by
@@ -62,8 +66,9 @@ use tower::Service;
 
 use crate::config::HttpOptions;
 use crate::error::AppError;
+use crate::metrics::Connection;
 use crate::middleware::Observe;
-use crate::shutdown::Shutdown;
+use crate::state::AppState;
 use crate::tls::TlsFiles;
 
 /// Most bytes of an unread body discarded before a lingering close: more
@@ -146,19 +151,20 @@ struct Shared {
     service: Observe<Router>,
     tls: Option<Arc<TlsFiles>>,
     limits: ConnLimits,
-    shutdown: Shutdown,
+    /// Its shutdown signal and connection metrics.
+    state: AppState,
 }
 
 /// Accepts connections on `listener` and serves `service` on them until
-/// `shutdown` triggers; then stops accepting, lets every connection finish
+/// `state.shutdown` triggers (counting them in `state.metrics`); then stops accepting, lets every connection finish
 /// its requests (HTTP/1.1 closes after the one in flight, HTTP/2 sends
 /// GOAWAY) for up to `grace`, and closes what is left.
 pub async fn serve(
     listener: TcpListener,
+    state: &AppState,
     service: Observe<Router>,
     tls: Option<Arc<TlsFiles>>,
     limits: ConnLimits,
-    shutdown: Shutdown,
     grace: Duration,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -168,10 +174,10 @@ pub async fn serve(
         service,
         tls,
         limits,
-        shutdown: shutdown.clone(),
+        state: state.clone(),
     });
     let mut tasks = JoinSet::new();
-    let stop = shutdown.triggered();
+    let stop = state.shutdown.triggered();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -185,8 +191,11 @@ pub async fn serve(
                         Ok(permit) => Admitted::Serve(permit),
                         Err(_) => match refusals.clone().try_acquire_owned() {
                             Ok(permit) => Admitted::Refuse(permit),
-                            // Dropping closes it.
-                            Err(_) => continue,
+                            Err(_) => {
+                                // Dropping closes it.
+                                state.metrics.connection(Connection::Dropped);
+                                continue;
+                            }
                         },
                     };
                     tasks.spawn(connection(stream, peer, admitted, shared.clone()));
@@ -225,10 +234,18 @@ enum Admitted {
 /// One connection, from accept to close.
 async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted, shared: Arc<Shared>) {
     let activity = Arc::new(Activity::new());
+    let metrics = &shared.state.metrics;
     let (permit, refuse) = match admitted {
         Admitted::Serve(permit) => (permit, false),
         Admitted::Refuse(permit) => (permit, true),
     };
+    metrics.connection(if refuse {
+        Connection::Refused
+    } else {
+        Connection::Opened
+    });
+    // Counts the close however the task ends (even aborted at shutdown).
+    let _closed = (!refuse).then(|| Closed(shared.state.clone()));
     let io = Watched {
         stream: Some(stream),
         activity: activity.clone(),
@@ -247,11 +264,25 @@ async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted, sha
             let handshake = tls.acceptor().accept(io);
             // The handshake is part of the first request's head.
             let limit = deadline.unwrap_or(Instant::now() + shared.limits.header_timeout);
-            let Ok(Ok(stream)) = tokio::time::timeout_at(limit, handshake).await else {
-                return;
+            let stream = match tokio::time::timeout_at(limit, handshake).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    if !refuse {
+                        metrics.connection(Connection::HeaderTimeout);
+                    }
+                    return;
+                }
             };
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                activity.lock().http2 = Some(true);
+                // The handshake's bytes started a head timer; HTTP/2 is
+                // timed by idleness alone.
+                let mut state = activity.lock();
+                state.http2 = Some(true);
+                state.head_since = None;
             }
             drive(stream, service, &activity, &shared, deadline).await
         }
@@ -275,7 +306,7 @@ async fn drive<I>(
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let stop = shared.shutdown.triggered();
+    let stop = shared.state.shutdown.triggered();
     tokio::pin!(stop);
     let mut stopping = false;
     // Set once the connection is asked to close: then closed by force.
@@ -296,10 +327,14 @@ async fn drive<I>(
                 Due::Recheck => {}
                 // Dropping the connection closes the socket, unlingered.
                 Due::Head | Due::Close => {
+                    if due == Due::Head {
+                        shared.state.metrics.connection(Connection::HeaderTimeout);
+                    }
                     activity.lock().linger = false;
                     return;
                 }
                 Due::Idle => {
+                    shared.state.metrics.connection(Connection::IdleTimeout);
                     conn.as_mut().graceful_shutdown();
                     // HTTP/2 waits for the peer's answer to GOAWAY; a
                     // peer that never answers is closed after one more
@@ -312,6 +347,15 @@ async fn drive<I>(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Counts a served connection closed when dropped.
+struct Closed(AppState);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.metrics.connection(Connection::Closed);
     }
 }
 

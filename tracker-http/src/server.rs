@@ -237,22 +237,14 @@ async fn serve(config: &Config, state: &AppState) -> Result<SocketAddr, ServeErr
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Io)?;
     let addr = listener.local_addr().map_err(ServeError::Io)?;
     let shutdown = state.shutdown.clone();
-    tokio::spawn(reload_on_hangup(tls.clone(), {
-        let shutdown = shutdown.clone();
-        async move { shutdown.triggered().await }
+    tokio::spawn(reload_on_hangup(tls.clone(), async move {
+        shutdown.triggered().await
     }));
     tracing::info!(%addr, tls = tls.is_some(), "listening");
     // The router is wrapped once, from outside (see `routes`).
     let service = ObserveLayer::new(state.clone()).layer(routes(state.clone()));
     let limits = ConnLimits::from(&config.http);
-    conn::serve(
-        listener,
-        service,
-        tls,
-        limits,
-        shutdown,
-        config.http.shutdown_grace,
-    )
-    .await;
+    let grace = config.http.shutdown_grace;
+    conn::serve(listener, state, service, tls, limits, grace).await;
     Ok(addr)
 }

@@ -132,6 +132,31 @@ async fn partial_heads_and_silent_connections_are_closed_on_time_while_others_ar
     done_tx.send(true).unwrap();
     let served = serving.await.unwrap();
     assert!(served >= 10, "normal requests kept being served: {served}");
+    let metrics = metrics(&server).await;
+    assert!(
+        metric(
+            &metrics,
+            "tracker_http_connections_timed_out_total{timeout=\"header\"}"
+        ) >= 300
+    );
+    assert!(
+        metric(
+            &metrics,
+            "tracker_http_connections_timed_out_total{timeout=\"idle\"}"
+        ) >= 50
+    );
+}
+
+async fn metrics(server: &Server) -> String {
+    let response = reqwest::get(server.url("/metrics")).await.unwrap();
+    response.text().await.unwrap()
+}
+
+/// The value of the line starting with `series` in a /metrics text.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,6 +208,13 @@ async fn past_the_connection_cap_new_connections_get_503_and_are_closed() {
         .unwrap();
     assert_eq!(read_response(&mut held[0]).await.0, 200);
 
+    let text = metrics_over(&mut held[1]).await;
+    assert_eq!(
+        metric(&text, "tracker_http_connections_total{result=\"refused\"}"),
+        1
+    );
+    assert_eq!(metric(&text, "tracker_http_connections_open"), 16);
+
     // One closes: its place is free again.
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -197,6 +229,17 @@ async fn past_the_connection_cap_new_connections_get_503_and_are_closed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// GET /metrics on an open keep-alive connection (a new one may not fit).
+async fn metrics_over(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, body) = read_response(stream).await;
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
 }
 
 /// Writes the whole request, then reads, as Python's `http.client` does.
