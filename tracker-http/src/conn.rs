@@ -124,6 +124,35 @@ impl From<&HttpOptions> for ConnLimits {
     }
 }
 
+/// Descriptors the process needs beside its connections: the listener,
+/// the event log and snapshots, the runtime's own.
+const SPARE_DESCRIPTORS: u64 = 64;
+
+/// Warns when the process's soft limit on open files (`ulimit -n`) is
+/// below the connection cap: connections past the limit would fail to be
+/// accepted (and counted as accept errors) instead of being refused with
+/// a 503. Linux only (it reads `/proc/self/limits`).
+fn check_descriptor_limit(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse::<u64>().ok());
+    let needed = max_connections as u64 + SPARE_DESCRIPTORS;
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-file limit (ulimit -n) is below --max-connections + {SPARE_DESCRIPTORS}; raise it or lower the cap"
+        );
+    }
+}
+
 /// hyper's builder with the limits: HTTP/1.1 and HTTP/2 on one port (h2c
 /// by prior knowledge, h2 by ALPN over TLS).
 fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
@@ -167,6 +196,7 @@ pub async fn serve(
     limits: ConnLimits,
     grace: Duration,
 ) {
+    check_descriptor_limit(limits.max_connections);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let refusals = Arc::new(Semaphore::new(REFUSALS));
     let shared = Arc::new(Shared {
