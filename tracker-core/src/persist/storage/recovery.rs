@@ -1,8 +1,8 @@
 //! Reading the event log back at open: validate, deliver, repair the end.
 //! The rules are documented on [`Recovery`].
 
+use super::frame::{Decoded, decode};
 use super::fs::sync_dir;
-use super::record::{Decoded, decode};
 use super::segment::{self, HEADER_LEN};
 use super::{LogEvent, LogOptions, Lsn, PersistError};
 use std::fs::{self, OpenOptions};

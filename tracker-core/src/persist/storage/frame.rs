@@ -12,7 +12,7 @@
 //! would otherwise make `00000000 00000000` a valid empty frame.
 
 use super::PersistError;
-use crate::URL_LEN_CEILING;
+use crate::canonical_url::URL_LEN_CEILING;
 
 /// Bytes before a record's payload: its length and its checksum.
 pub(crate) const FRAME_HEADER_LEN: usize = 8;

@@ -2,8 +2,8 @@
 //! documented on [`EventLog`].
 
 use super::disk::Disk;
+use super::frame::{self, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::fs::{ensure_dir, sync_dir};
-use super::record::{self, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::recovery::{self, Recovery};
 use super::segment::{self, HEADER_LEN};
 use super::{LogEvent, Lsn, PersistError};
@@ -486,7 +486,7 @@ impl EventLog {
         buf.reserve(size);
         for event in events {
             // Cannot fail: every size was checked above.
-            record::encode(buf, event)?;
+            frame::encode(buf, event)?;
         }
         st.next_lsn += size as u64;
         s.commit(st)?;

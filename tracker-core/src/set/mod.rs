@@ -6,13 +6,20 @@
 //! the tracker may turn a large table into an [`UltraLogLog`] sketch: the
 //! page keeps counting, as an estimate. The enum is 24 bytes in every form.
 
+pub(crate) mod horizon;
+pub(crate) mod page;
+pub(crate) mod timed_sketch;
+pub(crate) mod timed_table;
+pub(crate) mod visitor_hash;
+pub(crate) mod visitor_table;
+
 use crate::report::Distinct;
+use crate::set::timed_sketch::{GENERATION_BYTES, TimedSketch};
+use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
+pub(crate) use crate::set::visitor_table::Insert;
+use crate::set::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 use crate::sketch::UltraLogLog;
-use crate::timed_sketch::{GENERATION_BYTES, TimedSketch};
-use crate::timed_table::{MIN_TIMED_BYTES, TimedTable};
 use crate::ttl::Expiry;
-pub(crate) use crate::visitor_table::Insert;
-use crate::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 
 /// Heap bytes of a page's set in sketch form (the boxed sketch).
 pub(crate) const SKETCH_BYTES: usize =
@@ -445,7 +452,7 @@ mod tests {
     #[test]
     fn sketching_keeps_the_count_and_then_estimates() {
         let mut set = VisitorSet::new(0);
-        let hasher = crate::visitor_hash::VisitorHasher::new(1);
+        let hasher = crate::set::visitor_hash::VisitorHasher::new(1);
         let hash = |i: u64| hasher.hash(&i.to_le_bytes());
         for i in 0..5_000 {
             set.insert_growing(hash(i));

@@ -1,22 +1,24 @@
 //! [`DurableTracker`]: a [`Tracker`] whose every acknowledged event
 //! survives a crash.
 
+pub(crate) mod snapshotter;
+
 use std::fmt;
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::fs::ensure_dir;
-use super::segment::HEADER_LEN;
-use super::snapshot_file::{self, DEFAULT_KEEP, Written};
-use super::tracker_snapshot::SnapshotError;
-use super::{EventLog, LogEvent, LogOptions, Lsn, PersistError, Recovery, SyncPolicy};
+use super::storage::fs::ensure_dir;
+use super::storage::segment::HEADER_LEN;
+use super::storage::snapshot_file::{self, DEFAULT_KEEP, Written};
+use super::storage::{EventLog, LogEvent, LogOptions, Lsn, PersistError, Recovery, SyncPolicy};
 use crate::clock::Timestamp;
-use crate::config::TrackerBuilder;
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::tracker::Tracker;
+use crate::tracker::config::TrackerBuilder;
+use crate::tracker::snapshot::SnapshotError;
 
 /// A [`Tracker`] with an event log and snapshots in a data directory
 /// (`<dir>/log`, `<dir>/snapshots`, and `<dir>/LOCK`, locked while open so

@@ -27,12 +27,13 @@
 
 use hashbrown::HashTable;
 
-use crate::budget::MemoryBudget;
-use crate::page::Page;
 use crate::report::{Distinct, Recorded};
-use crate::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS};
+use crate::set::page::Page;
+use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS};
+use crate::set::{Insert, SKETCH_BYTES};
+use crate::sync::{CachePadded, RwLock};
+use crate::tracker::budget::MemoryBudget;
 use crate::ttl::Expiry;
-use crate::visitor_set::{Insert, SKETCH_BYTES};
 
 /// A visitor table this large is worth turning into a sketch under memory
 /// pressure: the sketch frees at least half of it.
@@ -52,6 +53,10 @@ const SWEEP_EVERY: u32 = 64;
 /// Buckets of the page table one sweep step visits: a bounded step, a few
 /// microseconds for small pages.
 pub(crate) const SWEEP_BUCKETS: usize = 32;
+
+/// Bytes one stripe takes before it holds a page (see the memory formula),
+/// padded lock included.
+pub(crate) const STRIPE_BYTES: usize = std::mem::size_of::<CachePadded<RwLock<Stripe>>>();
 
 #[derive(Debug)]
 pub(crate) struct Stripe {

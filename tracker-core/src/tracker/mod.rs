@@ -1,21 +1,27 @@
 //! The [`Tracker`]: validation and routing in front of the stripes.
 
+pub(crate) mod budget;
+pub(crate) mod config;
+pub mod snapshot;
+pub(crate) mod stripe;
+pub(crate) mod sweeper;
+
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 
-use crate::budget::{MemoryBudget, MemoryPolicy};
 use crate::canonical_url::canonicalize;
 use crate::clock::Timestamp;
-use crate::config::{TrackerBuilder, TrackerConfig};
-use crate::error::{Field, TrackerError};
-use crate::page::Page;
+use crate::error::{ConfigError, Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
-use crate::stripe::{EVICTION_SAMPLES, SWEEP_BUCKETS, Stripe, StripeRecord, SweepStep};
+use crate::set::page::Page;
+use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
 use crate::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
-use crate::visitor_hash::VisitorHasher;
+use budget::{MemoryBudget, MemoryPolicy};
+use config::{TrackerBuilder, TrackerConfig};
+use stripe::{EVICTION_SAMPLES, SWEEP_BUCKETS, Stripe, StripeRecord, SweepStep};
 
 /// Counts distinct visitors per page; share it between threads by
 /// reference or in an `Arc`.
@@ -52,9 +58,6 @@ pub struct Tracker {
     sweep_stripe: AtomicUsize,
     config: TrackerConfig,
 }
-
-/// Bytes one stripe takes before it holds a page (see the memory formula).
-pub(crate) const STRIPE_BYTES: usize = std::mem::size_of::<CachePadded<RwLock<Stripe>>>();
 
 /// How often a record retries after making room, in case other threads
 /// took the room first.
@@ -720,6 +723,13 @@ impl Ord for Ranked {
     }
 }
 
+impl TrackerBuilder {
+    /// The tracker, or why the settings are refused.
+    pub fn build(self) -> Result<Tracker, ConfigError> {
+        Ok(Tracker::with_config(self.config()?))
+    }
+}
+
 impl Default for Tracker {
     fn default() -> Self {
         Self::new()
@@ -749,7 +759,7 @@ mod tests {
     /// the lock, the page table header, the URL hasher and the counters.
     #[test]
     fn a_stripe_takes_four_cache_lines() {
-        assert_eq!(STRIPE_BYTES, 256);
+        assert_eq!(stripe::STRIPE_BYTES, 256);
     }
 
     #[test]

@@ -48,15 +48,15 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::canonical_url::canonicalize;
-use crate::config::{QueryPolicy, TrackerBuilder, TrackerConfig};
+use crate::canonical_url::{QueryPolicy, canonicalize};
 use crate::error::{ConfigError, TrackerError};
-use crate::page::Page;
+use crate::set::page::Page;
+use crate::set::timed_sketch::TimedSketch;
+use crate::set::{Insert, VisitorSet};
 use crate::sketch::UltraLogLog;
-use crate::timed_sketch::TimedSketch;
 use crate::tracker::Tracker;
+use crate::tracker::config::{TrackerBuilder, TrackerConfig};
 use crate::ttl::Expiry;
-use crate::visitor_set::{Insert, VisitorSet};
 
 /// The version of the tracker's state format this build writes and reads.
 pub const TRACKER_PAYLOAD_VERSION: u32 = 1;
