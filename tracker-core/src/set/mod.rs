@@ -14,7 +14,7 @@ pub(crate) mod visitor_hash;
 pub(crate) mod visitor_table;
 
 use crate::report::Distinct;
-use crate::set::timed_sketch::{GENERATION_BYTES, TimedSketch};
+use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 pub(crate) use crate::set::visitor_table::Insert;
 use crate::set::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
@@ -22,7 +22,7 @@ use crate::sketch::UltraLogLog;
 use crate::ttl::Expiry;
 
 /// Heap bytes of a page's set in sketch form (the boxed sketch).
-pub(crate) const SKETCH_BYTES: usize =
+const SKETCH_BYTES: usize =
     std::mem::size_of::<UltraLogLog>() + (1 << UltraLogLog::DEFAULT_PRECISION);
 
 /// How many visitor hashes a page holds without a heap allocation.
@@ -221,6 +221,20 @@ impl VisitorSet {
             .expect("the default precision is valid");
         *self = VisitorSet::Sketch(last, Box::new(sketch));
         before
+    }
+
+    /// Whether an exact set growing from `before` to `after` heap bytes
+    /// (from 0 for a set restored whole) has just become worth turning
+    /// into a sketch under memory pressure: the sketch frees at least half
+    /// of it. With a TTL (`timed`) a sketched page may need a sketch per
+    /// generation, so the bar is twice what the most generations take.
+    pub(crate) fn became_sketch_worthy(before: usize, after: usize, timed: bool) -> bool {
+        let worthy = if timed {
+            2 * MAX_GENERATIONS * GENERATION_BYTES
+        } else {
+            2 * SKETCH_BYTES
+        };
+        before < worthy && after >= worthy
     }
 
     /// The heap bytes [`convert_to_sketch`](Self::convert_to_sketch) would

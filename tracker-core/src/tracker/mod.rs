@@ -15,7 +15,6 @@ use crate::canonical_url::canonicalize;
 use crate::clock::Timestamp;
 use crate::error::{ConfigError, Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
-use crate::set::page::Page;
 use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
 use crate::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
@@ -611,51 +610,10 @@ impl Tracker {
         canonicalize(url, &self.config.url)
     }
 
-    /// The number of stripes.
-    pub(crate) fn stripe_count(&self) -> usize {
-        self.stripes.len()
-    }
-
-    /// Calls `f` with stripe `i`'s pages under that stripe's read lock
-    /// only: how a snapshot streams the state one stripe at a time.
-    pub(crate) fn with_stripe_pages<R>(
-        &self,
-        i: usize,
-        f: impl FnOnce(&mut dyn Iterator<Item = &Page>) -> R,
-    ) -> R {
-        let stripe = sync::read(&self.stripes[i]);
-        f(&mut stripe.pages())
-    }
-
     /// Checks and hashes a visitor id as recording does.
     pub(crate) fn hash_visitor(&self, visitor: &[u8]) -> Result<u64, TrackerError> {
         self.check_visitor(visitor)?;
         Ok(self.visitor_hasher.hash(visitor))
-    }
-
-    /// The TTL in ticks and the expiry rule now, if there is a TTL.
-    pub(crate) fn expiry(&self) -> Option<Expiry> {
-        self.expiry_now()
-    }
-
-    /// Adds a page rebuilt from a snapshot (its URL canonical), with its
-    /// bytes reserved in the budget first. Errors: `Ok(false)` if the page
-    /// is already present (a duplicate in the snapshot),
-    /// [`TrackerError::MemoryFull`] if it does not fit the budget (no
-    /// policy runs: restoring must not evict what it just restored).
-    pub(crate) fn insert_restored(&self, page: Page) -> Result<bool, TrackerError> {
-        let url_hash = self.url_hasher.hash_one(&*page.url);
-        let mut stripe = sync::write(self.stripe(url_hash));
-        if stripe.contains(&page.url, url_hash) {
-            return Ok(false);
-        }
-        stripe
-            .insert_restored(url_hash, page, self.ttl.is_some(), &self.budget)
-            .map_err(|needed| TrackerError::MemoryFull {
-                needed: needed as u64,
-                limit: self.budget.limit().unwrap_or(u64::MAX),
-            })?;
-        Ok(true)
     }
 
     /// Heap bytes held, recounted from every stripe's pages (for tests of
