@@ -175,11 +175,11 @@
 //! snapshot).
 //!
 //! ```
-//! use tracker_core::persist::{DurableTracker, LogOptions, SyncPolicy};
+//! use tracker_core::persist::{DurableTracker, LogOptions, FsyncPolicy};
 //! use tracker_core::Tracker;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let options = LogOptions::default().sync(SyncPolicy::Always);
+//! let options = LogOptions::default().sync(FsyncPolicy::Always);
 //! let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), options.clone())?;
 //! durable.record("visitor-42", "https://example.com/pricing")?; // durable on return
 //! drop(durable); // a crash would do

@@ -27,7 +27,7 @@
 //! harmless because recording is idempotent. The snapshot payload is
 //! opaque here: encoding the tracker's state is the caller's business.
 //!
-//! Every byte read back is checked (CRC-32C per record, per header and per
+//! Every byte read back is checked (CRC-32C per frame, per header and per
 //! snapshot payload). Damage never panics and is never silently used: a
 //! torn tail of the log is cut and reported, anything else is a typed
 //! [`PersistError`] naming the file and offset (see [`Recovery`] and
@@ -45,7 +45,7 @@
 //! ```text
 //! header  (32 bytes) = magic "TRKEVLOG" | version: u32 | 0: u32
 //!                    | start LSN: u64 | CRC-32C of the 24 bytes before: u32 | 0: u32
-//! records            = frame*
+//! frames             = frame*
 //! frame              = payload length: u32 | CRC-32C of (length bytes ++ payload): u32 | payload
 //! payload            = visitor_hash: u64 | at_millis: u64 | canonical URL: UTF-8, the rest
 //! ```
@@ -102,6 +102,6 @@ pub use durable::snapshotter::{SnapshotSchedule, Snapshotter};
 pub use durable::{DurableError, DurableStatus, DurableTracker, RecoveryReport, SnapshotInfo};
 pub use storage::snapshot_file;
 pub use storage::{
-    EventLog, LOG_FORMAT_VERSION, LogEvent, LogOptions, Loss, Lsn, PersistError, Recovery,
-    SyncPolicy,
+    EventLog, FsyncPolicy, LOG_FORMAT_VERSION, LogEvent, LogOptions, Loss, Lsn, PersistError,
+    Recovery, SyncPolicy,
 };

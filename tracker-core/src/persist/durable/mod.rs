@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::storage::fs::ensure_dir;
 use super::storage::segment::HEADER_LEN;
 use super::storage::snapshot_file::{self, DEFAULT_KEEP, Written};
-use super::storage::{EventLog, LogEvent, LogOptions, Lsn, PersistError, Recovery, SyncPolicy};
+use super::storage::{EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError, Recovery};
 use crate::clock::Timestamp;
 use crate::error::TrackerError;
 use crate::report::Recorded;
@@ -29,7 +29,7 @@ use crate::tracker::snapshot::SnapshotError;
 /// one rule durability rests on lives in one place: **an event is applied
 /// to the tracker, then appended to the log, and only then acknowledged**
 /// (returned from [`record`](Self::record), per the log's
-/// [`SyncPolicy`](super::SyncPolicy)). Queries go to [`tracker`](Self::tracker).
+/// [`FsyncPolicy`](super::FsyncPolicy)). Queries go to [`tracker`](Self::tracker).
 ///
 /// Recovery loads the newest snapshot, then replays the log after it;
 /// replaying an event the snapshot already holds changes nothing, because
@@ -72,7 +72,7 @@ pub struct DurableStatus {
     /// The data directory.
     pub dir: PathBuf,
     /// When appends are synced.
-    pub sync: SyncPolicy,
+    pub sync: FsyncPolicy,
     /// The position the next append will get.
     pub log_end: Lsn,
     /// Log bytes appended after what the newest snapshot covers: what a

@@ -14,7 +14,7 @@ pub(crate) mod segment;
 pub mod snapshot_file;
 
 pub use error::PersistError;
-pub use event_log::{EventLog, LogOptions, SyncPolicy};
+pub use event_log::{EventLog, FsyncPolicy, LogOptions, SyncPolicy};
 pub use frame::LogEvent;
 pub use recovery::{Loss, Recovery};
 pub use segment::LOG_FORMAT_VERSION;
