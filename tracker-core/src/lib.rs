@@ -207,6 +207,8 @@ mod ttl;
 pub use canonical_url::{DEFAULT_MAX_URL_LEN, QueryPolicy, URL_LEN_CEILING, UrlOptions};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{ConfigError, Field, TrackerError};
+#[doc(no_inline)]
+pub use persist::{Background, Cadence};
 pub use report::{Distinct, PageCount, Recorded, Stats};
 pub use tracker::Tracker;
 pub use tracker::budget::MemoryPolicy;

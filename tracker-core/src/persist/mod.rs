@@ -98,6 +98,7 @@ mod storage;
 
 pub use crate::tracker::snapshot as tracker_snapshot;
 pub use crate::tracker::snapshot::{SnapshotError, TRACKER_PAYLOAD_VERSION};
+pub use durable::lifecycle::{Background, Cadence};
 pub use durable::snapshotter::{SnapshotSchedule, Snapshotter};
 pub use durable::{DurableError, DurableStatus, DurableTracker, RecoveryReport, SnapshotInfo};
 pub use storage::snapshot_file;

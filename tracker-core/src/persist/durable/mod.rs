@@ -1,6 +1,7 @@
 //! [`DurableTracker`]: a [`Tracker`] whose every acknowledged event
 //! survives a crash.
 
+pub(crate) mod lifecycle;
 pub(crate) mod snapshotter;
 
 use std::fmt;
