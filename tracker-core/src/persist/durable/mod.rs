@@ -7,7 +7,7 @@ pub(crate) mod snapshotter;
 use std::fmt;
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::storage::fs::ensure_dir;
@@ -17,6 +17,7 @@ use super::storage::{EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistEr
 use crate::clock::Timestamp;
 use crate::error::TrackerError;
 use crate::report::Recorded;
+use crate::sync::{Mutex, lock};
 use crate::tracker::Tracker;
 use crate::tracker::config::TrackerBuilder;
 use crate::tracker::snapshot::SnapshotError;
@@ -418,11 +419,6 @@ impl DurableTracker {
     pub fn log(&self) -> &EventLog {
         &self.log
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Neither lock guards state a panic could leave half-changed.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Creates `dir` and takes the exclusive advisory lock on `dir/LOCK`, so

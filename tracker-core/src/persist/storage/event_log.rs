@@ -7,11 +7,11 @@ use super::fs::{ensure_dir, sync_dir};
 use super::recovery::{self, Recovery};
 use super::segment::{self, HEADER_LEN};
 use super::{LogEvent, Lsn, PersistError};
+use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, lock};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -119,7 +119,7 @@ impl LogOptions {
 /// # Group commit
 ///
 /// Appenders never write to the file themselves unless they are the
-/// leader. Under one `std::sync::Mutex` an appender encodes its frames
+/// leader. Under one mutex an appender encodes its frames
 /// into the shared *pending* buffer (which assigns their LSNs) and joins
 /// the *open group*. Then:
 ///
@@ -134,7 +134,8 @@ impl LogOptions {
 ///
 /// So under load the I/O count per event drops with the number of
 /// concurrent appenders, and a single appender pays one write (and one
-/// fsync) per append. Nothing but `std::sync` is used; the file itself
+/// fsync) per append. The locks are `std::sync`'s (through the crate's
+/// `sync` shim); the file itself
 /// sits behind a second mutex that only the leader (and the background
 /// flusher, for the file handle) takes, so I/O never happens under the
 /// mutex appenders queue on.
@@ -270,12 +271,6 @@ enum WriteError {
     Undone(PersistError),
     /// The file's state is unknown: the log must be reopened.
     Fatal(PersistError),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic cannot happen while these locks are held (no indexing or
-    // unwrap in those sections), so poisoning cannot hide broken state.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl EventLog {
@@ -675,7 +670,7 @@ impl Shared {
                 return take_outcome(&mut st, mine);
             }
             if st.leader {
-                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st = sync::wait(&self.done, st);
                 continue;
             }
             // No leader: every earlier group is done, so the open group is
@@ -796,11 +791,7 @@ impl Shared {
     fn flush_every(&self, every: Duration) {
         let mut stop = lock(&self.stop);
         while !*stop {
-            stop = self
-                .stop_cv
-                .wait_timeout(stop, every)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            stop = sync::wait_timeout(&self.stop_cv, stop, every).0;
             if self.unsynced.swap(false, Ordering::AcqRel)
                 && let Err(e) = self.sync_current()
             {
