@@ -184,10 +184,11 @@ struct Shared {
     state: AppState,
 }
 
-/// Accepts connections on `listener` and serves `service` on them until
-/// `state.shutdown` triggers (counting them in `state.metrics`); then stops accepting, lets every connection finish
-/// its requests (HTTP/1.1 closes after the one in flight, HTTP/2 sends
-/// GOAWAY) for up to `grace`, and closes what is left.
+/// Accepts connections on `listener` and serves `service` on them
+/// (counted in `state.metrics`) until `state.shutdown` triggers; then
+/// stops accepting, lets every connection finish its requests (HTTP/1.1
+/// closes after the one in flight, HTTP/2 sends GOAWAY) for up to
+/// `grace`, and closes what is left.
 pub async fn serve(
     listener: TcpListener,
     state: &AppState,
