@@ -24,12 +24,12 @@
 //!
 //! hyper's own HTTP/1 header timeout is switched off: it also runs while a
 //! connection is idle, which would make the idle timeout the header
-//! timeout. One watchdog per connection (in the connection's own task,
-//! no extra task or lock per request beyond one uncontended mutex) keeps
-//! both: it sleeps until the next deadline the connection's [`Activity`]
-//! implies, rechecking at least every header timeout, so a deadline that
-//! moves earlier (a head starts arriving on an idle connection) is never
-//! missed by more than the time it takes to notice.
+//! timeout. One watchdog per connection, in the connection's own task,
+//! keeps both: the socket and the service record what happens in relaxed
+//! atomics (a few per request, no lock, no clock), and the watchdog looks
+//! at them at least every quarter of the shorter timeout, timing what it
+//! sees. A deadline is therefore never early, and late by at most that
+//! quarter.
 //!
 //! A connection upgraded to another protocol (a WebSocket) leaves hyper
 //! and the watchdog once the upgrade is answered: its handler owns its
@@ -45,7 +45,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -311,9 +312,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted, sha
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 // The handshake's bytes started a head timer; HTTP/2 is
                 // timed by idleness alone.
-                let mut state = activity.lock();
-                state.http2 = Some(true);
-                state.head_since = None;
+                activity.negotiated_http2();
             }
             drive(stream, service, &activity, &shared, deadline).await
         }
@@ -340,12 +339,13 @@ async fn drive<I>(
     let stop = shared.state.shutdown.triggered();
     tokio::pin!(stop);
     let mut stopping = false;
+    let mut watch = Watch::new(activity);
     // Set once the connection is asked to close: then closed by force.
     let mut closing = deadline;
     loop {
-        let (at, due) = match closing {
+        let (at, _) = match closing {
             Some(at) => (at, Due::Close),
-            None => activity.due(Instant::now(), limits),
+            None => watch.due(activity, Instant::now(), limits),
         };
         tokio::select! {
             result = conn.as_mut() => {
@@ -354,28 +354,40 @@ async fn drive<I>(
                 }
                 return;
             }
-            () = tokio::time::sleep_until(at) => match due {
-                Due::Recheck => {}
-                // Dropping the connection closes the socket, unlingered.
-                Due::Head | Due::Close => {
-                    if due == Due::Head {
-                        shared.state.metrics.connection(Connection::HeaderTimeout);
-                    }
-                    activity.lock().linger = false;
-                    return;
-                }
-                Due::Idle => {
-                    shared.state.metrics.connection(Connection::IdleTimeout);
-                    conn.as_mut().graceful_shutdown();
-                    // HTTP/2 waits for the peer's answer to GOAWAY; a
-                    // peer that never answers is closed after one more
-                    // header timeout.
-                    closing = Some(Instant::now() + limits.header_timeout);
-                }
-            },
+            // A deadline acts only if it is still due when looked at
+            // again (below): the connection may have moved on meanwhile.
+            () = tokio::time::sleep_until(at) => {}
             () = &mut stop, if !stopping => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
+                continue;
+            }
+        }
+        let now = Instant::now();
+        let (at, due) = match closing {
+            Some(at) => (at, Due::Close),
+            None => watch.due(activity, now, limits),
+        };
+        if at > now {
+            continue;
+        }
+        match due {
+            Due::Recheck => {}
+            // Dropping the connection closes the socket, unlingered.
+            Due::Head | Due::Close => {
+                if due == Due::Head {
+                    shared.state.metrics.connection(Connection::HeaderTimeout);
+                }
+                activity.linger.store(false, Ordering::Relaxed);
+                return;
+            }
+            Due::Idle => {
+                shared.state.metrics.connection(Connection::IdleTimeout);
+                conn.as_mut().graceful_shutdown();
+                // HTTP/2 waits for the peer's answer to GOAWAY; a peer
+                // that never answers is closed after one more header
+                // timeout.
+                closing = Some(now + limits.header_timeout);
             }
         }
     }
@@ -404,86 +416,138 @@ enum Due {
 }
 
 /// What a connection is doing: written by its socket (bytes read) and its
-/// service (requests starting and ending), read by its watchdog.
+/// service (requests starting and ending), read by its watchdog. Relaxed
+/// atomics and no clock: the per-request cost is a few uncontended atomic
+/// operations. The watchdog ([`Watch`]) puts times on what it sees.
 struct Activity {
-    state: Mutex<State>,
-}
-
-struct State {
     /// Requests being handled.
-    in_flight: u32,
-    /// When the connection last had no request in flight (or opened).
-    idle_since: Instant,
-    /// When the first byte of the next request head arrived (HTTP/1.1).
-    head_since: Option<Instant>,
-    /// Known once the first bytes (or ALPN) tell: HTTP/2 frames that are
-    /// not requests (pings, settings) must not start a head timer.
-    http2: Option<bool>,
+    in_flight: AtomicU32,
+    /// Requests started so far: tells the watchdog a head it saw arriving
+    /// became a request (and another head may have begun since).
+    started: AtomicU64,
+    /// Requests finished so far: tells the watchdog the connection went
+    /// idle again since it last looked.
+    finished: AtomicU64,
+    /// The first bytes of a request head arrived while no request was in
+    /// flight (HTTP/1.1 only).
+    head: AtomicBool,
+    /// [`UNKNOWN`], [`HTTP1`] or [`HTTP2`], from the first bytes or ALPN:
+    /// HTTP/2 frames that are not requests (pings, settings) must not
+    /// start a head timer.
+    protocol: AtomicU8,
     /// Close by lingering: a 4xx was sent for a request whose body may
     /// still be arriving.
-    linger: bool,
+    linger: AtomicBool,
 }
+
+const UNKNOWN: u8 = 0;
+const HTTP1: u8 = 1;
+const HTTP2: u8 = 2;
 
 impl Activity {
     fn new() -> Self {
         Self {
-            state: Mutex::new(State {
-                in_flight: 0,
-                idle_since: Instant::now(),
-                head_since: None,
-                http2: None,
-                linger: false,
-            }),
+            in_flight: AtomicU32::new(0),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            head: AtomicBool::new(false),
+            protocol: AtomicU8::new(UNKNOWN),
+            linger: AtomicBool::new(false),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Bytes arrived: on an idle HTTP/1.1 connection, a head has begun.
     fn on_read(&self, bytes: &[u8]) {
-        let mut state = self.lock();
-        let http2 = *state
-            .http2
-            .get_or_insert_with(|| bytes.starts_with(b"PRI "));
-        if !http2 && state.in_flight == 0 && state.head_since.is_none() {
-            state.head_since = Some(Instant::now());
+        let mut protocol = self.protocol.load(Ordering::Relaxed);
+        if protocol == UNKNOWN {
+            protocol = if bytes.starts_with(b"PRI ") {
+                HTTP2
+            } else {
+                HTTP1
+            };
+            self.protocol.store(protocol, Ordering::Relaxed);
         }
+        if protocol == HTTP1
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.head.load(Ordering::Relaxed)
+        {
+            self.head.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// ALPN chose HTTP/2 (the handshake's bytes counted as a head).
+    fn negotiated_http2(&self) {
+        self.protocol.store(HTTP2, Ordering::Relaxed);
+        self.head.store(false, Ordering::Relaxed);
     }
 
     fn request_started(&self) {
-        let mut state = self.lock();
-        state.in_flight += 1;
-        state.head_since = None;
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.head.store(false, Ordering::Relaxed);
     }
 
     fn request_finished(&self, linger: bool) {
-        let mut state = self.lock();
-        state.in_flight -= 1;
-        state.linger |= linger;
-        if state.in_flight == 0 {
-            state.idle_since = Instant::now();
+        if linger {
+            self.linger.store(true, Ordering::Relaxed);
+        }
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        // Release: a watchdog that sees the count drop sees `finished` too.
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The watchdog's view of an [`Activity`]: when it first saw the
+/// connection idle and a head arriving. It looks at least every quarter of
+/// the shorter timeout, so it sees each change at most that late, and
+/// deadlines are never early: a connection is closed at most a quarter
+/// timeout after its deadline (plus scheduling).
+struct Watch {
+    /// When the connection was first seen idle (or opened).
+    idle_since: Instant,
+    /// `finished` when last looked at.
+    finished: u64,
+    /// When the current head was first seen, and `started` then.
+    head_since: Option<(Instant, u64)>,
+}
+
+impl Watch {
+    fn new(activity: &Activity) -> Self {
+        Self {
+            idle_since: Instant::now(),
+            finished: activity.finished.load(Ordering::Relaxed),
+            head_since: None,
         }
     }
 
-    /// The next deadline and what it means. While idle, the watchdog looks
-    /// again at least every header timeout: a head that starts meanwhile
-    /// has its deadline later than that look.
-    fn due(&self, now: Instant, limits: &ConnLimits) -> (Instant, Due) {
-        let state = self.lock();
-        let recheck = now + limits.header_timeout.min(limits.idle_timeout);
-        if state.in_flight > 0 {
-            (recheck, Due::Recheck)
-        } else if let Some(since) = state.head_since {
-            (since + limits.header_timeout, Due::Head)
+    /// The next deadline and what it means.
+    fn due(&mut self, activity: &Activity, now: Instant, limits: &ConnLimits) -> (Instant, Due) {
+        let recheck = now + limits.header_timeout.min(limits.idle_timeout) / 4;
+        if activity.in_flight.load(Ordering::Acquire) > 0 {
+            return (recheck, Due::Recheck);
+        }
+        let finished = activity.finished.load(Ordering::Relaxed);
+        if finished != self.finished {
+            self.finished = finished;
+            self.idle_since = now;
+        }
+        if activity.head.load(Ordering::Relaxed) {
+            let started = activity.started.load(Ordering::Relaxed);
+            let since = match self.head_since {
+                Some((since, seen)) if seen == started => since,
+                _ => {
+                    self.head_since = Some((now, started));
+                    now
+                }
+            };
+            return (since + limits.header_timeout, Due::Head);
+        }
+        self.head_since = None;
+        let idle = self.idle_since + limits.idle_timeout;
+        if idle <= recheck {
+            (idle, Due::Idle)
         } else {
-            let idle = state.idle_since + limits.idle_timeout;
-            if idle <= recheck {
-                (idle, Due::Idle)
-            } else {
-                (recheck, Due::Recheck)
-            }
+            (recheck, Due::Recheck)
         }
     }
 }
@@ -557,7 +621,7 @@ impl AsyncWrite for Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        if !self.activity.lock().linger {
+        if !self.activity.linger.load(Ordering::Relaxed) {
             return;
         }
         let (Some(stream), Ok(runtime)) =
@@ -683,47 +747,90 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deadlines_follow_the_connection() {
         let (limits, activity) = (limits(), Activity::new());
+        let mut watch = Watch::new(&activity);
         let opened = Instant::now();
-        // Idle: look again after a header timeout, until the idle one.
+        let tick = limits.header_timeout / 4;
+        // Idle: look again every quarter header timeout, until the idle
+        // deadline.
         assert_eq!(
-            activity.due(opened, &limits),
-            (opened + limits.header_timeout, Due::Recheck)
+            watch.due(&activity, opened, &limits),
+            (opened + tick, Due::Recheck)
         );
-        let late = opened + Duration::from_secs(55);
+        let late = opened + Duration::from_secs(59);
         assert_eq!(
-            activity.due(late, &limits),
+            watch.due(&activity, late, &limits),
             (opened + limits.idle_timeout, Due::Idle)
         );
-        // A head begins: its own deadline.
-        tokio::time::advance(Duration::from_secs(3)).await;
+        // A head begins: timed from when the watchdog first sees it.
         activity.on_read(b"GET / HT");
-        let head = Instant::now();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let seen = Instant::now();
         assert_eq!(
-            activity.due(head, &limits),
-            (head + limits.header_timeout, Due::Head)
+            watch.due(&activity, seen, &limits),
+            (seen + limits.header_timeout, Due::Head)
         );
         // More bytes of the same head do not move it.
-        tokio::time::advance(Duration::from_secs(1)).await;
         activity.on_read(b"TP/1.1\r\n");
-        assert_eq!(activity.due(head, &limits).0, head + limits.header_timeout);
+        let later = seen + Duration::from_secs(2);
+        assert_eq!(
+            watch.due(&activity, later, &limits).0,
+            seen + limits.header_timeout
+        );
         // In flight: no deadline but a recheck.
         activity.request_started();
-        assert_eq!(activity.due(head, &limits).1, Due::Recheck);
-        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(watch.due(&activity, later, &limits).1, Due::Recheck);
         activity.request_finished(false);
-        let idle = Instant::now();
+        // Idle again from when that is seen; a new head is timed anew.
+        let idle = later + Duration::from_secs(1);
         assert_eq!(
-            activity.due(idle + Duration::from_secs(59), &limits),
-            (idle + limits.idle_timeout, Due::Idle)
+            watch
+                .due(&activity, idle + Duration::from_secs(58), &limits)
+                .1,
+            Due::Recheck
+        );
+        activity.on_read(b"GET /next");
+        let next = idle + Duration::from_secs(59);
+        assert_eq!(
+            watch.due(&activity, next, &limits),
+            (next + limits.header_timeout, Due::Head)
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn http2_frames_start_no_head_timer() {
+    #[test]
+    fn a_head_after_a_request_between_two_looks_is_timed_anew() {
         let (limits, activity) = (limits(), Activity::new());
+        let mut watch = Watch::new(&activity);
+        let t0 = Instant::now();
+        activity.on_read(b"GET / HTTP/1.1\r\n");
+        assert_eq!(
+            watch.due(&activity, t0, &limits).0,
+            t0 + limits.header_timeout
+        );
+        // Unseen by the watchdog: the request runs, ends, the next begins.
+        activity.request_started();
+        activity.request_finished(false);
+        activity.on_read(b"GET /2 HTTP/1.1\r\n");
+        let t1 = t0 + Duration::from_secs(9);
+        assert_eq!(
+            watch.due(&activity, t1, &limits),
+            (t1 + limits.header_timeout, Due::Head)
+        );
+    }
+
+    #[test]
+    fn http2_frames_start_no_head_timer() {
+        let (limits, activity) = (limits(), Activity::new());
+        let mut watch = Watch::new(&activity);
         activity.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
         activity.on_read(b"\x00\x00\x08\x06\x00\x00\x00\x00\x00");
-        let now = Instant::now();
-        assert_eq!(activity.due(now, &limits).1, Due::Recheck);
+        assert_eq!(
+            watch.due(&activity, Instant::now(), &limits).1,
+            Due::Recheck
+        );
+        // Over TLS, ALPN says so after the handshake's bytes.
+        let tls = Activity::new();
+        tls.on_read(b"\x16\x03\x01");
+        tls.negotiated_http2();
+        assert_eq!(watch.due(&tls, Instant::now(), &limits).1, Due::Recheck);
     }
 }
