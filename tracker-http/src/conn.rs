@@ -60,7 +60,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::Service;
@@ -86,6 +86,12 @@ pub const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 /// How long an HTTP/2 peer has to answer a keep-alive ping.
 pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How many `Notify`s tell connections that shutdown began; a connection
+/// listens on one, by its number. A task polls its waiting `Notified` on
+/// every wake, which takes that `Notify`'s lock: one for every connection
+/// would make it a contended global lock on every request.
+const STOP_SHARDS: usize = 64;
 
 /// Pause after a failed `accept` (out of file descriptors, most often),
 /// so the loop does not spin while connections close.
@@ -183,6 +189,8 @@ struct Shared {
     limits: ConnLimits,
     /// Its shutdown signal and connection metrics.
     state: AppState,
+    /// Notified when shutdown begins (see [`STOP_SHARDS`]).
+    stops: Box<[Notify]>,
 }
 
 /// Accepts connections on `listener` and serves `service` on them
@@ -207,7 +215,9 @@ pub async fn serve(
         tls,
         limits,
         state: state.clone(),
+        stops: (0..STOP_SHARDS).map(|_| Notify::new()).collect(),
     });
+    let mut accepted_count = 0usize;
     let mut tasks = JoinSet::new();
     let stop = state.shutdown.triggered();
     tokio::pin!(stop);
@@ -230,7 +240,9 @@ pub async fn serve(
                             }
                         },
                     };
-                    tasks.spawn(connection(stream, peer, admitted, shared.clone()));
+                    accepted_count = accepted_count.wrapping_add(1);
+                    let stop = accepted_count % STOP_SHARDS;
+                    tasks.spawn(connection(stream, peer, admitted, shared.clone(), stop));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -245,6 +257,9 @@ pub async fn serve(
         }
     }
     drop(listener);
+    for stop in &shared.stops {
+        stop.notify_waiters();
+    }
     let drained = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
@@ -264,7 +279,13 @@ enum Admitted {
 }
 
 /// One connection, from accept to close.
-async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted, shared: Arc<Shared>) {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    shared: Arc<Shared>,
+    stop: usize,
+) {
     let activity = Arc::new(Activity::new());
     let metrics = &shared.state.metrics;
     let (permit, refuse) = match admitted {
@@ -291,7 +312,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted, sha
     };
     let deadline = refuse.then(|| Instant::now() + REFUSAL_TIME);
     match &shared.tls {
-        None => drive(io, service, &activity, &shared, deadline).await,
+        None => drive(io, service, &activity, &shared, deadline, stop).await,
         Some(tls) => {
             let handshake = tls.acceptor().accept(io);
             // The handshake is part of the first request's head.
@@ -314,20 +335,22 @@ async fn connection(stream: TcpStream, peer: SocketAddr, admitted: Admitted, sha
                 // timed by idleness alone.
                 activity.negotiated_http2();
             }
-            drive(stream, service, &activity, &shared, deadline).await
+            drive(stream, service, &activity, &shared, deadline, stop).await
         }
     }
 }
 
 /// Serves one connection under its watchdog (see the module docs), until
 /// it closes, a deadline passes, or shutdown has drained it. `deadline`
-/// (for refused connections) closes it regardless.
+/// (for refused connections) closes it regardless. `stop` is its shard of
+/// [`Shared::stops`].
 async fn drive<I>(
     io: I,
     service: ConnService,
     activity: &Activity,
     shared: &Shared,
     deadline: Option<Instant>,
+    stop: usize,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -336,9 +359,15 @@ async fn drive<I>(
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let stop = shared.state.shutdown.triggered();
+    let stop = shared.stops[stop].notified();
     tokio::pin!(stop);
-    let mut stopping = false;
+    // Registered before the flag is read: a shutdown after the read still
+    // notifies it.
+    stop.as_mut().enable();
+    let mut stopping = shared.state.shutdown.is_triggered();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
     let mut watch = Watch::new(activity);
     // Set once the connection is asked to close: then closed by force.
     let mut closing = deadline;
