@@ -166,8 +166,8 @@ fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        // The watchdog times heads and idleness (see the module docs).
+        // The watchdog times heads and idleness (see the module docs), so
+        // HTTP/1 needs no timer.
         .header_read_timeout(None)
         // The read buffer bounds the request head; hyper needs 8 KiB.
         .max_buf_size(limits.max_header_size.max(8 * 1024));
