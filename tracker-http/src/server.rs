@@ -1,4 +1,4 @@
-//! Serving [`app`] on a socket, plain or TLS, until a signal,
+//! Serving [`app`](crate::app) on a socket, plain or TLS, until a signal,
 //! then draining.
 
 use std::io;
