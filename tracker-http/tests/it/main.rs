@@ -18,6 +18,7 @@ mod api;
 mod app;
 mod durability;
 mod fuzz;
+mod readme;
 mod request_ids;
 mod socket;
 
