@@ -40,6 +40,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Its JSON log lines so far.
     pub logs: Arc<Mutex<Vec<Value>>>,
+    /// The thread reading the log lines; joined once the process is gone,
+    /// so that every line it wrote is in `logs`.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -50,7 +53,7 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn({
+        let reader = std::thread::spawn({
             let logs = logs.clone();
             move || {
                 for line in BufReader::new(stdout).lines() {
@@ -70,7 +73,12 @@ impl Server {
             .expect("tracker-http reports its address")
             .parse()
             .unwrap();
-        Server { child, addr, logs }
+        Server {
+            child,
+            addr,
+            logs,
+            reader: Some(reader),
+        }
     }
 
     /// `http://<addr><path>`.
@@ -87,17 +95,29 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit; panics after `limit`.
+    /// Waits for the process to exit, then for the last of its log lines;
+    /// panics after `limit`.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
         let child = &mut self.child;
-        poll::until_some(limit, "tracker-http exits", || child.try_wait().unwrap())
+        let status = poll::until_some(limit, "tracker-http exits", || child.try_wait().unwrap());
+        self.read_to_the_end();
+        status
     }
 
-    /// Kills the process with SIGKILL (a crash: no handler runs) and
-    /// reaps it.
+    /// Kills the process with SIGKILL (a crash: no handler runs), reaps
+    /// it and reads the last of its log lines.
     pub fn kill_9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.read_to_the_end();
+    }
+
+    /// Joins the log reader, which ends when the exited process's pipe
+    /// does: after this, `logs` holds every line the process wrote.
+    fn read_to_the_end(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
     }
 
     /// Polls `/readyz` until it answers 200; panics after `limit`.
@@ -118,7 +138,9 @@ impl Server {
         });
     }
 
-    /// Whether a line with this `message` has been logged.
+    /// Whether a line with this `message` has been logged (and read: while
+    /// the process runs, a line it wrote may not be read yet; see
+    /// [`wait_logged`](Self::wait_logged)).
     pub fn logged(&self, message: &str) -> bool {
         self.logs
             .lock()

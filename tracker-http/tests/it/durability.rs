@@ -329,7 +329,10 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
 
     let server = Server::start(TRACKER_HTTP, args);
     server.wait_ready(&client, READY_WITHIN).await;
-    let warned = server.lines("truncated a torn tail of the event log (a write cut short by a crash; nothing acknowledged is lost)");
+    // Logged before it was ready, but read from its pipe by another thread.
+    let torn = "truncated a torn tail of the event log (a write cut short by a crash; nothing acknowledged is lost)";
+    tokio::task::block_in_place(|| server.wait_logged(torn, WITHIN));
+    let warned = server.lines(torn);
     assert_eq!(warned.len(), 1);
     assert_eq!(warned[0]["bytes"], 11);
     assert_eq!(warned[0]["level"], "WARN");
@@ -378,7 +381,9 @@ async fn a_flipped_byte_mid_log_stops_start_up_and_salvage_starts_from_what_is_v
     salvaging.push("--salvage-log");
     let server = Server::start(TRACKER_HTTP, &salvaging);
     server.wait_ready(&client, READY_WITHIN).await;
-    let dropped = server.lines("--salvage-log: dropped damaged log bytes and the events in them");
+    let salvaged = "--salvage-log: dropped damaged log bytes and the events in them";
+    tokio::task::block_in_place(|| server.wait_logged(salvaged, WITHIN));
+    let dropped = server.lines(salvaged);
     assert_eq!(dropped.len(), 1);
     assert_eq!(dropped[0]["level"], "ERROR");
     let stats = json_of(client.get(server.url("/stats"))).await;
