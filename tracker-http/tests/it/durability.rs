@@ -127,8 +127,9 @@ async fn check_and_settle(
 
 /// `clients` concurrent senders of random events until the service has
 /// acknowledged some and written a snapshot, then `kill_after` more (a
-/// random moment, on purpose), then `kill -9`. Every 202 goes into the model; a request the crash cut
-/// off goes into its unknown events. Any other answer fails the test.
+/// random moment, on purpose), then `kill -9`. Every 202 goes into the
+/// model; a request the crash cut off goes into its unknown events. Any
+/// other answer fails the test.
 async fn ingest_then_kill(
     server: &mut Server,
     client: &reqwest::Client,
