@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-mod process;
-use process::{Server, json_of};
+use test_support::process::{Server, json_of};
+
+use crate::TRACKER_HTTP;
 
 /// The slack a deadline gets before a test calls it missed.
 const SLACK: Duration = Duration::from_secs(1);
@@ -92,7 +93,10 @@ async fn keep_serving(url: String, done: tokio::sync::watch::Receiver<bool>) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_heads_and_silent_connections_are_closed_on_time_while_others_are_served() {
     let (header, idle) = (Duration::from_secs(1), Duration::from_secs(2));
-    let server = Server::start(&["--header-timeout", "1s", "--idle-timeout", "2s"]);
+    let server = Server::start(
+        TRACKER_HTTP,
+        &["--header-timeout", "1s", "--idle-timeout", "2s"],
+    );
     let (done_tx, done) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(keep_serving(server.url("/healthz"), done));
 
@@ -164,7 +168,10 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     // The idle timeout is longer than the header timeout on purpose: an
     // idle connection is not timed as a slow head.
     let idle = Duration::from_secs(2);
-    let server = Server::start(&["--header-timeout", "1s", "--idle-timeout", "2s"]);
+    let server = Server::start(
+        TRACKER_HTTP,
+        &["--header-timeout", "1s", "--idle-timeout", "2s"],
+    );
     let mut idlers = Vec::new();
     for _ in 0..300 {
         let (stream, status, _) = served_connection(&server).await;
@@ -186,7 +193,7 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_new_connections_get_503_and_are_closed() {
-    let server = Server::start(&["--max-connections", "16"]);
+    let server = Server::start(TRACKER_HTTP, &["--max-connections", "16"]);
     let mut held = Vec::new();
     for _ in 0..16 {
         let (stream, status, _) = served_connection(&server).await;
@@ -262,7 +269,7 @@ fn send_whole_then_read(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> 
 
 #[test]
 fn an_oversized_body_sent_before_reading_gets_the_413() {
-    let server = Server::start(&[]);
+    let server = Server::start(TRACKER_HTTP, &[]);
     let body = vec![b'x'; 4 << 20];
     let head = format!(
         "POST /events HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -337,7 +344,7 @@ async fn ingest_and_query_over_h2(client: &reqwest::Client, base: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_with_prior_knowledge_serves_ingest_and_queries() {
-    let server = Server::start(&[]);
+    let server = Server::start(TRACKER_HTTP, &[]);
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -352,12 +359,15 @@ async fn h2_over_tls_by_alpn_serves_ingest_and_queries_and_http1_still_works() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, key.cert.pem()).unwrap();
     std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
-    let server = Server::start(&[
-        "--tls-cert",
-        cert_path.to_str().unwrap(),
-        "--tls-key",
-        key_path.to_str().unwrap(),
-    ]);
+    let server = Server::start(
+        TRACKER_HTTP,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
     let root = reqwest::Certificate::from_pem(key.cert.pem().as_bytes()).unwrap();
     let base = format!("https://localhost:{}", server.addr.port());
 

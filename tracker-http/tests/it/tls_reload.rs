@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-mod process;
-use process::Server;
+use test_support::process::Server;
+
+use crate::TRACKER_HTTP;
 
 /// A self-signed certificate for `localhost`: (certificate PEM, key PEM).
 fn pair() -> (String, String) {
@@ -54,12 +55,15 @@ async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is
     let dir = tempfile::tempdir().unwrap();
     let (old_cert, old_key) = pair();
     write_pair(dir.path(), &old_cert, &old_key);
-    let server = Server::start(&[
-        "--tls-cert",
-        dir.path().join("cert.pem").to_str().unwrap(),
-        "--tls-key",
-        dir.path().join("key.pem").to_str().unwrap(),
-    ]);
+    let server = Server::start(
+        TRACKER_HTTP,
+        &[
+            "--tls-cert",
+            dir.path().join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            dir.path().join("key.pem").to_str().unwrap(),
+        ],
+    );
     let trusts_old = trusting(&old_cert, &server);
     assert!(healthy(&trusts_old, &server).await);
 
@@ -108,7 +112,7 @@ async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_without_tls_is_logged_and_does_not_stop_the_service() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(TRACKER_HTTP, &[]);
     server.signal("HUP");
     wait_logged(&server, "SIGHUP received; no TLS certificate to reload", 1).await;
     let health = reqwest::get(server.url("/healthz")).await.unwrap();

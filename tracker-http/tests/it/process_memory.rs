@@ -15,8 +15,9 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-mod process;
-use process::{Server, json_of};
+use test_support::process::{Server, json_of};
+
+use crate::TRACKER_HTTP;
 
 const BUDGET: u64 = 8 << 20;
 /// Idle HTTP/1.1 connections opened after the fill.
@@ -36,7 +37,7 @@ fn peak_rss(pid: u32) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peak_rss_stays_within_the_documented_bound_past_max_memory() {
-    let server = Server::start(&["--max-memory", "8MiB"]);
+    let server = Server::start(TRACKER_HTTP, &["--max-memory", "8MiB"]);
     let pid = server.child.id();
     let Some(idle) = peak_rss(pid) else {
         eprintln!("SKIPPED: no /proc/{pid}/status (not Linux); process RSS is not measured here");
