@@ -206,6 +206,7 @@ pub mod sketch;
 mod stripe;
 mod sweeper;
 mod sync;
+mod time;
 mod timed_sketch;
 mod timed_table;
 mod tracker;
@@ -224,5 +225,9 @@ pub use error::{ConfigError, Field, TrackerError};
 pub use report::{Distinct, PageCount, Recorded, Stats};
 pub use stripe::SweepStep;
 pub use sweeper::Sweeper;
+pub use time::{
+    Bucketing, DEFAULT_BUCKET, DEFAULT_MAX_POINTS, MAX_BUCKET, MIN_BUCKET, Series, TimeError,
+    TimeRange,
+};
 pub use tracker::Tracker;
 pub use ttl::{MAX_CLOCK_SKEW, MAX_TTL};
