@@ -24,8 +24,44 @@
 
 use std::borrow::Cow;
 
-use crate::config::{QueryPolicy, UrlOptions};
 use crate::error::{Field, TrackerError};
+
+/// Default longest URL, in bytes.
+pub const DEFAULT_MAX_URL_LEN: usize = 2048;
+/// The largest URL limit a tracker accepts.
+pub const URL_LEN_CEILING: usize = 1024 * 1024;
+
+/// What canonicalisation does with a URL's query string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QueryPolicy {
+    /// Keep it: `?a=1` and `?a=2` are different pages.
+    #[default]
+    Keep,
+    /// Drop it: every query of a path is one page.
+    Strip,
+    /// Keep only the parameters with these names (case sensitive, escapes
+    /// normalised: `é` and `%C3%A9` are one name), in their original order.
+    Allow(Vec<String>),
+}
+
+/// How URLs are turned into page keys (the rules are in the
+/// [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlOptions {
+    /// What happens to the query string.
+    pub query: QueryPolicy,
+    /// The longest URL accepted, in bytes, as sent and once canonical.
+    pub max_len: usize,
+}
+
+impl Default for UrlOptions {
+    fn default() -> Self {
+        Self {
+            query: QueryPolicy::Keep,
+            max_len: DEFAULT_MAX_URL_LEN,
+        }
+    }
+}
 
 /// Canonicalises `raw` under `options`, or says why it cannot be a page key.
 pub(crate) fn canonicalize<'a>(

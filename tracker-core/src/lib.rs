@@ -175,11 +175,11 @@
 //! snapshot).
 //!
 //! ```
-//! use tracker_core::persist::{DurableTracker, LogOptions, SyncPolicy};
+//! use tracker_core::persist::{DurableTracker, LogOptions, FsyncPolicy};
 //! use tracker_core::Tracker;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let options = LogOptions::default().sync(SyncPolicy::Always);
+//! let options = LogOptions::default().sync(FsyncPolicy::Always);
 //! let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), options.clone())?;
 //! durable.record("visitor-42", "https://example.com/pricing")?; // durable on return
 //! drop(durable); // a crash would do
@@ -193,41 +193,33 @@
 #![warn(missing_docs)]
 
 mod background;
-mod budget;
 mod canonical_url;
 mod clock;
-mod config;
 mod error;
-mod horizon;
-mod page;
 pub mod persist;
 mod report;
+mod set;
 pub mod sketch;
-mod stripe;
-mod sweeper;
 mod sync;
 mod time;
-mod timed_sketch;
-mod timed_table;
 mod tracker;
 mod ttl;
-mod visitor_hash;
-mod visitor_set;
-mod visitor_table;
 
-pub use budget::MemoryPolicy;
+pub use canonical_url::{DEFAULT_MAX_URL_LEN, QueryPolicy, URL_LEN_CEILING, UrlOptions};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use config::{
-    DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, QueryPolicy, TrackerBuilder, TrackerConfig,
-    URL_LEN_CEILING, UrlOptions, VISITOR_LEN_CEILING,
-};
 pub use error::{ConfigError, Field, TrackerError};
+#[doc(no_inline)]
+pub use persist::{Background, Cadence};
 pub use report::{Distinct, PageCount, Recorded, Stats};
-pub use stripe::SweepStep;
-pub use sweeper::Sweeper;
 pub use time::{
     Bucketing, DEFAULT_BUCKET, DEFAULT_MAX_POINTS, MAX_BUCKET, MIN_BUCKET, Series, TimeError,
     TimeRange,
 };
 pub use tracker::Tracker;
+pub use tracker::budget::MemoryPolicy;
+pub use tracker::config::{
+    DEFAULT_MAX_VISITOR_LEN, TrackerBuilder, TrackerConfig, VISITOR_LEN_CEILING,
+};
+pub use tracker::stripe::SweepStep;
+pub use tracker::sweeper::Sweeper;
 pub use ttl::{MAX_CLOCK_SKEW, MAX_TTL};

@@ -1,8 +1,8 @@
 //! Reading the event log back at open: validate, deliver, repair the end.
 //! The rules are documented on [`Recovery`].
 
+use super::frame::{Decoded, decode};
 use super::fs::sync_dir;
-use super::record::{Decoded, decode};
 use super::segment::{self, HEADER_LEN};
 use super::{LogEvent, LogOptions, Lsn, PersistError};
 use std::fs::{self, OpenOptions};
@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 /// # Torn tail or corruption?
 ///
 /// A crash in the middle of a write leaves the last segment ending in a
-/// partial record, and a power cut can leave it ending in zeros (the file
+/// partial frame, and a power cut can leave it ending in zeros (the file
 /// grew but the data never reached the disk) or in a complete-looking last
 /// frame whose bytes are wrong. None of those held an acknowledged event
-/// under `SyncPolicy::Always`, so the damage is a **torn tail**: it is
+/// under `FsyncPolicy::Always`, so the damage is a **torn tail**: it is
 /// truncated and reported ([`Recovery::torn_tail`]). Precisely, damage at
 /// offset `o` of the *last* segment is a torn tail when
 ///
@@ -28,17 +28,17 @@ use std::path::{Path, PathBuf};
 ///
 /// That is: no valid-looking data follows the damage.
 ///
-/// Anything else (a bad record followed by other data, damage in a segment
+/// Anything else (a bad frame followed by other data, damage in a segment
 /// that is not the last, a segment that does not end where the next one
 /// starts) is **corruption**: open fails with [`PersistError::Corrupt`]
 /// naming the file and offset, unless [`LogOptions::salvage`] is set, in
-/// which case the log is cut at the last valid record, the segments after
+/// which case the log is cut at the last valid frame, the segments after
 /// it are set aside (renamed to `<name>.discarded`, never deleted) and the
 /// loss is reported ([`Recovery::salvaged`]).
 ///
 /// A damaged length field near the end of the log is indistinguishable from
 /// a partial write; what it can make recovery drop is bounded by the
-/// largest record (16 bytes plus the longest URL) and always reported.
+/// largest frame (16 bytes plus the longest URL) and always reported.
 ///
 /// ```
 /// use tracker_core::persist::{EventLog, LogOptions};
@@ -186,7 +186,7 @@ fn scan_segments(
         while pos < data.len() {
             let rest = &data[pos..];
             let (reason, torn) = match decode(rest) {
-                Decoded::Record { event, frame_len } => {
+                Decoded::Frame { event, frame_len } => {
                     let lsn = start + pos as u64;
                     if lsn >= needed && from.is_some() {
                         on_event(Lsn(lsn), event);

@@ -27,20 +27,12 @@
 
 use hashbrown::HashTable;
 
-use crate::budget::MemoryBudget;
-use crate::page::Page;
 use crate::report::{Distinct, Recorded};
-use crate::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS};
+use crate::set::page::Page;
+use crate::set::{Insert, VisitorSet};
+use crate::sync::{CachePadded, RwLock};
+use crate::tracker::budget::MemoryBudget;
 use crate::ttl::Expiry;
-use crate::visitor_set::{Insert, SKETCH_BYTES};
-
-/// A visitor table this large is worth turning into a sketch under memory
-/// pressure: the sketch frees at least half of it.
-pub(crate) const SKETCH_WORTHY_BYTES: usize = 2 * SKETCH_BYTES;
-
-/// The same with a TTL, where a sketched page may need a sketch for each
-/// of its generations: twice what the most generations take.
-pub(crate) const TIMED_SKETCH_WORTHY_BYTES: usize = 2 * MAX_GENERATIONS * GENERATION_BYTES;
 
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and a few more samples buy a closer approximation of true LRU.
@@ -53,6 +45,10 @@ const SWEEP_EVERY: u32 = 64;
 /// microseconds for small pages.
 pub(crate) const SWEEP_BUCKETS: usize = 32;
 
+/// Bytes one stripe takes before it holds a page (see the memory formula),
+/// padded lock included.
+pub(crate) const STRIPE_BYTES: usize = std::mem::size_of::<CachePadded<RwLock<Stripe>>>();
+
 #[derive(Debug)]
 pub(crate) struct Stripe {
     pages: HashTable<Page>,
@@ -61,8 +57,8 @@ pub(crate) struct Stripe {
     hasher: ahash::RandomState,
     /// Distinct pairs held by this stripe's pages.
     pairs: u64,
-    /// URL hashes of the pages whose exact set is worth sketching (at
-    /// least [`SKETCH_WORTHY_BYTES`]): the candidates of the sketch policy,
+    /// URL hashes of the pages whose exact set is worth sketching (see
+    /// [`VisitorSet::became_sketch_worthy`]): the candidates of the sketch policy,
     /// kept as sets cross the threshold so that pressure needs no scan.
     sketch_worthy: Vec<u64>,
     /// Pages whose visitors are a sketch.
@@ -183,12 +179,7 @@ impl Stripe {
                     // A sketched page with a TTL started a new generation.
                     Recorded::Sketched
                 } else {
-                    let worthy = if expiry.is_some() {
-                        TIMED_SKETCH_WORTHY_BYTES
-                    } else {
-                        SKETCH_WORTHY_BYTES
-                    };
-                    if held < worthy && held + bytes >= worthy {
+                    if VisitorSet::became_sketch_worthy(held, held + bytes, expiry.is_some()) {
                         self.sketch_worthy.push(url_hash);
                     }
                     self.pairs += 1;
@@ -241,15 +232,7 @@ impl Stripe {
             step.pairs_dropped += dropped;
             if dead {
                 let (page, _) = entry.remove();
-                budget.release(page.heap_bytes());
-                self.pairs -= page.visitors.pairs() as u64;
-                if page.visitors.is_sketch() {
-                    self.sketched -= 1;
-                } else if page.visitors.heap_bytes()
-                    >= SKETCH_WORTHY_BYTES.min(TIMED_SKETCH_WORTHY_BYTES)
-                {
-                    self.forget_sketch_worthy(self.hash(&page.url));
-                }
+                budget.release(self.forget_removed(&page));
                 self.expired_pages += 1;
                 step.pages_removed += 1;
             }
@@ -359,14 +342,23 @@ impl Stripe {
             None => (0..buckets).find(|&b| self.pages.get_bucket(b).is_some())?,
         };
         let (page, _) = self.pages.get_bucket_entry(bucket).ok()?.remove();
-        let freed = page.heap_bytes();
+        Some(self.forget_removed(&page))
+    }
+
+    /// The stripe's bookkeeping for a page taken out of its table (evicted,
+    /// or removed by the sweep): its pairs, its sketch, its place among the
+    /// sketch candidates. Returns the heap bytes the page held, for the
+    /// caller to release.
+    fn forget_removed(&mut self, page: &Page) -> usize {
         self.pairs -= page.visitors.pairs() as u64;
         if page.visitors.is_sketch() {
             self.sketched -= 1;
-        } else if page.visitors.heap_bytes() >= SKETCH_WORTHY_BYTES {
+        } else if !self.sketch_worthy.is_empty() {
+            // Whatever the set's size now: a timed set may have shrunk
+            // below the bar since it became a candidate.
             self.forget_sketch_worthy(self.hash(&page.url));
         }
-        Some(freed)
+        page.heap_bytes()
     }
 
     fn forget_sketch_worthy(&mut self, url_hash: u64) {
@@ -481,12 +473,7 @@ impl Stripe {
         if page.visitors.is_sketch() {
             self.sketched += 1;
         } else {
-            let worthy = if timed {
-                TIMED_SKETCH_WORTHY_BYTES
-            } else {
-                SKETCH_WORTHY_BYTES
-            };
-            if set_bytes >= worthy {
+            if VisitorSet::became_sketch_worthy(0, set_bytes, timed) {
                 self.sketch_worthy.push(url_hash);
             }
         }
