@@ -9,6 +9,8 @@ pub enum Field {
     Visitor,
     /// The page URL.
     Url,
+    /// A site (a host) given to a query.
+    Site,
 }
 
 impl Field {
@@ -17,6 +19,7 @@ impl Field {
         match self {
             Field::Visitor => "visitor",
             Field::Url => "url",
+            Field::Site => "site",
         }
     }
 }
