@@ -18,6 +18,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::hash::BuildHasherDefault;
 
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
@@ -84,7 +85,8 @@ impl Tracker {
     pub fn site_distinct(&self, site: &str) -> Result<Distinct, TrackerError> {
         let site = site_name(site)?;
         let expiry = self.expiry_now();
-        let mut exact: hashbrown::HashSet<u64> = hashbrown::HashSet::new();
+        let mut exact: hashbrown::HashSet<u64, BuildHasherDefault<Identity>> =
+            hashbrown::HashSet::default();
         let mut sketch: Option<UltraLogLog> = None;
         let mut merge = |other: &UltraLogLog| {
             let union = sketch.get_or_insert_with(|| {
@@ -107,11 +109,14 @@ impl Tracker {
                             merge(sketch);
                         }
                     }
-                    set => exact.extend(
-                        set.entries()
-                            .filter(|&(_, tick)| expiry.is_none_or(|e| e.is_live(tick)))
-                            .map(|(hash, _)| hash),
-                    ),
+                    set => {
+                        exact.reserve(set.pairs());
+                        exact.extend(
+                            set.entries()
+                                .filter(|&(_, tick)| expiry.is_none_or(|e| e.is_live(tick)))
+                                .map(|(hash, _)| hash),
+                        );
+                    }
                 }
             }
         }
@@ -264,18 +269,55 @@ fn site_name(site: &str) -> Result<String, TrackerError> {
 }
 
 /// The host of a canonical URL: its authority without user info and
-/// port; `None` for a URL without `scheme://`.
+/// port; `None` for a URL without `scheme://`. Byte loops rather than
+/// substring searches: listings and site queries call it for every page.
 pub(crate) fn host_of(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let bytes = url.as_bytes();
+    let scheme_end = bytes
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
+    if scheme_end == 0 || !bytes[scheme_end..].starts_with(b"://") {
+        return None;
+    }
+    let start = scheme_end + 3;
+    let mut host_start = start;
+    let mut end = bytes.len();
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        match b {
+            b'/' | b'?' => {
+                end = i;
+                break;
+            }
+            b'@' => host_start = i + 1,
+            _ => {}
+        }
+    }
+    let host = &url[host_start..end];
     if host.starts_with('[') {
         // An IPv6 literal: the port can only follow the bracket.
         return Some(host.find(']').map_or(host, |close| &host[..=close]));
     }
-    Some(host.rsplit_once(':').map_or(host, |(host, _)| host))
+    Some(host.rfind(':').map_or(host, |colon| &host[..colon]))
+}
+
+/// Hashes already mixed (visitor hashes) hash to themselves.
+#[derive(Default, Clone, Copy)]
+struct Identity(u64);
+
+impl std::hash::Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +335,9 @@ mod tests {
             ("http://[::1]/", Some("[::1]")),
             ("mailto:someone", None),
             ("/pricing", None),
+            ("/x://y/", None),
+            ("://y/", None),
+            ("https://a.com:8080@b.com/", Some("b.com")),
         ] {
             assert_eq!(host_of(url), host, "{url}");
         }
