@@ -18,7 +18,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::hash::BuildHasherDefault;
 
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
@@ -85,8 +84,8 @@ impl Tracker {
     pub fn site_distinct(&self, site: &str) -> Result<Distinct, TrackerError> {
         let site = site_name(site)?;
         let expiry = self.expiry_now();
-        let mut exact: hashbrown::HashSet<u64, BuildHasherDefault<Identity>> =
-            hashbrown::HashSet::default();
+        // Every exact page's hashes, with repeats across pages.
+        let mut exact: Vec<u64> = Vec::new();
         let mut sketch: Option<UltraLogLog> = None;
         let mut merge = |other: &UltraLogLog| {
             let union = sketch.get_or_insert_with(|| {
@@ -110,7 +109,6 @@ impl Tracker {
                         }
                     }
                     set => {
-                        exact.reserve(set.pairs());
                         exact.extend(
                             set.entries()
                                 .filter(|&(_, tick)| expiry.is_none_or(|e| e.is_live(tick)))
@@ -121,7 +119,7 @@ impl Tracker {
             }
         }
         Ok(match sketch {
-            None => Distinct::exact(exact.len() as u64),
+            None => Distinct::exact(count_distinct(exact) as u64),
             Some(mut union) => {
                 for hash in exact {
                     union.insert(hash);
@@ -300,24 +298,41 @@ pub(crate) fn host_of(url: &str) -> Option<&str> {
     Some(host.rfind(':').map_or(host, |colon| &host[..colon]))
 }
 
-/// Hashes already mixed (visitor hashes) hash to themselves.
-#[derive(Default, Clone, Copy)]
-struct Identity(u64);
-
-impl std::hash::Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
+/// How many different values `hashes` holds. The hashes are uniformly
+/// mixed, so their top byte splits them into 256 parts of about equal
+/// size: one pass scatters them, then each part, small enough to stay in
+/// cache, is sorted and its runs counted. A hash set over all of them
+/// would miss the cache on nearly every insert (about 3x slower at 2M).
+fn count_distinct(hashes: Vec<u64>) -> usize {
+    if hashes.len() < 1 << 12 {
+        let mut hashes = hashes;
+        hashes.sort_unstable();
+        hashes.dedup();
+        return hashes.len();
     }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
+    let part = |hash: u64| (hash >> 56) as usize;
+    let mut starts = [0usize; 257];
+    for &hash in &hashes {
+        starts[part(hash) + 1] += 1;
     }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
     }
+    let mut next = starts;
+    let mut parted = vec![0u64; hashes.len()];
+    for &hash in &hashes {
+        parted[next[part(hash)]] = hash;
+        next[part(hash)] += 1;
+    }
+    drop(hashes);
+    starts
+        .windows(2)
+        .map(|bounds| {
+            let part = &mut parted[bounds[0]..bounds[1]];
+            part.sort_unstable();
+            part.len() - part.windows(2).filter(|w| w[0] == w[1]).count()
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -340,6 +355,17 @@ mod tests {
             ("https://a.com:8080@b.com/", Some("b.com")),
         ] {
             assert_eq!(host_of(url), host, "{url}");
+        }
+    }
+
+    #[test]
+    fn distinct_counts_small_and_large() {
+        let mix = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
+        for n in [0u64, 1, 100, 5_000, 50_000] {
+            // Every value three times, in an order that is not sorted.
+            let hashes: Vec<u64> = (0..3 * n).map(|i| mix(i % n.max(1))).collect();
+            let hashes = if n == 0 { Vec::new() } else { hashes };
+            assert_eq!(count_distinct(hashes), n as usize, "{n}");
         }
     }
 
