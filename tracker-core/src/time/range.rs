@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::TimeError;
+use super::error::TimeError;
 use crate::clock::Timestamp;
 
 /// The default bucket: one hour.

@@ -12,7 +12,7 @@ use crate::tracker::budget::MemoryPolicy;
 pub const DEFAULT_MAX_VISITOR_LEN: usize = 256;
 /// The largest visitor-id limit a tracker accepts.
 pub const VISITOR_LEN_CEILING: usize = 64 * 1024;
-/// The checked settings a [`Tracker`] runs with.
+/// The checked settings a [`Tracker`](crate::Tracker) runs with.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
     /// Number of lock stripes, a power of two.
@@ -43,7 +43,7 @@ impl TrackerConfig {
     }
 }
 
-/// Builds a [`Tracker`]; every setting has a default.
+/// Builds a [`Tracker`](crate::Tracker); every setting has a default.
 ///
 /// ```
 /// use tracker_core::{QueryPolicy, Tracker};

@@ -327,14 +327,13 @@ impl Tracker {
     }
 
     /// Runs the expiry sweep over about `buckets` page-table buckets
-    /// (stripe by stripe, each lock held for at most
-    /// 32 of them): drops expired
-    /// visitors there and removes pages left with none live, giving their
-    /// memory back. Without a TTL it does nothing.
+    /// (stripe by stripe, each lock held for at most 32 of them): drops
+    /// expired visitors there and removes pages left with none live,
+    /// giving their memory back. Without a TTL it does nothing.
     ///
     /// Records already run small sweep steps as they go (see the crate
     /// docs); call this from a timer to reclaim memory while no records
-    /// arrive, or use [`spawn_sweeper`](Self::spawn_sweeper).
+    /// arrive, or use [`start_background`](Self::start_background).
     ///
     /// ```
     /// use std::{sync::Arc, time::Duration};
@@ -488,8 +487,10 @@ impl Tracker {
     }
 
     /// The number of distinct visitors of `url` (after canonicalisation).
-    /// An unknown page has 0. O(1): at most two hash probes (the URL as
-    /// sent, then its canonical form), each under one read lock.
+    /// An unknown page has 0. At most two hash probes (the URL as sent,
+    /// then its canonical form), each under one read lock; the count is
+    /// O(1), or with a TTL O(log n) in the page's visitors (its expiry
+    /// horizon is searched).
     pub fn distinct(&self, url: &str) -> Result<Distinct, TrackerError> {
         self.distinct_of_page(url).map(|(_, count)| count)
     }

@@ -49,7 +49,7 @@ fn tracker(policy: MemoryPolicy, clock: &ManualClock, ttl: bool) -> Arc<Tracker>
 
 /// Records visitors on pages from one thread: new pages (page-table growth,
 /// URL bytes) and sets that outgrow their inline slots (visitor tables).
-fn writer(tracker: &Tracker, thread: u32) -> Vec<(String, String, Result<Recorded, TrackerError>)> {
+fn writer(tracker: &Tracker, thread: u32) -> Outcomes {
     let mut outcomes = Vec::new();
     for i in 0..10u32 {
         let url = format!("https://example.com/{}/{}", thread, i % 4);
@@ -58,6 +58,18 @@ fn writer(tracker: &Tracker, thread: u32) -> Vec<(String, String, Result<Recorde
         outcomes.push((visitor, url, outcome));
     }
     outcomes
+}
+
+type Outcomes = Vec<(String, String, Result<Recorded, TrackerError>)>;
+
+/// Two [`writer`] threads.
+fn spawn_writers(tracker: &Arc<Tracker>) -> Vec<thread::JoinHandle<Outcomes>> {
+    (0..2)
+        .map(|t| {
+            let tracker = tracker.clone();
+            thread::spawn(move || writer(&tracker, t))
+        })
+        .collect()
 }
 
 /// Watches the budget while the others run: the accounted bytes never pass
@@ -88,12 +100,7 @@ fn shuttle_record_evict_sweep_keep_the_budget() {
         || {
             let clock = ManualClock::new(Timestamp::from_millis(1_000_000_000));
             let tracker = tracker(MemoryPolicy::Evict, &clock, true);
-            let writers: Vec<_> = (0..2)
-                .map(|t| {
-                    let tracker = tracker.clone();
-                    thread::spawn(move || writer(&tracker, t))
-                })
-                .collect();
+            let writers = spawn_writers(&tracker);
             let sweeper = {
                 let tracker = tracker.clone();
                 let clock = clock.clone();
@@ -130,12 +137,7 @@ fn shuttle_reject_keeps_every_count_exact() {
         || {
             let clock = ManualClock::new(Timestamp::from_millis(1_000_000_000));
             let tracker = tracker(MemoryPolicy::Reject, &clock, false);
-            let writers: Vec<_> = (0..2)
-                .map(|t| {
-                    let tracker = tracker.clone();
-                    thread::spawn(move || writer(&tracker, t))
-                })
-                .collect();
+            let writers = spawn_writers(&tracker);
             let watcher = {
                 let tracker = tracker.clone();
                 thread::spawn(move || watch_budget(&tracker))

@@ -4,7 +4,7 @@
 //! # Payload format (version [`TRACKER_PAYLOAD_VERSION`])
 //!
 //! The payload goes inside the checksummed container of
-//! [`snapshot_file`](super::snapshot_file); it carries its own magic and
+//! [`snapshot_file`](crate::persist::snapshot_file); it carries its own magic and
 //! version so that a change of the tracker's state format is detected
 //! apart from a change of the container. All integers little-endian.
 //!

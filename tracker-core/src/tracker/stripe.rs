@@ -5,25 +5,38 @@
 //! The tracker splits its pages over a power-of-two number of stripes by
 //! bits 32.. of the URL's in-memory hash (hashbrown indexes buckets by the
 //! low bits and tags them with the top seven, so the stripe choice leaves
-//! both uniform within a stripe). Each stripe is a `std::sync::RwLock`
-//! around a hashbrown table of [`Page`]s plus the stripe's counters,
-//! padded to its own cache lines so that two cores writing neighbouring
-//! stripes do not bounce one line between them.
+//! both uniform within a stripe). Each stripe is an `RwLock` (from the
+//! crate's `sync` shim) around a hashbrown table of [`Page`]s plus the
+//! stripe's counters, padded to its own cache lines so that two cores
+//! writing neighbouring stripes do not bounce one line between them.
 //!
-//! - `record` hashes and canonicalises outside any lock, then takes exactly
-//!   one stripe's write lock for one table probe and one set insert.
-//! - `distinct` takes one stripe's read lock for one probe.
+//! - `record` hashes the URL as sent outside any lock and takes that
+//!   hash's stripe write lock for one probe: a URL already stored (so
+//!   canonical) is found there, and the visitor inserted under the same
+//!   lock. On a miss the lock is released, the URL canonicalised, and the
+//!   canonical URL's stripe write-locked to insert: two locks in turn,
+//!   never together. With a TTL, every 64th record of a stripe runs a
+//!   sweep step after its lock is released.
+//! - `distinct` does the same with read locks: one probe, a second after
+//!   canonicalising only on a miss.
+//! - Making room under the budget happens with no lock held by the
+//!   record: it visits stripes one lock at a time (read locks to find the
+//!   largest sketch candidate, a write lock to sketch or evict).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
 //!   to respect and no deadlock to fear.
-//! - The only state shared by all stripes is the tracker's byte total, an
-//!   atomic touched only when an allocation grows or shrinks (a new page or
-//!   a set growing), never for a visitor already present.
+//! - What all stripes share is atomics only: the byte budget, touched only
+//!   when an allocation grows or shrinks (a new page or a set growing),
+//!   never for a visitor already present, and reserved before allocating
+//!   (one compare-and-swap that fails when the bytes do not fit); plus
+//!   event counters and the eviction sampler's random state.
 //!
 //! Readers and writers of one page contend on its stripe only: with the
 //! default 4 stripes per core, two threads recording different pages meet
-//! on the same lock with probability 1/stripes.
+//! on the same lock with probability 1/stripes. `shuttle_tests.rs` checks
+//! this protocol (record, make room, evict, sweep) over many thread
+//! interleavings.
 
 use hashbrown::HashTable;
 

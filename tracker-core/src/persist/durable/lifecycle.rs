@@ -182,7 +182,7 @@ impl DurableTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::LogOptions;
+    use crate::persist::storage::LogOptions;
 
     #[test]
     fn close_snapshots_only_what_the_log_added() {

@@ -89,7 +89,7 @@ pub enum PersistError {
     },
     /// An earlier write or fsync failed in a way that leaves the log's
     /// state on disk unknown (see "Failures" on
-    /// [`EventLog`](super::EventLog)): the log
+    /// [`EventLog`](crate::persist::EventLog)): the log
     /// refuses further appends until it is reopened, which re-reads and
     /// repairs what is on disk.
     Failed {

@@ -2,11 +2,13 @@
 //! documented on [`EventLog`].
 
 use super::disk::Disk;
+use super::error::PersistError;
+use super::frame::LogEvent;
 use super::frame::{self, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::fs::{ensure_dir, sync_dir};
+use super::lsn::Lsn;
 use super::recovery::{self, Recovery};
 use super::segment::{self, HEADER_LEN};
-use super::{LogEvent, Lsn, PersistError};
 use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, lock};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -111,7 +113,7 @@ impl LogOptions {
 /// # Files
 ///
 /// The log is a directory of segment files `log-<20-digit start LSN>.seg`
-/// (formats in the [`persist`](super#file-formats) docs). An [`Lsn`] is a byte
+/// (formats in the [`persist`](crate::persist#file-formats) docs). An [`Lsn`] is a byte
 /// position over the whole log: a segment's start LSN plus an offset in it,
 /// the next segment starting exactly where the previous one ends. So a
 /// snapshot can say "I cover everything before LSN x".
@@ -350,7 +352,7 @@ impl EventLog {
         on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
     ) -> Result<(EventLog, Recovery), PersistError> {
         ensure_dir(dir)?;
-        let scanned = recovery::scan(dir, &options, from, on_event)?;
+        let scanned = recovery::scan(dir, options.salvage, from, on_event)?;
         let disk = options.disk.clone();
         let writer = match scanned.resume {
             Some((seg_start, path, len)) => {

@@ -4,7 +4,11 @@
 //! where the machine allows mounting).
 
 use super::disk::Faults;
-use super::{EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError};
+use super::error::PersistError;
+use super::event_log::{EventLog, FsyncPolicy, LogOptions};
+use super::frame::LogEvent;
+use super::lsn::Lsn;
+use super::recovery::Recovery;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -23,7 +27,7 @@ fn event(i: u64) -> LogEvent<'static> {
     }
 }
 
-fn replay_all(dir: &std::path::Path) -> (Vec<u64>, super::Recovery) {
+fn replay_all(dir: &std::path::Path) -> (Vec<u64>, Recovery) {
     let mut seen = Vec::new();
     let (_log, recovery) = EventLog::open_replaying(dir, LogOptions::default(), Lsn(0), |_, e| {
         seen.push(e.visitor_hash)

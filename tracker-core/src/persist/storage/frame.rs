@@ -11,7 +11,7 @@
 //! disk) can never pass as a frame: the CRC-32C of nothing is 0, which
 //! would otherwise make `00000000 00000000` a valid empty frame.
 
-use super::PersistError;
+use super::error::PersistError;
 use crate::canonical_url::URL_LEN_CEILING;
 
 /// Bytes before a frame's payload: its length and its checksum.

@@ -11,7 +11,7 @@
 //! caught, and carries its own checksum so that a damaged header is told
 //! apart from a file of another format version.
 
-use super::PersistError;
+use super::error::PersistError;
 use std::path::{Path, PathBuf};
 
 /// Size of a segment header in bytes.
