@@ -51,6 +51,14 @@
 //! size (13.4 B measured at 1M pairs over 1k pages; at 7/8 it was 16.8).
 //! `distinct(url)` stays the stored count, O(1).
 //!
+//! Pages of one or two visitors keep them inline, in the page record,
+//! with no room for two more words; the record stays 40 bytes by reusing
+//! what the untimed inline form does not need: its last-recorded tick
+//! becomes the first visitor's bucket (eviction then ranks such pages by
+//! bucket, not second) and its 24 spare bits the second visitor's bucket
+//! as an offset from it. An inline visitor seen in a second bucket, or
+//! one too far from the other, moves the page to a table.
+//!
 //! Not chosen:
 //!
 //! - per-(page, bucket) sets (Redis's daily sets, what a user writes):
