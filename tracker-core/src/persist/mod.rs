@@ -94,7 +94,7 @@
 //! ```
 
 mod durable;
-mod storage;
+pub(crate) mod storage;
 
 pub use crate::tracker::snapshot as tracker_snapshot;
 pub use crate::tracker::snapshot::{SnapshotError, TRACKER_PAYLOAD_VERSION};
