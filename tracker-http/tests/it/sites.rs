@@ -1,12 +1,10 @@
 //! In-process tests of the site forms (`/distinct?site=`, `/top?site=`)
 //! and of `GET /pages` with its cursor.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::app::*;
 use axum::http::StatusCode;
-use common::*;
 use serde_json::json;
 
 async fn fill(app: &axum::Router) {

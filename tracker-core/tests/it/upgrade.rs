@@ -7,7 +7,7 @@
 //! that version:
 //!
 //! ```text
-//! cargo test -p tracker-core --test upgrade -- --ignored write_fixtures
+//! cargo test -p tracker-core --test it -- --ignored upgrade::write_fixtures
 //! ```
 //!
 //! It writes into the directory of the version the build writes, so
