@@ -168,7 +168,8 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         TrackerError::Empty { .. }
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
-        | TrackerError::FromTheFuture { .. } => StatusCode::BAD_REQUEST,
+        | TrackerError::FromTheFuture { .. }
+        | TrackerError::Time(_) => StatusCode::BAD_REQUEST,
         TrackerError::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -180,7 +181,8 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::FromTheFuture { .. }
-        | TrackerError::MemoryFull { .. } => e.code(),
+        | TrackerError::MemoryFull { .. }
+        | TrackerError::Time(_) => e.code(),
         _ => "internal",
     }
 }
@@ -299,6 +301,21 @@ mod tests {
         });
         assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, "empty"));
         assert_eq!(e.message(), "visitor must not be empty");
+    }
+
+    #[test]
+    fn time_refusals_are_400_with_their_code() {
+        let now = tracker_core::Timestamp::default();
+        for (text, code) in [
+            ("yesterday", "bad_time"),
+            ("1969-12-31", "time_out_of_range"),
+        ] {
+            let e = AppError::from(TrackerError::from(
+                tracker_core::Timestamp::parse(text, now).unwrap_err(),
+            ));
+            assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, code));
+            assert!(e.message().contains(text), "{}", e.message());
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod logging;
 pub mod metrics;
 pub mod middleware;
 pub mod ops;
+pub mod pages;
 pub mod query;
 pub mod rate_limit;
 pub mod router;

@@ -24,6 +24,8 @@ pub enum Route {
     Distinct,
     /// `/top`
     Top,
+    /// `/pages`
+    Pages,
     /// `/stats`
     Stats,
     /// `/healthz`
@@ -37,10 +39,11 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 8] = [
+    const ALL: [Route; 9] = [
         Route::Events,
         Route::Distinct,
         Route::Top,
+        Route::Pages,
         Route::Stats,
         Route::Healthz,
         Route::Readyz,
@@ -54,6 +57,7 @@ impl Route {
             "/events" => Route::Events,
             "/distinct" => Route::Distinct,
             "/top" => Route::Top,
+            "/pages" => Route::Pages,
             "/stats" => Route::Stats,
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
@@ -68,6 +72,7 @@ impl Route {
             Route::Events => "/events",
             Route::Distinct => "/distinct",
             Route::Top => "/top",
+            Route::Pages => "/pages",
             Route::Stats => "/stats",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",

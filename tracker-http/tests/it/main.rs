@@ -22,6 +22,7 @@ mod fuzz;
 mod process_memory;
 mod readme;
 mod request_ids;
+mod sites;
 mod socket;
 mod tls_reload;
 
