@@ -153,6 +153,9 @@ pub enum ConfigError {
     /// The TTL must be at least a millisecond and at most
     /// [`MAX_TTL`](crate::MAX_TTL).
     Ttl(std::time::Duration),
+    /// The bucket width or retention is refused (see
+    /// [`Bucketing::new`](crate::Bucketing::new)).
+    Time(TimeError),
 }
 
 impl fmt::Display for ConfigError {
@@ -179,6 +182,7 @@ impl fmt::Display for ConfigError {
                 "ttl must be from 1 ms to {} s, got {ttl:?}",
                 crate::MAX_TTL.as_secs()
             ),
+            ConfigError::Time(e) => e.fmt(f),
         }
     }
 }

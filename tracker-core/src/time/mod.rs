@@ -9,7 +9,11 @@
 //!   reads `4h`, `30d`, `1h30m`.
 //! - [`Bucketing`] is the granularity (bucket width, retention, series
 //!   point limit); [`Bucketing::range`] widens a `[from, till)` to whole
-//!   buckets and [`Bucketing::series`] cuts one into steps.
+//!   buckets and [`Bucketing::series`] cuts one into steps. A tracker's
+//!   is set with [`TrackerBuilder::bucket`](crate::TrackerBuilder::bucket),
+//!   [`retention`](crate::TrackerBuilder::retention) and
+//!   [`max_points`](crate::TrackerBuilder::max_points); the snapshot keeps
+//!   the width and retention.
 //!
 //! The text forms are parsed here rather than with a date crate: they
 //! are a narrow, fixed grammar on whole UTC seconds from 1970 to 2106

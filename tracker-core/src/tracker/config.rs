@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::canonical_url::{QueryPolicy, URL_LEN_CEILING, UrlOptions};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Field};
+use crate::time::Bucketing;
 use crate::tracker::budget::MemoryPolicy;
 
 /// Default longest visitor id, in bytes.
@@ -32,6 +33,9 @@ pub struct TrackerConfig {
     /// How long a visitor counts for a page after their latest visit to
     /// it, or `None` (the default) to count forever.
     pub ttl: Option<Duration>,
+    /// The bucket width times are kept at, their retention, and the
+    /// point limit of a series.
+    pub bucketing: Bucketing,
 }
 
 impl TrackerConfig {
@@ -67,6 +71,9 @@ pub struct TrackerBuilder {
     max_memory: Option<u64>,
     memory_policy: MemoryPolicy,
     ttl: Option<Duration>,
+    bucket: Option<Duration>,
+    retention: Option<Duration>,
+    max_points: Option<usize>,
 }
 
 impl TrackerBuilder {
@@ -169,6 +176,45 @@ impl TrackerBuilder {
         self
     }
 
+    /// The width of the time buckets visits are kept at (default one hour,
+    /// [`DEFAULT_BUCKET`](crate::DEFAULT_BUCKET)): whole minutes from one
+    /// minute to a day that divide a day. Ranges and series are answered
+    /// in whole buckets.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{ConfigError, Tracker};
+    ///
+    /// let config = Tracker::builder()
+    ///     .bucket(Duration::from_secs(15 * 60))
+    ///     .retention(Duration::from_secs(90 * 86_400))
+    ///     .config()?;
+    /// assert_eq!(config.bucketing.width(), Duration::from_secs(900));
+    /// assert!(matches!(
+    ///     Tracker::builder().bucket(Duration::from_secs(7 * 60)).config(),
+    ///     Err(ConfigError::Time(_))
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bucket(mut self, width: Duration) -> Self {
+        self.bucket = Some(width);
+        self
+    }
+
+    /// How long buckets are kept (default: forever), rounded up to whole
+    /// buckets; at least one bucket.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// The most points one series may have (default
+    /// [`DEFAULT_MAX_POINTS`](crate::DEFAULT_MAX_POINTS); at least 1).
+    pub fn max_points(mut self, max: usize) -> Self {
+        self.max_points = Some(max);
+        self
+    }
+
     /// The checked configuration.
     pub fn config(self) -> Result<TrackerConfig, ConfigError> {
         let stripes = self.stripes.unwrap_or_else(default_stripes);
@@ -183,6 +229,12 @@ impl TrackerBuilder {
         {
             return Err(ConfigError::Ttl(ttl));
         }
+        let bucketing = Bucketing::new(
+            self.bucket.unwrap_or(crate::time::DEFAULT_BUCKET),
+            self.retention,
+        )
+        .map_err(ConfigError::Time)?
+        .max_points(self.max_points.unwrap_or(crate::time::DEFAULT_MAX_POINTS));
         let config = TrackerConfig {
             stripes,
             hash_key: self
@@ -194,6 +246,7 @@ impl TrackerBuilder {
             max_memory: self.max_memory,
             memory_policy: self.memory_policy,
             ttl: self.ttl,
+            bucketing,
         };
         if let Some(max) = config.max_memory
             && max < config.fixed_bytes()
@@ -273,7 +326,16 @@ mod tests {
             }
         );
         assert!(b().stripes(8).max_memory(2048).config().is_ok());
+        assert!(matches!(
+            b().bucket(Duration::from_secs(59)).config(),
+            Err(ConfigError::Time(_))
+        ));
+        assert!(matches!(
+            b().retention(Duration::from_secs(60)).config(),
+            Err(ConfigError::Time(_))
+        ));
         let ok = b().config().unwrap();
+        assert_eq!(ok.bucketing, crate::Bucketing::default());
         assert!(ok.stripes.is_power_of_two());
         assert_eq!(ok.max_visitor_len, 256);
         assert_eq!(ok.url.max_len, 2048);

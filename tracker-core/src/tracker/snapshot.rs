@@ -13,6 +13,8 @@
 //! settings = hash_key: u64 | max_visitor_len: u64 | max_url_len: u64
 //!          | query: u8 (0 keep, 1 strip, 2 allow) [| n: u32 | n × (len: u32 | UTF-8)]
 //!          | ttl: u8 (0 none, 1 some) [| secs: u64 | nanos: u32]
+//!          | bucket secs: u32 | retention: u8 (0 none, 1 some) [| buckets: u32]
+//!                                                    (version 2 on; absent in 1)
 //! page     = 1: u8 | url_len: u32 | canonical URL | last-recorded tick: u32 | set
 //! set      = 0: u8 | n: u32 | n × (visitor hash: u64 [| tick: u32 with a TTL])   exact
 //!          | 1: u8 | len: u32 | UltraLogLog::to_bytes                            sketch
@@ -25,7 +27,17 @@
 //! the sets hold anyway). The settings are those that decide what a hash
 //! or a page key means: a tracker restored under other settings would
 //! count the same visitor twice or split a page in two, so restoring
-//! refuses a conflict ([`SnapshotError::ConfigMismatch`]).
+//! refuses a conflict ([`SnapshotError::ConfigMismatch`]). The bucket
+//! width and retention are among them: a pair's bucket is an index of
+//! that width, and a retention decides what the state still holds. The
+//! series point limit is a limit on queries, not on the data, and is not
+//! kept.
+//!
+//! # Older versions
+//!
+//! Version 1 payloads (no time buckets) are still read: they carry no
+//! bucket setting, so they restore under whatever bucketing the builder
+//! gives.
 //!
 //! # Restoring
 //!
@@ -63,8 +75,11 @@ use crate::sync;
 use crate::tracker::config::{TrackerBuilder, TrackerConfig};
 use crate::ttl::Expiry;
 
-/// The version of the tracker's state format this build writes and reads.
-pub const TRACKER_PAYLOAD_VERSION: u32 = 1;
+/// The version of the tracker's state format this build writes (it also
+/// reads every older version down to 1: see the module docs).
+pub const TRACKER_PAYLOAD_VERSION: u32 = 2;
+/// The oldest version this build still reads.
+const OLDEST_PAYLOAD_VERSION: u32 = 1;
 
 const MAGIC: &[u8; 8] = b"TRKSTATE";
 const FORM_EXACT: u8 = 0;
@@ -343,6 +358,9 @@ struct Settings {
     max_url_len: u64,
     query: QueryPolicy,
     ttl: Option<Duration>,
+    /// Bucket width in seconds and retention in buckets; `None` from a
+    /// version-1 payload, which kept no buckets.
+    bucketing: Option<(u32, Option<u32>)>,
 }
 
 impl Settings {
@@ -377,6 +395,17 @@ impl Settings {
         }
         if self.ttl != config.ttl {
             return Err(differ("ttl", self.ttl, config.ttl));
+        }
+        if let Some((width, retention)) = self.bucketing {
+            let given = &config.bucketing;
+            let secs = Duration::from_secs;
+            if secs(width.into()) != given.width() {
+                return Err(differ("bucket", secs(width.into()), given.width()));
+            }
+            let retention = retention.map(|b| secs(u64::from(b) * u64::from(width)));
+            if retention != given.retention() {
+                return Err(differ("retention", retention, given.retention()));
+            }
         }
         Ok(())
     }
@@ -421,6 +450,18 @@ fn encode_settings(buf: &mut Vec<u8>, config: &TrackerConfig) {
             buf.push(1);
             put_u64(buf, ttl.as_secs());
             put_u32(buf, ttl.subsec_nanos());
+        }
+    }
+    let bucketing = &config.bucketing;
+    let width = bucketing.width().as_secs();
+    // Width and retention come from a checked `Bucketing`: a width of at
+    // most a day, a retention of whole buckets that fits a tick.
+    put_u32(buf, width as u32);
+    match bucketing.retention() {
+        None => buf.push(0),
+        Some(r) => {
+            buf.push(1);
+            put_u32(buf, (r.as_secs() / width) as u32);
         }
     }
 }
@@ -560,7 +601,7 @@ fn decode_settings<R: BufRead + ?Sized>(r: &mut Reader<'_, R>) -> Result<Setting
         return Err(SnapshotError::BadMagic);
     }
     let version = r.u32()?;
-    if version != TRACKER_PAYLOAD_VERSION {
+    if !(OLDEST_PAYLOAD_VERSION..=TRACKER_PAYLOAD_VERSION).contains(&version) {
         return Err(SnapshotError::UnsupportedVersion {
             found: version,
             supported: TRACKER_PAYLOAD_VERSION,
@@ -597,12 +638,25 @@ fn decode_settings<R: BufRead + ?Sized>(r: &mut Reader<'_, R>) -> Result<Setting
         }
         other => return Err(r.invalid(at, format!("unknown TTL tag {other}"))),
     };
+    let bucketing = if version >= 2 {
+        let width = r.u32()?;
+        let at = r.at;
+        let retention = match r.u8()? {
+            0 => None,
+            1 => Some(r.u32()?),
+            other => return Err(r.invalid(at, format!("unknown retention tag {other}"))),
+        };
+        Some((width, retention))
+    } else {
+        None
+    };
     Ok(Settings {
         hash_key,
         max_visitor_len,
         max_url_len,
         query,
         ttl,
+        bucketing,
     })
 }
 

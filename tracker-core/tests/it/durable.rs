@@ -137,6 +137,30 @@ fn a_smaller_budget_is_a_typed_error() {
 }
 
 #[test]
+fn bucketing_comes_back_with_the_state() {
+    let days = |n: u64| Duration::from_secs(n * 86_400);
+    let builder = || {
+        Tracker::builder()
+            .hash_key(7)
+            .bucket(Duration::from_secs(15 * 60))
+            .retention(days(30))
+    };
+    let tracker = builder().build().unwrap();
+    tracker.record("v", "https://example.com/").unwrap();
+    let payload = snapshot_of(&tracker);
+    // The series point limit is a query limit, not data: it may change.
+    let restored = Tracker::restore_snapshot(&payload, builder().max_points(10)).unwrap();
+    let bucketing = restored.config().bucketing;
+    assert_eq!(bucketing.width(), Duration::from_secs(900));
+    assert_eq!(bucketing.retention(), Some(days(30)));
+    assert_eq!(bucketing.point_limit(), 10);
+    assert_eq!(
+        restored.distinct("https://example.com/").unwrap().visitors,
+        1
+    );
+}
+
+#[test]
 fn conflicting_settings_and_versions_are_refused() {
     let tracker = Tracker::builder().hash_key(5).build().unwrap();
     tracker.record("v", "https://example.com/").unwrap();
@@ -157,6 +181,15 @@ fn conflicting_settings_and_versions_are_refused() {
     assert_eq!(
         mismatch(Tracker::builder().ttl(Duration::from_secs(9))),
         "ttl"
+    );
+    // A pair's bucket is an index of the width it was written with.
+    assert_eq!(
+        mismatch(Tracker::builder().bucket(Duration::from_secs(60))),
+        "bucket"
+    );
+    assert_eq!(
+        mismatch(Tracker::builder().retention(Duration::from_secs(86_400))),
+        "retention"
     );
 
     let mut newer = payload.clone();

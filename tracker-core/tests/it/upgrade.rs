@@ -114,7 +114,12 @@ fn write_fixtures() {
 }
 
 /// Copies a fixture into a temporary directory (opening writes to it).
-fn open_copy(version: u32, kind: &str) -> (tempfile::TempDir, DurableTracker, ManualClock) {
+/// With `bucket`, opens under that bucket width instead of the default.
+fn open_copy(
+    version: u32,
+    kind: &str,
+    bucket: Option<Duration>,
+) -> (tempfile::TempDir, DurableTracker, ManualClock) {
     let from = fixture(version, kind);
     let to = tempfile::tempdir().unwrap();
     for sub in ["snapshots", "log"] {
@@ -129,8 +134,12 @@ fn open_copy(version: u32, kind: &str) -> (tempfile::TempDir, DurableTracker, Ma
     let clock = ManualClock::new(Timestamp::from_millis(
         START_MILLIS + (u64::from(events) + 60) * 1000,
     ));
+    let builder = match bucket {
+        Some(width) => builder(kind, &clock).bucket(width),
+        None => builder(kind, &clock),
+    };
     let (durable, report) =
-        DurableTracker::open(to.path(), builder(kind, &clock), LogOptions::default()).unwrap();
+        DurableTracker::open(to.path(), builder, LogOptions::default()).unwrap();
     assert!(report.snapshot.is_some(), "{report:?}");
     assert!(
         report.replayed > 0,
@@ -141,7 +150,7 @@ fn open_copy(version: u32, kind: &str) -> (tempfile::TempDir, DurableTracker, Ma
 }
 
 fn check_all_time_counts(version: u32, kind: &str) {
-    let (_dir, durable, _clock) = open_copy(version, kind);
+    let (_dir, durable, _clock) = open_copy(version, kind, None);
     let tracker = durable.tracker();
     for (url, _, all) in PAGES {
         let count = tracker.distinct(url).unwrap();
@@ -174,4 +183,16 @@ fn payload_v1_plain_opens_with_its_counts() {
 #[test]
 fn payload_v1_ttl_opens_with_its_counts() {
     check_all_time_counts(1, "ttl");
+}
+
+/// Version 1 kept no buckets, so it opens under any bucket width.
+#[test]
+fn payload_v1_opens_under_any_bucket() {
+    let (_dir, durable, _clock) = open_copy(1, "plain", Some(Duration::from_secs(86_400)));
+    let bucketing = durable.tracker().config().bucketing;
+    assert_eq!(bucketing.width(), Duration::from_secs(86_400));
+    assert_eq!(
+        durable.tracker().distinct(PAGES[3].0).unwrap().visitors,
+        u64::from(PAGES[3].2)
+    );
 }
