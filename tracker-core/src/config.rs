@@ -38,6 +38,13 @@ pub struct UrlOptions {
     pub query: QueryPolicy,
     /// The longest URL accepted, in bytes, as sent and once canonical.
     pub max_len: usize,
+    /// Query parameters dropped from page identity whatever the policy:
+    /// names, or prefixes ending in `*` (`utm_*`), matched ignoring ASCII
+    /// case. Default: [`TRACKING_PARAMS`](crate::TRACKING_PARAMS).
+    pub drop_params: Vec<String>,
+    /// Fold trailing slashes of the path: `/docs/` and `/docs` are one
+    /// page (the root `/` stays). Default: off.
+    pub fold_trailing_slash: bool,
 }
 
 impl Default for UrlOptions {
@@ -45,6 +52,11 @@ impl Default for UrlOptions {
         Self {
             query: QueryPolicy::Keep,
             max_len: DEFAULT_MAX_URL_LEN,
+            drop_params: crate::TRACKING_PARAMS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            fold_trailing_slash: false,
         }
     }
 }
@@ -137,6 +149,19 @@ impl TrackerBuilder {
     /// What canonicalisation does with query strings (default: keep).
     pub fn query_policy(mut self, policy: QueryPolicy) -> Self {
         self.url.query = policy;
+        self
+    }
+
+    /// Query parameters dropped from page identity (default:
+    /// [`TRACKING_PARAMS`](crate::TRACKING_PARAMS); empty keeps them all).
+    pub fn drop_params(mut self, params: Vec<String>) -> Self {
+        self.url.drop_params = params;
+        self
+    }
+
+    /// Whether `/docs/` and `/docs` are one page (default: no).
+    pub fn fold_trailing_slash(mut self, fold: bool) -> Self {
+        self.url.fold_trailing_slash = fold;
         self
     }
 

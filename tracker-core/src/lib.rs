@@ -193,6 +193,7 @@
 #![warn(missing_docs)]
 
 mod background;
+pub mod browser;
 mod budget;
 mod canonical_url;
 mod clock;
@@ -215,6 +216,7 @@ mod visitor_set;
 mod visitor_table;
 
 pub use budget::MemoryPolicy;
+pub use canonical_url::{TRACKING_PARAMS, site_of};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{
     DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, QueryPolicy, TrackerBuilder, TrackerConfig,

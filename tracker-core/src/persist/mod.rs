@@ -86,7 +86,8 @@ mod error;
 mod event_log;
 #[cfg(test)]
 mod fault_tests;
-mod fs;
+// Shared with the browser salt store (`crate::browser`).
+pub(crate) mod fs;
 mod record;
 mod recovery;
 mod segment;
