@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
@@ -115,15 +115,14 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     state: AppState,
-    /// The connection's client address, handed to the rate limiter as
-    /// `ConnectInfo`.
+    /// The connection's client address, handed to the rate limiter and the
+    /// browser routes as `ConnectInfo`.
     peer: Option<SocketAddr>,
 }
 
 impl<S> Observe<S> {
     /// This service for one connection from `peer`. The address is only
-    /// attached to requests when the rate limiter needs it: inserting an
-    /// extension allocates the request's extension map.
+    /// attached to requests that need it (see [`Observe::call`]).
     pub fn for_peer(&self, peer: SocketAddr) -> Self
     where
         S: Clone,
@@ -131,7 +130,7 @@ impl<S> Observe<S> {
         Self {
             inner: self.inner.clone(),
             state: self.state.clone(),
-            peer: self.state.limits.rate_limiter.as_ref().map(|_| peer),
+            peer: Some(peer),
         }
     }
 }
@@ -151,10 +150,14 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let start = Instant::now();
-        if let Some(peer) = self.peer {
+        let route = Route::of(request.uri().path());
+        // Only the rate limiter and browser events read the address, and
+        // inserting an extension allocates the request's extension map.
+        if let Some(peer) = self.peer
+            && (route.is_browser_ingest() || self.state.limits.rate_limiter.is_some())
+        {
             request.extensions_mut().insert(ConnectInfo(peer));
         }
-        let route = Route::of(request.uri().path());
         let id = client_request_id(&request);
         let method = request.method().clone();
         ObserveFuture {
@@ -244,14 +247,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Refuses requests over the per-IP rate with 429 and `Retry-After`.
-/// The client address comes from the connection; a request without one
-/// (in-process tests) counts as `0.0.0.0`.
+/// The client address is the one visitor ids use: the connection's peer,
+/// or behind `--trusted-proxies` the forwarded client; a request without
+/// a connection (in-process tests) counts as `0.0.0.0`.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.limits.rate_limiter {
-        let ip = request
+        let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+        let ip = state
+            .limits
+            .browser
+            .proxies
+            .client_ip(peer, request.headers());
         if let Err(retry_after) = limiter.check(ip, Instant::now()) {
             return AppError::RateLimited { retry_after }.into_response();
         }

@@ -9,7 +9,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::AppError;
 use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
 use crate::state::AppState;
-use crate::{ingest, ops, query};
+use crate::{browser, ingest, ops, query};
 
 /// The service's router over `state`; serve it, or call it in-process.
 ///
@@ -43,11 +43,14 @@ pub fn routes(state: AppState) -> Router {
     );
     let mut api = Router::new()
         .route("/events", post(ingest::record_event))
+        .route("/api/event", post(browser::plausible_event))
+        .route("/count", get(browser::count).post(browser::count))
         .merge(reads);
     if limits.rate_limiter.is_some() {
         api = api.route_layer(from_fn_with_state(state.clone(), rate_limit));
     }
     let operations = Router::new()
+        .route("/tracker.js", get(browser::tracker_js))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .merge(guarded(Router::new().route("/metrics", get(ops::metrics))));
@@ -63,6 +66,9 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// CORS for browser senders, or `None` when no origin is configured.
+/// Preflights (`OPTIONS`) are answered here for every route; credentials
+/// are never allowed (tower-http's default), so a page can send events
+/// and read counts but no cookie or HTTP auth of the user's rides along.
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
