@@ -12,6 +12,7 @@
 //! Under `CI=true` a missing Chromium or npm package fails the test;
 //! elsewhere the test says loudly what it skipped and how to install it.
 
+mod privacy;
 mod process;
 
 use std::path::{Path, PathBuf};
@@ -324,44 +325,18 @@ async fn real_browsers_count_through_every_sender() {
     assert!(server.wait(Duration::from_secs(30)).success());
     let logs = serde_json::to_string(&*server.logs.lock().unwrap()).unwrap();
     assert!(logs.contains("\"request\""), "request lines were logged");
-    let files = std::fs::read_dir(data.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect::<Vec<_>>();
-    assert!(
-        files.iter().any(|f| f.ends_with("visitor-salts")),
-        "{files:?}"
+    assert!(data.path().join("visitor-salts").is_file());
+    privacy::assert_not_written(
+        &[
+            CHROME_UA,
+            FIREFOX_UA,
+            "HeadlessChrome",
+            "Firefox/140",
+            "Chrome/140",
+        ],
+        &logs,
+        data.path(),
     );
-    for needle in [
-        CHROME_UA,
-        FIREFOX_UA,
-        "HeadlessChrome",
-        "Firefox/140",
-        "Chrome/140",
-    ] {
-        assert!(!logs.contains(needle), "{needle} in the logs");
-        for file in all_files(data.path()) {
-            let bytes = std::fs::read(&file).unwrap();
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                "{needle} in {}",
-                file.display()
-            );
-        }
-    }
-}
-
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(all_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 impl Counts {
