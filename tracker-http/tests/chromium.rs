@@ -24,7 +24,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use process::Server;
+use process::{Server, json_of};
 
 /// A desktop Chrome's user agent: what the bot filter must let through.
 const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36";
@@ -202,17 +202,10 @@ struct Counts {
 
 impl Counts {
     async fn get(&self, url: &str) -> u64 {
-        let answer: serde_json::Value = self
-            .client
-            .get(self.server.url("/distinct"))
-            .query(&[("url", url)])
-            .send()
-            .await
+        let request = self.client.get(self.server.url("/distinct"));
+        json_of(request.query(&[("url", url)])).await["distinct_visitors"]
+            .as_u64()
             .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["distinct_visitors"].as_u64().unwrap()
     }
 
     /// Waits (bounded) until `url` has `want` visitors, and checks that

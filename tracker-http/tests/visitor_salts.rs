@@ -9,7 +9,7 @@ mod process;
 use std::path::Path;
 use std::time::Duration;
 
-use process::Server;
+use process::{Server, json_of};
 use serde_json::json;
 
 const CLIENTS: [(&str, &str); 2] = [
@@ -38,16 +38,10 @@ async fn visit(client: &reqwest::Client, server: &Server, ip: &str, ua: &str) {
 }
 
 async fn visitors(client: &reqwest::Client, server: &Server) -> u64 {
-    let answer: serde_json::Value = client
-        .get(server.url("/distinct"))
-        .query(&[("url", PAGE)])
-        .send()
-        .await
+    let request = client.get(server.url("/distinct")).query(&[("url", PAGE)]);
+    json_of(request).await["distinct_visitors"]
+        .as_u64()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["distinct_visitors"].as_u64().unwrap()
 }
 
 fn start(dir: &Path) -> Server {
