@@ -2,10 +2,9 @@
 //!
 //! Applied identically when recording and when querying. The rules:
 //! - surrounding white space is trimmed and the fragment (`#...`) dropped;
-//! - the scheme and host are lowercased, a default port (`:80` for http and
-//!   ws, `:443` for https and wss, `:21` for ftp) and an empty port are
-//!   dropped, leading zeros of a port are dropped, and an empty path of
-//!   those schemes becomes `/`;
+//! - the scheme and host are lowercased, a default port (`:80` for http,
+//!   `:443` for https) and an empty port are dropped, leading zeros of a
+//!   port are dropped, and an empty path becomes `/`;
 //! - in the path and query, percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
 //!   digits, and bytes a browser would escape (non-ASCII, controls, space,
@@ -213,13 +212,7 @@ fn push_lowercase(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
 }
 
 fn default_port(scheme: &[u8]) -> Option<u32> {
-    const DEFAULTS: [(&[u8], u32); 5] = [
-        (b"http", 80),
-        (b"https", 443),
-        (b"ws", 80),
-        (b"wss", 443),
-        (b"ftp", 21),
-    ];
+    const DEFAULTS: [(&[u8], u32); 2] = [(b"http", 80), (b"https", 443)];
     DEFAULTS
         .iter()
         .find(|(name, _)| scheme.eq_ignore_ascii_case(name))

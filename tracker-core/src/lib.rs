@@ -32,13 +32,19 @@
 //!
 //! The same rules apply when recording and when querying: white space
 //! trimmed; fragment dropped; scheme and host lowercased; default port
-//! (`http`/`ws` 80, `https`/`wss` 443, `ftp` 21) and empty port dropped;
+//! (`http` 80, `https` 443) and empty port dropped;
 //! empty path of those schemes becomes `/`; percent-escapes of unreserved
 //! characters decoded, other escapes upper-cased, and bytes a browser
 //! would escape (non-ASCII, space, controls, `"`, `<`, `>`, `` ` ``, `{`,
 //! `}`) escaped, so
 //! `/café` and `/caf%c3%a9` are one page; the query kept, stripped, or
-//! reduced to allowed parameters ([`QueryPolicy`]); an empty query dropped.
+//! reduced to allowed parameters ([`QueryPolicy`]), tracking parameters
+//! ([`TRACKING_PARAMS`]: `utm_*`, `fbclid`, `gclid`, ...) dropped in any
+//! case ([`TrackerBuilder::drop_params`]); an empty query dropped;
+//! optionally trailing slashes folded
+//! ([`TrackerBuilder::fold_trailing_slash`]). A page is an `http://` or
+//! `https://` URL with a host, or a path starting with `/`; anything else
+//! (`javascript:`, `data:`, `file:`, ...) is [`TrackerError::InvalidUrl`].
 //! Limits: visitor ids 1..=256 bytes, URLs 1..=2048 bytes (configurable);
 //! anything else is a [`TrackerError`], never a panic.
 //!
