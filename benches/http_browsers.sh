@@ -38,36 +38,6 @@ request = function()
 end
 LUA
 
-for round in $(seq "$ROUNDS"); do
-  start_bare bare "$BARE_PORT"
-  start_service service "$SERVICE_PORT"
-  for script in plausible count; do
-    for name in bare service; do
-      port=$BARE_PORT
-      [[ "$name" == service ]] && port=$SERVICE_PORT
-      result=$(run_wrk "$name" "$port" "$script")
-      RESULTS["$name-$script-$round"]="$result"
-      echo "round $round $name $script: rps p50_ms p99_ms non2xx cpu_us/req requests = $result" >&2
-    done
-  done
-  stop_all
-done
-
 label() { if [[ "$1" == plausible ]]; then echo "POST /api/event"; else echo "GET /count"; fi; }
-echo
-echo "tracker-http browser routes vs bare axum: wrk, $CONNECTIONS connections, $DURATION x $ROUNDS rounds (median), pinned=$PIN"
-machine_line
-echo
-echo "| endpoint | server | requests/s | p50 ms | p99 ms | non-2xx | server CPU µs/request |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-for script in plausible count; do
-  for name in bare service; do
-    echo "| $(label $script) | $name | $(field $name-$script 1) | $(field $name-$script 2) | $(field $name-$script 3) | $(field $name-$script 4) | $(field $name-$script 5) |"
-  done
-done
-echo
-for script in plausible count; do
-  awk -v s="$(field service-$script 1)" -v b="$(field bare-$script 1)" \
-    -v sc="$(field service-$script 5)" -v bc="$(field bare-$script 5)" -v l="$(label $script)" \
-    'BEGIN { printf "%s: requests/s service/bare = %.3f; capacity (bare CPU/request over service CPU/request) = %.3f\n", l, s / b, bc / sc }'
-done
+run_rounds plausible count
+report "tracker-http browser routes vs bare axum" label plausible count

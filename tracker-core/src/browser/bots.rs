@@ -10,7 +10,7 @@
 //! and automation drivers. Matching is one case-insensitive pass over the
 //! user agent (Aho-Corasick) for all tokens at once.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 /// Why an event was taken for a bot's and dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -143,6 +143,9 @@ impl BotFilter {
             AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostFirst)
+                // A full DFA: the fastest search, and for ~60 short tokens
+                // a table of a few hundred KiB at most, built once.
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(TOKENS.iter().map(|(token, _)| token))
                 // A fixed list of short literals always builds.
                 .expect("the bot tokens build an automaton")

@@ -248,7 +248,8 @@ impl VisitorIds {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<VisitorId, PersistError> {
-        self.derive_at(self.clock.now(), site, ip, user_agent)
+        let now = self.clock.now();
+        self.derive_between(now, now, site, ip, user_agent)
     }
 
     /// [`derive`](Self::derive) for an event stamped `at`: the previous
@@ -261,7 +262,19 @@ impl VisitorIds {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<VisitorId, PersistError> {
-        let now = self.rotation.period(self.clock.now());
+        self.derive_between(at, self.clock.now(), site, ip, user_agent)
+    }
+
+    /// The id of an event stamped `at`, the clock reading `now`.
+    fn derive_between(
+        &self,
+        at: Timestamp,
+        now: Timestamp,
+        site: &str,
+        ip: IpAddr,
+        user_agent: &str,
+    ) -> Result<VisitorId, PersistError> {
+        let now = self.rotation.period(now);
         let period = self.rotation.period(at).min(now);
         let salts = *self.salts.read().unwrap_or_else(PoisonError::into_inner);
         let salt = match salts.for_period(period) {
