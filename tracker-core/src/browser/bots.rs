@@ -7,10 +7,10 @@
 //! tokens follow the categories the maintained JavaScript `isbot` list
 //! and the big trackers filter on: self-declared crawlers and link
 //! previewers, HTTP libraries and command-line clients, headless browsers
-//! and automation drivers. Matching is one case-insensitive pass over the
-//! user agent (Aho-Corasick) for all tokens at once.
+//! and automation drivers. Matching is one pass over the lowercased user
+//! agent (its first 512 bytes) for all tokens at once (Aho-Corasick).
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 /// Why an event was taken for a bot's and dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,12 +140,11 @@ impl BotFilter {
     /// The filter, on or off.
     pub fn new(enabled: bool) -> Self {
         let matcher = enabled.then(|| {
+            // Case-sensitive over a lowercased copy of the user agent: that
+            // keeps the SIMD prefilter (Teddy) on, which case-insensitive
+            // matching turns off, and runs several times faster.
             AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostFirst)
-                // A full DFA: the fastest search, and for ~60 short tokens
-                // a table of a few hundred KiB at most, built once.
-                .kind(Some(AhoCorasickKind::DFA))
                 .build(TOKENS.iter().map(|(token, _)| token))
                 // A fixed list of short literals always builds.
                 .expect("the bot tokens build an automaton")
@@ -167,8 +166,15 @@ impl BotFilter {
         if user_agent.is_empty() {
             return Some(BotReason::NoUserAgent);
         }
+        // User agents are ~100-200 bytes; longer ones are cut (a bot token
+        // past 512 bytes is not worth an allocation per event).
+        let mut lower = [0u8; 512];
+        let len = user_agent.len().min(lower.len());
+        for (out, b) in lower.iter_mut().zip(&user_agent.as_bytes()[..len]) {
+            *out = b.to_ascii_lowercase();
+        }
         matcher
-            .find_iter(user_agent)
+            .find_iter(&lower[..len])
             .filter_map(|m| TOKENS[m.pattern().as_usize()].1)
             .min_by_key(|reason| match reason {
                 BotReason::Headless => 0,
