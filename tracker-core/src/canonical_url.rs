@@ -60,18 +60,52 @@ pub const TRACKING_PARAMS: &[&str] = &[
     "mkt_tok",
 ];
 
-/// The site of a page URL: its host (with a non-default port), or `""` for
-/// a path. Used to keep derived visitor ids of different sites apart.
+/// The site of a page URL as canonicalisation spells it: its host (with a
+/// non-default port), or `""` for a path or a URL that is not a page. Used
+/// to keep derived visitor ids of different sites apart, so every spelling
+/// of a host must give one site.
 ///
 /// ```
-/// assert_eq!(tracker_core::site_of("https://Shop.example:8443/cart"), "Shop.example:8443");
+/// assert_eq!(tracker_core::site_of("https://Shop.example:443/cart"), "shop.example");
+/// assert_eq!(tracker_core::site_of("http://shop.example:8080/cart"), "shop.example:8080");
 /// assert_eq!(tracker_core::site_of("/cart"), "");
 /// ```
-pub fn site_of(url: &str) -> &str {
-    let Some((_, rest)) = url.trim_start().split_once("://") else {
+pub fn site_of(url: &str) -> Cow<'_, str> {
+    // The common case, a plain lowercase host, is its own canonical form:
+    // no need to canonicalise the whole URL.
+    let trimmed = url.trim_start();
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    if let Some(rest) = rest {
+        let end = rest
+            .bytes()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let host = &rest[..end];
+        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+        if !host.is_empty() && host.bytes().all(plain) {
+            return Cow::Borrowed(host);
+        }
+    }
+    let options = UrlOptions {
+        max_len: crate::URL_LEN_CEILING,
+        drop_params: Vec::new(),
+        ..UrlOptions::default()
+    };
+    match canonicalize(url, &options) {
+        Ok(Cow::Borrowed(canonical)) => Cow::Borrowed(authority_host(canonical)),
+        Ok(Cow::Owned(canonical)) => Cow::Owned(authority_host(&canonical).to_string()),
+        Err(_) => Cow::Borrowed(""),
+    }
+}
+
+/// The host (and port) of a canonical URL, without userinfo; `""` for a path.
+fn authority_host(canonical: &str) -> &str {
+    let Some((_, rest)) = canonical.split_once("://") else {
         return "";
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let authority = &rest[..end];
     authority
         .rsplit_once('@')
@@ -692,12 +726,29 @@ mod tests {
 
     #[test]
     fn sites() {
-        assert_eq!(
-            site_of("https://user@Example.com:8080/x?y#z"),
-            "Example.com:8080"
-        );
-        assert_eq!(site_of("http://h?x"), "h");
-        assert_eq!(site_of("/x"), "");
+        for (url, site) in [
+            ("https://user@Example.com:8080/x?y#z", "example.com:8080"),
+            ("https://example.com:8080/x", "example.com:8080"),
+            ("  HTTPS://EXAMPLE.com:0443/x", "example.com"),
+            ("http://example.com:80", "example.com"),
+            ("http://h?x", "h"),
+            ("http://h#x", "h"),
+            ("http://[::1]:81/", "[::1]:81"),
+            ("https://BÜCHER.de/", "bücher.de"),
+            ("/x", ""),
+            ("javascript:alert(1)", ""),
+            ("mailto:a@b.c", ""),
+        ] {
+            assert_eq!(site_of(url), site, "{url}");
+        }
+        // Every spelling of one page's URL gives one site.
+        for url in [
+            "https://Example.com/a",
+            "https://example.com:443/a",
+            " https://u@example.com/a",
+        ] {
+            assert_eq!(site_of(url), "example.com", "{url}");
+        }
     }
 
     #[test]

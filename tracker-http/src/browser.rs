@@ -90,7 +90,6 @@ pub(crate) async fn record_visit(
     flagged: bool,
 ) -> Result<(), AppError> {
     let store = state.store()?;
-    let page = store.tracker().canonicalize(url)?;
     let browser = &state.limits.browser;
     let dropped = if flagged && browser.bots.enabled() {
         Some(BotReason::ClientFlag)
@@ -98,18 +97,21 @@ pub(crate) async fn record_visit(
         browser.bots.check(sender.user_agent)
     };
     if let Some(reason) = dropped {
+        // Still refused if it is not a page, as every event is.
+        store.tracker().canonicalize(url)?;
         state.metrics.dropped(reason);
         return Ok(());
     }
     let visitor = browser
         .visitor_ids
         .derive(
-            tracker_core::site_of(&page),
+            &tracker_core::site_of(url),
             sender.ip,
             sender.user_agent.unwrap_or(""),
         )
         .map_err(|e| AppError::Storage(e.to_string()))?;
-    let recorded = store.record(visitor.as_str(), &page).await?;
+    // Recording checks the URL (a 400 for what is not a page).
+    let recorded = store.record(visitor.as_str(), url).await?;
     state.metrics.event(recorded);
     Ok(())
 }

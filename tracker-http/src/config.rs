@@ -738,6 +738,74 @@ mod tests {
     }
 
     #[test]
+    fn browser_flags() {
+        let config = Config::parse_from([
+            "tracker-http",
+            "--visitor-salt",
+            "week",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.0.2.1,2001:db8::/32",
+            "--bot-filter",
+            "false",
+            "--site",
+            "https://shop.example/",
+            "--drop-params",
+            "ref,utm_*,",
+            "--fold-trailing-slash",
+        ]);
+        let b = &config.browser;
+        assert_eq!(SaltRotation::from(b.visitor_salt), SaltRotation::Week);
+        let proxies: Vec<String> = b.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        assert!(!b.bot_filter);
+        assert_eq!(b.site.as_deref(), Some("https://shop.example"));
+        let core = config.core.tracker_config().unwrap();
+        assert_eq!(core.url.drop_params, ["ref", "utm_*"]);
+        assert!(core.url.fold_trailing_slash);
+        let printed = config.to_string();
+        assert!(
+            printed.contains("visitor_salt=week trusted_proxies=10.0.0.0/8,192.0.2.1/32,2001:db8::/32 bot_filter=false site=https://shop.example"),
+            "{printed}"
+        );
+        let defaults = Config::defaults();
+        assert_eq!(defaults.browser.visitor_salt, SaltMode::Day);
+        assert!(defaults.browser.bot_filter);
+        assert_eq!(defaults.http.cors_origins, ["*"]);
+        assert_eq!(
+            defaults
+                .core
+                .tracker_config()
+                .unwrap()
+                .url
+                .drop_params
+                .len(),
+            tracker_core::TRACKING_PARAMS.len()
+        );
+        let empty = Config::parse_from(["tracker-http", "--drop-params", ""]);
+        assert!(
+            empty
+                .core
+                .tracker_config()
+                .unwrap()
+                .url
+                .drop_params
+                .is_empty()
+        );
+        for bad in [
+            &["--trusted-proxies", "10.0.0.0/33"][..],
+            &["--trusted-proxies", "proxy.internal"],
+            &["--visitor-salt", "hourly"],
+            &["--site", "shop.example"],
+            &["--site", "https://shop.example/path"],
+            &["--bot-filter", "maybe"],
+        ] {
+            let mut args = vec!["tracker-http"];
+            args.extend_from_slice(bad);
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn flags_reach_the_core_builder() {
         let config = Config::parse_from([
             "tracker-http",
