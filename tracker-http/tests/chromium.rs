@@ -15,6 +15,7 @@
 mod privacy;
 mod process;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,7 +43,12 @@ fn missing(what: &str, install: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is missing under CI=true; install it with: {install}");
     }
-    eprintln!("\n!!!!!!!! SKIPPED: {what} is missing. Install it with:\n!!!!!!!!     {install}\n");
+    // Straight to stderr: the test harness captures `eprintln!` of a
+    // passing test, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!!!!! SKIPPED: {what} is missing. Install it with:\n!!!!!!!!     {install}\n"
+    );
     true
 }
 
