@@ -1,6 +1,5 @@
-//! Helpers for the in-process tests: build an app, send one request,
-//! read the answer.
-#![allow(dead_code)] // each test binary uses a different subset
+//! The router in process, for the tests that need no socket: build an
+//! app, send one request, read the answer.
 
 use std::sync::Arc;
 

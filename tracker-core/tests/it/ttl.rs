@@ -8,6 +8,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tracker_core::{ManualClock, Recorded, Timestamp, Tracker, TrackerError};
 
+use crate::sweep_a_full_pass;
+
 const PAGES: [&str; 4] = ["/a", "/b", "https://example.com/c", "/d?x=1"];
 const START_MS: u64 = 1_700_000_000_000;
 
@@ -164,23 +166,6 @@ proptest! {
         prop_assert_eq!((stats.pages, stats.pairs), (0, 0));
         prop_assert_eq!(stats.bytes, Tracker::builder().stripes(stripes).build().unwrap().stats().bytes);
     }
-}
-
-/// Runs sweep steps until one full pass over every stripe's table is done;
-/// returns how many 32-bucket steps it took.
-fn sweep_a_full_pass(tracker: &Tracker) -> usize {
-    let pass = tracker.sweep_pass_buckets();
-    let mut swept = 0;
-    let mut steps = 0;
-    while swept < pass {
-        let step = tracker.sweep(32);
-        if step.buckets == 0 {
-            break;
-        }
-        swept += step.buckets as usize;
-        steps += 1;
-    }
-    steps
 }
 
 trait NowMillis {

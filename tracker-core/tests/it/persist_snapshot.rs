@@ -1,13 +1,11 @@
 //! The snapshot container: atomic writes, retention, and what a damaged
 //! or foreign snapshot does at read.
 
-mod persist_support;
-
-use persist_support::Tmpfs;
 use proptest::prelude::*;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use test_support::tmpfs::Tmpfs;
 use tracker_core::persist::snapshot_file::{self, DEFAULT_KEEP};
 use tracker_core::persist::{Lsn, PersistError};
 

@@ -4,24 +4,28 @@
 //! Each test starts `tracker-http` itself on an ephemeral port (cargo
 //! builds the binary for integration tests), so nothing is skipped.
 
-use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use test_support::model::Distinct;
+use test_support::process::{Server, json_of};
+use test_support::{poll, xorshift};
 
-mod process;
-use process::{Server, json_of, xorshift};
+use crate::TRACKER_HTTP;
+
+/// The longest any awaited condition of these tests may take.
+const WITHIN: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_ingest_matches_a_model_then_sigterm_exits_0() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(TRACKER_HTTP, &[]);
     let client = reqwest::Client::new();
-    let model: Arc<Mutex<HashMap<String, HashSet<String>>>> = Arc::default();
+    let model: Arc<Mutex<Distinct>> = Arc::default();
 
     let mut tasks = Vec::new();
     for client_id in 0..8u64 {
@@ -39,12 +43,7 @@ async fn concurrent_ingest_matches_a_model_then_sigterm_exits_0() {
                     .await
                     .unwrap();
                 assert_eq!(response.status(), 202);
-                model
-                    .lock()
-                    .unwrap()
-                    .entry(page)
-                    .or_default()
-                    .insert(visitor);
+                model.lock().unwrap().record(visitor, page);
             }
         }));
     }
@@ -53,15 +52,14 @@ async fn concurrent_ingest_matches_a_model_then_sigterm_exits_0() {
     }
 
     let model = model.lock().unwrap().clone();
-    for (page, visitors) in &model {
-        let answer = json_of(client.get(server.url("/distinct")).query(&[("url", page)])).await;
-        assert_eq!(answer["distinct_visitors"], visitors.len() as u64, "{page}");
+    for (page, count) in model.counts() {
+        let answer = json_of(client.get(server.url("/distinct")).query(&[("url", &page)])).await;
+        assert_eq!(answer["distinct_visitors"], count, "{page}");
         assert_eq!(answer["exact"], true);
     }
     let stats = json_of(client.get(server.url("/stats"))).await;
-    let pairs: usize = model.values().map(HashSet::len).sum();
-    assert_eq!(stats["pairs"], pairs as u64);
-    assert_eq!(stats["pages"], model.len() as u64);
+    assert_eq!(stats["pairs"], model.pairs());
+    assert_eq!(stats["pages"], model.pages());
 
     let metrics = client
         .get(server.url("/metrics"))
@@ -79,31 +77,64 @@ async fn concurrent_ingest_matches_a_model_then_sigterm_exits_0() {
     assert!(server.logged("stopped"));
 }
 
+/// Reads one HTTP/1.1 response (head, then a `content-length` body).
+fn read_response(reader: &mut impl BufRead) -> String {
+    let mut response = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+        response.push_str(&line);
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    response + &String::from_utf8(body).unwrap()
+}
+
+/// No step waits a fixed time: load runs until answers flow, the signal
+/// goes once the server is reading the half-sent request's body, and the
+/// rest of that body once the server has logged the signal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
-    let mut server = Server::start(&["--shutdown-grace", "5s"]);
+    // The body read may wait for the steps below on a loaded machine.
+    let args = ["--shutdown-grace", "5s", "--request-timeout", "60s"];
+    let mut server = Server::start(TRACKER_HTTP, &args);
     let addr = server.addr;
 
     // One request caught half-sent when the signal arrives: it must still
-    // be answered.
-    let half_sent = std::thread::spawn(move || {
+    // be answered. `expect: 100-continue` makes the server say when its
+    // handler starts reading the body: from then on the request is in
+    // flight, not a connection that shutdown may close.
+    let (half_sent_tx, half_sent) = mpsc::channel();
+    let (go_on, go_on_rx) = mpsc::channel();
+    let half_sent_request = std::thread::spawn(move || {
         let body = r#"{"visitor":"slow","url":"/in-flight"}"#;
         let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(WITHIN)).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
         write!(
             stream,
-            "POST /events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            "POST /events HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\nexpect: 100-continue\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len(),
-            &body[..10]
         )
         .unwrap();
+        let interim = read_response(&mut reader);
+        assert!(interim.starts_with("HTTP/1.1 100"), "{interim:?}");
+        stream.write_all(&body.as_bytes()[..10]).unwrap();
         stream.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(600));
+        half_sent_tx.send(()).unwrap();
+        go_on_rx.recv_timeout(WITHIN).unwrap();
         stream.write_all(&body.as_bytes()[10..]).unwrap();
         let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        reader.read_to_string(&mut response).unwrap();
         response
     });
 
@@ -133,9 +164,20 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    poll::until_async(WITHIN, "the load is answered", || {
+        let flowing = answered.load(Ordering::Relaxed) >= 50;
+        async move { flowing }
+    })
+    .await;
+    poll::until_async(WITHIN, "the request is half sent", || {
+        let sent = half_sent.try_recv().is_ok();
+        async move { sent }
+    })
+    .await;
     signalled.store(true, Ordering::SeqCst);
     server.signal("TERM");
+    tokio::task::block_in_place(|| server.wait_logged("SIGTERM received", WITHIN));
+    go_on.send(()).unwrap();
     for task in tasks {
         tokio::time::timeout(Duration::from_secs(15), task)
             .await
@@ -144,7 +186,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_exits_0() {
     }
     assert!(answered.load(Ordering::Relaxed) > 0, "load was running");
 
-    let response = tokio::task::block_in_place(|| half_sent.join().unwrap());
+    let response = tokio::task::block_in_place(|| half_sent_request.join().unwrap());
     assert!(
         response.starts_with("HTTP/1.1 202"),
         "in-flight request answered: {response:?}"
@@ -161,14 +203,17 @@ async fn https_with_a_generated_certificate_and_a_bearer_token() {
     std::fs::write(&cert_path, key.cert.pem()).unwrap();
     std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
 
-    let mut server = Server::start(&[
-        "--tls-cert",
-        cert_path.to_str().unwrap(),
-        "--tls-key",
-        key_path.to_str().unwrap(),
-        "--auth-token",
-        "t0ken",
-    ]);
+    let mut server = Server::start(
+        TRACKER_HTTP,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+            "--auth-token",
+            "t0ken",
+        ],
+    );
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(key.cert.pem().as_bytes()).unwrap())
         .resolve("localhost", server.addr)
@@ -214,7 +259,7 @@ async fn https_with_a_generated_certificate_and_a_bearer_token() {
 
 #[test]
 fn unreadable_tls_files_exit_1_with_a_message() {
-    let output = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
+    let output = Command::new(TRACKER_HTTP)
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -230,7 +275,7 @@ fn unreadable_tls_files_exit_1_with_a_message() {
 
 #[test]
 fn bad_configuration_exits_2_with_a_message() {
-    let output = Command::new(env!("CARGO_BIN_EXE_tracker-http"))
+    let output = Command::new(TRACKER_HTTP)
         .args(["--listen", "127.0.0.1:0", "--stripes", "3"])
         .output()
         .unwrap();
@@ -240,7 +285,11 @@ fn bad_configuration_exits_2_with_a_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_sees_the_client_address() {
-    let server = Server::start(&["--rate-limit", "0.5", "--rate-burst", "2"]);
+    // A token per 1000 s: no refill during the test, however slow it runs.
+    let server = Server::start(
+        TRACKER_HTTP,
+        &["--rate-limit", "0.001", "--rate-burst", "2"],
+    );
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for _ in 0..3 {
@@ -258,25 +307,24 @@ async fn rate_limit_sees_the_client_address() {
 
 /// With `--shutdown-delay`, SIGTERM first turns `/readyz` to 503 while the
 /// service keeps serving, so load balancers can drain it; then it exits 0.
+/// (The checks during the delay must fit in it: 5 s is ample even on a
+/// loaded machine, and the exit is awaited rather than timed.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_delay_reports_not_ready_while_still_serving() {
-    let mut server = Server::start(&["--shutdown-delay", "2s"]);
+    const DELAY: Duration = Duration::from_secs(5);
+    let mut server = Server::start(TRACKER_HTTP, &["--shutdown-delay", "5s"]);
     let client = reqwest::Client::new();
     let ready = client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
     server.signal("TERM");
     let start = Instant::now();
-    let mut saw_not_ready = false;
-    while start.elapsed() < Duration::from_millis(1500) {
-        let ready = client.get(server.url("/readyz")).send().await.unwrap();
-        if ready.status() == 503 {
-            saw_not_ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(saw_not_ready, "/readyz never answered 503 during the delay");
+    let readyz = server.url("/readyz");
+    poll::until_async(DELAY, "/readyz answers 503 during the delay", || async {
+        let ready = client.get(&readyz).send().await.unwrap();
+        ready.status() == 503
+    })
+    .await;
     // Still serving during the delay: ingest and reads work.
     let posted = client
         .post(server.url("/events"))
@@ -288,10 +336,7 @@ async fn shutdown_delay_reports_not_ready_while_still_serving() {
     let count = json_of(client.get(server.url("/distinct?url=/draining"))).await;
     assert_eq!(count["distinct_visitors"], 1);
 
-    let status = server.wait(Duration::from_secs(20));
+    let status = tokio::task::block_in_place(|| server.wait(WITHIN));
     assert!(status.success(), "{status:?}");
-    assert!(
-        start.elapsed() >= Duration::from_millis(1500),
-        "exited before the delay"
-    );
+    assert!(start.elapsed() >= DELAY, "exited before the delay");
 }

@@ -1,12 +1,15 @@
-//! Request ids, in a test binary of their own: the test installs a
-//! `tracing` subscriber, and tracing caches per-callsite interest
-//! process-wide, so tests running beside it without one would race it.
+//! Request ids. The test installs a `tracing` subscriber for its own
+//! thread only, so the tests beside it log nothing; but tracing caches
+//! per-callsite interest process-wide, and a callsite first reached by
+//! another test while the subscriber is being installed can keep the
+//! cached "never". So the test waits, with a deadline, until its request
+//! is seen as logged, rebuilding that cache between tries.
 
-mod common;
+use crate::app::*;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_made_for_logged_requests() {
@@ -30,7 +33,12 @@ async fn request_ids_are_echoed_or_made_for_logged_requests() {
         .with_writer(std::io::sink)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
-    let a = get(&app, "/healthz").await.headers["x-request-id"].clone();
+    let a = test_support::poll::until_some_async(Duration::from_secs(10), "a request id", || {
+        tracing::callsite::rebuild_interest_cache();
+        let answer = get(&app, "/healthz");
+        async move { answer.await.headers.get("x-request-id").cloned() }
+    })
+    .await;
     let b = get(&app, "/nope").await.headers["x-request-id"].clone();
     assert_ne!(a, b);
 }

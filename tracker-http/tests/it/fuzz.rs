@@ -2,12 +2,10 @@
 //! path or headers, the service answers without a 5xx, and every error is
 //! the JSON error format.
 
-mod common;
-
+use crate::app::*;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::http::{Method, Request};
-use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use tracker_http::HttpLimits;
@@ -57,11 +55,7 @@ fn content_type() -> impl Strategy<Value = Option<String>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn any_body_is_answered_cleanly(

@@ -1,9 +1,8 @@
-//! The tracker against a plain `HashMap<String, HashSet<String>>` model, over
+//! The tracker against the plain model of `test_support::model`, over
 //! arbitrary sequences of records, queries and invalid input.
 
-use std::collections::{HashMap, HashSet};
-
 use proptest::prelude::*;
+use test_support::model::Distinct;
 use tracker_core::{Field, Tracker, TrackerError};
 
 /// Pages by their canonical form: each is a different page.
@@ -82,35 +81,24 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn model_top(model: &HashMap<String, HashSet<String>>, k: usize) -> Vec<(String, u64)> {
-    let mut rows: Vec<(String, u64)> = model
-        .iter()
-        .map(|(url, visitors)| (url.clone(), visitors.len() as u64))
-        .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    rows.truncate(k);
-    rows
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn tracker_agrees_with_the_model(ops in proptest::collection::vec(op(), 0..200), stripes in 0u32..4) {
         let tracker = Tracker::builder().stripes(1 << stripes).max_url_len(64).build().unwrap();
-        let mut model: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut model = Distinct::<String>::default();
         for op in ops {
             match op {
                 Op::Record { visitor, page, variant } => {
                     let visitor = format!("visitor-{visitor}");
-                    let new = model.entry(PAGES[page].to_string()).or_default().insert(visitor.clone());
+                    let new = model.record(visitor.clone(), PAGES[page]);
                     let recorded = tracker.record(&visitor, &spell(PAGES[page], variant)).unwrap();
                     prop_assert_eq!(recorded.is_new(), new);
                 }
                 Op::Query { page, variant } => {
                     let count = tracker.distinct(&spell(PAGES[page], variant)).unwrap();
-                    let expected = model.get(PAGES[page]).map_or(0, HashSet::len) as u64;
-                    prop_assert_eq!(count.visitors, expected);
+                    prop_assert_eq!(count.visitors, model.count(PAGES[page]));
                     prop_assert!(count.exact);
                     prop_assert_eq!(count.relative_error, None);
                 }
@@ -132,18 +120,16 @@ proptest! {
                         .into_iter()
                         .map(|row| (row.url, row.distinct.visitors))
                         .collect();
-                    prop_assert_eq!(top, model_top(&model, k));
+                    prop_assert_eq!(top, model.top(k));
                 }
             }
         }
         for page in PAGES {
-            let expected = model.get(page).map_or(0, HashSet::len) as u64;
-            prop_assert_eq!(tracker.distinct(page).unwrap().visitors, expected);
+            prop_assert_eq!(tracker.distinct(page).unwrap().visitors, model.count(page));
         }
         let stats = tracker.stats();
-        prop_assert_eq!(stats.pages, model.len() as u64);
-        prop_assert_eq!(stats.pairs, model.values().map(|v| v.len() as u64).sum::<u64>());
-        prop_assert_eq!(tracker.top(usize::MAX).len(), model.len());
+        prop_assert_eq!((stats.pages, stats.pairs), (model.pages(), model.pairs()));
+        prop_assert_eq!(tracker.top(usize::MAX).len() as u64, model.pages());
     }
 
     /// No string, however odd, panics the tracker or changes a count it

@@ -14,24 +14,23 @@
 //! The read-only and full file systems are real tmpfs mounts made by the
 //! test (root needed); under `CI=true` a failed mount fails the test.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use test_support::model::Distinct;
+use test_support::process::{Server, json_of};
+use test_support::tmpfs::Tmpfs;
+use test_support::{poll, xorshift};
 
-mod process;
-use process::{Server, json_of, run_to_exit, xorshift};
-
-// The tmpfs helper of the core's persistence tests, shared rather than
-// written twice.
-#[path = "../../tracker-core/tests/persist_support/mod.rs"]
-mod persist_support;
-use persist_support::Tmpfs;
+use crate::TRACKER_HTTP;
 
 const READY_WITHIN: Duration = Duration::from_secs(30);
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
+/// The longest any other awaited condition may take.
+const WITHIN: Duration = Duration::from_secs(30);
 
 /// A client whose every request ends: a request the crash left without an
 /// answer fails by timeout at worst, and counts as unknown.
@@ -51,20 +50,21 @@ fn page(n: u64) -> String {
 /// kept them).
 #[derive(Debug, Default)]
 struct Model {
-    acked: HashMap<String, HashSet<String>>,
+    acked: Distinct,
     unknown: Vec<(String, String)>,
     acked_events: u64,
 }
 
 impl Model {
     fn ack(&mut self, visitor: String, url: String) {
-        self.acked.entry(url).or_default().insert(visitor);
+        self.acked.record(visitor, url);
         self.acked_events += 1;
     }
+}
 
-    fn pairs(&self) -> usize {
-        self.acked.values().map(HashSet::len).sum()
-    }
+/// `run_to_exit` of the service binary.
+fn run_to_exit(args: &[&str], limit: Duration) -> (std::process::ExitStatus, Vec<Value>) {
+    test_support::process::run_to_exit(TRACKER_HTTP, args, limit)
 }
 
 async fn post_event(
@@ -99,20 +99,17 @@ async fn check_and_settle(
         let url = page(n);
         let got = distinct(client, server, &url).await;
         let model = model.lock().unwrap();
-        let acked = model.acked.get(&url).cloned().unwrap_or_default();
-        let mut possible = acked.clone();
-        possible.extend(
-            model
-                .unknown
-                .iter()
-                .filter(|(_, u)| *u == url)
-                .map(|(v, _)| v.clone()),
-        );
+        let acked = model.acked.count(&url);
+        let maybe: HashSet<&String> = model
+            .unknown
+            .iter()
+            .filter(|(v, u)| *u == url && !model.acked.contains(&url, v))
+            .map(|(v, _)| v)
+            .collect();
+        let possible = acked + maybe.len() as u64;
         assert!(
-            acked.len() as u64 <= got && got <= possible.len() as u64,
-            "{url}: counted {got}, acknowledged {}, at most {}",
-            acked.len(),
-            possible.len()
+            acked <= got && got <= possible,
+            "{url}: counted {got}, acknowledged {acked}, at most {possible}"
         );
     }
     let unknown = std::mem::take(&mut model.lock().unwrap().unknown);
@@ -123,23 +120,16 @@ async fn check_and_settle(
     }
     for n in 0..pages {
         let url = page(n);
-        let expected = model
-            .lock()
-            .unwrap()
-            .acked
-            .get(&url)
-            .map_or(0, HashSet::len);
-        assert_eq!(
-            distinct(client, server, &url).await,
-            expected as u64,
-            "{url}"
-        );
+        let expected = model.lock().unwrap().acked.count(&url);
+        assert_eq!(distinct(client, server, &url).await, expected, "{url}");
     }
 }
 
-/// `clients` concurrent senders of random events until `kill_after`,
-/// then `kill -9`. Every 202 goes into the model; a request the crash cut
-/// off goes into its unknown events. Any other answer fails the test.
+/// `clients` concurrent senders of random events until the service has
+/// acknowledged some and written a snapshot, then `kill_after` more (a
+/// random moment, on purpose), then `kill -9`. Every 202 goes into the
+/// model; a request the crash cut off goes into its unknown events. Any
+/// other answer fails the test.
 async fn ingest_then_kill(
     server: &mut Server,
     client: &reqwest::Client,
@@ -181,6 +171,14 @@ async fn ingest_then_kill(
             }
         }));
     }
+    // Awaited rather than assumed to happen within some time: events were
+    // acknowledged and a snapshot was written before the kill.
+    let acked_some = || {
+        let acked = model.lock().unwrap().acked_events > before;
+        async move { acked }
+    };
+    poll::until_async(WITHIN, "events are acknowledged", acked_some).await;
+    tokio::task::block_in_place(|| server.wait_logged("snapshot written", WITHIN));
     tokio::time::sleep(kill_after).await;
     tokio::task::block_in_place(|| server.kill_9());
     for task in tasks {
@@ -217,20 +215,20 @@ async fn crash_rounds(fsync: &str, seed: u64) {
     for round in 0..ROUNDS {
         if round == 2 {
             // A crash during recovery itself.
-            let mut early = Server::start(&args);
+            let mut early = Server::start(TRACKER_HTTP, &args);
             tokio::time::sleep(Duration::from_millis(xorshift(&mut rng) % 20)).await;
             tokio::task::block_in_place(|| early.kill_9());
         }
-        let mut server = Server::start(&args);
+        let mut server = Server::start(TRACKER_HTTP, &args);
         server.wait_ready(&client, READY_WITHIN).await;
         check_and_settle(&client, &server, &model, PAGES).await;
-        let kill_after = Duration::from_millis(150 + xorshift(&mut rng) % 750);
+        let kill_after = Duration::from_millis(xorshift(&mut rng) % 750);
         let acked = ingest_then_kill(&mut server, &client, &model, rng, kill_after).await;
         let unknown = model.lock().unwrap().unknown.len();
         let written = server.lines("snapshot written").len();
         snapshots += written;
         eprintln!(
-            "{fsync} round {round}: {acked} events acknowledged in {kill_after:?}, \
+            "{fsync} round {round}: {acked} events acknowledged, killed {kill_after:?} after a snapshot, \
              {written} snapshots written, {unknown} requests cut off by kill -9"
         );
         assert!(acked > 0, "round {round} acknowledged nothing");
@@ -243,7 +241,7 @@ async fn crash_rounds(fsync: &str, seed: u64) {
 
     // Last: a graceful stop writes a final snapshot that covers
     // everything, so the next start replays nothing.
-    let mut server = Server::start(&args);
+    let mut server = Server::start(TRACKER_HTTP, &args);
     server.wait_ready(&client, READY_WITHIN).await;
     check_and_settle(&client, &server, &model, PAGES).await;
     server.signal("TERM");
@@ -251,11 +249,11 @@ async fn crash_rounds(fsync: &str, seed: u64) {
     assert_eq!(status.code(), Some(0));
     // (The final snapshot may have nothing left to cover: the 100 ms
     // schedule can take it first. Either way nothing is left to replay.)
-    let server = Server::start(&args);
+    let server = Server::start(TRACKER_HTTP, &args);
     server.wait_ready(&client, READY_WITHIN).await;
     check_and_settle(&client, &server, &model, PAGES).await;
     let stats = json_of(client.get(server.url("/stats"))).await;
-    assert_eq!(stats["pairs"], model.lock().unwrap().pairs() as u64);
+    assert_eq!(stats["pairs"], model.lock().unwrap().acked.pairs());
     assert_eq!(
         stats["persistence"]["recovery"]["replayed_events"], 0,
         "{stats}"
@@ -319,7 +317,7 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
     let args = &args[..4]; // no frequent snapshots: the events stay in the log
     let client = client();
     let model = Mutex::new(Model::default());
-    let mut server = Server::start(args);
+    let mut server = Server::start(TRACKER_HTTP, args);
     server.wait_ready(&client, READY_WITHIN).await;
     ingest_sequentially(&server, &client, &model, 100, 5).await;
     tokio::task::block_in_place(|| server.kill_9());
@@ -330,9 +328,12 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
     bytes.extend_from_slice(&[64, 0, 0, 0, 0xAB, 0xCD, 0xEF, 0x01, 1, 2, 3]);
     std::fs::write(&segment, &bytes).unwrap();
 
-    let server = Server::start(args);
+    let server = Server::start(TRACKER_HTTP, args);
     server.wait_ready(&client, READY_WITHIN).await;
-    let warned = server.lines("truncated a torn tail of the event log (a write cut short by a crash; nothing acknowledged is lost)");
+    // Logged before it was ready, but read from its pipe by another thread.
+    let torn = "truncated a torn tail of the event log (a write cut short by a crash; nothing acknowledged is lost)";
+    tokio::task::block_in_place(|| server.wait_logged(torn, WITHIN));
+    let warned = server.lines(torn);
     assert_eq!(warned.len(), 1);
     assert_eq!(warned[0]["bytes"], 11);
     assert_eq!(warned[0]["level"], "WARN");
@@ -349,7 +350,7 @@ async fn a_flipped_byte_mid_log_stops_start_up_and_salvage_starts_from_what_is_v
     let args = durable_args(&dir, "always")[..4].to_vec();
     let client = client();
     let model = Mutex::new(Model::default());
-    let mut server = Server::start(&args);
+    let mut server = Server::start(TRACKER_HTTP, &args);
     server.wait_ready(&client, READY_WITHIN).await;
     ingest_sequentially(&server, &client, &model, 200, 4).await;
     tokio::task::block_in_place(|| server.kill_9());
@@ -379,9 +380,11 @@ async fn a_flipped_byte_mid_log_stops_start_up_and_salvage_starts_from_what_is_v
     // dropped.
     let mut salvaging = args.clone();
     salvaging.push("--salvage-log");
-    let server = Server::start(&salvaging);
+    let server = Server::start(TRACKER_HTTP, &salvaging);
     server.wait_ready(&client, READY_WITHIN).await;
-    let dropped = server.lines("--salvage-log: dropped damaged log bytes and the events in them");
+    let salvaged = "--salvage-log: dropped damaged log bytes and the events in them";
+    tokio::task::block_in_place(|| server.wait_logged(salvaged, WITHIN));
+    let dropped = server.lines(salvaged);
     assert_eq!(dropped.len(), 1);
     assert_eq!(dropped[0]["level"], "ERROR");
     let stats = json_of(client.get(server.url("/stats"))).await;
@@ -400,7 +403,7 @@ async fn a_flipped_byte_mid_log_stops_start_up_and_salvage_starts_from_what_is_v
     }
     drop(server);
     // The log was cut: an ordinary start works again.
-    let server = Server::start(&args);
+    let server = Server::start(TRACKER_HTTP, &args);
     server.wait_ready(&client, READY_WITHIN).await;
 }
 
@@ -411,7 +414,7 @@ async fn a_snapshot_of_another_format_version_is_refused_by_name() {
     let args = durable_args(&dir, "interval")[..4].to_vec();
     let client = client();
     let model = Mutex::new(Model::default());
-    let mut server = Server::start(&args);
+    let mut server = Server::start(TRACKER_HTTP, &args);
     server.wait_ready(&client, READY_WITHIN).await;
     ingest_sequentially(&server, &client, &model, 10, 2).await;
     server.signal("TERM");
@@ -467,7 +470,7 @@ async fn a_second_service_on_the_same_data_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_str().unwrap();
     let client = client();
-    let server = Server::start(&["--data-dir", dir]);
+    let server = Server::start(TRACKER_HTTP, &["--data-dir", dir]);
     server.wait_ready(&client, READY_WITHIN).await;
     let (status, logs) =
         tokio::task::block_in_place(|| run_to_exit(&["--data-dir", dir], EXIT_WITHIN));
@@ -489,7 +492,7 @@ async fn a_full_disk_refuses_events_with_503_and_loses_nothing_acknowledged() {
     let args = ["--data-dir", dir.to_str().unwrap(), "--fsync", "always"];
     let client = client();
     let model = Mutex::new(Model::default());
-    let mut server = Server::start(&args);
+    let mut server = Server::start(TRACKER_HTTP, &args);
     server.wait_ready(&client, READY_WITHIN).await;
     // Long URLs fill 256 KiB in a few hundred events.
     let filler = "x".repeat(1500);
@@ -511,23 +514,18 @@ async fn a_full_disk_refuses_events_with_503_and_loses_nothing_acknowledged() {
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "storage_failed", "{body}");
     // Still serving reads, with every acknowledged event.
-    let acked = model.lock().unwrap().pairs() as u64;
+    let acked = model.lock().unwrap().acked.pairs();
     assert!(acked > 0);
     let stats = json_of(client.get(server.url("/stats"))).await;
     assert!(stats["pairs"].as_u64().unwrap() >= acked);
     tokio::task::block_in_place(|| server.kill_9());
 
     // Restarted on the still-full disk: everything acknowledged is back.
-    let server = Server::start(&args);
+    let server = Server::start(TRACKER_HTTP, &args);
     server.wait_ready(&client, READY_WITHIN).await;
     for n in 0..3 {
         let url = format!("https://example.com/{filler}/{n}");
-        let expected = model
-            .lock()
-            .unwrap()
-            .acked
-            .get(&url)
-            .map_or(0, HashSet::len) as u64;
+        let expected = model.lock().unwrap().acked.count(&url);
         let got = distinct(&client, &server, &url).await;
         // The refused event may have been kept (it was counted in memory
         // before its append failed), never one fewer than acknowledged.

@@ -2,14 +2,12 @@
 //! concurrency, torn tails, corruption, salvage, rotation, and real
 //! read-only and full file systems.
 
-mod persist_support;
-
-use persist_support::Tmpfs;
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use test_support::tmpfs::Tmpfs;
 use tracker_core::persist::{EventLog, LogEvent, LogOptions, Lsn, PersistError, SyncPolicy};
 
 type Owned = (u64, u64, String);

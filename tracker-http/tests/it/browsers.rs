@@ -2,16 +2,14 @@
 //! GoatCounter's `/count`, `/events` without a visitor, CORS preflights,
 //! client addresses through trusted proxies, bot drops and the URL rules.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::app::*;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
-use common::*;
 use serde_json::json;
 use tracker_core::Tracker;
 use tracker_core::browser::BotFilter;

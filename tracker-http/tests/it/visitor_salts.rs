@@ -3,13 +3,12 @@
 //! and neither the client addresses nor the user agents used reach the
 //! logs or the data directory.
 
-mod privacy;
-mod process;
-
 use std::path::Path;
 use std::time::Duration;
 
-use process::{Server, json_of};
+use test_support::process::{Server, json_of};
+
+use crate::{TRACKER_HTTP, privacy};
 use serde_json::json;
 
 const CLIENTS: [(&str, &str); 2] = [
@@ -45,14 +44,17 @@ async fn visitors(client: &reqwest::Client, server: &Server) -> u64 {
 }
 
 fn start(dir: &Path) -> Server {
-    Server::start(&[
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--trusted-proxies",
-        "127.0.0.1/32,::1/128",
-        "--log",
-        "debug",
-    ])
+    Server::start(
+        TRACKER_HTTP,
+        &[
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--trusted-proxies",
+            "127.0.0.1/32,::1/128",
+            "--log",
+            "debug",
+        ],
+    )
 }
 
 fn stop(mut server: Server) -> String {

@@ -12,9 +12,6 @@
 //! Under `CI=true` a missing Chromium or npm package fails the test;
 //! elsewhere the test says loudly what it skipped and how to install it.
 
-mod privacy;
-mod process;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,7 +22,10 @@ use axum::extract::Path as UrlPath;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use process::{Server, json_of};
+use test_support::process::{Server, json_of};
+use test_support::{poll, under_ci};
+
+use crate::{TRACKER_HTTP, privacy};
 
 /// A desktop Chrome's user agent: what the bot filter must let through.
 const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36";
@@ -40,7 +40,7 @@ fn fixtures_dir() -> PathBuf {
 
 /// Whether `what` may be skipped: not under CI, where it must be there.
 fn missing(what: &str, install: &str) -> bool {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
+    if under_ci() {
         panic!("{what} is missing under CI=true; install it with: {install}");
     }
     // Straight to stderr: the test harness captures `eprintln!` of a
@@ -214,28 +214,24 @@ impl Counts {
             .unwrap()
     }
 
-    /// Waits (bounded) until `url` has `want` visitors, and checks that
-    /// it stays there (nothing late counts twice).
+    /// Waits (bounded) until `url` has at least `want` visitors, then
+    /// checks it has exactly that many (nothing counted twice).
     async fn expect(&self, url: &str, want: u64) {
-        let start = Instant::now();
-        let mut now = self.get(url).await;
-        while now < want && start.elapsed() < Duration::from_secs(15) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            now = self.get(url).await;
-        }
+        let now = poll::until_some_async(WAIT, url, || async {
+            let now = self.get(url).await;
+            (now >= want).then_some(now)
+        })
+        .await;
         assert_eq!(now, want, "{url}");
     }
 
     async fn stats(&self) -> serde_json::Value {
-        let response = self
-            .client
-            .get(self.server.url("/stats"))
-            .send()
-            .await
-            .unwrap();
-        response.json().await.unwrap()
+        json_of(self.client.get(self.server.url("/stats"))).await
     }
 }
+
+/// How long a browser's events may take to arrive.
+const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_browsers_count_through_every_sender() {
@@ -250,12 +246,15 @@ async fn real_browsers_count_through_every_sender() {
         );
 
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(&[
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--log",
-        "debug",
-    ]);
+    let server = Server::start(
+        TRACKER_HTTP,
+        &[
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--log",
+            "debug",
+        ],
+    );
     let tracker = format!("http://tracker.test:{}", server.addr.port());
     let site = format!("http://site.test:{}", serve_fixtures(tracker).await);
     let counts = Counts {
@@ -268,14 +267,10 @@ async fn real_browsers_count_through_every_sender() {
     let headless = Browser::new(None, true);
     let dom = headless.load(&chromium, &format!("{site}/spa.html")).await;
     assert!(dom.contains("second"), "the page's script ran: {dom}");
-    let start = Instant::now();
-    while counts.stats().await["dropped_events"]["headless"].as_u64() < Some(2) {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "headless views not dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll::until_async(WAIT, "headless views dropped", || async {
+        counts.stats().await["dropped_events"]["headless"].as_u64() >= Some(2)
+    })
+    .await;
     counts.expect(&format!("{site}/spa.html"), 0).await;
 
     // 1. /tracker.js: the load and the pushState navigation, then a

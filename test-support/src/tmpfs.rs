@@ -1,12 +1,10 @@
-//! A real tmpfs for the persistence tests: read-only, or tiny so that it
-//! fills up. Permission bits stop nothing when the tests run as root (as in
+//! A real tmpfs for the storage-failure tests: read-only, or tiny so that
+//! it fills up. Permission bits stop nothing when the tests run as root (as in
 //! CI), a read-only or full file system does.
 //!
 //! Mounting needs root (or CAP_SYS_ADMIN). Where it fails, a test is
 //! skipped with a message, except under `CI=true`, where it fails: CI must
 //! never pass by silently skipping.
-
-#![allow(dead_code)] // each test crate uses a part
 
 use std::path::Path;
 use std::process::Command;
@@ -32,13 +30,14 @@ impl Tmpfs {
             Err(e) => e.to_string(),
         };
         let msg = format!("cannot mount a tmpfs ({options}): {}", why.trim());
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if crate::under_ci() {
             panic!("{msg}; under CI=true this test must run, not skip");
         }
         eprintln!("SKIPPED: {msg}");
         None
     }
 
+    /// Where it is mounted.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -1,0 +1,79 @@
+//! The service README's configuration table against the command line
+//! clap builds: every flag with its `TRACKER_*` variable, no more, no
+//! fewer, so that the documentation cannot fall behind the binary.
+
+use std::collections::BTreeSet;
+
+use clap::CommandFactory;
+use tracker_http::Config;
+
+/// The README's flag table: per row, the flags of its first column and
+/// the variables of its second, in order.
+fn readme_rows() -> Vec<(Vec<String>, Vec<String>)> {
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .expect("the README has a Configuration section");
+    let words = |cell: &str, prefix: &str| -> Vec<String> {
+        let mut seen = Vec::new();
+        for word in cell.split('`').skip(1).step_by(2) {
+            let name = word.split_whitespace().next().unwrap_or("");
+            if name.starts_with(prefix) && !seen.iter().any(|s| s == name) {
+                seen.push(name.to_string());
+            }
+        }
+        seen
+    };
+    table
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2) // the header and its rule
+        .map(|line| {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            assert!(cells.len() >= 3, "a row has three columns: {line}");
+            (words(cells[0], "--"), words(cells[1], "TRACKER_"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_flag_table_is_the_command_line() {
+    let command = Config::command();
+    let clap: BTreeSet<(String, String)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let env = arg.get_env()?.to_str().unwrap();
+            Some((format!("--{long}"), env.to_string()))
+        })
+        .collect();
+    // Every flag of the binary has a variable (so none is missed above).
+    let longs = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| !["help", "version"].contains(long))
+        .count();
+    assert_eq!(longs, clap.len(), "a flag without a TRACKER_* variable");
+
+    let mut readme = BTreeSet::new();
+    for (flags, vars) in readme_rows() {
+        assert_eq!(
+            flags.len(),
+            vars.len(),
+            "one variable per flag, in order: {flags:?} {vars:?}"
+        );
+        for pair in flags.into_iter().zip(vars) {
+            assert!(readme.insert(pair.clone()), "{pair:?} is listed twice");
+        }
+    }
+    let missing: Vec<_> = clap.difference(&readme).collect();
+    let unknown: Vec<_> = readme.difference(&clap).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "tracker-http/README.md's flag table disagrees with `tracker-http --help`:\n\
+         missing from the README: {missing:?}\n\
+         in the README but not the binary: {unknown:?}"
+    );
+}
