@@ -9,7 +9,7 @@
 //! The same 10M distinct pairs (Zipf, s = 1, over 100k pages; one page
 //! view per visitor, so every event is a new pair), recorded once,
 //! outside timed code, through `DurableTracker::record` with
-//! `SyncPolicy::Off` (only to build faster: the policy decides when the
+//! `FsyncPolicy::Off` (only to build faster: the policy decides when the
 //! log is synced, not what it holds), into three data directories:
 //!
 //! - **snapshot**: a snapshot taken after the last event, so the log
@@ -58,7 +58,7 @@ use tracker_benches::full_run;
 use tracker_benches::ratios::{human_count, human_ns, markdown_table, ratio};
 use tracker_benches::workload::{CORE_PAGES, CORE_ZIPF_S, Events, ZipfWorkload};
 use tracker_core::Tracker;
-use tracker_core::persist::{DurableTracker, LogOptions, RecoveryReport, SyncPolicy};
+use tracker_core::persist::{DurableTracker, FsyncPolicy, LogOptions, RecoveryReport};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc::new();
@@ -222,7 +222,7 @@ impl Case {
 /// the empty one the first start writes covers anything).
 fn build_case(base: &Path, key: &'static str, events: &Events, snapshotted: usize) -> Case {
     let dir = base.join(key);
-    let options = LogOptions::default().sync(SyncPolicy::Off);
+    let options = LogOptions::default().sync(FsyncPolicy::Off);
     let (durable, _) =
         DurableTracker::open(&dir, Tracker::builder(), options).expect("a new data directory");
     let record = |range: std::ops::Range<usize>| {
@@ -547,7 +547,7 @@ fn bytes(n: u64) -> String {
 fn print_build(cases: &[Case], pairs: usize, pages: usize) {
     println!(
         "\nBuilding the directories ({pairs} pairs over {pages} Zipf pages, s={CORE_ZIPF_S}, one \
-         view per visitor), once each, through DurableTracker::record with SyncPolicy::Off:"
+         view per visitor), once each, through DurableTracker::record with FsyncPolicy::Off:"
     );
     for case in cases {
         let rate = pairs as f64 / case.record_time.as_secs_f64();

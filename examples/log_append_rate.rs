@@ -6,7 +6,7 @@
 // measured: on a tmpfs an fsync costs nothing.
 
 use std::time::{Duration, Instant};
-use tracker_core::persist::{EventLog, LogEvent, LogOptions, SyncPolicy};
+use tracker_core::persist::{EventLog, FsyncPolicy, LogEvent, LogOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = match std::env::args().nth(1) {
@@ -20,12 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let url = "https://example.com/products/espresso-machine?ref=newsletter";
     let policies = [
-        ("always", SyncPolicy::Always),
+        ("always", FsyncPolicy::Always),
         (
             "interval 10ms",
-            SyncPolicy::Interval(Duration::from_millis(10)),
+            FsyncPolicy::Interval(Duration::from_millis(10)),
         ),
-        ("off", SyncPolicy::Off),
+        ("off", FsyncPolicy::Off),
     ];
     for (name, policy) in policies {
         for threads in [1u64, 8] {
@@ -33,8 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(policy))?;
             // Enough work for about a second at the expected rate.
             let per_thread: u64 = match (policy, threads) {
-                (SyncPolicy::Always, 1) => 2_000,
-                (SyncPolicy::Always, _) => 4_000,
+                (FsyncPolicy::Always, 1) => 2_000,
+                (FsyncPolicy::Always, _) => 4_000,
                 (_, 1) => 400_000,
                 _ => 100_000,
             };

@@ -31,8 +31,53 @@
 
 use std::borrow::Cow;
 
-use crate::config::{QueryPolicy, UrlOptions};
 use crate::error::{Field, TrackerError};
+
+/// Default longest URL, in bytes.
+pub const DEFAULT_MAX_URL_LEN: usize = 2048;
+/// The largest URL limit a tracker accepts.
+pub const URL_LEN_CEILING: usize = 1024 * 1024;
+
+/// What canonicalisation does with a URL's query string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QueryPolicy {
+    /// Keep it: `?a=1` and `?a=2` are different pages.
+    #[default]
+    Keep,
+    /// Drop it: every query of a path is one page.
+    Strip,
+    /// Keep only the parameters with these names (case sensitive, escapes
+    /// normalised: `é` and `%C3%A9` are one name), in their original order.
+    Allow(Vec<String>),
+}
+
+/// How URLs are turned into page keys (the rules are in the
+/// [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlOptions {
+    /// What happens to the query string.
+    pub query: QueryPolicy,
+    /// The longest URL accepted, in bytes, as sent and once canonical.
+    pub max_len: usize,
+    /// Query parameters dropped from page identity whatever the policy:
+    /// names, or prefixes ending in `*` (`utm_*`), matched ignoring ASCII
+    /// case. Default: [`TRACKING_PARAMS`].
+    pub drop_params: Vec<String>,
+    /// Fold trailing slashes of the path: `/docs/` and `/docs` are one
+    /// page (the root `/` stays). Default: off.
+    pub fold_trailing_slash: bool,
+}
+
+impl Default for UrlOptions {
+    fn default() -> Self {
+        Self {
+            query: QueryPolicy::Keep,
+            max_len: DEFAULT_MAX_URL_LEN,
+            drop_params: TRACKING_PARAMS.iter().map(|p| p.to_string()).collect(),
+            fold_trailing_slash: false,
+        }
+    }
+}
 
 /// Query parameters that identify a campaign or a click, not a page:
 /// dropped from page identity by default. Entries ending in `*` are
@@ -89,7 +134,7 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
         }
     }
     let options = UrlOptions {
-        max_len: crate::URL_LEN_CEILING,
+        max_len: URL_LEN_CEILING,
         drop_params: Vec::new(),
         ..UrlOptions::default()
     };

@@ -1,8 +1,8 @@
 //! Time: the [`Timestamp`] events carry and the [`Clock`] that stamps
 //! events recorded without one. Injectable so tests can drive time by hand.
 
+use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time: milliseconds since the Unix epoch (UTC).

@@ -30,21 +30,11 @@
 //!
 //! # URL canonicalisation
 //!
-//! The same rules apply when recording and when querying: white space
-//! trimmed; fragment dropped; scheme and host lowercased; default port
-//! (`http` 80, `https` 443) and empty port dropped;
-//! empty path of those schemes becomes `/`; percent-escapes of unreserved
-//! characters decoded, other escapes upper-cased, and bytes a browser
-//! would escape (non-ASCII, space, controls, `"`, `<`, `>`, `` ` ``, `{`,
-//! `}`) escaped, so
-//! `/café` and `/caf%c3%a9` are one page; the query kept, stripped, or
-//! reduced to allowed parameters ([`QueryPolicy`]), tracking parameters
-//! ([`TRACKING_PARAMS`]: `utm_*`, `fbclid`, `gclid`, ...) dropped in any
-//! case ([`TrackerBuilder::drop_params`]); an empty query dropped;
-//! optionally trailing slashes folded
-//! ([`TrackerBuilder::fold_trailing_slash`]). A page is an `http://` or
-//! `https://` URL with a host, or a path starting with `/`; anything else
-//! (`javascript:`, `data:`, `file:`, ...) is [`TrackerError::InvalidUrl`].
+//! The same rules apply when recording and when querying, so that one page
+//! is one key however its URL was spelled (case, default port, fragment,
+//! escapes, query policy, tracking parameters): they are listed in
+//! [`canonical_url`]. A page is an `http(s)://` URL or a path; anything
+//! else is [`TrackerError::InvalidUrl`].
 //! Limits: visitor ids 1..=256 bytes, URLs 1..=2048 bytes (configurable);
 //! anything else is a [`TrackerError`], never a panic.
 //!
@@ -119,6 +109,12 @@
 //! 1 MiB) so that a stream of records at the limit does not pay for it
 //! on every record.
 //!
+//! One exception to zero slack: with a [TTL](#ttl-expiry), a page's
+//! expiry horizon (below) may grow by a few 8-byte entries past what its
+//! record reserved. That growth is accounted, not refused, so the total
+//! can pass the budget by those bytes until room is next made (under
+//! `Reject`, until the sweep frees them).
+//!
 //! # TTL expiry
 //!
 //! With [`TrackerBuilder::ttl`] a visitor counts for a page until the TTL
@@ -137,7 +133,7 @@
 //!   [`MAX_CLOCK_SKEW`] (60 s) counts as now; one further ahead is refused
 //!   with [`TrackerError::FromTheFuture`].
 //! - **Exact counts without a scan.** Each page keeps its oldest ticks
-//!   sorted (its expiry horizon, see `horizon.rs`), so a count is
+//!   sorted (its expiry horizon), so a count is
 //!   `stored − expired` in O(log n); a page is rebuilt (its expired pairs
 //!   dropped, its memory shrunk) about once per TTL/8 of traffic.
 //! - **Memory comes back without queries.** Lazy expiry on access (a
@@ -148,7 +144,7 @@
 //!   records (every 64th record of a stripe runs one, on the stripes in
 //!   turn, after its own lock is released), so a busy tracker needs no
 //!   thread; [`Tracker::sweep`] runs steps on demand, and
-//!   [`Tracker::spawn_sweeper`] runs them from a background thread on a
+//!   [`Tracker::start_background`] runs them from a background thread on a
 //!   timer (stopped when its handle drops) for trackers that go idle. No
 //!   step is proportional to the data set: its cost is 32 pages.
 //! - **Sketched pages honour the TTL too**, quantised: they keep one
@@ -158,34 +154,32 @@
 //! # Concurrency
 //!
 //! Pages are spread over a power-of-two number of lock stripes (default:
-//! four per core), each a `std::sync::RwLock` over its own hashbrown table,
-//! padded to its own cache lines. A record takes one stripe's write lock, a
-//! `distinct` one stripe's read lock; nothing takes two locks at once and
-//! no global lock sits on a hot path. Recording a visitor a page already
-//! has allocates nothing. The module docs of `stripe.rs` give the details.
+//! four per core), each a read-write lock over its own hash table, padded
+//! to its own cache lines. A record or a `distinct` locks one stripe (two
+//! in turn when the URL was not sent in canonical form), never two at
+//! once; `stats` and `top` visit the stripes one lock at a time; no global
+//! lock sits on a hot path, and recording a visitor a page already has
+//! allocates nothing. The locks are `std::sync`'s, except in the
+//! deterministic concurrency checks (feature `shuttle`).
 //!
 //! # Persistence
 //!
-//! The [`persist`] module holds the storage layer: a checksummed,
-//! group-committed event log ([`persist::EventLog`]) and atomically written
-//! snapshots ([`persist::snapshot_file`]), with recovery that cuts a torn
-//! tail and reports any other damage as a typed [`persist::PersistError`].
-//! [`persist::DurableTracker`] puts a tracker on top: each event is
-//! recorded, then logged, then acknowledged; recovery restores the newest
-//! snapshot ([`Tracker::write_snapshot`], format in
-//! [`persist::tracker_snapshot`]) and replays the log after it.
-//! [`persist::DurableTracker::spawn_snapshotter`] snapshots on a schedule
-//! (by time and by log growth, which bounds restart time), and an advisory
-//! lock on the data directory keeps a second process out. Visitor ids
-//! never reach the disk, only their keyed 64-bit hashes (the key is in the
-//! snapshot).
+//! [`persist::DurableTracker`] puts a tracker on a data directory: each
+//! event is recorded, then appended to a checksummed, group-committed log,
+//! then acknowledged; opening restores the newest snapshot and replays the
+//! log after it. [`DurableTracker::start_background`](persist::DurableTracker::start_background)
+//! runs the snapshot schedule and the TTL sweep at default [`Cadence`]s,
+//! and [`close`](persist::DurableTracker::close) stops them and writes a
+//! final snapshot. Visitor ids never reach the disk, only their keyed
+//! 64-bit hashes. The [`persist`] module has the file formats and the
+//! recovery rules.
 //!
 //! ```
-//! use tracker_core::persist::{DurableTracker, LogOptions, SyncPolicy};
+//! use tracker_core::persist::{DurableTracker, LogOptions, FsyncPolicy};
 //! use tracker_core::Tracker;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let options = LogOptions::default().sync(SyncPolicy::Always);
+//! let options = LogOptions::default().sync(FsyncPolicy::Always);
 //! let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), options.clone())?;
 //! durable.record("visitor-42", "https://example.com/pricing")?; // durable on return
 //! drop(durable); // a crash would do
@@ -200,37 +194,30 @@
 
 mod background;
 pub mod browser;
-mod budget;
-mod canonical_url;
+pub mod canonical_url;
 mod clock;
-mod config;
 mod error;
-mod horizon;
-mod page;
 pub mod persist;
 mod report;
+mod set;
 pub mod sketch;
-mod stripe;
-mod sweeper;
 mod sync;
-mod timed_sketch;
-mod timed_table;
 mod tracker;
 mod ttl;
-mod visitor_hash;
-mod visitor_set;
-mod visitor_table;
 
-pub use budget::MemoryPolicy;
-pub use canonical_url::{TRACKING_PARAMS, site_of};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use config::{
-    DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, QueryPolicy, TrackerBuilder, TrackerConfig,
-    URL_LEN_CEILING, UrlOptions, VISITOR_LEN_CEILING,
+pub use canonical_url::{
+    DEFAULT_MAX_URL_LEN, QueryPolicy, TRACKING_PARAMS, URL_LEN_CEILING, UrlOptions, site_of,
 };
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{ConfigError, Field, TrackerError};
+#[doc(no_inline)]
+pub use persist::{Background, Cadence};
 pub use report::{Distinct, PageCount, Recorded, Stats};
-pub use stripe::SweepStep;
-pub use sweeper::Sweeper;
 pub use tracker::Tracker;
+pub use tracker::budget::MemoryPolicy;
+pub use tracker::config::{
+    DEFAULT_MAX_VISITOR_LEN, TrackerBuilder, TrackerConfig, VISITOR_LEN_CEILING,
+};
+pub use tracker::stripe::SweepStep;
+pub use tracker::sweeper::Sweeper;
 pub use ttl::{MAX_CLOCK_SKEW, MAX_TTL};

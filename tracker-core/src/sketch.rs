@@ -71,26 +71,16 @@
 //! [`UltraLogLog::to_bytes`] writes `1 + 2^p` bytes, plus 8 for the
 //! martingale count.
 //!
-//! # Towards TTL
+//! # With a TTL
 //!
-//! Sketched pages must later honour TTL, quantised to at most TTL/8. Not
-//! implemented here; what the design offers for it:
-//! - [`merge`] is lossless (the merged registers are exactly the sketch of
-//!   the union), so a page can keep one generation sketch per TTL/8 period
-//!   and answer with the ML estimate of the merge of the live ones, with
-//!   the same error bound; expiry drops the oldest generation in O(m) and
-//!   reuses its allocation. That costs up to 9 sketches per page.
-//! - Cheaper, after Sliding HyperLogLog (Chabchoub & Hébrail, 2010): a
-//!   register keeps, per update value, the latest period it was seen, only
-//!   for values that can still become part of its window once larger ones
-//!   expire (a staircase of at most 9 entries with 3-bit periods); the
-//!   state at time `t` is `pack` of the values seen since `t - TTL`, and the
-//!   ML estimator reads it unchanged.
-//!
-//! Either way the martingale count does not apply (expiry removes counted
-//! visitors), the register byte format and [`to_bytes`] stay the unit that
-//! is stored, and `insert`'s update rule (`pack(unpack(r) | 1 << k)`) is
-//! reused as is.
+//! A sketch cannot forget one visitor, so a tracker with a TTL keeps, for
+//! a sketched page, one sketch per generation of TTL/8 and drops a
+//! generation once its newest visit has expired (see
+//! [TTL expiry](crate#ttl-expiry)). It answers with the ML estimate of the
+//! [`merge`] of the live generations: the merge is lossless (the merged
+//! registers are exactly the sketch of the union), so the error bound is
+//! the same. The martingale count does not apply there (expiry removes
+//! counted visitors); [`to_bytes`] is still the unit a snapshot stores.
 //!
 //! [`to_bytes`]: UltraLogLog::to_bytes
 //! [`merge`]: UltraLogLog::merge

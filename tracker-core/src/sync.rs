@@ -1,15 +1,33 @@
 //! The synchronisation primitives the core is built on, in one place.
 //!
-//! Every lock in the crate comes from here, so a test build can swap in an
-//! instrumented or model-checked implementation without touching the data
-//! structures. Lock poisoning is deliberately ignored: no code path in this
-//! crate panics while holding a guard (all invariants are restored before
-//! any call that could fail), so a poisoned lock still guards consistent
-//! data and refusing to serve it would turn one bug into an outage.
+//! Every lock, condition variable and shared atomic of the crate comes from
+//! here, so that a build with the `shuttle` feature swaps them all for
+//! [shuttle]'s, whose scheduler drives the threads of a check through
+//! chosen interleavings, reproducibly (`tracker/shuttle_tests.rs`). The
+//! data structures never name `std::sync` locks themselves. (`Arc`, and the
+//! channel and thread of `background.rs`, are not synchronisation of shared
+//! data and stay `std`'s.)
+//!
+//! Lock poisoning is deliberately ignored: no code path in this crate
+//! panics while holding a guard (all invariants are restored before any
+//! call that could fail), so a poisoned lock still guards consistent data
+//! and refusing to serve it would turn one bug into an outage.
+//!
+//! [shuttle]: https://docs.rs/shuttle
 
-pub(crate) use std::sync::RwLock;
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::PoisonError;
+use std::time::Duration;
+
+#[cfg(feature = "shuttle")]
+pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(feature = "shuttle")]
+pub(crate) use shuttle::sync::{
+    Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+#[cfg(not(feature = "shuttle"))]
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(feature = "shuttle"))]
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Takes a shared lock, recovering from poisoning (see the module docs).
 pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -19,6 +37,29 @@ pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 /// Takes an exclusive lock, recovering from poisoning (see the module docs).
 pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes a mutex, recovering from poisoning (see the module docs).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `condvar`, recovering from poisoning.
+pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits on `condvar` for at most `timeout`, recovering from poisoning.
+/// Returns the guard and whether the wait timed out.
+pub(crate) fn wait_timeout<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    timeout: Duration,
+) -> (MutexGuard<'a, T>, bool) {
+    let (guard, result) = condvar
+        .wait_timeout(guard, timeout)
+        .unwrap_or_else(PoisonError::into_inner);
+    (guard, result.timed_out())
 }
 
 /// Aligns its content to 128 bytes so that two stripes' locks never share a

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
 use tracker_core::browser::SaltRotation;
-use tracker_core::persist::{LogOptions, SnapshotSchedule, SyncPolicy};
+use tracker_core::persist::{FsyncPolicy, LogOptions, SnapshotSchedule};
 use tracker_core::{
     ConfigError, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, MemoryPolicy, QueryPolicy,
     TrackerBuilder, TrackerConfig,
@@ -174,9 +174,9 @@ impl PersistOptions {
     /// The event log's options.
     pub fn log_options(&self) -> LogOptions {
         let sync = match self.fsync {
-            FsyncMode::Always => SyncPolicy::Always,
-            FsyncMode::Interval => SyncPolicy::Interval(self.fsync_interval),
-            FsyncMode::Off => SyncPolicy::Off,
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => FsyncPolicy::Interval(self.fsync_interval),
+            FsyncMode::Off => FsyncPolicy::Off,
         };
         LogOptions::default().sync(sync).salvage(self.salvage_log)
     }
@@ -696,7 +696,7 @@ mod tests {
         assert_eq!(
             p.log_options(),
             LogOptions::default()
-                .sync(SyncPolicy::Interval(Duration::from_millis(20)))
+                .sync(FsyncPolicy::Interval(Duration::from_millis(20)))
                 .salvage(true)
         );
         assert_eq!(

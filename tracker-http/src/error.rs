@@ -123,7 +123,7 @@ impl AppError {
                 "the service is loading its data from disk; retry shortly".into()
             }
             AppError::Storage(m) => format!(
-                "the event could not be stored durably and was not counted as received; retry: {m}"
+                "the event could not be stored durably, so it was not acknowledged (it may already count in memory; retrying is safe): {m}"
             )
             .into(),
             AppError::Internal(m) => format!("internal error: {m}").into(),

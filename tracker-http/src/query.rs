@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode;
 use serde::Serialize;
-use tracker_core::persist::{DurableTracker, SyncPolicy};
+use tracker_core::persist::{DurableTracker, FsyncPolicy};
 use tracker_core::{Distinct, Field, TrackerError};
 
 use crate::error::AppError;
@@ -188,9 +188,9 @@ impl PersistenceBody {
     fn new(durable: &DurableTracker, recovered: &Recovered) -> Self {
         let status = durable.status();
         let (fsync, fsync_interval_ms) = match status.sync {
-            SyncPolicy::Always => ("always", None),
-            SyncPolicy::Interval(every) => ("interval", Some(every.as_millis() as u64)),
-            SyncPolicy::Off => ("off", None),
+            FsyncPolicy::Always => ("always", None),
+            FsyncPolicy::Interval(every) => ("interval", Some(every.as_millis() as u64)),
+            FsyncPolicy::Off => ("off", None),
         };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         PersistenceBody {

@@ -15,8 +15,7 @@ use axum::Router;
 use axum::serve::{IncomingStream, Listener, ListenerExt};
 use axum_server::tls_rustls::RustlsConfig;
 use tower::{Layer, Service};
-use tracker_core::Sweeper;
-use tracker_core::persist::{DurableError, DurableTracker, RecoveryReport, Snapshotter};
+use tracker_core::persist::{Background, Cadence, DurableError, DurableTracker, RecoveryReport};
 
 use crate::config::Config;
 use crate::middleware::{Observe, ObserveLayer};
@@ -24,12 +23,6 @@ use crate::router::{app, routes};
 use crate::shutdown::{Shutdown, signal};
 use crate::state::AppState;
 use crate::store::{Recovered, Store};
-
-/// How often the background sweep runs with a TTL, and how many page-table
-/// buckets it visits each time: up to 40,960 pages a second, in steps
-/// that each hold one stripe lock for at most 32 buckets.
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
-const SWEEP_BUCKETS: usize = 4_096;
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug)]
@@ -105,39 +98,39 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
     };
     let (served, started) = tokio::join!(serve, start_store(&config, &state));
-    // Stop the background jobs before the final snapshot, so none runs
-    // beside it (the snapshotter finishes the snapshot it is writing).
-    let started = started.map(drop);
-    // Nothing logged since the last snapshot: it already holds everything.
-    let final_snapshot = match state.store() {
-        Ok(Store::Durable { durable, .. }) if durable.status().log_bytes_since_snapshot > 0 => {
-            Some(durable.clone())
+    // Closing stops the background jobs, then writes the final snapshot
+    // if anything was logged since the last one.
+    let started = match started {
+        Ok(background) => {
+            close_store(&state, background).await;
+            Ok(())
         }
-        _ => None,
+        Err(e) => Err(e),
     };
-    if let Some(durable) = final_snapshot {
-        let snapshot = tokio::task::spawn_blocking(move || durable.snapshot()).await;
-        match snapshot {
-            Ok(Ok(written)) => {
-                tracing::info!(path = %written.path.display(), bytes = written.payload_len, "final snapshot written")
-            }
-            // The log still holds every event: the next start replays it.
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "final snapshot failed; the next start replays the log")
-            }
-            Err(e) => tracing::error!(error = %e, "final snapshot task failed"),
-        }
-    }
     served?;
     started?;
     tracing::info!(%addr, "stopped");
     Ok(())
 }
 
-/// What [`start_store`] left running: dropped to stop it.
-struct Background {
-    _sweeper: Option<Sweeper>,
-    _snapshotter: Option<Snapshotter>,
+/// Stops the background jobs and, with a data directory, writes the final
+/// snapshot ([`DurableTracker::close`]).
+async fn close_store(state: &AppState, background: Background) {
+    let Ok(Store::Durable { durable, .. }) = state.store() else {
+        return;
+    };
+    let durable = durable.clone();
+    match tokio::task::spawn_blocking(move || durable.close(background)).await {
+        Ok(Ok(Some(written))) => {
+            tracing::info!(path = %written.path.display(), bytes = written.payload_len, "final snapshot written")
+        }
+        Ok(Ok(None)) => {}
+        // The log still holds every event: the next start replays it.
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "final snapshot failed; the next start replays the log")
+        }
+        Err(e) => tracing::error!(error = %e, "final snapshot task failed"),
+    }
 }
 
 /// Fills the state's store: the in-memory tracker is already there; a data
@@ -174,15 +167,11 @@ async fn start_store(config: &Config, state: &AppState) -> Result<Background, Se
     let store = state
         .store()
         .map_err(|e| ServeError::Config(e.message().into_owned()))?;
-    let sweeper = config
-        .core
-        .ttl
-        .map(|_| store.tracker().spawn_sweeper(SWEEP_EVERY, SWEEP_BUCKETS));
-    let snapshotter = match store {
-        Store::Memory(_) => None,
-        Store::Durable { durable, .. } => Some(durable.spawn_snapshotter(
-            config.persist.schedule(),
-            |result| match result {
+    let cadence = Cadence::default().snapshots(config.persist.schedule());
+    Ok(match store {
+        Store::Memory(tracker) => tracker.start_background(cadence),
+        Store::Durable { durable, .. } => {
+            durable.start_background(cadence, |result| match result {
                 Ok(written) => tracing::info!(
                     path = %written.path.display(),
                     bytes = written.payload_len,
@@ -191,12 +180,8 @@ async fn start_store(config: &Config, state: &AppState) -> Result<Background, Se
                 Err(e) => {
                     tracing::error!(error = %e, "snapshot failed; the log keeps every event")
                 }
-            },
-        )),
-    };
-    Ok(Background {
-        _sweeper: sweeper,
-        _snapshotter: snapshotter,
+            })
+        }
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracker_core::persist::{DurableTracker, RecoveryReport, SyncPolicy};
+use tracker_core::persist::{DurableTracker, FsyncPolicy, RecoveryReport};
 use tracker_core::{Recorded, Tracker};
 
 use crate::error::AppError;
@@ -85,7 +85,7 @@ impl Store {
     pub async fn record(&self, visitor: &str, url: &str) -> Result<Recorded, AppError> {
         match self {
             Store::Memory(tracker) => Ok(tracker.record(visitor, url)?),
-            Store::Durable { durable, .. } if durable.log().policy() == SyncPolicy::Always => {
+            Store::Durable { durable, .. } if durable.log().policy() == FsyncPolicy::Always => {
                 let (durable, visitor, url) = (durable.clone(), visitor.to_owned(), url.to_owned());
                 tokio::task::spawn_blocking(move || durable.record(&visitor, &url))
                     .await

@@ -32,7 +32,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 
 use crate::clock::{Clock, Timestamp};
 use crate::persist::PersistError;
-use crate::persist::fs::{ensure_dir, sync_dir};
+use crate::persist::storage::fs::{ensure_dir, sync_dir};
 
 /// The salts' file name in the data directory.
 pub const SALT_FILE: &str = "visitor-salts";

@@ -1,5 +1,18 @@
 //! Durability: the files under a tracker's state, their formats, group
-//! commit and recovery.
+//! commit and recovery, and [`DurableTracker`], the tracker on top.
+//!
+//! Two layers, in two private modules re-exported here:
+//!
+//! - **storage** knows files, not trackers: the event log (segments,
+//!   frames, group commit, fsync policies, torn-tail recovery, the disk
+//!   and file-system seams the fault tests inject into) and the snapshot
+//!   container ([`snapshot_file`]), whose payload is opaque bytes;
+//! - **durable** is what is specific to a tracker: [`DurableTracker`]
+//!   (record = apply, log, acknowledge; open = snapshot + replay; the
+//!   directory lock; [`close`](DurableTracker::close)), the snapshot
+//!   schedule ([`SnapshotSchedule`]) and the [`Background`] jobs. The
+//!   payload it stores is the tracker's own state codec
+//!   ([`tracker_snapshot`]), which lives with the tracker's data.
 //!
 //! Two kinds of file live in a data directory (the caller chooses the
 //! directories; one each is the usual layout):
@@ -14,7 +27,7 @@
 //! harmless because recording is idempotent. The snapshot payload is
 //! opaque here: encoding the tracker's state is the caller's business.
 //!
-//! Every byte read back is checked (CRC-32C per record, per header and per
+//! Every byte read back is checked (CRC-32C per frame, per header and per
 //! snapshot payload). Damage never panics and is never silently used: a
 //! torn tail of the log is cut and reported, anything else is a typed
 //! [`PersistError`] naming the file and offset (see [`Recovery`] and
@@ -32,7 +45,7 @@
 //! ```text
 //! header  (32 bytes) = magic "TRKEVLOG" | version: u32 | 0: u32
 //!                    | start LSN: u64 | CRC-32C of the 24 bytes before: u32 | 0: u32
-//! records            = frame*
+//! frames             = frame*
 //! frame              = payload length: u32 | CRC-32C of (length bytes ++ payload): u32 | payload
 //! payload            = visitor_hash: u64 | at_millis: u64 | canonical URL: UTF-8, the rest
 //! ```
@@ -80,47 +93,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod disk;
 mod durable;
-mod error;
-mod event_log;
-#[cfg(test)]
-mod fault_tests;
-// Shared with the browser salt store (`crate::browser`).
-pub(crate) mod fs;
-mod record;
-mod recovery;
-mod segment;
-pub mod snapshot_file;
-mod snapshotter;
-pub mod tracker_snapshot;
+pub(crate) mod storage;
 
+pub use crate::tracker::snapshot as tracker_snapshot;
+pub use crate::tracker::snapshot::{SnapshotError, TRACKER_PAYLOAD_VERSION};
+pub use durable::lifecycle::{Background, Cadence};
+pub use durable::snapshotter::{SnapshotSchedule, Snapshotter};
 pub use durable::{DurableError, DurableStatus, DurableTracker, RecoveryReport, SnapshotInfo};
-pub use error::PersistError;
-pub use event_log::{EventLog, LogOptions, SyncPolicy};
-pub use record::LogEvent;
-pub use recovery::{Loss, Recovery};
-pub use segment::LOG_FORMAT_VERSION;
-pub use snapshotter::{SnapshotSchedule, Snapshotter};
-pub use tracker_snapshot::{SnapshotError, TRACKER_PAYLOAD_VERSION};
-
-use std::fmt;
-
-/// A position in the event log: a byte offset over all its segments
-/// (segment start plus offset in the segment). Positions only grow, so
-/// "everything before `Lsn(x)`" is a well-defined set of events.
-///
-/// ```
-/// use tracker_core::persist::Lsn;
-///
-/// assert!(Lsn(10) < Lsn(11));
-/// assert_eq!(Lsn(42).to_string(), "42");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Lsn(pub u64);
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use storage::snapshot_file;
+pub use storage::{
+    EventLog, FsyncPolicy, LOG_FORMAT_VERSION, LogEvent, LogOptions, Loss, Lsn, PersistError,
+    Recovery, SyncPolicy,
+};

@@ -2,9 +2,9 @@
 //! hashes with their latest ticks, and the [`Horizon`] that counts the live
 //! ones without a scan.
 
-use crate::horizon::Horizon;
+use crate::set::horizon::Horizon;
+use crate::set::visitor_table::{Insert, MIN_CAPACITY, TickTable};
 use crate::ttl::Expiry;
-use crate::visitor_table::{Insert, MIN_CAPACITY, TickTable};
 
 /// Visitor hashes with the tick of each one's latest visit.
 #[derive(Debug, Clone)]

@@ -7,7 +7,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 #[cfg(test)]
-use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering};
+use std::sync::Arc;
+
+#[cfg(test)]
+use crate::sync::{AtomicBool, Mutex, Ordering};
 
 /// Performs file operations, or, in unit tests, fails them on demand.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +48,7 @@ impl Disk {
     pub(crate) fn write_all(&self, mut file: &File, bytes: &[u8]) -> io::Result<()> {
         #[cfg(test)]
         if let Some(f) = &self.faults {
-            let mut budget = f.write_budget.lock().unwrap_or_else(|e| e.into_inner());
+            let mut budget = crate::sync::lock(&f.write_budget);
             if let Some(left) = budget.as_mut() {
                 let fits = (*left).min(bytes.len() as u64) as usize;
                 *left -= fits as u64;

@@ -157,7 +157,7 @@ fn generation_is_live(g: u32, expiry: Expiry) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::visitor_hash::VisitorHasher;
+    use crate::set::visitor_hash::VisitorHasher;
 
     #[test]
     fn visitors_leave_a_generation_at_a_time() {
@@ -201,6 +201,9 @@ mod sizes {
     fn sizes_match_the_memory_formula() {
         assert_eq!(std::mem::size_of::<super::TimedSketch>(), 24);
         assert_eq!(super::GENERATION_BYTES, 8_288);
-        assert_eq!(std::mem::size_of::<crate::timed_table::TimedTable>(), 56);
+        assert_eq!(
+            std::mem::size_of::<crate::set::timed_table::TimedTable>(),
+            56
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! One tracked page: its canonical URL and its visitors.
 
-use crate::visitor_set::VisitorSet;
+use crate::set::VisitorSet;
 
 /// A page record, 40 bytes inline in its stripe's table. Its URL's hash is
 /// not stored: hashbrown's tag byte already filters lookups, and the rare

@@ -5,42 +5,47 @@
 //! The tracker splits its pages over a power-of-two number of stripes by
 //! bits 32.. of the URL's in-memory hash (hashbrown indexes buckets by the
 //! low bits and tags them with the top seven, so the stripe choice leaves
-//! both uniform within a stripe). Each stripe is a `std::sync::RwLock`
-//! around a hashbrown table of [`Page`]s plus the stripe's counters,
-//! padded to its own cache lines so that two cores writing neighbouring
-//! stripes do not bounce one line between them.
+//! both uniform within a stripe). Each stripe is an `RwLock` (from the
+//! crate's `sync` shim) around a hashbrown table of [`Page`]s plus the
+//! stripe's counters, padded to its own cache lines so that two cores
+//! writing neighbouring stripes do not bounce one line between them.
 //!
-//! - `record` hashes and canonicalises outside any lock, then takes exactly
-//!   one stripe's write lock for one table probe and one set insert.
-//! - `distinct` takes one stripe's read lock for one probe.
+//! - `record` hashes the URL as sent outside any lock and takes that
+//!   hash's stripe write lock for one probe: a URL already stored (so
+//!   canonical) is found there, and the visitor inserted under the same
+//!   lock. On a miss the lock is released, the URL canonicalised, and the
+//!   canonical URL's stripe write-locked to insert: two locks in turn,
+//!   never together. With a TTL, every 64th record of a stripe runs a
+//!   sweep step after its lock is released.
+//! - `distinct` does the same with read locks: one probe, a second after
+//!   canonicalising only on a miss.
+//! - Making room under the budget happens with no lock held by the
+//!   record: it visits stripes one lock at a time (read locks to find the
+//!   largest sketch candidate, a write lock to sketch or evict).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
 //!   to respect and no deadlock to fear.
-//! - The only state shared by all stripes is the tracker's byte total, an
-//!   atomic touched only when an allocation grows or shrinks (a new page or
-//!   a set growing), never for a visitor already present.
+//! - What all stripes share is atomics only: the byte budget, touched only
+//!   when an allocation grows or shrinks (a new page or a set growing),
+//!   never for a visitor already present, and reserved before allocating
+//!   (one compare-and-swap that fails when the bytes do not fit); plus
+//!   event counters and the eviction sampler's random state.
 //!
 //! Readers and writers of one page contend on its stripe only: with the
 //! default 4 stripes per core, two threads recording different pages meet
-//! on the same lock with probability 1/stripes.
+//! on the same lock with probability 1/stripes. `shuttle_tests.rs` checks
+//! this protocol (record, make room, evict, sweep) over many thread
+//! interleavings.
 
 use hashbrown::HashTable;
 
-use crate::budget::MemoryBudget;
-use crate::page::Page;
 use crate::report::{Distinct, Recorded};
-use crate::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS};
+use crate::set::page::Page;
+use crate::set::{Insert, VisitorSet};
+use crate::sync::{CachePadded, RwLock};
+use crate::tracker::budget::MemoryBudget;
 use crate::ttl::Expiry;
-use crate::visitor_set::{Insert, SKETCH_BYTES};
-
-/// A visitor table this large is worth turning into a sketch under memory
-/// pressure: the sketch frees at least half of it.
-pub(crate) const SKETCH_WORTHY_BYTES: usize = 2 * SKETCH_BYTES;
-
-/// The same with a TTL, where a sketched page may need a sketch for each
-/// of its generations: twice what the most generations take.
-pub(crate) const TIMED_SKETCH_WORTHY_BYTES: usize = 2 * MAX_GENERATIONS * GENERATION_BYTES;
 
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and a few more samples buy a closer approximation of true LRU.
@@ -53,6 +58,10 @@ const SWEEP_EVERY: u32 = 64;
 /// microseconds for small pages.
 pub(crate) const SWEEP_BUCKETS: usize = 32;
 
+/// Bytes one stripe takes before it holds a page (see the memory formula),
+/// padded lock included.
+pub(crate) const STRIPE_BYTES: usize = std::mem::size_of::<CachePadded<RwLock<Stripe>>>();
+
 #[derive(Debug)]
 pub(crate) struct Stripe {
     pages: HashTable<Page>,
@@ -61,8 +70,8 @@ pub(crate) struct Stripe {
     hasher: ahash::RandomState,
     /// Distinct pairs held by this stripe's pages.
     pairs: u64,
-    /// URL hashes of the pages whose exact set is worth sketching (at
-    /// least [`SKETCH_WORTHY_BYTES`]): the candidates of the sketch policy,
+    /// URL hashes of the pages whose exact set is worth sketching (see
+    /// [`VisitorSet::became_sketch_worthy`]): the candidates of the sketch policy,
     /// kept as sets cross the threshold so that pressure needs no scan.
     sketch_worthy: Vec<u64>,
     /// Pages whose visitors are a sketch.
@@ -183,12 +192,7 @@ impl Stripe {
                     // A sketched page with a TTL started a new generation.
                     Recorded::Sketched
                 } else {
-                    let worthy = if expiry.is_some() {
-                        TIMED_SKETCH_WORTHY_BYTES
-                    } else {
-                        SKETCH_WORTHY_BYTES
-                    };
-                    if held < worthy && held + bytes >= worthy {
+                    if VisitorSet::became_sketch_worthy(held, held + bytes, expiry.is_some()) {
                         self.sketch_worthy.push(url_hash);
                     }
                     self.pairs += 1;
@@ -241,15 +245,7 @@ impl Stripe {
             step.pairs_dropped += dropped;
             if dead {
                 let (page, _) = entry.remove();
-                budget.release(page.heap_bytes());
-                self.pairs -= page.visitors.pairs() as u64;
-                if page.visitors.is_sketch() {
-                    self.sketched -= 1;
-                } else if page.visitors.heap_bytes()
-                    >= SKETCH_WORTHY_BYTES.min(TIMED_SKETCH_WORTHY_BYTES)
-                {
-                    self.forget_sketch_worthy(self.hash(&page.url));
-                }
+                budget.release(self.forget_removed(&page));
                 self.expired_pages += 1;
                 step.pages_removed += 1;
             }
@@ -359,14 +355,23 @@ impl Stripe {
             None => (0..buckets).find(|&b| self.pages.get_bucket(b).is_some())?,
         };
         let (page, _) = self.pages.get_bucket_entry(bucket).ok()?.remove();
-        let freed = page.heap_bytes();
+        Some(self.forget_removed(&page))
+    }
+
+    /// The stripe's bookkeeping for a page taken out of its table (evicted,
+    /// or removed by the sweep): its pairs, its sketch, its place among the
+    /// sketch candidates. Returns the heap bytes the page held, for the
+    /// caller to release.
+    fn forget_removed(&mut self, page: &Page) -> usize {
         self.pairs -= page.visitors.pairs() as u64;
         if page.visitors.is_sketch() {
             self.sketched -= 1;
-        } else if page.visitors.heap_bytes() >= SKETCH_WORTHY_BYTES {
+        } else if !self.sketch_worthy.is_empty() {
+            // Whatever the set's size now: a timed set may have shrunk
+            // below the bar since it became a candidate.
             self.forget_sketch_worthy(self.hash(&page.url));
         }
-        Some(freed)
+        page.heap_bytes()
     }
 
     fn forget_sketch_worthy(&mut self, url_hash: u64) {
@@ -481,12 +486,7 @@ impl Stripe {
         if page.visitors.is_sketch() {
             self.sketched += 1;
         } else {
-            let worthy = if timed {
-                TIMED_SKETCH_WORTHY_BYTES
-            } else {
-                SKETCH_WORTHY_BYTES
-            };
-            if set_bytes >= worthy {
+            if VisitorSet::became_sketch_worthy(0, set_bytes, timed) {
                 self.sketch_worthy.push(url_hash);
             }
         }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::durable::{DurableError, DurableTracker};
-use super::snapshot_file::Written;
+use super::super::storage::snapshot_file::Written;
+use super::{DurableError, DurableTracker};
 use crate::background::Periodic;
 
 /// When a [`Snapshotter`] writes a snapshot: once `every` has passed since

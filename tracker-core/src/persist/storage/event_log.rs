@@ -2,16 +2,18 @@
 //! documented on [`EventLog`].
 
 use super::disk::Disk;
+use super::error::PersistError;
+use super::frame::LogEvent;
+use super::frame::{self, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::fs::{ensure_dir, sync_dir};
-use super::record::{self, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN};
+use super::lsn::Lsn;
 use super::recovery::{self, Recovery};
 use super::segment::{self, HEADER_LEN};
-use super::{LogEvent, Lsn, PersistError};
+use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, lock};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -19,13 +21,13 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tracker_core::persist::SyncPolicy;
+/// use tracker_core::persist::FsyncPolicy;
 ///
-/// let policy = SyncPolicy::Interval(Duration::from_millis(100));
-/// assert_ne!(policy, SyncPolicy::Always);
+/// let policy = FsyncPolicy::Interval(Duration::from_millis(100));
+/// assert_ne!(policy, FsyncPolicy::Always);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncPolicy {
+pub enum FsyncPolicy {
     /// An append returns once its event is written and synced: nothing
     /// acknowledged is lost even on a power cut.
     Always,
@@ -39,30 +41,35 @@ pub enum SyncPolicy {
     Off,
 }
 
+/// The former name of [`FsyncPolicy`], kept so that code written against
+/// it still compiles. (It named the fsync policy `sync`, which read as the
+/// crate's locks.)
+pub type SyncPolicy = FsyncPolicy;
+
 /// How an [`EventLog`] behaves.
 ///
 /// ```
-/// use tracker_core::persist::{LogOptions, SyncPolicy};
+/// use tracker_core::persist::{LogOptions, FsyncPolicy};
 ///
 /// let options = LogOptions::default()
-///     .sync(SyncPolicy::Always)
+///     .sync(FsyncPolicy::Always)
 ///     .segment_size(16 << 20)
 ///     .salvage(false);
 /// assert_eq!(options, LogOptions::default().segment_size(16 << 20));
 /// ```
 #[derive(Debug, Clone)]
 pub struct LogOptions {
-    pub(crate) sync: SyncPolicy,
+    pub(crate) sync: FsyncPolicy,
     pub(crate) segment_size: u64,
     pub(crate) salvage: bool,
     pub(crate) disk: Disk,
 }
 
 impl Default for LogOptions {
-    /// `SyncPolicy::Always`, 64 MiB segments, no salvage.
+    /// `FsyncPolicy::Always`, 64 MiB segments, no salvage.
     fn default() -> Self {
         LogOptions {
-            sync: SyncPolicy::Always,
+            sync: FsyncPolicy::Always,
             segment_size: 64 << 20,
             salvage: false,
             disk: Disk::default(),
@@ -78,8 +85,8 @@ impl PartialEq for LogOptions {
 }
 
 impl LogOptions {
-    /// When appends are synced (default [`SyncPolicy::Always`]).
-    pub fn sync(mut self, policy: SyncPolicy) -> Self {
+    /// When appends are synced (default [`FsyncPolicy::Always`]).
+    pub fn sync(mut self, policy: FsyncPolicy) -> Self {
         self.sync = policy;
         self
     }
@@ -106,7 +113,7 @@ impl LogOptions {
 /// # Files
 ///
 /// The log is a directory of segment files `log-<20-digit start LSN>.seg`
-/// (formats in the [`persist`](super#file-formats) docs). An [`Lsn`] is a byte
+/// (formats in the [`persist`](crate::persist#file-formats) docs). An [`Lsn`] is a byte
 /// position over the whole log: a segment's start LSN plus an offset in it,
 /// the next segment starting exactly where the previous one ends. So a
 /// snapshot can say "I cover everything before LSN x".
@@ -114,13 +121,13 @@ impl LogOptions {
 /// # Group commit
 ///
 /// Appenders never write to the file themselves unless they are the
-/// leader. Under one `std::sync::Mutex` an appender encodes its frames
+/// leader. Under one mutex an appender encodes its frames
 /// into the shared *pending* buffer (which assigns their LSNs) and joins
 /// the *open group*. Then:
 ///
 /// - if no leader is active, it becomes the leader: it takes the pending
 ///   buffer (closing that group), releases the mutex, writes the buffer
-///   with one `write_all` and, under [`SyncPolicy::Always`], one
+///   with one `write_all` and, under [`FsyncPolicy::Always`], one
 ///   `fdatasync`, then publishes the group as done and wakes everyone
 ///   through a `Condvar`;
 /// - otherwise it waits on the `Condvar`. While a leader does its I/O, new
@@ -129,7 +136,8 @@ impl LogOptions {
 ///
 /// So under load the I/O count per event drops with the number of
 /// concurrent appenders, and a single appender pays one write (and one
-/// fsync) per append. Nothing but `std::sync` is used; the file itself
+/// fsync) per append. The locks are `std::sync`'s (through the crate's
+/// `sync` shim); the file itself
 /// sits behind a second mutex that only the leader (and the background
 /// flusher, for the file handle) takes, so I/O never happens under the
 /// mutex appenders queue on.
@@ -150,7 +158,7 @@ impl LogOptions {
 /// If writing a group fails (for instance `ENOSPC`), the bytes written of
 /// it are cut off again, every append in flight (that group and the next
 /// pending one) gets the error, and the log goes on from its last good
-/// record: appends succeed again once there is room. An error means the
+/// frame: appends succeed again once there is room. An error means the
 /// event *may* not be logged; retrying is safe because recording is
 /// idempotent. If an fsync fails, or the cut itself fails, the state of
 /// the file is unknown (after a failed fsync Linux may drop the dirty
@@ -198,7 +206,7 @@ pub struct EventLog {
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
-    policy: SyncPolicy,
+    policy: FsyncPolicy,
     segment_size: u64,
     state: Mutex<State>,
     /// Signalled when a group is done (and so the leader's place is free).
@@ -261,22 +269,16 @@ struct Writer {
 
 /// How writing a group failed.
 enum WriteError {
-    /// The file is back at its last good record; the log goes on.
+    /// The file is back at its last good frame; the log goes on.
     Undone(PersistError),
     /// The file's state is unknown: the log must be reopened.
     Fatal(PersistError),
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic cannot happen while these locks are held (no indexing or
-    // unwrap in those sections), so poisoning cannot hide broken state.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl EventLog {
     /// Opens (creating it and its parents if missing) the log in `dir`
     /// without replaying anything: only the last segment is read, to find
-    /// and repair its end. Appends continue after the last valid record.
+    /// and repair its end. Appends continue after the last valid frame.
     ///
     /// Errors: [`PersistError::Io`] naming the path when the directory
     /// cannot be created, read or written; the damage errors of
@@ -303,7 +305,7 @@ impl EventLog {
     /// with every event at or after `from` in log order, each validated
     /// by its checksum, then repairs the end of the log as the
     /// [`Recovery`] describes, and returns the log ready for
-    /// appends after the last valid record.
+    /// appends after the last valid frame.
     ///
     /// `from` is what the snapshot covers ([`Lsn(0)`](Lsn) without one).
     /// Segments wholly before it are not read. If the log starts after
@@ -350,7 +352,7 @@ impl EventLog {
         on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
     ) -> Result<(EventLog, Recovery), PersistError> {
         ensure_dir(dir)?;
-        let scanned = recovery::scan(dir, &options, from, on_event)?;
+        let scanned = recovery::scan(dir, options.salvage, from, on_event)?;
         let disk = options.disk.clone();
         let writer = match scanned.resume {
             Some((seg_start, path, len)) => {
@@ -403,7 +405,7 @@ impl EventLog {
             stop_cv: Condvar::new(),
         });
         let flusher = match options.sync {
-            SyncPolicy::Interval(every) => {
+            FsyncPolicy::Interval(every) => {
                 let shared = Arc::clone(&shared);
                 let spawned = std::thread::Builder::new()
                     .name("event-log-flusher".into())
@@ -417,7 +419,7 @@ impl EventLog {
     }
 
     /// Appends one event and returns its position, once it is durable as
-    /// the [`SyncPolicy`] says. Safe to call from many threads: concurrent
+    /// the [`FsyncPolicy`] says. Safe to call from many threads: concurrent
     /// appends share writes and syncs (see [`EventLog`]).
     ///
     /// Errors: [`PersistError::EventTooLarge`] for a URL longer than any
@@ -486,14 +488,14 @@ impl EventLog {
         buf.reserve(size);
         for event in events {
             // Cannot fail: every size was checked above.
-            record::encode(buf, event)?;
+            frame::encode(buf, event)?;
         }
         st.next_lsn += size as u64;
         s.commit(st)?;
         Ok(Lsn(first))
     }
 
-    /// Starts a new segment (unless the current one holds no record yet)
+    /// Starts a new segment (unless the current one holds no frame yet)
     /// and returns its start: every append that returned before this call
     /// lies below it. The snapshotter calls this, snapshots, then calls
     /// [`remove_segments_before`](Self::remove_segments_before).
@@ -573,10 +575,10 @@ impl EventLog {
     /// graceful shutdown under `Interval` or `Off`).
     ///
     /// ```
-    /// use tracker_core::persist::{EventLog, LogOptions, SyncPolicy};
+    /// use tracker_core::persist::{EventLog, LogOptions, FsyncPolicy};
     ///
     /// let dir = tempfile::tempdir()?;
-    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(SyncPolicy::Off))?;
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(FsyncPolicy::Off))?;
     /// log.sync()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -587,14 +589,14 @@ impl EventLog {
     /// When appends are synced.
     ///
     /// ```
-    /// use tracker_core::persist::{EventLog, LogOptions, SyncPolicy};
+    /// use tracker_core::persist::{EventLog, LogOptions, FsyncPolicy};
     ///
     /// let dir = tempfile::tempdir()?;
-    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(SyncPolicy::Off))?;
-    /// assert_eq!(log.policy(), SyncPolicy::Off);
+    /// let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(FsyncPolicy::Off))?;
+    /// assert_eq!(log.policy(), FsyncPolicy::Off);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn policy(&self) -> SyncPolicy {
+    pub fn policy(&self) -> FsyncPolicy {
         self.shared.policy
     }
 
@@ -623,7 +625,7 @@ impl Drop for EventLog {
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
-        if self.shared.policy != SyncPolicy::Off {
+        if self.shared.policy != FsyncPolicy::Off {
             let _ = self.shared.sync_current();
         }
     }
@@ -631,7 +633,7 @@ impl Drop for EventLog {
 
 impl Shared {
     /// Under the state lock: if the segment is past its size (or `force`)
-    /// and holds records, the pending data from here on goes to a new
+    /// and holds frames, the pending data from here on goes to a new
     /// segment starting at the current end.
     fn maybe_rotate(&self, st: &mut State, force: bool) {
         let used = st.next_lsn - st.seg_start;
@@ -670,7 +672,7 @@ impl Shared {
                 return take_outcome(&mut st, mine);
             }
             if st.leader {
-                st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st = sync::wait(&self.done, st);
                 continue;
             }
             // No leader: every earlier group is done, so the open group is
@@ -747,8 +749,8 @@ impl Shared {
             }
         }
         match self.policy {
-            SyncPolicy::Always if wrote => w.sync(&self.dir).map_err(WriteError::Fatal)?,
-            SyncPolicy::Interval(_) if wrote => self.unsynced.store(true, Ordering::Release),
+            FsyncPolicy::Always if wrote => w.sync(&self.dir).map_err(WriteError::Fatal)?,
+            FsyncPolicy::Interval(_) if wrote => self.unsynced.store(true, Ordering::Release),
             _ => {}
         }
         Ok(())
@@ -758,7 +760,7 @@ impl Shared {
     /// one first (unless `Off`) so that only the current segment can ever
     /// hold unsynced data.
     fn start_segment(&self, w: &mut Writer, at: u64) -> Result<(), WriteError> {
-        let durable = self.policy != SyncPolicy::Off;
+        let durable = self.policy != FsyncPolicy::Off;
         if durable {
             w.sync(&self.dir).map_err(WriteError::Fatal)?;
         }
@@ -791,11 +793,7 @@ impl Shared {
     fn flush_every(&self, every: Duration) {
         let mut stop = lock(&self.stop);
         while !*stop {
-            stop = self
-                .stop_cv
-                .wait_timeout(stop, every)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            stop = sync::wait_timeout(&self.stop_cv, stop, every).0;
             if self.unsynced.swap(false, Ordering::AcqRel)
                 && let Err(e) = self.sync_current()
             {
@@ -822,7 +820,7 @@ fn take_outcome(st: &mut State, mine: u64) -> Result<(), PersistError> {
 
 impl Writer {
     /// Writes `bytes` at the end of the segment; if that fails, cuts off
-    /// whatever part was written so that the file ends with a whole record.
+    /// whatever part was written so that the file ends with a whole frame.
     fn write(&mut self, dir: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         let path = || segment::path(dir, self.seg_start);
         match self.disk.write_all(&self.file, bytes) {

@@ -4,11 +4,15 @@
 //! where the machine allows mounting).
 
 use super::disk::Faults;
-use super::{EventLog, LogEvent, LogOptions, Lsn, PersistError, SyncPolicy};
+use super::error::PersistError;
+use super::event_log::{EventLog, FsyncPolicy, LogOptions};
+use super::frame::LogEvent;
+use super::lsn::Lsn;
+use super::recovery::Recovery;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-fn faulty(sync: SyncPolicy) -> (LogOptions, Arc<Faults>) {
+fn faulty(sync: FsyncPolicy) -> (LogOptions, Arc<Faults>) {
     let faults = Arc::new(Faults::default());
     let mut options = LogOptions::default().sync(sync);
     options.disk.faults = Some(Arc::clone(&faults));
@@ -23,7 +27,7 @@ fn event(i: u64) -> LogEvent<'static> {
     }
 }
 
-fn replay_all(dir: &std::path::Path) -> (Vec<u64>, super::Recovery) {
+fn replay_all(dir: &std::path::Path) -> (Vec<u64>, Recovery) {
     let mut seen = Vec::new();
     let (_log, recovery) = EventLog::open_replaying(dir, LogOptions::default(), Lsn(0), |_, e| {
         seen.push(e.visitor_hash)
@@ -36,7 +40,7 @@ fn replay_all(dir: &std::path::Path) -> (Vec<u64>, super::Recovery) {
 fn a_full_disk_fails_the_append_and_keeps_the_log_valid() {
     for budget in [0, 1, 7, 8, 30, 70, 200] {
         let dir = tempfile::tempdir().unwrap();
-        let (options, faults) = faulty(SyncPolicy::Always);
+        let (options, faults) = faulty(FsyncPolicy::Always);
         let (log, _) = EventLog::open(dir.path(), options).unwrap();
         for i in 0..3 {
             log.append(&event(i)).unwrap();
@@ -57,7 +61,7 @@ fn a_full_disk_fails_the_append_and_keeps_the_log_valid() {
             }
         }
         assert!(failed > 0, "budget {budget}");
-        // Room again: the log goes on from its last good record.
+        // Room again: the log goes on from its last good frame.
         *faults.write_budget.lock().unwrap() = None;
         log.append(&event(99)).unwrap();
         acked.push(99);
@@ -71,7 +75,7 @@ fn a_full_disk_fails_the_append_and_keeps_the_log_valid() {
 #[test]
 fn a_failed_fsync_stops_the_log_until_reopened() {
     let dir = tempfile::tempdir().unwrap();
-    let (options, faults) = faulty(SyncPolicy::Always);
+    let (options, faults) = faulty(FsyncPolicy::Always);
     let (log, _) = EventLog::open(dir.path(), options).unwrap();
     log.append(&event(1)).unwrap();
     faults.fail_sync.store(true, Ordering::SeqCst);
@@ -96,7 +100,7 @@ fn a_failed_fsync_stops_the_log_until_reopened() {
 #[test]
 fn the_interval_flusher_reports_a_failed_fsync_on_the_next_append() {
     let dir = tempfile::tempdir().unwrap();
-    let (options, faults) = faulty(SyncPolicy::Interval(std::time::Duration::from_millis(1)));
+    let (options, faults) = faulty(FsyncPolicy::Interval(std::time::Duration::from_millis(1)));
     let (log, _) = EventLog::open(dir.path(), options).unwrap();
     faults.fail_sync.store(true, Ordering::SeqCst);
     log.append(&event(1)).unwrap();
@@ -117,7 +121,7 @@ fn the_interval_flusher_reports_a_failed_fsync_on_the_next_append() {
 #[test]
 fn a_directory_where_nothing_can_be_created_is_an_io_error() {
     let dir = tempfile::tempdir().unwrap();
-    let (options, faults) = faulty(SyncPolicy::Always);
+    let (options, faults) = faulty(FsyncPolicy::Always);
     faults.fail_create.store(true, Ordering::SeqCst);
     match EventLog::open(dir.path(), options) {
         Err(PersistError::Io { path, op, source }) => {
@@ -132,7 +136,7 @@ fn a_directory_where_nothing_can_be_created_is_an_io_error() {
 #[test]
 fn a_failed_rotation_keeps_appending_to_the_old_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let (options, faults) = faulty(SyncPolicy::Always);
+    let (options, faults) = faulty(FsyncPolicy::Always);
     let (log, _) = EventLog::open(dir.path(), options).unwrap();
     log.append(&event(1)).unwrap();
     faults.fail_create.store(true, Ordering::SeqCst);
@@ -152,7 +156,7 @@ fn a_failed_rotation_keeps_appending_to_the_old_segment() {
 #[test]
 fn concurrent_appenders_all_see_a_group_failure() {
     let dir = tempfile::tempdir().unwrap();
-    let (options, faults) = faulty(SyncPolicy::Always);
+    let (options, faults) = faulty(FsyncPolicy::Always);
     let (log, _) = EventLog::open(dir.path(), options).unwrap();
     *faults.write_budget.lock().unwrap() = Some(10_000);
     let acked: Vec<u64> = std::thread::scope(|s| {

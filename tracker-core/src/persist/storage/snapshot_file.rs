@@ -16,8 +16,9 @@
 //! snapshots or the new one, plus at worst a `.tmp` file that the next
 //! write deletes. One writer per directory at a time is assumed.
 
+use super::error::PersistError;
 use super::fs::{ensure_dir, list_numbered, numbered_name, sync_dir};
-use super::{Lsn, PersistError};
+use super::lsn::Lsn;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

@@ -1,10 +1,12 @@
 //! Reading the event log back at open: validate, deliver, repair the end.
 //! The rules are documented on [`Recovery`].
 
+use super::error::PersistError;
+use super::frame::LogEvent;
+use super::frame::{Decoded, decode};
 use super::fs::sync_dir;
-use super::record::{Decoded, decode};
+use super::lsn::Lsn;
 use super::segment::{self, HEADER_LEN};
-use super::{LogEvent, LogOptions, Lsn, PersistError};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -14,10 +16,10 @@ use std::path::{Path, PathBuf};
 /// # Torn tail or corruption?
 ///
 /// A crash in the middle of a write leaves the last segment ending in a
-/// partial record, and a power cut can leave it ending in zeros (the file
+/// partial frame, and a power cut can leave it ending in zeros (the file
 /// grew but the data never reached the disk) or in a complete-looking last
 /// frame whose bytes are wrong. None of those held an acknowledged event
-/// under `SyncPolicy::Always`, so the damage is a **torn tail**: it is
+/// under `FsyncPolicy::Always`, so the damage is a **torn tail**: it is
 /// truncated and reported ([`Recovery::torn_tail`]). Precisely, damage at
 /// offset `o` of the *last* segment is a torn tail when
 ///
@@ -28,17 +30,17 @@ use std::path::{Path, PathBuf};
 ///
 /// That is: no valid-looking data follows the damage.
 ///
-/// Anything else (a bad record followed by other data, damage in a segment
+/// Anything else (a bad frame followed by other data, damage in a segment
 /// that is not the last, a segment that does not end where the next one
 /// starts) is **corruption**: open fails with [`PersistError::Corrupt`]
-/// naming the file and offset, unless [`LogOptions::salvage`] is set, in
-/// which case the log is cut at the last valid record, the segments after
+/// naming the file and offset, unless [`LogOptions::salvage`](crate::persist::LogOptions::salvage) is set, in
+/// which case the log is cut at the last valid frame, the segments after
 /// it are set aside (renamed to `<name>.discarded`, never deleted) and the
 /// loss is reported ([`Recovery::salvaged`]).
 ///
 /// A damaged length field near the end of the log is indistinguishable from
 /// a partial write; what it can make recovery drop is bounded by the
-/// largest record (16 bytes plus the longest URL) and always reported.
+/// largest frame (16 bytes plus the longest URL) and always reported.
 ///
 /// ```
 /// use tracker_core::persist::{EventLog, LogOptions};
@@ -61,10 +63,10 @@ pub struct Recovery {
     /// A partial write at the end of the log, truncated. Expected after a
     /// crash; the caller should log it as a warning.
     pub torn_tail: Option<Loss>,
-    /// Corruption cut off because [`LogOptions::salvage`] was set: events
+    /// Corruption cut off because [`LogOptions::salvage`](crate::persist::LogOptions::salvage) was set: events
     /// in these bytes are lost. The caller should log it as an error.
     pub salvaged: Option<Loss>,
-    /// With [`LogOptions::salvage`]: the log started after the position
+    /// With [`LogOptions::salvage`](crate::persist::LogOptions::salvage): the log started after the position
     /// replay needed, so events in `needed..first_available` are lost.
     pub gap: Option<(Lsn, Lsn)>,
     /// The log ended at this position, before the replay start (it was
@@ -100,17 +102,17 @@ pub(crate) struct Scanned {
 /// when `from` is `None`), and repairs its end. See [`Recovery`].
 pub(crate) fn scan(
     dir: &Path,
-    options: &LogOptions,
+    salvage: bool,
     from: Option<Lsn>,
     on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
 ) -> Result<Scanned, PersistError> {
-    let scanned = scan_segments(dir, options, from, on_event)?;
+    let scanned = scan_segments(dir, salvage, from, on_event)?;
     restart_behind(dir, scanned, from)
 }
 
 fn scan_segments(
     dir: &Path,
-    options: &LogOptions,
+    salvage: bool,
     from: Option<Lsn>,
     on_event: &mut dyn FnMut(Lsn, LogEvent<'_>),
 ) -> Result<Scanned, PersistError> {
@@ -121,7 +123,7 @@ fn scan_segments(
     if let (Some(from), Some(&(first, _))) = (from, segs.first())
         && from.0 < first
     {
-        if !options.salvage {
+        if !salvage {
             return Err(PersistError::Gap {
                 dir: dir.into(),
                 needed: from.0,
@@ -167,16 +169,16 @@ fn scan_segments(
                 offset: 0,
                 reason: "segment shorter than its header",
             };
-            return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+            return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
         }
         if let Err(e) = segment::check_header(path, &data, start) {
             match e {
-                PersistError::Corrupt { .. } if options.salvage => {
+                PersistError::Corrupt { .. } if salvage => {
                     let damage = Damage {
                         offset: 0,
                         reason: "segment header damaged",
                     };
-                    return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+                    return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
                 }
                 e => return Err(e),
             }
@@ -186,7 +188,7 @@ fn scan_segments(
         while pos < data.len() {
             let rest = &data[pos..];
             let (reason, torn) = match decode(rest) {
-                Decoded::Record { event, frame_len } => {
+                Decoded::Frame { event, frame_len } => {
                     let lsn = start + pos as u64;
                     if lsn >= needed && from.is_some() {
                         on_event(Lsn(lsn), event);
@@ -215,7 +217,7 @@ fn scan_segments(
                 offset: pos as u64,
                 reason,
             };
-            return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+            return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
         }
         let end = start + pos as u64;
         match next {
@@ -229,7 +231,7 @@ fn scan_segments(
                     offset: data.len() as u64,
                     reason: "segment does not end where the next one starts",
                 };
-                return salvage_or_fail(dir, &segs, i, damage, options, recovery);
+                return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
             }
             Some(_) => i += 1,
         }
@@ -279,11 +281,11 @@ fn salvage_or_fail(
     segs: &[(u64, PathBuf)],
     i: usize,
     damage: Damage,
-    options: &LogOptions,
+    salvage: bool,
     mut recovery: Recovery,
 ) -> Result<Scanned, PersistError> {
     let (start, path) = &segs[i];
-    if !options.salvage {
+    if !salvage {
         return Err(PersistError::Corrupt {
             file: path.clone(),
             offset: damage.offset,

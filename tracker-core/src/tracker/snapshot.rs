@@ -4,7 +4,7 @@
 //! # Payload format (version [`TRACKER_PAYLOAD_VERSION`])
 //!
 //! The payload goes inside the checksummed container of
-//! [`snapshot_file`](super::snapshot_file); it carries its own magic and
+//! [`snapshot_file`](crate::persist::snapshot_file); it carries its own magic and
 //! version so that a change of the tracker's state format is detected
 //! apart from a change of the container. All integers little-endian.
 //!
@@ -48,15 +48,16 @@ use std::fmt;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::canonical_url::canonicalize;
-use crate::config::{QueryPolicy, TrackerBuilder, TrackerConfig};
+use super::Tracker;
+use crate::canonical_url::{QueryPolicy, canonicalize};
 use crate::error::{ConfigError, TrackerError};
-use crate::page::Page;
+use crate::set::page::Page;
+use crate::set::timed_sketch::TimedSketch;
+use crate::set::{Insert, VisitorSet};
 use crate::sketch::UltraLogLog;
-use crate::timed_sketch::TimedSketch;
-use crate::tracker::Tracker;
+use crate::sync;
+use crate::tracker::config::{TrackerBuilder, TrackerConfig};
 use crate::ttl::Expiry;
-use crate::visitor_set::{Insert, VisitorSet};
 
 /// The version of the tracker's state format this build writes and reads.
 pub const TRACKER_PAYLOAD_VERSION: u32 = 1;
@@ -186,7 +187,7 @@ impl Tracker {
     pub fn write_snapshot(&self, out: &mut dyn Write) -> io::Result<()> {
         let config = self.config();
         let timed = config.ttl.is_some();
-        let expiry = self.expiry();
+        let expiry = self.expiry_now();
         let mut buf = Vec::with_capacity(64 * 1024);
         encode_settings(&mut buf, config);
         out.write_all(&buf)?;
@@ -243,7 +244,7 @@ impl Tracker {
         let config = builder.config()?;
         settings.check_against(&config)?;
         let tracker = Tracker::with_config(config);
-        let expiry = tracker.expiry();
+        let expiry = tracker.expiry_now();
         let mut pages = 0u64;
         loop {
             let at = r.at;
@@ -274,6 +275,45 @@ impl Tracker {
             return Err(r.invalid(r.at, "bytes after the end".into()));
         }
         Ok(tracker)
+    }
+}
+
+/// The tracker's side of the codec: its stripes, one lock at a time.
+impl Tracker {
+    /// The number of stripes.
+    fn stripe_count(&self) -> usize {
+        self.stripes.len()
+    }
+
+    /// Calls `f` with stripe `i`'s pages under that stripe's read lock
+    /// only: how a snapshot streams the state one stripe at a time.
+    fn with_stripe_pages<R>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Page>) -> R,
+    ) -> R {
+        let stripe = sync::read(&self.stripes[i]);
+        f(&mut stripe.pages())
+    }
+
+    /// Adds a page rebuilt from a snapshot (its URL canonical), with its
+    /// bytes reserved in the budget first. Errors: `Ok(false)` if the page
+    /// is already present (a duplicate in the snapshot),
+    /// [`TrackerError::MemoryFull`] if it does not fit the budget (no
+    /// policy runs: restoring must not evict what it just restored).
+    fn insert_restored(&self, page: Page) -> Result<bool, TrackerError> {
+        let url_hash = self.url_hasher.hash_one(&*page.url);
+        let mut stripe = sync::write(self.stripe(url_hash));
+        if stripe.contains(&page.url, url_hash) {
+            return Ok(false);
+        }
+        stripe
+            .insert_restored(url_hash, page, self.ttl.is_some(), &self.budget)
+            .map_err(|needed| TrackerError::MemoryFull {
+                needed: needed as u64,
+                limit: self.budget.limit().unwrap_or(u64::MAX),
+            })?;
+        Ok(true)
     }
 }
 

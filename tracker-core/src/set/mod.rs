@@ -6,16 +6,23 @@
 //! the tracker may turn a large table into an [`UltraLogLog`] sketch: the
 //! page keeps counting, as an estimate. The enum is 24 bytes in every form.
 
+pub(crate) mod horizon;
+pub(crate) mod page;
+pub(crate) mod timed_sketch;
+pub(crate) mod timed_table;
+pub(crate) mod visitor_hash;
+pub(crate) mod visitor_table;
+
 use crate::report::Distinct;
+use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
+use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
+pub(crate) use crate::set::visitor_table::Insert;
+use crate::set::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 use crate::sketch::UltraLogLog;
-use crate::timed_sketch::{GENERATION_BYTES, TimedSketch};
-use crate::timed_table::{MIN_TIMED_BYTES, TimedTable};
 use crate::ttl::Expiry;
-pub(crate) use crate::visitor_table::Insert;
-use crate::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 
 /// Heap bytes of a page's set in sketch form (the boxed sketch).
-pub(crate) const SKETCH_BYTES: usize =
+const SKETCH_BYTES: usize =
     std::mem::size_of::<UltraLogLog>() + (1 << UltraLogLog::DEFAULT_PRECISION);
 
 /// How many visitor hashes a page holds without a heap allocation.
@@ -214,6 +221,20 @@ impl VisitorSet {
             .expect("the default precision is valid");
         *self = VisitorSet::Sketch(last, Box::new(sketch));
         before
+    }
+
+    /// Whether an exact set growing from `before` to `after` heap bytes
+    /// (from 0 for a set restored whole) has just become worth turning
+    /// into a sketch under memory pressure: the sketch frees at least half
+    /// of it. With a TTL (`timed`) a sketched page may need a sketch per
+    /// generation, so the bar is twice what the most generations take.
+    pub(crate) fn became_sketch_worthy(before: usize, after: usize, timed: bool) -> bool {
+        let worthy = if timed {
+            2 * MAX_GENERATIONS * GENERATION_BYTES
+        } else {
+            2 * SKETCH_BYTES
+        };
+        before < worthy && after >= worthy
     }
 
     /// The heap bytes [`convert_to_sketch`](Self::convert_to_sketch) would
@@ -445,7 +466,7 @@ mod tests {
     #[test]
     fn sketching_keeps_the_count_and_then_estimates() {
         let mut set = VisitorSet::new(0);
-        let hasher = crate::visitor_hash::VisitorHasher::new(1);
+        let hasher = crate::set::visitor_hash::VisitorHasher::new(1);
         let hash = |i: u64| hasher.hash(&i.to_le_bytes());
         for i in 0..5_000 {
             set.insert_growing(hash(i));

@@ -1,22 +1,26 @@
 //! [`DurableTracker`]: a [`Tracker`] whose every acknowledged event
 //! survives a crash.
 
+pub(crate) mod lifecycle;
+pub(crate) mod snapshotter;
+
 use std::fmt;
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::fs::ensure_dir;
-use super::segment::HEADER_LEN;
-use super::snapshot_file::{self, DEFAULT_KEEP, Written};
-use super::tracker_snapshot::SnapshotError;
-use super::{EventLog, LogEvent, LogOptions, Lsn, PersistError, Recovery, SyncPolicy};
+use super::storage::fs::ensure_dir;
+use super::storage::segment::HEADER_LEN;
+use super::storage::snapshot_file::{self, DEFAULT_KEEP, Written};
+use super::storage::{EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError, Recovery};
 use crate::clock::Timestamp;
-use crate::config::TrackerBuilder;
 use crate::error::TrackerError;
 use crate::report::Recorded;
+use crate::sync::{Mutex, lock};
 use crate::tracker::Tracker;
+use crate::tracker::config::TrackerBuilder;
+use crate::tracker::snapshot::SnapshotError;
 
 /// A [`Tracker`] with an event log and snapshots in a data directory
 /// (`<dir>/log`, `<dir>/snapshots`, and `<dir>/LOCK`, locked while open so
@@ -27,7 +31,7 @@ use crate::tracker::Tracker;
 /// one rule durability rests on lives in one place: **an event is applied
 /// to the tracker, then appended to the log, and only then acknowledged**
 /// (returned from [`record`](Self::record), per the log's
-/// [`SyncPolicy`](super::SyncPolicy)). Queries go to [`tracker`](Self::tracker).
+/// [`FsyncPolicy`](crate::persist::FsyncPolicy)). Queries go to [`tracker`](Self::tracker).
 ///
 /// Recovery loads the newest snapshot, then replays the log after it;
 /// replaying an event the snapshot already holds changes nothing, because
@@ -70,7 +74,7 @@ pub struct DurableStatus {
     /// The data directory.
     pub dir: PathBuf,
     /// When appends are synced.
-    pub sync: SyncPolicy,
+    pub sync: FsyncPolicy,
     /// The position the next append will get.
     pub log_end: Lsn,
     /// Log bytes appended after what the newest snapshot covers: what a
@@ -415,11 +419,6 @@ impl DurableTracker {
     pub fn log(&self) -> &EventLog {
         &self.log
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Neither lock guards state a panic could leave half-changed.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Creates `dir` and takes the exclusive advisory lock on `dir/LOCK`, so

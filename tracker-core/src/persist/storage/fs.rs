@@ -1,6 +1,6 @@
 //! File-system steps both file kinds need, each mapped to a typed error.
 
-use super::PersistError;
+use super::error::PersistError;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 

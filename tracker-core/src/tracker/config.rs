@@ -3,65 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::budget::MemoryPolicy;
+use crate::canonical_url::{QueryPolicy, URL_LEN_CEILING, UrlOptions};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Field};
-use crate::tracker::Tracker;
+use crate::tracker::budget::MemoryPolicy;
 
 /// Default longest visitor id, in bytes.
 pub const DEFAULT_MAX_VISITOR_LEN: usize = 256;
-/// Default longest URL, in bytes.
-pub const DEFAULT_MAX_URL_LEN: usize = 2048;
 /// The largest visitor-id limit a tracker accepts.
 pub const VISITOR_LEN_CEILING: usize = 64 * 1024;
-/// The largest URL limit a tracker accepts.
-pub const URL_LEN_CEILING: usize = 1024 * 1024;
-
-/// What canonicalisation does with a URL's query string.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum QueryPolicy {
-    /// Keep it: `?a=1` and `?a=2` are different pages.
-    #[default]
-    Keep,
-    /// Drop it: every query of a path is one page.
-    Strip,
-    /// Keep only the parameters with these names (case sensitive, escapes
-    /// normalised: `é` and `%C3%A9` are one name), in their original order.
-    Allow(Vec<String>),
-}
-
-/// How URLs are turned into page keys (see the `canonical_url` rules in
-/// the crate docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UrlOptions {
-    /// What happens to the query string.
-    pub query: QueryPolicy,
-    /// The longest URL accepted, in bytes, as sent and once canonical.
-    pub max_len: usize,
-    /// Query parameters dropped from page identity whatever the policy:
-    /// names, or prefixes ending in `*` (`utm_*`), matched ignoring ASCII
-    /// case. Default: [`TRACKING_PARAMS`](crate::TRACKING_PARAMS).
-    pub drop_params: Vec<String>,
-    /// Fold trailing slashes of the path: `/docs/` and `/docs` are one
-    /// page (the root `/` stays). Default: off.
-    pub fold_trailing_slash: bool,
-}
-
-impl Default for UrlOptions {
-    fn default() -> Self {
-        Self {
-            query: QueryPolicy::Keep,
-            max_len: DEFAULT_MAX_URL_LEN,
-            drop_params: crate::TRACKING_PARAMS
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-            fold_trailing_slash: false,
-        }
-    }
-}
-
-/// The checked settings a [`Tracker`] runs with.
+/// The checked settings a [`Tracker`](crate::Tracker) runs with.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
     /// Number of lock stripes, a power of two.
@@ -88,11 +39,11 @@ impl TrackerConfig {
     /// a lock, a table header, the URL hasher and counters, padded to four cache
     /// lines.
     pub fn fixed_bytes(&self) -> u64 {
-        (self.stripes * crate::tracker::STRIPE_BYTES) as u64
+        (self.stripes * crate::tracker::stripe::STRIPE_BYTES) as u64
     }
 }
 
-/// Builds a [`Tracker`]; every setting has a default.
+/// Builds a [`Tracker`](crate::Tracker); every setting has a default.
 ///
 /// ```
 /// use tracker_core::{QueryPolicy, Tracker};
@@ -249,7 +200,7 @@ impl TrackerBuilder {
             stripes,
             hash_key: self
                 .hash_key
-                .unwrap_or_else(crate::visitor_hash::random_key),
+                .unwrap_or_else(crate::set::visitor_hash::random_key),
             max_visitor_len,
             url: self.url,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
@@ -272,11 +223,6 @@ impl TrackerBuilder {
     /// the snapshot's key otherwise).
     pub(crate) fn has_hash_key(&self) -> bool {
         self.hash_key.is_some()
-    }
-
-    /// The tracker, or why the settings are refused.
-    pub fn build(self) -> Result<Tracker, ConfigError> {
-        Ok(Tracker::with_config(self.config()?))
     }
 }
 

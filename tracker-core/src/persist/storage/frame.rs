@@ -8,19 +8,19 @@
 //!
 //! The checksum covers the length too, so that a run of zero bytes (what a
 //! power cut leaves where the file grew but the data never reached the
-//! disk) can never pass as a record: the CRC-32C of nothing is 0, which
+//! disk) can never pass as a frame: the CRC-32C of nothing is 0, which
 //! would otherwise make `00000000 00000000` a valid empty frame.
 
-use super::PersistError;
-use crate::URL_LEN_CEILING;
+use super::error::PersistError;
+use crate::canonical_url::URL_LEN_CEILING;
 
-/// Bytes before a record's payload: its length and its checksum.
+/// Bytes before a frame's payload: its length and its checksum.
 pub(crate) const FRAME_HEADER_LEN: usize = 8;
 /// Bytes of a payload before the URL.
 const FIXED_PAYLOAD_LEN: usize = 16;
 /// The largest payload a frame may declare: the longest URL the tracker can
 /// ever be configured to accept. A larger declared length is damage, not a
-/// record; bounding it also bounds what a damaged length at the end of the
+/// frame; bounding it also bounds what a damaged length at the end of the
 /// log can make recovery drop as a torn tail.
 pub(crate) const MAX_PAYLOAD_LEN: usize = FIXED_PAYLOAD_LEN + URL_LEN_CEILING;
 
@@ -69,11 +69,11 @@ pub(crate) fn encode(buf: &mut Vec<u8>, event: &LogEvent<'_>) -> Result<(), Pers
     Ok(())
 }
 
-/// What the bytes at a record position hold.
+/// What the bytes at a frame position hold.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decoded<'a> {
-    /// A valid record, `frame_len` bytes long including its header.
-    Record {
+    /// A valid frame, `frame_len` bytes long including its header.
+    Frame {
         event: LogEvent<'a>,
         frame_len: usize,
     },
@@ -92,7 +92,7 @@ pub(crate) enum Decoded<'a> {
 pub(crate) fn decode(bytes: &[u8]) -> Decoded<'_> {
     let Some((header, rest)) = bytes.split_first_chunk::<FRAME_HEADER_LEN>() else {
         return Decoded::Incomplete {
-            reason: "record header cut short",
+            reason: "frame header cut short",
         };
     };
     let len_bytes: [u8; 4] = [header[0], header[1], header[2], header[3]];
@@ -100,27 +100,27 @@ pub(crate) fn decode(bytes: &[u8]) -> Decoded<'_> {
     let len = u32::from_le_bytes(len_bytes) as usize;
     if !(FIXED_PAYLOAD_LEN..=MAX_PAYLOAD_LEN).contains(&len) {
         return Decoded::Invalid {
-            reason: "impossible record length",
+            reason: "impossible frame length",
             frame_end: None,
         };
     }
     let Some(payload) = rest.get(..len) else {
         return Decoded::Incomplete {
-            reason: "record payload cut short",
+            reason: "frame payload cut short",
         };
     };
     let frame_end = Some(FRAME_HEADER_LEN + len);
     let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
     if crc != stored_crc {
         return Decoded::Invalid {
-            reason: "record checksum mismatch",
+            reason: "frame checksum mismatch",
             frame_end,
         };
     }
     let (fixed, url) = payload.split_at(FIXED_PAYLOAD_LEN);
     let Ok(url) = std::str::from_utf8(url) else {
         return Decoded::Invalid {
-            reason: "record URL is not UTF-8",
+            reason: "frame URL is not UTF-8",
             frame_end,
         };
     };
@@ -129,7 +129,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Decoded<'_> {
         w.copy_from_slice(&fixed[i..i + 8]);
         u64::from_le_bytes(w)
     };
-    Decoded::Record {
+    Decoded::Frame {
         event: LogEvent {
             visitor_hash: word(0),
             at_millis: word(8),
@@ -160,7 +160,7 @@ mod tests {
         let buf = frame();
         assert_eq!(
             decode(&buf),
-            Decoded::Record {
+            Decoded::Frame {
                 event: EVENT,
                 frame_len: buf.len()
             }
@@ -185,7 +185,7 @@ mod tests {
             let mut bad = buf.clone();
             bad[i / 8] ^= 1 << (i % 8);
             assert!(
-                !matches!(decode(&bad), Decoded::Record { .. }),
+                !matches!(decode(&bad), Decoded::Frame { .. }),
                 "bit {i} flipped went unnoticed"
             );
         }

@@ -4,14 +4,14 @@
 //! file name = log-<20-digit start LSN>.seg
 //! header    = magic "TRKEVLOG" | version: u32 LE | 0: u32
 //!           | start LSN: u64 LE | CRC-32C of the 24 bytes before: u32 LE | 0: u32
-//! then      = frames (see `record`) up to the end of the file
+//! then      = frames (see `frame`) up to the end of the file
 //! ```
 //!
 //! The header repeats the start LSN so that a renamed or copied file is
 //! caught, and carries its own checksum so that a damaged header is told
 //! apart from a file of another format version.
 
-use super::PersistError;
+use super::error::PersistError;
 use std::path::{Path, PathBuf};
 
 /// Size of a segment header in bytes.

@@ -16,11 +16,11 @@ use std::path::PathBuf;
 /// let err = PersistError::Corrupt {
 ///     file: "log/log-00000000000000000000.seg".into(),
 ///     offset: 96,
-///     reason: "record checksum mismatch".into(),
+///     reason: "frame checksum mismatch".into(),
 /// };
 /// assert_eq!(
 ///     err.to_string(),
-///     "corrupt file log/log-00000000000000000000.seg at byte 96: record checksum mismatch"
+///     "corrupt file log/log-00000000000000000000.seg at byte 96: frame checksum mismatch"
 /// );
 /// ```
 #[derive(Debug)]
@@ -35,11 +35,11 @@ pub enum PersistError {
         /// The operating system's error.
         source: io::Error,
     },
-    /// A file's content is damaged: a record or header does not check out.
+    /// A file's content is damaged: a frame or header does not check out.
     Corrupt {
         /// The damaged file.
         file: PathBuf,
-        /// Byte offset of the first damaged record or header in the file.
+        /// Byte offset of the first damaged frame or header in the file.
         offset: u64,
         /// What is wrong there.
         reason: String,
@@ -80,7 +80,7 @@ pub enum PersistError {
         /// First position the log holds.
         first_available: u64,
     },
-    /// An event cannot be logged (its URL is longer than a record may be).
+    /// An event cannot be logged (its URL is longer than a frame may hold).
     EventTooLarge {
         /// The encoded size of the event in bytes.
         len: usize,
@@ -89,7 +89,7 @@ pub enum PersistError {
     },
     /// An earlier write or fsync failed in a way that leaves the log's
     /// state on disk unknown (see "Failures" on
-    /// [`EventLog`](super::EventLog)): the log
+    /// [`EventLog`](crate::persist::EventLog)): the log
     /// refuses further appends until it is reopened, which re-reads and
     /// repairs what is on disk.
     Failed {
@@ -174,7 +174,7 @@ impl fmt::Display for PersistError {
                 dir.display()
             ),
             PersistError::EventTooLarge { len, max } => {
-                write!(f, "event of {len} bytes exceeds the record limit of {max}")
+                write!(f, "event of {len} bytes exceeds the frame limit of {max}")
             }
             PersistError::Failed { cause } => {
                 write!(f, "event log failed earlier and must be reopened: {cause}")
