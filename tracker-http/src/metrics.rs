@@ -33,6 +33,8 @@ pub enum Route {
     Distinct,
     /// `/top`
     Top,
+    /// `/pages`
+    Pages,
     /// `/stats`
     Stats,
     /// `/healthz`
@@ -46,13 +48,14 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 11] = [
+    const ALL: [Route; 12] = [
         Route::Events,
         Route::ApiEvent,
         Route::Count,
         Route::TrackerJs,
         Route::Distinct,
         Route::Top,
+        Route::Pages,
         Route::Stats,
         Route::Healthz,
         Route::Readyz,
@@ -69,18 +72,13 @@ impl Route {
             "/tracker.js" => Route::TrackerJs,
             "/distinct" => Route::Distinct,
             "/top" => Route::Top,
+            "/pages" => Route::Pages,
             "/stats" => Route::Stats,
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
             _ => Route::Other,
         }
-    }
-
-    /// Whether requests to this route may record a browser's visit, which
-    /// needs the client's address.
-    pub fn is_browser_ingest(self) -> bool {
-        matches!(self, Route::Events | Route::ApiEvent | Route::Count)
     }
 
     /// The label value.
@@ -92,6 +90,7 @@ impl Route {
             Route::TrackerJs => "/tracker.js",
             Route::Distinct => "/distinct",
             Route::Top => "/top",
+            Route::Pages => "/pages",
             Route::Stats => "/stats",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
@@ -140,6 +139,36 @@ pub struct Metrics {
     events_stale: AtomicU64,
     dropped: [AtomicU64; BotReason::ALL.len()],
     custom_events: Mutex<HashMap<String, u64>>,
+    connections: [AtomicU64; Connection::ALL.len()],
+}
+
+/// What happened to a connection, counted by [`Metrics::connection`]
+/// (see [`conn`](crate::conn)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// Accepted under the cap, to be served.
+    Opened,
+    /// A served connection closed, for any reason.
+    Closed,
+    /// Past the cap: answered 503 and closed.
+    Refused,
+    /// Past the cap with too many refusals in progress: closed unanswered.
+    Dropped,
+    /// Closed because a request head took longer than the header timeout.
+    HeaderTimeout,
+    /// Closed after the idle timeout.
+    IdleTimeout,
+}
+
+impl Connection {
+    const ALL: [Connection; 6] = [
+        Connection::Opened,
+        Connection::Closed,
+        Connection::Refused,
+        Connection::Dropped,
+        Connection::HeaderTimeout,
+        Connection::IdleTimeout,
+    ];
 }
 
 /// Distinct custom event names kept in `/stats`; later new names are
@@ -222,6 +251,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         names.iter().map(|(k, &v)| (k.clone(), v)).collect()
+    }
+
+    /// Counts one connection event.
+    pub fn connection(&self, event: Connection) {
+        self.connections[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests counted so far for `route` answered with `status`.
@@ -317,6 +351,28 @@ impl Metrics {
             "# HELP tracker_custom_events_total Events that are not page views (counted by name in /stats).\n\
              # TYPE tracker_custom_events_total counter\n\
              tracker_custom_events_total {custom}\n"
+        );
+        let c = |event: Connection| load(&self.connections[event as usize]);
+        let _ = write!(
+            out,
+            "# HELP tracker_http_connections_open Connections being served.\n\
+             # TYPE tracker_http_connections_open gauge\n\
+             tracker_http_connections_open {}\n\
+             # HELP tracker_http_connections_total Connections accepted, by outcome: served, or past --max-connections refused with 503 or dropped unanswered.\n\
+             # TYPE tracker_http_connections_total counter\n\
+             tracker_http_connections_total{{result=\"served\"}} {}\n\
+             tracker_http_connections_total{{result=\"refused\"}} {}\n\
+             tracker_http_connections_total{{result=\"dropped\"}} {}\n\
+             # HELP tracker_http_connections_timed_out_total Connections closed by the header or idle timeout.\n\
+             # TYPE tracker_http_connections_timed_out_total counter\n\
+             tracker_http_connections_timed_out_total{{timeout=\"header\"}} {}\n\
+             tracker_http_connections_timed_out_total{{timeout=\"idle\"}} {}\n",
+            c(Connection::Opened).saturating_sub(c(Connection::Closed)),
+            c(Connection::Opened),
+            c(Connection::Refused),
+            c(Connection::Dropped),
+            c(Connection::HeaderTimeout),
+            c(Connection::IdleTimeout),
         );
         // One line per `Stats` figure.
         let gauges: [(&str, &str, u64); 10] = [

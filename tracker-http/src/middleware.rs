@@ -105,7 +105,6 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             state: self.state.clone(),
-            peer: None,
         }
     }
 }
@@ -115,24 +114,6 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     state: AppState,
-    /// The connection's client address, handed to the rate limiter and the
-    /// browser routes as `ConnectInfo`.
-    peer: Option<SocketAddr>,
-}
-
-impl<S> Observe<S> {
-    /// This service for one connection from `peer`. The address is only
-    /// attached to requests that need it (see [`Observe::call`]).
-    pub fn for_peer(&self, peer: SocketAddr) -> Self
-    where
-        S: Clone,
-    {
-        Self {
-            inner: self.inner.clone(),
-            state: self.state.clone(),
-            peer: Some(peer),
-        }
-    }
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -148,16 +129,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let start = Instant::now();
         let route = Route::of(request.uri().path());
-        // Only the rate limiter and browser events read the address, and
-        // inserting an extension allocates the request's extension map.
-        if let Some(peer) = self.peer
-            && (route.is_browser_ingest() || self.state.limits.rate_limiter.is_some())
-        {
-            request.extensions_mut().insert(ConnectInfo(peer));
-        }
         let id = client_request_id(&request);
         let method = request.method().clone();
         ObserveFuture {
@@ -247,9 +221,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Refuses requests over the per-IP rate with 429 and `Retry-After`.
-/// The client address is the one visitor ids use: the connection's peer,
-/// or behind `--trusted-proxies` the forwarded client; a request without
-/// a connection (in-process tests) counts as `0.0.0.0`.
+/// The client address is the one visitor ids use: the connection's peer
+/// (`ConnectInfo`, see [`conn`](crate::conn)), or behind
+/// `--trusted-proxies` the forwarded client; a request without one
+/// (in-process tests) counts as `0.0.0.0`.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.limits.rate_limiter {
         let peer = request

@@ -17,7 +17,9 @@ mod durable;
 mod model;
 mod persist_log;
 mod persist_snapshot;
+mod sites;
 mod ttl;
+mod upgrade;
 mod url_rules;
 
 use tracker_core::Tracker;
