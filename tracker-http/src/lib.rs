@@ -12,7 +12,9 @@
 //! on SIGHUP. The binary is glue over these.
 //!
 //! Endpoints: `POST /events`, `GET /distinct?url=`, `GET /top?limit=`,
-//! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
+//! browsers `GET /tracker.js`, `POST /api/event` (Plausible's format) and
+//! `GET|POST /count` (GoatCounter's pixel); see [`browser`].
 //!
 //! ```
 //! use axum::body::Body;
@@ -33,6 +35,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod browser;
+pub mod client_ip;
 pub mod config;
 pub mod conn;
 pub mod error;
