@@ -128,5 +128,10 @@ for v in "${VARIANT_LIST[@]}"; do
     "| $(figure "$v" 7) | $(figure "$v" 8) | $(ratio "$v" memory) | $(ratio "$v" bare) | $(capacity "$v") |"
 done
 echo
+if [[ -n "${RESULTS["always@$CONNECTIONS-1"]:-}" && -n "${RESULTS["memory@$CONNECTIONS-1"]:-}" ]]; then
+  echo "group commit target (SPEC): always@$CONNECTIONS at least 0.5x memory@$CONNECTIONS in requests/s:" \
+    "$(ratio "always@$CONNECTIONS" memory)x, capacity $(capacity "always@$CONNECTIONS")x"
+  echo
+fi
 echo "capacity vs memory: the in-memory service's CPU per request over the variant's (what"
 echo "requests/s would be relative to memory if the server's core were the bottleneck)."

@@ -49,7 +49,7 @@ pub async fn record_event(
 /// `Content-Length` says so, else as soon as the stream passes the limit.
 /// (Read here rather than by a `DefaultBodyLimit` layer, which would put
 /// a layer on every route for the one route that has a body.)
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError> {
+pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -73,7 +73,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError> {
 /// JSON and plain text are both read as JSON: browsers send `text/plain`
 /// from `sendBeacon` and from `fetch` without a CORS preflight. A request
 /// with no content type is read as JSON too; anything else is refused.
-fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };

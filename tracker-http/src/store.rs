@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracker_core::persist::{DurableError, DurableTracker, RecoveryReport};
+use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
 use tracker_core::{Recorded, Tracker};
 
 use crate::error::AppError;
@@ -91,5 +91,40 @@ impl Store {
                 Ok(submitted.recorded)
             }
         }
+    }
+
+    /// Records a batch of `(visitor, url)` events, pushing each one's
+    /// outcome onto `outcomes` in order (a refused event never refuses
+    /// the others); returns once the accepted ones are as durable as the
+    /// fsync policy promises. Durable: one log write for the batch, and an
+    /// error (nothing acknowledged) if it fails.
+    ///
+    /// The in-memory path records one by one; a per-stripe batch record
+    /// in the core can replace that loop without changing this signature.
+    pub async fn record_batch(
+        &self,
+        events: &[(&str, &str)],
+        outcomes: &mut Vec<Result<Recorded, AppError>>,
+    ) -> Result<(), AppError> {
+        match self {
+            Store::Memory(tracker) => {
+                outcomes.extend(
+                    events.iter().map(|&(visitor, url)| {
+                        tracker.record(visitor, url).map_err(AppError::from)
+                    }),
+                );
+            }
+            Store::Durable { durable, .. } => {
+                let mut batch = DurableBatch::default();
+                let append = durable.submit_batch(events.iter().copied(), &mut batch);
+                append.await.map_err(DurableError::from)?;
+                outcomes.extend(batch.outcomes().iter().map(|o| match o {
+                    Ok(recorded) => Ok(*recorded),
+                    Err(DurableError::Tracker(e)) => Err(AppError::Tracker(e.clone())),
+                    Err(e) => Err(AppError::Storage(e.to_string())),
+                }));
+            }
+        }
+        Ok(())
     }
 }
