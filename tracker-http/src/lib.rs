@@ -46,6 +46,7 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod ws;
 
 pub use config::Config;
 pub use error::AppError;

@@ -9,7 +9,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::AppError;
 use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
 use crate::state::AppState;
-use crate::{batch, ingest, ops, query};
+use crate::{batch, ingest, ops, query, ws};
 
 /// The service's router over `state`; serve it, or call it in-process.
 ///
@@ -44,6 +44,7 @@ pub fn routes(state: AppState) -> Router {
     let mut api = Router::new()
         .route("/events", post(ingest::record_event))
         .route("/events/batch", post(batch::record_batch))
+        .route("/events/ws", get(ws::events_ws))
         .merge(reads);
     if limits.rate_limiter.is_some() {
         api = api.route_layer(from_fn_with_state(state.clone(), rate_limit));
