@@ -21,6 +21,7 @@ mod fuzz;
 mod readme;
 mod request_ids;
 mod socket;
+mod volume;
 
 /// The service binary, built by cargo for these tests.
 pub const TRACKER_HTTP: &str = env!("CARGO_BIN_EXE_tracker-http");
