@@ -9,8 +9,9 @@
 //! SIGINT/SIGTERM, drains and writes a final snapshot. The binary is glue
 //! over these.
 //!
-//! Endpoints: `POST /events`, `GET /distinct?url=`, `GET /top?limit=`,
-//! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! Endpoints: `POST /events`, `POST /events/batch`, `GET /events/ws`,
+//! `GET /distinct?url=`, `GET /top?limit=`, `GET /stats`, `GET /healthz`,
+//! `GET /readyz`, `GET /metrics`.
 //!
 //! ```
 //! use axum::body::Body;
