@@ -43,7 +43,7 @@ fn policy() -> impl Strategy<Value = MemoryPolicy> {
 }
 
 /// Every page's count, and the tracker's page and sketch counts.
-fn counts(tracker: &Tracker) -> (Vec<u64>, usize, usize) {
+fn counts(tracker: &Tracker) -> (Vec<u64>, u64, u64) {
     let pages = (0..PAGES)
         .map(|p| {
             tracker
@@ -57,12 +57,14 @@ fn counts(tracker: &Tracker) -> (Vec<u64>, usize, usize) {
 }
 
 /// Records `events` as one batch into a fresh durable tracker; returns
-/// each event's acceptance and the counts, after a reopen (so the log
-/// write is checked too).
+/// each event's acceptance and the counts. Without a budget (where replay
+/// must rebuild exactly the same state) it also checks them after a
+/// reopen, so that the log write is checked too.
 fn batched(
     events: &[(String, String)],
+    budget: Option<u64>,
     builder: impl Fn() -> TrackerBuilder,
-) -> (Vec<bool>, (Vec<u64>, usize, usize)) {
+) -> (Vec<bool>, (Vec<u64>, u64, u64)) {
     let dir = tempfile::tempdir().unwrap();
     let (durable, _) = DurableTracker::open(dir.path(), builder(), LogOptions::default()).unwrap();
     let mut batch = DurableBatch::default();
@@ -86,7 +88,7 @@ fn batched(
 fn one_by_one(
     events: &[(String, String)],
     builder: TrackerBuilder,
-) -> (Vec<bool>, (Vec<u64>, usize, usize)) {
+) -> (Vec<bool>, (Vec<u64>, u64, u64)) {
     let tracker = builder.build().unwrap();
     let accepted = events
         .iter()

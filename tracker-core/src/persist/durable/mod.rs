@@ -388,7 +388,7 @@ impl DurableTracker {
     /// let dir = tempfile::tempdir()?;
     /// let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default())?;
     /// let mut batch = DurableBatch::default();
-    /// let events = [("alice", "https://example.com/"), ("bob", "not a url"), ("bob", "https://example.com/")];
+    /// let events = [("alice", "https://example.com/"), ("bob", ""), ("bob", "https://example.com/")];
     /// durable.submit_batch(events, &mut batch).wait()?;
     /// assert_eq!(batch.accepted(), 2);
     /// assert!(batch.outcomes()[1].is_err());
