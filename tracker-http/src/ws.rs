@@ -13,8 +13,9 @@
 //! - **Limits**: a message is at most `--batch-body-limit` bytes (larger
 //!   closes the connection with 1009 "message too big") and
 //!   `--batch-limit` events; a connection silent for `--ws-idle-timeout`
-//!   is closed with 1001 "going away". Binary messages are refused with
-//!   close code 1003.
+//!   is closed with 1001 "going away", and so is every socket, between
+//!   messages, when the service shuts down. Binary messages are refused
+//!   with close code 1003.
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
@@ -52,7 +53,17 @@ pub async fn events_ws(
 async fn serve(mut socket: WebSocket, state: AppState, ack: bool) {
     let idle = state.limits.ws_idle_timeout;
     loop {
-        let message = match tokio::time::timeout(idle, socket.recv()).await {
+        // Between messages (never while one is being recorded) a shutdown
+        // closes the socket, so that the final snapshot follows the last
+        // acknowledged message.
+        let received = tokio::select! {
+            received = tokio::time::timeout(idle, socket.recv()) => received,
+            () = state.shutdown.triggered() => {
+                close(&mut socket, close_code::AWAY, "the service is shutting down").await;
+                return;
+            }
+        };
+        let message = match received {
             Err(_) => {
                 close(&mut socket, close_code::AWAY, "idle for too long").await;
                 return;

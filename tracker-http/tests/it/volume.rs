@@ -1,7 +1,9 @@
 //! Batches and streams: `POST /events/batch` in process (framings,
 //! refusals, limits), and `GET /events/ws` on the real binary
-//! (acknowledgements, refusals, limits); and, by proptest, that a batch
-//! counts exactly what the same events sent one by one count.
+//! (acknowledgements, refusals, limits, shutdown). That a batch counts
+//! exactly what the same events one by one count is a proptest of the
+//! core (`tracker-core/tests/it/batch.rs`); crashes under batch and
+//! WebSocket senders are in `durability.rs`.
 
 use std::time::Duration;
 
@@ -238,4 +240,30 @@ async fn websocket_limits_close_idle_and_oversized_connections() {
         !matches!(answer, Some(Ok(Message::Text(_)))),
         "an oversized message is not acknowledged: {answer:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_closes_websockets_and_the_service_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = ["--data-dir", dir.to_str().unwrap(), "--fsync", "always"];
+    let mut server = Server::start(TRACKER_HTTP, &args);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    let mut socket = connect(&server, "?ack=true").await;
+    let event = json!({"visitor": "a", "url": "/s"}).to_string();
+    socket.send(Message::text(event)).await.unwrap();
+    assert!(matches!(next_message(&mut socket).await, Message::Text(_)));
+    server.signal("TERM");
+    match next_message(&mut socket).await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    let status = tokio::task::block_in_place(|| server.wait(WITHIN));
+    assert_eq!(status.code(), Some(0));
+    // The acknowledged event survived the restart.
+    let server = Server::start(TRACKER_HTTP, &args);
+    server.wait_ready(&client, WITHIN).await;
+    let answer = json_of(client.get(server.url("/distinct?url=/s"))).await;
+    assert_eq!(answer["distinct_visitors"], 1);
 }
