@@ -121,7 +121,8 @@ impl LogOptions {
 ///
 /// # Group commit
 ///
-/// One writer thread owns the file: appenders never do I/O. Under one
+/// Under [`FsyncPolicy::Always`] one writer thread owns the file and
+/// appenders never do I/O. Under one
 /// mutex an appender encodes its frames into the shared *pending* buffer
 /// (which assigns their LSNs), joins the *open group* and gets an
 /// [`Append`] handle for it; it wakes the writer only if the writer is
@@ -136,7 +137,13 @@ impl LogOptions {
 /// appenders and nobody else, and an async caller holds no thread while
 /// it waits. So under load the I/O count per event drops with the number
 /// of concurrent appenders, and a single appender pays one write (and one
-/// fsync) per append plus one thread hand-off. The locks are
+/// fsync) per append plus one thread hand-off.
+///
+/// Under `Off` and `Interval` there is no fsync to wait for, and a
+/// hand-off to the writer thread and back would cost more than the
+/// buffered `write(2)` itself: an appender that finds no group being
+/// written writes its group in place (the same code, on its own thread);
+/// otherwise it joins the open group, which the writer thread writes next. The locks are
 /// `std::sync`'s (through the crate's `sync` shim); the file itself sits
 /// behind a second mutex that only the writer (and the `Interval`
 /// flusher, for the file handle) takes, so I/O never happens under the
@@ -237,6 +244,9 @@ struct State {
     joined: usize,
     /// The writer is waiting for work (so an appender must wake it).
     writer_idle: bool,
+    /// A group is being written (by the writer thread, or in place by an
+    /// appender under `Off` and `Interval`): the next one waits for it.
+    busy: bool,
     /// Set at drop: the writer writes what is pending, then exits.
     closing: bool,
     /// Set after a failure that leaves the file's state unknown.
@@ -387,6 +397,7 @@ impl EventLog {
                 open: Arc::default(),
                 joined: 0,
                 writer_idle: false,
+                busy: false,
                 closing: false,
                 failed: None,
             }),
@@ -696,10 +707,20 @@ impl Shared {
     }
 
     /// Joins the open group, waking the writer if it is idle.
-    fn join(&self, mut st: sync::MutexGuard<'_, State>, first: Lsn) -> Append {
+    fn join<'a>(&'a self, mut st: sync::MutexGuard<'a, State>, first: Lsn) -> Append {
         st.joined += 1;
         let group = Arc::clone(&st.open);
-        let wake = std::mem::take(&mut st.writer_idle);
+        if !st.busy && self.policy != FsyncPolicy::Always {
+            // Without an fsync to wait for, the write is a buffered
+            // `write(2)` of microseconds: cheaper done here than handed to
+            // the writer thread and back (see `EventLog`'s docs).
+            self.write_next(st);
+            st = lock(&self.state);
+            if st.joined == 0 {
+                return Append::waiting(group, first);
+            }
+        }
+        let wake = !st.busy && std::mem::take(&mut st.writer_idle);
         drop(st);
         if wake {
             self.work.notify_one();
@@ -712,8 +733,8 @@ impl Shared {
     fn write_loop(&self) {
         let mut st = lock(&self.state);
         loop {
-            if st.joined == 0 {
-                if st.closing {
+            if st.joined == 0 || st.busy {
+                if st.closing && st.joined == 0 {
                     return;
                 }
                 st.writer_idle = true;
@@ -721,42 +742,51 @@ impl Shared {
                 st.writer_idle = false;
                 continue;
             }
-            let group = std::mem::take(&mut st.open);
-            group.close(std::mem::take(&mut st.joined));
-            let chunks = std::mem::take(&mut st.pending);
-            drop(st);
-
-            let result = self.write_group(&chunks);
-
+            self.write_next(st);
             st = lock(&self.state);
-            for mut chunk in chunks {
-                chunk.bytes.clear();
-                if st.spare.len() < 4 {
-                    st.spare.push(chunk.bytes);
-                }
+        }
+    }
+
+    /// Takes the open group and its pending data, writes (and syncs) them
+    /// outside the lock, and finishes the group. The caller holds the
+    /// state lock and checked that no other group is being written.
+    fn write_next(&self, mut st: sync::MutexGuard<'_, State>) {
+        st.busy = true;
+        let group = std::mem::take(&mut st.open);
+        group.close(std::mem::take(&mut st.joined));
+        let chunks = std::mem::take(&mut st.pending);
+        drop(st);
+
+        let result = self.write_group(&chunks);
+
+        let mut st = lock(&self.state);
+        st.busy = false;
+        for mut chunk in chunks {
+            chunk.bytes.clear();
+            if st.spare.len() < 4 {
+                st.spare.push(chunk.bytes);
             }
-            match result {
-                Ok(()) => {
-                    drop(st);
-                    group.finish(Ok(()));
-                }
-                Err(failure) => {
-                    let error = match failure {
-                        WriteError::Undone(e) => e,
-                        WriteError::Fatal(e) => {
-                            st.failed = Some(e.to_string());
-                            e
-                        }
-                    };
-                    let next = self.fail_pending(&mut st);
-                    drop(st);
-                    if let Some(next) = next {
-                        next.finish(Err(error.duplicate()));
+        }
+        match result {
+            Ok(()) => {
+                drop(st);
+                group.finish(Ok(()));
+            }
+            Err(failure) => {
+                let error = match failure {
+                    WriteError::Undone(e) => e,
+                    WriteError::Fatal(e) => {
+                        st.failed = Some(e.to_string());
+                        e
                     }
-                    group.finish(Err(error));
+                };
+                let next = self.fail_pending(&mut st);
+                drop(st);
+                if let Some(next) = next {
+                    next.finish(Err(error.duplicate()));
                 }
+                group.finish(Err(error));
             }
-            st = lock(&self.state);
         }
     }
 
