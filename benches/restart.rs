@@ -296,7 +296,8 @@ impl Files {
         }
     }
 
-    /// Reads them all, as `open` does (`std::fs::read`, whole files).
+    /// Reads them all with `std::fs::read`, whole files: the I/O of `open`
+    /// alone (which streams the snapshot and reads log segments whole).
     fn read(&self) -> usize {
         std::iter::once(&self.snapshot)
             .chain(&self.segments)

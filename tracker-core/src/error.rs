@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::time::TimeError;
+
 /// Which input field an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
@@ -9,6 +11,8 @@ pub enum Field {
     Visitor,
     /// The page URL.
     Url,
+    /// A site (a host) given to a query.
+    Site,
 }
 
 impl Field {
@@ -17,6 +21,7 @@ impl Field {
         match self {
             Field::Visitor => "visitor",
             Field::Url => "url",
+            Field::Site => "site",
         }
     }
 }
@@ -69,6 +74,15 @@ pub enum TrackerError {
         /// How far ahead of the clock the event was, in milliseconds.
         ahead_ms: u64,
     },
+    /// A time, range or series given to a query was refused; its
+    /// [`code`](TrackerError::code) is the [`TimeError`]'s.
+    Time(TimeError),
+}
+
+impl From<TimeError> for TrackerError {
+    fn from(e: TimeError) -> Self {
+        TrackerError::Time(e)
+    }
 }
 
 impl TrackerError {
@@ -81,6 +95,7 @@ impl TrackerError {
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
             TrackerError::MemoryFull { .. } => "memory_full",
             TrackerError::FromTheFuture { .. } => "from_the_future",
+            TrackerError::Time(e) => e.code(),
         }
     }
 }
@@ -106,6 +121,7 @@ impl fmt::Display for TrackerError {
                 "the event's time is {ahead_ms} ms ahead of the tracker's clock, more than the {} s allowed",
                 crate::MAX_CLOCK_SKEW.as_secs()
             ),
+            TrackerError::Time(e) => e.fmt(f),
         }
     }
 }

@@ -199,6 +199,7 @@ mod report;
 mod set;
 pub mod sketch;
 mod sync;
+mod time;
 mod tracker;
 mod ttl;
 
@@ -208,11 +209,16 @@ pub use error::{ConfigError, Field, TrackerError};
 #[doc(no_inline)]
 pub use persist::{Background, Cadence};
 pub use report::{Distinct, PageCount, Recorded, Stats};
+pub use time::{
+    Bucketing, DEFAULT_BUCKET, DEFAULT_MAX_POINTS, MAX_BUCKET, MIN_BUCKET, Series, TimeError,
+    TimeRange,
+};
 pub use tracker::Tracker;
 pub use tracker::budget::MemoryPolicy;
 pub use tracker::config::{
     DEFAULT_MAX_VISITOR_LEN, TrackerBuilder, TrackerConfig, VISITOR_LEN_CEILING,
 };
+pub use tracker::site::{MAX_SITE_LEN, PageList, PageQuery};
 pub use tracker::stripe::SweepStep;
 pub use tracker::sweeper::Sweeper;
 pub use ttl::{MAX_CLOCK_SKEW, MAX_TTL};

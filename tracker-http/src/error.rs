@@ -53,6 +53,9 @@ pub enum AppError {
     },
     /// The service is draining before exit.
     ShuttingDown,
+    /// The connection cap (`--max-connections`) is reached; the
+    /// connection is closed after this answer.
+    TooManyConnections,
     /// Start-up recovery from the data directory has not finished.
     Recovering,
     /// The event could not be written to the event log (disk full, I/O
@@ -80,9 +83,10 @@ impl AppError {
             }
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::ShuttingDown | AppError::Recovering | AppError::Storage(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AppError::ShuttingDown
+            | AppError::TooManyConnections
+            | AppError::Recovering
+            | AppError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +108,7 @@ impl AppError {
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::ShuttingDown => "shutting_down",
+            AppError::TooManyConnections => "too_many_connections",
             AppError::Recovering => "recovering",
             AppError::Storage(_) => "storage_failed",
             AppError::Internal(_) => "internal",
@@ -143,6 +148,9 @@ impl AppError {
             )
             .into(),
             AppError::ShuttingDown => "the service is shutting down".into(),
+            AppError::TooManyConnections => {
+                "the server has as many connections open as it allows; retry shortly".into()
+            }
             AppError::Recovering => {
                 "the service is loading its data from disk; retry shortly".into()
             }
@@ -182,7 +190,8 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         TrackerError::Empty { .. }
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
-        | TrackerError::FromTheFuture { .. } => StatusCode::BAD_REQUEST,
+        | TrackerError::FromTheFuture { .. }
+        | TrackerError::Time(_) => StatusCode::BAD_REQUEST,
         TrackerError::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -194,7 +203,8 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::FromTheFuture { .. }
-        | TrackerError::MemoryFull { .. } => e.code(),
+        | TrackerError::MemoryFull { .. }
+        | TrackerError::Time(_) => e.code(),
         _ => "internal",
     }
 }
@@ -313,6 +323,21 @@ mod tests {
         });
         assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, "empty"));
         assert_eq!(e.message(), "visitor must not be empty");
+    }
+
+    #[test]
+    fn time_refusals_are_400_with_their_code() {
+        let now = tracker_core::Timestamp::default();
+        for (text, code) in [
+            ("yesterday", "bad_time"),
+            ("1969-12-31", "time_out_of_range"),
+        ] {
+            let e = AppError::from(TrackerError::from(
+                tracker_core::Timestamp::parse(text, now).unwrap_err(),
+            ));
+            assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, code));
+            assert!(e.message().contains(text), "{}", e.message());
+        }
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! [`Config`] holds the flags and `TRACKER_*` variables, [`Store`] is the
 //! tracker requests go to (in memory, or durable with `--data-dir`), and
 //! [`server::run`] recovers the data directory, serves until
-//! SIGINT/SIGTERM, drains and writes a final snapshot. The binary is glue
-//! over these.
+//! SIGINT/SIGTERM, drains and writes a final snapshot. [`conn`] holds the
+//! connection limits (header and idle timeouts, the connection cap,
+//! HTTP/2 settings, lingering close) and [`tls`] the certificate, reloaded
+//! on SIGHUP. The binary is glue over these.
 //!
 //! Endpoints: `POST /events`, `POST /events/batch`, `GET /events/ws`,
 //! `GET /distinct?url=`, `GET /top?limit=`, `GET /stats`, `GET /healthz`,
@@ -34,12 +36,14 @@
 
 pub mod batch;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod middleware;
 pub mod ops;
+pub mod pages;
 pub mod query;
 pub mod rate_limit;
 pub mod router;
@@ -47,6 +51,7 @@ pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod ws;
 
 pub use config::Config;

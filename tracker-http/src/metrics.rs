@@ -24,6 +24,8 @@ pub enum Route {
     Distinct,
     /// `/top`
     Top,
+    /// `/pages`
+    Pages,
     /// `/stats`
     Stats,
     /// `/healthz`
@@ -37,10 +39,11 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 8] = [
+    const ALL: [Route; 9] = [
         Route::Events,
         Route::Distinct,
         Route::Top,
+        Route::Pages,
         Route::Stats,
         Route::Healthz,
         Route::Readyz,
@@ -54,6 +57,7 @@ impl Route {
             "/events" => Route::Events,
             "/distinct" => Route::Distinct,
             "/top" => Route::Top,
+            "/pages" => Route::Pages,
             "/stats" => Route::Stats,
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
@@ -68,6 +72,7 @@ impl Route {
             Route::Events => "/events",
             Route::Distinct => "/distinct",
             Route::Top => "/top",
+            Route::Pages => "/pages",
             Route::Stats => "/stats",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
@@ -114,6 +119,36 @@ pub struct Metrics {
     events_duplicate: AtomicU64,
     events_sketched: AtomicU64,
     events_stale: AtomicU64,
+    connections: [AtomicU64; Connection::ALL.len()],
+}
+
+/// What happened to a connection, counted by [`Metrics::connection`]
+/// (see [`conn`](crate::conn)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// Accepted under the cap, to be served.
+    Opened,
+    /// A served connection closed, for any reason.
+    Closed,
+    /// Past the cap: answered 503 and closed.
+    Refused,
+    /// Past the cap with too many refusals in progress: closed unanswered.
+    Dropped,
+    /// Closed because a request head took longer than the header timeout.
+    HeaderTimeout,
+    /// Closed after the idle timeout.
+    IdleTimeout,
+}
+
+impl Connection {
+    const ALL: [Connection; 6] = [
+        Connection::Opened,
+        Connection::Closed,
+        Connection::Refused,
+        Connection::Dropped,
+        Connection::HeaderTimeout,
+        Connection::IdleTimeout,
+    ];
 }
 
 impl Metrics {
@@ -138,6 +173,11 @@ impl Metrics {
             Recorded::Stale => &self.events_stale,
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one connection event.
+    pub fn connection(&self, event: Connection) {
+        self.connections[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests counted so far for `route` answered with `status`.
@@ -216,6 +256,28 @@ impl Metrics {
             load(&self.events_duplicate),
             load(&self.events_sketched),
             load(&self.events_stale),
+        );
+        let c = |event: Connection| load(&self.connections[event as usize]);
+        let _ = write!(
+            out,
+            "# HELP tracker_http_connections_open Connections being served.\n\
+             # TYPE tracker_http_connections_open gauge\n\
+             tracker_http_connections_open {}\n\
+             # HELP tracker_http_connections_total Connections accepted, by outcome: served, or past --max-connections refused with 503 or dropped unanswered.\n\
+             # TYPE tracker_http_connections_total counter\n\
+             tracker_http_connections_total{{result=\"served\"}} {}\n\
+             tracker_http_connections_total{{result=\"refused\"}} {}\n\
+             tracker_http_connections_total{{result=\"dropped\"}} {}\n\
+             # HELP tracker_http_connections_timed_out_total Connections closed by the header or idle timeout.\n\
+             # TYPE tracker_http_connections_timed_out_total counter\n\
+             tracker_http_connections_timed_out_total{{timeout=\"header\"}} {}\n\
+             tracker_http_connections_timed_out_total{{timeout=\"idle\"}} {}\n",
+            c(Connection::Opened).saturating_sub(c(Connection::Closed)),
+            c(Connection::Opened),
+            c(Connection::Refused),
+            c(Connection::Dropped),
+            c(Connection::HeaderTimeout),
+            c(Connection::IdleTimeout),
         );
         // One line per `Stats` figure.
         let gauges: [(&str, &str, u64); 10] = [

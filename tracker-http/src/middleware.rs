@@ -105,7 +105,6 @@ impl<S> Layer<S> for ObserveLayer {
         Observe {
             inner,
             state: self.state.clone(),
-            peer: None,
         }
     }
 }
@@ -115,25 +114,6 @@ impl<S> Layer<S> for ObserveLayer {
 pub struct Observe<S> {
     inner: S,
     state: AppState,
-    /// The connection's client address, handed to the rate limiter as
-    /// `ConnectInfo`.
-    peer: Option<SocketAddr>,
-}
-
-impl<S> Observe<S> {
-    /// This service for one connection from `peer`. The address is only
-    /// attached to requests when the rate limiter needs it: inserting an
-    /// extension allocates the request's extension map.
-    pub fn for_peer(&self, peer: SocketAddr) -> Self
-    where
-        S: Clone,
-    {
-        Self {
-            inner: self.inner.clone(),
-            state: self.state.clone(),
-            peer: self.state.limits.rate_limiter.as_ref().map(|_| peer),
-        }
-    }
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -149,11 +129,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let start = Instant::now();
-        if let Some(peer) = self.peer {
-            request.extensions_mut().insert(ConnectInfo(peer));
-        }
         let route = Route::of(request.uri().path());
         let id = client_request_id(&request);
         let method = request.method().clone();
@@ -244,8 +221,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Refuses requests over the per-IP rate with 429 and `Retry-After`.
-/// The client address comes from the connection; a request without one
-/// (in-process tests) counts as `0.0.0.0`.
+/// The client address comes from the connection (`ConnectInfo`, see
+/// [`conn`](crate::conn)); a request without one (in-process tests)
+/// counts as `0.0.0.0`.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.limits.rate_limiter {
         let ip = request

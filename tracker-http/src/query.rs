@@ -1,4 +1,5 @@
-//! The read endpoints: `GET /distinct`, `GET /top`, `GET /stats`.
+//! The read endpoints: `GET /distinct`, `GET /top`, `GET /stats`
+//! (`GET /pages` is in `pages.rs`).
 
 use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
@@ -35,7 +36,8 @@ pub struct DistinctBody<'a> {
 }
 
 impl<'a> DistinctBody<'a> {
-    fn new(url: Cow<'a, str>, distinct: Distinct) -> Self {
+    /// The body of `distinct` for page `url`.
+    pub fn new(url: Cow<'a, str>, distinct: Distinct) -> Self {
         Self {
             url,
             distinct_visitors: distinct.visitors,
@@ -45,18 +47,51 @@ impl<'a> DistinctBody<'a> {
     }
 }
 
+/// The answer of `GET /distinct?site=`.
+#[derive(Debug, Serialize)]
+pub struct SiteDistinctBody {
+    /// The site (host), as compared: trimmed and lowercased.
+    pub site: String,
+    /// Distinct visitors of all its pages together (a union).
+    pub distinct_visitors: u64,
+    /// Whether the count is exact rather than an estimate.
+    pub exact: bool,
+    /// For an estimate, its relative standard error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<f64>,
+}
+
 /// `GET /distinct?url=<url>`: an unknown page has 0 visitors; any
-/// spelling of a page's URL counts the same page.
+/// spelling of a page's URL counts the same page. `GET
+/// /distinct?site=<host>`: the distinct visitors of every page of that
+/// host together (a visitor of several pages counts once).
 pub async fn distinct(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, AppError> {
     let query = request.uri().query().unwrap_or("");
-    let url = param(query, "url")?.ok_or(AppError::InvalidQuery(
-        "the `url` parameter is required".into(),
-    ))?;
-    let (page, distinct) = state.tracker()?.distinct_of_page(&url)?;
-    Ok(Json(DistinctBody::new(page, distinct)).into_response())
+    match (param(query, "url")?, param(query, "site")?) {
+        (Some(url), None) => {
+            let (page, distinct) = state.tracker()?.distinct_of_page(&url)?;
+            Ok(Json(DistinctBody::new(page, distinct)).into_response())
+        }
+        (None, Some(site)) => {
+            let distinct = state.tracker()?.site_distinct(&site)?;
+            Ok(Json(SiteDistinctBody {
+                site: site.trim().to_ascii_lowercase(),
+                distinct_visitors: distinct.visitors,
+                exact: distinct.exact,
+                error: distinct.relative_error,
+            })
+            .into_response())
+        }
+        (Some(_), Some(_)) => Err(AppError::InvalidQuery(
+            "give `url` or `site`, not both".into(),
+        )),
+        (None, None) => Err(AppError::InvalidQuery(
+            "the `url` or `site` parameter is required".into(),
+        )),
+    }
 }
 
 /// The answer of `GET /top`.
@@ -66,7 +101,8 @@ pub struct TopBody<'a> {
     pub pages: Vec<DistinctBody<'a>>,
 }
 
-/// `GET /top?limit=N`: the N pages with most distinct visitors.
+/// `GET /top?limit=N[&site=HOST]`: the N pages with most distinct
+/// visitors, of every site or of one.
 pub async fn top(
     State(state): State<AppState>,
     request: Request,
@@ -85,9 +121,12 @@ pub async fn top(
                 )
             })?,
     };
-    let pages = state
-        .tracker()?
-        .top(limit)
+    let tracker = state.tracker()?;
+    let rows = match param(query, "site")? {
+        None => tracker.top(limit),
+        Some(site) => tracker.top_of_site(limit, &site)?,
+    };
+    let pages = rows
         .into_iter()
         .map(|row| DistinctBody::new(row.url.into(), row.distinct))
         .collect();

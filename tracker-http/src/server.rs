@@ -1,28 +1,22 @@
-//! Serving [`app`] on a socket, plain or TLS, until a signal,
+//! Serving [`app`](crate::app) on a socket, plain or TLS, until a signal,
 //! then draining.
 
-use std::future::IntoFuture;
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
-use axum::Router;
-use axum::serve::{IncomingStream, Listener, ListenerExt};
-use axum_server::tls_rustls::RustlsConfig;
-use tower::{Layer, Service};
+use tower::Layer;
 use tracker_core::persist::{Background, Cadence, DurableError, DurableTracker, RecoveryReport};
 
 use crate::config::Config;
-use crate::middleware::{Observe, ObserveLayer};
-use crate::router::{app, routes};
-use crate::shutdown::{Shutdown, signal};
+use crate::conn::{self, ConnLimits};
+use crate::middleware::ObserveLayer;
+use crate::router::routes;
+use crate::shutdown::signal;
 use crate::state::AppState;
 use crate::store::{Recovered, Store};
+use crate::tls::{TlsFiles, reload_on_hangup};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug)]
@@ -80,23 +74,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
     });
 
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| ServeError::Bind(config.listen, e))?;
-    listener.set_nonblocking(true).map_err(ServeError::Io)?;
-    let addr = listener.local_addr().map_err(ServeError::Io)?;
-    let grace = config.http.shutdown_grace;
-
-    let serve = async {
-        match (&config.http.tls_cert, &config.http.tls_key) {
-            (Some(cert), Some(key)) => {
-                serve_tls(listener, app(state.clone()), cert, key, &shutdown, grace).await
-            }
-            _ => {
-                let service = ObserveLayer::new(state.clone()).layer(routes(state.clone()));
-                serve_plain(listener, service, &shutdown, grace).await
-            }
-        }
-    };
+    let serve = serve(&config, &state);
     let (served, started) = tokio::join!(serve, start_store(&config, &state));
     // Closing stops the background jobs, then writes the final snapshot
     // if anything was logged since the last one.
@@ -107,7 +85,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
         Err(e) => Err(e),
     };
-    served?;
+    let addr = served?;
     started?;
     tracing::info!(%addr, "stopped");
     Ok(())
@@ -229,92 +207,29 @@ fn log_recovery(report: &RecoveryReport, recovered: &Recovered) {
         "recovered the data directory"
     );
 }
-async fn serve_plain(
-    listener: std::net::TcpListener,
-    service: Observe<Router>,
-    shutdown: &Shutdown,
-    grace: Duration,
-) -> Result<(), ServeError> {
+/// Listens on `config.listen`, plain or TLS, and serves until shutdown
+/// (see [`conn::serve`]); SIGHUP meanwhile reloads the TLS pair.
+async fn serve(config: &Config, state: &AppState) -> Result<SocketAddr, ServeError> {
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            TlsFiles::load(cert, key).map_err(ServeError::Tls)?,
+        )),
+        _ => None,
+    };
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| ServeError::Bind(config.listen, e))?;
+    listener.set_nonblocking(true).map_err(ServeError::Io)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(ServeError::Io)?;
     let addr = listener.local_addr().map_err(ServeError::Io)?;
-    // Responses are written whole; waiting to coalesce them only adds
-    // latency.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tracing::info!(%addr, tls = false, "listening");
-    let drained = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.triggered().await }
-    };
-    let server = axum::serve(listener, PerConnection(service))
-        .with_graceful_shutdown(drained)
-        .into_future();
-    tokio::select! {
-        result = server => result.map_err(ServeError::Io),
-        () = deadline(shutdown, grace) => {
-            tracing::warn!(?grace, "in-flight requests outlived the shutdown grace; closing them");
-            Ok(())
-        }
-    }
-}
-
-async fn serve_tls(
-    listener: std::net::TcpListener,
-    router: Router,
-    cert: &Path,
-    key: &Path,
-    shutdown: &Shutdown,
-    grace: Duration,
-) -> Result<(), ServeError> {
-    // One crypto provider for the whole process: ring, which builds with
-    // no C toolchain beyond cc. An error means one is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = RustlsConfig::from_pem_file(cert, key)
-        .await
-        .map_err(ServeError::Tls)?;
-    let addr = listener.local_addr().map_err(ServeError::Io)?;
-    let handle = axum_server::Handle::new();
-    tokio::spawn({
-        let (shutdown, handle) = (shutdown.clone(), handle.clone());
-        async move {
-            shutdown.triggered().await;
-            handle.graceful_shutdown(Some(grace));
-        }
-    });
-    tracing::info!(%addr, tls = true, "listening");
-    axum_server::from_tcp_rustls(listener, tls)
-        .map_err(ServeError::Io)?
-        .handle(handle)
-        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .map_err(ServeError::Io)
-}
-
-/// Makes the service for each accepted connection: the observed router,
-/// told the client's address.
-#[derive(Clone)]
-struct PerConnection(Observe<Router>);
-
-impl<'a, L> Service<IncomingStream<'a, L>> for PerConnection
-where
-    L: Listener<Addr = SocketAddr>,
-{
-    type Response = Observe<Router>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Observe<Router>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
-        std::future::ready(Ok(self.0.for_peer(*stream.remote_addr())))
-    }
-}
-
-/// Resolves `grace` after shutdown starts.
-async fn deadline(shutdown: &Shutdown, grace: Duration) {
-    shutdown.triggered().await;
-    tokio::time::sleep(grace).await;
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(reload_on_hangup(tls.clone(), async move {
+        shutdown.triggered().await
+    }));
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    // The router is wrapped once, from outside (see `routes`).
+    let service = ObserveLayer::new(state.clone()).layer(routes(state.clone()));
+    let limits = ConnLimits::from(&config.http);
+    let grace = config.http.shutdown_grace;
+    conn::serve(listener, state, service, tls, limits, grace).await;
+    Ok(addr)
 }

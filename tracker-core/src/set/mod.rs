@@ -6,6 +6,8 @@
 //! the tracker may turn a large table into an [`UltraLogLog`] sketch: the
 //! page keeps counting, as an estimate. The enum is 24 bytes in every form.
 
+pub(crate) mod activity;
+pub(crate) mod history;
 pub(crate) mod horizon;
 pub(crate) mod page;
 pub(crate) mod timed_sketch;

@@ -103,6 +103,14 @@ impl TimedSketch {
         }
     }
 
+    /// The sketches of the live generations.
+    pub(crate) fn live(&self, expiry: Expiry) -> impl Iterator<Item = &UltraLogLog> {
+        self.generations
+            .iter()
+            .filter(move |&&(g, _)| generation_is_live(g, expiry))
+            .map(|(_, sketch)| sketch)
+    }
+
     /// Whether no generation is live.
     pub(crate) fn is_empty(&self, expiry: Expiry) -> bool {
         !self
@@ -114,11 +122,7 @@ impl TimedSketch {
     /// The estimate over the live generations: their union's. Merging
     /// reads at most 9 sketches, a constant cost whatever the visitors.
     pub(crate) fn count(&self, expiry: Expiry) -> Distinct {
-        let mut live = self
-            .generations
-            .iter()
-            .filter(|&&(g, _)| generation_is_live(g, expiry))
-            .map(|(_, sketch)| sketch);
+        let mut live = self.live(expiry);
         let Some(first) = live.next() else {
             return Distinct::exact(0);
         };

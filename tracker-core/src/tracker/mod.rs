@@ -4,6 +4,7 @@ pub(crate) mod budget;
 pub(crate) mod config;
 #[cfg(all(test, feature = "shuttle"))]
 mod shuttle_tests;
+pub(crate) mod site;
 pub mod snapshot;
 pub(crate) mod stripe;
 pub(crate) mod sweeper;
@@ -544,6 +545,11 @@ impl Tracker {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn top(&self, k: usize) -> Vec<PageCount> {
+        self.top_matching(k, |_| true)
+    }
+
+    /// [`top`](Self::top) among the pages whose URL `keep` accepts.
+    fn top_matching(&self, k: usize, keep: impl Fn(&str) -> bool) -> Vec<PageCount> {
         if k == 0 {
             return Vec::new();
         }
@@ -552,7 +558,7 @@ impl Tracker {
         let expiry = self.expiry_now();
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
-            for page in stripe.pages() {
+            for page in stripe.pages().filter(|page| keep(&page.url)) {
                 let distinct = page.visitors.count(expiry);
                 if distinct.visitors == 0 {
                     // Every visitor expired; the sweep will remove it.

@@ -29,6 +29,10 @@
 //!
 //! # Restoring
 //!
+//! The payload is decoded as it is read (`DurableTracker::open` streams it
+//! from the file through [`snapshot_file::read_newest_with`](crate::persist::snapshot_file::read_newest_with),
+//! which checks the checksum at the end): a restore holds the state it
+//! rebuilds and a 64 KiB buffer of hashes, never a copy of the payload.
 //! Exact sets are rebuilt through the ordinary insert paths (tables,
 //! timed tables and their expiry horizons come out as recording would
 //! build them); sketches are decoded with
@@ -45,7 +49,7 @@
 //! `expired_pages`) restart at 0: they describe a process, not the data.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
 use super::Tracker;
@@ -231,9 +235,24 @@ impl Tracker {
         payload: &[u8],
         builder: TrackerBuilder,
     ) -> Result<Tracker, SnapshotError> {
+        Self::restore_snapshot_from(&mut &payload[..], payload.len() as u64, builder)
+    }
+
+    /// [`restore_snapshot`](Self::restore_snapshot) from a stream of `len`
+    /// bytes, decoded as it is read: a restore holds no copy of the
+    /// payload, only the state it rebuilds (and a buffer of at most
+    /// [`CHUNK_BYTES`] for the hashes of one set at a time). A stream
+    /// that ends early, or fails, is [`SnapshotError::Truncated`].
+    pub(crate) fn restore_snapshot_from<R: BufRead + ?Sized>(
+        source: &mut R,
+        len: u64,
+        builder: TrackerBuilder,
+    ) -> Result<Tracker, SnapshotError> {
         let mut r = Reader {
-            bytes: payload,
+            source,
+            len: usize::try_from(len).unwrap_or(usize::MAX),
             at: 0,
+            scratch: Vec::new(),
         };
         let settings = decode_settings(&mut r)?;
         let builder = if builder.has_hash_key() {
@@ -271,7 +290,7 @@ impl Tracker {
         if count != pages {
             return Err(r.invalid(at, format!("the end says {count} pages, {pages} were read")));
         }
-        if r.at != payload.len() {
+        if r.at != r.len {
             return Err(r.invalid(r.at, "bytes after the end".into()));
         }
         Ok(tracker)
@@ -454,27 +473,48 @@ fn encode_page(buf: &mut Vec<u8>, page: &Page, timed: bool, expiry: Option<Expir
     true
 }
 
-/// A cursor over the payload whose every read is bounds-checked.
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// Most bytes of visitor hashes read from the stream at once.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// A cursor over the payload stream whose every read is checked against
+/// the payload's length.
+struct Reader<'a, R: BufRead + ?Sized> {
+    source: &'a mut R,
+    /// The payload's length.
+    len: usize,
+    /// Bytes read so far.
     at: usize,
+    /// What [`take`](Self::take) returns, reused.
+    scratch: Vec<u8>,
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+impl<R: BufRead + ?Sized> Reader<'_, R> {
+    /// Fills `out` from the stream.
+    fn fill(&mut self, out: &mut [u8]) -> Result<(), SnapshotError> {
+        let truncated = SnapshotError::Truncated { offset: self.at };
         let end = self
             .at
-            .checked_add(n)
-            .filter(|&end| end <= self.bytes.len())
-            .ok_or(SnapshotError::Truncated { offset: self.at })?;
-        let out = &self.bytes[self.at..end];
+            .checked_add(out.len())
+            .filter(|&end| end <= self.len)
+            .ok_or(truncated.clone())?;
+        self.source.read_exact(out).map_err(|_| truncated)?;
         self.at = end;
-        Ok(out)
+        Ok(())
+    }
+
+    /// The next `n` bytes, in the reused scratch buffer.
+    fn take(&mut self, n: usize) -> Result<&[u8], SnapshotError> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.resize(n, 0);
+        let filled = self.fill(&mut scratch);
+        self.scratch = scratch;
+        filled.map(|()| &self.scratch[..])
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
         let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
+        self.fill(&mut out)?;
         Ok(out)
     }
 
@@ -496,16 +536,18 @@ impl<'a> Reader<'a> {
     fn count(&mut self, item_len: usize) -> Result<usize, SnapshotError> {
         let at = self.at;
         let n = self.u32()? as usize;
-        if n.saturating_mul(item_len) > self.bytes.len() - self.at {
+        if n.saturating_mul(item_len) > self.len - self.at {
             return Err(SnapshotError::Truncated { offset: at });
         }
         Ok(n)
     }
 
-    fn text(&mut self) -> Result<&'a str, SnapshotError> {
+    fn text(&mut self) -> Result<String, SnapshotError> {
         let n = self.count(1)?;
         let at = self.at;
-        std::str::from_utf8(self.take(n)?).map_err(|_| self.invalid(at, "text is not UTF-8".into()))
+        let mut bytes = vec![0; n];
+        self.fill(&mut bytes)?;
+        String::from_utf8(bytes).map_err(|_| self.invalid(at, "text is not UTF-8".into()))
     }
 
     fn invalid(&self, offset: usize, reason: String) -> SnapshotError {
@@ -513,7 +555,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_settings(r: &mut Reader<'_>) -> Result<Settings, SnapshotError> {
+fn decode_settings<R: BufRead + ?Sized>(r: &mut Reader<'_, R>) -> Result<Settings, SnapshotError> {
     if r.take(MAGIC.len()).map_err(|_| SnapshotError::BadMagic)? != MAGIC {
         return Err(SnapshotError::BadMagic);
     }
@@ -535,7 +577,7 @@ fn decode_settings(r: &mut Reader<'_>) -> Result<Settings, SnapshotError> {
             let n = r.count(4)?;
             let mut names = Vec::with_capacity(n);
             for _ in 0..n {
-                names.push(r.text()?.to_owned());
+                names.push(r.text()?);
             }
             QueryPolicy::Allow(names)
         }
@@ -566,14 +608,14 @@ fn decode_settings(r: &mut Reader<'_>) -> Result<Settings, SnapshotError> {
 
 /// Reads one page (after its tag) and rebuilds it; `None` for a timed page
 /// with nothing live any more.
-fn decode_page(
-    r: &mut Reader<'_>,
+fn decode_page<R: BufRead + ?Sized>(
+    r: &mut Reader<'_, R>,
     tracker: &Tracker,
     expiry: Option<Expiry>,
 ) -> Result<Option<Page>, SnapshotError> {
     let at = r.at;
     let url = r.text()?;
-    match canonicalize(url, &tracker.config().url) {
+    match canonicalize(&url, &tracker.config().url) {
         Ok(form) if form == url => {}
         _ => return Err(r.invalid(at, "a page URL that is not canonical".into())),
     }
@@ -623,33 +665,47 @@ fn decode_page(
 
 /// Rebuilds an exact set by inserting its hashes as recording would, so
 /// tables and horizons come out in their ordinary shape.
-fn decode_exact(
-    r: &mut Reader<'_>,
+fn decode_exact<R: BufRead + ?Sized>(
+    r: &mut Reader<'_, R>,
     last: u32,
     expiry: Option<Expiry>,
 ) -> Result<VisitorSet, SnapshotError> {
     let item = if expiry.is_some() { 12 } else { 8 };
     let n = r.count(item)?;
     let mut set = VisitorSet::new(last);
-    for _ in 0..n {
-        let at = r.at;
-        let hash = r.u64()?;
-        if hash == 0 {
-            return Err(r.invalid(at, "visitor hash 0".into()));
-        }
-        let tick = match expiry {
-            // As recording does: a time ahead of the clock counts as now.
-            Some(e) => r.u32()?.min(e.now),
-            None => 0,
-        };
-        if expiry.is_some_and(|e| !e.is_live(tick)) {
-            continue;
-        }
-        if let Insert::Grow(_) = set.insert(hash, tick, expiry) {
-            set.grow_and_insert(hash, tick, expiry);
-            // Once a table, at its final size at once: the hashes come in
-            // table order, which a growing table handles quadratically.
-            set.reserve(n);
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(CHUNK_BYTES / item);
+        left -= batch;
+        let start = r.at;
+        for (i, entry) in r.take(batch * item)?.chunks_exact(item).enumerate() {
+            let mut word = [0; 8];
+            word.copy_from_slice(&entry[..8]);
+            let hash = u64::from_le_bytes(word);
+            if hash == 0 {
+                let reason = "visitor hash 0".into();
+                return Err(SnapshotError::Invalid {
+                    offset: start + i * item,
+                    reason,
+                });
+            }
+            let tick = match expiry {
+                // As recording does: a time ahead of the clock counts as now.
+                Some(e) => {
+                    u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]).min(e.now)
+                }
+                None => 0,
+            };
+            if expiry.is_some_and(|e| !e.is_live(tick)) {
+                continue;
+            }
+            if let Insert::Grow(_) = set.insert(hash, tick, expiry) {
+                set.grow_and_insert(hash, tick, expiry);
+                // Once a table, at its final size at once: the hashes come
+                // in table order, which a growing table handles
+                // quadratically.
+                set.reserve(n);
+            }
         }
     }
     // The inline timed form keeps its newest visitor's tick as `last`

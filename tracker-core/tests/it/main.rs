@@ -18,7 +18,9 @@ mod durable;
 mod model;
 mod persist_log;
 mod persist_snapshot;
+mod sites;
 mod ttl;
+mod upgrade;
 
 use tracker_core::Tracker;
 

@@ -256,3 +256,56 @@ proptest! {
         }
     }
 }
+
+/// Decoding as the payload streams in: the checksum, known only at the
+/// end, still decides. A damaged payload's decode (a value or an error) is
+/// dropped for the older snapshot; a decoder's error on a sound payload is
+/// returned, not passed over.
+#[test]
+fn streaming_decode_is_judged_by_the_checksum_at_the_end() {
+    use tracker_core::persist::snapshot_file::ReadError;
+
+    let decode_all = |payload: &mut dyn io::BufRead, _len: u64| {
+        let mut text = String::new();
+        payload.read_to_string(&mut text).map(|_| text)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), 1, b"older");
+    let newest = write(dir.path(), 2, b"newest");
+    let mut bytes = fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01; // in the payload: still decodes, checksum wrong
+    fs::write(&newest, &bytes).unwrap();
+    let decoded = snapshot_file::read_newest_with(dir.path(), decode_all)
+        .unwrap()
+        .unwrap();
+    assert_eq!((decoded.covers, decoded.value.as_str()), (Lsn(1), "older"));
+    assert!(matches!(
+        decoded.skipped.as_slice(),
+        [PersistError::ChecksumMismatch { .. }]
+    ));
+
+    // A decoder that gives up half-way on the damaged one: still passed
+    // over (the rest is read for the checksum).
+    let half = |payload: &mut dyn io::BufRead, _len: u64| {
+        let mut first = [0u8; 3];
+        payload.read_exact(&mut first)?;
+        if &first == b"new" {
+            return Err(io::Error::other("refused"));
+        }
+        let mut rest = String::new();
+        payload.read_to_string(&mut rest)?;
+        Ok(rest)
+    };
+    let decoded = snapshot_file::read_newest_with(dir.path(), half)
+        .unwrap()
+        .unwrap();
+    assert_eq!((decoded.covers, decoded.value.as_str()), (Lsn(1), "er"));
+
+    // On a sound payload the decoder's error is the answer.
+    write(dir.path(), 3, b"newer");
+    match snapshot_file::read_newest_with(dir.path(), half) {
+        Err(ReadError::Decode(e)) => assert_eq!(e.to_string(), "refused"),
+        other => panic!("expected the decoder's error, got {other:?}"),
+    }
+}

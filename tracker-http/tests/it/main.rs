@@ -16,11 +16,15 @@
 
 mod api;
 mod app;
+mod connections;
 mod durability;
 mod fuzz;
+mod process_memory;
 mod readme;
 mod request_ids;
+mod sites;
 mod socket;
+mod tls_reload;
 mod volume;
 
 /// The service binary, built by cargo for these tests.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::storage::frame;
 use super::storage::fs::ensure_dir;
 use super::storage::segment::HEADER_LEN;
-use super::storage::snapshot_file::{self, DEFAULT_KEEP, Written};
+use super::storage::snapshot_file::{self, DEFAULT_KEEP, ReadError, Written};
 use super::storage::{
     Append, EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError, Recovery,
 };
@@ -259,11 +259,18 @@ impl DurableTracker {
         let dir_lock = lock_dir(dir)?;
         let snapshots = dir.join("snapshots");
         let explicit_key = builder.has_hash_key();
-        let (tracker, snapshot, covers, skipped) = match snapshot_file::read_newest(&snapshots)? {
-            Some(snap) => {
-                let tracker = Tracker::restore_snapshot(&snap.payload, builder)?;
-                (tracker, Some(snap.path), snap.covers, snap.skipped)
-            }
+        // Decoded as it is read: the open holds the state it rebuilds,
+        // never a copy of the file beside it.
+        let restored = snapshot_file::read_newest_with(&snapshots, |payload, len| {
+            Tracker::restore_snapshot_from(payload, len, builder.clone())
+        });
+        let restored = match restored {
+            Ok(restored) => restored,
+            Err(ReadError::Persist(e)) => return Err(e.into()),
+            Err(ReadError::Decode(e)) => return Err(e.into()),
+        };
+        let (tracker, snapshot, covers, skipped) = match restored {
+            Some(snap) => (snap.value, Some(snap.path), snap.covers, snap.skipped),
             None => (
                 builder
                     .build()

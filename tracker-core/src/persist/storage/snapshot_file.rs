@@ -20,7 +20,7 @@ use super::error::PersistError;
 use super::fs::{ensure_dir, list_numbered, numbered_name, sync_dir};
 use super::lsn::Lsn;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// The snapshot container format version this build reads and writes.
@@ -213,50 +213,168 @@ impl<W: Write> Write for Checksummed<W> {
 /// ```
 pub fn read_newest(dir: impl AsRef<Path>) -> Result<Option<Snapshot>, PersistError> {
     let dir = dir.as_ref();
+    let read = read_newest_with(dir, |payload, len| {
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        payload.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    match read {
+        Ok(found) => Ok(found.map(|d| Snapshot {
+            covers: d.covers,
+            payload: d.value,
+            path: d.path,
+            skipped: d.skipped,
+        })),
+        Err(ReadError::Persist(e)) => Err(e),
+        // Reading the payload failed where reading it again did not.
+        Err(ReadError::Decode(e)) => Err(PersistError::io(dir, "read a snapshot in", e)),
+    }
+}
+
+/// A snapshot decoded by [`read_newest_with`] while it was read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Decoded<T> {
+    /// Everything logged before this position is in the payload.
+    pub covers: Lsn,
+    /// What the decoder made of the payload, whose checksum then held.
+    pub value: T,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Newer snapshots that were damaged and passed over, newest first.
+    pub skipped: Vec<PersistError>,
+}
+
+/// Why [`read_newest_with`] failed.
+#[derive(Debug)]
+pub enum ReadError<E> {
+    /// The files: I/O, damage in every snapshot, another format version.
+    Persist(PersistError),
+    /// The decoder refused a payload whose checksum holds: not damage, so
+    /// no older snapshot is tried.
+    Decode(E),
+}
+
+impl<E> From<PersistError> for ReadError<E> {
+    fn from(e: PersistError) -> Self {
+        ReadError::Persist(e)
+    }
+}
+
+/// Like [`read_newest`], but decodes the payload as it is read instead of
+/// reading it whole first: `decode` gets the payload as a buffered stream
+/// and its length, so a restore needs no copy of the file in memory.
+///
+/// The checksum is only known once the stream ends, so every payload is
+/// read to its end after `decode` returns, and then:
+/// - checksum wrong: the snapshot is damaged; whatever `decode` returned
+///   (a value or an error) is dropped and the next older snapshot is
+///   tried, as [`read_newest`] does;
+/// - checksum right: `decode`'s value is returned, or its error as
+///   [`ReadError::Decode`].
+///
+/// The header, the covered position and the file's length are checked
+/// before `decode` runs, with [`read_newest`]'s errors.
+///
+/// ```
+/// use std::io::Read;
+/// use tracker_core::persist::{snapshot_file, Lsn};
+///
+/// let dir = tempfile::tempdir()?;
+/// snapshot_file::write_atomic(dir.path(), Lsn(7), 2, |w| w.write_all(b"state"))?;
+/// let decoded = snapshot_file::read_newest_with(dir.path(), |payload, len| {
+///     let mut text = String::new();
+///     payload.read_to_string(&mut text)?;
+///     assert_eq!(len, 5);
+///     Ok::<_, std::io::Error>(text)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!((decoded.covers, decoded.value.as_str()), (Lsn(7), "state"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn read_newest_with<T, E>(
+    dir: impl AsRef<Path>,
+    mut decode: impl FnMut(&mut dyn BufRead, u64) -> Result<T, E>,
+) -> Result<Option<Decoded<T>>, ReadError<E>> {
+    let dir = dir.as_ref();
     if !dir.exists() {
         return Ok(None);
     }
     let snaps = list_numbered(dir, PREFIX, SUFFIX)?;
     let mut skipped = Vec::new();
     for (lsn, path) in snaps.into_iter().rev() {
-        let bytes = fs::read(&path).map_err(|e| PersistError::io(&path, "read", e))?;
-        match check(&path, lsn, bytes) {
-            Ok(payload) => {
-                return Ok(Some(Snapshot {
-                    covers: Lsn(lsn),
-                    payload,
-                    path,
-                    skipped,
-                }));
+        let (file, len, expected) = match open_checked(&path, lsn) {
+            Ok(opened) => opened,
+            Err(e @ PersistError::UnsupportedVersion { .. }) => return Err(e.into()),
+            Err(e) => {
+                skipped.push(e);
+                continue;
             }
-            Err(e @ PersistError::UnsupportedVersion { .. }) => return Err(e),
-            Err(e) => skipped.push(e),
+        };
+        let mut payload = BufReader::with_capacity(
+            READ_BUFFER,
+            Checksumming {
+                inner: file.take(len),
+                crc: 0,
+            },
+        );
+        let decoded = decode(&mut payload, len);
+        // The rest of the payload (nothing, when the decoder read it all)
+        // goes through the checksum too.
+        io::copy(&mut payload, &mut io::sink()).map_err(|e| PersistError::io(&path, "read", e))?;
+        let found = payload.into_inner().crc;
+        if found != expected {
+            skipped.push(PersistError::ChecksumMismatch {
+                file: path,
+                expected,
+                found,
+            });
+            continue;
         }
+        return match decoded {
+            Ok(value) => Ok(Some(Decoded {
+                covers: Lsn(lsn),
+                value,
+                path,
+                skipped,
+            })),
+            Err(e) => Err(ReadError::Decode(e)),
+        };
     }
     match skipped.into_iter().next() {
-        Some(newest) => Err(newest),
+        Some(newest) => Err(newest.into()),
         None => Ok(None),
     }
 }
 
-/// Validates a snapshot file's bytes and returns its payload.
-fn check(path: &Path, lsn: u64, mut bytes: Vec<u8>) -> Result<Vec<u8>, PersistError> {
+/// The buffer a payload is read through: large enough that the
+/// checksum and the decoder work on long runs, small beside any state.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Opens a snapshot file and checks its header and length; returns the
+/// file positioned at the payload, the payload's length and its expected
+/// checksum.
+fn open_checked(path: &Path, lsn: u64) -> Result<(File, u64, u32), PersistError> {
     let corrupt = |offset, reason: &str| PersistError::Corrupt {
         file: path.into(),
         offset,
         reason: reason.into(),
     };
-    if bytes.len() < HEADER_LEN {
+    let io = |op| move |e| PersistError::io(path, op, e);
+    let mut file = File::open(path).map_err(io("open"))?;
+    let file_len = file.metadata().map_err(io("stat"))?.len();
+    let mut h = [0u8; HEADER_LEN];
+    if file_len < HEADER_LEN as u64 {
         return Err(corrupt(0, "snapshot shorter than its header"));
     }
-    if &bytes[..8] != MAGIC {
+    file.read_exact(&mut h).map_err(io("read"))?;
+    if &h[..8] != MAGIC {
         return Err(PersistError::BadMagic { file: path.into() });
     }
-    let u32_at =
-        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     let u64_at = |i: usize| {
         let mut w = [0; 8];
-        w.copy_from_slice(&bytes[i..i + 8]);
+        w.copy_from_slice(&h[i..i + 8]);
         u64::from_le_bytes(w)
     };
     // The version before the header checksum: see `segment::check_header`.
@@ -268,27 +386,32 @@ fn check(path: &Path, lsn: u64, mut bytes: Vec<u8>) -> Result<Vec<u8>, PersistEr
             supported: SNAPSHOT_FORMAT_VERSION,
         });
     }
-    if crc32c::crc32c(&bytes[..36]) != u32_at(36) {
+    if crc32c::crc32c(&h[..36]) != u32_at(36) {
         return Err(corrupt(0, "snapshot header checksum mismatch"));
     }
     if u64_at(16) != lsn {
         return Err(corrupt(16, "covered position differs from the file name"));
     }
-    let (len, expected) = (u64_at(24), u32_at(32));
-    if len != (bytes.len() - HEADER_LEN) as u64 {
+    let len = u64_at(24);
+    if len != file_len - HEADER_LEN as u64 {
         return Err(corrupt(
             HEADER_LEN as u64,
             "payload length differs from the header's",
         ));
     }
-    let found = crc32c::crc32c(&bytes[HEADER_LEN..]);
-    if found != expected {
-        return Err(PersistError::ChecksumMismatch {
-            file: path.into(),
-            expected,
-            found,
-        });
+    Ok((file, len, u32_at(32)))
+}
+
+/// Checksums what is read through it.
+struct Checksumming<R> {
+    inner: R,
+    crc: u32,
+}
+
+impl<R: Read> Read for Checksumming<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
     }
-    bytes.drain(..HEADER_LEN);
-    Ok(bytes)
 }

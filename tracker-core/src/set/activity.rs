@@ -1,0 +1,374 @@
+//! A pair's activity: which buckets it was seen in, as one 32-bit word
+//! per pair plus, for the pairs seen in more than one bucket, a sorted run
+//! of buckets in its page's arena ([`Runs`]). The layout and why it was
+//! chosen are in the module docs of `src/time`.
+//!
+//! Not yet wired into the visitor tables (issue 12, next step): the words
+//! are to be the `u32` a [`TickTable`](super::visitor_table) keeps per
+//! slot, and `Runs` the page's arena beside it.
+#![allow(dead_code)]
+
+use std::ops::Range;
+
+use crate::time::Series;
+
+/// The word's high bit: set, the rest is a run's offset in the arena;
+/// clear, the rest is the pair's one bucket.
+pub(crate) const MULTI: u32 = 1 << 31;
+/// The largest bucket index a word holds (2³¹ minutes reach year 6053).
+pub(crate) const MAX_BUCKET_INDEX: u32 = MULTI - 1;
+
+/// The room a run starts with when a pair is seen in a second bucket.
+const FIRST_RUN: u32 = 4;
+/// A run's header: its length and its room, in words.
+const HEADER: usize = 2;
+
+/// What adding a bucket to a pair did, or what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddBucket {
+    /// The pair was already seen in that bucket: nothing was written.
+    Present,
+    /// Added in place.
+    Added,
+    /// The arena needs this many more heap bytes; nothing was changed.
+    /// Reserve them, then call [`Runs::add_growing`].
+    Grow(usize),
+}
+
+/// The runs of one page's multi-bucket pairs: `[len, room, bucket...]`,
+/// buckets ascending, 32 bits each. A run that fills moves to the end at
+/// twice the room, leaving garbage that [`compact`](Runs::compact)
+/// reclaims.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Runs {
+    arena: Vec<u32>,
+    /// Words of the arena no word refers to any more.
+    garbage: usize,
+}
+
+impl Runs {
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.arena.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// Arena words no pair uses (moved runs).
+    pub(crate) fn garbage(&self) -> usize {
+        self.garbage
+    }
+
+    /// The buckets of the pair whose word is `word`, ascending.
+    pub(crate) fn buckets<'a>(&'a self, word: &'a u32) -> &'a [u32] {
+        if *word & MULTI == 0 {
+            std::slice::from_ref(word)
+        } else {
+            let at = (*word & !MULTI) as usize;
+            &self.arena[at + HEADER..at + HEADER + self.arena[at] as usize]
+        }
+    }
+
+    /// The pair's latest bucket.
+    pub(crate) fn latest(&self, word: u32) -> u32 {
+        *self.buckets(&word).last().expect("a run is never empty")
+    }
+
+    /// Whether the pair was seen in a bucket of `range`.
+    #[inline]
+    pub(crate) fn seen_in(&self, word: u32, range: Range<u64>) -> bool {
+        if word & MULTI == 0 {
+            return range.contains(&u64::from(word));
+        }
+        let run = self.buckets(&word);
+        let first = run.partition_point(|&b| u64::from(b) < range.start);
+        first < run.len() && u64::from(run[first]) < range.end
+    }
+
+    /// Adds one to `counts[p]` for every point `p` of `series` the pair
+    /// was seen in (once per point, however many of its buckets fall in).
+    #[inline]
+    pub(crate) fn count_points(&self, word: u32, series: &Series, counts: &mut [u32]) {
+        if word & MULTI == 0 {
+            if let Some(p) = series.point_of(word) {
+                counts[p] += 1;
+            }
+            return;
+        }
+        let range = series.range().buckets();
+        let step = u64::from(series.step_buckets());
+        let run = self.buckets(&word);
+        let start = run.partition_point(|&b| u64::from(b) < range.start);
+        // Sorted: one division per point, a comparison per bucket.
+        let mut next_point = 0;
+        for &b in &run[start..] {
+            let b = u64::from(b);
+            if b >= range.end {
+                break;
+            }
+            if b >= next_point {
+                let p = (b - range.start) / step;
+                counts[p as usize] += 1;
+                next_point = range.start + (p + 1) * step;
+            }
+        }
+    }
+
+    /// Notes that the pair with word `*word` was seen in `bucket`
+    /// (at most [`MAX_BUCKET_INDEX`]) if that needs no allocation.
+    #[inline]
+    pub(crate) fn add(&mut self, word: &mut u32, bucket: u32) -> AddBucket {
+        debug_assert!(bucket <= MAX_BUCKET_INDEX);
+        if *word == bucket {
+            return AddBucket::Present;
+        }
+        let needed = if *word & MULTI == 0 {
+            HEADER + FIRST_RUN as usize
+        } else {
+            let at = (*word & !MULTI) as usize;
+            let (len, room) = (self.arena[at], self.arena[at + 1]);
+            if self.buckets(word).binary_search(&bucket).is_ok() {
+                return AddBucket::Present;
+            }
+            if len < room {
+                self.insert_in_place(at, bucket);
+                return AddBucket::Added;
+            }
+            HEADER + 2 * room as usize
+        };
+        if self.arena.len() + needed <= self.arena.capacity() {
+            self.append_run(word, bucket, needed);
+            return AddBucket::Added;
+        }
+        let grown = self.grown_capacity(needed);
+        AddBucket::Grow((grown - self.arena.capacity()) * std::mem::size_of::<u32>())
+    }
+
+    /// Adds `bucket` after an [`AddBucket::Grow`] answer, growing the
+    /// arena by the bytes it named.
+    pub(crate) fn add_growing(&mut self, word: &mut u32, bucket: u32) {
+        if let AddBucket::Grow(_) = self.add(word, bucket) {
+            let needed = self.needed(word).expect("a Grow answer needs a new run");
+            let mut arena = Vec::with_capacity(self.grown_capacity(needed));
+            arena.extend_from_slice(&self.arena);
+            self.arena = arena;
+            self.append_run(word, bucket, needed);
+        }
+    }
+
+    /// The arena words a new run for the pair would take, if it needs one.
+    fn needed(&self, word: &u32) -> Option<usize> {
+        if *word & MULTI == 0 {
+            return Some(HEADER + FIRST_RUN as usize);
+        }
+        let at = (*word & !MULTI) as usize;
+        (self.arena[at] == self.arena[at + 1]).then(|| HEADER + 2 * self.arena[at + 1] as usize)
+    }
+
+    /// The capacity the arena grows to for `needed` more words: by a
+    /// quarter at least, as the visitor tables do.
+    fn grown_capacity(&self, needed: usize) -> usize {
+        let capacity = self.arena.capacity();
+        (self.arena.len() + needed).max(capacity + capacity / 4)
+    }
+
+    /// Inserts `bucket` (absent) into the run at `at`, which has room.
+    fn insert_in_place(&mut self, at: usize, bucket: u32) {
+        let len = self.arena[at] as usize;
+        let run = &mut self.arena[at + HEADER..at + HEADER + len + 1];
+        let pos = run[..len].partition_point(|&b| b < bucket);
+        run.copy_within(pos..len, pos + 1);
+        run[pos] = bucket;
+        self.arena[at] += 1;
+    }
+
+    /// Writes the pair's buckets and `bucket` (absent) as a new run of
+    /// `size` words at the arena's end, which has room (so nothing
+    /// allocates), and points the word at it.
+    fn append_run(&mut self, word: &mut u32, bucket: u32, size: usize) {
+        let at = self.arena.len();
+        let room = (size - HEADER) as u32;
+        if *word & MULTI == 0 {
+            let (a, b) = ((*word).min(bucket), (*word).max(bucket));
+            self.arena.extend_from_slice(&[2, room, a, b]);
+        } else {
+            let old = (*word & !MULTI) as usize;
+            let (len, old_room) = (self.arena[old] as usize, self.arena[old + 1] as usize);
+            let start = old + HEADER;
+            let pos = self.arena[start..start + len].partition_point(|&b| b < bucket);
+            self.arena.extend_from_slice(&[len as u32 + 1, room]);
+            self.arena.extend_from_within(start..start + pos);
+            self.arena.push(bucket);
+            self.arena.extend_from_within(start + pos..start + len);
+            self.garbage += HEADER + old_room;
+        }
+        self.arena.resize(at + size, 0);
+        *word = MULTI | at as u32;
+    }
+
+    /// Drops the buckets before `oldest` from the pair; returns false if
+    /// none is left (the pair should go). A run left with one bucket
+    /// becomes a single word again.
+    pub(crate) fn retain_from(&mut self, word: &mut u32, oldest: u32) -> bool {
+        if *word & MULTI == 0 {
+            return *word >= oldest;
+        }
+        let at = (*word & !MULTI) as usize;
+        let run = self.buckets(word);
+        let cut = run.partition_point(|&b| b < oldest);
+        let left = run.len() - cut;
+        match left {
+            0 | 1 => {
+                let last = run.last().copied();
+                self.garbage += HEADER + self.arena[at + 1] as usize;
+                if left == 1 {
+                    *word = last.expect("a run is never empty");
+                }
+                left == 1
+            }
+            _ => {
+                let len = run.len();
+                self.arena
+                    .copy_within(at + HEADER + cut..at + HEADER + len, at + HEADER);
+                self.arena[at] = left as u32;
+                true
+            }
+        }
+    }
+
+    /// Rewrites every run exactly sized, in the order of `words` (a
+    /// page's slots), so a scan reads the arena front to back, and gives
+    /// the garbage back. Returns the heap bytes freed.
+    pub(crate) fn compact<'w>(&mut self, words: impl Iterator<Item = &'w mut u32>) -> usize {
+        let before = self.heap_bytes();
+        let live = self.arena.len() - self.garbage;
+        let mut arena = Vec::with_capacity(live);
+        for word in words.filter(|w| **w & MULTI != 0) {
+            let run = self.buckets(word);
+            let at = arena.len() as u32;
+            arena.extend_from_slice(&[run.len() as u32, run.len() as u32]);
+            arena.extend_from_slice(run);
+            *word = MULTI | at;
+        }
+        arena.shrink_to_fit();
+        self.arena = arena;
+        self.garbage = 0;
+        before - self.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::time::Bucketing;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    fn add(runs: &mut Runs, word: &mut u32, bucket: u32) -> bool {
+        match runs.add(word, bucket) {
+            AddBucket::Present => false,
+            AddBucket::Added => true,
+            AddBucket::Grow(bytes) => {
+                let before = runs.heap_bytes();
+                runs.add_growing(word, bucket);
+                assert_eq!(runs.heap_bytes() - before, bytes, "Grow named the bytes");
+                true
+            }
+        }
+    }
+
+    #[test]
+    fn a_repeat_in_the_same_bucket_writes_nothing() {
+        let mut runs = Runs::default();
+        let mut word = 100;
+        assert_eq!(runs.add(&mut word, 100), AddBucket::Present);
+        assert_eq!((word, runs.heap_bytes()), (100, 0));
+        assert!(add(&mut runs, &mut word, 90));
+        assert_eq!(runs.buckets(&word), [90, 100]);
+        assert_eq!(runs.add(&mut word, 90), AddBucket::Present);
+        assert_eq!(runs.latest(word), 100);
+    }
+
+    proptest! {
+        /// Against a set of buckets per pair: every range and series
+        /// answer, retention and compaction agree.
+        #[test]
+        fn behaves_like_sets_of_buckets(
+            visits in proptest::collection::vec((0usize..6, 0u32..40), 1..200),
+            ranges in proptest::collection::vec((0u64..45, 0u64..45), 1..6),
+            oldest in 0u32..45,
+            step in 1u64..8,
+        ) {
+            let mut runs = Runs::default();
+            let mut words: Vec<Option<u32>> = vec![None; 6];
+            let mut model: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); 6];
+            for (pair, bucket) in visits {
+                let new = model[pair].insert(bucket);
+                match &mut words[pair] {
+                    None => words[pair] = Some(bucket),
+                    Some(word) => prop_assert_eq!(add(&mut runs, word, bucket), new),
+                }
+            }
+            let check = |runs: &Runs, words: &[Option<u32>], model: &[BTreeSet<u32>]| -> Result<(), TestCaseError> {
+                for (word, buckets) in words.iter().zip(model) {
+                    let Some(word) = word else { continue };
+                    let held: Vec<u32> = runs.buckets(word).to_vec();
+                    prop_assert_eq!(&held, &buckets.iter().copied().collect::<Vec<_>>());
+                    for &(a, b) in &ranges {
+                        let range = a.min(b)..a.max(b);
+                        let expected = buckets.iter().any(|&x| range.contains(&u64::from(x)));
+                        prop_assert_eq!(runs.seen_in(*word, range), expected);
+                    }
+                }
+                // A series from bucket 3, `step` buckets a point.
+                let bucketing = Bucketing::new(Duration::from_secs(60), None).unwrap().max_points(100);
+                let minute = |b: u64| Timestamp::from_millis(b * 60_000);
+                let range = bucketing.range(Some(minute(3)), Some(minute(41)), minute(50)).unwrap();
+                let series = bucketing.series(range, Duration::from_secs(60 * step)).unwrap();
+                let mut counts = vec![0; series.points().len()];
+                for word in words.iter().flatten() {
+                    runs.count_points(*word, &series, &mut counts);
+                }
+                let expected: Vec<u32> = series
+                    .points()
+                    .iter()
+                    .map(|point| {
+                        let r = point.buckets();
+                        model
+                            .iter()
+                            .zip(words)
+                            .filter(|(b, w)| w.is_some() && b.iter().any(|&x| r.contains(&u64::from(x))))
+                            .count() as u32
+                    })
+                    .collect();
+                prop_assert_eq!(counts, expected);
+                Ok(())
+            };
+            check(&runs, &words, &model)?;
+            // Retention, then compaction: the same answers, no garbage.
+            for (word, buckets) in words.iter_mut().zip(model.iter_mut()) {
+                if let Some(w) = word {
+                    let kept = runs.retain_from(w, oldest);
+                    buckets.retain(|&b| b >= oldest);
+                    prop_assert_eq!(kept, !buckets.is_empty());
+                    if !kept {
+                        *word = None;
+                    }
+                }
+            }
+            check(&runs, &words, &model)?;
+            let before = runs.heap_bytes();
+            let freed = runs.compact(words.iter_mut().flatten());
+            prop_assert_eq!(before - runs.heap_bytes(), freed);
+            prop_assert_eq!(runs.garbage(), 0);
+            check(&runs, &words, &model)?;
+            let exact: usize = words
+                .iter()
+                .flatten()
+                .filter(|w| **w & MULTI != 0)
+                .map(|w| HEADER + runs.buckets(w).len())
+                .sum();
+            prop_assert_eq!(runs.heap_bytes(), exact * 4);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Time for range queries: reading and writing times, buckets, retention,
+//! and the bucket-aligned ranges and series that answers cover.
+//!
+//! - [`Timestamp::parse`](crate::Timestamp::parse) reads RFC 3339,
+//!   dates, unix seconds and relative times (`-7d`, `now`);
+//!   [`Timestamp::to_rfc3339`](crate::Timestamp::to_rfc3339) writes the
+//!   UTC `Z` form every answer echoes;
+//!   [`Timestamp::parse_duration`](crate::Timestamp::parse_duration)
+//!   reads `4h`, `30d`, `1h30m`.
+//! - [`Bucketing`] is the granularity (bucket width, retention, series
+//!   point limit); [`Bucketing::range`] widens a `[from, till)` to whole
+//!   buckets and [`Bucketing::series`] cuts one into steps.
+//!
+//! The text forms are parsed here rather than with a date crate: they
+//! are a narrow, fixed grammar on whole UTC seconds from 1970 to 2106
+//! (what a 32-bit tick holds), plus relative forms no date crate reads,
+//! and the core has no other calendar need. A crate (`time`, `jiff`)
+//! would add a dependency tree to every embedding for the one function
+//! (days from a civil date) that carries the risk; that function and
+//! the RFC 3339 reading are instead property-tested against the `time`
+//! crate (a dev-dependency).
+//!
+//! # How a pair remembers when: the layout, chosen by measurement
+//!
+//! (Issue 12. The prototype and its figures: `benches/time_layout.rs`,
+//! `docs/BENCHMARKS.md` "Time ranges: choosing the layout". This section
+//! is the design the visitor sets are being moved to; until they are,
+//! the tracker keeps no buckets.)
+//!
+//! **An activity word per exact slot.** A visitor table's slot becomes
+//! (64-bit hash, 32-bit activity word), the words in their own run after
+//! the keys, as the TTL table keeps its ticks today:
+//!
+//! - high bit clear: the pair's one bucket (index since the epoch; 2³¹
+//!   one-minute buckets reach the year 6053). A visitor seen in one bucket
+//!   is the common case and costs the word alone;
+//! - high bit set: the offset of the pair's sorted run of distinct
+//!   buckets (`len, capacity, bucket...`, 32 bits each) in a per-page
+//!   arena. A run that fills moves to the arena's end at twice the room;
+//!   a page rebuild rewrites every run exactly sized, in slot order.
+//!
+//! A repeat visit in its bucket reads the word and writes nothing (no
+//! allocation); a visit in a new bucket grows the page's arena, amortised.
+//! `distinct_between` is one scan of a page's words (4 bytes a visitor,
+//! reading a run only for returning visitors), `series` the same scan
+//! with a counter per point: 0.21 ms and 0.60 ms on a page of 100k
+//! visitors (targets 5 and 20 ms; Redis's inexact `PFCOUNT` of 30 daily
+//! HyperLogLogs takes 1.3 ms), 0.75 and 12.9 ms when every one of them
+//! came back on 30 days. Tables beyond one cache line fill up to 15/16
+//! instead of 7/8, so 12-byte slots stay within 12.8–16 B a pair at every
+//! size (13.4 B measured at 1M pairs over 1k pages; at 7/8 it was 16.8).
+//! `distinct(url)` stays the stored count, O(1).
+//!
+//! Pages of one or two visitors keep them inline, in the page record,
+//! with no room for two more words; the record stays 40 bytes by reusing
+//! what the untimed inline form does not need: its last-recorded tick
+//! becomes the first visitor's bucket (eviction then ranks such pages by
+//! bucket, not second) and its 24 spare bits the second visitor's bucket
+//! as an offset from it. An inline visitor seen in a second bucket, or
+//! one too far from the other, moves the page to a table.
+//!
+//! Not chosen:
+//!
+//! - per-(page, bucket) sets (Redis's daily sets, what a user writes):
+//!   every bucket a pair is seen in holds its hash again, 96 B/pair for
+//!   one visit each in `HashSet`s, at best 8–11 B per (pair, bucket)
+//!   compact, beside the all-time set; a range is a union through a hash
+//!   set, 8x slower than the scan at one visit each, 100x with returns;
+//! - per-pair bitmaps over a window of buckets: memory grows with the
+//!   window however rarely the visitor came (30 days of hours: 90 B a
+//!   pair);
+//! - hour/day/month levels: each level holds the hashes again.
+//!
+//! **Retention and TTL.** Retention is whole buckets: a pair whose latest
+//! bucket has left it is dropped by the sweep that drops expired pairs
+//! today, and a page's expiry horizon (`horizon.rs`) over latest buckets
+//! keeps `distinct(url)` exact between sweeps. A TTL keeps its
+//! second-precision tick (its rule is a rolling window to the second), so
+//! a TTL table's slot is hash, tick and word: 16 bytes.
+//!
+//! **Under the memory budget** (policy `Sketch`), in this order:
+//!
+//! 1. the biggest exact pages first (as today) become an all-time
+//!    UltraLogLog (8 KiB, 0.73%: `distinct(url)` stays O(1)) plus one
+//!    sketch per UTC day of history at precision 10 (1 KiB, 2.4% relative
+//!    standard error, the same for any union of days, since merging is
+//!    lossless). One 8 KiB sketch per hourly bucket would cost 192 KiB a
+//!    page a day; a day that holds fewer than 128 visitors stays an exact
+//!    sorted list of their hashes (what the sketch would cost). A range on
+//!    a sketched page is widened to whole days, and the answer says which
+//!    range it covers, `exact: false` and its relative error;
+//! 2. the oldest day sketches merge into weeks (lossless in count,
+//!    coarser in time);
+//! 3. then the least recently recorded pages are evicted, as today.
+//!
+//! **Sites** (every page of a host) are unions, never sums: exact pairs in
+//! range go through a transient set of hashes, sketched pages are merged
+//! into one sketch that the exact hashes of the other pages are added to.
+
+mod civil;
+mod error;
+mod range;
+mod text;
+
+pub use error::TimeError;
+pub use range::{
+    Bucketing, DEFAULT_BUCKET, DEFAULT_MAX_POINTS, MAX_BUCKET, MIN_BUCKET, Series, TimeRange,
+};

@@ -1,0 +1,248 @@
+//! Sites (every page of one host) and page listings, against a model that
+//! keeps every (page, visitor).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tracker_core::{Field, ManualClock, MemoryPolicy, PageQuery, Timestamp, Tracker, TrackerError};
+
+/// URLs as sent, with the host each belongs to.
+const URLS: [(&str, Option<&str>); 8] = [
+    ("https://a.com/", Some("a.com")),
+    ("https://A.com:443/x", Some("a.com")),
+    ("http://a.com:8080/x", Some("a.com")),
+    ("https://user@a.com/u?q=1", Some("a.com")),
+    ("https://b.org/", Some("b.org")),
+    ("https://b.org/z?q=1#top", Some("b.org")),
+    ("https://sub.b.org/", Some("sub.b.org")),
+    ("/bare", None),
+];
+
+/// Canonical URL -> (host, visitors).
+type Model = BTreeMap<String, (Option<&'static str>, BTreeSet<u8>)>;
+
+fn record_all(tracker: &Tracker, events: &[(u8, usize)]) -> Model {
+    let mut model = Model::new();
+    for &(visitor, url) in events {
+        let (raw, host) = URLS[url];
+        tracker.record(&format!("v{visitor}"), raw).unwrap();
+        let key = tracker.canonicalize(raw).unwrap().into_owned();
+        model
+            .entry(key)
+            .or_insert((host, BTreeSet::new()))
+            .1
+            .insert(visitor);
+    }
+    model
+}
+
+fn site_union(model: &Model, site: &str) -> usize {
+    let mut union: BTreeSet<u8> = BTreeSet::new();
+    for (host, visitors) in model.values() {
+        if *host == Some(site) {
+            union.extend(visitors);
+        }
+    }
+    union.len()
+}
+
+/// Every page of a listing, following cursors (bounded: the tests hold at
+/// most a few thousand pages).
+fn list_all(tracker: &Tracker, mut query: PageQuery) -> Vec<(String, u64)> {
+    let mut all = Vec::new();
+    for _ in 0..10_000 {
+        let page = tracker.pages(&query).unwrap();
+        assert!(page.pages.len() <= query.limit.max(1));
+        all.extend(page.pages.into_iter().map(|p| (p.url, p.distinct.visitors)));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return all,
+        }
+    }
+    panic!("the listing did not end");
+}
+
+proptest! {
+    #[test]
+    fn sites_top_and_listings_match_the_model(
+        events in proptest::collection::vec((0u8..40, 0usize..URLS.len()), 0..300),
+        limit in 0usize..5,
+        k in 0usize..6,
+    ) {
+        let tracker = Tracker::builder().stripes(4).build().unwrap();
+        let model = record_all(&tracker, &events);
+        for site in ["a.com", "b.org", "sub.b.org", "nowhere.net"] {
+            let count = tracker.site_distinct(site).unwrap();
+            prop_assert_eq!((count.visitors, count.exact), (site_union(&model, site) as u64, true));
+            // Top of the site: by count, then URL.
+            let mut expected: Vec<(String, u64)> = model
+                .iter()
+                .filter(|(_, (host, _))| *host == Some(site))
+                .map(|(url, (_, v))| (url.clone(), v.len() as u64))
+                .collect();
+            expected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            expected.truncate(k);
+            let top: Vec<(String, u64)> = tracker
+                .top_of_site(k, site)
+                .unwrap()
+                .into_iter()
+                .map(|row| (row.url, row.distinct.visitors))
+                .collect();
+            prop_assert_eq!(top, expected);
+        }
+        // A site name is a host, compared case-insensitively.
+        prop_assert_eq!(tracker.site_distinct(" A.COM ").unwrap(), tracker.site_distinct("a.com").unwrap());
+        // Listings: all pages, by site, by prefix, at any page size.
+        let everything: Vec<(String, u64)> =
+            model.iter().map(|(url, (_, v))| (url.clone(), v.len() as u64)).collect();
+        let query = PageQuery { limit, ..PageQuery::default() };
+        prop_assert_eq!(list_all(&tracker, query.clone()), everything.clone());
+        let of_a: Vec<_> = model
+            .iter()
+            .filter(|(_, (host, _))| *host == Some("a.com"))
+            .map(|(url, (_, v))| (url.clone(), v.len() as u64))
+            .collect();
+        let by_site = PageQuery { site: Some("a.com".into()), ..query.clone() };
+        prop_assert_eq!(list_all(&tracker, by_site), of_a);
+        let prefix = "https://b.org/";
+        let with_prefix: Vec<_> = everything.iter().filter(|(u, _)| u.starts_with(prefix)).cloned().collect();
+        let by_prefix = PageQuery { prefix: Some(prefix.into()), ..query };
+        prop_assert_eq!(list_all(&tracker, by_prefix), with_prefix);
+    }
+}
+
+#[test]
+fn bad_site_names_are_typed_errors() {
+    let tracker = Tracker::new();
+    assert_eq!(
+        tracker.site_distinct("  "),
+        Err(TrackerError::Empty { field: Field::Site })
+    );
+    assert!(matches!(
+        tracker.top_of_site(3, &"x".repeat(300)),
+        Err(TrackerError::TooLong {
+            field: Field::Site,
+            ..
+        })
+    ));
+    let query = PageQuery {
+        site: Some(String::new()),
+        limit: 10,
+        ..PageQuery::default()
+    };
+    assert!(tracker.pages(&query).is_err());
+}
+
+/// Under the sketch policy a site with sketched pages is an estimate of
+/// the union (not the sum), within 5 standard errors, marked inexact.
+#[test]
+fn sketched_pages_make_an_estimated_union() {
+    let tracker = Tracker::builder()
+        .stripes(2)
+        .max_memory(150_000)
+        .memory_policy(MemoryPolicy::Sketch)
+        .build()
+        .unwrap();
+    // Three big pages sharing half their visitors, and small ones.
+    for v in 0..6_000u32 {
+        for (page, offset) in [(0, 0), (1, 3_000), (2, 6_000)] {
+            let url = format!("https://shop.example/{page}");
+            tracker.record(&format!("v{}", v + offset), &url).unwrap();
+        }
+    }
+    for v in 0..50u32 {
+        tracker
+            .record(&format!("v{v}"), "https://shop.example/small")
+            .unwrap();
+    }
+    assert!(tracker.stats().sketched_pages > 0);
+    let truth = 12_000.0; // v0 .. v11999
+    let count = tracker.site_distinct("shop.example").unwrap();
+    let error = count.relative_error.unwrap();
+    assert!(!count.exact);
+    assert!(
+        (count.visitors as f64 - truth).abs() <= 5.0 * error * truth,
+        "{count:?}"
+    );
+}
+
+#[test]
+fn sites_count_only_live_visitors_with_a_ttl() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let tracker = Tracker::builder()
+        .ttl(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    for v in 0..10 {
+        tracker
+            .record(&format!("old{v}"), &format!("https://t.io/{}", v % 4))
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(45));
+    for v in 0..3 {
+        tracker
+            .record(&format!("new{v}"), "https://t.io/1")
+            .unwrap();
+    }
+    assert_eq!(tracker.site_distinct("t.io").unwrap().visitors, 13);
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(tracker.site_distinct("t.io").unwrap().visitors, 3);
+    let listed = list_all(
+        &tracker,
+        PageQuery {
+            limit: 1,
+            ..PageQuery::default()
+        },
+    );
+    assert_eq!(listed, vec![("https://t.io/1".to_string(), 3)]);
+}
+
+/// A listing in progress while events (and new pages) arrive lists every
+/// page that existed when it started exactly once.
+#[test]
+fn listing_while_recording_skips_and_repeats_nothing() {
+    let tracker = Arc::new(Tracker::builder().stripes(4).build().unwrap());
+    let before: BTreeSet<String> = (0..500)
+        .map(|i| {
+            let url = format!("https://l.net/{i:04}");
+            tracker.record("first", &url).unwrap();
+            url
+        })
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (tracker, done) = (Arc::clone(&tracker), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !done.load(Ordering::Relaxed) && i < 3_000 {
+                // New pages among the old ones, and visits to old ones.
+                let url = format!("https://l.net/{:04}x{i}", i % 500);
+                tracker.record("writer", &url).unwrap();
+                tracker
+                    .record(&format!("w{i}"), &format!("https://l.net/{:04}", i % 500))
+                    .unwrap();
+                i += 1;
+            }
+        })
+    };
+    let listed = list_all(
+        &tracker,
+        PageQuery {
+            limit: 7,
+            ..PageQuery::default()
+        },
+    );
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let mut seen = BTreeSet::new();
+    for (url, _) in &listed {
+        assert!(seen.insert(url.clone()), "{url} listed twice");
+    }
+    assert!(before.is_subset(&seen), "a page that existed was skipped");
+    let in_order: Vec<&String> = listed.iter().map(|(url, _)| url).collect();
+    assert!(in_order.windows(2).all(|w| w[0] < w[1]));
+}

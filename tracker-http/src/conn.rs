@@ -1,0 +1,865 @@
+//! Connections: accepting them, limiting them, and closing them.
+//!
+//! [`serve`] runs the accept loop over hyper-util's automatic HTTP/1.1 and
+//! HTTP/2 connection builder (with upgrades enabled, for WebSocket
+//! routes), plain or TLS. What it adds to hyper:
+//!
+//! - **A cap** (`--max-connections`): a connection past it is not left in
+//!   the listen backlog but accepted, answered 503 `too_many_connections`
+//!   (with `Connection: close`) and closed within [`REFUSAL_TIME`]. At most
+//!   [`REFUSALS`] are answered at once; past that they are closed at once.
+//! - **A header timeout** (`--header-timeout`): from the first byte of a
+//!   request head (or the start of a TLS handshake) to the whole head. A
+//!   client that stalls mid-head (slowloris) is disconnected.
+//! - **An idle timeout** (`--idle-timeout`): a connection with no request
+//!   in flight and no head arriving is closed (gracefully: HTTP/2 gets a
+//!   GOAWAY), HTTP/1.1 and HTTP/2 alike.
+//! - **Lingering close**: when HTTP/1.1 closes a connection after a 4xx
+//!   answer to a request whose body it did not read (a 413), the socket
+//!   is shut for writing and the rest of the body read and discarded, up
+//!   to [`LINGER_BYTES`] or the request timeout, before it is closed.
+//!   Closing at once would reset the connection under a client that sends
+//!   its whole body before reading (Python's `http.client`, many SDKs),
+//!   and it would get a broken pipe instead of the 413.
+//!
+//! hyper's own HTTP/1 header timeout is switched off: it also runs while a
+//! connection is idle, which would make the idle timeout the header
+//! timeout. One watchdog per connection, in the connection's own task,
+//! keeps both: the socket and the service record what happens in relaxed
+//! atomics (a few per request, no lock, no clock), and the watchdog looks
+//! at them at least every quarter of the shorter timeout, timing what it
+//! sees. A deadline is therefore never early, and late by at most that
+//! quarter.
+//!
+//! A connection upgraded to another protocol (a WebSocket) leaves hyper
+//! and the watchdog once the upgrade is answered: its handler owns its
+//! timeouts. It keeps its place under the cap until its socket closes.
+//!
+//! **The client's address** reaches handlers as the request extension
+//! `axum::extract::ConnectInfo<SocketAddr>` (the TCP peer), attached to
+//! every request in every mode (HTTP/1.1 and HTTP/2, plain and TLS) by
+//! the per-connection service here.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, header};
+use axum::response::{IntoResponse, Response};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::Service;
+
+use crate::config::HttpOptions;
+use crate::error::AppError;
+use crate::metrics::Connection;
+use crate::middleware::Observe;
+use crate::state::AppState;
+use crate::tls::TlsFiles;
+
+/// Most bytes of an unread body discarded before a lingering close: more
+/// than any client sends before it looks at the answer, small enough to
+/// cost nothing.
+pub const LINGER_BYTES: u64 = 64 << 20;
+
+/// Connections past the cap answered 503 at the same time; the rest are
+/// closed unanswered, so that a flood past the cap costs nothing more.
+pub const REFUSALS: usize = 64;
+
+/// Longest a refused connection is kept to send its 503.
+pub const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
+/// How long an HTTP/2 peer has to answer a keep-alive ping.
+pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How many `Notify`s tell connections that shutdown began; a connection
+/// listens on one, by its number. A task polls its waiting `Notified` on
+/// every wake, which takes that `Notify`'s lock: one for every connection
+/// would make it a contended global lock on every request.
+const STOP_SHARDS: usize = 64;
+
+/// Pause after a failed `accept` (out of file descriptors, most often),
+/// so the loop does not spin while connections close.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The connection settings, from the `--header-timeout` family of flags.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// See `--header-timeout`.
+    pub header_timeout: Duration,
+    /// See `--idle-timeout`.
+    pub idle_timeout: Duration,
+    /// See `--max-connections`.
+    pub max_connections: usize,
+    /// See `--max-header-size`.
+    pub max_header_size: usize,
+    /// See `--h2-max-streams`.
+    pub h2_max_streams: u32,
+    /// See `--h2-keepalive`.
+    pub h2_keepalive: Duration,
+    /// Longest a lingering close waits for the rest of a body: the time
+    /// the client had to send it (`--request-timeout`).
+    pub linger: Duration,
+}
+
+impl From<&HttpOptions> for ConnLimits {
+    fn from(http: &HttpOptions) -> Self {
+        Self {
+            header_timeout: http.header_timeout,
+            idle_timeout: http.idle_timeout,
+            max_connections: http.max_connections,
+            max_header_size: usize::try_from(http.max_header_size).unwrap_or(usize::MAX),
+            h2_max_streams: http.h2_max_streams,
+            h2_keepalive: http.h2_keepalive,
+            linger: http.request_timeout,
+        }
+    }
+}
+
+/// Descriptors the process needs beside its connections: the listener,
+/// the event log and snapshots, the runtime's own.
+const SPARE_DESCRIPTORS: u64 = 64;
+
+/// Warns when the process's soft limit on open files (`ulimit -n`) is
+/// below the connection cap: connections past the limit would fail to be
+/// accepted (and counted as accept errors) instead of being refused with
+/// a 503. Linux only (it reads `/proc/self/limits`).
+fn check_descriptor_limit(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse::<u64>().ok());
+    let needed = max_connections as u64 + SPARE_DESCRIPTORS;
+    if let Some(soft) = soft
+        && soft < needed
+    {
+        tracing::warn!(
+            open_files = soft,
+            max_connections,
+            "the open-file limit (ulimit -n) is below --max-connections + {SPARE_DESCRIPTORS}; raise it or lower the cap"
+        );
+    }
+}
+
+/// hyper's builder with the limits: HTTP/1.1 and HTTP/2 on one port (h2c
+/// by prior knowledge, h2 by ALPN over TLS).
+fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // The watchdog times heads and idleness (see the module docs), so
+        // HTTP/1 needs no timer.
+        .header_read_timeout(None)
+        // The read buffer bounds the request head; hyper needs 8 KiB.
+        .max_buf_size(limits.max_header_size.max(8 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        .keep_alive_interval(limits.h2_keepalive)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    builder
+}
+
+/// What every connection task shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    service: Observe<Router>,
+    tls: Option<Arc<TlsFiles>>,
+    limits: ConnLimits,
+    /// Its shutdown signal and connection metrics.
+    state: AppState,
+    /// Notified when shutdown begins (see [`STOP_SHARDS`]).
+    stops: Box<[Notify]>,
+}
+
+/// Accepts connections on `listener` and serves `service` on them
+/// (counted in `state.metrics`) until `state.shutdown` triggers; then
+/// stops accepting, lets every connection finish its requests (HTTP/1.1
+/// closes after the one in flight, HTTP/2 sends GOAWAY) for up to
+/// `grace`, and closes what is left.
+pub async fn serve(
+    listener: TcpListener,
+    state: &AppState,
+    service: Observe<Router>,
+    tls: Option<Arc<TlsFiles>>,
+    limits: ConnLimits,
+    grace: Duration,
+) {
+    check_descriptor_limit(limits.max_connections);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
+    let shared = Arc::new(Shared {
+        builder: builder(&limits),
+        service,
+        tls,
+        limits,
+        state: state.clone(),
+        stops: (0..STOP_SHARDS).map(|_| Notify::new()).collect(),
+    });
+    let mut accepted_count = 0usize;
+    let mut tasks = JoinSet::new();
+    let stop = state.shutdown.triggered();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Responses are written whole; waiting to coalesce
+                    // them only adds latency.
+                    let _ = stream.set_nodelay(true);
+                    let admitted = match permits.clone().try_acquire_owned() {
+                        Ok(permit) => Admitted::Serve(permit),
+                        Err(_) => match refusals.clone().try_acquire_owned() {
+                            Ok(permit) => Admitted::Refuse(permit),
+                            Err(_) => {
+                                // Dropping closes it.
+                                state.metrics.connection(Connection::Dropped);
+                                continue;
+                            }
+                        },
+                    };
+                    accepted_count = accepted_count.wrapping_add(1);
+                    let stop = accepted_count % STOP_SHARDS;
+                    tasks.spawn(connection(stream, peer, admitted, shared.clone(), stop));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = joined && e.is_panic() {
+                    tracing::error!(error = %e, "a connection task panicked");
+                }
+            }
+        }
+    }
+    drop(listener);
+    for stop in &shared.stops {
+        stop.notify_waiters();
+    }
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            open = tasks.len(),
+            "in-flight requests outlived the shutdown grace; closing them"
+        );
+        tasks.shutdown().await;
+    }
+}
+
+/// Why a connection was accepted: to be served, or to be told the server
+/// is full. The permit is held until the socket is closed.
+enum Admitted {
+    Serve(OwnedSemaphorePermit),
+    Refuse(OwnedSemaphorePermit),
+}
+
+/// One connection, from accept to close.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+    shared: Arc<Shared>,
+    stop: usize,
+) {
+    let activity = Arc::new(Activity::new());
+    let metrics = &shared.state.metrics;
+    let (permit, refuse) = match admitted {
+        Admitted::Serve(permit) => (permit, false),
+        Admitted::Refuse(permit) => (permit, true),
+    };
+    metrics.connection(if refuse {
+        Connection::Refused
+    } else {
+        Connection::Opened
+    });
+    // Counts the close however the task ends (even aborted at shutdown).
+    let _closed = (!refuse).then(|| Closed(shared.state.clone()));
+    let io = Watched {
+        stream: Some(stream),
+        activity: activity.clone(),
+        permit: Some(permit),
+        linger: shared.limits.linger,
+    };
+    let service = ConnService {
+        inner: (!refuse).then(|| shared.service.clone()),
+        peer,
+        activity: activity.clone(),
+    };
+    let deadline = refuse.then(|| Instant::now() + REFUSAL_TIME);
+    match &shared.tls {
+        None => drive(io, service, &activity, &shared, deadline, stop).await,
+        Some(tls) => {
+            let handshake = tls.acceptor().accept(io);
+            // The handshake is part of the first request's head.
+            let limit = deadline.unwrap_or(Instant::now() + shared.limits.header_timeout);
+            let stream = match tokio::time::timeout_at(limit, handshake).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    if !refuse {
+                        metrics.connection(Connection::HeaderTimeout);
+                    }
+                    return;
+                }
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                // The handshake's bytes started a head timer; HTTP/2 is
+                // timed by idleness alone.
+                activity.negotiated_http2();
+            }
+            drive(stream, service, &activity, &shared, deadline, stop).await
+        }
+    }
+}
+
+/// Serves one connection under its watchdog (see the module docs), until
+/// it closes, a deadline passes, or shutdown has drained it. `deadline`
+/// (for refused connections) closes it regardless. `stop` is its shard of
+/// [`Shared::stops`].
+async fn drive<I>(
+    io: I,
+    service: ConnService,
+    activity: &Activity,
+    shared: &Shared,
+    deadline: Option<Instant>,
+    stop: usize,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &shared.limits;
+    let conn = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let stop = shared.stops[stop].notified();
+    tokio::pin!(stop);
+    // Registered before the flag is read: a shutdown after the read still
+    // notifies it.
+    stop.as_mut().enable();
+    let mut stopping = shared.state.shutdown.is_triggered();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    let mut watch = Watch::new(activity);
+    // Set once the connection is asked to close: then closed by force.
+    let mut closing = deadline;
+    loop {
+        let (at, _) = match closing {
+            Some(at) => (at, Due::Close),
+            None => watch.due(activity, Instant::now(), limits),
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            // A deadline acts only if it is still due when looked at
+            // again (below): the connection may have moved on meanwhile.
+            () = tokio::time::sleep_until(at) => {}
+            () = &mut stop, if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+                continue;
+            }
+        }
+        let now = Instant::now();
+        let (at, due) = match closing {
+            Some(at) => (at, Due::Close),
+            None => watch.due(activity, now, limits),
+        };
+        if at > now {
+            continue;
+        }
+        match due {
+            Due::Recheck => {}
+            // Dropping the connection closes the socket, unlingered.
+            Due::Head | Due::Close => {
+                if due == Due::Head {
+                    shared.state.metrics.connection(Connection::HeaderTimeout);
+                }
+                activity.linger.store(false, Ordering::Relaxed);
+                return;
+            }
+            Due::Idle => {
+                shared.state.metrics.connection(Connection::IdleTimeout);
+                conn.as_mut().graceful_shutdown();
+                // HTTP/2 waits for the peer's answer to GOAWAY; a peer
+                // that never answers is closed after one more header
+                // timeout.
+                closing = Some(now + limits.header_timeout);
+            }
+        }
+    }
+}
+
+/// Counts a served connection closed when dropped.
+struct Closed(AppState);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.metrics.connection(Connection::Closed);
+    }
+}
+
+/// What the watchdog does at the next deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// Nothing yet: look again.
+    Recheck,
+    /// A request head took too long: close.
+    Head,
+    /// Idle too long: close gracefully.
+    Idle,
+    /// Past the time allowed after a graceful close or a refusal: close.
+    Close,
+}
+
+/// What a connection is doing: written by its socket (bytes read) and its
+/// service (requests starting and ending), read by its watchdog. Relaxed
+/// atomics and no clock: the per-request cost is a few uncontended atomic
+/// operations. The watchdog ([`Watch`]) puts times on what it sees.
+struct Activity {
+    /// Requests being handled.
+    in_flight: AtomicU32,
+    /// Requests started so far: tells the watchdog a head it saw arriving
+    /// became a request (and another head may have begun since).
+    started: AtomicU64,
+    /// Requests finished so far: tells the watchdog the connection went
+    /// idle again since it last looked.
+    finished: AtomicU64,
+    /// The first bytes of a request head arrived while no request was in
+    /// flight (HTTP/1.1 only).
+    head: AtomicBool,
+    /// [`UNKNOWN`], [`HTTP1`] or [`HTTP2`], from the first bytes or ALPN:
+    /// HTTP/2 frames that are not requests (pings, settings) must not
+    /// start a head timer.
+    protocol: AtomicU8,
+    /// Close by lingering: a 4xx was sent for a request whose body may
+    /// still be arriving.
+    linger: AtomicBool,
+}
+
+const UNKNOWN: u8 = 0;
+const HTTP1: u8 = 1;
+const HTTP2: u8 = 2;
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicU32::new(0),
+            started: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            head: AtomicBool::new(false),
+            protocol: AtomicU8::new(UNKNOWN),
+            linger: AtomicBool::new(false),
+        }
+    }
+
+    /// Bytes arrived: on an idle HTTP/1.1 connection, a head has begun.
+    fn on_read(&self, bytes: &[u8]) {
+        let mut protocol = self.protocol.load(Ordering::Relaxed);
+        if protocol == UNKNOWN {
+            protocol = if bytes.starts_with(b"PRI ") {
+                HTTP2
+            } else {
+                HTTP1
+            };
+            self.protocol.store(protocol, Ordering::Relaxed);
+        }
+        if protocol == HTTP1
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.head.load(Ordering::Relaxed)
+        {
+            self.head.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// ALPN chose HTTP/2 (the handshake's bytes counted as a head).
+    fn negotiated_http2(&self) {
+        self.protocol.store(HTTP2, Ordering::Relaxed);
+        self.head.store(false, Ordering::Relaxed);
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.head.store(false, Ordering::Relaxed);
+    }
+
+    fn request_finished(&self, linger: bool) {
+        if linger {
+            self.linger.store(true, Ordering::Relaxed);
+        }
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        // Release: a watchdog that sees the count drop sees `finished` too.
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The watchdog's view of an [`Activity`]: when it first saw the
+/// connection idle and a head arriving. It looks at least every quarter of
+/// the shorter timeout, so it sees each change at most that late, and
+/// deadlines are never early: a connection is closed at most a quarter
+/// timeout after its deadline (plus scheduling).
+struct Watch {
+    /// When the connection was first seen idle (or opened).
+    idle_since: Instant,
+    /// `finished` when last looked at.
+    finished: u64,
+    /// When the current head was first seen, and `started` then.
+    head_since: Option<(Instant, u64)>,
+}
+
+impl Watch {
+    fn new(activity: &Activity) -> Self {
+        Self {
+            idle_since: Instant::now(),
+            finished: activity.finished.load(Ordering::Relaxed),
+            head_since: None,
+        }
+    }
+
+    /// The next deadline and what it means.
+    fn due(&mut self, activity: &Activity, now: Instant, limits: &ConnLimits) -> (Instant, Due) {
+        let recheck = now + limits.header_timeout.min(limits.idle_timeout) / 4;
+        if activity.in_flight.load(Ordering::Acquire) > 0 {
+            return (recheck, Due::Recheck);
+        }
+        let finished = activity.finished.load(Ordering::Relaxed);
+        if finished != self.finished {
+            self.finished = finished;
+            self.idle_since = now;
+        }
+        if activity.head.load(Ordering::Relaxed) {
+            let started = activity.started.load(Ordering::Relaxed);
+            let since = match self.head_since {
+                Some((since, seen)) if seen == started => since,
+                _ => {
+                    self.head_since = Some((now, started));
+                    now
+                }
+            };
+            return (since + limits.header_timeout, Due::Head);
+        }
+        self.head_since = None;
+        let idle = self.idle_since + limits.idle_timeout;
+        if idle <= recheck {
+            (idle, Due::Idle)
+        } else {
+            (recheck, Due::Recheck)
+        }
+    }
+}
+
+/// The socket under hyper (and under TLS): tells [`Activity`] what it
+/// reads, and on drop hands itself to a lingering close when one is due.
+struct Watched {
+    /// Taken by the lingering close.
+    stream: Option<TcpStream>,
+    activity: Arc<Activity>,
+    /// The connection's place under the cap, released when the socket is
+    /// closed (after lingering).
+    permit: Option<OwnedSemaphorePermit>,
+    linger: Duration,
+}
+
+impl Watched {
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        match &mut self.stream {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(self.stream()?.poll_read(cx, buf))?;
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            self.activity.on_read(read);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.stream()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream()?.poll_shutdown(cx)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.activity.linger.load(Ordering::Relaxed) {
+            return;
+        }
+        let (Some(stream), Ok(runtime)) =
+            (self.stream.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(linger(stream, self.linger, self.permit.take()));
+    }
+}
+
+/// Shuts `stream` for writing (the answer is already sent), reads and
+/// discards what the client still sends, up to [`LINGER_BYTES`] or `limit`,
+/// then closes it.
+async fn linger(mut stream: TcpStream, limit: Duration, _permit: Option<OwnedSemaphorePermit>) {
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 16 * 1024];
+    let mut discarded = 0u64;
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n as u64,
+            _ => break,
+        }
+    }
+}
+
+/// The per-connection service hyper calls: the observed router, with the
+/// peer address attached and the request counted in [`Activity`]; or, for
+/// a connection past the cap (`inner` empty), the 503.
+#[derive(Clone)]
+struct ConnService {
+    inner: Option<Observe<Router>>,
+    peer: SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tracked<<Observe<Router> as Service<axum::extract::Request>>::Future>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let has_body = !request.body().is_end_stream();
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        self.activity.request_started();
+        // The router is always ready (axum's `poll_ready` returns Ready),
+        // so it is called without asking, as axum's own server does.
+        let inner = self.inner.clone().map(|mut service| service.call(request));
+        Tracked {
+            inner,
+            activity: Some(self.activity.clone()),
+            has_body,
+        }
+    }
+}
+
+/// A request's future, counted in flight until it completes or is dropped.
+struct Tracked<F> {
+    /// `None`: the refusal of a connection past the cap.
+    inner: Option<F>,
+    /// Taken when the request is counted finished.
+    activity: Option<Arc<Activity>>,
+    has_body: bool,
+}
+
+impl<F> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match &mut self.inner {
+            Some(inner) => {
+                let Ok(response) = ready!(Pin::new(inner).poll(cx));
+                response
+            }
+            None => {
+                let mut response = AppError::TooManyConnections.into_response();
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                response
+            }
+        };
+        // A refusal of a request with a body leaves the body unread; if
+        // the connection closes next, it lingers.
+        let linger = self.has_body && response.status().is_client_error();
+        if let Some(activity) = self.activity.take() {
+            activity.request_finished(linger);
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+impl<F> Drop for Tracked<F> {
+    fn drop(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            activity.request_finished(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 8,
+            max_header_size: 16 * 1024,
+            h2_max_streams: 100,
+            h2_keepalive: Duration::from_secs(30),
+            linger: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_the_connection() {
+        let (limits, activity) = (limits(), Activity::new());
+        let mut watch = Watch::new(&activity);
+        let opened = Instant::now();
+        let tick = limits.header_timeout / 4;
+        // Idle: look again every quarter header timeout, until the idle
+        // deadline.
+        assert_eq!(
+            watch.due(&activity, opened, &limits),
+            (opened + tick, Due::Recheck)
+        );
+        let late = opened + Duration::from_secs(59);
+        assert_eq!(
+            watch.due(&activity, late, &limits),
+            (opened + limits.idle_timeout, Due::Idle)
+        );
+        // A head begins: timed from when the watchdog first sees it.
+        activity.on_read(b"GET / HT");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let seen = Instant::now();
+        assert_eq!(
+            watch.due(&activity, seen, &limits),
+            (seen + limits.header_timeout, Due::Head)
+        );
+        // More bytes of the same head do not move it.
+        activity.on_read(b"TP/1.1\r\n");
+        let later = seen + Duration::from_secs(2);
+        assert_eq!(
+            watch.due(&activity, later, &limits).0,
+            seen + limits.header_timeout
+        );
+        // In flight: no deadline but a recheck.
+        activity.request_started();
+        assert_eq!(watch.due(&activity, later, &limits).1, Due::Recheck);
+        activity.request_finished(false);
+        // Idle again from when that is seen; a new head is timed anew.
+        let idle = later + Duration::from_secs(1);
+        assert_eq!(
+            watch
+                .due(&activity, idle + Duration::from_secs(58), &limits)
+                .1,
+            Due::Recheck
+        );
+        activity.on_read(b"GET /next");
+        let next = idle + Duration::from_secs(59);
+        assert_eq!(
+            watch.due(&activity, next, &limits),
+            (next + limits.header_timeout, Due::Head)
+        );
+    }
+
+    #[test]
+    fn a_head_after_a_request_between_two_looks_is_timed_anew() {
+        let (limits, activity) = (limits(), Activity::new());
+        let mut watch = Watch::new(&activity);
+        let t0 = Instant::now();
+        activity.on_read(b"GET / HTTP/1.1\r\n");
+        assert_eq!(
+            watch.due(&activity, t0, &limits).0,
+            t0 + limits.header_timeout
+        );
+        // Unseen by the watchdog: the request runs, ends, the next begins.
+        activity.request_started();
+        activity.request_finished(false);
+        activity.on_read(b"GET /2 HTTP/1.1\r\n");
+        let t1 = t0 + Duration::from_secs(9);
+        assert_eq!(
+            watch.due(&activity, t1, &limits),
+            (t1 + limits.header_timeout, Due::Head)
+        );
+    }
+
+    #[test]
+    fn http2_frames_start_no_head_timer() {
+        let (limits, activity) = (limits(), Activity::new());
+        let mut watch = Watch::new(&activity);
+        activity.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        activity.on_read(b"\x00\x00\x08\x06\x00\x00\x00\x00\x00");
+        assert_eq!(
+            watch.due(&activity, Instant::now(), &limits).1,
+            Due::Recheck
+        );
+        // Over TLS, ALPN says so after the handshake's bytes.
+        let tls = Activity::new();
+        tls.on_read(b"\x16\x03\x01");
+        tls.negotiated_http2();
+        assert_eq!(watch.due(&tls, Instant::now(), &limits).1, Due::Recheck);
+    }
+}
