@@ -23,41 +23,6 @@ BARE_PORT=${BARE_PORT:-18081}
 # shellcheck source=benches/http_lib.sh
 source "$(dirname "$0")/http_lib.sh"
 
-for round in $(seq "$ROUNDS"); do
-  # Both servers up at once (the idle one costs nothing), runs interleaved
-  # so that drifting background load hits both alike.
-  start_bare bare "$BARE_PORT"
-  start_service service "$SERVICE_PORT"
-  for script in post get; do
-    for name in bare service; do
-      port=$BARE_PORT
-      [[ "$name" == service ]] && port=$SERVICE_PORT
-      result=$(run_wrk "$name" "$port" "$script")
-      RESULTS["$name-$script-$round"]="$result"
-      echo "round $round $name $script: rps p50_ms p99_ms non2xx cpu_us/req requests = $result" >&2
-    done
-  done
-  stop_all
-done
-
-echo
-echo "tracker-http vs bare axum: wrk, $CONNECTIONS connections, $DURATION x $ROUNDS rounds (median), pinned=$PIN"
-machine_line
-echo
-echo "| endpoint | server | requests/s | p50 ms | p99 ms | non-2xx | server CPU µs/request |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
-for script in post get; do
-  label="POST /events"
-  [[ "$script" == get ]] && label="GET /distinct"
-  for name in bare service; do
-    echo "| $label | $name | $(field $name-$script 1) | $(field $name-$script 2) | $(field $name-$script 3) | $(field $name-$script 4) | $(field $name-$script 5) |"
-  done
-done
-echo
-for script in post get; do
-  label="POST /events"
-  [[ "$script" == get ]] && label="GET /distinct"
-  awk -v s="$(field service-$script 1)" -v b="$(field bare-$script 1)" \
-    -v sc="$(field service-$script 5)" -v bc="$(field bare-$script 5)" -v l="$label" \
-    'BEGIN { printf "%s: requests/s service/bare = %.3f; capacity (bare CPU/request over service CPU/request) = %.3f\n", l, s / b, bc / sc }'
-done
+label() { if [[ "$1" == post ]]; then echo "POST /events"; else echo "GET /distinct"; fi; }
+run_rounds post get
+report "tracker-http vs bare axum" label post get

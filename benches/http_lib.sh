@@ -138,3 +138,49 @@ field() { # key column -> median over the rounds
 machine_line() {
   echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $CPUS CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB"
 }
+
+# run_rounds SCRIPT... : ROUNDS rounds; in each, both servers up at once
+# (the idle one costs nothing) and every script run on bare then service,
+# interleaved so that drifting background load hits both alike. Needs
+# BARE_PORT and SERVICE_PORT.
+run_rounds() {
+  local round script name port
+  for round in $(seq "$ROUNDS"); do
+    start_bare bare "$BARE_PORT"
+    start_service service "$SERVICE_PORT"
+    for script in "$@"; do
+      for name in bare service; do
+        port=$BARE_PORT
+        [[ "$name" == service ]] && port=$SERVICE_PORT
+        RESULTS["$name-$script-$round"]=$(run_wrk "$name" "$port" "$script")
+        echo "round $round $name $script: rps p50_ms p99_ms non2xx cpu_us/req requests = ${RESULTS["$name-$script-$round"]}" >&2
+      done
+    done
+    stop_all
+  done
+}
+
+# report TITLE LABEL_FUNCTION SCRIPT... : the medians of run_rounds as a
+# table, then the service/bare ratios; LABEL_FUNCTION names a script's
+# endpoint ("POST /events").
+report() {
+  local title=$1 label=$2 script name
+  shift 2
+  echo
+  echo "$title: wrk, $CONNECTIONS connections, $DURATION x $ROUNDS rounds (median), pinned=$PIN"
+  machine_line
+  echo
+  echo "| endpoint | server | requests/s | p50 ms | p99 ms | non-2xx | server CPU µs/request |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+  for script in "$@"; do
+    for name in bare service; do
+      echo "| $($label "$script") | $name | $(field $name-$script 1) | $(field $name-$script 2) | $(field $name-$script 3) | $(field $name-$script 4) | $(field $name-$script 5) |"
+    done
+  done
+  echo
+  for script in "$@"; do
+    awk -v s="$(field service-$script 1)" -v b="$(field bare-$script 1)" \
+      -v sc="$(field service-$script 5)" -v bc="$(field bare-$script 5)" -v l="$($label "$script")" \
+      'BEGIN { printf "%s: requests/s service/bare = %.3f; capacity (bare CPU/request over service CPU/request) = %.3f\n", l, s / b, bc / sc }'
+  done
+}

@@ -2,10 +2,9 @@
 //!
 //! Applied identically when recording and when querying. The rules:
 //! - surrounding white space is trimmed and the fragment (`#...`) dropped;
-//! - the scheme and host are lowercased, a default port (`:80` for http and
-//!   ws, `:443` for https and wss, `:21` for ftp) and an empty port are
-//!   dropped, leading zeros of a port are dropped, and an empty path of
-//!   those schemes becomes `/`;
+//! - the scheme and host are lowercased, a default port (`:80` for http,
+//!   `:443` for https) and an empty port are dropped, leading zeros of a
+//!   port are dropped, and an empty path becomes `/`;
 //! - in the path and query, percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
 //!   digits, and bytes a browser would escape (non-ASCII, controls, space,
@@ -15,8 +14,16 @@
 //!   allowlist of parameter names, per [`QueryPolicy`]; kept parameters keep
 //!   their order.
 //!
-//! Input without a `scheme://authority` (a bare path such as `/pricing`) is
-//! accepted and gets the path and query rules only.
+//! A page is an `http://` or `https://` URL with a host, or a path starting
+//! with `/` (`/pricing`, which gets the path and query rules only); any
+//! other scheme (`javascript:`, `data:`, `file:`, ...) or relative text is
+//! [`TrackerError::InvalidUrl`].
+//!
+//! Browser rules on top: query parameters named in
+//! [`UrlOptions::drop_params`] (by default the tracking parameters in
+//! [`TRACKING_PARAMS`]) are dropped whatever the query policy, and with
+//! [`UrlOptions::fold_trailing_slash`] trailing slashes of the path are
+//! (`/docs/` is `/docs`; the root `/` stays).
 //!
 //! A URL that is already canonical comes back borrowed: the output is built
 //! lazily and only allocates at the first byte that differs from the input,
@@ -52,6 +59,13 @@ pub struct UrlOptions {
     pub query: QueryPolicy,
     /// The longest URL accepted, in bytes, as sent and once canonical.
     pub max_len: usize,
+    /// Query parameters dropped from page identity whatever the policy:
+    /// names, or prefixes ending in `*` (`utm_*`), matched ignoring ASCII
+    /// case. Default: [`TRACKING_PARAMS`].
+    pub drop_params: Vec<String>,
+    /// Fold trailing slashes of the path: `/docs/` and `/docs` are one
+    /// page (the root `/` stays). Default: off.
+    pub fold_trailing_slash: bool,
 }
 
 impl Default for UrlOptions {
@@ -59,8 +73,88 @@ impl Default for UrlOptions {
         Self {
             query: QueryPolicy::Keep,
             max_len: DEFAULT_MAX_URL_LEN,
+            drop_params: TRACKING_PARAMS.iter().map(|p| p.to_string()).collect(),
+            fold_trailing_slash: false,
         }
     }
+}
+
+/// Query parameters that identify a campaign or a click, not a page:
+/// dropped from page identity by default. Entries ending in `*` are
+/// prefixes.
+pub const TRACKING_PARAMS: &[&str] = &[
+    "utm_*",
+    "fbclid",
+    "gclid",
+    "gclsrc",
+    "dclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "_ga",
+    "_gl",
+    "yclid",
+    "igshid",
+    "twclid",
+    "ttclid",
+    "li_fat_id",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+];
+
+/// The site of a page URL as canonicalisation spells it: its host (with a
+/// non-default port), or `""` for a path or a URL that is not a page. Used
+/// to keep derived visitor ids of different sites apart, so every spelling
+/// of a host must give one site.
+///
+/// ```
+/// assert_eq!(tracker_core::site_of("https://Shop.example:443/cart"), "shop.example");
+/// assert_eq!(tracker_core::site_of("http://shop.example:8080/cart"), "shop.example:8080");
+/// assert_eq!(tracker_core::site_of("/cart"), "");
+/// ```
+pub fn site_of(url: &str) -> Cow<'_, str> {
+    // The common case, a plain lowercase host, is its own canonical form:
+    // no need to canonicalise the whole URL.
+    let trimmed = url.trim_start();
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    if let Some(rest) = rest {
+        let end = rest
+            .bytes()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
+        let host = &rest[..end];
+        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+        if !host.is_empty() && host.bytes().all(plain) {
+            return Cow::Borrowed(host);
+        }
+    }
+    let options = UrlOptions {
+        max_len: URL_LEN_CEILING,
+        drop_params: Vec::new(),
+        ..UrlOptions::default()
+    };
+    match canonicalize(url, &options) {
+        Ok(Cow::Borrowed(canonical)) => Cow::Borrowed(authority_host(canonical)),
+        Ok(Cow::Owned(canonical)) => Cow::Owned(authority_host(&canonical).to_string()),
+        Err(_) => Cow::Borrowed(""),
+    }
+}
+
+/// The host (and port) of a canonical URL, without userinfo; `""` for a path.
+fn authority_host(canonical: &str) -> &str {
+    let Some((_, rest)) = canonical.split_once("://") else {
+        return "";
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 /// Canonicalises `raw` under `options`, or says why it cannot be a page key.
@@ -81,43 +175,60 @@ pub(crate) fn canonicalize<'a>(
         Some(end) => &trimmed[..end],
         None => trimmed,
     };
+    if src.is_empty() {
+        return Err(TrackerError::Empty { field: Field::Url });
+    }
     let mut out = Lazy::new(src);
     let bytes = src.as_bytes();
 
     let mut path_start = 0;
-    if let Some(colon) = scheme_end(bytes) {
-        push_lowercase(&mut out, src, 0, colon);
-        out.push_byte(b':');
-        let after = colon + 1;
-        path_start = after;
-        if bytes[after..].starts_with(b"//") {
+    match scheme_end(bytes) {
+        Some(colon) => {
+            let scheme = &bytes[..colon];
+            let web = scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https");
+            let after = colon + 1;
+            if !web || !bytes[after..].starts_with(b"//") {
+                return Err(TrackerError::InvalidUrl);
+            }
+            push_lowercase(&mut out, src, 0, colon);
+            out.push_byte(b':');
             out.take(after, after + 2);
             let authority_end = bytes[after + 2..]
                 .iter()
                 .position(|&b| b == b'/' || b == b'?')
                 .map_or(bytes.len(), |p| after + 2 + p);
+            if !bytes[after + 2..authority_end]
+                .iter()
+                .any(|&b| b != b'@' && b != b':')
+            {
+                return Err(TrackerError::InvalidUrl);
+            }
             let default_port = default_port(&bytes[..colon]);
             authority(&mut out, src, after + 2, authority_end, default_port);
             path_start = authority_end;
             let path_is_empty = bytes.get(path_start).is_none_or(|&b| b == b'?');
-            if default_port.is_some() && path_is_empty {
+            if path_is_empty {
                 out.push_byte(b'/');
             }
         }
+        None if bytes[0] == b'/' => {}
+        None => return Err(TrackerError::InvalidUrl),
     }
 
     let query_start = bytes[path_start..]
         .iter()
         .position(|&b| b == b'?')
         .map(|p| path_start + p);
-    normalize_escapes(
-        &mut out,
-        src,
-        path_start,
-        query_start.unwrap_or(bytes.len()),
-    );
+    let mut path_end = query_start.unwrap_or(bytes.len());
+    if options.fold_trailing_slash {
+        // Keeps a path's first byte, so `/` (and `https://host/`) stay.
+        while path_end > path_start + 1 && bytes[path_end - 1] == b'/' {
+            path_end -= 1;
+        }
+    }
+    normalize_escapes(&mut out, src, path_start, path_end);
     if let Some(q) = query_start {
-        query(&mut out, src, q + 1, &options.query);
+        query(&mut out, src, q + 1, options);
     }
 
     let canonical = out.finish();
@@ -180,13 +291,7 @@ fn push_lowercase(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
 }
 
 fn default_port(scheme: &[u8]) -> Option<u32> {
-    const DEFAULTS: [(&[u8], u32); 5] = [
-        (b"http", 80),
-        (b"https", 443),
-        (b"ws", 80),
-        (b"wss", 443),
-        (b"ftp", 21),
-    ];
+    const DEFAULTS: [(&[u8], u32); 2] = [(b"http", 80), (b"https", 443)];
     DEFAULTS
         .iter()
         .find(|(name, _)| scheme.eq_ignore_ascii_case(name))
@@ -242,34 +347,59 @@ fn authority(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, default: O
     out.push_str(if digits.is_empty() { "0" } else { digits });
 }
 
-/// Emits the query that starts at `start` (just after `?`) under `policy`.
-fn query(out: &mut Lazy<'_>, src: &str, start: usize, policy: &QueryPolicy) {
+/// Emits the query that starts at `start` (just after `?`) under the query
+/// policy, without the dropped parameters.
+fn query(out: &mut Lazy<'_>, src: &str, start: usize, options: &UrlOptions) {
     let end = src.len();
-    match policy {
-        QueryPolicy::Strip => {}
-        QueryPolicy::Keep => {
-            if start < end {
-                out.push_byte(b'?');
-                normalize_escapes(out, src, start, end);
-            }
+    let dropped = |name: &str| is_dropped(name, &options.drop_params);
+    let keep_all = match &options.query {
+        QueryPolicy::Strip => return,
+        QueryPolicy::Keep => !src[start..]
+            .split('&')
+            .any(|p| dropped(param_name(p).as_ref())),
+        QueryPolicy::Allow(_) => false,
+    };
+    if keep_all {
+        if start < end {
+            out.push_byte(b'?');
+            normalize_escapes(out, src, start, end);
         }
-        QueryPolicy::Allow(names) => {
-            let mut first = true;
-            let mut param_start = start;
-            for param in src[start..].split('&') {
-                let param_end = param_start + param.len();
-                // Names are compared in canonical form, so `é`, `%C3%A9` and
-                // `%c3%a9` in the URL or the allowlist all mean one name.
-                let name = normalized(param.split('=').next().unwrap_or_default());
-                if !param.is_empty() && names.iter().any(|allowed| normalized(allowed) == name) {
-                    out.push_byte(if first { b'?' } else { b'&' });
-                    first = false;
-                    normalize_escapes(out, src, param_start, param_end);
-                }
-                param_start = param_end + 1;
-            }
-        }
+        return;
     }
+    let mut first = true;
+    let mut param_start = start;
+    for param in src[start..].split('&') {
+        let param_end = param_start + param.len();
+        // Names are compared in canonical form, so `é`, `%C3%A9` and
+        // `%c3%a9` in the URL or the allowlist all mean one name.
+        let name = param_name(param);
+        let allowed = match &options.query {
+            QueryPolicy::Allow(names) => names.iter().any(|allowed| normalized(allowed) == name),
+            _ => true,
+        };
+        if !param.is_empty() && allowed && !dropped(&name) {
+            out.push_byte(if first { b'?' } else { b'&' });
+            first = false;
+            normalize_escapes(out, src, param_start, param_end);
+        }
+        param_start = param_end + 1;
+    }
+}
+
+/// A query parameter's name, escapes normalised.
+fn param_name(param: &str) -> Cow<'_, str> {
+    normalized(param.split('=').next().unwrap_or_default())
+}
+
+/// Whether `name` is in `drop` (names, or prefixes ending in `*`),
+/// ignoring ASCII case.
+fn is_dropped(name: &str, drop: &[String]) -> bool {
+    drop.iter().any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) => name
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
+        None => name.eq_ignore_ascii_case(pattern),
+    })
 }
 
 /// Emits `src[start..end]` (a path or query) with percent-escapes
@@ -447,7 +577,6 @@ mod tests {
             "https://example.com/",
             "https://example.com/a/b?x=1&y=%2F",
             "/pricing",
-            "mailto:someone@example.com",
         ] {
             assert!(matches!(canonicalize(raw, &options), Ok(Cow::Borrowed(s)) if s == raw));
         }
@@ -482,8 +611,6 @@ mod tests {
         assert_eq!(canon("http://[::1]:81/"), "http://[::1]:81/");
         assert_eq!(canon("http://[::1]/"), "http://[::1]/");
         assert_eq!(canon("https://BÜCHER.de/"), "https://bücher.de/");
-        assert_eq!(canon("custom://Host/x"), "custom://host/x");
-        assert_eq!(canon("custom://host"), "custom://host");
         assert_eq!(
             canon("https://example.com:99999999999/"),
             "https://example.com:99999999999/"
@@ -545,6 +672,128 @@ mod tests {
             canon_with("https://example.com/p?id", allow(&["id"])),
             "https://example.com/p?id"
         );
+    }
+
+    #[test]
+    fn only_web_urls_and_paths_are_pages() {
+        let options = UrlOptions::default();
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript://%0aalert(1)",
+            "data:text/html,<b>x</b>",
+            "file:///etc/passwd",
+            "mailto:someone@example.com",
+            "ftp://example.com/",
+            "custom://host/x",
+            "https:example.com",
+            "https://",
+            "https:///path",
+            "http://@:/x",
+            "pricing",
+            "example.com/pricing",
+            "?q=1",
+        ] {
+            assert_eq!(
+                canonicalize(bad, &options),
+                Err(TrackerError::InvalidUrl),
+                "{bad}"
+            );
+        }
+        for good in ["/", "/a", "//cdn.example/x", "http://h", "HTTPS://H/"] {
+            assert!(canonicalize(good, &options).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn tracking_parameters_are_dropped() {
+        let options = UrlOptions::default();
+        let canon = |raw| canonicalize(raw, &options).unwrap().into_owned();
+        assert_eq!(
+            canon(
+                "https://example.com/p?utm_source=x&id=7&UTM_Medium=y&fbclid=1&gclid=2&msclkid=3&mc_cid=4&mc_eid=5&_ga=6"
+            ),
+            "https://example.com/p?id=7"
+        );
+        assert_eq!(canon("/p?utm_campaign=a"), "/p");
+        assert_eq!(
+            canon("/p?%75tm_source=a&b=1"),
+            "/p?b=1",
+            "escaped names too"
+        );
+        assert_eq!(canon("/p?utmost=1&x=&&"), "/p?utmost=1&x=&&", "kept as is");
+        assert_eq!(canon("/p?a=1&&fbclid=2"), "/p?a=1");
+        let configured = UrlOptions {
+            drop_params: vec!["ref".into(), "session*".into()],
+            ..UrlOptions::default()
+        };
+        assert_eq!(
+            canonicalize("/p?ref=hn&sessionid=9&utm_source=x", &configured).unwrap(),
+            "/p?utm_source=x"
+        );
+        let allow = UrlOptions {
+            query: QueryPolicy::Allow(vec!["id".into(), "gclid".into()]),
+            ..UrlOptions::default()
+        };
+        assert_eq!(
+            canonicalize("/p?gclid=1&id=2", &allow).unwrap(),
+            "/p?id=2",
+            "dropped even when allowed"
+        );
+    }
+
+    #[test]
+    fn trailing_slash_folding() {
+        let fold = UrlOptions {
+            fold_trailing_slash: true,
+            ..UrlOptions::default()
+        };
+        let canon = |raw| canonicalize(raw, &fold).unwrap().into_owned();
+        assert_eq!(
+            canon("https://example.com/docs/"),
+            "https://example.com/docs"
+        );
+        assert_eq!(
+            canon("https://example.com/docs//?a=1"),
+            "https://example.com/docs?a=1"
+        );
+        assert_eq!(canon("https://example.com/"), "https://example.com/");
+        assert_eq!(canon("https://example.com"), "https://example.com/");
+        assert_eq!(canon("https://example.com//"), "https://example.com/");
+        assert_eq!(canon("/"), "/");
+        assert_eq!(
+            canon("/a/%2F"),
+            "/a/%2F",
+            "an escaped slash is not a separator"
+        );
+        let keep = UrlOptions::default();
+        assert_eq!(canonicalize("/docs/", &keep).unwrap(), "/docs/");
+    }
+
+    #[test]
+    fn sites() {
+        for (url, site) in [
+            ("https://user@Example.com:8080/x?y#z", "example.com:8080"),
+            ("https://example.com:8080/x", "example.com:8080"),
+            ("  HTTPS://EXAMPLE.com:0443/x", "example.com"),
+            ("http://example.com:80", "example.com"),
+            ("http://h?x", "h"),
+            ("http://h#x", "h"),
+            ("http://[::1]:81/", "[::1]:81"),
+            ("https://BÜCHER.de/", "bücher.de"),
+            ("/x", ""),
+            ("javascript:alert(1)", ""),
+            ("mailto:a@b.c", ""),
+        ] {
+            assert_eq!(site_of(url), site, "{url}");
+        }
+        // Every spelling of one page's URL gives one site.
+        for url in [
+            "https://Example.com/a",
+            "https://example.com:443/a",
+            " https://u@example.com/a",
+        ] {
+            assert_eq!(site_of(url), "example.com", "{url}");
+        }
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub enum TrackerError {
         /// The configured budget.
         limit: u64,
     },
+    /// The URL is not a page: pages are `http://` or `https://` URLs with a
+    /// host, or paths starting with `/` (not `javascript:`, `data:`,
+    /// `file:`, ...).
+    InvalidUrl,
     /// With a TTL, the event's time is further ahead of the tracker's clock
     /// than [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW) allows.
     FromTheFuture {
@@ -94,6 +98,7 @@ impl TrackerError {
             TrackerError::TooLong { .. } => "too_long",
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
             TrackerError::MemoryFull { .. } => "memory_full",
+            TrackerError::InvalidUrl => "invalid_url",
             TrackerError::FromTheFuture { .. } => "from_the_future",
             TrackerError::Time(e) => e.code(),
         }
@@ -115,6 +120,9 @@ impl fmt::Display for TrackerError {
             TrackerError::MemoryFull { needed, limit } => write!(
                 f,
                 "memory budget of {limit} bytes is full ({needed} more bytes needed)"
+            ),
+            TrackerError::InvalidUrl => f.write_str(
+                "url must be an http:// or https:// URL with a host, or a path starting with /",
             ),
             TrackerError::FromTheFuture { ahead_ms } => write!(
                 f,

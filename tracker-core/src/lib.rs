@@ -32,7 +32,9 @@
 //!
 //! The same rules apply when recording and when querying, so that one page
 //! is one key however its URL was spelled (case, default port, fragment,
-//! escapes, query policy): they are listed in [`canonical_url`].
+//! escapes, query policy, tracking parameters): they are listed in
+//! [`canonical_url`]. A page is an `http(s)://` URL or a path; anything
+//! else is [`TrackerError::InvalidUrl`].
 //! Limits: visitor ids 1..=256 bytes, URLs 1..=2048 bytes (configurable);
 //! anything else is a [`TrackerError`], never a panic.
 //!
@@ -191,6 +193,7 @@
 #![warn(missing_docs)]
 
 mod background;
+pub mod browser;
 pub mod canonical_url;
 mod clock;
 mod error;
@@ -203,7 +206,9 @@ mod time;
 mod tracker;
 mod ttl;
 
-pub use canonical_url::{DEFAULT_MAX_URL_LEN, QueryPolicy, URL_LEN_CEILING, UrlOptions};
+pub use canonical_url::{
+    DEFAULT_MAX_URL_LEN, QueryPolicy, TRACKING_PARAMS, URL_LEN_CEILING, UrlOptions, site_of,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{ConfigError, Field, TrackerError};
 #[doc(no_inline)]

@@ -9,11 +9,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::browser::{Sender, record_visit};
 use crate::error::AppError;
 use crate::ingest::{Event, parse_event, read_body};
-use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::store::Store;
 
 /// The answer to a batch: how many events were accepted, and why each
 /// refused one was refused (by its 0-based position in the batch).
@@ -62,9 +61,10 @@ pub async fn record_batch(
 ) -> Result<(StatusCode, Json<BatchReply>), AppError> {
     let framing = framing(request.headers())?;
     let limits = &state.limits;
+    let (parts, body) = request.into_parts();
     let body = tokio::time::timeout(
         limits.request_timeout,
-        read_body(request, limits.batch_body_limit),
+        read_body(&parts.headers, body, limits.batch_body_limit),
     )
     .await
     .map_err(|_| AppError::Timeout)??;
@@ -72,36 +72,49 @@ pub async fn record_batch(
         Framing::Array => split_array(&body, limits.batch_limit)?,
         Framing::Ndjson => split_ndjson(&body, limits.batch_limit)?,
     };
-    let reply = record_parsed(state.store()?, &state.metrics, &events).await?;
+    let reply = record_parsed(&state, &Sender::of(&state, &parts), &events).await?;
     Ok((StatusCode::ACCEPTED, Json(reply)))
 }
 
-/// Records the valid events of `events` as one batch and reports every
-/// event's outcome. Fails whole (nothing acknowledged) only if the log
-/// write fails.
+/// Records the valid events of `events` and reports every event's
+/// outcome: those with a visitor id as one batch, those without as
+/// `POST /events` records them (an id derived from `sender`, bots
+/// dropped). Fails whole (nothing acknowledged) only if the log write
+/// fails.
 pub(crate) async fn record_parsed(
-    store: &Store,
-    metrics: &Metrics,
+    state: &AppState,
+    sender: &Sender<'_>,
     events: &[Result<Event<'_>, AppError>],
 ) -> Result<BatchReply, AppError> {
-    let valid: Vec<(&str, &str)> = events
+    let store = state.store()?;
+    let with_visitor: Vec<(&str, &str)> = events
         .iter()
-        .filter_map(|e| e.as_ref().ok().map(|e| (&*e.visitor, &*e.url)))
+        .filter_map(|e| {
+            let e = e.as_ref().ok()?;
+            Some((e.visitor.as_deref()?, &*e.url))
+        })
         .collect();
-    let mut outcomes = Vec::with_capacity(valid.len());
-    store.record_batch(&valid, &mut outcomes).await?;
+    let mut outcomes = Vec::with_capacity(with_visitor.len());
+    store.record_batch(&with_visitor, &mut outcomes).await?;
     let mut outcomes = outcomes.into_iter();
     let mut reply = BatchReply::default();
     for (index, event) in events.iter().enumerate() {
         let outcome = match event {
             Err(e) => Err(e.clone()),
-            Ok(_) => outcomes
-                .next()
-                .unwrap_or_else(|| Err(AppError::Internal("a batch outcome is missing".into()))),
+            Ok(e) if e.visitor.is_none() => record_visit(state, &e.url, sender, false)
+                .await
+                .map(|()| None),
+            Ok(_) => outcomes.next().map_or_else(
+                || Err(AppError::Internal("a batch outcome is missing".into())),
+                |o| o.map(Some),
+            ),
         };
         match outcome {
             Ok(recorded) => {
-                metrics.event(recorded);
+                // A derived visitor's event is counted by `record_visit`.
+                if let Some(recorded) = recorded {
+                    state.metrics.event(recorded);
+                }
                 reply.accepted += 1;
             }
             Err(e) => reply.refused.push(Refusal {
@@ -185,7 +198,8 @@ mod tests {
 
     #[test]
     fn arrays_split_into_events_and_refusals() {
-        let body = br#"[{"visitor":"a","url":"/x"}, {"url":"/x"}, 3, {"visitor":"b","url":"/y"}]"#;
+        let body =
+            br#"[{"visitor":"a","url":"/x"}, {"visitor":"b"}, 3, {"visitor":"b","url":"/y"}]"#;
         let events = split_array(body, 10).unwrap();
         assert_eq!(
             codes(&events),

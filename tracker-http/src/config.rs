@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
+use tracker_core::browser::SaltRotation;
 use tracker_core::persist::{FsyncPolicy, LogOptions, SnapshotSchedule};
 use tracker_core::{
     ConfigError, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, MemoryPolicy, QueryPolicy,
@@ -92,6 +93,10 @@ pub struct Config {
     #[command(flatten)]
     pub http: HttpOptions,
 
+    /// Browser senders: derived visitor ids, client addresses, bots.
+    #[command(flatten)]
+    pub browser: BrowserOptions,
+
     /// Log line format.
     #[arg(long, env = "TRACKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -148,6 +153,17 @@ pub struct CoreOptions {
     /// it (`30d`, `12h`, `90m`, `3600s`) [default: never].
     #[arg(long, env = "TRACKER_TTL", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
+
+    /// Query parameters dropped from page identity, comma-separated;
+    /// `name*` is a prefix; an empty value keeps them all [default: the
+    /// tracking parameters utm_*, fbclid, gclid, msclkid, mc_cid, mc_eid,
+    /// _ga, ...].
+    #[arg(long, env = "TRACKER_DROP_PARAMS", value_delimiter = ',')]
+    pub drop_params: Option<Vec<String>>,
+
+    /// Count `/docs/` and `/docs` as one page.
+    #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH")]
+    pub fold_trailing_slash: bool,
 }
 
 /// Durability settings.
@@ -297,7 +313,12 @@ impl CoreOptions {
             .max_visitor_len(self.max_visitor_len)
             .max_url_len(self.max_url_len)
             .query_policy(query)
+            .fold_trailing_slash(self.fold_trailing_slash)
             .memory_policy(self.memory_policy.into());
+        if let Some(params) = &self.drop_params {
+            let params = params.iter().map(|p| p.trim()).filter(|p| !p.is_empty());
+            builder = builder.drop_params(params.map(String::from).collect());
+        }
         if let Some(bytes) = self.max_memory {
             builder = builder.max_memory(bytes);
         }
@@ -394,8 +415,13 @@ pub struct HttpOptions {
     pub rate_burst: Option<f64>,
 
     /// Origins allowed to call the service from a browser
-    /// (comma-separated, or `*` for any) [default: none].
-    #[arg(long, env = "TRACKER_CORS_ORIGINS", value_delimiter = ',')]
+    /// (comma-separated, or `*` for any); never with credentials.
+    #[arg(
+        long,
+        env = "TRACKER_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "*"
+    )]
     pub cors_origins: Vec<String>,
 
     /// PEM certificate chain: serve HTTPS (needs --tls-key). The pair is
@@ -411,6 +437,84 @@ pub struct HttpOptions {
     /// `/stats`, `/metrics`); ingest and health stay open [default: off].
     #[arg(long, env = "TRACKER_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+}
+
+/// Settings for events sent by browsers (`/tracker.js`, `/api/event`,
+/// `/count`, `/events` without a visitor).
+#[derive(Debug, Clone, Args)]
+pub struct BrowserOptions {
+    /// How often the secret salt of derived visitor ids changes (UTC). A
+    /// person counts once per period: with `day`, a visitor who returns
+    /// on another day counts again in a multi-day range; longer periods
+    /// count multi-day ranges better but keep a visitor linkable longer.
+    #[arg(long, env = "TRACKER_VISITOR_SALT", value_enum, default_value_t = SaltMode::Day)]
+    pub visitor_salt: SaltMode,
+
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
+    /// (comma-separated CIDRs or addresses); the client is the right-most
+    /// address not in this list. Without it the socket's peer is the
+    /// client and those headers are ignored [default: none].
+    #[arg(long, env = "TRACKER_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Drop events whose user agent is a crawler, headless browser or
+    /// automation driver (counted by reason in /stats and /metrics).
+    #[arg(long, env = "TRACKER_BOT_FILTER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub bot_filter: bool,
+
+    /// The origin `/count?p=/path` resolves against when the request has
+    /// no `Origin` or `Referer` (e.g. `https://example.com`) [default:
+    /// none: the path is the page].
+    #[arg(long, env = "TRACKER_SITE", value_parser = parse_site)]
+    pub site: Option<String>,
+}
+
+/// `--visitor-salt` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SaltMode {
+    /// A new salt every UTC day.
+    Day,
+    /// A new salt every week (from Monday, UTC).
+    Week,
+    /// A new salt every calendar month (UTC).
+    Month,
+    /// One salt for ever.
+    Never,
+}
+
+impl From<SaltMode> for SaltRotation {
+    fn from(mode: SaltMode) -> Self {
+        match mode {
+            SaltMode::Day => SaltRotation::Day,
+            SaltMode::Week => SaltRotation::Week,
+            SaltMode::Month => SaltRotation::Month,
+            SaltMode::Never => SaltRotation::Never,
+        }
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not a CIDR (10.0.0.0/8) or an IP address"))
+}
+
+/// An origin: `http(s)://host[:port]`, without a path.
+fn parse_site(text: &str) -> Result<String, String> {
+    let site = text.trim().trim_end_matches('/');
+    let host = site
+        .strip_prefix("https://")
+        .or_else(|| site.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+            Ok(site.to_string())
+        }
+        _ => Err(format!(
+            "`{text}` is not an origin such as https://example.com"
+        )),
+    }
 }
 
 /// How log lines are written.
@@ -589,6 +693,24 @@ impl fmt::Display for Config {
             },
             set(h.auth_token.is_some()),
             value_name(&self.log_format),
+        )?;
+        let b = &self.browser;
+        let proxies: Vec<String> = b.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        write!(
+            f,
+            " visitor_salt={} trusted_proxies={} bot_filter={} site={} drop_params={} fold_trailing_slash={}",
+            value_name(&b.visitor_salt),
+            if proxies.is_empty() {
+                "none".to_string()
+            } else {
+                proxies.join(",")
+            },
+            b.bot_filter,
+            b.site.as_deref().unwrap_or("none"),
+            c.drop_params
+                .as_ref()
+                .map_or("default".to_string(), |p| p.join(",")),
+            c.fold_trailing_slash,
         )
     }
 }
@@ -753,6 +875,74 @@ mod tests {
         assert!(parse_duration("3w").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn browser_flags() {
+        let config = Config::parse_from([
+            "tracker-http",
+            "--visitor-salt",
+            "week",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.0.2.1,2001:db8::/32",
+            "--bot-filter",
+            "false",
+            "--site",
+            "https://shop.example/",
+            "--drop-params",
+            "ref,utm_*,",
+            "--fold-trailing-slash",
+        ]);
+        let b = &config.browser;
+        assert_eq!(SaltRotation::from(b.visitor_salt), SaltRotation::Week);
+        let proxies: Vec<String> = b.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        assert!(!b.bot_filter);
+        assert_eq!(b.site.as_deref(), Some("https://shop.example"));
+        let core = config.core.tracker_config().unwrap();
+        assert_eq!(core.url.drop_params, ["ref", "utm_*"]);
+        assert!(core.url.fold_trailing_slash);
+        let printed = config.to_string();
+        assert!(
+            printed.contains("visitor_salt=week trusted_proxies=10.0.0.0/8,192.0.2.1/32,2001:db8::/32 bot_filter=false site=https://shop.example"),
+            "{printed}"
+        );
+        let defaults = Config::defaults();
+        assert_eq!(defaults.browser.visitor_salt, SaltMode::Day);
+        assert!(defaults.browser.bot_filter);
+        assert_eq!(defaults.http.cors_origins, ["*"]);
+        assert_eq!(
+            defaults
+                .core
+                .tracker_config()
+                .unwrap()
+                .url
+                .drop_params
+                .len(),
+            tracker_core::TRACKING_PARAMS.len()
+        );
+        let empty = Config::parse_from(["tracker-http", "--drop-params", ""]);
+        assert!(
+            empty
+                .core
+                .tracker_config()
+                .unwrap()
+                .url
+                .drop_params
+                .is_empty()
+        );
+        for bad in [
+            &["--trusted-proxies", "10.0.0.0/33"][..],
+            &["--trusted-proxies", "proxy.internal"],
+            &["--visitor-salt", "hourly"],
+            &["--site", "shop.example"],
+            &["--site", "https://shop.example/path"],
+            &["--bot-filter", "maybe"],
+        ] {
+            let mut args = vec!["tracker-http"];
+            args.extend_from_slice(bad);
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -119,9 +119,7 @@ impl AppError {
     pub fn message(&self) -> Cow<'static, str> {
         match self {
             AppError::MalformedJson(m) => format!("the body is not valid JSON: {m}").into(),
-            AppError::InvalidEvent(m) => {
-                format!("the body must be {{\"visitor\": string, \"url\": string}}: {m}").into()
-            }
+            AppError::InvalidEvent(m) => format!("the body is not a valid event: {m}").into(),
             AppError::InvalidQuery(m) => m.clone(),
             AppError::Tracker(e) => e.to_string().into(),
             AppError::Unauthorized => "this endpoint needs an Authorization: Bearer token".into(),
@@ -190,6 +188,7 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         TrackerError::Empty { .. }
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
+        | TrackerError::InvalidUrl
         | TrackerError::FromTheFuture { .. }
         | TrackerError::Time(_) => StatusCode::BAD_REQUEST,
         TrackerError::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -203,6 +202,7 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::FromTheFuture { .. }
+        | TrackerError::InvalidUrl
         | TrackerError::MemoryFull { .. }
         | TrackerError::Time(_) => e.code(),
         _ => "internal",

@@ -1,13 +1,15 @@
-//! `POST /events`: one event per request.
+//! `POST /events`: one event per request, and the body reading and JSON
+//! parsing the browser routes share.
 
 use std::borrow::Cow;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::LengthLimitError;
 use serde::Deserialize;
 
+use crate::browser::{Sender, record_visit};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -15,12 +17,16 @@ use crate::state::AppState;
 /// borrow from the body unless they contain JSON escapes.
 #[derive(Debug, Deserialize)]
 pub struct Event<'a> {
-    /// The visitor id the site generated.
-    #[serde(borrow)]
-    pub visitor: Cow<'a, str>,
+    /// The visitor id the site generated; when absent (a browser sent the
+    /// event) one is derived from the request, and bots are dropped.
+    #[serde(borrow, default)]
+    pub visitor: Option<Cow<'a, str>>,
     /// The page URL.
     #[serde(borrow)]
     pub url: Cow<'a, str>,
+    /// The referrer, accepted from browsers and not stored.
+    #[serde(borrow, default)]
+    pub referrer: Option<Cow<'a, str>>,
 }
 
 /// Records the event in the body; `202 Accepted` with no body.
@@ -28,46 +34,63 @@ pub async fn record_event(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<StatusCode, AppError> {
-    check_content_type(request.headers())?;
+    let (parts, body) = request.into_parts();
+    let body = read_event_body(&state, &parts.headers, body).await?;
+    let event = parse_event(&body)?;
+    match &event.visitor {
+        Some(visitor) => {
+            let recorded = state.store()?.record(visitor, &event.url).await?;
+            state.metrics.event(recorded);
+        }
+        None => record_visit(&state, &event.url, &Sender::of(&state, &parts), false).await?,
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// An event body: the content type checked, then the body read within the
+/// body limit and the request timeout.
+pub(crate) async fn read_event_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, AppError> {
+    check_content_type(headers)?;
     let limits = &state.limits;
     // The body is the only part of a request the client can drag out
     // (the handlers never wait on anything else), so that is where the
     // request timeout applies.
-    let body = tokio::time::timeout(
+    tokio::time::timeout(
         limits.request_timeout,
-        read_body(request, limits.body_limit),
+        read_body(headers, body, limits.body_limit),
     )
     .await
-    .map_err(|_| AppError::Timeout)??;
-    let event = parse_event(&body)?;
-    let recorded = state.store()?.record(&event.visitor, &event.url).await?;
-    state.metrics.event(recorded);
-    Ok(StatusCode::ACCEPTED)
+    .map_err(|_| AppError::Timeout)?
 }
 
 /// The whole body, refused with 413 past `limit` bytes: at once when
 /// `Content-Length` says so, else as soon as the stream passes the limit.
 /// (Read here rather than by a `DefaultBodyLimit` layer, which would put
-/// a layer on every route for the one route that has a body.)
-pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError> {
-    let declared = request
-        .headers()
+/// a layer on every route for the routes that have a body.)
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, AppError> {
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(AppError::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|e| {
-            let e = e.into_inner();
-            if e.is::<LengthLimitError>() {
-                AppError::PayloadTooLarge { limit }
-            } else {
-                AppError::MalformedJson(format!("the body could not be read: {e}"))
-            }
-        })
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let e = e.into_inner();
+        if e.is::<LengthLimitError>() {
+            AppError::PayloadTooLarge { limit }
+        } else {
+            AppError::MalformedJson(format!("the body could not be read: {e}"))
+        }
+    })
 }
 
 /// JSON and plain text are both read as JSON: browsers send `text/plain`
@@ -93,7 +116,14 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
 /// Parses an event, telling malformed JSON apart from JSON of the wrong
 /// shape.
 pub fn parse_event(body: &[u8]) -> Result<Event<'_>, AppError> {
-    let event: Event = serde_json::from_slice(body).map_err(|e| {
+    parse_json(body)
+}
+
+/// Parses a JSON object body into `T`: malformed JSON is
+/// [`AppError::MalformedJson`], JSON of the wrong shape
+/// [`AppError::InvalidEvent`].
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AppError> {
+    let event: T = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => AppError::InvalidEvent(e.to_string()),
@@ -118,7 +148,7 @@ mod tests {
     #[test]
     fn escapes_and_unknown_fields() {
         let event = parse_event(br#"{"visitor":"v\u00e9","url":"/p","extra":[1,{}]}"#).unwrap();
-        assert_eq!((&*event.visitor, &*event.url), ("vé", "/p"));
+        assert_eq!((event.visitor.as_deref(), &*event.url), (Some("vé"), "/p"));
         assert!(matches!(event.url, Cow::Borrowed(_)));
     }
 
@@ -128,7 +158,8 @@ mod tests {
         assert_eq!(code(b"{"), "malformed_json");
         assert_eq!(code(b""), "malformed_json");
         assert_eq!(code(br#"{"visitor":1,"url":"/"}"#), "invalid_event");
-        assert_eq!(code(br#"{"url":"/"}"#), "invalid_event");
+        assert_eq!(code(br#"{"visitor":"v"}"#), "invalid_event");
+        assert_eq!(code(br#"{"url":"/","referrer":1}"#), "invalid_event");
         assert_eq!(code(b"[]"), "invalid_event");
     }
 

@@ -12,8 +12,10 @@
 //! on SIGHUP. The binary is glue over these.
 //!
 //! Endpoints: `POST /events`, `POST /events/batch`, `GET /events/ws`,
-//! `GET /distinct?url=`, `GET /top?limit=`, `GET /stats`, `GET /healthz`,
-//! `GET /readyz`, `GET /metrics`.
+//! `GET /distinct?url=`, `GET /top?limit=`,
+//! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
+//! browsers `GET /tracker.js`, `POST /api/event` (Plausible's format) and
+//! `GET|POST /count` (GoatCounter's pixel); see [`browser`].
 //!
 //! ```
 //! use axum::body::Body;
@@ -35,6 +37,8 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod browser;
+pub mod client_ip;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -6,11 +6,14 @@
 //! lines of `name{labels} value`; a metrics crate would add a registry
 //! and its locking for nothing this service needs.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use tracker_core::browser::BotReason;
 use tracker_core::persist::DurableStatus;
 use tracker_core::{Recorded, Stats};
 
@@ -20,6 +23,12 @@ use tracker_core::{Recorded, Stats};
 pub enum Route {
     /// `/events`
     Events,
+    /// `/api/event`
+    ApiEvent,
+    /// `/count`
+    Count,
+    /// `/tracker.js`
+    TrackerJs,
     /// `/distinct`
     Distinct,
     /// `/top`
@@ -39,8 +48,11 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 9] = [
+    const ALL: [Route; 12] = [
         Route::Events,
+        Route::ApiEvent,
+        Route::Count,
+        Route::TrackerJs,
         Route::Distinct,
         Route::Top,
         Route::Pages,
@@ -55,6 +67,9 @@ impl Route {
     pub fn of(path: &str) -> Route {
         match path {
             "/events" => Route::Events,
+            "/api/event" => Route::ApiEvent,
+            "/count" => Route::Count,
+            "/tracker.js" => Route::TrackerJs,
             "/distinct" => Route::Distinct,
             "/top" => Route::Top,
             "/pages" => Route::Pages,
@@ -70,6 +85,9 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Route::Events => "/events",
+            Route::ApiEvent => "/api/event",
+            Route::Count => "/count",
+            Route::TrackerJs => "/tracker.js",
             Route::Distinct => "/distinct",
             Route::Top => "/top",
             Route::Pages => "/pages",
@@ -84,8 +102,8 @@ impl Route {
 
 /// The statuses this service answers with get a slot each; anything else
 /// (only possible from a layer misbehaving) is counted under the last one.
-const STATUSES: [u16; 16] = [
-    200, 202, 204, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 507, 0,
+const STATUSES: [u16; 17] = [
+    200, 202, 204, 304, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 507, 0,
 ];
 
 fn status_slot(status: StatusCode) -> usize {
@@ -119,6 +137,8 @@ pub struct Metrics {
     events_duplicate: AtomicU64,
     events_sketched: AtomicU64,
     events_stale: AtomicU64,
+    dropped: [AtomicU64; BotReason::ALL.len()],
+    custom_events: Mutex<HashMap<String, u64>>,
     connections: [AtomicU64; Connection::ALL.len()],
 }
 
@@ -151,6 +171,14 @@ impl Connection {
     ];
 }
 
+/// Distinct custom event names kept in `/stats`; later new names are
+/// counted under [`OTHER_EVENTS`], so senders cannot grow memory.
+pub const MAX_EVENT_NAMES: usize = 100;
+/// The name events beyond [`MAX_EVENT_NAMES`] are counted under.
+pub const OTHER_EVENTS: &str = "(other)";
+/// Longest event name kept, in bytes; longer names are cut.
+const MAX_EVENT_NAME_LEN: usize = 100;
+
 impl Metrics {
     /// Counts one finished request.
     pub fn observe(&self, route: Route, status: StatusCode, elapsed: Duration) {
@@ -173,6 +201,56 @@ impl Metrics {
             Recorded::Stale => &self.events_stale,
         }
         .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one event dropped as a bot's.
+    pub fn dropped(&self, reason: BotReason) {
+        let slot = BotReason::ALL.iter().position(|&r| r == reason);
+        if let Some(slot) = slot {
+            self.dropped[slot].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events dropped as bots', by reason (every reason, zeros included).
+    pub fn dropped_counts(&self) -> BTreeMap<&'static str, u64> {
+        BotReason::ALL
+            .iter()
+            .zip(&self.dropped)
+            .map(|(reason, n)| (reason.name(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Counts one event that is not a page view (a Plausible custom event
+    /// or `engagement`, a GoatCounter `e=true`), by name.
+    pub fn custom_event(&self, name: &str) {
+        let mut cut = name.len().min(MAX_EVENT_NAME_LEN);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let name = &name[..cut];
+        let mut names = self
+            .custom_events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = names.get_mut(name) {
+            *n += 1;
+            return;
+        }
+        let key = if names.len() < MAX_EVENT_NAMES {
+            name
+        } else {
+            OTHER_EVENTS
+        };
+        *names.entry(key.to_string()).or_default() += 1;
+    }
+
+    /// Events that are not page views, by name.
+    pub fn custom_event_counts(&self) -> BTreeMap<String, u64> {
+        let names = self
+            .custom_events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        names.iter().map(|(k, &v)| (k.clone(), v)).collect()
     }
 
     /// Counts one connection event.
@@ -256,6 +334,23 @@ impl Metrics {
             load(&self.events_duplicate),
             load(&self.events_sketched),
             load(&self.events_stale),
+        );
+        out.push_str(
+            "# HELP tracker_events_dropped_total Browser events dropped as bots', by reason.\n\
+             # TYPE tracker_events_dropped_total counter\n",
+        );
+        for (reason, n) in self.dropped_counts() {
+            let _ = writeln!(
+                out,
+                "tracker_events_dropped_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let custom: u64 = self.custom_event_counts().values().sum();
+        let _ = write!(
+            out,
+            "# HELP tracker_custom_events_total Events that are not page views (counted by name in /stats).\n\
+             # TYPE tracker_custom_events_total counter\n\
+             tracker_custom_events_total {custom}\n"
         );
         let c = |event: Connection| load(&self.connections[event as usize]);
         let _ = write!(
@@ -391,5 +486,27 @@ mod tests {
             "tracker_http_request_duration_seconds_bucket{route=\"/events\",le=\"+Inf\"} 2"
         ));
         assert_eq!(m.requests(Route::Events, StatusCode::ACCEPTED), 2);
+    }
+
+    #[test]
+    fn drops_and_custom_events() {
+        let m = Metrics::default();
+        m.dropped(BotReason::Headless);
+        m.dropped(BotReason::Headless);
+        m.dropped(BotReason::Crawler);
+        assert_eq!(m.dropped_counts()["headless"], 2);
+        assert_eq!(m.dropped_counts()["client_flag"], 0);
+        for i in 0..MAX_EVENT_NAMES + 5 {
+            m.custom_event(&format!("e{i}"));
+        }
+        m.custom_event("e0");
+        m.custom_event(&"é".repeat(200));
+        let names = m.custom_event_counts();
+        assert_eq!(names.len(), MAX_EVENT_NAMES + 1);
+        assert_eq!(names["e0"], 2);
+        assert_eq!(names[OTHER_EVENTS], 6);
+        let text = m.render(&Stats::default(), None);
+        assert!(text.contains("tracker_events_dropped_total{reason=\"headless\"} 2"));
+        assert!(text.contains("tracker_custom_events_total 107"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
@@ -221,15 +221,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Refuses requests over the per-IP rate with 429 and `Retry-After`.
-/// The client address comes from the connection (`ConnectInfo`, see
-/// [`conn`](crate::conn)); a request without one (in-process tests)
-/// counts as `0.0.0.0`.
+/// The client address is the one visitor ids use: the connection's peer
+/// (`ConnectInfo`, see [`conn`](crate::conn)), or behind
+/// `--trusted-proxies` the forwarded client; a request without one
+/// (in-process tests) counts as `0.0.0.0`.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.limits.rate_limiter {
-        let ip = request
+        let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+        let ip = state
+            .limits
+            .browser
+            .proxies
+            .client_ip(peer, request.headers());
         if let Err(retry_after) = limiter.check(ip, Instant::now()) {
             return AppError::RateLimited { retry_after }.into_response();
         }

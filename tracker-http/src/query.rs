@@ -2,6 +2,7 @@
 //! (`GET /pages` is in `pages.rs`).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
@@ -158,6 +159,13 @@ pub struct StatsBody {
     pub expired_pages: u64,
     /// Events ignored because they were older than the TTL, since start.
     pub stale_events: u64,
+    /// Browser events dropped as bots', by reason (`crawler`,
+    /// `headless`, `automation`, `no_user_agent`, `client_flag`), since
+    /// start.
+    pub dropped_events: BTreeMap<&'static str, u64>,
+    /// Events that are not page views (Plausible custom events and
+    /// `engagement`, GoatCounter `e=true`), by name, since start.
+    pub custom_events: BTreeMap<String, u64>,
     /// The data directory's log and snapshots, or null in memory.
     pub persistence: Option<PersistenceBody>,
 }
@@ -270,6 +278,8 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
         expirations: stats.expirations,
         expired_pages: stats.expired_pages,
         stale_events: stats.stale_events,
+        dropped_events: state.metrics.dropped_counts(),
+        custom_events: state.metrics.custom_event_counts(),
         persistence: store
             .durable()
             .map(|(durable, recovered)| PersistenceBody::new(durable, recovered)),

@@ -9,7 +9,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::AppError;
 use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
 use crate::state::AppState;
-use crate::{batch, ingest, ops, pages, query, ws};
+use crate::{batch, browser, ingest, ops, pages, query, ws};
 
 /// The service's router over `state`; serve it, or call it in-process.
 ///
@@ -46,11 +46,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/events", post(ingest::record_event))
         .route("/events/batch", post(batch::record_batch))
         .route("/events/ws", get(ws::events_ws))
+        .route("/api/event", post(browser::plausible_event))
+        .route("/count", get(browser::count).post(browser::count))
         .merge(reads);
     if limits.rate_limiter.is_some() {
         api = api.route_layer(from_fn_with_state(state.clone(), rate_limit));
     }
     let operations = Router::new()
+        .route("/tracker.js", get(browser::tracker_js))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .merge(guarded(Router::new().route("/metrics", get(ops::metrics))));
@@ -66,24 +69,28 @@ pub fn routes(state: AppState) -> Router {
 }
 
 /// CORS for browser senders, or `None` when no origin is configured.
+/// Preflights (`OPTIONS`) are answered here for every route; credentials
+/// are never allowed (tower-http's default), so a page can send events
+/// and read counts but no cookie or HTTP auth of the user's rides along.
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
+    let any = origins.iter().any(|o| o == "*");
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .expose_headers([X_REQUEST_ID.clone()]);
+    Some(if any {
+        // Every answer is the same whatever the request's origin, so no
+        // `Vary` is needed; leaving it out also spares each request the
+        // layer's clone of its list (the layer is cloned per request).
+        layer.allow_origin(AllowOrigin::any()).vary([])
     } else {
-        AllowOrigin::list(
+        layer.allow_origin(AllowOrigin::list(
             origins
                 .iter()
                 .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
-        )
-    };
-    Some(
-        CorsLayer::new()
-            .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
-            .expose_headers([X_REQUEST_ID.clone()]),
-    )
+        ))
+    })
 }

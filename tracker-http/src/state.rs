@@ -4,8 +4,11 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tracker_core::Tracker;
+use tracker_core::browser::{BotFilter, VisitorIds};
+use tracker_core::{SystemClock, Tracker};
 
+use crate::browser::Browser;
+use crate::client_ip::TrustedProxies;
 use crate::error::AppError;
 use crate::store::Store;
 
@@ -64,6 +67,8 @@ pub struct HttpLimits {
     pub auth_token: Option<String>,
     /// Origins allowed by CORS (`*` for any); empty means CORS is off.
     pub cors_origins: Vec<String>,
+    /// Visitor ids, bot rules and client addresses for browser events.
+    pub browser: Browser,
 }
 
 impl AppState {
@@ -73,7 +78,7 @@ impl AppState {
     /// as [`server::run`](crate::server::run) does).
     pub fn from_config(config: &Config) -> Result<Self, String> {
         config.validate()?;
-        let limits = Self::limits(config);
+        let limits = Self::limits(config)?;
         if config.persist.data_dir.is_some() {
             return Ok(Self::recovering(limits));
         }
@@ -85,9 +90,19 @@ impl AppState {
         Ok(Self::new(Arc::new(tracker), limits))
     }
 
-    fn limits(config: &Config) -> HttpLimits {
+    fn limits(config: &Config) -> Result<HttpLimits, String> {
         let http = &config.http;
-        HttpLimits {
+        let b = &config.browser;
+        let rotation = b.visitor_salt.into();
+        // With a data directory the salts live (and only live) there; the
+        // file is read now and first written when the first id is derived,
+        // after recovery has taken the directory's lock.
+        let visitor_ids = match &config.persist.data_dir {
+            Some(dir) => VisitorIds::open(dir, rotation, Arc::new(SystemClock))
+                .map_err(|e| format!("visitor-id salts: {e}"))?,
+            None => VisitorIds::in_memory(rotation, Arc::new(SystemClock)),
+        };
+        Ok(HttpLimits {
             body_limit: http.body_limit,
             batch_limit: http.batch_limit,
             batch_body_limit: http.batch_body_limit,
@@ -98,7 +113,13 @@ impl AppState {
                 .map(|rate| RateLimiter::new(rate, http.rate_burst.unwrap_or(rate.max(1.0)))),
             auth_token: http.auth_token.clone(),
             cors_origins: http.cors_origins.clone(),
-        }
+            browser: Browser {
+                visitor_ids,
+                bots: BotFilter::new(b.bot_filter),
+                proxies: TrustedProxies::new(b.trusted_proxies.clone()),
+                site: b.site.clone(),
+            },
+        })
     }
 
     /// State around an existing in-memory tracker (for embedding and
@@ -140,7 +161,8 @@ impl AppState {
 impl HttpLimits {
     /// The defaults of the binary: [`DEFAULT_BODY_LIMIT`],
     /// [`DEFAULT_BATCH_LIMIT`], [`DEFAULT_BATCH_BODY_LIMIT`],
-    /// [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_WS_IDLE_TIMEOUT`], no rate limit, no token, no CORS.
+    /// [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_WS_IDLE_TIMEOUT`], no rate limit, no token, CORS for any
+    /// origin, browser events with daily salts in memory and bots dropped.
     pub fn standard() -> Self {
         Self {
             body_limit: DEFAULT_BODY_LIMIT,
@@ -148,6 +170,7 @@ impl HttpLimits {
             batch_body_limit: DEFAULT_BATCH_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             ws_idle_timeout: DEFAULT_WS_IDLE_TIMEOUT,
+            cors_origins: vec!["*".into()],
             ..Self::default()
         }
     }

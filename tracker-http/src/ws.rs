@@ -22,7 +22,10 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
+use axum::http::request::Parts;
+
 use crate::batch::{BatchReply, record_parsed, split_array};
+use crate::browser::Sender;
 use crate::error::AppError;
 use crate::ingest::parse_event;
 use crate::state::AppState;
@@ -39,18 +42,22 @@ pub struct WsParams {
 pub async fn events_ws(
     State(state): State<AppState>,
     Query(params): Query<WsParams>,
+    parts: Parts,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let limit = state.limits.batch_body_limit;
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(socket, state, params.ack))
+        .on_upgrade(move |socket| serve(socket, state, parts, params.ack))
 }
 
 /// Reads, records and (if asked) acknowledges one message at a time until
 /// the peer closes, goes silent, or breaks the protocol.
-async fn serve(mut socket: WebSocket, state: AppState, ack: bool) {
+/// Events without a visitor id get one derived from the upgrade request
+/// (`parts`), as `POST /events` derives it.
+async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) {
+    let sender = Sender::of(&state, &parts);
     let idle = state.limits.ws_idle_timeout;
     loop {
         // Between messages (never while one is being recorded) a shutdown
@@ -89,7 +96,7 @@ async fn serve(mut socket: WebSocket, state: AppState, ack: bool) {
             // connection from idling out.
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        let answer = handle(&state, text.as_bytes()).await;
+        let answer = handle(&state, &sender, text.as_bytes()).await;
         if ack {
             let json = match answer {
                 Ok(reply) => serde_json::to_string(&reply),
@@ -108,15 +115,18 @@ async fn serve(mut socket: WebSocket, state: AppState, ack: bool) {
 }
 
 /// Records one message: an array is a batch, anything else one event.
-async fn handle(state: &AppState, text: &[u8]) -> Result<BatchReply, AppError> {
-    let store = state.store()?;
+async fn handle(
+    state: &AppState,
+    sender: &Sender<'_>,
+    text: &[u8],
+) -> Result<BatchReply, AppError> {
     let first = text.iter().find(|b| !b.is_ascii_whitespace());
     let events = if first == Some(&b'[') {
         split_array(text, state.limits.batch_limit)?
     } else {
         vec![parse_event(text)]
     };
-    record_parsed(store, &state.metrics, &events).await
+    record_parsed(state, sender, &events).await
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {

@@ -103,6 +103,19 @@ impl TrackerBuilder {
         self
     }
 
+    /// Query parameters dropped from page identity (default:
+    /// [`TRACKING_PARAMS`](crate::TRACKING_PARAMS); empty keeps them all).
+    pub fn drop_params(mut self, params: Vec<String>) -> Self {
+        self.url.drop_params = params;
+        self
+    }
+
+    /// Whether `/docs/` and `/docs` are one page (default: no).
+    pub fn fold_trailing_slash(mut self, fold: bool) -> Self {
+        self.url.fold_trailing_slash = fold;
+        self
+    }
+
     /// The clock for events recorded without a time (default: the system
     /// clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {

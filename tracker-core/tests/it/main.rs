@@ -21,6 +21,7 @@ mod persist_snapshot;
 mod sites;
 mod ttl;
 mod upgrade;
+mod url_rules;
 
 use tracker_core::Tracker;
 

@@ -82,7 +82,10 @@ async fn bad_bodies_are_400_with_a_code() {
         (r#"{"visitor":7,"url":"/"}"#.into(), "invalid_event"),
         (r#"{"visitor":"v","url":null}"#.into(), "invalid_event"),
         (r#"{"visitor":"v"}"#.into(), "invalid_event"),
-        (r#"{"url":"/"}"#.into(), "invalid_event"),
+        (
+            r#"{"visitor":"v","url":"/","referrer":7}"#.into(),
+            "invalid_event",
+        ),
         (r#"["v","/"]"#.into(), "invalid_event"),
         (r#"{"visitor":"","url":"/"}"#.into(), "empty"),
         (r#"{"visitor":"v","url":"   "}"#.into(), "empty"),

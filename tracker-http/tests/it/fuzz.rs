@@ -4,8 +4,15 @@
 
 use crate::app::*;
 use axum::body::Body;
+use axum::http::StatusCode;
 use axum::http::{Method, Request};
 use proptest::prelude::*;
+use serde_json::json;
+use tracker_http::HttpLimits;
+use tracker_http::browser::PIXEL;
+use tracker_http::client_ip::TrustedProxies;
+
+const BROWSER_UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -116,6 +123,80 @@ proptest! {
             prop_assert!(!answer.status.is_server_error());
         } else {
             check(&answer)?;
+        }
+    }
+}
+
+/// Text for the browser routes' fields: URLs of every scheme, tracking
+/// parameters, and anything at all.
+fn textish() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9:/?#&=+%._~ -]{0,40}",
+        "(https?://|javascript:|data:|/)[a-zA-Z.%é/]{0,20}(\\?(utm_[a-z]+|fbclid|id)=[a-z]{0,3}){0,3}",
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Fuzz-like: whatever a Plausible-style body holds, the answer is
+    /// 202 `ok` or a JSON error, never a 5xx.
+    #[test]
+    fn any_plausible_body_is_answered_cleanly(
+        body in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            (textish(), textish(), textish()).prop_map(|(n, u, d)| {
+                json!({"n": n, "u": u, "d": d, "r": null}).to_string().into_bytes()
+            }),
+            (textish(), textish()).prop_map(|(n, u)| {
+                json!({"name": n, "url": u, "props": {"k": [1, null]}, "h": true}).to_string().into_bytes()
+            }),
+        ],
+        ua in prop_oneof![Just(BROWSER_UA.to_string()), Just(BROWSER_UA.replace("Firefox", "HeadlessChrome")), "[ -~]{0,40}"],
+        forwarded in "[ -~]{0,40}",
+    ) {
+        let mut limits = HttpLimits::standard();
+        limits.browser.proxies = TrustedProxies::new(vec!["0.0.0.0/0".parse().unwrap()]);
+        let (app, _) = with_limits(limits);
+        let Ok(request) = Request::post("/api/event")
+            .header("content-type", "text/plain")
+            .header("user-agent", ua.as_str())
+            .header("x-forwarded-for", forwarded.as_str())
+            .header("forwarded", forwarded.as_str())
+            .body(Body::from(body))
+        else { return Ok(()) };
+        let answer = runtime().block_on(send(&app, request));
+        check(&answer)?;
+        if answer.status == StatusCode::ACCEPTED {
+            prop_assert_eq!(answer.body.as_slice(), b"ok");
+        }
+    }
+
+    /// Fuzz-like: whatever `/count`'s query and headers hold, the answer
+    /// is the GIF or a JSON error.
+    #[test]
+    fn any_pixel_query_is_answered_cleanly(
+        p in textish(),
+        rest in "[a-z=&%0-9]{0,30}",
+        referer in textish(),
+        encoded in any::<bool>(),
+    ) {
+        let (app, _) = default_app();
+        let p = if encoded { p.bytes().map(|b| format!("%{b:02X}")).collect() } else { p };
+        let Ok(request) = Request::get(format!("/count?p={p}&{rest}"))
+            .header("user-agent", BROWSER_UA)
+            .header("referer", referer.as_str())
+            .body(Body::empty())
+        else { return Ok(()) };
+        let answer = runtime().block_on(send(&app, request));
+        check(&answer)?;
+        if answer.status == StatusCode::OK {
+            prop_assert_eq!(answer.body.as_slice(), &PIXEL[..]);
         }
     }
 }

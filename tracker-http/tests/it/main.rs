@@ -16,15 +16,19 @@
 
 mod api;
 mod app;
+mod browsers;
+mod chromium;
 mod connections;
 mod durability;
 mod fuzz;
+mod privacy;
 mod process_memory;
 mod readme;
 mod request_ids;
 mod sites;
 mod socket;
 mod tls_reload;
+mod visitor_salts;
 mod volume;
 
 /// The service binary, built by cargo for these tests.

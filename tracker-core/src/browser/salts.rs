@@ -1,0 +1,562 @@
+//! Visitor ids derived server-side: a keyed hash of (site, client IP, user
+//! agent) under a secret salt that rotates.
+//!
+//! The id is SipHash-1-3 (128-bit output) keyed with a 16-byte random salt,
+//! written as 32 hex digits. The raw IP and user agent are only ever inputs
+//! to the hash: they are not kept, and the salt never leaves memory and
+//! the data directory, so nobody without it can test a guessed (IP, user
+//! agent) pair against an id. Once a salt is forgotten, the ids it made
+//! can no longer be linked to anyone.
+//!
+//! Rotation ([`SaltRotation`]) happens at UTC period boundaries. Only the
+//! current salt and the one of the period just before exist: the previous
+//! one serves events stamped in that period (back-fill), anything older
+//! is hashed with the current salt. A new salt is written to the data
+//! directory (atomically, mode 0600) before it hashes anything, so a
+//! restart keeps the period's salt and a returning visitor is not counted
+//! again.
+//!
+//! Locking: one `RwLock` over the two salts. Deriving takes the read lock;
+//! the write lock is taken once per period, by the first event of a new
+//! period, which creates and persists the new salt.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::hash::Hasher;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+use crate::clock::{Clock, Timestamp};
+use crate::persist::PersistError;
+use crate::persist::storage::fs::{ensure_dir, sync_dir};
+
+/// The salts' file name in the data directory.
+pub const SALT_FILE: &str = "visitor-salts";
+const MAGIC: &[u8; 8] = b"TRKSALT1";
+const ENTRY_LEN: usize = 8 + 16;
+
+/// How often the visitor-id salt changes, at UTC boundaries.
+///
+/// The trade-off: a visitor is one id within a period and a new one in
+/// the next, so a range longer than the period counts a returning person
+/// once per period they came in. A longer period counts multi-day ranges
+/// better and keeps a visitor linkable (by whoever holds the salt) for
+/// longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaltRotation {
+    /// A new salt every UTC day, as Plausible: multi-day ranges count a
+    /// person once per day they visited.
+    #[default]
+    Day,
+    /// A new salt every ISO week (from Monday 00:00 UTC).
+    Week,
+    /// A new salt every calendar month (UTC).
+    Month,
+    /// One salt for ever: a person is one visitor in every range, and
+    /// their visits stay linkable for as long as the salt exists.
+    Never,
+}
+
+impl SaltRotation {
+    /// The number of the period `at` falls in; consecutive periods have
+    /// consecutive numbers.
+    fn period(self, at: Timestamp) -> u64 {
+        let days = at.as_millis() / 86_400_000;
+        match self {
+            SaltRotation::Day => days,
+            // 1970-01-01 was a Thursday: shifting by 3 starts weeks on Monday.
+            SaltRotation::Week => (days + 3) / 7,
+            SaltRotation::Month => {
+                let (year, month) = year_month(days);
+                year * 12 + month - 1
+            }
+            SaltRotation::Never => 0,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            SaltRotation::Day => 1,
+            SaltRotation::Week => 2,
+            SaltRotation::Month => 3,
+            SaltRotation::Never => 4,
+        }
+    }
+
+    /// The name used on the command line (`day`, `week`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            SaltRotation::Day => "day",
+            SaltRotation::Week => "week",
+            SaltRotation::Month => "month",
+            SaltRotation::Never => "never",
+        }
+    }
+}
+
+/// The (year, month 1..=12) of a day number since 1970-01-01, by the
+/// proleptic Gregorian calendar (days to civil date, in 400-year eras).
+fn year_month(days: u64) -> (u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let m = (5 * day_of_year + 2) / 153; // 0 = March
+    let month = if m < 10 { m + 3 } else { m - 9 };
+    (year_of_era + era * 400 + u64::from(month <= 2), month)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+struct Salt {
+    period: u64,
+    key: [u8; 16],
+}
+
+#[derive(Default, Clone, Copy)]
+struct Salts {
+    current: Option<Salt>,
+    previous: Option<Salt>,
+}
+
+impl Salts {
+    /// The salt for an event in `period`, if no new salt is needed: the
+    /// current one, the previous one for its own period, and the current
+    /// one for anything older (or when the clock went back).
+    fn for_period(&self, period: u64) -> Option<Salt> {
+        let current = self.current?;
+        match self.previous {
+            Some(previous) if previous.period == period => Some(previous),
+            _ if current.period >= period => Some(current),
+            _ => None,
+        }
+    }
+}
+
+/// A derived visitor id: 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VisitorId([u8; 32]);
+
+impl VisitorId {
+    /// The id as text, to pass to [`Tracker::record`](crate::Tracker::record).
+    pub fn as_str(&self) -> &str {
+        // Only hex digits are ever written into it.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for VisitorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VisitorId({})", self.as_str())
+    }
+}
+
+/// Derives visitor ids for events that come without one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tracker_core::browser::{SaltRotation, VisitorIds};
+/// use tracker_core::{ManualClock, Timestamp};
+///
+/// let clock = ManualClock::new(Timestamp::from_millis(0));
+/// let ids = VisitorIds::in_memory(SaltRotation::Day, Arc::new(clock.clone()));
+/// let ip = "203.0.113.7".parse()?;
+/// let morning = ids.derive("example.com", ip, "Mozilla/5.0")?;
+/// clock.advance(Duration::from_secs(12 * 3600));
+/// assert_eq!(ids.derive("example.com", ip, "Mozilla/5.0")?, morning);
+/// assert_ne!(ids.derive("example.org", ip, "Mozilla/5.0")?, morning);
+/// clock.advance(Duration::from_secs(12 * 3600)); // the next UTC day
+/// assert_ne!(ids.derive("example.com", ip, "Mozilla/5.0")?, morning);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct VisitorIds {
+    rotation: SaltRotation,
+    clock: Arc<dyn Clock>,
+    /// Where the salts are kept, or `None` in memory only.
+    file: Option<PathBuf>,
+    salts: RwLock<Salts>,
+}
+
+impl fmt::Debug for VisitorIds {
+    /// Never shows the salts.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VisitorIds")
+            .field("rotation", &self.rotation)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VisitorIds {
+    /// Salts kept in memory only: a restart starts a new salt, so everyone
+    /// who returns after it counts again.
+    pub fn in_memory(rotation: SaltRotation, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            rotation,
+            clock,
+            file: None,
+            salts: RwLock::default(),
+        }
+    }
+
+    /// Salts kept in `dir` ([`SALT_FILE`]), read now if the file exists.
+    /// Nothing is written until the first id is derived, so a process that
+    /// fails to start (say, the directory is locked by another) changes
+    /// nothing. Salts written under another rotation are discarded.
+    ///
+    /// Errors: the file cannot be read, or is damaged
+    /// ([`PersistError::Corrupt`] / [`PersistError::BadMagic`]: delete it to
+    /// start with a new salt).
+    pub fn open(
+        dir: &Path,
+        rotation: SaltRotation,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, PersistError> {
+        let file = dir.join(SALT_FILE);
+        let salts = match fs::read(&file) {
+            Ok(bytes) => decode(&file, &bytes, rotation)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Salts::default(),
+            Err(e) => return Err(PersistError::io(&file, "read", e)),
+        };
+        Ok(Self {
+            rotation,
+            clock,
+            file: Some(file),
+            salts: RwLock::new(salts),
+        })
+    }
+
+    /// The rotation period.
+    pub fn rotation(&self) -> SaltRotation {
+        self.rotation
+    }
+
+    /// The id of a visitor of `site` (the page's host) from `ip` with
+    /// `user_agent`, now by the clock.
+    ///
+    /// Errors: the first event of a new period could not persist the new
+    /// salt; nothing was derived (retry).
+    pub fn derive(
+        &self,
+        site: &str,
+        ip: IpAddr,
+        user_agent: &str,
+    ) -> Result<VisitorId, PersistError> {
+        let now = self.clock.now();
+        self.derive_between(now, now, site, ip, user_agent)
+    }
+
+    /// [`derive`](Self::derive) for an event stamped `at`: the previous
+    /// period's salt for an event of that period, the current salt for
+    /// anything else (a salt is never made for a past or future period).
+    pub fn derive_at(
+        &self,
+        at: Timestamp,
+        site: &str,
+        ip: IpAddr,
+        user_agent: &str,
+    ) -> Result<VisitorId, PersistError> {
+        self.derive_between(at, self.clock.now(), site, ip, user_agent)
+    }
+
+    /// The id of an event stamped `at`, the clock reading `now`.
+    fn derive_between(
+        &self,
+        at: Timestamp,
+        now: Timestamp,
+        site: &str,
+        ip: IpAddr,
+        user_agent: &str,
+    ) -> Result<VisitorId, PersistError> {
+        let now = self.rotation.period(now);
+        let period = self.rotation.period(at).min(now);
+        let salts = *self.salts.read().unwrap_or_else(PoisonError::into_inner);
+        let salt = match salts.for_period(period) {
+            Some(salt) => salt,
+            None => {
+                let salts = self.rotate(now)?;
+                // The clock's period now has a salt, which serves `period`
+                // (at most the clock's) if the previous one does not.
+                salts
+                    .for_period(period)
+                    .or(salts.current)
+                    .unwrap_or_default()
+            }
+        };
+        Ok(hash(&salt.key, site, ip, user_agent))
+    }
+
+    /// Makes `period` (the clock's) have a salt, persisting it first;
+    /// returns the salts then in force.
+    fn rotate(&self, period: u64) -> Result<Salts, PersistError> {
+        let mut salts = self.salts.write().unwrap_or_else(PoisonError::into_inner);
+        if salts.for_period(period).is_some() {
+            return Ok(*salts); // another event rotated meanwhile
+        }
+        let mut key = [0; 16];
+        getrandom::fill(&mut key).map_err(|e| {
+            PersistError::io(
+                Path::new("getrandom"),
+                "draw a salt from",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let fresh = Salt { period, key };
+        let previous = salts
+            .current
+            .filter(|c| c.period.checked_add(1) == Some(period));
+        let next = Salts {
+            current: Some(fresh),
+            previous,
+        };
+        if let Some(file) = &self.file {
+            write(file, &next, self.rotation)?;
+        }
+        *salts = next;
+        Ok(next)
+    }
+}
+
+fn hash(key: &[u8; 16], site: &str, ip: IpAddr, user_agent: &str) -> VisitorId {
+    let mut h = SipHasher13::new_with_key(key);
+    // Lengths first, so no two different inputs feed the same bytes.
+    h.write_u64(site.len() as u64);
+    h.write(site.as_bytes());
+    let ip = match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    h.write(&ip.octets());
+    h.write_u64(user_agent.len() as u64);
+    h.write(user_agent.as_bytes());
+    let digest = h.finish128().as_bytes();
+    let mut out = [0; 32];
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
+        out[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
+    }
+    VisitorId(out)
+}
+
+/// ```text
+/// magic "TRKSALT1" | rotation: u8 | count: u8
+/// | count x (period: u64 LE | key: 16 bytes) | CRC-32C of the bytes before: u32 LE
+/// ```
+fn encode(salts: &Salts, rotation: SaltRotation) -> Vec<u8> {
+    let entries: Vec<Salt> = salts.current.into_iter().chain(salts.previous).collect();
+    let mut out = Vec::with_capacity(10 + entries.len() * ENTRY_LEN + 4);
+    out.extend_from_slice(MAGIC);
+    out.push(rotation.code());
+    out.push(entries.len() as u8);
+    for salt in entries {
+        out.extend_from_slice(&salt.period.to_le_bytes());
+        out.extend_from_slice(&salt.key);
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn decode(file: &Path, bytes: &[u8], rotation: SaltRotation) -> Result<Salts, PersistError> {
+    let corrupt = |offset: usize, reason: &str| PersistError::Corrupt {
+        file: file.to_path_buf(),
+        offset: offset as u64,
+        reason: reason.into(),
+    };
+    if !bytes.starts_with(MAGIC) {
+        return Err(PersistError::BadMagic {
+            file: file.to_path_buf(),
+        });
+    }
+    let Some((body, crc)) = bytes.split_last_chunk::<4>() else {
+        return Err(corrupt(0, "shorter than a header"));
+    };
+    if body.len() < 10 || crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+        return Err(corrupt(0, "checksum mismatch"));
+    }
+    let count = usize::from(body[9]);
+    if count > 2 || body.len() != 10 + count * ENTRY_LEN {
+        return Err(corrupt(9, "wrong number of salts"));
+    }
+    if body[8] != rotation.code() {
+        // Written under another rotation: its periods mean something else.
+        return Ok(Salts::default());
+    }
+    let mut entries = body[10..].chunks_exact(ENTRY_LEN).map(|e| {
+        let (period, key) = e.split_at(8);
+        Salt {
+            period: u64::from_le_bytes(period.try_into().unwrap_or_default()),
+            key: key.try_into().unwrap_or_default(),
+        }
+    });
+    Ok(Salts {
+        current: entries.next(),
+        previous: entries.next(),
+    })
+}
+
+/// Writes the salts to `file` atomically: a temporary file (mode 0600)
+/// synced, renamed over the old one, and the directory synced.
+fn write(file: &Path, salts: &Salts, rotation: SaltRotation) -> Result<(), PersistError> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    ensure_dir(dir)?;
+    let tmp = file.with_extension("tmp");
+    let tmp = tmp.as_path();
+    let io = |op| move |e| PersistError::io(tmp, op, e);
+    let mut options = File::options();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(tmp).map_err(io("create"))?;
+    out.write_all(&encode(salts, rotation))
+        .map_err(io("write"))?;
+    out.sync_all().map_err(io("fsync"))?;
+    drop(out);
+    fs::rename(tmp, file).map_err(io("rename"))?;
+    sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::time::Duration;
+
+    const DAY: u64 = 86_400_000;
+
+    fn at(millis: u64) -> Timestamp {
+        Timestamp::from_millis(millis)
+    }
+
+    #[test]
+    fn periods_follow_utc_calendar() {
+        use SaltRotation::*;
+        assert_eq!(Day.period(at(DAY - 1)), 0);
+        assert_eq!(Day.period(at(DAY)), 1);
+        // 1970-01-04 was a Sunday, 1970-01-05 a Monday.
+        assert_eq!(Week.period(at(3 * DAY)), 0);
+        assert_eq!(Week.period(at(4 * DAY)), 1);
+        assert_eq!(Week.period(at(10 * DAY)), 1);
+        assert_eq!(Week.period(at(11 * DAY)), 2);
+        assert_eq!(year_month(0), (1970, 1));
+        assert_eq!(year_month(31), (1970, 2));
+        // 2024-02-29 is day 19782, 2024-03-01 day 19783.
+        assert_eq!(year_month(19_782), (2024, 2));
+        assert_eq!(year_month(19_783), (2024, 3));
+        assert_eq!(Month.period(at(19_783 * DAY)), 2024 * 12 + 2);
+        assert_eq!(Never.period(at(u64::MAX)), 0);
+    }
+
+    #[test]
+    fn rotation_with_a_manual_clock() {
+        let clock = ManualClock::new(at(100 * DAY + 1));
+        let ids = VisitorIds::in_memory(SaltRotation::Day, Arc::new(clock.clone()));
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let id = |ids: &VisitorIds| ids.derive("site.test", ip, "UA").unwrap();
+        let day1 = id(&ids);
+        clock.advance(Duration::from_millis(DAY - 2));
+        assert_eq!(id(&ids), day1, "same day, same id");
+        clock.advance(Duration::from_millis(1));
+        let day2 = id(&ids);
+        assert_ne!(day2, day1, "next day, another id");
+        // The previous day's salt still serves that day's events...
+        assert_eq!(
+            ids.derive_at(at(100 * DAY), "site.test", ip, "UA").unwrap(),
+            day1
+        );
+        // ...but nothing older, and nothing in the future gets a salt.
+        assert_eq!(ids.derive_at(at(0), "site.test", ip, "UA").unwrap(), day2);
+        assert_eq!(
+            ids.derive_at(at(500 * DAY), "site.test", ip, "UA").unwrap(),
+            day2
+        );
+        // Two days on, day 1's salt is gone for good.
+        clock.advance(Duration::from_millis(2 * DAY));
+        id(&ids);
+        let salts = ids.salts.read().unwrap();
+        assert_eq!(salts.current.map(|s| s.period), Some(103));
+        assert!(
+            salts.previous.is_none(),
+            "only the current salt and the day before's"
+        );
+    }
+
+    #[test]
+    fn inputs_are_separated() {
+        let key = [7; 16];
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_ne!(hash(&key, "ab", ip, "c"), hash(&key, "a", ip, "bc"));
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(hash(&key, "s", v4, "u"), hash(&key, "s", mapped, "u"));
+        assert_ne!(hash(&[8; 16], "s", v4, "u"), hash(&key, "s", v4, "u"));
+        assert!(
+            hash(&key, "s", v4, "u")
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+        );
+    }
+
+    #[test]
+    fn salts_survive_a_restart_and_stay_in_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(at(42 * DAY + 12 * 3_600_000));
+        let ip: IpAddr = "192.0.2.33".parse().unwrap();
+        let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
+        let open = |rotation| VisitorIds::open(dir.path(), rotation, Arc::new(clock.clone()));
+        let ids = open(SaltRotation::Day).unwrap();
+        assert!(
+            !dir.path().join(SALT_FILE).exists(),
+            "nothing written before use"
+        );
+        let before = ids.derive("site.test", ip, ua).unwrap();
+        drop(ids);
+        let again = open(SaltRotation::Day).unwrap();
+        assert_eq!(again.derive("site.test", ip, ua).unwrap(), before);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(SALT_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let bytes = fs::read(dir.path().join(SALT_FILE)).unwrap();
+        assert_eq!(bytes.len(), 10 + ENTRY_LEN + 4);
+        for needle in [ip.to_string().as_bytes(), ua.as_bytes(), b"site.test"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+        }
+        // Another rotation does not reuse the day's salt.
+        let weekly = open(SaltRotation::Week).unwrap();
+        assert_ne!(weekly.derive("site.test", ip, ua).unwrap(), before);
+    }
+
+    #[test]
+    fn damaged_files_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at(DAY)));
+        let ids = VisitorIds::open(dir.path(), SaltRotation::Day, clock.clone()).unwrap();
+        ids.derive("s", "10.0.0.1".parse().unwrap(), "u").unwrap();
+        let path = dir.path().join(SALT_FILE);
+        let good = fs::read(&path).unwrap();
+        let reopen = || VisitorIds::open(dir.path(), SaltRotation::Day, clock.clone());
+        for cut in 0..good.len() {
+            fs::write(&path, &good[..cut]).unwrap();
+            assert!(reopen().is_err(), "cut at {cut}");
+        }
+        let mut flipped = good.clone();
+        flipped[12] ^= 1;
+        fs::write(&path, &flipped).unwrap();
+        assert!(matches!(reopen(), Err(PersistError::Corrupt { .. })));
+        fs::write(&path, b"not ours at all").unwrap();
+        assert!(matches!(reopen(), Err(PersistError::BadMagic { .. })));
+    }
+}

@@ -1,0 +1,24 @@
+// tracker.js: counts a page view on load and on single-page-app
+// navigations. No cookies, no storage, no visitor id: the server derives one.
+// <script defer src="https://TRACKER/tracker.js"></script>
+// data-api="https://TRACKER/events" sends elsewhere.
+(function () {
+  var d = document, s = d.currentScript, n = navigator, l = location, last;
+  var api = (s && s.getAttribute("data-api")) || new URL("/events", s ? s.src : l.href).href;
+  function send(ref) {
+    if (l.href === last) return;
+    var body = JSON.stringify({ url: l.href, referrer: ref || null });
+    last = l.href;
+    if (!(n.sendBeacon && n.sendBeacon(api, body))) {
+      fetch(api, { method: "POST", body: body, keepalive: true, headers: { "Content-Type": "text/plain" } });
+    }
+  }
+  var push = history.pushState;
+  history.pushState = function () {
+    var from = l.href;
+    push.apply(this, arguments);
+    send(from);
+  };
+  addEventListener("popstate", function () { send(last); });
+  send(d.referrer);
+})();

@@ -1,0 +1,519 @@
+//! The browser routes in process: `/tracker.js`, Plausible's `/api/event`,
+//! GoatCounter's `/count`, `/events` without a visitor, CORS preflights,
+//! client addresses through trusted proxies, bot drops and the URL rules.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::app::*;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::json;
+use tracker_core::Tracker;
+use tracker_core::browser::BotFilter;
+use tracker_http::browser::{PIXEL, TRACKER_JS};
+use tracker_http::client_ip::TrustedProxies;
+use tracker_http::rate_limit::RateLimiter;
+use tracker_http::{AppState, HttpLimits, app};
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+const SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1";
+const HEADLESS: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/140.0.0.0 Safari/537.36";
+
+/// A request from the socket peer `peer` with these headers.
+fn from(
+    method: Method,
+    uri: &str,
+    peer: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> Request<Body> {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let mut request = request.body(body.into()).unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+}
+
+async fn plausible(router: &Router, ua: &str, body: serde_json::Value) -> Answer {
+    let request = from(
+        Method::POST,
+        "/api/event",
+        "198.51.100.10:5000",
+        &[("content-type", "text/plain"), ("user-agent", ua)],
+        body.to_string(),
+    );
+    send(router, request).await
+}
+
+async fn visitors(router: &Router, url: &str) -> u64 {
+    let answer = get(router, &format!("/distinct?url={}", urlencode(url))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.json());
+    answer.json()["distinct_visitors"].as_u64().unwrap()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+async fn stats(router: &Router) -> serde_json::Value {
+    get(router, "/stats").await.json()
+}
+
+fn app_with(tracker: Tracker, limits: impl FnOnce(&mut HttpLimits)) -> (Router, AppState) {
+    let mut l = HttpLimits::standard();
+    limits(&mut l);
+    let state = AppState::new(Arc::new(tracker), l);
+    (app(state.clone()), state)
+}
+
+#[tokio::test]
+async fn plausible_events_count_pageviews_only() {
+    let (app, _) = default_app();
+    let page = "https://site.test/pricing";
+    let answer = plausible(
+        &app,
+        FIREFOX,
+        json!({"n": "pageview", "u": page, "d": "site.test", "r": null, "v": 36, "p": {"a": 1}, "h": 1, "i": false}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.body, b"ok");
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    // The long aliases; the same browser again counts once.
+    let answer = plausible(
+        &app,
+        FIREFOX,
+        json!({"name": "pageview", "url": page, "domain": "site.test", "referrer": "https://news.test/", "props": "{}", "hashMode": 0, "interactive": true}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(visitors(&app, page).await, 1);
+    // Another browser counts.
+    plausible(
+        &app,
+        SAFARI,
+        json!({"n": "pageview", "u": page, "d": "site.test"}),
+    )
+    .await;
+    assert_eq!(visitors(&app, page).await, 2);
+    // Other names are answered alike, and counted only by name.
+    for name in ["engagement", "Signup", "engagement"] {
+        let answer = plausible(&app, SAFARI, json!({"n": name, "u": "https://site.test/other", "d": "site.test", "sd": 40, "e": 1200})).await;
+        assert_eq!(
+            (answer.status, answer.body.as_slice()),
+            (StatusCode::ACCEPTED, &b"ok"[..])
+        );
+    }
+    assert_eq!(visitors(&app, "https://site.test/other").await, 0);
+    let stats = stats(&app).await;
+    assert_eq!(
+        stats["custom_events"],
+        json!({"engagement": 2, "Signup": 1})
+    );
+    assert_eq!(stats["pages"], 1);
+}
+
+#[tokio::test]
+async fn plausible_refusals_are_json_errors() {
+    let (app, state) = default_app();
+    let cases = [
+        (
+            json!({"n": "pageview", "u": "javascript:alert(1)"}),
+            "invalid_url",
+        ),
+        (
+            json!({"n": "custom", "u": "data:text/html,x"}),
+            "invalid_url",
+        ),
+        (json!({"n": "pageview"}), "invalid_event"),
+        (json!({"u": "https://site.test/"}), "invalid_event"),
+        (json!({"n": 1, "u": "https://site.test/"}), "invalid_event"),
+        (json!(["pageview", "https://site.test/"]), "invalid_event"),
+    ];
+    for (body, code) in cases {
+        let answer = plausible(&app, FIREFOX, body.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer.error_code(), code, "{body}");
+    }
+    let request = from(
+        Method::POST,
+        "/api/event",
+        "10.0.0.1:1",
+        &[("content-type", "text/plain")],
+        "{",
+    );
+    assert_eq!(send(&app, request).await.error_code(), "malformed_json");
+    let request = from(
+        Method::POST,
+        "/api/event",
+        "10.0.0.1:1",
+        &[("content-type", "application/xml")],
+        "<x/>",
+    );
+    assert_eq!(
+        send(&app, request).await.error_code(),
+        "unsupported_media_type"
+    );
+    assert_eq!(state.tracker().unwrap().stats().pairs, 0);
+}
+
+#[tokio::test]
+async fn the_pixel_counts_and_answers_a_gif() {
+    let (app, _) = app_with(Tracker::new(), |l| {
+        l.browser.site = Some("https://fallback.test".into());
+    });
+    let pixel = |uri: &str, headers: &[(&str, &str)]| {
+        let mut all = vec![("user-agent", FIREFOX)];
+        all.extend_from_slice(headers);
+        from(Method::GET, uri, "192.0.2.1:1", &all, Body::empty())
+    };
+    let answer = send(
+        &app,
+        pixel(
+            "/count?p=/docs&t=Docs&r=&s=1280&rnd=123",
+            &[("referer", "https://site.test/docs")],
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, PIXEL);
+    assert_eq!(answer.body.len(), 43);
+    assert_eq!(answer.headers["content-type"], "image/gif");
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    assert_eq!(
+        answer.headers["cross-origin-resource-policy"],
+        "cross-origin"
+    );
+    assert_eq!(answer.headers["access-control-allow-origin"], "*");
+    assert_eq!(visitors(&app, "https://site.test/docs").await, 1);
+    // The Origin header wins over Referer; POST (sendBeacon) works alike.
+    let mut beacon = pixel(
+        "/count?p=%2Fa",
+        &[("origin", "https://o.test"), ("referer", "https://r.test/")],
+    );
+    *beacon.method_mut() = Method::POST;
+    assert_eq!(send(&app, beacon).await.status, StatusCode::OK);
+    assert_eq!(visitors(&app, "https://o.test/a").await, 1);
+    // No Origin or Referer: --site.
+    send(&app, pixel("/count?p=/b", &[])).await;
+    assert_eq!(visitors(&app, "https://fallback.test/b").await, 1);
+    // Events and bot flags are not visits.
+    for uri in [
+        "/count?p=signup&e=true",
+        "/count?p=/c&b=152",
+        "/count?p=/c&b=150",
+    ] {
+        let answer = send(&app, pixel(uri, &[("referer", "https://site.test/")])).await;
+        assert_eq!(
+            (answer.status, answer.body.len()),
+            (StatusCode::OK, 43),
+            "{uri}"
+        );
+    }
+    send(
+        &app,
+        pixel("/count?p=/c&b=149", &[("referer", "https://site.test/")]),
+    )
+    .await;
+    assert_eq!(
+        visitors(&app, "https://site.test/c").await,
+        1,
+        "b below 150 is not a flag"
+    );
+    let stats = stats(&app).await;
+    assert_eq!(stats["custom_events"]["signup"], 1);
+    assert_eq!(stats["dropped_events"]["client_flag"], 2);
+    // Bad input is a JSON error.
+    for (uri, code) in [
+        ("/count", "invalid_query"),
+        ("/count?p=", "invalid_query"),
+        ("/count?p=javascript:alert(1)", "invalid_url"),
+        ("/count?p=relative", "invalid_url"),
+    ] {
+        let answer = send(&app, pixel(uri, &[])).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(answer.error_code(), code, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn events_without_a_visitor_derive_one_and_drop_bots() {
+    let (app, _) = default_app();
+    let event = |ua: &'static str, peer: &'static str| {
+        let body = json!({"url": "https://site.test/", "referrer": "https://a.test/"}).to_string();
+        from(
+            Method::POST,
+            "/events",
+            peer,
+            &[
+                ("content-type", "text/plain;charset=UTF-8"),
+                ("user-agent", ua),
+            ],
+            body,
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            send(&app, event(FIREFOX, "198.51.100.1:1")).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(
+        visitors(&app, "https://site.test/").await,
+        1,
+        "a reload counts once"
+    );
+    send(&app, event(SAFARI, "198.51.100.1:2")).await;
+    send(&app, event(FIREFOX, "198.51.100.2:1")).await;
+    assert_eq!(
+        visitors(&app, "https://site.test/").await,
+        3,
+        "another browser or address counts"
+    );
+    let answer = send(&app, event(HEADLESS, "198.51.100.3:1")).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "bots are not told");
+    let no_ua = from(
+        Method::POST,
+        "/events",
+        "198.51.100.4:1",
+        &[],
+        json!({"url": "/x"}).to_string(),
+    );
+    assert_eq!(send(&app, no_ua).await.status, StatusCode::ACCEPTED);
+    assert_eq!(visitors(&app, "https://site.test/").await, 3);
+    let stats = stats(&app).await;
+    assert_eq!(stats["dropped_events"]["headless"], 1);
+    assert_eq!(stats["dropped_events"]["no_user_agent"], 1);
+    let metrics = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("tracker_events_dropped_total{reason=\"headless\"} 1"),
+        "{metrics}"
+    );
+    // An event with its own visitor id is a backend's: never filtered.
+    let backend = from(
+        Method::POST,
+        "/events",
+        "10.0.0.1:1",
+        &[("user-agent", "curl/8.5.0")],
+        json!({"visitor": "v", "url": "https://site.test/"}).to_string(),
+    );
+    assert_eq!(send(&app, backend).await.status, StatusCode::ACCEPTED);
+    assert_eq!(visitors(&app, "https://site.test/").await, 4);
+
+    // With the filter off, HeadlessChrome counts.
+    let (app, _) = app_with(Tracker::new(), |l| l.browser.bots = BotFilter::new(false));
+    send(&app, event(HEADLESS, "198.51.100.3:1")).await;
+    assert_eq!(visitors(&app, "https://site.test/").await, 1);
+}
+
+#[tokio::test]
+async fn spoofed_forwarding_headers_from_untrusted_peers_are_ignored() {
+    let event = |xff: &str, peer: &str| {
+        from(
+            Method::POST,
+            "/api/event",
+            peer,
+            &[
+                ("user-agent", FIREFOX),
+                ("x-forwarded-for", xff),
+                ("forwarded", &format!("for={xff}")),
+            ],
+            json!({"n": "pageview", "u": "https://site.test/"}).to_string(),
+        )
+    };
+    // No trusted proxy: every request from one peer is one client.
+    let (app, _) = default_app();
+    for i in 0..5 {
+        send(&app, event(&format!("203.0.113.{i}"), "198.51.100.1:1")).await;
+    }
+    assert_eq!(visitors(&app, "https://site.test/").await, 1);
+    // Trusted proxies: their headers name the client; a peer outside
+    // them is still ignored.
+    let (app, _) = app_with(Tracker::new(), |l| {
+        l.browser.proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
+    });
+    for i in 0..3 {
+        send(&app, event(&format!("203.0.113.{i}"), "10.0.0.5:1")).await;
+    }
+    send(&app, event("203.0.113.0", "10.0.0.6:1")).await;
+    assert_eq!(visitors(&app, "https://site.test/").await, 3);
+    send(&app, event("203.0.113.77", "198.51.100.1:1")).await;
+    send(&app, event("203.0.113.78", "198.51.100.1:1")).await;
+    assert_eq!(visitors(&app, "https://site.test/").await, 4);
+}
+
+#[tokio::test]
+async fn the_rate_limiter_sees_the_same_client() {
+    let (app, _) = app_with(Tracker::new(), |l| {
+        l.browser.proxies = TrustedProxies::new(vec!["10.0.0.1/32".parse().unwrap()]);
+        l.rate_limiter = Some(RateLimiter::new(0.001, 1.0));
+    });
+    let event = |xff: &str| {
+        from(
+            Method::POST,
+            "/api/event",
+            "10.0.0.1:1",
+            &[("user-agent", FIREFOX), ("x-forwarded-for", xff)],
+            json!({"n": "pageview", "u": "https://site.test/"}).to_string(),
+        )
+    };
+    assert_eq!(
+        send(&app, event("203.0.113.1")).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        send(&app, event("203.0.113.2")).await.status,
+        StatusCode::ACCEPTED,
+        "another client"
+    );
+    let limited = send(&app, event("203.0.113.1")).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.error_code(), "rate_limited");
+}
+
+#[tokio::test]
+async fn cors_preflight_on_every_ingest_route() {
+    let preflight = |path: &str, origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri(path)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (app, _) = default_app();
+    for path in ["/events", "/api/event", "/count"] {
+        let answer = send(&app, preflight(path, "https://any.test")).await;
+        assert!(answer.status.is_success(), "{path}: {}", answer.status);
+        assert_eq!(answer.headers["access-control-allow-origin"], "*", "{path}");
+        let methods = answer.headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap();
+        assert!(methods.contains("POST"), "{path}: {methods}");
+        assert!(
+            !answer
+                .headers
+                .contains_key("access-control-allow-credentials"),
+            "{path}"
+        );
+    }
+    let (app, _) = app_with(Tracker::new(), |l| {
+        l.cors_origins = vec!["https://site.test".into()]
+    });
+    for path in ["/events", "/api/event", "/count"] {
+        let allowed = send(&app, preflight(path, "https://site.test")).await;
+        assert_eq!(
+            allowed.headers["access-control-allow-origin"],
+            "https://site.test"
+        );
+        assert!(
+            !allowed
+                .headers
+                .contains_key("access-control-allow-credentials")
+        );
+        let other = send(&app, preflight(path, "https://evil.test")).await;
+        assert!(
+            !other.headers.contains_key("access-control-allow-origin"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn url_rules_hold_on_every_route() {
+    let (app, _) = app_with(
+        Tracker::builder()
+            .fold_trailing_slash(true)
+            .build()
+            .unwrap(),
+        |_| {},
+    );
+    // Tracking parameters are not part of a page, at record and at query.
+    record(
+        &app,
+        "v1",
+        "https://site.test/p/?utm_source=mail&id=3&fbclid=x",
+    )
+    .await;
+    record(&app, "v2", "https://site.test/p?id=3&gclid=y").await;
+    plausible(&app, FIREFOX, json!({"n": "pageview", "u": "https://site.test/p/?id=3&msclkid=1&mc_cid=2&mc_eid=3&_ga=4&utm_medium=x"})).await;
+    assert_eq!(visitors(&app, "https://site.test/p?id=3").await, 3);
+    assert_eq!(
+        visitors(&app, "https://site.test/p/?id=3&utm_campaign=z").await,
+        3
+    );
+    // Other schemes are refused everywhere.
+    for url in [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "file:///etc/passwd",
+        "ftp://x.test/",
+        "pricing",
+    ] {
+        let answer = record(&app, "v", url).await;
+        assert_eq!(answer.error_code(), "invalid_url", "{url}");
+        let answer = get(&app, &format!("/distinct?url={}", urlencode(url))).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(answer.error_code(), "invalid_url", "{url}");
+    }
+    // Folding is off by default.
+    let (app, _) = default_app();
+    record(&app, "v", "/docs/").await;
+    assert_eq!(visitors(&app, "/docs").await, 0);
+    assert_eq!(visitors(&app, "/docs/").await, 1);
+}
+
+#[tokio::test]
+async fn the_script_is_small_cached_and_revalidated() {
+    let (app, _) = default_app();
+    let answer = get(&app, "/tracker.js").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.body, TRACKER_JS.as_bytes());
+    assert!(TRACKER_JS.len() < 1500, "{} bytes", TRACKER_JS.len());
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(
+        answer.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=86400")
+    );
+    let etag = answer.headers["etag"].to_str().unwrap().to_string();
+    let again = send(
+        &app,
+        Request::get("/tracker.js")
+            .header("if-none-match", &etag)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.body.is_empty());
+    assert_eq!(again.headers["etag"], etag.as_str());
+    let stale = send(
+        &app,
+        Request::get("/tracker.js")
+            .header("if-none-match", "\"old\"")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(stale.status, StatusCode::OK);
+}
