@@ -267,3 +267,22 @@ async fn a_shutdown_closes_websockets_and_the_service_exits() {
     let answer = json_of(client.get(server.url("/distinct?url=/s"))).await;
     assert_eq!(answer["distinct_visitors"], 1);
 }
+
+#[tokio::test]
+async fn batch_events_without_a_visitor_get_one_derived_as_post_events_does() {
+    let (app, _) = default_app();
+    let body = json!([{"url": "https://example.com/d"}, {"url": "https://example.com/d"}]);
+    let request = Request::post("/events/batch")
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        )
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.json()["accepted"], 2);
+    // One browser, one derived visitor.
+    assert_eq!(count(&app, "https://example.com/d").await, 1);
+}
