@@ -21,7 +21,8 @@
 #   DURATION=10s CONNECTIONS=64 LOW_CONNECTIONS="1 8" ROUNDS=3 PIN=1 benches/http_durable.sh
 # Variants are KIND@CONNECTIONS with KIND one of bare, memory, off,
 # interval-<duration> (--fsync interval --fsync-interval <duration>) or
-# always. The default list is VARIANTS="bare@64 memory@64 off@64
+# always, or before-<variant> for that variant run on the binary BEFORE_BIN
+# (e.g. tracker-http built from main: before and after in one run). The default list is VARIANTS="bare@64 memory@64 off@64
 # interval-100ms@64 interval-10ms@64 always@64" followed by memory@N and
 # always@N for each N in LOW_CONNECTIONS (group commit shares one fsync
 # among concurrent requests, so `always` depends on concurrency).
@@ -59,13 +60,19 @@ log_end() { # the service's tracker_log_end_bytes, empty in memory
   curl -sS "http://127.0.0.1:$PORT/metrics" | awk '$1 == "tracker_log_end_bytes" {print $2}'
 }
 
-start_variant() { # variant data-dir
-  local kind=${1%@*}
+start_variant() { # variant data-dir [name to start it under]
+  local kind=${1%@*} name=${3:-$1}
   case "$kind" in
-    bare) start_bare "$1" "$PORT" ;;
-    memory) start_service "$1" "$PORT" ;;
-    off | always) start_service "$1" "$PORT" --data-dir "$2" --fsync "$kind" ;;
-    interval-*) start_service "$1" "$PORT" --data-dir "$2" --fsync interval --fsync-interval "${kind#interval-}" ;;
+    bare) start_bare "$name" "$PORT" ;;
+    memory) start_service "$name" "$PORT" ;;
+    off | always) start_service "$name" "$PORT" --data-dir "$2" --fsync "$kind" ;;
+    interval-*) start_service "$name" "$PORT" --data-dir "$2" --fsync interval --fsync-interval "${kind#interval-}" ;;
+    before-*)
+      # The same variant on BEFORE_BIN: a before/after comparison in one run.
+      [[ -x "${BEFORE_BIN:-}" ]] || { echo "$1 needs BEFORE_BIN, a tracker-http binary" >&2; exit 2; }
+      local rest=${1#before-}
+      SERVICE_BIN=$BEFORE_BIN start_variant "$rest" "$2" "$name"
+      ;;
     *)
       echo "unknown variant $1 (kinds: bare memory off interval-<duration> always)" >&2
       exit 2
@@ -128,5 +135,10 @@ for v in "${VARIANT_LIST[@]}"; do
     "| $(figure "$v" 7) | $(figure "$v" 8) | $(ratio "$v" memory) | $(ratio "$v" bare) | $(capacity "$v") |"
 done
 echo
+if [[ -n "${RESULTS["always@$CONNECTIONS-1"]:-}" && -n "${RESULTS["memory@$CONNECTIONS-1"]:-}" ]]; then
+  echo "group commit target (SPEC): always@$CONNECTIONS at least 0.5x memory@$CONNECTIONS in requests/s:" \
+    "$(ratio "always@$CONNECTIONS" memory)x, capacity $(capacity "always@$CONNECTIONS")x"
+  echo
+fi
 echo "capacity vs memory: the in-memory service's CPU per request over the variant's (what"
 echo "requests/s would be relative to memory if the server's core were the bottleneck)."

@@ -21,8 +21,19 @@ use tracker_core::{
 /// visitor id at their default limits fits several times over.
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 
+/// Default most events in one batch (`POST /events/batch`, or one
+/// WebSocket message).
+pub const DEFAULT_BATCH_LIMIT: usize = 10_000;
+
+/// Default largest batch body, in bytes: the default batch limit of
+/// events of a few hundred bytes each.
+pub const DEFAULT_BATCH_BODY_LIMIT: usize = 4 << 20;
+
 /// Default time a client gets to send a request body.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default time a WebSocket may stay silent before it is closed.
+pub const DEFAULT_WS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default time a client gets to send a request head (and, over TLS, to
 /// finish the handshake), counted from its first byte. An analytics
@@ -336,10 +347,25 @@ pub struct HttpOptions {
     #[arg(long, env = "TRACKER_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
 
+    /// Most events in one batch: a `POST /events/batch` body or one
+    /// WebSocket message (more is refused whole with 413).
+    #[arg(long, env = "TRACKER_BATCH_LIMIT", default_value_t = DEFAULT_BATCH_LIMIT)]
+    pub batch_limit: usize,
+
+    /// Largest `POST /events/batch` body, and largest WebSocket message, in
+    /// bytes.
+    #[arg(long, env = "TRACKER_BATCH_BODY_LIMIT", default_value_t = DEFAULT_BATCH_BODY_LIMIT)]
+    pub batch_body_limit: usize,
+
     /// Longest a client may take to send a request body, e.g. `10s` or
     /// `500ms` (handlers never wait on anything else).
     #[arg(long, env = "TRACKER_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
+
+    /// Longest a `GET /events/ws` connection may stay silent (no message,
+    /// not even a ping) before the server closes it, e.g. `60s`.
+    #[arg(long, env = "TRACKER_WS_IDLE_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
+    pub ws_idle_timeout: Duration,
 
     /// Longest a client may take to send a request head (the request line
     /// and headers, and the TLS handshake before the first), from its
@@ -515,9 +541,16 @@ impl Config {
         if self.http.body_limit == 0 {
             return Err("--body-limit must be at least 1 byte".into());
         }
+        if self.http.batch_limit == 0 {
+            return Err("--batch-limit must be at least 1 event".into());
+        }
+        if self.http.batch_body_limit == 0 {
+            return Err("--batch-body-limit must be at least 1 byte".into());
+        }
         let h = &self.http;
         for (flag, value) in [
             ("--request-timeout", h.request_timeout),
+            ("--ws-idle-timeout", h.ws_idle_timeout),
             ("--header-timeout", h.header_timeout),
             ("--idle-timeout", h.idle_timeout),
             ("--h2-keepalive", h.h2_keepalive),
@@ -630,8 +663,11 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " body_limit={} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
+            " body_limit={} batch_limit={} batch_body_limit={} ws_idle_timeout={:?} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
             h.body_limit,
+            h.batch_limit,
+            h.batch_body_limit,
+            h.ws_idle_timeout,
             h.request_timeout,
             h.header_timeout,
             h.idle_timeout,

@@ -37,6 +37,15 @@ pub enum AppError {
     },
     /// The body's content type is neither JSON nor plain text.
     UnsupportedMediaType,
+    /// A batch body is neither a JSON array nor NDJSON: nothing recorded.
+    InvalidBatch(String),
+    /// A batch holds more events than the configured limit: nothing
+    /// recorded (413, like a body over the byte limit: the request is too
+    /// big, not malformed, and the remedy is the same, to split it).
+    TooManyEvents {
+        /// The configured limit (`--batch-limit`).
+        limit: usize,
+    },
     /// This client sent more requests than its rate allows.
     RateLimited {
         /// When a token will be available again.
@@ -60,15 +69,18 @@ impl AppError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::MalformedJson(_) | AppError::InvalidEvent(_) | AppError::InvalidQuery(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            AppError::MalformedJson(_)
+            | AppError::InvalidEvent(_)
+            | AppError::InvalidQuery(_)
+            | AppError::InvalidBatch(_) => StatusCode::BAD_REQUEST,
             AppError::Tracker(e) => tracker_status(e),
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::PayloadTooLarge { .. } | AppError::TooManyEvents { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::ShuttingDown
@@ -91,6 +103,8 @@ impl AppError {
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Timeout => "request_timeout",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::InvalidBatch(_) => "invalid_batch",
+            AppError::TooManyEvents { .. } => "too_many_events",
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::ShuttingDown => "shutting_down",
@@ -116,8 +130,16 @@ impl AppError {
                 format!("the body is larger than the limit of {limit} bytes").into()
             }
             AppError::UnsupportedMediaType => {
-                "send the event as application/json or text/plain".into()
+                "send the event as application/json or text/plain (a batch also as application/x-ndjson)".into()
             }
+            AppError::InvalidBatch(m) => format!(
+                "a batch is a JSON array of events, or NDJSON (one event per line) as application/x-ndjson; nothing was recorded: {m}"
+            )
+            .into(),
+            AppError::TooManyEvents { limit } => format!(
+                "the batch holds more than the limit of {limit} events; nothing was recorded: split it"
+            )
+            .into(),
             AppError::RateLimited { retry_after } => format!(
                 "too many requests from this address; retry in {:.1} s",
                 retry_after.as_secs_f64()

@@ -71,7 +71,11 @@ pub(crate) async fn read_event_body(
 /// `Content-Length` says so, else as soon as the stream passes the limit.
 /// (Read here rather than by a `DefaultBodyLimit` layer, which would put
 /// a layer on every route for the routes that have a body.)
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, AppError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, AppError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -92,7 +96,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 /// JSON and plain text are both read as JSON: browsers send `text/plain`
 /// from `sendBeacon` and from `fetch` without a CORS preflight. A request
 /// with no content type is read as JSON too; anything else is refused.
-fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };

@@ -11,7 +11,8 @@
 //! HTTP/2 settings, lingering close) and [`tls`] the certificate, reloaded
 //! on SIGHUP. The binary is glue over these.
 //!
-//! Endpoints: `POST /events`, `GET /distinct?url=`, `GET /top?limit=`,
+//! Endpoints: `POST /events`, `POST /events/batch`, `GET /events/ws`,
+//! `GET /distinct?url=`, `GET /top?limit=`,
 //! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
 //! browsers `GET /tracker.js`, `POST /api/event` (Plausible's format) and
 //! `GET|POST /count` (GoatCounter's pixel); see [`browser`].
@@ -35,6 +36,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod browser;
 pub mod client_ip;
 pub mod config;
@@ -54,6 +56,7 @@ pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod ws;
 
 pub use config::Config;
 pub use error::AppError;

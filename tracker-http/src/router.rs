@@ -9,7 +9,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::AppError;
 use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
 use crate::state::AppState;
-use crate::{browser, ingest, ops, pages, query};
+use crate::{batch, browser, ingest, ops, pages, query, ws};
 
 /// The service's router over `state`; serve it, or call it in-process.
 ///
@@ -44,6 +44,8 @@ pub fn routes(state: AppState) -> Router {
     );
     let mut api = Router::new()
         .route("/events", post(ingest::record_event))
+        .route("/events/batch", post(batch::record_batch))
+        .route("/events/ws", get(ws::events_ws))
         .route("/api/event", post(browser::plausible_event))
         .route("/count", get(browser::count).post(browser::count))
         .merge(reads);

@@ -12,7 +12,10 @@ use crate::client_ip::TrustedProxies;
 use crate::error::AppError;
 use crate::store::Store;
 
-use crate::config::{Config, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT};
+use crate::config::{
+    Config, DEFAULT_BATCH_BODY_LIMIT, DEFAULT_BATCH_LIMIT, DEFAULT_BODY_LIMIT,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WS_IDLE_TIMEOUT,
+};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::shutdown::Shutdown;
@@ -50,8 +53,14 @@ impl Deref for AppState {
 pub struct HttpLimits {
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// Most events in one batch.
+    pub batch_limit: usize,
+    /// Largest batch body or WebSocket message, in bytes.
+    pub batch_body_limit: usize,
     /// Longest a client may take to send a request body.
     pub request_timeout: Duration,
+    /// Longest a WebSocket may stay silent before it is closed.
+    pub ws_idle_timeout: Duration,
     /// The per-IP rate limit, if enabled.
     pub rate_limiter: Option<RateLimiter>,
     /// The bearer token read endpoints require, if any.
@@ -95,7 +104,10 @@ impl AppState {
         };
         Ok(HttpLimits {
             body_limit: http.body_limit,
+            batch_limit: http.batch_limit,
+            batch_body_limit: http.batch_body_limit,
             request_timeout: http.request_timeout,
+            ws_idle_timeout: http.ws_idle_timeout,
             rate_limiter: http
                 .rate_limit
                 .map(|rate| RateLimiter::new(rate, http.rate_burst.unwrap_or(rate.max(1.0)))),
@@ -148,12 +160,16 @@ impl AppState {
 
 impl HttpLimits {
     /// The defaults of the binary: [`DEFAULT_BODY_LIMIT`],
-    /// [`DEFAULT_REQUEST_TIMEOUT`], no rate limit, no token, CORS for any
+    /// [`DEFAULT_BATCH_LIMIT`], [`DEFAULT_BATCH_BODY_LIMIT`],
+    /// [`DEFAULT_REQUEST_TIMEOUT`], [`DEFAULT_WS_IDLE_TIMEOUT`], no rate limit, no token, CORS for any
     /// origin, browser events with daily salts in memory and bots dropped.
     pub fn standard() -> Self {
         Self {
             body_limit: DEFAULT_BODY_LIMIT,
+            batch_limit: DEFAULT_BATCH_LIMIT,
+            batch_body_limit: DEFAULT_BATCH_BODY_LIMIT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ws_idle_timeout: DEFAULT_WS_IDLE_TIMEOUT,
             cors_origins: vec!["*".into()],
             ..Self::default()
         }

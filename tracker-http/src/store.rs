@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracker_core::persist::{DurableTracker, FsyncPolicy, RecoveryReport};
+use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
 use tracker_core::{Recorded, Tracker};
 
 use crate::error::AppError;
@@ -77,22 +77,54 @@ impl Store {
     /// Records that `visitor` visited `url`; returns once the event is as
     /// durable as the fsync policy promises.
     ///
-    /// Under `--fsync always` the wait for fsync (milliseconds) happens on
-    /// tokio's blocking pool: held on a runtime worker it would stall every
-    /// other request on that worker, and the waits of concurrent requests
-    /// are what group commit shares one fsync among. Otherwise the append
-    /// is a buffered `write(2)`, microseconds, done in place.
+    /// The durable path applies the event and queues its log frame in
+    /// place (microseconds), then awaits the log's writer thread: the
+    /// request yields its runtime worker while its group is written and
+    /// synced, so no thread waits per request and concurrent requests share
+    /// one fsync.
     pub async fn record(&self, visitor: &str, url: &str) -> Result<Recorded, AppError> {
         match self {
             Store::Memory(tracker) => Ok(tracker.record(visitor, url)?),
-            Store::Durable { durable, .. } if durable.log().policy() == FsyncPolicy::Always => {
-                let (durable, visitor, url) = (durable.clone(), visitor.to_owned(), url.to_owned());
-                tokio::task::spawn_blocking(move || durable.record(&visitor, &url))
-                    .await
-                    .map_err(|e| AppError::Internal(format!("the record task failed: {e}")))?
-                    .map_err(AppError::from)
+            Store::Durable { durable, .. } => {
+                let submitted = durable.submit(visitor, url)?;
+                submitted.durable.await.map_err(DurableError::from)?;
+                Ok(submitted.recorded)
             }
-            Store::Durable { durable, .. } => Ok(durable.record(visitor, url)?),
         }
+    }
+
+    /// Records a batch of `(visitor, url)` events, pushing each one's
+    /// outcome onto `outcomes` in order (a refused event never refuses
+    /// the others); returns once the accepted ones are as durable as the
+    /// fsync policy promises. Durable: one log write for the batch, and an
+    /// error (nothing acknowledged) if it fails.
+    ///
+    /// The in-memory path records one by one; a per-stripe batch record
+    /// in the core can replace that loop without changing this signature.
+    pub async fn record_batch(
+        &self,
+        events: &[(&str, &str)],
+        outcomes: &mut Vec<Result<Recorded, AppError>>,
+    ) -> Result<(), AppError> {
+        match self {
+            Store::Memory(tracker) => {
+                outcomes.extend(
+                    events.iter().map(|&(visitor, url)| {
+                        tracker.record(visitor, url).map_err(AppError::from)
+                    }),
+                );
+            }
+            Store::Durable { durable, .. } => {
+                let mut batch = DurableBatch::default();
+                let append = durable.submit_batch(events.iter().copied(), &mut batch);
+                append.await.map_err(DurableError::from)?;
+                outcomes.extend(batch.outcomes().iter().map(|o| match o {
+                    Ok(recorded) => Ok(*recorded),
+                    Err(DurableError::Tracker(e)) => Err(AppError::Tracker(e.clone())),
+                    Err(e) => Err(AppError::Storage(e.to_string())),
+                }));
+            }
+        }
+        Ok(())
     }
 }

@@ -100,9 +100,12 @@ pub use crate::tracker::snapshot as tracker_snapshot;
 pub use crate::tracker::snapshot::{SnapshotError, TRACKER_PAYLOAD_VERSION};
 pub use durable::lifecycle::{Background, Cadence};
 pub use durable::snapshotter::{SnapshotSchedule, Snapshotter};
-pub use durable::{DurableError, DurableStatus, DurableTracker, RecoveryReport, SnapshotInfo};
+pub use durable::{
+    DurableBatch, DurableError, DurableStatus, DurableTracker, RecoveryReport, SnapshotInfo,
+    Submitted,
+};
 pub use storage::snapshot_file;
 pub use storage::{
-    EventLog, FsyncPolicy, LOG_FORMAT_VERSION, LogEvent, LogOptions, Loss, Lsn, PersistError,
-    Recovery, SyncPolicy,
+    Append, EventLog, FsyncPolicy, LOG_FORMAT_VERSION, LogEvent, LogOptions, Loss, Lsn,
+    PersistError, Recovery, SyncPolicy,
 };

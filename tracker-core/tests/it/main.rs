@@ -11,6 +11,7 @@
 //! `../proptest-regressions/<module>.txt` (it looks beside the directory
 //! that holds `main.rs`); commit those files.
 
+mod batch;
 mod budget;
 mod concurrency;
 mod durable;

@@ -1,6 +1,7 @@
 //! The service's durability, on the real binary and real files:
 //!
-//! - crashes: concurrent ingest, `kill -9` at random moments over several
+//! - crashes: concurrent ingest (single events, `POST /events/batch` and
+//!   `GET /events/ws` with acknowledgements), `kill -9` at random moments over several
 //!   rounds, and after each restart every event that got a 2xx is counted
 //!   (exactly the model of acknowledged events, once the events whose
 //!   answer the crash swallowed are resent), for `--fsync always` and
@@ -141,33 +142,22 @@ async fn ingest_then_kill(
     const PAGES: u64 = 24;
     const VISITORS: u64 = 400;
     let before = model.lock().unwrap().acked_events;
-    let events_url = server.url("/events");
     let mut tasks = Vec::new();
     for id in 0..CLIENTS {
-        let (client, model, url) = (client.clone(), model.clone(), events_url.clone());
+        let (client, model) = (client.clone(), model.clone());
+        let base = server.url("");
+        let mut rng = seed ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut next_event = move || {
+            let visitor = format!("visitor-{}", xorshift(&mut rng) % VISITORS);
+            (visitor, page(xorshift(&mut rng) % PAGES))
+        };
+        // One sender in three of each kind: single events, batches, a
+        // WebSocket with acknowledgements.
         tasks.push(tokio::spawn(async move {
-            let mut rng = seed ^ (id + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            loop {
-                let visitor = format!("visitor-{}", xorshift(&mut rng) % VISITORS);
-                let target = page(xorshift(&mut rng) % PAGES);
-                let sent = client
-                    .post(&url)
-                    .json(&json!({ "visitor": visitor, "url": target }))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == 202 => {
-                        model.lock().unwrap().ack(visitor, target)
-                    }
-                    Ok(response) => panic!("unexpected answer {}", response.status()),
-                    Err(e) => {
-                        if e.is_timeout() {
-                            eprintln!("request timed out after the kill: {e}");
-                        }
-                        model.lock().unwrap().unknown.push((visitor, target));
-                        return;
-                    }
-                }
+            match id % 3 {
+                0 => send_singles(&client, &base, &model, &mut next_event).await,
+                1 => send_batches(&client, &base, &model, &mut next_event).await,
+                _ => send_on_websocket(&base, &model, &mut next_event).await,
             }
         }));
     }
@@ -185,6 +175,112 @@ async fn ingest_then_kill(
         task.await.unwrap();
     }
     model.lock().unwrap().acked_events - before
+}
+
+/// What one sender got: a 202 or ack puts its events in the model, a
+/// request the crash cut off puts them among the unknown ones.
+fn settle(model: &Mutex<Model>, events: Vec<(String, String)>, acked: bool) {
+    let mut model = model.lock().unwrap();
+    for (visitor, url) in events {
+        if acked {
+            model.ack(visitor, url);
+        } else {
+            model.unknown.push((visitor, url));
+        }
+    }
+}
+
+type NextEvent<'a> = &'a mut (dyn FnMut() -> (String, String) + Send);
+
+async fn send_singles(
+    client: &reqwest::Client,
+    base: &str,
+    model: &Mutex<Model>,
+    next: NextEvent<'_>,
+) {
+    let url = format!("{base}/events");
+    loop {
+        let (visitor, target) = next();
+        let sent = client
+            .post(&url)
+            .json(&json!({ "visitor": visitor, "url": target }))
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status() == 202 => {
+                settle(model, vec![(visitor, target)], true)
+            }
+            Ok(response) => panic!("unexpected answer {}", response.status()),
+            Err(e) => {
+                if e.is_timeout() {
+                    eprintln!("request timed out after the kill: {e}");
+                }
+                settle(model, vec![(visitor, target)], false);
+                return;
+            }
+        }
+    }
+}
+
+/// Batches of 1 to 20 events to `POST /events/batch`.
+async fn send_batches(
+    client: &reqwest::Client,
+    base: &str,
+    model: &Mutex<Model>,
+    next: NextEvent<'_>,
+) {
+    let url = format!("{base}/events/batch");
+    for n in 0.. {
+        let events: Vec<(String, String)> = (0..1 + n % 20).map(|_| next()).collect();
+        let body: Vec<Value> = events
+            .iter()
+            .map(|(v, u)| json!({ "visitor": v, "url": u }))
+            .collect();
+        match client.post(&url).json(&body).send().await {
+            Ok(response) if response.status() == 202 => {
+                let reply: Value = response.json().await.unwrap();
+                assert_eq!(reply["accepted"], events.len(), "{reply}");
+                settle(model, events, true);
+            }
+            Ok(response) => panic!("unexpected answer {}", response.status()),
+            Err(_) => return settle(model, events, false),
+        }
+    }
+}
+
+/// Single events and arrays of up to 10 on `GET /events/ws?ack=true`,
+/// each message acknowledged before the next is sent.
+async fn send_on_websocket(base: &str, model: &Mutex<Model>, next: NextEvent<'_>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let url = format!("{}/events/ws?ack=true", base.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    for n in 0u64.. {
+        let events: Vec<(String, String)> = (0..1 + n % 10).map(|_| next()).collect();
+        let json: Vec<Value> = events
+            .iter()
+            .map(|(v, u)| json!({ "visitor": v, "url": u }))
+            .collect();
+        let text = if json.len() == 1 {
+            json[0].to_string()
+        } else {
+            Value::from(json).to_string()
+        };
+        if socket.send(Message::text(text)).await.is_err() {
+            return settle(model, events, false);
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(10), socket.next()).await;
+        match answer {
+            Ok(Some(Ok(Message::Text(ack)))) => {
+                let ack: Value = serde_json::from_str(&ack).unwrap();
+                assert_eq!(ack["accepted"], events.len(), "{ack}");
+                settle(model, events, true);
+            }
+            Ok(Some(Ok(other))) => panic!("unexpected message {other:?}"),
+            _ => return settle(model, events, false),
+        }
+    }
 }
 
 fn durable_args<'a>(dir: &'a Path, fsync: &'a str) -> Vec<&'a str> {

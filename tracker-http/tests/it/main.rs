@@ -29,6 +29,7 @@ mod sites;
 mod socket;
 mod tls_reload;
 mod visitor_salts;
+mod volume;
 
 /// The service binary, built by cargo for these tests.
 pub const TRACKER_HTTP: &str = env!("CARGO_BIN_EXE_tracker-http");

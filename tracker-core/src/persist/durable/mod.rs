@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::storage::frame;
 use super::storage::fs::ensure_dir;
 use super::storage::segment::HEADER_LEN;
 use super::storage::snapshot_file::{self, DEFAULT_KEEP, ReadError, Written};
-use super::storage::{EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError, Recovery};
+use super::storage::{
+    Append, EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError, Recovery,
+};
 use crate::clock::Timestamp;
 use crate::error::TrackerError;
 use crate::report::Recorded;
@@ -65,6 +68,36 @@ pub struct DurableTracker {
     history: Mutex<SnapshotHistory>,
     /// Held (with its advisory lock) until drop.
     _dir_lock: File,
+}
+
+/// An event applied by [`DurableTracker::submit`], on its way to the log.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Submitted {
+    /// What the tracker did with it.
+    pub recorded: Recorded,
+    /// Completes once the event is as durable as the fsync policy says.
+    pub durable: Append,
+}
+
+/// The reusable buffers of [`DurableTracker::submit_batch`] and the
+/// outcome of each event of the last batch, in order.
+#[derive(Debug, Default)]
+pub struct DurableBatch {
+    frames: Vec<u8>,
+    outcomes: Vec<Result<Recorded, DurableError>>,
+}
+
+impl DurableBatch {
+    /// Each event's outcome, in the order given.
+    pub fn outcomes(&self) -> &[Result<Recorded, DurableError>] {
+        &self.outcomes
+    }
+
+    /// How many events were accepted.
+    pub fn accepted(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.is_ok()).count()
+    }
 }
 
 /// What [`DurableTracker::status`] reports: the log and the snapshots.
@@ -308,15 +341,111 @@ impl DurableTracker {
     /// the event is counted in memory but not durable, so the caller must
     /// not acknowledge it.
     pub fn record(&self, visitor: &str, url: &str) -> Result<Recorded, DurableError> {
+        let submitted = self.submit(visitor, url)?;
+        submitted.durable.wait()?;
+        Ok(submitted.recorded)
+    }
+
+    /// Records as [`record`](Self::record) does, without waiting for the
+    /// log: the event is applied and its position in the log fixed when
+    /// this returns; acknowledge it only once [`Submitted::durable`]
+    /// completes (await it from async code: no thread waits meanwhile).
+    ///
+    /// ```
+    /// use tracker_core::persist::{DurableTracker, LogOptions};
+    /// use tracker_core::{Recorded, Tracker};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default())?;
+    /// let submitted = durable.submit("alice", "https://example.com/")?;
+    /// assert_eq!(submitted.recorded, Recorded::New);
+    /// submitted.durable.wait()?; // or `.await`
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit(&self, visitor: &str, url: &str) -> Result<Submitted, DurableError> {
         let now = self.tracker.config().clock.now();
         let hash = self.tracker.hash_visitor(visitor.as_bytes())?;
         let (recorded, page) = self.tracker.record_hashed(hash, url, Some(now))?;
-        if recorded != Recorded::Stale {
-            self.log.append(&LogEvent {
+        let durable = if recorded == Recorded::Stale {
+            Append::ready(Ok(self.log.end()))
+        } else {
+            self.log.submit(&[LogEvent {
                 visitor_hash: hash,
                 at_millis: now.as_millis(),
                 url: &page,
-            })?;
+            }])
+        };
+        Ok(Submitted { recorded, durable })
+    }
+
+    /// Records a batch of `(visitor, url)` events: each is applied as
+    /// [`record`](Self::record) applies one, with its own outcome in
+    /// `batch` (a refused event never refuses its neighbours), and all the
+    /// accepted ones are appended to the log as one contiguous write.
+    /// Acknowledge them only once the returned [`Append`] completes; if it
+    /// fails, none of the batch is durable (all are counted in memory).
+    ///
+    /// `batch` is reused from call to call, so a steady stream of batches
+    /// allocates nothing per event.
+    ///
+    /// ```
+    /// use tracker_core::persist::{DurableBatch, DurableTracker, LogOptions};
+    /// use tracker_core::Tracker;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default())?;
+    /// let mut batch = DurableBatch::default();
+    /// let events = [("alice", "https://example.com/"), ("bob", ""), ("bob", "https://example.com/")];
+    /// durable.submit_batch(events, &mut batch).wait()?;
+    /// assert_eq!(batch.accepted(), 2);
+    /// assert!(batch.outcomes()[1].is_err());
+    /// assert_eq!(durable.tracker().distinct("https://example.com/")?.visitors, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_batch<'e>(
+        &self,
+        events: impl IntoIterator<Item = (&'e str, &'e str)>,
+        batch: &mut DurableBatch,
+    ) -> Append {
+        batch.frames.clear();
+        batch.outcomes.clear();
+        let now = self.tracker.config().clock.now();
+        // A later per-stripe batch record can replace this loop: the log
+        // only needs the frames of the events it accepted, in any order.
+        for (visitor, url) in events {
+            let outcome = self.apply(visitor, url, now, &mut batch.frames);
+            batch.outcomes.push(outcome);
+        }
+        self.log.submit_encoded(&batch.frames)
+    }
+
+    /// [`submit_batch`](Self::submit_batch), waiting for the log.
+    pub fn record_batch<'e>(
+        &self,
+        events: impl IntoIterator<Item = (&'e str, &'e str)>,
+        batch: &mut DurableBatch,
+    ) -> Result<(), DurableError> {
+        self.submit_batch(events, batch).wait()?;
+        Ok(())
+    }
+
+    /// Applies one event of a batch and encodes its log frame.
+    fn apply(
+        &self,
+        visitor: &str,
+        url: &str,
+        now: Timestamp,
+        frames: &mut Vec<u8>,
+    ) -> Result<Recorded, DurableError> {
+        let hash = self.tracker.hash_visitor(visitor.as_bytes())?;
+        let (recorded, page) = self.tracker.record_hashed(hash, url, Some(now))?;
+        if recorded != Recorded::Stale {
+            let event = LogEvent {
+                visitor_hash: hash,
+                at_millis: now.as_millis(),
+                url: &page,
+            };
+            frame::encode(frames, &event)?;
         }
         Ok(recorded)
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 #[cfg(test)]
-use crate::sync::{AtomicBool, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 
 /// Performs file operations, or, in unit tests, fails them on demand.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +30,21 @@ pub(crate) struct Faults {
     pub(crate) fail_sync: AtomicBool,
     /// Creating a file fails with `EROFS`.
     pub(crate) fail_create: AtomicBool,
+    /// While true, an fsync blocks (after counting itself in
+    /// `syncs_started`) until it is set false again and `sync_gate_cv`
+    /// notified: so a test can look at the log while a sync is under way.
+    pub(crate) hold_sync: Mutex<bool>,
+    pub(crate) sync_gate_cv: Condvar,
+    pub(crate) syncs_started: AtomicU64,
+}
+
+#[cfg(test)]
+impl Faults {
+    /// Lets held fsyncs (and later ones) through.
+    pub(crate) fn release_syncs(&self) {
+        *crate::sync::lock(&self.hold_sync) = false;
+        self.sync_gate_cv.notify_all();
+    }
 }
 
 impl Disk {
@@ -70,6 +85,14 @@ impl Disk {
             && f.fail_sync.load(Ordering::SeqCst)
         {
             return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        #[cfg(test)]
+        if let Some(f) = &self.faults {
+            f.syncs_started.fetch_add(1, Ordering::SeqCst);
+            let mut held = crate::sync::lock(&f.hold_sync);
+            while *held {
+                held = crate::sync::wait(&f.sync_gate_cv, held);
+            }
         }
         file.sync_data()
     }

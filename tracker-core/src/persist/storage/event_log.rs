@@ -1,6 +1,7 @@
 //! The write-ahead log of events, with group commit: the design is
 //! documented on [`EventLog`].
 
+use super::commit::{Append, Group};
 use super::disk::Disk;
 use super::error::PersistError;
 use super::frame::LogEvent;
@@ -9,7 +10,7 @@ use super::fs::{ensure_dir, sync_dir};
 use super::lsn::Lsn;
 use super::recovery::{self, Recovery};
 use super::segment::{self, HEADER_LEN};
-use crate::sync::{self, AtomicBool, Condvar, Mutex, MutexGuard, Ordering, lock};
+use crate::sync::{self, AtomicBool, Condvar, Mutex, Ordering, lock};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -120,25 +121,31 @@ impl LogOptions {
 ///
 /// # Group commit
 ///
-/// Appenders never write to the file themselves unless they are the
-/// leader. Under one mutex an appender encodes its frames
-/// into the shared *pending* buffer (which assigns their LSNs) and joins
-/// the *open group*. Then:
+/// Under [`FsyncPolicy::Always`] one writer thread owns the file and
+/// appenders never do I/O. Under one
+/// mutex an appender encodes its frames into the shared *pending* buffer
+/// (which assigns their LSNs), joins the *open group* and gets an
+/// [`Append`] handle for it; it wakes the writer only if the writer is
+/// idle. The writer takes the pending buffer and the open group (a new
+/// group opens at once), releases the mutex, writes the buffer with one
+/// `write_all` and, under [`FsyncPolicy::Always`], one `fdatasync`, then
+/// finishes the group. While it does its I/O, new appenders fill the next
+/// group, which it writes all at once next.
 ///
-/// - if no leader is active, it becomes the leader: it takes the pending
-///   buffer (closing that group), releases the mutex, writes the buffer
-///   with one `write_all` and, under [`FsyncPolicy::Always`], one
-///   `fdatasync`, then publishes the group as done and wakes everyone
-///   through a `Condvar`;
-/// - otherwise it waits on the `Condvar`. While a leader does its I/O, new
-///   appenders fill the next pending buffer; when the leader finishes, one
-///   waiter of the next group becomes leader and writes all of it at once.
+/// Each group has its own small lock, `Condvar` (for blocking waiters) and
+/// list of `Waker`s (for futures), so finishing a group wakes its
+/// appenders and nobody else, and an async caller holds no thread while
+/// it waits. So under load the I/O count per event drops with the number
+/// of concurrent appenders, and a single appender pays one write (and one
+/// fsync) per append plus one thread hand-off.
 ///
-/// So under load the I/O count per event drops with the number of
-/// concurrent appenders, and a single appender pays one write (and one
-/// fsync) per append. The locks are `std::sync`'s (through the crate's
-/// `sync` shim); the file itself
-/// sits behind a second mutex that only the leader (and the background
+/// Under `Off` and `Interval` there is no fsync to wait for, and a
+/// hand-off to the writer thread and back would cost more than the
+/// buffered `write(2)` itself: an appender that finds no group being
+/// written writes its group in place (the same code, on its own thread);
+/// otherwise it joins the open group, which the writer thread writes next. The locks are
+/// `std::sync`'s (through the crate's `sync` shim); the file itself sits
+/// behind a second mutex that only the writer (and the `Interval`
 /// flusher, for the file handle) takes, so I/O never happens under the
 /// mutex appenders queue on.
 ///
@@ -200,6 +207,7 @@ impl LogOptions {
 #[derive(Debug)]
 pub struct EventLog {
     shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
 }
 
@@ -209,17 +217,17 @@ struct Shared {
     policy: FsyncPolicy,
     segment_size: u64,
     state: Mutex<State>,
-    /// Signalled when a group is done (and so the leader's place is free).
-    done: Condvar,
+    /// Wakes the writer thread (its only waiter).
+    work: Condvar,
     writer: Mutex<Writer>,
-    /// Set by the leader after a write under `Interval`, cleared by the
+    /// Set by the writer after a write under `Interval`, cleared by the
     /// flusher before it syncs.
     unsynced: AtomicBool,
     stop: Mutex<bool>,
     stop_cv: Condvar,
 }
 
-/// What appenders share, under `Shared::state`.
+/// What appenders and the writer share, under `Shared::state`.
 #[derive(Debug)]
 struct State {
     /// LSN of the next byte to encode (the end of the pending data).
@@ -231,14 +239,16 @@ struct State {
     /// Emptied buffers kept for reuse, so steady appends do not allocate.
     spare: Vec<Vec<u8>>,
     /// The group new appends join.
-    open_group: u64,
-    /// Appends waiting in the open group.
-    open_waiters: usize,
-    /// Every group up to this one is done (written or failed).
-    done_through: u64,
-    leader: bool,
-    /// Failed groups not yet seen by all their appenders.
-    failures: Vec<GroupFailure>,
+    open: Arc<Group>,
+    /// Appends that joined the open group.
+    joined: usize,
+    /// The writer is waiting for work (so an appender must wake it).
+    writer_idle: bool,
+    /// A group is being written (by the writer thread, or in place by an
+    /// appender under `Off` and `Interval`): the next one waits for it.
+    busy: bool,
+    /// Set at drop: the writer writes what is pending, then exits.
+    closing: bool,
     /// Set after a failure that leaves the file's state unknown.
     failed: Option<String>,
 }
@@ -250,14 +260,7 @@ struct Chunk {
     bytes: Vec<u8>,
 }
 
-#[derive(Debug)]
-struct GroupFailure {
-    group: u64,
-    error: PersistError,
-    waiters: usize,
-}
-
-/// The current segment file, owned by the leader while it writes.
+/// The current segment file, written by the writer thread only.
 #[derive(Debug)]
 struct Writer {
     file: Arc<File>,
@@ -391,19 +394,26 @@ impl EventLog {
                 seg_start: writer.seg_start,
                 pending: Vec::new(),
                 spare: Vec::new(),
-                open_group: 1,
-                open_waiters: 0,
-                done_through: 0,
-                leader: false,
-                failures: Vec::new(),
+                open: Arc::default(),
+                joined: 0,
+                writer_idle: false,
+                busy: false,
+                closing: false,
                 failed: None,
             }),
-            done: Condvar::new(),
+            work: Condvar::new(),
             writer: Mutex::new(writer),
             unsynced: AtomicBool::new(false),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
         });
+        let writer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("event-log-writer".into())
+                .spawn(move || shared.write_loop())
+                .map_err(|e| PersistError::io(dir, "start the writer thread for", e))?
+        };
         let flusher = match options.sync {
             FsyncPolicy::Interval(every) => {
                 let shared = Arc::clone(&shared);
@@ -415,7 +425,12 @@ impl EventLog {
             }
             _ => None,
         };
-        Ok((EventLog { shared, flusher }, recovery))
+        let log = EventLog {
+            shared,
+            writer: Some(writer),
+            flusher,
+        };
+        Ok((log, recovery))
     }
 
     /// Appends one event and returns its position, once it is durable as
@@ -461,38 +476,39 @@ impl EventLog {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn append_batch(&self, events: &[LogEvent<'_>]) -> Result<Lsn, PersistError> {
+        self.submit(events).wait()
+    }
+
+    /// Appends events as [`append_batch`](Self::append_batch) does, without
+    /// waiting: the returned [`Append`] completes once they are as durable
+    /// as the [`FsyncPolicy`] says (await it, or [`Append::wait`]). The
+    /// events' positions are fixed when this returns, so appends submitted
+    /// one after the other by one thread are logged in that order.
+    pub fn submit(&self, events: &[LogEvent<'_>]) -> Append {
         let mut size = 0;
         for event in events {
             let payload = 16 + event.url.len();
             if payload > MAX_PAYLOAD_LEN {
-                return Err(PersistError::EventTooLarge {
+                return Append::ready(Err(PersistError::EventTooLarge {
                     len: payload,
                     max: MAX_PAYLOAD_LEN,
-                });
+                }));
             }
             size += FRAME_HEADER_LEN + payload;
         }
-        let s = &*self.shared;
-        let mut st = lock(&s.state);
-        if let Some(cause) = &st.failed {
-            return Err(PersistError::Failed {
-                cause: cause.clone(),
-            });
-        }
-        if events.is_empty() {
-            return Ok(Lsn(st.next_lsn));
-        }
-        s.maybe_rotate(&mut st, false);
-        let first = st.next_lsn;
-        let buf = s.pending_buffer(&mut st);
-        buf.reserve(size);
-        for event in events {
-            // Cannot fail: every size was checked above.
-            frame::encode(buf, event)?;
-        }
-        st.next_lsn += size as u64;
-        s.commit(st)?;
-        Ok(Lsn(first))
+        self.shared.enqueue(size, |buf| {
+            for event in events {
+                // Cannot fail: every size was checked above.
+                let _ = frame::encode(buf, event);
+            }
+        })
+    }
+
+    /// Appends frames already encoded (by `frame::encode`, so each is
+    /// valid) as one contiguous unit of commit, without waiting.
+    pub(crate) fn submit_encoded(&self, frames: &[u8]) -> Append {
+        self.shared
+            .enqueue(frames.len(), |buf| buf.extend_from_slice(frames))
     }
 
     /// Starts a new segment (unless the current one holds no frame yet)
@@ -521,7 +537,7 @@ impl EventLog {
         }
         s.maybe_rotate(&mut st, true);
         let start = st.seg_start;
-        s.commit(st)?;
+        s.join(st, Lsn(start)).wait()?;
         Ok(Lsn(start))
     }
 
@@ -620,6 +636,11 @@ impl Drop for EventLog {
     /// written (errors cannot be reported here: call
     /// [`EventLog::sync`] first to see them).
     fn drop(&mut self) {
+        lock(&self.shared.state).closing = true;
+        self.shared.work.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
         *lock(&self.shared.stop) = true;
         self.shared.stop_cv.notify_all();
         if let Some(flusher) = self.flusher.take() {
@@ -662,41 +683,96 @@ impl Shared {
         &mut st.pending[last].bytes
     }
 
-    /// Joins the open group and returns once it is done: as its leader, or
-    /// after waiting for one.
-    fn commit<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<(), PersistError> {
-        let mine = st.open_group;
-        st.open_waiters += 1;
-        loop {
-            if st.done_through >= mine {
-                return take_outcome(&mut st, mine);
+    /// Encodes `size` bytes of frames with `encode` into the pending
+    /// data and joins the open group.
+    fn enqueue(&self, size: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Append {
+        let mut st = lock(&self.state);
+        if let Some(cause) = &st.failed {
+            return Append::ready(Err(PersistError::Failed {
+                cause: cause.clone(),
+            }));
+        }
+        if size == 0 {
+            return Append::ready(Ok(Lsn(st.next_lsn)));
+        }
+        self.maybe_rotate(&mut st, false);
+        let first = st.next_lsn;
+        let buf = self.pending_buffer(&mut st);
+        let before = buf.len();
+        buf.reserve(size);
+        encode(buf);
+        debug_assert_eq!(buf.len() - before, size);
+        st.next_lsn += size as u64;
+        self.join(st, Lsn(first))
+    }
+
+    /// Joins the open group, waking the writer if it is idle.
+    fn join<'a>(&'a self, mut st: sync::MutexGuard<'a, State>, first: Lsn) -> Append {
+        st.joined += 1;
+        let group = Arc::clone(&st.open);
+        if !st.busy && self.policy != FsyncPolicy::Always {
+            // Without an fsync to wait for, the write is a buffered
+            // `write(2)` of microseconds: cheaper done here than handed to
+            // the writer thread and back (see `EventLog`'s docs).
+            self.write_next(st);
+            st = lock(&self.state);
+            if st.joined == 0 {
+                return Append::waiting(group, first);
             }
-            if st.leader {
-                st = sync::wait(&self.done, st);
+        }
+        let wake = !st.busy && std::mem::take(&mut st.writer_idle);
+        drop(st);
+        if wake {
+            self.work.notify_one();
+        }
+        Append::waiting(group, first)
+    }
+
+    /// The writer thread: writes each group as it closes, until the log
+    /// is dropped (writing what is pending first).
+    fn write_loop(&self) {
+        let mut st = lock(&self.state);
+        loop {
+            if st.joined == 0 || st.busy {
+                if st.closing && st.joined == 0 {
+                    return;
+                }
+                st.writer_idle = true;
+                st = sync::wait(&self.work, st);
+                st.writer_idle = false;
                 continue;
             }
-            // No leader: every earlier group is done, so the open group is
-            // ours. Take it.
-            st.leader = true;
-            let group = st.open_group;
-            let waiters = st.open_waiters;
-            st.open_group += 1;
-            st.open_waiters = 0;
-            let chunks = std::mem::take(&mut st.pending);
-            drop(st);
-
-            let result = self.write_group(&chunks);
-
+            self.write_next(st);
             st = lock(&self.state);
-            for mut chunk in chunks {
-                chunk.bytes.clear();
-                if st.spare.len() < 4 {
-                    st.spare.push(chunk.bytes);
-                }
+        }
+    }
+
+    /// Takes the open group and its pending data, writes (and syncs) them
+    /// outside the lock, and finishes the group. The caller holds the
+    /// state lock and checked that no other group is being written.
+    fn write_next(&self, mut st: sync::MutexGuard<'_, State>) {
+        st.busy = true;
+        let group = std::mem::take(&mut st.open);
+        group.close(std::mem::take(&mut st.joined));
+        let chunks = std::mem::take(&mut st.pending);
+        drop(st);
+
+        let result = self.write_group(&chunks);
+
+        let mut st = lock(&self.state);
+        st.busy = false;
+        for mut chunk in chunks {
+            chunk.bytes.clear();
+            if st.spare.len() < 4 {
+                st.spare.push(chunk.bytes);
             }
-            st.leader = false;
-            st.done_through = group;
-            if let Err(failure) = result {
+        }
+        match result {
+            Ok(()) => {
+                drop(st);
+                group.finish(Ok(()));
+            }
+            Err(failure) => {
                 let error = match failure {
                     WriteError::Undone(e) => e,
                     WriteError::Fatal(e) => {
@@ -704,38 +780,32 @@ impl Shared {
                         e
                     }
                 };
-                self.fail_in_flight(&mut st, group, waiters, error);
+                let next = self.fail_pending(&mut st);
+                drop(st);
+                if let Some(next) = next {
+                    next.finish(Err(error.duplicate()));
+                }
+                group.finish(Err(error));
             }
-            self.done.notify_all();
         }
     }
 
-    /// After a failed group: it and the pending group (whose LSNs assumed
-    /// the failed bytes) fail, and positions restart at the writer's end.
-    fn fail_in_flight(&self, st: &mut State, group: u64, waiters: usize, error: PersistError) {
-        if st.open_waiters > 0 {
-            let next = st.open_group;
-            st.failures.push(GroupFailure {
-                group: next,
-                error: error.duplicate(),
-                waiters: st.open_waiters,
-            });
-            st.open_group += 1;
-            st.open_waiters = 0;
-            st.done_through = next;
-        }
-        st.pending.clear();
-        st.failures.push(GroupFailure {
-            group,
-            error,
-            waiters,
+    /// After a failed group: the open group (whose LSNs assumed the
+    /// failed bytes) fails too, and positions restart at the writer's end.
+    fn fail_pending(&self, st: &mut State) -> Option<Arc<Group>> {
+        let next = (st.joined > 0).then(|| {
+            let next = std::mem::take(&mut st.open);
+            next.close(std::mem::take(&mut st.joined));
+            next
         });
+        st.pending.clear();
         let w = lock(&self.writer);
         st.seg_start = w.seg_start;
         st.next_lsn = w.seg_start + w.len;
+        next
     }
 
-    /// The leader's I/O for one group.
+    /// The writer's I/O for one group.
     fn write_group(&self, chunks: &[Chunk]) -> Result<(), WriteError> {
         let mut w = lock(&self.writer);
         let mut wrote = false;
@@ -801,20 +871,6 @@ impl Shared {
                 lock(&self.state).failed = Some(e.to_string());
             }
         }
-    }
-}
-
-/// The outcome of group `mine` for one of its appenders.
-fn take_outcome(st: &mut State, mine: u64) -> Result<(), PersistError> {
-    let Some(i) = st.failures.iter().position(|f| f.group == mine) else {
-        return Ok(());
-    };
-    let failure = &mut st.failures[i];
-    failure.waiters -= 1;
-    if failure.waiters == 0 {
-        Err(st.failures.swap_remove(i).error)
-    } else {
-        Err(failure.error.duplicate())
     }
 }
 

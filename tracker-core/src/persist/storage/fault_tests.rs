@@ -184,3 +184,95 @@ fn concurrent_appenders_all_see_a_group_failure() {
     assert_eq!(seen, acked);
     assert_eq!(recovery.torn_tail, None);
 }
+
+/// Polls `cond` until it holds; panics after a generous deadline.
+fn await_condition(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn under_always_no_append_completes_before_its_fsync() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(FsyncPolicy::Always);
+    let (log, _) = EventLog::open(dir.path(), options).unwrap();
+    *faults.hold_sync.lock().unwrap() = true;
+    let before = faults.syncs_started.load(Ordering::SeqCst);
+
+    let mut first = Box::pin(log.submit(&[event(1)]));
+    // The writer has written group 1 and is inside its fsync, held.
+    await_condition("the first fsync starts", || {
+        faults.syncs_started.load(Ordering::SeqCst) > before
+    });
+    // Appends made meanwhile form the next group: neither they nor the
+    // group being synced may complete until their own fsync has.
+    let mut second = Box::pin(log.submit(&[event(2), event(3)]));
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..100 {
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert!(!first.is_done() && !second.is_done());
+        std::thread::yield_now();
+    }
+
+    // Let the first fsync through but hold the next one.
+    let started = faults.syncs_started.load(Ordering::SeqCst);
+    *faults.hold_sync.lock().unwrap() = false;
+    faults.sync_gate_cv.notify_all();
+    let lsn = loop {
+        if let Poll::Ready(r) = first.as_mut().poll(&mut cx) {
+            break r;
+        }
+        std::thread::yield_now();
+    };
+    lsn.unwrap();
+    // The second group's fsync may start only now; hold it and check
+    // that its append still waits.
+    *faults.hold_sync.lock().unwrap() = true;
+    if faults.syncs_started.load(Ordering::SeqCst) == started {
+        await_condition("the second fsync starts", || {
+            faults.syncs_started.load(Ordering::SeqCst) > started
+        });
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+    }
+    faults.release_syncs();
+    futures_block_on(second).unwrap();
+}
+
+/// Blocks on an [`Append`](super::commit::Append) future through its
+/// blocking wait, the way a sync caller would.
+fn futures_block_on(
+    append: std::pin::Pin<Box<super::commit::Append>>,
+) -> Result<Lsn, PersistError> {
+    std::pin::Pin::into_inner(append).wait()
+}
+
+#[test]
+fn concurrent_appenders_are_all_logged_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let log = &log;
+            s.spawn(move || {
+                for i in 0..50 {
+                    log.submit(&[event(t * 1000 + i)]).wait().unwrap();
+                }
+            });
+        }
+    });
+    drop(log);
+    let (mut seen, _) = replay_all(dir.path());
+    seen.sort_unstable();
+    let mut expected: Vec<u64> = (0..8u64)
+        .flat_map(|t| (0..50).map(move |i| t * 1000 + i))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(seen, expected);
+}

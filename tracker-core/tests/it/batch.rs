@@ -1,0 +1,135 @@
+//! `DurableTracker` batches against the same events recorded one by one:
+//! the same outcome per event and the same counts, in any order, with
+//! invalid events mixed in, under every memory policy.
+
+use proptest::prelude::*;
+use tracker_core::persist::{DurableBatch, DurableTracker, LogOptions};
+use tracker_core::{MemoryPolicy, Tracker, TrackerBuilder};
+
+const PAGES: usize = 5;
+
+fn builder(policy: MemoryPolicy, budget: Option<u64>) -> TrackerBuilder {
+    let builder = Tracker::builder()
+        .hash_key(7)
+        .stripes(2)
+        .memory_policy(policy);
+    match budget {
+        Some(bytes) => builder.max_memory(bytes),
+        None => builder,
+    }
+}
+
+/// An event: mostly valid, sometimes an empty visitor or URL, or a URL
+/// longer than any tracker accepts.
+fn event() -> impl Strategy<Value = (String, String)> {
+    let visitor = prop_oneof![
+        8 => (0..40u32).prop_map(|v| format!("v{v}")),
+        1 => Just(String::new()),
+    ];
+    let url = prop_oneof![
+        8 => (0..PAGES).prop_map(|p| format!("https://example.com/{p}")),
+        1 => Just(String::new()),
+        1 => Just(format!("https://example.com/{}", "x".repeat(5_000))),
+    ];
+    (visitor, url)
+}
+
+fn policy() -> impl Strategy<Value = MemoryPolicy> {
+    prop_oneof![
+        Just(MemoryPolicy::Sketch),
+        Just(MemoryPolicy::Evict),
+        Just(MemoryPolicy::Reject),
+    ]
+}
+
+/// Every page's count, and the tracker's page and sketch counts.
+fn counts(tracker: &Tracker) -> (Vec<u64>, u64, u64) {
+    let pages = (0..PAGES)
+        .map(|p| {
+            tracker
+                .distinct(&format!("https://example.com/{p}"))
+                .unwrap()
+                .visitors
+        })
+        .collect();
+    let stats = tracker.stats();
+    (pages, stats.pages, stats.sketched_pages)
+}
+
+/// Records `events` as one batch into a fresh durable tracker; returns
+/// each event's acceptance and the counts. Without a budget (where replay
+/// must rebuild exactly the same state) it also checks them after a
+/// reopen, so that the log write is checked too.
+fn batched(
+    events: &[(String, String)],
+    budget: Option<u64>,
+    builder: impl Fn() -> TrackerBuilder,
+) -> (Vec<bool>, (Vec<u64>, u64, u64)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (durable, _) = DurableTracker::open(dir.path(), builder(), LogOptions::default()).unwrap();
+    let mut batch = DurableBatch::default();
+    durable
+        .record_batch(
+            events.iter().map(|(v, u)| (v.as_str(), u.as_str())),
+            &mut batch,
+        )
+        .unwrap();
+    let accepted = batch.outcomes().iter().map(Result::is_ok).collect();
+    let live = counts(durable.tracker());
+    drop(durable);
+    if budget.is_none() {
+        let (reopened, _) =
+            DurableTracker::open(dir.path(), builder(), LogOptions::default()).unwrap();
+        assert_eq!(live, counts(reopened.tracker()), "the log holds the batch");
+    }
+    (accepted, live)
+}
+
+fn one_by_one(
+    events: &[(String, String)],
+    builder: TrackerBuilder,
+) -> (Vec<bool>, (Vec<u64>, u64, u64)) {
+    let tracker = builder.build().unwrap();
+    let accepted = events
+        .iter()
+        .map(|(v, u)| tracker.record(v, u).is_ok())
+        .collect();
+    (accepted, counts(&tracker))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Same order, a budget small enough to matter: the batch does exactly
+    /// what the loop does, event by event, under every policy.
+    #[test]
+    fn a_batch_is_the_loop_under_every_policy(
+        events in prop::collection::vec(event(), 0..200),
+        policy in policy(),
+        budget in prop_oneof![Just(None), (40_000u64..80_000).prop_map(Some)],
+    ) {
+        let (batch_ok, batch_counts) = batched(&events, budget, || builder(policy, budget));
+        let (loop_ok, loop_counts) = one_by_one(&events, builder(policy, budget));
+        prop_assert_eq!(batch_ok, loop_ok);
+        prop_assert_eq!(batch_counts, loop_counts);
+    }
+
+    /// Any order (no budget pressure, so order cannot matter): the batch
+    /// counts what the events recorded one by one in their first order
+    /// count, and refuses the same events.
+    #[test]
+    fn a_batch_in_any_order_counts_the_same(
+        (events, order) in prop::collection::vec(event(), 0..200).prop_flat_map(|events| {
+            let n = events.len();
+            (Just(events), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+        }),
+        policy in policy(),
+    ) {
+        let shuffled: Vec<(String, String)> = order.iter().map(|&i| events[i].clone()).collect();
+        let (batch_ok, batch_counts) = batched(&shuffled, None, || builder(policy, None));
+        let (loop_ok, loop_counts) = one_by_one(&events, builder(policy, None));
+        let loop_ok_shuffled: Vec<bool> = order.iter().map(|&i| loop_ok[i]).collect();
+        prop_assert_eq!(batch_ok, loop_ok_shuffled);
+        prop_assert_eq!(batch_counts, loop_counts);
+    }
+}

@@ -1,0 +1,288 @@
+//! Batches and streams: `POST /events/batch` in process (framings,
+//! refusals, limits), and `GET /events/ws` on the real binary
+//! (acknowledgements, refusals, limits, shutdown). That a batch counts
+//! exactly what the same events one by one count is a proptest of the
+//! core (`tracker-core/tests/it/batch.rs`); crashes under batch and
+//! WebSocket senders are in `durability.rs`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use test_support::process::{Server, json_of};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracker_http::HttpLimits;
+
+use crate::TRACKER_HTTP;
+use crate::app::*;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+async fn post_batch(app: &axum::Router, content_type: &str, body: impl Into<Body>) -> Answer {
+    let request = Request::post("/events/batch")
+        .header("content-type", content_type)
+        .body(body.into())
+        .unwrap();
+    send(app, request).await
+}
+
+async fn count(app: &axum::Router, url: &str) -> u64 {
+    let answer = distinct(app, &format!("url={url}")).await;
+    answer.json()["distinct_visitors"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_json_array_is_recorded_and_bad_events_refused_alone() {
+    let (app, _) = default_app();
+    let body = json!([
+        {"visitor": "a", "url": "/p"},
+        {"visitor": "b"},
+        {"visitor": "", "url": "/p"},
+        "not an event",
+        {"visitor": "b", "url": "/p", "extra": 1},
+        {"visitor": "a", "url": "/p"},
+    ]);
+    let answer = post_batch(&app, "application/json", body.to_string()).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    let reply = answer.json();
+    assert_eq!(reply["accepted"], 3, "{reply}");
+    let refused: Vec<(u64, &str)> = reply["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert!(
+                r["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+            (
+                r["index"].as_u64().unwrap(),
+                r["error"]["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [(1, "invalid_event"), (2, "empty"), (3, "invalid_event")]
+    );
+    assert_eq!(count(&app, "/p").await, 2);
+}
+
+#[tokio::test]
+async fn ndjson_and_text_plain_are_read() {
+    let (app, _) = default_app();
+    let lines =
+        "{\"visitor\":\"a\",\"url\":\"/n\"}\n{broken\n\n{\"visitor\":\"b\",\"url\":\"/n\"}\n";
+    let answer = post_batch(&app, "application/x-ndjson", lines).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    let reply = answer.json();
+    assert_eq!(reply["accepted"], 2);
+    assert_eq!(reply["refused"][0]["index"], 1);
+    assert_eq!(reply["refused"][0]["error"]["code"], "malformed_json");
+    let array = r#"[{"visitor":"c","url":"/n"}]"#;
+    let answer = post_batch(&app, "text/plain;charset=UTF-8", array).await;
+    assert_eq!(answer.json()["accepted"], 1);
+    assert_eq!(count(&app, "/n").await, 3);
+}
+
+#[tokio::test]
+async fn a_body_that_is_no_batch_at_all_is_400_with_nothing_recorded() {
+    let (app, _) = default_app();
+    for (content_type, body) in [
+        ("application/json", r#"{"visitor":"a","url":"/z"}"#),
+        ("application/json", r#"[{"visitor":"a","url":"/z"},"#),
+        ("application/x-ndjson", "hello\nworld\n"),
+    ] {
+        let answer = post_batch(&app, content_type, body).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer.error_code(), "invalid_batch");
+    }
+    let answer = post_batch(&app, "text/csv", "a,b").await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(count(&app, "/z").await, 0);
+}
+
+#[tokio::test]
+async fn over_the_limits_is_413_with_nothing_recorded() {
+    let (app, _) = with_limits(HttpLimits {
+        batch_limit: 2,
+        batch_body_limit: 200,
+        ..HttpLimits::standard()
+    });
+    let one = json!({"visitor": "a", "url": "/l"});
+    let answer = post_batch(&app, "application/json", json!([one, one, one]).to_string()).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "too_many_events");
+    let big = json!([{"visitor": "a", "url": format!("/l{}", "x".repeat(300))}]);
+    let answer = post_batch(&app, "application/json", big.to_string()).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "payload_too_large");
+    assert_eq!(count(&app, "/l").await, 0);
+    let answer = post_batch(&app, "application/json", json!([one, one]).to_string()).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+}
+
+/// A WebSocket to the server, with or without acknowledgements.
+async fn connect(
+    server: &Server,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = server
+        .url(&format!("/events/ws{query}"))
+        .replacen("http", "ws", 1);
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+async fn next_message(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Message {
+    tokio::time::timeout(WITHIN, socket.next())
+        .await
+        .expect("an answer within the deadline")
+        .expect("the socket stays open")
+        .expect("a valid message")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_events_are_acknowledged_in_order() {
+    let server = Server::start(TRACKER_HTTP, &["--batch-limit", "3"]);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    let mut socket = connect(&server, "?ack=true").await;
+    let messages = [
+        (
+            json!({"visitor": "a", "url": "/w"}).to_string(),
+            json!({"accepted": 1, "refused": []}),
+        ),
+        (
+            json!([{"visitor": "b", "url": "/w"}, {"visitor": "c"}]).to_string(),
+            json!({"accepted": 1, "refused": [{"index": 1, "error": {"code": "invalid_event"}}]}),
+        ),
+        (
+            "not json".to_owned(),
+            json!({"accepted": 0, "refused": [{"index": 0, "error": {"code": "malformed_json"}}]}),
+        ),
+        (
+            "[1, 2, 3, 4]".to_owned(),
+            json!({"error": {"code": "too_many_events"}}),
+        ),
+    ];
+    for (text, expected) in messages {
+        socket.send(Message::text(text.clone())).await.unwrap();
+        let Message::Text(ack) = next_message(&mut socket).await else {
+            panic!("a text acknowledgement for {text}");
+        };
+        let mut ack: Value = serde_json::from_str(&ack).unwrap();
+        // Messages are checked to exist, then left out of the comparison.
+        let mut errors: Vec<&mut Value> = match ack.get_mut("refused") {
+            Some(refused) => refused
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .map(|r| &mut r["error"])
+                .collect(),
+            None => vec![&mut ack["error"]],
+        };
+        for error in errors.iter_mut() {
+            let message = error.as_object_mut().unwrap().remove("message");
+            assert!(message.is_some_and(|m| m.is_string()), "{text}");
+        }
+        assert_eq!(ack, expected, "{text}");
+    }
+    // Without acks: fire and forget, then counted.
+    let mut quiet = connect(&server, "").await;
+    quiet
+        .send(Message::text(
+            json!({"visitor": "d", "url": "/w"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let counted = || async {
+        let answer = json_of(client.get(server.url("/distinct?url=/w"))).await;
+        answer["distinct_visitors"] == 3
+    };
+    test_support::poll::until_async(WITHIN, "the unacknowledged event is counted", counted).await;
+    // A binary message closes the connection with 1003.
+    socket.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    match next_message(&mut socket).await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Unsupported),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_limits_close_idle_and_oversized_connections() {
+    let server = Server::start(
+        TRACKER_HTTP,
+        &["--ws-idle-timeout", "200ms", "--batch-body-limit", "1000"],
+    );
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    let mut idle = connect(&server, "?ack=true").await;
+    match next_message(&mut idle).await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    let mut big = connect(&server, "?ack=true").await;
+    let text = json!({"visitor": "a", "url": format!("/{}", "x".repeat(2000))}).to_string();
+    // The server may close while the message is still being sent.
+    let _ = big.send(Message::text(text)).await;
+    let answer = tokio::time::timeout(WITHIN, big.next())
+        .await
+        .expect("an end within the deadline");
+    assert!(
+        !matches!(answer, Some(Ok(Message::Text(_)))),
+        "an oversized message is not acknowledged: {answer:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_closes_websockets_and_the_service_exits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = ["--data-dir", dir.to_str().unwrap(), "--fsync", "always"];
+    let mut server = Server::start(TRACKER_HTTP, &args);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    let mut socket = connect(&server, "?ack=true").await;
+    let event = json!({"visitor": "a", "url": "/s"}).to_string();
+    socket.send(Message::text(event)).await.unwrap();
+    assert!(matches!(next_message(&mut socket).await, Message::Text(_)));
+    server.signal("TERM");
+    match next_message(&mut socket).await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close, got {other:?}"),
+    }
+    let status = tokio::task::block_in_place(|| server.wait(WITHIN));
+    assert_eq!(status.code(), Some(0));
+    // The acknowledged event survived the restart.
+    let server = Server::start(TRACKER_HTTP, &args);
+    server.wait_ready(&client, WITHIN).await;
+    let answer = json_of(client.get(server.url("/distinct?url=/s"))).await;
+    assert_eq!(answer["distinct_visitors"], 1);
+}
+
+#[tokio::test]
+async fn batch_events_without_a_visitor_get_one_derived_as_post_events_does() {
+    let (app, _) = default_app();
+    let body = json!([{"url": "https://example.com/d"}, {"url": "https://example.com/d"}]);
+    let request = Request::post("/events/batch")
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+        )
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.json()["accepted"], 2);
+    // One browser, one derived visitor.
+    assert_eq!(count(&app, "https://example.com/d").await, 1);
+}
