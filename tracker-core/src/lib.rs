@@ -195,7 +195,6 @@
 mod background;
 pub mod browser;
 pub mod canonical_url;
-mod clock;
 mod error;
 pub mod persist;
 mod report;
@@ -204,16 +203,16 @@ pub mod sketch;
 mod sync;
 mod time;
 mod tracker;
-mod ttl;
 
 pub use canonical_url::{
     DEFAULT_MAX_URL_LEN, QueryPolicy, TRACKING_PARAMS, URL_LEN_CEILING, UrlOptions, site_of,
 };
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{ConfigError, Field, TrackerError};
 #[doc(no_inline)]
 pub use persist::{Background, Cadence};
 pub use report::{Distinct, PageCount, Recorded, Stats};
+pub use time::clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use time::ttl::{MAX_CLOCK_SKEW, MAX_TTL};
 pub use time::{
     Bucketing, DEFAULT_BUCKET, DEFAULT_MAX_POINTS, MAX_BUCKET, MIN_BUCKET, Series, TimeError,
     TimeRange,
@@ -226,4 +225,3 @@ pub use tracker::config::{
 pub use tracker::site::{MAX_SITE_LEN, PageList, PageQuery};
 pub use tracker::stripe::SweepStep;
 pub use tracker::sweeper::Sweeper;
-pub use ttl::{MAX_CLOCK_SKEW, MAX_TTL};

@@ -30,9 +30,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use crate::clock::{Clock, Timestamp};
 use crate::persist::PersistError;
 use crate::persist::storage::fs::{ensure_dir, sync_dir};
+use crate::time::clock::{Clock, Timestamp};
 
 /// The salts' file name in the data directory.
 pub const SALT_FILE: &str = "visitor-salts";
@@ -425,7 +425,7 @@ fn write(file: &Path, salts: &Salts, rotation: SaltRotation) -> Result<(), Persi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::time::clock::ManualClock;
     use std::time::Duration;
 
     const DAY: u64 = 86_400_000;

@@ -258,8 +258,8 @@ impl Runs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
     use crate::time::Bucketing;
+    use crate::time::clock::Timestamp;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
     use std::time::Duration;

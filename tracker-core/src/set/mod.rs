@@ -21,7 +21,7 @@ use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 pub(crate) use crate::set::visitor_table::Insert;
 use crate::set::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 use crate::sketch::UltraLogLog;
-use crate::ttl::Expiry;
+use crate::time::ttl::Expiry;
 
 /// Heap bytes of a page's set in sketch form (the boxed sketch).
 const SKETCH_BYTES: usize =

@@ -12,7 +12,7 @@
 
 use crate::report::Distinct;
 use crate::sketch::UltraLogLog;
-use crate::ttl::Expiry;
+use crate::time::ttl::Expiry;
 
 /// Generations a live page can span: TTL/8 each, plus a partial one.
 pub(crate) const MAX_GENERATIONS: usize = 9;

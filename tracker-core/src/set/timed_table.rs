@@ -4,7 +4,7 @@
 
 use crate::set::horizon::Horizon;
 use crate::set::visitor_table::{Insert, MIN_CAPACITY, TickTable};
-use crate::ttl::Expiry;
+use crate::time::ttl::Expiry;
 
 /// Visitor hashes with the tick of each one's latest visit.
 #[derive(Debug, Clone)]

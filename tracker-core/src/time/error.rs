@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::clock::Timestamp;
+use crate::time::clock::Timestamp;
 
 /// Why a time, a duration, a range or a series was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

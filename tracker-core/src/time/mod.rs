@@ -102,9 +102,11 @@
 //! into one sketch that the exact hashes of the other pages are added to.
 
 mod civil;
+pub(crate) mod clock;
 mod error;
 mod range;
 mod text;
+pub(crate) mod ttl;
 
 pub use error::TimeError;
 pub use range::{

@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::error::TimeError;
-use crate::clock::Timestamp;
+use crate::time::clock::Timestamp;
 
 /// The default bucket: one hour.
 pub const DEFAULT_BUCKET: Duration = Duration::from_secs(3_600);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::civil::{civil_from_days, days_from_civil, days_in_month};
 use super::error::TimeError;
-use crate::clock::Timestamp;
+use crate::time::clock::Timestamp;
 
 /// The latest time a tick can hold: 2106-02-07T06:28:15Z (`u32::MAX` s).
 const LATEST_SECS: u64 = u32::MAX as u64;

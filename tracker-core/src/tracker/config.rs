@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::canonical_url::{QueryPolicy, URL_LEN_CEILING, UrlOptions};
-use crate::clock::{Clock, SystemClock};
 use crate::error::{ConfigError, Field};
 use crate::time::Bucketing;
+use crate::time::clock::{Clock, SystemClock};
 use crate::tracker::budget::MemoryPolicy;
 
 /// Default longest visitor id, in bytes.

@@ -15,12 +15,12 @@ use std::collections::BinaryHeap;
 use std::fmt;
 
 use crate::canonical_url::canonicalize;
-use crate::clock::Timestamp;
 use crate::error::{ConfigError, Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
-use crate::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
+use crate::time::clock::Timestamp;
+use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use budget::{MemoryBudget, MemoryPolicy};
 use config::{TrackerBuilder, TrackerConfig};
 use stripe::{EVICTION_SAMPLES, SWEEP_BUCKETS, Stripe, StripeRecord, SweepStep};

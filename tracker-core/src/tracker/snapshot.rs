@@ -72,8 +72,8 @@ use crate::set::timed_sketch::TimedSketch;
 use crate::set::{Insert, VisitorSet};
 use crate::sketch::UltraLogLog;
 use crate::sync;
+use crate::time::ttl::Expiry;
 use crate::tracker::config::{TrackerBuilder, TrackerConfig};
-use crate::ttl::Expiry;
 
 /// The version of the tracker's state format this build writes (it also
 /// reads every older version down to 1: see the module docs).

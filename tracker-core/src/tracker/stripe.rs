@@ -44,8 +44,8 @@ use crate::report::{Distinct, Recorded};
 use crate::set::page::Page;
 use crate::set::{Insert, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
+use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
-use crate::ttl::Expiry;
 
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and a few more samples buy a closer approximation of true LRU.

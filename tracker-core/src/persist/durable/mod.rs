@@ -17,10 +17,10 @@ use super::storage::snapshot_file::{self, DEFAULT_KEEP, ReadError, Written};
 use super::storage::{
     Append, EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError, Recovery,
 };
-use crate::clock::Timestamp;
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync::{Mutex, lock};
+use crate::time::clock::Timestamp;
 use crate::tracker::Tracker;
 use crate::tracker::config::TrackerBuilder;
 use crate::tracker::snapshot::SnapshotError;
