@@ -431,16 +431,22 @@ impl Tracker {
         }
     }
 
-    /// Makes free slots in the full page table of `url_hash`'s stripe by
-    /// evicting some of its pages, so that a new page fits without the
-    /// table growing past the budget. Returns whether it evicted any (the
-    /// policy may forbid it, or the stripe may have no page).
+    /// Makes free slots in the full page table of `url_hash`'s stripe so
+    /// that a new page fits without the table growing past the budget:
+    /// reclaims its tombstones if it has any, else evicts a few of its
+    /// oldest pages (see [`Stripe::evict_for_slots`]). Returns whether it
+    /// freed a slot (the policy may forbid it, or the stripe may have no
+    /// page).
     fn free_a_slot(&self, url_hash: u64) -> bool {
         if self.config.memory_policy == MemoryPolicy::Reject {
             return false;
         }
-        let (freed, evicted) =
-            sync::write(self.stripe(url_hash)).evict_and_compact(|| self.next_random());
+        let mut stripe = sync::write(self.stripe(url_hash));
+        if stripe.reclaim_tombstones() {
+            return true;
+        }
+        let (freed, evicted) = stripe.evict_for_slots(|| self.next_random());
+        drop(stripe);
         self.budget.release(freed);
         self.evictions.fetch_add(evicted, Ordering::Relaxed);
         evicted > 0

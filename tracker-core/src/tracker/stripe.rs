@@ -48,8 +48,12 @@ use crate::tracker::budget::MemoryBudget;
 use crate::ttl::Expiry;
 
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
-/// and a few more samples buy a closer approximation of true LRU.
-pub(crate) const EVICTION_SAMPLES: usize = 8;
+/// and more samples buy a closer approximation of true LRU.
+pub(crate) const EVICTION_SAMPLES: usize = 16;
+/// Best eviction candidates a stripe carries from one eviction to the
+/// next (Redis's eviction pool has 16 too): every eviction picks from the
+/// pages of many samples, not only its own.
+const EVICTION_POOL: usize = 16;
 
 /// With a TTL, every this many records on a stripe also run a sweep step
 /// (on the stripes in turn, after the record's lock is released).
@@ -84,6 +88,10 @@ pub(crate) struct Stripe {
     sweep_cursor: usize,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
+    /// The eviction pool: URL hashes of the best candidates seen so far.
+    /// Entries are re-checked when used (their page may have been recorded,
+    /// swept or evicted since), so nothing else needs to maintain it.
+    eviction_pool: Vec<u64>,
 }
 
 /// What a sweep step did.
@@ -129,6 +137,7 @@ impl Stripe {
             expired_pages: 0,
             sweep_cursor: 0,
             records_since_sweep: 0,
+            eviction_pool: Vec::new(),
         }
     }
 
@@ -323,9 +332,13 @@ impl Stripe {
         StripeRecord::Done(Recorded::New)
     }
 
-    /// Evicts the least recently recorded of up to `samples` pages picked
-    /// at random (Redis's approximated LRU), using `random` for the picks.
-    /// Returns the bytes freed, or `None` if the stripe has no page.
+    /// Evicts the least recently recorded page among `samples` pages picked
+    /// at random and the candidates kept from earlier evictions (Redis's
+    /// approximated LRU with its eviction pool), using `random` for the
+    /// picks. Among pages last recorded in the same tick the one holding
+    /// fewer bytes goes first, so a page with many visitors is never
+    /// traded for a small one recorded as recently. Returns the bytes
+    /// freed, or `None` if the stripe has no page.
     pub(crate) fn evict_sampled(
         &mut self,
         mut random: impl FnMut() -> u64,
@@ -334,27 +347,56 @@ impl Stripe {
         if self.pages.is_empty() {
             return None;
         }
-        let buckets = self.pages.num_buckets();
-        let mut oldest: Option<(u32, usize)> = None;
+        let hasher = &self.hasher;
+        let pages = &self.pages;
+        let key = |hash: u64| {
+            let page = pages.find(hash, |p| hasher.hash_one(&*p.url) == hash)?;
+            Some((
+                page.visitors.last_recorded(),
+                page.visitors.heap_bytes(),
+                hash,
+            ))
+        };
+        // The pool's pages as they are now (gone ones dropped), plus fresh
+        // samples: random buckets until `samples` pages are seen; a sparse
+        // table (after many evictions) may need several probes per page.
+        let mut candidates: Vec<(u32, usize, u64)> =
+            self.eviction_pool.iter().filter_map(|&h| key(h)).collect();
+        let buckets = pages.num_buckets();
         let (mut seen, mut probes) = (0, 0);
-        // Random buckets until `samples` pages are seen; a sparse table
-        // (after many evictions) may need several probes per page.
         while seen < samples && probes < samples * 16 {
             probes += 1;
             let bucket = ((u128::from(random()) * buckets as u128) >> 64) as usize;
-            if let Some(page) = self.pages.get_bucket(bucket) {
+            if let Some(page) = pages.get_bucket(bucket) {
                 seen += 1;
-                let last = page.visitors.last_recorded();
-                if oldest.is_none_or(|(tick, _)| last < tick) {
-                    oldest = Some((last, bucket));
+                let hash = hasher.hash_one(&*page.url);
+                if !candidates.iter().any(|&(_, _, h)| h == hash) {
+                    let visitors = &page.visitors;
+                    candidates.push((visitors.last_recorded(), visitors.heap_bytes(), hash));
                 }
             }
         }
-        let bucket = match oldest {
-            Some((_, bucket)) => bucket,
-            None => (0..buckets).find(|&b| self.pages.get_bucket(b).is_some())?,
+        candidates.sort_unstable();
+        let victim = match candidates.first() {
+            Some(&(_, _, hash)) => hash,
+            None => {
+                let page = (0..buckets).find_map(|b| pages.get_bucket(b))?;
+                hasher.hash_one(&*page.url)
+            }
         };
-        let (page, _) = self.pages.get_bucket_entry(bucket).ok()?.remove();
+        self.eviction_pool.clear();
+        self.eviction_pool.extend(
+            candidates
+                .iter()
+                .skip(1)
+                .take(EVICTION_POOL)
+                .map(|&(_, _, h)| h),
+        );
+        let (page, _) = self
+            .pages
+            .find_entry(victim, |p| hasher.hash_one(&*p.url) == victim)
+            .ok()?
+            .remove();
         Some(self.forget_removed(&page))
     }
 
@@ -418,23 +460,43 @@ impl Stripe {
         self.sketched
     }
 
-    /// Makes room in a full page table without growing it: evicts an
-    /// eighth of the stripe's pages (sampled LRU, at least one), then
-    /// rebuilds the table in its own allocation. The rebuild matters:
-    /// hashbrown leaves tombstones where pages were removed, and a table
-    /// with no empty slots grows on the next insert however few pages it
-    /// holds. Returns the bytes freed and the pages evicted.
-    pub(crate) fn evict_and_compact(&mut self, mut random: impl FnMut() -> u64) -> (usize, u64) {
-        let target = (self.pages.len() / 8).max(1);
+    /// Makes free slots in a full page table with no tombstones, without
+    /// growing it: evicts a 32nd of the stripe's pages (at least one), each
+    /// chosen as any eviction is, then reclaims their slots. Growing
+    /// instead and evicting elsewhere would need the growth to fit once
+    /// pages are gone, which page tables (never shrunk by eviction) can
+    /// prevent. The 32nd amortises the table rebuild over that many new
+    /// pages. Returns the bytes freed and the pages evicted.
+    pub(crate) fn evict_for_slots(&mut self, mut random: impl FnMut() -> u64) -> (usize, u64) {
+        let target = (self.pages.len() / 32).max(1) as u64;
         let (mut freed, mut evicted) = (0, 0);
-        while evicted < target as u64 {
-            match self.evict_sampled(&mut random, EVICTION_SAMPLES) {
-                Some(bytes) => {
-                    freed += bytes;
-                    evicted += 1;
-                }
-                None => break,
-            }
+        while evicted < target {
+            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES) else {
+                break;
+            };
+            freed += bytes;
+            evicted += 1;
+        }
+        self.reclaim_tombstones();
+        (freed, evicted)
+    }
+
+    /// Makes free slots in a full page table without growing it or
+    /// evicting anything, if it can: hashbrown leaves tombstones where
+    /// pages were removed (evicted or swept), and a table whose free slots
+    /// are all tombstones grows on the next insert however few pages it
+    /// holds. Rebuilding it in its own allocation turns them back into free
+    /// slots. Returns whether there were any.
+    pub(crate) fn reclaim_tombstones(&mut self) -> bool {
+        let buckets = self.pages.num_buckets();
+        // hashbrown's load factor: 7/8 of the buckets (all but one below 8).
+        let slots = if buckets < 8 {
+            buckets.saturating_sub(1)
+        } else {
+            buckets / 8 * 7
+        };
+        if self.pages.len() >= slots {
+            return false;
         }
         // Draining keeps the allocation and resets every slot to empty;
         // re-inserting fewer pages than it holds never reallocates.
@@ -445,7 +507,7 @@ impl Stripe {
             self.pages
                 .insert_unique(hash, page, |p| hasher.hash_one(&*p.url));
         }
-        (freed, evicted)
+        true
     }
 
     /// The page's count, or `None` if the stripe does not have it.
