@@ -88,10 +88,11 @@ pub(crate) struct Stripe {
     sweep_cursor: usize,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
-    /// The eviction pool: URL hashes of the best candidates seen so far.
-    /// Entries are re-checked when used (their page may have been recorded,
-    /// swept or evicted since), so nothing else needs to maintain it.
-    eviction_pool: Vec<u64>,
+    /// The eviction pool: the best candidates seen so far, as (bucket,
+    /// URL address). Entries are re-checked when used (their page may have
+    /// been recorded, swept, evicted or moved since), so nothing else needs
+    /// to maintain it.
+    eviction_pool: Vec<(usize, usize)>,
 }
 
 /// What a sweep step did.
@@ -347,21 +348,22 @@ impl Stripe {
         if self.pages.is_empty() {
             return None;
         }
-        let hasher = &self.hasher;
+        // Candidates are named by bucket and checked by their URL's
+        // address, so that no URL is hashed: a bucket whose page has moved
+        // (the table was rebuilt) or gone no longer matches and is dropped.
         let pages = &self.pages;
-        let key = |hash: u64| {
-            let page = pages.find(hash, |p| hasher.hash_one(&*p.url) == hash)?;
-            Some((
-                page.visitors.last_recorded(),
-                page.visitors.heap_bytes(),
-                hash,
-            ))
+        let key = |(bucket, url): (usize, usize)| {
+            let page = pages.get_bucket(bucket)?;
+            (page.url.as_ptr() as usize == url).then(|| {
+                let visitors = &page.visitors;
+                (visitors.last_recorded(), visitors.heap_bytes(), bucket, url)
+            })
         };
-        // The pool's pages as they are now (gone ones dropped), plus fresh
-        // samples: random buckets until `samples` pages are seen; a sparse
-        // table (after many evictions) may need several probes per page.
-        let mut candidates: Vec<(u32, usize, u64)> =
-            self.eviction_pool.iter().filter_map(|&h| key(h)).collect();
+        // The pool's pages as they are now, plus fresh samples: random
+        // buckets until `samples` pages are seen; a sparse table (after
+        // many evictions) may need several probes per page.
+        let mut candidates: Vec<(u32, usize, usize, usize)> =
+            self.eviction_pool.iter().filter_map(|&c| key(c)).collect();
         let buckets = pages.num_buckets();
         let (mut seen, mut probes) = (0, 0);
         while seen < samples && probes < samples * 16 {
@@ -369,20 +371,17 @@ impl Stripe {
             let bucket = ((u128::from(random()) * buckets as u128) >> 64) as usize;
             if let Some(page) = pages.get_bucket(bucket) {
                 seen += 1;
-                let hash = hasher.hash_one(&*page.url);
-                if !candidates.iter().any(|&(_, _, h)| h == hash) {
+                if !candidates.iter().any(|c| c.2 == bucket) {
+                    let url = page.url.as_ptr() as usize;
                     let visitors = &page.visitors;
-                    candidates.push((visitors.last_recorded(), visitors.heap_bytes(), hash));
+                    candidates.push((visitors.last_recorded(), visitors.heap_bytes(), bucket, url));
                 }
             }
         }
         candidates.sort_unstable();
         let victim = match candidates.first() {
-            Some(&(_, _, hash)) => hash,
-            None => {
-                let page = (0..buckets).find_map(|b| pages.get_bucket(b))?;
-                hasher.hash_one(&*page.url)
-            }
+            Some(&(_, _, bucket, _)) => bucket,
+            None => (0..buckets).find(|&b| pages.get_bucket(b).is_some())?,
         };
         self.eviction_pool.clear();
         self.eviction_pool.extend(
@@ -390,13 +389,9 @@ impl Stripe {
                 .iter()
                 .skip(1)
                 .take(EVICTION_POOL)
-                .map(|&(_, _, h)| h),
+                .map(|&(_, _, bucket, url)| (bucket, url)),
         );
-        let (page, _) = self
-            .pages
-            .find_entry(victim, |p| hasher.hash_one(&*p.url) == victim)
-            .ok()?
-            .remove();
+        let (page, _) = self.pages.get_bucket_entry(victim).ok()?.remove();
         Some(self.forget_removed(&page))
     }
 
