@@ -96,7 +96,8 @@ impl Tracker {
             stripes,
             visitor_hasher: VisitorHasher::new(config.hash_key),
             url_hasher,
-            budget: MemoryBudget::new(config.max_memory, config.fixed_bytes()),
+            budget: MemoryBudget::new(config.max_memory, config.fixed_bytes())
+                .evicting(config.memory_policy != MemoryPolicy::Reject),
             evictions: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
             random: AtomicU64::new(config.hash_key),
@@ -463,8 +464,11 @@ impl Tracker {
         let mut stripe = random_stripe();
         let mut empty_in_a_row = 0;
         while self.budget.free() < goal && empty_in_a_row < self.stripes.len() {
-            let evicted = sync::write(&self.stripes[stripe])
-                .evict_sampled(|| self.next_random(), EVICTION_SAMPLES);
+            let evicted = sync::write(&self.stripes[stripe]).evict_sampled(
+                || self.next_random(),
+                EVICTION_SAMPLES,
+                0,
+            );
             match evicted {
                 Some(freed) => {
                     self.budget.release(freed);
@@ -610,6 +614,7 @@ impl Tracker {
             stats.pages += stripe.page_count() as u64;
             stats.sketched_pages += stripe.sketched();
             stats.pairs += stripe.pairs();
+            stats.evictions += stripe.evicted_to_settle();
         }
         stats
     }

@@ -93,6 +93,25 @@ pub(crate) struct Stripe {
     /// been recorded, swept, evicted or moved since), so nothing else needs
     /// to maintain it.
     eviction_pool: Vec<(usize, usize)>,
+    /// Picks the pages sampled when eviction runs under this stripe's lock
+    /// on its own (see `settle`), so that it touches no shared state.
+    random: SplitMix64,
+    /// Pages evicted to book a timed set's growth (see `settle`).
+    evicted_to_settle: u64,
+}
+
+/// A stripe's own random source: SplitMix64, tiny and well mixed.
+#[derive(Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 /// What a sweep step did.
@@ -139,6 +158,8 @@ impl Stripe {
             sweep_cursor: 0,
             records_since_sweep: 0,
             eviction_pool: Vec::new(),
+            random: SplitMix64(0),
+            evicted_to_settle: 0,
         }
     }
 
@@ -191,7 +212,8 @@ impl Stripe {
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
                     if let Some(before) = timed_before {
-                        settle(budget, before, page.visitors.heap_bytes());
+                        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+                        self.settle(budget, before, held, keep);
                     }
                     return StripeRecord::NeedRoom(bytes);
                 }
@@ -216,7 +238,8 @@ impl Stripe {
         let Some(before) = timed_before else {
             return StripeRecord::Done(recorded);
         };
-        settle(budget, before + reserved, page.visitors.heap_bytes());
+        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+        self.settle(budget, before + reserved, held, keep);
         self.records_since_sweep += 1;
         if self.records_since_sweep >= SWEEP_EVERY {
             self.records_since_sweep = 0;
@@ -249,11 +272,12 @@ impl Stripe {
             let before = page.visitors.heap_bytes();
             let dropped = page.visitors.drop_expired(expiry) as u64;
             let dead = page.visitors.is_dead(expiry);
-            settle(budget, before, page.visitors.heap_bytes());
+            let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+            self.settle(budget, before, held, keep);
             self.pairs -= dropped;
             self.expired += dropped;
             step.pairs_dropped += dropped;
-            if dead {
+            if dead && let Ok(entry) = self.pages.get_bucket_entry(bucket) {
                 let (page, _) = entry.remove();
                 budget.release(self.forget_removed(&page));
                 self.expired_pages += 1;
@@ -339,11 +363,13 @@ impl Stripe {
     /// picks. Among pages last recorded in the same tick the one holding
     /// fewer bytes goes first, so a page with many visitors is never
     /// traded for a small one recorded as recently. Returns the bytes
-    /// freed, or `None` if the stripe has no page.
+    /// freed, or `None` if the stripe has no page but the one whose URL is
+    /// at address `keep` (0 for none).
     pub(crate) fn evict_sampled(
         &mut self,
         mut random: impl FnMut() -> u64,
         samples: usize,
+        keep: usize,
     ) -> Option<usize> {
         if self.pages.is_empty() {
             return None;
@@ -354,7 +380,7 @@ impl Stripe {
         let pages = &self.pages;
         let key = |(bucket, url): (usize, usize)| {
             let page = pages.get_bucket(bucket)?;
-            (page.url.as_ptr() as usize == url).then(|| {
+            (page.url.as_ptr() as usize == url && url != keep).then(|| {
                 let visitors = &page.visitors;
                 (visitors.last_recorded(), visitors.heap_bytes(), bucket, url)
             })
@@ -371,8 +397,8 @@ impl Stripe {
             let bucket = ((u128::from(random()) * buckets as u128) >> 64) as usize;
             if let Some(page) = pages.get_bucket(bucket) {
                 seen += 1;
-                if !candidates.iter().any(|c| c.2 == bucket) {
-                    let url = page.url.as_ptr() as usize;
+                let url = page.url.as_ptr() as usize;
+                if url != keep && !candidates.iter().any(|c| c.2 == bucket) {
                     let visitors = &page.visitors;
                     candidates.push((visitors.last_recorded(), visitors.heap_bytes(), bucket, url));
                 }
@@ -381,7 +407,11 @@ impl Stripe {
         candidates.sort_unstable();
         let victim = match candidates.first() {
             Some(&(_, _, bucket, _)) => bucket,
-            None => (0..buckets).find(|&b| pages.get_bucket(b).is_some())?,
+            None => (0..buckets).find(|&b| {
+                pages
+                    .get_bucket(b)
+                    .is_some_and(|p| p.url.as_ptr() as usize != keep)
+            })?,
         };
         self.eviction_pool.clear();
         self.eviction_pool.extend(
@@ -393,6 +423,41 @@ impl Stripe {
         );
         let (page, _) = self.pages.get_bucket_entry(victim).ok()?.remove();
         Some(self.forget_removed(&page))
+    }
+
+    /// Books a set's change in `budget`: `accounted` bytes are in the
+    /// budget, the set (of the page whose URL is at address `keep`) now
+    /// holds `held`. A timed set can outgrow its reservation (its horizon
+    /// list is cut anew as pairs expire); those bytes are already
+    /// allocated, so they are booked whatever happens, but if the budget
+    /// allows eviction, other pages of this stripe go first until they
+    /// fit, so that the accounted total never passes the limit.
+    fn settle(&mut self, budget: &MemoryBudget, accounted: usize, held: usize, keep: usize) {
+        if held <= accounted {
+            budget.release(accounted - held);
+            return;
+        }
+        let grown = held - accounted;
+        let mut random = SplitMix64(self.random.0);
+        while !budget.try_reserve(grown) {
+            let freed = if budget.may_evict() {
+                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep)
+            } else {
+                None
+            };
+            let Some(freed) = freed else {
+                budget.force_reserve(grown);
+                break;
+            };
+            budget.release(freed);
+            self.evicted_to_settle += 1;
+        }
+        self.random = random;
+    }
+
+    /// Pages evicted to book a timed set's growth, since start.
+    pub(crate) fn evicted_to_settle(&self) -> u64 {
+        self.evicted_to_settle
     }
 
     /// The stripe's bookkeeping for a page taken out of its table (evicted,
@@ -466,7 +531,7 @@ impl Stripe {
         let target = (self.pages.len() / 32).max(1) as u64;
         let (mut freed, mut evicted) = (0, 0);
         while evicted < target {
-            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES) else {
+            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0) else {
                 break;
             };
             freed += bytes;
@@ -585,17 +650,6 @@ impl Stripe {
     }
 }
 
-/// Books a set's change in `budget`: `accounted` bytes are in the budget,
-/// the set now holds `held`. Growth beyond the reservation (a timed
-/// page's horizon list, a few entries) is forced rather than refused.
-fn settle(budget: &MemoryBudget, accounted: usize, held: usize) {
-    if held > accounted {
-        budget.force_reserve(held - accounted);
-    } else {
-        budget.release(accounted - held);
-    }
-}
-
 /// An upper bound on how much a hashbrown table whose allocation is
 /// `before` bytes grows when it next resizes. It at most doubles its
 /// buckets (each a page slot and a control byte; a fixed tail of control
@@ -635,7 +689,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state
         };
-        while let Some(freed) = stripe.evict_sampled(&mut random, 5) {
+        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0) {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
