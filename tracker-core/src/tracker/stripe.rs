@@ -21,7 +21,10 @@
 //!   canonicalising only on a miss.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
-//!   largest sketch candidate, a write lock to sketch or evict).
+//!   largest sketch candidate, a write lock to sketch or evict). The one
+//!   exception is a timed set that outgrew its reservation: under the
+//!   record's or sweep's own stripe lock, other pages of that stripe are
+//!   evicted until the growth fits (still one lock).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
