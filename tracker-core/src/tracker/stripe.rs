@@ -700,6 +700,39 @@ mod tests {
         assert_eq!(budget.held() as usize, stripe.pages.allocation_size());
     }
 
+    /// Pages last recorded in the same tick go smallest first, so a page
+    /// of the largest size (visitor tables grow in steps) outlives the
+    /// others.
+    #[test]
+    fn ties_in_recency_keep_the_largest_page() {
+        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let budget = MemoryBudget::new(None, 0);
+        let url = |page: u64| format!("https://example.com/{page}");
+        for page in 0..50u64 {
+            for visitor in 1..=page * 3 + 1 {
+                let hash = stripe.hash(&url(page));
+                stripe.record(&url(page), hash, visitor, 7, None, &budget);
+            }
+        }
+        let largest = stripe.pages().map(|p| p.visitors.heap_bytes()).max();
+        let mut state = 1u64;
+        let mut random = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        };
+        for _ in 0..49 {
+            budget.release(
+                stripe
+                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0)
+                    .unwrap(),
+            );
+        }
+        let left: Vec<usize> = stripe.pages().map(|p| p.visitors.heap_bytes()).collect();
+        assert_eq!(left, [largest.unwrap()]);
+    }
+
     #[test]
     fn a_refused_reservation_changes_nothing() {
         let mut stripe = Stripe::new(ahash::RandomState::new());
