@@ -98,10 +98,13 @@
 //!   ([`Distinct::relative_error`]). The switch adds every hash the set
 //!   held and starts the estimate at the exact count: no jump. If no set is
 //!   worth sketching, pages are evicted as under `Evict`.
-//! - `Evict`: the least recently recorded pages go, chosen by sampling
-//!   eight pages of a random stripe at a time, as Redis approximates LRU.
-//!   Every page kept stays exact; a page evicted and recorded again starts
-//!   from zero.
+//! - `Evict`: the least recently recorded pages go, as Redis approximates
+//!   LRU: each eviction samples 16 pages of a random stripe and weighs them
+//!   with the best 16 candidates that stripe kept from earlier evictions.
+//!   Recency is in whole seconds; among pages last recorded in the same
+//!   second the one holding fewer bytes goes first, so a busy page is not
+//!   traded for a small one. Every page kept stays exact; a page evicted
+//!   and recorded again starts from zero.
 //! - `Reject`: the record fails with [`TrackerError::MemoryFull`]; every
 //!   count stays exact.
 //!

@@ -39,6 +39,8 @@ pub(crate) struct MemoryBudget {
     /// The most bytes that may be accounted; `u64::MAX` when unlimited.
     limit: u64,
     held: AtomicU64,
+    /// Whether the policy lets bookings make room by evicting pages.
+    may_evict: bool,
 }
 
 impl MemoryBudget {
@@ -46,7 +48,19 @@ impl MemoryBudget {
         Self {
             limit: limit.unwrap_or(u64::MAX),
             held: AtomicU64::new(fixed),
+            may_evict: false,
         }
+    }
+
+    /// The same budget, whose bookings may evict pages to stay under the
+    /// limit when `may` (every policy but `Reject`).
+    pub(crate) fn evicting(mut self, may: bool) -> Self {
+        self.may_evict = may;
+        self
+    }
+
+    pub(crate) fn may_evict(&self) -> bool {
+        self.may_evict
     }
 
     /// Accounts `bytes` more if they fit under the limit; returns whether

@@ -96,7 +96,8 @@ impl Tracker {
             stripes,
             visitor_hasher: VisitorHasher::new(config.hash_key),
             url_hasher,
-            budget: MemoryBudget::new(config.max_memory, config.fixed_bytes()),
+            budget: MemoryBudget::new(config.max_memory, config.fixed_bytes())
+                .evicting(config.memory_policy != MemoryPolicy::Reject),
             evictions: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
             random: AtomicU64::new(config.hash_key),
@@ -431,16 +432,22 @@ impl Tracker {
         }
     }
 
-    /// Makes free slots in the full page table of `url_hash`'s stripe by
-    /// evicting some of its pages, so that a new page fits without the
-    /// table growing past the budget. Returns whether it evicted any (the
-    /// policy may forbid it, or the stripe may have no page).
+    /// Makes free slots in the full page table of `url_hash`'s stripe so
+    /// that a new page fits without the table growing past the budget:
+    /// reclaims its tombstones if it has any, else evicts a few of its
+    /// oldest pages (see [`Stripe::evict_for_slots`]). Returns whether it
+    /// freed a slot (the policy may forbid it, or the stripe may have no
+    /// page).
     fn free_a_slot(&self, url_hash: u64) -> bool {
         if self.config.memory_policy == MemoryPolicy::Reject {
             return false;
         }
-        let (freed, evicted) =
-            sync::write(self.stripe(url_hash)).evict_and_compact(|| self.next_random());
+        let mut stripe = sync::write(self.stripe(url_hash));
+        if stripe.reclaim_tombstones() {
+            return true;
+        }
+        let (freed, evicted) = stripe.evict_for_slots(|| self.next_random());
+        drop(stripe);
         self.budget.release(freed);
         self.evictions.fetch_add(evicted, Ordering::Relaxed);
         evicted > 0
@@ -457,8 +464,11 @@ impl Tracker {
         let mut stripe = random_stripe();
         let mut empty_in_a_row = 0;
         while self.budget.free() < goal && empty_in_a_row < self.stripes.len() {
-            let evicted = sync::write(&self.stripes[stripe])
-                .evict_sampled(|| self.next_random(), EVICTION_SAMPLES);
+            let evicted = sync::write(&self.stripes[stripe]).evict_sampled(
+                || self.next_random(),
+                EVICTION_SAMPLES,
+                0,
+            );
             match evicted {
                 Some(freed) => {
                     self.budget.release(freed);
@@ -604,6 +614,7 @@ impl Tracker {
             stats.pages += stripe.page_count() as u64;
             stats.sketched_pages += stripe.sketched();
             stats.pairs += stripe.pairs();
+            stats.evictions += stripe.evicted_to_settle();
         }
         stats
     }

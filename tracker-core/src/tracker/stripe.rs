@@ -21,7 +21,10 @@
 //!   canonicalising only on a miss.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
-//!   largest sketch candidate, a write lock to sketch or evict).
+//!   largest sketch candidate, a write lock to sketch or evict). The one
+//!   exception is a timed set that outgrew its reservation: under the
+//!   record's or sweep's own stripe lock, other pages of that stripe are
+//!   evicted until the growth fits (still one lock).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
@@ -48,8 +51,12 @@ use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
 
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
-/// and a few more samples buy a closer approximation of true LRU.
-pub(crate) const EVICTION_SAMPLES: usize = 8;
+/// and more samples buy a closer approximation of true LRU.
+pub(crate) const EVICTION_SAMPLES: usize = 16;
+/// Best eviction candidates a stripe carries from one eviction to the
+/// next (Redis's eviction pool has 16 too): every eviction picks from the
+/// pages of many samples, not only its own.
+const EVICTION_POOL: usize = 16;
 
 /// With a TTL, every this many records on a stripe also run a sweep step
 /// (on the stripes in turn, after the record's lock is released).
@@ -84,6 +91,30 @@ pub(crate) struct Stripe {
     sweep_cursor: usize,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
+    /// The eviction pool: the best candidates seen so far, as (bucket,
+    /// URL address). Entries are re-checked when used (their page may have
+    /// been recorded, swept, evicted or moved since), so nothing else needs
+    /// to maintain it.
+    eviction_pool: Vec<(usize, usize)>,
+    /// Picks the pages sampled when eviction runs under this stripe's lock
+    /// on its own (see `settle`), so that it touches no shared state.
+    random: SplitMix64,
+    /// Pages evicted to book a timed set's growth (see `settle`).
+    evicted_to_settle: u64,
+}
+
+/// A stripe's own random source: SplitMix64, tiny and well mixed.
+#[derive(Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 /// What a sweep step did.
@@ -129,6 +160,9 @@ impl Stripe {
             expired_pages: 0,
             sweep_cursor: 0,
             records_since_sweep: 0,
+            eviction_pool: Vec::new(),
+            random: SplitMix64(0),
+            evicted_to_settle: 0,
         }
     }
 
@@ -181,7 +215,8 @@ impl Stripe {
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
                     if let Some(before) = timed_before {
-                        settle(budget, before, page.visitors.heap_bytes());
+                        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+                        self.settle(budget, before, held, keep);
                     }
                     return StripeRecord::NeedRoom(bytes);
                 }
@@ -206,7 +241,8 @@ impl Stripe {
         let Some(before) = timed_before else {
             return StripeRecord::Done(recorded);
         };
-        settle(budget, before + reserved, page.visitors.heap_bytes());
+        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+        self.settle(budget, before + reserved, held, keep);
         self.records_since_sweep += 1;
         if self.records_since_sweep >= SWEEP_EVERY {
             self.records_since_sweep = 0;
@@ -239,11 +275,12 @@ impl Stripe {
             let before = page.visitors.heap_bytes();
             let dropped = page.visitors.drop_expired(expiry) as u64;
             let dead = page.visitors.is_dead(expiry);
-            settle(budget, before, page.visitors.heap_bytes());
+            let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+            self.settle(budget, before, held, keep);
             self.pairs -= dropped;
             self.expired += dropped;
             step.pairs_dropped += dropped;
-            if dead {
+            if dead && let Ok(entry) = self.pages.get_bucket_entry(bucket) {
                 let (page, _) = entry.remove();
                 budget.release(self.forget_removed(&page));
                 self.expired_pages += 1;
@@ -323,39 +360,107 @@ impl Stripe {
         StripeRecord::Done(Recorded::New)
     }
 
-    /// Evicts the least recently recorded of up to `samples` pages picked
-    /// at random (Redis's approximated LRU), using `random` for the picks.
-    /// Returns the bytes freed, or `None` if the stripe has no page.
+    /// Evicts the least recently recorded page among `samples` pages picked
+    /// at random and the candidates kept from earlier evictions (Redis's
+    /// approximated LRU with its eviction pool), using `random` for the
+    /// picks. Among pages last recorded in the same tick the one holding
+    /// fewer bytes goes first, so a page with many visitors is never
+    /// traded for a small one recorded as recently. Returns the bytes
+    /// freed, or `None` if the stripe has no page but the one whose URL is
+    /// at address `keep` (0 for none).
     pub(crate) fn evict_sampled(
         &mut self,
         mut random: impl FnMut() -> u64,
         samples: usize,
+        keep: usize,
     ) -> Option<usize> {
         if self.pages.is_empty() {
             return None;
         }
-        let buckets = self.pages.num_buckets();
-        let mut oldest: Option<(u32, usize)> = None;
+        // Candidates are named by bucket and checked by their URL's
+        // address, so that no URL is hashed: a bucket whose page has moved
+        // (the table was rebuilt) or gone no longer matches and is dropped.
+        let pages = &self.pages;
+        let key = |(bucket, url): (usize, usize)| {
+            let page = pages.get_bucket(bucket)?;
+            (page.url.as_ptr() as usize == url && url != keep).then(|| {
+                let visitors = &page.visitors;
+                (visitors.last_recorded(), visitors.heap_bytes(), bucket, url)
+            })
+        };
+        // The pool's pages as they are now, plus fresh samples: random
+        // buckets until `samples` pages are seen; a sparse table (after
+        // many evictions) may need several probes per page.
+        let mut candidates: Vec<(u32, usize, usize, usize)> =
+            self.eviction_pool.iter().filter_map(|&c| key(c)).collect();
+        let buckets = pages.num_buckets();
         let (mut seen, mut probes) = (0, 0);
-        // Random buckets until `samples` pages are seen; a sparse table
-        // (after many evictions) may need several probes per page.
         while seen < samples && probes < samples * 16 {
             probes += 1;
             let bucket = ((u128::from(random()) * buckets as u128) >> 64) as usize;
-            if let Some(page) = self.pages.get_bucket(bucket) {
+            if let Some(page) = pages.get_bucket(bucket) {
                 seen += 1;
-                let last = page.visitors.last_recorded();
-                if oldest.is_none_or(|(tick, _)| last < tick) {
-                    oldest = Some((last, bucket));
+                let url = page.url.as_ptr() as usize;
+                if url != keep && !candidates.iter().any(|c| c.2 == bucket) {
+                    let visitors = &page.visitors;
+                    candidates.push((visitors.last_recorded(), visitors.heap_bytes(), bucket, url));
                 }
             }
         }
-        let bucket = match oldest {
-            Some((_, bucket)) => bucket,
-            None => (0..buckets).find(|&b| self.pages.get_bucket(b).is_some())?,
+        candidates.sort_unstable();
+        let victim = match candidates.first() {
+            Some(&(_, _, bucket, _)) => bucket,
+            None => (0..buckets).find(|&b| {
+                pages
+                    .get_bucket(b)
+                    .is_some_and(|p| p.url.as_ptr() as usize != keep)
+            })?,
         };
-        let (page, _) = self.pages.get_bucket_entry(bucket).ok()?.remove();
+        self.eviction_pool.clear();
+        self.eviction_pool.extend(
+            candidates
+                .iter()
+                .skip(1)
+                .take(EVICTION_POOL)
+                .map(|&(_, _, bucket, url)| (bucket, url)),
+        );
+        let (page, _) = self.pages.get_bucket_entry(victim).ok()?.remove();
         Some(self.forget_removed(&page))
+    }
+
+    /// Books a set's change in `budget`: `accounted` bytes are in the
+    /// budget, the set (of the page whose URL is at address `keep`) now
+    /// holds `held`. A timed set can outgrow its reservation (its horizon
+    /// list is cut anew as pairs expire); those bytes are already
+    /// allocated, so they are booked whatever happens, but if the budget
+    /// allows eviction, other pages of this stripe go first until they
+    /// fit, so that the accounted total never passes the limit.
+    fn settle(&mut self, budget: &MemoryBudget, accounted: usize, held: usize, keep: usize) {
+        if held <= accounted {
+            budget.release(accounted - held);
+            return;
+        }
+        let grown = held - accounted;
+        let mut random = SplitMix64(self.random.0);
+        while !budget.try_reserve(grown) {
+            let freed = if budget.may_evict() {
+                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep)
+            } else {
+                None
+            };
+            let Some(freed) = freed else {
+                budget.force_reserve(grown);
+                break;
+            };
+            budget.release(freed);
+            self.evicted_to_settle += 1;
+        }
+        self.random = random;
+    }
+
+    /// Pages evicted to book a timed set's growth, since start.
+    pub(crate) fn evicted_to_settle(&self) -> u64 {
+        self.evicted_to_settle
     }
 
     /// The stripe's bookkeeping for a page taken out of its table (evicted,
@@ -418,23 +523,43 @@ impl Stripe {
         self.sketched
     }
 
-    /// Makes room in a full page table without growing it: evicts an
-    /// eighth of the stripe's pages (sampled LRU, at least one), then
-    /// rebuilds the table in its own allocation. The rebuild matters:
-    /// hashbrown leaves tombstones where pages were removed, and a table
-    /// with no empty slots grows on the next insert however few pages it
-    /// holds. Returns the bytes freed and the pages evicted.
-    pub(crate) fn evict_and_compact(&mut self, mut random: impl FnMut() -> u64) -> (usize, u64) {
-        let target = (self.pages.len() / 8).max(1);
+    /// Makes free slots in a full page table with no tombstones, without
+    /// growing it: evicts a 32nd of the stripe's pages (at least one), each
+    /// chosen as any eviction is, then reclaims their slots. Growing
+    /// instead and evicting elsewhere would need the growth to fit once
+    /// pages are gone, which page tables (never shrunk by eviction) can
+    /// prevent. The 32nd amortises the table rebuild over that many new
+    /// pages. Returns the bytes freed and the pages evicted.
+    pub(crate) fn evict_for_slots(&mut self, mut random: impl FnMut() -> u64) -> (usize, u64) {
+        let target = (self.pages.len() / 32).max(1) as u64;
         let (mut freed, mut evicted) = (0, 0);
-        while evicted < target as u64 {
-            match self.evict_sampled(&mut random, EVICTION_SAMPLES) {
-                Some(bytes) => {
-                    freed += bytes;
-                    evicted += 1;
-                }
-                None => break,
-            }
+        while evicted < target {
+            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0) else {
+                break;
+            };
+            freed += bytes;
+            evicted += 1;
+        }
+        self.reclaim_tombstones();
+        (freed, evicted)
+    }
+
+    /// Makes free slots in a full page table without growing it or
+    /// evicting anything, if it can: hashbrown leaves tombstones where
+    /// pages were removed (evicted or swept), and a table whose free slots
+    /// are all tombstones grows on the next insert however few pages it
+    /// holds. Rebuilding it in its own allocation turns them back into free
+    /// slots. Returns whether there were any.
+    pub(crate) fn reclaim_tombstones(&mut self) -> bool {
+        let buckets = self.pages.num_buckets();
+        // hashbrown's load factor: 7/8 of the buckets (all but one below 8).
+        let slots = if buckets < 8 {
+            buckets.saturating_sub(1)
+        } else {
+            buckets / 8 * 7
+        };
+        if self.pages.len() >= slots {
+            return false;
         }
         // Draining keeps the allocation and resets every slot to empty;
         // re-inserting fewer pages than it holds never reallocates.
@@ -445,7 +570,7 @@ impl Stripe {
             self.pages
                 .insert_unique(hash, page, |p| hasher.hash_one(&*p.url));
         }
-        (freed, evicted)
+        true
     }
 
     /// The page's count, or `None` if the stripe does not have it.
@@ -528,17 +653,6 @@ impl Stripe {
     }
 }
 
-/// Books a set's change in `budget`: `accounted` bytes are in the budget,
-/// the set now holds `held`. Growth beyond the reservation (a timed
-/// page's horizon list, a few entries) is forced rather than refused.
-fn settle(budget: &MemoryBudget, accounted: usize, held: usize) {
-    if held > accounted {
-        budget.force_reserve(held - accounted);
-    } else {
-        budget.release(accounted - held);
-    }
-}
-
 /// An upper bound on how much a hashbrown table whose allocation is
 /// `before` bytes grows when it next resizes. It at most doubles its
 /// buckets (each a page slot and a control byte; a fixed tail of control
@@ -578,12 +692,45 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state
         };
-        while let Some(freed) = stripe.evict_sampled(&mut random, 5) {
+        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0) {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
         assert_eq!(stripe.recount_bytes(), stripe.pages.allocation_size());
         assert_eq!(budget.held() as usize, stripe.pages.allocation_size());
+    }
+
+    /// Pages last recorded in the same tick go smallest first, so a page
+    /// of the largest size (visitor tables grow in steps) outlives the
+    /// others.
+    #[test]
+    fn ties_in_recency_keep_the_largest_page() {
+        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let budget = MemoryBudget::new(None, 0);
+        let url = |page: u64| format!("https://example.com/{page}");
+        for page in 0..50u64 {
+            for visitor in 1..=page * 3 + 1 {
+                let hash = stripe.hash(&url(page));
+                stripe.record(&url(page), hash, visitor, 7, None, &budget);
+            }
+        }
+        let largest = stripe.pages().map(|p| p.visitors.heap_bytes()).max();
+        let mut state = 1u64;
+        let mut random = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state
+        };
+        for _ in 0..49 {
+            budget.release(
+                stripe
+                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0)
+                    .unwrap(),
+            );
+        }
+        let left: Vec<usize> = stripe.pages().map(|p| p.visitors.heap_bytes()).collect();
+        assert_eq!(left, [largest.unwrap()]);
     }
 
     #[test]
