@@ -69,6 +69,11 @@ pub const DEFAULT_H2_MAX_STREAMS: u32 = 100;
 /// timeout.
 pub const DEFAULT_H2_KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// Default time an HTTP/2 peer has to answer a keep-alive ping: a live
+/// client on a slow mobile link answers within a few seconds; 20 s
+/// (hyper's own default) leaves room for a stalled radio to wake.
+pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// The service's settings.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -392,9 +397,13 @@ pub struct HttpOptions {
     pub h2_max_streams: u32,
 
     /// HTTP/2: interval of keep-alive pings; a connection whose peer does
-    /// not answer one within 20 s is closed.
+    /// not answer one within --h2-keepalive-timeout is closed.
     #[arg(long, env = "TRACKER_H2_KEEPALIVE", value_parser = parse_duration, default_value = "30s")]
     pub h2_keepalive: Duration,
+
+    /// HTTP/2: how long the peer has to answer a keep-alive ping.
+    #[arg(long, env = "TRACKER_H2_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "20s")]
+    pub h2_keepalive_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long in-flight requests get to finish.
     #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
@@ -554,6 +563,7 @@ impl Config {
             ("--header-timeout", h.header_timeout),
             ("--idle-timeout", h.idle_timeout),
             ("--h2-keepalive", h.h2_keepalive),
+            ("--h2-keepalive-timeout", h.h2_keepalive_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{flag} must be positive"));
@@ -663,7 +673,7 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " body_limit={} batch_limit={} batch_body_limit={} ws_idle_timeout={:?} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
+            " body_limit={} batch_limit={} batch_body_limit={} ws_idle_timeout={:?} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} h2_keepalive_timeout={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
             h.body_limit,
             h.batch_limit,
             h.batch_body_limit,
@@ -675,6 +685,7 @@ impl fmt::Display for Config {
             h.max_header_size,
             h.h2_max_streams,
             h.h2_keepalive,
+            h.h2_keepalive_timeout,
             h.shutdown_grace,
             h.shutdown_delay,
             match (h.rate_limit, h.rate_burst) {
@@ -797,6 +808,10 @@ mod tests {
         assert_eq!(config.http.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(config.http.max_header_size, DEFAULT_MAX_HEADER_SIZE);
         assert_eq!(config.http.h2_keepalive, DEFAULT_H2_KEEPALIVE);
+        assert_eq!(
+            config.http.h2_keepalive_timeout,
+            DEFAULT_H2_KEEPALIVE_TIMEOUT
+        );
         assert!(DEFAULT_HEADER_TIMEOUT <= Duration::from_secs(30));
         assert!(DEFAULT_IDLE_TIMEOUT <= Duration::from_secs(120));
         let printed = config.to_string();

@@ -297,6 +297,84 @@ fn an_oversized_body_sent_before_reading_gets_the_413() {
     }
 }
 
+/// Sends `request` whole, then reads to the close; the status and the
+/// JSON body of the one response.
+fn refused(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
+    let response = send_whole_then_read(addr, "", request);
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a response: {response:?}"));
+    let head_end = response.find("\r\n\r\n").unwrap();
+    let head = response[..head_end].to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/json") && head.contains("connection: close"),
+        "{head}"
+    );
+    let body = serde_json::from_str(&response[head_end + 4..])
+        .unwrap_or_else(|e| panic!("one JSON body ({e}): {response:?}"));
+    (status, body)
+}
+
+#[test]
+fn request_heads_hyper_refuses_get_json_errors() {
+    let server = Server::start(TRACKER_HTTP, &[]);
+    let big = "x".repeat(20 << 10);
+    let cases: [(Vec<u8>, u16, &str); 4] = [
+        (
+            b"GE\x01T / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nhost: t\r\nbad header\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        (
+            b"GET / HTTP/9.9\r\nhost: t\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        // Past the default 16 KiB, sent whole before reading: the 431
+        // still arrives (the rest of the head is read and discarded).
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: t\r\nx-pad: {big}\r\n\r\n").into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = refused(server.addr, &request);
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    // A keep-alive connection: a good request, then a bad head. Our
+    // answer to the first is left alone, hyper's to the second replaced.
+    let mut both = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n".to_vec();
+    both.extend_from_slice(b"GET / HTTP/1.1\r\nhost: t\r\nbad header\r\n\r\n");
+    let response = send_whole_then_read(server.addr, "", &both);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+    let second = response.rfind("HTTP/1.1 ").unwrap();
+    assert!(second > 0, "two responses: {response:?}");
+    assert!(
+        response[second..].starts_with("HTTP/1.1 400"),
+        "{response:?}"
+    );
+    assert!(response.ends_with(r#""code":"malformed_request","message":"the request line or a header is not valid HTTP/1.1"}}"#), "{response:?}");
+    // The server is unharmed.
+    let ok = send_whole_then_read(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        b"",
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
+}
+
 /// Ingest and a query over `client`, checking each answer came over HTTP/2.
 async fn ingest_and_query_over_h2(client: &reqwest::Client, base: &str) {
     let posted = client

@@ -21,6 +21,7 @@ mod chromium;
 mod connections;
 mod durability;
 mod fuzz;
+mod h2_limits;
 mod privacy;
 mod process_memory;
 mod readme;
