@@ -442,6 +442,12 @@ pub struct HttpOptions {
     #[arg(long, env = "TRACKER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// How often to look whether --tls-cert or --tls-key changed on disk
+    /// (modification time, size, inode), reloading the pair when they
+    /// did; 0s: only on SIGHUP.
+    #[arg(long, env = "TRACKER_TLS_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "1m")]
+    pub tls_reload_interval: Duration,
+
     /// Bearer token required by the read endpoints (`/distinct`, `/top`,
     /// `/stats`, `/metrics`); ingest and health stay open [default: off].
     #[arg(long, env = "TRACKER_AUTH_TOKEN", hide_env_values = true)]
@@ -673,7 +679,7 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " body_limit={} batch_limit={} batch_body_limit={} ws_idle_timeout={:?} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} h2_keepalive_timeout={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
+            " body_limit={} batch_limit={} batch_body_limit={} ws_idle_timeout={:?} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} h2_keepalive_timeout={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} tls_reload_interval={:?} auth_token={} log_format={}",
             h.body_limit,
             h.batch_limit,
             h.batch_body_limit,
@@ -702,6 +708,7 @@ impl fmt::Display for Config {
                 Some(path) => path.display().to_string(),
                 None => "off".to_string(),
             },
+            h.tls_reload_interval,
             set(h.auth_token.is_some()),
             value_name(&self.log_format),
         )?;
