@@ -375,6 +375,72 @@ fn request_heads_hyper_refuses_get_json_errors() {
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
 }
 
+/// The binary serving HTTPS with a fresh self-signed certificate for
+/// `localhost`; the key pair, and the directory holding its files.
+fn tls_server() -> (
+    Server,
+    rcgen::CertifiedKey<rcgen::KeyPair>,
+    tempfile::TempDir,
+) {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(
+        TRACKER_HTTP,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    (server, key, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_hyper_refuses_over_tls_gets_a_json_error() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let (server, key, _dir) = tls_server();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(key.cert.pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nbad header\r\n\r\n")
+        .await
+        .unwrap();
+    // To the close (a missing close_notify ends it as an error, after the
+    // bytes that came before it).
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tls.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+    }
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response:?}");
+    let body: Value =
+        serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["error"]["code"], "malformed_request");
+}
+
 /// Ingest and a query over `client`, checking each answer came over HTTP/2.
 async fn ingest_and_query_over_h2(client: &reqwest::Client, base: &str) {
     let posted = client
@@ -432,20 +498,7 @@ async fn h2c_with_prior_knowledge_serves_ingest_and_queries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_over_tls_by_alpn_serves_ingest_and_queries_and_http1_still_works() {
-    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, key.cert.pem()).unwrap();
-    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
-    let server = Server::start(
-        TRACKER_HTTP,
-        &[
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-    );
+    let (server, key, _dir) = tls_server();
     let root = reqwest::Certificate::from_pem(key.cert.pem().as_bytes()).unwrap();
     let base = format!("https://localhost:{}", server.addr.port());
 

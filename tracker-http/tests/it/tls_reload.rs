@@ -148,6 +148,8 @@ async fn changed_files_are_served_without_a_signal_and_a_broken_change_keeps_the
     write_pair(dir.path(), &new_cert, &new_key);
     let trusts_new = trusting(&new_cert, &server);
     until_healthy_is(&trusts_new, &server, true, "the new pair is never served").await;
+    // Logged just before or after it is served: waited for.
+    wait_logged(&server, "reloaded the TLS certificate and key", 1).await;
     let reloads = server.lines("reloaded the TLS certificate and key");
     assert!(
         reloads.iter().any(|l| l["trigger"] == "the files changed"),
