@@ -41,7 +41,9 @@
 //! refuses a header list past `--max-header-size` itself, with a JSON
 //! 431; a list past twice the limit is refused by the h2 stack while
 //! decoding it (a bodiless 431 and a stream reset: the request never
-//! exists, so nothing of ours can answer it).
+//! exists, so nothing of ours can answer it). Other HTTP/2 protocol
+//! errors get what the protocol allows, a stream reset or GOAWAY, no
+//! response.
 //!
 //! A connection upgraded to another protocol (a WebSocket) leaves hyper
 //! and the watchdog once the upgrade is answered: its handler owns its
