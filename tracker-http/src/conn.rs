@@ -1088,6 +1088,61 @@ mod tests {
         );
     }
 
+    fn own_errors(activity: &Arc<Activity>) -> OwnErrors<Vec<u8>> {
+        OwnErrors {
+            io: Vec::new(),
+            activity: activity.clone(),
+            max_header_size: 16 * 1024,
+            heads: 0,
+            replacing: None,
+        }
+    }
+
+    const HYPER_431: &[u8] =
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+
+    #[tokio::test]
+    async fn hyper_refusals_are_replaced_and_our_responses_are_not() {
+        let activity = Arc::new(Activity::new());
+        activity.on_read(b"GET / HTTP/1.1\r\n");
+        // hyper's own: replaced, and what it writes after is dropped.
+        let mut io = own_errors(&activity);
+        assert_eq!(io.write(HYPER_431).await.unwrap(), HYPER_431.len());
+        io.write_all(b"more of hyper's").await.unwrap();
+        io.flush().await.unwrap();
+        let ours = AppError::HeadersTooLarge { limit: 16 * 1024 }.http1_bytes();
+        assert_eq!(io.io, ours);
+
+        // Ours (a response our service produced): passed through, even a
+        // 4xx; `100 Continue` too, without counting as a response.
+        let mut io = own_errors(&activity);
+        activity.responded();
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .unwrap();
+        let ours_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}";
+        io.write_all(ours_400).await.unwrap();
+        assert_eq!(io.heads, 1);
+        // The next head with no response of ours behind it is hyper's, even
+        // when it comes in the same vectored write as our body's end.
+        let slices = [io::IoSlice::new(b"tail"), io::IoSlice::new(HYPER_431)];
+        let first = io.write_vectored(&slices).await.unwrap();
+        assert_eq!(first, 4, "the head waits for a write of its own");
+        io.write_all(HYPER_431).await.unwrap();
+        let mut expected = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        expected.extend_from_slice(ours_400);
+        expected.extend_from_slice(b"tail");
+        expected.extend_from_slice(&ours);
+        assert_eq!(io.io, expected);
+
+        // HTTP/2 frames are never looked at.
+        let h2 = Arc::new(Activity::new());
+        h2.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let mut io = own_errors(&h2);
+        io.write_all(HYPER_431).await.unwrap();
+        assert_eq!(io.io, HYPER_431);
+    }
+
     #[test]
     fn http2_frames_start_no_head_timer() {
         let (limits, activity) = (limits(), Activity::new());
