@@ -146,7 +146,6 @@ fn scan_segments(
         let mut data = segment::Reader::open(path)?;
         recovery.segments_read += 1;
         let is_last = next.is_none();
-        let len = data.len();
 
         // A header cut short or never written (all zeros) in the last
         // segment: the crash came while the segment was being created.
@@ -156,7 +155,7 @@ fn scan_segments(
                 recovery.torn_tail = Some(Loss {
                     file: path.clone(),
                     offset: 0,
-                    bytes: len,
+                    bytes: data.len(),
                     reason: "segment header cut short".into(),
                 });
                 drop(data);
@@ -191,9 +190,11 @@ fn scan_segments(
         // grows only while a frame is longer than it (see `Reader`).
         let mut pos = HEADER_LEN as u64;
         let mut want = FRAME_HEADER_LEN;
-        while pos < len {
+        while pos < data.len() {
+            // Asked before the window is borrowed; `at` may find the file
+            // shorter than it said and end it there.
             let rest = data.at(pos, want)?;
-            let available = rest.len() as u64;
+            let reaches_end = rest.len() < want;
             let (reason, torn) = match decode(rest) {
                 Decoded::Frame { event, frame_len } => {
                     let lsn = start + pos;
@@ -205,7 +206,7 @@ fn scan_segments(
                     want = FRAME_HEADER_LEN;
                     continue;
                 }
-                Decoded::Incomplete { needed, .. } if available < len - pos => {
+                Decoded::Incomplete { needed, .. } if !reaches_end && needed > want => {
                     want = needed;
                     continue;
                 }
@@ -216,7 +217,7 @@ fn scan_segments(
                 }
             };
             if is_last && torn {
-                drop(data);
+                let len = data.len();
                 truncate(path, pos)?;
                 recovery.torn_tail = Some(Loss {
                     file: path.clone(),
@@ -241,7 +242,7 @@ fn scan_segments(
             }
             Some(n) if n != end => {
                 let damage = Damage {
-                    offset: len,
+                    offset: data.len(),
                     reason: "segment does not end where the next one starts",
                 };
                 return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);

@@ -93,7 +93,8 @@ pub(crate) struct Reader {
     file: File,
     path: PathBuf,
     /// The file's length when opened (the directory lock keeps writers
-    /// out, so it does not change while recovery reads).
+    /// out, so it does not change while recovery reads), or where reading
+    /// it ended if that came first.
     len: u64,
     buf: Vec<u8>,
     /// The file offset of `buf[0]`.
@@ -123,7 +124,11 @@ impl Reader {
 
     /// The bytes from offset `at` on: at least `want` of them, or all up
     /// to the end of the file when fewer are left. Offsets must not go
-    /// backwards between calls (the bytes before `at` are let go).
+    /// backwards between calls (the bytes before `at` are let go). A file
+    /// that turns out shorter than its length said ends where reading
+    /// ended ([`len`](Self::len) says so from then on), so a caller that
+    /// asks again for more than is left always gets an answer that
+    /// reaches the end.
     pub(crate) fn at(&mut self, at: u64, want: usize) -> Result<&[u8], PersistError> {
         debug_assert!(at >= self.buf_at, "the reader only moves forward");
         let left = usize::try_from(self.len.saturating_sub(at)).unwrap_or(usize::MAX);
@@ -150,7 +155,10 @@ impl Reader {
         while filled < want {
             match self.file.read(&mut self.buf[filled..]) {
                 // Shorter than its length said: the end is here.
-                Ok(0) => break,
+                Ok(0) => {
+                    self.len = self.buf_at + filled as u64;
+                    break;
+                }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(PersistError::io(&self.path, "read", e)),
@@ -233,6 +241,23 @@ mod tests {
         let big = reader.at(5, READ_CHUNK * 2).unwrap();
         assert_eq!(big, &bytes[5..5 + big.len()]);
         assert!(big.len() >= READ_CHUNK * 2);
+    }
+
+    #[test]
+    fn a_file_shorter_than_it_said_ends_where_reading_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.seg");
+        std::fs::write(&path, vec![1u8; 1000]).unwrap();
+        let mut reader = Reader::open(&path).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(600)
+            .unwrap();
+        assert_eq!(reader.at(0, 900).unwrap().len(), 600);
+        assert_eq!(reader.len(), 600);
+        assert!(reader.at(600, 10).unwrap().is_empty());
     }
 
     #[test]
