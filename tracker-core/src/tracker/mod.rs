@@ -91,7 +91,12 @@ impl Tracker {
         #[cfg(not(feature = "shuttle"))]
         let url_hasher = ahash::RandomState::new();
         let stripes: Box<[_]> = (0..config.stripes)
-            .map(|_| CachePadded(RwLock::new(Stripe::new(url_hasher.clone()))))
+            .map(|_| {
+                CachePadded(RwLock::new(Stripe::new(
+                    url_hasher.clone(),
+                    config.bucketing.width().as_secs() as u32,
+                )))
+            })
             .collect();
         Self {
             stripe_mask: stripes.len() - 1,
@@ -356,15 +361,19 @@ impl Tracker {
     /// ```
     pub fn sweep(&self, buckets: usize) -> SweepStep {
         let mut total = SweepStep::default();
-        let Some(expiry) = self.expiry_now() else {
+        let expiry = self.expiry_now();
+        let bucketing = self.config.bucketing;
+        if expiry.is_none() && bucketing.retention().is_none() {
             return total;
-        };
+        }
+        let oldest_bucket = bucketing.oldest_retained(self.config.clock.now());
         let mut left = buckets as u64;
         let mut empty_in_a_row = 0;
         while left > 0 && empty_in_a_row < self.stripes.len() {
             let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
             let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
-            let step = sync::write(&self.stripes[i]).sweep(expiry, chunk, &self.budget);
+            let step =
+                sync::write(&self.stripes[i]).sweep(expiry, oldest_bucket, chunk, &self.budget);
             if step.buckets == 0 {
                 empty_in_a_row += 1;
                 continue;
