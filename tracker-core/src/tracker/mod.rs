@@ -21,6 +21,7 @@ use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::set::page::Page;
 use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
+use crate::time::TimeError;
 use crate::time::clock::Timestamp;
 use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use budget::{MemoryBudget, MemoryPolicy};
@@ -204,6 +205,9 @@ impl Tracker {
         // 0 marks empty slots; the hasher never yields it, but a replayed
         // hash comes off the disk.
         let visitor = visitor.max(1);
+        if let Some(at) = at {
+            self.check_retained(url, at)?;
+        }
         let (tick, expiry) = match self.ttl {
             None => (
                 at.unwrap_or_else(|| self.config.clock.now()).as_tick(),
@@ -323,6 +327,21 @@ impl Tracker {
             return Ok(None);
         }
         Ok(Some((tick, Some(expiry))))
+    }
+
+    /// Refuses an event older than the retention (its URL checked first,
+    /// so that bad input is an error whatever its time).
+    fn check_retained(&self, url: &str, at: Timestamp) -> Result<(), TrackerError> {
+        let bucketing = self.config.bucketing;
+        if bucketing.retention().is_none() {
+            return Ok(());
+        }
+        let oldest = bucketing.start_of(bucketing.oldest_retained(self.config.clock.now()));
+        if at < oldest {
+            canonicalize(url, &self.config.url)?;
+            return Err(TimeError::BeforeRetention { at, oldest }.into());
+        }
+        Ok(())
     }
 
     /// The expiry rule at the clock's current time, with a TTL.
