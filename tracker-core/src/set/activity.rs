@@ -44,6 +44,12 @@ pub(crate) struct Runs {
 }
 
 impl Runs {
+    /// An empty arena (allocates nothing).
+    pub(crate) const EMPTY: Runs = Runs {
+        arena: Vec::new(),
+        garbage: 0,
+    };
+
     /// Heap bytes an empty arena takes on for its first run.
     pub(crate) const FIRST_RUN_BYTES: usize = (HEADER + FIRST_RUN as usize) * 4;
 
