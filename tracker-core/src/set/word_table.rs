@@ -95,7 +95,7 @@ impl<const AUX: usize> WordTable<AUX> {
                 // back (and a scan then reads the arena front to back).
                 // Amortised: the garbage grew by at least what this costs.
                 if self.runs.garbage() * 2 > self.runs.len() {
-                    self.compact();
+                    self.compact(true);
                 }
                 Some(slot)
             }
@@ -149,19 +149,19 @@ impl<const AUX: usize> WordTable<AUX> {
             runs.retain_from(&mut values[Self::WORD], oldest)
         });
         if self.runs.garbage() > 0 {
-            self.compact();
+            self.compact(false);
         }
         dropped
     }
 
-    /// Rewrites every run exactly sized, in slot order.
-    pub(crate) fn compact(&mut self) {
+    /// Rewrites every run in slot order (see `Runs::compact`).
+    pub(crate) fn compact(&mut self, keep_room: bool) {
         let slots: Vec<usize> = self.table.occupied().collect();
         let mut words: Vec<u32> = slots
             .iter()
             .map(|&slot| self.table.value(slot, Self::WORD))
             .collect();
-        self.runs.compact(words.iter_mut());
+        self.runs.compact(words.iter_mut(), keep_room);
         for (slot, word) in slots.into_iter().zip(words) {
             self.table.set_value(slot, Self::WORD, word);
         }
