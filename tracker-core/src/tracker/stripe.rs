@@ -556,6 +556,27 @@ impl Stripe {
         Some(before - after)
     }
 
+    /// The budget's second step: merges the two oldest days of history
+    /// of the sketched page of this stripe whose history starts earliest
+    /// (of those a merge shrinks). Returns the bytes freed, or `None` if
+    /// no page here has such days. Scans the stripe's pages, only when it
+    /// has a sketched one.
+    pub(crate) fn merge_oldest_days(&mut self) -> Option<usize> {
+        if self.sketched == 0 {
+            return None;
+        }
+        let (_, url) = self
+            .pages
+            .iter()
+            .filter_map(|p| Some((p.visitors.mergeable_since()?, &*p.url)))
+            .min()?;
+        let url_hash = self.hash(url);
+        let url = url.to_owned();
+        let page = self.pages.find_mut(url_hash, |p| *p.url == *url)?;
+        let (before, after) = page.visitors.history_mut()?.merge_oldest();
+        Some(before - after)
+    }
+
     pub(crate) fn sketched(&self) -> u64 {
         self.sketched
     }
