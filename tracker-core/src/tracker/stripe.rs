@@ -21,7 +21,8 @@
 //!   canonicalising only on a miss.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
-//!   largest sketch candidate, a write lock to sketch or evict). The one
+//!   largest sketch candidate, a write lock to sketch, to merge a
+//!   sketched page's oldest days, or to evict). The one
 //!   exception is a timed set that outgrew its reservation: under the
 //!   record's or sweep's own stripe lock, other pages of that stripe are
 //!   evicted until the growth fits (still one lock).
