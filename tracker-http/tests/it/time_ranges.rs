@@ -1,8 +1,8 @@
 //! Counts over time in process: `time` on every ingest path, the ranged
 //! `GET /distinct` and `GET /top`, `GET /series`, every time form and
 //! every refusal. The clock is the tracker's, set by hand, so relative
-//! times have fixed answers. A month back-filled over a real socket is
-//! in `socket.rs`.
+//! times have fixed answers. Last, a month back-filled into the real
+//! binary over every ingest path, checked against a model.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -493,4 +493,206 @@ async fn the_clock_moves_open_ranges_along() {
     let tomorrow = ok(&app, "/distinct?url=/m&from=now").await;
     assert_eq!(tomorrow["from"], "2026-11-09T00:00:00Z");
     assert_eq!(tomorrow["distinct_visitors"], 0);
+}
+
+/// Seconds in a day.
+const DAY: u64 = 86_400;
+/// Days back-filled.
+const DAYS: u64 = 30;
+/// The pages back-filled.
+const PAGES: [&str; 4] = [
+    "https://shop.example/",
+    "https://shop.example/pricing",
+    "https://shop.example/docs",
+    "https://blog.example/post",
+];
+/// Per (page or site, day since the start): the visitors seen.
+type DayModel = std::collections::BTreeMap<(&'static str, u64), std::collections::HashSet<String>>;
+
+/// A month back-filled into the real binary over every ingest path (one
+/// event per request, JSON and NDJSON batches, a WebSocket), each event
+/// at its own time, then checked against a model that keeps every
+/// (page, visitor, day); and again after a crash (`kill -9`) and a
+/// restart from the data directory, whose log keeps each event's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_filled_month_gives_the_models_daily_series() {
+    use futures_util::{SinkExt, StreamExt};
+    use test_support::process::{Server, json_of};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const WITHIN: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", dir.path().to_str().unwrap()];
+    let mut server = Server::start(crate::TRACKER_HTTP, &args);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+
+    // The 30 whole UTC days before today: all in the past, whenever the
+    // test runs.
+    let today = Timestamp::from(std::time::SystemTime::now()).as_millis() / 1000 / DAY * DAY;
+    let start = today - DAYS * DAY;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |below: u64| {
+        // xorshift64: a fixed stream, so a failure replays.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % below
+    };
+    let mut events = Vec::new();
+    let (mut by_page, mut by_site) = (DayModel::new(), DayModel::new());
+    for i in 0..3_000u64 {
+        let url = PAGES[next(PAGES.len() as u64) as usize];
+        let visitor = format!("v{}", next(400));
+        let secs = start + next(DAYS * DAY);
+        let day = (secs - start) / DAY;
+        // Half as unix seconds, half as RFC 3339.
+        let time = if i % 2 == 0 {
+            json!(secs)
+        } else {
+            json!(Timestamp::from_millis(secs * 1000).to_rfc3339())
+        };
+        by_page
+            .entry((url, day))
+            .or_default()
+            .insert(visitor.clone());
+        let site = if url.contains("shop") {
+            "shop.example"
+        } else {
+            "blog.example"
+        };
+        by_site
+            .entry((site, day))
+            .or_default()
+            .insert(visitor.clone());
+        events.push(json!({"visitor": visitor, "url": url, "time": time}));
+    }
+
+    // 100 one by one, then JSON batches, NDJSON batches and a WebSocket.
+    let (single, rest) = events.split_at(100);
+    for event in single {
+        let answer = client
+            .post(server.url("/events"))
+            .json(event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
+    }
+    let (json_batches, rest) = rest.split_at(1_200);
+    let (ndjson_batches, streamed) = rest.split_at(1_000);
+    for chunk in json_batches.chunks(300) {
+        let reply = json_of(client.post(server.url("/events/batch")).json(chunk)).await;
+        assert_eq!(reply["accepted"], chunk.len(), "{reply}");
+    }
+    for chunk in ndjson_batches.chunks(250) {
+        let body: Vec<String> = chunk.iter().map(Value::to_string).collect();
+        let request = client
+            .post(server.url("/events/batch"))
+            .header("content-type", "application/x-ndjson")
+            .body(body.join("\n"));
+        let reply = json_of(request).await;
+        assert_eq!(reply["accepted"], chunk.len(), "{reply}");
+    }
+    let ws = server.url("/events/ws?ack=true").replacen("http", "ws", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+    for chunk in streamed.chunks(100) {
+        let text = Value::from(chunk.to_vec()).to_string();
+        socket.send(Message::text(text)).await.unwrap();
+        let ack = tokio::time::timeout(WITHIN, socket.next())
+            .await
+            .expect("an acknowledgement within the deadline")
+            .expect("the socket stays open")
+            .unwrap();
+        let ack: Value = serde_json::from_str(ack.to_text().unwrap()).unwrap();
+        assert_eq!(ack["accepted"], chunk.len(), "{ack}");
+    }
+    socket.close(None).await.unwrap();
+
+    check_month(&server, &client, start, &by_page, &by_site).await;
+    server.kill_9();
+    let server = Server::start(crate::TRACKER_HTTP, &args);
+    server.wait_ready(&client, WITHIN).await;
+    check_month(&server, &client, start, &by_page, &by_site).await;
+}
+
+/// The daily series of every page and site, and the top pages and each
+/// page's count over the month and over a week of it, against the model.
+async fn check_month(
+    server: &test_support::process::Server,
+    client: &reqwest::Client,
+    start: u64,
+    by_page: &DayModel,
+    by_site: &DayModel,
+) {
+    use std::collections::HashSet;
+    use test_support::process::json_of;
+
+    let day_text = |day: u64| Timestamp::from_millis((start + day * DAY) * 1000).to_rfc3339();
+    let read = |query: String| json_of(client.get(server.url(&query)));
+    let range = format!("from={}&till={}", day_text(0), day_text(DAYS));
+    let check_series = |series: &Value, model: &DayModel, key: &str| {
+        assert_eq!(series["step"], "1d");
+        assert_eq!(
+            (&series["from"], &series["till"]),
+            (&json!(day_text(0)), &json!(day_text(DAYS)))
+        );
+        let points = series["points"].as_array().unwrap();
+        assert_eq!(points.len(), DAYS as usize, "{series}");
+        for (day, point) in (0..).zip(points) {
+            let expected = model.get(&(key, day)).map_or(0, HashSet::len);
+            assert_eq!(
+                (&point["from"], &point["till"], &point["exact"]),
+                (
+                    &json!(day_text(day)),
+                    &json!(day_text(day + 1)),
+                    &json!(true)
+                )
+            );
+            assert_eq!(point["distinct_visitors"], expected, "{key} day {day}");
+        }
+    };
+    for url in PAGES {
+        let series = read(format!("/series?url={url}&{range}&step=1d")).await;
+        check_series(&series, by_page, url);
+    }
+    for site in ["shop.example", "blog.example"] {
+        let series = read(format!("/series?site={site}&{range}&step=24h")).await;
+        check_series(&series, by_site, site);
+    }
+
+    // The month as one range, and a week of it: unions of days.
+    let union = |url: &str, days: std::ops::Range<u64>| {
+        days.filter_map(|d| by_page.get(&(url, d)))
+            .flatten()
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    for (from, till) in [(0, DAYS), (7, 14)] {
+        let window = format!("from={}&till={}", day_text(from), day_text(till));
+        let mut expected: Vec<(usize, &str)> = PAGES
+            .iter()
+            .map(|url| (union(url, from..till), *url))
+            .collect();
+        expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        let top = read(format!("/top?limit=4&{window}")).await;
+        let got: Vec<(usize, &str)> = top["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let n = p["distinct_visitors"].as_u64().unwrap() as usize;
+                (n, p["url"].as_str().unwrap())
+            })
+            .collect();
+        assert_eq!(got, expected, "top of days {from}..{till}");
+        for url in PAGES {
+            let answer = read(format!("/distinct?url={url}&{window}")).await;
+            assert_eq!(
+                answer["distinct_visitors"],
+                union(url, from..till),
+                "{url} {window}"
+            );
+        }
+    }
 }
