@@ -696,3 +696,52 @@ async fn check_month(
         }
     }
 }
+
+#[tokio::test]
+async fn times_ahead_of_the_clock_or_before_the_retention_are_refused() {
+    let retention = Duration::from_secs(30 * DAY);
+    let (app, _) = app_with(
+        Tracker::builder().retention(retention),
+        HttpLimits::standard(),
+    );
+    // Kept: the oldest hour retained (30 days, the current hour being
+    // the last), and up to a minute ahead of the clock.
+    for time in ["2026-10-09T13:00:00Z", "2026-11-08T12:31:00Z", "-1d", "now"] {
+        let answer = record_timed(&app, "ok", "/r", json!(time)).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{time}");
+    }
+    for (time, code) in [
+        (json!("2026-10-09T12:59:59Z"), "before_retention"),
+        (json!("-31d"), "before_retention"),
+        (json!(0), "before_retention"),
+        (json!("2026-11-08T12:31:01Z"), "from_the_future"),
+        (json!("2027-01-01"), "from_the_future"),
+    ] {
+        let answer = record_timed(&app, "no", "/r", time.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{time}");
+        assert_eq!(answer.error_code(), code, "{time}");
+    }
+    // In a batch, each such event is refused alone.
+    let batch = json!([
+        {"visitor": "a", "url": "/r", "time": "2027-01-01"},
+        {"visitor": "b", "url": "/r", "time": "-1h"},
+        {"visitor": "c", "url": "/r", "time": "2020-01-01"},
+    ]);
+    let reply = post(&app, "/events/batch", "application/json", batch.to_string()).await;
+    let reply = reply.json();
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    let codes: Vec<&Value> = reply["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["error"]["code"])
+        .collect();
+    assert_eq!(
+        codes,
+        [&json!("from_the_future"), &json!("before_retention")]
+    );
+    // Without a retention, any past time is kept.
+    let (app, _) = hourly();
+    let answer = record_timed(&app, "old", "/r", json!("1970-01-01T00:00:00Z")).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+}
