@@ -438,6 +438,31 @@ async fn every_ingest_path_takes_a_time_and_refuses_a_bad_one_alone() {
 }
 
 #[tokio::test]
+async fn stats_say_the_time_settings() {
+    let (app, _) = app_with(
+        Tracker::builder()
+            .bucket(Duration::from_secs(900))
+            .retention(Duration::from_secs(90 * DAY))
+            .max_points(200),
+        HttpLimits::standard(),
+    );
+    let stats = ok(&app, "/stats").await;
+    assert_eq!(
+        (
+            &stats["bucket_seconds"],
+            &stats["retention_seconds"],
+            &stats["max_points"]
+        ),
+        (&json!(900), &json!(90 * DAY), &json!(200))
+    );
+    let stats = ok(&hourly().0, "/stats").await;
+    assert_eq!(
+        (&stats["bucket_seconds"], &stats["retention_seconds"]),
+        (&json!(3600), &json!(null))
+    );
+}
+
+#[tokio::test]
 async fn series_is_a_guarded_read() {
     let limits = HttpLimits {
         auth_token: Some("s3cret".into()),
