@@ -540,11 +540,11 @@ impl Stripe {
             .pages
             .find_mut(url_hash, |p| hasher.hash_one(&*p.url) == url_hash)?;
         let before = page.visitors.heap_bytes();
-        if page.visitors.is_sketch() || page.visitors.sketched_bytes(expiry) >= before {
+        if page.visitors.is_sketch() || page.visitors.sketched_bytes(expiry, self.width) >= before {
             return None;
         }
         let pairs = page.visitors.pairs() as u64;
-        page.visitors.convert_to_sketch(expiry);
+        page.visitors.convert_to_sketch(expiry, self.width);
         let after = page.visitors.heap_bytes();
         self.pairs -= pairs;
         self.sketched += 1;
