@@ -770,3 +770,43 @@ async fn times_ahead_of_the_clock_or_before_the_retention_are_refused() {
     let answer = record_timed(&app, "old", "/r", json!("1970-01-01T00:00:00Z")).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED);
 }
+
+/// A page sketched under the memory budget answers ranges as estimates:
+/// `exact: false` with its relative `error`, on the whole UTC days it
+/// covers, in `/distinct`, each `/series` point and `/top`.
+#[tokio::test]
+async fn estimates_say_so_with_their_error() {
+    use tracker_core::MemoryPolicy;
+
+    let clock = ManualClock::new(at("2026-11-04T00:00:00Z"));
+    let tracker = Tracker::builder()
+        .stripes(2)
+        .max_memory(150_000)
+        .memory_policy(MemoryPolicy::Sketch)
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let start = at("2026-11-01").as_millis();
+    for i in 0..30_000u64 {
+        let when = Timestamp::from_millis(start + i * 3 * DAY * 1000 / 30_000);
+        tracker
+            .record_at(&format!("v{}", i % 20_000), "/big", when)
+            .unwrap();
+    }
+    let app = app(AppState::new(Arc::new(tracker), HttpLimits::standard()));
+    let estimate = |body: &Value| {
+        assert_eq!(body["exact"], false, "{body}");
+        let error = body["error"].as_f64().expect("an estimate has its error");
+        assert!(error > 0.0 && error < 0.1, "{body}");
+    };
+    let range = ok(&app, "/distinct?url=/big&from=2026-11-02T06:00:00Z").await;
+    estimate(&range);
+    // Widened to the whole day the sketch keeps.
+    assert_eq!(range["from"], "2026-11-02T00:00:00Z");
+    let series = ok(&app, "/series?url=/big&from=2026-11-01&till=2026-11-04").await;
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    points.iter().for_each(estimate);
+    let top = ok(&app, "/top?from=2026-11-01&limit=1").await;
+    estimate(&top["pages"][0]);
+}
