@@ -227,7 +227,12 @@ impl Stripe {
                 let held = page.visitors.heap_bytes();
                 page.visitors
                     .grow_and_insert(visitor, tick, self.width, expiry);
-                if VisitorSet::became_sketch_worthy(held, held + bytes, expiry.is_some()) {
+                let after = page.visitors.heap_bytes();
+                if timed_before.is_none() && after < held + bytes {
+                    // The arena was compacted: less than reserved is held.
+                    budget.release(held + bytes - after);
+                }
+                if VisitorSet::became_sketch_worthy(held, after, expiry.is_some()) {
                     self.sketch_worthy.push(url_hash);
                 }
                 if expiry.is_none_or(|e| e.is_live(was)) {

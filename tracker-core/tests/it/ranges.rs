@@ -288,7 +288,7 @@ fn the_budget_holds_with_returning_visitors() {
     let clock = ManualClock::new(at(START));
     let tracker = Tracker::builder()
         .stripes(2)
-        .max_memory(200_000)
+        .max_memory(80_000)
         .memory_policy(MemoryPolicy::Reject)
         .clock(Arc::new(clock.clone()))
         .build()
@@ -304,11 +304,11 @@ fn the_budget_holds_with_returning_visitors() {
         }
         clock.advance(Duration::from_secs(DAY));
         let stats = tracker.stats();
-        assert!(stats.bytes <= 200_000, "day {day}: {stats:?}");
+        assert!(stats.bytes <= 80_000, "day {day}: {stats:?}");
     }
     assert!(
         refused > 0,
-        "60 days of 400 returning visitors outgrow 200 kB"
+        "60 days of 400 returning visitors outgrow 80 kB"
     );
     let held = tracker.stats().bytes;
     for v in 0..400 {
