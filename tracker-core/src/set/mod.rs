@@ -24,8 +24,9 @@ use crate::set::history::{History, HistoryInsert, Sketched};
 use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 pub(crate) use crate::set::visitor_table::Insert;
+use crate::set::visitor_table::TableInsert;
 use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
-use crate::set::word_table::{Visit, WordTable};
+use crate::set::word_table::{Visit, WordTable, Words};
 use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
 use crate::time::{Bucketing, Series};
@@ -55,7 +56,10 @@ pub(crate) enum VisitorSet {
     /// sets only), the last-recorded tick, and the slots.
     Inline(u8, u16, u32, [u64; INLINE]),
     /// An open-addressing table of hashes with their activity words.
-    Table(u32, Box<WordTable<1>>),
+    Table(u32, VisitorTable<1>),
+    /// The same once a pair was seen in a second bucket: the table boxed
+    /// with the page's arena of runs.
+    TableRuns(u32, Box<WordTable<1>>),
     /// Hashes with their latest ticks and activity words (with a TTL).
     Timed(u32, Box<TimedTable>),
     /// A cardinality sketch of the hashes, and one per day of history:
@@ -142,7 +146,10 @@ impl VisitorSet {
                 .filter(|&(_, t)| expiry.is_none_or(|e| e.is_live(t)))
                 .filter(|&(_, t)| range.contains(&u64::from(t / width)))
                 .count() as u64,
-            (VisitorSet::Table(_, table), _) => table.count_in(range.clone(), |_| true),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .count_in(range.clone(), |_| true),
             (VisitorSet::Timed(_, table), Some(expiry)) => table.count_in(range.clone(), expiry),
             (VisitorSet::Timed(_, table), None) => table.words().count_in(range.clone(), |_| true),
         };
@@ -180,7 +187,10 @@ impl VisitorSet {
                     }
                 }
             }
-            (VisitorSet::Table(_, table), _) => table.count_points(series, |_| true, counts),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .count_points(series, |_| true, counts),
             (VisitorSet::Timed(_, table), Some(expiry)) => {
                 table.count_points(series, expiry, counts)
             }
@@ -228,13 +238,28 @@ impl VisitorSet {
                     }
                 }
             }
-            (VisitorSet::Table(_, table), _) => table.hashes_in(range, |_| true, |h| union.push(h)),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .hashes_in(range, |_| true, |h| union.push(h)),
             (VisitorSet::Timed(_, table), Some(expiry)) => {
                 table.hashes_in(range, expiry, |h| union.push(h))
             }
             (VisitorSet::Timed(_, table), None) => {
                 table.words().hashes_in(range, |_| true, |h| union.push(h))
             }
+        }
+    }
+
+    /// An untimed table's pairs and words.
+    fn untimed(&self) -> Option<Words<'_, 1>> {
+        match self {
+            VisitorSet::Table(_, table) => Some(Words {
+                table,
+                runs: &NO_RUNS,
+            }),
+            VisitorSet::TableRuns(_, table) => Some(table.words()),
+            _ => None,
         }
     }
 
@@ -248,6 +273,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(last, _)
+            | VisitorSet::TableRuns(last, _)
             | VisitorSet::Timed(last, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => *last,
@@ -261,6 +287,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(..) => {}
             VisitorSet::Table(last, _)
+            | VisitorSet::TableRuns(last, _)
             | VisitorSet::Timed(last, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
@@ -275,6 +302,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(_, table) => table.len(),
+            VisitorSet::TableRuns(_, table) => table.len(),
             VisitorSet::Timed(_, table) => table.stored(),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
@@ -396,6 +424,9 @@ impl VisitorSet {
                 set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t)))
             }
             (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
+                table.retain(|_, &mut [bucket]| bucket >= oldest_bucket)
+            }
+            (VisitorSet::TableRuns(_, table), None) if oldest_bucket > 0 => {
                 table.retain(oldest_bucket, |_, _| true)
             }
             (VisitorSet::Sketch(_, sketched), None) => {
@@ -486,7 +517,8 @@ impl VisitorSet {
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             VisitorSet::Inline(..) => 0,
-            VisitorSet::Table(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
+            VisitorSet::Table(_, table) => table.heap_bytes(),
+            VisitorSet::TableRuns(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, table) => table.heap_bytes(),
             VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
@@ -509,7 +541,17 @@ impl VisitorSet {
         debug_assert_ne!(hash, 0);
         let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => match table.visit(hash, bucket, [bucket]) {
+            VisitorSet::Table(_, table) => match table.insert(hash, [bucket]) {
+                TableInsert::Added(_) => Insert::Added,
+                TableInsert::Grow(bytes) => Insert::Grow(bytes),
+                TableInsert::Present(slot) if table.value(slot, 0) == bucket => Insert::Present,
+                // A second bucket: the table takes on an arena.
+                TableInsert::Present(_) => Insert::GrowKnown {
+                    bytes: WORD_TABLE_BYTES + Runs::FIRST_RUN_BYTES,
+                    was: 0,
+                },
+            },
+            VisitorSet::TableRuns(_, table) => match table.visit(hash, bucket, [bucket]) {
                 Visit::Added => Insert::Added,
                 Visit::Known { .. } => Insert::Present,
                 Visit::GrowTable(bytes) => Insert::Grow(bytes),
@@ -564,7 +606,21 @@ impl VisitorSet {
     ) {
         let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => {
+            VisitorSet::Table(last, table) => {
+                if table.find(hash).is_none() {
+                    table.grow_and_insert(hash, [bucket]);
+                    return;
+                }
+                let last = *last;
+                let table = std::mem::replace(table, VisitorTable::placeholder());
+                let mut boxed = Box::new(WordTable {
+                    table,
+                    runs: Runs::default(),
+                });
+                boxed.grow_and_visit(hash, bucket, [bucket]);
+                *self = VisitorSet::TableRuns(last, boxed);
+            }
+            VisitorSet::TableRuns(_, table) => {
                 table.grow_and_visit(hash, bucket, [bucket]);
             }
             VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick, bucket),
@@ -584,16 +640,18 @@ impl VisitorSet {
                 let pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
                 match expiry {
                     None => {
-                        let mut table = Box::new(WordTable::new());
+                        let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
                         for &(h, t) in &pairs {
-                            table.insert_with_buckets(h, [0], &[t / width]);
-                        }
-                        if let Visit::GrowRuns { .. } | Visit::GrowTable(_) =
-                            table.visit(hash, bucket, [bucket])
-                        {
-                            table.grow_and_visit(hash, bucket, [bucket]);
+                            table.insert_growing(h, [t / width]);
                         }
                         *self = VisitorSet::Table(last, table);
+                        // The table has room for a third pair; a known one
+                        // in a second bucket boxes it with an arena.
+                        if let Insert::Grow(_) | Insert::GrowKnown { .. } =
+                            self.insert(hash, tick, width, None)
+                        {
+                            self.grow_and_insert(hash, tick, width, None);
+                        }
                     }
                     Some(expiry) => {
                         let buckets: Vec<[u32; 1]> =
@@ -624,6 +682,7 @@ impl VisitorSet {
     pub(crate) fn reserve(&mut self, len: usize) {
         match self {
             VisitorSet::Table(_, table) => table.reserve(len),
+            VisitorSet::TableRuns(_, table) => table.reserve(len),
             VisitorSet::Timed(_, table) => table.reserve(len),
             _ => {}
         }
@@ -642,7 +701,12 @@ impl VisitorSet {
     pub(crate) fn entries(&self) -> Box<dyn Iterator<Item = (u64, u32)> + '_> {
         match self {
             VisitorSet::Inline(..) => Box::new(self.inline_ticks()),
-            VisitorSet::Table(_, table) => Box::new(table.pairs().map(|(h, _)| (h, 0))),
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => Box::new(
+                self.untimed()
+                    .expect("an untimed table")
+                    .pairs()
+                    .map(|(h, _)| (h, 0)),
+            ),
             VisitorSet::Timed(_, table) => Box::new(table.entries()),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => Box::new(std::iter::empty()),
         }
@@ -657,9 +721,10 @@ impl VisitorSet {
                     f(h, t, &[t / width]);
                 }
             }
-            VisitorSet::Table(_, table) => {
-                for (h, [word]) in table.pairs() {
-                    f(h, 0, table.buckets(&word));
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => {
+                let words = self.untimed().expect("an untimed table");
+                for (h, [word]) in words.pairs() {
+                    f(h, 0, words.buckets(&word));
                 }
             }
             VisitorSet::Timed(_, table) => {
@@ -682,17 +747,21 @@ impl VisitorSet {
 /// Heap bytes of an untimed table's boxed record (table handle and arena).
 const WORD_TABLE_BYTES: usize = std::mem::size_of::<WordTable<1>>();
 
+/// The arena of a table none of whose pairs has a run.
+static NO_RUNS: Runs = Runs::EMPTY;
+
 /// Heap bytes an inline set takes on as a table: the record, the
 /// smallest table, and with `runs` the first run of a pair seen in a
 /// second bucket. (A timed table's horizon is reconciled after, as every
 /// timed write's is.)
 fn inline_to_table_bytes(timed: bool, runs: bool) -> usize {
-    let table = if timed {
-        MIN_TIMED_BYTES
-    } else {
-        WORD_TABLE_BYTES + VisitorTable::<1>::bytes_for(MIN_CAPACITY)
-    };
-    table + if runs { Runs::FIRST_RUN_BYTES } else { 0 }
+    match (timed, runs) {
+        (true, runs) => MIN_TIMED_BYTES + if runs { Runs::FIRST_RUN_BYTES } else { 0 },
+        (false, false) => VisitorTable::<1>::bytes_for(MIN_CAPACITY),
+        (false, true) => {
+            VisitorTable::<1>::bytes_for(MIN_CAPACITY) + WORD_TABLE_BYTES + Runs::FIRST_RUN_BYTES
+        }
+    }
 }
 
 fn age(high: u8, low: u16) -> u32 {
@@ -776,7 +845,7 @@ mod tests {
         }
         assert_eq!(set.heap_bytes(), 0);
         assert!(set.insert_growing(99));
-        assert_eq!(set.heap_bytes(), 96);
+        assert_eq!(set.heap_bytes(), 48);
         assert_eq!(set.pairs(), INLINE + 1);
         for h in (1..=INLINE as u64).chain([99]) {
             assert!(!set.insert_growing(h));

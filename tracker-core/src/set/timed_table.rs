@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use crate::set::horizon::Horizon;
 use crate::set::visitor_table::{Insert, MIN_CAPACITY, VisitorTable};
-use crate::set::word_table::{Visit, WordTable};
+use crate::set::word_table::{Visit, WordTable, Words};
 use crate::time::Series;
 use crate::time::ttl::Expiry;
 
@@ -38,7 +38,10 @@ impl TimedTable {
         for (hash, tick, buckets) in pairs {
             table.insert_with_buckets(hash, [tick, 0], buckets);
         }
-        let horizon = Horizon::cut(table.pairs().map(|(_, v)| v[TICK]), expiry.oldest_live());
+        let horizon = Horizon::cut(
+            table.words().pairs().map(|(_, v)| v[TICK]),
+            expiry.oldest_live(),
+        );
         Self {
             pairs: table,
             horizon,
@@ -58,7 +61,11 @@ impl TimedTable {
         let expired = if self.horizon.covers(oldest) {
             self.horizon.expired_at(oldest)
         } else {
-            self.pairs.pairs().filter(|(_, v)| v[TICK] < oldest).count()
+            self.pairs
+                .words()
+                .pairs()
+                .filter(|(_, v)| v[TICK] < oldest)
+                .count()
         };
         self.pairs.len() - expired
     }
@@ -94,7 +101,7 @@ impl TimedTable {
         let dropped = self
             .pairs
             .retain(oldest_bucket, |_, values| values[TICK] >= oldest);
-        self.horizon = Horizon::cut(self.pairs.pairs().map(|(_, v)| v[TICK]), oldest);
+        self.horizon = Horizon::cut(self.pairs.words().pairs().map(|(_, v)| v[TICK]), oldest);
         dropped
     }
 
@@ -157,28 +164,33 @@ impl TimedTable {
 
     /// The pairs with their ticks, in table order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.pairs.pairs().map(|(h, v)| (h, v[TICK]))
+        self.pairs.words().pairs().map(|(h, v)| (h, v[TICK]))
     }
 
     /// The pairs with their ticks and words, in table order.
-    pub(crate) fn words(&self) -> &WordTable<2> {
-        &self.pairs
+    pub(crate) fn words(&self) -> Words<'_, 2> {
+        self.pairs.words()
     }
 
     /// Live pairs seen in `range`.
     pub(crate) fn count_in(&self, range: Range<u64>, expiry: Expiry) -> u64 {
-        self.pairs.count_in(range, |v| expiry.is_live(v[TICK]))
+        self.pairs
+            .words()
+            .count_in(range, |v| expiry.is_live(v[TICK]))
     }
 
     /// Counts live pairs per point of `series`.
     pub(crate) fn count_points(&self, series: &Series, expiry: Expiry, counts: &mut [u32]) {
         self.pairs
+            .words()
             .count_points(series, |v| expiry.is_live(v[TICK]), counts);
     }
 
     /// Calls `f` with every live pair seen in `range`.
     pub(crate) fn hashes_in(&self, range: Range<u64>, expiry: Expiry, f: impl FnMut(u64)) {
-        self.pairs.hashes_in(range, |v| expiry.is_live(v[TICK]), f);
+        self.pairs
+            .words()
+            .hashes_in(range, |v| expiry.is_live(v[TICK]), f);
     }
 }
 
