@@ -213,7 +213,7 @@ pub use canonical_url::{
 pub use error::{ConfigError, Field, TrackerError};
 #[doc(no_inline)]
 pub use persist::{Background, Cadence};
-pub use report::{Distinct, PageCount, Recorded, Stats};
+pub use report::{Distinct, PageCount, RangeDistinct, RangeTop, Recorded, SeriesCounts, Stats};
 pub use time::clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use time::ttl::{MAX_CLOCK_SKEW, MAX_TTL};
 pub use time::{

@@ -84,6 +84,7 @@ impl<'a> Sender<'a> {
 pub(crate) async fn record_visit(
     state: &AppState,
     url: &str,
+    at: Option<tracker_core::Timestamp>,
     sender: &Sender<'_>,
     flagged: bool,
 ) -> Result<(), AppError> {
@@ -109,7 +110,7 @@ pub(crate) async fn record_visit(
         )
         .map_err(|e| AppError::Storage(e.to_string()))?;
     // Recording checks the URL (a 400 for what is not a page).
-    let recorded = store.record(visitor.as_str(), url).await?;
+    let recorded = store.record(visitor.as_str(), url, at).await?;
     state.metrics.event(recorded);
     Ok(())
 }
@@ -155,7 +156,7 @@ pub async fn plausible_event(
     let body = read_event_body(&state, &parts.headers, body).await?;
     let event: PlausibleEvent = parse_json(&body)?;
     if event.n == "pageview" {
-        record_visit(&state, &event.u, &Sender::of(&state, &parts), false).await?;
+        record_visit(&state, &event.u, None, &Sender::of(&state, &parts), false).await?;
     } else {
         state.store()?.tracker().canonicalize(&event.u)?;
         state.metrics.custom_event(&event.n);
@@ -213,7 +214,7 @@ pub async fn count(State(state): State<AppState>, request: Request) -> Result<Re
         .and_then(|b| b.trim().parse::<u32>().ok())
         .is_some_and(|b| b >= 150);
     let url = resolve(&path, &parts.headers, state.limits.browser.site.as_deref());
-    record_visit(&state, &url, &Sender::of(&state, &parts), flagged).await?;
+    record_visit(&state, &url, None, &Sender::of(&state, &parts), flagged).await?;
     Ok(pixel())
 }
 

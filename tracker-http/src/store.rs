@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
-use tracker_core::{Recorded, Tracker};
+use tracker_core::{Recorded, Timestamp, Tracker};
 
 use crate::error::AppError;
 
@@ -74,26 +74,32 @@ impl Store {
         }
     }
 
-    /// Records that `visitor` visited `url`; returns once the event is as
-    /// durable as the fsync policy promises.
+    /// Records that `visitor` visited `url` at `at` (now, by the tracker's
+    /// clock, if `None`); returns once the event is as durable as the
+    /// fsync policy promises. The log keeps the event's time.
     ///
     /// The durable path applies the event and queues its log frame in
     /// place (microseconds), then awaits the log's writer thread: the
     /// request yields its runtime worker while its group is written and
     /// synced, so no thread waits per request and concurrent requests share
     /// one fsync.
-    pub async fn record(&self, visitor: &str, url: &str) -> Result<Recorded, AppError> {
+    pub async fn record(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Recorded, AppError> {
         match self {
-            Store::Memory(tracker) => Ok(tracker.record(visitor, url)?),
+            Store::Memory(tracker) => Ok(record(tracker, visitor, url, at)?),
             Store::Durable { durable, .. } => {
-                let submitted = durable.submit(visitor, url)?;
+                let submitted = durable.submit_at(visitor, url, at)?;
                 submitted.durable.await.map_err(DurableError::from)?;
                 Ok(submitted.recorded)
             }
         }
     }
 
-    /// Records a batch of `(visitor, url)` events, pushing each one's
+    /// Records a batch of `(visitor, url, at)` events, pushing each one's
     /// outcome onto `outcomes` in order (a refused event never refuses
     /// the others); returns once the accepted ones are as durable as the
     /// fsync policy promises. Durable: one log write for the batch, and an
@@ -103,20 +109,18 @@ impl Store {
     /// in the core can replace that loop without changing this signature.
     pub async fn record_batch(
         &self,
-        events: &[(&str, &str)],
+        events: &[(&str, &str, Option<Timestamp>)],
         outcomes: &mut Vec<Result<Recorded, AppError>>,
     ) -> Result<(), AppError> {
         match self {
             Store::Memory(tracker) => {
-                outcomes.extend(
-                    events.iter().map(|&(visitor, url)| {
-                        tracker.record(visitor, url).map_err(AppError::from)
-                    }),
-                );
+                outcomes.extend(events.iter().map(|&(visitor, url, at)| {
+                    record(tracker, visitor, url, at).map_err(AppError::from)
+                }));
             }
             Store::Durable { durable, .. } => {
                 let mut batch = DurableBatch::default();
-                let append = durable.submit_batch(events.iter().copied(), &mut batch);
+                let append = durable.submit_batch_at(events.iter().copied(), &mut batch);
                 append.await.map_err(DurableError::from)?;
                 outcomes.extend(batch.outcomes().iter().map(|o| match o {
                     Ok(recorded) => Ok(*recorded),
@@ -126,5 +130,18 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// One in-memory record, at the event's own time if it has one.
+fn record(
+    tracker: &Tracker,
+    visitor: &str,
+    url: &str,
+    at: Option<Timestamp>,
+) -> Result<Recorded, tracker_core::TrackerError> {
+    match at {
+        Some(at) => tracker.record_at(visitor, url, at),
+        None => tracker.record(visitor, url),
     }
 }

@@ -15,6 +15,8 @@ pub(crate) mod timed_table;
 pub(crate) mod visitor_hash;
 pub(crate) mod visitor_table;
 
+use std::ops::Range;
+
 use crate::report::Distinct;
 use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
@@ -22,6 +24,8 @@ pub(crate) use crate::set::visitor_table::Insert;
 use crate::set::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
 use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
+use crate::time::{Bucketing, Series};
+use crate::tracker::ranges::Union;
 
 /// Heap bytes of a page's set in sketch form (the boxed sketch).
 const SKETCH_BYTES: usize =
@@ -56,10 +60,82 @@ pub(crate) enum VisitorSet {
     TimedSketch(u32, Box<TimedSketch>),
 }
 
+/// What a set needs to know to answer a range besides the range.
+#[derive(Debug, Clone)]
+pub(crate) struct Ask {
+    /// The buckets pairs may be held in now (the retention to the end of
+    /// the current bucket).
+    pub(crate) held: Range<u64>,
+    /// The tracker's buckets.
+    pub(crate) bucketing: Bucketing,
+}
+
+/// A set's answer for a range of buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Between {
+    pub(crate) distinct: Distinct,
+    /// The buckets the count covers: the range asked, or a wider one when
+    /// the set cannot tell its visits apart that finely.
+    pub(crate) covered: Range<u64>,
+}
+
 /// The largest age the inline form stores: 24 bits.
 const MAX_INLINE_AGE: u32 = (1 << 24) - 1;
 
 impl VisitorSet {
+    /// The distinct visitors seen in the buckets `range`.
+    ///
+    /// The sets keep no buckets yet (issue 12's next step), so every set
+    /// answers over everything it may hold: the count of all its pairs,
+    /// covering `range` widened to the held buckets and the page's latest.
+    pub(crate) fn between(&self, range: Range<u64>, ask: &Ask, expiry: Option<Expiry>) -> Between {
+        Between {
+            distinct: self.count(expiry),
+            covered: self.everything(range, ask),
+        }
+    }
+
+    /// `range` widened to every bucket the set may hold a pair in.
+    fn everything(&self, range: Range<u64>, ask: &Ask) -> Range<u64> {
+        let latest = u64::from(self.last_recorded()) / ask.bucketing.width().as_secs() + 1;
+        range.start.min(ask.held.start)..range.end.max(ask.held.end).max(latest)
+    }
+
+    /// Adds each point's exact count of the set's visitors to `counts`
+    /// (one per point of `series`), if the set can tell its visits apart
+    /// by point; returns false, with `counts` unchanged, if not (the
+    /// caller then asks [`between`](Self::between) for each point).
+    pub(crate) fn count_points(
+        &self,
+        _series: &Series,
+        _expiry: Option<Expiry>,
+        _counts: &mut [u64],
+    ) -> bool {
+        false
+    }
+
+    /// Adds the visitors seen in the union's range to it: exact pairs as
+    /// hashes, sketches merged; widens it where the set cannot tell.
+    pub(crate) fn add_to_union(&self, union: &mut Union, ask: &Ask, expiry: Option<Expiry>) {
+        union.widen(self.everything(union.range(), ask));
+        match (self, expiry) {
+            (VisitorSet::Sketch(_, sketch), _) => union.merge(sketch),
+            (VisitorSet::TimedSketch(_, generations), Some(expiry)) => {
+                for sketch in generations.live(expiry) {
+                    union.merge(sketch);
+                }
+            }
+            (VisitorSet::TimedSketch(..), None) => {}
+            (set, _) => {
+                for (hash, tick) in set.entries() {
+                    if expiry.is_none_or(|e| e.is_live(tick)) {
+                        union.push(hash);
+                    }
+                }
+            }
+        }
+    }
+
     /// An empty set last recorded at `tick`.
     pub(crate) fn new(tick: u32) -> Self {
         VisitorSet::Inline(0, 0, tick, [0; INLINE])

@@ -2,6 +2,7 @@
 
 pub(crate) mod budget;
 pub(crate) mod config;
+pub(crate) mod ranges;
 #[cfg(all(test, feature = "shuttle"))]
 mod shuttle_tests;
 pub(crate) mod site;
@@ -17,6 +18,7 @@ use std::fmt;
 use crate::canonical_url::canonicalize;
 use crate::error::{ConfigError, Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
+use crate::set::page::Page;
 use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
 use crate::time::clock::Timestamp;
@@ -521,20 +523,38 @@ impl Tracker {
         &self,
         url: &'a str,
     ) -> Result<(Cow<'a, str>, Distinct), TrackerError> {
-        // The same fast path as `record_checked`: a stored key is canonical.
         let expiry = self.expiry_now();
+        let (page, count) = self.with_page_of(url, |page| page.visitors.count(expiry))?;
+        Ok((page, count.unwrap_or(Distinct::exact(0))))
+    }
+
+    /// `f` of the page `url` (after canonicalisation) under its stripe's
+    /// read lock, or `None` for an unknown page.
+    fn with_page<R>(&self, url: &str, f: impl Fn(&Page) -> R) -> Result<Option<R>, TrackerError> {
+        self.with_page_of(url, f).map(|(_, answer)| answer)
+    }
+
+    /// [`with_page`](Self::with_page), with the canonical URL: at most
+    /// two hash probes (the URL as sent, then its canonical form), each
+    /// under one read lock.
+    fn with_page_of<'a, R>(
+        &self,
+        url: &'a str,
+        f: impl Fn(&Page) -> R,
+    ) -> Result<(Cow<'a, str>, Option<R>), TrackerError> {
+        // The same fast path as `record_checked`: a stored key is canonical.
         let raw_hash = self.url_hasher.hash_one(url);
-        if let Some(count) = sync::read(self.stripe(raw_hash)).distinct(url, raw_hash, expiry) {
-            return Ok((Cow::Borrowed(url), count));
+        if let Some(answer) = sync::read(self.stripe(raw_hash)).with_page(url, raw_hash, &f) {
+            return Ok((Cow::Borrowed(url), Some(answer)));
         }
         let canonical = canonicalize(url, &self.config.url)?;
-        let count = if canonical == url {
+        let answer = if canonical == url {
             None
         } else {
             let url_hash = self.url_hasher.hash_one(&*canonical);
-            sync::read(self.stripe(url_hash)).distinct(&canonical, url_hash, expiry)
+            sync::read(self.stripe(url_hash)).with_page(&canonical, url_hash, &f)
         };
-        Ok((canonical, count.unwrap_or(Distinct::exact(0))))
+        Ok((canonical, answer))
     }
 
     /// The `k` pages with the most distinct visitors, most first; ties are
@@ -560,16 +580,27 @@ impl Tracker {
 
     /// [`top`](Self::top) among the pages whose URL `keep` accepts.
     fn top_matching(&self, k: usize, keep: impl Fn(&str) -> bool) -> Vec<PageCount> {
+        let expiry = self.expiry_now();
+        self.top_by(k, keep, |page| page.visitors.count(expiry))
+    }
+
+    /// The `k` pages `keep` accepts with the highest `count`, ranked as
+    /// [`top`](Self::top) ranks them.
+    fn top_by(
+        &self,
+        k: usize,
+        keep: impl Fn(&str) -> bool,
+        mut count: impl FnMut(&Page) -> Distinct,
+    ) -> Vec<PageCount> {
         if k == 0 {
             return Vec::new();
         }
         // A min-heap of the best k so far: its top is the row to beat.
         let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
-        let expiry = self.expiry_now();
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
             for page in stripe.pages().filter(|page| keep(&page.url)) {
-                let distinct = page.visitors.count(expiry);
+                let distinct = count(page);
                 if distinct.visitors == 0 {
                     // Every visitor expired; the sweep will remove it.
                     continue;

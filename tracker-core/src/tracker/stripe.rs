@@ -43,7 +43,7 @@
 
 use hashbrown::HashTable;
 
-use crate::report::{Distinct, Recorded};
+use crate::report::Recorded;
 use crate::set::page::Page;
 use crate::set::{Insert, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
@@ -573,15 +573,14 @@ impl Stripe {
         true
     }
 
-    /// The page's count, or `None` if the stripe does not have it.
-    pub(crate) fn distinct(
+    /// `f` of the page, or `None` if the stripe does not have it.
+    pub(crate) fn with_page<R>(
         &self,
         url: &str,
         url_hash: u64,
-        expiry: Option<Expiry>,
-    ) -> Option<Distinct> {
-        let page = self.pages.find(url_hash, |p| *p.url == *url)?;
-        Some(page.visitors.count(expiry))
+        f: impl FnOnce(&Page) -> R,
+    ) -> Option<R> {
+        self.pages.find(url_hash, |p| *p.url == *url).map(f)
     }
 
     /// Adds a page rebuilt from a snapshot, reserving its bytes (URL, set,
@@ -754,7 +753,7 @@ mod tests {
             StripeRecord::NeedRoom(32)
         );
         assert_eq!(
-            stripe.distinct(url, hash, None).map(|d| d.visitors),
+            stripe.with_page(url, hash, |p| p.visitors.count(None).visitors),
             Some(2)
         );
         assert_eq!(

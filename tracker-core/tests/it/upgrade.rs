@@ -196,3 +196,13 @@ fn payload_v1_opens_under_any_bucket() {
         u64::from(PAGES[3].2)
     );
 }
+
+#[test]
+fn payload_v2_plain_opens_with_its_counts() {
+    check_all_time_counts(2, "plain");
+}
+
+#[test]
+fn payload_v2_ttl_opens_with_its_counts() {
+    check_all_time_counts(2, "ttl");
+}
