@@ -59,12 +59,16 @@ impl EventTime<'_> {
 }
 
 /// The time of an optional `time`: `None` (now, by the tracker's clock)
-/// when absent.
+/// when absent; refused if the tracker would not keep a visit then (ahead
+/// of its clock, or before its retention: [`Tracker::check_time`]).
 pub(crate) fn event_time(
     time: Option<&EventTime<'_>>,
     tracker: &Tracker,
 ) -> Result<Option<Timestamp>, AppError> {
-    time.map(|t| t.at(tracker.config().clock.now())).transpose()
+    let Some(time) = time else { return Ok(None) };
+    let at = time.at(tracker.config().clock.now())?;
+    tracker.check_time(at)?;
+    Ok(Some(at))
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for EventTime<'a> {

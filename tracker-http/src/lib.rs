@@ -12,8 +12,8 @@
 //! on SIGHUP. The binary is glue over these.
 //!
 //! Endpoints: `POST /events`, `POST /events/batch`, `GET /events/ws`,
-//! `GET /distinct?url=`, `GET /top?limit=`,
-//! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
+//! `GET /distinct?url=|site=&from=&till=`, `GET /top?limit=&site=&from=&till=`,
+//! `GET /series?url=|site=&from=&till=&step=`, `GET /pages`, `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
 //! browsers `GET /tracker.js`, `POST /api/event` (Plausible's format) and
 //! `GET|POST /count` (GoatCounter's pixel); see [`browser`]. `GET /`
 //! serves the dashboard, static files embedded in the binary ([`assets`]).
@@ -51,6 +51,7 @@ pub mod middleware;
 pub mod ops;
 pub mod pages;
 pub mod query;
+pub mod ranges;
 pub mod rate_limit;
 pub mod router;
 pub mod server;

@@ -33,6 +33,8 @@ pub enum Route {
     Distinct,
     /// `/top`
     Top,
+    /// `/series`
+    Series,
     /// `/pages`
     Pages,
     /// `/stats`
@@ -48,13 +50,14 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 12] = [
+    const ALL: [Route; 13] = [
         Route::Events,
         Route::ApiEvent,
         Route::Count,
         Route::TrackerJs,
         Route::Distinct,
         Route::Top,
+        Route::Series,
         Route::Pages,
         Route::Stats,
         Route::Healthz,
@@ -72,6 +75,7 @@ impl Route {
             "/tracker.js" => Route::TrackerJs,
             "/distinct" => Route::Distinct,
             "/top" => Route::Top,
+            "/series" => Route::Series,
             "/pages" => Route::Pages,
             "/stats" => Route::Stats,
             "/healthz" => Route::Healthz,
@@ -90,6 +94,7 @@ impl Route {
             Route::TrackerJs => "/tracker.js",
             Route::Distinct => "/distinct",
             Route::Top => "/top",
+            Route::Series => "/series",
             Route::Pages => "/pages",
             Route::Stats => "/stats",
             Route::Healthz => "/healthz",

@@ -1,5 +1,6 @@
 //! The read endpoints: `GET /distinct`, `GET /top`, `GET /stats`
-//! (`GET /pages` is in `pages.rs`).
+//! (`GET /pages` is in `pages.rs`; `GET /series` and the ranged forms of
+//! `/distinct` and `/top` in `ranges.rs`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use tracker_core::persist::{DurableTracker, FsyncPolicy};
 use tracker_core::{Distinct, Field, TrackerError};
 
 use crate::error::AppError;
+use crate::ranges::{self, TopBody, Window, site_name};
 use crate::state::AppState;
 use crate::store::Recovered;
 
@@ -71,15 +73,19 @@ pub async fn distinct(
     request: Request,
 ) -> Result<Response, AppError> {
     let query = request.uri().query().unwrap_or("");
+    let tracker = state.tracker()?;
+    if let Some(window) = Window::of(query, tracker)? {
+        return Ok(Json(ranges::distinct(tracker, query, window)?).into_response());
+    }
     match (param(query, "url")?, param(query, "site")?) {
         (Some(url), None) => {
-            let (page, distinct) = state.tracker()?.distinct_of_page(&url)?;
+            let (page, distinct) = tracker.distinct_of_page(&url)?;
             Ok(Json(DistinctBody::new(page, distinct)).into_response())
         }
         (None, Some(site)) => {
-            let distinct = state.tracker()?.site_distinct(&site)?;
+            let distinct = tracker.site_distinct(&site)?;
             Ok(Json(SiteDistinctBody {
-                site: site.trim().to_ascii_lowercase(),
+                site: site_name(&site),
                 distinct_visitors: distinct.visitors,
                 exact: distinct.exact,
                 error: distinct.relative_error,
@@ -95,15 +101,9 @@ pub async fn distinct(
     }
 }
 
-/// The answer of `GET /top`.
-#[derive(Debug, Serialize)]
-pub struct TopBody<'a> {
-    /// The pages with most distinct visitors, most first.
-    pub pages: Vec<DistinctBody<'a>>,
-}
-
-/// `GET /top?limit=N[&site=HOST]`: the N pages with most distinct
-/// visitors, of every site or of one.
+/// `GET /top?limit=N[&site=HOST][&from=&till=]`: the N pages with most
+/// distinct visitors, of every site or of one, all-time (or in the TTL
+/// window) or in a range.
 pub async fn top(
     State(state): State<AppState>,
     request: Request,
@@ -123,7 +123,11 @@ pub async fn top(
             })?,
     };
     let tracker = state.tracker()?;
-    let rows = match param(query, "site")? {
+    let site = param(query, "site")?;
+    if let Some(window) = Window::of(query, tracker)? {
+        return Ok(Json(ranges::top(tracker, limit, site.as_deref(), window)?));
+    }
+    let rows = match site {
         None => tracker.top(limit),
         Some(site) => tracker.top_of_site(limit, &site)?,
     };
@@ -131,7 +135,7 @@ pub async fn top(
         .into_iter()
         .map(|row| DistinctBody::new(row.url.into(), row.distinct))
         .collect();
-    Ok(Json(TopBody { pages }))
+    Ok(Json(TopBody { pages, range: None }))
 }
 
 /// The answer of `GET /stats`. New core figures become new fields.

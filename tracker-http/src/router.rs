@@ -9,7 +9,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::AppError;
 use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
 use crate::state::AppState;
-use crate::{assets, batch, browser, ingest, ops, pages, query, ws};
+use crate::{assets, batch, browser, ingest, ops, pages, query, ranges, ws};
 
 /// The service's router over `state`; serve it, or call it in-process.
 ///
@@ -39,6 +39,7 @@ pub fn routes(state: AppState) -> Router {
         Router::new()
             .route("/distinct", get(query::distinct))
             .route("/top", get(query::top))
+            .route("/series", get(ranges::series))
             .route("/pages", get(pages::pages))
             .route("/stats", get(query::stats)),
     );

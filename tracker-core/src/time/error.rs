@@ -56,6 +56,13 @@ pub enum TimeError {
         /// The retention given.
         retention: Duration,
     },
+    /// A visit time before the oldest bucket the retention keeps.
+    BeforeRetention {
+        /// The time given.
+        at: Timestamp,
+        /// Where the oldest bucket kept starts.
+        oldest: Timestamp,
+    },
 }
 
 impl TimeError {
@@ -77,6 +84,7 @@ impl TimeError {
             TimeError::TooManyPoints { .. } => "too_many_points",
             TimeError::BadBucket { .. } => "bad_bucket",
             TimeError::BadRetention { .. } => "bad_retention",
+            TimeError::BeforeRetention { .. } => "before_retention",
         }
     }
 }
@@ -124,6 +132,12 @@ impl fmt::Display for TimeError {
                 f,
                 "a retention of {} s is shorter than a bucket or longer than 136 years",
                 retention.as_secs_f64()
+            ),
+            TimeError::BeforeRetention { at, oldest } => write!(
+                f,
+                "{} is before the oldest time kept ({}, by the retention)",
+                at.to_rfc3339(),
+                oldest.to_rfc3339()
             ),
         }
     }

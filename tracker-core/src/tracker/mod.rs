@@ -1,5 +1,6 @@
 //! The [`Tracker`]: validation and routing in front of the stripes.
 
+mod admit;
 pub(crate) mod budget;
 pub(crate) mod config;
 pub(crate) mod ranges;

@@ -30,6 +30,7 @@ mod readme;
 mod request_ids;
 mod sites;
 mod socket;
+mod time_ranges;
 mod tls_reload;
 mod visitor_salts;
 mod volume;
