@@ -59,8 +59,9 @@ impl EventTime<'_> {
 }
 
 /// The time of an optional `time`: `None` (now, by the tracker's clock)
-/// when absent; refused if the tracker would not keep a visit then (ahead
-/// of its clock, or before its retention: [`Tracker::check_time`]).
+/// when absent; refused if it is ahead of the tracker's clock
+/// ([`Tracker::check_time`]). One older than the retention is refused
+/// by the record itself.
 pub(crate) fn event_time(
     time: Option<&EventTime<'_>>,
     tracker: &Tracker,

@@ -2,11 +2,8 @@
 //! per pair plus, for the pairs seen in more than one bucket, a sorted run
 //! of buckets in its page's arena ([`Runs`]). The layout and why it was
 //! chosen are in the module docs of `src/time`.
-//!
-//! Not yet wired into the visitor tables (issue 12, next step): the words
-//! are to be the `u32` a [`TickTable`](super::visitor_table) keeps per
-//! slot, and `Runs` the page's arena beside it.
-#![allow(dead_code)]
+//! The words are the last value a
+//! [`WordTable`](super::word_table::WordTable) keeps per slot.
 
 use std::ops::Range;
 
@@ -47,6 +44,9 @@ pub(crate) struct Runs {
 }
 
 impl Runs {
+    /// Heap bytes an empty arena takes on for its first run.
+    pub(crate) const FIRST_RUN_BYTES: usize = (HEADER + FIRST_RUN as usize) * 4;
+
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.arena.capacity() * std::mem::size_of::<u32>()
@@ -57,6 +57,15 @@ impl Runs {
         self.garbage
     }
 
+    /// Notes that the pair with word `word` is gone: its run, if any, is
+    /// garbage now.
+    pub(crate) fn release(&mut self, word: u32) {
+        if word & MULTI != 0 {
+            let at = (word & !MULTI) as usize;
+            self.garbage += HEADER + self.arena[at + 1] as usize;
+        }
+    }
+
     /// The buckets of the pair whose word is `word`, ascending.
     pub(crate) fn buckets<'a>(&'a self, word: &'a u32) -> &'a [u32] {
         if *word & MULTI == 0 {
@@ -65,11 +74,6 @@ impl Runs {
             let at = (*word & !MULTI) as usize;
             &self.arena[at + HEADER..at + HEADER + self.arena[at] as usize]
         }
-    }
-
-    /// The pair's latest bucket.
-    pub(crate) fn latest(&self, word: u32) -> u32 {
-        *self.buckets(&word).last().expect("a run is never empty")
     }
 
     /// Whether the pair was seen in a bucket of `range`.
@@ -286,7 +290,6 @@ mod tests {
         assert!(add(&mut runs, &mut word, 90));
         assert_eq!(runs.buckets(&word), [90, 100]);
         assert_eq!(runs.add(&mut word, 90), AddBucket::Present);
-        assert_eq!(runs.latest(word), 100);
     }
 
     proptest! {

@@ -14,14 +14,17 @@ pub(crate) mod timed_sketch;
 pub(crate) mod timed_table;
 pub(crate) mod visitor_hash;
 pub(crate) mod visitor_table;
+pub(crate) mod word_table;
 
 use std::ops::Range;
 
 use crate::report::Distinct;
+use crate::set::activity::Runs;
 use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 pub(crate) use crate::set::visitor_table::Insert;
-use crate::set::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
+use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
+use crate::set::word_table::{Visit, WordTable};
 use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
 use crate::time::{Bucketing, Series};
@@ -50,9 +53,9 @@ pub(crate) enum VisitorSet {
     /// fields are the second slot's age (high 8 and low 16 bits; timed
     /// sets only), the last-recorded tick, and the slots.
     Inline(u8, u16, u32, [u64; INLINE]),
-    /// An open-addressing table of hashes.
-    Table(u32, VisitorTable),
-    /// Hashes with their latest ticks (with a TTL).
+    /// An open-addressing table of hashes with their activity words.
+    Table(u32, Box<WordTable<1>>),
+    /// Hashes with their latest ticks and activity words (with a TTL).
     Timed(u32, Box<TimedTable>),
     /// A cardinality sketch of the hashes: counts are estimates.
     Sketch(u32, Box<UltraLogLog>),
@@ -70,6 +73,13 @@ pub(crate) struct Ask {
     pub(crate) bucketing: Bucketing,
 }
 
+impl Ask {
+    /// The bucket width in seconds.
+    pub(crate) fn width(&self) -> u32 {
+        self.bucketing.width().as_secs() as u32
+    }
+}
+
 /// A set's answer for a range of buckets.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Between {
@@ -83,21 +93,37 @@ pub(crate) struct Between {
 const MAX_INLINE_AGE: u32 = (1 << 24) - 1;
 
 impl VisitorSet {
-    /// The distinct visitors seen in the buckets `range`.
-    ///
-    /// The sets keep no buckets yet (issue 12's next step), so every set
-    /// answers over everything it may hold: the count of all its pairs,
-    /// covering `range` widened to the held buckets and the page's latest.
+    /// The distinct visitors seen in the buckets `range` (with a TTL, the
+    /// live ones): exact for exact sets, one scan of their words. A
+    /// sketched page cannot tell its visits apart in time: it answers
+    /// over every bucket it may hold, and says so in `covered`.
     pub(crate) fn between(&self, range: Range<u64>, ask: &Ask, expiry: Option<Expiry>) -> Between {
+        let width = ask.width();
+        let visitors = match (self, expiry) {
+            (VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..), _) => {
+                return Between {
+                    distinct: self.count(expiry),
+                    covered: self.everything(range, ask),
+                };
+            }
+            (VisitorSet::Inline(..), _) => self
+                .inline_ticks()
+                .filter(|&(_, t)| expiry.is_none_or(|e| e.is_live(t)))
+                .filter(|&(_, t)| range.contains(&u64::from(t / width)))
+                .count() as u64,
+            (VisitorSet::Table(_, table), _) => table.count_in(range.clone(), |_| true),
+            (VisitorSet::Timed(_, table), Some(expiry)) => table.count_in(range.clone(), expiry),
+            (VisitorSet::Timed(_, table), None) => table.words().count_in(range.clone(), |_| true),
+        };
         Between {
-            distinct: self.count(expiry),
-            covered: self.everything(range, ask),
+            distinct: Distinct::exact(visitors),
+            covered: range,
         }
     }
 
     /// `range` widened to every bucket the set may hold a pair in.
     fn everything(&self, range: Range<u64>, ask: &Ask) -> Range<u64> {
-        let latest = u64::from(self.last_recorded()) / ask.bucketing.width().as_secs() + 1;
+        let latest = u64::from(self.last_recorded() / ask.width()) + 1;
         range.start.min(ask.held.start)..range.end.max(ask.held.end).max(latest)
     }
 
@@ -107,31 +133,62 @@ impl VisitorSet {
     /// caller then asks [`between`](Self::between) for each point).
     pub(crate) fn count_points(
         &self,
-        _series: &Series,
-        _expiry: Option<Expiry>,
-        _counts: &mut [u64],
+        series: &Series,
+        ask: &Ask,
+        expiry: Option<Expiry>,
+        counts: &mut [u32],
     ) -> bool {
-        false
+        match (self, expiry) {
+            (VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..), _) => return false,
+            (VisitorSet::Inline(..), _) => {
+                for (_, tick) in self.inline_ticks() {
+                    if expiry.is_none_or(|e| e.is_live(tick))
+                        && let Some(p) = series.point_of(tick / ask.width())
+                    {
+                        counts[p] += 1;
+                    }
+                }
+            }
+            (VisitorSet::Table(_, table), _) => table.count_points(series, |_| true, counts),
+            (VisitorSet::Timed(_, table), Some(expiry)) => {
+                table.count_points(series, expiry, counts)
+            }
+            (VisitorSet::Timed(_, table), None) => {
+                table.words().count_points(series, |_| true, counts)
+            }
+        }
+        true
     }
 
     /// Adds the visitors seen in the union's range to it: exact pairs as
-    /// hashes, sketches merged; widens it where the set cannot tell.
+    /// hashes, sketches merged (widening the union to all they hold).
     pub(crate) fn add_to_union(&self, union: &mut Union, ask: &Ask, expiry: Option<Expiry>) {
-        union.widen(self.everything(union.range(), ask));
+        let range = union.range();
+        let live = |tick: u32| expiry.is_none_or(|e| e.is_live(tick));
         match (self, expiry) {
-            (VisitorSet::Sketch(_, sketch), _) => union.merge(sketch),
-            (VisitorSet::TimedSketch(_, generations), Some(expiry)) => {
-                for sketch in generations.live(expiry) {
+            (VisitorSet::Sketch(_, sketch), _) => {
+                union.widen(self.everything(range, ask));
+                union.merge(sketch);
+            }
+            (VisitorSet::TimedSketch(_, generations), _) => {
+                union.widen(self.everything(range, ask));
+                for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
                     union.merge(sketch);
                 }
             }
-            (VisitorSet::TimedSketch(..), None) => {}
-            (set, _) => {
-                for (hash, tick) in set.entries() {
-                    if expiry.is_none_or(|e| e.is_live(tick)) {
+            (VisitorSet::Inline(..), _) => {
+                for (hash, tick) in self.inline_ticks() {
+                    if live(tick) && range.contains(&u64::from(tick / ask.width())) {
                         union.push(hash);
                     }
                 }
+            }
+            (VisitorSet::Table(_, table), _) => table.hashes_in(range, |_| true, |h| union.push(h)),
+            (VisitorSet::Timed(_, table), Some(expiry)) => {
+                table.hashes_in(range, expiry, |h| union.push(h))
+            }
+            (VisitorSet::Timed(_, table), None) => {
+                table.words().hashes_in(range, |_| true, |h| union.push(h))
             }
         }
     }
@@ -153,11 +210,12 @@ impl VisitorSet {
     }
 
     /// Notes a record at `tick` (recency only moves forwards: a back-filled
-    /// event does not make a page look older).
+    /// event does not make a page look older). The inline form keeps its
+    /// most recent visitor's tick there already.
     pub(crate) fn touch(&mut self, tick: u32) {
         match self {
-            VisitorSet::Inline(_, _, last, _)
-            | VisitorSet::Table(last, _)
+            VisitorSet::Inline(..) => {}
+            VisitorSet::Table(last, _)
             | VisitorSet::Timed(last, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
@@ -216,7 +274,7 @@ impl VisitorSet {
         matches!(self, VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..))
     }
 
-    /// The inline pairs with their ticks (timed sets).
+    /// The inline pairs with their latest ticks.
     fn inline_ticks(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         let (age, last, slots) = match self {
             VisitorSet::Inline(high, low, last, slots) => (age(*high, *low), *last, &slots[..]),
@@ -232,43 +290,71 @@ impl VisitorSet {
     /// Brings a timed set up to `expiry`'s time: drops expired inline
     /// visitors, and lets a table retire or drop its expired ones (see
     /// [`TimedTable::expire`]). Returns the pairs dropped.
-    pub(crate) fn expire(&mut self, expiry: Expiry) -> usize {
+    pub(crate) fn expire(&mut self, expiry: Expiry, oldest_bucket: u32) -> usize {
         match self {
-            VisitorSet::Timed(_, table) => table.expire(expiry),
+            VisitorSet::Timed(_, table) => table.expire(expiry, oldest_bucket),
             VisitorSet::TimedSketch(_, sketch) => {
                 sketch.expire(expiry);
                 0
             }
-            VisitorSet::Inline(high, low, last, slots) => {
-                let second = last.wrapping_sub(age(*high, *low));
-                let mut dropped = 0;
-                if slots[1] != 0 && !expiry.is_live(second) {
-                    slots[1] = 0;
-                    (*high, *low) = (0, 0);
-                    dropped += 1;
-                }
-                // The first slot is the most recent: the second went first.
-                if slots[0] != 0 && !expiry.is_live(*last) {
-                    slots[0] = 0;
-                    dropped += 1;
-                }
-                dropped
-            }
+            VisitorSet::Inline(..) => self.retain_inline(|tick| expiry.is_live(tick)),
             _ => 0,
         }
     }
 
-    /// Drops every expired pair now (a sweep's work); returns how many.
-    pub(crate) fn drop_expired(&mut self, expiry: Expiry) -> usize {
-        match self {
+    /// Keeps the inline pairs whose tick `keep` accepts; returns how many
+    /// went.
+    fn retain_inline(&mut self, keep: impl Fn(u32) -> bool) -> usize {
+        let VisitorSet::Inline(high, low, last, slots) = self else {
+            return 0;
+        };
+        let second = last.wrapping_sub(age(*high, *low));
+        let mut dropped = 0;
+        if slots[1] != 0 && !keep(second) {
+            slots[1] = 0;
+            (*high, *low) = (0, 0);
+            dropped += 1;
+        }
+        if slots[0] != 0 && !keep(*last) {
+            dropped += 1;
+            // The second (if left) becomes the first.
+            slots[0] = std::mem::take(&mut slots[1]);
+            if slots[0] != 0 {
+                *last = second;
+                (*high, *low) = (0, 0);
+            }
+        }
+        dropped
+    }
+
+    /// Drops every expired pair now (a sweep's work), and with a
+    /// retention the buckets before `oldest_bucket` and the pairs left
+    /// with none; returns how many pairs went.
+    pub(crate) fn drop_expired(
+        &mut self,
+        expiry: Option<Expiry>,
+        oldest_bucket: u32,
+        width: u32,
+    ) -> usize {
+        let retained = |tick: u32| tick / width >= oldest_bucket;
+        match (self, expiry) {
             // An exhausted horizon is checked first: counting the expired
             // pairs would then scan the table that the rebuild scans again.
-            VisitorSet::Timed(_, table)
-                if table.needs_rebuild(expiry) || table.expired(expiry) > 0 =>
+            (VisitorSet::Timed(_, table), Some(expiry))
+                if table.needs_rebuild(expiry)
+                    || table.expired(expiry) > 0
+                    || oldest_bucket > 0 =>
             {
-                table.rebuild(expiry)
+                table.rebuild(expiry, oldest_bucket)
             }
-            _ => self.expire(expiry),
+            (set @ VisitorSet::Inline(..), _) => {
+                set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t)))
+            }
+            (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
+                table.retain(oldest_bucket, |_, _| true)
+            }
+            (set, Some(expiry)) => set.expire(expiry, oldest_bucket),
+            _ => 0,
         }
     }
 
@@ -286,17 +372,14 @@ impl VisitorSet {
             }
             return before;
         }
-        let hashes: Box<dyn Iterator<Item = u64>> = match self {
-            VisitorSet::Sketch(..) | VisitorSet::Timed(..) | VisitorSet::TimedSketch(..) => {
-                return before;
-            }
-            VisitorSet::Inline(_, _, _, slots) => {
-                Box::new(slots.iter().copied().filter(|&h| h != 0))
-            }
-            VisitorSet::Table(_, table) => Box::new(table.iter()),
-        };
-        let sketch = UltraLogLog::from_exact_set(UltraLogLog::DEFAULT_PRECISION, hashes)
-            .expect("the default precision is valid");
+        if self.is_sketch() {
+            return before;
+        }
+        let sketch = UltraLogLog::from_exact_set(
+            UltraLogLog::DEFAULT_PRECISION,
+            self.entries().map(|(h, _)| h),
+        )
+        .expect("the default precision is valid");
         *self = VisitorSet::Sketch(last, Box::new(sketch));
         before
     }
@@ -328,23 +411,36 @@ impl VisitorSet {
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             VisitorSet::Inline(..) => 0,
-            VisitorSet::Table(_, table) => table.heap_bytes(),
+            VisitorSet::Table(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, table) => table.heap_bytes(),
             VisitorSet::Sketch(..) => SKETCH_BYTES,
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
         }
     }
 
-    /// Adds a (non-zero) visitor hash seen at `tick` if that needs no
-    /// allocation; see [`Insert`]. With a TTL (`expiry`), the set must be
-    /// up to its time (see [`expire`](Self::expire)); a revisit answers
-    /// `Refreshed` with the visitor's previous tick.
+    /// Adds a (non-zero) visitor hash seen at `tick` (in bucket `tick /
+    /// width`) if that needs no allocation; see [`Insert`]. With a TTL
+    /// (`expiry`), the set must be up to its time (see
+    /// [`expire`](Self::expire)). A known pair answers `Refreshed` with
+    /// its previous tick.
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64, tick: u32, expiry: Option<Expiry>) -> Insert {
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        tick: u32,
+        width: u32,
+        expiry: Option<Expiry>,
+    ) -> Insert {
         debug_assert_ne!(hash, 0);
+        let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => table.insert(hash, tick),
-            VisitorSet::Timed(_, table) => table.insert(hash, tick),
+            VisitorSet::Table(_, table) => match table.visit(hash, bucket, [bucket]) {
+                Visit::Added => Insert::Added,
+                Visit::Known { .. } => Insert::Present,
+                Visit::GrowTable(bytes) => Insert::Grow(bytes),
+                Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
+            },
+            VisitorSet::Timed(_, table) => table.insert(hash, tick, bucket),
             VisitorSet::Sketch(_, sketch) => Insert::Estimated {
                 changed: sketch.insert(hash),
             },
@@ -356,19 +452,42 @@ impl VisitorSet {
                     None => Insert::Grow(GENERATION_BYTES),
                 }
             }
-            VisitorSet::Inline(high, low, last, slots) => match expiry {
-                None => insert_inline(slots, hash),
-                Some(expiry) => insert_inline_timed(high, low, last, slots, hash, tick, expiry),
-            },
+            VisitorSet::Inline(high, low, last, slots) => {
+                let timed = expiry.is_some();
+                match inline_visit(age(*high, *low), *last, slots, hash, tick, width) {
+                    Ok((outcome, (age, last_tick, new_slots))) => {
+                        (*high, *low) = split_age(age);
+                        *last = last_tick;
+                        *slots = new_slots;
+                        outcome
+                    }
+                    Err(Insert::Grow(_)) => Insert::Grow(inline_to_table_bytes(timed, false)),
+                    Err(Insert::GrowKnown { was, .. }) => Insert::GrowKnown {
+                        bytes: inline_to_table_bytes(timed, was / width != bucket),
+                        was,
+                    },
+                    Err(other) => other,
+                }
+            }
         }
     }
 
-    /// Moves to the next larger form and adds `hash`, which must be absent
-    /// (as an [`Insert::Grow`] answer said).
-    pub(crate) fn grow_and_insert(&mut self, hash: u64, tick: u32, expiry: Option<Expiry>) {
+    /// Carries out an insert answered with `Grow` or `GrowKnown` (its
+    /// bytes reserved): moves to the next larger form, or grows the
+    /// table or arena, and notes the visit.
+    pub(crate) fn grow_and_insert(
+        &mut self,
+        hash: u64,
+        tick: u32,
+        width: u32,
+        expiry: Option<Expiry>,
+    ) {
+        let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => table.grow_and_insert(hash, tick),
-            VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick),
+            VisitorSet::Table(_, table) => {
+                table.grow_and_visit(hash, bucket, [bucket]);
+            }
+            VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick, bucket),
             VisitorSet::Sketch(_, sketch) => {
                 sketch.insert(hash);
             }
@@ -377,22 +496,41 @@ impl VisitorSet {
                     sketch.insert_growing(hash, tick, expiry);
                 }
             }
-            VisitorSet::Inline(_, _, last, slots) => match expiry {
-                None => {
-                    let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
-                    for &h in slots.iter().chain([&hash]) {
-                        table.insert_growing(h, 0);
+            VisitorSet::Inline(..) => {
+                let last = self.last_recorded().max(tick);
+                let pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
+                match expiry {
+                    None => {
+                        let mut table = Box::new(WordTable::new());
+                        for &(h, t) in &pairs {
+                            table.insert_with_buckets(h, [0], &[t / width]);
+                        }
+                        if let Visit::GrowRuns { .. } | Visit::GrowTable(_) =
+                            table.visit(hash, bucket, [bucket])
+                        {
+                            table.grow_and_visit(hash, bucket, [bucket]);
+                        }
+                        *self = VisitorSet::Table(last, table);
                     }
-                    *self = VisitorSet::Table(*last, table);
+                    Some(expiry) => {
+                        let buckets: Vec<[u32; 1]> =
+                            pairs.iter().map(|&(_, t)| [t / width]).collect();
+                        let mut table = TimedTable::from_pairs(
+                            pairs
+                                .iter()
+                                .zip(&buckets)
+                                .map(|(&(h, t), b)| (h, t, &b[..])),
+                            expiry,
+                        );
+                        if let Insert::Grow(_) | Insert::GrowKnown { .. } =
+                            table.insert(hash, tick, bucket)
+                        {
+                            table.grow_and_insert(hash, tick, bucket);
+                        }
+                        *self = VisitorSet::Timed(last, Box::new(table));
+                    }
                 }
-                Some(expiry) => {
-                    let last = *last;
-                    let mut pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
-                    pairs.push((hash, tick));
-                    let table = TimedTable::from_pairs(&pairs, expiry);
-                    *self = VisitorSet::Timed(last.max(tick), Box::new(table));
-                }
-            },
+            }
         }
     }
 
@@ -411,18 +549,43 @@ impl VisitorSet {
     /// Adds `hash`, growing as needed; returns whether it was new.
     #[cfg(test)]
     pub(crate) fn insert_growing(&mut self, hash: u64) -> bool {
-        let outcome = self.insert(hash, 0, None);
-        outcome.is_new_after(|| self.grow_and_insert(hash, 0, None))
+        let outcome = self.insert(hash, 0, 60, None);
+        outcome.is_new_after(|| self.grow_and_insert(hash, 0, 60, None))
     }
 
-    /// The hashes held with their ticks (0 without a TTL), in no
-    /// particular order (none for a sketch).
+    /// The hashes held with their latest ticks (0 for a table without a
+    /// TTL, which keeps buckets only), in no particular order (none for a
+    /// sketch).
     pub(crate) fn entries(&self) -> Box<dyn Iterator<Item = (u64, u32)> + '_> {
         match self {
             VisitorSet::Inline(..) => Box::new(self.inline_ticks()),
-            VisitorSet::Table(_, table) => Box::new(table.entries()),
+            VisitorSet::Table(_, table) => Box::new(table.pairs().map(|(h, _)| (h, 0))),
             VisitorSet::Timed(_, table) => Box::new(table.entries()),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// Calls `f` with every exact pair: its hash, its latest tick (see
+    /// [`entries`](Self::entries)) and its buckets, ascending.
+    pub(crate) fn for_each_pair(&self, width: u32, mut f: impl FnMut(u64, u32, &[u32])) {
+        match self {
+            VisitorSet::Inline(..) => {
+                for (h, t) in self.inline_ticks() {
+                    f(h, t, &[t / width]);
+                }
+            }
+            VisitorSet::Table(_, table) => {
+                for (h, [word]) in table.pairs() {
+                    f(h, 0, table.buckets(&word));
+                }
+            }
+            VisitorSet::Timed(_, table) => {
+                let words = table.words();
+                for (h, [tick, word]) in words.pairs() {
+                    f(h, tick, words.buckets(&word));
+                }
+            }
+            VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => {}
         }
     }
 
@@ -433,84 +596,83 @@ impl VisitorSet {
     }
 }
 
+/// Heap bytes of an untimed table's boxed record (table handle and arena).
+const WORD_TABLE_BYTES: usize = std::mem::size_of::<WordTable<1>>();
+
+/// Heap bytes an inline set takes on as a table: the record, the
+/// smallest table, and with `runs` the first run of a pair seen in a
+/// second bucket. (A timed table's horizon is reconciled after, as every
+/// timed write's is.)
+fn inline_to_table_bytes(timed: bool, runs: bool) -> usize {
+    let table = if timed {
+        MIN_TIMED_BYTES
+    } else {
+        WORD_TABLE_BYTES + VisitorTable::<1>::bytes_for(MIN_CAPACITY)
+    };
+    table + if runs { Runs::FIRST_RUN_BYTES } else { 0 }
+}
+
 fn age(high: u8, low: u16) -> u32 {
     (u32::from(high) << 16) | u32::from(low)
 }
 
 fn split_age(age: u32) -> (u8, u16) {
-    let age = age.min(MAX_INLINE_AGE);
+    debug_assert!(age <= MAX_INLINE_AGE);
     ((age >> 16) as u8, age as u16)
 }
 
-/// [`VisitorSet::insert`] for the inline form without a TTL.
-#[inline]
-fn insert_inline(slots: &mut [u64; INLINE], hash: u64) -> Insert {
-    for slot in slots.iter_mut() {
-        if *slot == hash {
-            return Insert::Present;
-        }
-        if *slot == 0 {
-            *slot = hash;
-            return Insert::Added;
-        }
-    }
-    Insert::Grow(MIN_TABLE_BYTES)
-}
+/// What the inline form holds: the second slot's age, the first slot's
+/// (latest) tick, and the slots.
+type InlineForm = (u32, u32, [u64; INLINE]);
 
-/// [`VisitorSet::insert`] for the inline form with a TTL: keeps the most
-/// recent visitor first, the other's tick as its age behind it.
-fn insert_inline_timed(
-    high: &mut u8,
-    low: &mut u16,
-    last: &mut u32,
-    slots: &mut [u64; INLINE],
+/// A visit of `hash` at `tick` to an inline set (the most recent visitor
+/// first, the other's tick as its age behind it; each visitor seen in the
+/// one bucket of its tick): the outcome and the new form, or the
+/// `Grow`/`GrowKnown` outcome (bytes to be filled in) when the set must
+/// become a table: a third visitor, a known one seen in a second bucket,
+/// or two ticks too far apart for the age.
+fn inline_visit(
+    age: u32,
+    last: u32,
+    slots: &[u64; INLINE],
     hash: u64,
     tick: u32,
-    expiry: Expiry,
-) -> Insert {
-    let second = last.wrapping_sub(age(*high, *low));
-    if slots[0] == hash {
-        let was = *last;
-        if tick > was {
-            *last = tick;
-            if slots[1] != 0 {
-                (*high, *low) = split_age(tick - second);
+    width: u32,
+) -> Result<(Insert, InlineForm), Insert> {
+    let mut pairs = [(slots[0], last), (slots[1], last.wrapping_sub(age))];
+    let outcome = match pairs.iter().position(|&(h, _)| h == hash) {
+        Some(k) => {
+            let was = pairs[k].1;
+            if was / width != tick / width {
+                return Err(Insert::GrowKnown { bytes: 0, was });
             }
+            pairs[k].1 = was.max(tick);
+            Insert::Refreshed { was }
         }
-        return Insert::Refreshed { was };
+        None => match pairs.iter().position(|&(h, _)| h == 0) {
+            Some(k) => {
+                pairs[k] = (hash, tick);
+                Insert::Added
+            }
+            None => return Err(Insert::Grow(0)),
+        },
+    };
+    // The most recent first; an empty second slot has no age.
+    if pairs[1].0 != 0 && pairs[1].1 > pairs[0].1 {
+        pairs.swap(0, 1);
     }
-    if slots[1] == hash {
-        let was = second;
-        if tick > *last {
-            slots.swap(0, 1);
-            (*high, *low) = split_age(tick - *last);
-            *last = tick;
-        } else if tick > was {
-            (*high, *low) = split_age(*last - tick);
-        }
-        return Insert::Refreshed { was };
+    let age = if pairs[1].0 == 0 {
+        0
+    } else {
+        pairs[0].1 - pairs[1].1
+    };
+    if age > MAX_INLINE_AGE {
+        return Err(match outcome {
+            Insert::Refreshed { was } => Insert::GrowKnown { bytes: 0, was },
+            _ => Insert::Grow(0),
+        });
     }
-    if slots[0] == 0 {
-        slots[0] = hash;
-        *last = tick;
-        (*high, *low) = (0, 0);
-        return Insert::Added;
-    }
-    // Two live ticks differ by less than the TTL; past 2^24 s (194 days)
-    // that may not fit the age, so long TTLs keep one visitor inline.
-    if slots[1] == 0 && expiry.ttl <= MAX_INLINE_AGE / 2 {
-        if tick >= *last {
-            slots[1] = slots[0];
-            slots[0] = hash;
-            (*high, *low) = split_age(tick - *last);
-            *last = tick;
-        } else {
-            slots[1] = hash;
-            (*high, *low) = split_age(*last - tick);
-        }
-        return Insert::Added;
-    }
-    Insert::Grow(MIN_TIMED_BYTES)
+    Ok((outcome, (age, pairs[0].1, [pairs[0].0, pairs[1].0])))
 }
 
 #[cfg(test)]
@@ -531,7 +693,7 @@ mod tests {
         }
         assert_eq!(set.heap_bytes(), 0);
         assert!(set.insert_growing(99));
-        assert_eq!(set.heap_bytes(), 32);
+        assert_eq!(set.heap_bytes(), 96);
         assert_eq!(set.pairs(), INLINE + 1);
         for h in (1..=INLINE as u64).chain([99]) {
             assert!(!set.insert_growing(h));
@@ -558,11 +720,11 @@ mod tests {
         assert!(count.relative_error.is_some_and(|e| e < 0.0085));
         // Seen before: the sketch cannot change.
         assert_eq!(
-            set.insert(hash(7), 0, None),
+            set.insert(hash(7), 0, 60, None),
             Insert::Estimated { changed: false }
         );
         for i in 5_000..10_000 {
-            set.insert(hash(i), 0, None);
+            set.insert(hash(i), 0, 60, None);
         }
         let estimate = set.count(None).visitors as f64;
         assert!(

@@ -207,7 +207,7 @@ mod sizes {
         assert_eq!(super::GENERATION_BYTES, 8_288);
         assert_eq!(
             std::mem::size_of::<crate::set::timed_table::TimedTable>(),
-            56
+            88
         );
     }
 }

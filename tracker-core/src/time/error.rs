@@ -56,11 +56,12 @@ pub enum TimeError {
         /// The retention given.
         retention: Duration,
     },
-    /// A visit time before the oldest bucket the retention keeps.
+    /// An event's time is older than the retention: nothing that old is
+    /// kept.
     BeforeRetention {
-        /// The time given.
+        /// The event's time.
         at: Timestamp,
-        /// Where the oldest bucket kept starts.
+        /// The start of the oldest bucket retained.
         oldest: Timestamp,
     },
 }
@@ -135,7 +136,7 @@ impl fmt::Display for TimeError {
             ),
             TimeError::BeforeRetention { at, oldest } => write!(
                 f,
-                "{} is before the oldest time kept ({}, by the retention)",
+                "{} is older than the retention, which starts at {}",
                 at.to_rfc3339(),
                 oldest.to_rfc3339()
             ),

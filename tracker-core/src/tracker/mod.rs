@@ -22,6 +22,7 @@ use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::set::page::Page;
 use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
+use crate::time::TimeError;
 use crate::time::clock::Timestamp;
 use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use budget::{MemoryBudget, MemoryPolicy};
@@ -92,7 +93,12 @@ impl Tracker {
         #[cfg(not(feature = "shuttle"))]
         let url_hasher = ahash::RandomState::new();
         let stripes: Box<[_]> = (0..config.stripes)
-            .map(|_| CachePadded(RwLock::new(Stripe::new(url_hasher.clone()))))
+            .map(|_| {
+                CachePadded(RwLock::new(Stripe::new(
+                    url_hasher.clone(),
+                    config.bucketing.width().as_secs() as u32,
+                )))
+            })
             .collect();
         Self {
             stripe_mask: stripes.len() - 1,
@@ -200,6 +206,9 @@ impl Tracker {
         // 0 marks empty slots; the hasher never yields it, but a replayed
         // hash comes off the disk.
         let visitor = visitor.max(1);
+        if let Some(at) = at {
+            self.check_retained(url, at)?;
+        }
         let (tick, expiry) = match self.ttl {
             None => (
                 at.unwrap_or_else(|| self.config.clock.now()).as_tick(),
@@ -321,6 +330,21 @@ impl Tracker {
         Ok(Some((tick, Some(expiry))))
     }
 
+    /// Refuses an event older than the retention (its URL checked first,
+    /// so that bad input is an error whatever its time).
+    fn check_retained(&self, url: &str, at: Timestamp) -> Result<(), TrackerError> {
+        let bucketing = self.config.bucketing;
+        if bucketing.retention().is_none() {
+            return Ok(());
+        }
+        let oldest = bucketing.start_of(bucketing.oldest_retained(self.config.clock.now()));
+        if at < oldest {
+            canonicalize(url, &self.config.url)?;
+            return Err(TimeError::BeforeRetention { at, oldest }.into());
+        }
+        Ok(())
+    }
+
     /// The expiry rule at the clock's current time, with a TTL.
     fn expiry_now(&self) -> Option<Expiry> {
         let ttl = self.ttl?;
@@ -357,15 +381,19 @@ impl Tracker {
     /// ```
     pub fn sweep(&self, buckets: usize) -> SweepStep {
         let mut total = SweepStep::default();
-        let Some(expiry) = self.expiry_now() else {
+        let expiry = self.expiry_now();
+        let bucketing = self.config.bucketing;
+        if expiry.is_none() && bucketing.retention().is_none() {
             return total;
-        };
+        }
+        let oldest_bucket = bucketing.oldest_retained(self.config.clock.now());
         let mut left = buckets as u64;
         let mut empty_in_a_row = 0;
         while left > 0 && empty_in_a_row < self.stripes.len() {
             let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
             let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
-            let step = sync::write(&self.stripes[i]).sweep(expiry, chunk, &self.budget);
+            let step =
+                sync::write(&self.stripes[i]).sweep(expiry, oldest_bucket, chunk, &self.budget);
             if step.buckets == 0 {
                 empty_in_a_row += 1;
                 continue;

@@ -257,14 +257,17 @@ impl Tracker {
     fn page_series(&self, page: &Page, series: &Series) -> SeriesCounts {
         let points = series.points();
         let expiry = self.expiry_now();
-        let mut counts = vec![0u64; points.len()];
-        let points = if page.visitors.count_points(series, expiry, &mut counts) {
+        let mut counts = vec![0u32; points.len()];
+        let points = if page
+            .visitors
+            .count_points(series, &self.ask(), expiry, &mut counts)
+        {
             points
                 .into_iter()
                 .zip(counts)
                 .map(|(range, visitors)| RangeDistinct {
                     range,
-                    distinct: Distinct::exact(visitors),
+                    distinct: Distinct::exact(u64::from(visitors)),
                 })
                 .collect()
         } else {

@@ -96,6 +96,8 @@ pub(crate) struct Stripe {
     /// been recorded, swept, evicted or moved since), so nothing else needs
     /// to maintain it.
     eviction_pool: Vec<(usize, usize)>,
+    /// The bucket width in seconds (the tracker's).
+    width: u32,
     /// Picks the pages sampled when eviction runs under this stripe's lock
     /// on its own (see `settle`), so that it touches no shared state.
     random: SplitMix64,
@@ -149,8 +151,9 @@ pub(crate) enum StripeRecord {
 }
 
 impl Stripe {
-    pub(crate) fn new(hasher: ahash::RandomState) -> Self {
+    pub(crate) fn new(hasher: ahash::RandomState, width: u32) -> Self {
         Self {
+            width,
             pages: HashTable::new(),
             hasher,
             pairs: 0,
@@ -192,13 +195,13 @@ impl Stripe {
         // is reconciled with the set's bytes afterwards.
         let timed_before = expiry.map(|expiry| {
             let before = page.visitors.heap_bytes();
-            let dropped = page.visitors.expire(expiry) as u64;
+            let dropped = page.visitors.expire(expiry, 0) as u64;
             self.pairs -= dropped;
             self.expired += dropped;
             before
         });
         let mut reserved = 0;
-        let recorded = match page.visitors.insert(visitor, tick, expiry) {
+        let recorded = match page.visitors.insert(visitor, tick, self.width, expiry) {
             Insert::Present => Recorded::Duplicate,
             Insert::Refreshed { was } if expiry.is_none_or(|e| e.is_live(was)) => {
                 Recorded::Duplicate
@@ -212,6 +215,28 @@ impl Stripe {
                 self.pairs += 1;
                 Recorded::New
             }
+            Insert::GrowKnown { bytes, was } => {
+                if !budget.try_reserve(bytes) {
+                    if let Some(before) = timed_before {
+                        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+                        self.settle(budget, before, held, keep);
+                    }
+                    return StripeRecord::NeedRoom(bytes);
+                }
+                reserved = bytes;
+                let held = page.visitors.heap_bytes();
+                page.visitors
+                    .grow_and_insert(visitor, tick, self.width, expiry);
+                if VisitorSet::became_sketch_worthy(held, held + bytes, expiry.is_some()) {
+                    self.sketch_worthy.push(url_hash);
+                }
+                if expiry.is_none_or(|e| e.is_live(was)) {
+                    Recorded::Duplicate
+                } else {
+                    self.expired += 1;
+                    Recorded::New
+                }
+            }
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
                     if let Some(before) = timed_before {
@@ -222,7 +247,8 @@ impl Stripe {
                 }
                 reserved = bytes;
                 let held = page.visitors.heap_bytes();
-                page.visitors.grow_and_insert(visitor, tick, expiry);
+                page.visitors
+                    .grow_and_insert(visitor, tick, self.width, expiry);
                 if page.visitors.is_sketch() {
                     // A sketched page with a TTL started a new generation.
                     Recorded::Sketched
@@ -258,7 +284,8 @@ impl Stripe {
     /// set, so no step is proportional to the whole data set.
     pub(crate) fn sweep(
         &mut self,
-        expiry: Expiry,
+        expiry: Option<Expiry>,
+        oldest_bucket: u32,
         buckets: usize,
         budget: &MemoryBudget,
     ) -> SweepStep {
@@ -273,8 +300,13 @@ impl Stripe {
             };
             let page = entry.get_mut();
             let before = page.visitors.heap_bytes();
-            let dropped = page.visitors.drop_expired(expiry) as u64;
-            let dead = page.visitors.is_dead(expiry);
+            let dropped = page
+                .visitors
+                .drop_expired(expiry, oldest_bucket, self.width) as u64;
+            let dead = match expiry {
+                Some(expiry) => page.visitors.is_dead(expiry),
+                None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
+            };
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before, held, keep);
             self.pairs -= dropped;
@@ -345,7 +377,7 @@ impl Stripe {
             };
         }
         let mut page = Page::new(url, tick);
-        page.visitors.insert(visitor, tick, expiry);
+        page.visitors.insert(visitor, tick, self.width, expiry);
         let hasher = &self.hasher;
         self.pages
             .insert_unique(url_hash, page, |p| hasher.hash_one(&*p.url));
@@ -668,7 +700,7 @@ mod tests {
 
     #[test]
     fn accounting_matches_a_recount() {
-        let mut stripe = Stripe::new(ahash::RandomState::new());
+        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
         let budget = MemoryBudget::new(None, 0);
         for page in 0..50u64 {
             let url = format!("https://example.com/{page}");
@@ -704,7 +736,7 @@ mod tests {
     /// others.
     #[test]
     fn ties_in_recency_keep_the_largest_page() {
-        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
         let budget = MemoryBudget::new(None, 0);
         let url = |page: u64| format!("https://example.com/{page}");
         for page in 0..50u64 {
@@ -734,7 +766,7 @@ mod tests {
 
     #[test]
     fn a_refused_reservation_changes_nothing() {
-        let mut stripe = Stripe::new(ahash::RandomState::new());
+        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
         let budget = MemoryBudget::new(Some(2_000), 0);
         let url = "https://example.com/";
         let hash = stripe.hash(url);
@@ -750,7 +782,7 @@ mod tests {
         let tight = MemoryBudget::new(Some(held), held);
         assert_eq!(
             stripe.record(url, hash, 3, 9, None, &tight),
-            StripeRecord::NeedRoom(32)
+            StripeRecord::NeedRoom(96)
         );
         assert_eq!(
             stripe.with_page(url, hash, |p| p.visitors.count(None).visitors),
