@@ -33,6 +33,7 @@
     seq: 0, // the latest load; older ones do not render
     timer: null,
     points: [],
+    starts: [], // each point's start, by its step
     step: null,
     ready: false,
   };
@@ -239,7 +240,7 @@
         api('/pages', { site, limit: PAGE_LIMIT, cursor }),
       ]);
       if (seq !== state.seq) return;
-      render(distinct, top, points, stats, pages);
+      render(range, distinct, top, points, stats, pages);
     } catch (error) {
       if (seq !== state.seq) return;
       if (error instanceof AuthNeeded) {
@@ -319,18 +320,33 @@
     return tr;
   }
 
-  function render(distinct, top, points, stats, pages) {
+  function render(range, distinct, top, points, stats, pages) {
     const visitors = $('site-visitors');
     visitors.textContent = countText(distinct);
     visitors.dataset.value = distinct.distinct_visitors;
     visitors.dataset.exact = distinct.exact;
     visitors.classList.toggle('estimate', !distinct.exact);
 
+    // The range the counts cover: the one asked, aligned to the service's
+    // buckets, or wider when a sketched page is among them (a sketch
+    // cannot tell its visits apart in time).
     const label = $('range-label');
     label.dataset.from = distinct.from;
     label.dataset.till = distinct.till;
-    label.textContent = state.site + ', ' + new Date(distinct.from).toLocaleString() + ' – '
-      + new Date(distinct.till).toLocaleString();
+    label.dataset.askedFrom = range.from;
+    label.dataset.askedTill = range.till;
+    const coveredFrom = Date.parse(distinct.from) / 1000;
+    const coveredTill = Date.parse(distinct.till) / 1000;
+    const wider = coveredFrom < range.from - 86400 || coveredTill > range.till + 86400;
+    const when = (seconds) => new Date(seconds * 1000).toLocaleString();
+    label.textContent = state.site + ', ' + when(wider ? range.from : coveredFrom) + ' – '
+      + when(wider ? range.till : coveredTill);
+    $('range-note').hidden = !wider;
+    $('range-note').textContent = wider
+      ? 'Estimated counts (≈) include visits '
+        + (coveredFrom <= 0 ? 'from before this range' : 'since ' + when(coveredFrom))
+        + ': a page kept as a sketch cannot tell its visits apart in time.'
+      : '';
 
     $('top-table').tBodies[0].replaceChildren(...top.pages.map((row) => countRow(row, true)));
     $('top-table').hidden = top.pages.length === 0;
@@ -369,14 +385,18 @@
     table.dataset.step = answer.step;
     table.dataset.from = answer.from;
     table.dataset.till = answer.till;
-    table.tBodies[0].replaceChildren(...answer.points.map((point) => {
+    // Each point is labelled by its step; its `from`/`till` say what it
+    // covers, wider for a sketched page.
+    const start = Date.parse(answer.from);
+    state.starts = answer.points.map((_, i) => new Date(start + i * state.step * 1000).toISOString());
+    table.tBodies[0].replaceChildren(...answer.points.map((point, i) => {
       const tr = element('tr', {
         'data-from': point.from,
         'data-till': point.till,
         'data-value': point.distinct_visitors,
       });
       tr.append(
-        element('th', { scope: 'row' }, timeText(point.from, state.step)),
+        element('th', { scope: 'row' }, timeText(state.starts[i], state.step)),
         element('td', { class: point.exact ? 'num' : 'num estimate' }, countText(point)),
       );
       return tr;
@@ -427,7 +447,7 @@
       const labels = points.length < 3 ? [0, points.length - 1] : [0, Math.floor((points.length - 1) / 2), points.length - 1];
       for (const i of new Set(labels)) {
         const anchor = i === 0 ? 'start' : i === points.length - 1 ? 'end' : 'middle';
-        add(svg, 'text', { x: x(i), y: height - 8, class: 'axis x', 'text-anchor': anchor }, timeText(points[i].from, state.step));
+        add(svg, 'text', { x: x(i), y: height - 8, class: 'axis x', 'text-anchor': anchor }, timeText(state.starts[i], state.step));
       }
       add(svg, 'polyline', {
         points: points.map((p, i) => x(i) + ',' + y(p.distinct_visitors)).join(' '),
@@ -438,7 +458,7 @@
           cx: x(i), cy: y(p.distinct_visitors), r: points.length > 40 ? 2 : 3,
           class: p.exact ? 'dot' : 'dot estimate',
         });
-        add(dot, 'title', {}, timeText(p.from, state.step) + ': ' + countText(p));
+        add(dot, 'title', {}, timeText(state.starts[i], state.step) + ': ' + countText(p));
       });
     }
     box.replaceChildren(svg);
