@@ -29,6 +29,10 @@ const HOUR: u64 = 3_600;
 /// Visitors of the page that a small `--max-memory` turns into a sketch.
 const BIG: u32 = 6_000;
 
+/// An en-US browser (the counts' separators), without scroll bars (they
+/// would cut the right edge off full-page screenshots).
+const BROWSER_ARGS: &[&str] = &["--lang=en-US", "--hide-scrollbars"];
+
 /// Where the screenshots and timings go.
 fn out_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard")
@@ -312,7 +316,7 @@ async fn the_dashboard_shows_what_the_api_answers() {
     );
 
     let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, &["--lang=en-US"]).await;
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.resize(1280, 900, false).await;
     let start = Instant::now();
     browser.navigate(&format!("{origin}/")).await;
@@ -333,7 +337,9 @@ async fn the_dashboard_shows_what_the_api_answers() {
         )
         .await;
 
-    // Screenshots, wide and phone-sized.
+    // Screenshots, wide and phone-sized; neither scrolls sideways.
+    let overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth";
+    assert_eq!(browser.eval(overflow).await, json!(0), "at 1280 px");
     browser
         .screenshot(&out_dir().join("dashboard-1280.png"))
         .await;
@@ -344,10 +350,7 @@ async fn the_dashboard_shows_what_the_api_answers() {
             .is_some_and(|w| w > 0 && w <= 360)
     })
     .await;
-    let overflow = browser
-        .eval("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        .await;
-    assert_eq!(overflow, json!(0), "no sideways scrolling at 360 px");
+    assert_eq!(browser.eval(overflow).await, json!(0), "at 360 px");
     browser
         .screenshot(&out_dir().join("dashboard-360.png"))
         .await;
@@ -516,7 +519,7 @@ async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
     api.server.wait_ready(&api.client, WAIT).await;
 
     let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, &["--lang=en-US"]).await;
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.navigate(&format!("{origin}/")).await;
     let asked = "(() => document.body.dataset.state === 'auth'
         && !document.getElementById('auth').hidden
