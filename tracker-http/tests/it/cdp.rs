@@ -40,6 +40,7 @@ pub struct Browser {
     session: Option<String>,
     next_id: u64,
     sent: Vec<Sent>,
+    errors: Vec<String>,
 }
 
 impl Drop for Browser {
@@ -88,6 +89,7 @@ impl Browser {
             session: None,
             next_id: 1,
             sent: Vec::new(),
+            errors: Vec::new(),
         };
         let target = browser
             .call("Target.createTarget", json!({"url": "about:blank"}))
@@ -101,6 +103,8 @@ impl Browser {
         browser.session = Some(attached["sessionId"].as_str().unwrap().to_string());
         browser.call("Network.enable", json!({})).await;
         browser.call("Page.enable", json!({})).await;
+        browser.call("Runtime.enable", json!({})).await;
+        browser.call("Log.enable", json!({})).await;
         browser
     }
 
@@ -135,6 +139,21 @@ impl Browser {
                 }
                 return message["result"].clone();
             }
+            let params = &message["params"];
+            match message["method"].as_str() {
+                Some("Runtime.exceptionThrown") => {
+                    self.errors.push(params["exceptionDetails"].to_string());
+                }
+                // Failed loads are the network log's business (a 401 is
+                // expected); the rest (CSP violations among them) are errors.
+                Some("Log.entryAdded")
+                    if params["entry"]["level"] == "error"
+                        && params["entry"]["source"] != "network" =>
+                {
+                    self.errors.push(params["entry"].to_string());
+                }
+                _ => {}
+            }
             if message["method"] == "Network.requestWillBeSent" {
                 let request = &message["params"]["request"];
                 self.sent.push(Sent {
@@ -145,6 +164,12 @@ impl Browser {
                 });
             }
         }
+    }
+
+    /// The page's uncaught exceptions and logged errors so far (a CSP
+    /// violation is one).
+    pub fn errors(&self) -> &[String] {
+        &self.errors
     }
 
     /// Every request the tab made so far.

@@ -238,9 +238,11 @@ fn top_count(dom: &Value, url: &str) -> String {
         .to_string()
 }
 
-/// Every request of the tab went to the service (`origin`). `data:` URLs
-/// (Chromium's own icons inside form controls) go nowhere.
+/// Every request of the tab went to the service (`origin`) (`data:` URLs,
+/// Chromium's own icons inside form controls, go nowhere), and the page
+/// raised no error (a CSP violation is logged as one).
 fn only_to(browser: &Browser, origin: &str) {
+    assert_eq!(browser.errors(), &[] as &[String], "errors in the page");
     assert!(!browser.sent().is_empty());
     for sent in browser
         .sent()
@@ -336,6 +338,17 @@ async fn the_dashboard_shows_what_the_api_answers() {
                return { load_ms: n.loadEventEnd, ready_ms: ready.startTime, page_bytes: bytes }; })()",
         )
         .await;
+
+    // Every control has a name a screen reader reads out.
+    let unnamed = browser
+        .eval(
+            "[...document.querySelectorAll('input, select, button, [tabindex]')]
+               .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.getAttribute('aria-labelledby') && !e.textContent.trim())
+               .map((e) => e.outerHTML)",
+        )
+        .await;
+    assert_eq!(unnamed, json!([]));
 
     // Screenshots, wide and phone-sized; neither scrolls sideways.
     let overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth";
