@@ -11,6 +11,9 @@
   // Sites are found one `/pages` request each; past this many, the picker
   // lists the first ones by name.
   const MAX_SITES = 100;
+  // Sites are listed again every this many automatic refreshes (new sites
+  // appear within five minutes; a reload shows them at once).
+  const SITES_EVERY = 10;
   // Series steps, finest first: the finest that keeps a range within
   // MAX_POINTS points is asked for, a coarser one if the service refuses it
   // (a coarser `--bucket`, or its series limit).
@@ -31,6 +34,7 @@
     page: null, // the page whose series is shown, or null for the site
     cursors: [null], // `/pages` cursors of the listing pages shown so far
     seq: 0, // the latest load; older ones do not render
+    refreshes: 0, // automatic ones
     timer: null,
     points: [],
     starts: [], // each point's start, by its step
@@ -212,8 +216,10 @@
     const seq = ++state.seq;
     clearTimeout(state.timer);
     if (userAction) document.body.dataset.state = 'loading';
+    else state.refreshes += 1;
+    const relist = !userAction && state.refreshes % SITES_EVERY === 0;
     try {
-      if (!state.sites || state.sites.length === 0) {
+      if (!state.sites || state.sites.length === 0 || relist) {
         const sites = await listSites();
         if (seq !== state.seq) return;
         state.sites = sites;
