@@ -170,6 +170,14 @@ pub struct StatsBody {
     /// Events that are not page views (Plausible custom events and
     /// `engagement`, GoatCounter `e=true`), by name, since start.
     pub custom_events: BTreeMap<String, u64>,
+    /// The width of the time buckets ranges are answered in, in seconds
+    /// (`--bucket`).
+    pub bucket_seconds: u64,
+    /// How long buckets are kept, in seconds, or null for ever
+    /// (`--retention`).
+    pub retention_seconds: Option<u64>,
+    /// The most points a `GET /series` answer may have (`--max-points`).
+    pub max_points: usize,
     /// The data directory's log and snapshots, or null in memory.
     pub persistence: Option<PersistenceBody>,
 }
@@ -270,6 +278,7 @@ impl PersistenceBody {
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
     let store = state.store()?;
     let stats = store.tracker().stats();
+    let bucketing = store.tracker().bucketing();
     Ok(Json(StatsBody {
         pages: stats.pages,
         pairs: stats.pairs,
@@ -284,6 +293,9 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
         stale_events: stats.stale_events,
         dropped_events: state.metrics.dropped_counts(),
         custom_events: state.metrics.custom_event_counts(),
+        bucket_seconds: bucketing.width().as_secs(),
+        retention_seconds: bucketing.retention().map(|r| r.as_secs()),
+        max_points: bucketing.point_limit(),
         persistence: store
             .durable()
             .map(|(durable, recovered)| PersistenceBody::new(durable, recovered)),

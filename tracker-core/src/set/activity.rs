@@ -52,6 +52,11 @@ impl Runs {
         self.arena.capacity() * std::mem::size_of::<u32>()
     }
 
+    /// Arena words in use or garbage.
+    pub(crate) fn len(&self) -> usize {
+        self.arena.len()
+    }
+
     /// Arena words no pair uses (moved runs).
     pub(crate) fn garbage(&self) -> usize {
         self.garbage

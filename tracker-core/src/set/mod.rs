@@ -20,6 +20,7 @@ use std::ops::Range;
 
 use crate::report::Distinct;
 use crate::set::activity::Runs;
+use crate::set::history::{History, HistoryInsert, Sketched};
 use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 pub(crate) use crate::set::visitor_table::Insert;
@@ -30,9 +31,9 @@ use crate::time::ttl::Expiry;
 use crate::time::{Bucketing, Series};
 use crate::tracker::ranges::Union;
 
-/// Heap bytes of a page's set in sketch form (the boxed sketch).
-const SKETCH_BYTES: usize =
-    std::mem::size_of::<UltraLogLog>() + (1 << UltraLogLog::DEFAULT_PRECISION);
+/// Heap bytes of a page's set in sketch form before its history: the
+/// boxed record and the all-time sketch's registers.
+const SKETCH_BYTES: usize = std::mem::size_of::<Sketched>() + (1 << UltraLogLog::DEFAULT_PRECISION);
 
 /// How many visitor hashes a page holds without a heap allocation.
 pub(crate) const INLINE: usize = 2;
@@ -57,8 +58,9 @@ pub(crate) enum VisitorSet {
     Table(u32, Box<WordTable<1>>),
     /// Hashes with their latest ticks and activity words (with a TTL).
     Timed(u32, Box<TimedTable>),
-    /// A cardinality sketch of the hashes: counts are estimates.
-    Sketch(u32, Box<UltraLogLog>),
+    /// A cardinality sketch of the hashes, and one per day of history:
+    /// counts are estimates.
+    Sketch(u32, Box<Sketched>),
     /// Sketches per generation of TTL/8 (with a TTL): estimates.
     TimedSketch(u32, Box<TimedSketch>),
 }
@@ -77,6 +79,21 @@ impl Ask {
     /// The bucket width in seconds.
     pub(crate) fn width(&self) -> u32 {
         self.bucketing.width().as_secs() as u32
+    }
+
+    fn per_day(&self) -> u64 {
+        u64::from(86_400 / self.width())
+    }
+
+    /// The UTC days that buckets `range` meet.
+    fn days(&self, range: &Range<u64>) -> Range<u32> {
+        let per_day = self.per_day();
+        (range.start / per_day) as u32..range.end.div_ceil(per_day) as u32
+    }
+
+    /// The buckets of `days`.
+    fn buckets_of_days(&self, days: Range<u32>) -> Range<u64> {
+        u64::from(days.start) * self.per_day()..u64::from(days.end) * self.per_day()
     }
 }
 
@@ -100,7 +117,21 @@ impl VisitorSet {
     pub(crate) fn between(&self, range: Range<u64>, ask: &Ask, expiry: Option<Expiry>) -> Between {
         let width = ask.width();
         let visitors = match (self, expiry) {
-            (VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..), _) => {
+            (VisitorSet::Sketch(_, sketched), _) => {
+                let days = ask.days(&range);
+                if !sketched.answers(&days) {
+                    return Between {
+                        distinct: self.count(expiry),
+                        covered: self.everything(range, ask),
+                    };
+                }
+                let (distinct, covered) = sketched.history.union(days);
+                return Between {
+                    distinct,
+                    covered: ask.buckets_of_days(covered),
+                };
+            }
+            (VisitorSet::TimedSketch(..), _) => {
                 return Between {
                     distinct: self.count(expiry),
                     covered: self.everything(range, ask),
@@ -166,9 +197,23 @@ impl VisitorSet {
         let range = union.range();
         let live = |tick: u32| expiry.is_none_or(|e| e.is_live(tick));
         match (self, expiry) {
-            (VisitorSet::Sketch(_, sketch), _) => {
-                union.widen(self.everything(range, ask));
-                union.merge(sketch);
+            (VisitorSet::Sketch(_, sketched), _) => {
+                let days = ask.days(&range);
+                if sketched.answers(&days) {
+                    let mut sketches = Vec::new();
+                    let covered = sketched.history.add_to(
+                        days,
+                        |h| union.push(h),
+                        |s| sketches.push(s.clone()),
+                    );
+                    for sketch in &sketches {
+                        union.merge(sketch);
+                    }
+                    union.widen(ask.buckets_of_days(covered));
+                } else {
+                    union.widen(self.everything(range, ask));
+                    union.merge(&sketched.all);
+                }
             }
             (VisitorSet::TimedSketch(_, generations), _) => {
                 union.widen(self.everything(range, ask));
@@ -241,10 +286,10 @@ impl VisitorSet {
     /// O(log n) (see `horizon`).
     pub(crate) fn count(&self, expiry: Option<Expiry>) -> Distinct {
         match (self, expiry) {
-            (VisitorSet::Sketch(_, sketch), _) => Distinct {
-                visitors: sketch.estimate().round() as u64,
+            (VisitorSet::Sketch(_, sketched), _) => Distinct {
+                visitors: sketched.all.estimate().round() as u64,
                 exact: false,
-                relative_error: Some(sketch.relative_standard_error()),
+                relative_error: Some(sketched.all.relative_standard_error()),
             },
             (VisitorSet::TimedSketch(_, sketch), Some(expiry)) => sketch.count(expiry),
             (VisitorSet::Timed(_, table), Some(expiry)) => {
@@ -353,6 +398,13 @@ impl VisitorSet {
             (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
                 table.retain(oldest_bucket, |_, _| true)
             }
+            (VisitorSet::Sketch(_, sketched), None) => {
+                // The all-time sketch cannot forget; the days can.
+                sketched
+                    .history
+                    .drop_before(oldest_bucket / (86_400 / width));
+                0
+            }
             (set, Some(expiry)) => set.expire(expiry, oldest_bucket),
             _ => 0,
         }
@@ -362,7 +414,7 @@ impl VisitorSet {
     /// starts at their exact count (no jump); with a TTL (`expiry`), into
     /// per-generation sketches of the live ones. Returns the heap bytes
     /// held before.
-    pub(crate) fn convert_to_sketch(&mut self, expiry: Option<Expiry>) -> usize {
+    pub(crate) fn convert_to_sketch(&mut self, expiry: Option<Expiry>, width: u32) -> usize {
         let before = self.heap_bytes();
         let last = self.last_recorded();
         if let Some(expiry) = expiry {
@@ -375,13 +427,36 @@ impl VisitorSet {
         if self.is_sketch() {
             return before;
         }
-        let sketch = UltraLogLog::from_exact_set(
+        let sketched = self.sketched(width);
+        *self = VisitorSet::Sketch(last, Box::new(sketched));
+        before
+    }
+
+    /// The sketch form of an exact set without a TTL: the all-time
+    /// sketch and the history of every pair's days.
+    fn sketched(&self, width: u32) -> Sketched {
+        let all = UltraLogLog::from_exact_set(
             UltraLogLog::DEFAULT_PRECISION,
             self.entries().map(|(h, _)| h),
         )
         .expect("the default precision is valid");
-        *self = VisitorSet::Sketch(last, Box::new(sketch));
-        before
+        let per_day = 86_400 / width;
+        let mut history = History::default();
+        self.for_each_pair(width, |hash, _, buckets| {
+            let mut last_day = None;
+            for &bucket in buckets {
+                let day = bucket / per_day;
+                if last_day != Some(day) {
+                    history.insert_growing(day, hash);
+                    last_day = Some(day);
+                }
+            }
+        });
+        Sketched {
+            all,
+            history,
+            since: 0,
+        }
     }
 
     /// Whether an exact set growing from `before` to `after` heap bytes
@@ -400,10 +475,10 @@ impl VisitorSet {
 
     /// The heap bytes [`convert_to_sketch`](Self::convert_to_sketch) would
     /// leave the set holding.
-    pub(crate) fn sketched_bytes(&self, expiry: Option<Expiry>) -> usize {
+    pub(crate) fn sketched_bytes(&self, expiry: Option<Expiry>, width: u32) -> usize {
         match expiry {
             Some(expiry) => TimedSketch::bytes_for(self.entries().map(|(_, t)| t), expiry),
-            None => SKETCH_BYTES,
+            None => SKETCH_BYTES + self.sketched(width).history.heap_bytes(),
         }
     }
 
@@ -413,7 +488,7 @@ impl VisitorSet {
             VisitorSet::Inline(..) => 0,
             VisitorSet::Table(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, table) => table.heap_bytes(),
-            VisitorSet::Sketch(..) => SKETCH_BYTES,
+            VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
         }
     }
@@ -441,9 +516,14 @@ impl VisitorSet {
                 Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
             },
             VisitorSet::Timed(_, table) => table.insert(hash, tick, bucket),
-            VisitorSet::Sketch(_, sketch) => Insert::Estimated {
-                changed: sketch.insert(hash),
-            },
+            VisitorSet::Sketch(_, sketched) => {
+                match sketched.history.insert(bucket / (86_400 / width), hash) {
+                    HistoryInsert::Done => Insert::Estimated {
+                        changed: sketched.all.insert(hash),
+                    },
+                    HistoryInsert::Grow(bytes) => Insert::Grow(bytes),
+                }
+            }
             // A change in one generation's sketch does not prove the
             // visitor new to the page (another generation may have it).
             VisitorSet::TimedSketch(_, sketch) => {
@@ -488,8 +568,11 @@ impl VisitorSet {
                 table.grow_and_visit(hash, bucket, [bucket]);
             }
             VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick, bucket),
-            VisitorSet::Sketch(_, sketch) => {
-                sketch.insert(hash);
+            VisitorSet::Sketch(_, sketched) => {
+                sketched
+                    .history
+                    .insert_growing(bucket / (86_400 / width), hash);
+                sketched.all.insert(hash);
             }
             VisitorSet::TimedSketch(_, sketch) => {
                 if let Some(expiry) = expiry {
@@ -711,9 +794,12 @@ mod tests {
         for i in 0..5_000 {
             set.insert_growing(hash(i));
         }
-        let before = set.convert_to_sketch(None);
+        let before = set.convert_to_sketch(None, 60);
         assert!(before > SKETCH_BYTES);
-        assert_eq!(set.heap_bytes(), SKETCH_BYTES);
+        // One day of history: a period sketch.
+        let day = crate::set::history::PERIOD_SKETCH_BYTES;
+        assert!(set.heap_bytes() > SKETCH_BYTES + day);
+        assert!(set.heap_bytes() < SKETCH_BYTES + day + 64);
         assert_eq!(set.pairs(), 0);
         let count = set.count(None);
         assert_eq!((count.visitors, count.exact), (5_000, false));

@@ -209,5 +209,11 @@ mod sizes {
             std::mem::size_of::<crate::set::timed_table::TimedTable>(),
             88
         );
+        assert_eq!(
+            std::mem::size_of::<crate::set::word_table::WordTable<1>>(),
+            48
+        );
+        assert_eq!(std::mem::size_of::<crate::set::history::Sketched>(), 112);
+        assert_eq!(crate::set::history::PERIOD_SKETCH_BYTES, 1_104);
     }
 }

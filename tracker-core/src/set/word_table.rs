@@ -76,8 +76,9 @@ impl<const AUX: usize> WordTable<AUX> {
     }
 
     /// Carries out a visit that [`visit`](Self::visit) answered with a
-    /// `Grow`, once its bytes are reserved. Returns the pair's slot if it
-    /// was known.
+    /// `Grow`, once its bytes are reserved (the table may end up holding
+    /// less: see the compaction below). Returns the pair's slot if it was
+    /// known.
     pub(crate) fn grow_and_visit(
         &mut self,
         hash: u64,
@@ -89,6 +90,13 @@ impl<const AUX: usize> WordTable<AUX> {
                 let mut word = self.table.value(slot, Self::WORD);
                 self.runs.add_growing(&mut word, bucket);
                 self.table.set_value(slot, Self::WORD, word);
+                // Moved runs leave garbage behind; once it is half the
+                // arena, rewriting the live runs in slot order gives it
+                // back (and a scan then reads the arena front to back).
+                // Amortised: the garbage grew by at least what this costs.
+                if self.runs.garbage() * 2 > self.runs.len() {
+                    self.compact();
+                }
                 Some(slot)
             }
             None => {

@@ -815,6 +815,38 @@ mod tests {
         assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
     }
 
+    /// Visitors returning on many days grow, move and compact their runs;
+    /// the count stays equal to a recount, with and without a TTL.
+    #[test]
+    fn bytes_stay_equal_to_a_recount_with_returning_visitors() {
+        use crate::ManualClock;
+        use std::time::Duration;
+        for ttl in [None, Some(Duration::from_secs(400 * 86_400))] {
+            let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+            let mut builder = Tracker::builder()
+                .stripes(2)
+                .clock(std::sync::Arc::new(clock.clone()));
+            if let Some(ttl) = ttl {
+                builder = builder.ttl(ttl);
+            }
+            let tracker = builder.build().unwrap();
+            for day in 0..40 {
+                for v in 0..300u32 {
+                    if (v + day) % 3 != 0 {
+                        let url = format!("/p{}", v % 4);
+                        tracker.record(&format!("v{v}"), &url).unwrap();
+                    }
+                }
+                clock.advance(Duration::from_secs(86_400));
+                assert_eq!(
+                    tracker.stats().bytes,
+                    tracker.recount_bytes(),
+                    "{ttl:?} {day}"
+                );
+            }
+        }
+    }
+
     /// Sketching, evicting and compacting keep the incremental count equal
     /// to a recount, and within the budget.
     #[test]

@@ -102,7 +102,7 @@ impl Tracker {
                     continue;
                 }
                 match &page.visitors {
-                    VisitorSet::Sketch(_, page_sketch) => merge(page_sketch),
+                    VisitorSet::Sketch(_, page_sketch) => merge(&page_sketch.all),
                     VisitorSet::TimedSketch(_, generations) => {
                         for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
                             merge(sketch);

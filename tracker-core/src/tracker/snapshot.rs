@@ -19,7 +19,10 @@
 //! set      = 0: u8 | n: u32 | n × pair                                           exact
 //! pair     = visitor hash: u64 | tick: u32 | k: u32 | k × bucket: u32   (version 3 on)
 //!          | visitor hash: u64 [| tick: u32 with a TTL]               (versions 1 and 2)
-//!          | 1: u8 | len: u32 | UltraLogLog::to_bytes                            sketch
+//!          | 1: u8 | len: u32 | UltraLogLog::to_bytes [| history]                sketch
+//! history  = since day: u32 | p: u32 | p × (first day: u32 | days: u32 | period)
+//!                                                              (version 3 on; absent before)
+//! period   = 0: u8 | n: u32 | n × hash: u64 (sorted)  |  1: u8 | len: u32 | UltraLogLog::to_bytes
 //!          | 2: u8 | g: u32 | g × (generation: u32 | len: u32 | UltraLogLog::to_bytes)
 //!                                                                   per-generation sketches (TTL)
 //! end      = 0: u8 | pages: u64
@@ -77,6 +80,7 @@ use super::Tracker;
 use crate::canonical_url::{QueryPolicy, canonicalize};
 use crate::error::{ConfigError, TrackerError};
 use crate::set::activity::MAX_BUCKET_INDEX;
+use crate::set::history::{History, Sketched};
 use crate::set::page::Page;
 use crate::set::timed_sketch::TimedSketch;
 use crate::set::{Insert, VisitorSet};
@@ -495,11 +499,32 @@ fn encode_page(
     buf.extend_from_slice(page.url.as_bytes());
     put_u32(buf, page.visitors.last_recorded());
     match &page.visitors {
-        VisitorSet::Sketch(_, sketch) => {
+        VisitorSet::Sketch(_, sketched) => {
             buf.push(FORM_SKETCH);
-            let bytes = sketch.to_bytes();
+            let bytes = sketched.all.to_bytes();
             put_len(buf, bytes.len());
             buf.extend_from_slice(&bytes);
+            put_u32(buf, sketched.since);
+            put_len(buf, sketched.history.periods().count());
+            for (first, days, visitors) in sketched.history.periods() {
+                put_u32(buf, first);
+                put_u32(buf, days);
+                match visitors {
+                    Ok(hashes) => {
+                        buf.push(0);
+                        put_len(buf, hashes.len());
+                        for &hash in hashes {
+                            put_u64(buf, hash);
+                        }
+                    }
+                    Err(sketch) => {
+                        buf.push(1);
+                        let bytes = sketch.to_bytes();
+                        put_len(buf, bytes.len());
+                        buf.extend_from_slice(&bytes);
+                    }
+                }
+            }
         }
         VisitorSet::TimedSketch(_, sketch) => {
             buf.push(FORM_TIMED_SKETCH);
@@ -706,8 +731,25 @@ fn decode_page<R: BufRead + ?Sized>(
         (FORM_SKETCH, None) => {
             let bytes_at = r.at;
             let n = r.count(1)?;
-            let sketch = decode_sketch(r.take(n)?).map_err(|e| r.invalid(bytes_at, e))?;
-            VisitorSet::Sketch(last, Box::new(sketch))
+            let all = decode_sketch(r.take(n)?).map_err(|e| r.invalid(bytes_at, e))?;
+            let (history, since) = if version >= 3 {
+                decode_history(r)?
+            } else {
+                // Nothing of the page's past is known by day: ranges from
+                // today on have it all.
+                let bucketing = tracker.bucketing();
+                let today = bucketing.bucket_of(tracker.config().clock.now())
+                    / (86_400 / bucketing.width().as_secs() as u32);
+                (History::default(), today)
+            };
+            VisitorSet::Sketch(
+                last,
+                Box::new(Sketched {
+                    all,
+                    history,
+                    since,
+                }),
+            )
         }
         (FORM_TIMED_SKETCH, Some(expiry)) => {
             let n = r.count(9)?;
@@ -894,6 +936,44 @@ impl Restoring {
         self.set.touch(self.last);
         self.set
     }
+}
+
+/// Reads a sketched page's history (version 3 on) and the day it is
+/// complete from.
+fn decode_history<R: BufRead + ?Sized>(
+    r: &mut Reader<'_, R>,
+) -> Result<(History, u32), SnapshotError> {
+    let since = r.u32()?;
+    let at = r.at;
+    let n = r.count(9)?;
+    let mut periods = Vec::with_capacity(n);
+    for _ in 0..n {
+        let first = r.u32()?;
+        let days = r.u32()?;
+        let kind_at = r.at;
+        let visitors = match r.u8()? {
+            0 => {
+                let len = r.count(8)?;
+                let hashes = r
+                    .take(len * 8)?
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect();
+                Ok(hashes)
+            }
+            1 => {
+                let len = r.count(1)?;
+                let bytes_at = r.at;
+                let sketch = UltraLogLog::from_bytes(r.take(len)?)
+                    .map_err(|e| r.invalid(bytes_at, e.to_string()))?;
+                Err(sketch)
+            }
+            other => return Err(r.invalid(kind_at, format!("unknown period form {other}"))),
+        };
+        periods.push((first, days, visitors));
+    }
+    let history = History::from_periods(periods).map_err(|e| r.invalid(at, e))?;
+    Ok((history, since))
 }
 
 /// A sketch as the tracker keeps them: only the default precision (the

@@ -227,7 +227,12 @@ impl Stripe {
                 let held = page.visitors.heap_bytes();
                 page.visitors
                     .grow_and_insert(visitor, tick, self.width, expiry);
-                if VisitorSet::became_sketch_worthy(held, held + bytes, expiry.is_some()) {
+                let after = page.visitors.heap_bytes();
+                if timed_before.is_none() && after < held + bytes {
+                    // The arena was compacted: less than reserved is held.
+                    budget.release(held + bytes - after);
+                }
+                if VisitorSet::became_sketch_worthy(held, after, expiry.is_some()) {
                     self.sketch_worthy.push(url_hash);
                 }
                 if expiry.is_none_or(|e| e.is_live(was)) {
@@ -540,11 +545,11 @@ impl Stripe {
             .pages
             .find_mut(url_hash, |p| hasher.hash_one(&*p.url) == url_hash)?;
         let before = page.visitors.heap_bytes();
-        if page.visitors.is_sketch() || page.visitors.sketched_bytes(expiry) >= before {
+        if page.visitors.is_sketch() || page.visitors.sketched_bytes(expiry, self.width) >= before {
             return None;
         }
         let pairs = page.visitors.pairs() as u64;
-        page.visitors.convert_to_sketch(expiry);
+        page.visitors.convert_to_sketch(expiry, self.width);
         let after = page.visitors.heap_bytes();
         self.pairs -= pairs;
         self.sketched += 1;

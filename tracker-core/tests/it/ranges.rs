@@ -288,7 +288,7 @@ fn the_budget_holds_with_returning_visitors() {
     let clock = ManualClock::new(at(START));
     let tracker = Tracker::builder()
         .stripes(2)
-        .max_memory(200_000)
+        .max_memory(80_000)
         .memory_policy(MemoryPolicy::Reject)
         .clock(Arc::new(clock.clone()))
         .build()
@@ -304,11 +304,11 @@ fn the_budget_holds_with_returning_visitors() {
         }
         clock.advance(Duration::from_secs(DAY));
         let stats = tracker.stats();
-        assert!(stats.bytes <= 200_000, "day {day}: {stats:?}");
+        assert!(stats.bytes <= 80_000, "day {day}: {stats:?}");
     }
     assert!(
         refused > 0,
-        "60 days of 400 returning visitors outgrow 200 kB"
+        "60 days of 400 returning visitors outgrow 80 kB"
     );
     let held = tracker.stats().bytes;
     for v in 0..400 {
@@ -366,9 +366,38 @@ proptest! {
             (answer.distinct.visitors as f64 - truth).abs() <= 5.0 * error * truth,
             "{answer:?} truth {truth}"
         );
-        prop_assert!(answer.range.from() <= from);
+        // A sketched page answers whole UTC days: `from` is one already.
+        prop_assert_eq!(answer.range.from(), from);
         let site = tracker.site_distinct_between("a.com", Some(from), None).unwrap();
         prop_assert!(!site.distinct.exact);
         prop_assert!((site.distinct.visitors as f64 - truth).abs() <= 5.0 * error * truth);
+        // Day by day, each point within its own error.
+        let daily = tracker
+            .series(PAGES[0].0, Some(at(START)), Some(at(START + days * DAY)), Duration::from_secs(DAY))
+            .unwrap();
+        prop_assert_eq!(daily.points.len() as u64, days);
+        for point in &daily.points {
+            let (a, b) = (point.range.from().as_millis() / 1000, point.range.till().as_millis() / 1000);
+            prop_assert_eq!(b - a, DAY);
+            let truth = ids(a, b) as f64;
+            let d = point.distinct;
+            prop_assert!(!d.exact && (d.visitors as f64 - truth).abs() <= 5.0 * d.relative_error.unwrap() * truth, "{point:?} {truth}");
+        }
+        // A snapshot keeps the history: the same answers after a restore.
+        let mut payload = Vec::new();
+        tracker.write_snapshot(&mut payload).unwrap();
+        let restored = Tracker::restore_snapshot(
+            &payload,
+            Tracker::builder()
+                .stripes(2)
+                .max_memory(150_000)
+                .memory_policy(MemoryPolicy::Sketch)
+                .clock(Arc::new(clock.clone())),
+        )
+        .unwrap();
+        prop_assert_eq!(
+            restored.distinct_between(PAGES[0].0, Some(from), None).unwrap(),
+            answer
+        );
     }
 }

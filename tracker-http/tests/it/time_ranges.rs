@@ -438,6 +438,31 @@ async fn every_ingest_path_takes_a_time_and_refuses_a_bad_one_alone() {
 }
 
 #[tokio::test]
+async fn stats_say_the_time_settings() {
+    let (app, _) = app_with(
+        Tracker::builder()
+            .bucket(Duration::from_secs(900))
+            .retention(Duration::from_secs(90 * DAY))
+            .max_points(200),
+        HttpLimits::standard(),
+    );
+    let stats = ok(&app, "/stats").await;
+    assert_eq!(
+        (
+            &stats["bucket_seconds"],
+            &stats["retention_seconds"],
+            &stats["max_points"]
+        ),
+        (&json!(900), &json!(90 * DAY), &json!(200))
+    );
+    let stats = ok(&hourly().0, "/stats").await;
+    assert_eq!(
+        (&stats["bucket_seconds"], &stats["retention_seconds"]),
+        (&json!(3600), &json!(null))
+    );
+}
+
+#[tokio::test]
 async fn series_is_a_guarded_read() {
     let limits = HttpLimits {
         auth_token: Some("s3cret".into()),
@@ -744,4 +769,44 @@ async fn times_ahead_of_the_clock_or_before_the_retention_are_refused() {
     let (app, _) = hourly();
     let answer = record_timed(&app, "old", "/r", json!("1970-01-01T00:00:00Z")).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED);
+}
+
+/// A page sketched under the memory budget answers ranges as estimates:
+/// `exact: false` with its relative `error`, on the whole UTC days it
+/// covers, in `/distinct`, each `/series` point and `/top`.
+#[tokio::test]
+async fn estimates_say_so_with_their_error() {
+    use tracker_core::MemoryPolicy;
+
+    let clock = ManualClock::new(at("2026-11-04T00:00:00Z"));
+    let tracker = Tracker::builder()
+        .stripes(2)
+        .max_memory(150_000)
+        .memory_policy(MemoryPolicy::Sketch)
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let start = at("2026-11-01").as_millis();
+    for i in 0..30_000u64 {
+        let when = Timestamp::from_millis(start + i * 3 * DAY * 1000 / 30_000);
+        tracker
+            .record_at(&format!("v{}", i % 20_000), "/big", when)
+            .unwrap();
+    }
+    let app = app(AppState::new(Arc::new(tracker), HttpLimits::standard()));
+    let estimate = |body: &Value| {
+        assert_eq!(body["exact"], false, "{body}");
+        let error = body["error"].as_f64().expect("an estimate has its error");
+        assert!(error > 0.0 && error < 0.1, "{body}");
+    };
+    let range = ok(&app, "/distinct?url=/big&from=2026-11-02T06:00:00Z").await;
+    estimate(&range);
+    // Widened to the whole day the sketch keeps.
+    assert_eq!(range["from"], "2026-11-02T00:00:00Z");
+    let series = ok(&app, "/series?url=/big&from=2026-11-01&till=2026-11-04").await;
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    points.iter().for_each(estimate);
+    let top = ok(&app, "/top?from=2026-11-01&limit=1").await;
+    estimate(&top["pages"][0]);
 }
