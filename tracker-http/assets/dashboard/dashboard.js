@@ -333,25 +333,22 @@
     visitors.dataset.exact = distinct.exact;
     visitors.classList.toggle('estimate', !distinct.exact);
 
-    // The range the counts cover: the one asked, aligned to the service's
-    // buckets, or wider when a sketched page is among them (a sketch
-    // cannot tell its visits apart in time).
+    // The range asked, and the one the counts cover: the same aligned to
+    // the service's buckets (the series starts there), or wider when a
+    // sketched page is counted (a sketch tells its visits apart by day).
     const label = $('range-label');
     label.dataset.from = distinct.from;
     label.dataset.till = distinct.till;
     label.dataset.askedFrom = range.from;
     label.dataset.askedTill = range.till;
-    const coveredFrom = Date.parse(distinct.from) / 1000;
-    const coveredTill = Date.parse(distinct.till) / 1000;
-    const wider = coveredFrom < range.from - 86400 || coveredTill > range.till + 86400;
-    const when = (seconds) => new Date(seconds * 1000).toLocaleString();
-    label.textContent = state.site + ', ' + when(wider ? range.from : coveredFrom) + ' – '
-      + when(wider ? range.till : coveredTill);
+    const when = (iso) => new Date(iso).toLocaleString();
+    const wider = Date.parse(distinct.from) < Date.parse(points.from);
+    label.textContent = state.site + ', ' + when(points.from) + ' – '
+      + when(wider ? range.till * 1000 : distinct.till);
     $('range-note').hidden = !wider;
     $('range-note').textContent = wider
-      ? 'Estimated counts (≈) include visits '
-        + (coveredFrom <= 0 ? 'from before this range' : 'since ' + when(coveredFrom))
-        + ': a page kept as a sketch cannot tell its visits apart in time.'
+      ? 'Estimated counts (≈) cover ' + when(distinct.from) + ' – ' + when(distinct.till)
+        + ': a page kept as a sketch tells its visits apart by day only.'
       : '';
 
     $('top-table').tBodies[0].replaceChildren(...top.pages.map((row) => countRow(row, true)));
