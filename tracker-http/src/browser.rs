@@ -7,14 +7,12 @@
 //! user agent) under the rotating salt, and the visit recorded.
 
 use std::borrow::Cow;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -255,47 +253,10 @@ fn origin_of(url: &str) -> Option<&str> {
 /// Our script: page views on load and on single-page-app navigations.
 pub const TRACKER_JS: &str = include_str!("../assets/tracker.js");
 
-/// The script's ETag: a hash of its bytes, so it changes with them.
-static TRACKER_JS_ETAG: LazyLock<HeaderValue> = LazyLock::new(|| {
-    let mut h = DefaultHasher::new();
-    TRACKER_JS.hash(&mut h);
-    HeaderValue::from_str(&format!("\"{:016x}\"", h.finish()))
-        .unwrap_or(HeaderValue::from_static("\"tracker\""))
-});
-
 /// `GET /tracker.js`: cached for a day (a fixed script reaches every
 /// browser within a day), then revalidated with its ETag (`304`).
 pub async fn tracker_js(headers: HeaderMap) -> Response {
-    let etag = &*TRACKER_JS_ETAG;
-    let cache = [
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=86400"),
-        ),
-        (header::ETAG, etag.clone()),
-    ];
-    let matches = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/") == etag.to_str().unwrap_or("")
-        });
-    if matches {
-        return (StatusCode::NOT_MODIFIED, cache).into_response();
-    }
-    (
-        StatusCode::OK,
-        cache,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/javascript; charset=utf-8"),
-        )],
-        TRACKER_JS,
-    )
-        .into_response()
+    crate::assets::TRACKER_JS.respond(&headers)
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! `GET /distinct?url=|site=&from=&till=`, `GET /top?limit=&site=&from=&till=`,
 //! `GET /series?url=|site=&from=&till=&step=`, `GET /pages`, `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
 //! browsers `GET /tracker.js`, `POST /api/event` (Plausible's format) and
-//! `GET|POST /count` (GoatCounter's pixel); see [`browser`].
+//! `GET|POST /count` (GoatCounter's pixel); see [`browser`]. `GET /`
+//! serves the dashboard, static files embedded in the binary ([`assets`]).
 //!
 //! ```
 //! use axum::body::Body;
@@ -36,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assets;
 pub mod batch;
 pub mod browser;
 pub mod client_ip;

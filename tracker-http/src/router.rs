@@ -1,7 +1,7 @@
 //! [`app`]: the routes and the layers around them.
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -9,7 +9,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::AppError;
 use crate::middleware::{ObserveLayer, X_REQUEST_ID, rate_limit, require_bearer};
 use crate::state::AppState;
-use crate::{batch, browser, ingest, ops, pages, query, ranges, ws};
+use crate::{assets, batch, browser, ingest, ops, pages, query, ranges, ws};
 
 /// The service's router over `state`; serve it, or call it in-process.
 ///
@@ -53,11 +53,20 @@ pub fn routes(state: AppState) -> Router {
     if limits.rate_limiter.is_some() {
         api = api.route_layer(from_fn_with_state(state.clone(), rate_limit));
     }
-    let operations = Router::new()
+    let mut operations = Router::new()
+        .route("/", get(assets::dashboard))
         .route("/tracker.js", get(browser::tracker_js))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .merge(guarded(Router::new().route("/metrics", get(ops::metrics))));
+    // The dashboard's files are public, like the page: its reads of the
+    // API are what carry the bearer token.
+    for (name, file) in &assets::DASHBOARD_FILES {
+        operations = operations.route(
+            &format!("/dashboard/{name}"),
+            get(move |headers: HeaderMap| async move { file.respond(&headers) }),
+        );
+    }
 
     let mut router = api
         .merge(operations)

@@ -17,8 +17,11 @@
 mod api;
 mod app;
 mod browsers;
+mod cdp;
 mod chromium;
 mod connections;
+mod dashboard;
+mod dashboard_browser;
 mod durability;
 mod fuzz;
 mod h2_limits;
