@@ -12,6 +12,7 @@ pub(crate) mod horizon;
 pub(crate) mod page;
 pub(crate) mod timed_sketch;
 pub(crate) mod timed_table;
+pub(crate) mod union;
 pub(crate) mod visitor_hash;
 pub(crate) mod visitor_table;
 pub(crate) mod word_table;
@@ -23,6 +24,7 @@ use crate::set::activity::Runs;
 use crate::set::history::{History, HistoryInsert, Sketched};
 use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
+use crate::set::union::Union;
 pub(crate) use crate::set::visitor_table::Insert;
 use crate::set::visitor_table::TableInsert;
 use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
@@ -30,7 +32,6 @@ use crate::set::word_table::{Visit, WordTable, Words};
 use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
 use crate::time::{Bucketing, Series};
-use crate::tracker::ranges::Union;
 
 /// Heap bytes of a page's set in sketch form before its history: the
 /// boxed record and the all-time sketch's registers.

@@ -10,13 +10,13 @@ use crate::error::TrackerError;
 use crate::report::{Distinct, RangeDistinct, RangeTop, SeriesCounts};
 use crate::set::page::Page;
 use crate::set::{Ask, Between};
-use crate::sketch::UltraLogLog;
 use crate::sync;
 use crate::time::clock::Timestamp;
 use crate::time::{Bucketing, Series, TimeRange};
 
 use super::Tracker;
-use super::site::{count_distinct, host_of, site_name};
+use super::site::{host_of, site_name};
+use crate::set::union::Union;
 
 impl Tracker {
     /// The granularity in force: bucket width, retention and the point
@@ -342,67 +342,5 @@ impl Tracker {
             range: range.with_buckets(covered),
             pages,
         }
-    }
-}
-
-/// The visitors of several pages in one range, gathered for a site: the
-/// exact pages' hashes (with repeats across pages), sketched pages merged
-/// into one sketch, and the range the gathered visitors cover (widened
-/// when a page could only answer a wider one).
-#[derive(Debug)]
-pub(crate) struct Union {
-    covered: Range<u64>,
-    hashes: Vec<u64>,
-    sketch: Option<UltraLogLog>,
-}
-
-impl Union {
-    pub(crate) fn new(range: Range<u64>) -> Self {
-        Self {
-            covered: range,
-            hashes: Vec::new(),
-            sketch: None,
-        }
-    }
-
-    /// The buckets asked about.
-    pub(crate) fn range(&self) -> Range<u64> {
-        self.covered.clone()
-    }
-
-    /// Widens what the union covers to include `buckets`.
-    pub(crate) fn widen(&mut self, buckets: Range<u64>) {
-        self.covered = self.covered.start.min(buckets.start)..self.covered.end.max(buckets.end);
-    }
-
-    /// Adds an exact visitor.
-    pub(crate) fn push(&mut self, hash: u64) {
-        self.hashes.push(hash);
-    }
-
-    /// Adds a sketch's visitors (lossless).
-    pub(crate) fn merge(&mut self, other: &UltraLogLog) {
-        let union = self.sketch.get_or_insert_with(|| {
-            UltraLogLog::new(other.precision()).expect("a sketch's own precision is valid")
-        });
-        union
-            .merge(other)
-            .expect("range unions are fed sketches of one precision");
-    }
-
-    /// The count and the range it covers.
-    pub(crate) fn finish(self) -> (Distinct, Range<u64>) {
-        let distinct = match self.sketch {
-            None => Distinct::exact(count_distinct(self.hashes) as u64),
-            Some(mut union) => {
-                union.extend(self.hashes);
-                Distinct {
-                    visitors: union.estimate().round() as u64,
-                    exact: false,
-                    relative_error: Some(union.relative_standard_error()),
-                }
-            }
-        };
-        (distinct, self.covered)
     }
 }
