@@ -41,6 +41,7 @@ pub mod browser;
 pub mod client_ip;
 pub mod config;
 pub mod conn;
+pub mod cors;
 pub mod error;
 pub mod ingest;
 pub mod logging;
@@ -60,6 +61,6 @@ pub mod ws;
 
 pub use config::Config;
 pub use error::AppError;
-pub use router::{app, routes};
+pub use router::{app, routes, service};
 pub use state::{AppState, HttpLimits};
 pub use store::Store;
