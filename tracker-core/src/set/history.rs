@@ -10,9 +10,6 @@
 //! a relative standard error of 2.4% for any union of periods, since
 //! merging sketches loses nothing. (An 8 KiB sketch per hourly bucket
 //! would cost 192 KiB a page a day.)
-//!
-//! Not yet wired into the sets (issue 12, next step).
-#![allow(dead_code)]
 
 use std::ops::Range;
 
@@ -85,6 +82,7 @@ impl History {
     }
 
     /// The days covered, oldest first.
+    #[cfg(test)]
     pub(crate) fn days(&self) -> impl Iterator<Item = Range<u32>> + '_ {
         self.periods.iter().map(Period::days)
     }
@@ -162,9 +160,90 @@ impl History {
         (union_of(met.iter().map(|p| &p.visitors)), covered)
     }
 
-    /// Merges the two oldest periods into one (under memory pressure).
-    /// Returns the heap bytes held before and after (equal with fewer
-    /// than two periods: nothing to merge).
+    /// The periods, oldest first: first day, days, and visitors (sorted
+    /// hashes, or a sketch), for the snapshot.
+    pub(crate) fn periods(&self) -> impl Iterator<Item = (u32, u32, Result<&[u64], &UltraLogLog>)> {
+        self.periods.iter().map(|p| {
+            let visitors = match &p.visitors {
+                Visitors::Exact(hashes) => Ok(&hashes[..]),
+                Visitors::Sketch(sketch) => Err(&**sketch),
+            };
+            (p.first, p.days, visitors)
+        })
+    }
+
+    /// A history of `periods` as [`periods`](Self::periods) gives them,
+    /// checked: ascending and apart, exact ones sorted, distinct and at
+    /// most [`EXACT_UP_TO`], sketches of [`PERIOD_PRECISION`].
+    pub(crate) fn from_periods(
+        periods: Vec<(u32, u32, Result<Vec<u64>, UltraLogLog>)>,
+    ) -> Result<Self, String> {
+        let mut end = 0u32;
+        let mut checked = Vec::with_capacity(periods.len());
+        for (first, days, visitors) in periods {
+            if days == 0 || first < end || first.checked_add(days).is_none() {
+                return Err(format!(
+                    "period of {days} days from day {first} out of order"
+                ));
+            }
+            end = first + days;
+            let visitors = match visitors {
+                Ok(hashes) => {
+                    if hashes.is_empty()
+                        || hashes.len() > EXACT_UP_TO
+                        || hashes.windows(2).any(|w| w[0] >= w[1])
+                    {
+                        return Err("a period's hashes are not sorted and few".into());
+                    }
+                    Visitors::Exact(hashes.into_boxed_slice())
+                }
+                Err(sketch) if sketch.precision() == PERIOD_PRECISION => {
+                    Visitors::Sketch(Box::new(sketch))
+                }
+                Err(sketch) => {
+                    return Err(format!("period sketch precision {}", sketch.precision()));
+                }
+            };
+            checked.push(Period {
+                first,
+                days,
+                visitors,
+            });
+        }
+        Ok(Self {
+            periods: checked.into_boxed_slice(),
+        })
+    }
+
+    /// Calls `exact` with the hashes and `sketch` with the sketches of the
+    /// periods that meet `days`; returns the days those periods cover, as
+    /// [`union`](Self::union) does.
+    pub(crate) fn add_to(
+        &self,
+        days: Range<u32>,
+        mut exact: impl FnMut(u64),
+        mut sketch: impl FnMut(&UltraLogLog),
+    ) -> Range<u32> {
+        let mut covered = days.clone();
+        for period in self
+            .periods
+            .iter()
+            .filter(|p| p.first < days.end && days.start < p.days().end)
+        {
+            covered = covered.start.min(period.first)..covered.end.max(period.days().end);
+            match &period.visitors {
+                Visitors::Exact(hashes) => hashes.iter().copied().for_each(&mut exact),
+                Visitors::Sketch(s) => sketch(s),
+            }
+        }
+        covered
+    }
+
+    /// Merges the two oldest periods into one (under memory pressure:
+    /// the budget's second step, not wired yet). Returns the heap bytes
+    /// held before and after (equal with fewer than two periods: nothing
+    /// to merge).
+    #[allow(dead_code)]
     pub(crate) fn merge_oldest(&mut self) -> (usize, usize) {
         let before = self.heap_bytes();
         if self.periods.len() < 2 {
@@ -192,6 +271,26 @@ impl History {
     }
 }
 
+/// A sketched page: its all-time sketch (what `distinct` reads, O(1))
+/// and its history by day (what ranges read).
+#[derive(Debug, Clone)]
+pub(crate) struct Sketched {
+    pub(crate) all: UltraLogLog,
+    pub(crate) history: History,
+    /// The first day from which `history` holds every visit: 0 for a page
+    /// sketched from its exact pairs; for one restored from a payload
+    /// that kept no history, the day it was restored.
+    pub(crate) since: u32,
+}
+
+impl Sketched {
+    /// Whether the history answers `days` (else only the all-time sketch
+    /// can, over everything).
+    pub(crate) fn answers(&self, days: &Range<u32>) -> bool {
+        days.start >= self.since || days.is_empty()
+    }
+}
+
 /// `hashes` with `hash` inserted at `at`: exact while that fits, else
 /// the sketch of them all.
 fn with_hash(hashes: &[u64], at: usize, hash: u64) -> Visitors {
@@ -214,6 +313,7 @@ fn sketch_of(hashes: impl Iterator<Item = u64>) -> Visitors {
 
 /// Two periods' visitors together: exact (sorted, distinct) while that
 /// fits, else a sketch.
+#[allow(dead_code)] // see `merge_oldest`
 fn merge(a: &Visitors, b: &Visitors) -> Visitors {
     match (a, b) {
         (Visitors::Exact(a), Visitors::Exact(b)) => {

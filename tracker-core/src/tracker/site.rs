@@ -102,7 +102,7 @@ impl Tracker {
                     continue;
                 }
                 match &page.visitors {
-                    VisitorSet::Sketch(_, page_sketch) => merge(page_sketch),
+                    VisitorSet::Sketch(_, page_sketch) => merge(&page_sketch.all),
                     VisitorSet::TimedSketch(_, generations) => {
                         for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
                             merge(sketch);
@@ -251,7 +251,7 @@ impl Ord for Counted {
 }
 
 /// A site name as given, checked and in the form hosts are stored in.
-fn site_name(site: &str) -> Result<String, TrackerError> {
+pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
     let site = site.trim();
     if site.is_empty() {
         return Err(TrackerError::Empty { field: Field::Site });
@@ -303,7 +303,7 @@ pub(crate) fn host_of(url: &str) -> Option<&str> {
 /// size: one pass scatters them, then each part, small enough to stay in
 /// cache, is sorted and its runs counted. A hash set over all of them
 /// would miss the cache on nearly every insert (about 3x slower at 2M).
-fn count_distinct(hashes: Vec<u64>) -> usize {
+pub(crate) fn count_distinct(hashes: Vec<u64>) -> usize {
     if hashes.len() < 1 << 12 {
         let mut hashes = hashes;
         hashes.sort_unstable();

@@ -20,6 +20,7 @@ use super::storage::{
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync::{Mutex, lock};
+use crate::time::TimeError;
 use crate::time::clock::Timestamp;
 use crate::tracker::Tracker;
 use crate::tracker::config::TrackerBuilder;
@@ -285,9 +286,13 @@ impl DurableTracker {
             EventLog::open_replaying(dir.join("log"), options, covers, |_, event| {
                 replayed += 1;
                 let at = Some(Timestamp::from_millis(event.at_millis));
-                if let Err(e) = tracker.record_hashed(event.visitor_hash, event.url, at) {
-                    refused += 1;
-                    first_refusal.get_or_insert(e);
+                match tracker.record_hashed(event.visitor_hash, event.url, at) {
+                    // Aged out of the retention since it was logged.
+                    Ok(_) | Err(TrackerError::Time(TimeError::BeforeRetention { .. })) => {}
+                    Err(e) => {
+                        refused += 1;
+                        first_refusal.get_or_insert(e);
+                    }
                 }
             })?;
         if snapshot.is_none() && replayed > 0 && !explicit_key {
@@ -363,7 +368,45 @@ impl DurableTracker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn submit(&self, visitor: &str, url: &str) -> Result<Submitted, DurableError> {
-        let now = self.tracker.config().clock.now();
+        self.submit_at(visitor, url, None)
+    }
+
+    /// [`record`](Self::record) of a visit that happened at `at` (now if
+    /// `None`), for back-fill: as [`Tracker::record_at`] takes it (an
+    /// event older than the retention is refused), logged with its time.
+    ///
+    /// ```
+    /// use tracker_core::persist::{DurableTracker, LogOptions};
+    /// use tracker_core::{Timestamp, Tracker};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default())?;
+    /// let at = Timestamp::parse("2026-11-02T09:00:00Z", Timestamp::default())?;
+    /// assert!(durable.record_at("alice", "https://example.com/", Some(at))?.is_new());
+    /// let day = durable.tracker().distinct_between("https://example.com/", Some(at), None)?;
+    /// assert_eq!(day.distinct.visitors, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record_at(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Recorded, DurableError> {
+        let submitted = self.submit_at(visitor, url, at)?;
+        submitted.durable.wait()?;
+        Ok(submitted.recorded)
+    }
+
+    /// [`submit`](Self::submit) of a visit that happened at `at` (now if
+    /// `None`); see [`record_at`](Self::record_at).
+    pub fn submit_at(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Submitted, DurableError> {
+        let now = at.unwrap_or_else(|| self.tracker.config().clock.now());
         let hash = self.tracker.hash_visitor(visitor.as_bytes())?;
         let (recorded, page) = self.tracker.record_hashed(hash, url, Some(now))?;
         let durable = if recorded == Recorded::Stale {
