@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
-use tracker_core::{Recorded, Tracker};
+use tracker_core::{RecordBatch, Recorded, Tracker};
 
 use crate::error::AppError;
 
@@ -99,8 +99,8 @@ impl Store {
     /// fsync policy promises. Durable: one log write for the batch, and an
     /// error (nothing acknowledged) if it fails.
     ///
-    /// The in-memory path records one by one; a per-stripe batch record
-    /// in the core can replace that loop without changing this signature.
+    /// In memory the batch goes through [`Tracker::record_batch`] (each
+    /// stripe's lock taken once); durable, through the durable batch.
     pub async fn record_batch(
         &self,
         events: &[(&str, &str)],
@@ -108,10 +108,13 @@ impl Store {
     ) -> Result<(), AppError> {
         match self {
             Store::Memory(tracker) => {
+                let mut batch = RecordBatch::default();
+                tracker.record_batch(events, &mut batch);
                 outcomes.extend(
-                    events.iter().map(|&(visitor, url)| {
-                        tracker.record(visitor, url).map_err(AppError::from)
-                    }),
+                    batch
+                        .outcomes()
+                        .iter()
+                        .map(|o| o.clone().map_err(AppError::from)),
                 );
             }
             Store::Durable { durable, .. } => {
