@@ -236,6 +236,7 @@ pub use time::{
     TimeRange,
 };
 pub use tracker::Tracker;
+pub use tracker::batch::RecordBatch;
 pub use tracker::budget::MemoryPolicy;
 pub use tracker::config::{
     DEFAULT_MAX_VISITOR_LEN, TrackerBuilder, TrackerConfig, VISITOR_LEN_CEILING,

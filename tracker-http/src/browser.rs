@@ -10,9 +10,10 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -177,19 +178,17 @@ pub const PIXEL: [u8; 43] = [
 ];
 
 fn pixel() -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "image/gif"),
-            (header::CACHE_CONTROL, "no-store"),
-            (
-                header::HeaderName::from_static("cross-origin-resource-policy"),
-                "cross-origin",
-            ),
-        ],
-        &PIXEL[..],
-    )
-        .into_response()
+    // Static values and body: nothing is copied or allocated per request
+    // (a `&str` value would be parsed and copied into a new buffer).
+    let mut response = Response::new(Body::from(Bytes::from_static(&PIXEL)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
+    response
 }
 
 /// `GET|POST /count`, GoatCounter-compatible: the page is `p` resolved
@@ -235,7 +234,7 @@ fn resolve<'a>(path: &'a str, headers: &HeaderMap, site: Option<&str>) -> Cow<'a
         .or_else(|| header_origin(header::REFERER))
         .or(site)
     {
-        Some(origin) => Cow::Owned(format!("{origin}{path}")),
+        Some(origin) => Cow::Owned([origin, path].concat()),
         None => Cow::Borrowed(path),
     }
 }

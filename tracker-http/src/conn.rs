@@ -64,7 +64,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
@@ -82,7 +81,7 @@ use tower::Service;
 use crate::config::HttpOptions;
 use crate::error::AppError;
 use crate::metrics::Connection;
-use crate::middleware::Observe;
+use crate::router::Service as App;
 use crate::state::AppState;
 use crate::tls::TlsFiles;
 
@@ -207,7 +206,7 @@ fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
 /// What every connection task shares.
 struct Shared {
     builder: auto::Builder<TokioExecutor>,
-    service: Observe<Router>,
+    service: App,
     tls: Option<Arc<TlsFiles>>,
     limits: ConnLimits,
     /// Its shutdown signal and connection metrics.
@@ -224,7 +223,7 @@ struct Shared {
 pub async fn serve(
     listener: TcpListener,
     state: &AppState,
-    service: Observe<Router>,
+    service: App,
     tls: Option<Arc<TlsFiles>>,
     limits: ConnLimits,
     grace: Duration,
@@ -880,7 +879,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for OwnErrors<I> {
 /// a connection past the cap (`inner` empty), the 503.
 #[derive(Clone)]
 struct ConnService {
-    inner: Option<Observe<Router>>,
+    inner: Option<App>,
     peer: SocketAddr,
     activity: Arc<Activity>,
     /// `--max-header-size`, checked here for HTTP/2 (module docs).
@@ -910,7 +909,7 @@ fn header_list_size<B>(request: &Request<B>) -> usize {
 impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Response = Response;
     type Error = Infallible;
-    type Future = Tracked<<Observe<Router> as Service<axum::extract::Request>>::Future>;
+    type Future = Tracked<<App as Service<axum::extract::Request>>::Future>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let has_body = !request.body().is_end_stream();

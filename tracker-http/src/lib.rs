@@ -43,6 +43,7 @@ pub mod browser;
 pub mod client_ip;
 pub mod config;
 pub mod conn;
+pub mod cors;
 pub mod error;
 pub mod ingest;
 pub mod logging;
@@ -63,6 +64,6 @@ pub mod ws;
 
 pub use config::Config;
 pub use error::AppError;
-pub use router::{app, routes};
+pub use router::{app, routes, service};
 pub use state::{AppState, HttpLimits};
 pub use store::Store;

@@ -309,7 +309,14 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
 pub fn param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, AppError> {
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if decode(key).ok().as_deref() == Some(name) {
+        // A key without escapes is itself (and needs no decoding, the
+        // common case: `/count` looks up three names per request).
+        let is_name = if key.bytes().any(|b| b == b'%' || b == b'+') {
+            decode(key).ok().as_deref() == Some(name)
+        } else {
+            key == name
+        };
+        if is_name {
             return decode(value).map(Some).map_err(|_| {
                 if name == "url" {
                     AppError::Tracker(TrackerError::InvalidUtf8 { field: Field::Url })

@@ -6,13 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tower::Layer;
 use tracker_core::persist::{Background, Cadence, DurableError, DurableTracker, RecoveryReport};
 
 use crate::config::Config;
 use crate::conn::{self, ConnLimits};
-use crate::middleware::ObserveLayer;
-use crate::router::routes;
+use crate::router::service;
 use crate::shutdown::signal;
 use crate::state::AppState;
 use crate::store::{Recovered, Store};
@@ -237,8 +235,7 @@ async fn serve(config: &Config, state: &AppState) -> Result<SocketAddr, ServeErr
         ));
     }
     tracing::info!(%addr, tls = tls.is_some(), "listening");
-    // The router is wrapped once, from outside (see `routes`).
-    let service = ObserveLayer::new(state.clone()).layer(routes(state.clone()));
+    let service = service(state.clone());
     let limits = ConnLimits::from(&config.http);
     let grace = config.http.shutdown_grace;
     conn::serve(listener, state, service, tls, limits, grace).await;

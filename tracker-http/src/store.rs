@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
-use tracker_core::{Recorded, Timestamp, Tracker};
+use tracker_core::{RecordBatch, Recorded, Timestamp, Tracker};
 
 use crate::error::AppError;
 
@@ -105,8 +105,8 @@ impl Store {
     /// fsync policy promises. Durable: one log write for the batch, and an
     /// error (nothing acknowledged) if it fails.
     ///
-    /// The in-memory path records one by one; a per-stripe batch record
-    /// in the core can replace that loop without changing this signature.
+    /// In memory the batch goes through [`Tracker::record_batch`] (each
+    /// stripe's lock taken once); durable, through the durable batch.
     pub async fn record_batch(
         &self,
         events: &[(&str, &str, Option<Timestamp>)],
@@ -114,9 +114,26 @@ impl Store {
     ) -> Result<(), AppError> {
         match self {
             Store::Memory(tracker) => {
-                outcomes.extend(events.iter().map(|&(visitor, url, at)| {
-                    record(tracker, visitor, url, at).map_err(AppError::from)
-                }));
+                // The core's batch records at the tracker's clock; a batch
+                // carrying its own times (back-fill) goes event by event.
+                if events.iter().all(|&(_, _, at)| at.is_none()) {
+                    let now: Vec<(&str, &str)> = events
+                        .iter()
+                        .map(|&(visitor, url, _)| (visitor, url))
+                        .collect();
+                    let mut batch = RecordBatch::default();
+                    tracker.record_batch(&now, &mut batch);
+                    outcomes.extend(
+                        batch
+                            .outcomes()
+                            .iter()
+                            .map(|o| o.clone().map_err(AppError::from)),
+                    );
+                } else {
+                    outcomes.extend(events.iter().map(|&(visitor, url, at)| {
+                        record(tracker, visitor, url, at).map_err(AppError::from)
+                    }));
+                }
             }
             Store::Durable { durable, .. } => {
                 let mut batch = DurableBatch::default();

@@ -1,6 +1,7 @@
 //! The [`Tracker`]: validation and routing in front of the stripes.
 
 mod admit;
+pub(crate) mod batch;
 pub(crate) mod budget;
 pub(crate) mod config;
 pub(crate) mod ranges;
@@ -751,7 +752,12 @@ impl Tracker {
 
     #[inline]
     fn stripe(&self, url_hash: u64) -> &RwLock<Stripe> {
-        &self.stripes[(url_hash >> 32) as usize & self.stripe_mask]
+        &self.stripes[self.stripe_index(url_hash)]
+    }
+
+    /// The index of the stripe holding the page of `url_hash`.
+    fn stripe_index(&self, url_hash: u64) -> usize {
+        (url_hash >> 32) as usize & self.stripe_mask
     }
 }
 
