@@ -140,6 +140,13 @@ pub struct Stats {
     pub rejections: u64,
     /// Pages whose count is an estimate from a sketch.
     pub sketched_pages: u64,
+    /// Pages counted exactly: `pages - sketched_pages`.
+    pub exact_pages: u64,
+    /// The visitors of the sketched pages, as their sketches estimate
+    /// them (with a TTL, summed over each page's generations). Kept as a
+    /// running tally, moved on each change to a sketch, so reading it
+    /// costs one add per stripe.
+    pub sketched_visitors: u64,
     /// With a TTL: (page, visitor) pairs that expired, since start.
     pub expirations: u64,
     /// With a TTL: pages removed because none of their visitors was live,
@@ -148,4 +155,30 @@ pub struct Stats {
     /// With a TTL: events ignored because their time was already more than
     /// the TTL ago, since start.
     pub stale_events: u64,
+}
+
+impl Stats {
+    /// How much of the data is exact: the share of the held visitors of
+    /// pages (`pairs + sketched_visitors`) that are counted exactly
+    /// (`pairs`), from 0 to 1; 1 when nothing is held. A sketched page
+    /// answers time ranges from its sketched history too, so this is also
+    /// the share of the held pairs whose ranged answers are exact.
+    ///
+    /// ```
+    /// use tracker_core::Tracker;
+    ///
+    /// let tracker = Tracker::new();
+    /// assert_eq!(tracker.stats().exact_share(), 1.0);
+    /// tracker.record("ada", "https://example.com/")?;
+    /// assert_eq!(tracker.stats().exact_share(), 1.0);
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    pub fn exact_share(&self) -> f64 {
+        let held = self.pairs + self.sketched_visitors;
+        if held == 0 {
+            1.0
+        } else {
+            self.pairs as f64 / held as f64
+        }
+    }
 }

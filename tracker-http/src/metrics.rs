@@ -380,7 +380,7 @@ impl Metrics {
             c(Connection::IdleTimeout),
         );
         // One line per `Stats` figure.
-        let gauges: [(&str, &str, u64); 10] = [
+        let gauges: [(&str, &str, u64); 11] = [
             ("tracker_pages", "Pages tracked.", stats.pages),
             (
                 "tracker_pairs",
@@ -402,6 +402,11 @@ impl Metrics {
                 "tracker_sketched_pages",
                 "Pages whose count is an estimate from a sketch.",
                 stats.sketched_pages,
+            ),
+            (
+                "tracker_sketched_visitors",
+                "Visitors of the sketched pages, as their sketches estimate them.",
+                stats.sketched_visitors,
             ),
             (
                 "tracker_evictions_total",
@@ -460,6 +465,12 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             );
         }
+        let _ = write!(
+            out,
+            "# HELP tracker_exact_share Share of the held visitors of pages counted exactly (0 to 1).\n\
+             # TYPE tracker_exact_share gauge\ntracker_exact_share {}\n",
+            stats.exact_share()
+        );
         out
     }
 }

@@ -153,6 +153,13 @@ pub struct StatsBody {
     pub max_bytes: Option<u64>,
     /// Pages whose count is an estimate from a sketch.
     pub sketched_pages: u64,
+    /// Pages counted exactly.
+    pub exact_pages: u64,
+    /// Visitors of the sketched pages, as their sketches estimate them.
+    pub sketched_visitors: u64,
+    /// How much of the data is exact: the share of the held visitors of
+    /// pages counted exactly, 0 to 1 (see `Stats::exact_share`).
+    pub exact_share: f64,
     /// Pages evicted to stay within the budget, since start.
     pub evictions: u64,
     /// Records refused for lack of memory, since start.
@@ -286,6 +293,9 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
         stripes: stats.stripes,
         max_bytes: stats.max_bytes,
         sketched_pages: stats.sketched_pages,
+        exact_pages: stats.exact_pages,
+        sketched_visitors: stats.sketched_visitors,
+        exact_share: stats.exact_share(),
         evictions: stats.evictions,
         rejections: stats.rejections,
         expirations: stats.expirations,

@@ -355,6 +355,21 @@ impl VisitorSet {
         }
     }
 
+    /// For a sketched set, the visitors its sketches stand for, as the
+    /// stripe's tally of estimated visitors counts them (`None` for an
+    /// exact set): the all-time estimate, or with a TTL the sum of the
+    /// generations' estimates (a visitor of two generations counts twice).
+    /// O(1) per sketch while it keeps its martingale estimate (a sketch
+    /// restored from a payload without one pays an O(m) estimate).
+    #[inline]
+    pub(crate) fn sketch_tally(&self) -> Option<u64> {
+        match self {
+            VisitorSet::Sketch(_, sketched) => Some(sketched.all.estimate().round() as u64),
+            VisitorSet::TimedSketch(_, sketch) => Some(sketch.tally()),
+            _ => None,
+        }
+    }
+
     /// Whether the set has no live visitor at `expiry`.
     pub(crate) fn is_dead(&self, expiry: Expiry) -> bool {
         match self {

@@ -93,6 +93,14 @@ impl TimedSketch {
         Self { generations }
     }
 
+    /// The sum of the generations' estimates, live or not yet dropped.
+    pub(crate) fn tally(&self) -> u64 {
+        self.generations
+            .iter()
+            .map(|(_, sketch)| sketch.estimate().round() as u64)
+            .sum()
+    }
+
     /// Drops the generations whose newest possible visit has expired.
     pub(crate) fn expire(&mut self, expiry: Expiry) {
         let before = self.generations.len();

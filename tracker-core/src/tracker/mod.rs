@@ -693,9 +693,11 @@ impl Tracker {
             stats.expired_pages += stripe.expired_pages();
             stats.pages += stripe.page_count() as u64;
             stats.sketched_pages += stripe.sketched();
+            stats.sketched_visitors += stripe.sketched_visitors();
             stats.pairs += stripe.pairs();
             stats.evictions += stripe.evicted_to_settle();
         }
+        stats.exact_pages = stats.pages - stats.sketched_pages;
         stats
     }
 
@@ -731,6 +733,16 @@ impl Tracker {
             .map(|s| sync::read(s).recount_bytes())
             .sum();
         self.config.fixed_bytes() + held as u64
+    }
+
+    /// The sketched pages' tally, recounted from every stripe (for tests of
+    /// the running one in `stats`).
+    #[cfg(test)]
+    pub(crate) fn recount_sketched_visitors(&self) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| sync::read(s).recount_sketched_visitors())
+            .sum()
     }
 
     fn check_visitor(&self, visitor: &[u8]) -> Result<(), TrackerError> {
@@ -888,13 +900,20 @@ mod tests {
                 let url = format!("https://example.com/{page}");
                 tracker.record(&format!("v{}", i % 9_000), &url).unwrap();
                 if i % 997 == 0 {
-                    assert_eq!(tracker.stats().bytes, tracker.recount_bytes(), "{policy:?}");
+                    let stats = tracker.stats();
+                    assert_eq!(stats.bytes, tracker.recount_bytes(), "{policy:?}");
+                    assert_eq!(stats.sketched_visitors, tracker.recount_sketched_visitors());
                 }
             }
             let stats = tracker.stats();
             assert_eq!(stats.bytes, tracker.recount_bytes(), "{policy:?}");
+            assert_eq!(stats.sketched_visitors, tracker.recount_sketched_visitors());
             assert!(stats.bytes <= 120_000);
             assert!(stats.evictions > 0 || stats.sketched_pages > 0, "{stats:?}");
+            assert_eq!(stats.exact_pages, stats.pages - stats.sketched_pages);
+            if stats.sketched_pages > 0 {
+                assert!(stats.exact_share() < 1.0, "{stats:?}");
+            }
         }
     }
 
@@ -925,6 +944,7 @@ mod tests {
                 if i % 4_999 == 0 {
                     let stats = tracker.stats();
                     assert_eq!(stats.bytes, tracker.recount_bytes(), "{policy:?} {i}");
+                    assert_eq!(stats.sketched_visitors, tracker.recount_sketched_visitors());
                     assert!(stats.bytes <= 700_000, "{policy:?} {stats:?}");
                 }
             }
@@ -939,6 +959,7 @@ mod tests {
             while tracker.sweep(1 << 20).buckets > 0 && tracker.stats().pages > 0 {}
             let stats = tracker.stats();
             assert_eq!((stats.pages, stats.sketched_pages), (0, 0), "{stats:?}");
+            assert_eq!((stats.sketched_visitors, stats.exact_share()), (0, 1.0));
             assert_eq!(stats.bytes, tracker.recount_bytes());
             assert_eq!(stats.bytes, tracker.config().fixed_bytes());
         }

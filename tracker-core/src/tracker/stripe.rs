@@ -84,6 +84,10 @@ pub(crate) struct Stripe {
     sketch_worthy: Vec<u64>,
     /// Pages whose visitors are a sketch.
     sketched: u64,
+    /// The visitors those sketches stand for: the sum of their
+    /// [`VisitorSet::sketch_tally`], moved by each change to a sketch, so
+    /// that `stats` needs no scan for the exact share.
+    sketched_visitors: u64,
     /// Pairs that expired (dropped, or revived by a new visit), since start.
     expired: u64,
     /// Pages removed because no visitor was live, since start.
@@ -104,6 +108,15 @@ pub(crate) struct Stripe {
     random: SplitMix64,
     /// Pages evicted to book a timed set's growth (see `settle`).
     evicted_to_settle: u64,
+}
+
+/// Moves `total` from a set's tally `before` a change (`None`: it was
+/// exact) to its tally now.
+#[inline]
+fn retally(total: &mut u64, before: Option<u64>, set: &VisitorSet) {
+    if let Some(now) = set.sketch_tally() {
+        *total = *total + now - before.unwrap_or(0);
+    }
 }
 
 /// A stripe's own random source: SplitMix64, tiny and well mixed.
@@ -160,6 +173,7 @@ impl Stripe {
             pairs: 0,
             sketch_worthy: Vec::new(),
             sketched: 0,
+            sketched_visitors: 0,
             expired: 0,
             expired_pages: 0,
             sweep_cursor: 0,
@@ -191,6 +205,7 @@ impl Stripe {
         let Some(page) = self.pages.find_mut(url_hash, |p| *p.url == *url) else {
             return StripeRecord::NoPage;
         };
+        let tally = page.visitors.sketch_tally();
         // With a TTL the page first drops or retires its expired visitors,
         // and its horizon list may change size on any write, so the budget
         // is reconciled with the set's bytes afterwards.
@@ -218,6 +233,7 @@ impl Stripe {
             }
             Insert::GrowKnown { bytes, was } => {
                 if !budget.try_reserve(bytes) {
+                    retally(&mut self.sketched_visitors, tally, &page.visitors);
                     if let Some(before) = timed_before {
                         let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
                         self.settle(budget, before, held, keep);
@@ -245,6 +261,7 @@ impl Stripe {
             }
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
+                    retally(&mut self.sketched_visitors, tally, &page.visitors);
                     if let Some(before) = timed_before {
                         let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
                         self.settle(budget, before, held, keep);
@@ -270,6 +287,7 @@ impl Stripe {
             Insert::Estimated { changed: false } => Recorded::Sketched,
         };
         page.visitors.touch(tick);
+        retally(&mut self.sketched_visitors, tally, &page.visitors);
         let Some(before) = timed_before else {
             return StripeRecord::Done(recorded);
         };
@@ -306,9 +324,11 @@ impl Stripe {
             };
             let page = entry.get_mut();
             let before = page.visitors.heap_bytes();
+            let tally = page.visitors.sketch_tally();
             let dropped = page
                 .visitors
                 .drop_expired(expiry, oldest_bucket, self.width) as u64;
+            retally(&mut self.sketched_visitors, tally, &page.visitors);
             let dead = match expiry {
                 Some(expiry) => page.visitors.is_dead(expiry),
                 None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
@@ -507,8 +527,9 @@ impl Stripe {
     /// caller to release.
     fn forget_removed(&mut self, page: &Page) -> usize {
         self.pairs -= page.visitors.pairs() as u64;
-        if page.visitors.is_sketch() {
+        if let Some(tally) = page.visitors.sketch_tally() {
             self.sketched -= 1;
+            self.sketched_visitors -= tally;
         } else if !self.sketch_worthy.is_empty() {
             // Whatever the set's size now: a timed set may have shrunk
             // below the bar since it became a candidate.
@@ -554,6 +575,7 @@ impl Stripe {
         let after = page.visitors.heap_bytes();
         self.pairs -= pairs;
         self.sketched += 1;
+        retally(&mut self.sketched_visitors, Some(0), &page.visitors);
         Some(before - after)
     }
 
@@ -580,6 +602,12 @@ impl Stripe {
 
     pub(crate) fn sketched(&self) -> u64 {
         self.sketched
+    }
+
+    /// The visitors of the stripe's sketched pages, as their sketches
+    /// estimate them (see `sketched_visitors`).
+    pub(crate) fn sketched_visitors(&self) -> u64 {
+        self.sketched_visitors
     }
 
     /// Makes free slots in a full page table with no tombstones, without
@@ -666,8 +694,9 @@ impl Stripe {
             return Err(bound);
         }
         self.pairs += page.visitors.pairs() as u64;
-        if page.visitors.is_sketch() {
+        if let Some(tally) = page.visitors.sketch_tally() {
             self.sketched += 1;
+            self.sketched_visitors += tally;
         } else {
             if VisitorSet::became_sketch_worthy(0, set_bytes, timed) {
                 self.sketch_worthy.push(url_hash);
@@ -708,6 +737,12 @@ impl Stripe {
     #[cfg(test)]
     pub(crate) fn recount_bytes(&self) -> usize {
         self.pages.allocation_size() + self.pages().map(Page::heap_bytes).sum::<usize>()
+    }
+
+    /// The sketched pages' tally, recounted (for tests of the running one).
+    #[cfg(test)]
+    pub(crate) fn recount_sketched_visitors(&self) -> u64 {
+        self.pages().filter_map(|p| p.visitors.sketch_tally()).sum()
     }
 }
 

@@ -483,7 +483,8 @@
     const exact = stats.pages - stats.sketched_pages;
     $('exact-text').textContent = number.format(exact) + ' of ' + number.format(stats.pages)
       + ' pages counted exactly' + (stats.sketched_pages
-        ? '; ' + number.format(stats.sketched_pages) + ' estimated from sketches' : '');
+        ? '; ' + number.format(stats.sketched_pages) + ' estimated from sketches ('
+          + Math.floor(100 * stats.exact_share) + '% of visitors exact)' : '');
     $('exact-text').dataset.sketched = stats.sketched_pages;
   }
 

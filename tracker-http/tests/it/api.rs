@@ -323,6 +323,8 @@ async fn metrics_are_prometheus_text() {
         "tracker_events_recorded_total{result=\"duplicate\"} 1",
         "tracker_pages 1",
         "tracker_pairs 1",
+        "tracker_sketched_visitors 0",
+        "tracker_exact_share 1\n",
         "# TYPE tracker_bytes gauge",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
@@ -615,4 +617,47 @@ async fn with_a_data_dir_stats_and_metrics_report_the_log_and_snapshots() {
     // In memory there is no persistence section.
     let (memory, _) = default_app();
     assert!(get(&memory, "/stats").await.json()["persistence"].is_null());
+}
+
+/// Under the `sketch` policy `/stats` and `/metrics` say how much of the
+/// data is exact.
+#[tokio::test]
+async fn stats_say_how_much_is_exact() {
+    use std::sync::Arc;
+    use tracker_core::{MemoryPolicy, Tracker};
+    use tracker_http::{AppState, app};
+
+    let tracker = Tracker::builder()
+        .stripes(1)
+        .max_memory(100_000)
+        .memory_policy(MemoryPolicy::Sketch)
+        .build()
+        .unwrap();
+    for v in 0..20_000 {
+        tracker
+            .record(&format!("v{v}"), "https://example.com/big")
+            .unwrap();
+    }
+    for page in 0..50 {
+        tracker
+            .record("one", &format!("https://example.com/{page}"))
+            .unwrap();
+    }
+    let app = app(AppState::new(Arc::new(tracker), HttpLimits::standard()));
+    let stats = send(&app, Request::get("/stats").body(Body::empty()).unwrap())
+        .await
+        .json();
+    assert_eq!(stats["sketched_pages"], 1, "{stats}");
+    assert_eq!(stats["exact_pages"], 50, "{stats}");
+    let sketched = stats["sketched_visitors"].as_f64().unwrap();
+    assert!((sketched - 20_000.0).abs() < 1_000.0, "{stats}");
+    let share = stats["exact_share"].as_f64().unwrap();
+    let expected = 50.0 / (50.0 + sketched);
+    assert!((share - expected).abs() < 1e-9, "{stats}");
+    let metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains(&format!("tracker_exact_share {share}\n")),
+        "{text}"
+    );
 }

@@ -403,7 +403,11 @@ async fn the_dashboard_shows_what_the_api_answers() {
         dom["memory"]
     );
     assert!(
-        dom["exact"].as_str().unwrap().contains("estimated"),
+        dom["exact"].as_str().unwrap().contains("estimated")
+            && dom["exact"]
+                .as_str()
+                .unwrap()
+                .contains("% of visitors exact)"),
         "{}",
         dom["exact"]
     );
