@@ -86,11 +86,29 @@
 //! an older time ([`TimeError::BeforeRetention`]); the sweep that drops
 //! expired pairs (it runs with a retention too) drops each pair's buckets
 //! that left it, the pairs left with none, and sketched pages' old days,
-//! and gives the memory back; ranges never reach before the retention.
-//! Between sweeps `distinct(url)` may still count a pair whose buckets
-//! all left the retention since its page was last swept (an expiry
-//! horizon over latest buckets, as the TTL has, would make it exact: not
-//! built). A TTL keeps its second-precision tick (its rule is a rolling
+//! and gives the memory back; ranges never reach before the retention,
+//! and every ranged answer of an exact page is exact (a scan that skips
+//! buckets outside the range).
+//!
+//! `distinct(url)` with a retention is the count of pairs held, O(1): a
+//! pair whose buckets all left the retention counts until the sweep next
+//! reaches its page, so it is at least the visitors of the retention, at
+//! most every visitor recorded since the page was last swept, and equal
+//! to the first once a sweep pass has gone by (records run sweep steps
+//! as they go, and `Tracker::spawn_sweeper` on a timer; the test is
+//! `distinct_with_a_retention_is_exact_once_swept` in
+//! `tests/it/ranges.rs`). A sketched page's all-time estimate cannot
+//! forget at all: its count is over everything since it was sketched
+//! (its days, which ranges read, are dropped). `distinct_between(url,
+//! None, None)` is the exact count of the retention, one scan of the page.
+//! Making `distinct` exact between sweeps would take what the TTL does,
+//! a horizon over each pair's latest bucket kept sorted per page and
+//! moved on every visit in a new bucket; the same machinery costs the
+//! TTL 1.6x the plain record per new pair and 2.1x per repeat visit
+//! (`docs/BENCHMARKS.md`, "TTL"), past the 1.3x record budget, and a
+//! table without a TTL has no room for the horizon's handle (it is a
+//! bare allocation while its pairs are seen in one bucket). So it is not
+//! built; the sweep bounds how stale the count is. A TTL keeps its second-precision tick (its rule is a rolling
 //! window to the second), so a TTL table's slot is hash, tick and word:
 //! 16 bytes; with a TTL, ranges count the live pairs.
 //!

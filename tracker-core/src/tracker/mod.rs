@@ -552,6 +552,15 @@ impl Tracker {
     /// then its canonical form), each under one read lock; the count is
     /// O(1), or with a TTL O(log n) in the page's visitors (its expiry
     /// horizon is searched).
+    ///
+    /// With a retention this is the count of the pairs the page holds: a
+    /// pair whose buckets all left the retention still counts until the
+    /// sweep next reaches its page (at most one sweep pass), and a
+    /// sketched page's all-time estimate never forgets. For the visitors
+    /// of the retention exactly, ask
+    /// [`distinct_between`](Self::distinct_between)`(url, None, None)`
+    /// (one scan of the page); ranged answers are always exact for exact
+    /// pages. Why it is so: "Retention and TTL" in the `time` module docs.
     pub fn distinct(&self, url: &str) -> Result<Distinct, TrackerError> {
         self.distinct_of_page(url).map(|(_, count)| count)
     }

@@ -248,6 +248,59 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// What `distinct(url)` means with a retention, as a manual clock moves
+    /// on: between sweeps it counts the pairs held, at least those with a
+    /// visit still in the retention and at most every pair recorded; once
+    /// the sweep has passed every page, exactly those in the retention.
+    /// Ranged answers are exact all along.
+    #[test]
+    fn distinct_with_a_retention_is_exact_once_swept(
+        setup in setup(),
+        retention_days in 1u64..4,
+        stream in proptest::collection::vec((0usize..PAGES.len(), 0u8..14, 0..SPAN_DAYS * DAY), 1..150),
+        advances in proptest::collection::vec(0..3 * DAY, 1..5),
+    ) {
+        let setup = Setup { retention_days: Some(retention_days), ..setup };
+        let mut now = START + SPAN_DAYS * DAY;
+        let clock = ManualClock::new(at(now));
+        let tracker = build(&setup, &clock).build().unwrap();
+        let mut held = Events::new();
+        for &(page, visitor, offset) in &stream {
+            if tracker.record_at(&format!("v{visitor}"), PAGES[page].0, at(START + offset)).is_ok() {
+                held.push((page, visitor, START + offset));
+            }
+        }
+        for advance in advances {
+            now += advance;
+            clock.set(at(now));
+            let retained = tracker.bucketing().range(None, None, at(now)).unwrap();
+            for (page, (url, _)) in PAGES.iter().enumerate() {
+                let of_page = |p: usize| p == page;
+                let in_retention = model_count(&held, &retained, of_page);
+                let ever: BTreeSet<u8> =
+                    held.iter().filter(|e| e.0 == page).map(|e| e.1).collect();
+                let all_time = tracker.distinct(url).unwrap();
+                prop_assert!(all_time.exact);
+                prop_assert!(
+                    (in_retention..=ever.len() as u64).contains(&all_time.visitors),
+                    "{url}: {all_time:?}, {in_retention} in the retention, {} recorded",
+                    ever.len()
+                );
+                check_exact(&tracker.distinct_between(url, None, None).unwrap(), in_retention)?;
+            }
+            crate::sweep_a_full_pass(&tracker);
+            for (page, (url, _)) in PAGES.iter().enumerate() {
+                let in_retention = model_count(&held, &retained, |p| p == page);
+                prop_assert_eq!(tracker.distinct(url).unwrap().visitors, in_retention, "{}", url);
+                check_exact(&tracker.distinct_between(url, None, None).unwrap(), in_retention)?;
+            }
+        }
+    }
+}
+
 /// Retention drops what has left it, and gives the memory back.
 #[test]
 fn retention_drops_old_pairs_and_their_memory() {
