@@ -116,6 +116,63 @@ fn build_both(events: &Events, urls: &[String], ids: &[String]) -> (Tracker, Buc
     (t, naive, [tracker_bytes, tracker_ns, naive_bytes, naive_ns])
 }
 
+/// ns/event of recording `events` into a new tracker built by `build`,
+/// with each event's second mapped by `time`.
+fn record_ns(
+    build: impl Fn() -> Tracker,
+    events: &Events,
+    ids: &[String],
+    urls: &[String],
+    time: impl Fn(u64) -> u64,
+) -> f64 {
+    let t = build();
+    let start = Instant::now();
+    for &(v, p, s) in events {
+        t.record_at(&ids[v as usize], &urls[p as usize], at(time(s)))
+            .expect("recorded");
+    }
+    start.elapsed().as_nanos() as f64 / events.len() as f64
+}
+
+/// Record with hour buckets against a baseline in the same run: the same
+/// tracker with one-day buckets and every event moved into one day, so
+/// that every pair stays in one bucket (a word and no run: what recording
+/// cost before pairs remembered when, short of the old bare-hash slot).
+/// Same pairs, same order; only the times differ. Runs alternate, best of
+/// `rounds` each, so that load drifting during the run hits both.
+fn record_against_one_bucket(
+    rounds: usize,
+    workloads: &[(String, Events)],
+    ids: &[String],
+    urls: &[String],
+) {
+    let hourly = || Tracker::builder().build().expect("default settings");
+    let one_bucket = || {
+        Tracker::builder()
+            .bucket(Duration::from_secs(DAY))
+            .build()
+            .expect("a one-day bucket")
+    };
+    println!("## Record with hour buckets against one bucket (one run, best of {rounds})\n");
+    println!("| workload | events | one bucket ns/event | hour buckets ns/event | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, events) in workloads {
+        let (mut base, mut timed) = (f64::MAX, f64::MAX);
+        for _ in 0..rounds {
+            base = base.min(record_ns(one_bucket, events, ids, urls, |s| {
+                START + (s - START) % DAY
+            }));
+            timed = timed.min(record_ns(hourly, events, ids, urls, |s| s));
+        }
+        println!(
+            "| {name} | {} | {base:.1} | {timed:.1} | {:.2}x |",
+            events.len(),
+            timed / base
+        );
+    }
+    println!();
+}
+
 /// Median time of `rounds` calls of `f`, in ms.
 fn median_ms(rounds: usize, mut f: impl FnMut()) -> f64 {
     let mut times: Vec<f64> = (0..rounds)
@@ -145,6 +202,30 @@ fn main() {
             (i % 1_000_000, i % pages, secs)
         })
         .collect();
+    // Returning visitors: each pair visited on 5 random days of 60.
+    let returning_pairs = 200_000 / scale;
+    let mut five_days: Events = Vec::with_capacity(returning_pairs as usize * 5);
+    for i in 0..returning_pairs {
+        for _ in 0..5 {
+            five_days.push((i, i % pages, START + rng.below(SPAN_DAYS * DAY)));
+        }
+    }
+    rng.shuffle(&mut five_days);
+    record_against_one_bucket(
+        rounds.min(3),
+        &[
+            (
+                format!("{pairs} pairs / {pages} pages, one visit each"),
+                one_visit.clone(),
+            ),
+            (
+                format!("{returning_pairs} pairs / {pages} pages, each on 5 random days"),
+                five_days,
+            ),
+        ],
+        &ids,
+        &urls,
+    );
     println!("## Record and memory (one run; hour buckets)\n");
     println!("| workload | design | pairs | B/pair | ns/event |");
     println!("| --- | --- | ---: | ---: | ---: |");
