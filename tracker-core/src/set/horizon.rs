@@ -105,22 +105,35 @@ impl Horizon {
 
     /// A stored pair now has `tick` (a new pair, or a revisit). Ticks
     /// below `end` come only from back-filled events: rare, so a sorted
-    /// insert is fine. Returns the heap bytes the list grew by.
-    pub(crate) fn note(&mut self, tick: u32) -> usize {
+    /// insert is fine. The list never grows here (a write's growth would
+    /// be unreserved in the memory budget, and back-filled revisits could
+    /// add an entry per distinct second): when it is full, the horizon
+    /// gives up its newest entry instead, ending where that entry began.
+    /// It then covers a little less time, so a rebuild comes a little
+    /// sooner, but never for this event: `tick` is live, so the horizon
+    /// still covers now.
+    pub(crate) fn note(&mut self, tick: u32) {
         if tick >= self.end {
-            return 0;
+            return;
         }
-        let before = self.heap_bytes();
         match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
             Ok(i) => self.ticks[i].1 += 1,
             Err(i) => {
                 // Back-filled events are never expired, so `i` is past the
                 // retired entries.
                 debug_assert!(i >= self.front as usize);
-                self.ticks.insert(i, (tick, 1));
+                if self.ticks.len() < self.ticks.capacity() {
+                    self.ticks.insert(i, (tick, 1));
+                } else if i == self.ticks.len() {
+                    // Newer than every entry: end the horizon at `tick`.
+                    self.end = tick;
+                } else if let Some((newest, _)) = self.ticks.pop() {
+                    // Every pair below `newest` is still listed.
+                    self.end = newest;
+                    self.ticks.insert(i, (tick, 1));
+                }
             }
         }
-        self.heap_bytes() - before
     }
 
     /// Heap bytes of the list.
@@ -174,6 +187,25 @@ mod tests {
         assert!(horizon.covers(horizon.end) && !horizon.covers(horizon.end + 1));
     }
 
+    /// Back-filled pairs at many distinct seconds below the horizon's end
+    /// do not grow its full list: it ends sooner instead, and still counts.
+    #[test]
+    fn back_fills_do_not_grow_a_full_list() {
+        let mut ticks: Vec<u32> = (0..1_000).map(|i| 1_000 + 10 * i).collect();
+        let mut horizon = Horizon::cut(ticks.iter().copied(), 1_000);
+        let (bytes, end) = (horizon.heap_bytes(), horizon.end);
+        for tick in (1_001..end).filter(|t| t % 10 != 0) {
+            horizon.note(tick);
+            ticks.push(tick);
+        }
+        assert_eq!(horizon.heap_bytes(), bytes);
+        assert!(horizon.end < end && horizon.covers(1_001));
+        for oldest in [1_000, 1_001, 1_005, 1_011, horizon.end] {
+            let expected = ticks.iter().filter(|&&t| t < oldest).count();
+            assert_eq!(horizon.expired_at(oldest), expected, "{oldest}");
+        }
+    }
+
     proptest! {
         /// Against a plain list of ticks: forget, note and advance keep
         /// `expired_at` equal to a count, while the horizon covers.
@@ -195,8 +227,10 @@ mod tests {
                     let i = which % ticks.len();
                     let new = ticks[i].max(tick).max(oldest_live);
                     if new != ticks[i] {
+                        let bytes = horizon.heap_bytes();
                         horizon.forget(ticks[i]);
                         horizon.note(new);
+                        prop_assert!(horizon.heap_bytes() <= bytes, "a note never grows the list");
                         ticks[i] = new;
                     }
                 }

@@ -23,9 +23,10 @@
 //!   record: it visits stripes one lock at a time (read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
 //!   sketched page's oldest days, or to evict). The one
-//!   exception is a timed set that outgrew its reservation: under the
-//!   record's or sweep's own stripe lock, other pages of that stripe are
-//!   evicted until the growth fits (still one lock).
+//!   exception is a timed set whose rebuild cut a larger horizon list
+//!   than it had (see `settle`): under the record's or sweep's own stripe
+//!   lock, other pages of that stripe are evicted until the growth fits
+//!   (still one lock).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
@@ -488,11 +489,17 @@ impl Stripe {
 
     /// Books a set's change in `budget`: `accounted` bytes are in the
     /// budget, the set (of the page whose URL is at address `keep`) now
-    /// holds `held`. A timed set can outgrow its reservation (its horizon
-    /// list is cut anew as pairs expire); those bytes are already
-    /// allocated, so they are booked whatever happens, but if the budget
-    /// allows eviction, other pages of this stripe go first until they
-    /// fit, so that the accounted total never passes the limit.
+    /// holds `held`. A timed set can outgrow its reservation when its
+    /// horizon list is cut anew by a rebuild (a write never grows the
+    /// list: see `Horizon::note`); those bytes are already allocated, so
+    /// they are booked whatever happens, but if the budget allows
+    /// eviction, other pages of this stripe go first until they fit, so
+    /// that the accounted total never passes the limit. Under `Reject`
+    /// it may: by at most the horizon lists, each at most one 8-byte
+    /// entry per stored pair of its page (a timed slot is 16 bytes), and
+    /// only after a rebuild that dropped expired pairs. Reserving first
+    /// would mean sizing the cut before the scan that makes it, or
+    /// refusing a rebuild that gives memory back.
     fn settle(&mut self, budget: &MemoryBudget, accounted: usize, held: usize, keep: usize) {
         if held <= accounted {
             budget.release(accounted - held);
