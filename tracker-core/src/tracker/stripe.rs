@@ -497,7 +497,7 @@ impl Stripe {
     /// that the accounted total never passes the limit. Under `Reject`
     /// it may: by at most the horizon lists, each at most one 8-byte
     /// entry per stored pair of its page (a timed slot is 16 bytes), and
-    /// only after a rebuild that dropped expired pairs. Reserving first
+    /// only when a rebuild (expiry or retention) cut it. Reserving first
     /// would mean sizing the cut before the scan that makes it, or
     /// refusing a rebuild that gives memory back.
     fn settle(&mut self, budget: &MemoryBudget, accounted: usize, held: usize, keep: usize) {
