@@ -106,6 +106,28 @@ pub(crate) struct Between {
     pub(crate) covered: Range<u64>,
 }
 
+/// The most table slots one sweep step visits (a few hundred
+/// microseconds of work): a table up to this size is rebuilt whole when
+/// swept, a larger one in steps of at most this many slots, resumed where
+/// the last step stopped. Unit tests use a small one, so that their
+/// pages take the large tables' path too.
+#[cfg(not(test))]
+pub(crate) const STEP_SLOTS: usize = 8_192;
+#[cfg(test)]
+pub(crate) const STEP_SLOTS: usize = 48;
+
+/// What a sweep did to one set ([`VisitorSet::drop_expired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    /// Pairs dropped.
+    pub(crate) pairs: usize,
+    /// Table slots visited (1 for a set without a table): the work done.
+    pub(crate) slots: usize,
+    /// The slot the next step resumes at, while a large table's pass is
+    /// not over.
+    pub(crate) resume: Option<usize>,
+}
+
 /// The largest age the inline form stores: 24 bits.
 const MAX_INLINE_AGE: u32 = (1 << 24) - 1;
 
@@ -372,41 +394,64 @@ impl VisitorSet {
         dropped
     }
 
-    /// Drops every expired pair now (a sweep's work), and with a
-    /// retention the buckets before `oldest_bucket` and the pairs left
-    /// with none; returns how many pairs went.
+    /// A sweep's work on the set, bounded: drops the expired pairs, and
+    /// with a retention the buckets before `oldest_bucket` and the pairs
+    /// left with none. A table of at most [`STEP_SLOTS`] slots is done
+    /// whole; a larger one visits at most `max` slots from slot `from`
+    /// and says where to resume (see [`Dropped`]).
     pub(crate) fn drop_expired(
         &mut self,
         expiry: Option<Expiry>,
         oldest_bucket: u32,
         width: u32,
-    ) -> usize {
+        from: usize,
+        max: usize,
+    ) -> Dropped {
         let retained = |tick: u32| tick / width >= oldest_bucket;
+        let whole = |pairs: usize, slots: usize| Dropped {
+            pairs,
+            slots: slots.max(1),
+            resume: None,
+        };
         match (self, expiry) {
-            // An exhausted horizon is checked first: counting the expired
-            // pairs would then scan the table that the rebuild scans again.
-            (VisitorSet::Timed(_, table), Some(expiry))
-                if table.needs_rebuild(expiry)
-                    || table.expired(expiry) > 0
-                    || oldest_bucket > 0 =>
-            {
-                table.rebuild(expiry, oldest_bucket)
+            (VisitorSet::Timed(_, table), Some(expiry)) => {
+                let (pairs, slots, resume) = table.sweep_step(expiry, oldest_bucket, from, max);
+                Dropped {
+                    pairs,
+                    slots,
+                    resume,
+                }
             }
-            (set @ VisitorSet::Inline(..), _) => {
-                set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t)))
-            }
+            (set @ VisitorSet::Inline(..), _) => whole(
+                set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t))),
+                1,
+            ),
             (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
-                table.retain(oldest_bucket, |_, _| true)
+                let slots = table.table.capacity();
+                if slots <= STEP_SLOTS {
+                    return whole(table.retain(oldest_bucket, |_, _| true), slots);
+                }
+                let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_| {});
+                let visited = next.saturating_sub(from) + pairs;
+                if next < slots {
+                    return Dropped {
+                        pairs,
+                        slots: visited.max(1),
+                        resume: Some(next),
+                    };
+                }
+                table.finish_pass(STEP_SLOTS);
+                whole(pairs, visited)
             }
             (VisitorSet::Sketch(_, sketched), None) => {
                 // The all-time sketch cannot forget; the days can.
                 sketched
                     .history
                     .drop_before(oldest_bucket / (86_400 / width));
-                0
+                whole(0, 1)
             }
-            (set, Some(expiry)) => set.expire(expiry, oldest_bucket),
-            _ => 0,
+            (set, Some(expiry)) => whole(set.expire(expiry, oldest_bucket), 1),
+            _ => whole(0, 1),
         }
     }
 

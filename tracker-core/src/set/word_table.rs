@@ -205,6 +205,51 @@ impl<const AUX: usize> WordTable<AUX> {
         dropped
     }
 
+    /// A bounded share of [`retain`](Self::retain): visits at most `max`
+    /// slots from `start` (see [`VisitorTable::retain_slots`]), calling
+    /// `dropped` with the values of each pair that goes. Returns the pairs
+    /// dropped and the slot to resume at (the capacity once the pass has
+    /// reached the end). Garbage left in the arena is reclaimed by
+    /// [`finish_pass`](Self::finish_pass).
+    pub(crate) fn retain_step(
+        &mut self,
+        start: usize,
+        max: usize,
+        oldest: u32,
+        mut keep: impl FnMut(&[u32; AUX]) -> bool,
+        mut dropped: impl FnMut(&[u32; AUX]),
+    ) -> (usize, usize) {
+        let runs = &mut self.runs;
+        self.table.retain_slots(start, max, |_, values| {
+            let stays = if keep(values) {
+                // False: emptied by the retention, its run garbage already.
+                runs.retain_from(&mut values[Self::WORD], oldest)
+            } else {
+                runs.release(values[Self::WORD]);
+                false
+            };
+            if !stays {
+                dropped(values);
+            }
+            stays
+        })
+    }
+
+    /// Ends a pass of [`retain_step`](Self::retain_step)s over a table of
+    /// more than `bound` slots: gives back what the pass freed when that
+    /// costs at most `bound` moves (the survivors into a table half the
+    /// size or less, the arena's live runs once it is half garbage).
+    pub(crate) fn finish_pass(&mut self, bound: usize) {
+        if self.table.oversized() && self.table.len() <= bound {
+            self.table.shrink_to_fit();
+        }
+        if self.runs.garbage() * 2 > self.runs.len()
+            && self.runs.len() - self.runs.garbage() <= bound
+        {
+            self.compact();
+        }
+    }
+
     /// Rewrites every run exactly sized, in slot order.
     pub(crate) fn compact(&mut self) {
         let slots: Vec<usize> = self.table.occupied().collect();

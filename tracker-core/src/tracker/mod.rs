@@ -26,7 +26,9 @@ use crate::time::clock::Timestamp;
 use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use budget::{MemoryBudget, MemoryPolicy};
 use config::{TrackerBuilder, TrackerConfig};
-use stripe::{EVICTION_SAMPLES, SWEEP_BUCKETS, Stripe, StripeRecord, SweepStep};
+use stripe::{
+    EVICTION_SAMPLES, SLOTS_PER_BUCKET, SWEEP_BUCKETS, SWEEP_SLOTS, Stripe, StripeRecord, SweepStep,
+};
 
 /// Counts distinct visitors per page; share it between threads by
 /// reference or in an `Arc`.
@@ -387,21 +389,30 @@ impl Tracker {
         }
         let oldest_bucket = bucketing.oldest_retained(self.config.clock.now());
         let mut left = buckets as u64;
+        let mut work = left.saturating_mul(SLOTS_PER_BUCKET as u64);
         let mut empty_in_a_row = 0;
-        while left > 0 && empty_in_a_row < self.stripes.len() {
+        while left > 0 && work > 0 && empty_in_a_row < self.stripes.len() {
             let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
             let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
-            let step =
-                sync::write(&self.stripes[i]).sweep(expiry, oldest_bucket, chunk, &self.budget);
+            let slots = work.min(SWEEP_SLOTS as u64) as usize;
+            let step = sync::write(&self.stripes[i]).sweep(
+                expiry,
+                oldest_bucket,
+                chunk,
+                slots,
+                &self.budget,
+            );
             if step.buckets == 0 {
                 empty_in_a_row += 1;
                 continue;
             }
             empty_in_a_row = 0;
             left -= step.buckets;
+            work = work.saturating_sub(step.slots);
             total.buckets += step.buckets;
             total.pairs_dropped += step.pairs_dropped;
             total.pages_removed += step.pages_removed;
+            total.slots += step.slots;
         }
         total
     }
@@ -915,6 +926,71 @@ mod tests {
             assert_eq!((stats.pages, stats.sketched_pages), (0, 0), "{stats:?}");
             assert_eq!(stats.bytes, tracker.recount_bytes());
             assert_eq!(stats.bytes, tracker.config().fixed_bytes());
+        }
+    }
+
+    /// Pages far larger than a sweep step (unit tests use 48 slots) are
+    /// swept in resumed steps while visitors arrive, return and expire,
+    /// with and without a retention: every count equals a model of the
+    /// latest visit of each pair, at every moment, and no step visits
+    /// more than its slots.
+    #[test]
+    fn large_pages_swept_in_steps_count_exactly() {
+        use crate::ManualClock;
+        use std::collections::HashMap;
+        use std::time::Duration;
+        for retention in [None, Some(Duration::from_secs(1_200))] {
+            let clock = ManualClock::new(Timestamp::from_millis(1_000_000_000));
+            let mut builder = Tracker::builder()
+                .stripes(2)
+                .ttl(Duration::from_secs(600))
+                .clock(std::sync::Arc::new(clock.clone()));
+            if let Some(retention) = retention {
+                builder = builder.bucket(Duration::from_secs(60)).retention(retention);
+            }
+            let tracker = builder.build().unwrap();
+            let ttl = 600;
+            let mut latest: [HashMap<u32, u64>; 3] = Default::default();
+            let mut now = 0u64;
+            let mut state = 7u64;
+            for i in 0..40_000u32 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let page = (state >> 60) as usize % 3;
+                let visitor = (state >> 33) as u32 % (300 + 400 * page as u32);
+                let url = format!("https://example.com/{page}");
+                tracker.record(&format!("v{visitor}"), &url).unwrap();
+                latest[page].insert(visitor, now);
+                if i % 97 == 0 {
+                    clock.advance(Duration::from_secs(13));
+                    now += 13;
+                    let step = tracker.sweep(1);
+                    assert!(step.slots <= 2 * SLOTS_PER_BUCKET as u64 + 48, "{step:?}");
+                }
+                if i % 1_013 == 0 {
+                    for (page, pairs) in latest.iter().enumerate() {
+                        let live = pairs.values().filter(|&&t| t + ttl > now).count();
+                        let url = format!("https://example.com/{page}");
+                        let counted = tracker.distinct(&url).map_or(0, |d| d.visitors);
+                        assert_eq!(counted, live as u64, "{retention:?} {i} page {page}");
+                    }
+                    assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+                }
+            }
+            // Passes to the end drop every expired pair and nothing else.
+            for _ in 0..10_000 {
+                tracker.sweep(32);
+            }
+            let live: usize = latest
+                .iter()
+                .map(|p| p.values().filter(|&&t| t + ttl > now).count())
+                .sum();
+            assert_eq!(tracker.stats().pairs, live as u64, "{retention:?}");
+            assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+            clock.advance(Duration::from_secs(ttl));
+            while tracker.sweep(1 << 20).buckets > 0 && tracker.stats().pages > 0 {}
+            assert_eq!(tracker.stats().bytes, tracker.config().fixed_bytes());
         }
     }
 

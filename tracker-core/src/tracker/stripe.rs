@@ -45,7 +45,7 @@ use hashbrown::HashTable;
 
 use crate::report::Recorded;
 use crate::set::page::Page;
-use crate::set::{Insert, VisitorSet};
+use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
@@ -64,6 +64,14 @@ const SWEEP_EVERY: u32 = 64;
 /// Buckets of the page table one sweep step visits: a bounded step, a few
 /// microseconds for small pages.
 pub(crate) const SWEEP_BUCKETS: usize = 32;
+/// Visitor-table slots one sweep step visits at most (then at most one
+/// more table of up to that size, done whole): a few hundred
+/// microseconds whatever the page sizes.
+pub(crate) const SWEEP_SLOTS: usize = STEP_SLOTS;
+/// The work a bucket of a [`Tracker::sweep`](crate::Tracker::sweep) call
+/// stands for: a call over `n` buckets visits at most `n` times this many
+/// slots, so `sweep(32)` is one step's worth of work.
+pub(crate) const SLOTS_PER_BUCKET: usize = SWEEP_SLOTS / SWEEP_BUCKETS;
 
 /// Bytes one stripe takes before it holds a page (see the memory formula),
 /// padded lock included.
@@ -89,6 +97,9 @@ pub(crate) struct Stripe {
     expired_pages: u64,
     /// The page-table bucket the next sweep step starts at.
     sweep_cursor: usize,
+    /// Where the sweep stopped inside a large page's table, by the page's
+    /// URL address and the slot to resume at (see [`Stripe::sweep`]).
+    sweep_resume: Option<(usize, usize)>,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
     /// The eviction pool: the best candidates seen so far, as (bucket,
@@ -128,6 +139,9 @@ pub struct SweepStep {
     pub pairs_dropped: u64,
     /// Pages removed because none of their visitors was live.
     pub pages_removed: u64,
+    /// Visitor-table slots visited: the step's work, bounded whatever
+    /// the page sizes.
+    pub slots: u64,
 }
 
 /// What recording did in a stripe.
@@ -162,6 +176,7 @@ impl Stripe {
             expired: 0,
             expired_pages: 0,
             sweep_cursor: 0,
+            sweep_resume: None,
             records_since_sweep: 0,
             eviction_pool: Vec::new(),
             random: SplitMix64(0),
@@ -284,44 +299,77 @@ impl Stripe {
 
     /// One step of the incremental sweep: visits the next `buckets` buckets
     /// of the page table (wrapping around), drops the expired visitors of
-    /// the pages there, and removes pages left with none live. The work is
-    /// bounded by `buckets` pages, each costing at most one scan of its own
-    /// set, so no step is proportional to the whole data set.
+    /// the pages there (with a retention, their buckets before
+    /// `oldest_bucket` too), and removes pages left with none live. The
+    /// work is bounded by visitor-table slots too: the step ends once
+    /// `slots` are visited. A table of at most [`STEP_SLOTS`] slots is
+    /// done whole; a larger one gets what is left of `slots`, and the next
+    /// step resumes it where this one stopped (a page whose visitors have
+    /// all expired is removed whole, with no scan). So a step visits at
+    /// most `slots + STEP_SLOTS` slots, whatever the page sizes.
     pub(crate) fn sweep(
         &mut self,
         expiry: Option<Expiry>,
         oldest_bucket: u32,
         buckets: usize,
+        slots: usize,
         budget: &MemoryBudget,
     ) -> SweepStep {
         let total = self.pages.num_buckets();
         let mut step = SweepStep::default();
-        for _ in 0..buckets.min(total) {
+        while step.buckets < buckets.min(total) as u64 && step.slots < slots as u64 {
             let bucket = self.sweep_cursor % total;
-            self.sweep_cursor = bucket + 1;
             step.buckets += 1;
+            let resume = self.sweep_resume.take();
+            self.sweep_cursor = bucket + 1;
             let Ok(mut entry) = self.pages.get_bucket_entry(bucket) else {
                 continue;
             };
             let page = entry.get_mut();
+            let url = page.url.as_ptr() as usize;
+            // A resume point is the page's own (the table may have moved
+            // pages since; a stale one would only shorten one pass).
+            let from = resume.filter(|r| r.0 == url).map_or(0, |r| r.1);
             let before = page.visitors.heap_bytes();
-            let dropped = page
-                .visitors
-                .drop_expired(expiry, oldest_bucket, self.width) as u64;
-            let dead = match expiry {
-                Some(expiry) => page.visitors.is_dead(expiry),
-                None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
+            let dead_now = expiry.is_some_and(|e| page.visitors.is_dead(e));
+            let dropped = if dead_now {
+                Dropped {
+                    pairs: 0,
+                    slots: 1,
+                    resume: None,
+                }
+            } else {
+                let left = slots - step.slots as usize;
+                page.visitors
+                    .drop_expired(expiry, oldest_bucket, self.width, from, left)
             };
+            step.slots += dropped.slots as u64;
+            if let Some(next) = dropped.resume {
+                self.sweep_resume = Some((url, next));
+                self.sweep_cursor = bucket;
+            }
+            let dead = dead_now
+                || match expiry {
+                    Some(expiry) => page.visitors.is_dead(expiry),
+                    None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
+                };
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before, held, keep);
+            let dropped = dropped.pairs as u64;
             self.pairs -= dropped;
             self.expired += dropped;
             step.pairs_dropped += dropped;
             if dead && let Ok(entry) = self.pages.get_bucket_entry(bucket) {
                 let (page, _) = entry.remove();
+                // Pairs stored when it died expired with it.
+                let expired = page.visitors.pairs() as u64;
+                self.expired += expired;
+                step.pairs_dropped += expired;
                 budget.release(self.forget_removed(&page));
                 self.expired_pages += 1;
                 step.pages_removed += 1;
+                self.sweep_resume = None;
+                self.sweep_cursor = bucket + 1;
             }
         }
         if self.pages.is_empty() && self.pages.allocation_size() > 0 {
