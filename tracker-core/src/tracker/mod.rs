@@ -356,9 +356,13 @@ impl Tracker {
     }
 
     /// Runs the expiry sweep over about `buckets` page-table buckets
-    /// (stripe by stripe, each lock held for at most 32 of them): drops
-    /// expired visitors there and removes pages left with none live,
-    /// giving their memory back. Without a TTL it does nothing.
+    /// (stripe by stripe, each lock held for one step: at most 32 of them
+    /// and 8,192 visitor-table slots, see the crate docs): drops expired
+    /// visitors there (with a retention, buckets older than it) and
+    /// removes pages left with none live, giving their memory back. A
+    /// bucket stands for 256 slots of work too, so a call does at most
+    /// `buckets × 256` slots' worth, and a page too large for one step is
+    /// resumed by the next. Without a TTL or a retention it does nothing.
     ///
     /// Records already run small sweep steps as they go (see the crate
     /// docs); call this from a timer to reclaim memory while no records

@@ -17,6 +17,12 @@
 //!   canonical URL's stripe write-locked to insert: two locks in turn,
 //!   never together. With a TTL, every 64th record of a stripe runs a
 //!   sweep step after its lock is released.
+//! - A sweep step holds one stripe's write lock for bounded work: at most
+//!   32 page-table buckets and 8,192 visitor-table slots (plus one table
+//!   of up to that size done whole). A larger table is resumed by the
+//!   stripe's next step where this one stopped (the stripe remembers the
+//!   page and the slot), so no page, however large, holds the lock longer
+//!   than a step (a few hundred microseconds).
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
 //! - Making room under the budget happens with no lock held by the
