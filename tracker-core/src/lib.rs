@@ -45,7 +45,8 @@
 //! ```text
 //! bytes = 256·stripes
 //!       + Σ pages  (41 / load_p + url_len)
-//!       + Σ pages with 3 or more exact visitors  (56 + 12·slots + 4·arena)
+//!       + Σ pages with 3 or more exact visitors  (8 + 12·slots)
+//!       + Σ those with a visitor seen in 2 or more buckets  (48 + 4·arena)
 //!       + Σ sketched pages  (8,304 + history)
 //! ```
 //!
@@ -56,10 +57,11 @@
 //!   each with its latest tick, which also names its one time bucket;
 //! - from the third on they move to an open-addressing table of 12-byte
 //!   slots (an 8-byte hash and a 4-byte activity word: the visitor's
-//!   bucket, or where its buckets are) plus an 8-byte count, in a 48-byte
-//!   boxed record with the page's arena; the table is filled completely
-//!   up to 8 slots and kept 75–94% full beyond (it grows by 1.25x, up to
-//!   15/16 full): 12.8–16 bytes per visitor;
+//!   bucket, or where its buckets are) plus an 8-byte count (and, once a
+//!   visitor of the page is seen in a second bucket, a 48-byte boxed
+//!   record holding the table and the page's arena); the table is filled
+//!   completely up to 8 slots and kept 75–94% full beyond (it grows by
+//!   1.25x, up to 15/16 full): 12.8–16 bytes per visitor;
 //! - the arena holds, for each visitor seen in more than one bucket, a
 //!   sorted run of its buckets (`len, room, bucket...`, 4 bytes each,
 //!   room doubling from 4): nothing for a visitor seen in one bucket,

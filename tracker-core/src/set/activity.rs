@@ -44,6 +44,12 @@ pub(crate) struct Runs {
 }
 
 impl Runs {
+    /// An empty arena (allocates nothing).
+    pub(crate) const EMPTY: Runs = Runs {
+        arena: Vec::new(),
+        garbage: 0,
+    };
+
     /// Heap bytes an empty arena takes on for its first run.
     pub(crate) const FIRST_RUN_BYTES: usize = (HEADER + FIRST_RUN as usize) * 4;
 
@@ -243,18 +249,30 @@ impl Runs {
         }
     }
 
-    /// Rewrites every run exactly sized, in the order of `words` (a
-    /// page's slots), so a scan reads the arena front to back, and gives
-    /// the garbage back. Returns the heap bytes freed.
-    pub(crate) fn compact<'w>(&mut self, words: impl Iterator<Item = &'w mut u32>) -> usize {
+    /// Rewrites every run in the order of `words` (a page's slots), so a
+    /// scan reads the arena front to back, and gives the garbage back:
+    /// exactly sized, or with `keep_room` each with the room it had, so
+    /// that runs still growing go on growing in place (and in order)
+    /// instead of moving to the end again. Returns the heap bytes freed.
+    pub(crate) fn compact<'w>(
+        &mut self,
+        words: impl Iterator<Item = &'w mut u32>,
+        keep_room: bool,
+    ) -> usize {
         let before = self.heap_bytes();
         let live = self.arena.len() - self.garbage;
         let mut arena = Vec::with_capacity(live);
         for word in words.filter(|w| **w & MULTI != 0) {
             let run = self.buckets(word);
+            let room = if keep_room {
+                self.arena[(*word & !MULTI) as usize + 1]
+            } else {
+                run.len() as u32
+            };
             let at = arena.len() as u32;
-            arena.extend_from_slice(&[run.len() as u32, run.len() as u32]);
+            arena.extend_from_slice(&[run.len() as u32, room]);
             arena.extend_from_slice(run);
+            arena.resize(at as usize + HEADER + room as usize, 0);
             *word = MULTI | at;
         }
         arena.shrink_to_fit();
@@ -365,8 +383,12 @@ mod tests {
                 }
             }
             check(&runs, &words, &model)?;
+            // Compacted keeping each run's room: the same answers.
+            runs.compact(words.iter_mut().flatten(), true);
+            prop_assert_eq!(runs.garbage(), 0);
+            check(&runs, &words, &model)?;
             let before = runs.heap_bytes();
-            let freed = runs.compact(words.iter_mut().flatten());
+            let freed = runs.compact(words.iter_mut().flatten(), false);
             prop_assert_eq!(before - runs.heap_bytes(), freed);
             prop_assert_eq!(runs.garbage(), 0);
             check(&runs, &words, &model)?;

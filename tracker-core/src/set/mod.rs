@@ -24,8 +24,9 @@ use crate::set::history::{History, HistoryInsert, Sketched};
 use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 pub(crate) use crate::set::visitor_table::Insert;
+use crate::set::visitor_table::TableInsert;
 use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
-use crate::set::word_table::{Visit, WordTable};
+use crate::set::word_table::{Visit, WordTable, Words};
 use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
 use crate::time::{Bucketing, Series};
@@ -55,7 +56,10 @@ pub(crate) enum VisitorSet {
     /// sets only), the last-recorded tick, and the slots.
     Inline(u8, u16, u32, [u64; INLINE]),
     /// An open-addressing table of hashes with their activity words.
-    Table(u32, Box<WordTable<1>>),
+    Table(u32, VisitorTable<1>),
+    /// The same once a pair was seen in a second bucket: the table boxed
+    /// with the page's arena of runs.
+    TableRuns(u32, Box<WordTable<1>>),
     /// Hashes with their latest ticks and activity words (with a TTL).
     Timed(u32, Box<TimedTable>),
     /// A cardinality sketch of the hashes, and one per day of history:
@@ -128,6 +132,30 @@ pub(crate) struct Dropped {
     pub(crate) resume: Option<usize>,
 }
 
+impl Dropped {
+    /// A step over a large table's slots from `from` that dropped `pairs`
+    /// and stopped at `next`: `finish` runs if that ended the pass.
+    fn of_step(
+        pairs: usize,
+        from: usize,
+        next: usize,
+        slots: usize,
+        finish: impl FnOnce(),
+    ) -> Self {
+        // Each visit either moved on or dropped a pair.
+        let visited = (next.saturating_sub(from) + pairs).max(1);
+        let resume = (next < slots).then_some(next);
+        if resume.is_none() {
+            finish();
+        }
+        Dropped {
+            pairs,
+            slots: visited,
+            resume,
+        }
+    }
+}
+
 /// The largest age the inline form stores: 24 bits.
 const MAX_INLINE_AGE: u32 = (1 << 24) - 1;
 
@@ -164,7 +192,10 @@ impl VisitorSet {
                 .filter(|&(_, t)| expiry.is_none_or(|e| e.is_live(t)))
                 .filter(|&(_, t)| range.contains(&u64::from(t / width)))
                 .count() as u64,
-            (VisitorSet::Table(_, table), _) => table.count_in(range.clone(), |_| true),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .count_in(range.clone(), |_| true),
             (VisitorSet::Timed(_, table), Some(expiry)) => table.count_in(range.clone(), expiry),
             (VisitorSet::Timed(_, table), None) => table.words().count_in(range.clone(), |_| true),
         };
@@ -202,7 +233,10 @@ impl VisitorSet {
                     }
                 }
             }
-            (VisitorSet::Table(_, table), _) => table.count_points(series, |_| true, counts),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .count_points(series, |_| true, counts),
             (VisitorSet::Timed(_, table), Some(expiry)) => {
                 table.count_points(series, expiry, counts)
             }
@@ -250,13 +284,28 @@ impl VisitorSet {
                     }
                 }
             }
-            (VisitorSet::Table(_, table), _) => table.hashes_in(range, |_| true, |h| union.push(h)),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .hashes_in(range, |_| true, |h| union.push(h)),
             (VisitorSet::Timed(_, table), Some(expiry)) => {
                 table.hashes_in(range, expiry, |h| union.push(h))
             }
             (VisitorSet::Timed(_, table), None) => {
                 table.words().hashes_in(range, |_| true, |h| union.push(h))
             }
+        }
+    }
+
+    /// An untimed table's pairs and words.
+    fn untimed(&self) -> Option<Words<'_, 1>> {
+        match self {
+            VisitorSet::Table(_, table) => Some(Words {
+                table,
+                runs: &NO_RUNS,
+            }),
+            VisitorSet::TableRuns(_, table) => Some(table.words()),
+            _ => None,
         }
     }
 
@@ -270,6 +319,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(last, _)
+            | VisitorSet::TableRuns(last, _)
             | VisitorSet::Timed(last, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => *last,
@@ -283,6 +333,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(..) => {}
             VisitorSet::Table(last, _)
+            | VisitorSet::TableRuns(last, _)
             | VisitorSet::Timed(last, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
@@ -297,6 +348,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(_, table) => table.len(),
+            VisitorSet::TableRuns(_, table) => table.len(),
             VisitorSet::Timed(_, table) => table.stored(),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
@@ -427,21 +479,26 @@ impl VisitorSet {
                 1,
             ),
             (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
+                let slots = table.capacity();
+                if slots <= STEP_SLOTS {
+                    let pairs = table.retain(|_, &mut [bucket]| bucket >= oldest_bucket);
+                    return whole(pairs, slots);
+                }
+                let (pairs, next) =
+                    table.retain_slots(from, max, |_, &mut [bucket]| bucket >= oldest_bucket);
+                Dropped::of_step(pairs, from, next, slots, || {
+                    if table.oversized() && table.len() <= STEP_SLOTS {
+                        table.shrink_to_fit();
+                    }
+                })
+            }
+            (VisitorSet::TableRuns(_, table), None) if oldest_bucket > 0 => {
                 let slots = table.table.capacity();
                 if slots <= STEP_SLOTS {
                     return whole(table.retain(oldest_bucket, |_, _| true), slots);
                 }
                 let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_| {});
-                let visited = next.saturating_sub(from) + pairs;
-                if next < slots {
-                    return Dropped {
-                        pairs,
-                        slots: visited.max(1),
-                        resume: Some(next),
-                    };
-                }
-                table.finish_pass(STEP_SLOTS);
-                whole(pairs, visited)
+                Dropped::of_step(pairs, from, next, slots, || table.finish_pass(STEP_SLOTS))
             }
             (VisitorSet::Sketch(_, sketched), None) => {
                 // The all-time sketch cannot forget; the days can.
@@ -531,7 +588,8 @@ impl VisitorSet {
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             VisitorSet::Inline(..) => 0,
-            VisitorSet::Table(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
+            VisitorSet::Table(_, table) => table.heap_bytes(),
+            VisitorSet::TableRuns(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, table) => table.heap_bytes(),
             VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
@@ -554,7 +612,17 @@ impl VisitorSet {
         debug_assert_ne!(hash, 0);
         let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => match table.visit(hash, bucket, [bucket]) {
+            VisitorSet::Table(_, table) => match table.insert(hash, [bucket]) {
+                TableInsert::Added(_) => Insert::Added,
+                TableInsert::Grow(bytes) => Insert::Grow(bytes),
+                TableInsert::Present(slot) if table.value(slot, 0) == bucket => Insert::Present,
+                // A second bucket: the table takes on an arena.
+                TableInsert::Present(_) => Insert::GrowKnown {
+                    bytes: WORD_TABLE_BYTES + Runs::FIRST_RUN_BYTES,
+                    was: 0,
+                },
+            },
+            VisitorSet::TableRuns(_, table) => match table.visit(hash, bucket, [bucket]) {
                 Visit::Added => Insert::Added,
                 Visit::Known { .. } => Insert::Present,
                 Visit::GrowTable(bytes) => Insert::Grow(bytes),
@@ -609,7 +677,21 @@ impl VisitorSet {
     ) {
         let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => {
+            VisitorSet::Table(last, table) => {
+                if table.find(hash).is_none() {
+                    table.grow_and_insert(hash, [bucket]);
+                    return;
+                }
+                let last = *last;
+                let table = std::mem::replace(table, VisitorTable::placeholder());
+                let mut boxed = Box::new(WordTable {
+                    table,
+                    runs: Runs::default(),
+                });
+                boxed.grow_and_visit(hash, bucket, [bucket]);
+                *self = VisitorSet::TableRuns(last, boxed);
+            }
+            VisitorSet::TableRuns(_, table) => {
                 table.grow_and_visit(hash, bucket, [bucket]);
             }
             VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick, bucket),
@@ -629,16 +711,18 @@ impl VisitorSet {
                 let pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
                 match expiry {
                     None => {
-                        let mut table = Box::new(WordTable::new());
+                        let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
                         for &(h, t) in &pairs {
-                            table.insert_with_buckets(h, [0], &[t / width]);
-                        }
-                        if let Visit::GrowRuns { .. } | Visit::GrowTable(_) =
-                            table.visit(hash, bucket, [bucket])
-                        {
-                            table.grow_and_visit(hash, bucket, [bucket]);
+                            table.insert_growing(h, [t / width]);
                         }
                         *self = VisitorSet::Table(last, table);
+                        // The table has room for a third pair; a known one
+                        // in a second bucket boxes it with an arena.
+                        if let Insert::Grow(_) | Insert::GrowKnown { .. } =
+                            self.insert(hash, tick, width, None)
+                        {
+                            self.grow_and_insert(hash, tick, width, None);
+                        }
                     }
                     Some(expiry) => {
                         let buckets: Vec<[u32; 1]> =
@@ -669,6 +753,7 @@ impl VisitorSet {
     pub(crate) fn reserve(&mut self, len: usize) {
         match self {
             VisitorSet::Table(_, table) => table.reserve(len),
+            VisitorSet::TableRuns(_, table) => table.reserve(len),
             VisitorSet::Timed(_, table) => table.reserve(len),
             _ => {}
         }
@@ -687,7 +772,12 @@ impl VisitorSet {
     pub(crate) fn entries(&self) -> Box<dyn Iterator<Item = (u64, u32)> + '_> {
         match self {
             VisitorSet::Inline(..) => Box::new(self.inline_ticks()),
-            VisitorSet::Table(_, table) => Box::new(table.pairs().map(|(h, _)| (h, 0))),
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => Box::new(
+                self.untimed()
+                    .expect("an untimed table")
+                    .pairs()
+                    .map(|(h, _)| (h, 0)),
+            ),
             VisitorSet::Timed(_, table) => Box::new(table.entries()),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => Box::new(std::iter::empty()),
         }
@@ -702,9 +792,10 @@ impl VisitorSet {
                     f(h, t, &[t / width]);
                 }
             }
-            VisitorSet::Table(_, table) => {
-                for (h, [word]) in table.pairs() {
-                    f(h, 0, table.buckets(&word));
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => {
+                let words = self.untimed().expect("an untimed table");
+                for (h, [word]) in words.pairs() {
+                    f(h, 0, words.buckets(&word));
                 }
             }
             VisitorSet::Timed(_, table) => {
@@ -727,17 +818,21 @@ impl VisitorSet {
 /// Heap bytes of an untimed table's boxed record (table handle and arena).
 const WORD_TABLE_BYTES: usize = std::mem::size_of::<WordTable<1>>();
 
+/// The arena of a table none of whose pairs has a run.
+static NO_RUNS: Runs = Runs::EMPTY;
+
 /// Heap bytes an inline set takes on as a table: the record, the
 /// smallest table, and with `runs` the first run of a pair seen in a
 /// second bucket. (A timed table's horizon is reconciled after, as every
 /// timed write's is.)
 fn inline_to_table_bytes(timed: bool, runs: bool) -> usize {
-    let table = if timed {
-        MIN_TIMED_BYTES
-    } else {
-        WORD_TABLE_BYTES + VisitorTable::<1>::bytes_for(MIN_CAPACITY)
-    };
-    table + if runs { Runs::FIRST_RUN_BYTES } else { 0 }
+    match (timed, runs) {
+        (true, runs) => MIN_TIMED_BYTES + if runs { Runs::FIRST_RUN_BYTES } else { 0 },
+        (false, false) => VisitorTable::<1>::bytes_for(MIN_CAPACITY),
+        (false, true) => {
+            VisitorTable::<1>::bytes_for(MIN_CAPACITY) + WORD_TABLE_BYTES + Runs::FIRST_RUN_BYTES
+        }
+    }
 }
 
 fn age(high: u8, low: u16) -> u32 {
@@ -821,7 +916,7 @@ mod tests {
         }
         assert_eq!(set.heap_bytes(), 0);
         assert!(set.insert_growing(99));
-        assert_eq!(set.heap_bytes(), 96);
+        assert_eq!(set.heap_bytes(), 48);
         assert_eq!(set.pairs(), INLINE + 1);
         for h in (1..=INLINE as u64).chain([99]) {
             assert!(!set.insert_growing(h));

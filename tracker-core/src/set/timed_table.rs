@@ -7,7 +7,7 @@ use std::ops::Range;
 use crate::set::STEP_SLOTS;
 use crate::set::horizon::Horizon;
 use crate::set::visitor_table::{Insert, MIN_CAPACITY, VisitorTable};
-use crate::set::word_table::{Visit, WordTable};
+use crate::set::word_table::{Visit, WordTable, Words};
 use crate::time::Series;
 use crate::time::ttl::Expiry;
 
@@ -58,7 +58,7 @@ impl TimedTable {
     /// The horizon a table of this size keeps: complete when large, the
     /// oldest eighth when not.
     fn new_horizon(&self, oldest_live: u32) -> Horizon {
-        let ticks = self.pairs.pairs().map(|(_, v)| v[TICK]);
+        let ticks = self.pairs.words().pairs().map(|(_, v)| v[TICK]);
         if self.is_large() {
             Horizon::complete(ticks)
         } else {
@@ -129,7 +129,11 @@ impl TimedTable {
         let expired = if self.horizon.covers(oldest) {
             self.horizon.expired_at(oldest)
         } else {
-            self.pairs.pairs().filter(|(_, v)| v[TICK] < oldest).count()
+            self.pairs
+                .words()
+                .pairs()
+                .filter(|(_, v)| v[TICK] < oldest)
+                .count()
         };
         self.pairs.len() - expired
     }
@@ -212,7 +216,7 @@ impl TimedTable {
     /// scan, when the growth itself has just moved every pair).
     fn complete_if_large(&mut self) {
         if self.is_large() && !self.horizon.is_complete() {
-            self.horizon = Horizon::complete(self.pairs.pairs().map(|(_, v)| v[TICK]));
+            self.horizon = Horizon::complete(self.pairs.words().pairs().map(|(_, v)| v[TICK]));
         }
     }
 
@@ -238,28 +242,33 @@ impl TimedTable {
 
     /// The pairs with their ticks, in table order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.pairs.pairs().map(|(h, v)| (h, v[TICK]))
+        self.pairs.words().pairs().map(|(h, v)| (h, v[TICK]))
     }
 
     /// The pairs with their ticks and words, in table order.
-    pub(crate) fn words(&self) -> &WordTable<2> {
-        &self.pairs
+    pub(crate) fn words(&self) -> Words<'_, 2> {
+        self.pairs.words()
     }
 
     /// Live pairs seen in `range`.
     pub(crate) fn count_in(&self, range: Range<u64>, expiry: Expiry) -> u64 {
-        self.pairs.count_in(range, |v| expiry.is_live(v[TICK]))
+        self.pairs
+            .words()
+            .count_in(range, |v| expiry.is_live(v[TICK]))
     }
 
     /// Counts live pairs per point of `series`.
     pub(crate) fn count_points(&self, series: &Series, expiry: Expiry, counts: &mut [u32]) {
         self.pairs
+            .words()
             .count_points(series, |v| expiry.is_live(v[TICK]), counts);
     }
 
     /// Calls `f` with every live pair seen in `range`.
     pub(crate) fn hashes_in(&self, range: Range<u64>, expiry: Expiry, f: impl FnMut(u64)) {
-        self.pairs.hashes_in(range, |v| expiry.is_live(v[TICK]), f);
+        self.pairs
+            .words()
+            .hashes_in(range, |v| expiry.is_live(v[TICK]), f);
     }
 }
 

@@ -117,6 +117,14 @@ impl<const AUX: usize> VisitorTable<AUX> {
         Self { words }
     }
 
+    /// A stand-in with no slots and no allocation, for a table moved out
+    /// of its place; never probed.
+    pub(crate) fn placeholder() -> Self {
+        Self {
+            words: Box::new([]),
+        }
+    }
+
     /// Heap bytes of a table of `capacity` slots.
     pub(crate) const fn bytes_for(capacity: usize) -> usize {
         let capacity = if capacity < MIN_CAPACITY {

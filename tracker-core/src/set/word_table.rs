@@ -95,7 +95,7 @@ impl<const AUX: usize> WordTable<AUX> {
                 // back (and a scan then reads the arena front to back).
                 // Amortised: the garbage grew by at least what this costs.
                 if self.runs.garbage() * 2 > self.runs.len() {
-                    self.compact();
+                    self.compact(true);
                 }
                 Some(slot)
             }
@@ -122,6 +122,112 @@ impl<const AUX: usize> WordTable<AUX> {
             self.table.set_value(slot, Self::WORD, word);
         }
     }
+
+    /// The pairs and their words, to read.
+    pub(crate) fn words(&self) -> Words<'_, AUX> {
+        Words {
+            table: &self.table,
+            runs: &self.runs,
+        }
+    }
+
+    /// Keeps the pairs `keep` accepts (by hash and values), drops from the
+    /// others the buckets before `oldest` and the pairs left with none,
+    /// and rewrites the arena exactly sized when it holds garbage. Returns
+    /// the pairs dropped.
+    pub(crate) fn retain(
+        &mut self,
+        oldest: u32,
+        mut keep: impl FnMut(u64, &[u32; AUX]) -> bool,
+    ) -> usize {
+        let runs = &mut self.runs;
+        let dropped = self.table.retain(|hash, values| {
+            if !keep(hash, values) {
+                runs.release(values[Self::WORD]);
+                return false;
+            }
+            runs.retain_from(&mut values[Self::WORD], oldest)
+        });
+        if self.runs.garbage() > 0 {
+            self.compact(false);
+        }
+        dropped
+    }
+
+    /// A bounded share of [`retain`](Self::retain): visits at most `max`
+    /// slots from `start` (see [`VisitorTable::retain_slots`]), calling
+    /// `dropped` with the values of each pair that goes. Returns the pairs
+    /// dropped and the slot to resume at (the capacity once the pass has
+    /// reached the end). Garbage left in the arena is reclaimed by
+    /// [`finish_pass`](Self::finish_pass).
+    pub(crate) fn retain_step(
+        &mut self,
+        start: usize,
+        max: usize,
+        oldest: u32,
+        mut keep: impl FnMut(&[u32; AUX]) -> bool,
+        mut dropped: impl FnMut(&[u32; AUX]),
+    ) -> (usize, usize) {
+        let runs = &mut self.runs;
+        self.table.retain_slots(start, max, |_, values| {
+            let stays = if keep(values) {
+                // False: emptied by the retention, its run garbage already.
+                runs.retain_from(&mut values[Self::WORD], oldest)
+            } else {
+                runs.release(values[Self::WORD]);
+                false
+            };
+            if !stays {
+                dropped(values);
+            }
+            stays
+        })
+    }
+
+    /// Ends a pass of [`retain_step`](Self::retain_step)s: gives back what
+    /// the pass freed when that costs at most `bound` moves (the survivors
+    /// into a table half the size or less, the arena's live runs once it
+    /// is half garbage); otherwise the table keeps its size until it does.
+    pub(crate) fn finish_pass(&mut self, bound: usize) {
+        if self.table.oversized() && self.table.len() <= bound {
+            self.table.shrink_to_fit();
+        }
+        if self.runs.garbage() * 2 > self.runs.len()
+            && self.runs.len() - self.runs.garbage() <= bound
+        {
+            self.compact(false);
+        }
+    }
+
+    /// Rewrites every run in slot order (see `Runs::compact`).
+    pub(crate) fn compact(&mut self, keep_room: bool) {
+        let slots: Vec<usize> = self.table.occupied().collect();
+        let mut words: Vec<u32> = slots
+            .iter()
+            .map(|&slot| self.table.value(slot, Self::WORD))
+            .collect();
+        self.runs.compact(words.iter_mut(), keep_room);
+        for (slot, word) in slots.into_iter().zip(words) {
+            self.table.set_value(slot, Self::WORD, word);
+        }
+    }
+
+    /// Sizes the table for `len` pairs (see `VisitorTable::reserve`).
+    pub(crate) fn reserve(&mut self, len: usize) {
+        self.table.reserve(len);
+    }
+}
+
+/// A table's pairs with their words, and the arena their runs are in (an
+/// empty one for a table whose every pair was seen in one bucket).
+#[derive(Clone, Copy)]
+pub(crate) struct Words<'a, const AUX: usize> {
+    pub(crate) table: &'a VisitorTable<AUX>,
+    pub(crate) runs: &'a Runs,
+}
+
+impl<'a, const AUX: usize> Words<'a, AUX> {
+    const WORD: usize = AUX - 1;
 
     /// Pairs that `live` accepts (by their values) seen in `range`: one
     /// scan of the words.
@@ -173,98 +279,15 @@ impl<const AUX: usize> WordTable<AUX> {
 
     /// The pairs with their values, in table order; a pair's buckets are
     /// [`buckets`](Self::buckets) of its word.
-    pub(crate) fn pairs(&self) -> impl Iterator<Item = (u64, [u32; AUX])> + Clone + '_ {
+    pub(crate) fn pairs(self) -> impl Iterator<Item = (u64, [u32; AUX])> + Clone + 'a {
         self.table.entries()
     }
 
     /// The buckets of the pair whose word is `word`, ascending.
-    pub(crate) fn buckets<'a>(&'a self, word: &'a u32) -> &'a [u32] {
+    pub(crate) fn buckets<'w>(&self, word: &'w u32) -> &'w [u32]
+    where
+        'a: 'w,
+    {
         self.runs.buckets(word)
-    }
-
-    /// Keeps the pairs `keep` accepts (by hash and values), drops from the
-    /// others the buckets before `oldest` and the pairs left with none,
-    /// and rewrites the arena exactly sized when it holds garbage. Returns
-    /// the pairs dropped.
-    pub(crate) fn retain(
-        &mut self,
-        oldest: u32,
-        mut keep: impl FnMut(u64, &[u32; AUX]) -> bool,
-    ) -> usize {
-        let runs = &mut self.runs;
-        let dropped = self.table.retain(|hash, values| {
-            if !keep(hash, values) {
-                runs.release(values[Self::WORD]);
-                return false;
-            }
-            runs.retain_from(&mut values[Self::WORD], oldest)
-        });
-        if self.runs.garbage() > 0 {
-            self.compact();
-        }
-        dropped
-    }
-
-    /// A bounded share of [`retain`](Self::retain): visits at most `max`
-    /// slots from `start` (see [`VisitorTable::retain_slots`]), calling
-    /// `dropped` with the values of each pair that goes. Returns the pairs
-    /// dropped and the slot to resume at (the capacity once the pass has
-    /// reached the end). Garbage left in the arena is reclaimed by
-    /// [`finish_pass`](Self::finish_pass).
-    pub(crate) fn retain_step(
-        &mut self,
-        start: usize,
-        max: usize,
-        oldest: u32,
-        mut keep: impl FnMut(&[u32; AUX]) -> bool,
-        mut dropped: impl FnMut(&[u32; AUX]),
-    ) -> (usize, usize) {
-        let runs = &mut self.runs;
-        self.table.retain_slots(start, max, |_, values| {
-            let stays = if keep(values) {
-                // False: emptied by the retention, its run garbage already.
-                runs.retain_from(&mut values[Self::WORD], oldest)
-            } else {
-                runs.release(values[Self::WORD]);
-                false
-            };
-            if !stays {
-                dropped(values);
-            }
-            stays
-        })
-    }
-
-    /// Ends a pass of [`retain_step`](Self::retain_step)s over a table of
-    /// more than `bound` slots: gives back what the pass freed when that
-    /// costs at most `bound` moves (the survivors into a table half the
-    /// size or less, the arena's live runs once it is half garbage).
-    pub(crate) fn finish_pass(&mut self, bound: usize) {
-        if self.table.oversized() && self.table.len() <= bound {
-            self.table.shrink_to_fit();
-        }
-        if self.runs.garbage() * 2 > self.runs.len()
-            && self.runs.len() - self.runs.garbage() <= bound
-        {
-            self.compact();
-        }
-    }
-
-    /// Rewrites every run exactly sized, in slot order.
-    pub(crate) fn compact(&mut self) {
-        let slots: Vec<usize> = self.table.occupied().collect();
-        let mut words: Vec<u32> = slots
-            .iter()
-            .map(|&slot| self.table.value(slot, Self::WORD))
-            .collect();
-        self.runs.compact(words.iter_mut());
-        for (slot, word) in slots.into_iter().zip(words) {
-            self.table.set_value(slot, Self::WORD, word);
-        }
-    }
-
-    /// Sizes the table for `len` pairs (see `VisitorTable::reserve`).
-    pub(crate) fn reserve(&mut self, len: usize) {
-        self.table.reserve(len);
     }
 }

@@ -64,9 +64,11 @@
 //! for the age, moves the page to a table. (The prototype stored buckets
 //! here; ticks serve TTL and eviction alike, with the same bytes.)
 //!
-//! Without a TTL the table's box also holds the arena: 48 bytes a table,
-//! so a page of three visitors takes 96 heap bytes (it took 32 with bare
-//! hashes), a page of a thousand 12.8–16 B a visitor.
+//! Without a TTL a table stays a bare allocation (the page record has no
+//! room for an arena's handle) while every pair of it was seen in one
+//! bucket: a page of three visitors takes 48 heap bytes (32 with bare
+//! hashes). The first pair seen in a second bucket boxes the table with
+//! the page's arena (48 bytes more).
 //!
 //! Not chosen:
 //!

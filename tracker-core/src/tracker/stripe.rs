@@ -841,7 +841,7 @@ mod tests {
         let tight = MemoryBudget::new(Some(held), held);
         assert_eq!(
             stripe.record(url, hash, 3, 9, None, &tight),
-            StripeRecord::NeedRoom(96)
+            StripeRecord::NeedRoom(48)
         );
         assert_eq!(
             stripe.with_page(url, hash, |p| p.visitors.count(None).visitors),
