@@ -115,9 +115,9 @@ pub(crate) struct Between {
 /// swept, a larger one in steps of at most this many slots, resumed where
 /// the last step stopped. Unit tests use a small one, so that their
 /// pages take the large tables' path too.
-#[cfg(not(test))]
+#[cfg(any(not(test), feature = "shuttle"))]
 pub(crate) const STEP_SLOTS: usize = 8_192;
-#[cfg(test)]
+#[cfg(all(test, not(feature = "shuttle")))]
 pub(crate) const STEP_SLOTS: usize = 48;
 
 /// What a sweep did to one set ([`VisitorSet::drop_expired`]).

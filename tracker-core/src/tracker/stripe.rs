@@ -59,6 +59,17 @@ use crate::tracker::budget::MemoryBudget;
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and more samples buy a closer approximation of true LRU.
 pub(crate) const EVICTION_SAMPLES: usize = 16;
+/// The recency window, in ticks (seconds) behind the stripe's latest
+/// record: a page last recorded within it is never evicted while a page
+/// of its stripe last recorded in an earlier tick remains. When the
+/// sampled candidates (the pool and fresh samples) offer only such pages
+/// but an older one may exist (the stripe's `floor` says), eviction scans
+/// the stripe for the exact least recent page. That scan happens only
+/// when the samples missed every older page, and each scan raises the
+/// floor, so it is rare unless almost every page is that recent (and
+/// then it finds the floor and stops recurring). Outside the window,
+/// eviction approximates LRU by sampling.
+pub(crate) const RECENCY_WINDOW: u32 = 1;
 /// Best eviction candidates a stripe carries from one eviction to the
 /// next (Redis's eviction pool has 16 too): every eviction picks from the
 /// pages of many samples, not only its own.
@@ -76,8 +87,9 @@ pub(crate) const SWEEP_BUCKETS: usize = 32;
 pub(crate) const SWEEP_SLOTS: usize = STEP_SLOTS;
 /// The work a bucket of a [`Tracker::sweep`](crate::Tracker::sweep) call
 /// stands for: a call over `n` buckets visits at most `n` times this many
-/// slots, so `sweep(32)` is one step's worth of work.
-pub(crate) const SLOTS_PER_BUCKET: usize = SWEEP_SLOTS / SWEEP_BUCKETS;
+/// slots, so `sweep(32)` is one step's worth of work (8,192 / 32; not
+/// derived from [`SWEEP_SLOTS`], which unit tests make small).
+pub(crate) const SLOTS_PER_BUCKET: usize = 256;
 
 /// Bytes one stripe takes before it holds a page (see the memory formula),
 /// padded lock included.
@@ -103,9 +115,13 @@ pub(crate) struct Stripe {
     expired_pages: u64,
     /// The page-table bucket the next sweep step starts at.
     sweep_cursor: usize,
-    /// Where the sweep stopped inside a large page's table, by the page's
-    /// URL address and the slot to resume at (see [`Stripe::sweep`]).
-    sweep_resume: Option<(usize, usize)>,
+    /// Where the sweep stopped inside a large page's table: the low bits
+    /// of the page's URL address (0 for none; a page found there with
+    /// other bits starts its pass afresh, a rare false match only shortens
+    /// one pass) and the slot to resume at (see [`Stripe::sweep`]). Two
+    /// `u32`s, so that the stripe keeps to its cache lines.
+    resume_url: u32,
+    resume_slot: u32,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
     /// The eviction pool: the best candidates seen so far, as (bucket,
@@ -120,6 +136,12 @@ pub(crate) struct Stripe {
     random: SplitMix64,
     /// Pages evicted to book a timed set's growth (see `settle`).
     evicted_to_settle: u64,
+    /// The latest tick recorded in this stripe: its "now" for eviction.
+    newest: u32,
+    /// No page of this stripe was last recorded before this tick (a lower
+    /// bound, raised by the scans of `least_recent`, lowered by a page
+    /// created at an older tick).
+    floor: u32,
 }
 
 /// A stripe's own random source: SplitMix64, tiny and well mixed.
@@ -182,11 +204,14 @@ impl Stripe {
             expired: 0,
             expired_pages: 0,
             sweep_cursor: 0,
-            sweep_resume: None,
+            resume_url: 0,
+            resume_slot: 0,
             records_since_sweep: 0,
             eviction_pool: Vec::new(),
             random: SplitMix64(0),
             evicted_to_settle: 0,
+            newest: 0,
+            floor: 0,
         }
     }
 
@@ -290,6 +315,7 @@ impl Stripe {
             Insert::Estimated { changed: false } => Recorded::Sketched,
         };
         page.visitors.touch(tick);
+        self.newest = self.newest.max(tick);
         let Some(before) = timed_before else {
             return StripeRecord::Done(recorded);
         };
@@ -326,16 +352,20 @@ impl Stripe {
         while step.buckets < buckets.min(total) as u64 && step.slots < slots as u64 {
             let bucket = self.sweep_cursor % total;
             step.buckets += 1;
-            let resume = self.sweep_resume.take();
+            let resume = (std::mem::take(&mut self.resume_url), self.resume_slot);
             self.sweep_cursor = bucket + 1;
             let Ok(mut entry) = self.pages.get_bucket_entry(bucket) else {
                 continue;
             };
             let page = entry.get_mut();
-            let url = page.url.as_ptr() as usize;
+            let url = (page.url.as_ptr() as usize as u32).max(1);
             // A resume point is the page's own (the table may have moved
             // pages since; a stale one would only shorten one pass).
-            let from = resume.filter(|r| r.0 == url).map_or(0, |r| r.1);
+            let from = if resume.0 == url {
+                resume.1 as usize
+            } else {
+                0
+            };
             let before = page.visitors.heap_bytes();
             let dead_now = expiry.is_some_and(|e| page.visitors.is_dead(e));
             let dropped = if dead_now {
@@ -351,7 +381,8 @@ impl Stripe {
             };
             step.slots += dropped.slots as u64;
             if let Some(next) = dropped.resume {
-                self.sweep_resume = Some((url, next));
+                // Table capacities fit in 32 bits (see `VisitorTable`).
+                (self.resume_url, self.resume_slot) = (url, next as u32);
                 self.sweep_cursor = bucket;
             }
             let dead = dead_now
@@ -374,7 +405,7 @@ impl Stripe {
                 budget.release(self.forget_removed(&page));
                 self.expired_pages += 1;
                 step.pages_removed += 1;
-                self.sweep_resume = None;
+                self.resume_url = 0;
                 self.sweep_cursor = bucket + 1;
             }
         }
@@ -436,6 +467,8 @@ impl Stripe {
             };
         }
         let mut page = Page::new(url, tick);
+        self.newest = self.newest.max(tick);
+        self.floor = self.floor.min(tick);
         page.visitors.insert(visitor, tick, self.width, expiry);
         let hasher = &self.hasher;
         self.pages
@@ -500,6 +533,13 @@ impl Stripe {
         }
         candidates.sort_unstable();
         let victim = match candidates.first() {
+            // Within the recency window while an older page may remain:
+            // the exact least recent page instead (see `RECENCY_WINDOW`).
+            Some(&(last, _, bucket, _))
+                if last > self.floor && last.saturating_add(RECENCY_WINDOW) >= self.newest =>
+            {
+                self.least_recent(keep).unwrap_or(bucket)
+            }
             Some(&(_, _, bucket, _)) => bucket,
             None => (0..buckets).find(|&b| {
                 pages
@@ -517,6 +557,28 @@ impl Stripe {
         );
         let (page, _) = self.pages.get_bucket_entry(victim).ok()?.remove();
         Some(self.forget_removed(&page))
+    }
+
+    /// The bucket of the least recently recorded page but the one whose
+    /// URL is at address `keep` (the fewest bytes first among ties), by a
+    /// scan of the stripe; raises `floor` to the oldest tick found.
+    fn least_recent(&mut self, keep: usize) -> Option<usize> {
+        let mut oldest = u32::MAX;
+        let mut best: Option<(u32, usize, usize)> = None;
+        for bucket in 0..self.pages.num_buckets() {
+            let Some(page) = self.pages.get_bucket(bucket) else {
+                continue;
+            };
+            let key = (page.visitors.last_recorded(), page.visitors.heap_bytes());
+            oldest = oldest.min(key.0);
+            if page.url.as_ptr() as usize != keep
+                && best.is_none_or(|b| (key.0, key.1) < (b.0, b.1))
+            {
+                best = Some((key.0, key.1, bucket));
+            }
+        }
+        self.floor = self.floor.max(oldest.min(self.newest));
+        best.map(|b| b.2)
     }
 
     /// Books a set's change in `budget`: `accounted` bytes are in the
@@ -706,6 +768,9 @@ impl Stripe {
             }
         }
         let held = page.heap_bytes();
+        let last = page.visitors.last_recorded();
+        self.floor = self.floor.min(last);
+        self.newest = self.newest.max(last);
         let hasher = &self.hasher;
         self.pages
             .insert_unique(url_hash, page, |p| hasher.hash_one(&*p.url));
