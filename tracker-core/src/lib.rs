@@ -109,8 +109,10 @@
 //!   about 1,400 visitors) become sketches, largest first; their pages keep
 //!   counting, as estimates with a relative standard error of 0.727%
 //!   ([`Distinct::relative_error`]). The switch adds every hash the set
-//!   held and starts the estimate at the exact count: no jump. If no set is
-//!   worth sketching, pages are evicted as under `Evict`.
+//!   held and starts the estimate at the exact count: no jump. Their
+//!   visitors by UTC day are kept too (for ranges); next, the oldest of
+//!   those days merge, two at a time. If nothing is left to sketch or
+//!   merge, pages are evicted as under `Evict`.
 //! - `Evict`: the least recently recorded pages go, as Redis approximates
 //!   LRU: each eviction samples 16 pages of a random stripe and weighs them
 //!   with the best 16 candidates that stripe kept from earlier evictions.

@@ -239,11 +239,37 @@ impl History {
         covered
     }
 
+    /// The first day held, if any.
+    pub(crate) fn oldest_day(&self) -> Option<u32> {
+        self.periods.first().map(|p| p.first)
+    }
+
+    /// Whether [`merge_oldest`](Self::merge_oldest) would free memory:
+    /// always when a sketch is involved; for two exact periods, unless
+    /// their union just passes [`EXACT_UP_TO`] and its sketch outweighs
+    /// both lists. Computed without allocating.
+    pub(crate) fn merge_frees(&self) -> bool {
+        let [a, b, ..] = &self.periods[..] else {
+            return false;
+        };
+        let merged = match (&a.visitors, &b.visitors) {
+            (Visitors::Exact(x), Visitors::Exact(y)) => {
+                let union = sorted_union_len(x, y);
+                if union <= EXACT_UP_TO {
+                    union * std::mem::size_of::<u64>()
+                } else {
+                    PERIOD_SKETCH_BYTES
+                }
+            }
+            _ => PERIOD_SKETCH_BYTES,
+        };
+        merged + std::mem::size_of::<Period>()
+            < a.visitors.heap_bytes() + b.visitors.heap_bytes() + 2 * std::mem::size_of::<Period>()
+    }
+
     /// Merges the two oldest periods into one (under memory pressure:
-    /// the budget's second step, not wired yet). Returns the heap bytes
-    /// held before and after (equal with fewer than two periods: nothing
-    /// to merge).
-    #[allow(dead_code)]
+    /// the budget's second step). Returns the heap bytes held before and
+    /// after (equal with fewer than two periods: nothing to merge).
     pub(crate) fn merge_oldest(&mut self) -> (usize, usize) {
         let before = self.heap_bytes();
         if self.periods.len() < 2 {
@@ -311,9 +337,25 @@ fn sketch_of(hashes: impl Iterator<Item = u64>) -> Visitors {
     Visitors::Sketch(Box::new(sketch))
 }
 
+/// How many distinct values two sorted, distinct lists hold together.
+fn sorted_union_len(a: &[u64], b: &[u64]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+        n += 1;
+    }
+    n + (a.len() - i) + (b.len() - j)
+}
+
 /// Two periods' visitors together: exact (sorted, distinct) while that
 /// fits, else a sketch.
-#[allow(dead_code)] // see `merge_oldest`
 fn merge(a: &Visitors, b: &Visitors) -> Visitors {
     match (a, b) {
         (Visitors::Exact(a), Visitors::Exact(b)) => {
@@ -425,6 +467,31 @@ mod tests {
         assert_eq!(covered, 0..2);
         assert_eq!(history.drop_before(5), after - history.heap_bytes());
         assert_eq!(history.days().next(), Some(5..6));
+    }
+
+    /// A merge that would grow the history (two exact days whose union
+    /// just passes the exact limit) is not offered; the others shrink it.
+    #[test]
+    fn merges_are_offered_only_where_they_free_memory() {
+        let mut history = History::default();
+        for h in 1..=65u64 {
+            insert(&mut history, 0, h);
+            insert(&mut history, 1, 1_000 + h);
+        }
+        assert!(
+            !history.merge_frees(),
+            "130 hashes: a sketch outweighs both lists"
+        );
+        let mut overlapping = History::default();
+        for h in 1..=65u64 {
+            insert(&mut overlapping, 0, h);
+            insert(&mut overlapping, 1, h + 10);
+        }
+        assert!(overlapping.merge_frees());
+        let (before, after) = overlapping.merge_oldest();
+        assert!(after < before);
+        assert_eq!(overlapping.union(0..2).0.visitors, 75);
+        assert_eq!(sorted_union_len(&[1, 3, 5], &[2, 3, 6, 7]), 6);
     }
 
     proptest! {

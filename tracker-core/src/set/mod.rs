@@ -297,6 +297,26 @@ impl VisitorSet {
         }
     }
 
+    /// A sketched page's history (without a TTL), to merge its oldest
+    /// days under memory pressure.
+    pub(crate) fn history_mut(&mut self) -> Option<&mut History> {
+        match self {
+            VisitorSet::Sketch(_, sketched) => Some(&mut sketched.history),
+            _ => None,
+        }
+    }
+
+    /// The first day of a sketched page's history whose two oldest
+    /// periods merging would free memory.
+    pub(crate) fn mergeable_since(&self) -> Option<u32> {
+        match self {
+            VisitorSet::Sketch(_, sketched) if sketched.history.merge_frees() => {
+                sketched.history.oldest_day()
+            }
+            _ => None,
+        }
+    }
+
     /// An untimed table's pairs and words.
     fn untimed(&self) -> Option<Words<'_, 1>> {
         match self {

@@ -105,9 +105,10 @@
 //!    sorted list of their hashes (what the sketch would cost). A range on
 //!    a sketched page is widened to whole days, and the answer says which
 //!    range it covers, `exact: false` and its relative error;
-//! 2. the oldest day sketches merge into weeks (lossless in count,
-//!    coarser in time): built (`History::merge_oldest`), not yet called
-//!    by the budget;
+//! 2. the oldest days of sketched pages merge, two at a time (lossless in
+//!    count, coarser in time: a range on them covers the merged days),
+//!    stripe by stripe, the page whose history starts earliest first;
+//!    a merge that would not free memory is not made;
 //! 3. then the least recently recorded pages are evicted, as today.
 //!
 //! With a TTL a sketched page keeps its per-generation sketches only

@@ -444,10 +444,29 @@ impl Tracker {
             MemoryPolicy::Evict => self.evict_until_free(goal),
             MemoryPolicy::Sketch => {
                 self.sketch_until_free(goal);
+                self.merge_days_until_free(goal);
                 self.evict_until_free(goal);
             }
         }
         self.budget.free() >= needed as u64
+    }
+
+    /// Merges the oldest days of sketched pages' histories (lossless in
+    /// count, coarser in time), a stripe at a time in turn, until `goal`
+    /// bytes are free or no history can shrink so.
+    fn merge_days_until_free(&self, goal: u64) {
+        let mut stripe = 0;
+        let mut idle = 0;
+        while self.budget.free() < goal && idle < self.stripes.len() {
+            match sync::write(&self.stripes[stripe]).merge_oldest_days() {
+                Some(freed) => {
+                    self.budget.release(freed);
+                    idle = 0;
+                }
+                None => idle += 1,
+            }
+            stripe = (stripe + 1) & self.stripe_mask;
+        }
     }
 
     /// Turns the largest exact sets into sketches, largest first, until

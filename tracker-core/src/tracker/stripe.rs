@@ -27,7 +27,8 @@
 //!   canonicalising only on a miss.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
-//!   largest sketch candidate, a write lock to sketch or evict). The one
+//!   largest sketch candidate, a write lock to sketch, to merge a
+//!   sketched page's oldest days, or to evict). The one
 //!   exception is a timed set that outgrew its reservation: under the
 //!   record's or sweep's own stripe lock, other pages of that stripe are
 //!   evicted until the growth fits (still one lock).
@@ -669,6 +670,27 @@ impl Stripe {
         let after = page.visitors.heap_bytes();
         self.pairs -= pairs;
         self.sketched += 1;
+        Some(before - after)
+    }
+
+    /// The budget's second step: merges the two oldest days of history
+    /// of the sketched page of this stripe whose history starts earliest
+    /// (of those a merge shrinks). Returns the bytes freed, or `None` if
+    /// no page here has such days. Scans the stripe's pages, only when it
+    /// has a sketched one.
+    pub(crate) fn merge_oldest_days(&mut self) -> Option<usize> {
+        if self.sketched == 0 {
+            return None;
+        }
+        let (_, url) = self
+            .pages
+            .iter()
+            .filter_map(|p| Some((p.visitors.mergeable_since()?, &*p.url)))
+            .min()?;
+        let url_hash = self.hash(url);
+        let url = url.to_owned();
+        let page = self.pages.find_mut(url_hash, |p| *p.url == *url)?;
+        let (before, after) = page.visitors.history_mut()?.merge_oldest();
         Some(before - after)
     }
 

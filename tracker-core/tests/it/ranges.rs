@@ -401,3 +401,67 @@ proptest! {
         );
     }
 }
+
+/// Under pressure, once the big pages are sketches, their oldest days
+/// merge (coarser in time, lossless in count) before pages are evicted:
+/// a range on an old day then covers the merged days, still within its
+/// error.
+#[test]
+fn pressure_merges_the_oldest_days_before_evicting() {
+    let clock = ManualClock::new(at(START));
+    let tracker = Tracker::builder()
+        .stripes(1)
+        .max_memory(120_000)
+        .memory_policy(MemoryPolicy::Sketch)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    // A big page, 2,000 visitors a day for 20 days: sketched, with 20
+    // sketched days (1.1 kB each).
+    for day in 0..20u64 {
+        for v in 0..2_000u64 {
+            tracker
+                .record(&format!("d{day}-v{v}"), "https://big.com/")
+                .unwrap();
+        }
+        clock.advance(Duration::from_secs(DAY));
+    }
+    let first_day = tracker
+        .distinct_between("https://big.com/", Some(at(START)), Some(at(START + DAY)))
+        .unwrap();
+    assert!(!first_day.distinct.exact, "{first_day:?}");
+    // Then small pages until pressure has merged the first day away
+    // (bounded: the merges come before any eviction).
+    let day_range = || {
+        tracker
+            .distinct_between("https://big.com/", Some(at(START)), Some(at(START + DAY)))
+            .unwrap()
+    };
+    let mut first_day = day_range();
+    for p in 0..5_000u64 {
+        for v in 0..2 {
+            tracker.record(&format!("s{v}"), &format!("/p{p}")).unwrap();
+        }
+        first_day = day_range();
+        if first_day.range.till() > at(START + DAY) {
+            break;
+        }
+    }
+    let stats = tracker.stats();
+    assert!(stats.bytes <= 120_000, "{stats:?}");
+    assert_eq!(stats.evictions, 0, "merging comes first: {stats:?}");
+    let covered = (first_day.range.till().as_millis() - first_day.range.from().as_millis()) / 1000;
+    assert!(covered > DAY, "the first days merged: {first_day:?}");
+    let truth = (covered / DAY * 2_000) as f64;
+    let error = first_day.distinct.relative_error.unwrap();
+    assert!(
+        (first_day.distinct.visitors as f64 - truth).abs() <= 5.0 * error * truth,
+        "{first_day:?} truth {truth}"
+    );
+    // All time is still the whole page.
+    let all = tracker.distinct("https://big.com/").unwrap();
+    assert!(
+        (all.visitors as f64 - 40_000.0).abs() <= 5.0 * 0.0073 * 40_000.0,
+        "{all:?}"
+    );
+}
