@@ -522,16 +522,30 @@ impl Tracker {
     ///
     /// Each eviction starts at a random stripe; an empty stripe passes on to
     /// the next one, so giving up means every stripe was seen empty in a
-    /// row, never that random picks kept landing on empty ones.
+    /// row, never that random picks kept landing on empty ones. A stripe
+    /// whose least recent page is within the recency window passes on too,
+    /// until every stripe has (see `stripe::RECENCY_WINDOW`): a large goal
+    /// (a hot page's table growing) would otherwise drain the hot page's
+    /// stripe of its small pages and then take the hot page, while older
+    /// pages remain elsewhere.
     fn evict_until_free(&self, goal: u64) {
         let random_stripe = || (self.next_random() >> 32) as usize & self.stripe_mask;
         let mut stripe = random_stripe();
         let mut empty_in_a_row = 0;
-        while self.budget.free() < goal && empty_in_a_row < self.stripes.len() {
+        let mut spare_recent = true;
+        while self.budget.free() < goal {
+            if empty_in_a_row == self.stripes.len() {
+                if !spare_recent {
+                    break;
+                }
+                // Every stripe holds only recent pages: those go too.
+                (spare_recent, empty_in_a_row) = (false, 0);
+            }
             let evicted = sync::write(&self.stripes[stripe]).evict_sampled(
                 || self.next_random(),
                 EVICTION_SAMPLES,
                 0,
+                spare_recent,
             );
             match evicted {
                 Some(freed) => {

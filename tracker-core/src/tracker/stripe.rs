@@ -68,8 +68,11 @@ pub(crate) const EVICTION_SAMPLES: usize = 16;
 /// the stripe for the exact least recent page. That scan happens only
 /// when the samples missed every older page, and each scan raises the
 /// floor, so it is rare unless almost every page is that recent (and
-/// then it finds the floor and stops recurring). Outside the window,
-/// eviction approximates LRU by sampling.
+/// then it finds the floor and stops recurring). Making room under the
+/// budget also passes over a stripe whose least recent page is within the
+/// window, until every stripe has been found so, so that a stripe drained
+/// by a large goal gives up its hot pages only when no stripe holds an
+/// older page. Outside the window, eviction approximates LRU by sampling.
 pub(crate) const RECENCY_WINDOW: u32 = 1;
 /// Best eviction candidates a stripe carries from one eviction to the
 /// next (Redis's eviction pool has 16 too): every eviction picks from the
@@ -492,12 +495,14 @@ impl Stripe {
     /// fewer bytes goes first, so a page with many visitors is never
     /// traded for a small one recorded as recently. Returns the bytes
     /// freed, or `None` if the stripe has no page but the one whose URL is
-    /// at address `keep` (0 for none).
+    /// at address `keep` (0 for none), or with `spare_recent` if its least
+    /// recent page is within the recency window.
     pub(crate) fn evict_sampled(
         &mut self,
         mut random: impl FnMut() -> u64,
         samples: usize,
         keep: usize,
+        spare_recent: bool,
     ) -> Option<usize> {
         if self.pages.is_empty() {
             return None;
@@ -548,6 +553,10 @@ impl Stripe {
                     .is_some_and(|p| p.url.as_ptr() as usize != keep)
             })?,
         };
+        let last = self.pages.get_bucket(victim)?.visitors.last_recorded();
+        if spare_recent && last.saturating_add(RECENCY_WINDOW) >= self.newest {
+            return None;
+        }
         self.eviction_pool.clear();
         self.eviction_pool.extend(
             candidates
@@ -598,7 +607,7 @@ impl Stripe {
         let mut random = SplitMix64(self.random.0);
         while !budget.try_reserve(grown) {
             let freed = if budget.may_evict() {
-                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep)
+                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep, false)
             } else {
                 None
             };
@@ -709,7 +718,7 @@ impl Stripe {
         let target = (self.pages.len() / 32).max(1) as u64;
         let (mut freed, mut evicted) = (0, 0);
         while evicted < target {
-            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0) else {
+            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0, false) else {
                 break;
             };
             freed += bytes;
@@ -869,7 +878,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state
         };
-        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0) {
+        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0, false) {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
@@ -902,7 +911,7 @@ mod tests {
         for _ in 0..49 {
             budget.release(
                 stripe
-                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0)
+                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0, false)
                     .unwrap(),
             );
         }
