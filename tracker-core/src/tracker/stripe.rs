@@ -504,7 +504,9 @@ impl Stripe {
         keep: usize,
         spare_recent: bool,
     ) -> Option<usize> {
-        if self.pages.is_empty() {
+        // Every page is at least `floor` recent: all within the window.
+        let all_recent = self.floor.saturating_add(RECENCY_WINDOW) >= self.newest;
+        if self.pages.is_empty() || (spare_recent && all_recent) {
             return None;
         }
         // Candidates are named by bucket and checked by their URL's
