@@ -12,7 +12,10 @@
 //!   doing this work: the ceiling for the shared case.
 //!
 //! "shared / apart" near 1 means the design costs nothing over the
-//! hardware; the speed-up of "apart" is the hardware's. Plain `Instant`
+//! hardware; the speed-up of "apart" is the hardware's. Lock waits are
+//! counted as the threads' voluntary context switches (a stripe lock
+//! that is held makes a thread block in the kernel; the feed does no
+//! I/O). Plain `Instant`
 //! timings, the median of several runs, with each thread's CPU time: the
 //! load average is printed, because other processes on the machine take
 //! cores too, and then only the CPU time per event (the work, whoever got
@@ -43,6 +46,7 @@ fn main() {
         let per = |d: Duration| human_ns(d.as_nanos() as f64 / events as f64);
         let speed = |t: Timing| format!("{:.2}x", one.wall.as_secs_f64() / t.wall.as_secs_f64());
         let cost = |t: Timing| format!("{:.2}", t.cpu.as_secs_f64() / one.cpu.as_secs_f64());
+        let blocked = |t: Timing| format!("{:.3}", t.blocked as f64 * 1_000.0 / events as f64);
         rows.push(vec![
             name.to_string(),
             per(one.wall),
@@ -50,9 +54,11 @@ fn main() {
             per(shared.wall),
             speed(shared),
             cost(shared),
+            blocked(shared),
             per(apart.wall),
             speed(apart),
             cost(apart),
+            blocked(apart),
         ]);
     }
     println!("load average after: {}", load_average());
@@ -60,7 +66,9 @@ fn main() {
         "\n{events} events over {PAGES} pages, {VISITORS} visitors; median of {runs} runs. Wall: \
          time per event of the whole stream. CPU: the threads' CPU time per event, summed (not \
          counting time they waited for a core). \"CPU x\" is the CPU per event against 1 thread: \
-         the work the design adds when threads share (or do not share) a tracker.\n"
+         the work the design adds when threads share (or do not share) a tracker. \"blocked \
+         /1k\": the threads' voluntary context switches per 1,000 events, each a wait for a \
+         stripe lock (apart, the floor: page faults and the like).\n"
     );
     print!(
         "{}",
@@ -72,9 +80,11 @@ fn main() {
                 "2 shared wall",
                 "speed-up",
                 "CPU x",
+                "blocked /1k",
                 "2 apart wall",
                 "speed-up",
                 "CPU x",
+                "blocked /1k",
             ],
             &rows
         )
@@ -86,6 +96,10 @@ fn main() {
 struct Timing {
     wall: Duration,
     cpu: Duration,
+    /// The threads' voluntary context switches, summed: each is a thread
+    /// that blocked, here on a stripe lock another thread held (the feed
+    /// does no I/O).
+    blocked: u64,
 }
 
 fn tracker() -> Tracker {
@@ -99,7 +113,7 @@ fn feed(events: &Events, threads: usize, shared: bool) -> Timing {
         .map(|_| tracker())
         .collect();
     let start = Instant::now();
-    let cpu: Duration = std::thread::scope(|s| {
+    let (cpu, blocked) = std::thread::scope(|s| {
         let handles: Vec<_> = events
             .chunks(threads)
             .into_iter()
@@ -107,21 +121,44 @@ fn feed(events: &Events, threads: usize, shared: bool) -> Timing {
             .map(|(t, range)| {
                 let tracker = &trackers[if shared { 0 } else { t }];
                 s.spawn(move || {
-                    let cpu = thread_cpu();
+                    let (cpu, blocked) = (thread_cpu(), voluntary_switches());
                     for i in range {
                         let (visitor, url) = events.get(i);
                         tracker.record(visitor, url).expect("recorded");
                     }
-                    thread_cpu().saturating_sub(cpu)
+                    (
+                        thread_cpu().saturating_sub(cpu),
+                        voluntary_switches().saturating_sub(blocked),
+                    )
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("feeder")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("feeder"))
+            .fold((Duration::ZERO, 0), |(c, b), (cpu, blocked)| {
+                (c + cpu, b + blocked)
+            })
     });
     Timing {
         wall: start.elapsed(),
         cpu,
+        blocked,
     }
+}
+
+/// This thread's voluntary context switches so far (Linux: from
+/// `/proc/thread-self/status`; 0 where that cannot be read).
+fn voluntary_switches() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The CPU time this thread has used.
