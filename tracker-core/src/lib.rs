@@ -118,8 +118,13 @@
 //!   with the best 16 candidates that stripe kept from earlier evictions.
 //!   Recency is in whole seconds; among pages last recorded in the same
 //!   second the one holding fewer bytes goes first, so a busy page is not
-//!   traded for a small one. Every page kept stays exact; a page evicted
-//!   and recorded again starts from zero.
+//!   traded for a small one. Within the last second it is exact: a page
+//!   last recorded no more than a second before its stripe's latest
+//!   record is never evicted while an older page of that stripe remains
+//!   (when the samples offer only such pages, the stripe is scanned for
+//!   its least recent page), and making room passes over stripes that
+//!   hold only such pages until every stripe does. Every page kept stays
+//!   exact; a page evicted and recorded again starts from zero.
 //! - `Reject`: the record fails with [`TrackerError::MemoryFull`]; every
 //!   count stays exact.
 //!
