@@ -17,21 +17,23 @@
 //!   canonical URL's stripe write-locked to insert: two locks in turn,
 //!   never together. With a TTL, every 64th record of a stripe runs a
 //!   sweep step after its lock is released.
+//! - `distinct` does the same with read locks: one probe, a second after
+//!   canonicalising only on a miss.
+//! - Making room under the budget happens with no lock held by the
+//!   record: it visits stripes one lock at a time (read locks to find the
+//!   largest sketch candidate, a write lock to sketch, to merge a
+//!   sketched page's oldest days, or to evict). An eviction holds its
+//!   stripe's lock for 16 samples and the pool, or, rarely, for one scan
+//!   of that stripe's pages (see `RECENCY_WINDOW`). The one
+//!   exception is a timed set that outgrew its reservation: under the
+//!   record's or sweep's own stripe lock, other pages of that stripe are
+//!   evicted until the growth fits (still one lock).
 //! - A sweep step holds one stripe's write lock for bounded work: at most
 //!   32 page-table buckets and 8,192 visitor-table slots (plus one table
 //!   of up to that size done whole). A larger table is resumed by the
 //!   stripe's next step where this one stopped (the stripe remembers the
 //!   page and the slot), so no page, however large, holds the lock longer
 //!   than a step (a few hundred microseconds).
-//! - `distinct` does the same with read locks: one probe, a second after
-//!   canonicalising only on a miss.
-//! - Making room under the budget happens with no lock held by the
-//!   record: it visits stripes one lock at a time (read locks to find the
-//!   largest sketch candidate, a write lock to sketch, to merge a
-//!   sketched page's oldest days, or to evict). The one
-//!   exception is a timed set that outgrew its reservation: under the
-//!   record's or sweep's own stripe lock, other pages of that stripe are
-//!   evicted until the growth fits (still one lock).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
