@@ -130,28 +130,32 @@ pub(crate) struct Dropped {
     /// The slot the next step resumes at, while a large table's pass is
     /// not over.
     pub(crate) resume: Option<usize>,
+    /// Bytes reserved for an allocation built beside the old one (a
+    /// shrink when a pass ends): the caller books the set's change from
+    /// its bytes before plus these.
+    pub(crate) reserved: usize,
 }
 
 impl Dropped {
     /// A step over a large table's slots from `from` that dropped `pairs`
-    /// and stopped at `next`: `finish` runs if that ended the pass.
+    /// and stopped at `next`: `finish` runs if that ended the pass, and
+    /// returns the bytes it reserved.
     fn of_step(
         pairs: usize,
         from: usize,
         next: usize,
         slots: usize,
-        finish: impl FnOnce(),
+        finish: impl FnOnce() -> usize,
     ) -> Self {
         // Each visit either moved on or dropped a pair.
         let visited = (next.saturating_sub(from) + pairs).max(1);
         let resume = (next < slots).then_some(next);
-        if resume.is_none() {
-            finish();
-        }
+        let reserved = if resume.is_none() { finish() } else { 0 };
         Dropped {
             pairs,
             slots: visited,
             resume,
+            reserved,
         }
     }
 }
@@ -478,20 +482,25 @@ impl VisitorSet {
         width: u32,
         from: usize,
         max: usize,
+        reserve: &mut dyn FnMut(usize) -> bool,
     ) -> Dropped {
         let retained = |tick: u32| tick / width >= oldest_bucket;
         let whole = |pairs: usize, slots: usize| Dropped {
             pairs,
             slots: slots.max(1),
             resume: None,
+            reserved: 0,
         };
         match (self, expiry) {
             (VisitorSet::Timed(_, table), Some(expiry)) => {
-                let (pairs, slots, resume) = table.sweep_step(expiry, oldest_bucket, from, max);
+                let mut reserved = 0;
+                let (pairs, slots, resume) =
+                    table.sweep_step(expiry, oldest_bucket, from, max, reserve, &mut reserved);
                 Dropped {
                     pairs,
                     slots,
                     resume,
+                    reserved,
                 }
             }
             (set @ VisitorSet::Inline(..), _) => whole(
@@ -507,9 +516,12 @@ impl VisitorSet {
                 let (pairs, next) =
                     table.retain_slots(from, max, |_, &mut [bucket]| bucket >= oldest_bucket);
                 Dropped::of_step(pairs, from, next, slots, || {
-                    if table.oversized() && table.len() <= STEP_SLOTS {
+                    let bytes = table.shrunk_bytes();
+                    if table.oversized() && table.len() <= STEP_SLOTS && reserve(bytes) {
                         table.shrink_to_fit();
+                        return bytes;
                     }
+                    0
                 })
             }
             (VisitorSet::TableRuns(_, table), None) if oldest_bucket > 0 => {
@@ -518,7 +530,9 @@ impl VisitorSet {
                     return whole(table.retain(oldest_bucket, |_, _| true), slots);
                 }
                 let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_| {});
-                Dropped::of_step(pairs, from, next, slots, || table.finish_pass(STEP_SLOTS))
+                Dropped::of_step(pairs, from, next, slots, || {
+                    table.finish_pass(STEP_SLOTS, reserve)
+                })
             }
             (VisitorSet::Sketch(_, sketched), None) => {
                 // The all-time sketch cannot forget; the days can.

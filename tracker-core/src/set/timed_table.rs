@@ -70,13 +70,18 @@ impl TimedTable {
     /// retention, the buckets before `oldest_bucket`) of a large table:
     /// visits at most `max` slots from `start`. Returns the pairs dropped,
     /// the slots visited and the slot to resume at, `None` once the pass
-    /// is over. A table that is not large is rebuilt whole.
+    /// is over. A table that is not large is rebuilt whole. A pass that
+    /// ends may shrink the table (see [`WordTable::finish_pass`], whose
+    /// `reserve` this passes on; the bytes it reserved are added to
+    /// `*reserved`).
     pub(crate) fn sweep_step(
         &mut self,
         expiry: Expiry,
         oldest_bucket: u32,
         start: usize,
         max: usize,
+        reserve: &mut dyn FnMut(usize) -> bool,
+        reserved: &mut usize,
     ) -> (usize, usize, Option<usize>) {
         let slots = self.pairs.table.capacity();
         if !self.is_large() {
@@ -108,7 +113,7 @@ impl TimedTable {
         if next < slots {
             return (dropped, visited, Some(next));
         }
-        self.pairs.finish_pass(STEP_SLOTS);
+        *reserved += self.pairs.finish_pass(STEP_SLOTS, reserve);
         if !self.is_large() {
             // Shrunk: back to the horizon of its size.
             self.horizon = self.new_horizon(oldest);

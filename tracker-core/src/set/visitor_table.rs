@@ -448,6 +448,12 @@ impl<const AUX: usize> VisitorTable<AUX> {
         capacity_for(self.len()) * 2 <= self.capacity() && self.capacity() > MIN_CAPACITY
     }
 
+    /// Heap bytes of the allocation [`shrink_to_fit`](Self::shrink_to_fit)
+    /// builds beside this one.
+    pub(crate) fn shrunk_bytes(&self) -> usize {
+        Self::bytes_for(capacity_for(self.len()).min(self.capacity()))
+    }
+
     /// Moves the entries into an allocation sized for them.
     pub(crate) fn shrink_to_fit(&mut self) {
         let capacity = capacity_for(self.len()).min(self.capacity());

@@ -188,15 +188,31 @@ impl<const AUX: usize> WordTable<AUX> {
     /// the pass freed when that costs at most `bound` moves (the survivors
     /// into a table half the size or less, the arena's live runs once it
     /// is half garbage); otherwise the table keeps its size until it does.
-    pub(crate) fn finish_pass(&mut self, bound: usize) {
+    /// The new allocation is built beside the old one, so its bytes are
+    /// asked of `reserve` first (nothing is rebuilt if it refuses).
+    /// Returns the bytes reserved.
+    pub(crate) fn finish_pass(
+        &mut self,
+        bound: usize,
+        reserve: &mut dyn FnMut(usize) -> bool,
+    ) -> usize {
+        let mut reserved = 0;
         if self.table.oversized() && self.table.len() <= bound {
-            self.table.shrink_to_fit();
+            let bytes = self.table.shrunk_bytes();
+            if reserve(bytes) {
+                self.table.shrink_to_fit();
+                reserved += bytes;
+            }
         }
-        if self.runs.garbage() * 2 > self.runs.len()
-            && self.runs.len() - self.runs.garbage() <= bound
-        {
-            self.compact(false);
+        let live = self.runs.len() - self.runs.garbage();
+        if self.runs.garbage() * 2 > self.runs.len() && live <= bound {
+            let bytes = live * std::mem::size_of::<u32>();
+            if reserve(bytes) {
+                self.compact(false);
+                reserved += bytes;
+            }
         }
+        reserved
     }
 
     /// Rewrites every run in slot order (see `Runs::compact`).

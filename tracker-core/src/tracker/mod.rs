@@ -1040,6 +1040,22 @@ mod tests {
                 assert!(pairs < held(u64::MAX / 2), "the retention dropped pairs");
             }
             assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+            // A few visitors come back, the rest expire: passes that end
+            // move the large tables into small ones (reserved first).
+            let before = tracker.stats().bytes;
+            clock.advance(Duration::from_secs(retention.max(ttl) + 120));
+            for page in 0..3 {
+                for visitor in 0..5 {
+                    let url = format!("https://example.com/{page}");
+                    tracker.record(&format!("back{visitor}"), &url).unwrap();
+                }
+            }
+            for _ in 0..10_000 {
+                tracker.sweep(32);
+            }
+            assert_eq!(tracker.stats().pairs, 15, "{case:?}");
+            assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+            assert!(tracker.stats().bytes < before / 4, "{case:?}");
             clock.advance(Duration::from_secs(retention + 120));
             while tracker.sweep(1 << 20).buckets > 0 && tracker.stats().pages > 0 {}
             assert_eq!(tracker.stats().bytes, tracker.config().fixed_bytes());

@@ -379,11 +379,19 @@ impl Stripe {
                     pairs: 0,
                     slots: 1,
                     resume: None,
+                    reserved: 0,
                 }
             } else {
                 let left = slots - step.slots as usize;
-                page.visitors
-                    .drop_expired(expiry, oldest_bucket, self.width, from, left)
+                let mut reserve = |bytes| budget.try_reserve(bytes);
+                page.visitors.drop_expired(
+                    expiry,
+                    oldest_bucket,
+                    self.width,
+                    from,
+                    left,
+                    &mut reserve,
+                )
             };
             step.slots += dropped.slots as u64;
             if let Some(next) = dropped.resume {
@@ -397,7 +405,7 @@ impl Stripe {
                     None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
                 };
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-            self.settle(budget, before, held, keep);
+            self.settle(budget, before + dropped.reserved, held, keep);
             let dropped = dropped.pairs as u64;
             self.pairs -= dropped;
             self.expired += dropped;
