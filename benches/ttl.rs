@@ -48,6 +48,10 @@ const RECLAIM_TTL: Duration = Duration::from_secs(3600);
 const RECLAIM_ARRIVAL: Duration = Duration::from_secs(1800);
 /// Buckets per explicit sweep step (the size records piggy-back too).
 const SWEEP_BUCKETS: usize = 32;
+/// Part 3: the Zipf case spreads its pairs over this many pages.
+const GRADUAL_ZIPF_PAGES: usize = 10_000;
+/// Part 3: the clock moves on this much between sweep passes.
+const GRADUAL_STEP: Duration = Duration::from_secs(60);
 /// Piggy-backed path: records go to one page of their own, cycling over
 /// this many visitors.
 const DRIVER_VISITORS: usize = 1_000;
@@ -132,6 +136,14 @@ fn counted<T>(build: impl FnOnce() -> T) -> (T, usize) {
 }
 
 fn main() {
+    if std::env::var_os("TTL_BENCH_GRADUAL_ONLY").is_some() {
+        let rows = [
+            gradual("Zipf", GRADUAL_ZIPF_PAGES, RECLAIM_PAIRS),
+            gradual("one page", 1, RECLAIM_PAIRS),
+        ];
+        print_gradual(RECLAIM_PAIRS, &rows);
+        return;
+    }
     let full = full_run();
     let started = SystemTime::now();
     let dir = criterion_dir();
@@ -158,6 +170,17 @@ fn main() {
         (1_000, 10_000, 1)
     };
     reclaim(reclaim_pages, reclaim_pairs, rounds);
+
+    let (zipf_pages, pairs) = if full {
+        (GRADUAL_ZIPF_PAGES, RECLAIM_PAIRS)
+    } else {
+        (100, 20_000)
+    };
+    let rows = [
+        gradual(&format!("Zipf, {zipf_pages} pages"), zipf_pages, pairs),
+        gradual("one page", 1, pairs),
+    ];
+    print_gradual(pairs, &rows);
 }
 
 // ---------------------------------------------------------------------
@@ -809,6 +832,136 @@ fn reclaim(pages: usize, pairs: usize, rounds: usize) {
                 "bytes before",
                 "bytes after",
                 "driver page alone",
+            ],
+            &rows
+        )
+    );
+}
+
+// ---------------------------------------------------------------------
+// Part 3: the longest sweep step while pairs expire a minute at a time.
+// ---------------------------------------------------------------------
+
+/// One case of part 3: every `sweep(32)` step's wall and CPU time.
+struct Gradual {
+    case: String,
+    hottest: u64,
+    passes: usize,
+    wall: Spread,
+    cpu: Spread,
+    /// The most slots a step visited.
+    slots: u64,
+    /// The step with the most CPU time: slots, pairs dropped, pages
+    /// removed.
+    longest: (u64, u64, u64),
+}
+
+/// `pairs` pairs (one view per visitor) over `pages` Zipf pages arrive
+/// over [`RECLAIM_ARRIVAL`] with the TTL [`RECLAIM_TTL`]; then the clock
+/// moves on [`GRADUAL_STEP`] at a time, so that a minute's pairs expire
+/// at each move, and `sweep(32)` steps run after each move until a whole
+/// pass is done (every page-table bucket and every large table's slots
+/// visited), until no page is left. Every step is timed.
+fn gradual(case: &str, pages: usize, pairs: usize) -> Gradual {
+    let workload = ZipfWorkload::generate(pages, pairs, pairs, ZIPF_S, RECLAIM_SEED);
+    let hottest = workload
+        .events
+        .iter()
+        .filter(|e| e.1 == workload.urls[0])
+        .count() as u64;
+    let (tracker, clock, empty) = filled(&workload.events);
+    // The first pairs expire one TTL after they arrived.
+    clock.advance(RECLAIM_TTL - RECLAIM_ARRIVAL);
+    let (mut walls, mut cpus, mut slots, mut passes) = (Vec::new(), Vec::new(), 0, 0);
+    let (mut longest, mut longest_cpu) = ((0, 0, 0), Duration::ZERO);
+    while tracker.stats().pages > 0 {
+        assert!(passes < 200, "{case}: pages left after {passes} passes");
+        clock.advance(GRADUAL_STEP);
+        passes += 1;
+        // A pass: the page-table buckets and the slots of the tables.
+        let (mut buckets, mut visited) = (0, 0);
+        let pass_slots = tracker.stats().pairs;
+        let pass_buckets = tracker.sweep_pass_buckets() as u64;
+        while (buckets < pass_buckets || visited < pass_slots) && tracker.stats().pages > 0 {
+            let (step, wall, cpu) = timed(|| tracker.sweep(SWEEP_BUCKETS));
+            walls.push(wall);
+            cpus.push(cpu);
+            slots = slots.max(step.slots);
+            if cpu > longest_cpu {
+                longest_cpu = cpu;
+                longest = (step.slots, step.pairs_dropped, step.pages_removed);
+            }
+            buckets += step.buckets;
+            visited += step.slots;
+            if step.buckets == 0 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        tracker.stats().bytes,
+        empty,
+        "{case}: everything given back"
+    );
+    eprintln!(
+        "gradual expiry, {case}: {passes} passes, {} steps",
+        walls.len()
+    );
+    Gradual {
+        case: case.to_string(),
+        hottest,
+        passes,
+        wall: Spread::of(walls),
+        cpu: Spread::of(cpus),
+        slots,
+        longest,
+    }
+}
+
+fn print_gradual(pairs: usize, rows: &[Gradual]) {
+    println!(
+        "\nThe longest sweep step while {pairs} pairs expire a minute at a time (TTL {} s, arrived \
+         over {} s; after each minute, `tracker.sweep({SWEEP_BUCKETS})` steps until a whole pass \
+         is done; wall clock and the thread's CPU time):\n",
+        RECLAIM_TTL.as_secs(),
+        RECLAIM_ARRIVAL.as_secs(),
+    );
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|g| {
+            vec![
+                g.case.clone(),
+                g.hottest.to_string(),
+                g.passes.to_string(),
+                g.wall.count.to_string(),
+                micros(g.wall.max),
+                micros(g.cpu.max),
+                micros(g.wall.p999),
+                micros(g.wall.p99),
+                micros(g.wall.p50),
+                g.slots.to_string(),
+                format!(
+                    "{} slots, {} pairs, {} pages",
+                    g.longest.0, g.longest.1, g.longest.2
+                ),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        markdown_table(
+            &[
+                "case",
+                "hottest page",
+                "passes",
+                "steps",
+                "max step",
+                "max step CPU",
+                "p99.9",
+                "p99",
+                "p50",
+                "most slots in a step",
+                "the longest step (CPU)",
             ],
             &rows
         )

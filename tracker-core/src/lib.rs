@@ -118,8 +118,13 @@
 //!   with the best 16 candidates that stripe kept from earlier evictions.
 //!   Recency is in whole seconds; among pages last recorded in the same
 //!   second the one holding fewer bytes goes first, so a busy page is not
-//!   traded for a small one. Every page kept stays exact; a page evicted
-//!   and recorded again starts from zero.
+//!   traded for a small one. Within the last second it is exact: a page
+//!   last recorded no more than a second before its stripe's latest
+//!   record is never evicted while an older page of that stripe remains
+//!   (when the samples offer only such pages, the stripe is scanned for
+//!   its least recent page), and making room passes over stripes that
+//!   hold only such pages until every stripe does. Every page kept stays
+//!   exact; a page evicted and recorded again starts from zero.
 //! - `Reject`: the record fails with [`TrackerError::MemoryFull`]; every
 //!   count stays exact.
 //!
@@ -153,18 +158,26 @@
 //! - **Exact counts without a scan.** Each page keeps its oldest ticks
 //!   sorted (its expiry horizon), so a count is
 //!   `stored − expired` in O(log n); a page is rebuilt (its expired pairs
-//!   dropped, its memory shrunk) about once per TTL/8 of traffic.
+//!   dropped, its memory shrunk) about once per TTL/8 of traffic. A page
+//!   whose table has more than 8,192 slots is never rebuilt whole: it
+//!   keeps every distinct tick sorted (one 8-byte entry per second of the
+//!   TTL at most) and the sweep drops its expired pairs in place, a
+//!   bounded share per step.
 //! - **Memory comes back without queries.** Lazy expiry on access (a
 //!   record drops or retires its page's expired pairs first) plus an
-//!   incremental sweep, as Redis's active expiry: each step visits 32
-//!   buckets of one stripe's page table under that stripe's lock, drops
-//!   expired pairs and removes dead pages. Steps are piggy-backed on
+//!   incremental sweep, as Redis's active expiry: each step visits up to
+//!   32 buckets of one stripe's page table under that stripe's lock, drops
+//!   expired pairs and removes dead pages, and stops once it has visited
+//!   8,192 visitor-table slots; a larger table is resumed by the next
+//!   step where this one stopped. Steps are piggy-backed on
 //!   records (every 64th record of a stripe runs one, on the stripes in
 //!   turn, after its own lock is released), so a busy tracker needs no
 //!   thread; [`Tracker::sweep`] runs steps on demand, and
 //!   [`Tracker::start_background`] runs them from a background thread on a
 //!   timer (stopped when its handle drops) for trackers that go idle. No
-//!   step is proportional to the data set: its cost is 32 pages.
+//!   step is proportional to the data set or to a page: it visits at most
+//!   16,384 slots (its 8,192, then one table up to that size done whole),
+//!   a few hundred microseconds (`benches/ttl.rs`, part 3).
 //! - **Sketched pages honour the TTL too**, quantised: they keep one
 //!   sketch per generation of TTL/8 and drop a generation once its newest
 //!   visit has expired, so a visitor counts for at most TTL/8 too long.

@@ -43,6 +43,11 @@ impl Horizon {
     /// `oldest_live`): it covers about the oldest eighth of them.
     pub(crate) fn cut(ticks: impl Iterator<Item = u32> + Clone, oldest_live: u32) -> Self {
         let end = cut_point(ticks.clone(), oldest_live);
+        Self::cut_below(ticks, end)
+    }
+
+    /// A horizon over the `ticks` below `end`.
+    fn cut_below(ticks: impl Iterator<Item = u32>, end: u32) -> Self {
         let mut old: Vec<u32> = ticks.filter(|&t| t < end).collect();
         old.sort_unstable();
         let mut counted: Vec<(u32, u32)> = Vec::new();
@@ -59,6 +64,22 @@ impl Horizon {
             expired: 0,
             ticks: counted,
         }
+    }
+
+    /// A horizon over every one of `ticks` (all stored pairs'), now and
+    /// later: it never runs out, so its table is never rebuilt to count
+    /// (see `TimedTable`: for tables too large to rebuild in one sweep
+    /// step). It holds one entry per distinct tick, at most one per
+    /// second of the TTL once expired ones are trimmed.
+    pub(crate) fn complete(ticks: impl Iterator<Item = u32>) -> Self {
+        let mut horizon = Self::cut_below(ticks, u32::MAX);
+        horizon.end = u32::MAX;
+        horizon
+    }
+
+    /// Whether the horizon covers every pair, whatever time it is.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.end == u32::MAX
     }
 
     /// Whether the horizon can still tell the expired pairs apart, i.e.
@@ -86,6 +107,13 @@ impl Horizon {
         let retired = rest.iter().take_while(|&&(t, _)| t < oldest_live).count();
         self.expired += rest[..retired].iter().map(|&(_, n)| n).sum::<u32>();
         self.front += retired as u32;
+        // A complete horizon lives on: its retired entries go once they
+        // are half the list (amortised O(1)). A tick below every entry
+        // left is then a retired one (see `forget`).
+        if self.front >= 16 && self.front as usize * 2 > self.ticks.len() {
+            self.ticks.drain(..self.front as usize);
+            self.front = 0;
+        }
     }
 
     /// A stored pair's tick changes away from `tick` (a revisit): it
@@ -94,12 +122,12 @@ impl Horizon {
         if tick >= self.end {
             return;
         }
-        if let Ok(i) = self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
-            if i < self.front as usize {
-                self.expired -= 1;
-            } else {
-                self.ticks[i].1 -= 1;
-            }
+        match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
+            Ok(i) if i < self.front as usize => self.expired -= 1,
+            Ok(i) => self.ticks[i].1 -= 1,
+            // Below every entry: its entry was retired and trimmed.
+            Err(0) => self.expired -= 1,
+            Err(_) => debug_assert!(false, "a stored tick below the end is listed"),
         }
     }
 

@@ -26,6 +26,7 @@ use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 use crate::set::union::Union;
 pub(crate) use crate::set::visitor_table::Insert;
+pub(crate) use crate::set::visitor_table::STEP_SLOTS;
 use crate::set::visitor_table::TableInsert;
 use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
 use crate::set::word_table::{Visit, WordTable, Words};
@@ -109,6 +110,46 @@ pub(crate) struct Between {
     /// The buckets the count covers: the range asked, or a wider one when
     /// the set cannot tell its visits apart that finely.
     pub(crate) covered: Range<u64>,
+}
+
+/// What a sweep did to one set ([`VisitorSet::drop_expired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    /// Pairs dropped.
+    pub(crate) pairs: usize,
+    /// Table slots visited (1 for a set without a table): the work done.
+    pub(crate) slots: usize,
+    /// The slot the next step resumes at, while a large table's pass is
+    /// not over.
+    pub(crate) resume: Option<usize>,
+    /// Bytes reserved for an allocation built beside the old one (a
+    /// shrink when a pass ends): the caller books the set's change from
+    /// its bytes before plus these.
+    pub(crate) reserved: usize,
+}
+
+impl Dropped {
+    /// A step over a large table's slots from `from` that dropped `pairs`
+    /// and stopped at `next`: `finish` runs if that ended the pass, and
+    /// returns the bytes it reserved.
+    fn of_step(
+        pairs: usize,
+        from: usize,
+        next: usize,
+        slots: usize,
+        finish: impl FnOnce() -> usize,
+    ) -> Self {
+        // Each visit either moved on or dropped a pair.
+        let visited = (next.saturating_sub(from) + pairs).max(1);
+        let resume = (next < slots).then_some(next);
+        let reserved = if resume.is_none() { finish() } else { 0 };
+        Dropped {
+            pairs,
+            slots: visited,
+            resume,
+            reserved,
+        }
+    }
 }
 
 /// The largest age the inline form stores: 24 bits.
@@ -436,44 +477,79 @@ impl VisitorSet {
         dropped
     }
 
-    /// Drops every expired pair now (a sweep's work), and with a
-    /// retention the buckets before `oldest_bucket` and the pairs left
-    /// with none; returns how many pairs went.
+    /// A sweep's work on the set, bounded: drops the expired pairs, and
+    /// with a retention the buckets before `oldest_bucket` and the pairs
+    /// left with none. A table of at most [`STEP_SLOTS`] slots is done
+    /// whole; a larger one visits at most `max` slots from slot `from`
+    /// and says where to resume (see [`Dropped`]).
     pub(crate) fn drop_expired(
         &mut self,
         expiry: Option<Expiry>,
         oldest_bucket: u32,
         width: u32,
-    ) -> usize {
+        from: usize,
+        max: usize,
+        reserve: &mut dyn FnMut(usize) -> bool,
+    ) -> Dropped {
         let retained = |tick: u32| tick / width >= oldest_bucket;
+        let whole = |pairs: usize, slots: usize| Dropped {
+            pairs,
+            slots: slots.max(1),
+            resume: None,
+            reserved: 0,
+        };
         match (self, expiry) {
-            // An exhausted horizon is checked first: counting the expired
-            // pairs would then scan the table that the rebuild scans again.
-            (VisitorSet::Timed(_, table), Some(expiry))
-                if table.needs_rebuild(expiry)
-                    || table.expired(expiry) > 0
-                    || oldest_bucket > 0 =>
-            {
-                table.rebuild(expiry, oldest_bucket)
+            (VisitorSet::Timed(_, table), Some(expiry)) => {
+                let mut reserved = 0;
+                let (pairs, slots, resume) =
+                    table.sweep_step(expiry, oldest_bucket, from, max, reserve, &mut reserved);
+                Dropped {
+                    pairs,
+                    slots,
+                    resume,
+                    reserved,
+                }
             }
-            (set @ VisitorSet::Inline(..), _) => {
-                set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t)))
-            }
+            (set @ VisitorSet::Inline(..), _) => whole(
+                set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t))),
+                1,
+            ),
             (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
-                table.retain(|_, &mut [bucket]| bucket >= oldest_bucket)
+                let slots = table.capacity();
+                if slots <= STEP_SLOTS {
+                    let pairs = table.retain(|_, &mut [bucket]| bucket >= oldest_bucket);
+                    return whole(pairs, slots);
+                }
+                let (pairs, next) =
+                    table.retain_slots(from, max, |_, &mut [bucket]| bucket >= oldest_bucket);
+                Dropped::of_step(pairs, from, next, slots, || {
+                    let bytes = table.shrunk_bytes();
+                    if table.oversized() && table.len() <= STEP_SLOTS && reserve(bytes) {
+                        table.shrink_to_fit();
+                        return bytes;
+                    }
+                    0
+                })
             }
             (VisitorSet::TableRuns(_, table), None) if oldest_bucket > 0 => {
-                table.retain(oldest_bucket, |_, _| true)
+                let slots = table.table.capacity();
+                if slots <= STEP_SLOTS {
+                    return whole(table.retain(oldest_bucket, |_, _| true), slots);
+                }
+                let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_| {});
+                Dropped::of_step(pairs, from, next, slots, || {
+                    table.finish_pass(STEP_SLOTS, reserve)
+                })
             }
             (VisitorSet::Sketch(_, sketched), None) => {
                 // The all-time sketch cannot forget; the days can.
                 sketched
                     .history
                     .drop_before(oldest_bucket / (86_400 / width));
-                0
+                whole(0, 1)
             }
-            (set, Some(expiry)) => set.expire(expiry, oldest_bucket),
-            _ => 0,
+            (set, Some(expiry)) => whole(set.expire(expiry, oldest_bucket), 1),
+            _ => whole(0, 1),
         }
     }
 

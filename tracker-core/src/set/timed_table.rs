@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::set::horizon::Horizon;
-use crate::set::visitor_table::{Insert, MIN_CAPACITY, VisitorTable};
+use crate::set::visitor_table::{Insert, MIN_CAPACITY, STEP_SLOTS, VisitorTable};
 use crate::set::word_table::{Visit, WordTable, Words};
 use crate::time::Series;
 use crate::time::ttl::Expiry;
@@ -38,14 +38,86 @@ impl TimedTable {
         for (hash, tick, buckets) in pairs {
             table.insert_with_buckets(hash, [tick, 0], buckets);
         }
-        let horizon = Horizon::cut(
-            table.words().pairs().map(|(_, v)| v[TICK]),
-            expiry.oldest_live(),
-        );
-        Self {
+        let mut table = Self {
             pairs: table,
-            horizon,
+            horizon: Horizon::default(),
+        };
+        table.horizon = table.new_horizon(expiry.oldest_live());
+        table
+    }
+
+    /// Whether the table is too large to rebuild in one sweep step: it
+    /// then keeps a complete horizon (which never runs out, so counting
+    /// never needs a rebuild) and the sweep drops its expired pairs in
+    /// bounded steps ([`sweep_step`](Self::sweep_step)).
+    fn is_large(&self) -> bool {
+        self.pairs.table.capacity() > STEP_SLOTS
+    }
+
+    /// The horizon a table of this size keeps: complete when large, the
+    /// oldest eighth when not.
+    fn new_horizon(&self, oldest_live: u32) -> Horizon {
+        let ticks = self.pairs.words().pairs().map(|(_, v)| v[TICK]);
+        if self.is_large() {
+            Horizon::complete(ticks)
+        } else {
+            Horizon::cut(ticks, oldest_live)
         }
+    }
+
+    /// A bounded share of dropping the expired pairs (and, with a
+    /// retention, the buckets before `oldest_bucket`) of a large table:
+    /// visits at most `max` slots from `start`. Returns the pairs dropped,
+    /// the slots visited and the slot to resume at, `None` once the pass
+    /// is over. A table that is not large is rebuilt whole. A pass that
+    /// ends may shrink the table (see [`WordTable::finish_pass`], whose
+    /// `reserve` this passes on; the bytes it reserved are added to
+    /// `*reserved`).
+    pub(crate) fn sweep_step(
+        &mut self,
+        expiry: Expiry,
+        oldest_bucket: u32,
+        start: usize,
+        max: usize,
+        reserve: &mut dyn FnMut(usize) -> bool,
+        reserved: &mut usize,
+    ) -> (usize, usize, Option<usize>) {
+        let slots = self.pairs.table.capacity();
+        if !self.is_large() {
+            let dirty = self.needs_rebuild(expiry) || self.expired(expiry) > 0 || oldest_bucket > 0;
+            let dropped = if dirty {
+                self.rebuild(expiry, oldest_bucket)
+            } else {
+                0
+            };
+            return (dropped, slots, None);
+        }
+        let oldest = expiry.oldest_live();
+        // Every expired pair is retired first, so each one dropped just
+        // leaves the expired count.
+        self.horizon.advance(oldest);
+        if start == 0 && oldest_bucket == 0 && self.expired(expiry) == 0 {
+            return (0, 1, None);
+        }
+        let horizon = &mut self.horizon;
+        let (dropped, next) = self.pairs.retain_step(
+            start,
+            max,
+            oldest_bucket,
+            |values| values[TICK] >= oldest,
+            |values| horizon.forget(values[TICK]),
+        );
+        // Each visit either moved on or dropped a pair.
+        let visited = (next.saturating_sub(start) + dropped).max(1);
+        if next < slots {
+            return (dropped, visited, Some(next));
+        }
+        *reserved += self.pairs.finish_pass(STEP_SLOTS, reserve);
+        if !self.is_large() {
+            // Shrunk: back to the horizon of its size.
+            self.horizon = self.new_horizon(oldest);
+        }
+        (dropped, visited, None)
     }
 
     /// Pairs stored, live or not yet dropped.
@@ -101,7 +173,7 @@ impl TimedTable {
         let dropped = self
             .pairs
             .retain(oldest_bucket, |_, values| values[TICK] >= oldest);
-        self.horizon = Horizon::cut(self.pairs.words().pairs().map(|(_, v)| v[TICK]), oldest);
+        self.horizon = self.new_horizon(oldest);
         dropped
     }
 
@@ -141,6 +213,15 @@ impl TimedTable {
     /// Sizes the table for `len` pairs (see `VisitorTable::reserve`).
     pub(crate) fn reserve(&mut self, len: usize) {
         self.pairs.reserve(len);
+        self.complete_if_large();
+    }
+
+    /// A table that has just grown large takes on a complete horizon (one
+    /// scan, when the growth itself has just moved every pair).
+    fn complete_if_large(&mut self) {
+        if self.is_large() && !self.horizon.is_complete() {
+            self.horizon = Horizon::complete(self.pairs.words().pairs().map(|(_, v)| v[TICK]));
+        }
     }
 
     /// Carries out an insert answered with a `Grow`, once its bytes are
@@ -152,6 +233,7 @@ impl TimedTable {
             }
             None => {
                 self.horizon.note(tick);
+                self.complete_if_large();
             }
         }
     }

@@ -16,6 +16,16 @@
 //! distance bytes are stored. Slot value 0 means empty; visitor hashes are
 //! never 0 (see `visitor_hash`).
 
+/// The most table slots one sweep step visits (a few hundred
+/// microseconds of work): a table up to this size is rebuilt whole when
+/// swept, a larger one in steps of at most this many slots, resumed where
+/// the last step stopped. Unit tests use a small one, so that their
+/// pages take the large tables' path too.
+#[cfg(any(not(test), feature = "shuttle"))]
+pub(crate) const STEP_SLOTS: usize = 8_192;
+#[cfg(all(test, not(feature = "shuttle")))]
+pub(crate) const STEP_SLOTS: usize = 48;
+
 /// Load factor above which the table grows, as a fraction `NUM / DEN`.
 const MAX_LOAD_NUM: usize = 15;
 const MAX_LOAD_DEN: usize = 16;
@@ -384,6 +394,82 @@ impl<const AUX: usize> VisitorTable<AUX> {
         dropped
     }
 
+    /// Visits at most `max` slots from `start` on, in table order, and
+    /// deletes in place the entries `keep` rejects (`keep` may change the
+    /// values of those it keeps): a bounded share of a retain, for tables
+    /// too large to rebuild in one go. Deletion shifts the entries after
+    /// the hole back (Robin Hood's backward shift), so probe chains stay
+    /// whole and the allocation stays as it is. Returns the entries
+    /// deleted and the slot to resume at (the capacity once the pass has
+    /// reached the end). Entries moved across the resume point between
+    /// calls (by inserts) may be visited twice or not at all in one pass.
+    pub(crate) fn retain_slots(
+        &mut self,
+        start: usize,
+        max: usize,
+        mut keep: impl FnMut(u64, &mut [u32; AUX]) -> bool,
+    ) -> (usize, usize) {
+        let capacity = self.capacity();
+        let (mut slot, mut visited, mut dropped) = (start.min(capacity), 0, 0);
+        while slot < capacity && visited < max {
+            visited += 1;
+            let key = self.slot(slot);
+            if key == 0 {
+                slot += 1;
+                continue;
+            }
+            let mut values = self.values(slot);
+            if keep(key, &mut values) {
+                self.set_values(slot, values);
+                slot += 1;
+            } else {
+                // The slot now holds the next entry of the chain, if any:
+                // visited again without moving on.
+                self.remove_at(slot);
+                dropped += 1;
+            }
+        }
+        (dropped, slot)
+    }
+
+    /// Deletes the entry in `hole`: the entries after it that are not at
+    /// their home move back one slot, up to the first empty or homed one.
+    fn remove_at(&mut self, mut hole: usize) {
+        for _ in 0..self.capacity() {
+            let next = self.next(hole);
+            let key = self.slot(next);
+            if key == 0 || self.distance(key, next) == 0 {
+                break;
+            }
+            *self.slot_mut(hole) = key;
+            if AUX > 0 {
+                let values = self.values(next);
+                self.set_values(hole, values);
+            }
+            hole = next;
+        }
+        *self.slot_mut(hole) = 0;
+        self.words[0] -= 1;
+    }
+
+    /// Whether a table of `len` keys would take at most half the slots it
+    /// has: worth moving into a smaller allocation.
+    pub(crate) fn oversized(&self) -> bool {
+        capacity_for(self.len()) * 2 <= self.capacity() && self.capacity() > MIN_CAPACITY
+    }
+
+    /// Heap bytes of the allocation [`shrink_to_fit`](Self::shrink_to_fit)
+    /// builds beside this one.
+    pub(crate) fn shrunk_bytes(&self) -> usize {
+        Self::bytes_for(capacity_for(self.len()).min(self.capacity()))
+    }
+
+    /// Moves the entries into an allocation sized for them.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        let capacity = capacity_for(self.len()).min(self.capacity());
+        self.rebuild(capacity, |_, _| true);
+    }
+
     /// The keys, in table order.
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
@@ -561,6 +647,63 @@ mod tests {
             let mut expected: Vec<u64> = model.into_iter().collect();
             expected.sort_unstable();
             prop_assert_eq!(held, expected);
+        }
+
+        /// Deleting in steps of a few slots, with inserts between steps:
+        /// every key stays findable, deleted keys are gone, and a pass
+        /// deletes every rejected key that was there before it started
+        /// and not moved by the inserts.
+        #[test]
+        fn retain_in_steps_keeps_probe_chains_whole(
+            keys in proptest::collection::vec(
+                prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
+                0..300,
+            ),
+            later in proptest::collection::vec(any::<u64>().prop_map(|k| k.max(1)), 0..40),
+            step in 1usize..20,
+            modulus in 2u64..5,
+        ) {
+            let mut table = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+            let mut model = HashSet::new();
+            for &k in &keys {
+                table.insert_growing(k, [k as u32]);
+                model.insert(k);
+            }
+            let reject = |k: u64| k.is_multiple_of(modulus);
+            let (mut at, mut later) = (0, later.into_iter());
+            loop {
+                let (dropped, next) = table.retain_slots(at, step, |k, v| {
+                    assert_eq!(v[0], k as u32);
+                    !reject(k)
+                });
+                let before = model.len();
+                // What was deleted is what the model loses of the keys
+                // the step could reach.
+                model.retain(|&k| table.contains(k));
+                prop_assert_eq!(before - model.len(), dropped);
+                prop_assert_eq!(table.len(), model.len());
+                for &k in &model {
+                    prop_assert!(table.contains(k));
+                    prop_assert_eq!(table.value(table.find(k).unwrap(), 0), k as u32);
+                }
+                if next >= table.capacity() {
+                    break;
+                }
+                at = next;
+                if let Some(k) = later.next()
+                    && !reject(k)
+                    && !table.needs_growth()
+                {
+                    table.insert(k, [k as u32]);
+                    model.insert(k);
+                }
+            }
+            // An insert may move a key across the resume point (wrapping
+            // round the end); a pass with no inserts misses none.
+            let (dropped, next) = table.retain_slots(0, usize::MAX, |k, _| !reject(k));
+            prop_assert_eq!(next, table.capacity());
+            prop_assert_eq!(table.len(), model.len() - dropped);
+            prop_assert!(table.iter().all(|k| !reject(k)));
         }
     }
 }

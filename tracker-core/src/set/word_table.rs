@@ -154,6 +154,67 @@ impl<const AUX: usize> WordTable<AUX> {
         dropped
     }
 
+    /// A bounded share of [`retain`](Self::retain): visits at most `max`
+    /// slots from `start` (see [`VisitorTable::retain_slots`]), calling
+    /// `dropped` with the values of each pair that goes. Returns the pairs
+    /// dropped and the slot to resume at (the capacity once the pass has
+    /// reached the end). Garbage left in the arena is reclaimed by
+    /// [`finish_pass`](Self::finish_pass).
+    pub(crate) fn retain_step(
+        &mut self,
+        start: usize,
+        max: usize,
+        oldest: u32,
+        mut keep: impl FnMut(&[u32; AUX]) -> bool,
+        mut dropped: impl FnMut(&[u32; AUX]),
+    ) -> (usize, usize) {
+        let runs = &mut self.runs;
+        self.table.retain_slots(start, max, |_, values| {
+            let stays = if keep(values) {
+                // False: emptied by the retention, its run garbage already.
+                runs.retain_from(&mut values[Self::WORD], oldest)
+            } else {
+                runs.release(values[Self::WORD]);
+                false
+            };
+            if !stays {
+                dropped(values);
+            }
+            stays
+        })
+    }
+
+    /// Ends a pass of [`retain_step`](Self::retain_step)s: gives back what
+    /// the pass freed when that costs at most `bound` moves (the survivors
+    /// into a table half the size or less, the arena's live runs once it
+    /// is half garbage); otherwise the table keeps its size until it does.
+    /// The new allocation is built beside the old one, so its bytes are
+    /// asked of `reserve` first (nothing is rebuilt if it refuses).
+    /// Returns the bytes reserved.
+    pub(crate) fn finish_pass(
+        &mut self,
+        bound: usize,
+        reserve: &mut dyn FnMut(usize) -> bool,
+    ) -> usize {
+        let mut reserved = 0;
+        if self.table.oversized() && self.table.len() <= bound {
+            let bytes = self.table.shrunk_bytes();
+            if reserve(bytes) {
+                self.table.shrink_to_fit();
+                reserved += bytes;
+            }
+        }
+        let live = self.runs.len() - self.runs.garbage();
+        if self.runs.garbage() * 2 > self.runs.len() && live <= bound {
+            let bytes = live * std::mem::size_of::<u32>();
+            if reserve(bytes) {
+                self.compact(false);
+                reserved += bytes;
+            }
+        }
+        reserved
+    }
+
     /// Rewrites every run in slot order (see `Runs::compact`).
     pub(crate) fn compact(&mut self, keep_room: bool) {
         let slots: Vec<usize> = self.table.occupied().collect();

@@ -28,7 +28,9 @@ use crate::time::clock::Timestamp;
 use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use budget::{MemoryBudget, MemoryPolicy};
 use config::{TrackerBuilder, TrackerConfig};
-use stripe::{EVICTION_SAMPLES, SWEEP_BUCKETS, Stripe, StripeRecord, SweepStep};
+use stripe::{
+    EVICTION_SAMPLES, SLOTS_PER_BUCKET, SWEEP_BUCKETS, SWEEP_SLOTS, Stripe, StripeRecord, SweepStep,
+};
 
 /// Counts distinct visitors per page; share it between threads by
 /// reference or in an `Arc`.
@@ -356,9 +358,13 @@ impl Tracker {
     }
 
     /// Runs the expiry sweep over about `buckets` page-table buckets
-    /// (stripe by stripe, each lock held for at most 32 of them): drops
-    /// expired visitors there and removes pages left with none live,
-    /// giving their memory back. Without a TTL it does nothing.
+    /// (stripe by stripe, each lock held for one step: at most 32 of them
+    /// and 8,192 visitor-table slots, see the crate docs): drops expired
+    /// visitors there (with a retention, buckets older than it) and
+    /// removes pages left with none live, giving their memory back. A
+    /// bucket stands for 256 slots of work too, so a call does at most
+    /// `buckets × 256` slots' worth, and a page too large for one step is
+    /// resumed by the next. Without a TTL or a retention it does nothing.
     ///
     /// Records already run small sweep steps as they go (see the crate
     /// docs); call this from a timer to reclaim memory while no records
@@ -389,21 +395,30 @@ impl Tracker {
         }
         let oldest_bucket = bucketing.oldest_retained(self.config.clock.now());
         let mut left = buckets as u64;
+        let mut work = left.saturating_mul(SLOTS_PER_BUCKET as u64);
         let mut empty_in_a_row = 0;
-        while left > 0 && empty_in_a_row < self.stripes.len() {
+        while left > 0 && work > 0 && empty_in_a_row < self.stripes.len() {
             let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
             let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
-            let step =
-                sync::write(&self.stripes[i]).sweep(expiry, oldest_bucket, chunk, &self.budget);
+            let slots = work.min(SWEEP_SLOTS as u64) as usize;
+            let step = sync::write(&self.stripes[i]).sweep(
+                expiry,
+                oldest_bucket,
+                chunk,
+                slots,
+                &self.budget,
+            );
             if step.buckets == 0 {
                 empty_in_a_row += 1;
                 continue;
             }
             empty_in_a_row = 0;
             left -= step.buckets;
+            work = work.saturating_sub(step.slots);
             total.buckets += step.buckets;
             total.pairs_dropped += step.pairs_dropped;
             total.pages_removed += step.pages_removed;
+            total.slots += step.slots;
         }
         total
     }
@@ -509,16 +524,30 @@ impl Tracker {
     ///
     /// Each eviction starts at a random stripe; an empty stripe passes on to
     /// the next one, so giving up means every stripe was seen empty in a
-    /// row, never that random picks kept landing on empty ones.
+    /// row, never that random picks kept landing on empty ones. A stripe
+    /// whose least recent page is within the recency window passes on too,
+    /// until every stripe has (see `stripe::RECENCY_WINDOW`): a large goal
+    /// (a hot page's table growing) would otherwise drain the hot page's
+    /// stripe of its small pages and then take the hot page, while older
+    /// pages remain elsewhere.
     fn evict_until_free(&self, goal: u64) {
         let random_stripe = || (self.next_random() >> 32) as usize & self.stripe_mask;
         let mut stripe = random_stripe();
         let mut empty_in_a_row = 0;
-        while self.budget.free() < goal && empty_in_a_row < self.stripes.len() {
+        let mut spare_recent = true;
+        while self.budget.free() < goal {
+            if empty_in_a_row == self.stripes.len() {
+                if !spare_recent {
+                    break;
+                }
+                // Every stripe holds only recent pages: those go too.
+                (spare_recent, empty_in_a_row) = (false, 0);
+            }
             let evicted = sync::write(&self.stripes[stripe]).evict_sampled(
                 || self.next_random(),
                 EVICTION_SAMPLES,
                 0,
+                spare_recent,
             );
             match evicted {
                 Some(freed) => {
@@ -971,6 +1000,102 @@ mod tests {
             assert_eq!((stats.sketched_visitors, stats.exact_share()), (0, 1.0));
             assert_eq!(stats.bytes, tracker.recount_bytes());
             assert_eq!(stats.bytes, tracker.config().fixed_bytes());
+        }
+    }
+
+    /// Pages far larger than a sweep step (unit tests use 48 slots) are
+    /// swept in resumed steps while visitors arrive, return and expire,
+    /// with and without a retention: every count equals a model of the
+    /// latest visit of each pair, at every moment, and no step visits
+    /// more than its slots.
+    #[test]
+    fn large_pages_swept_in_steps_count_exactly() {
+        use crate::ManualClock;
+        use std::collections::HashMap;
+        use std::time::Duration;
+        let (ttl, retention) = (600u64, 1_200u64);
+        for (timed, retained) in [(true, false), (true, true), (false, true)] {
+            let clock = ManualClock::new(Timestamp::from_millis(1_000_000_000));
+            let mut builder = Tracker::builder()
+                .stripes(2)
+                .clock(std::sync::Arc::new(clock.clone()));
+            if timed {
+                builder = builder.ttl(Duration::from_secs(ttl));
+            }
+            if retained {
+                builder = builder
+                    .bucket(Duration::from_secs(60))
+                    .retention(Duration::from_secs(retention));
+            }
+            let tracker = builder.build().unwrap();
+            let case = (timed, retained);
+            let mut latest: [HashMap<u32, u64>; 3] = Default::default();
+            let mut now = 0u64;
+            let mut state = 7u64;
+            for i in 0..40_000u32 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let page = (state >> 60) as usize % 3;
+                let visitor = (state >> 33) as u32 % (300 + 400 * page as u32);
+                let url = format!("https://example.com/{page}");
+                tracker.record(&format!("v{visitor}"), &url).unwrap();
+                latest[page].insert(visitor, now);
+                if i % 97 == 0 {
+                    clock.advance(Duration::from_secs(13));
+                    now += 13;
+                    let step = tracker.sweep(1);
+                    assert!(step.slots <= 2 * SLOTS_PER_BUCKET as u64 + 48, "{step:?}");
+                }
+                if i % 1_013 == 0 {
+                    for (page, pairs) in latest.iter().enumerate().filter(|_| timed) {
+                        let live = pairs.values().filter(|&&t| t + ttl > now).count();
+                        let url = format!("https://example.com/{page}");
+                        let counted = tracker.distinct(&url).map_or(0, |d| d.visitors);
+                        assert_eq!(counted, live as u64, "{case:?} {i} page {page}");
+                    }
+                    assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+                }
+            }
+            // Passes to the end drop every expired pair and nothing else
+            // (the retention's bucket edge is within a minute).
+            for _ in 0..10_000 {
+                tracker.sweep(32);
+            }
+            let held = |age: u64| -> u64 {
+                let stays = |t: u64| t + age > now;
+                latest
+                    .iter()
+                    .map(|p| p.values().filter(|&&t| stays(t)).count() as u64)
+                    .sum()
+            };
+            let pairs = tracker.stats().pairs;
+            if timed {
+                assert_eq!(pairs, held(ttl), "{case:?}");
+            } else {
+                assert!(pairs >= held(retention - 60) && pairs <= held(retention + 60));
+                assert!(pairs < held(u64::MAX / 2), "the retention dropped pairs");
+            }
+            assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+            // A few visitors come back, the rest expire: passes that end
+            // move the large tables into small ones (reserved first).
+            let before = tracker.stats().bytes;
+            clock.advance(Duration::from_secs(retention.max(ttl) + 120));
+            for page in 0..3 {
+                for visitor in 0..5 {
+                    let url = format!("https://example.com/{page}");
+                    tracker.record(&format!("back{visitor}"), &url).unwrap();
+                }
+            }
+            for _ in 0..10_000 {
+                tracker.sweep(32);
+            }
+            assert_eq!(tracker.stats().pairs, 15, "{case:?}");
+            assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+            assert!(tracker.stats().bytes < before / 4, "{case:?}");
+            clock.advance(Duration::from_secs(retention + 120));
+            while tracker.sweep(1 << 20).buckets > 0 && tracker.stats().pages > 0 {}
+            assert_eq!(tracker.stats().bytes, tracker.config().fixed_bytes());
         }
     }
 

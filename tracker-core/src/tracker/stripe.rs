@@ -22,11 +22,19 @@
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
-//!   sketched page's oldest days, or to evict). The one
+//!   sketched page's oldest days, or to evict). An eviction holds its
+//!   stripe's lock for 16 samples and the pool, or, rarely, for one scan
+//!   of that stripe's pages (see `RECENCY_WINDOW`). The one
 //!   exception is a timed set whose rebuild cut a larger horizon list
 //!   than it had (see `settle`): under the record's or sweep's own stripe
 //!   lock, other pages of that stripe are evicted until the growth fits
 //!   (still one lock).
+//! - A sweep step holds one stripe's write lock for bounded work: at most
+//!   32 page-table buckets and 8,192 visitor-table slots (plus one table
+//!   of up to that size done whole). A larger table is resumed by the
+//!   stripe's next step where this one stopped (the stripe remembers the
+//!   page and the slot), so no page, however large, holds the lock longer
+//!   than a step (a few hundred microseconds).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
@@ -47,7 +55,7 @@ use hashbrown::HashTable;
 
 use crate::report::Recorded;
 use crate::set::page::Page;
-use crate::set::{Insert, VisitorSet};
+use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
@@ -55,6 +63,20 @@ use crate::tracker::budget::MemoryBudget;
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and more samples buy a closer approximation of true LRU.
 pub(crate) const EVICTION_SAMPLES: usize = 16;
+/// The recency window, in ticks (seconds) behind the stripe's latest
+/// record: a page last recorded within it is never evicted while a page
+/// of its stripe last recorded in an earlier tick remains. When the
+/// sampled candidates (the pool and fresh samples) offer only such pages
+/// but an older one may exist (the stripe's `floor` says), eviction scans
+/// the stripe for the exact least recent page. That scan happens only
+/// when the samples missed every older page, and each scan raises the
+/// floor, so it is rare unless almost every page is that recent (and
+/// then it finds the floor and stops recurring). Making room under the
+/// budget also passes over a stripe whose least recent page is within the
+/// window, until every stripe has been found so, so that a stripe drained
+/// by a large goal gives up its hot pages only when no stripe holds an
+/// older page. Outside the window, eviction approximates LRU by sampling.
+pub(crate) const RECENCY_WINDOW: u32 = 1;
 /// Best eviction candidates a stripe carries from one eviction to the
 /// next (Redis's eviction pool has 16 too): every eviction picks from the
 /// pages of many samples, not only its own.
@@ -66,6 +88,15 @@ const SWEEP_EVERY: u32 = 64;
 /// Buckets of the page table one sweep step visits: a bounded step, a few
 /// microseconds for small pages.
 pub(crate) const SWEEP_BUCKETS: usize = 32;
+/// Visitor-table slots one sweep step visits at most (then at most one
+/// more table of up to that size, done whole): a few hundred
+/// microseconds whatever the page sizes.
+pub(crate) const SWEEP_SLOTS: usize = STEP_SLOTS;
+/// The work a bucket of a [`Tracker::sweep`](crate::Tracker::sweep) call
+/// stands for: a call over `n` buckets visits at most `n` times this many
+/// slots, so `sweep(32)` is one step's worth of work (8,192 / 32; not
+/// derived from [`SWEEP_SLOTS`], which unit tests make small).
+pub(crate) const SLOTS_PER_BUCKET: usize = 256;
 
 /// Bytes one stripe takes before it holds a page (see the memory formula),
 /// padded lock included.
@@ -95,6 +126,13 @@ pub(crate) struct Stripe {
     expired_pages: u64,
     /// The page-table bucket the next sweep step starts at.
     sweep_cursor: usize,
+    /// Where the sweep stopped inside a large page's table: the low bits
+    /// of the page's URL address (0 for none; a page found there with
+    /// other bits starts its pass afresh, a rare false match only shortens
+    /// one pass) and the slot to resume at (see [`Stripe::sweep`]). Two
+    /// `u32`s, so that the stripe keeps to its cache lines.
+    resume_url: u32,
+    resume_slot: u32,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
     /// The eviction pool: the best candidates seen so far, as (bucket,
@@ -109,6 +147,12 @@ pub(crate) struct Stripe {
     random: SplitMix64,
     /// Pages evicted to book a timed set's growth (see `settle`).
     evicted_to_settle: u64,
+    /// The latest tick recorded in this stripe: its "now" for eviction.
+    newest: u32,
+    /// No page of this stripe was last recorded before this tick (a lower
+    /// bound, raised by the scans of `least_recent`, lowered by a page
+    /// created at an older tick).
+    floor: u32,
 }
 
 /// Moves `total` from a set's tally `before` a change (`None`: it was
@@ -143,6 +187,9 @@ pub struct SweepStep {
     pub pairs_dropped: u64,
     /// Pages removed because none of their visitors was live.
     pub pages_removed: u64,
+    /// Visitor-table slots visited: the step's work, bounded whatever
+    /// the page sizes.
+    pub slots: u64,
 }
 
 /// What recording did in a stripe.
@@ -178,10 +225,14 @@ impl Stripe {
             expired: 0,
             expired_pages: 0,
             sweep_cursor: 0,
+            resume_url: 0,
+            resume_slot: 0,
             records_since_sweep: 0,
             eviction_pool: Vec::new(),
             random: SplitMix64(0),
             evicted_to_settle: 0,
+            newest: 0,
+            floor: 0,
         }
     }
 
@@ -289,6 +340,7 @@ impl Stripe {
         };
         page.visitors.touch(tick);
         retally(&mut self.sketched_visitors, tally, &page.visitors);
+        self.newest = self.newest.max(tick);
         let Some(before) = timed_before else {
             return StripeRecord::Done(recorded);
         };
@@ -304,46 +356,92 @@ impl Stripe {
 
     /// One step of the incremental sweep: visits the next `buckets` buckets
     /// of the page table (wrapping around), drops the expired visitors of
-    /// the pages there, and removes pages left with none live. The work is
-    /// bounded by `buckets` pages, each costing at most one scan of its own
-    /// set, so no step is proportional to the whole data set.
+    /// the pages there (with a retention, their buckets before
+    /// `oldest_bucket` too), and removes pages left with none live. The
+    /// work is bounded by visitor-table slots too: the step ends once
+    /// `slots` are visited. A table of at most [`STEP_SLOTS`] slots is
+    /// done whole; a larger one gets what is left of `slots`, and the next
+    /// step resumes it where this one stopped (a page whose visitors have
+    /// all expired is removed whole, with no scan). So a step visits at
+    /// most `slots + STEP_SLOTS` slots, whatever the page sizes.
     pub(crate) fn sweep(
         &mut self,
         expiry: Option<Expiry>,
         oldest_bucket: u32,
         buckets: usize,
+        slots: usize,
         budget: &MemoryBudget,
     ) -> SweepStep {
         let total = self.pages.num_buckets();
         let mut step = SweepStep::default();
-        for _ in 0..buckets.min(total) {
+        while step.buckets < buckets.min(total) as u64 && step.slots < slots as u64 {
             let bucket = self.sweep_cursor % total;
-            self.sweep_cursor = bucket + 1;
             step.buckets += 1;
+            let resume = (std::mem::take(&mut self.resume_url), self.resume_slot);
+            self.sweep_cursor = bucket + 1;
             let Ok(mut entry) = self.pages.get_bucket_entry(bucket) else {
                 continue;
             };
             let page = entry.get_mut();
+            let url = (page.url.as_ptr() as usize as u32).max(1);
+            // A resume point is the page's own (the table may have moved
+            // pages since; a stale one would only shorten one pass).
+            let from = if resume.0 == url {
+                resume.1 as usize
+            } else {
+                0
+            };
             let before = page.visitors.heap_bytes();
             let tally = page.visitors.sketch_tally();
-            let dropped = page
-                .visitors
-                .drop_expired(expiry, oldest_bucket, self.width) as u64;
-            retally(&mut self.sketched_visitors, tally, &page.visitors);
-            let dead = match expiry {
-                Some(expiry) => page.visitors.is_dead(expiry),
-                None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
+            let dead_now = expiry.is_some_and(|e| page.visitors.is_dead(e));
+            let dropped = if dead_now {
+                Dropped {
+                    pairs: 0,
+                    slots: 1,
+                    resume: None,
+                    reserved: 0,
+                }
+            } else {
+                let left = slots - step.slots as usize;
+                let mut reserve = |bytes| budget.try_reserve(bytes);
+                page.visitors.drop_expired(
+                    expiry,
+                    oldest_bucket,
+                    self.width,
+                    from,
+                    left,
+                    &mut reserve,
+                )
             };
+            retally(&mut self.sketched_visitors, tally, &page.visitors);
+            step.slots += dropped.slots as u64;
+            if let Some(next) = dropped.resume {
+                // Table capacities fit in 32 bits (see `VisitorTable`).
+                (self.resume_url, self.resume_slot) = (url, next as u32);
+                self.sweep_cursor = bucket;
+            }
+            let dead = dead_now
+                || match expiry {
+                    Some(expiry) => page.visitors.is_dead(expiry),
+                    None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
+                };
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-            self.settle(budget, before, held, keep);
+            self.settle(budget, before + dropped.reserved, held, keep);
+            let dropped = dropped.pairs as u64;
             self.pairs -= dropped;
             self.expired += dropped;
             step.pairs_dropped += dropped;
             if dead && let Ok(entry) = self.pages.get_bucket_entry(bucket) {
                 let (page, _) = entry.remove();
+                // Pairs stored when it died expired with it.
+                let expired = page.visitors.pairs() as u64;
+                self.expired += expired;
+                step.pairs_dropped += expired;
                 budget.release(self.forget_removed(&page));
                 self.expired_pages += 1;
                 step.pages_removed += 1;
+                self.resume_url = 0;
+                self.sweep_cursor = bucket + 1;
             }
         }
         if self.pages.is_empty() && self.pages.allocation_size() > 0 {
@@ -404,6 +502,8 @@ impl Stripe {
             };
         }
         let mut page = Page::new(url, tick);
+        self.newest = self.newest.max(tick);
+        self.floor = self.floor.min(tick);
         page.visitors.insert(visitor, tick, self.width, expiry);
         let hasher = &self.hasher;
         self.pages
@@ -426,14 +526,18 @@ impl Stripe {
     /// fewer bytes goes first, so a page with many visitors is never
     /// traded for a small one recorded as recently. Returns the bytes
     /// freed, or `None` if the stripe has no page but the one whose URL is
-    /// at address `keep` (0 for none).
+    /// at address `keep` (0 for none), or with `spare_recent` if its least
+    /// recent page is within the recency window.
     pub(crate) fn evict_sampled(
         &mut self,
         mut random: impl FnMut() -> u64,
         samples: usize,
         keep: usize,
+        spare_recent: bool,
     ) -> Option<usize> {
-        if self.pages.is_empty() {
+        // Every page is at least `floor` recent: all within the window.
+        let all_recent = self.floor.saturating_add(RECENCY_WINDOW) >= self.newest;
+        if self.pages.is_empty() || (spare_recent && all_recent) {
             return None;
         }
         // Candidates are named by bucket and checked by their URL's
@@ -468,6 +572,13 @@ impl Stripe {
         }
         candidates.sort_unstable();
         let victim = match candidates.first() {
+            // Within the recency window while an older page may remain:
+            // the exact least recent page instead (see `RECENCY_WINDOW`).
+            Some(&(last, _, bucket, _))
+                if last > self.floor && last.saturating_add(RECENCY_WINDOW) >= self.newest =>
+            {
+                self.least_recent(keep).unwrap_or(bucket)
+            }
             Some(&(_, _, bucket, _)) => bucket,
             None => (0..buckets).find(|&b| {
                 pages
@@ -475,6 +586,10 @@ impl Stripe {
                     .is_some_and(|p| p.url.as_ptr() as usize != keep)
             })?,
         };
+        let last = self.pages.get_bucket(victim)?.visitors.last_recorded();
+        if spare_recent && last.saturating_add(RECENCY_WINDOW) >= self.newest {
+            return None;
+        }
         self.eviction_pool.clear();
         self.eviction_pool.extend(
             candidates
@@ -485,6 +600,28 @@ impl Stripe {
         );
         let (page, _) = self.pages.get_bucket_entry(victim).ok()?.remove();
         Some(self.forget_removed(&page))
+    }
+
+    /// The bucket of the least recently recorded page but the one whose
+    /// URL is at address `keep` (the fewest bytes first among ties), by a
+    /// scan of the stripe; raises `floor` to the oldest tick found.
+    fn least_recent(&mut self, keep: usize) -> Option<usize> {
+        let mut oldest = u32::MAX;
+        let mut best: Option<(u32, usize, usize)> = None;
+        for bucket in 0..self.pages.num_buckets() {
+            let Some(page) = self.pages.get_bucket(bucket) else {
+                continue;
+            };
+            let key = (page.visitors.last_recorded(), page.visitors.heap_bytes());
+            oldest = oldest.min(key.0);
+            if page.url.as_ptr() as usize != keep
+                && best.is_none_or(|b| (key.0, key.1) < (b.0, b.1))
+            {
+                best = Some((key.0, key.1, bucket));
+            }
+        }
+        self.floor = self.floor.max(oldest.min(self.newest));
+        best.map(|b| b.2)
     }
 
     /// Books a set's change in `budget`: `accounted` bytes are in the
@@ -509,7 +646,7 @@ impl Stripe {
         let mut random = SplitMix64(self.random.0);
         while !budget.try_reserve(grown) {
             let freed = if budget.may_evict() {
-                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep)
+                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep, false)
             } else {
                 None
             };
@@ -628,7 +765,7 @@ impl Stripe {
         let target = (self.pages.len() / 32).max(1) as u64;
         let (mut freed, mut evicted) = (0, 0);
         while evicted < target {
-            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0) else {
+            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0, false) else {
                 break;
             };
             freed += bytes;
@@ -710,6 +847,9 @@ impl Stripe {
             }
         }
         let held = page.heap_bytes();
+        let last = page.visitors.last_recorded();
+        self.floor = self.floor.min(last);
+        self.newest = self.newest.max(last);
         let hasher = &self.hasher;
         self.pages
             .insert_unique(url_hash, page, |p| hasher.hash_one(&*p.url));
@@ -792,7 +932,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state
         };
-        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0) {
+        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0, false) {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
@@ -825,7 +965,7 @@ mod tests {
         for _ in 0..49 {
             budget.release(
                 stripe
-                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0)
+                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0, false)
                     .unwrap(),
             );
         }

@@ -32,8 +32,9 @@ pub struct Sweeper {
 impl Tracker {
     /// Starts a thread that runs [`sweep`](Self::sweep) over `buckets`
     /// buckets every `every`, until the returned handle is dropped or the
-    /// tracker is. Each call holds one stripe lock at a time for at most
-    /// 32 buckets, so readers and writers wait microseconds at most.
+    /// tracker is. Each call holds one stripe lock at a time for one
+    /// bounded step (32 buckets, 8,192 visitor-table slots), so readers
+    /// and writers wait a few hundred microseconds at most.
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration, buckets: usize) -> Sweeper {
         Sweeper {
             _thread: Periodic::spawn("tracker-sweeper", every, self, move |tracker: &Tracker| {

@@ -279,3 +279,63 @@ fn the_largest_set_is_sketched_first() {
         assert_eq!((cold.visitors, cold.exact), (40, true));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The recency window of `evict` (the crate docs: one second behind
+    /// the latest record): on a manual clock, a page last recorded within
+    /// it is never evicted while a page last recorded before it remains.
+    /// One stripe, so that the window and the pages are one stripe's.
+    #[test]
+    fn evict_never_takes_a_page_recorded_within_the_window_before_an_older_one(
+        events in proptest::collection::vec((0u16..60, 0u16..6, 0u64..700), 1..600),
+        room in 600u64..3_000,
+    ) {
+        use std::sync::Arc;
+        use std::time::Duration;
+        use tracker_core::{ManualClock, Timestamp};
+
+        let clock = ManualClock::new(Timestamp::from_millis(1_795_132_800_000));
+        let fixed = Tracker::builder().stripes(1).config().unwrap().fixed_bytes();
+        let tracker = Tracker::builder()
+            .stripes(1)
+            .max_memory(fixed + room)
+            .memory_policy(MemoryPolicy::Evict)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        // Each page's last successful record, in whole seconds (ticks).
+        let mut last: HashMap<u16, u64> = HashMap::new();
+        for (page, visitor, millis) in events {
+            clock.advance(Duration::from_millis(millis));
+            let tick = clock_tick(&clock);
+            if tracker.record(&format!("v{visitor}"), &url(page)).is_ok() {
+                last.insert(page, tick);
+            }
+            let newest = last.values().copied().max().unwrap_or(0);
+            let present = |page: u16| tracker.distinct(&url(page)).unwrap().visitors > 0;
+            let oldest_present = last
+                .iter()
+                .filter(|&(&p, _)| present(p))
+                .map(|(_, &t)| t)
+                .min();
+            for (&page, &tick) in &last {
+                if tick + 1 >= newest && !present(page) {
+                    prop_assert!(
+                        oldest_present.is_none_or(|oldest| oldest >= tick),
+                        "page {} (tick {}) evicted while one of tick {:?} remains",
+                        page,
+                        tick,
+                        oldest_present
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn clock_tick(clock: &tracker_core::ManualClock) -> u64 {
+    use tracker_core::Clock;
+    clock.now().as_millis() / 1_000
+}
