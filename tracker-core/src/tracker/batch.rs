@@ -20,6 +20,9 @@ pub struct RecordBatch {
     /// in canonical form, no room), with their visitor hashes: recorded
     /// one by one afterwards.
     slow: Vec<(u32, u64)>,
+    /// The page-table bucket of each event of the stripe run being
+    /// recorded (`u32::MAX`: no such page).
+    located: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -104,9 +107,39 @@ impl Tracker {
         let mut sweep_due = false;
         for run in batch.pending.chunk_by(|a, b| a.stripe == b.stripe) {
             let mut stripe = sync::write(&self.stripes[run[0].stripe as usize]);
+            // Every lookup of the run first, then every insert: the
+            // lookups do not depend on one another, so the CPU overlaps
+            // their cache misses (page-table slot, URL, visitor slot), and
+            // the inserts find those lines in cache.
+            batch.located.clear();
+            let mut peeked = 0u64;
             for p in run {
                 let url = events[p.index as usize].1;
-                match stripe.record_existing(url, p.url_hash, p.visitor, tick, None, &self.budget) {
+                batch
+                    .located
+                    .push(match stripe.locate(url, p.url_hash, p.visitor) {
+                        Some((bucket, word)) => {
+                            peeked ^= word;
+                            bucket as u32
+                        }
+                        None => u32::MAX,
+                    });
+            }
+            std::hint::black_box(peeked);
+            for (p, &bucket) in run.iter().zip(&batch.located) {
+                let done = if bucket == u32::MAX {
+                    StripeRecord::NoPage
+                } else {
+                    stripe.record_at(
+                        bucket as usize,
+                        p.url_hash,
+                        p.visitor,
+                        tick,
+                        None,
+                        &self.budget,
+                    )
+                };
+                match done {
                     StripeRecord::Done(recorded) => {
                         batch.outcomes[p.index as usize] = Ok(recorded);
                     }
