@@ -73,15 +73,33 @@ impl Tracker {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn record_batch(&self, events: &[(&str, &str)], batch: &mut RecordBatch) {
+        self.record_batch_with(events, batch, |_, _, _| {});
+    }
+
+    /// [`record_batch`](Self::record_batch), calling `accepted(index,
+    /// visitor hash, canonical URL)` for each event recorded (not
+    /// [`Stale`](Recorded::Stale)), in no particular order and with no
+    /// lock held: what the durable batch logs.
+    pub(crate) fn record_batch_with(
+        &self,
+        events: &[(&str, &str)],
+        batch: &mut RecordBatch,
+        mut accepted: impl FnMut(usize, u64, &str),
+    ) {
         batch.outcomes.clear();
         batch.pending.clear();
         batch.slow.clear();
         if self.ttl.is_some() || self.budget.limit().is_some() || events.len() > u32::MAX as usize {
-            batch.outcomes.extend(
-                events
-                    .iter()
-                    .map(|&(visitor, url)| self.record(visitor, url)),
-            );
+            for (index, &(visitor, url)) in events.iter().enumerate() {
+                let outcome = self.hash_visitor(visitor.as_bytes()).and_then(|hash| {
+                    let (recorded, page) = self.record_hashed(hash, url, None)?;
+                    if recorded != Recorded::Stale {
+                        accepted(index, hash, &page);
+                    }
+                    Ok(recorded)
+                });
+                batch.outcomes.push(outcome);
+            }
             return;
         }
         let tick = self.config.clock.now().as_tick();
@@ -97,8 +115,8 @@ impl Tracker {
                         visitor: self.visitor_hasher.hash(visitor.as_bytes()).max(1),
                         url_hash,
                     });
-                    // Overwritten below.
-                    batch.outcomes.push(Ok(Recorded::Duplicate));
+                    // Overwritten below (never an outcome without a TTL).
+                    batch.outcomes.push(Ok(Recorded::Stale));
                 }
             }
         }
@@ -153,14 +171,29 @@ impl Tracker {
                 }
             }
         }
+        for p in &batch.pending {
+            let i = p.index as usize;
+            if batch.outcomes[i]
+                .as_ref()
+                .is_ok_and(|&r| r != Recorded::Stale)
+            {
+                // Stored under the URL as sent: it is canonical.
+                accepted(i, p.visitor, events[i].1);
+            }
+        }
         // In the batch's order, so that events of a page new to the
         // tracker count as they would one by one.
         batch.slow.sort_unstable();
         for &(index, visitor) in &batch.slow {
             let i = index as usize;
-            batch.outcomes[i] = self
-                .record_hashed(visitor, events[i].1, None)
-                .map(|(recorded, _)| recorded);
+            batch.outcomes[i] =
+                self.record_hashed(visitor, events[i].1, None)
+                    .map(|(recorded, page)| {
+                        if recorded != Recorded::Stale {
+                            accepted(i, visitor, &page);
+                        }
+                        recorded
+                    });
         }
         if sweep_due {
             self.sweep(SWEEP_BUCKETS);
