@@ -19,6 +19,11 @@
 //!   sweep step after its lock is released.
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
+//! - `record_batch` takes each stripe's write lock once for the batch's
+//!   events on pages it already stores: all their lookups, then all their
+//!   inserts, each at the bucket its lookup found (without a TTL or a
+//!   budget, nothing adds or removes a page in between). The other events
+//!   go through `record` afterwards, with no lock held.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a

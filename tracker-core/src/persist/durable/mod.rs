@@ -488,12 +488,17 @@ impl DurableTracker {
 
     /// [`submit_batch`](Self::submit_batch) of `(visitor, url, at)`
     /// events, each at its own time (now if `None`), logged with it as
-    /// [`submit_at`](Self::submit_at) logs one.
+    /// [`submit_at`](Self::submit_at) logs one. A batch with no time of its
+    /// own is `submit_batch`'s; one with times is recorded event by event.
     pub fn submit_batch_at<'e>(
         &self,
         events: impl IntoIterator<Item = (&'e str, &'e str, Option<Timestamp>)>,
         batch: &mut DurableBatch,
     ) -> Append {
+        let events: Vec<(&str, &str, Option<Timestamp>)> = events.into_iter().collect();
+        if events.iter().all(|&(_, _, at)| at.is_none()) {
+            return self.submit_batch(events.iter().map(|&(v, u, _)| (v, u)), batch);
+        }
         batch.frames.clear();
         batch.outcomes.clear();
         let now = self.tracker.config().clock.now();
