@@ -342,6 +342,18 @@ impl VisitorSet {
         }
     }
 
+    /// Reads where an insert of `hash` starts (see
+    /// [`VisitorTable::peek`]); the inline forms have nothing to fetch.
+    #[inline]
+    pub(crate) fn peek(&self, hash: u64) -> u64 {
+        match self {
+            VisitorSet::Table(_, table) => table.peek(hash),
+            VisitorSet::TableRuns(_, table) => table.table.peek(hash),
+            VisitorSet::Timed(_, table) => table.peek(hash),
+            _ => 0,
+        }
+    }
+
     /// Notes a record at `tick` (recency only moves forwards: a back-filled
     /// event does not make a page look older). The inline form keeps its
     /// most recent visitor's tick there already.

@@ -177,6 +177,12 @@ impl TimedTable {
         dropped
     }
 
+    /// See [`VisitorTable::peek`].
+    #[inline]
+    pub(crate) fn peek(&self, hash: u64) -> u64 {
+        self.pairs.table.peek(hash)
+    }
+
     /// Adds `hash` at `tick` in `bucket` (the set must be up to
     /// `expiry`'s time, see [`expire`](Self::expire)); see [`Insert`]. A
     /// known pair's tick moves forwards.

@@ -261,6 +261,24 @@ impl<const AUX: usize> VisitorTable<AUX> {
         }
     }
 
+    /// Reads the slot `key`'s probe starts at and its values (what an
+    /// insert of `key` reads first), so that a batch can bring those cache
+    /// lines in for several events before it records them. The result
+    /// means nothing; the caller feeds it to `black_box`.
+    #[inline]
+    pub(crate) fn peek(&self, key: u64) -> u64 {
+        if self.words.is_empty() || self.capacity() == 0 {
+            return 0;
+        }
+        let home = self.home(key);
+        let values = if AUX == 0 {
+            0
+        } else {
+            u64::from(self.value(home, 0))
+        };
+        self.slot(home) ^ values
+    }
+
     /// Whether `key` is in the set.
     #[cfg(test)]
     pub(crate) fn contains(&self, key: u64) -> bool {

@@ -20,6 +20,9 @@ pub struct RecordBatch {
     /// in canonical form, no room), with their visitor hashes: recorded
     /// one by one afterwards.
     slow: Vec<(u32, u64)>,
+    /// The page-table bucket of each event of the stripe run being
+    /// recorded (`u32::MAX`: no such page).
+    located: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,15 +73,33 @@ impl Tracker {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn record_batch(&self, events: &[(&str, &str)], batch: &mut RecordBatch) {
+        self.record_batch_with(events, batch, |_, _, _| {});
+    }
+
+    /// [`record_batch`](Self::record_batch), calling `accepted(index,
+    /// visitor hash, canonical URL)` for each event recorded (not
+    /// [`Stale`](Recorded::Stale)), in no particular order and with no
+    /// lock held: what the durable batch logs.
+    pub(crate) fn record_batch_with(
+        &self,
+        events: &[(&str, &str)],
+        batch: &mut RecordBatch,
+        mut accepted: impl FnMut(usize, u64, &str),
+    ) {
         batch.outcomes.clear();
         batch.pending.clear();
         batch.slow.clear();
         if self.ttl.is_some() || self.budget.limit().is_some() || events.len() > u32::MAX as usize {
-            batch.outcomes.extend(
-                events
-                    .iter()
-                    .map(|&(visitor, url)| self.record(visitor, url)),
-            );
+            for (index, &(visitor, url)) in events.iter().enumerate() {
+                let outcome = self.hash_visitor(visitor.as_bytes()).and_then(|hash| {
+                    let (recorded, page) = self.record_hashed(hash, url, None)?;
+                    if recorded != Recorded::Stale {
+                        accepted(index, hash, &page);
+                    }
+                    Ok(recorded)
+                });
+                batch.outcomes.push(outcome);
+            }
             return;
         }
         let tick = self.config.clock.now().as_tick();
@@ -94,8 +115,8 @@ impl Tracker {
                         visitor: self.visitor_hasher.hash(visitor.as_bytes()).max(1),
                         url_hash,
                     });
-                    // Overwritten below.
-                    batch.outcomes.push(Ok(Recorded::Duplicate));
+                    // Overwritten below (never an outcome without a TTL).
+                    batch.outcomes.push(Ok(Recorded::Stale));
                 }
             }
         }
@@ -104,9 +125,39 @@ impl Tracker {
         let mut sweep_due = false;
         for run in batch.pending.chunk_by(|a, b| a.stripe == b.stripe) {
             let mut stripe = sync::write(&self.stripes[run[0].stripe as usize]);
+            // Every lookup of the run first, then every insert: the
+            // lookups do not depend on one another, so the CPU overlaps
+            // their cache misses (page-table slot, URL, visitor slot), and
+            // the inserts find those lines in cache.
+            batch.located.clear();
+            let mut peeked = 0u64;
             for p in run {
                 let url = events[p.index as usize].1;
-                match stripe.record_existing(url, p.url_hash, p.visitor, tick, None, &self.budget) {
+                batch
+                    .located
+                    .push(match stripe.locate(url, p.url_hash, p.visitor) {
+                        Some((bucket, word)) => {
+                            peeked ^= word;
+                            bucket as u32
+                        }
+                        None => u32::MAX,
+                    });
+            }
+            std::hint::black_box(peeked);
+            for (p, &bucket) in run.iter().zip(&batch.located) {
+                let done = if bucket == u32::MAX {
+                    StripeRecord::NoPage
+                } else {
+                    stripe.record_at(
+                        bucket as usize,
+                        p.url_hash,
+                        p.visitor,
+                        tick,
+                        None,
+                        &self.budget,
+                    )
+                };
+                match done {
                     StripeRecord::Done(recorded) => {
                         batch.outcomes[p.index as usize] = Ok(recorded);
                     }
@@ -120,14 +171,29 @@ impl Tracker {
                 }
             }
         }
+        for p in &batch.pending {
+            let i = p.index as usize;
+            if batch.outcomes[i]
+                .as_ref()
+                .is_ok_and(|&r| r != Recorded::Stale)
+            {
+                // Stored under the URL as sent: it is canonical.
+                accepted(i, p.visitor, events[i].1);
+            }
+        }
         // In the batch's order, so that events of a page new to the
         // tracker count as they would one by one.
         batch.slow.sort_unstable();
         for &(index, visitor) in &batch.slow {
             let i = index as usize;
-            batch.outcomes[i] = self
-                .record_hashed(visitor, events[i].1, None)
-                .map(|(recorded, _)| recorded);
+            batch.outcomes[i] =
+                self.record_hashed(visitor, events[i].1, None)
+                    .map(|(recorded, page)| {
+                        if recorded != Recorded::Stale {
+                            accepted(i, visitor, &page);
+                        }
+                        recorded
+                    });
         }
         if sweep_due {
             self.sweep(SWEEP_BUCKETS);

@@ -19,6 +19,11 @@
 //!   sweep step after its lock is released.
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
+//! - `record_batch` takes each stripe's write lock once for the batch's
+//!   events on pages it already stores: all their lookups, then all their
+//!   inserts, each at the bucket its lookup found (without a TTL or a
+//!   budget, nothing adds or removes a page in between). The other events
+//!   go through `record` afterwards, with no lock held.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
@@ -254,7 +259,37 @@ impl Stripe {
         expiry: Option<Expiry>,
         budget: &MemoryBudget,
     ) -> StripeRecord {
-        let Some(page) = self.pages.find_mut(url_hash, |p| *p.url == *url) else {
+        let Some(bucket) = self.pages.find_bucket_index(url_hash, |p| *p.url == *url) else {
+            return StripeRecord::NoPage;
+        };
+        self.record_at(bucket, url_hash, visitor, tick, expiry, budget)
+    }
+
+    /// The page-table bucket of the page `url`, if the stripe has it, and
+    /// what [`VisitorSet::peek`] reads of its set for `visitor`: a batch
+    /// looks up several events this way before recording any, so that
+    /// their cache misses overlap instead of coming one after another.
+    #[inline]
+    pub(crate) fn locate(&self, url: &str, url_hash: u64, visitor: u64) -> Option<(usize, u64)> {
+        let bucket = self.pages.find_bucket_index(url_hash, |p| *p.url == *url)?;
+        let peeked = self.pages.get_bucket(bucket)?.visitors.peek(visitor);
+        Some((bucket, peeked))
+    }
+
+    /// [`record_existing`](Self::record_existing) on the page in `bucket`
+    /// (from [`locate`](Self::locate), with no page added or removed
+    /// since); `NoPage` if the bucket is empty.
+    #[inline]
+    pub(crate) fn record_at(
+        &mut self,
+        bucket: usize,
+        url_hash: u64,
+        visitor: u64,
+        tick: u32,
+        expiry: Option<Expiry>,
+        budget: &MemoryBudget,
+    ) -> StripeRecord {
+        let Some(page) = self.pages.get_bucket_mut(bucket) else {
             return StripeRecord::NoPage;
         };
         let tally = page.visitors.sketch_tally();

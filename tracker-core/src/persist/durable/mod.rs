@@ -23,6 +23,7 @@ use crate::sync::{Mutex, lock};
 use crate::time::TimeError;
 use crate::time::clock::Timestamp;
 use crate::tracker::Tracker;
+use crate::tracker::batch::RecordBatch;
 use crate::tracker::config::TrackerBuilder;
 use crate::tracker::snapshot::SnapshotError;
 
@@ -87,6 +88,8 @@ pub struct Submitted {
 pub struct DurableBatch {
     frames: Vec<u8>,
     outcomes: Vec<Result<Recorded, DurableError>>,
+    /// The in-memory batch's scratch space.
+    recorded: RecordBatch,
 }
 
 impl DurableBatch {
@@ -421,15 +424,17 @@ impl DurableTracker {
         Ok(Submitted { recorded, durable })
     }
 
-    /// Records a batch of `(visitor, url)` events: each is applied as
-    /// [`record`](Self::record) applies one, with its own outcome in
-    /// `batch` (a refused event never refuses its neighbours), and all the
-    /// accepted ones are appended to the log as one contiguous write.
+    /// Records a batch of `(visitor, url)` events now, through
+    /// [`Tracker::record_batch`] (the same counts and refusals as
+    /// [`record`](Self::record) one by one), each with its own outcome in
+    /// `batch` (a refused event never refuses its neighbours), and appends
+    /// all the accepted ones to the log as one contiguous write (in stripe
+    /// order, not the batch's: replaying them counts the same).
     /// Acknowledge them only once the returned [`Append`] completes; if it
     /// fails, none of the batch is durable (all are counted in memory).
     ///
     /// `batch` is reused from call to call, so a steady stream of batches
-    /// allocates nothing per event.
+    /// allocates nothing per event (one list of the events per batch).
     ///
     /// ```
     /// use tracker_core::persist::{DurableBatch, DurableTracker, LogOptions};
@@ -450,22 +455,54 @@ impl DurableTracker {
         events: impl IntoIterator<Item = (&'e str, &'e str)>,
         batch: &mut DurableBatch,
     ) -> Append {
-        self.submit_batch_at(events.into_iter().map(|(v, u)| (v, u, None)), batch)
+        batch.frames.clear();
+        batch.outcomes.clear();
+        // One allocation per batch: `record_batch` takes a slice.
+        let events: Vec<(&str, &str)> = events.into_iter().collect();
+        let at_millis = self.tracker.config().clock.now().as_millis();
+        let mut failed = Vec::new();
+        let frames = &mut batch.frames;
+        self.tracker
+            .record_batch_with(&events, &mut batch.recorded, |index, visitor_hash, url| {
+                let event = LogEvent {
+                    visitor_hash,
+                    at_millis,
+                    url,
+                };
+                if let Err(e) = frame::encode(frames, &event) {
+                    failed.push((index, e));
+                }
+            });
+        batch.outcomes.extend(
+            batch
+                .recorded
+                .outcomes()
+                .iter()
+                .map(|o| o.clone().map_err(DurableError::from)),
+        );
+        for (index, e) in failed {
+            batch.outcomes[index] = Err(e.into());
+        }
+        self.log.submit_encoded(&batch.frames)
     }
 
     /// [`submit_batch`](Self::submit_batch) of `(visitor, url, at)`
     /// events, each at its own time (now if `None`), logged with it as
-    /// [`submit_at`](Self::submit_at) logs one.
+    /// [`submit_at`](Self::submit_at) logs one. A batch with no time of its
+    /// own is `submit_batch`'s; one with times is recorded event by event.
     pub fn submit_batch_at<'e>(
         &self,
         events: impl IntoIterator<Item = (&'e str, &'e str, Option<Timestamp>)>,
         batch: &mut DurableBatch,
     ) -> Append {
+        let events: Vec<(&str, &str, Option<Timestamp>)> = events.into_iter().collect();
+        if events.iter().all(|&(_, _, at)| at.is_none()) {
+            return self.submit_batch(events.iter().map(|&(v, u, _)| (v, u)), batch);
+        }
         batch.frames.clear();
         batch.outcomes.clear();
         let now = self.tracker.config().clock.now();
-        // A later per-stripe batch record can replace this loop: the log
-        // only needs the frames of the events it accepted, in any order.
+        // One by one: `record_batch` records every event at one time.
         for (visitor, url, at) in events {
             let outcome = self.apply(visitor, url, at.unwrap_or(now), &mut batch.frames);
             batch.outcomes.push(outcome);
