@@ -517,6 +517,61 @@ impl UltraLogLog {
         Ok(())
     }
 
+    /// The same sketch at a lower `precision`, exactly as if every hash had
+    /// been inserted at that precision: a hash's dropped index bits become
+    /// the top of its update value. Lets sketches of different precisions
+    /// (a page's all-time sketch, its day sketches) be merged into one
+    /// union at the coarser one.
+    ///
+    /// Errors with [`SketchError::PrecisionOutOfRange`] below
+    /// [`MIN_PRECISION`] or above the sketch's own precision.
+    ///
+    /// ```
+    /// use tracker_core::sketch::UltraLogLog;
+    ///
+    /// let mut fine = UltraLogLog::new(13).unwrap();
+    /// let mut coarse = UltraLogLog::new(10).unwrap();
+    /// for i in 0..10_000u64 {
+    ///     let hash = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ///     fine.insert(hash);
+    ///     coarse.insert(hash);
+    /// }
+    /// let reduced = fine.reduce(10).unwrap();
+    /// assert_eq!(reduced.to_bytes()[..1025], coarse.to_bytes()[..1025]);
+    /// assert!(fine.reduce(14).is_err());
+    /// ```
+    pub fn reduce(&self, precision: u8) -> Result<Self, SketchError> {
+        check_precision(precision)?;
+        if precision > self.precision {
+            return Err(SketchError::PrecisionOutOfRange { precision });
+        }
+        if precision == self.precision {
+            return Ok(self.clone());
+        }
+        let d = u32::from(self.precision - precision);
+        let mut reduced = Self::with_valid_precision(precision);
+        reduced.martingale = None;
+        for (j, out) in reduced.registers.iter_mut().enumerate() {
+            let mut seen = 0u64;
+            for dropped in 0..1usize << d {
+                let register = self.registers[(j << d) | dropped];
+                if register == 0 {
+                    continue;
+                }
+                seen |= if dropped == 0 {
+                    // All dropped bits zero: the update value grows by d.
+                    unpack(register) << d
+                } else {
+                    // The first set dropped bit ends the zero run.
+                    let zeros = (dropped as u64).leading_zeros() - (64 - d);
+                    1u64 << (zeros + 1)
+                };
+            }
+            *out = pack(seen);
+        }
+        Ok(reduced)
+    }
+
     /// Bytes of heap memory the sketch owns: its registers, `2^p`.
     pub fn heap_bytes(&self) -> usize {
         self.registers.len()
@@ -757,6 +812,25 @@ fn solve_ml(alpha: f64, beta: &[u32; 64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reduced_sketch_equals_one_filled_at_that_precision() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = || test_support::xorshift(&mut state);
+        for n in [0usize, 1, 10, 1_000, 100_000] {
+            let hashes: Vec<u64> = (0..n).map(|_| next()).collect();
+            let filled = |p: u8| {
+                let mut sketch = UltraLogLog::new(p).unwrap();
+                hashes.iter().for_each(|&h| _ = sketch.insert(h));
+                sketch
+            };
+            let fine = filled(14);
+            for p in [MIN_PRECISION, 8, 10, 13, 14] {
+                let reduced = fine.reduce(p).unwrap();
+                assert_eq!(reduced.registers, filled(p).registers, "n={n} p={p}");
+            }
+        }
+    }
     use proptest::prelude::*;
 
     /// SplitMix64: a deterministic stand-in for well-mixed visitor hashes.

@@ -42,14 +42,25 @@ impl Union {
         self.hashes.push(hash);
     }
 
-    /// Adds a sketch's visitors (lossless).
+    /// Adds a sketch's visitors (lossless). Sketches of different
+    /// precisions (a page's all-time sketch, another page's day sketches)
+    /// meet at the coarser one: reducing a sketch is exact.
     pub(crate) fn merge(&mut self, other: &UltraLogLog) {
-        let union = self.sketch.get_or_insert_with(|| {
-            UltraLogLog::new(other.precision()).expect("a sketch's own precision is valid")
-        });
-        union
-            .merge(other)
-            .expect("range unions are fed sketches of one precision");
+        let Some(union) = &mut self.sketch else {
+            self.sketch = Some(other.clone());
+            return;
+        };
+        if union.precision() > other.precision() {
+            *union = union
+                .reduce(other.precision())
+                .expect("reducing to a valid, lower precision");
+        }
+        let merged = if other.precision() > union.precision() {
+            union.merge(&other.reduce(union.precision()).expect("a lower precision"))
+        } else {
+            union.merge(other)
+        };
+        merged.expect("both sketches are at the union's precision now");
     }
 
     /// The count and the range it covers.
@@ -109,6 +120,34 @@ pub(crate) fn count_distinct(hashes: Vec<u64>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sketches_of_different_precisions_meet_at_the_coarser() {
+        // Uniform hashes, as visitor hashes are.
+        let mut state = 7;
+        let hashes: Vec<u64> = (0..100_001)
+            .map(|_| test_support::xorshift(&mut state))
+            .collect();
+        let mix = |i: u64| hashes[i as usize];
+        let mut all_time = UltraLogLog::new(13).unwrap();
+        let mut day = UltraLogLog::new(10).unwrap();
+        // 0..60k on one page's all-time sketch, 40k..100k on another's day.
+        (0..60_000).for_each(|i| _ = all_time.insert(mix(i)));
+        (40_000..100_000).for_each(|i| _ = day.insert(mix(i)));
+        for order in [[&all_time, &day], [&day, &all_time]] {
+            let mut union = Union::new(0..1);
+            union.merge(order[0]);
+            union.merge(order[1]);
+            union.push(mix(100_000));
+            let (distinct, _) = union.finish();
+            assert!(!distinct.exact);
+            let error = (distinct.visitors as f64 - 100_001.0).abs() / 100_001.0;
+            assert!(
+                error < 5.0 * distinct.relative_error.unwrap(),
+                "{distinct:?}"
+            );
+        }
+    }
 
     #[test]
     fn distinct_counts_small_and_large() {

@@ -197,9 +197,9 @@ impl Tracker {
                 if query.cursor.as_deref().is_some_and(|after| url <= after)
                     || query.prefix.as_deref().is_some_and(|p| !url.starts_with(p))
                     || site.as_deref().is_some_and(|s| host_of(url) != Some(s))
-                    || smallest
-                        .peek()
-                        .is_some_and(|(largest, _)| smallest.len() > limit && url >= largest)
+                    || smallest.peek().is_some_and(|(largest, _)| {
+                        smallest.len() > limit && url >= largest.as_str()
+                    })
                 {
                     continue;
                 }
