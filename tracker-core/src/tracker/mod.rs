@@ -4,6 +4,7 @@ pub(crate) mod budget;
 pub(crate) mod config;
 #[cfg(all(test, feature = "shuttle"))]
 mod shuttle_tests;
+pub(crate) mod partial;
 pub(crate) mod site;
 pub mod snapshot;
 pub(crate) mod stripe;

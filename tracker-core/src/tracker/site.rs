@@ -21,8 +21,6 @@ use std::collections::BinaryHeap;
 
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
-use crate::set::VisitorSet;
-use crate::sketch::UltraLogLog;
 use crate::sync;
 
 use super::Tracker;
@@ -82,55 +80,7 @@ impl Tracker {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn site_distinct(&self, site: &str) -> Result<Distinct, TrackerError> {
-        let site = site_name(site)?;
-        let expiry = self.expiry_now();
-        // Every exact page's hashes, with repeats across pages.
-        let mut exact: Vec<u64> = Vec::new();
-        let mut sketch: Option<UltraLogLog> = None;
-        let mut merge = |other: &UltraLogLog| {
-            let union = sketch.get_or_insert_with(|| {
-                UltraLogLog::new(other.precision()).expect("a sketch's own precision is valid")
-            });
-            union
-                .merge(other)
-                .expect("the tracker's sketches share one precision");
-        };
-        for stripe in self.stripes.iter() {
-            let stripe = sync::read(stripe);
-            for page in stripe.pages() {
-                if host_of(&page.url) != Some(&*site) {
-                    continue;
-                }
-                match &page.visitors {
-                    VisitorSet::Sketch(_, page_sketch) => merge(page_sketch),
-                    VisitorSet::TimedSketch(_, generations) => {
-                        for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
-                            merge(sketch);
-                        }
-                    }
-                    set => {
-                        exact.extend(
-                            set.entries()
-                                .filter(|&(_, tick)| expiry.is_none_or(|e| e.is_live(tick)))
-                                .map(|(hash, _)| hash),
-                        );
-                    }
-                }
-            }
-        }
-        Ok(match sketch {
-            None => Distinct::exact(count_distinct(exact) as u64),
-            Some(mut union) => {
-                for hash in exact {
-                    union.insert(hash);
-                }
-                Distinct {
-                    visitors: union.estimate().round() as u64,
-                    exact: false,
-                    relative_error: Some(union.relative_standard_error()),
-                }
-            }
-        })
+        Ok(self.site_partial(site)?.distinct())
     }
 
     /// The `k` pages of `site` with the most distinct visitors, ordered as
@@ -251,7 +201,7 @@ impl Ord for Counted {
 }
 
 /// A site name as given, checked and in the form hosts are stored in.
-fn site_name(site: &str) -> Result<String, TrackerError> {
+pub(super) fn site_name(site: &str) -> Result<String, TrackerError> {
     let site = site.trim();
     if site.is_empty() {
         return Err(TrackerError::Empty { field: Field::Site });
@@ -303,7 +253,7 @@ pub(crate) fn host_of(url: &str) -> Option<&str> {
 /// size: one pass scatters them, then each part, small enough to stay in
 /// cache, is sorted and its runs counted. A hash set over all of them
 /// would miss the cache on nearly every insert (about 3x slower at 2M).
-fn count_distinct(hashes: Vec<u64>) -> usize {
+pub(super) fn count_distinct(hashes: Vec<u64>) -> usize {
     if hashes.len() < 1 << 12 {
         let mut hashes = hashes;
         hashes.sort_unstable();
