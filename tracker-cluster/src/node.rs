@@ -131,12 +131,15 @@ struct Inner {
     snapshots: object_store::ObjectStore,
     /// Validation, canonicalisation and hashing of ingested events with
     /// the cluster's key and URL rules; holds no pages.
-    gate: Tracker,
+    gate: Arc<Tracker>,
     key: u64,
     owned: Mutex<BTreeMap<u32, Arc<Owned>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Set when the node leaves: lease rounds stop.
     leaving: AtomicBool,
+    /// Set once a lease round completed: before it, "owns nothing" says
+    /// nothing about being caught up.
+    leased: AtomicBool,
 }
 
 /// A partition this node owns.
@@ -250,11 +253,12 @@ impl Node {
             stream,
             kv,
             snapshots,
-            gate,
+            gate: Arc::new(gate),
             key,
             owned: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
             leaving: AtomicBool::new(false),
+            leased: AtomicBool::new(false),
             config,
         });
         let gather = inner
@@ -278,7 +282,7 @@ impl Node {
     /// The tracker that validates, canonicalises and hashes events before
     /// they are published (the cluster's key and URL rules); it holds no
     /// pages.
-    pub fn gate(&self) -> &Tracker {
+    pub fn gate(&self) -> &Arc<Tracker> {
         &self.inner.gate
     }
 
@@ -288,7 +292,8 @@ impl Node {
         NodeStatus {
             node_id: self.inner.id.clone(),
             owned: owned.keys().copied().collect(),
-            caught_up: owned.values().all(|o| o.caught_up.load(Ordering::Acquire)),
+            caught_up: self.inner.leased.load(Ordering::Acquire)
+                && owned.values().all(|o| o.caught_up.load(Ordering::Acquire)),
         }
     }
 
@@ -488,6 +493,15 @@ impl Node {
             }
         }
         let _ = inner.client.flush().await;
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("cluster", &self.inner.config.cluster)
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -1001,8 +1015,9 @@ async fn lease_loop(inner: Arc<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !inner.leaving.load(Ordering::Acquire) {
         tick.tick().await;
-        if let Err(e) = inner.lease_round().await {
-            tracing::warn!(error = %e, "lease round failed");
+        match inner.lease_round().await {
+            Ok(()) => inner.leased.store(true, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "lease round failed"),
         }
     }
 }

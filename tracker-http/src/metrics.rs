@@ -137,6 +137,7 @@ pub struct Metrics {
     events_duplicate: AtomicU64,
     events_sketched: AtomicU64,
     events_stale: AtomicU64,
+    events_published: AtomicU64,
     dropped: [AtomicU64; BotReason::ALL.len()],
     custom_events: Mutex<HashMap<String, u64>>,
     connections: [AtomicU64; Connection::ALL.len()],
@@ -192,13 +193,15 @@ impl Metrics {
         latency.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    /// Counts one event the tracker accepted.
-    pub fn event(&self, recorded: Recorded) {
+    /// Counts one event the tracker accepted; `None`: published to a
+    /// cluster, whose partition owner alone knows whether it was new.
+    pub fn event(&self, recorded: Option<Recorded>) {
         match recorded {
-            Recorded::New => &self.events_new,
-            Recorded::Duplicate => &self.events_duplicate,
-            Recorded::Sketched => &self.events_sketched,
-            Recorded::Stale => &self.events_stale,
+            Some(Recorded::New) => &self.events_new,
+            Some(Recorded::Duplicate) => &self.events_duplicate,
+            Some(Recorded::Sketched) => &self.events_sketched,
+            Some(Recorded::Stale) => &self.events_stale,
+            None => &self.events_published,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -329,11 +332,13 @@ impl Metrics {
              tracker_events_recorded_total{{result=\"new\"}} {}\n\
              tracker_events_recorded_total{{result=\"duplicate\"}} {}\n\
              tracker_events_recorded_total{{result=\"sketched\"}} {}\n\
-             tracker_events_recorded_total{{result=\"stale\"}} {}\n",
+             tracker_events_recorded_total{{result=\"stale\"}} {}\n\
+             tracker_events_recorded_total{{result=\"published\"}} {}\n",
             load(&self.events_new),
             load(&self.events_duplicate),
             load(&self.events_sketched),
             load(&self.events_stale),
+            load(&self.events_published),
         );
         out.push_str(
             "# HELP tracker_events_dropped_total Browser events dropped as bots', by reason.\n\

@@ -22,7 +22,21 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppErr
     if state.shutdown.is_draining() {
         return Err(AppError::ShuttingDown);
     }
-    state.store()?;
+    let store = state.store()?;
+    if let Some(node) = store.cluster() {
+        let status = node.status();
+        if !status.caught_up {
+            return Err(AppError::Cluster(format!(
+                "catching up on {} owned partitions",
+                status.owned.len()
+            )));
+        }
+        return Ok(Json(json!({
+            "status": "ready",
+            "node_id": status.node_id,
+            "owned_partitions": status.owned.len(),
+        })));
+    }
     Ok(Json(json!({ "status": "ready" })))
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracker_cluster::Node;
 use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
 use tracker_core::{Recorded, Tracker};
 
@@ -23,6 +24,9 @@ pub enum Store {
         /// What start-up recovered, for `/stats`.
         recovered: Recovered,
     },
+    /// A member of a cluster (`--nats`): events are published to the
+    /// cluster's stream, queries go to the partitions' owners.
+    Cluster(Node),
 }
 
 /// What recovery at start-up found, kept for `/stats`.
@@ -63,32 +67,46 @@ impl Store {
         match self {
             Store::Memory(tracker) => tracker,
             Store::Durable { durable, .. } => durable.tracker(),
+            Store::Cluster(node) => node.gate(),
+        }
+    }
+
+    /// The cluster node, with `--nats`.
+    pub fn cluster(&self) -> Option<&Node> {
+        match self {
+            Store::Cluster(node) => Some(node),
+            _ => None,
         }
     }
 
     /// The durable tracker and what recovery found, with `--data-dir`.
     pub fn durable(&self) -> Option<(&DurableTracker, &Recovered)> {
         match self {
-            Store::Memory(_) => None,
+            Store::Memory(_) | Store::Cluster(_) => None,
             Store::Durable { durable, recovered } => Some((durable, recovered)),
         }
     }
 
     /// Records that `visitor` visited `url`; returns once the event is as
-    /// durable as the fsync policy promises.
+    /// durable as the fsync policy promises (in a cluster: once JetStream
+    /// acknowledged it; the outcome is then the owner's to know, `None`).
     ///
     /// The durable path applies the event and queues its log frame in
     /// place (microseconds), then awaits the log's writer thread: the
     /// request yields its runtime worker while its group is written and
     /// synced, so no thread waits per request and concurrent requests share
     /// one fsync.
-    pub async fn record(&self, visitor: &str, url: &str) -> Result<Recorded, AppError> {
+    pub async fn record(&self, visitor: &str, url: &str) -> Result<Option<Recorded>, AppError> {
         match self {
-            Store::Memory(tracker) => Ok(tracker.record(visitor, url)?),
+            Store::Memory(tracker) => Ok(Some(tracker.record(visitor, url)?)),
             Store::Durable { durable, .. } => {
                 let submitted = durable.submit(visitor, url)?;
                 submitted.durable.await.map_err(DurableError::from)?;
-                Ok(submitted.recorded)
+                Ok(Some(submitted.recorded))
+            }
+            Store::Cluster(node) => {
+                node.record(visitor, url).await?;
+                Ok(None)
             }
         }
     }
@@ -104,26 +122,33 @@ impl Store {
     pub async fn record_batch(
         &self,
         events: &[(&str, &str)],
-        outcomes: &mut Vec<Result<Recorded, AppError>>,
+        outcomes: &mut Vec<Result<Option<Recorded>, AppError>>,
     ) -> Result<(), AppError> {
         match self {
             Store::Memory(tracker) => {
-                outcomes.extend(
-                    events.iter().map(|&(visitor, url)| {
-                        tracker.record(visitor, url).map_err(AppError::from)
-                    }),
-                );
+                outcomes.extend(events.iter().map(|&(visitor, url)| {
+                    tracker
+                        .record(visitor, url)
+                        .map(Some)
+                        .map_err(AppError::from)
+                }));
             }
             Store::Durable { durable, .. } => {
                 let mut batch = DurableBatch::default();
                 let append = durable.submit_batch(events.iter().copied(), &mut batch);
                 append.await.map_err(DurableError::from)?;
                 outcomes.extend(batch.outcomes().iter().map(|o| match o {
-                    Ok(recorded) => Ok(*recorded),
+                    Ok(recorded) => Ok(Some(*recorded)),
                     Err(DurableError::Tracker(e)) => Err(AppError::Tracker(e.clone())),
                     Err(e) => Err(AppError::Storage(e.to_string())),
                 }));
             }
+            Store::Cluster(node) => outcomes.extend(
+                node.record_batch(events)
+                    .await
+                    .into_iter()
+                    .map(|o| o.map(|_| None).map_err(AppError::from)),
+            ),
         }
         Ok(())
     }

@@ -2,9 +2,9 @@
 
 pub(crate) mod budget;
 pub(crate) mod config;
+pub(crate) mod partial;
 #[cfg(all(test, feature = "shuttle"))]
 mod shuttle_tests;
-pub(crate) mod partial;
 pub(crate) mod site;
 pub mod snapshot;
 pub(crate) mod stripe;
