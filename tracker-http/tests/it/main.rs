@@ -18,6 +18,7 @@ mod api;
 mod app;
 mod browsers;
 mod chromium;
+mod cluster;
 mod connections;
 mod durability;
 mod fuzz;

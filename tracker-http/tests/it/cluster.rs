@@ -1,0 +1,381 @@
+//! A cluster of real processes: Debian's `nats-server` with JetStream and
+//! `tracker-http --nats` nodes, started here. Events are checked against
+//! a model of the acknowledged ones (a 202) and of the ones in doubt (sent
+//! to a node that was killed meanwhile: published or not), through
+//! concurrent ingest, a `kill -9` of a node, a node joining and a restart
+//! of the NATS server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use test_support::process::Server;
+use test_support::{poll, under_ci, xorshift};
+
+use crate::TRACKER_HTTP;
+
+const PARTITIONS: u32 = 12;
+/// Takeovers, joins and reconnections all finish within this.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// A `nats-server -js` on a free port with its store in a temporary
+/// directory; killed when dropped.
+struct Nats {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts the server, or `None` (after a loud note) when it is not
+    /// installed outside CI; under `CI=true` a missing server fails.
+    fn start() -> Option<Nats> {
+        let Some(binary) = nats_server() else {
+            let install = "apt-get install -y nats-server";
+            if under_ci() {
+                panic!("nats-server is missing under CI=true; install it with: {install}");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!! SKIPPED: nats-server is missing. Install it with:\n!!!!!!!!     {install}\n"
+            );
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_nats(&binary, port, &dir);
+        let nats = Nats { child, port, dir };
+        nats.wait_listening();
+        Some(nats)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_listening(&self) {
+        poll::until(Duration::from_secs(20), "nats-server listens", || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// `kill -9`, then a start on the same port and store.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_nats(&nats_server().unwrap(), self.port, &self.dir);
+        self.wait_listening();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nats_server() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+fn spawn_nats(binary: &PathBuf, port: u16, dir: &tempfile::TempDir) -> Child {
+    Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server")
+}
+
+fn node(nats: &Nats, id: &str) -> Server {
+    let url = nats.url();
+    Server::start(
+        TRACKER_HTTP,
+        &[
+            "--nats",
+            &url,
+            "--cluster",
+            "it",
+            "--node-id",
+            id,
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--lease-ttl",
+            "2s",
+            "--partition-snapshot-every",
+            "300ms",
+        ],
+    )
+}
+
+/// Acknowledged events, and events in doubt.
+#[derive(Default)]
+struct Model {
+    acked: BTreeMap<String, BTreeSet<String>>,
+    doubt: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Model {
+    /// Each page's count must lie between its acknowledged visitors and
+    /// those plus the ones in doubt.
+    fn check(&self, counts: &BTreeMap<String, u64>, who: &str) -> Result<(), String> {
+        for (url, visitors) in &self.acked {
+            let low = visitors.len() as u64;
+            let high = visitors
+                .union(self.doubt.get(url).unwrap_or(&BTreeSet::new()))
+                .count() as u64;
+            let got = counts.get(url).copied().unwrap_or(0);
+            if !(low..=high).contains(&got) {
+                return Err(format!(
+                    "{who}: {url} counts {got}, expected {low}..={high}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn site(&self, site: &str) -> (u64, u64, u64) {
+        let of = |m: &BTreeMap<String, BTreeSet<String>>| -> BTreeSet<String> {
+            m.iter()
+                .filter(|(u, _)| u.contains(&format!("//{site}/")))
+                .flat_map(|(_, v)| v.iter().cloned())
+                .collect()
+        };
+        let low = of(&self.acked);
+        let sum = self
+            .acked
+            .iter()
+            .filter(|(u, _)| u.contains(&format!("//{site}/")))
+            .map(|(_, v)| v.len() as u64)
+            .sum();
+        (
+            low.len() as u64,
+            low.union(&of(&self.doubt)).count() as u64,
+            sum,
+        )
+    }
+}
+
+/// Posts `n` events from a seeded generator to `server`; a 202 goes to
+/// the acknowledged model, anything else (the node was killed) to doubt.
+async fn ingest(
+    client: reqwest::Client,
+    url: String,
+    model: Arc<Mutex<Model>>,
+    seed: u64,
+    n: usize,
+) {
+    let mut rng = seed;
+    for _ in 0..n {
+        let r = xorshift(&mut rng);
+        let (visitor, page) = (
+            format!("v{}", r % 80),
+            format!("https://s{}.example/p{}", (r >> 8) % 2, (r >> 16) % 20),
+        );
+        let sent = client
+            .post(&url)
+            .json(&serde_json::json!({"visitor": visitor, "url": page}))
+            .send()
+            .await;
+        let mut model = model.lock().unwrap();
+        let target = match sent {
+            Ok(r) if r.status() == 202 => &mut model.acked,
+            _ => &mut model.doubt,
+        };
+        target.entry(page).or_default().insert(visitor);
+    }
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
+    let r = client.get(url).send().await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// Every page's count through `server` (`None` while partitions are
+/// missing or catching up).
+async fn counts(client: &reqwest::Client, server: &Server) -> Option<BTreeMap<String, u64>> {
+    let body = get(client, server.url("/pages?limit=1000")).await?;
+    if body["cluster"]["pending_events"] != 0 || body["next_cursor"] != Value::Null {
+        return None;
+    }
+    Some(
+        body["pages"]
+            .as_array()?
+            .iter()
+            .map(|p| {
+                (
+                    p["url"].as_str().unwrap().to_string(),
+                    p["distinct_visitors"].as_u64().unwrap(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Waits until every one of `servers` answers counts within the model.
+async fn settle(client: &reqwest::Client, servers: &[&Server], model: &Mutex<Model>, what: &str) {
+    poll::until_async(SETTLE, what, || async {
+        for server in servers {
+            let Some(counts) = counts(client, server).await else {
+                return false;
+            };
+            if model
+                .lock()
+                .unwrap()
+                .check(&counts, &server.url(""))
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+async fn owned(client: &reqwest::Client, server: &Server) -> Option<usize> {
+    let stats = get(client, server.url("/stats")).await?;
+    Some(stats["cluster"]["owned_partitions"].as_array()?.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_loses_nothing_acknowledged() {
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut nodes: Vec<Server> = ["n0", "n1", "n2"]
+        .iter()
+        .map(|id| node(&nats, id))
+        .collect();
+    for n in &nodes {
+        n.wait_ready(&client, SETTLE).await;
+    }
+    poll::until_async(SETTLE, "3 nodes share the partitions", || async {
+        let mut total = 0;
+        for n in &nodes {
+            match owned(&client, n).await {
+                Some(k) if k > 0 => total += k,
+                _ => return false,
+            }
+        }
+        total == PARTITIONS as usize
+    })
+    .await;
+
+    // Concurrent ingest through every node; n2 is killed midway.
+    let model = Arc::new(Mutex::new(Model::default()));
+    let tasks: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            tokio::spawn(ingest(
+                client.clone(),
+                n.url("/events"),
+                model.clone(),
+                0x9e37_79b9 + i as u64,
+                if i == 2 { 400 } else { 150 },
+            ))
+        })
+        .collect();
+    poll::until_async(SETTLE, "n2 acknowledged some events", || async {
+        model
+            .lock()
+            .unwrap()
+            .acked
+            .values()
+            .map(BTreeSet::len)
+            .sum::<usize>()
+            > 60
+    })
+    .await;
+    nodes[2].kill_9();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let survivors = [&nodes[0], &nodes[1]];
+    settle(
+        &client,
+        &survivors,
+        &model,
+        "survivors count every acknowledged event",
+    )
+    .await;
+    poll::until_async(SETTLE, "n0 and n1 own every partition", || async {
+        let a = owned(&client, &nodes[0]).await.unwrap_or(0);
+        let b = owned(&client, &nodes[1]).await.unwrap_or(0);
+        a + b == PARTITIONS as usize
+    })
+    .await;
+
+    // A site is a union of its pages' visitors, not a sum.
+    for site in ["s0.example", "s1.example"] {
+        let (low, high, sum) = model.lock().unwrap().site(site);
+        let body = get(&client, nodes[1].url(&format!("/distinct?site={site}")))
+            .await
+            .unwrap();
+        let got = body["distinct_visitors"].as_u64().unwrap();
+        assert!(
+            (low..=high).contains(&got),
+            "{site}: {got} not in {low}..={high}"
+        );
+        assert!(
+            got < sum,
+            "{site}: a union ({got}) is less than the sum ({sum})"
+        );
+    }
+
+    // A node joining takes a share.
+    nodes.push(node(&nats, "n3"));
+    poll::until_async(SETTLE, "n3 takes a share of the partitions", || async {
+        owned(&client, &nodes[3]).await.unwrap_or(0) >= 2
+    })
+    .await;
+    let live = [&nodes[0], &nodes[1], &nodes[3]];
+    settle(
+        &client,
+        &live,
+        &model,
+        "every node answers the same after the join",
+    )
+    .await;
+
+    // A NATS server restart loses nothing acknowledged.
+    nats.restart();
+    for (i, n) in live.iter().enumerate() {
+        let (client, url, model) = (client.clone(), n.url("/events"), model.clone());
+        // Until the nodes have reconnected, events are refused (503, in
+        // doubt); then acknowledged again.
+        ingest(client, url, model, 0x51ed + i as u64, 60).await;
+    }
+    settle(&client, &live, &model, "counts after the NATS restart").await;
+    let acked: usize = model
+        .lock()
+        .unwrap()
+        .acked
+        .values()
+        .map(BTreeSet::len)
+        .sum();
+    assert!(
+        acked > 150,
+        "enough events were acknowledged to mean something"
+    );
+}
