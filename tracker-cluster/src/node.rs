@@ -15,7 +15,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracker_core::{
-    Distinct, PageCount, PageList, PageQuery, SitePartial, Timestamp, Tracker, TrackerBuilder,
+    Background, Cadence, Distinct, PageCount, PageList, PageQuery, SitePartial, Timestamp, Tracker,
+    TrackerBuilder,
 };
 
 use crate::lease::{Action, LeaseView, plan};
@@ -152,6 +153,9 @@ struct Owned {
     /// the sender stops it without one.
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// With a TTL, the tracker's expiry sweeper (a thread), stopped with
+    /// the partition.
+    _background: Background,
 }
 
 /// What a node reports about itself (for `/readyz` and `/stats`).
@@ -650,8 +654,10 @@ impl Inner {
             .await
             .map_err(nats)?;
         let (stop, stopped) = watch::channel(false);
+        let tracker = Arc::new(tracker);
         let owned = Arc::new(Owned {
-            tracker: Arc::new(tracker),
+            _background: tracker.start_background(Cadence::default()),
+            tracker,
             applied: AtomicU64::new(covered),
             pending: AtomicU64::new(pending),
             caught_up: AtomicBool::new(pending == 0),

@@ -20,6 +20,8 @@ use test_support::{poll, under_ci, xorshift};
 use crate::TRACKER_HTTP;
 
 const PARTITIONS: u32 = 12;
+/// Every visitor id starts with this; the NATS store must never hold it.
+const VISITOR: &str = "cluster-visitor-";
 /// Takeovers, joins and reconnections all finish within this.
 const SETTLE: Duration = Duration::from_secs(60);
 
@@ -184,7 +186,7 @@ async fn ingest(
     for _ in 0..n {
         let r = xorshift(&mut rng);
         let (visitor, page) = (
-            format!("v{}", r % 80),
+            format!("{VISITOR}{}", r % 80),
             format!("https://s{}.example/p{}", (r >> 8) % 2, (r >> 16) % 20),
         );
         let sent = client
@@ -377,5 +379,27 @@ async fn a_cluster_loses_nothing_acknowledged() {
     assert!(
         acked > 150,
         "enough events were acknowledged to mean something"
+    );
+
+    // The stream, leases and snapshots hold visitor hashes, never ids.
+    let mut files = vec![nats.dir.path().to_path_buf()];
+    let mut scanned = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            scanned += bytes.len();
+            assert!(
+                !bytes
+                    .windows(VISITOR.len())
+                    .any(|w| w == VISITOR.as_bytes()),
+                "a visitor id in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        scanned > 10_000,
+        "the NATS store was scanned ({scanned} bytes)"
     );
 }
