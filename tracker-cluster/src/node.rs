@@ -114,9 +114,10 @@ impl ClusterConfig {
     }
 }
 
-/// A member of a cluster. Cheap to clone; [`leave`](Self::leave) hands
-/// its partitions over gracefully, dropping every clone without it is a
+/// A member of a cluster. Cheap to clone. [`leave`](Self::leave) hands
+/// its partitions over gracefully; a process that exits without it is a
 /// crash as far as the others can tell (they take over after the TTL).
+/// Its tasks run on the Tokio runtime it joined from, until it leaves.
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
@@ -913,14 +914,27 @@ async fn apply(
 ) {
     let mut tick = tokio::time::interval(inner.config.snapshot_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Errors in a row; past a few the consumer is taken as gone (deleted
+    // by a new owner, or lost with its server) and the partition is
+    // dropped here, for the next lease round to start it again if the
+    // lease is still ours.
+    let mut errors = 0u32;
+    let mut released = false;
     loop {
         tokio::select! {
             message = messages.next() => {
                 let Some(message) = message else { break };
                 let message = match message {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        errors = 0;
+                        m
+                    }
                     Err(e) => {
                         tracing::warn!(partition, error = %e, "consumer error");
+                        errors += 1;
+                        if errors > 10 {
+                            break;
+                        }
                         continue;
                     }
                 };
@@ -961,8 +975,19 @@ async fn apply(
                         inner.snapshot(partition, &owned.tracker, applied).await;
                     }
                 }
+                released = true;
                 break;
             }
+        }
+    }
+    if !released {
+        tracing::warn!(
+            partition,
+            "consumer ended; the partition restarts on the next lease round"
+        );
+        let mut map = lock(&inner.owned);
+        if map.get(&partition).is_some_and(|o| Arc::ptr_eq(o, &owned)) {
+            map.remove(&partition);
         }
     }
 }
