@@ -27,6 +27,13 @@ use crate::{ClusterError, Freshness};
 /// sketch instead (8 bytes each: 128 KiB, about a sketch's JSON size).
 pub const MAX_EXACT_HASHES: usize = 16 * 1024;
 
+/// Publishes of one node awaiting their JetStream acknowledgement.
+pub const MAX_ACKS_IN_FLIGHT: usize = 1 << 16;
+
+/// Publishes of one batch awaiting their acknowledgement: past this the
+/// oldest is awaited before the next is sent.
+pub const BATCH_WINDOW: usize = 1024;
+
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -210,7 +217,14 @@ impl Node {
         .await
         .map_err(|_| ClusterError::Nats(format!("no NATS server at {}", config.nats_url)))?
         .map_err(nats)?;
-        let js = jetstream::new(client.clone());
+        // Each unawaited publish holds one of the context's ack permits;
+        // when they run out a publish fails at once (a 503, retry-safe)
+        // rather than waiting for permits that other waiting publishers
+        // hold. Batches keep at most `BATCH_WINDOW` unawaited.
+        let js = jetstream::ContextBuilder::default()
+            .max_ack_inflight(MAX_ACKS_IN_FLIGHT)
+            .backpressure_on_inflight(false)
+            .build(client.clone());
         let c = &config.cluster;
         let stream = js
             .get_or_create_stream(stream::Config {
@@ -307,34 +321,28 @@ impl Node {
     /// it is in the stream (on `replicas` servers) and counted by whichever
     /// node owns its partition, whatever happens to this one.
     pub async fn record(&self, visitor: &str, url: &str) -> Result<Published, ClusterError> {
-        let ack = self.publish(visitor, url).await?;
-        let ack = ack.await.map_err(nats)?;
-        Ok(Published {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        settle(self.publish(visitor, url).await).await
     }
 
-    /// Publishes every event of a batch before awaiting any
-    /// acknowledgement, then awaits them together; one outcome per event,
-    /// in order (an invalid event never refuses its neighbours).
+    /// Publishes the events of a batch without waiting for each one's
+    /// acknowledgement (up to [`BATCH_WINDOW`] in flight), then awaits
+    /// them together; one outcome per event, in order (an invalid event
+    /// never refuses its neighbours).
     pub async fn record_batch(
         &self,
         events: &[(&str, &str)],
     ) -> Vec<Result<Published, ClusterError>> {
-        let mut pending = Vec::with_capacity(events.len());
-        for &(visitor, url) in events {
-            pending.push(self.publish(visitor, url).await);
-        }
+        let mut pending = std::collections::VecDeque::with_capacity(BATCH_WINDOW);
         let mut outcomes = Vec::with_capacity(events.len());
+        for &(visitor, url) in events {
+            if pending.len() == BATCH_WINDOW {
+                let oldest = pending.pop_front().expect("the window is full");
+                outcomes.push(settle(oldest).await);
+            }
+            pending.push_back(self.publish(visitor, url).await);
+        }
         for ack in pending {
-            outcomes.push(match ack {
-                Ok(ack) => ack.await.map_err(nats).map(|ack| Published {
-                    sequence: ack.sequence,
-                    duplicate: ack.duplicate,
-                }),
-                Err(e) => Err(e),
-            });
+            outcomes.push(settle(ack).await);
         }
         outcomes
     }
@@ -1098,6 +1106,17 @@ async fn cluster_setting(kv: &kv::Store, key: &str, proposal: u64) -> Result<u64
         }
     }
     Err(ClusterError::Nats(format!("{key} could not be read")))
+}
+
+/// A publish's outcome once JetStream acknowledged it.
+async fn settle(
+    ack: Result<jetstream::context::PublishAckFuture, ClusterError>,
+) -> Result<Published, ClusterError> {
+    let ack = ack?.await.map_err(nats)?;
+    Ok(Published {
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    })
 }
 
 fn lease_key(partition: u32) -> String {

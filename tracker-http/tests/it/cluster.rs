@@ -351,6 +351,33 @@ async fn a_cluster_loses_nothing_acknowledged() {
         owned(&client, &nodes[3]).await.unwrap_or(0) >= 2
     })
     .await;
+    // A batch larger than a node's window of unawaited publishes.
+    let batch: Vec<(String, String)> = (0..3000)
+        .map(|i| {
+            (
+                format!("{VISITOR}b{i}"),
+                format!("https://s1.example/b{}", i % 7),
+            )
+        })
+        .collect();
+    let body: String = batch
+        .iter()
+        .map(|(v, u)| serde_json::json!({"visitor": v, "url": u}).to_string() + "\n")
+        .collect();
+    let reply: Value = client
+        .post(nodes[3].url("/events/batch"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["accepted"], 3000, "{reply}");
+    for (v, u) in batch {
+        model.lock().unwrap().acked.entry(u).or_default().insert(v);
+    }
     let live = [&nodes[0], &nodes[1], &nodes[3]];
     settle(
         &client,
