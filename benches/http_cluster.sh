@@ -54,6 +54,13 @@ start_other() { # name port
   PIDS[$1]=$!
 }
 
+# Nodes first (they hand their partitions over to NATS), then NATS.
+stop_cluster() {
+  local name
+  for name in "${!PIDS[@]}"; do [[ "$name" == nats ]] || stop "$name"; done
+  stop_all
+}
+
 variants=(memory cluster1 cluster3)
 for round in $(seq "$ROUNDS"); do
   for i in 0 1 2; do
@@ -82,7 +89,7 @@ for round in $(seq "$ROUNDS"); do
       nats_after=$(cpu_ticks "${PIDS[nats]}")
       nats_us=$(awk -v t=$((nats_after - nats_before)) -v hz="$CLK_TCK" -v n="${result##* }" 'BEGIN {printf "%.2f", t * 1e6 / hz / n}')
     fi
-    stop_all
+    stop_cluster
     RESULTS["$v-$round"]="$result $nats_us"
     echo "round $round $v: rps p50_ms p99_ms non2xx cpu_us/req requests nats_cpu_us/req = ${RESULTS["$v-$round"]}" >&2
   done
@@ -139,7 +146,7 @@ takeover() { # snapshot-every -> seconds from the new node's start to ready
   local got
   got=$(curl -s "127.0.0.1:$((PORT + 5))/stats" | sed -n 's/.*"pairs":\([0-9]*\).*/\1/p')
   [[ "$got" == "$PAIRS" ]] || { echo "takeover: $got pairs, expected $PAIRS" >&2; exit 1; }
-  stop_all
+  stop_cluster
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 echo

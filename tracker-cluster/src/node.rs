@@ -15,8 +15,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracker_core::{
-    Background, Cadence, Distinct, PageCount, PageList, PageQuery, SitePartial, Timestamp, Tracker,
-    TrackerBuilder,
+    Background, Cadence, Distinct, PageCount, PageList, PageQuery, SitePartial, Stats, Timestamp,
+    Tracker, TrackerBuilder,
 };
 
 use crate::lease::{Action, LeaseView, plan};
@@ -33,6 +33,9 @@ pub const MAX_ACKS_IN_FLIGHT: usize = 1 << 16;
 /// Publishes of one batch awaiting their acknowledgement: past this the
 /// oldest is awaited before the next is sent.
 pub const BATCH_WINDOW: usize = 1024;
+
+/// The longest [`Node::leave`] spends handing partitions over.
+pub const LEAVE_WITHIN: Duration = Duration::from_secs(10);
 
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
@@ -316,6 +319,16 @@ impl Node {
         }
     }
 
+    /// What the trackers of the partitions this node owns hold, added up
+    /// (for this node's metrics; [`stats`](Self::stats) is the cluster's).
+    pub fn local_stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for owned in lock(&self.inner.owned).values() {
+            stats.add(&owned.tracker.stats());
+        }
+        stats
+    }
+
     /// Publishes "`visitor` visited `url`" (validated and canonicalised
     /// here) and returns once JetStream has acknowledged it: from then on
     /// it is in the stream (on `replicas` servers) and counted by whichever
@@ -486,8 +499,19 @@ impl Node {
 
     /// Leaves the cluster: stops taking leases, snapshots every owned
     /// partition and releases it, so other nodes take over without
-    /// waiting for the TTL.
+    /// waiting for the TTL. Bounded by [`LEAVE_WITHIN`]: with NATS
+    /// unreachable the handover is given up (nothing is lost: the stream
+    /// has every acknowledged event, and the leases expire).
     pub async fn leave(&self) {
+        if tokio::time::timeout(LEAVE_WITHIN, self.hand_over())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the handover did not finish in time; the leases will expire instead");
+        }
+    }
+
+    async fn hand_over(&self) {
         let inner = &self.inner;
         inner.leaving.store(true, Ordering::Release);
         for task in std::mem::take(&mut *lock(&inner.tasks)) {

@@ -45,9 +45,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppErr
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let store = state.store()?;
     let durable = store.durable().map(|(durable, _)| durable.status());
-    let text = state
-        .metrics
-        .render(&store.tracker().stats(), durable.as_ref());
+    // A cluster node's gauges are those of the partitions it owns.
+    let stats = match store.cluster() {
+        Some(node) => node.local_stats(),
+        None => store.tracker().stats(),
+    };
+    let text = state.metrics.render(&stats, durable.as_ref());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
