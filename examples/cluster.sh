@@ -39,6 +39,12 @@ for i in 1 2 3; do
     sleep 0.1
   done
 done
+# Every partition owned (the leases settle within a few lease rounds):
+# /stats answers once every partition's owner does.
+for _ in $(seq 200); do
+  curl -sf localhost:8081/stats >/dev/null && break
+  sleep 0.1
+done
 echo "nodes ready: http://127.0.0.1:8081 .. :8083 (logs in $dir)"
 
 for i in 1 2 3; do

@@ -50,7 +50,9 @@
 //! others take its partitions (restore + replay); meanwhile those
 //! partitions' queries answer [`ClusterError::NoOwner`] /
 //! [`ClusterError::Incomplete`] and their events keep being acknowledged
-//! into the stream. A NATS server restart (file storage) loses nothing
+//! into the stream. A partition given up in a rebalance (a node
+//! joined) is unowned until another node's next lease round, at most a
+//! third of the TTL later, with the same effect on queries. A NATS server restart (file storage) loses nothing
 //! acknowledged; clients reconnect. Node clocks never matter for leases
 //! (the server's timestamps do); an event's time is its receiving node's
 //! clock. A snapshot that cannot be read fails the takeover (logged) and
