@@ -151,6 +151,18 @@ mod tests {
     }
 
     #[test]
+    fn more_nodes_than_partitions_take_one_each_at_most() {
+        let free = LeaseView {
+            holder: None,
+            revision: 0,
+            written_ms: 0,
+        };
+        let actions = plan("c", 10_000, 3_000, 5, &[free.clone(), free.clone(), free]);
+        assert_eq!(actions.len(), 1);
+        assert!(matches!(actions[0], Action::Acquire { revision: 0, .. }));
+    }
+
+    #[test]
     fn releases_extras_when_a_node_joins() {
         let leases: Vec<_> = (0..4).map(|_| held("a", 9_000)).collect();
         let actions = plan("a", 10_000, 3_000, 2, &leases);

@@ -334,7 +334,19 @@ impl Node {
     /// it is in the stream (on `replicas` servers) and counted by whichever
     /// node owns its partition, whatever happens to this one.
     pub async fn record(&self, visitor: &str, url: &str) -> Result<Published, ClusterError> {
-        settle(self.publish(visitor, url).await).await
+        self.record_at(visitor, url, self.inner.gate.config().clock.now())
+            .await
+    }
+
+    /// [`record`](Self::record) of a visit at `at` (back-fill): the time
+    /// travels in the event, so the owner records it as of then.
+    pub async fn record_at(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Timestamp,
+    ) -> Result<Published, ClusterError> {
+        settle(self.publish(visitor, url, at).await).await
     }
 
     /// Publishes the events of a batch without waiting for each one's
@@ -352,7 +364,8 @@ impl Node {
                 let oldest = pending.pop_front().expect("the window is full");
                 outcomes.push(settle(oldest).await);
             }
-            pending.push_back(self.publish(visitor, url).await);
+            let now = self.inner.gate.config().clock.now();
+            pending.push_back(self.publish(visitor, url, now).await);
         }
         for ack in pending {
             outcomes.push(settle(ack).await);
@@ -364,13 +377,13 @@ impl Node {
         &self,
         visitor: &str,
         url: &str,
+        at: Timestamp,
     ) -> Result<jetstream::context::PublishAckFuture, ClusterError> {
         let gate = &self.inner.gate;
         let hash = gate.visitor_hash(visitor)?;
         let url = gate.canonicalize(url)?.into_owned();
         let partition = wire::partition_of(&url, self.inner.config.partitions);
-        let now = gate.config().clock.now().as_millis();
-        let event = EventV1::new(hash, url, now as i64);
+        let event = EventV1::new(hash, url, at.as_millis() as i64);
         let payload = serde_json::to_vec(&event).expect("an event serialises");
         self.inner
             .js

@@ -673,6 +673,12 @@ impl Config {
         if self.http.auth_token.as_deref() == Some("") {
             return Err("--auth-token must not be empty".into());
         }
+        if self.cluster.nats.is_some() && self.core.hash_key.is_some() {
+            return Err(
+                "--nats and --hash-key exclude each other: a cluster keeps its key in JetStream"
+                    .into(),
+            );
+        }
         if self.cluster.nats.is_some() && self.persist.data_dir.is_some() {
             return Err(
                 "--nats and --data-dir exclude each other: a cluster keeps its data in JetStream"
@@ -948,6 +954,19 @@ mod tests {
             "--max-connections",
             "8"
         ]));
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let nats = ["tracker-http", "--nats", "nats://127.0.0.1:4222"];
+        let config = Config::parse_from(nats.iter().chain(&["--partitions", "8"]));
+        assert!(config.validate().is_ok());
+        let cluster = config.cluster_config();
+        assert_eq!((cluster.partitions, cluster.replicas), (8, 1));
+        for extra in [["--data-dir", "/tmp/x"], ["--hash-key", "7"]] {
+            let config = Config::parse_from(nats.iter().chain(&extra));
+            assert!(config.validate().is_err(), "{extra:?} with --nats");
+        }
     }
 
     #[test]
