@@ -408,6 +408,20 @@ async fn a_cluster_loses_nothing_acknowledged() {
         "enough events were acknowledged to mean something"
     );
 
+    // A node stopped by SIGTERM hands its partitions over (final
+    // snapshots, released leases) and exits cleanly.
+    nodes[0].signal("TERM");
+    assert!(nodes[0].wait(SETTLE).success());
+    assert!(nodes[0].logged("left the cluster"));
+    let rest = [&nodes[1], &nodes[3]];
+    poll::until_async(SETTLE, "n1 and n3 own every partition", || async {
+        let a = owned(&client, &nodes[1]).await.unwrap_or(0);
+        let b = owned(&client, &nodes[3]).await.unwrap_or(0);
+        a + b == PARTITIONS as usize
+    })
+    .await;
+    settle(&client, &rest, &model, "counts after a graceful leave").await;
+
     // The stream, leases and snapshots hold visitor hashes, never ids.
     let mut files = vec![nats.dir.path().to_path_buf()];
     let mut scanned = 0;
