@@ -2,8 +2,9 @@
 //! `tracker-http --nats` nodes, started here. Events are checked against
 //! a model of the acknowledged ones (a 202) and of the ones in doubt (sent
 //! to a node that was killed meanwhile: published or not), through
-//! concurrent ingest, a `kill -9` of a node, a node joining and a restart
-//! of the NATS server.
+//! concurrent ingest, a `kill -9` of a node, a batch, a node joining, a
+//! restart of the NATS server and a node leaving on SIGTERM; then the NATS
+//! store is scanned for visitor ids.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
