@@ -77,7 +77,7 @@ pub mod wire;
 
 use std::fmt;
 
-pub use node::{ClusterConfig, ClusterStats, Node, NodeStatus, Published};
+pub use node::{ClusterConfig, Node, NodeStatus, Published};
 pub use wire::{EventV1, partition_of};
 
 /// How fresh an answer is.

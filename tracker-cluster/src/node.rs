@@ -490,22 +490,17 @@ impl Node {
         Ok((PageList { pages, next_cursor }, freshness))
     }
 
-    /// Pages, pairs and bytes held over all partitions, and how many of
-    /// them this node owns.
-    pub async fn stats(&self) -> Result<(ClusterStats, Freshness), ClusterError> {
+    /// The statistics of every partition's tracker, added up
+    /// ([`Stats::add`]: stripes and budgets add up too).
+    pub async fn stats(&self) -> Result<(Stats, Freshness), ClusterError> {
         let answers = self.inner.gather(&Ask::Stats).await?;
         let freshness = Freshness::of(self.inner.config.partitions, answers.values());
-        let mut stats = ClusterStats::default();
+        let mut stats = Stats::default();
         for answer in answers.into_values() {
             let Body::Stats(s) = answer.body.map_err(ClusterError::owner)? else {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
-            stats.pages += s.pages;
-            stats.pairs += s.pairs;
-            stats.bytes += s.bytes;
-            stats.sketched_pages += s.sketched_pages;
-            stats.evictions += s.evictions;
-            stats.rejections += s.rejections;
+            stats.add(&s.into());
         }
         Ok((stats, freshness))
     }
@@ -562,23 +557,6 @@ pub struct Published {
     pub sequence: u64,
     /// JetStream found it a duplicate of one already stored.
     pub duplicate: bool,
-}
-
-/// What [`Node::stats`] adds up over the partitions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClusterStats {
-    /// Pages tracked.
-    pub pages: u64,
-    /// Exact (page, visitor) pairs held.
-    pub pairs: u64,
-    /// Bytes held by the owners' trackers.
-    pub bytes: u64,
-    /// Pages counted by a sketch.
-    pub sketched_pages: u64,
-    /// Pages evicted under the memory budget.
-    pub evictions: u64,
-    /// Records refused under `reject`.
-    pub rejections: u64,
 }
 
 impl Inner {

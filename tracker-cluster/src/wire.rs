@@ -167,27 +167,48 @@ pub(crate) struct WirePartial {
     pub sketch: Option<Vec<u8>>,
 }
 
-/// The [`Stats`] fields that add up across partitions.
+/// [`Stats`] on the wire (its fields in order).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub(crate) struct WireStats {
-    pub pages: u64,
-    pub pairs: u64,
-    pub bytes: u64,
-    pub sketched_pages: u64,
-    pub evictions: u64,
-    pub rejections: u64,
-}
+pub(crate) struct WireStats([u64; 10], Option<u64>);
 
 impl From<&Stats> for WireStats {
     fn from(s: &Stats) -> Self {
-        Self {
-            pages: s.pages,
-            pairs: s.pairs,
-            bytes: s.bytes,
-            sketched_pages: s.sketched_pages,
-            evictions: s.evictions,
-            rejections: s.rejections,
-        }
+        Self(
+            [
+                s.pages,
+                s.pairs,
+                s.bytes,
+                s.stripes,
+                s.evictions,
+                s.rejections,
+                s.sketched_pages,
+                s.expirations,
+                s.expired_pages,
+                s.stale_events,
+            ],
+            s.max_bytes,
+        )
+    }
+}
+
+impl From<WireStats> for Stats {
+    fn from(w: WireStats) -> Self {
+        // `Stats` is non-exhaustive: filled field by field from a default.
+        let mut s = Stats::default();
+        [
+            s.pages,
+            s.pairs,
+            s.bytes,
+            s.stripes,
+            s.evictions,
+            s.rejections,
+            s.sketched_pages,
+            s.expirations,
+            s.expired_pages,
+            s.stale_events,
+        ] = w.0;
+        s.max_bytes = w.1;
+        s
     }
 }
 
@@ -222,6 +243,20 @@ mod tests {
         );
         let back: EventV1 = serde_json::from_str(&json).unwrap();
         assert_eq!(back.hash(), Some(0x9f2c_41d0_a3b5_e677));
+    }
+
+    #[test]
+    fn stats_round_trip() {
+        let tracker = tracker_core::Tracker::builder()
+            .max_memory(1 << 20)
+            .build()
+            .unwrap();
+        tracker.record("v", "https://a.com/").unwrap();
+        let stats = tracker.stats();
+        let wire: WireStats = (&stats).into();
+        let json = serde_json::to_string(&wire).unwrap();
+        let back: WireStats = serde_json::from_str(&json).unwrap();
+        assert_eq!(Stats::from(back), stats);
     }
 
     #[test]

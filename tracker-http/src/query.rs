@@ -365,9 +365,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
     let mut cluster = None;
     if let Some(node) = store.cluster() {
         let (sum, freshness) = node.stats().await?;
-        (stats.pages, stats.pairs, stats.bytes) = (sum.pages, sum.pairs, sum.bytes);
-        (stats.sketched_pages, stats.evictions, stats.rejections) =
-            (sum.sketched_pages, sum.evictions, sum.rejections);
+        stats = sum;
         let status = node.status();
         cluster = Some(ClusterStatsBody {
             node_id: status.node_id,
