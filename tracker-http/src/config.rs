@@ -603,6 +603,14 @@ impl Config {
         config.tls_ca = c.nats_tls_ca.clone();
         config.tls_client = c.nats_tls_cert.clone().zip(c.nats_tls_key.clone());
         config.tracker = self.core.builder();
+        // `--max-memory` is the node's: each partition's tracker gets its
+        // share of it, so that a node left owning every partition (the
+        // others died) still stays within it.
+        if let Some(bytes) = self.core.max_memory {
+            config.tracker = config
+                .tracker
+                .max_memory(bytes / u64::from(c.partitions.max(1)));
+        }
         config
     }
 
@@ -963,6 +971,22 @@ mod tests {
         assert!(config.validate().is_ok());
         let cluster = config.cluster_config();
         assert_eq!((cluster.partitions, cluster.replicas), (8, 1));
+        let budget =
+            Config::parse_from(
+                nats.iter()
+                    .chain(&["--max-memory", "8MiB", "--partitions", "8"]),
+            )
+            .cluster_config()
+            .tracker
+            .build()
+            .unwrap()
+            .config()
+            .max_memory;
+        assert_eq!(
+            budget,
+            Some(1 << 20),
+            "a partition's share of the node's budget"
+        );
         for extra in [["--data-dir", "/tmp/x"], ["--hash-key", "7"]] {
             let config = Config::parse_from(nats.iter().chain(&extra));
             assert!(config.validate().is_err(), "{extra:?} with --nats");
