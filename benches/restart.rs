@@ -297,7 +297,7 @@ impl Files {
     }
 
     /// Reads them all with `std::fs::read`, whole files: the I/O of `open`
-    /// alone (which streams the snapshot and reads log segments whole).
+    /// alone (which streams both the snapshot and the log segments).
     fn read(&self) -> usize {
         std::iter::once(&self.snapshot)
             .chain(&self.segments)

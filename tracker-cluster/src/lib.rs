@@ -35,16 +35,21 @@
 //!   idempotent (recording a pair twice counts once), so at-least-once
 //!   delivery, a stale snapshot, or two owners overlapping for a moment
 //!   never count an event twice.
-//! - **Queries**: a page's count goes to its partition's owner by NATS
-//!   request-reply (`tracker.<cluster>.q.<partition>`, whose only
-//!   subscriber is the owner). Site counts, top pages, listings and
-//!   statistics are gathered from every node (`tracker.<cluster>.gather`)
-//!   and merged: pages are disjoint across partitions, so rankings and
-//!   listings merge by sorting, statistics by adding; a site's visitors are
-//!   a union of partials ([`tracker_core::SitePartial`]: exact hashes up to
-//!   [`node::MAX_EXACT_HASHES`] per partition, a sketch beyond, as
-//!   distributed query engines merge partial aggregates). Every answer
-//!   carries its [`Freshness`].
+//! - **Queries**: a page's count, over all time or a range, and its
+//!   series go to its partition's owner by NATS request-reply
+//!   (`tracker.<cluster>.q.<partition>`, whose only subscriber is the
+//!   owner). Site counts and series, top pages (over all time or a range),
+//!   listings and statistics are gathered from every node
+//!   (`tracker.<cluster>.gather`) and merged: pages are disjoint across
+//!   partitions, so rankings and listings merge by sorting, statistics by
+//!   adding; a site's visitors, in a range or in each point of a series,
+//!   are a union of partials ([`tracker_core::SitePartial`]: the exact
+//!   hashes seen in the range up to [`node::MAX_EXACT_HASHES`] per
+//!   partition, else a sketch (a sketched page's days, or all it holds),
+//!   as distributed query engines merge partial aggregates). A range
+//!   answer's range is the widest any partition covers. The gate checks
+//!   a query (names, ranges, steps) before asking. Every answer carries
+//!   its [`Freshness`].
 //!
 //! **Failure modes.** A node dies: its leases expire after the TTL, the
 //! others take its partitions (restore + replay); meanwhile those
@@ -52,11 +57,14 @@
 //! [`ClusterError::Incomplete`] and their events keep being acknowledged
 //! into the stream. A partition given up in a rebalance (a node
 //! joined) is unowned until another node's next lease round, at most a
-//! third of the TTL later, with the same effect on queries. A NATS server restart (file storage) loses nothing
-//! acknowledged; clients reconnect. Node clocks never matter for leases
-//! (the server's timestamps do); an event's time is its receiving node's
-//! clock. A snapshot that cannot be read fails the takeover (logged) and
-//! the lease is given back, rather than starting the partition empty.
+//! third of the TTL later, with the same effect on queries. A NATS server
+//! restart (file storage) loses nothing acknowledged; clients reconnect.
+//! Node clocks never matter for leases (the server's timestamps do); an
+//! event's time is its own (`time` on `POST /events`, checked against the
+//! receiving node's clock and the retention before it is published) or
+//! else the receiving node's clock, and travels in the event (`time_ms`).
+//! A snapshot that cannot be read fails the takeover (logged) and the
+//! lease is given back, rather than starting the partition empty.
 //! The stream keeps every event (limits retention, no age limit), so a
 //! partition can always be rebuilt by replay from sequence 1; a
 //! retention limit, if an operator adds one, must stay longer than the

@@ -15,8 +15,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracker_core::{
-    Background, Cadence, Distinct, PageCount, PageList, PageQuery, SitePartial, Stats, Timestamp,
-    Tracker, TrackerBuilder,
+    Background, Cadence, Distinct, PageCount, PageList, PageQuery, RangeDistinct, RangeTop,
+    SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
 };
 
 use crate::lease::{Action, LeaseView, plan};
@@ -352,20 +352,21 @@ impl Node {
     /// Publishes the events of a batch without waiting for each one's
     /// acknowledgement (up to [`BATCH_WINDOW`] in flight), then awaits
     /// them together; one outcome per event, in order (an invalid event
-    /// never refuses its neighbours).
+    /// never refuses its neighbours). An event's time is its own if it
+    /// carries one (back-fill), else now.
     pub async fn record_batch(
         &self,
-        events: &[(&str, &str)],
+        events: &[(&str, &str, Option<Timestamp>)],
     ) -> Vec<Result<Published, ClusterError>> {
         let mut pending = std::collections::VecDeque::with_capacity(BATCH_WINDOW);
         let mut outcomes = Vec::with_capacity(events.len());
-        for &(visitor, url) in events {
+        for &(visitor, url, at) in events {
             if pending.len() == BATCH_WINDOW {
                 let oldest = pending.pop_front().expect("the window is full");
                 outcomes.push(settle(oldest).await);
             }
-            let now = self.inner.gate.config().clock.now();
-            pending.push_back(self.publish(visitor, url, now).await);
+            let at = at.unwrap_or_else(|| self.inner.gate.config().clock.now());
+            pending.push_back(self.publish(visitor, url, at).await);
         }
         for ack in pending {
             outcomes.push(settle(ack).await);
@@ -382,6 +383,8 @@ impl Node {
         let gate = &self.inner.gate;
         let hash = gate.visitor_hash(visitor)?;
         let url = gate.canonicalize(url)?.into_owned();
+        // The owner would refuse it silently once it is acknowledged.
+        gate.check_retained(&url, at)?;
         let partition = wire::partition_of(&url, self.inner.config.partitions);
         let event = EventV1::new(hash, url, at.as_millis() as i64);
         let payload = serde_json::to_vec(&event).expect("an event serialises");
@@ -417,19 +420,213 @@ impl Node {
             let Body::Site(part) = answer.body.map_err(ClusterError::owner)? else {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
-            let sketch = part
-                .sketch
-                .map(|b| tracker_core::sketch::UltraLogLog::from_bytes(&b))
-                .transpose()
-                .map_err(|e| ClusterError::Owner(e.to_string()))?;
-            union
-                .merge(SitePartial {
-                    hashes: part.hashes,
-                    sketch,
-                })
-                .map_err(|e| ClusterError::Owner(e.to_string()))?;
+            merge_partial(&mut union, part)?;
         }
         Ok((union.distinct(), freshness))
+    }
+
+    /// A page's distinct visitors seen in `[from, till)`, from its
+    /// partition's owner (see [`Tracker::distinct_between`]).
+    pub async fn distinct_between(
+        &self,
+        url: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(String, RangeDistinct, Freshness), ClusterError> {
+        let gate = &self.inner.gate;
+        let url = gate.canonicalize(url)?.into_owned();
+        // Checks the range here (the gate holds no pages).
+        gate.distinct_between(&url, from, till)?;
+        let partition = wire::partition_of(&url, self.inner.config.partitions);
+        let ask = Ask::DistinctBetween {
+            url: url.clone(),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+        };
+        let answer = self.inner.ask_owner(partition, &ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, [&answer]);
+        let Body::Points(points) = answer.body.map_err(ClusterError::owner)? else {
+            return Err(ClusterError::Owner("an answer of another kind".into()));
+        };
+        let Some(&point) = points.first() else {
+            return Err(ClusterError::Owner(
+                "a range answered without a count".into(),
+            ));
+        };
+        Ok((url, self.point(point)?, freshness))
+    }
+
+    /// A page's distinct visitors per `step` over `[from, till)`, from
+    /// its partition's owner (see [`Tracker::series`]).
+    pub async fn series(
+        &self,
+        url: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<(String, SeriesCounts, Freshness), ClusterError> {
+        let gate = &self.inner.gate;
+        let url = gate.canonicalize(url)?.into_owned();
+        // Checks range and step here; the series is the gate's, its
+        // points the owner's.
+        let mut counts = gate.series(&url, from, till, step)?;
+        let partition = wire::partition_of(&url, self.inner.config.partitions);
+        let ask = Ask::Series {
+            url: url.clone(),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+            step: step.as_secs(),
+        };
+        let answer = self.inner.ask_owner(partition, &ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, [&answer]);
+        let Body::Points(points) = answer.body.map_err(ClusterError::owner)? else {
+            return Err(ClusterError::Owner("an answer of another kind".into()));
+        };
+        counts.points = points
+            .into_iter()
+            .map(|point| self.point(point))
+            .collect::<Result<_, _>>()?;
+        Ok((url, counts, freshness))
+    }
+
+    /// A site's distinct visitors seen in `[from, till)`: the union of
+    /// every partition's partial over the range (see
+    /// [`Tracker::site_partial_between`]).
+    pub async fn site_distinct_between(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(RangeDistinct, Freshness), ClusterError> {
+        // Checks the name and the range here (the gate holds no pages).
+        let empty = self.inner.gate.site_distinct_between(site, from, till)?;
+        let (mut points, freshness) = self.site_points(site, from, till, None).await?;
+        Ok((points.pop().unwrap_or(empty), freshness))
+    }
+
+    /// A site's distinct visitors per `step` over `[from, till)`, each
+    /// point the union of every partition's partial for it.
+    pub async fn site_series(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<(SeriesCounts, Freshness), ClusterError> {
+        let mut counts = self.inner.gate.site_series(site, from, till, step)?;
+        let (points, freshness) = self
+            .site_points(site, from, till, Some(step.as_secs()))
+            .await?;
+        if !points.is_empty() {
+            counts.points = points;
+        }
+        Ok((counts, freshness))
+    }
+
+    /// The `k` pages with most distinct visitors seen in `[from, till)`
+    /// (of `site`, or of all), merged from every partition's own top `k`
+    /// over the range; the range is the widest any partition covers.
+    pub async fn top_between(
+        &self,
+        k: usize,
+        site: Option<&str>,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(RangeTop, Freshness), ClusterError> {
+        let gate = &self.inner.gate;
+        let mut top = match site {
+            None => gate.top_between(k, from, till)?,
+            Some(site) => gate.top_of_site_between(k, site, from, till)?,
+        };
+        let ask = Ask::TopBetween {
+            k,
+            site: site.map(str::to_string),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+        };
+        let answers = self.inner.gather(&ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let (mut start, mut end) = (top.range.from().as_millis(), top.range.till().as_millis());
+        let mut pages = Vec::new();
+        for answer in answers.into_values() {
+            let Body::TopBetween(rows, from, till) = answer.body.map_err(ClusterError::owner)?
+            else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            (start, end) = (start.min(from), end.max(till));
+            pages.extend(page_counts(rows));
+        }
+        top.range = self.range_of(start, end)?;
+        top.pages = ranked(pages, k);
+        Ok((top, freshness))
+    }
+
+    /// Every partition's partials of `site` per point (one point without
+    /// a step), united point by point; each point's range is the widest
+    /// any partition covers.
+    async fn site_points(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Option<u64>,
+    ) -> Result<(Vec<RangeDistinct>, Freshness), ClusterError> {
+        let ask = Ask::SiteBetween {
+            site: site.into(),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+            step,
+        };
+        let answers = self.inner.gather(&ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let mut points: Vec<(u64, u64, SitePartial)> = Vec::new();
+        for answer in answers.into_values() {
+            let Body::SitePoints(parts) = answer.body.map_err(ClusterError::owner)? else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            for (i, (from, till, part)) in parts.into_iter().enumerate() {
+                if i == points.len() {
+                    points.push((from, till, SitePartial::default()));
+                }
+                let point = &mut points[i];
+                (point.0, point.1) = (point.0.min(from), point.1.max(till));
+                merge_partial(&mut point.2, part)?;
+            }
+        }
+        let points = points
+            .into_iter()
+            .map(|(from, till, union)| {
+                Ok(RangeDistinct {
+                    range: self.range_of(from, till)?,
+                    distinct: union.distinct(),
+                })
+            })
+            .collect::<Result<_, ClusterError>>()?;
+        Ok((points, freshness))
+    }
+
+    /// A count over a range as an owner sent it.
+    fn point(
+        &self,
+        (from, till, count): (u64, u64, WireDistinct),
+    ) -> Result<RangeDistinct, ClusterError> {
+        Ok(RangeDistinct {
+            range: self.range_of(from, till)?,
+            distinct: count.into(),
+        })
+    }
+
+    /// The bucket-aligned range `[from, till)` (milliseconds, bucket
+    /// boundaries as an owner sent them) in the gate's bucketing.
+    fn range_of(&self, from: u64, till: u64) -> Result<TimeRange, ClusterError> {
+        let gate = &self.inner.gate;
+        gate.bucketing()
+            .range(
+                Some(Timestamp::from_millis(from)),
+                Some(Timestamp::from_millis(till)),
+                gate.config().clock.now(),
+            )
+            .map_err(|e| ClusterError::Owner(e.to_string()))
     }
 
     /// The `k` pages with most distinct visitors (of `site`, or of all),
@@ -452,14 +649,7 @@ impl Node {
             };
             pages.extend(page_counts(rows));
         }
-        pages.sort_by(|a, b| {
-            b.distinct
-                .visitors
-                .cmp(&a.distinct.visitors)
-                .then_with(|| a.url.cmp(&b.url))
-        });
-        pages.truncate(k);
-        Ok((pages, freshness))
+        Ok((ranked(pages, k), freshness))
     }
 
     /// One page of the listing of every page, merged from each
@@ -763,13 +953,9 @@ impl Inner {
                         count: count.into(),
                     })
             }
-            Ask::Site { site } => tracker.site_partial(site).map(|mut part| {
-                part.compact(MAX_EXACT_HASHES);
-                Body::Site(WirePartial {
-                    hashes: part.hashes,
-                    sketch: part.sketch.map(|s| s.to_bytes()),
-                })
-            }),
+            Ask::Site { site } => tracker
+                .site_partial(site)
+                .map(|part| Body::Site(wire_partial(part))),
             Ask::Top { k, site } => match site {
                 None => Ok(Body::Top(wire::rows(tracker.top(*k)))),
                 Some(site) => tracker
@@ -790,6 +976,60 @@ impl Inner {
                 })
                 .map(wire::list),
             Ask::Stats => Ok(Body::Stats((&tracker.stats()).into())),
+            Ask::DistinctBetween { url, from, till } => tracker
+                .distinct_between(url, at(*from), at(*till))
+                .map(|point| Body::Points(vec![wire_point(point)])),
+            Ask::Series {
+                url,
+                from,
+                till,
+                step,
+            } => tracker
+                .series(url, at(*from), at(*till), Duration::from_secs(*step))
+                .map(|s| Body::Points(s.points.into_iter().map(wire_point).collect())),
+            Ask::SiteBetween {
+                site,
+                from,
+                till,
+                step,
+            } => match step {
+                None => tracker
+                    .site_partial_between(site, at(*from), at(*till))
+                    .map(|point| vec![point]),
+                Some(step) => tracker
+                    .site_series_partials(site, at(*from), at(*till), Duration::from_secs(*step))
+                    .map(|(_, points)| points),
+            }
+            .map(|points| {
+                Body::SitePoints(
+                    points
+                        .into_iter()
+                        .map(|(range, part)| {
+                            (
+                                range.from().as_millis(),
+                                range.till().as_millis(),
+                                wire_partial(part),
+                            )
+                        })
+                        .collect(),
+                )
+            }),
+            Ask::TopBetween {
+                k,
+                site,
+                from,
+                till,
+            } => match site {
+                None => tracker.top_between(*k, at(*from), at(*till)),
+                Some(site) => tracker.top_of_site_between(*k, site, at(*from), at(*till)),
+            }
+            .map(|top| {
+                Body::TopBetween(
+                    wire::rows(top.pages),
+                    top.range.from().as_millis(),
+                    top.range.till().as_millis(),
+                )
+            }),
         };
         Answer {
             partition,
@@ -1142,11 +1382,62 @@ fn millis(entry: &kv::Entry) -> i64 {
     (entry.created.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The `k` of `pages` with most visitors, ties by URL: the order of
+/// [`Tracker::top`], over pages from disjoint partitions.
+fn ranked(mut pages: Vec<PageCount>, k: usize) -> Vec<PageCount> {
+    pages.sort_by(|a, b| {
+        b.distinct
+            .visitors
+            .cmp(&a.distinct.visitors)
+            .then_with(|| a.url.cmp(&b.url))
+    });
+    pages.truncate(k);
+    pages
+}
+
+/// Adds a partition's site partial, as sent, to `union`.
+fn merge_partial(union: &mut SitePartial, part: WirePartial) -> Result<(), ClusterError> {
+    let sketch = part
+        .sketch
+        .map(|b| tracker_core::sketch::UltraLogLog::from_bytes(&b))
+        .transpose()
+        .map_err(|e| ClusterError::Owner(e.to_string()))?;
+    union
+        .merge(SitePartial {
+            hashes: part.hashes,
+            sketch,
+        })
+        .map_err(|e| ClusterError::Owner(e.to_string()))
+}
+
+/// A site partial as sent: compacted to at most [`MAX_EXACT_HASHES`].
+fn wire_partial(mut part: SitePartial) -> WirePartial {
+    part.compact(MAX_EXACT_HASHES);
+    WirePartial {
+        hashes: part.hashes,
+        sketch: part.sketch.map(|s| s.to_bytes()),
+    }
+}
+
+/// A count over a range, to send.
+fn wire_point(point: RangeDistinct) -> (u64, u64, WireDistinct) {
+    (
+        point.range.from().as_millis(),
+        point.range.till().as_millis(),
+        point.distinct.into(),
+    )
+}
+
 fn page_counts(rows: Vec<(String, WireDistinct)>) -> impl Iterator<Item = PageCount> {
     rows.into_iter().map(|(url, d)| PageCount {
         url,
         distinct: d.into(),
     })
+}
+
+/// A time as sent, in milliseconds.
+fn at(ms: Option<u64>) -> Option<Timestamp> {
+    ms.map(Timestamp::from_millis)
 }
 
 fn nats(e: impl std::fmt::Display) -> ClusterError {

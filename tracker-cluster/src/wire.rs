@@ -22,8 +22,8 @@ pub const EVENT_VERSION: u32 = 1;
 ///   `meta.hash_key`): visitor ids never reach the stream.
 /// - `url`: the page's canonical URL (the node that received the event
 ///   canonicalised and validated it).
-/// - `time_ms`: the event's time, unix milliseconds (the receiving
-///   node's clock).
+/// - `time_ms`: the event's time, unix milliseconds (the one the client
+///   sent, else the receiving node's clock).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventV1 {
     /// [`EVENT_VERSION`].
@@ -113,6 +113,35 @@ pub(crate) enum Ask {
     },
     /// Statistics.
     Stats,
+    /// A page's count over a range (to its partition's owner); times in
+    /// milliseconds, open ends as `None`.
+    DistinctBetween {
+        url: String,
+        from: Option<u64>,
+        till: Option<u64>,
+    },
+    /// A page's series (to its partition's owner); the step in seconds.
+    Series {
+        url: String,
+        from: Option<u64>,
+        till: Option<u64>,
+        step: u64,
+    },
+    /// A site's visitors over a range, or per step of a series, as one
+    /// partial per point (to every owner).
+    SiteBetween {
+        site: String,
+        from: Option<u64>,
+        till: Option<u64>,
+        step: Option<u64>,
+    },
+    /// The top pages over a range, of a site or of all.
+    TopBetween {
+        k: usize,
+        site: Option<String>,
+        from: Option<u64>,
+        till: Option<u64>,
+    },
 }
 
 /// One partition's answer.
@@ -129,11 +158,20 @@ pub(crate) struct Answer {
 /// What an answer holds, per [`Ask`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Body {
-    Distinct { url: String, count: WireDistinct },
+    Distinct {
+        url: String,
+        count: WireDistinct,
+    },
     Site(WirePartial),
     Top(Vec<(String, WireDistinct)>),
     Pages(Vec<(String, WireDistinct)>, Option<String>),
     Stats(WireStats),
+    /// Counts over ranges: `(from_ms, till_ms, count)` per point.
+    Points(Vec<(u64, u64, WireDistinct)>),
+    /// A site's partial per point: `(from_ms, till_ms, partial)`.
+    SitePoints(Vec<(u64, u64, WirePartial)>),
+    /// Top pages over a range, and the range the counts cover.
+    TopBetween(Vec<(String, WireDistinct)>, u64, u64),
 }
 
 /// A tracker error as the owner reported it.

@@ -157,6 +157,22 @@ fn authority_host(canonical: &str) -> &str {
         .map_or(authority, |(_, host)| host)
 }
 
+/// The host of an authority `[userinfo@]host[:port]`: what follows the
+/// last `@`, without the port (the last `:` that is not inside an IPv6
+/// literal's brackets). A URL without one is not a page: `http://:80`
+/// would otherwise lose its default port and become `http:///`, which is
+/// refused, so canonical form would not be a fixed point.
+fn host_of(authority: &[u8]) -> &[u8] {
+    let host = match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
+        _ => host,
+    }
+}
+
 /// Canonicalises `raw` under `options`, or says why it cannot be a page key.
 pub(crate) fn canonicalize<'a>(
     raw: &'a str,
@@ -197,10 +213,7 @@ pub(crate) fn canonicalize<'a>(
                 .iter()
                 .position(|&b| b == b'/' || b == b'?')
                 .map_or(bytes.len(), |p| after + 2 + p);
-            if !bytes[after + 2..authority_end]
-                .iter()
-                .any(|&b| b != b'@' && b != b':')
-            {
+            if host_of(&bytes[after + 2..authority_end]).is_empty() {
                 return Err(TrackerError::InvalidUrl);
             }
             let default_port = default_port(&bytes[..colon]);
@@ -689,6 +702,10 @@ mod tests {
             "https://",
             "https:///path",
             "http://@:/x",
+            // No host once the port is taken off (found by the fixed-point
+            // proptest: `http://:80?` became `http:///`).
+            "http://:80?",
+            "https://user@:443/x",
             "pricing",
             "example.com/pricing",
             "?q=1",
@@ -699,7 +716,15 @@ mod tests {
                 "{bad}"
             );
         }
-        for good in ["/", "/a", "//cdn.example/x", "http://h", "HTTPS://H/"] {
+        for good in [
+            "/",
+            "/a",
+            "//cdn.example/x",
+            "http://h",
+            "HTTPS://H/",
+            "http://[::1]:8080/x",
+            "http://u@h:81",
+        ] {
             assert!(canonicalize(good, &options).is_ok(), "{good}");
         }
     }

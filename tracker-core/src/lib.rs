@@ -45,39 +45,52 @@
 //! ```text
 //! bytes = 256·stripes
 //!       + Σ pages  (41 / load_p + url_len)
-//!       + Σ pages with 3 or more exact visitors  (8 + 8·slots)
-//!       + Σ sketched pages  8,272
+//!       + Σ pages with 3 or more exact visitors  (8 + 12·slots)
+//!       + Σ those with a visitor seen in 2 or more buckets  (48 + 4·arena)
+//!       + Σ sketched pages  (8,304 + history)
 //! ```
 //!
 //! - each page is a 40-byte record plus one control byte in its stripe's
 //!   hashbrown table, whose load `load_p` lies between 7/16 and 7/8
 //!   (47–94 bytes per page), plus its canonical URL;
-//! - a page's first 2 visitor hashes live inside the record (0 extra bytes);
-//! - from the third on they move to an open-addressing table of 8-byte
-//!   slots (plus an 8-byte count), filled completely up to 8 slots and
-//!   kept 70–87.5% full beyond (it grows by 1.25x): 9.1–11.4 bytes per
-//!   visitor, about 10 on average;
+//! - a page's first 2 visitors live inside the record (0 extra bytes),
+//!   each with its latest tick, which also names its one time bucket;
+//! - from the third on they move to an open-addressing table of 12-byte
+//!   slots (an 8-byte hash and a 4-byte activity word: the visitor's
+//!   bucket, or where its buckets are) plus an 8-byte count (and, once a
+//!   visitor of the page is seen in a second bucket, a 48-byte boxed
+//!   record holding the table and the page's arena); the table is filled
+//!   completely up to 8 slots and kept 75–94% full beyond (it grows by
+//!   1.25x, up to 15/16 full): 12.8–16 bytes per visitor;
+//! - the arena holds, for each visitor seen in more than one bucket, a
+//!   sorted run of its buckets (`len, room, bucket...`, 4 bytes each,
+//!   room doubling from 4): nothing for a visitor seen in one bucket,
+//!   4–8 bytes per further bucket;
 //! - a sketched page holds an [`UltraLogLog`](sketch::UltraLogLog) of 8 KiB
-//!   registers plus its 80-byte header, whatever its number of visitors.
+//!   registers in a 112-byte record, whatever its number of visitors, plus
+//!   its history: per UTC day, the day's visitors as a sorted list of
+//!   hashes (8 bytes each) up to 128 of them, else a 1 KiB precision-10
+//!   sketch (1,104 bytes), and 24 bytes for the day.
 //!
 //! With a [TTL](#ttl-expiry) each exact visitor also keeps a 4-byte tick,
 //! and the terms for pages with 3 or more visitors and sketched pages
 //! become:
 //!
 //! ```text
-//!       + Σ timed tables  (56 + 8 + 12·slots + 8·horizon_entries)
+//!       + Σ timed tables  (88 + 8 + 16·slots + 4·arena + 8·horizon_entries)
 //!       + Σ sketched pages  (24 + 8,288·generations),  generations ≤ 9
 //! ```
 //!
-//! - 12 bytes per slot (13.7–17.1 per visitor), a 56-byte boxed record
-//!   (the table handle and its expiry horizon), and the horizon's list of
-//!   the oldest ticks: at most one 8-byte entry per distinct second among
-//!   about the oldest eighth of the visitors, so at most 1 byte per visitor;
+//! - 16 bytes per slot (17.1–21.3 per visitor), an 88-byte boxed record
+//!   (the table handle, its arena and its expiry horizon), and the
+//!   horizon's list of the oldest ticks: at most one 8-byte entry per
+//!   distinct second among about the oldest eighth of the visitors, so at
+//!   most 1 byte per visitor;
 //! - the inline form still holds 2 visitors for free: the second one's
 //!   tick is kept as a 24-bit age in the record's padding.
 //!
-//! So a million (page, visitor) pairs over a thousand pages take about
-//! 11 MB, where a `HashMap<String, HashSet<String>>` takes 80 MB
+//! So a million (page, visitor) pairs over a thousand pages, each visitor
+//! seen once, take about 14 MB, where a `HashMap<String, HashSet<String>>` takes 80 MB
 //! (`docs/BENCHMARKS.md` has the measured figures).
 //! The figure leaves out the allocator's own per-allocation overhead (a
 //! few bytes per page URL and per visitor table with glibc's malloc).
@@ -96,8 +109,10 @@
 //!   about 1,400 visitors) become sketches, largest first; their pages keep
 //!   counting, as estimates with a relative standard error of 0.727%
 //!   ([`Distinct::relative_error`]). The switch adds every hash the set
-//!   held and starts the estimate at the exact count: no jump. If no set is
-//!   worth sketching, pages are evicted as under `Evict`.
+//!   held and starts the estimate at the exact count: no jump. Their
+//!   visitors by UTC day are kept too (for ranges); next, the oldest of
+//!   those days merge, two at a time. If nothing is left to sketch or
+//!   merge, pages are evicted as under `Evict`.
 //! - `Evict`: the least recently recorded pages go, as Redis approximates
 //!   LRU: each eviction samples 16 pages of a random stripe and weighs them
 //!   with the best 16 candidates that stripe kept from earlier evictions.
@@ -213,7 +228,7 @@ pub use canonical_url::{
 pub use error::{ConfigError, Field, TrackerError};
 #[doc(no_inline)]
 pub use persist::{Background, Cadence};
-pub use report::{Distinct, PageCount, Recorded, Stats};
+pub use report::{Distinct, PageCount, RangeDistinct, RangeTop, Recorded, SeriesCounts, Stats};
 pub use time::clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use time::ttl::{MAX_CLOCK_SKEW, MAX_TTL};
 pub use time::{
@@ -221,6 +236,7 @@ pub use time::{
     TimeRange,
 };
 pub use tracker::Tracker;
+pub use tracker::batch::RecordBatch;
 pub use tracker::budget::MemoryPolicy;
 pub use tracker::config::{
     DEFAULT_MAX_VISITOR_LEN, TrackerBuilder, TrackerConfig, VISITOR_LEN_CEILING,

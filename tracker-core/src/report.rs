@@ -1,5 +1,7 @@
 //! What the tracker answers: counts, rankings and statistics.
 
+use crate::time::{Series, TimeRange};
+
 /// The outcome of recording an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -53,6 +55,54 @@ impl Distinct {
             relative_error: None,
         }
     }
+}
+
+/// A count over a bucket-aligned range: the answer of
+/// [`Tracker::distinct_between`](crate::Tracker::distinct_between) and
+/// one point of a series.
+///
+/// `range` is the range the count covers: the one asked for, widened to
+/// whole buckets, or wider still when the tracker could not tell visits
+/// apart more finely (a sketched page answers whole UTC days).
+///
+/// ```
+/// use tracker_core::{Timestamp, Tracker};
+///
+/// let tracker = Tracker::new();
+/// let at = Timestamp::parse("2026-11-02T10:20:00Z", Timestamp::default())?;
+/// tracker.record_at("alice", "https://example.com/", at)?;
+/// let (from, till) = (Timestamp::parse("2026-11-02", at)?, Timestamp::parse("2026-11-03", at)?);
+/// let day = tracker.distinct_between("https://example.com/", Some(from), Some(till))?;
+/// assert_eq!((day.range.from(), day.range.till()), (from, till));
+/// assert_eq!((day.distinct.visitors, day.distinct.exact), (1, true));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeDistinct {
+    /// The bucket-aligned range the count covers.
+    pub range: TimeRange,
+    /// Distinct visitors seen in it.
+    pub distinct: Distinct,
+}
+
+/// A series: the (extended) range it covers and its step, one point per
+/// step, in order (see [`Tracker::series`](crate::Tracker::series)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesCounts {
+    /// The range, extended to whole steps, and the step.
+    pub series: Series,
+    /// One count per step.
+    pub points: Vec<RangeDistinct>,
+}
+
+/// Top pages over a range (see
+/// [`Tracker::top_between`](crate::Tracker::top_between)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeTop {
+    /// The bucket-aligned range the counts cover.
+    pub range: TimeRange,
+    /// The pages, most visitors first; ties by URL, ascending.
+    pub pages: Vec<PageCount>,
 }
 
 /// One row of [`Tracker::top`](crate::Tracker::top).

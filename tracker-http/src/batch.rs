@@ -8,10 +8,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use tracker_core::Timestamp;
 
 use crate::browser::{Sender, record_visit};
 use crate::error::AppError;
-use crate::ingest::{Event, parse_event, read_body};
+use crate::ingest::{Event, event_time, parse_event, read_body};
 use crate::state::AppState;
 
 /// The answer to a batch: how many events were accepted, and why each
@@ -87,21 +88,30 @@ pub(crate) async fn record_parsed(
     events: &[Result<Event<'_>, AppError>],
 ) -> Result<BatchReply, AppError> {
     let store = state.store()?;
-    let with_visitor: Vec<(&str, &str)> = events
+    // Each event's time is read once, here: a bad one refuses that event
+    // alone, as a bad URL does.
+    let events: Vec<Result<(&Event<'_>, Option<Timestamp>), AppError>> = events
+        .iter()
+        .map(|e| {
+            let e = e.as_ref().map_err(AppError::clone)?;
+            Ok((e, event_time(e.time.as_ref(), store.tracker())?))
+        })
+        .collect();
+    let with_visitor: Vec<(&str, &str, Option<Timestamp>)> = events
         .iter()
         .filter_map(|e| {
-            let e = e.as_ref().ok()?;
-            Some((e.visitor.as_deref()?, &*e.url))
+            let (e, at) = e.as_ref().ok()?;
+            Some((e.visitor.as_deref()?, &*e.url, *at))
         })
         .collect();
     let mut outcomes = Vec::with_capacity(with_visitor.len());
     store.record_batch(&with_visitor, &mut outcomes).await?;
     let mut outcomes = outcomes.into_iter();
     let mut reply = BatchReply::default();
-    for (index, event) in events.iter().enumerate() {
+    for (index, event) in events.into_iter().enumerate() {
         let outcome = match event {
-            Err(e) => Err(e.clone()),
-            Ok(e) if e.visitor.is_none() => record_visit(state, &e.url, sender, false)
+            Err(e) => Err(e),
+            Ok((e, at)) if e.visitor.is_none() => record_visit(state, &e.url, at, sender, false)
                 .await
                 .map(|()| None),
             Ok(_) => outcomes.next().map_or_else(

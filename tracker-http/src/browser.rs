@@ -7,11 +7,10 @@
 //! user agent) under the rotating salt, and the visit recorded.
 
 use std::borrow::Cow;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -86,6 +85,7 @@ impl<'a> Sender<'a> {
 pub(crate) async fn record_visit(
     state: &AppState,
     url: &str,
+    at: Option<tracker_core::Timestamp>,
     sender: &Sender<'_>,
     flagged: bool,
 ) -> Result<(), AppError> {
@@ -111,7 +111,7 @@ pub(crate) async fn record_visit(
         )
         .map_err(|e| AppError::Storage(e.to_string()))?;
     // Recording checks the URL (a 400 for what is not a page).
-    let recorded = store.record(visitor.as_str(), url).await?;
+    let recorded = store.record(visitor.as_str(), url, at).await?;
     state.metrics.event(recorded);
     Ok(())
 }
@@ -157,7 +157,7 @@ pub async fn plausible_event(
     let body = read_event_body(&state, &parts.headers, body).await?;
     let event: PlausibleEvent = parse_json(&body)?;
     if event.n == "pageview" {
-        record_visit(&state, &event.u, &Sender::of(&state, &parts), false).await?;
+        record_visit(&state, &event.u, None, &Sender::of(&state, &parts), false).await?;
     } else {
         state.store()?.tracker().canonicalize(&event.u)?;
         state.metrics.custom_event(&event.n);
@@ -178,19 +178,17 @@ pub const PIXEL: [u8; 43] = [
 ];
 
 fn pixel() -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "image/gif"),
-            (header::CACHE_CONTROL, "no-store"),
-            (
-                header::HeaderName::from_static("cross-origin-resource-policy"),
-                "cross-origin",
-            ),
-        ],
-        &PIXEL[..],
-    )
-        .into_response()
+    // Static values and body: nothing is copied or allocated per request
+    // (a `&str` value would be parsed and copied into a new buffer).
+    let mut response = Response::new(Body::from(Bytes::from_static(&PIXEL)));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
+    response
 }
 
 /// `GET|POST /count`, GoatCounter-compatible: the page is `p` resolved
@@ -215,7 +213,7 @@ pub async fn count(State(state): State<AppState>, request: Request) -> Result<Re
         .and_then(|b| b.trim().parse::<u32>().ok())
         .is_some_and(|b| b >= 150);
     let url = resolve(&path, &parts.headers, state.limits.browser.site.as_deref());
-    record_visit(&state, &url, &Sender::of(&state, &parts), flagged).await?;
+    record_visit(&state, &url, None, &Sender::of(&state, &parts), flagged).await?;
     Ok(pixel())
 }
 
@@ -236,7 +234,7 @@ fn resolve<'a>(path: &'a str, headers: &HeaderMap, site: Option<&str>) -> Cow<'a
         .or_else(|| header_origin(header::REFERER))
         .or(site)
     {
-        Some(origin) => Cow::Owned(format!("{origin}{path}")),
+        Some(origin) => Cow::Owned([origin, path].concat()),
         None => Cow::Borrowed(path),
     }
 }
@@ -254,47 +252,10 @@ fn origin_of(url: &str) -> Option<&str> {
 /// Our script: page views on load and on single-page-app navigations.
 pub const TRACKER_JS: &str = include_str!("../assets/tracker.js");
 
-/// The script's ETag: a hash of its bytes, so it changes with them.
-static TRACKER_JS_ETAG: LazyLock<HeaderValue> = LazyLock::new(|| {
-    let mut h = DefaultHasher::new();
-    TRACKER_JS.hash(&mut h);
-    HeaderValue::from_str(&format!("\"{:016x}\"", h.finish()))
-        .unwrap_or(HeaderValue::from_static("\"tracker\""))
-});
-
 /// `GET /tracker.js`: cached for a day (a fixed script reaches every
 /// browser within a day), then revalidated with its ETag (`304`).
 pub async fn tracker_js(headers: HeaderMap) -> Response {
-    let etag = &*TRACKER_JS_ETAG;
-    let cache = [
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=86400"),
-        ),
-        (header::ETAG, etag.clone()),
-    ];
-    let matches = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/") == etag.to_str().unwrap_or("")
-        });
-    if matches {
-        return (StatusCode::NOT_MODIFIED, cache).into_response();
-    }
-    (
-        StatusCode::OK,
-        cache,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/javascript; charset=utf-8"),
-        )],
-        TRACKER_JS,
-    )
-        .into_response()
+    crate::assets::TRACKER_JS.respond(&headers)
 }
 
 #[cfg(test)]

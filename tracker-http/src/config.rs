@@ -13,8 +13,8 @@ use clap::{Args, Parser, ValueEnum};
 use tracker_core::browser::SaltRotation;
 use tracker_core::persist::{FsyncPolicy, LogOptions, SnapshotSchedule};
 use tracker_core::{
-    ConfigError, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, MemoryPolicy, QueryPolicy,
-    TrackerBuilder, TrackerConfig,
+    ConfigError, DEFAULT_MAX_POINTS, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, MemoryPolicy,
+    QueryPolicy, TimeError, Timestamp, TrackerBuilder, TrackerConfig,
 };
 
 /// Default largest request body, in bytes: an event with a URL and a
@@ -68,6 +68,11 @@ pub const DEFAULT_H2_MAX_STREAMS: u32 = 100;
 /// plus the ping timeout, instead of holding its slot until the idle
 /// timeout.
 pub const DEFAULT_H2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Default time an HTTP/2 peer has to answer a keep-alive ping: a live
+/// client on a slow mobile link answers within a few seconds; 20 s
+/// (hyper's own default) leaves room for a stalled radio to wake.
+pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The service's settings.
 #[derive(Debug, Clone, Parser)]
@@ -168,6 +173,20 @@ pub struct CoreOptions {
     /// Count `/docs/` and `/docs` as one page.
     #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH")]
     pub fold_trailing_slash: bool,
+
+    /// The time granularity of ranges and series (`1m` to `1d`, whole
+    /// minutes that divide a day: `5m`, `15m`, `1h`, `6h`, `1d`, ...).
+    #[arg(long, env = "TRACKER_BUCKET", value_parser = parse_time_span, default_value = "1h")]
+    pub bucket: Duration,
+
+    /// How long the buckets of visits are kept for range queries, rounded
+    /// up to whole buckets (`90d`, `2w`) [default: for ever].
+    #[arg(long, env = "TRACKER_RETENTION", value_parser = parse_time_span)]
+    pub retention: Option<Duration>,
+
+    /// Most points one `GET /series` answer may have.
+    #[arg(long, env = "TRACKER_MAX_POINTS", default_value_t = DEFAULT_MAX_POINTS)]
+    pub max_points: usize,
 }
 
 /// Durability settings.
@@ -350,6 +369,13 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// `--bucket` and `--retention`: a duration as the core reads one
+/// (`15m`, `1h`, `90d`, `1h30m`); whether it makes a valid bucket or
+/// retention is the core's to say, when the configuration is checked.
+fn parse_time_span(text: &str) -> Result<Duration, String> {
+    Timestamp::parse_duration(text).map_err(|e| e.to_string())
+}
+
 /// `--query` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueryMode {
@@ -374,7 +400,12 @@ impl CoreOptions {
             .max_url_len(self.max_url_len)
             .query_policy(query)
             .fold_trailing_slash(self.fold_trailing_slash)
-            .memory_policy(self.memory_policy.into());
+            .memory_policy(self.memory_policy.into())
+            .bucket(self.bucket)
+            .max_points(self.max_points);
+        if let Some(retention) = self.retention {
+            builder = builder.retention(retention);
+        }
         if let Some(params) = &self.drop_params {
             let params = params.iter().map(|p| p.trim()).filter(|p| !p.is_empty());
             builder = builder.drop_params(params.map(String::from).collect());
@@ -397,6 +428,16 @@ impl CoreOptions {
     /// The checked tracker configuration.
     pub fn tracker_config(&self) -> Result<TrackerConfig, ConfigError> {
         self.builder().config()
+    }
+
+    /// [`tracker_config`](Self::tracker_config), its refusals named by
+    /// the flag that caused them.
+    fn checked(&self) -> Result<TrackerConfig, String> {
+        self.tracker_config().map_err(|e| match e {
+            ConfigError::Time(TimeError::BadBucket { .. }) => format!("--bucket: {e}"),
+            ConfigError::Time(TimeError::BadRetention { .. }) => format!("--retention: {e}"),
+            e => format!("tracker settings: {e}"),
+        })
     }
 }
 
@@ -452,9 +493,13 @@ pub struct HttpOptions {
     pub h2_max_streams: u32,
 
     /// HTTP/2: interval of keep-alive pings; a connection whose peer does
-    /// not answer one within 20 s is closed.
+    /// not answer one within --h2-keepalive-timeout is closed.
     #[arg(long, env = "TRACKER_H2_KEEPALIVE", value_parser = parse_duration, default_value = "30s")]
     pub h2_keepalive: Duration,
+
+    /// HTTP/2: how long the peer has to answer a keep-alive ping.
+    #[arg(long, env = "TRACKER_H2_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "20s")]
+    pub h2_keepalive_timeout: Duration,
 
     /// On SIGINT/SIGTERM, how long in-flight requests get to finish.
     #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", value_parser = parse_duration, default_value = "10s")]
@@ -492,6 +537,12 @@ pub struct HttpOptions {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "TRACKER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// How often to look whether --tls-cert or --tls-key changed on disk
+    /// (modification time, size, inode), reloading the pair when they
+    /// did; 0s: only on SIGHUP.
+    #[arg(long, env = "TRACKER_TLS_RELOAD_INTERVAL", value_parser = parse_duration, default_value = "1m")]
+    pub tls_reload_interval: Duration,
 
     /// Bearer token required by the read endpoints (`/distinct`, `/top`,
     /// `/stats`, `/metrics`); ingest and health stay open [default: off].
@@ -622,9 +673,10 @@ impl Config {
 
     /// Checks what clap cannot: values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
-        self.core
-            .tracker_config()
-            .map_err(|e| format!("tracker settings: {e}"))?;
+        self.core.checked()?;
+        if self.core.max_points == 0 {
+            return Err("--max-points must be at least 1".into());
+        }
         if self.http.body_limit == 0 {
             return Err("--body-limit must be at least 1 byte".into());
         }
@@ -641,6 +693,7 @@ impl Config {
             ("--header-timeout", h.header_timeout),
             ("--idle-timeout", h.idle_timeout),
             ("--h2-keepalive", h.h2_keepalive),
+            ("--h2-keepalive-timeout", h.h2_keepalive_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{flag} must be positive"));
@@ -736,11 +789,15 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " max_memory={} memory_policy={} ttl={}",
+            " max_memory={} memory_policy={} ttl={} bucket={}s retention={} max_points={}",
             c.max_memory.map_or("none".to_string(), |b| b.to_string()),
             value_name(&c.memory_policy),
             c.ttl
                 .map_or("none".to_string(), |t| format!("{}s", t.as_secs())),
+            c.bucket.as_secs(),
+            c.retention
+                .map_or("forever".to_string(), |r| format!("{}s", r.as_secs())),
+            c.max_points,
         )?;
         let p = &self.persist;
         match &p.data_dir {
@@ -762,7 +819,7 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " body_limit={} batch_limit={} batch_body_limit={} ws_idle_timeout={:?} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} auth_token={} log_format={}",
+            " body_limit={} batch_limit={} batch_body_limit={} ws_idle_timeout={:?} request_timeout={:?} header_timeout={:?} idle_timeout={:?} max_connections={} max_header_size={} h2_max_streams={} h2_keepalive={:?} h2_keepalive_timeout={:?} shutdown_grace={:?} shutdown_delay={:?} rate_limit={} cors_origins={} tls={} tls_reload_interval={:?} auth_token={} log_format={}",
             h.body_limit,
             h.batch_limit,
             h.batch_body_limit,
@@ -774,6 +831,7 @@ impl fmt::Display for Config {
             h.max_header_size,
             h.h2_max_streams,
             h.h2_keepalive,
+            h.h2_keepalive_timeout,
             h.shutdown_grace,
             h.shutdown_delay,
             match (h.rate_limit, h.rate_burst) {
@@ -790,6 +848,7 @@ impl fmt::Display for Config {
                 Some(path) => path.display().to_string(),
                 None => "off".to_string(),
             },
+            h.tls_reload_interval,
             set(h.auth_token.is_some()),
             value_name(&self.log_format),
         )?;
@@ -896,6 +955,10 @@ mod tests {
         assert_eq!(config.http.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(config.http.max_header_size, DEFAULT_MAX_HEADER_SIZE);
         assert_eq!(config.http.h2_keepalive, DEFAULT_H2_KEEPALIVE);
+        assert_eq!(
+            config.http.h2_keepalive_timeout,
+            DEFAULT_H2_KEEPALIVE_TIMEOUT
+        );
         assert!(DEFAULT_HEADER_TIMEOUT <= Duration::from_secs(30));
         assert!(DEFAULT_IDLE_TIMEOUT <= Duration::from_secs(120));
         let printed = config.to_string();
@@ -1070,6 +1133,63 @@ mod tests {
             let mut args = vec!["tracker-http"];
             args.extend_from_slice(bad);
             assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn time_flags_reach_the_core_and_bad_ones_are_refused_by_name() {
+        let config = Config::parse_from([
+            "tracker-http",
+            "--bucket",
+            "15m",
+            "--retention",
+            "90d",
+            "--max-points",
+            "200",
+        ]);
+        config.validate().unwrap();
+        let bucketing = config.core.tracker_config().unwrap().bucketing;
+        assert_eq!(bucketing.width(), Duration::from_secs(900));
+        assert_eq!(
+            bucketing.retention(),
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(bucketing.point_limit(), 200);
+        let printed = config.to_string();
+        assert!(
+            printed.contains("bucket=900s retention=7776000s max_points=200"),
+            "{printed}"
+        );
+        let defaults = Config::defaults();
+        assert_eq!(defaults.core.bucket, tracker_core::DEFAULT_BUCKET);
+        assert!(
+            defaults
+                .to_string()
+                .contains("bucket=3600s retention=forever max_points=1000")
+        );
+        let refusal = |args: &[&str]| {
+            let mut all = vec!["tracker-http"];
+            all.extend_from_slice(args);
+            match Config::try_parse_from(all) {
+                Ok(config) => config.validate().unwrap_err(),
+                Err(e) => e.to_string(),
+            }
+        };
+        for (args, says) in [
+            (&["--bucket", "7m"][..], "--bucket: a bucket of 420 s"),
+            (&["--bucket", "2d"], "--bucket"),
+            (&["--bucket", "30s"], "--bucket"),
+            (&["--bucket", "an hour"], "not a duration"),
+            (
+                &["--retention", "30m"],
+                "--retention: a retention of 1800 s",
+            ),
+            (&["--retention", "soon"], "not a duration"),
+            (&["--max-points", "0"], "--max-points must be at least 1"),
+            (&["--max-points=-1"], "--max-points"),
+        ] {
+            let message = refusal(args);
+            assert!(message.contains(says), "{args:?}: {message}");
         }
     }
 

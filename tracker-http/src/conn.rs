@@ -31,6 +31,20 @@
 //! sees. A deadline is therefore never early, and late by at most that
 //! quarter.
 //!
+//! **hyper's own refusals are answered in JSON.** hyper answers a request
+//! head it cannot parse itself (400, 414, 431, with an empty body) before
+//! any route runs. Over HTTP/1.1 the connection layer recognises that
+//! answer as it is written (a response head that no request of ours is
+//! waiting for) and writes the [`AppError`] in its place, closing the
+//! connection as hyper would. Over HTTP/2 hyper's header-list limit is
+//! set to twice `--max-header-size` and the per-connection service
+//! refuses a header list past `--max-header-size` itself, with a JSON
+//! 431; a list past twice the limit is refused by the h2 stack while
+//! decoding it (a bodiless 431 and a stream reset: the request never
+//! exists, so nothing of ours can answer it). Other HTTP/2 protocol
+//! errors get what the protocol allows, a stream reset or GOAWAY, no
+//! response.
+//!
 //! A connection upgraded to another protocol (a WebSocket) leaves hyper
 //! and the watchdog once the upgrade is answered: its handler owns its
 //! timeouts. It keeps its place under the cap until its socket closes.
@@ -50,7 +64,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, header};
@@ -68,7 +81,7 @@ use tower::Service;
 use crate::config::HttpOptions;
 use crate::error::AppError;
 use crate::metrics::Connection;
-use crate::middleware::Observe;
+use crate::router::Service as App;
 use crate::state::AppState;
 use crate::tls::TlsFiles;
 
@@ -83,9 +96,6 @@ pub const REFUSALS: usize = 64;
 
 /// Longest a refused connection is kept to send its 503.
 pub const REFUSAL_TIME: Duration = Duration::from_secs(2);
-
-/// How long an HTTP/2 peer has to answer a keep-alive ping.
-pub const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How many `Notify`s tell connections that shutdown began; a connection
 /// listens on one, by its number. A task polls its waiting `Notified` on
@@ -112,6 +122,8 @@ pub struct ConnLimits {
     pub h2_max_streams: u32,
     /// See `--h2-keepalive`.
     pub h2_keepalive: Duration,
+    /// See `--h2-keepalive-timeout`.
+    pub h2_keepalive_timeout: Duration,
     /// Longest a lingering close waits for the rest of a body: the time
     /// the client had to send it (`--request-timeout`).
     pub linger: Duration,
@@ -126,6 +138,7 @@ impl From<&HttpOptions> for ConnLimits {
             max_header_size: usize::try_from(http.max_header_size).unwrap_or(usize::MAX),
             h2_max_streams: http.h2_max_streams,
             h2_keepalive: http.h2_keepalive,
+            h2_keepalive_timeout: http.h2_keepalive_timeout,
             linger: http.request_timeout,
         }
     }
@@ -160,6 +173,12 @@ fn check_descriptor_limit(max_connections: usize) {
     }
 }
 
+/// The largest HTTP/1 request head: hyper's read buffer bounds it, and
+/// hyper needs at least 8 KiB there.
+fn http1_head_limit(limits: &ConnLimits) -> usize {
+    limits.max_header_size.max(8 * 1024)
+}
+
 /// hyper's builder with the limits: HTTP/1.1 and HTTP/2 on one port (h2c
 /// by prior knowledge, h2 by ALPN over TLS).
 fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
@@ -169,22 +188,25 @@ fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
         // The watchdog times heads and idleness (see the module docs), so
         // HTTP/1 needs no timer.
         .header_read_timeout(None)
-        // The read buffer bounds the request head; hyper needs 8 KiB.
-        .max_buf_size(limits.max_header_size.max(8 * 1024));
+        .max_buf_size(http1_head_limit(limits));
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        // Twice ours: lists between the two are refused in JSON by
+        // `ConnService` (see the module docs).
+        .max_header_list_size(
+            u32::try_from(limits.max_header_size.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
         .keep_alive_interval(limits.h2_keepalive)
-        .keep_alive_timeout(H2_PING_TIMEOUT);
+        .keep_alive_timeout(limits.h2_keepalive_timeout);
     builder
 }
 
 /// What every connection task shares.
 struct Shared {
     builder: auto::Builder<TokioExecutor>,
-    service: Observe<Router>,
+    service: App,
     tls: Option<Arc<TlsFiles>>,
     limits: ConnLimits,
     /// Its shutdown signal and connection metrics.
@@ -201,7 +223,7 @@ struct Shared {
 pub async fn serve(
     listener: TcpListener,
     state: &AppState,
-    service: Observe<Router>,
+    service: App,
     tls: Option<Arc<TlsFiles>>,
     limits: ConnLimits,
     grace: Duration,
@@ -309,6 +331,7 @@ async fn connection(
         inner: (!refuse).then(|| shared.service.clone()),
         peer,
         activity: activity.clone(),
+        max_header_size: shared.limits.max_header_size,
     };
     let deadline = refuse.then(|| Instant::now() + REFUSAL_TIME);
     match &shared.tls {
@@ -347,7 +370,7 @@ async fn connection(
 async fn drive<I>(
     io: I,
     service: ConnService,
-    activity: &Activity,
+    activity: &Arc<Activity>,
     shared: &Shared,
     deadline: Option<Instant>,
     stop: usize,
@@ -355,6 +378,13 @@ async fn drive<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &shared.limits;
+    let io = OwnErrors {
+        io,
+        activity: activity.clone(),
+        max_header_size: http1_head_limit(limits),
+        heads: 0,
+        replacing: None,
+    };
     let conn = shared
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -467,6 +497,9 @@ struct Activity {
     /// Close by lingering: a 4xx was sent for a request whose body may
     /// still be arriving.
     linger: AtomicBool,
+    /// Responses our service has handed to hyper: a response head hyper
+    /// writes beyond them is hyper's own (see [`OwnErrors`]).
+    responded: AtomicU64,
 }
 
 const UNKNOWN: u8 = 0;
@@ -482,6 +515,7 @@ impl Activity {
             head: AtomicBool::new(false),
             protocol: AtomicU8::new(UNKNOWN),
             linger: AtomicBool::new(false),
+            responded: AtomicU64::new(0),
         }
     }
 
@@ -514,6 +548,12 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.started.fetch_add(1, Ordering::Relaxed);
         self.head.store(false, Ordering::Relaxed);
+    }
+
+    /// A request got its response from our service (see
+    /// [`Activity::responded`]).
+    fn responded(&self) {
+        self.responded.fetch_add(1, Ordering::Relaxed);
     }
 
     fn request_finished(&self, linger: bool) {
@@ -678,31 +718,224 @@ async fn linger(mut stream: TcpStream, limit: Duration, _permit: Option<OwnedSem
     }
 }
 
+/// The IO hyper serves a connection over (above TLS): passes everything
+/// through, except a response head hyper writes of its own over
+/// HTTP/1.1, which it replaces with the [`AppError`] (see the module
+/// docs). hyper writes a response head at the start of a write, and its
+/// own only for a head it could not parse, after which it closes.
+struct OwnErrors<I> {
+    io: I,
+    activity: Arc<Activity>,
+    max_header_size: usize,
+    /// Response heads of our service seen written.
+    heads: u64,
+    /// Our answer in place of hyper's, and how much of it is written;
+    /// once set, whatever hyper writes after it is dropped.
+    replacing: Option<(Vec<u8>, usize)>,
+}
+
+/// What a write to an [`OwnErrors`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// The start of a response head of our service.
+    OurHead,
+    /// hyper's own refusal (or anything after it): our answer instead.
+    Replaced,
+    /// Anything else: passed through.
+    Other,
+}
+
+/// The status of the HTTP/1.1 response head `bytes` starts with, if it
+/// starts with one.
+fn response_status(bytes: &[u8]) -> Option<u16> {
+    let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
+    let digits = rest.get(..3)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+impl<I: AsyncWrite + Unpin> OwnErrors<I> {
+    /// What the write starting with `first` is; for hyper's own refusal,
+    /// our answer replaces it from now on.
+    fn classify(&mut self, first: &[u8]) -> Write {
+        if self.replacing.is_some() {
+            return Write::Replaced;
+        }
+        if self.activity.protocol.load(Ordering::Relaxed) == HTTP2 {
+            return Write::Other;
+        }
+        let Some(status) = response_status(first) else {
+            return Write::Other;
+        };
+        if status == 100 {
+            return Write::Other; // hyper's `100 Continue`, for a request of ours
+        }
+        if self.activity.responded.load(Ordering::Relaxed) > self.heads {
+            return Write::OurHead;
+        }
+        let error = match status {
+            431 => AppError::HeadersTooLarge {
+                limit: self.max_header_size,
+            },
+            414 => AppError::UriTooLong,
+            400..=499 => AppError::MalformedRequest,
+            _ => return Write::Other,
+        };
+        tracing::debug!(status, "answering hyper's refusal of a request head");
+        self.replacing = Some((error.http1_bytes(), 0));
+        // hyper stopped reading mid-head: the rest may still be arriving,
+        // and closing on unread bytes would reset the answer away.
+        self.activity.linger.store(true, Ordering::Relaxed);
+        Write::Replaced
+    }
+
+    /// Counts our response head once its write went through.
+    fn wrote(&mut self, kind: Write, result: &Poll<io::Result<usize>>) {
+        if kind == Write::OurHead && matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
+            self.heads += 1;
+        }
+    }
+
+    /// Writes what is left of our answer.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some((bytes, written)) = &mut self.replacing {
+            while *written < bytes.len() {
+                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &bytes[*written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *written += n;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for OwnErrors<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for OwnErrors<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let kind = self.classify(buf);
+        if kind == Write::Replaced {
+            ready!(self.poll_replacement(cx))?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(kind, &result);
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let first = bufs.iter().position(|b| !b.is_empty()).unwrap_or(0);
+        let kind = bufs.get(first).map_or(Write::Other, |b| self.classify(b));
+        if kind == Write::Replaced {
+            ready!(self.poll_replacement(cx))?;
+            return Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()));
+        }
+        // A later response head starts a write of its own, so that it is
+        // looked at above.
+        let end = bufs
+            .iter()
+            .skip(first + 1)
+            .position(|b| response_status(b).is_some())
+            .map_or(bufs.len(), |i| first + 1 + i);
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, &bufs[..end]);
+        self.wrote(kind, &result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_replacement(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_replacement(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// The per-connection service hyper calls: the observed router, with the
 /// peer address attached and the request counted in [`Activity`]; or, for
 /// a connection past the cap (`inner` empty), the 503.
 #[derive(Clone)]
 struct ConnService {
-    inner: Option<Observe<Router>>,
+    inner: Option<App>,
     peer: SocketAddr,
     activity: Arc<Activity>,
+    /// `--max-header-size`, checked here for HTTP/2 (module docs).
+    max_header_size: usize,
+}
+
+/// An HTTP/2 request's header list size as RFC 9113 counts it: every
+/// field's name and value plus 32 bytes, the pseudo-header fields too.
+fn header_list_size<B>(request: &Request<B>) -> usize {
+    const FIELD: usize = 32;
+    let uri = request.uri();
+    let pseudo = [
+        request.method().as_str().len(),
+        uri.scheme_str().map_or(0, str::len),
+        uri.authority().map_or(0, |a| a.as_str().len()),
+        uri.path_and_query().map_or(0, |p| p.as_str().len()),
+    ];
+    let pseudo: usize = pseudo.iter().map(|len| ":method".len() + len + FIELD).sum();
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + FIELD)
+        .sum();
+    pseudo + fields
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Response = Response;
     type Error = Infallible;
-    type Future = Tracked<<Observe<Router> as Service<axum::extract::Request>>::Future>;
+    type Future = Tracked<<App as Service<axum::extract::Request>>::Future>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let has_body = !request.body().is_end_stream();
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(self.peer));
         self.activity.request_started();
+        let refusal = if self.inner.is_none() {
+            Some(AppError::TooManyConnections)
+        } else if request.version() == axum::http::Version::HTTP_2
+            && header_list_size(&request) > self.max_header_size
+        {
+            Some(AppError::HeadersTooLarge {
+                limit: self.max_header_size,
+            })
+        } else {
+            None
+        };
         // The router is always ready (axum's `poll_ready` returns Ready),
         // so it is called without asking, as axum's own server does.
-        let inner = self.inner.clone().map(|mut service| service.call(request));
+        let inner = match refusal {
+            None => self.inner.clone().map(|mut service| service.call(request)),
+            Some(_) => None,
+        };
         Tracked {
             inner,
+            refusal,
             activity: Some(self.activity.clone()),
             has_body,
         }
@@ -711,8 +944,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
 /// A request's future, counted in flight until it completes or is dropped.
 struct Tracked<F> {
-    /// `None`: the refusal of a connection past the cap.
+    /// `None`: answered with `refusal` instead.
     inner: Option<F>,
+    /// A connection past the cap, or an HTTP/2 header list too large.
+    refusal: Option<AppError>,
     /// Taken when the request is counted finished.
     activity: Option<Arc<Activity>>,
     has_body: bool,
@@ -731,11 +966,15 @@ where
                 response
             }
             None => {
-                let mut response = AppError::TooManyConnections.into_response();
-                response.headers_mut().insert(
-                    header::CONNECTION,
-                    header::HeaderValue::from_static("close"),
-                );
+                let refusal = self.refusal.take().unwrap_or(AppError::TooManyConnections);
+                let close = refusal == AppError::TooManyConnections;
+                let mut response = refusal.into_response();
+                if close {
+                    response.headers_mut().insert(
+                        header::CONNECTION,
+                        header::HeaderValue::from_static("close"),
+                    );
+                }
                 response
             }
         };
@@ -743,6 +982,7 @@ where
         // the connection closes next, it lingers.
         let linger = self.has_body && response.status().is_client_error();
         if let Some(activity) = self.activity.take() {
+            activity.responded();
             activity.request_finished(linger);
         }
         Poll::Ready(Ok(response))
@@ -769,6 +1009,7 @@ mod tests {
             max_header_size: 16 * 1024,
             h2_max_streams: 100,
             h2_keepalive: Duration::from_secs(30),
+            h2_keepalive_timeout: Duration::from_secs(20),
             linger: Duration::from_secs(10),
         }
     }
@@ -844,6 +1085,61 @@ mod tests {
             watch.due(&activity, t1, &limits),
             (t1 + limits.header_timeout, Due::Head)
         );
+    }
+
+    fn own_errors(activity: &Arc<Activity>) -> OwnErrors<Vec<u8>> {
+        OwnErrors {
+            io: Vec::new(),
+            activity: activity.clone(),
+            max_header_size: 16 * 1024,
+            heads: 0,
+            replacing: None,
+        }
+    }
+
+    const HYPER_431: &[u8] =
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+
+    #[tokio::test]
+    async fn hyper_refusals_are_replaced_and_our_responses_are_not() {
+        let activity = Arc::new(Activity::new());
+        activity.on_read(b"GET / HTTP/1.1\r\n");
+        // hyper's own: replaced, and what it writes after is dropped.
+        let mut io = own_errors(&activity);
+        assert_eq!(io.write(HYPER_431).await.unwrap(), HYPER_431.len());
+        io.write_all(b"more of hyper's").await.unwrap();
+        io.flush().await.unwrap();
+        let ours = AppError::HeadersTooLarge { limit: 16 * 1024 }.http1_bytes();
+        assert_eq!(io.io, ours);
+
+        // Ours (a response our service produced): passed through, even a
+        // 4xx; `100 Continue` too, without counting as a response.
+        let mut io = own_errors(&activity);
+        activity.responded();
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .unwrap();
+        let ours_400 = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}";
+        io.write_all(ours_400).await.unwrap();
+        assert_eq!(io.heads, 1);
+        // The next head with no response of ours behind it is hyper's, even
+        // when it comes in the same vectored write as our body's end.
+        let slices = [io::IoSlice::new(b"tail"), io::IoSlice::new(HYPER_431)];
+        let first = io.write_vectored(&slices).await.unwrap();
+        assert_eq!(first, 4, "the head waits for a write of its own");
+        io.write_all(HYPER_431).await.unwrap();
+        let mut expected = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        expected.extend_from_slice(ours_400);
+        expected.extend_from_slice(b"tail");
+        expected.extend_from_slice(&ours);
+        assert_eq!(io.io, expected);
+
+        // HTTP/2 frames are never looked at.
+        let h2 = Arc::new(Activity::new());
+        h2.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let mut io = own_errors(&h2);
+        io.write_all(HYPER_431).await.unwrap();
+        assert_eq!(io.io, HYPER_431);
     }
 
     #[test]

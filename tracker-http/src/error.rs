@@ -65,6 +65,17 @@ pub enum AppError {
     /// query now: NATS unreachable, or partitions without an owner during
     /// a takeover. Nothing was acknowledged; retrying is safe.
     Cluster(String),
+    /// The request head could not be parsed (a bad request line, header
+    /// or version). Found by hyper before any route runs.
+    MalformedRequest,
+    /// The request head (HTTP/1) or header list (HTTP/2) is larger than
+    /// `--max-header-size`.
+    HeadersTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The request target is longer than hyper parses.
+    UriTooLong,
     /// A failure that is not the client's fault.
     Internal(String),
 }
@@ -76,7 +87,10 @@ impl AppError {
             AppError::MalformedJson(_)
             | AppError::InvalidEvent(_)
             | AppError::InvalidQuery(_)
-            | AppError::InvalidBatch(_) => StatusCode::BAD_REQUEST,
+            | AppError::InvalidBatch(_)
+            | AppError::MalformedRequest => StatusCode::BAD_REQUEST,
+            AppError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AppError::UriTooLong => StatusCode::URI_TOO_LONG,
             AppError::Tracker(e) => tracker_status(e),
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::NotFound => StatusCode::NOT_FOUND,
@@ -117,6 +131,9 @@ impl AppError {
             AppError::Recovering => "recovering",
             AppError::Storage(_) => "storage_failed",
             AppError::Cluster(_) => "cluster_unavailable",
+            AppError::MalformedRequest => "malformed_request",
+            AppError::HeadersTooLarge { .. } => "headers_too_large",
+            AppError::UriTooLong => "uri_too_long",
             AppError::Internal(_) => "internal",
         }
     }
@@ -163,8 +180,42 @@ impl AppError {
             )
             .into(),
             AppError::Cluster(m) => format!("the cluster cannot answer now; retry shortly: {m}").into(),
+            AppError::MalformedRequest => {
+                "the request line or a header is not valid HTTP/1.1".into()
+            }
+            AppError::HeadersTooLarge { limit } => {
+                format!("the request's headers are larger than the limit of {limit} bytes").into()
+            }
+            AppError::UriTooLong => "the request target is too long".into(),
             AppError::Internal(m) => format!("internal error: {m}").into(),
         }
+    }
+
+    /// The whole HTTP/1.1 response for this error, closing the connection:
+    /// for the connection layer, which answers for hyper when hyper
+    /// refuses a request head itself (no route ran, so there is no
+    /// [`Response`] to convert).
+    ///
+    /// ```
+    /// use tracker_http::error::AppError;
+    ///
+    /// let bytes = AppError::MalformedRequest.http1_bytes();
+    /// let text = String::from_utf8(bytes).unwrap();
+    /// assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+    /// assert!(text.ends_with(r#"{"error":{"code":"malformed_request","message":"the request line or a header is not valid HTTP/1.1"}}"#));
+    /// ```
+    pub fn http1_bytes(&self) -> Vec<u8> {
+        let status = self.status();
+        let body = json_body(self.code(), &self.message());
+        let mut bytes = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            status.as_str(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(&body);
+        bytes
     }
 }
 
@@ -238,15 +289,19 @@ struct Detail<'a> {
     message: &'a str,
 }
 
-/// The JSON error response for `status`, `code` and `message`.
-pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+/// The JSON error body for `code` and `message`.
+fn json_body(code: &str, message: &str) -> Vec<u8> {
     let body = Body {
         error: Detail { code, message },
     };
     // Serialising two strings cannot fail; the fallback keeps that a
     // non-panicking certainty.
-    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec());
-    let mut response = (status, bytes).into_response();
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+}
+
+/// The JSON error response for `status`, `code` and `message`.
+pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (status, json_body(code, message)).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::LengthLimitError;
 use serde::Deserialize;
+use tracker_core::{Timestamp, Tracker};
 
 use crate::browser::{Sender, record_visit};
 use crate::error::AppError;
@@ -27,6 +28,82 @@ pub struct Event<'a> {
     /// The referrer, accepted from browsers and not stored.
     #[serde(borrow, default)]
     pub referrer: Option<Cow<'a, str>>,
+    /// When the visit happened (for back-fill), if not now.
+    #[serde(borrow, default)]
+    pub time: Option<EventTime<'a>>,
+}
+
+/// An event's `time` as sent: a string (RFC 3339, or any form
+/// [`Timestamp::parse`] reads) or a JSON number of unix seconds. Read by
+/// the core against its clock when the event is recorded
+/// ([`at`](Self::at)), so a bad time is refused by the core's rules and
+/// with its codes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventTime<'a> {
+    /// A string, borrowed from the body unless it holds escapes.
+    Text(Cow<'a, str>),
+    /// A number, as written (`1793491200`; a negative or fractional one
+    /// is refused when read, as `bad_time`).
+    Number(String),
+}
+
+impl EventTime<'_> {
+    /// The time this is at the tracker's `now`.
+    pub fn at(&self, now: Timestamp) -> Result<Timestamp, AppError> {
+        let text = match self {
+            EventTime::Text(text) => text,
+            EventTime::Number(number) => number.as_str(),
+        };
+        Timestamp::parse(text, now).map_err(|e| AppError::Tracker(e.into()))
+    }
+}
+
+/// The time of an optional `time`: `None` (now, by the tracker's clock)
+/// when absent; refused if it is ahead of the tracker's clock
+/// ([`Tracker::check_time`]). One older than the retention is refused
+/// by the record itself.
+pub(crate) fn event_time(
+    time: Option<&EventTime<'_>>,
+    tracker: &Tracker,
+) -> Result<Option<Timestamp>, AppError> {
+    let Some(time) = time else { return Ok(None) };
+    let at = time.at(tracker.config().clock.now())?;
+    tracker.check_time(at)?;
+    Ok(Some(at))
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EventTime<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = EventTime<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a time: an RFC 3339 string or unix seconds")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(EventTime::Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EventTime::Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(EventTime::Number(v.to_string()))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(EventTime::Number(v.to_string()))
+            }
+
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(EventTime::Number(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Records the event in the body; `202 Accepted` with no body.
@@ -37,12 +114,14 @@ pub async fn record_event(
     let (parts, body) = request.into_parts();
     let body = read_event_body(&state, &parts.headers, body).await?;
     let event = parse_event(&body)?;
+    let store = state.store()?;
+    let at = event_time(event.time.as_ref(), store.tracker())?;
     match &event.visitor {
         Some(visitor) => {
-            let recorded = state.store()?.record(visitor, &event.url).await?;
+            let recorded = store.record(visitor, &event.url, at).await?;
             state.metrics.event(recorded);
         }
-        None => record_visit(&state, &event.url, &Sender::of(&state, &parts), false).await?,
+        None => record_visit(&state, &event.url, at, &Sender::of(&state, &parts), false).await?,
     }
     Ok(StatusCode::ACCEPTED)
 }
@@ -150,6 +229,47 @@ mod tests {
         let event = parse_event(br#"{"visitor":"v\u00e9","url":"/p","extra":[1,{}]}"#).unwrap();
         assert_eq!((event.visitor.as_deref(), &*event.url), (Some("vé"), "/p"));
         assert!(matches!(event.url, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn times_are_strings_or_numbers_read_by_the_core() {
+        let now = Timestamp::parse("2026-11-08T12:00:00Z", Timestamp::default()).unwrap();
+        let at = |body: &str| {
+            let event = parse_event(body.as_bytes()).map_err(|e| e.code())?;
+            let time = event.time.expect("a time");
+            time.at(now)
+                .map(Timestamp::to_rfc3339)
+                .map_err(|e| e.code())
+        };
+        let day = || Ok("2026-11-01T00:00:00Z".to_string());
+        assert_eq!(at(r#"{"url":"/","time":"2026-11-01T00:00:00Z"}"#), day());
+        assert_eq!(
+            at(r#"{"url":"/","time":"2026-11-01T01:00:00+01:00"}"#),
+            day()
+        );
+        assert_eq!(at(r#"{"url":"/","time":1793491200}"#), day());
+        assert_eq!(at(r#"{"url":"/","time":"1793491200"}"#), day());
+        assert_eq!(at(r#"{"url":"/","time":1793491200.0}"#), day());
+        assert_eq!(at(r#"{"url":"/","time":"2026-11-0\u0031"}"#), day());
+        assert_eq!(
+            at(r#"{"url":"/","time":"-7d"}"#),
+            Ok("2026-11-01T12:00:00Z".to_string())
+        );
+        for bad in [r#""yesterday""#, "1.5", "-3", r#""""#] {
+            let body = format!(r#"{{"url":"/","time":{bad}}}"#);
+            assert_eq!(at(&body), Err("bad_time"), "{bad}");
+        }
+        assert_eq!(
+            at(r#"{"url":"/","time":99999999999}"#),
+            Err("time_out_of_range")
+        );
+        for wrong in ["true", "{}", "[1]"] {
+            let body = format!(r#"{{"url":"/","time":{wrong}}}"#);
+            let code = parse_event(body.as_bytes()).unwrap_err().code();
+            assert_eq!(code, "invalid_event", "{wrong}");
+        }
+        let untimed = parse_event(br#"{"url":"/","time":null}"#).unwrap();
+        assert_eq!(untimed.time, None);
     }
 
     #[test]

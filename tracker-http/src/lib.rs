@@ -12,10 +12,11 @@
 //! on SIGHUP. The binary is glue over these.
 //!
 //! Endpoints: `POST /events`, `POST /events/batch`, `GET /events/ws`,
-//! `GET /distinct?url=`, `GET /top?limit=`,
-//! `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
+//! `GET /distinct?url=|site=&from=&till=`, `GET /top?limit=&site=&from=&till=`,
+//! `GET /series?url=|site=&from=&till=&step=`, `GET /pages`, `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
 //! browsers `GET /tracker.js`, `POST /api/event` (Plausible's format) and
-//! `GET|POST /count` (GoatCounter's pixel); see [`browser`].
+//! `GET|POST /count` (GoatCounter's pixel); see [`browser`]. `GET /`
+//! serves the dashboard, static files embedded in the binary ([`assets`]).
 //!
 //! ```
 //! use axum::body::Body;
@@ -36,11 +37,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod assets;
 pub mod batch;
 pub mod browser;
 pub mod client_ip;
 pub mod config;
 pub mod conn;
+pub mod cors;
 pub mod error;
 pub mod ingest;
 pub mod logging;
@@ -49,6 +52,7 @@ pub mod middleware;
 pub mod ops;
 pub mod pages;
 pub mod query;
+pub mod ranges;
 pub mod rate_limit;
 pub mod router;
 pub mod server;
@@ -60,6 +64,6 @@ pub mod ws;
 
 pub use config::Config;
 pub use error::AppError;
-pub use router::{app, routes};
+pub use router::{app, routes, service};
 pub use state::{AppState, HttpLimits};
 pub use store::Store;

@@ -33,6 +33,8 @@ pub enum Route {
     Distinct,
     /// `/top`
     Top,
+    /// `/series`
+    Series,
     /// `/pages`
     Pages,
     /// `/stats`
@@ -48,13 +50,14 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 12] = [
+    const ALL: [Route; 13] = [
         Route::Events,
         Route::ApiEvent,
         Route::Count,
         Route::TrackerJs,
         Route::Distinct,
         Route::Top,
+        Route::Series,
         Route::Pages,
         Route::Stats,
         Route::Healthz,
@@ -72,6 +75,7 @@ impl Route {
             "/tracker.js" => Route::TrackerJs,
             "/distinct" => Route::Distinct,
             "/top" => Route::Top,
+            "/series" => Route::Series,
             "/pages" => Route::Pages,
             "/stats" => Route::Stats,
             "/healthz" => Route::Healthz,
@@ -90,6 +94,7 @@ impl Route {
             Route::TrackerJs => "/tracker.js",
             Route::Distinct => "/distinct",
             Route::Top => "/top",
+            Route::Series => "/series",
             Route::Pages => "/pages",
             Route::Stats => "/stats",
             Route::Healthz => "/healthz",
@@ -267,8 +272,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4) of these counters, of
-    /// the tracker's `stats` and of the log and snapshots' `durable` status.
-    pub fn render(&self, stats: &Stats, durable: Option<&DurableStatus>) -> String {
+    /// the tracker's `stats` and of the log and snapshots' `durable` status;
+    /// the `published` series only for a `cluster` node (only it publishes).
+    pub fn render(&self, stats: &Stats, durable: Option<&DurableStatus>, cluster: bool) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -332,14 +338,19 @@ impl Metrics {
              tracker_events_recorded_total{{result=\"new\"}} {}\n\
              tracker_events_recorded_total{{result=\"duplicate\"}} {}\n\
              tracker_events_recorded_total{{result=\"sketched\"}} {}\n\
-             tracker_events_recorded_total{{result=\"stale\"}} {}\n\
-             tracker_events_recorded_total{{result=\"published\"}} {}\n",
+             tracker_events_recorded_total{{result=\"stale\"}} {}\n",
             load(&self.events_new),
             load(&self.events_duplicate),
             load(&self.events_sketched),
             load(&self.events_stale),
-            load(&self.events_published),
         );
+        if cluster {
+            let _ = writeln!(
+                out,
+                "tracker_events_recorded_total{{result=\"published\"}} {}",
+                load(&self.events_published)
+            );
+        }
         out.push_str(
             "# HELP tracker_events_dropped_total Browser events dropped as bots', by reason.\n\
              # TYPE tracker_events_dropped_total counter\n",
@@ -478,7 +489,7 @@ mod tests {
         );
         m.observe(Route::Events, StatusCode::ACCEPTED, Duration::from_secs(60));
         m.observe(Route::Other, StatusCode::IM_A_TEAPOT, Duration::ZERO);
-        let text = m.render(&Stats::default(), None);
+        let text = m.render(&Stats::default(), None, false);
         assert!(text.contains("tracker_http_requests_total{route=\"/events\",status=\"202\"} 2"));
         assert!(text.contains("tracker_http_requests_total{route=\"other\",status=\"other\"} 1"));
         assert!(text.contains(
@@ -491,6 +502,11 @@ mod tests {
             "tracker_http_request_duration_seconds_bucket{route=\"/events\",le=\"+Inf\"} 2"
         ));
         assert_eq!(m.requests(Route::Events, StatusCode::ACCEPTED), 2);
+        // Only a cluster node publishes.
+        assert!(!text.contains("result=\"published\""));
+        m.event(None);
+        let text = m.render(&Stats::default(), None, true);
+        assert!(text.contains("tracker_events_recorded_total{result=\"published\"} 1"));
     }
 
     #[test]
@@ -510,7 +526,7 @@ mod tests {
         assert_eq!(names.len(), MAX_EVENT_NAMES + 1);
         assert_eq!(names["e0"], 2);
         assert_eq!(names[OTHER_EVENTS], 6);
-        let text = m.render(&Stats::default(), None);
+        let text = m.render(&Stats::default(), None, false);
         assert!(text.contains("tracker_events_dropped_total{reason=\"headless\"} 2"));
         assert!(text.contains("tracker_custom_events_total 107"));
     }

@@ -50,7 +50,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         Some(node) => node.local_stats(),
         None => store.tracker().stats(),
     };
-    let text = state.metrics.render(&stats, durable.as_ref());
+    let text = state
+        .metrics
+        .render(&stats, durable.as_ref(), store.cluster().is_some());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

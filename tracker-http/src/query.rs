@@ -1,5 +1,6 @@
 //! The read endpoints: `GET /distinct`, `GET /top`, `GET /stats`
-//! (`GET /pages` is in `pages.rs`).
+//! (`GET /pages` is in `pages.rs`; `GET /series` and the ranged forms of
+//! `/distinct` and `/top` in `ranges.rs`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use tracker_core::persist::{DurableTracker, FsyncPolicy};
 use tracker_core::{Distinct, Field, TrackerError};
 
 use crate::error::AppError;
+use crate::ranges::{self, TopBody, Window, site_name};
 use crate::state::AppState;
 use crate::store::Recovered;
 
@@ -65,6 +67,14 @@ impl<T> Fresh<T> {
         Self {
             body,
             cluster: None,
+        }
+    }
+
+    /// `body`, with how fresh it is if a cluster answered it.
+    pub(crate) fn maybe(body: T, freshness: Option<Freshness>) -> Self {
+        match freshness {
+            None => Self::local(body),
+            Some(f) => Self::of(body, f),
         }
     }
 
@@ -119,6 +129,9 @@ pub async fn distinct(
 ) -> Result<Response, AppError> {
     let query = request.uri().query().unwrap_or("");
     let store = state.store()?;
+    if let Some(window) = Window::of(query, store.tracker())? {
+        return Ok(Json(ranges::distinct(store, query, window).await?).into_response());
+    }
     match (param(query, "url")?, param(query, "site")?) {
         (Some(url), None) => Ok(match store.cluster() {
             None => {
@@ -143,16 +156,12 @@ pub async fn distinct(
                 (distinct, freshness) = (merged, Some(fresh));
             }
             let body = SiteDistinctBody {
-                site: site.trim().to_ascii_lowercase(),
+                site: site_name(&site),
                 distinct_visitors: distinct.visitors,
                 exact: distinct.exact,
                 error: distinct.relative_error,
             };
-            Ok(Json(match freshness {
-                None => Fresh::local(body),
-                Some(f) => Fresh::of(body, f),
-            })
-            .into_response())
+            Ok(Json(Fresh::maybe(body, freshness)).into_response())
         }
         (Some(_), Some(_)) => Err(AppError::InvalidQuery(
             "give `url` or `site`, not both".into(),
@@ -163,15 +172,9 @@ pub async fn distinct(
     }
 }
 
-/// The answer of `GET /top`.
-#[derive(Debug, Serialize)]
-pub struct TopBody<'a> {
-    /// The pages with most distinct visitors, most first.
-    pub pages: Vec<DistinctBody<'a>>,
-}
-
-/// `GET /top?limit=N[&site=HOST]`: the N pages with most distinct
-/// visitors, of every site or of one.
+/// `GET /top?limit=N[&site=HOST][&from=&till=]`: the N pages with most
+/// distinct visitors, of every site or of one, all-time (or in the TTL
+/// window) or in a range.
 pub async fn top(
     State(state): State<AppState>,
     request: Request,
@@ -192,6 +195,11 @@ pub async fn top(
     };
     let store = state.store()?;
     let site = param(query, "site")?;
+    if let Some(window) = Window::of(query, store.tracker())? {
+        return Ok(Json(
+            ranges::top(store, limit, site.as_deref(), window).await?,
+        ));
+    }
     let tracker = store.tracker();
     let mut rows = match &site {
         None => tracker.top(limit),
@@ -206,11 +214,8 @@ pub async fn top(
         .into_iter()
         .map(|row| DistinctBody::new(row.url.into(), row.distinct))
         .collect();
-    let body = TopBody { pages };
-    Ok(Json(match freshness {
-        None => Fresh::local(body),
-        Some(f) => Fresh::of(body, f),
-    }))
+    let body = TopBody { pages, range: None };
+    Ok(Json(Fresh::maybe(body, freshness)))
 }
 
 /// The answer of `GET /stats`. New core figures become new fields.
@@ -245,6 +250,14 @@ pub struct StatsBody {
     /// Events that are not page views (Plausible custom events and
     /// `engagement`, GoatCounter `e=true`), by name, since start.
     pub custom_events: BTreeMap<String, u64>,
+    /// The width of the time buckets ranges are answered in, in seconds
+    /// (`--bucket`).
+    pub bucket_seconds: u64,
+    /// How long buckets are kept, in seconds, or null for ever
+    /// (`--retention`).
+    pub retention_seconds: Option<u64>,
+    /// The most points a `GET /series` answer may have (`--max-points`).
+    pub max_points: usize,
     /// The data directory's log and snapshots, or null in memory.
     pub persistence: Option<PersistenceBody>,
     /// With `--nats`: this node and the partitions it owns; the figures
@@ -362,6 +375,7 @@ impl PersistenceBody {
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
     let store = state.store()?;
     let mut stats = store.tracker().stats();
+    let bucketing = store.tracker().bucketing();
     let mut cluster = None;
     if let Some(node) = store.cluster() {
         let (sum, freshness) = node.stats().await?;
@@ -388,6 +402,9 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
         stale_events: stats.stale_events,
         dropped_events: state.metrics.dropped_counts(),
         custom_events: state.metrics.custom_event_counts(),
+        bucket_seconds: bucketing.width().as_secs(),
+        retention_seconds: bucketing.retention().map(|r| r.as_secs()),
+        max_points: bucketing.point_limit(),
         persistence: store
             .durable()
             .map(|(durable, recovered)| PersistenceBody::new(durable, recovered)),
@@ -402,7 +419,14 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
 pub fn param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, AppError> {
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if decode(key).ok().as_deref() == Some(name) {
+        // A key without escapes is itself (and needs no decoding, the
+        // common case: `/count` looks up three names per request).
+        let is_name = if key.bytes().any(|b| b == b'%' || b == b'+') {
+            decode(key).ok().as_deref() == Some(name)
+        } else {
+            key == name
+        };
+        if is_name {
             return decode(value).map(Some).map_err(|_| {
                 if name == "url" {
                     AppError::Tracker(TrackerError::InvalidUtf8 { field: Field::Url })

@@ -6,19 +6,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tower::Layer;
 use tracker_core::persist::{Background, Cadence, DurableError, DurableTracker, RecoveryReport};
 
 use tracker_cluster::Node;
 
 use crate::config::Config;
 use crate::conn::{self, ConnLimits};
-use crate::middleware::ObserveLayer;
-use crate::router::routes;
+use crate::router::service;
 use crate::shutdown::signal;
 use crate::state::AppState;
 use crate::store::{Recovered, Store};
-use crate::tls::{TlsFiles, reload_on_hangup};
+use crate::tls::{TlsFiles, reload_on_change, reload_on_hangup};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug)]
@@ -233,7 +231,8 @@ fn log_recovery(report: &RecoveryReport, recovered: &Recovered) {
     );
 }
 /// Listens on `config.listen`, plain or TLS, and serves until shutdown
-/// (see [`conn::serve`]); SIGHUP meanwhile reloads the TLS pair.
+/// (see [`conn::serve`]); SIGHUP or a change to its files meanwhile
+/// reloads the TLS pair.
 async fn serve(config: &Config, state: &AppState) -> Result<SocketAddr, ServeError> {
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
@@ -250,9 +249,18 @@ async fn serve(config: &Config, state: &AppState) -> Result<SocketAddr, ServeErr
     tokio::spawn(reload_on_hangup(tls.clone(), async move {
         shutdown.triggered().await
     }));
+    if let Some(tls) = &tls
+        && !config.http.tls_reload_interval.is_zero()
+    {
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(reload_on_change(
+            tls.clone(),
+            config.http.tls_reload_interval,
+            async move { shutdown.triggered().await },
+        ));
+    }
     tracing::info!(%addr, tls = tls.is_some(), "listening");
-    // The router is wrapped once, from outside (see `routes`).
-    let service = ObserveLayer::new(state.clone()).layer(routes(state.clone()));
+    let service = service(state.clone());
     let limits = ConnLimits::from(&config.http);
     let grace = config.http.shutdown_grace;
     conn::serve(listener, state, service, tls, limits, grace).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracker_cluster::Node;
 use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
-use tracker_core::{Recorded, Tracker};
+use tracker_core::{RecordBatch, Recorded, Timestamp, Tracker};
 
 use crate::error::AppError;
 
@@ -87,55 +87,81 @@ impl Store {
         }
     }
 
-    /// Records that `visitor` visited `url`; returns once the event is as
-    /// durable as the fsync policy promises (in a cluster: once JetStream
-    /// acknowledged it; the outcome is then the owner's to know, `None`).
+    /// Records that `visitor` visited `url` at `at` (now, by the tracker's
+    /// clock, if `None`); returns once the event is as durable as the
+    /// fsync policy promises. The log keeps the event's time (in a
+    /// cluster: once JetStream acknowledged it, the event carrying its
+    /// time; the outcome is then the owner's to know, `None`).
     ///
     /// The durable path applies the event and queues its log frame in
     /// place (microseconds), then awaits the log's writer thread: the
     /// request yields its runtime worker while its group is written and
     /// synced, so no thread waits per request and concurrent requests share
     /// one fsync.
-    pub async fn record(&self, visitor: &str, url: &str) -> Result<Option<Recorded>, AppError> {
+    pub async fn record(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Option<Recorded>, AppError> {
         match self {
-            Store::Memory(tracker) => Ok(Some(tracker.record(visitor, url)?)),
+            Store::Memory(tracker) => Ok(Some(record(tracker, visitor, url, at)?)),
             Store::Durable { durable, .. } => {
-                let submitted = durable.submit(visitor, url)?;
+                let submitted = durable.submit_at(visitor, url, at)?;
                 submitted.durable.await.map_err(DurableError::from)?;
                 Ok(Some(submitted.recorded))
             }
             Store::Cluster(node) => {
-                node.record(visitor, url).await?;
+                match at {
+                    Some(at) => node.record_at(visitor, url, at).await?,
+                    None => node.record(visitor, url).await?,
+                };
                 Ok(None)
             }
         }
     }
 
-    /// Records a batch of `(visitor, url)` events, pushing each one's
+    /// Records a batch of `(visitor, url, at)` events, pushing each one's
     /// outcome onto `outcomes` in order (a refused event never refuses
     /// the others); returns once the accepted ones are as durable as the
     /// fsync policy promises. Durable: one log write for the batch, and an
     /// error (nothing acknowledged) if it fails.
     ///
-    /// The in-memory path records one by one; a per-stripe batch record
-    /// in the core can replace that loop without changing this signature.
+    /// In memory the batch goes through [`Tracker::record_batch`] (each
+    /// stripe's lock taken once); durable, through the durable batch.
     pub async fn record_batch(
         &self,
-        events: &[(&str, &str)],
+        events: &[(&str, &str, Option<Timestamp>)],
         outcomes: &mut Vec<Result<Option<Recorded>, AppError>>,
     ) -> Result<(), AppError> {
         match self {
             Store::Memory(tracker) => {
-                outcomes.extend(events.iter().map(|&(visitor, url)| {
-                    tracker
-                        .record(visitor, url)
-                        .map(Some)
-                        .map_err(AppError::from)
-                }));
+                // The core's batch records at the tracker's clock; a batch
+                // carrying its own times (back-fill) goes event by event.
+                if events.iter().all(|&(_, _, at)| at.is_none()) {
+                    let now: Vec<(&str, &str)> = events
+                        .iter()
+                        .map(|&(visitor, url, _)| (visitor, url))
+                        .collect();
+                    let mut batch = RecordBatch::default();
+                    tracker.record_batch(&now, &mut batch);
+                    outcomes.extend(
+                        batch
+                            .outcomes()
+                            .iter()
+                            .map(|o| o.clone().map(Some).map_err(AppError::from)),
+                    );
+                } else {
+                    outcomes.extend(events.iter().map(|&(visitor, url, at)| {
+                        record(tracker, visitor, url, at)
+                            .map(Some)
+                            .map_err(AppError::from)
+                    }));
+                }
             }
             Store::Durable { durable, .. } => {
                 let mut batch = DurableBatch::default();
-                let append = durable.submit_batch(events.iter().copied(), &mut batch);
+                let append = durable.submit_batch_at(events.iter().copied(), &mut batch);
                 append.await.map_err(DurableError::from)?;
                 outcomes.extend(batch.outcomes().iter().map(|o| match o {
                     Ok(recorded) => Ok(Some(*recorded)),
@@ -151,5 +177,18 @@ impl Store {
             ),
         }
         Ok(())
+    }
+}
+
+/// One in-memory record, at the event's own time if it has one.
+fn record(
+    tracker: &Tracker,
+    visitor: &str,
+    url: &str,
+    at: Option<Timestamp>,
+) -> Result<Recorded, tracker_core::TrackerError> {
+    match at {
+        Some(at) => tracker.record_at(visitor, url, at),
+        None => tracker.record(visitor, url),
     }
 }

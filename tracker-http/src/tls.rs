@@ -1,5 +1,6 @@
 //! HTTPS: the certificate and key, loaded from PEM files and loaded again
-//! on SIGHUP, so that a renewed certificate is served without a restart.
+//! on SIGHUP or when either file changes on disk, so that a renewed
+//! certificate is served without a restart.
 //!
 //! Each new connection takes the pair current when it arrives; connections
 //! already open keep the one they shook hands with. A pair that does not
@@ -9,7 +10,8 @@
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
@@ -26,6 +28,26 @@ pub struct TlsFiles {
     /// Swapped whole by [`reload`](Self::reload); read (an `Arc` clone)
     /// once per connection.
     current: RwLock<Arc<ServerConfig>>,
+    /// The files as they were when last read (loaded or not): a change
+    /// since is a renewal to load.
+    read: Mutex<Stamp>,
+}
+
+/// What tells a file's new contents from its old without reading it:
+/// modification time, size and inode (following symlinks). `None` for a
+/// file that cannot be looked at.
+type FileStamp = Option<(Option<SystemTime>, u64, u64)>;
+
+/// The [`FileStamp`]s of the certificate and the key.
+type Stamp = [FileStamp; 2];
+
+fn file_stamp(path: &Path) -> FileStamp {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok(), meta.len(), inode))
 }
 
 impl TlsFiles {
@@ -35,19 +57,32 @@ impl TlsFiles {
         // with no C toolchain beyond cc. An error means one is already
         // installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Stamped before reading: a change while reading is seen later.
+        let stamp = [file_stamp(cert), file_stamp(key)];
         Ok(Self {
             current: RwLock::new(Arc::new(server_config(cert, key)?)),
             cert: cert.to_owned(),
             key: key.to_owned(),
+            read: Mutex::new(stamp),
         })
     }
 
     /// Reads both files again and serves the new pair to new connections;
     /// on an error the previous pair stays in service.
     pub fn reload(&self) -> io::Result<()> {
+        *self.read.lock().unwrap_or_else(|e| e.into_inner()) = self.stamp();
         let config = Arc::new(server_config(&self.cert, &self.key)?);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())
+    }
+
+    fn stamp(&self) -> Stamp {
+        [file_stamp(&self.cert), file_stamp(&self.key)]
+    }
+
+    /// Whether either file changed since it was last read (two `stat`s).
+    pub fn changed(&self) -> bool {
+        self.stamp() != *self.read.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The acceptor for a new connection, with the current pair.
@@ -85,6 +120,43 @@ fn server_config(cert: &Path, key: &Path) -> io::Result<ServerConfig> {
     Ok(config)
 }
 
+/// Reloads `tls`, off the runtime's threads, and logs the outcome;
+/// `trigger` says why.
+async fn reload_logged(tls: Arc<TlsFiles>, trigger: &'static str) {
+    let cert = tls.cert.display().to_string();
+    match tokio::task::spawn_blocking(move || tls.reload()).await {
+        Ok(Ok(())) => tracing::info!(%cert, trigger, "reloaded the TLS certificate and key"),
+        Ok(Err(e)) => tracing::error!(
+            error = %e,
+            trigger,
+            "TLS certificate reload failed; still serving the previous certificate"
+        ),
+        Err(e) => tracing::error!(error = %e, "TLS certificate reload task failed"),
+    }
+}
+
+/// Looks every `every` whether the files of `tls` changed and reloads
+/// them if so, until `stop` resolves. A pair that fails to load is not
+/// tried again until a file changes again (a half-written renewal loads
+/// once its second file is written).
+pub async fn reload_on_change(
+    tls: Arc<TlsFiles>,
+    every: Duration,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let files = tls.clone();
+        if let Ok(true) = tokio::task::spawn_blocking(move || files.changed()).await {
+            reload_logged(tls.clone(), "the files changed").await;
+        }
+    }
+}
+
 /// Reloads `tls` on every SIGHUP until `stop` resolves, logging the
 /// outcome. Without TLS a SIGHUP is logged and ignored: either way it no
 /// longer ends the process, as its default action would.
@@ -117,15 +189,7 @@ pub fn reload_on_hangup(
                     tracing::info!("SIGHUP received; no TLS certificate to reload");
                     continue;
                 };
-                let cert = tls.cert.display().to_string();
-                match tokio::task::spawn_blocking(move || tls.reload()).await {
-                    Ok(Ok(())) => tracing::info!(%cert, "reloaded the TLS certificate and key"),
-                    Ok(Err(e)) => tracing::error!(
-                        error = %e,
-                        "TLS certificate reload failed; still serving the previous certificate"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "TLS certificate reload task failed"),
-                }
+                reload_logged(tls, "SIGHUP").await;
             }
         }
         #[cfg(not(unix))]

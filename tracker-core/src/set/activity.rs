@@ -2,11 +2,8 @@
 //! per pair plus, for the pairs seen in more than one bucket, a sorted run
 //! of buckets in its page's arena ([`Runs`]). The layout and why it was
 //! chosen are in the module docs of `src/time`.
-//!
-//! Not yet wired into the visitor tables (issue 12, next step): the words
-//! are to be the `u32` a [`TickTable`](super::visitor_table) keeps per
-//! slot, and `Runs` the page's arena beside it.
-#![allow(dead_code)]
+//! The words are the last value a
+//! [`WordTable`](super::word_table::WordTable) keeps per slot.
 
 use std::ops::Range;
 
@@ -47,14 +44,37 @@ pub(crate) struct Runs {
 }
 
 impl Runs {
+    /// An empty arena (allocates nothing).
+    pub(crate) const EMPTY: Runs = Runs {
+        arena: Vec::new(),
+        garbage: 0,
+    };
+
+    /// Heap bytes an empty arena takes on for its first run.
+    pub(crate) const FIRST_RUN_BYTES: usize = (HEADER + FIRST_RUN as usize) * 4;
+
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.arena.capacity() * std::mem::size_of::<u32>()
     }
 
+    /// Arena words in use or garbage.
+    pub(crate) fn len(&self) -> usize {
+        self.arena.len()
+    }
+
     /// Arena words no pair uses (moved runs).
     pub(crate) fn garbage(&self) -> usize {
         self.garbage
+    }
+
+    /// Notes that the pair with word `word` is gone: its run, if any, is
+    /// garbage now.
+    pub(crate) fn release(&mut self, word: u32) {
+        if word & MULTI != 0 {
+            let at = (word & !MULTI) as usize;
+            self.garbage += HEADER + self.arena[at + 1] as usize;
+        }
     }
 
     /// The buckets of the pair whose word is `word`, ascending.
@@ -65,11 +85,6 @@ impl Runs {
             let at = (*word & !MULTI) as usize;
             &self.arena[at + HEADER..at + HEADER + self.arena[at] as usize]
         }
-    }
-
-    /// The pair's latest bucket.
-    pub(crate) fn latest(&self, word: u32) -> u32 {
-        *self.buckets(&word).last().expect("a run is never empty")
     }
 
     /// Whether the pair was seen in a bucket of `range`.
@@ -234,18 +249,30 @@ impl Runs {
         }
     }
 
-    /// Rewrites every run exactly sized, in the order of `words` (a
-    /// page's slots), so a scan reads the arena front to back, and gives
-    /// the garbage back. Returns the heap bytes freed.
-    pub(crate) fn compact<'w>(&mut self, words: impl Iterator<Item = &'w mut u32>) -> usize {
+    /// Rewrites every run in the order of `words` (a page's slots), so a
+    /// scan reads the arena front to back, and gives the garbage back:
+    /// exactly sized, or with `keep_room` each with the room it had, so
+    /// that runs still growing go on growing in place (and in order)
+    /// instead of moving to the end again. Returns the heap bytes freed.
+    pub(crate) fn compact<'w>(
+        &mut self,
+        words: impl Iterator<Item = &'w mut u32>,
+        keep_room: bool,
+    ) -> usize {
         let before = self.heap_bytes();
         let live = self.arena.len() - self.garbage;
         let mut arena = Vec::with_capacity(live);
         for word in words.filter(|w| **w & MULTI != 0) {
             let run = self.buckets(word);
+            let room = if keep_room {
+                self.arena[(*word & !MULTI) as usize + 1]
+            } else {
+                run.len() as u32
+            };
             let at = arena.len() as u32;
-            arena.extend_from_slice(&[run.len() as u32, run.len() as u32]);
+            arena.extend_from_slice(&[run.len() as u32, room]);
             arena.extend_from_slice(run);
+            arena.resize(at as usize + HEADER + room as usize, 0);
             *word = MULTI | at;
         }
         arena.shrink_to_fit();
@@ -286,7 +313,6 @@ mod tests {
         assert!(add(&mut runs, &mut word, 90));
         assert_eq!(runs.buckets(&word), [90, 100]);
         assert_eq!(runs.add(&mut word, 90), AddBucket::Present);
-        assert_eq!(runs.latest(word), 100);
     }
 
     proptest! {
@@ -357,8 +383,12 @@ mod tests {
                 }
             }
             check(&runs, &words, &model)?;
+            // Compacted keeping each run's room: the same answers.
+            runs.compact(words.iter_mut().flatten(), true);
+            prop_assert_eq!(runs.garbage(), 0);
+            check(&runs, &words, &model)?;
             let before = runs.heap_bytes();
-            let freed = runs.compact(words.iter_mut().flatten());
+            let freed = runs.compact(words.iter_mut().flatten(), false);
             prop_assert_eq!(before - runs.heap_bytes(), freed);
             prop_assert_eq!(runs.garbage(), 0);
             check(&runs, &words, &model)?;

@@ -10,9 +10,6 @@
 //! a relative standard error of 2.4% for any union of periods, since
 //! merging sketches loses nothing. (An 8 KiB sketch per hourly bucket
 //! would cost 192 KiB a page a day.)
-//!
-//! Not yet wired into the sets (issue 12, next step).
-#![allow(dead_code)]
 
 use std::ops::Range;
 
@@ -85,6 +82,7 @@ impl History {
     }
 
     /// The days covered, oldest first.
+    #[cfg(test)]
     pub(crate) fn days(&self) -> impl Iterator<Item = Range<u32>> + '_ {
         self.periods.iter().map(Period::days)
     }
@@ -162,9 +160,116 @@ impl History {
         (union_of(met.iter().map(|p| &p.visitors)), covered)
     }
 
-    /// Merges the two oldest periods into one (under memory pressure).
-    /// Returns the heap bytes held before and after (equal with fewer
-    /// than two periods: nothing to merge).
+    /// The periods, oldest first: first day, days, and visitors (sorted
+    /// hashes, or a sketch), for the snapshot.
+    pub(crate) fn periods(&self) -> impl Iterator<Item = (u32, u32, Result<&[u64], &UltraLogLog>)> {
+        self.periods.iter().map(|p| {
+            let visitors = match &p.visitors {
+                Visitors::Exact(hashes) => Ok(&hashes[..]),
+                Visitors::Sketch(sketch) => Err(&**sketch),
+            };
+            (p.first, p.days, visitors)
+        })
+    }
+
+    /// A history of `periods` as [`periods`](Self::periods) gives them,
+    /// checked: ascending and apart, exact ones sorted, distinct and at
+    /// most [`EXACT_UP_TO`], sketches of [`PERIOD_PRECISION`].
+    pub(crate) fn from_periods(
+        periods: Vec<(u32, u32, Result<Vec<u64>, UltraLogLog>)>,
+    ) -> Result<Self, String> {
+        let mut end = 0u32;
+        let mut checked = Vec::with_capacity(periods.len());
+        for (first, days, visitors) in periods {
+            if days == 0 || first < end || first.checked_add(days).is_none() {
+                return Err(format!(
+                    "period of {days} days from day {first} out of order"
+                ));
+            }
+            end = first + days;
+            let visitors = match visitors {
+                Ok(hashes) => {
+                    if hashes.is_empty()
+                        || hashes.len() > EXACT_UP_TO
+                        || hashes.windows(2).any(|w| w[0] >= w[1])
+                    {
+                        return Err("a period's hashes are not sorted and few".into());
+                    }
+                    Visitors::Exact(hashes.into_boxed_slice())
+                }
+                Err(sketch) if sketch.precision() == PERIOD_PRECISION => {
+                    Visitors::Sketch(Box::new(sketch))
+                }
+                Err(sketch) => {
+                    return Err(format!("period sketch precision {}", sketch.precision()));
+                }
+            };
+            checked.push(Period {
+                first,
+                days,
+                visitors,
+            });
+        }
+        Ok(Self {
+            periods: checked.into_boxed_slice(),
+        })
+    }
+
+    /// Calls `exact` with the hashes and `sketch` with the sketches of the
+    /// periods that meet `days`; returns the days those periods cover, as
+    /// [`union`](Self::union) does.
+    pub(crate) fn add_to(
+        &self,
+        days: Range<u32>,
+        mut exact: impl FnMut(u64),
+        mut sketch: impl FnMut(&UltraLogLog),
+    ) -> Range<u32> {
+        let mut covered = days.clone();
+        for period in self
+            .periods
+            .iter()
+            .filter(|p| p.first < days.end && days.start < p.days().end)
+        {
+            covered = covered.start.min(period.first)..covered.end.max(period.days().end);
+            match &period.visitors {
+                Visitors::Exact(hashes) => hashes.iter().copied().for_each(&mut exact),
+                Visitors::Sketch(s) => sketch(s),
+            }
+        }
+        covered
+    }
+
+    /// The first day held, if any.
+    pub(crate) fn oldest_day(&self) -> Option<u32> {
+        self.periods.first().map(|p| p.first)
+    }
+
+    /// Whether [`merge_oldest`](Self::merge_oldest) would free memory:
+    /// always when a sketch is involved; for two exact periods, unless
+    /// their union just passes [`EXACT_UP_TO`] and its sketch outweighs
+    /// both lists. Computed without allocating.
+    pub(crate) fn merge_frees(&self) -> bool {
+        let [a, b, ..] = &self.periods[..] else {
+            return false;
+        };
+        let merged = match (&a.visitors, &b.visitors) {
+            (Visitors::Exact(x), Visitors::Exact(y)) => {
+                let union = sorted_union_len(x, y);
+                if union <= EXACT_UP_TO {
+                    union * std::mem::size_of::<u64>()
+                } else {
+                    PERIOD_SKETCH_BYTES
+                }
+            }
+            _ => PERIOD_SKETCH_BYTES,
+        };
+        merged + std::mem::size_of::<Period>()
+            < a.visitors.heap_bytes() + b.visitors.heap_bytes() + 2 * std::mem::size_of::<Period>()
+    }
+
+    /// Merges the two oldest periods into one (under memory pressure:
+    /// the budget's second step). Returns the heap bytes held before and
+    /// after (equal with fewer than two periods: nothing to merge).
     pub(crate) fn merge_oldest(&mut self) -> (usize, usize) {
         let before = self.heap_bytes();
         if self.periods.len() < 2 {
@@ -192,6 +297,26 @@ impl History {
     }
 }
 
+/// A sketched page: its all-time sketch (what `distinct` reads, O(1))
+/// and its history by day (what ranges read).
+#[derive(Debug, Clone)]
+pub(crate) struct Sketched {
+    pub(crate) all: UltraLogLog,
+    pub(crate) history: History,
+    /// The first day from which `history` holds every visit: 0 for a page
+    /// sketched from its exact pairs; for one restored from a payload
+    /// that kept no history, the day it was restored.
+    pub(crate) since: u32,
+}
+
+impl Sketched {
+    /// Whether the history answers `days` (else only the all-time sketch
+    /// can, over everything).
+    pub(crate) fn answers(&self, days: &Range<u32>) -> bool {
+        days.start >= self.since || days.is_empty()
+    }
+}
+
 /// `hashes` with `hash` inserted at `at`: exact while that fits, else
 /// the sketch of them all.
 fn with_hash(hashes: &[u64], at: usize, hash: u64) -> Visitors {
@@ -210,6 +335,23 @@ fn sketch_of(hashes: impl Iterator<Item = u64>) -> Visitors {
     let sketch = UltraLogLog::from_exact_set(PERIOD_PRECISION, hashes)
         .expect("the period precision is valid");
     Visitors::Sketch(Box::new(sketch))
+}
+
+/// How many distinct values two sorted, distinct lists hold together.
+fn sorted_union_len(a: &[u64], b: &[u64]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+        }
+        n += 1;
+    }
+    n + (a.len() - i) + (b.len() - j)
 }
 
 /// Two periods' visitors together: exact (sorted, distinct) while that
@@ -325,6 +467,31 @@ mod tests {
         assert_eq!(covered, 0..2);
         assert_eq!(history.drop_before(5), after - history.heap_bytes());
         assert_eq!(history.days().next(), Some(5..6));
+    }
+
+    /// A merge that would grow the history (two exact days whose union
+    /// just passes the exact limit) is not offered; the others shrink it.
+    #[test]
+    fn merges_are_offered_only_where_they_free_memory() {
+        let mut history = History::default();
+        for h in 1..=65u64 {
+            insert(&mut history, 0, h);
+            insert(&mut history, 1, 1_000 + h);
+        }
+        assert!(
+            !history.merge_frees(),
+            "130 hashes: a sketch outweighs both lists"
+        );
+        let mut overlapping = History::default();
+        for h in 1..=65u64 {
+            insert(&mut overlapping, 0, h);
+            insert(&mut overlapping, 1, h + 10);
+        }
+        assert!(overlapping.merge_frees());
+        let (before, after) = overlapping.merge_oldest();
+        assert!(after < before);
+        assert_eq!(overlapping.union(0..2).0.visitors, 75);
+        assert_eq!(sorted_union_len(&[1, 3, 5], &[2, 3, 6, 7]), 6);
     }
 
     proptest! {

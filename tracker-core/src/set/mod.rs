@@ -12,20 +12,30 @@ pub(crate) mod horizon;
 pub(crate) mod page;
 pub(crate) mod timed_sketch;
 pub(crate) mod timed_table;
+pub(crate) mod union;
 pub(crate) mod visitor_hash;
 pub(crate) mod visitor_table;
+pub(crate) mod word_table;
+
+use std::ops::Range;
 
 use crate::report::Distinct;
+use crate::set::activity::Runs;
+use crate::set::history::{History, HistoryInsert, Sketched};
 use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
+use crate::set::union::Union;
 pub(crate) use crate::set::visitor_table::Insert;
-use crate::set::visitor_table::{MIN_CAPACITY, MIN_TABLE_BYTES, VisitorTable};
+use crate::set::visitor_table::TableInsert;
+use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
+use crate::set::word_table::{Visit, WordTable, Words};
 use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
+use crate::time::{Bucketing, Series};
 
-/// Heap bytes of a page's set in sketch form (the boxed sketch).
-const SKETCH_BYTES: usize =
-    std::mem::size_of::<UltraLogLog>() + (1 << UltraLogLog::DEFAULT_PRECISION);
+/// Heap bytes of a page's set in sketch form before its history: the
+/// boxed record and the all-time sketch's registers.
+const SKETCH_BYTES: usize = std::mem::size_of::<Sketched>() + (1 << UltraLogLog::DEFAULT_PRECISION);
 
 /// How many visitor hashes a page holds without a heap allocation.
 pub(crate) const INLINE: usize = 2;
@@ -46,20 +56,234 @@ pub(crate) enum VisitorSet {
     /// fields are the second slot's age (high 8 and low 16 bits; timed
     /// sets only), the last-recorded tick, and the slots.
     Inline(u8, u16, u32, [u64; INLINE]),
-    /// An open-addressing table of hashes.
-    Table(u32, VisitorTable),
-    /// Hashes with their latest ticks (with a TTL).
+    /// An open-addressing table of hashes with their activity words.
+    Table(u32, VisitorTable<1>),
+    /// The same once a pair was seen in a second bucket: the table boxed
+    /// with the page's arena of runs.
+    TableRuns(u32, Box<WordTable<1>>),
+    /// Hashes with their latest ticks and activity words (with a TTL).
     Timed(u32, Box<TimedTable>),
-    /// A cardinality sketch of the hashes: counts are estimates.
-    Sketch(u32, Box<UltraLogLog>),
+    /// A cardinality sketch of the hashes, and one per day of history:
+    /// counts are estimates.
+    Sketch(u32, Box<Sketched>),
     /// Sketches per generation of TTL/8 (with a TTL): estimates.
     TimedSketch(u32, Box<TimedSketch>),
+}
+
+/// What a set needs to know to answer a range besides the range.
+#[derive(Debug, Clone)]
+pub(crate) struct Ask {
+    /// The buckets pairs may be held in now (the retention to the end of
+    /// the current bucket).
+    pub(crate) held: Range<u64>,
+    /// The tracker's buckets.
+    pub(crate) bucketing: Bucketing,
+}
+
+impl Ask {
+    /// The bucket width in seconds.
+    pub(crate) fn width(&self) -> u32 {
+        self.bucketing.width().as_secs() as u32
+    }
+
+    fn per_day(&self) -> u64 {
+        u64::from(86_400 / self.width())
+    }
+
+    /// The UTC days that buckets `range` meet.
+    fn days(&self, range: &Range<u64>) -> Range<u32> {
+        let per_day = self.per_day();
+        (range.start / per_day) as u32..range.end.div_ceil(per_day) as u32
+    }
+
+    /// The buckets of `days`.
+    fn buckets_of_days(&self, days: Range<u32>) -> Range<u64> {
+        u64::from(days.start) * self.per_day()..u64::from(days.end) * self.per_day()
+    }
+}
+
+/// A set's answer for a range of buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Between {
+    pub(crate) distinct: Distinct,
+    /// The buckets the count covers: the range asked, or a wider one when
+    /// the set cannot tell its visits apart that finely.
+    pub(crate) covered: Range<u64>,
 }
 
 /// The largest age the inline form stores: 24 bits.
 const MAX_INLINE_AGE: u32 = (1 << 24) - 1;
 
 impl VisitorSet {
+    /// The distinct visitors seen in the buckets `range` (with a TTL, the
+    /// live ones): exact for exact sets, one scan of their words. A
+    /// sketched page cannot tell its visits apart in time: it answers
+    /// over every bucket it may hold, and says so in `covered`.
+    pub(crate) fn between(&self, range: Range<u64>, ask: &Ask, expiry: Option<Expiry>) -> Between {
+        let width = ask.width();
+        let visitors = match (self, expiry) {
+            (VisitorSet::Sketch(_, sketched), _) => {
+                let days = ask.days(&range);
+                if !sketched.answers(&days) {
+                    return Between {
+                        distinct: self.count(expiry),
+                        covered: self.everything(range, ask),
+                    };
+                }
+                let (distinct, covered) = sketched.history.union(days);
+                return Between {
+                    distinct,
+                    covered: ask.buckets_of_days(covered),
+                };
+            }
+            (VisitorSet::TimedSketch(..), _) => {
+                return Between {
+                    distinct: self.count(expiry),
+                    covered: self.everything(range, ask),
+                };
+            }
+            (VisitorSet::Inline(..), _) => self
+                .inline_ticks()
+                .filter(|&(_, t)| expiry.is_none_or(|e| e.is_live(t)))
+                .filter(|&(_, t)| range.contains(&u64::from(t / width)))
+                .count() as u64,
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .count_in(range.clone(), |_| true),
+            (VisitorSet::Timed(_, table), Some(expiry)) => table.count_in(range.clone(), expiry),
+            (VisitorSet::Timed(_, table), None) => table.words().count_in(range.clone(), |_| true),
+        };
+        Between {
+            distinct: Distinct::exact(visitors),
+            covered: range,
+        }
+    }
+
+    /// `range` widened to every bucket the set may hold a pair in.
+    fn everything(&self, range: Range<u64>, ask: &Ask) -> Range<u64> {
+        let latest = u64::from(self.last_recorded() / ask.width()) + 1;
+        range.start.min(ask.held.start)..range.end.max(ask.held.end).max(latest)
+    }
+
+    /// Adds each point's exact count of the set's visitors to `counts`
+    /// (one per point of `series`), if the set can tell its visits apart
+    /// by point; returns false, with `counts` unchanged, if not (the
+    /// caller then asks [`between`](Self::between) for each point).
+    pub(crate) fn count_points(
+        &self,
+        series: &Series,
+        ask: &Ask,
+        expiry: Option<Expiry>,
+        counts: &mut [u32],
+    ) -> bool {
+        match (self, expiry) {
+            (VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..), _) => return false,
+            (VisitorSet::Inline(..), _) => {
+                for (_, tick) in self.inline_ticks() {
+                    if expiry.is_none_or(|e| e.is_live(tick))
+                        && let Some(p) = series.point_of(tick / ask.width())
+                    {
+                        counts[p] += 1;
+                    }
+                }
+            }
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .count_points(series, |_| true, counts),
+            (VisitorSet::Timed(_, table), Some(expiry)) => {
+                table.count_points(series, expiry, counts)
+            }
+            (VisitorSet::Timed(_, table), None) => {
+                table.words().count_points(series, |_| true, counts)
+            }
+        }
+        true
+    }
+
+    /// Adds the visitors seen in the union's range to it: exact pairs as
+    /// hashes, sketches merged (widening the union to all they hold).
+    pub(crate) fn add_to_union(&self, union: &mut Union, ask: &Ask, expiry: Option<Expiry>) {
+        let range = union.range();
+        let live = |tick: u32| expiry.is_none_or(|e| e.is_live(tick));
+        match (self, expiry) {
+            (VisitorSet::Sketch(_, sketched), _) => {
+                let days = ask.days(&range);
+                if sketched.answers(&days) {
+                    let mut sketches = Vec::new();
+                    let covered = sketched.history.add_to(
+                        days,
+                        |h| union.push(h),
+                        |s| sketches.push(s.clone()),
+                    );
+                    for sketch in &sketches {
+                        union.merge(sketch);
+                    }
+                    union.widen(ask.buckets_of_days(covered));
+                } else {
+                    union.widen(self.everything(range, ask));
+                    union.merge(&sketched.all);
+                }
+            }
+            (VisitorSet::TimedSketch(_, generations), _) => {
+                union.widen(self.everything(range, ask));
+                for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
+                    union.merge(sketch);
+                }
+            }
+            (VisitorSet::Inline(..), _) => {
+                for (hash, tick) in self.inline_ticks() {
+                    if live(tick) && range.contains(&u64::from(tick / ask.width())) {
+                        union.push(hash);
+                    }
+                }
+            }
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
+                .untimed()
+                .expect("an untimed table")
+                .hashes_in(range, |_| true, |h| union.push(h)),
+            (VisitorSet::Timed(_, table), Some(expiry)) => {
+                table.hashes_in(range, expiry, |h| union.push(h))
+            }
+            (VisitorSet::Timed(_, table), None) => {
+                table.words().hashes_in(range, |_| true, |h| union.push(h))
+            }
+        }
+    }
+
+    /// A sketched page's history (without a TTL), to merge its oldest
+    /// days under memory pressure.
+    pub(crate) fn history_mut(&mut self) -> Option<&mut History> {
+        match self {
+            VisitorSet::Sketch(_, sketched) => Some(&mut sketched.history),
+            _ => None,
+        }
+    }
+
+    /// The first day of a sketched page's history whose two oldest
+    /// periods merging would free memory.
+    pub(crate) fn mergeable_since(&self) -> Option<u32> {
+        match self {
+            VisitorSet::Sketch(_, sketched) if sketched.history.merge_frees() => {
+                sketched.history.oldest_day()
+            }
+            _ => None,
+        }
+    }
+
+    /// An untimed table's pairs and words.
+    fn untimed(&self) -> Option<Words<'_, 1>> {
+        match self {
+            VisitorSet::Table(_, table) => Some(Words {
+                table,
+                runs: &NO_RUNS,
+            }),
+            VisitorSet::TableRuns(_, table) => Some(table.words()),
+            _ => None,
+        }
+    }
+
     /// An empty set last recorded at `tick`.
     pub(crate) fn new(tick: u32) -> Self {
         VisitorSet::Inline(0, 0, tick, [0; INLINE])
@@ -70,6 +294,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(last, _)
+            | VisitorSet::TableRuns(last, _)
             | VisitorSet::Timed(last, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => *last,
@@ -77,11 +302,13 @@ impl VisitorSet {
     }
 
     /// Notes a record at `tick` (recency only moves forwards: a back-filled
-    /// event does not make a page look older).
+    /// event does not make a page look older). The inline form keeps its
+    /// most recent visitor's tick there already.
     pub(crate) fn touch(&mut self, tick: u32) {
         match self {
-            VisitorSet::Inline(_, _, last, _)
-            | VisitorSet::Table(last, _)
+            VisitorSet::Inline(..) => {}
+            VisitorSet::Table(last, _)
+            | VisitorSet::TableRuns(last, _)
             | VisitorSet::Timed(last, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
@@ -96,6 +323,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(_, table) => table.len(),
+            VisitorSet::TableRuns(_, table) => table.len(),
             VisitorSet::Timed(_, table) => table.stored(),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
@@ -107,10 +335,10 @@ impl VisitorSet {
     /// O(log n) (see `horizon`).
     pub(crate) fn count(&self, expiry: Option<Expiry>) -> Distinct {
         match (self, expiry) {
-            (VisitorSet::Sketch(_, sketch), _) => Distinct {
-                visitors: sketch.estimate().round() as u64,
+            (VisitorSet::Sketch(_, sketched), _) => Distinct {
+                visitors: sketched.all.estimate().round() as u64,
                 exact: false,
-                relative_error: Some(sketch.relative_standard_error()),
+                relative_error: Some(sketched.all.relative_standard_error()),
             },
             (VisitorSet::TimedSketch(_, sketch), Some(expiry)) => sketch.count(expiry),
             (VisitorSet::Timed(_, table), Some(expiry)) => {
@@ -140,7 +368,7 @@ impl VisitorSet {
         matches!(self, VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..))
     }
 
-    /// The inline pairs with their ticks (timed sets).
+    /// The inline pairs with their latest ticks.
     fn inline_ticks(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         let (age, last, slots) = match self {
             VisitorSet::Inline(high, low, last, slots) => (age(*high, *low), *last, &slots[..]),
@@ -156,43 +384,81 @@ impl VisitorSet {
     /// Brings a timed set up to `expiry`'s time: drops expired inline
     /// visitors, and lets a table retire or drop its expired ones (see
     /// [`TimedTable::expire`]). Returns the pairs dropped.
-    pub(crate) fn expire(&mut self, expiry: Expiry) -> usize {
+    pub(crate) fn expire(&mut self, expiry: Expiry, oldest_bucket: u32) -> usize {
         match self {
-            VisitorSet::Timed(_, table) => table.expire(expiry),
+            VisitorSet::Timed(_, table) => table.expire(expiry, oldest_bucket),
             VisitorSet::TimedSketch(_, sketch) => {
                 sketch.expire(expiry);
                 0
             }
-            VisitorSet::Inline(high, low, last, slots) => {
-                let second = last.wrapping_sub(age(*high, *low));
-                let mut dropped = 0;
-                if slots[1] != 0 && !expiry.is_live(second) {
-                    slots[1] = 0;
-                    (*high, *low) = (0, 0);
-                    dropped += 1;
-                }
-                // The first slot is the most recent: the second went first.
-                if slots[0] != 0 && !expiry.is_live(*last) {
-                    slots[0] = 0;
-                    dropped += 1;
-                }
-                dropped
-            }
+            VisitorSet::Inline(..) => self.retain_inline(|tick| expiry.is_live(tick)),
             _ => 0,
         }
     }
 
-    /// Drops every expired pair now (a sweep's work); returns how many.
-    pub(crate) fn drop_expired(&mut self, expiry: Expiry) -> usize {
-        match self {
+    /// Keeps the inline pairs whose tick `keep` accepts; returns how many
+    /// went.
+    fn retain_inline(&mut self, keep: impl Fn(u32) -> bool) -> usize {
+        let VisitorSet::Inline(high, low, last, slots) = self else {
+            return 0;
+        };
+        let second = last.wrapping_sub(age(*high, *low));
+        let mut dropped = 0;
+        if slots[1] != 0 && !keep(second) {
+            slots[1] = 0;
+            (*high, *low) = (0, 0);
+            dropped += 1;
+        }
+        if slots[0] != 0 && !keep(*last) {
+            dropped += 1;
+            // The second (if left) becomes the first.
+            slots[0] = std::mem::take(&mut slots[1]);
+            if slots[0] != 0 {
+                *last = second;
+                (*high, *low) = (0, 0);
+            }
+        }
+        dropped
+    }
+
+    /// Drops every expired pair now (a sweep's work), and with a
+    /// retention the buckets before `oldest_bucket` and the pairs left
+    /// with none; returns how many pairs went.
+    pub(crate) fn drop_expired(
+        &mut self,
+        expiry: Option<Expiry>,
+        oldest_bucket: u32,
+        width: u32,
+    ) -> usize {
+        let retained = |tick: u32| tick / width >= oldest_bucket;
+        match (self, expiry) {
             // An exhausted horizon is checked first: counting the expired
             // pairs would then scan the table that the rebuild scans again.
-            VisitorSet::Timed(_, table)
-                if table.needs_rebuild(expiry) || table.expired(expiry) > 0 =>
+            (VisitorSet::Timed(_, table), Some(expiry))
+                if table.needs_rebuild(expiry)
+                    || table.expired(expiry) > 0
+                    || oldest_bucket > 0 =>
             {
-                table.rebuild(expiry)
+                table.rebuild(expiry, oldest_bucket)
             }
-            _ => self.expire(expiry),
+            (set @ VisitorSet::Inline(..), _) => {
+                set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t)))
+            }
+            (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
+                table.retain(|_, &mut [bucket]| bucket >= oldest_bucket)
+            }
+            (VisitorSet::TableRuns(_, table), None) if oldest_bucket > 0 => {
+                table.retain(oldest_bucket, |_, _| true)
+            }
+            (VisitorSet::Sketch(_, sketched), None) => {
+                // The all-time sketch cannot forget; the days can.
+                sketched
+                    .history
+                    .drop_before(oldest_bucket / (86_400 / width));
+                0
+            }
+            (set, Some(expiry)) => set.expire(expiry, oldest_bucket),
+            _ => 0,
         }
     }
 
@@ -200,7 +466,7 @@ impl VisitorSet {
     /// starts at their exact count (no jump); with a TTL (`expiry`), into
     /// per-generation sketches of the live ones. Returns the heap bytes
     /// held before.
-    pub(crate) fn convert_to_sketch(&mut self, expiry: Option<Expiry>) -> usize {
+    pub(crate) fn convert_to_sketch(&mut self, expiry: Option<Expiry>, width: u32) -> usize {
         let before = self.heap_bytes();
         let last = self.last_recorded();
         if let Some(expiry) = expiry {
@@ -210,19 +476,39 @@ impl VisitorSet {
             }
             return before;
         }
-        let hashes: Box<dyn Iterator<Item = u64>> = match self {
-            VisitorSet::Sketch(..) | VisitorSet::Timed(..) | VisitorSet::TimedSketch(..) => {
-                return before;
-            }
-            VisitorSet::Inline(_, _, _, slots) => {
-                Box::new(slots.iter().copied().filter(|&h| h != 0))
-            }
-            VisitorSet::Table(_, table) => Box::new(table.iter()),
-        };
-        let sketch = UltraLogLog::from_exact_set(UltraLogLog::DEFAULT_PRECISION, hashes)
-            .expect("the default precision is valid");
-        *self = VisitorSet::Sketch(last, Box::new(sketch));
+        if self.is_sketch() {
+            return before;
+        }
+        let sketched = self.sketched(width);
+        *self = VisitorSet::Sketch(last, Box::new(sketched));
         before
+    }
+
+    /// The sketch form of an exact set without a TTL: the all-time
+    /// sketch and the history of every pair's days.
+    fn sketched(&self, width: u32) -> Sketched {
+        let all = UltraLogLog::from_exact_set(
+            UltraLogLog::DEFAULT_PRECISION,
+            self.entries().map(|(h, _)| h),
+        )
+        .expect("the default precision is valid");
+        let per_day = 86_400 / width;
+        let mut history = History::default();
+        self.for_each_pair(width, |hash, _, buckets| {
+            let mut last_day = None;
+            for &bucket in buckets {
+                let day = bucket / per_day;
+                if last_day != Some(day) {
+                    history.insert_growing(day, hash);
+                    last_day = Some(day);
+                }
+            }
+        });
+        Sketched {
+            all,
+            history,
+            since: 0,
+        }
     }
 
     /// Whether an exact set growing from `before` to `after` heap bytes
@@ -241,10 +527,10 @@ impl VisitorSet {
 
     /// The heap bytes [`convert_to_sketch`](Self::convert_to_sketch) would
     /// leave the set holding.
-    pub(crate) fn sketched_bytes(&self, expiry: Option<Expiry>) -> usize {
+    pub(crate) fn sketched_bytes(&self, expiry: Option<Expiry>, width: u32) -> usize {
         match expiry {
             Some(expiry) => TimedSketch::bytes_for(self.entries().map(|(_, t)| t), expiry),
-            None => SKETCH_BYTES,
+            None => SKETCH_BYTES + self.sketched(width).history.heap_bytes(),
         }
     }
 
@@ -253,25 +539,54 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(..) => 0,
             VisitorSet::Table(_, table) => table.heap_bytes(),
+            VisitorSet::TableRuns(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, table) => table.heap_bytes(),
-            VisitorSet::Sketch(..) => SKETCH_BYTES,
+            VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
         }
     }
 
-    /// Adds a (non-zero) visitor hash seen at `tick` if that needs no
-    /// allocation; see [`Insert`]. With a TTL (`expiry`), the set must be
-    /// up to its time (see [`expire`](Self::expire)); a revisit answers
-    /// `Refreshed` with the visitor's previous tick.
+    /// Adds a (non-zero) visitor hash seen at `tick` (in bucket `tick /
+    /// width`) if that needs no allocation; see [`Insert`]. With a TTL
+    /// (`expiry`), the set must be up to its time (see
+    /// [`expire`](Self::expire)). A known pair answers `Refreshed` with
+    /// its previous tick.
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64, tick: u32, expiry: Option<Expiry>) -> Insert {
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        tick: u32,
+        width: u32,
+        expiry: Option<Expiry>,
+    ) -> Insert {
         debug_assert_ne!(hash, 0);
+        let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => table.insert(hash, tick),
-            VisitorSet::Timed(_, table) => table.insert(hash, tick),
-            VisitorSet::Sketch(_, sketch) => Insert::Estimated {
-                changed: sketch.insert(hash),
+            VisitorSet::Table(_, table) => match table.insert(hash, [bucket]) {
+                TableInsert::Added(_) => Insert::Added,
+                TableInsert::Grow(bytes) => Insert::Grow(bytes),
+                TableInsert::Present(slot) if table.value(slot, 0) == bucket => Insert::Present,
+                // A second bucket: the table takes on an arena.
+                TableInsert::Present(_) => Insert::GrowKnown {
+                    bytes: WORD_TABLE_BYTES + Runs::FIRST_RUN_BYTES,
+                    was: 0,
+                },
             },
+            VisitorSet::TableRuns(_, table) => match table.visit(hash, bucket, [bucket]) {
+                Visit::Added => Insert::Added,
+                Visit::Known { .. } => Insert::Present,
+                Visit::GrowTable(bytes) => Insert::Grow(bytes),
+                Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
+            },
+            VisitorSet::Timed(_, table) => table.insert(hash, tick, bucket),
+            VisitorSet::Sketch(_, sketched) => {
+                match sketched.history.insert(bucket / (86_400 / width), hash) {
+                    HistoryInsert::Done => Insert::Estimated {
+                        changed: sketched.all.insert(hash),
+                    },
+                    HistoryInsert::Grow(bytes) => Insert::Grow(bytes),
+                }
+            }
             // A change in one generation's sketch does not prove the
             // visitor new to the page (another generation may have it).
             VisitorSet::TimedSketch(_, sketch) => {
@@ -280,43 +595,104 @@ impl VisitorSet {
                     None => Insert::Grow(GENERATION_BYTES),
                 }
             }
-            VisitorSet::Inline(high, low, last, slots) => match expiry {
-                None => insert_inline(slots, hash),
-                Some(expiry) => insert_inline_timed(high, low, last, slots, hash, tick, expiry),
-            },
+            VisitorSet::Inline(high, low, last, slots) => {
+                let timed = expiry.is_some();
+                match inline_visit(age(*high, *low), *last, slots, hash, tick, width) {
+                    Ok((outcome, (age, last_tick, new_slots))) => {
+                        (*high, *low) = split_age(age);
+                        *last = last_tick;
+                        *slots = new_slots;
+                        outcome
+                    }
+                    Err(Insert::Grow(_)) => Insert::Grow(inline_to_table_bytes(timed, false)),
+                    Err(Insert::GrowKnown { was, .. }) => Insert::GrowKnown {
+                        bytes: inline_to_table_bytes(timed, was / width != bucket),
+                        was,
+                    },
+                    Err(other) => other,
+                }
+            }
         }
     }
 
-    /// Moves to the next larger form and adds `hash`, which must be absent
-    /// (as an [`Insert::Grow`] answer said).
-    pub(crate) fn grow_and_insert(&mut self, hash: u64, tick: u32, expiry: Option<Expiry>) {
+    /// Carries out an insert answered with `Grow` or `GrowKnown` (its
+    /// bytes reserved): moves to the next larger form, or grows the
+    /// table or arena, and notes the visit.
+    pub(crate) fn grow_and_insert(
+        &mut self,
+        hash: u64,
+        tick: u32,
+        width: u32,
+        expiry: Option<Expiry>,
+    ) {
+        let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => table.grow_and_insert(hash, tick),
-            VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick),
-            VisitorSet::Sketch(_, sketch) => {
-                sketch.insert(hash);
+            VisitorSet::Table(last, table) => {
+                if table.find(hash).is_none() {
+                    table.grow_and_insert(hash, [bucket]);
+                    return;
+                }
+                let last = *last;
+                let table = std::mem::replace(table, VisitorTable::placeholder());
+                let mut boxed = Box::new(WordTable {
+                    table,
+                    runs: Runs::default(),
+                });
+                boxed.grow_and_visit(hash, bucket, [bucket]);
+                *self = VisitorSet::TableRuns(last, boxed);
+            }
+            VisitorSet::TableRuns(_, table) => {
+                table.grow_and_visit(hash, bucket, [bucket]);
+            }
+            VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick, bucket),
+            VisitorSet::Sketch(_, sketched) => {
+                sketched
+                    .history
+                    .insert_growing(bucket / (86_400 / width), hash);
+                sketched.all.insert(hash);
             }
             VisitorSet::TimedSketch(_, sketch) => {
                 if let Some(expiry) = expiry {
                     sketch.insert_growing(hash, tick, expiry);
                 }
             }
-            VisitorSet::Inline(_, _, last, slots) => match expiry {
-                None => {
-                    let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
-                    for &h in slots.iter().chain([&hash]) {
-                        table.insert_growing(h, 0);
+            VisitorSet::Inline(..) => {
+                let last = self.last_recorded().max(tick);
+                let pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
+                match expiry {
+                    None => {
+                        let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
+                        for &(h, t) in &pairs {
+                            table.insert_growing(h, [t / width]);
+                        }
+                        *self = VisitorSet::Table(last, table);
+                        // The table has room for a third pair; a known one
+                        // in a second bucket boxes it with an arena.
+                        if let Insert::Grow(_) | Insert::GrowKnown { .. } =
+                            self.insert(hash, tick, width, None)
+                        {
+                            self.grow_and_insert(hash, tick, width, None);
+                        }
                     }
-                    *self = VisitorSet::Table(*last, table);
+                    Some(expiry) => {
+                        let buckets: Vec<[u32; 1]> =
+                            pairs.iter().map(|&(_, t)| [t / width]).collect();
+                        let mut table = TimedTable::from_pairs(
+                            pairs
+                                .iter()
+                                .zip(&buckets)
+                                .map(|(&(h, t), b)| (h, t, &b[..])),
+                            expiry,
+                        );
+                        if let Insert::Grow(_) | Insert::GrowKnown { .. } =
+                            table.insert(hash, tick, bucket)
+                        {
+                            table.grow_and_insert(hash, tick, bucket);
+                        }
+                        *self = VisitorSet::Timed(last, Box::new(table));
+                    }
                 }
-                Some(expiry) => {
-                    let last = *last;
-                    let mut pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
-                    pairs.push((hash, tick));
-                    let table = TimedTable::from_pairs(&pairs, expiry);
-                    *self = VisitorSet::Timed(last.max(tick), Box::new(table));
-                }
-            },
+            }
         }
     }
 
@@ -327,6 +703,7 @@ impl VisitorSet {
     pub(crate) fn reserve(&mut self, len: usize) {
         match self {
             VisitorSet::Table(_, table) => table.reserve(len),
+            VisitorSet::TableRuns(_, table) => table.reserve(len),
             VisitorSet::Timed(_, table) => table.reserve(len),
             _ => {}
         }
@@ -335,18 +712,49 @@ impl VisitorSet {
     /// Adds `hash`, growing as needed; returns whether it was new.
     #[cfg(test)]
     pub(crate) fn insert_growing(&mut self, hash: u64) -> bool {
-        let outcome = self.insert(hash, 0, None);
-        outcome.is_new_after(|| self.grow_and_insert(hash, 0, None))
+        let outcome = self.insert(hash, 0, 60, None);
+        outcome.is_new_after(|| self.grow_and_insert(hash, 0, 60, None))
     }
 
-    /// The hashes held with their ticks (0 without a TTL), in no
-    /// particular order (none for a sketch).
+    /// The hashes held with their latest ticks (0 for a table without a
+    /// TTL, which keeps buckets only), in no particular order (none for a
+    /// sketch).
     pub(crate) fn entries(&self) -> Box<dyn Iterator<Item = (u64, u32)> + '_> {
         match self {
             VisitorSet::Inline(..) => Box::new(self.inline_ticks()),
-            VisitorSet::Table(_, table) => Box::new(table.entries()),
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => Box::new(
+                self.untimed()
+                    .expect("an untimed table")
+                    .pairs()
+                    .map(|(h, _)| (h, 0)),
+            ),
             VisitorSet::Timed(_, table) => Box::new(table.entries()),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// Calls `f` with every exact pair: its hash, its latest tick (see
+    /// [`entries`](Self::entries)) and its buckets, ascending.
+    pub(crate) fn for_each_pair(&self, width: u32, mut f: impl FnMut(u64, u32, &[u32])) {
+        match self {
+            VisitorSet::Inline(..) => {
+                for (h, t) in self.inline_ticks() {
+                    f(h, t, &[t / width]);
+                }
+            }
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => {
+                let words = self.untimed().expect("an untimed table");
+                for (h, [word]) in words.pairs() {
+                    f(h, 0, words.buckets(&word));
+                }
+            }
+            VisitorSet::Timed(_, table) => {
+                let words = table.words();
+                for (h, [tick, word]) in words.pairs() {
+                    f(h, tick, words.buckets(&word));
+                }
+            }
+            VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => {}
         }
     }
 
@@ -357,84 +765,87 @@ impl VisitorSet {
     }
 }
 
+/// Heap bytes of an untimed table's boxed record (table handle and arena).
+const WORD_TABLE_BYTES: usize = std::mem::size_of::<WordTable<1>>();
+
+/// The arena of a table none of whose pairs has a run.
+static NO_RUNS: Runs = Runs::EMPTY;
+
+/// Heap bytes an inline set takes on as a table: the record, the
+/// smallest table, and with `runs` the first run of a pair seen in a
+/// second bucket. (A timed table's horizon is reconciled after, as every
+/// timed write's is.)
+fn inline_to_table_bytes(timed: bool, runs: bool) -> usize {
+    match (timed, runs) {
+        (true, runs) => MIN_TIMED_BYTES + if runs { Runs::FIRST_RUN_BYTES } else { 0 },
+        (false, false) => VisitorTable::<1>::bytes_for(MIN_CAPACITY),
+        (false, true) => {
+            VisitorTable::<1>::bytes_for(MIN_CAPACITY) + WORD_TABLE_BYTES + Runs::FIRST_RUN_BYTES
+        }
+    }
+}
+
 fn age(high: u8, low: u16) -> u32 {
     (u32::from(high) << 16) | u32::from(low)
 }
 
 fn split_age(age: u32) -> (u8, u16) {
-    let age = age.min(MAX_INLINE_AGE);
+    debug_assert!(age <= MAX_INLINE_AGE);
     ((age >> 16) as u8, age as u16)
 }
 
-/// [`VisitorSet::insert`] for the inline form without a TTL.
-#[inline]
-fn insert_inline(slots: &mut [u64; INLINE], hash: u64) -> Insert {
-    for slot in slots.iter_mut() {
-        if *slot == hash {
-            return Insert::Present;
-        }
-        if *slot == 0 {
-            *slot = hash;
-            return Insert::Added;
-        }
-    }
-    Insert::Grow(MIN_TABLE_BYTES)
-}
+/// What the inline form holds: the second slot's age, the first slot's
+/// (latest) tick, and the slots.
+type InlineForm = (u32, u32, [u64; INLINE]);
 
-/// [`VisitorSet::insert`] for the inline form with a TTL: keeps the most
-/// recent visitor first, the other's tick as its age behind it.
-fn insert_inline_timed(
-    high: &mut u8,
-    low: &mut u16,
-    last: &mut u32,
-    slots: &mut [u64; INLINE],
+/// A visit of `hash` at `tick` to an inline set (the most recent visitor
+/// first, the other's tick as its age behind it; each visitor seen in the
+/// one bucket of its tick): the outcome and the new form, or the
+/// `Grow`/`GrowKnown` outcome (bytes to be filled in) when the set must
+/// become a table: a third visitor, a known one seen in a second bucket,
+/// or two ticks too far apart for the age.
+fn inline_visit(
+    age: u32,
+    last: u32,
+    slots: &[u64; INLINE],
     hash: u64,
     tick: u32,
-    expiry: Expiry,
-) -> Insert {
-    let second = last.wrapping_sub(age(*high, *low));
-    if slots[0] == hash {
-        let was = *last;
-        if tick > was {
-            *last = tick;
-            if slots[1] != 0 {
-                (*high, *low) = split_age(tick - second);
+    width: u32,
+) -> Result<(Insert, InlineForm), Insert> {
+    let mut pairs = [(slots[0], last), (slots[1], last.wrapping_sub(age))];
+    let outcome = match pairs.iter().position(|&(h, _)| h == hash) {
+        Some(k) => {
+            let was = pairs[k].1;
+            if was / width != tick / width {
+                return Err(Insert::GrowKnown { bytes: 0, was });
             }
+            pairs[k].1 = was.max(tick);
+            Insert::Refreshed { was }
         }
-        return Insert::Refreshed { was };
+        None => match pairs.iter().position(|&(h, _)| h == 0) {
+            Some(k) => {
+                pairs[k] = (hash, tick);
+                Insert::Added
+            }
+            None => return Err(Insert::Grow(0)),
+        },
+    };
+    // The most recent first; an empty second slot has no age.
+    if pairs[1].0 != 0 && pairs[1].1 > pairs[0].1 {
+        pairs.swap(0, 1);
     }
-    if slots[1] == hash {
-        let was = second;
-        if tick > *last {
-            slots.swap(0, 1);
-            (*high, *low) = split_age(tick - *last);
-            *last = tick;
-        } else if tick > was {
-            (*high, *low) = split_age(*last - tick);
-        }
-        return Insert::Refreshed { was };
+    let age = if pairs[1].0 == 0 {
+        0
+    } else {
+        pairs[0].1 - pairs[1].1
+    };
+    if age > MAX_INLINE_AGE {
+        return Err(match outcome {
+            Insert::Refreshed { was } => Insert::GrowKnown { bytes: 0, was },
+            _ => Insert::Grow(0),
+        });
     }
-    if slots[0] == 0 {
-        slots[0] = hash;
-        *last = tick;
-        (*high, *low) = (0, 0);
-        return Insert::Added;
-    }
-    // Two live ticks differ by less than the TTL; past 2^24 s (194 days)
-    // that may not fit the age, so long TTLs keep one visitor inline.
-    if slots[1] == 0 && expiry.ttl <= MAX_INLINE_AGE / 2 {
-        if tick >= *last {
-            slots[1] = slots[0];
-            slots[0] = hash;
-            (*high, *low) = split_age(tick - *last);
-            *last = tick;
-        } else {
-            slots[1] = hash;
-            (*high, *low) = split_age(*last - tick);
-        }
-        return Insert::Added;
-    }
-    Insert::Grow(MIN_TIMED_BYTES)
+    Ok((outcome, (age, pairs[0].1, [pairs[0].0, pairs[1].0])))
 }
 
 #[cfg(test)]
@@ -455,7 +866,7 @@ mod tests {
         }
         assert_eq!(set.heap_bytes(), 0);
         assert!(set.insert_growing(99));
-        assert_eq!(set.heap_bytes(), 32);
+        assert_eq!(set.heap_bytes(), 48);
         assert_eq!(set.pairs(), INLINE + 1);
         for h in (1..=INLINE as u64).chain([99]) {
             assert!(!set.insert_growing(h));
@@ -473,20 +884,23 @@ mod tests {
         for i in 0..5_000 {
             set.insert_growing(hash(i));
         }
-        let before = set.convert_to_sketch(None);
+        let before = set.convert_to_sketch(None, 60);
         assert!(before > SKETCH_BYTES);
-        assert_eq!(set.heap_bytes(), SKETCH_BYTES);
+        // One day of history: a period sketch.
+        let day = crate::set::history::PERIOD_SKETCH_BYTES;
+        assert!(set.heap_bytes() > SKETCH_BYTES + day);
+        assert!(set.heap_bytes() < SKETCH_BYTES + day + 64);
         assert_eq!(set.pairs(), 0);
         let count = set.count(None);
         assert_eq!((count.visitors, count.exact), (5_000, false));
         assert!(count.relative_error.is_some_and(|e| e < 0.0085));
         // Seen before: the sketch cannot change.
         assert_eq!(
-            set.insert(hash(7), 0, None),
+            set.insert(hash(7), 0, 60, None),
             Insert::Estimated { changed: false }
         );
         for i in 5_000..10_000 {
-            set.insert(hash(i), 0, None);
+            set.insert(hash(i), 0, 60, None);
         }
         let estimate = set.count(None).visitors as f64;
         assert!(

@@ -207,7 +207,13 @@ mod sizes {
         assert_eq!(super::GENERATION_BYTES, 8_288);
         assert_eq!(
             std::mem::size_of::<crate::set::timed_table::TimedTable>(),
-            56
+            88
         );
+        assert_eq!(
+            std::mem::size_of::<crate::set::word_table::WordTable<1>>(),
+            48
+        );
+        assert_eq!(std::mem::size_of::<crate::set::history::Sketched>(), 112);
+        assert_eq!(crate::set::history::PERIOD_SKETCH_BYTES, 1_104);
     }
 }

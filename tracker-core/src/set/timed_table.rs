@@ -2,37 +2,55 @@
 //! hashes with their latest ticks, and the [`Horizon`] that counts the live
 //! ones without a scan.
 
+use std::ops::Range;
+
 use crate::set::horizon::Horizon;
-use crate::set::visitor_table::{Insert, MIN_CAPACITY, TickTable};
+use crate::set::visitor_table::{Insert, MIN_CAPACITY, VisitorTable};
+use crate::set::word_table::{Visit, WordTable, Words};
+use crate::time::Series;
 use crate::time::ttl::Expiry;
 
-/// Visitor hashes with the tick of each one's latest visit.
+/// Visitor hashes with the tick of each one's latest visit and its
+/// activity word: a slot is 16 bytes (hash, tick, word).
 #[derive(Debug, Clone)]
 pub(crate) struct TimedTable {
-    table: TickTable,
+    pairs: WordTable<2>,
     horizon: Horizon,
 }
 
-/// Heap bytes of a new timed table before its horizon: the boxed record
-/// and the smallest table.
+/// Which value of a slot is the tick.
+const TICK: usize = 0;
+
+/// Heap bytes of a new timed table before its horizon and arena: the
+/// boxed record and the smallest table.
 pub(crate) const MIN_TIMED_BYTES: usize =
-    std::mem::size_of::<TimedTable>() + TickTable::bytes_for(MIN_CAPACITY);
+    std::mem::size_of::<TimedTable>() + VisitorTable::<2>::bytes_for(MIN_CAPACITY);
 
 impl TimedTable {
-    /// A table of `pairs` (hash, tick), all live under `expiry`.
-    pub(crate) fn from_pairs(pairs: &[(u64, u32)], expiry: Expiry) -> Self {
-        let mut table = TickTable::with_capacity(MIN_CAPACITY);
+    /// A table of `pairs` (hash, tick, buckets ascending), all live under
+    /// `expiry`.
+    pub(crate) fn from_pairs<'a>(
+        pairs: impl ExactSizeIterator<Item = (u64, u32, &'a [u32])>,
+        expiry: Expiry,
+    ) -> Self {
+        let mut table = WordTable::new();
         table.reserve(pairs.len());
-        for &(hash, tick) in pairs {
-            table.insert_growing(hash, tick);
+        for (hash, tick, buckets) in pairs {
+            table.insert_with_buckets(hash, [tick, 0], buckets);
         }
-        let horizon = Horizon::cut(table.ticks(), expiry.oldest_live());
-        Self { table, horizon }
+        let horizon = Horizon::cut(
+            table.words().pairs().map(|(_, v)| v[TICK]),
+            expiry.oldest_live(),
+        );
+        Self {
+            pairs: table,
+            horizon,
+        }
     }
 
     /// Pairs stored, live or not yet dropped.
     pub(crate) fn stored(&self) -> usize {
-        self.table.len()
+        self.pairs.len()
     }
 
     /// Live pairs under `expiry`: O(log n) while the horizon covers the
@@ -43,9 +61,13 @@ impl TimedTable {
         let expired = if self.horizon.covers(oldest) {
             self.horizon.expired_at(oldest)
         } else {
-            self.table.count_older_than(oldest)
+            self.pairs
+                .words()
+                .pairs()
+                .filter(|(_, v)| v[TICK] < oldest)
+                .count()
         };
-        self.table.len() - expired
+        self.pairs.len() - expired
     }
 
     /// Whether the next [`expire`](Self::expire) must rebuild the page.
@@ -55,68 +77,120 @@ impl TimedTable {
 
     /// Pairs expired and not yet dropped.
     pub(crate) fn expired(&self, expiry: Expiry) -> usize {
-        self.table.len() - self.live(expiry)
+        self.pairs.len() - self.live(expiry)
     }
 
     /// Brings the page up to `expiry`: retires expired horizon entries, or
     /// once the horizon is exhausted drops the expired pairs and cuts a new
     /// one. Returns the pairs dropped.
-    pub(crate) fn expire(&mut self, expiry: Expiry) -> usize {
+    pub(crate) fn expire(&mut self, expiry: Expiry, oldest_bucket: u32) -> usize {
         let oldest = expiry.oldest_live();
         if self.horizon.covers(oldest) {
             self.horizon.advance(oldest);
             0
         } else {
-            self.rebuild(expiry)
+            self.rebuild(expiry, oldest_bucket)
         }
     }
 
-    /// Drops every expired pair and cuts a new horizon. Returns the pairs
-    /// dropped.
-    pub(crate) fn rebuild(&mut self, expiry: Expiry) -> usize {
+    /// Drops every expired pair, and the buckets before `oldest_bucket`
+    /// (retention) of the others, and cuts a new horizon. Returns the
+    /// pairs dropped.
+    pub(crate) fn rebuild(&mut self, expiry: Expiry, oldest_bucket: u32) -> usize {
         let oldest = expiry.oldest_live();
-        let dropped = self.table.drop_older_than(oldest);
-        self.horizon = Horizon::cut(self.table.ticks(), oldest);
+        let dropped = self
+            .pairs
+            .retain(oldest_bucket, |_, values| values[TICK] >= oldest);
+        self.horizon = Horizon::cut(self.pairs.words().pairs().map(|(_, v)| v[TICK]), oldest);
         dropped
     }
 
-    /// Adds `hash` at `tick` (the set must be up to `expiry`'s time, see
-    /// [`expire`](Self::expire)); see [`Insert`].
+    /// Adds `hash` at `tick` in `bucket` (the set must be up to
+    /// `expiry`'s time, see [`expire`](Self::expire)); see [`Insert`]. A
+    /// known pair's tick moves forwards.
     #[inline]
-    pub(crate) fn insert(&mut self, hash: u64, tick: u32) -> Insert {
-        let outcome = self.table.insert(hash, tick);
-        match outcome {
-            Insert::Refreshed { was } if tick > was => {
-                self.horizon.forget(was);
+    pub(crate) fn insert(&mut self, hash: u64, tick: u32, bucket: u32) -> Insert {
+        match self.pairs.visit(hash, bucket, [tick, bucket]) {
+            Visit::Added => {
                 self.horizon.note(tick);
+                Insert::Added
             }
-            Insert::Added => {
-                self.horizon.note(tick);
-            }
-            _ => {}
+            Visit::GrowTable(bytes) => Insert::Grow(bytes),
+            Visit::GrowRuns { slot, bytes } => Insert::GrowKnown {
+                bytes,
+                was: self.pairs.table.value(slot, TICK),
+            },
+            Visit::Known { slot } => Insert::Refreshed {
+                was: self.refresh(slot, tick),
+            },
         }
-        outcome
+    }
+
+    /// Moves the tick of the pair in `slot` forwards to `tick`; returns
+    /// the tick it had.
+    fn refresh(&mut self, slot: usize, tick: u32) -> u32 {
+        let was = self.pairs.table.value(slot, TICK);
+        if tick > was {
+            self.pairs.table.set_value(slot, TICK, tick);
+            self.horizon.forget(was);
+            self.horizon.note(tick);
+        }
+        was
     }
 
     /// Sizes the table for `len` pairs (see `VisitorTable::reserve`).
     pub(crate) fn reserve(&mut self, len: usize) {
-        self.table.reserve(len);
+        self.pairs.reserve(len);
     }
 
-    /// Grows the table and adds `hash`, which must be absent.
-    pub(crate) fn grow_and_insert(&mut self, hash: u64, tick: u32) {
-        self.table.grow_and_insert(hash, tick);
-        self.horizon.note(tick);
+    /// Carries out an insert answered with a `Grow`, once its bytes are
+    /// reserved.
+    pub(crate) fn grow_and_insert(&mut self, hash: u64, tick: u32, bucket: u32) {
+        match self.pairs.grow_and_visit(hash, bucket, [tick, bucket]) {
+            Some(slot) => {
+                self.refresh(slot, tick);
+            }
+            None => {
+                self.horizon.note(tick);
+            }
+        }
     }
 
-    /// Heap bytes: the boxed record, the table and the horizon's list.
+    /// Heap bytes: the boxed record, the table, the arena and the
+    /// horizon's list.
     pub(crate) fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.table.heap_bytes() + self.horizon.heap_bytes()
+        std::mem::size_of::<Self>() + self.pairs.heap_bytes() + self.horizon.heap_bytes()
     }
 
     /// The pairs with their ticks, in table order.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.table.entries()
+        self.pairs.words().pairs().map(|(h, v)| (h, v[TICK]))
+    }
+
+    /// The pairs with their ticks and words, in table order.
+    pub(crate) fn words(&self) -> Words<'_, 2> {
+        self.pairs.words()
+    }
+
+    /// Live pairs seen in `range`.
+    pub(crate) fn count_in(&self, range: Range<u64>, expiry: Expiry) -> u64 {
+        self.pairs
+            .words()
+            .count_in(range, |v| expiry.is_live(v[TICK]))
+    }
+
+    /// Counts live pairs per point of `series`.
+    pub(crate) fn count_points(&self, series: &Series, expiry: Expiry, counts: &mut [u32]) {
+        self.pairs
+            .words()
+            .count_points(series, |v| expiry.is_live(v[TICK]), counts);
+    }
+
+    /// Calls `f` with every live pair seen in `range`.
+    pub(crate) fn hashes_in(&self, range: Range<u64>, expiry: Expiry, f: impl FnMut(u64)) {
+        self.pairs
+            .words()
+            .hashes_in(range, |v| expiry.is_live(v[TICK]), f);
     }
 }
 
@@ -137,20 +211,21 @@ mod tests {
             let mut now = 1_000;
             let expiry = |now| Expiry { now, ttl };
             let mut model: HashMap<u64, u32> = HashMap::new();
-            let mut table = TimedTable::from_pairs(&[], expiry(now));
+            let mut table = TimedTable::from_pairs(std::iter::empty(), expiry(now));
             for (hash, back, step) in ops {
                 now += step;
                 let e = expiry(now);
                 let tick = now.saturating_sub(back).max(e.oldest_live());
-                let dropped = table.expire(e);
+                let dropped = table.expire(e, 0);
                 let before = model.len();
                 if dropped > 0 {
                     model.retain(|_, &mut t| e.is_live(t));
                     prop_assert_eq!(before - model.len(), dropped);
                 }
-                let outcome = table.insert(hash, tick);
-                if matches!(outcome, Insert::Grow(_)) {
-                    table.grow_and_insert(hash, tick);
+                // Buckets of ten seconds.
+                let outcome = table.insert(hash, tick, tick / 10);
+                if matches!(outcome, Insert::Grow(_) | Insert::GrowKnown { .. }) {
+                    table.grow_and_insert(hash, tick, tick / 10);
                 }
                 let latest = model.entry(hash).or_insert(tick);
                 *latest = (*latest).max(tick);
@@ -160,7 +235,7 @@ mod tests {
             }
             let later = expiry(now + ttl);
             prop_assert_eq!(table.live(later), 0);
-            prop_assert_eq!(table.rebuild(later), model.len());
+            prop_assert_eq!(table.rebuild(later, 0), model.len());
             prop_assert_eq!(table.stored(), 0);
         }
     }

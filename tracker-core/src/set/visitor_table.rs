@@ -17,16 +17,14 @@
 //! never 0 (see `visitor_hash`).
 
 /// Load factor above which the table grows, as a fraction `NUM / DEN`.
-const MAX_LOAD_NUM: usize = 7;
-const MAX_LOAD_DEN: usize = 8;
+const MAX_LOAD_NUM: usize = 15;
+const MAX_LOAD_DEN: usize = 16;
 /// The smallest table, created when a page outgrows its inline slots.
 pub(crate) const MIN_CAPACITY: usize = 3;
 /// Tables of at most this many slots (one cache line) may fill up
 /// completely: probing all of them costs one line anyway, and most pages
 /// are small, so their tables are where a slack slot costs most.
 const FULL_LOAD_UP_TO: usize = 8;
-/// Heap bytes of the smallest table: its count and its slots.
-pub(crate) const MIN_TABLE_BYTES: usize = (1 + MIN_CAPACITY) * std::mem::size_of::<u64>();
 
 /// What an insert did, or what it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +42,15 @@ pub(crate) enum Insert {
     /// The key is absent and adding it needs this many more heap bytes;
     /// nothing was changed. Reserve them, then call `grow_and_insert`.
     Grow(usize),
+    /// The key was there, last seen at tick `was`, and noting this visit
+    /// (a bucket new to it) needs this many more heap bytes; nothing was
+    /// changed. Reserve them, then call `grow_and_insert`.
+    GrowKnown {
+        /// The bytes needed.
+        bytes: usize,
+        /// The key's tick before this insert (0 without a TTL).
+        was: u32,
+    },
     /// The set is a sketch and counted the key; `changed` says whether the
     /// sketch visibly changed, which proves the key new (tables never
     /// answer this).
@@ -56,9 +63,14 @@ pub(crate) enum Insert {
 impl Insert {
     /// Whether the key was new, once `grow_and_insert` has run if the
     /// insert needed room: for callers that account memory elsewhere.
+    #[cfg(test)]
     pub(crate) fn is_new_after(self, grow_and_insert: impl FnOnce()) -> bool {
         match self {
             Insert::Present | Insert::Refreshed { .. } => false,
+            Insert::GrowKnown { .. } => {
+                grow_and_insert();
+                false
+            }
             Insert::Added => true,
             Insert::Grow(_) => {
                 grow_and_insert();
@@ -69,30 +81,48 @@ impl Insert {
     }
 }
 
-/// A set of non-zero `u64` hashes; with `TIMED`, each with a `u32` tick
-/// (the time of the pair's latest visit).
+/// What [`VisitorTable::insert`] did, or what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TableInsert {
+    /// The key was already there, in this slot (its values unchanged).
+    Present(usize),
+    /// The key was added in this slot, with the values given.
+    Added(usize),
+    /// The key is absent and adding it needs this many more heap bytes;
+    /// nothing was changed. Reserve them, then call `grow_and_insert`.
+    Grow(usize),
+}
+
+/// A set of non-zero `u64` hashes, each with `AUX` `u32` values (a tick,
+/// an activity word: see `TimedTable` and `WordTable`).
 ///
 /// One allocation holds everything: `[len | capacity << 32, slot 0, slot 1,
-/// ..., ticks...]`, the ticks packed two to a word after the slots (with
-/// `TIMED` only). The handle is a single boxed slice, 16 bytes, which keeps
-/// a page's visitor set, and so its page record, small. Keys and ticks sit
-/// in separate runs so that probing reads only keys; a tick is read or
-/// written once per insert.
+/// ..., values...]`, the values after the slots as `AUX` runs of
+/// `capacity` `u32`s each, packed two to a word. The handle is a single
+/// boxed slice, 16 bytes, which keeps a page's visitor set, and so its
+/// page record, small. Keys and values sit in separate runs so that
+/// probing reads only keys, and a scan of one value (a range query reads
+/// the activity words) reads 4 bytes a slot.
 #[derive(Debug, Clone)]
-pub(crate) struct VisitorTable<const TIMED: bool = false> {
+pub(crate) struct VisitorTable<const AUX: usize = 0> {
     words: Box<[u64]>,
 }
 
-/// A visitor table that keeps each visitor's latest tick.
-pub(crate) type TickTable = VisitorTable<true>;
-
-impl<const TIMED: bool> VisitorTable<TIMED> {
+impl<const AUX: usize> VisitorTable<AUX> {
     /// An empty table with room for `capacity` slots (at least the minimum).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.max(MIN_CAPACITY);
-        let mut words = vec![0; words_for::<TIMED>(capacity)].into_boxed_slice();
+        let mut words = vec![0; words_for::<AUX>(capacity)].into_boxed_slice();
         words[0] = (capacity as u64) << 32;
         Self { words }
+    }
+
+    /// A stand-in with no slots and no allocation, for a table moved out
+    /// of its place; never probed.
+    pub(crate) fn placeholder() -> Self {
+        Self {
+            words: Box::new([]),
+        }
     }
 
     /// Heap bytes of a table of `capacity` slots.
@@ -102,7 +132,7 @@ impl<const TIMED: bool> VisitorTable<TIMED> {
         } else {
             capacity
         };
-        words_for::<TIMED>(capacity) * std::mem::size_of::<u64>()
+        words_for::<AUX>(capacity) * std::mem::size_of::<u64>()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -110,8 +140,8 @@ impl<const TIMED: bool> VisitorTable<TIMED> {
     }
 
     #[inline]
-    fn capacity(&self) -> usize {
-        if TIMED {
+    pub(crate) fn capacity(&self) -> usize {
+        if AUX > 0 {
             (self.words[0] >> 32) as usize
         } else {
             self.words.len() - 1
@@ -128,18 +158,31 @@ impl<const TIMED: bool> VisitorTable<TIMED> {
         &mut self.words[1 + i]
     }
 
-    /// The tick of slot `i` (with `TIMED`).
+    /// Value `k` of slot `i`.
     #[inline]
-    fn tick(&self, i: usize) -> u32 {
-        let word = self.words[1 + self.capacity() + i / 2];
-        (word >> (32 * (i & 1))) as u32
+    pub(crate) fn value(&self, i: usize, k: usize) -> u32 {
+        let at = k * self.capacity() + i;
+        let word = self.words[1 + self.capacity() + at / 2];
+        (word >> (32 * (at & 1))) as u32
     }
 
+    /// Sets value `k` of slot `i`.
     #[inline]
-    fn set_tick(&mut self, i: usize, tick: u32) {
-        let shift = 32 * (i & 1);
-        let word = &mut self.words[1 + self.capacity() + i / 2];
-        *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(tick) << shift);
+    pub(crate) fn set_value(&mut self, i: usize, k: usize, value: u32) {
+        let at = k * self.capacity() + i;
+        let shift = 32 * (at & 1);
+        let word = &mut self.words[1 + self.capacity() + at / 2];
+        *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
+    }
+
+    fn values(&self, i: usize) -> [u32; AUX] {
+        std::array::from_fn(|k| self.value(i, k))
+    }
+
+    fn set_values(&mut self, i: usize, values: [u32; AUX]) {
+        for (k, v) in values.into_iter().enumerate() {
+            self.set_value(i, k, v);
+        }
     }
 
     /// Heap bytes held: exactly the one allocation.
@@ -214,40 +257,35 @@ impl<const TIMED: bool> VisitorTable<TIMED> {
         self.probe(key).is_ok()
     }
 
-    /// Adds `key` at `tick` if that needs no allocation; see [`Insert`].
-    /// With `TIMED`, a present key's tick moves forwards to `tick`, and
-    /// `Present` carries the tick it had.
+    /// The slot of `key`, if present.
     #[inline]
-    pub(crate) fn insert(&mut self, key: u64, tick: u32) -> Insert {
+    pub(crate) fn find(&self, key: u64) -> Option<usize> {
+        self.probe(key).ok()
+    }
+
+    /// Adds `key` with `values` if that needs no allocation; see
+    /// [`TableInsert`]. A present key keeps its values.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: u64, values: [u32; AUX]) -> TableInsert {
         match self.probe(key) {
-            Ok(slot) => {
-                if TIMED {
-                    let was = self.tick(slot);
-                    if tick > was {
-                        self.set_tick(slot, tick);
-                    }
-                    Insert::Refreshed { was }
-                } else {
-                    Insert::Present
-                }
-            }
+            Ok(slot) => TableInsert::Present(slot),
             Err(_) if self.needs_growth() => {
                 let grown = Self::bytes_for(self.grown_capacity());
-                Insert::Grow(grown - self.heap_bytes())
+                TableInsert::Grow(grown - self.heap_bytes())
             }
             Err(slot) => {
-                self.displace_from(slot, key, tick);
+                self.displace_from(slot, key, values);
                 self.words[0] += 1;
-                Insert::Added
+                TableInsert::Added(slot)
             }
         }
     }
 
     /// Grows the table by one step and adds `key`, which must be absent
-    /// (as an [`Insert::Grow`] answer said).
-    pub(crate) fn grow_and_insert(&mut self, key: u64, tick: u32) {
+    /// (as a [`TableInsert::Grow`] answer said).
+    pub(crate) fn grow_and_insert(&mut self, key: u64, values: [u32; AUX]) {
         self.rebuild(self.grown_capacity(), |_, _| true);
-        self.place_new(key, tick);
+        self.place_new(key, values);
     }
 
     /// Grows the table at once to the capacity `len` keys would grow it
@@ -268,20 +306,26 @@ impl<const TIMED: bool> VisitorTable<TIMED> {
 
     /// Adds `key`, growing as needed; returns whether it was new. For
     /// building tables whose memory is accounted by the caller.
-    pub(crate) fn insert_growing(&mut self, key: u64, tick: u32) -> bool {
-        let outcome = self.insert(key, tick);
-        outcome.is_new_after(|| self.grow_and_insert(key, tick))
+    pub(crate) fn insert_growing(&mut self, key: u64, values: [u32; AUX]) -> bool {
+        match self.insert(key, values) {
+            TableInsert::Present(_) => false,
+            TableInsert::Added(_) => true,
+            TableInsert::Grow(_) => {
+                self.grow_and_insert(key, values);
+                true
+            }
+        }
     }
 
     /// Places `key`, known to be absent, at `slot`, pushing the residents
     /// from there on one step further, as far as the next empty slot.
-    fn displace_from(&mut self, mut slot: usize, mut key: u64, mut tick: u32) {
+    fn displace_from(&mut self, mut slot: usize, mut key: u64, mut values: [u32; AUX]) {
         loop {
             let resident = std::mem::replace(self.slot_mut(slot), key);
-            if TIMED {
-                let resident_tick = self.tick(slot);
-                self.set_tick(slot, tick);
-                tick = resident_tick;
+            if AUX > 0 {
+                let resident_values = self.values(slot);
+                self.set_values(slot, values);
+                values = resident_values;
             }
             if resident == 0 {
                 return;
@@ -292,24 +336,56 @@ impl<const TIMED: bool> VisitorTable<TIMED> {
     }
 
     /// Inserts a key known to be absent, with room known to be there.
-    fn place_new(&mut self, key: u64, tick: u32) {
+    fn place_new(&mut self, key: u64, values: [u32; AUX]) {
         let slot = self.probe(key).unwrap_err();
-        self.displace_from(slot, key, tick);
+        self.displace_from(slot, key, values);
         self.words[0] += 1;
     }
 
     /// Moves the entries `keep` accepts into a new allocation of
     /// `capacity` slots (which must fit them).
-    fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(u64, u32) -> bool) {
+    fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(u64, [u32; AUX]) -> bool) {
         let old = std::mem::replace(self, Self::with_capacity(capacity));
-        for (key, tick) in old.entries() {
-            if keep(key, tick) {
-                self.place_new(key, tick);
+        for (key, values) in old.entries() {
+            if keep(key, values) {
+                self.place_new(key, values);
             }
         }
     }
 
+    /// Keeps the entries `keep` accepts (which may change their values),
+    /// moving them into an allocation sized for them if that is smaller.
+    /// Returns how many were dropped.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u64, &mut [u32; AUX]) -> bool) -> usize {
+        let mut dropped = 0;
+        for i in 0..self.capacity() {
+            let key = self.slot(i);
+            if key == 0 {
+                continue;
+            }
+            let mut values = self.values(i);
+            if keep(key, &mut values) {
+                self.set_values(i, values);
+            } else {
+                // Marked for the rebuild below: a zero key is empty.
+                *self.slot_mut(i) = 0;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            // Emptied slots break probe chains: rebuild from what is left.
+            let len = self.len() - dropped;
+            let capacity = capacity_for(len).min(self.capacity());
+            let old = std::mem::replace(self, Self::with_capacity(capacity));
+            for (key, values) in old.entries() {
+                self.place_new(key, values);
+            }
+        }
+        dropped
+    }
+
     /// The keys, in table order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.words[1..1 + self.capacity()]
             .iter()
@@ -317,43 +393,40 @@ impl<const TIMED: bool> VisitorTable<TIMED> {
             .filter(|&k| k != 0)
     }
 
-    /// The keys with their ticks (0 without `TIMED`), in table order.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, u32)> + Clone + '_ {
+    /// The keys with their values, in table order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, [u32; AUX])> + Clone + '_ {
         (0..self.capacity()).filter_map(|i| {
             let key = self.slot(i);
-            (key != 0).then(|| (key, if TIMED { self.tick(i) } else { 0 }))
+            (key != 0).then(|| (key, self.values(i)))
         })
     }
-}
 
-impl VisitorTable<true> {
-    /// The ticks of the entries, in table order.
-    pub(crate) fn ticks(&self) -> impl Iterator<Item = u32> + Clone + '_ {
-        self.entries().map(|(_, tick)| tick)
+    /// The slots holding keys, in table order.
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.capacity()).filter(|&i| self.slot(i) != 0)
     }
 
-    /// How many entries have a tick below `tick`: a scan.
-    pub(crate) fn count_older_than(&self, tick: u32) -> usize {
-        self.entries().filter(|&(_, t)| t < tick).count()
+    /// Value `k` of every slot, empty ones included (their value is
+    /// meaningless): for scans that read one value of every entry, with
+    /// [`is_occupied`](Self::is_occupied).
+    pub(crate) fn value_run(&self, k: usize) -> impl Iterator<Item = u32> + '_ {
+        let capacity = self.capacity();
+        let first = k * capacity;
+        let run = &self.words[1 + capacity..];
+        (first..first + capacity).map(move |at| (run[at / 2] >> (32 * (at & 1))) as u32)
     }
 
-    /// Drops the entries whose tick is below `oldest`, moving the rest into
-    /// an allocation sized for them, if that is smaller. Returns how many
-    /// were dropped.
-    pub(crate) fn drop_older_than(&mut self, oldest: u32) -> usize {
-        let dropped = self.count_older_than(oldest);
-        if dropped > 0 {
-            let capacity = capacity_for(self.len() - dropped).min(self.capacity());
-            self.rebuild(capacity, |_, tick| tick >= oldest);
-        }
-        dropped
+    /// Whether slot `i` holds a key.
+    #[inline]
+    pub(crate) fn is_occupied(&self, i: usize) -> bool {
+        self.slot(i) != 0
     }
 }
 
 /// Words of a table of `capacity` slots: the header, the slots, and with
-/// `TIMED` the ticks packed two to a word.
-const fn words_for<const TIMED: bool>(capacity: usize) -> usize {
-    1 + capacity + if TIMED { capacity.div_ceil(2) } else { 0 }
+/// `AUX` runs of values packed two to a word.
+const fn words_for<const AUX: usize>(capacity: usize) -> usize {
+    1 + capacity + (AUX * capacity).div_ceil(2)
 }
 
 /// The smallest capacity on the growth path that holds `len` keys.
@@ -396,7 +469,7 @@ mod tests {
     }
 
     /// The longest distance from home of any key.
-    fn worst_distance(t: &VisitorTable<false>) -> usize {
+    fn worst_distance(t: &VisitorTable<0>) -> usize {
         (0..t.capacity())
             .filter(|&slot| t.slot(slot) != 0)
             .map(|slot| t.distance(t.slot(slot), slot))
@@ -406,19 +479,19 @@ mod tests {
 
     #[test]
     fn keys_in_table_order_spread_out_in_a_reserved_table() {
-        let mut source = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
+        let mut source = VisitorTable::<0>::with_capacity(MIN_CAPACITY);
         for i in 0..20_000 {
-            source.insert_growing(mix(i), 0);
+            source.insert_growing(mix(i), []);
         }
         // Half of them, as a restore is half-way through its page.
         let half = source.len() / 2;
         let copy = |reserve: bool| {
-            let mut t = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
+            let mut t = VisitorTable::<0>::with_capacity(MIN_CAPACITY);
             if reserve {
                 t.reserve(source.len());
             }
             for key in source.iter().take(half) {
-                assert!(t.insert_growing(key, 0));
+                assert!(t.insert_growing(key, []));
             }
             t
         };
@@ -442,9 +515,9 @@ mod tests {
 
     #[test]
     fn grows_by_a_quarter_and_stays_under_max_load() {
-        let mut t = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
+        let mut t = VisitorTable::<0>::with_capacity(MIN_CAPACITY);
         for i in 0..100_000 {
-            assert!(t.insert_growing(mix(i), 0));
+            assert!(t.insert_growing(mix(i), []));
             assert!(fits(t.len(), t.capacity()));
         }
         assert_eq!(t.len(), 100_000);
@@ -452,21 +525,21 @@ mod tests {
         assert!(bytes_per_key < 8.0 * 1.25 * 8.0 / 7.0, "{bytes_per_key}");
         for i in 0..100_000 {
             assert!(t.contains(mix(i)));
-            assert!(!t.insert_growing(mix(i), 0));
+            assert!(!t.insert_growing(mix(i), []));
         }
         assert!(!t.contains(mix(100_001)));
     }
 
     #[test]
     fn keys_homed_at_the_end_wrap_around() {
-        let mut t = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
+        let mut t = VisitorTable::<0>::with_capacity(MIN_CAPACITY);
         for k in [u64::MAX, u64::MAX - 1, u64::MAX - 2, u64::MAX - 3] {
-            assert!(t.insert_growing(k, 0));
+            assert!(t.insert_growing(k, []));
         }
         for k in [u64::MAX, u64::MAX - 1, u64::MAX - 2, u64::MAX - 3] {
             assert!(t.contains(k));
         }
-        assert!(t.insert_growing(1, 0));
+        assert!(t.insert_growing(1, []));
         assert!(t.contains(1));
         assert!(!t.contains(2));
     }
@@ -477,10 +550,10 @@ mod tests {
             prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
             0..400,
         )) {
-            let mut table = VisitorTable::<false>::with_capacity(MIN_CAPACITY);
+            let mut table = VisitorTable::<0>::with_capacity(MIN_CAPACITY);
             let mut model = HashSet::new();
             for k in keys {
-                prop_assert_eq!(table.insert_growing(k, 0), model.insert(k));
+                prop_assert_eq!(table.insert_growing(k, []), model.insert(k));
                 prop_assert_eq!(table.len(), model.len());
             }
             let mut held: Vec<u64> = table.iter().collect();

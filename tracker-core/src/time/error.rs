@@ -56,6 +56,14 @@ pub enum TimeError {
         /// The retention given.
         retention: Duration,
     },
+    /// An event's time is older than the retention: nothing that old is
+    /// kept.
+    BeforeRetention {
+        /// The event's time.
+        at: Timestamp,
+        /// The start of the oldest bucket retained.
+        oldest: Timestamp,
+    },
 }
 
 impl TimeError {
@@ -77,6 +85,7 @@ impl TimeError {
             TimeError::TooManyPoints { .. } => "too_many_points",
             TimeError::BadBucket { .. } => "bad_bucket",
             TimeError::BadRetention { .. } => "bad_retention",
+            TimeError::BeforeRetention { .. } => "before_retention",
         }
     }
 }
@@ -124,6 +133,12 @@ impl fmt::Display for TimeError {
                 f,
                 "a retention of {} s is shorter than a bucket or longer than 136 years",
                 retention.as_secs_f64()
+            ),
+            TimeError::BeforeRetention { at, oldest } => write!(
+                f,
+                "{} is older than the retention, which starts at {}",
+                at.to_rfc3339(),
+                oldest.to_rfc3339()
             ),
         }
     }

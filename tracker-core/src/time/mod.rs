@@ -27,9 +27,9 @@
 //! # How a pair remembers when: the layout, chosen by measurement
 //!
 //! (Issue 12. The prototype and its figures: `benches/time_layout.rs`,
-//! `docs/BENCHMARKS.md` "Time ranges: choosing the layout". This section
-//! is the design the visitor sets are being moved to; until they are,
-//! the tracker keeps no buckets.)
+//! `docs/BENCHMARKS.md` "Time ranges: choosing the layout". The sets
+//! keep their buckets this way: `set/word_table.rs`, `set/activity.rs`,
+//! `set/history.rs`; the queries are in `tracker/ranges.rs`.)
 //!
 //! **An activity word per exact slot.** A visitor table's slot becomes
 //! (64-bit hash, 32-bit activity word), the words in their own run after
@@ -56,12 +56,19 @@
 //! `distinct(url)` stays the stored count, O(1).
 //!
 //! Pages of one or two visitors keep them inline, in the page record,
-//! with no room for two more words; the record stays 40 bytes by reusing
-//! what the untimed inline form does not need: its last-recorded tick
-//! becomes the first visitor's bucket (eviction then ranks such pages by
-//! bucket, not second) and its 24 spare bits the second visitor's bucket
-//! as an offset from it. An inline visitor seen in a second bucket, or
-//! one too far from the other, moves the page to a table.
+//! with no room for two more words; the record stays 40 bytes as the TTL
+//! form always kept it: the most recent visitor first, its latest tick as
+//! the page's last-recorded one, the other's tick as a 24-bit age behind
+//! it (194 days), and each inline visitor's bucket is that of its tick.
+//! An inline visitor seen in a second bucket, or two ticks too far apart
+//! for the age, moves the page to a table. (The prototype stored buckets
+//! here; ticks serve TTL and eviction alike, with the same bytes.)
+//!
+//! Without a TTL a table stays a bare allocation (the page record has no
+//! room for an arena's handle) while every pair of it was seen in one
+//! bucket: a page of three visitors takes 48 heap bytes (32 with bare
+//! hashes). The first pair seen in a second bucket boxes the table with
+//! the page's arena (48 bytes more).
 //!
 //! Not chosen:
 //!
@@ -75,12 +82,17 @@
 //!   pair);
 //! - hour/day/month levels: each level holds the hashes again.
 //!
-//! **Retention and TTL.** Retention is whole buckets: a pair whose latest
-//! bucket has left it is dropped by the sweep that drops expired pairs
-//! today, and a page's expiry horizon (`horizon.rs`) over latest buckets
-//! keeps `distinct(url)` exact between sweeps. A TTL keeps its
-//! second-precision tick (its rule is a rolling window to the second), so
-//! a TTL table's slot is hash, tick and word: 16 bytes.
+//! **Retention and TTL.** Retention is whole buckets: `record_at` refuses
+//! an older time ([`TimeError::BeforeRetention`]); the sweep that drops
+//! expired pairs (it runs with a retention too) drops each pair's buckets
+//! that left it, the pairs left with none, and sketched pages' old days,
+//! and gives the memory back; ranges never reach before the retention.
+//! Between sweeps `distinct(url)` may still count a pair whose buckets
+//! all left the retention since its page was last swept (an expiry
+//! horizon over latest buckets, as the TTL has, would make it exact: not
+//! built). A TTL keeps its second-precision tick (its rule is a rolling
+//! window to the second), so a TTL table's slot is hash, tick and word:
+//! 16 bytes; with a TTL, ranges count the live pairs.
 //!
 //! **Under the memory budget** (policy `Sketch`), in this order:
 //!
@@ -93,9 +105,16 @@
 //!    sorted list of their hashes (what the sketch would cost). A range on
 //!    a sketched page is widened to whole days, and the answer says which
 //!    range it covers, `exact: false` and its relative error;
-//! 2. the oldest day sketches merge into weeks (lossless in count,
-//!    coarser in time);
+//! 2. the oldest days of sketched pages merge, two at a time (lossless in
+//!    count, coarser in time: a range on them covers the merged days),
+//!    stripe by stripe, the page whose history starts earliest first;
+//!    a merge that would not free memory is not made;
 //! 3. then the least recently recorded pages are evicted, as today.
+//!
+//! With a TTL a sketched page keeps its per-generation sketches only
+//! (`timed_sketch.rs`), no history: its range answers cover everything
+//! it holds, and say so in their range. A page sketched by a payload of
+//! version 1 or 2 has a history from the day it was restored on.
 //!
 //! **Sites** (every page of a host) are unions, never sums: exact pairs in
 //! range go through a transient set of hashes, sketched pages are merged

@@ -234,6 +234,15 @@ pub struct TimeRange {
 }
 
 impl TimeRange {
+    /// The buckets `buckets`, as wide as this range's.
+    pub(crate) fn with_buckets(self, buckets: Range<u64>) -> Self {
+        Self {
+            start: buckets.start,
+            end: buckets.end,
+            width: self.width,
+        }
+    }
+
     /// Where the range starts (a bucket boundary).
     pub fn from(&self) -> Timestamp {
         Timestamp::from_millis(self.start * u64::from(self.width) * 1000)

@@ -1,8 +1,11 @@
 //! The [`Tracker`]: validation and routing in front of the stripes.
 
+mod admit;
+pub(crate) mod batch;
 pub(crate) mod budget;
 pub(crate) mod config;
 pub(crate) mod partial;
+pub(crate) mod ranges;
 #[cfg(all(test, feature = "shuttle"))]
 mod shuttle_tests;
 pub(crate) mod site;
@@ -18,8 +21,10 @@ use std::fmt;
 use crate::canonical_url::canonicalize;
 use crate::error::{ConfigError, Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
+use crate::set::page::Page;
 use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
+use crate::time::TimeError;
 use crate::time::clock::Timestamp;
 use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use budget::{MemoryBudget, MemoryPolicy};
@@ -90,7 +95,12 @@ impl Tracker {
         #[cfg(not(feature = "shuttle"))]
         let url_hasher = ahash::RandomState::new();
         let stripes: Box<[_]> = (0..config.stripes)
-            .map(|_| CachePadded(RwLock::new(Stripe::new(url_hasher.clone()))))
+            .map(|_| {
+                CachePadded(RwLock::new(Stripe::new(
+                    url_hasher.clone(),
+                    config.bucketing.width().as_secs() as u32,
+                )))
+            })
             .collect();
         Self {
             stripe_mask: stripes.len() - 1,
@@ -198,6 +208,9 @@ impl Tracker {
         // 0 marks empty slots; the hasher never yields it, but a replayed
         // hash comes off the disk.
         let visitor = visitor.max(1);
+        if let Some(at) = at {
+            self.check_retained(url, at)?;
+        }
         let (tick, expiry) = match self.ttl {
             None => (
                 at.unwrap_or_else(|| self.config.clock.now()).as_tick(),
@@ -319,6 +332,33 @@ impl Tracker {
         Ok(Some((tick, Some(expiry))))
     }
 
+    /// Refuses an event at `at` older than the retention
+    /// ([`TimeError::BeforeRetention`]; its URL checked first, so that
+    /// bad input is an error whatever its time), as
+    /// [`record_at`](Self::record_at) would: for a service that
+    /// acknowledges an event before a tracker records it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{Timestamp, Tracker};
+    ///
+    /// let tracker = Tracker::builder().retention(Duration::from_secs(86_400)).build()?;
+    /// assert!(tracker.check_retained("/a", Timestamp::from_millis(0)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_retained(&self, url: &str, at: Timestamp) -> Result<(), TrackerError> {
+        let bucketing = self.config.bucketing;
+        if bucketing.retention().is_none() {
+            return Ok(());
+        }
+        let oldest = bucketing.start_of(bucketing.oldest_retained(self.config.clock.now()));
+        if at < oldest {
+            canonicalize(url, &self.config.url)?;
+            return Err(TimeError::BeforeRetention { at, oldest }.into());
+        }
+        Ok(())
+    }
+
     /// The expiry rule at the clock's current time, with a TTL.
     fn expiry_now(&self) -> Option<Expiry> {
         let ttl = self.ttl?;
@@ -355,15 +395,19 @@ impl Tracker {
     /// ```
     pub fn sweep(&self, buckets: usize) -> SweepStep {
         let mut total = SweepStep::default();
-        let Some(expiry) = self.expiry_now() else {
+        let expiry = self.expiry_now();
+        let bucketing = self.config.bucketing;
+        if expiry.is_none() && bucketing.retention().is_none() {
             return total;
-        };
+        }
+        let oldest_bucket = bucketing.oldest_retained(self.config.clock.now());
         let mut left = buckets as u64;
         let mut empty_in_a_row = 0;
         while left > 0 && empty_in_a_row < self.stripes.len() {
             let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
             let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
-            let step = sync::write(&self.stripes[i]).sweep(expiry, chunk, &self.budget);
+            let step =
+                sync::write(&self.stripes[i]).sweep(expiry, oldest_bucket, chunk, &self.budget);
             if step.buckets == 0 {
                 empty_in_a_row += 1;
                 continue;
@@ -400,10 +444,29 @@ impl Tracker {
             MemoryPolicy::Evict => self.evict_until_free(goal),
             MemoryPolicy::Sketch => {
                 self.sketch_until_free(goal);
+                self.merge_days_until_free(goal);
                 self.evict_until_free(goal);
             }
         }
         self.budget.free() >= needed as u64
+    }
+
+    /// Merges the oldest days of sketched pages' histories (lossless in
+    /// count, coarser in time), a stripe at a time in turn, until `goal`
+    /// bytes are free or no history can shrink so.
+    fn merge_days_until_free(&self, goal: u64) {
+        let mut stripe = 0;
+        let mut idle = 0;
+        while self.budget.free() < goal && idle < self.stripes.len() {
+            match sync::write(&self.stripes[stripe]).merge_oldest_days() {
+                Some(freed) => {
+                    self.budget.release(freed);
+                    idle = 0;
+                }
+                None => idle += 1,
+            }
+            stripe = (stripe + 1) & self.stripe_mask;
+        }
     }
 
     /// Turns the largest exact sets into sketches, largest first, until
@@ -522,20 +585,38 @@ impl Tracker {
         &self,
         url: &'a str,
     ) -> Result<(Cow<'a, str>, Distinct), TrackerError> {
-        // The same fast path as `record_checked`: a stored key is canonical.
         let expiry = self.expiry_now();
+        let (page, count) = self.with_page_of(url, |page| page.visitors.count(expiry))?;
+        Ok((page, count.unwrap_or(Distinct::exact(0))))
+    }
+
+    /// `f` of the page `url` (after canonicalisation) under its stripe's
+    /// read lock, or `None` for an unknown page.
+    fn with_page<R>(&self, url: &str, f: impl Fn(&Page) -> R) -> Result<Option<R>, TrackerError> {
+        self.with_page_of(url, f).map(|(_, answer)| answer)
+    }
+
+    /// [`with_page`](Self::with_page), with the canonical URL: at most
+    /// two hash probes (the URL as sent, then its canonical form), each
+    /// under one read lock.
+    fn with_page_of<'a, R>(
+        &self,
+        url: &'a str,
+        f: impl Fn(&Page) -> R,
+    ) -> Result<(Cow<'a, str>, Option<R>), TrackerError> {
+        // The same fast path as `record_checked`: a stored key is canonical.
         let raw_hash = self.url_hasher.hash_one(url);
-        if let Some(count) = sync::read(self.stripe(raw_hash)).distinct(url, raw_hash, expiry) {
-            return Ok((Cow::Borrowed(url), count));
+        if let Some(answer) = sync::read(self.stripe(raw_hash)).with_page(url, raw_hash, &f) {
+            return Ok((Cow::Borrowed(url), Some(answer)));
         }
         let canonical = canonicalize(url, &self.config.url)?;
-        let count = if canonical == url {
+        let answer = if canonical == url {
             None
         } else {
             let url_hash = self.url_hasher.hash_one(&*canonical);
-            sync::read(self.stripe(url_hash)).distinct(&canonical, url_hash, expiry)
+            sync::read(self.stripe(url_hash)).with_page(&canonical, url_hash, &f)
         };
-        Ok((canonical, count.unwrap_or(Distinct::exact(0))))
+        Ok((canonical, answer))
     }
 
     /// The `k` pages with the most distinct visitors, most first; ties are
@@ -561,16 +642,27 @@ impl Tracker {
 
     /// [`top`](Self::top) among the pages whose URL `keep` accepts.
     fn top_matching(&self, k: usize, keep: impl Fn(&str) -> bool) -> Vec<PageCount> {
+        let expiry = self.expiry_now();
+        self.top_by(k, keep, |page| page.visitors.count(expiry))
+    }
+
+    /// The `k` pages `keep` accepts with the highest `count`, ranked as
+    /// [`top`](Self::top) ranks them.
+    fn top_by(
+        &self,
+        k: usize,
+        keep: impl Fn(&str) -> bool,
+        mut count: impl FnMut(&Page) -> Distinct,
+    ) -> Vec<PageCount> {
         if k == 0 {
             return Vec::new();
         }
         // A min-heap of the best k so far: its top is the row to beat.
         let mut best: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
-        let expiry = self.expiry_now();
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
             for page in stripe.pages().filter(|page| keep(&page.url)) {
-                let distinct = page.visitors.count(expiry);
+                let distinct = count(page);
                 if distinct.visitors == 0 {
                     // Every visitor expired; the sweep will remove it.
                     continue;
@@ -673,7 +765,12 @@ impl Tracker {
 
     #[inline]
     fn stripe(&self, url_hash: u64) -> &RwLock<Stripe> {
-        &self.stripes[(url_hash >> 32) as usize & self.stripe_mask]
+        &self.stripes[self.stripe_index(url_hash)]
+    }
+
+    /// The index of the stripe holding the page of `url_hash`.
+    fn stripe_index(&self, url_hash: u64) -> usize {
+        (url_hash >> 32) as usize & self.stripe_mask
     }
 }
 
@@ -754,6 +851,38 @@ mod tests {
             tracker.record(&format!("v{}", i % 1013), &url).unwrap();
         }
         assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
+    }
+
+    /// Visitors returning on many days grow, move and compact their runs;
+    /// the count stays equal to a recount, with and without a TTL.
+    #[test]
+    fn bytes_stay_equal_to_a_recount_with_returning_visitors() {
+        use crate::ManualClock;
+        use std::time::Duration;
+        for ttl in [None, Some(Duration::from_secs(400 * 86_400))] {
+            let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+            let mut builder = Tracker::builder()
+                .stripes(2)
+                .clock(std::sync::Arc::new(clock.clone()));
+            if let Some(ttl) = ttl {
+                builder = builder.ttl(ttl);
+            }
+            let tracker = builder.build().unwrap();
+            for day in 0..40 {
+                for v in 0..300u32 {
+                    if (v + day) % 3 != 0 {
+                        let url = format!("/p{}", v % 4);
+                        tracker.record(&format!("v{v}"), &url).unwrap();
+                    }
+                }
+                clock.advance(Duration::from_secs(86_400));
+                assert_eq!(
+                    tracker.stats().bytes,
+                    tracker.recount_bytes(),
+                    "{ttl:?} {day}"
+                );
+            }
+        }
     }
 
     /// Sketching, evicting and compacting keep the incremental count equal

@@ -19,7 +19,8 @@ use crate::sync;
 use crate::time::clock::Timestamp;
 
 use super::Tracker;
-use super::site::{count_distinct, host_of, site_name};
+use super::site::{host_of, site_name};
+use crate::set::union::count_distinct;
 
 impl Tracker {
     /// The keyed 64-bit hash this tracker stores for `visitor`, after the
@@ -70,7 +71,7 @@ impl Tracker {
                 }
                 match &page.visitors {
                     VisitorSet::Sketch(_, page_sketch) => partial
-                        .merge_sketch(page_sketch)
+                        .merge_sketch(&page_sketch.all)
                         .expect("the tracker's sketches share one precision"),
                     VisitorSet::TimedSketch(_, generations) => {
                         for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {

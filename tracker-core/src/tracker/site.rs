@@ -201,7 +201,7 @@ impl Ord for Counted {
 }
 
 /// A site name as given, checked and in the form hosts are stored in.
-pub(super) fn site_name(site: &str) -> Result<String, TrackerError> {
+pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
     let site = site.trim();
     if site.is_empty() {
         return Err(TrackerError::Empty { field: Field::Site });
@@ -248,43 +248,6 @@ pub(crate) fn host_of(url: &str) -> Option<&str> {
     Some(host.rfind(':').map_or(host, |colon| &host[..colon]))
 }
 
-/// How many different values `hashes` holds. The hashes are uniformly
-/// mixed, so their top byte splits them into 256 parts of about equal
-/// size: one pass scatters them, then each part, small enough to stay in
-/// cache, is sorted and its runs counted. A hash set over all of them
-/// would miss the cache on nearly every insert (about 3x slower at 2M).
-pub(super) fn count_distinct(hashes: Vec<u64>) -> usize {
-    if hashes.len() < 1 << 12 {
-        let mut hashes = hashes;
-        hashes.sort_unstable();
-        hashes.dedup();
-        return hashes.len();
-    }
-    let part = |hash: u64| (hash >> 56) as usize;
-    let mut starts = [0usize; 257];
-    for &hash in &hashes {
-        starts[part(hash) + 1] += 1;
-    }
-    for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
-    }
-    let mut next = starts;
-    let mut parted = vec![0u64; hashes.len()];
-    for &hash in &hashes {
-        parted[next[part(hash)]] = hash;
-        next[part(hash)] += 1;
-    }
-    drop(hashes);
-    starts
-        .windows(2)
-        .map(|bounds| {
-            let part = &mut parted[bounds[0]..bounds[1]];
-            part.sort_unstable();
-            part.len() - part.windows(2).filter(|w| w[0] == w[1]).count()
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,17 +268,6 @@ mod tests {
             ("https://a.com:8080@b.com/", Some("b.com")),
         ] {
             assert_eq!(host_of(url), host, "{url}");
-        }
-    }
-
-    #[test]
-    fn distinct_counts_small_and_large() {
-        let mix = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
-        for n in [0u64, 1, 100, 5_000, 50_000] {
-            // Every value three times, in an order that is not sorted.
-            let hashes: Vec<u64> = (0..3 * n).map(|i| mix(i % n.max(1))).collect();
-            let hashes = if n == 0 { Vec::new() } else { hashes };
-            assert_eq!(count_distinct(hashes), n as usize, "{n}");
         }
     }
 

@@ -16,8 +16,13 @@
 //!          | bucket secs: u32 | retention: u8 (0 none, 1 some) [| buckets: u32]
 //!                                                    (version 2 on; absent in 1)
 //! page     = 1: u8 | url_len: u32 | canonical URL | last-recorded tick: u32 | set
-//! set      = 0: u8 | n: u32 | n × (visitor hash: u64 [| tick: u32 with a TTL])   exact
-//!          | 1: u8 | len: u32 | UltraLogLog::to_bytes                            sketch
+//! set      = 0: u8 | n: u32 | n × pair                                           exact
+//! pair     = visitor hash: u64 | tick: u32 | k: u32 | k × bucket: u32   (version 3 on)
+//!          | visitor hash: u64 [| tick: u32 with a TTL]               (versions 1 and 2)
+//!          | 1: u8 | len: u32 | UltraLogLog::to_bytes [| history]                sketch
+//! history  = since day: u32 | p: u32 | p × (first day: u32 | days: u32 | period)
+//!                                                              (version 3 on; absent before)
+//! period   = 0: u8 | n: u32 | n × hash: u64 (sorted)  |  1: u8 | len: u32 | UltraLogLog::to_bytes
 //!          | 2: u8 | g: u32 | g × (generation: u32 | len: u32 | UltraLogLog::to_bytes)
 //!                                                                   per-generation sketches (TTL)
 //! end      = 0: u8 | pages: u64
@@ -35,9 +40,16 @@
 //!
 //! # Older versions
 //!
-//! Version 1 payloads (no time buckets) are still read: they carry no
-//! bucket setting, so they restore under whatever bucketing the builder
-//! gives.
+//! A pair's `tick` is its latest visit's second (with a TTL, or while
+//! its page holds it inline; 0 in a table without a TTL, which keeps
+//! buckets only), its buckets the ones it was seen in, ascending.
+//!
+//! Versions 1 and 2 (no buckets per pair) are still read. Version 1
+//! carries no bucket setting, so it restores under whatever bucketing the
+//! builder gives. Their pairs restore in the bucket of their tick (with a
+//! TTL) or else of their page's last-recorded tick: the latest time the
+//! pair can have been seen, so that a retention does not drop it early;
+//! ranges before it do not count it.
 //!
 //! # Restoring
 //!
@@ -67,6 +79,8 @@ use std::time::Duration;
 use super::Tracker;
 use crate::canonical_url::{QueryPolicy, canonicalize};
 use crate::error::{ConfigError, TrackerError};
+use crate::set::activity::MAX_BUCKET_INDEX;
+use crate::set::history::{History, Sketched};
 use crate::set::page::Page;
 use crate::set::timed_sketch::TimedSketch;
 use crate::set::{Insert, VisitorSet};
@@ -77,7 +91,7 @@ use crate::tracker::config::{TrackerBuilder, TrackerConfig};
 
 /// The version of the tracker's state format this build writes (it also
 /// reads every older version down to 1: see the module docs).
-pub const TRACKER_PAYLOAD_VERSION: u32 = 2;
+pub const TRACKER_PAYLOAD_VERSION: u32 = 3;
 /// The oldest version this build still reads.
 const OLDEST_PAYLOAD_VERSION: u32 = 1;
 
@@ -208,6 +222,7 @@ impl Tracker {
         let timed = config.ttl.is_some();
         let expiry = self.expiry_now();
         let mut buf = Vec::with_capacity(64 * 1024);
+        let width = config.bucketing.width().as_secs() as u32;
         encode_settings(&mut buf, config);
         out.write_all(&buf)?;
         let mut pages = 0u64;
@@ -215,7 +230,7 @@ impl Tracker {
             buf.clear();
             self.with_stripe_pages(i, |stripe_pages| {
                 for page in stripe_pages {
-                    if encode_page(&mut buf, page, timed, expiry) {
+                    if encode_page(&mut buf, page, timed, expiry, width) {
                         pages += 1;
                     }
                 }
@@ -288,7 +303,7 @@ impl Tracker {
                 other => return Err(r.invalid(at, format!("unknown record tag {other}"))),
             }
             pages += 1;
-            let Some(page) = decode_page(&mut r, &tracker, expiry)? else {
+            let Some(page) = decode_page(&mut r, &tracker, expiry, settings.version)? else {
                 continue;
             };
             match tracker.insert_restored(page) {
@@ -361,6 +376,8 @@ struct Settings {
     /// Bucket width in seconds and retention in buckets; `None` from a
     /// version-1 payload, which kept no buckets.
     bucketing: Option<(u32, Option<u32>)>,
+    /// The payload's format version.
+    version: u32,
 }
 
 impl Settings {
@@ -468,7 +485,13 @@ fn encode_settings(buf: &mut Vec<u8>, config: &TrackerConfig) {
 
 /// Appends `page`; returns false (writing nothing) for a timed page with
 /// no live pair left, which restoring would drop anyway.
-fn encode_page(buf: &mut Vec<u8>, page: &Page, timed: bool, expiry: Option<Expiry>) -> bool {
+fn encode_page(
+    buf: &mut Vec<u8>,
+    page: &Page,
+    timed: bool,
+    expiry: Option<Expiry>,
+    width: u32,
+) -> bool {
     let live = |tick: u32| expiry.is_none_or(|e| e.is_live(tick));
     let start = buf.len();
     buf.push(1);
@@ -476,11 +499,32 @@ fn encode_page(buf: &mut Vec<u8>, page: &Page, timed: bool, expiry: Option<Expir
     buf.extend_from_slice(page.url.as_bytes());
     put_u32(buf, page.visitors.last_recorded());
     match &page.visitors {
-        VisitorSet::Sketch(_, sketch) => {
+        VisitorSet::Sketch(_, sketched) => {
             buf.push(FORM_SKETCH);
-            let bytes = sketch.to_bytes();
+            let bytes = sketched.all.to_bytes();
             put_len(buf, bytes.len());
             buf.extend_from_slice(&bytes);
+            put_u32(buf, sketched.since);
+            put_len(buf, sketched.history.periods().count());
+            for (first, days, visitors) in sketched.history.periods() {
+                put_u32(buf, first);
+                put_u32(buf, days);
+                match visitors {
+                    Ok(hashes) => {
+                        buf.push(0);
+                        put_len(buf, hashes.len());
+                        for &hash in hashes {
+                            put_u64(buf, hash);
+                        }
+                    }
+                    Err(sketch) => {
+                        buf.push(1);
+                        let bytes = sketch.to_bytes();
+                        put_len(buf, bytes.len());
+                        buf.extend_from_slice(&bytes);
+                    }
+                }
+            }
         }
         VisitorSet::TimedSketch(_, sketch) => {
             buf.push(FORM_TIMED_SKETCH);
@@ -497,13 +541,17 @@ fn encode_page(buf: &mut Vec<u8>, page: &Page, timed: bool, expiry: Option<Expir
             let count_at = buf.len();
             put_u32(buf, 0);
             let mut n = 0u32;
-            for (hash, tick) in exact.entries().filter(|&(_, t)| live(t)) {
-                put_u64(buf, hash);
-                if timed {
+            exact.for_each_pair(width, |hash, tick, buckets| {
+                if live(tick) {
+                    put_u64(buf, hash);
                     put_u32(buf, tick);
+                    put_len(buf, buckets.len());
+                    for &bucket in buckets {
+                        put_u32(buf, bucket);
+                    }
+                    n += 1;
                 }
-                n += 1;
-            }
+            });
             if timed && n == 0 {
                 buf.truncate(start);
                 return false;
@@ -657,6 +705,7 @@ fn decode_settings<R: BufRead + ?Sized>(r: &mut Reader<'_, R>) -> Result<Setting
         query,
         ttl,
         bucketing,
+        version,
     })
 }
 
@@ -666,6 +715,7 @@ fn decode_page<R: BufRead + ?Sized>(
     r: &mut Reader<'_, R>,
     tracker: &Tracker,
     expiry: Option<Expiry>,
+    version: u32,
 ) -> Result<Option<Page>, SnapshotError> {
     let at = r.at;
     let url = r.text()?;
@@ -676,12 +726,30 @@ fn decode_page<R: BufRead + ?Sized>(
     let last = r.u32()?;
     let form_at = r.at;
     let visitors = match (r.u8()?, expiry) {
-        (FORM_EXACT, _) => decode_exact(r, last, expiry)?,
+        (FORM_EXACT, _) if version >= 3 => decode_pairs(r, last, expiry, tracker)?,
+        (FORM_EXACT, _) => decode_exact(r, last, expiry, tracker)?,
         (FORM_SKETCH, None) => {
             let bytes_at = r.at;
             let n = r.count(1)?;
-            let sketch = decode_sketch(r.take(n)?).map_err(|e| r.invalid(bytes_at, e))?;
-            VisitorSet::Sketch(last, Box::new(sketch))
+            let all = decode_sketch(r.take(n)?).map_err(|e| r.invalid(bytes_at, e))?;
+            let (history, since) = if version >= 3 {
+                decode_history(r)?
+            } else {
+                // Nothing of the page's past is known by day: ranges from
+                // today on have it all.
+                let bucketing = tracker.bucketing();
+                let today = bucketing.bucket_of(tracker.config().clock.now())
+                    / (86_400 / bucketing.width().as_secs() as u32);
+                (History::default(), today)
+            };
+            VisitorSet::Sketch(
+                last,
+                Box::new(Sketched {
+                    all,
+                    history,
+                    since,
+                }),
+            )
         }
         (FORM_TIMED_SKETCH, Some(expiry)) => {
             let n = r.count(9)?;
@@ -717,16 +785,19 @@ fn decode_page<R: BufRead + ?Sized>(
     }))
 }
 
-/// Rebuilds an exact set by inserting its hashes as recording would, so
-/// tables and horizons come out in their ordinary shape.
+/// Rebuilds an exact set of a version-1 or -2 payload (hashes, and with
+/// a TTL ticks) by inserting its hashes as recording would, so tables
+/// and horizons come out in their ordinary shape. A pair without a tick
+/// is placed at its page's last-recorded one (see the module docs).
 fn decode_exact<R: BufRead + ?Sized>(
     r: &mut Reader<'_, R>,
     last: u32,
     expiry: Option<Expiry>,
+    tracker: &Tracker,
 ) -> Result<VisitorSet, SnapshotError> {
     let item = if expiry.is_some() { 12 } else { 8 };
     let n = r.count(item)?;
-    let mut set = VisitorSet::new(last);
+    let mut set = Restoring::new(last, n, expiry, tracker);
     let mut left = n;
     while left > 0 {
         let batch = left.min(CHUNK_BYTES / item);
@@ -744,31 +815,165 @@ fn decode_exact<R: BufRead + ?Sized>(
                 });
             }
             let tick = match expiry {
-                // As recording does: a time ahead of the clock counts as now.
-                Some(e) => {
-                    u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]).min(e.now)
-                }
-                None => 0,
+                Some(_) => u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]),
+                None => last,
             };
-            if expiry.is_some_and(|e| !e.is_live(tick)) {
-                continue;
-            }
-            if let Insert::Grow(_) = set.insert(hash, tick, expiry) {
-                set.grow_and_insert(hash, tick, expiry);
-                // Once a table, at its final size at once: the hashes come
-                // in table order, which a growing table handles
-                // quadratically.
-                set.reserve(n);
-            }
+            set.pair(hash, tick, &[tick / set.width]);
         }
     }
-    // The inline timed form keeps its newest visitor's tick as `last`
-    // (the other's age is relative to it), which the inserts set; other
-    // forms take the page's recency from the snapshot.
-    if !(expiry.is_some() && matches!(set, VisitorSet::Inline(..))) {
-        set.touch(last);
+    Ok(set.finish())
+}
+
+/// Rebuilds an exact set of a version-3 payload: pairs with their ticks
+/// and buckets.
+fn decode_pairs<R: BufRead + ?Sized>(
+    r: &mut Reader<'_, R>,
+    last: u32,
+    expiry: Option<Expiry>,
+    tracker: &Tracker,
+) -> Result<VisitorSet, SnapshotError> {
+    let n = r.count(16)?;
+    let mut set = Restoring::new(last, n, expiry, tracker);
+    let mut buckets = Vec::new();
+    for _ in 0..n {
+        let at = r.at;
+        let hash = r.u64()?;
+        if hash == 0 {
+            return Err(r.invalid(at, "visitor hash 0".into()));
+        }
+        let tick = r.u32()?;
+        let at = r.at;
+        let k = r.count(4)?;
+        buckets.clear();
+        buckets.extend(
+            r.take(k * 4)?
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        if k == 0 || buckets.windows(2).any(|w| w[0] >= w[1]) || buckets[k - 1] > MAX_BUCKET_INDEX {
+            return Err(r.invalid(at, "buckets empty, out of order or too large".into()));
+        }
+        // A table without a TTL keeps no tick: its latest bucket's start
+        // stands for it.
+        let tick = if tick == 0 {
+            buckets[k - 1].saturating_mul(set.width)
+        } else {
+            tick
+        };
+        set.pair(hash, tick, &buckets);
     }
-    Ok(set)
+    Ok(set.finish())
+}
+
+/// An exact set being restored through the ordinary insert paths.
+struct Restoring {
+    set: VisitorSet,
+    last: u32,
+    len: usize,
+    expiry: Option<Expiry>,
+    width: u32,
+    oldest_bucket: u32,
+}
+
+impl Restoring {
+    fn new(last: u32, len: usize, expiry: Option<Expiry>, tracker: &Tracker) -> Self {
+        let bucketing = tracker.bucketing();
+        Self {
+            set: VisitorSet::new(last),
+            last,
+            len,
+            expiry,
+            width: bucketing.width().as_secs() as u32,
+            oldest_bucket: bucketing.oldest_retained(tracker.config().clock.now()),
+        }
+    }
+
+    /// Adds a pair last seen at `tick`, in `buckets` (ascending): left
+    /// out if expired, or if every bucket has left the retention.
+    fn pair(&mut self, hash: u64, tick: u32, buckets: &[u32]) {
+        // As recording does: a time ahead of the clock counts as now.
+        let tick = match self.expiry {
+            Some(e) => tick.min(e.now),
+            None => tick,
+        };
+        if self.expiry.is_some_and(|e| !e.is_live(tick)) {
+            return;
+        }
+        let kept = &buckets[buckets.partition_point(|&b| b < self.oldest_bucket)..];
+        let Some((&latest, earlier)) = kept.split_last() else {
+            return;
+        };
+        // The latest visit first, at its tick (in its bucket), then one
+        // visit at the start of each earlier bucket: ticks only move
+        // forwards, so those add buckets alone.
+        let latest_tick = if tick / self.width == latest {
+            tick
+        } else {
+            latest.saturating_mul(self.width)
+        };
+        self.visit(hash, latest_tick);
+        for &bucket in earlier {
+            self.visit(hash, bucket.saturating_mul(self.width));
+        }
+    }
+
+    fn visit(&mut self, hash: u64, tick: u32) {
+        if let Insert::Grow(_) | Insert::GrowKnown { .. } =
+            self.set.insert(hash, tick, self.width, self.expiry)
+        {
+            self.set
+                .grow_and_insert(hash, tick, self.width, self.expiry);
+            // Once a table, at its final size at once: the hashes come in
+            // table order, which a growing table handles quadratically.
+            self.set.reserve(self.len);
+        }
+    }
+
+    /// The set, with the page's recency from the snapshot (the inline
+    /// form keeps its newest visitor's tick as that, which the inserts
+    /// set).
+    fn finish(mut self) -> VisitorSet {
+        self.set.touch(self.last);
+        self.set
+    }
+}
+
+/// Reads a sketched page's history (version 3 on) and the day it is
+/// complete from.
+fn decode_history<R: BufRead + ?Sized>(
+    r: &mut Reader<'_, R>,
+) -> Result<(History, u32), SnapshotError> {
+    let since = r.u32()?;
+    let at = r.at;
+    let n = r.count(9)?;
+    let mut periods = Vec::with_capacity(n);
+    for _ in 0..n {
+        let first = r.u32()?;
+        let days = r.u32()?;
+        let kind_at = r.at;
+        let visitors = match r.u8()? {
+            0 => {
+                let len = r.count(8)?;
+                let hashes = r
+                    .take(len * 8)?
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                    .collect();
+                Ok(hashes)
+            }
+            1 => {
+                let len = r.count(1)?;
+                let bytes_at = r.at;
+                let sketch = UltraLogLog::from_bytes(r.take(len)?)
+                    .map_err(|e| r.invalid(bytes_at, e.to_string()))?;
+                Err(sketch)
+            }
+            other => return Err(r.invalid(kind_at, format!("unknown period form {other}"))),
+        };
+        periods.push((first, days, visitors));
+    }
+    let history = History::from_periods(periods).map_err(|e| r.invalid(at, e))?;
+    Ok((history, since))
 }
 
 /// A sketch as the tracker keeps them: only the default precision (the

@@ -21,7 +21,8 @@
 //!   canonicalising only on a miss.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
-//!   largest sketch candidate, a write lock to sketch or evict). The one
+//!   largest sketch candidate, a write lock to sketch, to merge a
+//!   sketched page's oldest days, or to evict). The one
 //!   exception is a timed set that outgrew its reservation: under the
 //!   record's or sweep's own stripe lock, other pages of that stripe are
 //!   evicted until the growth fits (still one lock).
@@ -43,7 +44,7 @@
 
 use hashbrown::HashTable;
 
-use crate::report::{Distinct, Recorded};
+use crate::report::Recorded;
 use crate::set::page::Page;
 use crate::set::{Insert, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
@@ -96,6 +97,8 @@ pub(crate) struct Stripe {
     /// been recorded, swept, evicted or moved since), so nothing else needs
     /// to maintain it.
     eviction_pool: Vec<(usize, usize)>,
+    /// The bucket width in seconds (the tracker's).
+    width: u32,
     /// Picks the pages sampled when eviction runs under this stripe's lock
     /// on its own (see `settle`), so that it touches no shared state.
     random: SplitMix64,
@@ -149,8 +152,9 @@ pub(crate) enum StripeRecord {
 }
 
 impl Stripe {
-    pub(crate) fn new(hasher: ahash::RandomState) -> Self {
+    pub(crate) fn new(hasher: ahash::RandomState, width: u32) -> Self {
         Self {
+            width,
             pages: HashTable::new(),
             hasher,
             pairs: 0,
@@ -192,13 +196,13 @@ impl Stripe {
         // is reconciled with the set's bytes afterwards.
         let timed_before = expiry.map(|expiry| {
             let before = page.visitors.heap_bytes();
-            let dropped = page.visitors.expire(expiry) as u64;
+            let dropped = page.visitors.expire(expiry, 0) as u64;
             self.pairs -= dropped;
             self.expired += dropped;
             before
         });
         let mut reserved = 0;
-        let recorded = match page.visitors.insert(visitor, tick, expiry) {
+        let recorded = match page.visitors.insert(visitor, tick, self.width, expiry) {
             Insert::Present => Recorded::Duplicate,
             Insert::Refreshed { was } if expiry.is_none_or(|e| e.is_live(was)) => {
                 Recorded::Duplicate
@@ -212,6 +216,33 @@ impl Stripe {
                 self.pairs += 1;
                 Recorded::New
             }
+            Insert::GrowKnown { bytes, was } => {
+                if !budget.try_reserve(bytes) {
+                    if let Some(before) = timed_before {
+                        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+                        self.settle(budget, before, held, keep);
+                    }
+                    return StripeRecord::NeedRoom(bytes);
+                }
+                reserved = bytes;
+                let held = page.visitors.heap_bytes();
+                page.visitors
+                    .grow_and_insert(visitor, tick, self.width, expiry);
+                let after = page.visitors.heap_bytes();
+                if timed_before.is_none() && after < held + bytes {
+                    // The arena was compacted: less than reserved is held.
+                    budget.release(held + bytes - after);
+                }
+                if VisitorSet::became_sketch_worthy(held, after, expiry.is_some()) {
+                    self.sketch_worthy.push(url_hash);
+                }
+                if expiry.is_none_or(|e| e.is_live(was)) {
+                    Recorded::Duplicate
+                } else {
+                    self.expired += 1;
+                    Recorded::New
+                }
+            }
             Insert::Grow(bytes) => {
                 if !budget.try_reserve(bytes) {
                     if let Some(before) = timed_before {
@@ -222,7 +253,8 @@ impl Stripe {
                 }
                 reserved = bytes;
                 let held = page.visitors.heap_bytes();
-                page.visitors.grow_and_insert(visitor, tick, expiry);
+                page.visitors
+                    .grow_and_insert(visitor, tick, self.width, expiry);
                 if page.visitors.is_sketch() {
                     // A sketched page with a TTL started a new generation.
                     Recorded::Sketched
@@ -258,7 +290,8 @@ impl Stripe {
     /// set, so no step is proportional to the whole data set.
     pub(crate) fn sweep(
         &mut self,
-        expiry: Expiry,
+        expiry: Option<Expiry>,
+        oldest_bucket: u32,
         buckets: usize,
         budget: &MemoryBudget,
     ) -> SweepStep {
@@ -273,8 +306,13 @@ impl Stripe {
             };
             let page = entry.get_mut();
             let before = page.visitors.heap_bytes();
-            let dropped = page.visitors.drop_expired(expiry) as u64;
-            let dead = page.visitors.is_dead(expiry);
+            let dropped = page
+                .visitors
+                .drop_expired(expiry, oldest_bucket, self.width) as u64;
+            let dead = match expiry {
+                Some(expiry) => page.visitors.is_dead(expiry),
+                None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
+            };
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before, held, keep);
             self.pairs -= dropped;
@@ -345,7 +383,7 @@ impl Stripe {
             };
         }
         let mut page = Page::new(url, tick);
-        page.visitors.insert(visitor, tick, expiry);
+        page.visitors.insert(visitor, tick, self.width, expiry);
         let hasher = &self.hasher;
         self.pages
             .insert_unique(url_hash, page, |p| hasher.hash_one(&*p.url));
@@ -508,14 +546,35 @@ impl Stripe {
             .pages
             .find_mut(url_hash, |p| hasher.hash_one(&*p.url) == url_hash)?;
         let before = page.visitors.heap_bytes();
-        if page.visitors.is_sketch() || page.visitors.sketched_bytes(expiry) >= before {
+        if page.visitors.is_sketch() || page.visitors.sketched_bytes(expiry, self.width) >= before {
             return None;
         }
         let pairs = page.visitors.pairs() as u64;
-        page.visitors.convert_to_sketch(expiry);
+        page.visitors.convert_to_sketch(expiry, self.width);
         let after = page.visitors.heap_bytes();
         self.pairs -= pairs;
         self.sketched += 1;
+        Some(before - after)
+    }
+
+    /// The budget's second step: merges the two oldest days of history
+    /// of the sketched page of this stripe whose history starts earliest
+    /// (of those a merge shrinks). Returns the bytes freed, or `None` if
+    /// no page here has such days. Scans the stripe's pages, only when it
+    /// has a sketched one.
+    pub(crate) fn merge_oldest_days(&mut self) -> Option<usize> {
+        if self.sketched == 0 {
+            return None;
+        }
+        let (_, url) = self
+            .pages
+            .iter()
+            .filter_map(|p| Some((p.visitors.mergeable_since()?, &*p.url)))
+            .min()?;
+        let url_hash = self.hash(url);
+        let url = url.to_owned();
+        let page = self.pages.find_mut(url_hash, |p| *p.url == *url)?;
+        let (before, after) = page.visitors.history_mut()?.merge_oldest();
         Some(before - after)
     }
 
@@ -573,15 +632,14 @@ impl Stripe {
         true
     }
 
-    /// The page's count, or `None` if the stripe does not have it.
-    pub(crate) fn distinct(
+    /// `f` of the page, or `None` if the stripe does not have it.
+    pub(crate) fn with_page<R>(
         &self,
         url: &str,
         url_hash: u64,
-        expiry: Option<Expiry>,
-    ) -> Option<Distinct> {
-        let page = self.pages.find(url_hash, |p| *p.url == *url)?;
-        Some(page.visitors.count(expiry))
+        f: impl FnOnce(&Page) -> R,
+    ) -> Option<R> {
+        self.pages.find(url_hash, |p| *p.url == *url).map(f)
     }
 
     /// Adds a page rebuilt from a snapshot, reserving its bytes (URL, set,
@@ -669,7 +727,7 @@ mod tests {
 
     #[test]
     fn accounting_matches_a_recount() {
-        let mut stripe = Stripe::new(ahash::RandomState::new());
+        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
         let budget = MemoryBudget::new(None, 0);
         for page in 0..50u64 {
             let url = format!("https://example.com/{page}");
@@ -705,7 +763,7 @@ mod tests {
     /// others.
     #[test]
     fn ties_in_recency_keep_the_largest_page() {
-        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4));
+        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
         let budget = MemoryBudget::new(None, 0);
         let url = |page: u64| format!("https://example.com/{page}");
         for page in 0..50u64 {
@@ -735,7 +793,7 @@ mod tests {
 
     #[test]
     fn a_refused_reservation_changes_nothing() {
-        let mut stripe = Stripe::new(ahash::RandomState::new());
+        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
         let budget = MemoryBudget::new(Some(2_000), 0);
         let url = "https://example.com/";
         let hash = stripe.hash(url);
@@ -751,10 +809,10 @@ mod tests {
         let tight = MemoryBudget::new(Some(held), held);
         assert_eq!(
             stripe.record(url, hash, 3, 9, None, &tight),
-            StripeRecord::NeedRoom(32)
+            StripeRecord::NeedRoom(48)
         );
         assert_eq!(
-            stripe.distinct(url, hash, None).map(|d| d.visitors),
+            stripe.with_page(url, hash, |p| p.visitors.count(None).visitors),
             Some(2)
         );
         assert_eq!(

@@ -1,10 +1,10 @@
-//! `DurableTracker` batches against the same events recorded one by one:
-//! the same outcome per event and the same counts, in any order, with
-//! invalid events mixed in, under every memory policy.
+//! `DurableTracker` and `Tracker` batches against the same events recorded
+//! one by one: the same outcome per event and the same counts, in any
+//! order, with invalid events mixed in, under every memory policy.
 
 use proptest::prelude::*;
 use tracker_core::persist::{DurableBatch, DurableTracker, LogOptions};
-use tracker_core::{MemoryPolicy, Tracker, TrackerBuilder};
+use tracker_core::{MemoryPolicy, RecordBatch, Tracker, TrackerBuilder};
 
 const PAGES: usize = 5;
 
@@ -97,6 +97,45 @@ fn one_by_one(
     (accepted, counts(&tracker))
 }
 
+/// Records `events` into a fresh tracker with `Tracker::record_batch`, in
+/// batches of `chunk` events (so that later batches find their pages
+/// stored and take the per-stripe path); returns each event's acceptance,
+/// how many were new, and the counts.
+fn tracker_batched(
+    events: &[(String, String)],
+    chunk: usize,
+    builder: TrackerBuilder,
+) -> (Vec<bool>, usize, (Vec<u64>, u64, u64)) {
+    let tracker = builder.build().unwrap();
+    let mut batch = RecordBatch::default();
+    let mut accepted = Vec::new();
+    let mut new = 0;
+    for events in events.chunks(chunk) {
+        let refs: Vec<(&str, &str)> = events
+            .iter()
+            .map(|(v, u)| (v.as_str(), u.as_str()))
+            .collect();
+        tracker.record_batch(&refs, &mut batch);
+        assert_eq!(batch.outcomes().len(), refs.len());
+        accepted.extend(batch.outcomes().iter().map(Result::is_ok));
+        new += batch
+            .outcomes()
+            .iter()
+            .filter(|o| o.as_ref().is_ok_and(|r| r.is_new()))
+            .count();
+    }
+    (accepted, new, counts(&tracker))
+}
+
+/// How many events recorded one by one were new.
+fn new_one_by_one(events: &[(String, String)], builder: TrackerBuilder) -> usize {
+    let tracker = builder.build().unwrap();
+    events
+        .iter()
+        .filter(|(v, u)| tracker.record(v, u).is_ok_and(|r| r.is_new()))
+        .count()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -110,7 +149,25 @@ proptest! {
     ) {
         let (batch_ok, batch_counts) = batched(&events, budget, || builder(policy, budget));
         let (loop_ok, loop_counts) = one_by_one(&events, builder(policy, budget));
+        prop_assert_eq!(&batch_ok, &loop_ok);
+        prop_assert_eq!(&batch_counts, &loop_counts);
+    }
+
+    /// `Tracker::record_batch` in batches of any size, same order: the
+    /// same refusals, as many new pairs, the same counts as the loop,
+    /// under every policy, with and without a budget.
+    #[test]
+    fn tracker_batches_are_the_loop_under_every_policy(
+        events in prop::collection::vec(event(), 0..200),
+        chunk in 1usize..64,
+        policy in policy(),
+        budget in prop_oneof![Just(None), (40_000u64..80_000).prop_map(Some)],
+    ) {
+        let (batch_ok, batch_new, batch_counts) =
+            tracker_batched(&events, chunk, builder(policy, budget));
+        let (loop_ok, loop_counts) = one_by_one(&events, builder(policy, budget));
         prop_assert_eq!(batch_ok, loop_ok);
+        prop_assert_eq!(batch_new, new_one_by_one(&events, builder(policy, budget)));
         prop_assert_eq!(batch_counts, loop_counts);
     }
 
@@ -129,7 +186,11 @@ proptest! {
         let (batch_ok, batch_counts) = batched(&shuffled, None, || builder(policy, None));
         let (loop_ok, loop_counts) = one_by_one(&events, builder(policy, None));
         let loop_ok_shuffled: Vec<bool> = order.iter().map(|&i| loop_ok[i]).collect();
-        prop_assert_eq!(batch_ok, loop_ok_shuffled);
-        prop_assert_eq!(batch_counts, loop_counts);
+        prop_assert_eq!(&batch_ok, &loop_ok_shuffled);
+        prop_assert_eq!(&batch_counts, &loop_counts);
+        let (tracker_ok, _, tracker_counts) =
+            tracker_batched(&shuffled, shuffled.len().max(1) / 2 + 1, builder(policy, None));
+        prop_assert_eq!(tracker_ok, loop_ok_shuffled);
+        prop_assert_eq!(tracker_counts, loop_counts);
     }
 }

@@ -442,6 +442,38 @@ fn replay_with_a_ttl_counts_old_events_as_stale() {
     );
 }
 
+/// An event's own time is what the log keeps: replayed after a restart,
+/// a visit back-filled to long ago has expired while one of now has not.
+#[test]
+fn the_log_keeps_each_events_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(START));
+    let builder = || {
+        Tracker::builder()
+            .ttl(Duration::from_secs(100))
+            .clock(Arc::new(clock.clone()))
+    };
+    let url = "https://example.com/";
+    let earlier = Some(Timestamp::from_millis(START - 60_000));
+    let (durable, _) = open(dir.path(), builder());
+    durable
+        .submit_at("old", url, earlier)
+        .unwrap()
+        .durable
+        .wait()
+        .unwrap();
+    let mut batch = tracker_core::persist::DurableBatch::default();
+    let events = [("old-too", url, earlier), ("new", url, None)];
+    durable.submit_batch_at(events, &mut batch).wait().unwrap();
+    assert_eq!(batch.accepted(), 2);
+    assert_eq!(durable.tracker().distinct(url).unwrap().visitors, 3);
+    drop(durable);
+    clock.advance(Duration::from_secs(50));
+    let (durable, report) = open(dir.path(), builder());
+    assert_eq!(report.replayed, 3);
+    assert_eq!(durable.tracker().distinct(url).unwrap().visitors, 1);
+}
+
 #[test]
 fn a_second_open_of_the_same_directory_is_refused_until_the_first_is_dropped() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,6 +18,7 @@ mod durable;
 mod model;
 mod persist_log;
 mod persist_snapshot;
+mod ranges;
 mod sites;
 mod ttl;
 mod upgrade;

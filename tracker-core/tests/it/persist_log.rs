@@ -192,6 +192,58 @@ fn a_bad_last_record_and_a_zero_filled_tail_are_torn_tails() {
     assert_eq!(recovery.torn_tail.unwrap().offset, written[2].0.0);
 }
 
+/// Recovery reads a segment through a window of a few hundred KiB, not
+/// whole: frames longer than the window, frames across its edges, and a
+/// zero tail longer than it must all read as they do from a whole file.
+#[test]
+fn frames_longer_than_the_read_window_and_a_long_zero_tail_replay_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    let mut written = Vec::new();
+    for i in 0..40u64 {
+        // Mostly short, some URLs of 100 KiB to 900 KiB (the longest a frame
+        // may hold is 1 MiB).
+        let len = if i % 7 == 3 {
+            (i as usize + 1) * 23_000
+        } else {
+            40
+        };
+        let event = (
+            i,
+            1_700_000_000_000 + i,
+            format!("https://e.example/{}", "x".repeat(len)),
+        );
+        written.push((log.append(&ev(&event)).unwrap(), event));
+    }
+    drop(log);
+    let seg = segments(dir.path()).pop().unwrap();
+    let size = fs::metadata(&seg).unwrap().len();
+    assert!(size > 2 << 20, "spans many read windows: {size}");
+    let (seen, recovery) = replay(dir.path(), LogOptions::default(), Lsn(0)).unwrap();
+    assert_eq!(seen, written);
+    assert_eq!(recovery.torn_tail, None);
+
+    // The last frame damaged, then 1 MiB of zeros: still a torn tail.
+    let whole = fs::read(&seg).unwrap();
+    let mut bytes = whole.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    bytes.resize(bytes.len() + (1 << 20), 0);
+    fs::write(&seg, &bytes).unwrap();
+    let (seen, recovery) = replay(dir.path(), LogOptions::default(), Lsn(0)).unwrap();
+    assert_eq!(seen, written[..39]);
+    assert_eq!(recovery.torn_tail.unwrap().offset, written[39].0.0);
+
+    // The same damage with one non-zero byte far past the window: corruption.
+    let far = bytes.len() - 10;
+    bytes[far] = 1;
+    fs::write(&seg, &bytes).unwrap();
+    assert!(matches!(
+        replay(dir.path(), LogOptions::default(), Lsn(0)),
+        Err(PersistError::Corrupt { offset, .. }) if offset == written[39].0.0
+    ));
+}
+
 #[test]
 fn a_flipped_byte_in_the_middle_is_a_typed_error_or_salvaged() {
     let dir = tempfile::tempdir().unwrap();

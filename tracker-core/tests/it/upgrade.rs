@@ -196,3 +196,54 @@ fn payload_v1_opens_under_any_bucket() {
         u64::from(PAGES[3].2)
     );
 }
+
+#[test]
+fn payload_v2_plain_opens_with_its_counts() {
+    check_all_time_counts(2, "plain");
+}
+
+#[test]
+fn payload_v2_ttl_opens_with_its_counts() {
+    check_all_time_counts(2, "ttl");
+}
+
+#[test]
+fn payload_v3_plain_opens_with_its_counts() {
+    check_all_time_counts(3, "plain");
+}
+
+#[test]
+fn payload_v3_ttl_opens_with_its_counts() {
+    check_all_time_counts(3, "ttl");
+}
+
+/// Every version answers ranges: the fixtures' events all fall in one
+/// hour, so a range over it has every visitor, one after it none. Pairs
+/// of versions 1 and 2 (no buckets) restore at their page's last
+/// recorded tick (or their own, with a TTL), inside that hour too.
+#[test]
+fn every_version_answers_ranges() {
+    let hour = |h: u64| Timestamp::from_millis((START_MILLIS / 3_600_000 + h) * 3_600_000);
+    for version in 1..=TRACKER_PAYLOAD_VERSION {
+        for kind in ["plain", "ttl"] {
+            let (_dir, durable, _clock) = open_copy(version, kind, None);
+            let tracker = durable.tracker();
+            for (url, _, all) in PAGES {
+                let during = tracker
+                    .distinct_between(url, Some(hour(0)), Some(hour(1)))
+                    .unwrap();
+                assert_eq!(
+                    (during.distinct.visitors, during.distinct.exact),
+                    (u64::from(all), true),
+                    "v{version} {kind} {url}"
+                );
+                let after = tracker.distinct_between(url, Some(hour(1)), None).unwrap();
+                assert_eq!(after.distinct.visitors, 0, "v{version} {kind} {url}");
+            }
+            let site = tracker
+                .site_distinct_between("example.com", Some(hour(0)), Some(hour(1)))
+                .unwrap();
+            assert!(site.distinct.visitors >= 55, "v{version} {kind} {site:?}");
+        }
+    }
+}

@@ -143,6 +143,7 @@ async fn wrong_method_is_405_json_with_allow() {
         (Method::GET, "/events"),
         (Method::DELETE, "/distinct?url=/"),
         (Method::POST, "/stats"),
+        (Method::POST, "/series?url=/"),
         (Method::PUT, "/healthz"),
     ] {
         let request = Request::builder()
@@ -164,7 +165,8 @@ async fn wrong_method_is_405_json_with_allow() {
 #[tokio::test]
 async fn unknown_route_is_404_json() {
     let (app, _) = default_app();
-    for uri in ["/", "/nope", "/events/1", "/distinct/x", "/%FF"] {
+    // (`/` is the dashboard.)
+    for uri in ["/nope", "/events/1", "/distinct/x", "/%FF"] {
         let answer = get(&app, uri).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(answer.error_code(), "not_found");
@@ -443,6 +445,18 @@ async fn cors_preflight_and_headers() {
         .unwrap();
     let answer = send(&app, request).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        answer.headers["access-control-allow-origin"],
+        "https://site.example"
+    );
+
+    // Reads too, such as a dashboard's series on another origin.
+    let request = Request::get("/series?url=/&from=-1d")
+        .header("origin", "https://site.example")
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.headers["access-control-allow-origin"],
         "https://site.example"

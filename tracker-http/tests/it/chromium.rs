@@ -32,6 +32,21 @@ const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHT
 /// Another browser's.
 const FIREFOX_UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
 
+/// The flags of every headless run: no sandbox (tests run as root), no
+/// GPU, no traffic of Chromium's own (updates, sync, QUIC probes), and
+/// `*.test` names mapped to 127.0.0.1.
+pub(crate) const HEADLESS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP *.test 127.0.0.1",
+];
+
 const PLAUSIBLE_JS: &str = "node_modules/@plausible-analytics/tracker/plausible.js";
 
 fn fixtures_dir() -> PathBuf {
@@ -39,7 +54,7 @@ fn fixtures_dir() -> PathBuf {
 }
 
 /// Whether `what` may be skipped: not under CI, where it must be there.
-fn missing(what: &str, install: &str) -> bool {
+pub(crate) fn missing(what: &str, install: &str) -> bool {
     if under_ci() {
         panic!("{what} is missing under CI=true; install it with: {install}");
     }
@@ -52,7 +67,8 @@ fn missing(what: &str, install: &str) -> bool {
     true
 }
 
-fn chromium() -> Option<PathBuf> {
+/// Debian's `chromium` on the `PATH`, if installed.
+pub(crate) fn chromium() -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("chromium"))
@@ -158,19 +174,8 @@ impl Browser {
     async fn load(&self, chromium: &Path, url: &str) -> String {
         let mut command = Command::new(chromium);
         command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--host-resolver-rules=MAP *.test 127.0.0.1",
-                "--virtual-time-budget=3000",
-                "--dump-dom",
-            ])
+            .args(HEADLESS)
+            .args(["--virtual-time-budget=3000", "--dump-dom"])
             .arg(format!("--user-data-dir={}", self.profile.path().display()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -3,8 +3,9 @@
 //! a model of the acknowledged ones (a 202) and of the ones in doubt (sent
 //! to a node that was killed meanwhile: published or not), through
 //! concurrent ingest, a `kill -9` of a node, a batch, a node joining, a
-//! restart of the NATS server and a node leaving on SIGTERM; then the NATS
-//! store is scanned for visitor ids.
+//! back-dated batch counted over time ranges, a restart of the NATS server
+//! and a node leaving on SIGTERM; then the NATS store is scanned for
+//! visitor ids.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -19,6 +20,7 @@ use test_support::process::Server;
 use test_support::{poll, under_ci, xorshift};
 
 use crate::TRACKER_HTTP;
+use crate::browsers::urlencode;
 
 const PARTITIONS: u32 = 12;
 /// Every visitor id starts with this; the NATS store must never hold it.
@@ -388,6 +390,8 @@ async fn a_cluster_loses_nothing_acknowledged() {
     )
     .await;
 
+    back_dated(&client, &live).await;
+
     // A NATS server restart loses nothing acknowledged.
     nats.restart();
     for (i, n) in live.iter().enumerate() {
@@ -444,4 +448,185 @@ async fn a_cluster_loses_nothing_acknowledged() {
         scanned > 10_000,
         "the NATS store was scanned ({scanned} bytes)"
     );
+}
+
+/// Back-dated events (a batch, and one `POST /events` with a `time`) over
+/// five past days on a site of their own, then through every node: a
+/// page's `/series?step=1d` and ranged `/distinct` (from its owner), the
+/// site's ranged `/distinct` (a union of partitions' partials, less than
+/// the sum of its pages) and `/series`, and the ranged `/top` (merged),
+/// each against a model of (visitor, page, day).
+async fn back_dated(client: &reqwest::Client, nodes: &[&Server]) {
+    const DAY: u64 = 86_400;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let first = (now / DAY - 8) * DAY;
+    let page = |j: u64| format!("https://t.example/p{j}");
+    // (visitor, page, day): visitors return on other pages and days.
+    let events: Vec<(String, u64, u64)> = (0..90u64)
+        .map(|i| (format!("{VISITOR}t{}", i % 23), (i * 7) % 5, i % 5))
+        .collect();
+    let line = |(v, j, d): &(String, u64, u64)| serde_json::json!({"visitor": v, "url": page(*j), "time": first + d * DAY + 3_600 + j});
+    let (one, batch) = events.split_first().unwrap();
+    let body: String = batch.iter().map(|e| line(e).to_string() + "\n").collect();
+    let reply: Value = client
+        .post(nodes[0].url("/events/batch"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["accepted"], batch.len(), "{reply}");
+    let sent = client
+        .post(nodes[1].url("/events"))
+        .json(&line(one))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+
+    let visitors = |pages: &dyn Fn(u64) -> bool, days: std::ops::Range<u64>| {
+        events
+            .iter()
+            .filter(|(_, j, d)| pages(*j) && days.contains(d))
+            .map(|(v, _, _)| v.as_str())
+            .collect::<BTreeSet<_>>()
+            .len() as u64
+    };
+    let at = |d: u64| first + d * DAY;
+    // Days 1, 2 and 3.
+    let (from, till) = (at(1), at(4));
+    let site_count = visitors(&|_| true, 1..4);
+    let pages_sum: u64 = (0..5).map(|j| visitors(&|p| p == j, 1..4)).sum();
+    assert!(
+        site_count < pages_sum,
+        "the model has visitors on several pages"
+    );
+    let mut top: Vec<(String, u64)> = (0..5)
+        .map(|j| (page(j), visitors(&|p| p == j, 1..4)))
+        .collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(3);
+
+    let values = |body: &Value, key: &str| -> Vec<u64> {
+        body[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| p["distinct_visitors"].as_u64().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for node in nodes {
+        let who = node.url("");
+        let page0 = urlencode(&page(0));
+        let want_series: Vec<u64> = (0..5).map(|d| visitors(&|p| p == 0, d..d + 1)).collect();
+        let want_site_series: Vec<u64> = (0..5).map(|d| visitors(&|_| true, d..d + 1)).collect();
+        poll::until_async(SETTLE, "back-dated events counted by range", || async {
+            let series = get(
+                client,
+                node.url(&format!(
+                    "/series?url={page0}&from={}&till={}&step=1d",
+                    at(0),
+                    at(5)
+                )),
+            )
+            .await;
+            let Some(series) = series else { return false };
+            if series["cluster"]["pending_events"] != 0 {
+                return false;
+            }
+            values(&series, "points") == want_series
+        })
+        .await;
+        let series = get(
+            client,
+            node.url(&format!(
+                "/series?url={page0}&from={}&till={}&step=1d",
+                at(0),
+                at(5)
+            )),
+        )
+        .await
+        .unwrap();
+        assert_eq!(series["step"], "1d", "{who}: {series}");
+        assert_eq!(
+            series["cluster"]["partitions_answered"], 1,
+            "{who}: {series}"
+        );
+
+        let ranged = get(
+            client,
+            node.url(&format!("/distinct?url={page0}&from={from}&till={till}")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            ranged["distinct_visitors"],
+            visitors(&|p| p == 0, 1..4),
+            "{who}: {ranged}"
+        );
+        assert_eq!(ranged["exact"], true, "{who}: {ranged}");
+
+        let site = get(
+            client,
+            node.url(&format!("/distinct?site=t.example&from={from}&till={till}")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(site["site"], "t.example", "{who}: {site}");
+        assert_eq!(site["distinct_visitors"], site_count, "{who}: {site}");
+        assert_eq!(site["exact"], true, "{who}: {site}");
+        assert_eq!(
+            site["cluster"]["partitions_answered"], PARTITIONS,
+            "{who}: {site}"
+        );
+
+        let site_series = get(
+            client,
+            node.url(&format!(
+                "/series?site=t.example&from={}&till={}&step=1d",
+                at(0),
+                at(5)
+            )),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            values(&site_series, "points"),
+            want_site_series,
+            "{who}: {site_series}"
+        );
+
+        let ranked = get(
+            client,
+            node.url(&format!(
+                "/top?site=t.example&limit=3&from={from}&till={till}"
+            )),
+        )
+        .await
+        .unwrap();
+        let got: Vec<(String, u64)> = ranked["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["url"].as_str().unwrap().to_string(),
+                    p["distinct_visitors"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, top, "{who}: {ranked}");
+        assert!(
+            ranked["from"].is_string() && ranked["till"].is_string(),
+            "{who}: {ranked}"
+        );
+    }
 }

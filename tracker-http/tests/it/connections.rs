@@ -297,6 +297,150 @@ fn an_oversized_body_sent_before_reading_gets_the_413() {
     }
 }
 
+/// Sends `request` whole, then reads to the close; the status and the
+/// JSON body of the one response.
+fn refused(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
+    let response = send_whole_then_read(addr, "", request);
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a response: {response:?}"));
+    let head_end = response.find("\r\n\r\n").unwrap();
+    let head = response[..head_end].to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/json") && head.contains("connection: close"),
+        "{head}"
+    );
+    let body = serde_json::from_str(&response[head_end + 4..])
+        .unwrap_or_else(|e| panic!("one JSON body ({e}): {response:?}"));
+    (status, body)
+}
+
+#[test]
+fn request_heads_hyper_refuses_get_json_errors() {
+    let server = Server::start(TRACKER_HTTP, &[]);
+    let big = "x".repeat(20 << 10);
+    let cases: [(Vec<u8>, u16, &str); 4] = [
+        (
+            b"GE\x01T / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nhost: t\r\nbad header\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        (
+            b"GET / HTTP/9.9\r\nhost: t\r\n\r\n".to_vec(),
+            400,
+            "malformed_request",
+        ),
+        // Past the default 16 KiB, sent whole before reading: the 431
+        // still arrives (the rest of the head is read and discarded).
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: t\r\nx-pad: {big}\r\n\r\n").into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let (got, body) = refused(server.addr, &request);
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    // A keep-alive connection: a good request, then a bad head. Our
+    // answer to the first is left alone, hyper's to the second replaced.
+    let mut both = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n".to_vec();
+    both.extend_from_slice(b"GET / HTTP/1.1\r\nhost: t\r\nbad header\r\n\r\n");
+    let response = send_whole_then_read(server.addr, "", &both);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+    let second = response.rfind("HTTP/1.1 ").unwrap();
+    assert!(second > 0, "two responses: {response:?}");
+    assert!(
+        response[second..].starts_with("HTTP/1.1 400"),
+        "{response:?}"
+    );
+    assert!(response.ends_with(r#""code":"malformed_request","message":"the request line or a header is not valid HTTP/1.1"}}"#), "{response:?}");
+    // The server is unharmed.
+    let ok = send_whole_then_read(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        b"",
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok:?}");
+}
+
+/// The binary serving HTTPS with a fresh self-signed certificate for
+/// `localhost`; the key pair, and the directory holding its files.
+fn tls_server() -> (
+    Server,
+    rcgen::CertifiedKey<rcgen::KeyPair>,
+    tempfile::TempDir,
+) {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, key.cert.pem()).unwrap();
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(
+        TRACKER_HTTP,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    (server, key, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_hyper_refuses_over_tls_gets_a_json_error() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let (server, key, _dir) = tls_server();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(key.cert.pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: t\r\nbad header\r\n\r\n")
+        .await
+        .unwrap();
+    // To the close (a missing close_notify ends it as an error, after the
+    // bytes that came before it).
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, tls.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buf[..n]);
+    }
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response:?}");
+    let body: Value =
+        serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["error"]["code"], "malformed_request");
+}
+
 /// Ingest and a query over `client`, checking each answer came over HTTP/2.
 async fn ingest_and_query_over_h2(client: &reqwest::Client, base: &str) {
     let posted = client
@@ -354,20 +498,7 @@ async fn h2c_with_prior_knowledge_serves_ingest_and_queries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_over_tls_by_alpn_serves_ingest_and_queries_and_http1_still_works() {
-    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, key.cert.pem()).unwrap();
-    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
-    let server = Server::start(
-        TRACKER_HTTP,
-        &[
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-    );
+    let (server, key, _dir) = tls_server();
     let root = reqwest::Certificate::from_pem(key.cert.pem().as_bytes()).unwrap();
     let base = format!("https://localhost:{}", server.addr.port());
 

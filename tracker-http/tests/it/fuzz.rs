@@ -45,6 +45,20 @@ fn urlish() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Text for `from`, `till`, `step` and an event's `time`: every form the
+/// core reads, near misses, and anything at all.
+fn timeish() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("now".to_string()),
+        "-[0-9]{0,12}(ms|s|m|h|d|w|x)?([0-9]{1,3}[smhd])?",
+        "[0-9]{0,13}",
+        "[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}",
+        "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+        "[0-9]{0,6}(ms|s|m|h|d|w)",
+        any::<String>(),
+    ]
+}
+
 fn content_type() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
@@ -64,6 +78,13 @@ proptest! {
             (urlish(), urlish()).prop_map(|(v, u)| {
                 serde_json::json!({"visitor": v, "url": u}).to_string().into_bytes()
             }),
+            (urlish(), timeish()).prop_map(|(u, t)| {
+                serde_json::json!({"visitor": "v", "url": u, "time": t}).to_string().into_bytes()
+            }),
+            (any::<i64>(), any::<f64>(), any::<bool>()).prop_map(|(i, f, pick)| {
+                let time = if pick { serde_json::json!(i) } else { serde_json::json!(f) };
+                serde_json::json!({"visitor": "v", "url": "/", "time": time}).to_string().into_bytes()
+            }),
             "\\{\"visitor\": ?(\"[a-z]{0,3}\"|[0-9]+|null|\\[\\]), ?\"url\": ?(\"[/a-z]{0,5}\"|true|\\{\\})\\}"
                 .prop_map(String::into_bytes),
         ],
@@ -81,7 +102,10 @@ proptest! {
 
     #[test]
     fn any_query_string_is_answered_cleanly(
-        path in prop_oneof![Just("/distinct"), Just("/top"), Just("/stats"), Just("/healthz")],
+        path in prop_oneof![
+            Just("/distinct"), Just("/top"), Just("/series"), Just("/pages"), Just("/stats"),
+            Just("/healthz"),
+        ],
         query in urlish(),
         encoded in any::<bool>(),
     ) {
@@ -94,6 +118,28 @@ proptest! {
         let Ok(request) = Request::get(format!("{path}?url={query}&limit={query}")).body(Body::empty())
         else { return Ok(()) };
         check(&runtime().block_on(send(&app, request)))?;
+    }
+
+    /// Whatever `from`, `till` and `step` hold, ranged reads answer 200
+    /// or a JSON 400, never a 5xx.
+    #[test]
+    fn any_time_range_is_answered_cleanly(
+        path in prop_oneof![Just("/distinct?url=/a"), Just("/distinct?site=a.example"), Just("/top?limit=3"), Just("/series?url=/a"), Just("/series?site=a.example")],
+        from in proptest::option::of(timeish()),
+        till in proptest::option::of(timeish()),
+        step in proptest::option::of(timeish()),
+    ) {
+        let (app, _) = default_app();
+        let mut uri = path.to_string();
+        for (name, value) in [("from", from), ("till", till), ("step", step)] {
+            if let Some(value) = value {
+                let value: String = value.bytes().map(|b| format!("%{b:02X}")).collect();
+                uri.push_str(&format!("&{name}={value}"));
+            }
+        }
+        let answer = runtime().block_on(get(&app, &uri));
+        check(&answer)?;
+        prop_assert!(answer.status == StatusCode::OK || answer.status == StatusCode::BAD_REQUEST);
     }
 
     #[test]

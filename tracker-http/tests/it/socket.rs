@@ -317,8 +317,10 @@ async fn shutdown_delay_reports_not_ready_while_still_serving() {
     let ready = client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    server.signal("TERM");
+    // Taken before the signal: the server's delay starts when it gets it,
+    // so a clock started after could see the exit a few ms short of it.
     let start = Instant::now();
+    server.signal("TERM");
     let readyz = server.url("/readyz");
     poll::until_async(DELAY, "/readyz answers 503 during the delay", || async {
         let ready = client.get(&readyz).send().await.unwrap();

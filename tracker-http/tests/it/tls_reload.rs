@@ -1,6 +1,6 @@
-//! The TLS certificate is reloaded on SIGHUP without a restart: a renewed
-//! pair is served to new connections, a broken one is refused (logged)
-//! and the previous pair stays in service.
+//! The TLS certificate is reloaded on SIGHUP, or when its files change,
+//! without a restart: a renewed pair is served to new connections, a
+//! broken one is refused (logged) and the previous pair stays in service.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -62,6 +62,9 @@ async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is
             dir.path().join("cert.pem").to_str().unwrap(),
             "--tls-key",
             dir.path().join("key.pem").to_str().unwrap(),
+            // Only the signal reloads here.
+            "--tls-reload-interval",
+            "0s",
         ],
     );
     let trusts_old = trusting(&old_cert, &server);
@@ -108,6 +111,89 @@ async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is
         !healthy(&trusting(&other_cert, &server), &server).await,
         "the mismatched certificate is never served"
     );
+}
+
+/// Polls until `client` is served (or, with `served` false, refused);
+/// panics after 20 s.
+async fn until_healthy_is(client: &reqwest::Client, server: &Server, served: bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while healthy(client, server).await != served {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_files_are_served_without_a_signal_and_a_broken_change_keeps_the_old_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_cert, old_key) = pair();
+    write_pair(dir.path(), &old_cert, &old_key);
+    let server = Server::start(
+        TRACKER_HTTP,
+        &[
+            "--tls-cert",
+            dir.path().join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            dir.path().join("key.pem").to_str().unwrap(),
+            "--tls-reload-interval",
+            "100ms",
+        ],
+    );
+    let trusts_old = trusting(&old_cert, &server);
+    assert!(healthy(&trusts_old, &server).await);
+
+    // Renewal written in place (certificate, then key: a look between the
+    // two fails and is logged; the next one loads the pair).
+    let (new_cert, new_key) = pair();
+    write_pair(dir.path(), &new_cert, &new_key);
+    let trusts_new = trusting(&new_cert, &server);
+    until_healthy_is(&trusts_new, &server, true, "the new pair is never served").await;
+    // Logged just before or after it is served: waited for.
+    wait_logged(&server, "reloaded the TLS certificate and key", 1).await;
+    let reloads = server.lines("reloaded the TLS certificate and key");
+    assert!(
+        reloads.iter().any(|l| l["trigger"] == "the files changed"),
+        "{reloads:?}"
+    );
+    assert!(
+        !healthy(&trusts_old, &server).await,
+        "the old one no longer"
+    );
+
+    // A broken change: a certificate with a key that is not its own, then
+    // files that are not PEM. Refused and logged; the current pair stays.
+    let failed = "TLS certificate reload failed; still serving the previous certificate";
+    let failures = server.lines(failed).len();
+    let (other_cert, _) = pair();
+    write_pair(dir.path(), &other_cert, &new_key);
+    wait_logged(&server, failed, failures + 1).await;
+    assert!(
+        healthy(&trusts_new, &server).await,
+        "the previous pair kept"
+    );
+    let failures = server.lines(failed).len();
+    write_pair(dir.path(), "not a certificate", "nor a key");
+    wait_logged(&server, failed, failures + 1).await;
+    assert!(
+        healthy(&trusts_new, &server).await,
+        "the previous pair kept"
+    );
+    assert!(
+        !healthy(&trusting(&other_cert, &server), &server).await,
+        "the mismatched certificate is never served"
+    );
+
+    // Repaired: the next good pair is served.
+    let (third_cert, third_key) = pair();
+    write_pair(dir.path(), &third_cert, &third_key);
+    let trusts_third = trusting(&third_cert, &server);
+    until_healthy_is(
+        &trusts_third,
+        &server,
+        true,
+        "the repaired pair is never served",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ use super::storage::{
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync::{Mutex, lock};
+use crate::time::TimeError;
 use crate::time::clock::Timestamp;
 use crate::tracker::Tracker;
 use crate::tracker::config::TrackerBuilder;
@@ -285,9 +286,13 @@ impl DurableTracker {
             EventLog::open_replaying(dir.join("log"), options, covers, |_, event| {
                 replayed += 1;
                 let at = Some(Timestamp::from_millis(event.at_millis));
-                if let Err(e) = tracker.record_hashed(event.visitor_hash, event.url, at) {
-                    refused += 1;
-                    first_refusal.get_or_insert(e);
+                match tracker.record_hashed(event.visitor_hash, event.url, at) {
+                    // Aged out of the retention since it was logged.
+                    Ok(_) | Err(TrackerError::Time(TimeError::BeforeRetention { .. })) => {}
+                    Err(e) => {
+                        refused += 1;
+                        first_refusal.get_or_insert(e);
+                    }
                 }
             })?;
         if snapshot.is_none() && replayed > 0 && !explicit_key {
@@ -363,15 +368,53 @@ impl DurableTracker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn submit(&self, visitor: &str, url: &str) -> Result<Submitted, DurableError> {
-        let now = self.tracker.config().clock.now();
+        self.submit_at(visitor, url, None)
+    }
+
+    /// [`record`](Self::record) of a visit that happened at `at` (now if
+    /// `None`), for back-fill: as [`Tracker::record_at`] takes it (an
+    /// event older than the retention is refused), logged with its time.
+    ///
+    /// ```
+    /// use tracker_core::persist::{DurableTracker, LogOptions};
+    /// use tracker_core::{Timestamp, Tracker};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default())?;
+    /// let at = Timestamp::parse("2026-11-02T09:00:00Z", Timestamp::default())?;
+    /// assert!(durable.record_at("alice", "https://example.com/", Some(at))?.is_new());
+    /// let day = durable.tracker().distinct_between("https://example.com/", Some(at), None)?;
+    /// assert_eq!(day.distinct.visitors, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn record_at(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Recorded, DurableError> {
+        let submitted = self.submit_at(visitor, url, at)?;
+        submitted.durable.wait()?;
+        Ok(submitted.recorded)
+    }
+
+    /// [`submit`](Self::submit) of a visit that happened at `at` (now if
+    /// `None`); see [`record_at`](Self::record_at).
+    pub fn submit_at(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Submitted, DurableError> {
+        let at = at.unwrap_or_else(|| self.tracker.config().clock.now());
         let hash = self.tracker.hash_visitor(visitor.as_bytes())?;
-        let (recorded, page) = self.tracker.record_hashed(hash, url, Some(now))?;
+        let (recorded, page) = self.tracker.record_hashed(hash, url, Some(at))?;
         let durable = if recorded == Recorded::Stale {
             Append::ready(Ok(self.log.end()))
         } else {
             self.log.submit(&[LogEvent {
                 visitor_hash: hash,
-                at_millis: now.as_millis(),
+                at_millis: at.as_millis(),
                 url: &page,
             }])
         };
@@ -407,13 +450,24 @@ impl DurableTracker {
         events: impl IntoIterator<Item = (&'e str, &'e str)>,
         batch: &mut DurableBatch,
     ) -> Append {
+        self.submit_batch_at(events.into_iter().map(|(v, u)| (v, u, None)), batch)
+    }
+
+    /// [`submit_batch`](Self::submit_batch) of `(visitor, url, at)`
+    /// events, each at its own time (now if `None`), logged with it as
+    /// [`submit_at`](Self::submit_at) logs one.
+    pub fn submit_batch_at<'e>(
+        &self,
+        events: impl IntoIterator<Item = (&'e str, &'e str, Option<Timestamp>)>,
+        batch: &mut DurableBatch,
+    ) -> Append {
         batch.frames.clear();
         batch.outcomes.clear();
         let now = self.tracker.config().clock.now();
         // A later per-stripe batch record can replace this loop: the log
         // only needs the frames of the events it accepted, in any order.
-        for (visitor, url) in events {
-            let outcome = self.apply(visitor, url, now, &mut batch.frames);
+        for (visitor, url, at) in events {
+            let outcome = self.apply(visitor, url, at.unwrap_or(now), &mut batch.frames);
             batch.outcomes.push(outcome);
         }
         self.log.submit_encoded(&batch.frames)
@@ -429,20 +483,20 @@ impl DurableTracker {
         Ok(())
     }
 
-    /// Applies one event of a batch and encodes its log frame.
+    /// Applies one event of a batch, at `at`, and encodes its log frame.
     fn apply(
         &self,
         visitor: &str,
         url: &str,
-        now: Timestamp,
+        at: Timestamp,
         frames: &mut Vec<u8>,
     ) -> Result<Recorded, DurableError> {
         let hash = self.tracker.hash_visitor(visitor.as_bytes())?;
-        let (recorded, page) = self.tracker.record_hashed(hash, url, Some(now))?;
+        let (recorded, page) = self.tracker.record_hashed(hash, url, Some(at))?;
         if recorded != Recorded::Stale {
             let event = LogEvent {
                 visitor_hash: hash,
-                at_millis: now.as_millis(),
+                at_millis: at.as_millis(),
                 url: &page,
             };
             frame::encode(frames, &event)?;

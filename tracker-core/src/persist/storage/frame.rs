@@ -77,8 +77,10 @@ pub(crate) enum Decoded<'a> {
         event: LogEvent<'a>,
         frame_len: usize,
     },
-    /// The bytes end before the frame does: a write cut short.
-    Incomplete { reason: &'static str },
+    /// The bytes end before the frame does: a write cut short, or, when
+    /// more of the segment follows, a read window that must grow to
+    /// `needed` bytes.
+    Incomplete { reason: &'static str, needed: usize },
     /// A complete frame (or an impossible length) that does not check
     /// out. `frame_end` is where the frame claims to end, when plausible.
     Invalid {
@@ -87,12 +89,13 @@ pub(crate) enum Decoded<'a> {
     },
 }
 
-/// Decodes the frame at the start of `bytes` (which run to the end of the
-/// segment), never panicking whatever they hold.
+/// Decodes the frame at the start of `bytes` (the segment from there, or a
+/// window of it), never panicking whatever they hold.
 pub(crate) fn decode(bytes: &[u8]) -> Decoded<'_> {
     let Some((header, rest)) = bytes.split_first_chunk::<FRAME_HEADER_LEN>() else {
         return Decoded::Incomplete {
             reason: "frame header cut short",
+            needed: FRAME_HEADER_LEN,
         };
     };
     let len_bytes: [u8; 4] = [header[0], header[1], header[2], header[3]];
@@ -107,6 +110,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Decoded<'_> {
     let Some(payload) = rest.get(..len) else {
         return Decoded::Incomplete {
             reason: "frame payload cut short",
+            needed: FRAME_HEADER_LEN + len,
         };
     };
     let frame_end = Some(FRAME_HEADER_LEN + len);

@@ -3,7 +3,7 @@
 
 use super::error::PersistError;
 use super::frame::LogEvent;
-use super::frame::{Decoded, decode};
+use super::frame::{Decoded, FRAME_HEADER_LEN, decode};
 use super::fs::sync_dir;
 use super::lsn::Lsn;
 use super::segment::{self, HEADER_LEN};
@@ -143,20 +143,22 @@ fn scan_segments(
             i += 1;
             continue;
         }
-        let data = fs::read(path).map_err(|e| PersistError::io(path, "read", e))?;
+        let mut data = segment::Reader::open(path)?;
         recovery.segments_read += 1;
         let is_last = next.is_none();
 
         // A header cut short or never written (all zeros) in the last
         // segment: the crash came while the segment was being created.
-        if data.len() < HEADER_LEN || (is_last && data[..HEADER_LEN].iter().all(|&b| b == 0)) {
+        let header = data.at(0, HEADER_LEN)?;
+        if header.len() < HEADER_LEN || (is_last && header[..HEADER_LEN].iter().all(|&b| b == 0)) {
             if is_last {
                 recovery.torn_tail = Some(Loss {
                     file: path.clone(),
                     offset: 0,
-                    bytes: data.len() as u64,
+                    bytes: data.len(),
                     reason: "segment header cut short".into(),
                 });
+                drop(data);
                 fs::remove_file(path).map_err(|e| PersistError::io(path, "remove", e))?;
                 sync_dir(dir)?;
                 recovery.end = Lsn(start);
@@ -171,7 +173,7 @@ fn scan_segments(
             };
             return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
         }
-        if let Err(e) = segment::check_header(path, &data, start) {
+        if let Err(e) = segment::check_header(path, header, start) {
             match e {
                 PersistError::Corrupt { .. } if salvage => {
                     let damage = Damage {
@@ -184,51 +186,63 @@ fn scan_segments(
             }
         }
 
-        let mut pos = HEADER_LEN;
+        // Frames are decoded from a bounded window of the file, which
+        // grows only while a frame is longer than it (see `Reader`).
+        let mut pos = HEADER_LEN as u64;
+        let mut want = FRAME_HEADER_LEN;
         while pos < data.len() {
-            let rest = &data[pos..];
+            // Asked before the window is borrowed; `at` may find the file
+            // shorter than it said and end it there.
+            let rest = data.at(pos, want)?;
+            let reaches_end = rest.len() < want;
             let (reason, torn) = match decode(rest) {
                 Decoded::Frame { event, frame_len } => {
-                    let lsn = start + pos as u64;
+                    let lsn = start + pos;
                     if lsn >= needed && from.is_some() {
                         on_event(Lsn(lsn), event);
                         recovery.events += 1;
                     }
-                    pos += frame_len;
+                    pos += frame_len as u64;
+                    want = FRAME_HEADER_LEN;
                     continue;
                 }
-                Decoded::Incomplete { reason } => (reason, true),
+                Decoded::Incomplete { needed, .. } if !reaches_end && needed > want => {
+                    want = needed;
+                    continue;
+                }
+                Decoded::Incomplete { reason, .. } => (reason, true),
                 Decoded::Invalid { reason, frame_end } => {
-                    let after = frame_end.and_then(|end| rest.get(end..)).unwrap_or(rest);
-                    (reason, after.iter().all(|&b| b == 0))
+                    let after = pos + frame_end.unwrap_or(0) as u64;
+                    (reason, data.zeros_from(after)?)
                 }
             };
             if is_last && torn {
-                truncate(path, pos as u64)?;
+                let len = data.len();
+                truncate(path, pos)?;
                 recovery.torn_tail = Some(Loss {
                     file: path.clone(),
-                    offset: pos as u64,
-                    bytes: rest.len() as u64,
+                    offset: pos,
+                    bytes: len - pos,
                     reason: reason.into(),
                 });
                 break;
             }
             let damage = Damage {
-                offset: pos as u64,
+                offset: pos,
                 reason,
             };
             return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
         }
-        let end = start + pos as u64;
+        let end = start + pos;
         match next {
             None => {
                 recovery.end = Lsn(end);
-                let resume = Some((start, path.clone(), pos as u64));
+                let resume = Some((start, path.clone(), pos));
                 return Ok(Scanned { recovery, resume });
             }
             Some(n) if n != end => {
                 let damage = Damage {
-                    offset: data.len() as u64,
+                    offset: data.len(),
                     reason: "segment does not end where the next one starts",
                 };
                 return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);

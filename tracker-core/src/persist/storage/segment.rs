@@ -12,6 +12,8 @@
 //! apart from a file of another format version.
 
 use super::error::PersistError;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Size of a segment header in bytes.
@@ -80,6 +82,110 @@ pub(crate) fn check_header(file: &Path, bytes: &[u8], lsn: u64) -> Result<(), Pe
     Ok(())
 }
 
+/// Bytes read from a segment at a time during recovery. Recovery holds
+/// this much of the log (more only for a frame that is longer, up to the
+/// largest frame), never a whole segment: a restart's peak heap is the
+/// state it rebuilds, not the state plus a 64 MiB segment.
+const READ_CHUNK: usize = 256 << 10;
+
+/// A segment file read front to back through a bounded window.
+pub(crate) struct Reader {
+    file: File,
+    path: PathBuf,
+    /// The file's length when opened (the directory lock keeps writers
+    /// out, so it does not change while recovery reads), or where reading
+    /// it ended if that came first.
+    len: u64,
+    buf: Vec<u8>,
+    /// The file offset of `buf[0]`.
+    buf_at: u64,
+}
+
+impl Reader {
+    pub(crate) fn open(path: &Path) -> Result<Self, PersistError> {
+        let file = File::open(path).map_err(|e| PersistError::io(path, "open", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| PersistError::io(path, "stat", e))?
+            .len();
+        Ok(Reader {
+            file,
+            path: path.into(),
+            len,
+            buf: Vec::new(),
+            buf_at: 0,
+        })
+    }
+
+    /// The file's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The bytes from offset `at` on: at least `want` of them, or all up
+    /// to the end of the file when fewer are left. Offsets must not go
+    /// backwards between calls (the bytes before `at` are let go). A file
+    /// that turns out shorter than its length said ends where reading
+    /// ended ([`len`](Self::len) says so from then on), so a caller that
+    /// asks again for more than is left always gets an answer that
+    /// reaches the end.
+    pub(crate) fn at(&mut self, at: u64, want: usize) -> Result<&[u8], PersistError> {
+        debug_assert!(at >= self.buf_at, "the reader only moves forward");
+        let left = usize::try_from(self.len.saturating_sub(at)).unwrap_or(usize::MAX);
+        let want = want.min(left);
+        let skip = at.saturating_sub(self.buf_at);
+        if skip > self.buf.len() as u64 {
+            // Past what was read: the file's position is the buffer's end.
+            self.file
+                .seek(SeekFrom::Start(at))
+                .map_err(|e| PersistError::io(&self.path, "seek", e))?;
+            self.buf.clear();
+            self.buf_at = at;
+        } else {
+            let skip = skip as usize; // at most the buffer's length
+            if self.buf.len() - skip >= want {
+                return Ok(&self.buf[skip..]);
+            }
+            self.buf.drain(..skip);
+            self.buf_at = at;
+        }
+        // The buffer now starts at `at`; read until it holds `want`.
+        let mut filled = self.buf.len();
+        self.buf.resize(want.max(READ_CHUNK), 0);
+        while filled < want {
+            match self.file.read(&mut self.buf[filled..]) {
+                // Shorter than its length said: the end is here.
+                Ok(0) => {
+                    self.len = self.buf_at + filled as u64;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(PersistError::io(&self.path, "read", e)),
+            }
+        }
+        self.buf.truncate(filled);
+        Ok(&self.buf)
+    }
+
+    /// Whether every byte from offset `at` to the end of the file is
+    /// zero (or there is none): what a power cut leaves after the last
+    /// write that reached the disk.
+    pub(crate) fn zeros_from(&mut self, mut at: u64) -> Result<bool, PersistError> {
+        while at < self.len {
+            let window = self.at(at, 1)?;
+            if window.is_empty() {
+                return Ok(true);
+            }
+            if window.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += window.len() as u64;
+        }
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +217,64 @@ mod tests {
             check_header(f, &magic, 7),
             Err(PersistError::BadMagic { .. })
         ));
+    }
+
+    #[test]
+    fn the_reader_windows_the_whole_file_in_bounded_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.seg");
+        let bytes: Vec<u8> = (0..READ_CHUNK * 3 + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = Reader::open(&path).unwrap();
+        assert_eq!(reader.len(), bytes.len() as u64);
+        let mut at = 0;
+        while at < bytes.len() {
+            let step = 1 + at % 4099;
+            let window = reader.at(at as u64, step).unwrap();
+            assert!(window.len() >= step.min(bytes.len() - at));
+            assert_eq!(window, &bytes[at..at + window.len()]);
+            at += step;
+        }
+        assert!(reader.buf.capacity() <= READ_CHUNK * 2, "bounded window");
+        // A window larger than a chunk grows the buffer to it.
+        let mut reader = Reader::open(&path).unwrap();
+        let big = reader.at(5, READ_CHUNK * 2).unwrap();
+        assert_eq!(big, &bytes[5..5 + big.len()]);
+        assert!(big.len() >= READ_CHUNK * 2);
+    }
+
+    #[test]
+    fn a_file_shorter_than_it_said_ends_where_reading_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.seg");
+        std::fs::write(&path, vec![1u8; 1000]).unwrap();
+        let mut reader = Reader::open(&path).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(600)
+            .unwrap();
+        assert_eq!(reader.at(0, 900).unwrap().len(), 600);
+        assert_eq!(reader.len(), 600);
+        assert!(reader.at(600, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn zeros_are_found_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.seg");
+        let mut bytes = vec![7u8; 10];
+        bytes.resize(READ_CHUNK * 2 + 3, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = Reader::open(&path).unwrap();
+        assert!(!reader.zeros_from(9).unwrap());
+        let mut reader = Reader::open(&path).unwrap();
+        assert!(reader.zeros_from(10).unwrap());
+        bytes[READ_CHUNK * 2] = 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut reader = Reader::open(&path).unwrap();
+        assert!(!reader.zeros_from(10).unwrap());
+        assert!(reader.zeros_from(bytes.len() as u64).unwrap());
     }
 }

@@ -1,0 +1,106 @@
+// Run: cargo bench -p tracker-benches --bench batch
+//! `Tracker::record_batch` against `Tracker::record` one by one and the
+//! naive design (issue 16): the record bench's Zipf stream (2M events,
+//! 100k pages, 1M visitors) fed whole into a fresh counter, on 1 and 2
+//! threads (contiguous halves), the batch path in batches of `BATCH`.
+//! Plain timed rounds, interleaved (each round runs every design once),
+//! the median of `ROUNDS`; then ns per event and the ratios to naive.
+//! `cargo test --benches` runs it once on a tiny stream.
+
+use std::time::{Duration, Instant};
+
+use tracker_benches::baselines::{DistinctCounter, NaiveMap};
+use tracker_benches::full_run;
+use tracker_benches::workload::ZipfWorkload;
+use tracker_core::{RecordBatch, Tracker};
+
+const BATCH: usize = 1024;
+const ROUNDS: usize = 5;
+const DESIGNS: [&str; 3] = ["naive", "tracker record", "tracker record_batch"];
+
+/// Feeds `events` into a fresh counter of `design` on `threads` threads.
+fn run(design: &str, events: &[(&str, &str)], threads: usize) -> Duration {
+    let per_thread = events.len().div_ceil(threads).max(1);
+    match design {
+        "naive" => {
+            let naive = NaiveMap::empty();
+            timed(events, per_thread, |part| {
+                for &(v, u) in part {
+                    naive.record(v, u);
+                }
+            })
+        }
+        "tracker record" => {
+            let tracker = Tracker::new();
+            timed(events, per_thread, |part| {
+                for &(v, u) in part {
+                    let _ = tracker.record(v, u);
+                }
+            })
+        }
+        _ => {
+            let tracker = Tracker::new();
+            timed(events, per_thread, |part| {
+                let mut batch = RecordBatch::default();
+                for chunk in part.chunks(BATCH) {
+                    tracker.record_batch(chunk, &mut batch);
+                }
+            })
+        }
+    }
+}
+
+/// The wall time of `feed` run on each `per_thread` part of `events`,
+/// one thread per part.
+fn timed(
+    events: &[(&str, &str)],
+    per_thread: usize,
+    feed: impl Fn(&[(&str, &str)]) + Sync,
+) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for part in events.chunks(per_thread) {
+            let feed = &feed;
+            s.spawn(move || feed(part));
+        }
+    });
+    start.elapsed()
+}
+
+fn main() {
+    let full = full_run();
+    let workload = ZipfWorkload::core(full);
+    let events: Vec<(&str, &str)> = workload.events.iter().collect();
+    let rounds = if full { ROUNDS } else { 1 };
+    for threads in [1, 2] {
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); DESIGNS.len()];
+        for _ in 0..rounds {
+            for (i, design) in DESIGNS.iter().enumerate() {
+                times[i].push(run(design, &events, threads));
+            }
+        }
+        let median = |t: &mut Vec<Duration>| {
+            t.sort();
+            t[t.len() / 2]
+        };
+        let medians: Vec<Duration> = times.iter_mut().map(median).collect();
+        let naive = medians[0].as_secs_f64();
+        println!();
+        println!(
+            "{threads} thread(s), {} events, batches of {BATCH}, median of {rounds}",
+            events.len()
+        );
+        println!("| design | ns/event | fastest – slowest ns/event | vs naive |");
+        println!("| --- | ---: | ---: | ---: |");
+        for (i, design) in DESIGNS.iter().enumerate() {
+            let per = |d: Duration| d.as_secs_f64() * 1e9 / events.len() as f64;
+            println!(
+                "| {design} | {:.0} | {:.0} – {:.0} | {:.2}x |",
+                per(medians[i]),
+                per(times[i][0]),
+                per(times[i][times[i].len() - 1]),
+                naive / medians[i].as_secs_f64()
+            );
+        }
+    }
+}

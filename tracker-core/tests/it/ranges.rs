@@ -1,0 +1,467 @@
+//! Counts over time (`distinct_between`, `series`, `top_between` and their
+//! site forms) against a model that keeps every (page, visitor, time).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tracker_core::{
+    ManualClock, MemoryPolicy, RangeDistinct, TimeError, TimeRange, Timestamp, Tracker,
+    TrackerError,
+};
+
+/// Pages (canonical) and their sites.
+const PAGES: [(&str, Option<&str>); 6] = [
+    ("https://a.com/", Some("a.com")),
+    ("https://a.com/x", Some("a.com")),
+    ("https://a.com/y", Some("a.com")),
+    ("https://b.org/", Some("b.org")),
+    ("https://b.org/z", Some("b.org")),
+    ("/bare", None),
+];
+
+const DAY: u64 = 86_400;
+/// 2026-11-01T00:00:00Z: the first event may be this early.
+const START: u64 = 1_793_491_200;
+/// The events span this many days; the clock stands at their end.
+const SPAN_DAYS: u64 = 10;
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_millis(secs * 1000)
+}
+
+/// Every event: (page, visitor, second).
+type Events = Vec<(usize, u8, u64)>;
+
+/// Distinct visitors of the events `keep` accepts within `range`.
+fn model_count(events: &Events, range: &TimeRange, keep: impl Fn(usize) -> bool) -> u64 {
+    let (from, till) = (
+        range.from().as_millis() / 1000,
+        range.till().as_millis() / 1000,
+    );
+    let visitors: BTreeSet<u8> = events
+        .iter()
+        .filter(|&&(page, _, t)| keep(page) && from <= t && t < till)
+        .map(|&(_, v, _)| v)
+        .collect();
+    visitors.len() as u64
+}
+
+fn check_exact(answer: &RangeDistinct, expected: u64) -> Result<(), TestCaseError> {
+    prop_assert!(answer.distinct.exact, "{answer:?}");
+    prop_assert_eq!(answer.distinct.visitors, expected, "{:?}", answer);
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+struct Setup {
+    bucket: u64,
+    ttl: bool,
+    retention_days: Option<u64>,
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (
+        prop_oneof![Just(60u64), Just(900), Just(3_600), Just(DAY)],
+        any::<bool>(),
+        prop_oneof![Just(None), (2u64..8).prop_map(Some)],
+    )
+        .prop_map(|(bucket, ttl, retention_days)| Setup {
+            bucket,
+            ttl,
+            retention_days,
+        })
+}
+
+fn build(setup: &Setup, clock: &ManualClock) -> tracker_core::TrackerBuilder {
+    let mut builder = Tracker::builder()
+        .stripes(2)
+        .hash_key(7)
+        .bucket(Duration::from_secs(setup.bucket))
+        .max_points(10_000)
+        .clock(Arc::new(clock.clone()));
+    if setup.ttl {
+        // Longer than the events span: no pair expires, but the timed
+        // forms (ticks, horizons) are the ones that hold the buckets.
+        builder = builder.ttl(Duration::from_secs(60 * DAY));
+    }
+    if let Some(days) = setup.retention_days {
+        builder = builder.retention(Duration::from_secs(days * DAY));
+    }
+    builder
+}
+
+/// A range's end: open, or a second within (or a little around) the span.
+fn bound() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![
+        1 => Just(None),
+        4 => (0..(SPAN_DAYS + 1) * DAY).prop_map(|s| Some(START + s)),
+    ]
+}
+
+/// Checks every answer of the six methods on `tracker` against `events`
+/// (those the tracker kept), for the queries given.
+fn check_all(
+    tracker: &Tracker,
+    events: &Events,
+    queries: &[(Option<u64>, Option<u64>, u64, usize)],
+) -> Result<(), TestCaseError> {
+    let now = at(START + SPAN_DAYS * DAY);
+    let bucketing = tracker.bucketing();
+    for &(a, b, step_buckets, k) in queries {
+        let (from, till) = match (a, b) {
+            (Some(a), Some(b)) => (Some(at(a.min(b))), Some(at(a.max(b)))),
+            (a, b) => (a.map(at), b.map(at)),
+        };
+        let range = bucketing.range(from, till, now).unwrap();
+        for (page, (url, _)) in PAGES.iter().enumerate() {
+            let answer = tracker.distinct_between(url, from, till).unwrap();
+            prop_assert_eq!(answer.range, range);
+            check_exact(&answer, model_count(events, &range, |p| p == page))?;
+        }
+        for site in ["a.com", "b.org", "c.net"] {
+            let in_site = |p: usize| PAGES[p].1 == Some(site);
+            let answer = tracker.site_distinct_between(site, from, till).unwrap();
+            prop_assert_eq!(answer.range, range);
+            check_exact(&answer, model_count(events, &range, in_site))?;
+            let step = bucketing.width() * step_buckets as u32;
+            match tracker.site_series(site, from, till, step) {
+                Ok(series) => {
+                    prop_assert_eq!(series.points.len(), series.series.points().len());
+                    for point in &series.points {
+                        check_exact(point, model_count(events, &point.range, in_site))?;
+                    }
+                }
+                Err(TrackerError::Time(TimeError::TooManyPoints { .. })) => {}
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+            let top = tracker.top_of_site_between(k, site, from, till).unwrap();
+            prop_assert_eq!(top.range, range);
+            let expected = model_top(events, &range, k, in_site);
+            let got: Vec<(String, u64)> = top
+                .pages
+                .iter()
+                .map(|p| (p.url.clone(), p.distinct.visitors))
+                .collect();
+            prop_assert_eq!(got, expected);
+        }
+        let step = bucketing.width() * step_buckets as u32;
+        for (page, (url, _)) in PAGES.iter().enumerate().take(3) {
+            match tracker.series(url, from, till, step) {
+                Ok(series) => {
+                    prop_assert_eq!(series.series.range().from(), range.from());
+                    for point in &series.points {
+                        check_exact(point, model_count(events, &point.range, |p| p == page))?;
+                    }
+                }
+                Err(TrackerError::Time(TimeError::TooManyPoints { .. })) => {}
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+        let top = tracker.top_between(k, from, till).unwrap();
+        let expected = model_top(events, &range, k, |_| true);
+        let got: Vec<(String, u64)> = top
+            .pages
+            .iter()
+            .map(|p| (p.url.clone(), p.distinct.visitors))
+            .collect();
+        prop_assert_eq!(got, expected);
+    }
+    Ok(())
+}
+
+/// The model's top `k` pages among those `keep` accepts, over `range`:
+/// most visitors first, ties by URL; pages with none left out.
+fn model_top(
+    events: &Events,
+    range: &TimeRange,
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<(String, u64)> {
+    let mut rows: Vec<(String, u64)> = (0..PAGES.len())
+        .filter(|&p| keep(p))
+        .map(|p| {
+            (
+                PAGES[p].0.to_string(),
+                model_count(events, range, |q| q == p),
+            )
+        })
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(k);
+    rows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random streams at random times, random ranges: every answer is
+    /// exact and equals the model's, before and after a sweep and a
+    /// snapshot round trip.
+    #[test]
+    fn exact_answers_equal_the_model(
+        setup in setup(),
+        // Visitors come back: 14 visitors, ~4 pages each, many times.
+        stream in proptest::collection::vec((0usize..PAGES.len(), 0u8..14, 0..SPAN_DAYS * DAY), 1..250),
+        queries in proptest::collection::vec((bound(), bound(), 1u64..30, 1usize..5), 1..5),
+    ) {
+        let clock = ManualClock::new(at(START + SPAN_DAYS * DAY));
+        let tracker = build(&setup, &clock).build().unwrap();
+        let oldest = tracker
+            .bucketing()
+            .range(None, None, at(START + SPAN_DAYS * DAY))
+            .unwrap()
+            .from()
+            .as_millis()
+            / 1000;
+        let mut kept = Events::new();
+        for &(page, visitor, offset) in &stream {
+            let t = START + offset;
+            let outcome = tracker.record_at(&format!("v{visitor}"), PAGES[page].0, at(t));
+            if t < oldest {
+                prop_assert!(
+                    matches!(outcome, Err(TrackerError::Time(TimeError::BeforeRetention { .. }))),
+                    "{outcome:?}"
+                );
+            } else {
+                prop_assert!(outcome.is_ok(), "{outcome:?}");
+                kept.push((page, visitor, t));
+            }
+        }
+        check_all(&tracker, &kept, &queries)?;
+        // All-time counts stay O(1) and agree.
+        for (page, (url, _)) in PAGES.iter().enumerate() {
+            let all: BTreeSet<u8> = kept.iter().filter(|e| e.0 == page).map(|e| e.1).collect();
+            prop_assert_eq!(tracker.distinct(url).unwrap().visitors, all.len() as u64);
+        }
+        // A sweep (retention) changes no answer within the retention.
+        crate::sweep_a_full_pass(&tracker);
+        check_all(&tracker, &kept, &queries)?;
+        // Nor does a snapshot round trip.
+        let mut payload = Vec::new();
+        tracker.write_snapshot(&mut payload).unwrap();
+        let restored = Tracker::restore_snapshot(&payload, build(&setup, &clock)).unwrap();
+        check_all(&restored, &kept, &queries)?;
+        prop_assert_eq!(restored.stats().pairs, tracker.stats().pairs);
+    }
+}
+
+/// Retention drops what has left it, and gives the memory back.
+#[test]
+fn retention_drops_old_pairs_and_their_memory() {
+    let clock = ManualClock::new(at(START));
+    let tracker = Tracker::builder()
+        .stripes(1)
+        .retention(Duration::from_secs(2 * DAY))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let empty = tracker.stats().bytes;
+    for v in 0..500 {
+        tracker.record(&format!("v{v}"), "/old").unwrap();
+        // A returning visitor on two days: a run in the arena.
+        tracker.record(&format!("v{v}"), "/kept").unwrap();
+    }
+    clock.advance(Duration::from_secs(DAY));
+    for v in 0..500 {
+        tracker.record(&format!("v{v}"), "/kept").unwrap();
+    }
+    let full = tracker.stats().bytes;
+    clock.advance(Duration::from_secs(DAY + 3_600));
+    crate::sweep_a_full_pass(&tracker);
+    let stats = tracker.stats();
+    assert_eq!((stats.pages, stats.pairs), (1, 500), "{stats:?}");
+    assert!(stats.bytes < full && stats.bytes > empty, "{stats:?}");
+    let kept = tracker.distinct_between("/kept", None, None).unwrap();
+    assert_eq!(kept.distinct.visitors, 500);
+    clock.advance(Duration::from_secs(DAY));
+    crate::sweep_a_full_pass(&tracker);
+    assert_eq!(tracker.stats().bytes, empty);
+}
+
+/// A repeat visit in its bucket allocates nothing, and a visit in a new
+/// bucket is reserved in the budget first.
+#[test]
+fn the_budget_holds_with_returning_visitors() {
+    let clock = ManualClock::new(at(START));
+    let tracker = Tracker::builder()
+        .stripes(2)
+        .max_memory(80_000)
+        .memory_policy(MemoryPolicy::Reject)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let mut refused = 0;
+    for day in 0..60 {
+        for v in 0..400 {
+            match tracker.record(&format!("v{v}"), &format!("/p{}", v % 5)) {
+                Ok(_) => {}
+                Err(TrackerError::MemoryFull { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        clock.advance(Duration::from_secs(DAY));
+        let stats = tracker.stats();
+        assert!(stats.bytes <= 80_000, "day {day}: {stats:?}");
+    }
+    assert!(
+        refused > 0,
+        "60 days of 400 returning visitors outgrow 80 kB"
+    );
+    let held = tracker.stats().bytes;
+    for v in 0..400 {
+        let _ = tracker.record(&format!("v{v}"), &format!("/p{}", v % 5));
+    }
+    assert_eq!(
+        tracker.stats().bytes,
+        held,
+        "repeats in the bucket allocate nothing"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// Under the sketch policy with a small budget, big pages become
+    /// sketches: their range answers are estimates within 5 standard
+    /// errors of the model's count over the range they cover, and say so.
+    #[test]
+    fn sketched_answers_are_estimates_within_five_errors(
+        seed in 0u64..1_000,
+        days in 2u64..6,
+    ) {
+        let clock = ManualClock::new(at(START + days * DAY));
+        let tracker = Tracker::builder()
+            .stripes(2)
+            .max_memory(150_000)
+            .memory_policy(MemoryPolicy::Sketch)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        // Visitor `i·seed mod 20k` at a time spread evenly over the days.
+        for i in 0..30_000u64 {
+            let id = format!("v{}-{}", seed, i.wrapping_mul(seed | 1) % 20_000);
+            let t = START + (i * days * DAY) / 30_000;
+            tracker.record_at(&id, PAGES[0].0, at(t)).unwrap();
+        }
+        let ids = |from: u64, till: u64| -> u64 {
+            (0..30_000u64)
+                .filter(|i| {
+                    let t = START + (i * days * DAY) / 30_000;
+                    from <= t && t < till
+                })
+                .map(|i| i.wrapping_mul(seed | 1) % 20_000)
+                .collect::<BTreeSet<u64>>()
+                .len() as u64
+        };
+        let from = at(START + DAY);
+        let answer = tracker.distinct_between(PAGES[0].0, Some(from), None).unwrap();
+        let covered = (answer.range.from().as_millis() / 1000, answer.range.till().as_millis() / 1000);
+        let truth = ids(covered.0, covered.1) as f64;
+        prop_assert!(!answer.distinct.exact, "{answer:?}");
+        let error = answer.distinct.relative_error.unwrap();
+        prop_assert!(
+            (answer.distinct.visitors as f64 - truth).abs() <= 5.0 * error * truth,
+            "{answer:?} truth {truth}"
+        );
+        // A sketched page answers whole UTC days: `from` is one already.
+        prop_assert_eq!(answer.range.from(), from);
+        let site = tracker.site_distinct_between("a.com", Some(from), None).unwrap();
+        prop_assert!(!site.distinct.exact);
+        prop_assert!((site.distinct.visitors as f64 - truth).abs() <= 5.0 * error * truth);
+        // Day by day, each point within its own error.
+        let daily = tracker
+            .series(PAGES[0].0, Some(at(START)), Some(at(START + days * DAY)), Duration::from_secs(DAY))
+            .unwrap();
+        prop_assert_eq!(daily.points.len() as u64, days);
+        for point in &daily.points {
+            let (a, b) = (point.range.from().as_millis() / 1000, point.range.till().as_millis() / 1000);
+            prop_assert_eq!(b - a, DAY);
+            let truth = ids(a, b) as f64;
+            let d = point.distinct;
+            prop_assert!(!d.exact && (d.visitors as f64 - truth).abs() <= 5.0 * d.relative_error.unwrap() * truth, "{point:?} {truth}");
+        }
+        // A snapshot keeps the history: the same answers after a restore.
+        let mut payload = Vec::new();
+        tracker.write_snapshot(&mut payload).unwrap();
+        let restored = Tracker::restore_snapshot(
+            &payload,
+            Tracker::builder()
+                .stripes(2)
+                .max_memory(150_000)
+                .memory_policy(MemoryPolicy::Sketch)
+                .clock(Arc::new(clock.clone())),
+        )
+        .unwrap();
+        prop_assert_eq!(
+            restored.distinct_between(PAGES[0].0, Some(from), None).unwrap(),
+            answer
+        );
+    }
+}
+
+/// Under pressure, once the big pages are sketches, their oldest days
+/// merge (coarser in time, lossless in count) before pages are evicted:
+/// a range on an old day then covers the merged days, still within its
+/// error.
+#[test]
+fn pressure_merges_the_oldest_days_before_evicting() {
+    let clock = ManualClock::new(at(START));
+    let tracker = Tracker::builder()
+        .stripes(1)
+        .max_memory(120_000)
+        .memory_policy(MemoryPolicy::Sketch)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    // A big page, 2,000 visitors a day for 20 days: sketched, with 20
+    // sketched days (1.1 kB each).
+    for day in 0..20u64 {
+        for v in 0..2_000u64 {
+            tracker
+                .record(&format!("d{day}-v{v}"), "https://big.com/")
+                .unwrap();
+        }
+        clock.advance(Duration::from_secs(DAY));
+    }
+    let first_day = tracker
+        .distinct_between("https://big.com/", Some(at(START)), Some(at(START + DAY)))
+        .unwrap();
+    assert!(!first_day.distinct.exact, "{first_day:?}");
+    // Then small pages until pressure has merged the first day away
+    // (bounded: the merges come before any eviction).
+    let day_range = || {
+        tracker
+            .distinct_between("https://big.com/", Some(at(START)), Some(at(START + DAY)))
+            .unwrap()
+    };
+    let mut first_day = day_range();
+    for p in 0..5_000u64 {
+        for v in 0..2 {
+            tracker.record(&format!("s{v}"), &format!("/p{p}")).unwrap();
+        }
+        first_day = day_range();
+        if first_day.range.till() > at(START + DAY) {
+            break;
+        }
+    }
+    let stats = tracker.stats();
+    assert!(stats.bytes <= 120_000, "{stats:?}");
+    assert_eq!(stats.evictions, 0, "merging comes first: {stats:?}");
+    let covered = (first_day.range.till().as_millis() - first_day.range.from().as_millis()) / 1000;
+    assert!(covered > DAY, "the first days merged: {first_day:?}");
+    let truth = (covered / DAY * 2_000) as f64;
+    let error = first_day.distinct.relative_error.unwrap();
+    assert!(
+        (first_day.distinct.visitors as f64 - truth).abs() <= 5.0 * error * truth,
+        "{first_day:?} truth {truth}"
+    );
+    // All time is still the whole page.
+    let all = tracker.distinct("https://big.com/").unwrap();
+    assert!(
+        (all.visitors as f64 - 40_000.0).abs() <= 5.0 * 0.0073 * 40_000.0,
+        "{all:?}"
+    );
+}

@@ -1,0 +1,121 @@
+//! CORS for browser senders, around the routes once ([`Cors`]).
+//!
+//! tower-http's `CorsLayer` decides every answer. One case is a fast path
+//! taken here instead: under `--cors-origins *`, a request that is not a
+//! preflight gets the same two constant headers whatever it carries.
+//! tower-http builds them per request into a `HeaderMap` of its own
+//! (an allocation), takes the request apart and puts it back together,
+//! then merges the map into the answer: about 3,400 instructions per
+//! request in callgrind (`examples/request_loop.rs`), a sixth of a whole
+//! `POST /events` in process. Two inserts of static values do the same.
+//! Preflights and lists of origins still go through tower-http.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use tower::{Layer, Service};
+use tower_http::cors::{self, AllowOrigin, CorsLayer};
+
+use crate::middleware::X_REQUEST_ID;
+
+/// The routes with CORS as configured: off, any origin, or a list.
+#[derive(Clone)]
+pub struct Cors {
+    routes: Router,
+    /// tower-http's CORS around the same routes, when CORS is on.
+    full: Option<cors::Cors<Router>>,
+    /// Any origin is allowed: non-preflight answers take the fast path.
+    any: bool,
+}
+
+impl Cors {
+    /// `routes` under CORS for `origins` (`*` for any; none: CORS off).
+    /// Preflights (`OPTIONS`) are answered here for every route;
+    /// credentials are never allowed (tower-http's default), so a page can
+    /// send events and read counts but no cookie or HTTP auth of the
+    /// user's rides along.
+    pub fn new(routes: Router, origins: &[String]) -> Self {
+        let any = origins.iter().any(|o| o == "*");
+        let full = (!origins.is_empty()).then(|| {
+            let layer = CorsLayer::new()
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .expose_headers([X_REQUEST_ID.clone()]);
+            let layer = if any {
+                // Every answer is the same whatever the request's origin,
+                // so no `Vary` is needed.
+                layer.allow_origin(AllowOrigin::any()).vary([])
+            } else {
+                layer.allow_origin(AllowOrigin::list(
+                    origins
+                        .iter()
+                        .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+                ))
+            };
+            layer.layer(routes.clone())
+        });
+        Cors { routes, full, any }
+    }
+}
+
+impl Service<Request> for Cors {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = CorsFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A `Router` is always ready (axum's `poll_ready` returns Ready).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> CorsFuture {
+        match &mut self.full {
+            None => CorsFuture::Off(self.routes.call(request)),
+            Some(_) if self.any && request.method() != Method::OPTIONS => {
+                CorsFuture::AnyOrigin(self.routes.call(request))
+            }
+            Some(full) => CorsFuture::Full(full.call(request)),
+        }
+    }
+}
+
+/// The future of [`Cors`].
+pub enum CorsFuture {
+    /// CORS is off: the route's own answer.
+    Off(RouteFuture<Infallible>),
+    /// Any origin, not a preflight: the answer plus two constant headers.
+    AnyOrigin(RouteFuture<Infallible>),
+    /// tower-http decides.
+    Full(cors::ResponseFuture<RouteFuture<Infallible>>),
+}
+
+impl Future for CorsFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            CorsFuture::Off(inner) => Pin::new(inner).poll(cx),
+            CorsFuture::Full(inner) => Pin::new(inner).poll(cx),
+            CorsFuture::AnyOrigin(inner) => {
+                let Ok(mut response) = ready!(Pin::new(inner).poll(cx));
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                );
+                headers.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static("x-request-id"),
+                );
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}
