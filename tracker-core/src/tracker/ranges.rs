@@ -203,7 +203,9 @@ impl Tracker {
     /// ```
     /// use tracker_core::{Timestamp, Tracker};
     ///
-    /// let (a, b) = (Tracker::new(), Tracker::new());
+    /// // Trackers that merge share one hash key.
+    /// let a = Tracker::builder().hash_key(3).build()?;
+    /// let b = Tracker::builder().hash_key(3).build()?;
     /// let at = Timestamp::parse("2026-11-02T09:00:00Z", Timestamp::default())?;
     /// a.record_at("alice", "https://a.com/1", at)?;
     /// b.record_at("alice", "https://a.com/2", at)?;
