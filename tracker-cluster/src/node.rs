@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracker_core::sketch::UltraLogLog;
 use tracker_core::{
     Background, Cadence, Distinct, PageCount, PageList, PageQuery, RangeDistinct, RangeTop,
     SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
@@ -955,7 +956,7 @@ impl Inner {
             }
             Ask::Site { site } => tracker
                 .site_partial(site)
-                .map(|part| Body::Site(wire_partial(part))),
+                .map(|part| Body::Site(wire_partial(part, UltraLogLog::DEFAULT_PRECISION))),
             Ask::Top { k, site } => match site {
                 None => Ok(Body::Top(wire::rows(tracker.top(*k)))),
                 Some(site) => tracker
@@ -1008,7 +1009,7 @@ impl Inner {
                             (
                                 range.from().as_millis(),
                                 range.till().as_millis(),
-                                wire_partial(part),
+                                wire_partial(part, SitePartial::RANGE_PRECISION),
                             )
                         })
                         .collect(),
@@ -1399,7 +1400,7 @@ fn ranked(mut pages: Vec<PageCount>, k: usize) -> Vec<PageCount> {
 fn merge_partial(union: &mut SitePartial, part: WirePartial) -> Result<(), ClusterError> {
     let sketch = part
         .sketch
-        .map(|b| tracker_core::sketch::UltraLogLog::from_bytes(&b))
+        .map(|b| UltraLogLog::from_bytes(&b))
         .transpose()
         .map_err(|e| ClusterError::Owner(e.to_string()))?;
     union
@@ -1410,9 +1411,11 @@ fn merge_partial(union: &mut SitePartial, part: WirePartial) -> Result<(), Clust
         .map_err(|e| ClusterError::Owner(e.to_string()))
 }
 
-/// A site partial as sent: compacted to at most [`MAX_EXACT_HASHES`].
-fn wire_partial(mut part: SitePartial) -> WirePartial {
-    part.compact(MAX_EXACT_HASHES);
+/// A site partial as sent: compacted to at most [`MAX_EXACT_HASHES`],
+/// into a sketch of `precision` if it has none (every partition's partial
+/// of one question compacts to the same, so that they merge).
+fn wire_partial(mut part: SitePartial, precision: u8) -> WirePartial {
+    part.compact_to(MAX_EXACT_HASHES, precision);
     WirePartial {
         hashes: part.hashes,
         sketch: part.sketch.map(|s| s.to_bytes()),

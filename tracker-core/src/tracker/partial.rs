@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use crate::error::TrackerError;
 use crate::report::{Distinct, Recorded, Stats};
 use crate::set::VisitorSet;
+use crate::set::history::PERIOD_PRECISION;
 use crate::sketch::{SketchError, UltraLogLog};
 use crate::sync;
 use crate::time::clock::Timestamp;
@@ -129,15 +130,44 @@ impl SitePartial {
         Ok(())
     }
 
+    /// The precision of the sketches in a partial over a range (a
+    /// sketched page's days, see
+    /// [`site_partial_between`](Tracker::site_partial_between)): what
+    /// [`compact_to`](Self::compact_to) folds a ranged partial into, so
+    /// that partials of one range from several trackers merge.
+    pub const RANGE_PRECISION: u8 = PERIOD_PRECISION;
+
     /// Folds the hashes into the sketch once there are more than
     /// `max_hashes` (8 bytes each) or a sketch exists: what is sent over a
     /// network stays at most a sketch's size, and the answer becomes an
-    /// estimate.
+    /// estimate. A new sketch has the default precision, that of the
+    /// all-time partials of [`site_partial`](Tracker::site_partial).
     pub fn compact(&mut self, max_hashes: usize) {
+        self.compact_to(max_hashes, UltraLogLog::DEFAULT_PRECISION);
+    }
+
+    /// [`compact`](Self::compact) into a new sketch of `precision`
+    /// ([`RANGE_PRECISION`](Self::RANGE_PRECISION) for a ranged partial),
+    /// if a sketch is needed and there is none.
+    ///
+    /// ```
+    /// use tracker_core::SitePartial;
+    ///
+    /// let mut part = SitePartial { hashes: (1..=100).collect(), sketch: None };
+    /// part.compact_to(10, SitePartial::RANGE_PRECISION);
+    /// assert_eq!(part.sketch.unwrap().precision(), SitePartial::RANGE_PRECISION);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `precision` is not a valid sketch precision.
+    pub fn compact_to(&mut self, max_hashes: usize, precision: u8) {
         if self.hashes.len() <= max_hashes && self.sketch.is_none() {
             return;
         }
-        let sketch = self.sketch.get_or_insert_with(UltraLogLog::default);
+        let sketch = self
+            .sketch
+            .get_or_insert_with(|| UltraLogLog::new(precision).expect("a valid sketch precision"));
         for hash in self.hashes.drain(..) {
             sketch.insert(hash);
         }
