@@ -102,6 +102,10 @@ pub struct Config {
     #[command(flatten)]
     pub browser: BrowserOptions,
 
+    /// Scale-out: joining a cluster on NATS JetStream.
+    #[command(flatten)]
+    pub cluster: ClusterOptions,
+
     /// Log line format.
     #[arg(long, env = "TRACKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -221,6 +225,62 @@ pub struct PersistOptions {
     /// Without it such damage stops start-up, for an operator to decide.
     #[arg(long, env = "TRACKER_SALVAGE_LOG")]
     pub salvage_log: bool,
+}
+
+/// Joining a cluster of nodes on NATS JetStream (see the `tracker-cluster`
+/// crate). Without `--nats` the node is standalone.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterOptions {
+    /// Join the cluster on this NATS server (`nats://HOST:PORT`, several
+    /// comma-separated): events go to its JetStream stream, counts to the
+    /// partitions' owners [default: none, standalone].
+    #[arg(long, env = "TRACKER_NATS")]
+    pub nats: Option<String>,
+
+    /// With --nats, the cluster's name (names its stream and buckets).
+    #[arg(long, env = "TRACKER_CLUSTER", default_value = "tracker")]
+    pub cluster: String,
+
+    /// With --nats, this node's id [default: random].
+    #[arg(long, env = "TRACKER_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// With --nats, the partition count, fixed when the cluster is first
+    /// created (every node must give the same).
+    #[arg(long, env = "TRACKER_PARTITIONS", default_value_t = 64)]
+    pub partitions: u32,
+
+    /// With --nats, JetStream replicas of the stream, leases and snapshots
+    /// (at most the NATS servers' count).
+    #[arg(long, env = "TRACKER_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
+
+    /// With --nats, how long a partition lease lasts without renewal: how
+    /// long a dead node's partitions wait for a new owner.
+    #[arg(long, env = "TRACKER_LEASE_TTL", value_parser = parse_duration, default_value = "6s")]
+    pub lease_ttl: Duration,
+
+    /// With --nats, how often an owner snapshots a changed partition to
+    /// the object store: bounds what a takeover replays.
+    #[arg(long, env = "TRACKER_PARTITION_SNAPSHOT_EVERY", value_parser = parse_duration, default_value = "30s")]
+    pub partition_snapshot_every: Duration,
+
+    /// With --nats, a NATS credentials file (JWT and nkey seed).
+    #[arg(long, env = "TRACKER_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// With --nats, a CA certificate (PEM) for the server; requires TLS.
+    #[arg(long, env = "TRACKER_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// With --nats, a client certificate (PEM) for mutual TLS, with
+    /// --nats-tls-key.
+    #[arg(long, env = "TRACKER_NATS_TLS_CERT", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+
+    /// With --nats, the client certificate's private key (PEM).
+    #[arg(long, env = "TRACKER_NATS_TLS_KEY", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
 }
 
 /// `--fsync` values.
@@ -578,6 +638,33 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// The cluster settings of `--nats` (the caller checked it is set).
+    pub fn cluster_config(&self) -> tracker_cluster::ClusterConfig {
+        let c = &self.cluster;
+        let mut config = tracker_cluster::ClusterConfig::new(
+            c.nats.clone().unwrap_or_default(),
+            c.cluster.clone(),
+        );
+        config.node_id = c.node_id.clone();
+        config.partitions = c.partitions;
+        config.replicas = c.nats_replicas;
+        config.lease_ttl = c.lease_ttl;
+        config.snapshot_every = c.partition_snapshot_every;
+        config.credentials = c.nats_creds.clone();
+        config.tls_ca = c.nats_tls_ca.clone();
+        config.tls_client = c.nats_tls_cert.clone().zip(c.nats_tls_key.clone());
+        config.tracker = self.core.builder();
+        // `--max-memory` is the node's: each partition's tracker gets its
+        // share of it, so that a node left owning every partition (the
+        // others died) still stays within it.
+        if let Some(bytes) = self.core.max_memory {
+            config.tracker = config
+                .tracker
+                .max_memory(bytes / u64::from(c.partitions.max(1)));
+        }
+        config
+    }
+
     /// The settings of a run with no flags (`TRACKER_*` variables still
     /// apply).
     pub fn defaults() -> Self {
@@ -646,6 +733,18 @@ impl Config {
         }
         if self.http.auth_token.as_deref() == Some("") {
             return Err("--auth-token must not be empty".into());
+        }
+        if self.cluster.nats.is_some() && self.core.hash_key.is_some() {
+            return Err(
+                "--nats and --hash-key exclude each other: a cluster keeps its key in JetStream"
+                    .into(),
+            );
+        }
+        if self.cluster.nats.is_some() && self.persist.data_dir.is_some() {
+            return Err(
+                "--nats and --data-dir exclude each other: a cluster keeps its data in JetStream"
+                    .into(),
+            );
         }
         let p = &self.persist;
         if p.fsync == FsyncMode::Interval && p.fsync_interval.is_zero() {
@@ -926,6 +1025,35 @@ mod tests {
             "--max-connections",
             "8"
         ]));
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let nats = ["tracker-http", "--nats", "nats://127.0.0.1:4222"];
+        let config = Config::parse_from(nats.iter().chain(&["--partitions", "8"]));
+        assert!(config.validate().is_ok());
+        let cluster = config.cluster_config();
+        assert_eq!((cluster.partitions, cluster.replicas), (8, 1));
+        let budget =
+            Config::parse_from(
+                nats.iter()
+                    .chain(&["--max-memory", "8MiB", "--partitions", "8"]),
+            )
+            .cluster_config()
+            .tracker
+            .build()
+            .unwrap()
+            .config()
+            .max_memory;
+        assert_eq!(
+            budget,
+            Some(1 << 20),
+            "a partition's share of the node's budget"
+        );
+        for extra in [["--data-dir", "/tmp/x"], ["--hash-key", "7"]] {
+            let config = Config::parse_from(nats.iter().chain(&extra));
+            assert!(config.validate().is_err(), "{extra:?} with --nats");
+        }
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub enum AppError {
     /// The event could not be written to the event log (disk full, I/O
     /// error): it was not acknowledged and may be retried.
     Storage(String),
+    /// The cluster (`--nats`) could not take the event or answer the
+    /// query now: NATS unreachable, or partitions without an owner during
+    /// a takeover. Nothing was acknowledged; retrying is safe.
+    Cluster(String),
     /// The request head could not be parsed (a bad request line, header
     /// or version). Found by hyper before any route runs.
     MalformedRequest,
@@ -100,7 +104,8 @@ impl AppError {
             AppError::ShuttingDown
             | AppError::TooManyConnections
             | AppError::Recovering
-            | AppError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | AppError::Storage(_)
+            | AppError::Cluster(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +130,7 @@ impl AppError {
             AppError::TooManyConnections => "too_many_connections",
             AppError::Recovering => "recovering",
             AppError::Storage(_) => "storage_failed",
+            AppError::Cluster(_) => "cluster_unavailable",
             AppError::MalformedRequest => "malformed_request",
             AppError::HeadersTooLarge { .. } => "headers_too_large",
             AppError::UriTooLong => "uri_too_long",
@@ -173,6 +179,7 @@ impl AppError {
                 "the event could not be stored durably, so it was not acknowledged (it may already count in memory; retrying is safe): {m}"
             )
             .into(),
+            AppError::Cluster(m) => format!("the cluster cannot answer now; retry shortly: {m}").into(),
             AppError::MalformedRequest => {
                 "the request line or a header is not valid HTTP/1.1".into()
             }
@@ -215,6 +222,17 @@ impl AppError {
 impl From<TrackerError> for AppError {
     fn from(e: TrackerError) -> Self {
         AppError::Tracker(e)
+    }
+}
+
+/// Invalid input keeps the tracker's mapping; anything else of the
+/// cluster is a 503 (retrying is safe: recording is idempotent).
+impl From<tracker_cluster::ClusterError> for AppError {
+    fn from(e: tracker_cluster::ClusterError) -> Self {
+        match e {
+            tracker_cluster::ClusterError::Tracker(e) => AppError::Tracker(e),
+            other => AppError::Cluster(other.to_string()),
+        }
     }
 }
 
@@ -306,7 +324,7 @@ impl IntoResponse for AppError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::Recovering | AppError::Storage(_) => {
+            AppError::Recovering | AppError::Storage(_) | AppError::Cluster(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(1));

@@ -142,6 +142,7 @@ pub struct Metrics {
     events_duplicate: AtomicU64,
     events_sketched: AtomicU64,
     events_stale: AtomicU64,
+    events_published: AtomicU64,
     dropped: [AtomicU64; BotReason::ALL.len()],
     custom_events: Mutex<HashMap<String, u64>>,
     connections: [AtomicU64; Connection::ALL.len()],
@@ -197,13 +198,15 @@ impl Metrics {
         latency.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    /// Counts one event the tracker accepted.
-    pub fn event(&self, recorded: Recorded) {
+    /// Counts one event the tracker accepted; `None`: published to a
+    /// cluster, whose partition owner alone knows whether it was new.
+    pub fn event(&self, recorded: Option<Recorded>) {
         match recorded {
-            Recorded::New => &self.events_new,
-            Recorded::Duplicate => &self.events_duplicate,
-            Recorded::Sketched => &self.events_sketched,
-            Recorded::Stale => &self.events_stale,
+            Some(Recorded::New) => &self.events_new,
+            Some(Recorded::Duplicate) => &self.events_duplicate,
+            Some(Recorded::Sketched) => &self.events_sketched,
+            Some(Recorded::Stale) => &self.events_stale,
+            None => &self.events_published,
         }
         .fetch_add(1, Ordering::Relaxed);
     }
@@ -269,8 +272,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition (format 0.0.4) of these counters, of
-    /// the tracker's `stats` and of the log and snapshots' `durable` status.
-    pub fn render(&self, stats: &Stats, durable: Option<&DurableStatus>) -> String {
+    /// the tracker's `stats` and of the log and snapshots' `durable` status;
+    /// the `published` series only for a `cluster` node (only it publishes).
+    pub fn render(&self, stats: &Stats, durable: Option<&DurableStatus>, cluster: bool) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -340,6 +344,13 @@ impl Metrics {
             load(&self.events_sketched),
             load(&self.events_stale),
         );
+        if cluster {
+            let _ = writeln!(
+                out,
+                "tracker_events_recorded_total{{result=\"published\"}} {}",
+                load(&self.events_published)
+            );
+        }
         out.push_str(
             "# HELP tracker_events_dropped_total Browser events dropped as bots', by reason.\n\
              # TYPE tracker_events_dropped_total counter\n",
@@ -489,7 +500,7 @@ mod tests {
         );
         m.observe(Route::Events, StatusCode::ACCEPTED, Duration::from_secs(60));
         m.observe(Route::Other, StatusCode::IM_A_TEAPOT, Duration::ZERO);
-        let text = m.render(&Stats::default(), None);
+        let text = m.render(&Stats::default(), None, false);
         assert!(text.contains("tracker_http_requests_total{route=\"/events\",status=\"202\"} 2"));
         assert!(text.contains("tracker_http_requests_total{route=\"other\",status=\"other\"} 1"));
         assert!(text.contains(
@@ -502,6 +513,11 @@ mod tests {
             "tracker_http_request_duration_seconds_bucket{route=\"/events\",le=\"+Inf\"} 2"
         ));
         assert_eq!(m.requests(Route::Events, StatusCode::ACCEPTED), 2);
+        // Only a cluster node publishes.
+        assert!(!text.contains("result=\"published\""));
+        m.event(None);
+        let text = m.render(&Stats::default(), None, true);
+        assert!(text.contains("tracker_events_recorded_total{result=\"published\"} 1"));
     }
 
     #[test]
@@ -521,7 +537,7 @@ mod tests {
         assert_eq!(names.len(), MAX_EVENT_NAMES + 1);
         assert_eq!(names["e0"], 2);
         assert_eq!(names[OTHER_EVENTS], 6);
-        let text = m.render(&Stats::default(), None);
+        let text = m.render(&Stats::default(), None, false);
         assert!(text.contains("tracker_events_dropped_total{reason=\"headless\"} 2"));
         assert!(text.contains("tracker_custom_events_total 107"));
     }

@@ -22,7 +22,21 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppErr
     if state.shutdown.is_draining() {
         return Err(AppError::ShuttingDown);
     }
-    state.store()?;
+    let store = state.store()?;
+    if let Some(node) = store.cluster() {
+        let status = node.status();
+        if !status.caught_up {
+            return Err(AppError::Cluster(format!(
+                "catching up on {} owned partitions",
+                status.owned.len()
+            )));
+        }
+        return Ok(Json(json!({
+            "status": "ready",
+            "node_id": status.node_id,
+            "owned_partitions": status.owned.len(),
+        })));
+    }
     Ok(Json(json!({ "status": "ready" })))
 }
 
@@ -31,9 +45,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppErr
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let store = state.store()?;
     let durable = store.durable().map(|(durable, _)| durable.status());
+    // A cluster node's gauges are those of the partitions it owns.
+    let stats = match store.cluster() {
+        Some(node) => node.local_stats(),
+        None => store.tracker().stats(),
+    };
     let text = state
         .metrics
-        .render(&store.tracker().stats(), durable.as_ref());
+        .render(&stats, durable.as_ref(), store.cluster().is_some());
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

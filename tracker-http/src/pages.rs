@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracker_core::PageQuery;
 
 use crate::error::AppError;
-use crate::query::{DistinctBody, param};
+use crate::query::{DistinctBody, Fresh, param};
 use crate::state::AppState;
 
 /// Pages `GET /pages` lists when no `limit` is given.
@@ -33,7 +33,7 @@ pub struct PagesBody {
 pub async fn pages(
     State(state): State<AppState>,
     request: Request,
-) -> Result<Json<PagesBody>, AppError> {
+) -> Result<Json<Fresh<PagesBody>>, AppError> {
     let query = request.uri().query().unwrap_or("");
     let limit = match param(query, "limit")? {
         None => DEFAULT_PAGES,
@@ -49,18 +49,30 @@ pub async fn pages(
             })?,
     };
     let owned = |name| param(query, name).map(|value| value.map(|v| v.into_owned()));
-    let listing = state.tracker()?.pages(&PageQuery {
+    let page_query = PageQuery {
         site: owned("site")?,
         prefix: owned("prefix")?,
         cursor: owned("cursor")?,
         limit,
-    })?;
-    Ok(Json(PagesBody {
+    };
+    let store = state.store()?;
+    // In a cluster the gate (no pages) still checks the query.
+    let mut listing = store.tracker().pages(&page_query)?;
+    let mut freshness = None;
+    if let Some(node) = store.cluster() {
+        let (merged, fresh) = node.pages(&page_query).await?;
+        (listing, freshness) = (merged, Some(fresh));
+    }
+    let body = PagesBody {
         pages: listing
             .pages
             .into_iter()
             .map(|row| DistinctBody::new(row.url.into(), row.distinct))
             .collect(),
         next_cursor: listing.next_cursor,
+    };
+    Ok(Json(match freshness {
+        None => Fresh::local(body),
+        Some(f) => Fresh::of(body, f),
     }))
 }

@@ -11,6 +11,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode;
 use serde::Serialize;
+use tracker_cluster::Freshness;
 use tracker_core::persist::{DurableTracker, FsyncPolicy};
 use tracker_core::{Distinct, Field, TrackerError};
 
@@ -50,6 +51,60 @@ impl<'a> DistinctBody<'a> {
     }
 }
 
+/// An answer, and with `--nats` how fresh it is.
+#[derive(Debug, Serialize)]
+pub struct Fresh<T> {
+    /// The answer.
+    #[serde(flatten)]
+    pub body: T,
+    /// In a cluster: the partitions that answered and what they applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<FreshnessBody>,
+}
+
+impl<T> Fresh<T> {
+    pub(crate) fn local(body: T) -> Self {
+        Self {
+            body,
+            cluster: None,
+        }
+    }
+
+    /// `body`, with how fresh it is if a cluster answered it.
+    pub(crate) fn maybe(body: T, freshness: Option<Freshness>) -> Self {
+        match freshness {
+            None => Self::local(body),
+            Some(f) => Self::of(body, f),
+        }
+    }
+
+    pub(crate) fn of(body: T, freshness: Freshness) -> Self {
+        Self {
+            body,
+            cluster: Some(FreshnessBody {
+                partitions: freshness.partitions,
+                partitions_answered: freshness.answered,
+                applied_sequence: freshness.applied_sequence,
+                pending_events: freshness.pending,
+            }),
+        }
+    }
+}
+
+/// How fresh a cluster's answer is.
+#[derive(Debug, Serialize)]
+pub struct FreshnessBody {
+    /// The cluster's partitions.
+    pub partitions: u32,
+    /// Partitions whose owners answered (all of them, or the answer is a
+    /// 503 `cluster_unavailable`; 1 for a page's count).
+    pub partitions_answered: u32,
+    /// The highest stream sequence those owners had applied.
+    pub applied_sequence: u64,
+    /// Events of those partitions in the stream, not applied yet.
+    pub pending_events: u64,
+}
+
 /// The answer of `GET /distinct?site=`.
 #[derive(Debug, Serialize)]
 pub struct SiteDistinctBody {
@@ -73,24 +128,40 @@ pub async fn distinct(
     request: Request,
 ) -> Result<Response, AppError> {
     let query = request.uri().query().unwrap_or("");
-    let tracker = state.tracker()?;
-    if let Some(window) = Window::of(query, tracker)? {
-        return Ok(Json(ranges::distinct(tracker, query, window)?).into_response());
+    let store = state.store()?;
+    if let Some(window) = Window::of(query, store.tracker())? {
+        return Ok(Json(ranges::distinct(store, query, window).await?).into_response());
     }
     match (param(query, "url")?, param(query, "site")?) {
-        (Some(url), None) => {
-            let (page, distinct) = tracker.distinct_of_page(&url)?;
-            Ok(Json(DistinctBody::new(page, distinct)).into_response())
-        }
+        (Some(url), None) => Ok(match store.cluster() {
+            None => {
+                let (page, distinct) = store.tracker().distinct_of_page(&url)?;
+                Json(Fresh::local(DistinctBody::new(page, distinct))).into_response()
+            }
+            Some(node) => {
+                let (page, distinct, freshness) = node.distinct(&url).await?;
+                Json(Fresh::of(
+                    DistinctBody::new(page.into(), distinct),
+                    freshness,
+                ))
+                .into_response()
+            }
+        }),
         (None, Some(site)) => {
-            let distinct = tracker.site_distinct(&site)?;
-            Ok(Json(SiteDistinctBody {
+            // Checks the name even in a cluster (the gate holds no pages).
+            let mut distinct = store.tracker().site_distinct(&site)?;
+            let mut freshness = None;
+            if let Some(node) = store.cluster() {
+                let (merged, fresh) = node.site_distinct(&site).await?;
+                (distinct, freshness) = (merged, Some(fresh));
+            }
+            let body = SiteDistinctBody {
                 site: site_name(&site),
                 distinct_visitors: distinct.visitors,
                 exact: distinct.exact,
                 error: distinct.relative_error,
-            })
-            .into_response())
+            };
+            Ok(Json(Fresh::maybe(body, freshness)).into_response())
         }
         (Some(_), Some(_)) => Err(AppError::InvalidQuery(
             "give `url` or `site`, not both".into(),
@@ -107,7 +178,7 @@ pub async fn distinct(
 pub async fn top(
     State(state): State<AppState>,
     request: Request,
-) -> Result<Json<TopBody<'static>>, AppError> {
+) -> Result<Json<Fresh<TopBody<'static>>>, AppError> {
     let query = request.uri().query().unwrap_or("");
     let limit = match param(query, "limit")? {
         None => DEFAULT_TOP,
@@ -122,20 +193,29 @@ pub async fn top(
                 )
             })?,
     };
-    let tracker = state.tracker()?;
+    let store = state.store()?;
     let site = param(query, "site")?;
-    if let Some(window) = Window::of(query, tracker)? {
-        return Ok(Json(ranges::top(tracker, limit, site.as_deref(), window)?));
+    if let Some(window) = Window::of(query, store.tracker())? {
+        return Ok(Json(
+            ranges::top(store, limit, site.as_deref(), window).await?,
+        ));
     }
-    let rows = match site {
+    let tracker = store.tracker();
+    let mut rows = match &site {
         None => tracker.top(limit),
-        Some(site) => tracker.top_of_site(limit, &site)?,
+        Some(site) => tracker.top_of_site(limit, site)?,
     };
+    let mut freshness = None;
+    if let Some(node) = store.cluster() {
+        let (merged, fresh) = node.top(limit, site.as_deref()).await?;
+        (rows, freshness) = (merged, Some(fresh));
+    }
     let pages = rows
         .into_iter()
         .map(|row| DistinctBody::new(row.url.into(), row.distinct))
         .collect();
-    Ok(Json(TopBody { pages, range: None }))
+    let body = TopBody { pages, range: None };
+    Ok(Json(Fresh::maybe(body, freshness)))
 }
 
 /// The answer of `GET /stats`. New core figures become new fields.
@@ -187,6 +267,23 @@ pub struct StatsBody {
     pub max_points: usize,
     /// The data directory's log and snapshots, or null in memory.
     pub persistence: Option<PersistenceBody>,
+    /// With `--nats`: this node and the partitions it owns; the figures
+    /// above are then the whole cluster's (summed over partitions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatsBody>,
+}
+
+/// The `cluster` part of `GET /stats`.
+#[derive(Debug, Serialize)]
+pub struct ClusterStatsBody {
+    /// This node's id.
+    pub node_id: String,
+    /// The partitions this node owns.
+    pub owned_partitions: Vec<u32>,
+    /// Whether they have applied what the stream held when taken.
+    pub caught_up: bool,
+    /// How fresh the cluster-wide figures are.
+    pub freshness: FreshnessBody,
 }
 
 /// The `persistence` part of `GET /stats`.
@@ -284,8 +381,20 @@ impl PersistenceBody {
 /// of its log and snapshots.
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
     let store = state.store()?;
-    let stats = store.tracker().stats();
+    let mut stats = store.tracker().stats();
     let bucketing = store.tracker().bucketing();
+    let mut cluster = None;
+    if let Some(node) = store.cluster() {
+        let (sum, freshness) = node.stats().await?;
+        stats = sum;
+        let status = node.status();
+        cluster = Some(ClusterStatsBody {
+            node_id: status.node_id,
+            owned_partitions: status.owned,
+            caught_up: status.caught_up,
+            freshness: Fresh::of((), freshness).cluster.expect("set by `of`"),
+        });
+    }
     Ok(Json(StatsBody {
         pages: stats.pages,
         pairs: stats.pairs,
@@ -309,6 +418,7 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
         persistence: store
             .durable()
             .map(|(durable, recovered)| PersistenceBody::new(durable, recovered)),
+        cluster,
     }))
 }
 

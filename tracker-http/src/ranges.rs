@@ -6,6 +6,8 @@
 //! [`Timestamp::parse_duration`]), which also aligns the range to its
 //! buckets and refuses reversed ranges, bad steps and series over the
 //! point limit; every answer echoes the range the core says it covers.
+//! With `--nats` the same questions go to the cluster node: a page's to
+//! its owner, a site's and the top pages gathered from every owner.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -13,11 +15,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Request, State};
 use serde::Serialize;
-use tracker_core::{RangeDistinct, TimeRange, Timestamp, Tracker, TrackerError};
+use tracker_core::{RangeDistinct, TimeRange, Timestamp, Tracker};
 
 use crate::error::AppError;
-use crate::query::{DistinctBody, param};
+use crate::query::{DistinctBody, Fresh, param};
 use crate::state::AppState;
+use crate::store::Store;
 
 /// The step of `GET /series` when none is given: one day (a whole
 /// number of buckets whatever `--bucket` is, since buckets divide a day).
@@ -141,21 +144,31 @@ pub struct RangedDistinctBody {
 }
 
 /// The ranged form of `GET /distinct` (the query has `from` or `till`).
-pub fn distinct(
-    tracker: &Tracker,
+pub async fn distinct(
+    store: &Store,
     query: &str,
     window: Window,
-) -> Result<RangedDistinctBody, AppError> {
+) -> Result<Fresh<RangedDistinctBody>, AppError> {
+    let tracker = store.tracker();
     let subject = Subject::of(query, tracker)?;
     let Window { from, till } = window;
-    let counted = match &subject {
-        Subject::Url(url) => tracker.distinct_between(url, from, till)?,
-        Subject::Site(site) => tracker.site_distinct_between(site, from, till)?,
+    let (counted, freshness) = match (store.cluster(), &subject) {
+        (None, Subject::Url(url)) => (tracker.distinct_between(url, from, till)?, None),
+        (None, Subject::Site(site)) => (tracker.site_distinct_between(site, from, till)?, None),
+        (Some(node), Subject::Url(url)) => {
+            let (_, counted, fresh) = node.distinct_between(url, from, till).await?;
+            (counted, Some(fresh))
+        }
+        (Some(node), Subject::Site(site)) => {
+            let (counted, fresh) = node.site_distinct_between(site, from, till).await?;
+            (counted, Some(fresh))
+        }
     };
-    Ok(RangedDistinctBody {
+    let body = RangedDistinctBody {
         subject,
         point: counted.into(),
-    })
+    };
+    Ok(Fresh::maybe(body, freshness))
 }
 
 /// The answer of `GET /series`.
@@ -178,25 +191,35 @@ pub struct SeriesBody {
 pub async fn series(
     State(state): State<AppState>,
     request: Request,
-) -> Result<Json<SeriesBody>, AppError> {
+) -> Result<Json<Fresh<SeriesBody>>, AppError> {
     let query = request.uri().query().unwrap_or("");
-    let tracker = state.tracker()?;
+    let store = state.store()?;
+    let tracker = store.tracker();
     let subject = Subject::of(query, tracker)?;
     let Window { from, till } = Window::of(query, tracker)?.unwrap_or_default();
     let step = match param(query, "step")? {
         None => DEFAULT_STEP,
         Some(text) => Timestamp::parse_duration(&text).map_err(|e| AppError::Tracker(e.into()))?,
     };
-    let counted = match &subject {
-        Subject::Url(url) => tracker.series(url, from, till, step)?,
-        Subject::Site(site) => tracker.site_series(site, from, till, step)?,
+    let (counted, freshness) = match (store.cluster(), &subject) {
+        (None, Subject::Url(url)) => (tracker.series(url, from, till, step)?, None),
+        (None, Subject::Site(site)) => (tracker.site_series(site, from, till, step)?, None),
+        (Some(node), Subject::Url(url)) => {
+            let (_, counted, fresh) = node.series(url, from, till, step).await?;
+            (counted, Some(fresh))
+        }
+        (Some(node), Subject::Site(site)) => {
+            let (counted, fresh) = node.site_series(site, from, till, step).await?;
+            (counted, Some(fresh))
+        }
     };
-    Ok(Json(SeriesBody {
+    let body = SeriesBody {
         subject,
         range: counted.series.range().into(),
         step: duration_text(counted.series.step()),
         points: counted.points.into_iter().map(PointBody::from).collect(),
-    }))
+    };
+    Ok(Json(Fresh::maybe(body, freshness)))
 }
 
 /// The answer of `GET /top`: with a range, the range it covers too.
@@ -211,25 +234,31 @@ pub struct TopBody<'a> {
 
 /// The ranged form of `GET /top`: the `limit` pages (of `site`, if
 /// given) with most distinct visitors in the window.
-pub fn top(
-    tracker: &Tracker,
+pub async fn top(
+    store: &Store,
     limit: usize,
     site: Option<&str>,
     window: Window,
-) -> Result<TopBody<'static>, TrackerError> {
+) -> Result<Fresh<TopBody<'static>>, AppError> {
     let Window { from, till } = window;
-    let top = match site {
-        None => tracker.top_between(limit, from, till)?,
-        Some(site) => tracker.top_of_site_between(limit, site, from, till)?,
+    let tracker = store.tracker();
+    let (top, freshness) = match (store.cluster(), site) {
+        (None, None) => (tracker.top_between(limit, from, till)?, None),
+        (None, Some(site)) => (tracker.top_of_site_between(limit, site, from, till)?, None),
+        (Some(node), site) => {
+            let (top, fresh) = node.top_between(limit, site, from, till).await?;
+            (top, Some(fresh))
+        }
     };
-    Ok(TopBody {
+    let body = TopBody {
         pages: top
             .pages
             .into_iter()
             .map(|row| DistinctBody::new(row.url.into(), row.distinct))
             .collect(),
         range: Some(top.range.into()),
-    })
+    };
+    Ok(Fresh::maybe(body, freshness))
 }
 
 /// A whole number of seconds in the largest of `d`, `h`, `m`, `s` that

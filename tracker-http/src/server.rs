@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use tracker_core::persist::{Background, Cadence, DurableError, DurableTracker, RecoveryReport};
 
+use tracker_cluster::Node;
+
 use crate::config::Config;
 use crate::conn::{self, ConnLimits};
 use crate::router::service;
@@ -92,8 +94,16 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
 /// Stops the background jobs and, with a data directory, writes the final
 /// snapshot ([`DurableTracker::close`]).
 async fn close_store(state: &AppState, background: Background) {
-    let Ok(Store::Durable { durable, .. }) = state.store() else {
-        return;
+    let durable = match state.store() {
+        Ok(Store::Durable { durable, .. }) => durable,
+        Ok(Store::Cluster(node)) => {
+            // Hands the partitions over with a final snapshot each, so
+            // other nodes take them without waiting for the lease TTL.
+            node.leave().await;
+            tracing::info!("left the cluster");
+            return;
+        }
+        _ => return,
     };
     let durable = durable.clone();
     match tokio::task::spawn_blocking(move || durable.close(background)).await {
@@ -140,12 +150,27 @@ async fn start_store(config: &Config, state: &AppState) -> Result<Background, Se
             recovered,
         });
     }
+    if let Some(nats) = &config.cluster.nats {
+        tracing::info!(%nats, cluster = %config.cluster.cluster, "joining the cluster");
+        match Node::join(config.cluster_config()).await {
+            Ok(node) => {
+                tracing::info!(node = node.id(), "joined the cluster");
+                state.set_store(Store::Cluster(node));
+            }
+            Err(e) => {
+                state.shutdown.trigger();
+                return Err(ServeError::Config(e.to_string()));
+            }
+        }
+    }
     let store = state
         .store()
         .map_err(|e| ServeError::Config(e.message().into_owned()))?;
     let cadence = Cadence::default().snapshots(config.persist.schedule());
     Ok(match store {
         Store::Memory(tracker) => tracker.start_background(cadence),
+        // The gate holds no pages; its background is the one to hand back.
+        Store::Cluster(node) => node.gate().start_background(Cadence::default()),
         Store::Durable { durable, .. } => {
             durable.start_background(cadence, |result| match result {
                 Ok(written) => tracing::info!(

@@ -79,7 +79,7 @@ impl AppState {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         config.validate()?;
         let limits = Self::limits(config)?;
-        if config.persist.data_dir.is_some() {
+        if config.persist.data_dir.is_some() || config.cluster.nats.is_some() {
             return Ok(Self::recovering(limits));
         }
         let tracker = config

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracker_cluster::Node;
 use tracker_core::persist::{DurableBatch, DurableError, DurableTracker, RecoveryReport};
 use tracker_core::{RecordBatch, Recorded, Timestamp, Tracker};
 
@@ -23,6 +24,9 @@ pub enum Store {
         /// What start-up recovered, for `/stats`.
         recovered: Recovered,
     },
+    /// A member of a cluster (`--nats`): events are published to the
+    /// cluster's stream, queries go to the partitions' owners.
+    Cluster(Node),
 }
 
 /// What recovery at start-up found, kept for `/stats`.
@@ -63,20 +67,31 @@ impl Store {
         match self {
             Store::Memory(tracker) => tracker,
             Store::Durable { durable, .. } => durable.tracker(),
+            Store::Cluster(node) => node.gate(),
+        }
+    }
+
+    /// The cluster node, with `--nats`.
+    pub fn cluster(&self) -> Option<&Node> {
+        match self {
+            Store::Cluster(node) => Some(node),
+            _ => None,
         }
     }
 
     /// The durable tracker and what recovery found, with `--data-dir`.
     pub fn durable(&self) -> Option<(&DurableTracker, &Recovered)> {
         match self {
-            Store::Memory(_) => None,
+            Store::Memory(_) | Store::Cluster(_) => None,
             Store::Durable { durable, recovered } => Some((durable, recovered)),
         }
     }
 
     /// Records that `visitor` visited `url` at `at` (now, by the tracker's
     /// clock, if `None`); returns once the event is as durable as the
-    /// fsync policy promises. The log keeps the event's time.
+    /// fsync policy promises. The log keeps the event's time (in a
+    /// cluster: once JetStream acknowledged it, the event carrying its
+    /// time; the outcome is then the owner's to know, `None`).
     ///
     /// The durable path applies the event and queues its log frame in
     /// place (microseconds), then awaits the log's writer thread: the
@@ -88,13 +103,20 @@ impl Store {
         visitor: &str,
         url: &str,
         at: Option<Timestamp>,
-    ) -> Result<Recorded, AppError> {
+    ) -> Result<Option<Recorded>, AppError> {
         match self {
-            Store::Memory(tracker) => Ok(record(tracker, visitor, url, at)?),
+            Store::Memory(tracker) => Ok(Some(record(tracker, visitor, url, at)?)),
             Store::Durable { durable, .. } => {
                 let submitted = durable.submit_at(visitor, url, at)?;
                 submitted.durable.await.map_err(DurableError::from)?;
-                Ok(submitted.recorded)
+                Ok(Some(submitted.recorded))
+            }
+            Store::Cluster(node) => {
+                match at {
+                    Some(at) => node.record_at(visitor, url, at).await?,
+                    None => node.record(visitor, url).await?,
+                };
+                Ok(None)
             }
         }
     }
@@ -110,7 +132,7 @@ impl Store {
     pub async fn record_batch(
         &self,
         events: &[(&str, &str, Option<Timestamp>)],
-        outcomes: &mut Vec<Result<Recorded, AppError>>,
+        outcomes: &mut Vec<Result<Option<Recorded>, AppError>>,
     ) -> Result<(), AppError> {
         match self {
             Store::Memory(tracker) => {
@@ -127,11 +149,13 @@ impl Store {
                         batch
                             .outcomes()
                             .iter()
-                            .map(|o| o.clone().map_err(AppError::from)),
+                            .map(|o| o.clone().map(Some).map_err(AppError::from)),
                     );
                 } else {
                     outcomes.extend(events.iter().map(|&(visitor, url, at)| {
-                        record(tracker, visitor, url, at).map_err(AppError::from)
+                        record(tracker, visitor, url, at)
+                            .map(Some)
+                            .map_err(AppError::from)
                     }));
                 }
             }
@@ -140,11 +164,17 @@ impl Store {
                 let append = durable.submit_batch_at(events.iter().copied(), &mut batch);
                 append.await.map_err(DurableError::from)?;
                 outcomes.extend(batch.outcomes().iter().map(|o| match o {
-                    Ok(recorded) => Ok(*recorded),
+                    Ok(recorded) => Ok(Some(*recorded)),
                     Err(DurableError::Tracker(e)) => Err(AppError::Tracker(e.clone())),
                     Err(e) => Err(AppError::Storage(e.to_string())),
                 }));
             }
+            Store::Cluster(node) => outcomes.extend(
+                node.record_batch(events)
+                    .await
+                    .into_iter()
+                    .map(|o| o.map(|_| None).map_err(AppError::from)),
+            ),
         }
         Ok(())
     }

@@ -63,6 +63,12 @@ impl Union {
         merged.expect("both sketches are at the union's precision now");
     }
 
+    /// The gathered hashes (with repeats), the merged sketch and the range
+    /// they cover: the union left unfinished, to merge with others.
+    pub(crate) fn into_parts(self) -> (Vec<u64>, Option<UltraLogLog>, Range<u64>) {
+        (self.hashes, self.sketch, self.covered)
+    }
+
     /// The count and the range it covers.
     pub(crate) fn finish(self) -> (Distinct, Range<u64>) {
         let distinct = match self.sketch {

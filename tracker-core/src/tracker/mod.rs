@@ -4,6 +4,7 @@ mod admit;
 pub(crate) mod batch;
 pub(crate) mod budget;
 pub(crate) mod config;
+pub(crate) mod partial;
 pub(crate) mod ranges;
 #[cfg(all(test, feature = "shuttle"))]
 mod shuttle_tests;
@@ -333,9 +334,21 @@ impl Tracker {
         Ok(Some((tick, Some(expiry))))
     }
 
-    /// Refuses an event older than the retention (its URL checked first,
-    /// so that bad input is an error whatever its time).
-    fn check_retained(&self, url: &str, at: Timestamp) -> Result<(), TrackerError> {
+    /// Refuses an event at `at` older than the retention
+    /// ([`TimeError::BeforeRetention`]; its URL checked first, so that
+    /// bad input is an error whatever its time), as
+    /// [`record_at`](Self::record_at) would: for a service that
+    /// acknowledges an event before a tracker records it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{Timestamp, Tracker};
+    ///
+    /// let tracker = Tracker::builder().retention(Duration::from_secs(86_400)).build()?;
+    /// assert!(tracker.check_retained("/a", Timestamp::from_millis(0)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_retained(&self, url: &str, at: Timestamp) -> Result<(), TrackerError> {
         let bucketing = self.config.bucketing;
         if bucketing.retention().is_none() {
             return Ok(());

@@ -15,6 +15,7 @@ use crate::time::clock::Timestamp;
 use crate::time::{Bucketing, Series, TimeRange};
 
 use super::Tracker;
+use super::partial::SitePartial;
 use super::site::{host_of, site_name};
 use crate::set::union::Union;
 
@@ -195,6 +196,53 @@ impl Tracker {
         Ok(SeriesCounts { series, points })
     }
 
+    /// [`site_distinct_between`](Self::site_distinct_between) as a
+    /// [`SitePartial`] to merge with other trackers' (a cluster's
+    /// partitions), with the range the visitors cover.
+    ///
+    /// ```
+    /// use tracker_core::{Timestamp, Tracker};
+    ///
+    /// // Trackers that merge share one hash key.
+    /// let a = Tracker::builder().hash_key(3).build()?;
+    /// let b = Tracker::builder().hash_key(3).build()?;
+    /// let at = Timestamp::parse("2026-11-02T09:00:00Z", Timestamp::default())?;
+    /// a.record_at("alice", "https://a.com/1", at)?;
+    /// b.record_at("alice", "https://a.com/2", at)?;
+    /// let (_, mut site) = a.site_partial_between("a.com", None, None)?;
+    /// site.merge(b.site_partial_between("a.com", None, None)?.1)?;
+    /// assert_eq!(site.distinct().visitors, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn site_partial_between(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(TimeRange, SitePartial), TrackerError> {
+        let site = site_name(site)?;
+        let range = self
+            .bucketing()
+            .range(from, till, self.config.clock.now())?;
+        let mut answer = self.site_point_partials(&site, vec![range]);
+        Ok(answer.pop().expect("one range, one answer"))
+    }
+
+    /// [`site_series`](Self::site_series) as one [`SitePartial`] per
+    /// point, to merge point by point with other trackers'.
+    pub fn site_series_partials(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<(Series, Vec<(TimeRange, SitePartial)>), TrackerError> {
+        let site = site_name(site)?;
+        let series = self.series_of(from, till, step)?;
+        let points = self.site_point_partials(&site, series.points());
+        Ok((series, points))
+    }
+
     /// [`top_between`](Self::top_between) among the pages of `site`.
     ///
     /// ```
@@ -293,6 +341,40 @@ impl Tracker {
     /// The visitors of the pages of `site` in each of `points`, each a
     /// union.
     fn site_points(&self, site: &str, points: Vec<TimeRange>) -> Vec<RangeDistinct> {
+        let unions = self.site_unions(site, &points);
+        points
+            .into_iter()
+            .zip(unions)
+            .map(|(point, union)| {
+                let (distinct, covered) = union.finish();
+                RangeDistinct {
+                    range: point.with_buckets(covered),
+                    distinct,
+                }
+            })
+            .collect()
+    }
+
+    /// [`site_points`](Self::site_points) left unfinished: each point's
+    /// range (as covered) and its visitors as a [`SitePartial`].
+    pub(crate) fn site_point_partials(
+        &self,
+        site: &str,
+        points: Vec<TimeRange>,
+    ) -> Vec<(TimeRange, SitePartial)> {
+        let unions = self.site_unions(site, &points);
+        points
+            .into_iter()
+            .zip(unions)
+            .map(|(point, union)| {
+                let (hashes, sketch, covered) = union.into_parts();
+                (point.with_buckets(covered), SitePartial { hashes, sketch })
+            })
+            .collect()
+    }
+
+    /// One union per point of the visitors of the pages of `site`.
+    fn site_unions(&self, site: &str, points: &[TimeRange]) -> Vec<Union> {
         let ask = self.ask();
         let expiry = self.expiry_now();
         let mut unions: Vec<Union> = points
@@ -310,17 +392,7 @@ impl Tracker {
                 }
             }
         }
-        points
-            .into_iter()
-            .zip(unions)
-            .map(|(point, union)| {
-                let (distinct, covered) = union.finish();
-                RangeDistinct {
-                    range: point.with_buckets(covered),
-                    distinct,
-                }
-            })
-            .collect()
+        unions
     }
 
     /// The top `k` pages `keep` accepts over `range`; the answer's range

@@ -21,9 +21,6 @@ use std::collections::BinaryHeap;
 
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
-use crate::set::VisitorSet;
-use crate::set::union::count_distinct;
-use crate::sketch::UltraLogLog;
 use crate::sync;
 
 use super::Tracker;
@@ -83,55 +80,7 @@ impl Tracker {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn site_distinct(&self, site: &str) -> Result<Distinct, TrackerError> {
-        let site = site_name(site)?;
-        let expiry = self.expiry_now();
-        // Every exact page's hashes, with repeats across pages.
-        let mut exact: Vec<u64> = Vec::new();
-        let mut sketch: Option<UltraLogLog> = None;
-        let mut merge = |other: &UltraLogLog| {
-            let union = sketch.get_or_insert_with(|| {
-                UltraLogLog::new(other.precision()).expect("a sketch's own precision is valid")
-            });
-            union
-                .merge(other)
-                .expect("the tracker's sketches share one precision");
-        };
-        for stripe in self.stripes.iter() {
-            let stripe = sync::read(stripe);
-            for page in stripe.pages() {
-                if host_of(&page.url) != Some(&*site) {
-                    continue;
-                }
-                match &page.visitors {
-                    VisitorSet::Sketch(_, page_sketch) => merge(&page_sketch.all),
-                    VisitorSet::TimedSketch(_, generations) => {
-                        for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
-                            merge(sketch);
-                        }
-                    }
-                    set => {
-                        exact.extend(
-                            set.entries()
-                                .filter(|&(_, tick)| expiry.is_none_or(|e| e.is_live(tick)))
-                                .map(|(hash, _)| hash),
-                        );
-                    }
-                }
-            }
-        }
-        Ok(match sketch {
-            None => Distinct::exact(count_distinct(exact) as u64),
-            Some(mut union) => {
-                for hash in exact {
-                    union.insert(hash);
-                }
-                Distinct {
-                    visitors: union.estimate().round() as u64,
-                    exact: false,
-                    relative_error: Some(union.relative_standard_error()),
-                }
-            }
-        })
+        Ok(self.site_partial(site)?.distinct())
     }
 
     /// The `k` pages of `site` with the most distinct visitors, ordered as

@@ -246,3 +246,41 @@ fn listing_while_recording_skips_and_repeats_nothing() {
     let in_order: Vec<&String> = listed.iter().map(|(url, _)| url).collect();
     assert!(in_order.windows(2).all(|w| w[0] < w[1]));
 }
+
+/// A site's visitors spread over trackers sharing one hash key (a
+/// cluster's partitions): the merged partials count what one tracker
+/// holding every event counts, exactly, and as an estimate once compacted.
+#[test]
+fn site_partials_merge_into_the_union() {
+    let one = Tracker::builder().hash_key(11).build().unwrap();
+    let parts: Vec<Tracker> = (0..4)
+        .map(|_| Tracker::builder().hash_key(11).build().unwrap())
+        .collect();
+    for i in 0..20_000u32 {
+        let (visitor, url) = (
+            format!("v{}", i % 5000),
+            format!("https://a.com/p{}", i % 37),
+        );
+        one.record(&visitor, &url).unwrap();
+        // A page lives in one part, as a partition holds its pages.
+        let hash = one.visitor_hash(&visitor).unwrap();
+        parts[(i % 37 % 4) as usize]
+            .record_visitor_hash(hash, &url, Timestamp::from_millis(0))
+            .unwrap();
+    }
+    let whole = one.site_distinct("a.com").unwrap();
+    assert_eq!((whole.visitors, whole.exact), (5000, true));
+    let mut merged = tracker_core::SitePartial::default();
+    let mut compacted = tracker_core::SitePartial::default();
+    for part in &parts {
+        merged.merge(part.site_partial("a.com").unwrap()).unwrap();
+        let mut small = part.site_partial("a.com").unwrap();
+        small.compact(100);
+        compacted.merge(small).unwrap();
+    }
+    assert_eq!(merged.distinct(), whole);
+    let estimate = compacted.distinct();
+    assert!(!estimate.exact);
+    let off = (estimate.visitors as f64 - 5000.0).abs() / 5000.0;
+    assert!(off < 0.05, "estimate {} is {off} off", estimate.visitors);
+}

@@ -57,7 +57,8 @@ async fn visitors(router: &Router, url: &str) -> u64 {
     answer.json()["distinct_visitors"].as_u64().unwrap()
 }
 
-fn urlencode(s: &str) -> String {
+/// Every byte of `s` percent-encoded, for a query string.
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
 

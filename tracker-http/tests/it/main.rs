@@ -19,6 +19,7 @@ mod app;
 mod browsers;
 mod cdp;
 mod chromium;
+mod cluster;
 mod connections;
 mod dashboard;
 mod dashboard_browser;

@@ -1,0 +1,1490 @@
+//! [`Node`]: one member of a cluster: its NATS connection, the stream,
+//! the lease bucket and the snapshot store, the partitions it owns, and
+//! the tasks that keep them (lease rounds, gather answers).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, kv, object_store, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracker_core::sketch::UltraLogLog;
+use tracker_core::{
+    Background, Cadence, Distinct, PageCount, PageList, PageQuery, RangeDistinct, RangeTop,
+    SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
+};
+
+use crate::lease::{Action, LeaseView, plan};
+use crate::wire::{self, Answer, Ask, Body, EventV1, WireDistinct, WireError, WirePartial};
+use crate::{ClusterError, Freshness};
+
+/// Exact hashes a partition sends for a site query before it sends a
+/// sketch instead (8 bytes each: 128 KiB, about a sketch's JSON size).
+pub const MAX_EXACT_HASHES: usize = 16 * 1024;
+
+/// Publishes of one node awaiting their JetStream acknowledgement.
+pub const MAX_ACKS_IN_FLIGHT: usize = 1 << 16;
+
+/// Publishes of one batch awaiting their acknowledgement: past this the
+/// oldest is awaited before the next is sent.
+pub const BATCH_WINDOW: usize = 1024;
+
+/// The longest [`Node::leave`] spends handing partitions over.
+pub const LEAVE_WITHIN: Duration = Duration::from_secs(10);
+
+/// How a node joins a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma-separated (`nats://127.0.0.1:4222`).
+    pub nats_url: String,
+    /// The cluster's name: `[A-Za-z0-9_-]`, names the stream and buckets.
+    pub cluster: String,
+    /// This node's id; default a random one.
+    pub node_id: Option<String>,
+    /// Partitions, fixed when the cluster is first created (a node started
+    /// with another count refuses to join).
+    pub partitions: u32,
+    /// JetStream replicas of the stream, leases and snapshots (1 for one
+    /// NATS server, 3 for a three-server NATS cluster).
+    pub replicas: usize,
+    /// A lease not renewed for this long may be taken over.
+    pub lease_ttl: Duration,
+    /// How often an owner snapshots a partition that changed.
+    pub snapshot_every: Duration,
+    /// How long a query waits for owners.
+    pub query_timeout: Duration,
+    /// A NATS credentials file (JWT and nkey).
+    pub credentials: Option<PathBuf>,
+    /// A CA certificate (PEM) to verify the server with; requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and key (PEM) for mutual TLS.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// The settings of each partition's tracker (its hash key is
+    /// replaced by the cluster's).
+    pub tracker: TrackerBuilder,
+}
+
+impl ClusterConfig {
+    /// The defaults for cluster `cluster` at `nats_url`: 64 partitions,
+    /// 1 replica, a 6 s lease, snapshots every 30 s, 5 s queries.
+    pub fn new(nats_url: impl Into<String>, cluster: impl Into<String>) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            cluster: cluster.into(),
+            node_id: None,
+            partitions: 64,
+            replicas: 1,
+            lease_ttl: Duration::from_secs(6),
+            snapshot_every: Duration::from_secs(30),
+            query_timeout: Duration::from_secs(5),
+            credentials: None,
+            tls_ca: None,
+            tls_client: None,
+            tracker: Tracker::builder(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ClusterError> {
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !token(&self.cluster) {
+            return Err(ClusterError::Config(format!(
+                "cluster name {:?}: 1 to 64 of [A-Za-z0-9_-]",
+                self.cluster
+            )));
+        }
+        if let Some(id) = &self.node_id
+            && !token(id)
+        {
+            return Err(ClusterError::Config(format!(
+                "node id {id:?}: 1 to 64 of [A-Za-z0-9_-]"
+            )));
+        }
+        if !(1..=4096).contains(&self.partitions) {
+            return Err(ClusterError::Config("partitions: 1 to 4096".into()));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(ClusterError::Config("replicas: 1 to 5".into()));
+        }
+        if self.lease_ttl < Duration::from_millis(500) {
+            return Err(ClusterError::Config(
+                "the lease TTL is at least 500 ms".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A member of a cluster. Cheap to clone. [`leave`](Self::leave) hands
+/// its partitions over gracefully; a process that exits without it is a
+/// crash as far as the others can tell (they take over after the TTL).
+/// Its tasks run on the Tokio runtime it joined from, until it leaves.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClusterConfig,
+    id: String,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    kv: kv::Store,
+    snapshots: object_store::ObjectStore,
+    /// Validation, canonicalisation and hashing of ingested events with
+    /// the cluster's key and URL rules; holds no pages.
+    gate: Arc<Tracker>,
+    key: u64,
+    owned: Mutex<BTreeMap<u32, Arc<Owned>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Set when the node leaves: lease rounds stop.
+    leaving: AtomicBool,
+    /// Set once a lease round completed: before it, "owns nothing" says
+    /// nothing about being caught up.
+    leased: AtomicBool,
+}
+
+/// A partition this node owns.
+struct Owned {
+    tracker: Arc<Tracker>,
+    applied: AtomicU64,
+    pending: AtomicU64,
+    caught_up: AtomicBool,
+    /// `true` asks the applier to stop after a final snapshot; dropping
+    /// the sender stops it without one.
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    /// With a TTL, the tracker's expiry sweeper (a thread), stopped with
+    /// the partition.
+    _background: Background,
+}
+
+/// What a node reports about itself (for `/readyz` and `/stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub node_id: String,
+    /// The partitions it owns.
+    pub owned: Vec<u32>,
+    /// Whether every owned partition has applied what the stream held
+    /// when it was taken (and the node owns at least one lease round's
+    /// worth: it has run a round).
+    pub caught_up: bool,
+}
+
+/// The prefix of a snapshot object: magic, then the stream sequence the
+/// state covers (u64 little-endian), then the tracker's snapshot payload.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"TRKPART1";
+
+impl Node {
+    /// Connects to NATS, creates the cluster's stream, lease bucket and
+    /// snapshot store if this is the first node, and starts taking
+    /// leases. Returns once connected; partitions arrive within a lease
+    /// round or two (see [`status`](Self::status)).
+    pub async fn join(config: ClusterConfig) -> Result<Node, ClusterError> {
+        config.validate()?;
+        let id = config.node_id.clone().unwrap_or_else(random_id);
+        let mut options = async_nats::ConnectOptions::new()
+            .name(format!("tracker-{}-{id}", config.cluster))
+            .connection_timeout(Duration::from_secs(5))
+            .request_timeout(Some(config.query_timeout))
+            .retry_on_initial_connect();
+        if let Some(path) = &config.credentials {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| ClusterError::Config(format!("credentials file: {e}")))?;
+        }
+        if let Some(ca) = &config.tls_ca {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &config.tls_client {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
+        let client = tokio::time::timeout(
+            Duration::from_secs(15),
+            options.connect(config.nats_url.as_str()),
+        )
+        .await
+        .map_err(|_| ClusterError::Nats(format!("no NATS server at {}", config.nats_url)))?
+        .map_err(nats)?;
+        // Each unawaited publish holds one of the context's ack permits;
+        // when they run out a publish fails at once (a 503, retry-safe)
+        // rather than waiting for permits that other waiting publishers
+        // hold. Batches keep at most `BATCH_WINDOW` unawaited.
+        let js = jetstream::ContextBuilder::default()
+            .max_ack_inflight(MAX_ACKS_IN_FLIGHT)
+            .backpressure_on_inflight(false)
+            .build(client.clone());
+        let c = &config.cluster;
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: format!("TRACKER_{c}"),
+                subjects: vec![format!("tracker.{c}.events.>")],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                description: Some("tracker events (tracker_cluster::EventV1)".into()),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        let kv = lease_bucket(&js, c, config.replicas).await?;
+        let snapshots = match js.get_object_store(format!("tracker_{c}_snapshots")).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_object_store(object_store::Config {
+                    bucket: format!("tracker_{c}_snapshots"),
+                    num_replicas: config.replicas,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(nats)?,
+        };
+        let key = cluster_setting(&kv, "meta.hash_key", random_u64()).await?;
+        let partitions =
+            cluster_setting(&kv, "meta.partitions", u64::from(config.partitions)).await?;
+        if partitions != u64::from(config.partitions) {
+            return Err(ClusterError::Config(format!(
+                "cluster {c} has {partitions} partitions, this node was started with {}",
+                config.partitions
+            )));
+        }
+        let gate = config
+            .tracker
+            .clone()
+            .hash_key(key)
+            .build()
+            .map_err(|e| ClusterError::Config(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            id,
+            client,
+            js,
+            stream,
+            kv,
+            snapshots,
+            gate: Arc::new(gate),
+            key,
+            owned: Mutex::new(BTreeMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            leaving: AtomicBool::new(false),
+            leased: AtomicBool::new(false),
+            config,
+        });
+        let gather = inner
+            .client
+            .subscribe(inner.subject("gather"))
+            .await
+            .map_err(nats)?;
+        let tasks = vec![
+            tokio::spawn(lease_loop(inner.clone())),
+            tokio::spawn(answer_gathers(inner.clone(), gather)),
+        ];
+        *lock(&inner.tasks) = tasks;
+        Ok(Node { inner })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The tracker that validates, canonicalises and hashes events before
+    /// they are published (the cluster's key and URL rules); it holds no
+    /// pages.
+    pub fn gate(&self) -> &Arc<Tracker> {
+        &self.inner.gate
+    }
+
+    /// Partitions, owned ones and whether they are caught up.
+    pub fn status(&self) -> NodeStatus {
+        let owned = lock(&self.inner.owned);
+        NodeStatus {
+            node_id: self.inner.id.clone(),
+            owned: owned.keys().copied().collect(),
+            caught_up: self.inner.leased.load(Ordering::Acquire)
+                && owned.values().all(|o| o.caught_up.load(Ordering::Acquire)),
+        }
+    }
+
+    /// What the trackers of the partitions this node owns hold, added up
+    /// (for this node's metrics; [`stats`](Self::stats) is the cluster's).
+    pub fn local_stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for owned in lock(&self.inner.owned).values() {
+            stats.add(&owned.tracker.stats());
+        }
+        stats
+    }
+
+    /// Publishes "`visitor` visited `url`" (validated and canonicalised
+    /// here) and returns once JetStream has acknowledged it: from then on
+    /// it is in the stream (on `replicas` servers) and counted by whichever
+    /// node owns its partition, whatever happens to this one.
+    pub async fn record(&self, visitor: &str, url: &str) -> Result<Published, ClusterError> {
+        self.record_at(visitor, url, self.inner.gate.config().clock.now())
+            .await
+    }
+
+    /// [`record`](Self::record) of a visit at `at` (back-fill): the time
+    /// travels in the event, so the owner records it as of then.
+    pub async fn record_at(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Timestamp,
+    ) -> Result<Published, ClusterError> {
+        settle(self.publish(visitor, url, at).await).await
+    }
+
+    /// Publishes the events of a batch without waiting for each one's
+    /// acknowledgement (up to [`BATCH_WINDOW`] in flight), then awaits
+    /// them together; one outcome per event, in order (an invalid event
+    /// never refuses its neighbours). An event's time is its own if it
+    /// carries one (back-fill), else now.
+    pub async fn record_batch(
+        &self,
+        events: &[(&str, &str, Option<Timestamp>)],
+    ) -> Vec<Result<Published, ClusterError>> {
+        let mut pending = std::collections::VecDeque::with_capacity(BATCH_WINDOW);
+        let mut outcomes = Vec::with_capacity(events.len());
+        for &(visitor, url, at) in events {
+            if pending.len() == BATCH_WINDOW {
+                let oldest = pending.pop_front().expect("the window is full");
+                outcomes.push(settle(oldest).await);
+            }
+            let at = at.unwrap_or_else(|| self.inner.gate.config().clock.now());
+            pending.push_back(self.publish(visitor, url, at).await);
+        }
+        for ack in pending {
+            outcomes.push(settle(ack).await);
+        }
+        outcomes
+    }
+
+    async fn publish(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Timestamp,
+    ) -> Result<jetstream::context::PublishAckFuture, ClusterError> {
+        let gate = &self.inner.gate;
+        let hash = gate.visitor_hash(visitor)?;
+        let url = gate.canonicalize(url)?.into_owned();
+        // The owner would refuse it silently once it is acknowledged.
+        gate.check_retained(&url, at)?;
+        let partition = wire::partition_of(&url, self.inner.config.partitions);
+        let event = EventV1::new(hash, url, at.as_millis() as i64);
+        let payload = serde_json::to_vec(&event).expect("an event serialises");
+        self.inner
+            .js
+            .publish(self.inner.events_subject(partition), payload.into())
+            .await
+            .map_err(nats)
+    }
+
+    /// A page's distinct visitors, from its partition's owner.
+    pub async fn distinct(&self, url: &str) -> Result<(String, Distinct, Freshness), ClusterError> {
+        let url = self.inner.gate.canonicalize(url)?.into_owned();
+        let partition = wire::partition_of(&url, self.inner.config.partitions);
+        let answer = self
+            .inner
+            .ask_owner(partition, &Ask::Distinct { url })
+            .await?;
+        let freshness = Freshness::of(self.inner.config.partitions, [&answer]);
+        match answer.body.map_err(ClusterError::owner)? {
+            Body::Distinct { url, count } => Ok((url, count.into(), freshness)),
+            _ => Err(ClusterError::Owner("an answer of another kind".into())),
+        }
+    }
+
+    /// A site's distinct visitors: the union of every partition's
+    /// partial (exact hashes while small, sketches otherwise).
+    pub async fn site_distinct(&self, site: &str) -> Result<(Distinct, Freshness), ClusterError> {
+        let answers = self.inner.gather(&Ask::Site { site: site.into() }).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let mut union = SitePartial::default();
+        for answer in answers.into_values() {
+            let Body::Site(part) = answer.body.map_err(ClusterError::owner)? else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            merge_partial(&mut union, part)?;
+        }
+        Ok((union.distinct(), freshness))
+    }
+
+    /// A page's distinct visitors seen in `[from, till)`, from its
+    /// partition's owner (see [`Tracker::distinct_between`]).
+    pub async fn distinct_between(
+        &self,
+        url: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(String, RangeDistinct, Freshness), ClusterError> {
+        let gate = &self.inner.gate;
+        let url = gate.canonicalize(url)?.into_owned();
+        // Checks the range here (the gate holds no pages).
+        gate.distinct_between(&url, from, till)?;
+        let partition = wire::partition_of(&url, self.inner.config.partitions);
+        let ask = Ask::DistinctBetween {
+            url: url.clone(),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+        };
+        let answer = self.inner.ask_owner(partition, &ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, [&answer]);
+        let Body::Points(points) = answer.body.map_err(ClusterError::owner)? else {
+            return Err(ClusterError::Owner("an answer of another kind".into()));
+        };
+        let Some(&point) = points.first() else {
+            return Err(ClusterError::Owner(
+                "a range answered without a count".into(),
+            ));
+        };
+        Ok((url, self.point(point)?, freshness))
+    }
+
+    /// A page's distinct visitors per `step` over `[from, till)`, from
+    /// its partition's owner (see [`Tracker::series`]).
+    pub async fn series(
+        &self,
+        url: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<(String, SeriesCounts, Freshness), ClusterError> {
+        let gate = &self.inner.gate;
+        let url = gate.canonicalize(url)?.into_owned();
+        // Checks range and step here; the series is the gate's, its
+        // points the owner's.
+        let mut counts = gate.series(&url, from, till, step)?;
+        let partition = wire::partition_of(&url, self.inner.config.partitions);
+        let ask = Ask::Series {
+            url: url.clone(),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+            step: step.as_secs(),
+        };
+        let answer = self.inner.ask_owner(partition, &ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, [&answer]);
+        let Body::Points(points) = answer.body.map_err(ClusterError::owner)? else {
+            return Err(ClusterError::Owner("an answer of another kind".into()));
+        };
+        counts.points = points
+            .into_iter()
+            .map(|point| self.point(point))
+            .collect::<Result<_, _>>()?;
+        Ok((url, counts, freshness))
+    }
+
+    /// A site's distinct visitors seen in `[from, till)`: the union of
+    /// every partition's partial over the range (see
+    /// [`Tracker::site_partial_between`]).
+    pub async fn site_distinct_between(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(RangeDistinct, Freshness), ClusterError> {
+        // Checks the name and the range here (the gate holds no pages).
+        let empty = self.inner.gate.site_distinct_between(site, from, till)?;
+        let (mut points, freshness) = self.site_points(site, from, till, None).await?;
+        Ok((points.pop().unwrap_or(empty), freshness))
+    }
+
+    /// A site's distinct visitors per `step` over `[from, till)`, each
+    /// point the union of every partition's partial for it.
+    pub async fn site_series(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<(SeriesCounts, Freshness), ClusterError> {
+        let mut counts = self.inner.gate.site_series(site, from, till, step)?;
+        let (points, freshness) = self
+            .site_points(site, from, till, Some(step.as_secs()))
+            .await?;
+        if !points.is_empty() {
+            counts.points = points;
+        }
+        Ok((counts, freshness))
+    }
+
+    /// The `k` pages with most distinct visitors seen in `[from, till)`
+    /// (of `site`, or of all), merged from every partition's own top `k`
+    /// over the range; the range is the widest any partition covers.
+    pub async fn top_between(
+        &self,
+        k: usize,
+        site: Option<&str>,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(RangeTop, Freshness), ClusterError> {
+        let gate = &self.inner.gate;
+        let mut top = match site {
+            None => gate.top_between(k, from, till)?,
+            Some(site) => gate.top_of_site_between(k, site, from, till)?,
+        };
+        let ask = Ask::TopBetween {
+            k,
+            site: site.map(str::to_string),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+        };
+        let answers = self.inner.gather(&ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let (mut start, mut end) = (top.range.from().as_millis(), top.range.till().as_millis());
+        let mut pages = Vec::new();
+        for answer in answers.into_values() {
+            let Body::TopBetween(rows, from, till) = answer.body.map_err(ClusterError::owner)?
+            else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            (start, end) = (start.min(from), end.max(till));
+            pages.extend(page_counts(rows));
+        }
+        top.range = self.range_of(start, end)?;
+        top.pages = ranked(pages, k);
+        Ok((top, freshness))
+    }
+
+    /// Every partition's partials of `site` per point (one point without
+    /// a step), united point by point; each point's range is the widest
+    /// any partition covers.
+    async fn site_points(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Option<u64>,
+    ) -> Result<(Vec<RangeDistinct>, Freshness), ClusterError> {
+        let ask = Ask::SiteBetween {
+            site: site.into(),
+            from: from.map(Timestamp::as_millis),
+            till: till.map(Timestamp::as_millis),
+            step,
+        };
+        let answers = self.inner.gather(&ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let mut points: Vec<(u64, u64, SitePartial)> = Vec::new();
+        for answer in answers.into_values() {
+            let Body::SitePoints(parts) = answer.body.map_err(ClusterError::owner)? else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            for (i, (from, till, part)) in parts.into_iter().enumerate() {
+                if i == points.len() {
+                    points.push((from, till, SitePartial::default()));
+                }
+                let point = &mut points[i];
+                (point.0, point.1) = (point.0.min(from), point.1.max(till));
+                merge_partial(&mut point.2, part)?;
+            }
+        }
+        let points = points
+            .into_iter()
+            .map(|(from, till, union)| {
+                Ok(RangeDistinct {
+                    range: self.range_of(from, till)?,
+                    distinct: union.distinct(),
+                })
+            })
+            .collect::<Result<_, ClusterError>>()?;
+        Ok((points, freshness))
+    }
+
+    /// A count over a range as an owner sent it.
+    fn point(
+        &self,
+        (from, till, count): (u64, u64, WireDistinct),
+    ) -> Result<RangeDistinct, ClusterError> {
+        Ok(RangeDistinct {
+            range: self.range_of(from, till)?,
+            distinct: count.into(),
+        })
+    }
+
+    /// The bucket-aligned range `[from, till)` (milliseconds, bucket
+    /// boundaries as an owner sent them) in the gate's bucketing.
+    fn range_of(&self, from: u64, till: u64) -> Result<TimeRange, ClusterError> {
+        let gate = &self.inner.gate;
+        gate.bucketing()
+            .range(
+                Some(Timestamp::from_millis(from)),
+                Some(Timestamp::from_millis(till)),
+                gate.config().clock.now(),
+            )
+            .map_err(|e| ClusterError::Owner(e.to_string()))
+    }
+
+    /// The `k` pages with most distinct visitors (of `site`, or of all),
+    /// merged from every partition's own top `k`.
+    pub async fn top(
+        &self,
+        k: usize,
+        site: Option<&str>,
+    ) -> Result<(Vec<PageCount>, Freshness), ClusterError> {
+        let ask = Ask::Top {
+            k,
+            site: site.map(str::to_string),
+        };
+        let answers = self.inner.gather(&ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let mut pages = Vec::new();
+        for answer in answers.into_values() {
+            let Body::Top(rows) = answer.body.map_err(ClusterError::owner)? else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            pages.extend(page_counts(rows));
+        }
+        Ok((ranked(pages, k), freshness))
+    }
+
+    /// One page of the listing of every page, merged from each
+    /// partition's listing after the same cursor.
+    pub async fn pages(&self, query: &PageQuery) -> Result<(PageList, Freshness), ClusterError> {
+        let limit = query.limit.max(1);
+        let ask = Ask::Pages {
+            site: query.site.clone(),
+            prefix: query.prefix.clone(),
+            cursor: query.cursor.clone(),
+            limit,
+        };
+        let answers = self.inner.gather(&ask).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let mut pages = Vec::new();
+        let mut more = false;
+        for answer in answers.into_values() {
+            let Body::Pages(rows, next) = answer.body.map_err(ClusterError::owner)? else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            more |= next.is_some();
+            pages.extend(page_counts(rows));
+        }
+        pages.sort_by(|a, b| a.url.cmp(&b.url));
+        more |= pages.len() > limit;
+        pages.truncate(limit);
+        let next_cursor = more.then(|| pages.last().map(|p| p.url.clone())).flatten();
+        Ok((PageList { pages, next_cursor }, freshness))
+    }
+
+    /// The statistics of every partition's tracker, added up
+    /// ([`Stats::add`]: stripes and budgets add up too).
+    pub async fn stats(&self) -> Result<(Stats, Freshness), ClusterError> {
+        let answers = self.inner.gather(&Ask::Stats).await?;
+        let freshness = Freshness::of(self.inner.config.partitions, answers.values());
+        let mut stats = Stats::default();
+        for answer in answers.into_values() {
+            let Body::Stats(s) = answer.body.map_err(ClusterError::owner)? else {
+                return Err(ClusterError::Owner("an answer of another kind".into()));
+            };
+            stats.add(&s.into());
+        }
+        Ok((stats, freshness))
+    }
+
+    /// Leaves the cluster: stops taking leases, snapshots every owned
+    /// partition and releases it, so other nodes take over without
+    /// waiting for the TTL. Bounded by [`LEAVE_WITHIN`]: with NATS
+    /// unreachable the handover is given up (nothing is lost: the stream
+    /// has every acknowledged event, and the leases expire).
+    pub async fn leave(&self) {
+        if tokio::time::timeout(LEAVE_WITHIN, self.hand_over())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the handover did not finish in time; the leases will expire instead");
+        }
+    }
+
+    async fn hand_over(&self) {
+        let inner = &self.inner;
+        inner.leaving.store(true, Ordering::Release);
+        for task in std::mem::take(&mut *lock(&inner.tasks)) {
+            task.abort();
+        }
+        let owned: Vec<u32> = lock(&inner.owned).keys().copied().collect();
+        for partition in owned {
+            inner.stop_partition(partition, true).await;
+            if let Ok(Some(entry)) = inner.kv.entry(lease_key(partition)).await
+                && entry.value == inner.id.as_bytes()
+            {
+                let _ = inner
+                    .kv
+                    .update(lease_key(partition), Bytes::new(), entry.revision)
+                    .await;
+            }
+        }
+        let _ = inner.client.flush().await;
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("cluster", &self.inner.config.cluster)
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The acknowledgement of a published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// JetStream found it a duplicate of one already stored.
+    pub duplicate: bool,
+}
+
+impl Inner {
+    fn subject(&self, what: &str) -> String {
+        format!("tracker.{}.{what}", self.config.cluster)
+    }
+
+    fn events_subject(&self, partition: u32) -> String {
+        self.subject(&format!("events.{partition}"))
+    }
+
+    fn builder(&self) -> TrackerBuilder {
+        self.config.tracker.clone().hash_key(self.key)
+    }
+
+    async fn ask_owner(&self, partition: u32, ask: &Ask) -> Result<Answer, ClusterError> {
+        let payload = serde_json::to_vec(ask).expect("a question serialises");
+        let reply = self
+            .client
+            .request(self.subject(&format!("q.{partition}")), payload.into())
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::client::RequestErrorKind::NoResponders
+                | async_nats::client::RequestErrorKind::TimedOut => {
+                    ClusterError::NoOwner { partition }
+                }
+                _ => nats(e),
+            })?;
+        let answers: Vec<Answer> = serde_json::from_slice(&reply.payload)
+            .map_err(|e| ClusterError::Owner(e.to_string()))?;
+        answers
+            .into_iter()
+            .next()
+            .ok_or(ClusterError::NoOwner { partition })
+    }
+
+    /// Asks every node; keeps the first answer per partition, until every
+    /// partition answered or the query timeout.
+    async fn gather(&self, ask: &Ask) -> Result<BTreeMap<u32, Answer>, ClusterError> {
+        let payload = serde_json::to_vec(ask).expect("a question serialises");
+        let inbox = self.client.new_inbox();
+        let mut replies = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
+        self.client
+            .publish_with_reply(self.subject("gather"), inbox, payload.into())
+            .await
+            .map_err(nats)?;
+        let mut answers = BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        while answers.len() < self.config.partitions as usize {
+            let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await else {
+                break;
+            };
+            let Ok(batch) = serde_json::from_slice::<Vec<Answer>>(&reply.payload) else {
+                continue;
+            };
+            for answer in batch {
+                answers.entry(answer.partition).or_insert(answer);
+            }
+        }
+        let _ = replies.unsubscribe().await;
+        if answers.len() < self.config.partitions as usize {
+            return Err(ClusterError::Incomplete {
+                answered: answers.len() as u32,
+                partitions: self.config.partitions,
+            });
+        }
+        Ok(answers)
+    }
+
+    /// Stops applying `partition`: with `snapshot`, after a final
+    /// snapshot (a release), else at once (a lost lease).
+    async fn stop_partition(&self, partition: u32, snapshot: bool) {
+        let Some(owned) = lock(&self.owned).remove(&partition) else {
+            return;
+        };
+        let task = lock(&owned.task).take();
+        if snapshot {
+            let _ = owned.stop.send(true);
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        } else if let Some(task) = task {
+            task.abort();
+        }
+    }
+
+    /// Restores `partition`'s snapshot, creates its durable consumer from
+    /// the next sequence and starts applying it.
+    async fn start_partition(self: &Arc<Self>, partition: u32) -> Result<(), ClusterError> {
+        let (tracker, covered) = self.restore(partition).await?;
+        let name = format!("p{partition}");
+        // The previous owner's consumer stands where that owner stopped
+        // acknowledging, not where the snapshot stands: start again.
+        let _ = self.stream.delete_consumer(&name).await;
+        let mut consumer: consumer::PullConsumer = self
+            .stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name),
+                filter_subject: self.events_subject(partition),
+                deliver_policy: if covered == 0 {
+                    consumer::DeliverPolicy::All
+                } else {
+                    consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: covered + 1,
+                    }
+                },
+                // The snapshot is the checkpoint; acknowledgements would
+                // cost a round trip per event and say nothing more.
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        let pending = consumer.info().await.map_err(nats)?.num_pending;
+        let messages = consumer.messages().await.map_err(nats)?;
+        let queries = self
+            .client
+            .subscribe(self.subject(&format!("q.{partition}")))
+            .await
+            .map_err(nats)?;
+        let (stop, stopped) = watch::channel(false);
+        let tracker = Arc::new(tracker);
+        let owned = Arc::new(Owned {
+            _background: tracker.start_background(Cadence::default()),
+            tracker,
+            applied: AtomicU64::new(covered),
+            pending: AtomicU64::new(pending),
+            caught_up: AtomicBool::new(pending == 0),
+            stop,
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(apply(
+            self.clone(),
+            partition,
+            owned.clone(),
+            messages,
+            queries,
+            stopped,
+            covered,
+        ));
+        *lock(&owned.task) = Some(task);
+        tracing::info!(partition, covered, pending, "partition taken");
+        lock(&self.owned).insert(partition, owned);
+        Ok(())
+    }
+
+    /// The partition's last snapshot and the stream sequence it covers,
+    /// or an empty tracker and 0.
+    async fn restore(&self, partition: u32) -> Result<(Tracker, u64), ClusterError> {
+        let mut object = match self.snapshots.get(format!("p{partition}")).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => {
+                let tracker = self
+                    .builder()
+                    .build()
+                    .map_err(|e| ClusterError::Config(e.to_string()))?;
+                return Ok((tracker, 0));
+            }
+            Err(e) => return Err(nats(e)),
+        };
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| ClusterError::Snapshot(e.to_string()))?;
+        let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) else {
+            return Err(ClusterError::Snapshot("not a partition snapshot".into()));
+        };
+        if rest.len() < 8 {
+            return Err(ClusterError::Snapshot("truncated".into()));
+        }
+        let covered = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+        let tracker = Tracker::restore_snapshot(&rest[8..], self.builder())
+            .map_err(|e| ClusterError::Snapshot(e.to_string()))?;
+        Ok((tracker, covered))
+    }
+
+    async fn snapshot(&self, partition: u32, tracker: &Tracker, covered: u64) {
+        let mut bytes = SNAPSHOT_MAGIC.to_vec();
+        bytes.extend_from_slice(&covered.to_le_bytes());
+        if let Err(e) = tracker.write_snapshot(&mut bytes) {
+            tracing::warn!(partition, error = %e, "snapshot not written");
+            return;
+        }
+        match self
+            .snapshots
+            .put(format!("p{partition}").as_str(), &mut &bytes[..])
+            .await
+        {
+            Ok(_) => tracing::debug!(partition, covered, bytes = bytes.len(), "snapshot"),
+            Err(e) => tracing::warn!(partition, error = %e, "snapshot not stored"),
+        }
+    }
+
+    /// This node's answer for `partition` to `ask`.
+    fn answer(&self, partition: u32, owned: &Owned, ask: &Ask) -> Answer {
+        let tracker = &owned.tracker;
+        let body = match ask {
+            Ask::Distinct { url } => {
+                tracker
+                    .distinct_of_page(url)
+                    .map(|(url, count)| Body::Distinct {
+                        url: url.into_owned(),
+                        count: count.into(),
+                    })
+            }
+            Ask::Site { site } => tracker
+                .site_partial(site)
+                .map(|part| Body::Site(wire_partial(part, UltraLogLog::DEFAULT_PRECISION))),
+            Ask::Top { k, site } => match site {
+                None => Ok(Body::Top(wire::rows(tracker.top(*k)))),
+                Some(site) => tracker
+                    .top_of_site(*k, site)
+                    .map(|p| Body::Top(wire::rows(p))),
+            },
+            Ask::Pages {
+                site,
+                prefix,
+                cursor,
+                limit,
+            } => tracker
+                .pages(&PageQuery {
+                    site: site.clone(),
+                    prefix: prefix.clone(),
+                    cursor: cursor.clone(),
+                    limit: *limit,
+                })
+                .map(wire::list),
+            Ask::Stats => Ok(Body::Stats((&tracker.stats()).into())),
+            Ask::DistinctBetween { url, from, till } => tracker
+                .distinct_between(url, at(*from), at(*till))
+                .map(|point| Body::Points(vec![wire_point(point)])),
+            Ask::Series {
+                url,
+                from,
+                till,
+                step,
+            } => tracker
+                .series(url, at(*from), at(*till), Duration::from_secs(*step))
+                .map(|s| Body::Points(s.points.into_iter().map(wire_point).collect())),
+            Ask::SiteBetween {
+                site,
+                from,
+                till,
+                step,
+            } => match step {
+                None => tracker
+                    .site_partial_between(site, at(*from), at(*till))
+                    .map(|point| vec![point]),
+                Some(step) => tracker
+                    .site_series_partials(site, at(*from), at(*till), Duration::from_secs(*step))
+                    .map(|(_, points)| points),
+            }
+            .map(|points| {
+                Body::SitePoints(
+                    points
+                        .into_iter()
+                        .map(|(range, part)| {
+                            (
+                                range.from().as_millis(),
+                                range.till().as_millis(),
+                                wire_partial(part, SitePartial::RANGE_PRECISION),
+                            )
+                        })
+                        .collect(),
+                )
+            }),
+            Ask::TopBetween {
+                k,
+                site,
+                from,
+                till,
+            } => match site {
+                None => tracker.top_between(*k, at(*from), at(*till)),
+                Some(site) => tracker.top_of_site_between(*k, site, at(*from), at(*till)),
+            }
+            .map(|top| {
+                Body::TopBetween(
+                    wire::rows(top.pages),
+                    top.range.from().as_millis(),
+                    top.range.till().as_millis(),
+                )
+            }),
+        };
+        Answer {
+            partition,
+            applied: owned.applied.load(Ordering::Acquire),
+            pending: owned.pending.load(Ordering::Acquire),
+            body: body.map_err(WireError::from),
+        }
+    }
+
+    /// One lease round; returns the actions taken.
+    async fn lease_round(self: &Arc<Self>) -> Result<(), ClusterError> {
+        let ttl_ms = self.config.lease_ttl.as_millis() as i64;
+        let node_key = format!("node.{}", self.id);
+        self.kv.put(&node_key, Bytes::new()).await.map_err(nats)?;
+        let now_ms = match self.kv.entry(node_key).await.map_err(nats)? {
+            Some(entry) => millis(&entry),
+            None => return Err(ClusterError::Nats("own heartbeat not found".into())),
+        };
+        let reads = (0..self.config.partitions).map(|p| self.kv.entry(lease_key(p)));
+        let mut leases = Vec::with_capacity(self.config.partitions as usize);
+        for entry in futures_util::future::join_all(reads).await {
+            leases.push(match entry.map_err(nats)? {
+                Some(e) if e.operation == kv::Operation::Put => LeaseView {
+                    holder: (!e.value.is_empty())
+                        .then(|| String::from_utf8_lossy(&e.value).into_owned()),
+                    revision: e.revision,
+                    written_ms: millis(&e),
+                },
+                Some(e) => LeaseView {
+                    holder: None,
+                    revision: e.revision,
+                    written_ms: millis(&e),
+                },
+                None => LeaseView {
+                    holder: None,
+                    revision: 0,
+                    written_ms: 0,
+                },
+            });
+        }
+        let live = self.live_nodes(now_ms, ttl_ms).await?;
+        let me = Bytes::from(self.id.clone());
+        for action in plan(&self.id, now_ms, ttl_ms, live, &leases) {
+            if self.leaving.load(Ordering::Acquire) {
+                break;
+            }
+            match action {
+                Action::Renew {
+                    partition,
+                    revision,
+                } => {
+                    if self
+                        .kv
+                        .update(lease_key(partition), me.clone(), revision)
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(partition, "lease lost");
+                        self.stop_partition(partition, false).await;
+                    } else if !lock(&self.owned).contains_key(&partition) {
+                        // Ours on the server, not applied here (a failed
+                        // start, or a restart with the same id).
+                        self.take(partition, None).await;
+                    }
+                }
+                Action::Acquire {
+                    partition,
+                    revision,
+                } => {
+                    let taken = if revision == 0 {
+                        self.kv
+                            .create(lease_key(partition), me.clone())
+                            .await
+                            .is_ok()
+                    } else {
+                        self.kv
+                            .update(lease_key(partition), me.clone(), revision)
+                            .await
+                            .is_ok()
+                    };
+                    if taken {
+                        self.take(partition, None).await;
+                    }
+                }
+                Action::Release {
+                    partition,
+                    revision,
+                } => {
+                    self.stop_partition(partition, true).await;
+                    let _ = self
+                        .kv
+                        .update(lease_key(partition), Bytes::new(), revision)
+                        .await;
+                    tracing::info!(partition, "partition released");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts applying a partition whose lease is ours; on failure gives
+    /// the lease back (empty holder) so another node can try.
+    async fn take(self: &Arc<Self>, partition: u32, _: Option<()>) {
+        if let Err(e) = self.start_partition(partition).await {
+            tracing::warn!(partition, error = %e, "partition not started");
+            if let Ok(Some(entry)) = self.kv.entry(lease_key(partition)).await {
+                let _ = self
+                    .kv
+                    .update(lease_key(partition), Bytes::new(), entry.revision)
+                    .await;
+            }
+        }
+    }
+
+    async fn live_nodes(&self, now_ms: i64, ttl_ms: i64) -> Result<usize, ClusterError> {
+        let mut keys = self.kv.keys().await.map_err(nats)?;
+        let mut nodes = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(nats)?;
+            if key.starts_with("node.") {
+                nodes.push(key);
+            }
+        }
+        let reads = nodes.into_iter().map(|k| self.kv.entry(k));
+        let live = futures_util::future::join_all(reads)
+            .await
+            .into_iter()
+            .filter_map(|e| e.ok().flatten())
+            .filter(|e| e.operation == kv::Operation::Put && millis(e) + ttl_ms >= now_ms)
+            .count();
+        Ok(live.max(1))
+    }
+}
+
+/// Applies a partition's events in stream order, answers its page
+/// queries, and snapshots it on a schedule and on release.
+async fn apply(
+    inner: Arc<Inner>,
+    partition: u32,
+    owned: Arc<Owned>,
+    mut messages: consumer::pull::Stream,
+    mut queries: async_nats::Subscriber,
+    mut stop: watch::Receiver<bool>,
+    mut snapshotted: u64,
+) {
+    let mut tick = tokio::time::interval(inner.config.snapshot_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Errors in a row; past a few the consumer is taken as gone (deleted
+    // by a new owner, or lost with its server) and the partition is
+    // dropped here, for the next lease round to start it again if the
+    // lease is still ours.
+    let mut errors = 0u32;
+    let mut released = false;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { break };
+                let message = match message {
+                    Ok(m) => {
+                        errors = 0;
+                        m
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "consumer error");
+                        errors += 1;
+                        if errors > 10 {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let Ok(info) = message.info() else { continue };
+                let (sequence, pending) = (info.stream_sequence, info.pending);
+                apply_event(&owned.tracker, partition, &message.payload);
+                owned.applied.store(sequence, Ordering::Release);
+                owned.pending.store(pending, Ordering::Release);
+                if pending == 0 {
+                    owned.caught_up.store(true, Ordering::Release);
+                }
+            }
+            Some(request) = queries.next() => {
+                let Some(reply) = request.reply else { continue };
+                let answer = match serde_json::from_slice::<Ask>(&request.payload) {
+                    Ok(ask) => inner.answer(partition, &owned, &ask),
+                    Err(e) => Answer {
+                        partition,
+                        applied: 0,
+                        pending: 0,
+                        body: Err(WireError(e.to_string())),
+                    },
+                };
+                let payload = serde_json::to_vec(&[answer]).expect("an answer serialises");
+                let _ = inner.client.publish(reply, payload.into()).await;
+            }
+            _ = tick.tick() => {
+                let applied = owned.applied.load(Ordering::Acquire);
+                if applied > snapshotted {
+                    inner.snapshot(partition, &owned.tracker, applied).await;
+                    snapshotted = applied;
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_ok() && *stop.borrow() {
+                    let applied = owned.applied.load(Ordering::Acquire);
+                    if applied > snapshotted {
+                        inner.snapshot(partition, &owned.tracker, applied).await;
+                    }
+                }
+                released = true;
+                break;
+            }
+        }
+    }
+    if !released {
+        tracing::warn!(
+            partition,
+            "consumer ended; the partition restarts on the next lease round"
+        );
+        let mut map = lock(&inner.owned);
+        if map.get(&partition).is_some_and(|o| Arc::ptr_eq(o, &owned)) {
+            map.remove(&partition);
+        }
+    }
+}
+
+/// Records one stream message; a malformed or refused one is logged and
+/// skipped (the stream keeps it for whoever can read it).
+fn apply_event(tracker: &Tracker, partition: u32, payload: &[u8]) {
+    let event = match serde_json::from_slice::<EventV1>(payload) {
+        Ok(event) if event.v == wire::EVENT_VERSION => event,
+        Ok(event) => {
+            tracing::warn!(
+                partition,
+                version = event.v,
+                "event of another version skipped"
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(partition, error = %e, "malformed event skipped");
+            return;
+        }
+    };
+    let Some(hash) = event.hash() else {
+        tracing::warn!(partition, "event without a valid visitor hash skipped");
+        return;
+    };
+    let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
+    if let Err(e) = tracker.record_visitor_hash(hash, &event.url, at) {
+        tracing::debug!(partition, error = %e, "event refused");
+    }
+}
+
+/// Answers gather requests with every owned partition's answer.
+async fn answer_gathers(inner: Arc<Inner>, mut requests: async_nats::Subscriber) {
+    while let Some(request) = requests.next().await {
+        let Some(reply) = request.reply else { continue };
+        let Ok(ask) = serde_json::from_slice::<Ask>(&request.payload) else {
+            continue;
+        };
+        let owned: Vec<(u32, Arc<Owned>)> = lock(&inner.owned)
+            .iter()
+            .map(|(&p, o)| (p, o.clone()))
+            .collect();
+        let answers: Vec<Answer> = owned
+            .iter()
+            .map(|(p, o)| inner.answer(*p, o, &ask))
+            .collect();
+        let payload = serde_json::to_vec(&answers).expect("answers serialise");
+        let _ = inner.client.publish(reply, payload.into()).await;
+    }
+}
+
+/// Lease rounds every third of the TTL until the node leaves.
+async fn lease_loop(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(inner.config.lease_ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !inner.leaving.load(Ordering::Acquire) {
+        tick.tick().await;
+        match inner.lease_round().await {
+            Ok(()) => inner.leased.store(true, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "lease round failed"),
+        }
+    }
+}
+
+/// The lease bucket, created as its backing stream when missing: the
+/// client's `create_key_value` expects account-info fields that NATS 2.9
+/// does not send, while a stream with the KV layout works on every
+/// server since 2.6.
+async fn lease_bucket(
+    js: &jetstream::Context,
+    cluster: &str,
+    replicas: usize,
+) -> Result<kv::Store, ClusterError> {
+    let bucket = format!("tracker_{cluster}");
+    if let Ok(store) = js.get_key_value(&bucket).await {
+        return Ok(store);
+    }
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: replicas,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(nats)?;
+    js.get_key_value(&bucket).await.map_err(nats)
+}
+
+/// The cluster-wide value of `key`: `proposal` if this node is the first
+/// to set it, else the one already there.
+async fn cluster_setting(kv: &kv::Store, key: &str, proposal: u64) -> Result<u64, ClusterError> {
+    for _ in 0..3 {
+        if let Some(value) = kv.get(key).await.map_err(nats)? {
+            let text = String::from_utf8_lossy(&value);
+            return text
+                .parse()
+                .map_err(|_| ClusterError::Config(format!("{key} holds {text:?}")));
+        }
+        if kv.create(key, proposal.to_string().into()).await.is_ok() {
+            return Ok(proposal);
+        }
+    }
+    Err(ClusterError::Nats(format!("{key} could not be read")))
+}
+
+/// A publish's outcome once JetStream acknowledged it.
+async fn settle(
+    ack: Result<jetstream::context::PublishAckFuture, ClusterError>,
+) -> Result<Published, ClusterError> {
+    let ack = ack?.await.map_err(nats)?;
+    Ok(Published {
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    })
+}
+
+fn lease_key(partition: u32) -> String {
+    format!("lease.{partition}")
+}
+
+fn millis(entry: &kv::Entry) -> i64 {
+    (entry.created.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The `k` of `pages` with most visitors, ties by URL: the order of
+/// [`Tracker::top`], over pages from disjoint partitions.
+fn ranked(mut pages: Vec<PageCount>, k: usize) -> Vec<PageCount> {
+    pages.sort_by(|a, b| {
+        b.distinct
+            .visitors
+            .cmp(&a.distinct.visitors)
+            .then_with(|| a.url.cmp(&b.url))
+    });
+    pages.truncate(k);
+    pages
+}
+
+/// Adds a partition's site partial, as sent, to `union`.
+fn merge_partial(union: &mut SitePartial, part: WirePartial) -> Result<(), ClusterError> {
+    let sketch = part
+        .sketch
+        .map(|b| UltraLogLog::from_bytes(&b))
+        .transpose()
+        .map_err(|e| ClusterError::Owner(e.to_string()))?;
+    union
+        .merge(SitePartial {
+            hashes: part.hashes,
+            sketch,
+        })
+        .map_err(|e| ClusterError::Owner(e.to_string()))
+}
+
+/// A site partial as sent: compacted to at most [`MAX_EXACT_HASHES`],
+/// into a sketch of `precision` if it has none (every partition's partial
+/// of one question compacts to the same, so that they merge).
+fn wire_partial(mut part: SitePartial, precision: u8) -> WirePartial {
+    part.compact_to(MAX_EXACT_HASHES, precision);
+    WirePartial {
+        hashes: part.hashes,
+        sketch: part.sketch.map(|s| s.to_bytes()),
+    }
+}
+
+/// A count over a range, to send.
+fn wire_point(point: RangeDistinct) -> (u64, u64, WireDistinct) {
+    (
+        point.range.from().as_millis(),
+        point.range.till().as_millis(),
+        point.distinct.into(),
+    )
+}
+
+fn page_counts(rows: Vec<(String, WireDistinct)>) -> impl Iterator<Item = PageCount> {
+    rows.into_iter().map(|(url, d)| PageCount {
+        url,
+        distinct: d.into(),
+    })
+}
+
+/// A time as sent, in milliseconds.
+fn at(ms: Option<u64>) -> Option<Timestamp> {
+    ms.map(Timestamp::from_millis)
+}
+
+fn nats(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Nats(e.to_string())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // std's RandomState is seeded from the OS per process; two of them
+    // and the time give an unpredictable key without a `rand` dependency.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() ^ std::collections::hash_map::RandomState::new().hash_one(0u8)
+}
+
+fn random_id() -> String {
+    format!("n{:012x}", random_u64() & 0xffff_ffff_ffff)
+}
+
+impl Freshness {
+    fn of<'a>(partitions: u32, answers: impl IntoIterator<Item = &'a Answer>) -> Self {
+        let mut f = Freshness {
+            partitions,
+            ..Freshness::default()
+        };
+        for a in answers {
+            f.answered += 1;
+            f.applied_sequence = f.applied_sequence.max(a.applied);
+            f.pending += a.pending;
+        }
+        f
+    }
+}
+
+impl ClusterError {
+    fn owner(e: WireError) -> Self {
+        ClusterError::Owner(e.0)
+    }
+}

@@ -1,0 +1,312 @@
+//! What goes over NATS: the event messages of the stream (a public,
+//! versioned format), the partition of a page, and the query messages
+//! between nodes (internal, same build).
+
+use serde::{Deserialize, Serialize};
+use tracker_core::{Distinct, PageCount, PageList, Stats, TrackerError};
+
+/// The version of [`EventV1`]; a message of another version is skipped by
+/// this build (and logged), never misread.
+pub const EVENT_VERSION: u32 = 1;
+
+/// One event on the stream, as JSON (subject
+/// `tracker.<cluster>.events.<partition>`).
+///
+/// ```json
+/// {"v":1,"visitor_hash":"9f2c41d0a3b5e677","url":"https://example.com/pricing","time_ms":1764460800000}
+/// ```
+///
+/// - `v`: [`EVENT_VERSION`].
+/// - `visitor_hash`: the visitor's keyed 64-bit hash, 16 lowercase hex
+///   digits (the key is the cluster's, in its KV bucket under
+///   `meta.hash_key`): visitor ids never reach the stream.
+/// - `url`: the page's canonical URL (the node that received the event
+///   canonicalised and validated it).
+/// - `time_ms`: the event's time, unix milliseconds (the one the client
+///   sent, else the receiving node's clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventV1 {
+    /// [`EVENT_VERSION`].
+    pub v: u32,
+    /// The keyed visitor hash, 16 hex digits.
+    pub visitor_hash: String,
+    /// The canonical page URL.
+    pub url: String,
+    /// Unix milliseconds.
+    pub time_ms: i64,
+}
+
+impl EventV1 {
+    /// The event of `hash` visiting the canonical `url` at `time_ms`.
+    pub fn new(hash: u64, url: String, time_ms: i64) -> Self {
+        Self {
+            v: EVENT_VERSION,
+            visitor_hash: format!("{hash:016x}"),
+            url,
+            time_ms,
+        }
+    }
+
+    /// The visitor hash, if it is 16 hex digits.
+    pub fn hash(&self) -> Option<u64> {
+        (self.visitor_hash.len() == 16)
+            .then(|| u64::from_str_radix(&self.visitor_hash, 16).ok())
+            .flatten()
+    }
+}
+
+/// The partition of a page: FNV-1a (64-bit) of its canonical URL's host
+/// and what follows it (scheme and port left out, so `http://` and
+/// `https://` pages of one path share a partition), modulo `partitions`.
+/// Written out here rather than taken from a crate because it is part of
+/// the stream's public format: other services compute it from this
+/// definition, and it must never change with a dependency.
+///
+/// ```
+/// use tracker_cluster::partition_of;
+///
+/// let p = partition_of("https://example.com/pricing", 64);
+/// assert!(p < 64);
+/// assert_eq!(p, partition_of("http://example.com:8080/pricing", 64));
+/// ```
+pub fn partition_of(canonical_url: &str, partitions: u32) -> u32 {
+    let key = match canonical_url.find("://") {
+        Some(i) => strip_port(&canonical_url[i + 3..]),
+        None => canonical_url.to_string(),
+    };
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key.as_bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
+/// `host[:port]rest` without the port.
+fn strip_port(authority_and_rest: &str) -> String {
+    let end = authority_and_rest
+        .find(['/', '?'])
+        .unwrap_or(authority_and_rest.len());
+    let (authority, rest) = authority_and_rest.split_at(end);
+    let host = match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
+        _ => authority,
+    };
+    format!("{host}{rest}")
+}
+
+/// A question one node asks the owners.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Ask {
+    /// A page's count (to its partition's owner).
+    Distinct { url: String },
+    /// A site's visitors as a partial (to every owner).
+    Site { site: String },
+    /// The top pages, of a site or of all.
+    Top { k: usize, site: Option<String> },
+    /// A page of the listing.
+    Pages {
+        site: Option<String>,
+        prefix: Option<String>,
+        cursor: Option<String>,
+        limit: usize,
+    },
+    /// Statistics.
+    Stats,
+    /// A page's count over a range (to its partition's owner); times in
+    /// milliseconds, open ends as `None`.
+    DistinctBetween {
+        url: String,
+        from: Option<u64>,
+        till: Option<u64>,
+    },
+    /// A page's series (to its partition's owner); the step in seconds.
+    Series {
+        url: String,
+        from: Option<u64>,
+        till: Option<u64>,
+        step: u64,
+    },
+    /// A site's visitors over a range, or per step of a series, as one
+    /// partial per point (to every owner).
+    SiteBetween {
+        site: String,
+        from: Option<u64>,
+        till: Option<u64>,
+        step: Option<u64>,
+    },
+    /// The top pages over a range, of a site or of all.
+    TopBetween {
+        k: usize,
+        site: Option<String>,
+        from: Option<u64>,
+        till: Option<u64>,
+    },
+}
+
+/// One partition's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Answer {
+    pub partition: u32,
+    /// The last stream sequence applied to the partition.
+    pub applied: u64,
+    /// Messages of the partition known to be on the stream, not applied.
+    pub pending: u64,
+    pub body: Result<Body, WireError>,
+}
+
+/// What an answer holds, per [`Ask`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Body {
+    Distinct {
+        url: String,
+        count: WireDistinct,
+    },
+    Site(WirePartial),
+    Top(Vec<(String, WireDistinct)>),
+    Pages(Vec<(String, WireDistinct)>, Option<String>),
+    Stats(WireStats),
+    /// Counts over ranges: `(from_ms, till_ms, count)` per point.
+    Points(Vec<(u64, u64, WireDistinct)>),
+    /// A site's partial per point: `(from_ms, till_ms, partial)`.
+    SitePoints(Vec<(u64, u64, WirePartial)>),
+    /// Top pages over a range, and the range the counts cover.
+    TopBetween(Vec<(String, WireDistinct)>, u64, u64),
+}
+
+/// A tracker error as the owner reported it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WireError(pub String);
+
+/// [`Distinct`] on the wire.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct WireDistinct(pub u64, pub bool, pub Option<f64>);
+
+impl From<Distinct> for WireDistinct {
+    fn from(d: Distinct) -> Self {
+        Self(d.visitors, d.exact, d.relative_error)
+    }
+}
+
+impl From<WireDistinct> for Distinct {
+    fn from(d: WireDistinct) -> Self {
+        Distinct {
+            visitors: d.0,
+            exact: d.1,
+            relative_error: d.2,
+        }
+    }
+}
+
+/// A site partial on the wire: hashes, or a sketch's stable bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct WirePartial {
+    pub hashes: Vec<u64>,
+    pub sketch: Option<Vec<u8>>,
+}
+
+/// [`Stats`] on the wire (its fields in order).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub(crate) struct WireStats([u64; 10], Option<u64>);
+
+impl From<&Stats> for WireStats {
+    fn from(s: &Stats) -> Self {
+        Self(
+            [
+                s.pages,
+                s.pairs,
+                s.bytes,
+                s.stripes,
+                s.evictions,
+                s.rejections,
+                s.sketched_pages,
+                s.expirations,
+                s.expired_pages,
+                s.stale_events,
+            ],
+            s.max_bytes,
+        )
+    }
+}
+
+impl From<WireStats> for Stats {
+    fn from(w: WireStats) -> Self {
+        // `Stats` is non-exhaustive: filled field by field from a default.
+        let mut s = Stats::default();
+        [
+            s.pages,
+            s.pairs,
+            s.bytes,
+            s.stripes,
+            s.evictions,
+            s.rejections,
+            s.sketched_pages,
+            s.expirations,
+            s.expired_pages,
+            s.stale_events,
+        ] = w.0;
+        s.max_bytes = w.1;
+        s
+    }
+}
+
+pub(crate) fn rows(pages: Vec<PageCount>) -> Vec<(String, WireDistinct)> {
+    pages
+        .into_iter()
+        .map(|p| (p.url, p.distinct.into()))
+        .collect()
+}
+
+pub(crate) fn list(list: PageList) -> Body {
+    Body::Pages(rows(list.pages), list.next_cursor)
+}
+
+impl From<TrackerError> for WireError {
+    fn from(e: TrackerError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_round_trip() {
+        let e = EventV1::new(0x9f2c_41d0_a3b5_e677, "https://a.com/".into(), 5);
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"v":1,"visitor_hash":"9f2c41d0a3b5e677","url":"https://a.com/","time_ms":5}"#
+        );
+        let back: EventV1 = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.hash(), Some(0x9f2c_41d0_a3b5_e677));
+    }
+
+    #[test]
+    fn stats_round_trip() {
+        let tracker = tracker_core::Tracker::builder()
+            .max_memory(1 << 20)
+            .build()
+            .unwrap();
+        tracker.record("v", "https://a.com/").unwrap();
+        let stats = tracker.stats();
+        let wire: WireStats = (&stats).into();
+        let json = serde_json::to_string(&wire).unwrap();
+        let back: WireStats = serde_json::from_str(&json).unwrap();
+        assert_eq!(Stats::from(back), stats);
+    }
+
+    #[test]
+    fn partitions_ignore_scheme_and_port() {
+        assert_eq!(
+            partition_of("https://[::1]:8443/x", 64),
+            partition_of("http://[::1]/x", 64)
+        );
+        assert_ne!(
+            partition_of("https://a.com/x", 1 << 20),
+            partition_of("https://a.com/y", 1 << 20)
+        );
+        assert_eq!(partition_of("/path", 1), 0);
+    }
+}
