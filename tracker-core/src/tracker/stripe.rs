@@ -77,6 +77,12 @@ pub(crate) const EVICTION_SAMPLES: usize = 16;
 /// by a large goal gives up its hot pages only when no stripe holds an
 /// older page. Outside the window, eviction approximates LRU by sampling.
 pub(crate) const RECENCY_WINDOW: u32 = 1;
+/// Heap bytes of a set small enough that evicting it costs little: a
+/// sampled candidate of the floor's tick this small is taken without a
+/// scan (a bigger one is checked against the stripe's other pages of that
+/// tick), and it is the first bar for recent pages across stripes (see
+/// `Tracker::evict_until_free`).
+pub(crate) const SMALL_PAGE: usize = 4096;
 /// Best eviction candidates a stripe carries from one eviction to the
 /// next (Redis's eviction pool has 16 too): every eviction picks from the
 /// pages of many samples, not only its own.
@@ -526,19 +532,40 @@ impl Stripe {
     /// fewer bytes goes first, so a page with many visitors is never
     /// traded for a small one recorded as recently. Returns the bytes
     /// freed, or `None` if the stripe has no page but the one whose URL is
-    /// at address `keep` (0 for none), or with `spare_recent` if its least
-    /// recent page is within the recency window.
+    /// at address `keep` (0 for none).
     pub(crate) fn evict_sampled(
+        &mut self,
+        random: impl FnMut() -> u64,
+        samples: usize,
+        keep: usize,
+    ) -> Option<usize> {
+        self.evict_sampled_below(random, samples, keep, usize::MAX)
+            .ok()
+    }
+
+    /// [`Stripe::evict_sampled`], but a victim within the recency window is
+    /// taken only if its set holds fewer than `recent_below` heap bytes
+    /// (0: no recent page goes). A refusal is `Err` of the bytes the
+    /// spared victim holds (0 if not known, `usize::MAX` if the stripe has
+    /// no page to offer), so that the caller can raise the bar
+    /// just enough: across stripes, small recent pages go before big ones
+    /// (see `Tracker::evict_until_free`).
+    pub(crate) fn evict_sampled_below(
         &mut self,
         mut random: impl FnMut() -> u64,
         samples: usize,
         keep: usize,
-        spare_recent: bool,
-    ) -> Option<usize> {
+        recent_below: usize,
+    ) -> Result<usize, usize> {
         // Every page is at least `floor` recent: all within the window.
         let all_recent = self.floor.saturating_add(RECENCY_WINDOW) >= self.newest;
-        if self.pages.is_empty() || (spare_recent && all_recent) {
-            return None;
+        if self.pages.is_empty() {
+            return Err(usize::MAX);
+        }
+        if recent_below == 0 && all_recent {
+            // Not scanned: the victim's size is unknown, so the next bar
+            // is the lowest one.
+            return Err(0);
         }
         // Candidates are named by bucket and checked by their URL's
         // address, so that no URL is hashed: a bucket whose page has moved
@@ -572,23 +599,30 @@ impl Stripe {
         }
         candidates.sort_unstable();
         let victim = match candidates.first() {
-            // Within the recency window while an older page may remain:
-            // the exact least recent page instead (see `RECENCY_WINDOW`).
-            Some(&(last, _, bucket, _))
-                if last > self.floor && last.saturating_add(RECENCY_WINDOW) >= self.newest =>
+            // Within the recency window: the exact least recent page (the
+            // fewest bytes among its tick's) instead, unless the candidate
+            // is of the floor's tick and small. A few samples of a sparse
+            // table can offer only a hot page while small pages of the same
+            // tick remain (see `RECENCY_WINDOW`).
+            Some(&(last, bytes, bucket, _))
+                if last.saturating_add(RECENCY_WINDOW) >= self.newest
+                    && (last > self.floor || bytes > SMALL_PAGE) =>
             {
                 self.least_recent(keep).unwrap_or(bucket)
             }
             Some(&(_, _, bucket, _)) => bucket,
-            None => (0..buckets).find(|&b| {
-                pages
-                    .get_bucket(b)
-                    .is_some_and(|p| p.url.as_ptr() as usize != keep)
-            })?,
+            None => (0..buckets)
+                .find(|&b| {
+                    pages
+                        .get_bucket(b)
+                        .is_some_and(|p| p.url.as_ptr() as usize != keep)
+                })
+                .ok_or(usize::MAX)?,
         };
-        let last = self.pages.get_bucket(victim)?.visitors.last_recorded();
-        if spare_recent && last.saturating_add(RECENCY_WINDOW) >= self.newest {
-            return None;
+        let page = self.pages.get_bucket(victim).ok_or(usize::MAX)?;
+        let (last, bytes) = (page.visitors.last_recorded(), page.visitors.heap_bytes());
+        if bytes >= recent_below && last.saturating_add(RECENCY_WINDOW) >= self.newest {
+            return Err(bytes);
         }
         self.eviction_pool.clear();
         self.eviction_pool.extend(
@@ -598,8 +632,12 @@ impl Stripe {
                 .take(EVICTION_POOL)
                 .map(|&(_, _, bucket, url)| (bucket, url)),
         );
-        let (page, _) = self.pages.get_bucket_entry(victim).ok()?.remove();
-        Some(self.forget_removed(&page))
+        let (page, _) = self
+            .pages
+            .get_bucket_entry(victim)
+            .map_err(|_| usize::MAX)?
+            .remove();
+        Ok(self.forget_removed(&page))
     }
 
     /// The bucket of the least recently recorded page but the one whose
@@ -646,7 +684,7 @@ impl Stripe {
         let mut random = SplitMix64(self.random.0);
         while !budget.try_reserve(grown) {
             let freed = if budget.may_evict() {
-                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep, false)
+                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep)
             } else {
                 None
             };
@@ -765,7 +803,7 @@ impl Stripe {
         let target = (self.pages.len() / 32).max(1) as u64;
         let (mut freed, mut evicted) = (0, 0);
         while evicted < target {
-            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0, false) else {
+            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0) else {
                 break;
             };
             freed += bytes;
@@ -932,7 +970,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state
         };
-        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0, false) {
+        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0) {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
@@ -965,7 +1003,7 @@ mod tests {
         for _ in 0..49 {
             budget.release(
                 stripe
-                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0, false)
+                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0)
                     .unwrap(),
             );
         }
