@@ -68,14 +68,19 @@ pub(crate) const EVICTION_SAMPLES: usize = 16;
 /// of its stripe last recorded in an earlier tick remains. When the
 /// sampled candidates (the pool and fresh samples) offer only such pages
 /// but an older one may exist (the stripe's `floor` says), eviction scans
-/// the stripe for the exact least recent page. That scan happens only
-/// when the samples missed every older page, and each scan raises the
-/// floor, so it is rare unless almost every page is that recent (and
-/// then it finds the floor and stops recurring). Making room under the
-/// budget also passes over a stripe whose least recent page is within the
-/// window, until every stripe has been found so, so that a stripe drained
-/// by a large goal gives up its hot pages only when no stripe holds an
-/// older page. Outside the window, eviction approximates LRU by sampling.
+/// the stripe for the exact least recent page (fewest bytes among its
+/// tick's). It does so also when the best candidate is of the floor's
+/// tick but bigger than `SMALL_PAGE`: the few samples of a sparse table
+/// can offer only a hot page while small pages of that tick remain (the
+/// cause, measured on the eviction bench, of the hottest page's
+/// evictions). Each scan raises the floor, so scans stay rare unless
+/// almost every page is that recent. Making room under the budget also
+/// passes over a stripe whose least recent page is within the window,
+/// until every stripe has been found so, so that a stripe drained by a
+/// large goal gives up its hot pages only when no stripe holds an older
+/// page; then recent pages go smallest first across stripes (see
+/// `Tracker::evict_until_free`). Outside the window, eviction
+/// approximates LRU by sampling.
 pub(crate) const RECENCY_WINDOW: u32 = 1;
 /// Heap bytes of a set small enough that evicting it costs little: a
 /// sampled candidate of the floor's tick this small is taken without a
