@@ -88,6 +88,8 @@ pub(crate) const RECENCY_WINDOW: u32 = 1;
 /// tick), and it is the first bar for recent pages across stripes (see
 /// `Tracker::evict_until_free`).
 pub(crate) const SMALL_PAGE: usize = 4096;
+/// Evicted big pages a stripe remembers (see `Stripe::ghosts`).
+const GHOSTS: usize = 8;
 /// Best eviction candidates a stripe carries from one eviction to the
 /// next (Redis's eviction pool has 16 too): every eviction picks from the
 /// pages of many samples, not only its own.
@@ -151,6 +153,12 @@ pub(crate) struct Stripe {
     /// been recorded, swept, evicted or moved since), so nothing else needs
     /// to maintain it.
     eviction_pool: Vec<(usize, usize)>,
+    /// Pages evicted while bigger than `SMALL_PAGE`, as (URL hash, weight,
+    /// URL address): address 0 while the page is gone, its new URL's
+    /// address once recorded again. Until it holds its weight again, a
+    /// revived page is weighed at it, so that it is not mistaken for a
+    /// cold page of its second and evicted again and again while small.
+    ghosts: Vec<(u64, usize, usize)>,
     /// The bucket width in seconds (the tracker's).
     width: u32,
     /// Picks the pages sampled when eviction runs under this stripe's lock
@@ -240,6 +248,7 @@ impl Stripe {
             resume_slot: 0,
             records_since_sweep: 0,
             eviction_pool: Vec::new(),
+            ghosts: Vec::new(),
             random: SplitMix64(0),
             evicted_to_settle: 0,
             newest: 0,
@@ -513,6 +522,9 @@ impl Stripe {
             };
         }
         let mut page = Page::new(url, tick);
+        if let Some(ghost) = self.ghosts.iter_mut().find(|g| g.0 == url_hash && g.2 == 0) {
+            ghost.2 = page.url.as_ptr() as usize;
+        }
         self.newest = self.newest.max(tick);
         self.floor = self.floor.min(tick);
         page.visitors.insert(visitor, tick, self.width, expiry);
@@ -575,12 +587,12 @@ impl Stripe {
         // Candidates are named by bucket and checked by their URL's
         // address, so that no URL is hashed: a bucket whose page has moved
         // (the table was rebuilt) or gone no longer matches and is dropped.
-        let pages = &self.pages;
+        let (pages, ghosts) = (&self.pages, &self.ghosts);
         let key = |(bucket, url): (usize, usize)| {
             let page = pages.get_bucket(bucket)?;
             (page.url.as_ptr() as usize == url && url != keep).then(|| {
-                let visitors = &page.visitors;
-                (visitors.last_recorded(), visitors.heap_bytes(), bucket, url)
+                let weight = Self::weight(ghosts, page);
+                (page.visitors.last_recorded(), weight, bucket, url)
             })
         };
         // The pool's pages as they are now, plus fresh samples: random
@@ -597,8 +609,8 @@ impl Stripe {
                 seen += 1;
                 let url = page.url.as_ptr() as usize;
                 if url != keep && !candidates.iter().any(|c| c.2 == bucket) {
-                    let visitors = &page.visitors;
-                    candidates.push((visitors.last_recorded(), visitors.heap_bytes(), bucket, url));
+                    let weight = Self::weight(ghosts, page);
+                    candidates.push((page.visitors.last_recorded(), weight, bucket, url));
                 }
             }
         }
@@ -625,7 +637,10 @@ impl Stripe {
                 .ok_or(usize::MAX)?,
         };
         let page = self.pages.get_bucket(victim).ok_or(usize::MAX)?;
-        let (last, bytes) = (page.visitors.last_recorded(), page.visitors.heap_bytes());
+        let (last, bytes) = (
+            page.visitors.last_recorded(),
+            Self::weight(&self.ghosts, page),
+        );
         if bytes >= recent_below && last.saturating_add(RECENCY_WINDOW) >= self.newest {
             return Err(bytes);
         }
@@ -642,7 +657,31 @@ impl Stripe {
             .get_bucket_entry(victim)
             .map_err(|_| usize::MAX)?
             .remove();
+        if bytes > SMALL_PAGE {
+            // Half its weight, so that a page that stays cold fades.
+            // A full list gives up its lightest entry, if lighter.
+            let lightest = (0..self.ghosts.len()).min_by_key(|&i| self.ghosts[i].1);
+            match lightest {
+                Some(i) if self.ghosts.len() == GHOSTS => {
+                    if self.ghosts[i].1 < bytes / 2 {
+                        self.ghosts[i] = (self.hash(&page.url), bytes / 2, 0);
+                    }
+                }
+                _ => self.ghosts.push((self.hash(&page.url), bytes / 2, 0)),
+            }
+        }
         Ok(self.forget_removed(&page))
+    }
+
+    /// The bytes eviction weighs `page` at: its set's, or more if it is a
+    /// revived ghost.
+    fn weight(ghosts: &[(u64, usize, usize)], page: &Page) -> usize {
+        let bytes = page.visitors.heap_bytes();
+        let url = page.url.as_ptr() as usize;
+        ghosts
+            .iter()
+            .find(|g| g.2 == url)
+            .map_or(bytes, |g| g.1.max(bytes))
     }
 
     /// The bucket of the least recently recorded page but the one whose
@@ -655,7 +694,10 @@ impl Stripe {
             let Some(page) = self.pages.get_bucket(bucket) else {
                 continue;
             };
-            let key = (page.visitors.last_recorded(), page.visitors.heap_bytes());
+            let key = (
+                page.visitors.last_recorded(),
+                Self::weight(&self.ghosts, page),
+            );
             oldest = oldest.min(key.0);
             if page.url.as_ptr() as usize != keep
                 && best.is_none_or(|b| (key.0, key.1) < (b.0, b.1))
@@ -713,6 +755,8 @@ impl Stripe {
     /// sketch candidates. Returns the heap bytes the page held, for the
     /// caller to release.
     fn forget_removed(&mut self, page: &Page) -> usize {
+        let url = page.url.as_ptr() as usize;
+        self.ghosts.retain(|g| g.2 != url);
         self.pairs -= page.visitors.pairs() as u64;
         if let Some(tally) = page.visitors.sketch_tally() {
             self.sketched -= 1;
@@ -1014,6 +1058,39 @@ mod tests {
         }
         let left: Vec<usize> = stripe.pages().map(|p| p.visitors.heap_bytes()).collect();
         assert_eq!(left, [largest.unwrap()]);
+    }
+
+    /// A big page evicted and recorded again is weighed at half its old
+    /// size: small pages of its second go before it, not it again.
+    #[test]
+    fn a_revived_big_page_outlasts_small_pages_of_its_second() {
+        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
+        let budget = MemoryBudget::new(None, 0);
+        let url = |page: u64| format!("https://example.com/{page}");
+        let mut record = |stripe: &mut Stripe, page: u64, visitor: u64| {
+            let hash = stripe.hash(&url(page));
+            stripe.record(&url(page), hash, visitor, 7, None, &budget);
+        };
+        for visitor in 1..=5_000 {
+            record(&mut stripe, 0, visitor);
+        }
+        assert!(stripe.pages().next().unwrap().visitors.heap_bytes() > 2 * SMALL_PAGE);
+        let mut random = SplitMix64(5);
+        stripe
+            .evict_sampled(|| random.next(), EVICTION_SAMPLES, 0)
+            .unwrap();
+        record(&mut stripe, 0, 1);
+        for page in 1..40 {
+            record(&mut stripe, page, page);
+            record(&mut stripe, page, page + 1);
+        }
+        for _ in 1..40 {
+            stripe
+                .evict_sampled(|| random.next(), EVICTION_SAMPLES, 0)
+                .unwrap();
+        }
+        let left: Vec<&str> = stripe.pages().map(|p| &*p.url).collect();
+        assert_eq!(left, [url(0)]);
     }
 
     #[test]
