@@ -1067,7 +1067,7 @@ mod tests {
         let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
         let budget = MemoryBudget::new(None, 0);
         let url = |page: u64| format!("https://example.com/{page}");
-        let mut record = |stripe: &mut Stripe, page: u64, visitor: u64| {
+        let record = |stripe: &mut Stripe, page: u64, visitor: u64| {
             let hash = stripe.hash(&url(page));
             stripe.record(&url(page), hash, visitor, 7, None, &budget);
         };
