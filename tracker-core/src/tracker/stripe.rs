@@ -694,15 +694,16 @@ impl Stripe {
             let Some(page) = self.pages.get_bucket(bucket) else {
                 continue;
             };
-            let key = (
-                page.visitors.last_recorded(),
-                Self::weight(&self.ghosts, page),
-            );
+            let key = (page.visitors.last_recorded(), page.visitors.heap_bytes());
             oldest = oldest.min(key.0);
-            if page.url.as_ptr() as usize != keep
-                && best.is_none_or(|b| (key.0, key.1) < (b.0, b.1))
-            {
-                best = Some((key.0, key.1, bucket));
+            // The weight is never below the set's bytes, so only a page
+            // that beats the best on those needs its weight looked up.
+            let beats = |key: (u32, usize)| best.is_none_or(|b| key < (b.0, b.1));
+            if page.url.as_ptr() as usize != keep && beats(key) {
+                let key = (key.0, Self::weight(&self.ghosts, page));
+                if beats(key) {
+                    best = Some((key.0, key.1, bucket));
+                }
             }
         }
         self.floor = self.floor.max(oldest.min(self.newest));
