@@ -23,8 +23,8 @@
 //!   record: it visits stripes one lock at a time (read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
 //!   sketched page's oldest days, or to evict). An eviction holds its
-//!   stripe's lock for 16 samples and the pool, or, rarely, for one scan
-//!   of that stripe's pages (see `RECENCY_WINDOW`). The one
+//!   stripe's lock for 16 samples and the pool, or for one scan of that
+//!   stripe's pages when they are all recent (see `RECENCY_WINDOW`). The one
 //!   exception is a timed set whose rebuild cut a larger horizon list
 //!   than it had (see `settle`): under the record's or sweep's own stripe
 //!   lock, other pages of that stripe are evicted until the growth fits
