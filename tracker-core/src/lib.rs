@@ -123,8 +123,14 @@
 //!   record is never evicted while an older page of that stripe remains
 //!   (when the samples offer only such pages, the stripe is scanned for
 //!   its least recent page), and making room passes over stripes that
-//!   hold only such pages until every stripe does. Every page kept stays
-//!   exact; a page evicted and recorded again starts from zero.
+//!   hold only such pages until every stripe does; then such pages go
+//!   smallest first across stripes (within a factor of two), so a stripe
+//!   left with only its hot page keeps it while smaller recent pages
+//!   remain elsewhere. A big page evicted and recorded again is weighed
+//!   at half its old size until it holds that much, so that it is not
+//!   taken again and again for a cold page of its second. Every page
+//!   kept stays exact; a page evicted and recorded again starts from
+//!   zero.
 //! - `Reject`: the record fails with [`TrackerError::MemoryFull`]; every
 //!   count stays exact.
 //!

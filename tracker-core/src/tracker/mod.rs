@@ -542,35 +542,47 @@ impl Tracker {
     /// until every stripe has (see `stripe::RECENCY_WINDOW`): a large goal
     /// (a hot page's table growing) would otherwise drain the hot page's
     /// stripe of its small pages and then take the hot page, while older
-    /// pages remain elsewhere.
+    /// pages remain elsewhere. Then recent pages go, but only those below
+    /// a bar in bytes (first just past `stripe::SMALL_PAGE`), raised after
+    /// each round of stripes that found none (to at least twice the bar,
+    /// and past the smallest page refused), so
+    /// that across stripes small recent pages go before big ones: a stripe
+    /// left holding only its hot page keeps it while smaller pages remain
+    /// elsewhere.
     fn evict_until_free(&self, goal: u64) {
         let random_stripe = || (self.next_random() >> 32) as usize & self.stripe_mask;
         let mut stripe = random_stripe();
-        let mut empty_in_a_row = 0;
-        let mut spare_recent = true;
+        let mut refused_in_a_row = 0;
+        // Recent pages go only below this many heap bytes (0: none).
+        let mut recent_below = 0usize;
+        let mut smallest_refused = usize::MAX;
         while self.budget.free() < goal {
-            if empty_in_a_row == self.stripes.len() {
-                if !spare_recent {
+            if refused_in_a_row == self.stripes.len() {
+                if recent_below == usize::MAX {
                     break;
                 }
-                // Every stripe holds only recent pages: those go too.
-                (spare_recent, empty_in_a_row) = (false, 0);
+                recent_below = recent_below
+                    .saturating_mul(2)
+                    .max(smallest_refused.saturating_add(1))
+                    .max(stripe::SMALL_PAGE + 1);
+                (refused_in_a_row, smallest_refused) = (0, usize::MAX);
             }
-            let evicted = sync::write(&self.stripes[stripe]).evict_sampled(
+            let evicted = sync::write(&self.stripes[stripe]).evict_sampled_below(
                 || self.next_random(),
                 EVICTION_SAMPLES,
                 0,
-                spare_recent,
+                recent_below,
             );
             match evicted {
-                Some(freed) => {
+                Ok(freed) => {
                     self.budget.release(freed);
                     self.evictions.fetch_add(1, Ordering::Relaxed);
-                    empty_in_a_row = 0;
+                    refused_in_a_row = 0;
                     stripe = random_stripe();
                 }
-                None => {
-                    empty_in_a_row += 1;
+                Err(spared) => {
+                    smallest_refused = smallest_refused.min(spared);
+                    refused_in_a_row += 1;
                     stripe = (stripe + 1) & self.stripe_mask;
                 }
             }

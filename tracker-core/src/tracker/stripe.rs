@@ -28,8 +28,8 @@
 //!   record: it visits stripes one lock at a time (read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
 //!   sketched page's oldest days, or to evict). An eviction holds its
-//!   stripe's lock for 16 samples and the pool, or, rarely, for one scan
-//!   of that stripe's pages (see `RECENCY_WINDOW`). The one
+//!   stripe's lock for 16 samples and the pool, or for one scan of that
+//!   stripe's pages when they are all recent (see `RECENCY_WINDOW`). The one
 //!   exception is a timed set whose rebuild cut a larger horizon list
 //!   than it had (see `settle`): under the record's or sweep's own stripe
 //!   lock, other pages of that stripe are evicted until the growth fits
@@ -73,15 +73,28 @@ pub(crate) const EVICTION_SAMPLES: usize = 16;
 /// of its stripe last recorded in an earlier tick remains. When the
 /// sampled candidates (the pool and fresh samples) offer only such pages
 /// but an older one may exist (the stripe's `floor` says), eviction scans
-/// the stripe for the exact least recent page. That scan happens only
-/// when the samples missed every older page, and each scan raises the
-/// floor, so it is rare unless almost every page is that recent (and
-/// then it finds the floor and stops recurring). Making room under the
-/// budget also passes over a stripe whose least recent page is within the
-/// window, until every stripe has been found so, so that a stripe drained
-/// by a large goal gives up its hot pages only when no stripe holds an
-/// older page. Outside the window, eviction approximates LRU by sampling.
+/// the stripe for the exact least recent page (fewest bytes among its
+/// tick's). It does so also when the best candidate is of the floor's
+/// tick but bigger than `SMALL_PAGE`: the few samples of a sparse table
+/// can offer only a hot page while small pages of that tick remain (the
+/// cause, measured on the eviction bench, of the hottest page's
+/// evictions). Each scan raises the floor, so scans stay rare unless
+/// almost every page is that recent. Making room under the budget also
+/// passes over a stripe whose least recent page is within the window,
+/// until every stripe has been found so, so that a stripe drained by a
+/// large goal gives up its hot pages only when no stripe holds an older
+/// page; then recent pages go smallest first across stripes (see
+/// `Tracker::evict_until_free`). Outside the window, eviction
+/// approximates LRU by sampling.
 pub(crate) const RECENCY_WINDOW: u32 = 1;
+/// Heap bytes of a set small enough that evicting it costs little: a
+/// sampled candidate of the floor's tick this small is taken without a
+/// scan (a bigger one is checked against the stripe's other pages of that
+/// tick), and it is the first bar for recent pages across stripes (see
+/// `Tracker::evict_until_free`).
+pub(crate) const SMALL_PAGE: usize = 4096;
+/// Evicted big pages a stripe remembers (see `Stripe::ghosts`).
+const GHOSTS: usize = 8;
 /// Best eviction candidates a stripe carries from one eviction to the
 /// next (Redis's eviction pool has 16 too): every eviction picks from the
 /// pages of many samples, not only its own.
@@ -145,6 +158,12 @@ pub(crate) struct Stripe {
     /// been recorded, swept, evicted or moved since), so nothing else needs
     /// to maintain it.
     eviction_pool: Vec<(usize, usize)>,
+    /// Pages evicted while bigger than `SMALL_PAGE`, as (URL hash, weight,
+    /// URL address): address 0 while the page is gone, its new URL's
+    /// address once recorded again. Until it holds its weight again, a
+    /// revived page is weighed at it, so that it is not mistaken for a
+    /// cold page of its second and evicted again and again while small.
+    ghosts: Vec<(u64, usize, usize)>,
     /// The bucket width in seconds (the tracker's).
     width: u32,
     /// Picks the pages sampled when eviction runs under this stripe's lock
@@ -234,6 +253,7 @@ impl Stripe {
             resume_slot: 0,
             records_since_sweep: 0,
             eviction_pool: Vec::new(),
+            ghosts: Vec::new(),
             random: SplitMix64(0),
             evicted_to_settle: 0,
             newest: 0,
@@ -537,6 +557,9 @@ impl Stripe {
             };
         }
         let mut page = Page::new(url, tick);
+        if let Some(ghost) = self.ghosts.iter_mut().find(|g| g.0 == url_hash && g.2 == 0) {
+            ghost.2 = page.url.as_ptr() as usize;
+        }
         self.newest = self.newest.max(tick);
         self.floor = self.floor.min(tick);
         page.visitors.insert(visitor, tick, self.width, expiry);
@@ -561,29 +584,50 @@ impl Stripe {
     /// fewer bytes goes first, so a page with many visitors is never
     /// traded for a small one recorded as recently. Returns the bytes
     /// freed, or `None` if the stripe has no page but the one whose URL is
-    /// at address `keep` (0 for none), or with `spare_recent` if its least
-    /// recent page is within the recency window.
+    /// at address `keep` (0 for none).
     pub(crate) fn evict_sampled(
+        &mut self,
+        random: impl FnMut() -> u64,
+        samples: usize,
+        keep: usize,
+    ) -> Option<usize> {
+        self.evict_sampled_below(random, samples, keep, usize::MAX)
+            .ok()
+    }
+
+    /// [`Stripe::evict_sampled`], but a victim within the recency window is
+    /// taken only if its set holds fewer than `recent_below` heap bytes
+    /// (0: no recent page goes). A refusal is `Err` of the bytes the
+    /// spared victim holds (0 if not known, `usize::MAX` if the stripe has
+    /// no page to offer), so that the caller can raise the bar
+    /// just enough: across stripes, small recent pages go before big ones
+    /// (see `Tracker::evict_until_free`).
+    pub(crate) fn evict_sampled_below(
         &mut self,
         mut random: impl FnMut() -> u64,
         samples: usize,
         keep: usize,
-        spare_recent: bool,
-    ) -> Option<usize> {
+        recent_below: usize,
+    ) -> Result<usize, usize> {
         // Every page is at least `floor` recent: all within the window.
         let all_recent = self.floor.saturating_add(RECENCY_WINDOW) >= self.newest;
-        if self.pages.is_empty() || (spare_recent && all_recent) {
-            return None;
+        if self.pages.is_empty() {
+            return Err(usize::MAX);
+        }
+        if recent_below == 0 && all_recent {
+            // Not scanned: the victim's size is unknown, so the next bar
+            // is the lowest one.
+            return Err(0);
         }
         // Candidates are named by bucket and checked by their URL's
         // address, so that no URL is hashed: a bucket whose page has moved
         // (the table was rebuilt) or gone no longer matches and is dropped.
-        let pages = &self.pages;
+        let (pages, ghosts) = (&self.pages, &self.ghosts);
         let key = |(bucket, url): (usize, usize)| {
             let page = pages.get_bucket(bucket)?;
             (page.url.as_ptr() as usize == url && url != keep).then(|| {
-                let visitors = &page.visitors;
-                (visitors.last_recorded(), visitors.heap_bytes(), bucket, url)
+                let weight = Self::weight(ghosts, page);
+                (page.visitors.last_recorded(), weight, bucket, url)
             })
         };
         // The pool's pages as they are now, plus fresh samples: random
@@ -600,30 +644,40 @@ impl Stripe {
                 seen += 1;
                 let url = page.url.as_ptr() as usize;
                 if url != keep && !candidates.iter().any(|c| c.2 == bucket) {
-                    let visitors = &page.visitors;
-                    candidates.push((visitors.last_recorded(), visitors.heap_bytes(), bucket, url));
+                    let weight = Self::weight(ghosts, page);
+                    candidates.push((page.visitors.last_recorded(), weight, bucket, url));
                 }
             }
         }
         candidates.sort_unstable();
         let victim = match candidates.first() {
-            // Within the recency window while an older page may remain:
-            // the exact least recent page instead (see `RECENCY_WINDOW`).
-            Some(&(last, _, bucket, _))
-                if last > self.floor && last.saturating_add(RECENCY_WINDOW) >= self.newest =>
+            // Within the recency window: the exact least recent page (the
+            // fewest bytes among its tick's) instead, unless the candidate
+            // is of the floor's tick and small. A few samples of a sparse
+            // table can offer only a hot page while small pages of the same
+            // tick remain (see `RECENCY_WINDOW`).
+            Some(&(last, bytes, bucket, _))
+                if last.saturating_add(RECENCY_WINDOW) >= self.newest
+                    && (last > self.floor || bytes > SMALL_PAGE) =>
             {
                 self.least_recent(keep).unwrap_or(bucket)
             }
             Some(&(_, _, bucket, _)) => bucket,
-            None => (0..buckets).find(|&b| {
-                pages
-                    .get_bucket(b)
-                    .is_some_and(|p| p.url.as_ptr() as usize != keep)
-            })?,
+            None => (0..buckets)
+                .find(|&b| {
+                    pages
+                        .get_bucket(b)
+                        .is_some_and(|p| p.url.as_ptr() as usize != keep)
+                })
+                .ok_or(usize::MAX)?,
         };
-        let last = self.pages.get_bucket(victim)?.visitors.last_recorded();
-        if spare_recent && last.saturating_add(RECENCY_WINDOW) >= self.newest {
-            return None;
+        let page = self.pages.get_bucket(victim).ok_or(usize::MAX)?;
+        let (last, bytes) = (
+            page.visitors.last_recorded(),
+            Self::weight(&self.ghosts, page),
+        );
+        if bytes >= recent_below && last.saturating_add(RECENCY_WINDOW) >= self.newest {
+            return Err(bytes);
         }
         self.eviction_pool.clear();
         self.eviction_pool.extend(
@@ -633,8 +687,36 @@ impl Stripe {
                 .take(EVICTION_POOL)
                 .map(|&(_, _, bucket, url)| (bucket, url)),
         );
-        let (page, _) = self.pages.get_bucket_entry(victim).ok()?.remove();
-        Some(self.forget_removed(&page))
+        let (page, _) = self
+            .pages
+            .get_bucket_entry(victim)
+            .map_err(|_| usize::MAX)?
+            .remove();
+        if bytes > SMALL_PAGE {
+            // Half its weight, so that a page that stays cold fades.
+            // A full list gives up its lightest entry, if lighter.
+            let lightest = (0..self.ghosts.len()).min_by_key(|&i| self.ghosts[i].1);
+            match lightest {
+                Some(i) if self.ghosts.len() == GHOSTS => {
+                    if self.ghosts[i].1 < bytes / 2 {
+                        self.ghosts[i] = (self.hash(&page.url), bytes / 2, 0);
+                    }
+                }
+                _ => self.ghosts.push((self.hash(&page.url), bytes / 2, 0)),
+            }
+        }
+        Ok(self.forget_removed(&page))
+    }
+
+    /// The bytes eviction weighs `page` at: its set's, or more if it is a
+    /// revived ghost.
+    fn weight(ghosts: &[(u64, usize, usize)], page: &Page) -> usize {
+        let bytes = page.visitors.heap_bytes();
+        let url = page.url.as_ptr() as usize;
+        ghosts
+            .iter()
+            .find(|g| g.2 == url)
+            .map_or(bytes, |g| g.1.max(bytes))
     }
 
     /// The bucket of the least recently recorded page but the one whose
@@ -649,10 +731,14 @@ impl Stripe {
             };
             let key = (page.visitors.last_recorded(), page.visitors.heap_bytes());
             oldest = oldest.min(key.0);
-            if page.url.as_ptr() as usize != keep
-                && best.is_none_or(|b| (key.0, key.1) < (b.0, b.1))
-            {
-                best = Some((key.0, key.1, bucket));
+            // The weight is never below the set's bytes, so only a page
+            // that beats the best on those needs its weight looked up.
+            let beats = |key: (u32, usize)| best.is_none_or(|b| key < (b.0, b.1));
+            if page.url.as_ptr() as usize != keep && beats(key) {
+                let key = (key.0, Self::weight(&self.ghosts, page));
+                if beats(key) {
+                    best = Some((key.0, key.1, bucket));
+                }
             }
         }
         self.floor = self.floor.max(oldest.min(self.newest));
@@ -681,7 +767,7 @@ impl Stripe {
         let mut random = SplitMix64(self.random.0);
         while !budget.try_reserve(grown) {
             let freed = if budget.may_evict() {
-                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep, false)
+                self.evict_sampled(|| random.next(), EVICTION_SAMPLES, keep)
             } else {
                 None
             };
@@ -705,6 +791,8 @@ impl Stripe {
     /// sketch candidates. Returns the heap bytes the page held, for the
     /// caller to release.
     fn forget_removed(&mut self, page: &Page) -> usize {
+        let url = page.url.as_ptr() as usize;
+        self.ghosts.retain(|g| g.2 != url);
         self.pairs -= page.visitors.pairs() as u64;
         if let Some(tally) = page.visitors.sketch_tally() {
             self.sketched -= 1;
@@ -800,7 +888,7 @@ impl Stripe {
         let target = (self.pages.len() / 32).max(1) as u64;
         let (mut freed, mut evicted) = (0, 0);
         while evicted < target {
-            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0, false) else {
+            let Some(bytes) = self.evict_sampled(&mut random, EVICTION_SAMPLES, 0) else {
                 break;
             };
             freed += bytes;
@@ -967,7 +1055,7 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state
         };
-        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0, false) {
+        while let Some(freed) = stripe.evict_sampled(&mut random, 5, 0) {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
@@ -1000,12 +1088,45 @@ mod tests {
         for _ in 0..49 {
             budget.release(
                 stripe
-                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0, false)
+                    .evict_sampled(&mut random, EVICTION_SAMPLES, 0)
                     .unwrap(),
             );
         }
         let left: Vec<usize> = stripe.pages().map(|p| p.visitors.heap_bytes()).collect();
         assert_eq!(left, [largest.unwrap()]);
+    }
+
+    /// A big page evicted and recorded again is weighed at half its old
+    /// size: small pages of its second go before it, not it again.
+    #[test]
+    fn a_revived_big_page_outlasts_small_pages_of_its_second() {
+        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
+        let budget = MemoryBudget::new(None, 0);
+        let url = |page: u64| format!("https://example.com/{page}");
+        let record = |stripe: &mut Stripe, page: u64, visitor: u64| {
+            let hash = stripe.hash(&url(page));
+            stripe.record(&url(page), hash, visitor, 7, None, &budget);
+        };
+        for visitor in 1..=5_000 {
+            record(&mut stripe, 0, visitor);
+        }
+        assert!(stripe.pages().next().unwrap().visitors.heap_bytes() > 2 * SMALL_PAGE);
+        let mut random = SplitMix64(5);
+        stripe
+            .evict_sampled(|| random.next(), EVICTION_SAMPLES, 0)
+            .unwrap();
+        record(&mut stripe, 0, 1);
+        for page in 1..40 {
+            record(&mut stripe, page, page);
+            record(&mut stripe, page, page + 1);
+        }
+        for _ in 1..40 {
+            stripe
+                .evict_sampled(|| random.next(), EVICTION_SAMPLES, 0)
+                .unwrap();
+        }
+        let left: Vec<&str> = stripe.pages().map(|p| &*p.url).collect();
+        assert_eq!(left, [url(0)]);
     }
 
     #[test]
