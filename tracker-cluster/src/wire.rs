@@ -207,7 +207,7 @@ pub(crate) struct WirePartial {
 
 /// [`Stats`] on the wire (its fields in order).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub(crate) struct WireStats([u64; 10], Option<u64>);
+pub(crate) struct WireStats([u64; 12], Option<u64>);
 
 impl From<&Stats> for WireStats {
     fn from(s: &Stats) -> Self {
@@ -223,6 +223,8 @@ impl From<&Stats> for WireStats {
                 s.expirations,
                 s.expired_pages,
                 s.stale_events,
+                s.exact_pages,
+                s.sketched_visitors,
             ],
             s.max_bytes,
         )
@@ -244,6 +246,8 @@ impl From<WireStats> for Stats {
             s.expirations,
             s.expired_pages,
             s.stale_events,
+            s.exact_pages,
+            s.sketched_visitors,
         ] = w.0;
         s.max_bytes = w.1;
         s

@@ -221,5 +221,7 @@ impl Stats {
         self.expirations += other.expirations;
         self.expired_pages += other.expired_pages;
         self.stale_events += other.stale_events;
+        self.exact_pages += other.exact_pages;
+        self.sketched_visitors += other.sketched_visitors;
     }
 }
