@@ -21,7 +21,7 @@ const FIRST_RUN: u32 = 4;
 /// The most room a first run starts with (see `Runs::first_room`).
 const MAX_FIRST_RUN: u32 = 16;
 /// Runs started before the first room may grow: a few pairs say little.
-const FIRST_RUNS_TO_JUDGE: u32 = 8;
+const FIRST_RUNS_TO_JUDGE: u8 = 8;
 /// A run's header: its length and its room, in words.
 const HEADER: usize = 2;
 
@@ -44,17 +44,20 @@ pub(crate) enum AddBucket {
 #[derive(Debug, Clone)]
 pub(crate) struct Runs {
     arena: Vec<u32>,
-    /// Words of the arena no word refers to any more.
-    garbage: usize,
+    /// Words of the arena no word refers to any more (offsets are 31
+    /// bits, so this fits; small fields keep a page's table as large as
+    /// before these counters).
+    garbage: u32,
     /// The room a new run starts with: [`FIRST_RUN`], doubled (up to
     /// [`MAX_FIRST_RUN`]) once half the runs started at it have filled
     /// it, so that on a page whose visitors come back often a run does
     /// not move (and leave garbage) on its way to its usual length.
-    first_room: u32,
-    /// Runs started, and runs that filled a room of `first_room`, since
-    /// `first_room` last changed.
-    started: u32,
-    filled: u32,
+    first_room: u8,
+    /// Since `first_room` last changed: runs started (saturating), and
+    /// twice the runs that filled a room of `first_room` less the runs
+    /// started (at least 0: half of them filled).
+    started: u8,
+    balance: i16,
 }
 
 impl Default for Runs {
@@ -68,9 +71,9 @@ impl Runs {
     pub(crate) const EMPTY: Runs = Runs {
         arena: Vec::new(),
         garbage: 0,
-        first_room: FIRST_RUN,
+        first_room: FIRST_RUN as u8,
         started: 0,
-        filled: 0,
+        balance: 0,
     };
 
     /// Heap bytes an empty arena takes on for its first run.
@@ -88,7 +91,7 @@ impl Runs {
 
     /// Arena words no pair uses (moved runs).
     pub(crate) fn garbage(&self) -> usize {
-        self.garbage
+        self.garbage as usize
     }
 
     /// Notes that the pair with word `word` is gone: its run, if any, is
@@ -96,7 +99,7 @@ impl Runs {
     pub(crate) fn release(&mut self, word: u32) {
         if word & MULTI != 0 {
             let at = (word & !MULTI) as usize;
-            self.garbage += HEADER + self.arena[at + 1] as usize;
+            self.garbage += HEADER as u32 + self.arena[at + 1];
         }
     }
 
@@ -228,17 +231,18 @@ impl Runs {
             let (a, b) = ((*word).min(bucket), (*word).max(bucket));
             self.arena.extend_from_slice(&[2, room, a, b]);
             self.started = self.started.saturating_add(1);
+            self.balance = self.balance.saturating_sub(1);
         } else {
             let old = (*word & !MULTI) as usize;
             let (len, old_room) = (self.arena[old] as usize, self.arena[old + 1] as usize);
-            if old_room == self.first_room as usize {
-                self.filled = self.filled.saturating_add(1);
-                if u64::from(self.filled) * 2 >= u64::from(self.started)
+            if old_room == usize::from(self.first_room) {
+                self.balance = self.balance.saturating_add(2);
+                if self.balance >= 0
                     && self.started >= FIRST_RUNS_TO_JUDGE
-                    && self.first_room < MAX_FIRST_RUN
+                    && u32::from(self.first_room) < MAX_FIRST_RUN
                 {
                     self.first_room *= 2;
-                    (self.started, self.filled) = (0, 0);
+                    (self.started, self.balance) = (0, 0);
                 }
             }
             let start = old + HEADER;
@@ -247,7 +251,7 @@ impl Runs {
             self.arena.extend_from_within(start..start + pos);
             self.arena.push(bucket);
             self.arena.extend_from_within(start + pos..start + len);
-            self.garbage += HEADER + old_room;
+            self.garbage += (HEADER + old_room) as u32;
         }
         self.arena.resize(at + size, 0);
         *word = MULTI | at as u32;
@@ -267,7 +271,7 @@ impl Runs {
         match left {
             0 | 1 => {
                 let last = run.last().copied();
-                self.garbage += HEADER + self.arena[at + 1] as usize;
+                self.garbage += HEADER as u32 + self.arena[at + 1];
                 if left == 1 {
                     *word = last.expect("a run is never empty");
                 }
@@ -294,7 +298,7 @@ impl Runs {
         keep_room: bool,
     ) -> usize {
         let before = self.heap_bytes();
-        let live = self.arena.len() - self.garbage;
+        let live = self.arena.len() - self.garbage();
         let mut arena = Vec::with_capacity(live);
         for word in words.filter(|w| **w & MULTI != 0) {
             let run = self.buckets(word);
