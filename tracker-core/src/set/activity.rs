@@ -15,8 +15,13 @@ pub(crate) const MULTI: u32 = 1 << 31;
 /// The largest bucket index a word holds (2³¹ minutes reach year 6053).
 pub(crate) const MAX_BUCKET_INDEX: u32 = MULTI - 1;
 
-/// The room a run starts with when a pair is seen in a second bucket.
+/// The room a run starts with when a pair is seen in a second bucket, in
+/// an arena whose pairs have not shown that they come back more often.
 const FIRST_RUN: u32 = 4;
+/// The most room a first run starts with (see `Runs::first_room`).
+const MAX_FIRST_RUN: u32 = 16;
+/// Runs started before the first room may grow: a few pairs say little.
+const FIRST_RUNS_TO_JUDGE: u8 = 8;
 /// A run's header: its length and its room, in words.
 const HEADER: usize = 2;
 
@@ -36,11 +41,29 @@ pub(crate) enum AddBucket {
 /// buckets ascending, 32 bits each. A run that fills moves to the end at
 /// twice the room, leaving garbage that [`compact`](Runs::compact)
 /// reclaims.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Runs {
     arena: Vec<u32>,
-    /// Words of the arena no word refers to any more.
-    garbage: usize,
+    /// Words of the arena no word refers to any more (offsets are 31
+    /// bits, so this fits; small fields keep a page's table as large as
+    /// before these counters).
+    garbage: u32,
+    /// The room a new run starts with: [`FIRST_RUN`], doubled (up to
+    /// [`MAX_FIRST_RUN`]) once half the runs started at it have filled
+    /// it, so that on a page whose visitors come back often a run does
+    /// not move (and leave garbage) on its way to its usual length.
+    first_room: u8,
+    /// Since `first_room` last changed: runs started (saturating), and
+    /// twice the runs that filled a room of `first_room` less the runs
+    /// started (at least 0: half of them filled).
+    started: u8,
+    balance: i16,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Self::EMPTY
+    }
 }
 
 impl Runs {
@@ -48,6 +71,9 @@ impl Runs {
     pub(crate) const EMPTY: Runs = Runs {
         arena: Vec::new(),
         garbage: 0,
+        first_room: FIRST_RUN as u8,
+        started: 0,
+        balance: 0,
     };
 
     /// Heap bytes an empty arena takes on for its first run.
@@ -65,7 +91,7 @@ impl Runs {
 
     /// Arena words no pair uses (moved runs).
     pub(crate) fn garbage(&self) -> usize {
-        self.garbage
+        self.garbage as usize
     }
 
     /// Notes that the pair with word `word` is gone: its run, if any, is
@@ -73,7 +99,7 @@ impl Runs {
     pub(crate) fn release(&mut self, word: u32) {
         if word & MULTI != 0 {
             let at = (word & !MULTI) as usize;
-            self.garbage += HEADER + self.arena[at + 1] as usize;
+            self.garbage += HEADER as u32 + self.arena[at + 1];
         }
     }
 
@@ -136,15 +162,25 @@ impl Runs {
             return AddBucket::Present;
         }
         let needed = if *word & MULTI == 0 {
-            HEADER + FIRST_RUN as usize
+            HEADER + self.first_room as usize
         } else {
             let at = (*word & !MULTI) as usize;
-            let (len, room) = (self.arena[at], self.arena[at + 1]);
-            if self.buckets(word).binary_search(&bucket).is_ok() {
-                return AddBucket::Present;
-            }
-            if len < room {
-                self.insert_in_place(at, bucket);
+            let (len, room) = (self.arena[at] as usize, self.arena[at + 1]);
+            let run = &mut self.arena[at + HEADER..at + HEADER + room as usize];
+            // Time mostly moves forward: a later bucket than the last goes
+            // at the end, with no search and nothing to shift.
+            let pos = if bucket > run[len - 1] {
+                len
+            } else {
+                match run[..len].binary_search(&bucket) {
+                    Ok(_) => return AddBucket::Present,
+                    Err(pos) => pos,
+                }
+            };
+            if len < room as usize {
+                run.copy_within(pos..len, pos + 1);
+                run[pos] = bucket;
+                self.arena[at] += 1;
                 return AddBucket::Added;
             }
             HEADER + 2 * room as usize
@@ -172,7 +208,7 @@ impl Runs {
     /// The arena words a new run for the pair would take, if it needs one.
     fn needed(&self, word: &u32) -> Option<usize> {
         if *word & MULTI == 0 {
-            return Some(HEADER + FIRST_RUN as usize);
+            return Some(HEADER + self.first_room as usize);
         }
         let at = (*word & !MULTI) as usize;
         (self.arena[at] == self.arena[at + 1]).then(|| HEADER + 2 * self.arena[at + 1] as usize)
@@ -185,16 +221,6 @@ impl Runs {
         (self.arena.len() + needed).max(capacity + capacity / 4)
     }
 
-    /// Inserts `bucket` (absent) into the run at `at`, which has room.
-    fn insert_in_place(&mut self, at: usize, bucket: u32) {
-        let len = self.arena[at] as usize;
-        let run = &mut self.arena[at + HEADER..at + HEADER + len + 1];
-        let pos = run[..len].partition_point(|&b| b < bucket);
-        run.copy_within(pos..len, pos + 1);
-        run[pos] = bucket;
-        self.arena[at] += 1;
-    }
-
     /// Writes the pair's buckets and `bucket` (absent) as a new run of
     /// `size` words at the arena's end, which has room (so nothing
     /// allocates), and points the word at it.
@@ -204,16 +230,28 @@ impl Runs {
         if *word & MULTI == 0 {
             let (a, b) = ((*word).min(bucket), (*word).max(bucket));
             self.arena.extend_from_slice(&[2, room, a, b]);
+            self.started = self.started.saturating_add(1);
+            self.balance = self.balance.saturating_sub(1);
         } else {
             let old = (*word & !MULTI) as usize;
             let (len, old_room) = (self.arena[old] as usize, self.arena[old + 1] as usize);
+            if old_room == usize::from(self.first_room) {
+                self.balance = self.balance.saturating_add(2);
+                if self.balance >= 0
+                    && self.started >= FIRST_RUNS_TO_JUDGE
+                    && u32::from(self.first_room) < MAX_FIRST_RUN
+                {
+                    self.first_room *= 2;
+                    (self.started, self.balance) = (0, 0);
+                }
+            }
             let start = old + HEADER;
             let pos = self.arena[start..start + len].partition_point(|&b| b < bucket);
             self.arena.extend_from_slice(&[len as u32 + 1, room]);
             self.arena.extend_from_within(start..start + pos);
             self.arena.push(bucket);
             self.arena.extend_from_within(start + pos..start + len);
-            self.garbage += HEADER + old_room;
+            self.garbage += (HEADER + old_room) as u32;
         }
         self.arena.resize(at + size, 0);
         *word = MULTI | at as u32;
@@ -233,7 +271,7 @@ impl Runs {
         match left {
             0 | 1 => {
                 let last = run.last().copied();
-                self.garbage += HEADER + self.arena[at + 1] as usize;
+                self.garbage += HEADER as u32 + self.arena[at + 1];
                 if left == 1 {
                     *word = last.expect("a run is never empty");
                 }
@@ -260,7 +298,7 @@ impl Runs {
         keep_room: bool,
     ) -> usize {
         let before = self.heap_bytes();
-        let live = self.arena.len() - self.garbage;
+        let live = self.arena.len() - self.garbage();
         let mut arena = Vec::with_capacity(live);
         for word in words.filter(|w| **w & MULTI != 0) {
             let run = self.buckets(word);
@@ -315,19 +353,45 @@ mod tests {
         assert_eq!(runs.add(&mut word, 90), AddBucket::Present);
     }
 
+    #[test]
+    fn runs_start_with_more_room_once_pairs_keep_coming_back() {
+        let mut runs = Runs::default();
+        let room = |runs: &Runs, word: u32| runs.arena[(word & !MULTI) as usize + 1];
+        // Pairs seen in 6 buckets each, in time order (appended at the end).
+        let mut words: Vec<u32> = vec![0; 16];
+        for bucket in 0..6 {
+            for word in &mut words {
+                if bucket == 0 {
+                    *word = 0;
+                } else {
+                    assert!(add(&mut runs, word, bucket));
+                }
+            }
+        }
+        assert_eq!(room(&runs, words[0]), 8, "the first runs filled and moved");
+        assert_eq!(runs.first_room, 8, "most runs filled their first room");
+        let mut word = 7;
+        assert!(add(&mut runs, &mut word, 9));
+        assert_eq!(room(&runs, word), 8);
+        assert_eq!(runs.buckets(&word), [7, 9]);
+        for word in &words {
+            assert_eq!(runs.buckets(word), [0, 1, 2, 3, 4, 5]);
+        }
+    }
+
     proptest! {
         /// Against a set of buckets per pair: every range and series
         /// answer, retention and compaction agree.
         #[test]
         fn behaves_like_sets_of_buckets(
-            visits in proptest::collection::vec((0usize..6, 0u32..40), 1..200),
+            visits in proptest::collection::vec((0usize..12, 0u32..40), 1..300),
             ranges in proptest::collection::vec((0u64..45, 0u64..45), 1..6),
             oldest in 0u32..45,
             step in 1u64..8,
         ) {
             let mut runs = Runs::default();
-            let mut words: Vec<Option<u32>> = vec![None; 6];
-            let mut model: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); 6];
+            let mut words: Vec<Option<u32>> = vec![None; 12];
+            let mut model: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); 12];
             for (pair, bucket) in visits {
                 let new = model[pair].insert(bucket);
                 match &mut words[pair] {

@@ -41,7 +41,9 @@
 //! - high bit set: the offset of the pair's sorted run of distinct
 //!   buckets (`len, capacity, bucket...`, 32 bits each) in a per-page
 //!   arena. A run that fills moves to the arena's end at twice the room;
-//!   a page rebuild rewrites every run exactly sized, in slot order.
+//!   a page rebuild rewrites every run exactly sized, in slot order. A
+//!   page whose runs mostly fill their first room starts new ones with
+//!   more (up to 16 buckets).
 //!
 //! A repeat visit in its bucket reads the word and writes nothing (no
 //! allocation); a visit in a new bucket grows the page's arena, amortised.
