@@ -209,25 +209,29 @@ pub(crate) struct WirePartial {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct WireStats([u64; 12], Option<u64>);
 
+/// The counters of [`Stats`] in their wire order, listed once for both
+/// directions so that a field cannot be sent and not read back.
+fn counters(s: &mut Stats) -> [&mut u64; 12] {
+    [
+        &mut s.pages,
+        &mut s.pairs,
+        &mut s.bytes,
+        &mut s.stripes,
+        &mut s.evictions,
+        &mut s.rejections,
+        &mut s.sketched_pages,
+        &mut s.expirations,
+        &mut s.expired_pages,
+        &mut s.stale_events,
+        &mut s.exact_pages,
+        &mut s.sketched_visitors,
+    ]
+}
+
 impl From<&Stats> for WireStats {
     fn from(s: &Stats) -> Self {
-        Self(
-            [
-                s.pages,
-                s.pairs,
-                s.bytes,
-                s.stripes,
-                s.evictions,
-                s.rejections,
-                s.sketched_pages,
-                s.expirations,
-                s.expired_pages,
-                s.stale_events,
-                s.exact_pages,
-                s.sketched_visitors,
-            ],
-            s.max_bytes,
-        )
+        let mut copy = *s;
+        Self(counters(&mut copy).map(|v| *v), s.max_bytes)
     }
 }
 
@@ -235,20 +239,9 @@ impl From<WireStats> for Stats {
     fn from(w: WireStats) -> Self {
         // `Stats` is non-exhaustive: filled field by field from a default.
         let mut s = Stats::default();
-        [
-            s.pages,
-            s.pairs,
-            s.bytes,
-            s.stripes,
-            s.evictions,
-            s.rejections,
-            s.sketched_pages,
-            s.expirations,
-            s.expired_pages,
-            s.stale_events,
-            s.exact_pages,
-            s.sketched_visitors,
-        ] = w.0;
+        for (field, value) in counters(&mut s).into_iter().zip(w.0) {
+            *field = value;
+        }
         s.max_bytes = w.1;
         s
     }
