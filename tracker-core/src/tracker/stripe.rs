@@ -338,7 +338,7 @@ impl Stripe {
                 self.pairs += 1;
                 Recorded::New
             }
-            Insert::GrowKnown { bytes, was } => {
+            grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
                 if !budget.try_reserve(bytes) {
                     retally(&mut self.sketched_visitors, tally, &page.visitors);
                     if let Some(before) = timed_before {
@@ -351,43 +351,36 @@ impl Stripe {
                 let held = page.visitors.heap_bytes();
                 page.visitors
                     .grow_and_insert(visitor, tick, self.width, expiry);
-                let after = page.visitors.heap_bytes();
-                if timed_before.is_none() && after < held + bytes {
-                    // The arena was compacted: less than reserved is held.
-                    budget.release(held + bytes - after);
-                }
-                if VisitorSet::became_sketch_worthy(held, after, expiry.is_some()) {
-                    self.sketch_worthy.push(url_hash);
-                }
-                if expiry.is_none_or(|e| e.is_live(was)) {
-                    Recorded::Duplicate
-                } else {
-                    self.expired += 1;
-                    Recorded::New
-                }
-            }
-            Insert::Grow(bytes) => {
-                if !budget.try_reserve(bytes) {
-                    retally(&mut self.sketched_visitors, tally, &page.visitors);
-                    if let Some(before) = timed_before {
-                        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-                        self.settle(budget, before, held, keep);
+                match grow {
+                    // A known visitor in a new bucket: its run grew.
+                    Insert::GrowKnown { was, .. } => {
+                        let after = page.visitors.heap_bytes();
+                        if timed_before.is_none() && after < held + bytes {
+                            // The arena was compacted: less than reserved is held.
+                            budget.release(held + bytes - after);
+                        }
+                        if VisitorSet::became_sketch_worthy(held, after, expiry.is_some()) {
+                            self.sketch_worthy.push(url_hash);
+                        }
+                        if expiry.is_none_or(|e| e.is_live(was)) {
+                            Recorded::Duplicate
+                        } else {
+                            self.expired += 1;
+                            Recorded::New
+                        }
                     }
-                    return StripeRecord::NeedRoom(bytes);
-                }
-                reserved = bytes;
-                let held = page.visitors.heap_bytes();
-                page.visitors
-                    .grow_and_insert(visitor, tick, self.width, expiry);
-                if page.visitors.is_sketch() {
-                    // A sketched page with a TTL started a new generation.
-                    Recorded::Sketched
-                } else {
-                    if VisitorSet::became_sketch_worthy(held, held + bytes, expiry.is_some()) {
-                        self.sketch_worthy.push(url_hash);
+                    // A new visitor: the table grew.
+                    _ if page.visitors.is_sketch() => {
+                        // A sketched page with a TTL started a new generation.
+                        Recorded::Sketched
                     }
-                    self.pairs += 1;
-                    Recorded::New
+                    _ => {
+                        if VisitorSet::became_sketch_worthy(held, held + bytes, expiry.is_some()) {
+                            self.sketch_worthy.push(url_hash);
+                        }
+                        self.pairs += 1;
+                        Recorded::New
+                    }
                 }
             }
             Insert::Estimated { changed: true } => Recorded::New,
