@@ -50,25 +50,33 @@ fn write_pair(dir: &Path, cert: &str, key: &str) {
     std::fs::write(dir.join("key.pem"), key).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is_broken() {
-    let dir = tempfile::tempdir().unwrap();
-    let (old_cert, old_key) = pair();
-    write_pair(dir.path(), &old_cert, &old_key);
+/// A TLS server on a new pair written to `dir`, checking the files every
+/// `interval` (`0s`: on SIGHUP only), and a client that trusts that pair,
+/// once it is served.
+async fn serve_a_fresh_pair(dir: &Path, interval: &str) -> (Server, reqwest::Client) {
+    let (cert, key) = pair();
+    write_pair(dir, &cert, &key);
     let server = Server::start(
         TRACKER_HTTP,
         &[
             "--tls-cert",
-            dir.path().join("cert.pem").to_str().unwrap(),
+            dir.join("cert.pem").to_str().unwrap(),
             "--tls-key",
-            dir.path().join("key.pem").to_str().unwrap(),
-            // Only the signal reloads here.
+            dir.join("key.pem").to_str().unwrap(),
             "--tls-reload-interval",
-            "0s",
+            interval,
         ],
     );
-    let trusts_old = trusting(&old_cert, &server);
-    assert!(healthy(&trusts_old, &server).await);
+    let trusts = trusting(&cert, &server);
+    assert!(healthy(&trusts, &server).await);
+    (server, trusts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_serves_a_renewed_certificate_and_keeps_the_old_one_if_the_new_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the signal reloads here.
+    let (server, trusts_old) = serve_a_fresh_pair(dir.path(), "0s").await;
 
     // Renewal: a new pair on disk, then SIGHUP.
     let (new_cert, new_key) = pair();
@@ -126,21 +134,7 @@ async fn until_healthy_is(client: &reqwest::Client, server: &Server, served: boo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_files_are_served_without_a_signal_and_a_broken_change_keeps_the_old_pair() {
     let dir = tempfile::tempdir().unwrap();
-    let (old_cert, old_key) = pair();
-    write_pair(dir.path(), &old_cert, &old_key);
-    let server = Server::start(
-        TRACKER_HTTP,
-        &[
-            "--tls-cert",
-            dir.path().join("cert.pem").to_str().unwrap(),
-            "--tls-key",
-            dir.path().join("key.pem").to_str().unwrap(),
-            "--tls-reload-interval",
-            "100ms",
-        ],
-    );
-    let trusts_old = trusting(&old_cert, &server);
-    assert!(healthy(&trusts_old, &server).await);
+    let (server, trusts_old) = serve_a_fresh_pair(dir.path(), "100ms").await;
 
     // Renewal written in place (certificate, then key: a look between the
     // two fails and is logged; the next one loads the pair).
