@@ -346,20 +346,51 @@ impl<const AUX: usize> VisitorTable<AUX> {
     }
 
     /// Places `key`, known to be absent, at `slot`, pushing the residents
-    /// from there on one step further, as far as the next empty slot.
-    fn displace_from(&mut self, mut slot: usize, mut key: u64, mut values: [u32; AUX]) {
-        loop {
-            let resident = std::mem::replace(self.slot_mut(slot), key);
-            if AUX > 0 {
-                let resident_values = self.values(slot);
-                self.set_values(slot, values);
-                values = resident_values;
+    /// from there on one step further, as far as the next empty slot. The
+    /// run moves as a block (a `memmove` of its keys, one pass over each
+    /// value run) rather than one swap per slot: near the maximum load
+    /// the run averages tens of slots.
+    fn displace_from(&mut self, slot: usize, key: u64, values: [u32; AUX]) {
+        let mut empty = slot;
+        while self.slot(empty) != 0 {
+            empty = self.next(empty);
+        }
+        if empty < slot {
+            // The run wraps round the end: its part at the start moves on,
+            // the last slot's resident to slot 0, then the rest.
+            let last = self.capacity() - 1;
+            self.shift_on(0, empty);
+            *self.slot_mut(0) = self.slot(last);
+            let moved = self.values(last);
+            self.set_values(0, moved);
+            self.shift_on(slot, last);
+        } else {
+            self.shift_on(slot, empty);
+        }
+        *self.slot_mut(slot) = key;
+        self.set_values(slot, values);
+    }
+
+    /// Moves the entries of slots `from..to` one slot on, to
+    /// `from + 1..to + 1` (which must not wrap).
+    #[inline]
+    fn shift_on(&mut self, from: usize, to: usize) {
+        if from == to {
+            return;
+        }
+        self.words.copy_within(1 + from..1 + to, 2 + from);
+        if AUX > 0 {
+            let capacity = self.capacity();
+            let run = &mut self.words[1 + capacity..];
+            for k in 0..AUX {
+                let base = k * capacity;
+                for at in (base + from..base + to).rev() {
+                    let value = run[at / 2] >> (32 * (at & 1)) & u64::from(u32::MAX);
+                    let shift = 32 * ((at + 1) & 1);
+                    let word = &mut run[(at + 1) / 2];
+                    *word = (*word & !(u64::from(u32::MAX) << shift)) | (value << shift);
+                }
             }
-            if resident == 0 {
-                return;
-            }
-            key = resident;
-            slot = self.next(slot);
         }
     }
 
