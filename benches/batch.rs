@@ -5,7 +5,10 @@
 //! threads (contiguous halves), the batch path in batches of `BATCH`.
 //! Plain timed rounds, interleaved (each round runs every design once),
 //! the median of `ROUNDS`; then ns per event and the ratios to naive.
-//! `cargo test --benches` runs it once on a tiny stream.
+//! `cargo test --benches` runs it once on a tiny stream. `ONLY=batch`
+//! (any part of a design's name) runs only the designs it names, for
+//! profiling one alone (`perf record`, `valgrind --tool=callgrind`);
+//! `THREADS=1` (or `1,2`) and `ROUNDS=n` narrow the run likewise.
 
 use std::time::{Duration, Instant};
 
@@ -72,11 +75,25 @@ fn main() {
     let workload = ZipfWorkload::core(full);
     let events: Vec<(&str, &str)> = workload.events.iter().collect();
     let rounds = if full { ROUNDS } else { 1 };
-    for threads in [1, 2] {
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let rounds = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(rounds);
+    let threads: Vec<usize> = match std::env::var("THREADS") {
+        Ok(t) => t.split(',').filter_map(|t| t.parse().ok()).collect(),
+        Err(_) => vec![1, 2],
+    };
+    for threads in threads {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); DESIGNS.len()];
         for _ in 0..rounds {
             for (i, design) in DESIGNS.iter().enumerate() {
-                times[i].push(run(design, &events, threads));
+                let skipped = !design.contains(only.as_str());
+                times[i].push(if skipped {
+                    Duration::ZERO
+                } else {
+                    run(design, &events, threads)
+                });
             }
         }
         let median = |t: &mut Vec<Duration>| {

@@ -2,6 +2,7 @@
 //! once per batch.
 
 use super::Tracker;
+use crate::canonical_url::canonicalize;
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync;
@@ -14,20 +15,21 @@ use crate::tracker::stripe::{SWEEP_BUCKETS, StripeRecord};
 pub struct RecordBatch {
     outcomes: Vec<Result<Recorded, TrackerError>>,
     /// The events that passed the visitor checks, hashed, to be sorted by
-    /// stripe.
+    /// stripe and page.
     pending: Vec<Pending>,
+    /// The radix sort's second buffer.
+    sorted: Vec<Pending>,
     /// Events the per-stripe pass could not finish (a new page, a URL not
-    /// in canonical form, no room), with their visitor hashes: recorded
-    /// one by one afterwards.
-    slow: Vec<(u32, u64)>,
+    /// in canonical form), with their visitor and URL hashes: recorded one
+    /// by one afterwards.
+    slow: Vec<(u32, u64, u64)>,
     /// The page-table bucket of each event of the stripe run being
     /// recorded (`u32::MAX`: no such page).
     located: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Pending {
-    stripe: u32,
     index: u32,
     visitor: u64,
     url_hash: u64,
@@ -103,100 +105,185 @@ impl Tracker {
             return;
         }
         let tick = self.config.clock.now().as_tick();
+        let RecordBatch {
+            outcomes,
+            pending,
+            sorted,
+            slow,
+            located,
+        } = batch;
         for (index, &(visitor, url)) in events.iter().enumerate() {
             match self.check_visitor(visitor.as_bytes()) {
-                Err(e) => batch.outcomes.push(Err(e)),
+                Err(e) => outcomes.push(Err(e)),
                 Ok(()) => {
-                    let url_hash = self.url_hasher.hash_one(url);
-                    batch.pending.push(Pending {
-                        stripe: self.stripe_index(url_hash) as u32,
+                    pending.push(Pending {
                         index: index as u32,
                         // 0 marks empty slots (see `record_hashed`).
                         visitor: self.visitor_hasher.hash(visitor.as_bytes()).max(1),
-                        url_hash,
+                        url_hash: self.url_hasher.hash_one(url),
                     });
                     // Overwritten below (never an outcome without a TTL).
-                    batch.outcomes.push(Ok(Recorded::Stale));
+                    outcomes.push(Ok(Recorded::Stale));
                 }
             }
         }
-        // By stripe, and in the batch's order within one.
-        batch.pending.sort_unstable_by_key(|p| (p.stripe, p.index));
+        // The first event's stripe goes first: two threads sending batches
+        // at once start on different stripes rather than queueing on the
+        // same locks in lock step.
+        let first = pending.first().map_or(0, |p| self.stripe_index(p.url_hash));
+        self.sort_by_stripe_and_page(pending, sorted);
         let mut sweep_due = false;
-        for run in batch.pending.chunk_by(|a, b| a.stripe == b.stripe) {
-            let mut stripe = sync::write(&self.stripes[run[0].stripe as usize]);
-            // Every lookup of the run first, then every insert: the
-            // lookups do not depend on one another, so the CPU overlaps
-            // their cache misses (page-table slot, URL, visitor slot), and
-            // the inserts find those lines in cache.
-            batch.located.clear();
-            let mut peeked = 0u64;
-            for p in run {
-                let url = events[p.index as usize].1;
-                batch
-                    .located
-                    .push(match stripe.locate(url, p.url_hash, p.visitor) {
-                        Some((bucket, word)) => {
-                            peeked ^= word;
-                            bucket as u32
+        for pass in [true, false] {
+            for run in pending
+                .chunk_by(|a, b| self.stripe_index(a.url_hash) == self.stripe_index(b.url_hash))
+            {
+                let index = self.stripe_index(run[0].url_hash);
+                if (index >= first) != pass {
+                    continue;
+                }
+                let mut stripe = sync::write(&self.stripes[index]);
+                // Every lookup of the run first, then every insert: the
+                // lookups do not depend on one another, so the CPU
+                // overlaps their cache misses (page-table slot, URL,
+                // visitor slot), and the inserts find those lines in
+                // cache. A page's events are adjacent: it is looked up
+                // (and its URL compared) once.
+                located.clear();
+                let mut peeked = 0u64;
+                let mut last: Option<(u64, &str, u32)> = None;
+                for p in run {
+                    let url = events[p.index as usize].1;
+                    let bucket = match last {
+                        Some((hash, same, bucket)) if hash == p.url_hash && same == url => {
+                            if bucket != u32::MAX {
+                                peeked ^= stripe.peek_at(bucket as usize, p.visitor);
+                            }
+                            bucket
                         }
-                        None => u32::MAX,
-                    });
-            }
-            std::hint::black_box(peeked);
-            for (p, &bucket) in run.iter().zip(&batch.located) {
-                let done = if bucket == u32::MAX {
-                    StripeRecord::NoPage
-                } else {
-                    stripe.record_at(
-                        bucket as usize,
-                        p.url_hash,
-                        p.visitor,
-                        tick,
-                        None,
-                        &self.budget,
-                    )
-                };
-                match done {
-                    StripeRecord::Done(recorded) => {
-                        batch.outcomes[p.index as usize] = Ok(recorded);
+                        _ => match stripe.locate(url, p.url_hash, p.visitor) {
+                            Some((bucket, word)) => {
+                                peeked ^= word;
+                                bucket as u32
+                            }
+                            None => u32::MAX,
+                        },
+                    };
+                    last = Some((p.url_hash, url, bucket));
+                    located.push(bucket);
+                }
+                std::hint::black_box(peeked);
+                for (p, &bucket) in run.iter().zip(located.iter()) {
+                    let done = if bucket == u32::MAX {
+                        StripeRecord::NoPage
+                    } else {
+                        stripe.record_at(
+                            bucket as usize,
+                            p.url_hash,
+                            p.visitor,
+                            tick,
+                            None,
+                            &self.budget,
+                        )
+                    };
+                    match done {
+                        StripeRecord::Done(recorded) => {
+                            outcomes[p.index as usize] = Ok(recorded);
+                        }
+                        StripeRecord::DoneSweepDue(recorded) => {
+                            outcomes[p.index as usize] = Ok(recorded);
+                            sweep_due = true;
+                        }
+                        StripeRecord::NoPage
+                        | StripeRecord::NeedRoom(_)
+                        | StripeRecord::TableFull(_) => slow.push((p.index, p.visitor, p.url_hash)),
                     }
-                    StripeRecord::DoneSweepDue(recorded) => {
-                        batch.outcomes[p.index as usize] = Ok(recorded);
-                        sweep_due = true;
-                    }
-                    StripeRecord::NoPage
-                    | StripeRecord::NeedRoom(_)
-                    | StripeRecord::TableFull(_) => batch.slow.push((p.index, p.visitor)),
                 }
             }
         }
-        for p in &batch.pending {
+        for p in pending.iter() {
             let i = p.index as usize;
-            if batch.outcomes[i]
-                .as_ref()
-                .is_ok_and(|&r| r != Recorded::Stale)
-            {
+            if outcomes[i].as_ref().is_ok_and(|&r| r != Recorded::Stale) {
                 // Stored under the URL as sent: it is canonical.
                 accepted(i, p.visitor, events[i].1);
             }
         }
         // In the batch's order, so that events of a page new to the
         // tracker count as they would one by one.
-        batch.slow.sort_unstable();
-        for &(index, visitor) in &batch.slow {
+        slow.sort_unstable();
+        for &(index, visitor, url_hash) in slow.iter() {
             let i = index as usize;
-            batch.outcomes[i] =
-                self.record_hashed(visitor, events[i].1, None)
-                    .map(|(recorded, page)| {
-                        if recorded != Recorded::Stale {
-                            accepted(i, visitor, &page);
-                        }
-                        recorded
-                    });
+            outcomes[i] = self
+                .record_missed(visitor, events[i].1, url_hash, tick)
+                .map(|(recorded, page)| {
+                    if recorded != Recorded::Stale {
+                        accepted(i, visitor, &page);
+                    }
+                    recorded
+                });
         }
         if sweep_due {
             self.sweep(SWEEP_BUCKETS);
+        }
+    }
+
+    /// Sorts `pending` by stripe and, within a stripe, by the top bits of
+    /// the URL hash, keeping the batch's order among equal keys: each
+    /// stripe's events become one run, and a page's events adjacent in
+    /// it. Two stable counting passes over a 16-bit key (stripe bits
+    /// first, then URL hash bits), linear in the batch; `sorted` is the
+    /// scratch buffer.
+    fn sort_by_stripe_and_page(&self, pending: &mut Vec<Pending>, sorted: &mut Vec<Pending>) {
+        let bits = self.stripes.len().trailing_zeros();
+        debug_assert!(bits <= 16, "at most 65,536 stripes");
+        let key = |p: &Pending| {
+            let stripe = self.stripe_index(p.url_hash) as u64;
+            ((stripe << (16 - bits)) | p.url_hash.checked_shr(48 + bits).unwrap_or(0)) as u16
+        };
+        sorted.clear();
+        sorted.resize(pending.len(), Pending::default());
+        let mut counts = [0usize; 257];
+        for shift in [0, 8] {
+            counts.fill(0);
+            for p in pending.iter() {
+                counts[usize::from((key(p) >> shift) as u8) + 1] += 1;
+            }
+            for i in 1..counts.len() {
+                counts[i] += counts[i - 1];
+            }
+            for p in pending.iter() {
+                let at = &mut counts[usize::from((key(p) >> shift) as u8)];
+                sorted[*at] = *p;
+                *at += 1;
+            }
+            std::mem::swap(pending, sorted);
+        }
+    }
+
+    /// Records an event the batch's locked pass missed (its page not
+    /// stored under the URL as sent, `url_hash`): canonicalises the URL
+    /// and records it in its stripe, skipping the probe under the URL as
+    /// sent that [`record_hashed`](Self::record_hashed) would repeat. No
+    /// budget or TTL here (the batch is the loop then).
+    fn record_missed<'a>(
+        &self,
+        visitor: u64,
+        url: &'a str,
+        url_hash: u64,
+        tick: u32,
+    ) -> Result<(Recorded, std::borrow::Cow<'a, str>), TrackerError> {
+        let form = canonicalize(url, &self.config.url)?;
+        let hash = if form == url {
+            url_hash
+        } else {
+            self.url_hasher.hash_one(&*form)
+        };
+        match sync::write(self.stripe(hash)).record(&form, hash, visitor, tick, None, &self.budget)
+        {
+            StripeRecord::Done(recorded) | StripeRecord::DoneSweepDue(recorded) => {
+                Ok((recorded, form))
+            }
+            // Room is never short without a budget; the full path decides.
+            _ => self.record_hashed(visitor, url, None),
         }
     }
 }

@@ -296,6 +296,15 @@ impl Stripe {
         Some((bucket, peeked))
     }
 
+    /// What [`locate`](Self::locate) reads of the set of the page in
+    /// `bucket` for `visitor`: for the next event of a page just located.
+    #[inline]
+    pub(crate) fn peek_at(&self, bucket: usize, visitor: u64) -> u64 {
+        self.pages
+            .get_bucket(bucket)
+            .map_or(0, |page| page.visitors.peek(visitor))
+    }
+
     /// [`record_existing`](Self::record_existing) on the page in `bucket`
     /// (from [`locate`](Self::locate), with no page added or removed
     /// since); `NoPage` if the bucket is empty.
