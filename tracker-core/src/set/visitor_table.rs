@@ -351,10 +351,12 @@ impl<const AUX: usize> VisitorTable<AUX> {
     /// value run) rather than one swap per slot: near the maximum load
     /// the run averages tens of slots.
     fn displace_from(&mut self, slot: usize, key: u64, values: [u32; AUX]) {
-        let mut empty = slot;
-        while self.slot(empty) != 0 {
-            empty = self.next(empty);
-        }
+        // An insert is only made with room, so there is an empty slot.
+        let keys = &self.words[1..1 + self.capacity()];
+        let empty = match keys[slot..].iter().position(|&k| k == 0) {
+            Some(n) => slot + n,
+            None => keys.iter().position(|&k| k == 0).unwrap_or(slot),
+        };
         if empty < slot {
             // The run wraps round the end: its part at the start moves on,
             // the last slot's resident to slot 0, then the rest.
@@ -383,13 +385,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
             let capacity = self.capacity();
             let run = &mut self.words[1 + capacity..];
             for k in 0..AUX {
-                let base = k * capacity;
-                for at in (base + from..base + to).rev() {
-                    let value = run[at / 2] >> (32 * (at & 1)) & u64::from(u32::MAX);
-                    let shift = 32 * ((at + 1) & 1);
-                    let word = &mut run[(at + 1) / 2];
-                    *word = (*word & !(u64::from(u32::MAX) << shift)) | (value << shift);
-                }
+                shift_halves_on(run, k * capacity + from, k * capacity + to);
             }
         }
     }
@@ -403,11 +399,50 @@ impl<const AUX: usize> VisitorTable<AUX> {
 
     /// Moves the entries `keep` accepts into a new allocation of
     /// `capacity` slots (which must fit them).
+    ///
+    /// Read from an empty slot on, round the end, the old table holds its
+    /// keys in order of home (Robin Hood keeps each cluster so), and a
+    /// key's home is monotone in the key at any capacity: so nearly every
+    /// key goes at its new home or just past the last one placed, with no
+    /// probe. Those that do not (keys of one old home in another order,
+    /// the keys past the wrap, a cluster running off the end) are placed
+    /// as any insert is.
     fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(u64, [u32; AUX]) -> bool) {
         let old = std::mem::replace(self, Self::with_capacity(capacity));
-        for (key, values) in old.entries() {
-            if keep(key, values) {
+        let old_capacity = old.capacity();
+        let Some(start) = (0..old_capacity).find(|&i| old.slot(i) == 0) else {
+            for (key, values) in old.entries() {
+                if keep(key, values) {
+                    self.place_new(key, values);
+                }
+            }
+            return;
+        };
+        let capacity = self.capacity();
+        // Slots from `free` on are empty; every key placed so far has a
+        // home at most `last`.
+        let (mut free, mut last) = (0, 0);
+        for i in (start..old_capacity).chain(0..start) {
+            let key = old.slot(i);
+            if key == 0 {
+                continue;
+            }
+            let values = old.values(i);
+            if !keep(key, values) {
+                continue;
+            }
+            let home = self.home(key);
+            let at = home.max(free);
+            if home >= last && at < capacity {
+                *self.slot_mut(at) = key;
+                self.set_values(at, values);
+                self.words[0] += 1;
+                (free, last) = (at + 1, home);
+            } else {
                 self.place_new(key, values);
+                while free < capacity && self.slot(free) != 0 {
+                    free += 1;
+                }
             }
         }
     }
@@ -558,6 +593,37 @@ impl<const AUX: usize> VisitorTable<AUX> {
     }
 }
 
+/// Moves the `u32` values at positions `from..to` of `run` (two to a
+/// word, the even position in the low half) one position on, to
+/// `from + 1..to + 1`: a word at a time where both its halves move, so a
+/// long run costs a shift and an or per two values.
+#[inline]
+fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
+    const LOW: u64 = u32::MAX as u64;
+    let get = |run: &[u64], at: usize| run[at / 2] >> (32 * (at & 1)) & LOW;
+    let set = |run: &mut [u64], at: usize, value: u64| {
+        let shift = 32 * (at & 1);
+        run[at / 2] = (run[at / 2] & !(LOW << shift)) | (value << shift);
+    };
+    // Destinations `from + 1..=to`, highest first (each reads the one
+    // below it before that is overwritten).
+    let (lo, mut hi) = (from + 1, to);
+    if hi >= lo && hi % 2 == 0 {
+        set(run, hi, get(run, hi - 1));
+        hi -= 1;
+    }
+    // `hi` is odd: word `hi / 2` takes its low half's value up and the
+    // previous word's high half in.
+    while hi > lo {
+        let word = hi / 2;
+        run[word] = (run[word] << 32) | (run[word - 1] >> 32);
+        hi -= 2;
+    }
+    if hi == lo {
+        set(run, hi, get(run, hi - 1));
+    }
+}
+
 /// Words of a table of `capacity` slots: the header, the slots, and with
 /// `AUX` runs of values packed two to a word.
 const fn words_for<const AUX: usize>(capacity: usize) -> usize {
@@ -696,6 +762,50 @@ mod tests {
             let mut expected: Vec<u64> = model.into_iter().collect();
             expected.sort_unstable();
             prop_assert_eq!(held, expected);
+        }
+
+        /// Shifting packed values one position on moves each value up
+        /// and leaves the rest of the run alone, at any alignment.
+        #[test]
+        fn halves_shift_on_like_a_slice(
+            values in proptest::collection::vec(any::<u32>(), 2..40),
+            a in 0usize..40,
+            b in 0usize..40,
+        ) {
+            let n = values.len();
+            let (from, to) = (a.min(b) % (n - 1), a.max(b) % (n - 1));
+            let (from, to) = (from.min(to), from.max(to));
+            let mut packed = vec![0u64; n.div_ceil(2)];
+            for (i, &v) in values.iter().enumerate() {
+                packed[i / 2] |= u64::from(v) << (32 * (i & 1));
+            }
+            shift_halves_on(&mut packed, from, to);
+            let mut expected = values.clone();
+            expected.copy_within(from..to, from + 1);
+            let got: Vec<u32> = (0..n).map(|i| (packed[i / 2] >> (32 * (i & 1))) as u32).collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        /// A table with values keeps each key's values through the
+        /// displacements and growth of later inserts.
+        #[test]
+        fn values_follow_their_keys(keys in proptest::collection::vec(
+            prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
+            0..400,
+        )) {
+            let mut table = VisitorTable::<2>::with_capacity(MIN_CAPACITY);
+            let mut model = std::collections::HashMap::new();
+            for k in keys {
+                let values = [k as u32, (k >> 32) as u32 ^ 0xA5A5];
+                let new = !model.contains_key(&k);
+                prop_assert_eq!(table.insert_growing(k, values), new);
+                model.entry(k).or_insert(values);
+            }
+            prop_assert_eq!(table.len(), model.len());
+            for (&k, &values) in &model {
+                let slot = table.find(k).unwrap();
+                prop_assert_eq!([table.value(slot, 0), table.value(slot, 1)], values);
+            }
         }
 
         /// Deleting in steps of a few slots, with inserts between steps:
