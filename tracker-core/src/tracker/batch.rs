@@ -6,7 +6,13 @@ use crate::canonical_url::canonicalize;
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync;
+use crate::tracker::budget::MemoryBudget;
 use crate::tracker::stripe::{SWEEP_BUCKETS, StripeRecord};
+
+/// Where a stripe run's own byte count starts (see `record_batch_with`):
+/// far from both ends, so that a run that frees more than it takes counts
+/// down without wrapping.
+const LOCAL_BASE: u64 = 1 << 62;
 
 /// The reusable state of [`Tracker::record_batch`]: each event's outcome
 /// and the scratch space of the grouping. Keep one per sender and pass it
@@ -141,6 +147,12 @@ impl Tracker {
                 if (index >= first) != pass {
                     continue;
                 }
+                // Without a limit the budget only counts (for `stats`):
+                // the run books its growth on a count of its own, added
+                // to the shared one once at its end, so that two threads'
+                // growths do not pass the shared count's cache line
+                // between their cores once per growth.
+                let local = MemoryBudget::new(None, LOCAL_BASE);
                 let mut stripe = sync::write(&self.stripes[index]);
                 // Every lookup of the run first, then every insert: the
                 // lookups do not depend on one another, so the CPU
@@ -176,14 +188,7 @@ impl Tracker {
                     let done = if bucket == u32::MAX {
                         StripeRecord::NoPage
                     } else {
-                        stripe.record_at(
-                            bucket as usize,
-                            p.url_hash,
-                            p.visitor,
-                            tick,
-                            None,
-                            &self.budget,
-                        )
+                        stripe.record_at(bucket as usize, p.url_hash, p.visitor, tick, None, &local)
                     };
                     match done {
                         StripeRecord::Done(recorded) => {
@@ -197,6 +202,11 @@ impl Tracker {
                         | StripeRecord::NeedRoom(_)
                         | StripeRecord::TableFull(_) => slow.push((p.index, p.visitor, p.url_hash)),
                     }
+                }
+                drop(stripe);
+                match local.held().checked_sub(LOCAL_BASE) {
+                    Some(grown) => self.budget.force_reserve(grown as usize),
+                    None => self.budget.release((LOCAL_BASE - local.held()) as usize),
                 }
             }
         }
@@ -284,6 +294,34 @@ impl Tracker {
             }
             // Room is never short without a budget; the full path decides.
             _ => self.record_hashed(visitor, url, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch books every byte its stripe runs grew (on their own
+    /// counts) on the shared budget: the stats agree with a recount.
+    #[test]
+    fn batches_account_every_byte() {
+        let tracker = Tracker::builder().stripes(4).build().unwrap();
+        let mut batch = RecordBatch::default();
+        let ids: Vec<String> = (0..3_000).map(|v| format!("v{v}")).collect();
+        let urls: Vec<String> = (0..40)
+            .map(|p| format!("https://example.com/{p}"))
+            .collect();
+        for round in 0..6 {
+            let events: Vec<(&str, &str)> = (0..500)
+                .map(|i| {
+                    let v = (i * 7 + round * 500) % ids.len();
+                    (ids[v].as_str(), urls[(i * i + round) % urls.len()].as_str())
+                })
+                .collect();
+            tracker.record_batch(&events, &mut batch);
+            assert_eq!(batch.accepted(), events.len());
+            assert_eq!(tracker.stats().bytes, tracker.recount_bytes());
         }
     }
 }
