@@ -37,6 +37,8 @@ pub struct RecordBatch {
 #[derive(Debug, Clone, Copy, Default)]
 struct Pending {
     index: u32,
+    /// The sort key: stripe bits, then URL hash bits.
+    key: u16,
     visitor: u64,
     url_hash: u64,
 }
@@ -122,11 +124,13 @@ impl Tracker {
             match self.check_visitor(visitor.as_bytes()) {
                 Err(e) => outcomes.push(Err(e)),
                 Ok(()) => {
+                    let url_hash = self.url_hasher.hash_one(url);
                     pending.push(Pending {
                         index: index as u32,
+                        key: self.sort_key(url_hash),
                         // 0 marks empty slots (see `record_hashed`).
                         visitor: self.visitor_hasher.hash(visitor.as_bytes()).max(1),
-                        url_hash: self.url_hasher.hash_one(url),
+                        url_hash,
                     });
                     // Overwritten below (never an outcome without a TTL).
                     outcomes.push(Ok(Recorded::Stale));
@@ -137,7 +141,7 @@ impl Tracker {
         // at once start on different stripes rather than queueing on the
         // same locks in lock step.
         let first = pending.first().map_or(0, |p| self.stripe_index(p.url_hash));
-        self.sort_by_stripe_and_page(pending, sorted);
+        sort_by_stripe_and_page(pending, sorted);
         let mut sweep_due = false;
         for pass in [true, false] {
             for run in pending
@@ -236,37 +240,13 @@ impl Tracker {
         }
     }
 
-    /// Sorts `pending` by stripe and, within a stripe, by the top bits of
-    /// the URL hash, keeping the batch's order among equal keys: each
-    /// stripe's events become one run, and a page's events adjacent in
-    /// it. Two stable counting passes over a 16-bit key (stripe bits
-    /// first, then URL hash bits), linear in the batch; `sorted` is the
-    /// scratch buffer.
-    fn sort_by_stripe_and_page(&self, pending: &mut Vec<Pending>, sorted: &mut Vec<Pending>) {
+    /// The key `sort_by_stripe_and_page`
+    /// sorts on: the stripe's bits, then the URL hash's top bits.
+    fn sort_key(&self, url_hash: u64) -> u16 {
         let bits = self.stripes.len().trailing_zeros();
         debug_assert!(bits <= 16, "at most 65,536 stripes");
-        let key = |p: &Pending| {
-            let stripe = self.stripe_index(p.url_hash) as u64;
-            ((stripe << (16 - bits)) | p.url_hash.checked_shr(48 + bits).unwrap_or(0)) as u16
-        };
-        sorted.clear();
-        sorted.resize(pending.len(), Pending::default());
-        let mut counts = [0usize; 257];
-        for shift in [0, 8] {
-            counts.fill(0);
-            for p in pending.iter() {
-                counts[usize::from((key(p) >> shift) as u8) + 1] += 1;
-            }
-            for i in 1..counts.len() {
-                counts[i] += counts[i - 1];
-            }
-            for p in pending.iter() {
-                let at = &mut counts[usize::from((key(p) >> shift) as u8)];
-                sorted[*at] = *p;
-                *at += 1;
-            }
-            std::mem::swap(pending, sorted);
-        }
+        let stripe = self.stripe_index(url_hash) as u64;
+        ((stripe << (16 - bits)) | url_hash.checked_shr(48 + bits).unwrap_or(0)) as u16
     }
 
     /// Records an event the batch's locked pass missed (its page not
@@ -295,6 +275,32 @@ impl Tracker {
             // Room is never short without a budget; the full path decides.
             _ => self.record_hashed(visitor, url, None),
         }
+    }
+}
+
+/// Sorts `pending` by stripe and, within a stripe, by the top bits of
+/// the URL hash (their `key`), keeping the batch's order among equal
+/// keys: each stripe's events become one run, and a page's events
+/// adjacent in it. Two stable counting passes over the 16-bit key,
+/// linear in the batch; `sorted` is the scratch buffer.
+fn sort_by_stripe_and_page(pending: &mut Vec<Pending>, sorted: &mut Vec<Pending>) {
+    sorted.clear();
+    sorted.resize(pending.len(), Pending::default());
+    let mut counts = [0usize; 257];
+    for shift in [0, 8] {
+        counts.fill(0);
+        for p in pending.iter() {
+            counts[usize::from((p.key >> shift) as u8) + 1] += 1;
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        for p in pending.iter() {
+            let at = &mut counts[usize::from((p.key >> shift) as u8)];
+            sorted[*at] = *p;
+            *at += 1;
+        }
+        std::mem::swap(pending, sorted);
     }
 }
 
