@@ -15,7 +15,7 @@
 //!
 //! [shuttle]: https://docs.rs/shuttle
 
-use std::sync::PoisonError;
+use std::sync::{PoisonError, TryLockError};
 use std::time::Duration;
 
 #[cfg(feature = "shuttle")]
@@ -37,6 +37,16 @@ pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 /// Takes an exclusive lock, recovering from poisoning (see the module docs).
 pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes an exclusive lock if no one holds it now (`None` otherwise),
+/// recovering from poisoning (see the module docs).
+pub(crate) fn try_write<T>(lock: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
+    match lock.try_write() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 /// Takes a mutex, recovering from poisoning (see the module docs).

@@ -7,7 +7,7 @@ use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync;
 use crate::tracker::budget::MemoryBudget;
-use crate::tracker::stripe::{SWEEP_BUCKETS, StripeRecord};
+use crate::tracker::stripe::{SWEEP_BUCKETS, Stripe, StripeRecord};
 
 /// Where a stripe run's own byte count starts (see `record_batch_with`):
 /// far from both ends, so that a run that frees more than it takes counts
@@ -25,6 +25,11 @@ pub struct RecordBatch {
     pending: Vec<Pending>,
     /// The radix sort's second buffer.
     sorted: Vec<Pending>,
+    /// Each stripe's run of `pending` (from, to), in the order they are
+    /// recorded.
+    runs: Vec<(u32, u32)>,
+    /// The runs whose lock was busy at first.
+    deferred: Vec<(u32, u32)>,
     /// Events the per-stripe pass could not finish (a new page, a URL not
     /// in canonical form), with their visitor and URL hashes: recorded one
     /// by one afterwards.
@@ -113,19 +118,12 @@ impl Tracker {
             return;
         }
         let tick = self.config.clock.now().as_tick();
-        let RecordBatch {
-            outcomes,
-            pending,
-            sorted,
-            slow,
-            located,
-        } = batch;
         for (index, &(visitor, url)) in events.iter().enumerate() {
             match self.check_visitor(visitor.as_bytes()) {
-                Err(e) => outcomes.push(Err(e)),
+                Err(e) => batch.outcomes.push(Err(e)),
                 Ok(()) => {
                     let url_hash = self.url_hasher.hash_one(url);
-                    pending.push(Pending {
+                    batch.pending.push(Pending {
                         index: index as u32,
                         key: self.sort_key(url_hash),
                         // 0 marks empty slots (see `record_hashed`).
@@ -133,87 +131,57 @@ impl Tracker {
                         url_hash,
                     });
                     // Overwritten below (never an outcome without a TTL).
-                    outcomes.push(Ok(Recorded::Stale));
+                    batch.outcomes.push(Ok(Recorded::Stale));
                 }
             }
         }
         // The first event's stripe goes first: two threads sending batches
-        // at once start on different stripes rather than queueing on the
-        // same locks in lock step.
-        let first = pending.first().map_or(0, |p| self.stripe_index(p.url_hash));
-        sort_by_stripe_and_page(pending, sorted);
+        // at once start on different stripes.
+        let first = batch
+            .pending
+            .first()
+            .map_or(0, |p| self.stripe_index(p.url_hash));
+        sort_by_stripe_and_page(&mut batch.pending, &mut batch.sorted);
+        batch.runs.clear();
+        let mut from = 0;
+        for run in batch
+            .pending
+            .chunk_by(|a, b| self.stripe_index(a.url_hash) == self.stripe_index(b.url_hash))
+        {
+            batch.runs.push((from as u32, (from + run.len()) as u32));
+            from += run.len();
+        }
+        let stripe_of = |batch: &RecordBatch, (from, _): (u32, u32)| {
+            self.stripe_index(batch.pending[from as usize].url_hash)
+        };
+        let pivot = batch
+            .runs
+            .partition_point(|&run| stripe_of(batch, run) < first);
+        batch.runs.rotate_left(pivot);
+        // A run whose lock another thread holds waits until the others are
+        // done, so that two senders do not queue on the same locks in turn.
+        batch.deferred.clear();
         let mut sweep_due = false;
-        for pass in [true, false] {
-            for run in pending
-                .chunk_by(|a, b| self.stripe_index(a.url_hash) == self.stripe_index(b.url_hash))
-            {
-                let index = self.stripe_index(run[0].url_hash);
-                if (index >= first) != pass {
-                    continue;
+        for i in 0..batch.runs.len() {
+            let run = batch.runs[i];
+            match sync::try_write(&self.stripes[stripe_of(batch, run)]) {
+                Some(mut stripe) => {
+                    sweep_due |= self.record_run(&mut stripe, batch, run, events, tick)
                 }
-                // Without a limit the budget only counts (for `stats`):
-                // the run books its growth on a count of its own, added
-                // to the shared one once at its end, so that two threads'
-                // growths do not pass the shared count's cache line
-                // between their cores once per growth.
-                let local = MemoryBudget::new(None, LOCAL_BASE);
-                let mut stripe = sync::write(&self.stripes[index]);
-                // Every lookup of the run first, then every insert: the
-                // lookups do not depend on one another, so the CPU
-                // overlaps their cache misses (page-table slot, URL,
-                // visitor slot), and the inserts find those lines in
-                // cache. A page's events are adjacent: it is looked up
-                // (and its URL compared) once.
-                located.clear();
-                let mut peeked = 0u64;
-                let mut last: Option<(u64, &str, u32)> = None;
-                for p in run {
-                    let url = events[p.index as usize].1;
-                    let bucket = match last {
-                        Some((hash, same, bucket)) if hash == p.url_hash && same == url => {
-                            if bucket != u32::MAX {
-                                peeked ^= stripe.peek_at(bucket as usize, p.visitor);
-                            }
-                            bucket
-                        }
-                        _ => match stripe.locate(url, p.url_hash, p.visitor) {
-                            Some((bucket, word)) => {
-                                peeked ^= word;
-                                bucket as u32
-                            }
-                            None => u32::MAX,
-                        },
-                    };
-                    last = Some((p.url_hash, url, bucket));
-                    located.push(bucket);
-                }
-                std::hint::black_box(peeked);
-                for (p, &bucket) in run.iter().zip(located.iter()) {
-                    let done = if bucket == u32::MAX {
-                        StripeRecord::NoPage
-                    } else {
-                        stripe.record_at(bucket as usize, p.url_hash, p.visitor, tick, None, &local)
-                    };
-                    match done {
-                        StripeRecord::Done(recorded) => {
-                            outcomes[p.index as usize] = Ok(recorded);
-                        }
-                        StripeRecord::DoneSweepDue(recorded) => {
-                            outcomes[p.index as usize] = Ok(recorded);
-                            sweep_due = true;
-                        }
-                        StripeRecord::NoPage
-                        | StripeRecord::NeedRoom(_)
-                        | StripeRecord::TableFull(_) => slow.push((p.index, p.visitor, p.url_hash)),
-                    }
-                }
-                drop(stripe);
-                match local.held().checked_sub(LOCAL_BASE) {
-                    Some(grown) => self.budget.force_reserve(grown as usize),
-                    None => self.budget.release((LOCAL_BASE - local.held()) as usize),
-                }
+                None => batch.deferred.push(run),
             }
         }
+        for i in 0..batch.deferred.len() {
+            let run = batch.deferred[i];
+            let mut stripe = sync::write(&self.stripes[stripe_of(batch, run)]);
+            sweep_due |= self.record_run(&mut stripe, batch, run, events, tick);
+        }
+        let RecordBatch {
+            outcomes,
+            pending,
+            slow,
+            ..
+        } = batch;
         for p in pending.iter() {
             let i = p.index as usize;
             if outcomes[i].as_ref().is_ok_and(|&r| r != Recorded::Stale) {
@@ -238,6 +206,85 @@ impl Tracker {
         if sweep_due {
             self.sweep(SWEEP_BUCKETS);
         }
+    }
+
+    /// Records the events `run` of `batch.pending` (one stripe's) under
+    /// that stripe's write lock, `stripe`; the events it cannot finish
+    /// (no page under the URL as sent) go to `batch.slow`. Returns whether
+    /// a sweep step is due.
+    fn record_run(
+        &self,
+        stripe: &mut Stripe,
+        batch: &mut RecordBatch,
+        (from, to): (u32, u32),
+        events: &[(&str, &str)],
+        tick: u32,
+    ) -> bool {
+        let RecordBatch {
+            outcomes,
+            pending,
+            slow,
+            located,
+            ..
+        } = batch;
+        let run = &pending[from as usize..to as usize];
+        // Without a limit the budget only counts (for `stats`): the run
+        // books its growth on a count of its own, added to the shared one
+        // once at its end, so that two threads' growths do not pass the
+        // shared count's cache line between their cores once per growth.
+        let local = MemoryBudget::new(None, LOCAL_BASE);
+        // Every lookup of the run first, then every insert: the lookups do
+        // not depend on one another, so the CPU overlaps their cache
+        // misses (page-table slot, URL, visitor slot), and the inserts
+        // find those lines in cache. A page's events are adjacent: it is
+        // looked up (and its URL compared) once.
+        located.clear();
+        let mut peeked = 0u64;
+        let mut last: Option<(u64, &str, u32)> = None;
+        for p in run {
+            let url = events[p.index as usize].1;
+            let bucket = match last {
+                Some((hash, same, bucket)) if hash == p.url_hash && same == url => {
+                    if bucket != u32::MAX {
+                        peeked ^= stripe.peek_at(bucket as usize, p.visitor);
+                    }
+                    bucket
+                }
+                _ => match stripe.locate(url, p.url_hash, p.visitor) {
+                    Some((bucket, word)) => {
+                        peeked ^= word;
+                        bucket as u32
+                    }
+                    None => u32::MAX,
+                },
+            };
+            last = Some((p.url_hash, url, bucket));
+            located.push(bucket);
+        }
+        std::hint::black_box(peeked);
+        let mut sweep_due = false;
+        for (p, &bucket) in run.iter().zip(located.iter()) {
+            let done = if bucket == u32::MAX {
+                StripeRecord::NoPage
+            } else {
+                stripe.record_at(bucket as usize, p.url_hash, p.visitor, tick, None, &local)
+            };
+            match done {
+                StripeRecord::Done(recorded) => outcomes[p.index as usize] = Ok(recorded),
+                StripeRecord::DoneSweepDue(recorded) => {
+                    outcomes[p.index as usize] = Ok(recorded);
+                    sweep_due = true;
+                }
+                StripeRecord::NoPage | StripeRecord::NeedRoom(_) | StripeRecord::TableFull(_) => {
+                    slow.push((p.index, p.visitor, p.url_hash))
+                }
+            }
+        }
+        match local.held().checked_sub(LOCAL_BASE) {
+            Some(grown) => self.budget.force_reserve(grown as usize),
+            None => self.budget.release((LOCAL_BASE - local.held()) as usize),
+        }
+        sweep_due
     }
 
     /// The key `sort_by_stripe_and_page`

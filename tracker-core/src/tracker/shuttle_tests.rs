@@ -231,3 +231,73 @@ fn shuttle_the_last_bytes_go_to_one_record() {
         DEPTH,
     );
 }
+
+/// Two threads send batches over the same pages (so each finds locks the
+/// other holds, and defers those stripes) while a third records one by
+/// one: every pair counts once, every event is accepted, and the bytes
+/// the batches booked once per stripe run match a recount.
+#[test]
+fn shuttle_batches_count_every_pair_once() {
+    shuttle::check_pct(
+        || {
+            let tracker = Arc::new(Tracker::builder().stripes(2).hash_key(7).build().unwrap());
+            let urls: Vec<String> = (0..4).map(|p| format!("https://example.com/{p}")).collect();
+            let senders: Vec<_> = (0..2)
+                .map(|t| {
+                    let (tracker, urls) = (tracker.clone(), urls.clone());
+                    thread::spawn(move || {
+                        let mut batch = crate::RecordBatch::default();
+                        for round in 0..2 {
+                            let visitors: Vec<String> = (0..6)
+                                .map(|i| format!("v{}", (i + round + t) % 5))
+                                .collect();
+                            let events: Vec<(&str, &str)> = visitors
+                                .iter()
+                                .enumerate()
+                                .map(|(i, v)| (v.as_str(), urls[(i + t) % urls.len()].as_str()))
+                                .collect();
+                            tracker.record_batch(&events, &mut batch);
+                            assert_eq!(batch.accepted(), events.len());
+                        }
+                    })
+                })
+                .collect();
+            let one_by_one = {
+                let tracker = tracker.clone();
+                thread::spawn(move || {
+                    for i in 0..4 {
+                        let url = format!("https://example.com/{i}");
+                        tracker.record("v0", &url).expect("no budget");
+                    }
+                })
+            };
+            for sender in senders {
+                sender.join().expect("sender");
+            }
+            one_by_one.join().expect("one by one");
+            // The same events recorded one by one, on one thread.
+            let model = Tracker::builder().stripes(2).hash_key(7).build().unwrap();
+            for t in 0..2 {
+                for round in 0..2 {
+                    for i in 0..6 {
+                        let visitor = format!("v{}", (i + round + t) % 5);
+                        model.record(&visitor, &urls[(i + t) % urls.len()]).unwrap();
+                    }
+                }
+            }
+            for url in &urls {
+                model.record("v0", url).unwrap();
+            }
+            for url in &urls {
+                assert_eq!(
+                    tracker.distinct(url).unwrap().visitors,
+                    model.distinct(url).unwrap().visitors
+                );
+            }
+            let stats = tracker.stats();
+            assert_eq!(stats.bytes, tracker.recount_bytes(), "{stats:?}");
+        },
+        ITERATIONS,
+        DEPTH,
+    );
+}

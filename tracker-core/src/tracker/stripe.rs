@@ -22,8 +22,14 @@
 //! - `record_batch` takes each stripe's write lock once for the batch's
 //!   events on pages it already stores: all their lookups, then all their
 //!   inserts, each at the bucket its lookup found (without a TTL or a
-//!   budget, nothing adds or removes a page in between). The other events
-//!   go through `record` afterwards, with no lock held.
+//!   budget, nothing adds or removes a page in between). It starts at its
+//!   first event's stripe, and a stripe whose lock is held (`try_write`)
+//!   waits until the batch's other stripes are done: two senders do not
+//!   queue on the same locks in turn. Still one lock at a time. The
+//!   growth of a stripe's run is booked on the (unlimited) budget once,
+//!   at the end of the run. The other events (no page under the URL as
+//!   sent) are canonicalised with no lock held and recorded one by one
+//!   afterwards, as `record` does after its first probe.
 //! - Making room under the budget happens with no lock held by the
 //!   record: it visits stripes one lock at a time (read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
