@@ -202,7 +202,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
 
     #[inline]
     fn home(&self, key: u64) -> usize {
-        ((u128::from(key) * self.capacity() as u128) >> 64) as usize
+        home_in(key, self.capacity())
     }
 
     /// How far slot `slot` is from `key`'s home, going forwards with
@@ -421,7 +421,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
         let capacity = self.capacity();
         // Slots from `free` on are empty; every key placed so far has a
         // home at most `last`.
-        let (mut free, mut last) = (0, 0);
+        let (mut free, mut last, mut placed) = (0, 0, 0);
         for i in (start..old_capacity).chain(0..start) {
             let key = old.slot(i);
             if key == 0 {
@@ -431,12 +431,12 @@ impl<const AUX: usize> VisitorTable<AUX> {
             if !keep(key, values) {
                 continue;
             }
-            let home = self.home(key);
+            let home = home_in(key, capacity);
             let at = home.max(free);
             if home >= last && at < capacity {
-                *self.slot_mut(at) = key;
+                self.words[1 + at] = key;
                 self.set_values(at, values);
-                self.words[0] += 1;
+                placed += 1;
                 (free, last) = (at + 1, home);
             } else {
                 self.place_new(key, values);
@@ -445,6 +445,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
                 }
             }
         }
+        self.words[0] += placed;
     }
 
     /// Keeps the entries `keep` accepts (which may change their values),
@@ -591,6 +592,12 @@ impl<const AUX: usize> VisitorTable<AUX> {
     pub(crate) fn is_occupied(&self, i: usize) -> bool {
         self.slot(i) != 0
     }
+}
+
+/// The home slot of `key` in a table of `capacity` slots (multiply-shift).
+#[inline]
+fn home_in(key: u64, capacity: usize) -> usize {
+    ((u128::from(key) * capacity as u128) >> 64) as usize
 }
 
 /// The index of the first 0 in `keys`: eight keys compared at a time
