@@ -353,6 +353,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
     fn displace_from(&mut self, slot: usize, key: u64, values: [u32; AUX]) {
         // An insert is only made with room, so there is an empty slot.
         let keys = &self.words[1..1 + self.capacity()];
+        let first_empty = |keys: &[u64]| keys.iter().position(|&k| k == 0);
         let empty = match first_empty(&keys[slot..]) {
             Some(n) => slot + n,
             None => first_empty(keys).unwrap_or(slot),
@@ -598,29 +599,6 @@ impl<const AUX: usize> VisitorTable<AUX> {
 #[inline]
 fn home_in(key: u64, capacity: usize) -> usize {
     ((u128::from(key) * capacity as u128) >> 64) as usize
-}
-
-/// The index of the first 0 in `keys`: eight keys compared at a time
-/// (the runs an insert scans near the maximum load are tens of slots).
-#[inline]
-fn first_empty(keys: &[u64]) -> Option<usize> {
-    let mut chunks = keys.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let mask = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |mask, (i, &k)| mask | (u32::from(k == 0) << i));
-        if mask != 0 {
-            return Some(at + mask.trailing_zeros() as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&k| k == 0)
-        .map(|i| at + i)
 }
 
 /// Moves the `u32` values at positions `from..to` of `run` (two to a
