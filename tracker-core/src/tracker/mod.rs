@@ -561,10 +561,12 @@ impl Tracker {
                 if recent_below == usize::MAX {
                     break;
                 }
-                recent_below = recent_below
-                    .saturating_mul(2)
-                    .max(smallest_refused.saturating_add(1))
-                    .max(stripe::SMALL_PAGE + 1);
+                recent_below = if smallest_refused == 0 || smallest_refused == usize::MAX {
+                    recent_below.saturating_mul(2)
+                } else {
+                    smallest_refused.saturating_add(1)
+                }
+                .max(stripe::SMALL_PAGE + 1);
                 (refused_in_a_row, smallest_refused) = (0, usize::MAX);
             }
             let evicted = sync::write(&self.stripes[stripe]).evict_sampled_below(
