@@ -544,9 +544,9 @@ impl Tracker {
     /// stripe of its small pages and then take the hot page, while older
     /// pages remain elsewhere. Then recent pages go, but only those below
     /// a bar in bytes (first just past `stripe::SMALL_PAGE`), raised after
-    /// each round of stripes that found none (to at least twice the bar,
-    /// and past the smallest page refused), so
-    /// that across stripes small recent pages go before big ones: a stripe
+    /// each round of stripes that found none to just past the smallest
+    /// page refused (twice the bar when no refusal said its size), so
+    /// that across stripes recent pages go smallest first: a stripe
     /// left holding only its hot page keeps it while smaller pages remain
     /// elsewhere.
     fn evict_until_free(&self, goal: u64) {
