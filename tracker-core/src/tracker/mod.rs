@@ -741,6 +741,14 @@ impl Tracker {
             .collect()
     }
 
+    /// Each stripe lock's takes, waits and write hold times since the
+    /// tracker was built, one entry per stripe (only with the
+    /// `lock-stats` feature; see [`LockStats`](crate::LockStats)).
+    #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+    pub fn lock_stats(&self) -> Vec<crate::LockStats> {
+        self.stripes.iter().map(|s| s.stats()).collect()
+    }
+
     /// What the tracker holds. Visits each stripe once, under its read lock.
     pub fn stats(&self) -> Stats {
         let mut stats = Stats {
