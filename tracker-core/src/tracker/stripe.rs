@@ -44,7 +44,8 @@
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
 //!   to respect and no deadlock to fear.
-//! - What all stripes share is atomics only: the byte budget, touched only
+//! - What all stripes share is atomics only: the byte budget (on cache
+//!   lines of its own), touched only
 //!   when an allocation grows or shrinks (a new page or a set growing),
 //!   never for a visitor already present, and reserved before allocating
 //!   (one compare-and-swap that fails when the bytes do not fit); plus
