@@ -1155,7 +1155,7 @@ mod tests {
             let hash = stripe.hash(&url(page));
             stripe.record(&url(page), hash, visitor, 7, None, &budget);
         };
-        for visitor in 1..=40_000 {
+        for visitor in 1..=10_000 {
             record(&mut stripe, 0, visitor);
         }
         assert!(stripe.pages().next().unwrap().visitors.heap_bytes() > 2 * BIG_GHOST);
