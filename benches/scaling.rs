@@ -1,4 +1,6 @@
 // Run: cargo bench -p tracker-benches --bench scaling
+// (with `--features lock-stats`, then each stripe's lock waits and hold
+// times, from one more run per workload and thread count)
 //! Thread scaling of `record` (issue 18), separating the hardware from the
 //! design. Two workloads of 2M events over 100k pages and 1M visitors:
 //! uniform pages (no hot page) and Zipf s = 1 (the record bench's). Three
