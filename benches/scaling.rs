@@ -1,4 +1,6 @@
 // Run: cargo bench -p tracker-benches --bench scaling
+// (with `--features lock-stats`, then each stripe's lock waits and hold
+// times, from one more run per workload and thread count)
 //! Thread scaling of `record` (issue 18), separating the hardware from the
 //! design. Two workloads of 2M events over 100k pages and 1M visitors:
 //! uniform pages (no hot page) and Zipf s = 1 (the record bench's). Three
@@ -62,6 +64,8 @@ fn main() {
         ]);
     }
     println!("load average after: {}", load_average());
+    #[cfg(feature = "lock-stats")]
+    let locks = lock_rows(full);
     println!(
         "\n{events} events over {PAGES} pages, {VISITORS} visitors; median of {runs} runs. Wall: \
          time per event of the whole stream. CPU: the threads' CPU time per event, summed (not \
@@ -89,6 +93,72 @@ fn main() {
             &rows
         )
     );
+    #[cfg(feature = "lock-stats")]
+    print_locks(events, &locks);
+}
+
+/// One more run per workload and thread count into one tracker built with
+/// the `lock-stats` counters: each stripe's write-lock hold times and the
+/// share of takes that found the lock held. (A separate run, because the
+/// counters' clock reads slow the timed ones.)
+#[cfg(feature = "lock-stats")]
+fn lock_rows(full: bool) -> Vec<Vec<String>> {
+    let events = if full { EVENTS } else { 20_000 };
+    let mut rows = Vec::new();
+    for (name, s) in [("uniform", 0.0), ("Zipf s=1", CORE_ZIPF_S)] {
+        let workload = ZipfWorkload::generate(PAGES, VISITORS.min(events), events, s, SEED);
+        for threads in [1, 2] {
+            let tracker = tracker();
+            feed_into(std::slice::from_ref(&tracker), &workload.events, threads);
+            for (stripe, stats) in tracker.lock_stats().iter().enumerate() {
+                let share =
+                    |n: u64, of: u64| format!("{:.3}%", 100.0 * n as f64 / of.max(1) as f64);
+                rows.push(vec![
+                    name.to_string(),
+                    threads.to_string(),
+                    stripe.to_string(),
+                    stats.writes.to_string(),
+                    share(stats.write_waits, stats.writes),
+                    format!("{:.0}", stats.hold_ns as f64 / stats.writes.max(1) as f64),
+                    stats.hold_quantile_ns(0.5).to_string(),
+                    stats.hold_quantile_ns(0.99).to_string(),
+                    stats.hold_quantile_ns(0.999).to_string(),
+                    stats.hold_quantile_ns(1.0).to_string(),
+                ]);
+            }
+        }
+    }
+    println!("load average after the lock-stats runs: {}", load_average());
+    rows
+}
+
+#[cfg(feature = "lock-stats")]
+fn print_locks(events: usize, rows: &[Vec<String>]) {
+    println!(
+        "\nPer stripe, {events} events into one tracker (default stripes), lock-stats build: \
+         write locks taken, the share that found the lock held (waited), and write hold \
+         times in ns: mean, and the upper bound of the log2 bucket of the median, 99th, \
+         99.9th percentile and the longest (so within 2x; each includes about one clock \
+         read).\n"
+    );
+    print!(
+        "{}",
+        markdown_table(
+            &[
+                "workload",
+                "threads",
+                "stripe",
+                "writes",
+                "waited",
+                "mean ns",
+                "p50 ≤",
+                "p99 ≤",
+                "p99.9 ≤",
+                "max ≤",
+            ],
+            rows
+        )
+    );
 }
 
 /// A run's wall time and the CPU time of its threads, summed.
@@ -112,6 +182,13 @@ fn feed(events: &Events, threads: usize, shared: bool) -> Timing {
     let trackers: Vec<Tracker> = (0..if shared { 1 } else { threads })
         .map(|_| tracker())
         .collect();
+    feed_into(&trackers, events, threads)
+}
+
+/// Feeds the stream in `threads` contiguous parts into `trackers`: all
+/// into the one, or one tracker per thread.
+fn feed_into(trackers: &[Tracker], events: &Events, threads: usize) -> Timing {
+    let shared = trackers.len() == 1;
     let start = Instant::now();
     let (cpu, blocked) = std::thread::scope(|s| {
         let handles: Vec<_> = events

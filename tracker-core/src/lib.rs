@@ -233,6 +233,8 @@ mod background;
 pub mod browser;
 pub mod canonical_url;
 mod error;
+#[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+mod lock_stats;
 pub mod persist;
 mod report;
 mod set;
@@ -245,6 +247,8 @@ pub use canonical_url::{
     DEFAULT_MAX_URL_LEN, QueryPolicy, TRACKING_PARAMS, URL_LEN_CEILING, UrlOptions, site_of,
 };
 pub use error::{ConfigError, Field, TrackerError};
+#[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+pub use lock_stats::{HOLD_BUCKETS, LockStats};
 #[doc(no_inline)]
 pub use persist::{Background, Cadence};
 pub use report::{Distinct, PageCount, RangeDistinct, RangeTop, Recorded, SeriesCounts, Stats};

@@ -27,15 +27,27 @@ pub(crate) use shuttle::sync::{
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(feature = "shuttle"))]
-pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub(crate) use std::sync::{Condvar, Mutex, MutexGuard, RwLockReadGuard};
+#[cfg(not(any(feature = "shuttle", feature = "lock-stats")))]
+pub(crate) use std::sync::{RwLock, RwLockWriteGuard};
+// With `lock-stats` (and not `shuttle`, which has its own locks), the
+// reader-writer locks count their takes, waits and hold times.
+#[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+pub(crate) use crate::lock_stats::{StatsLock as RwLock, StatsWriteGuard as RwLockWriteGuard};
 
 /// Takes a shared lock, recovering from poisoning (see the module docs).
 pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+    return lock.read();
+    #[cfg(not(all(feature = "lock-stats", not(feature = "shuttle"))))]
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Takes an exclusive lock, recovering from poisoning (see the module docs).
 pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+    return lock.write();
+    #[cfg(not(all(feature = "lock-stats", not(feature = "shuttle"))))]
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 

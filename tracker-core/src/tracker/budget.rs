@@ -11,9 +11,13 @@
 //! accounted (see the crate docs).
 //!
 //! The count is one atomic, touched only when memory grows or shrinks,
-//! never for a visitor a page already has.
+//! never for a visitor a page already has. It has its cache lines to
+//! itself: unpadded it shared them with the tracker's fields that every
+//! record reads (the stripes, the hashers, the TTL), so each growth on one
+//! core made the other core's next record miss them (issue 18, the scaling
+//! bench).
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, CachePadded, Ordering};
 
 /// What the tracker does when recording would take it over its memory
 /// budget.
@@ -38,7 +42,7 @@ pub enum MemoryPolicy {
 pub(crate) struct MemoryBudget {
     /// The most bytes that may be accounted; `u64::MAX` when unlimited.
     limit: u64,
-    held: AtomicU64,
+    held: CachePadded<AtomicU64>,
     /// Whether the policy lets bookings make room by evicting pages.
     may_evict: bool,
 }
@@ -47,7 +51,7 @@ impl MemoryBudget {
     pub(crate) fn new(limit: Option<u64>, fixed: u64) -> Self {
         Self {
             limit: limit.unwrap_or(u64::MAX),
-            held: AtomicU64::new(fixed),
+            held: CachePadded(AtomicU64::new(fixed)),
             may_evict: false,
         }
     }

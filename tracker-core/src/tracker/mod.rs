@@ -544,9 +544,9 @@ impl Tracker {
     /// stripe of its small pages and then take the hot page, while older
     /// pages remain elsewhere. Then recent pages go, but only those below
     /// a bar in bytes (first just past `stripe::SMALL_PAGE`), raised after
-    /// each round of stripes that found none (to at least twice the bar,
-    /// and past the smallest page refused), so
-    /// that across stripes small recent pages go before big ones: a stripe
+    /// each round of stripes that found none to just past the smallest
+    /// page refused (twice the bar when no refusal said its size), so
+    /// that across stripes recent pages go smallest first: a stripe
     /// left holding only its hot page keeps it while smaller pages remain
     /// elsewhere.
     fn evict_until_free(&self, goal: u64) {
@@ -561,10 +561,12 @@ impl Tracker {
                 if recent_below == usize::MAX {
                     break;
                 }
-                recent_below = recent_below
-                    .saturating_mul(2)
-                    .max(smallest_refused.saturating_add(1))
-                    .max(stripe::SMALL_PAGE + 1);
+                recent_below = if smallest_refused == 0 || smallest_refused == usize::MAX {
+                    recent_below.saturating_mul(2)
+                } else {
+                    smallest_refused.saturating_add(1)
+                }
+                .max(stripe::SMALL_PAGE + 1);
                 (refused_in_a_row, smallest_refused) = (0, usize::MAX);
             }
             let evicted = sync::write(&self.stripes[stripe]).evict_sampled_below(
@@ -737,6 +739,14 @@ impl Tracker {
             .into_iter()
             .map(|Reverse(Ranked(row))| row)
             .collect()
+    }
+
+    /// Each stripe lock's takes, waits and write hold times since the
+    /// tracker was built, one entry per stripe (only with the
+    /// `lock-stats` feature; see [`LockStats`](crate::LockStats)).
+    #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+    pub fn lock_stats(&self) -> Vec<crate::LockStats> {
+        self.stripes.iter().map(|s| s.stats()).collect()
     }
 
     /// What the tracker holds. Visits each stripe once, under its read lock.
