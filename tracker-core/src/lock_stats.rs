@@ -142,6 +142,22 @@ impl<T> StatsLock<T> {
         }
     }
 
+    /// Takes the write lock if it is free now (`None` otherwise, counted as
+    /// neither a take nor a wait: the caller comes back later).
+    pub(crate) fn try_write(&self) -> Option<StatsWriteGuard<'_, T>> {
+        let guard = match self.lock.try_write() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        bump(&self.counters.writes, 1);
+        Some(StatsWriteGuard {
+            guard,
+            counters: &self.counters,
+            taken: Instant::now(),
+        })
+    }
+
     /// Takes a read lock (poisoning ignored).
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
         let guard = match self.lock.try_read() {

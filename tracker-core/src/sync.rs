@@ -15,7 +15,7 @@
 //!
 //! [shuttle]: https://docs.rs/shuttle
 
-use std::sync::{PoisonError, TryLockError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 #[cfg(feature = "shuttle")]
@@ -54,10 +54,13 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// Takes an exclusive lock if no one holds it now (`None` otherwise),
 /// recovering from poisoning (see the module docs).
 pub(crate) fn try_write<T>(lock: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
+    #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
+    return lock.try_write();
+    #[cfg(not(all(feature = "lock-stats", not(feature = "shuttle"))))]
     match lock.try_write() {
         Ok(guard) => Some(guard),
-        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 
