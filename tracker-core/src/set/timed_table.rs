@@ -152,9 +152,23 @@ impl TimedTable {
         self.pairs.len() - self.live(expiry)
     }
 
+    /// A lower bound on the tick of every stored pair (0 while retired,
+    /// expired pairs wait to be dropped): until it expires, a sweep has
+    /// nothing to do here. Reads the record only.
+    pub(crate) fn oldest_tick(&self) -> u32 {
+        if self.horizon.retired() > 0 {
+            0
+        } else {
+            self.horizon.next()
+        }
+    }
+
     /// Brings the page up to `expiry`: retires expired horizon entries, or
     /// once the horizon is exhausted drops the expired pairs and cuts a new
-    /// one. Returns the pairs dropped.
+    /// one. Returns the pairs dropped. While nothing is due (the oldest
+    /// live tick is at most the horizon's `next`) it reads only the
+    /// record, not the list.
+    #[inline]
     pub(crate) fn expire(&mut self, expiry: Expiry, oldest_bucket: u32) -> usize {
         let oldest = expiry.oldest_live();
         if self.horizon.covers(oldest) {
