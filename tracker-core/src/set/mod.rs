@@ -464,6 +464,24 @@ impl VisitorSet {
         }
     }
 
+    /// A lower bound on the tick of every pair the set holds (`u32::MAX`
+    /// for none; 0 when it cannot tell, or an expired pair waits to be
+    /// dropped), for the stripe's bound on what a sweep can find (see
+    /// `Stripe::sweep`). A timed sketch's is the start of its oldest
+    /// generation, which expires later than any of its visits.
+    pub(crate) fn oldest_tick(&self, expiry: Expiry) -> u32 {
+        match self {
+            VisitorSet::Inline(..) => self
+                .inline_ticks()
+                .map(|(_, t)| t)
+                .min()
+                .unwrap_or(u32::MAX),
+            VisitorSet::Timed(_, table) => table.oldest_tick(),
+            VisitorSet::TimedSketch(_, sketch) => sketch.oldest_tick(expiry),
+            _ => 0,
+        }
+    }
+
     /// Keeps the inline pairs whose tick `keep` accepts; returns how many
     /// went.
     fn retain_inline(&mut self, keep: impl Fn(u32) -> bool) -> usize {

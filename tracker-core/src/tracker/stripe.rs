@@ -153,6 +153,16 @@ pub(crate) struct Stripe {
     resume_slot: u32,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
+    /// No pair of this stripe has a tick below this (with a TTL): while
+    /// it is live, nothing here has expired and a sweep step has nothing
+    /// to do (see [`Stripe::sweep`]). Lowered by every record, raised by
+    /// each whole sweep pass to the lowest bound its pages gave.
+    oldest_tick: u32,
+    /// The lowest tick bound seen by the sweep pass under way, records
+    /// included, and whether the pass can see every page (no rehash of
+    /// the page table has moved pages since it began).
+    pass_oldest: u32,
+    pass_whole: bool,
     /// The eviction pool: the best candidates seen so far, as (bucket,
     /// URL address). Entries are re-checked when used (their page may have
     /// been recorded, swept, evicted or moved since), so nothing else needs
@@ -252,6 +262,9 @@ impl Stripe {
             resume_url: 0,
             resume_slot: 0,
             records_since_sweep: 0,
+            oldest_tick: u32::MAX,
+            pass_oldest: u32::MAX,
+            pass_whole: true,
             eviction_pool: Vec::new(),
             ghosts: Vec::new(),
             random: SplitMix64(0),
@@ -389,6 +402,9 @@ impl Stripe {
         page.visitors.touch(tick);
         retally(&mut self.sketched_visitors, tally, &page.visitors);
         self.newest = self.newest.max(tick);
+        // `note_tick`, on fields apart from the page borrowed.
+        self.oldest_tick = self.oldest_tick.min(tick);
+        self.pass_oldest = self.pass_oldest.min(tick);
         let Some(before) = timed_before else {
             return StripeRecord::Done(recorded);
         };
@@ -412,6 +428,15 @@ impl Stripe {
     /// step resumes it where this one stopped (a page whose visitors have
     /// all expired is removed whole, with no scan). So a step visits at
     /// most `slots + STEP_SLOTS` slots, whatever the page sizes.
+    ///
+    /// With a TTL (and no retention) a step first asks the stripe's
+    /// `oldest_tick`: while that tick is live no pair here has expired,
+    /// so there is nothing to drop and no page is dead, and the step ends
+    /// there, reporting the buckets as visited, without touching a page.
+    /// This is what keeps the piggy-backed steps off the record path
+    /// while nothing expires. Each whole pass raises the bound to the
+    /// lowest of its pages' (see [`VisitorSet::oldest_tick`]) and of the
+    /// ticks recorded meanwhile.
     pub(crate) fn sweep(
         &mut self,
         expiry: Option<Expiry>,
@@ -422,6 +447,14 @@ impl Stripe {
     ) -> SweepStep {
         let total = self.pages.num_buckets();
         let mut step = SweepStep::default();
+        if let Some(expiry) = expiry
+            && oldest_bucket == 0
+            && expiry.oldest_live() <= self.oldest_tick
+            && !self.pages.is_empty()
+        {
+            step.buckets = buckets.min(total) as u64;
+            return step;
+        }
         while step.buckets < buckets.min(total) as u64 && step.slots < slots as u64 {
             let bucket = self.sweep_cursor % total;
             step.buckets += 1;
@@ -473,6 +506,9 @@ impl Stripe {
                     Some(expiry) => page.visitors.is_dead(expiry),
                     None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
                 };
+            if !dead && let Some(expiry) = expiry {
+                self.pass_oldest = self.pass_oldest.min(page.visitors.oldest_tick(expiry));
+            }
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before + dropped.reserved, held, keep);
             let dropped = dropped.pairs as u64;
@@ -491,6 +527,9 @@ impl Stripe {
                 self.resume_url = 0;
                 self.sweep_cursor = bucket + 1;
             }
+            if self.sweep_cursor == total {
+                self.end_pass();
+            }
         }
         if self.pages.is_empty() && self.pages.allocation_size() > 0 {
             // An emptied stripe gives its table back too, so that a
@@ -498,8 +537,27 @@ impl Stripe {
             budget.release(self.pages.allocation_size());
             self.pages = HashTable::new();
             self.sketch_worthy = Vec::new();
+            self.oldest_tick = u32::MAX;
+            self.pass_whole = false;
         }
         step
+    }
+
+    /// A record or restore put a pair at `tick` here.
+    #[inline]
+    fn note_tick(&mut self, tick: u32) {
+        self.oldest_tick = self.oldest_tick.min(tick);
+        self.pass_oldest = self.pass_oldest.min(tick);
+    }
+
+    /// The sweep has just visited the last bucket: a pass that saw every
+    /// page knows the stripe's oldest tick. The next pass starts afresh.
+    fn end_pass(&mut self) {
+        if self.pass_whole {
+            self.oldest_tick = self.pass_oldest;
+        }
+        self.pass_oldest = u32::MAX;
+        self.pass_whole = true;
     }
 
     /// Pairs expired since start.
@@ -555,6 +613,8 @@ impl Stripe {
         }
         self.newest = self.newest.max(tick);
         self.floor = self.floor.min(tick);
+        self.note_tick(tick);
+        self.pass_whole &= !table_grows;
         page.visitors.insert(visitor, tick, self.width, expiry);
         let hasher = &self.hasher;
         self.pages
@@ -911,6 +971,7 @@ impl Stripe {
         // Draining keeps the allocation and resets every slot to empty;
         // re-inserting fewer pages than it holds never reallocates.
         let kept: Vec<Page> = self.pages.drain().collect();
+        self.pass_whole = false;
         let hasher = &self.hasher;
         for page in kept {
             let hash = hasher.hash_one(&*page.url);
@@ -964,6 +1025,10 @@ impl Stripe {
         }
         let held = page.heap_bytes();
         let last = page.visitors.last_recorded();
+        // Without a TTL the bound is never read.
+        let expiry = Expiry { now: last, ttl: 1 };
+        self.note_tick(page.visitors.oldest_tick(expiry));
+        self.pass_whole &= !table_grows;
         self.floor = self.floor.min(last);
         self.newest = self.newest.max(last);
         let hasher = &self.hasher;
