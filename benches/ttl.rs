@@ -14,6 +14,9 @@
 //!    `sweep(32)` steps, each timed on its own; and again by the sweep
 //!    steps records piggy-back, each record timed on its own. Plain
 //!    `Instant` timings (a distribution of single steps, not criterion).
+//!
+//! `TTL_BENCH_INGEST_ONLY=1` runs part 1 alone; `TTL_BENCH_GRADUAL_ONLY=1`
+//! runs only the longest sweep step (see docs/BENCHMARKS.md, issue 18).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -163,6 +166,9 @@ fn main() {
     }
     print_expiring(&expiring, workload.events.len());
     print_memory(&memory);
+    if std::env::var_os("TTL_BENCH_INGEST_ONLY").is_some() {
+        return;
+    }
 
     let (reclaim_pages, reclaim_pairs, rounds) = if full {
         (PAGES, RECLAIM_PAIRS, 3)
