@@ -656,6 +656,7 @@ impl VisitorSet {
     }
 
     /// Heap bytes held by the set (0 while inline).
+    #[inline]
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             VisitorSet::Inline(..) => 0,

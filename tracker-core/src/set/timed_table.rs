@@ -260,6 +260,7 @@ impl TimedTable {
 
     /// Heap bytes: the boxed record, the table, the arena and the
     /// horizon's list.
+    #[inline]
     pub(crate) fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.pairs.heap_bytes() + self.horizon.heap_bytes()
     }

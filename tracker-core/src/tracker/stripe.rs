@@ -409,7 +409,9 @@ impl Stripe {
             return StripeRecord::Done(recorded);
         };
         let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-        self.settle(budget, before + reserved, held, keep);
+        if held != before + reserved {
+            self.settle(budget, before + reserved, held, keep);
+        }
         self.records_since_sweep += 1;
         if self.records_since_sweep >= SWEEP_EVERY {
             self.records_since_sweep = 0;
@@ -812,7 +814,12 @@ impl Stripe {
     /// would mean sizing the cut before the scan that makes it, or
     /// refusing a rebuild that gives memory back.
     fn settle(&mut self, budget: &MemoryBudget, accounted: usize, held: usize, keep: usize) {
-        if held <= accounted {
+        // The common case on a timed record: nothing changed, and the
+        // shared counter is left alone (no atomic write per record).
+        if held == accounted {
+            return;
+        }
+        if held < accounted {
             budget.release(accounted - held);
             return;
         }
