@@ -26,21 +26,26 @@ const HORIZON_SHARE: usize = 8;
 const CUT_BUCKETS: usize = 64;
 
 /// The oldest ticks of a timed table, sorted, with their multiplicities.
+///
+/// In declaration order (`repr(C)`): the list's handle, then the fields a
+/// record reads, last, so that they share a cache line with the table
+/// handle that follows in `TimedTable`.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub(crate) struct Horizon {
-    /// Every stored pair with a tick below `end` is counted in `ticks`.
-    end: u32,
+    /// `(tick, pairs)`, ascending by tick; counts may drop to 0.
+    ticks: Vec<(u32, u32)>,
     /// Entries before `front` have expired; their pairs are in `expired`.
     front: u32,
     /// Stored pairs known to be expired (retired from the list).
     expired: u32,
+    /// Every stored pair with a tick below `end` is counted in `ticks`.
+    end: u32,
     /// No stored pair not yet retired has a tick below this: the front
     /// entry's tick, or `end` when no entry is left (see
     /// [`next`](Self::next)). Kept here, beside `end`, so that a write
     /// with nothing due reads no entry of the list (its own allocation).
     next: u32,
-    /// `(tick, pairs)`, ascending by tick; counts may drop to 0.
-    ticks: Vec<(u32, u32)>,
 }
 
 impl Horizon {

@@ -464,6 +464,26 @@ impl VisitorSet {
         }
     }
 
+    /// [`expire`](Self::expire), and the set's heap bytes before it if
+    /// it may have changed them (`None`: the set is inline, or nothing
+    /// was due): a record with nothing due reads no more of a timed
+    /// table than its insert does.
+    #[inline]
+    pub(crate) fn expire_sized(
+        &mut self,
+        expiry: Expiry,
+        oldest_bucket: u32,
+    ) -> (usize, Option<usize>) {
+        match self {
+            VisitorSet::Inline(..) => (self.expire(expiry, oldest_bucket), None),
+            VisitorSet::Timed(_, table) if table.is_up_to(expiry) => (0, None),
+            _ => {
+                let before = self.heap_bytes();
+                (self.expire(expiry, oldest_bucket), Some(before))
+            }
+        }
+    }
+
     /// A lower bound on the tick of every pair the set holds (`u32::MAX`
     /// for none; 0 when it cannot tell, or an expired pair waits to be
     /// dropped), for the stripe's bound on what a sweep can find (see

@@ -25,8 +25,10 @@ pub(crate) enum Visit {
     GrowRuns { slot: usize, bytes: usize },
 }
 
-/// Visitor hashes with `AUX` values each, the last one the activity word.
+/// Visitor hashes with `AUX` values each, the last one the activity word;
+/// the table's handle first (see `TimedTable`).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct WordTable<const AUX: usize> {
     pub(crate) table: VisitorTable<AUX>,
     pub(crate) runs: Runs,

@@ -326,16 +326,17 @@ impl Stripe {
             return StripeRecord::NoPage;
         };
         let tally = page.visitors.sketch_tally();
-        // With a TTL the page first drops or retires its expired visitors,
-        // and its horizon list may change size on any write, so the budget
-        // is reconciled with the set's bytes afterwards.
-        let timed_before = expiry.map(|expiry| {
-            let before = page.visitors.heap_bytes();
-            let dropped = page.visitors.expire(expiry, 0) as u64;
-            self.pairs -= dropped;
-            self.expired += dropped;
-            before
-        });
+        // With a TTL the page first drops or retires its expired visitors.
+        // That may change its bytes (a rebuild cuts a new horizon list), and
+        // so may a growth below: then `booked` holds the bytes the budget
+        // has for the set, reconciled with what it holds afterwards.
+        let mut booked = None;
+        if let Some(expiry) = expiry {
+            let (dropped, before) = page.visitors.expire_sized(expiry, 0);
+            self.pairs -= dropped as u64;
+            self.expired += dropped as u64;
+            booked = before;
+        }
         let mut reserved = 0;
         let recorded = match page.visitors.insert(visitor, tick, self.width, expiry) {
             Insert::Present => Recorded::Duplicate,
@@ -354,7 +355,7 @@ impl Stripe {
             grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
                 if !budget.try_reserve(bytes) {
                     retally(&mut self.sketched_visitors, tally, &page.visitors);
-                    if let Some(before) = timed_before {
+                    if let Some(before) = booked {
                         let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
                         self.settle(budget, before, held, keep);
                     }
@@ -362,13 +363,16 @@ impl Stripe {
                 }
                 reserved = bytes;
                 let held = page.visitors.heap_bytes();
+                if expiry.is_some() {
+                    booked.get_or_insert(held);
+                }
                 page.visitors
                     .grow_and_insert(visitor, tick, self.width, expiry);
                 match grow {
                     // A known visitor in a new bucket: its run grew.
                     Insert::GrowKnown { was, .. } => {
                         let after = page.visitors.heap_bytes();
-                        if timed_before.is_none() && after < held + bytes {
+                        if expiry.is_none() && after < held + bytes {
                             // The arena was compacted: less than reserved is held.
                             budget.release(held + bytes - after);
                         }
@@ -405,11 +409,11 @@ impl Stripe {
         // `note_tick`, on fields apart from the page borrowed.
         self.oldest_tick = self.oldest_tick.min(tick);
         self.pass_oldest = self.pass_oldest.min(tick);
-        let Some(before) = timed_before else {
+        if expiry.is_none() {
             return StripeRecord::Done(recorded);
-        };
-        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-        if held != before + reserved {
+        }
+        if let Some(before) = booked {
+            let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before + reserved, held, keep);
         }
         self.records_since_sweep += 1;
