@@ -162,10 +162,15 @@ impl Horizon {
 
     /// A stored pair's tick changes away from `tick` (a revisit): it
     /// leaves the list, or the expired count if it had been retired.
+    #[inline]
     pub(crate) fn forget(&mut self, tick: u32) {
-        if tick >= self.end {
-            return;
+        if tick < self.end {
+            self.forget_listed(tick);
         }
+    }
+
+    /// [`forget`](Self::forget) of a tick below `end`.
+    fn forget_listed(&mut self, tick: u32) {
         match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
             Ok(i) if i < self.front as usize => self.expired -= 1,
             Ok(i) => self.ticks[i].1 -= 1,
@@ -184,12 +189,12 @@ impl Horizon {
     /// It then covers a little less time, so a rebuild comes a little
     /// sooner, but never for this event: `tick` is live, so the horizon
     /// still covers now.
+    #[inline]
     pub(crate) fn note(&mut self, tick: u32) {
-        if tick >= self.end {
-            return;
+        if tick < self.end {
+            self.note_listed(tick);
+            self.renext();
         }
-        self.note_listed(tick);
-        self.renext();
     }
 
     /// [`note`](Self::note) of a tick below `end`.

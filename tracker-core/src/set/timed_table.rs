@@ -234,6 +234,7 @@ impl TimedTable {
 
     /// Moves the tick of the pair in `slot` forwards to `tick`; returns
     /// the tick it had.
+    #[inline]
     fn refresh(&mut self, slot: usize, tick: u32) -> u32 {
         let was = self.pairs.table.value(slot, TICK);
         if tick > was {
