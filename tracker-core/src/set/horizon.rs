@@ -302,6 +302,21 @@ mod tests {
         }
     }
 
+    /// A young page's ticks all lie in the cut's last histogram bucket:
+    /// the horizon ends at the newest tick, so revisits at it or later
+    /// pass the list by, and it lists nothing when all ticks are equal.
+    #[test]
+    fn a_young_pages_cut_ends_at_its_newest_tick() {
+        let ticks = [5_000, 5_000, 5_001, 5_002, 5_002, 5_002];
+        let horizon = Horizon::cut(ticks.into_iter(), 5_002 + 1 - 3_600);
+        assert_eq!((horizon.end, horizon.next()), (5_002, 5_000));
+        assert_eq!(horizon.ticks, vec![(5_000, 2), (5_001, 1)]);
+        let same = Horizon::cut([7_000; 4].into_iter(), 7_000 + 1 - 3_600);
+        assert_eq!((same.end, same.next(), same.ticks.len()), (7_000, 7_000, 0));
+        assert!(same.covers(7_000) && !same.covers(7_001));
+        assert_eq!(same.expired_at(7_000), 0);
+    }
+
     proptest! {
         /// Against a plain list of ticks: forget, note and advance keep
         /// `expired_at` equal to a count, while the horizon covers.
@@ -332,6 +347,10 @@ mod tests {
                 }
                 let expected = ticks.iter().filter(|&&t| t < oldest_live).count();
                 prop_assert_eq!(horizon.expired_at(oldest_live), expected);
+                // `next` bounds every pair not yet retired from below.
+                for &t in ticks.iter().filter(|&&t| t >= oldest_live) {
+                    prop_assert!(t >= horizon.next(), "{} below next {}", t, horizon.next());
+                }
             }
         }
     }
