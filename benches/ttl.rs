@@ -14,6 +14,11 @@
 //!    `sweep(32)` steps, each timed on its own; and again by the sweep
 //!    steps records piggy-back, each record timed on its own. Plain
 //!    `Instant` timings (a distribution of single steps, not criterion).
+//!
+//! `TTL_BENCH_INGEST_ONLY=1` runs part 1 alone; `TTL_BENCH_GRADUAL_ONLY=1`
+//! runs only the longest sweep step (see docs/BENCHMARKS.md, issue 18);
+//! `TTL_BENCH_CPU_ROUNDS=n` runs only n rounds of TTL on against off timed
+//! by the thread's CPU clock (for a loaded machine).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -145,6 +150,11 @@ fn main() {
         return;
     }
     let full = full_run();
+    if let Some(rounds) = std::env::var_os("TTL_BENCH_CPU_ROUNDS") {
+        let rounds = rounds.to_str().and_then(|r| r.parse().ok()).unwrap_or(3);
+        cpu_rounds(&ZipfWorkload::core(full).events, rounds);
+        return;
+    }
     let started = SystemTime::now();
     let dir = criterion_dir();
     let mut c = Criterion::default()
@@ -163,6 +173,9 @@ fn main() {
     }
     print_expiring(&expiring, workload.events.len());
     print_memory(&memory);
+    if std::env::var_os("TTL_BENCH_INGEST_ONLY").is_some() {
+        return;
+    }
 
     let (reclaim_pages, reclaim_pairs, rounds) = if full {
         (PAGES, RECLAIM_PAIRS, 3)
@@ -327,6 +340,49 @@ fn record_group(c: &mut Criterion, events: &Events) {
     bench_repeat(&mut group, events, OFF, None);
     bench_repeat(&mut group, events, ON_1H, Some(LONG_TTL));
     group.finish();
+}
+
+/// TTL on against off by the thread's CPU clock, which a loaded machine
+/// disturbs far less than criterion's wall clock: in each round a fresh
+/// tracker without and then with a 1 h TTL ingests the stream, then
+/// replays it once (repeat visits). Prints each round and the medians.
+fn cpu_rounds(events: &Events, rounds: usize) {
+    let timed = |tracker: &Tracker| {
+        let start = thread_cpu();
+        feed(events, events.len(), || {}, record_into(tracker));
+        (thread_cpu() - start).as_nanos() as f64 / events.len() as f64
+    };
+    let mut ratios = Vec::new();
+    for round in 1..=rounds.max(1) {
+        let mut ns = Vec::new();
+        for ttl in [None, Some(LONG_TTL)] {
+            let tracker = tracker(ttl, None);
+            ns.push((timed(&tracker), timed(&tracker)));
+        }
+        let (off, on) = (ns[0], ns[1]);
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "round {round}: off {:.1} / {:.1} ns, 1 h {:.1} / {:.1} ns (new pairs / repeat \
+             visits, CPU time per event): {:.2}x / {:.2}x; load {}",
+            off.0,
+            off.1,
+            on.0,
+            on.1,
+            on.0 / off.0,
+            on.1 / off.1,
+            load.split(' ').next().unwrap_or("?"),
+        );
+        ratios.push((on.0 / off.0, on.1 / off.1));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "median 1 h / off: new pairs {:.2}x, repeat visits {:.2}x",
+        median(ratios.iter().map(|r| r.0).collect()),
+        median(ratios.iter().map(|r| r.1).collect()),
+    );
 }
 
 /// What the expiring run leaves behind (one untimed run), to show that

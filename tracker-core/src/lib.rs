@@ -175,7 +175,10 @@
 //!   32 buckets of one stripe's page table under that stripe's lock, drops
 //!   expired pairs and removes dead pages, and stops once it has visited
 //!   8,192 visitor-table slots; a larger table is resumed by the next
-//!   step where this one stopped. Steps are piggy-backed on
+//!   step where this one stopped. A stripe knows a lower bound of its
+//!   pairs' ticks (each whole pass refreshes it), and a step passes over
+//!   a stripe while that tick is live: nothing there can have expired.
+//!   Steps are piggy-backed on
 //!   records (every 64th record of a stripe runs one, on the stripes in
 //!   turn, after its own lock is released), so a busy tracker needs no
 //!   thread; [`Tracker::sweep`] runs steps on demand, and

@@ -26,16 +26,26 @@ const HORIZON_SHARE: usize = 8;
 const CUT_BUCKETS: usize = 64;
 
 /// The oldest ticks of a timed table, sorted, with their multiplicities.
+///
+/// In declaration order (`repr(C)`): the list's handle, then the fields a
+/// record reads, last, so that they share a cache line with the table
+/// handle that follows in `TimedTable`.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub(crate) struct Horizon {
-    /// Every stored pair with a tick below `end` is counted in `ticks`.
-    end: u32,
+    /// `(tick, pairs)`, ascending by tick; counts may drop to 0.
+    ticks: Vec<(u32, u32)>,
     /// Entries before `front` have expired; their pairs are in `expired`.
     front: u32,
     /// Stored pairs known to be expired (retired from the list).
     expired: u32,
-    /// `(tick, pairs)`, ascending by tick; counts may drop to 0.
-    ticks: Vec<(u32, u32)>,
+    /// Every stored pair with a tick below `end` is counted in `ticks`.
+    end: u32,
+    /// No stored pair not yet retired has a tick below this: the front
+    /// entry's tick, or `end` when no entry is left (see
+    /// [`next`](Self::next)). Kept here, beside `end`, so that a write
+    /// with nothing due reads no entry of the list (its own allocation).
+    next: u32,
 }
 
 impl Horizon {
@@ -58,12 +68,37 @@ impl Horizon {
             }
         }
         counted.shrink_to_fit();
-        Self {
+        let mut horizon = Self {
             end,
             front: 0,
             expired: 0,
+            next: 0,
             ticks: counted,
-        }
+        };
+        horizon.renext();
+        horizon
+    }
+
+    /// Sets `next` from the list: called after every change of the front
+    /// entry or of `end`.
+    fn renext(&mut self) {
+        self.next = self
+            .ticks
+            .get(self.front as usize)
+            .map_or(self.end, |&(tick, _)| tick.min(self.end));
+    }
+
+    /// A lower bound on the tick of every stored pair not yet retired:
+    /// while the oldest live tick is at most this, nothing is left to
+    /// retire and the horizon covers.
+    #[inline]
+    pub(crate) fn next(&self) -> u32 {
+        self.next
+    }
+
+    /// Stored pairs retired as expired and not yet dropped.
+    pub(crate) fn retired(&self) -> u32 {
+        self.expired
     }
 
     /// A horizon over every one of `ticks` (all stored pairs'), now and
@@ -74,6 +109,7 @@ impl Horizon {
     pub(crate) fn complete(ticks: impl Iterator<Item = u32>) -> Self {
         let mut horizon = Self::cut_below(ticks, u32::MAX);
         horizon.end = u32::MAX;
+        horizon.renext();
         horizon
     }
 
@@ -93,6 +129,9 @@ impl Horizon {
     /// only: the entries not yet retired are few when writes are regular.
     pub(crate) fn expired_at(&self, oldest_live: u32) -> usize {
         debug_assert!(self.covers(oldest_live));
+        if oldest_live <= self.next {
+            return self.expired as usize;
+        }
         let pending: u32 = self.ticks[self.front as usize..]
             .iter()
             .take_while(|&&(tick, _)| tick < oldest_live)
@@ -102,7 +141,11 @@ impl Horizon {
     }
 
     /// Retires the entries expired at `oldest_live` from the list.
+    #[inline]
     pub(crate) fn advance(&mut self, oldest_live: u32) {
+        if oldest_live <= self.next {
+            return;
+        }
         let rest = &self.ticks[self.front as usize..];
         let retired = rest.iter().take_while(|&&(t, _)| t < oldest_live).count();
         self.expired += rest[..retired].iter().map(|&(_, n)| n).sum::<u32>();
@@ -114,14 +157,20 @@ impl Horizon {
             self.ticks.drain(..self.front as usize);
             self.front = 0;
         }
+        self.renext();
     }
 
     /// A stored pair's tick changes away from `tick` (a revisit): it
     /// leaves the list, or the expired count if it had been retired.
+    #[inline]
     pub(crate) fn forget(&mut self, tick: u32) {
-        if tick >= self.end {
-            return;
+        if tick < self.end {
+            self.forget_listed(tick);
         }
+    }
+
+    /// [`forget`](Self::forget) of a tick below `end`.
+    fn forget_listed(&mut self, tick: u32) {
         match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
             Ok(i) if i < self.front as usize => self.expired -= 1,
             Ok(i) => self.ticks[i].1 -= 1,
@@ -140,8 +189,21 @@ impl Horizon {
     /// It then covers a little less time, so a rebuild comes a little
     /// sooner, but never for this event: `tick` is live, so the horizon
     /// still covers now.
+    #[inline]
     pub(crate) fn note(&mut self, tick: u32) {
-        if tick >= self.end {
+        if tick < self.end {
+            self.note_listed(tick);
+            self.renext();
+        }
+    }
+
+    /// [`note`](Self::note) of a tick below `end`.
+    fn note_listed(&mut self, tick: u32) {
+        // Most often the newest entry's (a complete horizon's: now).
+        if let Some(last) = self.ticks.last_mut()
+            && last.0 == tick
+        {
+            last.1 += 1;
             return;
         }
         match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
@@ -170,8 +232,14 @@ impl Horizon {
     }
 }
 
-/// The tick below which about the oldest eighth of `ticks` lie (at least
-/// one pair, when there is one), found with a histogram over their range.
+/// The tick below which about the oldest eighth of `ticks` lie, found
+/// with a histogram over their range, but never past the newest tick: a
+/// young page's ticks all fall in the histogram's last buckets, so the
+/// cut would also list its newest pairs, and every revisit for the next
+/// TTL/64 (49 s of a 1 h TTL) would search and update the list. Ending
+/// at the newest tick, writes from then on pass the list by. Such a
+/// horizon holds less than an eighth (nothing when all ticks are equal),
+/// so its page is rebuilt as soon as its oldest pairs expire.
 fn cut_point(ticks: impl Iterator<Item = u32> + Clone, oldest_live: u32) -> u32 {
     let (mut newest, mut stored) = (oldest_live, 0usize);
     for tick in ticks.clone() {
@@ -194,10 +262,10 @@ fn cut_point(ticks: impl Iterator<Item = u32> + Clone, oldest_live: u32) -> u32 
         seen += n;
         if seen >= goal {
             let end = u64::from(oldest_live) + (bucket as u64 + 1) * width;
-            return u32::try_from(end).unwrap_or(u32::MAX);
+            return u32::try_from(end).unwrap_or(u32::MAX).min(newest);
         }
     }
-    newest.saturating_add(1)
+    newest
 }
 
 #[cfg(test)]
@@ -234,6 +302,21 @@ mod tests {
         }
     }
 
+    /// A young page's ticks all lie in the cut's last histogram bucket:
+    /// the horizon ends at the newest tick, so revisits at it or later
+    /// pass the list by, and it lists nothing when all ticks are equal.
+    #[test]
+    fn a_young_pages_cut_ends_at_its_newest_tick() {
+        let ticks = [5_000, 5_000, 5_001, 5_002, 5_002, 5_002];
+        let horizon = Horizon::cut(ticks.into_iter(), 5_002 + 1 - 3_600);
+        assert_eq!((horizon.end, horizon.next()), (5_002, 5_000));
+        assert_eq!(horizon.ticks, vec![(5_000, 2), (5_001, 1)]);
+        let same = Horizon::cut([7_000; 4].into_iter(), 7_000 + 1 - 3_600);
+        assert_eq!((same.end, same.next(), same.ticks.len()), (7_000, 7_000, 0));
+        assert!(same.covers(7_000) && !same.covers(7_001));
+        assert_eq!(same.expired_at(7_000), 0);
+    }
+
     proptest! {
         /// Against a plain list of ticks: forget, note and advance keep
         /// `expired_at` equal to a count, while the horizon covers.
@@ -264,6 +347,10 @@ mod tests {
                 }
                 let expected = ticks.iter().filter(|&&t| t < oldest_live).count();
                 prop_assert_eq!(horizon.expired_at(oldest_live), expected);
+                // `next` bounds every pair not yet retired from below.
+                for &t in ticks.iter().filter(|&&t| t >= oldest_live) {
+                    prop_assert!(t >= horizon.next(), "{} below next {}", t, horizon.next());
+                }
             }
         }
     }

@@ -464,6 +464,44 @@ impl VisitorSet {
         }
     }
 
+    /// [`expire`](Self::expire), and the set's heap bytes before it if
+    /// it may have changed them (`None`: the set is inline, or nothing
+    /// was due): a record with nothing due reads no more of a timed
+    /// table than its insert does.
+    #[inline]
+    pub(crate) fn expire_sized(
+        &mut self,
+        expiry: Expiry,
+        oldest_bucket: u32,
+    ) -> (usize, Option<usize>) {
+        match self {
+            VisitorSet::Inline(..) => (self.expire(expiry, oldest_bucket), None),
+            VisitorSet::Timed(_, table) if table.is_up_to(expiry) => (0, None),
+            _ => {
+                let before = self.heap_bytes();
+                (self.expire(expiry, oldest_bucket), Some(before))
+            }
+        }
+    }
+
+    /// A lower bound on the tick of every pair the set holds (`u32::MAX`
+    /// for none; 0 when it cannot tell, or an expired pair waits to be
+    /// dropped), for the stripe's bound on what a sweep can find (see
+    /// `Stripe::sweep`). A timed sketch's is the start of its oldest
+    /// generation, which expires later than any of its visits.
+    pub(crate) fn oldest_tick(&self, expiry: Expiry) -> u32 {
+        match self {
+            VisitorSet::Inline(..) => self
+                .inline_ticks()
+                .map(|(_, t)| t)
+                .min()
+                .unwrap_or(u32::MAX),
+            VisitorSet::Timed(_, table) => table.oldest_tick(),
+            VisitorSet::TimedSketch(_, sketch) => sketch.oldest_tick(expiry),
+            _ => 0,
+        }
+    }
+
     /// Keeps the inline pairs whose tick `keep` accepts; returns how many
     /// went.
     fn retain_inline(&mut self, keep: impl Fn(u32) -> bool) -> usize {
@@ -638,6 +676,7 @@ impl VisitorSet {
     }
 
     /// Heap bytes held by the set (0 while inline).
+    #[inline]
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             VisitorSet::Inline(..) => 0,

@@ -56,6 +56,16 @@ impl TimedSketch {
         std::mem::size_of::<Self>() + seen.len() * GENERATION_BYTES
     }
 
+    /// The first tick of the oldest generation (`u32::MAX` for none): no
+    /// generation expires before this tick does.
+    pub(crate) fn oldest_tick(&self, expiry: Expiry) -> u32 {
+        self.generations
+            .first()
+            .map_or(u32::MAX, |&(generation, _)| {
+                generation.saturating_mul(expiry.generation_ticks())
+            })
+    }
+
     /// Adds `hash` seen at `tick` if its generation has a sketch; returns
     /// `None` if that needs a new one ([`GENERATION_BYTES`] more).
     #[inline]

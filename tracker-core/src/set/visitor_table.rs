@@ -107,12 +107,13 @@ pub(crate) enum TableInsert {
 /// an activity word: see `TimedTable` and `WordTable`).
 ///
 /// One allocation holds everything: `[len | capacity << 32, slot 0, slot 1,
-/// ..., values...]`, the values after the slots as `AUX` runs of
-/// `capacity` `u32`s each, packed two to a word. The handle is a single
-/// boxed slice, 16 bytes, which keeps a page's visitor set, and so its
-/// page record, small. Keys and values sit in separate runs so that
-/// probing reads only keys, and a scan of one value (a range query reads
-/// the activity words) reads 4 bytes a slot.
+/// ..., values...]`, the values after the slots, each slot's `AUX` values
+/// side by side (slot `i`'s value `k` is `u32` number `i * AUX + k`),
+/// packed two to a word. The handle is a single boxed slice, 16 bytes,
+/// which keeps a page's visitor set, and so its page record, small. Keys
+/// and values sit in separate runs so that probing reads only keys; a
+/// slot's values sharing one word means a revisit of a timed pair reads
+/// its tick and activity word in one cache line, not two.
 #[derive(Debug, Clone)]
 pub(crate) struct VisitorTable<const AUX: usize = 0> {
     words: Box<[u64]>,
@@ -171,7 +172,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
     /// Value `k` of slot `i`.
     #[inline]
     pub(crate) fn value(&self, i: usize, k: usize) -> u32 {
-        let at = k * self.capacity() + i;
+        let at = i * AUX + k;
         let word = self.words[1 + self.capacity() + at / 2];
         (word >> (32 * (at & 1))) as u32
     }
@@ -179,7 +180,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
     /// Sets value `k` of slot `i`.
     #[inline]
     pub(crate) fn set_value(&mut self, i: usize, k: usize, value: u32) {
-        let at = k * self.capacity() + i;
+        let at = i * AUX + k;
         let shift = 32 * (at & 1);
         let word = &mut self.words[1 + self.capacity() + at / 2];
         *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
@@ -583,9 +584,11 @@ impl<const AUX: usize> VisitorTable<AUX> {
     /// [`is_occupied`](Self::is_occupied).
     pub(crate) fn value_run(&self, k: usize) -> impl Iterator<Item = u32> + '_ {
         let capacity = self.capacity();
-        let first = k * capacity;
         let run = &self.words[1 + capacity..];
-        (first..first + capacity).map(move |at| (run[at / 2] >> (32 * (at & 1))) as u32)
+        (0..capacity).map(move |i| {
+            let at = i * AUX + k;
+            (run[at / 2] >> (32 * (at & 1))) as u32
+        })
     }
 
     /// Whether slot `i` holds a key.
@@ -633,7 +636,7 @@ fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
 }
 
 /// Words of a table of `capacity` slots: the header, the slots, and with
-/// `AUX` runs of values packed two to a word.
+/// `AUX` their values, packed two to a word.
 const fn words_for<const AUX: usize>(capacity: usize) -> usize {
     1 + capacity + (AUX * capacity).div_ceil(2)
 }

@@ -25,8 +25,10 @@ pub(crate) enum Visit {
     GrowRuns { slot: usize, bytes: usize },
 }
 
-/// Visitor hashes with `AUX` values each, the last one the activity word.
+/// Visitor hashes with `AUX` values each, the last one the activity word;
+/// the table's handle first (see `TimedTable`).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct WordTable<const AUX: usize> {
     pub(crate) table: VisitorTable<AUX>,
     pub(crate) runs: Runs,
@@ -45,6 +47,7 @@ impl<const AUX: usize> WordTable<AUX> {
     }
 
     /// Heap bytes of the table and the arena (not of a box around them).
+    #[inline]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.table.heap_bytes() + self.runs.heap_bytes()
     }
@@ -63,6 +66,10 @@ impl<const AUX: usize> WordTable<AUX> {
             TableInsert::Grow(bytes) => Visit::GrowTable(bytes),
             TableInsert::Present(slot) => {
                 let mut word = self.table.value(slot, Self::WORD);
+                // The common revisit: the pair's one bucket, no arena.
+                if word == bucket {
+                    return Visit::Known { slot };
+                }
                 match self.runs.add(&mut word, bucket) {
                     AddBucket::Present => Visit::Known { slot },
                     AddBucket::Added => {

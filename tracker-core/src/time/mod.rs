@@ -33,7 +33,7 @@
 //!
 //! **An activity word per exact slot.** A visitor table's slot becomes
 //! (64-bit hash, 32-bit activity word), the words in their own run after
-//! the keys, as the TTL table keeps its ticks today:
+//! the keys (a TTL table's slot keeps its tick beside its word there):
 //!
 //! - high bit clear: the pair's one bucket (index since the epoch; 2³¹
 //!   one-minute buckets reach the year 6053). A visitor seen in one bucket

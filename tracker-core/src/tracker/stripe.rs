@@ -166,6 +166,16 @@ pub(crate) struct Stripe {
     resume_slot: u32,
     /// Records since the last piggy-backed sweep step.
     records_since_sweep: u32,
+    /// No pair of this stripe has a tick below this (with a TTL): while
+    /// it is live, nothing here has expired and a sweep step has nothing
+    /// to do (see [`Stripe::sweep`]). Lowered by every record, raised by
+    /// each whole sweep pass to the lowest bound its pages gave.
+    oldest_tick: u32,
+    /// The lowest tick bound seen by the sweep pass under way, records
+    /// included, and whether the pass can see every page (no rehash of
+    /// the page table has moved pages since it began).
+    pass_oldest: u32,
+    pass_whole: bool,
     /// The eviction pool: the best candidates seen so far, as (bucket,
     /// URL address). Entries are re-checked when used (their page may have
     /// been recorded, swept, evicted or moved since), so nothing else needs
@@ -269,6 +279,9 @@ impl Stripe {
             resume_url: 0,
             resume_slot: 0,
             records_since_sweep: 0,
+            oldest_tick: u32::MAX,
+            pass_oldest: u32::MAX,
+            pass_whole: true,
             eviction_pool: Vec::new(),
             ghosts: Vec::new(),
             random: SplitMix64(0),
@@ -339,16 +352,17 @@ impl Stripe {
             return StripeRecord::NoPage;
         };
         let tally = page.visitors.sketch_tally();
-        // With a TTL the page first drops or retires its expired visitors,
-        // and its horizon list may change size on any write, so the budget
-        // is reconciled with the set's bytes afterwards.
-        let timed_before = expiry.map(|expiry| {
-            let before = page.visitors.heap_bytes();
-            let dropped = page.visitors.expire(expiry, 0) as u64;
-            self.pairs -= dropped;
-            self.expired += dropped;
-            before
-        });
+        // With a TTL the page first drops or retires its expired visitors.
+        // That may change its bytes (a rebuild cuts a new horizon list), and
+        // so may a growth below: then `booked` holds the bytes the budget
+        // has for the set, reconciled with what it holds afterwards.
+        let mut booked = None;
+        if let Some(expiry) = expiry {
+            let (dropped, before) = page.visitors.expire_sized(expiry, 0);
+            self.pairs -= dropped as u64;
+            self.expired += dropped as u64;
+            booked = before;
+        }
         let mut reserved = 0;
         let recorded = match page.visitors.insert(visitor, tick, self.width, expiry) {
             Insert::Present => Recorded::Duplicate,
@@ -367,7 +381,7 @@ impl Stripe {
             grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
                 if !budget.try_reserve(bytes) {
                     retally(&mut self.sketched_visitors, tally, &page.visitors);
-                    if let Some(before) = timed_before {
+                    if let Some(before) = booked {
                         let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
                         self.settle(budget, before, held, keep);
                     }
@@ -375,13 +389,16 @@ impl Stripe {
                 }
                 reserved = bytes;
                 let held = page.visitors.heap_bytes();
+                if expiry.is_some() {
+                    booked.get_or_insert(held);
+                }
                 page.visitors
                     .grow_and_insert(visitor, tick, self.width, expiry);
                 match grow {
                     // A known visitor in a new bucket: its run grew.
                     Insert::GrowKnown { was, .. } => {
                         let after = page.visitors.heap_bytes();
-                        if timed_before.is_none() && after < held + bytes {
+                        if expiry.is_none() && after < held + bytes {
                             // The arena was compacted: less than reserved is held.
                             budget.release(held + bytes - after);
                         }
@@ -415,11 +432,16 @@ impl Stripe {
         page.visitors.touch(tick);
         retally(&mut self.sketched_visitors, tally, &page.visitors);
         self.newest = self.newest.max(tick);
-        let Some(before) = timed_before else {
+        // `note_tick`, on fields apart from the page borrowed.
+        self.oldest_tick = self.oldest_tick.min(tick);
+        self.pass_oldest = self.pass_oldest.min(tick);
+        if expiry.is_none() {
             return StripeRecord::Done(recorded);
-        };
-        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-        self.settle(budget, before + reserved, held, keep);
+        }
+        if let Some(before) = booked {
+            let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+            self.settle(budget, before + reserved, held, keep);
+        }
         self.records_since_sweep += 1;
         if self.records_since_sweep >= SWEEP_EVERY {
             self.records_since_sweep = 0;
@@ -438,6 +460,15 @@ impl Stripe {
     /// step resumes it where this one stopped (a page whose visitors have
     /// all expired is removed whole, with no scan). So a step visits at
     /// most `slots + STEP_SLOTS` slots, whatever the page sizes.
+    ///
+    /// With a TTL (and no retention) a step first asks the stripe's
+    /// `oldest_tick`: while that tick is live no pair here has expired,
+    /// so there is nothing to drop and no page is dead, and the step ends
+    /// there, reporting the buckets as visited, without touching a page.
+    /// This is what keeps the piggy-backed steps off the record path
+    /// while nothing expires. Each whole pass raises the bound to the
+    /// lowest of its pages' (see [`VisitorSet::oldest_tick`]) and of the
+    /// ticks recorded meanwhile.
     pub(crate) fn sweep(
         &mut self,
         expiry: Option<Expiry>,
@@ -448,6 +479,14 @@ impl Stripe {
     ) -> SweepStep {
         let total = self.pages.num_buckets();
         let mut step = SweepStep::default();
+        if let Some(expiry) = expiry
+            && oldest_bucket == 0
+            && expiry.oldest_live() <= self.oldest_tick
+            && !self.pages.is_empty()
+        {
+            step.buckets = buckets.min(total) as u64;
+            return step;
+        }
         while step.buckets < buckets.min(total) as u64 && step.slots < slots as u64 {
             let bucket = self.sweep_cursor % total;
             step.buckets += 1;
@@ -499,6 +538,9 @@ impl Stripe {
                     Some(expiry) => page.visitors.is_dead(expiry),
                     None => !page.visitors.is_sketch() && page.visitors.pairs() == 0,
                 };
+            if !dead && let Some(expiry) = expiry {
+                self.pass_oldest = self.pass_oldest.min(page.visitors.oldest_tick(expiry));
+            }
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before + dropped.reserved, held, keep);
             let dropped = dropped.pairs as u64;
@@ -517,6 +559,9 @@ impl Stripe {
                 self.resume_url = 0;
                 self.sweep_cursor = bucket + 1;
             }
+            if self.sweep_cursor == total {
+                self.end_pass();
+            }
         }
         if self.pages.is_empty() && self.pages.allocation_size() > 0 {
             // An emptied stripe gives its table back too, so that a
@@ -524,8 +569,27 @@ impl Stripe {
             budget.release(self.pages.allocation_size());
             self.pages = HashTable::new();
             self.sketch_worthy = Vec::new();
+            self.oldest_tick = u32::MAX;
+            self.pass_whole = false;
         }
         step
+    }
+
+    /// A record or restore put a pair at `tick` here.
+    #[inline]
+    fn note_tick(&mut self, tick: u32) {
+        self.oldest_tick = self.oldest_tick.min(tick);
+        self.pass_oldest = self.pass_oldest.min(tick);
+    }
+
+    /// The sweep has just visited the last bucket: a pass that saw every
+    /// page knows the stripe's oldest tick. The next pass starts afresh.
+    fn end_pass(&mut self) {
+        if self.pass_whole {
+            self.oldest_tick = self.pass_oldest;
+        }
+        self.pass_oldest = u32::MAX;
+        self.pass_whole = true;
     }
 
     /// Pairs expired since start.
@@ -581,6 +645,8 @@ impl Stripe {
         }
         self.newest = self.newest.max(tick);
         self.floor = self.floor.min(tick);
+        self.note_tick(tick);
+        self.pass_whole &= !table_grows;
         page.visitors.insert(visitor, tick, self.width, expiry);
         let hasher = &self.hasher;
         self.pages
@@ -786,7 +852,12 @@ impl Stripe {
     /// would mean sizing the cut before the scan that makes it, or
     /// refusing a rebuild that gives memory back.
     fn settle(&mut self, budget: &MemoryBudget, accounted: usize, held: usize, keep: usize) {
-        if held <= accounted {
+        // The common case on a timed record: nothing changed, and the
+        // shared counter is left alone (no atomic write per record).
+        if held == accounted {
+            return;
+        }
+        if held < accounted {
             budget.release(accounted - held);
             return;
         }
@@ -945,6 +1016,7 @@ impl Stripe {
         // Draining keeps the allocation and resets every slot to empty;
         // re-inserting fewer pages than it holds never reallocates.
         let kept: Vec<Page> = self.pages.drain().collect();
+        self.pass_whole = false;
         let hasher = &self.hasher;
         for page in kept {
             let hash = hasher.hash_one(&*page.url);
@@ -998,6 +1070,10 @@ impl Stripe {
         }
         let held = page.heap_bytes();
         let last = page.visitors.last_recorded();
+        // Without a TTL the bound is never read.
+        let expiry = Expiry { now: last, ttl: 1 };
+        self.note_tick(page.visitors.oldest_tick(expiry));
+        self.pass_whole &= !table_grows;
         self.floor = self.floor.min(last);
         self.newest = self.newest.max(last);
         let hasher = &self.hasher;

@@ -35,6 +35,8 @@ enum Op {
     Sweep {
         buckets: usize,
     },
+    /// Sweep steps enough for every stripe to pass over all its pages.
+    SweepAll,
     Top,
 }
 
@@ -50,6 +52,7 @@ fn op(ttl_ms: u64) -> impl Strategy<Value = Op> {
         3 => prop_oneof![0..2_000u64, 0..ttl_ms * 2].prop_map(|ms| Op::Advance { ms }),
         3 => (0..PAGES.len()).prop_map(|page| Op::Query { page }),
         1 => (1usize..64).prop_map(|buckets| Op::Sweep { buckets }),
+        1 => Just(Op::SweepAll),
         1 => Just(Op::Top),
     ]
 }
@@ -68,6 +71,11 @@ impl Model {
             .iter()
             .filter(|&(&(p, _), &t)| p == page && now < t + self.ttl)
             .count() as u64
+    }
+
+    /// Live pairs on every page.
+    fn live_pairs(&self, now_ms: u64) -> u64 {
+        (0..PAGES.len()).map(|page| self.live(page, now_ms)).sum()
     }
 
     fn record(&mut self, page: usize, visitor: u8, at_ms: u64, now_ms: u64) -> Recorded {
@@ -141,6 +149,15 @@ proptest! {
                 }
                 Op::Sweep { buckets } => {
                     tracker.sweep(buckets);
+                }
+                Op::SweepAll => {
+                    // A step covers a whole stripe here (4 pages at most):
+                    // afterwards no expired pair is left stored. Steps
+                    // skip a stripe only when none of its pairs expired.
+                    for _ in 0..stripes {
+                        tracker.sweep(32);
+                    }
+                    prop_assert_eq!(tracker.stats().pairs, model.live_pairs(now));
                 }
                 Op::Top => {
                     let top = tracker.top(PAGES.len());
