@@ -348,8 +348,8 @@ impl<const AUX: usize> VisitorTable<AUX> {
 
     /// Places `key`, known to be absent, at `slot`, pushing the residents
     /// from there on one step further, as far as the next empty slot. The
-    /// run moves as a block (a `memmove` of its keys, one pass over each
-    /// value run) rather than one swap per slot: near the maximum load
+    /// run moves as a block (a `memmove` of its keys, then of its values)
+    /// rather than one swap per slot: near the maximum load
     /// the run averages tens of slots.
     fn displace_from(&mut self, slot: usize, key: u64, values: [u32; AUX]) {
         // An insert is only made with room, so there is an empty slot.
@@ -386,8 +386,17 @@ impl<const AUX: usize> VisitorTable<AUX> {
         if AUX > 0 {
             let capacity = self.capacity();
             let run = &mut self.words[1 + capacity..];
-            for k in 0..AUX {
-                shift_halves_on(run, k * capacity + from, k * capacity + to);
+            if AUX % 2 == 0 {
+                // A slot's values fill whole words: move them as words.
+                let per = AUX / 2;
+                run.copy_within(from * per..to * per, (from + 1) * per);
+            } else {
+                // Slot `i`'s values are `u32`s `i * AUX..(i + 1) * AUX`: AUX
+                // passes of one position each move them a slot on (the
+                // passes overwrite only slot `to`, the empty one).
+                for k in 0..AUX {
+                    shift_halves_on(run, from * AUX + k, to * AUX + k);
+                }
             }
         }
     }
