@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -65,10 +65,8 @@ impl<'a> Sender<'a> {
     /// request `parts`. A request without a socket address (in-process
     /// tests) comes from `0.0.0.0`.
     pub(crate) fn of(state: &AppState, parts: &'a Parts) -> Self {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+        let peer = crate::conn::peer(&parts.extensions)
+            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         Self {
             ip: state.limits.browser.proxies.client_ip(peer, &parts.headers),
             user_agent: parts

@@ -76,12 +76,21 @@ impl Service<Request> for Cors {
     }
 
     fn call(&mut self, request: Request) -> CorsFuture {
-        match &mut self.full {
-            None => CorsFuture::Off(self.routes.call(request)),
+        self.call_ref(request)
+    }
+}
+
+impl Cors {
+    /// [`Service::call`] by reference: the connection layer calls this
+    /// rather than cloning the whole stack for every request (a `Router`
+    /// clone is one reference count; tower-http's settings are more).
+    pub fn call_ref(&self, request: Request) -> CorsFuture {
+        match &self.full {
+            None => CorsFuture::Off(self.routes.clone().call(request)),
             Some(_) if self.any && request.method() != Method::OPTIONS => {
-                CorsFuture::AnyOrigin(self.routes.call(request))
+                CorsFuture::AnyOrigin(self.routes.clone().call(request))
             }
-            Some(full) => CorsFuture::Full(full.call(request)),
+            Some(full) => CorsFuture::Full(full.clone().call(request)),
         }
     }
 }
