@@ -147,7 +147,8 @@ pub(crate) async fn read_event_body(
     // The body is the only part of a request the client can drag out
     // (the handlers never wait on anything else), so that is where the
     // request timeout applies.
-    tokio::time::timeout(limits.request_timeout, read)
+    // Boxed: its timer would make every handler's future larger.
+    Box::pin(tokio::time::timeout(limits.request_timeout, read))
         .await
         .map_err(|_| AppError::Timeout)?
 }
