@@ -8,7 +8,7 @@ use std::task::Poll;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use http_body_util::LengthLimitError;
+use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 use serde::Deserialize;
 use tracker_core::{Timestamp, Tracker};
@@ -173,13 +173,36 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(AppError::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let e = e.into_inner();
-        if e.is::<LengthLimitError>() {
-            AppError::PayloadTooLarge { limit }
-        } else {
-            AppError::MalformedJson(format!("the body could not be read: {e}"))
+    // Frame by frame rather than `axum::body::to_bytes`, whose limit
+    // wrapper and buffer list cost an allocation even for the one frame
+    // an event body nearly always is: that frame is returned as it is.
+    let mut body = body;
+    let mut first = Bytes::new();
+    let mut joined: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| AppError::MalformedJson(format!("the body could not be read: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(AppError::PayloadTooLarge { limit });
         }
+        if first.is_empty() && joined.is_empty() {
+            first = data;
+        } else {
+            if joined.is_empty() {
+                joined.extend_from_slice(&first);
+            }
+            joined.extend_from_slice(&data);
+        }
+    }
+    Ok(if joined.is_empty() {
+        first
+    } else {
+        Bytes::from(joined)
     })
 }
 
