@@ -102,9 +102,9 @@ pub const REFUSALS: usize = 64;
 pub const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 /// How many `Notify`s tell connections that shutdown began; a connection
-/// listens on one, by its number. A task polls its waiting `Notified` on
-/// every wake, which takes that `Notify`'s lock: one for every connection
-/// would make it a contended global lock on every request.
+/// listens on one, by its number. Polling a waiting `Notified` takes its
+/// `Notify`'s lock: connections poll theirs once, then again only once
+/// the shutdown flag is set (see `drive`), when all of them do at once.
 const STOP_SHARDS: usize = 64;
 
 /// Pause after a failed `accept` (out of file descriptors, most often),
