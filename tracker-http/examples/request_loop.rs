@@ -2,11 +2,12 @@
 //      valgrind --tool=callgrind target/release/examples/request_loop events 10000
 //
 //! A fixed loop of in-process requests through the service's whole stack
-//! (`tracker_http::service`: observing layer, CORS, router, handler,
+//! (`tracker_http::service`: observing layer, CORS, routes, handler,
 //! tracker) or through a bare axum handler, for instruction counts under
 //! callgrind: deterministic where load benches on a shared machine are
-//! not. The socket, hyper and the connection layer are left out; the
-//! load benches (`benches/http*.sh`) cover them.
+//! not. The socket, hyper and the connection layer are left out;
+//! `benches/http_instructions.sh` counts the whole server, and the load
+//! benches (`benches/http*.sh`) time it.
 //!
 //! `request_loop KIND [N]`, KIND one of `events`, `plausible`, `count`,
 //! `bare-events`, `bare-plausible`, `bare-count`, `empty` (builds the

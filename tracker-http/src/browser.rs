@@ -8,10 +8,10 @@
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ use tracker_core::browser::{BotFilter, BotReason, SaltRotation, VisitorIds};
 use crate::client_ip::TrustedProxies;
 use crate::error::AppError;
 use crate::ingest::{parse_json, read_event_body};
-use crate::query::param;
+use crate::query::{decode_param, raw_params};
 use crate::state::AppState;
 
 /// What the browser routes need: the salted visitor ids, the bot rules,
@@ -65,10 +65,8 @@ impl<'a> Sender<'a> {
     /// request `parts`. A request without a socket address (in-process
     /// tests) comes from `0.0.0.0`.
     pub(crate) fn of(state: &AppState, parts: &'a Parts) -> Self {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+        let peer = crate::conn::peer(&parts.extensions)
+            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         Self {
             ip: state.limits.browser.proxies.client_ip(peer, &parts.headers),
             user_agent: parts
@@ -178,16 +176,20 @@ pub const PIXEL: [u8; 43] = [
 ];
 
 fn pixel() -> Response {
-    // Static values and body: nothing is copied or allocated per request
-    // (a `&str` value would be parsed and copied into a new buffer).
+    // The headers are built once and cloned (static values: a copy of two
+    // small arrays), cheaper than hashing three names into a new map.
+    static HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+        let mut headers = HeaderMap::with_capacity(5);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("cross-origin"),
+        );
+        headers
+    });
     let mut response = Response::new(Body::from(Bytes::from_static(&PIXEL)));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::HeaderName::from_static("cross-origin-resource-policy"),
-        HeaderValue::from_static("cross-origin"),
-    );
+    *response.headers_mut() = HEADERS.clone();
     response
 }
 
@@ -198,18 +200,19 @@ fn pixel() -> Response {
 pub async fn count(State(state): State<AppState>, request: Request) -> Result<Response, AppError> {
     let (parts, _body) = request.into_parts();
     let query = parts.uri.query().unwrap_or("");
-    let path = param(query, "p")?
+    let [p, e, b] = raw_params(query, ["p", "e", "b"]);
+    let path = decode_param("p", p)?
         .filter(|p| !p.is_empty())
         .ok_or(AppError::InvalidQuery(
             "the `p` parameter is required".into(),
         ))?;
-    let is_event = param(query, "e")?.is_some_and(|e| e == "true" || e == "1");
+    let is_event = decode_param("e", e)?.is_some_and(|e| e == "true" || e == "1");
     if is_event {
         state.store()?;
         state.metrics.custom_event(&path);
         return Ok(pixel());
     }
-    let flagged = param(query, "b")?
+    let flagged = decode_param("b", b)?
         .and_then(|b| b.trim().parse::<u32>().ok())
         .is_some_and(|b| b >= 150);
     let url = resolve(&path, &parts.headers, state.limits.browser.site.as_deref());
@@ -245,7 +248,10 @@ fn origin_of(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
     (end > 0).then(|| &url[..url.len() - rest.len() + end])
 }
 

@@ -49,11 +49,15 @@
 //! and the watchdog once the upgrade is answered: its handler owns its
 //! timeouts. It keeps its place under the cap until its socket closes.
 //!
-//! **The client's address** reaches handlers as the request extension
-//! `axum::extract::ConnectInfo<SocketAddr>` (the TCP peer), attached to
-//! every request in every mode (HTTP/1.1 and HTTP/2, plain and TLS) by
-//! the per-connection service here.
+//! **The client's address** (the TCP peer) reaches handlers through
+//! [`peer`], in every mode (HTTP/1.1 and HTTP/2, plain and TLS): the
+//! per-connection service here sets it while it polls a request's future.
+//! A request extension would cost two allocations per request, which is
+//! a tenth of what the service adds over a bare handler; in-process
+//! callers without a socket can still attach
+//! `axum::extract::ConnectInfo<SocketAddr>`, which [`peer`] reads first.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -66,7 +70,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, header};
+use axum::http::{Extensions, Request, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -98,9 +102,9 @@ pub const REFUSALS: usize = 64;
 pub const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 /// How many `Notify`s tell connections that shutdown began; a connection
-/// listens on one, by its number. A task polls its waiting `Notified` on
-/// every wake, which takes that `Notify`'s lock: one for every connection
-/// would make it a contended global lock on every request.
+/// listens on one, by its number. Polling a waiting `Notified` takes its
+/// `Notify`'s lock: connections poll theirs once, then again only once
+/// the shutdown flag is set (see `drive`), when all of them do at once.
 const STOP_SHARDS: usize = 64;
 
 /// Pause after a failed `accept` (out of file descriptors, most often),
@@ -401,26 +405,56 @@ async fn drive<I>(
     let mut watch = Watch::new(activity);
     // Set once the connection is asked to close: then closed by force.
     let mut closing = deadline;
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
+    // The stop is polled once to register the task's waker, which it
+    // keeps; after that only when the flag says shutdown began.
+    let mut poll_stop = true;
     loop {
         let (at, _) = match closing {
             Some(at) => (at, Due::Close),
             None => watch.due(activity, Instant::now(), limits),
         };
-        tokio::select! {
-            result = conn.as_mut() => {
+        sleep.as_mut().reset(at);
+        let mut poll_sleep = true;
+        // Most wakes of this task are the connection's (a request). The
+        // watchdog's branches cost two loads on them: the stop and the
+        // timer are polled (a lock, a waker registration each) only when
+        // the shutdown flag or the timer says the wake may be theirs.
+        let woke = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Ended(result));
+            }
+            if !stopping && (poll_stop || shared.state.shutdown.is_triggered()) {
+                poll_stop = false;
+                if stop.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woke::Stop);
+                }
+            }
+            if poll_sleep || sleep.is_elapsed() {
+                poll_sleep = false;
+                if sleep.as_mut().poll(cx).is_ready() {
+                    // A deadline acts only if it is still due when looked
+                    // at again (below): the connection may have moved on.
+                    return Poll::Ready(Woke::Timer);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match woke {
+            Woke::Ended(result) => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 return;
             }
-            // A deadline acts only if it is still due when looked at
-            // again (below): the connection may have moved on meanwhile.
-            () = tokio::time::sleep_until(at) => {}
-            () = &mut stop, if !stopping => {
+            Woke::Stop => {
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
                 continue;
             }
+            Woke::Timer => {}
         }
         let now = Instant::now();
         let (at, due) = match closing {
@@ -450,6 +484,16 @@ async fn drive<I>(
             }
         }
     }
+}
+
+/// What woke a connection's task, in [`drive`].
+enum Woke<E> {
+    /// The connection is over.
+    Ended(Result<(), E>),
+    /// Shutdown began.
+    Stop,
+    /// The watchdog's timer.
+    Timer,
 }
 
 /// Counts a served connection closed when dropped.
@@ -749,8 +793,10 @@ enum Write {
 /// starts with one.
 fn response_status(bytes: &[u8]) -> Option<u16> {
     let rest = bytes.strip_prefix(b"HTTP/1.1 ")?;
-    let digits = rest.get(..3)?;
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    // On every write hyper makes: digits by hand, not `str::parse`.
+    rest.get(..3)?.iter().try_fold(0u16, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
+    })
 }
 
 impl<I: AsyncWrite + Unpin> OwnErrors<I> {
@@ -913,8 +959,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let has_body = !request.body().is_end_stream();
-        let mut request = request.map(Body::new);
-        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let request = request.map(Body::new);
         self.activity.request_started();
         let refusal = if self.inner.is_none() {
             Some(AppError::TooManyConnections)
@@ -930,7 +975,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         // The router is always ready (axum's `poll_ready` returns Ready),
         // so it is called without asking, as axum's own server does.
         let inner = match refusal {
-            None => self.inner.clone().map(|mut service| service.call(request)),
+            None => self.inner.as_ref().map(|service| service.call_ref(request)),
             Some(_) => None,
         };
         Tracked {
@@ -938,6 +983,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             refusal,
             activity: Some(self.activity.clone()),
             has_body,
+            peer: self.peer,
         }
     }
 }
@@ -951,6 +997,39 @@ struct Tracked<F> {
     /// Taken when the request is counted finished.
     activity: Option<Arc<Activity>>,
     has_body: bool,
+    /// The connection's peer, which [`peer`] tells while `inner` is polled.
+    peer: SocketAddr,
+}
+
+thread_local! {
+    /// The peer of the request whose future this thread is polling.
+    static PEER: Cell<Option<SocketAddr>> = const { Cell::new(None) };
+}
+
+/// The TCP peer of the request being handled: its
+/// `ConnectInfo<SocketAddr>` extension if it has one (in-process callers),
+/// else the connection's, set while the connection layer polls the
+/// request (see the module docs). `None` outside both.
+pub fn peer(extensions: &Extensions) -> Option<SocketAddr> {
+    match extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(info) => Some(info.0),
+        None => PEER.with(Cell::get),
+    }
+}
+
+/// Restores the previous [`PEER`] when a poll ends, even by a panic.
+struct PeerScope(Option<SocketAddr>);
+
+impl PeerScope {
+    fn enter(peer: SocketAddr) -> Self {
+        Self(PEER.with(|p| p.replace(Some(peer))))
+    }
+}
+
+impl Drop for PeerScope {
+    fn drop(&mut self) {
+        PEER.with(|p| p.set(self.0));
+    }
 }
 
 impl<F> Future for Tracked<F>
@@ -960,8 +1039,10 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let peer = self.peer;
         let response = match &mut self.inner {
             Some(inner) => {
+                let _scope = PeerScope::enter(peer);
                 let Ok(response) = ready!(Pin::new(inner).poll(cx));
                 response
             }

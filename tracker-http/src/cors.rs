@@ -15,22 +15,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
-use axum::routing::future::RouteFuture;
 use tower::{Layer, Service};
 use tower_http::cors::{self, AllowOrigin, CorsLayer};
 
 use crate::middleware::X_REQUEST_ID;
+use crate::router::{Routes, RoutesFuture};
 
 /// The routes with CORS as configured: off, any origin, or a list.
 #[derive(Clone)]
 pub struct Cors {
-    routes: Router,
+    routes: Routes,
     /// tower-http's CORS around the same routes, when CORS is on.
-    full: Option<cors::Cors<Router>>,
+    full: Option<cors::Cors<Routes>>,
     /// Any origin is allowed: non-preflight answers take the fast path.
     any: bool,
 }
@@ -41,7 +40,7 @@ impl Cors {
     /// credentials are never allowed (tower-http's default), so a page can
     /// send events and read counts but no cookie or HTTP auth of the
     /// user's rides along.
-    pub fn new(routes: Router, origins: &[String]) -> Self {
+    pub fn new(routes: Routes, origins: &[String]) -> Self {
         let any = origins.iter().any(|o| o == "*");
         let full = (!origins.is_empty()).then(|| {
             let layer = CorsLayer::new()
@@ -76,12 +75,21 @@ impl Service<Request> for Cors {
     }
 
     fn call(&mut self, request: Request) -> CorsFuture {
-        match &mut self.full {
-            None => CorsFuture::Off(self.routes.call(request)),
+        self.call_ref(request)
+    }
+}
+
+impl Cors {
+    /// [`Service::call`] by reference: the connection layer calls this
+    /// rather than cloning the whole stack for every request (tower-http's
+    /// settings are a dozen fields to clone and drop).
+    pub fn call_ref(&self, request: Request) -> CorsFuture {
+        match &self.full {
+            None => CorsFuture::Off(self.routes.call_ref(request)),
             Some(_) if self.any && request.method() != Method::OPTIONS => {
-                CorsFuture::AnyOrigin(self.routes.call(request))
+                CorsFuture::AnyOrigin(self.routes.call_ref(request))
             }
-            Some(full) => CorsFuture::Full(full.call(request)),
+            Some(full) => CorsFuture::Full(full.clone().call(request)),
         }
     }
 }
@@ -89,11 +97,11 @@ impl Service<Request> for Cors {
 /// The future of [`Cors`].
 pub enum CorsFuture {
     /// CORS is off: the route's own answer.
-    Off(RouteFuture<Infallible>),
+    Off(RoutesFuture),
     /// Any origin, not a preflight: the answer plus two constant headers.
-    AnyOrigin(RouteFuture<Infallible>),
+    AnyOrigin(RoutesFuture),
     /// tower-http decides.
-    Full(cors::ResponseFuture<RouteFuture<Infallible>>),
+    Full(cors::ResponseFuture<RoutesFuture>),
 }
 
 impl Future for CorsFuture {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -130,18 +130,15 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let start = Instant::now();
-        let route = Route::of(request.uri().path());
-        let id = client_request_id(&request);
-        let method = request.method().clone();
-        ObserveFuture {
-            inner: self.inner.call(request),
-            start,
-            route,
-            method,
-            id,
-            state: self.state.clone(),
-        }
+        let inner = &mut self.inner;
+        ObserveFuture::start(&self.state, request, |request| inner.call(request))
+    }
+}
+
+impl Observe<crate::cors::Cors> {
+    /// [`Service::call`] by reference (see [`Cors::call_ref`](crate::cors::Cors::call_ref)).
+    pub fn call_ref(&self, request: Request) -> ObserveFuture<crate::cors::CorsFuture> {
+        ObserveFuture::start(&self.state, request, |request| self.inner.call_ref(request))
     }
 }
 
@@ -153,6 +150,24 @@ pub struct ObserveFuture<F> {
     method: Method,
     id: Option<HeaderValue>,
     state: AppState,
+}
+
+impl<F> ObserveFuture<F> {
+    /// Starts observing `request`, then hands it to `call`.
+    fn start(state: &AppState, request: Request, call: impl FnOnce(Request) -> F) -> Self {
+        let start = Instant::now();
+        let route = Route::of(request.uri().path());
+        let id = client_request_id(&request);
+        let method = request.method().clone();
+        ObserveFuture {
+            inner: call(request),
+            start,
+            route,
+            method,
+            id,
+            state: state.clone(),
+        }
+    }
 }
 
 impl<F> Future for ObserveFuture<F>
@@ -222,15 +237,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Refuses requests over the per-IP rate with 429 and `Retry-After`.
 /// The client address is the one visitor ids use: the connection's peer
-/// (`ConnectInfo`, see [`conn`](crate::conn)), or behind
+/// ([`conn::peer`](crate::conn::peer)), or behind
 /// `--trusted-proxies` the forwarded client; a request without one
 /// (in-process tests) counts as `0.0.0.0`.
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.limits.rate_limiter {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)), |c| c.0);
+        let peer = crate::conn::peer(request.extensions())
+            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         let ip = state
             .limits
             .browser

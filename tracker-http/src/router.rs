@@ -1,8 +1,16 @@
 //! [`service`] and [`app`]: the routes and the layers around them.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::Router;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
 use axum::routing::{get, post};
 use tower::Layer;
 
@@ -31,8 +39,114 @@ pub type Service = Observe<Cors>;
 /// costs a clone of its settings per request (~490 instructions); out
 /// here it is called by reference.
 pub fn service(state: AppState) -> Service {
-    let routes = Cors::new(routes(state.clone()), &state.limits.cors_origins);
+    let routes = Routes {
+        router: routes(state.clone()),
+        // The rate limiter and the bearer check are layers of the
+        // router's: with them on, the routes they guard go through it.
+        direct: state.limits.rate_limiter.is_none(),
+        direct_reads: state.limits.rate_limiter.is_none() && state.limits.auth_token.is_none(),
+        state: state.clone(),
+    };
+    let routes = Cors::new(routes, &state.limits.cors_origins);
     ObserveLayer::new(state).layer(routes)
+}
+
+/// The router, with the three ingest routes browsers and backends hit on
+/// every page view (`POST /events`, `POST /api/event`, `GET|POST /count`)
+/// and the count a page shows (`GET /distinct`) called directly: the same handler with the same state, without the
+/// router's work per request (cloning the route's boxed service, path
+/// matching, `MatchedPath` and URL-parameter extensions, extractors),
+/// about a tenth of such a request's instructions. Anything else, and
+/// every request while a per-route layer applies (rate limiting), goes
+/// through the router.
+#[derive(Clone)]
+pub struct Routes {
+    router: Router,
+    state: AppState,
+    direct: bool,
+    direct_reads: bool,
+}
+
+/// A handler's future, boxed as axum boxes it.
+type Direct = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+impl Routes {
+    /// Routes `request` (see [`Routes`]).
+    pub fn call_ref(&self, request: Request) -> RoutesFuture {
+        let hot = match (request.method(), request.uri().path()) {
+            _ if !self.direct => None,
+            (&Method::POST, "/events") => Some(Hot::Events),
+            (&Method::POST, "/api/event") => Some(Hot::Plausible),
+            (&Method::GET | &Method::POST, "/count") => Some(Hot::Count),
+            (&Method::GET, "/distinct") if self.direct_reads => Some(Hot::Distinct),
+            _ => None,
+        };
+        let Some(hot) = hot else {
+            return RoutesFuture::Router(tower::Service::call(&mut self.router.clone(), request));
+        };
+        let state = State(self.state.clone());
+        RoutesFuture::Direct(match hot {
+            Hot::Events => {
+                Box::pin(async move { ingest::record_event(state, request).await.into_response() })
+            }
+            Hot::Plausible => Box::pin(async move {
+                browser::plausible_event(state, request)
+                    .await
+                    .into_response()
+            }),
+            Hot::Count => {
+                Box::pin(async move { browser::count(state, request).await.into_response() })
+            }
+            Hot::Distinct => {
+                Box::pin(async move { query::distinct(state, request).await.into_response() })
+            }
+        })
+    }
+}
+
+/// The routes [`Routes`] calls directly.
+enum Hot {
+    Events,
+    Plausible,
+    Count,
+    Distinct,
+}
+
+impl tower::Service<Request> for Routes {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = RoutesFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A `Router` is always ready (axum's `poll_ready` returns Ready).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> RoutesFuture {
+        self.call_ref(request)
+    }
+}
+
+/// The future of [`Routes`].
+// Not boxed: the router's future is built in place once per request, and
+// a box would be an allocation on every routed request.
+#[allow(clippy::large_enum_variant)]
+pub enum RoutesFuture {
+    /// Through the router.
+    Router(RouteFuture<Infallible>),
+    /// A hot route's handler, called directly.
+    Direct(Direct),
+}
+
+impl Future for RoutesFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            RoutesFuture::Router(inner) => Pin::new(inner).poll(cx),
+            RoutesFuture::Direct(inner) => inner.as_mut().poll(cx).map(Ok),
+        }
+    }
 }
 
 /// The routes and their optional per-route layers (auth, rate limit),

@@ -112,10 +112,15 @@ impl Store {
                 Ok(Some(submitted.recorded))
             }
             Store::Cluster(node) => {
-                match at {
-                    Some(at) => node.record_at(visitor, url, at).await?,
-                    None => node.record(visitor, url).await?,
-                };
+                // Boxed: a publish's future is ~1 KiB, and inline it would
+                // be moved with every in-memory request's future too.
+                Box::pin(async move {
+                    match at {
+                        Some(at) => node.record_at(visitor, url, at).await,
+                        None => node.record(visitor, url).await,
+                    }
+                })
+                .await?;
                 Ok(None)
             }
         }

@@ -18,7 +18,7 @@
 //!   with close code 1003.
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -42,9 +42,14 @@ pub struct WsParams {
 pub async fn events_ws(
     State(state): State<AppState>,
     Query(params): Query<WsParams>,
-    parts: Parts,
+    mut parts: Parts,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // The socket is served by a task of its own, where `conn::peer` no
+    // longer knows the request: the peer goes along in the parts.
+    if let Some(peer) = crate::conn::peer(&parts.extensions) {
+        parts.extensions.insert(ConnectInfo(peer));
+    }
     let limit = state.limits.batch_body_limit;
     upgrade
         .max_message_size(limit)

@@ -286,3 +286,40 @@ async fn batch_events_without_a_visitor_get_one_derived_as_post_events_does() {
     // One browser, one derived visitor.
     assert_eq!(count(&app, "https://example.com/d").await, 1);
 }
+
+/// The WebSocket is served by a task of its own, after its upgrade
+/// request: an event without a visitor id still gets the id derived from
+/// the connection's peer, the same one `POST /events` derives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_events_without_a_visitor_derive_it_from_the_peer() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+    let server = Server::start(TRACKER_HTTP, &[]);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    let posted = client
+        .post(server.url("/events"))
+        .header("user-agent", UA)
+        .json(&json!({"url": "https://example.com/peer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::ACCEPTED);
+    let mut request = server
+        .url("/events/ws?ack=true")
+        .replacen("http", "ws", 1)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("user-agent", UA.parse().unwrap());
+    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    let event = json!({"url": "https://example.com/peer"}).to_string();
+    socket.send(Message::text(event)).await.unwrap();
+    let Message::Text(ack) = next_message(&mut socket).await else {
+        panic!("a text acknowledgement");
+    };
+    assert_eq!(serde_json::from_str::<Value>(&ack).unwrap()["accepted"], 1);
+    let answer = json_of(client.get(server.url("/distinct?url=https://example.com/peer"))).await;
+    assert_eq!(answer["distinct_visitors"], 1, "one browser, one visitor");
+}
