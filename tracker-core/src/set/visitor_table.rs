@@ -386,7 +386,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
         if AUX > 0 {
             let capacity = self.capacity();
             let run = &mut self.words[1 + capacity..];
-            if AUX % 2 == 0 {
+            if AUX.is_multiple_of(2) {
                 // A slot's values fill whole words: move them as words.
                 let per = AUX / 2;
                 run.copy_within(from * per..to * per, (from + 1) * per);
