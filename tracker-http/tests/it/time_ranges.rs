@@ -129,6 +129,14 @@ async fn a_range_of_a_page_counts_its_visitors_in_it_and_says_which_range() {
             "2026-11-02T00:00:00Z",
             1,
         ),
+        // A `+` offset sent unencoded (form decoding reads it as a space)
+        // is still the offset; a space separator (`+`) is still one.
+        (
+            "from=2026-11-01T11:30:00+01:00&till=2026-11-02+00:00:00+00:00",
+            "2026-11-01T10:00:00Z",
+            "2026-11-02T00:00:00Z",
+            1,
+        ),
         // Half-open: a visit at `till` is outside.
         (
             "from=2026-11-01&till=2026-11-01T10:00:00Z",
