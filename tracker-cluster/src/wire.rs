@@ -56,8 +56,9 @@ impl EventV1 {
 }
 
 /// The partition of a page: FNV-1a (64-bit) of its canonical URL's host
-/// and what follows it (scheme and port left out, so `http://` and
-/// `https://` pages of one path share a partition), modulo `partitions`.
+/// and path (scheme, port and query left out, so `http://` and
+/// `https://` pages of one path, and every query of it, share a
+/// partition), modulo `partitions`.
 /// Written out here rather than taken from a crate because it is part of
 /// the stream's public format: other services compute it from this
 /// definition, and it must never change with a dependency.
@@ -68,8 +69,11 @@ impl EventV1 {
 /// let p = partition_of("https://example.com/pricing", 64);
 /// assert!(p < 64);
 /// assert_eq!(p, partition_of("http://example.com:8080/pricing", 64));
+/// assert_eq!(p, partition_of("https://example.com/pricing?plan=pro", 64));
 /// ```
 pub fn partition_of(canonical_url: &str, partitions: u32) -> u32 {
+    // A canonical URL has no fragment: the query is all there is past the path.
+    let canonical_url = canonical_url.split('?').next().unwrap_or(canonical_url);
     let key = match canonical_url.find("://") {
         Some(i) => strip_port(&canonical_url[i + 3..]),
         None => canonical_url.to_string(),
@@ -305,5 +309,10 @@ mod tests {
             partition_of("https://a.com/y", 1 << 20)
         );
         assert_eq!(partition_of("/path", 1), 0);
+        assert_eq!(
+            partition_of("https://a.com/x?q=1", 1 << 20),
+            partition_of("https://a.com/x", 1 << 20)
+        );
+        assert_eq!(partition_of("/x?q=1", 1 << 20), partition_of("/x", 1 << 20));
     }
 }

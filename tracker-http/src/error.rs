@@ -39,6 +39,9 @@ pub enum AppError {
     UnsupportedMediaType,
     /// A batch body is neither a JSON array nor NDJSON: nothing recorded.
     InvalidBatch(String),
+    /// `GET /events/ws` without a valid WebSocket upgrade (what is
+    /// missing or wrong, as the upgrade found it).
+    NotWebSocket(String),
     /// A batch holds more events than the configured limit: nothing
     /// recorded (413, like a body over the byte limit: the request is too
     /// big, not malformed, and the remedy is the same, to split it).
@@ -88,6 +91,7 @@ impl AppError {
             | AppError::InvalidEvent(_)
             | AppError::InvalidQuery(_)
             | AppError::InvalidBatch(_)
+            | AppError::NotWebSocket(_)
             | AppError::MalformedRequest => StatusCode::BAD_REQUEST,
             AppError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             AppError::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -123,6 +127,7 @@ impl AppError {
             AppError::Timeout => "request_timeout",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::InvalidBatch(_) => "invalid_batch",
+            AppError::NotWebSocket(_) => "not_websocket",
             AppError::TooManyEvents { .. } => "too_many_events",
             AppError::UnsupportedMediaType => "unsupported_media_type",
             AppError::RateLimited { .. } => "rate_limited",
@@ -159,6 +164,9 @@ impl AppError {
                 "a batch is a JSON array of events, or NDJSON (one event per line) as application/x-ndjson; nothing was recorded: {m}"
             )
             .into(),
+            AppError::NotWebSocket(m) => {
+                format!("this endpoint is a WebSocket; the upgrade was refused: {m}").into()
+            }
             AppError::TooManyEvents { limit } => format!(
                 "the batch holds more than the limit of {limit} events; nothing was recorded: split it"
             )

@@ -240,9 +240,14 @@ pub fn parse_event(body: &[u8]) -> Result<Event<'_>, AppError> {
 /// [`AppError::MalformedJson`], JSON of the wrong shape
 /// [`AppError::InvalidEvent`].
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AppError> {
+    let is_object = || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let event: T = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
+            // serde's own words for a non-object would name a field's type.
+            Category::Data if !is_object() => {
+                AppError::InvalidEvent("expected a JSON object".into())
+            }
             Category::Data => AppError::InvalidEvent(e.to_string()),
             Category::Syntax | Category::Eof | Category::Io => {
                 AppError::MalformedJson(e.to_string())
@@ -252,7 +257,7 @@ pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Ap
     // serde also reads a struct from a JSON array (`["v", "/"]`); the wire
     // format is an object, and accepting a positional form would freeze
     // the field order into the API.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if !is_object() {
         return Err(AppError::InvalidEvent("expected a JSON object".into()));
     }
     Ok(event)
@@ -319,6 +324,13 @@ mod tests {
         assert_eq!(code(br#"{"visitor":"v"}"#), "invalid_event");
         assert_eq!(code(br#"{"url":"/","referrer":1}"#), "invalid_event");
         assert_eq!(code(b"[]"), "invalid_event");
+        for not_an_object in [&br#"[{"url":"/"}]"#[..], b"1", br#""/""#, b"null"] {
+            let e = parse_event(not_an_object).unwrap_err();
+            assert_eq!(
+                e.message(),
+                "the body is not a valid event: expected a JSON object"
+            );
+        }
     }
 
     #[test]

@@ -214,11 +214,13 @@ pub async fn require_bearer(
     next: Next,
 ) -> Response {
     if let Some(token) = &state.limits.auth_token {
+        // The scheme is case-insensitive (RFC 9110, 11.1): `bearer` too.
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .unwrap_or(b"");
+            .and_then(|v| v.as_bytes().split_at_checked(7))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
+            .map_or(&b""[..], |(_, token)| token);
         if !constant_time_eq(presented, token.as_bytes()) {
             return AppError::Unauthorized.into_response();
         }

@@ -45,7 +45,7 @@ impl Window {
         }
         let now = tracker.config().clock.now();
         let read = |text: Option<Cow<'_, str>>| {
-            text.map(|t| Timestamp::parse(&t, now))
+            text.map(|t| Timestamp::parse(&offset_sign(t), now))
                 .transpose()
                 .map_err(|e| AppError::Tracker(e.into()))
         };
@@ -53,6 +53,24 @@ impl Window {
             from: read(from)?,
             till: read(till)?,
         }))
+    }
+}
+
+/// A time parameter with its `+` offset sign back: sent unencoded
+/// (`...T10:30:00+01:00`), form decoding turned it into a space. A space
+/// is a time's date/time separator only at byte 10; one past the seconds
+/// (byte 19 on) and before a digit can only have been that `+`.
+fn offset_sign(text: Cow<'_, str>) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let sign = (19..bytes.len().saturating_sub(1))
+        .find(|&i| bytes[i] == b' ' && bytes[i + 1].is_ascii_digit());
+    match sign {
+        None => text,
+        Some(i) => {
+            let mut text = text.into_owned();
+            text.replace_range(i..=i, "+");
+            Cow::Owned(text)
+        }
     }
 }
 

@@ -17,6 +17,8 @@
 //!   messages, when the service shuts down. Binary messages are refused
 //!   with close code 1003.
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
@@ -38,23 +40,27 @@ pub struct WsParams {
     pub ack: bool,
 }
 
-/// Upgrades to a WebSocket of events.
+/// Upgrades to a WebSocket of events. A bad `ack` or a request that is
+/// not a WebSocket upgrade is a 400 that says what was wrong.
 pub async fn events_ws(
     State(state): State<AppState>,
-    Query(params): Query<WsParams>,
+    params: Result<Query<WsParams>, QueryRejection>,
     mut parts: Parts,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    let Query(params) =
+        params.map_err(|_| AppError::InvalidQuery("`ack` must be `true` or `false`".into()))?;
+    let upgrade = upgrade.map_err(|e| AppError::NotWebSocket(e.body_text()))?;
     // The socket is served by a task of its own, where `conn::peer` no
     // longer knows the request: the peer goes along in the parts.
     if let Some(peer) = crate::conn::peer(&parts.extensions) {
         parts.extensions.insert(ConnectInfo(peer));
     }
     let limit = state.limits.batch_body_limit;
-    upgrade
+    Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(socket, state, parts, params.ack))
+        .on_upgrade(move |socket| serve(socket, state, parts, params.ack)))
 }
 
 /// Reads, records and (if asked) acknowledges one message at a time until

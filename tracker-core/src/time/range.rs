@@ -214,6 +214,39 @@ impl Bucketing {
         })
     }
 
+    /// `range` with its start raised, if need be, so that a series of
+    /// `step` over it has at most [`point_limit`](Self::point_limit)
+    /// points: the latest ones. For a series whose `from` is open, which
+    /// would otherwise reach back to the oldest retained bucket (1970
+    /// without a retention) and exceed the limit. A step that is not a
+    /// whole multiple of the bucket leaves `range` as it is, for
+    /// [`series`](Self::series) to refuse.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{Bucketing, Timestamp};
+    ///
+    /// let hourly = Bucketing::default().max_points(7);
+    /// let now = Timestamp::parse("2026-11-08T12:00:00Z", Timestamp::default())?;
+    /// let everything = hourly.range(None, None, now)?;
+    /// let week = hourly.latest_steps(everything, Duration::from_secs(86_400));
+    /// assert_eq!(week.from().to_rfc3339(), "2026-11-01T13:00:00Z");
+    /// assert_eq!(week.till(), everything.till());
+    /// # Ok::<(), tracker_core::TimeError>(())
+    /// ```
+    pub fn latest_steps(&self, range: TimeRange, step: Duration) -> TimeRange {
+        let width = u64::from(self.width);
+        let secs = step.as_secs();
+        if step.subsec_nanos() != 0 || secs == 0 || !secs.is_multiple_of(width) {
+            return range;
+        }
+        let reach = (self.max_points as u64).saturating_mul(secs / width);
+        TimeRange {
+            start: range.start.max(range.end.saturating_sub(reach)),
+            ..range
+        }
+    }
+
     /// The first bucket boundary at or after `at`.
     fn bucket_ceiling(&self, at: Timestamp) -> u64 {
         (at.as_millis()).div_ceil(u64::from(self.width) * 1000)

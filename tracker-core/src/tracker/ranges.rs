@@ -71,7 +71,8 @@ impl Tracker {
 
     /// The distinct visitors of `url` per `step` over `[from, till)`: the
     /// range widened to whole buckets and extended to whole steps (see
-    /// [`Bucketing::series`]), one point per step.
+    /// [`Bucketing::series`]), one point per step. With `from` open, the
+    /// latest steps the point limit allows ([`Bucketing::latest_steps`]).
     ///
     /// Errors: the URL's, and [`TrackerError::Time`] for a reversed
     /// range, a step that is not a whole multiple of the bucket, or more
@@ -270,7 +271,8 @@ impl Tracker {
         Ok(self.top_between_matching(k, range, |url| host_of(url) == Some(&*site)))
     }
 
-    /// The series a query asks for, checked.
+    /// The series a query asks for, checked; an open `from` reaches back
+    /// no further than the point limit allows.
     fn series_of(
         &self,
         from: Option<Timestamp>,
@@ -278,7 +280,10 @@ impl Tracker {
         step: Duration,
     ) -> Result<Series, TrackerError> {
         let bucketing = self.bucketing();
-        let range = bucketing.range(from, till, self.config.clock.now())?;
+        let mut range = bucketing.range(from, till, self.config.clock.now())?;
+        if from.is_none() {
+            range = bucketing.latest_steps(range, step);
+        }
         Ok(bucketing.series(range, step)?)
     }
 

@@ -359,11 +359,24 @@ async fn bearer_token_guards_reads_but_not_ingest() {
                 "{uri} {header}"
             );
         }
+        // The scheme is case-insensitive (RFC 9110, 11.1); the token not.
+        for header in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"] {
+            let request = Request::get(uri)
+                .header("authorization", header)
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(
+                send(&app, request).await.status,
+                StatusCode::OK,
+                "{uri} {header}"
+            );
+        }
         let request = Request::get(uri)
-            .header("authorization", "Bearer s3cret")
+            .header("authorization", "Bearer S3CRET")
             .body(Body::empty())
             .unwrap();
-        assert_eq!(send(&app, request).await.status, StatusCode::OK, "{uri}");
+        let status = send(&app, request).await.status;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
     }
     assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
     assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);

@@ -603,6 +603,22 @@ async fn back_dated(client: &reqwest::Client, nodes: &[&Server]) {
             want_site_series,
             "{who}: {site_series}"
         );
+        // An open `from`: the latest 1000 days up to `till`, the same
+        // start at the gate and every owner.
+        for (query, want) in [
+            (format!("url={page0}"), &want_series),
+            ("site=t.example".to_string(), &want_site_series),
+        ] {
+            let latest = get(
+                client,
+                node.url(&format!("/series?{query}&till={}&step=1d", at(5))),
+            )
+            .await
+            .unwrap();
+            let points = values(&latest, "points");
+            assert_eq!(points.len(), 1000, "{who}: {query}");
+            assert_eq!(&points[995..], &want[..], "{who}: {query}");
+        }
 
         let ranked = get(
             client,

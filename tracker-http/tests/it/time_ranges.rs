@@ -129,6 +129,14 @@ async fn a_range_of_a_page_counts_its_visitors_in_it_and_says_which_range() {
             "2026-11-02T00:00:00Z",
             1,
         ),
+        // A `+` offset sent unencoded (form decoding reads it as a space)
+        // is still the offset; a space separator (`+`) is still one.
+        (
+            "from=2026-11-01T11:30:00+01:00&till=2026-11-02+00:00:00+00:00",
+            "2026-11-01T10:00:00Z",
+            "2026-11-02T00:00:00Z",
+            1,
+        ),
         // Half-open: a visit at `till` is outside.
         (
             "from=2026-11-01&till=2026-11-01T10:00:00Z",
@@ -268,6 +276,31 @@ async fn a_series_has_a_point_per_step() {
         .map(|p| &p["distinct_visitors"])
         .collect();
     assert_eq!(counts, [&json!(2), &json!(1)]);
+    // An open `from` (no retention: everything since 1970) gives the
+    // latest steps the point limit allows, ending with the current bucket.
+    for query in ["url=https://shop.example/a", "site=shop.example"] {
+        let latest = ok(&app, &format!("/series?{query}")).await;
+        let points = latest["points"].as_array().unwrap();
+        assert_eq!(points.len(), 1000, "{query}");
+        assert_eq!(latest["till"], "2026-11-08T13:00:00Z", "{query}");
+        assert_eq!(latest["from"], "2024-02-12T13:00:00Z", "{query}");
+        let total: u64 = points
+            .iter()
+            .map(|p| p["distinct_visitors"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            total,
+            if query.starts_with("url") { 3 } else { 4 },
+            "{query}"
+        );
+    }
+    let hours = ok(
+        &app,
+        "/series?url=https://shop.example/a&till=2026-11-06&step=1h",
+    )
+    .await;
+    assert_eq!(hours["from"], "2026-09-25T08:00:00Z");
+    assert_eq!(hours["points"].as_array().unwrap().len(), 1000);
     // Four-hour windows: the range is extended to whole steps.
     let windows = ok(
         &app,

@@ -126,6 +126,31 @@ async fn over_the_limits_is_413_with_nothing_recorded() {
     assert_eq!(answer.status, StatusCode::ACCEPTED);
 }
 
+#[tokio::test]
+async fn a_websocket_request_that_is_not_one_says_what_is_wrong() {
+    let (app, _) = default_app();
+    let answer = get(&app, "/events/ws").await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error_code(), "not_websocket");
+    let message = answer.json()["error"]["message"].to_string();
+    assert!(message.contains("WebSocket"), "{message}");
+    let request = Request::get("/events/ws?ack=yes")
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Body::empty())
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error_code(), "invalid_query");
+    assert!(
+        answer.json()["error"]["message"]
+            .to_string()
+            .contains("ack")
+    );
+}
+
 /// A WebSocket to the server, with or without acknowledgements.
 async fn connect(
     server: &Server,
