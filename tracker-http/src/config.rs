@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
-use tracker_core::browser::SaltRotation;
+use tracker_core::browser::{BotFilter, SaltRotation};
 use tracker_core::persist::{FsyncPolicy, LogOptions, SnapshotSchedule};
 use tracker_core::{
     ConfigError, DEFAULT_MAX_POINTS, DEFAULT_MAX_URL_LEN, DEFAULT_MAX_VISITOR_LEN, MemoryPolicy,
@@ -569,15 +569,40 @@ pub struct BrowserOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Drop events whose user agent is a crawler, headless browser or
-    /// automation driver (counted by reason in /stats and /metrics).
-    #[arg(long, env = "TRACKER_BOT_FILTER", default_value_t = true, action = clap::ArgAction::Set)]
-    pub bot_filter: bool,
+    /// automation driver (counted by reason in /stats and /metrics);
+    /// `strict` also drops HTTP libraries (`curl/`, ...) and events with no
+    /// user agent.
+    #[arg(long, env = "TRACKER_BOT_FILTER", value_enum, default_value_t = BotFilterMode::On)]
+    pub bot_filter: BotFilterMode,
 
     /// The origin `/count?p=/path` resolves against when the request has
     /// no `Origin` or `Referer` (e.g. `https://example.com`) [default:
     /// none: the path is the page].
     #[arg(long, env = "TRACKER_SITE", value_parser = parse_site)]
     pub site: Option<String>,
+}
+
+/// `--bot-filter` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BotFilterMode {
+    /// Crawlers, headless browsers and automation are dropped.
+    #[value(name = "true")]
+    On,
+    /// Nothing is dropped.
+    #[value(name = "false")]
+    Off,
+    /// Also HTTP libraries and events without a user agent.
+    Strict,
+}
+
+impl From<BotFilterMode> for BotFilter {
+    fn from(mode: BotFilterMode) -> Self {
+        match mode {
+            BotFilterMode::On => BotFilter::new(true),
+            BotFilterMode::Off => BotFilter::new(false),
+            BotFilterMode::Strict => BotFilter::strict(),
+        }
+    }
 }
 
 /// `--visitor-salt` values.
@@ -863,7 +888,7 @@ impl fmt::Display for Config {
             } else {
                 proxies.join(",")
             },
-            b.bot_filter,
+            value_name(&b.bot_filter),
             b.site.as_deref().unwrap_or("none"),
             c.drop_params
                 .as_ref()
@@ -1088,7 +1113,7 @@ mod tests {
         assert_eq!(SaltRotation::from(b.visitor_salt), SaltRotation::Week);
         let proxies: Vec<String> = b.trusted_proxies.iter().map(|p| p.to_string()).collect();
         assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
-        assert!(!b.bot_filter);
+        assert_eq!(b.bot_filter, BotFilterMode::Off);
         assert_eq!(b.site.as_deref(), Some("https://shop.example"));
         let core = config.core.tracker_config().unwrap();
         assert_eq!(core.url.drop_params, ["ref", "utm_*"]);
@@ -1100,7 +1125,9 @@ mod tests {
         );
         let defaults = Config::defaults();
         assert_eq!(defaults.browser.visitor_salt, SaltMode::Day);
-        assert!(defaults.browser.bot_filter);
+        assert_eq!(defaults.browser.bot_filter, BotFilterMode::On);
+        let strict = Config::parse_from(["tracker-http", "--bot-filter", "strict"]);
+        assert_eq!(strict.browser.bot_filter, BotFilterMode::Strict);
         assert_eq!(defaults.http.cors_origins, ["*"]);
         assert_eq!(
             defaults

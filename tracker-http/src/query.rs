@@ -251,8 +251,8 @@ pub struct StatsBody {
     /// Events ignored because they were older than the TTL, since start.
     pub stale_events: u64,
     /// Browser events dropped as bots', by reason (`crawler`,
-    /// `headless`, `automation`, `no_user_agent`, `client_flag`), since
-    /// start.
+    /// `http_client`, `headless`, `automation`, `no_user_agent`,
+    /// `client_flag`), since start.
     pub dropped_events: BTreeMap<&'static str, u64>,
     /// Events that are not page views (Plausible custom events and
     /// `engagement`, GoatCounter `e=true`), by name, since start.

@@ -4,7 +4,7 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tracker_core::browser::{BotFilter, VisitorIds};
+use tracker_core::browser::VisitorIds;
 use tracker_core::{SystemClock, Tracker};
 
 use crate::browser::Browser;
@@ -115,7 +115,7 @@ impl AppState {
             cors_origins: http.cors_origins.clone(),
             browser: Browser {
                 visitor_ids,
-                bots: BotFilter::new(b.bot_filter),
+                bots: b.bot_filter.into(),
                 proxies: TrustedProxies::new(b.trusted_proxies.clone()),
                 site: b.site.clone(),
             },

@@ -6,8 +6,13 @@
 //! reason operators need in `/stats`, and pull in a regex engine. The
 //! tokens follow the categories the maintained JavaScript `isbot` list
 //! and the big trackers filter on: self-declared crawlers and link
-//! previewers, HTTP libraries and command-line clients, headless browsers
-//! and automation drivers. Matching is one pass over the lowercased user
+//! previewers, headless browsers and automation drivers, and, in the
+//! [strict](BotFilter::strict) filter only, HTTP libraries, command-line
+//! clients and requests with no user agent. Those last are left out by
+//! default because a backend or a script posting page views with `curl`
+//! or an HTTP library, without a visitor id, is a legitimate sender the
+//! operator chose; crawlers, headless browsers and automation never are
+//! people. Matching is one pass over the lowercased user
 //! agent (its first 512 bytes) for all tokens at once (Aho-Corasick).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -16,11 +21,14 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BotReason {
     /// The request had no (or an empty) `User-Agent`: browsers always send
-    /// one.
+    /// one. Strict filter only.
     NoUserAgent,
-    /// A self-declared crawler, spider, link previewer, monitor or HTTP
-    /// library (`Googlebot`, `facebookexternalhit`, `curl/`, ...).
+    /// A self-declared crawler, spider, link previewer or monitor
+    /// (`Googlebot`, `facebookexternalhit`, `Pingdom`, ...).
     Crawler,
+    /// An HTTP library or command-line client (`curl/`, `python-requests`,
+    /// `Go-http-client`, ...). Strict filter only.
+    HttpClient,
     /// A headless browser (`HeadlessChrome`, `PhantomJS`, ...).
     Headless,
     /// A browser driven by automation (`Selenium`, `Puppeteer`,
@@ -33,9 +41,10 @@ pub enum BotReason {
 
 impl BotReason {
     /// Every reason, in a stable order (for counters).
-    pub const ALL: [BotReason; 5] = [
+    pub const ALL: [BotReason; 6] = [
         BotReason::NoUserAgent,
         BotReason::Crawler,
+        BotReason::HttpClient,
         BotReason::Headless,
         BotReason::Automation,
         BotReason::ClientFlag,
@@ -46,6 +55,7 @@ impl BotReason {
         match self {
             BotReason::NoUserAgent => "no_user_agent",
             BotReason::Crawler => "crawler",
+            BotReason::HttpClient => "http_client",
             BotReason::Headless => "headless",
             BotReason::Automation => "automation",
             BotReason::ClientFlag => "client_flag",
@@ -77,7 +87,7 @@ const TOKENS: &[(&str, Option<BotReason>)] = &[
     ("pagespeed", Some(BotReason::Automation)),
     ("gtmetrix", Some(BotReason::Automation)),
     ("prerender", Some(BotReason::Automation)),
-    // Crawlers, previewers, monitors and HTTP libraries.
+    // Crawlers, previewers and monitors.
     ("bot", Some(BotReason::Crawler)),
     ("crawl", Some(BotReason::Crawler)),
     ("spider", Some(BotReason::Crawler)),
@@ -97,27 +107,30 @@ const TOKENS: &[(&str, Option<BotReason>)] = &[
     ("uptime", Some(BotReason::Crawler)),
     ("monitor", Some(BotReason::Crawler)),
     ("validator", Some(BotReason::Crawler)),
-    ("curl/", Some(BotReason::Crawler)),
-    ("wget/", Some(BotReason::Crawler)),
-    ("httpie/", Some(BotReason::Crawler)),
-    ("python-requests", Some(BotReason::Crawler)),
-    ("python-urllib", Some(BotReason::Crawler)),
-    ("python-httpx", Some(BotReason::Crawler)),
-    ("aiohttp", Some(BotReason::Crawler)),
-    ("go-http-client", Some(BotReason::Crawler)),
-    ("okhttp", Some(BotReason::Crawler)),
-    ("axios/", Some(BotReason::Crawler)),
-    ("node-fetch", Some(BotReason::Crawler)),
-    ("undici", Some(BotReason::Crawler)),
-    ("libwww-perl", Some(BotReason::Crawler)),
-    ("java/", Some(BotReason::Crawler)),
-    ("apache-httpclient", Some(BotReason::Crawler)),
-    ("postmanruntime", Some(BotReason::Crawler)),
-    ("reqwest", Some(BotReason::Crawler)),
+    // HTTP libraries and command-line clients (strict filter only).
+    ("curl/", Some(BotReason::HttpClient)),
+    ("wget/", Some(BotReason::HttpClient)),
+    ("httpie/", Some(BotReason::HttpClient)),
+    ("python-requests", Some(BotReason::HttpClient)),
+    ("python-urllib", Some(BotReason::HttpClient)),
+    ("python-httpx", Some(BotReason::HttpClient)),
+    ("aiohttp", Some(BotReason::HttpClient)),
+    ("go-http-client", Some(BotReason::HttpClient)),
+    ("okhttp", Some(BotReason::HttpClient)),
+    ("axios/", Some(BotReason::HttpClient)),
+    ("node-fetch", Some(BotReason::HttpClient)),
+    ("undici", Some(BotReason::HttpClient)),
+    ("libwww-perl", Some(BotReason::HttpClient)),
+    ("java/", Some(BotReason::HttpClient)),
+    ("apache-httpclient", Some(BotReason::HttpClient)),
+    ("postmanruntime", Some(BotReason::HttpClient)),
+    ("reqwest", Some(BotReason::HttpClient)),
 ];
 
 /// Drops events from bots by their user agent (see the module docs for
-/// the rules), or lets everything through when off.
+/// the rules), or lets everything through when off. The default filter
+/// drops crawlers, headless browsers and automation; the strict one also
+/// HTTP libraries and requests without a user agent.
 ///
 /// ```
 /// use tracker_core::browser::{BotFilter, BotReason};
@@ -127,17 +140,24 @@ const TOKENS: &[(&str, Option<BotReason>)] = &[
 /// assert_eq!(filter.check(Some(chrome)), None);
 /// assert_eq!(filter.check(Some(&chrome.replace("Chrome/", "HeadlessChrome/"))), Some(BotReason::Headless));
 /// assert_eq!(filter.check(Some("Googlebot/2.1 (+http://www.google.com/bot.html)")), Some(BotReason::Crawler));
-/// assert_eq!(filter.check(None), Some(BotReason::NoUserAgent));
-/// assert_eq!(BotFilter::new(false).check(None), None);
+/// assert_eq!(filter.check(Some("curl/8.5.0")), None);
+/// assert_eq!(filter.check(None), None);
+/// let strict = BotFilter::strict();
+/// assert_eq!(strict.check(Some("curl/8.5.0")), Some(BotReason::HttpClient));
+/// assert_eq!(strict.check(None), Some(BotReason::NoUserAgent));
+/// assert_eq!(BotFilter::new(false).check(Some(&chrome.replace("Chrome/", "HeadlessChrome/"))), None);
 /// ```
 #[derive(Debug, Clone)]
 pub struct BotFilter {
     /// `None` when filtering is off.
     matcher: Option<AhoCorasick>,
+    /// Whether HTTP libraries and missing user agents are dropped too.
+    strict: bool,
 }
 
 impl BotFilter {
-    /// The filter, on or off.
+    /// The default filter (crawlers, headless browsers, automation), on or
+    /// off.
     pub fn new(enabled: bool) -> Self {
         let matcher = enabled.then(|| {
             // Case-sensitive over a lowercased copy of the user agent: that
@@ -149,7 +169,19 @@ impl BotFilter {
                 // A fixed list of short literals always builds.
                 .expect("the bot tokens build an automaton")
         });
-        Self { matcher }
+        Self {
+            matcher,
+            strict: false,
+        }
+    }
+
+    /// The strict filter: the default one, plus HTTP libraries, command-line
+    /// clients and requests without a user agent.
+    pub fn strict() -> Self {
+        Self {
+            strict: true,
+            ..Self::new(true)
+        }
     }
 
     /// Whether the filter is on.
@@ -164,7 +196,7 @@ impl BotFilter {
         let matcher = self.matcher.as_ref()?;
         let user_agent = user_agent.unwrap_or("").trim();
         if user_agent.is_empty() {
-            return Some(BotReason::NoUserAgent);
+            return self.strict.then_some(BotReason::NoUserAgent);
         }
         // User agents are ~100-200 bytes; longer ones are cut (a bot token
         // past 512 bytes is not worth an allocation per event).
@@ -176,6 +208,7 @@ impl BotFilter {
         matcher
             .find_iter(&lower[..len])
             .filter_map(|m| TOKENS[m.pattern().as_usize()].1)
+            .filter(|&reason| self.strict || reason != BotReason::HttpClient)
             .min_by_key(|reason| match reason {
                 BotReason::Headless => 0,
                 BotReason::Automation => 1,
@@ -203,8 +236,8 @@ mod tests {
                 "Mozilla/5.0 (Linux; Android 12; CUBOT X30) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
                 None,
             ),
-            ("", Some(BotReason::NoUserAgent)),
-            ("   ", Some(BotReason::NoUserAgent)),
+            ("", None),
+            ("   ", None),
             (
                 &CHROME.replace("Chrome/", "HeadlessChrome/"),
                 Some(BotReason::Headless),
@@ -230,9 +263,9 @@ mod tests {
                 "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
                 Some(BotReason::Crawler),
             ),
-            ("curl/8.5.0", Some(BotReason::Crawler)),
-            ("python-requests/2.32", Some(BotReason::Crawler)),
-            ("Go-http-client/1.1", Some(BotReason::Crawler)),
+            ("curl/8.5.0", None),
+            ("python-requests/2.32", None),
+            ("Go-http-client/1.1", None),
             (
                 "Baiduspider+(+http://www.baidu.com/search/spider.htm)",
                 Some(BotReason::Crawler),
@@ -242,9 +275,28 @@ mod tests {
                 Some(BotReason::Headless),
             ),
         ];
+        let strict = BotFilter::strict();
         for (ua, want) in cases {
             assert_eq!(f.check(Some(ua)), *want, "{ua}");
+            // The strict filter drops all the default one does, and more.
+            if want.is_some() {
+                assert_eq!(strict.check(Some(ua)), *want, "strict: {ua}");
+            }
         }
+        let strict_only: &[(&str, BotReason)] = &[
+            ("", BotReason::NoUserAgent),
+            ("   ", BotReason::NoUserAgent),
+            ("curl/8.5.0", BotReason::HttpClient),
+            ("python-requests/2.32", BotReason::HttpClient),
+            ("Go-http-client/1.1", BotReason::HttpClient),
+            ("Wget/1.21.4", BotReason::HttpClient),
+        ];
+        for (ua, want) in strict_only {
+            assert_eq!(f.check(Some(ua)), None, "{ua}");
+            assert_eq!(strict.check(Some(ua)), Some(*want), "strict: {ua}");
+        }
+        assert_eq!(strict.check(None), Some(BotReason::NoUserAgent));
+        assert_eq!(strict.check(Some(CHROME)), None);
         let off = BotFilter::new(false);
         assert!(!off.enabled());
         assert_eq!(off.check(Some("curl/8.5.0")), None);

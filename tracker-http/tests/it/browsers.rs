@@ -289,13 +289,24 @@ async fn events_without_a_visitor_derive_one_and_drop_bots() {
         "/events",
         "198.51.100.4:1",
         &[],
-        json!({"url": "/x"}).to_string(),
+        json!({"url": "https://site.test/"}).to_string(),
     );
     assert_eq!(send(&app, no_ua).await.status, StatusCode::ACCEPTED);
-    assert_eq!(visitors(&app, "https://site.test/").await, 3);
-    let stats = stats(&app).await;
-    assert_eq!(stats["dropped_events"]["headless"], 1);
-    assert_eq!(stats["dropped_events"]["no_user_agent"], 1);
+    // A script with no user agent, or an HTTP library, counts by default
+    // (only `--bot-filter strict` drops them).
+    let library = from(
+        Method::POST,
+        "/events",
+        "198.51.100.5:1",
+        &[("user-agent", "curl/8.5.0")],
+        json!({"url": "https://site.test/"}).to_string(),
+    );
+    assert_eq!(send(&app, library).await.status, StatusCode::ACCEPTED);
+    assert_eq!(visitors(&app, "https://site.test/").await, 5);
+    let dropped = stats(&app).await["dropped_events"].clone();
+    assert_eq!(dropped["headless"], 1);
+    assert_eq!(dropped["no_user_agent"], 0);
+    assert_eq!(dropped["http_client"], 0);
     let metrics = String::from_utf8(get(&app, "/metrics").await.body).unwrap();
     assert!(
         metrics.contains("tracker_events_dropped_total{reason=\"headless\"} 1"),
@@ -310,7 +321,23 @@ async fn events_without_a_visitor_derive_one_and_drop_bots() {
         json!({"visitor": "v", "url": "https://site.test/"}).to_string(),
     );
     assert_eq!(send(&app, backend).await.status, StatusCode::ACCEPTED);
-    assert_eq!(visitors(&app, "https://site.test/").await, 4);
+    assert_eq!(visitors(&app, "https://site.test/").await, 6);
+
+    // The strict filter drops both, by their own reasons.
+    let (app, _) = app_with(Tracker::new(), |l| l.browser.bots = BotFilter::strict());
+    for (ua, peer) in [
+        (None, "198.51.100.4:1"),
+        (Some("curl/8.5.0"), "198.51.100.5:1"),
+    ] {
+        let headers: Vec<(&str, &str)> = ua.map(|ua| ("user-agent", ua)).into_iter().collect();
+        let body = json!({"url": "https://site.test/"}).to_string();
+        let request = from(Method::POST, "/events", peer, &headers, body);
+        assert_eq!(send(&app, request).await.status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(visitors(&app, "https://site.test/").await, 0);
+    let strict_stats = stats(&app).await;
+    assert_eq!(strict_stats["dropped_events"]["no_user_agent"], 1);
+    assert_eq!(strict_stats["dropped_events"]["http_client"], 1);
 
     // With the filter off, HeadlessChrome counts.
     let (app, _) = app_with(Tracker::new(), |l| l.browser.bots = BotFilter::new(false));
