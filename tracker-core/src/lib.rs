@@ -77,12 +77,13 @@
 //! become:
 //!
 //! ```text
-//!       + Σ timed tables  (88 + 8 + 16·slots + 4·arena + 8·horizon_entries)
+//!       + Σ timed tables  (72 + 24 + 16·slots + 4·arena + 8·horizon_entries)
 //!       + Σ sketched pages  (24 + 8,288·generations),  generations ≤ 9
 //! ```
 //!
-//! - 16 bytes per slot (17.1–21.3 per visitor), an 88-byte boxed record
-//!   (the table handle, its arena and its expiry horizon), and the
+//! - 16 bytes per slot (17.1–21.3 per visitor), a 72-byte boxed record
+//!   (the table's arena and expiry horizon), the table's 24-byte header
+//!   (its count, and its thin handle's length and capacity), and the
 //!   horizon's list of the oldest ticks: at most one 8-byte entry per
 //!   distinct second among about the oldest eighth of the visitors, so at
 //!   most 1 byte per visitor;

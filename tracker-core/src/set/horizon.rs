@@ -28,8 +28,8 @@ const CUT_BUCKETS: usize = 64;
 /// The oldest ticks of a timed table, sorted, with their multiplicities.
 ///
 /// In declaration order (`repr(C)`): the list's handle, then the fields a
-/// record reads, last, so that they share a cache line with the table
-/// handle that follows in `TimedTable`.
+/// record reads, last and side by side (`end`, `next`), so that a record
+/// reads one line of the boxed record they are in (`timed_table::Rest`).
 #[derive(Debug, Clone, Default)]
 #[repr(C)]
 pub(crate) struct Horizon {

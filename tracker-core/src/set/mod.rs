@@ -63,7 +63,7 @@ pub(crate) enum VisitorSet {
     /// with the page's arena of runs.
     TableRuns(u32, Box<WordTable<1>>),
     /// Hashes with their latest ticks and activity words (with a TTL).
-    Timed(u32, Box<TimedTable>),
+    Timed(u32, TimedTable),
     /// A cardinality sketch of the hashes, and one per day of history:
     /// counts are estimates.
     Sketch(u32, Box<Sketched>),
@@ -586,7 +586,8 @@ impl VisitorSet {
                 if slots <= STEP_SLOTS {
                     return whole(table.retain(oldest_bucket, |_, _| true), slots);
                 }
-                let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_| {});
+                let (pairs, next) =
+                    table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
                 Dropped::of_step(pairs, from, next, slots, || {
                     table.finish_pass(STEP_SLOTS, reserve)
                 })
@@ -831,7 +832,7 @@ impl VisitorSet {
                         {
                             table.grow_and_insert(hash, tick, bucket);
                         }
-                        *self = VisitorSet::Timed(last, Box::new(table));
+                        *self = VisitorSet::Timed(last, table);
                     }
                 }
             }

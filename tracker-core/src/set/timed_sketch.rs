@@ -225,8 +225,9 @@ mod sizes {
         assert_eq!(super::GENERATION_BYTES, 8_288);
         assert_eq!(
             std::mem::size_of::<crate::set::timed_table::TimedTable>(),
-            88
+            16
         );
+        assert_eq!(std::mem::size_of::<crate::set::timed_table::Rest>(), 72);
         assert_eq!(
             std::mem::size_of::<crate::set::word_table::WordTable<1>>(),
             48

@@ -4,34 +4,53 @@
 
 use std::ops::Range;
 
+use thin_vec::ThinVec;
+
+use crate::set::activity::Runs;
 use crate::set::horizon::Horizon;
 use crate::set::visitor_table::{Insert, MIN_CAPACITY, STEP_SLOTS, VisitorTable};
-use crate::set::word_table::{Visit, WordTable, Words};
+use crate::set::word_table::{HoldsRuns, Visit, WordTable, Words};
 use crate::time::Series;
 use crate::time::ttl::Expiry;
 
 /// Visitor hashes with the tick of each one's latest visit and its
 /// activity word: a slot is 16 bytes (hash, tick, word).
 ///
-/// In declaration order (`repr(C)`, here and in `Horizon` and
-/// `WordTable`): what a record reads of the boxed record, the horizon's
-/// `end` and `next` and the table's handle, lies in 24 bytes (offsets 32
-/// to 56), within one cache line for three in four of the 16-byte
-/// aligned places malloc may put it.
+/// Two handles, 16 bytes, held in the page record itself (see
+/// `VisitorSet::Timed`): the table's, and the box of the rest. A record
+/// reads both, and as neither is behind the other it waits for one miss
+/// where a boxed record holding the table's handle cost two in a row.
 #[derive(Debug, Clone)]
-#[repr(C)]
 pub(crate) struct TimedTable {
+    pairs: WordTable<2, ThinVec<u64>, Box<Rest>>,
+}
+
+/// What a timed table keeps besides its slots: the horizon and the arena.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Rest {
     horizon: Horizon,
-    pairs: WordTable<2>,
+    runs: Runs,
+}
+
+impl HoldsRuns for Box<Rest> {
+    #[inline]
+    fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    #[inline]
+    fn runs_mut(&mut self) -> &mut Runs {
+        &mut self.runs
+    }
 }
 
 /// Which value of a slot is the tick.
 const TICK: usize = 0;
 
 /// Heap bytes of a new timed table before its horizon and arena: the
-/// boxed record and the smallest table.
+/// boxed rest and the smallest table.
 pub(crate) const MIN_TIMED_BYTES: usize =
-    std::mem::size_of::<TimedTable>() + VisitorTable::<2>::bytes_for(MIN_CAPACITY);
+    std::mem::size_of::<Rest>() + VisitorTable::<2, ThinVec<u64>>::bytes_for(MIN_CAPACITY);
 
 impl TimedTable {
     /// A table of `pairs` (hash, tick, buckets ascending), all live under
@@ -45,11 +64,8 @@ impl TimedTable {
         for (hash, tick, buckets) in pairs {
             table.insert_with_buckets(hash, [tick, 0], buckets);
         }
-        let mut table = Self {
-            pairs: table,
-            horizon: Horizon::default(),
-        };
-        table.horizon = table.new_horizon(expiry.oldest_live());
+        let mut table = Self { pairs: table };
+        table.pairs.runs.horizon = table.new_horizon(expiry.oldest_live());
         table
     }
 
@@ -102,17 +118,16 @@ impl TimedTable {
         let oldest = expiry.oldest_live();
         // Every expired pair is retired first, so each one dropped just
         // leaves the expired count.
-        self.horizon.advance(oldest);
+        self.pairs.runs.horizon.advance(oldest);
         if start == 0 && oldest_bucket == 0 && self.expired(expiry) == 0 {
             return (0, 1, None);
         }
-        let horizon = &mut self.horizon;
         let (dropped, next) = self.pairs.retain_step(
             start,
             max,
             oldest_bucket,
             |values| values[TICK] >= oldest,
-            |values| horizon.forget(values[TICK]),
+            |rest, values| rest.horizon.forget(values[TICK]),
         );
         // Each visit either moved on or dropped a pair.
         let visited = (next.saturating_sub(start) + dropped).max(1);
@@ -122,7 +137,7 @@ impl TimedTable {
         *reserved += self.pairs.finish_pass(STEP_SLOTS, reserve);
         if !self.is_large() {
             // Shrunk: back to the horizon of its size.
-            self.horizon = self.new_horizon(oldest);
+            self.pairs.runs.horizon = self.new_horizon(oldest);
         }
         (dropped, visited, None)
     }
@@ -137,8 +152,8 @@ impl TimedTable {
     /// next write or sweep rebuilds the page).
     pub(crate) fn live(&self, expiry: Expiry) -> usize {
         let oldest = expiry.oldest_live();
-        let expired = if self.horizon.covers(oldest) {
-            self.horizon.expired_at(oldest)
+        let expired = if self.pairs.runs.horizon.covers(oldest) {
+            self.pairs.runs.horizon.expired_at(oldest)
         } else {
             self.pairs
                 .words()
@@ -151,7 +166,7 @@ impl TimedTable {
 
     /// Whether the next [`expire`](Self::expire) must rebuild the page.
     pub(crate) fn needs_rebuild(&self, expiry: Expiry) -> bool {
-        !self.horizon.covers(expiry.oldest_live())
+        !self.pairs.runs.horizon.covers(expiry.oldest_live())
     }
 
     /// Pairs expired and not yet dropped.
@@ -163,10 +178,10 @@ impl TimedTable {
     /// expired pairs wait to be dropped): until it expires, a sweep has
     /// nothing to do here. Reads the record only.
     pub(crate) fn oldest_tick(&self) -> u32 {
-        if self.horizon.retired() > 0 {
+        if self.pairs.runs.horizon.retired() > 0 {
             0
         } else {
-            self.horizon.next()
+            self.pairs.runs.horizon.next()
         }
     }
 
@@ -174,7 +189,7 @@ impl TimedTable {
     /// (so [`expire`](Self::expire) would change nothing).
     #[inline]
     pub(crate) fn is_up_to(&self, expiry: Expiry) -> bool {
-        expiry.oldest_live() <= self.horizon.next()
+        expiry.oldest_live() <= self.pairs.runs.horizon.next()
     }
 
     /// Brings the page up to `expiry`: retires expired horizon entries, or
@@ -185,8 +200,8 @@ impl TimedTable {
     #[inline]
     pub(crate) fn expire(&mut self, expiry: Expiry, oldest_bucket: u32) -> usize {
         let oldest = expiry.oldest_live();
-        if self.horizon.covers(oldest) {
-            self.horizon.advance(oldest);
+        if self.pairs.runs.horizon.covers(oldest) {
+            self.pairs.runs.horizon.advance(oldest);
             0
         } else {
             self.rebuild(expiry, oldest_bucket)
@@ -201,7 +216,7 @@ impl TimedTable {
         let dropped = self
             .pairs
             .retain(oldest_bucket, |_, values| values[TICK] >= oldest);
-        self.horizon = self.new_horizon(oldest);
+        self.pairs.runs.horizon = self.new_horizon(oldest);
         dropped
     }
 
@@ -218,7 +233,7 @@ impl TimedTable {
     pub(crate) fn insert(&mut self, hash: u64, tick: u32, bucket: u32) -> Insert {
         match self.pairs.visit(hash, bucket, [tick, bucket]) {
             Visit::Added => {
-                self.horizon.note(tick);
+                self.pairs.runs.horizon.note(tick);
                 Insert::Added
             }
             Visit::GrowTable(bytes) => Insert::Grow(bytes),
@@ -239,8 +254,8 @@ impl TimedTable {
         let was = self.pairs.table.value(slot, TICK);
         if tick > was {
             self.pairs.table.set_value(slot, TICK, tick);
-            self.horizon.forget(was);
-            self.horizon.note(tick);
+            self.pairs.runs.horizon.forget(was);
+            self.pairs.runs.horizon.note(tick);
         }
         was
     }
@@ -254,8 +269,9 @@ impl TimedTable {
     /// A table that has just grown large takes on a complete horizon (one
     /// scan, when the growth itself has just moved every pair).
     fn complete_if_large(&mut self) {
-        if self.is_large() && !self.horizon.is_complete() {
-            self.horizon = Horizon::complete(self.pairs.words().pairs().map(|(_, v)| v[TICK]));
+        if self.is_large() && !self.pairs.runs.horizon.is_complete() {
+            self.pairs.runs.horizon =
+                Horizon::complete(self.pairs.words().pairs().map(|(_, v)| v[TICK]));
         }
     }
 
@@ -267,17 +283,17 @@ impl TimedTable {
                 self.refresh(slot, tick);
             }
             None => {
-                self.horizon.note(tick);
+                self.pairs.runs.horizon.note(tick);
                 self.complete_if_large();
             }
         }
     }
 
-    /// Heap bytes: the boxed record, the table, the arena and the
+    /// Heap bytes: the boxed rest, the table, the arena and the
     /// horizon's list.
     #[inline]
     pub(crate) fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.pairs.heap_bytes() + self.horizon.heap_bytes()
+        std::mem::size_of::<Rest>() + self.pairs.heap_bytes() + self.pairs.runs.horizon.heap_bytes()
     }
 
     /// The pairs with their ticks, in table order.
@@ -286,7 +302,7 @@ impl TimedTable {
     }
 
     /// The pairs with their ticks and words, in table order.
-    pub(crate) fn words(&self) -> Words<'_, 2> {
+    pub(crate) fn words(&self) -> Words<'_, 2, ThinVec<u64>> {
         self.pairs.words()
     }
 

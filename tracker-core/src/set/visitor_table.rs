@@ -16,6 +16,10 @@
 //! distance bytes are stored. Slot value 0 means empty; visitor hashes are
 //! never 0 (see `visitor_hash`).
 
+use std::ops::DerefMut;
+
+use thin_vec::ThinVec;
+
 /// The most table slots one sweep step visits (a few hundred
 /// microseconds of work): a table up to this size is rebuilt whole when
 /// swept, a larger one in steps of at most this many slots, resumed where
@@ -114,16 +118,70 @@ pub(crate) enum TableInsert {
 /// and values sit in separate runs so that probing reads only keys; a
 /// slot's values sharing one word means a revisit of a timed pair reads
 /// its tick and activity word in one cache line, not two.
+///
+/// The allocation's handle is `W`: a boxed slice, or for a timed table a
+/// [`ThinVec`] (8 bytes: its length in its allocation's header), so that
+/// the page record holds the table's handle beside its other box.
 #[derive(Debug, Clone)]
-pub(crate) struct VisitorTable<const AUX: usize = 0> {
-    words: Box<[u64]>,
+pub(crate) struct VisitorTable<const AUX: usize = 0, W: TableWords = Box<[u64]>> {
+    words: W,
 }
 
-impl<const AUX: usize> VisitorTable<AUX> {
+/// An owned run of words a [`VisitorTable`] lives in.
+pub(crate) trait TableWords: DerefMut<Target = [u64]> + Clone + std::fmt::Debug {
+    /// Heap bytes an allocation takes besides its words.
+    const HEADER: usize;
+    /// `len` zero words, exactly sized.
+    fn zeroed(len: usize) -> Self;
+    /// No words and no allocation.
+    fn empty() -> Self;
+    /// Heap bytes held.
+    fn heap_bytes(&self) -> usize;
+}
+
+impl TableWords for Box<[u64]> {
+    const HEADER: usize = 0;
+
+    fn zeroed(len: usize) -> Self {
+        vec![0; len].into_boxed_slice()
+    }
+
+    fn empty() -> Self {
+        Box::new([])
+    }
+
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&**self)
+    }
+}
+
+impl TableWords for ThinVec<u64> {
+    /// Its length and capacity.
+    const HEADER: usize = 2 * std::mem::size_of::<usize>();
+
+    fn zeroed(len: usize) -> Self {
+        let mut words = ThinVec::with_capacity(len);
+        words.resize(len, 0);
+        words
+    }
+
+    fn empty() -> Self {
+        ThinVec::new()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self.capacity() {
+            0 => 0,
+            n => Self::HEADER + n * std::mem::size_of::<u64>(),
+        }
+    }
+}
+
+impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// An empty table with room for `capacity` slots (at least the minimum).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.max(MIN_CAPACITY);
-        let mut words = vec![0; words_for::<AUX>(capacity)].into_boxed_slice();
+        let mut words = W::zeroed(words_for::<AUX>(capacity));
         words[0] = (capacity as u64) << 32;
         Self { words }
     }
@@ -131,9 +189,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
     /// A stand-in with no slots and no allocation, for a table moved out
     /// of its place; never probed.
     pub(crate) fn placeholder() -> Self {
-        Self {
-            words: Box::new([]),
-        }
+        Self { words: W::empty() }
     }
 
     /// Heap bytes of a table of `capacity` slots.
@@ -143,7 +199,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
         } else {
             capacity
         };
-        words_for::<AUX>(capacity) * std::mem::size_of::<u64>()
+        W::HEADER + words_for::<AUX>(capacity) * std::mem::size_of::<u64>()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -182,7 +238,8 @@ impl<const AUX: usize> VisitorTable<AUX> {
     pub(crate) fn set_value(&mut self, i: usize, k: usize, value: u32) {
         let at = i * AUX + k;
         let shift = 32 * (at & 1);
-        let word = &mut self.words[1 + self.capacity() + at / 2];
+        let at = 1 + self.capacity() + at / 2;
+        let word = &mut self.words[at];
         *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
     }
 
@@ -198,7 +255,7 @@ impl<const AUX: usize> VisitorTable<AUX> {
 
     /// Heap bytes held: exactly the one allocation.
     pub(crate) fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.words)
+        self.words.heap_bytes()
     }
 
     #[inline]

@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use crate::set::activity::{AddBucket, Runs};
-use crate::set::visitor_table::{MIN_CAPACITY, TableInsert, VisitorTable};
+use crate::set::visitor_table::{MIN_CAPACITY, TableInsert, TableWords, VisitorTable};
 use crate::time::Series;
 
 /// What a visit did to a table, or what it needs.
@@ -25,16 +25,35 @@ pub(crate) enum Visit {
     GrowRuns { slot: usize, bytes: usize },
 }
 
-/// Visitor hashes with `AUX` values each, the last one the activity word;
-/// the table's handle first (see `TimedTable`).
+/// Visitor hashes with `AUX` values each, the last one the activity word,
+/// in a table whose handle is `W` (see [`TableWords`]); the arena is
+/// held by `R`: itself, or a box that holds more of a timed table (see
+/// `TimedTable`).
 #[derive(Debug, Clone)]
-#[repr(C)]
-pub(crate) struct WordTable<const AUX: usize> {
-    pub(crate) table: VisitorTable<AUX>,
-    pub(crate) runs: Runs,
+pub(crate) struct WordTable<const AUX: usize, W: TableWords = Box<[u64]>, R: HoldsRuns = Runs> {
+    pub(crate) table: VisitorTable<AUX, W>,
+    pub(crate) runs: R,
 }
 
-impl<const AUX: usize> WordTable<AUX> {
+/// What holds a [`WordTable`]'s arena.
+pub(crate) trait HoldsRuns: Default + Clone + std::fmt::Debug {
+    fn runs(&self) -> &Runs;
+    fn runs_mut(&mut self) -> &mut Runs;
+}
+
+impl HoldsRuns for Runs {
+    #[inline]
+    fn runs(&self) -> &Runs {
+        self
+    }
+
+    #[inline]
+    fn runs_mut(&mut self) -> &mut Runs {
+        self
+    }
+}
+
+impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
     /// Which value is the word.
     const WORD: usize = AUX - 1;
 
@@ -42,14 +61,14 @@ impl<const AUX: usize> WordTable<AUX> {
     pub(crate) fn new() -> Self {
         Self {
             table: VisitorTable::with_capacity(MIN_CAPACITY),
-            runs: Runs::default(),
+            runs: R::default(),
         }
     }
 
     /// Heap bytes of the table and the arena (not of a box around them).
     #[inline]
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.table.heap_bytes() + self.runs.heap_bytes()
+        self.table.heap_bytes() + self.runs.runs().heap_bytes()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -70,7 +89,7 @@ impl<const AUX: usize> WordTable<AUX> {
                 if word == bucket {
                     return Visit::Known { slot };
                 }
-                match self.runs.add(&mut word, bucket) {
+                match self.runs.runs_mut().add(&mut word, bucket) {
                     AddBucket::Present => Visit::Known { slot },
                     AddBucket::Added => {
                         self.table.set_value(slot, Self::WORD, word);
@@ -95,13 +114,13 @@ impl<const AUX: usize> WordTable<AUX> {
         match self.table.find(hash) {
             Some(slot) => {
                 let mut word = self.table.value(slot, Self::WORD);
-                self.runs.add_growing(&mut word, bucket);
+                self.runs.runs_mut().add_growing(&mut word, bucket);
                 self.table.set_value(slot, Self::WORD, word);
                 // Moved runs leave garbage behind; once it is half the
                 // arena, rewriting the live runs in slot order gives it
                 // back (and a scan then reads the arena front to back).
                 // Amortised: the garbage grew by at least what this costs.
-                if self.runs.garbage() * 2 > self.runs.len() {
+                if self.runs.runs().garbage() * 2 > self.runs.runs().len() {
                     self.compact(true);
                 }
                 Some(slot)
@@ -124,17 +143,17 @@ impl<const AUX: usize> WordTable<AUX> {
             let slot = self.table.find(hash).expect("just inserted");
             let mut word = buckets[0];
             for &bucket in &buckets[1..] {
-                self.runs.add_growing(&mut word, bucket);
+                self.runs.runs_mut().add_growing(&mut word, bucket);
             }
             self.table.set_value(slot, Self::WORD, word);
         }
     }
 
     /// The pairs and their words, to read.
-    pub(crate) fn words(&self) -> Words<'_, AUX> {
+    pub(crate) fn words(&self) -> Words<'_, AUX, W> {
         Words {
             table: &self.table,
-            runs: &self.runs,
+            runs: self.runs.runs(),
         }
     }
 
@@ -147,7 +166,7 @@ impl<const AUX: usize> WordTable<AUX> {
         oldest: u32,
         mut keep: impl FnMut(u64, &[u32; AUX]) -> bool,
     ) -> usize {
-        let runs = &mut self.runs;
+        let runs = self.runs.runs_mut();
         let dropped = self.table.retain(|hash, values| {
             if !keep(hash, values) {
                 runs.release(values[Self::WORD]);
@@ -155,7 +174,7 @@ impl<const AUX: usize> WordTable<AUX> {
             }
             runs.retain_from(&mut values[Self::WORD], oldest)
         });
-        if self.runs.garbage() > 0 {
+        if self.runs.runs().garbage() > 0 {
             self.compact(false);
         }
         dropped
@@ -173,10 +192,11 @@ impl<const AUX: usize> WordTable<AUX> {
         max: usize,
         oldest: u32,
         mut keep: impl FnMut(&[u32; AUX]) -> bool,
-        mut dropped: impl FnMut(&[u32; AUX]),
+        mut dropped: impl FnMut(&mut R, &[u32; AUX]),
     ) -> (usize, usize) {
-        let runs = &mut self.runs;
+        let holder = &mut self.runs;
         self.table.retain_slots(start, max, |_, values| {
+            let runs = holder.runs_mut();
             let stays = if keep(values) {
                 // False: emptied by the retention, its run garbage already.
                 runs.retain_from(&mut values[Self::WORD], oldest)
@@ -185,7 +205,7 @@ impl<const AUX: usize> WordTable<AUX> {
                 false
             };
             if !stays {
-                dropped(values);
+                dropped(holder, values);
             }
             stays
         })
@@ -211,8 +231,8 @@ impl<const AUX: usize> WordTable<AUX> {
                 reserved += bytes;
             }
         }
-        let live = self.runs.len() - self.runs.garbage();
-        if self.runs.garbage() * 2 > self.runs.len() && live <= bound {
+        let live = self.runs.runs().len() - self.runs.runs().garbage();
+        if self.runs.runs().garbage() * 2 > self.runs.runs().len() && live <= bound {
             let bytes = live * std::mem::size_of::<u32>();
             if reserve(bytes) {
                 self.compact(false);
@@ -229,7 +249,7 @@ impl<const AUX: usize> WordTable<AUX> {
             .iter()
             .map(|&slot| self.table.value(slot, Self::WORD))
             .collect();
-        self.runs.compact(words.iter_mut(), keep_room);
+        self.runs.runs_mut().compact(words.iter_mut(), keep_room);
         for (slot, word) in slots.into_iter().zip(words) {
             self.table.set_value(slot, Self::WORD, word);
         }
@@ -243,13 +263,21 @@ impl<const AUX: usize> WordTable<AUX> {
 
 /// A table's pairs with their words, and the arena their runs are in (an
 /// empty one for a table whose every pair was seen in one bucket).
-#[derive(Clone, Copy)]
-pub(crate) struct Words<'a, const AUX: usize> {
-    pub(crate) table: &'a VisitorTable<AUX>,
+pub(crate) struct Words<'a, const AUX: usize, W: TableWords = Box<[u64]>> {
+    pub(crate) table: &'a VisitorTable<AUX, W>,
     pub(crate) runs: &'a Runs,
 }
 
-impl<'a, const AUX: usize> Words<'a, AUX> {
+// By hand: a derive would ask `W: Copy` of the handle behind the reference.
+impl<const AUX: usize, W: TableWords> Clone for Words<'_, AUX, W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<const AUX: usize, W: TableWords> Copy for Words<'_, AUX, W> {}
+
+impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
     const WORD: usize = AUX - 1;
 
     /// Pairs that `live` accepts (by their values) seen in `range`: one
