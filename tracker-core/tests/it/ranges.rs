@@ -398,9 +398,12 @@ proptest! {
             .clock(Arc::new(clock.clone()))
             .build()
             .unwrap();
-        // Visitor `i·seed mod 20k` at a time spread evenly over the days.
+        // Visitor `i·m mod 20k` at a time spread evenly over the days, with
+        // `m` prime to 20k so that the page has 20k visitors and is
+        // sketched (`seed | 1` let seed 624 make a page of 32).
+        let m = seed * 10 + 1;
         for i in 0..30_000u64 {
-            let id = format!("v{}-{}", seed, i.wrapping_mul(seed | 1) % 20_000);
+            let id = format!("v{}-{}", seed, i.wrapping_mul(m) % 20_000);
             let t = START + (i * days * DAY) / 30_000;
             tracker.record_at(&id, PAGES[0].0, at(t)).unwrap();
         }
@@ -410,7 +413,7 @@ proptest! {
                     let t = START + (i * days * DAY) / 30_000;
                     from <= t && t < till
                 })
-                .map(|i| i.wrapping_mul(seed | 1) % 20_000)
+                .map(|i| i.wrapping_mul(m) % 20_000)
                 .collect::<BTreeSet<u64>>()
                 .len() as u64
         };
