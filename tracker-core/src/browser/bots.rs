@@ -8,7 +8,9 @@
 //! and the big trackers filter on: self-declared crawlers and link
 //! previewers, HTTP libraries and command-line clients, headless browsers
 //! and automation drivers. Matching is one pass over the lowercased user
-//! agent (its first 512 bytes) for all tokens at once (Aho-Corasick).
+//! agent (its first 512 bytes) for all tokens at once (Aho-Corasick),
+//! after a cheaper test that lets through the common browser shapes,
+//! which contain no token ([`common_browser`]).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
