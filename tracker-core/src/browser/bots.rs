@@ -10,7 +10,7 @@
 //! and automation drivers. Matching is one pass over the lowercased user
 //! agent (its first 512 bytes) for all tokens at once (Aho-Corasick),
 //! after a cheaper test that lets through the common browser shapes,
-//! which contain no token ([`common_browser`]).
+//! which contain no token (`common_browser`).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -202,27 +202,43 @@ impl BotFilter {
 /// traffic with a few slice comparisons instead of the lowercased copy
 /// and the automaton (~900 instructions per event).
 const PREFIX: &[u8] = b"Mozilla/5.0 (";
-/// One `; `-separated part of the parenthesised platform comment; longer
-/// shapes first where one is a prefix of another.
+/// One `; `-separated part of the parenthesised platform comment, sorted
+/// by first byte (looked up by it); longer shapes first where one is a
+/// prefix of another.
 const COMMENT_PARTS: &[&[&[u8]]] = &[
-    &[b"Windows NT ", b""],
-    &[b"Win64"],
-    &[b"x64"],
-    &[b"WOW64"],
-    &[b"X11"],
-    &[b"Linux x86_64"],
-    &[b"Linux"],
-    &[b"Ubuntu"],
-    &[b"rv:", b""],
-    &[b"Macintosh"],
-    &[b"Intel Mac OS X ", b""],
-    &[b"iPhone"],
-    &[b"iPad"],
+    &[b"Android ", b""],
     &[b"CPU iPhone OS ", b" like Mac OS X"],
     &[b"CPU OS ", b" like Mac OS X"],
-    &[b"Android ", b""],
+    &[b"Intel Mac OS X ", b""],
     &[b"K"],
+    &[b"Linux x86_64"],
+    &[b"Linux"],
+    &[b"Macintosh"],
+    &[b"Ubuntu"],
+    &[b"Windows NT ", b""],
+    &[b"Win64"],
+    &[b"WOW64"],
+    &[b"X11"],
+    &[b"iPhone"],
+    &[b"iPad"],
+    &[b"rv:", b""],
+    &[b"x64"],
 ];
+/// The range of [`COMMENT_PARTS`] starting with each ASCII byte.
+const PARTS_BY_FIRST_BYTE: [(u8, u8); 128] = {
+    let mut table = [(0, 0); 128];
+    let mut i = 0;
+    while i < COMMENT_PARTS.len() {
+        let first = COMMENT_PARTS[i][0][0] as usize;
+        if table[first].1 == 0 {
+            table[first].0 = i as u8;
+        }
+        table[first].1 = i as u8 + 1;
+        i += 1;
+    }
+    table
+};
+
 /// What follows the comment and `) `, to the end.
 const TAILS: &[&[&[u8]]] = &[
     &[b"Gecko/", b" Firefox/", b""],
@@ -293,10 +309,11 @@ fn common_browser(user_agent: &[u8]) -> bool {
         return false;
     };
     loop {
-        // Shapes are told apart by their first byte before a call.
-        let Some(after) = COMMENT_PARTS
+        // Only the shapes of the part's first byte are tried.
+        let first = usize::from(rest.first().copied().unwrap_or(0));
+        let (from, to) = PARTS_BY_FIRST_BYTE.get(first).copied().unwrap_or((0, 0));
+        let Some(after) = COMMENT_PARTS[usize::from(from)..usize::from(to)]
             .iter()
-            .filter(|shape| shape[0].first() == rest.first())
             .filter_map(|shape| strip_shape(rest, shape))
             .find(|after| after.starts_with(b"; ") || after.starts_with(b") "))
         else {
@@ -407,6 +424,7 @@ mod fast_path {
         for shape in COMMENT_PARTS.iter().chain(TAILS) {
             assert!(!shape[0].is_empty(), "a shape starts with a literal byte");
         }
+        assert!(COMMENT_PARTS.is_sorted_by_key(|shape| shape[0][0]));
         for (token, _) in TOKENS {
             assert!(
                 !token
