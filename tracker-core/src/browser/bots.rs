@@ -12,8 +12,10 @@
 //! default because a backend or a script posting page views with `curl`
 //! or an HTTP library, without a visitor id, is a legitimate sender the
 //! operator chose; crawlers, headless browsers and automation never are
-//! people. Matching is one pass over the lowercased user
-//! agent (its first 512 bytes) for all tokens at once (Aho-Corasick).
+//! people. Matching is one pass over the lowercased user agent (its first
+//! 512 bytes) for all tokens at once (Aho-Corasick), after a cheaper test
+//! that lets through the common browser shapes, which contain no token
+//! (`common_browser`).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -194,10 +196,28 @@ impl BotFilter {
     /// generic crawler token.
     pub fn check(&self, user_agent: Option<&str>) -> Option<BotReason> {
         let matcher = self.matcher.as_ref()?;
-        let user_agent = user_agent.unwrap_or("").trim();
+        let user_agent = user_agent.unwrap_or("");
+        // `trim` only when an end may be whitespace (it walks chars both
+        // ways even when there is nothing to cut).
+        let graphic = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+        let bytes = user_agent.as_bytes();
+        let user_agent = if graphic(bytes.first()) && graphic(bytes.last()) {
+            user_agent
+        } else {
+            user_agent.trim()
+        };
         if user_agent.is_empty() {
             return self.strict.then_some(BotReason::NoUserAgent);
         }
+        if common_browser(user_agent.as_bytes()) {
+            return None;
+        }
+        Self::full_check(matcher, self.strict, user_agent)
+    }
+
+    /// The token rules alone, for a non-empty trimmed user agent (HTTP
+    /// clients only if `strict`).
+    fn full_check(matcher: &AhoCorasick, strict: bool, user_agent: &str) -> Option<BotReason> {
         // User agents are ~100-200 bytes; longer ones are cut (a bot token
         // past 512 bytes is not worth an allocation per event).
         let mut lower = [0u8; 512];
@@ -208,12 +228,149 @@ impl BotFilter {
         matcher
             .find_iter(&lower[..len])
             .filter_map(|m| TOKENS[m.pattern().as_usize()].1)
-            .filter(|&reason| self.strict || reason != BotReason::HttpClient)
+            .filter(|&reason| strict || reason != BotReason::HttpClient)
             .min_by_key(|reason| match reason {
                 BotReason::Headless => 0,
                 BotReason::Automation => 1,
                 _ => 2,
             })
+    }
+}
+
+/// The common shapes of browser user agents, as literal pieces with a
+/// non-empty run of digits, `.` and `_` between two pieces (a version).
+/// No bot token contains those bytes, nor the separators `; ` and `) `, nor
+/// occurs in a piece (tests check all three), so a user agent of exactly
+/// these shapes matches no token: [`common_browser`] answers for most real
+/// traffic with a few slice comparisons instead of the lowercased copy
+/// and the automaton (~900 instructions per event).
+const PREFIX: &[u8] = b"Mozilla/5.0 (";
+/// One `; `-separated part of the parenthesised platform comment, sorted
+/// by first byte (looked up by it); longer shapes first where one is a
+/// prefix of another.
+const COMMENT_PARTS: &[&[&[u8]]] = &[
+    &[b"Android ", b""],
+    &[b"CPU iPhone OS ", b" like Mac OS X"],
+    &[b"CPU OS ", b" like Mac OS X"],
+    &[b"Intel Mac OS X ", b""],
+    &[b"K"],
+    &[b"Linux x86_64"],
+    &[b"Linux"],
+    &[b"Macintosh"],
+    &[b"Ubuntu"],
+    &[b"Windows NT ", b""],
+    &[b"Win64"],
+    &[b"WOW64"],
+    &[b"X11"],
+    &[b"iPhone"],
+    &[b"iPad"],
+    &[b"rv:", b""],
+    &[b"x64"],
+];
+/// The range of [`COMMENT_PARTS`] starting with each ASCII byte.
+const PARTS_BY_FIRST_BYTE: [(u8, u8); 128] = {
+    let mut table = [(0, 0); 128];
+    let mut i = 0;
+    while i < COMMENT_PARTS.len() {
+        let first = COMMENT_PARTS[i][0][0] as usize;
+        if table[first].1 == 0 {
+            table[first].0 = i as u8;
+        }
+        table[first].1 = i as u8 + 1;
+        i += 1;
+    }
+    table
+};
+
+/// What follows the comment and `) `, to the end.
+const TAILS: &[&[&[u8]]] = &[
+    &[b"Gecko/", b" Firefox/", b""],
+    &[
+        b"AppleWebKit/",
+        b" (KHTML, like Gecko) Chrome/",
+        b" Safari/",
+        b"",
+    ],
+    &[
+        b"AppleWebKit/",
+        b" (KHTML, like Gecko) Chrome/",
+        b" Safari/",
+        b" Edg/",
+        b"",
+    ],
+    &[
+        b"AppleWebKit/",
+        b" (KHTML, like Gecko) Chrome/",
+        b" Mobile Safari/",
+        b"",
+    ],
+    &[
+        b"AppleWebKit/",
+        b" (KHTML, like Gecko) Version/",
+        b" Safari/",
+        b"",
+    ],
+    &[
+        b"AppleWebKit/",
+        b" (KHTML, like Gecko) Version/",
+        b" Mobile/",
+        b"E",
+        b" Safari/",
+        b"",
+    ],
+];
+
+fn is_version_byte(b: u8) -> bool {
+    b.is_ascii_digit() || b == b'.' || b == b'_'
+}
+
+/// The rest of `input` after `shape` (its pieces, a version run between
+/// two), or `None` if `input` does not start with it.
+fn strip_shape<'a>(mut input: &'a [u8], shape: &[&[u8]]) -> Option<&'a [u8]> {
+    for (i, piece) in shape.iter().enumerate() {
+        if i > 0 {
+            let run = input.iter().take_while(|&&b| is_version_byte(b)).count();
+            if run == 0 {
+                return None;
+            }
+            input = &input[run..];
+        }
+        // The first byte inline: most shapes tried are not the one, and
+        // are told apart there without a `memcmp` call.
+        if piece.first().is_some_and(|b| input.first() != Some(b)) {
+            return None;
+        }
+        input = input.strip_prefix(*piece)?;
+    }
+    Some(input)
+}
+
+/// Whether `user_agent` has one of the common browser shapes above, and so
+/// matches no bot token.
+fn common_browser(user_agent: &[u8]) -> bool {
+    let Some(mut rest) = user_agent.strip_prefix(PREFIX) else {
+        return false;
+    };
+    loop {
+        // Only the shapes of the part's first byte are tried.
+        let first = usize::from(rest.first().copied().unwrap_or(0));
+        let (from, to) = PARTS_BY_FIRST_BYTE.get(first).copied().unwrap_or((0, 0));
+        let Some(after) = COMMENT_PARTS[usize::from(from)..usize::from(to)]
+            .iter()
+            .filter_map(|shape| strip_shape(rest, shape))
+            .find(|after| after.starts_with(b"; ") || after.starts_with(b") "))
+        else {
+            return false;
+        };
+        if let Some(next) = after.strip_prefix(b"; ") {
+            rest = next;
+            continue;
+        }
+        let tail = &after[2..];
+        return TAILS
+            .iter()
+            .filter(|shape| shape[0].first() == tail.first())
+            .any(|shape| strip_shape(tail, shape).is_some_and(<[u8]>::is_empty));
     }
 }
 
@@ -301,5 +458,133 @@ mod tests {
         assert!(!off.enabled());
         assert_eq!(off.check(Some("curl/8.5.0")), None);
         assert_eq!(off.check(None), None);
+    }
+}
+
+#[cfg(test)]
+mod fast_path {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every shape piece and separator, for the token checks.
+    fn pieces() -> Vec<&'static [u8]> {
+        let mut all = vec![PREFIX, b"; ".as_slice(), b") ".as_slice()];
+        all.extend(
+            COMMENT_PARTS
+                .iter()
+                .chain(TAILS)
+                .flat_map(|s| s.iter().copied()),
+        );
+        all
+    }
+
+    /// Why the fast path is sound: no token spans a version run or a
+    /// separator, and none occurs inside a piece.
+    #[test]
+    fn no_token_fits_a_shape() {
+        for shape in COMMENT_PARTS.iter().chain(TAILS) {
+            assert!(!shape[0].is_empty(), "a shape starts with a literal byte");
+        }
+        assert!(COMMENT_PARTS.is_sorted_by_key(|shape| shape[0][0]));
+        for (token, _) in TOKENS {
+            assert!(
+                !token
+                    .bytes()
+                    .any(|b| is_version_byte(b) || b" ;()".contains(&b)),
+                "{token}"
+            );
+            for piece in pieces() {
+                let piece = String::from_utf8(piece.to_ascii_lowercase()).unwrap();
+                assert!(!piece.contains(token), "{token} in {piece}");
+            }
+        }
+    }
+
+    /// Real user agents of today's browsers take the fast path.
+    #[test]
+    fn common_browsers_take_it() {
+        for ua in [
+            "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36 Edg/140.0.0.0",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Mobile Safari/537.36",
+        ] {
+            assert!(common_browser(ua.as_bytes()), "{ua}");
+        }
+        // Bots dressed as browsers do not.
+        for ua in [
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/140.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0 Selenium",
+            "Mozilla/5.0 (Linux; Android 12; CUBOT X30) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
+        ] {
+            assert!(!common_browser(ua.as_bytes()), "{ua}");
+        }
+    }
+
+    /// A user agent built from the shapes' pieces, versions and tokens,
+    /// shuffled enough to hit near misses.
+    fn user_agent() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            proptest::sample::select(pieces()).prop_map(|p| String::from_utf8(p.to_vec()).unwrap()),
+            "[0-9._]{1,4}",
+            proptest::sample::select(TOKENS.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+                .prop_map(|t| t.to_ascii_uppercase()),
+            "[ -~]{1,3}",
+        ];
+        let versions =
+            proptest::sample::select(TAILS.iter().chain(COMMENT_PARTS).collect::<Vec<_>>());
+        prop_oneof![
+            proptest::collection::vec(piece, 1..12).prop_map(|v| v.concat()),
+            // A real shape with its version runs, then maybe a piece spliced in.
+            (
+                versions,
+                "[0-9._]{1,4}",
+                proptest::option::of(("[ -~]{0,8}", 0usize..200))
+            )
+                .prop_map(|(shape, version, splice)| {
+                    let mut ua = String::from_utf8(PREFIX.to_vec()).unwrap();
+                    ua.push_str("X11) ");
+                    for (i, piece) in shape.iter().enumerate() {
+                        if i > 0 {
+                            ua.push_str(&version);
+                        }
+                        ua.push_str(std::str::from_utf8(piece).unwrap());
+                    }
+                    if let Some((text, at)) = splice {
+                        let at = (0..=at.min(ua.len()))
+                            .rev()
+                            .find(|&i| ua.is_char_boundary(i))
+                            .unwrap_or(0);
+                        ua.insert_str(at, &text);
+                    }
+                    ua
+                }),
+        ]
+    }
+
+    proptest! {
+        /// The fast path never lets through what the token rules drop.
+        #[test]
+        fn agrees_with_the_token_rules(ua in user_agent()) {
+            for filter in [BotFilter::new(true), BotFilter::strict()] {
+                let full = match ua.trim() {
+                    "" => filter.strict.then_some(BotReason::NoUserAgent),
+                    trimmed => BotFilter::full_check(
+                        filter.matcher.as_ref().unwrap(),
+                        filter.strict,
+                        trimmed,
+                    ),
+                };
+                prop_assert_eq!(filter.check(Some(&ua)), full);
+                if common_browser(ua.trim().as_bytes()) {
+                    prop_assert_eq!(full, None);
+                }
+            }
+        }
     }
 }
