@@ -226,6 +226,36 @@ impl Horizon {
         }
     }
 
+    /// Entries a complete horizon's list grows by when it is full.
+    const ROOM: usize = 64;
+    /// Heap bytes of that growth.
+    pub(crate) const ROOM_BYTES: usize = Self::ROOM * std::mem::size_of::<(u32, u32)>();
+
+    /// Whether noting `tick` would need an entry a complete horizon's full
+    /// list has no room for. A complete horizon must stay complete (its
+    /// large table is never rebuilt to count), so its list grows, by
+    /// [`make_room`](Self::make_room) once the caller has reserved
+    /// [`ROOM_BYTES`](Self::ROOM_BYTES), instead of ending as a cut one
+    /// does in [`note`](Self::note). Cheap in the common case: a full list
+    /// is checked, then the newest entry (now's).
+    #[inline]
+    pub(crate) fn needs_room_for(&self, tick: u32) -> bool {
+        self.is_complete()
+            && self.ticks.len() == self.ticks.capacity()
+            && match self.ticks.last() {
+                Some(&(newest, _)) if newest == tick => false,
+                Some(&(newest, _)) if newest < tick => true,
+                Some(_) => self.ticks.binary_search_by_key(&tick, |&(t, _)| t).is_err(),
+                None => true,
+            }
+    }
+
+    /// Grows the list by [`ROOM_BYTES`](Self::ROOM_BYTES) (see
+    /// [`needs_room_for`](Self::needs_room_for)).
+    pub(crate) fn make_room(&mut self) {
+        self.ticks.reserve_exact(Self::ROOM);
+    }
+
     /// Heap bytes of the list.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.ticks.capacity() * std::mem::size_of::<(u32, u32)>()
