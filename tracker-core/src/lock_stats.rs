@@ -126,36 +126,30 @@ impl<T> StatsLock<T> {
 
     /// Takes the write lock (poisoning ignored, as `sync` does).
     pub(crate) fn write(&self) -> StatsWriteGuard<'_, T> {
-        let guard = match self.lock.try_write() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                bump(&self.counters.write_waits, 1);
-                self.lock.write().unwrap_or_else(PoisonError::into_inner)
-            }
-        };
+        self.try_write().unwrap_or_else(|| {
+            bump(&self.counters.write_waits, 1);
+            self.taken(self.lock.write().unwrap_or_else(PoisonError::into_inner))
+        })
+    }
+
+    /// Takes the write lock if it is free now (`None` otherwise, counted as
+    /// neither a take nor a wait: the caller comes back later).
+    pub(crate) fn try_write(&self) -> Option<StatsWriteGuard<'_, T>> {
+        match self.lock.try_write() {
+            Ok(guard) => Some(self.taken(guard)),
+            Err(TryLockError::Poisoned(poisoned)) => Some(self.taken(poisoned.into_inner())),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Counts a take and starts timing its hold.
+    fn taken<'a>(&'a self, guard: RwLockWriteGuard<'a, T>) -> StatsWriteGuard<'a, T> {
         bump(&self.counters.writes, 1);
         StatsWriteGuard {
             guard,
             counters: &self.counters,
             taken: Instant::now(),
         }
-    }
-
-    /// Takes the write lock if it is free now (`None` otherwise, counted as
-    /// neither a take nor a wait: the caller comes back later).
-    pub(crate) fn try_write(&self) -> Option<StatsWriteGuard<'_, T>> {
-        let guard = match self.lock.try_write() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        bump(&self.counters.writes, 1);
-        Some(StatsWriteGuard {
-            guard,
-            counters: &self.counters,
-            taken: Instant::now(),
-        })
     }
 
     /// Takes a read lock (poisoning ignored).
