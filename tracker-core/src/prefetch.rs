@@ -26,8 +26,10 @@ pub(crate) fn prefetch<T>(at: &T) {
 mod tests {
     use super::*;
 
-    /// Prefetching changes nothing it points at (under Miri, which runs
-    /// the non-x86 fallback or the intrinsic's emulation, and natively).
+    /// Prefetching changes nothing it points at. Also run, with the
+    /// batch tests, under AddressSanitizer: `RUSTFLAGS=-Zsanitizer=address
+    /// cargo +nightly test -p tracker-core --target x86_64-unknown-linux-gnu
+    /// --lib -- prefetch batch` (and `--test it -- batch`).
     #[test]
     fn prefetch_is_only_a_hint() {
         let words = vec![7u64; 64];
