@@ -20,8 +20,9 @@
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
-//!   events on pages it already stores: all their lookups, then all their
-//!   inserts, each at the bucket its lookup found (without a TTL or a
+//!   events on pages it already stores: all their lookups, then a
+//!   prefetch of each insert's slots, then all their inserts, each at the
+//!   bucket its lookup found (without a TTL or a
 //!   budget, nothing adds or removes a page in between). It starts at its
 //!   first event's stripe, and a stripe whose lock is held (`try_write`)
 //!   waits until the batch's other stripes are done: two senders do not
