@@ -230,7 +230,7 @@
 //! assert_eq!(durable.tracker().distinct("https://example.com/pricing")?.visitors, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod background;
@@ -240,6 +240,7 @@ mod error;
 #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
 mod lock_stats;
 pub mod persist;
+mod prefetch;
 mod report;
 mod set;
 pub mod sketch;

@@ -342,15 +342,27 @@ impl VisitorSet {
         }
     }
 
-    /// Reads where an insert of `hash` starts (see
-    /// [`VisitorTable::peek`]); the inline forms have nothing to fetch.
+    /// Prefetches where an insert of `hash` starts (see
+    /// [`VisitorTable::prefetch`]).
     #[inline]
-    pub(crate) fn peek(&self, hash: u64) -> u64 {
+    pub(crate) fn prefetch(&self, hash: u64) {
         match self {
-            VisitorSet::Table(_, table) => table.peek(hash),
-            VisitorSet::TableRuns(_, table) => table.table.peek(hash),
-            VisitorSet::Timed(_, table) => table.peek(hash),
-            _ => 0,
+            VisitorSet::Table(_, table) => table.prefetch(hash),
+            VisitorSet::TableRuns(_, table) => table.table.prefetch(hash),
+            VisitorSet::Timed(_, table) => table.prefetch(hash),
+            _ => {}
+        }
+    }
+
+    /// Prefetches what [`prefetch`](Self::prefetch) reads first: a table's
+    /// header.
+    #[inline]
+    pub(crate) fn prefetch_header(&self) {
+        match self {
+            VisitorSet::Table(_, table) => table.prefetch_header(),
+            VisitorSet::TableRuns(_, table) => table.table.prefetch_header(),
+            VisitorSet::Timed(_, table) => table.prefetch_header(),
+            _ => {}
         }
     }
 

@@ -220,10 +220,16 @@ impl TimedTable {
         dropped
     }
 
-    /// See [`VisitorTable::peek`].
+    /// See [`VisitorTable::prefetch`].
     #[inline]
-    pub(crate) fn peek(&self, hash: u64) -> u64 {
-        self.pairs.table.peek(hash)
+    pub(crate) fn prefetch(&self, hash: u64) {
+        self.pairs.table.prefetch(hash);
+    }
+
+    /// See [`VisitorTable::prefetch_header`].
+    #[inline]
+    pub(crate) fn prefetch_header(&self) {
+        self.pairs.table.prefetch_header();
     }
 
     /// Adds `hash` at `tick` in `bucket` (the set must be up to

@@ -319,22 +319,30 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         }
     }
 
-    /// Reads the slot `key`'s probe starts at and its values (what an
-    /// insert of `key` reads first), so that a batch can bring those cache
-    /// lines in for several events before it records them. The result
-    /// means nothing; the caller feeds it to `black_box`.
+    /// Prefetches the lines an insert of `key` reads first: its home slot
+    /// and the next line of keys (the probe walks on past residents), and
+    /// the home slot's values.
     #[inline]
-    pub(crate) fn peek(&self, key: u64) -> u64 {
-        if self.words.is_empty() || self.capacity() == 0 {
-            return 0;
+    pub(crate) fn prefetch(&self, key: u64) {
+        let capacity = self.capacity();
+        if capacity == 0 {
+            return;
         }
         let home = self.home(key);
-        let values = if AUX == 0 {
-            0
-        } else {
-            u64::from(self.value(home, 0))
-        };
-        self.slot(home) ^ values
+        crate::prefetch::prefetch(&self.words[1 + home]);
+        crate::prefetch::prefetch(&self.words[1 + (home + 8).min(capacity - 1)]);
+        if AUX > 0 {
+            crate::prefetch::prefetch(&self.words[1 + capacity + home * AUX / 2]);
+        }
+    }
+
+    /// Prefetches the table's header (its length and capacity), which
+    /// [`prefetch`](Self::prefetch) reads.
+    #[inline]
+    pub(crate) fn prefetch_header(&self) {
+        if let Some(header) = self.words.first() {
+            crate::prefetch::prefetch(header);
+        }
     }
 
     /// Whether `key` is in the set.

@@ -20,8 +20,9 @@
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
-//!   events on pages it already stores: all their lookups, then all their
-//!   inserts, each at the bucket its lookup found (without a TTL or a
+//!   events on pages it already stores: all their lookups, then a
+//!   prefetch of each insert's slots, then all their inserts, each at the
+//!   bucket its lookup found (without a TTL or a
 //!   budget, nothing adds or removes a page in between). It starts at its
 //!   first event's stripe, and a stripe whose lock is held (`try_write`)
 //!   waits until the batch's other stripes are done: two senders do not
@@ -315,24 +316,24 @@ impl Stripe {
         self.record_at(bucket, url_hash, visitor, tick, expiry, budget)
     }
 
-    /// The page-table bucket of the page `url`, if the stripe has it, and
-    /// what [`VisitorSet::peek`] reads of its set for `visitor`: a batch
-    /// looks up several events this way before recording any, so that
-    /// their cache misses overlap instead of coming one after another.
+    /// The page-table bucket of the page `url`, if the stripe has it,
+    /// with its set's header prefetched.
     #[inline]
-    pub(crate) fn locate(&self, url: &str, url_hash: u64, visitor: u64) -> Option<(usize, u64)> {
+    pub(crate) fn find_prefetching(&self, url: &str, url_hash: u64) -> Option<usize> {
         let bucket = self.pages.find_bucket_index(url_hash, |p| *p.url == *url)?;
-        let peeked = self.pages.get_bucket(bucket)?.visitors.peek(visitor);
-        Some((bucket, peeked))
+        if let Some(page) = self.pages.get_bucket(bucket) {
+            page.visitors.prefetch_header();
+        }
+        Some(bucket)
     }
 
-    /// What [`locate`](Self::locate) reads of the set of the page in
-    /// `bucket` for `visitor`: for the next event of a page just located.
+    /// Prefetches where an insert of `visitor` into the page in `bucket`
+    /// starts.
     #[inline]
-    pub(crate) fn peek_at(&self, bucket: usize, visitor: u64) -> u64 {
-        self.pages
-            .get_bucket(bucket)
-            .map_or(0, |page| page.visitors.peek(visitor))
+    pub(crate) fn prefetch_at(&self, bucket: usize, visitor: u64) {
+        if let Some(page) = self.pages.get_bucket(bucket) {
+            page.visitors.prefetch(visitor);
+        }
     }
 
     /// [`record_existing`](Self::record_existing) on the page in `bucket`
