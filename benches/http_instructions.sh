@@ -6,8 +6,9 @@
 # and instrumentation off; a keep-alive client sends N1 and then (in a
 # second run) N2 requests over 4 connections with instrumentation on, and
 # the difference over N2 - N1 is one request's cost, start-up and
-# connection set-up cancelled out. Kernel time is not counted: the
-# syscalls per request are the same for both servers (strace -c).
+# connection set-up cancelled out. Kernel time is not counted: both
+# servers make one read and one write per request (strace -c; the
+# service's write is a `sendto`, the bare handler's a `writev`).
 #
 # Usage: benches/http_instructions.sh [KIND...]   KIND: events plausible count distinct
 #   N1=500 N2=2500 SERVICE_BIN=... BARE_BIN=... (defaults: this checkout's release builds)

@@ -192,6 +192,9 @@ fn builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
         // The watchdog times heads and idleness (see the module docs), so
         // HTTP/1 needs no timer.
         .header_read_timeout(None)
+        // An answer's head and its small body go out in one buffer
+        // through one `write`, rather than as a `writev` of both.
+        .writev(false)
         .max_buf_size(http1_head_limit(limits));
     builder
         .http2()

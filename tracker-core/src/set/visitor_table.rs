@@ -131,6 +131,10 @@ pub(crate) struct VisitorTable<const AUX: usize = 0, W: TableWords = Box<[u64]>>
 pub(crate) trait TableWords: DerefMut<Target = [u64]> + Clone + std::fmt::Debug {
     /// Heap bytes an allocation takes besides its words.
     const HEADER: usize;
+    /// Whether the handle itself holds the length (a boxed slice's fat
+    /// pointer), so that the capacity is known without reading the
+    /// allocation: see [`VisitorTable::capacity`].
+    const LEN_IN_HANDLE: bool;
     /// `len` zero words, exactly sized.
     fn zeroed(len: usize) -> Self;
     /// No words and no allocation.
@@ -141,6 +145,7 @@ pub(crate) trait TableWords: DerefMut<Target = [u64]> + Clone + std::fmt::Debug 
 
 impl TableWords for Box<[u64]> {
     const HEADER: usize = 0;
+    const LEN_IN_HANDLE: bool = true;
 
     fn zeroed(len: usize) -> Self {
         vec![0; len].into_boxed_slice()
@@ -158,6 +163,7 @@ impl TableWords for Box<[u64]> {
 impl TableWords for ThinVec<u64> {
     /// Its length and capacity.
     const HEADER: usize = 2 * std::mem::size_of::<usize>();
+    const LEN_IN_HANDLE: bool = false;
 
     fn zeroed(len: usize) -> Self {
         let mut words = ThinVec::with_capacity(len);
@@ -206,12 +212,20 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         (self.words[0] & u64::from(u32::MAX)) as usize
     }
 
+    /// Slots. A table's words are exactly `words_for(capacity)`, so the
+    /// handle's length gives it (`1 + c + ceil(AUX * c / 2)` words: `c` is
+    /// `2 * (words - 1) / (2 + AUX)`, rounded down) where the handle holds
+    /// that length: the home slot's address then depends on no load from
+    /// the allocation, and the misses on its header, the home slot's key
+    /// and its values overlap instead of following one another.
     #[inline]
     pub(crate) fn capacity(&self) -> usize {
-        if AUX > 0 {
-            (self.words[0] >> 32) as usize
+        if AUX == 0 || W::LEN_IN_HANDLE {
+            let capacity = 2 * (self.words.len() - 1) / (2 + AUX);
+            debug_assert_eq!(capacity as u64, self.words[0] >> 32);
+            capacity
         } else {
-            self.words.len() - 1
+            (self.words[0] >> 32) as usize
         }
     }
 
@@ -361,6 +375,12 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`TableInsert`]. A present key keeps its values.
     #[inline]
     pub(crate) fn insert(&mut self, key: u64, values: [u32; AUX]) -> TableInsert {
+        if AUX > 0 && W::LEN_IN_HANDLE {
+            // Every outcome reads the found or new slot's values, which sit
+            // in another cache line than its key: read the home's now, so
+            // that its miss overlaps the probe's instead of following it.
+            std::hint::black_box(self.value(self.home(key), 0));
+        }
         match self.probe(key) {
             Ok(slot) => TableInsert::Present(slot),
             Err(_) if self.needs_growth() => {
