@@ -4,7 +4,7 @@
 //! running as root, where permission bits stop nothing.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 #[cfg(test)]
 use std::sync::Arc;
@@ -59,22 +59,36 @@ impl Disk {
         OpenOptions::new().write(true).create_new(true).open(path)
     }
 
-    /// Writes all of `bytes` at the file's position.
-    pub(crate) fn write_all(&self, mut file: &File, bytes: &[u8]) -> io::Result<()> {
+    /// Writes all of `bytes` at offset `at` of the file (`pwrite`: the
+    /// log's writer keeps the offsets itself, since the file may extend
+    /// past its last frame; see `Writer::preallocate`).
+    pub(crate) fn write_all_at(&self, file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
         #[cfg(test)]
         if let Some(f) = &self.faults {
             let mut budget = crate::sync::lock(&f.write_budget);
             if let Some(left) = budget.as_mut() {
                 let fits = (*left).min(bytes.len() as u64) as usize;
                 *left -= fits as u64;
-                file.write_all(&bytes[..fits])?;
+                pwrite_all(file, &bytes[..fits], at)?;
                 if fits < bytes.len() {
                     return Err(io::Error::from_raw_os_error(28)); // ENOSPC
                 }
                 return Ok(());
             }
         }
-        file.write_all(bytes)
+        pwrite_all(file, bytes, at)
+    }
+
+    /// Writes zero bytes over `from..to` of the file.
+    pub(crate) fn write_zeros(&self, file: &File, from: u64, to: u64) -> io::Result<()> {
+        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(ZEROS.len() as u64) as usize;
+            self.write_all_at(file, &ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
     }
 
     /// Makes the file's data durable (`fdatasync`: the size is data too;
@@ -96,4 +110,17 @@ impl Disk {
         }
         file.sync_data()
     }
+}
+
+#[cfg(unix)]
+fn pwrite_all(file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, at)
+}
+
+/// Elsewhere a seek and a write: only the writer thread writes the file.
+#[cfg(not(unix))]
+fn pwrite_all(mut file: &File, bytes: &[u8], at: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(at))?;
+    file.write_all(bytes)
 }

@@ -12,7 +12,6 @@ use super::recovery::{self, Recovery};
 use super::segment::{self, HEADER_LEN};
 use crate::sync::{self, AtomicBool, Condvar, Mutex, Ordering, lock};
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +20,11 @@ use std::time::Duration;
 /// How many times the writer yields its CPU to let a group grow before it
 /// syncs it (see `Shared::gather`): a bound on the delay it adds.
 const GATHER_YIELDS: usize = 8;
+
+/// How far ahead of the last frame the log writes zeros under
+/// [`FsyncPolicy::Always`] (see [`Writer::preallocate`]); less for
+/// segments smaller than this.
+const PREALLOC_BYTES: u64 = 1 << 20;
 
 /// When appended events are made durable with `fdatasync`.
 ///
@@ -277,6 +281,11 @@ struct Writer {
     seg_start: u64,
     /// Valid bytes in the file, header included.
     len: u64,
+    /// The file's length: `len` plus the zeros written ahead of it.
+    allocated: u64,
+    /// How far ahead zeros are written (0: never; see
+    /// [`Writer::preallocate`]).
+    prealloc: u64,
     disk: Disk,
 }
 
@@ -367,18 +376,23 @@ impl EventLog {
         ensure_dir(dir)?;
         let scanned = recovery::scan(dir, options.salvage, from, on_event)?;
         let disk = options.disk.clone();
+        let prealloc = match options.sync {
+            FsyncPolicy::Always => options.segment_size.clamp(4096, PREALLOC_BYTES),
+            _ => 0,
+        };
         let writer = match scanned.resume {
             Some((seg_start, path, len)) => {
-                let mut file = OpenOptions::new()
+                let file = OpenOptions::new()
                     .write(true)
                     .open(&path)
                     .map_err(|e| PersistError::io(&path, "open", e))?;
-                file.seek(SeekFrom::Start(len))
-                    .map_err(|e| PersistError::io(&path, "seek", e))?;
+                // Recovery cut the file at its last frame.
                 Writer {
                     file: Arc::new(file),
                     seg_start,
                     len,
+                    allocated: len,
+                    prealloc,
                     disk,
                 }
             }
@@ -389,6 +403,8 @@ impl EventLog {
                     file: Arc::new(file),
                     seg_start: start,
                     len: HEADER_LEN as u64,
+                    allocated: HEADER_LEN as u64,
+                    prealloc,
                     disk,
                 }
             }
@@ -658,6 +674,8 @@ impl Drop for EventLog {
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
+        // A log closed cleanly ends at its last frame.
+        let _ = lock(&self.shared.writer).trim(&self.shared.dir);
         if self.shared.policy != FsyncPolicy::Off {
             let _ = self.shared.sync_current();
         }
@@ -874,6 +892,9 @@ impl Shared {
     /// one first (unless `Off`) so that only the current segment can ever
     /// hold unsynced data.
     fn start_segment(&self, w: &mut Writer, at: u64) -> Result<(), WriteError> {
+        // Only the last segment may end in zeros (recovery reads them as
+        // its end; in an earlier one they would be corruption).
+        w.trim(&self.dir).map_err(WriteError::Undone)?;
         let durable = self.policy != FsyncPolicy::Off;
         if durable {
             w.sync(&self.dir).map_err(WriteError::Fatal)?;
@@ -890,6 +911,7 @@ impl Shared {
         w.file = Arc::new(file);
         w.seg_start = at;
         w.len = HEADER_LEN as u64;
+        w.allocated = w.len;
         Ok(())
     }
 
@@ -922,30 +944,77 @@ impl Writer {
     /// Writes `bytes` at the end of the segment; if that fails, cuts off
     /// whatever part was written so that the file ends with a whole frame.
     fn write(&mut self, dir: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-        let path = || segment::path(dir, self.seg_start);
-        match self.disk.write_all(&self.file, bytes) {
+        let end = self.len + bytes.len() as u64;
+        if end > self.allocated && self.prealloc > 0 {
+            self.preallocate(end)
+                .map_err(|e| WriteError::Fatal(PersistError::io(self.path(dir), "truncate", e)))?;
+        }
+        match self.disk.write_all_at(&self.file, bytes, self.len) {
             Ok(()) => {
-                self.len += bytes.len() as u64;
+                self.len = end;
+                self.allocated = self.allocated.max(end);
                 Ok(())
             }
             Err(e) => {
-                let error = PersistError::io(path(), "write", e);
-                let undo = self
-                    .file
-                    .set_len(self.len)
-                    .and_then(|()| (&*self.file).seek(SeekFrom::Start(self.len)).map(drop));
-                match undo {
-                    Ok(()) => Err(WriteError::Undone(error)),
+                let error = PersistError::io(self.path(dir), "write", e);
+                match self.file.set_len(self.len) {
+                    Ok(()) => {
+                        self.allocated = self.len;
+                        Err(WriteError::Undone(error))
+                    }
                     Err(_) => Err(WriteError::Fatal(error)),
                 }
             }
         }
     }
 
+    /// Writes zeros past the end of the file up to the next multiple of
+    /// `prealloc` at or after `end`, so that the frames written there
+    /// later overwrite blocks the file already has.
+    ///
+    /// Why: an `fdatasync` after an append must also commit the file's
+    /// new size and blocks through the file system's journal, and one
+    /// after an overwrite only flushes data. Measured on the test VM
+    /// (ext4, 3.2 KB per write, as a group of 64 events): 3 disk writes
+    /// and 0.20 ms (median) per `write` + `fdatasync` appending, 2 and
+    /// 0.13 ms overwriting, and 20 % less kernel CPU, which under
+    /// `Always` the writer takes from the appenders' core. `fallocate`
+    /// would leave unwritten extents, whose conversion at the first write
+    /// is metadata again. The zeros reach the disk with the next group's
+    /// sync. Recovery reads zeros after the last frame as the end of the
+    /// log ([`Recovery::zero_tail`]); a clean close and a rotation cut
+    /// them off ([`trim`](Self::trim)).
+    ///
+    /// If the zeros do not fit (a full disk), they are cut off again and
+    /// the group is appended as before; only a failed cut is an error.
+    fn preallocate(&mut self, end: u64) -> std::io::Result<()> {
+        let target = end.div_ceil(self.prealloc) * self.prealloc;
+        match self.disk.write_zeros(&self.file, self.allocated, target) {
+            Ok(()) => self.allocated = target,
+            Err(_) => self.file.set_len(self.allocated)?,
+        }
+        Ok(())
+    }
+
+    /// Cuts off the zeros past the last frame.
+    fn trim(&mut self, dir: &Path) -> Result<(), PersistError> {
+        if self.allocated > self.len {
+            self.file
+                .set_len(self.len)
+                .map_err(|e| PersistError::io(self.path(dir), "truncate", e))?;
+            self.allocated = self.len;
+        }
+        Ok(())
+    }
+
+    fn path(&self, dir: &Path) -> PathBuf {
+        segment::path(dir, self.seg_start)
+    }
+
     fn sync(&self, dir: &Path) -> Result<(), PersistError> {
         self.disk
             .sync_data(&self.file)
-            .map_err(|e| PersistError::io(segment::path(dir, self.seg_start), "fsync", e))
+            .map_err(|e| PersistError::io(self.path(dir), "fsync", e))
     }
 }
 
@@ -958,7 +1027,7 @@ fn create_segment(dir: &Path, disk: &Disk, at: u64, durable: bool) -> Result<Fil
         .create_new(&path)
         .map_err(|e| PersistError::io(&path, "create", e))?;
     let written = disk
-        .write_all(&file, &segment::header(at))
+        .write_all_at(&file, &segment::header(at), 0)
         .map_err(|e| PersistError::io(&path, "write", e))
         .and_then(|()| {
             if durable {
