@@ -81,7 +81,7 @@ impl Disk {
 
     /// Writes zero bytes over `from..to` of the file.
     pub(crate) fn write_zeros(&self, file: &File, from: u64, to: u64) -> io::Result<()> {
-        const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         let mut at = from;
         while at < to {
             let n = (to - at).min(ZEROS.len() as u64) as usize;
