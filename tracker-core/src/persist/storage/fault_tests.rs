@@ -73,6 +73,33 @@ fn a_full_disk_fails_the_append_and_keeps_the_log_valid() {
 }
 
 #[test]
+fn zeros_that_do_not_fit_are_cut_off_and_the_group_appended_without() {
+    // A fresh log has no zeros ahead yet: its first group writes them. A
+    // budget that runs out in them (then in the frame) or only in them.
+    for budget in [0, 100, 70_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let (options, faults) = faulty(FsyncPolicy::Always);
+        let (log, _) = EventLog::open(dir.path(), options).unwrap();
+        *faults.write_budget.lock().unwrap() = Some(budget);
+        // The zeros used up the budget: the frame fails after them.
+        assert!(matches!(
+            log.append(&event(1)),
+            Err(PersistError::Io { op: "write", .. })
+        ));
+        let seg = super::segment::path(dir.path(), 0);
+        let header = super::segment::HEADER_LEN as u64;
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), header, "cut off");
+        *faults.write_budget.lock().unwrap() = None;
+        let lsn = log.append(&event(2)).unwrap();
+        assert_eq!(lsn, Lsn(header), "the log goes on from its last frame");
+        drop(log);
+        let (seen, recovery) = replay_all(dir.path());
+        assert_eq!(seen, [2], "budget {budget}");
+        assert_eq!((recovery.torn_tail, recovery.zero_tail), (None, 0));
+    }
+}
+
+#[test]
 fn a_failed_fsync_stops_the_log_until_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let (options, faults) = faulty(FsyncPolicy::Always);
