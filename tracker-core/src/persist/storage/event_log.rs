@@ -146,7 +146,9 @@ impl LogOptions {
 /// Each group has its own small lock, `Condvar` (for blocking waiters) and
 /// list of `Waker`s (for futures), so finishing a group wakes its
 /// appenders and nobody else, and an async caller holds no thread while
-/// it waits. So under load the I/O count per event drops with the number
+/// it waits. The first of its futures to run wakes the others from its
+/// own thread, so that an async runtime's worker sharing a CPU with the
+/// writer is woken once per group, not once per append (see `Group`). So under load the I/O count per event drops with the number
 /// of concurrent appenders, and a single appender pays one write (and one
 /// fsync) per append plus one thread hand-off.
 ///
@@ -159,6 +161,15 @@ impl LogOptions {
 /// behind a second mutex that only the writer (and the `Interval`
 /// flusher, for the file handle) takes, so I/O never happens under the
 /// mutex appenders queue on.
+///
+/// Under `Always` the writer also keeps zeros written ahead of the
+/// frames in the current segment (1 MiB at a time), so that a group's
+/// `fdatasync` overwrites blocks the file already has and is a flush of
+/// data only: appending would make every sync also commit the file's
+/// new size through the file system's journal (see
+/// `Writer::preallocate` for the numbers). The zeros are cut off when
+/// the log is closed and before a rotation; after a crash recovery reads
+/// them as the end of the log.
 ///
 /// # Durability per policy
 ///
@@ -975,10 +986,12 @@ impl Writer {
     /// Why: an `fdatasync` after an append must also commit the file's
     /// new size and blocks through the file system's journal, and one
     /// after an overwrite only flushes data. Measured on the test VM
-    /// (ext4, 3.2 KB per write, as a group of 64 events): 3 disk writes
-    /// and 0.20 ms (median) per `write` + `fdatasync` appending, 2 and
-    /// 0.13 ms overwriting, and 20 % less kernel CPU, which under
-    /// `Always` the writer takes from the appenders' core. `fallocate`
+    /// (ext4 on virtio-blk; 3.2 KB per write, a group of 64 events): a
+    /// `write` + `fdatasync` loop made 3 disk writes and took 0.20 ms
+    /// (median) appending, 2 and 0.13 ms overwriting, with 25 % less
+    /// kernel CPU; in tracker-http under `Always` the writer thread's CPU
+    /// per group fell from about 125 to 57 µs, CPU the appenders lack
+    /// when they share its core (docs/BENCHMARKS.md). `fallocate`
     /// would leave unwritten extents, whose conversion at the first write
     /// is metadata again. The zeros reach the disk with the next group's
     /// sync. Recovery reads zeros after the last frame as the end of the
