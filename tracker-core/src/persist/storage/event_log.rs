@@ -797,8 +797,9 @@ impl Shared {
     /// `available_parallelism` reads it).
     ///
     /// An fsync costs the same CPU for one event as for a hundred (on the
-    /// test VM ~150 µs of kernel time per group, mostly the virtio disk's
-    /// doorbell), and when the writer shares the one core with the
+    /// test VM ~150 µs of kernel time per group appending, ~60 µs into
+    /// the zeros written ahead; mostly the virtio disk's doorbell), and
+    /// when the writer shares the one core with the
     /// threads that append, that CPU is taken from them: groups stay
     /// small and the fsyncs eat the core. Yielding runs the appenders
     /// until they have nothing left to do (or their time slice ends), so
