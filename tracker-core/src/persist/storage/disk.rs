@@ -30,6 +30,8 @@ pub(crate) struct Faults {
     pub(crate) fail_sync: AtomicBool,
     /// Creating a file fails with `EROFS`.
     pub(crate) fail_create: AtomicBool,
+    /// Changing a file's length fails with `EIO`.
+    pub(crate) fail_set_len: AtomicBool,
     /// While true, an fsync blocks (after counting itself in
     /// `syncs_started`) until it is set false again and `sync_gate_cv`
     /// notified: so a test can look at the log while a sync is under way.
@@ -77,6 +79,17 @@ impl Disk {
             }
         }
         pwrite_all(file, bytes, at)
+    }
+
+    /// Cuts (or extends) the file to `len` bytes.
+    pub(crate) fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(f) = &self.faults
+            && f.fail_set_len.load(Ordering::SeqCst)
+        {
+            return Err(io::Error::from_raw_os_error(5)); // EIO
+        }
+        file.set_len(len)
     }
 
     /// Writes zero bytes over `from..to` of the file.

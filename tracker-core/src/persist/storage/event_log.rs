@@ -969,7 +969,7 @@ impl Writer {
             }
             Err(e) => {
                 let error = PersistError::io(self.path(dir), "write", e);
-                match self.file.set_len(self.len) {
+                match self.disk.set_len(&self.file, self.len) {
                     Ok(()) => {
                         self.allocated = self.len;
                         Err(WriteError::Undone(error))
@@ -1005,7 +1005,7 @@ impl Writer {
         let target = end.div_ceil(self.prealloc) * self.prealloc;
         match self.disk.write_zeros(&self.file, self.allocated, target) {
             Ok(()) => self.allocated = target,
-            Err(_) => self.file.set_len(self.allocated)?,
+            Err(_) => self.disk.set_len(&self.file, self.allocated)?,
         }
         Ok(())
     }
@@ -1013,8 +1013,8 @@ impl Writer {
     /// Cuts off the zeros past the last frame.
     fn trim(&mut self, dir: &Path) -> Result<(), PersistError> {
         if self.allocated > self.len {
-            self.file
-                .set_len(self.len)
+            self.disk
+                .set_len(&self.file, self.len)
                 .map_err(|e| PersistError::io(self.path(dir), "truncate", e))?;
             self.allocated = self.len;
         }
