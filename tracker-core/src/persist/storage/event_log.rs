@@ -148,8 +148,9 @@ impl LogOptions {
 /// appenders and nobody else, and an async caller holds no thread while
 /// it waits. The first of its futures to run wakes the others from its
 /// own thread, so that an async runtime's worker sharing a CPU with the
-/// writer is woken once per group, not once per append (see `Group`). So under load the I/O count per event drops with the number
-/// of concurrent appenders, and a single appender pays one write (and one
+/// writer is woken once per group, not once per append (see `Group`).
+/// So under load the I/O count per event drops with the number of
+/// concurrent appenders, and a single appender pays one write (and one
 /// fsync) per append plus one thread hand-off.
 ///
 /// Under `Off` and `Interval` there is no fsync to wait for, and a
