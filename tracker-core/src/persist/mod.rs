@@ -53,6 +53,9 @@
 //! The LSN of a frame is its segment's start LSN plus its offset in the
 //! file; the next segment starts at the LSN where the previous one ends.
 //! The checksum covers the length so that zero bytes never pass as a frame.
+//! The last segment may end in zero bytes after its last frame: space
+//! written ahead under `FsyncPolicy::Always` (see [`EventLog`]), which
+//! recovery reads as the end of the log ([`Recovery::zero_tail`]).
 //!
 //! Snapshot `snapshot-<20-digit covered LSN>.snap`
 //! ([`snapshot_file::SNAPSHOT_FORMAT_VERSION`]):

@@ -284,6 +284,118 @@ fn a_flipped_byte_in_the_middle_is_a_typed_error_or_salvaged() {
     assert_eq!(log.append(&ev(&sample(99))).unwrap(), Lsn(bad));
 }
 
+/// Copies the log's files while it is open: what a crash (kill -9, or a
+/// power cut after the last fsync) would leave.
+fn crash_copy(from: &Path, to: &Path) {
+    for seg in segments(from) {
+        fs::copy(&seg, to.join(seg.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn under_always_a_crash_leaves_zeros_after_the_last_frame_that_recovery_reads_as_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    let written: Vec<_> = (0..50)
+        .map(|i| (log.append(&ev(&sample(i))).unwrap(), sample(i)))
+        .collect();
+    let end = log.end().0;
+    let crashed = tempfile::tempdir().unwrap();
+    crash_copy(dir.path(), crashed.path());
+    let seg = segments(crashed.path()).pop().unwrap();
+    let len = fs::metadata(&seg).unwrap().len();
+    assert!(
+        len > end,
+        "zeros are written ahead of the frames: {len} <= {end}"
+    );
+    assert!(
+        fs::read(&seg).unwrap()[end as usize..]
+            .iter()
+            .all(|&b| b == 0)
+    );
+
+    // The crash may also have come in the middle of writing the zeros:
+    // any length of them reads the same.
+    for cut in [end + 1, end + 7, end + 8, end + 4099, len] {
+        let copy = tempfile::tempdir().unwrap();
+        crash_copy(crashed.path(), copy.path());
+        let seg = segments(copy.path()).pop().unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let (seen, recovery) = replay(copy.path(), LogOptions::default(), Lsn(0)).unwrap();
+        assert_eq!(seen, written, "cut at {cut}");
+        assert_eq!(recovery.torn_tail, None, "cut at {cut}");
+        assert_eq!(recovery.zero_tail, cut - end, "cut at {cut}");
+        assert_eq!(recovery.end, Lsn(end));
+        assert_eq!(fs::metadata(&seg).unwrap().len(), end, "cut off");
+        // And the log goes on from there.
+        let (log, _) = EventLog::open(copy.path(), LogOptions::default()).unwrap();
+        assert_eq!(log.append(&ev(&sample(99))).unwrap(), Lsn(end));
+    }
+
+    // A torn last frame followed by the zeros is still a torn tail.
+    let last = written[49].0.0;
+    let copy = tempfile::tempdir().unwrap();
+    crash_copy(crashed.path(), copy.path());
+    let seg = segments(copy.path()).pop().unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[end as usize - 1] ^= 0x40;
+    fs::write(&seg, &bytes).unwrap();
+    let (seen, recovery) = replay(copy.path(), LogOptions::default(), Lsn(0)).unwrap();
+    assert_eq!(seen, written[..49]);
+    assert_eq!(recovery.torn_tail.unwrap().offset, last);
+
+    // Zeros, then anything else: corruption, not an end.
+    bytes[end as usize - 1] ^= 0x40;
+    let far = bytes.len() - 5;
+    bytes[far] = 1;
+    fs::write(&seg, &bytes).unwrap();
+    assert!(matches!(
+        replay(copy.path(), LogOptions::default(), Lsn(0)),
+        Err(PersistError::Corrupt { offset, .. }) if offset == end
+    ));
+}
+
+#[test]
+fn a_clean_close_and_a_rotation_cut_the_zeros_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    for i in 0..5 {
+        log.append(&ev(&sample(i))).unwrap();
+    }
+    let second = log.rotate().unwrap();
+    for i in 5..9 {
+        log.append(&ev(&sample(i))).unwrap();
+    }
+    let end = log.end();
+    drop(log);
+    let segs = segments(dir.path());
+    assert_eq!(segs.len(), 2);
+    assert_eq!(fs::metadata(&segs[0]).unwrap().len(), second.0);
+    assert_eq!(fs::metadata(&segs[1]).unwrap().len(), end.0 - second.0);
+    let (seen, recovery) = replay(dir.path(), LogOptions::default(), Lsn(0)).unwrap();
+    assert_eq!(seen.len(), 9);
+    assert_eq!((recovery.torn_tail, recovery.zero_tail), (None, 0));
+}
+
+#[test]
+fn only_always_writes_zeros_ahead() {
+    for policy in [
+        SyncPolicy::Off,
+        SyncPolicy::Interval(Duration::from_secs(60)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = EventLog::open(dir.path(), LogOptions::default().sync(policy)).unwrap();
+        log.append(&ev(&sample(1))).unwrap();
+        let seg = segments(dir.path()).pop().unwrap();
+        assert_eq!(fs::metadata(&seg).unwrap().len(), log.end().0, "{policy:?}");
+    }
+}
+
 #[test]
 fn damage_in_a_segment_that_is_not_the_last_is_corruption() {
     let dir = tempfile::tempdir().unwrap();

@@ -409,6 +409,13 @@ fn stop_reason(logs: &[Value]) -> String {
         .unwrap_or_else(|| panic!("no stop reason in {logs:?}"))
 }
 
+/// Where a segment's frames end: before the zeros that the log writes
+/// ahead of them under `--fsync always` (a frame never ends in a zero
+/// byte: it ends with its URL).
+fn frames_end(segment: &[u8]) -> usize {
+    segment.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
@@ -422,11 +429,19 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
     ingest_sequentially(&server, &client, &model, 100, 5).await;
     tokio::task::block_in_place(|| server.kill_9());
 
-    // A write cut short: a frame header promising 64 bytes, and 3 of them.
+    // A write cut short: a frame header promising 64 bytes, and 3 of them,
+    // where the next frame goes (under `always` the file runs on in
+    // zeros written ahead, which the torn tail then includes).
     let segment = newest(&dir.join("log"), "log-");
     let mut bytes = std::fs::read(&segment).unwrap();
-    bytes.extend_from_slice(&[64, 0, 0, 0, 0xAB, 0xCD, 0xEF, 0x01, 1, 2, 3]);
+    let end = frames_end(&bytes);
+    let torn = [64, 0, 0, 0, 0xAB, 0xCD, 0xEF, 0x01, 1, 2, 3];
+    if bytes.len() < end + torn.len() {
+        bytes.resize(end + torn.len(), 0);
+    }
+    bytes[end..end + torn.len()].copy_from_slice(&torn);
     std::fs::write(&segment, &bytes).unwrap();
+    let torn_bytes = (bytes.len() - end) as u64;
 
     let server = Server::start(TRACKER_HTTP, args);
     server.wait_ready(&client, READY_WITHIN).await;
@@ -435,11 +450,14 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
     tokio::task::block_in_place(|| server.wait_logged(torn, WITHIN));
     let warned = server.lines(torn);
     assert_eq!(warned.len(), 1);
-    assert_eq!(warned[0]["bytes"], 11);
+    assert_eq!(warned[0]["bytes"], torn_bytes);
     assert_eq!(warned[0]["level"], "WARN");
     check_and_settle(&client, &server, &model, 5).await;
     let stats = json_of(client.get(server.url("/stats"))).await;
-    assert_eq!(stats["persistence"]["recovery"]["torn_tail_bytes"], 11);
+    assert_eq!(
+        stats["persistence"]["recovery"]["torn_tail_bytes"],
+        torn_bytes
+    );
     assert_eq!(stats["persistence"]["recovery"]["replayed_events"], 100);
 }
 
@@ -457,7 +475,7 @@ async fn a_flipped_byte_mid_log_stops_start_up_and_salvage_starts_from_what_is_v
 
     let segment = newest(&dir.join("log"), "log-");
     let mut bytes = std::fs::read(&segment).unwrap();
-    let middle = bytes.len() / 2;
+    let middle = frames_end(&bytes) / 2;
     bytes[middle] ^= 0x10;
     std::fs::write(&segment, &bytes).unwrap();
 

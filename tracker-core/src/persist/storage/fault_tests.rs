@@ -73,6 +73,84 @@ fn a_full_disk_fails_the_append_and_keeps_the_log_valid() {
 }
 
 #[test]
+fn zeros_that_do_not_fit_are_cut_off_and_the_group_appended_without() {
+    // A fresh log has no zeros ahead yet: its first group writes them. A
+    // budget that runs out in them (then in the frame) or only in them.
+    for budget in [0, 100, 70_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let (options, faults) = faulty(FsyncPolicy::Always);
+        let (log, _) = EventLog::open(dir.path(), options).unwrap();
+        *faults.write_budget.lock().unwrap() = Some(budget);
+        // The zeros used up the budget: the frame fails after them.
+        assert!(matches!(
+            log.append(&event(1)),
+            Err(PersistError::Io { op: "write", .. })
+        ));
+        let seg = super::segment::path(dir.path(), 0);
+        let header = super::segment::HEADER_LEN as u64;
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), header, "cut off");
+        *faults.write_budget.lock().unwrap() = None;
+        let lsn = log.append(&event(2)).unwrap();
+        assert_eq!(lsn, Lsn(header), "the log goes on from its last frame");
+        drop(log);
+        let (seen, recovery) = replay_all(dir.path());
+        assert_eq!(seen, [2], "budget {budget}");
+        assert_eq!((recovery.torn_tail, recovery.zero_tail), (None, 0));
+    }
+}
+
+#[test]
+fn zeros_that_cannot_be_cut_off_stop_the_log_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(FsyncPolicy::Always);
+    let (log, _) = EventLog::open(dir.path(), options).unwrap();
+    *faults.write_budget.lock().unwrap() = Some(100);
+    faults.fail_set_len.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        log.append(&event(1)),
+        Err(PersistError::Io { op: "truncate", .. })
+    ));
+    *faults.write_budget.lock().unwrap() = None;
+    faults.fail_set_len.store(false, Ordering::SeqCst);
+    assert!(matches!(
+        log.append(&event(2)),
+        Err(PersistError::Failed { .. })
+    ));
+    drop(log);
+    // Reopened, the 100 zeros left are the end of the log.
+    let (seen, recovery) = replay_all(dir.path());
+    assert!(seen.is_empty());
+    assert_eq!((recovery.torn_tail, recovery.zero_tail), (None, 100));
+}
+
+#[test]
+fn zeros_that_cannot_be_cut_off_before_a_rotation_keep_the_old_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (options, faults) = faulty(FsyncPolicy::Always);
+    let (log, _) = EventLog::open(dir.path(), options).unwrap();
+    log.append(&event(1)).unwrap();
+    faults.fail_set_len.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        log.rotate(),
+        Err(PersistError::Io { op: "truncate", .. })
+    ));
+    log.append(&event(2)).unwrap();
+    faults.fail_set_len.store(false, Ordering::SeqCst);
+    let start = log.rotate().unwrap();
+    log.append(&event(3)).unwrap();
+    drop(log);
+    let first = super::segment::path(dir.path(), 0);
+    assert_eq!(
+        std::fs::metadata(first).unwrap().len(),
+        start.0,
+        "no zeros left"
+    );
+    let (seen, recovery) = replay_all(dir.path());
+    assert_eq!(seen, [1, 2, 3]);
+    assert_eq!((recovery.torn_tail, recovery.zero_tail), (None, 0));
+}
+
+#[test]
 fn a_failed_fsync_stops_the_log_until_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let (options, faults) = faulty(FsyncPolicy::Always);

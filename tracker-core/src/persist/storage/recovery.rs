@@ -25,10 +25,19 @@ use std::path::{Path, PathBuf};
 ///
 /// - the frame header or payload runs past the end of the file, or
 /// - the frame fails its checksum and nothing but zero bytes (or nothing
-///   at all) follows where it claims to end, or
-/// - every byte from `o` to the end is zero.
+///   at all) follows where it claims to end.
 ///
 /// That is: no valid-looking data follows the damage.
+///
+/// Zero bytes from the end of the last frame of the last segment to the
+/// end of the file are not damage but the log's end: under
+/// `FsyncPolicy::Always` the log writes zeros ahead of its frames (see
+/// `EventLog`), which a crash leaves behind. They are cut off and
+/// counted in [`Recovery::zero_tail`]. A power cut can leave such zeros
+/// too (the file grew, its data never reached the disk): under `Always`
+/// they held nothing acknowledged; under `Interval` and `Off` they may
+/// have held events acknowledged but not yet synced, which the policy
+/// allows to lose.
 ///
 /// Anything else (a bad frame followed by other data, damage in a segment
 /// that is not the last, a segment that does not end where the next one
@@ -63,6 +72,10 @@ pub struct Recovery {
     /// A partial write at the end of the log, truncated. Expected after a
     /// crash; the caller should log it as a warning.
     pub torn_tail: Option<Loss>,
+    /// Zero bytes after the last frame, cut off: space the log wrote
+    /// ahead of its frames, left by a crash (see "Torn tail or
+    /// corruption?"). Not a loss; 0 after a clean close.
+    pub zero_tail: u64,
     /// Corruption cut off because [`LogOptions::salvage`](crate::persist::LogOptions::salvage) was set: events
     /// in these bytes are lost. The caller should log it as an error.
     pub salvaged: Option<Loss>,
@@ -216,6 +229,17 @@ fn scan_segments(
                     (reason, data.zeros_from(after)?)
                 }
             };
+            // Decoding stops at the first zero byte where a frame should
+            // start (its length would be 0): the end if zeros run to the
+            // end of the file.
+            // (A reader of its own: `data` only moves forward, and the
+            // checks above may have read past `pos`.)
+            if is_last && segment::Reader::open(path)?.zeros_from(pos)? {
+                let len = data.len();
+                truncate(path, pos)?;
+                recovery.zero_tail = len - pos;
+                break;
+            }
             if is_last && torn {
                 let len = data.len();
                 truncate(path, pos)?;

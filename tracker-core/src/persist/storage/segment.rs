@@ -4,7 +4,8 @@
 //! file name = log-<20-digit start LSN>.seg
 //! header    = magic "TRKEVLOG" | version: u32 LE | 0: u32
 //!           | start LSN: u64 LE | CRC-32C of the 24 bytes before: u32 LE | 0: u32
-//! then      = frames (see `frame`) up to the end of the file
+//! then      = frames (see `frame`) up to the end of the file, or in the
+//!             last segment up to zero bytes that run to the end of it
 //! ```
 //!
 //! The header repeats the start LSN so that a renamed or copied file is
