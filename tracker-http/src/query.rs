@@ -333,6 +333,8 @@ pub struct RecoveryBody {
     pub refused_events: u64,
     /// Bytes of torn log tail cut off.
     pub torn_tail_bytes: u64,
+    /// Bytes of zeros written ahead of the log's frames, cut off.
+    pub zero_tail_bytes: u64,
     /// Bytes of damaged log dropped under `--salvage-log`.
     pub salvaged_bytes: u64,
     /// How long recovery took, in ms.
@@ -370,6 +372,7 @@ impl PersistenceBody {
                 replayed_events: recovered.replayed,
                 refused_events: recovered.refused,
                 torn_tail_bytes: recovered.torn_tail_bytes,
+                zero_tail_bytes: recovered.zero_tail_bytes,
                 salvaged_bytes: recovered.salvaged_bytes,
                 took_ms: ms(recovered.took),
             },

@@ -201,6 +201,12 @@ fn log_recovery(report: &RecoveryReport, recovered: &Recovered) {
             "truncated a torn tail of the event log (a write cut short by a crash; nothing acknowledged is lost)"
         );
     }
+    if report.log.zero_tail > 0 {
+        tracing::info!(
+            bytes = report.log.zero_tail,
+            "cut off the zeros the event log had written ahead of its frames (left by a stop without a clean close; not a loss)"
+        );
+    }
     if let Some(salvaged) = &report.log.salvaged {
         tracing::error!(
             file = %salvaged.file.display(),

@@ -41,6 +41,9 @@ pub struct Recovered {
     pub refused: u64,
     /// Bytes of a torn log tail cut off (expected after a crash).
     pub torn_tail_bytes: u64,
+    /// Bytes of zeros the log had written ahead of its frames under
+    /// `--fsync always`, cut off after a crash (not a loss).
+    pub zero_tail_bytes: u64,
     /// Bytes of damaged log dropped under `--salvage-log`.
     pub salvaged_bytes: u64,
     /// How long recovery took.
@@ -55,6 +58,7 @@ impl Recovered {
             replayed: report.replayed,
             refused: report.refused,
             torn_tail_bytes: report.log.torn_tail.as_ref().map_or(0, |l| l.bytes),
+            zero_tail_bytes: report.log.zero_tail,
             salvaged_bytes: report.log.salvaged.as_ref().map_or(0, |l| l.bytes),
             took,
         }

@@ -461,6 +461,40 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
     assert_eq!(stats["persistence"]["recovery"]["replayed_events"], 100);
 }
 
+/// Under `always` the log writes zeros ahead of its frames; `kill -9`
+/// leaves them, and the restart cuts them off as the log's end (said in
+/// the log and in `/stats`), not as a loss or a torn tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeros_left_ahead_of_the_log_by_kill_9_are_cut_off_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let args = durable_args(&dir, "always");
+    let args = &args[..4]; // no frequent snapshots: the events stay in the log
+    let client = client();
+    let model = Mutex::new(Model::default());
+    let mut server = Server::start(TRACKER_HTTP, args);
+    server.wait_ready(&client, READY_WITHIN).await;
+    ingest_sequentially(&server, &client, &model, 50, 5).await;
+    tokio::task::block_in_place(|| server.kill_9());
+    let segment = std::fs::read(newest(&dir.join("log"), "log-")).unwrap();
+    let zeros = (segment.len() - frames_end(&segment)) as u64;
+    assert!(zeros > 0, "no zeros ahead of the frames under always");
+
+    let server = Server::start(TRACKER_HTTP, args);
+    server.wait_ready(&client, READY_WITHIN).await;
+    let cut = "cut off the zeros the event log had written ahead of its frames (left by a stop without a clean close; not a loss)";
+    tokio::task::block_in_place(|| server.wait_logged(cut, WITHIN));
+    let logged = server.lines(cut);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0]["bytes"], zeros);
+    let stats = json_of(client.get(server.url("/stats"))).await;
+    let recovery = &stats["persistence"]["recovery"];
+    assert_eq!(recovery["zero_tail_bytes"], zeros);
+    assert_eq!(recovery["torn_tail_bytes"], 0);
+    assert_eq!(recovery["replayed_events"], 50);
+    check_and_settle(&client, &server, &model, 5).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_mid_log_stops_start_up_and_salvage_starts_from_what_is_valid() {
     let tmp = tempfile::tempdir().unwrap();
