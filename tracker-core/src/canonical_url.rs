@@ -229,37 +229,49 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         }
         bytes.len() - authority.len() + end
     };
-    let mut i = path_start;
+    // The query, if any: where it starts, and where the name of the
+    // parameter being scanned starts (until its `=`).
     let mut query_start = None;
+    let mut name_start = None;
+    let dropped = |start: usize, end: usize| is_dropped(&raw[start..end], &options.drop_params);
+    let mut i = path_start;
     loop {
         while i < bytes.len() && KEPT[usize::from(bytes[i])] {
             i += 1;
         }
         match bytes.get(i) {
             None => break,
-            Some(b'?') if query_start.is_none() => query_start = Some(i),
-            Some(b'?') => {}
+            Some(b'?') if query_start.is_none() => {
+                // An empty query is dropped; other policies rewrite it.
+                if options.query != QueryPolicy::Keep || i + 1 == bytes.len() {
+                    return false;
+                }
+                query_start = Some(i);
+                name_start = Some(i + 1);
+            }
+            Some(b'&') if query_start.is_some() => {
+                if name_start.is_some_and(|start| dropped(start, i)) {
+                    return false;
+                }
+                name_start = Some(i + 1);
+            }
+            Some(b'=') => {
+                if name_start.take().is_some_and(|start| dropped(start, i)) {
+                    return false;
+                }
+            }
+            Some(b'?' | b'&') => {}
             Some(b'%') if is_canonical_escape(bytes.get(i + 1..i + 3)) => i += 2,
             // `#`, a `%` to rewrite, a byte to escape.
             Some(_) => return false,
         }
         i += 1;
     }
-    let path_end = query_start.unwrap_or(bytes.len());
-    if options.fold_trailing_slash && path_end > path_start + 1 && bytes[path_end - 1] == b'/' {
+    if name_start.is_some_and(|start| dropped(start, bytes.len())) {
         return false;
     }
-    let Some(q) = query_start else { return true };
-    let query = &raw[q + 1..];
-    // An empty query is dropped; other policies rewrite it.
-    options.query == QueryPolicy::Keep
-        && !query.is_empty()
-        && !query.split('&').any(|p| {
-            is_dropped(
-                p.split('=').next().unwrap_or_default(),
-                &options.drop_params,
-            )
-        })
+    let path_end = query_start.unwrap_or(bytes.len());
+    !(options.fold_trailing_slash && path_end > path_start + 1 && bytes[path_end - 1] == b'/')
 }
 
 /// Whether the two bytes after a `%` make an escape canonicalisation
@@ -607,11 +619,15 @@ static PLAIN: [bool; 256] = {
 };
 
 /// Bytes [`is_canonical`] passes over in a path or query: [`PLAIN`] but
-/// `#` (a fragment), `?` (the query's start) and `%` (an escape).
+/// `#` (a fragment), `%` (an escape) and `?`, `&`, `=` (the query's
+/// start, and where its parameters and their names end).
 static KEPT: [bool; 256] = {
     let mut table = PLAIN;
-    table[b'#' as usize] = false;
-    table[b'?' as usize] = false;
+    let mut stops = [b'#', b'%', b'?', b'&', b'='].as_slice();
+    while let [stop, rest @ ..] = stops {
+        table[*stop as usize] = false;
+        stops = rest;
+    }
     table
 };
 
@@ -1009,6 +1025,8 @@ mod tests {
             "https://example.com/%7e",
             "https://example.com/%2f",
             "https://example.com/?utm_source=x",
+            "https://example.com/?a=1&gclid&b",
+            "/?UTM_x",
             "https://example.com/caf\u{e9}",
             " https://example.com/",
         ] {
@@ -1019,19 +1037,22 @@ mod tests {
     /// URL-shaped strings from the pieces the fast path looks at, and the
     /// options that change what is canonical.
     fn url_and_options() -> impl Strategy<Value = (String, UrlOptions)> {
+        // Canonical starts weigh more: the rest then decides alone.
         let scheme = prop_oneof![
-            Just(""),
-            Just("http://"),
-            Just("https://"),
-            Just("HTTPS://"),
-            Just("ftp://"),
-            Just("http:"),
+            1 => Just(""),
+            2 => Just("http://"),
+            2 => Just("https://"),
+            1 => Just("HTTPS://"),
+            1 => Just("ftp://"),
+            1 => Just("http:"),
+            4 => Just("https://a.example/"),
+            4 => Just("/"),
         ];
         let host = prop_oneof![
-            "[a-z0-9.-]{0,6}",
-            "[A-Za-z0-9.@-]{0,6}",
-            Just("[::1]".to_string()),
-            Just("[2001:DB8::1]".to_string()),
+            4 => "[a-z0-9.-]{0,6}",
+            1 => "[A-Za-z0-9.@-]{0,6}",
+            1 => Just("[::1]".to_string()),
+            1 => Just("[2001:DB8::1]".to_string()),
         ];
         let port = prop_oneof![
             Just(""),
@@ -1044,6 +1065,8 @@ mod tests {
             Just(":123456"),
             Just(":x"),
         ];
+        // The path's first `/`, mostly there.
+        let lead = prop_oneof![3 => Just("/"), 1 => Just("")];
         let piece = prop_oneof![
             "[a-zA-Z0-9._~-]{1,4}",
             "[ -~]",
@@ -1062,6 +1085,7 @@ mod tests {
             Just("utm_source=a".to_string()),
             Just("UTM_x".to_string()),
             Just("fbclid=b".to_string()),
+            Just("gclid&".to_string()),
             Just("id=3".to_string()),
         ];
         let query = prop_oneof![
@@ -1070,11 +1094,17 @@ mod tests {
             Just(QueryPolicy::Allow(vec!["id".into()])),
         ];
         (
-            (scheme, host, port, proptest::collection::vec(piece, 0..8)),
+            (
+                scheme,
+                host,
+                port,
+                lead,
+                proptest::collection::vec(piece, 0..8),
+            ),
             (query, any::<bool>(), any::<bool>(), 8usize..40),
         )
             .prop_map(
-                |((scheme, host, port, pieces), (query, fold, own_drop, max_len))| {
+                |((scheme, host, port, lead, pieces), (query, fold, own_drop, max_len))| {
                     let options = UrlOptions {
                         query,
                         max_len,
@@ -1085,7 +1115,10 @@ mod tests {
                         },
                         fold_trailing_slash: fold,
                     };
-                    (format!("{scheme}{host}{port}{}", pieces.concat()), options)
+                    (
+                        format!("{scheme}{host}{port}{lead}{}", pieces.concat()),
+                        options,
+                    )
                 },
             )
     }
