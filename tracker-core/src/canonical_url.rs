@@ -528,22 +528,11 @@ fn param_name(param: &str) -> Cow<'_, str> {
 /// Whether `name` is in `drop` (names, or prefixes ending in `*`),
 /// ignoring ASCII case.
 fn is_dropped(name: &str, drop: &[String]) -> bool {
-    let first = name.as_bytes().first();
-    drop.iter().any(|pattern| {
-        // The cheap refusal first: first bytes that differ, ignoring case
-        // (a pattern that starts with `*` gets the full check).
-        if let (Some(n), Some(&p)) = (first, pattern.as_bytes().first())
-            && p != b'*'
-            && !n.eq_ignore_ascii_case(&p)
-        {
-            return false;
-        }
-        match pattern.strip_suffix('*') {
-            Some(prefix) => name
-                .get(..prefix.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
-            None => name.eq_ignore_ascii_case(pattern),
-        }
+    drop.iter().any(|pattern| match pattern.strip_suffix('*') {
+        Some(prefix) => name
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix)),
+        None => name.eq_ignore_ascii_case(pattern),
     })
 }
 
