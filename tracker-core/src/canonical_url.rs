@@ -25,9 +25,11 @@
 //! [`UrlOptions::fold_trailing_slash`] trailing slashes of the path are
 //! (`/docs/` is `/docs`; the root `/` stays).
 //!
-//! A URL that is already canonical comes back borrowed: the output is built
-//! lazily and only allocates at the first byte that differs from the input,
-//! so the common case (browsers already send canonical URLs) costs one scan.
+//! A URL that is already canonical comes back borrowed. The common shape
+//! (browsers already send canonical URLs) is proved canonical by one scan
+//! with no rewriting (`is_canonical`); any other URL takes the full rules,
+//! whose output is built lazily and only allocates at the first byte that
+//! differs from the input.
 
 use std::borrow::Cow;
 
