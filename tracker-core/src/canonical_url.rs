@@ -25,9 +25,11 @@
 //! [`UrlOptions::fold_trailing_slash`] trailing slashes of the path are
 //! (`/docs/` is `/docs`; the root `/` stays).
 //!
-//! A URL that is already canonical comes back borrowed: the output is built
-//! lazily and only allocates at the first byte that differs from the input,
-//! so the common case (browsers already send canonical URLs) costs one scan.
+//! A URL that is already canonical comes back borrowed. The common shape
+//! (browsers already send canonical URLs) is proved canonical by one scan
+//! with no rewriting (`is_canonical`); any other URL takes the full rules,
+//! whose output is built lazily and only allocates at the first byte that
+//! differs from the input.
 
 use std::borrow::Cow;
 
@@ -175,6 +177,127 @@ fn host_of(authority: &[u8]) -> &[u8] {
 
 /// Canonicalises `raw` under `options`, or says why it cannot be a page key.
 pub(crate) fn canonicalize<'a>(
+    raw: &'a str,
+    options: &UrlOptions,
+) -> Result<Cow<'a, str>, TrackerError> {
+    if is_canonical(raw, options) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    canonicalize_in_full(raw, options)
+}
+
+/// Whether `raw` is certainly its own canonical form under `options`:
+/// one scan of the common shape (a lowercase `http(s)://` host with no
+/// userinfo, an optional non-default port, a path, a query kept whole),
+/// no allocation. `false` only means "not proven": then
+/// [`canonicalize_in_full`] decides (a proptest holds the two equal).
+/// Browsers send canonical URLs, so a page's first event (the only one
+/// that canonicalises) nearly always ends here.
+fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
+    let bytes = raw.as_bytes();
+    if bytes.is_empty() || bytes.len() > options.max_len {
+        return false;
+    }
+    let path_start = if bytes[0] == b'/' {
+        0
+    } else {
+        let (authority, default) = if let Some(rest) = bytes.strip_prefix(b"https://") {
+            (rest, 443)
+        } else if let Some(rest) = bytes.strip_prefix(b"http://") {
+            (rest, 80)
+        } else {
+            return false;
+        };
+        let host = authority
+            .iter()
+            .take_while(|&&b| HOST[usize::from(b)])
+            .count();
+        let mut end = host;
+        if authority.get(end) == Some(&b':') {
+            let digits = authority[end + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let port = &authority[end + 1..end + 1 + digits];
+            // Leading zeros, an empty or default port are rewritten.
+            if !(1..=5).contains(&digits) || port[0] == b'0' || port_value(port) == default {
+                return false;
+            }
+            end += 1 + digits;
+        }
+        // An empty host is refused, an empty path becomes `/`.
+        if host == 0 || authority.get(end) != Some(&b'/') {
+            return false;
+        }
+        bytes.len() - authority.len() + end
+    };
+    // The query, if any: where it starts, and where the name of the
+    // parameter being scanned starts (until its `=`).
+    let mut query_start = None;
+    let mut name_start = None;
+    let dropped = |start: usize, end: usize| is_dropped(&raw[start..end], &options.drop_params);
+    let mut i = path_start;
+    loop {
+        while i < bytes.len() && KEPT[usize::from(bytes[i])] {
+            i += 1;
+        }
+        match bytes.get(i) {
+            None => break,
+            Some(b'?') if query_start.is_none() => {
+                // An empty query is dropped; other policies rewrite it.
+                if options.query != QueryPolicy::Keep || i + 1 == bytes.len() {
+                    return false;
+                }
+                query_start = Some(i);
+                name_start = Some(i + 1);
+            }
+            Some(b'&') if query_start.is_some() => {
+                if name_start.is_some_and(|start| dropped(start, i)) {
+                    return false;
+                }
+                name_start = Some(i + 1);
+            }
+            Some(b'=') => {
+                if name_start.take().is_some_and(|start| dropped(start, i)) {
+                    return false;
+                }
+            }
+            Some(b'?' | b'&') => {}
+            Some(b'%') if is_canonical_escape(bytes.get(i + 1..i + 3)) => i += 2,
+            // `#`, a `%` to rewrite, a byte to escape.
+            Some(_) => return false,
+        }
+        i += 1;
+    }
+    if name_start.is_some_and(|start| dropped(start, bytes.len())) {
+        return false;
+    }
+    let path_end = query_start.unwrap_or(bytes.len());
+    !(options.fold_trailing_slash && path_end > path_start + 1 && bytes[path_end - 1] == b'/')
+}
+
+/// Whether the two bytes after a `%` make an escape canonicalisation
+/// keeps: upper-case hex of a byte that is not unreserved.
+fn is_canonical_escape(hex: Option<&[u8]>) -> bool {
+    let upper_hex = |b: u8| b.is_ascii_digit() || (b'A'..=b'F').contains(&b);
+    match hex {
+        Some(&[hi, lo]) if upper_hex(hi) && upper_hex(lo) => {
+            let value = hex_value(hi).unwrap_or(0) << 4 | hex_value(lo).unwrap_or(0);
+            !is_unreserved(value)
+        }
+        _ => false,
+    }
+}
+
+/// The value of a port of 1 to 5 ASCII digits.
+fn port_value(digits: &[u8]) -> u32 {
+    digits
+        .iter()
+        .fold(0, |value, &d| value * 10 + u32::from(d - b'0'))
+}
+
+/// [`canonicalize`] without the fast path: every rule applied.
+fn canonicalize_in_full<'a>(
     raw: &'a str,
     options: &UrlOptions,
 ) -> Result<Cow<'a, str>, TrackerError> {
@@ -497,6 +620,34 @@ static PLAIN: [bool; 256] = {
     table
 };
 
+/// Bytes [`is_canonical`] passes over in a path or query: [`PLAIN`] but
+/// `#` (a fragment), `%` (an escape) and `?`, `&`, `=` (the query's
+/// start, and where its parameters and their names end).
+static KEPT: [bool; 256] = {
+    let mut table = PLAIN;
+    let mut stops = [b'#', b'%', b'?', b'&', b'='].as_slice();
+    while let [stop, rest @ ..] = stops {
+        table[*stop as usize] = false;
+        stops = rest;
+    }
+    table
+};
+
+/// Host bytes [`is_canonical`] accepts: lowercase names and IPv4
+/// addresses (anything else, such as `@`, `[` or upper case, takes the
+/// full path).
+static HOST: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] =
+            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'.' || byte == b'-';
+        b += 1;
+    }
+    table
+};
+
 /// `%XX` with upper-case hex digits. Always ASCII.
 fn escape(b: u8) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -570,6 +721,7 @@ impl<'a> Lazy<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::{Just, Strategy, any, prop_oneof};
 
     fn canon(raw: &str) -> String {
         canon_with(raw, QueryPolicy::Keep)
@@ -848,5 +1000,153 @@ mod tests {
                 max: 20
             })
         );
+    }
+
+    #[test]
+    fn the_fast_path_proves_common_urls_canonical() {
+        let options = UrlOptions::default();
+        for canonical in [
+            "https://shop.example.com/help/12345-item-ec9ee8?ref=email_digest",
+            "http://example.com:8080/a%2Fb?x=%C3%A9&&y",
+            "https://127.0.0.1/",
+            "/pricing?plan=pro",
+            "//cdn.example/x",
+        ] {
+            assert!(is_canonical(canonical, &options), "{canonical}");
+        }
+        for other in [
+            "https://Example.com/",
+            "https://example.com:443/",
+            "https://example.com:0080/",
+            "https://example.com",
+            "https://example.com?q",
+            "https://u@example.com/",
+            "http://[::1]:8080/x",
+            "https://example.com/a#top",
+            "https://example.com/?",
+            "https://example.com/%7e",
+            "https://example.com/%2f",
+            "https://example.com/?utm_source=x",
+            "https://example.com/?a=1&gclid&b",
+            "/?UTM_x",
+            "https://example.com/caf\u{e9}",
+            " https://example.com/",
+        ] {
+            assert!(!is_canonical(other, &options), "{other}");
+        }
+    }
+
+    /// URL-shaped strings from the pieces the fast path looks at, and the
+    /// options that change what is canonical.
+    fn url_and_options() -> impl Strategy<Value = (String, UrlOptions)> {
+        // Canonical starts weigh more: the rest then decides alone.
+        let scheme = prop_oneof![
+            1 => Just(""),
+            2 => Just("http://"),
+            2 => Just("https://"),
+            1 => Just("HTTPS://"),
+            1 => Just("ftp://"),
+            1 => Just("http:"),
+            4 => Just("https://a.example/"),
+            4 => Just("/"),
+        ];
+        let host = prop_oneof![
+            4 => "[a-z0-9.-]{0,6}",
+            1 => "[A-Za-z0-9.@-]{0,6}",
+            1 => Just("[::1]".to_string()),
+            1 => Just("[2001:DB8::1]".to_string()),
+        ];
+        let port = prop_oneof![
+            Just(""),
+            Just(":"),
+            Just(":80"),
+            Just(":443"),
+            Just(":8080"),
+            Just(":0"),
+            Just(":08"),
+            Just(":123456"),
+            Just(":x"),
+        ];
+        // The path's first `/`, mostly there.
+        let lead = prop_oneof![3 => Just("/"), 1 => Just("")];
+        let piece = prop_oneof![
+            "[a-zA-Z0-9._~-]{1,4}",
+            "[ -~]",
+            Just("/".to_string()),
+            Just("?".to_string()),
+            Just("&".to_string()),
+            Just("=".to_string()),
+            Just("#".to_string()),
+            Just("%".to_string()),
+            Just("%2F".to_string()),
+            Just("%2f".to_string()),
+            Just("%41".to_string()),
+            Just("%C3%A9".to_string()),
+            Just("\u{e9}".to_string()),
+            Just(" ".to_string()),
+            Just("utm_source=a".to_string()),
+            Just("UTM_x".to_string()),
+            Just("fbclid=b".to_string()),
+            Just("gclid&".to_string()),
+            Just("id=3".to_string()),
+        ];
+        let query = prop_oneof![
+            Just(QueryPolicy::Keep),
+            Just(QueryPolicy::Strip),
+            Just(QueryPolicy::Allow(vec!["id".into()])),
+        ];
+        (
+            (
+                scheme,
+                host,
+                port,
+                lead,
+                proptest::collection::vec(piece, 0..8),
+            ),
+            (query, any::<bool>(), any::<bool>(), 8usize..40),
+        )
+            .prop_map(
+                |((scheme, host, port, lead, pieces), (query, fold, own_drop, max_len))| {
+                    let options = UrlOptions {
+                        query,
+                        max_len,
+                        drop_params: if own_drop {
+                            vec!["id".into(), "*".into()]
+                        } else {
+                            UrlOptions::default().drop_params
+                        },
+                        fold_trailing_slash: fold,
+                    };
+                    (
+                        format!("{scheme}{host}{port}{lead}{}", pieces.concat()),
+                        options,
+                    )
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 4000,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// The fast path answers exactly what the full rules do, for
+        /// arbitrary URLs and for their canonical forms (which it should
+        /// prove).
+        #[test]
+        fn the_fast_path_agrees_with_the_full_rules((url, options) in url_and_options()) {
+            proptest::prop_assert_eq!(
+                canonicalize(&url, &options),
+                canonicalize_in_full(&url, &options)
+            );
+            if let Ok(canonical) = canonicalize_in_full(&url, &options) {
+                proptest::prop_assert_eq!(
+                    canonicalize(&canonical, &options),
+                    canonicalize_in_full(&canonical, &options)
+                );
+            }
+        }
     }
 }

@@ -88,18 +88,19 @@ impl Tracker {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn record_batch(&self, events: &[(&str, &str)], batch: &mut RecordBatch) {
-        self.record_batch_with(events, batch, |_, _, _| {});
+        self.record_batch_with(events, batch, None::<fn(usize, u64, &str)>);
     }
 
     /// [`record_batch`](Self::record_batch), calling `accepted(index,
     /// visitor hash, canonical URL)` for each event recorded (not
     /// [`Stale`](Recorded::Stale)), in no particular order and with no
-    /// lock held: what the durable batch logs.
+    /// lock held: what the durable batch logs. `None` skips the pass over
+    /// the outcomes that finds them.
     pub(crate) fn record_batch_with(
         &self,
         events: &[(&str, &str)],
         batch: &mut RecordBatch,
-        mut accepted: impl FnMut(usize, u64, &str),
+        mut accepted: Option<impl FnMut(usize, u64, &str)>,
     ) {
         batch.outcomes.clear();
         batch.pending.clear();
@@ -108,7 +109,9 @@ impl Tracker {
             for (index, &(visitor, url)) in events.iter().enumerate() {
                 let outcome = self.hash_visitor(visitor.as_bytes()).and_then(|hash| {
                     let (recorded, page) = self.record_hashed(hash, url, None)?;
-                    if recorded != Recorded::Stale {
+                    if recorded != Recorded::Stale
+                        && let Some(accepted) = accepted.as_mut()
+                    {
                         accepted(index, hash, &page);
                     }
                     Ok(recorded)
@@ -182,11 +185,13 @@ impl Tracker {
             slow,
             ..
         } = batch;
-        for p in pending.iter() {
-            let i = p.index as usize;
-            if outcomes[i].as_ref().is_ok_and(|&r| r != Recorded::Stale) {
-                // Stored under the URL as sent: it is canonical.
-                accepted(i, p.visitor, events[i].1);
+        if let Some(accepted) = accepted.as_mut() {
+            for p in pending.iter() {
+                let i = p.index as usize;
+                if outcomes[i].as_ref().is_ok_and(|&r| r != Recorded::Stale) {
+                    // Stored under the URL as sent: it is canonical.
+                    accepted(i, p.visitor, events[i].1);
+                }
             }
         }
         // In the batch's order, so that events of a page new to the
@@ -197,7 +202,9 @@ impl Tracker {
             outcomes[i] = self
                 .record_missed(visitor, events[i].1, url_hash, tick)
                 .map(|(recorded, page)| {
-                    if recorded != Recorded::Stale {
+                    if recorded != Recorded::Stale
+                        && let Some(accepted) = accepted.as_mut()
+                    {
                         accepted(i, visitor, &page);
                     }
                     recorded

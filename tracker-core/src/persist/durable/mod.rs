@@ -462,8 +462,10 @@ impl DurableTracker {
         let at_millis = self.tracker.config().clock.now().as_millis();
         let mut failed = Vec::new();
         let frames = &mut batch.frames;
-        self.tracker
-            .record_batch_with(&events, &mut batch.recorded, |index, visitor_hash, url| {
+        self.tracker.record_batch_with(
+            &events,
+            &mut batch.recorded,
+            Some(|index, visitor_hash, url: &str| {
                 let event = LogEvent {
                     visitor_hash,
                     at_millis,
@@ -472,7 +474,8 @@ impl DurableTracker {
                 if let Err(e) = frame::encode(frames, &event) {
                     failed.push((index, e));
                 }
-            });
+            }),
+        );
         batch.outcomes.extend(
             batch
                 .recorded
