@@ -475,8 +475,14 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// probe. Those that do not (keys of one old home in another order,
     /// the keys past the wrap, a cluster running off the end) are placed
     /// as any insert is.
-    fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(u64, [u32; AUX]) -> bool) {
-        let old = std::mem::replace(self, Self::with_capacity(capacity));
+    fn rebuild(&mut self, capacity: usize, keep: impl FnMut(u64, [u32; AUX]) -> bool) {
+        self.rebuild_into(Self::with_capacity(capacity), keep);
+    }
+
+    /// [`rebuild`](Self::rebuild) into `fresh`, an empty table; returns
+    /// the old one.
+    fn rebuild_into(&mut self, fresh: Self, mut keep: impl FnMut(u64, [u32; AUX]) -> bool) -> Self {
+        let old = std::mem::replace(self, fresh);
         let old_capacity = old.capacity();
         let Some(start) = (0..old_capacity).find(|&i| old.slot(i) == 0) else {
             for (key, values) in old.entries() {
@@ -484,7 +490,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
                     self.place_new(key, values);
                 }
             }
-            return;
+            return old;
         };
         let capacity = self.capacity();
         // Slots from `free` on are empty; every key placed so far has a
@@ -514,6 +520,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             }
         }
         self.words[0] += placed;
+        old
     }
 
     /// Keeps the entries `keep` accepts (which may change their values),
@@ -661,6 +668,43 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     #[inline]
     pub(crate) fn is_occupied(&self, i: usize) -> bool {
         self.slot(i) != 0
+    }
+}
+
+impl<const AUX: usize> VisitorTable<AUX, Box<[u64]>> {
+    /// An empty table of `capacity` slots in `spare`, a buffer of
+    /// [`bytes_for(capacity)`](Self::bytes_for) bytes taken from a
+    /// [`TablePool`](super::table_pool::TablePool), or in a new one.
+    pub(crate) fn in_buffer(capacity: usize, spare: Option<Box<[u64]>>) -> Self {
+        match spare {
+            Some(mut words) => {
+                let capacity = capacity.max(MIN_CAPACITY);
+                debug_assert_eq!(words.len(), words_for::<AUX>(capacity));
+                words.fill(0);
+                words[0] = (capacity as u64) << 32;
+                Self { words }
+            }
+            None => Self::with_capacity(capacity),
+        }
+    }
+
+    /// Bytes of the allocation [`grow_into`](Self::grow_into) moves to.
+    pub(crate) fn grown_bytes(&self) -> usize {
+        Self::bytes_for(self.grown_capacity())
+    }
+
+    /// [`grow_and_insert`](Self::grow_and_insert) into `spare` (see
+    /// [`in_buffer`](Self::in_buffer)); returns the buffer grown out of.
+    pub(crate) fn grow_into(
+        &mut self,
+        key: u64,
+        values: [u32; AUX],
+        spare: Option<Box<[u64]>>,
+    ) -> Box<[u64]> {
+        let fresh = Self::in_buffer(self.grown_capacity(), spare);
+        let old = self.rebuild_into(fresh, |_, _| true);
+        self.place_new(key, values);
+        old.words
     }
 }
 

@@ -64,9 +64,11 @@
 //! interleavings.
 
 use hashbrown::HashTable;
+use thin_vec::ThinVec;
 
 use crate::report::Recorded;
 use crate::set::page::Page;
+use crate::set::table_pool::TablePool;
 use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
@@ -190,7 +192,9 @@ pub(crate) struct Stripe {
     /// stays cold fades); evicted again before it regrew, a page weighed
     /// over `BIG_GHOST` keeps it. (Weight only orders pages within the
     /// recency window: a cold page still goes first once it is older.)
-    ghosts: Vec<(u64, usize, usize)>,
+    /// (A thin handle, as the pool's: the stripe keeps to four cache
+    /// lines.)
+    ghosts: ThinVec<(u64, usize, usize)>,
     /// The bucket width in seconds (the tracker's).
     width: u32,
     /// Picks the pages sampled when eviction runs under this stripe's lock
@@ -200,6 +204,9 @@ pub(crate) struct Stripe {
     evicted_to_settle: u64,
     /// The latest tick recorded in this stripe: its "now" for eviction.
     newest: u32,
+    /// Buffers its pages' tables grew out of, for the next growths to
+    /// reuse (see `set/table_pool.rs`).
+    pool: TablePool,
     /// No page of this stripe was last recorded before this tick (a lower
     /// bound, raised by the scans of `least_recent`, lowered by a page
     /// created at an older tick).
@@ -213,6 +220,51 @@ fn retally(total: &mut u64, before: Option<u64>, set: &VisitorSet) {
     if let Some(now) = set.sketch_tally() {
         *total = *total + now - before.unwrap_or(0);
     }
+}
+
+/// Grows `set` by a growth [`VisitorSet::pooled_growth`] described, from
+/// `old` to `new` heap bytes, for the visitor, tick and bucket width
+/// `at`: the new buffer from `pool` if it has one, the old one kept there
+/// if it has room (see `set/table_pool.rs`). Books in `budget` only what
+/// is allocated afresh or given back to the allocator. Returns false,
+/// with nothing changed, if that does not fit the budget.
+fn grow_pooled(
+    pool: &mut TablePool,
+    set: &mut VisitorSet,
+    budget: &MemoryBudget,
+    (old, new): (usize, usize),
+    (visitor, tick, width): (u64, u32, u32),
+) -> bool {
+    let spare = pool.take(new / 8);
+    let fresh = if spare.is_some() { 0 } else { new };
+    // The list's bytes when the pool would keep the old buffer.
+    let kept = if old > 0 {
+        pool.cost_to_keep(old)
+    } else {
+        None
+    };
+    let (debit, credit) = match kept {
+        Some(list) => (fresh + list, 0),
+        None => (fresh, old),
+    };
+    if debit > credit && !budget.try_reserve(debit - credit) {
+        if let Some(spare) = spare {
+            // Back where it was: it fits again.
+            let _ = pool.keep(spare);
+        }
+        return false;
+    }
+    if let Some(grown_out) = set.grow_pooled(visitor, tick, width, spare)
+        && kept.is_some()
+        && pool.keep(grown_out).is_err()
+    {
+        // Not kept after all (cost_to_keep said it would be): freed.
+        budget.release(old + kept.unwrap_or(0));
+    }
+    if credit > debit {
+        budget.release(credit - debit);
+    }
+    true
 }
 
 /// A stripe's own random source: SplitMix64, tiny and well mixed.
@@ -283,11 +335,12 @@ impl Stripe {
             pass_oldest: u32::MAX,
             pass_whole: true,
             eviction_pool: Vec::new(),
-            ghosts: Vec::new(),
+            ghosts: ThinVec::new(),
             random: SplitMix64(0),
             evicted_to_settle: 0,
             newest: 0,
             floor: 0,
+            pool: TablePool::default(),
         }
     }
 
@@ -379,21 +432,38 @@ impl Stripe {
                 Recorded::New
             }
             grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
-                if !budget.try_reserve(bytes) {
-                    retally(&mut self.sketched_visitors, tally, &page.visitors);
-                    if let Some(before) = booked {
-                        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-                        self.settle(budget, before, held, keep);
-                    }
-                    return StripeRecord::NeedRoom(bytes);
-                }
-                reserved = bytes;
                 let held = page.visitors.heap_bytes();
-                if expiry.is_some() {
-                    booked.get_or_insert(held);
+                let pooled = match grow {
+                    Insert::Grow(_) if expiry.is_none() => page.visitors.pooled_growth(),
+                    _ => None,
+                };
+                let grown = pooled.is_some_and(|sizes| {
+                    let at = (visitor, tick, self.width);
+                    grow_pooled(&mut self.pool, &mut page.visitors, budget, sizes, at)
+                });
+                if !grown {
+                    // The pool's buffers go before the record asks for room.
+                    if !budget.try_reserve(bytes)
+                        && (self.pool.bytes() == 0 || {
+                            budget.release(self.pool.drain());
+                            !budget.try_reserve(bytes)
+                        })
+                    {
+                        retally(&mut self.sketched_visitors, tally, &page.visitors);
+                        if let Some(before) = booked {
+                            let (held, keep) =
+                                (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+                            self.settle(budget, before, held, keep);
+                        }
+                        return StripeRecord::NeedRoom(bytes);
+                    }
+                    reserved = bytes;
+                    if expiry.is_some() {
+                        booked.get_or_insert(held);
+                    }
+                    page.visitors
+                        .grow_and_insert(visitor, tick, self.width, expiry);
                 }
-                page.visitors
-                    .grow_and_insert(visitor, tick, self.width, expiry);
                 match grow {
                     // A known visitor in a new bucket: its run grew.
                     Insert::GrowKnown { was, .. } => {
@@ -566,7 +636,7 @@ impl Stripe {
         if self.pages.is_empty() && self.pages.allocation_size() > 0 {
             // An emptied stripe gives its table back too, so that a
             // tracker whose pages all expired returns to its empty size.
-            budget.release(self.pages.allocation_size());
+            budget.release(self.pages.allocation_size() + self.pool.drain());
             self.pages = HashTable::new();
             self.sketch_worthy = Vec::new();
             self.oldest_tick = u32::MAX;
@@ -879,6 +949,12 @@ impl Stripe {
         self.random = random;
     }
 
+    /// Frees the buffers pooled for table growth; returns their bytes,
+    /// for the caller to release.
+    pub(crate) fn drain_pool(&mut self) -> usize {
+        self.pool.drain()
+    }
+
     /// Pages evicted to book a timed set's growth, since start.
     pub(crate) fn evicted_to_settle(&self) -> u64 {
         self.evicted_to_settle
@@ -1109,7 +1185,9 @@ impl Stripe {
     /// budget's incremental count must agree with.
     #[cfg(test)]
     pub(crate) fn recount_bytes(&self) -> usize {
-        self.pages.allocation_size() + self.pages().map(Page::heap_bytes).sum::<usize>()
+        self.pages.allocation_size()
+            + self.pages().map(Page::heap_bytes).sum::<usize>()
+            + self.pool.bytes()
     }
 
     /// The sketched pages' tally, recounted (for tests of the running one).
@@ -1162,7 +1240,15 @@ mod tests {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
-        assert_eq!(stripe.recount_bytes(), stripe.pages.allocation_size());
+        // The buffers the tables grew out of stay pooled, and accounted.
+        let pooled = stripe.pool.bytes();
+        assert!(pooled > 0);
+        assert_eq!(
+            stripe.recount_bytes(),
+            stripe.pages.allocation_size() + pooled
+        );
+        assert_eq!(budget.held() as usize, stripe.recount_bytes());
+        budget.release(stripe.pool.drain());
         assert_eq!(budget.held() as usize, stripe.pages.allocation_size());
     }
 
