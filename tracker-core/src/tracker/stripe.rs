@@ -1252,6 +1252,51 @@ mod tests {
         assert_eq!(budget.held() as usize, stripe.pages.allocation_size());
     }
 
+    proptest::proptest! {
+        /// Tables grown into recycled buffers (dirty from their last
+        /// table) count exactly what a model counts, while pages come,
+        /// grow and are evicted; the budget agrees with a recount, the
+        /// pool included, and the pool stays within its bound.
+        #[test]
+        fn counts_stay_exact_with_recycled_tables(
+            ops in proptest::collection::vec((0u64..6, 1u64..120, 0u8..40), 1..1_500),
+        ) {
+            use crate::set::table_pool::POOL_BYTES;
+            use std::collections::{HashMap, HashSet};
+            let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+            let budget = MemoryBudget::new(None, 0);
+            let mut model: HashMap<u64, HashSet<u64>> = HashMap::new();
+            let mut random = SplitMix64(7);
+            for (page, visitor, evict) in ops {
+                if evict == 0 {
+                    // Evicts some page; the model forgets whichever went.
+                    if let Some(freed) = stripe.evict_sampled(|| random.next(), 4, 0) {
+                        budget.release(freed);
+                        model.retain(|page, _| {
+                            let url = format!("https://example.com/{page}");
+                            stripe.with_page(&url, stripe.hash(&url), |_| ()).is_some()
+                        });
+                    }
+                    continue;
+                }
+                // Pages far apart in size, so that buffers move between them.
+                let visitor = visitor * (page + 1);
+                let url = format!("https://example.com/{page}");
+                let hash = stripe.hash(&url);
+                let done = stripe.record(&url, hash, visitor, 0, None, &budget);
+                let new = model.entry(page).or_default().insert(visitor);
+                let expected = if new { Recorded::New } else { Recorded::Duplicate };
+                proptest::prop_assert_eq!(done, StripeRecord::Done(expected));
+                let held = stripe.with_page(&url, hash, |p| p.visitors.pairs());
+                proptest::prop_assert_eq!(held, Some(model[&page].len()));
+                proptest::prop_assert!(stripe.pool.bytes() <= POOL_BYTES);
+            }
+            proptest::prop_assert_eq!(budget.held() as usize, stripe.recount_bytes());
+            let pairs: usize = model.values().map(HashSet::len).sum();
+            proptest::prop_assert_eq!(stripe.pairs(), pairs as u64);
+        }
+    }
+
     /// Pages last recorded in the same tick go smallest first, so a page
     /// of the largest size (visitor tables grow in steps) outlives the
     /// others.
