@@ -74,7 +74,7 @@
 //!   sketch (1,104 bytes), and 24 bytes for the day;
 //! - each stripe keeps the buffers its tables grew out of for its next
 //!   growths to reuse (at most 8 of one size, none over 4 KiB, 32 KiB in
-//!   all with their 1 KiB list): at most 32 KiB · stripes for the tracker
+//!   all with its 3 KiB of slots): at most 32 KiB · stripes for the tracker
 //!   (256 KiB at the default 8 stripes of 2 cores), counted here, and
 //!   freed first whenever the budget needs room (see
 //!   `src/set/table_pool.rs`).

@@ -747,7 +747,7 @@ fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
 
 /// Words of a table of `capacity` slots: the header, the slots, and with
 /// `AUX` their values, packed two to a word.
-const fn words_for<const AUX: usize>(capacity: usize) -> usize {
+pub(crate) const fn words_for<const AUX: usize>(capacity: usize) -> usize {
     1 + capacity + (AUX * capacity).div_ceil(2)
 }
 
@@ -772,8 +772,8 @@ fn fits(len: usize, capacity: usize) -> bool {
 /// Grows by a quarter: growing costs a rehash of every key, four per key
 /// over a table's life instead of two at x1.5, but the table then stays
 /// between 70% and 87.5% full, which saves about a tenth of the memory.
-fn next_capacity(capacity: usize) -> usize {
-    capacity + (capacity / 4).max(1)
+pub(crate) const fn next_capacity(capacity: usize) -> usize {
+    capacity + if capacity < 4 { 1 } else { capacity / 4 }
 }
 
 #[cfg(test)]
