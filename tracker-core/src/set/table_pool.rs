@@ -35,8 +35,11 @@
 //!   0.21M), 77% under Zipf (0.29M down to 16k).
 //! - **Bounded**: at most [`PER_SIZE`] buffers of one length, buffers of
 //!   at most [`LARGEST`] bytes (bigger tables grow rarely and cost far
-//!   more to rehash than to allocate), and at most [`POOL_BYTES`] bytes
-//!   per stripe, the pool's slots included (2,968 bytes, allocated when
+//!   more to rehash than to allocate), at most a byte per pair the stripe
+//!   holds when a buffer is kept (so a small tracker pools little: the
+//!   memory bench's 100k pairs over 1k pages took 16% more bytes per
+//!   pair with 32 KiB per stripe), and at most [`POOL_BYTES`] bytes per
+//!   stripe, the pool's slots included (2,968 bytes, allocated when
 //!   it keeps its first buffer): `32 KiB · stripes` for a tracker (256
 //!   KiB at the default 8 stripes of 2 cores).
 //! - **Cheap**: a class is found from a buffer's length through a table
@@ -63,7 +66,10 @@ use crate::set::visitor_table::{MIN_CAPACITY, next_capacity, words_for};
 pub(crate) const PER_SIZE: usize = 8;
 /// Largest buffer a pool keeps, in bytes: a table of up to 293 slots.
 pub(crate) const LARGEST: usize = 4096;
-/// Most bytes a pool holds, its buffers and its slots together.
+/// Most bytes a pool holds, its buffers and its slots together; and a
+/// pool keeps a buffer only while it then holds at most a byte per pair
+/// its stripe holds (less than a tenth of the tables' 12.8-16 bytes per
+/// pair), so that a small tracker does not carry 32 KiB per stripe.
 pub(crate) const POOL_BYTES: usize = 32 * 1024;
 
 /// Size classes: the buffer lengths, in words, of the tables on the
@@ -154,28 +160,30 @@ impl TablePool {
 
     /// The class of a buffer of `bytes` and what keeping it would add to
     /// the budget (the slots' allocation when the pool has none yet), if
-    /// the pool would keep it.
-    fn room_for(&self, bytes: usize) -> Option<(usize, usize)> {
+    /// the pool would keep it for a stripe holding `pairs` pairs.
+    fn room_for(&self, bytes: usize, pairs: u64) -> Option<(usize, usize)> {
         let class = class_of(bytes / 8).filter(|_| bytes % 8 == 0)?;
         let (slots, count) = match &self.slots {
             None => (SLOTS_BYTES, 0),
             Some(slots) => (0, usize::from(slots.counts[class])),
         };
-        (count < PER_SIZE && self.bytes() + slots + bytes <= POOL_BYTES).then_some((class, slots))
+        let limit = usize::try_from(pairs).map_or(POOL_BYTES, |pairs| pairs.min(POOL_BYTES));
+        (count < PER_SIZE && self.bytes() + slots + bytes <= limit).then_some((class, slots))
     }
 
     /// The bytes keeping a buffer of `bytes` would add to the budget (the
     /// slots' allocation when the pool has none yet), or `None` if the
-    /// pool would not keep it.
-    pub(crate) fn cost_to_keep(&self, bytes: usize) -> Option<usize> {
-        self.room_for(bytes).map(|(_, slots)| slots)
+    /// pool of a stripe holding `pairs` pairs would not keep it (see
+    /// [`POOL_BYTES`]).
+    pub(crate) fn cost_to_keep(&self, bytes: usize, pairs: u64) -> Option<usize> {
+        self.room_for(bytes, pairs).map(|(_, slots)| slots)
     }
 
     /// Keeps `buffer` for reuse if [`cost_to_keep`](Self::cost_to_keep)
     /// says so (its bytes reserved), else gives it back.
-    pub(crate) fn keep(&mut self, buffer: Box<[u64]>) -> Result<(), Box<[u64]>> {
+    pub(crate) fn keep(&mut self, buffer: Box<[u64]>, pairs: u64) -> Result<(), Box<[u64]>> {
         let bytes = buffer.len() * 8;
-        let Some((class, added)) = self.room_for(bytes) else {
+        let Some((class, added)) = self.room_for(bytes, pairs) else {
             return Err(buffer);
         };
         let slots = self.slots.get_or_insert_with(|| {
@@ -203,6 +211,9 @@ impl TablePool {
 mod tests {
     use super::*;
 
+    /// Pairs enough for the pool's own bound.
+    const ALL: u64 = u64::MAX;
+
     fn buffer(words: usize) -> Box<[u64]> {
         vec![7; words].into_boxed_slice()
     }
@@ -223,18 +234,18 @@ mod tests {
     fn keeps_within_its_bounds_and_counts_its_bytes() {
         let (a, b) = (CLASS_WORDS[5], CLASS_WORDS[6]);
         let mut pool = TablePool::default();
-        assert_eq!(pool.cost_to_keep(a * 8), Some(SLOTS_BYTES));
-        assert_eq!(pool.cost_to_keep(a * 8 + 8), None, "not a class");
-        assert!(pool.keep(buffer(a)).is_ok());
+        assert_eq!(pool.cost_to_keep(a * 8, ALL), Some(SLOTS_BYTES));
+        assert_eq!(pool.cost_to_keep(a * 8 + 8, ALL), None, "not a class");
+        assert!(pool.keep(buffer(a), ALL).is_ok());
         assert_eq!(pool.bytes(), SLOTS_BYTES + a * 8);
-        assert_eq!(pool.cost_to_keep(a * 8), Some(0));
+        assert_eq!(pool.cost_to_keep(a * 8, ALL), Some(0));
         for _ in 1..PER_SIZE {
-            assert!(pool.keep(buffer(a)).is_ok());
+            assert!(pool.keep(buffer(a), ALL).is_ok());
         }
         // One class full; another still fits; off the classes never does.
-        assert!(pool.keep(buffer(a)).is_err());
-        assert!(pool.keep(buffer(b)).is_ok());
-        assert!(pool.keep(buffer(a + 1)).is_err());
+        assert!(pool.keep(buffer(a), ALL).is_err());
+        assert!(pool.keep(buffer(b), ALL).is_ok());
+        assert!(pool.keep(buffer(a + 1), ALL).is_err());
         assert_eq!(pool.bytes(), SLOTS_BYTES + PER_SIZE * a * 8 + b * 8);
         assert_eq!(pool.take(b).map(|x| x.len()), Some(b));
         assert_eq!(pool.take(b), None);
@@ -250,7 +261,7 @@ mod tests {
         let mut pool = TablePool::default();
         for &words in CLASS_WORDS.iter().rev() {
             for _ in 0..PER_SIZE {
-                let _ = pool.keep(buffer(words));
+                let _ = pool.keep(buffer(words), ALL);
                 assert!(pool.bytes() <= POOL_BYTES);
             }
         }
@@ -262,5 +273,17 @@ mod tests {
             }
         }
         assert_eq!(pool.bytes(), SLOTS_BYTES);
+    }
+
+    #[test]
+    fn keeps_at_most_a_byte_per_pair() {
+        let words = CLASS_WORDS[10];
+        let mut pool = TablePool::default();
+        let pairs = (SLOTS_BYTES + 2 * words * 8) as u64;
+        assert!(pool.keep(buffer(words), pairs).is_ok());
+        assert!(pool.keep(buffer(words), pairs).is_ok());
+        assert!(pool.keep(buffer(words), pairs).is_err());
+        assert_eq!(pool.bytes() as u64, pairs);
+        assert_eq!(pool.cost_to_keep(words * 8, 0), None);
     }
 }

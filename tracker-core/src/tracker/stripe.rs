@@ -225,11 +225,12 @@ fn retally(total: &mut u64, before: Option<u64>, set: &VisitorSet) {
 /// Grows `set` by a growth [`VisitorSet::pooled_growth`] described, from
 /// `old` to `new` heap bytes, for the visitor, tick and bucket width
 /// `at`: the new buffer from `pool` if it has one, the old one kept there
-/// if it has room (see `set/table_pool.rs`). Books in `budget` only what
+/// if it has room for a stripe of `pairs` pairs (see `set/table_pool.rs`).
+/// Books in `budget` only what
 /// is allocated afresh or given back to the allocator. Returns false,
 /// with nothing changed, if that does not fit the budget.
 fn grow_pooled(
-    pool: &mut TablePool,
+    (pool, pairs): (&mut TablePool, u64),
     set: &mut VisitorSet,
     budget: &MemoryBudget,
     (old, new): (usize, usize),
@@ -239,7 +240,7 @@ fn grow_pooled(
     let fresh = if spare.is_some() { 0 } else { new };
     // The list's bytes when the pool would keep the old buffer.
     let kept = if old > 0 {
-        pool.cost_to_keep(old)
+        pool.cost_to_keep(old, pairs)
     } else {
         None
     };
@@ -250,13 +251,13 @@ fn grow_pooled(
     if debit > credit && !budget.try_reserve(debit - credit) {
         if let Some(spare) = spare {
             // Back where it was: it fits again.
-            let _ = pool.keep(spare);
+            let _ = pool.keep(spare, u64::MAX);
         }
         return false;
     }
     if let Some(grown_out) = set.grow_pooled(visitor, tick, width, spare)
         && kept.is_some()
-        && pool.keep(grown_out).is_err()
+        && pool.keep(grown_out, pairs).is_err()
     {
         // Not kept after all (cost_to_keep said it would be): freed.
         budget.release(old + kept.unwrap_or(0));
@@ -439,7 +440,8 @@ impl Stripe {
                 };
                 let grown = pooled.is_some_and(|sizes| {
                     let at = (visitor, tick, self.width);
-                    grow_pooled(&mut self.pool, &mut page.visitors, budget, sizes, at)
+                    let pool = (&mut self.pool, self.pairs);
+                    grow_pooled(pool, &mut page.visitors, budget, sizes, at)
                 });
                 if !grown {
                     // The pool's buffers go before the record asks for room.
@@ -1267,8 +1269,10 @@ mod tests {
             let budget = MemoryBudget::new(None, 0);
             let mut model: HashMap<u64, HashSet<u64>> = HashMap::new();
             let mut random = SplitMix64(7);
+            let mut evicted = 0;
             for (page, visitor, evict) in ops {
                 if evict == 0 {
+                    evicted += 1;
                     // Evicts some page; the model forgets whichever went.
                     if let Some(freed) = stripe.evict_sampled(|| random.next(), 4, 0) {
                         budget.release(freed);
@@ -1290,6 +1294,10 @@ mod tests {
                 let held = stripe.with_page(&url, hash, |p| p.visitors.pairs());
                 proptest::prop_assert_eq!(held, Some(model[&page].len()));
                 proptest::prop_assert!(stripe.pool.bytes() <= POOL_BYTES);
+                if evicted == 0 {
+                    // A byte per pair at most, until an eviction.
+                    proptest::prop_assert!(stripe.pool.bytes() as u64 <= stripe.pairs());
+                }
             }
             proptest::prop_assert_eq!(budget.held() as usize, stripe.recount_bytes());
             let pairs: usize = model.values().map(HashSet::len).sum();
