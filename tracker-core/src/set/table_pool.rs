@@ -162,7 +162,7 @@ impl TablePool {
     /// the budget (the slots' allocation when the pool has none yet), if
     /// the pool would keep it for a stripe holding `pairs` pairs.
     fn room_for(&self, bytes: usize, pairs: u64) -> Option<(usize, usize)> {
-        let class = class_of(bytes / 8).filter(|_| bytes % 8 == 0)?;
+        let class = class_of(bytes / 8).filter(|_| bytes.is_multiple_of(8))?;
         let (slots, count) = match &self.slots {
             None => (SLOTS_BYTES, 0),
             Some(slots) => (0, usize::from(slots.counts[class])),
