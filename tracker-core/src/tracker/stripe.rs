@@ -31,7 +31,8 @@
 //!   sent) are canonicalised with no lock held and recorded one by one
 //!   afterwards, as `record` does after its first probe.
 //! - Making room under the budget happens with no lock held by the
-//!   record: it visits stripes one lock at a time (read locks to find the
+//!   record: it visits stripes one lock at a time (first a write lock on
+//!   each in turn to free its pooled table buffers, then read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
 //!   sketched page's oldest days, or to evict). An eviction holds its
 //!   stripe's lock for 16 samples and the pool, or for one scan of that
