@@ -48,6 +48,7 @@
 //!       + Σ pages with 3 or more exact visitors  (8 + 12·slots)
 //!       + Σ those with a visitor seen in 2 or more buckets  (48 + 4·arena)
 //!       + Σ sketched pages  (8,304 + history)
+//!       + Σ stripes  pooled table buffers  (≤ min(32 KiB, pairs_s))
 //! ```
 //!
 //! - each page is a 40-byte record plus one control byte in its stripe's
@@ -70,7 +71,15 @@
 //!   registers in a 112-byte record, whatever its number of visitors, plus
 //!   its history: per UTC day, the day's visitors as a sorted list of
 //!   hashes (8 bytes each) up to 128 of them, else a 1 KiB precision-10
-//!   sketch (1,104 bytes), and 24 bytes for the day.
+//!   sketch (1,104 bytes), and 24 bytes for the day;
+//! - each stripe keeps the buffers its tables grew out of for its next
+//!   growths to reuse (at most 8 of one size, none over 4 KiB, and at
+//!   most a byte per pair `pairs_s` the stripe holds, up to 32 KiB in all
+//!   with its 3 KiB of slots, when it keeps one): at most 32 KiB ·
+//!   stripes for the tracker (256 KiB at the default 8 stripes of 2
+//!   cores), counted here, and
+//!   freed first whenever the budget needs room (see
+//!   `src/set/table_pool.rs`).
 //!
 //! With a [TTL](#ttl-expiry) each exact visitor also keeps a 4-byte tick,
 //! and the terms for pages with 3 or more visitors and sketched pages
@@ -104,7 +113,8 @@
 //! beside what they replace without being accounted twice: a visitor table
 //! while it grows into its next size, and a sketch while a table is
 //! converted into it (8 KiB). When a record needs memory the budget does
-//! not have, the [`MemoryPolicy`] acts:
+//! not have, the stripes' pooled table buffers are freed first, then the
+//! [`MemoryPolicy`] acts:
 //!
 //! - `Sketch` (default): the largest exact sets (those of at least 16 KiB,
 //!   about 1,400 visitors) become sketches, largest first; their pages keep

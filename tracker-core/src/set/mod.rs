@@ -10,6 +10,7 @@ pub(crate) mod activity;
 pub(crate) mod history;
 pub(crate) mod horizon;
 pub(crate) mod page;
+pub(crate) mod table_pool;
 pub(crate) mod timed_sketch;
 pub(crate) mod timed_table;
 pub(crate) mod union;
@@ -766,6 +767,53 @@ impl VisitorSet {
                     },
                     Err(other) => other,
                 }
+            }
+        }
+    }
+
+    /// The heap bytes before and after the growth a new visitor asked for
+    /// (an insert answered `Grow`, no TTL), when that growth moves a plain
+    /// table into a larger buffer or an inline set into its first table
+    /// (0 bytes before): such a buffer can come from a
+    /// [`TablePool`](table_pool::TablePool) ([`grow_pooled`](Self::grow_pooled)).
+    /// `None` for any other form.
+    pub(crate) fn pooled_growth(&self) -> Option<(usize, usize)> {
+        match self {
+            VisitorSet::Inline(..) => Some((0, VisitorTable::<1>::bytes_for(MIN_CAPACITY))),
+            VisitorSet::Table(_, table) => Some((table.heap_bytes(), table.grown_bytes())),
+            _ => None,
+        }
+    }
+
+    /// Carries out a growth [`pooled_growth`](Self::pooled_growth)
+    /// described, in `spare` (a buffer of its new size from a pool) or a
+    /// new buffer, and adds `hash`, which must be absent. Returns the
+    /// buffer grown out of (none from an inline set). Another form grows
+    /// as [`grow_and_insert`](Self::grow_and_insert) would, and `spare`
+    /// comes back unused.
+    pub(crate) fn grow_pooled(
+        &mut self,
+        hash: u64,
+        tick: u32,
+        width: u32,
+        spare: Option<Box<[u64]>>,
+    ) -> Option<Box<[u64]>> {
+        let bucket = tick / width;
+        match self {
+            VisitorSet::Table(_, table) => Some(table.grow_into(hash, [bucket], spare)),
+            VisitorSet::Inline(..) => {
+                let last = self.last_recorded().max(tick);
+                let mut table = VisitorTable::in_buffer(MIN_CAPACITY, spare);
+                for (h, t) in self.inline_ticks() {
+                    table.insert_growing(h, [t / width]);
+                }
+                table.insert_growing(hash, [bucket]);
+                *self = VisitorSet::Table(last, table);
+                None
+            }
+            _ => {
+                self.grow_and_insert(hash, tick, width, None);
+                spare
             }
         }
     }

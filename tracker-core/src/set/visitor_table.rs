@@ -503,8 +503,14 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// probe. Those that do not (keys of one old home in another order,
     /// the keys past the wrap, a cluster running off the end) are placed
     /// as any insert is.
-    fn rebuild(&mut self, capacity: usize, mut keep: impl FnMut(u64, [u32; AUX]) -> bool) {
-        let old = std::mem::replace(self, Self::with_capacity(capacity));
+    fn rebuild(&mut self, capacity: usize, keep: impl FnMut(u64, [u32; AUX]) -> bool) {
+        self.rebuild_into(Self::with_capacity(capacity), keep);
+    }
+
+    /// [`rebuild`](Self::rebuild) into `fresh`, an empty table; returns
+    /// the old one.
+    fn rebuild_into(&mut self, fresh: Self, mut keep: impl FnMut(u64, [u32; AUX]) -> bool) -> Self {
+        let old = std::mem::replace(self, fresh);
         let old_capacity = old.capacity();
         let Some(start) = (0..old_capacity).find(|&i| old.slot(i) == 0) else {
             for (key, values) in old.entries() {
@@ -512,7 +518,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
                     self.place_new(key, values);
                 }
             }
-            return;
+            return old;
         };
         let capacity = self.capacity();
         // Slots from `free` on are empty; every key placed so far has a
@@ -542,6 +548,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             }
         }
         self.words[0] += placed;
+        old
     }
 
     /// Keeps the entries `keep` accepts (which may change their values),
@@ -692,6 +699,43 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     }
 }
 
+impl<const AUX: usize> VisitorTable<AUX, Box<[u64]>> {
+    /// An empty table of `capacity` slots in `spare`, a buffer of
+    /// [`bytes_for(capacity)`](Self::bytes_for) bytes taken from a
+    /// [`TablePool`](super::table_pool::TablePool), or in a new one.
+    pub(crate) fn in_buffer(capacity: usize, spare: Option<Box<[u64]>>) -> Self {
+        match spare {
+            Some(mut words) => {
+                let capacity = capacity.max(MIN_CAPACITY);
+                debug_assert_eq!(words.len(), words_for::<AUX>(capacity));
+                words.fill(0);
+                words[0] = (capacity as u64) << 32;
+                Self { words }
+            }
+            None => Self::with_capacity(capacity),
+        }
+    }
+
+    /// Bytes of the allocation [`grow_into`](Self::grow_into) moves to.
+    pub(crate) fn grown_bytes(&self) -> usize {
+        Self::bytes_for(self.grown_capacity())
+    }
+
+    /// [`grow_and_insert`](Self::grow_and_insert) into `spare` (see
+    /// [`in_buffer`](Self::in_buffer)); returns the buffer grown out of.
+    pub(crate) fn grow_into(
+        &mut self,
+        key: u64,
+        values: [u32; AUX],
+        spare: Option<Box<[u64]>>,
+    ) -> Box<[u64]> {
+        let fresh = Self::in_buffer(self.grown_capacity(), spare);
+        let old = self.rebuild_into(fresh, |_, _| true);
+        self.place_new(key, values);
+        old.words
+    }
+}
+
 /// The home slot of `key` in a table of `capacity` slots (multiply-shift).
 #[inline]
 fn home_in(key: u64, capacity: usize) -> usize {
@@ -731,7 +775,7 @@ fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
 
 /// Words of a table of `capacity` slots: the header, the slots, and with
 /// `AUX` their values, packed two to a word.
-const fn words_for<const AUX: usize>(capacity: usize) -> usize {
+pub(crate) const fn words_for<const AUX: usize>(capacity: usize) -> usize {
     1 + capacity + (AUX * capacity).div_ceil(2)
 }
 
@@ -756,8 +800,8 @@ fn fits(len: usize, capacity: usize) -> bool {
 /// Grows by a quarter: growing costs a rehash of every key, four per key
 /// over a table's life instead of two at x1.5, but the table then stays
 /// between 70% and 87.5% full, which saves about a tenth of the memory.
-fn next_capacity(capacity: usize) -> usize {
-    capacity + (capacity / 4).max(1)
+pub(crate) const fn next_capacity(capacity: usize) -> usize {
+    capacity + if capacity < 4 { 1 } else { capacity / 4 }
 }
 
 #[cfg(test)]

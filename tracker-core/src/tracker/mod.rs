@@ -454,8 +454,17 @@ impl Tracker {
         if needed as u64 > limit.saturating_sub(self.config.fixed_bytes()) {
             return false;
         }
+        // Pooled table buffers hold no count: they go first, whatever the
+        // policy.
+        for stripe in self.stripes.iter() {
+            let freed = sync::write(stripe).drain_pool();
+            self.budget.release(freed);
+        }
+        if self.budget.free() >= goal {
+            return true;
+        }
         match self.config.memory_policy {
-            MemoryPolicy::Reject => return false,
+            MemoryPolicy::Reject => {}
             MemoryPolicy::Evict => self.evict_until_free(goal),
             MemoryPolicy::Sketch => {
                 self.sketch_until_free(goal);

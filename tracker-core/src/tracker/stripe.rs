@@ -32,7 +32,8 @@
 //!   sent) are canonicalised with no lock held and recorded one by one
 //!   afterwards, as `record` does after its first probe.
 //! - Making room under the budget happens with no lock held by the
-//!   record: it visits stripes one lock at a time (read locks to find the
+//!   record: it visits stripes one lock at a time (first a write lock on
+//!   each in turn to free its pooled table buffers, then read locks to find the
 //!   largest sketch candidate, a write lock to sketch, to merge a
 //!   sketched page's oldest days, or to evict). An eviction holds its
 //!   stripe's lock for 16 samples and the pool, or for one scan of that
@@ -65,9 +66,11 @@
 //! interleavings.
 
 use hashbrown::HashTable;
+use thin_vec::ThinVec;
 
 use crate::report::Recorded;
 use crate::set::page::Page;
+use crate::set::table_pool::TablePool;
 use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
@@ -191,7 +194,9 @@ pub(crate) struct Stripe {
     /// stays cold fades); evicted again before it regrew, a page weighed
     /// over `BIG_GHOST` keeps it. (Weight only orders pages within the
     /// recency window: a cold page still goes first once it is older.)
-    ghosts: Vec<(u64, usize, usize)>,
+    /// (A thin handle, as the pool's: the stripe keeps to four cache
+    /// lines.)
+    ghosts: ThinVec<(u64, usize, usize)>,
     /// The bucket width in seconds (the tracker's).
     width: u32,
     /// Picks the pages sampled when eviction runs under this stripe's lock
@@ -201,6 +206,9 @@ pub(crate) struct Stripe {
     evicted_to_settle: u64,
     /// The latest tick recorded in this stripe: its "now" for eviction.
     newest: u32,
+    /// Buffers its pages' tables grew out of, for the next growths to
+    /// reuse (see `set/table_pool.rs`).
+    pool: TablePool,
     /// No page of this stripe was last recorded before this tick (a lower
     /// bound, raised by the scans of `least_recent`, lowered by a page
     /// created at an older tick).
@@ -214,6 +222,52 @@ fn retally(total: &mut u64, before: Option<u64>, set: &VisitorSet) {
     if let Some(now) = set.sketch_tally() {
         *total = *total + now - before.unwrap_or(0);
     }
+}
+
+/// Grows `set` by a growth [`VisitorSet::pooled_growth`] described, from
+/// `old` to `new` heap bytes, for the visitor, tick and bucket width
+/// `at`: the new buffer from `pool` if it has one, the old one kept there
+/// if it has room for a stripe of `pairs` pairs (see `set/table_pool.rs`).
+/// Books in `budget` only what
+/// is allocated afresh or given back to the allocator. Returns false,
+/// with nothing changed, if that does not fit the budget.
+fn grow_pooled(
+    (pool, pairs): (&mut TablePool, u64),
+    set: &mut VisitorSet,
+    budget: &MemoryBudget,
+    (old, new): (usize, usize),
+    (visitor, tick, width): (u64, u32, u32),
+) -> bool {
+    let spare = pool.take(new / 8);
+    let fresh = if spare.is_some() { 0 } else { new };
+    // The list's bytes when the pool would keep the old buffer.
+    let kept = if old > 0 {
+        pool.cost_to_keep(old, pairs)
+    } else {
+        None
+    };
+    let (debit, credit) = match kept {
+        Some(list) => (fresh + list, 0),
+        None => (fresh, old),
+    };
+    if debit > credit && !budget.try_reserve(debit - credit) {
+        if let Some(spare) = spare {
+            // Back where it was: it fits again.
+            let _ = pool.keep(spare, u64::MAX);
+        }
+        return false;
+    }
+    if let Some(grown_out) = set.grow_pooled(visitor, tick, width, spare)
+        && kept.is_some()
+        && pool.keep(grown_out, pairs).is_err()
+    {
+        // Not kept after all (cost_to_keep said it would be): freed.
+        budget.release(old + kept.unwrap_or(0));
+    }
+    if credit > debit {
+        budget.release(credit - debit);
+    }
+    true
 }
 
 /// A stripe's own random source: SplitMix64, tiny and well mixed.
@@ -284,11 +338,12 @@ impl Stripe {
             pass_oldest: u32::MAX,
             pass_whole: true,
             eviction_pool: Vec::new(),
-            ghosts: Vec::new(),
+            ghosts: ThinVec::new(),
             random: SplitMix64(0),
             evicted_to_settle: 0,
             newest: 0,
             floor: 0,
+            pool: TablePool::default(),
         }
     }
 
@@ -380,21 +435,39 @@ impl Stripe {
                 Recorded::New
             }
             grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
-                if !budget.try_reserve(bytes) {
-                    retally(&mut self.sketched_visitors, tally, &page.visitors);
-                    if let Some(before) = booked {
-                        let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
-                        self.settle(budget, before, held, keep);
-                    }
-                    return StripeRecord::NeedRoom(bytes);
-                }
-                reserved = bytes;
                 let held = page.visitors.heap_bytes();
-                if expiry.is_some() {
-                    booked.get_or_insert(held);
+                let pooled = match grow {
+                    Insert::Grow(_) if expiry.is_none() => page.visitors.pooled_growth(),
+                    _ => None,
+                };
+                let grown = pooled.is_some_and(|sizes| {
+                    let at = (visitor, tick, self.width);
+                    let pool = (&mut self.pool, self.pairs);
+                    grow_pooled(pool, &mut page.visitors, budget, sizes, at)
+                });
+                if !grown {
+                    // The pool's buffers go before the record asks for room.
+                    if !budget.try_reserve(bytes)
+                        && (self.pool.bytes() == 0 || {
+                            budget.release(self.pool.drain());
+                            !budget.try_reserve(bytes)
+                        })
+                    {
+                        retally(&mut self.sketched_visitors, tally, &page.visitors);
+                        if let Some(before) = booked {
+                            let (held, keep) =
+                                (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
+                            self.settle(budget, before, held, keep);
+                        }
+                        return StripeRecord::NeedRoom(bytes);
+                    }
+                    reserved = bytes;
+                    if expiry.is_some() {
+                        booked.get_or_insert(held);
+                    }
+                    page.visitors
+                        .grow_and_insert(visitor, tick, self.width, expiry);
                 }
-                page.visitors
-                    .grow_and_insert(visitor, tick, self.width, expiry);
                 match grow {
                     // A known visitor in a new bucket: its run grew.
                     Insert::GrowKnown { was, .. } => {
@@ -567,7 +640,7 @@ impl Stripe {
         if self.pages.is_empty() && self.pages.allocation_size() > 0 {
             // An emptied stripe gives its table back too, so that a
             // tracker whose pages all expired returns to its empty size.
-            budget.release(self.pages.allocation_size());
+            budget.release(self.pages.allocation_size() + self.pool.drain());
             self.pages = HashTable::new();
             self.sketch_worthy = Vec::new();
             self.oldest_tick = u32::MAX;
@@ -880,6 +953,12 @@ impl Stripe {
         self.random = random;
     }
 
+    /// Frees the buffers pooled for table growth; returns their bytes,
+    /// for the caller to release.
+    pub(crate) fn drain_pool(&mut self) -> usize {
+        self.pool.drain()
+    }
+
     /// Pages evicted to book a timed set's growth, since start.
     pub(crate) fn evicted_to_settle(&self) -> u64 {
         self.evicted_to_settle
@@ -1110,7 +1189,9 @@ impl Stripe {
     /// budget's incremental count must agree with.
     #[cfg(test)]
     pub(crate) fn recount_bytes(&self) -> usize {
-        self.pages.allocation_size() + self.pages().map(Page::heap_bytes).sum::<usize>()
+        self.pages.allocation_size()
+            + self.pages().map(Page::heap_bytes).sum::<usize>()
+            + self.pool.bytes()
     }
 
     /// The sketched pages' tally, recounted (for tests of the running one).
@@ -1163,8 +1244,67 @@ mod tests {
             budget.release(freed);
         }
         assert_eq!(stripe.pairs(), 0);
-        assert_eq!(stripe.recount_bytes(), stripe.pages.allocation_size());
+        // The buffers the tables grew out of stay pooled, and accounted.
+        let pooled = stripe.pool.bytes();
+        assert!(pooled > 0);
+        assert_eq!(
+            stripe.recount_bytes(),
+            stripe.pages.allocation_size() + pooled
+        );
+        assert_eq!(budget.held() as usize, stripe.recount_bytes());
+        budget.release(stripe.pool.drain());
         assert_eq!(budget.held() as usize, stripe.pages.allocation_size());
+    }
+
+    proptest::proptest! {
+        /// Tables grown into recycled buffers (dirty from their last
+        /// table) count exactly what a model counts, while pages come,
+        /// grow and are evicted; the budget agrees with a recount, the
+        /// pool included, and the pool stays within its bound.
+        #[test]
+        fn counts_stay_exact_with_recycled_tables(
+            ops in proptest::collection::vec((0u64..6, 1u64..120, 0u8..40), 1..1_500),
+        ) {
+            use crate::set::table_pool::POOL_BYTES;
+            use std::collections::{HashMap, HashSet};
+            let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+            let budget = MemoryBudget::new(None, 0);
+            let mut model: HashMap<u64, HashSet<u64>> = HashMap::new();
+            let mut random = SplitMix64(7);
+            let mut evicted = 0;
+            for (page, visitor, evict) in ops {
+                if evict == 0 {
+                    evicted += 1;
+                    // Evicts some page; the model forgets whichever went.
+                    if let Some(freed) = stripe.evict_sampled(|| random.next(), 4, 0) {
+                        budget.release(freed);
+                        model.retain(|page, _| {
+                            let url = format!("https://example.com/{page}");
+                            stripe.with_page(&url, stripe.hash(&url), |_| ()).is_some()
+                        });
+                    }
+                    continue;
+                }
+                // Pages far apart in size, so that buffers move between them.
+                let visitor = visitor * (page + 1);
+                let url = format!("https://example.com/{page}");
+                let hash = stripe.hash(&url);
+                let done = stripe.record(&url, hash, visitor, 0, None, &budget);
+                let new = model.entry(page).or_default().insert(visitor);
+                let expected = if new { Recorded::New } else { Recorded::Duplicate };
+                proptest::prop_assert_eq!(done, StripeRecord::Done(expected));
+                let held = stripe.with_page(&url, hash, |p| p.visitors.pairs());
+                proptest::prop_assert_eq!(held, Some(model[&page].len()));
+                proptest::prop_assert!(stripe.pool.bytes() <= POOL_BYTES);
+                if evicted == 0 {
+                    // A byte per pair at most, until an eviction.
+                    proptest::prop_assert!(stripe.pool.bytes() as u64 <= stripe.pairs());
+                }
+            }
+            proptest::prop_assert_eq!(budget.held() as usize, stripe.recount_bytes());
+            let pairs: usize = model.values().map(HashSet::len).sum();
+            proptest::prop_assert_eq!(stripe.pairs(), pairs as u64);
+        }
     }
 
     /// Pages last recorded in the same tick go smallest first, so a page
