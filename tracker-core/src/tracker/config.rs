@@ -331,14 +331,13 @@ mod tests {
                 ..
             })
         ));
+        // 8 stripes of 256 bytes (more with the `lock-stats` counters).
+        let min = 8 * crate::tracker::stripe::STRIPE_BYTES as u64;
         assert_eq!(
-            b().stripes(8).max_memory(2047).config().unwrap_err(),
-            ConfigError::MemoryTooSmall {
-                max: 2047,
-                min: 2048
-            }
+            b().stripes(8).max_memory(min - 1).config().unwrap_err(),
+            ConfigError::MemoryTooSmall { max: min - 1, min }
         );
-        assert!(b().stripes(8).max_memory(2048).config().is_ok());
+        assert!(b().stripes(8).max_memory(min).config().is_ok());
         assert!(matches!(
             b().bucket(Duration::from_secs(59)).config(),
             Err(ConfigError::Time(_))
