@@ -388,6 +388,18 @@ async fn ingest_sequentially(
     }
 }
 
+/// Starts the service with `args` (no frequent snapshots, so the events
+/// stay in the log), acknowledges `events` events on 5 pages one after
+/// another, and kills it with `kill -9`: what was acknowledged.
+async fn logged_then_killed(args: &[&str], client: &reqwest::Client, events: u64) -> Mutex<Model> {
+    let model = Mutex::new(Model::default());
+    let mut server = Server::start(TRACKER_HTTP, args);
+    server.wait_ready(client, READY_WITHIN).await;
+    ingest_sequentially(&server, client, &model, events, 5).await;
+    tokio::task::block_in_place(|| server.kill_9());
+    model
+}
+
 /// The newest file of `dir` whose name starts with `prefix`.
 fn newest(dir: &Path, prefix: &str) -> PathBuf {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -421,13 +433,9 @@ async fn a_torn_log_tail_is_cut_with_a_warning_and_nothing_acknowledged_is_lost(
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let args = durable_args(&dir, "always");
-    let args = &args[..4]; // no frequent snapshots: the events stay in the log
+    let args = &args[..4];
     let client = client();
-    let model = Mutex::new(Model::default());
-    let mut server = Server::start(TRACKER_HTTP, args);
-    server.wait_ready(&client, READY_WITHIN).await;
-    ingest_sequentially(&server, &client, &model, 100, 5).await;
-    tokio::task::block_in_place(|| server.kill_9());
+    let model = logged_then_killed(args, &client, 100).await;
 
     // A write cut short: a frame header promising 64 bytes, and 3 of them,
     // where the next frame goes (under `always` the file runs on in
@@ -469,13 +477,9 @@ async fn zeros_left_ahead_of_the_log_by_kill_9_are_cut_off_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let args = durable_args(&dir, "always");
-    let args = &args[..4]; // no frequent snapshots: the events stay in the log
+    let args = &args[..4];
     let client = client();
-    let model = Mutex::new(Model::default());
-    let mut server = Server::start(TRACKER_HTTP, args);
-    server.wait_ready(&client, READY_WITHIN).await;
-    ingest_sequentially(&server, &client, &model, 50, 5).await;
-    tokio::task::block_in_place(|| server.kill_9());
+    let model = logged_then_killed(args, &client, 50).await;
     let segment = std::fs::read(newest(&dir.join("log"), "log-")).unwrap();
     let zeros = (segment.len() - frames_end(&segment)) as u64;
     assert!(zeros > 0, "no zeros ahead of the frames under always");
