@@ -375,10 +375,11 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`TableInsert`]. A present key keeps its values.
     #[inline]
     pub(crate) fn insert(&mut self, key: u64, values: [u32; AUX]) -> TableInsert {
-        if AUX > 0 && W::LEN_IN_HANDLE {
+        if AUX > 0 {
             // Every outcome reads the found or new slot's values, which sit
             // in another cache line than its key: read the home's now, so
-            // that its miss overlaps the probe's instead of following it.
+            // that its miss overlaps the probe's instead of following it
+            // (a `ThinVec` table reads its header first either way).
             std::hint::black_box(self.value(self.home(key), 0));
         }
         match self.probe(key) {
