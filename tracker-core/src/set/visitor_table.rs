@@ -350,6 +350,21 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         }
     }
 
+    /// Prefetches the home slot's key and values of `key` in a table of
+    /// `capacity` slots, which the caller remembers from before (so the
+    /// addresses need no load from the allocation). A `capacity` no longer
+    /// the table's only prefetches the wrong lines (or none past the end).
+    #[inline]
+    pub(crate) fn prefetch_home(&self, key: u64, capacity: usize) {
+        let home = home_in(key, capacity);
+        if let Some(word) = self.words.get(1 + home) {
+            crate::prefetch::prefetch(word);
+        }
+        if let Some(word) = self.words.get(1 + capacity + home * AUX / 2) {
+            crate::prefetch::prefetch(word);
+        }
+    }
+
     /// Prefetches the table's header (its length and capacity), which
     /// [`prefetch`](Self::prefetch) reads.
     #[inline]
