@@ -1084,6 +1084,48 @@ mod tests {
         assert_eq!(std::mem::size_of::<VisitorSet>(), 24);
     }
 
+    /// A timed set's record keeps its table's capacity as its last insert
+    /// saw it, and a stale one (after a growth, or past the table's end)
+    /// only prefetches: nothing panics, nothing changes.
+    #[test]
+    fn a_timed_records_capacity_follows_its_table() {
+        let expiry = Expiry {
+            now: 10_000,
+            ttl: 3_600,
+        };
+        let mut set = VisitorSet::new(expiry.now);
+        let hash = |i: u64| (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for i in 0..1_000 {
+            if set
+                .insert(hash(i), expiry.now, 60, Some(expiry))
+                .is_new_after(|| {
+                    set.grow_and_insert(hash(i), expiry.now, 60, Some(expiry));
+                })
+            {
+                let VisitorSet::Timed(_, seen, table) = &set else {
+                    continue;
+                };
+                // Just grown: the record saw the table before the growth.
+                assert!(usize::from(*seen) <= table.capacity());
+            }
+            set.prefetch_home(hash(i));
+        }
+        assert_eq!(set.insert(hash(0), expiry.now, 60, Some(expiry)), {
+            Insert::Refreshed { was: expiry.now }
+        });
+        let VisitorSet::Timed(_, seen, table) = &set else {
+            panic!("a timed table");
+        };
+        assert_eq!(usize::from(*seen), table.capacity());
+        for stale in [1, u16::MAX] {
+            if let VisitorSet::Timed(_, seen, _) = &mut set {
+                *seen = stale;
+            }
+            set.prefetch_home(hash(3));
+        }
+        assert_eq!(set.pairs(), 1_000);
+    }
+
     #[test]
     fn moves_from_inline_to_table_without_losing_members() {
         let mut set = VisitorSet::new(0);
