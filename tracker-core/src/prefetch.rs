@@ -1,8 +1,10 @@
 //! A cache-line prefetch hint: the batch record asks for the lines its
 //! inserts will touch some events ahead, so that their misses overlap
 //! instead of stalling one insert after another (see
-//! `Tracker::record_batch`). On targets without the instruction it does
-//! nothing.
+//! `Tracker::record_batch`); a record with a TTL asks for its timed
+//! table's home slot before the table's header arrives (see
+//! `VisitorSet::prefetch_home`). On targets without the instruction it
+//! does nothing.
 #![allow(unsafe_code)]
 
 /// Asks the CPU to bring the cache line holding `at` into every level of

@@ -63,8 +63,11 @@ pub(crate) enum VisitorSet {
     /// The same once a pair was seen in a second bucket: the table boxed
     /// with the page's arena of runs.
     TableRuns(u32, Box<WordTable<1>>),
-    /// Hashes with their latest ticks and activity words (with a TTL).
-    Timed(u32, TimedTable),
+    /// Hashes with their latest ticks and activity words (with a TTL),
+    /// and the table's capacity as its last insert saw it (0 above
+    /// `u16::MAX`; in the record's spare bytes): see
+    /// [`prefetch_home`](Self::prefetch_home).
+    Timed(u32, u16, TimedTable),
     /// A cardinality sketch of the hashes, and one per day of history:
     /// counts are estimates.
     Sketch(u32, Box<Sketched>),
@@ -193,8 +196,10 @@ impl VisitorSet {
                 .untimed()
                 .expect("an untimed table")
                 .count_in(range.clone(), |_| true),
-            (VisitorSet::Timed(_, table), Some(expiry)) => table.count_in(range.clone(), expiry),
-            (VisitorSet::Timed(_, table), None) => table.words().count_in(range.clone(), |_| true),
+            (VisitorSet::Timed(_, _, table), Some(expiry)) => table.count_in(range.clone(), expiry),
+            (VisitorSet::Timed(_, _, table), None) => {
+                table.words().count_in(range.clone(), |_| true)
+            }
         };
         Between {
             distinct: Distinct::exact(visitors),
@@ -234,10 +239,10 @@ impl VisitorSet {
                 .untimed()
                 .expect("an untimed table")
                 .count_points(series, |_| true, counts),
-            (VisitorSet::Timed(_, table), Some(expiry)) => {
+            (VisitorSet::Timed(_, _, table), Some(expiry)) => {
                 table.count_points(series, expiry, counts)
             }
-            (VisitorSet::Timed(_, table), None) => {
+            (VisitorSet::Timed(_, _, table), None) => {
                 table.words().count_points(series, |_| true, counts)
             }
         }
@@ -285,10 +290,10 @@ impl VisitorSet {
                 .untimed()
                 .expect("an untimed table")
                 .hashes_in(range, |_| true, |h| union.push(h)),
-            (VisitorSet::Timed(_, table), Some(expiry)) => {
+            (VisitorSet::Timed(_, _, table), Some(expiry)) => {
                 table.hashes_in(range, expiry, |h| union.push(h))
             }
-            (VisitorSet::Timed(_, table), None) => {
+            (VisitorSet::Timed(_, _, table), None) => {
                 table.words().hashes_in(range, |_| true, |h| union.push(h))
             }
         }
@@ -337,7 +342,7 @@ impl VisitorSet {
             VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(last, _)
             | VisitorSet::TableRuns(last, _)
-            | VisitorSet::Timed(last, _)
+            | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => *last,
         }
@@ -350,8 +355,23 @@ impl VisitorSet {
         match self {
             VisitorSet::Table(_, table) => table.prefetch(hash),
             VisitorSet::TableRuns(_, table) => table.table.prefetch(hash),
-            VisitorSet::Timed(_, table) => table.prefetch(hash),
+            VisitorSet::Timed(_, _, table) => table.prefetch(hash),
             _ => {}
+        }
+    }
+
+    /// Prefetches a timed table's lines an insert of `hash` reads first
+    /// (its home slot's key and values) at the capacity the record last
+    /// saw, before the table's header (which holds its capacity) arrives:
+    /// so those misses overlap the header's instead of following it, as a
+    /// boxed table's do (its handle holds its length; a timed table's is
+    /// thin). A capacity changed since only wastes the prefetch.
+    #[inline]
+    pub(crate) fn prefetch_home(&self, hash: u64) {
+        if let VisitorSet::Timed(_, seen, table) = self
+            && *seen > 0
+        {
+            table.prefetch_home(hash, usize::from(*seen));
         }
     }
 
@@ -362,7 +382,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Table(_, table) => table.prefetch_header(),
             VisitorSet::TableRuns(_, table) => table.table.prefetch_header(),
-            VisitorSet::Timed(_, table) => table.prefetch_header(),
+            VisitorSet::Timed(_, _, table) => table.prefetch_header(),
             _ => {}
         }
     }
@@ -375,7 +395,7 @@ impl VisitorSet {
             VisitorSet::Inline(..) => {}
             VisitorSet::Table(last, _)
             | VisitorSet::TableRuns(last, _)
-            | VisitorSet::Timed(last, _)
+            | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
                 *last = (*last).max(tick);
@@ -390,7 +410,7 @@ impl VisitorSet {
             VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(_, table) => table.len(),
             VisitorSet::TableRuns(_, table) => table.len(),
-            VisitorSet::Timed(_, table) => table.stored(),
+            VisitorSet::Timed(_, _, table) => table.stored(),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
     }
@@ -407,7 +427,7 @@ impl VisitorSet {
                 relative_error: Some(sketched.all.relative_standard_error()),
             },
             (VisitorSet::TimedSketch(_, sketch), Some(expiry)) => sketch.count(expiry),
-            (VisitorSet::Timed(_, table), Some(expiry)) => {
+            (VisitorSet::Timed(_, _, table), Some(expiry)) => {
                 Distinct::exact(table.live(expiry) as u64)
             }
             (VisitorSet::Inline(..), Some(expiry)) => {
@@ -467,7 +487,7 @@ impl VisitorSet {
     /// [`TimedTable::expire`]). Returns the pairs dropped.
     pub(crate) fn expire(&mut self, expiry: Expiry, oldest_bucket: u32) -> usize {
         match self {
-            VisitorSet::Timed(_, table) => table.expire(expiry, oldest_bucket),
+            VisitorSet::Timed(_, _, table) => table.expire(expiry, oldest_bucket),
             VisitorSet::TimedSketch(_, sketch) => {
                 sketch.expire(expiry);
                 0
@@ -489,7 +509,7 @@ impl VisitorSet {
     ) -> (usize, Option<usize>) {
         match self {
             VisitorSet::Inline(..) => (self.expire(expiry, oldest_bucket), None),
-            VisitorSet::Timed(_, table) if table.is_up_to(expiry) => (0, None),
+            VisitorSet::Timed(_, _, table) if table.is_up_to(expiry) => (0, None),
             _ => {
                 let before = self.heap_bytes();
                 (self.expire(expiry, oldest_bucket), Some(before))
@@ -509,7 +529,7 @@ impl VisitorSet {
                 .map(|(_, t)| t)
                 .min()
                 .unwrap_or(u32::MAX),
-            VisitorSet::Timed(_, table) => table.oldest_tick(),
+            VisitorSet::Timed(_, _, table) => table.oldest_tick(),
             VisitorSet::TimedSketch(_, sketch) => sketch.oldest_tick(expiry),
             _ => 0,
         }
@@ -562,7 +582,7 @@ impl VisitorSet {
             reserved: 0,
         };
         match (self, expiry) {
-            (VisitorSet::Timed(_, table), Some(expiry)) => {
+            (VisitorSet::Timed(_, _, table), Some(expiry)) => {
                 let mut reserved = 0;
                 let (pairs, slots, resume) =
                     table.sweep_step(expiry, oldest_bucket, from, max, reserve, &mut reserved);
@@ -696,7 +716,7 @@ impl VisitorSet {
             VisitorSet::Inline(..) => 0,
             VisitorSet::Table(_, table) => table.heap_bytes(),
             VisitorSet::TableRuns(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
-            VisitorSet::Timed(_, table) => table.heap_bytes(),
+            VisitorSet::Timed(_, _, table) => table.heap_bytes(),
             VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
         }
@@ -734,7 +754,11 @@ impl VisitorSet {
                 Visit::GrowTable(bytes) => Insert::Grow(bytes),
                 Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
             },
-            VisitorSet::Timed(_, table) => table.insert(hash, tick, bucket),
+            VisitorSet::Timed(_, seen, table) => {
+                let outcome = table.insert(hash, tick, bucket);
+                *seen = u16::try_from(table.capacity()).unwrap_or(0);
+                outcome
+            }
             VisitorSet::Sketch(_, sketched) => {
                 match sketched.history.insert(bucket / (86_400 / width), hash) {
                     HistoryInsert::Done => Insert::Estimated {
@@ -847,7 +871,7 @@ impl VisitorSet {
             VisitorSet::TableRuns(_, table) => {
                 table.grow_and_visit(hash, bucket, [bucket]);
             }
-            VisitorSet::Timed(_, table) => table.grow_and_insert(hash, tick, bucket),
+            VisitorSet::Timed(_, _, table) => table.grow_and_insert(hash, tick, bucket),
             VisitorSet::Sketch(_, sketched) => {
                 sketched
                     .history
@@ -892,7 +916,7 @@ impl VisitorSet {
                         {
                             table.grow_and_insert(hash, tick, bucket);
                         }
-                        *self = VisitorSet::Timed(last, table);
+                        *self = VisitorSet::Timed(last, 0, table);
                     }
                 }
             }
@@ -907,7 +931,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Table(_, table) => table.reserve(len),
             VisitorSet::TableRuns(_, table) => table.reserve(len),
-            VisitorSet::Timed(_, table) => table.reserve(len),
+            VisitorSet::Timed(_, _, table) => table.reserve(len),
             _ => {}
         }
     }
@@ -931,7 +955,7 @@ impl VisitorSet {
                     .pairs()
                     .map(|(h, _)| (h, 0)),
             ),
-            VisitorSet::Timed(_, table) => Box::new(table.entries()),
+            VisitorSet::Timed(_, _, table) => Box::new(table.entries()),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => Box::new(std::iter::empty()),
         }
     }
@@ -951,7 +975,7 @@ impl VisitorSet {
                     f(h, 0, words.buckets(&word));
                 }
             }
-            VisitorSet::Timed(_, table) => {
+            VisitorSet::Timed(_, _, table) => {
                 let words = table.words();
                 for (h, [tick, word]) in words.pairs() {
                     f(h, tick, words.buckets(&word));
@@ -1058,6 +1082,48 @@ mod tests {
     #[test]
     fn set_is_24_bytes() {
         assert_eq!(std::mem::size_of::<VisitorSet>(), 24);
+    }
+
+    /// A timed set's record keeps its table's capacity as its last insert
+    /// saw it, and a stale one (after a growth, or past the table's end)
+    /// only prefetches: nothing panics, nothing changes.
+    #[test]
+    fn a_timed_records_capacity_follows_its_table() {
+        let expiry = Expiry {
+            now: 10_000,
+            ttl: 3_600,
+        };
+        let mut set = VisitorSet::new(expiry.now);
+        let hash = |i: u64| (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for i in 0..1_000 {
+            if set
+                .insert(hash(i), expiry.now, 60, Some(expiry))
+                .is_new_after(|| {
+                    set.grow_and_insert(hash(i), expiry.now, 60, Some(expiry));
+                })
+            {
+                let VisitorSet::Timed(_, seen, table) = &set else {
+                    continue;
+                };
+                // Just grown: the record saw the table before the growth.
+                assert!(usize::from(*seen) <= table.capacity());
+            }
+            set.prefetch_home(hash(i));
+        }
+        assert_eq!(set.insert(hash(0), expiry.now, 60, Some(expiry)), {
+            Insert::Refreshed { was: expiry.now }
+        });
+        let VisitorSet::Timed(_, seen, table) = &set else {
+            panic!("a timed table");
+        };
+        assert_eq!(usize::from(*seen), table.capacity());
+        for stale in [1, u16::MAX] {
+            if let VisitorSet::Timed(_, seen, _) = &mut set {
+                *seen = stale;
+            }
+            set.prefetch_home(hash(3));
+        }
+        assert_eq!(set.pairs(), 1_000);
     }
 
     #[test]

@@ -226,6 +226,18 @@ impl TimedTable {
         self.pairs.table.prefetch(hash);
     }
 
+    /// See [`VisitorTable::prefetch_home`].
+    #[inline]
+    pub(crate) fn prefetch_home(&self, hash: u64, capacity: usize) {
+        self.pairs.table.prefetch_home(hash, capacity);
+    }
+
+    /// Slots of the table.
+    #[inline]
+    pub(crate) fn capacity(&self) -> usize {
+        self.pairs.table.capacity()
+    }
+
     /// See [`VisitorTable::prefetch_header`].
     #[inline]
     pub(crate) fn prefetch_header(&self) {

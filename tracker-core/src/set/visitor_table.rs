@@ -350,6 +350,21 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         }
     }
 
+    /// Prefetches the home slot's key and values of `key` in a table of
+    /// `capacity` slots, which the caller remembers from before (so the
+    /// addresses need no load from the allocation). A `capacity` no longer
+    /// the table's only prefetches the wrong lines (or none past the end).
+    #[inline]
+    pub(crate) fn prefetch_home(&self, key: u64, capacity: usize) {
+        let home = home_in(key, capacity);
+        if let Some(word) = self.words.get(1 + home) {
+            crate::prefetch::prefetch(word);
+        }
+        if let Some(word) = self.words.get(1 + capacity + home * AUX / 2) {
+            crate::prefetch::prefetch(word);
+        }
+    }
+
     /// Prefetches the table's header (its length and capacity), which
     /// [`prefetch`](Self::prefetch) reads.
     #[inline]
@@ -375,10 +390,11 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`TableInsert`]. A present key keeps its values.
     #[inline]
     pub(crate) fn insert(&mut self, key: u64, values: [u32; AUX]) -> TableInsert {
-        if AUX > 0 && W::LEN_IN_HANDLE {
+        if AUX > 0 {
             // Every outcome reads the found or new slot's values, which sit
             // in another cache line than its key: read the home's now, so
-            // that its miss overlaps the probe's instead of following it.
+            // that its miss overlaps the probe's instead of following it
+            // (a `ThinVec` table reads its header first either way).
             std::hint::black_box(self.value(self.home(key), 0));
         }
         match self.probe(key) {

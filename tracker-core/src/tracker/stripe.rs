@@ -414,6 +414,7 @@ impl Stripe {
         // has for the set, reconciled with what it holds afterwards.
         let mut booked = None;
         if let Some(expiry) = expiry {
+            page.visitors.prefetch_home(visitor);
             let (dropped, before) = page.visitors.expire_sized(expiry, 0);
             self.pairs -= dropped as u64;
             self.expired += dropped as u64;
