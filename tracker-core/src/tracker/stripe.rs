@@ -392,7 +392,7 @@ impl Stripe {
     }
 
     /// [`record_existing`](Self::record_existing) on the page in `bucket`
-    /// (from [`locate`](Self::locate), with no page added or removed
+    /// (from [`find_prefetching`](Self::find_prefetching), with no page added or removed
     /// since); `NoPage` if the bucket is empty.
     #[inline]
     pub(crate) fn record_at(

@@ -36,7 +36,7 @@ use crate::tracker::snapshot::SnapshotError;
 /// one rule durability rests on lives in one place: **an event is applied
 /// to the tracker, then appended to the log, and only then acknowledged**
 /// (returned from [`record`](Self::record), per the log's
-/// [`FsyncPolicy`](crate::persist::FsyncPolicy)). Queries go to [`tracker`](Self::tracker).
+/// [`FsyncPolicy`]). Queries go to [`tracker`](Self::tracker).
 ///
 /// Recovery loads the newest snapshot, then replays the log after it;
 /// replaying an event the snapshot already holds changes nothing, because
