@@ -348,35 +348,24 @@ async fn bearer_token_guards_reads_but_not_ingest() {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{uri}");
         assert_eq!(answer.error_code(), "unauthorized");
         assert_eq!(answer.headers["www-authenticate"], "Bearer");
-        for header in ["Bearer wrong", "Bearer s3cre", "s3cret", "Basic czNjcmV0"] {
-            let request = Request::get(uri)
-                .header("authorization", header)
-                .body(Body::empty())
-                .unwrap();
-            assert_eq!(
-                send(&app, request).await.status,
-                StatusCode::UNAUTHORIZED,
-                "{uri} {header}"
-            );
-        }
+        let (ok, unauthorized) = (StatusCode::OK, StatusCode::UNAUTHORIZED);
         // The scheme is case-insensitive (RFC 9110, 11.1); the token not.
-        for header in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret"] {
+        for (header, status) in [
+            ("Bearer wrong", unauthorized),
+            ("Bearer s3cre", unauthorized),
+            ("s3cret", unauthorized),
+            ("Basic czNjcmV0", unauthorized),
+            ("Bearer S3CRET", unauthorized),
+            ("Bearer s3cret", ok),
+            ("bearer s3cret", ok),
+            ("BEARER s3cret", ok),
+        ] {
             let request = Request::get(uri)
                 .header("authorization", header)
                 .body(Body::empty())
                 .unwrap();
-            assert_eq!(
-                send(&app, request).await.status,
-                StatusCode::OK,
-                "{uri} {header}"
-            );
+            assert_eq!(send(&app, request).await.status, status, "{uri} {header}");
         }
-        let request = Request::get(uri)
-            .header("authorization", "Bearer S3CRET")
-            .body(Body::empty())
-            .unwrap();
-        let status = send(&app, request).await.status;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
     }
     assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
     assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);
