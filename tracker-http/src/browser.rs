@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -65,16 +65,24 @@ impl<'a> Sender<'a> {
     /// request `parts`. A request without a socket address (in-process
     /// tests) comes from `0.0.0.0`.
     pub(crate) fn of(state: &AppState, parts: &'a Parts) -> Self {
-        let peer = crate::conn::peer(&parts.extensions)
-            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         Self {
-            ip: state.limits.browser.proxies.client_ip(peer, &parts.headers),
+            ip: client_ip(state, &parts.extensions, &parts.headers),
             user_agent: parts
                 .headers
                 .get(header::USER_AGENT)
                 .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
         }
     }
+}
+
+/// The client address of a request, the one visitor ids and the rate
+/// limiter use: the connection's peer ([`conn::peer`](crate::conn::peer)),
+/// or behind `--trusted-proxies` the forwarded client. A request without
+/// a socket address (in-process tests) comes from `0.0.0.0`.
+pub(crate) fn client_ip(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+    let peer =
+        crate::conn::peer(extensions).unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    state.limits.browser.proxies.client_ip(peer, headers)
 }
 
 /// Records a browser's visit of `url`: refused if `url` is not a page,

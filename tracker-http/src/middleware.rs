@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
@@ -237,20 +236,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Refuses requests over the per-IP rate with 429 and `Retry-After`.
-/// The client address is the one visitor ids use: the connection's peer
-/// ([`conn::peer`](crate::conn::peer)), or behind
-/// `--trusted-proxies` the forwarded client; a request without one
-/// (in-process tests) counts as `0.0.0.0`.
+/// Refuses requests over the per-IP rate with 429 and `Retry-After`, by
+/// the client address visitor ids use (`browser::client_ip`).
 pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(limiter) = &state.limits.rate_limiter {
-        let peer = crate::conn::peer(request.extensions())
-            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        let ip = state
-            .limits
-            .browser
-            .proxies
-            .client_ip(peer, request.headers());
+        let ip = crate::browser::client_ip(&state, request.extensions(), request.headers());
         if let Err(retry_after) = limiter.check(ip, Instant::now()) {
             return AppError::RateLimited { retry_after }.into_response();
         }
