@@ -686,10 +686,12 @@ impl Drop for EventLog {
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();
         }
-        // A log closed cleanly ends at its last frame.
-        let _ = lock(&self.shared.writer).trim(&self.shared.dir);
+        // A log closed cleanly ends at its last frame. The threads are
+        // joined, so the writer's lock is held for both steps.
+        let mut writer = lock(&self.shared.writer);
+        let _ = writer.trim(&self.shared.dir);
         if self.shared.policy != FsyncPolicy::Off {
-            let _ = self.shared.sync_current();
+            let _ = writer.sync(&self.shared.dir);
         }
     }
 }
