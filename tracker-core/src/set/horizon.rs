@@ -107,10 +107,7 @@ impl Horizon {
     /// step). It holds one entry per distinct tick, at most one per
     /// second of the TTL once expired ones are trimmed.
     pub(crate) fn complete(ticks: impl Iterator<Item = u32>) -> Self {
-        let mut horizon = Self::cut_below(ticks, u32::MAX);
-        horizon.end = u32::MAX;
-        horizon.renext();
-        horizon
+        Self::cut_below(ticks, u32::MAX)
     }
 
     /// Whether the horizon covers every pair, whatever time it is.
