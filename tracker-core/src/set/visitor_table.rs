@@ -338,10 +338,11 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// the home slot's values.
     #[inline]
     pub(crate) fn prefetch(&self, key: u64) {
-        let capacity = self.capacity();
-        if capacity == 0 {
+        // A placeholder has no header to read a capacity from.
+        if self.words.is_empty() {
             return;
         }
+        let capacity = self.capacity();
         let home = self.home(key);
         crate::prefetch::prefetch(&self.words[1 + home]);
         crate::prefetch::prefetch(&self.words[1 + (home + 8).min(capacity - 1)]);
