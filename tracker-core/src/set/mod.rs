@@ -827,10 +827,7 @@ impl VisitorSet {
             VisitorSet::Table(_, table) => Some(table.grow_into(hash, [bucket], spare)),
             VisitorSet::Inline(..) => {
                 let last = self.last_recorded().max(tick);
-                let mut table = VisitorTable::in_buffer(MIN_CAPACITY, spare);
-                for (h, t) in self.inline_ticks() {
-                    table.insert_growing(h, [t / width]);
-                }
+                let mut table = self.inline_table(width, spare);
                 table.insert_growing(hash, [bucket]);
                 *self = VisitorSet::Table(last, table);
                 None
@@ -840,6 +837,16 @@ impl VisitorSet {
                 spare
             }
         }
+    }
+
+    /// An inline set's pairs in a table of the smallest size, in `spare`
+    /// (a pooled buffer of that size) or a new buffer.
+    fn inline_table(&self, width: u32, spare: Option<Box<[u64]>>) -> VisitorTable<1> {
+        let mut table = VisitorTable::in_buffer(MIN_CAPACITY, spare);
+        for (h, t) in self.inline_ticks() {
+            table.insert_growing(h, [t / width]);
+        }
+        table
     }
 
     /// Carries out an insert answered with `Grow` or `GrowKnown` (its
@@ -885,14 +892,9 @@ impl VisitorSet {
             }
             VisitorSet::Inline(..) => {
                 let last = self.last_recorded().max(tick);
-                let pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
                 match expiry {
                     None => {
-                        let mut table = VisitorTable::with_capacity(MIN_CAPACITY);
-                        for &(h, t) in &pairs {
-                            table.insert_growing(h, [t / width]);
-                        }
-                        *self = VisitorSet::Table(last, table);
+                        *self = VisitorSet::Table(last, self.inline_table(width, None));
                         // The table has room for a third pair; a known one
                         // in a second bucket boxes it with an arena.
                         if let Insert::Grow(_) | Insert::GrowKnown { .. } =
@@ -902,6 +904,7 @@ impl VisitorSet {
                         }
                     }
                     Some(expiry) => {
+                        let pairs: Vec<(u64, u32)> = self.inline_ticks().collect();
                         let buckets: Vec<[u32; 1]> =
                             pairs.iter().map(|&(_, t)| [t / width]).collect();
                         let mut table = TimedTable::from_pairs(
