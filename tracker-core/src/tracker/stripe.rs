@@ -240,12 +240,9 @@ fn grow_pooled(
 ) -> bool {
     let spare = pool.take(new / 8);
     let fresh = if spare.is_some() { 0 } else { new };
-    // The list's bytes when the pool would keep the old buffer.
-    let kept = if old > 0 {
-        pool.cost_to_keep(old, pairs)
-    } else {
-        None
-    };
+    // The list's bytes when the pool would keep the old buffer (none from
+    // an inline set: no buffer is 0 bytes).
+    let kept = pool.cost_to_keep(old, pairs);
     let (debit, credit) = match kept {
         Some(list) => (fresh + list, 0),
         None => (fresh, old),
@@ -258,11 +255,11 @@ fn grow_pooled(
         return false;
     }
     if let Some(grown_out) = set.grow_pooled(visitor, tick, width, spare)
-        && kept.is_some()
+        && let Some(list) = kept
         && pool.keep(grown_out, pairs).is_err()
     {
         // Not kept after all (cost_to_keep said it would be): freed.
-        budget.release(old + kept.unwrap_or(0));
+        budget.release(old + list);
     }
     if credit > debit {
         budget.release(credit - debit);
@@ -507,12 +504,13 @@ impl Stripe {
         page.visitors.touch(tick);
         retally(&mut self.sketched_visitors, tally, &page.visitors);
         self.newest = self.newest.max(tick);
-        // `note_tick`, on fields apart from the page borrowed.
-        self.oldest_tick = self.oldest_tick.min(tick);
-        self.pass_oldest = self.pass_oldest.min(tick);
         if expiry.is_none() {
             return StripeRecord::Done(recorded);
         }
+        // `note_tick`, on fields apart from the page borrowed: only the
+        // sweep with a TTL reads them.
+        self.oldest_tick = self.oldest_tick.min(tick);
+        self.pass_oldest = self.pass_oldest.min(tick);
         if let Some(before) = booked {
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before + reserved, held, keep);
