@@ -2,7 +2,6 @@
 //! once per batch.
 
 use super::Tracker;
-use crate::canonical_url::canonicalize;
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync;
@@ -316,12 +315,7 @@ impl Tracker {
         url_hash: u64,
         tick: u32,
     ) -> Result<(Recorded, std::borrow::Cow<'a, str>), TrackerError> {
-        let form = canonicalize(url, &self.config.url)?;
-        let hash = if form == url {
-            url_hash
-        } else {
-            self.url_hasher.hash_one(&*form)
-        };
+        let (form, hash) = self.canonical_key(url, url_hash)?;
         match sync::write(self.stripe(hash)).record(&form, hash, visitor, tick, None, &self.budget)
         {
             StripeRecord::Done(recorded) | StripeRecord::DoneSweepDue(recorded) => {

@@ -193,6 +193,23 @@ impl Tracker {
             .map(|(recorded, _)| recorded)
     }
 
+    /// The page key of `url`: its canonical form and that form's hash,
+    /// `raw_hash` (the hash of `url` as sent) when canonicalising left it
+    /// as it was.
+    fn canonical_key<'a>(
+        &self,
+        url: &'a str,
+        raw_hash: u64,
+    ) -> Result<(Cow<'a, str>, u64), TrackerError> {
+        let form = canonicalize(url, &self.config.url)?;
+        let hash = if form == url {
+            raw_hash
+        } else {
+            self.url_hasher.hash_one(&*form)
+        };
+        Ok((form, hash))
+    }
+
     /// Records an already-hashed visitor at `at` (now if `None`), for
     /// replaying the event log, where only the hash is kept. The URL is
     /// canonicalised as usual (free when it already is canonical, as a
@@ -281,15 +298,7 @@ impl Tracker {
             }
             let (canonical, url_hash) = match &canonical {
                 Some(known) => known,
-                None => {
-                    let form = canonicalize(url, &self.config.url)?;
-                    let url_hash = if form == url {
-                        raw_hash
-                    } else {
-                        self.url_hasher.hash_one(&*form)
-                    };
-                    canonical.insert((form, url_hash))
-                }
+                None => canonical.insert(self.canonical_key(url, raw_hash)?),
             };
             outcome = sync::write(self.stripe(*url_hash)).record(
                 canonical,
