@@ -390,8 +390,9 @@ fn scheme_end(bytes: &[u8]) -> Option<usize> {
 }
 
 /// `str::trim`, minus its Unicode table walk when both ends are plainly
-/// not white space (nearly always).
-fn trim(raw: &str) -> &str {
+/// not white space (nearly always). Also the bot rules' trim of a user
+/// agent.
+pub(crate) fn trim(raw: &str) -> &str {
     match (raw.as_bytes().first(), raw.as_bytes().last()) {
         (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => raw,
         _ => raw.trim(),

@@ -196,16 +196,7 @@ impl BotFilter {
     /// generic crawler token.
     pub fn check(&self, user_agent: Option<&str>) -> Option<BotReason> {
         let matcher = self.matcher.as_ref()?;
-        let user_agent = user_agent.unwrap_or("");
-        // `trim` only when an end may be whitespace (it walks chars both
-        // ways even when there is nothing to cut).
-        let graphic = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
-        let bytes = user_agent.as_bytes();
-        let user_agent = if graphic(bytes.first()) && graphic(bytes.last()) {
-            user_agent
-        } else {
-            user_agent.trim()
-        };
+        let user_agent = crate::canonical_url::trim(user_agent.unwrap_or(""));
         if user_agent.is_empty() {
             return self.strict.then_some(BotReason::NoUserAgent);
         }
