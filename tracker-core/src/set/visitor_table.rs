@@ -12,6 +12,10 @@
 //! Robin Hood ordering (a key never sits further from its home than the key
 //! it passed) lets a lookup for an absent key stop early, so inserting a new
 //! visitor costs about as much as finding a present one even at 7/8 load.
+//! Keys of one home are kept in key order too, so every cluster is in key
+//! order (homes are monotone in the key): growth then moves the keys in
+//! one ordered pass with no probing, and a table's layout depends only on
+//! its keys.
 //! A resident's distance from home is recomputed from its value, so no
 //! distance bytes are stored. Slot value 0 means empty; visitor hashes are
 //! never 0 (see `visitor_hash`).
@@ -242,28 +246,50 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// Value `k` of slot `i`.
     #[inline]
     pub(crate) fn value(&self, i: usize, k: usize) -> u32 {
+        self.value_in(self.capacity(), i, k)
+    }
+
+    /// Value `k` of slot `i` of this table of `capacity` slots (for loops
+    /// that know it: it is not read again).
+    #[inline]
+    fn value_in(&self, capacity: usize, i: usize, k: usize) -> u32 {
         let at = i * AUX + k;
-        let word = self.words[1 + self.capacity() + at / 2];
+        let word = self.words[1 + capacity + at / 2];
         (word >> (32 * (at & 1))) as u32
     }
 
     /// Sets value `k` of slot `i`.
     #[inline]
     pub(crate) fn set_value(&mut self, i: usize, k: usize, value: u32) {
+        self.set_value_in(self.capacity(), i, k, value);
+    }
+
+    /// [`set_value`](Self::set_value) in this table of `capacity` slots.
+    #[inline]
+    fn set_value_in(&mut self, capacity: usize, i: usize, k: usize, value: u32) {
         let at = i * AUX + k;
         let shift = 32 * (at & 1);
-        let at = 1 + self.capacity() + at / 2;
-        let word = &mut self.words[at];
+        let word = &mut self.words[1 + capacity + at / 2];
         *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
     }
 
     fn values(&self, i: usize) -> [u32; AUX] {
-        std::array::from_fn(|k| self.value(i, k))
+        self.values_in(self.capacity(), i)
+    }
+
+    #[inline]
+    fn values_in(&self, capacity: usize, i: usize) -> [u32; AUX] {
+        std::array::from_fn(|k| self.value_in(capacity, i, k))
     }
 
     fn set_values(&mut self, i: usize, values: [u32; AUX]) {
+        self.set_values_in(self.capacity(), i, values);
+    }
+
+    #[inline]
+    fn set_values_in(&mut self, capacity: usize, i: usize, values: [u32; AUX]) {
         for (k, v) in values.into_iter().enumerate() {
-            self.set_value(i, k, v);
+            self.set_value_in(capacity, i, k, v);
         }
     }
 
@@ -313,8 +339,11 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     }
 
     /// Where `key` is (`Ok`), or the slot a new `key` goes to (`Err`).
-    /// Stops at the key, an empty slot, or the first resident closer to
-    /// its home than we are to ours (Robin Hood: `key` cannot be further).
+    /// Stops at the key, an empty slot, the first resident closer to its
+    /// home than we are to ours (Robin Hood: `key` cannot be further), or
+    /// the first of our home with a greater key: keys of one home are kept
+    /// in order, so that every cluster is in key order and a rebuild
+    /// places each key with no probe (see `rebuild_into`).
     #[inline]
     fn probe(&self, key: u64) -> Result<usize, usize> {
         debug_assert_ne!(key, 0);
@@ -325,7 +354,11 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             if resident == key {
                 return Ok(slot);
             }
-            if resident == 0 || self.distance(resident, slot) < dist {
+            if resident == 0 {
+                return Err(slot);
+            }
+            let theirs = self.distance(resident, slot);
+            if theirs < dist || (theirs == dist && resident > key) {
                 return Err(slot);
             }
             slot = self.next(slot);
@@ -415,7 +448,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// Grows the table by one step and adds `key`, which must be absent
     /// (as a [`TableInsert::Grow`] answer said).
     pub(crate) fn grow_and_insert(&mut self, key: u64, values: [u32; AUX]) {
-        self.rebuild(self.grown_capacity(), |_, _| true);
+        self.rebuild(self.grown_capacity());
         self.place_new(key, values);
     }
 
@@ -431,7 +464,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     pub(crate) fn reserve(&mut self, len: usize) {
         let capacity = capacity_for(len);
         if capacity > self.capacity() {
-            self.rebuild(capacity, |_, _| true);
+            self.rebuild(capacity);
         }
     }
 
@@ -510,61 +543,77 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         self.words[0] += 1;
     }
 
-    /// Moves the entries `keep` accepts into a new allocation of
-    /// `capacity` slots (which must fit them).
+    /// Moves the entries into a new allocation of `capacity` slots (which
+    /// must fit them).
     ///
-    /// Read from an empty slot on, round the end, the old table holds its
-    /// keys in order of home (Robin Hood keeps each cluster so), and a
-    /// key's home is monotone in the key at any capacity: so nearly every
-    /// key goes at its new home or just past the last one placed, with no
-    /// probe. Those that do not (keys of one old home in another order,
-    /// the keys past the wrap, a cluster running off the end) are placed
-    /// as any insert is.
-    fn rebuild(&mut self, capacity: usize, keep: impl FnMut(u64, [u32; AUX]) -> bool) {
-        self.rebuild_into(Self::with_capacity(capacity), keep);
+    /// Read in slot order, the old table holds its keys in key order
+    /// (Robin Hood keeps each cluster in order of home, and `probe` keys
+    /// of one home in key order), but for the residents at its start that
+    /// wrapped round the end, the greatest keys, read last; and a key's
+    /// home is monotone in the key at any capacity. So every key goes at
+    /// its new home or just past the last one placed, with no probe, in
+    /// one pass that reads the old table and writes the new one in order.
+    /// Only keys that run off the new table's end are placed as any insert
+    /// is.
+    fn rebuild(&mut self, capacity: usize) {
+        self.rebuild_into(Self::with_capacity(capacity));
     }
 
     /// [`rebuild`](Self::rebuild) into `fresh`, an empty table; returns
     /// the old one.
-    fn rebuild_into(&mut self, fresh: Self, mut keep: impl FnMut(u64, [u32; AUX]) -> bool) -> Self {
+    fn rebuild_into(&mut self, fresh: Self) -> Self {
         let old = std::mem::replace(self, fresh);
         let old_capacity = old.capacity();
-        let Some(start) = (0..old_capacity).find(|&i| old.slot(i) == 0) else {
-            for (key, values) in old.entries() {
-                if keep(key, values) {
-                    self.place_new(key, values);
-                }
-            }
-            return old;
-        };
+        let wrapped = (0..old_capacity)
+            .take_while(|&i| {
+                let key = old.slot(i);
+                key != 0 && home_in(key, old_capacity) > i
+            })
+            .count();
         let capacity = self.capacity();
-        // Slots from `free` on are empty; every key placed so far has a
-        // home at most `last`.
-        let (mut free, mut last, mut placed) = (0, 0, 0);
-        for i in (start..old_capacity).chain(0..start) {
-            let key = old.slot(i);
-            if key == 0 {
-                continue;
-            }
-            let values = old.values(i);
-            if !keep(key, values) {
-                continue;
-            }
-            let home = home_in(key, capacity);
-            let at = home.max(free);
-            if home >= last && at < capacity {
-                self.words[1 + at] = key;
-                self.set_values(at, values);
-                placed += 1;
-                (free, last) = (at + 1, home);
+        let slot_at = |n: usize| {
+            let i = n + wrapped;
+            if i >= old_capacity {
+                i - old_capacity
             } else {
-                self.place_new(key, values);
-                while free < capacity && self.slot(free) != 0 {
-                    free += 1;
-                }
+                i
             }
+        };
+        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
+        let (keys, values) = self.words[1..].split_at_mut(capacity);
+        // Slots from `free` on are empty; every key placed so far is at
+        // most `last`. `fresh` is zeroed, so values are or-ed in.
+        let (mut free, mut last, mut placed) = (0, 0, 0);
+        let mut n = 0;
+        while n < old_capacity {
+            let i = slot_at(n);
+            let key = old_keys[i];
+            if key != 0 {
+                let at = home_in(key, capacity).max(free);
+                if key <= last || at >= capacity {
+                    break;
+                }
+                keys[at] = key;
+                for k in 0..AUX {
+                    let (from, to) = (i * AUX + k, at * AUX + k);
+                    let value = (old_values[from / 2] >> (32 * (from & 1))) & u64::from(u32::MAX);
+                    values[to / 2] |= value << (32 * (to & 1));
+                }
+                placed += 1;
+                (free, last) = (at + 1, key);
+            }
+            n += 1;
         }
         self.words[0] += placed;
+        // The keys that ran off the end (or out of order, which `probe`
+        // never leaves): placed as any insert is.
+        for n in n..old_capacity {
+            let i = slot_at(n);
+            let key = old.slot(i);
+            if key != 0 {
+                self.place_new(key, old.values_in(old_capacity, i));
+            }
+        }
         old
     }
 
@@ -672,7 +721,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// Moves the entries into an allocation sized for them.
     pub(crate) fn shrink_to_fit(&mut self) {
         let capacity = capacity_for(self.len()).min(self.capacity());
-        self.rebuild(capacity, |_, _| true);
+        self.rebuild(capacity);
     }
 
     /// The keys, in table order.
@@ -747,7 +796,7 @@ impl<const AUX: usize> VisitorTable<AUX, Box<[u64]>> {
         spare: Option<Box<[u64]>>,
     ) -> Box<[u64]> {
         let fresh = Self::in_buffer(self.grown_capacity(), spare);
-        let old = self.rebuild_into(fresh, |_, _| true);
+        let old = self.rebuild_into(fresh);
         self.place_new(key, values);
         old.words
     }
@@ -928,6 +977,50 @@ mod tests {
             let mut expected: Vec<u64> = model.into_iter().collect();
             expected.sort_unstable();
             prop_assert_eq!(held, expected);
+        }
+
+        /// Keys of one home are kept in key order, so a table's layout is
+        /// a function of its keys alone: inserting the same keys in
+        /// another order, growing on the way or not, and deleting some in
+        /// steps, give the same words.
+        #[test]
+        fn layout_depends_only_on_the_keys(
+            keys in proptest::collection::hash_set(
+                prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
+                0..400,
+            ),
+            seed in any::<u64>(),
+            modulus in 2u64..5,
+        ) {
+            let keys: Vec<u64> = keys.into_iter().collect();
+            let mut shuffled = keys.clone();
+            shuffled.sort_by_key(|&k| mix(k ^ seed));
+            let mut grown = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+            for &k in &keys {
+                grown.insert_growing(k, [k as u32]);
+            }
+            let mut reserved = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+            reserved.reserve(keys.len());
+            for &k in &shuffled {
+                reserved.insert_growing(k, [k as u32]);
+            }
+            // The header and slots, and the values of the occupied ones
+            // (an emptied slot's values are left as they were).
+            let layout = |t: &VisitorTable<1>| {
+                (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
+            };
+            prop_assert_eq!(layout(&grown), layout(&reserved));
+            let reject = |k: u64| k.is_multiple_of(modulus);
+            let mut at = 0;
+            while at < grown.capacity() {
+                at = grown.retain_slots(at, 7, |k, _| !reject(k)).1;
+            }
+            let mut kept = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+            kept.reserve(keys.len());
+            for &k in shuffled.iter().filter(|&&k| !reject(k)) {
+                kept.insert_growing(k, [k as u32]);
+            }
+            prop_assert_eq!(layout(&grown), layout(&kept));
         }
 
         /// Shifting packed values one position on moves each value up
