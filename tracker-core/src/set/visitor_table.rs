@@ -448,8 +448,8 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// Grows the table by one step and adds `key`, which must be absent
     /// (as a [`TableInsert::Grow`] answer said).
     pub(crate) fn grow_and_insert(&mut self, key: u64, values: [u32; AUX]) {
-        self.rebuild(self.grown_capacity());
-        self.place_new(key, values);
+        let fresh = Self::with_capacity(self.grown_capacity());
+        self.rebuild_into(fresh, Some((key, values)));
     }
 
     /// Grows the table at once to the capacity `len` keys would grow it
@@ -556,12 +556,13 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// Only keys that run off the new table's end are placed as any insert
     /// is.
     fn rebuild(&mut self, capacity: usize) {
-        self.rebuild_into(Self::with_capacity(capacity));
+        self.rebuild_into(Self::with_capacity(capacity), None);
     }
 
-    /// [`rebuild`](Self::rebuild) into `fresh`, an empty table; returns
-    /// the old one.
-    fn rebuild_into(&mut self, fresh: Self) -> Self {
+    /// [`rebuild`](Self::rebuild) into `fresh`, an empty table (zeroed),
+    /// adding `new` (a key absent from the table, with its values) on the
+    /// way; returns the old table.
+    fn rebuild_into(&mut self, fresh: Self, mut new: Option<(u64, [u32; AUX])>) -> Self {
         let old = std::mem::replace(self, fresh);
         let old_capacity = old.capacity();
         let wrapped = (0..old_capacity)
@@ -571,6 +572,9 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             })
             .count();
         let capacity = self.capacity();
+        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
+        let (keys, values) = self.words[1..].split_at_mut(capacity);
+        let mut order = InOrder::default();
         let slot_at = |n: usize| {
             let i = n + wrapped;
             if i >= old_capacity {
@@ -579,32 +583,36 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
                 i
             }
         };
-        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
-        let (keys, values) = self.words[1..].split_at_mut(capacity);
-        // Slots from `free` on are empty; every key placed so far is at
-        // most `last`. `fresh` is zeroed, so values are or-ed in.
-        let (mut free, mut last, mut placed) = (0, 0, 0);
         let mut n = 0;
         while n < old_capacity {
             let i = slot_at(n);
             let key = old_keys[i];
             if key != 0 {
-                let at = home_in(key, capacity).max(free);
-                if key <= last || at >= capacity {
+                if let Some((new_key, new_values)) = new
+                    && new_key < key
+                {
+                    if !order.place(keys, values, new_key, new_values) {
+                        break;
+                    }
+                    new = None;
+                }
+                let from: [u32; AUX] = std::array::from_fn(|k| {
+                    let at = i * AUX + k;
+                    (old_values[at / 2] >> (32 * (at & 1))) as u32
+                });
+                if !order.place(keys, values, key, from) {
                     break;
                 }
-                keys[at] = key;
-                for k in 0..AUX {
-                    let (from, to) = (i * AUX + k, at * AUX + k);
-                    let value = (old_values[from / 2] >> (32 * (from & 1))) & u64::from(u32::MAX);
-                    values[to / 2] |= value << (32 * (to & 1));
-                }
-                placed += 1;
-                (free, last) = (at + 1, key);
             }
             n += 1;
         }
-        self.words[0] += placed;
+        if n == old_capacity
+            && let Some((key, values_new)) = new
+            && order.place(keys, values, key, values_new)
+        {
+            new = None;
+        }
+        self.words[0] += order.placed;
         // The keys that ran off the end (or out of order, which `probe`
         // never leaves): placed as any insert is.
         for n in n..old_capacity {
@@ -613,6 +621,9 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             if key != 0 {
                 self.place_new(key, old.values_in(old_capacity, i));
             }
+        }
+        if let Some((key, values)) = new {
+            self.place_new(key, values);
         }
         old
     }
@@ -795,10 +806,47 @@ impl<const AUX: usize> VisitorTable<AUX, Box<[u64]>> {
         values: [u32; AUX],
         spare: Option<Box<[u64]>>,
     ) -> Box<[u64]> {
-        let fresh = Self::in_buffer(self.grown_capacity(), spare);
-        let old = self.rebuild_into(fresh);
-        self.place_new(key, values);
-        old.words
+        let capacity = self.grown_capacity();
+        let fresh = Self::in_buffer(capacity, spare);
+        self.rebuild_into(fresh, Some((key, values))).words
+    }
+}
+
+/// A rebuild's placing of keys in increasing order into a zeroed table.
+#[derive(Default)]
+struct InOrder {
+    /// Slots from here on are empty.
+    free: usize,
+    /// The greatest key placed.
+    last: u64,
+    placed: u64,
+}
+
+impl InOrder {
+    /// Places `key` with `from` (its values) at its home in the table of
+    /// `keys` and `values` (its packed values), or just past the last key
+    /// placed; false, placing nothing, if `key` is not greater than that
+    /// one or would run off the end.
+    #[inline]
+    fn place<const AUX: usize>(
+        &mut self,
+        keys: &mut [u64],
+        values: &mut [u64],
+        key: u64,
+        from: [u32; AUX],
+    ) -> bool {
+        let at = home_in(key, keys.len()).max(self.free);
+        if key <= self.last || at >= keys.len() {
+            return false;
+        }
+        keys[at] = key;
+        for (k, value) in from.into_iter().enumerate() {
+            let to = at * AUX + k;
+            values[to / 2] |= u64::from(value) << (32 * (to & 1));
+        }
+        self.placed += 1;
+        (self.free, self.last) = (at + 1, key);
+        true
     }
 }
 
@@ -1021,6 +1069,32 @@ mod tests {
                 kept.insert_growing(k, [k as u32]);
             }
             prop_assert_eq!(layout(&grown), layout(&kept));
+        }
+
+        /// Growing into a recycled buffer, whatever it held, gives the
+        /// table growing into a new one gives.
+        #[test]
+        fn growth_into_a_used_buffer_ignores_its_contents(
+            keys in proptest::collection::hash_set(any::<u64>().prop_map(|k| k.max(1)), 1..300),
+            junk in any::<u64>(),
+        ) {
+            let keys: Vec<u64> = keys.into_iter().collect();
+            let (last, rest) = keys.split_last().unwrap();
+            let mut fresh = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+            for &k in rest {
+                fresh.insert_growing(k, [k as u32]);
+            }
+            let mut recycled = fresh.clone();
+            if !fresh.needs_growth() {
+                return Ok(());
+            }
+            fresh.grow_and_insert(*last, [*last as u32]);
+            let spare = vec![junk | 1; fresh.words.len()].into_boxed_slice();
+            recycled.grow_into(*last, [*last as u32], Some(spare));
+            let layout = |t: &VisitorTable<1>| {
+                (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
+            };
+            prop_assert_eq!(layout(&fresh), layout(&recycled));
         }
 
         /// Shifting packed values one position on moves each value up
