@@ -129,10 +129,11 @@ pub(crate) async fn record_visit(
 /// wrong type is still a 400 as in Plausible, and dropped; unknown fields
 /// are ignored, a field given twice (under any of its names) is refused.
 ///
-/// Read by a visitor of its own rather than serde's derive: the keys are
-/// matched as bytes (the derive checks each key as UTF-8 and goes through
-/// an identifier visitor per key), and the dropped fields are skipped
-/// without a value built: ~25% of the route's parse.
+/// Read by [`scan`](Self::scan) when it can, else by serde through a
+/// visitor of its own rather than the derive: the keys are matched as
+/// bytes (the derive checks each key as UTF-8 and goes through an
+/// identifier visitor per key), and the dropped fields are skipped
+/// without a value built.
 #[derive(Debug, PartialEq)]
 struct PlausibleEvent<'a> {
     /// The event name: `pageview` is a visit.
@@ -192,7 +193,8 @@ impl PlausibleField {
             Self::Props => "p",
             Self::HashMode => "h",
             Self::Interactive => "i",
-            Self::Version | Self::Unknown => "v",
+            Self::Version => "v",
+            Self::Unknown => "(unknown)",
         }
     }
 }
@@ -319,12 +321,13 @@ impl<'a> PlausibleEvent<'a> {
     /// The body the trackers send, read in one pass without serde: an
     /// object, no whitespace, each field once, the name, URL, domain and
     /// referrer strings without escapes (the domain and referrer may be
-    /// `null`), `h`, `i` and `v` such a string, `null`, `true`, `false` or
-    /// an unsigned integer. `None` for anything else, which serde reads (and refuses
-    /// with its words). A body this accepts is valid JSON that serde reads
-    /// into the same event (a proptest checks it), in ~1/4 of the
-    /// instructions (serde_json's per-key and per-value calls and UTF-8
-    /// checks are most of this route's parse).
+    /// `null`), `h`, `i` and `v` such a string, `null`, `true`, `false`
+    /// or an unsigned integer. `None` for anything else, which serde
+    /// reads (or refuses with its words). A body this accepts is valid
+    /// JSON that serde reads into the same event (a proptest checks it),
+    /// in under half the instructions (serde_json's calls per key and
+    /// per value, and its UTF-8 check per string, were most of this
+    /// route's parse).
     fn scan(body: &'a [u8]) -> Option<Self> {
         // Checked once: every slice below ends at an ASCII byte.
         let text = std::str::from_utf8(body).ok()?;
