@@ -440,13 +440,16 @@ pub(crate) fn decode_param<'q>(
     raw: Option<&'q str>,
 ) -> Result<Option<Cow<'q, str>>, AppError> {
     let Some(raw) = raw else { return Ok(None) };
-    decode(raw).map(Some).map_err(|_| {
-        if name == "url" {
-            AppError::Tracker(TrackerError::InvalidUtf8 { field: Field::Url })
-        } else {
-            AppError::InvalidQuery(format!("`{name}` is not valid UTF-8").into())
-        }
-    })
+    decode(raw).map(Some).map_err(|_| not_utf8(name))
+}
+
+/// The error of parameter `name` that does not decode to UTF-8.
+pub(crate) fn not_utf8(name: &str) -> AppError {
+    if name == "url" {
+        AppError::Tracker(TrackerError::InvalidUtf8 { field: Field::Url })
+    } else {
+        AppError::InvalidQuery(format!("`{name}` is not valid UTF-8").into())
+    }
 }
 
 /// The raw (undecoded) values of `names` in one pass over `query`: the
@@ -487,18 +490,27 @@ pub(crate) fn raw_params<'q, const N: usize>(
 }
 
 fn decode(raw: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
-    let bytes: Cow<'_, [u8]> = if raw.contains('+') {
-        let spaced = raw.replace('+', " ");
-        Cow::Owned(percent_decode(spaced.as_bytes()).collect())
-    } else {
-        // Borrowed when there is no escape; one allocation otherwise.
-        percent_decode(raw.as_bytes()).into()
-    };
-    match bytes {
-        Cow::Borrowed(b) => std::str::from_utf8(b).map(Cow::Borrowed),
-        Cow::Owned(v) => String::from_utf8(v)
-            .map(Cow::Owned)
-            .map_err(|e| e.utf8_error()),
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(Cow::Borrowed(raw)); // already text: no escape to decode
+    }
+    let mut decoded = Vec::with_capacity(raw.len());
+    decode_into(raw, &mut decoded);
+    String::from_utf8(decoded)
+        .map(Cow::Owned)
+        .map_err(|e| e.utf8_error())
+}
+
+/// `raw` decoded as `application/x-www-form-urlencoded` (`+` a space,
+/// `%XX` a byte), appended to `out`. A decoded value is never longer than
+/// `raw`: reserving `raw.len()` is enough (percent-encoding's own
+/// `Cow` copies the prefix exactly and grows on the next byte).
+pub(crate) fn decode_into(raw: &str, out: &mut Vec<u8>) {
+    // Split at `+` before decoding, so that `%2B` stays a `+`.
+    for (i, piece) in raw.split('+').enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend(percent_decode(piece.as_bytes()));
     }
 }
 
