@@ -15,7 +15,7 @@
 //!   `--batch-limit` events; a connection silent for `--ws-idle-timeout`
 //!   is closed with 1001 "going away", and so is every socket, between
 //!   messages, when the service shuts down. Binary messages are refused
-//!   with close code 1003.
+//!   with close code 1003. A client's close is answered with a close.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
