@@ -23,6 +23,10 @@ use tracker_core::{Recorded, Stats};
 pub enum Route {
     /// `/events`
     Events,
+    /// `/events/batch`
+    EventsBatch,
+    /// `/events/ws`
+    EventsWs,
     /// `/api/event`
     ApiEvent,
     /// `/count`
@@ -45,13 +49,19 @@ pub enum Route {
     Readyz,
     /// `/metrics`
     Metrics,
+    /// `/`, the dashboard page.
+    Dashboard,
+    /// `/dashboard/...`, the dashboard's files.
+    DashboardFiles,
     /// Any other path.
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 13] = [
+    const ALL: [Route; 17] = [
         Route::Events,
+        Route::EventsBatch,
+        Route::EventsWs,
         Route::ApiEvent,
         Route::Count,
         Route::TrackerJs,
@@ -63,6 +73,8 @@ impl Route {
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::Dashboard,
+        Route::DashboardFiles,
         Route::Other,
     ];
 
@@ -70,6 +82,8 @@ impl Route {
     pub fn of(path: &str) -> Route {
         match path {
             "/events" => Route::Events,
+            "/events/batch" => Route::EventsBatch,
+            "/events/ws" => Route::EventsWs,
             "/api/event" => Route::ApiEvent,
             "/count" => Route::Count,
             "/tracker.js" => Route::TrackerJs,
@@ -81,6 +95,8 @@ impl Route {
             "/healthz" => Route::Healthz,
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
+            "/" => Route::Dashboard,
+            _ if path.starts_with("/dashboard/") => Route::DashboardFiles,
             _ => Route::Other,
         }
     }
@@ -89,6 +105,8 @@ impl Route {
     pub fn name(self) -> &'static str {
         match self {
             Route::Events => "/events",
+            Route::EventsBatch => "/events/batch",
+            Route::EventsWs => "/events/ws",
             Route::ApiEvent => "/api/event",
             Route::Count => "/count",
             Route::TrackerJs => "/tracker.js",
@@ -100,6 +118,8 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::Dashboard => "/",
+            Route::DashboardFiles => "/dashboard/*",
             Route::Other => "other",
         }
     }
@@ -107,8 +127,8 @@ impl Route {
 
 /// The statuses this service answers with get a slot each; anything else
 /// (only possible from a layer misbehaving) is counted under the last one.
-const STATUSES: [u16; 17] = [
-    200, 202, 204, 304, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 507, 0,
+const STATUSES: [u16; 18] = [
+    101, 200, 202, 204, 304, 400, 401, 403, 404, 405, 408, 413, 415, 429, 500, 503, 507, 0,
 ];
 
 fn status_slot(status: StatusCode) -> usize {

@@ -15,7 +15,7 @@
 //!   `--batch-limit` events; a connection silent for `--ws-idle-timeout`
 //!   is closed with 1001 "going away", and so is every socket, between
 //!   messages, when the service shuts down. Binary messages are refused
-//!   with close code 1003.
+//!   with close code 1003. A client's close is answered with a close.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -102,7 +102,15 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
                 .await;
                 return;
             }
-            Message::Close(_) => return,
+            Message::Close(_) => {
+                // The WebSocket layer has queued the reply to the peer's
+                // close (RFC 6455, 5.5.1) and writes it on the next read,
+                // which then ends: without it the peer sees the TCP
+                // connection drop, an abnormal closure (1006). Bounded,
+                // as the peer may stop reading.
+                let _ = tokio::time::timeout(CLOSE_REPLY, socket.recv()).await;
+                return;
+            }
             // Pings are answered by the WebSocket layer; both keep the
             // connection from idling out.
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -124,6 +132,9 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
         }
     }
 }
+
+/// The longest time spent writing the reply to a peer's close.
+const CLOSE_REPLY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Records one message: an array is a batch, anything else one event.
 async fn handle(

@@ -157,7 +157,8 @@ impl Tracker {
                     continue; // every visitor expired; the sweep removes it
                 }
                 smallest.push((url.to_owned(), Reverse(Counted(distinct))));
-                if smallest.len() > limit + 1 {
+                // Saturating: `usize::MAX` is a caller's "all of them".
+                if smallest.len() > limit.saturating_add(1) {
                     smallest.pop();
                 }
             }

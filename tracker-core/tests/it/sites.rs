@@ -114,6 +114,23 @@ proptest! {
     }
 }
 
+/// A limit past any number of pages (`usize::MAX`: "all of them") lists
+/// every page: the one more than listed that tells whether more follow
+/// must not overflow.
+#[test]
+fn an_unbounded_limit_lists_every_page() {
+    let tracker = Tracker::new();
+    let model = record_all(&tracker, &[(1, 0), (2, 4), (3, 7), (4, 1)]);
+    let query = PageQuery {
+        limit: usize::MAX,
+        ..PageQuery::default()
+    };
+    let listing = tracker.pages(&query).unwrap();
+    let urls: Vec<&str> = listing.pages.iter().map(|p| p.url.as_str()).collect();
+    assert_eq!(urls, model.keys().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(listing.next_cursor, None);
+}
+
 #[test]
 fn bad_site_names_are_typed_errors() {
     let tracker = Tracker::new();

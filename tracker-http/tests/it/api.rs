@@ -306,6 +306,14 @@ async fn metrics_are_prometheus_text() {
     record(&app, "a", "/x").await;
     record(&app, "a", "/x").await;
     get(&app, "/nope").await;
+    // Every route has its own label, the batch and WebSocket ones too.
+    let batch = Request::post("/events/batch")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"[{"visitor": "", "url": "/y"}]"#)) // refused alone
+        .unwrap();
+    assert_eq!(send(&app, batch).await.status, StatusCode::ACCEPTED);
+    get(&app, "/events/ws").await; // not an upgrade: 400
+    get(&app, "/").await;
     let answer = get(&app, "/metrics").await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(
@@ -318,6 +326,9 @@ async fn metrics_are_prometheus_text() {
     for line in [
         "tracker_http_requests_total{route=\"/events\",status=\"202\"} 2",
         "tracker_http_requests_total{route=\"other\",status=\"404\"} 1",
+        "tracker_http_requests_total{route=\"/events/batch\",status=\"202\"} 1",
+        "tracker_http_requests_total{route=\"/events/ws\",status=\"400\"} 1",
+        "tracker_http_requests_total{route=\"/\",status=\"200\"} 1",
         "tracker_http_request_duration_seconds_count{route=\"/events\"} 2",
         "tracker_events_recorded_total{result=\"new\"} 1",
         "tracker_events_recorded_total{result=\"duplicate\"} 1",

@@ -241,6 +241,32 @@ async fn websocket_events_are_acknowledged_in_order() {
     }
 }
 
+/// A client's close is answered with a close frame (RFC 6455, 5.5.1),
+/// with or without acknowledgements: the client sees a clean closing
+/// handshake, not a dropped connection (1006).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_is_answered_with_a_close() {
+    let server = Server::start(TRACKER_HTTP, &[]);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    for query in ["?ack=true", ""] {
+        let mut socket = connect(&server, query).await;
+        let event = json!({"visitor": "a", "url": "/c"}).to_string();
+        socket.send(Message::text(event)).await.unwrap();
+        if !query.is_empty() {
+            assert!(matches!(next_message(&mut socket).await, Message::Text(_)));
+        }
+        socket.close(None).await.unwrap();
+        let reply = tokio::time::timeout(WITHIN, socket.next())
+            .await
+            .expect("a reply within the deadline");
+        assert!(
+            matches!(reply, Some(Ok(Message::Close(_)))),
+            "the close is answered with a close ({query:?}): {reply:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_limits_close_idle_and_oversized_connections() {
     let server = Server::start(
