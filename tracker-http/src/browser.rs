@@ -465,6 +465,11 @@ pub async fn count(State(state): State<AppState>, request: Request) -> Result<Re
     ))?;
     let site = state.limits.browser.site.as_deref();
     let url = page(raw, &parts.headers, site)?;
+    // A HEAD is a link checker or a cache probing the URL, not a browser
+    // showing the image: answered as the GET would be, and not counted.
+    if parts.method == axum::http::Method::HEAD {
+        return Ok(pixel());
+    }
     let is_event = decode_param("e", e)?.is_some_and(|e| e == "true" || e == "1");
     if is_event {
         state.store()?;

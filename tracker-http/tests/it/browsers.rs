@@ -232,6 +232,15 @@ async fn the_pixel_counts_and_answers_a_gif() {
         1,
         "b below 150 is not a flag"
     );
+    // A HEAD (a link checker) is answered like the GET, without a body,
+    // and is not a visit.
+    let mut probe = pixel("/count?p=/head", &[("referer", "https://site.test/")]);
+    *probe.method_mut() = Method::HEAD;
+    let answer = send(&app, probe).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["content-type"], "image/gif");
+    assert!(answer.body.is_empty());
+    assert_eq!(visitors(&app, "https://site.test/head").await, 0);
     let stats = stats(&app).await;
     assert_eq!(stats["custom_events"]["signup"], 1);
     assert_eq!(stats["dropped_events"]["client_flag"], 2);
