@@ -34,7 +34,9 @@ pub const MAX_SITE_LEN: usize = 253;
 pub struct PageQuery {
     /// Only pages of this site (see [`Tracker::site_distinct`]).
     pub site: Option<String>,
-    /// Only pages whose canonical URL starts with this.
+    /// Only pages whose canonical URL starts with this; a prefix that
+    /// starts with `/` is matched against the page's path (with its query)
+    /// instead, so that `site` and `prefix: "/blog"` list a site's blog.
     pub prefix: Option<String>,
     /// Only pages after this one: the `next_cursor` of the previous page
     /// of results.
@@ -144,7 +146,7 @@ impl Tracker {
             for page in stripe.pages() {
                 let url = &*page.url;
                 if query.cursor.as_deref().is_some_and(|after| url <= after)
-                    || query.prefix.as_deref().is_some_and(|p| !url.starts_with(p))
+                    || query.prefix.as_deref().is_some_and(|p| !has_prefix(url, p))
                     || site.as_deref().is_some_and(|s| host_of(url) != Some(s))
                     || smallest.peek().is_some_and(|(largest, _)| {
                         smallest.len() > limit && url >= largest.as_str()
@@ -217,6 +219,31 @@ pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
     Ok(site.to_ascii_lowercase())
 }
 
+/// Whether the canonical `url` starts with `prefix`, or its path does
+/// when `prefix` is a path (starts with `/`).
+fn has_prefix(url: &str, prefix: &str) -> bool {
+    if prefix.starts_with('/') {
+        path_of(url).starts_with(prefix)
+    } else {
+        url.starts_with(prefix)
+    }
+}
+
+/// The path (and query) of a canonical URL: what follows its authority,
+/// `/` for none; a page recorded as a path is its own path.
+fn path_of(url: &str) -> &str {
+    if url.starts_with('/') {
+        return url;
+    }
+    let Some(after_scheme) = url.find("://").map(|i| &url[i + 3..]) else {
+        return url;
+    };
+    match after_scheme.find(['/', '?']) {
+        Some(i) if after_scheme[i..].starts_with('/') => &after_scheme[i..],
+        _ => "/",
+    }
+}
+
 /// The host of a canonical URL: its authority without user info and
 /// port; `None` for a URL without `scheme://`. Byte loops rather than
 /// substring searches: listings and site queries call it for every page.
@@ -269,6 +296,28 @@ mod tests {
             ("https://a.com:8080@b.com/", Some("b.com")),
         ] {
             assert_eq!(host_of(url), host, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_path_prefix_matches_the_path() {
+        for (url, prefix, matches) in [
+            ("https://example.com/blog/a", "/blog", true),
+            (
+                "https://example.com/blog/a",
+                "https://example.com/blog",
+                true,
+            ),
+            ("https://example.com/shop/blog", "/blog", false),
+            ("https://example.com/", "/", true),
+            ("https://example.com?q", "/", true),
+            ("https://user:pw@example.com/blog", "/blog", true),
+            ("http://[::1]:8080/blog?x", "/blog?x", true),
+            ("/blog/x://y/", "/blog", true),
+            ("/pricing", "/blog", false),
+            ("https://example.com/blog", "example", false),
+        ] {
+            assert_eq!(has_prefix(url, prefix), matches, "{url} {prefix}");
         }
     }
 

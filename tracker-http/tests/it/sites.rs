@@ -128,6 +128,13 @@ async fn pages_lists_everything_once_by_cursor() {
         .map(|p| p["url"].as_str().unwrap())
         .collect();
     assert_eq!(urls, ["https://shop.example/", "https://shop.example/cart"]);
+    // A prefix that is a path matches the pages' paths: a site's section.
+    let cart = list(&app, "/pages?site=shop.example&prefix=/cart").await;
+    let urls: Vec<&str> = cart.iter().map(|p| p["url"].as_str().unwrap()).collect();
+    assert_eq!(
+        urls,
+        ["http://shop.example:8080/cart", "https://shop.example/cart"]
+    );
     // After the last page: nothing, and no cursor.
     let past = get(&app, "/pages?cursor=zzz").await.json();
     assert_eq!(past, json!({"pages": [], "next_cursor": null}));
