@@ -63,7 +63,8 @@ impl Tracker {
     /// A site is a host: a page belongs to the site of its canonical
     /// URL's host, whatever its scheme and port; pages recorded as bare
     /// paths (`/pricing`) belong to none. `site` is compared after
-    /// trimming and ASCII lowercasing; an empty one, or one longer than
+    /// trimming and ASCII lowercasing; a URL or `host:port` given in its
+    /// place stands for its host; an empty one, or one longer than
     /// [`MAX_SITE_LEN`], is an error.
     ///
     /// Visits every page (one stripe lock at a time) and builds a set of
@@ -203,7 +204,9 @@ impl Ord for Counted {
     }
 }
 
-/// A site name as given, checked and in the form hosts are stored in.
+/// A site name as given, checked and in the form hosts are stored in: a
+/// host, or the host of a URL or `host:port` given in its place (a site
+/// is every page of one host, whatever its scheme and port).
 pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
     let site = site.trim();
     if site.is_empty() {
@@ -216,7 +219,18 @@ pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
             max: MAX_SITE_LEN,
         });
     }
-    Ok(site.to_ascii_lowercase())
+    let host = if site.contains("://") {
+        host_of(site).unwrap_or(site).to_owned()
+    } else if site.contains([':', '/', '@', '?']) {
+        let url = format!("http://{site}");
+        host_of(&url).unwrap_or(site).to_owned()
+    } else {
+        site.to_owned()
+    };
+    if host.is_empty() {
+        return Err(TrackerError::Empty { field: Field::Site });
+    }
+    Ok(host.to_ascii_lowercase())
 }
 
 /// Whether the canonical `url` starts with `prefix`, or its path does
@@ -324,6 +338,19 @@ mod tests {
     #[test]
     fn site_names_are_checked() {
         assert_eq!(site_name(" Example.COM "), Ok("example.com".into()));
+        for given in [
+            "https://Example.com",
+            "https://example.com/blog?x",
+            "example.com:8443",
+            "http://user@example.com:80/",
+        ] {
+            assert_eq!(site_name(given), Ok("example.com".into()), "{given}");
+        }
+        assert_eq!(site_name("[::1]:8080"), Ok("[::1]".into()));
+        assert_eq!(
+            site_name("https://"),
+            Err(TrackerError::Empty { field: Field::Site })
+        );
         assert_eq!(
             site_name(" "),
             Err(TrackerError::Empty { field: Field::Site })
