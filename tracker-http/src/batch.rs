@@ -49,7 +49,8 @@ enum Framing {
     /// A JSON array of events (`application/json`, `text/plain`, `+json`,
     /// or no content type).
     Array,
-    /// One event per line (`application/x-ndjson`).
+    /// One event per line (`application/x-ndjson`, `application/ndjson` or
+    /// `application/jsonl`).
     Ndjson,
 }
 
@@ -189,7 +190,16 @@ fn framing(headers: &HeaderMap) -> Result<Framing, AppError> {
     };
     let value = value.to_str().map_err(|_| AppError::UnsupportedMediaType)?;
     let essence = value.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/x-ndjson") {
+    // `x-ndjson` is what senders use; `application/ndjson` the name the
+    // NDJSON spec asks for, and `application/jsonl` JSON Lines'.
+    if [
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+    ]
+    .iter()
+    .any(|name| essence.eq_ignore_ascii_case(name))
+    {
         return Ok(Framing::Ndjson);
     }
     crate::ingest::check_content_type(headers).map(|()| Framing::Array)
@@ -271,6 +281,8 @@ mod tests {
             with("application/x-ndjson; charset=utf-8"),
             Ok(Framing::Ndjson)
         );
+        assert_eq!(with("Application/NDJSON"), Ok(Framing::Ndjson));
+        assert_eq!(with("application/jsonl"), Ok(Framing::Ndjson));
         assert_eq!(with("application/json"), Ok(Framing::Array));
         assert_eq!(with("text/plain"), Ok(Framing::Array));
         assert_eq!(with("text/csv"), Err("unsupported_media_type"));
