@@ -193,9 +193,21 @@ impl Tracker {
         at: Option<Timestamp>,
     ) -> Result<Recorded, TrackerError> {
         self.check_visitor(visitor)?;
+        // The page's bucket is asked for first, so that hashing the
+        // visitor overlaps its miss.
+        let raw_hash = self.prefetch_page(url);
         let visitor = self.visitor_hasher.hash(visitor);
-        self.record_hashed(visitor, url, at)
+        self.record_prefetched(visitor, url, raw_hash, at)
             .map(|(recorded, _)| recorded)
+    }
+
+    /// The hash of `url` as sent, with the bucket its page would be in
+    /// prefetched (see [`TableHint`]).
+    #[inline]
+    fn prefetch_page(&self, url: &str) -> u64 {
+        let raw_hash = self.url_hasher.hash_one(url);
+        self.hints[self.stripe_index(raw_hash)].prefetch(raw_hash);
+        raw_hash
     }
 
     /// The page key of `url`: its canonical form and that form's hash,
@@ -229,6 +241,20 @@ impl Tracker {
         url: &'a str,
         at: Option<Timestamp>,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
+        let raw_hash = self.prefetch_page(url);
+        self.record_prefetched(visitor, url, raw_hash, at)
+    }
+
+    /// [`record_hashed`](Self::record_hashed) once [`prefetch_page`](Self::prefetch_page)
+    /// gave `raw_hash`, the hash of `url` as sent.
+    #[inline]
+    fn record_prefetched<'a>(
+        &self,
+        visitor: u64,
+        url: &'a str,
+        raw_hash: u64,
+        at: Option<Timestamp>,
+    ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
         // 0 marks empty slots; the hasher never yields it, but a replayed
         // hash comes off the disk.
         let visitor = visitor.max(1);
@@ -248,8 +274,6 @@ impl Tracker {
         // Fast path: the URL as sent is already a page's key. Stored keys are
         // canonical and canonical form is a fixed point (canonicalising it
         // changes nothing), so a match needs no canonicalisation.
-        let raw_hash = self.url_hasher.hash_one(url);
-        self.hints[self.stripe_index(raw_hash)].prefetch(raw_hash);
         let mut outcome = sync::write(self.stripe(raw_hash)).record_existing(
             url,
             raw_hash,
