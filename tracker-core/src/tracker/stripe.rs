@@ -9,14 +9,28 @@
 //! crate's `sync` shim) around a hashbrown table of [`Page`]s plus the
 //! stripe's counters, padded to its own cache lines so that two cores
 //! writing neighbouring stripes do not bounce one line between them.
+//! Within a stripe, what every record touches shares the lock's cache
+//! line (see [`Stripe`]), and values that rarely change are written only
+//! when they do, so that two cores recording into one stripe move one
+//! line between them per record, not four.
 //!
-//! - `record` hashes the URL as sent outside any lock and takes that
-//!   hash's stripe write lock for one probe: a URL already stored (so
-//!   canonical) is found there, and the visitor inserted under the same
-//!   lock. On a miss the lock is released, the URL canonicalised, and the
+//! - `record` hashes the URL as sent outside any lock, prefetches the
+//!   page-table bucket it would be in (from the stripe's [`TableHint`])
+//!   before hashing the visitor, and takes that hash's stripe write lock
+//!   for one probe: a URL already stored (so canonical) is found there,
+//!   and the visitor inserted under the same lock (the probe asks for the
+//!   visitor table's lines before comparing the URL, so their misses
+//!   overlap). On a miss the lock is released, the URL canonicalised, and the
 //!   canonical URL's stripe write-locked to insert: two locks in turn,
 //!   never together. With a TTL, every 64th record of a stripe runs a
-//!   sweep step after its lock is released.
+//!   sweep step after its lock is released. All of this is to keep the
+//!   hold short: a record spends most of its time under its stripe's lock,
+//!   so two threads on the default 4 stripes per core find a stripe held
+//!   on about one take in ten, and wait about one hold (see
+//!   docs/BENCHMARKS.md, "Thread scaling (issue 18)").
+//! - A write lock found held is retried with backoff for about 16 µs
+//!   before the thread sleeps (`sync::spin`): a hold is well under that,
+//!   and a futex sleep and wake-up cost more.
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
