@@ -244,6 +244,8 @@
 #![warn(missing_docs)]
 
 mod background;
+#[cfg(not(feature = "shuttle"))]
+mod backoff;
 pub mod browser;
 pub mod canonical_url;
 mod error;

@@ -147,7 +147,7 @@ impl<T> StatsLock<T> {
     pub(crate) fn write(&self) -> StatsWriteGuard<'_, T> {
         self.try_write().unwrap_or_else(|| {
             let asked = Instant::now();
-            let guard = crate::sync::spin(|| self.try_take())
+            let guard = crate::backoff::spin(|| self.try_take())
                 .unwrap_or_else(|| self.lock.write().unwrap_or_else(PoisonError::into_inner));
             bump(&self.counters.write_waits, 1);
             let waited = nanos_since(asked);

@@ -29,7 +29,7 @@
 //!   on about one take in ten, and wait about one hold (see
 //!   docs/BENCHMARKS.md, "Thread scaling (issue 18)").
 //! - A write lock found held is retried with backoff for about 16 µs
-//!   before the thread sleeps (`sync::spin`): a hold is well under that,
+//!   before the thread sleeps (`backoff::spin`): a hold is well under that,
 //!   and a futex sleep and wake-up cost more.
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
