@@ -39,3 +39,34 @@ pub(crate) fn spin<G>(mut try_take: impl FnMut() -> Option<G>) -> Option<G> {
     }
     try_take()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lock freed while spinning is taken; one never freed gives up
+    /// after the tries, so that the caller sleeps instead.
+    #[test]
+    fn spins_until_taken_or_gives_up() {
+        let mut tries = 0;
+        assert_eq!(
+            spin(|| {
+                tries += 1;
+                (tries == 5).then_some("guard")
+            }),
+            Some("guard")
+        );
+        assert_eq!(tries, 5);
+        let mut tries = 0;
+        assert_eq!(
+            spin(|| {
+                tries += 1;
+                None::<()>
+            }),
+            None
+        );
+        assert_eq!(tries, SPIN_TRIES + 1);
+        let pauses: u32 = (0..SPIN_TRIES).map(spin_pauses).sum();
+        assert!((1_000..=2_000).contains(&pauses), "{pauses} pauses");
+    }
+}
