@@ -119,6 +119,10 @@ fn lock_rows(full: bool) -> Vec<Vec<String>> {
                     stripe.to_string(),
                     stats.writes.to_string(),
                     share(stats.write_waits, stats.writes),
+                    format!(
+                        "{:.0}",
+                        stats.write_wait_ns as f64 / stats.write_waits.max(1) as f64
+                    ),
                     format!("{:.0}", stats.hold_ns as f64 / stats.writes.max(1) as f64),
                     stats.hold_quantile_ns(0.5).to_string(),
                     stats.hold_quantile_ns(0.99).to_string(),
@@ -136,10 +140,10 @@ fn lock_rows(full: bool) -> Vec<Vec<String>> {
 fn print_locks(events: usize, rows: &[Vec<String>]) {
     println!(
         "\nPer stripe, {events} events into one tracker (default stripes), lock-stats build: \
-         write locks taken, the share that found the lock held (waited), and write hold \
-         times in ns: mean, and the upper bound of the log2 bucket of the median, 99th, \
-         99.9th percentile and the longest (so within 2x; each includes about one clock \
-         read).\n"
+         write locks taken, the share that found the lock held (waited) and those waits' mean \
+         in ns (spinning or asleep, until the lock was taken), and write hold times in ns: \
+         mean, and the upper bound of the log2 bucket of the median, 99th, 99.9th percentile \
+         and the longest (so within 2x; each includes about one clock read).\n"
     );
     print!(
         "{}",
@@ -150,6 +154,7 @@ fn print_locks(events: usize, rows: &[Vec<String>]) {
                 "stripe",
                 "writes",
                 "waited",
+                "wait ns",
                 "mean ns",
                 "p50 ≤",
                 "p99 ≤",

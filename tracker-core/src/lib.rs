@@ -43,7 +43,7 @@
 //! The tracker accounts every byte it allocates ([`Stats::bytes`]) as:
 //!
 //! ```text
-//! bytes = 256·stripes
+//! bytes = 272·stripes
 //!       + Σ pages  (41 / load_p + url_len)
 //!       + Σ pages with 3 or more exact visitors  (8 + 12·slots)
 //!       + Σ those with a visitor seen in 2 or more buckets  (48 + 4·arena)
@@ -244,6 +244,8 @@
 #![warn(missing_docs)]
 
 mod background;
+#[cfg(not(feature = "shuttle"))]
+mod backoff;
 pub mod browser;
 pub mod canonical_url;
 mod error;

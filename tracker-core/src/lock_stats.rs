@@ -31,6 +31,12 @@ pub struct LockStats {
     /// Write locks that were held by another thread when asked for, so
     /// the taker waited (spun or blocked).
     pub write_waits: u64,
+    /// Time those waits took, nanoseconds summed (from the failed try to
+    /// the lock taken).
+    pub write_wait_ns: u64,
+    /// Those waits' times, a log2 histogram as
+    /// [`hold_histogram`](Self::hold_histogram).
+    pub wait_histogram: [u64; HOLD_BUCKETS],
     /// Read locks taken.
     pub reads: u64,
     /// Read locks that waited for a writer.
@@ -78,6 +84,8 @@ impl LockStats {
 struct Counters {
     writes: AtomicU64,
     write_waits: AtomicU64,
+    write_wait_ns: AtomicU64,
+    wait_histogram: [AtomicU64; HOLD_BUCKETS],
     reads: AtomicU64,
     read_waits: AtomicU64,
     hold_ns: AtomicU64,
@@ -89,12 +97,23 @@ impl Default for Counters {
         Self {
             writes: AtomicU64::new(0),
             write_waits: AtomicU64::new(0),
+            write_wait_ns: AtomicU64::new(0),
+            wait_histogram: std::array::from_fn(|_| AtomicU64::new(0)),
             reads: AtomicU64::new(0),
             read_waits: AtomicU64::new(0),
             hold_ns: AtomicU64::new(0),
             hold_histogram: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
+}
+
+fn nanos_since(start: Instant) -> u64 {
+    start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+/// The histogram bucket of a time of `ns` nanoseconds.
+fn bucket_of(ns: u64) -> usize {
+    ((u64::BITS - ns.leading_zeros()) as usize).min(HOLD_BUCKETS - 1)
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -127,17 +146,28 @@ impl<T> StatsLock<T> {
     /// Takes the write lock (poisoning ignored, as `sync` does).
     pub(crate) fn write(&self) -> StatsWriteGuard<'_, T> {
         self.try_write().unwrap_or_else(|| {
+            let asked = Instant::now();
+            let guard = crate::backoff::spin(|| self.try_take())
+                .unwrap_or_else(|| self.lock.write().unwrap_or_else(PoisonError::into_inner));
             bump(&self.counters.write_waits, 1);
-            self.taken(self.lock.write().unwrap_or_else(PoisonError::into_inner))
+            let waited = nanos_since(asked);
+            bump(&self.counters.write_wait_ns, waited);
+            bump(&self.counters.wait_histogram[bucket_of(waited)], 1);
+            self.taken(guard)
         })
     }
 
     /// Takes the write lock if it is free now (`None` otherwise, counted as
     /// neither a take nor a wait: the caller comes back later).
     pub(crate) fn try_write(&self) -> Option<StatsWriteGuard<'_, T>> {
+        self.try_take().map(|guard| self.taken(guard))
+    }
+
+    /// The inner lock's write guard if it is free now.
+    fn try_take(&self) -> Option<RwLockWriteGuard<'_, T>> {
         match self.lock.try_write() {
-            Ok(guard) => Some(self.taken(guard)),
-            Err(TryLockError::Poisoned(poisoned)) => Some(self.taken(poisoned.into_inner())),
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         }
     }
@@ -173,6 +203,8 @@ impl<T> StatsLock<T> {
         LockStats {
             writes: load(&c.writes),
             write_waits: load(&c.write_waits),
+            write_wait_ns: load(&c.write_wait_ns),
+            wait_histogram: std::array::from_fn(|i| load(&c.wait_histogram[i])),
             reads: load(&c.reads),
             read_waits: load(&c.read_waits),
             hold_ns: load(&c.hold_ns),
@@ -183,10 +215,9 @@ impl<T> StatsLock<T> {
 
 impl<T> Drop for StatsWriteGuard<'_, T> {
     fn drop(&mut self) {
-        let held = self.taken.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        let bucket = ((u64::BITS - held.leading_zeros()) as usize).min(HOLD_BUCKETS - 1);
+        let held = nanos_since(self.taken);
         bump(&self.counters.hold_ns, held);
-        bump(&self.counters.hold_histogram[bucket], 1);
+        bump(&self.counters.hold_histogram[bucket_of(held)], 1);
     }
 }
 

@@ -11,17 +11,26 @@
 /// its cache. A hint: it never faults and changes no value.
 #[inline(always)]
 pub(crate) fn prefetch<T>(at: &T) {
+    prefetch_address(at as *const T as usize);
+}
+
+/// [`prefetch`] of whatever is at `address` now, which need not be live
+/// memory: the record path asks for a page-table bucket at an address
+/// computed, before taking the stripe's lock, from where the table was
+/// when last published (see `TableHint`), and the table may have moved.
+#[inline(always)]
+pub(crate) fn prefetch_address(address: usize) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     // SAFETY: `_mm_prefetch` is `unsafe` only for its `#[target_feature(enable
     // = "sse")]`, which the cfg above proves enabled (SSE is in every x86_64
     // baseline). PREFETCHT0 reads no value into the program and never
-    // faults, whatever the address; this one comes from a live reference.
+    // faults, whatever the address: mapped or not, freed or live.
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>((at as *const T).cast());
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(address));
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
-    let _ = at;
+    let _ = address;
 }
 
 #[cfg(test)]
@@ -39,6 +48,10 @@ mod tests {
             prefetch(word);
         }
         prefetch(&words);
+        // Addresses that are no live memory: never a fault.
+        for address in [0, 8, usize::MAX, words.as_ptr() as usize + (1 << 40)] {
+            prefetch_address(address);
+        }
         assert!(words.iter().all(|&w| w == 7));
     }
 }

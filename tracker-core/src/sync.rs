@@ -44,15 +44,35 @@ pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 }
 
 /// Takes an exclusive lock, recovering from poisoning (see the module docs).
+/// A held lock is retried for a while (see [`spin`](crate::backoff::spin))
+/// before the thread blocks.
+#[inline]
 pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
     return lock.write();
-    #[cfg(not(all(feature = "lock-stats", not(feature = "shuttle"))))]
+    #[cfg(not(any(feature = "lock-stats", feature = "shuttle")))]
+    if let Some(guard) = try_write(lock) {
+        return guard;
+    }
+    #[cfg(not(any(feature = "lock-stats", feature = "shuttle")))]
+    return write_contended(lock);
+    #[cfg(feature = "shuttle")]
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// [`write`] of a lock found held: out of line, so that the uncontended
+/// take stays a compare-and-swap inlined in the record path.
+#[cfg(not(any(feature = "lock-stats", feature = "shuttle")))]
+#[cold]
+#[inline(never)]
+fn write_contended<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    crate::backoff::spin(|| try_write(lock))
+        .unwrap_or_else(|| lock.write().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Takes an exclusive lock if no one holds it now (`None` otherwise),
 /// recovering from poisoning (see the module docs).
+#[inline]
 pub(crate) fn try_write<T>(lock: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
     #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
     return lock.try_write();

@@ -316,8 +316,7 @@ impl Tracker {
         tick: u32,
     ) -> Result<(Recorded, std::borrow::Cow<'a, str>), TrackerError> {
         let (form, hash) = self.canonical_key(url, url_hash)?;
-        match sync::write(self.stripe(hash)).record(&form, hash, visitor, tick, None, &self.budget)
-        {
+        match self.record_new(&form, hash, visitor, tick, None) {
             StripeRecord::Done(recorded) | StripeRecord::DoneSweepDue(recorded) => {
                 Ok((recorded, form))
             }

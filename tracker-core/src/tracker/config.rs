@@ -41,7 +41,7 @@ pub struct TrackerConfig {
 impl TrackerConfig {
     /// Bytes a tracker holds before it holds any page: its stripes, each
     /// a lock, a table header, the URL hasher and counters, padded to four cache
-    /// lines.
+    /// lines, and where its page table is (for the record path's prefetch).
     pub fn fixed_bytes(&self) -> u64 {
         (self.stripes * crate::tracker::stripe::STRIPE_BYTES) as u64
     }
@@ -331,7 +331,7 @@ mod tests {
                 ..
             })
         ));
-        // 8 stripes of 256 bytes (more with the `lock-stats` counters).
+        // 8 stripes of 272 bytes (more with the `lock-stats` counters).
         let min = 8 * crate::tracker::stripe::STRIPE_BYTES as u64;
         assert_eq!(
             b().stripes(8).max_memory(min - 1).config().unwrap_err(),

@@ -30,7 +30,8 @@ use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW, ttl_ticks};
 use budget::{MemoryBudget, MemoryPolicy};
 use config::{TrackerBuilder, TrackerConfig};
 use stripe::{
-    EVICTION_SAMPLES, SLOTS_PER_BUCKET, SWEEP_BUCKETS, SWEEP_SLOTS, Stripe, StripeRecord, SweepStep,
+    EVICTION_SAMPLES, SLOTS_PER_BUCKET, SWEEP_BUCKETS, SWEEP_SLOTS, Stripe, StripeRecord,
+    SweepStep, TableHint,
 };
 
 /// Counts distinct visitors per page; share it between threads by
@@ -48,6 +49,9 @@ use stripe::{
 /// ```
 pub struct Tracker {
     stripes: Box<[CachePadded<RwLock<Stripe>>]>,
+    /// Where each stripe's page table is, for a record to prefetch its
+    /// bucket before taking the lock (see [`TableHint`]).
+    hints: Box<[TableHint]>,
     /// `stripes.len() - 1`.
     stripe_mask: usize,
     visitor_hasher: VisitorHasher,
@@ -105,6 +109,7 @@ impl Tracker {
             })
             .collect();
         Self {
+            hints: stripes.iter().map(|_| TableHint::default()).collect(),
             stripe_mask: stripes.len() - 1,
             stripes,
             visitor_hasher: VisitorHasher::new(config.hash_key),
@@ -188,9 +193,21 @@ impl Tracker {
         at: Option<Timestamp>,
     ) -> Result<Recorded, TrackerError> {
         self.check_visitor(visitor)?;
+        // The page's bucket is asked for first, so that hashing the
+        // visitor overlaps its miss.
+        let raw_hash = self.prefetch_page(url);
         let visitor = self.visitor_hasher.hash(visitor);
-        self.record_hashed(visitor, url, at)
+        self.record_prefetched(visitor, url, raw_hash, at)
             .map(|(recorded, _)| recorded)
+    }
+
+    /// The hash of `url` as sent, with the bucket its page would be in
+    /// prefetched (see [`TableHint`]).
+    #[inline]
+    fn prefetch_page(&self, url: &str) -> u64 {
+        let raw_hash = self.url_hasher.hash_one(url);
+        self.hints[self.stripe_index(raw_hash)].prefetch(raw_hash);
+        raw_hash
     }
 
     /// The page key of `url`: its canonical form and that form's hash,
@@ -224,6 +241,20 @@ impl Tracker {
         url: &'a str,
         at: Option<Timestamp>,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
+        let raw_hash = self.prefetch_page(url);
+        self.record_prefetched(visitor, url, raw_hash, at)
+    }
+
+    /// [`record_hashed`](Self::record_hashed) once [`prefetch_page`](Self::prefetch_page)
+    /// gave `raw_hash`, the hash of `url` as sent.
+    #[inline]
+    fn record_prefetched<'a>(
+        &self,
+        visitor: u64,
+        url: &'a str,
+        raw_hash: u64,
+        at: Option<Timestamp>,
+    ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
         // 0 marks empty slots; the hasher never yields it, but a replayed
         // hash comes off the disk.
         let visitor = visitor.max(1);
@@ -243,7 +274,6 @@ impl Tracker {
         // Fast path: the URL as sent is already a page's key. Stored keys are
         // canonical and canonical form is a fixed point (canonicalising it
         // changes nothing), so a match needs no canonicalisation.
-        let raw_hash = self.url_hasher.hash_one(url);
         let mut outcome = sync::write(self.stripe(raw_hash)).record_existing(
             url,
             raw_hash,
@@ -300,15 +330,32 @@ impl Tracker {
                 Some(known) => known,
                 None => canonical.insert(self.canonical_key(url, raw_hash)?),
             };
-            outcome = sync::write(self.stripe(*url_hash)).record(
-                canonical,
-                *url_hash,
-                visitor,
-                tick,
-                expiry,
-                &self.budget,
-            );
+            outcome = self.record_new(canonical, *url_hash, visitor, tick, expiry);
         }
+    }
+
+    /// [`Stripe::record`] of the canonical URL `url` under its stripe's
+    /// lock; publishes the stripe's [`TableHint`] when the page table is
+    /// not the size it says (it grew, or was restored, emptied or shrunk
+    /// since).
+    fn record_new(
+        &self,
+        url: &str,
+        url_hash: u64,
+        visitor: u64,
+        tick: u32,
+        expiry: Option<Expiry>,
+    ) -> StripeRecord {
+        let index = self.stripe_index(url_hash);
+        let mut stripe = sync::write(&self.stripes[index]);
+        let outcome = stripe.record(url, url_hash, visitor, tick, expiry, &self.budget);
+        let hint = &self.hints[index];
+        if stripe.buckets() != hint.buckets()
+            && let Some(place) = stripe.table_address(url, url_hash)
+        {
+            hint.publish(place);
+        }
+        outcome
     }
 
     /// With a TTL: the tick an event at `at` (or now) is recorded at and
@@ -926,13 +973,14 @@ mod tests {
         assert_send_sync::<Tracker>();
     }
 
-    /// The memory formula in the crate docs counts 256 bytes per stripe:
-    /// the lock, the page table header, the URL hasher and the counters.
-    /// (The `lock-stats` build adds its counters to the lock.)
+    /// The memory formula in the crate docs counts 272 bytes per stripe:
+    /// four cache lines for the lock, the page table header, the URL
+    /// hasher and the counters, and the page table's [`TableHint`]. (The
+    /// `lock-stats` build adds its counters to the lock.)
     #[test]
     #[cfg(not(feature = "lock-stats"))]
-    fn a_stripe_takes_four_cache_lines() {
-        assert_eq!(stripe::STRIPE_BYTES, 256);
+    fn a_stripe_takes_four_cache_lines_and_a_hint() {
+        assert_eq!(stripe::STRIPE_BYTES, 256 + 16);
     }
 
     #[test]

@@ -9,14 +9,28 @@
 //! crate's `sync` shim) around a hashbrown table of [`Page`]s plus the
 //! stripe's counters, padded to its own cache lines so that two cores
 //! writing neighbouring stripes do not bounce one line between them.
+//! Within a stripe, what every record touches shares the lock's cache
+//! line (see [`Stripe`]), and values that rarely change are written only
+//! when they do, so that two cores recording into one stripe move one
+//! line between them per record, not four.
 //!
-//! - `record` hashes the URL as sent outside any lock and takes that
-//!   hash's stripe write lock for one probe: a URL already stored (so
-//!   canonical) is found there, and the visitor inserted under the same
-//!   lock. On a miss the lock is released, the URL canonicalised, and the
+//! - `record` hashes the URL as sent outside any lock, prefetches the
+//!   page-table bucket it would be in (from the stripe's [`TableHint`])
+//!   before hashing the visitor, and takes that hash's stripe write lock
+//!   for one probe: a URL already stored (so canonical) is found there,
+//!   and the visitor inserted under the same lock (the probe asks for the
+//!   visitor table's lines before comparing the URL, so their misses
+//!   overlap). On a miss the lock is released, the URL canonicalised, and the
 //!   canonical URL's stripe write-locked to insert: two locks in turn,
 //!   never together. With a TTL, every 64th record of a stripe runs a
-//!   sweep step after its lock is released.
+//!   sweep step after its lock is released. All of this is to keep the
+//!   hold short: a record spends most of its time under its stripe's lock,
+//!   so two threads on the default 4 stripes per core find a stripe held
+//!   on about one take in ten, and wait about one hold (see
+//!   docs/BENCHMARKS.md, "Thread scaling (issue 18)").
+//! - A write lock found held is retried with backoff for about 16 µs
+//!   before the thread sleeps (`backoff::spin`): a hold is well under that,
+//!   and a futex sleep and wake-up cost more.
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
@@ -68,11 +82,12 @@
 use hashbrown::HashTable;
 use thin_vec::ThinVec;
 
+use crate::prefetch::prefetch_address;
 use crate::report::Recorded;
 use crate::set::page::Page;
 use crate::set::table_pool::TablePool;
 use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
-use crate::sync::{CachePadded, RwLock};
+use crate::sync::{AtomicUsize, CachePadded, Ordering, RwLock};
 use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
 
@@ -134,17 +149,60 @@ pub(crate) const SWEEP_SLOTS: usize = STEP_SLOTS;
 pub(crate) const SLOTS_PER_BUCKET: usize = 256;
 
 /// Bytes one stripe takes before it holds a page (see the memory formula),
-/// padded lock included.
-pub(crate) const STRIPE_BYTES: usize = std::mem::size_of::<CachePadded<RwLock<Stripe>>>();
+/// padded lock and [`TableHint`] included.
+pub(crate) const STRIPE_BYTES: usize =
+    size_of::<CachePadded<RwLock<Stripe>>>() + size_of::<TableHint>();
 
+/// The fields are in declared order (`repr(C)`), grouped by how a record
+/// uses them (issue 18): two cores recording into one stripe in turn move
+/// every cache line that a record writes from one core to the other, and
+/// each line the other core wrote makes this one's next read of it miss.
+/// So what every record reads or writes sits on the lock's own cache line
+/// (the lock is 16 bytes, these fields the 48 after it: see
+/// `hot_fields_share_the_lock_line`), what a record only reads, or writes
+/// only when it changes, on the next line, and what only growth, eviction,
+/// sketching and the sweep touch after them.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Stripe {
+    // The lock's line: read or written by every record.
     pages: HashTable<Page>,
+    /// Distinct pairs held by this stripe's pages.
+    pairs: u64,
+    /// The latest tick recorded in this stripe: its "now" for eviction.
+    /// Written only when it rises, as are the tick bounds below: a store
+    /// of an unchanged value still takes the line from the other core.
+    newest: u32,
+    /// Records since the last piggy-backed sweep step.
+    records_since_sweep: u32,
+    // Read by every record; written rarely (a tick bound moving, a pass).
+    /// The bucket width in seconds (the tracker's).
+    width: u32,
+    /// No pair of this stripe has a tick below this (with a TTL): while
+    /// it is live, nothing here has expired and a sweep step has nothing
+    /// to do (see [`Stripe::sweep`]). Lowered by every record, raised by
+    /// each whole sweep pass to the lowest bound its pages gave.
+    oldest_tick: u32,
+    /// The lowest tick bound seen by the sweep pass under way, records
+    /// included.
+    pass_oldest: u32,
+    /// No page of this stripe was last recorded before this tick (a lower
+    /// bound, raised by the scans of `least_recent`, lowered by a page
+    /// created at an older tick).
+    floor: u32,
     /// The tracker's URL hasher (every stripe has a copy of the same one):
     /// pages do not store their hash, so resizing rehashes their URLs.
     hasher: ahash::RandomState,
-    /// Distinct pairs held by this stripe's pages.
-    pairs: u64,
+    /// The page-table bucket the next sweep step starts at.
+    sweep_cursor: usize,
+    /// Where the sweep stopped inside a large page's table: the low bits
+    /// of the page's URL address (0 for none; a page found there with
+    /// other bits starts its pass afresh, a rare false match only shortens
+    /// one pass) and the slot to resume at (see [`Stripe::sweep`]). Two
+    /// `u32`s, so that the stripe keeps to its cache lines.
+    resume_url: u32,
+    resume_slot: u32,
+    // Touched by growth, eviction, sketching and the sweep only.
     /// URL hashes of the pages whose exact set is worth sketching (see
     /// [`VisitorSet::became_sketch_worthy`]): the candidates of the sketch policy,
     /// kept as sets cross the threshold so that pressure needs no scan.
@@ -159,27 +217,6 @@ pub(crate) struct Stripe {
     expired: u64,
     /// Pages removed because no visitor was live, since start.
     expired_pages: u64,
-    /// The page-table bucket the next sweep step starts at.
-    sweep_cursor: usize,
-    /// Where the sweep stopped inside a large page's table: the low bits
-    /// of the page's URL address (0 for none; a page found there with
-    /// other bits starts its pass afresh, a rare false match only shortens
-    /// one pass) and the slot to resume at (see [`Stripe::sweep`]). Two
-    /// `u32`s, so that the stripe keeps to its cache lines.
-    resume_url: u32,
-    resume_slot: u32,
-    /// Records since the last piggy-backed sweep step.
-    records_since_sweep: u32,
-    /// No pair of this stripe has a tick below this (with a TTL): while
-    /// it is live, nothing here has expired and a sweep step has nothing
-    /// to do (see [`Stripe::sweep`]). Lowered by every record, raised by
-    /// each whole sweep pass to the lowest bound its pages gave.
-    oldest_tick: u32,
-    /// The lowest tick bound seen by the sweep pass under way, records
-    /// included, and whether the pass can see every page (no rehash of
-    /// the page table has moved pages since it began).
-    pass_oldest: u32,
-    pass_whole: bool,
     /// The eviction pool: the best candidates seen so far, as (bucket,
     /// URL address). Entries are re-checked when used (their page may have
     /// been recorded, swept, evicted or moved since), so nothing else needs
@@ -197,22 +234,81 @@ pub(crate) struct Stripe {
     /// (A thin handle, as the pool's: the stripe keeps to four cache
     /// lines.)
     ghosts: ThinVec<(u64, usize, usize)>,
-    /// The bucket width in seconds (the tracker's).
-    width: u32,
     /// Picks the pages sampled when eviction runs under this stripe's lock
     /// on its own (see `settle`), so that it touches no shared state.
     random: SplitMix64,
     /// Pages evicted to book a timed set's growth (see `settle`).
     evicted_to_settle: u64,
-    /// The latest tick recorded in this stripe: its "now" for eviction.
-    newest: u32,
     /// Buffers its pages' tables grew out of, for the next growths to
     /// reuse (see `set/table_pool.rs`).
     pool: TablePool,
-    /// No page of this stripe was last recorded before this tick (a lower
-    /// bound, raised by the scans of `least_recent`, lowered by a page
-    /// created at an older tick).
-    floor: u32,
+    /// Whether the sweep pass under way can see every page (no rehash of
+    /// the page table has moved pages since it began).
+    pass_whole: bool,
+}
+
+/// Where a stripe's page table is, published outside the stripe's lock
+/// so that a record can ask for its URL's bucket before it takes the lock
+/// (issue 18): that miss then overlaps the lock's own (its cache line
+/// usually comes from the other core) instead of following it while the
+/// lock is held, and every nanosecond under the lock is one the other
+/// thread may wait.
+///
+/// hashbrown keeps a table's buckets just below its control bytes
+/// (bucket `i` at `ctrl - (i + 1) × size_of::<Page>()`) and starts a
+/// probe at bucket `hash & mask`; it offers no way to read `ctrl`, so the
+/// stripe computes it from a page's address and bucket index when the
+/// table moves (`Stripe::table_address`;
+/// `table_hint_finds_the_buckets` checks the layout against the hashbrown
+/// in use). The two words are written, relaxed, under the stripe's lock
+/// when its table grows, and read with no lock: a stale or torn pair only
+/// prefetches the wrong line ([`prefetch_address`] never faults).
+#[derive(Debug, Default)]
+pub(crate) struct TableHint {
+    /// The control bytes' address; 0 before the table has one.
+    ctrl: AtomicUsize,
+    /// The table's buckets, less one.
+    mask: AtomicUsize,
+}
+
+impl TableHint {
+    /// Publishes the table's place, from [`Stripe::table_address`].
+    pub(crate) fn publish(&self, (ctrl, mask): (usize, usize)) {
+        self.ctrl.store(ctrl, Ordering::Relaxed);
+        self.mask.store(mask, Ordering::Relaxed);
+    }
+
+    /// The buckets of the table last published (0 for none).
+    pub(crate) fn buckets(&self) -> usize {
+        match self.ctrl.load(Ordering::Relaxed) {
+            0 => 0,
+            _ => self.mask.load(Ordering::Relaxed) + 1,
+        }
+    }
+
+    /// Prefetches the control group and the first bucket a probe for
+    /// `url_hash` reads, where the table was last published.
+    #[inline]
+    pub(crate) fn prefetch(&self, url_hash: u64) {
+        let ctrl = self.ctrl.load(Ordering::Relaxed);
+        if ctrl == 0 {
+            return;
+        }
+        let home = url_hash as usize & self.mask.load(Ordering::Relaxed);
+        let bucket = ctrl.wrapping_sub((home + 1) * size_of::<Page>());
+        prefetch_address(ctrl.wrapping_add(home));
+        prefetch_address(bucket);
+        prefetch_address(bucket.wrapping_add(size_of::<Page>() - 1));
+    }
+}
+
+/// Lowers `bound` to `tick`, writing only when that changes it (see
+/// `Stripe::newest`).
+#[inline]
+fn lower(bound: &mut u32, tick: u32) {
+    if tick < *bound {
+        *bound = tick;
+    }
 }
 
 /// Moves `total` from a set's tally `before` a change (`None`: it was
@@ -362,7 +458,14 @@ impl Stripe {
         expiry: Option<Expiry>,
         budget: &MemoryBudget,
     ) -> StripeRecord {
-        let Some(bucket) = self.pages.find_bucket_index(url_hash, |p| *p.url == *url) else {
+        // A candidate's table lines are asked for before its URL is
+        // compared (a false candidate, 1 in 128 per slot probed, only
+        // wastes the prefetch).
+        let same = |p: &Page| {
+            p.visitors.prefetch_insert(visitor);
+            *p.url == *url
+        };
+        let Some(bucket) = self.pages.find_bucket_index(url_hash, same) else {
             return StripeRecord::NoPage;
         };
         self.record_at(bucket, url_hash, visitor, tick, expiry, budget)
@@ -503,14 +606,16 @@ impl Stripe {
         };
         page.visitors.touch(tick);
         retally(&mut self.sketched_visitors, tally, &page.visitors);
-        self.newest = self.newest.max(tick);
+        if tick > self.newest {
+            self.newest = tick;
+        }
         if expiry.is_none() {
             return StripeRecord::Done(recorded);
         }
         // `note_tick`, on fields apart from the page borrowed: only the
         // sweep with a TTL reads them.
-        self.oldest_tick = self.oldest_tick.min(tick);
-        self.pass_oldest = self.pass_oldest.min(tick);
+        lower(&mut self.oldest_tick, tick);
+        lower(&mut self.pass_oldest, tick);
         if let Some(before) = booked {
             let (held, keep) = (page.visitors.heap_bytes(), page.url.as_ptr() as usize);
             self.settle(budget, before + reserved, held, keep);
@@ -651,8 +756,8 @@ impl Stripe {
     /// A record or restore put a pair at `tick` here.
     #[inline]
     fn note_tick(&mut self, tick: u32) {
-        self.oldest_tick = self.oldest_tick.min(tick);
-        self.pass_oldest = self.pass_oldest.min(tick);
+        lower(&mut self.oldest_tick, tick);
+        lower(&mut self.pass_oldest, tick);
     }
 
     /// The sweep has just visited the last bucket: a pass that saw every
@@ -673,6 +778,16 @@ impl Stripe {
     /// Pages removed for having no live visitor, since start.
     pub(crate) fn expired_pages(&self) -> u64 {
         self.expired_pages
+    }
+
+    /// Where the page table is, for a [`TableHint`]: its control bytes'
+    /// address and bucket mask, computed from the address of the page
+    /// `url` (of hash `url_hash`), which the stripe must hold.
+    pub(crate) fn table_address(&self, url: &str, url_hash: u64) -> Option<(usize, usize)> {
+        let index = self.pages.find_bucket_index(url_hash, |p| *p.url == *url)?;
+        let page = self.pages.get_bucket(index)?;
+        let ctrl = page as *const Page as usize + (index + 1) * size_of::<Page>();
+        Some((ctrl, self.pages.num_buckets() - 1))
     }
 
     /// Buckets of the page table: what a full sweep pass visits.
@@ -716,8 +831,10 @@ impl Stripe {
         if let Some(ghost) = self.ghosts.iter_mut().find(|g| g.0 == url_hash && g.2 == 0) {
             ghost.2 = page.url.as_ptr() as usize;
         }
-        self.newest = self.newest.max(tick);
-        self.floor = self.floor.min(tick);
+        if tick > self.newest {
+            self.newest = tick;
+        }
+        lower(&mut self.floor, tick);
         self.note_tick(tick);
         self.pass_whole &= !table_grows;
         page.visitors.insert(visitor, tick, self.width, expiry);
@@ -1213,6 +1330,65 @@ fn table_growth_bound(before: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table's place computed from one page predicts every page's
+    /// bucket address, and most pages sit in the bucket a probe starts
+    /// at or the next: the hashbrown layout `TableHint` relies on.
+    #[test]
+    fn table_hint_finds_the_buckets() {
+        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+        let budget = MemoryBudget::new(None, 0);
+        let urls: Vec<String> = (0..3_000).map(|i| format!("https://e.com/{i}")).collect();
+        for url in &urls {
+            stripe.record(url, stripe.hash(url), 1, 0, None, &budget);
+        }
+        let (ctrl, mask) = stripe
+            .table_address(&urls[0], stripe.hash(&urls[0]))
+            .unwrap();
+        assert_eq!(mask + 1, stripe.pages.num_buckets());
+        let mut near_home = 0;
+        for url in &urls {
+            let hash = stripe.hash(url);
+            let index = stripe
+                .pages
+                .find_bucket_index(hash, |p| *p.url == **url)
+                .unwrap();
+            let page = stripe.pages.get_bucket(index).unwrap();
+            assert_eq!(
+                page as *const Page as usize,
+                ctrl - (index + 1) * size_of::<Page>()
+            );
+            let home = hash as usize & mask;
+            near_home += usize::from(index.wrapping_sub(home) & mask <= 1);
+        }
+        assert!(
+            near_home * 2 > urls.len(),
+            "{near_home} of {} near home",
+            urls.len()
+        );
+        let hint = TableHint::default();
+        hint.prefetch(1);
+        assert_eq!(hint.buckets(), 0);
+        hint.publish((ctrl, mask));
+        assert_eq!(hint.buckets(), mask + 1);
+        hint.prefetch(stripe.hash(&urls[7]));
+    }
+
+    /// What every record reads or writes shares the lock's cache line
+    /// (see [`Stripe`]), and the stripe keeps to four lines. (The
+    /// `lock-stats` lock is larger; shuttle's is another type.)
+    #[test]
+    #[cfg(not(any(feature = "lock-stats", feature = "shuttle")))]
+    fn hot_fields_share_the_lock_line() {
+        use std::mem::offset_of;
+        let padded = CachePadded(RwLock::new(Stripe::new(ahash::RandomState::new(), 60)));
+        let block = &padded as *const _ as usize;
+        let data = &*crate::sync::read(&padded) as *const Stripe as usize;
+        let end = data - block + offset_of!(Stripe, records_since_sweep) + 4;
+        assert!(end <= 64, "the hot fields end at byte {end}");
+        assert_eq!(offset_of!(Stripe, pages), 0);
+        assert_eq!(size_of::<CachePadded<RwLock<Stripe>>>(), 256);
+    }
 
     #[test]
     fn accounting_matches_a_recount() {
