@@ -1,10 +1,14 @@
-//! A cache-line prefetch hint: the batch record asks for the lines its
-//! inserts will touch some events ahead, so that their misses overlap
-//! instead of stalling one insert after another (see
-//! `Tracker::record_batch`); a record with a TTL asks for its timed
-//! table's home slot before the table's header arrives (see
-//! `VisitorSet::prefetch_home`). On targets without the instruction it
-//! does nothing.
+//! A cache-line prefetch hint, so that misses overlap instead of stalling
+//! one after another:
+//! - the batch record asks for the lines its inserts will touch some
+//!   events ahead (see `Tracker::record_batch`);
+//! - a record asks for its page's bucket before taking the stripe's lock
+//!   (see `TableHint`), and for the visitor table's lines while it
+//!   compares the page's URL (`VisitorSet::prefetch_insert`);
+//! - a record with a TTL asks for its timed table's home slot before the
+//!   table's header arrives (`VisitorSet::prefetch_home`).
+//!
+//! On targets without the instruction it does nothing.
 #![allow(unsafe_code)]
 
 /// Asks the CPU to bring the cache line holding `at` into every level of

@@ -465,12 +465,17 @@ pub async fn count(State(state): State<AppState>, request: Request) -> Result<Re
     ))?;
     let site = state.limits.browser.site.as_deref();
     let url = page(raw, &parts.headers, site)?;
+    let is_event = decode_param("e", e)?.is_some_and(|e| e == "true" || e == "1");
     // A HEAD is a link checker or a cache probing the URL, not a browser
-    // showing the image: answered as the GET would be, and not counted.
+    // showing the image: answered as the GET would be (its errors
+    // included), and not counted.
     if parts.method == axum::http::Method::HEAD {
+        decode_param("b", b)?;
+        if !is_event {
+            state.store()?.tracker().canonicalize(&url)?;
+        }
         return Ok(pixel());
     }
-    let is_event = decode_param("e", e)?.is_some_and(|e| e == "true" || e == "1");
     if is_event {
         state.store()?;
         // Counted under `p` as sent (decoded), not as a page.

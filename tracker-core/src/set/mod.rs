@@ -396,7 +396,9 @@ impl VisitorSet {
     pub(crate) fn prefetch_insert(&self, hash: u64) {
         self.prefetch_header();
         match self {
-            // Without loading the thin table's header for its capacity.
+            // The capacity from the page record, not the thin table's
+            // header: the addresses do not wait for that load (only the
+            // bounds checks read it, and their branch is predicted).
             VisitorSet::Timed(..) => self.prefetch_home(hash),
             _ => self.prefetch(hash),
         }

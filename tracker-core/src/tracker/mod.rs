@@ -336,8 +336,7 @@ impl Tracker {
 
     /// [`Stripe::record`] of the canonical URL `url` under its stripe's
     /// lock; publishes the stripe's [`TableHint`] when the page table is
-    /// not the size it says (it grew, or was restored, emptied or shrunk
-    /// since).
+    /// not the size it says (it grew, or was emptied and rebuilt since).
     fn record_new(
         &self,
         url: &str,
@@ -356,6 +355,20 @@ impl Tracker {
             hint.publish(place);
         }
         outcome
+    }
+
+    /// Publishes where stripe `index`'s page table is now (nowhere when it
+    /// is empty), for a caller holding its lock.
+    fn refresh_hint(&self, index: usize, stripe: &Stripe) {
+        self.hints[index].publish(stripe.any_table_address().unwrap_or((0, 0)));
+    }
+
+    /// [`refresh_hint`](Self::refresh_hint) of every stripe: after a
+    /// restore, which fills the tables without the record path.
+    pub(crate) fn refresh_hints(&self) {
+        for (index, stripe) in self.stripes.iter().enumerate() {
+            self.refresh_hint(index, &sync::read(stripe));
+        }
     }
 
     /// With a TTL: the tick an event at `at` (or now) is recorded at and
@@ -470,13 +483,13 @@ impl Tracker {
             let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
             let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
             let slots = work.min(SWEEP_SLOTS as u64) as usize;
-            let step = sync::write(&self.stripes[i]).sweep(
-                expiry,
-                oldest_bucket,
-                chunk,
-                slots,
-                &self.budget,
-            );
+            let mut stripe = sync::write(&self.stripes[i]);
+            let step = stripe.sweep(expiry, oldest_bucket, chunk, slots, &self.budget);
+            if step.pages_removed > 0 && stripe.buckets() != self.hints[i].buckets() {
+                // Emptied, its table given back: the next one is elsewhere.
+                self.refresh_hint(i, &stripe);
+            }
+            drop(stripe);
             if step.buckets == 0 {
                 empty_in_a_row += 1;
                 continue;
@@ -1111,6 +1124,46 @@ mod tests {
     /// with and without a retention: every count equals a model of the
     /// latest visit of each pair, at every moment, and no step visits
     /// more than its slots.
+    /// The place each stripe's hint gives is its page table's: after
+    /// records, after a sweep empties the stripe and a new table is
+    /// made, and after a restore (which fills tables without records).
+    #[test]
+    fn table_hints_follow_the_page_tables() {
+        use crate::ManualClock;
+        use std::time::Duration;
+        let hinted = |tracker: &Tracker| {
+            for (index, stripe) in tracker.stripes.iter().enumerate() {
+                let stripe = sync::read(stripe);
+                let place = stripe.any_table_address().unwrap_or((0, 0));
+                assert_eq!(tracker.hints[index].place(), place, "stripe {index}");
+            }
+        };
+        let clock = ManualClock::new(Timestamp::from_millis(1_000_000_000));
+        let tracker = Tracker::builder()
+            .stripes(1)
+            .ttl(Duration::from_secs(60))
+            .clock(std::sync::Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        tracker.record("v", "https://example.com/a").unwrap();
+        hinted(&tracker);
+        clock.advance(Duration::from_secs(120));
+        while tracker.sweep(1 << 10).buckets > 0 && tracker.stats().pages > 0 {}
+        assert_eq!(tracker.stats().pages, 0);
+        hinted(&tracker);
+        tracker.record("v", "https://example.com/b").unwrap();
+        hinted(&tracker);
+        let mut payload = Vec::new();
+        tracker.write_snapshot(&mut payload).unwrap();
+        let again = Tracker::builder()
+            .stripes(1)
+            .ttl(Duration::from_secs(60))
+            .clock(std::sync::Arc::new(clock.clone()));
+        let restored = Tracker::restore_snapshot(&payload, again).unwrap();
+        assert_ne!(restored.hints[0].place(), (0, 0));
+        hinted(&restored);
+    }
+
     #[test]
     fn large_pages_swept_in_steps_count_exactly() {
         use crate::ManualClock;

@@ -323,6 +323,7 @@ impl Tracker {
         if r.at != r.len {
             return Err(r.invalid(r.at, "bytes after the end".into()));
         }
+        tracker.refresh_hints();
         Ok(tracker)
     }
 }

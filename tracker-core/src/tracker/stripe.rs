@@ -79,6 +79,8 @@
 //! this protocol (record, make room, evict, sweep) over many thread
 //! interleavings.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use hashbrown::HashTable;
 use thin_vec::ThinVec;
 
@@ -87,7 +89,7 @@ use crate::report::Recorded;
 use crate::set::page::Page;
 use crate::set::table_pool::TablePool;
 use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
-use crate::sync::{AtomicUsize, CachePadded, Ordering, RwLock};
+use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
 
@@ -261,8 +263,12 @@ pub(crate) struct Stripe {
 /// table moves (`Stripe::table_address`;
 /// `table_hint_finds_the_buckets` checks the layout against the hashbrown
 /// in use). The two words are written, relaxed, under the stripe's lock
-/// when its table grows, and read with no lock: a stale or torn pair only
+/// when a record finds the table not the size they say (it grew), when a
+/// sweep step empties it, and after a restore; they are read with no lock: a stale or torn pair only
 /// prefetches the wrong line ([`prefetch_address`] never faults).
+///
+/// Plain `std` atomics even under the `shuttle` feature: a hint orders
+/// nothing, so it is no scheduling point worth exploring.
 #[derive(Debug, Default)]
 pub(crate) struct TableHint {
     /// The control bytes' address; 0 before the table has one.
@@ -276,6 +282,15 @@ impl TableHint {
     pub(crate) fn publish(&self, (ctrl, mask): (usize, usize)) {
         self.ctrl.store(ctrl, Ordering::Relaxed);
         self.mask.store(mask, Ordering::Relaxed);
+    }
+
+    /// The place last published, as given to [`publish`](Self::publish).
+    #[cfg(test)]
+    pub(crate) fn place(&self) -> (usize, usize) {
+        (
+            self.ctrl.load(Ordering::Relaxed),
+            self.mask.load(Ordering::Relaxed),
+        )
     }
 
     /// The buckets of the table last published (0 for none).
@@ -788,6 +803,13 @@ impl Stripe {
         let page = self.pages.get_bucket(index)?;
         let ctrl = page as *const Page as usize + (index + 1) * size_of::<Page>();
         Some((ctrl, self.pages.num_buckets() - 1))
+    }
+
+    /// [`table_address`](Self::table_address) from any page the stripe
+    /// holds; `None` for an empty stripe.
+    pub(crate) fn any_table_address(&self) -> Option<(usize, usize)> {
+        let page = self.pages.iter().next()?;
+        self.table_address(&page.url, self.hasher.hash_one(&*page.url))
     }
 
     /// Buckets of the page table: what a full sweep pass visits.

@@ -241,6 +241,9 @@ async fn the_pixel_counts_and_answers_a_gif() {
     assert_eq!(answer.headers["content-type"], "image/gif");
     assert!(answer.body.is_empty());
     assert_eq!(visitors(&app, "https://site.test/head").await, 0);
+    let mut bad = pixel("/count?p=javascript:alert(1)", &[]);
+    *bad.method_mut() = Method::HEAD;
+    assert_eq!(send(&app, bad).await.status, StatusCode::BAD_REQUEST);
     let stats = stats(&app).await;
     assert_eq!(stats["custom_events"]["signup"], 1);
     assert_eq!(stats["dropped_events"]["client_flag"], 2);
