@@ -335,8 +335,8 @@ impl Tracker {
     }
 
     /// [`Stripe::record`] of the canonical URL `url` under its stripe's
-    /// lock; publishes the stripe's [`TableHint`] when the page table is
-    /// not the size it says (it grew, or was emptied and rebuilt since).
+    /// lock (the one record that can add a page, so grow the table: see
+    /// [`refresh_hint`](Self::refresh_hint)).
     fn record_new(
         &self,
         url: &str,
@@ -348,23 +348,23 @@ impl Tracker {
         let index = self.stripe_index(url_hash);
         let mut stripe = sync::write(&self.stripes[index]);
         let outcome = stripe.record(url, url_hash, visitor, tick, expiry, &self.budget);
-        let hint = &self.hints[index];
-        if stripe.buckets() != hint.buckets()
-            && let Some(place) = stripe.table_address(url, url_hash)
-        {
-            hint.publish(place);
-        }
+        self.refresh_hint(index, &stripe);
         outcome
     }
 
     /// Publishes where stripe `index`'s page table is now (nowhere when it
-    /// is empty), for a caller holding its lock.
+    /// is empty) if its [`TableHint`] says another size, for a caller
+    /// holding its lock: after a record added a page (the table grew), a
+    /// sweep step (the table was emptied and given back), and a restore
+    /// (which fills tables without the record path).
     fn refresh_hint(&self, index: usize, stripe: &Stripe) {
-        self.hints[index].publish(stripe.any_table_address().unwrap_or((0, 0)));
+        let hint = &self.hints[index];
+        if stripe.buckets() != hint.buckets() {
+            hint.publish(stripe.any_table_address().unwrap_or((0, 0)));
+        }
     }
 
-    /// [`refresh_hint`](Self::refresh_hint) of every stripe: after a
-    /// restore, which fills the tables without the record path.
+    /// [`refresh_hint`](Self::refresh_hint) of every stripe.
     pub(crate) fn refresh_hints(&self) {
         for (index, stripe) in self.stripes.iter().enumerate() {
             self.refresh_hint(index, &sync::read(stripe));
@@ -485,10 +485,7 @@ impl Tracker {
             let slots = work.min(SWEEP_SLOTS as u64) as usize;
             let mut stripe = sync::write(&self.stripes[i]);
             let step = stripe.sweep(expiry, oldest_bucket, chunk, slots, &self.budget);
-            if step.pages_removed > 0 && stripe.buckets() != self.hints[i].buckets() {
-                // Emptied, its table given back: the next one is elsewhere.
-                self.refresh_hint(i, &stripe);
-            }
+            self.refresh_hint(i, &stripe);
             drop(stripe);
             if step.buckets == 0 {
                 empty_in_a_row += 1;
@@ -1119,11 +1116,6 @@ mod tests {
         }
     }
 
-    /// Pages far larger than a sweep step (unit tests use 48 slots) are
-    /// swept in resumed steps while visitors arrive, return and expire,
-    /// with and without a retention: every count equals a model of the
-    /// latest visit of each pair, at every moment, and no step visits
-    /// more than its slots.
     /// The place each stripe's hint gives is its page table's: after
     /// records, after a sweep empties the stripe and a new table is
     /// made, and after a restore (which fills tables without records).
@@ -1164,6 +1156,11 @@ mod tests {
         hinted(&restored);
     }
 
+    /// Pages far larger than a sweep step (unit tests use 48 slots) are
+    /// swept in resumed steps while visitors arrive, return and expire,
+    /// with and without a retention: every count equals a model of the
+    /// latest visit of each pair, at every moment, and no step visits
+    /// more than its slots.
     #[test]
     fn large_pages_swept_in_steps_count_exactly() {
         use crate::ManualClock;
