@@ -360,7 +360,7 @@ impl Tracker {
     fn refresh_hint(&self, index: usize, stripe: &Stripe) {
         let hint = &self.hints[index];
         if stripe.buckets() != hint.buckets() {
-            hint.publish(stripe.any_table_address().unwrap_or((0, 0)));
+            hint.publish(stripe.table_address().unwrap_or((0, 0)));
         }
     }
 
@@ -1126,7 +1126,7 @@ mod tests {
         let hinted = |tracker: &Tracker| {
             for (index, stripe) in tracker.stripes.iter().enumerate() {
                 let stripe = sync::read(stripe);
-                let place = stripe.any_table_address().unwrap_or((0, 0));
+                let place = stripe.table_address().unwrap_or((0, 0));
                 assert_eq!(tracker.hints[index].place(), place, "stripe {index}");
             }
         };

@@ -263,9 +263,9 @@ pub(crate) struct Stripe {
 /// table moves (`Stripe::table_address`;
 /// `table_hint_finds_the_buckets` checks the layout against the hashbrown
 /// in use). The two words are written, relaxed, under the stripe's lock
-/// when a record finds the table not the size they say (it grew), when a
-/// sweep step empties it, and after a restore; they are read with no lock: a stale or torn pair only
-/// prefetches the wrong line ([`prefetch_address`] never faults).
+/// when the table is not the size they say (see `Tracker::refresh_hint`),
+/// and read with no lock: a stale or torn pair only prefetches the wrong
+/// line ([`prefetch_address`] never faults).
 ///
 /// Plain `std` atomics even under the `shuttle` feature: a hint orders
 /// nothing, so it is no scheduling point worth exploring.
@@ -322,6 +322,14 @@ impl TableHint {
 #[inline]
 fn lower(bound: &mut u32, tick: u32) {
     if tick < *bound {
+        *bound = tick;
+    }
+}
+
+/// Raises `bound` to `tick`, writing only when that changes it.
+#[inline]
+fn raise(bound: &mut u32, tick: u32) {
+    if tick > *bound {
         *bound = tick;
     }
 }
@@ -621,9 +629,7 @@ impl Stripe {
         };
         page.visitors.touch(tick);
         retally(&mut self.sketched_visitors, tally, &page.visitors);
-        if tick > self.newest {
-            self.newest = tick;
-        }
+        raise(&mut self.newest, tick);
         if expiry.is_none() {
             return StripeRecord::Done(recorded);
         }
@@ -796,20 +802,15 @@ impl Stripe {
     }
 
     /// Where the page table is, for a [`TableHint`]: its control bytes'
-    /// address and bucket mask, computed from the address of the page
-    /// `url` (of hash `url_hash`), which the stripe must hold.
-    pub(crate) fn table_address(&self, url: &str, url_hash: u64) -> Option<(usize, usize)> {
-        let index = self.pages.find_bucket_index(url_hash, |p| *p.url == *url)?;
+    /// address and bucket mask, computed from the address and bucket
+    /// index of any page it holds; `None` for an empty stripe.
+    pub(crate) fn table_address(&self) -> Option<(usize, usize)> {
+        let url = &self.pages.iter().next()?.url;
+        let hash = self.hasher.hash_one(&**url);
+        let index = self.pages.find_bucket_index(hash, |p| p.url == *url)?;
         let page = self.pages.get_bucket(index)?;
         let ctrl = page as *const Page as usize + (index + 1) * size_of::<Page>();
         Some((ctrl, self.pages.num_buckets() - 1))
-    }
-
-    /// [`table_address`](Self::table_address) from any page the stripe
-    /// holds; `None` for an empty stripe.
-    pub(crate) fn any_table_address(&self) -> Option<(usize, usize)> {
-        let page = self.pages.iter().next()?;
-        self.table_address(&page.url, self.hasher.hash_one(&*page.url))
     }
 
     /// Buckets of the page table: what a full sweep pass visits.
@@ -853,9 +854,7 @@ impl Stripe {
         if let Some(ghost) = self.ghosts.iter_mut().find(|g| g.0 == url_hash && g.2 == 0) {
             ghost.2 = page.url.as_ptr() as usize;
         }
-        if tick > self.newest {
-            self.newest = tick;
-        }
+        raise(&mut self.newest, tick);
         lower(&mut self.floor, tick);
         self.note_tick(tick);
         self.pass_whole &= !table_grows;
@@ -1364,9 +1363,7 @@ mod tests {
         for url in &urls {
             stripe.record(url, stripe.hash(url), 1, 0, None, &budget);
         }
-        let (ctrl, mask) = stripe
-            .table_address(&urls[0], stripe.hash(&urls[0]))
-            .unwrap();
+        let (ctrl, mask) = stripe.table_address().unwrap();
         assert_eq!(mask + 1, stripe.pages.num_buckets());
         let mut near_home = 0;
         for url in &urls {
