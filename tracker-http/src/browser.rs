@@ -469,24 +469,24 @@ pub async fn count(State(state): State<AppState>, request: Request) -> Result<Re
     // A HEAD is a link checker or a cache probing the URL, not a browser
     // showing the image: answered as the GET would be (its errors
     // included), and not counted.
-    if parts.method == axum::http::Method::HEAD {
-        decode_param("b", b)?;
-        if !is_event {
-            state.store()?.tracker().canonicalize(&url)?;
-        }
-        return Ok(pixel());
-    }
+    let probe = parts.method == axum::http::Method::HEAD;
     if is_event {
         state.store()?;
-        // Counted under `p` as sent (decoded), not as a page.
-        let name = decode_param("p", Some(raw))?.unwrap_or_default();
-        state.metrics.custom_event(&name);
+        if !probe {
+            // Counted under `p` as sent (decoded), not as a page.
+            let name = decode_param("p", Some(raw))?.unwrap_or_default();
+            state.metrics.custom_event(&name);
+        }
         return Ok(pixel());
     }
     let flagged = decode_param("b", b)?
         .and_then(|b| b.trim().parse::<u32>().ok())
         .is_some_and(|b| b >= 150);
-    record_visit(&state, &url, None, &Sender::of(&state, &parts), flagged).await?;
+    if probe {
+        state.store()?.tracker().canonicalize(&url)?;
+    } else {
+        record_visit(&state, &url, None, &Sender::of(&state, &parts), flagged).await?;
+    }
     Ok(pixel())
 }
 
