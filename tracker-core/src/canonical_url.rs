@@ -149,14 +149,31 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
 
 /// The host (and port) of a canonical URL, without userinfo; `""` for a path.
 fn authority_host(canonical: &str) -> &str {
-    let Some((_, rest)) = canonical.split_once("://") else {
+    let Some((authority, _)) = split_authority(canonical) else {
         return "";
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..end];
     authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host)
+}
+
+/// A canonical URL's authority and what follows it (its path and query),
+/// or `None` for one without `scheme://` (a path). Byte loops rather than
+/// substring searches: listings and site queries call it for every page.
+pub(crate) fn split_authority(url: &str) -> Option<(&str, &str)> {
+    let bytes = url.as_bytes();
+    let scheme_end = bytes
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
+    if scheme_end == 0 || !bytes[scheme_end..].starts_with(b"://") {
+        return None;
+    }
+    let start = scheme_end + 3;
+    let end = bytes[start..]
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .map_or(bytes.len(), |i| start + i);
+    Some((&url[start..end], &url[end..]))
 }
 
 /// The host of an authority `[userinfo@]host[:port]`: what follows the

@@ -19,6 +19,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::canonical_url::split_authority;
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
 use crate::sync;
@@ -249,40 +250,20 @@ fn path_of(url: &str) -> &str {
     if url.starts_with('/') {
         return url;
     }
-    let Some(after_scheme) = url.find("://").map(|i| &url[i + 3..]) else {
-        return url;
-    };
-    match after_scheme.find(['/', '?']) {
-        Some(i) if after_scheme[i..].starts_with('/') => &after_scheme[i..],
-        _ => "/",
+    match split_authority(url) {
+        Some((_, rest)) if rest.starts_with('/') => rest,
+        Some(_) => "/",
+        None => url,
     }
 }
 
 /// The host of a canonical URL: its authority without user info and
-/// port; `None` for a URL without `scheme://`. Byte loops rather than
-/// substring searches: listings and site queries call it for every page.
+/// port; `None` for a URL without `scheme://`.
 pub(crate) fn host_of(url: &str) -> Option<&str> {
-    let bytes = url.as_bytes();
-    let scheme_end = bytes
-        .iter()
-        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
-    if scheme_end == 0 || !bytes[scheme_end..].starts_with(b"://") {
-        return None;
-    }
-    let start = scheme_end + 3;
-    let mut host_start = start;
-    let mut end = bytes.len();
-    for (i, &b) in bytes.iter().enumerate().skip(start) {
-        match b {
-            b'/' | b'?' => {
-                end = i;
-                break;
-            }
-            b'@' => host_start = i + 1,
-            _ => {}
-        }
-    }
-    let host = &url[host_start..end];
+    let (authority, _) = split_authority(url)?;
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if host.starts_with('[') {
         // An IPv6 literal: the port can only follow the bracket.
         return Some(host.find(']').map_or(host, |close| &host[..=close]));
