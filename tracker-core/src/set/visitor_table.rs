@@ -572,7 +572,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             })
             .count();
         let capacity = self.capacity();
-        let old_keys = &old.words[1..=old_capacity];
+        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
         let (keys, values) = self.words[1..].split_at_mut(capacity);
         let mut order = InOrder::default();
         let slot_at = |n: usize| {
@@ -596,7 +596,11 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
                     }
                     new = None;
                 }
-                if !order.place(keys, values, key, old.values_in(old_capacity, i)) {
+                let from: [u32; AUX] = std::array::from_fn(|k| {
+                    let at = i * AUX + k;
+                    (old_values[at / 2] >> (32 * (at & 1))) as u32
+                });
+                if !order.place(keys, values, key, from) {
                     break;
                 }
             }
