@@ -123,6 +123,16 @@ fn lock_rows(full: bool) -> Vec<Vec<String>> {
                         "{:.0}",
                         stats.write_wait_ns as f64 / stats.write_waits.max(1) as f64
                     ),
+                    if stats.write_waits == 0 {
+                        "-".to_string()
+                    } else {
+                        format!(
+                            "{}/{}/{}",
+                            stats.wait_quantile_ns(0.5),
+                            stats.wait_quantile_ns(0.99),
+                            stats.wait_quantile_ns(1.0)
+                        )
+                    },
                     format!("{:.0}", stats.hold_ns as f64 / stats.writes.max(1) as f64),
                     stats.hold_quantile_ns(0.5).to_string(),
                     stats.hold_quantile_ns(0.99).to_string(),
@@ -141,8 +151,9 @@ fn print_locks(events: usize, rows: &[Vec<String>]) {
     println!(
         "\nPer stripe, {events} events into one tracker (default stripes), lock-stats build: \
          write locks taken, the share that found the lock held (waited) and those waits' mean \
-         in ns (spinning or asleep, until the lock was taken), and write hold times in ns: \
-         mean, and the upper bound of the log2 bucket of the median, 99th, 99.9th percentile \
+         in ns (spinning or asleep, until the lock was taken) with the upper bounds of the \
+         log2 buckets of their median, 99th percentile and longest, and write hold times in \
+         ns: mean, and the upper bound of the log2 bucket of the median, 99th, 99.9th percentile \
          and the longest (so within 2x; each includes about one clock read).\n"
     );
     print!(
@@ -155,6 +166,7 @@ fn print_locks(events: usize, rows: &[Vec<String>]) {
                 "writes",
                 "waited",
                 "wait ns",
+                "wait p50/p99/max ≤",
                 "mean ns",
                 "p50 ≤",
                 "p99 ≤",

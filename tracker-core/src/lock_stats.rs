@@ -66,17 +66,31 @@ impl LockStats {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn hold_quantile_ns(&self, quantile: f64) -> u64 {
-        let total: u64 = self.hold_histogram.iter().sum();
-        let want = (total as f64 * quantile).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, &n) in self.hold_histogram.iter().enumerate() {
-            seen += n;
-            if seen >= want {
-                return (1u64 << i).saturating_sub(1).max(1);
-            }
-        }
-        0
+        quantile_ns(&self.hold_histogram, quantile)
     }
+
+    /// The wait, in nanoseconds, that at least `quantile` (0 to 1) of the
+    /// write locks that waited ([`write_waits`](Self::write_waits)) got
+    /// the lock within, as [`hold_quantile_ns`](Self::hold_quantile_ns);
+    /// 0 when none waited.
+    pub fn wait_quantile_ns(&self, quantile: f64) -> u64 {
+        quantile_ns(&self.wait_histogram, quantile)
+    }
+}
+
+/// The upper bound of the bucket of `histogram` (see [`HOLD_BUCKETS`])
+/// that `quantile` of its counts fall within; 0 for an empty one.
+fn quantile_ns(histogram: &[u64; HOLD_BUCKETS], quantile: f64) -> u64 {
+    let total: u64 = histogram.iter().sum();
+    let want = (total as f64 * quantile).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, &n) in histogram.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return (1u64 << i).saturating_sub(1).max(1);
+        }
+    }
+    0
 }
 
 /// The counters, as atomics.
@@ -231,5 +245,33 @@ impl<T> std::ops::Deref for StatsWriteGuard<'_, T> {
 impl<T> std::ops::DerefMut for StatsWriteGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.guard
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_quantiles_read_the_wait_histogram() {
+        let mut stats = LockStats {
+            writes: 10,
+            write_waits: 0,
+            write_wait_ns: 0,
+            wait_histogram: [0; HOLD_BUCKETS],
+            reads: 0,
+            read_waits: 0,
+            hold_ns: 0,
+            hold_histogram: [0; HOLD_BUCKETS],
+        };
+        stats.hold_histogram[3] = 10;
+        assert_eq!(stats.wait_quantile_ns(1.0), 0, "none waited");
+        // 99 waits of 512 to 1023 ns, one of 2^20 or more.
+        stats.wait_histogram[10] = 99;
+        stats.wait_histogram[21] = 1;
+        assert_eq!(stats.wait_quantile_ns(0.5), 1023);
+        assert_eq!(stats.wait_quantile_ns(0.99), 1023);
+        assert_eq!(stats.wait_quantile_ns(1.0), (1 << 21) - 1);
+        assert_eq!(stats.hold_quantile_ns(1.0), 7);
     }
 }

@@ -122,9 +122,10 @@ pub(crate) async fn record_visit(
     Ok(())
 }
 
-/// A Plausible event: the name (`n`, `name`) and page URL (`u`, `url`)
-/// kept, borrowed from the body unless escaped. Its other fields (`d`
-/// `domain`, `r` `referrer`: a string or null; `p` `props` `m` `meta`,
+/// A Plausible event: the name (`n`, `name`), page URL (`u`, `url`) and
+/// domain (`d`, `domain`: a string or null) kept, borrowed from the body
+/// unless escaped. Its other fields (`r` `referrer`: a string or null;
+/// `p` `props` `m` `meta`,
 /// `h` `hashMode`, `i` `interactive`, `v`: anything) are read, so that a
 /// wrong type is still a 400 as in Plausible, and dropped; unknown fields
 /// are ignored, a field given twice (under any of its names) is refused.
@@ -140,6 +141,8 @@ struct PlausibleEvent<'a> {
     n: Cow<'a, str>,
     /// The page URL.
     u: Cow<'a, str>,
+    /// The site's domain (a comma list names several sites).
+    d: Option<Cow<'a, str>>,
 }
 
 /// The fields of [`PlausibleEvent`], by every name they are sent under.
@@ -263,7 +266,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PlausibleEvent<'a> {
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
                 use serde::de::Error as _;
-                let (mut n, mut u) = (None, None);
+                let (mut n, mut u, mut d) = (None, None, None);
                 let mut seen = [false; PlausibleField::ALL.len()];
                 while let Some(field) = map.next_key::<PlausibleField>()? {
                     if field == PlausibleField::Unknown {
@@ -277,7 +280,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for PlausibleEvent<'a> {
                     match field {
                         PlausibleField::Name => n = Some(map.next_value::<Text>()?.0),
                         PlausibleField::Url => u = Some(map.next_value::<Text>()?.0),
-                        PlausibleField::Domain | PlausibleField::Referrer => {
+                        PlausibleField::Domain => {
+                            d = map.next_value::<Option<Text>>()?.map(|d| d.0)
+                        }
+                        PlausibleField::Referrer => {
                             map.next_value::<Option<Text>>()?;
                         }
                         _ => {
@@ -288,6 +294,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PlausibleEvent<'a> {
                 Ok(PlausibleEvent {
                     n: n.ok_or_else(|| A::Error::missing_field("n"))?,
                     u: u.ok_or_else(|| A::Error::missing_field("u"))?,
+                    d,
                 })
             }
 
@@ -332,7 +339,7 @@ impl<'a> PlausibleEvent<'a> {
         // Checked once: every slice below ends at an ASCII byte.
         let text = std::str::from_utf8(body).ok()?;
         let rest = text.strip_prefix('{')?;
-        let (mut n, mut u) = (None, None);
+        let (mut n, mut u, mut d) = (None, None, None);
         let mut seen = [false; PlausibleField::ALL.len()];
         let mut rest = rest;
         loop {
@@ -356,7 +363,13 @@ impl<'a> PlausibleEvent<'a> {
                 }
                 PlausibleField::Domain | PlausibleField::Referrer => {
                     match value.strip_prefix('"') {
-                        Some(string) => scan_string(string)?.1,
+                        Some(string) => {
+                            let (string, end) = scan_string(string)?;
+                            if field == PlausibleField::Domain {
+                                d = Some(Cow::Borrowed(string));
+                            }
+                            end
+                        }
                         None => value.strip_prefix("null")?,
                     }
                 }
@@ -374,7 +387,34 @@ impl<'a> PlausibleEvent<'a> {
                 _ => return None,
             }
         }
-        Some(Self { n: n?, u: u? })
+        Some(Self { n: n?, u: u?, d })
+    }
+
+    /// The page: `u`, or for a `u` given as a path (`/x`, as some senders
+    /// do) `https://<d>/x`, under `d`'s first domain; a path without a
+    /// `d` stays a path. Errors: a `d` that is not a host (it would put
+    /// its own path or user info in the URL).
+    fn page(&self) -> Result<Cow<'_, str>, AppError> {
+        let domain = self
+            .d
+            .as_deref()
+            .and_then(|d| d.split(',').next())
+            .map(str::trim)
+            .filter(|d| !d.is_empty());
+        match domain {
+            Some(domain) if self.u.starts_with('/') && !self.u.starts_with("//") => {
+                let not_host = |b: u8| {
+                    matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\')
+                        || b.is_ascii_whitespace()
+                        || b.is_ascii_control()
+                };
+                if domain.bytes().any(not_host) {
+                    return Err(tracker_core::TrackerError::InvalidUrl.into());
+                }
+                Ok(Cow::Owned(format!("https://{domain}{}", self.u)))
+            }
+            _ => Ok(Cow::Borrowed(&self.u)),
+        }
     }
 }
 
@@ -413,10 +453,11 @@ pub async fn plausible_event(
     let (parts, body) = request.into_parts();
     let body = read_event_body(&state, &parts.headers, body).await?;
     let event = PlausibleEvent::parse(&body)?;
+    let page = event.page()?;
     if event.n == "pageview" {
-        record_visit(&state, &event.u, None, &Sender::of(&state, &parts), false).await?;
+        record_visit(&state, &page, None, &Sender::of(&state, &parts), false).await?;
     } else {
-        state.store()?.tracker().canonicalize(&event.u)?;
+        state.store()?.tracker().canonicalize(&page)?;
         state.metrics.custom_event(&event.n);
     }
     // A `&str` body is `text/plain; charset=utf-8`.
@@ -632,7 +673,7 @@ mod tests {
         #[serde(alias = "url", borrow)]
         u: Cow<'a, str>,
         #[serde(rename = "d", alias = "domain", default, borrow)]
-        _d: Option<Cow<'a, str>>,
+        d: Option<Cow<'a, str>>,
         #[serde(rename = "r", alias = "referrer", default, borrow)]
         _r: Option<Cow<'a, str>>,
         #[serde(rename = "p", alias = "props", alias = "m", alias = "meta", default)]
@@ -683,10 +724,10 @@ mod tests {
                 _ => r#" ["pageview",1,{},null,[]]"#.to_string(),
             };
             let new = crate::ingest::parse_json::<PlausibleEvent>(body.as_bytes())
-                .map(|e| (e.n.into_owned(), e.u.into_owned()))
+                .map(|e| (e.n.into_owned(), e.u.into_owned(), e.d.map(Cow::into_owned)))
                 .map_err(|e| (e.code(), e.message()));
             let old = crate::ingest::parse_json::<Derived>(body.as_bytes())
-                .map(|e| (e.n.into_owned(), e.u.into_owned()))
+                .map(|e| (e.n.into_owned(), e.u.into_owned(), e.d.map(Cow::into_owned)))
                 .map_err(|e| (e.code(), e.message()));
             proptest::prop_assert_eq!(new, old, "{}", body);
         }
@@ -768,15 +809,51 @@ mod tests {
             }
             if let Some(event) = PlausibleEvent::scan(body.as_bytes()) {
                 let by_serde = parse_json::<Derived>(body.as_bytes())
-                    .map(|e| (e.n.into_owned(), e.u.into_owned()))
+                    .map(|e| (e.n.into_owned(), e.u.into_owned(), e.d.map(Cow::into_owned)))
                     .map_err(|e| e.message());
                 proptest::prop_assert_eq!(
-                    Ok((event.n.into_owned(), event.u.into_owned())),
+                    Ok((event.n.into_owned(), event.u.into_owned(), event.d.map(Cow::into_owned))),
                     by_serde,
                     "{}",
                     body
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_path_is_a_page_of_the_domain() {
+        let page = |body: &str| {
+            let event = PlausibleEvent::parse(body.as_bytes()).unwrap();
+            event.page().map(Cow::into_owned).map_err(|e| e.code())
+        };
+        for (body, expected) in [
+            (
+                r#"{"n":"pageview","u":"/x?a=1","d":"s.test"}"#,
+                "https://s.test/x?a=1",
+            ),
+            (
+                r#"{"n":"pageview","u":"/x","d":" s.test:8443 , t.test"}"#,
+                "https://s.test:8443/x",
+            ),
+            (
+                r#"{"n":"pageview","u":"https://o.test/x","d":"s.test"}"#,
+                "https://o.test/x",
+            ),
+            (r#"{"n":"pageview","u":"/x"}"#, "/x"),
+            (r#"{"n":"pageview","u":"/x","d":null}"#, "/x"),
+            (r#"{"n":"pageview","u":"/x","d":""}"#, "/x"),
+            (
+                r#"{"n":"pageview","u":"//cdn.test/x","d":"s.test"}"#,
+                "//cdn.test/x",
+            ),
+            (r#"{"n":"pageview","u":"x","d":"s.test"}"#, "x"),
+        ] {
+            assert_eq!(page(body), Ok(expected.to_string()), "{body}");
+        }
+        for d in ["s.test/a", "u@s.test", "s.test?q", "s test", "s.test#f"] {
+            let body = format!(r#"{{"n":"pageview","u":"/x","d":"{d}"}}"#);
+            assert_eq!(page(&body), Err("invalid_url"), "{body}");
         }
     }
 

@@ -30,6 +30,7 @@ use crate::batch::{BatchReply, record_parsed, split_array};
 use crate::browser::Sender;
 use crate::error::AppError;
 use crate::ingest::parse_event;
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
 /// The query string of `GET /events/ws`.
@@ -106,9 +107,8 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
                 // The WebSocket layer has queued the reply to the peer's
                 // close (RFC 6455, 5.5.1) and writes it on the next read,
                 // which then ends: without it the peer sees the TCP
-                // connection drop, an abnormal closure (1006). Bounded,
-                // as the peer may stop reading.
-                let _ = tokio::time::timeout(CLOSE_REPLY, socket.recv()).await;
+                // connection drop, an abnormal closure (1006).
+                close_reply(socket.recv(), &state.shutdown).await;
                 return;
             }
             // Pings are answered by the WebSocket layer; both keep the
@@ -136,6 +136,16 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
 /// The longest time spent writing the reply to a peer's close.
 const CLOSE_REPLY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Waits for `write` (the reply to a peer's close) at most [`CLOSE_REPLY`],
+/// as the peer may stop reading, and not past a shutdown, which must not
+/// wait on a peer.
+async fn close_reply(write: impl Future, shutdown: &Shutdown) {
+    tokio::select! {
+        _ = tokio::time::timeout(CLOSE_REPLY, write) => {}
+        () = shutdown.triggered() => {}
+    }
+}
+
 /// Records one message: an array is a batch, anything else one event.
 async fn handle(
     state: &AppState,
@@ -157,4 +167,28 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         reason: Utf8Bytes::from_static(reason),
     };
     let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the runtime's paused clock, which moves only when every task
+    /// waits: the time a wait took is exact, whatever the machine's load.
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_ends_the_close_reply_wait_at_once() {
+        let shutdown = Shutdown::new();
+        let start = tokio::time::Instant::now();
+        close_reply(std::future::pending::<()>(), &shutdown).await;
+        assert_eq!(start.elapsed(), CLOSE_REPLY, "a peer that does not read");
+        let start = tokio::time::Instant::now();
+        let wait = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { close_reply(std::future::pending::<()>(), &shutdown).await }
+        });
+        tokio::task::yield_now().await;
+        shutdown.trigger();
+        wait.await.unwrap();
+        assert!(start.elapsed() < CLOSE_REPLY, "{:?}", start.elapsed());
+    }
 }

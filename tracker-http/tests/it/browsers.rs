@@ -126,6 +126,36 @@ async fn plausible_events_count_pageviews_only() {
 }
 
 #[tokio::test]
+async fn a_plausible_path_is_a_page_of_its_domain() {
+    let (app, _) = default_app();
+    let answer = plausible(
+        &app,
+        FIREFOX,
+        json!({"n": "pageview", "u": "/pricing", "d": "site.test"}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    // The same browser on the full URL is the same visitor of one page.
+    plausible(
+        &app,
+        FIREFOX,
+        json!({"n": "pageview", "u": "https://site.test/pricing", "d": "site.test"}),
+    )
+    .await;
+    assert_eq!(visitors(&app, "https://site.test/pricing").await, 1);
+    assert_eq!(visitors(&app, "/pricing").await, 0);
+    for body in [
+        json!({"n": "pageview", "u": "pricing", "d": "site.test"}),
+        json!({"n": "pageview", "u": "/pricing", "d": "site.test/x"}),
+        json!({"n": "Signup", "u": "/pricing", "d": "evil@site.test"}),
+    ] {
+        let answer = plausible(&app, FIREFOX, body.clone()).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(answer.error_code(), "invalid_url", "{body}");
+    }
+}
+
+#[tokio::test]
 async fn plausible_refusals_are_json_errors() {
     let (app, state) = default_app();
     let cases = [

@@ -208,7 +208,10 @@ fn scan_segments(
             // shorter than it said and end it there.
             let rest = data.at(pos, want)?;
             let reaches_end = rest.len() < want;
-            let (reason, torn) = match decode(rest) {
+            // Why decoding stopped, whether that is a torn tail, and
+            // whether only zeros run from `pos` to the end (the log's end,
+            // a zero tail): each read once.
+            let (reason, torn, zeros) = match decode(rest) {
                 Decoded::Frame { event, frame_len } => {
                     let lsn = start + pos;
                     if lsn >= needed && from.is_some() {
@@ -223,18 +226,23 @@ fn scan_segments(
                     want = needed;
                     continue;
                 }
-                Decoded::Incomplete { reason, .. } => (reason, true),
-                Decoded::Invalid { reason, frame_end } => {
-                    let after = pos + frame_end.unwrap_or(0) as u64;
-                    (reason, data.zeros_from(after)?)
+                // Cut short, so `rest` runs to the end of the file.
+                Decoded::Incomplete { reason, .. } => (reason, true, rest.iter().all(|&b| b == 0)),
+                // An impossible length (0 among them, where zeros start).
+                Decoded::Invalid {
+                    reason,
+                    frame_end: None,
+                } => {
+                    let zeros = data.zeros_from(pos)?;
+                    (reason, zeros, zeros)
                 }
+                // A length that is not 0: not a zero tail.
+                Decoded::Invalid {
+                    reason,
+                    frame_end: Some(frame_end),
+                } => (reason, data.zeros_from(pos + frame_end as u64)?, false),
             };
-            // Decoding stops at the first zero byte where a frame should
-            // start (its length would be 0): the end if zeros run to the
-            // end of the file.
-            // (A reader of its own: `data` only moves forward, and the
-            // checks above may have read past `pos`.)
-            if is_last && segment::Reader::open(path)?.zeros_from(pos)? {
+            if is_last && zeros {
                 let len = data.len();
                 truncate(path, pos)?;
                 recovery.zero_tail = len - pos;
@@ -379,4 +387,40 @@ fn truncate(path: &Path, len: u64) -> Result<(), PersistError> {
     file.set_len(len)
         .and_then(|()| file.sync_all())
         .map_err(|e| PersistError::io(path, "truncate", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::encode;
+    use super::*;
+
+    /// A zero tail longer than the read window is read once: recovery
+    /// reads each byte of the segment at most once.
+    #[test]
+    fn the_zero_tail_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = segment::header(0).to_vec();
+        let event = LogEvent {
+            visitor_hash: 1,
+            at_millis: 2,
+            url: "https://example.com/",
+        };
+        encode(&mut bytes, &event).unwrap();
+        let end = bytes.len() as u64;
+        bytes.resize(4 << 20, 0);
+        let path = segment::path(dir.path(), 0);
+        fs::write(&path, &bytes).unwrap();
+        segment::BYTES_READ.set(0);
+        let mut events = 0;
+        let scanned = scan(dir.path(), false, Some(Lsn(0)), &mut |_, _| events += 1).unwrap();
+        assert_eq!(events, 1);
+        assert_eq!(scanned.recovery.zero_tail, bytes.len() as u64 - end);
+        assert_eq!(scanned.recovery.torn_tail, None);
+        let read = segment::BYTES_READ.get();
+        assert!(
+            read <= bytes.len() as u64,
+            "{read} bytes read of {}",
+            bytes.len()
+        );
+    }
 }

@@ -89,6 +89,13 @@ pub(crate) fn check_header(file: &Path, bytes: &[u8], lsn: u64) -> Result<(), Pe
 /// state it rebuilds, not the state plus a 64 MiB segment.
 const READ_CHUNK: usize = 256 << 10;
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes the readers of this thread read from segment files: a test
+    /// of recovery checks it reads each byte once.
+    pub(crate) static BYTES_READ: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// A segment file read front to back through a bounded window.
 pub(crate) struct Reader {
     file: File,
@@ -160,7 +167,11 @@ impl Reader {
                     self.len = self.buf_at + filled as u64;
                     break;
                 }
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    #[cfg(test)]
+                    BYTES_READ.set(BYTES_READ.get() + n as u64);
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(PersistError::io(&self.path, "read", e)),
             }
