@@ -293,6 +293,61 @@ async fn websocket_limits_close_idle_and_oversized_connections() {
     );
 }
 
+/// A sender with `?ack=true` that never reads its acknowledgements: once
+/// the TCP buffers are full the server cannot write the next one, gives
+/// it up after `--ws-idle-timeout` and drops the connection, so that its
+/// place under `--max-connections` is free again (before, the socket's
+/// task waited on the write forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_never_reads_its_acks_loses_its_connection() {
+    const MESSAGES: usize = 100_000;
+    let server = Server::start(
+        TRACKER_HTTP,
+        &["--max-connections", "1", "--ws-idle-timeout", "1s"],
+    );
+    // A fresh connection per request: a pooled one would hold the slot.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    server.wait_ready(&client, WITHIN).await;
+    // A small receive window fills sooner.
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(server.addr).await.unwrap();
+    let url = server.url("/events/ws?ack=true").replacen("http", "ws", 1);
+    let (mut socket, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let healthz = || async {
+        let answer = client.get(server.url("/healthz")).send().await.unwrap();
+        answer.status()
+    };
+    assert_eq!(
+        healthz().await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the socket holds the slot"
+    );
+    // Each message is 100 refused events: its acknowledgement is 50 times
+    // its size, so the server's writes block long before the sender's.
+    let message = serde_json::to_string(&vec![1; 100]).unwrap();
+    let sender = tokio::spawn(async move {
+        for sent in 0..MESSAGES {
+            if socket.send(Message::text(message.clone())).await.is_err() {
+                return sent;
+            }
+        }
+        MESSAGES
+    });
+    test_support::poll::until_async(WITHIN, "the slot is free again", || async {
+        healthz().await == StatusCode::OK
+    })
+    .await;
+    let sent = tokio::time::timeout(WITHIN, sender)
+        .await
+        .expect("the dropped connection ends the sender")
+        .unwrap();
+    assert!(sent < MESSAGES, "the connection was dropped mid-stream");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_closes_websockets_and_the_service_exits() {
     let tmp = tempfile::tempdir().unwrap();
