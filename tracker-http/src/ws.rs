@@ -66,10 +66,16 @@ pub async fn events_ws(
         parts.extensions.insert(ConnectInfo(peer));
     }
     let limit = state.limits.batch_body_limit;
+    // Taken while the upgrade request is one the shutdown still drains,
+    // and kept until the socket is done (see `serve`).
+    let hold = state.shutdown.hold();
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(socket, state, parts, params.ack)))
+        .on_upgrade(move |socket| async move {
+            serve(socket, state, parts, params.ack).await;
+            drop(hold);
+        }))
 }
 
 /// Reads, records and (if asked) acknowledges one message at a time until
@@ -81,9 +87,9 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
     let idle = state.limits.ws_idle_timeout;
     loop {
         // A shutdown closes the socket between messages, never while one
-        // is being recorded: a message read is recorded whole. Nothing
-        // waits for that before the final snapshot; a message recorded
-        // after it is in the log, and replayed on the next start.
+        // is being recorded, and waits for that (for `--shutdown-grace`
+        // at most: the socket's `Hold`), so that the final snapshot
+        // follows the last acknowledged message.
         let received = tokio::select! {
             received = tokio::time::timeout(idle, socket.recv()) => received,
             () = state.shutdown.triggered() => {

@@ -374,6 +374,56 @@ async fn a_shutdown_closes_websockets_and_the_service_exits() {
     assert_eq!(answer["distinct_visitors"], 1);
 }
 
+/// A shutdown waits for a WebSocket to finish the message it is
+/// recording, so that the final snapshot covers every acknowledged event
+/// and the next start replays nothing (before, it snapshotted at once,
+/// and what the socket recorded after was left to the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_snapshots_after_the_websocket_message_in_progress() {
+    const MESSAGES: usize = 1_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = ["--data-dir", dir.to_str().unwrap(), "--fsync", "always"];
+    let mut server = Server::start(TRACKER_HTTP, &args);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    let (mut sink, mut acks) = connect(&server, "?ack=true").await.split();
+    // Messages queue behind the one being recorded, so that one is in
+    // progress whenever the shutdown comes.
+    let sender = tokio::spawn(async move {
+        for m in 0..MESSAGES {
+            let batch: Vec<Value> = (0..1000)
+                .map(|i| json!({"visitor": format!("v{m}-{i}"), "url": "/p"}))
+                .collect();
+            let text = serde_json::to_string(&batch).unwrap();
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acked = 0;
+    while acked < 3 {
+        match tokio::time::timeout(WITHIN, acks.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => acked += 1,
+            other => panic!("an acknowledgement, got {other:?}"),
+        }
+    }
+    server.signal("TERM");
+    let status = tokio::task::block_in_place(|| server.wait(WITHIN));
+    assert_eq!(status.code(), Some(0));
+    sender.abort();
+    let server = Server::start(TRACKER_HTTP, &args);
+    server.wait_ready(&client, WITHIN).await;
+    let stats = json_of(client.get(server.url("/stats"))).await;
+    let recovery = &stats["persistence"]["recovery"];
+    assert_eq!(recovery["replayed_events"], 0, "{stats}");
+    let counted = json_of(client.get(server.url("/distinct?url=/p"))).await;
+    assert!(
+        counted["distinct_visitors"].as_u64() >= Some(300),
+        "{counted}"
+    );
+}
+
 #[tokio::test]
 async fn batch_events_without_a_visitor_get_one_derived_as_post_events_does() {
     let (app, _) = default_app();
