@@ -89,13 +89,15 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
         // A shutdown closes the socket between messages, never while one
         // is being recorded, and waits for that (for `--shutdown-grace`
         // at most: the socket's `Hold`), so that the final snapshot
-        // follows the last acknowledged message.
+        // follows the last acknowledged message. Looked at first: no
+        // message is read once the shutdown has begun.
         let received = tokio::select! {
-            received = tokio::time::timeout(idle, socket.recv()) => received,
+            biased;
             () = state.shutdown.triggered() => {
                 close(&mut socket, close_code::AWAY, "the service is shutting down", &state.shutdown).await;
                 return;
             }
+            received = tokio::time::timeout(idle, socket.recv()) => received,
         };
         let message = match received {
             Err(_) => {
