@@ -311,12 +311,17 @@ async fn a_sender_that_never_reads_its_acks_loses_its_connection() {
         .build()
         .unwrap();
     server.wait_ready(&client, WITHIN).await;
-    // A small receive window fills sooner.
-    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-    tcp.set_recv_buffer_size(4096).unwrap();
-    let stream = tcp.connect(server.addr).await.unwrap();
     let url = server.url("/events/ws?ack=true").replacen("http", "ws", 1);
-    let (mut socket, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    // Once the server has seen the readiness probe's connection close.
+    let mut socket = test_support::poll::until_some_async(WITHIN, "the slot is free", || async {
+        // A small receive window fills sooner.
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(4096).unwrap();
+        let stream = tcp.connect(server.addr).await.unwrap();
+        let socket = tokio_tungstenite::client_async(url.as_str(), stream).await;
+        socket.ok().map(|(socket, _)| socket)
+    })
+    .await;
     let healthz = || async {
         let answer = client.get(server.url("/healthz")).send().await.unwrap();
         answer.status()
