@@ -391,31 +391,68 @@ impl<'a> PlausibleEvent<'a> {
     }
 
     /// The page: `u`, or for a `u` given as a path (`/x`, as some senders
-    /// do) `https://<d>/x`, under `d`'s first domain; a path without a
-    /// `d` stays a path. Errors: a `d` that is not a host (it would put
-    /// its own path or user info in the URL).
+    /// do; spaces around it ignored) `https://<d>/x`, under `d`'s first
+    /// domain (see [`site_page`]; empty items skipped); a path without
+    /// a `d` stays as sent. Errors: a first domain that is not a host
+    /// and port (it would put user info, a path or another port in the
+    /// URL).
     fn page(&self) -> Result<Cow<'_, str>, AppError> {
+        let path = self.u.trim();
         let domain = self
             .d
             .as_deref()
-            .and_then(|d| d.split(',').next())
-            .map(str::trim)
-            .filter(|d| !d.is_empty());
+            .and_then(|d| d.split(',').map(str::trim).find(|d| !d.is_empty()));
         match domain {
-            Some(domain) if self.u.starts_with('/') && !self.u.starts_with("//") => {
-                let not_host = |b: u8| {
-                    matches!(b, b'/' | b'?' | b'#' | b'@' | b'\\')
-                        || b.is_ascii_whitespace()
-                        || b.is_ascii_control()
-                };
-                if domain.bytes().any(not_host) {
-                    return Err(tracker_core::TrackerError::InvalidUrl.into());
-                }
-                Ok(Cow::Owned(format!("https://{domain}{}", self.u)))
+            Some(domain) if path.starts_with('/') && !path.starts_with("//") => {
+                let page = site_page(domain, path).ok_or(tracker_core::TrackerError::InvalidUrl)?;
+                Ok(Cow::Owned(page))
             }
             _ => Ok(Cow::Borrowed(&self.u)),
         }
     }
+}
+
+/// `https://<host>[:port]<path>` for a Plausible site domain, `host[:digits]`,
+/// where the host is a name of letters, digits, `-` and `.` (lowercased;
+/// an internationalised one in punycode, by `idna`) or an IPv6 literal in
+/// brackets; a subfolder site (`example.com/blog`) is its host's. `None`
+/// for anything else.
+fn site_page(domain: &str, path: &str) -> Option<String> {
+    let authority = domain.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(literal) => {
+            let (address, _) = literal.split_once(']')?;
+            address.parse::<std::net::Ipv6Addr>().ok()?;
+            let (host, port) = authority.split_at(address.len() + 2);
+            (Cow::Borrowed(host), port)
+        }
+        None => {
+            let (host, port) = authority.split_at(authority.rfind(':').unwrap_or(authority.len()));
+            let host = if host.is_ascii() {
+                Cow::Borrowed(host)
+            } else {
+                idna::domain_to_ascii_cow(host.as_bytes(), idna::AsciiDenyList::URL).ok()?
+            };
+            let name = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+            if host.is_empty() || !host.bytes().all(name) {
+                return None;
+            }
+            (host, port)
+        }
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|digits| {
+            digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok()
+        });
+    if !port_ok {
+        return None;
+    }
+    let mut page = String::with_capacity("https://".len() + host.len() + port.len() + path.len());
+    page.push_str("https://");
+    page.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    page.push_str(port);
+    page.push_str(path);
+    Some(page)
 }
 
 /// A JSON string's contents without escapes (`s` is after the opening
@@ -848,10 +885,55 @@ mod tests {
                 "//cdn.test/x",
             ),
             (r#"{"n":"pageview","u":"x","d":"s.test"}"#, "x"),
+            // Spaces around a path, empty items, a subfolder site, case.
+            (
+                r#"{"n":"pageview","u":" /x ","d":"s.test"}"#,
+                "https://s.test/x",
+            ),
+            (
+                r#"{"n":"pageview","u":"/x","d":" , S.Test"}"#,
+                "https://s.test/x",
+            ),
+            (
+                r#"{"n":"pageview","u":"/blog/x","d":"example.com/blog"}"#,
+                "https://example.com/blog/x",
+            ),
+            // An internationalised name in punycode; IPv6 literals.
+            (
+                r#"{"n":"pageview","u":"/x","d":"B\u00fccher.de"}"#,
+                "https://xn--bcher-kva.de/x",
+            ),
+            (
+                r#"{"n":"pageview","u":"/x","d":"[2001:DB8::1]:8080"}"#,
+                "https://[2001:db8::1]:8080/x",
+            ),
+            (
+                r#"{"n":"pageview","u":"/x","d":"[::1]"}"#,
+                "https://[::1]/x",
+            ),
         ] {
             assert_eq!(page(body), Ok(expected.to_string()), "{body}");
         }
-        for d in ["s.test/a", "u@s.test", "s.test?q", "s test", "s.test#f"] {
+        for d in [
+            "u@s.test",
+            "s.test?q",
+            "s test",
+            "s.test#f",
+            "s.test:abc",
+            "user:pw",
+            ":8080",
+            "s.test:",
+            "s.test:+80",
+            "s.test:65536",
+            "a:b:80",
+            "s_t.test",
+            "s%2Etest",
+            "[::1]x",
+            "[::1",
+            "[s.test]",
+            "b\u{fc} cher.de",
+            "s.test\\\\x",
+        ] {
             let body = format!(r#"{{"n":"pageview","u":"/x","d":"{d}"}}"#);
             assert_eq!(page(&body), Err("invalid_url"), "{body}");
         }

@@ -225,7 +225,9 @@ struct Shared {
 /// Accepts connections on `listener` and serves `service` on them
 /// (counted in `state.metrics`) until `state.shutdown` triggers; then
 /// stops accepting, lets every connection finish its requests (HTTP/1.1
-/// closes after the one in flight, HTTP/2 sends GOAWAY) for up to
+/// closes after the one in flight, HTTP/2 sends GOAWAY), and every
+/// WebSocket the message it is recording
+/// ([`Shutdown::hold`](crate::shutdown::Shutdown::hold)), for up to
 /// `grace`, and closes what is left.
 pub async fn serve(
     listener: TcpListener,
@@ -289,12 +291,16 @@ pub async fn serve(
     for stop in &shared.stops {
         stop.notify_waiters();
     }
-    let drained = async { while tasks.join_next().await.is_some() {} };
+    let drained = async {
+        while tasks.join_next().await.is_some() {}
+        // WebSockets left their connection tasks at the upgrade.
+        state.shutdown.released().await;
+    };
     if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             ?grace,
             open = tasks.len(),
-            "in-flight requests outlived the shutdown grace; closing them"
+            "in-flight requests or WebSocket messages outlived the shutdown grace; closing them"
         );
         tasks.shutdown().await;
     }
@@ -1224,6 +1230,34 @@ mod tests {
         let mut io = own_errors(&h2);
         io.write_all(HYPER_431).await.unwrap();
         assert_eq!(io.io, HYPER_431);
+    }
+
+    /// On the paused clock (it moves only when every task waits, so the
+    /// times are exact): the shutdown waits for a hold (a WebSocket's)
+    /// until it is released, or for the grace at most.
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_waits_for_holds_up_to_the_grace() {
+        let grace = Duration::from_secs(10);
+        let state = AppState::new(
+            Arc::new(tracker_core::Tracker::new()),
+            crate::HttpLimits::standard(),
+        );
+        state.shutdown.trigger();
+        let stopped = || async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let service = crate::router::service(state.clone());
+            let start = Instant::now();
+            serve(listener, &state, service, None, limits(), grace).await;
+            start.elapsed()
+        };
+        assert_eq!(stopped().await, Duration::ZERO, "nothing to wait for");
+        let hold = state.shutdown.hold();
+        assert_eq!(stopped().await, grace, "a hold never released");
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(hold);
+        });
+        assert_eq!(stopped().await, Duration::from_secs(1));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The shutdown signal shared by the server loop and `/readyz`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
@@ -18,6 +18,23 @@ struct Inner {
     /// Set after the drain delay: the listener stops accepting.
     started: AtomicBool,
     notify: Notify,
+    /// Open [`Hold`]s.
+    holds: AtomicUsize,
+    /// Notified when the last hold is released.
+    released: Notify,
+}
+
+/// Work that the shutdown waits for before the final snapshot (see
+/// [`Shutdown::hold`]), released when dropped.
+#[derive(Debug)]
+pub struct Hold(Arc<Inner>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.0.holds.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.released.notify_waiters();
+        }
+    }
 }
 
 impl Shutdown {
@@ -62,6 +79,28 @@ impl Shutdown {
             return;
         }
         notified.await;
+    }
+
+    /// Holds the shutdown back, before its final snapshot, until the
+    /// [`Hold`] is dropped: for work outside the connection tasks it
+    /// drains (a WebSocket's, which must finish recording its message).
+    pub fn hold(&self) -> Hold {
+        self.inner.holds.fetch_add(1, Ordering::SeqCst);
+        Hold(self.inner.clone())
+    }
+
+    /// Resolves once no [`Hold`] is open.
+    pub async fn released(&self) {
+        loop {
+            let released = self.inner.released.notified();
+            tokio::pin!(released);
+            // Registered before the count is read, as in `triggered`.
+            released.as_mut().enable();
+            if self.inner.holds.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            released.await;
+        }
     }
 }
 
@@ -110,6 +149,23 @@ mod tests {
         early.await.unwrap();
         shutdown.triggered().await;
         assert!(shutdown.is_triggered());
+    }
+
+    #[tokio::test]
+    async fn released_waits_for_every_hold() {
+        let shutdown = Shutdown::new();
+        shutdown.released().await;
+        let holds = [shutdown.hold(), shutdown.hold()];
+        let released = tokio::spawn({
+            let s = shutdown.clone();
+            async move { s.released().await }
+        });
+        let [first, second] = holds;
+        drop(first);
+        tokio::task::yield_now().await;
+        assert!(!released.is_finished(), "one hold is still open");
+        drop(second);
+        released.await.unwrap();
     }
 
     #[test]

@@ -16,6 +16,14 @@
 //!   is closed with 1001 "going away", and so is every socket, between
 //!   messages, when the service shuts down. Binary messages are refused
 //!   with close code 1003. A client's close is answered with a close.
+//! - **A peer that stops reading** is not waited on: an acknowledgement
+//!   that cannot be written within `--ws-idle-timeout` (a sender that
+//!   never reads its answers, once the TCP buffers are full), or a close
+//!   within a second, drops the connection, and so does a shutdown
+//!   during either (after one try), so that no peer keeps its place under
+//!   `--max-connections` or holds up the shutdown.
+
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -58,10 +66,16 @@ pub async fn events_ws(
         parts.extensions.insert(ConnectInfo(peer));
     }
     let limit = state.limits.batch_body_limit;
+    // Taken while the upgrade request is one the shutdown still drains,
+    // and kept until the socket is done (see `serve`).
+    let hold = state.shutdown.hold();
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(socket, state, parts, params.ack)))
+        .on_upgrade(move |socket| async move {
+            serve(socket, state, parts, params.ack).await;
+            drop(hold);
+        }))
 }
 
 /// Reads, records and (if asked) acknowledges one message at a time until
@@ -72,19 +86,28 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
     let sender = Sender::of(&state, &parts);
     let idle = state.limits.ws_idle_timeout;
     loop {
-        // Between messages (never while one is being recorded) a shutdown
-        // closes the socket, so that the final snapshot follows the last
-        // acknowledged message.
+        // A shutdown closes the socket between messages, never while one
+        // is being recorded, and waits for that (for `--shutdown-grace`
+        // at most: the socket's `Hold`), so that the final snapshot
+        // follows the last acknowledged message. Looked at first: no
+        // message is read once the shutdown has begun.
         let received = tokio::select! {
-            received = tokio::time::timeout(idle, socket.recv()) => received,
+            biased;
             () = state.shutdown.triggered() => {
-                close(&mut socket, close_code::AWAY, "the service is shutting down").await;
+                close(&mut socket, close_code::AWAY, "the service is shutting down", &state.shutdown).await;
                 return;
             }
+            received = tokio::time::timeout(idle, socket.recv()) => received,
         };
         let message = match received {
             Err(_) => {
-                close(&mut socket, close_code::AWAY, "idle for too long").await;
+                close(
+                    &mut socket,
+                    close_code::AWAY,
+                    "idle for too long",
+                    &state.shutdown,
+                )
+                .await;
                 return;
             }
             // The peer went away, or broke the protocol (a message over
@@ -99,6 +122,7 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
                     &mut socket,
                     close_code::UNSUPPORTED,
                     "send events as text messages",
+                    &state.shutdown,
                 )
                 .await;
                 return;
@@ -108,7 +132,7 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
                 // close (RFC 6455, 5.5.1) and writes it on the next read,
                 // which then ends: without it the peer sees the TCP
                 // connection drop, an abnormal closure (1006).
-                close_reply(socket.recv(), &state.shutdown).await;
+                bounded(socket.recv(), CLOSE_REPLY, &state.shutdown).await;
                 return;
             }
             // Pings are answered by the WebSocket layer; both keep the
@@ -126,23 +150,26 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
             // Serialising these types cannot fail; the fallback keeps that
             // a non-panicking certainty.
             let json = json.unwrap_or_else(|_| String::from("{}"));
-            if socket.send(Message::Text(json.into())).await.is_err() {
+            let sent = socket.send(Message::Text(json.into()));
+            if !matches!(bounded(sent, idle, &state.shutdown).await, Some(Ok(()))) {
                 return;
             }
         }
     }
 }
 
-/// The longest time spent writing the reply to a peer's close.
-const CLOSE_REPLY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest time spent writing a close, or the reply to a peer's close.
+const CLOSE_REPLY: Duration = Duration::from_secs(1);
 
-/// Waits for `write` (the reply to a peer's close) at most [`CLOSE_REPLY`],
-/// as the peer may stop reading, and not past a shutdown, which must not
-/// wait on a peer.
-async fn close_reply(write: impl Future, shutdown: &Shutdown) {
+/// Waits for `write` (a write on the socket) at most `limit`, as the peer
+/// may stop reading, and not past a shutdown, which must not wait on a
+/// peer; `None` when it was given up. It is tried first, so that what can
+/// be written at once is written even during a shutdown.
+async fn bounded<F: Future>(write: F, limit: Duration, shutdown: &Shutdown) -> Option<F::Output> {
     tokio::select! {
-        _ = tokio::time::timeout(CLOSE_REPLY, write) => {}
-        () = shutdown.triggered() => {}
+        biased;
+        written = tokio::time::timeout(limit, write) => written.ok(),
+        () = shutdown.triggered() => None,
     }
 }
 
@@ -161,12 +188,19 @@ async fn handle(
     record_parsed(state, sender, &events).await
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+/// Sends a close frame (see [`bounded`]); the caller then drops the
+/// socket, whether it went out or not.
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str, shutdown: &Shutdown) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    bounded(
+        socket.send(Message::Close(Some(frame))),
+        CLOSE_REPLY,
+        shutdown,
+    )
+    .await;
 }
 
 #[cfg(test)]
@@ -176,19 +210,24 @@ mod tests {
     /// On the runtime's paused clock, which moves only when every task
     /// waits: the time a wait took is exact, whatever the machine's load.
     #[tokio::test(start_paused = true)]
-    async fn a_shutdown_ends_the_close_reply_wait_at_once() {
+    async fn a_write_is_given_up_at_its_limit_or_at_a_shutdown() {
         let shutdown = Shutdown::new();
+        let limit = Duration::from_secs(60);
+        // A peer that does not read: the write never completes.
         let start = tokio::time::Instant::now();
-        close_reply(std::future::pending::<()>(), &shutdown).await;
-        assert_eq!(start.elapsed(), CLOSE_REPLY, "a peer that does not read");
+        let written = bounded(std::future::pending::<()>(), limit, &shutdown).await;
+        assert_eq!((written, start.elapsed()), (None, limit));
         let start = tokio::time::Instant::now();
         let wait = tokio::spawn({
             let shutdown = shutdown.clone();
-            async move { close_reply(std::future::pending::<()>(), &shutdown).await }
+            async move { bounded(std::future::pending::<()>(), limit, &shutdown).await }
         });
         tokio::task::yield_now().await;
         shutdown.trigger();
-        wait.await.unwrap();
-        assert!(start.elapsed() < CLOSE_REPLY, "{:?}", start.elapsed());
+        assert_eq!(wait.await.unwrap(), None);
+        assert!(start.elapsed() < limit, "{:?}", start.elapsed());
+        // During a shutdown, a write that can go out at once still does.
+        let written = bounded(std::future::ready(7), limit, &shutdown).await;
+        assert_eq!(written, Some(7));
     }
 }

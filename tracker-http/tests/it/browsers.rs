@@ -142,11 +142,29 @@ async fn a_plausible_path_is_a_page_of_its_domain() {
         json!({"n": "pageview", "u": "https://site.test/pricing", "d": "site.test"}),
     )
     .await;
+    // A subfolder site is its host's; spaces and empty items are skipped.
+    let answer = plausible(
+        &app,
+        FIREFOX,
+        json!({"n": "pageview", "u": " /pricing", "d": ",Site.test/blog"}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
     assert_eq!(visitors(&app, "https://site.test/pricing").await, 1);
     assert_eq!(visitors(&app, "/pricing").await, 0);
+    // An internationalised domain is the page's in punycode.
+    let answer = plausible(
+        &app,
+        FIREFOX,
+        json!({"n": "pageview", "u": "/x", "d": "bücher.test"}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(visitors(&app, "https://xn--bcher-kva.test/x").await, 1);
     for body in [
         json!({"n": "pageview", "u": "pricing", "d": "site.test"}),
-        json!({"n": "pageview", "u": "/pricing", "d": "site.test/x"}),
+        json!({"n": "pageview", "u": "/pricing", "d": "site.test:abc"}),
+        json!({"n": "pageview", "u": "/pricing", "d": "user:pw"}),
         json!({"n": "Signup", "u": "/pricing", "d": "evil@site.test"}),
     ] {
         let answer = plausible(&app, FIREFOX, body.clone()).await;

@@ -293,6 +293,66 @@ async fn websocket_limits_close_idle_and_oversized_connections() {
     );
 }
 
+/// A sender with `?ack=true` that never reads its acknowledgements: once
+/// the TCP buffers are full the server cannot write the next one, gives
+/// it up after `--ws-idle-timeout` and drops the connection, so that its
+/// place under `--max-connections` is free again (before, the socket's
+/// task waited on the write forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_never_reads_its_acks_loses_its_connection() {
+    const MESSAGES: usize = 100_000;
+    let server = Server::start(
+        TRACKER_HTTP,
+        &["--max-connections", "1", "--ws-idle-timeout", "1s"],
+    );
+    // A fresh connection per request: a pooled one would hold the slot.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    server.wait_ready(&client, WITHIN).await;
+    let url = server.url("/events/ws?ack=true").replacen("http", "ws", 1);
+    // Once the server has seen the readiness probe's connection close.
+    let mut socket = test_support::poll::until_some_async(WITHIN, "the slot is free", || async {
+        // A small receive window fills sooner.
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        tcp.set_recv_buffer_size(4096).unwrap();
+        let stream = tcp.connect(server.addr).await.unwrap();
+        let socket = tokio_tungstenite::client_async(url.as_str(), stream).await;
+        socket.ok().map(|(socket, _)| socket)
+    })
+    .await;
+    let healthz = || async {
+        let answer = client.get(server.url("/healthz")).send().await.unwrap();
+        answer.status()
+    };
+    assert_eq!(
+        healthz().await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the socket holds the slot"
+    );
+    // Each message is 100 refused events: its acknowledgement is 50 times
+    // its size, so the server's writes block long before the sender's.
+    let message = serde_json::to_string(&vec![1; 100]).unwrap();
+    let sender = tokio::spawn(async move {
+        for sent in 0..MESSAGES {
+            if socket.send(Message::text(message.clone())).await.is_err() {
+                return sent;
+            }
+        }
+        MESSAGES
+    });
+    test_support::poll::until_async(WITHIN, "the slot is free again", || async {
+        healthz().await == StatusCode::OK
+    })
+    .await;
+    let sent = tokio::time::timeout(WITHIN, sender)
+        .await
+        .expect("the dropped connection ends the sender")
+        .unwrap();
+    assert!(sent < MESSAGES, "the connection was dropped mid-stream");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_closes_websockets_and_the_service_exits() {
     let tmp = tempfile::tempdir().unwrap();
@@ -317,6 +377,56 @@ async fn a_shutdown_closes_websockets_and_the_service_exits() {
     server.wait_ready(&client, WITHIN).await;
     let answer = json_of(client.get(server.url("/distinct?url=/s"))).await;
     assert_eq!(answer["distinct_visitors"], 1);
+}
+
+/// A shutdown waits for a WebSocket to finish the message it is
+/// recording, so that the final snapshot covers every acknowledged event
+/// and the next start replays nothing (before, it snapshotted at once,
+/// and what the socket recorded after was left to the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_snapshots_after_the_websocket_message_in_progress() {
+    const MESSAGES: usize = 1_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let args = ["--data-dir", dir.to_str().unwrap(), "--fsync", "always"];
+    let mut server = Server::start(TRACKER_HTTP, &args);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    let (mut sink, mut acks) = connect(&server, "?ack=true").await.split();
+    // Messages queue behind the one being recorded, so that one is in
+    // progress whenever the shutdown comes.
+    let sender = tokio::spawn(async move {
+        for m in 0..MESSAGES {
+            let batch: Vec<Value> = (0..1000)
+                .map(|i| json!({"visitor": format!("v{m}-{i}"), "url": "/p"}))
+                .collect();
+            let text = serde_json::to_string(&batch).unwrap();
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut acked = 0;
+    while acked < 3 {
+        match tokio::time::timeout(WITHIN, acks.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => acked += 1,
+            other => panic!("an acknowledgement, got {other:?}"),
+        }
+    }
+    server.signal("TERM");
+    let status = tokio::task::block_in_place(|| server.wait(WITHIN));
+    assert_eq!(status.code(), Some(0));
+    sender.abort();
+    let server = Server::start(TRACKER_HTTP, &args);
+    server.wait_ready(&client, WITHIN).await;
+    let stats = json_of(client.get(server.url("/stats"))).await;
+    let recovery = &stats["persistence"]["recovery"];
+    assert_eq!(recovery["replayed_events"], 0, "{stats}");
+    let counted = json_of(client.get(server.url("/distinct?url=/p"))).await;
+    assert!(
+        counted["distinct_visitors"].as_u64() >= Some(300),
+        "{counted}"
+    );
 }
 
 #[tokio::test]
