@@ -207,8 +207,16 @@ impl Ord for Counted {
 
 /// A site name as given, checked and in the form hosts are stored in: a
 /// host, or the host of a URL or `host:port` given in its place (a site
-/// is every page of one host, whatever its scheme and port).
-pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
+/// is every page of one host, whatever its scheme and port). The site
+/// queries compare this form, and answers echo it.
+///
+/// ```
+/// use tracker_core::site_name;
+///
+/// assert_eq!(site_name(" https://Example.com:8443/blog").as_deref(), Ok("example.com"));
+/// assert!(site_name("https://").is_err());
+/// ```
+pub fn site_name(site: &str) -> Result<String, TrackerError> {
     let site = site.trim();
     if site.is_empty() {
         return Err(TrackerError::Empty { field: Field::Site });

@@ -50,6 +50,37 @@ async fn distinct_of_a_site_is_a_union() {
     assert_eq!(distinct(&app, &long).await.error_code(), "too_long");
 }
 
+/// A site given as a URL or `host:port` counts its host's pages, and
+/// the answer names that host, not the text sent: a client comparing
+/// `site` with what it asked for, or with the hosts `/pages` lists,
+/// finds the same name.
+#[tokio::test]
+async fn a_site_given_as_a_url_is_echoed_as_its_host() {
+    let (app, _) = default_app();
+    fill(&app).await;
+    for given in [
+        "https%3A%2F%2FShop.Example%2F",
+        "shop.example%3A8080",
+        "http%3A%2F%2Fu%40shop.example%3A80%2Fcart%3Fx",
+    ] {
+        let answer = distinct(&app, &format!("site={given}")).await.json();
+        assert_eq!(
+            answer,
+            json!({"site": "shop.example", "distinct_visitors": 3, "exact": true}),
+            "{given}"
+        );
+        let ranged = distinct(&app, &format!("site={given}&from=-1d")).await.json();
+        assert_eq!(ranged["site"], "shop.example", "{given}");
+        let series = get(&app, &format!("/series?site={given}&from=-1d&step=1h")).await;
+        assert_eq!(series.json()["site"], "shop.example", "{given}");
+    }
+    for query in ["site=https%3A%2F%2F", "site=%3A80"] {
+        assert_eq!(distinct(&app, query).await.error_code(), "empty", "{query}");
+        let series = get(&app, &format!("/series?{query}")).await;
+        assert_eq!(series.error_code(), "empty", "{query}");
+    }
+}
+
 #[tokio::test]
 async fn top_of_a_site() {
     let (app, _) = default_app();
