@@ -40,7 +40,8 @@ pub struct PageQuery {
     /// instead, so that `site` and `prefix: "/blog"` list a site's blog.
     pub prefix: Option<String>,
     /// Only pages after this one: the `next_cursor` of the previous page
-    /// of results.
+    /// of results (or any page URL or path: the listing goes on in URL
+    /// order after it; anything else is [`TrackerError::InvalidCursor`]).
     pub cursor: Option<String>,
     /// At most this many pages (at least 1 is listed).
     pub limit: usize,
@@ -138,6 +139,18 @@ impl Tracker {
     /// ```
     pub fn pages(&self, query: &PageQuery) -> Result<PageList, TrackerError> {
         let site = query.site.as_deref().map(site_name).transpose()?;
+        // Any position in URL order would do to continue after, but one
+        // that no page can have is a client's mistake (a cursor mangled,
+        // or another parameter's value), not a place a listing stopped.
+        // Empty is the start, as no cursor.
+        if let Some(cursor) = query.cursor.as_deref()
+            && !(cursor.is_empty()
+                || cursor.starts_with('/')
+                || cursor.starts_with("http://")
+                || cursor.starts_with("https://"))
+        {
+            return Err(TrackerError::InvalidCursor);
+        }
         let limit = query.limit.max(1);
         let expiry = self.expiry_now();
         // A max-heap of the smallest `limit + 1` URLs so far (one more

@@ -167,7 +167,7 @@ async fn pages_lists_everything_once_by_cursor() {
         ["http://shop.example:8080/cart", "https://shop.example/cart"]
     );
     // After the last page: nothing, and no cursor.
-    let past = get(&app, "/pages?cursor=zzz").await.json();
+    let past = get(&app, "/pages?cursor=https%3A%2F%2Fzzz").await.json();
     assert_eq!(past, json!({"pages": [], "next_cursor": null}));
 }
 
@@ -180,6 +180,10 @@ async fn pages_parameter_errors() {
         ("/pages?limit=x", "invalid_query"),
         ("/pages?site=", "empty"),
         ("/pages?cursor=%FF", "invalid_query"),
+        // No listing stops there: a mangled cursor, not the end.
+        ("/pages?cursor=garbage", "invalid_cursor"),
+        ("/pages?cursor=shop.example%2Fa", "invalid_cursor"),
+        ("/pages?cursor=HTTPS%3A%2F%2Fshop.example%2F", "invalid_cursor"),
     ] {
         let answer = get(&app, uri).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
@@ -193,6 +197,13 @@ async fn pages_parameter_errors() {
     )
     .await;
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    // An empty cursor is the start, as none; a path or URL one continues
+    // after it, as the dashboard's jump past a host does.
+    fill(&app).await;
+    let all = get(&app, "/pages").await.json();
+    assert_eq!(get(&app, "/pages?cursor=").await.json(), all);
+    let after = get(&app, "/pages?cursor=https%3A%2F%2Fblog.example%2F%F4%8F%BF%BF").await;
+    assert_eq!(after.json()["pages"][0]["url"], "https://shop.example/");
 }
 
 /// Pages recorded while a listing runs neither make it skip nor repeat a
