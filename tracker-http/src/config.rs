@@ -894,8 +894,48 @@ impl fmt::Display for Config {
                 .as_ref()
                 .map_or("default".to_string(), |p| p.join(",")),
             c.fold_trailing_slash,
-        )
+        )?;
+        write!(f, " log={}", self.log)?;
+        let n = &self.cluster;
+        match &n.nats {
+            None => write!(f, " nats=none"),
+            Some(servers) => write!(
+                f,
+                " nats={} cluster={} node_id={} partitions={} nats_replicas={} lease_ttl={:?} partition_snapshot_every={:?} nats_creds={} nats_tls={}",
+                without_userinfo(servers),
+                n.cluster,
+                n.node_id.as_deref().unwrap_or("random"),
+                n.partitions,
+                n.nats_replicas,
+                n.lease_ttl,
+                n.partition_snapshot_every,
+                set(n.nats_creds.is_some()),
+                match (&n.nats_tls_ca, &n.nats_tls_cert) {
+                    (None, None) => "off",
+                    (_, None) => "ca",
+                    (_, Some(_)) => "client_cert",
+                },
+            ),
+        }
     }
+}
+
+/// `nats://user:password@host:4222,...` without the `user:password@` of
+/// each server: the settings are logged, and a password must not be.
+fn without_userinfo(servers: &str) -> String {
+    servers
+        .split(',')
+        .map(|server| {
+            let (scheme, rest) = server.split_once("://").unwrap_or(("", server));
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            if scheme.is_empty() {
+                rest.to_string()
+            } else {
+                format!("{scheme}://{rest}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// An enum value as it is spelled on the command line.
@@ -1243,6 +1283,21 @@ mod tests {
             QueryPolicy::Allow(vec!["id".into(), "page".into()])
         );
         assert!(!config.to_string().contains("secret"));
+        let printed = Config::defaults().to_string();
+        assert!(printed.ends_with(" log=info nats=none"), "{printed}");
+        let clustered = Config::parse_from([
+            "tracker-http",
+            "--nats",
+            "nats://app:secret@n1.test:4222,n2.test:4222",
+            "--partitions",
+            "16",
+        ])
+        .to_string();
+        assert!(
+            clustered.contains(" nats=nats://n1.test:4222,n2.test:4222 cluster=tracker node_id=random partitions=16 nats_replicas=1 lease_ttl=6s partition_snapshot_every=30s nats_creds=off nats_tls=off"),
+            "{clustered}"
+        );
+        assert!(!clustered.contains("secret"), "{clustered}");
         assert!(Config::try_parse_from(["tracker-http", "--query", "allow"]).is_err());
         assert!(Config::try_parse_from(["tracker-http", "--tls-cert", "c.pem"]).is_err());
         let cors = |o: &str| Config::parse_from(["tracker-http", "--cors-origins", o]).validate();
