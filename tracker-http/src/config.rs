@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 use tracker_core::browser::{BotFilter, SaltRotation};
 use tracker_core::persist::{FsyncPolicy, LogOptions, SnapshotSchedule};
@@ -171,7 +172,10 @@ pub struct CoreOptions {
     pub drop_params: Option<Vec<String>>,
 
     /// Count `/docs/` and `/docs` as one page.
-    #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH")]
+    // Boolish, as every switch: its variable also reads `1`/`0`,
+    // `yes`/`no`, `on`/`off` (as environments commonly spell them), not
+    // only `true`/`false`.
+    #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH", value_parser = BoolishValueParser::new())]
     pub fold_trailing_slash: bool,
 
     /// The time granularity of ranges and series (`1m` to `1d`, whole
@@ -223,7 +227,7 @@ pub struct PersistOptions {
     /// With --data-dir, start even if the event log is damaged in its
     /// middle, dropping the events after the damage (logged as an error).
     /// Without it such damage stops start-up, for an operator to decide.
-    #[arg(long, env = "TRACKER_SALVAGE_LOG")]
+    #[arg(long, env = "TRACKER_SALVAGE_LOG", value_parser = BoolishValueParser::new())]
     pub salvage_log: bool,
 }
 
