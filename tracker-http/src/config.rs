@@ -529,6 +529,7 @@ pub struct HttpOptions {
         long,
         env = "TRACKER_CORS_ORIGINS",
         value_delimiter = ',',
+        value_parser = parse_origin,
         default_value = "*"
     )]
     pub cors_origins: Vec<String>,
@@ -749,17 +750,6 @@ impl Config {
         {
             return Err(format!("--rate-burst must be at least 1, got {burst}"));
         }
-        for origin in &self.http.cors_origins {
-            let origin = origin.trim();
-            let valid = origin == "*"
-                || ((origin.starts_with("http://") || origin.starts_with("https://"))
-                    && axum::http::HeaderValue::from_str(origin).is_ok());
-            if !valid {
-                return Err(format!(
-                    "--cors-origins: `{origin}` is not `*` or an origin such as https://example.com"
-                ));
-            }
-        }
         if self.http.auth_token.as_deref() == Some("") {
             return Err("--auth-token must not be empty".into());
         }
@@ -947,6 +937,36 @@ fn value_name(value: &impl ValueEnum) -> String {
     value
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+/// `*`, or an origin as browsers send it in `Origin` (compared byte for
+/// byte): `https://example.com` from `HTTPS://Example.com/` or
+/// `https://example.com:443` as well, since a trailing slash, capitals or
+/// the default port would otherwise match no request, silently. A path,
+/// query or user info is refused: an origin has none.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" {
+        return Ok(s.to_string());
+    }
+    let refuse = || format!("`{s}` is not `*` or an origin such as https://example.com");
+    let lower = s.to_ascii_lowercase();
+    let (scheme, default_port) = if lower.starts_with("https://") {
+        ("https://", ":443")
+    } else if lower.starts_with("http://") {
+        ("http://", ":80")
+    } else {
+        return Err(refuse());
+    };
+    let host = &lower[scheme.len()..];
+    let host = host.strip_suffix('/').unwrap_or(host);
+    let host = host.strip_suffix(default_port).unwrap_or(host);
+    if host.is_empty() || host.contains(['/', '?', '#', '@']) {
+        return Err(refuse());
+    }
+    let origin = format!("{scheme}{host}");
+    axum::http::HeaderValue::from_str(&origin).map_err(|_| refuse())?;
+    Ok(origin)
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -1304,9 +1324,37 @@ mod tests {
         assert!(!clustered.contains("secret"), "{clustered}");
         assert!(Config::try_parse_from(["tracker-http", "--query", "allow"]).is_err());
         assert!(Config::try_parse_from(["tracker-http", "--tls-cert", "c.pem"]).is_err());
-        let cors = |o: &str| Config::parse_from(["tracker-http", "--cors-origins", o]).validate();
-        assert!(cors("https://a.example,http://b.example:8000").is_ok());
-        assert!(cors("*").is_ok());
-        assert!(cors("a.example").is_err());
+        let cors = |o: &str| {
+            Config::try_parse_from(["tracker-http", "--cors-origins", o])
+                .map(|c| c.http.cors_origins)
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(
+            cors("https://a.example, http://b.example:8000"),
+            Ok(vec![
+                "https://a.example".to_string(),
+                "http://b.example:8000".to_string()
+            ])
+        );
+        assert_eq!(cors("*"), Ok(vec!["*".to_string()]));
+        // As browsers send `Origin`, else no request would ever match.
+        assert_eq!(
+            cors("HTTPS://A.example/,https://b.example:443,http://c.example:80/"),
+            Ok(vec![
+                "https://a.example".to_string(),
+                "https://b.example".to_string(),
+                "http://c.example".to_string()
+            ])
+        );
+        for refused in [
+            "a.example",
+            "https://a.example/app",
+            "https://a.example?x",
+            "https://u@a.example",
+            "https://",
+            "ftp://a.example",
+        ] {
+            assert!(cors(refused).is_err(), "{refused}");
+        }
     }
 }
