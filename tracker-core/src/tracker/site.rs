@@ -65,7 +65,7 @@ impl Tracker {
     /// A site is a host: a page belongs to the site of its canonical
     /// URL's host, whatever its scheme and port; pages recorded as bare
     /// paths (`/pricing`) belong to none. `site` is compared after
-    /// trimming and ASCII lowercasing; a URL or `host:port` given in its
+    /// trimming and lowercasing (as page hosts are); a URL or `host:port` given in its
     /// place stands for its host; an empty one, or one longer than
     /// [`MAX_SITE_LEN`], is an error.
     ///
@@ -252,7 +252,9 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
     if host.is_empty() {
         return Err(TrackerError::Empty { field: Field::Site });
     }
-    Ok(host.to_ascii_lowercase())
+    // Char by char, as canonicalisation lowercases a page's host (`BÜCHER.de`
+    // is stored as `bücher.de`): ASCII lowercasing alone would miss it.
+    Ok(host.chars().flat_map(char::to_lowercase).collect())
 }
 
 /// Whether the canonical `url` starts with `prefix`, or its path does
@@ -349,6 +351,7 @@ mod tests {
             assert_eq!(site_name(given), Ok("example.com".into()), "{given}");
         }
         assert_eq!(site_name("[::1]:8080"), Ok("[::1]".into()));
+        assert_eq!(site_name("https://BÜCHER.de/"), Ok("bücher.de".into()));
         assert_eq!(
             site_name("https://"),
             Err(TrackerError::Empty { field: Field::Site })

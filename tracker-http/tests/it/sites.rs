@@ -76,6 +76,16 @@ async fn a_site_given_as_a_url_is_echoed_as_its_host() {
         let series = get(&app, &format!("/series?site={given}&from=-1d&step=1h")).await;
         assert_eq!(series.json()["site"], "shop.example", "{given}");
     }
+    // Lowercased as page hosts are, beyond ASCII.
+    assert_eq!(
+        record(&app, "e", "https://BÜCHER.de/x").await.status,
+        StatusCode::ACCEPTED
+    );
+    let idn = distinct(&app, "site=B%C3%9CCHER.de").await.json();
+    assert_eq!(
+        idn,
+        json!({"site": "bücher.de", "distinct_visitors": 1, "exact": true})
+    );
     for query in ["site=https%3A%2F%2F", "site=%3A80"] {
         assert_eq!(distinct(&app, query).await.error_code(), "empty", "{query}");
         let series = get(&app, &format!("/series?{query}")).await;
