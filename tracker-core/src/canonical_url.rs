@@ -4,8 +4,7 @@
 //! - surrounding white space is trimmed and the fragment (`#...`) dropped;
 //! - the scheme and host are lowercased, a default port (`:80` for http,
 //!   `:443` for https) and an empty port are dropped, leading zeros of a
-//!   port are dropped, user info (`user:password@`) is dropped, and an
-//!   empty path becomes `/`;
+//!   port are dropped, and an empty path becomes `/`;
 //! - in the path and query, percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
 //!   digits, and bytes a browser would escape (non-ASCII, controls, space,
@@ -453,16 +452,15 @@ fn default_port(scheme: &[u8]) -> Option<u32> {
         .map(|&(_, port)| port)
 }
 
-/// Emits `src[start..end]`, an authority: userinfo dropped, host
+/// Emits `src[start..end]`, an authority: userinfo kept as is, host
 /// lowercased, port normalised.
 fn authority(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, default: Option<u32>) {
     let bytes = src.as_bytes();
-    // `user:password@` is who opened the page, not which page: kept, it
-    // would split one page in two and store (and list) a password.
     let host_start = bytes[start..end]
         .iter()
         .rposition(|&b| b == b'@')
         .map_or(start, |at| start + at + 1);
+    out.take(start, host_start);
     // A port is what follows the last ':' after the host; for an IPv6
     // literal (`[::1]:8080`) only a ':' after the closing bracket counts.
     let port_colon = if bytes.get(host_start) == Some(&b'[') {
@@ -788,12 +786,10 @@ mod tests {
         );
         assert_eq!(canon("https://example.com:/"), "https://example.com/");
         assert_eq!(canon("https://example.com?q"), "https://example.com/?q");
-        assert_eq!(canon("https://User@Example.com/"), "https://example.com/");
         assert_eq!(
-            canon("https://u:pw@example.com:443/a"),
-            "https://example.com/a"
+            canon("https://User@Example.com/"),
+            "https://User@example.com/"
         );
-        assert_eq!(canon("http://a@b@[::1]:81/"), "http://[::1]:81/");
         assert_eq!(canon("http://[::1]:80/"), "http://[::1]/");
         assert_eq!(canon("http://[::1]:81/"), "http://[::1]:81/");
         assert_eq!(canon("http://[::1]/"), "http://[::1]/");

@@ -31,7 +31,7 @@
 //! # URL canonicalisation
 //!
 //! The same rules apply when recording and when querying, so that one page
-//! is one key however its URL was spelled (case, default port, user info, fragment,
+//! is one key however its URL was spelled (case, default port, fragment,
 //! escapes, query policy, tracking parameters): they are listed in
 //! [`canonical_url`]. A page is an `http(s)://` URL or a path; anything
 //! else is [`TrackerError::InvalidUrl`].

@@ -207,40 +207,6 @@ async fn unicode_and_percent_encoded_urls_are_one_page() {
     }
 }
 
-/// A URL carrying `user:password@` is the same page as without it, and
-/// the password is never part of what the service keeps or answers.
-#[tokio::test]
-async fn user_info_is_no_part_of_a_page() {
-    let (app, _) = default_app();
-    for (visitor, url) in [
-        ("a", "https://alice:hunter2@example.com/account"),
-        ("b", "https://example.com/account"),
-    ] {
-        assert_eq!(
-            record(&app, visitor, url).await.status,
-            StatusCode::ACCEPTED
-        );
-    }
-    for query in [
-        "url=https%3A%2F%2Fexample.com%2Faccount",
-        "url=https%3A%2F%2Fbob%3Ax%40example.com%2Faccount",
-    ] {
-        let json = distinct(&app, query).await.json();
-        assert_eq!(
-            json,
-            serde_json::json!({"url": "https://example.com/account", "distinct_visitors": 2, "exact": true}),
-            "{query}"
-        );
-    }
-    for listing in ["/pages", "/top"] {
-        let body = get(&app, listing).await.json().to_string();
-        assert!(
-            !body.contains("hunter2") && !body.contains("alice"),
-            "{body}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn distinct_query_errors() {
     let (app, _) = default_app();
