@@ -430,7 +430,10 @@ async fn cors_preflight_on_every_ingest_route() {
             .uri(path)
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type, x-request-id")
+            .header(
+                "access-control-request-headers",
+                "content-type, x-request-id",
+            )
             .body(Body::empty())
             .unwrap()
     };

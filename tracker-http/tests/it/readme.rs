@@ -97,7 +97,10 @@ fn switch_variables_read_the_usual_spellings() {
     };
     for value in ["true", "1", "yes", "on", "false", "0", "no", "off"] {
         let said = refusal(value);
-        assert!(said.contains("--max-points must be at least 1"), "{value}: {said}");
+        assert!(
+            said.contains("--max-points must be at least 1"),
+            "{value}: {said}"
+        );
     }
     let said = refusal("maybe");
     assert!(said.contains("invalid value 'maybe'"), "{said}");

@@ -69,7 +69,9 @@ async fn a_site_given_as_a_url_is_echoed_as_its_host() {
             json!({"site": "shop.example", "distinct_visitors": 3, "exact": true}),
             "{given}"
         );
-        let ranged = distinct(&app, &format!("site={given}&from=-1d")).await.json();
+        let ranged = distinct(&app, &format!("site={given}&from=-1d"))
+            .await
+            .json();
         assert_eq!(ranged["site"], "shop.example", "{given}");
         let series = get(&app, &format!("/series?site={given}&from=-1d&step=1h")).await;
         assert_eq!(series.json()["site"], "shop.example", "{given}");
@@ -193,7 +195,10 @@ async fn pages_parameter_errors() {
         // No listing stops there: a mangled cursor, not the end.
         ("/pages?cursor=garbage", "invalid_cursor"),
         ("/pages?cursor=shop.example%2Fa", "invalid_cursor"),
-        ("/pages?cursor=HTTPS%3A%2F%2Fshop.example%2F", "invalid_cursor"),
+        (
+            "/pages?cursor=HTTPS%3A%2F%2Fshop.example%2F",
+            "invalid_cursor",
+        ),
     ] {
         let answer = get(&app, uri).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
@@ -212,7 +217,11 @@ async fn pages_parameter_errors() {
     fill(&app).await;
     let all = get(&app, "/pages").await.json();
     assert_eq!(get(&app, "/pages?cursor=").await.json(), all);
-    let after = get(&app, "/pages?cursor=https%3A%2F%2Fblog.example%2F%F4%8F%BF%BF").await;
+    let after = get(
+        &app,
+        "/pages?cursor=https%3A%2F%2Fblog.example%2F%F4%8F%BF%BF",
+    )
+    .await;
     assert_eq!(after.json()["pages"][0]["url"], "https://shop.example/");
 }
 
