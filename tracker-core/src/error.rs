@@ -72,6 +72,10 @@ pub enum TrackerError {
     /// host, or paths starting with `/` (not `javascript:`, `data:`,
     /// `file:`, ...).
     InvalidUrl,
+    /// A [`PageQuery`](crate::PageQuery)'s cursor is not where a listing
+    /// can stop: listings stop at a page, and every page is an `http://`
+    /// or `https://` URL or a path starting with `/`.
+    InvalidCursor,
     /// With a TTL, the event's time is further ahead of the tracker's clock
     /// than [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW) allows.
     FromTheFuture {
@@ -99,6 +103,7 @@ impl TrackerError {
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
             TrackerError::MemoryFull { .. } => "memory_full",
             TrackerError::InvalidUrl => "invalid_url",
+            TrackerError::InvalidCursor => "invalid_cursor",
             TrackerError::FromTheFuture { .. } => "from_the_future",
             TrackerError::Time(e) => e.code(),
         }
@@ -123,6 +128,9 @@ impl fmt::Display for TrackerError {
             ),
             TrackerError::InvalidUrl => f.write_str(
                 "url must be an http:// or https:// URL with a host, or a path starting with /",
+            ),
+            TrackerError::InvalidCursor => f.write_str(
+                "cursor must be the next_cursor of a previous listing: a page's http:// or https:// URL, or its path starting with /",
             ),
             TrackerError::FromTheFuture { ahead_ms } => write!(
                 f,

@@ -282,6 +282,6 @@ pub use tracker::config::{
     DEFAULT_MAX_VISITOR_LEN, TrackerBuilder, TrackerConfig, VISITOR_LEN_CEILING,
 };
 pub use tracker::partial::SitePartial;
-pub use tracker::site::{MAX_SITE_LEN, PageList, PageQuery};
+pub use tracker::site::{MAX_SITE_LEN, PageList, PageQuery, site_name};
 pub use tracker::stripe::SweepStep;
 pub use tracker::sweeper::Sweeper;

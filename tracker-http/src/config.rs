@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, ValueEnum};
 use tracker_core::browser::{BotFilter, SaltRotation};
 use tracker_core::persist::{FsyncPolicy, LogOptions, SnapshotSchedule};
@@ -171,7 +172,10 @@ pub struct CoreOptions {
     pub drop_params: Option<Vec<String>>,
 
     /// Count `/docs/` and `/docs` as one page.
-    #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH")]
+    // Boolish, as every switch: its variable also reads `1`/`0`,
+    // `yes`/`no`, `on`/`off` (as environments commonly spell them), not
+    // only `true`/`false`.
+    #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH", value_parser = BoolishValueParser::new())]
     pub fold_trailing_slash: bool,
 
     /// The time granularity of ranges and series (`1m` to `1d`, whole
@@ -223,7 +227,7 @@ pub struct PersistOptions {
     /// With --data-dir, start even if the event log is damaged in its
     /// middle, dropping the events after the damage (logged as an error).
     /// Without it such damage stops start-up, for an operator to decide.
-    #[arg(long, env = "TRACKER_SALVAGE_LOG")]
+    #[arg(long, env = "TRACKER_SALVAGE_LOG", value_parser = BoolishValueParser::new())]
     pub salvage_log: bool,
 }
 
@@ -525,6 +529,7 @@ pub struct HttpOptions {
         long,
         env = "TRACKER_CORS_ORIGINS",
         value_delimiter = ',',
+        value_parser = parse_origin,
         default_value = "*"
     )]
     pub cors_origins: Vec<String>,
@@ -745,17 +750,6 @@ impl Config {
         {
             return Err(format!("--rate-burst must be at least 1, got {burst}"));
         }
-        for origin in &self.http.cors_origins {
-            let origin = origin.trim();
-            let valid = origin == "*"
-                || ((origin.starts_with("http://") || origin.starts_with("https://"))
-                    && axum::http::HeaderValue::from_str(origin).is_ok());
-            if !valid {
-                return Err(format!(
-                    "--cors-origins: `{origin}` is not `*` or an origin such as https://example.com"
-                ));
-            }
-        }
         if self.http.auth_token.as_deref() == Some("") {
             return Err("--auth-token must not be empty".into());
         }
@@ -894,8 +888,48 @@ impl fmt::Display for Config {
                 .as_ref()
                 .map_or("default".to_string(), |p| p.join(",")),
             c.fold_trailing_slash,
-        )
+        )?;
+        write!(f, " log={}", self.log)?;
+        let n = &self.cluster;
+        match &n.nats {
+            None => write!(f, " nats=none"),
+            Some(servers) => write!(
+                f,
+                " nats={} cluster={} node_id={} partitions={} nats_replicas={} lease_ttl={:?} partition_snapshot_every={:?} nats_creds={} nats_tls={}",
+                without_userinfo(servers),
+                n.cluster,
+                n.node_id.as_deref().unwrap_or("random"),
+                n.partitions,
+                n.nats_replicas,
+                n.lease_ttl,
+                n.partition_snapshot_every,
+                set(n.nats_creds.is_some()),
+                match (&n.nats_tls_ca, &n.nats_tls_cert) {
+                    (None, None) => "off",
+                    (_, None) => "ca",
+                    (_, Some(_)) => "client_cert",
+                },
+            ),
+        }
     }
+}
+
+/// `nats://user:password@host:4222,...` without the `user:password@` of
+/// each server: the settings are logged, and a password must not be.
+fn without_userinfo(servers: &str) -> String {
+    servers
+        .split(',')
+        .map(|server| {
+            let (scheme, rest) = server.split_once("://").unwrap_or(("", server));
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            if scheme.is_empty() {
+                rest.to_string()
+            } else {
+                format!("{scheme}://{rest}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// An enum value as it is spelled on the command line.
@@ -903,6 +937,36 @@ fn value_name(value: &impl ValueEnum) -> String {
     value
         .to_possible_value()
         .map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+/// `*`, or an origin as browsers send it in `Origin` (compared byte for
+/// byte): `https://example.com` from `HTTPS://Example.com/` or
+/// `https://example.com:443` as well, since a trailing slash, capitals or
+/// the default port would otherwise match no request, silently. A path,
+/// query or user info is refused: an origin has none.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" {
+        return Ok(s.to_string());
+    }
+    let refuse = || format!("`{s}` is not `*` or an origin such as https://example.com");
+    let lower = s.to_ascii_lowercase();
+    let (scheme, default_port) = if lower.starts_with("https://") {
+        ("https://", ":443")
+    } else if lower.starts_with("http://") {
+        ("http://", ":80")
+    } else {
+        return Err(refuse());
+    };
+    let host = &lower[scheme.len()..];
+    let host = host.strip_suffix('/').unwrap_or(host);
+    let host = host.strip_suffix(default_port).unwrap_or(host);
+    if host.is_empty() || host.contains(['/', '?', '#', '@']) {
+        return Err(refuse());
+    }
+    let origin = format!("{scheme}{host}");
+    axum::http::HeaderValue::from_str(&origin).map_err(|_| refuse())?;
+    Ok(origin)
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -1243,11 +1307,54 @@ mod tests {
             QueryPolicy::Allow(vec!["id".into(), "page".into()])
         );
         assert!(!config.to_string().contains("secret"));
+        let printed = Config::defaults().to_string();
+        assert!(printed.ends_with(" log=info nats=none"), "{printed}");
+        let clustered = Config::parse_from([
+            "tracker-http",
+            "--nats",
+            "nats://app:secret@n1.test:4222,n2.test:4222",
+            "--partitions",
+            "16",
+        ])
+        .to_string();
+        assert!(
+            clustered.contains(" nats=nats://n1.test:4222,n2.test:4222 cluster=tracker node_id=random partitions=16 nats_replicas=1 lease_ttl=6s partition_snapshot_every=30s nats_creds=off nats_tls=off"),
+            "{clustered}"
+        );
+        assert!(!clustered.contains("secret"), "{clustered}");
         assert!(Config::try_parse_from(["tracker-http", "--query", "allow"]).is_err());
         assert!(Config::try_parse_from(["tracker-http", "--tls-cert", "c.pem"]).is_err());
-        let cors = |o: &str| Config::parse_from(["tracker-http", "--cors-origins", o]).validate();
-        assert!(cors("https://a.example,http://b.example:8000").is_ok());
-        assert!(cors("*").is_ok());
-        assert!(cors("a.example").is_err());
+        let cors = |o: &str| {
+            Config::try_parse_from(["tracker-http", "--cors-origins", o])
+                .map(|c| c.http.cors_origins)
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(
+            cors("https://a.example, http://b.example:8000"),
+            Ok(vec![
+                "https://a.example".to_string(),
+                "http://b.example:8000".to_string()
+            ])
+        );
+        assert_eq!(cors("*"), Ok(vec!["*".to_string()]));
+        // As browsers send `Origin`, else no request would ever match.
+        assert_eq!(
+            cors("HTTPS://A.example/,https://b.example:443,http://c.example:80/"),
+            Ok(vec![
+                "https://a.example".to_string(),
+                "https://b.example".to_string(),
+                "http://c.example".to_string()
+            ])
+        );
+        for refused in [
+            "a.example",
+            "https://a.example/app",
+            "https://a.example?x",
+            "https://u@a.example",
+            "https://",
+            "ftp://a.example",
+        ] {
+            assert!(cors(refused).is_err(), "{refused}");
+        }
     }
 }

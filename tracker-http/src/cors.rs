@@ -45,7 +45,13 @@ impl Cors {
         let full = (!origins.is_empty()).then(|| {
             let layer = CorsLayer::new()
                 .allow_methods([Method::GET, Method::POST])
-                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                // `x-request-id` too: the service reads and echoes it, so
+                // a page may send one to find its request in the logs.
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    header::AUTHORIZATION,
+                    X_REQUEST_ID.clone(),
+                ])
                 .expose_headers([X_REQUEST_ID.clone()]);
             let layer = if any {
                 // Every answer is the same whatever the request's origin,

@@ -266,6 +266,7 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::InvalidCursor
         | TrackerError::FromTheFuture { .. }
         | TrackerError::Time(_) => StatusCode::BAD_REQUEST,
         TrackerError::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -280,6 +281,7 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::FromTheFuture { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::InvalidCursor
         | TrackerError::MemoryFull { .. }
         | TrackerError::Time(_) => e.code(),
         _ => "internal",

@@ -16,7 +16,7 @@ use tracker_core::persist::{DurableTracker, FsyncPolicy};
 use tracker_core::{Distinct, Field, TrackerError};
 
 use crate::error::AppError;
-use crate::ranges::{self, TopBody, Window, site_name};
+use crate::ranges::{self, TopBody, Window};
 use crate::state::AppState;
 use crate::store::Recovered;
 
@@ -108,7 +108,7 @@ pub struct FreshnessBody {
 /// The answer of `GET /distinct?site=`.
 #[derive(Debug, Serialize)]
 pub struct SiteDistinctBody {
-    /// The site (host), as compared: trimmed and lowercased.
+    /// The site: the host it names, as compared (`tracker_core::site_name`).
     pub site: String,
     /// Distinct visitors of all its pages together (a union).
     pub distinct_visitors: u64,
@@ -149,6 +149,7 @@ pub async fn distinct(
         }),
         (None, Some(site)) => {
             // Checks the name even in a cluster (the gate holds no pages).
+            let site = tracker_core::site_name(&site)?;
             let mut distinct = store.tracker().site_distinct(&site)?;
             let mut freshness = None;
             if let Some(node) = store.cluster() {
@@ -156,7 +157,7 @@ pub async fn distinct(
                 (distinct, freshness) = (merged, Some(fresh));
             }
             let body = SiteDistinctBody {
-                site: site_name(&site),
+                site,
                 distinct_visitors: distinct.visitors,
                 exact: distinct.exact,
                 error: distinct.relative_error,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Request, State};
 use serde::Serialize;
-use tracker_core::{RangeDistinct, TimeRange, Timestamp, Tracker};
+use tracker_core::{RangeDistinct, TimeRange, Timestamp, Tracker, site_name};
 
 use crate::error::AppError;
 use crate::query::{DistinctBody, Fresh, param};
@@ -80,7 +80,7 @@ fn offset_sign(text: Cow<'_, str>) -> Cow<'_, str> {
 pub enum Subject {
     /// A page's canonical URL.
     Url(String),
-    /// A site (host), trimmed and lowercased.
+    /// A site: the host it names ([`site_name`]).
     Site(String),
 }
 
@@ -89,7 +89,7 @@ impl Subject {
     fn of(query: &str, tracker: &Tracker) -> Result<Subject, AppError> {
         match (param(query, "url")?, param(query, "site")?) {
             (Some(url), None) => Ok(Subject::Url(tracker.canonicalize(&url)?.into_owned())),
-            (None, Some(site)) => Ok(Subject::Site(site_name(&site))),
+            (None, Some(site)) => Ok(Subject::Site(site_name(&site)?)),
             (Some(_), Some(_)) => Err(AppError::InvalidQuery(
                 "give `url` or `site`, not both".into(),
             )),
@@ -98,11 +98,6 @@ impl Subject {
             )),
         }
     }
-}
-
-/// A site as answers echo it: trimmed and lowercased, as compared.
-pub(crate) fn site_name(site: &str) -> String {
-    site.trim().to_ascii_lowercase()
 }
 
 /// The range an answer covers, in RFC 3339 UTC.

@@ -5,7 +5,10 @@
 //!   then every text message gets one JSON answer, in order, either the
 //!   batch reply of `POST /events/batch` (`{"accepted", "refused"}`) or an
 //!   error `{"error": {"code", "message"}}` when the message as a whole was
-//!   refused (not JSON, over the limits, the log failed). An acknowledged
+//!   refused (an array that is not JSON, over the limits, the log failed);
+//!   a message that is not an array is one event, so one that is not JSON
+//!   is that event's refusal (`index` 0), as a bad event in an array is
+//!   its own. An acknowledged
 //!   event is as durable as the fsync policy promises.
 //! - **Backpressure**: the next message is read only once the previous one
 //!   is recorded (and durable), so a sender faster than the tracker fills

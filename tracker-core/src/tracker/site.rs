@@ -40,7 +40,8 @@ pub struct PageQuery {
     /// instead, so that `site` and `prefix: "/blog"` list a site's blog.
     pub prefix: Option<String>,
     /// Only pages after this one: the `next_cursor` of the previous page
-    /// of results.
+    /// of results (or any page URL or path: the listing goes on in URL
+    /// order after it; anything else is [`TrackerError::InvalidCursor`]).
     pub cursor: Option<String>,
     /// At most this many pages (at least 1 is listed).
     pub limit: usize,
@@ -64,7 +65,7 @@ impl Tracker {
     /// A site is a host: a page belongs to the site of its canonical
     /// URL's host, whatever its scheme and port; pages recorded as bare
     /// paths (`/pricing`) belong to none. `site` is compared after
-    /// trimming and ASCII lowercasing; a URL or `host:port` given in its
+    /// trimming and lowercasing (as page hosts are); a URL or `host:port` given in its
     /// place stands for its host; an empty one, or one longer than
     /// [`MAX_SITE_LEN`], is an error.
     ///
@@ -138,6 +139,18 @@ impl Tracker {
     /// ```
     pub fn pages(&self, query: &PageQuery) -> Result<PageList, TrackerError> {
         let site = query.site.as_deref().map(site_name).transpose()?;
+        // Any position in URL order would do to continue after, but one
+        // that no page can have is a client's mistake (a cursor mangled,
+        // or another parameter's value), not a place a listing stopped.
+        // Empty is the start, as no cursor.
+        if let Some(cursor) = query.cursor.as_deref()
+            && !(cursor.is_empty()
+                || cursor.starts_with('/')
+                || cursor.starts_with("http://")
+                || cursor.starts_with("https://"))
+        {
+            return Err(TrackerError::InvalidCursor);
+        }
         let limit = query.limit.max(1);
         let expiry = self.expiry_now();
         // A max-heap of the smallest `limit + 1` URLs so far (one more
@@ -207,8 +220,16 @@ impl Ord for Counted {
 
 /// A site name as given, checked and in the form hosts are stored in: a
 /// host, or the host of a URL or `host:port` given in its place (a site
-/// is every page of one host, whatever its scheme and port).
-pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
+/// is every page of one host, whatever its scheme and port). The site
+/// queries compare this form, and answers echo it.
+///
+/// ```
+/// use tracker_core::site_name;
+///
+/// assert_eq!(site_name(" https://Example.com:8443/blog").as_deref(), Ok("example.com"));
+/// assert!(site_name("https://").is_err());
+/// ```
+pub fn site_name(site: &str) -> Result<String, TrackerError> {
     let site = site.trim();
     if site.is_empty() {
         return Err(TrackerError::Empty { field: Field::Site });
@@ -231,7 +252,9 @@ pub(crate) fn site_name(site: &str) -> Result<String, TrackerError> {
     if host.is_empty() {
         return Err(TrackerError::Empty { field: Field::Site });
     }
-    Ok(host.to_ascii_lowercase())
+    // Char by char, as canonicalisation lowercases a page's host (`BÜCHER.de`
+    // is stored as `bücher.de`): ASCII lowercasing alone would miss it.
+    Ok(host.chars().flat_map(char::to_lowercase).collect())
 }
 
 /// Whether the canonical `url` starts with `prefix`, or its path does
@@ -328,6 +351,7 @@ mod tests {
             assert_eq!(site_name(given), Ok("example.com".into()), "{given}");
         }
         assert_eq!(site_name("[::1]:8080"), Ok("[::1]".into()));
+        assert_eq!(site_name("https://BÜCHER.de/"), Ok("bücher.de".into()));
         assert_eq!(
             site_name("https://"),
             Err(TrackerError::Empty { field: Field::Site })

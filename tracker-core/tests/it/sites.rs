@@ -131,6 +131,28 @@ fn an_unbounded_limit_lists_every_page() {
     assert_eq!(listing.next_cursor, None);
 }
 
+/// A listing stops at a page, so a cursor is a page's URL or path (or
+/// empty: the start); anything else is a typed error, not a position.
+#[test]
+fn a_cursor_is_where_a_listing_can_stop() {
+    let tracker = Tracker::new();
+    record_all(&tracker, &[(1, 0), (2, 4)]);
+    let after = |cursor: &str| {
+        tracker.pages(&PageQuery {
+            cursor: Some(cursor.into()),
+            limit: 100,
+            ..PageQuery::default()
+        })
+    };
+    let all = after("").unwrap();
+    assert!(!all.pages.is_empty());
+    assert_eq!(after("/").unwrap(), all, "paths sort before URLs");
+    assert!(after("https://\u{10FFFF}").unwrap().pages.is_empty());
+    for bad in ["garbage", "example.com/a", "HTTP://a.com/", "ftp://a.com/"] {
+        assert_eq!(after(bad), Err(TrackerError::InvalidCursor), "{bad}");
+    }
+}
+
 #[test]
 fn bad_site_names_are_typed_errors() {
     let tracker = Tracker::new();

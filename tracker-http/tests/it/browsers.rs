@@ -478,12 +478,15 @@ async fn cors_preflight_on_every_ingest_route() {
             .uri(path)
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type")
+            .header(
+                "access-control-request-headers",
+                "content-type, x-request-id",
+            )
             .body(Body::empty())
             .unwrap()
     };
     let (app, _) = default_app();
-    for path in ["/events", "/api/event", "/count"] {
+    for path in ["/events", "/events/batch", "/api/event", "/count"] {
         let answer = send(&app, preflight(path, "https://any.test")).await;
         assert!(answer.status.is_success(), "{path}: {}", answer.status);
         assert_eq!(answer.headers["access-control-allow-origin"], "*", "{path}");
@@ -491,6 +494,12 @@ async fn cors_preflight_on_every_ingest_route() {
             .to_str()
             .unwrap();
         assert!(methods.contains("POST"), "{path}: {methods}");
+        let headers = answer.headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        for asked in ["content-type", "x-request-id"] {
+            assert!(headers.contains(asked), "{path}: {headers}");
+        }
         assert!(
             !answer
                 .headers
@@ -501,7 +510,7 @@ async fn cors_preflight_on_every_ingest_route() {
     let (app, _) = app_with(Tracker::new(), |l| {
         l.cors_origins = vec!["https://site.test".into()]
     });
-    for path in ["/events", "/api/event", "/count"] {
+    for path in ["/events", "/events/batch", "/api/event", "/count"] {
         let allowed = send(&app, preflight(path, "https://site.test")).await;
         assert_eq!(
             allowed.headers["access-control-allow-origin"],

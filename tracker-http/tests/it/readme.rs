@@ -77,3 +77,31 @@ fn the_readme_flag_table_is_the_command_line() {
          in the README but not the binary: {unknown:?}"
     );
 }
+
+/// A switch's variable reads as environments spell it (`1`, `yes`, `on`,
+/// `0`, ...), not only `true`/`false`. Started with such variables and a
+/// setting validation refuses, the binary gets past parsing to
+/// validation's refusal, and so exits by itself whatever it reads.
+#[test]
+fn switch_variables_read_the_usual_spellings() {
+    let refusal = |value: &str| {
+        let output = std::process::Command::new(crate::TRACKER_HTTP)
+            .args(["--listen", "127.0.0.1:0", "--max-points", "0"])
+            .env("TRACKER_FOLD_TRAILING_SLASH", value)
+            .env("TRACKER_SALVAGE_LOG", value)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run tracker-http");
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    for value in ["true", "1", "yes", "on", "false", "0", "no", "off"] {
+        let said = refusal(value);
+        assert!(
+            said.contains("--max-points must be at least 1"),
+            "{value}: {said}"
+        );
+    }
+    let said = refusal("maybe");
+    assert!(said.contains("invalid value 'maybe'"), "{said}");
+}

@@ -50,6 +50,49 @@ async fn distinct_of_a_site_is_a_union() {
     assert_eq!(distinct(&app, &long).await.error_code(), "too_long");
 }
 
+/// A site given as a URL or `host:port` counts its host's pages, and
+/// the answer names that host, not the text sent: a client comparing
+/// `site` with what it asked for, or with the hosts `/pages` lists,
+/// finds the same name.
+#[tokio::test]
+async fn a_site_given_as_a_url_is_echoed_as_its_host() {
+    let (app, _) = default_app();
+    fill(&app).await;
+    for given in [
+        "https%3A%2F%2FShop.Example%2F",
+        "shop.example%3A8080",
+        "http%3A%2F%2Fu%40shop.example%3A80%2Fcart%3Fx",
+    ] {
+        let answer = distinct(&app, &format!("site={given}")).await.json();
+        assert_eq!(
+            answer,
+            json!({"site": "shop.example", "distinct_visitors": 3, "exact": true}),
+            "{given}"
+        );
+        let ranged = distinct(&app, &format!("site={given}&from=-1d"))
+            .await
+            .json();
+        assert_eq!(ranged["site"], "shop.example", "{given}");
+        let series = get(&app, &format!("/series?site={given}&from=-1d&step=1h")).await;
+        assert_eq!(series.json()["site"], "shop.example", "{given}");
+    }
+    // Lowercased as page hosts are, beyond ASCII.
+    assert_eq!(
+        record(&app, "e", "https://BÜCHER.de/x").await.status,
+        StatusCode::ACCEPTED
+    );
+    let idn = distinct(&app, "site=B%C3%9CCHER.de").await.json();
+    assert_eq!(
+        idn,
+        json!({"site": "bücher.de", "distinct_visitors": 1, "exact": true})
+    );
+    for query in ["site=https%3A%2F%2F", "site=%3A80"] {
+        assert_eq!(distinct(&app, query).await.error_code(), "empty", "{query}");
+        let series = get(&app, &format!("/series?{query}")).await;
+        assert_eq!(series.error_code(), "empty", "{query}");
+    }
+}
+
 #[tokio::test]
 async fn top_of_a_site() {
     let (app, _) = default_app();
@@ -136,7 +179,7 @@ async fn pages_lists_everything_once_by_cursor() {
         ["http://shop.example:8080/cart", "https://shop.example/cart"]
     );
     // After the last page: nothing, and no cursor.
-    let past = get(&app, "/pages?cursor=zzz").await.json();
+    let past = get(&app, "/pages?cursor=https%3A%2F%2Fzzz").await.json();
     assert_eq!(past, json!({"pages": [], "next_cursor": null}));
 }
 
@@ -149,6 +192,13 @@ async fn pages_parameter_errors() {
         ("/pages?limit=x", "invalid_query"),
         ("/pages?site=", "empty"),
         ("/pages?cursor=%FF", "invalid_query"),
+        // No listing stops there: a mangled cursor, not the end.
+        ("/pages?cursor=garbage", "invalid_cursor"),
+        ("/pages?cursor=shop.example%2Fa", "invalid_cursor"),
+        (
+            "/pages?cursor=HTTPS%3A%2F%2Fshop.example%2F",
+            "invalid_cursor",
+        ),
     ] {
         let answer = get(&app, uri).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
@@ -162,6 +212,17 @@ async fn pages_parameter_errors() {
     )
     .await;
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    // An empty cursor is the start, as none; a path or URL one continues
+    // after it, as the dashboard's jump past a host does.
+    fill(&app).await;
+    let all = get(&app, "/pages").await.json();
+    assert_eq!(get(&app, "/pages?cursor=").await.json(), all);
+    let after = get(
+        &app,
+        "/pages?cursor=https%3A%2F%2Fblog.example%2F%F4%8F%BF%BF",
+    )
+    .await;
+    assert_eq!(after.json()["pages"][0]["url"], "https://shop.example/");
 }
 
 /// Pages recorded while a listing runs neither make it skip nor repeat a
