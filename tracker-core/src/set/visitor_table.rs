@@ -348,8 +348,25 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     #[inline]
     fn probe(&self, key: u64) -> Result<usize, usize> {
         debug_assert_ne!(key, 0);
-        let mut slot = self.home(key);
-        let mut dist = 0;
+        let capacity = self.capacity();
+        let home = home_in(key, capacity);
+        // Up to the end of the table, the Robin Hood test needs no
+        // distances: a lesser resident has a home at or before ours, so it
+        // is at least as far from it (we pass it); a greater one has a
+        // home at or after ours, so it is at most as far (we stop), unless
+        // it wrapped round the end (its home is after its slot: then it
+        // is further, and we pass it).
+        for (slot, &resident) in (home..).zip(&self.words[1 + home..1 + capacity]) {
+            if resident == key {
+                return Ok(slot);
+            }
+            if resident == 0 || (resident > key && home_in(resident, capacity) <= slot) {
+                return Err(slot);
+            }
+        }
+        // The probe wraps round the end: distances from here on.
+        let mut slot = 0;
+        let mut dist = capacity - home;
         loop {
             let resident = self.slot(slot);
             if resident == key {
