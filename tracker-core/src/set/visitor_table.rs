@@ -895,10 +895,16 @@ fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
     }
     // `hi` is odd: word `hi / 2` takes its low half's value up and the
     // previous word's high half in.
-    while hi > lo {
-        let word = hi / 2;
-        run[word] = (run[word] << 32) | (run[word - 1] >> 32);
-        hi -= 2;
+    if hi > lo {
+        // Words `top + 1 - words..=top`, highest first, over a slice that
+        // holds the word below them too: no bounds checks, and the
+        // compiler moves several words per step.
+        let (top, words) = (hi / 2, (hi - lo + 1) / 2);
+        let moved = &mut run[top - words..=top];
+        for i in (1..moved.len()).rev() {
+            moved[i] = (moved[i] << 32) | (moved[i - 1] >> 32);
+        }
+        hi -= 2 * words;
     }
     if hi == lo {
         set(run, hi, get(run, hi - 1));
