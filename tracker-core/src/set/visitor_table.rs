@@ -593,68 +593,91 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`rebuild`](Self::rebuild) into `fresh`, an empty table (zeroed),
     /// adding `new` (a key absent from the table, with its values) on the
     /// way; returns the old table.
-    fn rebuild_into(&mut self, fresh: Self, mut new: Option<(u64, [u32; AUX])>) -> Self {
-        let old = std::mem::replace(self, fresh);
-        let old_capacity = old.capacity();
-        let wrapped = (0..old_capacity)
-            .take_while(|&i| {
-                let key = old.slot(i);
-                key != 0 && home_in(key, old_capacity) > i
-            })
+    fn rebuild_into(&mut self, fresh: Self, new: Option<(u64, [u32; AUX])>) -> Self {
+        let old_capacity = self.capacity();
+        let wrapped = self.words[1..1 + old_capacity]
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &key)| key != 0 && home_in(key, old_capacity) > i)
             .count();
-        let capacity = self.capacity();
-        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
-        let (keys, values) = self.words[1..].split_at_mut(capacity);
-        let mut order = InOrder::default();
-        let slot_at = |n: usize| {
-            let i = n + wrapped;
-            if i >= old_capacity {
-                i - old_capacity
+        // Slot `i` is number `(i - wrapped) mod old_capacity` in key order.
+        let order_of = |i: usize| (i + old_capacity - wrapped) % old_capacity.max(1);
+        // The new key goes where its insert would have put it, so in key
+        // order just before that slot's resident; at the end if it wraps
+        // round to the slot after the last wrapped one.
+        let new_at = new.map_or(old_capacity, |(key, _)| {
+            let slot = self.probe(key).unwrap_err();
+            if slot == wrapped && home_in(key, old_capacity) > slot {
+                old_capacity
             } else {
-                i
+                order_of(slot)
+            }
+        });
+        let old = std::mem::replace(self, fresh);
+        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
+        let capacity = self.capacity();
+        let (keys, values) = self.words[1..].split_at_mut(capacity);
+        // The old slots of key-order numbers `from..to`, in order.
+        let slots = |from: usize, to: usize| {
+            let (a, b) = (from + wrapped, to + wrapped);
+            if b <= old_capacity {
+                [(a, b), (0, 0)]
+            } else if a >= old_capacity {
+                [(a - old_capacity, b - old_capacity), (0, 0)]
+            } else {
+                [(a, old_capacity), (0, b - old_capacity)]
             }
         };
-        let mut n = 0;
-        while n < old_capacity {
-            let i = slot_at(n);
-            let key = old_keys[i];
-            if key != 0 {
-                if let Some((new_key, new_values)) = new
-                    && new_key < key
+        let mut order = InOrder::default();
+        // The key-order number of the first key not placed (one ran off
+        // the new table's end), and whether the new key is placed.
+        let mut stopped = old_capacity;
+        let mut new_placed = new.is_none();
+        'placing: {
+            for (from, to) in slots(0, new_at) {
+                if let Some(i) =
+                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
                 {
-                    if !order.place(keys, values, new_key, new_values) {
-                        break;
-                    }
-                    new = None;
-                }
-                let from: [u32; AUX] = std::array::from_fn(|k| {
-                    let at = i * AUX + k;
-                    (old_values[at / 2] >> (32 * (at & 1))) as u32
-                });
-                if !order.place(keys, values, key, from) {
-                    break;
+                    stopped = order_of(i);
+                    break 'placing;
                 }
             }
-            n += 1;
+            if let Some((key, from)) = new {
+                if !order.place(keys, values, key, from) {
+                    stopped = new_at;
+                    break 'placing;
+                }
+                new_placed = true;
+            }
+            for (from, to) in slots(new_at, old_capacity) {
+                if let Some(i) =
+                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
+                {
+                    stopped = order_of(i);
+                    break 'placing;
+                }
+            }
         }
-        if n == old_capacity
-            && let Some((key, values_new)) = new
-            && order.place(keys, values, key, values_new)
-        {
-            new = None;
-        }
-        self.words[0] += order.placed;
+        // Every key is counted here, those placed below too.
+        self.words[0] += old.len() as u64 + u64::from(new.is_some());
         // The keys that ran off the end (or out of order, which `probe`
         // never leaves): placed as any insert is.
-        for n in n..old_capacity {
-            let i = slot_at(n);
-            let key = old.slot(i);
-            if key != 0 {
-                self.place_new(key, old.values_in(old_capacity, i));
+        let mut place_late = |key: u64, values: [u32; AUX]| {
+            let slot = self.probe(key).unwrap_err();
+            self.displace_from(slot, key, values);
+        };
+        for (from, to) in slots(stopped, old_capacity) {
+            for i in from..to {
+                let key = old.slot(i);
+                if key != 0 {
+                    place_late(key, old.values_in(old_capacity, i));
+                }
             }
         }
-        if let Some((key, values)) = new {
-            self.place_new(key, values);
+        if let Some((key, values)) = new
+            && !new_placed
+        {
+            place_late(key, values);
         }
         old
     }
@@ -850,7 +873,6 @@ struct InOrder {
     free: usize,
     /// The greatest key placed.
     last: u64,
-    placed: u64,
 }
 
 impl InOrder {
@@ -875,9 +897,111 @@ impl InOrder {
             let to = at * AUX + k;
             values[to / 2] |= u64::from(value) << (32 * (to & 1));
         }
-        self.placed += 1;
         (self.free, self.last) = (at + 1, key);
         true
+    }
+
+    /// Places the keys of `old_keys[from..to]` (with their values, packed
+    /// in `old_values` as in a table) in order, as [`place`](Self::place)
+    /// does; stops at the first it cannot place and returns its slot.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn place_slots<const AUX: usize>(
+        &mut self,
+        keys: &mut [u64],
+        values: &mut [u64],
+        old_keys: &[u64],
+        old_values: &[u64],
+        from: usize,
+        to: usize,
+    ) -> Option<usize> {
+        const LOW: u64 = u32::MAX as u64;
+        if AUX == 1 {
+            return self.place_slots_paired(keys, values, old_keys, old_values, from, to);
+        }
+        let (mut free, mut last) = (self.free, self.last);
+        let mut stopped = None;
+        for (i, &key) in (from..to).zip(&old_keys[from..to]) {
+            if key == 0 {
+                continue;
+            }
+            let at = home_in(key, keys.len()).max(free);
+            if key <= last || at >= keys.len() {
+                stopped = Some(i);
+                break;
+            }
+            keys[at] = key;
+            for k in 0..AUX {
+                let (src, dst) = (i * AUX + k, at * AUX + k);
+                let value = (old_values[src / 2] >> (32 * (src & 1))) & LOW;
+                values[dst / 2] |= value << (32 * (dst & 1));
+            }
+            (free, last) = (at + 1, key);
+        }
+        (self.free, self.last) = (free, last);
+        stopped
+    }
+
+    /// [`place_slots`](Self::place_slots) for tables of one value per
+    /// slot, where slots `2j` and `2j + 1` share value word `j`: the old
+    /// slots are read a pair at a time, with their word, so that a key's
+    /// value takes no index arithmetic or bounds check to read.
+    #[inline]
+    fn place_slots_paired(
+        &mut self,
+        keys: &mut [u64],
+        values: &mut [u64],
+        old_keys: &[u64],
+        old_values: &[u64],
+        from: usize,
+        to: usize,
+    ) -> Option<usize> {
+        const LOW: u64 = u32::MAX as u64;
+        let (mut free, mut last) = (self.free, self.last);
+        let mut put = |key: u64, value: u64| {
+            let at = home_in(key, keys.len()).max(free);
+            if key <= last || at >= keys.len() {
+                return false;
+            }
+            keys[at] = key;
+            values[at / 2] |= value << (32 * (at & 1));
+            (free, last) = (at + 1, key);
+            true
+        };
+        let stopped = 'placing: {
+            let mut i = from;
+            if i % 2 == 1 && i < to {
+                let key = old_keys[i];
+                if key != 0 && !put(key, old_values[i / 2] >> 32) {
+                    break 'placing Some(i);
+                }
+                i += 1;
+            }
+            let pairs = (to - i) / 2;
+            let words = &old_values[i / 2..i / 2 + pairs];
+            for (j, (pair, &word)) in old_keys[i..i + 2 * pairs]
+                .chunks_exact(2)
+                .zip(words)
+                .enumerate()
+            {
+                if pair[0] != 0 && !put(pair[0], word & LOW) {
+                    break 'placing Some(i + 2 * j);
+                }
+                if pair[1] != 0 && !put(pair[1], word >> 32) {
+                    break 'placing Some(i + 2 * j + 1);
+                }
+            }
+            i += 2 * pairs;
+            if i < to {
+                let key = old_keys[i];
+                if key != 0 && !put(key, old_values[i / 2] & LOW) {
+                    break 'placing Some(i);
+                }
+            }
+            None
+        };
+        (self.free, self.last) = (free, last);
+        stopped
     }
 }
 
