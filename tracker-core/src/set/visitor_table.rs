@@ -1033,13 +1033,14 @@ fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
     // `hi` is odd: word `hi / 2` takes its low half's value up and the
     // previous word's high half in.
     if hi > lo {
-        // Words `top + 1 - words..=top`, highest first, over a slice that
-        // holds the word below them too: no bounds checks, and the
-        // compiler moves several words per step.
+        // Words `top + 1 - words..=top`, lowest first, each carrying its
+        // old high half up to the next: one pass over a slice, with no
+        // bounds checks.
         let (top, words) = (hi / 2, (hi - lo + 1) / 2);
-        let moved = &mut run[top - words..=top];
-        for i in (1..moved.len()).rev() {
-            moved[i] = (moved[i] << 32) | (moved[i - 1] >> 32);
+        let (below, moved) = run[top - words..=top].split_at_mut(1);
+        let mut carry = below[0] >> 32;
+        for word in moved {
+            (*word, carry) = ((*word << 32) | carry, *word >> 32);
         }
         hi -= 2 * words;
     }
