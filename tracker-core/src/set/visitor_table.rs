@@ -543,7 +543,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
 
     /// Moves the entries of slots `from..to` one slot on, to
     /// `from + 1..to + 1` (which must not wrap).
-    #[inline]
+    #[inline(always)]
     fn shift_on(&mut self, from: usize, to: usize) {
         if from == to {
             return;
