@@ -504,6 +504,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// run moves as a block (a `memmove` of its keys, then of its values)
     /// rather than one swap per slot: near the maximum load
     /// the run averages tens of slots.
+    #[inline(always)]
     fn displace_from(&mut self, slot: usize, key: u64, values: [u32; AUX]) {
         // An insert is only made with room, so there is an empty slot.
         let keys = &self.words[1..1 + self.capacity()];
