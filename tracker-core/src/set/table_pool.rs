@@ -4,7 +4,8 @@
 //!
 //! # Why
 //!
-//! A page's table grows in steps of 1.25x (see `visitor_table.rs`): each
+//! A page's table grows in steps of 1.25x (2x while small; see
+//! `visitor_table.rs`): each
 //! step allocates the next size and frees the old buffer. On a tracker
 //! shared by threads, the thread that frees a table is whichever records
 //! the visitor that outgrows it, usually not the one that allocated it.

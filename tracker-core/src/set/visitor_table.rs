@@ -5,10 +5,10 @@
 //! them as they are (identity hashing) and maps a key to its home slot with
 //! a multiply-shift ("fast range": `(key * capacity) >> 64`) instead of a
 //! mask. That lets the capacity be any number, so the table can grow by
-//! x1.25 instead of x2 (past the smallest sizes), which keeps the average
-//! load, and so the memory per
-//! visitor, high: between `8 / MAX_LOAD` and `8 * GROWTH / MAX_LOAD` bytes
-//! (9.1 to 11.4), plus one 8-byte count per table.
+//! x1.25 instead of x2 (from 48 slots on; see `next_capacity`), which
+//! keeps the average load, and so the memory per visitor, high: between
+//! `8 / MAX_LOAD` and `8 * GROWTH / MAX_LOAD` bytes (9.1 to 11.4), plus
+//! one 8-byte count per table.
 //!
 //! Robin Hood ordering (a key never sits further from its home than the key
 //! it passed) lets a lookup for an absent key stop early, so inserting a new
@@ -1184,6 +1184,51 @@ mod tests {
         assert!(t.insert_growing(1, []));
         assert!(t.contains(1));
         assert!(!t.contains(2));
+    }
+
+    /// A growth places its new key where its probe in the old table
+    /// said, wherever that is in key order: first, among the keys that
+    /// wrapped round the end, or after them (a key that wraps too); the
+    /// table is then the one its keys alone make.
+    #[test]
+    fn growth_places_the_new_key_in_key_order_across_the_wrap() {
+        let near_end = |n: u64| u64::MAX - n;
+        let sets: [&[u64]; 3] = [
+            &[near_end(0), near_end(1), near_end(2), 1, 2, 3],
+            &[near_end(5), near_end(9), 7, 1 << 62, near_end(1), 5],
+            &[1, 2, 3, 4, 5, 6],
+        ];
+        let layout = |t: &VisitorTable<1>| {
+            (
+                t.words[..1 + t.capacity()].to_vec(),
+                t.entries().collect::<Vec<_>>(),
+            )
+        };
+        for keys in sets {
+            for (n, &new) in keys.iter().enumerate() {
+                let mut grown = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+                for &k in keys.iter().filter(|&&k| k != new) {
+                    grown.insert_growing(k, [k as u32]);
+                }
+                while !grown.needs_growth() {
+                    let filler = mix(grown.len() as u64 + 1000 * n as u64);
+                    grown.insert_growing(filler, [filler as u32]);
+                }
+                let mut all: Vec<u64> = grown.iter().collect();
+                all.push(new);
+                grown.grow_and_insert(new, [new as u32]);
+                let mut expected = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+                expected.reserve(all.len());
+                for &k in all.iter().rev() {
+                    expected.insert_growing(k, [k as u32]);
+                }
+                assert_eq!(
+                    layout(&grown),
+                    layout(&expected),
+                    "keys {keys:?}, new {new}"
+                );
+            }
+        }
     }
 
     proptest! {
