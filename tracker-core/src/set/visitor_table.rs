@@ -1037,7 +1037,7 @@ fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
         // Words `top + 1 - words..=top`, lowest first, each carrying its
         // old high half up to the next: one pass over a slice, with no
         // bounds checks.
-        let (top, words) = (hi / 2, (hi - lo + 1) / 2);
+        let (top, words) = (hi / 2, (hi - lo).div_ceil(2));
         let (below, moved) = run[top - words..=top].split_at_mut(1);
         let mut carry = below[0] >> 32;
         for word in moved {
