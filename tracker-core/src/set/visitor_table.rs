@@ -486,6 +486,27 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         }
     }
 
+    /// Adds `entries`, distinct keys with their values, to this empty
+    /// table, which must have room for them all: in key order, each at its
+    /// home or just past the one before, as a rebuild places them (only
+    /// keys that run off the end are probed). Sorts `entries`.
+    pub(crate) fn place_sorted(&mut self, entries: &mut [(u64, [u32; AUX])]) {
+        debug_assert_eq!(self.len(), 0);
+        debug_assert!(fits(entries.len(), self.capacity()));
+        entries.sort_unstable_by_key(|&(key, _)| key);
+        let capacity = self.capacity();
+        let (keys, values) = self.words[1..].split_at_mut(capacity);
+        let mut order = InOrder::default();
+        let placed = entries
+            .iter()
+            .take_while(|&&(key, from)| order.place(keys, values, key, from))
+            .count();
+        self.words[0] += placed as u64;
+        for &(key, values) in &entries[placed..] {
+            self.place_new(key, values);
+        }
+    }
+
     /// Adds `key`, growing as needed; returns whether it was new. For
     /// building tables whose memory is accounted by the caller.
     pub(crate) fn insert_growing(&mut self, key: u64, values: [u32; AUX]) -> bool {
@@ -1292,6 +1313,30 @@ mod tests {
                 kept.insert_growing(k, [k as u32]);
             }
             prop_assert_eq!(layout(&grown), layout(&kept));
+        }
+
+        /// Placing keys in order into an empty table gives the table
+        /// inserting them one by one gives.
+        #[test]
+        fn placing_in_order_is_inserting(
+            keys in proptest::collection::hash_set(
+                prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
+                0..40,
+            ),
+        ) {
+            let keys: Vec<u64> = keys.into_iter().collect();
+            let capacity = capacity_for(keys.len());
+            let mut inserted = VisitorTable::<1>::with_capacity(capacity);
+            for &k in &keys {
+                inserted.insert_growing(k, [k as u32]);
+            }
+            let mut placed = VisitorTable::<1>::with_capacity(capacity);
+            let mut entries: Vec<(u64, [u32; 1])> = keys.iter().map(|&k| (k, [k as u32])).collect();
+            placed.place_sorted(&mut entries);
+            let layout = |t: &VisitorTable<1>| {
+                (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
+            };
+            prop_assert_eq!(layout(&placed), layout(&inserted));
         }
 
         /// Growing into a recycled buffer, whatever it held, gives the
