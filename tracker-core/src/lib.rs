@@ -61,8 +61,9 @@
 //!   bucket, or where its buckets are) plus an 8-byte count (and, once a
 //!   visitor of the page is seen in a second bucket, a 48-byte boxed
 //!   record holding the table and the page's arena); the table is filled
-//!   completely up to 8 slots and kept 75–94% full beyond (it grows by
-//!   1.25x, up to 15/16 full): 12.8–16 bytes per visitor;
+//!   completely up to 8 slots and kept 75–94% full from 48 slots on (it
+//!   grows by 1.25x, up to 15/16 full; below 32 slots it doubles):
+//!   12.8–16 bytes per visitor there, up to twice that in small tables;
 //! - the arena holds, for each visitor seen in more than one bucket, a
 //!   sorted run of its buckets (`len, room, bucket...`, 4 bytes each,
 //!   room doubling from 4): nothing for a visitor seen in one bucket,

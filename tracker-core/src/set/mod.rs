@@ -849,8 +849,7 @@ impl VisitorSet {
             VisitorSet::Table(_, table) => Some(table.grow_into(hash, [bucket], spare)),
             VisitorSet::Inline(..) => {
                 let last = self.last_recorded().max(tick);
-                let mut table = self.inline_table(width, spare);
-                table.insert_growing(hash, [bucket]);
+                let table = self.inline_table(width, spare, Some((hash, bucket)));
                 *self = VisitorSet::Table(last, table);
                 None
             }
@@ -863,11 +862,25 @@ impl VisitorSet {
 
     /// An inline set's pairs in a table of the smallest size, in `spare`
     /// (a pooled buffer of that size) or a new buffer.
-    fn inline_table(&self, width: u32, spare: Option<Box<[u64]>>) -> VisitorTable<1> {
+    /// With `new`, a visitor absent from the set and its bucket, added.
+    fn inline_table(
+        &self,
+        width: u32,
+        spare: Option<Box<[u64]>>,
+        new: Option<(u64, u32)>,
+    ) -> VisitorTable<1> {
         let mut table = VisitorTable::in_buffer(MIN_CAPACITY, spare);
+        let mut entries = [(0, [0]); INLINE + 1];
+        let mut n = 0;
         for (h, t) in self.inline_ticks() {
-            table.insert_growing(h, [t / width]);
+            entries[n] = (h, [t / width]);
+            n += 1;
         }
+        if let Some((h, bucket)) = new {
+            entries[n] = (h, [bucket]);
+            n += 1;
+        }
+        table.place_sorted(&mut entries[..n]);
         table
     }
 
@@ -916,7 +929,7 @@ impl VisitorSet {
                 let last = self.last_recorded().max(tick);
                 match expiry {
                     None => {
-                        *self = VisitorSet::Table(last, self.inline_table(width, None));
+                        *self = VisitorSet::Table(last, self.inline_table(width, None, None));
                         // The table has room for a third pair; a known one
                         // in a second bucket boxes it with an arena.
                         if let Insert::Grow(_) | Insert::GrowKnown { .. } =

@@ -5,9 +5,10 @@
 //! them as they are (identity hashing) and maps a key to its home slot with
 //! a multiply-shift ("fast range": `(key * capacity) >> 64`) instead of a
 //! mask. That lets the capacity be any number, so the table can grow by
-//! x1.25 instead of x2, which keeps the average load, and so the memory per
-//! visitor, high: between `8 / MAX_LOAD` and `8 * GROWTH / MAX_LOAD` bytes
-//! (9.1 to 11.4), plus one 8-byte count per table.
+//! x1.25 instead of x2 (from 48 slots on; see `next_capacity`), which
+//! keeps the average load, and so the memory per visitor, high: between
+//! `8 / MAX_LOAD` and `8 * GROWTH / MAX_LOAD` bytes (9.1 to 11.4), plus
+//! one 8-byte count per table.
 //!
 //! Robin Hood ordering (a key never sits further from its home than the key
 //! it passed) lets a lookup for an absent key stop early, so inserting a new
@@ -347,8 +348,25 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     #[inline]
     fn probe(&self, key: u64) -> Result<usize, usize> {
         debug_assert_ne!(key, 0);
-        let mut slot = self.home(key);
-        let mut dist = 0;
+        let capacity = self.capacity();
+        let home = home_in(key, capacity);
+        // Up to the end of the table, the Robin Hood test needs no
+        // distances: a lesser resident has a home at or before ours, so it
+        // is at least as far from it (we pass it); a greater one has a
+        // home at or after ours, so it is at most as far (we stop), unless
+        // it wrapped round the end (its home is after its slot: then it
+        // is further, and we pass it).
+        for (slot, &resident) in (home..).zip(&self.words[1 + home..1 + capacity]) {
+            if resident == key {
+                return Ok(slot);
+            }
+            if resident == 0 || (resident > key && home_in(resident, capacity) <= slot) {
+                return Err(slot);
+            }
+        }
+        // The probe wraps round the end: distances from here on.
+        let mut slot = 0;
+        let mut dist = capacity - home;
         loop {
             let resident = self.slot(slot);
             if resident == key {
@@ -468,6 +486,27 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         }
     }
 
+    /// Adds `entries`, distinct keys with their values, to this empty
+    /// table, which must have room for them all: in key order, each at its
+    /// home or just past the one before, as a rebuild places them (only
+    /// keys that run off the end are probed). Sorts `entries`.
+    pub(crate) fn place_sorted(&mut self, entries: &mut [(u64, [u32; AUX])]) {
+        debug_assert_eq!(self.len(), 0);
+        debug_assert!(fits(entries.len(), self.capacity()));
+        entries.sort_unstable_by_key(|&(key, _)| key);
+        let capacity = self.capacity();
+        let (keys, values) = self.words[1..].split_at_mut(capacity);
+        let mut order = InOrder::default();
+        let placed = entries
+            .iter()
+            .take_while(|&&(key, from)| order.place(keys, values, key, from))
+            .count();
+        self.words[0] += placed as u64;
+        for &(key, values) in &entries[placed..] {
+            self.place_new(key, values);
+        }
+    }
+
     /// Adds `key`, growing as needed; returns whether it was new. For
     /// building tables whose memory is accounted by the caller.
     pub(crate) fn insert_growing(&mut self, key: u64, values: [u32; AUX]) -> bool {
@@ -486,10 +525,24 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// run moves as a block (a `memmove` of its keys, then of its values)
     /// rather than one swap per slot: near the maximum load
     /// the run averages tens of slots.
+    #[inline(always)]
     fn displace_from(&mut self, slot: usize, key: u64, values: [u32; AUX]) {
         // An insert is only made with room, so there is an empty slot.
         let keys = &self.words[1..1 + self.capacity()];
-        let first_empty = |keys: &[u64]| keys.iter().position(|&k| k == 0);
+        let first_empty = |keys: &[u64]| {
+            // Four keys to a test and a branch: the run to the next empty
+            // slot averages tens of slots near the maximum load.
+            let mut quads = keys.chunks_exact(4);
+            let mut skipped = 0;
+            for quad in quads.by_ref() {
+                if (quad[0] == 0) | (quad[1] == 0) | (quad[2] == 0) | (quad[3] == 0) {
+                    break;
+                }
+                skipped += 4;
+            }
+            let rest = &keys[skipped..];
+            rest.iter().position(|&k| k == 0).map(|n| skipped + n)
+        };
         let empty = match first_empty(&keys[slot..]) {
             Some(n) => slot + n,
             None => first_empty(keys).unwrap_or(slot),
@@ -512,7 +565,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
 
     /// Moves the entries of slots `from..to` one slot on, to
     /// `from + 1..to + 1` (which must not wrap).
-    #[inline]
+    #[inline(always)]
     fn shift_on(&mut self, from: usize, to: usize) {
         if from == to {
             return;
@@ -562,68 +615,91 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`rebuild`](Self::rebuild) into `fresh`, an empty table (zeroed),
     /// adding `new` (a key absent from the table, with its values) on the
     /// way; returns the old table.
-    fn rebuild_into(&mut self, fresh: Self, mut new: Option<(u64, [u32; AUX])>) -> Self {
-        let old = std::mem::replace(self, fresh);
-        let old_capacity = old.capacity();
-        let wrapped = (0..old_capacity)
-            .take_while(|&i| {
-                let key = old.slot(i);
-                key != 0 && home_in(key, old_capacity) > i
-            })
+    fn rebuild_into(&mut self, fresh: Self, new: Option<(u64, [u32; AUX])>) -> Self {
+        let old_capacity = self.capacity();
+        let wrapped = self.words[1..1 + old_capacity]
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &key)| key != 0 && home_in(key, old_capacity) > i)
             .count();
-        let capacity = self.capacity();
-        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
-        let (keys, values) = self.words[1..].split_at_mut(capacity);
-        let mut order = InOrder::default();
-        let slot_at = |n: usize| {
-            let i = n + wrapped;
-            if i >= old_capacity {
-                i - old_capacity
+        // Slot `i` is number `(i - wrapped) mod old_capacity` in key order.
+        let order_of = |i: usize| (i + old_capacity - wrapped) % old_capacity.max(1);
+        // The new key goes where its insert would have put it, so in key
+        // order just before that slot's resident; at the end if it wraps
+        // round to the slot after the last wrapped one.
+        let new_at = new.map_or(old_capacity, |(key, _)| {
+            let slot = self.probe(key).unwrap_err();
+            if slot == wrapped && home_in(key, old_capacity) > slot {
+                old_capacity
             } else {
-                i
+                order_of(slot)
+            }
+        });
+        let old = std::mem::replace(self, fresh);
+        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
+        let capacity = self.capacity();
+        let (keys, values) = self.words[1..].split_at_mut(capacity);
+        // The old slots of key-order numbers `from..to`, in order.
+        let slots = |from: usize, to: usize| {
+            let (a, b) = (from + wrapped, to + wrapped);
+            if b <= old_capacity {
+                [(a, b), (0, 0)]
+            } else if a >= old_capacity {
+                [(a - old_capacity, b - old_capacity), (0, 0)]
+            } else {
+                [(a, old_capacity), (0, b - old_capacity)]
             }
         };
-        let mut n = 0;
-        while n < old_capacity {
-            let i = slot_at(n);
-            let key = old_keys[i];
-            if key != 0 {
-                if let Some((new_key, new_values)) = new
-                    && new_key < key
+        let mut order = InOrder::default();
+        // The key-order number of the first key not placed (one ran off
+        // the new table's end), and whether the new key is placed.
+        let mut stopped = old_capacity;
+        let mut new_placed = new.is_none();
+        'placing: {
+            for (from, to) in slots(0, new_at) {
+                if let Some(i) =
+                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
                 {
-                    if !order.place(keys, values, new_key, new_values) {
-                        break;
-                    }
-                    new = None;
-                }
-                let from: [u32; AUX] = std::array::from_fn(|k| {
-                    let at = i * AUX + k;
-                    (old_values[at / 2] >> (32 * (at & 1))) as u32
-                });
-                if !order.place(keys, values, key, from) {
-                    break;
+                    stopped = order_of(i);
+                    break 'placing;
                 }
             }
-            n += 1;
+            if let Some((key, from)) = new {
+                if !order.place(keys, values, key, from) {
+                    stopped = new_at;
+                    break 'placing;
+                }
+                new_placed = true;
+            }
+            for (from, to) in slots(new_at, old_capacity) {
+                if let Some(i) =
+                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
+                {
+                    stopped = order_of(i);
+                    break 'placing;
+                }
+            }
         }
-        if n == old_capacity
-            && let Some((key, values_new)) = new
-            && order.place(keys, values, key, values_new)
-        {
-            new = None;
-        }
-        self.words[0] += order.placed;
+        // Every key is counted here, those placed below too.
+        self.words[0] += old.len() as u64 + u64::from(new.is_some());
         // The keys that ran off the end (or out of order, which `probe`
         // never leaves): placed as any insert is.
-        for n in n..old_capacity {
-            let i = slot_at(n);
-            let key = old.slot(i);
-            if key != 0 {
-                self.place_new(key, old.values_in(old_capacity, i));
+        let mut place_late = |key: u64, values: [u32; AUX]| {
+            let slot = self.probe(key).unwrap_err();
+            self.displace_from(slot, key, values);
+        };
+        for (from, to) in slots(stopped, old_capacity) {
+            for i in from..to {
+                let key = old.slot(i);
+                if key != 0 {
+                    place_late(key, old.values_in(old_capacity, i));
+                }
             }
         }
-        if let Some((key, values)) = new {
-            self.place_new(key, values);
+        if let Some((key, values)) = new
+            && !new_placed
+        {
+            place_late(key, values);
         }
         old
     }
@@ -819,7 +895,6 @@ struct InOrder {
     free: usize,
     /// The greatest key placed.
     last: u64,
-    placed: u64,
 }
 
 impl InOrder {
@@ -844,9 +919,111 @@ impl InOrder {
             let to = at * AUX + k;
             values[to / 2] |= u64::from(value) << (32 * (to & 1));
         }
-        self.placed += 1;
         (self.free, self.last) = (at + 1, key);
         true
+    }
+
+    /// Places the keys of `old_keys[from..to]` (with their values, packed
+    /// in `old_values` as in a table) in order, as [`place`](Self::place)
+    /// does; stops at the first it cannot place and returns its slot.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn place_slots<const AUX: usize>(
+        &mut self,
+        keys: &mut [u64],
+        values: &mut [u64],
+        old_keys: &[u64],
+        old_values: &[u64],
+        from: usize,
+        to: usize,
+    ) -> Option<usize> {
+        const LOW: u64 = u32::MAX as u64;
+        if AUX == 1 {
+            return self.place_slots_paired(keys, values, old_keys, old_values, from, to);
+        }
+        let (mut free, mut last) = (self.free, self.last);
+        let mut stopped = None;
+        for (i, &key) in (from..to).zip(&old_keys[from..to]) {
+            if key == 0 {
+                continue;
+            }
+            let at = home_in(key, keys.len()).max(free);
+            if key <= last || at >= keys.len() {
+                stopped = Some(i);
+                break;
+            }
+            keys[at] = key;
+            for k in 0..AUX {
+                let (src, dst) = (i * AUX + k, at * AUX + k);
+                let value = (old_values[src / 2] >> (32 * (src & 1))) & LOW;
+                values[dst / 2] |= value << (32 * (dst & 1));
+            }
+            (free, last) = (at + 1, key);
+        }
+        (self.free, self.last) = (free, last);
+        stopped
+    }
+
+    /// [`place_slots`](Self::place_slots) for tables of one value per
+    /// slot, where slots `2j` and `2j + 1` share value word `j`: the old
+    /// slots are read a pair at a time, with their word, so that a key's
+    /// value takes no index arithmetic or bounds check to read.
+    #[inline]
+    fn place_slots_paired(
+        &mut self,
+        keys: &mut [u64],
+        values: &mut [u64],
+        old_keys: &[u64],
+        old_values: &[u64],
+        from: usize,
+        to: usize,
+    ) -> Option<usize> {
+        const LOW: u64 = u32::MAX as u64;
+        let (mut free, mut last) = (self.free, self.last);
+        let mut put = |key: u64, value: u64| {
+            let at = home_in(key, keys.len()).max(free);
+            if key <= last || at >= keys.len() {
+                return false;
+            }
+            keys[at] = key;
+            values[at / 2] |= value << (32 * (at & 1));
+            (free, last) = (at + 1, key);
+            true
+        };
+        let stopped = 'placing: {
+            let mut i = from;
+            if i % 2 == 1 && i < to {
+                let key = old_keys[i];
+                if key != 0 && !put(key, old_values[i / 2] >> 32) {
+                    break 'placing Some(i);
+                }
+                i += 1;
+            }
+            let pairs = (to - i) / 2;
+            let words = &old_values[i / 2..i / 2 + pairs];
+            for (j, (pair, &word)) in old_keys[i..i + 2 * pairs]
+                .chunks_exact(2)
+                .zip(words)
+                .enumerate()
+            {
+                if pair[0] != 0 && !put(pair[0], word & LOW) {
+                    break 'placing Some(i + 2 * j);
+                }
+                if pair[1] != 0 && !put(pair[1], word >> 32) {
+                    break 'placing Some(i + 2 * j + 1);
+                }
+            }
+            i += 2 * pairs;
+            if i < to {
+                let key = old_keys[i];
+                if key != 0 && !put(key, old_values[i / 2] & LOW) {
+                    break 'placing Some(i);
+                }
+            }
+            None
+        };
+        (self.free, self.last) = (free, last);
+        stopped
     }
 }
 
@@ -877,10 +1054,17 @@ fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
     }
     // `hi` is odd: word `hi / 2` takes its low half's value up and the
     // previous word's high half in.
-    while hi > lo {
-        let word = hi / 2;
-        run[word] = (run[word] << 32) | (run[word - 1] >> 32);
-        hi -= 2;
+    if hi > lo {
+        // Words `top + 1 - words..=top`, lowest first, each carrying its
+        // old high half up to the next: one pass over a slice, with no
+        // bounds checks.
+        let (top, words) = (hi / 2, (hi - lo).div_ceil(2));
+        let (below, moved) = run[top - words..=top].split_at_mut(1);
+        let mut carry = below[0] >> 32;
+        for word in moved {
+            (*word, carry) = ((*word << 32) | carry, *word >> 32);
+        }
+        hi -= 2 * words;
     }
     if hi == lo {
         set(run, hi, get(run, hi - 1));
@@ -914,9 +1098,24 @@ fn fits(len: usize, capacity: usize) -> bool {
 /// Grows by a quarter: growing costs a rehash of every key, four per key
 /// over a table's life instead of two at x1.5, but the table then stays
 /// between 70% and 87.5% full, which saves about a tenth of the memory.
+/// Below [`DOUBLE_BELOW`] slots it doubles instead: a small table's growth
+/// costs mostly its fixed part (a buffer, the pool, the budget), and
+/// most pages are small, so quarter steps there (3, 4, 5, ... 27) made
+/// half of all growths for a few slack slots per page.
 pub(crate) const fn next_capacity(capacity: usize) -> usize {
-    capacity + if capacity < 4 { 1 } else { capacity / 4 }
+    if capacity < DOUBLE_BELOW {
+        2 * capacity
+    } else {
+        capacity + capacity / 4
+    }
 }
+
+/// The capacity below which tables double (3, 6, 12, 24, 48, then
+/// quarter steps). On the batch bench's Zipf stream this halves the
+/// number of growths for about 6% more table memory there; at 1,000
+/// visitors a page (the memory target's shape) the path still ends in a
+/// step of a quarter.
+const DOUBLE_BELOW: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -1008,6 +1207,51 @@ mod tests {
         assert!(!t.contains(2));
     }
 
+    /// A growth places its new key where its probe in the old table
+    /// said, wherever that is in key order: first, among the keys that
+    /// wrapped round the end, or after them (a key that wraps too); the
+    /// table is then the one its keys alone make.
+    #[test]
+    fn growth_places_the_new_key_in_key_order_across_the_wrap() {
+        let near_end = |n: u64| u64::MAX - n;
+        let sets: [&[u64]; 3] = [
+            &[near_end(0), near_end(1), near_end(2), 1, 2, 3],
+            &[near_end(5), near_end(9), 7, 1 << 62, near_end(1), 5],
+            &[1, 2, 3, 4, 5, 6],
+        ];
+        let layout = |t: &VisitorTable<1>| {
+            (
+                t.words[..1 + t.capacity()].to_vec(),
+                t.entries().collect::<Vec<_>>(),
+            )
+        };
+        for keys in sets {
+            for (n, &new) in keys.iter().enumerate() {
+                let mut grown = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+                for &k in keys.iter().filter(|&&k| k != new) {
+                    grown.insert_growing(k, [k as u32]);
+                }
+                while !grown.needs_growth() {
+                    let filler = mix(grown.len() as u64 + 1000 * n as u64);
+                    grown.insert_growing(filler, [filler as u32]);
+                }
+                let mut all: Vec<u64> = grown.iter().collect();
+                all.push(new);
+                grown.grow_and_insert(new, [new as u32]);
+                let mut expected = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+                expected.reserve(all.len());
+                for &k in all.iter().rev() {
+                    expected.insert_growing(k, [k as u32]);
+                }
+                assert_eq!(
+                    layout(&grown),
+                    layout(&expected),
+                    "keys {keys:?}, new {new}"
+                );
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn behaves_like_a_hash_set(keys in proptest::collection::vec(
@@ -1069,6 +1313,30 @@ mod tests {
                 kept.insert_growing(k, [k as u32]);
             }
             prop_assert_eq!(layout(&grown), layout(&kept));
+        }
+
+        /// Placing keys in order into an empty table gives the table
+        /// inserting them one by one gives.
+        #[test]
+        fn placing_in_order_is_inserting(
+            keys in proptest::collection::hash_set(
+                prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
+                0..40,
+            ),
+        ) {
+            let keys: Vec<u64> = keys.into_iter().collect();
+            let capacity = capacity_for(keys.len());
+            let mut inserted = VisitorTable::<1>::with_capacity(capacity);
+            for &k in &keys {
+                inserted.insert_growing(k, [k as u32]);
+            }
+            let mut placed = VisitorTable::<1>::with_capacity(capacity);
+            let mut entries: Vec<(u64, [u32; 1])> = keys.iter().map(|&k| (k, [k as u32])).collect();
+            placed.place_sorted(&mut entries);
+            let layout = |t: &VisitorTable<1>| {
+                (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
+            };
+            prop_assert_eq!(layout(&placed), layout(&inserted));
         }
 
         /// Growing into a recycled buffer, whatever it held, gives the
