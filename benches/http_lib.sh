@@ -82,6 +82,13 @@ start_service() { # name port [extra flags...]; ready once /readyz says so (reco
   shift 2
   start "$name" "$port" /readyz "$SERVICE_BIN" --listen "127.0.0.1:$port" --log warn "$@"
 }
+# A/B of two builds of the service: BASE_SERVICE_BIN=path puts that build
+# (same flags) where the bare handler runs, in every table and ratio.
+if [[ -n "${BASE_SERVICE_BIN:-}" ]]; then
+  start_bare() { # name port
+    start "$1" "$2" /readyz "$BASE_SERVICE_BIN" --listen "127.0.0.1:$2" --log warn
+  }
+fi
 
 stop() { # name
   kill "${PIDS[$1]}" 2>/dev/null || true

@@ -96,6 +96,9 @@ pub(crate) async fn record_visit(
     flagged: bool,
 ) -> Result<(), AppError> {
     let store = state.store()?;
+    // The page's bucket is asked for now, so that its miss overlaps the
+    // bot rules and the visitor id instead of stalling the record.
+    store.tracker().prefetch(url);
     let browser = &state.limits.browser;
     let dropped = if flagged && browser.bots.enabled() {
         Some(BotReason::ClientFlag)

@@ -184,6 +184,22 @@ impl Tracker {
         self.record_checked(visitor, url, Some(at))
     }
 
+    /// A hint, for a caller that knows the page before it can record the
+    /// visit (a browser's visitor id is derived first): asks the CPU for
+    /// the page-table bucket `url` as sent would be in, so that the record
+    /// finds it cached instead of waiting on it. Changes nothing.
+    ///
+    /// ```
+    /// let tracker = tracker_core::Tracker::new();
+    /// tracker.prefetch("https://example.com/");
+    /// assert!(tracker.record("v", "https://example.com/")?.is_new());
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    #[inline]
+    pub fn prefetch(&self, url: &str) {
+        self.prefetch_page(url);
+    }
+
     /// The record path shared by every entry point, once the URL is text.
     #[inline]
     fn record_checked(
