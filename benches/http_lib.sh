@@ -22,10 +22,13 @@ if ! command -v wrk >/dev/null; then
     { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y wrk >/dev/null; }
 fi
 
-cargo build --release -q -p tracker-http --bin tracker-http --example bare
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-SERVICE_BIN="$TARGET_DIR/release/tracker-http"
-BARE_BIN="$TARGET_DIR/release/examples/bare"
+# SERVICE_BIN and BARE_BIN, when both set, are run as they are.
+if [[ -z "${SERVICE_BIN:-}" || -z "${BARE_BIN:-}" ]]; then
+  cargo build --release -q -p tracker-http --bin tracker-http --example bare
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  SERVICE_BIN="$TARGET_DIR/release/tracker-http"
+  BARE_BIN="$TARGET_DIR/release/examples/bare"
+fi
 
 WORK=$(mktemp -d)
 cleanup() {

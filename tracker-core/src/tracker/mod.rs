@@ -184,41 +184,6 @@ impl Tracker {
         self.record_checked(visitor, url, Some(at))
     }
 
-    /// A hint, for a caller that knows the page before it can record the
-    /// visit (a browser's visitor id is derived first): asks the CPU for
-    /// the page-table bucket `url` as sent would be in, so that the record
-    /// finds it cached instead of waiting on it. Changes nothing.
-    ///
-    /// ```
-    /// let tracker = tracker_core::Tracker::new();
-    /// tracker.prefetch("https://example.com/");
-    /// assert!(tracker.record("v", "https://example.com/")?.is_new());
-    /// # Ok::<(), tracker_core::TrackerError>(())
-    /// ```
-    #[inline]
-    pub fn prefetch(&self, url: &str) {
-        self.prefetch_page(url);
-    }
-
-    /// The hint after [`prefetch`](Self::prefetch), once its bucket had
-    /// time to arrive: under the stripe's shared lock, asks for the lines
-    /// a record of `url` reads next, the stored URL and the visitor table's
-    /// header, so that those misses too overlap the caller's work instead
-    /// of stalling under the exclusive lock. Changes nothing.
-    ///
-    /// ```
-    /// let tracker = tracker_core::Tracker::new();
-    /// tracker.record("v", "https://example.com/")?;
-    /// tracker.prefetch_lines("https://example.com/");
-    /// assert!(tracker.record("w", "https://example.com/")?.is_new());
-    /// # Ok::<(), tracker_core::TrackerError>(())
-    /// ```
-    #[inline]
-    pub fn prefetch_lines(&self, url: &str) {
-        let raw_hash = self.url_hasher.hash_one(url);
-        sync::read(self.stripe(raw_hash)).prefetch_candidates(raw_hash);
-    }
-
     /// The record path shared by every entry point, once the URL is text.
     #[inline]
     fn record_checked(

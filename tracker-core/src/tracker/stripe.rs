@@ -22,11 +22,7 @@
 //!   visitor table's lines before comparing the URL, so their misses
 //!   overlap). On a miss the lock is released, the URL canonicalised, and the
 //!   canonical URL's stripe write-locked to insert: two locks in turn,
-//!   never together. A caller with work to do before it records (the
-//!   HTTP service deriving a browser's visitor id) can ask for the bucket
-//!   early (`Tracker::prefetch`, no lock) and then, under the stripe's
-//!   read lock for one probe without URL compares, for the lines after it
-//!   (`Tracker::prefetch_lines`). With a TTL, every 64th record of a stripe runs a
+//!   never together. With a TTL, every 64th record of a stripe runs a
 //!   sweep step after its lock is released. All of this is to keep the
 //!   hold short: a record spends most of its time under its stripe's lock,
 //!   so two threads on the default 4 stripes per core find a stripe held
@@ -507,20 +503,6 @@ impl Stripe {
             page.visitors.prefetch_header();
         }
         Some(bucket)
-    }
-
-    /// Prefetches what a record of a page of `url_hash` reads once it has
-    /// the page's bucket: each candidate's stored URL and its visitor
-    /// table's header. No URL is compared (that would wait on its line),
-    /// so a candidate of another URL (1 in 128 a slot probed) only wastes
-    /// its prefetches.
-    #[inline]
-    pub(crate) fn prefetch_candidates(&self, url_hash: u64) {
-        let _ = self.pages.find_bucket_index(url_hash, |p| {
-            prefetch_address(p.url.as_ptr() as usize);
-            p.visitors.prefetch_header();
-            false
-        });
     }
 
     /// Prefetches where an insert of `visitor` into the page in `bucket`
