@@ -3,10 +3,10 @@
 # hyper, the connection layer, middleware, handler, tracker), the service
 # against the bare axum handler: deterministic, unlike the load benches on
 # a shared machine. Each server runs under callgrind with one tokio worker
-# and instrumentation off; a keep-alive client sends N1 and then (in a
-# second run) N2 requests over 4 connections with instrumentation on, and
-# the difference over N2 - N1 is one request's cost, start-up and
-# connection set-up cancelled out. Kernel time is not counted: both
+# and instrumentation off; a keep-alive client sends N1 and then (on new
+# connections to the same server, counted apart) N2 requests over 4
+# connections with instrumentation on, and the difference over N2 - N1 is
+# one request's cost, start-up and connection set-up cancelled out. Kernel time is not counted: both
 # servers make one read and one write per request (strace -c; the
 # service's write is a `sendto`, the bare handler's a `writev`).
 #
