@@ -3,19 +3,41 @@
 # hyper, the connection layer, middleware, handler, tracker), the service
 # against the bare axum handler: deterministic, unlike the load benches on
 # a shared machine. Each server runs under callgrind with one tokio worker
-# and instrumentation off; a keep-alive client sends N1 and then (in a
-# second run) N2 requests over 4 connections with instrumentation on, and
-# the difference over N2 - N1 is one request's cost, start-up and
-# connection set-up cancelled out. Kernel time is not counted: both
+# and instrumentation off; a keep-alive client sends N1 and then (on new
+# connections to the same server, counted apart) N2 requests over 4
+# connections with instrumentation on, and the difference over N2 - N1 is
+# one request's cost, start-up and connection set-up cancelled out. Kernel time is not counted: both
 # servers make one read and one write per request (strace -c; the
 # service's write is a `sendto`, the bare handler's a `writev`).
 #
+# With CACHE=1 callgrind also simulates the caches (a 2 MiB, 16-way last
+# level: this VM's per-core L2) and the table gives first-level data
+# misses (D1, reads and writes) and last-level data misses (LL) per
+# request beside the instructions; the client then keeps 64 connections
+# (as the load benches) and sends one request at a time, so that the
+# counts repeat from run to run. Prefetches are not simulated, and
+# neither is the kernel's share of the caches; what it counts is the
+# lines a request touches that were not cached. Before measuring, WARMUP
+# requests (default 8; 20,000 with CACHE=1, so that the pages' visitor
+# tables are no longer tiny) are sent with instrumentation off.
+# KEEP=DIR keeps each server's callgrind files of the N1 and N2 runs
+# there (DIR/KIND.NAME.n1, .n2: callgrind_annotate for the functions).
+#
 # Usage: benches/http_instructions.sh [KIND...]   KIND: events plausible count distinct
-#   N1=500 N2=2500 SERVICE_BIN=... BARE_BIN=... (defaults: this checkout's release builds)
+#   N1=500 N2=2500 CACHE=0 WARMUP=8 KEEP= SERVICE_BIN=... BARE_BIN=... (defaults: this checkout's release builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-500}
 N2=${N2:-2500}
+CACHE=${CACHE:-0}
+if [[ $CACHE == 1 ]]; then
+  WARMUP=${WARMUP:-20000}
+  SIM=(--cache-sim=yes --LL=2097152,16,64)
+  export CONNS=64 ONE_AT_A_TIME=1
+else
+  WARMUP=${WARMUP:-8}
+  SIM=()
+fi
 KINDS=("$@")
 ((${#KINDS[@]})) || KINDS=(events plausible count)
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install -y valgrind)" >&2; exit 1; }
@@ -33,7 +55,13 @@ trap 'rm -rf "$WORK"' EXIT
 cat >"$WORK/client.py" <<'PY'
 import socket, sys
 kind, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-CONNS = 4
+first = int(sys.argv[4]) if len(sys.argv) > 4 else 0 # of the visitors and user agents
+import os
+# With CACHE=1, 64 connections (as the load benches) and one request at a
+# time, so that every run serves the same requests in the same order, one
+# per wake-up: the cache counts then repeat from run to run.
+CONNS = int(os.environ.get("CONNS", "4"))
+ONE_AT_A_TIME = os.environ.get("ONE_AT_A_TIME") == "1"
 def req(i):
     host = f"Host: 127.0.0.1:{port}\r\n"
     ua = f"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.{i}\r\n"
@@ -68,46 +96,82 @@ def answer(k):
         if not chunk:
             raise SystemExit("connection closed")
         bufs[k] += chunk
+if ONE_AT_A_TIME:
+    for i in range(n):
+        socks[i % CONNS].sendall(req(first + i))
+        answer(i % CONNS)
+    raise SystemExit(0)
 for start in range(0, n, CONNS):
     batch = range(min(CONNS, n - start))
     for k in batch:
-        socks[k].sendall(req(start + k))
+        socks[k].sendall(req(first + start + k))
     for k in batch:
         answer(k)
 PY
 
-# run BIN-ARGS... -- KIND N: instructions while N requests are served.
+# run KIND NAME BIN-ARGS...: after WARMUP requests, N1 and then N2
+# requests with instrumentation on, each run's counters dumped on its
+# own; prints the event names, then each run's totals.
 run() {
-  local kind=$1 n=$2 port=$((19000 + RANDOM % 1000)) pid total
+  local kind=$1 name=$2 port=$((19000 + RANDOM % 1000)) pid n file
   shift 2
-  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$WORK/cg.%p" "$@" "127.0.0.1:$port" >"$WORK/log" 2>&1 &
+  TOKIO_WORKER_THREADS=1 setarch "$(uname -m)" -R valgrind --tool=callgrind --instr-atstart=no "${SIM[@]}" \
+    --callgrind-out-file="$WORK/cg.out" "$@" "127.0.0.1:$port" >"$WORK/log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  python3 "$WORK/client.py" "$kind" "$port" 8 # warm up: first-use paths
-  callgrind_control -i on "$pid" >/dev/null 2>&1
-  python3 "$WORK/client.py" "$kind" "$port" "$n"
-  callgrind_control -i off "$pid" >/dev/null 2>&1
-  callgrind_control -d "$pid" >/dev/null 2>&1
+  python3 "$WORK/client.py" "$kind" "$port" "$WARMUP" # first-use paths, tables grown
+  n=$WARMUP
+  for count in "$N1" "$N2"; do
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    python3 "$WORK/client.py" "$kind" "$port" "$count" "$n"
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    n=$((n + count))
+  done
   kill "$pid"
   wait "$pid" 2>/dev/null || true
-  total=$(cat "$WORK"/cg.* | awk '/^(summary|totals):/ {s += $2} END {print s}')
-  rm -f "$WORK"/cg.*
-  echo "$total"
+  sed -n 's/^events: //p' "$(ls "$WORK"/cg.out.* | head -1)" | head -1
+  for file in $(ls "$WORK"/cg.out.* | sort -t. -k3 -n); do
+    awk '/^(summary|totals):/ {for (i = 2; i <= NF; i++) s[i] += $i; n = NF}
+      END {for (i = 2; i <= n; i++) printf "%s ", s[i]; print ""}' "$file"
+  done | head -2
+  if [[ -n ${KEEP:-} ]]; then
+    mkdir -p "$KEEP"
+    cp "$WORK/cg.out.1" "$KEEP/$kind.$name.n1"
+    cp "$WORK/cg.out.2" "$KEEP/$kind.$name.n2"
+  fi
+  rm -f "$WORK"/cg.out*
 }
 
-echo "| request | bare axum | service | bare / service |"
-echo "| --- | ---: | ---: | ---: |"
+# per OUTPUT EVENT...: per request, from run's OUTPUT, of the sum of EVENTs.
+per() {
+  awk -v list="${*:2}" -v n="$((N2 - N1))" 'NR == 1 {for (i = 1; i <= NF; i++) col[$i] = i; next}
+    {k = split(list, want, " "); t = 0; for (j = 1; j <= k; j++) t += $(col[want[j]]); v[NR] = t}
+    END {printf "%d", (v[3] - v[2]) / n}' <<<"$1"
+}
+
+if [[ $CACHE == 1 ]]; then
+  echo "| request | bare Ir | service Ir | bare D1 misses | service D1 misses | bare LL misses | service LL misses |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+else
+  echo "| request | bare axum | service | bare / service |"
+  echo "| --- | ---: | ---: | ---: |"
+fi
 for kind in "${KINDS[@]}"; do
-  declare -A per
+  declare -A out
   for name in bare service; do
     if [[ $name == bare ]]; then cmd=("$BARE_BIN"); else cmd=("$SERVICE_BIN" --log warn --listen); fi
-    a=$(run "$kind" "$N1" "${cmd[@]}")
-    b=$(run "$kind" "$N2" "${cmd[@]}")
-    per[$name]=$(((b - a) / (N2 - N1)))
+    out[$name]=$(run "$kind" "$name" "${cmd[@]}")
   done
-  echo "| $kind | ${per[bare]} | ${per[service]} | $(awk -v b="${per[bare]}" -v s="${per[service]}" 'BEGIN {printf "%.3f", b / s}') |"
+  b=$(per "${out[bare]}" Ir)
+  s=$(per "${out[service]}" Ir)
+  if [[ $CACHE == 1 ]]; then
+    echo "| $kind | $b | $s | $(per "${out[bare]}" D1mr D1mw) | $(per "${out[service]}" D1mr D1mw)" \
+      "| $(per "${out[bare]}" DLmr DLmw) | $(per "${out[service]}" DLmr DLmw) |"
+  else
+    echo "| $kind | $b | $s | $(awk -v b="$b" -v s="$s" 'BEGIN {printf "%.3f", b / s}') |"
+  fi
 done

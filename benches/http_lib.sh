@@ -22,10 +22,13 @@ if ! command -v wrk >/dev/null; then
     { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y wrk >/dev/null; }
 fi
 
-cargo build --release -q -p tracker-http --bin tracker-http --example bare
-TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-SERVICE_BIN="$TARGET_DIR/release/tracker-http"
-BARE_BIN="$TARGET_DIR/release/examples/bare"
+# SERVICE_BIN and BARE_BIN, when both set, are run as they are.
+if [[ -z "${SERVICE_BIN:-}" || -z "${BARE_BIN:-}" ]]; then
+  cargo build --release -q -p tracker-http --bin tracker-http --example bare
+  TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  SERVICE_BIN="$TARGET_DIR/release/tracker-http"
+  BARE_BIN="$TARGET_DIR/release/examples/bare"
+fi
 
 WORK=$(mktemp -d)
 cleanup() {
@@ -82,6 +85,13 @@ start_service() { # name port [extra flags...]; ready once /readyz says so (reco
   shift 2
   start "$name" "$port" /readyz "$SERVICE_BIN" --listen "127.0.0.1:$port" --log warn "$@"
 }
+# A/B of two builds of the service: BASE_SERVICE_BIN=path puts that build
+# (same flags) where the bare handler runs, in every table and ratio.
+if [[ -n "${BASE_SERVICE_BIN:-}" ]]; then
+  start_bare() { # name port
+    start "$1" "$2" /readyz "$BASE_SERVICE_BIN" --listen "127.0.0.1:$2" --log warn
+  }
+fi
 
 stop() { # name
   kill "${PIDS[$1]}" 2>/dev/null || true

@@ -518,6 +518,30 @@ pub(crate) fn decode_into(raw: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The scan finds what splitting on `&` and then on the first `=`
+        /// finds (keys decoded), for every name.
+        #[test]
+        fn raw_params_split_like_the_plain_reading(
+            query in "[a-c=&%+2-4]{0,24}",
+        ) {
+            // Names are never empty (an empty pair is no parameter).
+            let names = ["a", "b", "c", "ab", " "];
+            let mut expected = [None; 5];
+            for pair in query.split('&') {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let Ok(key) = decode(key) else { continue };
+                for (name, slot) in names.iter().zip(&mut expected) {
+                    if slot.is_none() && *key == **name {
+                        *slot = Some(value);
+                    }
+                }
+            }
+            prop_assert_eq!(raw_params(&query, names), expected);
+        }
+    }
 
     #[test]
     fn params_decode_like_forms() {

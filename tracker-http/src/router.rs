@@ -82,7 +82,10 @@ impl Routes {
             _ => None,
         };
         let Some(hot) = hot else {
-            return RoutesFuture::Router(tower::Service::call(&mut self.router.clone(), request));
+            return RoutesFuture::Router(Box::pin(tower::Service::call(
+                &mut self.router.clone(),
+                request,
+            )));
         };
         let state = State(self.state.clone());
         RoutesFuture::Direct(match hot {
@@ -128,12 +131,13 @@ impl tower::Service<Request> for Routes {
 }
 
 /// The future of [`Routes`].
-// Not boxed: the router's future is built in place once per request, and
-// a box would be an allocation on every routed request.
-#[allow(clippy::large_enum_variant)]
 pub enum RoutesFuture {
-    /// Through the router.
-    Router(RouteFuture<Infallible>),
+    /// Through the router. Boxed, so that this future (which hyper moves
+    /// into its connection's slot on every request, hot routes included)
+    /// is two words: inline, the router's future made it several cache
+    /// lines, written on every request to a slot that other connections'
+    /// requests had evicted (`CACHE=1 benches/http_instructions.sh`).
+    Router(Pin<Box<RouteFuture<Infallible>>>),
     /// A hot route's handler, called directly.
     Direct(Direct),
 }
@@ -143,7 +147,7 @@ impl Future for RoutesFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
-            RoutesFuture::Router(inner) => Pin::new(inner).poll(cx),
+            RoutesFuture::Router(inner) => inner.as_mut().poll(cx),
             RoutesFuture::Direct(inner) => inner.as_mut().poll(cx).map(Ok),
         }
     }
