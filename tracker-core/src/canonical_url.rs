@@ -155,6 +155,19 @@ fn authority_host(canonical: &str) -> &str {
     split_authority(canonical).map_or("", |(authority, _)| authority)
 }
 
+/// `url` without its user info (`user:pw@`), or `None` if it has none:
+/// how a page key written before user info was dropped is recognised
+/// (see [`restore_snapshot`](crate::Tracker::restore_snapshot)).
+pub(crate) fn without_user_info(url: &str) -> Option<String> {
+    let (authority, rest) = split_authority(url)?;
+    let (user_info, _) = authority.rsplit_once('@')?;
+    let start = url.len() - rest.len() - authority.len();
+    let mut bare = String::with_capacity(url.len() - user_info.len() - 1);
+    bare.push_str(&url[..start]);
+    bare.push_str(&url[start + user_info.len() + 1..]);
+    Some(bare)
+}
+
 /// A canonical URL's authority and what follows it (its path and query),
 /// or `None` for one without `scheme://` (a path). Byte loops rather than
 /// substring searches: listings and site queries call it for every page.
