@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use tracker_core::persist::{DurableTracker, LogOptions, Lsn, snapshot_file};
-use tracker_core::{Tracker, TrackerBuilder};
+use tracker_core::{RecordBatch, Tracker, TrackerBuilder};
 
 const KEY: u64 = 0x0123_4567;
 
@@ -114,6 +114,13 @@ fn a_legacy_page_beside_its_canonical_form_is_kept_under_its_old_key() {
     }
     let again = Tracker::restore_snapshot(&snapshot_of(&restored), builder()).unwrap();
     assert_eq!(listing(&again), pages);
+    // A batch takes the same fast path as one event does.
+    let (_, legacy, canonical) = forms(5);
+    let mut batch = RecordBatch::default();
+    restored.record_batch(&[("n1", &legacy), ("n2", &canonical)], &mut batch);
+    assert_eq!(batch.accepted(), 2);
+    let pages = listing(&restored);
+    assert_eq!((pages[&legacy], pages[&canonical]), (7, 3));
 }
 
 #[test]
