@@ -2,9 +2,11 @@
 //!
 //! Applied identically when recording and when querying. The rules:
 //! - surrounding white space is trimmed and the fragment (`#...`) dropped;
-//! - the scheme and host are lowercased, a default port (`:80` for http,
-//!   `:443` for https) and an empty port are dropped, leading zeros of a
-//!   port are dropped, and an empty path becomes `/`;
+//! - the scheme and host are lowercased, user info (`user:pw@`) is
+//!   dropped (credentials are not part of a page, and must not be kept or
+//!   listed), a default port (`:80` for http, `:443` for https) and an
+//!   empty port are dropped, leading zeros of a port are dropped, and an
+//!   empty path becomes `/`;
 //! - in the path and query, percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
 //!   digits, and bytes a browser would escape (non-ASCII, controls, space,
@@ -147,14 +149,23 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
     }
 }
 
-/// The host (and port) of a canonical URL, without userinfo; `""` for a path.
+/// The host (and port) of a canonical URL (which has no user info); `""`
+/// for a path.
 fn authority_host(canonical: &str) -> &str {
-    let Some((authority, _)) = split_authority(canonical) else {
-        return "";
-    };
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
+    split_authority(canonical).map_or("", |(authority, _)| authority)
+}
+
+/// `url` without its user info (`user:pw@`), or `None` if it has none:
+/// how a page key written before user info was dropped is recognised
+/// (see [`restore_snapshot`](crate::Tracker::restore_snapshot)).
+pub(crate) fn without_user_info(url: &str) -> Option<String> {
+    let (authority, rest) = split_authority(url)?;
+    let (user_info, _) = authority.rsplit_once('@')?;
+    let start = url.len() - rest.len() - authority.len();
+    let mut bare = String::with_capacity(url.len() - user_info.len() - 1);
+    bare.push_str(&url[..start]);
+    bare.push_str(&url[start + user_info.len() + 1..]);
+    Some(bare)
 }
 
 /// A canonical URL's authority and what follows it (its path and query),
@@ -452,7 +463,7 @@ fn default_port(scheme: &[u8]) -> Option<u32> {
         .map(|&(_, port)| port)
 }
 
-/// Emits `src[start..end]`, an authority: userinfo kept as is, host
+/// Emits `src[start..end]`, an authority: user info dropped, host
 /// lowercased, port normalised.
 fn authority(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, default: Option<u32>) {
     let bytes = src.as_bytes();
@@ -460,7 +471,6 @@ fn authority(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, default: O
         .iter()
         .rposition(|&b| b == b'@')
         .map_or(start, |at| start + at + 1);
-    out.take(start, host_start);
     // A port is what follows the last ':' after the host; for an IPv6
     // literal (`[::1]:8080`) only a ':' after the closing bracket counts.
     let port_colon = if bytes.get(host_start) == Some(&b'[') {
@@ -786,10 +796,6 @@ mod tests {
         );
         assert_eq!(canon("https://example.com:/"), "https://example.com/");
         assert_eq!(canon("https://example.com?q"), "https://example.com/?q");
-        assert_eq!(
-            canon("https://User@Example.com/"),
-            "https://User@example.com/"
-        );
         assert_eq!(canon("http://[::1]:80/"), "http://[::1]/");
         assert_eq!(canon("http://[::1]:81/"), "http://[::1]:81/");
         assert_eq!(canon("http://[::1]/"), "http://[::1]/");
@@ -798,6 +804,21 @@ mod tests {
             canon("https://example.com:99999999999/"),
             "https://example.com:99999999999/"
         );
+    }
+
+    #[test]
+    fn user_info_is_dropped() {
+        for raw in [
+            "https://user:pw@example.com/x",
+            "https://User@Example.com/x",
+            "https://@example.com/x",
+            "https://a@b:c@example.com:443/x",
+            "https://u%40x:p%3A@example.com/x",
+        ] {
+            assert_eq!(canon(raw), "https://example.com/x", "{raw}");
+        }
+        assert_eq!(canon("http://u:p@[::1]:81"), "http://[::1]:81/");
+        assert_eq!(canon("http://u:p@h:8080?q"), "http://h:8080/?q");
     }
 
     #[test]
@@ -1068,6 +1089,14 @@ mod tests {
             4 => Just("https://a.example/"),
             4 => Just("/"),
         ];
+        let user_info = prop_oneof![
+            6 => Just(""),
+            1 => Just("user:pw@"),
+            1 => Just("U@"),
+            1 => Just("@"),
+            1 => Just("a@b:c@"),
+            1 => Just("%41:%3A@"),
+        ];
         let host = prop_oneof![
             4 => "[a-z0-9.-]{0,6}",
             1 => "[A-Za-z0-9.@-]{0,6}",
@@ -1116,6 +1145,7 @@ mod tests {
         (
             (
                 scheme,
+                user_info,
                 host,
                 port,
                 lead,
@@ -1124,7 +1154,10 @@ mod tests {
             (query, any::<bool>(), any::<bool>(), 8usize..40),
         )
             .prop_map(
-                |((scheme, host, port, lead, pieces), (query, fold, own_drop, max_len))| {
+                |(
+                    (scheme, user_info, host, port, lead, pieces),
+                    (query, fold, own_drop, max_len),
+                )| {
                     let options = UrlOptions {
                         query,
                         max_len,
@@ -1136,7 +1169,7 @@ mod tests {
                         fold_trailing_slash: fold,
                     };
                     (
-                        format!("{scheme}{host}{port}{lead}{}", pieces.concat()),
+                        format!("{scheme}{user_info}{host}{port}{lead}{}", pieces.concat()),
                         options,
                     )
                 },

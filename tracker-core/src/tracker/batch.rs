@@ -188,7 +188,8 @@ impl Tracker {
             for p in pending.iter() {
                 let i = p.index as usize;
                 if outcomes[i].as_ref().is_ok_and(|&r| r != Recorded::Stale) {
-                    // Stored under the URL as sent: it is canonical.
+                    // Stored under the URL as sent: it is canonical (or a
+                    // legacy key: see "Legacy pages" in snapshot.rs).
                     accepted(i, p.visitor, events[i].1);
                 }
             }

@@ -273,7 +273,9 @@ impl Tracker {
         };
         // Fast path: the URL as sent is already a page's key. Stored keys are
         // canonical and canonical form is a fixed point (canonicalising it
-        // changes nothing), so a match needs no canonicalisation.
+        // changes nothing), so a match needs no canonicalisation. (A legacy
+        // page restored under its old key matches too: see "Legacy pages"
+        // in snapshot.rs.)
         let mut outcome = sync::write(self.stripe(raw_hash)).record_existing(
             url,
             raw_hash,

@@ -68,6 +68,22 @@
 //! With a TTL, pairs and generations expired by the restoring tracker's
 //! clock are left out, and pages left with none are not restored.
 //!
+//! # Legacy pages
+//!
+//! A payload written before canonicalisation dropped user info may hold a
+//! page whose key kept it (`https://a@example.com/x`). Such a key, one
+//! whose canonical form is itself without its user info, is re-keyed to
+//! that form once every other page is in; if a page of that form is
+//! already there (both were recorded) it stays under its old key, so
+//! nothing stored is lost and no two sets are merged. Such a page is
+//! still listed, and counted in its site. A query or an event spelled
+//! exactly as its old key reaches it (the fast paths look up the URL as
+//! sent before canonicalising; an event is then logged under that key),
+//! any other spelling the canonical page. Replay takes the same path
+//! against the same restored state, so live counts and replayed ones
+//! agree; the next snapshot keeps both pages, and a restore places them
+//! again the same way.
+//!
 //! The counters of [`Stats`](crate::Stats) that count events since start
 //! (`evictions`, `rejections`, `stale_events`, `expirations`,
 //! `expired_pages`) restart at 0: they describe a process, not the data.
@@ -77,7 +93,7 @@ use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
 use super::Tracker;
-use crate::canonical_url::{QueryPolicy, canonicalize};
+use crate::canonical_url::{QueryPolicy, canonicalize, without_user_info};
 use crate::error::{ConfigError, TrackerError};
 use crate::set::activity::MAX_BUCKET_INDEX;
 use crate::set::history::{History, Sketched};
@@ -295,6 +311,11 @@ impl Tracker {
         let tracker = Tracker::with_config(config);
         let expiry = tracker.expiry_now();
         let mut pages = 0u64;
+        // Legacy pages (see the module docs) with their offset and
+        // canonical key, placed once every other page is in: only then is
+        // it known whether their canonical key is free, whatever the order
+        // of the pages in the payload.
+        let mut legacy = Vec::new();
         loop {
             let at = r.at;
             match r.u8()? {
@@ -303,16 +324,13 @@ impl Tracker {
                 other => return Err(r.invalid(at, format!("unknown record tag {other}"))),
             }
             pages += 1;
-            let Some(page) = decode_page(&mut r, &tracker, expiry, settings.version)? else {
+            let Some((page, rekey)) = decode_page(&mut r, &tracker, expiry, settings.version)?
+            else {
                 continue;
             };
-            match tracker.insert_restored(page) {
-                Ok(true) => {}
-                Ok(false) => return Err(r.invalid(at, "the same page twice".into())),
-                Err(TrackerError::MemoryFull { needed, limit }) => {
-                    return Err(SnapshotError::MemoryFull { needed, limit });
-                }
-                Err(e) => return Err(r.invalid(at, e.to_string())),
+            match rekey {
+                Some(form) => legacy.push((at, form, page)),
+                None => restore_page(&r, &tracker, at, page)?,
             }
         }
         let at = r.at;
@@ -322,6 +340,21 @@ impl Tracker {
         }
         if r.at != r.len {
             return Err(r.invalid(r.at, "bytes after the end".into()));
+        }
+        // By old key: which of two legacy pages of one canonical form
+        // takes it does not depend on the stripes' order, and the same
+        // old key twice is damage as any page twice is.
+        legacy.sort_unstable_by(|a, b| a.2.url.cmp(&b.2.url));
+        if let Some(pair) = legacy.windows(2).find(|w| w[0].2.url == w[1].2.url) {
+            return Err(r.invalid(pair[1].0, "the same page twice".into()));
+        }
+        for (at, form, mut page) in legacy {
+            let old = std::mem::replace(&mut page.url, form);
+            if let Some(mut page) = insert_or_return(&r, &tracker, at, page)? {
+                // Its canonical key is taken: it stays under its old one.
+                page.url = old;
+                restore_page(&r, &tracker, at, page)?;
+            }
         }
         tracker.refresh_hints();
         Ok(tracker)
@@ -346,16 +379,16 @@ impl Tracker {
         f(&mut stripe.pages())
     }
 
-    /// Adds a page rebuilt from a snapshot (its URL canonical), with its
-    /// bytes reserved in the budget first. Errors: `Ok(false)` if the page
-    /// is already present (a duplicate in the snapshot),
-    /// [`TrackerError::MemoryFull`] if it does not fit the budget (no
-    /// policy runs: restoring must not evict what it just restored).
-    fn insert_restored(&self, page: Page) -> Result<bool, TrackerError> {
+    /// Adds a page rebuilt from a snapshot, with its bytes reserved in the
+    /// budget first. Returns the page back if one of its URL is already
+    /// present. Errors: [`TrackerError::MemoryFull`] if it does not fit
+    /// the budget (no policy runs: restoring must not evict what it just
+    /// restored).
+    fn insert_restored(&self, page: Page) -> Result<Option<Page>, TrackerError> {
         let url_hash = self.url_hasher.hash_one(&*page.url);
         let mut stripe = sync::write(self.stripe(url_hash));
         if stripe.contains(&page.url, url_hash) {
-            return Ok(false);
+            return Ok(Some(page));
         }
         stripe
             .insert_restored(url_hash, page, self.ttl.is_some(), &self.budget)
@@ -363,7 +396,34 @@ impl Tracker {
                 needed: needed as u64,
                 limit: self.budget.limit().unwrap_or(u64::MAX),
             })?;
-        Ok(true)
+        Ok(None)
+    }
+}
+
+/// [`Tracker::insert_restored`] for the page read at `at`, its error as a
+/// [`SnapshotError`]; the page comes back if its URL is taken.
+fn insert_or_return<R: BufRead + ?Sized>(
+    r: &Reader<'_, R>,
+    tracker: &Tracker,
+    at: usize,
+    page: Page,
+) -> Result<Option<Page>, SnapshotError> {
+    tracker.insert_restored(page).map_err(|e| match e {
+        TrackerError::MemoryFull { needed, limit } => SnapshotError::MemoryFull { needed, limit },
+        e => r.invalid(at, e.to_string()),
+    })
+}
+
+/// Adds the page read at `at`; its URL already present is damage.
+fn restore_page<R: BufRead + ?Sized>(
+    r: &Reader<'_, R>,
+    tracker: &Tracker,
+    at: usize,
+    page: Page,
+) -> Result<(), SnapshotError> {
+    match insert_or_return(r, tracker, at, page)? {
+        None => Ok(()),
+        Some(_) => Err(r.invalid(at, "the same page twice".into())),
     }
 }
 
@@ -710,20 +770,25 @@ fn decode_settings<R: BufRead + ?Sized>(r: &mut Reader<'_, R>) -> Result<Setting
     })
 }
 
-/// Reads one page (after its tag) and rebuilds it; `None` for a timed page
-/// with nothing live any more.
+/// The key a legacy page is re-keyed to (see the module docs).
+type CanonicalKey = Box<str>;
+
+/// Reads one page (after its tag) and rebuilds it, with the canonical key
+/// of a legacy page (see the module docs); `None` for a timed page with
+/// nothing live any more.
 fn decode_page<R: BufRead + ?Sized>(
     r: &mut Reader<'_, R>,
     tracker: &Tracker,
     expiry: Option<Expiry>,
     version: u32,
-) -> Result<Option<Page>, SnapshotError> {
+) -> Result<Option<(Page, Option<CanonicalKey>)>, SnapshotError> {
     let at = r.at;
     let url = r.text()?;
-    match canonicalize(&url, &tracker.config().url) {
-        Ok(form) if form == url => {}
+    let rekey = match canonicalize(&url, &tracker.config().url) {
+        Ok(form) if form == url => None,
+        Ok(form) if without_user_info(&url).is_some_and(|bare| bare == form) => Some(form.into()),
         _ => return Err(r.invalid(at, "a page URL that is not canonical".into())),
-    }
+    };
     let last = r.u32()?;
     let form_at = r.at;
     let visitors = match (r.u8()?, expiry) {
@@ -780,10 +845,11 @@ fn decode_page<R: BufRead + ?Sized>(
     if expiry.is_some_and(|e| visitors.is_dead(e)) {
         return Ok(None);
     }
-    Ok(Some(Page {
+    let page = Page {
         url: url.into(),
         visitors,
-    }))
+    };
+    Ok(Some((page, rekey)))
 }
 
 /// Rebuilds an exact set of a version-1 or -2 payload (hashes, and with

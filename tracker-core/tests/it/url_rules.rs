@@ -2,6 +2,8 @@
 //! folded, only web URLs and paths) keep canonical form a fixed point,
 //! which the record fast path relies on: a stored key canonicalises to
 //! itself.
+//!
+//! Credentials in a URL (`user:pw@`) are not part of its page.
 
 use proptest::prelude::*;
 use tracker_core::{QueryPolicy, Tracker, TrackerError};
@@ -85,4 +87,33 @@ proptest! {
             ),
         }
     }
+}
+
+#[test]
+fn credentials_are_not_part_of_a_page() {
+    let tracker = Tracker::new();
+    tracker
+        .record("v1", "https://user:pw@example.com/x")
+        .unwrap();
+    assert!(
+        !tracker
+            .record("v1", "https://example.com/x")
+            .unwrap()
+            .is_new()
+    );
+    tracker.record("v2", "https://other@Example.com/x").unwrap();
+    assert_eq!(
+        tracker.distinct("https://example.com/x").unwrap().visitors,
+        2
+    );
+    assert_eq!(
+        tracker
+            .distinct("https://user:pw@example.com/x")
+            .unwrap()
+            .visitors,
+        2
+    );
+    let top = tracker.top(10);
+    assert_eq!(top.len(), 1);
+    assert_eq!(top[0].url, "https://example.com/x");
 }
