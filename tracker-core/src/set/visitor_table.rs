@@ -937,31 +937,22 @@ impl InOrder {
         from: usize,
         to: usize,
     ) -> Option<usize> {
-        const LOW: u64 = u32::MAX as u64;
         if AUX == 1 {
             return self.place_slots_paired(keys, values, old_keys, old_values, from, to);
         }
-        let (mut free, mut last) = (self.free, self.last);
-        let mut stopped = None;
         for (i, &key) in (from..to).zip(&old_keys[from..to]) {
             if key == 0 {
                 continue;
             }
-            let at = home_in(key, keys.len()).max(free);
-            if key <= last || at >= keys.len() {
-                stopped = Some(i);
-                break;
+            let old: [u32; AUX] = std::array::from_fn(|k| {
+                let src = i * AUX + k;
+                (old_values[src / 2] >> (32 * (src & 1))) as u32
+            });
+            if !self.place(keys, values, key, old) {
+                return Some(i);
             }
-            keys[at] = key;
-            for k in 0..AUX {
-                let (src, dst) = (i * AUX + k, at * AUX + k);
-                let value = (old_values[src / 2] >> (32 * (src & 1))) & LOW;
-                values[dst / 2] |= value << (32 * (dst & 1));
-            }
-            (free, last) = (at + 1, key);
         }
-        (self.free, self.last) = (free, last);
-        stopped
+        None
     }
 
     /// [`place_slots`](Self::place_slots) for tables of one value per
