@@ -2,6 +2,8 @@
 //! sleeps. Used by `sync::write` and by the `lock-stats` lock alike (a
 //! module of its own so that neither imports the other's).
 
+use std::sync::{PoisonError, RwLock, RwLockWriteGuard, TryLockError};
+
 /// Pauses (x86 `PAUSE`, about 10 ns on the machine of docs/BENCHMARKS.md)
 /// after the `n`-th failed try of [`spin`]: doubling from 1 to 16, then 16
 /// each (so a release is seen within about 160 ns), 1,551 in all.
@@ -38,6 +40,23 @@ pub(crate) fn spin<G>(mut try_take: impl FnMut() -> Option<G>) -> Option<G> {
         }
     }
     try_take()
+}
+
+/// Takes `lock`'s write lock: at once if it is free, else retried as
+/// [`spin`] does, and then by blocking; poisoning ignored (see `sync`).
+/// The std lock under both `sync::write` and the `lock-stats` lock.
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    spin(|| try_write(lock)).unwrap_or_else(|| lock.write().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// `lock`'s write lock if no one holds it now, poisoning ignored.
+#[inline]
+pub(crate) fn try_write<T>(lock: &RwLock<T>) -> Option<RwLockWriteGuard<'_, T>> {
+    match lock.try_write() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
 }
 
 #[cfg(test)]

@@ -161,8 +161,7 @@ impl<T> StatsLock<T> {
     pub(crate) fn write(&self) -> StatsWriteGuard<'_, T> {
         self.try_write().unwrap_or_else(|| {
             let asked = Instant::now();
-            let guard = crate::backoff::spin(|| self.try_take())
-                .unwrap_or_else(|| self.lock.write().unwrap_or_else(PoisonError::into_inner));
+            let guard = crate::backoff::write(&self.lock);
             bump(&self.counters.write_waits, 1);
             let waited = nanos_since(asked);
             bump(&self.counters.write_wait_ns, waited);
@@ -174,16 +173,7 @@ impl<T> StatsLock<T> {
     /// Takes the write lock if it is free now (`None` otherwise, counted as
     /// neither a take nor a wait: the caller comes back later).
     pub(crate) fn try_write(&self) -> Option<StatsWriteGuard<'_, T>> {
-        self.try_take().map(|guard| self.taken(guard))
-    }
-
-    /// The inner lock's write guard if it is free now.
-    fn try_take(&self) -> Option<RwLockWriteGuard<'_, T>> {
-        match self.lock.try_write() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        crate::backoff::try_write(&self.lock).map(|guard| self.taken(guard))
     }
 
     /// Counts a take and starts timing its hold.

@@ -66,8 +66,7 @@ pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 #[cold]
 #[inline(never)]
 fn write_contended<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    crate::backoff::spin(|| try_write(lock))
-        .unwrap_or_else(|| lock.write().unwrap_or_else(PoisonError::into_inner))
+    crate::backoff::write(lock)
 }
 
 /// Takes an exclusive lock if no one holds it now (`None` otherwise),
