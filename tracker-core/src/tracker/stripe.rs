@@ -654,9 +654,9 @@ impl Stripe {
     /// what a batch's run of one page's events costs. The insert that
     /// needs no growth (nearly all of them) is taken here, and the page's
     /// recency, sketch tally and pair count, and the stripe's newest tick,
-    /// are settled once for the run instead of per event; an insert that
-    /// must grow goes through `record_at` whole (the growth dwarfs the
-    /// repeated probe).
+    /// are settled once for the run instead of per event. A growth into a
+    /// larger buffer is taken here too; any other (with an arena, or one
+    /// the budget refuses) goes through `record_at` whole.
     #[inline]
     pub(crate) fn record_run_at(
         &mut self,
@@ -686,6 +686,24 @@ impl Stripe {
                     }
                     Insert::Estimated { changed: true } => Recorded::New,
                     Insert::Estimated { changed: false } => Recorded::Sketched,
+                    // A table or inline set moving to a larger buffer (as
+                    // `record_at` grows it, without its second probe).
+                    Insert::Grow(bytes)
+                        if let Some(sizes) = page.visitors.pooled_growth()
+                            && grow_pooled(
+                                (&mut self.pool, self.pairs + added),
+                                &mut page.visitors,
+                                budget,
+                                sizes,
+                                (visitor, tick, self.width),
+                            ) =>
+                    {
+                        if VisitorSet::became_sketch_worthy(sizes.0, sizes.0 + bytes, false) {
+                            self.sketch_worthy.push(url_hash);
+                        }
+                        added += 1;
+                        Recorded::New
+                    }
                     Insert::Grow(_) | Insert::GrowKnown { .. } => {
                         grow = Some((i, visitor));
                         break;
