@@ -305,15 +305,25 @@ impl TableHint {
     /// `url_hash` reads, where the table was last published.
     #[inline]
     pub(crate) fn prefetch(&self, url_hash: u64) {
+        self.prefetch_each([url_hash]);
+    }
+
+    /// [`prefetch`](Self::prefetch) of each of `url_hashes`, reading the
+    /// place once.
+    #[inline]
+    pub(crate) fn prefetch_each(&self, url_hashes: impl IntoIterator<Item = u64>) {
         let ctrl = self.ctrl.load(Ordering::Relaxed);
         if ctrl == 0 {
             return;
         }
-        let home = url_hash as usize & self.mask.load(Ordering::Relaxed);
-        let bucket = ctrl.wrapping_sub((home + 1) * size_of::<Page>());
-        prefetch_address(ctrl.wrapping_add(home));
-        prefetch_address(bucket);
-        prefetch_address(bucket.wrapping_add(size_of::<Page>() - 1));
+        let mask = self.mask.load(Ordering::Relaxed);
+        for url_hash in url_hashes {
+            let home = url_hash as usize & mask;
+            let bucket = ctrl.wrapping_sub((home + 1) * size_of::<Page>());
+            prefetch_address(ctrl.wrapping_add(home));
+            prefetch_address(bucket);
+            prefetch_address(bucket.wrapping_add(size_of::<Page>() - 1));
+        }
     }
 }
 
