@@ -1,7 +1,8 @@
 //! A cache-line prefetch hint, so that misses overlap instead of stalling
 //! one after another:
-//! - the batch record asks for the lines its inserts will touch some
-//!   events ahead (see `Tracker::record_batch`);
+//! - the batch record asks for each event's page-table bucket, then for
+//!   the lines its inserts will touch, some events ahead (see
+//!   `Tracker::record_batch`);
 //! - a record asks for its page's bucket before taking the stripe's lock
 //!   (see `TableHint`), and for the visitor table's lines while it
 //!   compares the page's URL (`VisitorSet::prefetch_insert`);

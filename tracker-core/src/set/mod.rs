@@ -749,7 +749,7 @@ impl VisitorSet {
     /// (`expiry`), the set must be up to its time (see
     /// [`expire`](Self::expire)). A known pair answers `Refreshed` with
     /// its previous tick.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn insert(
         &mut self,
         hash: u64,

@@ -33,9 +33,10 @@ pub struct RecordBatch {
     /// in canonical form), with their visitor and URL hashes: recorded one
     /// by one afterwards.
     slow: Vec<(u32, u64, u64)>,
-    /// The page-table bucket of each event of the stripe run being
-    /// recorded (`u32::MAX`: no such page).
-    located: Vec<u32>,
+    /// Each page's run of events in the stripe run being recorded: its
+    /// page-table bucket (`u32::MAX`: no such page) and where the run
+    /// ends.
+    located: Vec<(u32, u32)>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -166,17 +167,19 @@ impl Tracker {
         let mut sweep_due = false;
         for i in 0..batch.runs.len() {
             let run = batch.runs[i];
-            match sync::try_write(&self.stripes[stripe_of(batch, run)]) {
+            let index = stripe_of(batch, run);
+            match sync::try_write(&self.stripes[index]) {
                 Some(mut stripe) => {
-                    sweep_due |= self.record_run(&mut stripe, batch, run, events, tick)
+                    sweep_due |= self.record_run(&mut stripe, index, batch, run, events, tick)
                 }
                 None => batch.deferred.push(run),
             }
         }
         for i in 0..batch.deferred.len() {
             let run = batch.deferred[i];
-            let mut stripe = sync::write(&self.stripes[stripe_of(batch, run)]);
-            sweep_due |= self.record_run(&mut stripe, batch, run, events, tick);
+            let index = stripe_of(batch, run);
+            let mut stripe = sync::write(&self.stripes[index]);
+            sweep_due |= self.record_run(&mut stripe, index, batch, run, events, tick);
         }
         let RecordBatch {
             outcomes,
@@ -215,13 +218,14 @@ impl Tracker {
         }
     }
 
-    /// Records the events `run` of `batch.pending` (one stripe's) under
-    /// that stripe's write lock, `stripe`; the events it cannot finish
+    /// Records the events `run` of `batch.pending` (one stripe's, number
+    /// `index`) under that stripe's write lock, `stripe`; the events it cannot finish
     /// (no page under the URL as sent) go to `batch.slow`. Returns whether
     /// a sweep step is due.
     fn record_run(
         &self,
         stripe: &mut Stripe,
+        index: usize,
         batch: &mut RecordBatch,
         (from, to): (u32, u32),
         events: &[(&str, &str)],
@@ -244,7 +248,9 @@ impl Tracker {
         // event's insert starts, then every insert. A page's events are
         // adjacent: it is looked up (and its URL compared) once, and its
         // set's header prefetched, which the second pass reads to find
-        // each visitor's slot. The lookups and prefetches do not depend on
+        // each visitor's slot; the third records the page's events in one
+        // call (`Stripe::record_run_at`), which settles the page's and the
+        // stripe's bookkeeping once for them. The lookups and prefetches do not depend on
         // one another, so their cache misses (page-table slot, URL, set
         // header, visitor slots) overlap instead of stalling one insert
         // after another, and the inserts find their lines in cache.
@@ -252,41 +258,65 @@ impl Tracker {
         // up retirement behind it, a prefetch does not (in the same passes,
         // plain reads measured 4% less time per event than main's batch,
         // prefetches 11%: see docs/BENCHMARKS.md).
+        // First of all, each event's page-table control group and bucket
+        // (where the table is now: the hint is published under this lock),
+        // which the lookups read before the page's URL.
+        self.hints[index].prefetch_each(run.iter().map(|p| p.url_hash));
         located.clear();
-        let mut last: Option<(u64, &str, u32)> = None;
-        for p in run {
-            let url = events[p.index as usize].1;
-            let bucket = match last {
-                Some((hash, same, bucket)) if hash == p.url_hash && same == url => bucket,
-                _ => stripe
-                    .find_prefetching(url, p.url_hash)
-                    .map_or(u32::MAX, |bucket| bucket as u32),
-            };
-            last = Some((p.url_hash, url, bucket));
-            located.push(bucket);
+        let mut at = 0;
+        while at < run.len() {
+            let (url_hash, url) = (run[at].url_hash, events[run[at].index as usize].1);
+            let end = at
+                + 1
+                + run[at + 1..]
+                    .iter()
+                    .take_while(|p| p.url_hash == url_hash && events[p.index as usize].1 == url)
+                    .count();
+            let bucket = stripe
+                .find_prefetching(url, url_hash)
+                .map_or(u32::MAX, |bucket| bucket as u32);
+            located.push((bucket, end as u32));
+            at = end;
         }
-        for (p, &bucket) in run.iter().zip(located.iter()) {
+        let mut at = 0;
+        for &(bucket, end) in located.iter() {
+            let page = &run[at..end as usize];
             if bucket != u32::MAX {
-                stripe.prefetch_at(bucket as usize, p.visitor);
+                stripe.prefetch_at(bucket as usize, page.iter().map(|p| p.visitor));
             }
+            at = end as usize;
         }
         let mut sweep_due = false;
-        for (p, &bucket) in run.iter().zip(located.iter()) {
-            let done = if bucket == u32::MAX {
-                StripeRecord::NoPage
-            } else {
-                stripe.record_at(bucket as usize, p.url_hash, p.visitor, tick, None, &local)
-            };
-            match done {
-                StripeRecord::Done(recorded) => outcomes[p.index as usize] = Ok(recorded),
-                StripeRecord::DoneSweepDue(recorded) => {
-                    outcomes[p.index as usize] = Ok(recorded);
-                    sweep_due = true;
-                }
-                StripeRecord::NoPage | StripeRecord::NeedRoom(_) | StripeRecord::TableFull(_) => {
-                    slow.push((p.index, p.visitor, p.url_hash))
-                }
+        let mut at = 0;
+        for &(bucket, end) in located.iter() {
+            let page = &run[at..end as usize];
+            at = end as usize;
+            if bucket == u32::MAX {
+                slow.extend(page.iter().map(|p| (p.index, p.visitor, p.url_hash)));
+                continue;
             }
+            let visitors = page.iter().map(|p| p.visitor);
+            let url_hash = page[0].url_hash;
+            stripe.record_run_at(
+                bucket as usize,
+                url_hash,
+                visitors,
+                tick,
+                &local,
+                |i, done| {
+                    let p = &page[i];
+                    match done {
+                        StripeRecord::Done(recorded) => outcomes[p.index as usize] = Ok(recorded),
+                        StripeRecord::DoneSweepDue(recorded) => {
+                            outcomes[p.index as usize] = Ok(recorded);
+                            sweep_due = true;
+                        }
+                        StripeRecord::NoPage
+                        | StripeRecord::NeedRoom(_)
+                        | StripeRecord::TableFull(_) => slow.push((p.index, p.visitor, p.url_hash)),
+                    }
+                },
+            );
         }
         match local.held().checked_sub(LOCAL_BASE) {
             Some(grown) => self.budget.force_reserve(grown as usize),

@@ -305,15 +305,25 @@ impl TableHint {
     /// `url_hash` reads, where the table was last published.
     #[inline]
     pub(crate) fn prefetch(&self, url_hash: u64) {
+        self.prefetch_each([url_hash]);
+    }
+
+    /// [`prefetch`](Self::prefetch) of each of `url_hashes`, reading the
+    /// place once.
+    #[inline]
+    pub(crate) fn prefetch_each(&self, url_hashes: impl IntoIterator<Item = u64>) {
         let ctrl = self.ctrl.load(Ordering::Relaxed);
         if ctrl == 0 {
             return;
         }
-        let home = url_hash as usize & self.mask.load(Ordering::Relaxed);
-        let bucket = ctrl.wrapping_sub((home + 1) * size_of::<Page>());
-        prefetch_address(ctrl.wrapping_add(home));
-        prefetch_address(bucket);
-        prefetch_address(bucket.wrapping_add(size_of::<Page>() - 1));
+        let mask = self.mask.load(Ordering::Relaxed);
+        for url_hash in url_hashes {
+            let home = url_hash as usize & mask;
+            let bucket = ctrl.wrapping_sub((home + 1) * size_of::<Page>());
+            prefetch_address(ctrl.wrapping_add(home));
+            prefetch_address(bucket);
+            prefetch_address(bucket.wrapping_add(size_of::<Page>() - 1));
+        }
     }
 }
 
@@ -505,12 +515,12 @@ impl Stripe {
         Some(bucket)
     }
 
-    /// Prefetches where an insert of `visitor` into the page in `bucket`
-    /// starts.
+    /// Prefetches where an insert of each of `visitors` into the page in
+    /// `bucket` starts.
     #[inline]
-    pub(crate) fn prefetch_at(&self, bucket: usize, visitor: u64) {
+    pub(crate) fn prefetch_at(&self, bucket: usize, visitors: impl IntoIterator<Item = u64>) {
         if let Some(page) = self.pages.get_bucket(bucket) {
-            page.visitors.prefetch(visitor);
+            visitors.into_iter().for_each(|v| page.visitors.prefetch(v));
         }
     }
 
@@ -647,6 +657,82 @@ impl Stripe {
             return StripeRecord::DoneSweepDue(recorded);
         }
         StripeRecord::Done(recorded)
+    }
+
+    /// [`record_at`](Self::record_at) of each of `visitors` on the page in
+    /// `bucket`, with no TTL, telling `done` the outcome of the `i`th:
+    /// what a batch's run of one page's events costs. The insert that
+    /// needs no growth (nearly all of them) is taken here, and the page's
+    /// recency, sketch tally and pair count, and the stripe's newest tick,
+    /// are settled once for the run instead of per event. A growth into a
+    /// larger buffer is taken here too; any other (with an arena, or one
+    /// the budget refuses) goes through `record_at` whole.
+    #[inline]
+    pub(crate) fn record_run_at(
+        &mut self,
+        bucket: usize,
+        url_hash: u64,
+        visitors: impl IntoIterator<Item = u64>,
+        tick: u32,
+        budget: &MemoryBudget,
+        mut done: impl FnMut(usize, StripeRecord),
+    ) {
+        let mut visitors = visitors.into_iter().enumerate();
+        loop {
+            let Some(page) = self.pages.get_bucket_mut(bucket) else {
+                visitors.for_each(|(i, _)| done(i, StripeRecord::NoPage));
+                return;
+            };
+            let tally = page.visitors.sketch_tally();
+            let mut added = 0;
+            let mut grow = None;
+            for (i, visitor) in visitors.by_ref() {
+                let recorded = match page.visitors.insert(visitor, tick, self.width, None) {
+                    // Without a TTL every known pair is a duplicate.
+                    Insert::Present | Insert::Refreshed { .. } => Recorded::Duplicate,
+                    Insert::Added => {
+                        added += 1;
+                        Recorded::New
+                    }
+                    Insert::Estimated { changed: true } => Recorded::New,
+                    Insert::Estimated { changed: false } => Recorded::Sketched,
+                    // A table or inline set moving to a larger buffer (as
+                    // `record_at` grows it, without its second probe).
+                    Insert::Grow(bytes)
+                        if let Some(sizes) = page.visitors.pooled_growth()
+                            && grow_pooled(
+                                (&mut self.pool, self.pairs + added),
+                                &mut page.visitors,
+                                budget,
+                                sizes,
+                                (visitor, tick, self.width),
+                            ) =>
+                    {
+                        if VisitorSet::became_sketch_worthy(sizes.0, sizes.0 + bytes, false) {
+                            self.sketch_worthy.push(url_hash);
+                        }
+                        added += 1;
+                        Recorded::New
+                    }
+                    Insert::Grow(_) | Insert::GrowKnown { .. } => {
+                        grow = Some((i, visitor));
+                        break;
+                    }
+                };
+                done(i, StripeRecord::Done(recorded));
+            }
+            page.visitors.touch(tick);
+            retally(&mut self.sketched_visitors, tally, &page.visitors);
+            self.pairs += added;
+            raise(&mut self.newest, tick);
+            let Some((i, visitor)) = grow else {
+                return;
+            };
+            done(
+                i,
+                self.record_at(bucket, url_hash, visitor, tick, None, budget),
+            );
+        }
     }
 
     /// One step of the incremental sweep: visits the next `buckets` buckets

@@ -180,6 +180,54 @@ proptest! {
         prop_assert_eq!(batch_counts, loop_counts);
     }
 
+    /// Pages already stored under their canonical URLs, so that every
+    /// valid event takes the per-stripe pass: each event's outcome, `New`
+    /// or `Duplicate` or its error, is exactly the loop's, in batches of
+    /// any size over any stripe count, while a page's run of events grows
+    /// its table several times (up to 300 visitors) with refused events
+    /// between them.
+    #[test]
+    fn a_stored_page_run_is_the_loop_event_by_event(
+        events in prop::collection::vec(
+            (
+                prop_oneof![
+                    12 => (0..300u32).prop_map(|v| format!("v{v}")),
+                    1 => Just(String::new()),
+                ],
+                prop_oneof![
+                    12 => (0..PAGES).prop_map(|p| format!("https://example.com/{p}")),
+                    1 => Just(String::new()),
+                ],
+            ),
+            0..600,
+        ),
+        chunk in 1usize..700,
+        stripes in prop_oneof![Just(1usize), Just(2), Just(16)],
+    ) {
+        let stored = |stripes| {
+            let tracker = striped(MemoryPolicy::Sketch, None, stripes).build().unwrap();
+            for p in 0..PAGES {
+                tracker.record("first", &format!("https://example.com/{p}")).unwrap();
+            }
+            tracker
+        };
+        let looped = stored(stripes);
+        let expected: Vec<_> = events.iter().map(|(v, u)| looped.record(v, u)).collect();
+        let batched = stored(stripes);
+        let mut batch = RecordBatch::default();
+        let mut outcomes = Vec::new();
+        for events in events.chunks(chunk) {
+            let refs: Vec<(&str, &str)> =
+                events.iter().map(|(v, u)| (v.as_str(), u.as_str())).collect();
+            batched.record_batch(&refs, &mut batch);
+            outcomes.extend_from_slice(batch.outcomes());
+        }
+        prop_assert_eq!(outcomes, expected);
+        // Not the bytes: the batch grows a stripe's pages in another
+        // order, so its buffer pool keeps and hands out other buffers.
+        prop_assert_eq!(counts(&batched), counts(&looped));
+    }
+
     /// Any order (no budget pressure, so order cannot matter): the batch
     /// counts what the events recorded one by one in their first order
     /// count, and refuses the same events.
