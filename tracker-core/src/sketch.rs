@@ -469,10 +469,39 @@ impl UltraLogLog {
             sketch.insert(hash);
             count += 1;
         }
-        if let Some(martingale) = &mut sketch.martingale {
+        sketch.set_exact_count(count);
+        Ok(sketch)
+    }
+
+    /// Adds hashes that may repeat and may come in an order that depends
+    /// on them (a table's, sorted by hash; exact sets gathered for a
+    /// union): as a [`merge`](Self::merge) of their sketch would, the
+    /// estimate is the ML one from then on if any changed the sketch. The
+    /// martingale is unbiased only for an insertion order independent of
+    /// the hashes: fed 20,000 such hashes after 25,000 in order, a ranged
+    /// site count read 28,700 visitors for 45,000.
+    pub(crate) fn absorb(&mut self, hashes: impl IntoIterator<Item = u64>) {
+        let mut changed = false;
+        for hash in hashes {
+            changed |= self.insert(hash);
+        }
+        if changed {
+            self.martingale = None;
+        }
+    }
+
+    /// Sets the martingale estimate to `count`, the exact number of
+    /// distinct hashes inserted so far, as [`from_exact_set`] does: for a
+    /// sketch filled from an exact set in table order. Inserts in an order
+    /// that depends on the hashes (a table's, sorted by them) leave the
+    /// martingale biased (7 % low after 15,000 hashes in ascending order),
+    /// since it is unbiased only for an order independent of the hashes.
+    ///
+    /// [`from_exact_set`]: Self::from_exact_set
+    pub(crate) fn set_exact_count(&mut self, count: u64) {
+        if let Some(martingale) = &mut self.martingale {
             martingale.estimate_bits = (count as f64).to_bits();
         }
-        Ok(sketch)
     }
 
     /// Adds every hash `other` has seen: afterwards `self` is exactly the

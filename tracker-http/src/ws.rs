@@ -113,9 +113,23 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
                 .await;
                 return;
             }
-            // The peer went away, or broke the protocol (a message over
-            // the size limit is closed with 1009 by the WebSocket layer).
-            Ok(None | Some(Err(_))) => return,
+            // The peer went away.
+            Ok(None) => return,
+            // It broke the protocol, or sent a message over the size
+            // limit: the WebSocket layer only reports that one, so the
+            // 1009 is ours to send.
+            Ok(Some(Err(e))) => {
+                if too_big(e) {
+                    close(
+                        &mut socket,
+                        close_code::SIZE,
+                        "message too big",
+                        &state.shutdown,
+                    )
+                    .await;
+                }
+                return;
+            }
             Ok(Some(Ok(message))) => message,
         };
         let text = match message {
@@ -189,6 +203,15 @@ async fn handle(
         vec![parse_event(text)]
     };
     record_parsed(state, sender, &events).await
+}
+
+/// Whether a read failed because the message (or a frame of it) is over
+/// `--batch-body-limit`.
+fn too_big(error: axum::Error) -> bool {
+    matches!(
+        error.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
 }
 
 /// Sends a close frame (see [`bounded`]); the caller then drops the

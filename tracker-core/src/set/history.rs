@@ -116,6 +116,19 @@ impl History {
         }
     }
 
+    /// Sets each sketched period's estimate to the exact number of
+    /// distinct hashes `count(day)` put in it: for a history built from an
+    /// exact set in table order (by hash), whose inserts would bias the
+    /// estimate (see `UltraLogLog::set_exact_count`). Each period is one
+    /// day then.
+    pub(crate) fn set_exact_counts(&mut self, count: impl Fn(u32) -> u64) {
+        for period in self.periods.iter_mut() {
+            if let Visitors::Sketch(sketch) = &mut period.visitors {
+                sketch.set_exact_count(count(period.first));
+            }
+        }
+    }
+
     /// Adds `hash` after a [`HistoryInsert::Grow`] answer.
     pub(crate) fn insert_growing(&mut self, day: u32, hash: u64) {
         if let HistoryInsert::Grow(_) = self.insert(day, hash) {
@@ -378,7 +391,7 @@ fn merge(a: &Visitors, b: &Visitors) -> Visitors {
 
 fn add_to(sketch: &mut UltraLogLog, visitors: &Visitors) {
     match visitors {
-        Visitors::Exact(hashes) => sketch.extend(hashes.iter().copied()),
+        Visitors::Exact(hashes) => sketch.absorb(hashes.iter().copied()),
         Visitors::Sketch(other) => sketch
             .merge(other)
             .expect("every period sketch has one precision"),

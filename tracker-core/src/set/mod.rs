@@ -691,16 +691,19 @@ impl VisitorSet {
         .expect("the default precision is valid");
         let per_day = 86_400 / width;
         let mut history = History::default();
+        let mut per_day_count = std::collections::BTreeMap::<u32, u64>::new();
         self.for_each_pair(width, |hash, _, buckets| {
             let mut last_day = None;
             for &bucket in buckets {
                 let day = bucket / per_day;
                 if last_day != Some(day) {
                     history.insert_growing(day, hash);
+                    *per_day_count.entry(day).or_default() += 1;
                     last_day = Some(day);
                 }
             }
         });
+        history.set_exact_counts(|day| per_day_count.get(&day).copied().unwrap_or(0));
         Sketched {
             all,
             history,

@@ -31,13 +31,32 @@ pub(crate) const GENERATION_BYTES: usize =
 
 impl TimedSketch {
     /// The sketches of `pairs` (hash, tick), each put in its tick's
-    /// generation; expired pairs are left out.
+    /// generation; expired pairs are left out. The hashes are an exact
+    /// set's (distinct), so each generation's estimate starts at the exact
+    /// number put in it, as a page without a TTL switches (no jump): they
+    /// come in table order, by hash, which would bias the estimate the
+    /// inserts make.
     pub(crate) fn from_pairs(pairs: impl Iterator<Item = (u64, u32)>, expiry: Expiry) -> Self {
         let mut sketch = Self {
             generations: Vec::new(),
         };
+        // Per generation (at most MAX_GENERATIONS), how many went in.
+        let mut counts: Vec<(u32, u64)> = Vec::new();
+        let width = expiry.generation_ticks();
         for (hash, tick) in pairs.filter(|&(_, t)| expiry.is_live(t)) {
             sketch.insert_growing(hash, tick, expiry);
+            let generation = tick / width;
+            match counts.iter_mut().find(|(g, _)| *g == generation) {
+                Some((_, count)) => *count += 1,
+                None => counts.push((generation, 1)),
+            }
+        }
+        for (generation, sketch) in &mut sketch.generations {
+            let count = counts
+                .iter()
+                .find(|(g, _)| g == generation)
+                .map_or(0, |c| c.1);
+            sketch.set_exact_count(count);
         }
         sketch.generations.shrink_to_fit();
         sketch

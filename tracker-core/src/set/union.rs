@@ -74,7 +74,7 @@ impl Union {
         let distinct = match self.sketch {
             None => Distinct::exact(count_distinct(self.hashes) as u64),
             Some(mut union) => {
-                union.extend(self.hashes);
+                union.absorb(self.hashes);
                 Distinct {
                     visitors: union.estimate().round() as u64,
                     exact: false,

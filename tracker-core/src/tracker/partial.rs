@@ -168,9 +168,7 @@ impl SitePartial {
         let sketch = self
             .sketch
             .get_or_insert_with(|| UltraLogLog::new(precision).expect("a valid sketch precision"));
-        for hash in self.hashes.drain(..) {
-            sketch.insert(hash);
-        }
+        sketch.absorb(self.hashes.drain(..));
     }
 
     /// The distinct visitors: exact without a sketch, else an estimate
@@ -179,9 +177,7 @@ impl SitePartial {
         match self.sketch {
             None => Distinct::exact(count_distinct(self.hashes) as u64),
             Some(mut union) => {
-                for hash in self.hashes {
-                    union.insert(hash);
-                }
+                union.absorb(self.hashes);
                 Distinct {
                     visitors: union.estimate().round() as u64,
                     exact: false,

@@ -242,9 +242,11 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
         });
     }
     let host = if site.contains("://") {
+        web_authority(site)?;
         host_of(site).unwrap_or(site).to_owned()
     } else if site.contains([':', '/', '@', '?']) {
         let url = format!("http://{site}");
+        web_authority(&url)?;
         host_of(&url).unwrap_or(site).to_owned()
     } else {
         site.to_owned()
@@ -255,6 +257,30 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
     // Char by char, as canonicalisation lowercases a page's host (`BÜCHER.de`
     // is stored as `bücher.de`): ASCII lowercasing alone would miss it.
     Ok(host.chars().flat_map(char::to_lowercase).collect())
+}
+
+/// Refuses a site given as a URL that is not a web page's, as page URLs
+/// are refused: a scheme other than `http`/`https` (`file:///x`), or a
+/// port that is not a number, which is what `javascript:alert(1)` or
+/// `data:text/html,x` read as `host:port` would have.
+fn web_authority(url: &str) -> Result<(), TrackerError> {
+    let (scheme, _) = url.split_once("://").ok_or(TrackerError::InvalidUrl)?;
+    let (authority, _) = split_authority(url).ok_or(TrackerError::InvalidUrl)?;
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let port = match host.rfind(']') {
+        Some(close) => host[close + 1..]
+            .strip_prefix(':')
+            .unwrap_or(&host[close + 1..]),
+        None => host.rsplit_once(':').map_or("", |(_, port)| port),
+    };
+    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    if web && port.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(TrackerError::InvalidUrl)
+    }
 }
 
 /// Whether the canonical `url` starts with `prefix`, or its path does
@@ -351,6 +377,21 @@ mod tests {
             assert_eq!(site_name(given), Ok("example.com".into()), "{given}");
         }
         assert_eq!(site_name("[::1]:8080"), Ok("[::1]".into()));
+        assert_eq!(site_name("https://[::1]/"), Ok("[::1]".into()));
+        assert_eq!(site_name("HTTP://Example.com:/"), Ok("example.com".into()));
+        // A URL that is not a web page's is refused, as a page's is; before,
+        // `javascript:alert(1)` was read as the host `javascript`.
+        for given in [
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "file:///etc/passwd",
+            "ftp://example.com/",
+            "https://example.com:http/",
+            "example.com:80x",
+            "[::1]x",
+        ] {
+            assert_eq!(site_name(given), Err(TrackerError::InvalidUrl), "{given}");
+        }
         assert_eq!(site_name("https://BÜCHER.de/"), Ok("bücher.de".into()));
         assert_eq!(
             site_name("https://"),

@@ -311,3 +311,35 @@ fn a_revisit_restarts_the_ttl() {
     clock.advance(Duration::from_secs(90));
     assert_eq!(tracker.distinct("/p").unwrap().visitors, 1);
 }
+
+/// A page turned into a sketch under a TTL starts counting where its exact
+/// set stopped, as a page without a TTL does: its sketch was filled in
+/// table order (by hash), which made the estimate about 7 % low at the
+/// switch (13,554 for 14,613 visitors), and a few per cent low long after.
+#[test]
+fn a_page_sketched_under_a_ttl_keeps_its_count_at_the_switch() {
+    for key in 1..=3u64 {
+        let tracker = Tracker::builder()
+            .hash_key(key)
+            .ttl(Duration::from_secs(30 * 86_400))
+            .max_memory(300 * 1024)
+            .build()
+            .unwrap();
+        let mut switched = None;
+        for n in 1..=40_000u64 {
+            tracker.record(&format!("v{n}"), "/big").unwrap();
+            if switched.is_none() && !tracker.distinct("/big").unwrap().exact {
+                switched = Some(n);
+                let at_switch = tracker.distinct("/big").unwrap().visitors;
+                assert!(
+                    at_switch.abs_diff(n) <= 2,
+                    "key {key}: {at_switch} at the switch, {n} recorded"
+                );
+            }
+        }
+        assert!(switched.is_some(), "key {key}: the page was sketched");
+        let estimate = tracker.distinct("/big").unwrap();
+        let off = (estimate.visitors as f64 - 40_000.0).abs() / 40_000.0;
+        assert!(off < 0.02, "key {key}: {estimate:?} for 40,000 visitors");
+    }
+}

@@ -93,6 +93,35 @@ async fn a_site_given_as_a_url_is_echoed_as_its_host() {
     }
 }
 
+/// A site given as a URL follows the URL rules of pages: another scheme
+/// than http(s), or what only reads as `host:port` with a port that is
+/// not a number (`javascript:alert(1)` was the site `javascript`), is
+/// 400 `invalid_url` on every route that takes a site.
+#[tokio::test]
+async fn a_site_that_is_not_a_web_url_is_invalid() {
+    let (app, _) = default_app();
+    fill(&app).await;
+    for given in [
+        "javascript%3Aalert(1)",
+        "data%3Atext%2Fhtml%2Chi",
+        "file%3A%2F%2F%2Fetc%2Fpasswd",
+        "ftp%3A%2F%2Fshop.example%2F",
+        "shop.example%3Ahttp",
+    ] {
+        for uri in [
+            format!("/distinct?site={given}"),
+            format!("/distinct?site={given}&from=-1d"),
+            format!("/series?site={given}"),
+            format!("/top?site={given}"),
+            format!("/pages?site={given}"),
+        ] {
+            let answer = get(&app, &uri).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(answer.error_code(), "invalid_url", "{uri}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn top_of_a_site() {
     let (app, _) = default_app();
