@@ -734,6 +734,28 @@ mod tests {
     }
 
     #[test]
+    fn pixel_headers_are_the_first_values_as_get_finds_them() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "t.test".parse().unwrap());
+        for (name, value) in [
+            (header::REFERER, "https://r1.test/"),
+            (header::USER_AGENT, "ua-1"),
+            (header::REFERER, "https://r2.test/"),
+            (header::ORIGIN, "https://o.test"),
+            (header::USER_AGENT, "ua-2"),
+        ] {
+            h.append(name, value.parse().unwrap());
+        }
+        let found = PixelHeaders::of(&h);
+        assert_eq!(found.user_agent, h.get(header::USER_AGENT));
+        assert_eq!(found.referer, h.get(header::REFERER));
+        assert_eq!(found.origin, h.get(header::ORIGIN));
+        assert_eq!(found.user_agent.unwrap(), "ua-1");
+        let none = PixelHeaders::of(&HeaderMap::new());
+        assert!(none.user_agent.is_none() && none.referer.is_none() && none.origin.is_none());
+    }
+
+    #[test]
     fn pixel_pages_decode_and_resolve_in_one_buffer() {
         let mut h = HeaderMap::new();
         h.insert(header::REFERER, "https://r.test/x".parse().unwrap());

@@ -481,7 +481,10 @@ pub(crate) fn raw_params<'q, const N: usize>(
         };
         let Some(key) = key else { continue };
         for (name, slot) in names.iter().zip(&mut found) {
-            if slot.is_none() && key == *name {
+            // The first bytes compared inline before the call to `bcmp`
+            // that comparing `str`s of one length makes (`/count`'s keys
+            // are one byte each).
+            if slot.is_none() && key.as_bytes().first() == name.as_bytes().first() && key == *name {
                 *slot = Some(value);
             }
         }

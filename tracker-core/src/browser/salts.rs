@@ -361,12 +361,24 @@ fn hash(key: &[u8; 16], site: &str, ip: IpAddr, user_agent: &str) -> VisitorId {
     }
     let digest = h.finish128().as_bytes();
     let mut out = [0; 32];
-    for (i, b) in digest.iter().enumerate() {
-        out[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
-        out[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(&digest) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
     VisitorId(out)
 }
+
+/// The two lowercase hex digits of each byte: one load a byte of the
+/// digest instead of two shifts, masks and loads.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut table = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    table
+};
 
 /// ```text
 /// magic "TRKSALT1" | rotation: u8 | count: u8
