@@ -751,7 +751,8 @@ mod tests {
         assert_eq!(found.referer, h.get(header::REFERER));
         assert_eq!(found.origin, h.get(header::ORIGIN));
         assert_eq!(found.user_agent.unwrap(), "ua-1");
-        let none = PixelHeaders::of(&HeaderMap::new());
+        let empty = HeaderMap::new();
+        let none = PixelHeaders::of(&empty);
         assert!(none.user_agent.is_none() && none.referer.is_none() && none.origin.is_none());
     }
 
