@@ -100,6 +100,11 @@ impl Cors {
     }
 }
 
+// Constants, so that the values are checked at compile time, not on
+// every answer (`from_static` called at run time loops over the bytes).
+const ANY: HeaderValue = HeaderValue::from_static("*");
+const EXPOSED: HeaderValue = HeaderValue::from_static("x-request-id");
+
 /// The future of [`Cors`].
 pub enum CorsFuture {
     /// CORS is off: the route's own answer.
@@ -120,14 +125,8 @@ impl Future for CorsFuture {
             CorsFuture::AnyOrigin(inner) => {
                 let Ok(mut response) = ready!(Pin::new(inner).poll(cx));
                 let headers = response.headers_mut();
-                headers.insert(
-                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    HeaderValue::from_static("*"),
-                );
-                headers.insert(
-                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                    HeaderValue::from_static("x-request-id"),
-                );
+                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY);
+                headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
                 Poll::Ready(Ok(response))
             }
         }

@@ -206,6 +206,22 @@ impl BotFilter {
         Self::full_check(matcher, self.strict, user_agent)
     }
 
+    /// Whether the rules are on and `user_agent`, a header's bytes as
+    /// sent, has one of the common browser shapes that [`check`](Self::check)
+    /// lets through before the token rules. Such a user agent is ASCII, so
+    /// its bytes are its text: a caller can skip the UTF-8 check.
+    ///
+    /// ```
+    /// let bots = tracker_core::browser::BotFilter::new(true);
+    /// let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+    /// assert!(bots.lets_through(firefox.as_bytes()));
+    /// assert_eq!(bots.check(Some(firefox)), None);
+    /// assert!(!bots.lets_through(b"curl/8.5.0"));
+    /// ```
+    pub fn lets_through(&self, user_agent: &[u8]) -> bool {
+        self.matcher.is_some() && common_browser(user_agent)
+    }
+
     /// The token rules alone, for a non-empty trimmed user agent (HTTP
     /// clients only if `strict`).
     fn full_check(matcher: &AhoCorasick, strict: bool, user_agent: &str) -> Option<BotReason> {
@@ -372,6 +388,21 @@ mod tests {
     const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
     const SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1";
     const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36";
+
+    #[test]
+    fn what_lets_through_passes_check_and_is_ascii() {
+        let f = BotFilter::new(true);
+        for ua in [FIREFOX, SAFARI, CHROME] {
+            assert!(f.lets_through(ua.as_bytes()), "{ua}");
+            assert_eq!(f.check(Some(ua)), None, "{ua}");
+        }
+        let headless = CHROME.replace("Chrome/", "HeadlessChrome/");
+        for ua in [&headless, &format!(" {FIREFOX}"), &format!("{FIREFOX} ")] {
+            assert!(!f.lets_through(ua.as_bytes()), "{ua}");
+        }
+        assert!(!f.lets_through(b"Mozilla/5.0 (X11\xff; Linux x86_64; rv:1) Gecko/1 Firefox/1"));
+        assert!(!BotFilter::new(false).lets_through(FIREFOX.as_bytes()));
+    }
 
     #[test]
     fn each_rule() {

@@ -248,6 +248,19 @@ impl VisitorIds {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<VisitorId, PersistError> {
+        self.derive_bytes(site, ip, user_agent.as_bytes())
+    }
+
+    /// [`derive`](Self::derive) of a user agent given as its bytes: the
+    /// same id as for its text. For a caller that knows the bytes are
+    /// text without checking them again (see
+    /// [`BotFilter::lets_through`](crate::browser::BotFilter::lets_through)).
+    pub fn derive_bytes(
+        &self,
+        site: &str,
+        ip: IpAddr,
+        user_agent: &[u8],
+    ) -> Result<VisitorId, PersistError> {
         let now = self.clock.now();
         self.derive_between(now, now, site, ip, user_agent)
     }
@@ -262,7 +275,7 @@ impl VisitorIds {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<VisitorId, PersistError> {
-        self.derive_between(at, self.clock.now(), site, ip, user_agent)
+        self.derive_between(at, self.clock.now(), site, ip, user_agent.as_bytes())
     }
 
     /// The id of an event stamped `at`, the clock reading `now`.
@@ -272,7 +285,7 @@ impl VisitorIds {
         now: Timestamp,
         site: &str,
         ip: IpAddr,
-        user_agent: &str,
+        user_agent: &[u8],
     ) -> Result<VisitorId, PersistError> {
         let now = self.rotation.period(now);
         let period = self.rotation.period(at).min(now);
@@ -323,7 +336,7 @@ impl VisitorIds {
     }
 }
 
-fn hash(key: &[u8; 16], site: &str, ip: IpAddr, user_agent: &str) -> VisitorId {
+fn hash(key: &[u8; 16], site: &str, ip: IpAddr, user_agent: &[u8]) -> VisitorId {
     let ip = match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
@@ -334,13 +347,7 @@ fn hash(key: &[u8; 16], site: &str, ip: IpAddr, user_agent: &str) -> VisitorId {
         (site.len() as u64).to_le_bytes(),
         (user_agent.len() as u64).to_le_bytes(),
     );
-    let parts: [&[u8]; 5] = [
-        &site_len,
-        site.as_bytes(),
-        &ip,
-        &ua_len,
-        user_agent.as_bytes(),
-    ];
+    let parts: [&[u8]; 5] = [&site_len, site.as_bytes(), &ip, &ua_len, user_agent];
     let mut h = SipHasher13::new_with_key(key);
     // One write of the whole input when it fits a stack buffer (most
     // events): SipHash's buffering of a partial block costs on every
@@ -361,12 +368,24 @@ fn hash(key: &[u8; 16], site: &str, ip: IpAddr, user_agent: &str) -> VisitorId {
     }
     let digest = h.finish128().as_bytes();
     let mut out = [0; 32];
-    for (i, b) in digest.iter().enumerate() {
-        out[2 * i] = b"0123456789abcdef"[usize::from(b >> 4)];
-        out[2 * i + 1] = b"0123456789abcdef"[usize::from(b & 15)];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(&digest) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
     VisitorId(out)
 }
+
+/// The two lowercase hex digits of each byte: one load a byte of the
+/// digest instead of two shifts, masks and loads.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut table = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    table
+};
 
 /// ```text
 /// magic "TRKSALT1" | rotation: u8 | count: u8
@@ -521,16 +540,16 @@ mod tests {
         let v4: IpAddr = "203.0.113.7".parse().unwrap();
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(
-            hash(&key, "example.com", v4, ua).as_str(),
+            hash(&key, "example.com", v4, ua.as_bytes()).as_str(),
             "6987a45ec8660021ee6c8f1286baaea6"
         );
         assert_eq!(
-            hash(&key, "", v6, "").as_str(),
+            hash(&key, "", v6, b"").as_str(),
             "5e614d9bde5a6a4182e05197af4b0c4c"
         );
         let long = "x".repeat(1000);
         assert_eq!(
-            hash(&key, "example.com", v4, &long).as_str(),
+            hash(&key, "example.com", v4, long.as_bytes()).as_str(),
             "ef339a26b795ba10bee2bee6d393d4a2"
         );
     }
@@ -539,13 +558,13 @@ mod tests {
     fn inputs_are_separated() {
         let key = [7; 16];
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_ne!(hash(&key, "ab", ip, "c"), hash(&key, "a", ip, "bc"));
+        assert_ne!(hash(&key, "ab", ip, b"c"), hash(&key, "a", ip, b"bc"));
         let v4: IpAddr = "10.0.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(hash(&key, "s", v4, "u"), hash(&key, "s", mapped, "u"));
-        assert_ne!(hash(&[8; 16], "s", v4, "u"), hash(&key, "s", v4, "u"));
+        assert_eq!(hash(&key, "s", v4, b"u"), hash(&key, "s", mapped, b"u"));
+        assert_ne!(hash(&[8; 16], "s", v4, b"u"), hash(&key, "s", v4, b"u"));
         assert!(
-            hash(&key, "s", v4, "u")
+            hash(&key, "s", v4, b"u")
                 .as_str()
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit())

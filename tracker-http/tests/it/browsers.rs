@@ -406,6 +406,28 @@ async fn events_without_a_visitor_derive_one_and_drop_bots() {
 }
 
 #[tokio::test]
+async fn a_user_agent_that_is_not_utf8_counts_as_none() {
+    let (app, _) = default_app();
+    let event = |ua: Option<&[u8]>| {
+        let body = json!({"url": "https://site.test/u"}).to_string();
+        let mut request = from(Method::POST, "/events", "198.51.100.9:1", &[], body);
+        if let Some(ua) = ua {
+            let value = axum::http::HeaderValue::from_bytes(ua).unwrap();
+            request.headers_mut().insert("user-agent", value);
+        }
+        request
+    };
+    // A browser's shape with a byte that is not UTF-8: neither let
+    // through as a browser nor hashed as sent, but read as no user agent
+    // (counted by the default filter, as the same visitor as none).
+    let broken = [FIREFOX.as_bytes(), b"\xff"].concat();
+    for ua in [Some(&broken[..]), None, Some(FIREFOX.as_bytes())] {
+        assert_eq!(send(&app, event(ua)).await.status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(visitors(&app, "https://site.test/u").await, 2);
+}
+
+#[tokio::test]
 async fn spoofed_forwarding_headers_from_untrusted_peers_are_ignored() {
     let event = |xff: &str, peer: &str| {
         from(
