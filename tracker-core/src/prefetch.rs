@@ -6,7 +6,9 @@
 //!   (see `TableHint`), and for the visitor table's lines while it
 //!   compares the page's URL (`VisitorSet::prefetch_insert`);
 //! - a record with a TTL asks for its timed table's home slot before the
-//!   table's header arrives (`VisitorSet::prefetch_home`).
+//!   table's header arrives (`VisitorSet::prefetch_home`);
+//! - a record asks for its stripe's lock line, to write, as soon as it
+//!   knows the stripe ([`prefetch_for_write`]).
 //!
 //! On targets without the instruction it does nothing.
 #![allow(unsafe_code)]
@@ -37,6 +39,71 @@ pub(crate) fn prefetch_address(address: usize) {
     let _ = address;
 }
 
+/// Asks the CPU for the cache line holding `at` in the state a write
+/// needs (x86 `PREFETCHW`): a record prefetches its stripe's lock line
+/// as soon as it knows the stripe (issue 18). That line was usually last
+/// written by the other core; a read prefetch would bring a shared copy,
+/// and the lock's compare-and-swap would still wait for the other core to
+/// give its copy up. A hint like [`prefetch`]: it never faults and changes
+/// no value. Where the CPU lacks the instruction (see [`has_prefetchw`]),
+/// and under Miri, it is a read prefetch.
+#[inline(always)]
+pub(crate) fn prefetch_for_write<T>(at: &T) {
+    let address = at as *const T as usize;
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if has_prefetchw() {
+        // SAFETY: PREFETCHW, which the check above proves the CPU has,
+        // reads no value into the program, writes none, and never faults,
+        // whatever the address; it changes no register and no flag.
+        // (`_mm_prefetch::<_MM_HINT_ET0>` emits it only in a build with
+        // the `prfchw` target feature on, which the default x86_64 target
+        // is not, and std cannot detect that feature on stable Rust.)
+        unsafe {
+            std::arch::asm!(
+                "prefetchw [{}]",
+                in(reg) address,
+                options(nostack, preserves_flags, readonly)
+            );
+        }
+        return;
+    }
+    prefetch_address(address);
+}
+
+/// Whether the CPU has `PREFETCHW` (CPUID `0x8000_0001`, ECX bit 8,
+/// "3DNowPrefetch"; an x86_64 CPU without it may fault on it). Asked
+/// once, then read from a cached word: a relaxed load and a compare on
+/// the record path. (A plain `std` atomic even under `shuttle`: it
+/// orders nothing.)
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline(always)]
+fn has_prefetchw() -> bool {
+    match PREFETCHW.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => detect_prefetchw(),
+        known => known == 2,
+    }
+}
+
+/// 0 before [`detect_prefetchw`] ran, then 1 (no) or 2 (yes).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+static PREFETCHW: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[cold]
+#[inline(never)]
+fn detect_prefetchw() -> bool {
+    use std::arch::x86_64::__cpuid;
+    // SAFETY: CPUID is in every x86_64 CPU; leaf 0x8000_0001 is asked only
+    // when leaf 0x8000_0000 says it exists. (`unsafe` for the older
+    // compilers `rust-version` allows; newer ones made `__cpuid` safe.)
+    #[allow(unused_unsafe)]
+    let has = unsafe {
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    };
+    PREFETCHW.store(1 + u8::from(has), std::sync::atomic::Ordering::Relaxed);
+    has
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +119,13 @@ mod tests {
             prefetch(word);
         }
         prefetch(&words);
+        prefetch_for_write(&words[9]);
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        assert_eq!(
+            has_prefetchw(),
+            std::fs::read_to_string("/proc/cpuinfo")
+                .map_or(has_prefetchw(), |info| info.contains(" 3dnowprefetch"))
+        );
         // Addresses that are no live memory: never a fault.
         for address in [0, 8, usize::MAX, words.as_ptr() as usize + (1 << 40)] {
             prefetch_address(address);

@@ -19,6 +19,7 @@ use std::collections::BinaryHeap;
 use std::fmt;
 
 use crate::canonical_url::canonicalize;
+use crate::prefetch::prefetch_for_write;
 use crate::error::{ConfigError, Field, TrackerError};
 use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::set::page::Page;
@@ -206,7 +207,11 @@ impl Tracker {
     #[inline]
     fn prefetch_page(&self, url: &str) -> u64 {
         let raw_hash = self.url_hasher.hash_one(url);
-        self.hints[self.stripe_index(raw_hash)].prefetch(raw_hash);
+        let index = self.stripe_index(raw_hash);
+        // The lock's line first: the other core usually wrote it last, and
+        // its transfer is the longest wait of the record (issue 18).
+        prefetch_for_write(&*self.stripes[index]);
+        self.hints[index].prefetch(raw_hash);
         raw_hash
     }
 
