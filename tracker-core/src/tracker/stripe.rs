@@ -14,7 +14,10 @@
 //! when they do, so that two cores recording into one stripe move one
 //! line between them per record, not four.
 //!
-//! - `record` hashes the URL as sent outside any lock, prefetches the
+//! - `record` hashes the URL as sent outside any lock, prefetches its
+//!   stripe's lock line for writing (`prefetch_for_write`: the other core
+//!   usually wrote it last, and the transfer then overlaps what follows
+//!   instead of stalling the lock's compare-and-swap) and the
 //!   page-table bucket it would be in (from the stripe's [`TableHint`])
 //!   before hashing the visitor, and takes that hash's stripe write lock
 //!   for one probe: a URL already stored (so canonical) is found there,
