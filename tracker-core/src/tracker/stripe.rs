@@ -32,8 +32,10 @@
 //!   on about one take in ten, and wait about one hold (see
 //!   docs/BENCHMARKS.md, "Thread scaling (issue 18)").
 //! - A write lock found held is retried with backoff for about 16 µs
-//!   before the thread sleeps (`backoff::spin`): a hold is well under that,
-//!   and a futex sleep and wake-up cost more.
+//!   (`backoff::spin`: a hold is well under that), then yielding the core
+//!   before each try for about 0.5 ms (`backoff::yielding`: a page table's
+//!   growth), before the thread sleeps: a futex sleep and wake-up cost
+//!   more than either.
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
