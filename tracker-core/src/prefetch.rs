@@ -45,14 +45,14 @@ pub(crate) fn prefetch_address(address: usize) {
 /// written by the other core; a read prefetch would bring a shared copy,
 /// and the lock's compare-and-swap would still wait for the other core to
 /// give its copy up. A hint like [`prefetch`]: it never faults and changes
-/// no value. Where the CPU lacks the instruction (see [`has_prefetchw`]),
-/// and under Miri, it is a read prefetch.
+/// no value. Where the CPU lacks the instruction (see [`detect_prefetchw`]),
+/// before that ran, and under Miri, it is a read prefetch.
 #[inline(always)]
 pub(crate) fn prefetch_for_write<T>(at: &T) {
     let address = at as *const T as usize;
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if has_prefetchw() {
-        // SAFETY: PREFETCHW, which the check above proves the CPU has,
+    if PREFETCHW.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: PREFETCHW, which the flag above proves the CPU has,
         // reads no value into the program, writes none, and never faults,
         // whatever the address; it changes no register and no flag.
         // (`_mm_prefetch::<_MM_HINT_ET0>` emits it only in a build with
@@ -70,38 +70,29 @@ pub(crate) fn prefetch_for_write<T>(at: &T) {
     prefetch_address(address);
 }
 
-/// Whether the CPU has `PREFETCHW` (CPUID `0x8000_0001`, ECX bit 8,
-/// "3DNowPrefetch"; an x86_64 CPU without it may fault on it). Asked
-/// once, then read from a cached word: a relaxed load and a compare on
-/// the record path. (A plain `std` atomic even under `shuttle`: it
-/// orders nothing.)
+/// Whether the CPU has `PREFETCHW`, once [`detect_prefetchw`] ran (a
+/// plain `std` atomic even under `shuttle`: it orders nothing).
 #[cfg(all(target_arch = "x86_64", not(miri)))]
-#[inline(always)]
-fn has_prefetchw() -> bool {
-    match PREFETCHW.load(std::sync::atomic::Ordering::Relaxed) {
-        0 => detect_prefetchw(),
-        known => known == 2,
+static PREFETCHW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the CPU whether it has `PREFETCHW` (CPUID `0x8000_0001`, ECX bit
+/// 8, "3DNowPrefetch"; an x86_64 CPU without it may fault on it), for
+/// [`prefetch_for_write`]. Called when a tracker is built, so that the
+/// record path reads a flag and calls nothing.
+pub(crate) fn detect_prefetchw() {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID is in every x86_64 CPU; leaf 0x8000_0001 is asked
+        // only when leaf 0x8000_0000 says it exists. (`unsafe` for the
+        // older compilers `rust-version` allows; newer ones made `__cpuid`
+        // safe.)
+        #[allow(unused_unsafe)]
+        let has = unsafe {
+            __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+        };
+        PREFETCHW.store(has, std::sync::atomic::Ordering::Relaxed);
     }
-}
-
-/// 0 before [`detect_prefetchw`] ran, then 1 (no) or 2 (yes).
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-static PREFETCHW: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-#[cold]
-#[inline(never)]
-fn detect_prefetchw() -> bool {
-    use std::arch::x86_64::__cpuid;
-    // SAFETY: CPUID is in every x86_64 CPU; leaf 0x8000_0001 is asked only
-    // when leaf 0x8000_0000 says it exists. (`unsafe` for the older
-    // compilers `rust-version` allows; newer ones made `__cpuid` safe.)
-    #[allow(unused_unsafe)]
-    let has = unsafe {
-        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
-    };
-    PREFETCHW.store(1 + u8::from(has), std::sync::atomic::Ordering::Relaxed);
-    has
 }
 
 #[cfg(test)]
@@ -120,12 +111,15 @@ mod tests {
         }
         prefetch(&words);
         prefetch_for_write(&words[9]);
+        detect_prefetchw();
+        prefetch_for_write(&words[10]);
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        assert_eq!(
-            has_prefetchw(),
-            std::fs::read_to_string("/proc/cpuinfo")
-                .map_or(has_prefetchw(), |info| info.contains(" 3dnowprefetch"))
-        );
+        if let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") {
+            assert_eq!(
+                PREFETCHW.load(std::sync::atomic::Ordering::Relaxed),
+                info.contains(" 3dnowprefetch")
+            );
+        }
         // Addresses that are no live memory: never a fault.
         for address in [0, 8, usize::MAX, words.as_ptr() as usize + (1 << 40)] {
             prefetch_address(address);

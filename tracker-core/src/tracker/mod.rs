@@ -19,8 +19,8 @@ use std::collections::BinaryHeap;
 use std::fmt;
 
 use crate::canonical_url::canonicalize;
-use crate::prefetch::prefetch_for_write;
 use crate::error::{ConfigError, Field, TrackerError};
+use crate::prefetch::prefetch_for_write;
 use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::set::page::Page;
 use crate::set::visitor_hash::VisitorHasher;
@@ -95,6 +95,7 @@ impl Tracker {
 
     /// A tracker with checked settings (see [`TrackerBuilder::config`]).
     pub fn with_config(config: TrackerConfig) -> Self {
+        crate::prefetch::detect_prefetchw();
         // Under shuttle the seeds are fixed, so that a failing schedule
         // replays exactly (pages land on the same stripes).
         #[cfg(feature = "shuttle")]
