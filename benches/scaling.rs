@@ -21,7 +21,9 @@
 //! timings, the median of several runs, with each thread's CPU time: the
 //! load average is printed, because other processes on the machine take
 //! cores too, and then only the CPU time per event (the work, whoever got
-//! the cores) still compares the designs.
+//! the cores) still compares the designs. `ONLY=uniform` (any part of a
+//! workload's name) runs one workload and `ROUNDS=n` sets the runs a
+//! median is of: for alternating two builds' binaries in an A/B.
 
 use std::time::{Duration, Instant};
 
@@ -38,9 +40,17 @@ const SEED: u64 = 0x5CA1_E018;
 fn main() {
     let full = full_run();
     let (events, runs) = if full { (EVENTS, 7) } else { (20_000, 1) };
+    let runs = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(runs);
+    let only = std::env::var("ONLY").unwrap_or_default();
     println!("load average before: {}", load_average());
     let mut rows = Vec::new();
     for (name, s) in [("uniform", 0.0), ("Zipf s=1", CORE_ZIPF_S)] {
+        if !name.contains(only.as_str()) {
+            continue;
+        }
         let workload = ZipfWorkload::generate(PAGES, VISITORS.min(events), events, s, SEED);
         let one = median(runs, || feed(&workload.events, 1, true));
         let shared = median(runs, || feed(&workload.events, 2, true));

@@ -20,6 +20,7 @@ use std::fmt;
 
 use crate::canonical_url::canonicalize;
 use crate::error::{ConfigError, Field, TrackerError};
+use crate::prefetch::prefetch_for_write;
 use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::set::page::Page;
 use crate::set::visitor_hash::VisitorHasher;
@@ -94,6 +95,7 @@ impl Tracker {
 
     /// A tracker with checked settings (see [`TrackerBuilder::config`]).
     pub fn with_config(config: TrackerConfig) -> Self {
+        crate::prefetch::detect_prefetchw();
         // Under shuttle the seeds are fixed, so that a failing schedule
         // replays exactly (pages land on the same stripes).
         #[cfg(feature = "shuttle")]
@@ -206,7 +208,11 @@ impl Tracker {
     #[inline]
     fn prefetch_page(&self, url: &str) -> u64 {
         let raw_hash = self.url_hasher.hash_one(url);
-        self.hints[self.stripe_index(raw_hash)].prefetch(raw_hash);
+        let index = self.stripe_index(raw_hash);
+        // The lock's line first: the other core usually wrote it last, and
+        // its transfer is the longest wait of the record (issue 18).
+        prefetch_for_write(&*self.stripes[index]);
+        self.hints[index].prefetch(raw_hash);
         raw_hash
     }
 

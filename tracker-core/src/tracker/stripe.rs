@@ -14,7 +14,10 @@
 //! when they do, so that two cores recording into one stripe move one
 //! line between them per record, not four.
 //!
-//! - `record` hashes the URL as sent outside any lock, prefetches the
+//! - `record` hashes the URL as sent outside any lock, prefetches its
+//!   stripe's lock line for writing (`prefetch_for_write`: the other core
+//!   usually wrote it last, and the transfer then overlaps what follows
+//!   instead of stalling the lock's compare-and-swap) and the
 //!   page-table bucket it would be in (from the stripe's [`TableHint`])
 //!   before hashing the visitor, and takes that hash's stripe write lock
 //!   for one probe: a URL already stored (so canonical) is found there,
@@ -29,8 +32,10 @@
 //!   on about one take in ten, and wait about one hold (see
 //!   docs/BENCHMARKS.md, "Thread scaling (issue 18)").
 //! - A write lock found held is retried with backoff for about 16 µs
-//!   before the thread sleeps (`backoff::spin`): a hold is well under that,
-//!   and a futex sleep and wake-up cost more.
+//!   (`backoff::spin`: a hold is well under that), then yielding the core
+//!   before each try for about 0.5 ms (`backoff::yielding`: a page table's
+//!   growth), before the thread sleeps: a futex sleep and wake-up cost
+//!   more than either.
 //! - `distinct` does the same with read locks: one probe, a second after
 //!   canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
