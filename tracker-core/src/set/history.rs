@@ -391,7 +391,7 @@ fn merge(a: &Visitors, b: &Visitors) -> Visitors {
 
 fn add_to(sketch: &mut UltraLogLog, visitors: &Visitors) {
     match visitors {
-        Visitors::Exact(hashes) => sketch.absorb(hashes.iter().copied()),
+        Visitors::Exact(hashes) => sketch.absorb(&mut hashes.to_vec()),
         Visitors::Sketch(other) => sketch
             .merge(other)
             .expect("every period sketch has one precision"),
