@@ -491,6 +491,13 @@ impl UltraLogLog {
         }
     }
 
+    /// Drops the martingale estimate, leaving the ML one: for a sketch
+    /// whose martingale is known biased (filled in hash order by an older
+    /// release).
+    pub(crate) fn drop_martingale(&mut self) {
+        self.martingale = None;
+    }
+
     /// Sets the martingale estimate to `count`, the exact number of
     /// distinct hashes inserted so far, as [`from_exact_set`] does: for a
     /// sketch filled from an exact set in table order. Inserts in an order
