@@ -834,8 +834,7 @@ fn decode_page<R: BufRead + ?Sized>(
                 let gen_at = r.at;
                 let generation = r.u32()?;
                 let len = r.count(1)?;
-                let mut sketch =
-                    decode_sketch(r.take(len)?).map_err(|e| r.invalid(gen_at, e))?;
+                let mut sketch = decode_sketch(r.take(len)?).map_err(|e| r.invalid(gen_at, e))?;
                 if version <= BIASED_MARTINGALE_VERSION {
                     sketch.drop_martingale();
                 }

@@ -278,7 +278,11 @@ fn a_version_3_day_sketch_answers_without_its_martingale() {
     assert_eq!(tracker.stats().sketched_pages, 1);
     let mut payload = Vec::new();
     tracker.write_snapshot(&mut payload).unwrap();
-    assert_eq!(payload[8..12], 4u32.to_le_bytes(), "magic, then the version");
+    assert_eq!(
+        payload[8..12],
+        4u32.to_le_bytes(),
+        "magic, then the version"
+    );
     let day_error = |tracker: &Tracker| {
         let ranged = tracker.site_distinct_between("s.com", None, None).unwrap();
         ranged.distinct.relative_error.expect("an estimate")
