@@ -391,7 +391,7 @@ fn merge(a: &Visitors, b: &Visitors) -> Visitors {
 
 fn add_to(sketch: &mut UltraLogLog, visitors: &Visitors) {
     match visitors {
-        Visitors::Exact(hashes) => sketch.absorb(hashes.iter().copied()),
+        Visitors::Exact(hashes) => sketch.absorb(&mut hashes.to_vec()),
         Visitors::Sketch(other) => sketch
             .merge(other)
             .expect("every period sketch has one precision"),
@@ -399,7 +399,14 @@ fn add_to(sketch: &mut UltraLogLog, visitors: &Visitors) {
 }
 
 fn union_of<'a>(sets: impl Iterator<Item = &'a Visitors> + Clone) -> Distinct {
-    if sets.clone().all(|v| matches!(v, Visitors::Exact(_))) {
+    // Starts from the first sketch, as a site's union does, so that a page
+    // and its one-page site answer with one estimator: a sketch merged into
+    // an empty one loses its martingale, a clone keeps it.
+    let first = sets.clone().find_map(|v| match v {
+        Visitors::Sketch(sketch) => Some((v, sketch)),
+        Visitors::Exact(_) => None,
+    });
+    let Some((first, base)) = first else {
         let mut all: Vec<u64> = sets
             .flat_map(|v| match v {
                 Visitors::Exact(hashes) => hashes.iter().copied(),
@@ -409,9 +416,9 @@ fn union_of<'a>(sets: impl Iterator<Item = &'a Visitors> + Clone) -> Distinct {
         all.sort_unstable();
         all.dedup();
         return Distinct::exact(all.len() as u64);
-    }
-    let mut union = UltraLogLog::new(PERIOD_PRECISION).expect("the period precision is valid");
-    for visitors in sets {
+    };
+    let mut union = (**base).clone();
+    for visitors in sets.filter(|&v| !std::ptr::eq(v, first)) {
         add_to(&mut union, visitors);
     }
     Distinct {

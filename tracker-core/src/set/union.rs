@@ -70,11 +70,11 @@ impl Union {
     }
 
     /// The count and the range it covers.
-    pub(crate) fn finish(self) -> (Distinct, Range<u64>) {
+    pub(crate) fn finish(mut self) -> (Distinct, Range<u64>) {
         let distinct = match self.sketch {
             None => Distinct::exact(count_distinct(self.hashes) as u64),
             Some(mut union) => {
-                union.absorb(self.hashes);
+                union.absorb(&mut self.hashes);
                 Distinct {
                     visitors: union.estimate().round() as u64,
                     exact: false,

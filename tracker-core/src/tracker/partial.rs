@@ -168,16 +168,17 @@ impl SitePartial {
         let sketch = self
             .sketch
             .get_or_insert_with(|| UltraLogLog::new(precision).expect("a valid sketch precision"));
-        sketch.absorb(self.hashes.drain(..));
+        sketch.absorb(&mut self.hashes);
+        self.hashes.clear();
     }
 
     /// The distinct visitors: exact without a sketch, else an estimate
     /// with its relative standard error.
-    pub fn distinct(self) -> Distinct {
+    pub fn distinct(mut self) -> Distinct {
         match self.sketch {
             None => Distinct::exact(count_distinct(self.hashes) as u64),
             Some(mut union) => {
-                union.absorb(self.hashes);
+                union.absorb(&mut self.hashes);
                 Distinct {
                     visitors: union.estimate().round() as u64,
                     exact: false,

@@ -245,6 +245,13 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
         web_authority(site)?;
         host_of(site).unwrap_or(site).to_owned()
     } else if site.contains([':', '/', '@', '?']) {
+        // A `host:port` site never carries user info: with an `@` before
+        // its path, `mailto:someone@example.com` would read as user info
+        // `mailto:someone` at `example.com`.
+        let authority = site.split(['/', '?', '#']).next().unwrap_or(site);
+        if authority.contains('@') {
+            return Err(TrackerError::InvalidUrl);
+        }
         let url = format!("http://{site}");
         web_authority(&url)?;
         host_of(&url).unwrap_or(site).to_owned()
@@ -379,6 +386,8 @@ mod tests {
         assert_eq!(site_name("[::1]:8080"), Ok("[::1]".into()));
         assert_eq!(site_name("https://[::1]/"), Ok("[::1]".into()));
         assert_eq!(site_name("HTTP://Example.com:/"), Ok("example.com".into()));
+        assert_eq!(site_name("Example.COM:8080/"), Ok("example.com".into()));
+        assert_eq!(site_name("example.com:"), Ok("example.com".into()));
         // A URL that is not a web page's is refused, as a page's is; before,
         // `javascript:alert(1)` was read as the host `javascript`.
         for given in [
@@ -389,6 +398,8 @@ mod tests {
             "https://example.com:http/",
             "example.com:80x",
             "[::1]x",
+            "mailto:someone@example.com",
+            "javascript:x@example.com",
         ] {
             assert_eq!(site_name(given), Err(TrackerError::InvalidUrl), "{given}");
         }

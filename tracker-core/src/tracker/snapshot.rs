@@ -44,6 +44,13 @@
 //! its page holds it inline; 0 in a table without a TTL, which keeps
 //! buckets only), its buckets the ones it was seen in, ascending.
 //!
+//! Version 4 has the layout of version 3. Version 3's day (history
+//! period) and TTL-generation sketches were filled in hash order, which
+//! leaves their martingale estimate biased (a day read at about half its
+//! truth): reading version 3 or older drops those sketches' martingale, so
+//! they answer with the ML estimate. All-time sketches start at their
+//! exact count and keep theirs.
+//!
 //! Versions 1 and 2 (no buckets per pair) are still read. Version 1
 //! carries no bucket setting, so it restores under whatever bucketing the
 //! builder gives. Their pairs restore in the bucket of their tick (with a
@@ -107,7 +114,10 @@ use crate::tracker::config::{TrackerBuilder, TrackerConfig};
 
 /// The version of the tracker's state format this build writes (it also
 /// reads every older version down to 1: see the module docs).
-pub const TRACKER_PAYLOAD_VERSION: u32 = 3;
+pub const TRACKER_PAYLOAD_VERSION: u32 = 4;
+/// The last version whose day and TTL-generation sketches may carry a
+/// biased martingale estimate (see the module docs).
+const BIASED_MARTINGALE_VERSION: u32 = 3;
 /// The oldest version this build still reads.
 const OLDEST_PAYLOAD_VERSION: u32 = 1;
 
@@ -799,7 +809,7 @@ fn decode_page<R: BufRead + ?Sized>(
             let n = r.count(1)?;
             let all = decode_sketch(r.take(n)?).map_err(|e| r.invalid(bytes_at, e))?;
             let (history, since) = if version >= 3 {
-                decode_history(r)?
+                decode_history(r, version)?
             } else {
                 // Nothing of the page's past is known by day: ranges from
                 // today on have it all.
@@ -824,7 +834,10 @@ fn decode_page<R: BufRead + ?Sized>(
                 let gen_at = r.at;
                 let generation = r.u32()?;
                 let len = r.count(1)?;
-                let sketch = decode_sketch(r.take(len)?).map_err(|e| r.invalid(gen_at, e))?;
+                let mut sketch = decode_sketch(r.take(len)?).map_err(|e| r.invalid(gen_at, e))?;
+                if version <= BIASED_MARTINGALE_VERSION {
+                    sketch.drop_martingale();
+                }
                 if generations.last().is_some_and(|&(g, _)| g >= generation) {
                     return Err(r.invalid(gen_at, "generations out of order".into()));
                 }
@@ -1009,6 +1022,7 @@ impl Restoring {
 /// complete from.
 fn decode_history<R: BufRead + ?Sized>(
     r: &mut Reader<'_, R>,
+    version: u32,
 ) -> Result<(History, u32), SnapshotError> {
     let since = r.u32()?;
     let at = r.at;
@@ -1031,8 +1045,11 @@ fn decode_history<R: BufRead + ?Sized>(
             1 => {
                 let len = r.count(1)?;
                 let bytes_at = r.at;
-                let sketch = UltraLogLog::from_bytes(r.take(len)?)
+                let mut sketch = UltraLogLog::from_bytes(r.take(len)?)
                     .map_err(|e| r.invalid(bytes_at, e.to_string()))?;
+                if version <= BIASED_MARTINGALE_VERSION {
+                    sketch.drop_martingale();
+                }
                 Err(sketch)
             }
             other => return Err(r.invalid(kind_at, format!("unknown period form {other}"))),
