@@ -298,3 +298,44 @@ fn a_version_3_day_sketch_answers_without_its_martingale() {
     let page = "https://s.com/big";
     assert_eq!(old.distinct(page).unwrap(), tracker.distinct(page).unwrap());
 }
+
+/// As above for the TTL's generations: a version 3 payload's generation
+/// sketches (filled in hash order by the old code) answer with the ML
+/// estimate, version 4's keep their martingale.
+#[test]
+fn a_version_3_ttl_generation_answers_without_its_martingale() {
+    use tracker_core::sketch::{martingale_relative_standard_error, relative_standard_error};
+    let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
+    let builder = || {
+        Tracker::builder()
+            .hash_key(7)
+            .clock(Arc::new(clock.clone()))
+            .ttl(Duration::from_secs(30 * 86_400))
+            .max_memory(300 * 1024)
+    };
+    let tracker = builder().build().unwrap();
+    let page = "https://s.com/big";
+    for i in 0..30_000 {
+        tracker.record(&format!("v{i}"), page).unwrap();
+    }
+    assert_eq!(tracker.stats().sketched_pages, 1);
+    let mut payload = Vec::new();
+    tracker.write_snapshot(&mut payload).unwrap();
+    let error = |tracker: &Tracker| {
+        tracker
+            .distinct(page)
+            .unwrap()
+            .relative_error
+            .expect("an estimate")
+    };
+    let current = Tracker::restore_snapshot(&payload, builder()).unwrap();
+    let kept = error(&current);
+    let precision = (4..=18)
+        .find(|&p| martingale_relative_standard_error(p) == kept)
+        .expect("a version 4 generation answers with its martingale");
+    payload[8..12].copy_from_slice(&3u32.to_le_bytes());
+    let old = Tracker::restore_snapshot(&payload, builder()).unwrap();
+    assert_eq!(error(&old), relative_standard_error(precision));
+    let visitors = old.distinct(page).unwrap().visitors as f64;
+    assert!((visitors - 30_000.0).abs() / 30_000.0 < 0.05, "{visitors}");
+}
