@@ -970,17 +970,12 @@ impl InOrder {
         to: usize,
     ) -> Option<usize> {
         const LOW: u64 = u32::MAX as u64;
-        let (mut free, mut last) = (self.free, self.last);
-        let mut put = |key: u64, value: u64| {
-            let at = home_in(key, keys.len()).max(free);
-            if key <= last || at >= keys.len() {
-                return false;
-            }
-            keys[at] = key;
-            values[at / 2] |= value << (32 * (at & 1));
-            (free, last) = (at + 1, key);
-            true
+        // A local copy of the placing state, written back once at the end.
+        let mut order = InOrder {
+            free: self.free,
+            last: self.last,
         };
+        let mut put = |key: u64, value: u64| order.place(keys, values, key, [value as u32]);
         let stopped = 'placing: {
             let mut i = from;
             if i % 2 == 1 && i < to {
@@ -1013,7 +1008,7 @@ impl InOrder {
             }
             None
         };
-        (self.free, self.last) = (free, last);
+        (self.free, self.last) = (order.free, order.last);
         stopped
     }
 }
