@@ -374,6 +374,22 @@ fn a_site_union_with_a_sketched_page_is_unbiased() {
     );
 }
 
+/// A tracker under a 300 KiB budget whose page `https://s.com/big` has
+/// 30,000 visitors, enough to be sketched.
+fn one_big_page(key: u64) -> Tracker {
+    let tracker = Tracker::builder()
+        .hash_key(key)
+        .max_memory(300 * 1024)
+        .build()
+        .unwrap();
+    for i in 0..30_000 {
+        tracker
+            .record(&format!("v{i}"), "https://s.com/big")
+            .unwrap();
+    }
+    tracker
+}
+
 /// The day sketches a page keeps once it is sketched start at their
 /// exact counts: built from the exact set in table order (by hash), a
 /// day's estimate was about half the truth, which a site's ranged count
@@ -381,16 +397,7 @@ fn a_site_union_with_a_sketched_page_is_unbiased() {
 #[test]
 fn a_sketched_page_counts_alike_in_its_site_over_a_range() {
     for key in 1..=3u64 {
-        let tracker = Tracker::builder()
-            .hash_key(key)
-            .max_memory(300 * 1024)
-            .build()
-            .unwrap();
-        for i in 0..30_000 {
-            tracker
-                .record(&format!("v{i}"), "https://s.com/big")
-                .unwrap();
-        }
+        let tracker = one_big_page(key);
         assert_eq!(tracker.stats().sketched_pages, 1, "key {key}");
         let site = tracker
             .site_distinct_between("s.com", None, None)
@@ -418,16 +425,7 @@ fn one_new_visitor_moves_a_site_count_by_about_one() {
         after.visitors >= before && (after.visitors - before) as f64 <= bound
     }
     for key in 1..=12u64 {
-        let tracker = Tracker::builder()
-            .hash_key(key)
-            .max_memory(300 * 1024)
-            .build()
-            .unwrap();
-        for i in 0..30_000 {
-            tracker
-                .record(&format!("v{i}"), "https://s.com/big")
-                .unwrap();
-        }
+        let tracker = one_big_page(key);
         let ranged = || {
             tracker
                 .site_distinct_between("s.com", None, None)
@@ -459,16 +457,7 @@ fn one_new_visitor_moves_a_site_count_by_about_one() {
 #[test]
 fn a_one_page_site_and_its_page_agree_over_a_range() {
     for key in 1..=3u64 {
-        let tracker = Tracker::builder()
-            .hash_key(key)
-            .max_memory(300 * 1024)
-            .build()
-            .unwrap();
-        for i in 0..30_000 {
-            tracker
-                .record(&format!("v{i}"), "https://s.com/big")
-                .unwrap();
-        }
+        let tracker = one_big_page(key);
         let page = tracker
             .distinct_between("https://s.com/big", None, None)
             .unwrap()
