@@ -18,7 +18,8 @@ impl Timestamp {
     ///   (`T` or a space between date and time, `Z` or an offset; a
     ///   fraction is kept to the millisecond);
     /// - a date: `2026-11-01`, UTC midnight;
-    /// - unix seconds: `1793491200`;
+    /// - unix seconds: `1793491200`, or with a fraction kept to the
+    ///   millisecond, `1793491200.25`;
     /// - relative: `now`, or a [duration](Timestamp::parse_duration) ago,
     ///   `-7d`, `-24h`, `-1h30m`.
     ///
@@ -56,10 +57,8 @@ impl Timestamp {
                     text: text.to_owned(),
                 });
         }
-        let millis = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            text.parse::<u64>()
-                .ok()
-                .and_then(|secs| secs.checked_mul(1000))
+        let millis = if let Some(unix) = unix_seconds(text) {
+            unix
         } else {
             Some(parse_rfc3339(text).ok_or_else(malformed)?).and_then(|m| u64::try_from(m).ok())
         };
@@ -112,6 +111,33 @@ impl Timestamp {
         out.push('Z');
         out
     }
+}
+
+/// Milliseconds of unix seconds, whole (`1793491200`) or with a
+/// fraction kept to the millisecond (`1793491200.5`, what `Date.now() /
+/// 1000` or Python's `time.time()` give): `Some(None)` when the number is
+/// too large, `None` when the text is not such a number.
+fn unix_seconds(text: &str) -> Option<Option<u64>> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    if text.len() > whole.len() && fraction.is_empty() {
+        return None; // `1793491200.`
+    }
+    let millis = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0, |millis, digit| millis * 10 + u64::from(digit - b'0'));
+    Some(
+        whole
+            .parse::<u64>()
+            .ok()
+            .and_then(|secs| secs.checked_mul(1000))
+            .and_then(|secs| secs.checked_add(millis)),
+    )
 }
 
 /// See [`Timestamp::parse_duration`].
@@ -250,6 +276,17 @@ mod tests {
         );
         assert_eq!(parse("2026-10-31T23:59:60Z"), Ok(expected), "a leap second");
         assert_eq!(parse("0"), Ok(Timestamp::from_millis(0)));
+        // Fractional unix seconds, as `time.time()` and `Date.now() / 1000`
+        // give them, to the millisecond.
+        assert_eq!(parse("1793491200.0"), Ok(expected));
+        assert_eq!(
+            parse("1793491200.5"),
+            Ok(Timestamp::from_millis(1_793_491_200_500))
+        );
+        assert_eq!(
+            parse("1793491200.123999"),
+            Ok(Timestamp::from_millis(1_793_491_200_123))
+        );
         assert_eq!(
             parse("4294967295"),
             Ok(Timestamp::from_millis(4_294_967_295_000))
@@ -277,7 +314,10 @@ mod tests {
             "-7",
             "-7x",
             "-",
-            "1793491200.5",
+            "1793491200.",
+            ".5",
+            "1793491200.5.5",
+            "1793491200.5e3",
             "-1793491200",
             "２０２６-11-01",
         ] {
