@@ -87,6 +87,13 @@ async fn ndjson_and_text_plain_are_read() {
     let answer = post_batch(&app, "text/plain;charset=UTF-8", array).await;
     assert_eq!(answer.json()["accepted"], 1);
     assert_eq!(count(&app, "/n").await, 3);
+    // NDJSON as text/plain (how a browser must post it across origins
+    // without a preflight) is read by its shape: not an array, so lines.
+    let lines = "{\"visitor\":\"d\",\"url\":\"/n\"}\n{\"visitor\":\"e\",\"url\":\"/n\"}\n";
+    let answer = post_batch(&app, "text/plain;charset=UTF-8", lines).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.json()["accepted"], 2);
+    assert_eq!(count(&app, "/n").await, 5);
 }
 
 #[tokio::test]
@@ -96,6 +103,8 @@ async fn a_body_that_is_no_batch_at_all_is_400_with_nothing_recorded() {
         ("application/json", r#"{"visitor":"a","url":"/z"}"#),
         ("application/json", r#"[{"visitor":"a","url":"/z"},"#),
         ("application/x-ndjson", "hello\nworld\n"),
+        ("text/plain", "hello\nworld\n"),
+        ("text/plain", r#"[{"visitor":"a","url":"/z"},"#),
     ] {
         let answer = post_batch(&app, content_type, body).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
