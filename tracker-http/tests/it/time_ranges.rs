@@ -362,7 +362,10 @@ async fn optional_parameters_given_empty_are_not_given() {
     week(&app).await;
     let u = "url=https%3A%2F%2Fshop.example%2Fa";
     for (blank, plain) in [
-        (format!("/distinct?{u}&from=&till="), format!("/distinct?{u}")),
+        (
+            format!("/distinct?{u}&from=&till="),
+            format!("/distinct?{u}"),
+        ),
         (format!("/distinct?{u}&site="), format!("/distinct?{u}")),
         (
             format!("/distinct?{u}&from=2026-11-03&till="),
