@@ -143,7 +143,7 @@ async fn a_websocket_request_that_is_not_one_says_what_is_wrong() {
     assert_eq!(answer.error_code(), "not_websocket");
     let message = answer.json()["error"]["message"].to_string();
     assert!(message.contains("WebSocket"), "{message}");
-    let request = Request::get("/events/ws?ack=yes")
+    let request = Request::get("/events/ws?ack=maybe")
         .header("connection", "upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
@@ -258,7 +258,8 @@ async fn a_client_close_is_answered_with_a_close() {
     let server = Server::start(TRACKER_HTTP, &[]);
     let client = reqwest::Client::new();
     server.wait_ready(&client, WITHIN).await;
-    for query in ["?ack=true", ""] {
+    // `ack` reads as the service's switches do, and bare means on.
+    for query in ["?ack=true", "?ack=1", "?ack", "?ack=On", ""] {
         let mut socket = connect(&server, query).await;
         let event = json!({"visitor": "a", "url": "/c"}).to_string();
         socket.send(Message::text(event)).await.unwrap();
