@@ -298,6 +298,11 @@ mod tests {
             at(r#"{"url":"/","time":"-7d"}"#),
             Ok("2026-11-01T12:00:00Z".to_string())
         );
+        // A naive time (Python's `datetime.utcnow().isoformat()`) is UTC.
+        assert_eq!(
+            at(r#"{"url":"/","time":"2026-11-01T00:00:00.000250"}"#),
+            day()
+        );
         // Fractional unix seconds (`time.time()`, `Date.now() / 1000`).
         assert_eq!(
             at(r#"{"url":"/","time":1793491200.25}"#),

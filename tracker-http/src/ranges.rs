@@ -61,11 +61,12 @@ impl Window {
 
 /// A time parameter with its `+` offset sign back: sent unencoded
 /// (`...T10:30:00+01:00`), form decoding turned it into a space. A space
-/// is a time's date/time separator only at byte 10; one past the seconds
-/// (byte 19 on) and before a digit can only have been that `+`.
+/// is a time's date/time separator only at byte 10; one past the minutes
+/// (byte 16 on, the seconds being optional) and before a digit can only
+/// have been that `+`.
 fn offset_sign(text: Cow<'_, str>) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let sign = (19..bytes.len().saturating_sub(1))
+    let sign = (16..bytes.len().saturating_sub(1))
         .find(|&i| bytes[i] == b' ' && bytes[i + 1].is_ascii_digit());
     match sign {
         None => text,

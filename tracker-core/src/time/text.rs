@@ -16,7 +16,9 @@ impl Timestamp {
     ///
     /// - RFC 3339: `2026-11-01T09:30:00Z`, `2026-11-01T10:30:00.250+01:00`
     ///   (`T` or a space between date and time, `Z` or an offset; a
-    ///   fraction is kept to the millisecond);
+    ///   fraction is kept to the millisecond); without an offset the time
+    ///   is UTC (`2026-11-01T09:30:00`, as Python's `isoformat()` writes a
+    ///   naive time), and the seconds may be left out (`2026-11-01T09:30`);
     /// - a date: `2026-11-01`, UTC midnight;
     /// - unix seconds: `1793491200`, or with a fraction kept to the
     ///   millisecond, `1793491200.25`;
@@ -200,13 +202,17 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let (hour, minute) = (number(11, 2)?, number(14, 2)?);
-    let second = number(17, 2)?;
-    if b.get(16) != Some(&b':') || hour > 23 || minute > 59 || second > 60 {
+    // Seconds may be left out (`T10:30`, as an HTML `datetime-local`
+    // field sends a time), and then a fraction too.
+    let (second, mut at) = match b.get(16) {
+        Some(b':') => (number(17, 2)?, 19),
+        _ => (0, 16),
+    };
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let mut at = 19;
     let mut millis = 0;
-    if b.get(at) == Some(&b'.') {
+    if at == 19 && b.get(at) == Some(&b'.') {
         let digits = b[at + 1..]
             .iter()
             .take_while(|c| c.is_ascii_digit())
@@ -222,6 +228,10 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         at += 1 + digits;
     }
     let offset_minutes = match b.get(at) {
+        // No offset: UTC, as Python's `datetime.utcnow().isoformat()`
+        // writes it (RFC 3339 asks for one; being strict here only turns
+        // away times that can mean nothing else on a UTC service).
+        None => 0,
         Some(b'Z' | b'z') if b.len() == at + 1 => 0,
         Some(&sign @ (b'+' | b'-')) if b.len() == at + 6 && b[at + 3] == b':' => {
             let (hours, minutes) = (number(at + 1, 2)?, number(at + 4, 2)?);
@@ -262,6 +272,12 @@ mod tests {
             "2026-11-01T00:00:00.000Z",
             "2026-11-01",
             " 2026-11-01 ",
+            // No offset is UTC; seconds may be left out.
+            "2026-11-01T00:00:00",
+            "2026-11-01 00:00:00.000000",
+            "2026-11-01T00:00",
+            "2026-11-01T00:00Z",
+            "2026-11-01T01:00+01:00",
             "1793491200",
             "-7d12h",
             "-1w12h",
@@ -304,9 +320,11 @@ mod tests {
             "2026-11-01T24:00:00Z",
             "2026-11-01T00:60:00Z",
             "2026-11-01T00:00:61Z",
-            "2026-11-01T00:00Z",
-            "2026-11-01T00:00:00",
             "2026-11-01T00:00:00.Z",
+            "2026-11-01T00:00.5Z",
+            "2026-11-01T0:00",
+            "2026-11-01T00:00:0",
+            "2026-11-01T00:00:",
             "2026-11-01T00:00:00+0100",
             "2026-11-01T00:00:00+24:00",
             "2026-11-01T00:00:00Zjunk",

@@ -129,6 +129,21 @@ async fn a_range_of_a_page_counts_its_visitors_in_it_and_says_which_range() {
             "2026-11-02T00:00:00Z",
             1,
         ),
+        // No offset is UTC (Python's naive `isoformat()`), seconds may be
+        // left out (an HTML datetime-local field), an unencoded offset
+        // still read as one.
+        (
+            "from=2026-11-01T10:15:00.123456&till=2026-11-02T00:00",
+            "2026-11-01T10:00:00Z",
+            "2026-11-02T00:00:00Z",
+            1,
+        ),
+        (
+            "from=2026-11-01T11:15+01:00&till=2026-11-02",
+            "2026-11-01T10:00:00Z",
+            "2026-11-02T00:00:00Z",
+            1,
+        ),
         // Fractional unix seconds, as `time.time()` gives them.
         (
             "from=1793527200.5&till=1793577600.0",
