@@ -270,7 +270,7 @@ pub use lock_stats::{HOLD_BUCKETS, LockStats};
 #[doc(no_inline)]
 pub use persist::{Background, Cadence};
 pub use report::{Distinct, PageCount, RangeDistinct, RangeTop, Recorded, SeriesCounts, Stats};
-pub use time::clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use time::clock::{Clock, ManualClock, SystemClock, TimeBound, Timestamp};
 pub use time::ttl::{MAX_CLOCK_SKEW, MAX_TTL};
 pub use time::{
     Bucketing, DEFAULT_BUCKET, DEFAULT_MAX_POINTS, MAX_BUCKET, MIN_BUCKET, Series, TimeError,

@@ -55,6 +55,28 @@ impl Distinct {
             relative_error: None,
         }
     }
+
+    /// [`visitors`](Self::visitors), by the name the HTTP answers give it
+    /// (`distinct_visitors`).
+    ///
+    /// ```
+    /// use tracker_core::Tracker;
+    ///
+    /// let tracker = Tracker::new();
+    /// tracker.record("alice", "/")?;
+    /// let count = tracker.distinct("/")?;
+    /// assert_eq!((count.distinct_visitors(), count.error()), (1, None));
+    /// # Ok::<(), tracker_core::TrackerError>(())
+    /// ```
+    pub fn distinct_visitors(&self) -> u64 {
+        self.visitors
+    }
+
+    /// [`relative_error`](Self::relative_error), by the name the HTTP
+    /// answers give it (`error`): `None` when exact.
+    pub fn error(&self) -> Option<f64> {
+        self.relative_error
+    }
 }
 
 /// A count over a bucket-aligned range: the answer of
@@ -75,6 +97,7 @@ impl Distinct {
 /// let day = tracker.distinct_between("https://example.com/", Some(from), Some(till))?;
 /// assert_eq!((day.range.from(), day.range.till()), (from, till));
 /// assert_eq!((day.distinct.visitors, day.distinct.exact), (1, true));
+/// assert_eq!((day.visitors, day.exact), (1, true)); // the same, through `Deref`
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,6 +135,37 @@ pub struct PageCount {
     pub url: String,
     /// Its distinct visitors.
     pub distinct: Distinct,
+}
+
+// The answers that label a count or a list read as that count or list
+// (`range.visitors`, `top.len()`, `series[0].exact`): what they hold
+// besides is the range or step, read by name.
+impl std::ops::Deref for RangeDistinct {
+    type Target = Distinct;
+    fn deref(&self) -> &Distinct {
+        &self.distinct
+    }
+}
+
+impl std::ops::Deref for PageCount {
+    type Target = Distinct;
+    fn deref(&self) -> &Distinct {
+        &self.distinct
+    }
+}
+
+impl std::ops::Deref for RangeTop {
+    type Target = [PageCount];
+    fn deref(&self) -> &[PageCount] {
+        &self.pages
+    }
+}
+
+impl std::ops::Deref for SeriesCounts {
+    type Target = [RangeDistinct];
+    fn deref(&self) -> &[RangeDistinct] {
+        &self.points
+    }
 }
 
 /// A snapshot of what the tracker holds.

@@ -46,12 +46,17 @@ pub struct RefusalError {
 /// How a batch body is framed, from its content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
-    /// A JSON array of events (`application/json`, `text/plain`, `+json`,
-    /// or no content type).
+    /// A JSON array of events (`application/json`, `+json`).
     Array,
     /// One event per line (`application/x-ndjson`, `application/ndjson` or
     /// `application/jsonl`).
     Ndjson,
+    /// Either, as the body shows (`text/plain` or no content type): an
+    /// array if it starts with `[`, else NDJSON. A browser posting NDJSON
+    /// across origins must send it as `text/plain` (`sendBeacon`, or
+    /// `fetch` without a preflight), and SPEC.md refuses only a body that
+    /// is "not a JSON array or NDJSON at all".
+    Untyped,
 }
 
 /// Records the events of the body; `202 Accepted` with a [`BatchReply`].
@@ -70,9 +75,11 @@ pub async fn record_batch(
     )
     .await
     .map_err(|_| AppError::Timeout)??;
+    let is_array = || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     let events = match framing {
         Framing::Array => split_array(&body, limits.batch_limit)?,
-        Framing::Ndjson => split_ndjson(&body, limits.batch_limit)?,
+        Framing::Untyped if is_array() => split_array(&body, limits.batch_limit)?,
+        Framing::Ndjson | Framing::Untyped => split_ndjson(&body, limits.batch_limit)?,
     };
     let reply = record_parsed(&state, &Sender::of(&state, &parts), &events).await?;
     Ok((StatusCode::ACCEPTED, Json(reply)))
@@ -186,10 +193,13 @@ pub(crate) fn split_ndjson(
 /// is one event per line; anything else is refused.
 fn framing(headers: &HeaderMap) -> Result<Framing, AppError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(Framing::Array);
+        return Ok(Framing::Untyped);
     };
     let value = value.to_str().map_err(|_| AppError::UnsupportedMediaType)?;
     let essence = value.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("text/plain") {
+        return Ok(Framing::Untyped);
+    }
     // `x-ndjson` is what senders use; `application/ndjson` the name the
     // NDJSON spec asks for, and `application/jsonl` JSON Lines'.
     if [
@@ -284,8 +294,9 @@ mod tests {
         assert_eq!(with("Application/NDJSON"), Ok(Framing::Ndjson));
         assert_eq!(with("application/jsonl"), Ok(Framing::Ndjson));
         assert_eq!(with("application/json"), Ok(Framing::Array));
-        assert_eq!(with("text/plain"), Ok(Framing::Array));
+        assert_eq!(with("text/plain"), Ok(Framing::Untyped));
+        assert_eq!(with("Text/Plain;charset=UTF-8"), Ok(Framing::Untyped));
         assert_eq!(with("text/csv"), Err("unsupported_media_type"));
-        assert_eq!(framing(&HeaderMap::new()), Ok(Framing::Array));
+        assert_eq!(framing(&HeaderMap::new()), Ok(Framing::Untyped));
     }
 }

@@ -152,7 +152,12 @@ pub struct CoreOptions {
 
     /// Memory budget in bytes, with an optional KiB/MiB/GiB suffix
     /// (`512MiB`) [default: no limit].
-    #[arg(long, env = "TRACKER_MAX_MEMORY", value_parser = parse_bytes)]
+    #[arg(
+        long,
+        visible_aliases = ["memory-budget", "memory-limit"],
+        env = "TRACKER_MAX_MEMORY",
+        value_parser = parse_bytes
+    )]
     pub max_memory: Option<u64>,
 
     /// What happens when a record would pass the memory budget.
@@ -338,19 +343,29 @@ impl From<PolicyMode> for MemoryPolicy {
     }
 }
 
-/// A byte count: digits, then optionally `B`, `KiB`, `MiB` or `GiB`.
+/// A byte count: digits, then optionally a unit: `B`; `KiB`, `MiB`,
+/// `GiB` (or `K`, `M`, `G`, as Docker and the JVM read them: binary);
+/// `KB`, `MB`, `GB` (decimal, as SI has them); any letter case.
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => return Err(format!("unknown unit {other:?}: use B, KiB, MiB or GiB")),
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => {
+            let unit = unit.trim();
+            return Err(format!(
+                "unknown unit {unit:?}: use B, KiB, MiB, GiB (or K, M, G) or KB, MB, GB"
+            ));
+        }
     };
     let value: u64 = digits
         .parse()
@@ -551,7 +566,12 @@ pub struct HttpOptions {
 
     /// Bearer token required by the read endpoints (`/distinct`, `/top`,
     /// `/stats`, `/metrics`); ingest and health stay open [default: off].
-    #[arg(long, env = "TRACKER_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        visible_alias = "token",
+        env = "TRACKER_AUTH_TOKEN",
+        hide_env_values = true
+    )]
     pub auth_token: Option<String>,
 }
 
@@ -1005,12 +1025,38 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn byte_counts_take_binary_suffixes() {
+    fn byte_counts_take_binary_and_decimal_suffixes() {
         assert_eq!(super::parse_bytes("1024"), Ok(1024));
         assert_eq!(super::parse_bytes("64MiB"), Ok(64 << 20));
         assert_eq!(super::parse_bytes(" 2 GiB "), Ok(2 << 30));
-        assert!(super::parse_bytes("12MB").is_err());
+        // What operators write from other tools' habits.
+        assert_eq!(super::parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(super::parse_bytes("16kib"), Ok(16 << 10));
+        assert_eq!(super::parse_bytes("12MB"), Ok(12_000_000));
+        assert_eq!(super::parse_bytes("1gb"), Ok(1_000_000_000));
+        assert_eq!(super::parse_bytes("100B"), Ok(100));
+        assert!(super::parse_bytes("12XB").is_err());
+        assert!(super::parse_bytes("1.5GiB").is_err());
         assert!(super::parse_bytes("MiB").is_err());
+    }
+
+    /// The budget and the token also answer to the names SPEC.md gives
+    /// them ("a byte budget", "bearer token").
+    #[test]
+    fn budget_and_token_have_their_spec_names() {
+        use clap::Parser;
+        let config = super::Config::try_parse_from([
+            "tracker-http",
+            "--memory-budget",
+            "64MiB",
+            "--token",
+            "s3cret",
+        ])
+        .unwrap();
+        assert_eq!(config.core.max_memory, Some(64 << 20));
+        assert_eq!(config.http.auth_token.as_deref(), Some("s3cret"));
+        let limit = super::Config::try_parse_from(["tracker-http", "--memory-limit", "1m"]);
+        assert_eq!(limit.unwrap().core.max_memory, Some(1 << 20));
         assert!(super::parse_bytes("99999999999999GiB").is_err());
     }
 

@@ -45,8 +45,8 @@ pub struct Event<'a> {
 pub enum EventTime<'a> {
     /// A string, borrowed from the body unless it holds escapes.
     Text(Cow<'a, str>),
-    /// A number, as written (`1793491200`; a negative or fractional one
-    /// is refused when read, as `bad_time`).
+    /// A number, as written (`1793491200`, `1793491200.25`; a negative
+    /// one is refused when read, as `bad_time`).
     Number(String),
 }
 
@@ -298,7 +298,17 @@ mod tests {
             at(r#"{"url":"/","time":"-7d"}"#),
             Ok("2026-11-01T12:00:00Z".to_string())
         );
-        for bad in [r#""yesterday""#, "1.5", "-3", r#""""#] {
+        // A naive time (Python's `datetime.utcnow().isoformat()`) is UTC.
+        assert_eq!(
+            at(r#"{"url":"/","time":"2026-11-01T00:00:00.000250"}"#),
+            day()
+        );
+        // Fractional unix seconds (`time.time()`, `Date.now() / 1000`).
+        assert_eq!(
+            at(r#"{"url":"/","time":1793491200.25}"#),
+            Ok("2026-11-01T00:00:00.250Z".to_string())
+        );
+        for bad in [r#""yesterday""#, r#""1.5.5""#, "-3", "-1.5", r#""""#] {
             let body = format!(r#"{{"url":"/","time":{bad}}}"#);
             assert_eq!(at(&body), Err("bad_time"), "{bad}");
         }

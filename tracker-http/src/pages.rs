@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracker_core::PageQuery;
 
 use crate::error::AppError;
-use crate::query::{DistinctBody, Fresh, param};
+use crate::query::{DistinctBody, Fresh, optional_param};
 use crate::state::AppState;
 
 /// Pages `GET /pages` lists when no `limit` is given.
@@ -35,7 +35,7 @@ pub async fn pages(
     request: Request,
 ) -> Result<Json<Fresh<PagesBody>>, AppError> {
     let query = request.uri().query().unwrap_or("");
-    let limit = match param(query, "limit")? {
+    let limit = match optional_param(query, "limit")? {
         None => DEFAULT_PAGES,
         Some(raw) => raw
             .trim()
@@ -48,7 +48,7 @@ pub async fn pages(
                 )
             })?,
     };
-    let owned = |name| param(query, name).map(|value| value.map(|v| v.into_owned()));
+    let owned = |name| optional_param(query, name).map(|value| value.map(|v| v.into_owned()));
     let page_query = PageQuery {
         site: owned("site")?,
         prefix: owned("prefix")?,

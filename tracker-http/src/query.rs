@@ -131,7 +131,7 @@ pub async fn distinct(
     if let Some(window) = Window::of(query, store.tracker())? {
         return Ok(Json(ranges::distinct(store, query, window).await?).into_response());
     }
-    match (param(query, "url")?, param(query, "site")?) {
+    match (param(query, "url")?, optional_param(query, "site")?) {
         (Some(url), None) => Ok(match store.cluster() {
             None => {
                 let (page, distinct) = store.tracker().distinct_of_page(&url)?;
@@ -180,7 +180,7 @@ pub async fn top(
     request: Request,
 ) -> Result<Json<Fresh<TopBody<'static>>>, AppError> {
     let query = request.uri().query().unwrap_or("");
-    let limit = match param(query, "limit")? {
+    let limit = match optional_param(query, "limit")? {
         None => DEFAULT_TOP,
         Some(raw) => raw
             .trim()
@@ -194,7 +194,7 @@ pub async fn top(
             })?,
     };
     let store = state.store()?;
-    let site = param(query, "site")?;
+    let site = optional_param(query, "site")?;
     if let Some(window) = Window::of(query, store.tracker())? {
         return Ok(Json(
             ranges::top(store, limit, site.as_deref(), window).await?,
@@ -432,6 +432,17 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
 pub fn param<'q>(query: &'q str, name: &str) -> Result<Option<Cow<'q, str>>, AppError> {
     let [raw] = raw_params(query, [name]);
     decode_param(name, raw)
+}
+
+/// [`param`] of an optional parameter: given empty or blank (`from=`, as
+/// a form's empty field sends it, or SPEC.md's `?limit=&site=&from=&till=`
+/// read literally) it is absent, not a bad value. (`url` is never
+/// optional: an empty one is refused.)
+pub(crate) fn optional_param<'q>(
+    query: &'q str,
+    name: &str,
+) -> Result<Option<Cow<'q, str>>, AppError> {
+    Ok(param(query, name)?.filter(|value| !value.trim().is_empty()))
 }
 
 /// [`param`] of a value [`raw_params`] found.

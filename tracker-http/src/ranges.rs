@@ -18,7 +18,7 @@ use serde::Serialize;
 use tracker_core::{RangeDistinct, TimeRange, Timestamp, Tracker, site_name};
 
 use crate::error::AppError;
-use crate::query::{DistinctBody, Fresh, param};
+use crate::query::{DistinctBody, Fresh, optional_param, param};
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -37,9 +37,12 @@ pub struct Window {
 
 impl Window {
     /// The window of `query`, or `None` if it gives neither `from` nor
-    /// `till`. A parameter given empty is a bad time, not an open end.
+    /// `till`. A parameter given empty is not given: an open end.
     pub fn of(query: &str, tracker: &Tracker) -> Result<Option<Window>, AppError> {
-        let (from, till) = (param(query, "from")?, param(query, "till")?);
+        let (from, till) = (
+            optional_param(query, "from")?,
+            optional_param(query, "till")?,
+        );
         if from.is_none() && till.is_none() {
             return Ok(None);
         }
@@ -58,11 +61,12 @@ impl Window {
 
 /// A time parameter with its `+` offset sign back: sent unencoded
 /// (`...T10:30:00+01:00`), form decoding turned it into a space. A space
-/// is a time's date/time separator only at byte 10; one past the seconds
-/// (byte 19 on) and before a digit can only have been that `+`.
+/// is a time's date/time separator only at byte 10; one past the minutes
+/// (byte 16 on, the seconds being optional) and before a digit can only
+/// have been that `+`.
 fn offset_sign(text: Cow<'_, str>) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let sign = (19..bytes.len().saturating_sub(1))
+    let sign = (16..bytes.len().saturating_sub(1))
         .find(|&i| bytes[i] == b' ' && bytes[i + 1].is_ascii_digit());
     match sign {
         None => text,
@@ -87,7 +91,7 @@ pub enum Subject {
 impl Subject {
     /// The subject of a query's `url` or `site` (exactly one of them).
     fn of(query: &str, tracker: &Tracker) -> Result<Subject, AppError> {
-        match (param(query, "url")?, param(query, "site")?) {
+        match (param(query, "url")?, optional_param(query, "site")?) {
             (Some(url), None) => Ok(Subject::Url(tracker.canonicalize(&url)?.into_owned())),
             (None, Some(site)) => Ok(Subject::Site(site_name(&site)?)),
             (Some(_), Some(_)) => Err(AppError::InvalidQuery(
@@ -210,7 +214,7 @@ pub async fn series(
     let tracker = store.tracker();
     let subject = Subject::of(query, tracker)?;
     let Window { from, till } = Window::of(query, tracker)?.unwrap_or_default();
-    let step = match param(query, "step")? {
+    let step = match optional_param(query, "step")? {
         None => DEFAULT_STEP,
         Some(text) => Timestamp::parse_duration(&text).map_err(|e| AppError::Tracker(e.into()))?,
     };

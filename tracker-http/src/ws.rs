@@ -1,7 +1,8 @@
 //! `GET /events/ws`: a WebSocket on which each text message is one event
 //! (a JSON object) or a batch (a JSON array), for senders that stream.
 //!
-//! - **Acknowledgements** are asked for per connection with `?ack=true`:
+//! - **Acknowledgements** are asked for per connection with `?ack=true`
+//!   (or `1`, `yes`, `on`, or a bare `?ack`):
 //!   then every text message gets one JSON answer, in order, either the
 //!   batch reply of `POST /events/batch` (`{"accepted", "refused"}`) or an
 //!   error `{"error": {"code", "message"}}` when the message as a whole was
@@ -48,8 +49,20 @@ use crate::state::AppState;
 #[derive(Debug, Default, Deserialize)]
 pub struct WsParams {
     /// Answer every message (default `false`: fire and forget).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "switch")]
     pub ack: bool,
+}
+
+/// A switch in a query string, spelled as the service's switch variables
+/// read (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case), or
+/// given bare (`?ack`): on.
+fn switch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(serde::de::Error::custom("not a switch")),
+    }
 }
 
 /// Upgrades to a WebSocket of events. A bad `ack` or a request that is

@@ -42,6 +42,79 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The timestamp `secs` whole seconds after the Unix epoch (unix
+    /// time, as an event's `time` is sent), saturating.
+    ///
+    /// ```
+    /// use tracker_core::Timestamp;
+    ///
+    /// let t = Timestamp::from_secs(1_793_491_200);
+    /// assert_eq!(t.to_rfc3339(), "2026-11-01T00:00:00Z");
+    /// assert_eq!(t.as_secs(), 1_793_491_200);
+    /// ```
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1000))
+    }
+
+    /// Whole seconds since the Unix epoch (rounded down).
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1000
+    }
+
+    /// The operating system's time now, to the millisecond.
+    pub fn now() -> Self {
+        SystemTime::now().into()
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(time: Timestamp) -> Self {
+        UNIX_EPOCH + Duration::from_millis(time.0)
+    }
+}
+
+/// A time as the tracker's methods take it: a [`Timestamp`] or a
+/// [`SystemTime`], or, for an end of a range or a durable record's time,
+/// an `Option<Timestamp>` (`None`: open, or now).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use tracker_core::{Timestamp, Tracker};
+///
+/// let tracker = Tracker::new();
+/// let hour_ago = SystemTime::now() - Duration::from_secs(3_600);
+/// tracker.record_at("alice", "/pricing", hour_ago)?;
+/// tracker.record_at("bob", "/pricing", Timestamp::now())?;
+/// let day = Duration::from_secs(86_400);
+/// assert_eq!(tracker.distinct_between("/pricing", SystemTime::now() - day, None)?.visitors, 2);
+/// assert_eq!(tracker.distinct_between("/pricing", None, SystemTime::now() - day)?.visitors, 0);
+/// assert_eq!(tracker.distinct_between("/pricing", Some(Timestamp::from(hour_ago)), None)?.visitors, 2);
+/// # Ok::<(), tracker_core::TrackerError>(())
+/// ```
+pub trait TimeBound {
+    /// The time, or `None` for an open end (or now).
+    fn time_bound(self) -> Option<Timestamp>;
+}
+
+impl TimeBound for Timestamp {
+    fn time_bound(self) -> Option<Timestamp> {
+        Some(self)
+    }
+}
+
+impl TimeBound for SystemTime {
+    fn time_bound(self) -> Option<Timestamp> {
+        Some(self.into())
+    }
+}
+
+impl TimeBound for Option<Timestamp> {
+    fn time_bound(self) -> Option<Timestamp> {
+        self
+    }
+}
+
 impl From<SystemTime> for Timestamp {
     /// Times before the epoch become the epoch.
     fn from(time: SystemTime) -> Self {
@@ -105,9 +178,9 @@ impl Clock for SystemClock {
 pub struct ManualClock(Arc<AtomicU64>);
 
 impl ManualClock {
-    /// A clock standing at `start`.
-    pub fn new(start: Timestamp) -> Self {
-        Self(Arc::new(AtomicU64::new(start.as_millis())))
+    /// A clock standing at `start` (a [`Timestamp`] or a [`SystemTime`]).
+    pub fn new(start: impl Into<Timestamp>) -> Self {
+        Self(Arc::new(AtomicU64::new(start.into().as_millis())))
     }
 
     /// Moves the clock forwards by `by`.
@@ -121,8 +194,8 @@ impl ManualClock {
     }
 
     /// Sets the clock to `to` (which may be in the past).
-    pub fn set(&self, to: Timestamp) {
-        self.0.store(to.as_millis(), Ordering::Relaxed);
+    pub fn set(&self, to: impl Into<Timestamp>) {
+        self.0.store(to.into().as_millis(), Ordering::Relaxed);
     }
 }
 

@@ -16,9 +16,12 @@ impl Timestamp {
     ///
     /// - RFC 3339: `2026-11-01T09:30:00Z`, `2026-11-01T10:30:00.250+01:00`
     ///   (`T` or a space between date and time, `Z` or an offset; a
-    ///   fraction is kept to the millisecond);
+    ///   fraction is kept to the millisecond); without an offset the time
+    ///   is UTC (`2026-11-01T09:30:00`, as Python's `isoformat()` writes a
+    ///   naive time), and the seconds may be left out (`2026-11-01T09:30`);
     /// - a date: `2026-11-01`, UTC midnight;
-    /// - unix seconds: `1793491200`;
+    /// - unix seconds: `1793491200`, or with a fraction kept to the
+    ///   millisecond, `1793491200.25`;
     /// - relative: `now`, or a [duration](Timestamp::parse_duration) ago,
     ///   `-7d`, `-24h`, `-1h30m`.
     ///
@@ -56,10 +59,8 @@ impl Timestamp {
                     text: text.to_owned(),
                 });
         }
-        let millis = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            text.parse::<u64>()
-                .ok()
-                .and_then(|secs| secs.checked_mul(1000))
+        let millis = if let Some(unix) = unix_seconds(text) {
+            unix
         } else {
             Some(parse_rfc3339(text).ok_or_else(malformed)?).and_then(|m| u64::try_from(m).ok())
         };
@@ -112,6 +113,33 @@ impl Timestamp {
         out.push('Z');
         out
     }
+}
+
+/// Milliseconds of unix seconds, whole (`1793491200`) or with a
+/// fraction kept to the millisecond (`1793491200.5`, what `Date.now() /
+/// 1000` or Python's `time.time()` give): `Some(None)` when the number is
+/// too large, `None` when the text is not such a number.
+fn unix_seconds(text: &str) -> Option<Option<u64>> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    if text.len() > whole.len() && fraction.is_empty() {
+        return None; // `1793491200.`
+    }
+    let millis = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0, |millis, digit| millis * 10 + u64::from(digit - b'0'));
+    Some(
+        whole
+            .parse::<u64>()
+            .ok()
+            .and_then(|secs| secs.checked_mul(1000))
+            .and_then(|secs| secs.checked_add(millis)),
+    )
 }
 
 /// See [`Timestamp::parse_duration`].
@@ -174,13 +202,17 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let (hour, minute) = (number(11, 2)?, number(14, 2)?);
-    let second = number(17, 2)?;
-    if b.get(16) != Some(&b':') || hour > 23 || minute > 59 || second > 60 {
+    // Seconds may be left out (`T10:30`, as an HTML `datetime-local`
+    // field sends a time), and then a fraction too.
+    let (second, mut at) = match b.get(16) {
+        Some(b':') => (number(17, 2)?, 19),
+        _ => (0, 16),
+    };
+    if hour > 23 || minute > 59 || second > 60 {
         return None;
     }
-    let mut at = 19;
     let mut millis = 0;
-    if b.get(at) == Some(&b'.') {
+    if at == 19 && b.get(at) == Some(&b'.') {
         let digits = b[at + 1..]
             .iter()
             .take_while(|c| c.is_ascii_digit())
@@ -196,6 +228,10 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         at += 1 + digits;
     }
     let offset_minutes = match b.get(at) {
+        // No offset: UTC, as Python's `datetime.utcnow().isoformat()`
+        // writes it (RFC 3339 asks for one; being strict here only turns
+        // away times that can mean nothing else on a UTC service).
+        None => 0,
         Some(b'Z' | b'z') if b.len() == at + 1 => 0,
         Some(&sign @ (b'+' | b'-')) if b.len() == at + 6 && b[at + 3] == b':' => {
             let (hours, minutes) = (number(at + 1, 2)?, number(at + 4, 2)?);
@@ -236,6 +272,12 @@ mod tests {
             "2026-11-01T00:00:00.000Z",
             "2026-11-01",
             " 2026-11-01 ",
+            // No offset is UTC; seconds may be left out.
+            "2026-11-01T00:00:00",
+            "2026-11-01 00:00:00.000000",
+            "2026-11-01T00:00",
+            "2026-11-01T00:00Z",
+            "2026-11-01T01:00+01:00",
             "1793491200",
             "-7d12h",
             "-1w12h",
@@ -250,6 +292,17 @@ mod tests {
         );
         assert_eq!(parse("2026-10-31T23:59:60Z"), Ok(expected), "a leap second");
         assert_eq!(parse("0"), Ok(Timestamp::from_millis(0)));
+        // Fractional unix seconds, as `time.time()` and `Date.now() / 1000`
+        // give them, to the millisecond.
+        assert_eq!(parse("1793491200.0"), Ok(expected));
+        assert_eq!(
+            parse("1793491200.5"),
+            Ok(Timestamp::from_millis(1_793_491_200_500))
+        );
+        assert_eq!(
+            parse("1793491200.123999"),
+            Ok(Timestamp::from_millis(1_793_491_200_123))
+        );
         assert_eq!(
             parse("4294967295"),
             Ok(Timestamp::from_millis(4_294_967_295_000))
@@ -267,9 +320,11 @@ mod tests {
             "2026-11-01T24:00:00Z",
             "2026-11-01T00:60:00Z",
             "2026-11-01T00:00:61Z",
-            "2026-11-01T00:00Z",
-            "2026-11-01T00:00:00",
             "2026-11-01T00:00:00.Z",
+            "2026-11-01T00:00.5Z",
+            "2026-11-01T0:00",
+            "2026-11-01T00:00:0",
+            "2026-11-01T00:00:",
             "2026-11-01T00:00:00+0100",
             "2026-11-01T00:00:00+24:00",
             "2026-11-01T00:00:00Zjunk",
@@ -277,7 +332,10 @@ mod tests {
             "-7",
             "-7x",
             "-",
-            "1793491200.5",
+            "1793491200.",
+            ".5",
+            "1793491200.5.5",
+            "1793491200.5e3",
             "-1793491200",
             "２０２６-11-01",
         ] {

@@ -141,23 +141,27 @@ impl Tracker {
         self.record_checked(visitor.as_bytes(), url, None)
     }
 
-    /// Records a visit that happened at `at` (for replay and back-fill).
+    /// Records a visit that happened at `at` (for replay and back-fill):
+    /// a [`Timestamp`] or a [`SystemTime`](std::time::SystemTime).
     ///
     /// ```
+    /// use std::time::{Duration, SystemTime};
     /// use tracker_core::{Timestamp, Tracker};
     ///
     /// let tracker = Tracker::new();
     /// let at = Timestamp::from_millis(1_700_000_000_000);
     /// assert!(tracker.record_at("v", "https://example.com/", at)?.is_new());
+    /// let yesterday = SystemTime::now() - Duration::from_secs(86_400);
+    /// assert!(tracker.record_at("w", "https://example.com/", yesterday)?.is_new());
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn record_at(
         &self,
         visitor: &str,
         url: &str,
-        at: Timestamp,
+        at: impl Into<Timestamp>,
     ) -> Result<Recorded, TrackerError> {
-        self.record_checked(visitor.as_bytes(), url, Some(at))
+        self.record_checked(visitor.as_bytes(), url, Some(at.into()))
     }
 
     /// Records a visit given as raw bytes, as read off a wire. The visitor

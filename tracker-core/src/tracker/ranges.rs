@@ -11,7 +11,7 @@ use crate::report::{Distinct, RangeDistinct, RangeTop, SeriesCounts};
 use crate::set::page::Page;
 use crate::set::{Ask, Between};
 use crate::sync;
-use crate::time::clock::Timestamp;
+use crate::time::clock::{TimeBound, Timestamp};
 use crate::time::{Bucketing, Series, TimeRange};
 
 use super::Tracker;
@@ -38,7 +38,10 @@ impl Tracker {
     /// The distinct visitors of `url` (after canonicalisation) seen in
     /// `[from, till)`, widened to whole buckets (see [`Bucketing::range`]
     /// for open ends and the retention). The answer says which range it
-    /// covers. An unknown page has 0.
+    /// covers. An unknown page has 0. Each end is a [`TimeBound`]: a
+    /// [`Timestamp`], a [`SystemTime`](std::time::SystemTime), or an
+    /// `Option<Timestamp>` (`None` leaves it open); so are the ends of the
+    /// other ranged queries.
     ///
     /// Errors: the URL's, and [`TrackerError::Time`] for a reversed range.
     ///
@@ -56,9 +59,10 @@ impl Tracker {
     pub fn distinct_between(
         &self,
         url: &str,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
     ) -> Result<RangeDistinct, TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let range = self
             .bucketing()
             .range(from, till, self.config.clock.now())?;
@@ -93,10 +97,11 @@ impl Tracker {
     pub fn series(
         &self,
         url: &str,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
         step: Duration,
     ) -> Result<SeriesCounts, TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let series = self.series_of(from, till, step)?;
         let answer = self.with_page(url, |page| self.page_series(page, &series))?;
         Ok(answer.unwrap_or_else(|| SeriesCounts {
@@ -131,9 +136,10 @@ impl Tracker {
     pub fn top_between(
         &self,
         k: usize,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
     ) -> Result<RangeTop, TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let range = self
             .bucketing()
             .range(from, till, self.config.clock.now())?;
@@ -158,9 +164,10 @@ impl Tracker {
     pub fn site_distinct_between(
         &self,
         site: &str,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
     ) -> Result<RangeDistinct, TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let site = site_name(site)?;
         let range = self
             .bucketing()
@@ -187,10 +194,11 @@ impl Tracker {
     pub fn site_series(
         &self,
         site: &str,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
         step: Duration,
     ) -> Result<SeriesCounts, TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let site = site_name(site)?;
         let series = self.series_of(from, till, step)?;
         let points = self.site_points(&site, series.points());
@@ -218,9 +226,10 @@ impl Tracker {
     pub fn site_partial_between(
         &self,
         site: &str,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
     ) -> Result<(TimeRange, SitePartial), TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let site = site_name(site)?;
         let range = self
             .bucketing()
@@ -234,10 +243,11 @@ impl Tracker {
     pub fn site_series_partials(
         &self,
         site: &str,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
         step: Duration,
     ) -> Result<(Series, Vec<(TimeRange, SitePartial)>), TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let site = site_name(site)?;
         let series = self.series_of(from, till, step)?;
         let points = self.site_point_partials(&site, series.points());
@@ -261,9 +271,10 @@ impl Tracker {
         &self,
         k: usize,
         site: &str,
-        from: Option<Timestamp>,
-        till: Option<Timestamp>,
+        from: impl TimeBound,
+        till: impl TimeBound,
     ) -> Result<RangeTop, TrackerError> {
+        let (from, till) = (from.time_bound(), till.time_bound());
         let site = site_name(site)?;
         let range = self
             .bucketing()

@@ -21,6 +21,7 @@ mod persist_log;
 mod persist_snapshot;
 mod ranges;
 mod sites;
+mod spec_api;
 mod ttl;
 mod upgrade;
 mod url_rules;

@@ -87,6 +87,13 @@ async fn ndjson_and_text_plain_are_read() {
     let answer = post_batch(&app, "text/plain;charset=UTF-8", array).await;
     assert_eq!(answer.json()["accepted"], 1);
     assert_eq!(count(&app, "/n").await, 3);
+    // NDJSON as text/plain (how a browser must post it across origins
+    // without a preflight) is read by its shape: not an array, so lines.
+    let lines = "{\"visitor\":\"d\",\"url\":\"/n\"}\n{\"visitor\":\"e\",\"url\":\"/n\"}\n";
+    let answer = post_batch(&app, "text/plain;charset=UTF-8", lines).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.json()["accepted"], 2);
+    assert_eq!(count(&app, "/n").await, 5);
 }
 
 #[tokio::test]
@@ -96,6 +103,8 @@ async fn a_body_that_is_no_batch_at_all_is_400_with_nothing_recorded() {
         ("application/json", r#"{"visitor":"a","url":"/z"}"#),
         ("application/json", r#"[{"visitor":"a","url":"/z"},"#),
         ("application/x-ndjson", "hello\nworld\n"),
+        ("text/plain", "hello\nworld\n"),
+        ("text/plain", r#"[{"visitor":"a","url":"/z"},"#),
     ] {
         let answer = post_batch(&app, content_type, body).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
@@ -134,7 +143,7 @@ async fn a_websocket_request_that_is_not_one_says_what_is_wrong() {
     assert_eq!(answer.error_code(), "not_websocket");
     let message = answer.json()["error"]["message"].to_string();
     assert!(message.contains("WebSocket"), "{message}");
-    let request = Request::get("/events/ws?ack=yes")
+    let request = Request::get("/events/ws?ack=maybe")
         .header("connection", "upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
@@ -249,7 +258,8 @@ async fn a_client_close_is_answered_with_a_close() {
     let server = Server::start(TRACKER_HTTP, &[]);
     let client = reqwest::Client::new();
     server.wait_ready(&client, WITHIN).await;
-    for query in ["?ack=true", ""] {
+    // `ack` reads as the service's switches do, and bare means on.
+    for query in ["?ack=true", "?ack=1", "?ack", "?ack=On", ""] {
         let mut socket = connect(&server, query).await;
         let event = json!({"visitor": "a", "url": "/c"}).to_string();
         socket.send(Message::text(event)).await.unwrap();

@@ -21,7 +21,7 @@ use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync::{Mutex, lock};
 use crate::time::TimeError;
-use crate::time::clock::Timestamp;
+use crate::time::clock::{TimeBound, Timestamp};
 use crate::tracker::Tracker;
 use crate::tracker::batch::RecordBatch;
 use crate::tracker::config::TrackerBuilder;
@@ -374,9 +374,11 @@ impl DurableTracker {
         self.submit_at(visitor, url, None)
     }
 
-    /// [`record`](Self::record) of a visit that happened at `at` (now if
-    /// `None`), for back-fill: as [`Tracker::record_at`] takes it (an
-    /// event older than the retention is refused), logged with its time.
+    /// [`record`](Self::record) of a visit that happened at `at` (a
+    /// [`Timestamp`] or a [`SystemTime`](std::time::SystemTime), or an
+    /// `Option<Timestamp>`: now if `None`), for back-fill: as
+    /// [`Tracker::record_at`] takes it (an event older than the retention
+    /// is refused), logged with its time.
     ///
     /// ```
     /// use tracker_core::persist::{DurableTracker, LogOptions};
@@ -386,15 +388,16 @@ impl DurableTracker {
     /// let (durable, _) = DurableTracker::open(dir.path(), Tracker::builder(), LogOptions::default())?;
     /// let at = Timestamp::parse("2026-11-02T09:00:00Z", Timestamp::default())?;
     /// assert!(durable.record_at("alice", "https://example.com/", Some(at))?.is_new());
-    /// let day = durable.tracker().distinct_between("https://example.com/", Some(at), None)?;
-    /// assert_eq!(day.distinct.visitors, 1);
+    /// assert!(durable.record_at("bob", "https://example.com/", at)?.is_new());
+    /// let day = durable.tracker().distinct_between("https://example.com/", at, None)?;
+    /// assert_eq!(day.distinct.visitors, 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn record_at(
         &self,
         visitor: &str,
         url: &str,
-        at: Option<Timestamp>,
+        at: impl TimeBound,
     ) -> Result<Recorded, DurableError> {
         let submitted = self.submit_at(visitor, url, at)?;
         submitted.durable.wait()?;
@@ -407,9 +410,11 @@ impl DurableTracker {
         &self,
         visitor: &str,
         url: &str,
-        at: Option<Timestamp>,
+        at: impl TimeBound,
     ) -> Result<Submitted, DurableError> {
-        let at = at.unwrap_or_else(|| self.tracker.config().clock.now());
+        let at = at
+            .time_bound()
+            .unwrap_or_else(|| self.tracker.config().clock.now());
         let hash = self.tracker.hash_visitor(visitor.as_bytes())?;
         let (recorded, page) = self.tracker.record_hashed(hash, url, Some(at))?;
         let durable = if recorded == Recorded::Stale {
