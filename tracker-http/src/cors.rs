@@ -95,7 +95,7 @@ impl Cors {
             Some(_) if self.any && request.method() != Method::OPTIONS => {
                 CorsFuture::AnyOrigin(self.routes.call_ref(request))
             }
-            Some(full) => CorsFuture::Full(full.clone().call(request)),
+            Some(full) => CorsFuture::Full(Box::pin(full.clone().call(request))),
         }
     }
 }
@@ -111,8 +111,10 @@ pub enum CorsFuture {
     Off(RoutesFuture),
     /// Any origin, not a preflight: the answer plus two constant headers.
     AnyOrigin(RoutesFuture),
-    /// tower-http decides.
-    Full(cors::ResponseFuture<RoutesFuture>),
+    /// tower-http decides (preflights, lists of origins). Boxed: its
+    /// future holds a header map, ten times the others' size, and hyper
+    /// moves this future into its connection's slot on every request.
+    Full(Pin<Box<cors::ResponseFuture<RoutesFuture>>>),
 }
 
 impl Future for CorsFuture {
@@ -121,7 +123,7 @@ impl Future for CorsFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             CorsFuture::Off(inner) => Pin::new(inner).poll(cx),
-            CorsFuture::Full(inner) => Pin::new(inner).poll(cx),
+            CorsFuture::Full(inner) => inner.as_mut().poll(cx),
             CorsFuture::AnyOrigin(inner) => {
                 let Ok(mut response) = ready!(Pin::new(inner).poll(cx));
                 let headers = response.headers_mut();

@@ -147,7 +147,9 @@ pub struct ObserveFuture<F> {
     start: Instant,
     route: Route,
     method: Method,
-    id: Option<HeaderValue>,
+    /// Boxed: clients seldom send one, and this future is moved on every
+    /// request (see `CorsFuture::Full`).
+    id: Option<Box<HeaderValue>>,
     state: AppState,
 }
 
@@ -156,7 +158,7 @@ impl<F> ObserveFuture<F> {
     fn start(state: &AppState, request: Request, call: impl FnOnce(Request) -> F) -> Self {
         let start = Instant::now();
         let route = Route::of(request.uri().path());
-        let id = client_request_id(&request);
+        let id = client_request_id(&request).map(Box::new);
         let method = request.method().clone();
         ObserveFuture {
             inner: call(request),
@@ -189,7 +191,7 @@ where
         // look up is not worth an allocation on every request. A client's
         // own id is always echoed.
         let id = match this.id.take() {
-            Some(id) => Some(id),
+            Some(id) => Some(*id),
             None if failed || tracing::enabled!(tracing::Level::DEBUG) => Some(new_request_id()),
             None => None,
         };
