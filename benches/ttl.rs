@@ -413,15 +413,18 @@ fn cpu_rounds(events: &Events, rounds: usize) {
 
 /// The stream into a fresh `tracker`, CPU time per event (ns). Not
 /// inlined, so that a profiler can tell it from [`repeat_visits`]
-/// (`TTL_BENCH_PROFILE`).
+/// (`TTL_BENCH_PROFILE`); the two differ by a marker, or the linker
+/// would fold them into one.
 #[inline(never)]
 fn new_pairs(events: &Events, tracker: &Tracker) -> f64 {
+    black_box("new pairs");
     cpu_per_event(events, tracker)
 }
 
 /// The stream again into the `tracker` that holds it, CPU time per event.
 #[inline(never)]
 fn repeat_visits(events: &Events, tracker: &Tracker) -> f64 {
+    black_box("repeat visits");
     cpu_per_event(events, tracker)
 }
 
