@@ -92,7 +92,7 @@ use thin_vec::ThinVec;
 use crate::prefetch::prefetch_address;
 use crate::report::Recorded;
 use crate::set::page::Page;
-use crate::set::table_pool::TablePool;
+use crate::set::table_pool::{Pooled, TablePool};
 use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
@@ -358,25 +358,26 @@ fn retally(total: &mut u64, before: Option<u64>, set: &VisitorSet) {
     }
 }
 
-/// Grows `set` by a growth [`VisitorSet::pooled_growth`] described, from
-/// `old` to `new` heap bytes, for the visitor, tick and bucket width
-/// `at`: the new buffer from `pool` if it has one, the old one kept there
-/// if it has room for a stripe of `pairs` pairs (see `set/table_pool.rs`).
-/// Books in `budget` only what
-/// is allocated afresh or given back to the allocator. Returns false,
-/// with nothing changed, if that does not fit the budget.
-fn grow_pooled(
+/// Grows `set` by a growth [`VisitorSet::pooled_growth`] (or
+/// [`VisitorSet::pooled_timed_growth`], `W` the kind of buffer) described,
+/// from `old` to `new` heap bytes, by `grow` (which is given the new
+/// buffer if the pool has one, and returns the buffer grown out of), the
+/// old buffer kept in `pool` if it has room for a stripe of `pairs` pairs
+/// (see `set/table_pool.rs`). Books in `budget` only what is allocated
+/// afresh or given back to the allocator. Returns false, with nothing
+/// changed, if that does not fit the budget.
+fn grow_pooled<W: Pooled>(
     (pool, pairs): (&mut TablePool, u64),
     set: &mut VisitorSet,
     budget: &MemoryBudget,
     (old, new): (usize, usize),
-    (visitor, tick, width): (u64, u32, u32),
+    grow: impl FnOnce(&mut VisitorSet, Option<W>) -> Option<W>,
 ) -> bool {
-    let spare = pool.take(new / 8);
+    let spare = pool.take::<W>((new - W::HEADER) / 8);
     let fresh = if spare.is_some() { 0 } else { new };
     // The list's bytes when the pool would keep the old buffer (none from
     // an inline set: no buffer is 0 bytes).
-    let kept = pool.cost_to_keep(old, pairs);
+    let kept = pool.cost_to_keep::<W>(old, pairs);
     let (debit, credit) = match kept {
         Some(list) => (fresh + list, 0),
         None => (fresh, old),
@@ -388,7 +389,7 @@ fn grow_pooled(
         }
         return false;
     }
-    if let Some(grown_out) = set.grow_pooled(visitor, tick, width, spare)
+    if let Some(grown_out) = grow(set, spare)
         && let Some(list) = kept
         && pool.keep(grown_out, pairs).is_err()
     {
@@ -575,15 +576,31 @@ impl Stripe {
             }
             grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
                 let held = page.visitors.heap_bytes();
-                let pooled = match grow {
-                    Insert::Grow(_) if expiry.is_none() => page.visitors.pooled_growth(),
-                    _ => None,
+                let (pool, width) = ((&mut self.pool, self.pairs), self.width);
+                let grown = match grow {
+                    Insert::Grow(_) if expiry.is_none() => {
+                        page.visitors.pooled_growth().is_some_and(|sizes| {
+                            grow_pooled(pool, &mut page.visitors, budget, sizes, |set, spare| {
+                                set.grow_pooled(visitor, tick, width, spare)
+                            })
+                        })
+                    }
+                    Insert::Grow(_) => page.visitors.pooled_timed_growth().is_some_and(|sizes| {
+                        grow_pooled::<ThinVec<u64>>(
+                            pool,
+                            &mut page.visitors,
+                            budget,
+                            sizes,
+                            |set, spare| set.grow_timed_pooled(visitor, tick, width, spare),
+                        )
+                    }),
+                    _ => false,
                 };
-                let grown = pooled.is_some_and(|sizes| {
-                    let at = (visitor, tick, self.width);
-                    let pool = (&mut self.pool, self.pairs);
-                    grow_pooled(pool, &mut page.visitors, budget, sizes, at)
-                });
+                if grown && expiry.is_some() {
+                    // Booked (the set's growth and the pool's change): what
+                    // `settle` reconciles below is a rebuild by `expire`.
+                    reserved = bytes;
+                }
                 if !grown {
                     // The pool's buffers go before the record asks for room.
                     if !budget.try_reserve(bytes)
@@ -710,7 +727,7 @@ impl Stripe {
                                 &mut page.visitors,
                                 budget,
                                 sizes,
-                                (visitor, tick, self.width),
+                                |set, spare| set.grow_pooled(visitor, tick, self.width, spare),
                             ) =>
                     {
                         if VisitorSet::became_sketch_worthy(sizes.0, sizes.0 + bytes, false) {
