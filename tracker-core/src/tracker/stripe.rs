@@ -1609,6 +1609,127 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Each case records its filler page first: fewer cases than the
+        // default keep the test a few seconds long.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// With a TTL, timed tables grown into recycled buffers (dirty
+        /// from their last table) count exactly the live pairs of a model
+        /// of latest ticks while time passes and sweeps drop expired
+        /// pairs and pages; the budget agrees with a recount, the pool
+        /// included, and the pool keeps only timed buffers within its
+        /// bound.
+        #[test]
+        fn timed_counts_stay_exact_with_recycled_tables(
+            ops in proptest::collection::vec((0u64..6, 1u64..100, 0u8..40), 1..1_000),
+        ) {
+            use crate::set::table_pool::POOL_BYTES;
+            use std::collections::HashMap;
+            let ttl = 200;
+            let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+            let budget = MemoryBudget::new(None, 0);
+            let mut model: HashMap<u64, HashMap<u64, u32>> = HashMap::new();
+            let mut now = 1_000u32;
+            let url = |page: u64| format!("https://example.com/{page}");
+            // Pairs enough for the pool to keep buffers (a byte per pair),
+            // until they expire.
+            let filler = url(99);
+            for visitor in 1..=3_000 {
+                let expiry = Some(Expiry { now, ttl });
+                stripe.record(&filler, stripe.hash(&filler), visitor, now, expiry, &budget);
+            }
+            for (page, visitor, op) in ops {
+                let expiry = Expiry { now, ttl };
+                match op {
+                    0 => now += 23,
+                    1 => {
+                        for _ in 0..4 {
+                            stripe.sweep(Some(expiry), 0, 32, 1 << 16, &budget);
+                        }
+                    }
+                    _ => {
+                        // Pages far apart in size, so that buffers move
+                        // between them.
+                        let visitor = visitor * (page + 1);
+                        let hash = stripe.hash(&url(page));
+                        let done = stripe.record(&url(page), hash, visitor, now, Some(expiry), &budget);
+                        let was = model.entry(page).or_default().insert(visitor, now);
+                        let new = was.is_none_or(|was| !expiry.is_live(was));
+                        let expected = if new { Recorded::New } else { Recorded::Duplicate };
+                        proptest::prop_assert!(matches!(
+                            done,
+                            StripeRecord::Done(r) | StripeRecord::DoneSweepDue(r) if r == expected
+                        ), "{done:?}, expected {expected:?}");
+                    }
+                }
+                let expiry = Expiry { now, ttl };
+                for (&page, pairs) in &model {
+                    let live = pairs.values().filter(|&&t| expiry.is_live(t)).count() as u64;
+                    let counted = stripe
+                        .with_page(&url(page), stripe.hash(&url(page)), |p| {
+                            p.visitors.count(Some(expiry)).visitors
+                        })
+                        .unwrap_or(0);
+                    proptest::prop_assert_eq!(counted, live, "page {}", page);
+                }
+                proptest::prop_assert!(stripe.pool.bytes() <= POOL_BYTES);
+                proptest::prop_assert!(stripe.pool.take::<Box<[u64]>>(6).is_none());
+                proptest::prop_assert_eq!(budget.held() as usize, stripe.recount_bytes());
+            }
+            let expiry = Some(Expiry { now, ttl });
+            let live = if now < 1_000 + ttl { 3_000 } else { 0 };
+            let counted = stripe.with_page(&filler, stripe.hash(&filler), |p| {
+                p.visitors.count(expiry).visitors
+            });
+            proptest::prop_assert_eq!(counted.unwrap_or(0), live);
+        }
+    }
+
+    /// Timed tables' growths leave their buffers in the pool (a TTL
+    /// tracker pools as one without does), accounted, and take them
+    /// back: the pool hands back buffers of the size asked for.
+    #[test]
+    fn timed_tables_grow_through_the_pool() {
+        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+        let budget = MemoryBudget::new(None, 0);
+        let expiry = Some(Expiry {
+            now: 5_000,
+            ttl: 3_600,
+        });
+        let mut taken = 0;
+        for page in 0..50u64 {
+            let url = format!("https://example.com/{page}");
+            for visitor in 1..=page * 3 + 1 {
+                let pooled = stripe.pool.bytes();
+                let hash = stripe.hash(&url);
+                let done = stripe.record(&url, hash, visitor, 5_000, expiry, &budget);
+                assert!(matches!(
+                    done,
+                    StripeRecord::Done(Recorded::New) | StripeRecord::DoneSweepDue(Recorded::New)
+                ));
+                taken += usize::from(stripe.pool.bytes() < pooled);
+            }
+        }
+        assert!(stripe.pool.bytes() > 0, "timed buffers kept");
+        assert!(taken > 0, "and taken back");
+        assert_eq!(budget.held() as usize, stripe.recount_bytes());
+        let pages = stripe.pages().count();
+        for page in stripe.pages() {
+            assert_eq!(
+                page.visitors.count(expiry).visitors,
+                page.visitors.pairs() as u64
+            );
+        }
+        assert_eq!(pages, 50);
+        assert_eq!(stripe.pairs(), (0..50).map(|p| p * 3 + 1).sum::<u64>());
+        budget.release(stripe.pool.drain());
+        assert_eq!(budget.held() as usize, stripe.recount_bytes());
+    }
+
     /// Pages last recorded in the same tick go smallest first, so a page
     /// of the largest size (visitor tables grow in steps) outlives the
     /// others.
