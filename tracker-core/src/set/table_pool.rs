@@ -21,11 +21,17 @@
 //! # Design
 //!
 //! - Each stripe owns one pool, used only under the stripe's write lock
-//!   (no lock or atomic of its own). A table that grows (a new visitor,
-//!   no TTL) gives its old buffer to the pool and takes its new one from
-//!   the pool when the pool has one of that exact length; a page moving
-//!   from its inline pairs to its first table takes that from the pool
-//!   too. Sizes are exact: tables only take the capacities on the growth
+//!   (no lock or atomic of its own). A table that grows (a new visitor)
+//!   gives its old buffer to the pool and takes its new one from the pool
+//!   when the pool has one of that exact length; a page moving from its
+//!   inline pairs to its first table takes that from the pool too (not
+//!   with a TTL: a timed page's first table comes with its horizon).
+//! - Timed tables (with a TTL) are pooled the same way, in classes of
+//!   their own (a slot holds two values, and the buffer is a `ThinVec`
+//!   with its 16-byte header): a tracker has a TTL or not, so a pool
+//!   holds buffers of one kind at a time, and the other kind is refused
+//!   (see [`Pooled`]). A growth that also completes the horizon (a table
+//!   becoming large) or makes room in a complete one is not pooled. Sizes are exact: tables only take the capacities on the growth
 //!   path, so a size class is a length, and a recycled table is the same
 //!   as a new one (its buffer zeroed), byte for byte in the accounting.
 //! - Under a steady stream the pages of a stripe are at many sizes at
@@ -40,7 +46,7 @@
 //!   holds when a buffer is kept (so a small tracker pools little: the
 //!   memory bench's 100k pairs over 1k pages took 16% more bytes per
 //!   pair with 32 KiB per stripe), and at most [`POOL_BYTES`] bytes per
-//!   stripe, the pool's slots included (2,968 bytes, allocated when
+//!   stripe, the pool's slots included (1,688 bytes, allocated when
 //!   it keeps its first buffer): `32 KiB · stripes` for a tracker (256
 //!   KiB at the default 8 stripes of 2 cores).
 //! - **Cheap**: a class is found from a buffer's length through a table
@@ -57,9 +63,9 @@
 //!   budget drains every stripe's pool before it sketches or evicts a
 //!   page, whatever the policy. So `stats().bytes` counts the pool, and
 //!   the budget is never exceeded because of it.
-//! - Not pooled: timed tables (their handle is a `ThinVec`), a page's
-//!   arena of runs, and tables freed by eviction, the sweep or a rebuild
-//!   (those are rare next to growth on the record path).
+//! - Not pooled: a page's arena of runs, a timed page's horizon, and
+//!   tables freed by eviction, the sweep or a rebuild (those are rare next
+//!   to growth on the record path).
 
 use thin_vec::ThinVec;
 
@@ -308,6 +314,8 @@ mod tests {
         let last = PLAIN[CLASSES - 1];
         assert!(last * 8 <= LARGEST);
         assert_eq!(CLASSES, 13);
+        // The module docs quote it: the plain kind's slots and a tag.
+        assert_eq!(SLOTS_BYTES, 1_688);
         assert_eq!(<Box<[u64]>>::class_of(last), Some(CLASSES - 1));
         assert_eq!(<Box<[u64]>>::class_of(last + 1), None);
         assert_eq!(<Box<[u64]>>::class_of(LARGEST / 8 + 1), None);
