@@ -66,4 +66,3 @@ fn growing_tables_reuse_the_buffers_of_the_last_ones() {
     assert!(per_page < 7.0, "{per_page} allocations per page with a TTL");
     assert_eq!(tracker.stats().pairs, 400 * 64);
 }
-

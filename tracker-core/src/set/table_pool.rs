@@ -197,6 +197,9 @@ impl<W> Default for Shelves<W> {
 }
 
 /// A pool's slots, of the kind of the first buffer it kept.
+// The pool boxes the whole enum, once: boxing the larger variant as well
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Slots {
     Plain(Shelves<Box<[u64]>>),
