@@ -348,7 +348,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// the first of our home with a greater key: keys of one home are kept
     /// in order, so that every cluster is in key order and a rebuild
     /// places each key with no probe (see `rebuild_into`).
-    #[inline]
+    #[inline(always)]
     fn probe(&self, key: u64) -> Result<usize, usize> {
         debug_assert_ne!(key, 0);
         let capacity = self.capacity();
