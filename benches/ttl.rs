@@ -18,7 +18,10 @@
 //! `TTL_BENCH_INGEST_ONLY=1` runs part 1 alone; `TTL_BENCH_GRADUAL_ONLY=1`
 //! runs only the longest sweep step (see docs/BENCHMARKS.md, issue 18);
 //! `TTL_BENCH_CPU_ROUNDS=n` runs only n rounds of TTL on against off timed
-//! by the thread's CPU clock (for a loaded machine).
+//! by the thread's CPU clock (for a loaded machine; each round off, on,
+//! on, off, or the reverse); `TTL_BENCH_PROFILE=off` or `=1h` ingests and
+//! replays the stream once into one tracker of that design, for a
+//! profiler.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -150,6 +153,10 @@ fn main() {
         return;
     }
     let full = full_run();
+    if let Some(design) = std::env::var_os("TTL_BENCH_PROFILE") {
+        profile(&ZipfWorkload::core(full).events, &design.to_string_lossy());
+        return;
+    }
     if let Some(rounds) = std::env::var_os("TTL_BENCH_CPU_ROUNDS") {
         let rounds = rounds.to_str().and_then(|r| r.parse().ok()).unwrap_or(3);
         cpu_rounds(&ZipfWorkload::core(full).events, rounds);
@@ -343,27 +350,39 @@ fn record_group(c: &mut Criterion, events: &Events) {
 }
 
 /// TTL on against off by the thread's CPU clock, which a loaded machine
-/// disturbs far less than criterion's wall clock: in each round a fresh
-/// tracker without and then with a 1 h TTL ingests the stream, then
-/// replays it once (repeat visits). Prints each round and the medians.
+/// disturbs far less than criterion's wall clock. A round times four fresh
+/// trackers in turn, off, on, on, off (ABBA; the next round BAAB), each
+/// ingesting the stream and then replaying it once (repeat visits), and
+/// takes the ratio of the two on's total over the two off's: a host that
+/// speeds up or slows down steadily during the round weighs on both sides
+/// alike. (One off-then-on pair a round swung 1.17x to 1.52x in one
+/// process on an idle machine.) Prints each round and the medians.
 fn cpu_rounds(events: &Events, rounds: usize) {
-    let timed = |tracker: &Tracker| {
-        let start = thread_cpu();
-        feed(events, events.len(), || {}, record_into(tracker));
-        (thread_cpu() - start).as_nanos() as f64 / events.len() as f64
-    };
     let mut ratios = Vec::new();
     for round in 1..=rounds.max(1) {
-        let mut ns = Vec::new();
-        for ttl in [None, Some(LONG_TTL)] {
+        let order = if round % 2 == 1 {
+            [None, Some(LONG_TTL), Some(LONG_TTL), None]
+        } else {
+            [Some(LONG_TTL), None, None, Some(LONG_TTL)]
+        };
+        // Summed (new pairs, repeat visits) ns per event, off then on.
+        let (mut off, mut on) = ((0.0, 0.0), (0.0, 0.0));
+        for ttl in order {
             let tracker = tracker(ttl, None);
-            ns.push((timed(&tracker), timed(&tracker)));
+            let times = (new_pairs(events, &tracker), repeat_visits(events, &tracker));
+            let side = if ttl.is_some() { &mut on } else { &mut off };
+            side.0 += times.0 / 2.0;
+            side.1 += times.1 / 2.0;
         }
-        let (off, on) = (ns[0], ns[1]);
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
-            "round {round}: off {:.1} / {:.1} ns, 1 h {:.1} / {:.1} ns (new pairs / repeat \
-             visits, CPU time per event): {:.2}x / {:.2}x; load {}",
+            "round {round} ({}): off {:.1} / {:.1} ns, 1 h {:.1} / {:.1} ns (new pairs / repeat \
+             visits, CPU time per event, mean of two): {:.2}x / {:.2}x; load {}",
+            if round % 2 == 1 {
+                "off on on off"
+            } else {
+                "on off off on"
+            },
             off.0,
             off.1,
             on.0,
@@ -376,13 +395,59 @@ fn cpu_rounds(events: &Events, rounds: usize) {
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let n = v.len();
+        (v[(n - 1) / 2] + v[n / 2]) / 2.0
+    };
+    let spread = |v: Vec<f64>| {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(0.0, f64::max);
+        format!("{:.2}x (rounds {min:.2}x to {max:.2}x)", median(v))
     };
     println!(
-        "median 1 h / off: new pairs {:.2}x, repeat visits {:.2}x",
-        median(ratios.iter().map(|r| r.0).collect()),
-        median(ratios.iter().map(|r| r.1).collect()),
+        "median 1 h / off over {} rounds: new pairs {}, repeat visits {}",
+        ratios.len(),
+        spread(ratios.iter().map(|r| r.0).collect()),
+        spread(ratios.iter().map(|r| r.1).collect()),
     );
+}
+
+/// The stream into a fresh `tracker`, CPU time per event (ns). Not
+/// inlined, so that a profiler can tell it from [`repeat_visits`]
+/// (`TTL_BENCH_PROFILE`); the two differ by a marker, or the linker
+/// would fold them into one.
+#[inline(never)]
+fn new_pairs(events: &Events, tracker: &Tracker) -> f64 {
+    black_box("new pairs");
+    cpu_per_event(events, tracker)
+}
+
+/// The stream again into the `tracker` that holds it, CPU time per event.
+#[inline(never)]
+fn repeat_visits(events: &Events, tracker: &Tracker) -> f64 {
+    black_box("repeat visits");
+    cpu_per_event(events, tracker)
+}
+
+fn cpu_per_event(events: &Events, tracker: &Tracker) -> f64 {
+    let start = thread_cpu();
+    feed(events, events.len(), || {}, record_into(tracker));
+    (thread_cpu() - start).as_nanos() as f64 / events.len() as f64
+}
+
+/// `TTL_BENCH_PROFILE=off` or `=1h`: one tracker of that design ingests
+/// the stream and replays it, through [`new_pairs`] and
+/// [`repeat_visits`], for a profiler to count, e.g. `valgrind
+/// --tool=callgrind --collect-atstart=no --toggle-collect='*new_pairs*'`.
+fn profile(events: &Events, design: &str) {
+    let ttl = match design {
+        "off" => None,
+        "1h" => Some(LONG_TTL),
+        other => panic!("TTL_BENCH_PROFILE={other}: expected off or 1h"),
+    };
+    let tracker = tracker(ttl, None);
+    let new = new_pairs(events, &tracker);
+    let repeat = repeat_visits(events, &tracker);
+    println!("{design}: {new:.1} / {repeat:.1} ns per event (new pairs / repeat visits)");
 }
 
 /// What the expiring run leaves behind (one untimed run), to show that

@@ -73,10 +73,11 @@
 //!   its history: per UTC day, the day's visitors as a sorted list of
 //!   hashes (8 bytes each) up to 128 of them, else a 1 KiB precision-10
 //!   sketch (1,104 bytes), and 24 bytes for the day;
-//! - each stripe keeps the buffers its tables grew out of for its next
-//!   growths to reuse (at most 8 of one size, none over 4 KiB, and at
-//!   most a byte per pair `pairs_s` the stripe holds, up to 32 KiB in all
-//!   with its 3 KiB of slots, when it keeps one): at most 32 KiB ·
+//! - each stripe keeps the buffers its tables (timed ones too, with a
+//!   TTL) grew out of for its next growths to reuse (at most 8 of one
+//!   size, none over 4 KiB, and at most a byte per pair `pairs_s` the
+//!   stripe holds, up to 32 KiB in all with its 1.7 KiB of slots, when it
+//!   keeps one): at most 32 KiB ·
 //!   stripes for the tracker (256 KiB at the default 8 stripes of 2
 //!   cores), counted here, and
 //!   freed first whenever the budget needs room (see

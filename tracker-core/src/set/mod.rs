@@ -19,6 +19,7 @@ pub(crate) mod visitor_table;
 pub(crate) mod word_table;
 
 use std::ops::Range;
+use thin_vec::ThinVec;
 
 use crate::report::Distinct;
 use crate::set::activity::Runs;
@@ -855,6 +856,41 @@ impl VisitorSet {
                 let table = self.inline_table(width, spare, Some((hash, bucket)));
                 *self = VisitorSet::Table(last, table);
                 None
+            }
+            _ => {
+                self.grow_and_insert(hash, tick, width, None);
+                spare
+            }
+        }
+    }
+
+    /// [`pooled_growth`](Self::pooled_growth) for a timed set: the heap
+    /// bytes of its table before and after the growth a new visitor asked
+    /// for, when that growth only moves the table to a larger buffer (see
+    /// [`TimedTable::pooled_growth`]). `None` for any other form.
+    pub(crate) fn pooled_timed_growth(&self) -> Option<(usize, usize)> {
+        match self {
+            VisitorSet::Timed(_, _, table) => table.pooled_growth(),
+            _ => None,
+        }
+    }
+
+    /// Carries out a growth [`pooled_timed_growth`](Self::pooled_timed_growth)
+    /// described, in `spare` or a new buffer, and adds `hash` (absent) at
+    /// `tick`; returns the buffer grown out of. Another form grows as
+    /// [`grow_and_insert`](Self::grow_and_insert) would (without a TTL's
+    /// expiry, which only a timed sketch reads), and `spare` comes back
+    /// unused.
+    pub(crate) fn grow_timed_pooled(
+        &mut self,
+        hash: u64,
+        tick: u32,
+        width: u32,
+        spare: Option<ThinVec<u64>>,
+    ) -> Option<ThinVec<u64>> {
+        match self {
+            VisitorSet::Timed(_, _, table) => {
+                Some(table.grow_pooled(hash, tick, tick / width, spare))
             }
             _ => {
                 self.grow_and_insert(hash, tick, width, None);

@@ -305,6 +305,37 @@ impl TimedTable {
         }
     }
 
+    /// The table's heap bytes before and after the growth an insert of a
+    /// new visitor asked for (`Insert::Grow`), when that growth only moves
+    /// the table into its next size (so the new buffer may come from a
+    /// [`TablePool`](super::table_pool::TablePool), see
+    /// [`grow_pooled`](Self::grow_pooled)): the horizon is cut, not
+    /// complete (a complete one's list may be what asked for room), and
+    /// the grown table is not large (which would complete it).
+    pub(crate) fn pooled_growth(&self) -> Option<(usize, usize)> {
+        let table = &self.pairs.table;
+        (!self.pairs.runs.horizon.is_complete() && table.grown_capacity() <= STEP_SLOTS)
+            .then(|| (table.heap_bytes(), table.grown_bytes()))
+    }
+
+    /// Carries out a growth [`pooled_growth`](Self::pooled_growth)
+    /// described, into `spare` (a buffer of its new size from a pool) or a
+    /// new buffer, adding `hash` (absent) at `tick` in `bucket`, as
+    /// [`grow_and_insert`](Self::grow_and_insert) would. Returns the
+    /// buffer grown out of.
+    pub(crate) fn grow_pooled(
+        &mut self,
+        hash: u64,
+        tick: u32,
+        bucket: u32,
+        spare: Option<ThinVec<u64>>,
+    ) -> ThinVec<u64> {
+        debug_assert!(self.pooled_growth().is_some());
+        let old = self.pairs.table.grow_into(hash, [tick, bucket], spare);
+        self.pairs.runs.horizon.note(tick);
+        old
+    }
+
     /// Carries out an insert answered with a `Grow`, once its bytes are
     /// reserved.
     pub(crate) fn grow_and_insert(&mut self, hash: u64, tick: u32, bucket: u32) {

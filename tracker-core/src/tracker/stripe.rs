@@ -92,7 +92,7 @@ use thin_vec::ThinVec;
 use crate::prefetch::prefetch_address;
 use crate::report::Recorded;
 use crate::set::page::Page;
-use crate::set::table_pool::TablePool;
+use crate::set::table_pool::{Pooled, TablePool};
 use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
 use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
@@ -358,25 +358,26 @@ fn retally(total: &mut u64, before: Option<u64>, set: &VisitorSet) {
     }
 }
 
-/// Grows `set` by a growth [`VisitorSet::pooled_growth`] described, from
-/// `old` to `new` heap bytes, for the visitor, tick and bucket width
-/// `at`: the new buffer from `pool` if it has one, the old one kept there
-/// if it has room for a stripe of `pairs` pairs (see `set/table_pool.rs`).
-/// Books in `budget` only what
-/// is allocated afresh or given back to the allocator. Returns false,
-/// with nothing changed, if that does not fit the budget.
-fn grow_pooled(
+/// Grows `set` by a growth [`VisitorSet::pooled_growth`] (or
+/// [`VisitorSet::pooled_timed_growth`], `W` the kind of buffer) described,
+/// from `old` to `new` heap bytes, by `grow` (which is given the new
+/// buffer if the pool has one, and returns the buffer grown out of), the
+/// old buffer kept in `pool` if it has room for a stripe of `pairs` pairs
+/// (see `set/table_pool.rs`). Books in `budget` only what is allocated
+/// afresh or given back to the allocator. Returns false, with nothing
+/// changed, if that does not fit the budget.
+fn grow_pooled<W: Pooled>(
     (pool, pairs): (&mut TablePool, u64),
     set: &mut VisitorSet,
     budget: &MemoryBudget,
     (old, new): (usize, usize),
-    (visitor, tick, width): (u64, u32, u32),
+    grow: impl FnOnce(&mut VisitorSet, Option<W>) -> Option<W>,
 ) -> bool {
-    let spare = pool.take(new / 8);
+    let spare = pool.take::<W>((new - W::HEADER) / 8);
     let fresh = if spare.is_some() { 0 } else { new };
     // The list's bytes when the pool would keep the old buffer (none from
     // an inline set: no buffer is 0 bytes).
-    let kept = pool.cost_to_keep(old, pairs);
+    let kept = pool.cost_to_keep::<W>(old, pairs);
     let (debit, credit) = match kept {
         Some(list) => (fresh + list, 0),
         None => (fresh, old),
@@ -388,7 +389,7 @@ fn grow_pooled(
         }
         return false;
     }
-    if let Some(grown_out) = set.grow_pooled(visitor, tick, width, spare)
+    if let Some(grown_out) = grow(set, spare)
         && let Some(list) = kept
         && pool.keep(grown_out, pairs).is_err()
     {
@@ -575,15 +576,31 @@ impl Stripe {
             }
             grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
                 let held = page.visitors.heap_bytes();
-                let pooled = match grow {
-                    Insert::Grow(_) if expiry.is_none() => page.visitors.pooled_growth(),
-                    _ => None,
+                let (pool, width) = ((&mut self.pool, self.pairs), self.width);
+                let grown = match grow {
+                    Insert::Grow(_) if expiry.is_none() => {
+                        page.visitors.pooled_growth().is_some_and(|sizes| {
+                            grow_pooled(pool, &mut page.visitors, budget, sizes, |set, spare| {
+                                set.grow_pooled(visitor, tick, width, spare)
+                            })
+                        })
+                    }
+                    Insert::Grow(_) => page.visitors.pooled_timed_growth().is_some_and(|sizes| {
+                        grow_pooled::<ThinVec<u64>>(
+                            pool,
+                            &mut page.visitors,
+                            budget,
+                            sizes,
+                            |set, spare| set.grow_timed_pooled(visitor, tick, width, spare),
+                        )
+                    }),
+                    _ => false,
                 };
-                let grown = pooled.is_some_and(|sizes| {
-                    let at = (visitor, tick, self.width);
-                    let pool = (&mut self.pool, self.pairs);
-                    grow_pooled(pool, &mut page.visitors, budget, sizes, at)
-                });
+                if grown && expiry.is_some() {
+                    // Booked (the set's growth and the pool's change): what
+                    // `settle` reconciles below is a rebuild by `expire`.
+                    reserved = bytes;
+                }
                 if !grown {
                     // The pool's buffers go before the record asks for room.
                     if !budget.try_reserve(bytes)
@@ -710,7 +727,7 @@ impl Stripe {
                                 &mut page.visitors,
                                 budget,
                                 sizes,
-                                (visitor, tick, self.width),
+                                |set, spare| set.grow_pooled(visitor, tick, self.width, spare),
                             ) =>
                     {
                         if VisitorSet::became_sketch_worthy(sizes.0, sizes.0 + bytes, false) {
@@ -1590,6 +1607,127 @@ mod tests {
             let pairs: usize = model.values().map(HashSet::len).sum();
             proptest::prop_assert_eq!(stripe.pairs(), pairs as u64);
         }
+    }
+
+    proptest::proptest! {
+        // Each case records its filler page first: fewer cases than the
+        // default keep the test a few seconds long.
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// With a TTL, timed tables grown into recycled buffers (dirty
+        /// from their last table) count exactly the live pairs of a model
+        /// of latest ticks while time passes and sweeps drop expired
+        /// pairs and pages; the budget agrees with a recount, the pool
+        /// included, and the pool keeps only timed buffers within its
+        /// bound.
+        #[test]
+        fn timed_counts_stay_exact_with_recycled_tables(
+            ops in proptest::collection::vec((0u64..6, 1u64..100, 0u8..40), 1..1_000),
+        ) {
+            use crate::set::table_pool::POOL_BYTES;
+            use std::collections::HashMap;
+            let ttl = 200;
+            let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+            let budget = MemoryBudget::new(None, 0);
+            let mut model: HashMap<u64, HashMap<u64, u32>> = HashMap::new();
+            let mut now = 1_000u32;
+            let url = |page: u64| format!("https://example.com/{page}");
+            // Pairs enough for the pool to keep buffers (a byte per pair),
+            // until they expire.
+            let filler = url(99);
+            for visitor in 1..=3_000 {
+                let expiry = Some(Expiry { now, ttl });
+                stripe.record(&filler, stripe.hash(&filler), visitor, now, expiry, &budget);
+            }
+            for (page, visitor, op) in ops {
+                let expiry = Expiry { now, ttl };
+                match op {
+                    0 => now += 23,
+                    1 => {
+                        for _ in 0..4 {
+                            stripe.sweep(Some(expiry), 0, 32, 1 << 16, &budget);
+                        }
+                    }
+                    _ => {
+                        // Pages far apart in size, so that buffers move
+                        // between them.
+                        let visitor = visitor * (page + 1);
+                        let hash = stripe.hash(&url(page));
+                        let done = stripe.record(&url(page), hash, visitor, now, Some(expiry), &budget);
+                        let was = model.entry(page).or_default().insert(visitor, now);
+                        let new = was.is_none_or(|was| !expiry.is_live(was));
+                        let expected = if new { Recorded::New } else { Recorded::Duplicate };
+                        proptest::prop_assert!(matches!(
+                            done,
+                            StripeRecord::Done(r) | StripeRecord::DoneSweepDue(r) if r == expected
+                        ), "{done:?}, expected {expected:?}");
+                    }
+                }
+                let expiry = Expiry { now, ttl };
+                for (&page, pairs) in &model {
+                    let live = pairs.values().filter(|&&t| expiry.is_live(t)).count() as u64;
+                    let counted = stripe
+                        .with_page(&url(page), stripe.hash(&url(page)), |p| {
+                            p.visitors.count(Some(expiry)).visitors
+                        })
+                        .unwrap_or(0);
+                    proptest::prop_assert_eq!(counted, live, "page {}", page);
+                }
+                proptest::prop_assert!(stripe.pool.bytes() <= POOL_BYTES);
+                proptest::prop_assert!(stripe.pool.take::<Box<[u64]>>(6).is_none());
+                proptest::prop_assert_eq!(budget.held() as usize, stripe.recount_bytes());
+            }
+            let expiry = Some(Expiry { now, ttl });
+            let live = if now < 1_000 + ttl { 3_000 } else { 0 };
+            let counted = stripe.with_page(&filler, stripe.hash(&filler), |p| {
+                p.visitors.count(expiry).visitors
+            });
+            proptest::prop_assert_eq!(counted.unwrap_or(0), live);
+        }
+    }
+
+    /// Timed tables' growths leave their buffers in the pool (a TTL
+    /// tracker pools as one without does), accounted, and take them
+    /// back: the pool hands back buffers of the size asked for.
+    #[test]
+    fn timed_tables_grow_through_the_pool() {
+        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+        let budget = MemoryBudget::new(None, 0);
+        let expiry = Some(Expiry {
+            now: 5_000,
+            ttl: 3_600,
+        });
+        let mut taken = 0;
+        for page in 0..50u64 {
+            let url = format!("https://example.com/{page}");
+            for visitor in 1..=page * 3 + 1 {
+                let pooled = stripe.pool.bytes();
+                let hash = stripe.hash(&url);
+                let done = stripe.record(&url, hash, visitor, 5_000, expiry, &budget);
+                assert!(matches!(
+                    done,
+                    StripeRecord::Done(Recorded::New) | StripeRecord::DoneSweepDue(Recorded::New)
+                ));
+                taken += usize::from(stripe.pool.bytes() < pooled);
+            }
+        }
+        assert!(stripe.pool.bytes() > 0, "timed buffers kept");
+        assert!(taken > 0, "and taken back");
+        assert_eq!(budget.held() as usize, stripe.recount_bytes());
+        let pages = stripe.pages().count();
+        for page in stripe.pages() {
+            assert_eq!(
+                page.visitors.count(expiry).visitors,
+                page.visitors.pairs() as u64
+            );
+        }
+        assert_eq!(pages, 50);
+        assert_eq!(stripe.pairs(), (0..50).map(|p| p * 3 + 1).sum::<u64>());
+        budget.release(stripe.pool.drain());
+        assert_eq!(budget.held() as usize, stripe.recount_bytes());
     }
 
     /// Pages last recorded in the same tick go smallest first, so a page
