@@ -41,7 +41,7 @@ use axum::http::request::Parts;
 use crate::batch::{BatchReply, record_parsed, split_array};
 use crate::browser::Sender;
 use crate::error::AppError;
-use crate::ingest::parse_event;
+use crate::ingest::{first_byte, parse_event};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
@@ -209,8 +209,7 @@ async fn handle(
     sender: &Sender<'_>,
     text: &[u8],
 ) -> Result<BatchReply, AppError> {
-    let first = text.iter().find(|b| !b.is_ascii_whitespace());
-    let events = if first == Some(&b'[') {
+    let events = if first_byte(text) == Some(b'[') {
         split_array(text, state.limits.batch_limit)?
     } else {
         vec![parse_event(text)]
