@@ -314,7 +314,7 @@ mod tests {
             at(r#"{"url":"/","time":"-7d"}"#),
             Ok("2026-11-01T12:00:00Z".to_string())
         );
-        // A naive time (Python's `datetime.utcnow().isoformat()`) is UTC.
+        // A time without an offset is read as UTC.
         assert_eq!(
             at(r#"{"url":"/","time":"2026-11-01T00:00:00.000250"}"#),
             day()
