@@ -209,10 +209,10 @@ async fn a_websocket_request_that_is_not_one_says_what_is_wrong() {
     let answer = send(&app, request).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_code(), "invalid_query");
+    let message = answer.json()["error"]["message"].to_string();
     assert!(
-        answer.json()["error"]["message"]
-            .to_string()
-            .contains("ack")
+        message.contains("`ack`") && message.contains("`on`/`off`"),
+        "{message}"
     );
 }
 
@@ -314,12 +314,22 @@ async fn a_client_close_is_answered_with_a_close() {
     let server = Server::start(TRACKER_HTTP, &[]);
     let client = reqwest::Client::new();
     server.wait_ready(&client, WITHIN).await;
-    // `ack` reads as the service's switches do, and bare means on.
-    for query in ["?ack=true", "?ack=1", "?ack", "?ack=On", ""] {
+    // `ack` reads as the service's switches do, bare means on, and empty
+    // is not given. Without acks the close is the first thing answered.
+    for (query, acks) in [
+        ("?ack=true", true),
+        ("?ack=1", true),
+        ("?ack", true),
+        ("?ack=On", true),
+        ("", false),
+        ("?ack=", false),
+        ("?ack=0", false),
+        ("?ack=off", false),
+    ] {
         let mut socket = connect(&server, query).await;
         let event = json!({"visitor": "a", "url": "/c"}).to_string();
         socket.send(Message::text(event)).await.unwrap();
-        if !query.is_empty() {
+        if acks {
             assert!(matches!(next_message(&mut socket).await, Message::Text(_)));
         }
         socket.close(None).await.unwrap();
