@@ -9,7 +9,7 @@ use super::error::TimeError;
 use crate::time::clock::Timestamp;
 
 /// The latest time a tick can hold: 2106-02-07T06:28:15Z (`u32::MAX` s).
-const LATEST_SECS: u64 = u32::MAX as u64;
+pub(super) const LATEST_SECS: u64 = u32::MAX as u64;
 
 impl Timestamp {
     /// Reads a time as users write it, relative forms against `now`:
