@@ -102,9 +102,32 @@ impl From<Timestamp> for SystemTime {
 /// assert_eq!(tracker.distinct_between("/pricing", Some(Timestamp::from(hour_ago)), None)?.visitors, 2);
 /// # Ok::<(), tracker_core::TrackerError>(())
 /// ```
-pub trait TimeBound {
+///
+/// Sealed: implemented for these three only. A bare `None` works because
+/// `Option<Timestamp>` is the only `Option` it is implemented for; an
+/// `Option<SystemTime>` impl would leave `None`'s type ambiguous (write
+/// `time.map(Timestamp::from)` instead).
+///
+/// ```compile_fail
+/// // Sealed: no impl outside the crate.
+/// struct Mine;
+/// impl tracker_core::TimeBound for Mine {
+///     fn time_bound(self) -> Option<tracker_core::Timestamp> {
+///         None
+///     }
+/// }
+/// ```
+pub trait TimeBound: sealed::Sealed {
     /// The time, or `None` for an open end (or now).
     fn time_bound(self) -> Option<Timestamp>;
+}
+
+mod sealed {
+    /// Keeps [`TimeBound`](super::TimeBound) to this module's impls.
+    pub trait Sealed {}
+    impl Sealed for super::Timestamp {}
+    impl Sealed for std::time::SystemTime {}
+    impl Sealed for Option<super::Timestamp> {}
 }
 
 impl TimeBound for Timestamp {
