@@ -5,7 +5,8 @@ use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::text::LATEST_SECS;
+/// The latest time a tick can hold: 2106-02-07T06:28:15Z (`u32::MAX` s).
+pub(super) const LATEST_SECS: u64 = u32::MAX as u64;
 
 /// A point in time: milliseconds since the Unix epoch (UTC).
 ///

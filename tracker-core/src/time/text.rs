@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use super::civil::{civil_from_days, days_from_civil, days_in_month};
 use super::error::TimeError;
-use crate::time::clock::Timestamp;
-
-/// The latest time a tick can hold: 2106-02-07T06:28:15Z (`u32::MAX` s).
-pub(super) const LATEST_SECS: u64 = u32::MAX as u64;
+use crate::time::clock::{LATEST_SECS, Timestamp};
 
 impl Timestamp {
     /// Reads a time as users write it, relative forms against `now`:
