@@ -12,7 +12,7 @@ use tracker_core::Timestamp;
 
 use crate::browser::{Sender, record_visit};
 use crate::error::AppError;
-use crate::ingest::{Event, event_time, parse_event, read_body};
+use crate::ingest::{Event, event_time, first_byte, parse_event, read_body, without_bom};
 use crate::state::AppState;
 
 /// The answer to a batch: how many events were accepted, and why each
@@ -75,11 +75,16 @@ pub async fn record_batch(
     )
     .await
     .map_err(|_| AppError::Timeout)??;
-    let is_array = || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
-    let events = match framing {
-        Framing::Array => split_array(&body, limits.batch_limit)?,
-        Framing::Untyped if is_array() => split_array(&body, limits.batch_limit)?,
-        Framing::Ndjson | Framing::Untyped => split_ndjson(&body, limits.batch_limit)?,
+    let events = match (framing, first_byte(&body)) {
+        (Framing::Array, _) | (Framing::Untyped, Some(b'[')) => {
+            split_array(&body, limits.batch_limit)?
+        }
+        // An untyped body with nothing in it is neither framing (an
+        // empty array is `[]`); an empty NDJSON stream is zero events.
+        (Framing::Untyped, None) => {
+            return Err(AppError::InvalidBatch("the body is empty".into()));
+        }
+        (Framing::Ndjson | Framing::Untyped, _) => split_ndjson(&body, limits.batch_limit)?,
     };
     let reply = record_parsed(&state, &Sender::of(&state, &parts), &events).await?;
     Ok((StatusCode::ACCEPTED, Json(reply)))
@@ -154,8 +159,8 @@ pub(crate) fn split_array(
     body: &[u8],
     limit: usize,
 ) -> Result<Vec<Result<Event<'_>, AppError>>, AppError> {
-    let raw: Vec<&RawValue> =
-        serde_json::from_slice(body).map_err(|e| AppError::InvalidBatch(e.to_string()))?;
+    let raw: Vec<&RawValue> = serde_json::from_slice(without_bom(body))
+        .map_err(|e| AppError::InvalidBatch(e.to_string()))?;
     if raw.len() > limit {
         return Err(AppError::TooManyEvents { limit });
     }
@@ -166,12 +171,15 @@ pub(crate) fn split_array(
 }
 
 /// Splits NDJSON into its events, one per non-blank line, each parsed on
-/// its own (a line that is not JSON is that event's refusal). A body with
-/// lines of which none is JSON is not NDJSON: [`AppError::InvalidBatch`].
+/// its own (a line that is not JSON, or not an event, is that event's
+/// refusal). A body with lines of which none is JSON (a pretty-printed
+/// object, say, whose lines are pieces of JSON) is not NDJSON:
+/// [`AppError::InvalidBatch`]. No lines at all is zero events.
 pub(crate) fn split_ndjson(
     body: &[u8],
     limit: usize,
 ) -> Result<Vec<Result<Event<'_>, AppError>>, AppError> {
+    let body = without_bom(body);
     let lines = || {
         body.split(|&b| b == b'\n')
             .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
@@ -180,17 +188,18 @@ pub(crate) fn split_ndjson(
         return Err(AppError::TooManyEvents { limit });
     }
     let events: Vec<_> = lines().map(parse_event).collect();
-    let framed = events
-        .iter()
-        .any(|e| !matches!(e, Err(AppError::MalformedJson(_))));
-    if !events.is_empty() && !framed {
+    // Only a body without one event pays for reading its lines again.
+    let framed =
+        || lines().any(|line| serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok());
+    if !events.is_empty() && !events.iter().any(Result::is_ok) && !framed() {
         return Err(AppError::InvalidBatch("no line of the body is JSON".into()));
     }
     Ok(events)
 }
 
-/// JSON (and plain text, as `POST /events` reads it) is an array; NDJSON
-/// is one event per line; anything else is refused.
+/// JSON is an array; NDJSON is one event per line; plain text or no
+/// content type is either, as the body shows (see [`Framing::Untyped`]);
+/// anything else is refused.
 fn framing(headers: &HeaderMap) -> Result<Framing, AppError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(Framing::Untyped);
@@ -262,6 +271,29 @@ mod tests {
             split_ndjson(b"hello\nworld", 10).unwrap_err().code(),
             "invalid_batch"
         );
+    }
+
+    #[test]
+    fn lines_that_are_only_pieces_of_json_are_no_ndjson() {
+        // Each line is a serde "invalid type" or "trailing characters"
+        // error, not malformed JSON from the first byte: still no JSON.
+        let pretty = b"{\n  \"visitor\": \"a\",\n  \"url\": \"/a\"\n}\n";
+        let e = split_ndjson(pretty, 10).unwrap_err();
+        assert_eq!(e.code(), "invalid_batch");
+        // A line that is JSON but no event keeps the body NDJSON.
+        let events = split_ndjson(b"3\n{oops", 10).unwrap();
+        assert_eq!(codes(&events), ["invalid_event", "malformed_json"]);
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped() {
+        let array = b"\xEF\xBB\xBF[{\"visitor\":\"a\",\"url\":\"/x\"}]";
+        assert_eq!(codes(&split_array(array, 10).unwrap()), ["ok"]);
+        let lines =
+            b"\xEF\xBB\xBF{\"visitor\":\"a\",\"url\":\"/x\"}\n{\"visitor\":\"b\",\"url\":\"/x\"}";
+        assert_eq!(codes(&split_ndjson(lines, 10).unwrap()), ["ok", "ok"]);
+        assert_eq!(first_byte(b"\xEF\xBB\xBF \n["), Some(b'['));
+        assert!(parse_event(b"\xEF\xBB\xBF{\"visitor\":\"a\",\"url\":\"/x\"}").is_ok());
     }
 
     #[test]

@@ -150,11 +150,12 @@ pub struct CoreOptions {
     )]
     pub query_allow: Vec<String>,
 
-    /// Memory budget in bytes, with an optional KiB/MiB/GiB suffix
-    /// (`512MiB`) [default: no limit].
+    /// Memory budget, a byte size (`512MiB`) [default: no limit]. Not a
+    /// container's memory limit: the process needs ~12 MiB plus 1.5x the
+    /// budget (see the README).
     #[arg(
         long,
-        visible_aliases = ["memory-budget", "memory-limit"],
+        visible_alias = "memory-budget",
         env = "TRACKER_MAX_MEMORY",
         value_parser = parse_bytes
     )]
@@ -224,8 +225,9 @@ pub struct PersistOptions {
     #[arg(long, env = "TRACKER_SNAPSHOT_EVERY", value_parser = parse_duration, default_value = "5m")]
     pub snapshot_every: Duration,
 
-    /// With --data-dir, snapshot early once this much log has been written
-    /// since the last snapshot: bounds what a restart replays.
+    /// With --data-dir, snapshot early once this much log (a byte size)
+    /// has been written since the last snapshot: bounds what a restart
+    /// replays.
     #[arg(long, env = "TRACKER_SNAPSHOT_LOG_SIZE", value_parser = parse_bytes, default_value = "256MiB")]
     pub snapshot_log_size: u64,
 
@@ -343,9 +345,11 @@ impl From<PolicyMode> for MemoryPolicy {
     }
 }
 
-/// A byte count: digits, then optionally a unit: `B`; `KiB`, `MiB`,
-/// `GiB` (or `K`, `M`, `G`, as Docker and the JVM read them: binary);
-/// `KB`, `MB`, `GB` (decimal, as SI has them); any letter case.
+/// A byte size, as every flag that takes one reads it: digits, then
+/// optionally a unit: `B`; `KiB`, `MiB`, `GiB` (or `Ki`, `Mi`, `Gi`, as
+/// Kubernetes writes them, or `K`, `M`, `G`, as Docker and the JVM read
+/// them: binary); `KB`, `MB`, `GB` (decimal, as SI has them); any letter
+/// case, a space before the unit allowed.
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -354,16 +358,16 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(split);
     let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
-        "kib" | "k" => 1 << 10,
-        "mib" | "m" => 1 << 20,
-        "gib" | "g" => 1 << 30,
+        "kib" | "ki" | "k" => 1 << 10,
+        "mib" | "mi" | "m" => 1 << 20,
+        "gib" | "gi" | "g" => 1 << 30,
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         _ => {
             let unit = unit.trim();
             return Err(format!(
-                "unknown unit {unit:?}: use B, KiB, MiB, GiB (or K, M, G) or KB, MB, GB"
+                "unknown unit {unit:?}: use B, KiB, MiB, GiB (or Ki, Mi, Gi, or K, M, G) or KB, MB, GB"
             ));
         }
     };
@@ -503,7 +507,7 @@ pub struct HttpOptions {
     pub max_connections: usize,
 
     /// Largest request head (HTTP/1 request line and headers, HTTP/2
-    /// header list), with an optional KiB/MiB suffix.
+    /// header list), a byte size.
     #[arg(long, env = "TRACKER_MAX_HEADER_SIZE", value_parser = parse_bytes, default_value = "16KiB")]
     pub max_header_size: u64,
 
@@ -1036,7 +1040,11 @@ mod tests {
         assert_eq!(super::parse_bytes("1gb"), Ok(1_000_000_000));
         assert_eq!(super::parse_bytes("100B"), Ok(100));
         assert!(super::parse_bytes("12XB").is_err());
+        assert_eq!(super::parse_bytes("256Mi"), Ok(256 << 20));
+        assert_eq!(super::parse_bytes("1gi"), Ok(1 << 30));
+        assert_eq!(super::parse_bytes("8 Ki"), Ok(8 << 10));
         assert!(super::parse_bytes("1.5GiB").is_err());
+        assert!(super::parse_bytes("99999999999999GiB").is_err());
         assert!(super::parse_bytes("MiB").is_err());
     }
 
@@ -1055,9 +1063,9 @@ mod tests {
         .unwrap();
         assert_eq!(config.core.max_memory, Some(64 << 20));
         assert_eq!(config.http.auth_token.as_deref(), Some("s3cret"));
+        // A container's memory limit is not the budget: no such alias.
         let limit = super::Config::try_parse_from(["tracker-http", "--memory-limit", "1m"]);
-        assert_eq!(limit.unwrap().core.max_memory, Some(1 << 20));
-        assert!(super::parse_bytes("99999999999999GiB").is_err());
+        assert!(limit.is_err());
     }
 
     #[test]

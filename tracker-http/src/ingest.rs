@@ -236,11 +236,27 @@ pub fn parse_event(body: &[u8]) -> Result<Event<'_>, AppError> {
     parse_json(body)
 }
 
+/// `body` without a leading UTF-8 byte order mark, which some senders
+/// write and RFC 8259 (section 8.1) lets a JSON reader ignore.
+pub(crate) fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
+/// The first byte of `body` that is neither a byte order mark nor
+/// whitespace: how a body's shape (`[` or `{`) is sniffed.
+pub(crate) fn first_byte(body: &[u8]) -> Option<u8> {
+    without_bom(body)
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace())
+}
+
 /// Parses a JSON object body into `T`: malformed JSON is
 /// [`AppError::MalformedJson`], JSON of the wrong shape
 /// [`AppError::InvalidEvent`].
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, AppError> {
-    let is_object = || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let body = without_bom(body);
+    let is_object = || first_byte(body) == Some(b'{');
     let event: T = serde_json::from_slice(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
@@ -298,7 +314,7 @@ mod tests {
             at(r#"{"url":"/","time":"-7d"}"#),
             Ok("2026-11-01T12:00:00Z".to_string())
         );
-        // A naive time (Python's `datetime.utcnow().isoformat()`) is UTC.
+        // A time without an offset is read as UTC.
         assert_eq!(
             at(r#"{"url":"/","time":"2026-11-01T00:00:00.000250"}"#),
             day()

@@ -503,7 +503,7 @@ pub(crate) fn raw_params<'q, const N: usize>(
     found
 }
 
-fn decode(raw: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
+pub(crate) fn decode(raw: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {
     if !raw.bytes().any(|b| b == b'%' || b == b'+') {
         return Ok(Cow::Borrowed(raw)); // already text: no escape to decode
     }

@@ -63,10 +63,12 @@ impl Window {
 /// (`...T10:30:00+01:00`), form decoding turned it into a space. A space
 /// is a time's date/time separator only at byte 10; one past the minutes
 /// (byte 16 on, the seconds being optional) and before a digit can only
-/// have been that `+`.
+/// have been that `+`. Counted from the first non-blank byte, as the
+/// time is read.
 fn offset_sign(text: Cow<'_, str>) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    let sign = (16..bytes.len().saturating_sub(1))
+    let start = bytes.len() - text.trim_start().len();
+    let sign = (start + 16..bytes.len().saturating_sub(1))
         .find(|&i| bytes[i] == b' ' && bytes[i + 1].is_ascii_digit());
     match sign {
         None => text,
@@ -292,6 +294,19 @@ fn duration_text(step: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_sign_is_found_after_leading_spaces() {
+        let sign = |t: &'static str| offset_sign(Cow::Borrowed(t)).into_owned();
+        assert_eq!(sign("2026-11-01T10:30 01:00"), "2026-11-01T10:30+01:00");
+        // Before, the search began at byte 16 of the untrimmed text: the
+        // space in the middle of the time was taken for the sign.
+        assert_eq!(
+            sign("      2026-11-01 10:30 01:00"),
+            "      2026-11-01 10:30+01:00"
+        );
+        assert_eq!(sign("   2026-11-01 10:30:00"), "   2026-11-01 10:30:00");
+    }
 
     #[test]
     fn steps_are_echoed_in_their_largest_whole_unit() {

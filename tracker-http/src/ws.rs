@@ -2,7 +2,8 @@
 //! (a JSON object) or a batch (a JSON array), for senders that stream.
 //!
 //! - **Acknowledgements** are asked for per connection with `?ack=true`
-//!   (or `1`, `yes`, `on`, or a bare `?ack`):
+//!   (any spelling of on that the service's switches read, see
+//!   [`wants_acks`], or a bare `?ack`; `?ack=` is not asking):
 //!   then every text message gets one JSON answer, in order, either the
 //!   batch reply of `POST /events/batch` (`{"accepted", "refused"}`) or an
 //!   error `{"error": {"code", "message"}}` when the message as a whole was
@@ -29,52 +30,63 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use serde::Deserialize;
+use clap::builder::{BoolishValueParser, TypedValueParser};
 
 use axum::http::request::Parts;
 
 use crate::batch::{BatchReply, record_parsed, split_array};
 use crate::browser::Sender;
 use crate::error::AppError;
-use crate::ingest::parse_event;
+use crate::ingest::{first_byte, parse_event};
+use crate::query::{decode, optional_param};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
-/// The query string of `GET /events/ws`.
-#[derive(Debug, Default, Deserialize)]
-pub struct WsParams {
-    /// Answer every message (default `false`: fire and forget).
-    #[serde(default, deserialize_with = "switch")]
-    pub ack: bool,
+/// Whether the query string of `GET /events/ws` asks to answer every
+/// message (otherwise: fire and forget). `ack` is read as the service's
+/// switch flags and variables read (clap's [`BoolishValueParser`]:
+/// `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, `y`/`n`, `t`/`f`, any
+/// case); bare (`?ack`) it is on, and empty (`?ack=`) it is not given, as
+/// every optional parameter.
+pub fn wants_acks(query: &str) -> Result<bool, AppError> {
+    let Some(value) = optional_param(query, "ack")? else {
+        return Ok(is_bare(query, "ack"));
+    };
+    BoolishValueParser::new()
+        .parse_ref(
+            &clap::Command::new("ws"),
+            None,
+            std::ffi::OsStr::new(value.trim()),
+        )
+        .map_err(|_| {
+            AppError::InvalidQuery(
+                "`ack` is a switch: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, \
+                 `y`/`n` or `t`/`f` (any case); a bare `ack` is on"
+                    .into(),
+            )
+        })
 }
 
-/// A switch in a query string, spelled as the service's switch variables
-/// read (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case), or
-/// given bare (`?ack`): on.
-fn switch<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
-    match text.trim().to_ascii_lowercase().as_str() {
-        "" | "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(serde::de::Error::custom("not a switch")),
-    }
+/// Whether the first parameter `name` of `query` is given without `=`.
+fn is_bare(query: &str, name: &str) -> bool {
+    query
+        .split('&')
+        .find(|pair| decode(pair.split('=').next().unwrap_or("")).is_ok_and(|key| key == name))
+        .is_some_and(|pair| !pair.contains('='))
 }
 
 /// Upgrades to a WebSocket of events. A bad `ack` or a request that is
 /// not a WebSocket upgrade is a 400 that says what was wrong.
 pub async fn events_ws(
     State(state): State<AppState>,
-    params: Result<Query<WsParams>, QueryRejection>,
     mut parts: Parts,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
-    let Query(params) =
-        params.map_err(|_| AppError::InvalidQuery("`ack` must be `true` or `false`".into()))?;
+    let ack = wants_acks(parts.uri.query().unwrap_or(""))?;
     let upgrade = upgrade.map_err(|e| AppError::NotWebSocket(e.body_text()))?;
     // The socket is served by a task of its own, where `conn::peer` no
     // longer knows the request: the peer goes along in the parts.
@@ -89,7 +101,7 @@ pub async fn events_ws(
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
-            serve(socket, state, parts, params.ack).await;
+            serve(socket, state, parts, ack).await;
             drop(hold);
         }))
 }
@@ -209,8 +221,7 @@ async fn handle(
     sender: &Sender<'_>,
     text: &[u8],
 ) -> Result<BatchReply, AppError> {
-    let first = text.iter().find(|b| !b.is_ascii_whitespace());
-    let events = if first == Some(&b'[') {
+    let events = if first_byte(text) == Some(b'[') {
         split_array(text, state.limits.batch_limit)?
     } else {
         vec![parse_event(text)]
@@ -245,6 +256,26 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str, shutdown
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_is_a_switch_bare_is_on_and_empty_is_not_given() {
+        for (query, acks) in [
+            ("", false),
+            ("ack=", false),
+            ("ack=%20", false),
+            ("ack", true),
+            ("site=x&ack", true),
+            ("ack&ack=false", true),
+            ("ack=TRUE", true),
+            ("ack=yes", true),
+            ("ack=0", false),
+            ("ack=Off", false),
+            ("ack=no", false),
+        ] {
+            assert_eq!(wants_acks(query).ok(), Some(acks), "{query}");
+        }
+        assert_eq!(wants_acks("ack=maybe").unwrap_err().code(), "invalid_query");
+    }
 
     /// On the runtime's paused clock, which moves only when every task
     /// waits: the time a wait took is exact, whatever the machine's load.

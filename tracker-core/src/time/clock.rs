@@ -5,6 +5,9 @@ use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The latest time a tick can hold: 2106-02-07T06:28:15Z (`u32::MAX` s).
+pub(super) const LATEST_SECS: u64 = u32::MAX as u64;
+
 /// A point in time: milliseconds since the Unix epoch (UTC).
 ///
 /// ```
@@ -62,15 +65,23 @@ impl Timestamp {
         self.0 / 1000
     }
 
-    /// The operating system's time now, to the millisecond.
+    /// The operating system's time now (`SystemTime::now()`), to the
+    /// millisecond. Not a tracker's clock: a tracker given another
+    /// [`Clock`] (a [`ManualClock`] in tests) stamps and ranges events by
+    /// that one, which `tracker.config().clock.now()` reads.
     pub fn now() -> Self {
         SystemTime::now().into()
     }
 }
 
 impl From<Timestamp> for SystemTime {
+    /// A time past what `SystemTime` holds (possible off Linux, where it
+    /// may be 32-bit seconds or 100 ns ticks) becomes the latest time the
+    /// crate reads (2106-02-07).
     fn from(time: Timestamp) -> Self {
-        UNIX_EPOCH + Duration::from_millis(time.0)
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(time.0))
+            .unwrap_or_else(|| UNIX_EPOCH + Duration::from_secs(LATEST_SECS))
     }
 }
 
@@ -92,9 +103,32 @@ impl From<Timestamp> for SystemTime {
 /// assert_eq!(tracker.distinct_between("/pricing", Some(Timestamp::from(hour_ago)), None)?.visitors, 2);
 /// # Ok::<(), tracker_core::TrackerError>(())
 /// ```
-pub trait TimeBound {
+///
+/// Sealed: implemented for these three only. A bare `None` works because
+/// `Option<Timestamp>` is the only `Option` it is implemented for; an
+/// `Option<SystemTime>` impl would leave `None`'s type ambiguous (write
+/// `time.map(Timestamp::from)` instead).
+///
+/// ```compile_fail
+/// // Sealed: no impl outside the crate.
+/// struct Mine;
+/// impl tracker_core::TimeBound for Mine {
+///     fn time_bound(self) -> Option<tracker_core::Timestamp> {
+///         None
+///     }
+/// }
+/// ```
+pub trait TimeBound: sealed::Sealed {
     /// The time, or `None` for an open end (or now).
     fn time_bound(self) -> Option<Timestamp>;
+}
+
+mod sealed {
+    /// Keeps [`TimeBound`](super::TimeBound) to this module's impls.
+    pub trait Sealed {}
+    impl Sealed for super::Timestamp {}
+    impl Sealed for std::time::SystemTime {}
+    impl Sealed for Option<super::Timestamp> {}
 }
 
 impl TimeBound for Timestamp {
@@ -202,5 +236,22 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_system_time() {
+        for millis in [0, 1, 1_793_491_200_250, LATEST_SECS * 1000 + 999] {
+            let t = Timestamp::from_millis(millis);
+            assert_eq!(Timestamp::from(SystemTime::from(t)), t, "{millis}");
+        }
+        // Past what every platform's `SystemTime` holds: no panic, and
+        // never earlier than the latest time the crate reads.
+        let far = Timestamp::from(SystemTime::from(Timestamp::from_millis(u64::MAX)));
+        assert!(far >= Timestamp::from_secs(LATEST_SECS));
     }
 }

@@ -6,19 +6,17 @@ use std::time::Duration;
 
 use super::civil::{civil_from_days, days_from_civil, days_in_month};
 use super::error::TimeError;
-use crate::time::clock::Timestamp;
-
-/// The latest time a tick can hold: 2106-02-07T06:28:15Z (`u32::MAX` s).
-const LATEST_SECS: u64 = u32::MAX as u64;
+use crate::time::clock::{LATEST_SECS, Timestamp};
 
 impl Timestamp {
     /// Reads a time as users write it, relative forms against `now`:
     ///
     /// - RFC 3339: `2026-11-01T09:30:00Z`, `2026-11-01T10:30:00.250+01:00`
     ///   (`T` or a space between date and time, `Z` or an offset; a
-    ///   fraction is kept to the millisecond); without an offset the time
-    ///   is UTC (`2026-11-01T09:30:00`, as Python's `isoformat()` writes a
-    ///   naive time), and the seconds may be left out (`2026-11-01T09:30`);
+    ///   fraction is kept to the millisecond); a time without an offset
+    ///   (`2026-11-01T09:30:00`) is read as UTC, not local time: add `Z`
+    ///   or an offset to mean another zone; the seconds may be left out
+    ///   (`2026-11-01T09:30`);
     /// - a date: `2026-11-01`, UTC midnight;
     /// - unix seconds: `1793491200`, or with a fraction kept to the
     ///   millisecond, `1793491200.25`;
@@ -202,8 +200,7 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let (hour, minute) = (number(11, 2)?, number(14, 2)?);
-    // Seconds may be left out (`T10:30`, as an HTML `datetime-local`
-    // field sends a time), and then a fraction too.
+    // Seconds may be left out (`T10:30`), and then a fraction too.
     let (second, mut at) = match b.get(16) {
         Some(b':') => (number(17, 2)?, 19),
         _ => (0, 16),
@@ -228,9 +225,9 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         at += 1 + digits;
     }
     let offset_minutes = match b.get(at) {
-        // No offset: UTC, as Python's `datetime.utcnow().isoformat()`
-        // writes it (RFC 3339 asks for one; being strict here only turns
-        // away times that can mean nothing else on a UTC service).
+        // No offset: read as UTC, not local time (the service has no
+        // zone of the sender's to read it in). RFC 3339 asks for an
+        // offset; refusing would only turn such times away.
         None => 0,
         Some(b'Z' | b'z') if b.len() == at + 1 => 0,
         Some(&sign @ (b'+' | b'-')) if b.len() == at + 6 && b[at + 3] == b':' => {

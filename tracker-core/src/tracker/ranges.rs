@@ -19,6 +19,9 @@ use super::partial::SitePartial;
 use super::site::{host_of, site_name};
 use crate::set::union::Union;
 
+// Each ranged method is a thin generic wrapper that converts its ends
+// and calls a non-generic `*_in` twin: the body is compiled once, not once
+// per combination of time types its callers use.
 impl Tracker {
     /// The granularity in force: bucket width, retention and the point
     /// limit of a series.
@@ -62,7 +65,15 @@ impl Tracker {
         from: impl TimeBound,
         till: impl TimeBound,
     ) -> Result<RangeDistinct, TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.distinct_between_in(url, from.time_bound(), till.time_bound())
+    }
+
+    fn distinct_between_in(
+        &self,
+        url: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<RangeDistinct, TrackerError> {
         let range = self
             .bucketing()
             .range(from, till, self.config.clock.now())?;
@@ -101,7 +112,16 @@ impl Tracker {
         till: impl TimeBound,
         step: Duration,
     ) -> Result<SeriesCounts, TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.series_in(url, from.time_bound(), till.time_bound(), step)
+    }
+
+    fn series_in(
+        &self,
+        url: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<SeriesCounts, TrackerError> {
         let series = self.series_of(from, till, step)?;
         let answer = self.with_page(url, |page| self.page_series(page, &series))?;
         Ok(answer.unwrap_or_else(|| SeriesCounts {
@@ -139,7 +159,15 @@ impl Tracker {
         from: impl TimeBound,
         till: impl TimeBound,
     ) -> Result<RangeTop, TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.top_between_in(k, from.time_bound(), till.time_bound())
+    }
+
+    fn top_between_in(
+        &self,
+        k: usize,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<RangeTop, TrackerError> {
         let range = self
             .bucketing()
             .range(from, till, self.config.clock.now())?;
@@ -167,7 +195,15 @@ impl Tracker {
         from: impl TimeBound,
         till: impl TimeBound,
     ) -> Result<RangeDistinct, TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.site_distinct_between_in(site, from.time_bound(), till.time_bound())
+    }
+
+    fn site_distinct_between_in(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<RangeDistinct, TrackerError> {
         let site = site_name(site)?;
         let range = self
             .bucketing()
@@ -198,7 +234,16 @@ impl Tracker {
         till: impl TimeBound,
         step: Duration,
     ) -> Result<SeriesCounts, TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.site_series_in(site, from.time_bound(), till.time_bound(), step)
+    }
+
+    fn site_series_in(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<SeriesCounts, TrackerError> {
         let site = site_name(site)?;
         let series = self.series_of(from, till, step)?;
         let points = self.site_points(&site, series.points());
@@ -229,7 +274,15 @@ impl Tracker {
         from: impl TimeBound,
         till: impl TimeBound,
     ) -> Result<(TimeRange, SitePartial), TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.site_partial_between_in(site, from.time_bound(), till.time_bound())
+    }
+
+    fn site_partial_between_in(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<(TimeRange, SitePartial), TrackerError> {
         let site = site_name(site)?;
         let range = self
             .bucketing()
@@ -247,7 +300,16 @@ impl Tracker {
         till: impl TimeBound,
         step: Duration,
     ) -> Result<(Series, Vec<(TimeRange, SitePartial)>), TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.site_series_partials_in(site, from.time_bound(), till.time_bound(), step)
+    }
+
+    fn site_series_partials_in(
+        &self,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+        step: Duration,
+    ) -> Result<(Series, Vec<(TimeRange, SitePartial)>), TrackerError> {
         let site = site_name(site)?;
         let series = self.series_of(from, till, step)?;
         let points = self.site_point_partials(&site, series.points());
@@ -274,7 +336,16 @@ impl Tracker {
         from: impl TimeBound,
         till: impl TimeBound,
     ) -> Result<RangeTop, TrackerError> {
-        let (from, till) = (from.time_bound(), till.time_bound());
+        self.top_of_site_between_in(k, site, from.time_bound(), till.time_bound())
+    }
+
+    fn top_of_site_between_in(
+        &self,
+        k: usize,
+        site: &str,
+        from: Option<Timestamp>,
+        till: Option<Timestamp>,
+    ) -> Result<RangeTop, TrackerError> {
         let site = site_name(site)?;
         let range = self
             .bucketing()

@@ -1,8 +1,9 @@
 //! The service README's configuration table against the command line
-//! clap builds: every flag with its `TRACKER_*` variable, no more, no
-//! fewer, so that the documentation cannot fall behind the binary.
+//! clap builds: every flag with its `TRACKER_*` variable and its visible
+//! aliases, no more, no fewer, so that the documentation cannot fall
+//! behind the binary.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use clap::CommandFactory;
 use tracker_http::Config;
@@ -57,14 +58,40 @@ fn the_readme_flag_table_is_the_command_line() {
         .count();
     assert_eq!(longs, clap.len(), "a flag without a TRACKER_* variable");
 
+    // (alias, flag) of every visible alias.
+    let clap_aliases: BTreeSet<(String, String)> = command
+        .get_arguments()
+        .filter_map(|arg| Some((arg.get_long()?, arg.get_visible_aliases()?)))
+        .flat_map(|(long, aliases)| {
+            aliases
+                .into_iter()
+                .map(move |alias| (format!("--{alias}"), format!("--{long}")))
+        })
+        .collect();
+    let alias_names: BTreeMap<&str, &str> = clap_aliases
+        .iter()
+        .map(|(alias, long)| (alias.as_str(), long.as_str()))
+        .collect();
+
     let mut readme = BTreeSet::new();
+    let mut readme_aliases = BTreeSet::new();
     for (flags, vars) in readme_rows() {
+        // A flag's aliases follow it and take no variable of their own.
+        let mut primaries = Vec::new();
+        for flag in flags {
+            match (alias_names.get(flag.as_str()), primaries.last()) {
+                (Some(_), Some(last)) => {
+                    readme_aliases.insert((flag, String::clone(last)));
+                }
+                _ => primaries.push(flag),
+            }
+        }
         assert_eq!(
-            flags.len(),
+            primaries.len(),
             vars.len(),
-            "one variable per flag, in order: {flags:?} {vars:?}"
+            "one variable per flag, in order: {primaries:?} {vars:?}"
         );
-        for pair in flags.into_iter().zip(vars) {
+        for pair in primaries.into_iter().zip(vars) {
             assert!(readme.insert(pair.clone()), "{pair:?} is listed twice");
         }
     }
@@ -75,6 +102,10 @@ fn the_readme_flag_table_is_the_command_line() {
         "tracker-http/README.md's flag table disagrees with `tracker-http --help`:\n\
          missing from the README: {missing:?}\n\
          in the README but not the binary: {unknown:?}"
+    );
+    assert_eq!(
+        readme_aliases, clap_aliases,
+        "the README's aliases (after their flag, in backticks) against clap's"
     );
 }
 

@@ -129,9 +129,8 @@ async fn a_range_of_a_page_counts_its_visitors_in_it_and_says_which_range() {
             "2026-11-02T00:00:00Z",
             1,
         ),
-        // No offset is UTC (Python's naive `isoformat()`), seconds may be
-        // left out (an HTML datetime-local field), an unencoded offset
-        // still read as one.
+        // No offset is read as UTC, seconds may be left out, an
+        // unencoded offset is still read as one.
         (
             "from=2026-11-01T10:15:00.123456&till=2026-11-02T00:00",
             "2026-11-01T10:00:00Z",

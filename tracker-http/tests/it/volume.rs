@@ -96,6 +96,55 @@ async fn ndjson_and_text_plain_are_read() {
     assert_eq!(count(&app, "/n").await, 5);
 }
 
+const PRETTY: &str = "{\n  \"visitor\": \"a\",\n  \"url\": \"/z\"\n}\n";
+
+#[tokio::test]
+async fn untyped_bodies_are_read_by_their_shape() {
+    let (app, _) = default_app();
+    let untyped = |body: &'static str| {
+        let request = Request::post("/events/batch")
+            .body(Body::from(body))
+            .unwrap();
+        send(&app, request)
+    };
+    // One compact object is a one-line NDJSON batch.
+    let answer = post_batch(&app, "text/plain", r#"{"visitor":"a","url":"/u"}"#).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.json()["accepted"], 1);
+    // Whitespace (and a byte order mark) before `[` still makes an array.
+    for (i, body) in [
+        "\n  [{\"visitor\":\"b\",\"url\":\"/u\"}]",
+        "\u{feff}[{\"visitor\":\"c\",\"url\":\"/u\"}]",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let answer = post_batch(&app, "text/plain", body).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{i}");
+        assert_eq!(answer.json()["accepted"], 1, "{i}");
+    }
+    // No content type at all: NDJSON end to end, and a 400 for nothing.
+    let answer =
+        untyped("{\"visitor\":\"d\",\"url\":\"/u\"}\n{\"visitor\":\"e\",\"url\":\"/u\"}\n").await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.json()["accepted"], 2);
+    assert_eq!(untyped(PRETTY).await.error_code(), "invalid_batch");
+    assert_eq!(untyped("").await.error_code(), "invalid_batch");
+    assert_eq!(count(&app, "/u").await, 5);
+    // A byte order mark before NDJSON is skipped too.
+    let answer = post_batch(
+        &app,
+        "application/x-ndjson",
+        "\u{feff}{\"visitor\":\"f\",\"url\":\"/u\"}\n",
+    )
+    .await;
+    assert_eq!(answer.json()["accepted"], 1);
+    // An empty NDJSON stream is zero events, as before.
+    let answer = post_batch(&app, "application/x-ndjson", "").await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.json()["accepted"], 0);
+}
+
 #[tokio::test]
 async fn a_body_that_is_no_batch_at_all_is_400_with_nothing_recorded() {
     let (app, _) = default_app();
@@ -105,6 +154,13 @@ async fn a_body_that_is_no_batch_at_all_is_400_with_nothing_recorded() {
         ("application/x-ndjson", "hello\nworld\n"),
         ("text/plain", "hello\nworld\n"),
         ("text/plain", r#"[{"visitor":"a","url":"/z"},"#),
+        // A pretty-printed object: its lines are pieces of JSON, none
+        // JSON, whether sent as plain text or as NDJSON.
+        ("text/plain", PRETTY),
+        ("application/x-ndjson", PRETTY),
+        // Nothing at all is neither an array nor lines of JSON.
+        ("text/plain", ""),
+        ("text/plain", " \r\n\n"),
     ] {
         let answer = post_batch(&app, content_type, body).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");
@@ -153,10 +209,10 @@ async fn a_websocket_request_that_is_not_one_says_what_is_wrong() {
     let answer = send(&app, request).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_code(), "invalid_query");
+    let message = answer.json()["error"]["message"].to_string();
     assert!(
-        answer.json()["error"]["message"]
-            .to_string()
-            .contains("ack")
+        message.contains("`ack`") && message.contains("`on`/`off`"),
+        "{message}"
     );
 }
 
@@ -258,12 +314,22 @@ async fn a_client_close_is_answered_with_a_close() {
     let server = Server::start(TRACKER_HTTP, &[]);
     let client = reqwest::Client::new();
     server.wait_ready(&client, WITHIN).await;
-    // `ack` reads as the service's switches do, and bare means on.
-    for query in ["?ack=true", "?ack=1", "?ack", "?ack=On", ""] {
+    // `ack` reads as the service's switches do, bare means on, and empty
+    // is not given. Without acks the close is the first thing answered.
+    for (query, acks) in [
+        ("?ack=true", true),
+        ("?ack=1", true),
+        ("?ack", true),
+        ("?ack=On", true),
+        ("", false),
+        ("?ack=", false),
+        ("?ack=0", false),
+        ("?ack=off", false),
+    ] {
         let mut socket = connect(&server, query).await;
         let event = json!({"visitor": "a", "url": "/c"}).to_string();
         socket.send(Message::text(event)).await.unwrap();
-        if !query.is_empty() {
+        if acks {
             assert!(matches!(next_message(&mut socket).await, Message::Text(_)));
         }
         socket.close(None).await.unwrap();

@@ -399,7 +399,9 @@ impl DurableTracker {
         url: &str,
         at: impl TimeBound,
     ) -> Result<Recorded, DurableError> {
-        let submitted = self.submit_at(visitor, url, at)?;
+        // Converted here, so that what follows is compiled once, not per
+        // time type of the callers.
+        let submitted = self.submit_at_time(visitor, url, at.time_bound())?;
         submitted.durable.wait()?;
         Ok(submitted.recorded)
     }
@@ -412,9 +414,16 @@ impl DurableTracker {
         url: &str,
         at: impl TimeBound,
     ) -> Result<Submitted, DurableError> {
-        let at = at
-            .time_bound()
-            .unwrap_or_else(|| self.tracker.config().clock.now());
+        self.submit_at_time(visitor, url, at.time_bound())
+    }
+
+    fn submit_at_time(
+        &self,
+        visitor: &str,
+        url: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Submitted, DurableError> {
+        let at = at.unwrap_or_else(|| self.tracker.config().clock.now());
         let hash = self.tracker.hash_visitor(visitor.as_bytes())?;
         let (recorded, page) = self.tracker.record_hashed(hash, url, Some(at))?;
         let durable = if recorded == Recorded::Stale {
