@@ -484,7 +484,7 @@ pub struct HttpOptions {
     /// Longest a client may take to send a request body, e.g. `10s` or
     /// `500ms`. It covers the body read only: a handler may then still
     /// wait on the log (`--fsync always`), JetStream's acknowledgement or
-    /// a cluster query (which waits at most 5 s for owners).
+    /// a cluster query (see "Run a cluster" in the main README).
     #[arg(long, env = "TRACKER_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
 
