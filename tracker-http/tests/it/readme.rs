@@ -126,7 +126,10 @@ fn switch_variables_read_the_usual_spellings() {
         assert!(!output.status.success());
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    for value in ["true", "1", "yes", "on", "false", "0", "no", "off"] {
+    // Every spelling the Configuration section lists.
+    for value in [
+        "true", "1", "yes", "on", "y", "t", "false", "0", "no", "off", "n", "f",
+    ] {
         let said = refusal(value);
         assert!(
             said.contains("--max-points must be at least 1"),
