@@ -1016,12 +1016,14 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 /// `--retention 2w` does.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    single_unit_duration(s).or_else(|| Timestamp::parse_duration(s).ok()).ok_or_else(|| {
-        format!(
-            "`{s}` is not a duration: a number and a unit ms, s, m, h, d or w \
+    single_unit_duration(s)
+        .or_else(|| Timestamp::parse_duration(s).ok())
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a duration: a number and a unit ms, s, m, h, d or w \
              (`500ms`, `1.5h`, `2w`), bare seconds, or whole parts (`1h30m`)"
-        )
-    })
+            )
+        })
 }
 
 /// `<number><unit>` or bare seconds, the number possibly with a fraction.
