@@ -185,13 +185,14 @@ pub struct CoreOptions {
     pub fold_trailing_slash: bool,
 
     /// The time granularity of ranges and series (`1m` to `1d`, whole
-    /// minutes that divide a day: `5m`, `15m`, `1h`, `6h`, `1d`, ...).
-    #[arg(long, env = "TRACKER_BUCKET", value_parser = parse_time_span, default_value = "1h")]
+    /// minutes that divide a day: `5m`, `15m`, `1h`, `6h`, `1d`, ...;
+    /// the core checks it when the configuration is validated).
+    #[arg(long, env = "TRACKER_BUCKET", value_parser = parse_duration, default_value = "1h")]
     pub bucket: Duration,
 
     /// How long the buckets of visits are kept for range queries, rounded
     /// up to whole buckets (`90d`, `2w`) [default: for ever].
-    #[arg(long, env = "TRACKER_RETENTION", value_parser = parse_time_span)]
+    #[arg(long, env = "TRACKER_RETENTION", value_parser = parse_duration)]
     pub retention: Option<Duration>,
 
     /// Most points one `GET /series` answer may have.
@@ -390,13 +391,6 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(ttl)
-}
-
-/// `--bucket` and `--retention`: a duration as every flag reads one (see
-/// [`parse_duration`]); whether it makes a valid bucket or retention is
-/// the core's to say, when the configuration is checked.
-fn parse_time_span(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
 }
 
 /// `--query` values.
