@@ -178,9 +178,9 @@ pub struct CoreOptions {
     pub drop_params: Option<Vec<String>>,
 
     /// Count `/docs/` and `/docs` as one page.
-    // Boolish, as every switch: its variable also reads `1`/`0`,
-    // `yes`/`no`, `on`/`off` (as environments commonly spell them), not
-    // only `true`/`false`.
+    // Boolish, as every switch: its variable reads the spellings
+    // environments use, not only `true`/`false` (listed once, in
+    // tracker-http/README.md's Configuration).
     #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH", value_parser = BoolishValueParser::new())]
     pub fold_trailing_slash: bool,
 
