@@ -65,9 +65,14 @@
 //!   grows by 1.25x, up to 15/16 full; below 32 slots it doubles):
 //!   12.8–16 bytes per visitor there, up to twice that in small tables;
 //! - the arena holds, for each visitor seen in more than one bucket, a
-//!   sorted run of its buckets (`len, room, bucket...`, 4 bytes each,
-//!   room doubling from 4): nothing for a visitor seen in one bucket,
-//!   4–8 bytes per further bucket;
+//!   sorted run of its buckets (`len, room, bucket...`, 4 bytes each):
+//!   nothing for a visitor seen in one bucket; its second bucket moves it
+//!   into a run of 2 header words and room for 4 buckets (24 bytes; up to
+//!   16 buckets, 72 bytes, once the page's runs show they fill), and a
+//!   full run moves to one of twice the room, leaving its old words as
+//!   garbage until the arena is compacted (up to half the arena). Measured:
+//!   a visitor returning on 30 days costs 318 bytes per pair
+//!   (`docs/BENCHMARKS.md`);
 //! - a sketched page holds an [`UltraLogLog`](sketch::UltraLogLog) of 8 KiB
 //!   registers in a 112-byte record, whatever its number of visitors, plus
 //!   its history: per UTC day, the day's visitors as a sorted list of
@@ -118,8 +123,10 @@
 //! not have, the stripes' pooled table buffers are freed first, then the
 //! [`MemoryPolicy`] acts:
 //!
-//! - `Sketch` (default): the largest exact sets (those of at least 16 KiB,
-//!   about 1,400 visitors) become sketches, largest first; their pages keep
+//! - `Sketch` (default): the largest exact sets (those of at least twice a
+//!   sketch's 8,304 bytes, 16,608 bytes: 1,384 slots, about 1,040–1,300
+//!   visitors at the table's 75–94% fill; with a TTL, twice the most
+//!   generations a sketch takes) become sketches, largest first; their pages keep
 //!   counting, as estimates with a relative standard error of 0.727%
 //!   ([`Distinct::relative_error`]). The switch adds every hash the set
 //!   held and starts the estimate at the exact count: no jump. Their

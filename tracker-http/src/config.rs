@@ -151,8 +151,8 @@ pub struct CoreOptions {
     pub query_allow: Vec<String>,
 
     /// Memory budget, a byte size (`512MiB`) [default: no limit]. Not a
-    /// container's memory limit: the process needs ~12 MiB plus 1.5x the
-    /// budget (see the README).
+    /// container's memory limit: the process needs more (see "Process
+    /// memory" in tracker-http/README.md).
     #[arg(
         long,
         visible_alias = "memory-budget",
@@ -178,20 +178,21 @@ pub struct CoreOptions {
     pub drop_params: Option<Vec<String>>,
 
     /// Count `/docs/` and `/docs` as one page.
-    // Boolish, as every switch: its variable also reads `1`/`0`,
-    // `yes`/`no`, `on`/`off` (as environments commonly spell them), not
-    // only `true`/`false`.
+    // Boolish, as every switch: its variable reads the spellings
+    // environments use, not only `true`/`false` (listed once, in
+    // tracker-http/README.md's Configuration).
     #[arg(long, env = "TRACKER_FOLD_TRAILING_SLASH", value_parser = BoolishValueParser::new())]
     pub fold_trailing_slash: bool,
 
     /// The time granularity of ranges and series (`1m` to `1d`, whole
-    /// minutes that divide a day: `5m`, `15m`, `1h`, `6h`, `1d`, ...).
-    #[arg(long, env = "TRACKER_BUCKET", value_parser = parse_time_span, default_value = "1h")]
+    /// minutes that divide a day: `5m`, `15m`, `1h`, `6h`, `1d`, ...;
+    /// the core checks it when the configuration is validated).
+    #[arg(long, env = "TRACKER_BUCKET", value_parser = parse_duration, default_value = "1h")]
     pub bucket: Duration,
 
     /// How long the buckets of visits are kept for range queries, rounded
     /// up to whole buckets (`90d`, `2w`) [default: for ever].
-    #[arg(long, env = "TRACKER_RETENTION", value_parser = parse_time_span)]
+    #[arg(long, env = "TRACKER_RETENTION", value_parser = parse_duration)]
     pub retention: Option<Duration>,
 
     /// Most points one `GET /series` answer may have.
@@ -392,13 +393,6 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
-/// `--bucket` and `--retention`: a duration as the core reads one
-/// (`15m`, `1h`, `90d`, `1h30m`); whether it makes a valid bucket or
-/// retention is the core's to say, when the configuration is checked.
-fn parse_time_span(text: &str) -> Result<Duration, String> {
-    Timestamp::parse_duration(text).map_err(|e| e.to_string())
-}
-
 /// `--query` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueryMode {
@@ -467,8 +461,8 @@ impl CoreOptions {
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone, Args)]
 pub struct HttpOptions {
-    /// Largest request body, in bytes.
-    #[arg(long, env = "TRACKER_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
+    /// Largest request body, a byte size (`16KiB`; a plain number is bytes).
+    #[arg(long, env = "TRACKER_BODY_LIMIT", value_parser = parse_usize_bytes, default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
 
     /// Most events in one batch: a `POST /events/batch` body or one
@@ -476,13 +470,15 @@ pub struct HttpOptions {
     #[arg(long, env = "TRACKER_BATCH_LIMIT", default_value_t = DEFAULT_BATCH_LIMIT)]
     pub batch_limit: usize,
 
-    /// Largest `POST /events/batch` body, and largest WebSocket message, in
-    /// bytes.
-    #[arg(long, env = "TRACKER_BATCH_BODY_LIMIT", default_value_t = DEFAULT_BATCH_BODY_LIMIT)]
+    /// Largest `POST /events/batch` body, and largest WebSocket message, a
+    /// byte size (`4MiB`; a plain number is bytes).
+    #[arg(long, env = "TRACKER_BATCH_BODY_LIMIT", value_parser = parse_usize_bytes, default_value_t = DEFAULT_BATCH_BODY_LIMIT)]
     pub batch_body_limit: usize,
 
     /// Longest a client may take to send a request body, e.g. `10s` or
-    /// `500ms` (handlers never wait on anything else).
+    /// `500ms`. It covers the body read only: a handler may then still
+    /// wait on the log (`--fsync always`), JetStream's acknowledgement or
+    /// a cluster query (see "Run a cluster" in the main README).
     #[arg(long, env = "TRACKER_REQUEST_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub request_timeout: Duration,
 
@@ -569,7 +565,8 @@ pub struct HttpOptions {
     pub tls_reload_interval: Duration,
 
     /// Bearer token required by the read endpoints (`/distinct`, `/top`,
-    /// `/stats`, `/metrics`); ingest and health stay open [default: off].
+    /// `/series`, `/pages`, `/stats`, `/metrics`); ingest, health, the
+    /// dashboard's files and `/tracker.js` stay open [default: off].
     #[arg(
         long,
         visible_alias = "token",
@@ -993,6 +990,11 @@ fn parse_origin(s: &str) -> Result<String, String> {
     Ok(origin)
 }
 
+/// A byte size (see [`parse_bytes`]) that fits in memory's `usize`.
+fn parse_usize_bytes(text: &str) -> Result<usize, String> {
+    usize::try_from(parse_bytes(text)?).map_err(|_| format!("{text:?} is too large"))
+}
+
 fn parse_u64(s: &str) -> Result<u64, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -1001,29 +1003,40 @@ fn parse_u64(s: &str) -> Result<u64, String> {
     parsed.map_err(|e| format!("not a 64-bit number: {e}"))
 }
 
-/// `250ms`, `10s`, `2m`, `12h`, `30d`, or a bare number of seconds.
+/// Every duration flag's grammar: one number with a unit (`250ms`, `1.5h`,
+/// `30d`, `2w`; a fraction allowed) or a bare number of seconds, else the
+/// core's form, whole parts together (`1h30m`, see
+/// [`Timestamp::parse_duration`]). One grammar, so `--ttl 2w` reads as
+/// `--retention 2w` does.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
+    single_unit_duration(s)
+        .or_else(|| Timestamp::parse_duration(s).ok())
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a duration: a number and a unit ms, s, m, h, d or w \
+             (`500ms`, `1.5h`, `2w`), bare seconds, or whole parts (`1h30m`)"
+            )
+        })
+}
+
+/// `<number><unit>` or bare seconds, the number possibly with a fraction.
+fn single_unit_duration(s: &str) -> Option<Duration> {
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration such as 500ms, 10s or 2m"))?;
+    let value: f64 = number.parse().ok()?;
     let seconds = match unit.trim() {
         "ms" => value / 1e3,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3_600.0,
         "d" => value * 86_400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` (use ms, s, m, h or d)"
-            ));
-        }
+        "w" => value * 604_800.0,
+        _ => return None,
     };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{s}`: {e}"))
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]
@@ -1069,7 +1082,7 @@ mod tests {
     }
 
     #[test]
-    fn ttls_take_units_up_to_days() {
+    fn ttls_take_every_duration_unit() {
         use std::time::Duration;
         assert_eq!(
             super::parse_ttl("30d"),
@@ -1080,7 +1093,7 @@ mod tests {
         assert!(super::parse_ttl("500ms").is_err());
         assert!(super::parse_ttl("0s").is_err());
         assert!(super::parse_ttl("100000d").is_err());
-        assert!(super::parse_ttl("1w").is_err());
+        assert_eq!(super::parse_ttl("1w"), Ok(Duration::from_secs(7 * 86_400)));
     }
 
     use super::*;
@@ -1206,9 +1219,38 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(10_800)));
-        assert!(parse_duration("3w").is_err());
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1_500)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert!(parse_duration("1x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn every_duration_and_byte_flag_reads_one_grammar() {
+        let config = Config::try_parse_from([
+            "tracker-http",
+            "--ttl",
+            "2w",
+            "--snapshot-every",
+            "1h30m",
+            "--header-timeout",
+            "1.5s",
+            "--retention",
+            "1.5d",
+            "--batch-body-limit",
+            "8MiB",
+            "--body-limit",
+            "32768",
+        ])
+        .unwrap();
+        assert_eq!(config.core.ttl, Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(config.persist.snapshot_every, Duration::from_secs(5_400));
+        assert_eq!(config.http.header_timeout, Duration::from_millis(1_500));
+        assert_eq!(config.core.retention, Some(Duration::from_secs(129_600)));
+        assert_eq!(config.http.batch_body_limit, 8 << 20);
+        assert_eq!(config.http.body_limit, 32_768);
     }
 
     #[test]

@@ -258,8 +258,7 @@ impl From<DurableError> for AppError {
 
 /// Input refusals are the client's fault. `TrackerError` is non-exhaustive:
 /// a variant this crate does not know yet is reported as a server error
-/// rather than blamed on the client. (When the core gains its memory-budget
-/// refusal, it maps to 507 `memory_full` here.)
+/// rather than blamed on the client.
 fn tracker_status(e: &TrackerError) -> StatusCode {
     match e {
         TrackerError::Empty { .. }

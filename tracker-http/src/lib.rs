@@ -4,19 +4,21 @@
 //! [`app`] builds the router over an [`AppState`], [`AppError`] is the one
 //! error type every failure becomes (`{"error": {"code", "message"}}`),
 //! [`Config`] holds the flags and `TRACKER_*` variables, [`Store`] is the
-//! tracker requests go to (in memory, or durable with `--data-dir`), and
+//! tracker requests go to (in memory, durable with `--data-dir`, or a
+//! cluster node with `--nats`), and
 //! [`server::run`] recovers the data directory, serves until
 //! SIGINT/SIGTERM, drains and writes a final snapshot. [`conn`] holds the
 //! connection limits (header and idle timeouts, the connection cap,
 //! HTTP/2 settings, lingering close) and [`tls`] the certificate, reloaded
-//! on SIGHUP. The binary is glue over these.
+//! on SIGHUP and when its files change. The binary is glue over these.
 //!
 //! Endpoints: `POST /events`, `POST /events/batch`, `GET /events/ws`,
 //! `GET /distinct?url=|site=&from=&till=`, `GET /top?limit=&site=&from=&till=`,
 //! `GET /series?url=|site=&from=&till=&step=`, `GET /pages`, `GET /stats`, `GET /healthz`, `GET /readyz`, `GET /metrics`, and for
 //! browsers `GET /tracker.js`, `POST /api/event` (Plausible's format) and
-//! `GET|POST /count` (GoatCounter's pixel); see [`browser`]. `GET /`
-//! serves the dashboard, static files embedded in the binary ([`assets`]).
+//! `GET|POST /count` (GoatCounter's pixel); see [`browser`]. `GET /` and
+//! `GET /dashboard/*` serve the dashboard, static files embedded in the
+//! binary ([`assets`]).
 //!
 //! ```
 //! use axum::body::Body;

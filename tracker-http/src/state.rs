@@ -130,8 +130,10 @@ impl AppState {
         state
     }
 
-    /// State whose store is still being recovered: every route but
-    /// `/healthz` answers 503 until [`set_store`](Self::set_store).
+    /// State whose store is still being recovered: every route that needs
+    /// the store answers 503 until [`set_store`](Self::set_store); those
+    /// that do not (`/healthz`, the dashboard's files, `/tracker.js`)
+    /// answer as usual.
     pub fn recovering(limits: HttpLimits) -> Self {
         Self(Arc::new(Shared {
             store: OnceLock::new(),

@@ -149,4 +149,8 @@ fn the_readme_states_the_dashboard_sizes() {
     }
     let row = format!("| total | {total} |");
     assert!(readme.contains(&row), "README.md lacks the row {row:?}");
+    // The browser script's size, stated once in the Browsers section.
+    let script = include_str!("../../assets/tracker.js");
+    let said = format!("our script ({} bytes,", script.len());
+    assert!(readme.contains(&said), "README.md lacks {said:?}");
 }

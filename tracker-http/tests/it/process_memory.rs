@@ -22,7 +22,8 @@ use crate::TRACKER_HTTP;
 const BUDGET: u64 = 8 << 20;
 /// Idle HTTP/1.1 connections opened after the fill.
 const CONNECTIONS: usize = 500;
-/// The documented bound per open (plain) connection.
+/// The bound per open (plain) connection in the README's "Process memory"
+/// container limit (measured: about 19 KiB).
 const PER_CONNECTION: u64 = 64 << 10;
 /// Clients sending at once (each on its own keep-alive connection).
 const CLIENTS: usize = 16;
@@ -79,6 +80,8 @@ async fn peak_rss_stays_within_the_documented_bound_past_max_memory() {
     // Let the allocator settle; VmHWM is a peak, it only grows.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let peak = peak_rss(pid).unwrap();
+    // The README's "Process memory" container limit, without connections
+    // (idle stands for its 12 MiB at rest).
     let bound = idle + BUDGET + BUDGET / 2 + (16 << 20);
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     eprintln!(

@@ -109,6 +109,63 @@ fn the_readme_flag_table_is_the_command_line() {
     );
 }
 
+/// The flag table's defaults against clap's: where the binary has a
+/// default value, the row's default column says it (per flag, comma
+/// separated, in the row's order), so the two cannot drift apart.
+#[test]
+fn the_readme_flag_table_defaults_are_clap_defaults() {
+    let command = Config::command();
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .expect("the README has a Configuration section");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for line in table
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+    {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let flags: Vec<&str> = cells[1]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|v| v.starts_with("TRACKER_"))
+            .collect();
+        let default = cells[2].trim_end_matches(" |").replace('`', "");
+        let said: Vec<&str> = default.split(", ").collect();
+        for (i, var) in flags.iter().enumerate() {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_env().is_some_and(|e| e == *var))
+                .expect("the flag table test checks the variables exist");
+            let clap: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            if clap.is_empty() {
+                continue;
+            }
+            let expected = clap.join(",");
+            let cell = if flags.len() == said.len() {
+                said[i]
+            } else {
+                default.as_str()
+            };
+            checked += 1;
+            if !cell.eq_ignore_ascii_case(&expected) {
+                wrong.push(format!("{var}: README says {cell:?}, clap {expected:?}"));
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} defaults compared");
+    assert!(wrong.is_empty(), "defaults disagree:\n{}", wrong.join("\n"));
+}
+
 /// A switch's variable reads as environments spell it (`1`, `yes`, `on`,
 /// `0`, ...), not only `true`/`false`. Started with such variables and a
 /// setting validation refuses, the binary gets past parsing to
@@ -126,7 +183,10 @@ fn switch_variables_read_the_usual_spellings() {
         assert!(!output.status.success());
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    for value in ["true", "1", "yes", "on", "false", "0", "no", "off"] {
+    // Every spelling the Configuration section lists.
+    for value in [
+        "true", "1", "yes", "on", "y", "t", "false", "0", "no", "off", "n", "f",
+    ] {
         let said = refusal(value);
         assert!(
             said.contains("--max-points must be at least 1"),
