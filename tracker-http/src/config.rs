@@ -602,8 +602,8 @@ pub struct BrowserOptions {
     pub bot_filter: BotFilterMode,
 
     /// The origin `/count?p=/path` resolves against when the request has
-    /// no `Origin` or `Referer` (e.g. `https://example.com`) [default:
-    /// none: the path is the page].
+    /// no `Origin` or `Referer` (e.g. `https://example.com`; a bare host,
+    /// `example.com`, is https) [default: none: the path is the page].
     #[arg(long, env = "TRACKER_SITE", value_parser = parse_site)]
     pub site: Option<String>,
 }
@@ -663,20 +663,35 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("`{text}` is not a CIDR (10.0.0.0/8) or an IP address"))
 }
 
-/// An origin: `http(s)://host[:port]`, without a path.
+/// An origin, `http(s)://host[:port]`: given as one, as a URL (its origin:
+/// a path `p` resolves against the origin whatever the URL's path), or as
+/// a bare `host[:port]`, the way SPEC and `?site=` name a site, which is
+/// served over `https`.
 fn parse_site(text: &str) -> Result<String, String> {
-    let site = text.trim().trim_end_matches('/');
-    let host = site
-        .strip_prefix("https://")
-        .or_else(|| site.strip_prefix("http://"));
-    match host {
-        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
-            Ok(site.to_string())
-        }
-        _ => Err(format!(
-            "`{text}` is not an origin such as https://example.com"
-        )),
+    let site = text.trim();
+    let (scheme, rest) = match site.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => ("https://", rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => ("http://", rest),
+        Some(_) => ("", ""),
+        None => ("https://", site),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // The host, and what follows it: nothing or `:port`.
+    let (host, port) = match authority.find(']') {
+        Some(close) if authority.starts_with('[') => authority.split_at(close + 1),
+        _ => authority.split_at(authority.rfind(':').unwrap_or(authority.len())),
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|digits| digits.parse::<u16>().is_ok());
+    let valid = !host.is_empty() && port_ok && !authority.contains(['@', ' ', '\\']);
+    if scheme.is_empty() || !valid {
+        return Err(format!(
+            "`{text}` is not an origin such as https://example.com (or a host, example.com)"
+        ));
     }
+    Ok(format!("{scheme}{authority}"))
 }
 
 /// How log lines are written.
@@ -1275,6 +1290,21 @@ mod tests {
         assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
         assert_eq!(b.bot_filter, BotFilterMode::Off);
         assert_eq!(b.site.as_deref(), Some("https://shop.example"));
+        // A site named as SPEC and `?site=` name one, a host, is served
+        // over https; a URL stands for its origin.
+        for (given, origin) in [
+            ("shop.example", "https://shop.example"),
+            ("shop.example:8080", "https://shop.example:8080"),
+            (
+                " HTTP://shop.example:8080/blog/?x#y",
+                "http://shop.example:8080",
+            ),
+            ("https://shop.example/path", "https://shop.example"),
+            ("[::1]:8443", "https://[::1]:8443"),
+        ] {
+            let config = Config::parse_from(["tracker-http", "--site", given]);
+            assert_eq!(config.browser.site.as_deref(), Some(origin), "{given}");
+        }
         let core = config.core.tracker_config().unwrap();
         assert_eq!(core.url.drop_params, ["ref", "utm_*"]);
         assert!(core.url.fold_trailing_slash);
@@ -1313,8 +1343,12 @@ mod tests {
             &["--trusted-proxies", "10.0.0.0/33"][..],
             &["--trusted-proxies", "proxy.internal"],
             &["--visitor-salt", "hourly"],
-            &["--site", "shop.example"],
-            &["--site", "https://shop.example/path"],
+            &["--site", "ftp://shop.example"],
+            &["--site", "https://"],
+            &["--site", "shop.example:http"],
+            &["--site", "user@shop.example"],
+            &["--site", "[::1]x80"],
+            &["--site", "[::1]é"],
             &["--bot-filter", "maybe"],
         ] {
             let mut args = vec!["tracker-http"];
