@@ -83,8 +83,9 @@ pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
     about = "Distinct visitors per page, over HTTP"
 )]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on (`127.0.0.1:8080`, `[::1]:8080`, or a host
+    /// name and port, `localhost:8080`).
+    #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Settings of the tracker itself.
@@ -655,6 +656,31 @@ impl From<SaltMode> for SaltRotation {
     }
 }
 
+/// `--listen`: an address and port, or a host name and port resolved
+/// once, at start-up, to its first IPv4 address (`localhost` is then
+/// `127.0.0.1`, the address clients given `127.0.0.1` reach), else to
+/// its first address.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let refused = |why: String| {
+        format!(
+            "`{text}` is not an address and port (127.0.0.1:8080) or a host name and port (localhost:8080): {why}"
+        )
+    };
+    let addresses: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| refused(e.to_string()))?
+        .collect();
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| refused("it resolves to no address".into()))
+}
+
 /// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address.
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
@@ -1118,6 +1144,20 @@ mod tests {
         let config = Config::defaults();
         config.validate().unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        // A host name and port, as `localhost:8080`, is its address.
+        for (given, address) in [
+            ("localhost:8081", "127.0.0.1:8081"),
+            (" [::1]:8082", "[::1]:8082"),
+        ] {
+            let config = Config::parse_from(["tracker-http", "--listen", given]);
+            assert_eq!(config.listen.to_string(), address, "{given}");
+        }
+        for bad in ["localhost", ":8080", "127.0.0.1:http"] {
+            assert!(
+                Config::try_parse_from(["tracker-http", "--listen", bad]).is_err(),
+                "{bad}"
+            );
+        }
         assert_eq!(config.http.rate_limit, None);
         assert_eq!(config.http.auth_token, None);
         assert_eq!(config.http.body_limit, DEFAULT_BODY_LIMIT);
