@@ -717,7 +717,7 @@ fn parse_site(text: &str) -> Result<String, String> {
             "`{text}` is not an origin such as https://example.com (or a host, example.com)"
         ));
     }
-    Ok(format!("{scheme}{authority}"))
+    Ok(format!("{scheme}{}", authority.to_ascii_lowercase()))
 }
 
 /// How log lines are written.
@@ -1336,7 +1336,7 @@ mod tests {
             ("shop.example", "https://shop.example"),
             ("shop.example:8080", "https://shop.example:8080"),
             (
-                " HTTP://shop.example:8080/blog/?x#y",
+                " HTTP://Shop.example:8080/blog/?x#y",
                 "http://shop.example:8080",
             ),
             ("https://shop.example/path", "https://shop.example"),

@@ -85,7 +85,10 @@ async fn compressed_bodies_are_415_not_malformed_json() {
         let answer = send(&app, request).await;
         assert_eq!(
             (answer.status, answer.error_code()),
-            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type".into()),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type".into()
+            ),
             "{path} {content_type}"
         );
     }
