@@ -708,10 +708,13 @@ fn parse_site(text: &str) -> Result<String, String> {
         _ => authority.split_at(authority.rfind(':').unwrap_or(authority.len())),
     };
     let port_ok = port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|digits| digits.parse::<u16>().is_ok());
-    let valid = !host.is_empty() && port_ok && !authority.contains(['@', ' ', '\\']);
+        || port.strip_prefix(':').is_some_and(|digits| {
+            digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok()
+        });
+    // An IPv6 literal is bracketed: `::1` alone would read as host `:`.
+    let unbracketed_colon = !host.starts_with('[') && host.contains(':');
+    let valid =
+        !host.is_empty() && port_ok && !unbracketed_colon && !authority.contains(['@', ' ', '\\']);
     if scheme.is_empty() || !valid {
         return Err(format!(
             "`{text}` is not an origin such as https://example.com (or a host, example.com)"
@@ -1388,6 +1391,8 @@ mod tests {
             &["--site", "shop.example:http"],
             &["--site", "user@shop.example"],
             &["--site", "[::1]x80"],
+            &["--site", "::1"],
+            &["--site", "shop.example:+80"],
             &["--site", "[::1]é"],
             &["--bot-filter", "maybe"],
         ] {
