@@ -169,7 +169,9 @@
 //! With [`TrackerBuilder::ttl`] a visitor counts for a page until the TTL
 //! has passed since that visitor's latest visit to it; then the pair
 //! expires. Times are whole seconds (ticks): a pair last seen at second
-//! `t` counts while `now < t + ttl`. [`distinct`](Tracker::distinct) and
+//! `t` counts while `now < t + ttl` (a visit at 10.9 s is second 10: with
+//! a 2 s TTL it counts until 12.0 s, so a TTL ends up to a second early
+//! by the wall clock). [`distinct`](Tracker::distinct) and
 //! [`top`](Tracker::top) count only live pairs, exactly; a page with no
 //! live visitor drops out of `top`, and out of `stats` and memory once the
 //! sweep reaches it.

@@ -12,7 +12,9 @@ use tracker_core::Timestamp;
 
 use crate::browser::{Sender, record_visit};
 use crate::error::AppError;
-use crate::ingest::{Event, event_time, first_byte, parse_event, read_body, without_bom};
+use crate::ingest::{
+    Event, event_time, first_byte, is_compressed, parse_event, read_body, without_bom,
+};
 use crate::state::AppState;
 
 /// The answer to a batch: how many events were accepted, and why each
@@ -67,6 +69,10 @@ pub async fn record_batch(
     request: Request,
 ) -> Result<(StatusCode, Json<BatchReply>), AppError> {
     let framing = framing(request.headers())?;
+    // Read as sent: a compressed body would read as garbage lines.
+    if is_compressed(request.headers()) {
+        return Err(AppError::UnsupportedEncoding);
+    }
     let limits = &state.limits;
     let (parts, body) = request.into_parts();
     let body = tokio::time::timeout(

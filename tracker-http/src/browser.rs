@@ -22,7 +22,7 @@ use tracker_core::browser::{BotFilter, BotReason, SaltRotation, VisitorIds};
 
 use crate::client_ip::TrustedProxies;
 use crate::error::AppError;
-use crate::ingest::{parse_json, read_event_body};
+use crate::ingest::{parse_json, read_event_body, unless_compressed};
 use crate::query::{decode_into, decode_param, not_utf8, raw_params};
 use crate::state::AppState;
 
@@ -547,7 +547,7 @@ pub async fn plausible_event(
 ) -> Result<Response, AppError> {
     let (parts, body) = request.into_parts();
     let body = read_event_body(&state, &parts.headers, body).await?;
-    let event = PlausibleEvent::parse(&body)?;
+    let event = PlausibleEvent::parse(&body).map_err(|e| unless_compressed(&parts.headers, e))?;
     let page = event.page()?;
     if event.n == "pageview" {
         record_visit(&state, &page, None, &Sender::of(&state, &parts), false).await?;

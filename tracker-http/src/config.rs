@@ -83,8 +83,9 @@ pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
     about = "Distinct visitors per page, over HTTP"
 )]
 pub struct Config {
-    /// Address to listen on.
-    #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on (`127.0.0.1:8080`, `[::1]:8080`, or a host
+    /// name and port, `localhost:8080`).
+    #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Settings of the tracker itself.
@@ -602,8 +603,8 @@ pub struct BrowserOptions {
     pub bot_filter: BotFilterMode,
 
     /// The origin `/count?p=/path` resolves against when the request has
-    /// no `Origin` or `Referer` (e.g. `https://example.com`) [default:
-    /// none: the path is the page].
+    /// no `Origin` or `Referer` (e.g. `https://example.com`; a bare host,
+    /// `example.com`, is https) [default: none: the path is the page].
     #[arg(long, env = "TRACKER_SITE", value_parser = parse_site)]
     pub site: Option<String>,
 }
@@ -655,6 +656,31 @@ impl From<SaltMode> for SaltRotation {
     }
 }
 
+/// `--listen`: an address and port, or a host name and port resolved
+/// once, at start-up, to its first IPv4 address (`localhost` is then
+/// `127.0.0.1`, the address clients given `127.0.0.1` reach), else to
+/// its first address.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let refused = |why: String| {
+        format!(
+            "`{text}` is not an address and port (127.0.0.1:8080) or a host name and port (localhost:8080): {why}"
+        )
+    };
+    let addresses: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(text)
+        .map_err(|e| refused(e.to_string()))?
+        .collect();
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| refused("it resolves to no address".into()))
+}
+
 /// A CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single address.
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
@@ -663,20 +689,38 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("`{text}` is not a CIDR (10.0.0.0/8) or an IP address"))
 }
 
-/// An origin: `http(s)://host[:port]`, without a path.
+/// An origin, `http(s)://host[:port]`: given as one, as a URL (its origin:
+/// a path `p` resolves against the origin whatever the URL's path), or as
+/// a bare `host[:port]`, the way SPEC and `?site=` name a site, which is
+/// served over `https`.
 fn parse_site(text: &str) -> Result<String, String> {
-    let site = text.trim().trim_end_matches('/');
-    let host = site
-        .strip_prefix("https://")
-        .or_else(|| site.strip_prefix("http://"));
-    match host {
-        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
-            Ok(site.to_string())
-        }
-        _ => Err(format!(
-            "`{text}` is not an origin such as https://example.com"
-        )),
+    let site = text.trim();
+    let (scheme, rest) = match site.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => ("https://", rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => ("http://", rest),
+        Some(_) => ("", ""),
+        None => ("https://", site),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // The host, and what follows it: nothing or `:port`.
+    let (host, port) = match authority.find(']') {
+        Some(close) if authority.starts_with('[') => authority.split_at(close + 1),
+        _ => authority.split_at(authority.rfind(':').unwrap_or(authority.len())),
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|digits| {
+            digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok()
+        });
+    // An IPv6 literal is bracketed: `::1` alone would read as host `:`.
+    let unbracketed_colon = !host.starts_with('[') && host.contains(':');
+    let valid =
+        !host.is_empty() && port_ok && !unbracketed_colon && !authority.contains(['@', ' ', '\\']);
+    if scheme.is_empty() || !valid {
+        return Err(format!(
+            "`{text}` is not an origin such as https://example.com (or a host, example.com)"
+        ));
     }
+    Ok(format!("{scheme}{}", authority.to_ascii_lowercase()))
 }
 
 /// How log lines are written.
@@ -1103,6 +1147,20 @@ mod tests {
         let config = Config::defaults();
         config.validate().unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        // A host name and port, as `localhost:8080`, is its address.
+        for (given, address) in [
+            ("localhost:8081", "127.0.0.1:8081"),
+            (" [::1]:8082", "[::1]:8082"),
+        ] {
+            let config = Config::parse_from(["tracker-http", "--listen", given]);
+            assert_eq!(config.listen.to_string(), address, "{given}");
+        }
+        for bad in ["localhost", ":8080", "127.0.0.1:http"] {
+            assert!(
+                Config::try_parse_from(["tracker-http", "--listen", bad]).is_err(),
+                "{bad}"
+            );
+        }
         assert_eq!(config.http.rate_limit, None);
         assert_eq!(config.http.auth_token, None);
         assert_eq!(config.http.body_limit, DEFAULT_BODY_LIMIT);
@@ -1275,6 +1333,21 @@ mod tests {
         assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
         assert_eq!(b.bot_filter, BotFilterMode::Off);
         assert_eq!(b.site.as_deref(), Some("https://shop.example"));
+        // A site named as SPEC and `?site=` name one, a host, is served
+        // over https; a URL stands for its origin.
+        for (given, origin) in [
+            ("shop.example", "https://shop.example"),
+            ("shop.example:8080", "https://shop.example:8080"),
+            (
+                " HTTP://Shop.example:8080/blog/?x#y",
+                "http://shop.example:8080",
+            ),
+            ("https://shop.example/path", "https://shop.example"),
+            ("[::1]:8443", "https://[::1]:8443"),
+        ] {
+            let config = Config::parse_from(["tracker-http", "--site", given]);
+            assert_eq!(config.browser.site.as_deref(), Some(origin), "{given}");
+        }
         let core = config.core.tracker_config().unwrap();
         assert_eq!(core.url.drop_params, ["ref", "utm_*"]);
         assert!(core.url.fold_trailing_slash);
@@ -1313,8 +1386,14 @@ mod tests {
             &["--trusted-proxies", "10.0.0.0/33"][..],
             &["--trusted-proxies", "proxy.internal"],
             &["--visitor-salt", "hourly"],
-            &["--site", "shop.example"],
-            &["--site", "https://shop.example/path"],
+            &["--site", "ftp://shop.example"],
+            &["--site", "https://"],
+            &["--site", "shop.example:http"],
+            &["--site", "user@shop.example"],
+            &["--site", "[::1]x80"],
+            &["--site", "::1"],
+            &["--site", "shop.example:+80"],
+            &["--site", "[::1]é"],
             &["--bot-filter", "maybe"],
         ] {
             let mut args = vec!["tracker-http"];

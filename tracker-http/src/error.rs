@@ -37,6 +37,9 @@ pub enum AppError {
     },
     /// The body's content type is neither JSON nor plain text.
     UnsupportedMediaType,
+    /// The body is compressed (a `Content-Encoding` other than
+    /// `identity`): bodies are read as sent.
+    UnsupportedEncoding,
     /// A batch body is neither a JSON array nor NDJSON: nothing recorded.
     InvalidBatch(String),
     /// `GET /events/ws` without a valid WebSocket upgrade (what is
@@ -103,7 +106,9 @@ impl AppError {
             AppError::PayloadTooLarge { .. } | AppError::TooManyEvents { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::UnsupportedMediaType | AppError::UnsupportedEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::ShuttingDown
             | AppError::TooManyConnections
@@ -129,7 +134,9 @@ impl AppError {
             AppError::InvalidBatch(_) => "invalid_batch",
             AppError::NotWebSocket(_) => "not_websocket",
             AppError::TooManyEvents { .. } => "too_many_events",
-            AppError::UnsupportedMediaType => "unsupported_media_type",
+            AppError::UnsupportedMediaType | AppError::UnsupportedEncoding => {
+                "unsupported_media_type"
+            }
             AppError::RateLimited { .. } => "rate_limited",
             AppError::ShuttingDown => "shutting_down",
             AppError::TooManyConnections => "too_many_connections",
@@ -159,6 +166,9 @@ impl AppError {
             }
             AppError::UnsupportedMediaType => {
                 "send the event as application/json or text/plain (a batch also as application/x-ndjson)".into()
+            }
+            AppError::UnsupportedEncoding => {
+                "the body is compressed (Content-Encoding): send it uncompressed".into()
             }
             AppError::InvalidBatch(m) => format!(
                 "a batch is a JSON array of events, or NDJSON (one event per line) as application/x-ndjson; nothing was recorded: {m}"

@@ -116,7 +116,7 @@ pub async fn record_event(
 ) -> Result<StatusCode, AppError> {
     let (parts, body) = request.into_parts();
     let body = read_event_body(&state, &parts.headers, body).await?;
-    let event = parse_event(&body)?;
+    let event = parse_event(&body).map_err(|e| unless_compressed(&parts.headers, e))?;
     let store = state.store()?;
     let at = event_time(event.time.as_ref(), store.tracker())?;
     match &event.visitor {
@@ -228,6 +228,32 @@ pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), AppError> {
     } else {
         Err(AppError::UnsupportedMediaType)
     }
+}
+
+/// `error`, the refusal of a body that did not parse, unless the body was
+/// sent compressed (a `Content-Encoding` other than `identity`): then 415,
+/// since bodies are read as sent and the remedy is to send it
+/// uncompressed, not to mend the JSON. Looked at only once the parse
+/// failed, so that an event pays nothing for it.
+pub(crate) fn unless_compressed(headers: &HeaderMap, error: AppError) -> AppError {
+    if is_compressed(headers) {
+        AppError::UnsupportedEncoding
+    } else {
+        error
+    }
+}
+
+/// Whether the body is declared compressed: a `Content-Encoding` other
+/// than `identity`.
+pub(crate) fn is_compressed(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|coding| {
+            let coding = coding.trim_ascii();
+            !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity")
+        })
 }
 
 /// Parses an event, telling malformed JSON apart from JSON of the wrong

@@ -67,6 +67,48 @@ async fn unsupported_content_type_is_415() {
 }
 
 #[tokio::test]
+async fn compressed_bodies_are_415_not_malformed_json() {
+    let (app, state) = default_app();
+    // The first bytes of a gzip stream: what a compressing client sends.
+    let gzip: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\x56\x2a\x2d\xca";
+    for (path, content_type) in [
+        ("/events", "application/json"),
+        ("/api/event", "text/plain"),
+        ("/events/batch", "application/x-ndjson"),
+        ("/events/batch", "application/json"),
+    ] {
+        let request = Request::post(path)
+            .header("content-type", content_type)
+            .header("content-encoding", "gzip")
+            .body(Body::from(gzip))
+            .unwrap();
+        let answer = send(&app, request).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type".into()
+            ),
+            "{path} {content_type}"
+        );
+    }
+    // `identity` is no compression, and a body that is JSON is read.
+    let request = Request::post("/events")
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body(Body::from(r#"{"visitor":"v","url":"/plain"}"#))
+        .unwrap();
+    assert_eq!(send(&app, request).await.status, StatusCode::ACCEPTED);
+    let request = Request::post("/events")
+        .header("content-type", "application/json")
+        .header("content-encoding", "identity")
+        .body(Body::from("{not json"))
+        .unwrap();
+    assert_eq!(send(&app, request).await.error_code(), "malformed_json");
+    assert_eq!(state.tracker().unwrap().stats().pairs, 1);
+}
+
+#[tokio::test]
 async fn bad_bodies_are_400_with_a_code() {
     let (app, state) = default_app();
     let long_visitor = "v".repeat(257);
