@@ -24,6 +24,7 @@
 use std::ops::DerefMut;
 
 use thin_vec::ThinVec;
+use zerocopy::IntoBytes;
 
 /// The most table slots one sweep step visits (a few hundred
 /// microseconds of work): a table up to this size is rebuilt whole when
@@ -117,8 +118,8 @@ pub(crate) enum TableInsert {
 ///
 /// One allocation holds everything: `[len | capacity << 32, slot 0, slot 1,
 /// ..., values...]`, the values after the slots, each slot's `AUX` values
-/// side by side (slot `i`'s value `k` is `u32` number `i * AUX + k`),
-/// packed two to a word. The handle is a single boxed slice, 16 bytes,
+/// side by side (slot `i`'s value `k` is `u32` number `i * AUX + k`, in
+/// native byte order: see `values_of`), two to a word. The handle is a single boxed slice, 16 bytes,
 /// which keeps a page's visitor set, and so its page record, small. Keys
 /// and values sit in separate runs so that probing reads only keys; a
 /// slot's values sharing one word means a revisit of a timed pair reads
@@ -257,9 +258,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// that know it: it is not read again).
     #[inline]
     fn value_in(&self, capacity: usize, i: usize, k: usize) -> u32 {
-        let at = i * AUX + k;
-        let word = self.words[1 + capacity + at / 2];
-        (word >> (32 * (at & 1))) as u32
+        u32::from_ne_bytes(values_of(&self.words[1 + capacity..])[i * AUX + k])
     }
 
     /// Sets value `k` of slot `i`.
@@ -271,10 +270,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`set_value`](Self::set_value) in this table of `capacity` slots.
     #[inline]
     fn set_value_in(&mut self, capacity: usize, i: usize, k: usize, value: u32) {
-        let at = i * AUX + k;
-        let shift = 32 * (at & 1);
-        let word = &mut self.words[1 + capacity + at / 2];
-        *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
+        values_of_mut(&mut self.words[1 + capacity..])[i * AUX + k] = value.to_ne_bytes();
     }
 
     fn values(&self, i: usize) -> [u32; AUX] {
@@ -499,6 +495,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         entries.sort_unstable_by_key(|&(key, _)| key);
         let capacity = self.capacity();
         let (keys, values) = self.words[1..].split_at_mut(capacity);
+        let values = values_of_mut(values);
         let mut order = InOrder::default();
         let placed = entries
             .iter()
@@ -576,35 +573,12 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         self.words.copy_within(1 + from..1 + to, 2 + from);
         if AUX > 0 {
             let capacity = self.capacity();
-            let run = &mut self.words[1 + capacity..];
-            // Slot `i`'s values are `u32`s `i * AUX..(i + 1) * AUX` of the
-            // run, the even one of a word in its low half: on a
-            // little-endian machine exactly the run's bytes read as
-            // `u32`s, so the slots' values move a slot on as one `memmove`
-            // of bytes (a word loop cost about 130 instructions an insert
-            // near the maximum load, the `memmove` a few dozen).
-            #[cfg(target_endian = "little")]
-            {
-                use zerocopy::IntoBytes;
-                const VALUE: usize = std::mem::size_of::<u32>();
-                run.as_mut_bytes().copy_within(
-                    from * AUX * VALUE..to * AUX * VALUE,
-                    (from + 1) * AUX * VALUE,
-                );
-            }
-            #[cfg(target_endian = "big")]
-            if AUX.is_multiple_of(2) {
-                // A slot's values fill whole words: move them as words.
-                let per = AUX / 2;
-                run.copy_within(from * per..to * per, (from + 1) * per);
-            } else {
-                // Slot `i`'s values are `u32`s `i * AUX..(i + 1) * AUX`: AUX
-                // passes of one position each move them a slot on (the
-                // passes overwrite only slot `to`, the empty one).
-                for k in 0..AUX {
-                    shift_halves_on(run, from * AUX + k, to * AUX + k);
-                }
-            }
+            // Slot `i`'s values are the run's `u32`s `i * AUX..(i + 1) *
+            // AUX`: they move a slot on as one `memmove` of bytes (a loop
+            // over packed words cost about 130 instructions an insert near
+            // the maximum load, the `memmove` a few dozen).
+            values_of_mut(&mut self.words[1 + capacity..])
+                .copy_within(from * AUX..to * AUX, (from + 1) * AUX);
         }
     }
 
@@ -656,8 +630,10 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         });
         let old = std::mem::replace(self, fresh);
         let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
+        let old_values = values_of(old_values);
         let capacity = self.capacity();
         let (keys, values) = self.words[1..].split_at_mut(capacity);
+        let values = values_of_mut(values);
         // The old slots of key-order numbers `from..to`, in order.
         let slots = |from: usize, to: usize| {
             let (a, b) = (from + wrapped, to + wrapped);
@@ -677,7 +653,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         'placing: {
             for (from, to) in slots(0, new_at) {
                 if let Some(i) =
-                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
+                    order.place_slots::<AUX>((keys, values), old_keys, old_values, from, to)
                 {
                     stopped = order_of(i);
                     break 'placing;
@@ -692,7 +668,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             }
             for (from, to) in slots(new_at, old_capacity) {
                 if let Some(i) =
-                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
+                    order.place_slots::<AUX>((keys, values), old_keys, old_values, from, to)
                 {
                     stopped = order_of(i);
                     break 'placing;
@@ -857,11 +833,8 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`is_occupied`](Self::is_occupied).
     pub(crate) fn value_run(&self, k: usize) -> impl Iterator<Item = u32> + '_ {
         let capacity = self.capacity();
-        let run = &self.words[1 + capacity..];
-        (0..capacity).map(move |i| {
-            let at = i * AUX + k;
-            (run[at / 2] >> (32 * (at & 1))) as u32
-        })
+        let run = values_of(&self.words[1 + capacity..]);
+        (0..capacity).map(move |i| u32::from_ne_bytes(run[i * AUX + k]))
     }
 
     /// Whether slot `i` holds a key.
@@ -913,14 +886,14 @@ struct InOrder {
 
 impl InOrder {
     /// Places `key` with `from` (its values) at its home in the table of
-    /// `keys` and `values` (its packed values), or just past the last key
+    /// `keys` and `values` (its value run), or just past the last key
     /// placed; false, placing nothing, if `key` is not greater than that
     /// one or would run off the end.
     #[inline]
     fn place<const AUX: usize>(
         &mut self,
         keys: &mut [u64],
-        values: &mut [u64],
+        values: &mut [Value],
         key: u64,
         from: [u32; AUX],
     ) -> bool {
@@ -930,147 +903,64 @@ impl InOrder {
         }
         keys[at] = key;
         for (k, value) in from.into_iter().enumerate() {
-            let to = at * AUX + k;
-            values[to / 2] |= u64::from(value) << (32 * (to & 1));
+            values[at * AUX + k] = value.to_ne_bytes();
         }
         (self.free, self.last) = (at + 1, key);
         true
     }
 
-    /// Places the keys of `old_keys[from..to]` (with their values, packed
-    /// in `old_values` as in a table) in order, as [`place`](Self::place)
-    /// does; stops at the first it cannot place and returns its slot.
+    /// Places the keys of `old_keys[from..to]` (with their values, in the
+    /// value run `old_values` of their table) in order, as
+    /// [`place`](Self::place) does; stops at the first it cannot place and
+    /// returns its slot.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     fn place_slots<const AUX: usize>(
         &mut self,
-        keys: &mut [u64],
-        values: &mut [u64],
+        (keys, values): (&mut [u64], &mut [Value]),
         old_keys: &[u64],
-        old_values: &[u64],
+        old_values: &[Value],
         from: usize,
         to: usize,
     ) -> Option<usize> {
-        if AUX == 1 {
-            return self.place_slots_paired(keys, values, old_keys, old_values, from, to);
-        }
-        for (i, &key) in (from..to).zip(&old_keys[from..to]) {
-            if key == 0 {
-                continue;
-            }
-            let old: [u32; AUX] = std::array::from_fn(|k| {
-                let src = i * AUX + k;
-                (old_values[src / 2] >> (32 * (src & 1))) as u32
-            });
-            if !self.place(keys, values, key, old) {
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    /// [`place_slots`](Self::place_slots) for tables of one value per
-    /// slot, where slots `2j` and `2j + 1` share value word `j`: the old
-    /// slots are read a pair at a time, with their word, so that a key's
-    /// value takes no index arithmetic or bounds check to read.
-    #[inline]
-    fn place_slots_paired(
-        &mut self,
-        keys: &mut [u64],
-        values: &mut [u64],
-        old_keys: &[u64],
-        old_values: &[u64],
-        from: usize,
-        to: usize,
-    ) -> Option<usize> {
-        const LOW: u64 = u32::MAX as u64;
-        // A local copy of the placing state, written back once at the end.
+        // A local copy of the placing state, written back once at the end
+        // (the loop keeps it in registers, not memory).
         let mut order = InOrder {
             free: self.free,
             last: self.last,
         };
-        let mut put = |key: u64, value: u64| order.place(keys, values, key, [value as u32]);
-        let stopped = 'placing: {
-            let mut i = from;
-            if i % 2 == 1 && i < to {
-                let key = old_keys[i];
-                if key != 0 && !put(key, old_values[i / 2] >> 32) {
-                    break 'placing Some(i);
-                }
-                i += 1;
+        let stopped = (from..to).zip(&old_keys[from..to]).find(|&(i, &key)| {
+            key != 0 && {
+                let old = std::array::from_fn(|k| u32::from_ne_bytes(old_values[i * AUX + k]));
+                !order.place::<AUX>(keys, values, key, old)
             }
-            let pairs = (to - i) / 2;
-            let words = &old_values[i / 2..i / 2 + pairs];
-            for (j, (pair, &word)) in old_keys[i..i + 2 * pairs]
-                .chunks_exact(2)
-                .zip(words)
-                .enumerate()
-            {
-                if pair[0] != 0 && !put(pair[0], word & LOW) {
-                    break 'placing Some(i + 2 * j);
-                }
-                if pair[1] != 0 && !put(pair[1], word >> 32) {
-                    break 'placing Some(i + 2 * j + 1);
-                }
-            }
-            i += 2 * pairs;
-            if i < to {
-                let key = old_keys[i];
-                if key != 0 && !put(key, old_values[i / 2] & LOW) {
-                    break 'placing Some(i);
-                }
-            }
-            None
-        };
+        });
         (self.free, self.last) = (order.free, order.last);
-        stopped
+        stopped.map(|(i, _)| i)
     }
+}
+
+/// A value's bytes in a table's value run, in native byte order.
+type Value = [u8; std::mem::size_of::<u32>()];
+
+/// The value run `run` (the words after a table's slots) as values: slot
+/// `i`'s value `k` is number `i * AUX + k`, two to a word (the bytes of
+/// `u32`s in native order, so that a run of slots' values is one run of
+/// bytes).
+#[inline]
+fn values_of(run: &[u64]) -> &[Value] {
+    run.as_bytes().as_chunks().0
+}
+
+/// [`values_of`] for writing.
+#[inline]
+fn values_of_mut(run: &mut [u64]) -> &mut [Value] {
+    run.as_mut_bytes().as_chunks_mut().0
 }
 
 /// The home slot of `key` in a table of `capacity` slots (multiply-shift).
 #[inline]
 fn home_in(key: u64, capacity: usize) -> usize {
     ((u128::from(key) * capacity as u128) >> 64) as usize
-}
-
-/// Moves the `u32` values at positions `from..to` of `run` (two to a
-/// word, the even position in the low half) one position on, to
-/// `from + 1..to + 1`: a word at a time where both its halves move, so a
-/// long run costs a shift and an or per two values (where the run's bytes
-/// are not its values in order: big-endian machines).
-#[cfg(any(test, target_endian = "big"))]
-#[inline]
-fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
-    const LOW: u64 = u32::MAX as u64;
-    let get = |run: &[u64], at: usize| run[at / 2] >> (32 * (at & 1)) & LOW;
-    let set = |run: &mut [u64], at: usize, value: u64| {
-        let shift = 32 * (at & 1);
-        run[at / 2] = (run[at / 2] & !(LOW << shift)) | (value << shift);
-    };
-    // Destinations `from + 1..=to`, highest first (each reads the one
-    // below it before that is overwritten).
-    let (lo, mut hi) = (from + 1, to);
-    if hi >= lo && hi % 2 == 0 {
-        set(run, hi, get(run, hi - 1));
-        hi -= 1;
-    }
-    // `hi` is odd: word `hi / 2` takes its low half's value up and the
-    // previous word's high half in.
-    if hi > lo {
-        // Words `top + 1 - words..=top`, lowest first, each carrying its
-        // old high half up to the next: one pass over a slice, with no
-        // bounds checks.
-        let (top, words) = (hi / 2, (hi - lo).div_ceil(2));
-        let (below, moved) = run[top - words..=top].split_at_mut(1);
-        let mut carry = below[0] >> 32;
-        for word in moved {
-            (*word, carry) = ((*word << 32) | carry, *word >> 32);
-        }
-        hi -= 2 * words;
-    }
-    if hi == lo {
-        set(run, hi, get(run, hi - 1));
-    }
 }
 
 /// Words of a table of `capacity` slots: the header, the slots, and with
@@ -1365,28 +1255,6 @@ mod tests {
                 (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
             };
             prop_assert_eq!(layout(&fresh), layout(&recycled));
-        }
-
-        /// Shifting packed values one position on moves each value up
-        /// and leaves the rest of the run alone, at any alignment.
-        #[test]
-        fn halves_shift_on_like_a_slice(
-            values in proptest::collection::vec(any::<u32>(), 2..40),
-            a in 0usize..40,
-            b in 0usize..40,
-        ) {
-            let n = values.len();
-            let (from, to) = (a.min(b) % (n - 1), a.max(b) % (n - 1));
-            let (from, to) = (from.min(to), from.max(to));
-            let mut packed = vec![0u64; n.div_ceil(2)];
-            for (i, &v) in values.iter().enumerate() {
-                packed[i / 2] |= u64::from(v) << (32 * (i & 1));
-            }
-            shift_halves_on(&mut packed, from, to);
-            let mut expected = values.clone();
-            expected.copy_within(from..to, from + 1);
-            let got: Vec<u32> = (0..n).map(|i| (packed[i / 2] >> (32 * (i & 1))) as u32).collect();
-            prop_assert_eq!(got, expected);
         }
 
         /// A table with values keeps each key's values through the
