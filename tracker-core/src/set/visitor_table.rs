@@ -356,11 +356,17 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         // home at or after ours, so it is at most as far (we stop), unless
         // it wrapped round the end (its home is after its slot: then it
         // is further, and we pass it).
+        // A lesser resident (an empty slot, 0, is one) is passed with one
+        // test besides the emptiness.
         for (slot, &resident) in (home..).zip(&self.words[1 + home..1 + capacity]) {
-            if resident == key {
-                return Ok(slot);
-            }
-            if resident == 0 || (resident > key && home_in(resident, capacity) <= slot) {
+            if resident >= key {
+                if resident == key {
+                    return Ok(slot);
+                }
+                if home_in(resident, capacity) <= slot {
+                    return Err(slot);
+                }
+            } else if resident == 0 {
                 return Err(slot);
             }
         }
