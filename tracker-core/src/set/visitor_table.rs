@@ -935,12 +935,23 @@ impl InOrder {
             free: self.free,
             last: self.last,
         };
-        let stopped = (from..to).zip(&old_keys[from..to]).find(|&(i, &key)| {
-            key != 0 && {
-                let old = std::array::from_fn(|k| u32::from_ne_bytes(old_values[i * AUX + k]));
-                !order.place::<AUX>(keys, values, key, old)
-            }
-        });
+        let slots = (from..to).zip(&old_keys[from..to]);
+        let stopped = if AUX == 0 {
+            slots
+                .filter(|&(_, &key)| key != 0)
+                .find(|&(_, &key)| !order.place::<AUX>(keys, values, key, [0; AUX]))
+        } else {
+            // Each slot's values beside its key, read with no index
+            // arithmetic or bounds check of their own.
+            slots
+                .zip(old_values[from * AUX..to * AUX].chunks_exact(AUX.max(1)))
+                .filter(|&((_, &key), _)| key != 0)
+                .find(|&((_, &key), old)| {
+                    let old = std::array::from_fn(|k| u32::from_ne_bytes(old[k]));
+                    !order.place::<AUX>(keys, values, key, old)
+                })
+                .map(|(slot, _)| slot)
+        };
         (self.free, self.last) = (order.free, order.last);
         stopped.map(|(i, _)| i)
     }
