@@ -9,7 +9,7 @@ use tracker_benches::baselines::{DashMapHashed, DistinctCounter, HashedMutexMap,
 use tracker_benches::counting_alloc::CountingAlloc;
 use tracker_benches::full_run;
 use tracker_benches::ratios::{human_count, markdown_table};
-use tracker_benches::workload::{Events, ZipfWorkload, uniform_pairs};
+use tracker_benches::workload::{Events, ZipfWorkload, spread_pairs, uniform_pairs};
 use tracker_core::Tracker;
 
 #[global_allocator]
@@ -19,6 +19,8 @@ static ALLOC: CountingAlloc = CountingAlloc::new();
 const TARGET_BYTES_PER_PAIR: f64 = 16.0;
 /// The target of the issue, naive bytes over ours on the Zipf workload.
 const TARGET_ZIPF_RATIO: f64 = 5.0;
+/// The spread row's largest page over its smallest.
+const SPREAD: f64 = 4.0;
 
 /// What building one structure from one stream cost.
 struct Measured {
@@ -113,6 +115,18 @@ fn main() {
         eprintln!("measuring {label} (events hold {} B)", events.heap_bytes());
         runs.push((label, measure_all(&events)));
     }
+    // The target's shape with page sizes spread over several growth steps
+    // (every page of the uniform rows holds the same number, which sits at
+    // one point of the growth cycle).
+    let spread_total = uniform_sizes[uniform_sizes.len() - 1];
+    let events = spread_pairs(uniform_pages, spread_total, SPREAD, 0x5E30_0001);
+    let spread_label = format!(
+        "spread {} pairs / {} pages (sizes x{SPREAD} apart)",
+        human_count(spread_total),
+        human_count(uniform_pages)
+    );
+    eprintln!("measuring {spread_label}");
+    runs.push((spread_label, measure_all(&events)));
     let zipf = ZipfWorkload::generate(zipf_pages, zipf_visitors, zipf_events, 1.0, 0x7EAC_0001);
     let zipf_label = format!(
         "Zipf {} events / {} pages / {} visitors",
@@ -187,6 +201,17 @@ fn main() {
                 "met"
             } else {
                 "NOT met"
+            }
+        );
+        let spread = &runs[runs.len() - 2].1[0];
+        println!(
+            "Same shape, page sizes spread x{SPREAD} (the average over the growth cycle): \
+             {:.2} B/pair -> {}",
+            per_pair(spread.live, spread.pairs),
+            if per_pair(spread.live, spread.pairs) <= TARGET_BYTES_PER_PAIR {
+                "within the target"
+            } else {
+                "over the target"
             }
         );
         let zipf = &runs[runs.len() - 1].1;

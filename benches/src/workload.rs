@@ -295,6 +295,41 @@ pub fn uniform_pairs(pages: usize, pairs: usize, seed: u64) -> Events {
     stream
 }
 
+/// Like [`uniform_pairs`], but the pages' visitor counts spread evenly on
+/// a log scale over a factor of `spread` (page `p` gets a share growing as
+/// `spread^(p / pages)`, so at 1M pairs over 1k pages and a spread of 4,
+/// 462 to 1,848 visitors a page, 1,000 on average). Tables grow by
+/// constant factors, so a page size at one step's end holds them near the
+/// maximum load and one just past it near the minimum: with sizes spread
+/// over several steps, bytes per pair are the honest average over the
+/// growth cycle, not the luck of where one size falls.
+pub fn spread_pairs(pages: usize, pairs: usize, spread: f64, seed: u64) -> Events {
+    let mut rng = SplitMix64::new(seed);
+    let urls: Vec<String> = (0..pages).map(page_url).collect();
+    let weights: Vec<f64> = (0..pages)
+        .map(|p| spread.powf((p as f64 + 0.5) / pages as f64))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    // Page of each pair: cumulative shares, rounded, so the sizes sum to
+    // `pairs` exactly.
+    let mut page_of = Vec::with_capacity(pairs);
+    let mut cumulative = 0.0;
+    for (page, w) in weights.iter().enumerate() {
+        cumulative += w;
+        let end = ((cumulative / total) * pairs as f64).round() as usize;
+        page_of.resize(end.min(pairs).max(page_of.len()), page as u32);
+    }
+    page_of.resize(pairs, (pages - 1) as u32);
+    let mut order: Vec<u32> = (0..pairs as u32).collect();
+    rng.shuffle(&mut order);
+    let mut stream = Events::with_capacity(pairs, 100);
+    for i in order {
+        let i = i as usize;
+        stream.push(&visitor_id(i), &urls[page_of[i] as usize]);
+    }
+    stream
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,9 +61,10 @@
 //!   bucket, or where its buckets are) plus an 8-byte count (and, once a
 //!   visitor of the page is seen in a second bucket, a 48-byte boxed
 //!   record holding the table and the page's arena); the table is filled
-//!   completely up to 8 slots and kept 75–94% full from 48 slots on (it
-//!   grows by 1.25x, up to 15/16 full; below 32 slots it doubles):
-//!   12.8–16 bytes per visitor there, up to twice that in small tables;
+//!   completely up to 8 slots and kept 68–94% full from 48 slots on (it
+//!   grows by 1.375x, up to 15/16 full; below 32 slots it doubles):
+//!   12.8–17.6 bytes per visitor there (15.1 on average over the growth
+//!   cycle), up to twice that in small tables;
 //! - the arena holds, for each visitor seen in more than one bucket, a
 //!   sorted run of its buckets (`len, room, bucket...`, 4 bytes each):
 //!   nothing for a visitor seen in one bucket; its second bucket moves it
@@ -81,7 +82,7 @@
 //! - each stripe keeps the buffers its tables (timed ones too, with a
 //!   TTL) grew out of for its next growths to reuse (at most 8 of one
 //!   size, none over 4 KiB, and at most a byte per pair `pairs_s` the
-//!   stripe holds, up to 32 KiB in all with its 1.7 KiB of slots, when it
+//!   stripe holds, up to 32 KiB in all with its 1.4 KiB of slots, when it
 //!   keeps one): at most 32 KiB ·
 //!   stripes for the tracker (256 KiB at the default 8 stripes of 2
 //!   cores), counted here, and
@@ -97,7 +98,7 @@
 //!       + Σ sketched pages  (24 + 8,288·generations),  generations ≤ 9
 //! ```
 //!
-//! - 16 bytes per slot (17.1–21.3 per visitor), a 72-byte boxed record
+//! - 16 bytes per slot (17.1–23.5 per visitor), a 72-byte boxed record
 //!   (the table's arena and expiry horizon), the table's 24-byte header
 //!   (its count, and its thin handle's length and capacity), and the
 //!   horizon's list of the oldest ticks: at most one 8-byte entry per
@@ -124,8 +125,8 @@
 //! [`MemoryPolicy`] acts:
 //!
 //! - `Sketch` (default): the largest exact sets (those of at least twice a
-//!   sketch's 8,304 bytes, 16,608 bytes: 1,384 slots, about 1,040–1,300
-//!   visitors at the table's 75–94% fill; with a TTL, twice the most
+//!   sketch's 8,304 bytes, 16,608 bytes: 1,384 slots, about 940–1,300
+//!   visitors at the table's 68–94% fill; with a TTL, twice the most
 //!   generations a sketch takes) become sketches, largest first; their pages keep
 //!   counting, as estimates with a relative standard error of 0.727%
 //!   ([`Distinct::relative_error`]). The switch adds every hash the set

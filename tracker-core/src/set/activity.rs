@@ -215,7 +215,7 @@ impl Runs {
     }
 
     /// The capacity the arena grows to for `needed` more words: by a
-    /// quarter at least, as the visitor tables do.
+    /// quarter at least.
     fn grown_capacity(&self, needed: usize) -> usize {
         let capacity = self.arena.capacity();
         (self.arena.len() + needed).max(capacity + capacity / 4)

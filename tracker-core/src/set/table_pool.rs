@@ -4,7 +4,7 @@
 //!
 //! # Why
 //!
-//! A page's table grows in steps of 1.25x (2x while small; see
+//! A page's table grows in steps of 1.375x (2x while small; see
 //! `visitor_table.rs`): each
 //! step allocates the next size and frees the old buffer. On a tracker
 //! shared by threads, the thread that frees a table is whichever records
@@ -46,7 +46,7 @@
 //!   holds when a buffer is kept (so a small tracker pools little: the
 //!   memory bench's 100k pairs over 1k pages took 16% more bytes per
 //!   pair with 32 KiB per stripe), and at most [`POOL_BYTES`] bytes per
-//!   stripe, the pool's slots included (1,688 bytes, allocated when
+//!   stripe, the pool's slots included (1,432 bytes, allocated when
 //!   it keeps its first buffer): `32 KiB · stripes` for a tracker (256
 //!   KiB at the default 8 stripes of 2 cores).
 //! - **Cheap**: a class is found from a buffer's length through a table
@@ -73,12 +73,12 @@ use crate::set::visitor_table::{MIN_CAPACITY, TableWords, next_capacity};
 
 /// Most buffers of one length a pool keeps.
 pub(crate) const PER_SIZE: usize = 8;
-/// Largest buffer a pool keeps, in bytes: a table of up to 282 slots
-/// (255 timed).
+/// Largest buffer a pool keeps, in bytes: a table of up to 316 slots
+/// on the growth path (231 timed).
 pub(crate) const LARGEST: usize = 4096;
 /// Most bytes a pool holds, its buffers and its slots together; and a
 /// pool keeps a buffer only while it then holds at most a byte per pair
-/// its stripe holds (less than a tenth of the tables' 12.8-16 bytes per
+/// its stripe holds (less than a tenth of the tables' 12.8-17.6 bytes per
 /// pair), so that a small tracker does not carry 32 KiB per stripe.
 pub(crate) const POOL_BYTES: usize = 32 * 1024;
 
@@ -316,19 +316,19 @@ mod tests {
         assert!(PLAIN.is_sorted());
         let last = PLAIN[CLASSES - 1];
         assert!(last * 8 <= LARGEST);
-        assert_eq!(CLASSES, 13);
+        assert_eq!(CLASSES, 11);
         // The module docs quote it: the plain kind's slots and a tag.
-        assert_eq!(SLOTS_BYTES, 1_688);
+        assert_eq!(SLOTS_BYTES, 1_432);
         assert_eq!(<Box<[u64]>>::class_of(last), Some(CLASSES - 1));
         assert_eq!(<Box<[u64]>>::class_of(last + 1), None);
         assert_eq!(<Box<[u64]>>::class_of(LARGEST / 8 + 1), None);
-        // Timed: 3 to 226 slots; the next (282) is past the largest.
+        // Timed: 3 to 231 slots; the next (316) is past the largest.
         let timed = class_count(2);
-        assert_eq!(timed, 12);
+        assert_eq!(timed, 10);
         assert!(TIMED[..timed].is_sorted());
-        assert_eq!(TIMED[timed - 1], words_for::<2>(226));
+        assert_eq!(TIMED[timed - 1], words_for::<2>(231));
         assert_eq!(<ThinVec<u64>>::class_of(TIMED[timed - 1]), Some(timed - 1));
-        assert_eq!(<ThinVec<u64>>::class_of(words_for::<2>(282)), None);
+        assert_eq!(<ThinVec<u64>>::class_of(words_for::<2>(316)), None);
         assert_eq!(<ThinVec<u64>>::class_of(0), None);
     }
 

@@ -5,10 +5,11 @@
 //! them as they are (identity hashing) and maps a key to its home slot with
 //! a multiply-shift ("fast range": `(key * capacity) >> 64`) instead of a
 //! mask. That lets the capacity be any number, so the table can grow by
-//! x1.25 instead of x2 (from 48 slots on; see `next_capacity`), which
+//! x1.375 instead of x2 (from 48 slots on; see `next_capacity`), which
 //! keeps the average load, and so the memory per visitor, high: between
-//! `8 / MAX_LOAD` and `8 * GROWTH / MAX_LOAD` bytes (9.1 to 11.4), plus
-//! one 8-byte count per table.
+//! `8 / MAX_LOAD` and `8 * GROWTH / MAX_LOAD` bytes a key (8.5 to 11.7;
+//! with one 4-byte value a slot, 12.8 to 17.6), plus one 8-byte count per
+//! table.
 //!
 //! Robin Hood ordering (a key never sits further from its home than the key
 //! it passed) lets a lookup for an absent key stop early, so inserting a new
@@ -24,6 +25,7 @@
 use std::ops::DerefMut;
 
 use thin_vec::ThinVec;
+use zerocopy::IntoBytes;
 
 /// The most table slots one sweep step visits (a few hundred
 /// microseconds of work): a table up to this size is rebuilt whole when
@@ -117,8 +119,8 @@ pub(crate) enum TableInsert {
 ///
 /// One allocation holds everything: `[len | capacity << 32, slot 0, slot 1,
 /// ..., values...]`, the values after the slots, each slot's `AUX` values
-/// side by side (slot `i`'s value `k` is `u32` number `i * AUX + k`),
-/// packed two to a word. The handle is a single boxed slice, 16 bytes,
+/// side by side (slot `i`'s value `k` is `u32` number `i * AUX + k`, in
+/// native byte order: see `values_of`), two to a word. The handle is a single boxed slice, 16 bytes,
 /// which keeps a page's visitor set, and so its page record, small. Keys
 /// and values sit in separate runs so that probing reads only keys; a
 /// slot's values sharing one word means a revisit of a timed pair reads
@@ -257,9 +259,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// that know it: it is not read again).
     #[inline]
     fn value_in(&self, capacity: usize, i: usize, k: usize) -> u32 {
-        let at = i * AUX + k;
-        let word = self.words[1 + capacity + at / 2];
-        (word >> (32 * (at & 1))) as u32
+        u32::from_ne_bytes(values_of(&self.words[1 + capacity..])[i * AUX + k])
     }
 
     /// Sets value `k` of slot `i`.
@@ -271,10 +271,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`set_value`](Self::set_value) in this table of `capacity` slots.
     #[inline]
     fn set_value_in(&mut self, capacity: usize, i: usize, k: usize, value: u32) {
-        let at = i * AUX + k;
-        let shift = 32 * (at & 1);
-        let word = &mut self.words[1 + capacity + at / 2];
-        *word = (*word & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
+        values_of_mut(&mut self.words[1 + capacity..])[i * AUX + k] = value.to_ne_bytes();
     }
 
     fn values(&self, i: usize) -> [u32; AUX] {
@@ -359,11 +356,17 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         // home at or after ours, so it is at most as far (we stop), unless
         // it wrapped round the end (its home is after its slot: then it
         // is further, and we pass it).
+        // A lesser resident (an empty slot, 0, is one) is passed with one
+        // test besides the emptiness.
         for (slot, &resident) in (home..).zip(&self.words[1 + home..1 + capacity]) {
-            if resident == key {
-                return Ok(slot);
-            }
-            if resident == 0 || (resident > key && home_in(resident, capacity) <= slot) {
+            if resident >= key {
+                if resident == key {
+                    return Ok(slot);
+                }
+                if home_in(resident, capacity) <= slot {
+                    return Err(slot);
+                }
+            } else if resident == 0 {
                 return Err(slot);
             }
         }
@@ -499,6 +502,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         entries.sort_unstable_by_key(|&(key, _)| key);
         let capacity = self.capacity();
         let (keys, values) = self.words[1..].split_at_mut(capacity);
+        let values = values_of_mut(values);
         let mut order = InOrder::default();
         let placed = entries
             .iter()
@@ -576,19 +580,12 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         self.words.copy_within(1 + from..1 + to, 2 + from);
         if AUX > 0 {
             let capacity = self.capacity();
-            let run = &mut self.words[1 + capacity..];
-            if AUX.is_multiple_of(2) {
-                // A slot's values fill whole words: move them as words.
-                let per = AUX / 2;
-                run.copy_within(from * per..to * per, (from + 1) * per);
-            } else {
-                // Slot `i`'s values are `u32`s `i * AUX..(i + 1) * AUX`: AUX
-                // passes of one position each move them a slot on (the
-                // passes overwrite only slot `to`, the empty one).
-                for k in 0..AUX {
-                    shift_halves_on(run, from * AUX + k, to * AUX + k);
-                }
-            }
+            // Slot `i`'s values are the run's `u32`s `i * AUX..(i + 1) *
+            // AUX`: they move a slot on as one `memmove` of bytes (a loop
+            // over packed words cost about 130 instructions an insert near
+            // the maximum load, the `memmove` a few dozen).
+            values_of_mut(&mut self.words[1 + capacity..])
+                .copy_within(from * AUX..to * AUX, (from + 1) * AUX);
         }
     }
 
@@ -640,8 +637,10 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         });
         let old = std::mem::replace(self, fresh);
         let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
+        let old_values = values_of(old_values);
         let capacity = self.capacity();
         let (keys, values) = self.words[1..].split_at_mut(capacity);
+        let values = values_of_mut(values);
         // The old slots of key-order numbers `from..to`, in order.
         let slots = |from: usize, to: usize| {
             let (a, b) = (from + wrapped, to + wrapped);
@@ -661,7 +660,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         'placing: {
             for (from, to) in slots(0, new_at) {
                 if let Some(i) =
-                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
+                    order.place_slots::<AUX>((keys, values), old_keys, old_values, from, to)
                 {
                     stopped = order_of(i);
                     break 'placing;
@@ -676,7 +675,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             }
             for (from, to) in slots(new_at, old_capacity) {
                 if let Some(i) =
-                    order.place_slots::<AUX>(keys, values, old_keys, old_values, from, to)
+                    order.place_slots::<AUX>((keys, values), old_keys, old_values, from, to)
                 {
                     stopped = order_of(i);
                     break 'placing;
@@ -841,11 +840,8 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`is_occupied`](Self::is_occupied).
     pub(crate) fn value_run(&self, k: usize) -> impl Iterator<Item = u32> + '_ {
         let capacity = self.capacity();
-        let run = &self.words[1 + capacity..];
-        (0..capacity).map(move |i| {
-            let at = i * AUX + k;
-            (run[at / 2] >> (32 * (at & 1))) as u32
-        })
+        let run = values_of(&self.words[1 + capacity..]);
+        (0..capacity).map(move |i| u32::from_ne_bytes(run[i * AUX + k]))
     }
 
     /// Whether slot `i` holds a key.
@@ -897,14 +893,14 @@ struct InOrder {
 
 impl InOrder {
     /// Places `key` with `from` (its values) at its home in the table of
-    /// `keys` and `values` (its packed values), or just past the last key
+    /// `keys` and `values` (its value run), or just past the last key
     /// placed; false, placing nothing, if `key` is not greater than that
     /// one or would run off the end.
     #[inline]
     fn place<const AUX: usize>(
         &mut self,
         keys: &mut [u64],
-        values: &mut [u64],
+        values: &mut [Value],
         key: u64,
         from: [u32; AUX],
     ) -> bool {
@@ -914,145 +910,75 @@ impl InOrder {
         }
         keys[at] = key;
         for (k, value) in from.into_iter().enumerate() {
-            let to = at * AUX + k;
-            values[to / 2] |= u64::from(value) << (32 * (to & 1));
+            values[at * AUX + k] = value.to_ne_bytes();
         }
         (self.free, self.last) = (at + 1, key);
         true
     }
 
-    /// Places the keys of `old_keys[from..to]` (with their values, packed
-    /// in `old_values` as in a table) in order, as [`place`](Self::place)
-    /// does; stops at the first it cannot place and returns its slot.
+    /// Places the keys of `old_keys[from..to]` (with their values, in the
+    /// value run `old_values` of their table) in order, as
+    /// [`place`](Self::place) does; stops at the first it cannot place and
+    /// returns its slot.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     fn place_slots<const AUX: usize>(
         &mut self,
-        keys: &mut [u64],
-        values: &mut [u64],
+        (keys, values): (&mut [u64], &mut [Value]),
         old_keys: &[u64],
-        old_values: &[u64],
+        old_values: &[Value],
         from: usize,
         to: usize,
     ) -> Option<usize> {
-        if AUX == 1 {
-            return self.place_slots_paired(keys, values, old_keys, old_values, from, to);
-        }
-        for (i, &key) in (from..to).zip(&old_keys[from..to]) {
-            if key == 0 {
-                continue;
-            }
-            let old: [u32; AUX] = std::array::from_fn(|k| {
-                let src = i * AUX + k;
-                (old_values[src / 2] >> (32 * (src & 1))) as u32
-            });
-            if !self.place(keys, values, key, old) {
-                return Some(i);
-            }
-        }
-        None
-    }
-
-    /// [`place_slots`](Self::place_slots) for tables of one value per
-    /// slot, where slots `2j` and `2j + 1` share value word `j`: the old
-    /// slots are read a pair at a time, with their word, so that a key's
-    /// value takes no index arithmetic or bounds check to read.
-    #[inline]
-    fn place_slots_paired(
-        &mut self,
-        keys: &mut [u64],
-        values: &mut [u64],
-        old_keys: &[u64],
-        old_values: &[u64],
-        from: usize,
-        to: usize,
-    ) -> Option<usize> {
-        const LOW: u64 = u32::MAX as u64;
-        // A local copy of the placing state, written back once at the end.
+        // A local copy of the placing state, written back once at the end
+        // (the loop keeps it in registers, not memory).
         let mut order = InOrder {
             free: self.free,
             last: self.last,
         };
-        let mut put = |key: u64, value: u64| order.place(keys, values, key, [value as u32]);
-        let stopped = 'placing: {
-            let mut i = from;
-            if i % 2 == 1 && i < to {
-                let key = old_keys[i];
-                if key != 0 && !put(key, old_values[i / 2] >> 32) {
-                    break 'placing Some(i);
-                }
-                i += 1;
-            }
-            let pairs = (to - i) / 2;
-            let words = &old_values[i / 2..i / 2 + pairs];
-            for (j, (pair, &word)) in old_keys[i..i + 2 * pairs]
-                .chunks_exact(2)
-                .zip(words)
-                .enumerate()
-            {
-                if pair[0] != 0 && !put(pair[0], word & LOW) {
-                    break 'placing Some(i + 2 * j);
-                }
-                if pair[1] != 0 && !put(pair[1], word >> 32) {
-                    break 'placing Some(i + 2 * j + 1);
-                }
-            }
-            i += 2 * pairs;
-            if i < to {
-                let key = old_keys[i];
-                if key != 0 && !put(key, old_values[i / 2] & LOW) {
-                    break 'placing Some(i);
-                }
-            }
-            None
+        let slots = (from..to).zip(&old_keys[from..to]);
+        let stopped = if AUX == 0 {
+            slots
+                .filter(|&(_, &key)| key != 0)
+                .find(|&(_, &key)| !order.place::<AUX>(keys, values, key, [0; AUX]))
+        } else {
+            // Each slot's values beside its key, read with no index
+            // arithmetic or bounds check of their own.
+            slots
+                .zip(old_values[from * AUX..to * AUX].chunks_exact(AUX.max(1)))
+                .filter(|&((_, &key), _)| key != 0)
+                .find(|&((_, &key), old)| {
+                    let old = std::array::from_fn(|k| u32::from_ne_bytes(old[k]));
+                    !order.place::<AUX>(keys, values, key, old)
+                })
+                .map(|(slot, _)| slot)
         };
         (self.free, self.last) = (order.free, order.last);
-        stopped
+        stopped.map(|(i, _)| i)
     }
+}
+
+/// A value's bytes in a table's value run, in native byte order.
+type Value = [u8; std::mem::size_of::<u32>()];
+
+/// The value run `run` (the words after a table's slots) as values: slot
+/// `i`'s value `k` is number `i * AUX + k`, two to a word (the bytes of
+/// `u32`s in native order, so that a run of slots' values is one run of
+/// bytes).
+#[inline]
+fn values_of(run: &[u64]) -> &[Value] {
+    run.as_bytes().as_chunks().0
+}
+
+/// [`values_of`] for writing.
+#[inline]
+fn values_of_mut(run: &mut [u64]) -> &mut [Value] {
+    run.as_mut_bytes().as_chunks_mut().0
 }
 
 /// The home slot of `key` in a table of `capacity` slots (multiply-shift).
 #[inline]
 fn home_in(key: u64, capacity: usize) -> usize {
     ((u128::from(key) * capacity as u128) >> 64) as usize
-}
-
-/// Moves the `u32` values at positions `from..to` of `run` (two to a
-/// word, the even position in the low half) one position on, to
-/// `from + 1..to + 1`: a word at a time where both its halves move, so a
-/// long run costs a shift and an or per two values.
-#[inline]
-fn shift_halves_on(run: &mut [u64], from: usize, to: usize) {
-    const LOW: u64 = u32::MAX as u64;
-    let get = |run: &[u64], at: usize| run[at / 2] >> (32 * (at & 1)) & LOW;
-    let set = |run: &mut [u64], at: usize, value: u64| {
-        let shift = 32 * (at & 1);
-        run[at / 2] = (run[at / 2] & !(LOW << shift)) | (value << shift);
-    };
-    // Destinations `from + 1..=to`, highest first (each reads the one
-    // below it before that is overwritten).
-    let (lo, mut hi) = (from + 1, to);
-    if hi >= lo && hi % 2 == 0 {
-        set(run, hi, get(run, hi - 1));
-        hi -= 1;
-    }
-    // `hi` is odd: word `hi / 2` takes its low half's value up and the
-    // previous word's high half in.
-    if hi > lo {
-        // Words `top + 1 - words..=top`, lowest first, each carrying its
-        // old high half up to the next: one pass over a slice, with no
-        // bounds checks.
-        let (top, words) = (hi / 2, (hi - lo).div_ceil(2));
-        let (below, moved) = run[top - words..=top].split_at_mut(1);
-        let mut carry = below[0] >> 32;
-        for word in moved {
-            (*word, carry) = ((*word << 32) | carry, *word >> 32);
-        }
-        hi -= 2 * words;
-    }
-    if hi == lo {
-        set(run, hi, get(run, hi - 1));
-    }
 }
 
 /// Words of a table of `capacity` slots: the header, the slots, and with
@@ -1079,26 +1005,37 @@ fn fits(len: usize, capacity: usize) -> bool {
     }
 }
 
-/// Grows by a quarter: growing costs a rehash of every key, four per key
-/// over a table's life instead of two at x1.5, but the table then stays
-/// between 70% and 87.5% full, which saves about a tenth of the memory.
-/// Below [`DOUBLE_BELOW`] slots it doubles instead: a small table's growth
-/// costs mostly its fixed part (a buffer, the pool, the budget), and
-/// most pages are small, so quarter steps there (3, 4, 5, ... 27) made
-/// half of all growths for a few slack slots per page.
+/// Grows by three eighths (x1.375): a growth moves every key, about
+/// `1 / (GROWTH - 1)` moves per key over a table's life (2.7 here, 4 at
+/// x1.25, 2 at x1.5), and a table just grown is `MAX_LOAD / GROWTH`
+/// full (68% here) and fills up to `MAX_LOAD`, so a larger step costs
+/// memory: averaged over the growth cycle, `12 (GROWTH - 1) / (MAX_LOAD
+/// ln GROWTH)` bytes a pair for a plain table's 12-byte slots (14.3 at
+/// x1.25, 15.1 here, 15.8 at x1.5). With the pages' own bytes on top,
+/// x1.375 keeps that average half a byte under the 16 B a pair target
+/// (the memory bench's row of page sizes spread over several steps:
+/// 15.46 B; 16.17 at x1.5), and takes 6% fewer instructions per event
+/// than x1.25 in the batch bench (`docs/BENCHMARKS.md`, "Growth by three
+/// eighths"). Below [`DOUBLE_BELOW`] slots it doubles
+/// instead: a small table's growth costs mostly its fixed part (a buffer,
+/// the pool, the budget), and most pages are small, so small steps there
+/// (3, 4, 5, ... 27) made half of all growths for a few slack slots per
+/// page.
 pub(crate) const fn next_capacity(capacity: usize) -> usize {
     if capacity < DOUBLE_BELOW {
         2 * capacity
     } else {
-        capacity + capacity / 4
+        capacity + capacity / 4 + capacity / 8
     }
 }
 
-/// The capacity below which tables double (3, 6, 12, 24, 48, then
-/// quarter steps). On the batch bench's Zipf stream this halves the
-/// number of growths for about 6% more table memory there; at 1,000
-/// visitors a page (the memory target's shape) the path still ends in a
-/// step of a quarter.
+/// The capacity below which tables double (3, 6, 12, 24, 48, then steps
+/// of x1.375: 66, 90, 123, ...). On the batch bench's Zipf stream this
+/// halved the number of growths for about 6% more table memory there; at
+/// 1,000 visitors a page (the memory target's shape) the path still ends
+/// in a step of x1.375. Doubling up to 128 slots as well saved only 2%
+/// of the batch's instructions and took the memory bench's 100k pairs
+/// over 1k pages (100 a page) from 16.4 to 25.5 B a pair.
 const DOUBLE_BELOW: usize = 32;
 
 #[cfg(test)]
@@ -1161,7 +1098,7 @@ mod tests {
     }
 
     #[test]
-    fn grows_by_a_quarter_and_stays_under_max_load() {
+    fn grows_in_steps_and_stays_under_max_load() {
         let mut t = VisitorTable::<0>::with_capacity(MIN_CAPACITY);
         for i in 0..100_000 {
             assert!(t.insert_growing(mix(i), []));
@@ -1169,7 +1106,8 @@ mod tests {
         }
         assert_eq!(t.len(), 100_000);
         let bytes_per_key = t.heap_bytes() as f64 / t.len() as f64;
-        assert!(bytes_per_key < 8.0 * 1.25 * 8.0 / 7.0, "{bytes_per_key}");
+        // 8 bytes a key at most `MAX_LOAD / GROWTH` full.
+        assert!(bytes_per_key < 8.0 * 1.375 * 16.0 / 15.0, "{bytes_per_key}");
         for i in 0..100_000 {
             assert!(t.contains(mix(i)));
             assert!(!t.insert_growing(mix(i), []));
@@ -1347,28 +1285,6 @@ mod tests {
                 (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
             };
             prop_assert_eq!(layout(&fresh), layout(&recycled));
-        }
-
-        /// Shifting packed values one position on moves each value up
-        /// and leaves the rest of the run alone, at any alignment.
-        #[test]
-        fn halves_shift_on_like_a_slice(
-            values in proptest::collection::vec(any::<u32>(), 2..40),
-            a in 0usize..40,
-            b in 0usize..40,
-        ) {
-            let n = values.len();
-            let (from, to) = (a.min(b) % (n - 1), a.max(b) % (n - 1));
-            let (from, to) = (from.min(to), from.max(to));
-            let mut packed = vec![0u64; n.div_ceil(2)];
-            for (i, &v) in values.iter().enumerate() {
-                packed[i / 2] |= u64::from(v) << (32 * (i & 1));
-            }
-            shift_halves_on(&mut packed, from, to);
-            let mut expected = values.clone();
-            expected.copy_within(from..to, from + 1);
-            let got: Vec<u32> = (0..n).map(|i| (packed[i / 2] >> (32 * (i & 1))) as u32).collect();
-            prop_assert_eq!(got, expected);
         }
 
         /// A table with values keeps each key's values through the
