@@ -37,9 +37,9 @@
 //!   growth), before the thread sleeps: a futex sleep and wake-up cost
 //!   more than either.
 //! - `distinct` does the same with read locks: the same prefetches of the
-//!   lock line and the bucket before the lock, one probe (the set's header
-//!   asked for before the URL compare), a second after canonicalising
-//!   only on a miss.
+//!   lock line and the bucket before the lock, one probe (what the count
+//!   reads outside the page record asked for before the URL compare), a
+//!   second after canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
 //!   events on pages it already stores: all their lookups, then a
 //!   prefetch of each insert's slots, then all their inserts, each at the
@@ -1360,11 +1360,11 @@ impl Stripe {
         url_hash: u64,
         f: impl FnOnce(&Page) -> R,
     ) -> Option<R> {
-        // Every caller reads the set (a count reads a table's header): its
-        // first line is asked for before the URL is compared, so that the
-        // two misses overlap instead of following each other.
+        // Every caller reads the set: what a count reads outside the record
+        // is asked for before the URL is compared, so that the two misses
+        // overlap instead of following each other.
         let same = |p: &Page| {
-            p.visitors.prefetch_header();
+            p.visitors.prefetch_count();
             *p.url == *url
         };
         self.pages.find(url_hash, same).map(f)
