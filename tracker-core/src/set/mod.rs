@@ -1148,9 +1148,11 @@ fn split_count(len: usize) -> (u8, u16) {
 /// Counts the pair a `Table` form's table just added.
 #[inline]
 fn count_one_more(high: &mut u8, low: &mut u16) {
-    let count = age(*high, *low);
-    if count < MAX_COUNTED {
-        (*high, *low) = split_age(count + 1);
+    // A compare and an add on the common path; at `MAX_COUNTED` it stays.
+    if *low != u16::MAX {
+        *low += 1;
+    } else if *high != u8::MAX {
+        (*high, *low) = (*high + 1, 0);
     }
 }
 
