@@ -1354,6 +1354,7 @@ impl Stripe {
     }
 
     /// `f` of the page, or `None` if the stripe does not have it.
+    #[inline]
     pub(crate) fn with_page<R>(
         &self,
         url: &str,
