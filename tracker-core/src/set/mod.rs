@@ -67,8 +67,9 @@ pub(crate) enum VisitorSet {
     /// miss on, after its record's and its URL's).
     Table(u8, u16, u32, VisitorTable<1>),
     /// The same once a pair was seen in a second bucket: the table boxed
-    /// with the page's arena of runs.
-    TableRuns(u32, Box<WordTable<1>>),
+    /// with the page's arena of runs (its count beside it as in `Table`:
+    /// the box then holds nothing a count reads).
+    TableRuns(u8, u16, u32, Box<WordTable<1>>),
     /// Hashes with their latest ticks and activity words (with a TTL),
     /// and the table's capacity as its last insert saw it (0 above
     /// `u16::MAX`; in the record's spare bytes): see
@@ -332,7 +333,7 @@ impl VisitorSet {
                 table,
                 runs: &NO_RUNS,
             }),
-            VisitorSet::TableRuns(_, table) => Some(table.words()),
+            VisitorSet::TableRuns(.., table) => Some(table.words()),
             _ => None,
         }
     }
@@ -353,7 +354,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(_, _, last, _)
-            | VisitorSet::TableRuns(last, _)
+            | VisitorSet::TableRuns(_, _, last, _)
             | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => *last,
@@ -366,7 +367,7 @@ impl VisitorSet {
     pub(crate) fn prefetch(&self, hash: u64) {
         match self {
             VisitorSet::Table(.., table) => table.prefetch(hash),
-            VisitorSet::TableRuns(_, table) => table.table.prefetch(hash),
+            VisitorSet::TableRuns(.., table) => table.table.prefetch(hash),
             VisitorSet::Timed(_, _, table) => table.prefetch(hash),
             _ => {}
         }
@@ -393,22 +394,22 @@ impl VisitorSet {
     pub(crate) fn prefetch_header(&self) {
         match self {
             VisitorSet::Table(.., table) => table.prefetch_header(),
-            VisitorSet::TableRuns(_, table) => table.table.prefetch_header(),
+            VisitorSet::TableRuns(.., table) => table.table.prefetch_header(),
             VisitorSet::Timed(_, _, table) => table.prefetch_header(),
             _ => {}
         }
     }
 
     /// Prefetches the line [`count`](Self::count) reads first outside the
-    /// page record: none for an inline set or a plain table (its count is
-    /// beside it), a sketch's box, another table's header.
+    /// page record: none for an inline set or an untimed table (its count
+    /// is beside it), a sketch's box, a timed table's header.
     #[inline]
     pub(crate) fn prefetch_count(&self) {
         match self {
-            VisitorSet::Inline(..) | VisitorSet::Table(..) => {}
+            VisitorSet::Inline(..) | VisitorSet::Table(..) | VisitorSet::TableRuns(..) => {}
             VisitorSet::Sketch(_, sketched) => crate::prefetch::prefetch(&**sketched),
             VisitorSet::TimedSketch(_, sketch) => crate::prefetch::prefetch(&**sketch),
-            VisitorSet::TableRuns(..) | VisitorSet::Timed(..) => self.prefetch_header(),
+            VisitorSet::Timed(..) => self.prefetch_header(),
         }
     }
 
@@ -436,7 +437,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(..) => {}
             VisitorSet::Table(_, _, last, _)
-            | VisitorSet::TableRuns(last, _)
+            | VisitorSet::TableRuns(_, _, last, _)
             | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
@@ -456,7 +457,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(high, low, _, table) => counted(*high, *low, table),
-            VisitorSet::TableRuns(_, table) => table.len(),
+            VisitorSet::TableRuns(high, low, _, table) => counted(*high, *low, &table.table),
             VisitorSet::Timed(_, _, table) => table.stored(),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
@@ -663,13 +664,16 @@ impl VisitorSet {
                     0
                 })
             }
-            (VisitorSet::TableRuns(_, table), None) if oldest_bucket > 0 => {
+            (VisitorSet::TableRuns(high, low, _, table), None) if oldest_bucket > 0 => {
                 let slots = table.table.capacity();
                 if slots <= STEP_SLOTS {
-                    return whole(table.retain(oldest_bucket, |_, _| true), slots);
+                    let pairs = table.retain(oldest_bucket, |_, _| true);
+                    (*high, *low) = split_count(table.len());
+                    return whole(pairs, slots);
                 }
                 let (pairs, next) =
                     table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
+                (*high, *low) = split_count(table.len());
                 Dropped::of_step(pairs, from, next, slots, || {
                     table.finish_pass(STEP_SLOTS, reserve)
                 })
@@ -767,7 +771,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Inline(..) => 0,
             VisitorSet::Table(.., table) => table.heap_bytes(),
-            VisitorSet::TableRuns(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
+            VisitorSet::TableRuns(.., table) => WORD_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, _, table) => table.heap_bytes(),
             VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
@@ -803,8 +807,12 @@ impl VisitorSet {
                     was: 0,
                 },
             },
-            VisitorSet::TableRuns(_, table) => match table.visit(hash, bucket, [bucket]) {
-                Visit::Added => Insert::Added,
+            VisitorSet::TableRuns(high, low, _, table) => match table.visit(hash, bucket, [bucket])
+            {
+                Visit::Added => {
+                    count_one_more(high, low);
+                    Insert::Added
+                }
                 Visit::Known { .. } => Insert::Present,
                 Visit::GrowTable(bytes) => Insert::Grow(bytes),
                 Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
@@ -981,10 +989,13 @@ impl VisitorSet {
                     runs: Runs::default(),
                 });
                 boxed.grow_and_visit(hash, bucket, [bucket]);
-                *self = VisitorSet::TableRuns(last, boxed);
+                let (high, low) = split_count(boxed.len());
+                *self = VisitorSet::TableRuns(high, low, last, boxed);
             }
-            VisitorSet::TableRuns(_, table) => {
+            VisitorSet::TableRuns(high, low, _, table) => {
+                // A new pair, or a known one's run grown.
                 table.grow_and_visit(hash, bucket, [bucket]);
+                (*high, *low) = split_count(table.len());
             }
             VisitorSet::Timed(_, _, table) => table.grow_and_insert(hash, tick, bucket),
             VisitorSet::Sketch(_, sketched) => {
@@ -1041,7 +1052,7 @@ impl VisitorSet {
     pub(crate) fn reserve(&mut self, len: usize) {
         match self {
             VisitorSet::Table(.., table) => table.reserve(len),
-            VisitorSet::TableRuns(_, table) => table.reserve(len),
+            VisitorSet::TableRuns(.., table) => table.reserve(len),
             VisitorSet::Timed(_, _, table) => table.reserve(len),
             _ => {}
         }
@@ -1228,9 +1239,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<VisitorSet>(), 24);
     }
 
-    /// A plain table's count beside it follows every insert and growth
-    /// (`pairs` checks it against the header in debug builds), a sweep of
-    /// the retention, and saturates into reading the header.
+    /// An untimed table's count beside it follows every insert and growth
+    /// (`pairs` checks it against the header in debug builds), the move to
+    /// a table with runs, sweeps of the retention, and saturates into
+    /// reading the header.
     #[test]
     fn a_tables_count_beside_it_follows_the_table() {
         let width = 60;
@@ -1245,16 +1257,35 @@ mod tests {
             assert!(matches!(set, VisitorSet::Table(..)) || i <= INLINE as u64);
             assert_eq!(set.count(None).visitors, i);
         }
-        let mut from = 0;
-        loop {
-            let step = set.drop_expired(None, 1, width, from, 64, &mut |_| true);
-            assert_eq!(set.pairs(), set.entries().count());
-            match step.resume {
-                Some(next) => from = next,
-                None => break,
+        let sweep = |set: &mut VisitorSet, oldest_bucket| {
+            let mut from = 0;
+            loop {
+                let step = set.drop_expired(None, oldest_bucket, width, from, 64, &mut |_| true);
+                assert_eq!(set.pairs(), set.entries().count());
+                match step.resume {
+                    Some(next) => from = next,
+                    None => break,
+                }
             }
-        }
+        };
+        sweep(&mut set, 1);
         assert_eq!(set.count(None).visitors, 1_000);
+        // Known pairs seen in bucket 2 box the table with runs; new ones
+        // there and the sweeps keep its count too.
+        for i in 1..=1_500u64 {
+            let hash = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            match set.insert(hash, 2 * width, width, None) {
+                Insert::Grow(_) | Insert::GrowKnown { .. } => {
+                    set.grow_and_insert(hash, 2 * width, width, None)
+                }
+                _ => {}
+            }
+            assert!(matches!(set, VisitorSet::TableRuns(..)));
+            // The odd ones stayed: the even ones come back as new.
+            assert_eq!(set.count(None).visitors, 1_000 + i / 2);
+        }
+        sweep(&mut set, 2);
+        assert_eq!(set.count(None).visitors, 1_500);
         let mut small = VisitorTable::<1>::with_capacity(8);
         small.insert(1, [0]);
         assert_eq!(counted(u8::MAX, u16::MAX, &small), 1);
