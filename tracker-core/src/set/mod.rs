@@ -62,9 +62,10 @@ pub(crate) enum VisitorSet {
     /// An open-addressing table of hashes with their activity words. The
     /// fields are the table's pair count (high 8 and low 16 bits, in what
     /// would be padding; [`MAX_COUNTED`] means "read the table's
-    /// header"), the last-recorded tick, and the table: a count then reads
-    /// no line of the table (the one the `distinct` of a large page would
-    /// miss on, after its record's and its URL's).
+    /// header"), the last-recorded tick, and the table. A count
+    /// (`distinct`) then reads no line of the table: for a large page that
+    /// was a miss after the record's (docs/BENCHMARKS.md, "The page
+    /// lookup's dependent misses").
     Table(u8, u16, u32, VisitorTable<1>),
     /// The same once a pair was seen in a second bucket: the table boxed
     /// with the page's arena of runs (its count beside it as in `Table`:
@@ -1134,12 +1135,12 @@ fn inline_to_table_bytes(timed: bool, runs: bool) -> usize {
     }
 }
 
-/// The largest pair count the [`VisitorSet::Table`] form keeps beside its
-/// table (24 bits); a table that holds this many or more is counted from
-/// its header.
+/// The largest pair count the untimed table forms ([`VisitorSet::Table`],
+/// [`VisitorSet::TableRuns`]) keep beside their table (24 bits); a table
+/// that holds this many or more is counted from its header.
 const MAX_COUNTED: u32 = (1 << 24) - 1;
 
-/// The pair count of a `Table` form from its two count fields.
+/// The pair count of an untimed table form from its two count fields.
 #[inline]
 fn counted(high: u8, low: u16, table: &VisitorTable<1>) -> usize {
     match age(high, low) {
@@ -1151,12 +1152,12 @@ fn counted(high: u8, low: u16, table: &VisitorTable<1>) -> usize {
     }
 }
 
-/// A `Table` form's count fields for `len` pairs.
+/// An untimed table form's count fields for `len` pairs.
 fn split_count(len: usize) -> (u8, u16) {
     split_age(len.min(MAX_COUNTED as usize) as u32)
 }
 
-/// Counts the pair a `Table` form's table just added.
+/// Counts the pair an untimed table form's table just added.
 #[inline]
 fn count_one_more(high: &mut u8, low: &mut u16) {
     // A compare and an add on the common path; at `MAX_COUNTED` it stays.
