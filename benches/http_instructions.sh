@@ -22,9 +22,12 @@
 # tables are no longer tiny) are sent with instrumentation off.
 # KEEP=DIR keeps each server's callgrind files of the N1 and N2 runs
 # there (DIR/KIND.NAME.n1, .n2: callgrind_annotate for the functions).
+# WARMUP_KIND=events warms every server with that kind of request instead
+# of the measured one: `distinct` then counts lookups of the 1,000 pages
+# the events created (as in benches/http.sh), not of unknown pages.
 #
 # Usage: benches/http_instructions.sh [KIND...]   KIND: events plausible count distinct
-#   N1=500 N2=2500 CACHE=0 WARMUP=8 KEEP= SERVICE_BIN=... BARE_BIN=... (defaults: this checkout's release builds)
+#   N1=500 N2=2500 CACHE=0 WARMUP=8 WARMUP_KIND= KEEP= SERVICE_BIN=... BARE_BIN=... (defaults: this checkout's release builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-500}
@@ -122,7 +125,7 @@ run() {
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.2
   done
-  python3 "$WORK/client.py" "$kind" "$port" "$WARMUP" # first-use paths, tables grown
+  python3 "$WORK/client.py" "${WARMUP_KIND:-$kind}" "$port" "$WARMUP" # first-use paths, tables grown
   n=$WARMUP
   for count in "$N1" "$N2"; do
     callgrind_control -i on "$pid" >/dev/null 2>&1

@@ -3,13 +3,15 @@
 //! - the batch record asks for each event's page-table bucket, then for
 //!   the lines its inserts will touch, some events ahead (see
 //!   `Tracker::record_batch`);
-//! - a record asks for its page's bucket before taking the stripe's lock
-//!   (see `TableHint`), and for the visitor table's lines while it
-//!   compares the page's URL (`VisitorSet::prefetch_insert`);
+//! - a record or a `distinct` asks for its page's bucket before taking
+//!   the stripe's lock (see `TableHint`), and for the set's lines it reads
+//!   next while it compares the page's URL (`VisitorSet::prefetch_insert`,
+//!   `VisitorSet::prefetch_count`);
 //! - a record with a TTL asks for its timed table's home slot before the
 //!   table's header arrives (`VisitorSet::prefetch_home`);
-//! - a record asks for its stripe's lock line, to write, as soon as it
-//!   knows the stripe ([`prefetch_for_write`]).
+//! - a record or a `distinct` asks for its stripe's lock line, to write
+//!   (a read lock writes it too), as soon as it knows the stripe
+//!   ([`prefetch_for_write`]).
 //!
 //! On targets without the instruction it does nothing.
 #![allow(unsafe_code)]

@@ -59,11 +59,18 @@ pub(crate) enum VisitorSet {
     /// fields are the second slot's age (high 8 and low 16 bits; timed
     /// sets only), the last-recorded tick, and the slots.
     Inline(u8, u16, u32, [u64; INLINE]),
-    /// An open-addressing table of hashes with their activity words.
-    Table(u32, VisitorTable<1>),
+    /// An open-addressing table of hashes with their activity words. The
+    /// fields are the table's pair count (high 8 and low 16 bits, in what
+    /// would be padding; [`MAX_COUNTED`] means "read the table's
+    /// header"), the last-recorded tick, and the table. A count
+    /// (`distinct`) then reads no line of the table: for a large page that
+    /// was a miss after the record's (docs/BENCHMARKS.md, "The page
+    /// lookup's dependent misses").
+    Table(u8, u16, u32, VisitorTable<1>),
     /// The same once a pair was seen in a second bucket: the table boxed
-    /// with the page's arena of runs.
-    TableRuns(u32, Box<WordTable<1>>),
+    /// with the page's arena of runs (its count beside it as in `Table`:
+    /// the box then holds nothing a count reads).
+    TableRuns(u8, u16, u32, Box<WordTable<1>>),
     /// Hashes with their latest ticks and activity words (with a TTL),
     /// and the table's capacity as its last insert saw it (0 above
     /// `u16::MAX`; in the record's spare bytes): see
@@ -323,13 +330,19 @@ impl VisitorSet {
     /// An untimed table's pairs and words.
     fn untimed(&self) -> Option<Words<'_, 1>> {
         match self {
-            VisitorSet::Table(_, table) => Some(Words {
+            VisitorSet::Table(.., table) => Some(Words {
                 table,
                 runs: &NO_RUNS,
             }),
-            VisitorSet::TableRuns(_, table) => Some(table.words()),
+            VisitorSet::TableRuns(.., table) => Some(table.words()),
             _ => None,
         }
+    }
+
+    /// The `Table` form of `table`, last recorded at `last`.
+    fn table(last: u32, table: VisitorTable<1>) -> Self {
+        let (high, low) = split_count(table.len());
+        VisitorSet::Table(high, low, last, table)
     }
 
     /// An empty set last recorded at `tick`.
@@ -341,8 +354,8 @@ impl VisitorSet {
     pub(crate) fn last_recorded(&self) -> u32 {
         match self {
             VisitorSet::Inline(_, _, last, _)
-            | VisitorSet::Table(last, _)
-            | VisitorSet::TableRuns(last, _)
+            | VisitorSet::Table(_, _, last, _)
+            | VisitorSet::TableRuns(_, _, last, _)
             | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => *last,
@@ -354,8 +367,8 @@ impl VisitorSet {
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
         match self {
-            VisitorSet::Table(_, table) => table.prefetch(hash),
-            VisitorSet::TableRuns(_, table) => table.table.prefetch(hash),
+            VisitorSet::Table(.., table) => table.prefetch(hash),
+            VisitorSet::TableRuns(.., table) => table.table.prefetch(hash),
             VisitorSet::Timed(_, _, table) => table.prefetch(hash),
             _ => {}
         }
@@ -381,10 +394,23 @@ impl VisitorSet {
     #[inline]
     pub(crate) fn prefetch_header(&self) {
         match self {
-            VisitorSet::Table(_, table) => table.prefetch_header(),
-            VisitorSet::TableRuns(_, table) => table.table.prefetch_header(),
+            VisitorSet::Table(.., table) => table.prefetch_header(),
+            VisitorSet::TableRuns(.., table) => table.table.prefetch_header(),
             VisitorSet::Timed(_, _, table) => table.prefetch_header(),
             _ => {}
+        }
+    }
+
+    /// Prefetches the line [`count`](Self::count) reads first outside the
+    /// page record: none for an inline set or an untimed table (its count
+    /// is beside it), a sketch's box, a timed table's header.
+    #[inline]
+    pub(crate) fn prefetch_count(&self) {
+        match self {
+            VisitorSet::Inline(..) | VisitorSet::Table(..) | VisitorSet::TableRuns(..) => {}
+            VisitorSet::Sketch(_, sketched) => crate::prefetch::prefetch(&**sketched),
+            VisitorSet::TimedSketch(_, sketch) => crate::prefetch::prefetch(&**sketch),
+            VisitorSet::Timed(..) => self.prefetch_header(),
         }
     }
 
@@ -411,8 +437,8 @@ impl VisitorSet {
     pub(crate) fn touch(&mut self, tick: u32) {
         match self {
             VisitorSet::Inline(..) => {}
-            VisitorSet::Table(last, _)
-            | VisitorSet::TableRuns(last, _)
+            VisitorSet::Table(_, _, last, _)
+            | VisitorSet::TableRuns(_, _, last, _)
             | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
@@ -431,8 +457,8 @@ impl VisitorSet {
     pub(crate) fn pairs(&self) -> usize {
         match self {
             VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
-            VisitorSet::Table(_, table) => table.len(),
-            VisitorSet::TableRuns(_, table) => table.len(),
+            VisitorSet::Table(high, low, _, table) => counted(*high, *low, table),
+            VisitorSet::TableRuns(high, low, _, table) => counted(*high, *low, &table.table),
             VisitorSet::Timed(_, _, table) => table.stored(),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
@@ -620,14 +646,16 @@ impl VisitorSet {
                 set.retain_inline(|t| retained(t) && expiry.is_none_or(|e| e.is_live(t))),
                 1,
             ),
-            (VisitorSet::Table(_, table), None) if oldest_bucket > 0 => {
+            (VisitorSet::Table(high, low, _, table), None) if oldest_bucket > 0 => {
                 let slots = table.capacity();
                 if slots <= STEP_SLOTS {
                     let pairs = table.retain(|_, &mut [bucket]| bucket >= oldest_bucket);
+                    (*high, *low) = split_count(table.len());
                     return whole(pairs, slots);
                 }
                 let (pairs, next) =
                     table.retain_slots(from, max, |_, &mut [bucket]| bucket >= oldest_bucket);
+                (*high, *low) = split_count(table.len());
                 Dropped::of_step(pairs, from, next, slots, || {
                     let bytes = table.shrunk_bytes();
                     if table.oversized() && table.len() <= STEP_SLOTS && reserve(bytes) {
@@ -637,13 +665,16 @@ impl VisitorSet {
                     0
                 })
             }
-            (VisitorSet::TableRuns(_, table), None) if oldest_bucket > 0 => {
+            (VisitorSet::TableRuns(high, low, _, table), None) if oldest_bucket > 0 => {
                 let slots = table.table.capacity();
                 if slots <= STEP_SLOTS {
-                    return whole(table.retain(oldest_bucket, |_, _| true), slots);
+                    let pairs = table.retain(oldest_bucket, |_, _| true);
+                    (*high, *low) = split_count(table.len());
+                    return whole(pairs, slots);
                 }
                 let (pairs, next) =
                     table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
+                (*high, *low) = split_count(table.len());
                 Dropped::of_step(pairs, from, next, slots, || {
                     table.finish_pass(STEP_SLOTS, reserve)
                 })
@@ -740,8 +771,8 @@ impl VisitorSet {
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             VisitorSet::Inline(..) => 0,
-            VisitorSet::Table(_, table) => table.heap_bytes(),
-            VisitorSet::TableRuns(_, table) => WORD_TABLE_BYTES + table.heap_bytes(),
+            VisitorSet::Table(.., table) => table.heap_bytes(),
+            VisitorSet::TableRuns(.., table) => WORD_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, _, table) => table.heap_bytes(),
             VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
@@ -764,8 +795,11 @@ impl VisitorSet {
         debug_assert_ne!(hash, 0);
         let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => match table.insert(hash, [bucket]) {
-                TableInsert::Added(_) => Insert::Added,
+            VisitorSet::Table(high, low, _, table) => match table.insert(hash, [bucket]) {
+                TableInsert::Added(_) => {
+                    count_one_more(high, low);
+                    Insert::Added
+                }
                 TableInsert::Grow(bytes) => Insert::Grow(bytes),
                 TableInsert::Present(slot) if table.value(slot, 0) == bucket => Insert::Present,
                 // A second bucket: the table takes on an arena.
@@ -774,8 +808,12 @@ impl VisitorSet {
                     was: 0,
                 },
             },
-            VisitorSet::TableRuns(_, table) => match table.visit(hash, bucket, [bucket]) {
-                Visit::Added => Insert::Added,
+            VisitorSet::TableRuns(high, low, _, table) => match table.visit(hash, bucket, [bucket])
+            {
+                Visit::Added => {
+                    count_one_more(high, low);
+                    Insert::Added
+                }
                 Visit::Known { .. } => Insert::Present,
                 Visit::GrowTable(bytes) => Insert::Grow(bytes),
                 Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
@@ -830,7 +868,7 @@ impl VisitorSet {
     pub(crate) fn pooled_growth(&self) -> Option<(usize, usize)> {
         match self {
             VisitorSet::Inline(..) => Some((0, VisitorTable::<1>::bytes_for(MIN_CAPACITY))),
-            VisitorSet::Table(_, table) => Some((table.heap_bytes(), table.grown_bytes())),
+            VisitorSet::Table(.., table) => Some((table.heap_bytes(), table.grown_bytes())),
             _ => None,
         }
     }
@@ -850,11 +888,15 @@ impl VisitorSet {
     ) -> Option<Box<[u64]>> {
         let bucket = tick / width;
         match self {
-            VisitorSet::Table(_, table) => Some(table.grow_into(hash, [bucket], spare)),
+            VisitorSet::Table(high, low, _, table) => {
+                let grown_out = table.grow_into(hash, [bucket], spare);
+                count_one_more(high, low);
+                Some(grown_out)
+            }
             VisitorSet::Inline(..) => {
                 let last = self.last_recorded().max(tick);
                 let table = self.inline_table(width, spare, Some((hash, bucket)));
-                *self = VisitorSet::Table(last, table);
+                *self = VisitorSet::table(last, table);
                 None
             }
             _ => {
@@ -935,9 +977,10 @@ impl VisitorSet {
     ) {
         let bucket = tick / width;
         match self {
-            VisitorSet::Table(last, table) => {
+            VisitorSet::Table(high, low, last, table) => {
                 if table.find(hash).is_none() {
                     table.grow_and_insert(hash, [bucket]);
+                    count_one_more(high, low);
                     return;
                 }
                 let last = *last;
@@ -947,10 +990,13 @@ impl VisitorSet {
                     runs: Runs::default(),
                 });
                 boxed.grow_and_visit(hash, bucket, [bucket]);
-                *self = VisitorSet::TableRuns(last, boxed);
+                let (high, low) = split_count(boxed.len());
+                *self = VisitorSet::TableRuns(high, low, last, boxed);
             }
-            VisitorSet::TableRuns(_, table) => {
+            VisitorSet::TableRuns(high, low, _, table) => {
+                // A new pair, or a known one's run grown.
                 table.grow_and_visit(hash, bucket, [bucket]);
+                (*high, *low) = split_count(table.len());
             }
             VisitorSet::Timed(_, _, table) => table.grow_and_insert(hash, tick, bucket),
             VisitorSet::Sketch(_, sketched) => {
@@ -968,7 +1014,7 @@ impl VisitorSet {
                 let last = self.last_recorded().max(tick);
                 match expiry {
                     None => {
-                        *self = VisitorSet::Table(last, self.inline_table(width, None, None));
+                        *self = VisitorSet::table(last, self.inline_table(width, None, None));
                         // The table has room for a third pair; a known one
                         // in a second bucket boxes it with an arena.
                         if let Insert::Grow(_) | Insert::GrowKnown { .. } =
@@ -1006,8 +1052,8 @@ impl VisitorSet {
     /// left as they are.
     pub(crate) fn reserve(&mut self, len: usize) {
         match self {
-            VisitorSet::Table(_, table) => table.reserve(len),
-            VisitorSet::TableRuns(_, table) => table.reserve(len),
+            VisitorSet::Table(.., table) => table.reserve(len),
+            VisitorSet::TableRuns(.., table) => table.reserve(len),
             VisitorSet::Timed(_, _, table) => table.reserve(len),
             _ => {}
         }
@@ -1089,6 +1135,39 @@ fn inline_to_table_bytes(timed: bool, runs: bool) -> usize {
     }
 }
 
+/// The largest pair count the untimed table forms ([`VisitorSet::Table`],
+/// [`VisitorSet::TableRuns`]) keep beside their table (24 bits); a table
+/// that holds this many or more is counted from its header.
+const MAX_COUNTED: u32 = (1 << 24) - 1;
+
+/// The pair count of an untimed table form from its two count fields.
+#[inline]
+fn counted(high: u8, low: u16, table: &VisitorTable<1>) -> usize {
+    match age(high, low) {
+        MAX_COUNTED => table.len(),
+        count => {
+            debug_assert_eq!(count as usize, table.len(), "a table's count beside it");
+            count as usize
+        }
+    }
+}
+
+/// An untimed table form's count fields for `len` pairs.
+fn split_count(len: usize) -> (u8, u16) {
+    split_age(len.min(MAX_COUNTED as usize) as u32)
+}
+
+/// Counts the pair an untimed table form's table just added.
+#[inline]
+fn count_one_more(high: &mut u8, low: &mut u16) {
+    // A compare and an add on the common path; at `MAX_COUNTED` it stays.
+    if *low != u16::MAX {
+        *low += 1;
+    } else if *high != u8::MAX {
+        (*high, *low) = (*high + 1, 0);
+    }
+}
+
 fn age(high: u8, low: u16) -> u32 {
     (u32::from(high) << 16) | u32::from(low)
 }
@@ -1159,6 +1238,63 @@ mod tests {
     #[test]
     fn set_is_24_bytes() {
         assert_eq!(std::mem::size_of::<VisitorSet>(), 24);
+    }
+
+    /// An untimed table's count beside it follows every insert and growth
+    /// (`pairs` checks it against the header in debug builds), the move to
+    /// a table with runs, sweeps of the retention, and saturates into
+    /// reading the header.
+    #[test]
+    fn a_tables_count_beside_it_follows_the_table() {
+        let width = 60;
+        let mut set = VisitorSet::new(0);
+        for i in 1..=2_000u64 {
+            let hash = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            // Half the pairs in bucket 0, half in bucket 1.
+            let tick = if i % 2 == 0 { 0 } else { width };
+            if let Insert::Grow(_) = set.insert(hash, tick, width, None) {
+                set.grow_and_insert(hash, tick, width, None);
+            }
+            assert!(matches!(set, VisitorSet::Table(..)) || i <= INLINE as u64);
+            assert_eq!(set.count(None).visitors, i);
+        }
+        let sweep = |set: &mut VisitorSet, oldest_bucket| {
+            let mut from = 0;
+            loop {
+                let step = set.drop_expired(None, oldest_bucket, width, from, 64, &mut |_| true);
+                assert_eq!(set.pairs(), set.entries().count());
+                match step.resume {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+        };
+        sweep(&mut set, 1);
+        assert_eq!(set.count(None).visitors, 1_000);
+        // Known pairs seen in bucket 2 box the table with runs; new ones
+        // there and the sweeps keep its count too.
+        for i in 1..=1_500u64 {
+            let hash = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            match set.insert(hash, 2 * width, width, None) {
+                Insert::Grow(_) | Insert::GrowKnown { .. } => {
+                    set.grow_and_insert(hash, 2 * width, width, None)
+                }
+                _ => {}
+            }
+            assert!(matches!(set, VisitorSet::TableRuns(..)));
+            // The odd ones stayed: the even ones come back as new.
+            assert_eq!(set.count(None).visitors, 1_000 + i / 2);
+        }
+        sweep(&mut set, 2);
+        assert_eq!(set.count(None).visitors, 1_500);
+        let mut small = VisitorTable::<1>::with_capacity(8);
+        small.insert(1, [0]);
+        assert_eq!(counted(u8::MAX, u16::MAX, &small), 1);
+        let (mut high, mut low) = split_count(MAX_COUNTED as usize - 1);
+        count_one_more(&mut high, &mut low);
+        count_one_more(&mut high, &mut low);
+        assert_eq!(age(high, low), MAX_COUNTED);
+        assert_eq!(split_count(usize::MAX), (u8::MAX, u16::MAX));
     }
 
     /// A timed set's record keeps its table's capacity as its last insert

@@ -744,7 +744,10 @@ impl Tracker {
         f: impl Fn(&Page) -> R,
     ) -> Result<(Cow<'a, str>, Option<R>), TrackerError> {
         // The same fast path as `record_checked`: a stored key is canonical.
-        let raw_hash = self.url_hasher.hash_one(url);
+        // The lock line and the bucket are asked for together (a read
+        // lock writes its line too), so their misses overlap instead of
+        // following each other.
+        let raw_hash = self.prefetch_page(url);
         if let Some(answer) = sync::read(self.stripe(raw_hash)).with_page(url, raw_hash, &f) {
             return Ok((Cow::Borrowed(url), Some(answer)));
         }

@@ -36,8 +36,10 @@
 //!   before each try for about 0.5 ms (`backoff::yielding`: a page table's
 //!   growth), before the thread sleeps: a futex sleep and wake-up cost
 //!   more than either.
-//! - `distinct` does the same with read locks: one probe, a second after
-//!   canonicalising only on a miss.
+//! - `distinct` does the same with read locks: the same prefetches of the
+//!   lock line and the bucket before the lock, one probe (what the count
+//!   reads outside the page record asked for before the URL compare), a
+//!   second after canonicalising only on a miss.
 //! - `record_batch` takes each stripe's write lock once for the batch's
 //!   events on pages it already stores: all their lookups, then a
 //!   prefetch of each insert's slots, then all their inserts, each at the
@@ -1352,13 +1354,21 @@ impl Stripe {
     }
 
     /// `f` of the page, or `None` if the stripe does not have it.
+    #[inline]
     pub(crate) fn with_page<R>(
         &self,
         url: &str,
         url_hash: u64,
         f: impl FnOnce(&Page) -> R,
     ) -> Option<R> {
-        self.pages.find(url_hash, |p| *p.url == *url).map(f)
+        // Every caller reads the set: what a count reads outside the record
+        // is asked for before the URL is compared, so that the two misses
+        // overlap instead of following each other.
+        let same = |p: &Page| {
+            p.visitors.prefetch_count();
+            *p.url == *url
+        };
+        self.pages.find(url_hash, same).map(f)
     }
 
     /// Adds a page rebuilt from a snapshot, reserving its bytes (URL, set,
