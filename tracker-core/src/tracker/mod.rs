@@ -32,7 +32,7 @@ use budget::{MemoryBudget, MemoryPolicy};
 use config::{TrackerBuilder, TrackerConfig};
 use stripe::{
     EVICTION_SAMPLES, SLOTS_PER_BUCKET, SWEEP_BUCKETS, SWEEP_SLOTS, Stripe, StripeRecord,
-    SweepStep, TableHint,
+    SweepStep, TableHint, UrlHasher,
 };
 
 /// Counts distinct visitors per page; share it between threads by
@@ -58,7 +58,7 @@ pub struct Tracker {
     visitor_hasher: VisitorHasher,
     /// Keys the in-memory page tables; randomly seeded per tracker, never
     /// persisted.
-    url_hasher: ahash::RandomState,
+    url_hasher: UrlHasher,
     /// Bytes held by all stripes, plus the tracker's fixed overhead.
     budget: MemoryBudget,
     evictions: AtomicU64,
@@ -99,9 +99,9 @@ impl Tracker {
         // Under shuttle the seeds are fixed, so that a failing schedule
         // replays exactly (pages land on the same stripes).
         #[cfg(feature = "shuttle")]
-        let url_hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        let url_hasher = UrlHasher::fixed();
         #[cfg(not(feature = "shuttle"))]
-        let url_hasher = ahash::RandomState::new();
+        let url_hasher = UrlHasher::random();
         let stripes: Box<[_]> = (0..config.stripes)
             .map(|_| {
                 CachePadded(RwLock::new(Stripe::new(

@@ -100,6 +100,36 @@ use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
 
+/// The URL hasher of a tracker's page tables (random seeds per process;
+/// fixed under shuttle). foldhash, hashbrown's own default hasher: about
+/// 16 instructions an event fewer than ahash's portable hash in the batch
+/// bench (docs/BENCHMARKS.md, branch `batch6`). Its fast form suffices: a
+/// string's hash ends with its terminator byte folded in by a 64 x 64-bit
+/// multiply, so every output bit depends on every input bit, and the
+/// stripe index and the batch's sort key (bits 32 and up) are as well
+/// mixed as the page table's bucket (low bits).
+#[derive(Debug, Clone)]
+pub(crate) struct UrlHasher(foldhash::fast::SeedableRandomState);
+
+impl UrlHasher {
+    /// A hasher with fresh random seeds.
+    pub(crate) fn random() -> Self {
+        Self(foldhash::fast::SeedableRandomState::random())
+    }
+
+    /// The same hasher in every process (for schedules that must replay).
+    #[cfg(any(test, feature = "shuttle"))]
+    pub(crate) fn fixed() -> Self {
+        Self(foldhash::fast::SeedableRandomState::fixed())
+    }
+
+    /// The hash of `url`.
+    #[inline]
+    pub(crate) fn hash_one(&self, url: impl std::hash::Hash) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.0, url)
+    }
+}
+
 /// Pages sampled per eviction; Redis's default `maxmemory-samples` is 5,
 /// and more samples buy a closer approximation of true LRU.
 pub(crate) const EVICTION_SAMPLES: usize = 16;
@@ -201,7 +231,7 @@ pub(crate) struct Stripe {
     floor: u32,
     /// The tracker's URL hasher (every stripe has a copy of the same one):
     /// pages do not store their hash, so resizing rehashes their URLs.
-    hasher: ahash::RandomState,
+    hasher: UrlHasher,
     /// The page-table bucket the next sweep step starts at.
     sweep_cursor: usize,
     /// Where the sweep stopped inside a large page's table: the low bits
@@ -453,7 +483,7 @@ pub(crate) enum StripeRecord {
 }
 
 impl Stripe {
-    pub(crate) fn new(hasher: ahash::RandomState, width: u32) -> Self {
+    pub(crate) fn new(hasher: UrlHasher, width: u32) -> Self {
         Self {
             width,
             pages: HashTable::new(),
@@ -1475,7 +1505,7 @@ mod tests {
     /// at or the next: the hashbrown layout `TableHint` relies on.
     #[test]
     fn table_hint_finds_the_buckets() {
-        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+        let mut stripe = Stripe::new(UrlHasher::random(), 60);
         let budget = MemoryBudget::new(None, 0);
         let urls: Vec<String> = (0..3_000).map(|i| format!("https://e.com/{i}")).collect();
         for url in &urls {
@@ -1518,7 +1548,7 @@ mod tests {
     #[cfg(not(any(feature = "lock-stats", feature = "shuttle")))]
     fn hot_fields_share_the_lock_line() {
         use std::mem::offset_of;
-        let padded = CachePadded(RwLock::new(Stripe::new(ahash::RandomState::new(), 60)));
+        let padded = CachePadded(RwLock::new(Stripe::new(UrlHasher::random(), 60)));
         let block = &padded as *const _ as usize;
         let data = &*crate::sync::read(&padded) as *const Stripe as usize;
         let end = data - block + offset_of!(Stripe, records_since_sweep) + 4;
@@ -1529,7 +1559,7 @@ mod tests {
 
     #[test]
     fn accounting_matches_a_recount() {
-        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+        let mut stripe = Stripe::new(UrlHasher::random(), 60);
         let budget = MemoryBudget::new(None, 0);
         for page in 0..50u64 {
             let url = format!("https://example.com/{page}");
@@ -1579,7 +1609,7 @@ mod tests {
         ) {
             use crate::set::table_pool::POOL_BYTES;
             use std::collections::{HashMap, HashSet};
-            let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+            let mut stripe = Stripe::new(UrlHasher::random(), 60);
             let budget = MemoryBudget::new(None, 0);
             let mut model: HashMap<u64, HashSet<u64>> = HashMap::new();
             let mut random = SplitMix64(7);
@@ -1640,7 +1670,7 @@ mod tests {
             use crate::set::table_pool::POOL_BYTES;
             use std::collections::HashMap;
             let ttl = 200;
-            let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+            let mut stripe = Stripe::new(UrlHasher::random(), 60);
             let budget = MemoryBudget::new(None, 0);
             let mut model: HashMap<u64, HashMap<u64, u32>> = HashMap::new();
             let mut now = 1_000u32;
@@ -1704,7 +1734,7 @@ mod tests {
     /// back: the pool hands back buffers of the size asked for.
     #[test]
     fn timed_tables_grow_through_the_pool() {
-        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+        let mut stripe = Stripe::new(UrlHasher::random(), 60);
         let budget = MemoryBudget::new(None, 0);
         let expiry = Some(Expiry {
             now: 5_000,
@@ -1745,7 +1775,7 @@ mod tests {
     /// others.
     #[test]
     fn ties_in_recency_keep_the_largest_page() {
-        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
+        let mut stripe = Stripe::new(UrlHasher::fixed(), 60);
         let budget = MemoryBudget::new(None, 0);
         let url = |page: u64| format!("https://example.com/{page}");
         for page in 0..50u64 {
@@ -1777,7 +1807,7 @@ mod tests {
     /// size: small pages of its second go before it, not it again.
     #[test]
     fn a_revived_big_page_outlasts_small_pages_of_its_second() {
-        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
+        let mut stripe = Stripe::new(UrlHasher::fixed(), 60);
         let budget = MemoryBudget::new(None, 0);
         let url = |page: u64| format!("https://example.com/{page}");
         let record = |stripe: &mut Stripe, page: u64, visitor: u64| {
@@ -1813,7 +1843,7 @@ mod tests {
     /// as one top-10 page lost 82 to 297 times).
     #[test]
     fn a_page_revived_again_and_again_keeps_its_weight() {
-        let mut stripe = Stripe::new(ahash::RandomState::with_seeds(1, 2, 3, 4), 60);
+        let mut stripe = Stripe::new(UrlHasher::fixed(), 60);
         let budget = MemoryBudget::new(None, 0);
         let url = |page: u64| format!("https://example.com/{page}");
         let record = |stripe: &mut Stripe, page: u64, visitor: u64| {
@@ -1850,7 +1880,7 @@ mod tests {
 
     #[test]
     fn a_refused_reservation_changes_nothing() {
-        let mut stripe = Stripe::new(ahash::RandomState::new(), 60);
+        let mut stripe = Stripe::new(UrlHasher::random(), 60);
         let budget = MemoryBudget::new(Some(2_000), 0);
         let url = "https://example.com/";
         let hash = stripe.hash(url);
