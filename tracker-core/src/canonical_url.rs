@@ -171,17 +171,70 @@ fn authority_host(canonical: &str) -> &str {
     split_authority(canonical).map_or("", |(authority, _)| authority)
 }
 
-/// `url` without its user info (`user:pw@`), or `None` if it has none:
-/// how a page key written before user info was dropped is recognised
-/// (see [`restore_snapshot`](crate::Tracker::restore_snapshot)).
-pub(crate) fn without_user_info(url: &str) -> Option<String> {
-    let (authority, rest) = split_authority(url)?;
-    let (user_info, _) = authority.rsplit_once('@')?;
-    let start = url.len() - rest.len() - authority.len();
-    let mut bare = String::with_capacity(url.len() - user_info.len() - 1);
-    bare.push_str(&url[..start]);
-    bare.push_str(&url[start + user_info.len() + 1..]);
-    Some(bare)
+/// How a page key written by an earlier version (in a snapshot, an event
+/// log or a cluster's stream) is taken now, when the rules have changed
+/// since: see "Legacy pages" in `tracker/snapshot.rs`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StoredKey {
+    /// Canonical under today's rules.
+    Canonical,
+    /// Today's rules rewrite only its scheme and authority (user info
+    /// dropped, a host spelled another way: `https://127.1/x`): its
+    /// canonical form.
+    Rekey(String),
+    /// Today's rules refuse its authority (`https://x:99999/x`) and
+    /// nothing else: kept as it was stored.
+    Kept,
+}
+
+/// What `key`, a page key read back from storage, is under today's rules
+/// ([`StoredKey`]), or `None` for one no version wrote (damage): its path
+/// and query must be canonical.
+pub(crate) fn stored_key(key: &str, options: &UrlOptions) -> Option<StoredKey> {
+    let rest = |url: &str| split_authority(url).map(|(_, rest)| rest.to_owned());
+    match canonicalize(key, options) {
+        Ok(form) if form == key => Some(StoredKey::Canonical),
+        Ok(form) => (rest(key).is_some() && rest(key) == rest(&form))
+            .then(|| StoredKey::Rekey(form.into_owned())),
+        Err(TrackerError::InvalidUrl) => {
+            let (authority, rest) = split_authority(key)?;
+            let scheme = &key[..key.len() - rest.len() - authority.len()];
+            // The same URL with a plain host: canonical if only the
+            // authority is refused.
+            let plain = format!("{scheme}h{rest}");
+            let canonical = canonicalize(&plain, options).is_ok_and(|form| form == plain);
+            (!authority.is_empty() && canonical).then_some(StoredKey::Kept)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Which page keys a record takes: today's canonical forms (`Live`), or
+/// also the [`StoredKey::Kept`] keys of earlier versions (`Stored`, for a
+/// replay of what was accepted then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// An event sent now.
+    Live,
+    /// An event replayed from a log or a stream.
+    Stored,
+}
+
+/// The page key of `url` under `options`: its canonical form, or with
+/// [`Keys::Stored`] a kept legacy key as it is.
+pub(crate) fn page_key<'a>(
+    url: &'a str,
+    options: &UrlOptions,
+    keys: Keys,
+) -> Result<Cow<'a, str>, TrackerError> {
+    match canonicalize(url, options) {
+        Err(TrackerError::InvalidUrl)
+            if keys == Keys::Stored && stored_key(url, options) == Some(StoredKey::Kept) =>
+        {
+            Ok(Cow::Borrowed(url))
+        }
+        other => other,
+    }
 }
 
 /// A canonical URL's authority and what follows it (its path and query),
@@ -576,7 +629,9 @@ fn parse_host(host: &str) -> Option<Cow<'_, str>> {
         });
     }
     // The common case: ASCII with nothing to decode or lowercase.
-    let plain = |b: u8| b.is_ascii_graphic() && !b.is_ascii_uppercase() && !FORBIDDEN_IN_HOST[usize::from(b)];
+    let plain = |b: u8| {
+        b.is_ascii_graphic() && !b.is_ascii_uppercase() && !FORBIDDEN_IN_HOST[usize::from(b)]
+    };
     let name: Cow<'_, str> = if host.bytes().all(plain) {
         Cow::Borrowed(host)
     } else {
@@ -1036,9 +1091,15 @@ mod tests {
         assert_eq!(canon("http://[::1]:81/"), "http://[::1]:81/");
         assert_eq!(canon("http://[::1]/"), "http://[::1]/");
         assert_eq!(canon("https://BÜCHER.de/"), "https://bücher.de/");
-        assert_eq!(canon("https://example.com:65535/"), "https://example.com:65535/");
+        assert_eq!(
+            canon("https://example.com:65535/"),
+            "https://example.com:65535/"
+        );
         assert_eq!(canon("https://example.com:0/"), "https://example.com:0/");
-        assert_eq!(canon("https://example.com:000000000443/"), "https://example.com/");
+        assert_eq!(
+            canon("https://example.com:000000000443/"),
+            "https://example.com/"
+        );
     }
 
     /// The URL Standard's host and port rules, as `new URL()` applies them.
@@ -1058,7 +1119,10 @@ mod tests {
             ("https://3com.example/", "https://3com.example/"),
             ("https://example.3com/", "https://example.3com/"),
             ("https://[0:0:0:0:0:0:0:1]/", "https://[::1]/"),
-            ("https://[2001:DB8:0:0:1:0:0:1]:8443/", "https://[2001:db8::1:0:0:1]:8443/"),
+            (
+                "https://[2001:DB8:0:0:1:0:0:1]:8443/",
+                "https://[2001:db8::1:0:0:1]:8443/",
+            ),
             ("https://[1:0:0:2:0:0:3:4]/", "https://[1::2:0:0:3:4]/"),
             ("https://[1:0:0:2::3]/", "https://[1:0:0:2::3]/"),
             ("https://[1:0:2:3:4:5:6:7]/", "https://[1:0:2:3:4:5:6:7]/"),
@@ -1133,6 +1197,16 @@ mod tests {
         }
         assert_eq!(canon("http://u:p@[::1]:81"), "http://[::1]:81/");
         assert_eq!(canon("http://u:p@h:8080?q"), "http://h:8080/?q");
+        // The host and port rules apply to what follows the last `@`.
+        assert_eq!(canon("https://u:p@127.1:0443/x"), "https://127.0.0.1/x");
+        assert_eq!(
+            canon("https://a%20b:c@EX%41MPLE.com/x"),
+            "https://example.com/x"
+        );
+        assert_eq!(
+            canonicalize("https://u@x:99999/x", &UrlOptions::default()),
+            Err(TrackerError::InvalidUrl)
+        );
     }
 
     #[test]

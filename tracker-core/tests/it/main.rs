@@ -15,6 +15,7 @@ mod batch;
 mod budget;
 mod concurrency;
 mod durable;
+mod legacy_hosts;
 mod legacy_user_info;
 mod model;
 mod persist_log;

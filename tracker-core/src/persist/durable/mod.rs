@@ -289,7 +289,7 @@ impl DurableTracker {
             EventLog::open_replaying(dir.join("log"), options, covers, |_, event| {
                 replayed += 1;
                 let at = Some(Timestamp::from_millis(event.at_millis));
-                match tracker.record_hashed(event.visitor_hash, event.url, at) {
+                match tracker.record_stored(event.visitor_hash, event.url, at) {
                     // Aged out of the retention since it was logged.
                     Ok(_) | Err(TrackerError::Time(TimeError::BeforeRetention { .. })) => {}
                     Err(e) => {
