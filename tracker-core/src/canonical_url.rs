@@ -165,6 +165,54 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// The origin (`scheme://host[:port]`) of an `http(s)` URL, or of an
+/// origin, as page keys spell it (the rules above: user info dropped, the
+/// host and port as a browser reads them), or `None` for anything else: a
+/// path, another scheme, an authority the rules refuse. What turns a
+/// request's `Origin` or `Referer`, or a configured site, into the origin
+/// a path is a page of, so that it cannot disagree with the page rules.
+/// Borrowed when the URL's own start is that form.
+///
+/// ```
+/// use tracker_core::origin_of;
+///
+/// assert_eq!(origin_of("https://Shop.example:443/cart?x").as_deref(), Some("https://shop.example"));
+/// assert_eq!(origin_of("http://u@127.1:8080").as_deref(), Some("http://127.0.0.1:8080"));
+/// assert_eq!(origin_of("https://shop.example:99999/"), None);
+/// assert_eq!(origin_of("null"), None);
+/// ```
+pub fn origin_of(url: &str) -> Option<Cow<'_, str>> {
+    let url = trim(url);
+    let start = url.find("://")? + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    let options = UrlOptions {
+        query: QueryPolicy::Keep,
+        max_len: URL_LEN_CEILING,
+        drop_params: Vec::new(),
+        fold_trailing_slash: false,
+    };
+    let web = |form: &str| form.starts_with("https://") || form.starts_with("http://");
+    if url.as_bytes().get(end) == Some(&b'/') {
+        // `scheme://authority/` is the URL's own start: borrowed (and no
+        // allocation) when it is canonical, as browsers send it.
+        return match canonicalize(&url[..=end], &options).ok()? {
+            Cow::Borrowed(form) if web(form) => Some(Cow::Borrowed(&form[..form.len() - 1])),
+            Cow::Owned(mut form) if web(&form) => {
+                form.pop();
+                Some(Cow::Owned(form))
+            }
+            _ => None,
+        };
+    }
+    let mut form = canonicalize(&format!("{}/", &url[..end]), &options)
+        .ok()?
+        .into_owned();
+    form.pop();
+    web(&form).then_some(Cow::Owned(form))
+}
+
 /// The host (and port) of a canonical URL (which has no user info); `""`
 /// for a path.
 fn authority_host(canonical: &str) -> &str {
