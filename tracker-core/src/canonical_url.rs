@@ -18,10 +18,10 @@
 //!   `0x` hex) is an IPv4 address, in any of the forms a browser reads
 //!   (`127.1`, `0x7f.0.0.1`, `0177.0.0.1`, `2130706433`), written in dotted
 //!   decimal (`127.0.0.1`), or refused if it is none (`1.2.3.999`,
-//!   `example.0x`). Unicode names are lowercased but not punycoded
-//!   (`BÜCHER.de` is `bücher.de`, not `xn--bcher-kva.de`): keys stay
-//!   readable, keys stored before stay valid, and the UTS 46 mapping
-//!   would take a Unicode-tables dependency tree into the core;
+//!   `example.0x`). A name that is not ASCII, or has a punycode label
+//!   (`xn--...`), goes through the standard's domain to ASCII (UTS 46
+//!   mapping, punycode): `BÜCHER.de` is `xn--bcher-kva.de`, as browsers
+//!   send it;
 //! - in the path and query, percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
 //!   digits, and bytes a browser would escape (non-ASCII, controls, space,
@@ -149,7 +149,11 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
             .unwrap_or(rest.len());
         let host = &rest[..end];
         let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
-        if !host.is_empty() && host.bytes().all(plain) && !last_label_is_numeric(host.as_bytes()) {
+        if !host.is_empty()
+            && host.bytes().all(plain)
+            && !last_label_is_numeric(host.as_bytes())
+            && !has_ace_label(host.as_bytes())
+        {
             return Cow::Borrowed(host);
         }
     }
@@ -364,6 +368,7 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         if host == 0
             || authority.get(end) != Some(&b'/')
             || (last_label_is_numeric(&authority[..host]) && !is_dotted_quad(&authority[..host]))
+            || has_ace_label(&authority[..host])
         {
             return false;
         }
@@ -663,9 +668,9 @@ const MAX_PORT: u32 = 65_535;
 /// A host as the URL Standard's host parser (for `http`/`https`) writes
 /// it, or `None` for one a browser refuses: an IPv6 literal in its
 /// shortest form, an IPv4 address (any host whose last label is a number)
-/// in dotted decimal, else a name percent-decoded and lowercased, with no
-/// forbidden code point. Borrowed when the host is its own form. Unicode
-/// names are lowercased but not punycoded (see the module docs).
+/// in dotted decimal, else a name percent-decoded, lowercased and (when
+/// it is not ASCII or has a punycode label) put through UTS 46, with no
+/// forbidden code point. Borrowed when the host is its own form.
 fn parse_host(host: &str) -> Option<Cow<'_, str>> {
     if let Some(literal) = host.strip_prefix('[') {
         let address: Ipv6Addr = literal.strip_suffix(']')?.parse().ok()?;
@@ -676,28 +681,27 @@ fn parse_host(host: &str) -> Option<Cow<'_, str>> {
             Cow::Owned(form)
         });
     }
-    // The common case: ASCII with nothing to decode or lowercase.
+    // The common case: ASCII with nothing to decode, lowercase or map.
     let plain = |b: u8| {
         b.is_ascii_graphic() && !b.is_ascii_uppercase() && !FORBIDDEN_IN_HOST[usize::from(b)]
     };
-    let name: Cow<'_, str> = if host.bytes().all(plain) {
+    let name: Cow<'_, str> = if host.bytes().all(plain) && !has_ace_label(host.as_bytes()) {
         Cow::Borrowed(host)
     } else {
         let decoded = percent_decode(host)?;
-        let mut name = String::with_capacity(decoded.len());
-        for c in decoded.chars() {
-            let forbidden = if c.is_ascii() {
-                !c.is_ascii_graphic() || FORBIDDEN_IN_HOST[c as usize]
-            } else {
-                // A browser's IDNA mapping refuses these or maps them to
-                // a space, which is forbidden.
-                c.is_whitespace() || c.is_control()
-            };
-            if forbidden {
+        let name = if decoded.is_ascii() && !has_ace_label(decoded.as_bytes()) {
+            let forbidden = |b: u8| !b.is_ascii_graphic() || FORBIDDEN_IN_HOST[usize::from(b)];
+            if decoded.bytes().any(forbidden) {
                 return None;
             }
-            name.extend(c.to_lowercase());
-        }
+            decoded.to_ascii_lowercase()
+        } else {
+            // The standard's "domain to ASCII": UTS 46 mapping and
+            // punycode, refusing forbidden code points.
+            idna::domain_to_ascii_cow(decoded.as_bytes(), idna::AsciiDenyList::URL)
+                .ok()?
+                .into_owned()
+        };
         if name == host {
             Cow::Borrowed(host)
         } else {
@@ -716,6 +720,17 @@ fn parse_host(host: &str) -> Option<Cow<'_, str>> {
         Cow::Borrowed(host)
     } else {
         Cow::Owned(form)
+    })
+}
+
+/// Whether a label of `host` starts with `xn--` (any case): punycode,
+/// which the standard decodes and checks, so the fast paths leave it to
+/// the full rules.
+fn has_ace_label(host: &[u8]) -> bool {
+    host.split(|&b| b == b'.').any(|label| {
+        label
+            .get(..4)
+            .is_some_and(|head| head.eq_ignore_ascii_case(b"xn--"))
     })
 }
 
@@ -1138,7 +1153,7 @@ mod tests {
         assert_eq!(canon("http://[::1]:80/"), "http://[::1]/");
         assert_eq!(canon("http://[::1]:81/"), "http://[::1]:81/");
         assert_eq!(canon("http://[::1]/"), "http://[::1]/");
-        assert_eq!(canon("https://BÜCHER.de/"), "https://bücher.de/");
+        assert_eq!(canon("https://BÜCHER.de/"), "https://xn--bcher-kva.de/");
         assert_eq!(
             canon("https://example.com:65535/"),
             "https://example.com:65535/"
@@ -1162,7 +1177,14 @@ mod tests {
             ("https://0x/", "https://0.0.0.0/"),
             ("https://1.2.3.0X4/", "https://1.2.3.4/"),
             ("https://ex%41mple.com/", "https://example.com/"),
-            ("https://caf%C3%A9.example/", "https://café.example/"),
+            ("https://caf%C3%A9.example/", "https://xn--caf-dma.example/"),
+            ("https://Café.example/", "https://xn--caf-dma.example/"),
+            (
+                "https://XN--CAF-DMA.example/",
+                "https://xn--caf-dma.example/",
+            ),
+            ("https://ＥＸＡＭＰＬＥ.com/", "https://example.com/"),
+            ("https://１２７.1/", "https://127.0.0.1/"),
             ("https://example.com./", "https://example.com./"),
             ("https://3com.example/", "https://3com.example/"),
             ("https://example.3com/", "https://example.3com/"),
@@ -1206,6 +1228,10 @@ mod tests {
             "https://a\tb/",
             "https://a\u{a0}b/",
             "https://a%FFb/",
+            "https://bü cher.de/",
+            "https://bü<cher.de/",
+            "https://xn--a.example/",
+            "https://\u{fffd}.example/",
             "https://[::g]/",
             "https://[1:2]/",
             "https://[::1/",
@@ -1431,7 +1457,9 @@ mod tests {
             ("http://h?x", "h"),
             ("http://h#x", "h"),
             ("http://[::1]:81/", "[::1]:81"),
-            ("https://BÜCHER.de/", "bücher.de"),
+            ("https://BÜCHER.de/", "xn--bcher-kva.de"),
+            ("https://XN--BCHER-KVA.de/", "xn--bcher-kva.de"),
+            ("https://127.1/", "127.0.0.1"),
             ("/x", ""),
             ("javascript:alert(1)", ""),
             ("mailto:a@b.c", ""),
@@ -1507,6 +1535,7 @@ mod tests {
             "https://example.0x/",
             "https://x:65536/",
             "https://x:99999/",
+            "https://xn--bcher-kva.de/",
             "https://example.com/a#top",
             "https://example.com/?",
             "https://example.com/%7e",

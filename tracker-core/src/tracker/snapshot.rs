@@ -86,7 +86,7 @@
 //!
 //! - a key the rules now rewrite in its scheme and authority only (user
 //!   info dropped, `https://127.1/x` now `https://127.0.0.1/x`,
-//!   `[0:0::1]` now `[::1]`) is re-keyed to that form once every other
+//!   `[0:0::1]` now `[::1]`, `bücher.de` now `xn--bcher-kva.de`) is re-keyed to that form once every other
 //!   page is in; if a page of that form is already there (both were
 //!   recorded) it stays under its old key, so that no two sets are merged
 //!   (a merge could not be undone, and would be wrong for two forms that
@@ -97,7 +97,9 @@
 //!   competes for it.
 //!
 //! A key whose path or query is not canonical is damage, refused. A page
-//! under an old key is still listed, and counted in its site. A query or
+//! under an old key is still listed, and counted in the site of its
+//! host as stored (which a site query no longer names when the rules
+//! spell that host otherwise now: `127.1`, `bücher.de`). A query or
 //! an event spelled exactly as its old key reaches it (the fast paths look
 //! up the URL as sent before canonicalising; an event is then logged under
 //! that key), any other spelling the canonical page. Replay (of the log,

@@ -1,8 +1,8 @@
 //! Pages written before the URL Standard's host and port rules
 //! (`tracker_core::canonical_url` module docs) still restore and replay:
 //! a key the rules refuse only for its authority (`https://x:99999/p`) is
-//! kept as stored, one they merely spell another way (`https://127.1/p`)
-//! is re-keyed to its canonical form unless that page exists too
+//! kept as stored, one they merely spell another way (`https://127.1/p`,
+//! `https://bücher.de/u`, now punycode) is re-keyed to its canonical form unless that page exists too
 //! ("Legacy pages" in `tracker_core::persist::tracker_snapshot`).
 //!
 //! Old snapshots are made by patching a current payload with strings of
@@ -22,7 +22,7 @@ fn builder() -> TrackerBuilder {
 
 /// (recorded as, stored by an older version as, canonical form now or
 /// `None` if refused now).
-const FORMS: [(&str, &str, Option<&str>); 5] = [
+const FORMS: [(&str, &str, Option<&str>); 6] = [
     ("https://x:12345/p", "https://x:99999/p", None),
     ("https://x:12345/q", "https://x:00abc/q", None),
     ("https://a.b.c.ddd/p", "https://1.2.3.999/p", None),
@@ -35,6 +35,11 @@ const FORMS: [(&str, &str, Option<&str>); 5] = [
         "https://[a::2]/p",
         "https://[0::2]/p",
         Some("https://[::2]/p"),
+    ),
+    (
+        "https://bxxcher.de/u",
+        "https://bücher.de/u",
+        Some("https://xn--bcher-kva.de/u"),
     ),
 ];
 
