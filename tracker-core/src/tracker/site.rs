@@ -258,7 +258,9 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
     let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
     // No host (`https://`, `:80`) is no site, rather than a bad one.
     let no_host = |(authority, _): (&str, &str)| {
-        let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         host.is_empty() || host.starts_with(':')
     };
     if web && split_authority(&url).is_some_and(no_host) {
