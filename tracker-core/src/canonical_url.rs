@@ -341,10 +341,21 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         } else {
             return false;
         };
-        let host = authority
-            .iter()
-            .take_while(|&&b| HOST[usize::from(b)])
-            .count();
+        // The host, noting where its last label starts and whether a
+        // label starts with `x` (perhaps `xn--`, punycode): both rare
+        // enough to leave to the full rules.
+        let (mut host, mut label, mut x_label) = (0, 0, false);
+        while let Some(&b) = authority.get(host) {
+            if !HOST[usize::from(b)] {
+                break;
+            }
+            if b == b'.' {
+                label = host + 1;
+            } else if host == label && b == b'x' {
+                x_label = true;
+            }
+            host += 1;
+        }
         let mut end = host;
         if authority.get(end) == Some(&b':') {
             let digits = authority[end + 1..]
@@ -364,11 +375,13 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         }
         // An empty host is refused, an empty path becomes `/`, a host
         // ending in a number is an IPv4 address, canonical only as a
-        // dotted quad.
+        // dotted quad (and one ending in `.` is left to the full rules
+        // whatever its last label), punycode is checked.
+        let numeric = label == host || authority[label].is_ascii_digit();
         if host == 0
             || authority.get(end) != Some(&b'/')
-            || (last_label_is_numeric(&authority[..host]) && !is_dotted_quad(&authority[..host]))
-            || has_ace_label(&authority[..host])
+            || (numeric && (label == host || !is_dotted_quad(&authority[..host])))
+            || (x_label && has_ace_label(&authority[..host]))
         {
             return false;
         }
