@@ -341,20 +341,20 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         } else {
             return false;
         };
-        // The host, noting where its last label starts and whether a
-        // label starts with `x` (perhaps `xn--`, punycode): both rare
-        // enough to leave to the full rules.
-        let (mut host, mut label, mut x_label) = (0, 0, false);
-        while let Some(&b) = authority.get(host) {
-            if !HOST[usize::from(b)] {
+        // The host, label by label: where its last label starts, and
+        // whether one is punycode (`xn--`), which the full rules check.
+        let (mut host, mut label) = (0, 0);
+        let mut ace = authority.starts_with(b"xn--");
+        loop {
+            while host < authority.len() && LABEL[usize::from(authority[host])] {
+                host += 1;
+            }
+            if authority.get(host) != Some(&b'.') {
                 break;
             }
-            if b == b'.' {
-                label = host + 1;
-            } else if host == label && b == b'x' {
-                x_label = true;
-            }
             host += 1;
+            label = host;
+            ace |= authority[host..].starts_with(b"xn--");
         }
         let mut end = host;
         if authority.get(end) == Some(&b':') {
@@ -381,7 +381,7 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         if host == 0
             || authority.get(end) != Some(&b'/')
             || (numeric && (label == host || !is_dotted_quad(&authority[..host])))
-            || (x_label && has_ace_label(&authority[..host]))
+            || ace
         {
             return false;
         }
@@ -1028,16 +1028,15 @@ static KEPT: [bool; 256] = {
     table
 };
 
-/// Host bytes [`is_canonical`] accepts: lowercase names and IPv4
-/// addresses (anything else, such as `@`, `[` or upper case, takes the
-/// full path).
-static HOST: [bool; 256] = {
+/// Bytes of a host's label [`is_canonical`] accepts: those of lowercase
+/// names and IPv4 addresses, the dots between labels aside (anything
+/// else, such as `@`, `[` or upper case, takes the full path).
+static LABEL: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
         let byte = b as u8;
-        table[b] =
-            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'.' || byte == b'-';
+        table[b] = byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-';
         b += 1;
     }
     table
