@@ -170,8 +170,8 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
 }
 
 /// The origin (`scheme://host[:port]`) of an `http(s)` URL, or of an
-/// origin, as page keys spell it (the rules above: user info dropped, the
-/// host and port as a browser reads them), or `None` for anything else: a
+/// origin, as page keys spell it (the [module docs](self)' rules: user
+/// info dropped, host and port as a browser reads them), or `None` for anything else: a
 /// path, another scheme, an authority the rules refuse. What turns a
 /// request's `Origin` or `Referer`, or a configured site, into the origin
 /// a path is a page of, so that it cannot disagree with the page rules.

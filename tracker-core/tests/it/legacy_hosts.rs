@@ -225,3 +225,35 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     assert_eq!(report.refused, 0);
     assert_eq!(listing(durable.tracker()), before);
 }
+
+/// A cluster's stream is replayed through `record_visitor_hash`: an old
+/// event under a kept key counts there, and one no version would have
+/// written is a typed error (the consumer logs and skips it), never a
+/// panic or a stall.
+#[test]
+fn a_stream_replay_takes_old_keys_and_refuses_others_with_a_typed_error() {
+    let tracker = builder().build().unwrap();
+    let hash = tracker.visitor_hash("s").unwrap();
+    let at = Timestamp::from_millis(1_700_000_000_000);
+    let (_, page) = tracker
+        .record_visitor_hash(hash, "https://x:99999/p", at)
+        .unwrap();
+    assert_eq!(page, "https://x:99999/p");
+    let (_, page) = tracker
+        .record_visitor_hash(hash, "https://127.1/p", at)
+        .unwrap();
+    assert_eq!(page, "https://127.0.0.1/p");
+    for refused in ["javascript:x", "https://x:99999/a b", "https://x:99999"] {
+        assert_eq!(
+            tracker.record_visitor_hash(hash, refused, at),
+            Err(TrackerError::InvalidUrl),
+            "{refused}"
+        );
+    }
+    // Live, the same kept key is refused where no page holds it.
+    assert_eq!(
+        tracker.record("s", "https://x:99999/q"),
+        Err(TrackerError::InvalidUrl)
+    );
+    assert_eq!(listing(&tracker).len(), 2);
+}
