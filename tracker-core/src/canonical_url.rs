@@ -1121,6 +1121,11 @@ mod tests {
         canon_with(raw, QueryPolicy::Keep)
     }
 
+    fn assert_refused(raw: &str) {
+        let refused = canonicalize(raw, &UrlOptions::default());
+        assert_eq!(refused, Err(TrackerError::InvalidUrl), "{raw}");
+    }
+
     fn canon_with(raw: &str, query: QueryPolicy) -> String {
         let options = UrlOptions {
             query,
@@ -1216,7 +1221,6 @@ mod tests {
             assert_eq!(canon(raw), canonical, "{raw}");
             assert_eq!(canon(canonical), canonical, "{canonical}");
         }
-        let options = UrlOptions::default();
         for bad in [
             "https://x:99999/",
             "https://x:65536/",
@@ -1262,11 +1266,7 @@ mod tests {
             "https://99999999999999999999999/",
             "https://u@:443/",
         ] {
-            assert_eq!(
-                canonicalize(bad, &options),
-                Err(TrackerError::InvalidUrl),
-                "{bad}"
-            );
+            assert_refused(bad);
         }
     }
 
@@ -1375,11 +1375,7 @@ mod tests {
             "example.com/pricing",
             "?q=1",
         ] {
-            assert_eq!(
-                canonicalize(bad, &options),
-                Err(TrackerError::InvalidUrl),
-                "{bad}"
-            );
+            assert_refused(bad);
         }
         for good in [
             "/",

@@ -261,22 +261,22 @@ impl Tracker {
         url: &'a str,
         at: Option<Timestamp>,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
-        let raw_hash = self.prefetch_page(url);
-        self.record_prefetched(visitor, url, raw_hash, at, Keys::Live)
+        self.record_hashed_as(visitor, url, at, Keys::Live)
     }
 
-    /// [`record_hashed`](Self::record_hashed) of an event replayed from a
-    /// log or a stream, which also takes the keys of earlier versions
-    /// that today's rules refuse ([`Keys::Stored`]; see "Legacy pages" in
-    /// snapshot.rs).
-    pub(crate) fn record_stored<'a>(
+    /// [`record_hashed`](Self::record_hashed) taking `keys`: with
+    /// [`Keys::Stored`], an event replayed from a log or a stream, which
+    /// also takes the keys of earlier versions that today's rules refuse
+    /// (see "Legacy pages" in snapshot.rs).
+    pub(crate) fn record_hashed_as<'a>(
         &self,
         visitor: u64,
         url: &'a str,
         at: Option<Timestamp>,
+        keys: Keys,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
         let raw_hash = self.prefetch_page(url);
-        self.record_prefetched(visitor, url, raw_hash, at, Keys::Stored)
+        self.record_prefetched(visitor, url, raw_hash, at, keys)
     }
 
     /// [`record_hashed`](Self::record_hashed) once [`prefetch_page`](Self::prefetch_page)

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use crate::canonical_url::Keys;
 use crate::error::TrackerError;
 use crate::report::{Distinct, Recorded, Stats};
 use crate::set::VisitorSet;
@@ -56,7 +57,7 @@ impl Tracker {
         url: &'a str,
         at: Timestamp,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
-        self.record_stored(hash, url, Some(at))
+        self.record_hashed_as(hash, url, Some(at), Keys::Stored)
     }
 
     /// The visitors of every page of `site` this tracker holds, as a

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use tracker_core::persist::{DurableTracker, EventLog, LogEvent, LogOptions, Lsn, snapshot_file};
 use tracker_core::{Timestamp, Tracker, TrackerBuilder, TrackerError};
 
+use crate::{listing, patch, snapshot_of};
+
 const KEY: u64 = 0x0765_4321;
 
 fn builder() -> TrackerBuilder {
@@ -42,30 +44,6 @@ const FORMS: [(&str, &str, Option<&str>); 6] = [
         Some("https://xn--bcher-kva.de/u"),
     ),
 ];
-
-fn listing(tracker: &Tracker) -> BTreeMap<String, u64> {
-    tracker
-        .top(usize::MAX)
-        .into_iter()
-        .map(|row| (row.url, row.distinct.visitors))
-        .collect()
-}
-
-fn snapshot_of(tracker: &Tracker) -> Vec<u8> {
-    let mut payload = Vec::new();
-    tracker.write_snapshot(&mut payload).unwrap();
-    payload
-}
-
-/// Replaces `from` by `to`, of the same length, in `payload`.
-fn patch(payload: &mut [u8], from: &str, to: &str) {
-    assert_eq!(from.len(), to.len());
-    let at = payload
-        .windows(from.len())
-        .position(|w| w == from.as_bytes())
-        .unwrap();
-    payload[at..at + from.len()].copy_from_slice(to.as_bytes());
-}
 
 /// A payload with page `i` of [`FORMS`] under its old key with `i + 1`
 /// visitors; with `duplicates`, each canonical form recorded too (2

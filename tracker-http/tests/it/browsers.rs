@@ -229,16 +229,24 @@ async fn plausible_refusals_are_json_errors() {
     assert_eq!(state.tracker().unwrap().stats().pairs, 0);
 }
 
+/// A service whose `--site` is `https://fallback.test`.
+fn fallback_app() -> Router {
+    app_with(Tracker::new(), |l| {
+        l.browser.site = Some("https://fallback.test".into());
+    })
+    .0
+}
+
+/// A pixel request for `uri` from Firefox, with `headers`.
+fn pixel(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut all = vec![("user-agent", FIREFOX)];
+    all.extend_from_slice(headers);
+    from(Method::GET, uri, "192.0.2.1:1", &all, Body::empty())
+}
+
 #[tokio::test]
 async fn the_pixel_counts_and_answers_a_gif() {
-    let (app, _) = app_with(Tracker::new(), |l| {
-        l.browser.site = Some("https://fallback.test".into());
-    });
-    let pixel = |uri: &str, headers: &[(&str, &str)]| {
-        let mut all = vec![("user-agent", FIREFOX)];
-        all.extend_from_slice(headers);
-        from(Method::GET, uri, "192.0.2.1:1", &all, Body::empty())
-    };
+    let app = fallback_app();
     let answer = send(
         &app,
         pixel(
@@ -326,14 +334,7 @@ async fn the_pixel_counts_and_answers_a_gif() {
 /// or `Referer`; one they refuse names no origin, so the next one counts.
 #[tokio::test]
 async fn the_pixel_resolves_against_origins_as_pages_spell_them() {
-    let (app, _) = app_with(Tracker::new(), |l| {
-        l.browser.site = Some("https://fallback.test".into());
-    });
-    let pixel = |uri: &str, headers: &[(&str, &str)]| {
-        let mut all = vec![("user-agent", FIREFOX)];
-        all.extend_from_slice(headers);
-        from(Method::GET, uri, "192.0.2.1:1", &all, Body::empty())
-    };
+    let app = fallback_app();
     for (headers, page) in [
         (
             &[("origin", "HTTPS://U@Site.TEST:443")][..],
