@@ -5,6 +5,7 @@
 //! - [`poll`]: wait for a condition with a deadline, never a fixed sleep;
 //! - [`tmpfs`]: real read-only or tiny file systems for storage failures;
 //! - [`process`]: the `tracker-http` binary as a child process;
+//! - [`nats`]: a JetStream `nats-server` for the cluster tests;
 //! - [`model`]: the obvious implementations the tracker is checked against;
 //! - [`xorshift`]: a small seeded generator, so failures reproduce.
 
@@ -12,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod model;
+pub mod nats;
 pub mod poll;
 pub mod process;
 pub mod tmpfs;

@@ -55,6 +55,29 @@ where
     }
 }
 
+/// [`until_some_async`] for checks that say why they do not hold yet:
+/// waits until `check` returns `Ok`, and on timeout panics with the last
+/// `Err` (a status and body, say), not only `what`.
+pub async fn until_ok_async<T, E, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let start = Instant::now();
+    loop {
+        let why = match check().await {
+            Ok(value) => return value,
+            Err(why) => why,
+        };
+        assert!(
+            start.elapsed() < limit,
+            "{what}: not within {limit:?}; last: {why}"
+        );
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
 /// [`until`] for async tests.
 pub async fn until_async<F, Fut>(limit: Duration, what: &str, mut condition: F)
 where

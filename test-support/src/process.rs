@@ -167,9 +167,18 @@ impl Drop for Server {
     }
 }
 
-/// Sends `request` and reads its answer as JSON.
+/// Sends `request` and reads its answer as JSON; panics with the URL,
+/// the status and the body unless it is a success (2xx) with JSON.
 pub async fn json_of(request: reqwest::RequestBuilder) -> Value {
-    request.send().await.unwrap().json().await.unwrap()
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let (url, status) = (response.url().clone(), response.status());
+    let body = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {status}, body: {e}"));
+    assert!(status.is_success(), "{url}: {status} {body}");
+    serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{url}: {status}, not JSON ({e}): {body}"))
 }
 
 /// Runs `binary` with `args` (on an ephemeral port, JSON logs) until it

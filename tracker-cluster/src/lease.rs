@@ -10,7 +10,9 @@
 //! of two nodes racing for a lease exactly one gets it, and a holder that
 //! was paused past its TTL learns on its next renewal that it lost it.
 //!
-//! Rebalancing: each node aims at `ceil(partitions / live nodes)` leases.
+//! Rebalancing: each node aims at `ceil(partitions / live nodes)` leases
+//! ([`live_nodes`]: a node counted twice would shrink every share, and
+//! owners would give partitions up with no node joining).
 //! A node below its share takes free or expired leases (starting at an
 //! offset derived from its id, so that joining nodes do not all race for
 //! the same ones); a node above it releases its extras, after a final
@@ -111,6 +113,31 @@ pub fn plan(
     actions
 }
 
+/// The live nodes, this one included (at least 1): the distinct keys
+/// among `heartbeats` (server time of the write, `node.<id>` key) written
+/// within `ttl_ms` of `now_ms`. Distinct because the bucket's key listing
+/// is a consumer that also delivers the writes made while it runs: a
+/// heartbeat written meanwhile is listed again.
+///
+/// ```
+/// use tracker_cluster::lease::live_nodes;
+///
+/// let beats = [(9_000, "node.a"), (9_500, "node.b"), (9_900, "node.a"), (1_000, "node.c")];
+/// assert_eq!(live_nodes(10_000, 3_000, beats.map(|(t, k)| (t, k.to_string()))), 2);
+/// ```
+pub fn live_nodes(
+    now_ms: i64,
+    ttl_ms: i64,
+    heartbeats: impl IntoIterator<Item = (i64, String)>,
+) -> usize {
+    let live: std::collections::BTreeSet<String> = heartbeats
+        .into_iter()
+        .filter(|&(written_ms, _)| written_ms + ttl_ms >= now_ms)
+        .map(|(_, key)| key)
+        .collect();
+    live.len().max(1)
+}
+
 /// Where node `me` starts looking for free leases.
 fn offset(me: &str, partitions: usize) -> usize {
     let hash = me
@@ -160,6 +187,19 @@ mod tests {
         let actions = plan("c", 10_000, 3_000, 5, &[free.clone(), free.clone(), free]);
         assert_eq!(actions.len(), 1);
         assert!(matches!(actions[0], Action::Acquire { revision: 0, .. }));
+    }
+
+    #[test]
+    fn a_heartbeat_listed_twice_is_one_node() {
+        let beats = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| (9_000, k.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(live_nodes(10_000, 3_000, beats(&["node.a", "node.b"])), 2);
+        let relisted = beats(&["node.a", "node.b", "node.a", "node.b", "node.a"]);
+        assert_eq!(live_nodes(10_000, 3_000, relisted), 2);
+        assert_eq!(live_nodes(10_000, 3_000, []), 1, "this node at least");
     }
 
     #[test]

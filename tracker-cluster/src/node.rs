@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -20,7 +20,7 @@ use tracker_core::{
     SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
 };
 
-use crate::lease::{Action, LeaseView, plan};
+use crate::lease::{Action, LeaseView, live_nodes, plan};
 use crate::wire::{self, Answer, Ask, Body, EventV1, WireDistinct, WireError, WirePartial};
 use crate::{ClusterError, Freshness};
 
@@ -34,6 +34,21 @@ pub const MAX_ACKS_IN_FLIGHT: usize = 1 << 16;
 /// Publishes of one batch awaiting their acknowledgement: past this the
 /// oldest is awaited before the next is sent.
 pub const BATCH_WINDOW: usize = 1024;
+
+/// How long a query waits for a partition's answer before asking its
+/// owner directly (a partition between owners has none to answer; the
+/// new owner does once it started), and then before asking again while
+/// it has none, doubling up to [`ASK_AGAIN_EVERY`].
+pub const ASK_AGAIN_AFTER: Duration = Duration::from_millis(100);
+
+/// The longest wait between two askings of a partition without an
+/// owner, within the query timeout.
+pub const ASK_AGAIN_EVERY: Duration = Duration::from_millis(500);
+
+/// How long a query waits for an owner's answer before asking again
+/// (within the query timeout, doubling each time): a question that
+/// reached an owner as it let the partition go is never answered.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// The longest [`Node::leave`] spends handing partitions over.
 pub const LEAVE_WITHIN: Duration = Duration::from_secs(10);
@@ -768,58 +783,112 @@ impl Inner {
         self.config.tracker.clone().hash_key(self.key)
     }
 
+    /// Asks `partition`'s owner, waiting for one within the query
+    /// timeout (see [`ask_partition`](Self::ask_partition)).
     async fn ask_owner(&self, partition: u32, ask: &Ask) -> Result<Answer, ClusterError> {
-        let payload = serde_json::to_vec(ask).expect("a question serialises");
-        let reply = self
-            .client
-            .request(self.subject(&format!("q.{partition}")), payload.into())
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::client::RequestErrorKind::NoResponders
-                | async_nats::client::RequestErrorKind::TimedOut => {
-                    ClusterError::NoOwner { partition }
-                }
-                _ => nats(e),
-            })?;
-        let answers: Vec<Answer> = serde_json::from_slice(&reply.payload)
-            .map_err(|e| ClusterError::Owner(e.to_string()))?;
-        answers
-            .into_iter()
-            .next()
+        let payload = Bytes::from(serde_json::to_vec(ask).expect("a question serialises"));
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        self.ask_partition(partition, payload, deadline)
+            .await?
             .ok_or(ClusterError::NoOwner { partition })
     }
 
     /// Asks every node; keeps the first answer per partition, until every
-    /// partition answered or the query timeout.
+    /// partition answered or the query timeout. Partitions that have not
+    /// answered after [`ASK_AGAIN_AFTER`] are asked of their owners
+    /// directly ([`ask_partition`](Self::ask_partition)): one between
+    /// owners when the nodes answered (released in a rebalance, or taken
+    /// over after a crash) is answered by its new owner once it started.
     async fn gather(&self, ask: &Ask) -> Result<BTreeMap<u32, Answer>, ClusterError> {
-        let payload = serde_json::to_vec(ask).expect("a question serialises");
+        let payload = Bytes::from(serde_json::to_vec(ask).expect("a question serialises"));
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        let partitions = self.config.partitions;
         let inbox = self.client.new_inbox();
         let mut replies = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
         self.client
-            .publish_with_reply(self.subject("gather"), inbox, payload.into())
+            .publish_with_reply(self.subject("gather"), inbox, payload.clone())
             .await
             .map_err(nats)?;
         let mut answers = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
-        while answers.len() < self.config.partitions as usize {
-            let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await else {
-                break;
-            };
-            let Ok(batch) = serde_json::from_slice::<Vec<Answer>>(&reply.payload) else {
-                continue;
-            };
-            for answer in batch {
-                answers.entry(answer.partition).or_insert(answer);
+        let mut direct = futures_util::stream::FuturesUnordered::new();
+        let again = tokio::time::sleep(ASK_AGAIN_AFTER);
+        tokio::pin!(again);
+        let mut asked_again = false;
+        while answers.len() < partitions as usize {
+            tokio::select! {
+                reply = tokio::time::timeout_at(deadline, replies.next()) => {
+                    let Ok(Some(reply)) = reply else { break };
+                    let Ok(batch) = serde_json::from_slice::<Vec<Answer>>(&reply.payload) else {
+                        continue;
+                    };
+                    for answer in batch {
+                        answers.entry(answer.partition).or_insert(answer);
+                    }
+                }
+                () = &mut again, if !asked_again => {
+                    asked_again = true;
+                    for p in (0..partitions).filter(|p| !answers.contains_key(p)) {
+                        direct.push(self.ask_partition(p, payload.clone(), deadline));
+                    }
+                }
+                Some(answer) = direct.next() => {
+                    if let Some(answer) = answer? {
+                        answers.entry(answer.partition).or_insert(answer);
+                    }
+                }
             }
         }
         let _ = replies.unsubscribe().await;
-        if answers.len() < self.config.partitions as usize {
+        if answers.len() < partitions as usize {
             return Err(ClusterError::Incomplete {
                 answered: answers.len() as u32,
-                partitions: self.config.partitions,
+                partitions,
             });
         }
         Ok(answers)
+    }
+
+    /// Asks `partition`'s owner by request-reply until it answers or the
+    /// `deadline` passes (`None`). While no node takes the partition's
+    /// questions (it is between owners) asks again after
+    /// [`ASK_AGAIN_AFTER`], doubling up to [`ASK_AGAIN_EVERY`]; a question
+    /// not answered within [`ANSWER_WITHIN`] (doubling) is asked again
+    /// too, since one that reached an owner as it let the partition go is
+    /// never answered.
+    async fn ask_partition(
+        &self,
+        partition: u32,
+        payload: Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Answer>, ClusterError> {
+        use async_nats::client::RequestErrorKind;
+        let subject = self.subject(&format!("q.{partition}"));
+        let (mut wait, mut patience) = (ASK_AGAIN_AFTER, ANSWER_WITHIN);
+        loop {
+            let asked = tokio::time::Instant::now();
+            let request = self.client.request(subject.clone(), payload.clone());
+            match tokio::time::timeout_at(deadline.min(asked + patience), request).await {
+                Ok(Ok(reply)) => {
+                    let answers: Vec<Answer> = serde_json::from_slice(&reply.payload)
+                        .map_err(|e| ClusterError::Owner(e.to_string()))?;
+                    return Ok(answers.into_iter().find(|a| a.partition == partition));
+                }
+                Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
+                    if tokio::time::Instant::now() + wait >= deadline {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(ASK_AGAIN_EVERY);
+                }
+                Ok(Err(e)) if e.kind() != RequestErrorKind::TimedOut => return Err(nats(e)),
+                Ok(Err(_)) | Err(_) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    patience *= 2;
+                }
+            }
+        }
     }
 
     /// Stops applying `partition`: with `snapshot`, after a final
@@ -950,6 +1019,22 @@ impl Inner {
             Ok(_) => tracing::debug!(partition, covered, bytes = bytes.len(), "snapshot"),
             Err(e) => tracing::warn!(partition, error = %e, "snapshot not stored"),
         }
+    }
+
+    /// Answers a question sent to `partition`'s owner.
+    async fn reply(&self, partition: u32, owned: &Owned, request: async_nats::Message) {
+        let Some(reply) = request.reply else { return };
+        let answer = match serde_json::from_slice::<Ask>(&request.payload) {
+            Ok(ask) => self.answer(partition, owned, &ask),
+            Err(e) => Answer {
+                partition,
+                applied: 0,
+                pending: 0,
+                body: Err(WireError(e.to_string())),
+            },
+        };
+        let payload = serde_json::to_vec(&[answer]).expect("an answer serialises");
+        let _ = self.client.publish(reply, payload.into()).await;
     }
 
     /// This node's answer for `partition` to `ask`.
@@ -1134,7 +1219,7 @@ impl Inner {
                         .kv
                         .update(lease_key(partition), Bytes::new(), revision)
                         .await;
-                    tracing::info!(partition, "partition released");
+                    tracing::info!(partition, live, "partition released");
                 }
             }
         }
@@ -1155,6 +1240,8 @@ impl Inner {
         }
     }
 
+    /// The nodes whose heartbeat is younger than the TTL, this one
+    /// included.
     async fn live_nodes(&self, now_ms: i64, ttl_ms: i64) -> Result<usize, ClusterError> {
         let mut keys = self.kv.keys().await.map_err(nats)?;
         let mut nodes = Vec::new();
@@ -1165,13 +1252,13 @@ impl Inner {
             }
         }
         let reads = nodes.into_iter().map(|k| self.kv.entry(k));
-        let live = futures_util::future::join_all(reads)
+        let heartbeats = futures_util::future::join_all(reads)
             .await
             .into_iter()
             .filter_map(|e| e.ok().flatten())
-            .filter(|e| e.operation == kv::Operation::Put && millis(e) + ttl_ms >= now_ms)
-            .count();
-        Ok(live.max(1))
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| (millis(&e), e.key));
+        Ok(live_nodes(now_ms, ttl_ms, heartbeats))
     }
 }
 
@@ -1222,18 +1309,7 @@ async fn apply(
                 }
             }
             Some(request) = queries.next() => {
-                let Some(reply) = request.reply else { continue };
-                let answer = match serde_json::from_slice::<Ask>(&request.payload) {
-                    Ok(ask) => inner.answer(partition, &owned, &ask),
-                    Err(e) => Answer {
-                        partition,
-                        applied: 0,
-                        pending: 0,
-                        body: Err(WireError(e.to_string())),
-                    },
-                };
-                let payload = serde_json::to_vec(&[answer]).expect("an answer serialises");
-                let _ = inner.client.publish(reply, payload.into()).await;
+                inner.reply(partition, &owned, request).await;
             }
             _ = tick.tick() => {
                 let applied = owned.applied.load(Ordering::Acquire);
@@ -1247,6 +1323,11 @@ async fn apply(
                     let applied = owned.applied.load(Ordering::Acquire);
                     if applied > snapshotted {
                         inner.snapshot(partition, &owned.tracker, applied).await;
+                    }
+                    // Questions that arrived before the release are
+                    // answered from the final state, not left to time out.
+                    while let Some(Some(request)) = queries.next().now_or_never() {
+                        inner.reply(partition, &owned, request).await;
                     }
                 }
                 released = true;

@@ -215,13 +215,16 @@ pub async fn require_bearer(
     next: Next,
 ) -> Response {
     if let Some(token) = &state.limits.auth_token {
-        // The scheme is case-insensitive (RFC 9110, 11.1): `bearer` too.
+        // The scheme is case-insensitive (RFC 9110, 11.1): `bearer` too;
+        // one or more spaces follow it (11.4: `1*SP`).
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().split_at_checked(7))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
-            .map_or(&b""[..], |(_, token)| token);
+            .map_or(&b""[..], |(_, token)| {
+                &token[token.iter().take_while(|&&b| b == b' ').count()..]
+            });
         if !constant_time_eq(presented, token.as_bytes()) {
             return AppError::Unauthorized.into_response();
         }

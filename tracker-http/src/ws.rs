@@ -16,7 +16,9 @@
 //!   is recorded (and durable), so a sender faster than the tracker fills
 //!   its TCP window and is slowed down; nothing queues in the server.
 //! - **Limits**: a message is at most `--batch-body-limit` bytes (larger
-//!   closes the connection with 1009 "message too big") and
+//!   closes the connection with 1009 "message too big"; a text message
+//!   that is not UTF-8, 1007, and a frame that breaks the protocol,
+//!   1002) and
 //!   `--batch-limit` events; a connection silent for `--ws-idle-timeout`
 //!   is closed with 1001 "going away", and so is every socket, between
 //!   messages, when the service shuts down. Binary messages are refused
@@ -141,17 +143,11 @@ async fn serve(mut socket: WebSocket, state: AppState, parts: Parts, ack: bool) 
             // The peer went away.
             Ok(None) => return,
             // It broke the protocol, or sent a message over the size
-            // limit: the WebSocket layer only reports that one, so the
-            // 1009 is ours to send.
+            // limit: the WebSocket layer only reports it, so the close
+            // frame that says why (RFC 6455, 7.1.7) is ours to send.
             Ok(Some(Err(e))) => {
-                if too_big(e) {
-                    close(
-                        &mut socket,
-                        close_code::SIZE,
-                        "message too big",
-                        &state.shutdown,
-                    )
-                    .await;
+                if let Some((code, reason)) = refusal(e) {
+                    close(&mut socket, code, reason, &state.shutdown).await;
                 }
                 return;
             }
@@ -229,13 +225,18 @@ async fn handle(
     record_parsed(state, sender, &events).await
 }
 
-/// Whether a read failed because the message (or a frame of it) is over
-/// `--batch-body-limit`.
-fn too_big(error: axum::Error) -> bool {
-    matches!(
-        error.into_inner().downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    )
+/// The close code and reason for a read that failed through the peer's
+/// fault: a message (or a frame of it) over `--batch-body-limit` (1009),
+/// a text message that is not UTF-8 (1007), a frame that breaks the
+/// protocol (1002). `None` when the connection itself failed: nothing
+/// can be said on it.
+fn refusal(error: axum::Error) -> Option<(u16, &'static str)> {
+    match error.into_inner().downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(_) => Some((close_code::SIZE, "message too big")),
+        tungstenite::Error::Utf8(_) => Some((close_code::INVALID, "a text message must be UTF-8")),
+        tungstenite::Error::Protocol(_) => Some((close_code::PROTOCOL, "protocol error")),
+        _ => None,
+    }
 }
 
 /// Sends a close frame (see [`bounded`]); the caller then drops the

@@ -36,7 +36,8 @@ pub const MAX_SITE_LEN: usize = 253;
 pub struct PageQuery {
     /// Only pages of this site (see [`Tracker::site_distinct`]).
     pub site: Option<String>,
-    /// Only pages whose canonical URL starts with this; a prefix that
+    /// Only pages whose canonical URL starts with this (its scheme and
+    /// host read as a page URL's are, in any case); a prefix that
     /// starts with `/` is matched against the page's path (with its query)
     /// instead, so that `site` and `prefix: "/blog"` list a site's blog.
     pub prefix: Option<String>,
@@ -152,6 +153,7 @@ impl Tracker {
         {
             return Err(TrackerError::InvalidCursor);
         }
+        let prefix = query.prefix.as_deref().map(|p| self.canonical_prefix(p));
         let limit = query.limit.max(1);
         let expiry = self.expiry_now();
         // A max-heap of the smallest `limit + 1` URLs so far (one more
@@ -162,7 +164,7 @@ impl Tracker {
             for page in stripe.pages() {
                 let url = &*page.url;
                 if query.cursor.as_deref().is_some_and(|after| url <= after)
-                    || query.prefix.as_deref().is_some_and(|p| !has_prefix(url, p))
+                    || prefix.as_deref().is_some_and(|p| !has_prefix(url, p))
                     || site.as_deref().is_some_and(|s| host_of(url) != Some(s))
                     || smallest.peek().is_some_and(|(largest, _)| {
                         smallest.len() > limit && url >= largest.as_str()
@@ -193,6 +195,43 @@ impl Tracker {
             None
         };
         Ok(PageList { pages, next_cursor })
+    }
+}
+
+impl Tracker {
+    /// `prefix` spelt as canonical URLs start: an `http(s)` URL's scheme
+    /// and host lowercased, its user info and default port dropped, as at
+    /// record (`HTTPS://Shop.example:443/cart` lists the pages under
+    /// `https://shop.example/cart`); its path as given. A host not yet
+    /// complete (nothing after it) is lowercased; a path, or anything
+    /// else, is matched as given.
+    fn canonical_prefix<'a>(&self, prefix: &'a str) -> Cow<'a, str> {
+        let Some(scheme) = prefix.find("://") else {
+            return Cow::Borrowed(prefix);
+        };
+        if !["http", "https"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&prefix[..scheme]))
+        {
+            return Cow::Borrowed(prefix);
+        }
+        let host = scheme + 3;
+        match prefix[host..].find(['/', '?', '#']) {
+            Some(slash) if prefix.as_bytes()[host + slash] == b'/' => {
+                let (root, path) = prefix.split_at(host + slash + 1);
+                match self.canonicalize(root) {
+                    Ok(canonical) if canonical != root && canonical.ends_with('/') => {
+                        Cow::Owned(format!("{canonical}{path}"))
+                    }
+                    _ => Cow::Borrowed(prefix),
+                }
+            }
+            Some(_) => Cow::Borrowed(prefix),
+            None if prefix.chars().any(char::is_uppercase) => {
+                Cow::Owned(prefix.chars().flat_map(char::to_lowercase).collect())
+            }
+            None => Cow::Borrowed(prefix),
+        }
     }
 }
 

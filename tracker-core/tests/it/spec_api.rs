@@ -100,3 +100,52 @@ fn a_durable_record_takes_a_time_as_the_tracker_does() {
         2
     );
 }
+
+/// A URL prefix is spelt as the pages' URLs are at record (and as `site`
+/// is read): scheme and host in any case, with a default port or user
+/// info, list the same pages; the path stays case-sensitive. Before, the
+/// prefix was compared as given, and `HTTPS://Shop.example/` listed none.
+#[test]
+fn a_page_prefix_is_read_as_a_url_is() {
+    use tracker_core::PageQuery;
+
+    let tracker = Tracker::new();
+    for url in [
+        "https://shop.example/cart",
+        "https://shop.example/cart/2",
+        "https://shop.example/Cart",
+        "https://shop.example/about",
+        "http://shop.example/cart",
+    ] {
+        tracker.record("alice", url).unwrap();
+    }
+    let listed = |prefix: &str| {
+        let query = PageQuery {
+            prefix: Some(prefix.to_owned()),
+            limit: 100,
+            ..PageQuery::default()
+        };
+        let list = tracker.pages(&query).unwrap();
+        list.pages.into_iter().map(|p| p.url).collect::<Vec<_>>()
+    };
+    let cart = ["https://shop.example/cart", "https://shop.example/cart/2"];
+    for prefix in [
+        "https://shop.example/cart",
+        "HTTPS://Shop.EXAMPLE/cart",
+        "https://shop.example:443/cart",
+        "https://user@shop.example/cart",
+    ] {
+        assert_eq!(listed(prefix), cart, "{prefix}");
+    }
+    assert_eq!(
+        listed("https://SHOP.example/C"),
+        ["https://shop.example/Cart"]
+    );
+    // A host not yet complete is a prefix of hosts, lowercased.
+    assert_eq!(listed("HTTPS://SHOP.EX").len(), 4);
+    assert_eq!(listed("https://shop.example:8443/"), Vec::<String>::new());
+    assert_eq!(
+        listed("/cart"),
+        ["http://shop.example/cart", cart[0], cart[1]]
+    );
+}

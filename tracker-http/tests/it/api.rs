@@ -396,7 +396,14 @@ async fn bearer_token_guards_reads_but_not_ingest() {
         ..HttpLimits::standard()
     });
     assert_eq!(record(&app, "a", "/x").await.status, StatusCode::ACCEPTED);
-    for uri in ["/distinct?url=/x", "/top", "/stats", "/metrics"] {
+    for uri in [
+        "/distinct?url=/x",
+        "/top",
+        "/series?url=/x",
+        "/pages",
+        "/stats",
+        "/metrics",
+    ] {
         let answer = get(&app, uri).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{uri}");
         assert_eq!(answer.error_code(), "unauthorized");
@@ -412,6 +419,9 @@ async fn bearer_token_guards_reads_but_not_ingest() {
             ("Bearer s3cret", ok),
             ("bearer s3cret", ok),
             ("BEARER s3cret", ok),
+            // Spaces between scheme and token: `1*SP` (RFC 9110, 11.4).
+            ("Bearer   s3cret", ok),
+            ("Bearer\ts3cret", unauthorized),
         ] {
             let request = Request::get(uri)
                 .header("authorization", header)

@@ -371,6 +371,37 @@ async fn websocket_limits_close_idle_and_oversized_connections() {
     }
 }
 
+/// A peer that breaks the protocol is told why in a close frame (RFC
+/// 6455, 7.1.7 and 8.1): 1007 for a text message that is not UTF-8, 1002
+/// for a continuation frame with no message to continue (before, the
+/// connection was dropped without one: the peer saw 1006).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_error_is_closed_with_its_code() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let server = Server::start(TRACKER_HTTP, &[]);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client, WITHIN).await;
+    for (frame, code) in [
+        (
+            Frame::message(vec![b'"', 0xff, 0xfe, b'"'], OpCode::Data(Data::Text), true),
+            CloseCode::Invalid,
+        ),
+        (
+            Frame::message(b"{}".to_vec(), OpCode::Data(Data::Continue), true),
+            CloseCode::Protocol,
+        ),
+    ] {
+        let mut socket = connect(&server, "?ack=true").await;
+        socket.send(Message::Frame(frame)).await.unwrap();
+        match next_message(&mut socket).await {
+            Message::Close(Some(frame)) => assert_eq!(frame.code, code),
+            other => panic!("expected a close with {code:?}, got {other:?}"),
+        }
+    }
+}
+
 /// A sender with `?ack=true` that never reads its acknowledgements: once
 /// the TCP buffers are full the server cannot write the next one, gives
 /// it up after `--ws-idle-timeout` and drops the connection, so that its

@@ -1,0 +1,94 @@
+//! Debian's `nats-server` with JetStream, started on a free port with its
+//! store in a temporary directory, for the cluster tests.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{poll, under_ci};
+
+/// A `nats-server -js`; killed when dropped.
+pub struct Nats {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// Starts the server, or `None` (after a loud note) when it is not
+    /// installed outside CI; under `CI=true` a missing server fails.
+    pub fn start() -> Option<Nats> {
+        let Some(binary) = binary() else {
+            let install = "apt-get install -y nats-server";
+            if under_ci() {
+                panic!("nats-server is missing under CI=true; install it with: {install}");
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!!!!!!! SKIPPED: nats-server is missing. Install it with:\n!!!!!!!!     {install}\n"
+            );
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn(&binary, port, dir.path());
+        let nats = Nats { child, port, dir };
+        nats.wait_listening();
+        Some(nats)
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Where the server keeps its store.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn wait_listening(&self) {
+        poll::until(Duration::from_secs(20), "nats-server listens", || {
+            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// `kill -9`, then a start on the same port and store.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&binary().unwrap(), self.port, self.dir.path());
+        self.wait_listening();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+fn spawn(binary: &Path, port: u16, dir: &Path) -> Child {
+    Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server")
+}

@@ -1,0 +1,186 @@
+//! Queries while partitions change owners, against a real `nats-server`
+//! with nodes joined in process: a query waits, within its timeout, for a
+//! partition's new owner instead of failing at once (a page's count) or
+//! after the whole timeout (a gathered one); and nodes of an unchanging
+//! membership never move a partition, however their heartbeats and
+//! listings of them interleave.
+
+use std::time::{Duration, Instant};
+
+use test_support::nats::Nats;
+use test_support::poll;
+use tracker_cluster::{ClusterConfig, Node};
+
+/// Even, and with two nodes' shares apart from three's (3 and 2): a
+/// node counted twice changes the shares.
+const PARTITIONS: u32 = 6;
+
+fn config(nats: &Nats, id: &str, lease_ttl: Duration) -> ClusterConfig {
+    let mut config = ClusterConfig::new(nats.url(), "handover");
+    config.node_id = Some(id.into());
+    config.partitions = PARTITIONS;
+    config.lease_ttl = lease_ttl;
+    config.snapshot_every = Duration::from_millis(200);
+    // Longer than a takeover here (the TTL, then a lease round).
+    config.query_timeout = Duration::from_secs(15);
+    config
+}
+
+/// Pages spread over every partition.
+fn pages() -> Vec<String> {
+    (0..24).map(|i| format!("https://h.example/p{i}")).collect()
+}
+
+async fn join(config: ClusterConfig) -> Node {
+    Node::join(config).await.expect("joins")
+}
+
+async fn wait_owning(node: &Node, count: usize, what: &str) {
+    poll::until_async(Duration::from_secs(60), what, || async {
+        let status = node.status();
+        status.owned.len() == count && status.caught_up
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_during_a_takeover_waits_for_the_new_owner() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    // A node that records events and then crashes: its runtime, with its
+    // NATS connection and lease rounds, goes without a handover.
+    let gone = config(&nats, "gone", ttl);
+    std::thread::spawn(move || {
+        let crashed = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        crashed.block_on(async {
+            let node = join(gone).await;
+            wait_owning(&node, PARTITIONS as usize, "the first node owns everything").await;
+            for page in pages() {
+                node.record("v1", &page).await.unwrap();
+            }
+        });
+        crashed.shutdown_background();
+    })
+    .join()
+    .unwrap();
+
+    // Its leases stand for the TTL: every partition is without an owner
+    // when these are asked.
+    let node = join(config(&nats, "next", ttl)).await;
+    assert!(node.status().owned.is_empty(), "asked before the takeover");
+    let asked = Instant::now();
+    let (site, fresh) = node
+        .site_distinct("h.example")
+        .await
+        .expect("a gathered count");
+    assert_eq!(fresh.answered, PARTITIONS);
+    assert!(site.visitors <= 1);
+    let (_, page, fresh) = node.distinct(&pages()[0]).await.expect("a page's count");
+    assert_eq!(fresh.answered, 1);
+    assert!(page.visitors <= 1);
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "within one query timeout"
+    );
+    // And the new owner counts what the old one acknowledged.
+    wait_owning(&node, PARTITIONS as usize, "the next node owns everything").await;
+    poll::until_ok_async(Duration::from_secs(30), "every page counted", || async {
+        for url in pages() {
+            match node.distinct(&url).await {
+                Ok((_, count, _)) if count.visitors == 1 => {}
+                other => return Err(format!("{url}: {other:?}")),
+            }
+        }
+        Ok(())
+    })
+    .await;
+    node.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_answer_while_a_joining_node_takes_its_share() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    // Lease rounds every 2 s: a released partition waits for the joining
+    // node's next round, up to that long, without an owner.
+    let ttl = Duration::from_secs(6);
+    let first = join(config(&nats, "first", ttl)).await;
+    wait_owning(
+        &first,
+        PARTITIONS as usize,
+        "the first node owns everything",
+    )
+    .await;
+    for page in pages() {
+        first.record("v1", &page).await.unwrap();
+    }
+    // Half a round after the first node's: the partitions it releases
+    // then wait about half a round for the second node's next one.
+    tokio::time::sleep(ttl / 6).await;
+    let second = join(config(&nats, "second", ttl)).await;
+    let share = PARTITIONS as usize / 2;
+    let mut asked = 0;
+    while second.status().owned.len() < share || first.status().owned.len() > share {
+        first
+            .site_distinct("h.example")
+            .await
+            .unwrap_or_else(|e| panic!("a site's count during the handover: {e}"));
+        for url in pages() {
+            first
+                .distinct(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{url} during the handover: {e}"));
+        }
+        asked += 1;
+    }
+    assert!(asked > 0, "asked during the handover");
+    second.leave().await;
+    first.leave().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanging_membership_moves_no_partition() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let ttl = Duration::from_secs(2);
+    let mut nodes = Vec::new();
+    for id in ["a", "b"] {
+        nodes.push(join(config(&nats, id, ttl)).await);
+    }
+    for node in &nodes {
+        wait_owning(node, PARTITIONS as usize / 2, "an even share").await;
+    }
+    let shares: Vec<_> = nodes.iter().map(|n| n.status().owned).collect();
+    // Node a's heartbeat, written again and again (as its own rounds do,
+    // only more often): the nodes' listings of the heartbeats run into
+    // writes. Paced, so that lease rounds are not starved past the TTL.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("tracker_handover")
+        .await
+        .unwrap();
+    let beats = tokio::spawn(async move {
+        loop {
+            kv.put("node.a", Vec::new().into()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let now: Vec<_> = nodes.iter().map(|n| n.status().owned).collect();
+        assert_eq!(now, shares, "no node joined or left");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    beats.abort();
+    for node in &nodes {
+        node.leave().await;
+    }
+}
