@@ -148,12 +148,8 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
             .position(|b| matches!(b, b'/' | b'?' | b'#'))
             .unwrap_or(rest.len());
         let host = &rest[..end];
-        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
-        if !host.is_empty()
-            && host.bytes().all(plain)
-            && !last_label_is_numeric(host.as_bytes())
-            && !has_ace_label(host.as_bytes())
-        {
+        let scan = scan_host(host.as_bytes());
+        if !host.is_empty() && scan.len == host.len() && !scan.numeric && !scan.ace {
             return Cow::Borrowed(host);
         }
     }
@@ -187,35 +183,49 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
 /// ```
 pub fn origin_of(url: &str) -> Option<Cow<'_, str>> {
     let url = trim(url);
-    let start = url.find("://")? + 3;
-    let end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    let options = UrlOptions {
-        query: QueryPolicy::Keep,
-        max_len: URL_LEN_CEILING,
-        drop_params: Vec::new(),
-        fold_trailing_slash: false,
+    let bytes = url.as_bytes();
+    let has_scheme = |scheme: &[u8]| {
+        bytes
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
     };
-    let web = |form: &str| form.starts_with("https://") || form.starts_with("http://");
-    if url.as_bytes().get(end) == Some(&b'/') {
+    let start = if has_scheme(b"https://") {
+        8
+    } else if has_scheme(b"http://") {
+        7
+    } else {
+        return None;
+    };
+    let end = bytes[start..]
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .map_or(bytes.len(), |i| start + i);
+    if bytes.get(end) == Some(&b'/') {
         // `scheme://authority/` is the URL's own start: borrowed (and no
         // allocation) when it is canonical, as browsers send it.
-        return match canonicalize(&url[..=end], &options).ok()? {
-            Cow::Borrowed(form) if web(form) => Some(Cow::Borrowed(&form[..form.len() - 1])),
-            Cow::Owned(mut form) if web(&form) => {
+        return match canonicalize(&url[..=end], &ORIGIN_OPTIONS).ok()? {
+            Cow::Borrowed(form) => Some(Cow::Borrowed(&form[..form.len() - 1])),
+            Cow::Owned(mut form) => {
                 form.pop();
                 Some(Cow::Owned(form))
             }
-            _ => None,
         };
     }
-    let mut form = canonicalize(&format!("{}/", &url[..end]), &options)
+    let mut form = canonicalize(&format!("{}/", &url[..end]), &ORIGIN_OPTIONS)
         .ok()?
         .into_owned();
     form.pop();
-    web(&form).then_some(Cow::Owned(form))
+    Some(Cow::Owned(form))
 }
+
+/// The options [`origin_of`] canonicalises under: only the scheme and
+/// authority matter, and they take none.
+static ORIGIN_OPTIONS: UrlOptions = UrlOptions {
+    query: QueryPolicy::Keep,
+    max_len: URL_LEN_CEILING,
+    drop_params: Vec::new(),
+    fold_trailing_slash: false,
+};
 
 /// The host (and port) of a canonical URL (which has no user info); `""`
 /// for a path.
@@ -341,21 +351,11 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         } else {
             return false;
         };
-        // The host, label by label: where its last label starts, and
-        // whether one is punycode (`xn--`), which the full rules check.
-        let (mut host, mut label) = (0, 0);
-        let mut ace = authority.starts_with(b"xn--");
-        loop {
-            while host < authority.len() && LABEL[usize::from(authority[host])] {
-                host += 1;
-            }
-            if authority.get(host) != Some(&b'.') {
-                break;
-            }
-            host += 1;
-            label = host;
-            ace |= authority[host..].starts_with(b"xn--");
-        }
+        let PlainHost {
+            len: host,
+            numeric,
+            ace,
+        } = scan_host(authority);
         let mut end = host;
         if authority.get(end) == Some(&b':') {
             let digits = authority[end + 1..]
@@ -377,10 +377,9 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         // ending in a number is an IPv4 address, canonical only as a
         // dotted quad (and one ending in `.` is left to the full rules
         // whatever its last label), punycode is checked.
-        let numeric = label == host || authority[label].is_ascii_digit();
         if host == 0
             || authority.get(end) != Some(&b'/')
-            || (numeric && (label == host || !is_dotted_quad(&authority[..host])))
+            || (numeric && !is_dotted_quad(&authority[..host]))
             || ace
         {
             return false;
@@ -432,13 +431,37 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
     !(options.fold_trailing_slash && path_end > path_start + 1 && bytes[path_end - 1] == b'/')
 }
 
-/// Whether the last label of `host` (a trailing empty one aside) starts
-/// with a digit: a host that may end in a number (see [`ends_in_number`]),
-/// for the fast paths to leave to the full rules.
-fn last_label_is_numeric(host: &[u8]) -> bool {
-    let host = host.strip_suffix(b".").unwrap_or(host);
-    let last = host.rsplit(|&b| b == b'.').next().unwrap_or_default();
-    last.first().is_some_and(u8::is_ascii_digit)
+/// What [`scan_host`] found of a host of plain bytes.
+struct PlainHost {
+    /// How many bytes of plain labels and dots the scan passed.
+    len: usize,
+    /// Its last label starts with a digit, or is empty (a trailing dot):
+    /// it may end in a number (see [`ends_in_number`]), canonical only as
+    /// a dotted quad.
+    numeric: bool,
+    /// A label is punycode (`xn--`), which only the full rules check.
+    ace: bool,
+}
+
+/// The host of lowercase labels (letters, digits, `-`) and dots at the
+/// start of `authority`, label by label: the fast paths' one scan of it.
+#[inline]
+fn scan_host(authority: &[u8]) -> PlainHost {
+    let (mut len, mut label) = (0, 0);
+    let mut ace = authority.starts_with(b"xn--");
+    loop {
+        while len < authority.len() && LABEL[usize::from(authority[len])] {
+            len += 1;
+        }
+        if authority.get(len) != Some(&b'.') {
+            break;
+        }
+        len += 1;
+        label = len;
+        ace |= authority[len..].starts_with(b"xn--");
+    }
+    let numeric = label == len || authority[label].is_ascii_digit();
+    PlainHost { len, numeric, ace }
 }
 
 /// Whether `host` is an IPv4 address as the URL Standard writes it: four
