@@ -2,11 +2,26 @@
 //!
 //! Applied identically when recording and when querying. The rules:
 //! - surrounding white space is trimmed and the fragment (`#...`) dropped;
-//! - the scheme and host are lowercased, user info (`user:pw@`) is
-//!   dropped (credentials are not part of a page, and must not be kept or
-//!   listed), a default port (`:80` for http, `:443` for https) and an
-//!   empty port are dropped, leading zeros of a port are dropped, and an
-//!   empty path becomes `/`;
+//! - the scheme is lowercased, user info (`user:pw@`) is dropped
+//!   (credentials are not part of a page, and must not be kept or
+//!   listed), and an empty path becomes `/`;
+//! - the host and port follow the URL Standard (WHATWG) for `http` and
+//!   `https`, as a browser's `new URL()` does, and what it refuses is
+//!   [`TrackerError::InvalidUrl`]: the port is ASCII digits of value at
+//!   most 65535, its leading zeros dropped, and dropped when empty or the
+//!   scheme's default (`:80` for http, `:443` for https); an IPv6 literal
+//!   (`[...]`) must parse, and is written in the standard's shortest form
+//!   (`[0:0:0:0:0:0:0:1]` is `[::1]`); any other host is percent-decoded,
+//!   refused if it then holds a forbidden code point (controls, white
+//!   space, `# % / : < > ? @ [ \ ] ^ |`, or bytes that are not UTF-8),
+//!   and lowercased; a host whose last label is a number (digits, or
+//!   `0x` hex) is an IPv4 address, in any of the forms a browser reads
+//!   (`127.1`, `0x7f.0.0.1`, `0177.0.0.1`, `2130706433`), written in dotted
+//!   decimal (`127.0.0.1`), or refused if it is none (`1.2.3.999`,
+//!   `example.0x`). A name that is not ASCII, or has a punycode label
+//!   (`xn--...`), goes through the standard's domain to ASCII (UTS 46
+//!   mapping, punycode): `BÜCHER.de` is `xn--bcher-kva.de`, as browsers
+//!   send it;
 //! - in the path and query, percent-escapes of unreserved characters
 //!   (`A-Z a-z 0-9 - . _ ~`) are decoded, other escapes get upper-case hex
 //!   digits, and bytes a browser would escape (non-ASCII, controls, space,
@@ -34,6 +49,7 @@
 //! differs from the input.
 
 use std::borrow::Cow;
+use std::net::Ipv6Addr;
 
 use crate::error::{Field, TrackerError};
 
@@ -132,8 +148,8 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
             .position(|b| matches!(b, b'/' | b'?' | b'#'))
             .unwrap_or(rest.len());
         let host = &rest[..end];
-        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
-        if !host.is_empty() && host.bytes().all(plain) {
+        let scan = scan_host(host.as_bytes());
+        if !host.is_empty() && scan.len == host.len() && !scan.numeric && !scan.ace {
             return Cow::Borrowed(host);
         }
     }
@@ -149,23 +165,138 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// The origin (`scheme://host[:port]`) of an `http(s)` URL, or of an
+/// origin, as page keys spell it (the [module docs](self)' rules: user
+/// info dropped, host and port as a browser reads them), or `None` for anything else: a
+/// path, another scheme, an authority the rules refuse. What turns a
+/// request's `Origin` or `Referer`, or a configured site, into the origin
+/// a path is a page of, so that it cannot disagree with the page rules.
+/// Borrowed when the URL's own start is that form.
+///
+/// ```
+/// use tracker_core::origin_of;
+///
+/// assert_eq!(origin_of("https://Shop.example:443/cart?x").as_deref(), Some("https://shop.example"));
+/// assert_eq!(origin_of("http://u@127.1:8080").as_deref(), Some("http://127.0.0.1:8080"));
+/// assert_eq!(origin_of("https://shop.example:99999/"), None);
+/// assert_eq!(origin_of("null"), None);
+/// ```
+pub fn origin_of(url: &str) -> Option<Cow<'_, str>> {
+    let url = trim(url);
+    let bytes = url.as_bytes();
+    let has_scheme = |scheme: &[u8]| {
+        bytes
+            .get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    };
+    let start = if has_scheme(b"https://") {
+        8
+    } else if has_scheme(b"http://") {
+        7
+    } else {
+        return None;
+    };
+    let end = bytes[start..]
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .map_or(bytes.len(), |i| start + i);
+    if bytes.get(end) == Some(&b'/') {
+        // `scheme://authority/` is the URL's own start: borrowed (and no
+        // allocation) when it is canonical, as browsers send it.
+        return match canonicalize(&url[..=end], &ORIGIN_OPTIONS).ok()? {
+            Cow::Borrowed(form) => Some(Cow::Borrowed(&form[..form.len() - 1])),
+            Cow::Owned(mut form) => {
+                form.pop();
+                Some(Cow::Owned(form))
+            }
+        };
+    }
+    let mut form = canonicalize(&format!("{}/", &url[..end]), &ORIGIN_OPTIONS)
+        .ok()?
+        .into_owned();
+    form.pop();
+    Some(Cow::Owned(form))
+}
+
+/// The options [`origin_of`] canonicalises under: only the scheme and
+/// authority matter, and they take none.
+static ORIGIN_OPTIONS: UrlOptions = UrlOptions {
+    query: QueryPolicy::Keep,
+    max_len: URL_LEN_CEILING,
+    drop_params: Vec::new(),
+    fold_trailing_slash: false,
+};
+
 /// The host (and port) of a canonical URL (which has no user info); `""`
 /// for a path.
 fn authority_host(canonical: &str) -> &str {
     split_authority(canonical).map_or("", |(authority, _)| authority)
 }
 
-/// `url` without its user info (`user:pw@`), or `None` if it has none:
-/// how a page key written before user info was dropped is recognised
-/// (see [`restore_snapshot`](crate::Tracker::restore_snapshot)).
-pub(crate) fn without_user_info(url: &str) -> Option<String> {
-    let (authority, rest) = split_authority(url)?;
-    let (user_info, _) = authority.rsplit_once('@')?;
-    let start = url.len() - rest.len() - authority.len();
-    let mut bare = String::with_capacity(url.len() - user_info.len() - 1);
-    bare.push_str(&url[..start]);
-    bare.push_str(&url[start + user_info.len() + 1..]);
-    Some(bare)
+/// How a page key written by an earlier version (in a snapshot, an event
+/// log or a cluster's stream) is taken now, when the rules have changed
+/// since: see "Legacy pages" in `tracker/snapshot.rs`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StoredKey {
+    /// Canonical under today's rules.
+    Canonical,
+    /// Today's rules rewrite only its scheme and authority (user info
+    /// dropped, a host spelled another way: `https://127.1/x`): its
+    /// canonical form.
+    Rekey(String),
+    /// Today's rules refuse its authority (`https://x:99999/x`) and
+    /// nothing else: kept as it was stored.
+    Kept,
+}
+
+/// What `key`, a page key read back from storage, is under today's rules
+/// ([`StoredKey`]), or `None` for one no version wrote (damage): its path
+/// and query must be canonical.
+pub(crate) fn stored_key(key: &str, options: &UrlOptions) -> Option<StoredKey> {
+    let rest = |url: &str| split_authority(url).map(|(_, rest)| rest.to_owned());
+    match canonicalize(key, options) {
+        Ok(form) if form == key => Some(StoredKey::Canonical),
+        Ok(form) => (rest(key).is_some() && rest(key) == rest(&form))
+            .then(|| StoredKey::Rekey(form.into_owned())),
+        Err(TrackerError::InvalidUrl) => {
+            let (authority, rest) = split_authority(key)?;
+            let scheme = &key[..key.len() - rest.len() - authority.len()];
+            // The same URL with a plain host: canonical if only the
+            // authority is refused.
+            let plain = format!("{scheme}h{rest}");
+            let canonical = canonicalize(&plain, options).is_ok_and(|form| form == plain);
+            (!authority.is_empty() && canonical).then_some(StoredKey::Kept)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Which page keys a record takes: today's canonical forms (`Live`), or
+/// also the [`StoredKey::Kept`] keys of earlier versions (`Stored`, for a
+/// replay of what was accepted then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// An event sent now.
+    Live,
+    /// An event replayed from a log or a stream.
+    Stored,
+}
+
+/// The page key of `url` under `options`: its canonical form, or with
+/// [`Keys::Stored`] a kept legacy key as it is.
+pub(crate) fn page_key<'a>(
+    url: &'a str,
+    options: &UrlOptions,
+    keys: Keys,
+) -> Result<Cow<'a, str>, TrackerError> {
+    match canonicalize(url, options) {
+        Err(TrackerError::InvalidUrl)
+            if keys == Keys::Stored && stored_key(url, options) == Some(StoredKey::Kept) =>
+        {
+            Ok(Cow::Borrowed(url))
+        }
+        other => other,
+    }
 }
 
 /// A canonical URL's authority and what follows it (its path and query),
@@ -185,22 +316,6 @@ pub(crate) fn split_authority(url: &str) -> Option<(&str, &str)> {
         .position(|&b| b == b'/' || b == b'?')
         .map_or(bytes.len(), |i| start + i);
     Some((&url[start..end], &url[end..]))
-}
-
-/// The host of an authority `[userinfo@]host[:port]`: what follows the
-/// last `@`, without the port (the last `:` that is not inside an IPv6
-/// literal's brackets). A URL without one is not a page: `http://:80`
-/// would otherwise lose its default port and become `http:///`, which is
-/// refused, so canonical form would not be a fixed point.
-fn host_of(authority: &[u8]) -> &[u8] {
-    let host = match authority.iter().rposition(|&b| b == b'@') {
-        Some(at) => &authority[at + 1..],
-        None => authority,
-    };
-    match host.iter().rposition(|&b| b == b':') {
-        Some(colon) if !host[colon..].contains(&b']') => &host[..colon],
-        _ => host,
-    }
 }
 
 /// Canonicalises `raw` under `options`, or says why it cannot be a page key.
@@ -236,10 +351,11 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         } else {
             return false;
         };
-        let host = authority
-            .iter()
-            .take_while(|&&b| HOST[usize::from(b)])
-            .count();
+        let PlainHost {
+            len: host,
+            numeric,
+            ace,
+        } = scan_host(authority);
         let mut end = host;
         if authority.get(end) == Some(&b':') {
             let digits = authority[end + 1..]
@@ -248,13 +364,24 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
                 .count();
             let port = &authority[end + 1..end + 1 + digits];
             // Leading zeros, an empty or default port are rewritten.
-            if !(1..=5).contains(&digits) || port[0] == b'0' || port_value(port) == default {
+            if !(1..=5).contains(&digits)
+                || port[0] == b'0'
+                || port_value(port) == default
+                || port_value(port) > MAX_PORT
+            {
                 return false;
             }
             end += 1 + digits;
         }
-        // An empty host is refused, an empty path becomes `/`.
-        if host == 0 || authority.get(end) != Some(&b'/') {
+        // An empty host is refused, an empty path becomes `/`, a host
+        // ending in a number is an IPv4 address, canonical only as a
+        // dotted quad (and one ending in `.` is left to the full rules
+        // whatever its last label), punycode is checked.
+        if host == 0
+            || authority.get(end) != Some(&b'/')
+            || (numeric && !is_dotted_quad(&authority[..host]))
+            || ace
+        {
             return false;
         }
         bytes.len() - authority.len() + end
@@ -304,6 +431,52 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
     !(options.fold_trailing_slash && path_end > path_start + 1 && bytes[path_end - 1] == b'/')
 }
 
+/// What [`scan_host`] found of a host of plain bytes.
+struct PlainHost {
+    /// How many bytes of plain labels and dots the scan passed.
+    len: usize,
+    /// Its last label starts with a digit, or is empty (a trailing dot):
+    /// it may end in a number (see [`ends_in_number`]), canonical only as
+    /// a dotted quad.
+    numeric: bool,
+    /// A label is punycode (`xn--`), which only the full rules check.
+    ace: bool,
+}
+
+/// The host of lowercase labels (letters, digits, `-`) and dots at the
+/// start of `authority`, label by label: the fast paths' one scan of it.
+#[inline]
+fn scan_host(authority: &[u8]) -> PlainHost {
+    let (mut len, mut label) = (0, 0);
+    let mut ace = authority.starts_with(b"xn--");
+    loop {
+        while len < authority.len() && LABEL[usize::from(authority[len])] {
+            len += 1;
+        }
+        if authority.get(len) != Some(&b'.') {
+            break;
+        }
+        len += 1;
+        label = len;
+        ace |= authority[len..].starts_with(b"xn--");
+    }
+    let numeric = label == len || authority[label].is_ascii_digit();
+    PlainHost { len, numeric, ace }
+}
+
+/// Whether `host` is an IPv4 address as the URL Standard writes it: four
+/// decimal numbers of at most 255, without leading zeros.
+fn is_dotted_quad(host: &[u8]) -> bool {
+    let mut parts = 0;
+    host.split(|&b| b == b'.').all(|part| {
+        parts += 1;
+        (1..=3).contains(&part.len())
+            && part.iter().all(u8::is_ascii_digit)
+            && (part[0] != b'0' || part.len() == 1)
+            && port_value(part) <= 255
+    }) && parts == 4
+}
+
 /// Whether the two bytes after a `%` make an escape canonicalisation
 /// keeps: upper-case hex of a byte that is not unreserved.
 fn is_canonical_escape(hex: Option<&[u8]>) -> bool {
@@ -317,7 +490,7 @@ fn is_canonical_escape(hex: Option<&[u8]>) -> bool {
     }
 }
 
-/// The value of a port of 1 to 5 ASCII digits.
+/// The value of 0 to 5 ASCII digits (a port, a part of an IPv4 address).
 fn port_value(digits: &[u8]) -> u32 {
     digits
         .iter()
@@ -364,11 +537,8 @@ fn canonicalize_in_full<'a>(
                 .iter()
                 .position(|&b| b == b'/' || b == b'?')
                 .map_or(bytes.len(), |p| after + 2 + p);
-            if host_of(&bytes[after + 2..authority_end]).is_empty() {
-                return Err(TrackerError::InvalidUrl);
-            }
             let default_port = default_port(&bytes[..colon]);
-            authority(&mut out, src, after + 2, authority_end, default_port);
+            authority(&mut out, src, after + 2, authority_end, default_port)?;
             path_start = authority_end;
             let path_is_empty = bytes.get(path_start).is_none_or(|&b| b == b'?');
             if path_is_empty {
@@ -463,52 +633,272 @@ fn default_port(scheme: &[u8]) -> Option<u32> {
         .map(|&(_, port)| port)
 }
 
-/// Emits `src[start..end]`, an authority: user info dropped, host
-/// lowercased, port normalised.
-fn authority(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, default: Option<u32>) {
+/// Emits `src[start..end]`, an authority, under the URL Standard's rules
+/// for a special scheme's host and port (see the module docs): user info
+/// dropped, host parsed ([`parse_host`]), port checked and normalised.
+/// Errors: [`TrackerError::InvalidUrl`] for what a browser refuses.
+fn authority(
+    out: &mut Lazy<'_>,
+    src: &str,
+    start: usize,
+    end: usize,
+    default: Option<u32>,
+) -> Result<(), TrackerError> {
     let bytes = src.as_bytes();
     let host_start = bytes[start..end]
         .iter()
         .rposition(|&b| b == b'@')
         .map_or(start, |at| start + at + 1);
-    // A port is what follows the last ':' after the host; for an IPv6
-    // literal (`[::1]:8080`) only a ':' after the closing bracket counts.
-    let port_colon = if bytes.get(host_start) == Some(&b'[') {
+    // The host ends at the first ':' outside an IPv6 literal's brackets;
+    // after a literal's `]` only a port may follow.
+    let host_end = if bytes.get(host_start) == Some(&b'[') {
         bytes[host_start..end]
             .iter()
             .position(|&b| b == b']')
-            .and_then(|close| {
-                let after = host_start + close + 1;
-                (bytes.get(after) == Some(&b':') && after < end).then_some(after)
-            })
+            .map(|close| host_start + close + 1)
+            .ok_or(TrackerError::InvalidUrl)?
     } else {
         bytes[host_start..end]
             .iter()
-            .rposition(|&b| b == b':')
-            .map(|c| host_start + c)
+            .position(|&b| b == b':')
+            .map_or(end, |colon| host_start + colon)
     };
-    push_lowercase(out, src, host_start, port_colon.unwrap_or(end));
-    let Some(colon) = port_colon else { return };
-    let port = &src[colon + 1..end];
-    if port.is_empty() {
-        return;
+    let port = match bytes.get(host_end) {
+        _ if host_end == end => "",
+        Some(b':') => &src[host_end + 1..end],
+        _ => return Err(TrackerError::InvalidUrl),
+    };
+    let port = port_of(port)?;
+    match parse_host(&src[host_start..host_end]).ok_or(TrackerError::InvalidUrl)? {
+        Cow::Borrowed(_) => out.take(host_start, host_end),
+        Cow::Owned(host) => out.push_str(&host),
     }
-    if !port.bytes().all(|b| b.is_ascii_digit()) {
+    if let Some(port) = port.filter(|&port| Some(port) != default) {
         out.push_byte(b':');
-        push_lowercase(out, src, colon + 1, end);
-        return;
+        out.push_str(&port.to_string());
+    }
+    Ok(())
+}
+
+/// A port's value (`None` for an empty one). Leading zeros are allowed
+/// (`:0080` is 80). Errors: [`TrackerError::InvalidUrl`] for what a
+/// browser refuses, anything but ASCII digits or a value above 65535.
+fn port_of(port: &str) -> Result<Option<u32>, TrackerError> {
+    if port.is_empty() {
+        return Ok(None);
     }
     let digits = port.trim_start_matches('0');
-    let value = if digits.len() > 5 {
-        None
-    } else {
-        digits.parse::<u32>().ok().or(Some(0))
-    };
-    if value.is_some() && value == default {
-        return;
+    if !port.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 5 {
+        return Err(TrackerError::InvalidUrl);
     }
-    out.push_byte(b':');
-    out.push_str(if digits.is_empty() { "0" } else { digits });
+    let value = port_value(digits.as_bytes());
+    if value > MAX_PORT {
+        return Err(TrackerError::InvalidUrl);
+    }
+    Ok(Some(value))
+}
+
+/// The largest port a browser accepts.
+const MAX_PORT: u32 = 65_535;
+
+/// A host as the URL Standard's host parser (for `http`/`https`) writes
+/// it, or `None` for one a browser refuses: an IPv6 literal in its
+/// shortest form, an IPv4 address (any host whose last label is a number)
+/// in dotted decimal, else a name percent-decoded, lowercased and (when
+/// it is not ASCII or has a punycode label) put through UTS 46, with no
+/// forbidden code point. Borrowed when the host is its own form.
+fn parse_host(host: &str) -> Option<Cow<'_, str>> {
+    if let Some(literal) = host.strip_prefix('[') {
+        let address: Ipv6Addr = literal.strip_suffix(']')?.parse().ok()?;
+        let form = ipv6_form(address);
+        return Some(if form == host {
+            Cow::Borrowed(host)
+        } else {
+            Cow::Owned(form)
+        });
+    }
+    // The common case: ASCII with nothing to decode, lowercase or map.
+    let plain = |b: u8| {
+        b.is_ascii_graphic() && !b.is_ascii_uppercase() && !FORBIDDEN_IN_HOST[usize::from(b)]
+    };
+    let name: Cow<'_, str> = if host.bytes().all(plain) && !has_ace_label(host.as_bytes()) {
+        Cow::Borrowed(host)
+    } else {
+        let decoded = percent_decode(host)?;
+        let name = if decoded.is_ascii() && !has_ace_label(decoded.as_bytes()) {
+            let forbidden = |b: u8| !b.is_ascii_graphic() || FORBIDDEN_IN_HOST[usize::from(b)];
+            if decoded.bytes().any(forbidden) {
+                return None;
+            }
+            decoded.to_ascii_lowercase()
+        } else {
+            // The standard's "domain to ASCII": UTS 46 mapping and
+            // punycode, refusing forbidden code points.
+            idna::domain_to_ascii_cow(decoded.as_bytes(), idna::AsciiDenyList::URL)
+                .ok()?
+                .into_owned()
+        };
+        if name == host {
+            Cow::Borrowed(host)
+        } else {
+            Cow::Owned(name)
+        }
+    };
+    if name.is_empty() {
+        return None;
+    }
+    if !ends_in_number(&name) {
+        return Some(name);
+    }
+    let [a, b, c, d] = ipv4(&name)?.to_be_bytes();
+    let form = format!("{a}.{b}.{c}.{d}");
+    Some(if form == host {
+        Cow::Borrowed(host)
+    } else {
+        Cow::Owned(form)
+    })
+}
+
+/// Whether a label of `host` starts with `xn--` (any case): punycode,
+/// which the standard decodes and checks, so the fast paths leave it to
+/// the full rules.
+fn has_ace_label(host: &[u8]) -> bool {
+    host.split(|&b| b == b'.').any(|label| {
+        label
+            .get(..4)
+            .is_some_and(|head| head.eq_ignore_ascii_case(b"xn--"))
+    })
+}
+
+/// ASCII code points a host may not hold (the URL Standard's forbidden
+/// domain code points, less the controls and space, which
+/// `is_ascii_graphic` rules out): `# % / : < > ? @ [ \ ] ^ |`.
+static FORBIDDEN_IN_HOST: [bool; 128] = {
+    let mut table = [false; 128];
+    let mut forbidden = b"#%/:<>?@[\\]^|".as_slice();
+    while let [b, rest @ ..] = forbidden {
+        table[*b as usize] = true;
+        forbidden = rest;
+    }
+    table
+};
+
+/// `host` with its percent-escapes decoded, or `None` if the bytes are
+/// not UTF-8. A `%` that starts no escape stays (and is then refused).
+fn percent_decode(host: &str) -> Option<Cow<'_, str>> {
+    if !host.contains('%') {
+        return Some(Cow::Borrowed(host));
+    }
+    let bytes = host.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|hex| Some(hex_value(hex[0])? << 4 | hex_value(hex[1])?));
+        match escape {
+            Some(b) => {
+                decoded.push(b);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok().map(Cow::Owned)
+}
+
+/// The URL Standard's "ends in a number": whether the last label (a
+/// trailing empty one aside) is digits or an IPv4 number (`0x7f`, `0x`),
+/// which makes the host an IPv4 address or nothing.
+fn ends_in_number(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let last = host.rsplit('.').next().unwrap_or_default();
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || ipv4_number(last).is_some()
+}
+
+/// The URL Standard's IPv4 parser: up to four numbers (decimal, octal
+/// with a leading `0`, hex with `0x`), the last filling the bytes the
+/// others leave (`127.1` is 127.0.0.1); `None` if it fails.
+fn ipv4(host: &str) -> Option<u32> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let mut numbers = [0u64; 4];
+    let mut count = 0;
+    for part in host.split('.') {
+        *numbers.get_mut(count)? = ipv4_number(part)?;
+        count += 1;
+    }
+    let (last, rest) = numbers[..count].split_last()?;
+    if rest.iter().any(|&n| n > 255) || *last >= 1 << (8 * (5 - count)) {
+        return None;
+    }
+    let high = rest
+        .iter()
+        .enumerate()
+        .fold(0, |address, (i, &n)| address | n << (8 * (3 - i)));
+    u32::try_from(high | last).ok()
+}
+
+/// The URL Standard's IPv4 number parser; values too large for a `u64`
+/// come out as `u64::MAX` (too large for any part of an address).
+fn ipv4_number(part: &str) -> Option<u64> {
+    if part.is_empty() {
+        return None;
+    }
+    let (digits, radix) = if part.len() >= 2 && (part.starts_with("0x") || part.starts_with("0X")) {
+        (&part[2..], 16)
+    } else if part.len() >= 2 && part.starts_with('0') {
+        (&part[1..], 8)
+    } else {
+        (part, 10)
+    };
+    digits.chars().try_fold(0u64, |value, c| {
+        let digit = c.to_digit(radix)?;
+        Some(
+            value
+                .checked_mul(u64::from(radix))
+                .and_then(|v| v.checked_add(u64::from(digit)))
+                .unwrap_or(u64::MAX),
+        )
+    })
+}
+
+/// An IPv6 address as the URL Standard serialises it, in brackets: lower
+/// case hex pieces without leading zeros, the first longest run of two or
+/// more zero pieces written `::`, no dotted IPv4 tail.
+fn ipv6_form(address: Ipv6Addr) -> String {
+    let pieces = address.segments();
+    // The first longest run of at least two zero pieces.
+    let (mut compress, mut longest, mut i) = (None, 1, 0);
+    while i < 8 {
+        let start = i;
+        while i < 8 && pieces[i] == 0 {
+            i += 1;
+        }
+        if i - start > longest {
+            (compress, longest) = (Some(start), i - start);
+        }
+        i = i.max(start + 1);
+    }
+    let mut form = String::from("[");
+    let mut i = 0;
+    while i < 8 {
+        if compress == Some(i) {
+            form.push_str(if i == 0 { "::" } else { ":" });
+            i += longest;
+            continue;
+        }
+        form.push_str(&format!("{:x}", pieces[i]));
+        if i != 7 {
+            form.push(':');
+        }
+        i += 1;
+    }
+    form.push(']');
+    form
 }
 
 /// Emits the query that starts at `start` (just after `?`) under the query
@@ -661,16 +1051,15 @@ static KEPT: [bool; 256] = {
     table
 };
 
-/// Host bytes [`is_canonical`] accepts: lowercase names and IPv4
-/// addresses (anything else, such as `@`, `[` or upper case, takes the
-/// full path).
-static HOST: [bool; 256] = {
+/// Bytes of a host's label [`is_canonical`] accepts: those of lowercase
+/// names and IPv4 addresses, the dots between labels aside (anything
+/// else, such as `@`, `[` or upper case, takes the full path).
+static LABEL: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
         let byte = b as u8;
-        table[b] =
-            byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'.' || byte == b'-';
+        table[b] = byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-';
         b += 1;
     }
     table
@@ -755,6 +1144,11 @@ mod tests {
         canon_with(raw, QueryPolicy::Keep)
     }
 
+    fn assert_refused(raw: &str) {
+        let refused = canonicalize(raw, &UrlOptions::default());
+        assert_eq!(refused, Err(TrackerError::InvalidUrl), "{raw}");
+    }
+
     fn canon_with(raw: &str, query: QueryPolicy) -> String {
         let options = UrlOptions {
             query,
@@ -799,11 +1193,104 @@ mod tests {
         assert_eq!(canon("http://[::1]:80/"), "http://[::1]/");
         assert_eq!(canon("http://[::1]:81/"), "http://[::1]:81/");
         assert_eq!(canon("http://[::1]/"), "http://[::1]/");
-        assert_eq!(canon("https://BÜCHER.de/"), "https://bücher.de/");
+        assert_eq!(canon("https://BÜCHER.de/"), "https://xn--bcher-kva.de/");
         assert_eq!(
-            canon("https://example.com:99999999999/"),
-            "https://example.com:99999999999/"
+            canon("https://example.com:65535/"),
+            "https://example.com:65535/"
         );
+        assert_eq!(canon("https://example.com:0/"), "https://example.com:0/");
+        assert_eq!(
+            canon("https://example.com:000000000443/"),
+            "https://example.com/"
+        );
+    }
+
+    /// The URL Standard's host and port rules, as `new URL()` applies them.
+    #[test]
+    fn hosts_and_ports_as_a_browser_parses_them() {
+        for (raw, canonical) in [
+            ("https://127.1/", "https://127.0.0.1/"),
+            ("https://0x7f.1/", "https://127.0.0.1/"),
+            ("https://0177.0.0.1/", "https://127.0.0.1/"),
+            ("https://2130706433/", "https://127.0.0.1/"),
+            ("https://1.2.3.4./", "https://1.2.3.4/"),
+            ("https://0x/", "https://0.0.0.0/"),
+            ("https://1.2.3.0X4/", "https://1.2.3.4/"),
+            ("https://ex%41mple.com/", "https://example.com/"),
+            ("https://caf%C3%A9.example/", "https://xn--caf-dma.example/"),
+            ("https://Café.example/", "https://xn--caf-dma.example/"),
+            (
+                "https://XN--CAF-DMA.example/",
+                "https://xn--caf-dma.example/",
+            ),
+            ("https://ＥＸＡＭＰＬＥ.com/", "https://example.com/"),
+            ("https://１２７.1/", "https://127.0.0.1/"),
+            ("https://example.com./", "https://example.com./"),
+            ("https://3com.example/", "https://3com.example/"),
+            ("https://example.3com/", "https://example.3com/"),
+            ("https://[0:0:0:0:0:0:0:1]/", "https://[::1]/"),
+            (
+                "https://[2001:DB8:0:0:1:0:0:1]:8443/",
+                "https://[2001:db8::1:0:0:1]:8443/",
+            ),
+            ("https://[1:0:0:2:0:0:3:4]/", "https://[1::2:0:0:3:4]/"),
+            ("https://[1:0:0:2::3]/", "https://[1:0:0:2::3]/"),
+            ("https://[1:0:2:3:4:5:6:7]/", "https://[1:0:2:3:4:5:6:7]/"),
+            ("https://[::ffff:1.2.3.4]/", "https://[::ffff:102:304]/"),
+            ("https://[1::]/", "https://[1::]/"),
+            ("https://[::]/", "https://[::]/"),
+            ("http://x:0080/", "http://x/"),
+        ] {
+            assert_eq!(canon(raw), canonical, "{raw}");
+            assert_eq!(canon(canonical), canonical, "{canonical}");
+        }
+        for bad in [
+            "https://x:99999/",
+            "https://x:65536/",
+            "https://x:123456/",
+            "https://x:abc/",
+            "https://x:-1/",
+            "https://x:+1/",
+            "https://x:1:2/",
+            "https://a b/",
+            "https://a%20b/",
+            "https://a<b/",
+            "https://a>b/",
+            "https://a^b/",
+            "https://a|b/",
+            "https://a%b/",
+            "https://a%25b/",
+            "https://a%zzb/",
+            "https://a%00b/",
+            "https://a%2Fb/",
+            "https://a\\b/",
+            "https://a\tb/",
+            "https://a\u{a0}b/",
+            "https://a%FFb/",
+            "https://bü cher.de/",
+            "https://bü<cher.de/",
+            "https://xn--a.example/",
+            "https://\u{fffd}.example/",
+            "https://[::g]/",
+            "https://[1:2]/",
+            "https://[::1/",
+            "https://[::1]x/",
+            "https://[::1]:x/",
+            "https://[::1%25eth0]/",
+            "https://[1.2.3.4]/",
+            "https://1.2.3.999/",
+            "https://1.2.3.4.5/",
+            "https://256.1/",
+            "https://1.16777216/",
+            "https://example.0x/",
+            "https://example.1/",
+            "https://1..2/",
+            "https://0x1g.2/",
+            "https://99999999999999999999999/",
+            "https://u@:443/",
+        ] {
+            assert_refused(bad);
+        }
     }
 
     #[test]
@@ -819,6 +1306,16 @@ mod tests {
         }
         assert_eq!(canon("http://u:p@[::1]:81"), "http://[::1]:81/");
         assert_eq!(canon("http://u:p@h:8080?q"), "http://h:8080/?q");
+        // The host and port rules apply to what follows the last `@`.
+        assert_eq!(canon("https://u:p@127.1:0443/x"), "https://127.0.0.1/x");
+        assert_eq!(
+            canon("https://a%20b:c@EX%41MPLE.com/x"),
+            "https://example.com/x"
+        );
+        assert_eq!(
+            canonicalize("https://u@x:99999/x", &UrlOptions::default()),
+            Err(TrackerError::InvalidUrl)
+        );
     }
 
     #[test]
@@ -901,11 +1398,7 @@ mod tests {
             "example.com/pricing",
             "?q=1",
         ] {
-            assert_eq!(
-                canonicalize(bad, &options),
-                Err(TrackerError::InvalidUrl),
-                "{bad}"
-            );
+            assert_refused(bad);
         }
         for good in [
             "/",
@@ -995,7 +1488,9 @@ mod tests {
             ("http://h?x", "h"),
             ("http://h#x", "h"),
             ("http://[::1]:81/", "[::1]:81"),
-            ("https://BÜCHER.de/", "bücher.de"),
+            ("https://BÜCHER.de/", "xn--bcher-kva.de"),
+            ("https://XN--BCHER-KVA.de/", "xn--bcher-kva.de"),
+            ("https://127.1/", "127.0.0.1"),
             ("/x", ""),
             ("javascript:alert(1)", ""),
             ("mailto:a@b.c", ""),
@@ -1048,6 +1543,8 @@ mod tests {
             "https://shop.example.com/help/12345-item-ec9ee8?ref=email_digest",
             "http://example.com:8080/a%2Fb?x=%C3%A9&&y",
             "https://127.0.0.1/",
+            "https://10.0.255.1:65535/",
+            "https://a1.example/",
             "/pricing?plan=pro",
             "//cdn.example/x",
         ] {
@@ -1061,6 +1558,15 @@ mod tests {
             "https://example.com?q",
             "https://u@example.com/",
             "http://[::1]:8080/x",
+            "https://127.1/",
+            "https://1.2.3.999/",
+            "https://01.2.3.4/",
+            "https://1.2.3.4./",
+            "https://example.1/",
+            "https://example.0x/",
+            "https://x:65536/",
+            "https://x:99999/",
+            "https://xn--bcher-kva.de/",
             "https://example.com/a#top",
             "https://example.com/?",
             "https://example.com/%7e",
@@ -1100,8 +1606,13 @@ mod tests {
         let host = prop_oneof![
             4 => "[a-z0-9.-]{0,6}",
             1 => "[A-Za-z0-9.@-]{0,6}",
+            2 => "([0-9]{1,3}\\.){0,4}[0-9]{1,4}\\.?",
+            1 => "(0x?[0-9a-f]{0,3}\\.){0,3}0x?[0-9]{0,3}",
+            1 => "[a-z%0-9 <|^]{1,6}",
             1 => Just("[::1]".to_string()),
             1 => Just("[2001:DB8::1]".to_string()),
+            1 => Just("[0:0::1]".to_string()),
+            1 => Just("[::g]".to_string()),
         ];
         let port = prop_oneof![
             Just(""),
@@ -1112,6 +1623,9 @@ mod tests {
             Just(":0"),
             Just(":08"),
             Just(":123456"),
+            Just(":65535"),
+            Just(":65536"),
+            Just(":99999"),
             Just(":x"),
         ];
         // The path's first `/`, mostly there.

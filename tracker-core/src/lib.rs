@@ -273,7 +273,8 @@ mod time;
 mod tracker;
 
 pub use canonical_url::{
-    DEFAULT_MAX_URL_LEN, QueryPolicy, TRACKING_PARAMS, URL_LEN_CEILING, UrlOptions, site_of,
+    DEFAULT_MAX_URL_LEN, QueryPolicy, TRACKING_PARAMS, URL_LEN_CEILING, UrlOptions, origin_of,
+    site_of,
 };
 pub use error::{ConfigError, Field, TrackerError};
 #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]

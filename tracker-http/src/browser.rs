@@ -651,7 +651,7 @@ fn page<'q>(
     decode_into(raw, &mut bytes);
     let mut decoded = String::from_utf8(bytes).map_err(|_| not_utf8("p"))?;
     if let Some(origin) = origin_for(&decoded, headers, site) {
-        decoded.insert_str(0, origin);
+        decoded.insert_str(0, &origin);
     }
     Ok(Cow::Owned(decoded))
 }
@@ -661,7 +661,7 @@ fn page<'q>(
 /// URL rules to judge.
 fn resolve<'a>(path: &'a str, headers: &PixelHeaders<'_>, site: Option<&str>) -> Cow<'a, str> {
     match origin_for(path, headers, site) {
-        Some(origin) => Cow::Owned([origin, path].concat()),
+        Some(origin) => Cow::Owned([&*origin, path].concat()),
         None => Cow::Borrowed(path),
     }
 }
@@ -672,7 +672,7 @@ fn origin_for<'h>(
     path: &str,
     headers: &PixelHeaders<'h>,
     site: Option<&'h str>,
-) -> Option<&'h str> {
+) -> Option<Cow<'h, str>> {
     if !path.starts_with('/') || path.starts_with("//") {
         return None;
     }
@@ -680,20 +680,15 @@ fn origin_for<'h>(
         |value: Option<&'h HeaderValue>| value.and_then(|v| v.to_str().ok()).and_then(origin_of);
     header_origin(headers.origin)
         .or_else(|| header_origin(headers.referer))
-        .or(site)
+        .or(site.map(Cow::Borrowed))
 }
 
-/// `http(s)://host[:port]` of a URL or origin; `None` for anything else
-/// (`null`, other schemes).
-fn origin_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    let end = rest
-        .bytes()
-        .position(|b| matches!(b, b'/' | b'?' | b'#'))
-        .unwrap_or(rest.len());
-    (end > 0).then(|| &url[..url.len() - rest.len() + end])
+/// `http(s)://host[:port]` of a URL or origin as page keys spell it
+/// ([`tracker_core::origin_of`], so that it cannot disagree with the URL
+/// rules); `None` for anything else (`null`, other schemes, an authority
+/// the rules refuse, which then names no origin).
+fn origin_of(url: &str) -> Option<Cow<'_, str>> {
+    tracker_core::origin_of(url)
 }
 
 /// Our script: page views on load and on single-page-app navigations.
@@ -714,16 +709,39 @@ mod tests {
     #[test]
     fn origins_and_resolution() {
         assert_eq!(
-            origin_of("https://site.test/a/b?c"),
+            origin_of("https://site.test/a/b?c").as_deref(),
             Some("https://site.test")
         );
+        assert!(matches!(
+            origin_of("https://site.test/a"),
+            Some(Cow::Borrowed(_))
+        ));
         assert_eq!(
-            origin_of("http://site.test:8080"),
+            origin_of("http://site.test:8080").as_deref(),
             Some("http://site.test:8080")
         );
-        assert_eq!(origin_of("null"), None);
-        assert_eq!(origin_of("file:///x"), None);
-        assert_eq!(origin_of("https:///x"), None);
+        // As page keys spell them: the URL rules' host and port.
+        for (given, origin) in [
+            ("HTTPS://Site.TEST:443/x", "https://site.test"),
+            ("http://u:p@site.test:0080#x", "http://site.test"),
+            ("https://127.1?q", "https://127.0.0.1"),
+            ("https://[0:0::1]:8443/", "https://[::1]:8443"),
+        ] {
+            assert_eq!(origin_of(given).as_deref(), Some(origin), "{given}");
+        }
+        for none in [
+            "null",
+            "file:///x",
+            "https:///x",
+            "https://site.test:99999/x",
+            "https://site.test:abc",
+            "https://a b.test/",
+            "https://1.2.3.999/",
+            "https://[::g]/",
+            "/x?u=https://site.test",
+        ] {
+            assert_eq!(origin_of(none), None, "{none}");
+        }
         let mut h = HeaderMap::new();
         assert_eq!(resolve("/a", &PixelHeaders::of(&h), None), "/a");
         assert_eq!(

@@ -4,6 +4,7 @@
 //! Core settings live in [`CoreOptions`], one field per tracker-core
 //! builder option, so a new core option is one field and one builder call.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -694,33 +695,30 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
 /// a bare `host[:port]`, the way SPEC and `?site=` name a site, which is
 /// served over `https`.
 fn parse_site(text: &str) -> Result<String, String> {
+    let refuse = || {
+        format!("`{text}` is not an origin such as https://example.com (or a host, example.com)")
+    };
     let site = text.trim();
-    let (scheme, rest) = match site.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => ("https://", rest),
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => ("http://", rest),
-        Some(_) => ("", ""),
-        None => ("https://", site),
+    let url = if site.contains("://") {
+        site.to_string()
+    } else {
+        format!("https://{site}")
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    // The host, and what follows it: nothing or `:port`.
-    let (host, port) = match authority.find(']') {
-        Some(close) if authority.starts_with('[') => authority.split_at(close + 1),
-        _ => authority.split_at(authority.rfind(':').unwrap_or(authority.len())),
-    };
-    let port_ok = port.is_empty()
-        || port.strip_prefix(':').is_some_and(|digits| {
-            digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok()
-        });
-    // An IPv6 literal is bracketed: `::1` alone would read as host `:`.
-    let unbracketed_colon = !host.starts_with('[') && host.contains(':');
-    let valid =
-        !host.is_empty() && port_ok && !unbracketed_colon && !authority.contains(['@', ' ', '\\']);
-    if scheme.is_empty() || !valid {
-        return Err(format!(
-            "`{text}` is not an origin such as https://example.com (or a host, example.com)"
-        ));
+    // The page rules' origin ([`tracker_core::origin_of`]), so that a site
+    // cannot be read otherwise than a page of it; user info, which the
+    // rules drop, is refused here: a configured site has none.
+    let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+    if authority
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .contains('@')
+    {
+        return Err(refuse());
     }
-    Ok(format!("{scheme}{}", authority.to_ascii_lowercase()))
+    tracker_core::origin_of(&url)
+        .map(Cow::into_owned)
+        .ok_or_else(refuse)
 }
 
 /// How log lines are written.
@@ -1015,21 +1013,14 @@ fn parse_origin(s: &str) -> Result<String, String> {
         return Ok(s.to_string());
     }
     let refuse = || format!("`{s}` is not `*` or an origin such as https://example.com");
-    let lower = s.to_ascii_lowercase();
-    let (scheme, default_port) = if lower.starts_with("https://") {
-        ("https://", ":443")
-    } else if lower.starts_with("http://") {
-        ("http://", ":80")
-    } else {
-        return Err(refuse());
-    };
-    let host = &lower[scheme.len()..];
-    let host = host.strip_suffix('/').unwrap_or(host);
-    let host = host.strip_suffix(default_port).unwrap_or(host);
-    if host.is_empty() || host.contains(['/', '?', '#', '@']) {
+    let rest = s.split_once("://").map_or("", |(_, rest)| rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#', '@']) {
         return Err(refuse());
     }
-    let origin = format!("{scheme}{host}");
+    // As the page rules spell an origin ([`tracker_core::origin_of`]),
+    // which is how browsers serialise `Origin` (the URL Standard).
+    let origin = tracker_core::origin_of(s).ok_or_else(refuse)?.into_owned();
     axum::http::HeaderValue::from_str(&origin).map_err(|_| refuse())?;
     Ok(origin)
 }
@@ -1344,6 +1335,12 @@ mod tests {
             ),
             ("https://shop.example/path", "https://shop.example"),
             ("[::1]:8443", "https://[::1]:8443"),
+            // As the page rules read a host and port.
+            ("https://shop.example:443", "https://shop.example"),
+            ("Shop.Example:08080", "https://shop.example:8080"),
+            ("127.1", "https://127.0.0.1"),
+            ("[0:0::1]", "https://[::1]"),
+            ("sh%6Fp.example", "https://shop.example"),
         ] {
             let config = Config::parse_from(["tracker-http", "--site", given]);
             assert_eq!(config.browser.site.as_deref(), Some(origin), "{given}");
@@ -1394,6 +1391,17 @@ mod tests {
             &["--site", "::1"],
             &["--site", "shop.example:+80"],
             &["--site", "[::1]é"],
+            &["--site", "shop.example:99999"],
+            &["--site", "shop.example:65536"],
+            &["--site", "shop.example:-1"],
+            &["--site", "sh op.example"],
+            &["--site", "shop<example"],
+            &["--site", "shop%zz.example"],
+            &["--site", "1.2.3.999"],
+            &["--site", "shop.0x"],
+            &["--site", "[::g]"],
+            &["--site", "[1:2]"],
+            &["--site", "https://u:p@shop.example"],
             &["--bot-filter", "maybe"],
         ] {
             let mut args = vec!["tracker-http"];
@@ -1512,6 +1520,13 @@ mod tests {
             ])
         );
         assert_eq!(cors("*"), Ok(vec!["*".to_string()]));
+        assert_eq!(
+            cors("http://127.1:08080,https://[0:0::1]/"),
+            Ok(vec![
+                "http://127.0.0.1:8080".to_string(),
+                "https://[::1]".to_string()
+            ])
+        );
         // As browsers send `Origin`, else no request would ever match.
         assert_eq!(
             cors("HTTPS://A.example/,https://b.example:443,http://c.example:80/"),
@@ -1528,6 +1543,11 @@ mod tests {
             "https://u@a.example",
             "https://",
             "ftp://a.example",
+            "https://a.example:99999",
+            "https://a.example:x",
+            "https://a|b.example",
+            "https://1.2.3.999",
+            "https://[::g]",
         ] {
             assert!(cors(refused).is_err(), "{refused}");
         }

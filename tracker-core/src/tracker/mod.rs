@@ -18,7 +18,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
 
-use crate::canonical_url::canonicalize;
+use crate::canonical_url::{Keys, canonicalize, page_key};
 use crate::error::{ConfigError, Field, TrackerError};
 use crate::prefetch::prefetch_for_write;
 use crate::report::{Distinct, PageCount, Recorded, Stats};
@@ -203,7 +203,7 @@ impl Tracker {
         // visitor overlaps its miss.
         let raw_hash = self.prefetch_page(url);
         let visitor = self.visitor_hasher.hash(visitor);
-        self.record_prefetched(visitor, url, raw_hash, at)
+        self.record_prefetched(visitor, url, raw_hash, at, Keys::Live)
             .map(|(recorded, _)| recorded)
     }
 
@@ -228,7 +228,17 @@ impl Tracker {
         url: &'a str,
         raw_hash: u64,
     ) -> Result<(Cow<'a, str>, u64), TrackerError> {
-        let form = canonicalize(url, &self.config.url)?;
+        self.page_key(url, raw_hash, Keys::Live)
+    }
+
+    /// [`canonical_key`](Self::canonical_key), taking `keys`.
+    fn page_key<'a>(
+        &self,
+        url: &'a str,
+        raw_hash: u64,
+        keys: Keys,
+    ) -> Result<(Cow<'a, str>, u64), TrackerError> {
+        let form = page_key(url, &self.config.url, keys)?;
         let hash = if form == url {
             raw_hash
         } else {
@@ -251,8 +261,22 @@ impl Tracker {
         url: &'a str,
         at: Option<Timestamp>,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
+        self.record_hashed_as(visitor, url, at, Keys::Live)
+    }
+
+    /// [`record_hashed`](Self::record_hashed) taking `keys`: with
+    /// [`Keys::Stored`], an event replayed from a log or a stream, which
+    /// also takes the keys of earlier versions that today's rules refuse
+    /// (see "Legacy pages" in snapshot.rs).
+    pub(crate) fn record_hashed_as<'a>(
+        &self,
+        visitor: u64,
+        url: &'a str,
+        at: Option<Timestamp>,
+        keys: Keys,
+    ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
         let raw_hash = self.prefetch_page(url);
-        self.record_prefetched(visitor, url, raw_hash, at)
+        self.record_prefetched(visitor, url, raw_hash, at, keys)
     }
 
     /// [`record_hashed`](Self::record_hashed) once [`prefetch_page`](Self::prefetch_page)
@@ -264,19 +288,20 @@ impl Tracker {
         url: &'a str,
         raw_hash: u64,
         at: Option<Timestamp>,
+        keys: Keys,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
         // 0 marks empty slots; the hasher never yields it, but a replayed
         // hash comes off the disk.
         let visitor = visitor.max(1);
         if let Some(at) = at {
-            self.check_retained(url, at)?;
+            self.check_retained_as(url, at, keys)?;
         }
         let (tick, expiry) = match self.ttl {
             None => (
                 at.unwrap_or_else(|| self.config.clock.now()).as_tick(),
                 None,
             ),
-            Some(ttl) => match self.timed_event(url, at, ttl)? {
+            Some(ttl) => match self.timed_event(url, at, ttl, keys)? {
                 Some(timed) => timed,
                 None => return Ok((Recorded::Stale, Cow::Borrowed(url))),
             },
@@ -340,7 +365,7 @@ impl Tracker {
             }
             let (canonical, url_hash) = match &canonical {
                 Some(known) => known,
-                None => canonical.insert(self.canonical_key(url, raw_hash)?),
+                None => canonical.insert(self.page_key(url, raw_hash, keys)?),
             };
             outcome = self.record_new(canonical, *url_hash, visitor, tick, expiry);
         }
@@ -393,6 +418,7 @@ impl Tracker {
         url: &str,
         at: Option<Timestamp>,
         ttl: u32,
+        keys: Keys,
     ) -> Result<Option<(u32, Option<Expiry>)>, TrackerError> {
         let now = self.config.clock.now();
         let at = at.unwrap_or(now);
@@ -401,14 +427,14 @@ impl Tracker {
             ttl,
         };
         if at > now.saturating_add(MAX_CLOCK_SKEW) {
-            canonicalize(url, &self.config.url)?;
+            page_key(url, &self.config.url, keys)?;
             return Err(TrackerError::FromTheFuture {
                 ahead_ms: at.as_millis() - now.as_millis(),
             });
         }
         let tick = at.min(now).as_tick();
         if !expiry.is_live(tick) {
-            canonicalize(url, &self.config.url)?;
+            page_key(url, &self.config.url, keys)?;
             self.stale_events.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
@@ -430,13 +456,18 @@ impl Tracker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn check_retained(&self, url: &str, at: Timestamp) -> Result<(), TrackerError> {
+        self.check_retained_as(url, at, Keys::Live)
+    }
+
+    /// [`check_retained`](Self::check_retained), taking `keys`.
+    fn check_retained_as(&self, url: &str, at: Timestamp, keys: Keys) -> Result<(), TrackerError> {
         let bucketing = self.config.bucketing;
         if bucketing.retention().is_none() {
             return Ok(());
         }
         let oldest = bucketing.start_of(bucketing.oldest_retained(self.config.clock.now()));
         if at < oldest {
-            canonicalize(url, &self.config.url)?;
+            page_key(url, &self.config.url, keys)?;
             return Err(TimeError::BeforeRetention { at, oldest }.into());
         }
         Ok(())

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use crate::canonical_url::Keys;
 use crate::error::TrackerError;
 use crate::report::{Distinct, Recorded, Stats};
 use crate::set::VisitorSet;
@@ -47,14 +48,16 @@ impl Tracker {
 
     /// Records a visitor given by its [`visitor_hash`](Self::visitor_hash)
     /// at `at`: the replay of a log kept outside the core. Idempotent like
-    /// every record. Returns the outcome and the canonical URL.
+    /// every record. Returns the outcome and the canonical URL. As a
+    /// replay, it also takes a page key of an earlier version that today's
+    /// URL rules refuse, as it is ("Legacy pages" in the snapshot module).
     pub fn record_visitor_hash<'a>(
         &self,
         hash: u64,
         url: &'a str,
         at: Timestamp,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
-        self.record_hashed(hash, url, Some(at))
+        self.record_hashed_as(hash, url, Some(at), Keys::Stored)
     }
 
     /// The visitors of every page of `site` this tracker holds, as a

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::canonical_url::split_authority;
+use crate::canonical_url::{origin_of, split_authority};
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
 use crate::sync;
@@ -281,10 +281,9 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
             max: MAX_SITE_LEN,
         });
     }
-    let host = if site.contains("://") {
-        web_authority(site)?;
-        host_of(site).unwrap_or(site).to_owned()
-    } else if site.contains([':', '/', '@', '?']) {
+    let url = if site.contains("://") {
+        Cow::Borrowed(site)
+    } else {
         // A `host:port` site never carries user info: with an `@` before
         // its path, `mailto:someone@example.com` would read as user info
         // `mailto:someone` at `example.com`.
@@ -292,42 +291,25 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
         if authority.contains('@') {
             return Err(TrackerError::InvalidUrl);
         }
-        let url = format!("http://{site}");
-        web_authority(&url)?;
-        host_of(&url).unwrap_or(site).to_owned()
-    } else {
-        site.to_owned()
+        Cow::Owned(format!("http://{site}"))
     };
-    if host.is_empty() {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    // No host (`https://`, `:80`) is no site, rather than a bad one.
+    let no_host = |(authority, _): (&str, &str)| {
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        host.is_empty() || host.starts_with(':')
+    };
+    if web && split_authority(&url).is_some_and(no_host) {
         return Err(TrackerError::Empty { field: Field::Site });
     }
-    // Char by char, as canonicalisation lowercases a page's host (`BÜCHER.de`
-    // is stored as `bücher.de`): ASCII lowercasing alone would miss it.
-    Ok(host.chars().flat_map(char::to_lowercase).collect())
-}
-
-/// Refuses a site given as a URL that is not a web page's, as page URLs
-/// are refused: a scheme other than `http`/`https` (`file:///x`), or a
-/// port that is not a number, which is what `javascript:alert(1)` or
-/// `data:text/html,x` read as `host:port` would have.
-fn web_authority(url: &str) -> Result<(), TrackerError> {
-    let (scheme, _) = url.split_once("://").ok_or(TrackerError::InvalidUrl)?;
-    let (authority, _) = split_authority(url).ok_or(TrackerError::InvalidUrl)?;
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let port = match host.rfind(']') {
-        Some(close) => host[close + 1..]
-            .strip_prefix(':')
-            .unwrap_or(&host[close + 1..]),
-        None => host.rsplit_once(':').map_or("", |(_, port)| port),
-    };
-    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
-    if web && port.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(TrackerError::InvalidUrl)
-    }
+    // The host as the page rules write it (`canonical_url`), so that a
+    // site is spelled as its pages' hosts are: `javascript:alert(1)` read
+    // as `host:port` has a port that is not a number, and is refused.
+    let origin = origin_of(&url).ok_or(TrackerError::InvalidUrl)?;
+    Ok(host_of(&origin).unwrap_or_default().to_owned())
 }
 
 /// Whether the canonical `url` starts with `prefix`, or its path does
@@ -443,7 +425,19 @@ mod tests {
         ] {
             assert_eq!(site_name(given), Err(TrackerError::InvalidUrl), "{given}");
         }
-        assert_eq!(site_name("https://BÜCHER.de/"), Ok("bücher.de".into()));
+        assert_eq!(
+            site_name("https://BÜCHER.de/"),
+            Ok("xn--bcher-kva.de".into())
+        );
+        assert_eq!(site_name("bücher.de"), Ok("xn--bcher-kva.de".into()));
+        // As the page rules read a host: one site however it is spelled,
+        // and what they refuse is refused.
+        assert_eq!(site_name("127.1"), Ok("127.0.0.1".into()));
+        assert_eq!(site_name("https://[0::1]:8080/"), Ok("[::1]".into()));
+        assert_eq!(site_name("EX%41MPLE.com"), Ok("example.com".into()));
+        for given in ["1.2.3.999", "example.com:99999", "a b.example", "[::g]"] {
+            assert_eq!(site_name(given), Err(TrackerError::InvalidUrl), "{given}");
+        }
         assert_eq!(
             site_name("https://"),
             Err(TrackerError::Empty { field: Field::Site })

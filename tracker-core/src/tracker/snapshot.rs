@@ -77,19 +77,39 @@
 //!
 //! # Legacy pages
 //!
-//! A payload written before canonicalisation dropped user info may hold a
-//! page whose key kept it (`https://a@example.com/x`). Such a key, one
-//! whose canonical form is itself without its user info, is re-keyed to
-//! that form once every other page is in; if a page of that form is
-//! already there (both were recorded) it stays under its old key, so
-//! nothing stored is lost and no two sets are merged. Such a page is
-//! still listed, and counted in its site. A query or an event spelled
-//! exactly as its old key reaches it (the fast paths look up the URL as
-//! sent before canonicalising; an event is then logged under that key),
-//! any other spelling the canonical page. Replay takes the same path
-//! against the same restored state, so live counts and replayed ones
-//! agree; the next snapshot keeps both pages, and a restore places them
-//! again the same way.
+//! A payload (or an event log, or a cluster's stream) written by an
+//! earlier version may hold a page key today's URL rules (the
+//! `canonical_url` module docs) would not write: one that kept user info
+//! (`https://a@example.com/x`, before it was dropped), or one whose host
+//! or port predates the URL Standard's rules. Nothing stored is lost or
+//! refused for it:
+//!
+//! - a key the rules now rewrite in its scheme and authority only (user
+//!   info dropped, `https://127.1/x` now `https://127.0.0.1/x`,
+//!   `[0:0::1]` now `[::1]`, `bücher.de` now `xn--bcher-kva.de`) is re-keyed to that form once every other
+//!   page is in; if a page of that form is already there (both were
+//!   recorded) it stays under its old key, so that no two sets are merged
+//!   (a merge could not be undone, and would be wrong for two forms that
+//!   once were two pages);
+//! - a key whose authority the rules now refuse (`https://x:99999/x`,
+//!   `https://1.2.3.999/x`) and nothing else is kept as it is: no event
+//!   can be sent under a new spelling of it, so no page of another key
+//!   competes for it.
+//!
+//! A key whose path or query is not canonical is damage, refused. A page
+//! under an old key is still listed, and counted in the site of its
+//! host as stored (which a site query no longer names when the rules
+//! spell that host otherwise now: `127.1`, `bücher.de`). A query or
+//! an event spelled exactly as its old key reaches it (the fast paths look
+//! up the URL as sent before canonicalising; an event is then logged under
+//! that key), any other spelling the canonical page. Replay (of the log,
+//! or of a cluster's stream through
+//! [`record_visitor_hash`](crate::Tracker::record_visitor_hash)) takes the
+//! same path against the same restored state, so live counts and replayed
+//! ones agree, and it takes a logged key of the second kind even when no
+//! page holds it (one created after the snapshot): the log holds what an
+//! earlier version accepted. The next snapshot keeps every page, and a
+//! restore places them again the same way.
 //!
 //! The counters of [`Stats`](crate::Stats) that count events since start
 //! (`evictions`, `rejections`, `stale_events`, `expirations`,
@@ -100,7 +120,7 @@ use std::io::{self, BufRead, Write};
 use std::time::Duration;
 
 use super::Tracker;
-use crate::canonical_url::{QueryPolicy, canonicalize, without_user_info};
+use crate::canonical_url::{QueryPolicy, StoredKey, stored_key};
 use crate::error::{ConfigError, TrackerError};
 use crate::set::activity::MAX_BUCKET_INDEX;
 use crate::set::history::{History, Sketched};
@@ -794,10 +814,10 @@ fn decode_page<R: BufRead + ?Sized>(
 ) -> Result<Option<(Page, Option<CanonicalKey>)>, SnapshotError> {
     let at = r.at;
     let url = r.text()?;
-    let rekey = match canonicalize(&url, &tracker.config().url) {
-        Ok(form) if form == url => None,
-        Ok(form) if without_user_info(&url).is_some_and(|bare| bare == form) => Some(form.into()),
-        _ => return Err(r.invalid(at, "a page URL that is not canonical".into())),
+    let rekey = match stored_key(&url, &tracker.config().url) {
+        Some(StoredKey::Canonical | StoredKey::Kept) => None,
+        Some(StoredKey::Rekey(form)) => Some(form.into()),
+        None => return Err(r.invalid(at, "a page URL that is not canonical".into())),
     };
     let last = r.u32()?;
     let form_at = r.at;

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use tracker_core::persist::{DurableTracker, LogOptions, Lsn, snapshot_file};
 use tracker_core::{RecordBatch, Tracker, TrackerBuilder};
 
+use crate::{listing, patch, snapshot_of};
+
 const KEY: u64 = 0x0123_4567;
 
 fn builder() -> TrackerBuilder {
@@ -49,29 +51,6 @@ fn legacy_payload(pages: usize, duplicates: bool) -> Vec<u8> {
         let (plain, legacy, _) = forms(i);
         patch(&mut payload, &plain, &legacy);
     }
-    payload
-}
-
-/// Replaces `from` by `to`, of the same length, in `payload`.
-fn patch(payload: &mut [u8], from: &str, to: &str) {
-    let at = payload
-        .windows(from.len())
-        .position(|w| w == from.as_bytes())
-        .unwrap();
-    payload[at..at + from.len()].copy_from_slice(to.as_bytes());
-}
-
-fn listing(tracker: &Tracker) -> BTreeMap<String, u64> {
-    tracker
-        .top(usize::MAX)
-        .into_iter()
-        .map(|row| (row.url, row.distinct.visitors))
-        .collect()
-}
-
-fn snapshot_of(tracker: &Tracker) -> Vec<u8> {
-    let mut payload = Vec::new();
-    tracker.write_snapshot(&mut payload).unwrap();
     payload
 }
 

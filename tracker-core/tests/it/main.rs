@@ -15,6 +15,7 @@ mod batch;
 mod budget;
 mod concurrency;
 mod durable;
+mod legacy_hosts;
 mod legacy_user_info;
 mod model;
 mod persist_log;
@@ -26,7 +27,36 @@ mod ttl;
 mod upgrade;
 mod url_rules;
 
+use std::collections::BTreeMap;
+
 use tracker_core::Tracker;
+
+/// Every page with its distinct visitors, by URL.
+pub(crate) fn listing(tracker: &Tracker) -> BTreeMap<String, u64> {
+    tracker
+        .top(usize::MAX)
+        .into_iter()
+        .map(|row| (row.url, row.distinct.visitors))
+        .collect()
+}
+
+/// `tracker`'s snapshot payload.
+pub(crate) fn snapshot_of(tracker: &Tracker) -> Vec<u8> {
+    let mut payload = Vec::new();
+    tracker.write_snapshot(&mut payload).unwrap();
+    payload
+}
+
+/// Replaces `from` by `to`, of the same length (so that no length field
+/// of a snapshot payload changes), in `payload`.
+pub(crate) fn patch(payload: &mut [u8], from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let at = payload
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap();
+    payload[at..at + from.len()].copy_from_slice(to.as_bytes());
+}
 
 /// Runs sweep steps until one full pass over every stripe's table is done;
 /// returns how many 32-bucket steps it took.

@@ -17,7 +17,14 @@ fn url_like() -> impl Strategy<Value = String> {
         Just("data:"),
         Just("file://"),
     ];
-    let host = "([A-Za-z0-9.-]{0,8})(:[0-9]{0,5})?";
+    // Names, IPv4 addresses in any form, IPv6 literals, escapes,
+    // punycode and Unicode, forbidden bytes; ports in and out of range.
+    let host = prop_oneof![
+        4 => "([A-Za-z0-9.-]{0,8})(:[0-9]{0,6})?",
+        1 => "((0x)?[0-9a-fA-F]{0,3}\\.){0,4}[0-9]{0,3}\\.?(:[0-9]{0,6})?",
+        1 => "\\[[0-9a-f:.]{0,12}\\](:[0-9]{0,3})?",
+        1 => "(%4[1-9]|xn--[a-z0-9-]{0,6}|[a-zü%<|^ ]){1,4}\\.?[a-z]{0,3}",
+    ];
     let piece = prop_oneof![
         "[a-z0-9._~-]{1,5}",
         Just("/".to_string()),

@@ -185,6 +185,18 @@ async fn plausible_refusals_are_json_errors() {
             json!({"n": "custom", "u": "data:text/html,x"}),
             "invalid_url",
         ),
+        (
+            json!({"n": "pageview", "u": "https://site.test:99999/"}),
+            "invalid_url",
+        ),
+        (
+            json!({"n": "pageview", "u": "https://1.2.3.999/"}),
+            "invalid_url",
+        ),
+        (
+            json!({"n": "pageview", "u": "/x", "d": "site.test:65536"}),
+            "invalid_url",
+        ),
         (json!({"n": "pageview"}), "invalid_event"),
         (json!({"u": "https://site.test/"}), "invalid_event"),
         (json!({"n": 1, "u": "https://site.test/"}), "invalid_event"),
@@ -217,16 +229,24 @@ async fn plausible_refusals_are_json_errors() {
     assert_eq!(state.tracker().unwrap().stats().pairs, 0);
 }
 
+/// A service whose `--site` is `https://fallback.test`.
+fn fallback_app() -> Router {
+    app_with(Tracker::new(), |l| {
+        l.browser.site = Some("https://fallback.test".into());
+    })
+    .0
+}
+
+/// A pixel request for `uri` from Firefox, with `headers`.
+fn pixel(uri: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut all = vec![("user-agent", FIREFOX)];
+    all.extend_from_slice(headers);
+    from(Method::GET, uri, "192.0.2.1:1", &all, Body::empty())
+}
+
 #[tokio::test]
 async fn the_pixel_counts_and_answers_a_gif() {
-    let (app, _) = app_with(Tracker::new(), |l| {
-        l.browser.site = Some("https://fallback.test".into());
-    });
-    let pixel = |uri: &str, headers: &[(&str, &str)]| {
-        let mut all = vec![("user-agent", FIREFOX)];
-        all.extend_from_slice(headers);
-        from(Method::GET, uri, "192.0.2.1:1", &all, Body::empty())
-    };
+    let app = fallback_app();
     let answer = send(
         &app,
         pixel(
@@ -301,10 +321,44 @@ async fn the_pixel_counts_and_answers_a_gif() {
         ("/count?p=", "invalid_query"),
         ("/count?p=javascript:alert(1)", "invalid_url"),
         ("/count?p=relative", "invalid_url"),
+        ("/count?p=https://site.test:99999/x", "invalid_url"),
+        ("/count?p=https://%5B::g%5D/x", "invalid_url"),
     ] {
         let answer = send(&app, pixel(uri, &[])).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
         assert_eq!(answer.error_code(), code, "{uri}");
+    }
+}
+
+/// A path is resolved against the origin the page rules read in `Origin`
+/// or `Referer`; one they refuse names no origin, so the next one counts.
+#[tokio::test]
+async fn the_pixel_resolves_against_origins_as_pages_spell_them() {
+    let app = fallback_app();
+    for (headers, page) in [
+        (
+            &[("origin", "HTTPS://U@Site.TEST:443")][..],
+            "https://site.test/a",
+        ),
+        (
+            &[("referer", "http://127.1:8080/b?c")],
+            "http://127.0.0.1:8080/a",
+        ),
+        (
+            &[
+                ("origin", "https://site.test:99999"),
+                ("referer", "https://other.test/"),
+            ],
+            "https://other.test/a",
+        ),
+        (
+            &[("referer", "https://1.2.3.999/")],
+            "https://fallback.test/a",
+        ),
+    ] {
+        let answer = send(&app, pixel("/count?p=/a", headers)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{headers:?}");
+        assert_eq!(visitors(&app, page).await, 1, "{headers:?}");
     }
 }
 
@@ -581,6 +635,16 @@ async fn url_rules_hold_on_every_route() {
         "file:///etc/passwd",
         "ftp://x.test/",
         "pricing",
+        // Hosts and ports a browser's `new URL()` refuses.
+        "https://x.test:99999/",
+        "https://x.test:abc/",
+        "https://x.test:-1/",
+        "https://x<y.test/",
+        "https://x%zz.test/",
+        "https://[::g]/",
+        "https://[1:2]/",
+        "https://1.2.3.999/",
+        "https://example.0x/",
     ] {
         let answer = record(&app, "v", url).await;
         assert_eq!(answer.error_code(), "invalid_url", "{url}");

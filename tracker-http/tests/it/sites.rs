@@ -77,15 +77,28 @@ async fn a_site_given_as_a_url_is_echoed_as_its_host() {
         let series = get(&app, &format!("/series?site={given}&from=-1d&step=1h")).await;
         assert_eq!(series.json()["site"], "shop.example", "{given}");
     }
-    // Lowercased as page hosts are, beyond ASCII.
+    // Spelled as page hosts are: an internationalised name in punycode
+    // (as browsers send it), an IPv4 address dotted.
     assert_eq!(
         record(&app, "e", "https://BÜCHER.de/x").await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        record(&app, "f", "https://xn--bcher-kva.de/y").await.status,
         StatusCode::ACCEPTED
     );
     let idn = distinct(&app, "site=B%C3%9CCHER.de").await.json();
     assert_eq!(
         idn,
-        json!({"site": "bücher.de", "distinct_visitors": 1, "exact": true})
+        json!({"site": "xn--bcher-kva.de", "distinct_visitors": 2, "exact": true})
+    );
+    record(&app, "e", "http://127.1:8080/x").await;
+    let ip = distinct(&app, "site=127.0.0.1").await.json();
+    assert_eq!(ip["distinct_visitors"], 1, "{ip}");
+    assert_eq!(distinct(&app, "site=0x7f.1").await.json(), ip);
+    assert_eq!(
+        distinct(&app, "site=1.2.3.999").await.error_code(),
+        "invalid_url"
     );
     for query in ["site=https%3A%2F%2F", "site=%3A80"] {
         assert_eq!(distinct(&app, query).await.error_code(), "empty", "{query}");
