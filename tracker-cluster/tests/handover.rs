@@ -1,9 +1,12 @@
 //! Queries while partitions change owners, against a real `nats-server`
 //! with nodes joined in process: a query waits, within its timeout, for a
 //! partition's new owner instead of failing at once (a page's count) or
-//! after the whole timeout (a gathered one); and nodes of an unchanging
-//! membership never move a partition, however their heartbeats and
-//! listings of them interleave.
+//! after the whole timeout (a gathered one). That an unchanging
+//! membership moves no partition however heartbeats and their listings
+//! interleave is `lease::live_nodes`'s unit test: against a real server it
+//! needs heartbeats written during a listing, whose pace decides between a
+//! test that misses the bug and one that starves lease rounds on a loaded
+//! machine (it failed once so under CI-like load).
 
 use std::time::{Duration, Instant};
 
@@ -143,44 +146,4 @@ async fn queries_answer_while_a_joining_node_takes_its_share() {
     assert!(asked > 0, "asked during the handover");
     second.leave().await;
     first.leave().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unchanging_membership_moves_no_partition() {
-    let Some(nats) = Nats::start() else {
-        return;
-    };
-    let ttl = Duration::from_secs(2);
-    let mut nodes = Vec::new();
-    for id in ["a", "b"] {
-        nodes.push(join(config(&nats, id, ttl)).await);
-    }
-    for node in &nodes {
-        wait_owning(node, PARTITIONS as usize / 2, "an even share").await;
-    }
-    let shares: Vec<_> = nodes.iter().map(|n| n.status().owned).collect();
-    // Node a's heartbeat, written again and again (as its own rounds do,
-    // only more often): the nodes' listings of the heartbeats run into
-    // writes. Paced, so that lease rounds are not starved past the TTL.
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let kv = async_nats::jetstream::new(client)
-        .get_key_value("tracker_handover")
-        .await
-        .unwrap();
-    let beats = tokio::spawn(async move {
-        loop {
-            kv.put("node.a", Vec::new().into()).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        let now: Vec<_> = nodes.iter().map(|n| n.status().owned).collect();
-        assert_eq!(now, shares, "no node joined or left");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    beats.abort();
-    for node in &nodes {
-        node.leave().await;
-    }
 }
