@@ -203,8 +203,8 @@ impl Tracker {
     /// and host lowercased, its user info and default port dropped, as at
     /// record (`HTTPS://Shop.example:443/cart` lists the pages under
     /// `https://shop.example/cart`); its path as given. A host not yet
-    /// complete (nothing after it) is lowercased; a path, or anything
-    /// else, is matched as given.
+    /// complete (nothing after it) is lowercased, or, if not ASCII, read as
+    /// a whole host; a path, or anything else, is matched as given.
     fn canonical_prefix<'a>(&self, prefix: &'a str) -> Cow<'a, str> {
         let Some(scheme) = prefix.find("://") else {
             return Cow::Borrowed(prefix);
@@ -227,6 +227,15 @@ impl Tracker {
                 }
             }
             Some(_) => Cow::Borrowed(prefix),
+            // Pages keep a Unicode host in punycode, which a part of a
+            // label has no prefix of: such a host is read as complete.
+            None if !prefix[host..].is_ascii() => match self.canonicalize(&format!("{prefix}/")) {
+                Ok(canonical) => match canonical.strip_suffix('/') {
+                    Some(origin) => Cow::Owned(origin.to_owned()),
+                    None => Cow::Borrowed(prefix),
+                },
+                Err(_) => Cow::Borrowed(prefix),
+            },
             None if prefix.chars().any(char::is_uppercase) => {
                 Cow::Owned(prefix.chars().flat_map(char::to_lowercase).collect())
             }

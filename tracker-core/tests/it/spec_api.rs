@@ -116,6 +116,7 @@ fn a_page_prefix_is_read_as_a_url_is() {
         "https://shop.example/Cart",
         "https://shop.example/about",
         "http://shop.example/cart",
+        "https://bücher.example/regal",
     ] {
         tracker.record("alice", url).unwrap();
     }
@@ -143,6 +144,10 @@ fn a_page_prefix_is_read_as_a_url_is() {
     );
     // A host not yet complete is a prefix of hosts, lowercased.
     assert_eq!(listed("HTTPS://SHOP.EX").len(), 4);
+    // A Unicode host is stored in punycode, and read so in a prefix.
+    let books = ["https://xn--bcher-kva.example/regal"];
+    assert_eq!(listed("https://BÜCHER.example"), books);
+    assert_eq!(listed("https://bücher.example/re"), books);
     assert_eq!(listed("https://shop.example:8443/"), Vec::<String>::new());
     assert_eq!(
         listed("/cart"),
