@@ -78,8 +78,9 @@ pub(crate) const PER_SIZE: usize = 8;
 pub(crate) const LARGEST: usize = 4096;
 /// Most bytes a pool holds, its buffers and its slots together; and a
 /// pool keeps a buffer only while it then holds at most a byte per pair
-/// its stripe holds (less than a tenth of the tables' 12.8-17.6 bytes per
-/// pair), so that a small tracker does not carry 32 KiB per stripe.
+/// its stripe holds (less than a tenth of what a pair costs in a table:
+/// the crate docs' "Memory cost"), so that a small tracker does not carry
+/// 32 KiB per stripe.
 pub(crate) const POOL_BYTES: usize = 32 * 1024;
 
 /// Words of a table of `capacity` slots with `aux` values each (as

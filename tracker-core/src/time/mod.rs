@@ -53,9 +53,9 @@
 //! visitors (targets 5 and 20 ms; Redis's inexact `PFCOUNT` of 30 daily
 //! HyperLogLogs takes 1.3 ms), 0.75 and 12.9 ms when every one of them
 //! came back on 30 days. Tables beyond one cache line fill up to 15/16
-//! instead of 7/8, so 12-byte slots stay within 12.8–17.6 B a pair at
-//! every size (13.9 B measured at 1M pairs over 1k pages, 15.5 with the
-//! page sizes spread; at 7/8 and growth by x1.25 it was 16.8).
+//! instead of 7/8, which keeps 12-byte slots within the 16-byte target
+//! at every size (the bytes per pair are the crate docs' "Memory cost";
+//! at 7/8 and growth by x1.25 it was 16.8 B measured).
 //! `distinct(url)` stays the stored count, O(1).
 //!
 //! Pages of one or two visitors keep them inline, in the page record,
