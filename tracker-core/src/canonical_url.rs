@@ -253,11 +253,13 @@ pub(crate) enum StoredKey {
 /// ([`StoredKey`]), or `None` for one no version wrote (damage): its path
 /// and query must be canonical.
 pub(crate) fn stored_key(key: &str, options: &UrlOptions) -> Option<StoredKey> {
-    let rest = |url: &str| split_authority(url).map(|(_, rest)| rest.to_owned());
     match canonicalize(key, options) {
         Ok(form) if form == key => Some(StoredKey::Canonical),
-        Ok(form) => (rest(key).is_some() && rest(key) == rest(&form))
-            .then(|| StoredKey::Rekey(form.into_owned())),
+        Ok(form) => {
+            let rest = split_authority(key).map(|(_, rest)| rest);
+            (rest.is_some() && rest == split_authority(&form).map(|(_, rest)| rest))
+                .then(|| StoredKey::Rekey(form.into_owned()))
+        }
         Err(TrackerError::InvalidUrl) => {
             let (authority, rest) = split_authority(key)?;
             let scheme = &key[..key.len() - rest.len() - authority.len()];

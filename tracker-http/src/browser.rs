@@ -17,8 +17,8 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use tracker_core::SystemClock;
 use tracker_core::browser::{BotFilter, BotReason, SaltRotation, VisitorIds};
+use tracker_core::{SystemClock, origin_of};
 
 use crate::client_ip::TrustedProxies;
 use crate::error::AppError;
@@ -681,14 +681,6 @@ fn origin_for<'h>(
     header_origin(headers.origin)
         .or_else(|| header_origin(headers.referer))
         .or(site.map(Cow::Borrowed))
-}
-
-/// `http(s)://host[:port]` of a URL or origin as page keys spell it
-/// ([`tracker_core::origin_of`], so that it cannot disagree with the URL
-/// rules); `None` for anything else (`null`, other schemes, an authority
-/// the rules refuse, which then names no origin).
-fn origin_of(url: &str) -> Option<Cow<'_, str>> {
-    tracker_core::origin_of(url)
 }
 
 /// Our script: page views on load and on single-page-app navigations.

@@ -153,7 +153,7 @@ impl Tracker {
         {
             return Err(TrackerError::InvalidCursor);
         }
-        let prefix = query.prefix.as_deref().map(|p| self.canonical_prefix(p));
+        let prefix = query.prefix.as_deref().map(canonical_prefix);
         let limit = query.limit.max(1);
         let expiry = self.expiry_now();
         // A max-heap of the smallest `limit + 1` URLs so far (one more
@@ -198,49 +198,39 @@ impl Tracker {
     }
 }
 
-impl Tracker {
-    /// `prefix` spelt as canonical URLs start: an `http(s)` URL's scheme
-    /// and host lowercased, its user info and default port dropped, as at
-    /// record (`HTTPS://Shop.example:443/cart` lists the pages under
-    /// `https://shop.example/cart`); its path as given. A host not yet
-    /// complete (nothing after it) is lowercased, or, if not ASCII, read as
-    /// a whole host; a path, or anything else, is matched as given.
-    fn canonical_prefix<'a>(&self, prefix: &'a str) -> Cow<'a, str> {
-        let Some(scheme) = prefix.find("://") else {
-            return Cow::Borrowed(prefix);
-        };
-        if !["http", "https"]
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(&prefix[..scheme]))
-        {
-            return Cow::Borrowed(prefix);
-        }
-        let host = scheme + 3;
-        match prefix[host..].find(['/', '?', '#']) {
-            Some(slash) if prefix.as_bytes()[host + slash] == b'/' => {
-                let (root, path) = prefix.split_at(host + slash + 1);
-                match self.canonicalize(root) {
-                    Ok(canonical) if canonical != root && canonical.ends_with('/') => {
-                        Cow::Owned(format!("{canonical}{path}"))
-                    }
-                    _ => Cow::Borrowed(prefix),
-                }
+/// `prefix` spelt as canonical URLs start: an `http(s)` URL's scheme and
+/// host read as a page URL's ([`origin_of`]: lowercased, user info and
+/// default port dropped; `HTTPS://Shop.example:443/cart` lists the pages
+/// under `https://shop.example/cart`); its path as given. A host not yet
+/// complete (nothing after it) is lowercased, or, if not ASCII, read as a
+/// whole host; a path, or anything else, is matched as given.
+fn canonical_prefix(prefix: &str) -> Cow<'_, str> {
+    let Some(scheme) = prefix.find("://") else {
+        return Cow::Borrowed(prefix);
+    };
+    if !["http", "https"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(&prefix[..scheme]))
+    {
+        return Cow::Borrowed(prefix);
+    }
+    let host = scheme + 3;
+    match prefix[host..].find(['/', '?', '#']) {
+        Some(end) if prefix.as_bytes()[host + end] == b'/' => {
+            let (root, path) = prefix.split_at(host + end);
+            match origin_of(prefix) {
+                Some(origin) if origin != root => Cow::Owned(format!("{origin}{path}")),
+                _ => Cow::Borrowed(prefix),
             }
-            Some(_) => Cow::Borrowed(prefix),
-            // Pages keep a Unicode host in punycode, which a part of a
-            // label has no prefix of: such a host is read as complete.
-            None if !prefix[host..].is_ascii() => match self.canonicalize(&format!("{prefix}/")) {
-                Ok(canonical) => match canonical.strip_suffix('/') {
-                    Some(origin) => Cow::Owned(origin.to_owned()),
-                    None => Cow::Borrowed(prefix),
-                },
-                Err(_) => Cow::Borrowed(prefix),
-            },
-            None if prefix.chars().any(char::is_uppercase) => {
-                Cow::Owned(prefix.chars().flat_map(char::to_lowercase).collect())
-            }
-            None => Cow::Borrowed(prefix),
         }
+        Some(_) => Cow::Borrowed(prefix),
+        // Pages keep a Unicode host in punycode, which a part of a label
+        // has no prefix of: such a host is read as complete.
+        None if !prefix[host..].is_ascii() => origin_of(prefix).unwrap_or(Cow::Borrowed(prefix)),
+        None if prefix.chars().any(char::is_uppercase) => {
+            Cow::Owned(prefix.chars().flat_map(char::to_lowercase).collect())
+        }
+        None => Cow::Borrowed(prefix),
     }
 }
 
