@@ -21,6 +21,15 @@ const BATCH: usize = 1024;
 const ROUNDS: usize = 5;
 const DESIGNS: [&str; 3] = ["naive", "tracker record", "tracker record_batch"];
 
+/// The batch size: `BATCH` from the environment, else [`BATCH`].
+fn batch_size() -> usize {
+    std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .filter(|&b| b > 0)
+        .unwrap_or(BATCH)
+}
+
 /// Feeds `events` into a fresh counter of `design` on `threads` threads.
 fn run(design: &str, events: &[(&str, &str)], threads: usize) -> Duration {
     let per_thread = events.len().div_ceil(threads).max(1);
@@ -45,7 +54,7 @@ fn run(design: &str, events: &[(&str, &str)], threads: usize) -> Duration {
             let tracker = Tracker::new();
             timed(events, per_thread, |part| {
                 let mut batch = RecordBatch::default();
-                for chunk in part.chunks(BATCH) {
+                for chunk in part.chunks(batch_size()) {
                     tracker.record_batch(chunk, &mut batch);
                 }
             })
@@ -104,8 +113,9 @@ fn main() {
         let naive = medians[0].as_secs_f64();
         println!();
         println!(
-            "{threads} thread(s), {} events, batches of {BATCH}, median of {rounds}",
-            events.len()
+            "{threads} thread(s), {} events, batches of {}, median of {rounds}",
+            events.len(),
+            batch_size()
         );
         println!("| design | ns/event | fastest – slowest ns/event | vs naive |");
         println!("| --- | ---: | ---: | ---: |");
