@@ -8,7 +8,8 @@
 //! `cargo test --benches` runs it once on a tiny stream. `ONLY=batch`
 //! (any part of a design's name) runs only the designs it names, for
 //! profiling one alone (`perf record`, `valgrind --tool=callgrind`);
-//! `THREADS=1` (or `1,2`) and `ROUNDS=n` narrow the run likewise.
+//! `THREADS=1` (or `1,2`) and `ROUNDS=n` narrow the run likewise;
+//! `BATCH=n` sets the batch size.
 
 use std::time::{Duration, Instant};
 
