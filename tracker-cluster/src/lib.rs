@@ -50,7 +50,8 @@
 //!   answer's range is the widest any partition covers. The gate checks
 //!   a query (names, ranges, steps) before asking. Every answer carries
 //!   its [`Freshness`]. A query waits for owners up to the query timeout
-//!   (`query_timeout`, 5 s): partitions that have not answered a gather
+//!   ([`ClusterConfig::query_timeout`], the longest a crash takeover
+//!   takes, from the lease TTL): partitions that have not answered a gather
 //!   after [`node::ASK_AGAIN_AFTER`] are asked of their owners directly,
 //!   and a partition with no owner is asked again (backing off up to
 //!   [`node::ASK_AGAIN_EVERY`]) until one answers, so a partition
@@ -59,10 +60,9 @@
 //! **Failure modes.** A node dies: its leases expire after the TTL, the
 //! others take its partitions (restore + replay); queries of those
 //! partitions wait for the new owner, and answer
-//! [`ClusterError::NoOwner`] / [`ClusterError::Incomplete`] if it has not
-//! started within the query timeout (with the default 6 s TTL and 5 s
-//! timeout, a query asked right after the crash does); their events keep
-//! being acknowledged into the stream. A partition given up in a
+//! [`ClusterError::NoOwner`] / [`ClusterError::Incomplete`] only if it has
+//! not started within the query timeout (a takeover that failed); their
+//! events keep being acknowledged into the stream. A partition given up in a
 //! rebalance (a node joined or left) is unowned until another node's next
 //! lease round, at most a third of the TTL later: queries wait for it.
 //! A new owner answers from the moment it starts, while it replays

@@ -53,6 +53,12 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// The longest [`Node::leave`] spends handing partitions over.
 pub const LEAVE_WITHIN: Duration = Duration::from_secs(10);
 
+/// What a takeover adds to its lease rounds before the new owner answers:
+/// restoring the snapshots of the partitions it takes in the round and
+/// starting their consumers (a 1M-pair partition's restore takes 0.17 s,
+/// `docs/BENCHMARKS.md`); it answers while it replays.
+pub const RESTORE_WITHIN: Duration = Duration::from_secs(2);
+
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -72,8 +78,6 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// How often an owner snapshots a partition that changed.
     pub snapshot_every: Duration,
-    /// How long a query waits for owners.
-    pub query_timeout: Duration,
     /// A NATS credentials file (JWT and nkey).
     pub credentials: Option<PathBuf>,
     /// A CA certificate (PEM) to verify the server with; requires TLS.
@@ -87,7 +91,7 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// The defaults for cluster `cluster` at `nats_url`: 64 partitions,
-    /// 1 replica, a 6 s lease, snapshots every 30 s, 5 s queries.
+    /// 1 replica, a 6 s lease, snapshots every 30 s.
     pub fn new(nats_url: impl Into<String>, cluster: impl Into<String>) -> Self {
         Self {
             nats_url: nats_url.into(),
@@ -97,12 +101,33 @@ impl ClusterConfig {
             replicas: 1,
             lease_ttl: Duration::from_secs(6),
             snapshot_every: Duration::from_secs(30),
-            query_timeout: Duration::from_secs(5),
             credentials: None,
             tls_ca: None,
             tls_client: None,
             tracker: Tracker::builder(),
         }
+    }
+
+    /// How long a query waits for owners: the longest a crash takeover
+    /// takes, so that a query asked as a node dies answers once the new
+    /// owner serves (12 s with the default 6 s TTL). The dead node's leases
+    /// expire at most the TTL after it died (they are renewed every third
+    /// of it); another node's lease round sees that within a third of the
+    /// TTL, and takes the rest one round later if it saw the dead node's
+    /// heartbeat expired but not yet every lease (renewed just after the
+    /// heartbeat); then [`RESTORE_WITHIN`]. A partition still without an
+    /// owner then is [`ClusterError::NoOwner`] (or
+    /// [`ClusterError::Incomplete`] in a gather).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_cluster::ClusterConfig;
+    ///
+    /// let config = ClusterConfig::new("nats://127.0.0.1:4222", "c");
+    /// assert_eq!(config.query_timeout(), Duration::from_secs(12));
+    /// ```
+    pub fn query_timeout(&self) -> Duration {
+        self.lease_ttl + 2 * (self.lease_ttl / 3) + RESTORE_WITHIN
     }
 
     fn validate(&self) -> Result<(), ClusterError> {
@@ -213,7 +238,7 @@ impl Node {
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("tracker-{}-{id}", config.cluster))
             .connection_timeout(Duration::from_secs(5))
-            .request_timeout(Some(config.query_timeout))
+            .request_timeout(Some(config.query_timeout()))
             .retry_on_initial_connect();
         if let Some(path) = &config.credentials {
             options = options
@@ -787,7 +812,7 @@ impl Inner {
     /// timeout (see [`ask_partition`](Self::ask_partition)).
     async fn ask_owner(&self, partition: u32, ask: &Ask) -> Result<Answer, ClusterError> {
         let payload = Bytes::from(serde_json::to_vec(ask).expect("a question serialises"));
-        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout();
         self.ask_partition(partition, payload, deadline)
             .await?
             .ok_or(ClusterError::NoOwner { partition })
@@ -801,7 +826,7 @@ impl Inner {
     /// over after a crash) is answered by its new owner once it started.
     async fn gather(&self, ask: &Ask) -> Result<BTreeMap<u32, Answer>, ClusterError> {
         let payload = Bytes::from(serde_json::to_vec(ask).expect("a question serialises"));
-        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout();
         let partitions = self.config.partitions;
         let inbox = self.client.new_inbox();
         let mut replies = self.client.subscribe(inbox.clone()).await.map_err(nats)?;

@@ -5,7 +5,8 @@
 //! concurrent ingest, a `kill -9` of a node, a batch, a node joining, a
 //! back-dated batch counted over time ranges, a restart of the NATS server
 //! and a node leaving on SIGTERM; then the NATS store is scanned for
-//! visitor ids.
+//! visitor ids. And a query asked as a node is killed answers once the
+//! new owner serves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -27,6 +28,10 @@ const VISITOR: &str = "cluster-visitor-";
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn node(nats: &Nats, id: &str) -> Server {
+    node_with_ttl(nats, id, "2s")
+}
+
+fn node_with_ttl(nats: &Nats, id: &str, lease_ttl: &str) -> Server {
     let url = nats.url();
     Server::start(
         TRACKER_HTTP,
@@ -40,7 +45,7 @@ fn node(nats: &Nats, id: &str) -> Server {
             "--partitions",
             &PARTITIONS.to_string(),
             "--lease-ttl",
-            "2s",
+            lease_ttl,
             "--partition-snapshot-every",
             "300ms",
         ],
@@ -449,6 +454,91 @@ async fn a_cluster_loses_nothing_acknowledged() {
     assert!(
         scanned > 10_000,
         "the NATS store was scanned ({scanned} bytes)"
+    );
+}
+
+/// A query asked as a node is killed waits for the new owner of the
+/// node's partitions, and answers 200 with the count: the query timeout
+/// follows the lease TTL. A 9 s TTL, renewed every 3 s, expires at least
+/// about 6 s after the kill: longer than the fixed 5 s a query used to
+/// wait before its 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_during_a_crash_takeover_answers_once_the_new_owner_serves() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut trail = Trail::default();
+    let survivor = node_with_ttl(&nats, "k0", "9s");
+    let mut killed = node_with_ttl(&nats, "k1", "9s");
+    for (name, n) in [("k0", &survivor), ("k1", &killed)] {
+        trail.follow(name, n);
+        n.wait_ready(&client, SETTLE).await;
+    }
+    poll::until_ok_async(SETTLE, "both nodes own a share", || async {
+        let shares = [
+            owned(&client, &survivor).await?,
+            owned(&client, &killed).await?,
+        ];
+        match !shares.contains(&0) && shares.iter().sum::<usize>() == PARTITIONS as usize {
+            true => Ok(()),
+            false => Err(format!("shares {shares:?}")),
+        }
+    })
+    .await;
+    // Page i has i % 3 + 1 of the site's 3 visitors; 48 pages span every
+    // partition.
+    let mut model = Model::default();
+    for i in 0..48 {
+        let url = format!("https://k.example/p{i}");
+        let visitors = (0..=i % 3).map(|v| format!("{VISITOR}k{v}"));
+        model.acked.insert(url, visitors.collect());
+    }
+    let body: String = model
+        .acked
+        .iter()
+        .flat_map(|(u, vs)| vs.iter().map(move |v| (u, v)))
+        .map(|(u, v)| serde_json::json!({"visitor": v, "url": u}).to_string() + "\n")
+        .collect();
+    accepted(
+        client
+            .post(survivor.url("/events/batch"))
+            .header("content-type", "application/x-ndjson")
+            .body(body),
+    )
+    .await;
+    let model = Mutex::new(model);
+    settle(&client, &[&survivor], &model, "every event counted").await;
+
+    // A page of a partition the killed node owns.
+    let stats = get(&client, killed.url("/stats")).await;
+    let theirs: Vec<u64> = stats["cluster"]["owned_partitions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let (page, visitors) = model
+        .lock()
+        .unwrap()
+        .acked
+        .iter()
+        .find(|(u, _)| theirs.contains(&u64::from(tracker_cluster::partition_of(u, PARTITIONS))))
+        .map(|(u, vs)| (u.clone(), vs.len() as u64))
+        .unwrap_or_else(|| panic!("no page in k1's partitions {stats}"));
+
+    let page_url = survivor.url(&format!("/distinct?url={}", urlencode(&page)));
+    let site_url = survivor.url("/distinct?site=k.example");
+    killed.kill_9();
+    let asked = std::time::Instant::now();
+    let (page_count, site_count) =
+        tokio::join!(fetch(&client, &page_url), fetch(&client, &site_url));
+    let waited = asked.elapsed();
+    let page_count = page_count.unwrap_or_else(|e| panic!("after {waited:?}: {e}"));
+    let site_count = site_count.unwrap_or_else(|e| panic!("after {waited:?}: {e}"));
+    assert_eq!(page_count["distinct_visitors"], visitors, "{page_count}");
+    assert_eq!(site_count["distinct_visitors"], 3, "{site_count}");
+    assert_eq!(
+        site_count["cluster"]["partitions_answered"], PARTITIONS,
+        "{site_count}"
     );
 }
 
