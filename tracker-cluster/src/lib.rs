@@ -26,7 +26,10 @@
 //!   one [`tracker_core::Tracker`] per partition. One tracker per
 //!   partition, not one per node, because a partition is the unit that
 //!   moves: it is snapshotted, dropped and restored alone, and a node's
-//!   answers for it come from exactly the events of its subject.
+//!   answers for it come from exactly the events of its subject. An
+//!   event the owner refuses (unreadable, or refused by its tracker, as
+//!   `memory_full` under the reject policy) is skipped, counted and
+//!   warned about ([`refused`]).
 //! - **Snapshots** go to the object store `tracker_<cluster>_snapshots`
 //!   (object `p<partition>`: magic `TRKPART1`, the stream sequence the
 //!   state covers, then the tracker's snapshot payload), every
@@ -90,6 +93,7 @@
 
 pub mod lease;
 pub mod node;
+pub mod refused;
 pub mod wire;
 
 use std::fmt;

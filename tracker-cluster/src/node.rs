@@ -21,6 +21,7 @@ use tracker_core::{
 };
 
 use crate::lease::{Action, LeaseView, live_nodes, plan};
+use crate::refused::{self, Refused};
 use crate::wire::{self, Answer, Ask, Body, EventV1, WireDistinct, WireError, WirePartial};
 use crate::{ClusterError, Freshness};
 
@@ -193,6 +194,8 @@ struct Inner {
     /// Set once a lease round completed: before it, "owns nothing" says
     /// nothing about being caught up.
     leased: AtomicBool,
+    /// Stream events refused by the partitions this node applied.
+    refused: Refused,
 }
 
 /// A partition this node owns.
@@ -322,6 +325,7 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
             leaving: AtomicBool::new(false),
             leased: AtomicBool::new(false),
+            refused: Refused::default(),
             config,
         });
         let gather = inner
@@ -368,6 +372,15 @@ impl Node {
             stats.add(&owned.tracker.stats());
         }
         stats
+    }
+
+    /// Stream events this node refused to record since it started, by
+    /// reason (a [`tracker_core::TrackerError`] code such as
+    /// `memory_full`, or [`refused::MALFORMED`], [`refused::VERSION`],
+    /// [`refused::VISITOR_HASH`]), for its metrics: acknowledged events
+    /// that no count holds.
+    pub fn refused_events(&self) -> Vec<(&'static str, u64)> {
+        self.inner.refused.totals()
     }
 
     /// Publishes "`visitor` visited `url`" (validated and canonicalised
@@ -1326,7 +1339,10 @@ async fn apply(
                 };
                 let Ok(info) = message.info() else { continue };
                 let (sequence, pending) = (info.stream_sequence, info.pending);
-                apply_event(&owned.tracker, partition, &message.payload);
+                if let Err(reason) = apply_event(&owned.tracker, &message.payload) {
+                    let now = std::time::Instant::now();
+                    inner.refused.count(partition, sequence, reason, now);
+                }
                 owned.applied.store(sequence, Ordering::Release);
                 owned.pending.store(pending, Ordering::Release);
                 if pending == 0 {
@@ -1372,32 +1388,19 @@ async fn apply(
     }
 }
 
-/// Records one stream message; a malformed or refused one is logged and
-/// skipped (the stream keeps it for whoever can read it).
-fn apply_event(tracker: &Tracker, partition: u32, payload: &[u8]) {
-    let event = match serde_json::from_slice::<EventV1>(payload) {
-        Ok(event) if event.v == wire::EVENT_VERSION => event,
-        Ok(event) => {
-            tracing::warn!(
-                partition,
-                version = event.v,
-                "event of another version skipped"
-            );
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(partition, error = %e, "malformed event skipped");
-            return;
-        }
-    };
-    let Some(hash) = event.hash() else {
-        tracing::warn!(partition, "event without a valid visitor hash skipped");
-        return;
-    };
-    let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
-    if let Err(e) = tracker.record_visitor_hash(hash, &event.url, at) {
-        tracing::debug!(partition, error = %e, "event refused");
+/// Records one stream message, or says why it refused it (the stream
+/// keeps it for whoever can read it).
+fn apply_event(tracker: &Tracker, payload: &[u8]) -> Result<(), &'static str> {
+    let event = serde_json::from_slice::<EventV1>(payload).map_err(|_| refused::MALFORMED)?;
+    if event.v != wire::EVENT_VERSION {
+        return Err(refused::VERSION);
     }
+    let hash = event.hash().ok_or(refused::VISITOR_HASH)?;
+    let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
+    tracker
+        .record_visitor_hash(hash, &event.url, at)
+        .map(drop)
+        .map_err(|e| e.code())
 }
 
 /// Answers gather requests with every owned partition's answer.

@@ -6,7 +6,7 @@
 //! back-dated batch counted over time ranges, a restart of the NATS server
 //! and a node leaving on SIGTERM; then the NATS store is scanned for
 //! visitor ids. And a query asked as a node is killed answers once the
-//! new owner serves.
+//! new owner serves; events an owner refuses are counted on `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -28,28 +28,26 @@ const VISITOR: &str = "cluster-visitor-";
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn node(nats: &Nats, id: &str) -> Server {
-    node_with_ttl(nats, id, "2s")
+    node_with(nats, id, &["--lease-ttl", "2s"])
 }
 
-fn node_with_ttl(nats: &Nats, id: &str, lease_ttl: &str) -> Server {
-    let url = nats.url();
-    Server::start(
-        TRACKER_HTTP,
-        &[
-            "--nats",
-            &url,
-            "--cluster",
-            "it",
-            "--node-id",
-            id,
-            "--partitions",
-            &PARTITIONS.to_string(),
-            "--lease-ttl",
-            lease_ttl,
-            "--partition-snapshot-every",
-            "300ms",
-        ],
-    )
+/// A node with `args` (`--lease-ttl` among them) added to the cluster's.
+fn node_with(nats: &Nats, id: &str, args: &[&str]) -> Server {
+    let (url, partitions) = (nats.url(), PARTITIONS.to_string());
+    let mut all = vec![
+        "--nats",
+        &url,
+        "--cluster",
+        "it",
+        "--node-id",
+        id,
+        "--partitions",
+        &partitions,
+        "--partition-snapshot-every",
+        "300ms",
+    ];
+    all.extend_from_slice(args);
+    Server::start(TRACKER_HTTP, &all)
 }
 
 /// Acknowledged events, and events in doubt.
@@ -469,8 +467,8 @@ async fn a_query_during_a_crash_takeover_answers_once_the_new_owner_serves() {
     };
     let client = reqwest::Client::new();
     let mut trail = Trail::default();
-    let survivor = node_with_ttl(&nats, "k0", "9s");
-    let mut killed = node_with_ttl(&nats, "k1", "9s");
+    let survivor = node_with(&nats, "k0", &["--lease-ttl", "9s"]);
+    let mut killed = node_with(&nats, "k1", &["--lease-ttl", "9s"]);
     for (name, n) in [("k0", &survivor), ("k1", &killed)] {
         trail.follow(name, n);
         n.wait_ready(&client, SETTLE).await;
@@ -539,6 +537,92 @@ async fn a_query_during_a_crash_takeover_answers_once_the_new_owner_serves() {
     assert_eq!(
         site_count["cluster"]["partitions_answered"], PARTITIONS,
         "{site_count}"
+    );
+}
+
+/// Events acknowledged and then refused by their owner (its memory
+/// budget is full, under the reject policy) are counted by reason on
+/// `/metrics`, and warned about once per interval, not once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_stream_events_are_counted_and_warned_about_sparingly() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut trail = Trail::default();
+    // 16 KiB a partition: room for a few hundred pairs.
+    let budget = (16 * 1024 * PARTITIONS).to_string();
+    let node = node_with(
+        &nats,
+        "r0",
+        &[
+            "--lease-ttl",
+            "2s",
+            "--stripes",
+            "8",
+            "--max-memory",
+            &budget,
+            "--memory-policy",
+            "reject",
+        ],
+    );
+    trail.follow("r0", &node);
+    node.wait_ready(&client, SETTLE).await;
+    own_all(&client, &[&node], "r0 owns every partition").await;
+    const SENT: u64 = 3000;
+    let body: String = (0..SENT)
+        .map(|i| {
+            serde_json::json!({"visitor": format!("{VISITOR}r{i}"), "url": "https://r.example/full"})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let reply = accepted(
+        client
+            .post(node.url("/events/batch"))
+            .header("content-type", "application/x-ndjson")
+            .body(body),
+    )
+    .await;
+    assert_eq!(reply["accepted"], SENT, "{reply}");
+    let series = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // Every acknowledged event is either held or counted as refused.
+    let refused = poll::until_ok_async(SETTLE, "every event applied", || async {
+        let text = client
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let pairs = series(&text, "tracker_pairs ");
+        let refused = series(
+            &text,
+            "tracker_cluster_events_refused_total{reason=\"memory_full\"} ",
+        );
+        match pairs + refused == SENT {
+            true => Ok(refused),
+            false => Err(format!("{pairs} held, {refused} refused: {text}")),
+        }
+    })
+    .await;
+    assert!(refused > SENT / 2, "the budget refused most: {refused}");
+    let warnings = node.lines("stream events refused");
+    assert!(
+        (1..=3).contains(&warnings.len()),
+        "one warning per 10 s, not one per event: {warnings:?}"
+    );
+    assert_eq!(warnings[0]["level"], "WARN", "{warnings:?}");
+    assert_eq!(warnings[0]["reason"], "memory_full", "{warnings:?}");
+    let logs = node.logs.lock().unwrap();
+    assert!(
+        !logs.iter().any(|l| l.to_string().contains(VISITOR)),
+        "no visitor id in the logs"
     );
 }
 
