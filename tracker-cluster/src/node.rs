@@ -20,7 +20,7 @@ use tracker_core::{
     SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
 };
 
-use crate::lease::{Action, LeaseView, live_nodes, plan};
+use crate::lease::{Action, LeaseView, heartbeat_keys, live_nodes, plan};
 use crate::refused::{self, Refused};
 use crate::wire::{self, Answer, Ask, Body, EventV1, WireDistinct, WireError, WirePartial};
 use crate::{ClusterError, Freshness};
@@ -1282,14 +1282,11 @@ impl Inner {
     /// included.
     async fn live_nodes(&self, now_ms: i64, ttl_ms: i64) -> Result<usize, ClusterError> {
         let mut keys = self.kv.keys().await.map_err(nats)?;
-        let mut nodes = Vec::new();
+        let mut listed = Vec::new();
         while let Some(key) = keys.next().await {
-            let key = key.map_err(nats)?;
-            if key.starts_with("node.") {
-                nodes.push(key);
-            }
+            listed.push(key.map_err(nats)?);
         }
-        let reads = nodes.into_iter().map(|k| self.kv.entry(k));
+        let reads = heartbeat_keys(listed).into_iter().map(|k| self.kv.entry(k));
         let heartbeats = futures_util::future::join_all(reads)
             .await
             .into_iter()
