@@ -29,7 +29,12 @@
 //!   answers for it come from exactly the events of its subject. An
 //!   event the owner refuses (unreadable, or refused by its tracker, as
 //!   `memory_full` under the reject policy) is skipped, counted and
-//!   warned about ([`refused`]).
+//!   warned about ([`refused`]). An event whose page key an earlier
+//!   version spelled in a way today's rules write otherwise
+//!   (`https://127.1/x`, now `https://127.0.0.1/x`), in the partition of
+//!   the old spelling, is published again respelled to the new one's
+//!   partition, where queries for the page go (recording it there would
+//!   hide it from them).
 //! - **Snapshots** go to the object store `tracker_<cluster>_snapshots`
 //!   (object `p<partition>`: magic `TRKPART1`, the stream sequence the
 //!   state covers, then the tracker's snapshot payload), every

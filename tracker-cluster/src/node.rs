@@ -1036,7 +1036,8 @@ impl Inner {
         // `tracker_core::persist::tracker_snapshot`) stays in the partition
         // of its old key, which `partition_of` hashed with the user info:
         // re-keyed, it is not where queries for its canonical URL go, and
-        // a listing may show that URL from two partitions. Not handled yet.
+        // a listing may show that URL from two partitions. Not handled yet
+        // (a stream event of such a key is moved: `Applied::Moved`).
         let tracker = Tracker::restore_snapshot(&rest[8..], self.builder())
             .map_err(|e| ClusterError::Snapshot(e.to_string()))?;
         Ok((tracker, covered))
@@ -1056,6 +1057,47 @@ impl Inner {
         {
             Ok(_) => tracing::debug!(partition, covered, bytes = bytes.len(), "snapshot"),
             Err(e) => tracing::warn!(partition, error = %e, "snapshot not stored"),
+        }
+    }
+
+    /// Publishes `event` (message `sequence` of `partition`, respelled)
+    /// to partition `target` and awaits its acknowledgement, under a
+    /// message id that JetStream deduplicates within its window (two
+    /// owners overlapping). A replay past the window publishes it again:
+    /// counted once all the same. If it cannot be published it is
+    /// recorded here, where listings and site counts find it and only
+    /// the page's own queries miss it, rather than lost.
+    async fn forward(
+        &self,
+        owned: &Owned,
+        partition: u32,
+        sequence: u64,
+        target: u32,
+        event: EventV1,
+    ) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("moved-{partition}-{sequence}").as_str(),
+        );
+        let payload = serde_json::to_vec(&event).expect("an event serialises");
+        let published = match self
+            .js
+            .publish_with_headers(self.events_subject(target), headers, payload.into())
+            .await
+        {
+            Ok(ack) => ack.await.map(drop).map_err(nats),
+            Err(e) => Err(nats(e)),
+        };
+        if let Err(e) = published {
+            tracing::warn!(partition, sequence, target, error = %e, "a respelled event not moved; recorded here");
+            let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
+            if let Some(hash) = event.hash()
+                && let Err(e) = owned.tracker.record_visitor_hash(hash, &event.url, at)
+            {
+                let now = std::time::Instant::now();
+                self.refused.count(partition, sequence, e.code(), now);
+            }
         }
     }
 
@@ -1336,9 +1378,16 @@ async fn apply(
                 };
                 let Ok(info) = message.info() else { continue };
                 let (sequence, pending) = (info.stream_sequence, info.pending);
-                if let Err(reason) = apply_event(&owned.tracker, &message.payload) {
-                    let now = std::time::Instant::now();
-                    inner.refused.count(partition, sequence, reason, now);
+                let partitions = inner.config.partitions;
+                match apply_event(&owned.tracker, partition, partitions, &message.payload) {
+                    Applied::Recorded => {}
+                    Applied::Refused(reason) => {
+                        let now = std::time::Instant::now();
+                        inner.refused.count(partition, sequence, reason, now);
+                    }
+                    Applied::Moved(target, event) => {
+                        inner.forward(&owned, partition, sequence, target, event).await;
+                    }
                 }
                 owned.applied.store(sequence, Ordering::Release);
                 owned.pending.store(pending, Ordering::Release);
@@ -1385,19 +1434,45 @@ async fn apply(
     }
 }
 
-/// Records one stream message, or says why it refused it (the stream
-/// keeps it for whoever can read it).
-fn apply_event(tracker: &Tracker, payload: &[u8]) -> Result<(), &'static str> {
-    let event = serde_json::from_slice::<EventV1>(payload).map_err(|_| refused::MALFORMED)?;
+/// What became of a stream message.
+enum Applied {
+    /// Recorded (or already held).
+    Recorded,
+    /// Refused, for this reason ([`refused`]).
+    Refused(&'static str),
+    /// Of a page key an earlier version wrote that today's rules spell
+    /// another way, in another partition (`https://127.1/x`, now
+    /// `https://127.0.0.1/x`): the event respelled, for that partition,
+    /// where queries for the page go.
+    Moved(u32, EventV1),
+}
+
+/// Records one stream message of `partition`, or says why not (the
+/// stream keeps it for whoever can read it).
+fn apply_event(tracker: &Tracker, partition: u32, partitions: u32, payload: &[u8]) -> Applied {
+    let Ok(event) = serde_json::from_slice::<EventV1>(payload) else {
+        return Applied::Refused(refused::MALFORMED);
+    };
     if event.v != wire::EVENT_VERSION {
-        return Err(refused::VERSION);
+        return Applied::Refused(refused::VERSION);
     }
-    let hash = event.hash().ok_or(refused::VISITOR_HASH)?;
+    let Some(hash) = event.hash() else {
+        return Applied::Refused(refused::VISITOR_HASH);
+    };
+    if let Ok(canonical) = tracker.canonicalize(&event.url)
+        && canonical != event.url
+    {
+        let target = wire::partition_of(&canonical, partitions);
+        if target != partition {
+            let url = canonical.into_owned();
+            return Applied::Moved(target, EventV1 { url, ..event });
+        }
+    }
     let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
-    tracker
-        .record_visitor_hash(hash, &event.url, at)
-        .map(drop)
-        .map_err(|e| e.code())
+    match tracker.record_visitor_hash(hash, &event.url, at) {
+        Ok(_) => Applied::Recorded,
+        Err(e) => Applied::Refused(e.code()),
+    }
 }
 
 /// Answers gather requests with every owned partition's answer.
