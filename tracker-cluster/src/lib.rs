@@ -32,9 +32,10 @@
 //!   warned about ([`refused`]). An event whose page key an earlier
 //!   version spelled in a way today's rules write otherwise
 //!   (`https://127.1/x`, now `https://127.0.0.1/x`), in the partition of
-//!   the old spelling, is published again respelled to the new one's
-//!   partition, where queries for the page go (recording it there would
-//!   hide it from them).
+//!   the old spelling, is recorded there and published again respelled
+//!   to the new spelling's partition, where queries for the page go;
+//!   merged rankings and listings take a page two partitions hold from
+//!   its own partition.
 //! - **Snapshots** go to the object store `tracker_<cluster>_snapshots`
 //!   (object `p<partition>`: magic `TRKPART1`, the stream sequence the
 //!   state covers, then the tracker's snapshot payload), every

@@ -2,6 +2,7 @@
 //! the lease bucket and the snapshot store, the partitions it owns, and
 //! the tasks that keep them (lease rounds, gather answers).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -613,10 +614,14 @@ impl Node {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
             (start, end) = (start.min(from), end.max(till));
-            pages.extend(page_counts(rows));
+            pages.extend(page_counts(
+                rows,
+                answer.partition,
+                self.inner.config.partitions,
+            ));
         }
         top.range = self.range_of(start, end)?;
-        top.pages = ranked(pages, k);
+        top.pages = ranked(each_page_once(pages), k);
         Ok((top, freshness))
     }
 
@@ -706,9 +711,13 @@ impl Node {
             let Body::Top(rows) = answer.body.map_err(ClusterError::owner)? else {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
-            pages.extend(page_counts(rows));
+            pages.extend(page_counts(
+                rows,
+                answer.partition,
+                self.inner.config.partitions,
+            ));
         }
-        Ok((ranked(pages, k), freshness))
+        Ok((ranked(each_page_once(pages), k), freshness))
     }
 
     /// One page of the listing of every page, merged from each
@@ -730,9 +739,13 @@ impl Node {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
             more |= next.is_some();
-            pages.extend(page_counts(rows));
+            pages.extend(page_counts(
+                rows,
+                answer.partition,
+                self.inner.config.partitions,
+            ));
         }
-        pages.sort_by(|a, b| a.url.cmp(&b.url));
+        let mut pages = each_page_once(pages);
         more |= pages.len() > limit;
         pages.truncate(limit);
         let next_cursor = more.then(|| pages.last().map(|p| p.url.clone())).flatten();
@@ -1035,9 +1048,9 @@ impl Inner {
         // A legacy page with user info (see "Legacy pages" in
         // `tracker_core::persist::tracker_snapshot`) stays in the partition
         // of its old key, which `partition_of` hashed with the user info:
-        // re-keyed, it is not where queries for its canonical URL go, and
-        // a listing may show that URL from two partitions. Not handled yet
-        // (a stream event of such a key is moved: `Applied::Moved`).
+        // re-keyed, it is not where queries for its canonical URL go (merged
+        // listings show it once: `each_page_once`). Not handled yet (a
+        // stream event of such a key is: `Applied::Moved`).
         let tracker = Tracker::restore_snapshot(&rest[8..], self.builder())
             .map_err(|e| ClusterError::Snapshot(e.to_string()))?;
         Ok((tracker, covered))
@@ -1064,17 +1077,10 @@ impl Inner {
     /// to partition `target` and awaits its acknowledgement, under a
     /// message id that JetStream deduplicates within its window (two
     /// owners overlapping). A replay past the window publishes it again:
-    /// counted once all the same. If it cannot be published it is
-    /// recorded here, where listings and site counts find it and only
-    /// the page's own queries miss it, rather than lost.
-    async fn forward(
-        &self,
-        owned: &Owned,
-        partition: u32,
-        sequence: u64,
-        target: u32,
-        event: EventV1,
-    ) {
+    /// counted once all the same. Not published, it stays counted where
+    /// it was read, where listings and site counts find it and only the
+    /// page's own queries miss it.
+    async fn forward(&self, partition: u32, sequence: u64, target: u32, event: EventV1) {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,
@@ -1090,14 +1096,7 @@ impl Inner {
             Err(e) => Err(nats(e)),
         };
         if let Err(e) = published {
-            tracing::warn!(partition, sequence, target, error = %e, "a respelled event not moved; recorded here");
-            let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
-            if let Some(hash) = event.hash()
-                && let Err(e) = owned.tracker.record_visitor_hash(hash, &event.url, at)
-            {
-                let now = std::time::Instant::now();
-                self.refused.count(partition, sequence, e.code(), now);
-            }
+            tracing::warn!(partition, sequence, target, error = %e, "a respelled event not moved to its page's partition");
         }
     }
 
@@ -1386,7 +1385,7 @@ async fn apply(
                         inner.refused.count(partition, sequence, reason, now);
                     }
                     Applied::Moved(target, event) => {
-                        inner.forward(&owned, partition, sequence, target, event).await;
+                        inner.forward(partition, sequence, target, event).await;
                     }
                 }
                 owned.applied.store(sequence, Ordering::Release);
@@ -1440,10 +1439,14 @@ enum Applied {
     Recorded,
     /// Refused, for this reason ([`refused`]).
     Refused(&'static str),
-    /// Of a page key an earlier version wrote that today's rules spell
-    /// another way, in another partition (`https://127.1/x`, now
-    /// `https://127.0.0.1/x`): the event respelled, for that partition,
-    /// where queries for the page go.
+    /// Recorded, and to record in another partition too: its page key is
+    /// an earlier version's spelling that today's rules write another way
+    /// (`https://127.1/x`, now `https://127.0.0.1/x`), whose partition is
+    /// not this one, and queries for the page go there. The event
+    /// respelled, for that partition. (Known from the record's own
+    /// canonicalisation, which only a key not held yet takes: a check
+    /// before recording would canonicalise every event, 1,165 instructions
+    /// more than the record's 896, `docs/BENCHMARKS.md`.)
     Moved(u32, EventV1),
 }
 
@@ -1459,17 +1462,14 @@ fn apply_event(tracker: &Tracker, partition: u32, partitions: u32, payload: &[u8
     let Some(hash) = event.hash() else {
         return Applied::Refused(refused::VISITOR_HASH);
     };
-    if let Ok(canonical) = tracker.canonicalize(&event.url)
-        && canonical != event.url
-    {
-        let target = wire::partition_of(&canonical, partitions);
-        if target != partition {
-            let url = canonical.into_owned();
-            return Applied::Moved(target, EventV1 { url, ..event });
-        }
-    }
     let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
     match tracker.record_visitor_hash(hash, &event.url, at) {
+        Ok((_, Cow::Owned(url))) if url != event.url => {
+            match wire::partition_of(&url, partitions) {
+                target if target != partition => Applied::Moved(target, EventV1 { url, ..event }),
+                _ => Applied::Recorded,
+            }
+        }
         Ok(_) => Applied::Recorded,
         Err(e) => Applied::Refused(e.code()),
     }
@@ -1622,11 +1622,28 @@ fn wire_point(point: RangeDistinct) -> (u64, u64, WireDistinct) {
     )
 }
 
-fn page_counts(rows: Vec<(String, WireDistinct)>) -> impl Iterator<Item = PageCount> {
-    rows.into_iter().map(|(url, d)| PageCount {
-        url,
-        distinct: d.into(),
+/// A partition's rows, each with whether the partition is its page's
+/// own (see [`each_page_once`]).
+fn page_counts(
+    rows: Vec<(String, WireDistinct)>,
+    partition: u32,
+    partitions: u32,
+) -> impl Iterator<Item = (bool, PageCount)> {
+    rows.into_iter().map(move |(url, d)| {
+        let own = wire::partition_of(&url, partitions) == partition;
+        let distinct = d.into();
+        (own, PageCount { url, distinct })
     })
+}
+
+/// Pages merged from partitions, each once, in URL order: a page two
+/// partitions hold (events of an earlier version's spelling, counted
+/// where they were read and moved: [`Applied::Moved`]) is the row of its
+/// own partition, which holds every event of it.
+fn each_page_once(mut rows: Vec<(bool, PageCount)>) -> Vec<PageCount> {
+    rows.sort_by(|(own_a, a), (own_b, b)| a.url.cmp(&b.url).then(own_b.cmp(own_a)));
+    rows.dedup_by(|later, first| later.1.url == first.1.url);
+    rows.into_iter().map(|(_, page)| page).collect()
 }
 
 /// A time as sent, in milliseconds.

@@ -1,8 +1,9 @@
 //! Events an earlier version published with a page key today's URL rules
 //! spell another way (`https://127.1/x`, now `https://127.0.0.1/x`), in
 //! the partition of the old spelling, against a real `nats-server`: the
-//! owner moves them to the new spelling's partition, so that a query for
-//! the page counts them and a listing shows the page once.
+//! owner records them and publishes them again to the new spelling's
+//! partition, so that a query for the page counts them, and merged
+//! answers show the page once.
 
 use std::time::Duration;
 
@@ -66,5 +67,10 @@ async fn an_old_spelling_in_the_stream_counts_for_the_new_one() {
         .await
         .unwrap();
     assert_eq!(list.pages.len(), 1, "listed once: {list:?}");
+    assert_eq!(list.pages[0].distinct.visitors, 2, "{list:?}");
+    let (top, _) = node.top(10, None).await.unwrap();
+    assert_eq!(top.len(), 1, "ranked once: {top:?}");
+    let (site, _) = node.site_distinct("127.0.0.1").await.unwrap();
+    assert_eq!(site.visitors, 2);
     node.leave().await;
 }
