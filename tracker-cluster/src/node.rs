@@ -1445,8 +1445,9 @@ enum Applied {
     /// not this one, and queries for the page go there. The event
     /// respelled, for that partition. (Known from the record's own
     /// canonicalisation, which only a key not held yet takes: a check
-    /// before recording would canonicalise every event, 1,165 instructions
-    /// more than the record's 896, `docs/BENCHMARKS.md`.)
+    /// before recording would canonicalise every event, at more than the
+    /// record's cost: "A stream event's respelling check" in
+    /// `docs/BENCHMARKS.md`.)
     Moved(u32, EventV1),
 }
 
