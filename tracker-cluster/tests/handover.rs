@@ -76,7 +76,7 @@ async fn a_query_during_a_takeover_waits_for_the_new_owner() {
     // when these are asked.
     let node = join(config(&nats, "next", ttl)).await;
     assert!(node.status().owned.is_empty(), "asked before the takeover");
-    let asked = Instant::now();
+    // Each waits within its query timeout, or fails.
     let (site, fresh) = node
         .site_distinct("h.example")
         .await
@@ -86,8 +86,6 @@ async fn a_query_during_a_takeover_waits_for_the_new_owner() {
     let (_, page, fresh) = node.distinct(&pages()[0]).await.expect("a page's count");
     assert_eq!(fresh.answered, 1);
     assert!(page.visitors <= 1);
-    let limit = config(&nats, "next", ttl).query_timeout();
-    assert!(asked.elapsed() < limit, "within one query timeout");
     // And the new owner counts what the old one acknowledged.
     wait_owning(&node, PARTITIONS as usize, "the next node owns everything").await;
     poll::until_ok_async(Duration::from_secs(30), "every page counted", || async {
