@@ -16,6 +16,10 @@ use tracker_core::persist::DurableError;
 pub enum AppError {
     /// The body is not JSON (syntax error, truncated, empty).
     MalformedJson(String),
+    /// The body could not be read off the connection: its chunked
+    /// framing is broken, or the connection ended before the body did.
+    /// Nothing was recorded.
+    UnreadableBody(String),
     /// The body is JSON but not an event: missing field, wrong type.
     InvalidEvent(String),
     /// A query-string parameter is missing or invalid.
@@ -91,6 +95,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::MalformedJson(_)
+            | AppError::UnreadableBody(_)
             | AppError::InvalidEvent(_)
             | AppError::InvalidQuery(_)
             | AppError::InvalidBatch(_)
@@ -123,6 +128,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::MalformedJson(_) => "malformed_json",
+            AppError::UnreadableBody(_) => "unreadable_body",
             AppError::InvalidEvent(_) => "invalid_event",
             AppError::InvalidQuery(_) => "invalid_query",
             AppError::Tracker(e) => tracker_code(e),
@@ -154,6 +160,10 @@ impl AppError {
     pub fn message(&self) -> Cow<'static, str> {
         match self {
             AppError::MalformedJson(m) => format!("the body is not valid JSON: {m}").into(),
+            AppError::UnreadableBody(m) => format!(
+                "the body could not be read (broken chunked framing, or the connection ended mid-body); nothing was recorded: {m}"
+            )
+            .into(),
             AppError::InvalidEvent(m) => format!("the body is not a valid event: {m}").into(),
             AppError::InvalidQuery(m) => m.clone(),
             AppError::Tracker(e) => e.to_string().into(),
