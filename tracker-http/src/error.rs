@@ -84,6 +84,12 @@ pub enum AppError {
         /// The configured limit.
         limit: usize,
     },
+    /// The HTTP/1 request head has more header fields than hyper parses
+    /// (whatever their size).
+    TooManyHeaders {
+        /// The most fields a head may have.
+        limit: usize,
+    },
     /// The request target is longer than hyper parses.
     UriTooLong,
     /// A failure that is not the client's fault.
@@ -101,7 +107,9 @@ impl AppError {
             | AppError::InvalidBatch(_)
             | AppError::NotWebSocket(_)
             | AppError::MalformedRequest => StatusCode::BAD_REQUEST,
-            AppError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AppError::HeadersTooLarge { .. } | AppError::TooManyHeaders { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             AppError::UriTooLong => StatusCode::URI_TOO_LONG,
             AppError::Tracker(e) => tracker_status(e),
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -151,6 +159,7 @@ impl AppError {
             AppError::Cluster(_) => "cluster_unavailable",
             AppError::MalformedRequest => "malformed_request",
             AppError::HeadersTooLarge { .. } => "headers_too_large",
+            AppError::TooManyHeaders { .. } => "too_many_headers",
             AppError::UriTooLong => "uri_too_long",
             AppError::Internal(_) => "internal",
         }
@@ -213,6 +222,9 @@ impl AppError {
             }
             AppError::HeadersTooLarge { limit } => {
                 format!("the request's headers are larger than the limit of {limit} bytes").into()
+            }
+            AppError::TooManyHeaders { limit } => {
+                format!("the request has more than the limit of {limit} header fields").into()
             }
             AppError::UriTooLong => "the request target is too long".into(),
             AppError::Internal(m) => format!("internal error: {m}").into(),

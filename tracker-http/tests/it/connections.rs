@@ -371,7 +371,8 @@ fn refused(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
 fn request_heads_hyper_refuses_get_json_errors() {
     let server = Server::start(TRACKER_HTTP, &[]);
     let big = "x".repeat(20 << 10);
-    let cases: [(Vec<u8>, u16, &str); 4] = [
+    let fields = |n: usize| (1..n).map(|i| format!("x-{i}: v\r\n")).collect::<String>();
+    let cases: [(Vec<u8>, u16, &str); 5] = [
         (
             b"GE\x01T / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec(),
             400,
@@ -394,6 +395,13 @@ fn request_heads_hyper_refuses_get_json_errors() {
             431,
             "headers_too_large",
         ),
+        // 101 fields (host and 100 more), a few hundred bytes: the count
+        // is what was exceeded, not the size.
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: t\r\n{}\r\n", fields(101)).into_bytes(),
+            431,
+            "too_many_headers",
+        ),
     ];
     for (request, status, code) in cases {
         let (got, body) = refused(server.addr, &request);
@@ -404,6 +412,16 @@ fn request_heads_hyper_refuses_get_json_errors() {
         );
         assert!(body["error"]["message"].is_string(), "{body}");
     }
+    // 100 fields are served.
+    let hundred = send_whole_then_read(
+        server.addr,
+        &format!(
+            "GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n{}\r\n",
+            fields(99)
+        ),
+        b"",
+    );
+    assert!(hundred.starts_with("HTTP/1.1 200"), "{hundred:?}");
     // A keep-alive connection: a good request, then a bad head. Our
     // answer to the first is left alone, hyper's to the second replaced.
     let mut both = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n".to_vec();
