@@ -145,11 +145,18 @@ impl Future for CorsFuture {
 
 /// Adds `OPTIONS` to a 405's `Allow`, which the router wrote with the
 /// route's own methods: with CORS on, [`Cors`] answers `OPTIONS` on every
-/// route, so the route answers it too.
+/// route, so the route answers it too. Inline, the status check is all
+/// an answer that is not a 405 pays (out of line it was a call, ~15
+/// instructions a request in callgrind).
+#[inline]
 fn allow_options(response: &mut Response) {
-    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        add_options(response);
     }
+}
+
+#[cold]
+fn add_options(response: &mut Response) {
     let Some(allow) = response.headers().get(header::ALLOW) else {
         return;
     };
