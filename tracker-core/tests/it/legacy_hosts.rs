@@ -1,9 +1,11 @@
-//! Pages written before the URL Standard's host and port rules
-//! (`tracker_core::canonical_url` module docs) still restore and replay:
-//! a key the rules refuse only for its authority (`https://x:99999/p`) is
-//! kept as stored, one they merely spell another way (`https://127.1/p`,
-//! `https://bücher.de/u`, now punycode) is re-keyed to its canonical form unless that page exists too
-//! ("Legacy pages" in `tracker_core::persist::tracker_snapshot`).
+//! Pages written before the URL Standard's host and port rules, and its
+//! reading of `\` as `/` (`tracker_core::canonical_url` module docs),
+//! still restore and replay: a key the rules refuse only for its
+//! authority (`https://x:99999/p`) is kept as stored, one they merely
+//! spell another way (`https://127.1/p`, `https://bücher.de/u`, now
+//! punycode, `https://x/q\r`, now `https://x/q/r`) is re-keyed to its
+//! canonical form unless that page exists too ("Legacy pages" in
+//! `tracker_core::persist::tracker_snapshot`).
 //!
 //! Old snapshots are made by patching a current payload with strings of
 //! the same length (see `legacy_user_info.rs`); old logs by appending
@@ -24,7 +26,7 @@ fn builder() -> TrackerBuilder {
 
 /// (recorded as, stored by an older version as, canonical form now or
 /// `None` if refused now).
-const FORMS: [(&str, &str, Option<&str>); 6] = [
+const FORMS: [(&str, &str, Option<&str>); 9] = [
     ("https://x:12345/p", "https://x:99999/p", None),
     ("https://x:12345/q", "https://x:00abc/q", None),
     ("https://a.b.c.ddd/p", "https://1.2.3.999/p", None),
@@ -42,6 +44,15 @@ const FORMS: [(&str, &str, Option<&str>); 6] = [
         "https://bxxcher.de/u",
         "https://bücher.de/u",
         Some("https://xn--bcher-kva.de/u"),
+    ),
+    // A path's `\` was a byte of it, and is a `/` now; in user info (kept
+    // by the oldest versions) it was a byte of the authority.
+    ("https://x/qzr", "https://x/q\\r", Some("https://x/q/r")),
+    ("/abzc", "/ab\\c", Some("/ab/c")),
+    (
+        "https://a.zexample.com/u",
+        "https://a\\@example.com/u",
+        Some("https://example.com/u"),
     ),
 ];
 
@@ -77,6 +88,15 @@ fn the_new_rules_refuse_or_rewrite_the_old_keys() {
                 Err(TrackerError::InvalidUrl),
                 "{old}"
             ),
+            Some(canonical) if old.contains('@') => {
+                // Sent now, its `\` ends the authority (as in a browser):
+                // it was user info when it was stored.
+                assert_eq!(
+                    tracker.canonicalize(old).unwrap(),
+                    "https://a/@example.com/u"
+                );
+                assert_eq!(tracker.canonicalize(canonical).unwrap(), canonical);
+            }
             Some(canonical) => assert_eq!(tracker.canonicalize(old).unwrap(), canonical),
         }
     }
@@ -161,6 +181,8 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
             ("n1", "https://127.1/p"),
             ("n1", "https://127.0.1/new"),
             ("n1", "https://[0::2]/p"),
+            ("n1", "https://x/q\\r"),
+            ("n1", "/ab\\c/new"),
             // Never a page key: refused, counted, and the open goes on.
             ("n1", "javascript:x"),
         ] {
@@ -174,7 +196,7 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     }
     let open = || DurableTracker::open(dir.path(), builder(), LogOptions::default()).unwrap();
     let (durable, report) = open();
-    assert_eq!((report.replayed, report.refused), (7, 1), "{report:?}");
+    assert_eq!((report.replayed, report.refused), (9, 1), "{report:?}");
     assert_eq!(report.first_refusal, Some(TrackerError::InvalidUrl));
     let pages = listing(durable.tracker());
     assert_eq!(pages["https://x:99999/p"], 2, "{pages:?}");
@@ -184,6 +206,9 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     assert_eq!(pages["https://127.0.0.1/new"], 1);
     assert_eq!(pages["https://[0::2]/p"], 6);
     assert_eq!(pages["https://[::2]/p"], 2);
+    assert_eq!(pages["https://x/q\\r"], 8);
+    assert_eq!(pages["https://x/q/r"], 2);
+    assert_eq!(pages["/ab/c/new"], 1);
     // Live, an event under a kept key that has a page is taken and logged
     // as it is; under a new refused key it is refused.
     durable.record("n3", "https://x:65536/new").unwrap();

@@ -605,6 +605,31 @@ async fn cors_preflight_on_every_ingest_route() {
     }
 }
 
+/// The URL Standard's reading before the parts (what Chromium's
+/// `new URL()` gives for each spelling: `canonical_url`'s unit tests):
+/// tabs and newlines removed, C0 ends stripped, `\\` a `/` outside the
+/// query; one page at record and at query.
+#[tokio::test]
+async fn tabs_newlines_and_backslashes_are_one_page_on_every_route() {
+    let (app, _) = default_app();
+    for (visitor, url) in [
+        ("v1", "https://site.test/a/b?c\\d"),
+        ("v2", "https:\\\\site.test\\a\\b?c\\d"),
+        ("v3", "ht\ttps://si\nte.test/a/\r\nb?c\\d"),
+        ("v4", " \u{1}https:site.test/a\\b?c\\d\u{0}"),
+    ] {
+        let answer = record(&app, visitor, url).await;
+        assert!(answer.status.is_success(), "{url:?}: {}", answer.status);
+    }
+    assert_eq!(visitors(&app, "https://site.test/a/b?c\\d").await, 4);
+    assert_eq!(visitors(&app, "https:/site.test\\a\t\\b?c\\d").await, 4);
+    // A query's `\\` stays: another query is another page.
+    assert_eq!(visitors(&app, "https://site.test/a/b?c/d").await, 0);
+    // Other white space is not stripped (Chromium: "Invalid URL").
+    let answer = record(&app, "v", "\u{a0}https://site.test/a").await;
+    assert_eq!(answer.error_code(), "invalid_url");
+}
+
 #[tokio::test]
 async fn url_rules_hold_on_every_route() {
     let (app, _) = app_with(
