@@ -42,7 +42,12 @@
 //! A page is an `http://` or `https://` URL with a host, or a path starting
 //! with `/` or `\` (`/pricing`, which gets the path and query rules only); any
 //! other scheme (`javascript:`, `data:`, `file:`, ...) or relative text is
-//! [`TrackerError::InvalidUrl`].
+//! [`TrackerError::InvalidUrl`]. A scheme-relative URL (`//host/path`,
+//! `\\host`, `/\host`) is [`TrackerError::SchemeRelativeUrl`]: a browser
+//! reads it as `https://host/path` on an `https` page and `http://...` on
+//! an `http` one, and without that page it is neither a URL nor a path of
+//! this tracker's. Where a route knows the page's origin, it resolves the
+//! reference first ([`relative_reference`]).
 //!
 //! Browser rules on top: query parameters named in
 //! [`UrlOptions::drop_params`] (by default the tracking parameters in
@@ -255,6 +260,70 @@ static ORIGIN_OPTIONS: UrlOptions = UrlOptions {
     fold_trailing_slash: false,
 };
 
+/// What a reference without a scheme is on a page of an `http(s)` origin
+/// (see [`relative_reference`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relative {
+    /// A path (`/docs`, `\docs`): the origin goes in front.
+    Path,
+    /// A scheme-relative URL (`//host/docs`, `\\host`, `/\host`): the
+    /// origin's scheme and `:` go in front.
+    SchemeRelative,
+}
+
+impl Relative {
+    /// What a browser puts in front of a reference of this kind on a
+    /// page of `origin` (`scheme://host[:port]`, as [`origin_of`] writes
+    /// it).
+    ///
+    /// ```
+    /// use tracker_core::canonical_url::Relative;
+    ///
+    /// assert_eq!(Relative::Path.base("http://site.test:8080"), "http://site.test:8080");
+    /// assert_eq!(Relative::SchemeRelative.base("http://site.test:8080"), "http:");
+    /// ```
+    pub fn base(self, origin: &str) -> &str {
+        match self {
+            Relative::Path => origin,
+            Relative::SchemeRelative => origin.find(':').map_or(origin, |colon| &origin[..=colon]),
+        }
+    }
+}
+
+/// How a browser reads `reference` as a link on a page of an `http(s)`
+/// origin, if it is a path or a scheme-relative URL (after the URL
+/// Standard's stripping: C0 controls and spaces before it, tabs and
+/// newlines anywhere): its [`Relative`] kind, and the reference without
+/// what is stripped before it, to put [`Relative::base`] in front of.
+/// `None` for anything else (a URL with a scheme, or text the page rules
+/// judge as it is).
+///
+/// ```
+/// use tracker_core::canonical_url::{Relative, relative_reference};
+///
+/// assert_eq!(relative_reference(" /docs"), Some((Relative::Path, "/docs")));
+/// assert_eq!(relative_reference("\\docs"), Some((Relative::Path, "\\docs")));
+/// assert_eq!(relative_reference("//cdn.test/x"), Some((Relative::SchemeRelative, "//cdn.test/x")));
+/// assert_eq!(relative_reference("/\t\\cdn.test"), Some((Relative::SchemeRelative, "/\t\\cdn.test")));
+/// assert_eq!(relative_reference("https://site.test/"), None);
+/// assert_eq!(relative_reference("docs"), None);
+/// ```
+pub fn relative_reference(reference: &str) -> Option<(Relative, &str)> {
+    let reference = reference.trim_start_matches(|c: char| c <= ' ');
+    let mut bytes = reference.bytes().filter(|&b| !is_tab_or_newline(b));
+    match (bytes.next(), bytes.next()) {
+        (Some(first), second) if is_slash(first) => {
+            let kind = if second.is_some_and(is_slash) {
+                Relative::SchemeRelative
+            } else {
+                Relative::Path
+            };
+            Some((kind, reference))
+        }
+        _ => None,
+    }
+}
+
 /// The host (and port) of a canonical URL (which has no user info); `""`
 /// for a path.
 fn authority_host(canonical: &str) -> &str {
@@ -352,7 +421,7 @@ pub(crate) fn page_key<'a>(
     keys: Keys,
 ) -> Result<Cow<'a, str>, TrackerError> {
     match canonicalize(url, options) {
-        Err(TrackerError::InvalidUrl)
+        Err(TrackerError::InvalidUrl | TrackerError::SchemeRelativeUrl)
             if keys == Keys::Stored && stored_key(url, options) == Some(StoredKey::Kept) =>
         {
             Ok(Cow::Borrowed(url))
@@ -627,6 +696,9 @@ fn canonicalize_in_full<'a>(
             if path_is_empty {
                 out.push_byte(b'/');
             }
+        }
+        None if bytes.get(1).is_some_and(|&b| is_slash(b)) && is_slash(bytes[0]) => {
+            return Err(TrackerError::SchemeRelativeUrl);
         }
         None if is_slash(bytes[0]) => {}
         None => return Err(TrackerError::InvalidUrl),
@@ -1608,13 +1680,60 @@ mod tests {
             "/",
             "/a",
             "\\a",
-            "//cdn.example/x",
             "http://h",
             "HTTPS://H/",
             "http://[::1]:8080/x",
             "http://u@h:81",
         ] {
             assert!(canonicalize(good, &options).is_ok(), "{good}");
+        }
+    }
+
+    /// Chromium 156: `new URL("//example.com/a")` is "Invalid URL", and
+    /// `https://example.com/a` with the base `https://page.example/dir/p`
+    /// (`http://example.com/a` with `http://page.example:8080/`), as is
+    /// every spelling below. Without that base it is no page, and not the
+    /// path `//example.com/a` of some other site either.
+    #[test]
+    fn a_scheme_relative_url_is_refused_with_its_own_error() {
+        for raw in [
+            "//example.com/a",
+            "\\\\example.com\\a",
+            "/\\example.com/a",
+            "\\/example.com/a",
+            "/\t/example.com/a",
+            " //example.com/a",
+            "///example.com/a",
+            "//",
+        ] {
+            let refused = canonicalize(raw, &UrlOptions::default());
+            assert_eq!(refused, Err(TrackerError::SchemeRelativeUrl), "{raw:?}");
+            let (kind, rest) = relative_reference(raw).unwrap();
+            assert_eq!(kind, Relative::SchemeRelative, "{raw:?}");
+            // With an `https` page's scheme in front, the page's URL.
+            let resolved = format!("{}{rest}", kind.base("https://page.example"));
+            if raw != "//" {
+                assert_eq!(canon(&resolved), "https://example.com/a", "{raw:?}");
+            }
+        }
+        assert_eq!(site_of("//example.com/a"), "");
+        assert_eq!(origin_of("//example.com/a"), None);
+        for (raw, path) in [("/a", "/a"), ("\\a\\b", "/a/b"), (" \t/a", "/a")] {
+            let (kind, rest) = relative_reference(raw).unwrap();
+            assert_eq!(kind, Relative::Path, "{raw:?}");
+            let resolved = format!("{}{rest}", kind.base("https://page.example"));
+            assert_eq!(canon(&resolved), format!("https://page.example{path}"));
+        }
+        for other in [
+            "https://example.com/",
+            "https:x",
+            "a/b",
+            "?q",
+            "#f",
+            "",
+            " ",
+        ] {
+            assert_eq!(relative_reference(other), None, "{other:?}");
         }
     }
 

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tracker_core::browser::{BotFilter, BotReason, SaltRotation, VisitorIds};
+use tracker_core::canonical_url::relative_reference;
 use tracker_core::{SystemClock, origin_of};
 
 use crate::client_ip::TrustedProxies;
@@ -443,27 +444,27 @@ impl<'a> PlausibleEvent<'a> {
     }
 
     /// The page: `u`, or for a `u` given as a path (`/x`, as some senders
-    /// do; spaces around it ignored) `https://<d>/x`, under `d`'s first
-    /// domain (see [`site_page`]; empty items skipped); a path without
-    /// a `d` stays as sent. Errors: a first domain that is not a host
-    /// and port (it would put user info, a path or another port in the
-    /// URL).
+    /// do) `https://<d>/x`, and for a scheme-relative one (`//cdn.test/x`)
+    /// `https://cdn.test/x`, as a browser resolves them on a page of
+    /// `https://<d>`, under `d`'s first domain (see [`site_page`]; empty
+    /// items skipped). Without a `d` such a `u` stays as sent (the URL
+    /// rules take a path, and refuse a scheme-relative URL). Errors: a
+    /// first domain that is not a host and port (it would put user info,
+    /// a path or another port in the URL).
     fn page(&self) -> Result<Cow<'_, str>, AppError> {
         // A full URL (what the trackers send) is settled before `d` is
         // split and trimmed (~200 instructions a request).
-        let path = self.u.trim_start();
-        if !path.starts_with('/') || path.starts_with("//") {
+        let Some((relative, reference)) = relative_reference(&self.u) else {
             return Ok(Cow::Borrowed(&self.u));
-        }
+        };
         let domain = self
             .d
             .as_deref()
             .and_then(|d| d.split(',').map(str::trim).find(|d| !d.is_empty()));
         match domain {
             Some(domain) => {
-                let page = site_page(domain, path.trim_end())
-                    .ok_or(tracker_core::TrackerError::InvalidUrl)?;
-                Ok(Cow::Owned(page))
+                let origin = site_page(domain, "").ok_or(tracker_core::TrackerError::InvalidUrl)?;
+                Ok(Cow::Owned([relative.base(&origin), reference].concat()))
             }
             None => Ok(Cow::Borrowed(&self.u)),
         }
@@ -650,32 +651,31 @@ fn page<'q>(
     let mut bytes = Vec::with_capacity(ORIGIN_ROOM + raw.len());
     decode_into(raw, &mut bytes);
     let mut decoded = String::from_utf8(bytes).map_err(|_| not_utf8("p"))?;
-    if let Some(origin) = origin_for(&decoded, headers, site) {
-        decoded.insert_str(0, &origin);
+    if let Some((relative, reference)) = relative_reference(&decoded) {
+        let stripped = decoded.len() - reference.len();
+        if let Some(origin) = origin_for(headers, site) {
+            decoded.replace_range(..stripped, relative.base(&origin));
+        }
     }
     Ok(Cow::Owned(decoded))
 }
 
-/// `path` made a full URL against the page's origin (from `Origin`, else
-/// `Referer`, else `site`); a full URL or anything else is left for the
-/// URL rules to judge.
-fn resolve<'a>(path: &'a str, headers: &PixelHeaders<'_>, site: Option<&str>) -> Cow<'a, str> {
-    match origin_for(path, headers, site) {
-        Some(origin) => Cow::Owned([&*origin, path].concat()),
-        None => Cow::Borrowed(path),
-    }
+/// `reference` made a full URL as a browser resolves it on a page of the
+/// page's origin (from `Origin`, else `Referer`, else `site`): a path
+/// (`/docs`) gets the origin in front, a scheme-relative URL
+/// (`//cdn.test/x`) its scheme. A full URL, anything else, or a relative
+/// one without an origin is left for the URL rules to judge.
+fn resolve<'a>(reference: &'a str, headers: &PixelHeaders<'_>, site: Option<&str>) -> Cow<'a, str> {
+    let resolved = relative_reference(reference).and_then(|(relative, rest)| {
+        let origin = origin_for(headers, site)?;
+        Some([relative.base(&origin), rest].concat())
+    });
+    resolved.map_or(Cow::Borrowed(reference), Cow::Owned)
 }
 
-/// The origin `path` is resolved against, if it is a path (`/...`, not
-/// `//...`) and the request or `site` names one.
-fn origin_for<'h>(
-    path: &str,
-    headers: &PixelHeaders<'h>,
-    site: Option<&'h str>,
-) -> Option<Cow<'h, str>> {
-    if !path.starts_with('/') || path.starts_with("//") {
-        return None;
-    }
+/// The origin a relative page is resolved against, if the request or
+/// `site` names one.
+fn origin_for<'h>(headers: &PixelHeaders<'h>, site: Option<&'h str>) -> Option<Cow<'h, str>> {
     let header_origin =
         |value: Option<&'h HeaderValue>| value.and_then(|v| v.to_str().ok()).and_then(origin_of);
     header_origin(headers.origin)
@@ -718,13 +718,17 @@ mod tests {
             ("http://u:p@site.test:0080#x", "http://site.test"),
             ("https://127.1?q", "https://127.0.0.1"),
             ("https://[0:0::1]:8443/", "https://[::1]:8443"),
+            // The URL Standard's slashes (Chromium: `https://x/`).
+            ("https:///x", "https://x"),
+            ("https:\\\\x\\y", "https://x"),
         ] {
             assert_eq!(origin_of(given).as_deref(), Some(origin), "{given}");
         }
         for none in [
             "null",
             "file:///x",
-            "https:///x",
+            "https:///",
+            "//site.test/x",
             "https://site.test:99999/x",
             "https://site.test:abc",
             "https://a b.test/",
@@ -758,10 +762,27 @@ mod tests {
             resolve("javascript:alert(1)", &PixelHeaders::of(&h), None),
             "javascript:alert(1)"
         );
+        // A scheme-relative URL gets the origin's scheme; what a browser
+        // strips before a reference is not kept between the two.
+        for (reference, resolved) in [
+            ("//x.test/b", "https://x.test/b"),
+            ("\\\\x.test\\b", "https:\\\\x.test\\b"),
+            (" \t/a", "https://o.test/a"),
+            ("\\a", "https://o.test\\a"),
+        ] {
+            assert_eq!(resolve(reference, &PixelHeaders::of(&h), None), resolved);
+        }
         h.insert(header::ORIGIN, "null".parse().unwrap());
         assert_eq!(
             resolve("/a", &PixelHeaders::of(&h), None),
             "https://r.test/a"
+        );
+        // Without an origin a scheme-relative URL is left to the rules,
+        // which refuse it.
+        let none = HeaderMap::new();
+        assert_eq!(
+            resolve("//x.test/b", &PixelHeaders::of(&none), None),
+            "//x.test/b"
         );
     }
 
@@ -800,7 +821,11 @@ mod tests {
             page("https%3A%2F%2Fo.test%2F"),
             Ok("https://o.test/".into())
         );
-        assert_eq!(page("%2F%2Fhost%2Fa"), Ok("//host/a".into()));
+        // Resolved as a browser resolves them on the `Referer`'s page.
+        assert_eq!(page("%2F%2Fhost%2Fa"), Ok("https://host/a".into()));
+        assert_eq!(page("%5C%5Chost%5Ca"), Ok("https:\\\\host\\a".into()));
+        assert_eq!(page("%5Ca"), Ok("https://r.test\\a".into()));
+        assert_eq!(page("+%2Fa"), Ok("https://r.test/a".into()));
         assert_eq!(page("%2F%FF"), Err("invalid_query"));
         let long = format!("%2F{}", "a".repeat(200));
         let resolved = format!("https://r.test/{}", "a".repeat(200));
@@ -985,15 +1010,22 @@ mod tests {
             (r#"{"n":"pageview","u":"/x"}"#, "/x"),
             (r#"{"n":"pageview","u":"/x","d":null}"#, "/x"),
             (r#"{"n":"pageview","u":"/x","d":""}"#, "/x"),
+            // Scheme-relative: a browser on `https://s.test` reads it so.
             (
                 r#"{"n":"pageview","u":"//cdn.test/x","d":"s.test"}"#,
-                "//cdn.test/x",
+                "https://cdn.test/x",
+            ),
+            (r#"{"n":"pageview","u":"//cdn.test/x"}"#, "//cdn.test/x"),
+            (
+                r#"{"n":"pageview","u":"\\x","d":"s.test"}"#,
+                "https://s.test\\x",
             ),
             (r#"{"n":"pageview","u":"x","d":"s.test"}"#, "x"),
             // Spaces around a path, empty items, a subfolder site, case.
+            // (The URL rules strip the space after it.)
             (
                 r#"{"n":"pageview","u":" /x ","d":"s.test"}"#,
-                "https://s.test/x",
+                "https://s.test/x ",
             ),
             (
                 r#"{"n":"pageview","u":"/x","d":" , S.Test"}"#,

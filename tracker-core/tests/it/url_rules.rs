@@ -100,7 +100,7 @@ proptest! {
                 }
             }
             Err(e) => prop_assert!(
-                matches!(e, TrackerError::InvalidUrl | TrackerError::Empty { .. } | TrackerError::TooLong { .. }),
+                matches!(e, TrackerError::InvalidUrl | TrackerError::SchemeRelativeUrl | TrackerError::Empty { .. } | TrackerError::TooLong { .. }),
                 "{:?}", e
             ),
         }

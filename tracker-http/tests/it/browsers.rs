@@ -630,6 +630,82 @@ async fn tabs_newlines_and_backslashes_are_one_page_on_every_route() {
     assert_eq!(answer.error_code(), "invalid_url");
 }
 
+/// A scheme-relative URL (`//host/path`) names no scheme: refused with
+/// its own code where no page is known, resolved as a browser on the page
+/// resolves it where the route knows the page's origin (Chromium:
+/// `new URL("//cdn.test/a", "http://o.test:8080/")` is
+/// `http://cdn.test/a`, and "Invalid URL" without a base).
+#[tokio::test]
+async fn a_scheme_relative_url_is_resolved_on_its_page_or_refused() {
+    let app = fallback_app();
+    for url in ["//site.test/a", "\\\\site.test\\a", " /\t\\site.test/a"] {
+        let answer = record(&app, "v", url).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url:?}");
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        let answer = get(&app, &format!("/distinct?url={}", urlencode(url))).await;
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        // A browser's visit without a visitor id: no page to resolve on.
+        let body = json!({ "url": url }).to_string();
+        let request = from(
+            Method::POST,
+            "/events",
+            "198.51.100.1:1",
+            &[("content-type", "text/plain"), ("user-agent", FIREFOX)],
+            body,
+        );
+        let answer = send(&app, request).await;
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        let answer = plausible(&app, FIREFOX, json!({"n": "pageview", "u": url})).await;
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+    }
+    // The pixel on an `http` page (its `Origin`), an `https` one (its
+    // `Referer`), and under `--site`; Plausible on `https://<d>`.
+    for (headers, p) in [
+        (
+            &[("origin", "http://o.test:8080")][..],
+            "%2F%2Fcdn.test%2Fa",
+        ),
+        (&[("referer", "https://r.test/x")], "%5C%5Ccdn.test%5Ca"),
+        (&[], "//cdn.test/a"),
+    ] {
+        let answer = send(&app, pixel(&format!("/count?p={p}"), headers)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{headers:?}");
+    }
+    assert_eq!(visitors(&app, "http://cdn.test/a").await, 1);
+    assert_eq!(visitors(&app, "https://cdn.test/a").await, 1);
+    let answer = plausible(
+        &app,
+        SAFARI,
+        json!({"n": "pageview", "u": "//cdn.test/a", "d": "site.test"}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(visitors(&app, "https://cdn.test/a").await, 2);
+    // A path with a `\\` is a path of the page's origin on both routes.
+    send(
+        &app,
+        pixel("/count?p=%5Cb", &[("referer", "https://r.test/x")]),
+    )
+    .await;
+    plausible(
+        &app,
+        SAFARI,
+        json!({"n": "pageview", "u": "\\b", "d": "r.test"}),
+    )
+    .await;
+    assert_eq!(visitors(&app, "https://r.test/b").await, 2);
+    // Nothing was stored as a path.
+    let pages = get(&app, "/top?limit=100").await.json();
+    let urls: Vec<&str> = pages["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    assert!(urls.iter().all(|u| u.starts_with("http")), "{urls:?}");
+}
+
 #[tokio::test]
 async fn url_rules_hold_on_every_route() {
     let (app, _) = app_with(
