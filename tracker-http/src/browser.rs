@@ -446,7 +446,7 @@ impl<'a> PlausibleEvent<'a> {
     /// The page: `u`, or for a `u` given as a path (`/x`, as some senders
     /// do) `https://<d>/x`, and for a scheme-relative one (`//cdn.test/x`)
     /// `https://cdn.test/x`, as a browser resolves them on a page of
-    /// `https://<d>`, under `d`'s first domain (see [`site_page`]; empty
+    /// `https://<d>`, under `d`'s first domain (see [`site_origin`]; empty
     /// items skipped). Without a `d` such a `u` stays as sent (the URL
     /// rules take a path, and refuse a scheme-relative URL). Errors: a
     /// first domain that is not a host and port (it would put user info,
@@ -463,7 +463,7 @@ impl<'a> PlausibleEvent<'a> {
             .and_then(|d| d.split(',').map(str::trim).find(|d| !d.is_empty()));
         match domain {
             Some(domain) => {
-                let origin = site_page(domain, "").ok_or(tracker_core::TrackerError::InvalidUrl)?;
+                let origin = site_origin(domain).ok_or(tracker_core::TrackerError::InvalidUrl)?;
                 Ok(Cow::Owned([relative.base(&origin), reference].concat()))
             }
             None => Ok(Cow::Borrowed(&self.u)),
@@ -471,47 +471,21 @@ impl<'a> PlausibleEvent<'a> {
     }
 }
 
-/// `https://<host>[:port]<path>` for a Plausible site domain, `host[:digits]`,
-/// where the host is a name of letters, digits, `-` and `.` (lowercased;
-/// an internationalised one in punycode, by `idna`) or an IPv6 literal in
-/// brackets; a subfolder site (`example.com/blog`) is its host's. `None`
-/// for anything else.
-fn site_page(domain: &str, path: &str) -> Option<String> {
-    let authority = domain.split('/').next().unwrap_or_default();
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(literal) => {
-            let (address, _) = literal.split_once(']')?;
-            address.parse::<std::net::Ipv6Addr>().ok()?;
-            let (host, port) = authority.split_at(address.len() + 2);
-            (Cow::Borrowed(host), port)
-        }
-        None => {
-            let (host, port) = authority.split_at(authority.rfind(':').unwrap_or(authority.len()));
-            let host = if host.is_ascii() {
-                Cow::Borrowed(host)
-            } else {
-                idna::domain_to_ascii_cow(host.as_bytes(), idna::AsciiDenyList::URL).ok()?
-            };
-            let name = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
-            if host.is_empty() || !host.bytes().all(name) {
-                return None;
-            }
-            (host, port)
-        }
-    };
-    let port_ok = port.is_empty()
-        || port.strip_prefix(':').is_some_and(|digits| {
-            digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok()
-        });
-    if !port_ok {
+/// The origin `https://<host>[:port]` of a Plausible site domain, with
+/// the host and port read by the page rules (`tracker_core::origin_of`),
+/// so that `d` takes exactly the hosts a page URL may have and writes
+/// them as page keys do: lowercased, punycode, IPv4 in any browser form
+/// written dotted, IPv6 shortest, a default or empty port dropped. A
+/// subfolder site (`example.com/blog`) is its host's: the domain ends where
+/// a URL's authority would, at a `/` or `\`. `None` for anything but a
+/// host and port (user info, a query or a fragment would put another
+/// page's URL together), or what the rules refuse.
+fn site_origin(domain: &str) -> Option<String> {
+    let authority = domain.split(['/', '\\']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains(['@', '?', '#']) {
         return None;
     }
-    let mut page = String::with_capacity("https://".len() + host.len() + port.len() + path.len());
-    page.push_str("https://");
-    page.extend(host.chars().map(|c| c.to_ascii_lowercase()));
-    page.push_str(port);
-    page.push_str(path);
-    Some(page)
+    Some(origin_of(&format!("https://{authority}/"))?.into_owned())
 }
 
 /// A JSON string's contents without escapes (`s` is after the opening
@@ -1051,6 +1025,29 @@ mod tests {
         ] {
             assert_eq!(page(body), Ok(expected.to_string()), "{body}");
         }
+        // `d` takes the hosts and ports a page URL may have, written as
+        // page keys write them: what Chromium 156's `new URL()` gives for
+        // `https://<d>/x`.
+        for (d, chromium) in [
+            ("s.test:", "https://s.test/x"),
+            ("s.test:443", "https://s.test/x"),
+            ("S.test:08443", "https://s.test:8443/x"),
+            ("s_t.test", "https://s_t.test/x"),
+            ("s%2Etest", "https://s.test/x"),
+            ("127.1", "https://127.0.0.1/x"),
+            ("0x7f.1:0443", "https://127.0.0.1/x"),
+            ("[0:0::1]", "https://[::1]/x"),
+            ("XN--BCHER-KVA.de", "https://xn--bcher-kva.de/x"),
+            // Its authority ends at a `\` as at a `/`: a subfolder.
+            ("s.test\\\\blog", "https://s.test/x"),
+        ] {
+            let body = format!(r#"{{"n":"pageview","u":"/x","d":"{d}"}}"#);
+            assert_eq!(page(&body), Ok(chromium.to_string()), "{body}");
+            assert_eq!(site_origin(d).as_deref(), chromium.strip_suffix("/x"));
+        }
+        // Chromium refuses each as a URL's host, but `s test` and
+        // `xn--a.example`, which it lets through where the URL Standard
+        // (and the page rules) refuse them.
         for d in [
             "u@s.test",
             "s.test?q",
@@ -1059,17 +1056,18 @@ mod tests {
             "s.test:abc",
             "user:pw",
             ":8080",
-            "s.test:",
             "s.test:+80",
             "s.test:65536",
+            "s.test:99999",
             "a:b:80",
-            "s_t.test",
-            "s%2Etest",
             "[::1]x",
             "[::1",
             "[s.test]",
             "b\u{fc} cher.de",
-            "s.test\\\\x",
+            "1.2.3.999",
+            "example.0x",
+            "xn--a.example",
+            "a<b",
         ] {
             let body = format!(r#"{{"n":"pageview","u":"/x","d":"{d}"}}"#);
             assert_eq!(page(&body), Err("invalid_url"), "{body}");

@@ -161,7 +161,24 @@ async fn a_plausible_path_is_a_page_of_its_domain() {
     .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED);
     assert_eq!(visitors(&app, "https://xn--bcher-kva.test/x").await, 1);
+    // `d`'s host and port are read as a page URL's (`127.1` is an IPv4
+    // address, a default port is none): the pages the same browser's full
+    // URLs are.
+    for (d, url) in [
+        ("127.1", "https://127.0.0.1/x"),
+        ("0x7F.0.0.1:443", "https://127.0.0.1/x"),
+        ("[0:0::1]:0443", "https://[::1]/x"),
+        ("s_t.test:", "https://s_t.test/x"),
+    ] {
+        let body = json!({"n": "pageview", "u": "/x", "d": d});
+        let answer = plausible(&app, FIREFOX, body).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{d}");
+        plausible(&app, FIREFOX, json!({"n": "pageview", "u": url})).await;
+        assert_eq!(visitors(&app, url).await, 1, "{d}");
+    }
     for body in [
+        json!({"n": "pageview", "u": "/pricing", "d": "1.2.3.999"}),
+        json!({"n": "pageview", "u": "/pricing", "d": "site.test:99999"}),
         json!({"n": "pageview", "u": "pricing", "d": "site.test"}),
         json!({"n": "pageview", "u": "/pricing", "d": "site.test:abc"}),
         json!({"n": "pageview", "u": "/pricing", "d": "user:pw"}),
