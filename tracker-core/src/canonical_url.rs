@@ -376,6 +376,10 @@ pub(crate) fn stored_key(key: &str, options: &UrlOptions) -> Option<StoredKey> {
         }
         None => (Some(String::new()), key),
     };
+    // Every version wrote a path (a page's, or a page that is a path).
+    if !rest.starts_with('/') {
+        return None;
+    }
     // Its path and query were canonical then: a path's `\` was a byte as
     // a letter is (`z`: not a hex digit, not a separator).
     let path_end = rest.find('?').unwrap_or(rest.len());
@@ -1734,6 +1738,34 @@ mod tests {
             " ",
         ] {
             assert_eq!(relative_reference(other), None, "{other:?}");
+        }
+    }
+
+    /// Keys an earlier version stored, read as it wrote them ("Legacy
+    /// pages" in `tracker/snapshot.rs`); what none wrote is damage.
+    #[test]
+    fn stored_keys_are_read_as_the_version_that_wrote_them() {
+        let options = UrlOptions::default();
+        let rekey = |form: &str| Some(StoredKey::Rekey(form.to_string()));
+        for (key, taken) in [
+            ("https://x/a", Some(StoredKey::Canonical)),
+            ("https://x/q\\r?c\\d", rekey("https://x/q/r?c\\d")),
+            ("/a\\b", rekey("/a/b")),
+            ("https://127.1/a\\b", rekey("https://127.0.0.1/a/b")),
+            ("https://a\\@example.com/u", rekey("https://example.com/u")),
+            ("https://a\\b/x", Some(StoredKey::Kept)),
+            ("https://x:99999/a\\b", Some(StoredKey::Kept)),
+            ("//c.d/p", Some(StoredKey::Kept)),
+            ("/\\x", Some(StoredKey::Kept)),
+            ("https://x/a b", None),
+            ("https://x:99999/a b", None),
+            ("https://x:99999", None),
+            ("https:///x", None),
+            ("ftp://x/p", None),
+            (":8080/x", None),
+            ("x", None),
+        ] {
+            assert_eq!(stored_key(key, &options), taken, "{key:?}");
         }
     }
 
