@@ -297,6 +297,7 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::SchemeRelativeUrl
         | TrackerError::InvalidCursor
         | TrackerError::FromTheFuture { .. }
         | TrackerError::Time(_) => StatusCode::BAD_REQUEST,
@@ -312,6 +313,7 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::FromTheFuture { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::SchemeRelativeUrl
         | TrackerError::InvalidCursor
         | TrackerError::MemoryFull { .. }
         | TrackerError::Time(_) => e.code(),
