@@ -18,6 +18,8 @@
 //! the same ones); a node above it releases its extras, after a final
 //! snapshot, so a joining node gets its share within a round or two.
 
+use std::collections::BTreeSet;
+
 /// One lease as read this round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseView {
@@ -113,11 +115,28 @@ pub fn plan(
     actions
 }
 
+/// The heartbeat keys (`node.<id>`) of a listing of the bucket's keys,
+/// each once: the listing is a consumer that also delivers the writes
+/// made while it runs, so a heartbeat rewritten meanwhile is listed
+/// again, and each is read once.
+///
+/// ```
+/// use tracker_cluster::lease::heartbeat_keys;
+///
+/// let listed = ["lease.0", "node.a", "node.b", "node.a"].map(String::from);
+/// assert_eq!(heartbeat_keys(listed).len(), 2);
+/// ```
+pub fn heartbeat_keys(listed: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+    listed
+        .into_iter()
+        .filter(|key| key.starts_with("node."))
+        .collect()
+}
+
 /// The live nodes, this one included (at least 1): the distinct keys
 /// among `heartbeats` (server time of the write, `node.<id>` key) written
-/// within `ttl_ms` of `now_ms`. Distinct because the bucket's key listing
-/// is a consumer that also delivers the writes made while it runs: a
-/// heartbeat written meanwhile is listed again.
+/// within `ttl_ms` of `now_ms` (distinct, as a key listed twice is a node
+/// once: see [`heartbeat_keys`]).
 ///
 /// ```
 /// use tracker_cluster::lease::live_nodes;
@@ -130,7 +149,7 @@ pub fn live_nodes(
     ttl_ms: i64,
     heartbeats: impl IntoIterator<Item = (i64, String)>,
 ) -> usize {
-    let live: std::collections::BTreeSet<String> = heartbeats
+    let live: BTreeSet<String> = heartbeats
         .into_iter()
         .filter(|&(written_ms, _)| written_ms + ttl_ms >= now_ms)
         .map(|(_, key)| key)
@@ -200,6 +219,20 @@ mod tests {
         let relisted = beats(&["node.a", "node.b", "node.a", "node.b", "node.a"]);
         assert_eq!(live_nodes(10_000, 3_000, relisted), 2);
         assert_eq!(live_nodes(10_000, 3_000, []), 1, "this node at least");
+    }
+
+    #[test]
+    fn a_heartbeat_listed_twice_is_read_once() {
+        let listed = [
+            "meta.partitions",
+            "node.a",
+            "lease.3",
+            "node.b",
+            "node.a",
+            "node.a",
+        ];
+        let keys = heartbeat_keys(listed.map(String::from));
+        assert_eq!(keys.into_iter().collect::<Vec<_>>(), ["node.a", "node.b"]);
     }
 
     #[test]

@@ -26,7 +26,16 @@
 //!   one [`tracker_core::Tracker`] per partition. One tracker per
 //!   partition, not one per node, because a partition is the unit that
 //!   moves: it is snapshotted, dropped and restored alone, and a node's
-//!   answers for it come from exactly the events of its subject.
+//!   answers for it come from exactly the events of its subject. An
+//!   event the owner refuses (unreadable, or refused by its tracker, as
+//!   `memory_full` under the reject policy) is skipped, counted and
+//!   warned about ([`refused`]). An event whose page key an earlier
+//!   version spelled in a way today's rules write otherwise
+//!   (`https://127.1/x`, now `https://127.0.0.1/x`), in the partition of
+//!   the old spelling, is recorded there and published again respelled
+//!   to the new spelling's partition, where queries for the page go;
+//!   merged rankings and listings take a page two partitions hold from
+//!   its own partition.
 //! - **Snapshots** go to the object store `tracker_<cluster>_snapshots`
 //!   (object `p<partition>`: magic `TRKPART1`, the stream sequence the
 //!   state covers, then the tracker's snapshot payload), every
@@ -50,7 +59,8 @@
 //!   answer's range is the widest any partition covers. The gate checks
 //!   a query (names, ranges, steps) before asking. Every answer carries
 //!   its [`Freshness`]. A query waits for owners up to the query timeout
-//!   (`query_timeout`, 5 s): partitions that have not answered a gather
+//!   ([`ClusterConfig::query_timeout`], the longest a crash takeover
+//!   takes, from the lease TTL): partitions that have not answered a gather
 //!   after [`node::ASK_AGAIN_AFTER`] are asked of their owners directly,
 //!   and a partition with no owner is asked again (backing off up to
 //!   [`node::ASK_AGAIN_EVERY`]) until one answers, so a partition
@@ -59,10 +69,9 @@
 //! **Failure modes.** A node dies: its leases expire after the TTL, the
 //! others take its partitions (restore + replay); queries of those
 //! partitions wait for the new owner, and answer
-//! [`ClusterError::NoOwner`] / [`ClusterError::Incomplete`] if it has not
-//! started within the query timeout (with the default 6 s TTL and 5 s
-//! timeout, a query asked right after the crash does); their events keep
-//! being acknowledged into the stream. A partition given up in a
+//! [`ClusterError::NoOwner`] / [`ClusterError::Incomplete`] only if it has
+//! not started within the query timeout (a takeover that failed); their
+//! events keep being acknowledged into the stream. A partition given up in a
 //! rebalance (a node joined or left) is unowned until another node's next
 //! lease round, at most a third of the TTL later: queries wait for it.
 //! A new owner answers from the moment it starts, while it replays
@@ -90,6 +99,7 @@
 
 pub mod lease;
 pub mod node;
+pub mod refused;
 pub mod wire;
 
 use std::fmt;

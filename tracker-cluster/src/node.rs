@@ -2,6 +2,7 @@
 //! the lease bucket and the snapshot store, the partitions it owns, and
 //! the tasks that keep them (lease rounds, gather answers).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,7 +21,8 @@ use tracker_core::{
     SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
 };
 
-use crate::lease::{Action, LeaseView, live_nodes, plan};
+use crate::lease::{Action, LeaseView, heartbeat_keys, live_nodes, plan};
+use crate::refused::{self, Refused};
 use crate::wire::{self, Answer, Ask, Body, EventV1, WireDistinct, WireError, WirePartial};
 use crate::{ClusterError, Freshness};
 
@@ -53,6 +55,12 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 /// The longest [`Node::leave`] spends handing partitions over.
 pub const LEAVE_WITHIN: Duration = Duration::from_secs(10);
 
+/// What a takeover adds to its lease rounds before the new owner answers:
+/// restoring the snapshots of the partitions it takes in the round and
+/// starting their consumers (a 1M-pair partition's restore takes 0.17 s,
+/// `docs/BENCHMARKS.md`); it answers while it replays.
+pub const RESTORE_WITHIN: Duration = Duration::from_secs(2);
+
 /// How a node joins a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -72,8 +80,6 @@ pub struct ClusterConfig {
     pub lease_ttl: Duration,
     /// How often an owner snapshots a partition that changed.
     pub snapshot_every: Duration,
-    /// How long a query waits for owners.
-    pub query_timeout: Duration,
     /// A NATS credentials file (JWT and nkey).
     pub credentials: Option<PathBuf>,
     /// A CA certificate (PEM) to verify the server with; requires TLS.
@@ -87,7 +93,7 @@ pub struct ClusterConfig {
 
 impl ClusterConfig {
     /// The defaults for cluster `cluster` at `nats_url`: 64 partitions,
-    /// 1 replica, a 6 s lease, snapshots every 30 s, 5 s queries.
+    /// 1 replica, a 6 s lease, snapshots every 30 s.
     pub fn new(nats_url: impl Into<String>, cluster: impl Into<String>) -> Self {
         Self {
             nats_url: nats_url.into(),
@@ -97,12 +103,33 @@ impl ClusterConfig {
             replicas: 1,
             lease_ttl: Duration::from_secs(6),
             snapshot_every: Duration::from_secs(30),
-            query_timeout: Duration::from_secs(5),
             credentials: None,
             tls_ca: None,
             tls_client: None,
             tracker: Tracker::builder(),
         }
+    }
+
+    /// How long a query waits for owners: the longest a crash takeover
+    /// takes, so that a query asked as a node dies answers once the new
+    /// owner serves (12 s with the default 6 s TTL). The dead node's leases
+    /// expire at most the TTL after it died (they are renewed every third
+    /// of it); another node's lease round sees that within a third of the
+    /// TTL, and takes the rest one round later if it saw the dead node's
+    /// heartbeat expired but not yet every lease (renewed just after the
+    /// heartbeat); then [`RESTORE_WITHIN`]. A partition still without an
+    /// owner then is [`ClusterError::NoOwner`] (or
+    /// [`ClusterError::Incomplete`] in a gather).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_cluster::ClusterConfig;
+    ///
+    /// let config = ClusterConfig::new("nats://127.0.0.1:4222", "c");
+    /// assert_eq!(config.query_timeout(), Duration::from_secs(12));
+    /// ```
+    pub fn query_timeout(&self) -> Duration {
+        self.lease_ttl + 2 * (self.lease_ttl / 3) + RESTORE_WITHIN
     }
 
     fn validate(&self) -> Result<(), ClusterError> {
@@ -168,6 +195,8 @@ struct Inner {
     /// Set once a lease round completed: before it, "owns nothing" says
     /// nothing about being caught up.
     leased: AtomicBool,
+    /// Stream events refused by the partitions this node applied.
+    refused: Refused,
 }
 
 /// A partition this node owns.
@@ -213,7 +242,7 @@ impl Node {
         let mut options = async_nats::ConnectOptions::new()
             .name(format!("tracker-{}-{id}", config.cluster))
             .connection_timeout(Duration::from_secs(5))
-            .request_timeout(Some(config.query_timeout))
+            .request_timeout(Some(config.query_timeout()))
             .retry_on_initial_connect();
         if let Some(path) = &config.credentials {
             options = options
@@ -297,6 +326,7 @@ impl Node {
             tasks: Mutex::new(Vec::new()),
             leaving: AtomicBool::new(false),
             leased: AtomicBool::new(false),
+            refused: Refused::default(),
             config,
         });
         let gather = inner
@@ -343,6 +373,15 @@ impl Node {
             stats.add(&owned.tracker.stats());
         }
         stats
+    }
+
+    /// Stream events this node refused to record since it started, by
+    /// reason (a [`tracker_core::TrackerError`] code such as
+    /// `memory_full`, or [`refused::MALFORMED`], [`refused::VERSION`],
+    /// [`refused::VISITOR_HASH`]), for its metrics: acknowledged events
+    /// that no count holds.
+    pub fn refused_events(&self) -> Vec<(&'static str, u64)> {
+        self.inner.refused.totals()
     }
 
     /// Publishes "`visitor` visited `url`" (validated and canonicalised
@@ -575,10 +614,14 @@ impl Node {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
             (start, end) = (start.min(from), end.max(till));
-            pages.extend(page_counts(rows));
+            pages.extend(page_counts(
+                rows,
+                answer.partition,
+                self.inner.config.partitions,
+            ));
         }
         top.range = self.range_of(start, end)?;
-        top.pages = ranked(pages, k);
+        top.pages = ranked(each_page_once(pages), k);
         Ok((top, freshness))
     }
 
@@ -668,9 +711,13 @@ impl Node {
             let Body::Top(rows) = answer.body.map_err(ClusterError::owner)? else {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
-            pages.extend(page_counts(rows));
+            pages.extend(page_counts(
+                rows,
+                answer.partition,
+                self.inner.config.partitions,
+            ));
         }
-        Ok((ranked(pages, k), freshness))
+        Ok((ranked(each_page_once(pages), k), freshness))
     }
 
     /// One page of the listing of every page, merged from each
@@ -692,9 +739,13 @@ impl Node {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
             more |= next.is_some();
-            pages.extend(page_counts(rows));
+            pages.extend(page_counts(
+                rows,
+                answer.partition,
+                self.inner.config.partitions,
+            ));
         }
-        pages.sort_by(|a, b| a.url.cmp(&b.url));
+        let mut pages = each_page_once(pages);
         more |= pages.len() > limit;
         pages.truncate(limit);
         let next_cursor = more.then(|| pages.last().map(|p| p.url.clone())).flatten();
@@ -787,7 +838,7 @@ impl Inner {
     /// timeout (see [`ask_partition`](Self::ask_partition)).
     async fn ask_owner(&self, partition: u32, ask: &Ask) -> Result<Answer, ClusterError> {
         let payload = Bytes::from(serde_json::to_vec(ask).expect("a question serialises"));
-        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout();
         self.ask_partition(partition, payload, deadline)
             .await?
             .ok_or(ClusterError::NoOwner { partition })
@@ -801,7 +852,7 @@ impl Inner {
     /// over after a crash) is answered by its new owner once it started.
     async fn gather(&self, ask: &Ask) -> Result<BTreeMap<u32, Answer>, ClusterError> {
         let payload = Bytes::from(serde_json::to_vec(ask).expect("a question serialises"));
-        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout();
         let partitions = self.config.partitions;
         let inbox = self.client.new_inbox();
         let mut replies = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
@@ -997,8 +1048,9 @@ impl Inner {
         // A legacy page with user info (see "Legacy pages" in
         // `tracker_core::persist::tracker_snapshot`) stays in the partition
         // of its old key, which `partition_of` hashed with the user info:
-        // re-keyed, it is not where queries for its canonical URL go, and
-        // a listing may show that URL from two partitions. Not handled yet.
+        // re-keyed, it is not where queries for its canonical URL go (merged
+        // listings show it once: `each_page_once`). Not handled yet (a
+        // stream event of such a key is: `Applied::Moved`).
         let tracker = Tracker::restore_snapshot(&rest[8..], self.builder())
             .map_err(|e| ClusterError::Snapshot(e.to_string()))?;
         Ok((tracker, covered))
@@ -1018,6 +1070,33 @@ impl Inner {
         {
             Ok(_) => tracing::debug!(partition, covered, bytes = bytes.len(), "snapshot"),
             Err(e) => tracing::warn!(partition, error = %e, "snapshot not stored"),
+        }
+    }
+
+    /// Publishes `event` (message `sequence` of `partition`, respelled)
+    /// to partition `target` and awaits its acknowledgement, under a
+    /// message id that JetStream deduplicates within its window (two
+    /// owners overlapping). A replay past the window publishes it again:
+    /// counted once all the same. Not published, it stays counted where
+    /// it was read, where listings and site counts find it and only the
+    /// page's own queries miss it.
+    async fn forward(&self, partition: u32, sequence: u64, target: u32, event: EventV1) {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            format!("moved-{partition}-{sequence}").as_str(),
+        );
+        let payload = serde_json::to_vec(&event).expect("an event serialises");
+        let published = match self
+            .js
+            .publish_with_headers(self.events_subject(target), headers, payload.into())
+            .await
+        {
+            Ok(ack) => ack.await.map(drop).map_err(nats),
+            Err(e) => Err(nats(e)),
+        };
+        if let Err(e) = published {
+            tracing::warn!(partition, sequence, target, error = %e, "a respelled event not moved to its page's partition");
         }
     }
 
@@ -1244,14 +1323,11 @@ impl Inner {
     /// included.
     async fn live_nodes(&self, now_ms: i64, ttl_ms: i64) -> Result<usize, ClusterError> {
         let mut keys = self.kv.keys().await.map_err(nats)?;
-        let mut nodes = Vec::new();
+        let mut listed = Vec::new();
         while let Some(key) = keys.next().await {
-            let key = key.map_err(nats)?;
-            if key.starts_with("node.") {
-                nodes.push(key);
-            }
+            listed.push(key.map_err(nats)?);
         }
-        let reads = nodes.into_iter().map(|k| self.kv.entry(k));
+        let reads = heartbeat_keys(listed).into_iter().map(|k| self.kv.entry(k));
         let heartbeats = futures_util::future::join_all(reads)
             .await
             .into_iter()
@@ -1301,7 +1377,17 @@ async fn apply(
                 };
                 let Ok(info) = message.info() else { continue };
                 let (sequence, pending) = (info.stream_sequence, info.pending);
-                apply_event(&owned.tracker, partition, &message.payload);
+                let partitions = inner.config.partitions;
+                match apply_event(&owned.tracker, partition, partitions, &message.payload) {
+                    Applied::Recorded => {}
+                    Applied::Refused(reason) => {
+                        let now = std::time::Instant::now();
+                        inner.refused.count(partition, sequence, reason, now);
+                    }
+                    Applied::Moved(target, event) => {
+                        inner.forward(partition, sequence, target, event).await;
+                    }
+                }
                 owned.applied.store(sequence, Ordering::Release);
                 owned.pending.store(pending, Ordering::Release);
                 if pending == 0 {
@@ -1347,31 +1433,46 @@ async fn apply(
     }
 }
 
-/// Records one stream message; a malformed or refused one is logged and
-/// skipped (the stream keeps it for whoever can read it).
-fn apply_event(tracker: &Tracker, partition: u32, payload: &[u8]) {
-    let event = match serde_json::from_slice::<EventV1>(payload) {
-        Ok(event) if event.v == wire::EVENT_VERSION => event,
-        Ok(event) => {
-            tracing::warn!(
-                partition,
-                version = event.v,
-                "event of another version skipped"
-            );
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(partition, error = %e, "malformed event skipped");
-            return;
-        }
+/// What became of a stream message.
+enum Applied {
+    /// Recorded (or already held).
+    Recorded,
+    /// Refused, for this reason ([`refused`]).
+    Refused(&'static str),
+    /// Recorded, and to record in another partition too: its page key is
+    /// an earlier version's spelling that today's rules write another way
+    /// (`https://127.1/x`, now `https://127.0.0.1/x`), whose partition is
+    /// not this one, and queries for the page go there. The event
+    /// respelled, for that partition. (Known from the record's own
+    /// canonicalisation, which only a key not held yet takes: a check
+    /// before recording would canonicalise every event, at more than the
+    /// record's cost: "A stream event's respelling check" in
+    /// `docs/BENCHMARKS.md`.)
+    Moved(u32, EventV1),
+}
+
+/// Records one stream message of `partition`, or says why not (the
+/// stream keeps it for whoever can read it).
+fn apply_event(tracker: &Tracker, partition: u32, partitions: u32, payload: &[u8]) -> Applied {
+    let Ok(event) = serde_json::from_slice::<EventV1>(payload) else {
+        return Applied::Refused(refused::MALFORMED);
     };
+    if event.v != wire::EVENT_VERSION {
+        return Applied::Refused(refused::VERSION);
+    }
     let Some(hash) = event.hash() else {
-        tracing::warn!(partition, "event without a valid visitor hash skipped");
-        return;
+        return Applied::Refused(refused::VISITOR_HASH);
     };
     let at = Timestamp::from_millis(event.time_ms.max(0) as u64);
-    if let Err(e) = tracker.record_visitor_hash(hash, &event.url, at) {
-        tracing::debug!(partition, error = %e, "event refused");
+    match tracker.record_visitor_hash(hash, &event.url, at) {
+        Ok((_, Cow::Owned(url))) if url != event.url => {
+            match wire::partition_of(&url, partitions) {
+                target if target != partition => Applied::Moved(target, EventV1 { url, ..event }),
+                _ => Applied::Recorded,
+            }
+        }
+        Ok(_) => Applied::Recorded,
+        Err(e) => Applied::Refused(e.code()),
     }
 }
 
@@ -1522,11 +1623,28 @@ fn wire_point(point: RangeDistinct) -> (u64, u64, WireDistinct) {
     )
 }
 
-fn page_counts(rows: Vec<(String, WireDistinct)>) -> impl Iterator<Item = PageCount> {
-    rows.into_iter().map(|(url, d)| PageCount {
-        url,
-        distinct: d.into(),
+/// A partition's rows, each with whether the partition is its page's
+/// own (see [`each_page_once`]).
+fn page_counts(
+    rows: Vec<(String, WireDistinct)>,
+    partition: u32,
+    partitions: u32,
+) -> impl Iterator<Item = (bool, PageCount)> {
+    rows.into_iter().map(move |(url, d)| {
+        let own = wire::partition_of(&url, partitions) == partition;
+        let distinct = d.into();
+        (own, PageCount { url, distinct })
     })
+}
+
+/// Pages merged from partitions, each once, in URL order: a page two
+/// partitions hold (events of an earlier version's spelling, counted
+/// where they were read and moved: [`Applied::Moved`]) is the row of its
+/// own partition, which holds every event of it.
+fn each_page_once(mut rows: Vec<(bool, PageCount)>) -> Vec<PageCount> {
+    rows.sort_by(|(own_a, a), (own_b, b)| a.url.cmp(&b.url).then(own_b.cmp(own_a)));
+    rows.dedup_by(|later, first| later.1.url == first.1.url);
+    rows.into_iter().map(|(_, page)| page).collect()
 }
 
 /// A time as sent, in milliseconds.

@@ -1,7 +1,15 @@
 //! URL canonicalisation: one page, one key, however the URL was spelled.
 //!
 //! Applied identically when recording and when querying. The rules:
-//! - surrounding white space is trimmed and the fragment (`#...`) dropped;
+//! - as the URL Standard (WHATWG) reads any URL: leading and trailing C0
+//!   controls and spaces (U+0000 to U+0020, not other white space) are
+//!   stripped, and every ASCII tab and newline (`\t \n \r`) anywhere is
+//!   removed (`ht\tps://ex\nample.com/` is `https://example.com/`); the
+//!   fragment (`#...`) is dropped;
+//! - in `http` and `https` URLs, and in paths, a `\` before the query is
+//!   a `/` (`https:\\example.com\a` is `https://example.com/a`), and any
+//!   run of `/` and `\` after the scheme's `:` (none, one, three) is its
+//!   `//` (`https:example.com`); a `\` in the query stays as it is;
 //! - the scheme is lowercased, user info (`user:pw@`) is dropped
 //!   (credentials are not part of a page, and must not be kept or
 //!   listed), and an empty path becomes `/`;
@@ -32,9 +40,14 @@
 //!   their order.
 //!
 //! A page is an `http://` or `https://` URL with a host, or a path starting
-//! with `/` (`/pricing`, which gets the path and query rules only); any
+//! with `/` or `\` (`/pricing`, which gets the path and query rules only); any
 //! other scheme (`javascript:`, `data:`, `file:`, ...) or relative text is
-//! [`TrackerError::InvalidUrl`].
+//! [`TrackerError::InvalidUrl`]. A scheme-relative URL (`//host/path`,
+//! `\\host`, `/\host`) is [`TrackerError::SchemeRelativeUrl`]: a browser
+//! reads it as `https://host/path` on an `https` page and `http://...` on
+//! an `http` one, and without that page it is neither a URL nor a path of
+//! this tracker's. Where a route knows the page's origin, it resolves the
+//! reference first ([`relative_reference`]).
 //!
 //! Browser rules on top: query parameters named in
 //! [`UrlOptions::drop_params`] (by default the tracking parameters in
@@ -138,7 +151,7 @@ pub const TRACKING_PARAMS: &[&str] = &[
 pub fn site_of(url: &str) -> Cow<'_, str> {
     // The common case, a plain lowercase host, is its own canonical form:
     // no need to canonicalise the whole URL.
-    let trimmed = url.trim_start();
+    let trimmed = strip(url);
     let rest = trimmed
         .strip_prefix("https://")
         .or_else(|| trimmed.strip_prefix("http://"));
@@ -182,7 +195,7 @@ pub fn site_of(url: &str) -> Cow<'_, str> {
 /// assert_eq!(origin_of("null"), None);
 /// ```
 pub fn origin_of(url: &str) -> Option<Cow<'_, str>> {
-    let url = trim(url);
+    let url = strip(url);
     let bytes = url.as_bytes();
     let has_scheme = |scheme: &[u8]| {
         bytes
@@ -194,28 +207,48 @@ pub fn origin_of(url: &str) -> Option<Cow<'_, str>> {
     } else if has_scheme(b"http://") {
         7
     } else {
-        return None;
+        bytes.len()
     };
     let end = bytes[start..]
         .iter()
-        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .position(|&b| matches!(b, b'/' | b'?' | b'#' | b'\\' | b'\t' | b'\n' | b'\r'))
         .map_or(bytes.len(), |i| start + i);
-    if bytes.get(end) == Some(&b'/') {
-        // `scheme://authority/` is the URL's own start: borrowed (and no
-        // allocation) when it is canonical, as browsers send it.
-        return match canonicalize(&url[..=end], &ORIGIN_OPTIONS).ok()? {
-            Cow::Borrowed(form) => Some(Cow::Borrowed(&form[..form.len() - 1])),
-            Cow::Owned(mut form) => {
-                form.pop();
-                Some(Cow::Owned(form))
-            }
-        };
+    // The common shape, `http(s)://authority` then its end: only its start
+    // is canonicalised. Anything else (a `\`, a tab or a newline where the
+    // authority may be, other slashes, another scheme, a path) the page
+    // rules read in full.
+    match bytes.get(end) {
+        _ if end == start => {}
+        Some(b'/') => {
+            // `scheme://authority/` is the URL's own start: borrowed (and
+            // no allocation) when it is canonical, as browsers send it.
+            return match canonicalize(&url[..=end], &ORIGIN_OPTIONS).ok()? {
+                Cow::Borrowed(form) => Some(Cow::Borrowed(&form[..form.len() - 1])),
+                Cow::Owned(mut form) => {
+                    form.pop();
+                    Some(Cow::Owned(form))
+                }
+            };
+        }
+        None | Some(b'?' | b'#') => {
+            let mut form = canonicalize(&format!("{}/", &url[..end]), &ORIGIN_OPTIONS)
+                .ok()?
+                .into_owned();
+            form.pop();
+            return Some(Cow::Owned(form));
+        }
+        Some(_) => {}
     }
-    let mut form = canonicalize(&format!("{}/", &url[..end]), &ORIGIN_OPTIONS)
-        .ok()?
-        .into_owned();
-    form.pop();
-    Some(Cow::Owned(form))
+    let form = canonicalize(url, &ORIGIN_OPTIONS).ok()?;
+    let (_, rest) = split_authority(&form)?;
+    let end = form.len() - rest.len();
+    Some(match form {
+        Cow::Borrowed(form) => Cow::Borrowed(&form[..end]),
+        Cow::Owned(mut form) => {
+            form.truncate(end);
+            Cow::Owned(form)
+        }
+    })
 }
 
 /// The options [`origin_of`] canonicalises under: only the scheme and
@@ -226,6 +259,70 @@ static ORIGIN_OPTIONS: UrlOptions = UrlOptions {
     drop_params: Vec::new(),
     fold_trailing_slash: false,
 };
+
+/// What a reference without a scheme is on a page of an `http(s)` origin
+/// (see [`relative_reference`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relative {
+    /// A path (`/docs`, `\docs`): the origin goes in front.
+    Path,
+    /// A scheme-relative URL (`//host/docs`, `\\host`, `/\host`): the
+    /// origin's scheme and `:` go in front.
+    SchemeRelative,
+}
+
+impl Relative {
+    /// What a browser puts in front of a reference of this kind on a
+    /// page of `origin` (`scheme://host[:port]`, as [`origin_of`] writes
+    /// it).
+    ///
+    /// ```
+    /// use tracker_core::canonical_url::Relative;
+    ///
+    /// assert_eq!(Relative::Path.base("http://site.test:8080"), "http://site.test:8080");
+    /// assert_eq!(Relative::SchemeRelative.base("http://site.test:8080"), "http:");
+    /// ```
+    pub fn base(self, origin: &str) -> &str {
+        match self {
+            Relative::Path => origin,
+            Relative::SchemeRelative => origin.find(':').map_or(origin, |colon| &origin[..=colon]),
+        }
+    }
+}
+
+/// How a browser reads `reference` as a link on a page of an `http(s)`
+/// origin, if it is a path or a scheme-relative URL (after the URL
+/// Standard's stripping: C0 controls and spaces before it, tabs and
+/// newlines anywhere): its [`Relative`] kind, and the reference without
+/// what is stripped before it, to put [`Relative::base`] in front of.
+/// `None` for anything else (a URL with a scheme, or text the page rules
+/// judge as it is).
+///
+/// ```
+/// use tracker_core::canonical_url::{Relative, relative_reference};
+///
+/// assert_eq!(relative_reference(" /docs"), Some((Relative::Path, "/docs")));
+/// assert_eq!(relative_reference("\\docs"), Some((Relative::Path, "\\docs")));
+/// assert_eq!(relative_reference("//cdn.test/x"), Some((Relative::SchemeRelative, "//cdn.test/x")));
+/// assert_eq!(relative_reference("/\t\\cdn.test"), Some((Relative::SchemeRelative, "/\t\\cdn.test")));
+/// assert_eq!(relative_reference("https://site.test/"), None);
+/// assert_eq!(relative_reference("docs"), None);
+/// ```
+pub fn relative_reference(reference: &str) -> Option<(Relative, &str)> {
+    let reference = reference.trim_start_matches(|c: char| c <= ' ');
+    let mut bytes = reference.bytes().filter(|&b| !is_tab_or_newline(b));
+    match (bytes.next(), bytes.next()) {
+        (Some(first), second) if is_slash(first) => {
+            let kind = if second.is_some_and(is_slash) {
+                Relative::SchemeRelative
+            } else {
+                Relative::Path
+            };
+            Some((kind, reference))
+        }
+        _ => None,
+    }
+}
 
 /// The host (and port) of a canonical URL (which has no user info); `""`
 /// for a path.
@@ -240,37 +337,73 @@ fn authority_host(canonical: &str) -> &str {
 pub(crate) enum StoredKey {
     /// Canonical under today's rules.
     Canonical,
-    /// Today's rules rewrite only its scheme and authority (user info
-    /// dropped, a host spelled another way: `https://127.1/x`): its
-    /// canonical form.
+    /// Today's rules write it another way, as a key they also write: user
+    /// info dropped, a host spelled another way (`https://127.1/x`), a
+    /// path's `\` a `/` (`https://x/a\b`). Its canonical form.
     Rekey(String),
-    /// Today's rules refuse its authority (`https://x:99999/x`) and
-    /// nothing else: kept as it was stored.
+    /// Today's rules refuse it, or turn it into a key they would refuse
+    /// (`https://x:99999/x`, `/\x`, which is `//x`), for its authority or
+    /// the slashes of its path: kept as it was stored.
     Kept,
 }
 
 /// What `key`, a page key read back from storage, is under today's rules
-/// ([`StoredKey`]), or `None` for one no version wrote (damage): its path
-/// and query must be canonical.
+/// ([`StoredKey`]), or `None` for one no version wrote (damage): an
+/// `http(s)` URL with a host, or a path, whose path and query were
+/// canonical when it was written.
 pub(crate) fn stored_key(key: &str, options: &UrlOptions) -> Option<StoredKey> {
-    match canonicalize(key, options) {
-        Ok(form) if form == key => Some(StoredKey::Canonical),
-        Ok(form) => {
-            let rest = split_authority(key).map(|(_, rest)| rest);
-            (rest.is_some() && rest == split_authority(&form).map(|(_, rest)| rest))
-                .then(|| StoredKey::Rekey(form.into_owned()))
-        }
-        Err(TrackerError::InvalidUrl) => {
-            let (authority, rest) = split_authority(key)?;
-            let scheme = &key[..key.len() - rest.len() - authority.len()];
-            // The same URL with a plain host: canonical if only the
-            // authority is refused.
-            let plain = format!("{scheme}h{rest}");
-            let canonical = canonicalize(&plain, options).is_ok_and(|form| form == plain);
-            (!authority.is_empty() && canonical).then_some(StoredKey::Kept)
-        }
-        Err(_) => None,
+    if canonicalize(key, options).is_ok_and(|form| form == key) {
+        return Some(StoredKey::Canonical);
     }
+    // Read as the version that wrote it did: its authority up to its path
+    // or query (a `\` was a byte of the host or user info then, and of the
+    // path, never a separator).
+    let (origin, rest) = match split_authority(key) {
+        Some((authority, rest)) => {
+            let scheme = &key[..key.len() - rest.len() - authority.len() - 3];
+            if !matches!(scheme, "http" | "https") || authority.is_empty() {
+                return None;
+            }
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            // A host today's rules would cut or change before reading it
+            // is one they refuse.
+            let origin = (!host.bytes().any(|b| is_slash(b) || is_tab_or_newline(b)))
+                .then(|| origin_of(&format!("{scheme}://{host}/")).map(Cow::into_owned))
+                .flatten();
+            (origin, rest)
+        }
+        None => (Some(String::new()), key),
+    };
+    // Every version wrote a path (a page's, or a page that is a path).
+    if !rest.starts_with('/') {
+        return None;
+    }
+    // Its path and query were canonical then: a path's `\` was a byte as
+    // a letter is (`z`: not a hex digit, not a separator).
+    let path_end = rest.find('?').unwrap_or(rest.len());
+    let then = format!(
+        "https://h{}{}",
+        rest[..path_end].replace('\\', "z"),
+        &rest[path_end..]
+    );
+    if !canonicalize(&then, options).is_ok_and(|form| form == then) {
+        return None;
+    }
+    let Some(origin) = origin else {
+        return Some(StoredKey::Kept);
+    };
+    let now = format!("https://h{rest}");
+    let now = canonicalize(&now, options).ok()?;
+    let form = format!("{origin}{}", &now["https://h".len()..]);
+    Some(
+        if canonicalize(&form, options).is_ok_and(|again| again == form) {
+            StoredKey::Rekey(form)
+        } else {
+            StoredKey::Kept
+        },
+    )
 }
 
 /// Which page keys a record takes: today's canonical forms (`Live`), or
@@ -292,7 +425,7 @@ pub(crate) fn page_key<'a>(
     keys: Keys,
 ) -> Result<Cow<'a, str>, TrackerError> {
     match canonicalize(url, options) {
-        Err(TrackerError::InvalidUrl)
+        Err(TrackerError::InvalidUrl | TrackerError::SchemeRelativeUrl)
             if keys == Keys::Stored && stored_key(url, options) == Some(StoredKey::Kept) =>
         {
             Ok(Cow::Borrowed(url))
@@ -344,6 +477,10 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
         return false;
     }
     let path_start = if bytes[0] == b'/' {
+        // `//host/...` is no path (the full rules refuse it).
+        if bytes.get(1) == Some(&b'/') {
+            return false;
+        }
         0
     } else {
         let (authority, default) = if let Some(rest) = bytes.strip_prefix(b"https://") {
@@ -420,8 +557,10 @@ fn is_canonical(raw: &str, options: &UrlOptions) -> bool {
                 }
             }
             Some(b'?' | b'&') => {}
+            // A query's `\` stays (a path's is a `/`).
+            Some(b'\\') if query_start.is_some() => {}
             Some(b'%') if is_canonical_escape(bytes.get(i + 1..i + 3)) => i += 2,
-            // `#`, a `%` to rewrite, a byte to escape.
+            // `#`, a `%` to rewrite, a byte to escape, a path's `\`.
             Some(_) => return false,
         }
         i += 1;
@@ -504,7 +643,7 @@ fn canonicalize_in_full<'a>(
     raw: &'a str,
     options: &UrlOptions,
 ) -> Result<Cow<'a, str>, TrackerError> {
-    let trimmed = trim(raw);
+    let trimmed = strip(raw);
     let too_long = |len| TrackerError::TooLong {
         field: Field::Url,
         len,
@@ -512,6 +651,15 @@ fn canonicalize_in_full<'a>(
     };
     if trimmed.len() > options.max_len {
         return Err(too_long(trimmed.len()));
+    }
+    if trimmed.bytes().any(is_tab_or_newline) {
+        // The URL Standard removes them before it reads anything (rare:
+        // the copy costs nothing to URLs without them).
+        let removed: String = trimmed
+            .chars()
+            .filter(|&c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        return canonicalize_in_full(&removed, options).map(|form| Cow::Owned(form.into_owned()));
     }
     let src = match trimmed.find('#') {
         Some(end) => &trimmed[..end],
@@ -528,26 +676,35 @@ fn canonicalize_in_full<'a>(
         Some(colon) => {
             let scheme = &bytes[..colon];
             let web = scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https");
-            let after = colon + 1;
-            if !web || !bytes[after..].starts_with(b"//") {
+            if !web {
                 return Err(TrackerError::InvalidUrl);
             }
             push_lowercase(&mut out, src, 0, colon);
-            out.push_byte(b':');
-            out.take(after, after + 2);
-            let authority_end = bytes[after + 2..]
+            out.push_str("://");
+            // The standard skips any run of `/` and `\` before the
+            // authority, which ends at the first of them or at the query.
+            let after = colon
+                + 1
+                + bytes[colon + 1..]
+                    .iter()
+                    .take_while(|&&b| is_slash(b))
+                    .count();
+            let authority_end = bytes[after..]
                 .iter()
-                .position(|&b| b == b'/' || b == b'?')
-                .map_or(bytes.len(), |p| after + 2 + p);
+                .position(|&b| is_slash(b) || b == b'?')
+                .map_or(bytes.len(), |p| after + p);
             let default_port = default_port(&bytes[..colon]);
-            authority(&mut out, src, after + 2, authority_end, default_port)?;
+            authority(&mut out, src, after, authority_end, default_port)?;
             path_start = authority_end;
             let path_is_empty = bytes.get(path_start).is_none_or(|&b| b == b'?');
             if path_is_empty {
                 out.push_byte(b'/');
             }
         }
-        None if bytes[0] == b'/' => {}
+        None if bytes.get(1).is_some_and(|&b| is_slash(b)) && is_slash(bytes[0]) => {
+            return Err(TrackerError::SchemeRelativeUrl);
+        }
+        None if is_slash(bytes[0]) => {}
         None => return Err(TrackerError::InvalidUrl),
     }
 
@@ -558,11 +715,11 @@ fn canonicalize_in_full<'a>(
     let mut path_end = query_start.unwrap_or(bytes.len());
     if options.fold_trailing_slash {
         // Keeps a path's first byte, so `/` (and `https://host/`) stay.
-        while path_end > path_start + 1 && bytes[path_end - 1] == b'/' {
+        while path_end > path_start + 1 && is_slash(bytes[path_end - 1]) {
             path_end -= 1;
         }
     }
-    normalize_escapes(&mut out, src, path_start, path_end);
+    normalize_escapes(&mut out, src, path_start, path_end, &PATH_PLAIN);
     if let Some(q) = query_start {
         query(&mut out, src, q + 1, options);
     }
@@ -589,9 +746,29 @@ fn scheme_end(bytes: &[u8]) -> Option<usize> {
     (bytes[end] == b':').then_some(end)
 }
 
+/// What the URL Standard strips from both ends of a URL: C0 controls
+/// and spaces (U+0000 to U+0020), and nothing else (a browser keeps, and
+/// then escapes or refuses, other white space such as U+00A0).
+fn strip(raw: &str) -> &str {
+    match (raw.as_bytes().first(), raw.as_bytes().last()) {
+        (Some(&first), Some(&last)) if first > b' ' && last > b' ' => raw,
+        _ => raw.trim_matches(|c: char| c <= ' '),
+    }
+}
+
+/// An ASCII tab or newline, which the URL Standard removes from a URL
+/// wherever it is.
+fn is_tab_or_newline(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | b'\r')
+}
+
+/// A `/`, or a `\`, which `http`, `https` and paths read as one.
+fn is_slash(b: u8) -> bool {
+    b == b'/' || b == b'\\'
+}
+
 /// `str::trim`, minus its Unicode table walk when both ends are plainly
-/// not white space (nearly always). Also the bot rules' trim of a user
-/// agent.
+/// not white space (nearly always): the bot rules' trim of a user agent.
 pub(crate) fn trim(raw: &str) -> &str {
     match (raw.as_bytes().first(), raw.as_bytes().last()) {
         (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => raw,
@@ -918,7 +1095,7 @@ fn query(out: &mut Lazy<'_>, src: &str, start: usize, options: &UrlOptions) {
     if keep_all {
         if start < end {
             out.push_byte(b'?');
-            normalize_escapes(out, src, start, end);
+            normalize_escapes(out, src, start, end, &PLAIN);
         }
         return;
     }
@@ -936,7 +1113,7 @@ fn query(out: &mut Lazy<'_>, src: &str, start: usize, options: &UrlOptions) {
         if !param.is_empty() && allowed && !dropped(&name) {
             out.push_byte(if first { b'?' } else { b'&' });
             first = false;
-            normalize_escapes(out, src, param_start, param_end);
+            normalize_escapes(out, src, param_start, param_end, &PLAIN);
         }
         param_start = param_end + 1;
     }
@@ -959,14 +1136,15 @@ fn is_dropped(name: &str, drop: &[String]) -> bool {
 }
 
 /// Emits `src[start..end]` (a path or query) with percent-escapes
-/// normalised and unsafe bytes escaped; unchanged runs are copied whole.
-fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
+/// normalised and unsafe bytes escaped, and, in a path (`plain` is
+/// [`PATH_PLAIN`]), a `\` as a `/`; unchanged runs are copied whole.
+fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize, plain: &[bool; 256]) {
     let bytes = src.as_bytes();
     let mut run = start;
     let mut i = start;
     loop {
         // The common case: a run of bytes that stay as they are.
-        while i < end && PLAIN[usize::from(bytes[i])] {
+        while i < end && plain[usize::from(bytes[i])] {
             i += 1;
         }
         if i >= end {
@@ -1001,6 +1179,11 @@ fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
             out.take(run, i);
             out.push_str(&escape(b));
             run = i + 1;
+        } else if b == b'\\' {
+            // Only a path's: `PLAIN` passes a query's.
+            out.take(run, i);
+            out.push_byte(b'/');
+            run = i + 1;
         }
         i += 1;
     }
@@ -1010,7 +1193,7 @@ fn normalize_escapes(out: &mut Lazy<'_>, src: &str, start: usize, end: usize) {
 /// A path or query piece with its escapes normalised.
 fn normalized(piece: &str) -> Cow<'_, str> {
     let mut out = Lazy::new(piece);
-    normalize_escapes(&mut out, piece, 0, piece.len());
+    normalize_escapes(&mut out, piece, 0, piece.len(), &PLAIN);
     out.finish()
 }
 
@@ -1040,12 +1223,21 @@ static PLAIN: [bool; 256] = {
     table
 };
 
+/// Bytes a path's normalisation leaves as they are: [`PLAIN`] but `\`
+/// (a `/` there).
+static PATH_PLAIN: [bool; 256] = {
+    let mut table = PLAIN;
+    table[b'\\' as usize] = false;
+    table
+};
+
 /// Bytes [`is_canonical`] passes over in a path or query: [`PLAIN`] but
-/// `#` (a fragment), `%` (an escape) and `?`, `&`, `=` (the query's
-/// start, and where its parameters and their names end).
+/// `#` (a fragment), `%` (an escape), `\` (a path's is a `/`) and `?`,
+/// `&`, `=` (the query's start, and where its parameters and their names
+/// end).
 static KEPT: [bool; 256] = {
     let mut table = PLAIN;
-    let mut stops = [b'#', b'%', b'?', b'&', b'='].as_slice();
+    let mut stops = [b'#', b'%', b'\\', b'?', b'&', b'='].as_slice();
     while let [stop, rest @ ..] = stops {
         table[*stop as usize] = false;
         stops = rest;
@@ -1265,8 +1457,8 @@ mod tests {
             "https://a%zzb/",
             "https://a%00b/",
             "https://a%2Fb/",
-            "https://a\\b/",
-            "https://a\tb/",
+            "https://a%5Cb/",
+            "https://a%09b/",
             "https://a\u{a0}b/",
             "https://a%FFb/",
             "https://bü cher.de/",
@@ -1293,6 +1485,92 @@ mod tests {
         ] {
             assert_refused(bad);
         }
+    }
+
+    /// The URL Standard's reading of any URL before its parts: C0 controls
+    /// and spaces stripped from both ends (only those), ASCII tabs and
+    /// newlines removed anywhere, and in `http(s)` a `\` read as a `/`
+    /// outside the query, any run of slashes after the scheme as `//`.
+    /// Each pair is what `new URL(raw).href` gave in headless Chromium 156
+    /// (`chromium --headless --dump-dom` of a page printing it).
+    #[test]
+    fn c0_tabs_newlines_and_backslashes_as_chromium_reads_them() {
+        for (raw, chromium) in [
+            (
+                " \u{0}\u{1f} https://example.com/a \u{1} ",
+                "https://example.com/a",
+            ),
+            ("https://example.com/a\u{a0}", "https://example.com/a%C2%A0"),
+            (
+                "https://example.com/a\u{3000}",
+                "https://example.com/a%E3%80%80",
+            ),
+            ("https://example.com/\u{0}x", "https://example.com/%00x"),
+            (
+                "ht\ttps://exa\nmple.com/a\rb?q\t=1",
+                "https://example.com/ab?q=1",
+            ),
+            // Chromium keeps `%2f`; escapes get upper-case hex here.
+            ("https://example.com/%2\tf", "https://example.com/%2F"),
+            ("https://example.com:8\n080/", "https://example.com:8080/"),
+            ("https://\texample.com/", "https://example.com/"),
+            ("https://example.com\t/", "https://example.com/"),
+            (
+                "https:\\\\example.com\\a\\b?c\\d",
+                "https://example.com/a/b?c\\d",
+            ),
+            ("https:/\\example.com/a", "https://example.com/a"),
+            ("https:example.com/a", "https://example.com/a"),
+            ("https:/example.com/a", "https://example.com/a"),
+            ("https:///example.com/a", "https://example.com/a"),
+            ("http:\\\\\\\\example.com\\", "http://example.com/"),
+            ("https://u\\p@example.com/a", "https://u/p@example.com/a"),
+            (
+                "https://example.com\\@x.com/",
+                "https://example.com/@x.com/",
+            ),
+            ("https://a\\b/", "https://a/b/"),
+            ("https://example.com:81\\a", "https://example.com:81/a"),
+            ("https://example.com/a\\", "https://example.com/a/"),
+            ("https://example.com/a?b\\c", "https://example.com/a?b\\c"),
+        ] {
+            assert_eq!(canon(raw), chromium, "{raw:?}");
+            assert_eq!(canon(chromium), chromium, "{chromium:?}");
+        }
+        // Paths are read as a browser reads them on an `https` page
+        // (Chromium: `new URL("\\a\\b", "https://page.example/")` is
+        // `https://page.example/a/b`).
+        assert_eq!(canon("\\a\\b"), "/a/b");
+        assert_eq!(canon("/a\\b?c\\d"), "/a/b?c\\d");
+        assert_eq!(canon(" \t/a\n"), "/a");
+        // Chromium: "Invalid URL" for each.
+        for refused in [
+            "\u{a0}https://example.com/a",
+            "https://a%09b/",
+            "https://",
+            "https:",
+        ] {
+            assert_refused(refused);
+        }
+        let fold = UrlOptions {
+            fold_trailing_slash: true,
+            ..UrlOptions::default()
+        };
+        let folded = canonicalize("https://example.com/docs\\/\\", &fold).unwrap();
+        assert_eq!(folded, "https://example.com/docs");
+        assert_eq!(site_of("\u{1}https://X.example\\a"), "x.example");
+        assert_eq!(site_of("\u{a0}https://x.example/a"), "");
+        for (url, origin) in [
+            ("https://x.test\\y", "https://x.test"),
+            ("https:\\\\X.test\\y", "https://x.test"),
+            ("ht\ttps://x.test/", "https://x.test"),
+            ("https://x.t\nest:0443/", "https://x.test"),
+            ("https:///x.test", "https://x.test"),
+            (" https://x.test ", "https://x.test"),
+        ] {
+            assert_eq!(origin_of(url).as_deref(), Some(origin), "{url:?}");
+        }
+        assert_eq!(origin_of("\u{a0}https://x.test"), None);
     }
 
     #[test]
@@ -1388,9 +1666,9 @@ mod tests {
             "mailto:someone@example.com",
             "ftp://example.com/",
             "custom://host/x",
-            "https:example.com",
             "https://",
-            "https:///path",
+            "https:",
+            "https:\\\\",
             "http://@:/x",
             // No host once the port is taken off (found by the fixed-point
             // proptest: `http://:80?` became `http:///`).
@@ -1405,13 +1683,89 @@ mod tests {
         for good in [
             "/",
             "/a",
-            "//cdn.example/x",
+            "\\a",
             "http://h",
             "HTTPS://H/",
             "http://[::1]:8080/x",
             "http://u@h:81",
         ] {
             assert!(canonicalize(good, &options).is_ok(), "{good}");
+        }
+    }
+
+    /// Chromium 156: `new URL("//example.com/a")` is "Invalid URL", and
+    /// `https://example.com/a` with the base `https://page.example/dir/p`
+    /// (`http://example.com/a` with `http://page.example:8080/`), as is
+    /// every spelling below. Without that base it is no page, and not the
+    /// path `//example.com/a` of some other site either.
+    #[test]
+    fn a_scheme_relative_url_is_refused_with_its_own_error() {
+        for raw in [
+            "//example.com/a",
+            "\\\\example.com\\a",
+            "/\\example.com/a",
+            "\\/example.com/a",
+            "/\t/example.com/a",
+            " //example.com/a",
+            "///example.com/a",
+            "//",
+        ] {
+            let refused = canonicalize(raw, &UrlOptions::default());
+            assert_eq!(refused, Err(TrackerError::SchemeRelativeUrl), "{raw:?}");
+            let (kind, rest) = relative_reference(raw).unwrap();
+            assert_eq!(kind, Relative::SchemeRelative, "{raw:?}");
+            // With an `https` page's scheme in front, the page's URL.
+            let resolved = format!("{}{rest}", kind.base("https://page.example"));
+            if raw != "//" {
+                assert_eq!(canon(&resolved), "https://example.com/a", "{raw:?}");
+            }
+        }
+        assert_eq!(site_of("//example.com/a"), "");
+        assert_eq!(origin_of("//example.com/a"), None);
+        for (raw, path) in [("/a", "/a"), ("\\a\\b", "/a/b"), (" \t/a", "/a")] {
+            let (kind, rest) = relative_reference(raw).unwrap();
+            assert_eq!(kind, Relative::Path, "{raw:?}");
+            let resolved = format!("{}{rest}", kind.base("https://page.example"));
+            assert_eq!(canon(&resolved), format!("https://page.example{path}"));
+        }
+        for other in [
+            "https://example.com/",
+            "https:x",
+            "a/b",
+            "?q",
+            "#f",
+            "",
+            " ",
+        ] {
+            assert_eq!(relative_reference(other), None, "{other:?}");
+        }
+    }
+
+    /// Keys an earlier version stored, read as it wrote them ("Legacy
+    /// pages" in `tracker/snapshot.rs`); what none wrote is damage.
+    #[test]
+    fn stored_keys_are_read_as_the_version_that_wrote_them() {
+        let options = UrlOptions::default();
+        let rekey = |form: &str| Some(StoredKey::Rekey(form.to_string()));
+        for (key, taken) in [
+            ("https://x/a", Some(StoredKey::Canonical)),
+            ("https://x/q\\r?c\\d", rekey("https://x/q/r?c\\d")),
+            ("/a\\b", rekey("/a/b")),
+            ("https://127.1/a\\b", rekey("https://127.0.0.1/a/b")),
+            ("https://a\\@example.com/u", rekey("https://example.com/u")),
+            ("https://a\\b/x", Some(StoredKey::Kept)),
+            ("https://x:99999/a\\b", Some(StoredKey::Kept)),
+            ("//c.d/p", Some(StoredKey::Kept)),
+            ("/\\x", Some(StoredKey::Kept)),
+            ("https://x/a b", None),
+            ("https://x:99999/a b", None),
+            ("https://x:99999", None),
+            ("https:///x", None),
+            ("ftp://x/p", None),
+            (":8080/x", None),
+            ("x", None),
+        ] {
+            assert_eq!(stored_key(key, &options), taken, "{key:?}");
         }
     }
 
@@ -1548,7 +1902,7 @@ mod tests {
             "https://10.0.255.1:65535/",
             "https://a1.example/",
             "/pricing?plan=pro",
-            "//cdn.example/x",
+            "https://example.com/?a\\b",
         ] {
             assert!(is_canonical(canonical, &options), "{canonical}");
         }
@@ -1578,6 +1932,12 @@ mod tests {
             "/?UTM_x",
             "https://example.com/caf\u{e9}",
             " https://example.com/",
+            "https://example.com/a\\b",
+            "https://example.com\\a",
+            "https://example.com/\ta",
+            "/a\\b",
+            "\\a",
+            "//cdn.example/x",
         ] {
             assert!(!is_canonical(other, &options), "{other}");
         }
@@ -1594,8 +1954,14 @@ mod tests {
             1 => Just("HTTPS://"),
             1 => Just("ftp://"),
             1 => Just("http:"),
+            1 => Just("https:\\\\"),
+            1 => Just("http:/\\/"),
+            1 => Just("h\ttp\n://"),
+            1 => Just(" \u{1}https://"),
             4 => Just("https://a.example/"),
             4 => Just("/"),
+            1 => Just("\\"),
+            1 => Just("/\\"),
         ];
         let user_info = prop_oneof![
             6 => Just(""),
@@ -1647,6 +2013,11 @@ mod tests {
             Just("%C3%A9".to_string()),
             Just("\u{e9}".to_string()),
             Just(" ".to_string()),
+            Just("\\".to_string()),
+            Just("\t".to_string()),
+            Just("\r\n".to_string()),
+            Just("\u{0}".to_string()),
+            Just("\u{a0}".to_string()),
             Just("utm_source=a".to_string()),
             Just("UTM_x".to_string()),
             Just("fbclid=b".to_string()),
@@ -1701,7 +2072,7 @@ mod tests {
 
         /// The fast path answers exactly what the full rules do, for
         /// arbitrary URLs and for their canonical forms (which it should
-        /// prove).
+        /// prove), and canonicalising twice is canonicalising once.
         #[test]
         fn the_fast_path_agrees_with_the_full_rules((url, options) in url_and_options()) {
             proptest::prop_assert_eq!(
@@ -1713,6 +2084,8 @@ mod tests {
                     canonicalize(&canonical, &options),
                     canonicalize_in_full(&canonical, &options)
                 );
+                let again = canonicalize_in_full(&canonical, &options);
+                proptest::prop_assert_eq!(again.as_deref(), Ok(&*canonical));
             }
         }
     }

@@ -72,6 +72,11 @@ pub enum TrackerError {
     /// host, or paths starting with `/` (not `javascript:`, `data:`,
     /// `file:`, ...).
     InvalidUrl,
+    /// The URL is scheme-relative (`//host/path`, or `\\host\path`): a
+    /// browser resolves it against the scheme of the page it is on, which
+    /// the tracker does not know, so it is no page (and not the path
+    /// `//host/path` of another).
+    SchemeRelativeUrl,
     /// A [`PageQuery`](crate::PageQuery)'s cursor is not where a listing
     /// can stop: listings stop at a page, and every page is an `http://`
     /// or `https://` URL or a path starting with `/`.
@@ -103,6 +108,7 @@ impl TrackerError {
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
             TrackerError::MemoryFull { .. } => "memory_full",
             TrackerError::InvalidUrl => "invalid_url",
+            TrackerError::SchemeRelativeUrl => "scheme_relative_url",
             TrackerError::InvalidCursor => "invalid_cursor",
             TrackerError::FromTheFuture { .. } => "from_the_future",
             TrackerError::Time(e) => e.code(),
@@ -128,6 +134,9 @@ impl fmt::Display for TrackerError {
             ),
             TrackerError::InvalidUrl => f.write_str(
                 "url must be an http:// or https:// URL with a host, or a path starting with /",
+            ),
+            TrackerError::SchemeRelativeUrl => f.write_str(
+                "url is scheme-relative (//host/...), which names no scheme: send the full http:// or https:// URL, or a path starting with a single /",
             ),
             TrackerError::InvalidCursor => f.write_str(
                 "cursor must be the next_cursor of a previous listing: a page's http:// or https:// URL, or its path starting with /",

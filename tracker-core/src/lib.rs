@@ -33,8 +33,10 @@
 //! The same rules apply when recording and when querying, so that one page
 //! is one key however its URL was spelled (case, default port, fragment,
 //! escapes, query policy, tracking parameters): they are listed in
-//! [`canonical_url`]. A page is an `http(s)://` URL or a path; anything
-//! else is [`TrackerError::InvalidUrl`].
+//! [`canonical_url`]. A page is an `http(s)://` URL or a path; a
+//! scheme-relative URL (`//host/path`) is
+//! [`TrackerError::SchemeRelativeUrl`], anything else
+//! [`TrackerError::InvalidUrl`].
 //! Limits: visitor ids 1..=256 bytes, URLs 1..=2048 bytes (configurable);
 //! anything else is a [`TrackerError`], never a panic.
 //!

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tracker_core::browser::{BotFilter, BotReason, SaltRotation, VisitorIds};
+use tracker_core::canonical_url::relative_reference;
 use tracker_core::{SystemClock, origin_of};
 
 use crate::client_ip::TrustedProxies;
@@ -443,74 +444,48 @@ impl<'a> PlausibleEvent<'a> {
     }
 
     /// The page: `u`, or for a `u` given as a path (`/x`, as some senders
-    /// do; spaces around it ignored) `https://<d>/x`, under `d`'s first
-    /// domain (see [`site_page`]; empty items skipped); a path without
-    /// a `d` stays as sent. Errors: a first domain that is not a host
-    /// and port (it would put user info, a path or another port in the
-    /// URL).
+    /// do) `https://<d>/x`, and for a scheme-relative one (`//cdn.test/x`)
+    /// `https://cdn.test/x`, as a browser resolves them on a page of
+    /// `https://<d>`, under `d`'s first domain (see [`site_origin`]; empty
+    /// items skipped). Without a `d` such a `u` stays as sent (the URL
+    /// rules take a path, and refuse a scheme-relative URL). Errors: a
+    /// first domain that is not a host and port (it would put user info,
+    /// a path or another port in the URL).
     fn page(&self) -> Result<Cow<'_, str>, AppError> {
         // A full URL (what the trackers send) is settled before `d` is
         // split and trimmed (~200 instructions a request).
-        let path = self.u.trim_start();
-        if !path.starts_with('/') || path.starts_with("//") {
+        let Some((relative, reference)) = relative_reference(&self.u) else {
             return Ok(Cow::Borrowed(&self.u));
-        }
+        };
         let domain = self
             .d
             .as_deref()
             .and_then(|d| d.split(',').map(str::trim).find(|d| !d.is_empty()));
         match domain {
             Some(domain) => {
-                let page = site_page(domain, path.trim_end())
-                    .ok_or(tracker_core::TrackerError::InvalidUrl)?;
-                Ok(Cow::Owned(page))
+                let origin = site_origin(domain).ok_or(tracker_core::TrackerError::InvalidUrl)?;
+                Ok(Cow::Owned([relative.base(&origin), reference].concat()))
             }
             None => Ok(Cow::Borrowed(&self.u)),
         }
     }
 }
 
-/// `https://<host>[:port]<path>` for a Plausible site domain, `host[:digits]`,
-/// where the host is a name of letters, digits, `-` and `.` (lowercased;
-/// an internationalised one in punycode, by `idna`) or an IPv6 literal in
-/// brackets; a subfolder site (`example.com/blog`) is its host's. `None`
-/// for anything else.
-fn site_page(domain: &str, path: &str) -> Option<String> {
-    let authority = domain.split('/').next().unwrap_or_default();
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(literal) => {
-            let (address, _) = literal.split_once(']')?;
-            address.parse::<std::net::Ipv6Addr>().ok()?;
-            let (host, port) = authority.split_at(address.len() + 2);
-            (Cow::Borrowed(host), port)
-        }
-        None => {
-            let (host, port) = authority.split_at(authority.rfind(':').unwrap_or(authority.len()));
-            let host = if host.is_ascii() {
-                Cow::Borrowed(host)
-            } else {
-                idna::domain_to_ascii_cow(host.as_bytes(), idna::AsciiDenyList::URL).ok()?
-            };
-            let name = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
-            if host.is_empty() || !host.bytes().all(name) {
-                return None;
-            }
-            (host, port)
-        }
-    };
-    let port_ok = port.is_empty()
-        || port.strip_prefix(':').is_some_and(|digits| {
-            digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok()
-        });
-    if !port_ok {
+/// The origin `https://<host>[:port]` of a Plausible site domain, with
+/// the host and port read by the page rules (`tracker_core::origin_of`),
+/// so that `d` takes exactly the hosts a page URL may have and writes
+/// them as page keys do: lowercased, punycode, IPv4 in any browser form
+/// written dotted, IPv6 shortest, a default or empty port dropped. A
+/// subfolder site (`example.com/blog`) is its host's: the domain ends where
+/// a URL's authority would, at a `/` or `\`. `None` for anything but a
+/// host and port (user info, a query or a fragment would put another
+/// page's URL together), or what the rules refuse.
+fn site_origin(domain: &str) -> Option<String> {
+    let authority = domain.split(['/', '\\']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains(['@', '?', '#']) {
         return None;
     }
-    let mut page = String::with_capacity("https://".len() + host.len() + port.len() + path.len());
-    page.push_str("https://");
-    page.extend(host.chars().map(|c| c.to_ascii_lowercase()));
-    page.push_str(port);
-    page.push_str(path);
-    Some(page)
+    Some(origin_of(&format!("https://{authority}/"))?.into_owned())
 }
 
 /// A JSON string's contents without escapes (`s` is after the opening
@@ -650,32 +625,38 @@ fn page<'q>(
     let mut bytes = Vec::with_capacity(ORIGIN_ROOM + raw.len());
     decode_into(raw, &mut bytes);
     let mut decoded = String::from_utf8(bytes).map_err(|_| not_utf8("p"))?;
-    if let Some(origin) = origin_for(&decoded, headers, site) {
-        decoded.insert_str(0, &origin);
+    if let Some((relative, reference)) = relative_reference(&decoded) {
+        let stripped = decoded.len() - reference.len();
+        if let Some(origin) = origin_for(headers, site) {
+            let base = relative.base(&origin);
+            // `replace_range` splices (~280 instructions); nearly always
+            // nothing was stripped.
+            if stripped == 0 {
+                decoded.insert_str(0, base);
+            } else {
+                decoded.replace_range(..stripped, base);
+            }
+        }
     }
     Ok(Cow::Owned(decoded))
 }
 
-/// `path` made a full URL against the page's origin (from `Origin`, else
-/// `Referer`, else `site`); a full URL or anything else is left for the
-/// URL rules to judge.
-fn resolve<'a>(path: &'a str, headers: &PixelHeaders<'_>, site: Option<&str>) -> Cow<'a, str> {
-    match origin_for(path, headers, site) {
-        Some(origin) => Cow::Owned([&*origin, path].concat()),
-        None => Cow::Borrowed(path),
-    }
+/// `reference` made a full URL as a browser resolves it on a page of the
+/// page's origin (from `Origin`, else `Referer`, else `site`): a path
+/// (`/docs`) gets the origin in front, a scheme-relative URL
+/// (`//cdn.test/x`) its scheme. A full URL, anything else, or a relative
+/// one without an origin is left for the URL rules to judge.
+fn resolve<'a>(reference: &'a str, headers: &PixelHeaders<'_>, site: Option<&str>) -> Cow<'a, str> {
+    let resolved = relative_reference(reference).and_then(|(relative, rest)| {
+        let origin = origin_for(headers, site)?;
+        Some([relative.base(&origin), rest].concat())
+    });
+    resolved.map_or(Cow::Borrowed(reference), Cow::Owned)
 }
 
-/// The origin `path` is resolved against, if it is a path (`/...`, not
-/// `//...`) and the request or `site` names one.
-fn origin_for<'h>(
-    path: &str,
-    headers: &PixelHeaders<'h>,
-    site: Option<&'h str>,
-) -> Option<Cow<'h, str>> {
-    if !path.starts_with('/') || path.starts_with("//") {
-        return None;
-    }
+/// The origin a relative page is resolved against, if the request or
+/// `site` names one.
+fn origin_for<'h>(headers: &PixelHeaders<'h>, site: Option<&'h str>) -> Option<Cow<'h, str>> {
     let header_origin =
         |value: Option<&'h HeaderValue>| value.and_then(|v| v.to_str().ok()).and_then(origin_of);
     header_origin(headers.origin)
@@ -718,13 +699,17 @@ mod tests {
             ("http://u:p@site.test:0080#x", "http://site.test"),
             ("https://127.1?q", "https://127.0.0.1"),
             ("https://[0:0::1]:8443/", "https://[::1]:8443"),
+            // The URL Standard's slashes (Chromium: `https://x/`).
+            ("https:///x", "https://x"),
+            ("https:\\\\x\\y", "https://x"),
         ] {
             assert_eq!(origin_of(given).as_deref(), Some(origin), "{given}");
         }
         for none in [
             "null",
             "file:///x",
-            "https:///x",
+            "https:///",
+            "//site.test/x",
             "https://site.test:99999/x",
             "https://site.test:abc",
             "https://a b.test/",
@@ -758,10 +743,27 @@ mod tests {
             resolve("javascript:alert(1)", &PixelHeaders::of(&h), None),
             "javascript:alert(1)"
         );
+        // A scheme-relative URL gets the origin's scheme; what a browser
+        // strips before a reference is not kept between the two.
+        for (reference, resolved) in [
+            ("//x.test/b", "https://x.test/b"),
+            ("\\\\x.test\\b", "https:\\\\x.test\\b"),
+            (" \t/a", "https://o.test/a"),
+            ("\\a", "https://o.test\\a"),
+        ] {
+            assert_eq!(resolve(reference, &PixelHeaders::of(&h), None), resolved);
+        }
         h.insert(header::ORIGIN, "null".parse().unwrap());
         assert_eq!(
             resolve("/a", &PixelHeaders::of(&h), None),
             "https://r.test/a"
+        );
+        // Without an origin a scheme-relative URL is left to the rules,
+        // which refuse it.
+        let none = HeaderMap::new();
+        assert_eq!(
+            resolve("//x.test/b", &PixelHeaders::of(&none), None),
+            "//x.test/b"
         );
     }
 
@@ -800,7 +802,11 @@ mod tests {
             page("https%3A%2F%2Fo.test%2F"),
             Ok("https://o.test/".into())
         );
-        assert_eq!(page("%2F%2Fhost%2Fa"), Ok("//host/a".into()));
+        // Resolved as a browser resolves them on the `Referer`'s page.
+        assert_eq!(page("%2F%2Fhost%2Fa"), Ok("https://host/a".into()));
+        assert_eq!(page("%5C%5Chost%5Ca"), Ok("https:\\\\host\\a".into()));
+        assert_eq!(page("%5Ca"), Ok("https://r.test\\a".into()));
+        assert_eq!(page("+%2Fa"), Ok("https://r.test/a".into()));
         assert_eq!(page("%2F%FF"), Err("invalid_query"));
         let long = format!("%2F{}", "a".repeat(200));
         let resolved = format!("https://r.test/{}", "a".repeat(200));
@@ -985,15 +991,22 @@ mod tests {
             (r#"{"n":"pageview","u":"/x"}"#, "/x"),
             (r#"{"n":"pageview","u":"/x","d":null}"#, "/x"),
             (r#"{"n":"pageview","u":"/x","d":""}"#, "/x"),
+            // Scheme-relative: a browser on `https://s.test` reads it so.
             (
                 r#"{"n":"pageview","u":"//cdn.test/x","d":"s.test"}"#,
-                "//cdn.test/x",
+                "https://cdn.test/x",
+            ),
+            (r#"{"n":"pageview","u":"//cdn.test/x"}"#, "//cdn.test/x"),
+            (
+                r#"{"n":"pageview","u":"\\x","d":"s.test"}"#,
+                "https://s.test\\x",
             ),
             (r#"{"n":"pageview","u":"x","d":"s.test"}"#, "x"),
             // Spaces around a path, empty items, a subfolder site, case.
+            // (The URL rules strip the space after it.)
             (
                 r#"{"n":"pageview","u":" /x ","d":"s.test"}"#,
-                "https://s.test/x",
+                "https://s.test/x ",
             ),
             (
                 r#"{"n":"pageview","u":"/x","d":" , S.Test"}"#,
@@ -1019,6 +1032,29 @@ mod tests {
         ] {
             assert_eq!(page(body), Ok(expected.to_string()), "{body}");
         }
+        // `d` takes the hosts and ports a page URL may have, written as
+        // page keys write them: what Chromium 156's `new URL()` gives for
+        // `https://<d>/x`.
+        for (d, chromium) in [
+            ("s.test:", "https://s.test/x"),
+            ("s.test:443", "https://s.test/x"),
+            ("S.test:08443", "https://s.test:8443/x"),
+            ("s_t.test", "https://s_t.test/x"),
+            ("s%2Etest", "https://s.test/x"),
+            ("127.1", "https://127.0.0.1/x"),
+            ("0x7f.1:0443", "https://127.0.0.1/x"),
+            ("[0:0::1]", "https://[::1]/x"),
+            ("XN--BCHER-KVA.de", "https://xn--bcher-kva.de/x"),
+            // Its authority ends at a `\` as at a `/`: a subfolder.
+            ("s.test\\\\blog", "https://s.test/x"),
+        ] {
+            let body = format!(r#"{{"n":"pageview","u":"/x","d":"{d}"}}"#);
+            assert_eq!(page(&body), Ok(chromium.to_string()), "{body}");
+            assert_eq!(site_origin(d).as_deref(), chromium.strip_suffix("/x"));
+        }
+        // Chromium refuses each as a URL's host, but `s test` and
+        // `xn--a.example`, which it lets through where the URL Standard
+        // (and the page rules) refuse them.
         for d in [
             "u@s.test",
             "s.test?q",
@@ -1027,17 +1063,18 @@ mod tests {
             "s.test:abc",
             "user:pw",
             ":8080",
-            "s.test:",
             "s.test:+80",
             "s.test:65536",
+            "s.test:99999",
             "a:b:80",
-            "s_t.test",
-            "s%2Etest",
             "[::1]x",
             "[::1",
             "[s.test]",
             "b\u{fc} cher.de",
-            "s.test\\\\x",
+            "1.2.3.999",
+            "example.0x",
+            "xn--a.example",
+            "a<b",
         ] {
             let body = format!(r#"{{"n":"pageview","u":"/x","d":"{d}"}}"#);
             assert_eq!(page(&body), Err("invalid_url"), "{body}");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use tracker_core::browser::{BotFilter, SaltRotation};
 use tracker_core::persist::{FsyncPolicy, LogOptions, SnapshotSchedule};
 use tracker_core::{
@@ -81,7 +81,9 @@ pub const DEFAULT_H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 #[command(
     name = "tracker-http",
     version,
-    about = "Distinct visitors per page, over HTTP"
+    about = "Distinct visitors per page, over HTTP",
+    after_help = "Every flag may be set by the TRACKER_* variable its help names; \
+                  an empty variable is read as unset (as docker-compose passes `TRACKER_X=`)."
 )]
 pub struct Config {
     /// Address to listen on (`127.0.0.1:8080`, `[::1]:8080`, or a host
@@ -173,7 +175,8 @@ pub struct CoreOptions {
     pub ttl: Option<Duration>,
 
     /// Query parameters dropped from page identity, comma-separated;
-    /// `name*` is a prefix; an empty value keeps them all [default: the
+    /// `name*` is a prefix; an empty value (`,` in the variable, where
+    /// empty is unset) keeps them all [default: the
     /// tracking parameters utm_*, fbclid, gclid, msclkid, mc_cid, mc_eid,
     /// _ga, ...].
     #[arg(long, env = "TRACKER_DROP_PARAMS", value_delimiter = ',')]
@@ -761,7 +764,36 @@ impl Config {
     /// The settings of a run with no flags (`TRACKER_*` variables still
     /// apply).
     pub fn defaults() -> Self {
-        Config::parse_from(["tracker-http"])
+        Config::from_args(["tracker-http"]).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The settings from the command line `args` (the program's name
+    /// first) and the `TRACKER_*` variables, as the binary reads them.
+    /// An empty variable is read as unset, for every variable at once:
+    /// `TRACKER_AUTH_TOKEN=` (as docker-compose and `.env` files write a
+    /// blank) means no token, not a token refused as empty, and a blank
+    /// `TRACKER_TTL=` no TTL. (clap would take the empty string as the
+    /// value; `Config::parse` keeps that reading.)
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command().mut_args(|arg| {
+            let blank = arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty());
+            // clap read the variable when the argument was built; without
+            // it the argument falls back to its default.
+            if blank {
+                arg.env(None::<&'static str>)
+            } else {
+                arg
+            }
+        });
+        let matches = command.try_get_matches_from_mut(args)?;
+        Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
     }
 
     /// Checks what clap cannot: values that parse but make no sense.
@@ -1369,16 +1401,20 @@ mod tests {
                 .len(),
             tracker_core::TRACKING_PARAMS.len()
         );
-        let empty = Config::parse_from(["tracker-http", "--drop-params", ""]);
-        assert!(
-            empty
-                .core
-                .tracker_config()
-                .unwrap()
-                .url
-                .drop_params
-                .is_empty()
-        );
+        // `,` is how the variable says it, where empty is unset.
+        for none in ["", ","] {
+            let empty = Config::parse_from(["tracker-http", "--drop-params", none]);
+            assert!(
+                empty
+                    .core
+                    .tracker_config()
+                    .unwrap()
+                    .url
+                    .drop_params
+                    .is_empty(),
+                "{none:?}"
+            );
+        }
         for bad in [
             &["--trusted-proxies", "10.0.0.0/33"][..],
             &["--trusted-proxies", "proxy.internal"],

@@ -36,7 +36,9 @@
 //! any route runs. Over HTTP/1.1 the connection layer recognises that
 //! answer as it is written (a response head that no request of ours is
 //! waiting for) and writes the [`AppError`] in its place, closing the
-//! connection as hyper would. Over HTTP/2 hyper's header-list limit is
+//! connection as hyper would (hyper's one 431 is for a head too large or
+//! of too many fields; which, the bytes read tell: see
+//! `OwnErrors::head_bytes`). Over HTTP/2 hyper's header-list limit is
 //! set to twice `--max-header-size` and the per-connection service
 //! refuses a header list past `--max-header-size` itself, with a JSON
 //! 431; a list past twice the limit is refused by the h2 stack while
@@ -176,6 +178,13 @@ fn check_descriptor_limit(max_connections: usize) {
         );
     }
 }
+
+/// The most header fields an HTTP/1 request may have: hyper's default,
+/// left unset (set, even to 100, hyper builds its header arrays element
+/// by element on every request instead of taking its inline default).
+/// Past it hyper refuses the head with a 431, answered
+/// `too_many_headers`; `tests/it/connections.rs` checks the number.
+const MAX_HEADERS: usize = 100;
 
 /// The largest HTTP/1 request head: hyper's read buffer bounds it, and
 /// hyper needs at least 8 KiB there.
@@ -395,6 +404,7 @@ async fn drive<I>(
         activity: activity.clone(),
         max_header_size: http1_head_limit(limits),
         heads: 0,
+        head_bytes: 0,
         replacing: None,
     };
     let conn = shared
@@ -791,6 +801,13 @@ struct OwnErrors<I> {
     max_header_size: usize,
     /// Response heads of our service seen written.
     heads: u64,
+    /// Bytes read since our last response head was written: what hyper's
+    /// buffer holds of the head it refuses, which tells its two 431s
+    /// apart. A refusal for size comes with the buffer full (at least
+    /// `max_header_size`), one for the count of fields ([`MAX_HEADERS`])
+    /// with less. (It undercounts a head pipelined behind a request still
+    /// being answered, which browsers do not send.)
+    head_bytes: usize,
     /// Our answer in place of hyper's, and how much of it is written;
     /// once set, whatever hyper writes after it is dropped.
     replacing: Option<(Vec<u8>, usize)>,
@@ -837,6 +854,9 @@ impl<I: AsyncWrite + Unpin> OwnErrors<I> {
             return Write::OurHead;
         }
         let error = match status {
+            431 if self.head_bytes < self.max_header_size => {
+                AppError::TooManyHeaders { limit: MAX_HEADERS }
+            }
             431 => AppError::HeadersTooLarge {
                 limit: self.max_header_size,
             },
@@ -856,6 +876,7 @@ impl<I: AsyncWrite + Unpin> OwnErrors<I> {
     fn wrote(&mut self, kind: Write, result: &Poll<io::Result<usize>>) {
         if kind == Write::OurHead && matches!(result, Poll::Ready(Ok(n)) if *n > 0) {
             self.heads += 1;
+            self.head_bytes = 0;
         }
     }
 
@@ -880,7 +901,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for OwnErrors<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
+        self.head_bytes = self.head_bytes.saturating_add(buf.filled().len() - before);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -1198,6 +1222,7 @@ mod tests {
             activity: activity.clone(),
             max_header_size: 16 * 1024,
             heads: 0,
+            head_bytes: 0,
             replacing: None,
         }
     }
@@ -1211,11 +1236,18 @@ mod tests {
         activity.on_read(b"GET / HTTP/1.1\r\n");
         // hyper's own: replaced, and what it writes after is dropped.
         let mut io = own_errors(&activity);
+        io.head_bytes = 16 * 1024;
         assert_eq!(io.write(HYPER_431).await.unwrap(), HYPER_431.len());
         io.write_all(b"more of hyper's").await.unwrap();
         io.flush().await.unwrap();
         let ours = AppError::HeadersTooLarge { limit: 16 * 1024 }.http1_bytes();
         assert_eq!(io.io, ours);
+        // A 431 with less than the limit read: the count of fields.
+        let mut io = own_errors(&activity);
+        io.head_bytes = 16 * 1024 - 1;
+        io.write_all(HYPER_431).await.unwrap();
+        let count = AppError::TooManyHeaders { limit: MAX_HEADERS }.http1_bytes();
+        assert_eq!(io.io, count);
 
         // Ours (a response our service produced): passed through, even a
         // 4xx; `100 Continue` too, without counting as a response.
@@ -1236,7 +1268,8 @@ mod tests {
         let mut expected = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
         expected.extend_from_slice(ours_400);
         expected.extend_from_slice(b"tail");
-        expected.extend_from_slice(&ours);
+        // (Nothing was read since our answer: the count, not the size.)
+        expected.extend_from_slice(&count);
         assert_eq!(io.io, expected);
 
         // HTTP/2 frames are never looked at.

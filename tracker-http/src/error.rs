@@ -16,6 +16,10 @@ use tracker_core::persist::DurableError;
 pub enum AppError {
     /// The body is not JSON (syntax error, truncated, empty).
     MalformedJson(String),
+    /// The body could not be read off the connection: its chunked
+    /// framing is broken, or the connection ended before the body did.
+    /// Nothing was recorded.
+    UnreadableBody(String),
     /// The body is JSON but not an event: missing field, wrong type.
     InvalidEvent(String),
     /// A query-string parameter is missing or invalid.
@@ -80,6 +84,12 @@ pub enum AppError {
         /// The configured limit.
         limit: usize,
     },
+    /// The HTTP/1 request head has more header fields than hyper parses
+    /// (whatever their size).
+    TooManyHeaders {
+        /// The most fields a head may have.
+        limit: usize,
+    },
     /// The request target is longer than hyper parses.
     UriTooLong,
     /// A failure that is not the client's fault.
@@ -91,12 +101,15 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::MalformedJson(_)
+            | AppError::UnreadableBody(_)
             | AppError::InvalidEvent(_)
             | AppError::InvalidQuery(_)
             | AppError::InvalidBatch(_)
             | AppError::NotWebSocket(_)
             | AppError::MalformedRequest => StatusCode::BAD_REQUEST,
-            AppError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            AppError::HeadersTooLarge { .. } | AppError::TooManyHeaders { .. } => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
             AppError::UriTooLong => StatusCode::URI_TOO_LONG,
             AppError::Tracker(e) => tracker_status(e),
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -123,6 +136,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::MalformedJson(_) => "malformed_json",
+            AppError::UnreadableBody(_) => "unreadable_body",
             AppError::InvalidEvent(_) => "invalid_event",
             AppError::InvalidQuery(_) => "invalid_query",
             AppError::Tracker(e) => tracker_code(e),
@@ -145,6 +159,7 @@ impl AppError {
             AppError::Cluster(_) => "cluster_unavailable",
             AppError::MalformedRequest => "malformed_request",
             AppError::HeadersTooLarge { .. } => "headers_too_large",
+            AppError::TooManyHeaders { .. } => "too_many_headers",
             AppError::UriTooLong => "uri_too_long",
             AppError::Internal(_) => "internal",
         }
@@ -154,6 +169,10 @@ impl AppError {
     pub fn message(&self) -> Cow<'static, str> {
         match self {
             AppError::MalformedJson(m) => format!("the body is not valid JSON: {m}").into(),
+            AppError::UnreadableBody(m) => format!(
+                "the body could not be read (broken chunked framing, or the connection ended mid-body); nothing was recorded: {m}"
+            )
+            .into(),
             AppError::InvalidEvent(m) => format!("the body is not a valid event: {m}").into(),
             AppError::InvalidQuery(m) => m.clone(),
             AppError::Tracker(e) => e.to_string().into(),
@@ -203,6 +222,9 @@ impl AppError {
             }
             AppError::HeadersTooLarge { limit } => {
                 format!("the request's headers are larger than the limit of {limit} bytes").into()
+            }
+            AppError::TooManyHeaders { limit } => {
+                format!("the request has more than the limit of {limit} header fields").into()
             }
             AppError::UriTooLong => "the request target is too long".into(),
             AppError::Internal(m) => format!("internal error: {m}").into(),
@@ -275,6 +297,7 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::SchemeRelativeUrl
         | TrackerError::InvalidCursor
         | TrackerError::FromTheFuture { .. }
         | TrackerError::Time(_) => StatusCode::BAD_REQUEST,
@@ -290,6 +313,7 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::FromTheFuture { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::SchemeRelativeUrl
         | TrackerError::InvalidCursor
         | TrackerError::MemoryFull { .. }
         | TrackerError::Time(_) => e.code(),

@@ -181,8 +181,7 @@ pub(crate) async fn read_body(
     let mut joined: Vec<u8> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| AppError::MalformedJson(format!("the body could not be read: {e}")))?;
+        let frame = frame.map_err(|e| AppError::UnreadableBody(causes(&e)))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
@@ -204,6 +203,23 @@ pub(crate) async fn read_body(
     } else {
         Bytes::from(joined)
     })
+}
+
+/// `error` and its causes, `: `-separated: hyper's body error says only
+/// that reading failed, its cause what was wrong with the framing.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let next = e.to_string();
+        // axum's error repeats its cause's text.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// JSON and plain text are both read as JSON: browsers send `text/plain`

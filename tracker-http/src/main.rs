@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracker_http::{Config, logging, server};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     if let Err(e) = config.validate() {
         eprintln!("tracker-http: {e}");
         return ExitCode::from(2);

@@ -506,6 +506,22 @@ impl Metrics {
     }
 }
 
+/// Appends a cluster node's series of the stream events it refused to
+/// record after they were acknowledged, by reason
+/// ([`tracker_cluster::Node::refused_events`]).
+pub fn render_refused(out: &mut String, refused: &[(&str, u64)]) {
+    out.push_str(
+        "# HELP tracker_cluster_events_refused_total Acknowledged stream events this node's partitions refused to record, by reason.\n\
+         # TYPE tracker_cluster_events_refused_total counter\n",
+    );
+    for (reason, n) in refused {
+        let _ = writeln!(
+            out,
+            "tracker_cluster_events_refused_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

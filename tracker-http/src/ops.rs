@@ -50,9 +50,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, AppError
         Some(node) => node.local_stats(),
         None => store.tracker().stats(),
     };
-    let text = state
+    let mut text = state
         .metrics
         .render(&stats, durable.as_ref(), store.cluster().is_some());
+    if let Some(node) = store.cluster() {
+        crate::metrics::render_refused(&mut text, &node.refused_events());
+    }
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

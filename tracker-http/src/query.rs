@@ -464,43 +464,81 @@ pub(crate) fn not_utf8(name: &str) -> AppError {
 }
 
 /// The raw (undecoded) values of `names` in one pass over `query`: the
-/// first occurrence of each. `/count` looks up three names per request;
-/// a byte loop is cheaper there than `split` on each lookup.
+/// first occurrence of each (a key given without `=` has the value `""`).
+/// `/count` looks up three names per request; a byte loop is cheaper
+/// there than `split` on each lookup.
 pub(crate) fn raw_params<'q, const N: usize>(
     query: &'q str,
     names: [&str; N],
 ) -> [Option<&'q str>; N] {
     let mut found = [None; N];
-    let mut rest = query;
-    while !rest.is_empty() {
-        // `&` and `=` are ASCII: slicing at them stays on char boundaries.
-        let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
-        let pair = &rest[..end];
-        rest = rest.get(end + 1..).unwrap_or("");
-        let (key, value) = match pair.bytes().position(|b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, ""),
-        };
-        // A key without escapes is itself (and needs no decoding, the
-        // common case).
-        let decoded;
-        let key = if key.bytes().any(|b| b == b'%' || b == b'+') {
-            decoded = decode(key).ok();
-            decoded.as_deref()
-        } else {
-            Some(key)
-        };
-        let Some(key) = key else { continue };
+    for (key, value) in pairs(query) {
+        let Some(key) = key_of(key) else { continue };
         for (name, slot) in names.iter().zip(&mut found) {
             // The first bytes compared inline before the call to `bcmp`
             // that comparing `str`s of one length makes (`/count`'s keys
             // are one byte each).
-            if slot.is_none() && key.as_bytes().first() == name.as_bytes().first() && key == *name {
-                *slot = Some(value);
+            if slot.is_none() && key.as_bytes().first() == name.as_bytes().first() && *key == **name
+            {
+                *slot = Some(value.unwrap_or(""));
             }
         }
     }
     found
+}
+
+/// The first `name` of `query` as given: `None` if absent, `Some(None)`
+/// without `=` (`?ack`), else its raw value (`?ack=` gives `Some(Some(""))`).
+pub(crate) fn raw_param_as_given<'q>(query: &'q str, name: &str) -> Option<Option<&'q str>> {
+    pairs(query)
+        .find(|&(key, _)| key_of(key).is_some_and(|key| key == name))
+        .map(|(_, value)| value)
+}
+
+/// The pairs of `query` in order, undecoded: the key, and the value after
+/// its `=` (`None` for a key given without one).
+fn pairs(query: &str) -> Pairs<'_> {
+    Pairs { rest: query }
+}
+
+/// The iterator of [`pairs`].
+struct Pairs<'q> {
+    rest: &'q str,
+}
+
+impl<'q> Iterator for Pairs<'q> {
+    type Item = (&'q str, Option<&'q str>);
+
+    // Always: left to `#[inline]` it stayed a call per pair, ~80 more
+    // instructions a `/count` and ~140 a `/distinct` (callgrind, in
+    // docs/BENCHMARKS.md's edges7 section); inlined, as many as the loop
+    // this replaced.
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // `&` and `=` are ASCII: slicing at them stays on char boundaries.
+        let rest = self.rest;
+        let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
+        let pair = &rest[..end];
+        self.rest = rest.get(end + 1..).unwrap_or("");
+        Some(match pair.bytes().position(|b| b == b'=') {
+            Some(i) => (&pair[..i], Some(&pair[i + 1..])),
+            None => (pair, None),
+        })
+    }
+}
+
+/// A raw key decoded; `None` if it is not UTF-8. A key without escapes
+/// is itself (and needs no decoding, the common case).
+#[inline]
+fn key_of(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.bytes().any(|b| b == b'%' || b == b'+') {
+        decode(raw).ok()
+    } else {
+        Some(Cow::Borrowed(raw))
+    }
 }
 
 pub(crate) fn decode(raw: &str) -> Result<Cow<'_, str>, std::str::Utf8Error> {

@@ -44,7 +44,7 @@ use crate::batch::{BatchReply, record_parsed, split_array};
 use crate::browser::Sender;
 use crate::error::AppError;
 use crate::ingest::{first_byte, parse_event};
-use crate::query::{decode, optional_param};
+use crate::query::{decode_param, raw_param_as_given};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
@@ -55,9 +55,14 @@ use crate::state::AppState;
 /// case); bare (`?ack`) it is on, and empty (`?ack=`) it is not given, as
 /// every optional parameter.
 pub fn wants_acks(query: &str) -> Result<bool, AppError> {
-    let Some(value) = optional_param(query, "ack")? else {
-        return Ok(is_bare(query, "ack"));
+    let value = match raw_param_as_given(query, "ack") {
+        None => return Ok(false),
+        Some(None) => return Ok(true),
+        Some(Some(raw)) => decode_param("ack", Some(raw))?.unwrap_or_default(),
     };
+    if value.trim().is_empty() {
+        return Ok(false); // not given, as every optional parameter
+    }
     BoolishValueParser::new()
         .parse_ref(
             &clap::Command::new("ws"),
@@ -71,14 +76,6 @@ pub fn wants_acks(query: &str) -> Result<bool, AppError> {
                     .into(),
             )
         })
-}
-
-/// Whether the first parameter `name` of `query` is given without `=`.
-fn is_bare(query: &str, name: &str) -> bool {
-    query
-        .split('&')
-        .find(|pair| decode(pair.split('=').next().unwrap_or("")).is_ok_and(|key| key == name))
-        .is_some_and(|pair| !pair.contains('='))
 }
 
 /// Upgrades to a WebSocket of events. A bad `ack` or a request that is

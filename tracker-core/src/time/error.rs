@@ -64,6 +64,14 @@ pub enum TimeError {
         /// The start of the oldest bucket retained.
         oldest: Timestamp,
     },
+    /// With a TTL, an event's time is already expired: it would count
+    /// neither in the TTL window nor in any bucket.
+    BeforeTtl {
+        /// The event's time.
+        at: Timestamp,
+        /// The oldest time still live.
+        oldest: Timestamp,
+    },
 }
 
 impl TimeError {
@@ -86,6 +94,7 @@ impl TimeError {
             TimeError::BadBucket { .. } => "bad_bucket",
             TimeError::BadRetention { .. } => "bad_retention",
             TimeError::BeforeRetention { .. } => "before_retention",
+            TimeError::BeforeTtl { .. } => "before_ttl",
         }
     }
 }
@@ -137,6 +146,12 @@ impl fmt::Display for TimeError {
             TimeError::BeforeRetention { at, oldest } => write!(
                 f,
                 "{} is older than the retention, which starts at {}",
+                at.to_rfc3339(),
+                oldest.to_rfc3339()
+            ),
+            TimeError::BeforeTtl { at, oldest } => write!(
+                f,
+                "{} is older than the TTL window, which starts at {}: it would expire on arrival",
                 at.to_rfc3339(),
                 oldest.to_rfc3339()
             ),

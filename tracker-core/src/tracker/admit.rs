@@ -3,8 +3,9 @@
 //! `time`).
 
 use crate::error::TrackerError;
+use crate::time::TimeError;
 use crate::time::clock::Timestamp;
-use crate::time::ttl::MAX_CLOCK_SKEW;
+use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW};
 
 use super::Tracker;
 
@@ -15,9 +16,14 @@ impl Tracker {
     /// count in no range yet. (With a TTL, [`record_at`](Self::record_at)
     /// refuses such a time itself; without one it takes any time not
     /// older than the retention, as a replay or a test clock needs.)
+    /// With a TTL, a time already expired is refused too, as
+    /// [`TimeError::BeforeTtl`]: `record_at` takes it and changes nothing
+    /// (a replayed log holds such times), so a service that acknowledged
+    /// it would acknowledge an event that counts nowhere.
     ///
     /// ```
-    /// use tracker_core::{Timestamp, Tracker, TrackerError};
+    /// use std::time::Duration;
+    /// use tracker_core::{TimeError, Timestamp, Tracker, TrackerError};
     ///
     /// let tracker = Tracker::new();
     /// let now = Timestamp::from(std::time::SystemTime::now());
@@ -27,6 +33,12 @@ impl Tracker {
     ///     tracker.check_time(Timestamp::parse("2106-01-01", now)?),
     ///     Err(TrackerError::FromTheFuture { .. })
     /// ));
+    /// let hourly = Tracker::builder().ttl(Duration::from_secs(3600)).build()?;
+    /// assert!(hourly.check_time(Timestamp::parse("-59m", now)?).is_ok());
+    /// assert!(matches!(
+    ///     hourly.check_time(Timestamp::parse("-61m", now)?),
+    ///     Err(TrackerError::Time(TimeError::BeforeTtl { .. }))
+    /// ));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn check_time(&self, at: Timestamp) -> Result<(), TrackerError> {
@@ -35,6 +47,17 @@ impl Tracker {
             return Err(TrackerError::FromTheFuture {
                 ahead_ms: at.as_millis() - now.as_millis(),
             });
+        }
+        if let Some(ttl) = self.ttl {
+            // As `timed_event` reads a time against the TTL.
+            let expiry = Expiry {
+                now: now.as_tick(),
+                ttl,
+            };
+            if !expiry.is_live(at.min(now).as_tick()) {
+                let oldest = Timestamp::from_millis(u64::from(expiry.oldest_live()) * 1000);
+                return Err(TimeError::BeforeTtl { at, oldest }.into());
+            }
         }
         Ok(())
     }

@@ -80,21 +80,26 @@
 //! A payload (or an event log, or a cluster's stream) written by an
 //! earlier version may hold a page key today's URL rules (the
 //! `canonical_url` module docs) would not write: one that kept user info
-//! (`https://a@example.com/x`, before it was dropped), or one whose host
-//! or port predates the URL Standard's rules. Nothing stored is lost or
-//! refused for it:
+//! (`https://a@example.com/x`, before it was dropped), one whose host or
+//! port predates the URL Standard's rules, or one whose path has a `\`
+//! (a byte of the path then, a `/` now). It is read as the version that
+//! wrote it did (its authority up to its path, a `\` in it a byte of the
+//! host or user info), and nothing stored is lost or refused for it:
 //!
-//! - a key the rules now rewrite in its scheme and authority only (user
-//!   info dropped, `https://127.1/x` now `https://127.0.0.1/x`,
-//!   `[0:0::1]` now `[::1]`, `bücher.de` now `xn--bcher-kva.de`) is re-keyed to that form once every other
+//! - a key the rules now rewrite in its scheme and authority (user info
+//!   dropped, `https://127.1/x` now `https://127.0.0.1/x`, `[0:0::1]` now
+//!   `[::1]`, `bücher.de` now `xn--bcher-kva.de`) or in its path's `\`
+//!   (`https://x/a\b` now `https://x/a/b`), into a key they also write,
+//!   is re-keyed to that form once every other
 //!   page is in; if a page of that form is already there (both were
 //!   recorded) it stays under its old key, so that no two sets are merged
 //!   (a merge could not be undone, and would be wrong for two forms that
 //!   once were two pages);
 //! - a key whose authority the rules now refuse (`https://x:99999/x`,
-//!   `https://1.2.3.999/x`) and nothing else is kept as it is: no event
-//!   can be sent under a new spelling of it, so no page of another key
-//!   competes for it.
+//!   `https://1.2.3.999/x`, `https://a\b/x`) and nothing else, or that
+//!   they would rewrite into a key they refuse (the path `/\x`, now
+//!   `//x`), is kept as it is: no event can be sent under a new spelling
+//!   of it, so no page of another key competes for it.
 //!
 //! A key whose path or query is not canonical is damage, refused. A page
 //! under an old key is still listed, and counted in the site of its

@@ -1,9 +1,11 @@
-//! Pages written before the URL Standard's host and port rules
-//! (`tracker_core::canonical_url` module docs) still restore and replay:
-//! a key the rules refuse only for its authority (`https://x:99999/p`) is
-//! kept as stored, one they merely spell another way (`https://127.1/p`,
-//! `https://bücher.de/u`, now punycode) is re-keyed to its canonical form unless that page exists too
-//! ("Legacy pages" in `tracker_core::persist::tracker_snapshot`).
+//! Pages written before the URL Standard's host and port rules, and its
+//! reading of `\` as `/` (`tracker_core::canonical_url` module docs),
+//! still restore and replay: a key the rules refuse only for its
+//! authority (`https://x:99999/p`) is kept as stored, one they merely
+//! spell another way (`https://127.1/p`, `https://bücher.de/u`, now
+//! punycode, `https://x/q\r`, now `https://x/q/r`) is re-keyed to its
+//! canonical form unless that page exists too ("Legacy pages" in
+//! `tracker_core::persist::tracker_snapshot`).
 //!
 //! Old snapshots are made by patching a current payload with strings of
 //! the same length (see `legacy_user_info.rs`); old logs by appending
@@ -24,7 +26,7 @@ fn builder() -> TrackerBuilder {
 
 /// (recorded as, stored by an older version as, canonical form now or
 /// `None` if refused now).
-const FORMS: [(&str, &str, Option<&str>); 6] = [
+const FORMS: [(&str, &str, Option<&str>); 11] = [
     ("https://x:12345/p", "https://x:99999/p", None),
     ("https://x:12345/q", "https://x:00abc/q", None),
     ("https://a.b.c.ddd/p", "https://1.2.3.999/p", None),
@@ -43,6 +45,18 @@ const FORMS: [(&str, &str, Option<&str>); 6] = [
         "https://bücher.de/u",
         Some("https://xn--bcher-kva.de/u"),
     ),
+    // A path's `\` was a byte of it, and is a `/` now; in user info (kept
+    // by the oldest versions) it was a byte of the authority.
+    ("https://x/qzr", "https://x/q\\r", Some("https://x/q/r")),
+    ("/abzc", "/ab\\c", Some("/ab/c")),
+    (
+        "https://a.zexample.com/u",
+        "https://a\\@example.com/u",
+        Some("https://example.com/u"),
+    ),
+    // Scheme-relative now (refused), a path then: kept.
+    ("/abcd/p", "//c.d/p", None),
+    ("/zx", "/\\x", None),
 ];
 
 /// A payload with page `i` of [`FORMS`] under its old key with `i + 1`
@@ -72,11 +86,25 @@ fn the_new_rules_refuse_or_rewrite_the_old_keys() {
     let tracker = Tracker::new();
     for (_, old, canonical) in FORMS {
         match canonical {
+            None if old.starts_with('/') => assert_eq!(
+                tracker.canonicalize(old),
+                Err(TrackerError::SchemeRelativeUrl),
+                "{old}"
+            ),
             None => assert_eq!(
                 tracker.canonicalize(old),
                 Err(TrackerError::InvalidUrl),
                 "{old}"
             ),
+            Some(canonical) if old.contains('@') => {
+                // Sent now, its `\` ends the authority (as in a browser):
+                // it was user info when it was stored.
+                assert_eq!(
+                    tracker.canonicalize(old).unwrap(),
+                    "https://a/@example.com/u"
+                );
+                assert_eq!(tracker.canonicalize(canonical).unwrap(), canonical);
+            }
             Some(canonical) => assert_eq!(tracker.canonicalize(old).unwrap(), canonical),
         }
     }
@@ -161,6 +189,10 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
             ("n1", "https://127.1/p"),
             ("n1", "https://127.0.1/new"),
             ("n1", "https://[0::2]/p"),
+            ("n1", "https://x/q\\r"),
+            ("n1", "/ab\\c/new"),
+            ("n1", "//c.d/p"),
+            ("n1", "//c.d/new"),
             // Never a page key: refused, counted, and the open goes on.
             ("n1", "javascript:x"),
         ] {
@@ -174,7 +206,7 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     }
     let open = || DurableTracker::open(dir.path(), builder(), LogOptions::default()).unwrap();
     let (durable, report) = open();
-    assert_eq!((report.replayed, report.refused), (7, 1), "{report:?}");
+    assert_eq!((report.replayed, report.refused), (11, 1), "{report:?}");
     assert_eq!(report.first_refusal, Some(TrackerError::InvalidUrl));
     let pages = listing(durable.tracker());
     assert_eq!(pages["https://x:99999/p"], 2, "{pages:?}");
@@ -184,6 +216,11 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     assert_eq!(pages["https://127.0.0.1/new"], 1);
     assert_eq!(pages["https://[0::2]/p"], 6);
     assert_eq!(pages["https://[::2]/p"], 2);
+    assert_eq!(pages["https://x/q\\r"], 8);
+    assert_eq!(pages["https://x/q/r"], 2);
+    assert_eq!(pages["/ab/c/new"], 1);
+    assert_eq!(pages["//c.d/p"], 11);
+    assert_eq!(pages["//c.d/new"], 1);
     // Live, an event under a kept key that has a page is taken and logged
     // as it is; under a new refused key it is refused.
     durable.record("n3", "https://x:65536/new").unwrap();
@@ -228,10 +265,16 @@ fn a_stream_replay_takes_old_keys_and_refuses_others_with_a_typed_error() {
             "{refused}"
         );
     }
-    // Live, the same kept key is refused where no page holds it.
+    let (_, page) = tracker.record_visitor_hash(hash, "//c.d/p", at).unwrap();
+    assert_eq!(page, "//c.d/p");
+    // Live, the same kept keys are refused where no page holds them.
     assert_eq!(
         tracker.record("s", "https://x:99999/q"),
         Err(TrackerError::InvalidUrl)
     );
-    assert_eq!(listing(&tracker).len(), 2);
+    assert_eq!(
+        tracker.record("s", "//c.d/q"),
+        Err(TrackerError::SchemeRelativeUrl)
+    );
+    assert_eq!(listing(&tracker).len(), 3);
 }

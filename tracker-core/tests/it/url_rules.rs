@@ -16,6 +16,12 @@ fn url_like() -> impl Strategy<Value = String> {
         Just("javascript:"),
         Just("data:"),
         Just("file://"),
+        // The URL Standard's slashes, tabs, newlines and C0 ends.
+        Just("https:\\\\"),
+        Just("http:/"),
+        Just("ht\ttp:\n//"),
+        Just(" \u{1}https://"),
+        Just("\\"),
     ];
     // Names, IPv4 addresses in any form, IPv6 literals, escapes,
     // punycode and Unicode, forbidden bytes; ports in and out of range.
@@ -29,6 +35,11 @@ fn url_like() -> impl Strategy<Value = String> {
         "[a-z0-9._~-]{1,5}",
         Just("/".to_string()),
         Just("//".to_string()),
+        Just("\\".to_string()),
+        Just("\t".to_string()),
+        Just("\r\n".to_string()),
+        Just("\u{0}".to_string()),
+        Just(" ".to_string()),
         Just("%2F".to_string()),
         Just("%2f".to_string()),
         Just("%75tm_x=1".to_string()),
@@ -89,7 +100,7 @@ proptest! {
                 }
             }
             Err(e) => prop_assert!(
-                matches!(e, TrackerError::InvalidUrl | TrackerError::Empty { .. } | TrackerError::TooLong { .. }),
+                matches!(e, TrackerError::InvalidUrl | TrackerError::SchemeRelativeUrl | TrackerError::Empty { .. } | TrackerError::TooLong { .. }),
                 "{:?}", e
             ),
         }

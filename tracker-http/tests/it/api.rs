@@ -204,6 +204,78 @@ async fn wrong_method_is_405_json_with_allow() {
     }
 }
 
+/// `Allow` on a 405 lists exactly the methods the route answers: the
+/// route's own (`HEAD` with `GET`), and `OPTIONS` when CORS answers
+/// preflights, on every route, and only then.
+#[tokio::test]
+async fn allow_lists_exactly_the_methods_a_route_answers() {
+    let methods = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ];
+    let routes = [
+        "/events",
+        "/events/batch",
+        "/events/ws",
+        "/api/event",
+        "/count",
+        "/distinct?url=/",
+        "/top",
+        "/series?url=/",
+        "/pages",
+        "/stats",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/tracker.js",
+    ];
+    for origins in [vec!["*"], vec!["https://site.example"], vec![]] {
+        let (app, _) = with_limits(HttpLimits {
+            cors_origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..HttpLimits::standard()
+        });
+        for uri in routes {
+            let call = |method: Method| {
+                let request = Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("origin", "https://site.example")
+                    .header("access-control-request-method", "POST")
+                    .body(Body::empty())
+                    .unwrap();
+                send(&app, request)
+            };
+            let refused = call(Method::PUT).await;
+            assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED, "{uri}");
+            let allow = refused.headers["allow"].to_str().unwrap().to_string();
+            let mut listed: Vec<&str> = allow.split(',').map(str::trim).collect();
+            listed.sort_unstable();
+            let mut answered = Vec::new();
+            for method in &methods {
+                if call(method.clone()).await.status != StatusCode::METHOD_NOT_ALLOWED {
+                    answered.push(method.as_str());
+                }
+            }
+            answered.sort_unstable();
+            assert_eq!(
+                listed, answered,
+                "{uri} under CORS {origins:?}: Allow {allow:?}"
+            );
+            assert_eq!(
+                listed.contains(&"OPTIONS"),
+                !origins.is_empty(),
+                "{uri} under CORS {origins:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn unknown_route_is_404_json() {
     let (app, _) = default_app();

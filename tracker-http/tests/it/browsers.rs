@@ -161,7 +161,24 @@ async fn a_plausible_path_is_a_page_of_its_domain() {
     .await;
     assert_eq!(answer.status, StatusCode::ACCEPTED);
     assert_eq!(visitors(&app, "https://xn--bcher-kva.test/x").await, 1);
+    // `d`'s host and port are read as a page URL's (`127.1` is an IPv4
+    // address, a default port is none): the pages the same browser's full
+    // URLs are.
+    for (d, url) in [
+        ("127.1", "https://127.0.0.1/x"),
+        ("0x7F.0.0.1:443", "https://127.0.0.1/x"),
+        ("[0:0::1]:0443", "https://[::1]/x"),
+        ("s_t.test:", "https://s_t.test/x"),
+    ] {
+        let body = json!({"n": "pageview", "u": "/x", "d": d});
+        let answer = plausible(&app, FIREFOX, body).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{d}");
+        plausible(&app, FIREFOX, json!({"n": "pageview", "u": url})).await;
+        assert_eq!(visitors(&app, url).await, 1, "{d}");
+    }
     for body in [
+        json!({"n": "pageview", "u": "/pricing", "d": "1.2.3.999"}),
+        json!({"n": "pageview", "u": "/pricing", "d": "site.test:99999"}),
         json!({"n": "pageview", "u": "pricing", "d": "site.test"}),
         json!({"n": "pageview", "u": "/pricing", "d": "site.test:abc"}),
         json!({"n": "pageview", "u": "/pricing", "d": "user:pw"}),
@@ -603,6 +620,107 @@ async fn cors_preflight_on_every_ingest_route() {
             "{path}"
         );
     }
+}
+
+/// The URL Standard's reading before the parts (what Chromium's
+/// `new URL()` gives for each spelling: `canonical_url`'s unit tests):
+/// tabs and newlines removed, C0 ends stripped, `\\` a `/` outside the
+/// query; one page at record and at query.
+#[tokio::test]
+async fn tabs_newlines_and_backslashes_are_one_page_on_every_route() {
+    let (app, _) = default_app();
+    for (visitor, url) in [
+        ("v1", "https://site.test/a/b?c\\d"),
+        ("v2", "https:\\\\site.test\\a\\b?c\\d"),
+        ("v3", "ht\ttps://si\nte.test/a/\r\nb?c\\d"),
+        ("v4", " \u{1}https:site.test/a\\b?c\\d\u{0}"),
+    ] {
+        let answer = record(&app, visitor, url).await;
+        assert!(answer.status.is_success(), "{url:?}: {}", answer.status);
+    }
+    assert_eq!(visitors(&app, "https://site.test/a/b?c\\d").await, 4);
+    assert_eq!(visitors(&app, "https:/site.test\\a\t\\b?c\\d").await, 4);
+    // A query's `\\` stays: another query is another page.
+    assert_eq!(visitors(&app, "https://site.test/a/b?c/d").await, 0);
+    // Other white space is not stripped (Chromium: "Invalid URL").
+    let answer = record(&app, "v", "\u{a0}https://site.test/a").await;
+    assert_eq!(answer.error_code(), "invalid_url");
+}
+
+/// A scheme-relative URL (`//host/path`) names no scheme: refused with
+/// its own code where no page is known, resolved as a browser on the page
+/// resolves it where the route knows the page's origin (Chromium:
+/// `new URL("//cdn.test/a", "http://o.test:8080/")` is
+/// `http://cdn.test/a`, and "Invalid URL" without a base).
+#[tokio::test]
+async fn a_scheme_relative_url_is_resolved_on_its_page_or_refused() {
+    let app = fallback_app();
+    for url in ["//site.test/a", "\\\\site.test\\a", " /\t\\site.test/a"] {
+        let answer = record(&app, "v", url).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url:?}");
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        let answer = get(&app, &format!("/distinct?url={}", urlencode(url))).await;
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        // A browser's visit without a visitor id: no page to resolve on.
+        let body = json!({ "url": url }).to_string();
+        let request = from(
+            Method::POST,
+            "/events",
+            "198.51.100.1:1",
+            &[("content-type", "text/plain"), ("user-agent", FIREFOX)],
+            body,
+        );
+        let answer = send(&app, request).await;
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        let answer = plausible(&app, FIREFOX, json!({"n": "pageview", "u": url})).await;
+        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+    }
+    // The pixel on an `http` page (its `Origin`), an `https` one (its
+    // `Referer`), and under `--site`; Plausible on `https://<d>`.
+    for (headers, p) in [
+        (
+            &[("origin", "http://o.test:8080")][..],
+            "%2F%2Fcdn.test%2Fa",
+        ),
+        (&[("referer", "https://r.test/x")], "%5C%5Ccdn.test%5Ca"),
+        (&[], "//cdn.test/a"),
+    ] {
+        let answer = send(&app, pixel(&format!("/count?p={p}"), headers)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{headers:?}");
+    }
+    assert_eq!(visitors(&app, "http://cdn.test/a").await, 1);
+    assert_eq!(visitors(&app, "https://cdn.test/a").await, 1);
+    let answer = plausible(
+        &app,
+        SAFARI,
+        json!({"n": "pageview", "u": "//cdn.test/a", "d": "site.test"}),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(visitors(&app, "https://cdn.test/a").await, 2);
+    // A path with a `\\` is a path of the page's origin on both routes.
+    send(
+        &app,
+        pixel("/count?p=%5Cb", &[("referer", "https://r.test/x")]),
+    )
+    .await;
+    plausible(
+        &app,
+        SAFARI,
+        json!({"n": "pageview", "u": "\\b", "d": "r.test"}),
+    )
+    .await;
+    assert_eq!(visitors(&app, "https://r.test/b").await, 2);
+    // Nothing was stored as a path.
+    let pages = get(&app, "/top?limit=100").await.json();
+    let urls: Vec<&str> = pages["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls.len(), 3, "{urls:?}");
+    assert!(urls.iter().all(|u| u.starts_with("http")), "{urls:?}");
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //! concurrent ingest, a `kill -9` of a node, a batch, a node joining, a
 //! back-dated batch counted over time ranges, a restart of the NATS server
 //! and a node leaving on SIGTERM; then the NATS store is scanned for
-//! visitor ids.
+//! visitor ids. And a query asked as a node is killed answers once the
+//! new owner serves; events an owner refuses are counted on `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -27,24 +28,26 @@ const VISITOR: &str = "cluster-visitor-";
 const SETTLE: Duration = Duration::from_secs(60);
 
 fn node(nats: &Nats, id: &str) -> Server {
-    let url = nats.url();
-    Server::start(
-        TRACKER_HTTP,
-        &[
-            "--nats",
-            &url,
-            "--cluster",
-            "it",
-            "--node-id",
-            id,
-            "--partitions",
-            &PARTITIONS.to_string(),
-            "--lease-ttl",
-            "2s",
-            "--partition-snapshot-every",
-            "300ms",
-        ],
-    )
+    node_with(nats, id, &["--lease-ttl", "2s"])
+}
+
+/// A node with `args` (`--lease-ttl` among them) added to the cluster's.
+fn node_with(nats: &Nats, id: &str, args: &[&str]) -> Server {
+    let (url, partitions) = (nats.url(), PARTITIONS.to_string());
+    let mut all = vec![
+        "--nats",
+        &url,
+        "--cluster",
+        "it",
+        "--node-id",
+        id,
+        "--partitions",
+        &partitions,
+        "--partition-snapshot-every",
+        "300ms",
+    ];
+    all.extend_from_slice(args);
+    Server::start(TRACKER_HTTP, &all)
 }
 
 /// Acknowledged events, and events in doubt.
@@ -449,6 +452,177 @@ async fn a_cluster_loses_nothing_acknowledged() {
     assert!(
         scanned > 10_000,
         "the NATS store was scanned ({scanned} bytes)"
+    );
+}
+
+/// A query asked as a node is killed waits for the new owner of the
+/// node's partitions, and answers 200 with the count: the query timeout
+/// follows the lease TTL. A 9 s TTL, renewed every 3 s, expires at least
+/// about 6 s after the kill: longer than the fixed 5 s a query used to
+/// wait before its 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_during_a_crash_takeover_answers_once_the_new_owner_serves() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut trail = Trail::default();
+    let survivor = node_with(&nats, "k0", &["--lease-ttl", "9s"]);
+    let mut killed = node_with(&nats, "k1", &["--lease-ttl", "9s"]);
+    for (name, n) in [("k0", &survivor), ("k1", &killed)] {
+        trail.follow(name, n);
+        n.wait_ready(&client, SETTLE).await;
+    }
+    poll::until_ok_async(SETTLE, "both nodes own a share", || async {
+        let shares = [
+            owned(&client, &survivor).await?,
+            owned(&client, &killed).await?,
+        ];
+        match !shares.contains(&0) && shares.iter().sum::<usize>() == PARTITIONS as usize {
+            true => Ok(()),
+            false => Err(format!("shares {shares:?}")),
+        }
+    })
+    .await;
+    // Page i has i % 3 + 1 of the site's 3 visitors; 48 pages span every
+    // partition.
+    let mut model = Model::default();
+    for i in 0..48 {
+        let url = format!("https://k.example/p{i}");
+        let visitors = (0..=i % 3).map(|v| format!("{VISITOR}k{v}"));
+        model.acked.insert(url, visitors.collect());
+    }
+    let body: String = model
+        .acked
+        .iter()
+        .flat_map(|(u, vs)| vs.iter().map(move |v| (u, v)))
+        .map(|(u, v)| serde_json::json!({"visitor": v, "url": u}).to_string() + "\n")
+        .collect();
+    accepted(
+        client
+            .post(survivor.url("/events/batch"))
+            .header("content-type", "application/x-ndjson")
+            .body(body),
+    )
+    .await;
+    let model = Mutex::new(model);
+    settle(&client, &[&survivor], &model, "every event counted").await;
+
+    // A page of a partition the killed node owns.
+    let stats = get(&client, killed.url("/stats")).await;
+    let theirs: Vec<u64> = stats["cluster"]["owned_partitions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let (page, visitors) = model
+        .lock()
+        .unwrap()
+        .acked
+        .iter()
+        .find(|(u, _)| theirs.contains(&u64::from(tracker_cluster::partition_of(u, PARTITIONS))))
+        .map(|(u, vs)| (u.clone(), vs.len() as u64))
+        .unwrap_or_else(|| panic!("no page in k1's partitions {stats}"));
+
+    let page_url = survivor.url(&format!("/distinct?url={}", urlencode(&page)));
+    let site_url = survivor.url("/distinct?site=k.example");
+    killed.kill_9();
+    let asked = std::time::Instant::now();
+    let (page_count, site_count) =
+        tokio::join!(fetch(&client, &page_url), fetch(&client, &site_url));
+    let waited = asked.elapsed();
+    let page_count = page_count.unwrap_or_else(|e| panic!("after {waited:?}: {e}"));
+    let site_count = site_count.unwrap_or_else(|e| panic!("after {waited:?}: {e}"));
+    assert_eq!(page_count["distinct_visitors"], visitors, "{page_count}");
+    assert_eq!(site_count["distinct_visitors"], 3, "{site_count}");
+    assert_eq!(
+        site_count["cluster"]["partitions_answered"], PARTITIONS,
+        "{site_count}"
+    );
+}
+
+/// Events acknowledged and then refused by their owner (its memory
+/// budget is full, under the reject policy) are counted by reason on
+/// `/metrics`, and warned about once per interval, not once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_stream_events_are_counted_and_warned_about_sparingly() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut trail = Trail::default();
+    // 16 KiB a partition: room for a few hundred pairs.
+    let budget = (16 * 1024 * PARTITIONS).to_string();
+    let node = node_with(
+        &nats,
+        "r0",
+        &[
+            "--lease-ttl",
+            "2s",
+            "--stripes",
+            "8",
+            "--max-memory",
+            &budget,
+            "--memory-policy",
+            "reject",
+        ],
+    );
+    trail.follow("r0", &node);
+    node.wait_ready(&client, SETTLE).await;
+    own_all(&client, &[&node], "r0 owns every partition").await;
+    const SENT: u64 = 3000;
+    let body: String = (0..SENT)
+        .map(|i| {
+            serde_json::json!({"visitor": format!("{VISITOR}r{i}"), "url": "https://r.example/full"})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    let reply = accepted(
+        client
+            .post(node.url("/events/batch"))
+            .header("content-type", "application/x-ndjson")
+            .body(body),
+    )
+    .await;
+    assert_eq!(reply["accepted"], SENT, "{reply}");
+    let series = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    // Every acknowledged event is either held or counted as refused.
+    let refused = poll::until_ok_async(SETTLE, "every event applied", || async {
+        let text = client
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let pairs = series(&text, "tracker_pairs ");
+        let refused = series(
+            &text,
+            "tracker_cluster_events_refused_total{reason=\"memory_full\"} ",
+        );
+        match pairs + refused == SENT {
+            true => Ok(refused),
+            false => Err(format!("{pairs} held, {refused} refused: {text}")),
+        }
+    })
+    .await;
+    assert!(refused > SENT / 2, "the budget refused most: {refused}");
+    let warnings = node.lines("stream events refused");
+    assert!(
+        (1..=3).contains(&warnings.len()),
+        "one warning per 10 s, not one per event: {warnings:?}"
+    );
+    assert_eq!(warnings[0]["level"], "WARN", "{warnings:?}");
+    assert_eq!(warnings[0]["reason"], "memory_full", "{warnings:?}");
+    let logs = node.logs.lock().unwrap();
+    assert!(
+        !logs.iter().any(|l| l.to_string().contains(VISITOR)),
+        "no visitor id in the logs"
     );
 }
 

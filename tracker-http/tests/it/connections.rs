@@ -297,6 +297,57 @@ fn an_oversized_body_sent_before_reading_gets_the_413() {
     }
 }
 
+/// A body that cannot be read (chunked framing broken, or the client
+/// stopped sending mid-body) is a typed 400 of its own on every route
+/// that reads one: it is not malformed JSON, the JSON was never seen.
+#[test]
+fn an_unreadable_body_is_unreadable_body_not_malformed_json() {
+    let server = Server::start(TRACKER_HTTP, &[]);
+    let event = r#"{"visitor":"v","url":"https://e.example/"}"#;
+    let bodies: [(&str, String); 3] = [
+        (
+            "transfer-encoding: chunked",
+            format!("zz\r\n{event}\r\n0\r\n\r\n"),
+        ),
+        (
+            "transfer-encoding: chunked",
+            format!("{:x}\r\n{event}", event.len() + 10),
+        ),
+        ("content-length: 100", event.to_string()),
+    ];
+    for path in ["/events", "/events/batch", "/api/event"] {
+        for (framing, body) in &bodies {
+            let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nhost: t\r\ncontent-type: text/plain\r\n{framing}\r\n\r\n{body}"
+            );
+            stream.write_all(request.as_bytes()).unwrap();
+            // The cut-short bodies end here.
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            let context = format!("{path} {framing} {body:?}: {response:?}");
+            assert!(response.starts_with("HTTP/1.1 400"), "{context}");
+            let json: Value =
+                serde_json::from_str(&response[response.find("\r\n\r\n").unwrap() + 4..])
+                    .unwrap_or_else(|e| panic!("{e}: {context}"));
+            assert_eq!(json["error"]["code"], "unreadable_body", "{context}");
+        }
+    }
+    let distinct = send_whole_then_read(
+        server.addr,
+        "GET /distinct?url=https://e.example/ HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        b"",
+    );
+    assert!(
+        distinct.ends_with(r#""distinct_visitors":0,"exact":true}"#),
+        "nothing was recorded: {distinct:?}"
+    );
+}
+
 /// Sends `request` whole, then reads to the close; the status and the
 /// JSON body of the one response.
 fn refused(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
@@ -320,7 +371,8 @@ fn refused(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Value) {
 fn request_heads_hyper_refuses_get_json_errors() {
     let server = Server::start(TRACKER_HTTP, &[]);
     let big = "x".repeat(20 << 10);
-    let cases: [(Vec<u8>, u16, &str); 4] = [
+    let fields = |n: usize| (1..n).map(|i| format!("x-{i}: v\r\n")).collect::<String>();
+    let cases: [(Vec<u8>, u16, &str); 5] = [
         (
             b"GE\x01T / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec(),
             400,
@@ -343,6 +395,13 @@ fn request_heads_hyper_refuses_get_json_errors() {
             431,
             "headers_too_large",
         ),
+        // 101 fields (host and 100 more), a few hundred bytes: the count
+        // is what was exceeded, not the size.
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: t\r\n{}\r\n", fields(101)).into_bytes(),
+            431,
+            "too_many_headers",
+        ),
     ];
     for (request, status, code) in cases {
         let (got, body) = refused(server.addr, &request);
@@ -353,6 +412,16 @@ fn request_heads_hyper_refuses_get_json_errors() {
         );
         assert!(body["error"]["message"].is_string(), "{body}");
     }
+    // 100 fields are served.
+    let hundred = send_whole_then_read(
+        server.addr,
+        &format!(
+            "GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n{}\r\n",
+            fields(99)
+        ),
+        b"",
+    );
+    assert!(hundred.starts_with("HTTP/1.1 200"), "{hundred:?}");
     // A keep-alive connection: a good request, then a bad head. Our
     // answer to the first is left alone, hyper's to the second replaced.
     let mut both = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n".to_vec();

@@ -283,6 +283,59 @@ fn bad_configuration_exits_2_with_a_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("stripes"));
 }
 
+/// The settings the binary logs at start-up with `env` set (every other
+/// `TRACKER_*` variable removed), or its refusal to start.
+fn start_up_config(names: &[String], env: &[(&String, &str)]) -> Result<String, String> {
+    let mut command = Command::new(TRACKER_HTTP);
+    command
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for name in names {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().map(|(name, value)| (name.as_str(), *value)));
+    let mut child = command.spawn().unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|entry| {
+            entry["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("starting tracker-http"))
+        });
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    match line {
+        Some(entry) => Ok(entry["config"].as_str().unwrap().to_string()),
+        None => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+    }
+}
+
+/// An empty `TRACKER_*` variable (docker-compose writes `TRACKER_X=`) is
+/// read as unset, every one of them: all empty at once, the binary
+/// starts with the settings it has with none set.
+#[test]
+fn empty_tracker_variables_are_read_as_unset() {
+    use clap::CommandFactory;
+    let names: Vec<String> = tracker_http::Config::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    assert!(names.len() > 50, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("TRACKER_")), "{names:?}");
+    let unset = start_up_config(&names, &[]).unwrap();
+    let blank: Vec<(&String, &str)> = names.iter().map(|name| (name, "")).collect();
+    assert_eq!(start_up_config(&names, &blank), Ok(unset.clone()));
+    // A variable with a value still counts.
+    let ttl = names.iter().find(|n| *n == "TRACKER_TTL").unwrap();
+    let with_ttl = start_up_config(&names, &[(ttl, "1h")]).unwrap();
+    assert!(with_ttl.contains("ttl=3600s"), "{with_ttl}");
+    assert!(unset.contains("ttl=none"), "{unset}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_sees_the_client_address() {
     // A token per 1000 s: no refill during the test, however slow it runs.

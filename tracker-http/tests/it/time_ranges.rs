@@ -873,6 +873,49 @@ async fn times_ahead_of_the_clock_or_before_the_retention_are_refused() {
     assert_eq!(answer.status, StatusCode::ACCEPTED);
 }
 
+/// With a TTL, an event older than the TTL window counts nowhere: the
+/// tracker drops it (it would expire on arrival), in the window and in
+/// the buckets alike. It is refused, as one before the retention is,
+/// rather than answered 202; one inside the window counts in both.
+#[tokio::test]
+async fn with_a_ttl_a_time_before_the_window_is_refused() {
+    let (app, _) = app_with(
+        Tracker::builder()
+            .ttl(Duration::from_secs(3600))
+            .retention(Duration::from_secs(30 * DAY)),
+        HttpLimits::standard(),
+    );
+    // The window is the last hour, to the second: [11:30:01, 12:30:00].
+    for time in ["2026-11-08T11:30:01Z", "-30m", "now"] {
+        let answer = record_timed(&app, time, "/w", json!(time)).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{time}");
+    }
+    for time in ["2026-11-08T11:30:00Z", "-2h", "-1d"] {
+        let answer = record_timed(&app, "old", "/w", json!(time)).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{time}");
+        assert_eq!(answer.error_code(), "before_ttl", "{time}");
+        let message = answer.json()["error"]["message"].to_string();
+        assert!(message.contains("2026-11-08T11:30:01Z"), "{message}");
+    }
+    // Nothing of "old" counts, in the window or in any bucket.
+    assert_eq!(ok(&app, "/distinct?url=/w").await["distinct_visitors"], 3);
+    let ranged = ok(&app, "/distinct?url=/w&from=2026-11-01&till=2026-11-09").await;
+    assert_eq!(ranged["distinct_visitors"], 3, "{ranged}");
+    // In a batch, such an event is refused alone.
+    let batch = json!([
+        {"visitor": "a", "url": "/w", "time": "-2h"},
+        {"visitor": "b", "url": "/w", "time": "-1m"},
+    ]);
+    let reply = post(&app, "/events/batch", "application/json", batch.to_string()).await;
+    let reply = reply.json();
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    assert_eq!(reply["refused"][0]["index"], 0, "{reply}");
+    assert_eq!(
+        reply["refused"][0]["error"]["code"], "before_ttl",
+        "{reply}"
+    );
+}
+
 /// A page sketched under the memory budget answers ranges as estimates:
 /// `exact: false` with its relative `error`, on the whole UTC days it
 /// covers, in `/distinct`, each `/series` point and `/top`.
