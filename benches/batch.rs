@@ -8,7 +8,8 @@
 //! `cargo test --benches` runs it once on a tiny stream. `ONLY=batch`
 //! (any part of a design's name) runs only the designs it names, for
 //! profiling one alone (`perf record`, `valgrind --tool=callgrind`);
-//! `THREADS=1` (or `1,2`) and `ROUNDS=n` narrow the run likewise.
+//! `THREADS=1` (or `1,2`) and `ROUNDS=n` narrow the run likewise;
+//! `BATCH=n` sets the batch size.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,15 @@ use tracker_core::{RecordBatch, Tracker};
 const BATCH: usize = 1024;
 const ROUNDS: usize = 5;
 const DESIGNS: [&str; 3] = ["naive", "tracker record", "tracker record_batch"];
+
+/// The batch size: `BATCH` from the environment, else [`BATCH`].
+fn batch_size() -> usize {
+    std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .filter(|&b| b > 0)
+        .unwrap_or(BATCH)
+}
 
 /// Feeds `events` into a fresh counter of `design` on `threads` threads.
 fn run(design: &str, events: &[(&str, &str)], threads: usize) -> Duration {
@@ -45,7 +55,7 @@ fn run(design: &str, events: &[(&str, &str)], threads: usize) -> Duration {
             let tracker = Tracker::new();
             timed(events, per_thread, |part| {
                 let mut batch = RecordBatch::default();
-                for chunk in part.chunks(BATCH) {
+                for chunk in part.chunks(batch_size()) {
                     tracker.record_batch(chunk, &mut batch);
                 }
             })
@@ -104,8 +114,9 @@ fn main() {
         let naive = medians[0].as_secs_f64();
         println!();
         println!(
-            "{threads} thread(s), {} events, batches of {BATCH}, median of {rounds}",
-            events.len()
+            "{threads} thread(s), {} events, batches of {}, median of {rounds}",
+            events.len(),
+            batch_size()
         );
         println!("| design | ns/event | fastest – slowest ns/event | vs naive |");
         println!("| --- | ---: | ---: | ---: |");

@@ -280,7 +280,13 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
             max: MAX_SITE_LEN,
         });
     }
-    let url = if site.contains("://") {
+    // `https:example.com` and `https:\\example.com` are URLs too (the URL
+    // Standard reads a web scheme's `:` with any run of `/` and `\` after
+    // it as `://`), not the host `https` with a port.
+    let web_scheme = site.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+    });
+    let url = if web_scheme || site.contains("://") {
         Cow::Borrowed(site)
     } else {
         // A `host:port` site never carries user info: with an `@` before
@@ -429,6 +435,16 @@ mod tests {
             Ok("xn--bcher-kva.de".into())
         );
         assert_eq!(site_name("bücher.de"), Ok("xn--bcher-kva.de".into()));
+        // A web scheme without `//` is still a URL, as a browser reads it
+        // (before, `https:\\x` was the host `https`).
+        for given in [
+            r"https:\\Example.com\blog",
+            "https:example.com/a",
+            "HTTP:/example.com",
+        ] {
+            assert_eq!(site_name(given), Ok("example.com".into()), "{given}");
+        }
+        assert_eq!(site_name("https:"), Err(TrackerError::InvalidUrl));
         // As the page rules read a host: one site however it is spelled,
         // and what they refuse is refused.
         assert_eq!(site_name("127.1"), Ok("127.0.0.1".into()));
