@@ -11,7 +11,7 @@
 //! Preflights and lists of origins still go through tower-http.
 //!
 //! Since `OPTIONS` is answered here on every route, a 405's `Allow` gets
-//! it added to the route's own methods ([`allow_options`]).
+//! it added to the route's own methods (`allow_options`).
 
 use std::convert::Infallible;
 use std::future::Future;
