@@ -9,6 +9,8 @@
 //!   `VisitorSet::prefetch_count`);
 //! - a record with a TTL asks for its timed table's home slot before the
 //!   table's header arrives (`VisitorSet::prefetch_home`);
+//! - a range or series scan over a page's table asks for each pair's run
+//!   of buckets some slots ahead (`Runs::prefetch_run`);
 //! - a record or a `distinct` asks for its stripe's lock line, to write
 //!   (a read lock writes it too), as soon as it knows the stripe
 //!   ([`prefetch_for_write`]).

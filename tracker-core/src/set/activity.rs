@@ -113,6 +113,27 @@ impl Runs {
         }
     }
 
+    /// Prefetches the start of the run of the pair whose word is `word`
+    /// (its header and the line after it), which [`seen_in`](Self::seen_in)
+    /// and [`count_points`](Self::count_points) read; nothing for a
+    /// one-bucket word. The scans over a table ask for the run of a pair
+    /// some slots ahead: runs lie in the arena in the order they grew, not
+    /// in slot order, so without it every run is a miss waited for in turn.
+    #[inline]
+    pub(crate) fn prefetch_run(&self, word: u32) {
+        if word & MULTI != 0 {
+            let at = (word & !MULTI) as usize;
+            // A word of an emptied slot may be stale: only words inside
+            // the arena are asked for (a hint either way).
+            if let Some(header) = self.arena.get(at) {
+                crate::prefetch::prefetch(header);
+            }
+            if let Some(next) = self.arena.get(at + 16) {
+                crate::prefetch::prefetch(next);
+            }
+        }
+    }
+
     /// Whether the pair was seen in a bucket of `range`.
     #[inline]
     pub(crate) fn seen_in(&self, word: u32, range: Range<u64>) -> bool {

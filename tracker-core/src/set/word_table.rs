@@ -277,6 +277,10 @@ impl<const AUX: usize, W: TableWords> Clone for Words<'_, AUX, W> {
 
 impl<const AUX: usize, W: TableWords> Copy for Words<'_, AUX, W> {}
 
+/// How many slots ahead of the one read a scan over a table's words asks
+/// for the pair's run ([`Runs::prefetch_run`](super::activity::Runs::prefetch_run)).
+const RUNS_AHEAD: usize = 16;
+
 impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
     const WORD: usize = AUX - 1;
 
@@ -284,7 +288,11 @@ impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
     /// scan of the words.
     pub(crate) fn count_in(&self, range: Range<u64>, live: impl Fn(&[u32; AUX]) -> bool) -> u64 {
         let mut n = 0;
+        let mut ahead = self.runs_ahead();
         for (i, word) in self.table.value_run(Self::WORD).enumerate() {
+            if let Some(word) = ahead.as_mut().and_then(Iterator::next) {
+                self.runs.prefetch_run(word);
+            }
             if self.table.is_occupied(i)
                 && self.runs.seen_in(word, range.clone())
                 && (AUX == 1 || live(&self.values(i)))
@@ -303,7 +311,11 @@ impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
         live: impl Fn(&[u32; AUX]) -> bool,
         counts: &mut [u32],
     ) {
+        let mut ahead = self.runs_ahead();
         for (i, word) in self.table.value_run(Self::WORD).enumerate() {
+            if let Some(word) = ahead.as_mut().and_then(Iterator::next) {
+                self.runs.prefetch_run(word);
+            }
             if self.table.is_occupied(i) && (AUX == 1 || live(&self.values(i))) {
                 self.runs.count_points(word, series, counts);
             }
@@ -317,11 +329,24 @@ impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
         live: impl Fn(&[u32; AUX]) -> bool,
         mut f: impl FnMut(u64),
     ) {
+        // `entries` goes over the occupied slots: so does the look-ahead.
+        let mut ahead = (self.runs.len() > 0).then(|| self.table.occupied().skip(RUNS_AHEAD));
         for (hash, values) in self.table.entries() {
+            if let Some(slot) = ahead.as_mut().and_then(Iterator::next) {
+                self.runs.prefetch_run(self.table.value(slot, Self::WORD));
+            }
             if self.runs.seen_in(values[Self::WORD], range.clone()) && live(&values) {
                 f(hash);
             }
         }
+    }
+
+    /// The words `RUNS_AHEAD` slots on, for a scan over every slot to
+    /// prefetch runs with; none when no pair has a run (a page whose pairs
+    /// were each seen in one bucket scans as fast as before).
+    fn runs_ahead(&self) -> Option<impl Iterator<Item = u32> + 'a> {
+        let table = self.table;
+        (self.runs.len() > 0).then(|| table.value_run(Self::WORD).skip(RUNS_AHEAD))
     }
 
     fn values(&self, slot: usize) -> [u32; AUX] {
