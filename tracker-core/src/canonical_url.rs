@@ -1354,46 +1354,29 @@ const fn graphic_except(except: &[u8]) -> [bool; 256] {
         table[b as usize] = true;
         b += 1;
     }
-    let mut i = 0;
-    while i < except.len() {
-        table[except[i] as usize] = false;
-        i += 1;
-    }
-    table
+    with(table, except, false)
 }
 
 /// The unreserved bytes (`A-Z a-z 0-9 - . _ ~`) and `extra`.
 const fn unreserved_and(extra: &[u8]) -> [bool; 256] {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 128 {
-        let byte = b as u8;
-        table[b] = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
-        b += 1;
-    }
-    let mut i = 0;
-    while i < extra.len() {
-        table[extra[i] as usize] = true;
-        i += 1;
-    }
-    table
+    let unreserved = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~";
+    with(with([false; 256], unreserved, true), extra, true)
 }
 
 /// Bytes [`is_canonical`] passes over in a path: today's plain ones but
 /// `#` (a fragment), `?` (the query's start) and `.` (which may start a
 /// dot segment).
-static KEPT_PATH: [bool; 256] = without(&NOW.path.plain, b"#?.");
+static KEPT_PATH: [bool; 256] = with(NOW.path.plain, b"#?.", false);
 
 /// Bytes [`is_canonical`] passes over in a query: today's plain ones but
 /// `#`, and `&`, `=` (where parameters and their names end).
-static KEPT_QUERY: [bool; 256] = without(&NOW.query.plain, b"#&=");
+static KEPT_QUERY: [bool; 256] = with(NOW.query.plain, b"#&=", false);
 
-/// `table` with `stops` false.
-const fn without(table: &[bool; 256], stops: &[u8]) -> [bool; 256] {
-    let mut table = *table;
+/// `table` with the entries of `bytes` set to `value`.
+const fn with(mut table: [bool; 256], bytes: &[u8], value: bool) -> [bool; 256] {
     let mut i = 0;
-    while i < stops.len() {
-        table[stops[i] as usize] = false;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = value;
         i += 1;
     }
     table
@@ -1517,6 +1500,12 @@ mod tests {
         canon_with(raw, QueryPolicy::Keep)
     }
 
+    /// `raw`'s canonical form is `canonical`, which is its own.
+    fn assert_canonical(raw: &str, canonical: &str) {
+        assert_eq!(canon(raw), canonical, "{raw:?}");
+        assert_eq!(canon(canonical), canonical, "{canonical:?}");
+    }
+
     fn assert_refused(raw: &str) {
         let refused = canonicalize(raw, &UrlOptions::default());
         assert_eq!(refused, Err(TrackerError::InvalidUrl), "{raw}");
@@ -1614,8 +1603,7 @@ mod tests {
             ("https://[::]/", "https://[::]/"),
             ("http://x:0080/", "http://x/"),
         ] {
-            assert_eq!(canon(raw), canonical, "{raw}");
-            assert_eq!(canon(canonical), canonical, "{canonical}");
+            assert_canonical(raw, canonical);
         }
         for bad in [
             "https://x:99999/",
@@ -1713,8 +1701,7 @@ mod tests {
             ("https://example.com/a\\", "https://example.com/a/"),
             ("https://example.com/a?b\\c", "https://example.com/a?b\\c"),
         ] {
-            assert_eq!(canon(raw), chromium, "{raw:?}");
-            assert_eq!(canon(chromium), chromium, "{chromium:?}");
+            assert_canonical(raw, chromium);
         }
         // Paths are read as a browser reads them on an `https` page
         // (Chromium: `new URL("\\a\\b", "https://page.example/")` is
@@ -1782,8 +1769,7 @@ mod tests {
                     piece(query_escaped)
                 ),
             };
-            assert_eq!(canon(&raw), chromium, "{raw:?}");
-            assert_eq!(canon(&chromium), chromium, "{chromium:?}");
+            assert_canonical(&raw, &chromium);
         }
         // Chromium keeps an escape as it is given. We decode those of
         // unreserved bytes, and in the query those of the bytes it keeps
@@ -1841,8 +1827,7 @@ mod tests {
             ("https://x/a/.%09./b", "https://x/a/.%09./b"),
             ("https://x/a/.\t./b", "https://x/b"),
         ] {
-            assert_eq!(canon(raw), chromium, "{raw:?}");
-            assert_eq!(canon(chromium), chromium, "{chromium:?}");
+            assert_canonical(raw, chromium);
         }
         // A path is read as on a page (Chromium: `new URL("/a/../b",
         // "https://p.test/d/e")` is `https://p.test/b`); one that then
@@ -1858,8 +1843,7 @@ mod tests {
             ("/.//a", "/.//a"),
             ("/a/..//b/", "/.//b/"),
         ] {
-            assert_eq!(canon(raw), canonical, "{raw:?}");
-            assert_eq!(canon(canonical), canonical, "{canonical:?}");
+            assert_canonical(raw, canonical);
         }
         let fold = UrlOptions {
             fold_trailing_slash: true,
