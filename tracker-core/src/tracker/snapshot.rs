@@ -81,27 +81,36 @@
 //! earlier version may hold a page key today's URL rules (the
 //! `canonical_url` module docs) would not write: one that kept user info
 //! (`https://a@example.com/x`, before it was dropped), one whose host or
-//! port predates the URL Standard's rules, or one whose path has a `\`
-//! (a byte of the path then, a `/` now). It is read as the version that
-//! wrote it did (its authority up to its path, a `\` in it a byte of the
-//! host or user info), and nothing stored is lost or refused for it:
+//! port predates the URL Standard's rules, one whose path has a `\`
+//! (a byte of the path then, a `/` now), or one written before dot
+//! segments were resolved and bytes escaped as Chromium escapes them
+//! (urls8). It is read as the version that wrote it did (its authority up
+//! to its path, a `\` in it a byte of the host or user info; its path and
+//! query under the escape rules before urls8, dot segments kept), and
+//! nothing stored is lost or refused for it:
 //!
 //! - a key the rules now rewrite in its scheme and authority (user info
 //!   dropped, `https://127.1/x` now `https://127.0.0.1/x`, `[0:0::1]` now
-//!   `[::1]`, `bücher.de` now `xn--bcher-kva.de`) or in its path's `\`
-//!   (`https://x/a\b` now `https://x/a/b`), into a key they also write,
+//!   `[::1]`, `bücher.de` now `xn--bcher-kva.de`), in its path's `\`
+//!   (`https://x/a\b` now `https://x/a/b`), dot segments (`/a/../b` now
+//!   `/b`, the path `/a/..//b` now `/.//b`) or escapes (`/a^b?c'd` now
+//!   `/a%5Eb?c%27d`, `?a=%7B` now `?a={`), into a key they also write,
 //!   is re-keyed to that form once every other
 //!   page is in; if a page of that form is already there (both were
 //!   recorded) it stays under its old key, so that no two sets are merged
 //!   (a merge could not be undone, and would be wrong for two forms that
 //!   once were two pages);
 //! - a key whose authority the rules now refuse (`https://x:99999/x`,
-//!   `https://1.2.3.999/x`, `https://a\b/x`) and nothing else, or that
-//!   they would rewrite into a key they refuse (the path `/\x`, now
-//!   `//x`), is kept as it is: no event can be sent under a new spelling
-//!   of it, so no page of another key competes for it.
+//!   `https://1.2.3.999/x`, `https://a\b/x`) and nothing else (its path
+//!   may have dot segments: `https://x:99999/a/../b`), or that they would
+//!   rewrite into a key they refuse (the path `/\x`, now `//x`; a key
+//!   over the length limit once escaped), is kept as it is: no event can
+//!   be sent under a new spelling of it, so no page of another key
+//!   competes for it.
 //!
-//! A key whose path or query is not canonical is damage, refused. A page
+//! A key whose path or query was not canonical when it was written (under
+//! the rules before urls8: `https://x/a{` or `https://x/%2E` never were)
+//! is damage, refused. A page
 //! under an old key is still listed, and counted in the site of its
 //! host as stored (which a site query no longer names when the rules
 //! spell that host otherwise now: `127.1`, `bücher.de`). A query or

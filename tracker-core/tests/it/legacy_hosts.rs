@@ -1,10 +1,12 @@
-//! Pages written before the URL Standard's host and port rules, and its
-//! reading of `\` as `/` (`tracker_core::canonical_url` module docs),
-//! still restore and replay: a key the rules refuse only for its
-//! authority (`https://x:99999/p`) is kept as stored, one they merely
-//! spell another way (`https://127.1/p`, `https://bücher.de/u`, now
-//! punycode, `https://x/q\r`, now `https://x/q/r`) is re-keyed to its
-//! canonical form unless that page exists too ("Legacy pages" in
+//! Pages written before the URL Standard's host and port rules, its
+//! reading of `\` as `/`, its dot segments and Chromium's escape sets
+//! (`tracker_core::canonical_url` module docs), still restore and replay:
+//! a key the rules refuse only for its authority (`https://x:99999/p`) is
+//! kept as stored, one they merely spell another way (`https://127.1/p`,
+//! `https://bücher.de/u`, now punycode, `https://x/q\r`, now
+//! `https://x/q/r`, `https://x/a/../b`, now `https://x/b`,
+//! `https://x/a^b|?c'd`, now `https://x/a%5Eb%7C?c%27d`) is re-keyed to
+//! its canonical form unless that page exists too ("Legacy pages" in
 //! `tracker_core::persist::tracker_snapshot`).
 //!
 //! Old snapshots are made by patching a current payload with strings of
@@ -26,7 +28,7 @@ fn builder() -> TrackerBuilder {
 
 /// (recorded as, stored by an older version as, canonical form now or
 /// `None` if refused now).
-const FORMS: [(&str, &str, Option<&str>); 11] = [
+const FORMS: [(&str, &str, Option<&str>); 16] = [
     ("https://x:12345/p", "https://x:99999/p", None),
     ("https://x:12345/q", "https://x:00abc/q", None),
     ("https://a.b.c.ddd/p", "https://1.2.3.999/p", None),
@@ -57,6 +59,22 @@ const FORMS: [(&str, &str, Option<&str>); 11] = [
     // Scheme-relative now (refused), a path then: kept.
     ("/abcd/p", "//c.d/p", None),
     ("/zx", "/\\x", None),
+    // Dot segments were kept, and the escape sets were not Chromium's.
+    ("https://x/a/zz/b", "https://x/a/../b", Some("https://x/b")),
+    (
+        "https://x/azbz?czd",
+        "https://x/a^b|?c'd",
+        Some("https://x/a%5Eb%7C?c%27d"),
+    ),
+    (
+        "https://x/?b=zzzzzzzzz",
+        "https://x/?b=%7B%60%7D",
+        Some("https://x/?b={`}"),
+    ),
+    // A path now starting with `//` is written as the URL Standard writes
+    // a path without a host.
+    ("/fzzzzzg", "/f/..//g", Some("/.//g")),
+    ("https://x:12345/rzzzzs", "https://x:99999/r/../s", None),
 ];
 
 /// A payload with page `i` of [`FORMS`] under its old key with `i + 1`
@@ -130,6 +148,25 @@ fn old_keys_are_kept_or_rekeyed_on_restore() {
     );
     // A re-keyed page is reached by any spelling.
     assert_eq!(restored.distinct("https://127.1/p").unwrap().visitors, 4);
+    assert_eq!(
+        restored.distinct("https://x/a/%2e%2E/b").unwrap().visitors,
+        12
+    );
+    assert_eq!(
+        restored
+            .distinct("https://x/a%5eb%7c?c'd")
+            .unwrap()
+            .visitors,
+        13
+    );
+    assert_eq!(
+        restored.distinct("https://x/?b=%7b`}").unwrap().visitors,
+        14
+    );
+    assert_eq!(
+        restored.distinct("/h/../f/./g/../..//g").unwrap().visitors,
+        15
+    );
     assert!(
         !restored
             .record("l0", "https://0x7f.0.0.1/p")
@@ -148,10 +185,21 @@ fn an_old_key_beside_its_canonical_form_stays_under_its_old_key() {
     assert_eq!(pages["https://127.1/p"], 4, "{pages:?}");
     assert_eq!(pages["https://127.0.0.1/p"], 2);
     assert_eq!(pages["https://x:99999/p"], 1);
+    assert_eq!(pages["https://x/a/../b"], 12);
+    assert_eq!(pages["https://x/b"], 2);
+    assert_eq!(pages["/f/..//g"], 15);
+    assert_eq!(pages["/.//g"], 2);
     // Sent exactly as its old key, an event reaches the old page; any
     // other spelling the canonical one.
     assert!(!restored.record("l3", "https://127.1/p").unwrap().is_new());
     assert!(restored.record("l3", "https://127.0.1/p").unwrap().is_new());
+    assert!(!restored.record("l3", "https://x/a/../b").unwrap().is_new());
+    assert!(
+        restored
+            .record("l3", "https://x/a/./../b")
+            .unwrap()
+            .is_new()
+    );
     let again = Tracker::restore_snapshot(&snapshot_of(&restored), builder()).unwrap();
     assert_eq!(listing(&again), listing(&restored));
 }
@@ -193,6 +241,11 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
             ("n1", "/ab\\c/new"),
             ("n1", "//c.d/p"),
             ("n1", "//c.d/new"),
+            ("n1", "https://x/a/../b"),
+            ("n1", "https://x/a/./b/../new"),
+            ("n1", "https://x/a^b|?c'd"),
+            ("n1", "https://x:99999/r/../s"),
+            ("n1", "https://x:99999/r/./t"),
             // Never a page key: refused, counted, and the open goes on.
             ("n1", "javascript:x"),
         ] {
@@ -206,7 +259,7 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     }
     let open = || DurableTracker::open(dir.path(), builder(), LogOptions::default()).unwrap();
     let (durable, report) = open();
-    assert_eq!((report.replayed, report.refused), (11, 1), "{report:?}");
+    assert_eq!((report.replayed, report.refused), (16, 1), "{report:?}");
     assert_eq!(report.first_refusal, Some(TrackerError::InvalidUrl));
     let pages = listing(durable.tracker());
     assert_eq!(pages["https://x:99999/p"], 2, "{pages:?}");
@@ -221,6 +274,13 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     assert_eq!(pages["/ab/c/new"], 1);
     assert_eq!(pages["//c.d/p"], 11);
     assert_eq!(pages["//c.d/new"], 1);
+    assert_eq!(pages["https://x/a/../b"], 13);
+    assert_eq!(pages["https://x/b"], 2);
+    assert_eq!(pages["https://x/a/new"], 1);
+    assert_eq!(pages["https://x/a^b|?c'd"], 14);
+    assert_eq!(pages["https://x/a%5Eb%7C?c%27d"], 2);
+    assert_eq!(pages["https://x:99999/r/../s"], 17);
+    assert_eq!(pages["https://x:99999/r/./t"], 1);
     // Live, an event under a kept key that has a page is taken and logged
     // as it is; under a new refused key it is refused.
     durable.record("n3", "https://x:65536/new").unwrap();
@@ -250,14 +310,16 @@ fn a_stream_replay_takes_old_keys_and_refuses_others_with_a_typed_error() {
     let tracker = builder().build().unwrap();
     let hash = tracker.visitor_hash("s").unwrap();
     let at = Timestamp::from_millis(1_700_000_000_000);
-    let (_, page) = tracker
-        .record_visitor_hash(hash, "https://x:99999/p", at)
-        .unwrap();
-    assert_eq!(page, "https://x:99999/p");
-    let (_, page) = tracker
-        .record_visitor_hash(hash, "https://127.1/p", at)
-        .unwrap();
-    assert_eq!(page, "https://127.0.0.1/p");
+    for (sent, page) in [
+        ("https://x:99999/p", "https://x:99999/p"),
+        ("https://127.1/p", "https://127.0.0.1/p"),
+        ("//c.d/p", "//c.d/p"),
+        ("https://x/a/../b?c'd", "https://x/b?c%27d"),
+        ("https://x:99999/r/../s", "https://x:99999/r/../s"),
+    ] {
+        let (_, taken) = tracker.record_visitor_hash(hash, sent, at).unwrap();
+        assert_eq!(taken, page, "{sent}");
+    }
     for refused in ["javascript:x", "https://x:99999/a b", "https://x:99999"] {
         assert_eq!(
             tracker.record_visitor_hash(hash, refused, at),
@@ -265,8 +327,6 @@ fn a_stream_replay_takes_old_keys_and_refuses_others_with_a_typed_error() {
             "{refused}"
         );
     }
-    let (_, page) = tracker.record_visitor_hash(hash, "//c.d/p", at).unwrap();
-    assert_eq!(page, "//c.d/p");
     // Live, the same kept keys are refused where no page holds them.
     assert_eq!(
         tracker.record("s", "https://x:99999/q"),
@@ -276,5 +336,5 @@ fn a_stream_replay_takes_old_keys_and_refuses_others_with_a_typed_error() {
         tracker.record("s", "//c.d/q"),
         Err(TrackerError::SchemeRelativeUrl)
     );
-    assert_eq!(listing(&tracker).len(), 3);
+    assert_eq!(listing(&tracker).len(), 5);
 }
