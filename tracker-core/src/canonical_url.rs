@@ -452,9 +452,13 @@ pub(crate) fn page_key<'a>(
     keys: Keys,
 ) -> Result<Cow<'a, str>, TrackerError> {
     match canonicalize(url, options) {
-        Err(TrackerError::InvalidUrl | TrackerError::SchemeRelativeUrl)
-            if keys == Keys::Stored && stored_key(url, options) == Some(StoredKey::Kept) =>
-        {
+        // `TooLong`: a key within the limit when written that today's
+        // escapes lengthen past it (`stored_key` keeps it).
+        Err(
+            TrackerError::InvalidUrl
+            | TrackerError::SchemeRelativeUrl
+            | TrackerError::TooLong { .. },
+        ) if keys == Keys::Stored && stored_key(url, options) == Some(StoredKey::Kept) => {
             Ok(Cow::Borrowed(url))
         }
         other => other,

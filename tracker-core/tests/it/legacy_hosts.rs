@@ -301,6 +301,37 @@ fn a_data_directory_with_old_keys_in_its_snapshot_and_log_opens_as_it_recorded()
     assert_eq!(listing(durable.tracker()), before);
 }
 
+/// A key an older version logged within the URL length limit, that
+/// today's escapes lengthen past it (`^` is `%5E` now), is replayed under
+/// its stored key, as a snapshot restores it: not refused, not lost.
+#[test]
+fn an_old_key_escaped_past_the_length_limit_replays_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = builder().config().unwrap().url.max_len;
+    let url = format!("https://x/{}{}", "a".repeat(limit - 18), "^".repeat(8));
+    assert_eq!(url.len(), limit);
+    assert!(matches!(
+        builder().build().unwrap().record("v", &url),
+        Err(TrackerError::TooLong { .. })
+    ));
+    let hasher = builder().build().unwrap();
+    {
+        let (log, _) = EventLog::open(dir.path().join("log"), LogOptions::default()).unwrap();
+        for visitor in ["v1", "v2"] {
+            let event = LogEvent {
+                visitor_hash: hasher.visitor_hash(visitor).unwrap(),
+                at_millis: Timestamp::from_millis(1_700_000_000_000).as_millis(),
+                url: &url,
+            };
+            log.append(&event).unwrap();
+        }
+    }
+    let (durable, report) =
+        DurableTracker::open(dir.path(), builder(), LogOptions::default()).unwrap();
+    assert_eq!((report.replayed, report.refused), (2, 0), "{report:?}");
+    assert_eq!(listing(durable.tracker())[&url], 2);
+}
+
 /// A cluster's stream is replayed through `record_visitor_hash`: an old
 /// event under a kept key counts there, and one no version would have
 /// written is a typed error (the consumer logs and skips it), never a
