@@ -208,10 +208,7 @@ fn canonical_prefix(prefix: &str) -> Cow<'_, str> {
     let Some(scheme) = prefix.find("://") else {
         return Cow::Borrowed(prefix);
     };
-    if !["http", "https"]
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(&prefix[..scheme]))
-    {
+    if !is_web_scheme(&prefix[..scheme]) {
         return Cow::Borrowed(prefix);
     }
     let host = scheme + 3;
@@ -232,6 +229,12 @@ fn canonical_prefix(prefix: &str) -> Cow<'_, str> {
         }
         None => Cow::Borrowed(prefix),
     }
+}
+
+/// Whether `scheme` is `http` or `https`, in any case: the only schemes a
+/// page URL, and so a site or a prefix given as a URL, may have.
+fn is_web_scheme(scheme: &str) -> bool {
+    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
 }
 
 /// A count carried through the heap, which orders by URL alone.
@@ -283,11 +286,11 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
     // `https:example.com` and `https:\\example.com` are URLs too (the URL
     // Standard reads a web scheme's `:` with any run of `/` and `\` after
     // it as `://`), not the host `https` with a port.
-    let web_scheme = site.split_once(':').is_some_and(|(scheme, _)| {
-        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
-    });
-    let url = if web_scheme || site.contains("://") {
-        Cow::Borrowed(site)
+    let web = site
+        .split_once(':')
+        .is_some_and(|(scheme, _)| is_web_scheme(scheme));
+    let (url, web) = if web || site.contains("://") {
+        (Cow::Borrowed(site), web)
     } else {
         // A `host:port` site never carries user info: with an `@` before
         // its path, `mailto:someone@example.com` would read as user info
@@ -296,10 +299,8 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
         if authority.contains('@') {
             return Err(TrackerError::InvalidUrl);
         }
-        Cow::Owned(format!("http://{site}"))
+        (Cow::Owned(format!("http://{site}")), true)
     };
-    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-    let web = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
     // No host (`https://`, `:80`) is no site, rather than a bad one.
     let no_host = |(authority, _): (&str, &str)| {
         let host = authority
