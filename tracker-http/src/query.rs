@@ -442,7 +442,13 @@ pub(crate) fn optional_param<'q>(
     query: &'q str,
     name: &str,
 ) -> Result<Option<Cow<'q, str>>, AppError> {
-    Ok(param(query, name)?.filter(|value| !value.trim().is_empty()))
+    Ok(given(param(query, name)?))
+}
+
+/// An optional parameter's decoded value, `None` when it is empty or
+/// blank (see [`optional_param`]).
+pub(crate) fn given(value: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    value.filter(|value| !value.trim().is_empty())
 }
 
 /// [`param`] of a value [`raw_params`] found.

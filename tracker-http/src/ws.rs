@@ -44,7 +44,7 @@ use crate::batch::{BatchReply, record_parsed, split_array};
 use crate::browser::Sender;
 use crate::error::AppError;
 use crate::ingest::{first_byte, parse_event};
-use crate::query::{decode_param, raw_param_as_given};
+use crate::query::{decode_param, given, raw_param_as_given};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
@@ -55,14 +55,14 @@ use crate::state::AppState;
 /// case); bare (`?ack`) it is on, and empty (`?ack=`) it is not given, as
 /// every optional parameter.
 pub fn wants_acks(query: &str) -> Result<bool, AppError> {
-    let value = match raw_param_as_given(query, "ack") {
+    let raw = match raw_param_as_given(query, "ack") {
         None => return Ok(false),
         Some(None) => return Ok(true),
-        Some(Some(raw)) => decode_param("ack", Some(raw))?.unwrap_or_default(),
+        Some(raw) => raw,
     };
-    if value.trim().is_empty() {
-        return Ok(false); // not given, as every optional parameter
-    }
+    let Some(value) = given(decode_param("ack", raw)?) else {
+        return Ok(false);
+    };
     BoolishValueParser::new()
         .parse_ref(
             &clap::Command::new("ws"),
