@@ -2,6 +2,7 @@
 //! once per batch.
 
 use super::Tracker;
+use crate::canonical_url::Keys;
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync;
@@ -346,7 +347,7 @@ impl Tracker {
         url_hash: u64,
         tick: u32,
     ) -> Result<(Recorded, std::borrow::Cow<'a, str>), TrackerError> {
-        let (form, hash) = self.canonical_key(url, url_hash)?;
+        let (form, hash) = self.page_key(url, url_hash, Keys::Live)?;
         match self.record_new(&form, hash, visitor, tick, None) {
             StripeRecord::Done(recorded) | StripeRecord::DoneSweepDue(recorded) => {
                 Ok((recorded, form))

@@ -220,18 +220,9 @@ impl Tracker {
         raw_hash
     }
 
-    /// The page key of `url`: its canonical form and that form's hash,
-    /// `raw_hash` (the hash of `url` as sent) when canonicalising left it
-    /// as it was.
-    fn canonical_key<'a>(
-        &self,
-        url: &'a str,
-        raw_hash: u64,
-    ) -> Result<(Cow<'a, str>, u64), TrackerError> {
-        self.page_key(url, raw_hash, Keys::Live)
-    }
-
-    /// [`canonical_key`](Self::canonical_key), taking `keys`.
+    /// The page key of `url` under `keys`: its canonical form and that
+    /// form's hash, `raw_hash` (the hash of `url` as sent) when
+    /// canonicalising left it as it was.
     fn page_key<'a>(
         &self,
         url: &'a str,
