@@ -45,14 +45,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(INTERVAL).await;
-    }
+    until_ok_async(limit, what, || {
+        let next = check();
+        async { next.await.ok_or("none yet") }
+    })
+    .await
 }
 
 /// [`until_some_async`] for checks that say why they do not hold yet:
