@@ -274,30 +274,33 @@ impl Node {
             .backpressure_on_inflight(false)
             .build(client.clone());
         let c = &config.cluster;
-        let stream = js
-            .get_or_create_stream(stream::Config {
-                name: format!("TRACKER_{c}"),
-                subjects: vec![format!("tracker.{c}.events.>")],
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
-                description: Some("tracker events (tracker_cluster::EventV1)".into()),
-                ..Default::default()
-            })
-            .await
-            .map_err(nats)?;
+        let stream = get_or_create(
+            || js.get_stream(format!("TRACKER_{c}")),
+            || {
+                js.create_stream(stream::Config {
+                    name: format!("TRACKER_{c}"),
+                    subjects: vec![format!("tracker.{c}.events.>")],
+                    storage: stream::StorageType::File,
+                    num_replicas: config.replicas,
+                    description: Some("tracker events (tracker_cluster::EventV1)".into()),
+                    ..Default::default()
+                })
+            },
+        )
+        .await?;
         let kv = lease_bucket(&js, c, config.replicas).await?;
-        let snapshots = match js.get_object_store(format!("tracker_{c}_snapshots")).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(object_store::Config {
+        let snapshots = get_or_create(
+            || js.get_object_store(format!("tracker_{c}_snapshots")),
+            || {
+                js.create_object_store(object_store::Config {
                     bucket: format!("tracker_{c}_snapshots"),
                     num_replicas: config.replicas,
                     storage: stream::StorageType::File,
                     ..Default::default()
                 })
-                .await
-                .map_err(nats)?,
-        };
+            },
+        )
+        .await?;
         let key = cluster_setting(&kv, "meta.hash_key", random_u64()).await?;
         let partitions =
             cluster_setting(&kv, "meta.partitions", u64::from(config.partitions)).await?;
@@ -1519,24 +1522,54 @@ async fn lease_bucket(
     replicas: usize,
 ) -> Result<kv::Store, ClusterError> {
     let bucket = format!("tracker_{cluster}");
-    if let Ok(store) = js.get_key_value(&bucket).await {
-        return Ok(store);
-    }
-    js.get_or_create_stream(stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: replicas,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
+    get_or_create(
+        || js.get_key_value(&bucket),
+        || async {
+            js.create_stream(stream::Config {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: stream::DiscardPolicy::New,
+                num_replicas: replicas,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            js.get_key_value(&bucket).await.map_err(|e| e.to_string())
+        },
+    )
     .await
-    .map_err(nats)?;
-    js.get_key_value(&bucket).await.map_err(nats)
+}
+
+/// What `get` finds, else what `create` makes. Nodes joining a new
+/// cluster at once race to create its stream and stores, and every
+/// create but the first fails on the server (NATS 2.9 answers "subjects
+/// overlap with an existing stream"); the loser then gets the winner's.
+/// A create that fails with nothing there to get is the error.
+///
+/// Plain closures returning futures rather than `AsyncFn`: the futures of
+/// async closures are not known to be `Send` for every borrow, and
+/// `Node::join` must be spawnable.
+async fn get_or_create<T, GetError, CreateError, Get, Create>(
+    get: impl Fn() -> Get,
+    create: impl FnOnce() -> Create,
+) -> Result<T, ClusterError>
+where
+    Get: Future<Output = Result<T, GetError>>,
+    Create: Future<Output = Result<T, CreateError>>,
+    CreateError: std::fmt::Display,
+{
+    if let Ok(found) = get().await {
+        return Ok(found);
+    }
+    match create().await {
+        Ok(made) => Ok(made),
+        Err(e) => get().await.map_err(|_| nats(e)),
+    }
 }
 
 /// The cluster-wide value of `key`: `proposal` if this node is the first
