@@ -22,7 +22,7 @@ async fn nodes_joining_a_new_cluster_at_once_all_join() {
     };
     for race in 0..RACES {
         let joins = (0..NODES).map(|i| {
-            let mut config = ClusterConfig::new(nats.url(), &format!("race{race}"));
+            let mut config = ClusterConfig::new(nats.url(), format!("race{race}"));
             config.node_id = Some(format!("n{i}"));
             config.partitions = 8;
             config.lease_ttl = Duration::from_secs(2);
