@@ -532,6 +532,66 @@ async fn rate_limit_is_per_ip_and_spares_health() {
     }
 }
 
+/// A browser sender told to wait can read for how long: `Retry-After`
+/// is not a CORS-safelisted response header, so without being exposed a
+/// page's script sees the 429 but not when to try again. Under any
+/// origin (the fast path) and a list of origins (tower-http's) alike.
+#[tokio::test]
+async fn a_page_can_read_retry_after_across_origins() {
+    for origins in [vec!["*".to_string()], vec!["https://site.example".into()]] {
+        let (app, _) = with_limits(HttpLimits {
+            rate_limiter: Some(RateLimiter::new(0.001, 1.0)),
+            cors_origins: origins.clone(),
+            ..HttpLimits::standard()
+        });
+        let event = || {
+            Request::post("/events")
+                .header("origin", "https://site.example")
+                .header("content-type", "text/plain")
+                .body(Body::from(r#"{"url":"/"}"#))
+                .unwrap()
+        };
+        assert_eq!(send(&app, event()).await.status, StatusCode::ACCEPTED);
+        let answer = send(&app, event()).await;
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{origins:?}");
+        assert_eq!(answer.headers["retry-after"], "1000");
+        let exposed = answer.headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        let exposed: Vec<&str> = exposed.split(',').map(str::trim).collect();
+        assert!(exposed.contains(&"retry-after"), "{origins:?}: {exposed:?}");
+        assert!(exposed.contains(&"x-request-id"), "{origins:?}: {exposed:?}");
+    }
+}
+
+/// A preflight's answer says how long the browser may reuse it, so a
+/// page posting JSON events does not send a preflight before each one
+/// (browsers keep one 5 s without `Access-Control-Max-Age`).
+#[tokio::test]
+async fn preflights_are_cached_by_browsers() {
+    for origins in [vec!["*".to_string()], vec!["https://site.example".into()]] {
+        let (app, _) = with_limits(HttpLimits {
+            cors_origins: origins.clone(),
+            ..HttpLimits::standard()
+        });
+        let preflight = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/events")
+            .header("origin", "https://site.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .body(Body::empty())
+            .unwrap();
+        let answer = send(&app, preflight).await;
+        assert_eq!(answer.status, StatusCode::OK, "{origins:?}");
+        assert_eq!(
+            answer.headers["access-control-max-age"], "7200",
+            "{origins:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn slow_request_times_out_with_408() {
     let (app, _) = with_limits(HttpLimits {
