@@ -592,6 +592,24 @@ async fn preflights_are_cached_by_browsers() {
     }
 }
 
+/// Every 503 a client should retry says when: the connection cap's too
+/// (its message says to retry shortly), as the connection layer sends it.
+#[tokio::test]
+async fn retryable_503s_carry_retry_after() {
+    use axum::response::IntoResponse;
+    use tracker_http::error::AppError;
+    for error in [
+        AppError::TooManyConnections,
+        AppError::Recovering,
+        AppError::Storage("disk full".into()),
+        AppError::Cluster("no owner".into()),
+    ] {
+        let response = error.clone().into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1", "{error:?}");
+    }
+}
+
 #[tokio::test]
 async fn slow_request_times_out_with_408() {
     let (app, _) = with_limits(HttpLimits {
