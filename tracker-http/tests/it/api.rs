@@ -561,7 +561,10 @@ async fn a_page_can_read_retry_after_across_origins() {
             .to_ascii_lowercase();
         let exposed: Vec<&str> = exposed.split(',').map(str::trim).collect();
         assert!(exposed.contains(&"retry-after"), "{origins:?}: {exposed:?}");
-        assert!(exposed.contains(&"x-request-id"), "{origins:?}: {exposed:?}");
+        assert!(
+            exposed.contains(&"x-request-id"),
+            "{origins:?}: {exposed:?}"
+        );
     }
 }
 

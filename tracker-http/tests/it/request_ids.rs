@@ -5,11 +5,15 @@
 //! cached "never". So the test waits, with a deadline, until its request
 //! is seen as logged, rebuilding that cache between tries.
 
+use crate::TRACKER_HTTP;
 use crate::app::*;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use serde_json::{Value, json};
+use test_support::poll;
+use test_support::process::Server;
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_made_for_logged_requests() {
@@ -41,4 +45,32 @@ async fn request_ids_are_echoed_or_made_for_logged_requests() {
     .await;
     let b = get(&app, "/nope").await.headers["x-request-id"].clone();
     assert_ne!(a, b);
+}
+
+/// In the log a request's id is the id itself, as its header carries it:
+/// a JSON line's `request_id` is that string, so a log query by the id a
+/// client got back finds the line (it was `Some("...")`, Rust's debug
+/// form of the value, in JSON and text logs alike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_request_ids_are_the_ids_themselves() {
+    let server = Server::start(TRACKER_HTTP, &["--log", "debug"]);
+    let client = reqwest::Client::new();
+    let sent = client
+        .get(server.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.headers()["x-request-id"], "abc-123");
+    let made = client.get(server.url("/nope")).send().await.unwrap();
+    let made = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    poll::until(Duration::from_secs(30), "both requests logged", || {
+        server.lines("request").len() >= 2
+    });
+    let ids: Vec<Value> = server
+        .lines("request")
+        .iter()
+        .map(|line| line["request_id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("abc-123"), json!(made)]);
 }
