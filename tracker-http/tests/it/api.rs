@@ -578,15 +578,7 @@ async fn preflights_are_cached_by_browsers() {
             cors_origins: origins.clone(),
             ..HttpLimits::standard()
         });
-        let preflight = Request::builder()
-            .method(Method::OPTIONS)
-            .uri("/events")
-            .header("origin", "https://site.example")
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type")
-            .body(Body::empty())
-            .unwrap();
-        let answer = send(&app, preflight).await;
+        let answer = send(&app, events_preflight()).await;
         assert_eq!(answer.status, StatusCode::OK, "{origins:?}");
         assert_eq!(
             answer.headers["access-control-max-age"], "7200",
@@ -637,21 +629,25 @@ async fn slow_request_times_out_with_408() {
     assert_eq!(answer.error_code(), "request_timeout");
 }
 
-#[tokio::test]
-async fn cors_preflight_and_headers() {
-    let (app, _) = with_limits(HttpLimits {
-        cors_origins: vec!["https://site.example".into()],
-        ..HttpLimits::standard()
-    });
-    let preflight = Request::builder()
+/// A browser's preflight of a JSON `POST /events` from `https://site.example`.
+fn events_preflight() -> Request<Body> {
+    Request::builder()
         .method(Method::OPTIONS)
         .uri("/events")
         .header("origin", "https://site.example")
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "content-type")
         .body(Body::empty())
-        .unwrap();
-    let answer = send(&app, preflight).await;
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_preflight_and_headers() {
+    let (app, _) = with_limits(HttpLimits {
+        cors_origins: vec!["https://site.example".into()],
+        ..HttpLimits::standard()
+    });
+    let answer = send(&app, events_preflight()).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.headers["access-control-allow-origin"],
