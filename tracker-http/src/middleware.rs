@@ -197,9 +197,9 @@ where
         };
         // (Field values are only evaluated for a line that is logged.)
         if failed {
-            tracing::warn!(request_id = %logged_id(&id), %method, route = route.name(), status = status.as_u16(), ?elapsed, "request failed");
+            tracing::warn!(request_id = %logged_id(&id), %method, route = route.name(), status = status.as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
         } else {
-            tracing::debug!(request_id = %logged_id(&id), %method, route = route.name(), status = status.as_u16(), ?elapsed, "request");
+            tracing::debug!(request_id = %logged_id(&id), %method, route = route.name(), status = status.as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
         }
         if let Some(id) = id {
             response.headers_mut().insert(X_REQUEST_ID.clone(), id);
