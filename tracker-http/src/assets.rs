@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::browser::{CORP, CROSS_ORIGIN};
+
 /// The dashboard's Content-Security-Policy: its own origin only, no inline
 /// script or style, no `eval`, no framing, no form posting elsewhere.
 pub const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -33,7 +35,8 @@ pub struct Asset {
     pub content_type: &'static str,
     /// Its `Cache-Control`.
     pub cache_control: &'static str,
-    /// Whether it is a dashboard file (gets the CSP and hardening headers).
+    /// Whether it is a dashboard file (gets the CSP and hardening headers;
+    /// the others, `/tracker.js`, are for other sites to embed).
     pub dashboard: bool,
     etag: OnceLock<HeaderValue>,
 }
@@ -86,6 +89,12 @@ impl Asset {
                 header::REFERRER_POLICY,
                 HeaderValue::from_static("no-referrer"),
             );
+        } else {
+            // The script is embedded by other sites' pages: one that is
+            // cross-origin isolated (`Cross-Origin-Embedder-Policy:
+            // require-corp`) loads a cross-origin `<script>` only if it
+            // says so (CORS does not apply to a plain `<script src>`).
+            headers.insert(CORP, CROSS_ORIGIN);
         }
         if holds(request, etag) {
             return (StatusCode::NOT_MODIFIED, headers).into_response();

@@ -563,8 +563,11 @@ fn pixel() -> Response {
 // instructions) on every answer.
 const GIF: HeaderValue = HeaderValue::from_static("image/gif");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-const CORP: header::HeaderName = header::HeaderName::from_static("cross-origin-resource-policy");
-const CROSS_ORIGIN: HeaderValue = HeaderValue::from_static("cross-origin");
+/// `Cross-Origin-Resource-Policy`, for what other sites' pages embed.
+pub(crate) const CORP: header::HeaderName =
+    header::HeaderName::from_static("cross-origin-resource-policy");
+/// Its value that lets any site embed the answer.
+pub(crate) const CROSS_ORIGIN: HeaderValue = HeaderValue::from_static("cross-origin");
 
 /// `GET|POST /count`, GoatCounter-compatible: the page is `p` resolved
 /// against the request's `Origin` or `Referer` origin, else `--site`;

@@ -55,7 +55,13 @@ impl Cors {
                     header::AUTHORIZATION,
                     X_REQUEST_ID.clone(),
                 ])
-                .expose_headers([X_REQUEST_ID.clone()]);
+                // `retry-after` too: a page cannot read it otherwise (it is
+                // not a CORS-safelisted response header), and a sender told
+                // 429 or 503 needs it to know when to try again.
+                .expose_headers([X_REQUEST_ID.clone(), header::RETRY_AFTER])
+                // So that a page posting JSON events is not preflighted
+                // before each one.
+                .max_age(PREFLIGHT_MAX_AGE);
             let layer = if any {
                 // Every answer is the same whatever the request's origin,
                 // so no `Vary` is needed.
@@ -106,7 +112,13 @@ impl Cors {
 // Constants, so that the values are checked at compile time, not on
 // every answer (`from_static` called at run time loops over the bytes).
 const ANY: HeaderValue = HeaderValue::from_static("*");
-const EXPOSED: HeaderValue = HeaderValue::from_static("x-request-id");
+/// As tower-http writes the list given to `expose_headers` above.
+const EXPOSED: HeaderValue = HeaderValue::from_static("x-request-id,retry-after");
+
+/// How long a browser may reuse a preflight's answer: the longest
+/// Chromium honours (Firefox keeps one up to 24 h; without the header,
+/// browsers keep it 5 s).
+const PREFLIGHT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7200);
 
 /// The future of [`Cors`].
 pub enum CorsFuture {

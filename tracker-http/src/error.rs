@@ -367,7 +367,13 @@ impl IntoResponse for AppError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::Recovering | AppError::Storage(_) | AppError::Cluster(_) => {
+            // The 503s a client should retry (the connection cap's, once
+            // connections close); not `shutting_down`, which says to go
+            // to another instance.
+            AppError::Recovering
+            | AppError::Storage(_)
+            | AppError::Cluster(_)
+            | AppError::TooManyConnections => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(1));

@@ -195,16 +195,24 @@ where
             None if failed || tracing::enabled!(tracing::Level::DEBUG) => Some(new_request_id()),
             None => None,
         };
+        // (Field values are only evaluated for a line that is logged.)
         if failed {
-            tracing::warn!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request failed");
+            tracing::warn!(request_id = %logged_id(&id), %method, route = route.name(), status = status.as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
         } else {
-            tracing::debug!(request_id = ?id, %method, route = route.name(), status = status.as_u16(), ?elapsed, "request");
+            tracing::debug!(request_id = %logged_id(&id), %method, route = route.name(), status = status.as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
         }
         if let Some(id) = id {
             response.headers_mut().insert(X_REQUEST_ID.clone(), id);
         }
         Poll::Ready(Ok(response))
     }
+}
+
+/// A request's id in its log line: as its header carries it (a logged
+/// request always has one, of visible ASCII), not the `Option`'s debug
+/// form, so that a search by the id a client got back finds the line.
+fn logged_id(id: &Option<HeaderValue>) -> &str {
+    id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-")
 }
 
 /// Refuses read requests without `Authorization: Bearer <token>` when a

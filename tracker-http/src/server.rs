@@ -229,8 +229,13 @@ fn log_recovery(report: &RecoveryReport, recovered: &Recovered) {
             "replayed events were refused by the tracker (lost)"
         );
     }
+    // The path itself (or `none`), not the `Option`'s debug form.
+    let snapshot = recovered
+        .snapshot
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |path| path.display().to_string());
     tracing::info!(
-        snapshot = ?recovered.snapshot,
+        %snapshot,
         replayed = recovered.replayed,
         took_ms = recovered.took.as_secs_f64() * 1e3,
         "recovered the data directory"

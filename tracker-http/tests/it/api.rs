@@ -532,6 +532,79 @@ async fn rate_limit_is_per_ip_and_spares_health() {
     }
 }
 
+/// A browser sender told to wait can read for how long: `Retry-After`
+/// is not a CORS-safelisted response header, so without being exposed a
+/// page's script sees the 429 but not when to try again. Under any
+/// origin (the fast path) and a list of origins (tower-http's) alike.
+#[tokio::test]
+async fn a_page_can_read_retry_after_across_origins() {
+    for origins in [vec!["*".to_string()], vec!["https://site.example".into()]] {
+        let (app, _) = with_limits(HttpLimits {
+            rate_limiter: Some(RateLimiter::new(0.001, 1.0)),
+            cors_origins: origins.clone(),
+            ..HttpLimits::standard()
+        });
+        let event = || {
+            Request::post("/events")
+                .header("origin", "https://site.example")
+                .header("content-type", "text/plain")
+                .body(Body::from(r#"{"url":"/"}"#))
+                .unwrap()
+        };
+        assert_eq!(send(&app, event()).await.status, StatusCode::ACCEPTED);
+        let answer = send(&app, event()).await;
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS, "{origins:?}");
+        assert_eq!(answer.headers["retry-after"], "1000");
+        let exposed = answer.headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        let exposed: Vec<&str> = exposed.split(',').map(str::trim).collect();
+        assert!(exposed.contains(&"retry-after"), "{origins:?}: {exposed:?}");
+        assert!(
+            exposed.contains(&"x-request-id"),
+            "{origins:?}: {exposed:?}"
+        );
+    }
+}
+
+/// A preflight's answer says how long the browser may reuse it, so a
+/// page posting JSON events does not send a preflight before each one
+/// (browsers keep one 5 s without `Access-Control-Max-Age`).
+#[tokio::test]
+async fn preflights_are_cached_by_browsers() {
+    for origins in [vec!["*".to_string()], vec!["https://site.example".into()]] {
+        let (app, _) = with_limits(HttpLimits {
+            cors_origins: origins.clone(),
+            ..HttpLimits::standard()
+        });
+        let answer = send(&app, events_preflight()).await;
+        assert_eq!(answer.status, StatusCode::OK, "{origins:?}");
+        assert_eq!(
+            answer.headers["access-control-max-age"], "7200",
+            "{origins:?}"
+        );
+    }
+}
+
+/// Every 503 a client should retry says when: the connection cap's too
+/// (its message says to retry shortly), as the connection layer sends it.
+#[tokio::test]
+async fn retryable_503s_carry_retry_after() {
+    use axum::response::IntoResponse;
+    use tracker_http::error::AppError;
+    for error in [
+        AppError::TooManyConnections,
+        AppError::Recovering,
+        AppError::Storage("disk full".into()),
+        AppError::Cluster("no owner".into()),
+    ] {
+        let response = error.clone().into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1", "{error:?}");
+    }
+}
+
 #[tokio::test]
 async fn slow_request_times_out_with_408() {
     let (app, _) = with_limits(HttpLimits {
@@ -556,21 +629,25 @@ async fn slow_request_times_out_with_408() {
     assert_eq!(answer.error_code(), "request_timeout");
 }
 
-#[tokio::test]
-async fn cors_preflight_and_headers() {
-    let (app, _) = with_limits(HttpLimits {
-        cors_origins: vec!["https://site.example".into()],
-        ..HttpLimits::standard()
-    });
-    let preflight = Request::builder()
+/// A browser's preflight of a JSON `POST /events` from `https://site.example`.
+fn events_preflight() -> Request<Body> {
+    Request::builder()
         .method(Method::OPTIONS)
         .uri("/events")
         .header("origin", "https://site.example")
         .header("access-control-request-method", "POST")
         .header("access-control-request-headers", "content-type")
         .body(Body::empty())
-        .unwrap();
-    let answer = send(&app, preflight).await;
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_preflight_and_headers() {
+    let (app, _) = with_limits(HttpLimits {
+        cors_origins: vec!["https://site.example".into()],
+        ..HttpLimits::standard()
+    });
+    let answer = send(&app, events_preflight()).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.headers["access-control-allow-origin"],

@@ -796,6 +796,12 @@ async fn the_script_is_small_cached_and_revalidated() {
             .unwrap()
             .contains("max-age=86400")
     );
+    // Loadable by a cross-origin isolated page (`Cross-Origin-Embedder-
+    // Policy: require-corp`), as the pixel is.
+    assert_eq!(
+        answer.headers["cross-origin-resource-policy"],
+        "cross-origin"
+    );
     let etag = answer.headers["etag"].to_str().unwrap().to_string();
     let again = send(
         &app,
@@ -808,6 +814,10 @@ async fn the_script_is_small_cached_and_revalidated() {
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
     assert!(again.body.is_empty());
     assert_eq!(again.headers["etag"], etag.as_str());
+    assert_eq!(
+        again.headers["cross-origin-resource-policy"],
+        "cross-origin"
+    );
     let stale = send(
         &app,
         Request::get("/tracker.js")

@@ -91,6 +91,14 @@ fn page(name: &str, tracker: &str) -> Option<String> {
   }}, 300);
 </script>"#
         ),
+        // Cross-origin isolated (served with `Cross-Origin-Embedder-
+        // Policy: require-corp`): it runs a cross-origin script only if
+        // the script's answer allows it.
+        "isolated.html" => format!(
+            r#"<!doctype html><title>isolated</title>
+<script defer src="{tracker}/tracker.js"></script>
+<body><p>isolated</p>"#
+        ),
         "plausible.html" => format!(
             r#"<!doctype html><title>plausible</title>
 <body><p>plausible</p>
@@ -132,8 +140,23 @@ async fn serve_fixtures(tracker: String) -> u16 {
                 } else {
                     path.as_str()
                 };
+                let embedder = if name == "isolated.html" {
+                    "require-corp"
+                } else {
+                    "unsafe-none"
+                };
                 match page(name, &tracker) {
-                    Some(html) => ([(header::CONTENT_TYPE, "text/html")], html).into_response(),
+                    Some(html) => (
+                        [
+                            (header::CONTENT_TYPE, "text/html"),
+                            (
+                                header::HeaderName::from_static("cross-origin-embedder-policy"),
+                                embedder,
+                            ),
+                        ],
+                        html,
+                    )
+                        .into_response(),
                     None => StatusCode::NOT_FOUND.into_response(),
                 }
             }
@@ -292,6 +315,14 @@ async fn real_browsers_count_through_every_sender() {
     firefox.load(&chromium, &format!("{site}/spa.html")).await;
     counts.expect(&format!("{site}/spa.html"), 2).await;
     counts.expect(&format!("{site}/spa/second"), 2).await;
+
+    // ...also on a cross-origin isolated page. COEP is only enforced in a
+    // secure context, which a loopback address is and `site.test` is not.
+    let isolated = site.replace("site.test", "127.0.0.1");
+    chrome
+        .load(&chromium, &format!("{isolated}/isolated.html"))
+        .await;
+    counts.expect(&format!("{isolated}/isolated.html"), 1).await;
 
     // 2. The unmodified Plausible tracker.
     if plausible {
