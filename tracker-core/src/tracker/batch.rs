@@ -251,8 +251,8 @@ impl Tracker {
         // each page's candidate bucket (its hash's first tag match) and
         // prefetches that page's URL and set header; the second compares
         // the URLs, whose lines the first asked for all at once (compared
-        // in the probe, each URL's miss stalled the lookups behind it: a
-        // seventh of the batch's time, see docs/BENCHMARKS.md, "The
+        // in the probe, each URL's miss stalled the lookups behind it:
+        // 11-14% of the batch's time, see docs/BENCHMARKS.md, "The
         // page's URL asked for before it is compared"). The third pass
         // reads the set headers to find each visitor's slot; the fourth
         // records the page's events in one call
