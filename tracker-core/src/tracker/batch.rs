@@ -245,16 +245,23 @@ impl Tracker {
         // once at its end, so that two threads' growths do not pass the
         // shared count's cache line between their cores once per growth.
         let local = MemoryBudget::new(None, LOCAL_BASE);
-        // Every lookup of the run first, then a prefetch of where each
-        // event's insert starts, then every insert. A page's events are
-        // adjacent: it is looked up (and its URL compared) once, and its
-        // set's header prefetched, which the second pass reads to find
-        // each visitor's slot; the third records the page's events in one
-        // call (`Stripe::record_run_at`), which settles the page's and the
-        // stripe's bookkeeping once for them. The lookups and prefetches do not depend on
-        // one another, so their cache misses (page-table slot, URL, set
-        // header, visitor slots) overlap instead of stalling one insert
-        // after another, and the inserts find their lines in cache.
+        // Every lookup of the run first, in two passes, then a prefetch of
+        // where each event's insert starts, then every insert. A page's
+        // events are adjacent: it is looked up once. The first pass finds
+        // each page's candidate bucket (its hash's first tag match) and
+        // prefetches that page's URL and set header; the second compares
+        // the URLs, whose lines the first asked for all at once (compared
+        // in the probe, each URL's miss stalled the lookups behind it:
+        // 11-14% of the batch's time, see docs/BENCHMARKS.md, "The
+        // page's URL asked for before it is compared"). The third pass
+        // reads the set headers to find each visitor's slot; the fourth
+        // records the page's events in one call
+        // (`Stripe::record_run_at`), which settles the page's and the
+        // stripe's bookkeeping once for them. The lookups and prefetches
+        // do not depend on one another, so their cache misses (page-table
+        // slot, URL, set header, visitor slots) overlap instead of
+        // stalling one insert after another, and the inserts find their
+        // lines in cache.
         // Prefetch instructions, not plain reads: a read that misses holds
         // up retirement behind it, a prefetch does not (in the same passes,
         // plain reads measured 4% less time per event than main's batch,
@@ -273,11 +280,22 @@ impl Tracker {
                     .iter()
                     .take_while(|p| p.url_hash == url_hash && events[p.index as usize].1 == url)
                     .count();
-            let bucket = stripe
-                .find_prefetching(url, url_hash)
+            let candidate = stripe
+                .candidate_prefetching(url_hash)
                 .map_or(u32::MAX, |bucket| bucket as u32);
-            located.push((bucket, end as u32));
+            located.push((candidate, end as u32));
             at = end;
+        }
+        // Then each candidate's URL is compared, its line now on its way.
+        let mut at = 0;
+        for (bucket, end) in located.iter_mut() {
+            let page = &run[at..*end as usize];
+            at = *end as usize;
+            let candidate = (*bucket != u32::MAX).then_some(*bucket as usize);
+            let url = events[page[0].index as usize].1;
+            *bucket = stripe
+                .find_from(url, page[0].url_hash, candidate)
+                .map_or(u32::MAX, |bucket| bucket as u32);
         }
         let mut at = 0;
         for &(bucket, end) in located.iter() {

@@ -91,7 +91,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hashbrown::HashTable;
 use thin_vec::ThinVec;
 
-use crate::prefetch::prefetch_address;
+use crate::prefetch::{prefetch, prefetch_address};
 use crate::report::Recorded;
 use crate::set::page::Page;
 use crate::set::table_pool::{Pooled, TablePool};
@@ -542,15 +542,42 @@ impl Stripe {
         self.record_at(bucket, url_hash, visitor, tick, expiry, budget)
     }
 
-    /// The page-table bucket of the page `url`, if the stripe has it,
-    /// with its set's header prefetched.
+    /// The page-table bucket a lookup of `url_hash` tries first (its first
+    /// tag match, whatever its URL), with that page's URL and set header
+    /// prefetched; `None` if no page has the tag, so none has the hash.
+    /// [`find_from`](Self::find_from) then compares the URL: the batch
+    /// asks for each of a run's pages first, so that the URLs' misses
+    /// overlap instead of stalling one comparison after another.
     #[inline]
-    pub(crate) fn find_prefetching(&self, url: &str, url_hash: u64) -> Option<usize> {
-        let bucket = self.pages.find_bucket_index(url_hash, |p| *p.url == *url)?;
+    pub(crate) fn candidate_prefetching(&self, url_hash: u64) -> Option<usize> {
+        let bucket = self.pages.find_bucket_index(url_hash, |_| true)?;
         if let Some(page) = self.pages.get_bucket(bucket) {
+            let url = page.url.as_bytes();
+            if let (Some(first), Some(last)) = (url.first(), url.last()) {
+                prefetch(first);
+                prefetch(last);
+            }
             page.visitors.prefetch_header();
         }
         Some(bucket)
+    }
+
+    /// The page-table bucket of the page `url`, if the stripe has it,
+    /// given the [`candidate_prefetching`](Self::candidate_prefetching) of
+    /// its hash (with no page added or removed since).
+    #[inline]
+    pub(crate) fn find_from(
+        &self,
+        url: &str,
+        url_hash: u64,
+        candidate: Option<usize>,
+    ) -> Option<usize> {
+        let bucket = candidate?;
+        match self.pages.get_bucket(bucket) {
+            Some(page) if *page.url == *url => Some(bucket),
+            // Another page with the same tag came first (1 in 128 a slot).
+            _ => self.pages.find_bucket_index(url_hash, |p| *p.url == *url),
+        }
     }
 
     /// Prefetches where an insert of each of `visitors` into the page in
@@ -563,7 +590,7 @@ impl Stripe {
     }
 
     /// [`record_existing`](Self::record_existing) on the page in `bucket`
-    /// (from [`find_prefetching`](Self::find_prefetching), with no page added or removed
+    /// (from [`find_from`](Self::find_from), with no page added or removed
     /// since); `NoPage` if the bucket is empty.
     #[inline]
     pub(crate) fn record_at(
@@ -1555,6 +1582,33 @@ mod tests {
         assert!(end <= 64, "the hot fields end at byte {end}");
         assert_eq!(offset_of!(Stripe, pages), 0);
         assert_eq!(size_of::<CachePadded<RwLock<Stripe>>>(), 256);
+    }
+
+    /// A lookup's candidate is the first page with its hash's tag,
+    /// whatever its URL: `find_from` finds each page of that hash behind
+    /// it, none for a URL absent, and none where no page has the tag.
+    #[test]
+    fn lookups_find_pages_behind_another_pages_candidate() {
+        let mut stripe = Stripe::new(UrlHasher::random(), 60);
+        let budget = MemoryBudget::new(None, 0);
+        // Three URLs under one hash (forced: no resize rehashes them).
+        let hash = 0x0123_4567_89ab_cdef;
+        let urls = ["https://e.com/a", "https://e.com/b", "https://e.com/c"];
+        for url in urls {
+            stripe.record(url, hash, 1, 0, None, &budget);
+        }
+        assert_eq!(stripe.page_count(), 3);
+        let candidate = stripe.candidate_prefetching(hash);
+        assert!(candidate.is_some());
+        for url in urls {
+            let bucket = stripe.find_from(url, hash, candidate).unwrap();
+            assert_eq!(&*stripe.pages.get_bucket(bucket).unwrap().url, url);
+        }
+        assert_eq!(stripe.find_from("https://e.com/d", hash, candidate), None);
+        // Another tag (hashbrown's: the top seven bits).
+        let other = hash | 0xfe00_0000_0000_0000;
+        assert_eq!(stripe.candidate_prefetching(other), None);
+        assert_eq!(stripe.find_from(urls[0], other, None), None);
     }
 
     #[test]
