@@ -1574,13 +1574,24 @@ where
 
 /// The cluster-wide value of `key`: `proposal` if this node is the first
 /// to set it, else the one already there.
+///
+/// A read that times out is asked again: with several nodes joining a
+/// new cluster at once, NATS 2.9.10 sometimes never answers a node's
+/// first read of the bucket, while the same read asked again answers
+/// within milliseconds (a join failed so under CI-like load; see
+/// `tests/joining.rs`).
 async fn cluster_setting(kv: &kv::Store, key: &str, proposal: u64) -> Result<u64, ClusterError> {
     for _ in 0..3 {
-        if let Some(value) = kv.get(key).await.map_err(nats)? {
-            let text = String::from_utf8_lossy(&value);
-            return text
-                .parse()
-                .map_err(|_| ClusterError::Config(format!("{key} holds {text:?}")));
+        match kv.get(key).await {
+            Ok(Some(value)) => {
+                let text = String::from_utf8_lossy(&value);
+                return text
+                    .parse()
+                    .map_err(|_| ClusterError::Config(format!("{key} holds {text:?}")));
+            }
+            Ok(None) => {}
+            Err(e) if e.kind() == kv::EntryErrorKind::TimedOut => continue,
+            Err(e) => return Err(nats(e)),
         }
         if kv.create(key, proposal.to_string().into()).await.is_ok() {
             return Ok(proposal);

@@ -3,7 +3,9 @@
 //! them, and every create but the first fails on the server (NATS 2.9
 //! answers "subjects overlap with an existing stream"). Every node must
 //! still join, with the stream and stores the winner made (CI once
-//! failed a cluster test on this race).
+//! failed a cluster test on this race). Under load the server also
+//! sometimes never answers a node's first read of the new lease bucket;
+//! the node asks again instead of failing its join.
 
 use std::time::Duration;
 
