@@ -100,6 +100,7 @@
 pub mod lease;
 pub mod node;
 pub mod refused;
+pub mod salts;
 pub mod wire;
 
 use std::fmt;
