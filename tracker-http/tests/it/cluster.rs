@@ -6,7 +6,9 @@
 //! back-dated batch counted over time ranges, a restart of the NATS server
 //! and a node leaving on SIGTERM; then the NATS store is scanned for
 //! visitor ids. And a query asked as a node is killed answers once the
-//! new owner serves; events an owner refuses are counted on `/metrics`.
+//! new owner serves; events an owner refuses are counted on `/metrics`;
+//! a browser whose views reach two nodes and a restarted one is one
+//! visitor (the nodes share the visitor-id salt).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
