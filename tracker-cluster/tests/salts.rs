@@ -40,6 +40,18 @@ fn id(ids: &VisitorIds) -> VisitorId {
     .expect("a salt for the current period")
 }
 
+/// Waits until every one of `ids` holds the salt of `period`.
+async fn all_hold(ids: &[VisitorIds], period: u64) {
+    for ids in ids {
+        let feed = ids.feed().unwrap();
+        poll::until_async(WITHIN, &format!("the salt of {period} arrives"), || {
+            let held = feed.holds(period);
+            async move { held }
+        })
+        .await;
+    }
+}
+
 async fn bucket(nats: &Nats, cluster: &str) -> async_nats::jetstream::kv::Store {
     let client = async_nats::connect(nats.url()).await.unwrap();
     async_nats::jetstream::new(client)
@@ -136,14 +148,7 @@ async fn the_next_salt_is_ready_before_its_boundary_and_old_ones_leave() {
 
     // Within the lead, every node gets the next salt, before the boundary.
     clock.set(Timestamp::from_millis(tomorrow - lead / 2));
-    for ids in &ids {
-        let feed = ids.feed().unwrap();
-        poll::until_async(WITHIN, "the next salt arrives", || {
-            let held = feed.holds(TODAY + 1);
-            async move { held }
-        })
-        .await;
-    }
+    all_hold(&ids, TODAY + 1).await;
     assert_eq!(id(&ids[0]), today, "still today's salt before the boundary");
 
     // Past the boundary: a new id, the same on both; yesterday's events
@@ -162,14 +167,7 @@ async fn the_next_salt_is_ready_before_its_boundary_and_old_ones_leave() {
     // One more boundary: the first day's salt leaves the bucket and memory.
     let after = (TODAY + 2) * DAY;
     clock.set(Timestamp::from_millis(after - lead / 2));
-    for ids in &ids {
-        let feed = ids.feed().unwrap();
-        poll::until_async(WITHIN, "the day after's salt arrives", || {
-            let held = feed.holds(TODAY + 2);
-            async move { held }
-        })
-        .await;
-    }
+    all_hold(&ids, TODAY + 2).await;
     clock.set(Timestamp::from_millis(after + 1));
     assert_eq!(id(&ids[0]), id(&ids[1]));
     assert!(!ids[0].feed().unwrap().holds(TODAY));

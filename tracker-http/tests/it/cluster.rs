@@ -828,6 +828,16 @@ async fn a_browser_through_two_nodes_and_a_restart_is_one_visitor() {
     let Some(nats) = Nats::start() else {
         return;
     };
+    // The views must fall in one UTC day (one salt): not across midnight.
+    let day_ms = 86_400_000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let to_midnight = day_ms - now_ms % day_ms;
+    if to_midnight < 180_000 {
+        tokio::time::sleep(Duration::from_millis(to_midnight + 1000)).await;
+    }
     let client = reqwest::Client::new();
     let mut trail = Trail::default();
     let mut first = node(&nats, "s0");
