@@ -44,6 +44,12 @@
 //!   idempotent (recording a pair twice counts once), so at-least-once
 //!   delivery, a stale snapshot, or two owners overlapping for a moment
 //!   never count an event twice.
+//! - **Visitor-id salts** (for events a browser sent without a visitor,
+//!   given a [`ClusterConfig::visitor_salts`]) are kept in the same KV
+//!   bucket under `salt.<rotation>.<period>`, with the rotation under
+//!   `meta.visitor_salt`: every node derives the same id for one browser,
+//!   and a restarted node the same as before; only the previous, current
+//!   and (shortly before its boundary) next salts exist. See [`salts`].
 //! - **Queries**: a page's count, over all time or a range, and its
 //!   series go to its partition's owner by NATS request-reply
 //!   (`tracker.<cluster>.q.<partition>`, whose only subscriber is the
@@ -100,6 +106,7 @@
 pub mod lease;
 pub mod node;
 pub mod refused;
+pub mod salts;
 pub mod wire;
 
 use std::fmt;

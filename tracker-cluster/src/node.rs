@@ -15,6 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracker_core::browser::SaltFeed;
 use tracker_core::sketch::UltraLogLog;
 use tracker_core::{
     Background, Cadence, Distinct, PageCount, PageList, PageQuery, RangeDistinct, RangeTop,
@@ -89,6 +90,11 @@ pub struct ClusterConfig {
     /// The settings of each partition's tracker (its hash key is
     /// replaced by the cluster's).
     pub tracker: TrackerBuilder,
+    /// The feed of this node's derived visitor ids
+    /// ([`VisitorIds::external`](tracker_core::browser::VisitorIds::external)):
+    /// the node supplies it the cluster's salts ([`crate::salts`]). `None`
+    /// for a node that derives no ids.
+    pub visitor_salts: Option<SaltFeed>,
 }
 
 impl ClusterConfig {
@@ -107,6 +113,7 @@ impl ClusterConfig {
             tls_ca: None,
             tls_client: None,
             tracker: Tracker::builder(),
+            visitor_salts: None,
         }
     }
 
@@ -310,6 +317,9 @@ impl Node {
                 config.partitions
             )));
         }
+        if let Some(feed) = &config.visitor_salts {
+            crate::salts::join(&kv, feed, c).await?;
+        }
         let gate = config
             .tracker
             .clone()
@@ -337,10 +347,13 @@ impl Node {
             .subscribe(inner.subject("gather"))
             .await
             .map_err(nats)?;
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(lease_loop(inner.clone())),
             tokio::spawn(answer_gathers(inner.clone(), gather)),
         ];
+        if let Some(feed) = inner.config.visitor_salts.clone() {
+            tasks.push(tokio::spawn(crate::salts::keep(inner.kv.clone(), feed)));
+        }
         *lock(&inner.tasks) = tasks;
         Ok(Node { inner })
     }

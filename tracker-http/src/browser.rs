@@ -17,7 +17,7 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use tracker_core::browser::{BotFilter, BotReason, SaltRotation, VisitorIds};
+use tracker_core::browser::{BotFilter, BotReason, SaltError, SaltRotation, VisitorIds};
 use tracker_core::canonical_url::relative_reference;
 use tracker_core::{SystemClock, origin_of};
 
@@ -168,7 +168,12 @@ pub(crate) async fn record_visit(
                 _ => text.unwrap_or("").as_bytes(),
             },
         )
-        .map_err(|e| AppError::Storage(e.to_string()))?;
+        .map_err(|e| match e {
+            SaltError::Persist(_) => AppError::Storage(e.to_string()),
+            // A cluster node without the period's salt (NATS unreachable
+            // at the boundary): as unavailable as a publish would be.
+            SaltError::Unavailable { .. } => AppError::Cluster(e.to_string()),
+        })?;
     // Recording checks the URL (a 400 for what is not a page).
     let recorded = store.record(visitor.as_str(), url, at).await?;
     state.metrics.event(recorded);

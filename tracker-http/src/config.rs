@@ -589,6 +589,7 @@ pub struct BrowserOptions {
     /// person counts once per period: with `day`, a visitor who returns
     /// on another day counts again in a multi-day range; longer periods
     /// count multi-day ranges better but keep a visitor linkable longer.
+    /// With --nats, must match the cluster's (its first node's).
     #[arg(long, env = "TRACKER_VISITOR_SALT", value_enum, default_value_t = SaltMode::Day)]
     pub visitor_salt: SaltMode,
 

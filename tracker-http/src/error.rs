@@ -73,7 +73,9 @@ pub enum AppError {
     Storage(String),
     /// The cluster (`--nats`) could not take the event or answer the
     /// query now: NATS unreachable, or partitions without an owner during
-    /// a takeover. Nothing was acknowledged; retrying is safe.
+    /// a takeover, or no visitor-id salt fetched for the period yet (for
+    /// an event without a visitor). Nothing was acknowledged; retrying is
+    /// safe.
     Cluster(String),
     /// The request head could not be parsed (a bad request line, header
     /// or version). Found by hyper before any route runs.

@@ -152,7 +152,9 @@ async fn start_store(config: &Config, state: &AppState) -> Result<Background, Se
     }
     if let Some(nats) = &config.cluster.nats {
         tracing::info!(%nats, cluster = %config.cluster.cluster, "joining the cluster");
-        match Node::join(config.cluster_config()).await {
+        let mut cluster = config.cluster_config();
+        cluster.visitor_salts = state.limits.browser.visitor_ids.feed();
+        match Node::join(cluster).await {
             Ok(node) => {
                 tracing::info!(node = node.id(), "joined the cluster");
                 state.set_store(Store::Cluster(node));

@@ -96,10 +96,14 @@ impl AppState {
         let rotation = b.visitor_salt.into();
         // With a data directory the salts live (and only live) there; the
         // file is read now and first written when the first id is derived,
-        // after recovery has taken the directory's lock.
+        // after recovery has taken the directory's lock. A cluster node's
+        // come from JetStream, fed by the node once it joined.
         let visitor_ids = match &config.persist.data_dir {
             Some(dir) => VisitorIds::open(dir, rotation, Arc::new(SystemClock))
                 .map_err(|e| format!("visitor-id salts: {e}"))?,
+            None if config.cluster.nats.is_some() => {
+                VisitorIds::external(rotation, Arc::new(SystemClock))
+            }
             None => VisitorIds::in_memory(rotation, Arc::new(SystemClock)),
         };
         Ok(HttpLimits {

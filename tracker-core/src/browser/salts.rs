@@ -4,21 +4,36 @@
 //! The id is SipHash-1-3 (128-bit output) keyed with a 16-byte random salt,
 //! written as 32 hex digits. The raw IP and user agent are only ever inputs
 //! to the hash: they are not kept, and the salt never leaves memory and
-//! the data directory, so nobody without it can test a guessed (IP, user
-//! agent) pair against an id. Once a salt is forgotten, the ids it made
-//! can no longer be linked to anyone.
+//! where its source keeps it (the data directory, or a cluster's
+//! JetStream), so nobody without it can test a guessed (IP, user agent)
+//! pair against an id. Once a salt is forgotten, the ids it made can no
+//! longer be linked to anyone.
 //!
 //! Rotation ([`SaltRotation`]) happens at UTC period boundaries. Only the
 //! current salt and the one of the period just before exist: the previous
 //! one serves events stamped in that period (back-fill), anything older
-//! is hashed with the current salt. A new salt is written to the data
-//! directory (atomically, mode 0600) before it hashes anything, so a
-//! restart keeps the period's salt and a returning visitor is not counted
-//! again.
+//! is hashed with the current salt.
 //!
-//! Locking: one `RwLock` over the two salts. Deriving takes the read lock;
+//! Where salts come from:
+//! - [`VisitorIds::in_memory`]: the first event of a period draws its
+//!   salt; a restart draws a new one.
+//! - [`VisitorIds::open`]: the same, but a new salt is written to the data
+//!   directory (atomically, mode 0600) before it hashes anything, so a
+//!   restart keeps the period's salt and a returning visitor is not
+//!   counted again.
+//! - [`VisitorIds::external`]: salts are supplied through a [`SaltFeed`]
+//!   (a cluster node feeds every node the same ones, kept in JetStream),
+//!   never drawn here. The supplier may also hand over the next period's
+//!   salt shortly before its boundary, so deriving never waits for it;
+//!   the first event of the new period promotes it. An event when the
+//!   clock's period has no salt is [`SaltError::Unavailable`]: refused,
+//!   rather than hashed under a salt only this process has (which would
+//!   count a person once per node).
+//!
+//! Locking: one `RwLock` over the salts. Deriving takes the read lock;
 //! the write lock is taken once per period, by the first event of a new
-//! period, which creates and persists the new salt.
+//! period (which draws and persists the new salt, or promotes the
+//! supplied one), and by each [`SaltFeed::install`].
 
 use std::fmt;
 use std::fs::{self, File};
@@ -64,7 +79,7 @@ pub enum SaltRotation {
 impl SaltRotation {
     /// The number of the period `at` falls in; consecutive periods have
     /// consecutive numbers.
-    fn period(self, at: Timestamp) -> u64 {
+    pub fn period(self, at: Timestamp) -> u64 {
         let days = at.as_millis() / 86_400_000;
         match self {
             SaltRotation::Day => days,
@@ -76,6 +91,26 @@ impl SaltRotation {
             }
             SaltRotation::Never => 0,
         }
+    }
+
+    /// When `period` starts (UTC), or `None` if it never does
+    /// ([`Never`](Self::Never) has one period, 0, since ever) or is past
+    /// what a [`Timestamp`] holds. Periods that began before 1970 start
+    /// at 0.
+    pub fn start_of(self, period: u64) -> Option<Timestamp> {
+        let days = match self {
+            SaltRotation::Day => Some(period),
+            SaltRotation::Week => period.checked_mul(7).map(|d| d.saturating_sub(3)),
+            SaltRotation::Month => {
+                let (year, month) = (period / 12, period % 12 + 1);
+                // Far past any timestamp; keeps the calendar arithmetic in range.
+                let year = i64::try_from(year).ok().filter(|&y| y < 1 << 40)?;
+                let days = crate::time::civil::days_from_civil(year, month as u32, 1);
+                Some(u64::try_from(days).unwrap_or(0))
+            }
+            SaltRotation::Never => (period == 0).then_some(0),
+        }?;
+        days.checked_mul(86_400_000).map(Timestamp::from_millis)
     }
 
     fn code(self) -> u8 {
@@ -122,6 +157,9 @@ struct Salt {
 struct Salts {
     current: Option<Salt>,
     previous: Option<Salt>,
+    /// Only with an external source: the next period's salt, supplied
+    /// ahead of its boundary.
+    next: Option<Salt>,
 }
 
 impl Salts {
@@ -135,6 +173,172 @@ impl Salts {
             _ if current.period >= period => Some(current),
             _ => None,
         }
+    }
+
+    /// Whether the clock's period `now` has its salt (or a later one,
+    /// when the clock went back).
+    fn serves(&self, now: u64) -> bool {
+        self.current.is_some_and(|c| c.period >= now)
+    }
+
+    /// Those of `held` that belong around the clock's period `now`: its
+    /// own salt, the one before, and the one after; the rest are dropped.
+    fn around(held: impl IntoIterator<Item = Salt>, now: u64) -> Salts {
+        let mut out = Salts::default();
+        for salt in held {
+            if salt.period == now {
+                out.current = Some(salt);
+            } else if salt.period.checked_add(1) == Some(now) {
+                out.previous = Some(salt);
+            } else if now.checked_add(1) == Some(salt.period) {
+                out.next = Some(salt);
+            }
+        }
+        out
+    }
+
+    fn held(&self) -> impl Iterator<Item = Salt> {
+        [self.previous, self.current, self.next]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// A salt's 16 secret bytes, as a [`SaltFeed`] supplier keeps them. Its
+/// `Debug` never shows them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SaltKey([u8; 16]);
+
+impl SaltKey {
+    /// A new random salt from the operating system.
+    ///
+    /// Errors: the system's random source failed.
+    pub fn random() -> Result<Self, SaltError> {
+        let mut key = [0; 16];
+        getrandom::fill(&mut key).map_err(|e| {
+            SaltError::Persist(PersistError::io(
+                Path::new("getrandom"),
+                "draw a salt from",
+                std::io::Error::other(e.to_string()),
+            ))
+        })?;
+        Ok(Self(key))
+    }
+
+    /// A salt from its bytes (as [`to_bytes`](Self::to_bytes) gave them).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The salt's bytes, to keep where the supplier keeps salts.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+}
+
+impl fmt::Debug for SaltKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SaltKey(..)")
+    }
+}
+
+/// Why no visitor id was derived. Never shows a salt.
+#[derive(Debug)]
+pub enum SaltError {
+    /// The first event of a new period could not draw or persist the new
+    /// salt; nothing was derived (retry).
+    Persist(PersistError),
+    /// Salts come from a [`SaltFeed`] and none was supplied for the
+    /// clock's period (a cluster node that could not reach JetStream at
+    /// the boundary); nothing was derived (retry once it is).
+    Unavailable {
+        /// The period without a salt.
+        period: u64,
+    },
+}
+
+impl fmt::Display for SaltError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaltError::Persist(e) => write!(f, "visitor-id salt: {e}"),
+            SaltError::Unavailable { period } => write!(
+                f,
+                "no visitor-id salt supplied for the current period ({period}) yet"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SaltError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SaltError::Persist(e) => Some(e),
+            SaltError::Unavailable { .. } => None,
+        }
+    }
+}
+
+impl From<PersistError> for SaltError {
+    fn from(e: PersistError) -> Self {
+        SaltError::Persist(e)
+    }
+}
+
+/// Where a [`VisitorIds`] keeps its salts.
+#[derive(Debug)]
+enum Source {
+    Memory,
+    File(PathBuf),
+    External,
+}
+
+/// The supplier's handle on the salts of [`VisitorIds::external`]: what
+/// it installs is what ids are derived with. Cheap to clone; its `Debug`
+/// never shows a salt.
+#[derive(Clone)]
+pub struct SaltFeed {
+    rotation: SaltRotation,
+    clock: Arc<dyn Clock>,
+    salts: Arc<RwLock<Salts>>,
+}
+
+impl fmt::Debug for SaltFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaltFeed")
+            .field("rotation", &self.rotation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaltFeed {
+    /// The rotation of the ids this feeds.
+    pub fn rotation(&self) -> SaltRotation {
+        self.rotation
+    }
+
+    /// The ids' clock reading.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Whether the salt of `period` is held.
+    pub fn holds(&self, period: u64) -> bool {
+        read(&self.salts).held().any(|s| s.period == period)
+    }
+
+    /// Makes `key` the salt of `period` if that period is the clock's,
+    /// the one before or the one after (else returns `false` and keeps
+    /// nothing). Salts of periods before the previous one are dropped.
+    pub fn install(&self, period: u64, key: SaltKey) -> bool {
+        let now = self.rotation.period(self.clock.now());
+        let fresh = Salt { period, key: key.0 };
+        let mut salts = self.salts.write().unwrap_or_else(PoisonError::into_inner);
+        let kept = Salts::around(
+            salts.held().filter(|s| s.period != period).chain([fresh]),
+            now,
+        );
+        *salts = kept;
+        kept.held().any(|s| s == fresh)
     }
 }
 
@@ -178,9 +382,9 @@ impl fmt::Debug for VisitorId {
 pub struct VisitorIds {
     rotation: SaltRotation,
     clock: Arc<dyn Clock>,
-    /// Where the salts are kept, or `None` in memory only.
-    file: Option<PathBuf>,
-    salts: RwLock<Salts>,
+    source: Source,
+    /// Shared with the [`SaltFeed`] of external ids.
+    salts: Arc<RwLock<Salts>>,
 }
 
 impl fmt::Debug for VisitorIds {
@@ -188,7 +392,7 @@ impl fmt::Debug for VisitorIds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VisitorIds")
             .field("rotation", &self.rotation)
-            .field("file", &self.file)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -197,11 +401,39 @@ impl VisitorIds {
     /// Salts kept in memory only: a restart starts a new salt, so everyone
     /// who returns after it counts again.
     pub fn in_memory(rotation: SaltRotation, clock: Arc<dyn Clock>) -> Self {
+        Self::with(rotation, clock, Source::Memory, Salts::default())
+    }
+
+    /// Salts supplied from outside through [`feed`](Self::feed), never
+    /// drawn here: what a cluster node installs, the same on every node.
+    /// Until the clock's period has one, deriving is
+    /// [`SaltError::Unavailable`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tracker_core::browser::{SaltError, SaltKey, SaltRotation, VisitorIds};
+    /// use tracker_core::{ManualClock, Timestamp};
+    ///
+    /// let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+    /// let ids = VisitorIds::external(SaltRotation::Day, clock);
+    /// let ip = "203.0.113.7".parse()?;
+    /// let unsupplied = ids.derive("example.com", ip, "Mozilla/5.0");
+    /// assert!(matches!(unsupplied, Err(SaltError::Unavailable { period: 0 })));
+    /// let feed = ids.feed().expect("external ids have a feed");
+    /// feed.install(0, SaltKey::from_bytes([7; 16]));
+    /// assert!(ids.derive("example.com", ip, "Mozilla/5.0").is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn external(rotation: SaltRotation, clock: Arc<dyn Clock>) -> Self {
+        Self::with(rotation, clock, Source::External, Salts::default())
+    }
+
+    fn with(rotation: SaltRotation, clock: Arc<dyn Clock>, source: Source, salts: Salts) -> Self {
         Self {
             rotation,
             clock,
-            file: None,
-            salts: RwLock::default(),
+            source,
+            salts: Arc::new(RwLock::new(salts)),
         }
     }
 
@@ -224,12 +456,7 @@ impl VisitorIds {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Salts::default(),
             Err(e) => return Err(PersistError::io(&file, "read", e)),
         };
-        Ok(Self {
-            rotation,
-            clock,
-            file: Some(file),
-            salts: RwLock::new(salts),
-        })
+        Ok(Self::with(rotation, clock, Source::File(file), salts))
     }
 
     /// The rotation period.
@@ -237,17 +464,23 @@ impl VisitorIds {
         self.rotation
     }
 
+    /// The handle that supplies the salts of [`external`](Self::external)
+    /// ids; `None` for ids that draw their own.
+    pub fn feed(&self) -> Option<SaltFeed> {
+        matches!(self.source, Source::External).then(|| SaltFeed {
+            rotation: self.rotation,
+            clock: self.clock.clone(),
+            salts: self.salts.clone(),
+        })
+    }
+
     /// The id of a visitor of `site` (the page's host) from `ip` with
     /// `user_agent`, now by the clock.
     ///
     /// Errors: the first event of a new period could not persist the new
-    /// salt; nothing was derived (retry).
-    pub fn derive(
-        &self,
-        site: &str,
-        ip: IpAddr,
-        user_agent: &str,
-    ) -> Result<VisitorId, PersistError> {
+    /// salt, or an external source has not supplied it
+    /// ([`SaltError`]); nothing was derived (retry).
+    pub fn derive(&self, site: &str, ip: IpAddr, user_agent: &str) -> Result<VisitorId, SaltError> {
         self.derive_bytes(site, ip, user_agent.as_bytes())
     }
 
@@ -260,7 +493,7 @@ impl VisitorIds {
         site: &str,
         ip: IpAddr,
         user_agent: &[u8],
-    ) -> Result<VisitorId, PersistError> {
+    ) -> Result<VisitorId, SaltError> {
         let now = self.clock.now();
         self.derive_between(now, now, site, ip, user_agent)
     }
@@ -274,7 +507,7 @@ impl VisitorIds {
         site: &str,
         ip: IpAddr,
         user_agent: &str,
-    ) -> Result<VisitorId, PersistError> {
+    ) -> Result<VisitorId, SaltError> {
         self.derive_between(at, self.clock.now(), site, ip, user_agent.as_bytes())
     }
 
@@ -286,11 +519,18 @@ impl VisitorIds {
         site: &str,
         ip: IpAddr,
         user_agent: &[u8],
-    ) -> Result<VisitorId, PersistError> {
+    ) -> Result<VisitorId, SaltError> {
         let now = self.rotation.period(now);
         let period = self.rotation.period(at).min(now);
-        let salts = *self.salts.read().unwrap_or_else(PoisonError::into_inner);
-        let salt = match salts.for_period(period) {
+        let found = {
+            let salts = read(&self.salts);
+            if salts.serves(now) {
+                salts.for_period(period)
+            } else {
+                None
+            }
+        };
+        let salt = match found {
             Some(salt) => salt,
             None => {
                 let salts = self.rotate(now)?;
@@ -305,35 +545,44 @@ impl VisitorIds {
         Ok(hash(&salt.key, site, ip, user_agent))
     }
 
-    /// Makes `period` (the clock's) have a salt, persisting it first;
-    /// returns the salts then in force.
-    fn rotate(&self, period: u64) -> Result<Salts, PersistError> {
+    /// Makes `period` (the clock's) have a salt: draws and persists one,
+    /// or with an external source promotes the one supplied ahead (else
+    /// [`SaltError::Unavailable`]). Returns the salts then in force.
+    fn rotate(&self, period: u64) -> Result<Salts, SaltError> {
         let mut salts = self.salts.write().unwrap_or_else(PoisonError::into_inner);
-        if salts.for_period(period).is_some() {
+        if salts.serves(period) {
             return Ok(*salts); // another event rotated meanwhile
         }
-        let mut key = [0; 16];
-        getrandom::fill(&mut key).map_err(|e| {
-            PersistError::io(
-                Path::new("getrandom"),
-                "draw a salt from",
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        let fresh = Salt { period, key };
+        if let Source::External = self.source {
+            let next = Salts::around(salts.held(), period);
+            *salts = next;
+            return match next.current {
+                Some(_) => Ok(next),
+                None => Err(SaltError::Unavailable { period }),
+            };
+        }
+        let fresh = Salt {
+            period,
+            key: SaltKey::random()?.0,
+        };
         let previous = salts
             .current
             .filter(|c| c.period.checked_add(1) == Some(period));
         let next = Salts {
             current: Some(fresh),
             previous,
+            next: None,
         };
-        if let Some(file) = &self.file {
+        if let Source::File(file) = &self.source {
             write(file, &next, self.rotation)?;
         }
         *salts = next;
         Ok(next)
     }
+}
+
+fn read(salts: &RwLock<Salts>) -> std::sync::RwLockReadGuard<'_, Salts> {
+    salts.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn hash(key: &[u8; 16], site: &str, ip: IpAddr, user_agent: &[u8]) -> VisitorId {
@@ -441,6 +690,7 @@ fn decode(file: &Path, bytes: &[u8], rotation: SaltRotation) -> Result<Salts, Pe
     Ok(Salts {
         current: entries.next(),
         previous: entries.next(),
+        next: None,
     })
 }
 
@@ -528,6 +778,87 @@ mod tests {
             salts.previous.is_none(),
             "only the current salt and the day before's"
         );
+    }
+
+    #[test]
+    fn periods_start_where_they_begin() {
+        use SaltRotation::*;
+        let months = [1970 * 12 + 1, 2024 * 12 + 1, 2024 * 12 + 11, 2400 * 12];
+        for (rotation, periods) in [
+            (Day, [1, 2, 500, 24_300]),
+            (Week, [1, 2, 500, 24_300]),
+            (Month, months),
+        ] {
+            for period in periods {
+                let start = rotation.start_of(period).unwrap();
+                assert_eq!(rotation.period(start), period, "{rotation:?} {period}");
+                let before = Timestamp::from_millis(start.as_millis() - 1);
+                assert_eq!(rotation.period(before), period - 1, "{rotation:?} {period}");
+            }
+        }
+        assert_eq!(Week.start_of(0), Some(at(0)));
+        assert_eq!(Month.start_of(5), Some(at(0)), "before 1970");
+        assert_eq!(Never.start_of(0), Some(at(0)));
+        assert_eq!(Never.start_of(1), None);
+        assert_eq!(Day.start_of(u64::MAX), None);
+        assert_eq!(Month.start_of(u64::MAX), None);
+    }
+
+    #[test]
+    fn external_salts_are_only_what_was_supplied() {
+        let clock = ManualClock::new(at(100 * DAY + 1));
+        let ids = VisitorIds::external(SaltRotation::Day, Arc::new(clock.clone()));
+        let twin = VisitorIds::external(SaltRotation::Day, Arc::new(clock.clone()));
+        assert!(
+            VisitorIds::in_memory(SaltRotation::Day, Arc::new(clock.clone()))
+                .feed()
+                .is_none()
+        );
+        let (feed, twin_feed) = (ids.feed().unwrap(), twin.feed().unwrap());
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let id = |ids: &VisitorIds| ids.derive("site.test", ip, "UA");
+        assert!(matches!(
+            id(&ids),
+            Err(SaltError::Unavailable { period: 100 })
+        ));
+        // Too old and too far ahead are refused; the previous day is kept.
+        assert!(!feed.install(98, SaltKey::from_bytes([1; 16])));
+        assert!(!feed.install(102, SaltKey::from_bytes([1; 16])));
+        assert!(feed.install(99, SaltKey::from_bytes([2; 16])));
+        assert!(id(&ids).is_err(), "the previous day's salt is not today's");
+        for f in [&feed, &twin_feed] {
+            assert!(f.install(100, SaltKey::from_bytes([3; 16])));
+        }
+        let day100 = id(&ids).unwrap();
+        assert_eq!(id(&twin).unwrap(), day100, "same salt, same id");
+        assert_ne!(
+            ids.derive_at(at(99 * DAY), "site.test", ip, "UA").unwrap(),
+            day100,
+            "the previous day's events keep its salt"
+        );
+        // The next day's salt, supplied ahead, serves from its boundary on.
+        assert!(feed.install(101, SaltKey::from_bytes([4; 16])));
+        assert_eq!(id(&ids).unwrap(), day100);
+        clock.advance(Duration::from_millis(DAY));
+        let day101 = id(&ids).unwrap();
+        assert_ne!(day101, day100);
+        assert_eq!(
+            ids.derive_at(at(100 * DAY), "site.test", ip, "UA").unwrap(),
+            day100
+        );
+        assert!(!feed.holds(99), "two days back is forgotten");
+        // A boundary without the next salt refuses; it never draws its own.
+        assert!(matches!(
+            id(&twin),
+            Err(SaltError::Unavailable { period: 101 })
+        ));
+        clock.advance(Duration::from_millis(DAY));
+        assert!(matches!(
+            id(&ids),
+            Err(SaltError::Unavailable { period: 102 })
+        ));
+        assert!(feed.holds(101) && !feed.holds(100));
+        assert!(!format!("{feed:?} {ids:?} {:?}", SaltKey::from_bytes([4; 16])).contains('4'));
     }
 
     #[test]

@@ -141,7 +141,7 @@
 //! range go through a transient set of hashes, sketched pages are merged
 //! into one sketch that the exact hashes of the other pages are added to.
 
-mod civil;
+pub(crate) mod civil;
 pub(crate) mod clock;
 mod error;
 mod range;

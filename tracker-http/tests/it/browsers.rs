@@ -828,3 +828,29 @@ async fn the_script_is_small_cached_and_revalidated() {
     .await;
     assert_eq!(stale.status, StatusCode::OK);
 }
+
+/// Salts fed from outside (a cluster node's) and none for the current
+/// period yet: a browser event is refused with 503 `cluster_unavailable`,
+/// never hashed under a salt of this process's own; once the salt is
+/// supplied, it counts.
+#[tokio::test]
+async fn a_browser_event_without_the_periods_salt_is_refused_until_it_comes() {
+    use tracker_core::browser::{SaltKey, SaltRotation, VisitorIds};
+    let clock = Arc::new(tracker_core::ManualClock::new(
+        tracker_core::Timestamp::from_millis(20_365 * 86_400_000),
+    ));
+    let ids = VisitorIds::external(SaltRotation::Day, clock.clone());
+    let feed = ids.feed().unwrap();
+    let (app, _) = app_with(Tracker::new(), |l| l.browser.visitor_ids = ids);
+    let page = "https://site.test/fed";
+    let view = json!({"n": "pageview", "u": page, "d": "site.test"});
+    let refused = plausible(&app, FIREFOX, view.clone()).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.json()["error"]["code"], "cluster_unavailable");
+    assert!(feed.install(20_365, SaltKey::from_bytes([9; 16])));
+    assert_eq!(
+        plausible(&app, FIREFOX, view).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(visitors(&app, page).await, 1);
+}

@@ -6,7 +6,9 @@
 //! back-dated batch counted over time ranges, a restart of the NATS server
 //! and a node leaving on SIGTERM; then the NATS store is scanned for
 //! visitor ids. And a query asked as a node is killed answers once the
-//! new owner serves; events an owner refuses are counted on `/metrics`.
+//! new owner serves; events an owner refuses are counted on `/metrics`;
+//! a browser whose views reach two nodes and a restarted one is one
+//! visitor (the nodes share the visitor-id salt).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -816,4 +818,68 @@ async fn back_dated(client: &reqwest::Client, nodes: &[&Server]) {
             "{who}: {ranked}"
         );
     }
+}
+
+/// A browser (no visitor id: the node derives one from site, IP and user
+/// agent) whose page views reach two nodes, and then a restarted node,
+/// is one visitor: the nodes share the salt through JetStream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_through_two_nodes_and_a_restart_is_one_visitor() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    // The views must fall in one UTC day (one salt): not across midnight.
+    let day_ms = 86_400_000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let to_midnight = day_ms - now_ms % day_ms;
+    if to_midnight < 180_000 {
+        tokio::time::sleep(Duration::from_millis(to_midnight + 1000)).await;
+    }
+    let client = reqwest::Client::new();
+    let mut trail = Trail::default();
+    let mut first = node(&nats, "s0");
+    let second = node(&nats, "s1");
+    for (name, n) in [("s0", &first), ("s1", &second)] {
+        trail.follow(name, n);
+        n.wait_ready(&client, SETTLE).await;
+    }
+    let ua = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0 ClusterSalt";
+    let view = |server: &Server, path: &str| {
+        client
+            .post(server.url("/events"))
+            .header("content-type", "application/json")
+            .header("user-agent", ua)
+            .body(serde_json::json!({"url": format!("https://salt.example{path}")}).to_string())
+    };
+    // Until every page is counted, then the site's visitors.
+    let visitors = |pages: usize| {
+        let client = &client;
+        let second = &second;
+        async move {
+            poll::until_ok_async(SETTLE, "every page view counted", || async move {
+                let counts = counts(client, second).await?;
+                let seen = counts.keys().filter(|u| u.contains("salt.example")).count();
+                if seen < pages {
+                    return Err(format!("{seen} of {pages} pages: {counts:?}"));
+                }
+                Ok(())
+            })
+            .await;
+            get(client, second.url("/distinct?site=salt.example")).await["distinct_visitors"]
+                .clone()
+        }
+    };
+    accepted(view(&first, "/a")).await;
+    accepted(view(&second, "/b")).await;
+    assert_eq!(visitors(2).await, 1, "one browser through two nodes");
+
+    first.kill_9();
+    let restarted = node(&nats, "s0");
+    trail.follow("s0 again", &restarted);
+    restarted.wait_ready(&client, SETTLE).await;
+    accepted(view(&restarted, "/c")).await;
+    assert_eq!(visitors(3).await, 1, "the same browser after a restart");
 }
