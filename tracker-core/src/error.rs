@@ -72,6 +72,11 @@ pub enum TrackerError {
     /// host, or paths starting with `/` (not `javascript:`, `data:`,
     /// `file:`, ...).
     InvalidUrl,
+    /// The site is not one: a site is a host (`example.com`), a
+    /// `host:port`, or an `http://` or `https://` URL whose host is
+    /// meant. Its [`code`](TrackerError::code) is `invalid_url`, as for a
+    /// page of another scheme; only the message names the site.
+    InvalidSite,
     /// The URL is scheme-relative (`//host/path`, or `\\host\path`): a
     /// browser resolves it against the scheme of the page it is on, which
     /// the tracker does not know, so it is no page (and not the path
@@ -107,7 +112,7 @@ impl TrackerError {
             TrackerError::TooLong { .. } => "too_long",
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
             TrackerError::MemoryFull { .. } => "memory_full",
-            TrackerError::InvalidUrl => "invalid_url",
+            TrackerError::InvalidUrl | TrackerError::InvalidSite => "invalid_url",
             TrackerError::SchemeRelativeUrl => "scheme_relative_url",
             TrackerError::InvalidCursor => "invalid_cursor",
             TrackerError::FromTheFuture { .. } => "from_the_future",
@@ -134,6 +139,9 @@ impl fmt::Display for TrackerError {
             ),
             TrackerError::InvalidUrl => f.write_str(
                 "url must be an http:// or https:// URL with a host, or a path starting with /",
+            ),
+            TrackerError::InvalidSite => f.write_str(
+                "site must be a host (example.com), a host:port, or an http:// or https:// URL",
             ),
             TrackerError::SchemeRelativeUrl => f.write_str(
                 "url is scheme-relative (//host/...), which names no scheme: send the full http:// or https:// URL, or a path starting with a single /",

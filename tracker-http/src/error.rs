@@ -299,6 +299,7 @@ fn tracker_status(e: &TrackerError) -> StatusCode {
         | TrackerError::TooLong { .. }
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::InvalidSite
         | TrackerError::SchemeRelativeUrl
         | TrackerError::InvalidCursor
         | TrackerError::FromTheFuture { .. }
@@ -315,6 +316,7 @@ fn tracker_code(e: &TrackerError) -> &'static str {
         | TrackerError::InvalidUtf8 { .. }
         | TrackerError::FromTheFuture { .. }
         | TrackerError::InvalidUrl
+        | TrackerError::InvalidSite
         | TrackerError::SchemeRelativeUrl
         | TrackerError::InvalidCursor
         | TrackerError::MemoryFull { .. }

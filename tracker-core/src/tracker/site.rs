@@ -297,7 +297,7 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
         // `mailto:someone` at `example.com`.
         let authority = site.split(['/', '?', '#']).next().unwrap_or(site);
         if authority.contains('@') {
-            return Err(TrackerError::InvalidUrl);
+            return Err(TrackerError::InvalidSite);
         }
         (Cow::Owned(format!("http://{site}")), true)
     };
@@ -314,7 +314,7 @@ pub fn site_name(site: &str) -> Result<String, TrackerError> {
     // The host as the page rules write it (`canonical_url`), so that a
     // site is spelled as its pages' hosts are: `javascript:alert(1)` read
     // as `host:port` has a port that is not a number, and is refused.
-    let origin = origin_of(&url).ok_or(TrackerError::InvalidUrl)?;
+    let origin = origin_of(&url).ok_or(TrackerError::InvalidSite)?;
     Ok(host_of(&origin).unwrap_or_default().to_owned())
 }
 
@@ -429,7 +429,7 @@ mod tests {
             "mailto:someone@example.com",
             "javascript:x@example.com",
         ] {
-            assert_eq!(site_name(given), Err(TrackerError::InvalidUrl), "{given}");
+            assert_eq!(site_name(given), Err(TrackerError::InvalidSite), "{given}");
         }
         assert_eq!(
             site_name("https://BÜCHER.de/"),
@@ -445,14 +445,14 @@ mod tests {
         ] {
             assert_eq!(site_name(given), Ok("example.com".into()), "{given}");
         }
-        assert_eq!(site_name("https:"), Err(TrackerError::InvalidUrl));
+        assert_eq!(site_name("https:"), Err(TrackerError::InvalidSite));
         // As the page rules read a host: one site however it is spelled,
         // and what they refuse is refused.
         assert_eq!(site_name("127.1"), Ok("127.0.0.1".into()));
         assert_eq!(site_name("https://[0::1]:8080/"), Ok("[::1]".into()));
         assert_eq!(site_name("EX%41MPLE.com"), Ok("example.com".into()));
         for given in ["1.2.3.999", "example.com:99999", "a b.example", "[::g]"] {
-            assert_eq!(site_name(given), Err(TrackerError::InvalidUrl), "{given}");
+            assert_eq!(site_name(given), Err(TrackerError::InvalidSite), "{given}");
         }
         assert_eq!(
             site_name("https://"),

@@ -110,7 +110,9 @@ async fn a_site_given_as_a_url_is_echoed_as_its_host() {
 /// A site given as a URL follows the URL rules of pages: another scheme
 /// than http(s), or what only reads as `host:port` with a port that is
 /// not a number (`javascript:alert(1)` was the site `javascript`), is
-/// 400 `invalid_url` on every route that takes a site.
+/// 400 `invalid_url` on every route that takes a site, with a message
+/// that names the site (it said "url must be ...", a parameter the
+/// request did not have).
 #[tokio::test]
 async fn a_site_that_is_not_a_web_url_is_invalid() {
     let (app, _) = default_app();
@@ -132,6 +134,8 @@ async fn a_site_that_is_not_a_web_url_is_invalid() {
             let answer = get(&app, &uri).await;
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{uri}");
             assert_eq!(answer.error_code(), "invalid_url", "{uri}");
+            let message = answer.json()["error"]["message"].to_string();
+            assert!(message.starts_with("\"site must be"), "{uri}: {message}");
         }
     }
 }
