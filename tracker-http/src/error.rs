@@ -46,6 +46,10 @@ pub enum AppError {
     UnsupportedEncoding,
     /// A batch body is neither a JSON array nor NDJSON: nothing recorded.
     InvalidBatch(String),
+    /// A WebSocket message that starts as an array but is not one: the
+    /// same code as [`AppError::InvalidBatch`], with a message that speaks
+    /// of messages (NDJSON and content types are the batch route's).
+    InvalidMessage(String),
     /// `GET /events/ws` without a valid WebSocket upgrade (what is
     /// missing or wrong, as the upgrade found it).
     NotWebSocket(String),
@@ -107,6 +111,7 @@ impl AppError {
             | AppError::InvalidEvent(_)
             | AppError::InvalidQuery(_)
             | AppError::InvalidBatch(_)
+            | AppError::InvalidMessage(_)
             | AppError::NotWebSocket(_)
             | AppError::MalformedRequest => StatusCode::BAD_REQUEST,
             AppError::HeadersTooLarge { .. } | AppError::TooManyHeaders { .. } => {
@@ -147,7 +152,7 @@ impl AppError {
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Timeout => "request_timeout",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
-            AppError::InvalidBatch(_) => "invalid_batch",
+            AppError::InvalidBatch(_) | AppError::InvalidMessage(_) => "invalid_batch",
             AppError::NotWebSocket(_) => "not_websocket",
             AppError::TooManyEvents { .. } => "too_many_events",
             AppError::UnsupportedMediaType | AppError::UnsupportedEncoding => {
@@ -193,6 +198,10 @@ impl AppError {
             }
             AppError::InvalidBatch(m) => format!(
                 "a batch is a JSON array of events, or NDJSON (one event per line) as application/x-ndjson; nothing was recorded: {m}"
+            )
+            .into(),
+            AppError::InvalidMessage(m) => format!(
+                "a message is one event or a JSON array of events; nothing of it was recorded: {m}"
             )
             .into(),
             AppError::NotWebSocket(m) => {

@@ -215,7 +215,10 @@ async fn handle(
     text: &[u8],
 ) -> Result<BatchReply, AppError> {
     let events = if first_byte(text) == Some(b'[') {
-        split_array(text, state.limits.batch_limit)?
+        split_array(text, state.limits.batch_limit).map_err(|e| match e {
+            AppError::InvalidBatch(m) => AppError::InvalidMessage(m),
+            other => other,
+        })?
     } else {
         vec![parse_event(text)]
     };

@@ -262,6 +262,10 @@ async fn websocket_events_are_acknowledged_in_order() {
             "[1, 2, 3, 4]".to_owned(),
             json!({"error": {"code": "too_many_events"}}),
         ),
+        (
+            "[{\"visitor\": \"e\"".to_owned(),
+            json!({"error": {"code": "invalid_batch"}}),
+        ),
     ];
     for (text, expected) in messages {
         socket.send(Message::text(text.clone())).await.unwrap();
@@ -281,7 +285,11 @@ async fn websocket_events_are_acknowledged_in_order() {
         };
         for error in errors.iter_mut() {
             let message = error.as_object_mut().unwrap().remove("message");
-            assert!(message.is_some_and(|m| m.is_string()), "{text}");
+            assert!(message.as_ref().is_some_and(|m| m.is_string()), "{text}");
+            // A message's refusal speaks of messages, not of the batch
+            // route's NDJSON and content types.
+            let message = message.unwrap().to_string();
+            assert!(!message.contains("ndjson"), "{text}: {message}");
         }
         assert_eq!(ack, expected, "{text}");
     }
