@@ -1587,26 +1587,37 @@ where
 
 /// The cluster-wide value of `key`: `proposal` if this node is the first
 /// to set it, else the one already there.
+async fn cluster_setting(kv: &kv::Store, key: &str, proposal: u64) -> Result<u64, ClusterError> {
+    let value = kv_setting(kv, key, || Ok(proposal.to_string().into())).await?;
+    let text = String::from_utf8_lossy(&value);
+    text.parse()
+        .map_err(|_| ClusterError::Config(format!("{key} holds {text:?}")))
+}
+
+/// The bytes of `key` in the cluster's bucket: those already there, else
+/// what `propose` makes if this node's create is the first (a node that
+/// loses the race reads the winner's). `propose` is called only when the
+/// key is missing, so a random proposal is drawn only then.
 ///
 /// A read that times out is asked again: with several nodes joining a
 /// new cluster at once, NATS 2.9.10 sometimes never answers a node's
 /// first read of the bucket, while the same read asked again answers
 /// within milliseconds (a join failed so under CI-like load; see
 /// `tests/joining.rs`).
-async fn cluster_setting(kv: &kv::Store, key: &str, proposal: u64) -> Result<u64, ClusterError> {
+pub(crate) async fn kv_setting(
+    kv: &kv::Store,
+    key: &str,
+    mut propose: impl FnMut() -> Result<Bytes, ClusterError>,
+) -> Result<Bytes, ClusterError> {
     for _ in 0..3 {
         match kv.get(key).await {
-            Ok(Some(value)) => {
-                let text = String::from_utf8_lossy(&value);
-                return text
-                    .parse()
-                    .map_err(|_| ClusterError::Config(format!("{key} holds {text:?}")));
-            }
+            Ok(Some(value)) => return Ok(value),
             Ok(None) => {}
             Err(e) if e.kind() == kv::EntryErrorKind::TimedOut => continue,
             Err(e) => return Err(nats(e)),
         }
-        if kv.create(key, proposal.to_string().into()).await.is_ok() {
+        let proposal = propose()?;
+        if kv.create(key, proposal.clone()).await.is_ok() {
             return Ok(proposal);
         }
     }
@@ -1709,7 +1720,7 @@ fn at(ms: Option<u64>) -> Option<Timestamp> {
     ms.map(Timestamp::from_millis)
 }
 
-fn nats(e: impl std::fmt::Display) -> ClusterError {
+pub(crate) fn nats(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Nats(e.to_string())
 }
 

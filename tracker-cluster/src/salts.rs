@@ -32,6 +32,7 @@ use futures_util::StreamExt;
 use tracker_core::browser::{SaltFeed, SaltKey, SaltRotation};
 
 use crate::ClusterError;
+use crate::node::{kv_setting, nats};
 
 /// How long before a period's boundary its salt is fetched (or created).
 pub const SALT_LEAD: Duration = Duration::from_secs(5 * 60);
@@ -50,7 +51,11 @@ pub(crate) async fn join(
     cluster: &str,
 ) -> Result<(), ClusterError> {
     let rotation = feed.rotation();
-    let setting = text_setting(kv, ROTATION_KEY, rotation.name()).await?;
+    let setting = kv_setting(kv, ROTATION_KEY, || {
+        Ok(Bytes::from_static(rotation.name().as_bytes()))
+    })
+    .await?;
+    let setting = String::from_utf8_lossy(&setting);
     if setting != rotation.name() {
         return Err(ClusterError::Config(format!(
             "cluster {cluster} rotates visitor-id salts by {setting:?}, this node was started with {:?} \
@@ -132,19 +137,13 @@ impl Kept {
 /// Gets or creates the salt of `period` and installs it.
 async fn install(kv: &kv::Store, feed: &SaltFeed, period: u64) -> Result<(), ClusterError> {
     let key = salt_key(feed.rotation(), period);
-    for _ in 0..3 {
-        if let Some(value) = kv.get(&key).await.map_err(nats)? {
-            feed.install(period, decode(&key, &value)?);
-            return Ok(());
-        }
-        let fresh = SaltKey::random().map_err(|e| ClusterError::Nats(e.to_string()))?;
-        let bytes = Bytes::copy_from_slice(&fresh.to_bytes());
-        if kv.create(&key, bytes).await.is_ok() {
-            feed.install(period, fresh);
-            return Ok(());
-        }
-    }
-    Err(ClusterError::Nats(format!("{key} could not be read")))
+    let value = kv_setting(kv, &key, || {
+        let fresh = SaltKey::random().map_err(nats)?;
+        Ok(Bytes::copy_from_slice(&fresh.to_bytes()))
+    })
+    .await?;
+    feed.install(period, decode(&key, &value)?);
+    Ok(())
 }
 
 /// Installs the salt of `period` if the bucket has it.
@@ -187,24 +186,6 @@ async fn purge_old(kv: &kv::Store, rotation: SaltRotation, now: u64) -> Result<(
     Ok(())
 }
 
-/// The cluster-wide text of `key`: `proposal` if this node is the first
-/// to set it, else the one already there.
-async fn text_setting(kv: &kv::Store, key: &str, proposal: &str) -> Result<String, ClusterError> {
-    for _ in 0..3 {
-        if let Some(value) = kv.get(key).await.map_err(nats)? {
-            return Ok(String::from_utf8_lossy(&value).into_owned());
-        }
-        if kv
-            .create(key, Bytes::copy_from_slice(proposal.as_bytes()))
-            .await
-            .is_ok()
-        {
-            return Ok(proposal.to_owned());
-        }
-    }
-    Err(ClusterError::Nats(format!("{key} could not be read")))
-}
-
 /// The bucket key of a period's salt.
 pub fn salt_key(rotation: SaltRotation, period: u64) -> String {
     format!("salt.{}.{period}", rotation.name())
@@ -219,8 +200,4 @@ fn decode(key: &str, value: &[u8]) -> Result<SaltKey, ClusterError> {
         ))
     })?;
     Ok(SaltKey::from_bytes(bytes))
-}
-
-fn nats(e: impl std::fmt::Display) -> ClusterError {
-    ClusterError::Nats(e.to_string())
 }
