@@ -117,21 +117,24 @@ fn build_both(events: &Events, urls: &[String], ids: &[String]) -> (Tracker, Buc
 }
 
 /// ns/event of recording `events` into a new tracker built by `build`,
-/// with each event's second mapped by `time`.
+/// with each event's second mapped by `time`, and the tracker's bytes
+/// per pair after.
 fn record_ns(
     build: impl Fn() -> Tracker,
     events: &Events,
     ids: &[String],
     urls: &[String],
     time: impl Fn(u64) -> u64,
-) -> f64 {
+) -> (f64, f64) {
     let t = build();
     let start = Instant::now();
     for &(v, p, s) in events {
         t.record_at(&ids[v as usize], &urls[p as usize], at(time(s)))
             .expect("recorded");
     }
-    start.elapsed().as_nanos() as f64 / events.len() as f64
+    let ns = start.elapsed().as_nanos() as f64 / events.len() as f64;
+    let stats = t.stats();
+    (ns, stats.bytes as f64 / stats.pairs as f64)
 }
 
 /// Record with hour buckets against a baseline in the same run: the same
@@ -154,18 +157,22 @@ fn record_against_one_bucket(
             .expect("a one-day bucket")
     };
     println!("## Record with hour buckets against one bucket (one run, best of {rounds})\n");
-    println!("| workload | events | one bucket ns/event | hour buckets ns/event | ratio |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| workload | events | one bucket ns/event | hour buckets ns/event | ratio | one bucket B/pair | hour buckets B/pair |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, events) in workloads {
         let (mut base, mut timed) = (f64::MAX, f64::MAX);
+        let (mut base_bytes, mut timed_bytes) = (0.0, 0.0);
         for _ in 0..rounds {
-            base = base.min(record_ns(one_bucket, events, ids, urls, |s| {
-                START + (s - START) % DAY
-            }));
-            timed = timed.min(record_ns(hourly, events, ids, urls, |s| s));
+            let (ns, bytes) =
+                record_ns(one_bucket, events, ids, urls, |s| START + (s - START) % DAY);
+            (base, base_bytes) = (base.min(ns), bytes);
+            let (ns, bytes) = record_ns(hourly, events, ids, urls, |s| s);
+            (timed, timed_bytes) = (timed.min(ns), bytes);
         }
         println!(
-            "| {name} | {} | {base:.1} | {timed:.1} | {:.2}x |",
+            "| {name} | {} | {base:.1} | {timed:.1} | {:.2}x | {base_bytes:.2} | {timed_bytes:.2} |",
             events.len(),
             timed / base
         );

@@ -49,6 +49,7 @@
 //!       + Σ pages  (41 / load_p + url_len)
 //!       + Σ pages with 3 or more exact visitors  (8 + 12·slots)
 //!       + Σ those with a visitor seen in 2 or more buckets  (48 + 4·arena)
+//!       + Σ those of them with wide cells  (8·slots)
 //!       + Σ sketched pages  (8,304 + history)
 //!       + Σ stripes  pooled table buffers  (≤ min(32 KiB, pairs_s))
 //! ```
@@ -76,6 +77,12 @@
 //!   garbage until the arena is compacted (up to half the arena). Measured:
 //!   a visitor returning on 30 days costs 318 bytes per pair
 //!   (`docs/BENCHMARKS.md`);
+//! - a page whose arena takes as many bytes as 8 more per slot would
+//!   moves to wide cells: each slot's word becomes 12 bytes (20-byte
+//!   slots), which hold up to 5 buckets less than 65,536 buckets apart,
+//!   and only the visitors with more (or farther apart) keep a run, so
+//!   the move never makes the page larger. Measured: visitors returning
+//!   on 5 random days of 60 cost 24.3 bytes per pair (92 in runs);
 //! - a sketched page holds an [`UltraLogLog`](sketch::UltraLogLog) of 8 KiB
 //!   registers in a 112-byte record, whatever its number of visitors, plus
 //!   its history: per UTC day, the day's visitors as a sorted list of

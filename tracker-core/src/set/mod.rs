@@ -31,7 +31,7 @@ pub(crate) use crate::set::visitor_table::Insert;
 pub(crate) use crate::set::visitor_table::STEP_SLOTS;
 use crate::set::visitor_table::TableInsert;
 use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
-use crate::set::word_table::{Visit, WordTable, Words};
+use crate::set::word_table::{Visit, WIDE, WordTable, Words};
 use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
 use crate::time::{Bucketing, Series};
@@ -71,6 +71,9 @@ pub(crate) enum VisitorSet {
     /// with the page's arena of runs (its count beside it as in `Table`:
     /// the box then holds nothing a count reads).
     TableRuns(u8, u16, u32, Box<WordTable<1>>),
+    /// The same with cells of [`WIDE`] places, once the arena outweighs
+    /// them (see `word_table`).
+    TableWide(u8, u16, u32, Box<WideTable>),
     /// Hashes with their latest ticks and activity words (with a TTL),
     /// and the table's capacity as its last insert saw it (0 above
     /// `u16::MAX`; in the record's spare bytes): see
@@ -200,10 +203,11 @@ impl VisitorSet {
                 .filter(|&(_, t)| expiry.is_none_or(|e| e.is_live(t)))
                 .filter(|&(_, t)| range.contains(&u64::from(t / width)))
                 .count() as u64,
-            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
-                .untimed()
-                .expect("an untimed table")
-                .count_in(range.clone(), |_| true),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..) | VisitorSet::TableWide(..), _) => {
+                self.untimed()
+                    .expect("an untimed table")
+                    .count_in(range.clone())
+            }
             (VisitorSet::Timed(_, _, table), Some(expiry)) => table.count_in(range.clone(), expiry),
             (VisitorSet::Timed(_, _, table), None) => {
                 table.words().count_in(range.clone(), |_| true)
@@ -243,10 +247,11 @@ impl VisitorSet {
                     }
                 }
             }
-            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
-                .untimed()
-                .expect("an untimed table")
-                .count_points(series, |_| true, counts),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..) | VisitorSet::TableWide(..), _) => {
+                self.untimed()
+                    .expect("an untimed table")
+                    .count_points(series, counts)
+            }
             (VisitorSet::Timed(_, _, table), Some(expiry)) => {
                 table.count_points(series, expiry, counts)
             }
@@ -294,10 +299,11 @@ impl VisitorSet {
                     }
                 }
             }
-            (VisitorSet::Table(..) | VisitorSet::TableRuns(..), _) => self
-                .untimed()
-                .expect("an untimed table")
-                .hashes_in(range, |_| true, |h| union.push(h)),
+            (VisitorSet::Table(..) | VisitorSet::TableRuns(..) | VisitorSet::TableWide(..), _) => {
+                self.untimed()
+                    .expect("an untimed table")
+                    .hashes_in(range, |h| union.push(h))
+            }
             (VisitorSet::Timed(_, _, table), Some(expiry)) => {
                 table.hashes_in(range, expiry, |h| union.push(h))
             }
@@ -327,14 +333,15 @@ impl VisitorSet {
         }
     }
 
-    /// An untimed table's pairs and words.
-    fn untimed(&self) -> Option<Words<'_, 1>> {
+    /// An untimed table's pairs and cells.
+    fn untimed(&self) -> Option<Untimed<'_>> {
         match self {
-            VisitorSet::Table(.., table) => Some(Words {
+            VisitorSet::Table(.., table) => Some(Untimed::Narrow(Words {
                 table,
                 runs: &NO_RUNS,
-            }),
-            VisitorSet::TableRuns(.., table) => Some(table.words()),
+            })),
+            VisitorSet::TableRuns(.., table) => Some(Untimed::Narrow(table.words())),
+            VisitorSet::TableWide(.., table) => Some(Untimed::Wide(table.words())),
             _ => None,
         }
     }
@@ -356,6 +363,7 @@ impl VisitorSet {
             VisitorSet::Inline(_, _, last, _)
             | VisitorSet::Table(_, _, last, _)
             | VisitorSet::TableRuns(_, _, last, _)
+            | VisitorSet::TableWide(_, _, last, _)
             | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => *last,
@@ -369,6 +377,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Table(.., table) => table.prefetch(hash),
             VisitorSet::TableRuns(.., table) => table.table.prefetch(hash),
+            VisitorSet::TableWide(.., table) => table.table.prefetch(hash),
             VisitorSet::Timed(_, _, table) => table.prefetch(hash),
             _ => {}
         }
@@ -396,6 +405,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Table(.., table) => table.prefetch_header(),
             VisitorSet::TableRuns(.., table) => table.table.prefetch_header(),
+            VisitorSet::TableWide(.., table) => table.table.prefetch_header(),
             VisitorSet::Timed(_, _, table) => table.prefetch_header(),
             _ => {}
         }
@@ -407,7 +417,10 @@ impl VisitorSet {
     #[inline]
     pub(crate) fn prefetch_count(&self) {
         match self {
-            VisitorSet::Inline(..) | VisitorSet::Table(..) | VisitorSet::TableRuns(..) => {}
+            VisitorSet::Inline(..)
+            | VisitorSet::Table(..)
+            | VisitorSet::TableRuns(..)
+            | VisitorSet::TableWide(..) => {}
             VisitorSet::Sketch(_, sketched) => crate::prefetch::prefetch(&**sketched),
             VisitorSet::TimedSketch(_, sketch) => crate::prefetch::prefetch(&**sketch),
             VisitorSet::Timed(..) => self.prefetch_header(),
@@ -439,6 +452,7 @@ impl VisitorSet {
             VisitorSet::Inline(..) => {}
             VisitorSet::Table(_, _, last, _)
             | VisitorSet::TableRuns(_, _, last, _)
+            | VisitorSet::TableWide(_, _, last, _)
             | VisitorSet::Timed(last, _, _)
             | VisitorSet::Sketch(last, _)
             | VisitorSet::TimedSketch(last, _) => {
@@ -459,6 +473,7 @@ impl VisitorSet {
             VisitorSet::Inline(_, _, _, slots) => slots.iter().take_while(|&&h| h != 0).count(),
             VisitorSet::Table(high, low, _, table) => counted(*high, *low, table),
             VisitorSet::TableRuns(high, low, _, table) => counted(*high, *low, &table.table),
+            VisitorSet::TableWide(high, low, _, table) => counted(*high, *low, &table.table),
             VisitorSet::Timed(_, _, table) => table.stored(),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => 0,
         }
@@ -666,18 +681,10 @@ impl VisitorSet {
                 })
             }
             (VisitorSet::TableRuns(high, low, _, table), None) if oldest_bucket > 0 => {
-                let slots = table.table.capacity();
-                if slots <= STEP_SLOTS {
-                    let pairs = table.retain(oldest_bucket, |_, _| true);
-                    (*high, *low) = split_count(table.len());
-                    return whole(pairs, slots);
-                }
-                let (pairs, next) =
-                    table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
-                (*high, *low) = split_count(table.len());
-                Dropped::of_step(pairs, from, next, slots, || {
-                    table.finish_pass(STEP_SLOTS, reserve)
-                })
+                retain_runs(table, (high, low), oldest_bucket, from, max, reserve)
+            }
+            (VisitorSet::TableWide(high, low, _, table), None) if oldest_bucket > 0 => {
+                retain_runs(table, (high, low), oldest_bucket, from, max, reserve)
             }
             (VisitorSet::Sketch(_, sketched), None) => {
                 // The all-time sketch cannot forget; the days can.
@@ -773,6 +780,7 @@ impl VisitorSet {
             VisitorSet::Inline(..) => 0,
             VisitorSet::Table(.., table) => table.heap_bytes(),
             VisitorSet::TableRuns(.., table) => WORD_TABLE_BYTES + table.heap_bytes(),
+            VisitorSet::TableWide(.., table) => WIDE_TABLE_BYTES + table.heap_bytes(),
             VisitorSet::Timed(_, _, table) => table.heap_bytes(),
             VisitorSet::Sketch(_, sketched) => SKETCH_BYTES + sketched.history.heap_bytes(),
             VisitorSet::TimedSketch(_, sketch) => sketch.heap_bytes(),
@@ -816,8 +824,24 @@ impl VisitorSet {
                 }
                 Visit::Known { .. } => Insert::Present,
                 Visit::GrowTable(bytes) => Insert::Grow(bytes),
+                // Moving to wide cells instead (see `grow_and_insert`).
+                Visit::GrowRuns { bytes, .. } if table.widens::<WIDE>() => Insert::GrowKnown {
+                    bytes: WIDE_TABLE_BYTES + table.recelled_bytes::<WIDE>(bytes / 4),
+                    was: 0,
+                },
                 Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
             },
+            VisitorSet::TableWide(high, low, _, table) => {
+                match table.visit(hash, bucket, WideTable::new_values([0; WIDE], bucket)) {
+                    Visit::Added => {
+                        count_one_more(high, low);
+                        Insert::Added
+                    }
+                    Visit::Known { .. } => Insert::Present,
+                    Visit::GrowTable(bytes) => Insert::Grow(bytes),
+                    Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
+                }
+            }
             VisitorSet::Timed(_, seen, table) => {
                 let outcome = table.insert(hash, tick, bucket);
                 *seen = u16::try_from(table.capacity()).unwrap_or(0);
@@ -993,9 +1017,30 @@ impl VisitorSet {
                 let (high, low) = split_count(boxed.len());
                 *self = VisitorSet::TableRuns(high, low, last, boxed);
             }
-            VisitorSet::TableRuns(high, low, _, table) => {
+            VisitorSet::TableRuns(high, low, last, table) => {
+                // A known pair whose run must grow on a page whose arena
+                // outweighs wide cells: the page moves to them (`insert`
+                // asked for the bytes).
+                if table.table.find(hash).is_some() && table.widens::<WIDE>() {
+                    let (high, low, last) = (*high, *low, *last);
+                    let narrow = std::mem::replace(
+                        &mut **table,
+                        WordTable {
+                            table: VisitorTable::placeholder(),
+                            runs: Runs::default(),
+                        },
+                    );
+                    let mut wide = Box::new(narrow.recelled::<WIDE, WIDE>());
+                    wide.grow_and_visit(hash, bucket, WideTable::new_values([0; WIDE], bucket));
+                    *self = VisitorSet::TableWide(high, low, last, wide);
+                    return;
+                }
                 // A new pair, or a known one's run grown.
                 table.grow_and_visit(hash, bucket, [bucket]);
+                (*high, *low) = split_count(table.len());
+            }
+            VisitorSet::TableWide(high, low, _, table) => {
+                table.grow_and_visit(hash, bucket, WideTable::new_values([0; WIDE], bucket));
                 (*high, *low) = split_count(table.len());
             }
             VisitorSet::Timed(_, _, table) => table.grow_and_insert(hash, tick, bucket),
@@ -1054,6 +1099,7 @@ impl VisitorSet {
         match self {
             VisitorSet::Table(.., table) => table.reserve(len),
             VisitorSet::TableRuns(.., table) => table.reserve(len),
+            VisitorSet::TableWide(.., table) => table.reserve(len),
             VisitorSet::Timed(_, _, table) => table.reserve(len),
             _ => {}
         }
@@ -1072,12 +1118,9 @@ impl VisitorSet {
     pub(crate) fn entries(&self) -> Box<dyn Iterator<Item = (u64, u32)> + '_> {
         match self {
             VisitorSet::Inline(..) => Box::new(self.inline_ticks()),
-            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => Box::new(
-                self.untimed()
-                    .expect("an untimed table")
-                    .pairs()
-                    .map(|(h, _)| (h, 0)),
-            ),
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) | VisitorSet::TableWide(..) => {
+                self.untimed().expect("an untimed table").hashes()
+            }
             VisitorSet::Timed(_, _, table) => Box::new(table.entries()),
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => Box::new(std::iter::empty()),
         }
@@ -1092,16 +1135,15 @@ impl VisitorSet {
                     f(h, t, &[t / width]);
                 }
             }
-            VisitorSet::Table(..) | VisitorSet::TableRuns(..) => {
-                let words = self.untimed().expect("an untimed table");
-                for (h, [word]) in words.pairs() {
-                    f(h, 0, words.buckets(&word));
-                }
+            VisitorSet::Table(..) | VisitorSet::TableRuns(..) | VisitorSet::TableWide(..) => {
+                self.untimed()
+                    .expect("an untimed table")
+                    .for_each(|h, buckets| f(h, 0, buckets));
             }
             VisitorSet::Timed(_, _, table) => {
                 let words = table.words();
-                for (h, [tick, word]) in words.pairs() {
-                    f(h, tick, words.buckets(&word));
+                for (h, values) in words.pairs() {
+                    f(h, values[0], &words.buckets(&values));
                 }
             }
             VisitorSet::Sketch(..) | VisitorSet::TimedSketch(..) => {}
@@ -1117,6 +1159,97 @@ impl VisitorSet {
 
 /// Heap bytes of an untimed table's boxed record (table handle and arena).
 const WORD_TABLE_BYTES: usize = std::mem::size_of::<WordTable<1>>();
+
+/// An untimed table with cells of [`WIDE`] places.
+type WideTable = WordTable<WIDE, Box<[u64]>, Runs, WIDE>;
+
+/// Heap bytes of a [`WideTable`]'s boxed record.
+const WIDE_TABLE_BYTES: usize = std::mem::size_of::<WideTable>();
+
+/// An untimed table's pairs and cells, in either width.
+#[derive(Clone, Copy)]
+enum Untimed<'a> {
+    Narrow(Words<'a, 1>),
+    Wide(Words<'a, WIDE, Box<[u64]>, WIDE>),
+}
+
+impl<'a> Untimed<'a> {
+    /// Pairs seen in `range`.
+    fn count_in(self, range: Range<u64>) -> u64 {
+        match self {
+            Untimed::Narrow(words) => words.count_in(range, |_| true),
+            Untimed::Wide(words) => words.count_in(range, |_| true),
+        }
+    }
+
+    /// See [`Words::count_points`].
+    fn count_points(self, series: &Series, counts: &mut [u32]) {
+        match self {
+            Untimed::Narrow(words) => words.count_points(series, |_| true, counts),
+            Untimed::Wide(words) => words.count_points(series, |_| true, counts),
+        }
+    }
+
+    /// Calls `f` with every pair seen in `range`.
+    fn hashes_in(self, range: Range<u64>, f: impl FnMut(u64)) {
+        match self {
+            Untimed::Narrow(words) => words.hashes_in(range, |_| true, f),
+            Untimed::Wide(words) => words.hashes_in(range, |_| true, f),
+        }
+    }
+
+    /// The pairs with tick 0 (see [`VisitorSet::entries`]).
+    fn hashes(self) -> Box<dyn Iterator<Item = (u64, u32)> + 'a> {
+        match self {
+            Untimed::Narrow(words) => Box::new(words.pairs().map(|(h, _)| (h, 0))),
+            Untimed::Wide(words) => Box::new(words.pairs().map(|(h, _)| (h, 0))),
+        }
+    }
+
+    /// Calls `f` with every pair and its buckets, ascending.
+    fn for_each(self, mut f: impl FnMut(u64, &[u32])) {
+        match self {
+            Untimed::Narrow(words) => {
+                for (h, values) in words.pairs() {
+                    f(h, &words.buckets(&values));
+                }
+            }
+            Untimed::Wide(words) => {
+                for (h, values) in words.pairs() {
+                    f(h, &words.buckets(&values));
+                }
+            }
+        }
+    }
+}
+
+/// A sweep's share of an untimed table with runs, whose count fields are
+/// `count` (see [`VisitorSet::drop_expired`]).
+fn retain_runs<const AUX: usize, const C: usize>(
+    table: &mut WordTable<AUX, Box<[u64]>, Runs, C>,
+    (high, low): (&mut u8, &mut u16),
+    oldest_bucket: u32,
+    from: usize,
+    max: usize,
+    reserve: &mut dyn FnMut(usize) -> bool,
+) -> Dropped {
+    let slots = table.table.capacity();
+    if slots <= STEP_SLOTS {
+        let pairs = table.retain(oldest_bucket, |_, _| true);
+        (*high, *low) = split_count(table.len());
+        return Dropped {
+            pairs,
+            slots: slots.max(1),
+            resume: None,
+            reserved: 0,
+        };
+    }
+    let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
+    (*high, *low) = split_count(table.len());
+    Dropped::of_step(pairs, from, next, slots, || {
+        table.finish_pass(STEP_SLOTS, reserve)
+    })
+}
 
 /// The arena of a table none of whose pairs has a run.
 static NO_RUNS: Runs = Runs::EMPTY;
@@ -1136,13 +1269,14 @@ fn inline_to_table_bytes(timed: bool, runs: bool) -> usize {
 }
 
 /// The largest pair count the untimed table forms ([`VisitorSet::Table`],
-/// [`VisitorSet::TableRuns`]) keep beside their table (24 bits); a table
+/// [`VisitorSet::TableRuns`], [`VisitorSet::TableWide`]) keep beside
+/// their table (24 bits); a table
 /// that holds this many or more is counted from its header.
 const MAX_COUNTED: u32 = (1 << 24) - 1;
 
 /// The pair count of an untimed table form from its two count fields.
 #[inline]
-fn counted(high: u8, low: u16, table: &VisitorTable<1>) -> usize {
+fn counted<const AUX: usize>(high: u8, low: u16, table: &VisitorTable<AUX>) -> usize {
     match age(high, low) {
         MAX_COUNTED => table.len(),
         count => {
@@ -1295,6 +1429,99 @@ mod tests {
         count_one_more(&mut high, &mut low);
         assert_eq!(age(high, low), MAX_COUNTED);
         assert_eq!(split_count(usize::MAX), (u8::MAX, u16::MAX));
+    }
+
+    /// A page whose visitors come back in other buckets moves to wide
+    /// cells once its arena outweighs them: the move makes it no larger
+    /// and changes no answer, a pair with up to [`WIDE`] buckets then
+    /// keeps them in its slot (no arena), a longer one in a run, and the
+    /// retention's sweeps move buckets back into the cells.
+    #[test]
+    fn a_page_of_returning_visitors_moves_to_wide_cells() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let width = 3_600;
+        let hash = |i: u64| (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut set = VisitorSet::new(0);
+        let mut model = BTreeMap::<u64, BTreeSet<u32>>::new();
+        let mut widened = false;
+        let mut visit = |set: &mut VisitorSet, i: u64, bucket: u32| {
+            let before = (set.heap_bytes(), matches!(set, VisitorSet::TableRuns(..)));
+            let mut asked = 0;
+            if let Insert::Grow(bytes) | Insert::GrowKnown { bytes, .. } =
+                set.insert(hash(i), bucket * width, width, None)
+            {
+                asked = bytes;
+                set.grow_and_insert(hash(i), bucket * width, width, None);
+            }
+            model.entry(hash(i)).or_default().insert(bucket);
+            if before.1 && matches!(set, VisitorSet::TableWide(..)) {
+                assert!(
+                    set.heap_bytes() <= before.0,
+                    "the move made the page larger"
+                );
+                // What the record reserves covers the new allocations,
+                // built while the old ones are still held.
+                let VisitorSet::TableWide(.., table) = &set else {
+                    unreachable!()
+                };
+                assert!(asked >= WIDE_TABLE_BYTES + table.heap_bytes());
+                widened = true;
+            }
+        };
+        // 300 visitors on the hours of 5 days, then 30 of them on 3 more.
+        for day in 0..5 {
+            for i in 0..300 {
+                visit(&mut set, i, day * 24 + (i % 24) as u32);
+            }
+        }
+        let VisitorSet::TableWide(.., table) = &set else {
+            panic!("a wide table");
+        };
+        assert_eq!(
+            table.runs.heap_bytes(),
+            0,
+            "5 buckets a pair fit their cells"
+        );
+        for day in 5..8 {
+            for i in 0..30 {
+                visit(&mut set, i, day * 24 + 1);
+            }
+        }
+        assert!(widened);
+        let check = |set: &VisitorSet, model: &BTreeMap<u64, BTreeSet<u32>>| {
+            let mut held = BTreeMap::new();
+            set.for_each_pair(width, |h, _, buckets| {
+                assert!(buckets.is_sorted());
+                held.insert(h, buckets.iter().copied().collect::<BTreeSet<u32>>());
+            });
+            assert_eq!(&held, model);
+            for range in [0..24, 20..50, 100..200, 110..121, 0..1_000] {
+                let expected = model
+                    .values()
+                    .filter(|b| b.iter().any(|&b| range.contains(&u64::from(b))))
+                    .count() as u64;
+                let untimed = set.untimed().expect("an untimed table");
+                assert_eq!(untimed.count_in(range), expected);
+            }
+        };
+        check(&set, &model);
+        // A sweep from day 3: pairs keep 2 to 5 buckets, in their cells.
+        let oldest = 3 * 24;
+        set.drop_expired(None, oldest, width, 0, usize::MAX, &mut |_| true);
+        for buckets in model.values_mut() {
+            buckets.retain(|&b| b >= oldest);
+        }
+        model.retain(|_, b| !b.is_empty());
+        check(&set, &model);
+        let VisitorSet::TableWide(.., table) = &set else {
+            panic!("still a wide table");
+        };
+        assert_eq!(
+            table.runs.heap_bytes(),
+            0,
+            "the runs moved back into the cells"
+        );
+        assert_eq!(set.pairs(), model.len());
     }
 
     /// A timed set's record keeps its table's capacity as its last insert

@@ -274,23 +274,30 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         values_of_mut(&mut self.words[1 + capacity..])[i * AUX + k] = value.to_ne_bytes();
     }
 
-    fn values(&self, i: usize) -> [u32; AUX] {
+    /// The values of slot `i`.
+    #[inline]
+    pub(crate) fn values(&self, i: usize) -> [u32; AUX] {
         self.values_in(self.capacity(), i)
     }
 
     #[inline]
     fn values_in(&self, capacity: usize, i: usize) -> [u32; AUX] {
-        std::array::from_fn(|k| self.value_in(capacity, i, k))
+        // One bounds check for the row, not one per value.
+        let row = &values_of(&self.words[1 + capacity..])[i * AUX..(i + 1) * AUX];
+        std::array::from_fn(|k| u32::from_ne_bytes(row[k]))
     }
 
-    fn set_values(&mut self, i: usize, values: [u32; AUX]) {
+    /// Sets the values of slot `i`.
+    #[inline]
+    pub(crate) fn set_values(&mut self, i: usize, values: [u32; AUX]) {
         self.set_values_in(self.capacity(), i, values);
     }
 
     #[inline]
     fn set_values_in(&mut self, capacity: usize, i: usize, values: [u32; AUX]) {
-        for (k, v) in values.into_iter().enumerate() {
-            self.set_value_in(capacity, i, k, v);
+        let row = &mut values_of_mut(&mut self.words[1 + capacity..])[i * AUX..(i + 1) * AUX];
+        for (place, v) in row.iter_mut().zip(values) {
+            *place = v.to_ne_bytes();
         }
     }
 
@@ -404,7 +411,13 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         crate::prefetch::prefetch(&self.words[1 + home]);
         crate::prefetch::prefetch(&self.words[1 + (home + 8).min(capacity - 1)]);
         if AUX > 0 {
-            crate::prefetch::prefetch(&self.words[1 + capacity + home * AUX / 2]);
+            let values = 1 + capacity + home * AUX / 2;
+            crate::prefetch::prefetch(&self.words[values]);
+            // Wide values: a key a few slots past its home has its values
+            // in the next line.
+            if AUX > 2 {
+                crate::prefetch::prefetch(&self.words[(values + 8).min(self.words.len() - 1)]);
+            }
         }
     }
 
@@ -831,7 +844,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     }
 
     /// The slots holding keys, in table order.
-    pub(crate) fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = usize> + Clone + '_ {
         (0..self.capacity()).filter(|&i| self.slot(i) != 0)
     }
 
@@ -842,6 +855,28 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         let capacity = self.capacity();
         let run = values_of(&self.words[1 + capacity..]);
         (0..capacity).map(move |i| u32::from_ne_bytes(run[i * AUX + k]))
+    }
+
+    /// The values of every slot, empty ones included (their values are
+    /// meaningless): for scans that read them all, with
+    /// [`is_occupied`](Self::is_occupied).
+    pub(crate) fn value_rows(&self) -> impl Iterator<Item = [u32; AUX]> + '_ {
+        let capacity = self.capacity();
+        let run = &values_of(&self.words[1 + capacity..])[..capacity * AUX];
+        run.chunks_exact(AUX.max(1))
+            .take(capacity)
+            .map(|row| std::array::from_fn(|k| u32::from_ne_bytes(row[k])))
+    }
+
+    /// A table of the same keys in the same slots with `A2` values a slot,
+    /// all 0 (for the caller to set): a page's table moved to wider or
+    /// narrower slots with no probing, the layout depending only on the
+    /// keys and the capacity.
+    pub(crate) fn relaid<const A2: usize>(&self) -> VisitorTable<A2, W> {
+        let capacity = self.capacity();
+        let mut table = VisitorTable::<A2, W>::with_capacity(capacity);
+        table.words[..1 + capacity].copy_from_slice(&self.words[..1 + capacity]);
+        table
     }
 
     /// Whether slot `i` holds a key.

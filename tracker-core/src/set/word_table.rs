@@ -1,12 +1,22 @@
 //! A page's exact visitors past the inline ones, each with its activity
-//! word (and with a TTL its latest tick): a [`VisitorTable`] whose last
-//! value per slot is the word, and the page's [`Runs`] arena for the
-//! pairs seen in more than one bucket. The layout is in the module docs
-//! of `src/time`.
+//! cell (and with a TTL its latest tick): a [`VisitorTable`] whose last
+//! values per slot are the cell, and the page's [`Runs`] arena for the
+//! pairs seen in more buckets than their cell holds. The layout is in the
+//! module docs of `src/time`.
+//!
+//! A cell is one word, or on a page whose pairs come back often [`WIDE`]
+//! words, which hold five buckets: with hour buckets, a visitor seen on
+//! five days of a week keeps them all in its slot, and its return reads
+//! and writes no line but the slot's (a run in the arena is a second
+//! miss, which depends on the first, and the arenas' room, garbage and
+//! slack push other lines out of the caches: docs/BENCHMARKS.md, "Where a
+//! return in a new bucket spends its time"). A page moves to wide cells
+//! when its arena outweighs them (see [`WordTable::widens`]), so the move
+//! never makes it larger.
 
 use std::ops::Range;
 
-use crate::set::activity::{AddBucket, Runs};
+use crate::set::activity::{AddBucket, Buckets, Runs};
 use crate::set::visitor_table::{MIN_CAPACITY, TableInsert, TableWords, VisitorTable};
 use crate::time::Series;
 
@@ -25,12 +35,20 @@ pub(crate) enum Visit {
     GrowRuns { slot: usize, bytes: usize },
 }
 
-/// Visitor hashes with `AUX` values each, the last one the activity word,
-/// in a table whose handle is `W` (see [`TableWords`]); the arena is
-/// held by `R`: itself, or a box that holds more of a timed table (see
-/// `TimedTable`).
+/// The words of a wide cell (five buckets: see `activity`).
+pub(crate) const WIDE: usize = 3;
+
+/// Visitor hashes with `AUX` values each, the last `C` of them the
+/// activity cell, in a table whose handle is `W` (see [`TableWords`]); the
+/// arena is held by `R`: itself, or a box that holds more of a timed
+/// table (see `TimedTable`).
 #[derive(Debug, Clone)]
-pub(crate) struct WordTable<const AUX: usize, W: TableWords = Box<[u64]>, R: HoldsRuns = Runs> {
+pub(crate) struct WordTable<
+    const AUX: usize,
+    W: TableWords = Box<[u64]>,
+    R: HoldsRuns = Runs,
+    const C: usize = 1,
+> {
     pub(crate) table: VisitorTable<AUX, W>,
     pub(crate) runs: R,
 }
@@ -53,9 +71,18 @@ impl HoldsRuns for Runs {
     }
 }
 
-impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
-    /// Which value is the word.
-    const WORD: usize = AUX - 1;
+impl<const AUX: usize, W: TableWords, R: HoldsRuns, const C: usize> WordTable<AUX, W, R, C> {
+    /// Which value is the cell's first word.
+    const CELL: usize = AUX - C;
+
+    /// The values of a new pair seen in `bucket`, its others `before`.
+    #[inline]
+    pub(crate) fn new_values(before: [u32; AUX], bucket: u32) -> [u32; AUX] {
+        let mut values = before;
+        values[Self::CELL] = bucket;
+        values[Self::CELL + 1..].fill(0);
+        values
+    }
 
     /// An empty table of the smallest size.
     pub(crate) fn new() -> Self {
@@ -75,24 +102,28 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
         self.table.len()
     }
 
-    /// Notes a visit of `hash` in `bucket`; a new pair gets `values` (its
-    /// word must be `bucket`). A known pair's values other than the word
-    /// are the caller's to update (see [`Visit::Known`]).
+    /// Notes a visit of `hash` in `bucket`; a new pair gets `values` (see
+    /// [`new_values`](Self::new_values)). A known pair's values other than
+    /// the cell are the caller's to update (see [`Visit::Known`]).
     #[inline]
     pub(crate) fn visit(&mut self, hash: u64, bucket: u32, values: [u32; AUX]) -> Visit {
         match self.table.insert(hash, values) {
             TableInsert::Added(_) => Visit::Added,
             TableInsert::Grow(bytes) => Visit::GrowTable(bytes),
             TableInsert::Present(slot) => {
-                let mut word = self.table.value(slot, Self::WORD);
-                // The common revisit: the pair's one bucket, no arena.
-                if word == bucket {
+                let mut row = self.table.values(slot);
+                // The common revisit: the pair's first bucket, no write.
+                if row[Self::CELL] == bucket {
                     return Visit::Known { slot };
                 }
-                match self.runs.runs_mut().add(&mut word, bucket) {
+                match self
+                    .runs
+                    .runs_mut()
+                    .add(cell_mut::<AUX, C>(&mut row), bucket)
+                {
                     AddBucket::Present => Visit::Known { slot },
                     AddBucket::Added => {
-                        self.table.set_value(slot, Self::WORD, word);
+                        self.table.set_values(slot, row);
                         Visit::Known { slot }
                     }
                     AddBucket::Grow(bytes) => Visit::GrowRuns { slot, bytes },
@@ -113,9 +144,11 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
     ) -> Option<usize> {
         match self.table.find(hash) {
             Some(slot) => {
-                let mut word = self.table.value(slot, Self::WORD);
-                self.runs.runs_mut().add_growing(&mut word, bucket);
-                self.table.set_value(slot, Self::WORD, word);
+                let mut row = self.table.values(slot);
+                self.runs
+                    .runs_mut()
+                    .add_growing(cell_mut::<AUX, C>(&mut row), bucket);
+                self.table.set_values(slot, row);
                 // Moved runs leave garbage behind; once it is half the
                 // arena, rewriting the live runs in slot order gives it
                 // back (and a scan then reads the arena front to back).
@@ -136,21 +169,21 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
     /// distinct, at least one), growing as needed: for building a table
     /// whose memory the caller accounts.
     pub(crate) fn insert_with_buckets(&mut self, hash: u64, values: [u32; AUX], buckets: &[u32]) {
-        let mut values = values;
-        values[Self::WORD] = buckets[0];
+        let mut values = Self::new_values(values, buckets[0]);
         self.table.insert_growing(hash, values);
         if buckets.len() > 1 {
             let slot = self.table.find(hash).expect("just inserted");
-            let mut word = buckets[0];
             for &bucket in &buckets[1..] {
-                self.runs.runs_mut().add_growing(&mut word, bucket);
+                self.runs
+                    .runs_mut()
+                    .add_growing(cell_mut::<AUX, C>(&mut values), bucket);
             }
-            self.table.set_value(slot, Self::WORD, word);
+            self.table.set_values(slot, values);
         }
     }
 
     /// The pairs and their words, to read.
-    pub(crate) fn words(&self) -> Words<'_, AUX, W> {
+    pub(crate) fn words(&self) -> Words<'_, AUX, W, C> {
         Words {
             table: &self.table,
             runs: self.runs.runs(),
@@ -169,10 +202,10 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
         let runs = self.runs.runs_mut();
         let dropped = self.table.retain(|hash, values| {
             if !keep(hash, values) {
-                runs.release(values[Self::WORD]);
+                runs.release(cell::<AUX, C>(values));
                 return false;
             }
-            runs.retain_from(&mut values[Self::WORD], oldest)
+            runs.retain_from(cell_mut::<AUX, C>(values), oldest)
         });
         if self.runs.runs().garbage() > 0 {
             self.compact(false);
@@ -199,9 +232,9 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
             let runs = holder.runs_mut();
             let stays = if keep(values) {
                 // False: emptied by the retention, its run garbage already.
-                runs.retain_from(&mut values[Self::WORD], oldest)
+                runs.retain_from(cell_mut::<AUX, C>(values), oldest)
             } else {
-                runs.release(values[Self::WORD]);
+                runs.release(cell::<AUX, C>(values));
                 false
             };
             if !stays {
@@ -247,11 +280,11 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
         let slots: Vec<usize> = self.table.occupied().collect();
         let mut words: Vec<u32> = slots
             .iter()
-            .map(|&slot| self.table.value(slot, Self::WORD))
+            .map(|&slot| self.table.value(slot, Self::CELL))
             .collect();
         self.runs.runs_mut().compact(words.iter_mut(), keep_room);
         for (slot, word) in slots.into_iter().zip(words) {
-            self.table.set_value(slot, Self::WORD, word);
+            self.table.set_value(slot, Self::CELL, word);
         }
     }
 
@@ -261,41 +294,104 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns> WordTable<AUX, W, R> {
     }
 }
 
-/// A table's pairs with their words, and the arena their runs are in (an
+impl<const AUX: usize, W: TableWords, const C: usize> WordTable<AUX, W, Runs, C> {
+    /// Whether a page whose arena must grow should move to cells of
+    /// [`WIDE`] places instead: once its arena takes as many bytes as the
+    /// wider slots would add, so that the move never makes it larger.
+    pub(crate) fn widens<const A2: usize>(&self) -> bool {
+        let capacity = self.table.capacity();
+        let wider = VisitorTable::<A2, W>::bytes_for(capacity)
+            .saturating_sub(VisitorTable::<AUX, W>::bytes_for(capacity));
+        C < WIDE && self.runs.heap_bytes() >= wider
+    }
+
+    /// At most the heap bytes [`recelled`](Self::recelled) into `A2`
+    /// values a slot holds, and a growth of one run after it (of
+    /// `needed` arena words): its table, and its arena (no more than the
+    /// live runs of this one, grown once by a quarter).
+    pub(crate) fn recelled_bytes<const A2: usize>(&self, needed: usize) -> usize {
+        let live = self.runs.len() - self.runs.garbage();
+        VisitorTable::<A2, W>::bytes_for(self.table.capacity())
+            + (live + live / 4 + needed) * std::mem::size_of::<u32>()
+    }
+
+    /// The same pairs with cells of `C2` places (the values before the
+    /// cell kept), in the same slots: a pair whose buckets fit its new
+    /// cell holds them there, a longer one keeps its run in a new arena.
+    pub(crate) fn recelled<const A2: usize, const C2: usize>(
+        mut self,
+    ) -> WordTable<A2, W, Runs, C2> {
+        const { assert!(AUX - C == A2 - C2, "the same values before the cell") };
+        let mut table = self.table.relaid::<A2>();
+        let mut arena = Vec::new();
+        for (slot, row) in self.table.value_rows().enumerate() {
+            if self.table.is_occupied(slot) {
+                let mut values = [0; A2];
+                values[..A2 - C2].copy_from_slice(&row[..Self::CELL]);
+                values[A2 - C2..]
+                    .copy_from_slice(&self.runs.recell::<C, C2>(cell(&row), &mut arena));
+                table.set_values(slot, values);
+            }
+        }
+        self.runs.take_arena(arena);
+        WordTable {
+            table,
+            runs: self.runs,
+        }
+    }
+}
+
+/// The cell of a slot's values `row`: its last `C`.
+#[inline]
+fn cell<const AUX: usize, const C: usize>(row: &[u32; AUX]) -> &[u32; C] {
+    row[AUX - C..]
+        .try_into()
+        .expect("a cell is the last C values")
+}
+
+/// [`cell`], to write.
+#[inline]
+fn cell_mut<const AUX: usize, const C: usize>(row: &mut [u32; AUX]) -> &mut [u32; C] {
+    (&mut row[AUX - C..])
+        .try_into()
+        .expect("a cell is the last C values")
+}
+
+/// A table's pairs with their cells, and the arena their runs are in (an
 /// empty one for a table whose every pair was seen in one bucket).
-pub(crate) struct Words<'a, const AUX: usize, W: TableWords = Box<[u64]>> {
+pub(crate) struct Words<'a, const AUX: usize, W: TableWords = Box<[u64]>, const C: usize = 1> {
     pub(crate) table: &'a VisitorTable<AUX, W>,
     pub(crate) runs: &'a Runs,
 }
 
 // By hand: a derive would ask `W: Copy` of the handle behind the reference.
-impl<const AUX: usize, W: TableWords> Clone for Words<'_, AUX, W> {
+impl<const AUX: usize, W: TableWords, const C: usize> Clone for Words<'_, AUX, W, C> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<const AUX: usize, W: TableWords> Copy for Words<'_, AUX, W> {}
+impl<const AUX: usize, W: TableWords, const C: usize> Copy for Words<'_, AUX, W, C> {}
 
-/// How many slots ahead of the one read a scan over a table's words asks
+/// How many slots ahead of the one read a scan over a table's cells asks
 /// for the pair's run ([`Runs::prefetch_run`](super::activity::Runs::prefetch_run)).
 const RUNS_AHEAD: usize = 16;
 
-impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
-    const WORD: usize = AUX - 1;
+impl<'a, const AUX: usize, W: TableWords, const C: usize> Words<'a, AUX, W, C> {
+    const CELL: usize = AUX - C;
 
     /// Pairs that `live` accepts (by their values) seen in `range`: one
-    /// scan of the words.
+    /// scan of the values.
     pub(crate) fn count_in(&self, range: Range<u64>, live: impl Fn(&[u32; AUX]) -> bool) -> u64 {
         let mut n = 0;
         let mut ahead = self.runs_ahead();
-        for (i, word) in self.table.value_run(Self::WORD).enumerate() {
+        for (i, row) in self.table.value_rows().enumerate() {
             if let Some(word) = ahead.as_mut().and_then(Iterator::next) {
                 self.runs.prefetch_run(word);
             }
             if self.table.is_occupied(i)
-                && self.runs.seen_in(word, range.clone())
-                && (AUX == 1 || live(&self.values(i)))
+                && self.runs.seen_in(cell::<AUX, C>(&row), range.clone())
+                && (AUX == C || live(&row))
             {
                 n += 1;
             }
@@ -312,12 +408,12 @@ impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
         counts: &mut [u32],
     ) {
         let mut ahead = self.runs_ahead();
-        for (i, word) in self.table.value_run(Self::WORD).enumerate() {
+        for (i, row) in self.table.value_rows().enumerate() {
             if let Some(word) = ahead.as_mut().and_then(Iterator::next) {
                 self.runs.prefetch_run(word);
             }
-            if self.table.is_occupied(i) && (AUX == 1 || live(&self.values(i))) {
-                self.runs.count_points(word, series, counts);
+            if self.table.is_occupied(i) && (AUX == C || live(&row)) {
+                self.runs.count_points(cell::<AUX, C>(&row), series, counts);
             }
         }
     }
@@ -333,37 +429,30 @@ impl<'a, const AUX: usize, W: TableWords> Words<'a, AUX, W> {
         let mut ahead = (self.runs.len() > 0).then(|| self.table.occupied().skip(RUNS_AHEAD));
         for (hash, values) in self.table.entries() {
             if let Some(slot) = ahead.as_mut().and_then(Iterator::next) {
-                self.runs.prefetch_run(self.table.value(slot, Self::WORD));
+                self.runs.prefetch_run(self.table.value(slot, Self::CELL));
             }
-            if self.runs.seen_in(values[Self::WORD], range.clone()) && live(&values) {
+            if self.runs.seen_in(cell::<AUX, C>(&values), range.clone()) && live(&values) {
                 f(hash);
             }
         }
     }
 
-    /// The words `RUNS_AHEAD` slots on, for a scan over every slot to
-    /// prefetch runs with; none when no pair has a run (a page whose pairs
-    /// were each seen in one bucket scans as fast as before).
+    /// The cells' first words `RUNS_AHEAD` slots on, for a scan over every
+    /// slot to prefetch runs with; none when no pair has a run (a page
+    /// whose pairs each fit their cells scans as fast as before).
     fn runs_ahead(&self) -> Option<impl Iterator<Item = u32> + 'a> {
         let table = self.table;
-        (self.runs.len() > 0).then(|| table.value_run(Self::WORD).skip(RUNS_AHEAD))
-    }
-
-    fn values(&self, slot: usize) -> [u32; AUX] {
-        std::array::from_fn(|k| self.table.value(slot, k))
+        (self.runs.len() > 0).then(|| table.value_run(Self::CELL).skip(RUNS_AHEAD))
     }
 
     /// The pairs with their values, in table order; a pair's buckets are
-    /// [`buckets`](Self::buckets) of its word.
+    /// [`buckets`](Self::buckets) of its values.
     pub(crate) fn pairs(self) -> impl Iterator<Item = (u64, [u32; AUX])> + Clone + 'a {
         self.table.entries()
     }
 
-    /// The buckets of the pair whose word is `word`, ascending.
-    pub(crate) fn buckets<'w>(&self, word: &'w u32) -> &'w [u32]
-    where
-        'a: 'w,
-    {
-        self.runs.buckets(word)
+    /// The buckets of the pair whose values are `values`, ascending.
+    pub(crate) fn buckets(&self, values: &[u32; AUX]) -> Buckets<'a> {
+        self.runs.buckets(cell::<AUX, C>(values))
     }
 }

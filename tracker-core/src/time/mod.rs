@@ -45,6 +45,16 @@
 //!   page whose runs mostly fill their first room starts new ones with
 //!   more (up to 16 buckets).
 //!
+//! A run is a second, dependent miss after the slot's, and a page's
+//! arena with its room, garbage and slack took 92 B/pair for visitors
+//! seen on 5 days, pushing other lines out of the caches: a return in a
+//! new bucket cost 1.4–1.6x a repeat in one bucket. So a page whose arena
+//! outweighs 8 more bytes a slot moves to **wide cells**: the word
+//! becomes 3 words, the earliest bucket and four 16-bit gaps to the next
+//! ones, and a pair's first five buckets stay in its slot (24 B/pair on
+//! that workload, and 1.2–1.3x; `set/activity.rs` has the encoding,
+//! `docs/BENCHMARKS.md` "Wide cells" the figures).
+//!
 //! A repeat visit in its bucket reads the word and writes nothing (no
 //! allocation); a visit in a new bucket grows the page's arena, amortised.
 //! `distinct_between` is one scan of a page's words (4 bytes a visitor,
