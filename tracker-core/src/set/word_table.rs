@@ -296,8 +296,9 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns, const C: usize> WordTable<AU
 
 impl<const AUX: usize, W: TableWords, const C: usize> WordTable<AUX, W, Runs, C> {
     /// Whether a page whose arena must grow should move to cells of
-    /// [`WIDE`] places instead: once its arena takes as many bytes as the
-    /// wider slots would add, so that the move never makes it larger.
+    /// [`WIDE`] words (`A2` values a slot) instead: once its arena takes as
+    /// many bytes as the wider slots would add, so that the move never
+    /// makes it larger.
     pub(crate) fn widens<const A2: usize>(&self) -> bool {
         let capacity = self.table.capacity();
         let wider = VisitorTable::<A2, W>::bytes_for(capacity)
@@ -315,7 +316,7 @@ impl<const AUX: usize, W: TableWords, const C: usize> WordTable<AUX, W, Runs, C>
             + (live + live / 4 + needed) * std::mem::size_of::<u32>()
     }
 
-    /// The same pairs with cells of `C2` places (the values before the
+    /// The same pairs with cells of `C2` words (the values before the
     /// cell kept), in the same slots: a pair whose buckets fit its new
     /// cell holds them there, a longer one keeps its run in a new arena.
     pub(crate) fn recelled<const A2: usize, const C2: usize>(
