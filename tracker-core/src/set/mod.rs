@@ -71,8 +71,8 @@ pub(crate) enum VisitorSet {
     /// with the page's arena of runs (its count beside it as in `Table`:
     /// the box then holds nothing a count reads).
     TableRuns(u8, u16, u32, Box<WordTable<1>>),
-    /// The same with cells of [`WIDE`] places, once the arena outweighs
-    /// them (see `word_table`).
+    /// The same with cells of [`WIDE`] words (five buckets), once the
+    /// arena outweighs them (see `word_table`).
     TableWide(u8, u16, u32, Box<WideTable>),
     /// Hashes with their latest ticks and activity words (with a TTL),
     /// and the table's capacity as its last insert saw it (0 above
