@@ -296,7 +296,7 @@ impl Runs {
         if cell[0] == bucket {
             return AddBucket::Present;
         }
-        let needed = if cell[0] & MULTI == 0 {
+        if cell[0] & MULTI == 0 {
             if C > 1 {
                 let held = CellBuckets::of(cell);
                 let Some(pos) = insertion_point(&held, bucket) else {
@@ -311,7 +311,6 @@ impl Runs {
                     return AddBucket::Added;
                 }
             }
-            HEADER + self.start_room(places(C)) as usize
         } else {
             let at = (cell[0] & !MULTI) as usize;
             let (len, room) = (self.arena[at] as usize, self.arena[at + 1]);
@@ -325,8 +324,8 @@ impl Runs {
                 self.arena[at] += 1;
                 return AddBucket::Added;
             }
-            HEADER + 2 * room as usize
-        };
+        }
+        let needed = self.new_run(cell);
         if self.arena.len() + needed <= self.arena.capacity() {
             self.append_run(cell, bucket, needed);
             return AddBucket::Added;
@@ -434,11 +433,11 @@ impl Runs {
         let run = at + HEADER..at + HEADER + len;
         let cut = self.arena[run.clone()].partition_point(|&b| b < oldest);
         if cut == len {
-            self.garbage += HEADER as u32 + self.arena[at + 1];
+            self.release(cell);
             return false;
         }
         if let Some(fits) = CellBuckets::encode(&self.arena[run.start + cut..run.end]) {
-            self.garbage += HEADER as u32 + self.arena[at + 1];
+            self.release(cell);
             *cell = fits;
             return true;
         }
@@ -476,9 +475,7 @@ impl Runs {
                     room,
                 );
         }
-        arena.shrink_to_fit();
-        self.arena = arena;
-        self.garbage = 0;
+        self.take_arena(arena);
         before - self.heap_bytes()
     }
 
@@ -495,9 +492,7 @@ impl Runs {
         let buckets = self.buckets(cell);
         CellBuckets::encode::<TO>(&buckets).unwrap_or_else(|| {
             let room = match buckets {
-                Buckets::Run(run) => {
-                    (self.arena[(cell[0] & !MULTI) as usize + 1] as usize).max(run.len())
-                }
+                Buckets::Run(_) => self.arena[(cell[0] & !MULTI) as usize + 1] as usize,
                 Buckets::Cell(held) => held.len().next_power_of_two(),
             };
             let mut new = [0; TO];
@@ -506,8 +501,8 @@ impl Runs {
         })
     }
 
-    /// Replaces the arena with `arena`, which [`recell`](Self::recell)
-    /// built (shrunk to fit, no garbage).
+    /// Replaces the arena with `arena`, built by [`recell`](Self::recell)
+    /// or [`compact`](Self::compact) (shrunk to fit, no garbage).
     pub(crate) fn take_arena(&mut self, mut arena: Vec<u32>) {
         arena.shrink_to_fit();
         self.arena = arena;

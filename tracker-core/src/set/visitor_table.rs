@@ -844,7 +844,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     }
 
     /// The slots holding keys, in table order.
-    pub(crate) fn occupied(&self) -> impl Iterator<Item = usize> + Clone + '_ {
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.capacity()).filter(|&i| self.slot(i) != 0)
     }
 
@@ -864,7 +864,6 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         let capacity = self.capacity();
         let run = &values_of(&self.words[1 + capacity..])[..capacity * AUX];
         run.chunks_exact(AUX.max(1))
-            .take(capacity)
             .map(|row| std::array::from_fn(|k| u32::from_ne_bytes(row[k])))
     }
 
