@@ -818,30 +818,18 @@ impl VisitorSet {
             },
             VisitorSet::TableRuns(high, low, _, table) => match table.visit(hash, bucket, [bucket])
             {
-                Visit::Added => {
-                    count_one_more(high, low);
-                    Insert::Added
-                }
-                Visit::Known { .. } => Insert::Present,
-                Visit::GrowTable(bytes) => Insert::Grow(bytes),
                 // Moving to wide cells instead (see `grow_and_insert`).
                 Visit::GrowRuns { bytes, .. } if table.widens::<WIDE>() => Insert::GrowKnown {
                     bytes: WIDE_TABLE_BYTES + table.recelled_bytes::<WIDE>(bytes / 4),
                     was: 0,
                 },
-                Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
+                visit => visited(visit, high, low),
             },
-            VisitorSet::TableWide(high, low, _, table) => {
-                match table.visit(hash, bucket, WideTable::new_values([0; WIDE], bucket)) {
-                    Visit::Added => {
-                        count_one_more(high, low);
-                        Insert::Added
-                    }
-                    Visit::Known { .. } => Insert::Present,
-                    Visit::GrowTable(bytes) => Insert::Grow(bytes),
-                    Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
-                }
-            }
+            VisitorSet::TableWide(high, low, _, table) => visited(
+                table.visit(hash, bucket, WideTable::new_values([0; WIDE], bucket)),
+                high,
+                low,
+            ),
             VisitorSet::Timed(_, seen, table) => {
                 let outcome = table.insert(hash, tick, bucket);
                 *seen = u16::try_from(table.capacity()).unwrap_or(0);
@@ -1289,6 +1277,21 @@ fn counted<const AUX: usize>(high: u8, low: u16, table: &VisitorTable<AUX>) -> u
 /// An untimed table form's count fields for `len` pairs.
 fn split_count(len: usize) -> (u8, u16) {
     split_age(len.min(MAX_COUNTED as usize) as u32)
+}
+
+/// What a visit to an untimed table form with runs did, as an insert's
+/// outcome; a pair it added is counted in the form's count fields.
+#[inline]
+fn visited(visit: Visit, high: &mut u8, low: &mut u16) -> Insert {
+    match visit {
+        Visit::Added => {
+            count_one_more(high, low);
+            Insert::Added
+        }
+        Visit::Known { .. } => Insert::Present,
+        Visit::GrowTable(bytes) => Insert::Grow(bytes),
+        Visit::GrowRuns { bytes, .. } => Insert::GrowKnown { bytes, was: 0 },
+    }
 }
 
 /// Counts the pair an untimed table form's table just added.
