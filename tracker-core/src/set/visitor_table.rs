@@ -411,13 +411,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         crate::prefetch::prefetch(&self.words[1 + home]);
         crate::prefetch::prefetch(&self.words[1 + (home + 8).min(capacity - 1)]);
         if AUX > 0 {
-            let values = 1 + capacity + home * AUX / 2;
-            crate::prefetch::prefetch(&self.words[values]);
-            // Wide values: a key a few slots past its home has its values
-            // in the next line.
-            if AUX > 2 {
-                crate::prefetch::prefetch(&self.words[(values + 8).min(self.words.len() - 1)]);
-            }
+            crate::prefetch::prefetch(&self.words[1 + capacity + home * AUX / 2]);
         }
     }
 
