@@ -977,6 +977,45 @@ impl VisitorSet {
         table
     }
 
+    /// The bytes the visit of a known pair `hash` at `tick` takes with its
+    /// page's arena grown, when [`insert`](Self::insert) answered
+    /// `GrowKnown` for a move to wide cells instead (see
+    /// `WordTable::widens`); `None` for any other answer. The move is a
+    /// speed-up, not room the visit needs: a record whose budget has no
+    /// room for it takes this way ([`grow_in_arena`](Self::grow_in_arena))
+    /// rather than refusing the visit or making room at other pages'
+    /// expense.
+    pub(crate) fn arena_growth(&mut self, hash: u64, tick: u32, width: u32) -> Option<usize> {
+        let VisitorSet::TableRuns(.., table) = self else {
+            return None;
+        };
+        if !table.widens::<WIDE>() {
+            return None;
+        }
+        let bucket = tick / width;
+        // Changes nothing: the same visit as `insert`'s, which needed room.
+        match table.visit(hash, bucket, [bucket]) {
+            Visit::GrowRuns { bytes, .. } => Some(bytes),
+            _ => {
+                debug_assert!(false, "not an insert that moves to wide cells");
+                None
+            }
+        }
+    }
+
+    /// Carries out the visit [`arena_growth`](Self::arena_growth) priced,
+    /// its bytes reserved: the run grows in the arena, the page keeps its
+    /// cells.
+    pub(crate) fn grow_in_arena(&mut self, hash: u64, tick: u32, width: u32) {
+        if let VisitorSet::TableRuns(high, low, _, table) = self {
+            let bucket = tick / width;
+            table.grow_and_visit(hash, bucket, [bucket]);
+            (*high, *low) = split_count(table.len());
+        } else {
+            debug_assert!(false, "no arena to grow");
+        }
+    }
+
     /// Carries out an insert answered with `Grow` or `GrowKnown` (its
     /// bytes reserved): moves to the next larger form, or grows the
     /// table or arena, and notes the visit.
@@ -1008,7 +1047,7 @@ impl VisitorSet {
             VisitorSet::TableRuns(high, low, last, table) => {
                 // A known pair whose run must grow on a page whose arena
                 // outweighs wide cells: the page moves to them (`insert`
-                // asked for the bytes).
+                // asked for the bytes; `grow_in_arena` is the way without).
                 if table.table.find(hash).is_some() && table.widens::<WIDE>() {
                     let (high, low, last) = (*high, *low, *last);
                     let narrow = std::mem::replace(
@@ -1024,8 +1063,7 @@ impl VisitorSet {
                     return;
                 }
                 // A new pair, or a known one's run grown.
-                table.grow_and_visit(hash, bucket, [bucket]);
-                (*high, *low) = split_count(table.len());
+                self.grow_in_arena(hash, tick, width);
             }
             VisitorSet::TableWide(high, low, _, table) => {
                 table.grow_and_visit(hash, bucket, WideTable::new_values([0; WIDE], bucket));

@@ -12,7 +12,8 @@
 //! slack push other lines out of the caches: docs/BENCHMARKS.md, "Where a
 //! return in a new bucket spends its time"). A page moves to wide cells
 //! when its arena outweighs them (see [`WordTable::widens`]), so the move
-//! never makes it larger.
+//! never makes it larger; a budget without room for the move grows the
+//! arena instead (`VisitorSet::arena_growth`).
 
 use std::ops::Range;
 
