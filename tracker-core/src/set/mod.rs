@@ -694,7 +694,9 @@ impl VisitorSet {
                     _ => unreachable!("guarded"),
                 };
                 if dropped.resume.is_none() {
-                    dropped.reserved += set.narrow(STEP_SLOTS, reserve);
+                    let (reserved, slots) = set.narrow(STEP_SLOTS, reserve);
+                    dropped.reserved += reserved;
+                    dropped.slots += slots;
                 }
                 dropped
             }
@@ -718,8 +720,8 @@ impl VisitorSet {
     /// left to the plain form. Only a table of at most `bound` slots (the
     /// work of a sweep step); the new allocation's bytes are asked of
     /// `reserve` first, and nothing moves if it refuses. Returns the bytes
-    /// reserved.
-    fn narrow(&mut self, bound: usize, reserve: &mut dyn FnMut(usize) -> bool) -> usize {
+    /// reserved and the slots visited (for the sweep step's bound).
+    fn narrow(&mut self, bound: usize, reserve: &mut dyn FnMut(usize) -> bool) -> (usize, usize) {
         match self {
             VisitorSet::TableWide(high, low, last, table) if table.table.capacity() <= bound => {
                 let capacity = table.table.capacity();
@@ -731,7 +733,7 @@ impl VisitorSet {
                     runs => plain + WORD_TABLE_BYTES + runs,
                 };
                 if 2 * runs > wider || !reserve(bytes) {
-                    return 0;
+                    return (0, capacity);
                 }
                 let (high, low, last) = (*high, *low, *last);
                 let wide = std::mem::replace(
@@ -746,7 +748,7 @@ impl VisitorSet {
                     0 => VisitorSet::Table(high, low, last, narrow.table),
                     _ => VisitorSet::TableRuns(high, low, last, Box::new(narrow)),
                 };
-                bytes
+                (bytes, 2 * capacity)
             }
             VisitorSet::TableRuns(high, low, last, table)
                 if table.runs.len() == table.runs.garbage() =>
@@ -754,9 +756,9 @@ impl VisitorSet {
                 // Its cells hold one bucket each, as the plain form's do.
                 let plain = std::mem::replace(&mut table.table, VisitorTable::placeholder());
                 *self = VisitorSet::Table(*high, *low, *last, plain);
-                0
+                (0, 0)
             }
-            _ => 0,
+            _ => (0, 0),
         }
     }
 
