@@ -501,6 +501,22 @@ impl Runs {
         })
     }
 
+    /// The arena words [`recell`](Self::recell) into `TO` words takes for
+    /// the pair whose cell is `cell`: none if its buckets fit, else its
+    /// run's header and room.
+    #[inline]
+    pub(crate) fn recell_words<const C: usize, const TO: usize>(&self, cell: &[u32; C]) -> usize {
+        let buckets = self.buckets(cell);
+        if CellBuckets::encode::<TO>(&buckets).is_some() {
+            return 0;
+        }
+        HEADER
+            + match buckets {
+                Buckets::Run(_) => self.arena[(cell[0] & !MULTI) as usize + 1] as usize,
+                Buckets::Cell(held) => held.len().next_power_of_two(),
+            }
+    }
+
     /// Replaces the arena with `arena`, built by [`recell`](Self::recell)
     /// or [`compact`](Self::compact) (shrunk to fit, no garbage).
     pub(crate) fn take_arena(&mut self, mut arena: Vec<u32>) {

@@ -680,11 +680,25 @@ impl VisitorSet {
                     0
                 })
             }
-            (VisitorSet::TableRuns(high, low, _, table), None) if oldest_bucket > 0 => {
-                retain_runs(table, (high, low), oldest_bucket, from, max, reserve)
-            }
-            (VisitorSet::TableWide(high, low, _, table), None) if oldest_bucket > 0 => {
-                retain_runs(table, (high, low), oldest_bucket, from, max, reserve)
+            (set, None)
+                if oldest_bucket > 0
+                    && matches!(set, VisitorSet::TableRuns(..) | VisitorSet::TableWide(..)) =>
+            {
+                let mut dropped = match set {
+                    VisitorSet::TableRuns(high, low, _, table) => {
+                        retain_runs(table, (high, low), oldest_bucket, from, max, reserve)
+                    }
+                    VisitorSet::TableWide(high, low, _, table) => {
+                        retain_runs(table, (high, low), oldest_bucket, from, max, reserve)
+                    }
+                    _ => unreachable!("guarded"),
+                };
+                if dropped.resume.is_none() {
+                    let (reserved, slots) = set.narrow(STEP_SLOTS, reserve);
+                    dropped.reserved += reserved;
+                    dropped.slots += slots;
+                }
+                dropped
             }
             (VisitorSet::Sketch(_, sketched), None) => {
                 // The all-time sketch cannot forget; the days can.
@@ -695,6 +709,56 @@ impl VisitorSet {
             }
             (set, Some(expiry)) => whole(set.expire(expiry, oldest_bucket), 1),
             _ => whole(0, 1),
+        }
+    }
+
+    /// Moves an untimed table form whose pairs need less than its cells
+    /// back to a narrower form, at the end of a sweep's pass: wide cells
+    /// to one-word cells once the runs its pairs would need then take at
+    /// most half the bytes the wide cells add (so that returns do not move
+    /// it back at once: see `WordTable::widens`), and a table with no run
+    /// left to the plain form. Only a table of at most `bound` slots (the
+    /// work of a sweep step); the new allocation's bytes are asked of
+    /// `reserve` first, and nothing moves if it refuses. Returns the bytes
+    /// reserved and the slots visited (for the sweep step's bound).
+    fn narrow(&mut self, bound: usize, reserve: &mut dyn FnMut(usize) -> bool) -> (usize, usize) {
+        match self {
+            VisitorSet::TableWide(high, low, last, table) if table.table.capacity() <= bound => {
+                let capacity = table.table.capacity();
+                let plain = VisitorTable::<1>::bytes_for(capacity);
+                let wider = VisitorTable::<WIDE>::bytes_for(capacity) - plain;
+                let runs = table.recelled_words::<1>() * std::mem::size_of::<u32>();
+                let bytes = match runs {
+                    0 => plain,
+                    runs => plain + WORD_TABLE_BYTES + runs,
+                };
+                if 2 * runs > wider || !reserve(bytes) {
+                    return (0, capacity);
+                }
+                let (high, low, last) = (*high, *low, *last);
+                let wide = std::mem::replace(
+                    &mut **table,
+                    WordTable {
+                        table: VisitorTable::placeholder(),
+                        runs: Runs::default(),
+                    },
+                );
+                let narrow = wide.recelled::<1, 1>();
+                *self = match runs {
+                    0 => VisitorSet::Table(high, low, last, narrow.table),
+                    _ => VisitorSet::TableRuns(high, low, last, Box::new(narrow)),
+                };
+                (bytes, 2 * capacity)
+            }
+            VisitorSet::TableRuns(high, low, last, table)
+                if table.runs.len() == table.runs.garbage() =>
+            {
+                // Its cells hold one bucket each, as the plain form's do.
+                let plain = std::mem::replace(&mut table.table, VisitorTable::placeholder());
+                *self = VisitorSet::Table(*high, *low, *last, plain);
+                (0, 0)
+            }
+            _ => (0, 0),
         }
     }
 
@@ -977,6 +1041,45 @@ impl VisitorSet {
         table
     }
 
+    /// The bytes the visit of a known pair `hash` at `tick` takes with its
+    /// page's arena grown, when [`insert`](Self::insert) answered
+    /// `GrowKnown` for a move to wide cells instead (see
+    /// `WordTable::widens`); `None` for any other answer. The move is a
+    /// speed-up, not room the visit needs: a record whose budget has no
+    /// room for it takes this way ([`grow_in_arena`](Self::grow_in_arena))
+    /// rather than refusing the visit or making room at other pages'
+    /// expense.
+    pub(crate) fn arena_growth(&mut self, hash: u64, tick: u32, width: u32) -> Option<usize> {
+        let VisitorSet::TableRuns(.., table) = self else {
+            return None;
+        };
+        if !table.widens::<WIDE>() {
+            return None;
+        }
+        let bucket = tick / width;
+        // Changes nothing: the same visit as `insert`'s, which needed room.
+        match table.visit(hash, bucket, [bucket]) {
+            Visit::GrowRuns { bytes, .. } => Some(bytes),
+            _ => {
+                debug_assert!(false, "not an insert that moves to wide cells");
+                None
+            }
+        }
+    }
+
+    /// Carries out the visit [`arena_growth`](Self::arena_growth) priced,
+    /// its bytes reserved: the run grows in the arena, the page keeps its
+    /// cells.
+    pub(crate) fn grow_in_arena(&mut self, hash: u64, tick: u32, width: u32) {
+        if let VisitorSet::TableRuns(high, low, _, table) = self {
+            let bucket = tick / width;
+            table.grow_and_visit(hash, bucket, [bucket]);
+            (*high, *low) = split_count(table.len());
+        } else {
+            debug_assert!(false, "no arena to grow");
+        }
+    }
+
     /// Carries out an insert answered with `Grow` or `GrowKnown` (its
     /// bytes reserved): moves to the next larger form, or grows the
     /// table or arena, and notes the visit.
@@ -1008,7 +1111,7 @@ impl VisitorSet {
             VisitorSet::TableRuns(high, low, last, table) => {
                 // A known pair whose run must grow on a page whose arena
                 // outweighs wide cells: the page moves to them (`insert`
-                // asked for the bytes).
+                // asked for the bytes; `grow_in_arena` is the way without).
                 if table.table.find(hash).is_some() && table.widens::<WIDE>() {
                     let (high, low, last) = (*high, *low, *last);
                     let narrow = std::mem::replace(
@@ -1024,8 +1127,7 @@ impl VisitorSet {
                     return;
                 }
                 // A new pair, or a known one's run grown.
-                table.grow_and_visit(hash, bucket, [bucket]);
-                (*high, *low) = split_count(table.len());
+                self.grow_in_arena(hash, tick, width);
             }
             VisitorSet::TableWide(high, low, _, table) => {
                 table.grow_and_visit(hash, bucket, WideTable::new_values([0; WIDE], bucket));
@@ -1490,6 +1592,15 @@ mod tests {
                 visit(&mut set, i, day * 24 + 1);
             }
         }
+        // Four of the others come back on days 8 and 9, ten new ones on
+        // day 8.
+        for i in 30..34 {
+            visit(&mut set, i, 8 * 24 + 3);
+            visit(&mut set, i, 9 * 24 + 3);
+        }
+        for i in 300..310 {
+            visit(&mut set, i, 8 * 24 + 2);
+        }
         assert!(widened);
         let check = |set: &VisitorSet, model: &BTreeMap<u64, BTreeSet<u32>>| {
             let mut held = BTreeMap::new();
@@ -1525,6 +1636,36 @@ mod tests {
             "the runs moved back into the cells"
         );
         assert_eq!(set.pairs(), model.len());
+        // A sweep from day 7: four pairs keep two buckets, 40 one. Their
+        // runs would take less than half of what the wide cells add: the
+        // page moves back to one-word cells.
+        let sweep = |set: &mut VisitorSet, model: &mut BTreeMap<u64, BTreeSet<u32>>, oldest| {
+            let before = set.heap_bytes();
+            let mut asked = 0;
+            let dropped = set.drop_expired(None, oldest, width, 0, usize::MAX, &mut |bytes| {
+                asked += bytes;
+                true
+            });
+            assert_eq!(dropped.reserved, asked);
+            for buckets in model.values_mut() {
+                buckets.retain(|&b| b >= oldest);
+            }
+            model.retain(|_, b| !b.is_empty());
+            check(set, model);
+            assert_eq!(set.pairs(), model.len());
+            (before, asked)
+        };
+        let (before, asked) = sweep(&mut set, &mut model, 7 * 24);
+        let VisitorSet::TableRuns(.., table) = &set else {
+            panic!("one-word cells again");
+        };
+        assert!(table.runs.heap_bytes() > 0, "the four keep runs");
+        assert!(asked >= WORD_TABLE_BYTES + table.heap_bytes());
+        assert!(set.heap_bytes() < before);
+        // From day 9, the four have one bucket each: the plain form.
+        sweep(&mut set, &mut model, 9 * 24);
+        assert!(matches!(set, VisitorSet::Table(..)), "no runs left");
+        assert_eq!(set.pairs(), 4);
     }
 
     /// A timed set's record keeps its table's capacity as its last insert

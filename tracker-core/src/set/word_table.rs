@@ -12,7 +12,9 @@
 //! slack push other lines out of the caches: docs/BENCHMARKS.md, "Where a
 //! return in a new bucket spends its time"). A page moves to wide cells
 //! when its arena outweighs them (see [`WordTable::widens`]), so the move
-//! never makes it larger.
+//! never makes it larger; a budget without room for the move grows the
+//! arena instead (`VisitorSet::arena_growth`), and a sweep moves the page
+//! back once its pairs no longer need the wide cells (`VisitorSet::narrow`).
 
 use std::ops::Range;
 
@@ -314,6 +316,18 @@ impl<const AUX: usize, W: TableWords, const C: usize> WordTable<AUX, W, Runs, C>
         let live = self.runs.len() - self.runs.garbage();
         VisitorTable::<A2, W>::bytes_for(self.table.capacity())
             + (live + live / 4 + needed) * std::mem::size_of::<u32>()
+    }
+
+    /// The arena words this table recelled into cells of `C2` words would
+    /// hold (see [`recelled`](Self::recelled)): the runs of the pairs
+    /// whose buckets do not fit such a cell.
+    pub(crate) fn recelled_words<const C2: usize>(&self) -> usize {
+        self.table
+            .value_rows()
+            .enumerate()
+            .filter(|&(slot, _)| self.table.is_occupied(slot))
+            .map(|(_, row)| self.runs.recell_words::<C, C2>(cell(&row)))
+            .sum()
     }
 
     /// The same pairs with cells of `C2` words (the values before the

@@ -633,7 +633,7 @@ impl Stripe {
                 self.pairs += 1;
                 Recorded::New
             }
-            grow @ (Insert::GrowKnown { bytes, .. } | Insert::Grow(bytes)) => {
+            grow @ (Insert::GrowKnown { mut bytes, .. } | Insert::Grow(mut bytes)) => {
                 let held = page.visitors.heap_bytes();
                 let (pool, width) = ((&mut self.pool, self.pairs), self.width);
                 let grown = match grow {
@@ -661,8 +661,18 @@ impl Stripe {
                     reserved = bytes;
                 }
                 if !grown {
+                    let mut room = budget.try_reserve(bytes);
+                    let mut in_arena = false;
+                    if !room
+                        && let Some(arena) = page.visitors.arena_growth(visitor, tick, self.width)
+                    {
+                        // A move to wide cells the budget has no room for
+                        // as it is: the run grows in the arena instead.
+                        (bytes, in_arena) = (arena, true);
+                        room = budget.try_reserve(bytes);
+                    }
                     // The pool's buffers go before the record asks for room.
-                    if !budget.try_reserve(bytes)
+                    if !room
                         && (self.pool.bytes() == 0 || {
                             budget.release(self.pool.drain());
                             !budget.try_reserve(bytes)
@@ -680,8 +690,12 @@ impl Stripe {
                     if expiry.is_some() {
                         booked.get_or_insert(held);
                     }
-                    page.visitors
-                        .grow_and_insert(visitor, tick, self.width, expiry);
+                    if in_arena {
+                        page.visitors.grow_in_arena(visitor, tick, self.width);
+                    } else {
+                        page.visitors
+                            .grow_and_insert(visitor, tick, self.width, expiry);
+                    }
                 }
                 match grow {
                     // A known visitor in a new bucket: its run grew.
@@ -1930,6 +1944,54 @@ mod tests {
         }
         let left: Vec<&str> = stripe.pages().map(|p| &*p.url).collect();
         assert_eq!(left, [url(0)]);
+    }
+
+    /// A return that would move its page to wide cells, under a budget
+    /// with no room for the move, grows the page's arena instead: it is
+    /// recorded (the move is a speed-up, not room the visit needs), the
+    /// page keeps its cells, and the budget holds what the stripe holds.
+    #[test]
+    fn a_move_to_wide_cells_without_room_grows_the_arena() {
+        let url = "https://example.com/";
+        // 3,000 visitors in bucket 0, each back in buckets 1 to 4.
+        let visits = (0..5u32).flat_map(|bucket| (1..=3_000u64).map(move |v| (v, bucket * 60)));
+        let is_wide = |stripe: &Stripe| {
+            stripe
+                .pages()
+                .any(|p| matches!(p.visitors, VisitorSet::TableWide(..)))
+        };
+        let mut roomy = Stripe::new(UrlHasher::fixed(), 60);
+        let hash = roomy.hash(url);
+        let budget = MemoryBudget::new(None, 0);
+        for (visitor, tick) in visits.clone() {
+            let done = roomy.record(url, hash, visitor, tick, None, &budget);
+            assert!(matches!(done, StripeRecord::Done(_)), "{done:?}");
+        }
+        assert!(is_wide(&roomy), "with room, the page moves");
+        // 64 KiB of room at every visit: enough for any growth of the
+        // arena, never for the move (a table of 20-byte slots).
+        let mut tight = Stripe::new(UrlHasher::fixed(), 60);
+        let mut held = 0;
+        for (visitor, tick) in visits {
+            let budget = MemoryBudget::new(Some(held + (64 << 10)), held);
+            let done = tight.record(url, hash, visitor, tick, None, &budget);
+            let expected = if tick == 0 {
+                Recorded::New
+            } else {
+                Recorded::Duplicate
+            };
+            assert_eq!(
+                done,
+                StripeRecord::Done(expected),
+                "visitor {visitor} at {tick}"
+            );
+            held = budget.held();
+        }
+        assert!(!is_wide(&tight));
+        assert_eq!(held as usize, tight.recount_bytes());
+        assert_eq!(tight.pairs(), 3_000);
+        let count = |stripe: &Stripe| stripe.with_page(url, hash, |p| p.visitors.count(None));
+        assert_eq!(count(&tight), count(&roomy));
     }
 
     #[test]
