@@ -736,14 +736,7 @@ impl VisitorSet {
                     return (0, capacity);
                 }
                 let (high, low, last) = (*high, *low, *last);
-                let wide = std::mem::replace(
-                    &mut **table,
-                    WordTable {
-                        table: VisitorTable::placeholder(),
-                        runs: Runs::default(),
-                    },
-                );
-                let narrow = wide.recelled::<1, 1>();
+                let narrow = WordTable::take(table).recelled::<1, 1>();
                 *self = match runs {
                     0 => VisitorSet::Table(high, low, last, narrow.table),
                     _ => VisitorSet::TableRuns(high, low, last, Box::new(narrow)),
@@ -1114,14 +1107,7 @@ impl VisitorSet {
                 // asked for the bytes; `grow_in_arena` is the way without).
                 if table.table.find(hash).is_some() && table.widens::<WIDE>() {
                     let (high, low, last) = (*high, *low, *last);
-                    let narrow = std::mem::replace(
-                        &mut **table,
-                        WordTable {
-                            table: VisitorTable::placeholder(),
-                            runs: Runs::default(),
-                        },
-                    );
-                    let mut wide = Box::new(narrow.recelled::<WIDE, WIDE>());
+                    let mut wide = Box::new(WordTable::take(table).recelled::<WIDE, WIDE>());
                     wide.grow_and_visit(hash, bucket, WideTable::new_values([0; WIDE], bucket));
                     *self = VisitorSet::TableWide(high, low, last, wide);
                     return;

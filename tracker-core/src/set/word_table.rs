@@ -297,6 +297,18 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns, const C: usize> WordTable<AU
 }
 
 impl<const AUX: usize, W: TableWords, const C: usize> WordTable<AUX, W, Runs, C> {
+    /// Moves the table out of `place`, leaving an empty stand-in (no
+    /// slots, no allocation), to be built into another form.
+    pub(crate) fn take(place: &mut Self) -> Self {
+        std::mem::replace(
+            place,
+            WordTable {
+                table: VisitorTable::placeholder(),
+                runs: Runs::default(),
+            },
+        )
+    }
+
     /// Whether a page whose arena must grow should move to cells of
     /// [`WIDE`] words (`A2` values a slot) instead: once its arena takes as
     /// many bytes as the wider slots would add, so that the move never
