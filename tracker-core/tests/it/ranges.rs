@@ -306,16 +306,23 @@ proptest! {
     }
 }
 
-/// Retention drops what has left it, and gives the memory back.
-#[test]
-fn retention_drops_old_pairs_and_their_memory() {
+/// A one-stripe tracker keeping `days` of buckets, on a manual clock at
+/// `START`.
+fn with_retention(days: u64) -> (ManualClock, Tracker) {
     let clock = ManualClock::new(at(START));
     let tracker = Tracker::builder()
         .stripes(1)
-        .retention(Duration::from_secs(2 * DAY))
+        .retention(Duration::from_secs(days * DAY))
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
+    (clock, tracker)
+}
+
+/// Retention drops what has left it, and gives the memory back.
+#[test]
+fn retention_drops_old_pairs_and_their_memory() {
+    let (clock, tracker) = with_retention(2);
     let empty = tracker.stats().bytes;
     for v in 0..500 {
         tracker.record(&format!("v{v}"), "/old").unwrap();
@@ -344,13 +351,7 @@ fn retention_drops_old_pairs_and_their_memory() {
 /// cells' bytes back, and the answers stay exact.
 #[test]
 fn retention_gives_back_wide_cells() {
-    let clock = ManualClock::new(at(START));
-    let tracker = Tracker::builder()
-        .stripes(1)
-        .retention(Duration::from_secs(3 * DAY))
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap();
+    let (clock, tracker) = with_retention(3);
     let visitors = 2_000;
     for day in 0..5 {
         clock.set(at(START + day * DAY + 10 * 3_600));
