@@ -491,12 +491,8 @@ impl Runs {
     ) -> [u32; TO] {
         let buckets = self.buckets(cell);
         CellBuckets::encode::<TO>(&buckets).unwrap_or_else(|| {
-            let room = match buckets {
-                Buckets::Run(_) => self.arena[(cell[0] & !MULTI) as usize + 1] as usize,
-                Buckets::Cell(held) => held.len().next_power_of_two(),
-            };
             let mut new = [0; TO];
-            new[0] = MULTI | push_run(arena, &buckets, room);
+            new[0] = MULTI | push_run(arena, &buckets, self.moved_room(cell, &buckets));
             new
         })
     }
@@ -510,11 +506,18 @@ impl Runs {
         if CellBuckets::encode::<TO>(&buckets).is_some() {
             return 0;
         }
-        HEADER
-            + match buckets {
-                Buckets::Run(_) => self.arena[(cell[0] & !MULTI) as usize + 1] as usize,
-                Buckets::Cell(held) => held.len().next_power_of_two(),
-            }
+        HEADER + self.moved_room(cell, &buckets)
+    }
+
+    /// The room of the run [`recell`](Self::recell) writes for the pair
+    /// whose cell is `cell` and buckets `buckets`, when they do not fit
+    /// the new cell: the room its run had, or a power of two.
+    #[inline]
+    fn moved_room<const C: usize>(&self, cell: &[u32; C], buckets: &Buckets) -> usize {
+        match buckets {
+            Buckets::Run(_) => self.arena[(cell[0] & !MULTI) as usize + 1] as usize,
+            Buckets::Cell(held) => held.len().next_power_of_two(),
+        }
     }
 
     /// Replaces the arena with `arena`, built by [`recell`](Self::recell)
