@@ -28,6 +28,7 @@ use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 use crate::set::union::Union;
 pub(crate) use crate::set::visitor_table::Insert;
+use crate::set::visitor_table::MOVE_PAIRS;
 pub(crate) use crate::set::visitor_table::STEP_SLOTS;
 use crate::set::visitor_table::TableInsert;
 use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
@@ -673,7 +674,7 @@ impl VisitorSet {
                 (*high, *low) = split_count(table.len());
                 Dropped::of_step(pairs, from, next, slots, || {
                     let bytes = table.shrunk_bytes();
-                    if table.oversized() && table.len() <= STEP_SLOTS && reserve(bytes) {
+                    if table.oversized() && table.len() <= MOVE_PAIRS && reserve(bytes) {
                         table.shrink_to_fit();
                         return bytes;
                     }
@@ -1323,7 +1324,7 @@ fn retain_runs<const AUX: usize, const C: usize>(
     let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
     (*high, *low) = split_count(table.len());
     Dropped::of_step(pairs, from, next, slots, || {
-        table.finish_pass(STEP_SLOTS, reserve)
+        table.finish_pass(MOVE_PAIRS, reserve)
     })
 }
 
