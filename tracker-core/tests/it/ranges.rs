@@ -381,6 +381,52 @@ fn retention_gives_back_wide_cells() {
     check_exact(&day4, visitors).unwrap();
 }
 
+/// A page past a peak gives back the table the peak needed once the
+/// retention drops the peak's day, when more of its pairs stay than a
+/// sweep step visits slots (8,192); with visitors returning on two days
+/// (a run each in the arena) too.
+#[test]
+fn retention_gives_back_a_large_pages_table() {
+    for returning in [false, true] {
+        let (clock, tracker) = with_retention(2);
+        let baseline = tracker.stats().bytes;
+        clock.set(at(START + 10 * 3_600));
+        for v in 0..60_000 {
+            tracker.record(&format!("peak{v}"), "/spike").unwrap();
+        }
+        let steady = 10_000;
+        for day in [1, 2].into_iter().take(1 + usize::from(returning)) {
+            clock.set(at(START + day * DAY + 10 * 3_600));
+            for v in 0..steady {
+                tracker.record(&format!("steady{v}"), "/spike").unwrap();
+            }
+        }
+        let peak = tracker.stats().bytes - baseline;
+        // The retention now holds from day 0's noon: the peak has left it.
+        clock.set(at(START + 2 * DAY + 12 * 3_600));
+        // A step visits a bounded share of a large table and the next
+        // resumes there: enough steps for two passes over it.
+        for _ in 0..40 {
+            tracker.sweep(32);
+        }
+        let stats = tracker.stats();
+        assert_eq!(stats.pairs, steady, "returning: {returning}");
+        let day1 = tracker
+            .distinct_between("/spike", Some(at(START + DAY)), Some(at(START + 2 * DAY)))
+            .unwrap();
+        check_exact(&day1, steady).unwrap();
+        // One-word cells take 12 bytes a slot; a pair that came back on
+        // two days adds its run in the arena (a header and four buckets'
+        // room). The peak's slots alone were over 100 bytes a pair.
+        let held = stats.bytes - baseline;
+        let per_pair = if returning { 48 } else { 24 };
+        assert!(
+            held < per_pair * steady,
+            "returning: {returning}: {held} bytes for {steady} pairs (at the peak: {peak})"
+        );
+    }
+}
+
 /// A repeat visit in its bucket allocates nothing, and a visit in a new
 /// bucket is reserved in the budget first.
 #[test]
