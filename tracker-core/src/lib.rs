@@ -218,9 +218,13 @@
 //!   thread; [`Tracker::sweep`] runs steps on demand, and
 //!   [`Tracker::start_background`] runs them from a background thread on a
 //!   timer (stopped when its handle drops) for trackers that go idle. No
-//!   step is proportional to the data set or to a page: it visits at most
-//!   16,384 slots (its 8,192, then one table up to that size done whole),
-//!   a few hundred microseconds (`benches/ttl.rs`, part 3).
+//!   step is proportional to the data set: it visits at most 16,384
+//!   slots (its 8,192, then one table up to that size done whole), a few
+//!   hundred microseconds (`benches/ttl.rs`, part 3). The exception is
+//!   the step that ends a pass over a large table left at most half full
+//!   with at most 32,768 pairs: it moves them into a table sized for
+//!   them, reading the old one whole, a few milliseconds (see
+//!   `docs/BENCHMARKS.md`, "A large page past its peak").
 //! - **Sketched pages honour the TTL too**, quantised: they keep one
 //!   sketch per generation of TTL/8 and drop a generation once its newest
 //!   visit has expired, so a visitor counts for at most TTL/8 too long.

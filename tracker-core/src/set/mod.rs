@@ -28,6 +28,7 @@ use crate::set::timed_sketch::{GENERATION_BYTES, MAX_GENERATIONS, TimedSketch};
 use crate::set::timed_table::{MIN_TIMED_BYTES, TimedTable};
 use crate::set::union::Union;
 pub(crate) use crate::set::visitor_table::Insert;
+use crate::set::visitor_table::MOVE_PAIRS;
 pub(crate) use crate::set::visitor_table::STEP_SLOTS;
 use crate::set::visitor_table::TableInsert;
 use crate::set::visitor_table::{MIN_CAPACITY, VisitorTable};
@@ -673,7 +674,7 @@ impl VisitorSet {
                 (*high, *low) = split_count(table.len());
                 Dropped::of_step(pairs, from, next, slots, || {
                     let bytes = table.shrunk_bytes();
-                    if table.oversized() && table.len() <= STEP_SLOTS && reserve(bytes) {
+                    if table.oversized() && table.len() <= MOVE_PAIRS && reserve(bytes) {
                         table.shrink_to_fit();
                         return bytes;
                     }
@@ -694,9 +695,7 @@ impl VisitorSet {
                     _ => unreachable!("guarded"),
                 };
                 if dropped.resume.is_none() {
-                    let (reserved, slots) = set.narrow(STEP_SLOTS, reserve);
-                    dropped.reserved += reserved;
-                    dropped.slots += slots;
+                    dropped.reserved += set.narrow(MOVE_PAIRS, reserve);
                 }
                 dropped
             }
@@ -717,13 +716,13 @@ impl VisitorSet {
     /// to one-word cells once the runs its pairs would need then take at
     /// most half the bytes the wide cells add (so that returns do not move
     /// it back at once: see `WordTable::widens`), and a table with no run
-    /// left to the plain form. Only a table of at most `bound` slots (the
-    /// work of a sweep step); the new allocation's bytes are asked of
-    /// `reserve` first, and nothing moves if it refuses. Returns the bytes
-    /// reserved and the slots visited (for the sweep step's bound).
-    fn narrow(&mut self, bound: usize, reserve: &mut dyn FnMut(usize) -> bool) -> (usize, usize) {
+    /// left to the plain form. Only a table of at most `bound` pairs (a
+    /// move as a pass's end makes, see `MOVE_PAIRS`); the new allocation's
+    /// bytes are asked of `reserve` first, and nothing moves if it
+    /// refuses. Returns the bytes reserved.
+    fn narrow(&mut self, bound: usize, reserve: &mut dyn FnMut(usize) -> bool) -> usize {
         match self {
-            VisitorSet::TableWide(high, low, last, table) if table.table.capacity() <= bound => {
+            VisitorSet::TableWide(high, low, last, table) if table.table.len() <= bound => {
                 let capacity = table.table.capacity();
                 let plain = VisitorTable::<1>::bytes_for(capacity);
                 let wider = VisitorTable::<WIDE>::bytes_for(capacity) - plain;
@@ -733,7 +732,7 @@ impl VisitorSet {
                     runs => plain + WORD_TABLE_BYTES + runs,
                 };
                 if 2 * runs > wider || !reserve(bytes) {
-                    return (0, capacity);
+                    return 0;
                 }
                 let (high, low, last) = (*high, *low, *last);
                 let narrow = WordTable::take(table).recelled::<1, 1>();
@@ -741,7 +740,7 @@ impl VisitorSet {
                     0 => VisitorSet::Table(high, low, last, narrow.table),
                     _ => VisitorSet::TableRuns(high, low, last, Box::new(narrow)),
                 };
-                (bytes, 2 * capacity)
+                bytes
             }
             VisitorSet::TableRuns(high, low, last, table)
                 if table.runs.len() == table.runs.garbage() =>
@@ -749,9 +748,9 @@ impl VisitorSet {
                 // Its cells hold one bucket each, as the plain form's do.
                 let plain = std::mem::replace(&mut table.table, VisitorTable::placeholder());
                 *self = VisitorSet::Table(*high, *low, *last, plain);
-                (0, 0)
+                0
             }
-            _ => (0, 0),
+            _ => 0,
         }
     }
 
@@ -1323,7 +1322,7 @@ fn retain_runs<const AUX: usize, const C: usize>(
     let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
     (*high, *low) = split_count(table.len());
     Dropped::of_step(pairs, from, next, slots, || {
-        table.finish_pass(STEP_SLOTS, reserve)
+        table.finish_pass(MOVE_PAIRS, reserve)
     })
 }
 

@@ -68,7 +68,9 @@
 //!   of up to that size done whole). A larger table is resumed by the
 //!   stripe's next step where this one stopped (the stripe remembers the
 //!   page and the slot), so no page, however large, holds the lock longer
-//!   than a step (a few hundred microseconds).
+//!   than a step (a few hundred microseconds), but for the step that ends
+//!   a large table's pass: it may move the survivors, at most
+//!   `MOVE_PAIRS`, into a table sized for them (a few milliseconds).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
@@ -839,7 +841,9 @@ impl Stripe {
     /// done whole; a larger one gets what is left of `slots`, and the next
     /// step resumes it where this one stopped (a page whose visitors have
     /// all expired is removed whole, with no scan). So a step visits at
-    /// most `slots + STEP_SLOTS` slots, whatever the page sizes.
+    /// most `slots + STEP_SLOTS` slots, whatever the page sizes; the step
+    /// that ends a large table's pass may also move its survivors (see
+    /// `MOVE_PAIRS`).
     ///
     /// With a TTL (and no retention) a step first asks the stripe's
     /// `oldest_tick`: while that tick is live no pair here has expired,

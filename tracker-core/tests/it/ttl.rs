@@ -239,6 +239,39 @@ fn a_hundred_thousand_pairs_expire_in_bounded_steps_and_give_their_memory_back()
     assert_eq!(stats.expirations, 100_000);
 }
 
+/// A page past a peak gives back the table the peak needed once its
+/// visitors expire, when more of its pairs stay than a sweep step visits
+/// slots (8,192): its survivors move at the end of a pass.
+#[test]
+fn a_large_page_past_its_peak_gives_back_its_table() {
+    let (tracker, clock) = timed_tracker(Duration::from_secs(3_600), 1);
+    let baseline = tracker.stats().bytes;
+    for v in 0..60_000u32 {
+        tracker.record(&format!("peak{v}"), "/spike").unwrap();
+    }
+    clock.advance(Duration::from_secs(1_800));
+    let steady = 10_000;
+    for v in 0..steady {
+        tracker.record(&format!("steady{v}"), "/spike").unwrap();
+    }
+    let peak = tracker.stats().bytes - baseline;
+    // The peak's visitors are an hour old, the steady ones half that.
+    clock.advance(Duration::from_secs(1_800));
+    // A step visits at most a bounded number of a large table's slots
+    // and the next resumes there: enough steps for two passes over it.
+    for _ in 0..40 {
+        tracker.sweep(32);
+    }
+    let stats = tracker.stats();
+    assert_eq!((stats.pairs, stats.expirations), (steady, 60_000));
+    assert_eq!(tracker.distinct("/spike").unwrap().visitors, steady);
+    let held = stats.bytes - baseline;
+    assert!(
+        held < 40 * steady,
+        "{held} bytes for {steady} live pairs (at the peak: {peak})"
+    );
+}
+
 #[test]
 fn records_alone_reclaim_expired_pages() {
     let (tracker, clock) = timed_tracker(Duration::from_secs(10), 2);
