@@ -15,8 +15,15 @@
 //!    steps records piggy-back, each record timed on its own. Plain
 //!    `Instant` timings (a distribution of single steps, not criterion).
 //!
+//! 3. **The longest sweep step** while pairs expire a minute at a time,
+//!    and after a page's peak: a page of [`PEAK`] visitors, then fewer
+//!    half a TTL later, swept once the peak has expired (the step that
+//!    moves the survivors into a table sized for them, and the bytes
+//!    before and after).
+//!
 //! `TTL_BENCH_INGEST_ONLY=1` runs part 1 alone; `TTL_BENCH_GRADUAL_ONLY=1`
-//! runs only the longest sweep step (see docs/BENCHMARKS.md, issue 18);
+//! runs only part 3 (see docs/BENCHMARKS.md, issue 18 and "A large page
+//! past its peak");
 //! `TTL_BENCH_CPU_ROUNDS=n` runs only n rounds of TTL on against off timed
 //! by the thread's CPU clock (for a loaded machine; each round off, on,
 //! on, off, or the reverse); `TTL_BENCH_PROFILE=off` or `=1h` ingests and
@@ -56,6 +63,10 @@ const RECLAIM_TTL: Duration = Duration::from_secs(3600);
 const RECLAIM_ARRIVAL: Duration = Duration::from_secs(1800);
 /// Buckets per explicit sweep step (the size records piggy-back too).
 const SWEEP_BUCKETS: usize = 32;
+/// Part 3, past a peak: the peak's visitors on one page, and how many
+/// stay after it (the last above the sweep's move bound).
+const PEAK: usize = 600_000;
+const AFTER_PEAK: [usize; 4] = [8_000, 10_000, 32_000, 100_000];
 /// Part 3: the Zipf case spreads its pairs over this many pages.
 const GRADUAL_ZIPF_PAGES: usize = 10_000;
 /// Part 3: the clock moves on this much between sweep passes.
@@ -150,6 +161,7 @@ fn main() {
             gradual("one page", 1, RECLAIM_PAIRS),
         ];
         print_gradual(RECLAIM_PAIRS, &rows);
+        print_past_peak(PEAK, &AFTER_PEAK);
         return;
     }
     let full = full_run();
@@ -201,6 +213,11 @@ fn main() {
         gradual("one page", 1, pairs),
     ];
     print_gradual(pairs, &rows);
+    if full {
+        print_past_peak(PEAK, &AFTER_PEAK);
+    } else {
+        print_past_peak(2_000, &[100]);
+    }
 }
 
 // ---------------------------------------------------------------------
@@ -1083,6 +1100,89 @@ fn print_gradual(pairs: usize, rows: &[Gradual]) {
                 "p50",
                 "most slots in a step",
                 "the longest step (CPU)",
+            ],
+            &rows
+        )
+    );
+}
+
+/// One page past its peak, in one stripe: `peak` visitors, then `after`
+/// more half a TTL (or, with a retention, a day) later; once the peak has
+/// left (the after ones still in), `sweep(32)` steps for several passes
+/// over the page's table, each timed. Returns the bytes before and after
+/// the steps, the pairs left, and the longest step's wall and CPU time.
+fn past_peak(peak: usize, after: usize, ttl: bool) -> (u64, u64, u64, Duration, Duration) {
+    let clock = ManualClock::new(START);
+    let builder = Tracker::builder().stripes(1).clock(Arc::new(clock.clone()));
+    // The later visitors come `gap` after the peak; `left` later still
+    // the peak has left the TTL or the retention, and they have not.
+    let (builder, gap, left) = if ttl {
+        let half = RECLAIM_TTL / 2;
+        (
+            builder.ttl(RECLAIM_TTL),
+            half,
+            half + Duration::from_secs(1),
+        )
+    } else {
+        let day = Duration::from_secs(86_400);
+        let retention = builder.retention(2 * day);
+        (retention, day, day + Duration::from_secs(3_600))
+    };
+    let tracker = builder.build().expect("valid settings");
+    let url = page_url(0);
+    for v in 0..peak {
+        tracker.record(&visitor_id(v), &url).expect("recorded");
+    }
+    clock.advance(gap);
+    for v in peak..peak + after {
+        tracker.record(&visitor_id(v), &url).expect("recorded");
+    }
+    clock.advance(left);
+    let before = tracker.stats().bytes;
+    let (mut wall, mut cpu) = (Duration::ZERO, Duration::ZERO);
+    // A step visits 8,192 of the table's slots: enough for a few passes.
+    for _ in 0..(peak / 8_192 + 2) * 3 {
+        let (_, w, c) = timed(|| tracker.sweep(SWEEP_BUCKETS));
+        (wall, cpu) = (wall.max(w), cpu.max(c));
+    }
+    let stats = tracker.stats();
+    (before, stats.bytes, stats.pairs, wall, cpu)
+}
+
+fn print_past_peak(peak: usize, after: &[usize]) {
+    println!(
+        "\nA page past its peak: {peak} visitors, then fewer half a TTL (or a day) later, one \
+         stripe; `sweep({SWEEP_BUCKETS})` steps once the peak has left (wall clock and the \
+         thread's CPU time of the longest step):\n"
+    );
+    let mut rows = Vec::new();
+    for &after in after {
+        for ttl in [true, false] {
+            let (before, bytes, pairs, wall, cpu) = past_peak(peak, after, ttl);
+            rows.push(vec![
+                if ttl { "TTL 1 h" } else { "retention 2 d" }.to_string(),
+                after.to_string(),
+                pairs.to_string(),
+                before.to_string(),
+                bytes.to_string(),
+                format!("{:.1}", bytes as f64 / pairs.max(1) as f64),
+                micros(wall),
+                micros(cpu),
+            ]);
+        }
+    }
+    print!(
+        "{}",
+        markdown_table(
+            &[
+                "expiry",
+                "visitors after",
+                "pairs left",
+                "bytes before",
+                "bytes after",
+                "B/pair after",
+                "max step",
+                "max step CPU",
             ],
             &rows
         )
