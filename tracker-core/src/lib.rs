@@ -275,6 +275,7 @@ mod background;
 mod backoff;
 pub mod browser;
 pub mod canonical_url;
+mod deferred;
 mod error;
 #[cfg(all(feature = "lock-stats", not(feature = "shuttle")))]
 mod lock_stats;

@@ -143,7 +143,9 @@ pub(crate) struct VisitorTable<const AUX: usize = 0, W: TableWords = Box<[u64]>>
 }
 
 /// An owned run of words a [`VisitorTable`] lives in.
-pub(crate) trait TableWords: DerefMut<Target = [u64]> + Clone + std::fmt::Debug {
+pub(crate) trait TableWords:
+    DerefMut<Target = [u64]> + Clone + std::fmt::Debug + Send + 'static
+{
     /// Heap bytes an allocation takes besides its words.
     const HEADER: usize;
     /// Whether the handle itself holds the length (a boxed slice's fat
@@ -822,10 +824,14 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         Self::bytes_for(capacity_for(self.len()).min(self.capacity()))
     }
 
-    /// Moves the entries into an allocation sized for them.
+    /// Moves the entries into an allocation sized for them. The old one
+    /// goes to [`defer`](crate::deferred::defer): a sweep frees it once its
+    /// lock is released.
     pub(crate) fn shrink_to_fit(&mut self) {
         let capacity = capacity_for(self.len()).min(self.capacity());
-        self.rebuild(capacity);
+        let old = self.rebuild_into(Self::with_capacity(capacity), None);
+        let bytes = old.heap_bytes();
+        crate::deferred::defer(old, bytes);
     }
 
     /// The keys, in table order.

@@ -19,6 +19,7 @@ use std::collections::BinaryHeap;
 use std::fmt;
 
 use crate::canonical_url::{Keys, canonicalize, page_key};
+use crate::deferred::Deferring;
 use crate::error::{ConfigError, Field, TrackerError};
 use crate::prefetch::prefetch_for_write;
 use crate::report::{Distinct, PageCount, Recorded, Stats};
@@ -517,10 +518,14 @@ impl Tracker {
             let i = self.sweep_stripe.fetch_add(1, Ordering::Relaxed) & self.stripe_mask;
             let chunk = left.min(SWEEP_BUCKETS as u64) as usize;
             let slots = work.min(SWEEP_SLOTS as u64) as usize;
+            // What the step lets go of is freed after its lock (see
+            // `deferred`).
+            let deferring = Deferring::open();
             let mut stripe = sync::write(&self.stripes[i]);
             let step = stripe.sweep(expiry, oldest_bucket, chunk, slots, &self.budget);
             self.refresh_hint(i, &stripe);
             drop(stripe);
+            drop(deferring);
             if step.buckets == 0 {
                 empty_in_a_row += 1;
                 continue;

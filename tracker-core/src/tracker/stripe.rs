@@ -70,7 +70,9 @@
 //!   page and the slot), so no page, however large, holds the lock longer
 //!   than a step (a few hundred microseconds), but for the step that ends
 //!   a large table's pass: it may move the survivors, at most
-//!   `MOVE_PAIRS`, into a table sized for them (a few milliseconds).
+//!   `MOVE_PAIRS`, into a table sized for them (a few milliseconds). The
+//!   large allocations a step lets go of (the old table, a dead page) are
+//!   freed after its lock is released (see `deferred`).
 //! - `stats` and `top` visit the stripes one at a time, holding one read
 //!   lock at a time, so they never block ingest on more than one stripe.
 //! - No code path holds two stripe locks at once, so there is no lock order
@@ -938,6 +940,8 @@ impl Stripe {
                 self.expired += expired;
                 step.pairs_dropped += expired;
                 budget.release(self.forget_removed(&page));
+                let bytes = page.visitors.heap_bytes();
+                crate::deferred::defer(page, bytes);
                 self.expired_pages += 1;
                 step.pages_removed += 1;
                 self.resume_url = 0;
