@@ -37,8 +37,8 @@ pub(crate) const STEP_SLOTS: usize = 8_192;
 #[cfg(all(test, not(feature = "shuttle")))]
 pub(crate) const STEP_SLOTS: usize = 48;
 /// The most pairs the step that ends a large table's sweep pass moves
-/// into an allocation sized for them (a table half the size or less, or
-/// an arena's live runs). A move costs up to about 40 ns a pair on top
+/// into an allocation sized for them (a table half the size or less, an
+/// arena's live runs, a wide page's one-word cells). A move costs up to about 40 ns a pair on top
 /// of reading and freeing the old table, so this keeps that step under
 /// about 4 ms (docs/BENCHMARKS.md, "A large page past its peak"). A page
 /// whose survivors are more keeps the slots of its peak until they are

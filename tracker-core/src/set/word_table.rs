@@ -247,10 +247,11 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns, const C: usize> WordTable<AU
     }
 
     /// Ends a pass of [`retain_step`](Self::retain_step)s: gives back what
-    /// the pass freed when that costs at most `bound` moves
-    /// ([`MOVE_PAIRS`](crate::set::visitor_table::MOVE_PAIRS) in a sweep: the survivors
-    /// into a table half the size or less, the arena's live runs once it
-    /// is half garbage); otherwise the table keeps its size until it does.
+    /// the pass freed when that costs at most `bound` moves (a sweep's is
+    /// [`MOVE_PAIRS`](crate::set::visitor_table::MOVE_PAIRS)): the
+    /// survivors into a table half the size or less, the arena's live runs
+    /// once it is half garbage; otherwise the table keeps its size until
+    /// it does.
     /// The new allocation is built beside the old one, so its bytes are
     /// asked of `reserve` first (nothing is rebuilt if it refuses).
     /// Returns the bytes reserved.
