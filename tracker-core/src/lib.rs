@@ -82,8 +82,8 @@
 //!   slots), which hold up to 5 buckets less than 65,536 buckets apart,
 //!   and only the visitors with more (or farther apart) keep a run, so
 //!   the move never makes the page larger (a sweep moves it back when
-//!   runs would take at most half the 8 bytes a slot, on a table small
-//!   enough for one sweep step). Measured: visitors returning on 5 random
+//!   runs would take at most half the 8 bytes a slot, on a page of at
+//!   most 32,768 pairs). Measured: visitors returning on 5 random
 //!   days of 60 cost 24.3 bytes per pair (92 in runs);
 //! - a sketched page holds an [`UltraLogLog`](sketch::UltraLogLog) of 8 KiB
 //!   registers in a 112-byte record, whatever its number of visitors, plus

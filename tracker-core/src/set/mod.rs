@@ -695,7 +695,7 @@ impl VisitorSet {
                     _ => unreachable!("guarded"),
                 };
                 if dropped.resume.is_none() {
-                    dropped.reserved += set.narrow(MOVE_PAIRS, reserve);
+                    dropped.reserved += set.narrow(reserve);
                 }
                 dropped
             }
@@ -716,13 +716,13 @@ impl VisitorSet {
     /// to one-word cells once the runs its pairs would need then take at
     /// most half the bytes the wide cells add (so that returns do not move
     /// it back at once: see `WordTable::widens`), and a table with no run
-    /// left to the plain form. Only a table of at most `bound` pairs (a
-    /// move as a pass's end makes, see `MOVE_PAIRS`); the new allocation's
-    /// bytes are asked of `reserve` first, and nothing moves if it
-    /// refuses. Returns the bytes reserved.
-    fn narrow(&mut self, bound: usize, reserve: &mut dyn FnMut(usize) -> bool) -> usize {
+    /// left to the plain form. Only a table of at most [`MOVE_PAIRS`]
+    /// pairs, as every move a pass's end makes; the new allocation's bytes
+    /// are asked of `reserve` first, and nothing moves if it refuses.
+    /// Returns the bytes reserved.
+    fn narrow(&mut self, reserve: &mut dyn FnMut(usize) -> bool) -> usize {
         match self {
-            VisitorSet::TableWide(high, low, last, table) if table.table.len() <= bound => {
+            VisitorSet::TableWide(high, low, last, table) if table.table.len() <= MOVE_PAIRS => {
                 let capacity = table.table.capacity();
                 let plain = VisitorTable::<1>::bytes_for(capacity);
                 let wider = VisitorTable::<WIDE>::bytes_for(capacity) - plain;
@@ -1321,9 +1321,7 @@ fn retain_runs<const AUX: usize, const C: usize>(
     }
     let (pairs, next) = table.retain_step(from, max, oldest_bucket, |_| true, |_, _| {});
     (*high, *low) = split_count(table.len());
-    Dropped::of_step(pairs, from, next, slots, || {
-        table.finish_pass(MOVE_PAIRS, reserve)
-    })
+    Dropped::of_step(pairs, from, next, slots, || table.finish_pass(reserve))
 }
 
 /// The arena of a table none of whose pairs has a run.

@@ -8,7 +8,7 @@ use thin_vec::ThinVec;
 
 use crate::set::activity::Runs;
 use crate::set::horizon::Horizon;
-use crate::set::visitor_table::{Insert, MIN_CAPACITY, MOVE_PAIRS, STEP_SLOTS, VisitorTable};
+use crate::set::visitor_table::{Insert, MIN_CAPACITY, STEP_SLOTS, VisitorTable};
 use crate::set::word_table::{HoldsRuns, Visit, WordTable, Words};
 use crate::time::Series;
 use crate::time::ttl::Expiry;
@@ -134,7 +134,7 @@ impl TimedTable {
         if next < slots {
             return (dropped, visited, Some(next));
         }
-        *reserved += self.pairs.finish_pass(MOVE_PAIRS, reserve);
+        *reserved += self.pairs.finish_pass(reserve);
         if !self.is_large() {
             // Shrunk: back to the horizon of its size.
             self.pairs.runs.horizon = self.new_horizon(oldest);

@@ -38,11 +38,11 @@ pub(crate) const STEP_SLOTS: usize = 8_192;
 pub(crate) const STEP_SLOTS: usize = 48;
 /// The most pairs the step that ends a large table's sweep pass moves
 /// into an allocation sized for them (a table half the size or less, an
-/// arena's live runs, a wide page's one-word cells). A move costs up to about 40 ns a pair on top
-/// of reading and freeing the old table, so this keeps that step under
-/// about 4 ms (docs/BENCHMARKS.md, "A large page past its peak"). A page
-/// whose survivors are more keeps the slots of its peak until they are
-/// not.
+/// arena's live runs, a wide page's one-word cells). A move costs up to
+/// about 40 ns a pair on top of reading and freeing the old table, so
+/// this keeps that step under about 4 ms (docs/BENCHMARKS.md, "A large
+/// page past its peak"). A page whose survivors are more keeps the slots
+/// of its peak until they are not.
 pub(crate) const MOVE_PAIRS: usize = 4 * STEP_SLOTS;
 
 /// Load factor above which the table grows, as a fraction `NUM / DEN`.

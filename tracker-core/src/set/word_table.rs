@@ -19,7 +19,7 @@
 use std::ops::Range;
 
 use crate::set::activity::{AddBucket, Buckets, Runs};
-use crate::set::visitor_table::{MIN_CAPACITY, TableInsert, TableWords, VisitorTable};
+use crate::set::visitor_table::{MIN_CAPACITY, MOVE_PAIRS, TableInsert, TableWords, VisitorTable};
 use crate::time::Series;
 
 /// What a visit did to a table, or what it needs.
@@ -247,21 +247,15 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns, const C: usize> WordTable<AU
     }
 
     /// Ends a pass of [`retain_step`](Self::retain_step)s: gives back what
-    /// the pass freed when that costs at most `bound` moves (a sweep's is
-    /// [`MOVE_PAIRS`](crate::set::visitor_table::MOVE_PAIRS)): the
+    /// the pass freed when that moves at most [`MOVE_PAIRS`]: the
     /// survivors into a table half the size or less, the arena's live runs
     /// once it is half garbage; otherwise the table keeps its size until
-    /// it does.
-    /// The new allocation is built beside the old one, so its bytes are
-    /// asked of `reserve` first (nothing is rebuilt if it refuses).
-    /// Returns the bytes reserved.
-    pub(crate) fn finish_pass(
-        &mut self,
-        bound: usize,
-        reserve: &mut dyn FnMut(usize) -> bool,
-    ) -> usize {
+    /// it does. The new allocation is built beside the old one, so its
+    /// bytes are asked of `reserve` first (nothing is rebuilt if it
+    /// refuses). Returns the bytes reserved.
+    pub(crate) fn finish_pass(&mut self, reserve: &mut dyn FnMut(usize) -> bool) -> usize {
         let mut reserved = 0;
-        if self.table.oversized() && self.table.len() <= bound {
+        if self.table.oversized() && self.table.len() <= MOVE_PAIRS {
             let bytes = self.table.shrunk_bytes();
             if reserve(bytes) {
                 self.table.shrink_to_fit();
@@ -269,7 +263,7 @@ impl<const AUX: usize, W: TableWords, R: HoldsRuns, const C: usize> WordTable<AU
             }
         }
         let live = self.runs.runs().len() - self.runs.runs().garbage();
-        if self.runs.runs().garbage() * 2 > self.runs.runs().len() && live <= bound {
+        if self.runs.runs().garbage() * 2 > self.runs.runs().len() && live <= MOVE_PAIRS {
             let bytes = live * std::mem::size_of::<u32>();
             if reserve(bytes) {
                 self.compact(false);
