@@ -505,7 +505,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     pub(crate) fn reserve(&mut self, len: usize) {
         let capacity = capacity_for(len);
         if capacity > self.capacity() {
-            self.rebuild(capacity);
+            drop(self.rebuild(capacity));
         }
     }
 
@@ -624,9 +624,9 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// its new home or just past the last one placed, with no probe, in
     /// one pass that reads the old table and writes the new one in order.
     /// Only keys that run off the new table's end are placed as any insert
-    /// is.
-    fn rebuild(&mut self, capacity: usize) {
-        self.rebuild_into(Self::with_capacity(capacity), None);
+    /// is. Returns the old table.
+    fn rebuild(&mut self, capacity: usize) -> Self {
+        self.rebuild_into(Self::with_capacity(capacity), None)
     }
 
     /// [`rebuild`](Self::rebuild) into `fresh`, an empty table (zeroed),
@@ -828,8 +828,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// goes to [`defer`](crate::deferred::defer): a sweep frees it once its
     /// lock is released.
     pub(crate) fn shrink_to_fit(&mut self) {
-        let capacity = capacity_for(self.len()).min(self.capacity());
-        let old = self.rebuild_into(Self::with_capacity(capacity), None);
+        let old = self.rebuild(capacity_for(self.len()).min(self.capacity()));
         let bytes = old.heap_bytes();
         crate::deferred::defer(old, bytes);
     }
