@@ -9,7 +9,10 @@
 //! (any part of a design's name) runs only the designs it names, for
 //! profiling one alone (`perf record`, `valgrind --tool=callgrind`);
 //! `THREADS=1` (or `1,2`) and `ROUNDS=n` narrow the run likewise;
-//! `BATCH=n` sets the batch size.
+//! `BATCH=n` sets the batch size. `REPEAT=1` feeds each fresh counter
+//! the stream once untimed and times a second feed of the same events:
+//! every event a pair already held, the work left once inserts,
+//! growths and new pages are taken away.
 
 use std::time::{Duration, Instant};
 
@@ -31,7 +34,13 @@ fn batch_size() -> usize {
         .unwrap_or(BATCH)
 }
 
-/// Feeds `events` into a fresh counter of `design` on `threads` threads.
+/// Whether `REPEAT` asks for the second feed of the stream to be timed.
+fn repeat() -> bool {
+    std::env::var("REPEAT").is_ok_and(|r| r == "1")
+}
+
+/// Feeds `events` into a fresh counter of `design` on `threads` threads
+/// (with [`repeat`], twice, timing the second feed).
 fn run(design: &str, events: &[(&str, &str)], threads: usize) -> Duration {
     let per_thread = events.len().div_ceil(threads).max(1);
     match design {
@@ -64,16 +73,28 @@ fn run(design: &str, events: &[(&str, &str)], threads: usize) -> Duration {
 }
 
 /// The wall time of `feed` run on each `per_thread` part of `events`,
-/// one thread per part.
+/// one thread per part; with [`repeat`], of its second such run.
 fn timed(
     events: &[(&str, &str)],
     per_thread: usize,
     feed: impl Fn(&[(&str, &str)]) + Sync,
 ) -> Duration {
+    if repeat() {
+        feed_parts(events, per_thread, &feed);
+    }
+    feed_parts(events, per_thread, &feed)
+}
+
+/// The wall time of `feed` run on each `per_thread` part of `events`,
+/// one thread per part.
+fn feed_parts(
+    events: &[(&str, &str)],
+    per_thread: usize,
+    feed: &(impl Fn(&[(&str, &str)]) + Sync),
+) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
         for part in events.chunks(per_thread) {
-            let feed = &feed;
             s.spawn(move || feed(part));
         }
     });
@@ -114,8 +135,13 @@ fn main() {
         let naive = medians[0].as_secs_f64();
         println!();
         println!(
-            "{threads} thread(s), {} events, batches of {}, median of {rounds}",
+            "{threads} thread(s), {} events{}, batches of {}, median of {rounds}",
             events.len(),
+            if repeat() {
+                " (the second feed: every pair already held)"
+            } else {
+                ""
+            },
             batch_size()
         );
         println!("| design | ns/event | fastest – slowest ns/event | vs naive |");
