@@ -11,10 +11,8 @@
 //!
 //! A site's visitors are a **union**, never a sum of its pages' counts: a
 //! visitor of two pages counts once. Exact pages contribute their hashes
-//! to a transient buffer built for the query (8 bytes a hash, freed when
-//! it returns, not part of the memory budget). Under a budget the buffer
-//! holds at most an eighth of it (at least 16 MiB), and a site with more
-//! is counted in passes over parts of the hash space (`union_hashes`).
+//! to a transient buffer built for the query, bounded under a budget
+//! (the crate docs' "Memory budget"; `union_hashes`).
 //! Sketched pages are merged into one sketch (merging loses nothing),
 //! into which the exact hashes then go, and the answer is an estimate.
 
