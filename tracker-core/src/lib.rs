@@ -170,6 +170,13 @@
 //! 1 MiB) so that a stream of records at the limit does not pay for it
 //! on every record.
 //!
+//! Queries are not accounted: their working memory is transient. The one
+//! that grows with the data is a site's count (`site_distinct` and the
+//! ranged site answers), which gathers its exact pages' visitor hashes
+//! (8 bytes each): under a budget it holds at most an eighth of it (at
+//! least 16 MiB), and a site with more is counted in several passes over
+//! parts of the hash space. Without a budget it holds them all at once.
+//!
 //! One exception to zero slack: with a [TTL](#ttl-expiry), a page's
 //! expiry horizon (below) may grow by a few 8-byte entries past what its
 //! record reserved. That growth is accounted, not refused, so the total

@@ -24,6 +24,7 @@ use crate::error::{ConfigError, Field, TrackerError};
 use crate::prefetch::prefetch_for_write;
 use crate::report::{Distinct, PageCount, Recorded, Stats};
 use crate::set::page::Page;
+use crate::set::union::union_hashes;
 use crate::set::visitor_hash::VisitorHasher;
 use crate::sync::{self, AtomicU64, AtomicUsize, CachePadded, Ordering, RwLock};
 use crate::time::TimeError;
@@ -72,6 +73,9 @@ pub struct Tracker {
     stale_events: AtomicU64,
     /// The stripe the next explicit sweep step starts at.
     sweep_stripe: AtomicUsize,
+    /// The most hashes a site answer gathers at once (see
+    /// `union_hashes`).
+    union_hashes: usize,
     config: TrackerConfig,
 }
 
@@ -125,6 +129,7 @@ impl Tracker {
             ttl: config.ttl.map(ttl_ticks),
             stale_events: AtomicU64::new(0),
             sweep_stripe: AtomicUsize::new(0),
+            union_hashes: union_hashes(config.max_memory),
             config,
         }
     }

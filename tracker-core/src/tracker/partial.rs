@@ -22,7 +22,7 @@ use crate::time::clock::Timestamp;
 
 use super::Tracker;
 use super::site::{host_of, site_name};
-use crate::set::union::count_distinct;
+use crate::set::union::{Union, count_distinct};
 
 impl Tracker {
     /// The keyed 64-bit hash this tracker stores for `visitor`, after the
@@ -65,34 +65,39 @@ impl Tracker {
     /// [`site_distinct`](Self::site_distinct), which is this answer alone).
     pub fn site_partial(&self, site: &str) -> Result<SitePartial, TrackerError> {
         let site = site_name(site)?;
+        let mut union = Union::new(0..0);
+        self.gather_site_now(&site, &mut union);
+        let (hashes, sketch, _) = union.into_parts();
+        Ok(SitePartial { hashes, sketch })
+    }
+
+    /// Adds the visitors every page of `site` holds now (live, with a
+    /// TTL) to `union`.
+    pub(crate) fn gather_site_now(&self, site: &str, union: &mut Union) {
         let expiry = self.expiry_now();
-        let mut partial = SitePartial::default();
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
             for page in stripe.pages() {
-                if host_of(&page.url) != Some(&*site) {
+                if host_of(&page.url) != Some(site) {
                     continue;
                 }
                 match &page.visitors {
-                    VisitorSet::Sketch(_, page_sketch) => partial
-                        .merge_sketch(&page_sketch.all)
-                        .expect("the tracker's sketches share one precision"),
+                    VisitorSet::Sketch(_, page_sketch) => union.merge(&page_sketch.all),
                     VisitorSet::TimedSketch(_, generations) => {
                         for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
-                            partial
-                                .merge_sketch(sketch)
-                                .expect("the tracker's sketches share one precision");
+                            union.merge(sketch);
                         }
                     }
-                    set => partial.hashes.extend(
-                        set.entries()
-                            .filter(|&(_, tick)| expiry.is_none_or(|e| e.is_live(tick)))
-                            .map(|(hash, _)| hash),
-                    ),
+                    set => {
+                        for (hash, tick) in set.entries() {
+                            if expiry.is_none_or(|e| e.is_live(tick)) {
+                                union.push(hash);
+                            }
+                        }
+                    }
                 }
             }
         }
-        Ok(partial)
     }
 }
 

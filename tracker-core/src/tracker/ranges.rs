@@ -428,11 +428,17 @@ impl Tracker {
     /// The visitors of the pages of `site` in each of `points`, each a
     /// union.
     fn site_points(&self, site: &str, points: Vec<TimeRange>) -> Vec<RangeDistinct> {
-        let unions = self.site_unions(site, &points);
+        // Point by point, each union bounded (see `union_hashes`): a
+        // query's working memory is one union's, whatever the site's size
+        // and the number of points.
         points
             .into_iter()
-            .zip(unions)
-            .map(|(point, union)| {
+            .map(|point| {
+                let mut union = Union::counting(point.buckets(), self.union_hashes);
+                self.gather_site(site, std::slice::from_mut(&mut union));
+                while union.next_pass() {
+                    self.gather_site(site, std::slice::from_mut(&mut union));
+                }
                 let (distinct, covered) = union.finish();
                 RangeDistinct {
                     range: point.with_buckets(covered),
@@ -449,7 +455,11 @@ impl Tracker {
         site: &str,
         points: Vec<TimeRange>,
     ) -> Vec<(TimeRange, SitePartial)> {
-        let unions = self.site_unions(site, &points);
+        let mut unions: Vec<Union> = points
+            .iter()
+            .map(|point| Union::new(point.buckets()))
+            .collect();
+        self.gather_site(site, &mut unions);
         points
             .into_iter()
             .zip(unions)
@@ -460,14 +470,10 @@ impl Tracker {
             .collect()
     }
 
-    /// One union per point of the visitors of the pages of `site`.
-    fn site_unions(&self, site: &str, points: &[TimeRange]) -> Vec<Union> {
+    /// Adds the visitors of the pages of `site` to each of `unions`.
+    fn gather_site(&self, site: &str, unions: &mut [Union]) {
         let ask = self.ask();
         let expiry = self.expiry_now();
-        let mut unions: Vec<Union> = points
-            .iter()
-            .map(|point| Union::new(point.buckets()))
-            .collect();
         for stripe in self.stripes.iter() {
             let stripe = sync::read(stripe);
             for page in stripe.pages() {
@@ -479,7 +485,6 @@ impl Tracker {
                 }
             }
         }
-        unions
     }
 
     /// The top `k` pages `keep` accepts over `range`; the answer's range

@@ -11,9 +11,9 @@
 //!
 //! A site's visitors are a **union**, never a sum of its pages' counts: a
 //! visitor of two pages counts once. Exact pages contribute their hashes
-//! to a transient set built for the query (8 to 16 bytes per distinct
-//! visitor, freed when it returns, not part of the memory budget);
-//! sketched pages are merged into one sketch (merging loses nothing),
+//! to a transient buffer built for the query, bounded under a budget
+//! (the crate docs' "Memory budget"; `union_hashes`).
+//! Sketched pages are merged into one sketch (merging loses nothing),
 //! into which the exact hashes then go, and the answer is an estimate.
 
 use std::borrow::Cow;
@@ -23,6 +23,7 @@ use std::collections::BinaryHeap;
 use crate::canonical_url::{origin_of, split_authority};
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
+use crate::set::union::Union;
 use crate::sync;
 
 use super::Tracker;
@@ -87,7 +88,14 @@ impl Tracker {
     /// # Ok::<(), tracker_core::TrackerError>(())
     /// ```
     pub fn site_distinct(&self, site: &str) -> Result<Distinct, TrackerError> {
-        Ok(self.site_partial(site)?.distinct())
+        let site = site_name(site)?;
+        // Bounded, as a ranged site answer is (see `union_hashes`).
+        let mut union = Union::counting(0..0, self.union_hashes);
+        self.gather_site_now(&site, &mut union);
+        while union.next_pass() {
+            self.gather_site_now(&site, &mut union);
+        }
+        Ok(union.finish().0)
     }
 
     /// The `k` pages of `site` with the most distinct visitors, ordered as
@@ -358,6 +366,90 @@ pub(crate) fn host_of(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A site with more distinct visitors than a union holds at once (64
+    /// here) is counted in passes: its answers, all-time and over ranges,
+    /// equal a set's count, and with a sketched page they stay estimates
+    /// within their error.
+    #[test]
+    fn site_answers_count_in_passes() {
+        use std::collections::HashSet;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use crate::time::clock::{ManualClock, Timestamp};
+
+        let day = Duration::from_secs(86_400);
+        // 2026-11-02T00:00:00Z, and `days` days on.
+        let at = |days: u64, secs: u64| Timestamp::from_secs(1_793_577_600 + days * 86_400 + secs);
+        let start = at(0, 0);
+        let clock = Arc::new(ManualClock::new(at(3, 0)));
+        let mut tracker = Tracker::builder().clock(clock).build().unwrap();
+        tracker.union_hashes = 64;
+        let mut state = 11;
+        // (visitor, page, day): pages 0..9 on a.com, 9..12 on b.com.
+        let mut events = Vec::new();
+        for _ in 0..3_000 {
+            let mut draw = |n: u64| test_support::xorshift(&mut state) % n;
+            let event = (draw(700), draw(12), draw(3));
+            let site = if event.1 < 9 { "a.com" } else { "b.com" };
+            let time = at(event.2, draw(86_400));
+            tracker
+                .record_at(
+                    &format!("v{}", event.0),
+                    &format!("https://{site}/{}", event.1),
+                    time,
+                )
+                .unwrap();
+            events.push(event);
+        }
+        let expect = |pages: std::ops::Range<u64>, days: std::ops::Range<u64>| {
+            let visitors = events
+                .iter()
+                .filter(|e| pages.contains(&e.1) && days.contains(&e.2));
+            visitors.map(|e| e.0).collect::<HashSet<_>>().len() as u64
+        };
+        assert!(expect(0..9, 0..3) > 4 * 64);
+        assert_eq!(
+            tracker.site_distinct("a.com"),
+            Ok(Distinct::exact(expect(0..9, 0..3)))
+        );
+        assert_eq!(
+            tracker.site_distinct("b.com"),
+            Ok(Distinct::exact(expect(9..12, 0..3)))
+        );
+        let all = tracker.site_distinct_between("a.com", None, None).unwrap();
+        assert_eq!(all.distinct, Distinct::exact(expect(0..9, 0..3)));
+        let days = tracker
+            .site_series("a.com", Some(start), Some(at(3, 0)), day)
+            .unwrap();
+        for (d, point) in days.points.iter().enumerate() {
+            let d = d as u64;
+            assert_eq!(
+                point.distinct,
+                Distinct::exact(expect(0..9, d..d + 1)),
+                "day {d}"
+            );
+        }
+
+        // A large page of a.com, sketched: the answers become estimates.
+        for v in 0..3_000 {
+            tracker
+                .record_at(&format!("w{v}"), "https://a.com/big", start)
+                .unwrap();
+        }
+        let hash = tracker.url_hasher.hash_one("https://a.com/big");
+        let freed = sync::write(tracker.stripe(hash)).sketch_page(hash, None);
+        assert!(freed.is_some(), "sketched");
+        let site = tracker.site_distinct("a.com").unwrap();
+        let truth = (expect(0..9, 0..3) + 3_000) as f64;
+        assert!(!site.exact);
+        let error = (site.visitors as f64 - truth).abs() / truth;
+        assert!(
+            error < 5.0 * site.relative_error.unwrap(),
+            "{site:?} against {truth}"
+        );
+    }
 
     #[test]
     fn hosts_of_canonical_urls() {

@@ -1,10 +1,11 @@
 //! The whole process's memory under `--max-memory`: the service is filled
 //! over HTTP far past its budget, with many distinct pages and visitors,
-//! and its peak resident set (VmHWM) must stay within the bound the docs
-//! give: the idle process, plus the budget, plus 50% of the budget for
-//! what the tracker does not account (allocator overhead per allocation,
-//! freed memory the allocator keeps, a visitor table briefly live beside
-//! the one it replaces), plus 16 MiB for connections and buffers.
+//! and its peak resident set (VmHWM) must stay within a tighter bound
+//! than the docs give for long runs (README, "Process memory"): the idle
+//! process, plus the budget, plus 50% of the budget for what the tracker
+//! does not account (allocator overhead per allocation, freed memory the
+//! allocator keeps, a visitor table briefly live beside the one it
+//! replaces), plus 16 MiB for connections and buffers.
 //!
 //! Linux only (it reads `/proc/PID/status`); elsewhere it says so and
 //! passes.
