@@ -248,13 +248,15 @@ pub(crate) fn count_distinct(mut hashes: Vec<u64>) -> usize {
 mod tests {
     use super::*;
 
+    /// `n` uniform hashes, as visitor hashes are, from `seed`.
+    fn uniform(n: usize, seed: u64) -> Vec<u64> {
+        let mut state = seed;
+        (0..n).map(|_| test_support::xorshift(&mut state)).collect()
+    }
+
     #[test]
     fn sketches_of_different_precisions_meet_at_the_coarser() {
-        // Uniform hashes, as visitor hashes are.
-        let mut state = 7;
-        let hashes: Vec<u64> = (0..100_001)
-            .map(|_| test_support::xorshift(&mut state))
-            .collect();
+        let hashes = uniform(100_001, 7);
         let mix = |i: u64| hashes[i as usize];
         let mut all_time = UltraLogLog::new(13).unwrap();
         let mut day = UltraLogLog::new(10).unwrap();
@@ -309,8 +311,7 @@ mod tests {
             repeats in proptest::collection::vec(0usize..600, 0..400),
             seed in 1u64..u64::MAX,
         ) {
-            let mut state = seed;
-            let values: Vec<u64> = (0..distinct).map(|_| test_support::xorshift(&mut state)).collect();
+            let values = uniform(distinct, seed);
             let mut hashes = values.clone();
             hashes.extend(repeats.iter().filter(|_| distinct > 0).map(|&r| values[r % distinct]));
             let (counted, passes) = count_in_passes(&hashes, None);
@@ -325,10 +326,7 @@ mod tests {
     /// estimate (the martingale would be biased by the parts' order).
     #[test]
     fn passes_with_a_sketch_absorb_every_part() {
-        let mut state = 5;
-        let hashes: Vec<u64> = (0..5_000)
-            .map(|_| test_support::xorshift(&mut state))
-            .collect();
+        let hashes = uniform(5_000, 5);
         let mut page = UltraLogLog::default();
         hashes[..2_000].iter().for_each(|&h| _ = page.insert(h));
         let (counted, passes) = count_in_passes(&hashes[1_000..], Some(&page));
