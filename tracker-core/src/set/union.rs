@@ -28,6 +28,15 @@ pub(crate) fn union_hashes(limit: Option<u64>) -> usize {
     1 << eighth.max(UNION_HASHES).ilog2()
 }
 
+/// Each of `unions` counting unions' share of a cap of `cap` hashes
+/// (see [`union_hashes`]): a power of two (or no bound), at least one.
+pub(crate) fn union_share(cap: usize, unions: usize) -> usize {
+    if cap == usize::MAX {
+        return cap;
+    }
+    1 << (cap / unions.max(1)).max(1).ilog2()
+}
+
 /// The visitors of several pages in one range, gathered for a site: the
 /// exact pages' hashes (with repeats across pages), sketched pages merged
 /// into one sketch, and the range the gathered visitors cover (widened
@@ -150,6 +159,11 @@ impl Union {
             union.merge(other)
         };
         merged.expect("both sketches are at the union's precision now");
+    }
+
+    /// Whether the union left parts of the hash space for later passes.
+    pub(crate) fn is_split(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Counts this pass's part and readies the next pass, if a part is
@@ -352,6 +366,16 @@ mod tests {
         assert_eq!(union_hashes(Some(1 << 30)), 1 << 24);
         assert_eq!(union_hashes(Some(3 << 29)), 1 << 24);
         assert_eq!(union_hashes(Some(u64::MAX)), 1 << (u64::MAX / 64).ilog2());
+    }
+
+    #[test]
+    fn shares_split_the_cap() {
+        assert_eq!(union_share(usize::MAX, 30), usize::MAX);
+        assert_eq!(union_share(1 << 21, 1), 1 << 21);
+        assert_eq!(union_share(1 << 21, 0), 1 << 21);
+        // 30 points: 69,905 each, rounded down to 65,536.
+        assert_eq!(union_share(1 << 21, 30), 1 << 16);
+        assert_eq!(union_share(64, 1_000), 1);
     }
 
     #[test]

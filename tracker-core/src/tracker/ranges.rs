@@ -17,7 +17,7 @@ use crate::time::{Bucketing, Series, TimeRange};
 use super::Tracker;
 use super::partial::SitePartial;
 use super::site::{host_of, site_name};
-use crate::set::union::Union;
+use crate::set::union::{Union, union_share};
 
 // Each ranged method is a thin generic wrapper that converts its ends
 // and calls a non-generic `*_in` twin: the body is compiled once, not once
@@ -428,18 +428,34 @@ impl Tracker {
     /// The visitors of the pages of `site` in each of `points`, each a
     /// union.
     fn site_points(&self, site: &str, points: Vec<TimeRange>) -> Vec<RangeDistinct> {
-        // Point by point, each union bounded (see `union_hashes`): a
-        // query's working memory is one union's, whatever the site's size
-        // and the number of points.
+        // Every point in one scan of the pages, each union holding its
+        // share of the bound (see `union_hashes`); a point whose visitors
+        // need more is counted again alone, with the whole bound, in
+        // passes, once the others are finished and freed. So a query's
+        // working memory stays within the bound, and a small site's
+        // series scans the pages once.
+        let share = union_share(self.union_hashes, points.len());
+        let mut unions: Vec<Union> = points
+            .iter()
+            .map(|point| Union::counting(point.buckets(), share))
+            .collect();
+        self.gather_site(site, &mut unions);
+        let counts: Vec<Option<(Distinct, Range<u64>)>> = unions
+            .into_iter()
+            .map(|union| (!union.is_split()).then(|| union.finish()))
+            .collect();
         points
             .into_iter()
-            .map(|point| {
-                let mut union = Union::counting(point.buckets(), self.union_hashes);
-                self.gather_site(site, std::slice::from_mut(&mut union));
-                while union.next_pass() {
+            .zip(counts)
+            .map(|(point, count)| {
+                let (distinct, covered) = count.unwrap_or_else(|| {
+                    let mut union = Union::counting(point.buckets(), self.union_hashes);
                     self.gather_site(site, std::slice::from_mut(&mut union));
-                }
-                let (distinct, covered) = union.finish();
+                    while union.next_pass() {
+                        self.gather_site(site, std::slice::from_mut(&mut union));
+                    }
+                    union.finish()
+                });
                 RangeDistinct {
                     range: point.with_buckets(covered),
                     distinct,

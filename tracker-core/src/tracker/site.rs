@@ -403,6 +403,18 @@ mod tests {
                 .unwrap();
             events.push(event);
         }
+        // c.com: few visitors, whose series fits in one scan.
+        for i in 0..40 {
+            let event = (i % 10, 12 + i % 2, i % 3);
+            tracker
+                .record_at(
+                    &format!("v{}", event.0),
+                    &format!("https://c.com/{}", event.1),
+                    at(event.2, 60),
+                )
+                .unwrap();
+            events.push(event);
+        }
         let expect = |pages: std::ops::Range<u64>, days: std::ops::Range<u64>| {
             let visitors = events
                 .iter()
@@ -420,16 +432,16 @@ mod tests {
         );
         let all = tracker.site_distinct_between("a.com", None, None).unwrap();
         assert_eq!(all.distinct, Distinct::exact(expect(0..9, 0..3)));
-        let days = tracker
-            .site_series("a.com", Some(start), Some(at(3, 0)), day)
-            .unwrap();
-        for (d, point) in days.points.iter().enumerate() {
-            let d = d as u64;
-            assert_eq!(
-                point.distinct,
-                Distinct::exact(expect(0..9, d..d + 1)),
-                "day {d}"
-            );
+        for (site, pages) in [("a.com", 0..9), ("c.com", 12..14)] {
+            let days = tracker
+                .site_series(site, Some(start), Some(at(3, 0)), day)
+                .unwrap();
+            assert_eq!(days.points.len(), 3);
+            for (d, point) in days.points.iter().enumerate() {
+                let d = d as u64;
+                let want = Distinct::exact(expect(pages.clone(), d..d + 1));
+                assert_eq!(point.distinct, want, "{site} day {d}");
+            }
         }
 
         // A large page of a.com, sketched: the answers become estimates.
