@@ -44,7 +44,7 @@ pub(crate) fn union_share(cap: usize, unions: usize) -> usize {
 ///
 /// A counting union gathers at most its cap at a time: when it
 /// is full it keeps only the lower half of its part of the hash space,
-/// leaving the upper half for a later pass ([`next_pass`](Self::next_pass)).
+/// leaving the upper half for a later pass ([`count_with`](Self::count_with)).
 /// Parts are disjoint sets of hash values, so their distinct counts add
 /// up exactly.
 #[derive(Debug)]
@@ -80,10 +80,10 @@ impl Union {
         }
     }
 
-    /// A union to [`finish`](Self::finish), holding at most `cap` hashes
-    /// at a time (a power of two, or `usize::MAX`: see [`union_hashes`]):
-    /// gather into it, and again while [`next_pass`](Self::next_pass)
-    /// says so.
+    /// A union to count, holding at most `cap` hashes at a time (a power
+    /// of two, or `usize::MAX`: see [`union_hashes`]): gather into it and
+    /// [`finish`](Self::finish) it if it is not [split](Self::is_split),
+    /// else [`count_with`](Self::count_with) a fresh one.
     pub(crate) fn counting(range: Range<u64>, cap: usize) -> Self {
         debug_assert!(cap.is_power_of_two() || cap == usize::MAX);
         Self {
@@ -166,9 +166,23 @@ impl Union {
         !self.pending.is_empty()
     }
 
+    /// Gathers into the union with `gather` (which adds the pages'
+    /// visitors), again for each part a pass left for later, and finishes
+    /// it: the count and the range it covers.
+    pub(crate) fn count_with(
+        mut self,
+        mut gather: impl FnMut(&mut Union),
+    ) -> (Distinct, Range<u64>) {
+        gather(&mut self);
+        while self.next_pass() {
+            gather(&mut self);
+        }
+        self.finish()
+    }
+
     /// Counts this pass's part and readies the next pass, if a part is
     /// left: then the pages are to be gathered again.
-    pub(crate) fn next_pass(&mut self) -> bool {
+    fn next_pass(&mut self) -> bool {
         let Some(part) = self.pending.pop() else {
             return false;
         };
@@ -189,8 +203,8 @@ impl Union {
         (self.hashes, self.sketch, self.covered)
     }
 
-    /// The count and the range it covers, once
-    /// [`next_pass`](Self::next_pass) says no part is left.
+    /// The count and the range it covers, once no part is left for a
+    /// later pass.
     pub(crate) fn finish(mut self) -> (Distinct, Range<u64>) {
         debug_assert!(self.pending.is_empty(), "every part gathered");
         let distinct = match self.sketch {
@@ -298,9 +312,9 @@ mod tests {
     /// Feeds `hashes` into a counting union on every pass, as the site
     /// answers gather their pages again; returns its count and passes.
     fn count_in_passes(hashes: &[u64], sketch: Option<&UltraLogLog>) -> (Distinct, u32) {
-        let mut union = Union::counting(0..1, CAP);
-        let mut passes = 1;
-        loop {
+        let mut passes = 0;
+        let (distinct, _) = Union::counting(0..1, CAP).count_with(|union| {
+            passes += 1;
             if let Some(sketch) = sketch {
                 union.merge(sketch);
             }
@@ -308,12 +322,8 @@ mod tests {
                 union.push(hash);
                 assert!(union.hashes.capacity() <= CAP, "bounded");
             }
-            if !union.next_pass() {
-                break;
-            }
-            passes += 1;
-        }
-        (union.finish().0, passes)
+        });
+        (distinct, passes)
     }
 
     proptest::proptest! {

@@ -17,11 +17,10 @@ use crate::report::{Distinct, Recorded, Stats};
 use crate::set::VisitorSet;
 use crate::set::history::PERIOD_PRECISION;
 use crate::sketch::{SketchError, UltraLogLog};
-use crate::sync;
 use crate::time::clock::Timestamp;
 
 use super::Tracker;
-use super::site::{host_of, site_name};
+use super::site::site_name;
 use crate::set::union::{Union, count_distinct};
 
 impl Tracker {
@@ -75,29 +74,21 @@ impl Tracker {
     /// TTL) to `union`.
     pub(crate) fn gather_site_now(&self, site: &str, union: &mut Union) {
         let expiry = self.expiry_now();
-        for stripe in self.stripes.iter() {
-            let stripe = sync::read(stripe);
-            for page in stripe.pages() {
-                if host_of(&page.url) != Some(site) {
-                    continue;
+        self.for_site_pages(site, |page| match &page.visitors {
+            VisitorSet::Sketch(_, page_sketch) => union.merge(&page_sketch.all),
+            VisitorSet::TimedSketch(_, generations) => {
+                for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
+                    union.merge(sketch);
                 }
-                match &page.visitors {
-                    VisitorSet::Sketch(_, page_sketch) => union.merge(&page_sketch.all),
-                    VisitorSet::TimedSketch(_, generations) => {
-                        for sketch in expiry.iter().flat_map(|&e| generations.live(e)) {
-                            union.merge(sketch);
-                        }
-                    }
-                    set => {
-                        for (hash, tick) in set.entries() {
-                            if expiry.is_none_or(|e| e.is_live(tick)) {
-                                union.push(hash);
-                            }
-                        }
+            }
+            set => {
+                for (hash, tick) in set.entries() {
+                    if expiry.is_none_or(|e| e.is_live(tick)) {
+                        union.push(hash);
                     }
                 }
             }
-        }
+        });
     }
 }
 

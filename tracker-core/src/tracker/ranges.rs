@@ -10,7 +10,6 @@ use crate::error::TrackerError;
 use crate::report::{Distinct, RangeDistinct, RangeTop, SeriesCounts};
 use crate::set::page::Page;
 use crate::set::{Ask, Between};
-use crate::sync;
 use crate::time::clock::{TimeBound, Timestamp};
 use crate::time::{Bucketing, Series, TimeRange};
 
@@ -449,12 +448,8 @@ impl Tracker {
             .zip(counts)
             .map(|(point, count)| {
                 let (distinct, covered) = count.unwrap_or_else(|| {
-                    let mut union = Union::counting(point.buckets(), self.union_hashes);
-                    self.gather_site(site, std::slice::from_mut(&mut union));
-                    while union.next_pass() {
-                        self.gather_site(site, std::slice::from_mut(&mut union));
-                    }
-                    union.finish()
+                    Union::counting(point.buckets(), self.union_hashes)
+                        .count_with(|union| self.gather_site(site, std::slice::from_mut(union)))
                 });
                 RangeDistinct {
                     range: point.with_buckets(covered),
@@ -490,17 +485,11 @@ impl Tracker {
     fn gather_site(&self, site: &str, unions: &mut [Union]) {
         let ask = self.ask();
         let expiry = self.expiry_now();
-        for stripe in self.stripes.iter() {
-            let stripe = sync::read(stripe);
-            for page in stripe.pages() {
-                if host_of(&page.url) != Some(site) {
-                    continue;
-                }
-                for union in unions.iter_mut() {
-                    page.visitors.add_to_union(union, &ask, expiry);
-                }
+        self.for_site_pages(site, |page| {
+            for union in unions.iter_mut() {
+                page.visitors.add_to_union(union, &ask, expiry);
             }
-        }
+        });
     }
 
     /// The top `k` pages `keep` accepts over `range`; the answer's range

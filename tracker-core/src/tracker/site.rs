@@ -23,6 +23,7 @@ use std::collections::BinaryHeap;
 use crate::canonical_url::{origin_of, split_authority};
 use crate::error::{Field, TrackerError};
 use crate::report::{Distinct, PageCount};
+use crate::set::page::Page;
 use crate::set::union::Union;
 use crate::sync;
 
@@ -90,12 +91,24 @@ impl Tracker {
     pub fn site_distinct(&self, site: &str) -> Result<Distinct, TrackerError> {
         let site = site_name(site)?;
         // Bounded, as a ranged site answer is (see `union_hashes`).
-        let mut union = Union::counting(0..0, self.union_hashes);
-        self.gather_site_now(&site, &mut union);
-        while union.next_pass() {
-            self.gather_site_now(&site, &mut union);
+        let union = Union::counting(0..0, self.union_hashes);
+        Ok(union
+            .count_with(|union| self.gather_site_now(&site, union))
+            .0)
+    }
+
+    /// Calls `f` on every page of `site` (as [`site_name`] gives it), one
+    /// stripe's read lock at a time.
+    pub(crate) fn for_site_pages(&self, site: &str, mut f: impl FnMut(&Page)) {
+        for stripe in self.stripes.iter() {
+            let stripe = sync::read(stripe);
+            for page in stripe
+                .pages()
+                .filter(|page| host_of(&page.url) == Some(site))
+            {
+                f(page);
+            }
         }
-        Ok(union.finish().0)
     }
 
     /// The `k` pages of `site` with the most distinct visitors, ordered as
