@@ -312,11 +312,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     #[inline]
     pub(crate) fn set_values(&mut self, i: usize, values: [u32; AUX]) {
         let at = i * Self::STRIDE + KEY_BYTES;
-        // One bounds check for the row, not one per value.
-        let row = &mut self.slot_bytes_mut()[at..at + AUX * VALUE_BYTES];
-        for (place, v) in row.chunks_exact_mut(VALUE_BYTES).zip(values) {
-            place.copy_from_slice(&v.to_ne_bytes());
-        }
+        put_values(&mut self.slot_bytes_mut()[at..at + AUX * VALUE_BYTES], values);
     }
 
     /// Heap bytes held: exactly the one allocation.
@@ -951,9 +947,7 @@ impl InOrder {
         let stride = stride::<AUX>();
         let slot = &mut slots[at * stride..(at + 1) * stride];
         slot[..KEY_BYTES].copy_from_slice(&key.to_ne_bytes());
-        for (place, value) in slot[KEY_BYTES..].chunks_exact_mut(VALUE_BYTES).zip(from) {
-            place.copy_from_slice(&value.to_ne_bytes());
-        }
+        put_values(&mut slot[KEY_BYTES..], from);
         (self.free, self.last) = (at + 1, key);
         true
     }
@@ -1027,6 +1021,16 @@ fn value_of(bytes: &[u8]) -> u32 {
 #[inline]
 fn value_at<const AUX: usize>(slots: &[u8], i: usize, k: usize) -> u32 {
     value_of(&slots[i * stride::<AUX>() + KEY_BYTES + k * VALUE_BYTES..])
+}
+
+/// Writes `values` into `row`, a slot's bytes after its key (one bounds
+/// check for the row, then none per value).
+#[inline]
+fn put_values<const AUX: usize>(row: &mut [u8], values: [u32; AUX]) {
+    let row = &mut row[..AUX * VALUE_BYTES];
+    for (k, value) in values.into_iter().enumerate() {
+        row[k * VALUE_BYTES..(k + 1) * VALUE_BYTES].copy_from_slice(&value.to_ne_bytes());
+    }
 }
 
 /// The values of slot `i` in `slots`.
