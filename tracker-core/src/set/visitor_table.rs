@@ -125,14 +125,21 @@ pub(crate) enum TableInsert {
 /// A set of non-zero `u64` hashes, each with `AUX` `u32` values (a tick,
 /// an activity word: see `TimedTable` and `WordTable`).
 ///
-/// One allocation holds everything: `[len | capacity << 32, slot 0, slot 1,
-/// ..., values...]`, the values after the slots, each slot's `AUX` values
-/// side by side (slot `i`'s value `k` is `u32` number `i * AUX + k`, in
-/// native byte order: see `values_of`), two to a word. The handle is a single boxed slice, 16 bytes,
-/// which keeps a page's visitor set, and so its page record, small. Keys
-/// and values sit in separate runs so that probing reads only keys; a
-/// slot's values sharing one word means a revisit of a timed pair reads
-/// its tick and activity word in one cache line, not two.
+/// One allocation holds everything: a header word (`len | capacity <<
+/// 32`), then the slots, each its key and then its `AUX` values, all in
+/// native byte order: `8 + 4 * AUX` bytes a slot (see `stride`), so a
+/// 12-byte slot's key may be unaligned, and the last word padded. The
+/// handle is a single boxed slice, 16 bytes, which keeps a page's visitor
+/// set, and so its page record, small.
+///
+/// A slot's values sit beside its key, not in a run of their own after
+/// the keys, so that finding a held pair and reading or updating its
+/// values touches one cache line (two for a slot across a line's end:
+/// one in eight 12-byte slots, one in four 16-byte ones, whose allocation
+/// starts 8 bytes past a multiple of 16), and an insert's displaced run
+/// moves as one `memmove`. With the values in a run of their own, the value line cost
+/// a batched repeat visit about 16% of its time, and the interleaved
+/// slots cost no byte (docs/BENCHMARKS.md, "Slots with their values").
 ///
 /// The allocation's handle is `W`: a boxed slice, or for a timed table a
 /// [`ThinVec`] (8 bytes: its length in its allocation's header), so that
@@ -204,6 +211,9 @@ impl TableWords for ThinVec<u64> {
 }
 
 impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
+    /// Bytes of a slot: its key and its values.
+    const STRIDE: usize = stride::<AUX>();
+
     /// An empty table with room for `capacity` slots (at least the minimum).
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.max(MIN_CAPACITY);
@@ -236,8 +246,8 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// handle's length gives it (`1 + c + ceil(AUX * c / 2)` words: `c` is
     /// `2 * (words - 1) / (2 + AUX)`, rounded down) where the handle holds
     /// that length: the home slot's address then depends on no load from
-    /// the allocation, and the misses on its header, the home slot's key
-    /// and its values overlap instead of following one another.
+    /// the allocation, and the misses on its header and the home slot
+    /// overlap instead of following one another.
     #[inline]
     pub(crate) fn capacity(&self) -> usize {
         if AUX == 0 || W::LEN_IN_HANDLE {
@@ -249,66 +259,60 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         }
     }
 
+    /// The bytes of the slots, from slot 0 on (with the allocation's
+    /// padding after the last, if any).
     #[inline]
-    fn slot(&self, i: usize) -> u64 {
-        self.words[1 + i]
+    fn slot_bytes(&self) -> &[u8] {
+        &self.words.as_bytes()[HEADER_BYTES..]
     }
 
     #[inline]
-    fn slot_mut(&mut self, i: usize) -> &mut u64 {
-        &mut self.words[1 + i]
+    fn slot_bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.words.as_mut_bytes()[HEADER_BYTES..]
+    }
+
+    /// The bytes of exactly the table's `capacity` slots.
+    #[inline]
+    fn slots_in(&self, capacity: usize) -> &[u8] {
+        &self.slot_bytes()[..capacity * Self::STRIDE]
+    }
+
+    /// The key in slot `i` (0: empty).
+    #[inline]
+    fn slot(&self, i: usize) -> u64 {
+        key_at::<AUX>(self.slot_bytes(), i)
+    }
+
+    #[inline]
+    fn set_slot(&mut self, i: usize, key: u64) {
+        let at = i * Self::STRIDE;
+        self.slot_bytes_mut()[at..at + KEY_BYTES].copy_from_slice(&key.to_ne_bytes());
     }
 
     /// Value `k` of slot `i`.
     #[inline]
     pub(crate) fn value(&self, i: usize, k: usize) -> u32 {
-        self.value_in(self.capacity(), i, k)
-    }
-
-    /// Value `k` of slot `i` of this table of `capacity` slots (for loops
-    /// that know it: it is not read again).
-    #[inline]
-    fn value_in(&self, capacity: usize, i: usize, k: usize) -> u32 {
-        u32::from_ne_bytes(values_of(&self.words[1 + capacity..])[i * AUX + k])
+        value_at::<AUX>(self.slot_bytes(), i, k)
     }
 
     /// Sets value `k` of slot `i`.
     #[inline]
     pub(crate) fn set_value(&mut self, i: usize, k: usize, value: u32) {
-        self.set_value_in(self.capacity(), i, k, value);
-    }
-
-    /// [`set_value`](Self::set_value) in this table of `capacity` slots.
-    #[inline]
-    fn set_value_in(&mut self, capacity: usize, i: usize, k: usize, value: u32) {
-        values_of_mut(&mut self.words[1 + capacity..])[i * AUX + k] = value.to_ne_bytes();
+        let at = i * Self::STRIDE + KEY_BYTES + k * VALUE_BYTES;
+        self.slot_bytes_mut()[at..at + VALUE_BYTES].copy_from_slice(&value.to_ne_bytes());
     }
 
     /// The values of slot `i`.
     #[inline]
     pub(crate) fn values(&self, i: usize) -> [u32; AUX] {
-        self.values_in(self.capacity(), i)
-    }
-
-    #[inline]
-    fn values_in(&self, capacity: usize, i: usize) -> [u32; AUX] {
-        // One bounds check for the row, not one per value.
-        let row = &values_of(&self.words[1 + capacity..])[i * AUX..(i + 1) * AUX];
-        std::array::from_fn(|k| u32::from_ne_bytes(row[k]))
+        values_at::<AUX>(self.slot_bytes(), i)
     }
 
     /// Sets the values of slot `i`.
     #[inline]
     pub(crate) fn set_values(&mut self, i: usize, values: [u32; AUX]) {
-        self.set_values_in(self.capacity(), i, values);
-    }
-
-    #[inline]
-    fn set_values_in(&mut self, capacity: usize, i: usize, values: [u32; AUX]) {
-        let row = &mut values_of_mut(&mut self.words[1 + capacity..])[i * AUX..(i + 1) * AUX];
-        for (place, v) in row.iter_mut().zip(values) {
-            *place = v.to_ne_bytes();
-        }
+        let at = i * Self::STRIDE + KEY_BYTES;
+        put_values(&mut self.slot_bytes_mut()[at..at + AUX * VALUE_BYTES], values);
     }
 
     /// Heap bytes held: exactly the one allocation.
@@ -375,7 +379,9 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         // is further, and we pass it).
         // A lesser resident (an empty slot, 0, is one) is passed with one
         // test besides the emptiness.
-        for (slot, &resident) in (home..).zip(&self.words[1 + home..1 + capacity]) {
+        let run = &self.slots_in(capacity)[home * Self::STRIDE..];
+        for (slot, bytes) in (home..).zip(run.chunks_exact(Self::STRIDE)) {
+            let resident = key_of(bytes);
             if resident >= key {
                 if resident == key {
                     return Ok(slot);
@@ -407,9 +413,9 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         }
     }
 
-    /// Prefetches the lines an insert of `key` reads first: its home slot
-    /// and the next line of keys (the probe walks on past residents), and
-    /// the home slot's values.
+    /// Prefetches the lines an insert of `key` reads first: its home
+    /// slot's (its key and values) and the next one (the probe walks on
+    /// past residents).
     #[inline]
     pub(crate) fn prefetch(&self, key: u64) {
         // A placeholder has no header to read a capacity from.
@@ -417,26 +423,25 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             return;
         }
         let capacity = self.capacity();
-        let home = self.home(key);
-        crate::prefetch::prefetch(&self.words[1 + home]);
-        crate::prefetch::prefetch(&self.words[1 + (home + 8).min(capacity - 1)]);
-        if AUX > 0 {
-            crate::prefetch::prefetch(&self.words[1 + capacity + home * AUX / 2]);
-        }
+        let slots = self.slots_in(capacity);
+        let at = self.home(key) * Self::STRIDE;
+        crate::prefetch::prefetch(&slots[at]);
+        crate::prefetch::prefetch(&slots[(at + LINE_BYTES).min(slots.len() - 1)]);
     }
 
-    /// Prefetches the home slot's key and values of `key` in a table of
-    /// `capacity` slots, which the caller remembers from before (so the
-    /// addresses need no load from the allocation). A `capacity` no longer
+    /// Prefetches the home slot of `key` (its key and values) in a table
+    /// of `capacity` slots, which the caller remembers from before (so the
+    /// address needs no load from the allocation). A `capacity` no longer
     /// the table's only prefetches the wrong lines (or none past the end).
     #[inline]
     pub(crate) fn prefetch_home(&self, key: u64, capacity: usize) {
-        let home = home_in(key, capacity);
-        if let Some(word) = self.words.get(1 + home) {
-            crate::prefetch::prefetch(word);
-        }
-        if let Some(word) = self.words.get(1 + capacity + home * AUX / 2) {
-            crate::prefetch::prefetch(word);
+        let at = home_in(key, capacity) * Self::STRIDE;
+        let bytes = self.words.as_bytes();
+        // The slot's first and last byte: a slot may straddle two lines.
+        for at in [HEADER_BYTES + at, HEADER_BYTES + at + Self::STRIDE - 1] {
+            if let Some(byte) = bytes.get(at) {
+                crate::prefetch::prefetch(byte);
+            }
         }
     }
 
@@ -465,13 +470,6 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// [`TableInsert`]. A present key keeps its values.
     #[inline]
     pub(crate) fn insert(&mut self, key: u64, values: [u32; AUX]) -> TableInsert {
-        if AUX > 0 {
-            // Every outcome reads the found or new slot's values, which sit
-            // in another cache line than its key: read the home's now, so
-            // that its miss overlaps the probe's instead of following it
-            // (a `ThinVec` table reads its header first either way).
-            std::hint::black_box(self.value(self.home(key), 0));
-        }
         match self.probe(key) {
             Ok(slot) => TableInsert::Present(slot),
             Err(_) if self.needs_growth() => {
@@ -518,12 +516,11 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         debug_assert!(fits(entries.len(), self.capacity()));
         entries.sort_unstable_by_key(|&(key, _)| key);
         let capacity = self.capacity();
-        let (keys, values) = self.words[1..].split_at_mut(capacity);
-        let values = values_of_mut(values);
+        let slots = &mut self.slot_bytes_mut()[..capacity * Self::STRIDE];
         let mut order = InOrder::default();
         let placed = entries
             .iter()
-            .take_while(|&&(key, from)| order.place(keys, values, key, from))
+            .take_while(|&&(key, from)| order.place(slots, capacity, key, from))
             .count();
         self.words[0] += placed as u64;
         for &(key, values) in &entries[placed..] {
@@ -552,38 +549,42 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     #[inline(always)]
     fn displace_from(&mut self, slot: usize, key: u64, values: [u32; AUX]) {
         // An insert is only made with room, so there is an empty slot.
-        let keys = &self.words[1..1 + self.capacity()];
-        let first_empty = |keys: &[u64]| {
+        let capacity = self.capacity();
+        let slots = self.slots_in(capacity);
+        let first_empty = |slots: &[u8]| {
             // Four keys to a test and a branch: the run to the next empty
             // slot averages tens of slots near the maximum load.
-            let mut quads = keys.chunks_exact(4);
+            let mut quads = slots.chunks_exact(4 * Self::STRIDE);
             let mut skipped = 0;
             for quad in quads.by_ref() {
-                if (quad[0] == 0) | (quad[1] == 0) | (quad[2] == 0) | (quad[3] == 0) {
+                let empty = |i| key_at::<AUX>(quad, i) == 0;
+                if empty(0) | empty(1) | empty(2) | empty(3) {
                     break;
                 }
                 skipped += 4;
             }
-            let rest = &keys[skipped..];
-            rest.iter().position(|&k| k == 0).map(|n| skipped + n)
+            slots[skipped * Self::STRIDE..]
+                .chunks_exact(Self::STRIDE)
+                .position(|bytes| key_of(bytes) == 0)
+                .map(|n| skipped + n)
         };
-        let empty = match first_empty(&keys[slot..]) {
+        let empty = match first_empty(&slots[slot * Self::STRIDE..]) {
             Some(n) => slot + n,
-            None => first_empty(keys).unwrap_or(slot),
+            None => first_empty(slots).unwrap_or(slot),
         };
         if empty < slot {
             // The run wraps round the end: its part at the start moves on,
             // the last slot's resident to slot 0, then the rest.
-            let last = self.capacity() - 1;
+            let last = capacity - 1;
             self.shift_on(0, empty);
-            *self.slot_mut(0) = self.slot(last);
+            self.set_slot(0, self.slot(last));
             let moved = self.values(last);
             self.set_values(0, moved);
             self.shift_on(slot, last);
         } else {
             self.shift_on(slot, empty);
         }
-        *self.slot_mut(slot) = key;
+        self.set_slot(slot, key);
         self.set_values(slot, values);
     }
 
@@ -591,19 +592,12 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// `from + 1..to + 1` (which must not wrap).
     #[inline(always)]
     fn shift_on(&mut self, from: usize, to: usize) {
-        if from == to {
-            return;
-        }
-        self.words.copy_within(1 + from..1 + to, 2 + from);
-        if AUX > 0 {
-            let capacity = self.capacity();
-            // Slot `i`'s values are the run's `u32`s `i * AUX..(i + 1) *
-            // AUX`: they move a slot on as one `memmove` of bytes (a loop
-            // over packed words cost about 130 instructions an insert near
-            // the maximum load, the `memmove` a few dozen).
-            values_of_mut(&mut self.words[1 + capacity..])
-                .copy_within(from * AUX..to * AUX, (from + 1) * AUX);
-        }
+        // One `memmove` of the slots' bytes, keys and values together (a
+        // loop over slots cost about 130 instructions an insert near the
+        // maximum load, a `memmove` a few dozen).
+        let stride = Self::STRIDE;
+        self.slot_bytes_mut()
+            .copy_within(from * stride..to * stride, (from + 1) * stride);
     }
 
     /// Inserts a key known to be absent, with room known to be there.
@@ -634,10 +628,9 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// way; returns the old table.
     fn rebuild_into(&mut self, fresh: Self, new: Option<(u64, [u32; AUX])>) -> Self {
         let old_capacity = self.capacity();
-        let wrapped = self.words[1..1 + old_capacity]
-            .iter()
-            .enumerate()
-            .take_while(|&(i, &key)| key != 0 && home_in(key, old_capacity) > i)
+        let wrapped = (0..old_capacity)
+            .map(|i| (i, self.slot(i)))
+            .take_while(|&(i, key)| key != 0 && home_in(key, old_capacity) > i)
             .count();
         // Slot `i` is number `(i - wrapped) mod old_capacity` in key order.
         let order_of = |i: usize| (i + old_capacity - wrapped) % old_capacity.max(1);
@@ -653,11 +646,9 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             }
         });
         let old = std::mem::replace(self, fresh);
-        let (old_keys, old_values) = old.words[1..].split_at(old_capacity);
-        let old_values = values_of(old_values);
+        let old_slots = old.slots_in(old_capacity);
         let capacity = self.capacity();
-        let (keys, values) = self.words[1..].split_at_mut(capacity);
-        let values = values_of_mut(values);
+        let bytes = &mut self.slot_bytes_mut()[..capacity * Self::STRIDE];
         // The old slots of key-order numbers `from..to`, in order.
         let slots = |from: usize, to: usize| {
             let (a, b) = (from + wrapped, to + wrapped);
@@ -676,24 +667,20 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         let mut new_placed = new.is_none();
         'placing: {
             for (from, to) in slots(0, new_at) {
-                if let Some(i) =
-                    order.place_slots::<AUX>((keys, values), old_keys, old_values, from, to)
-                {
+                if let Some(i) = order.place_slots::<AUX>(bytes, old_slots, from, to) {
                     stopped = order_of(i);
                     break 'placing;
                 }
             }
             if let Some((key, from)) = new {
-                if !order.place(keys, values, key, from) {
+                if !order.place(bytes, capacity, key, from) {
                     stopped = new_at;
                     break 'placing;
                 }
                 new_placed = true;
             }
             for (from, to) in slots(new_at, old_capacity) {
-                if let Some(i) =
-                    order.place_slots::<AUX>((keys, values), old_keys, old_values, from, to)
-                {
+                if let Some(i) = order.place_slots::<AUX>(bytes, old_slots, from, to) {
                     stopped = order_of(i);
                     break 'placing;
                 }
@@ -711,7 +698,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             for i in from..to {
                 let key = old.slot(i);
                 if key != 0 {
-                    place_late(key, old.values_in(old_capacity, i));
+                    place_late(key, old.values(i));
                 }
             }
         }
@@ -738,7 +725,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
                 self.set_values(i, values);
             } else {
                 // Marked for the rebuild below: a zero key is empty.
-                *self.slot_mut(i) = 0;
+                self.set_slot(i, 0);
                 dropped += 1;
             }
         }
@@ -801,14 +788,12 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             if key == 0 || self.distance(key, next) == 0 {
                 break;
             }
-            *self.slot_mut(hole) = key;
-            if AUX > 0 {
-                let values = self.values(next);
-                self.set_values(hole, values);
-            }
+            self.set_slot(hole, key);
+            let values = self.values(next);
+            self.set_values(hole, values);
             hole = next;
         }
-        *self.slot_mut(hole) = 0;
+        self.set_slot(hole, 0);
         self.words[0] -= 1;
     }
 
@@ -836,10 +821,17 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// The keys, in table order.
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.words[1..1 + self.capacity()]
-            .iter()
-            .copied()
+        (0..self.capacity())
+            .map(|i| self.slot(i))
             .filter(|&k| k != 0)
+    }
+
+    /// The header word and each slot's key, in table order: what two
+    /// tables of the same keys laid out alike share.
+    #[cfg(test)]
+    fn key_layout(&self) -> Vec<u64> {
+        let keys = (0..self.capacity()).map(|i| self.slot(i));
+        std::iter::once(self.words[0]).chain(keys).collect()
     }
 
     /// The keys with their values, in table order.
@@ -859,19 +851,19 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// meaningless): for scans that read one value of every entry, with
     /// [`is_occupied`](Self::is_occupied).
     pub(crate) fn value_run(&self, k: usize) -> impl Iterator<Item = u32> + '_ {
-        let capacity = self.capacity();
-        let run = values_of(&self.words[1 + capacity..]);
-        (0..capacity).map(move |i| u32::from_ne_bytes(run[i * AUX + k]))
+        let at = KEY_BYTES + k * VALUE_BYTES;
+        self.slots_in(self.capacity())
+            .chunks_exact(Self::STRIDE)
+            .map(move |slot| value_of(&slot[at..]))
     }
 
     /// The values of every slot, empty ones included (their values are
     /// meaningless): for scans that read them all, with
     /// [`is_occupied`](Self::is_occupied).
     pub(crate) fn value_rows(&self) -> impl Iterator<Item = [u32; AUX]> + '_ {
-        let capacity = self.capacity();
-        let run = &values_of(&self.words[1 + capacity..])[..capacity * AUX];
-        run.chunks_exact(AUX.max(1))
-            .map(|row| std::array::from_fn(|k| u32::from_ne_bytes(row[k])))
+        self.slots_in(self.capacity())
+            .chunks_exact(Self::STRIDE)
+            .map(|slot| values_at::<AUX>(slot, 0))
     }
 
     /// A table of the same keys in the same slots with `A2` values a slot,
@@ -881,7 +873,10 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     pub(crate) fn relaid<const A2: usize>(&self) -> VisitorTable<A2, W> {
         let capacity = self.capacity();
         let mut table = VisitorTable::<A2, W>::with_capacity(capacity);
-        table.words[..1 + capacity].copy_from_slice(&self.words[..1 + capacity]);
+        table.words[0] = self.words[0];
+        for i in 0..capacity {
+            table.set_slot(i, self.slot(i));
+        }
         table
     }
 
@@ -934,39 +929,38 @@ struct InOrder {
 
 impl InOrder {
     /// Places `key` with `from` (its values) at its home in the table of
-    /// `keys` and `values` (its value run), or just past the last key
+    /// `capacity` slots, `slots` (their bytes), or just past the last key
     /// placed; false, placing nothing, if `key` is not greater than that
     /// one or would run off the end.
     #[inline]
     fn place<const AUX: usize>(
         &mut self,
-        keys: &mut [u64],
-        values: &mut [Value],
+        slots: &mut [u8],
+        capacity: usize,
         key: u64,
         from: [u32; AUX],
     ) -> bool {
-        let at = home_in(key, keys.len()).max(self.free);
-        if key <= self.last || at >= keys.len() {
+        let at = home_in(key, capacity).max(self.free);
+        if key <= self.last || at >= capacity {
             return false;
         }
-        keys[at] = key;
-        for (k, value) in from.into_iter().enumerate() {
-            values[at * AUX + k] = value.to_ne_bytes();
-        }
+        let stride = stride::<AUX>();
+        let slot = &mut slots[at * stride..(at + 1) * stride];
+        slot[..KEY_BYTES].copy_from_slice(&key.to_ne_bytes());
+        put_values(&mut slot[KEY_BYTES..], from);
         (self.free, self.last) = (at + 1, key);
         true
     }
 
-    /// Places the keys of `old_keys[from..to]` (with their values, in the
-    /// value run `old_values` of their table) in order, as
-    /// [`place`](Self::place) does; stops at the first it cannot place and
-    /// returns its slot.
+    /// Places the entries of slots `from..to` of the table whose slots
+    /// are `old_slots` (their bytes) in order into the table of `slots`,
+    /// as [`place`](Self::place) does; stops at the first it cannot place
+    /// and returns its slot.
     #[inline]
     fn place_slots<const AUX: usize>(
         &mut self,
-        (keys, values): (&mut [u64], &mut [Value]),
-        old_keys: &[u64],
-        old_values: &[Value],
+        slots: &mut [u8],
+        old_slots: &[u8],
         from: usize,
         to: usize,
     ) -> Option<usize> {
@@ -976,44 +970,76 @@ impl InOrder {
             free: self.free,
             last: self.last,
         };
-        let slots = (from..to).zip(&old_keys[from..to]);
-        let stopped = if AUX == 0 {
-            slots
-                .filter(|&(_, &key)| key != 0)
-                .find(|&(_, &key)| !order.place::<AUX>(keys, values, key, [0; AUX]))
-        } else {
-            // Each slot's values beside its key, read with no index
-            // arithmetic or bounds check of their own.
-            slots
-                .zip(old_values[from * AUX..to * AUX].chunks_exact(AUX.max(1)))
-                .filter(|&((_, &key), _)| key != 0)
-                .find(|&((_, &key), old)| {
-                    let old = std::array::from_fn(|k| u32::from_ne_bytes(old[k]));
-                    !order.place::<AUX>(keys, values, key, old)
-                })
-                .map(|(slot, _)| slot)
-        };
+        let stride = stride::<AUX>();
+        let capacity = slots.len() / stride;
+        let stopped = (from..to)
+            .zip(old_slots[from * stride..to * stride].chunks_exact(stride))
+            .filter(|&(_, old)| key_of(old) != 0)
+            .find(|&(_, old)| {
+                !order.place::<AUX>(slots, capacity, key_of(old), values_at::<AUX>(old, 0))
+            });
         (self.free, self.last) = (order.free, order.last);
         stopped.map(|(i, _)| i)
     }
 }
 
-/// A value's bytes in a table's value run, in native byte order.
-type Value = [u8; std::mem::size_of::<u32>()];
+/// Bytes of the header word (the length and the capacity).
+const HEADER_BYTES: usize = std::mem::size_of::<u64>();
+/// Bytes of a slot's key.
+const KEY_BYTES: usize = std::mem::size_of::<u64>();
+/// Bytes of one of a slot's values.
+const VALUE_BYTES: usize = std::mem::size_of::<u32>();
+/// The cache line, for prefetching the line after a slot's.
+const LINE_BYTES: usize = 64;
 
-/// The value run `run` (the words after a table's slots) as values: slot
-/// `i`'s value `k` is number `i * AUX + k`, two to a word (the bytes of
-/// `u32`s in native order, so that a run of slots' values is one run of
-/// bytes).
-#[inline]
-fn values_of(run: &[u64]) -> &[Value] {
-    run.as_bytes().as_chunks().0
+/// Bytes of a slot with `AUX` values: its key, then its values.
+const fn stride<const AUX: usize>() -> usize {
+    KEY_BYTES + AUX * VALUE_BYTES
 }
 
-/// [`values_of`] for writing.
+/// The key in the first bytes of `slot` (a slot's bytes), in native
+/// byte order (a slot of 12 bytes leaves it unaligned: x86 and ARM load
+/// it as one word).
 #[inline]
-fn values_of_mut(run: &mut [u64]) -> &mut [Value] {
-    run.as_mut_bytes().as_chunks_mut().0
+fn key_of(slot: &[u8]) -> u64 {
+    u64::from_ne_bytes(slot[..KEY_BYTES].try_into().expect("eight bytes"))
+}
+
+/// The key of slot `i` in `slots`, the bytes of a table's slots.
+#[inline]
+fn key_at<const AUX: usize>(slots: &[u8], i: usize) -> u64 {
+    key_of(&slots[i * stride::<AUX>()..])
+}
+
+/// The value in the first bytes of `bytes`, in native byte order.
+#[inline]
+fn value_of(bytes: &[u8]) -> u32 {
+    u32::from_ne_bytes(bytes[..VALUE_BYTES].try_into().expect("four bytes"))
+}
+
+/// Value `k` of slot `i` in `slots`.
+#[inline]
+fn value_at<const AUX: usize>(slots: &[u8], i: usize, k: usize) -> u32 {
+    value_of(&slots[i * stride::<AUX>() + KEY_BYTES + k * VALUE_BYTES..])
+}
+
+/// Writes `values` into `row`, a slot's bytes after its key (one bounds
+/// check for the row, then none per value).
+#[inline]
+fn put_values<const AUX: usize>(row: &mut [u8], values: [u32; AUX]) {
+    let row = &mut row[..AUX * VALUE_BYTES];
+    for (k, value) in values.into_iter().enumerate() {
+        row[k * VALUE_BYTES..(k + 1) * VALUE_BYTES].copy_from_slice(&value.to_ne_bytes());
+    }
+}
+
+/// The values of slot `i` in `slots`.
+#[inline]
+fn values_at<const AUX: usize>(slots: &[u8], i: usize) -> [u32; AUX] {
+    let at = i * stride::<AUX>() + KEY_BYTES;
+    // One bounds check for the row, not one per value.
+    let row = &slots[at..at + AUX * VALUE_BYTES];
+    std::array::from_fn(|k| value_of(&row[k * VALUE_BYTES..]))
 }
 
 /// The home slot of `key` in a table of `capacity` slots (multiply-shift).
@@ -1022,8 +1048,8 @@ fn home_in(key: u64, capacity: usize) -> usize {
     ((u128::from(key) * capacity as u128) >> 64) as usize
 }
 
-/// Words of a table of `capacity` slots: the header, the slots, and with
-/// `AUX` their values, packed two to a word.
+/// Words of a table of `capacity` slots: the header, then the slots'
+/// keys and values, rounded up to a whole word.
 pub(crate) const fn words_for<const AUX: usize>(capacity: usize) -> usize {
     1 + capacity + (AUX * capacity).div_ceil(2)
 }
@@ -1182,12 +1208,7 @@ mod tests {
             &[near_end(5), near_end(9), 7, 1 << 62, near_end(1), 5],
             &[1, 2, 3, 4, 5, 6],
         ];
-        let layout = |t: &VisitorTable<1>| {
-            (
-                t.words[..1 + t.capacity()].to_vec(),
-                t.entries().collect::<Vec<_>>(),
-            )
-        };
+        let layout = |t: &VisitorTable<1>| (t.key_layout(), t.entries().collect::<Vec<_>>());
         for keys in sets {
             for (n, &new) in keys.iter().enumerate() {
                 let mut grown = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
@@ -1262,7 +1283,7 @@ mod tests {
             // The header and slots, and the values of the occupied ones
             // (an emptied slot's values are left as they were).
             let layout = |t: &VisitorTable<1>| {
-                (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
+                (t.key_layout(), t.entries().collect::<Vec<_>>())
             };
             prop_assert_eq!(layout(&grown), layout(&reserved));
             let reject = |k: u64| k.is_multiple_of(modulus);
@@ -1297,7 +1318,7 @@ mod tests {
             let mut entries: Vec<(u64, [u32; 1])> = keys.iter().map(|&k| (k, [k as u32])).collect();
             placed.place_sorted(&mut entries);
             let layout = |t: &VisitorTable<1>| {
-                (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
+                (t.key_layout(), t.entries().collect::<Vec<_>>())
             };
             prop_assert_eq!(layout(&placed), layout(&inserted));
         }
@@ -1323,7 +1344,7 @@ mod tests {
             let spare = vec![junk | 1; fresh.words.len()].into_boxed_slice();
             recycled.grow_into(*last, [*last as u32], Some(spare));
             let layout = |t: &VisitorTable<1>| {
-                (t.words[..1 + t.capacity()].to_vec(), t.entries().collect::<Vec<_>>())
+                (t.key_layout(), t.entries().collect::<Vec<_>>())
             };
             prop_assert_eq!(layout(&fresh), layout(&recycled));
         }
@@ -1348,6 +1369,53 @@ mod tests {
                 let slot = table.find(k).unwrap();
                 prop_assert_eq!([table.value(slot, 0), table.value(slot, 1)], values);
             }
+        }
+
+        /// With one value a slot (12 bytes: keys unaligned, some slots
+        /// across a line's end), each key keeps its value through inserts,
+        /// growth, updates and deletion in steps, and the scans that read
+        /// every slot's values (`value_run`, `value_rows`) and the move to
+        /// other values (`relaid`) see each key's values in its slot.
+        #[test]
+        fn twelve_byte_slots_keep_keys_and_values_together(
+            keys in proptest::collection::vec(
+                prop_oneof![1u64..64, any::<u64>().prop_map(|k| k.max(1)), Just(u64::MAX)],
+                0..400,
+            ),
+            modulus in 2u64..5,
+        ) {
+            let mut table = VisitorTable::<1>::with_capacity(MIN_CAPACITY);
+            let mut model = std::collections::HashMap::new();
+            for k in keys {
+                let value = (k >> 7) as u32 ^ 0x5A5A_A5A5;
+                prop_assert_eq!(table.insert_growing(k, [value]), !model.contains_key(&k));
+                let slot = table.find(k).unwrap();
+                // Every other key's value is bumped in place.
+                if k % 2 == 0 {
+                    table.set_value(slot, 0, value.wrapping_add(1));
+                }
+                model.insert(k, [table.value(slot, 0)]);
+            }
+            let reject = |k: u64| k.is_multiple_of(modulus);
+            let mut at = 0;
+            while at < table.capacity() {
+                at = table.retain_slots(at, 5, |k, _| !reject(k)).1;
+            }
+            model.retain(|&k, _| !reject(k));
+            let entries: std::collections::HashMap<u64, [u32; 1]> = table.entries().collect();
+            prop_assert_eq!(&entries, &model);
+            let runs: Vec<u32> = table.value_run(0).collect();
+            let rows: Vec<[u32; 1]> = table.value_rows().collect();
+            prop_assert_eq!(runs.len(), table.capacity());
+            let wide = table.relaid::<2>();
+            for slot in table.occupied() {
+                let key = table.slot(slot);
+                prop_assert_eq!([runs[slot]], model[&key]);
+                prop_assert_eq!(rows[slot], model[&key]);
+                prop_assert_eq!(wide.find(key), Some(slot));
+                prop_assert_eq!(wide.values(slot), [0, 0]);
+            }
+            prop_assert_eq!(wide.len(), model.len());
         }
 
         /// Deleting in steps of a few slots, with inserts between steps:
