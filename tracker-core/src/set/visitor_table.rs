@@ -312,7 +312,10 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     #[inline]
     pub(crate) fn set_values(&mut self, i: usize, values: [u32; AUX]) {
         let at = i * Self::STRIDE + KEY_BYTES;
-        put_values(&mut self.slot_bytes_mut()[at..at + AUX * VALUE_BYTES], values);
+        put_values(
+            &mut self.slot_bytes_mut()[at..at + AUX * VALUE_BYTES],
+            values,
+        );
     }
 
     /// Heap bytes held: exactly the one allocation.
