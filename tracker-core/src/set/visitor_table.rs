@@ -135,11 +135,12 @@ pub(crate) enum TableInsert {
 /// A slot's values sit beside its key, not in a run of their own after
 /// the keys, so that finding a held pair and reading or updating its
 /// values touches one cache line (two for a slot across a line's end:
-/// one in eight 12-byte slots, one in four 16-byte ones, whose allocation
-/// starts 8 bytes past a multiple of 16), and an insert's displaced run
-/// moves as one `memmove`. With the values in a run of their own, the value line cost
-/// a batched repeat visit about 16% of its time, and the interleaved
-/// slots cost no byte (docs/BENCHMARKS.md, "Slots with their values").
+/// one in eight 12-byte slots, one in four 16-byte ones, which start 8
+/// bytes past a multiple of 16, after the header word), and an insert's
+/// displaced run moves as one `memmove`. In a run of their own, the
+/// values' line cost a batched repeat visit about 16% of its time; the
+/// interleaved slots cost no byte (docs/BENCHMARKS.md, "Slots with their
+/// values").
 ///
 /// The allocation's handle is `W`: a boxed slice, or for a timed table a
 /// [`ThinVec`] (8 bytes: its length in its allocation's header), so that
