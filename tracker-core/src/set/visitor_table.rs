@@ -299,7 +299,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// Sets value `k` of slot `i`.
     #[inline]
     pub(crate) fn set_value(&mut self, i: usize, k: usize, value: u32) {
-        let at = i * Self::STRIDE + KEY_BYTES + k * VALUE_BYTES;
+        let at = value_offset::<AUX>(i, k);
         self.slot_bytes_mut()[at..at + VALUE_BYTES].copy_from_slice(&value.to_ne_bytes());
     }
 
@@ -312,7 +312,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// Sets the values of slot `i`.
     #[inline]
     pub(crate) fn set_values(&mut self, i: usize, values: [u32; AUX]) {
-        let at = i * Self::STRIDE + KEY_BYTES;
+        let at = value_offset::<AUX>(i, 0);
         put_values(
             &mut self.slot_bytes_mut()[at..at + AUX * VALUE_BYTES],
             values,
@@ -855,7 +855,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// meaningless): for scans that read one value of every entry, with
     /// [`is_occupied`](Self::is_occupied).
     pub(crate) fn value_run(&self, k: usize) -> impl Iterator<Item = u32> + '_ {
-        let at = KEY_BYTES + k * VALUE_BYTES;
+        let at = value_offset::<AUX>(0, k);
         self.slots_in(self.capacity())
             .chunks_exact(Self::STRIDE)
             .map(move |slot| value_of(&slot[at..]))
@@ -1024,7 +1024,13 @@ fn value_of(bytes: &[u8]) -> u32 {
 /// Value `k` of slot `i` in `slots`.
 #[inline]
 fn value_at<const AUX: usize>(slots: &[u8], i: usize, k: usize) -> u32 {
-    value_of(&slots[i * stride::<AUX>() + KEY_BYTES + k * VALUE_BYTES..])
+    value_of(&slots[value_offset::<AUX>(i, k)..])
+}
+
+/// Where value `k` of slot `i` starts in a table's slots.
+#[inline]
+const fn value_offset<const AUX: usize>(i: usize, k: usize) -> usize {
+    i * stride::<AUX>() + KEY_BYTES + k * VALUE_BYTES
 }
 
 /// Writes `values` into `row`, a slot's bytes after its key (one bounds
@@ -1040,7 +1046,7 @@ fn put_values<const AUX: usize>(row: &mut [u8], values: [u32; AUX]) {
 /// The values of slot `i` in `slots`.
 #[inline]
 fn values_at<const AUX: usize>(slots: &[u8], i: usize) -> [u32; AUX] {
-    let at = i * stride::<AUX>() + KEY_BYTES;
+    let at = value_offset::<AUX>(i, 0);
     // One bounds check for the row, not one per value.
     let row = &slots[at..at + AUX * VALUE_BYTES];
     std::array::from_fn(|k| value_of(&row[k * VALUE_BYTES..]))
