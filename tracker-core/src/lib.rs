@@ -291,6 +291,7 @@ mod prefetch;
 mod report;
 mod set;
 pub mod sketch;
+mod split_mix;
 mod sync;
 mod time;
 mod tracker;

@@ -879,18 +879,7 @@ mod tests {
     }
     use proptest::prelude::*;
 
-    /// SplitMix64: a deterministic stand-in for well-mixed visitor hashes.
-    struct SplitMix64(u64);
-
-    impl SplitMix64 {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
+    use crate::split_mix::SplitMix64;
 
     /// Brute-force model of one register: every update value it was given,
     /// reduced to the byte only when asked.

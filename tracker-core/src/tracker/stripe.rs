@@ -100,6 +100,7 @@ use crate::report::Recorded;
 use crate::set::page::Page;
 use crate::set::table_pool::{Pooled, TablePool};
 use crate::set::{Dropped, Insert, STEP_SLOTS, VisitorSet};
+use crate::split_mix::SplitMix64;
 use crate::sync::{CachePadded, RwLock};
 use crate::time::ttl::Expiry;
 use crate::tracker::budget::MemoryBudget;
@@ -117,6 +118,8 @@ pub(crate) struct UrlHasher(foldhash::fast::SeedableRandomState);
 
 impl UrlHasher {
     /// A hasher with fresh random seeds.
+    // Under shuttle trackers take fixed seeds: only tests ask for these.
+    #[cfg_attr(feature = "shuttle", allow(dead_code))]
     pub(crate) fn random() -> Self {
         Self(foldhash::fast::SeedableRandomState::random())
     }
@@ -436,20 +439,6 @@ fn grow_pooled<W: Pooled>(
         budget.release(credit - debit);
     }
     true
-}
-
-/// A stripe's own random source: SplitMix64, tiny and well mixed.
-#[derive(Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 /// What a sweep step did.
