@@ -89,6 +89,8 @@ const TOKENS: &[(&str, Option<BotReason>)] = &[
     ("pagespeed", Some(BotReason::Automation)),
     ("gtmetrix", Some(BotReason::Automation)),
     ("prerender", Some(BotReason::Automation)),
+    // WebPageTest appends `PTST/<version>` to a real browser's.
+    ("ptst/", Some(BotReason::Automation)),
     // Crawlers, previewers and monitors.
     ("bot", Some(BotReason::Crawler)),
     ("crawl", Some(BotReason::Crawler)),
@@ -109,6 +111,12 @@ const TOKENS: &[(&str, Option<BotReason>)] = &[
     ("uptime", Some(BotReason::Crawler)),
     ("monitor", Some(BotReason::Crawler)),
     ("validator", Some(BotReason::Crawler)),
+    // Google's fetchers that name no "bot": `Google-InspectionTool`
+    // (Search Console's URL inspection), `GoogleOther` (its research
+    // crawler), `Google-PageRenderer` (page previews).
+    ("inspectiontool", Some(BotReason::Crawler)),
+    ("googleother", Some(BotReason::Crawler)),
+    ("pagerenderer", Some(BotReason::Crawler)),
     // HTTP libraries and command-line clients (strict filter only).
     ("curl/", Some(BotReason::HttpClient)),
     ("wget/", Some(BotReason::HttpClient)),
@@ -452,6 +460,24 @@ mod tests {
             (
                 "Mozilla/5.0 (compatible; Googlebot) HeadlessChrome/120",
                 Some(BotReason::Headless),
+            ),
+            (
+                "Mozilla/5.0 (compatible; Google-InspectionTool/1.0;)",
+                Some(BotReason::Crawler),
+            ),
+            (
+                &format!("{CHROME} (compatible; GoogleOther)"),
+                Some(BotReason::Crawler),
+            ),
+            (
+                &format!(
+                    "{CHROME} (compatible; Google-PageRenderer; Google (+https://developers.google.com/+/web/snippet/))"
+                ),
+                Some(BotReason::Crawler),
+            ),
+            (
+                &format!("{CHROME} PTST/231208.152614"),
+                Some(BotReason::Automation),
             ),
         ];
         let strict = BotFilter::strict();

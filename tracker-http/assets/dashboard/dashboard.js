@@ -104,16 +104,27 @@
     return date.toLocaleString(undefined, options);
   }
 
-  // A page as shown in a site's lists: its path (and query), the host
-  // being the site's.
+  // A page as shown in a site's lists: its path (and query) when it is
+  // on the site's host without a port, else with its host and port in
+  // front (the site counts every port of its host).
   function pageText(url) {
+    const authority = authorityOf(url);
     const match = /^https?:\/\/[^/?#]*(.*)$/.exec(url);
-    return match ? match[1] || '/' : url;
+    if (!match) return url;
+    const path = match[1] || '/';
+    return authority === state.site ? path : authority + path;
   }
 
-  function hostOf(url) {
+  function authorityOf(url) {
     const match = /^https?:\/\/([^/?#]*)/.exec(url);
     return match ? match[1].replace(/^[^@]*@/, '') : '';
+  }
+
+  // A page's site: its host without the port, as the API counts a site
+  // (`?site=host:port` answers for the host), so that a host seen on
+  // several ports is one site in the picker, not one entry per port.
+  function hostOf(url) {
+    return authorityOf(url).replace(/:\d*$/, '');
   }
 
   // --- ranges -----------------------------------------------------------

@@ -627,3 +627,57 @@ async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
 
     only_to(&browser, &origin);
 }
+
+/// A site is a host, as the API counts one (`?site=host:port` answers for
+/// the host, every scheme and port): pages served on a port (as a test
+/// fixture or a staging server is) are under their host in the picker,
+/// not under one entry per port, and a page off the default port says
+/// which port it is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_on_several_ports_is_one_site() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let server = Server::start(TRACKER_HTTP, &[]);
+    let api = Api {
+        client: reqwest::Client::new(),
+        server,
+        token: None,
+    };
+    api.server.wait_ready(&api.client, WAIT).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut events = Vec::new();
+    for i in 0..3 {
+        events.push((
+            format!("v{i}"),
+            "http://site.test:8080/a".to_string(),
+            now - HOUR,
+        ));
+    }
+    for i in 2..4 {
+        events.push((
+            format!("v{i}"),
+            "https://site.test/b".to_string(),
+            now - HOUR,
+        ));
+    }
+    api.fill(&events).await;
+
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser.navigate(&format!("{origin}/")).await;
+    let dom = settled(&mut browser, "the first view", |_| true).await;
+    assert_eq!(dom["sites"], json!(["site.test"]), "{dom}");
+    assert_eq!(dom["site"], "site.test");
+    let site = api.check(&dom, None).await;
+    assert_eq!(site["distinct_visitors"], 4);
+    let labels = browser
+        .eval("[...document.querySelectorAll('#top-table tbody th')].map((th) => th.textContent)")
+        .await;
+    assert_eq!(labels, json!(["site.test:8080/a", "/b"]));
+    only_to(&browser, &origin);
+}
