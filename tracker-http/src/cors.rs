@@ -11,7 +11,8 @@
 //! Preflights and lists of origins still go through tower-http.
 //!
 //! Since `OPTIONS` is answered here on every route, a 405's `Allow` gets
-//! it added to the route's own methods (`allow_options`).
+//! it added to the route's own methods (`allow_options`); on a path no
+//! route has, `OPTIONS` is the router's 404, as any method there.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +25,7 @@ use axum::response::Response;
 use tower::{Layer, Service};
 use tower_http::cors::{self, AllowOrigin, CorsLayer};
 
+use crate::metrics::Route;
 use crate::middleware::X_REQUEST_ID;
 use crate::router::{Routes, RoutesFuture};
 
@@ -103,6 +105,21 @@ impl Cors {
             None => CorsFuture::Off(self.routes.call_ref(request)),
             Some(_) if self.any && request.method() != Method::OPTIONS => {
                 CorsFuture::AnyOrigin(self.routes.call_ref(request))
+            }
+            // tower-http takes every `OPTIONS` for a preflight and answers
+            // it 200 without asking the routes: on a path no route has,
+            // that would say the path exists. The router's 404 instead
+            // (`OPTIONS *`, of the server as a whole, keeps its 200).
+            Some(_)
+                if request.method() == Method::OPTIONS
+                    && Route::of(request.uri().path()) == Route::Other
+                    && request.uri().path() != "*" =>
+            {
+                if self.any {
+                    CorsFuture::AnyOrigin(self.routes.call_ref(request))
+                } else {
+                    CorsFuture::Off(self.routes.call_ref(request))
+                }
             }
             Some(full) => CorsFuture::Full(Box::pin(full.clone().call(request))),
         }

@@ -211,9 +211,11 @@ impl AppError {
                 "the batch holds more than the limit of {limit} events; nothing was recorded: split it"
             )
             .into(),
+            // Rounded up: at 50 requests/s the wait is 20 ms, which
+            // `{:.1}` alone printed as "retry in 0.0 s".
             AppError::RateLimited { retry_after } => format!(
                 "too many requests from this address; retry in {:.1} s",
-                retry_after.as_secs_f64()
+                (retry_after.as_secs_f64() * 10.0).ceil() / 10.0
             )
             .into(),
             AppError::ShuttingDown => "the service is shutting down".into(),
@@ -472,6 +474,20 @@ mod tests {
             ));
             assert_eq!((e.status(), e.code()), (StatusCode::BAD_REQUEST, code));
             assert!(e.message().contains(text), "{}", e.message());
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_never_says_to_retry_in_no_time() {
+        for (wait, said) in [(20, "0.1"), (100, "0.1"), (101, "0.2"), (1500, "1.5")] {
+            let e = AppError::RateLimited {
+                retry_after: Duration::from_millis(wait),
+            };
+            let message = e.message();
+            assert!(
+                message.ends_with(&format!("retry in {said} s")),
+                "{message}"
+            );
         }
     }
 

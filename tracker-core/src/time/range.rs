@@ -133,7 +133,7 @@ impl Bucketing {
     }
 
     /// The range `[from, till)` widened to whole buckets (`from` rounded
-    /// down, `till` up). An open `from` is the oldest retained bucket, one
+    /// down, `till` up; `[t, t)` stays empty). An open `from` is the oldest retained bucket, one
     /// older than that is raised to it (nothing older is held); an open
     /// `till` is the end of the current bucket. Errors:
     /// [`TimeError::Reversed`] when `till` is before `from`.
@@ -151,6 +151,8 @@ impl Bucketing {
         let oldest = self.oldest_retained(now);
         let first = from.map_or(oldest, |from| self.bucket_of(from).max(oldest));
         let end = match till {
+            // `[t, t)` holds no time: widening it would count a bucket.
+            Some(till) if from == Some(till) => u64::from(first),
             Some(till) => self.bucket_ceiling(till),
             None => u64::from(self.bucket_of(now)) + 1,
         };
@@ -408,6 +410,11 @@ mod tests {
             now,
         );
         assert!(range.unwrap().is_empty());
+        // Off a boundary too: `[t, t)` is empty, not t's whole bucket.
+        let mid = at("2026-11-08T10:20:00Z");
+        let range = hourly.range(Some(mid), Some(mid), now).unwrap();
+        assert!(range.is_empty(), "{range:?}");
+        assert_eq!(range.from(), at("2026-11-08T10:00:00Z"));
         assert!(matches!(
             hourly.range(Some(now), Some(at("2026-11-08T12:29:59Z")), now),
             Err(TimeError::Reversed { .. })

@@ -287,6 +287,61 @@ async fn unknown_route_is_404_json() {
     }
 }
 
+/// CORS answers `OPTIONS` on the routes, not on every path: a preflight
+/// (or a plain `OPTIONS`) of a path no route has is the 404 of any other
+/// method, not an empty 200 saying the path exists.
+#[tokio::test]
+async fn options_of_an_unknown_route_is_404_json() {
+    for origins in [vec!["*"], vec!["https://site.example"], vec![]] {
+        let (app, _) = with_limits(HttpLimits {
+            cors_origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..HttpLimits::standard()
+        });
+        for uri in ["/nope", "/events/", "/distinct/x", "/events/batch/1"] {
+            for preflight in [true, false] {
+                let mut request = Request::builder().method(Method::OPTIONS).uri(uri);
+                if preflight {
+                    request = request
+                        .header("origin", "https://site.example")
+                        .header("access-control-request-method", "POST");
+                }
+                let answer = send(&app, request.body(Body::empty()).unwrap()).await;
+                let case = format!("{uri} (preflight: {preflight}, CORS {origins:?})");
+                assert_eq!(answer.status, StatusCode::NOT_FOUND, "{case}");
+                assert_eq!(answer.error_code(), "not_found", "{case}");
+            }
+        }
+        // `OPTIONS *` asks about the server, not a path: still answered.
+        let request = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("*")
+            .body(Body::empty())
+            .unwrap();
+        let answer = send(&app, request).await;
+        assert_eq!(
+            answer.status.is_success(),
+            !origins.is_empty(),
+            "OPTIONS * under CORS {origins:?}: {}",
+            answer.status
+        );
+        // A route's preflight is still answered.
+        let request = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/events")
+            .header("origin", "https://site.example")
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap();
+        let answer = send(&app, request).await;
+        assert_eq!(
+            answer.status.is_success(),
+            !origins.is_empty(),
+            "{origins:?}: {}",
+            answer.status
+        );
+    }
+}
+
 #[tokio::test]
 async fn unicode_and_percent_encoded_urls_are_one_page() {
     let (app, _) = default_app();

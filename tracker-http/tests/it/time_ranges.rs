@@ -204,6 +204,14 @@ async fn a_range_of_a_page_counts_its_visitors_in_it_and_says_which_range() {
             "2026-11-03T00:00:00Z",
             0,
         ),
+        // Off a bucket boundary too (`from=now&till=now`): not the hour
+        // of alice's visit.
+        (
+            "from=2026-11-01T10:20:00Z&till=2026-11-01T10:20:00Z",
+            "2026-11-01T10:00:00Z",
+            "2026-11-01T10:00:00Z",
+            0,
+        ),
     ] {
         let body = ok(&app, &format!("/distinct?{page}&{range}")).await;
         assert_eq!(
