@@ -133,10 +133,11 @@ impl Bucketing {
     }
 
     /// The range `[from, till)` widened to whole buckets (`from` rounded
-    /// down, `till` up; `[t, t)` stays empty). An open `from` is the oldest retained bucket, one
-    /// older than that is raised to it (nothing older is held); an open
-    /// `till` is the end of the current bucket. Errors:
-    /// [`TimeError::Reversed`] when `till` is before `from`.
+    /// down, `till` up; `[t, t)` stays empty). An open `from` is the
+    /// oldest retained bucket, one older than that is raised to it
+    /// (nothing older is held); an open `till` is the end of the current
+    /// bucket. Errors: [`TimeError::Reversed`] when `till` is before
+    /// `from`.
     pub fn range(
         &self,
         from: Option<Timestamp>,
