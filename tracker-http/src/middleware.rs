@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
@@ -76,10 +77,11 @@ fn format_id(epoch: u64, n: u64, buf: &mut [u8; 33]) -> &[u8] {
     &buf[..a + 1 + b]
 }
 
-/// The outermost layer: turns any non-JSON error into the JSON format,
-/// counts the request, and logs it at debug level (server errors at warn)
-/// with a request id, echoed as `x-request-id`: the client's own, or a
-/// fresh one for each request that is logged.
+/// The outermost layer: turns any non-JSON error into the JSON format
+/// (and a handler's panic into a 500 `internal` one), counts the
+/// request, and logs it at debug level (server errors at warn) with a
+/// request id, echoed as `x-request-id`: the client's own, or a fresh
+/// one for each request that is logged.
 ///
 /// Written as a tower layer with its own future rather than with
 /// `middleware::from_fn`, which clones the inner service, builds a `Next`
@@ -179,7 +181,20 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let Ok(response) = ready!(Pin::new(&mut this.inner).poll(cx));
+        // A handler that panics (a bug: none should) answers a 500 JSON
+        // error instead of dropping the connection unanswered; the
+        // future is not polled again. The panic hook has printed where.
+        let polled = catch_unwind(AssertUnwindSafe(|| Pin::new(&mut this.inner).poll(cx)));
+        let response = match polled {
+            Ok(polled) => {
+                let Ok(response) = ready!(polled);
+                response
+            }
+            Err(_) => {
+                tracing::error!(route = this.route.name(), "a request's handler panicked");
+                AppError::Internal("the request's handler failed".into()).into_response()
+            }
+        };
         let mut response = ensure_json(response);
         let status = response.status();
         let elapsed = this.start.elapsed();
@@ -274,6 +289,38 @@ mod tests {
             format_id(u64::MAX, u64::MAX, &mut buf),
             b"ffffffffffffffff-ffffffffffffffff"
         );
+    }
+
+    /// A handler that panics is answered 500 with the JSON error, not a
+    /// dropped connection.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_json() {
+        use std::sync::Arc;
+        use tower::ServiceExt;
+
+        let state = AppState::new(
+            Arc::new(tracker_core::Tracker::new()),
+            crate::state::HttpLimits::standard(),
+        );
+        let panicking = tower::service_fn(|_: Request| {
+            Box::pin(async {
+                if std::hint::black_box(true) {
+                    panic!("a bug in a handler");
+                }
+                Ok::<Response, Infallible>(Response::default())
+            })
+        });
+        let response = ObserveLayer::new(state)
+            .layer(panicking)
+            .oneshot(Request::get("/distinct").body(Default::default()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"]["code"], "internal");
     }
 
     #[test]
