@@ -297,27 +297,25 @@ async fn options_of_an_unknown_route_is_404_json() {
             cors_origins: origins.iter().map(|o| o.to_string()).collect(),
             ..HttpLimits::standard()
         });
+        let options = |uri: &str, preflight: bool| {
+            let mut request = Request::builder().method(Method::OPTIONS).uri(uri);
+            if preflight {
+                request = request
+                    .header("origin", "https://site.example")
+                    .header("access-control-request-method", "POST");
+            }
+            request.body(Body::empty()).unwrap()
+        };
         for uri in ["/nope", "/events/", "/distinct/x", "/events/batch/1"] {
             for preflight in [true, false] {
-                let mut request = Request::builder().method(Method::OPTIONS).uri(uri);
-                if preflight {
-                    request = request
-                        .header("origin", "https://site.example")
-                        .header("access-control-request-method", "POST");
-                }
-                let answer = send(&app, request.body(Body::empty()).unwrap()).await;
+                let answer = send(&app, options(uri, preflight)).await;
                 let case = format!("{uri} (preflight: {preflight}, CORS {origins:?})");
                 assert_eq!(answer.status, StatusCode::NOT_FOUND, "{case}");
                 assert_eq!(answer.error_code(), "not_found", "{case}");
             }
         }
         // `OPTIONS *` asks about the server, not a path: still answered.
-        let request = Request::builder()
-            .method(Method::OPTIONS)
-            .uri("*")
-            .body(Body::empty())
-            .unwrap();
-        let answer = send(&app, request).await;
+        let answer = send(&app, options("*", false)).await;
         assert_eq!(
             answer.status.is_success(),
             !origins.is_empty(),
@@ -325,14 +323,7 @@ async fn options_of_an_unknown_route_is_404_json() {
             answer.status
         );
         // A route's preflight is still answered.
-        let request = Request::builder()
-            .method(Method::OPTIONS)
-            .uri("/events")
-            .header("origin", "https://site.example")
-            .header("access-control-request-method", "POST")
-            .body(Body::empty())
-            .unwrap();
-        let answer = send(&app, request).await;
+        let answer = send(&app, options("/events", true)).await;
         assert_eq!(
             answer.status.is_success(),
             !origins.is_empty(),

@@ -105,6 +105,18 @@ struct Api {
 }
 
 impl Api {
+    /// The service started with `args`, ready, and a client of it (with
+    /// `token` on every read).
+    async fn start(args: &[&str], token: Option<&'static str>) -> Api {
+        let api = Api {
+            client: reqwest::Client::new(),
+            server: Server::start(TRACKER_HTTP, args),
+            token,
+        };
+        api.server.wait_ready(&api.client, WAIT).await;
+        api
+    }
+
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
         let mut request = self.client.get(self.server.url(path)).query(query);
         if let Some(token) = self.token {
@@ -299,17 +311,8 @@ async fn the_dashboard_shows_what_the_api_answers() {
         return;
     };
     // Small enough that the big page becomes a sketch (an estimate).
-    let server = Server::start(TRACKER_HTTP, &["--max-memory", "48KiB"]);
-    let api = Api {
-        client: reqwest::Client::new(),
-        server,
-        token: None,
-    };
-    api.server.wait_ready(&api.client, WAIT).await;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let api = Api::start(&["--max-memory", "48KiB"], None).await;
+    let now = unix_now();
     api.fill(&events(now)).await;
     let big = api.get("/top", &[("limit", "1")]).await;
     assert_eq!(big["pages"][0]["url"], "https://shop.test/big", "{big}");
@@ -527,13 +530,7 @@ async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
         missing("Debian's chromium", "apt-get install -y chromium");
         return;
     };
-    let server = Server::start(TRACKER_HTTP, &["--auth-token", "open-sesame"]);
-    let api = Api {
-        client: reqwest::Client::new(),
-        server,
-        token: Some("open-sesame"),
-    };
-    api.server.wait_ready(&api.client, WAIT).await;
+    let api = Api::start(&["--auth-token", "open-sesame"], Some("open-sesame")).await;
 
     let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
     let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
@@ -598,10 +595,7 @@ async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
 
     // Once there are visits, a reload shows them without asking again
     // (the token is kept for the tab), and every read carries it.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_now();
     api.fill(&events(now)).await;
     browser.eval("window.beforeReload = true").await;
     browser.call("Page.reload", json!({})).await;
@@ -639,17 +633,8 @@ async fn a_host_on_several_ports_is_one_site() {
         missing("Debian's chromium", "apt-get install -y chromium");
         return;
     };
-    let server = Server::start(TRACKER_HTTP, &[]);
-    let api = Api {
-        client: reqwest::Client::new(),
-        server,
-        token: None,
-    };
-    api.server.wait_ready(&api.client, WAIT).await;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let api = Api::start(&[], None).await;
+    let now = unix_now();
     let mut events = Vec::new();
     for i in 0..3 {
         events.push((
@@ -680,4 +665,12 @@ async fn a_host_on_several_ports_is_one_site() {
         .await;
     assert_eq!(labels, json!(["site.test:8080/a", "/b"]));
     only_to(&browser, &origin);
+}
+
+/// The clock now, in unix seconds.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
