@@ -314,22 +314,17 @@ async fn options_of_an_unknown_route_is_404_json() {
                 assert_eq!(answer.error_code(), "not_found", "{case}");
             }
         }
-        // `OPTIONS *` asks about the server, not a path: still answered.
-        let answer = send(&app, options("*", false)).await;
-        assert_eq!(
-            answer.status.is_success(),
-            !origins.is_empty(),
-            "OPTIONS * under CORS {origins:?}: {}",
-            answer.status
-        );
-        // A route's preflight is still answered.
-        let answer = send(&app, options("/events", true)).await;
-        assert_eq!(
-            answer.status.is_success(),
-            !origins.is_empty(),
-            "{origins:?}: {}",
-            answer.status
-        );
+        // Still answered: `OPTIONS *` (it asks about the server, not a
+        // path) and a route's preflight.
+        for (uri, preflight) in [("*", false), ("/events", true)] {
+            let answer = send(&app, options(uri, preflight)).await;
+            assert_eq!(
+                answer.status.is_success(),
+                !origins.is_empty(),
+                "OPTIONS {uri} (preflight: {preflight}) under CORS {origins:?}: {}",
+                answer.status
+            );
+        }
     }
 }
 
