@@ -28,6 +28,7 @@
 
   const state = {
     sites: null, // hosts seen, once listed
+    path: null, // a page recorded as a bare path, when the listing saw one
     site: null,
     range: '30d',
     custom: null, // {from: 'YYYY-MM-DD', till: 'YYYY-MM-DD'}
@@ -177,6 +178,7 @@
   // every URL of that scheme and host jumps to the next host.
   async function listSites() {
     const sites = new Set();
+    state.path = null;
     let cursor = null;
     for (let i = 0; i < MAX_SITES; i += 1) {
       const answer = await api('/pages', { limit: 1, cursor });
@@ -184,6 +186,7 @@
       if (!page) break;
       const host = hostOf(page.url);
       if (host) sites.add(host);
+      else if (page.url.startsWith('/') && state.path === null) state.path = page.url;
       const prefix = /^(https?:\/\/[^/?#]*)/.exec(page.url);
       const past = (prefix ? prefix[1] : '') + '/\u{10FFFF}';
       cursor = past > page.url ? past : page.url;
@@ -287,6 +290,16 @@
     $('empty').hidden = which !== 'empty';
     document.body.dataset.state = which === 'main' ? 'ready' : which;
     if (which === 'empty') {
+      // Pages sent as bare paths belong to no site (a site is a host), so
+      // they cannot show here: say so rather than "nothing recorded".
+      const path = state.path;
+      $('empty-title').textContent = path ? 'No site recorded yet' : 'Nothing recorded yet';
+      $('paths-only').hidden = !path;
+      $('paths-only').textContent = path
+        ? 'Pages were recorded as bare paths (such as ' + path + '), which belong to no site, '
+          + 'so they are not shown here; their counts are in the API (GET /distinct?url=' + path
+          + '). Send full URLs to count them under a site.'
+        : '';
       $('install').textContent = '<script defer src="' + location.origin + '/tracker.js"></script>';
       setStatus('');
     }

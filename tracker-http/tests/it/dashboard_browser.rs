@@ -667,6 +667,54 @@ async fn a_host_on_several_ports_is_one_site() {
     only_to(&browser, &origin);
 }
 
+/// Pages sent as bare paths belong to no site, so the dashboard cannot
+/// show them: it says so, naming one, instead of "nothing recorded"; and
+/// once a page with a host comes, it shows that site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_without_a_host_are_named_not_hidden() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&[], None).await;
+    let now = unix_now();
+    api.fill(&[("v1".to_string(), "/pricing".to_string(), now - HOUR)])
+        .await;
+
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser.navigate(&format!("{origin}/")).await;
+    let said = browser
+        .wait_for(
+            "the note on bare paths",
+            WAIT,
+            "document.body.dataset.state === 'empty'
+               && !document.getElementById('paths-only').hidden
+               && [document.getElementById('empty-title').textContent,
+                   document.getElementById('paths-only').textContent]",
+        )
+        .await;
+    assert_eq!(said[0], "No site recorded yet", "{said}");
+    let note = said[1].as_str().unwrap();
+    assert!(note.contains("(such as /pricing)"), "{note}");
+
+    // A page with a host: its site shows (the empty state relists the
+    // sites on each refresh; a reload asks at once).
+    api.fill(&[(
+        "v2".to_string(),
+        "https://shop.test/".to_string(),
+        now - HOUR,
+    )])
+    .await;
+    browser.call("Page.reload", json!({})).await;
+    let dom = settled(&mut browser, "the site after a reload", |dom| {
+        dom["site"] == "shop.test"
+    })
+    .await;
+    assert_eq!(dom["sites"], json!(["shop.test"]), "{dom}");
+    only_to(&browser, &origin);
+}
+
 /// The clock now, in unix seconds.
 fn unix_now() -> u64 {
     SystemTime::now()
