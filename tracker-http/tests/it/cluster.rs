@@ -150,9 +150,19 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<Value, String> {
     serde_json::from_str(&body).map_err(|e| format!("GET {url}: {status}, not JSON ({e}): {body}"))
 }
 
-/// A GET that must answer 200 with JSON.
+/// A GET that must answer 200 with JSON. A 503 `cluster_unavailable`
+/// (a partition between owners, "retry shortly") is retried for up to
+/// [`SETTLE`], as a client would: a rebalance may still move partitions
+/// after the counts agree (one such answer failed a fresh-clone run).
 async fn get(client: &reqwest::Client, url: String) -> Value {
-    fetch(client, &url).await.unwrap_or_else(|e| panic!("{e}"))
+    poll::until_ok_async(SETTLE, &format!("GET {url}"), || async {
+        match fetch(client, &url).await {
+            Err(e) if e.contains("\"cluster_unavailable\"") => Err(e),
+            answer => Ok(answer),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Sends `request` (a POST of events), which must be answered 202, and
