@@ -290,6 +290,25 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
         self.slot_bytes_mut()[at..at + KEY_BYTES].copy_from_slice(&key.to_ne_bytes());
     }
 
+    /// Writes `key` and its `values` into slot `i`.
+    #[inline]
+    fn set_entry(&mut self, i: usize, key: u64, values: [u32; AUX]) {
+        let at = i * Self::STRIDE;
+        put_entry(
+            &mut self.slot_bytes_mut()[at..at + Self::STRIDE],
+            key,
+            values,
+        );
+    }
+
+    /// Copies slot `from`'s key and values into slot `to`.
+    #[inline]
+    fn copy_slot(&mut self, from: usize, to: usize) {
+        let stride = Self::STRIDE;
+        self.slot_bytes_mut()
+            .copy_within(from * stride..(from + 1) * stride, to * stride);
+    }
+
     /// Value `k` of slot `i`.
     #[inline]
     pub(crate) fn value(&self, i: usize, k: usize) -> u32 {
@@ -581,15 +600,12 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             // the last slot's resident to slot 0, then the rest.
             let last = capacity - 1;
             self.shift_on(0, empty);
-            self.set_slot(0, self.slot(last));
-            let moved = self.values(last);
-            self.set_values(0, moved);
+            self.copy_slot(last, 0);
             self.shift_on(slot, last);
         } else {
             self.shift_on(slot, empty);
         }
-        self.set_slot(slot, key);
-        self.set_values(slot, values);
+        self.set_entry(slot, key, values);
     }
 
     /// Moves the entries of slots `from..to` one slot on, to
@@ -792,9 +808,7 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
             if key == 0 || self.distance(key, next) == 0 {
                 break;
             }
-            self.set_slot(hole, key);
-            let values = self.values(next);
-            self.set_values(hole, values);
+            self.copy_slot(next, hole);
             hole = next;
         }
         self.set_slot(hole, 0);
@@ -949,9 +963,7 @@ impl InOrder {
             return false;
         }
         let stride = stride::<AUX>();
-        let slot = &mut slots[at * stride..(at + 1) * stride];
-        slot[..KEY_BYTES].copy_from_slice(&key.to_ne_bytes());
-        put_values(&mut slot[KEY_BYTES..], from);
+        put_entry(&mut slots[at * stride..(at + 1) * stride], key, from);
         (self.free, self.last) = (at + 1, key);
         true
     }
@@ -1031,6 +1043,13 @@ fn value_at<const AUX: usize>(slots: &[u8], i: usize, k: usize) -> u32 {
 #[inline]
 const fn value_offset<const AUX: usize>(i: usize, k: usize) -> usize {
     i * stride::<AUX>() + KEY_BYTES + k * VALUE_BYTES
+}
+
+/// Writes `key` and its `values` into `slot`, a slot's bytes.
+#[inline]
+fn put_entry<const AUX: usize>(slot: &mut [u8], key: u64, values: [u32; AUX]) {
+    slot[..KEY_BYTES].copy_from_slice(&key.to_ne_bytes());
+    put_values(&mut slot[KEY_BYTES..], values);
 }
 
 /// Writes `values` into `row`, a slot's bytes after its key (one bounds
