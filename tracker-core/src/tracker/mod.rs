@@ -554,7 +554,11 @@ impl Tracker {
 
     /// Frees memory by the configured policy until `needed` bytes fit, and
     /// some more so that a stream of records at the limit does not pay for
-    /// this on every one. Returns whether `needed` bytes fit now.
+    /// this on every one. Returns whether room was made, so that a retry
+    /// may succeed: false only when the policy forbids freeing or nothing
+    /// more can be freed. Whether `needed` bytes still fit when it returns
+    /// is not the answer: other threads' records may have taken the room
+    /// in between, which their retries bound (see `ROOM_ATTEMPTS`).
     fn make_room(&self, needed: usize) -> bool {
         let Some(limit) = self.budget.limit() else {
             return true;
@@ -573,16 +577,16 @@ impl Tracker {
         if self.budget.free() >= goal {
             return true;
         }
-        match self.config.memory_policy {
-            MemoryPolicy::Reject => {}
+        let reached = match self.config.memory_policy {
+            MemoryPolicy::Reject => false,
             MemoryPolicy::Evict => self.evict_until_free(goal),
             MemoryPolicy::Sketch => {
                 self.sketch_until_free(goal);
                 self.merge_days_until_free(goal);
-                self.evict_until_free(goal);
+                self.evict_until_free(goal)
             }
-        }
-        self.budget.free() >= needed as u64
+        };
+        reached || self.budget.free() >= needed as u64
     }
 
     /// Merges the oldest days of sketched pages' histories (lossless in
@@ -652,7 +656,8 @@ impl Tracker {
     }
 
     /// Evicts sampled least-recently-recorded pages, one stripe lock at a
-    /// time, until `goal` bytes are free or no stripe has a page left.
+    /// time, until `goal` bytes are free (true) or no stripe has a page
+    /// left (false).
     ///
     /// Each eviction starts at a random stripe; an empty stripe passes on to
     /// the next one, so giving up means every stripe was seen empty in a
@@ -668,7 +673,7 @@ impl Tracker {
     /// that across stripes recent pages go smallest first: a stripe
     /// left holding only its hot page keeps it while smaller pages remain
     /// elsewhere.
-    fn evict_until_free(&self, goal: u64) {
+    fn evict_until_free(&self, goal: u64) -> bool {
         let random_stripe = || (self.next_random() >> 32) as usize & self.stripe_mask;
         let mut stripe = random_stripe();
         let mut refused_in_a_row = 0;
@@ -678,7 +683,7 @@ impl Tracker {
         while self.budget.free() < goal {
             if refused_in_a_row == self.stripes.len() {
                 if recent_below == usize::MAX {
-                    break;
+                    return false;
                 }
                 recent_below = if smallest_refused == 0 || smallest_refused == usize::MAX {
                     recent_below.saturating_mul(2)
@@ -708,6 +713,7 @@ impl Tracker {
                 }
             }
         }
+        true
     }
 
     /// A pseudo-random number (SplitMix64 over a shared counter): cheap,

@@ -63,7 +63,8 @@ async fn peak_rss_stays_within_the_documented_bound_past_max_memory() {
                 };
                 let event = json!({"visitor": format!("visitor-{i}"), "url": page});
                 let response = client.post(&url).json(&event).send().await.unwrap();
-                assert_eq!(response.status(), 202);
+                let status = response.status();
+                assert_eq!(status, 202, "{}", response.text().await.unwrap());
             }
         }));
     }
