@@ -103,6 +103,13 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// Whether the service could not take an event, through no fault of
+    /// the event: the log or the cluster failed it (a 503 that says retry).
+    /// A batch fails whole on one such refusal (see `batch.rs`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, AppError::Storage(_) | AppError::Cluster(_))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
