@@ -70,7 +70,8 @@ pub enum AppError {
     /// The connection cap (`--max-connections`) is reached; the
     /// connection is closed after this answer.
     TooManyConnections,
-    /// Start-up recovery from the data directory has not finished.
+    /// The service is starting: recovery from the data directory, or
+    /// with `--nats` joining the cluster, has not finished.
     Recovering,
     /// The event could not be written to the event log (disk full, I/O
     /// error): it was not acknowledged and may be retried.
@@ -230,7 +231,7 @@ impl AppError {
                 "the server has as many connections open as it allows; retry shortly".into()
             }
             AppError::Recovering => {
-                "the service is loading its data from disk; retry shortly".into()
+                "the service is starting (recovering its data directory, or joining its cluster); retry shortly".into()
             }
             AppError::Storage(m) => format!(
                 "the event could not be stored durably, so it was not acknowledged (it may already count in memory; retrying is safe): {m}"

@@ -7,7 +7,7 @@
 //! and a node leaving on SIGTERM; then the NATS store is scanned for
 //! visitor ids. And a query asked as a node is killed answers once the
 //! new owner serves; a batch sent while NATS is down is a 503, not a
-//! 202; events an owner refuses are counted on `/metrics`;
+//! 202; a node that cannot reach NATS says it is joining; events an owner refuses are counted on `/metrics`;
 //! a browser whose views reach two nodes and a restarted one is one
 //! visitor (the nodes share the visitor-id salt).
 
@@ -605,6 +605,31 @@ async fn a_batch_the_cluster_cannot_take_is_503_as_one_event_is() {
         }
     })
     .await;
+}
+
+/// A node that cannot reach NATS has not joined its cluster: `/readyz`
+/// and the routes are 503 `recovering`, saying it is joining (before,
+/// "loading its data from disk", of a node that has none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_not_yet_joined_says_so() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let n = Server::start(TRACKER_HTTP, &["--nats", &url, "--cluster", "it"]);
+    let client = reqwest::Client::new();
+    for path in ["/readyz", "/distinct?url=/a"] {
+        let r = client.get(n.url(path)).send().await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "recovering", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("joining its cluster"), "{path}: {message}");
+    }
 }
 
 /// Events acknowledged and then refused by their owner (its memory
