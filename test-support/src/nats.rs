@@ -61,8 +61,18 @@ impl Nats {
 
     /// `kill -9`, then a start on the same port and store.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// `kill -9`: the server is down until [`start_again`](Self::start_again).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and store.
+    pub fn start_again(&mut self) {
         self.child = spawn(&binary().unwrap(), self.port, self.dir.path());
         self.wait_listening();
     }

@@ -2184,6 +2184,16 @@ mod tests {
                 max: 20
             })
         );
+        // Over the limit as sent, a fragment included, though the page
+        // would drop it: the limit is on the input.
+        assert_eq!(
+            canonicalize("/a#0123456789012345678", &options),
+            Err(TrackerError::TooLong {
+                field: Field::Url,
+                len: 22,
+                max: 20
+            })
+        );
         // Within the limit as sent, over it once escaped.
         assert_eq!(
             canonicalize("/ééééééé", &options),

@@ -49,7 +49,9 @@ pub enum TrackerError {
     TooLong {
         /// The over-long field.
         field: Field,
-        /// Its length in bytes (for a URL, after canonicalisation).
+        /// Its length in bytes. For a URL: as sent (white space trimmed)
+        /// when that is over the limit, a fragment included; else its
+        /// canonical form's, which escapes can make longer.
         len: usize,
         /// The configured maximum in bytes.
         max: usize,

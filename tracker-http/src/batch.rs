@@ -99,8 +99,9 @@ pub async fn record_batch(
 /// Records the valid events of `events` and reports every event's
 /// outcome: those with a visitor id as one batch, those without as
 /// `POST /events` records them (an id derived from `sender`, bots
-/// dropped). Fails whole (nothing acknowledged) only if the log write
-/// fails.
+/// dropped). Fails whole (nothing acknowledged) only if the service
+/// could not take an event: the log write failed, or the cluster did not
+/// acknowledge it ([`AppError::is_unavailable`]).
 pub(crate) async fn record_parsed(
     state: &AppState,
     sender: &Sender<'_>,
@@ -139,6 +140,11 @@ pub(crate) async fn record_parsed(
             ),
         };
         match outcome {
+            // The service could not take an event (the log, the
+            // cluster): its own fault, not the event's, so the batch fails
+            // whole, unacknowledged, as `POST /events` and a failed log
+            // write do: a 202 must mean every good event was taken.
+            Err(e) if e.is_unavailable() => return Err(e),
             Ok(recorded) => {
                 // A derived visitor's event is counted by `record_visit`.
                 if let Some(recorded) = recorded {

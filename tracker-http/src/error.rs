@@ -70,7 +70,8 @@ pub enum AppError {
     /// The connection cap (`--max-connections`) is reached; the
     /// connection is closed after this answer.
     TooManyConnections,
-    /// Start-up recovery from the data directory has not finished.
+    /// The service is starting: recovery from the data directory, or
+    /// with `--nats` joining the cluster, has not finished.
     Recovering,
     /// The event could not be written to the event log (disk full, I/O
     /// error): it was not acknowledged and may be retried.
@@ -103,6 +104,13 @@ pub enum AppError {
 }
 
 impl AppError {
+    /// Whether the service could not take an event, through no fault of
+    /// the event: the log or the cluster failed it (a 503 that says retry).
+    /// A batch fails whole on one such refusal (see `batch.rs`).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, AppError::Storage(_) | AppError::Cluster(_))
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -223,7 +231,7 @@ impl AppError {
                 "the server has as many connections open as it allows; retry shortly".into()
             }
             AppError::Recovering => {
-                "the service is loading its data from disk; retry shortly".into()
+                "the service is starting (recovering its data directory, or joining its cluster); retry shortly".into()
             }
             AppError::Storage(m) => format!(
                 "the event could not be stored durably, so it was not acknowledged (it may already count in memory; retrying is safe): {m}"

@@ -7,7 +7,8 @@
 //!   then every text message gets one JSON answer, in order, either the
 //!   batch reply of `POST /events/batch` (`{"accepted", "refused"}`) or an
 //!   error `{"error": {"code", "message"}}` when the message as a whole was
-//!   refused (an array that is not JSON, over the limits, the log failed);
+//!   refused (an array that is not JSON, over the limits, the log or the
+//!   cluster could not take an event of it);
 //!   a message that is not an array is one event, so one that is not JSON
 //!   is that event's refusal (`index` 0), as a bad event in an array is
 //!   its own. An acknowledged

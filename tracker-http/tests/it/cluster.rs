@@ -6,7 +6,8 @@
 //! back-dated batch counted over time ranges, a restart of the NATS server
 //! and a node leaving on SIGTERM; then the NATS store is scanned for
 //! visitor ids. And a query asked as a node is killed answers once the
-//! new owner serves; events an owner refuses are counted on `/metrics`;
+//! new owner serves; a batch sent while NATS is down is a 503, not a
+//! 202; a node that cannot reach NATS says it is joining; events an owner refuses are counted on `/metrics`;
 //! a browser whose views reach two nodes and a restarted one is one
 //! visitor (the nodes share the visitor-id salt).
 
@@ -550,6 +551,85 @@ async fn a_query_during_a_crash_takeover_answers_once_the_new_owner_serves() {
         site_count["cluster"]["partitions_answered"], PARTITIONS,
         "{site_count}"
     );
+}
+
+/// A batch JetStream does not acknowledge (NATS is down) is a 503
+/// `cluster_unavailable` whole, as one event of `POST /events` is: a
+/// 202 means every good event of it was taken. Before, it was a 202
+/// `{"accepted": 0}` with each event refused `cluster_unavailable`,
+/// which a sender reading the status took for acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_cluster_cannot_take_is_503_as_one_event_is() {
+    let Some(mut nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut trail = Trail::default();
+    let n = node(&nats, "u0");
+    trail.follow("u0", &n);
+    n.wait_ready(&client, SETTLE).await;
+    let batch = serde_json::json!([
+        {"visitor": format!("{VISITOR}a"), "url": "/u"},
+        {"visitor": format!("{VISITOR}b"), "url": "javascript:x"},
+    ]);
+    let post = || client.post(n.url("/events/batch")).json(&batch);
+    let reply = accepted(post()).await;
+    assert_eq!(reply["accepted"], 1, "{reply}");
+    assert_eq!(reply["refused"][0]["index"], 1, "{reply}");
+
+    nats.stop();
+    let one = client
+        .post(n.url("/events"))
+        .json(&batch[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 503);
+    let r = post().send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "cluster_unavailable", "{body}");
+
+    nats.start_again();
+    poll::until_ok_async(SETTLE, "a batch is taken again", || async {
+        let r = post().send().await.map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body = r.text().await.map_err(|e| e.to_string())?;
+        match status.as_u16() {
+            202 => {
+                assert!(body.contains("\"accepted\":1"), "{body}");
+                Ok(())
+            }
+            _ => Err(format!("{status} {body}")),
+        }
+    })
+    .await;
+}
+
+/// A node that cannot reach NATS has not joined its cluster: `/readyz`
+/// and the routes are 503 `recovering`, saying it is joining (before,
+/// "loading its data from disk", of a node that has none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_not_yet_joined_says_so() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let n = Server::start(TRACKER_HTTP, &["--nats", &url, "--cluster", "it"]);
+    let client = reqwest::Client::new();
+    for path in ["/readyz", "/distinct?url=/a"] {
+        let r = client.get(n.url(path)).send().await.unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "recovering", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("joining its cluster"), "{path}: {message}");
+    }
 }
 
 /// Events acknowledged and then refused by their owner (its memory
