@@ -31,6 +31,8 @@ use crate::{TRACKER_HTTP, privacy};
 const CHROME_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36";
 /// Another browser's.
 const FIREFOX_UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+/// A third's.
+const SAFARI_UA: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Safari/605.1.15";
 
 /// The flags of every headless run: no sandbox (tests run as root), no
 /// GPU, no traffic of Chromium's own (updates, sync, QUIC probes), and
@@ -315,6 +317,16 @@ async fn real_browsers_count_through_every_sender() {
     firefox.load(&chromium, &format!("{site}/spa.html")).await;
     counts.expect(&format!("{site}/spa.html"), 2).await;
     counts.expect(&format!("{site}/spa/second"), 2).await;
+    // A fragment is no part of the page and is not sent: a long one (an
+    // OAuth implicit flow's token, a hash router's state) neither passes
+    // the URL limit nor reaches the server.
+    let token = format!("access_token={}", "t0k3n".repeat(500));
+    let safari = Browser::new(Some(SAFARI_UA), true);
+    safari
+        .load(&chromium, &format!("{site}/spa.html#{token}"))
+        .await;
+    counts.expect(&format!("{site}/spa.html"), 3).await;
+    counts.expect(&format!("{site}/spa/second"), 3).await;
 
     // ...also on a cross-origin isolated page. COEP is only enforced in a
     // secure context, which a loopback address is and `site.test` is not.
@@ -362,7 +374,9 @@ async fn real_browsers_count_through_every_sender() {
         &[
             CHROME_UA,
             FIREFOX_UA,
+            SAFARI_UA,
             "HeadlessChrome",
+            "t0k3nt0k3n",
             "Firefox/140",
             "Chrome/140",
         ],
