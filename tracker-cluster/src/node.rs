@@ -238,6 +238,24 @@ pub struct NodeStatus {
 /// state covers (u64 little-endian), then the tracker's snapshot payload.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"TRKPART1";
 
+/// Logs an event of the NATS connection at the level an operator needs:
+/// losing the connection, errors, a slow consumer and a server going
+/// away are warnings (the client reconnects by itself; meanwhile events
+/// are refused with a 503), the rest is information.
+fn log_connection_event(event: &async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::Disconnected
+        | Event::LameDuckMode
+        | Event::SlowConsumer(_)
+        | Event::ServerError(_)
+        | Event::ClientError(_) => tracing::warn!(%event, "NATS connection"),
+        Event::Connected | Event::Draining | Event::Closed => {
+            tracing::info!(%event, "NATS connection")
+        }
+    }
+}
+
 impl Node {
     /// Connects to NATS, creates the cluster's stream, lease bucket and
     /// snapshot store if this is the first node, and starts taking
@@ -250,6 +268,7 @@ impl Node {
             .name(format!("tracker-{}-{id}", config.cluster))
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(Some(config.query_timeout()))
+            .event_callback(|event| async move { log_connection_event(&event) })
             .retry_on_initial_connect();
         if let Some(path) = &config.credentials {
             options = options

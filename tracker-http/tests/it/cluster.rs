@@ -590,6 +590,13 @@ async fn a_batch_the_cluster_cannot_take_is_503_as_one_event_is() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "cluster_unavailable", "{body}");
+    // The operator is told, at a level they watch.
+    poll::until_async(SETTLE, "the lost connection is logged", || async {
+        n.lines("NATS connection")
+            .iter()
+            .any(|l| l["level"] == "WARN" && l["event"] == "disconnected")
+    })
+    .await;
 
     nats.start_again();
     poll::until_ok_async(SETTLE, "a batch is taken again", || async {
