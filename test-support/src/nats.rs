@@ -14,12 +14,20 @@ pub struct Nats {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// The configuration file given to every start, if any.
+    config: Option<PathBuf>,
 }
 
 impl Nats {
     /// Starts the server, or `None` (after a loud note) when it is not
     /// installed outside CI; under `CI=true` a missing server fails.
     pub fn start() -> Option<Nats> {
+        Self::start_with(None)
+    }
+
+    /// [`start`](Self::start), with the server's `max_payload` (the
+    /// largest message it takes) set to `max_payload` bytes if given.
+    pub fn start_with(max_payload: Option<usize>) -> Option<Nats> {
         let Some(binary) = binary() else {
             let install = "apt-get install -y nats-server";
             if under_ci() {
@@ -37,8 +45,18 @@ impl Nats {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
-        let child = spawn(&binary, port, dir.path());
-        let nats = Nats { child, port, dir };
+        let config = max_payload.map(|bytes| {
+            let path = dir.path().join("nats.conf");
+            std::fs::write(&path, format!("max_payload: {bytes}\n")).unwrap();
+            path
+        });
+        let child = spawn(&binary, port, dir.path(), config.as_deref());
+        let nats = Nats {
+            child,
+            port,
+            dir,
+            config,
+        };
         nats.wait_listening();
         Some(nats)
     }
@@ -73,7 +91,12 @@ impl Nats {
 
     /// Starts the server again on the same port and store.
     pub fn start_again(&mut self) {
-        self.child = spawn(&binary().unwrap(), self.port, self.dir.path());
+        self.child = spawn(
+            &binary().unwrap(),
+            self.port,
+            self.dir.path(),
+            self.config.as_deref(),
+        );
         self.wait_listening();
     }
 }
@@ -93,8 +116,12 @@ fn binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn spawn(binary: &Path, port: u16, dir: &Path) -> Child {
-    Command::new(binary)
+fn spawn(binary: &Path, port: u16, dir: &Path, config: Option<&Path>) -> Child {
+    let mut command = Command::new(binary);
+    if let Some(config) = config {
+        command.arg("-c").arg(config);
+    }
+    command
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir)
         .stdout(Stdio::null())

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::StatusCode;
 use async_nats::jetstream::{self, consumer, kv, object_store, stream};
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
@@ -22,6 +23,7 @@ use tracker_core::{
     SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
 };
 
+use crate::chunked::{self, Reassembly};
 use crate::lease::{Action, LeaseView, heartbeat_keys, live_nodes, plan};
 use crate::refused::{self, Refused};
 use crate::wire::{self, Answer, Ask, Body, EventV1, WireDistinct, WireError, WirePartial};
@@ -30,6 +32,12 @@ use crate::{ClusterError, Freshness};
 /// Exact hashes a partition sends for a site query before it sends a
 /// sketch instead (8 bytes each: 128 KiB, about a sketch's JSON size).
 pub const MAX_EXACT_HASHES: usize = 16 * 1024;
+
+/// Exact hashes a whole gather of a site's series may bring to the asking
+/// node (16 MiB, as one node's site answer holds at most without a
+/// budget): each partition's answer keeps its share, at least
+/// [`MAX_EXACT_HASHES`], across its points (see `wire_points`).
+pub const GATHER_HASHES: usize = 2 << 20;
 
 /// Publishes of one node awaiting their JetStream acknowledgement.
 pub const MAX_ACKS_IN_FLIGHT: usize = 1 << 16;
@@ -896,6 +904,7 @@ impl Inner {
             .await
             .map_err(nats)?;
         let mut answers = BTreeMap::new();
+        let mut joined = Reassembly::default();
         let mut direct = futures_util::stream::FuturesUnordered::new();
         let again = tokio::time::sleep(ASK_AGAIN_AFTER);
         tokio::pin!(again);
@@ -904,7 +913,8 @@ impl Inner {
             tokio::select! {
                 reply = tokio::time::timeout_at(deadline, replies.next()) => {
                     let Ok(Some(reply)) = reply else { break };
-                    let Ok(batch) = serde_json::from_slice::<Vec<Answer>>(&reply.payload) else {
+                    let Some(payload) = joined.add(reply) else { continue };
+                    let Ok(batch) = serde_json::from_slice::<Vec<Answer>>(&payload) else {
                         continue;
                     };
                     for answer in batch {
@@ -947,27 +957,50 @@ impl Inner {
         payload: Bytes,
         deadline: tokio::time::Instant,
     ) -> Result<Option<Answer>, ClusterError> {
-        use async_nats::client::RequestErrorKind;
         let subject = self.subject(&format!("q.{partition}"));
         let (mut wait, mut patience) = (ASK_AGAIN_AFTER, ANSWER_WITHIN);
         loop {
             let asked = tokio::time::Instant::now();
-            let request = self.client.request(subject.clone(), payload.clone());
-            match tokio::time::timeout_at(deadline.min(asked + patience), request).await {
-                Ok(Ok(reply)) => {
-                    let answers: Vec<Answer> = serde_json::from_slice(&reply.payload)
+            // An inbox of its own, not the client's request: the answer
+            // may come in chunks (see `chunked`).
+            let inbox = self.client.new_inbox();
+            let mut replies = self.client.subscribe(inbox.clone()).await.map_err(nats)?;
+            self.client
+                .publish_with_reply(subject.clone(), inbox, payload.clone())
+                .await
+                .map_err(nats)?;
+            let mut joined = Reassembly::default();
+            let reply = loop {
+                match tokio::time::timeout_at(deadline.min(asked + patience), replies.next()).await
+                {
+                    Ok(Some(message)) if message.status == Some(StatusCode::NO_RESPONDERS) => {
+                        break None;
+                    }
+                    Ok(Some(message)) => {
+                        if let Some(payload) = joined.add(message) {
+                            break Some(Some(payload));
+                        }
+                    }
+                    Ok(None) | Err(_) => break Some(None),
+                }
+            };
+            let _ = replies.unsubscribe().await;
+            match reply {
+                Some(Some(payload)) => {
+                    let answers: Vec<Answer> = serde_json::from_slice(&payload)
                         .map_err(|e| ClusterError::Owner(e.to_string()))?;
                     return Ok(answers.into_iter().find(|a| a.partition == partition));
                 }
-                Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {
+                // No node takes the partition's questions.
+                None => {
                     if tokio::time::Instant::now() + wait >= deadline {
                         return Ok(None);
                     }
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(ASK_AGAIN_EVERY);
                 }
-                Ok(Err(e)) if e.kind() != RequestErrorKind::TimedOut => return Err(nats(e)),
-                Ok(Err(_)) | Err(_) => {
+                // Not answered in time.
+                Some(None) => {
                     if tokio::time::Instant::now() >= deadline {
                         return Ok(None);
                     }
@@ -1098,11 +1131,14 @@ impl Inner {
             tracing::warn!(partition, error = %e, "snapshot not written");
             return;
         }
-        match self
-            .snapshots
-            .put(format!("p{partition}").as_str(), &mut &bytes[..])
-            .await
-        {
+        // Chunks the server takes: a `max_payload` under the store's
+        // default chunk (128 KiB) would refuse every snapshot.
+        let meta = object_store::ObjectMetadata {
+            name: format!("p{partition}"),
+            chunk_size: Some(chunked::chunk_bytes(&self.client).min(128 << 10)),
+            ..Default::default()
+        };
+        match self.snapshots.put(meta, &mut &bytes[..]).await {
             Ok(_) => tracing::debug!(partition, covered, bytes = bytes.len(), "snapshot"),
             Err(e) => tracing::warn!(partition, error = %e, "snapshot not stored"),
         }
@@ -1148,7 +1184,7 @@ impl Inner {
             },
         };
         let payload = serde_json::to_vec(&[answer]).expect("an answer serialises");
-        let _ = self.client.publish(reply, payload.into()).await;
+        let _ = chunked::publish(&self.client, reply, payload).await;
     }
 
     /// This node's answer for `partition` to `ask`.
@@ -1211,18 +1247,8 @@ impl Inner {
                     .map(|(_, points)| points),
             }
             .map(|points| {
-                Body::SitePoints(
-                    points
-                        .into_iter()
-                        .map(|(range, part)| {
-                            (
-                                range.from().as_millis(),
-                                range.till().as_millis(),
-                                wire_partial(part, SitePartial::RANGE_PRECISION),
-                            )
-                        })
-                        .collect(),
-                )
+                let share = (GATHER_HASHES / self.config.partitions as usize).max(MAX_EXACT_HASHES);
+                Body::SitePoints(wire_points(points, share))
             }),
             Ask::TopBetween {
                 k,
@@ -1527,7 +1553,7 @@ async fn answer_gathers(inner: Arc<Inner>, mut requests: async_nats::Subscriber)
             .map(|(p, o)| inner.answer(*p, o, &ask))
             .collect();
         let payload = serde_json::to_vec(&answers).expect("answers serialise");
-        let _ = inner.client.publish(reply, payload.into()).await;
+        let _ = chunked::publish(&inner.client, reply, payload).await;
     }
 }
 
@@ -1701,6 +1727,42 @@ fn wire_partial(mut part: SitePartial, precision: u8) -> WirePartial {
     }
 }
 
+/// A site's partial per point as sent: each compacted as
+/// [`wire_partial`] does, and past `share` exact hashes over all the
+/// points, the points with most hashes sketched too, so that a series of
+/// many points stays within its share of [`GATHER_HASHES`].
+fn wire_points(
+    mut points: Vec<(TimeRange, SitePartial)>,
+    share: usize,
+) -> Vec<(u64, u64, WirePartial)> {
+    let exact = |part: &SitePartial| part.sketch.is_none() && part.hashes.len() <= MAX_EXACT_HASHES;
+    let mut held: usize = points
+        .iter()
+        .filter(|(_, part)| exact(part))
+        .map(|(_, part)| part.hashes.len())
+        .sum();
+    let mut largest: Vec<usize> = (0..points.len()).filter(|&i| exact(&points[i].1)).collect();
+    largest.sort_by_key(|&i| std::cmp::Reverse(points[i].1.hashes.len()));
+    for i in largest {
+        if held <= share {
+            break;
+        }
+        let part = &mut points[i].1;
+        held -= part.hashes.len();
+        part.compact_to(0, SitePartial::RANGE_PRECISION);
+    }
+    points
+        .into_iter()
+        .map(|(range, part)| {
+            (
+                range.from().as_millis(),
+                range.till().as_millis(),
+                wire_partial(part, SitePartial::RANGE_PRECISION),
+            )
+        })
+        .collect()
+}
+
 /// A count over a range, to send.
 fn wire_point(point: RangeDistinct) -> (u64, u64, WireDistinct) {
     (
@@ -1782,5 +1844,48 @@ impl Freshness {
 impl ClusterError {
     fn owner(e: WireError) -> Self {
         ClusterError::Owner(e.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past its share of exact hashes, a series answer sketches its
+    /// points with most hashes first, and keeps the others exact.
+    #[test]
+    fn a_series_past_its_share_sketches_its_largest_points() {
+        let hour = 3_600_000;
+        let tracker = Tracker::builder().hash_key(3).build().unwrap();
+        // Hour h (of 4) has 100 * (h + 1) visitors.
+        for h in 0..4u64 {
+            for v in 0..100 * (h + 1) {
+                let at = Timestamp::from_millis(hour * (h + 1));
+                tracker
+                    .record_at(&format!("{h}-{v}"), "https://s.test/", at)
+                    .unwrap();
+            }
+        }
+        let partials = || {
+            let (from, till) = (
+                Timestamp::from_millis(hour),
+                Timestamp::from_millis(5 * hour),
+            );
+            let step = Duration::from_secs(3_600);
+            let (_, points) = tracker
+                .site_series_partials("s.test", from, till, step)
+                .unwrap();
+            points
+        };
+        let sketched = |points: &[(u64, u64, WirePartial)]| -> Vec<bool> {
+            points.iter().map(|(_, _, p)| p.sketch.is_some()).collect()
+        };
+        // 1,000 hashes in all: within a share of 1,000, every point exact.
+        assert_eq!(sketched(&wire_points(partials(), 1_000)), [false; 4]);
+        // A share of 500: the 400 and then the 300 go, 300 are left.
+        let points = wire_points(partials(), 500);
+        assert_eq!(sketched(&points), [false, false, true, true]);
+        assert_eq!(points[1].2.hashes.len(), 200);
+        assert!(points[3].2.hashes.is_empty());
     }
 }

@@ -614,6 +614,68 @@ async fn a_batch_the_cluster_cannot_take_is_503_as_one_event_is() {
     .await;
 }
 
+/// A site's series over a month gathers a partial per day from every
+/// partition, thousands of hashes: past a NATS server's `max_payload`
+/// (32 KiB here, 1 MiB by default) an answer is sent in chunks and
+/// joined, and the series is answered, exact, at once (before, the
+/// answer went unsent and the series was a 503 after the query timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_series_larger_than_a_nats_message_is_answered() {
+    let Some(nats) = Nats::start_with(Some(32 << 10)) else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let n = node(&nats, "m0");
+    n.wait_ready(&client, SETTLE).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // 200 visitors a day for 30 days on two pages: at least 3,000 hashes
+    // (about 60 KiB of JSON) in one partition's answer.
+    for day in 1..=30u64 {
+        let events: Vec<Value> = (0..200)
+            .map(|i| {
+                serde_json::json!({
+                    "visitor": format!("{VISITOR}{day}-{i}"),
+                    "url": format!("https://month.test/{}", i % 2),
+                    "time": now - day * 86_400,
+                })
+            })
+            .collect();
+        let reply = accepted(client.post(n.url("/events/batch")).json(&events)).await;
+        assert_eq!(reply["accepted"], 200, "{reply}");
+    }
+    poll::until_ok_async(SETTLE, "every event applied", || async {
+        let site = fetch(&client, &n.url("/distinct?site=month.test")).await?;
+        match site["distinct_visitors"].as_u64() {
+            Some(6_000) => Ok(()),
+            _ => Err(site.to_string()),
+        }
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    let series = fetch(
+        &client,
+        &n.url("/series?site=month.test&from=-31d&till=now&step=1d"),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let points = series["points"].as_array().unwrap();
+    let counts: Vec<u64> = points
+        .iter()
+        .map(|p| p["distinct_visitors"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 6_000, "{series}");
+    assert_eq!(counts.iter().filter(|&&c| c == 200).count(), 30, "{series}");
+    assert!(points.iter().all(|p| p["exact"] == true), "{series}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "answered without waiting out the query timeout: {:?}",
+        asked.elapsed()
+    );
+}
+
 /// A node that cannot reach NATS has not joined its cluster: `/readyz`
 /// and the routes are 503 `recovering`, saying it is joining (before,
 /// "loading its data from disk", of a node that has none).
