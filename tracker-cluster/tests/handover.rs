@@ -47,6 +47,13 @@ async fn wait_owning(node: &Node, count: usize, what: &str) {
     .await;
 }
 
+/// Node `id`, joined alone: once it owns every partition.
+async fn sole_owner(nats: &Nats, id: &str, lease_ttl: Duration) -> Node {
+    let node = join(config(nats, id, lease_ttl)).await;
+    wait_owning(&node, PARTITIONS as usize, "the first node owns everything").await;
+    node
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_during_a_takeover_waits_for_the_new_owner() {
     let Some(nats) = Nats::start() else {
@@ -111,13 +118,7 @@ async fn queries_answer_while_a_joining_node_takes_its_share() {
     // Lease rounds every 2 s: a released partition waits for the joining
     // node's next round, up to that long, without an owner.
     let ttl = Duration::from_secs(6);
-    let first = join(config(&nats, "first", ttl)).await;
-    wait_owning(
-        &first,
-        PARTITIONS as usize,
-        "the first node owns everything",
-    )
-    .await;
+    let first = sole_owner(&nats, "first", ttl).await;
     for page in pages() {
         first.record("v1", &page).await.unwrap();
     }
@@ -227,8 +228,7 @@ async fn a_late_holder_still_applying_takes_nothing_from_the_new_owner() {
     // Lease rounds every 10 s: the late holder learns of the takeover
     // that late at most.
     let ttl = Duration::from_secs(30);
-    let late = join(config(&nats, "late", ttl)).await;
-    wait_owning(&late, PARTITIONS as usize, "the first node owns everything").await;
+    let late = sole_owner(&nats, "late", ttl).await;
     let page = "https://h.example/overlap";
     let partition = hand_lease_to(&nats, page, "next").await;
     let next = join(config(&nats, "next", ttl)).await;
@@ -264,8 +264,7 @@ async fn a_lease_found_held_by_another_node_stops_the_partition() {
     // Rounds every 10 s; the other node never renews, so its lease is
     // free again 30 s after it was written.
     let ttl = Duration::from_secs(30);
-    let late = join(config(&nats, "late", ttl)).await;
-    wait_owning(&late, PARTITIONS as usize, "the first node owns everything").await;
+    let late = sole_owner(&nats, "late", ttl).await;
     let partition = hand_lease_to(&nats, "https://h.example/taken", "other").await;
     poll::until_async(
         Duration::from_secs(20),
