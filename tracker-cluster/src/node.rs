@@ -991,32 +991,32 @@ impl Inner {
     }
 
     /// Deletes every consumer of `partition` (this node's earlier one,
-    /// other owners', those of an earlier version named `p<partition>`):
-    /// they stand where their owner stopped reading, not where the
-    /// snapshot stands, and one a previous owner still reads ends its
-    /// applying (it lost the lease). Nothing else deletes a crashed
-    /// owner's consumer.
-    async fn delete_consumers(&self, partition: u32) -> Result<(), ClusterError> {
-        let own = format!("p{partition}");
-        let mut names = self.stream.consumer_names();
-        let mut theirs = Vec::new();
-        while let Some(name) = names.next().await {
-            let name = name.map_err(nats)?;
-            if name == own || name.starts_with(&format!("{own}-")) {
-                theirs.push(name);
+    /// other owners', an earlier version's `p<partition>`): they stand
+    /// where their owner stopped reading, not where the snapshot stands,
+    /// and one a previous owner still reads ends its applying (it lost
+    /// the lease). Nothing else deletes a crashed owner's consumer. If
+    /// the listing fails, this node's own is deleted all the same (the
+    /// others read apart and stop at their next lease round).
+    async fn delete_consumers(&self, partition: u32) {
+        let partition_prefix = format!("p{partition}-");
+        let mut names = vec![self.consumer_name(partition)];
+        let mut listed = self.stream.consumer_names();
+        while let Some(Ok(name)) = listed.next().await {
+            let legacy = partition_prefix.strip_suffix('-') == Some(name.as_str());
+            if (legacy || name.starts_with(&partition_prefix)) && !names.contains(&name) {
+                names.push(name);
             }
         }
-        for name in theirs {
+        for name in names {
             let _ = self.stream.delete_consumer(&name).await;
         }
-        Ok(())
     }
 
     /// Restores `partition`'s snapshot, creates this node's durable
     /// consumer of it from the next sequence and starts applying it.
     async fn start_partition(self: &Arc<Self>, partition: u32) -> Result<(), ClusterError> {
         let (tracker, covered) = self.restore(partition).await?;
-        self.delete_consumers(partition).await?;
+        self.delete_consumers(partition).await;
         let mut consumer: consumer::PullConsumer = self
             .stream
             .create_consumer(consumer::pull::Config {
