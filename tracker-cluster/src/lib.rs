@@ -20,9 +20,11 @@
 //!   (`tracker_<cluster>`, keys `lease.<partition>`; see [`lease`]):
 //!   compare-and-swap writes, server-side timestamps, renewed every third
 //!   of the TTL, rebalanced to `ceil(partitions / live nodes)` each. A
-//!   node that fails to renew stops applying the partition at once.
-//! - **Applying**: the owner reads its partition through a durable pull
-//!   consumer (`p<partition>`, filtered on the partition's subject) into
+//!   node that fails to renew, or whose lease round finds the lease
+//!   held by another node, stops applying the partition at once.
+//! - **Applying**: the owner reads its partition through its own durable
+//!   pull consumer (`p<partition>-<node id>`, filtered on the partition's
+//!   subject; a new owner deletes the partition's other consumers) into
 //!   one [`tracker_core::Tracker`] per partition. One tracker per
 //!   partition, not one per node, because a partition is the unit that
 //!   moves: it is snapshotted, dropped and restored alone, and a node's
@@ -43,7 +45,10 @@
 //!   A new owner restores it and replays from the next sequence. Replay is
 //!   idempotent (recording a pair twice counts once), so at-least-once
 //!   delivery, a stale snapshot, or two owners overlapping for a moment
-//!   never count an event twice.
+//!   never count an event twice; and as each owner reads every event
+//!   through its own consumer, neither snapshots a state that misses
+//!   events the other read (owners sharing one consumer split its events
+//!   between them).
 //! - **Visitor-id salts** (for events a browser sent without a visitor,
 //!   given a [`ClusterConfig::visitor_salts`]) are kept in the same KV
 //!   bucket under `salt.<rotation>.<period>`, with the rotation under

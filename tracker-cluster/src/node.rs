@@ -1011,7 +1011,8 @@ impl Inner {
     }
 
     /// Stops applying `partition`: with `snapshot`, after a final
-    /// snapshot (a release), else at once (a lost lease).
+    /// snapshot (a release), else at once (a lost lease); then deletes
+    /// this node's consumer of it, which no other owner reads.
     async fn stop_partition(&self, partition: u32, snapshot: bool) {
         let Some(owned) = lock(&self.owned).remove(&partition) else {
             return;
@@ -1025,20 +1026,53 @@ impl Inner {
         } else if let Some(task) = task {
             task.abort();
         }
+        let _ = self
+            .stream
+            .delete_consumer(&self.consumer_name(partition))
+            .await;
     }
 
-    /// Restores `partition`'s snapshot, creates its durable consumer from
-    /// the next sequence and starts applying it.
+    /// This node's durable consumer of `partition`, read by no other
+    /// owner (see "Snapshots" in the crate docs): a holder whose lease
+    /// expired while its lease round was slow and the node that took the
+    /// lease over, starting at once, pulled from one shared `p<partition>`
+    /// and each got part of the events (a page counted half its visitors
+    /// for good, under load).
+    fn consumer_name(&self, partition: u32) -> String {
+        format!("p{partition}-{}", self.id)
+    }
+
+    /// Deletes every consumer of `partition` (this node's earlier one,
+    /// other owners', an earlier version's `p<partition>`): they stand
+    /// where their owner stopped reading, not where the snapshot stands,
+    /// and one a previous owner still reads ends its applying (it lost
+    /// the lease). Nothing else deletes a crashed owner's consumer. If
+    /// the listing fails, this node's own is deleted all the same (the
+    /// others read apart and stop at their next lease round).
+    async fn delete_consumers(&self, partition: u32) {
+        let partition_prefix = format!("p{partition}-");
+        let mut names = vec![self.consumer_name(partition)];
+        let mut listed = self.stream.consumer_names();
+        while let Some(Ok(name)) = listed.next().await {
+            let legacy = partition_prefix.strip_suffix('-') == Some(name.as_str());
+            if (legacy || name.starts_with(&partition_prefix)) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        for name in names {
+            let _ = self.stream.delete_consumer(&name).await;
+        }
+    }
+
+    /// Restores `partition`'s snapshot, creates this node's durable
+    /// consumer of it from the next sequence and starts applying it.
     async fn start_partition(self: &Arc<Self>, partition: u32) -> Result<(), ClusterError> {
         let (tracker, covered) = self.restore(partition).await?;
-        let name = format!("p{partition}");
-        // The previous owner's consumer stands where that owner stopped
-        // acknowledging, not where the snapshot stands: start again.
-        let _ = self.stream.delete_consumer(&name).await;
+        self.delete_consumers(partition).await;
         let mut consumer: consumer::PullConsumer = self
             .stream
             .create_consumer(consumer::pull::Config {
-                durable_name: Some(name),
+                durable_name: Some(self.consumer_name(partition)),
                 filter_subject: self.events_subject(partition),
                 deliver_policy: if covered == 0 {
                     consumer::DeliverPolicy::All
@@ -1305,6 +1339,18 @@ impl Inner {
                     written_ms: 0,
                 },
             });
+        }
+        // A partition applied here whose lease another node holds was
+        // taken over while this node's renewal came late (its last round
+        // slow): no renewal of ours will fail to tell it, so stop now.
+        let applied: Vec<u32> = lock(&self.owned).keys().copied().collect();
+        for partition in applied {
+            if let Some(holder) = &leases[partition as usize].holder
+                && *holder != self.id
+            {
+                tracing::warn!(partition, "lease lost");
+                self.stop_partition(partition, false).await;
+            }
         }
         let live = self.live_nodes(now_ms, ttl_ms).await?;
         let me = Bytes::from(self.id.clone());
