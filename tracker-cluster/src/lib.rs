@@ -25,7 +25,11 @@
 //! - **Applying**: the owner reads its partition through its own durable
 //!   pull consumer (`p<partition>-<node id>`, filtered on the partition's
 //!   subject; a new owner deletes the partition's other consumers) into
-//!   one [`tracker_core::Tracker`] per partition. One tracker per
+//!   one [`tracker_core::Tracker`] per partition. The consumer takes no
+//!   acknowledgements (the snapshot is the checkpoint), so a delivery
+//!   that never arrived is not sent again: the owner checks that each
+//!   message's consumer sequence is the next, and at a gap starts the
+//!   partition again from its snapshot. One tracker per
 //!   partition, not one per node, because a partition is the unit that
 //!   moves: it is snapshotted, dropped and restored alone, and a node's
 //!   answers for it come from exactly the events of its subject. An

@@ -1082,13 +1082,15 @@ impl Inner {
                     }
                 },
                 // The snapshot is the checkpoint; acknowledgements would
-                // cost a round trip per event and say nothing more.
+                // cost a round trip per event, and a delivery that never
+                // arrived shows in the consumer sequence (see `apply`).
                 ack_policy: consumer::AckPolicy::None,
                 ..Default::default()
             })
             .await
             .map_err(nats)?;
-        let pending = consumer.info().await.map_err(nats)?.num_pending;
+        let info = consumer.info().await.map_err(nats)?;
+        let (pending, delivered) = (info.num_pending, info.delivered.consumer_sequence);
         let messages = consumer.messages().await.map_err(nats)?;
         let queries = self
             .client
@@ -1113,7 +1115,7 @@ impl Inner {
             messages,
             queries,
             stopped,
-            covered,
+            Start { covered, delivered },
         ));
         *lock(&owned.task) = Some(task);
         tracing::info!(partition, covered, pending, "partition taken");
@@ -1445,6 +1447,15 @@ impl Inner {
     }
 }
 
+/// Where [`apply`] starts.
+struct Start {
+    /// The stream sequence the restored snapshot covers.
+    covered: u64,
+    /// The messages the consumer had delivered when it was created (0 for
+    /// a new one).
+    delivered: u64,
+}
+
 /// Applies a partition's events in stream order, answers its page
 /// queries, and snapshots it on a schedule and on release.
 async fn apply(
@@ -1454,8 +1465,12 @@ async fn apply(
     mut messages: consumer::pull::Stream,
     mut queries: async_nats::Subscriber,
     mut stop: watch::Receiver<bool>,
-    mut snapshotted: u64,
+    start: Start,
 ) {
+    let Start {
+        covered: mut snapshotted,
+        mut delivered,
+    } = start;
     let mut tick = tokio::time::interval(inner.config.snapshot_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Errors in a row; past a few the consumer is taken as gone (deleted
@@ -1483,6 +1498,23 @@ async fn apply(
                     }
                 };
                 let Ok(info) = message.info() else { continue };
+                // Without acknowledgements, a message the server
+                // delivered that never arrived (a connection dropped
+                // mid-batch) is not sent again, and a later snapshot
+                // would cover it: at a consumer sequence that is not the
+                // next, applying ends, and the next lease round starts
+                // the partition again from its snapshot (replay is
+                // idempotent).
+                if info.consumer_sequence != delivered + 1 {
+                    tracing::warn!(
+                        partition,
+                        expected = delivered + 1,
+                        got = info.consumer_sequence,
+                        "a delivery missed; the partition restarts from its snapshot"
+                    );
+                    break;
+                }
+                delivered = info.consumer_sequence;
                 let (sequence, pending) = (info.stream_sequence, info.pending);
                 let partitions = inner.config.partitions;
                 match apply_event(&owned.tracker, partition, partitions, &message.payload) {

@@ -3,7 +3,8 @@
 //! partition's new owner instead of failing at once (a page's count) or
 //! after the whole timeout (a gathered one). A holder whose renewal came
 //! late and the node that took its lease over both applying a partition
-//! lose nothing, and the late one stops at its next round. That an unchanging
+//! lose nothing, and the late one stops at its next round. A delivery
+//! the owner never got is replayed from its snapshot. That an unchanging
 //! membership moves no partition however heartbeats and their listings
 //! interleave is `lease::live_nodes`'s unit test: against a real server it
 //! needs heartbeats written during a listing, whose pace decides between a
@@ -274,4 +275,52 @@ async fn a_lease_found_held_by_another_node_stops_the_partition() {
     .await;
     assert_eq!(late.status().owned.len(), PARTITIONS as usize - 1);
     late.leave().await;
+}
+
+/// A message delivered to an owner's consumer that never reaches the
+/// owner (a connection dropped mid-batch; here, taken by another client
+/// pulling from the same consumer) is not delivered again, as the
+/// consumer takes no acknowledgements: the owner sees the gap in the
+/// consumer's sequence and starts the partition again from its
+/// snapshot, and counts every visitor (before, the taken ones never).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_the_owner_never_got_is_replayed() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let owner = sole_owner(&nats, "owner", Duration::from_secs(2)).await;
+    let page = "https://h.example/gap";
+    let partition = partition_of(page, PARTITIONS);
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let stream = js.get_stream("TRACKER_handover").await.unwrap();
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_consumer(&format!("p{partition}-owner"))
+        .await
+        .unwrap();
+    // A pull of its own, waiting before the events exist.
+    let mut taken = consumer
+        .fetch()
+        .max_messages(50)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    const VISITORS: u64 = 1_000;
+    for v in 0..VISITORS {
+        owner.record(&format!("v{v}"), page).await.unwrap();
+    }
+    let mut stolen = 0;
+    while let Some(message) = futures_util::StreamExt::next(&mut taken).await {
+        message.unwrap();
+        stolen += 1;
+    }
+    assert!(stolen > 0, "the other pull got no message");
+    poll::until_ok_async(Duration::from_secs(60), "every visitor counted", || async {
+        match owner.distinct(page).await {
+            Ok((_, count, fresh)) if count.visitors == VISITORS && fresh.pending == 0 => Ok(()),
+            other => Err(format!("{other:?} ({stolen} taken)")),
+        }
+    })
+    .await;
+    owner.leave().await;
 }
