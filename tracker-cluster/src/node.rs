@@ -1356,6 +1356,11 @@ impl Inner {
         }
         let live = self.live_nodes(now_ms, ttl_ms).await?;
         let me = Bytes::from(self.id.clone());
+        // Partitions to start once every lease of the round is written:
+        // a start (restore, replay setup) can take seconds under load,
+        // and one after another they held back the renewals behind them
+        // past the TTL, so other nodes took leases still applied here.
+        let mut starts = Vec::new();
         for action in plan(&self.id, now_ms, ttl_ms, live, &leases) {
             if self.leaving.load(Ordering::Acquire) {
                 break;
@@ -1376,7 +1381,7 @@ impl Inner {
                     } else if !lock(&self.owned).contains_key(&partition) {
                         // Ours on the server, not applied here (a failed
                         // start, or a restart with the same id).
-                        self.take(partition, None).await;
+                        starts.push(partition);
                     }
                 }
                 Action::Acquire {
@@ -1395,7 +1400,7 @@ impl Inner {
                             .is_ok()
                     };
                     if taken {
-                        self.take(partition, None).await;
+                        starts.push(partition);
                     }
                 }
                 Action::Release {
@@ -1411,6 +1416,7 @@ impl Inner {
                 }
             }
         }
+        futures_util::future::join_all(starts.into_iter().map(|p| self.take(p, None))).await;
         Ok(())
     }
 
