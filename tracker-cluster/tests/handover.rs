@@ -297,27 +297,38 @@ async fn a_delivery_the_owner_never_got_is_replayed() {
         .get_consumer(&format!("p{partition}-owner"))
         .await
         .unwrap();
-    // A pull of its own, waiting before the events exist.
-    let mut taken = consumer
-        .fetch()
-        .max_messages(50)
-        .expires(Duration::from_secs(5))
-        .messages()
-        .await
-        .unwrap();
-    const VISITORS: u64 = 1_000;
-    for v in 0..VISITORS {
-        owner.record(&format!("v{v}"), page).await.unwrap();
+    // A pull of its own, waiting before a burst of events: the owner's
+    // pulls take what they asked for, and the rest goes to this one,
+    // unless the owner asked again first; then another burst.
+    let (mut visitors, mut stolen) = (0u64, 0);
+    for _ in 0..20 {
+        let mut taken = consumer
+            .fetch()
+            .max_messages(100)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
+        let ids: Vec<String> = (visitors..visitors + 2_000)
+            .map(|v| format!("v{v}"))
+            .collect();
+        let burst: Vec<_> = ids.iter().map(|v| (v.as_str(), page, None)).collect();
+        for outcome in owner.record_batch(&burst).await {
+            outcome.unwrap();
+        }
+        visitors += 2_000;
+        while let Some(message) = futures_util::StreamExt::next(&mut taken).await {
+            message.unwrap();
+            stolen += 1;
+        }
+        if stolen > 0 {
+            break;
+        }
     }
-    let mut stolen = 0;
-    while let Some(message) = futures_util::StreamExt::next(&mut taken).await {
-        message.unwrap();
-        stolen += 1;
-    }
-    assert!(stolen > 0, "the other pull got no message");
+    assert!(stolen > 0, "the other pull got no message in 20 bursts");
     poll::until_ok_async(Duration::from_secs(60), "every visitor counted", || async {
         match owner.distinct(page).await {
-            Ok((_, count, fresh)) if count.visitors == VISITORS && fresh.pending == 0 => Ok(()),
+            Ok((_, count, fresh)) if count.visitors == visitors && fresh.pending == 0 => Ok(()),
             other => Err(format!("{other:?} ({stolen} taken)")),
         }
     })
