@@ -68,15 +68,14 @@
 //!   partitions, so rankings and listings merge by sorting, statistics by
 //!   adding; a site's visitors, in a range or in each point of a series,
 //!   are a union of partials ([`tracker_core::SitePartial`]: the exact
-//!   hashes seen in the range up to [`node::MAX_EXACT_HASHES`] per
-//!   partition, else a sketch (a sketched page's days, or all it holds),
-//!   as distributed query engines merge partial aggregates; a series'
-//!   points keep at most the partition's share of
-//!   [`node::GATHER_HASHES`] exact in all). An answer larger than the
-//!   NATS server's `max_payload` is sent in chunks the asker joins (see
-//!   `chunked.rs`); snapshots go to the object store in chunks within it
-//!   too. A range
-//!   answer's range is the widest any partition covers. The gate checks
+//!   hashes seen in the range up to the partition's share of
+//!   [`node::GATHER_HASHES`] ([`node::share_of`]; a series' points share
+//!   it), else a sketch (a sketched page's days, or all it holds), as
+//!   distributed query engines merge partial aggregates). An answer
+//!   larger than the NATS server's `max_payload` is sent in chunks the
+//!   asker joins (see `chunked.rs`); snapshots go to the object store in
+//!   chunks within it too. A range answer's range is the widest any
+//!   partition covers. The gate checks
 //!   a query (names, ranges, steps) before asking. Every answer carries
 //!   its [`Freshness`]. A query waits for owners up to the query timeout
 //!   ([`ClusterConfig::query_timeout`], the longest a crash takeover

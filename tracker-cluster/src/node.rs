@@ -29,15 +29,36 @@ use crate::refused::{self, Refused};
 use crate::wire::{self, Answer, Ask, Body, EventV1, WireDistinct, WireError, WirePartial};
 use crate::{ClusterError, Freshness};
 
-/// Exact hashes a partition sends for a site query before it sends a
-/// sketch instead (8 bytes each: 128 KiB, about a sketch's JSON size).
+/// Exact hashes a whole gather of a site's visitors may bring to the
+/// asking node (16 MiB, as one node's site answer holds at most without
+/// a budget): each partition's answer keeps its share exact (see
+/// [`share_of`]), across all its points for a series, and sends a
+/// sketch for the rest.
+pub const GATHER_HASHES: usize = 2 << 20;
+
+/// The least share of [`GATHER_HASHES`] a partition keeps, however many
+/// partitions there are (8 bytes each: 128 KiB).
 pub const MAX_EXACT_HASHES: usize = 16 * 1024;
 
-/// Exact hashes a whole gather of a site's series may bring to the asking
-/// node (16 MiB, as one node's site answer holds at most without a
-/// budget): each partition's answer keeps its share, at least
-/// [`MAX_EXACT_HASHES`], across its points (see `wire_points`).
-pub const GATHER_HASHES: usize = 2 << 20;
+/// Bytes one hash may take in a reply: 21 in JSON (20 digits and a
+/// comma), and room beside it for the sketches of a series' points.
+const WIRE_BYTES_PER_HASH: usize = 32;
+
+/// Exact hashes one partition's answer to a site question keeps, of
+/// `partitions`, when one NATS message carries `chunk_bytes`: its share
+/// of [`GATHER_HASHES`], at least [`MAX_EXACT_HASHES`], but never more
+/// than a reply's chunks carry (a server with a small `max_payload`).
+///
+/// ```
+/// use tracker_cluster::node::share_of;
+/// assert_eq!(share_of(64, 1 << 20), 32 * 1024);
+/// assert_eq!(share_of(1024, 1 << 20), 16 * 1024);
+/// assert_eq!(share_of(1, 32 << 10), 64 * 1024);
+/// ```
+pub fn share_of(partitions: u32, chunk_bytes: usize) -> usize {
+    let fair = (GATHER_HASHES / partitions.max(1) as usize).max(MAX_EXACT_HASHES);
+    fair.min(chunked::MAX_CHUNKS * chunk_bytes / WIRE_BYTES_PER_HASH)
+}
 
 /// Publishes of one node awaiting their JetStream acknowledgement.
 pub const MAX_ACKS_IN_FLIGHT: usize = 1 << 16;
@@ -1223,6 +1244,11 @@ impl Inner {
         let _ = chunked::publish(&self.client, reply, payload).await;
     }
 
+    /// Exact hashes this node's answer to a site question keeps.
+    fn site_share(&self) -> usize {
+        share_of(self.config.partitions, chunked::chunk_bytes(&self.client))
+    }
+
     /// This node's answer for `partition` to `ask`.
     fn answer(&self, partition: u32, owned: &Owned, ask: &Ask) -> Answer {
         let tracker = &owned.tracker;
@@ -1235,9 +1261,10 @@ impl Inner {
                         count: count.into(),
                     })
             }
-            Ask::Site { site } => tracker
-                .site_partial(site)
-                .map(|part| Body::Site(wire_partial(part, UltraLogLog::DEFAULT_PRECISION))),
+            Ask::Site { site } => tracker.site_partial(site).map(|part| {
+                let share = self.site_share();
+                Body::Site(wire_partial(part, UltraLogLog::DEFAULT_PRECISION, share))
+            }),
             Ask::Top { k, site } => match site {
                 None => Ok(Body::Top(wire::rows(tracker.top(*k)))),
                 Some(site) => tracker
@@ -1282,10 +1309,7 @@ impl Inner {
                     .site_series_partials(site, at(*from), at(*till), Duration::from_secs(*step))
                     .map(|(_, points)| points),
             }
-            .map(|points| {
-                let share = (GATHER_HASHES / self.config.partitions as usize).max(MAX_EXACT_HASHES);
-                Body::SitePoints(wire_points(points, share))
-            }),
+            .map(|points| Body::SitePoints(wire_points(points, self.site_share()))),
             Ask::TopBetween {
                 k,
                 site,
@@ -1800,26 +1824,26 @@ fn merge_partial(union: &mut SitePartial, part: WirePartial) -> Result<(), Clust
         .map_err(|e| ClusterError::Owner(e.to_string()))
 }
 
-/// A site partial as sent: compacted to at most [`MAX_EXACT_HASHES`],
-/// into a sketch of `precision` if it has none (every partition's partial
-/// of one question compacts to the same, so that they merge).
-fn wire_partial(mut part: SitePartial, precision: u8) -> WirePartial {
-    part.compact_to(MAX_EXACT_HASHES, precision);
+/// A site partial as sent: past `share` hashes compacted into a sketch
+/// of `precision` if it has none (every partition's partial of one
+/// question compacts to the same, so that they merge).
+fn wire_partial(mut part: SitePartial, precision: u8, share: usize) -> WirePartial {
+    part.compact_to(share, precision);
     WirePartial {
         hashes: part.hashes,
         sketch: part.sketch.map(|s| s.to_bytes()),
     }
 }
 
-/// A site's partial per point as sent: each compacted as
-/// [`wire_partial`] does, and past `share` exact hashes over all the
-/// points, the points with most hashes sketched too, so that a series of
-/// many points stays within its share of [`GATHER_HASHES`].
+/// A site's partial per point as sent: past `share` exact hashes over
+/// all the points, the points with most hashes are sketched first, so
+/// that a series of many points stays within the partition's share of
+/// [`GATHER_HASHES`].
 fn wire_points(
     mut points: Vec<(TimeRange, SitePartial)>,
     share: usize,
 ) -> Vec<(u64, u64, WirePartial)> {
-    let exact = |part: &SitePartial| part.sketch.is_none() && part.hashes.len() <= MAX_EXACT_HASHES;
+    let exact = |part: &SitePartial| part.sketch.is_none() && part.hashes.len() <= share;
     let mut held: usize = points
         .iter()
         .filter(|(_, part)| exact(part))
@@ -1841,7 +1865,7 @@ fn wire_points(
             (
                 range.from().as_millis(),
                 range.till().as_millis(),
-                wire_partial(part, SitePartial::RANGE_PRECISION),
+                wire_partial(part, SitePartial::RANGE_PRECISION, share),
             )
         })
         .collect()

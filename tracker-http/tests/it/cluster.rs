@@ -674,6 +674,29 @@ async fn a_site_series_larger_than_a_nats_message_is_answered() {
         "answered without waiting out the query timeout: {:?}",
         asked.elapsed()
     );
+
+    // One partition past 16,384 visitors, within its share of what a
+    // gather brings (2M hashes over 12 partitions): still exact.
+    for part in 0..2u64 {
+        let events: Vec<Value> = (0..9_000)
+            .map(|i| {
+                serde_json::json!({
+                    "visitor": format!("{VISITOR}more-{part}-{i}"),
+                    "url": "https://month.test/0",
+                    "time": now - 3_600,
+                })
+            })
+            .collect();
+        accepted(client.post(n.url("/events/batch")).json(&events)).await;
+    }
+    poll::until_ok_async(SETTLE, "one partition past 16,384, exact", || async {
+        let site = fetch(&client, &n.url("/distinct?site=month.test")).await?;
+        match (site["distinct_visitors"].as_u64(), &site["exact"]) {
+            (Some(24_000), Value::Bool(true)) => Ok(()),
+            _ => Err(site.to_string()),
+        }
+    })
+    .await;
 }
 
 /// A node that cannot reach NATS has not joined its cluster: `/readyz`
