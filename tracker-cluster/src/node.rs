@@ -57,7 +57,41 @@ const WIRE_BYTES_PER_HASH: usize = 32;
 /// ```
 pub fn share_of(partitions: u32, chunk_bytes: usize) -> usize {
     let fair = (GATHER_HASHES / partitions.max(1) as usize).max(MAX_EXACT_HASHES);
-    fair.min(chunked::MAX_CHUNKS * chunk_bytes / WIRE_BYTES_PER_HASH)
+    fair.min(wire_hashes(chunk_bytes))
+}
+
+/// The most exact hashes one reply carries in its chunks of
+/// `chunk_bytes`.
+fn wire_hashes(chunk_bytes: usize) -> usize {
+    chunked::MAX_CHUNKS * chunk_bytes / WIRE_BYTES_PER_HASH
+}
+
+/// The partitions of a site's gather to ask again, each with the share
+/// it may keep, so that the union is exact: those that sent a sketch of
+/// more exact hashes than their share ([`WirePartial::held`]), when all
+/// the exact hashes still fit [`GATHER_HASHES`], as on one node (a site
+/// whose visitors sit in a few partitions, one big page say). None when
+/// some partial holds a sketch of its own (it stays an estimate) or the
+/// hashes do not fit. The room left is shared out evenly on top of what
+/// each held, for the visitors recorded in between.
+fn asked_again(answers: &BTreeMap<u32, Answer>) -> Vec<(u32, u64)> {
+    let (mut exact, mut held) = (0u64, Vec::new());
+    for (&partition, answer) in answers {
+        let Ok(Body::Site(part)) = &answer.body else {
+            continue;
+        };
+        match part.held {
+            Some(n) => held.push((partition, n)),
+            None if part.sketch.is_some() => return Vec::new(),
+            None => exact += part.hashes.len() as u64,
+        }
+    }
+    let wanted = exact + held.iter().map(|&(_, n)| n).sum::<u64>();
+    let Some(room) = (GATHER_HASHES as u64).checked_sub(wanted) else {
+        return Vec::new();
+    };
+    let slack = room / held.len().max(1) as u64;
+    held.into_iter().map(|(p, n)| (p, n + slack)).collect()
 }
 
 /// Publishes of one node awaiting their JetStream acknowledgement.
@@ -532,7 +566,26 @@ impl Node {
     /// A site's distinct visitors: the union of every partition's
     /// partial (exact hashes while small, sketches otherwise).
     pub async fn site_distinct(&self, site: &str) -> Result<(Distinct, Freshness), ClusterError> {
-        let answers = self.inner.gather(&Ask::Site { site: site.into() }).await?;
+        let ask = Ask::Site {
+            site: site.into(),
+            share: None,
+        };
+        let mut answers = self.inner.gather(&ask).await?;
+        let again = asked_again(&answers).into_iter().map(|(partition, share)| {
+            let ask = Ask::Site {
+                site: site.into(),
+                share: Some(share),
+            };
+            async move { (partition, self.inner.ask_owner(partition, &ask).await) }
+        });
+        // An answer asked again and lost keeps the first (its sketch).
+        for (partition, answer) in futures_util::future::join_all(again).await {
+            if let Ok(answer) = answer
+                && matches!(answer.body, Ok(Body::Site(_)))
+            {
+                answers.insert(partition, answer);
+            }
+        }
         let freshness = Freshness::of(self.inner.config.partitions, answers.values());
         let mut union = SitePartial::default();
         for answer in answers.into_values() {
@@ -1249,6 +1302,11 @@ impl Inner {
         share_of(self.config.partitions, chunked::chunk_bytes(&self.client))
     }
 
+    /// The most exact hashes one reply carries on this node's server.
+    fn wire_hashes(&self) -> usize {
+        wire_hashes(chunked::chunk_bytes(&self.client))
+    }
+
     /// This node's answer for `partition` to `ask`.
     fn answer(&self, partition: u32, owned: &Owned, ask: &Ask) -> Answer {
         let tracker = &owned.tracker;
@@ -1261,8 +1319,11 @@ impl Inner {
                         count: count.into(),
                     })
             }
-            Ask::Site { site } => tracker.site_partial(site).map(|part| {
-                let share = self.site_share();
+            Ask::Site { site, share } => tracker.site_partial(site).map(|part| {
+                let share = match share {
+                    None => self.site_share(),
+                    Some(share) => self.wire_hashes().min(*share as usize),
+                };
                 Body::Site(wire_partial(part, UltraLogLog::DEFAULT_PRECISION, share))
             }),
             Ask::Top { k, site } => match site {
@@ -1828,10 +1889,12 @@ fn merge_partial(union: &mut SitePartial, part: WirePartial) -> Result<(), Clust
 /// of `precision` if it has none (every partition's partial of one
 /// question compacts to the same, so that they merge).
 fn wire_partial(mut part: SitePartial, precision: u8, share: usize) -> WirePartial {
+    let held = (part.sketch.is_none() && part.hashes.len() > share).then_some(part.hashes.len());
     part.compact_to(share, precision);
     WirePartial {
         hashes: part.hashes,
         sketch: part.sketch.map(|s| s.to_bytes()),
+        held: held.map(|n| n as u64),
     }
 }
 
@@ -1995,5 +2058,56 @@ mod tests {
         assert_eq!(sketched(&points), [false, false, true, true]);
         assert_eq!(points[1].2.hashes.len(), 200);
         assert!(points[3].2.hashes.is_empty());
+    }
+
+    /// The partitions that sent a sketch past their share are asked
+    /// again, with the room left shared out, only while every exact hash
+    /// fits the gather and no partial holds a sketch of its own.
+    #[test]
+    fn partitions_past_their_share_are_asked_again_while_the_gather_fits() {
+        let answer = |partition: u32, hashes: usize, sketch: bool, held: Option<u64>| {
+            let part = WirePartial {
+                hashes: (0..hashes as u64).collect(),
+                sketch: sketch.then(|| UltraLogLog::new(10).unwrap().to_bytes()),
+                held,
+            };
+            let answer = Answer {
+                partition,
+                applied: 0,
+                pending: 0,
+                body: Ok(Body::Site(part)),
+            };
+            (partition, answer)
+        };
+        let half = GATHER_HASHES as u64 / 2;
+        // Two partitions exact, one past its share with 100,000 held.
+        let mut answers: BTreeMap<u32, Answer> = [
+            answer(0, 1_000, false, None),
+            answer(1, 0, true, Some(100_000)),
+            answer(2, 0, false, None),
+        ]
+        .into();
+        let room = GATHER_HASHES as u64 - 101_000;
+        assert_eq!(asked_again(&answers), [(1, 100_000 + room)]);
+        // Two past their share: the room left is halved between them.
+        answers.extend([answer(3, 0, true, Some(half))]);
+        let slack = (room - half) / 2;
+        assert_eq!(
+            asked_again(&answers),
+            [(1, 100_000 + slack), (3, half + slack)]
+        );
+        // Every hash of the gather taken: each asked for what it held.
+        answers.extend([answer(3, 0, true, Some(room))]);
+        assert_eq!(asked_again(&answers), [(1, 100_000), (3, room)]);
+        // One more than the gather holds: an estimate, none asked again.
+        answers.extend([answer(4, 0, true, Some(1))]);
+        assert!(asked_again(&answers).is_empty());
+        // A partial that is a sketch of its own stays an estimate.
+        let answers: BTreeMap<u32, Answer> =
+            [answer(0, 10, true, None), answer(1, 0, true, Some(100_000))].into();
+        assert!(asked_again(&answers).is_empty());
+        // All exact: nothing to ask.
+        let answers: BTreeMap<u32, Answer> = [answer(0, 10, false, None)].into();
+        assert!(asked_again(&answers).is_empty());
     }
 }

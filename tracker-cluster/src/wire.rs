@@ -104,8 +104,14 @@ fn strip_port(authority_and_rest: &str) -> String {
 pub(crate) enum Ask {
     /// A page's count (to its partition's owner).
     Distinct { url: String },
-    /// A site's visitors as a partial (to every owner).
-    Site { site: String },
+    /// A site's visitors as a partial (to every owner), exact up to
+    /// `share` hashes (`None`: the partition's share of a gather, see
+    /// `node::share_of`).
+    Site {
+        site: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share: Option<u64>,
+    },
     /// The top pages, of a site or of all.
     Top { k: usize, site: Option<String> },
     /// A page of the listing.
@@ -207,6 +213,11 @@ impl From<WireDistinct> for Distinct {
 pub(crate) struct WirePartial {
     pub hashes: Vec<u64>,
     pub sketch: Option<Vec<u8>>,
+    /// The exact hashes the partition held when it sent a sketch of
+    /// them instead, being past its share: asked with a larger share it
+    /// would answer exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<u64>,
 }
 
 /// [`Stats`] on the wire (its fields in order).

@@ -34,7 +34,8 @@ fn node(nats: &Nats, id: &str) -> Server {
     node_with(nats, id, &["--lease-ttl", "2s"])
 }
 
-/// A node with `args` (`--lease-ttl` among them) added to the cluster's.
+/// A node with `args` (`--lease-ttl` among them, `--partitions` if not
+/// the tests' own) added to the cluster's.
 fn node_with(nats: &Nats, id: &str, args: &[&str]) -> Server {
     let (url, partitions) = (nats.url(), PARTITIONS.to_string());
     let mut all = vec![
@@ -44,11 +45,12 @@ fn node_with(nats: &Nats, id: &str, args: &[&str]) -> Server {
         "it",
         "--node-id",
         id,
-        "--partitions",
-        &partitions,
         "--partition-snapshot-every",
         "300ms",
     ];
+    if !args.contains(&"--partitions") {
+        all.extend(["--partitions", &partitions]);
+    }
     all.extend_from_slice(args);
     Server::start(TRACKER_HTTP, &all)
 }
@@ -697,6 +699,46 @@ async fn a_site_series_larger_than_a_nats_message_is_answered() {
         }
     })
     .await;
+}
+
+/// A site whose visitors sit in one partition, past that partition's
+/// share of a gather's exact hashes (16,384 of 128 partitions), is
+/// exact all the same, as on one node: the partition is asked again for
+/// all it holds (before, a sketch's estimate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_in_one_partition_past_its_share_is_exact() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let n = node_with(&nats, "s0", &["--lease-ttl", "2s", "--partitions", "128"]);
+    n.wait_ready(&client, SETTLE).await;
+    for part in 0..2 {
+        let events: Vec<Value> = (0..10_000)
+            .map(|i| {
+                serde_json::json!({
+                    "visitor": format!("{VISITOR}{part}-{i}"),
+                    "url": "https://one.test/home",
+                })
+            })
+            .collect();
+        let reply = accepted(client.post(n.url("/events/batch")).json(&events)).await;
+        assert_eq!(reply["accepted"], 10_000, "{reply}");
+    }
+    poll::until_ok_async(SETTLE, "every event applied", || async {
+        let page = fetch(&client, &n.url("/distinct?url=https://one.test/home")).await?;
+        match page["distinct_visitors"].as_u64() {
+            Some(20_000) => Ok(()),
+            _ => Err(page.to_string()),
+        }
+    })
+    .await;
+    let site = fetch(&client, &n.url("/distinct?site=one.test"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(site["distinct_visitors"], 20_000, "{site}");
+    assert_eq!(site["exact"], true, "{site}");
+    assert_eq!(site["cluster"]["partitions_answered"], 128, "{site}");
 }
 
 /// A node that cannot reach NATS has not joined its cluster: `/readyz`
