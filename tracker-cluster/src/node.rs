@@ -66,6 +66,15 @@ fn wire_hashes(chunk_bytes: usize) -> usize {
     chunked::MAX_CHUNKS * chunk_bytes / WIRE_BYTES_PER_HASH
 }
 
+/// The one site partial `answer` holds: of a site, or of one range.
+fn site_partial_of(answer: &Answer) -> Option<&WirePartial> {
+    match &answer.body {
+        Ok(Body::Site(part)) => Some(part),
+        Ok(Body::SitePoints(points)) if points.len() == 1 => Some(&points[0].2),
+        _ => None,
+    }
+}
+
 /// The partitions of a site's gather to ask again, each with the share
 /// it may keep, so that the union is exact: those that sent a sketch of
 /// more exact hashes than their share ([`WirePartial::held`]), when all
@@ -77,7 +86,7 @@ fn wire_hashes(chunk_bytes: usize) -> usize {
 fn asked_again(answers: &BTreeMap<u32, Answer>) -> Vec<(u32, u64)> {
     let (mut exact, mut held) = (0u64, Vec::new());
     for (&partition, answer) in answers {
-        let Ok(Body::Site(part)) = &answer.body else {
+        let Some(part) = site_partial_of(answer) else {
             continue;
         };
         match part.held {
@@ -566,26 +575,12 @@ impl Node {
     /// A site's distinct visitors: the union of every partition's
     /// partial (exact hashes while small, sketches otherwise).
     pub async fn site_distinct(&self, site: &str) -> Result<(Distinct, Freshness), ClusterError> {
-        let ask = Ask::Site {
+        let ask = |share| Ask::Site {
             site: site.into(),
-            share: None,
+            share,
         };
-        let mut answers = self.inner.gather(&ask).await?;
-        let again = asked_again(&answers).into_iter().map(|(partition, share)| {
-            let ask = Ask::Site {
-                site: site.into(),
-                share: Some(share),
-            };
-            async move { (partition, self.inner.ask_owner(partition, &ask).await) }
-        });
-        // An answer asked again and lost keeps the first (its sketch).
-        for (partition, answer) in futures_util::future::join_all(again).await {
-            if let Ok(answer) = answer
-                && matches!(answer.body, Ok(Body::Site(_)))
-            {
-                answers.insert(partition, answer);
-            }
-        }
+        let mut answers = self.inner.gather(&ask(None)).await?;
+        self.inner.ask_again_for_all(&mut answers, ask).await;
         let freshness = Freshness::of(self.inner.config.partitions, answers.values());
         let mut union = SitePartial::default();
         for answer in answers.into_values() {
@@ -752,13 +747,19 @@ impl Node {
         till: Option<Timestamp>,
         step: Option<u64>,
     ) -> Result<(Vec<RangeDistinct>, Freshness), ClusterError> {
-        let ask = Ask::SiteBetween {
+        let ask = |share| Ask::SiteBetween {
             site: site.into(),
             from: from.map(Timestamp::as_millis),
             till: till.map(Timestamp::as_millis),
             step,
+            share,
         };
-        let answers = self.inner.gather(&ask).await?;
+        let mut answers = self.inner.gather(&ask(None)).await?;
+        if step.is_none() {
+            // One count over a range: exact as far as one node's is, as
+            // the all-time count (a series' points keep their shares).
+            self.inner.ask_again_for_all(&mut answers, ask).await;
+        }
         let freshness = Freshness::of(self.inner.config.partitions, answers.values());
         let mut points: Vec<(u64, u64, SitePartial)> = Vec::new();
         for answer in answers.into_values() {
@@ -949,6 +950,28 @@ impl Inner {
 
     fn builder(&self) -> TrackerBuilder {
         self.config.tracker.clone().hash_key(self.key)
+    }
+
+    /// Asks the partitions of a site's gather that sent a sketch past
+    /// their share again (see [`asked_again`]), `ask` given the share
+    /// each may keep, and puts their answers in `answers`. An answer
+    /// asked again and lost leaves the first (its sketch).
+    async fn ask_again_for_all(
+        &self,
+        answers: &mut BTreeMap<u32, Answer>,
+        ask: impl Fn(Option<u64>) -> Ask,
+    ) {
+        let again = asked_again(answers).into_iter().map(|(partition, share)| {
+            let ask = ask(Some(share));
+            async move { (partition, self.ask_owner(partition, &ask).await) }
+        });
+        for (partition, answer) in futures_util::future::join_all(again).await {
+            if let Ok(answer) = answer
+                && site_partial_of(&answer).is_some()
+            {
+                answers.insert(partition, answer);
+            }
+        }
     }
 
     /// Asks `partition`'s owner, waiting for one within the query
@@ -1297,14 +1320,15 @@ impl Inner {
         let _ = chunked::publish(&self.client, reply, payload).await;
     }
 
-    /// Exact hashes this node's answer to a site question keeps.
-    fn site_share(&self) -> usize {
-        share_of(self.config.partitions, chunked::chunk_bytes(&self.client))
-    }
-
-    /// The most exact hashes one reply carries on this node's server.
-    fn wire_hashes(&self) -> usize {
-        wire_hashes(chunked::chunk_bytes(&self.client))
+    /// Exact hashes this node's answer to a site question keeps: the
+    /// `asked` share (within what a reply carries), else its share of
+    /// a gather.
+    fn share(&self, asked: Option<u64>) -> usize {
+        let chunk_bytes = chunked::chunk_bytes(&self.client);
+        match asked {
+            None => share_of(self.config.partitions, chunk_bytes),
+            Some(share) => wire_hashes(chunk_bytes).min(share as usize),
+        }
     }
 
     /// This node's answer for `partition` to `ask`.
@@ -1320,10 +1344,7 @@ impl Inner {
                     })
             }
             Ask::Site { site, share } => tracker.site_partial(site).map(|part| {
-                let share = match share {
-                    None => self.site_share(),
-                    Some(share) => self.wire_hashes().min(*share as usize),
-                };
+                let share = self.share(*share);
                 Body::Site(wire_partial(part, UltraLogLog::DEFAULT_PRECISION, share))
             }),
             Ask::Top { k, site } => match site {
@@ -1362,6 +1383,7 @@ impl Inner {
                 from,
                 till,
                 step,
+                share,
             } => match step {
                 None => tracker
                     .site_partial_between(site, at(*from), at(*till))
@@ -1370,7 +1392,7 @@ impl Inner {
                     .site_series_partials(site, at(*from), at(*till), Duration::from_secs(*step))
                     .map(|(_, points)| points),
             }
-            .map(|points| Body::SitePoints(wire_points(points, self.site_share()))),
+            .map(|points| Body::SitePoints(wire_points(points, self.share(*share)))),
             Ask::TopBetween {
                 k,
                 site,

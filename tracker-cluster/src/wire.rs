@@ -144,6 +144,9 @@ pub(crate) enum Ask {
         from: Option<u64>,
         till: Option<u64>,
         step: Option<u64>,
+        /// As [`Ask::Site`]'s, for all the points.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share: Option<u64>,
     },
     /// The top pages over a range, of a site or of all.
     TopBetween {

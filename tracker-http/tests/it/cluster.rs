@@ -703,8 +703,9 @@ async fn a_site_series_larger_than_a_nats_message_is_answered() {
 
 /// A site whose visitors sit in one partition, past that partition's
 /// share of a gather's exact hashes (16,384 of 128 partitions), is
-/// exact all the same, as on one node: the partition is asked again for
-/// all it holds (before, a sketch's estimate).
+/// exact all the same, over all time and over a range, as on one node:
+/// the partition is asked again for all it holds (before, a sketch's
+/// estimate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_in_one_partition_past_its_share_is_exact() {
     let Some(nats) = Nats::start() else {
@@ -739,6 +740,12 @@ async fn a_site_in_one_partition_past_its_share_is_exact() {
     assert_eq!(site["distinct_visitors"], 20_000, "{site}");
     assert_eq!(site["exact"], true, "{site}");
     assert_eq!(site["cluster"]["partitions_answered"], 128, "{site}");
+    // And over a range (the last day, open-ended).
+    let day = fetch(&client, &n.url("/distinct?site=one.test&from=-1d"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(day["distinct_visitors"], 20_000, "{day}");
+    assert_eq!(day["exact"], true, "{day}");
 }
 
 /// A node that cannot reach NATS has not joined its cluster: `/readyz`
