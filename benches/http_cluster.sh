@@ -17,8 +17,15 @@
 # from its start to /readyz (restore the snapshot + replay the rest, or
 # with SNAPSHOT=off a replay of everything).
 #
+# Part 3, site counts: the same events (SITE_VISITORS, default 100000, on
+# one page of a site, and 5000 over 50 more pages) into the standalone
+# service and a one-node cluster of 64 partitions; /distinct?site= over
+# all time and over the last day, 7 times each: the count, whether exact,
+# the median milliseconds and the cluster's time against the standalone.
+#
 # Usage: benches/http_cluster.sh   (bounded: ROUNDS x 3 x (DURATION + ~3 s) + takeovers)
 #   DURATION=10s CONNECTIONS=64 ROUNDS=3 PAIRS=1000000 PIN=1 benches/http_cluster.sh
+#   PARTS=sites benches/http_cluster.sh   (any of ingest,takeover,sites)
 # PIN as in benches/http.sh (the receiving server on CPU 1 with one tokio
 # worker, wrk on CPU 0); nats-server and the other nodes are not pinned.
 set -euo pipefail
@@ -26,6 +33,9 @@ set -euo pipefail
 PORT=${PORT:-18090}
 NATS_PORT=${NATS_PORT:-14290}
 PAIRS=${PAIRS:-1000000}
+SITE_VISITORS=${SITE_VISITORS:-100000}
+PARTS=${PARTS:-ingest,takeover,sites}
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 # shellcheck source=benches/http_lib.sh
 source "$(dirname "$0")/http_lib.sh"
 
@@ -62,7 +72,7 @@ stop_cluster() {
 }
 
 variants=(memory cluster1 cluster3)
-for round in $(seq "$ROUNDS"); do
+part ingest && for round in $(seq "$ROUNDS"); do
   for i in 0 1 2; do
     v=${variants[$(((i + round - 1) % 3))]}
     case "$v" in
@@ -95,6 +105,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
+part ingest && {
 echo
 echo "POST /events through a cluster: wrk, $CONNECTIONS connections, $DURATION x $ROUNDS rounds (median), pinned=$PIN"
 machine_line
@@ -108,6 +119,7 @@ for v in "${variants[@]}"; do
   echo "| $v | $(field "$v" 1) | $(field "$v" 2) | $(field "$v" 3) | $(field "$v" 4) | $(field "$v" 5) | $nats_col" \
     "| $(awk -v a="$(field "$v" 1)" -v b="$(field memory 1)" 'BEGIN { printf "%.3f", a / b }') |"
 done
+}
 
 # Part 2: takeover of one partition of PAIRS pairs.
 cat >"$WORK/fill.py" <<'PY'
@@ -149,6 +161,7 @@ takeover() { # snapshot-every -> seconds from the new node's start to ready
   stop_cluster
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
+part takeover && {
 echo
 echo "Takeover of one partition of $PAIRS pairs (kill -9 of its owner; a new node's start to /readyz):"
 echo
@@ -156,3 +169,54 @@ echo "| state | seconds |"
 echo "| --- | ---: |"
 echo "| snapshot (every 1s) + replay of the tail | $(takeover 1s) |"
 echo "| replay of the whole stream (no snapshot) | $(takeover 1h) |"
+}
+
+# Part 3: a site's count, cluster against one node.
+cat >"$WORK/site.py" <<'PY'
+import json, sys, time, urllib.request
+port, visitors, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+base = f"http://127.0.0.1:{port}"
+def get(path):
+    return json.load(urllib.request.urlopen(base + path, timeout=120))
+if mode == "fill":
+    def send(events):
+        req = urllib.request.Request(base + "/events/batch", json.dumps(events).encode(),
+                                     {"content-type": "application/json"})
+        assert json.load(urllib.request.urlopen(req, timeout=120))["accepted"] == len(events)
+    for start in range(0, visitors, 10000):
+        send([{"visitor": f"v{i}", "url": "https://big.test/"}
+              for i in range(start, min(start + 10000, visitors))])
+    send([{"visitor": f"w{i}", "url": f"https://big.test/p{i % 50}"} for i in range(5000)])
+    for _ in range(1200):
+        if get("/distinct?url=https://big.test/")["distinct_visitors"] == visitors:
+            break
+        time.sleep(0.1)
+else:
+    for path in ["/distinct?site=big.test", "/distinct?site=big.test&from=-1d"]:
+        times = []
+        for _ in range(7):
+            t = time.perf_counter()
+            answer = get(path)
+            times.append((time.perf_counter() - t) * 1000)
+        print(path, answer["distinct_visitors"], answer["exact"], f"{sorted(times)[3]:.1f}")
+PY
+site_counts() { # variant -> lines "path count exact ms"
+  case "$1" in
+    memory) start_service "$1" "$PORT" ;;
+    cluster) start_nats; start_service "$1" "$PORT" $(node_flags n1 --partitions 64) ;;
+  esac
+  python3 "$WORK/site.py" "$PORT" "$SITE_VISITORS" fill
+  python3 "$WORK/site.py" "$PORT" "$SITE_VISITORS" time
+  stop_cluster
+}
+if part sites; then
+  memory=$(site_counts memory)
+  cluster=$(site_counts cluster)
+  echo
+  echo "A site's count: $SITE_VISITORS visitors on one page and 5000 on 50 more, 7 asks each (median):"
+  echo
+  echo "| query | one node | exact | ms | cluster (64 partitions) | exact | ms | cluster ms vs one node |"
+  echo "| --- | ---: | --- | ---: | ---: | --- | ---: | ---: |"
+  paste -d ' ' <(echo "$memory") <(echo "$cluster") |
+    awk '{ printf "| `%s` | %s | %s | %s | %s | %s | %s | %.1fx |\n", $1, $2, $3, $4, $6, $7, $8, $8 / $4 }'
+fi
