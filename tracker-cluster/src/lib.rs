@@ -59,6 +59,10 @@
 //!   `meta.visitor_salt`: every node derives the same id for one browser,
 //!   and a restarted node the same as before; only the previous, current
 //!   and (shortly before its boundary) next salts exist. See [`salts`].
+//! - **Settings that shape answers** (URL rules and limits, buckets,
+//!   retention, TTL, the point limit) are the first node's, kept in the
+//!   bucket under `meta.settings`; a node with others refuses to join,
+//!   since it would count pages and cut ranges otherwise. See [`settings`].
 //! - **Queries**: a page's count, over all time or a range, and its
 //!   series go to its partition's owner by NATS request-reply
 //!   (`tracker.<cluster>.q.<partition>`, whose only subscriber is the
@@ -123,6 +127,7 @@ pub mod lease;
 pub mod node;
 pub mod refused;
 pub mod salts;
+pub mod settings;
 pub mod wire;
 
 use std::fmt;

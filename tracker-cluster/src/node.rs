@@ -408,15 +408,16 @@ impl Node {
                 config.partitions
             )));
         }
-        if let Some(feed) = &config.visitor_salts {
-            crate::salts::join(&kv, feed, c).await?;
-        }
         let gate = config
             .tracker
             .clone()
             .hash_key(key)
             .build()
             .map_err(|e| ClusterError::Config(e.to_string()))?;
+        crate::settings::join(&kv, gate.config(), c).await?;
+        if let Some(feed) = &config.visitor_salts {
+            crate::salts::join(&kv, feed, c).await?;
+        }
         let inner = Arc::new(Inner {
             id,
             client,

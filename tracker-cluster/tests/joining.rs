@@ -42,3 +42,71 @@ async fn nodes_joining_a_new_cluster_at_once_all_join() {
         }
     }
 }
+
+/// A node whose settings would count or cut answers otherwise than the
+/// cluster's is refused; one with another memory budget joins. Before,
+/// a node with `--fold-trailing-slash` or another `--bucket` joined, and
+/// the cluster's answers depended on which node was asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_counts_otherwise_is_refused() {
+    use tracker_cluster::ClusterError;
+    use tracker_cluster::settings::SETTINGS_KEY;
+    use tracker_core::{QueryPolicy, Tracker, TrackerBuilder};
+
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let config = |node: &str, tracker: TrackerBuilder| {
+        let mut config = ClusterConfig::new(nats.url(), "alike");
+        config.node_id = Some(node.into());
+        config.partitions = 4;
+        config.lease_ttl = Duration::from_secs(2);
+        config.tracker = tracker;
+        config
+    };
+    let first = Node::join(config("n0", Tracker::builder()))
+        .await
+        .expect("the first node joins");
+    let day = Duration::from_secs(86_400);
+    for (setting, tracker) in [
+        ("bucket_ms", Tracker::builder().bucket(day)),
+        ("retention_ms", Tracker::builder().retention(30 * day)),
+        ("ttl_ms", Tracker::builder().ttl(day)),
+        ("max_points", Tracker::builder().max_points(10)),
+        (
+            "fold_trailing_slash",
+            Tracker::builder().fold_trailing_slash(true),
+        ),
+        ("query", Tracker::builder().query_policy(QueryPolicy::Strip)),
+        (
+            "drop_params",
+            Tracker::builder().drop_params(vec!["ref".into()]),
+        ),
+        ("max_url_len", Tracker::builder().max_url_len(100)),
+    ] {
+        match Node::join(config("n1", tracker)).await {
+            Err(ClusterError::Config(message)) => {
+                assert!(message.contains(setting), "{setting}: {message}");
+                assert!(message.contains(SETTINGS_KEY), "{message}");
+            }
+            Ok(node) => {
+                node.leave().await;
+                panic!("a node with another {setting} joined");
+            }
+            Err(e) => panic!("{setting}: {e}"),
+        }
+    }
+    // The same rules spelt in another order or case, and another budget.
+    let mut params: Vec<String> = tracker_core::TRACKING_PARAMS
+        .iter()
+        .rev()
+        .map(|p| p.to_ascii_uppercase())
+        .collect();
+    params.push("fbclid".into());
+    let alike = Tracker::builder().drop_params(params).max_memory(64 << 20);
+    let second = Node::join(config("n1", alike))
+        .await
+        .expect("a node counting alike joins");
+    second.leave().await;
+    first.leave().await;
+}
