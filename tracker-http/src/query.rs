@@ -268,7 +268,9 @@ pub struct StatsBody {
     /// The data directory's log and snapshots, or null in memory.
     pub persistence: Option<PersistenceBody>,
     /// With `--nats`: this node and the partitions it owns; the figures
-    /// above are then the whole cluster's (summed over partitions).
+    /// above are then the whole cluster's (summed over partitions), but
+    /// for `dropped_events` and `custom_events`: those events stop at the
+    /// node they reached, which alone counts them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatsBody>,
 }
