@@ -22,6 +22,10 @@ const HEADROOM: usize = 4096;
 /// claim past it is dropped, so a peer's bad header cannot make the asker
 /// keep more.
 pub(crate) const MAX_CHUNKS: usize = 64;
+/// The most replies one inbox joins at once (one a node for a gather):
+/// chunks of further replies are dropped, so that a peer's stream of new
+/// reply ids cannot make the asker keep more without bound.
+const MAX_PENDING: usize = 1024;
 
 /// The most payload bytes one message carries on `client`'s server.
 pub(crate) fn chunk_bytes(client: &Client) -> usize {
@@ -87,6 +91,9 @@ impl Reassembly {
         let index: usize = fields.next()?.parse().ok()?;
         let count: usize = fields.next()?.parse().ok()?;
         if count == 0 || count > MAX_CHUNKS || index >= count {
+            return None;
+        }
+        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(id) {
             return None;
         }
         let parts = self
@@ -158,5 +165,19 @@ mod tests {
             .unwrap()
             .insert(CHUNK, "no numbers here");
         assert_eq!(joined.add(garbled), None);
+    }
+
+    #[test]
+    fn replies_past_the_pending_limit_are_dropped_and_the_others_join() {
+        let mut joined = Reassembly::default();
+        let ids: Vec<String> = (0..MAX_PENDING + 10).map(|i| i.to_string()).collect();
+        for id in &ids {
+            assert_eq!(joined.add(chunk(id, 0, 2, b"a")), None);
+        }
+        assert_eq!(joined.pending.len(), MAX_PENDING);
+        // One past the limit is not kept; one kept still completes.
+        assert_eq!(joined.add(chunk(&ids[MAX_PENDING + 5], 1, 2, b"b")), None);
+        assert!(!joined.pending.contains_key(&ids[MAX_PENDING + 5]));
+        assert_eq!(joined.add(chunk(&ids[0], 1, 2, b"b")).unwrap(), &b"ab"[..]);
     }
 }
