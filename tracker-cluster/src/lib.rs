@@ -76,8 +76,8 @@
 //!   [`node::GATHER_HASHES`] ([`node::share_of`]; a series' points share
 //!   it), else a sketch (a sketched page's days, or all it holds), as
 //!   distributed query engines merge partial aggregates; a site's
-//!   count, over all time or one range, asks the partitions past their
-//!   share again, with more, when all its hashes fit the gather). An answer
+//!   count or series asks the partitions past their share again, with
+//!   more, when all its hashes fit the gather). An answer
 //!   larger than the NATS server's `max_payload` is sent in chunks the
 //!   asker joins (see `chunked.rs`); snapshots go to the object store in
 //!   chunks within it too. A range answer's range is the widest any

@@ -66,41 +66,49 @@ fn wire_hashes(chunk_bytes: usize) -> usize {
     chunked::MAX_CHUNKS * chunk_bytes / WIRE_BYTES_PER_HASH
 }
 
-/// The one site partial `answer` holds: of a site, or of one range.
-fn site_partial_of(answer: &Answer) -> Option<&WirePartial> {
+/// The site partials `answer` holds: of a site, or one per point of a
+/// range or series.
+fn site_partials_of(answer: &Answer) -> Option<Vec<&WirePartial>> {
     match &answer.body {
-        Ok(Body::Site(part)) => Some(part),
-        Ok(Body::SitePoints(points)) if points.len() == 1 => Some(&points[0].2),
+        Ok(Body::Site(part)) => Some(vec![part]),
+        Ok(Body::SitePoints(points)) => Some(points.iter().map(|(_, _, part)| part).collect()),
         _ => None,
     }
 }
 
 /// The partitions of a site's gather to ask again, each with the share
 /// it may keep, so that the union is exact: those that sent a sketch of
-/// more exact hashes than their share ([`WirePartial::held`]), when all
-/// the exact hashes still fit [`GATHER_HASHES`], as on one node (a site
-/// whose visitors sit in a few partitions, one big page say). None when
-/// some partial holds a sketch of its own (it stays an estimate) or the
-/// hashes do not fit. The room left is shared out evenly on top of what
-/// each held, for the visitors recorded in between.
+/// more exact hashes than their share allowed ([`WirePartial::held`],
+/// over all their points), when all the exact hashes still fit
+/// [`GATHER_HASHES`], as on one node (a site whose visitors sit in a few
+/// partitions, one big page say). None when some partial holds a sketch
+/// of its own (it stays an estimate) or the hashes do not fit. The room
+/// left is shared out evenly on top of what each held, for the visitors
+/// recorded in between.
 fn asked_again(answers: &BTreeMap<u32, Answer>) -> Vec<(u32, u64)> {
-    let (mut exact, mut held) = (0u64, Vec::new());
+    let (mut wanted, mut again) = (0u64, Vec::new());
     for (&partition, answer) in answers {
-        let Some(part) = site_partial_of(answer) else {
+        let Some(parts) = site_partials_of(answer) else {
             continue;
         };
-        match part.held {
-            Some(n) => held.push((partition, n)),
-            None if part.sketch.is_some() => return Vec::new(),
-            None => exact += part.hashes.len() as u64,
+        let (mut hashes, mut cut) = (0u64, false);
+        for part in parts {
+            match part.held {
+                Some(n) => (hashes, cut) = (hashes + n, true),
+                None if part.sketch.is_some() => return Vec::new(),
+                None => hashes += part.hashes.len() as u64,
+            }
+        }
+        wanted += hashes;
+        if cut {
+            again.push((partition, hashes));
         }
     }
-    let wanted = exact + held.iter().map(|&(_, n)| n).sum::<u64>();
     let Some(room) = (GATHER_HASHES as u64).checked_sub(wanted) else {
         return Vec::new();
     };
-    let slack = room / held.len().max(1) as u64;
-    held.into_iter().map(|(p, n)| (p, n + slack)).collect()
+    let slack = room / again.len().max(1) as u64;
+    again.into_iter().map(|(p, n)| (p, n + slack)).collect()
 }
 
 /// Publishes of one node awaiting their JetStream acknowledgement.
@@ -756,11 +764,7 @@ impl Node {
             share,
         };
         let mut answers = self.inner.gather(&ask(None)).await?;
-        if step.is_none() {
-            // One count over a range: exact as far as one node's is, as
-            // the all-time count (a series' points keep their shares).
-            self.inner.ask_again_for_all(&mut answers, ask).await;
-        }
+        self.inner.ask_again_for_all(&mut answers, ask).await;
         let freshness = Freshness::of(self.inner.config.partitions, answers.values());
         let mut points: Vec<(u64, u64, SitePartial)> = Vec::new();
         for answer in answers.into_values() {
@@ -968,7 +972,7 @@ impl Inner {
         });
         for (partition, answer) in futures_util::future::join_all(again).await {
             if let Ok(answer) = answer
-                && site_partial_of(&answer).is_some()
+                && site_partials_of(&answer).is_some()
             {
                 answers.insert(partition, answer);
             }
@@ -1937,22 +1941,24 @@ fn wire_points(
         .sum();
     let mut largest: Vec<usize> = (0..points.len()).filter(|&i| exact(&points[i].1)).collect();
     largest.sort_by_key(|&i| std::cmp::Reverse(points[i].1.hashes.len()));
+    // The points sketched to keep the share, with the hashes each held.
+    let mut cut = vec![None; points.len()];
     for i in largest {
         if held <= share {
             break;
         }
         let part = &mut points[i].1;
         held -= part.hashes.len();
+        cut[i] = Some(part.hashes.len() as u64);
         part.compact_to(0, SitePartial::RANGE_PRECISION);
     }
     points
         .into_iter()
-        .map(|(range, part)| {
-            (
-                range.from().as_millis(),
-                range.till().as_millis(),
-                wire_partial(part, SitePartial::RANGE_PRECISION, share),
-            )
+        .zip(cut)
+        .map(|((range, part), cut)| {
+            let mut part = wire_partial(part, SitePartial::RANGE_PRECISION, share);
+            part.held = part.held.or(cut);
+            (range.from().as_millis(), range.till().as_millis(), part)
         })
         .collect()
 }
@@ -2081,6 +2087,9 @@ mod tests {
         assert_eq!(sketched(&points), [false, false, true, true]);
         assert_eq!(points[1].2.hashes.len(), 200);
         assert!(points[3].2.hashes.is_empty());
+        // The sketched points say what they held, to be asked again.
+        let held: Vec<Option<u64>> = points.iter().map(|(_, _, p)| p.held).collect();
+        assert_eq!(held, [None, None, Some(300), Some(400)]);
     }
 
     /// The partitions that sent a sketch past their share are asked

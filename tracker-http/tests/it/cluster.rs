@@ -703,7 +703,8 @@ async fn a_site_series_larger_than_a_nats_message_is_answered() {
 
 /// A site whose visitors sit in one partition, past that partition's
 /// share of a gather's exact hashes (16,384 of 128 partitions), is
-/// exact all the same, over all time and over a range, as on one node:
+/// exact all the same, over all time, over a range and per hour, as on
+/// one node:
 /// the partition is asked again for all it holds (before, a sketch's
 /// estimate).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -746,6 +747,17 @@ async fn a_site_in_one_partition_past_its_share_is_exact() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(day["distinct_visitors"], 20_000, "{day}");
     assert_eq!(day["exact"], true, "{day}");
+    // And per hour: every point exact (each visitor came once).
+    let series = fetch(&client, &n.url("/series?site=one.test&from=-1d&step=1h"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let points = series["points"].as_array().unwrap();
+    assert!(points.iter().all(|p| p["exact"] == true), "{series}");
+    let all: u64 = points
+        .iter()
+        .filter_map(|p| p["distinct_visitors"].as_u64())
+        .sum();
+    assert_eq!(all, 20_000, "{series}");
 }
 
 /// A node that cannot reach NATS has not joined its cluster: `/readyz`
