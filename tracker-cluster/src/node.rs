@@ -1152,12 +1152,12 @@ impl Inner {
     /// the listing fails, this node's own is deleted all the same (the
     /// others read apart and stop at their next lease round).
     async fn delete_consumers(&self, partition: u32) {
-        let partition_prefix = format!("p{partition}-");
+        let legacy = format!("p{partition}");
+        let owners = format!("{legacy}-");
         let mut names = vec![self.consumer_name(partition)];
         let mut listed = self.stream.consumer_names();
         while let Some(Ok(name)) = listed.next().await {
-            let legacy = partition_prefix.strip_suffix('-') == Some(name.as_str());
-            if (legacy || name.starts_with(&partition_prefix)) && !names.contains(&name) {
+            if (name == legacy || name.starts_with(&owners)) && !names.contains(&name) {
                 names.push(name);
             }
         }
