@@ -1152,12 +1152,12 @@ impl Inner {
     /// the listing fails, this node's own is deleted all the same (the
     /// others read apart and stop at their next lease round).
     async fn delete_consumers(&self, partition: u32) {
-        let partition_prefix = format!("p{partition}-");
+        let legacy = format!("p{partition}");
+        let owners = format!("{legacy}-");
         let mut names = vec![self.consumer_name(partition)];
         let mut listed = self.stream.consumer_names();
         while let Some(Ok(name)) = listed.next().await {
-            let legacy = partition_prefix.strip_suffix('-') == Some(name.as_str());
-            if (legacy || name.starts_with(&partition_prefix)) && !names.contains(&name) {
+            if (name == legacy || name.starts_with(&owners)) && !names.contains(&name) {
                 names.push(name);
             }
         }
@@ -1930,35 +1930,36 @@ fn wire_partial(mut part: SitePartial, precision: u8, share: usize) -> WireParti
 /// that a series of many points stays within the partition's share of
 /// [`GATHER_HASHES`].
 fn wire_points(
-    mut points: Vec<(TimeRange, SitePartial)>,
+    points: Vec<(TimeRange, SitePartial)>,
     share: usize,
 ) -> Vec<(u64, u64, WirePartial)> {
     let exact = |part: &SitePartial| part.sketch.is_none() && part.hashes.len() <= share;
-    let mut held: usize = points
+    let mut kept: usize = points
         .iter()
         .filter(|(_, part)| exact(part))
         .map(|(_, part)| part.hashes.len())
         .sum();
     let mut largest: Vec<usize> = (0..points.len()).filter(|&i| exact(&points[i].1)).collect();
     largest.sort_by_key(|&i| std::cmp::Reverse(points[i].1.hashes.len()));
-    // The points sketched to keep the share, with the hashes each held.
-    let mut cut = vec![None; points.len()];
+    // Each point's own share: none for those sketched to keep the
+    // partition's (`wire_partial` then says what they held).
+    let mut shares = vec![share; points.len()];
     for i in largest {
-        if held <= share {
+        if kept <= share {
             break;
         }
-        let part = &mut points[i].1;
-        held -= part.hashes.len();
-        cut[i] = Some(part.hashes.len() as u64);
-        part.compact_to(0, SitePartial::RANGE_PRECISION);
+        kept -= points[i].1.hashes.len();
+        shares[i] = 0;
     }
     points
         .into_iter()
-        .zip(cut)
-        .map(|((range, part), cut)| {
-            let mut part = wire_partial(part, SitePartial::RANGE_PRECISION, share);
-            part.held = part.held.or(cut);
-            (range.from().as_millis(), range.till().as_millis(), part)
+        .zip(shares)
+        .map(|((range, part), share)| {
+            (
+                range.from().as_millis(),
+                range.till().as_millis(),
+                wire_partial(part, SitePartial::RANGE_PRECISION, share),
+            )
         })
         .collect()
 }

@@ -181,6 +181,26 @@ async fn accepted(request: reqwest::RequestBuilder) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("POST {url}: not JSON ({e}): {body}"))
 }
 
+/// Posts `events` to `server`'s `/events/batch` as a JSON array; every
+/// one must be accepted.
+async fn send_batch(client: &reqwest::Client, server: &Server, events: &[Value]) {
+    let reply = accepted(client.post(server.url("/events/batch")).json(events)).await;
+    assert_eq!(reply["accepted"], events.len(), "{reply}");
+}
+
+/// Waits until `server` answers `path` (a `/distinct` question) with
+/// `visitors` distinct visitors.
+async fn until_visitors(client: &reqwest::Client, server: &Server, path: &str, visitors: u64) {
+    poll::until_ok_async(SETTLE, "every event applied", || async {
+        let answer = fetch(client, &server.url(path)).await?;
+        match answer["distinct_visitors"].as_u64() {
+            Some(n) if n == visitors => Ok(()),
+            _ => Err(answer.to_string()),
+        }
+    })
+    .await;
+}
+
 /// The time of day, UTC, as the nodes' JSON logs write it.
 fn utc_now() -> String {
     let now = std::time::SystemTime::now()
@@ -645,17 +665,9 @@ async fn a_site_series_larger_than_a_nats_message_is_answered() {
                 })
             })
             .collect();
-        let reply = accepted(client.post(n.url("/events/batch")).json(&events)).await;
-        assert_eq!(reply["accepted"], 200, "{reply}");
+        send_batch(&client, &n, &events).await;
     }
-    poll::until_ok_async(SETTLE, "every event applied", || async {
-        let site = fetch(&client, &n.url("/distinct?site=month.test")).await?;
-        match site["distinct_visitors"].as_u64() {
-            Some(6_000) => Ok(()),
-            _ => Err(site.to_string()),
-        }
-    })
-    .await;
+    until_visitors(&client, &n, "/distinct?site=month.test", 6_000).await;
     let asked = std::time::Instant::now();
     let series = fetch(
         &client,
@@ -689,7 +701,7 @@ async fn a_site_series_larger_than_a_nats_message_is_answered() {
                 })
             })
             .collect();
-        accepted(client.post(n.url("/events/batch")).json(&events)).await;
+        send_batch(&client, &n, &events).await;
     }
     poll::until_ok_async(SETTLE, "one partition past 16,384, exact", || async {
         let site = fetch(&client, &n.url("/distinct?site=month.test")).await?;
@@ -724,17 +736,9 @@ async fn a_site_in_one_partition_past_its_share_is_exact() {
                 })
             })
             .collect();
-        let reply = accepted(client.post(n.url("/events/batch")).json(&events)).await;
-        assert_eq!(reply["accepted"], 10_000, "{reply}");
+        send_batch(&client, &n, &events).await;
     }
-    poll::until_ok_async(SETTLE, "every event applied", || async {
-        let page = fetch(&client, &n.url("/distinct?url=https://one.test/home")).await?;
-        match page["distinct_visitors"].as_u64() {
-            Some(20_000) => Ok(()),
-            _ => Err(page.to_string()),
-        }
-    })
-    .await;
+    until_visitors(&client, &n, "/distinct?url=https://one.test/home", 20_000).await;
     let site = fetch(&client, &n.url("/distinct?site=one.test"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
