@@ -26,6 +26,14 @@ pub(crate) const MAX_CHUNKS: usize = 64;
 /// chunks of further replies are dropped, so that a peer's stream of new
 /// reply ids cannot make the asker keep more without bound.
 const MAX_PENDING: usize = 1024;
+/// The most payload bytes one inbox holds in replies not yet whole: a
+/// chunk past it is dropped (its reply then never completes, and the
+/// question is asked again or times out), so that peers' chunks cannot
+/// make the asker hold up to `MAX_PENDING` x `MAX_CHUNKS` messages (64
+/// GiB at the default limit). A whole gather of a site's exact hashes
+/// ([`GATHER_HASHES`](crate::node::GATHER_HASHES), about 40 MiB of JSON)
+/// fits several times.
+const MAX_PENDING_BYTES: usize = 256 << 20;
 
 /// The most payload bytes one message carries on `client`'s server.
 pub(crate) fn chunk_bytes(client: &Client) -> usize {
@@ -72,10 +80,24 @@ async fn publish_in(
 }
 
 /// Joins the chunks of the replies to one inbox.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Reassembly {
     /// Each reply's chunks so far, by reply id.
     pending: HashMap<String, Vec<Option<Bytes>>>,
+    /// The payload bytes in `pending`.
+    held: usize,
+    /// The most `held` may reach ([`MAX_PENDING_BYTES`]; less in tests).
+    cap: usize,
+}
+
+impl Default for Reassembly {
+    fn default() -> Self {
+        Self {
+            pending: HashMap::new(),
+            held: 0,
+            cap: MAX_PENDING_BYTES,
+        }
+    }
 }
 
 impl Reassembly {
@@ -103,11 +125,18 @@ impl Reassembly {
         if parts.len() != count {
             return None;
         }
+        let replaced = parts[index].as_ref().map_or(0, Bytes::len);
+        let held = self.held - replaced + message.payload.len();
+        if held > self.cap {
+            return None;
+        }
+        self.held = held;
         parts[index] = Some(message.payload);
         if parts.iter().any(Option::is_none) {
             return None;
         }
         let parts = self.pending.remove(id)?;
+        self.held -= parts.iter().flatten().map(Bytes::len).sum::<usize>();
         let mut whole = BytesMut::with_capacity(parts.iter().flatten().map(Bytes::len).sum());
         for part in parts.into_iter().flatten() {
             whole.extend_from_slice(&part);
@@ -165,6 +194,28 @@ mod tests {
             .unwrap()
             .insert(CHUNK, "no numbers here");
         assert_eq!(joined.add(garbled), None);
+    }
+
+    #[test]
+    fn chunks_past_the_byte_limit_are_dropped_and_the_others_join() {
+        let mut joined = Reassembly {
+            cap: 8,
+            ..Reassembly::default()
+        };
+        assert_eq!(joined.add(chunk("a", 0, 2, b"1234")), None);
+        // A chunk sent again replaces its bytes, not adds to them.
+        assert_eq!(joined.add(chunk("a", 0, 2, b"1234")), None);
+        assert_eq!(joined.add(chunk("b", 0, 2, b"wxy")), None);
+        assert_eq!(joined.held, 7);
+        // Past the cap: dropped, and its reply stays incomplete.
+        assert_eq!(joined.add(chunk("b", 1, 2, b"z2")), None);
+        assert_eq!(joined.held, 7);
+        // A completed reply gives its bytes back.
+        assert_eq!(joined.add(chunk("a", 1, 2, b"5")).unwrap(), &b"12345"[..]);
+        assert_eq!(joined.held, 3);
+        assert_eq!(joined.add(chunk("b", 1, 2, b"z")).unwrap(), &b"wxyz"[..]);
+        assert_eq!(joined.held, 0);
+        assert!(joined.pending.is_empty());
     }
 
     #[test]

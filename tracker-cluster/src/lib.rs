@@ -122,6 +122,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod arrivals;
 mod chunked;
 pub mod lease;
 pub mod node;

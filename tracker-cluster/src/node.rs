@@ -23,6 +23,7 @@ use tracker_core::{
     SeriesCounts, SitePartial, Stats, TimeRange, Timestamp, Tracker, TrackerBuilder,
 };
 
+use crate::arrivals::{ArrivalFeed, Arrivals};
 use crate::chunked::{self, Reassembly};
 use crate::lease::{Action, LeaseView, heartbeat_keys, live_nodes, plan};
 use crate::refused::{self, Refused};
@@ -175,6 +176,10 @@ pub struct ClusterConfig {
     /// the node supplies it the cluster's salts ([`crate::salts`]). `None`
     /// for a node that derives no ids.
     pub visitor_salts: Option<SaltFeed>,
+    /// Where this node reads its counts of the events that stop where
+    /// they arrive, which it adds to statistics answers
+    /// ([`Node::stats`]). `None` for a node that counts none.
+    pub arrivals: Option<ArrivalFeed>,
 }
 
 impl ClusterConfig {
@@ -194,6 +199,7 @@ impl ClusterConfig {
             tls_client: None,
             tracker: Tracker::builder(),
             visitor_salts: None,
+            arrivals: None,
         }
     }
 
@@ -876,18 +882,28 @@ impl Node {
     }
 
     /// The statistics of every partition's tracker, added up
-    /// ([`Stats::add`]: stripes and budgets add up too).
-    pub async fn stats(&self) -> Result<(Stats, Freshness), ClusterError> {
+    /// ([`Stats::add`]: stripes and budgets add up too), and the
+    /// [`Arrivals`] of this node and of every node that owns a
+    /// partition, added up (one count per node, since each started).
+    pub async fn stats(&self) -> Result<(Stats, Arrivals, Freshness), ClusterError> {
         let answers = self.inner.gather(&Ask::Stats).await?;
         let freshness = Freshness::of(self.inner.config.partitions, answers.values());
         let mut stats = Stats::default();
+        let mut nodes = BTreeMap::new();
         for answer in answers.into_values() {
             let Body::Stats(s) = answer.body.map_err(ClusterError::owner)? else {
                 return Err(ClusterError::Owner("an answer of another kind".into()));
             };
             stats.add(&s.into());
+            nodes.extend(answer.arrivals);
         }
-        Ok((stats, freshness))
+        // Its own, also when it owns no partition.
+        nodes.insert(self.inner.id.clone(), self.inner.arrivals());
+        let mut arrivals = Arrivals::default();
+        for counts in nodes.values() {
+            arrivals.add(counts);
+        }
+        Ok((stats, arrivals, freshness))
     }
 
     /// Leaves the cluster: stops taking leases, snapshots every owned
@@ -1319,6 +1335,7 @@ impl Inner {
                 applied: 0,
                 pending: 0,
                 body: Err(WireError(e.to_string())),
+                arrivals: None,
             },
         };
         let payload = serde_json::to_vec(&[answer]).expect("an answer serialises");
@@ -1334,6 +1351,15 @@ impl Inner {
             None => share_of(self.config.partitions, chunk_bytes),
             Some(share) => wire_hashes(chunk_bytes).min(share as usize),
         }
+    }
+
+    /// This node's counts of the events that stopped here.
+    fn arrivals(&self) -> Arrivals {
+        self.config
+            .arrivals
+            .as_ref()
+            .map(ArrivalFeed::read)
+            .unwrap_or_default()
     }
 
     /// This node's answer for `partition` to `ask`.
@@ -1415,11 +1441,15 @@ impl Inner {
                 )
             }),
         };
+        // With every partition's statistics, as any of a node's answers
+        // may be the one its asker keeps (see `Node::stats`).
+        let arrivals = matches!(ask, Ask::Stats).then(|| (self.id.clone(), self.arrivals()));
         Answer {
             partition,
             applied: owned.applied.load(Ordering::Acquire),
             pending: owned.pending.load(Ordering::Acquire),
             body: body.map_err(WireError::from),
+            arrivals,
         }
     }
 
@@ -2109,6 +2139,7 @@ mod tests {
                 applied: 0,
                 pending: 0,
                 body: Ok(Body::Site(part)),
+                arrivals: None,
             };
             (partition, answer)
         };

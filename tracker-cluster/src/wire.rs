@@ -2,6 +2,7 @@
 //! versioned format), the partition of a page, and the query messages
 //! between nodes (internal, same build).
 
+use crate::arrivals::Arrivals;
 use serde::{Deserialize, Serialize};
 use tracker_core::{Distinct, PageCount, PageList, Stats, TrackerError};
 
@@ -166,6 +167,11 @@ pub(crate) struct Answer {
     /// Messages of the partition known to be on the stream, not applied.
     pub pending: u64,
     pub body: Result<Body, WireError>,
+    /// With an answer to [`Ask::Stats`]: the answering node's id and its
+    /// counts of events that stopped there (see `arrivals`); absent from
+    /// other answers and from nodes of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<(String, Arrivals)>,
 }
 
 /// What an answer holds, per [`Ask`].
@@ -310,6 +316,46 @@ mod tests {
         let json = serde_json::to_string(&wire).unwrap();
         let back: WireStats = serde_json::from_str(&json).unwrap();
         assert_eq!(Stats::from(back), stats);
+    }
+
+    /// A statistics answer carries its node's arrivals; one from a node
+    /// of an earlier version, without them, still reads, and a reader
+    /// that knows no such field passes over it (serde's default).
+    #[test]
+    fn answers_read_with_and_without_arrivals() {
+        let mut arrivals = Arrivals::default();
+        arrivals.custom.insert("signup".into(), 3);
+        let answer = Answer {
+            partition: 2,
+            applied: 9,
+            pending: 0,
+            body: Ok(Body::Stats((&Stats::default()).into())),
+            arrivals: Some(("n1".into(), arrivals.clone())),
+        };
+        let json = serde_json::to_value(&answer).unwrap();
+        let back: Answer = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back.arrivals, Some(("n1".into(), arrivals)));
+        // The answer as an earlier version declared it.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Earlier {
+            partition: u32,
+            applied: u64,
+            pending: u64,
+            body: Result<Body, WireError>,
+        }
+        let earlier: Earlier = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(earlier.applied, 9);
+        let mut older = json;
+        older.as_object_mut().unwrap().remove("arrivals");
+        let back: Answer = serde_json::from_value(older).unwrap();
+        assert_eq!(back.arrivals, None);
+        let plain = Answer {
+            arrivals: None,
+            ..back
+        };
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("arrivals").is_none(), "{json}");
     }
 
     #[test]

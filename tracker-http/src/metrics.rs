@@ -281,6 +281,20 @@ impl Metrics {
         names.iter().map(|(k, &v)| (k.clone(), v)).collect()
     }
 
+    /// The events that stop at this node, dropped and custom, as a
+    /// cluster node reports them to the others (see
+    /// [`Arrivals`](tracker_cluster::arrivals::Arrivals)).
+    pub fn arrivals(&self) -> tracker_cluster::arrivals::Arrivals {
+        tracker_cluster::arrivals::Arrivals {
+            dropped: self
+                .dropped_counts()
+                .into_iter()
+                .map(|(reason, n)| (reason.to_owned(), n))
+                .collect(),
+            custom: self.custom_event_counts(),
+        }
+    }
+
     /// Counts one connection event.
     pub fn connection(&self, event: Connection) {
         self.connections[event as usize].fetch_add(1, Ordering::Relaxed);

@@ -253,7 +253,7 @@ pub struct StatsBody {
     /// Browser events dropped as bots', by reason (`crawler`,
     /// `http_client`, `headless`, `automation`, `no_user_agent`,
     /// `client_flag`), since start.
-    pub dropped_events: BTreeMap<&'static str, u64>,
+    pub dropped_events: BTreeMap<String, u64>,
     /// Events that are not page views (Plausible custom events and
     /// `engagement`, GoatCounter `e=true`), by name, since start.
     pub custom_events: BTreeMap<String, u64>,
@@ -268,9 +268,10 @@ pub struct StatsBody {
     /// The data directory's log and snapshots, or null in memory.
     pub persistence: Option<PersistenceBody>,
     /// With `--nats`: this node and the partitions it owns; the figures
-    /// above are then the whole cluster's (summed over partitions), but
-    /// for `dropped_events` and `custom_events`: those events stop at the
-    /// node they reached, which alone counts them.
+    /// above are then the whole cluster's: summed over partitions, and
+    /// `dropped_events` and `custom_events` (events that stop at the node
+    /// they reach) over this node and every node owning a partition, each
+    /// since it started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatsBody>,
 }
@@ -389,9 +390,11 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
     let mut stats = store.tracker().stats();
     let bucketing = store.tracker().bucketing();
     let mut cluster = None;
+    let mut arrivals = state.metrics.arrivals();
     if let Some(node) = store.cluster() {
-        let (sum, freshness) = node.stats().await?;
+        let (sum, counted, freshness) = node.stats().await?;
         stats = sum;
+        arrivals = counted;
         let status = node.status();
         cluster = Some(ClusterStatsBody {
             node_id: status.node_id,
@@ -415,8 +418,8 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, App
         expirations: stats.expirations,
         expired_pages: stats.expired_pages,
         stale_events: stats.stale_events,
-        dropped_events: state.metrics.dropped_counts(),
-        custom_events: state.metrics.custom_event_counts(),
+        dropped_events: arrivals.dropped,
+        custom_events: arrivals.custom,
         bucket_seconds: bucketing.width().as_secs(),
         retention_seconds: bucketing.retention().map(|r| r.as_secs()),
         max_points: bucketing.point_limit(),

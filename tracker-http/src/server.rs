@@ -154,6 +154,7 @@ async fn start_store(config: &Config, state: &AppState) -> Result<Background, Se
         tracing::info!(%nats, cluster = %config.cluster.cluster, "joining the cluster");
         let mut cluster = config.cluster_config();
         cluster.visitor_salts = state.limits.browser.visitor_ids.feed();
+        cluster.arrivals = Some(state.arrival_feed());
         match Node::join(cluster).await {
             Ok(node) => {
                 tracing::info!(node = node.id(), "joined the cluster");

@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tracker_cluster::arrivals::ArrivalFeed;
 use tracker_core::browser::VisitorIds;
 use tracker_core::{SystemClock, Tracker};
 
@@ -145,6 +146,19 @@ impl AppState {
             shutdown: Shutdown::new(),
             limits,
         }))
+    }
+
+    /// Where a cluster node reads this service's counts of the events
+    /// that stop at it ([`Metrics::arrivals`]). It holds the state weakly:
+    /// the node lives in the state's store.
+    pub fn arrival_feed(&self) -> ArrivalFeed {
+        let shared = Arc::downgrade(&self.0);
+        ArrivalFeed::new(move || {
+            shared
+                .upgrade()
+                .map(|shared| shared.metrics.arrivals())
+                .unwrap_or_default()
+        })
     }
 
     /// Makes `store` the one requests use (recovery is complete). Only the

@@ -9,7 +9,8 @@
 //! new owner serves; a batch sent while NATS is down is a 503, not a
 //! 202; a node that cannot reach NATS says it is joining; events an owner refuses are counted on `/metrics`;
 //! a browser whose views reach two nodes and a restarted one is one
-//! visitor (the nodes share the visitor-id salt).
+//! visitor (the nodes share the visitor-id salt); events that stop where
+//! they arrive are counted on every node's `/stats`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -1129,4 +1130,65 @@ async fn a_browser_through_two_nodes_and_a_restart_is_one_visitor() {
     restarted.wait_ready(&client, SETTLE).await;
     accepted(view(&restarted, "/c")).await;
     assert_eq!(visitors(3).await, 1, "the same browser after a restart");
+}
+
+/// Events that stop at the node they reach (a bot's, an event that is
+/// not a page view) are counted on every node's `/stats`, once each.
+#[tokio::test]
+async fn events_that_stop_where_they_arrive_are_the_clusters_in_stats() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let mut trail = Trail::default();
+    let (a, b) = (node(&nats, "d0"), node(&nats, "d1"));
+    for (name, n) in [("d0", &a), ("d1", &b)] {
+        trail.follow(name, n);
+        n.wait_ready(&client, SETTLE).await;
+    }
+    own_all(&client, &[&a, &b], "every partition owned").await;
+    // Each must own a partition for the other to hear from it.
+    poll::until_ok_async(SETTLE, "both nodes own partitions", || async {
+        for server in [&a, &b] {
+            if owned(&client, server).await? == 0 {
+                return Err(format!("{} owns none", server.url("")));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    const GOOGLEBOT: &str =
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0";
+    for _ in 0..2 {
+        accepted(
+            client
+                .post(a.url("/events"))
+                .header("content-type", "application/json")
+                .header("user-agent", GOOGLEBOT)
+                .body(r#"{"url": "https://arrive.example/"}"#),
+        )
+        .await;
+    }
+    let custom = client
+        .post(b.url("/api/event"))
+        .header("content-type", "text/plain")
+        .header("user-agent", firefox)
+        .body(r#"{"n":"signup","u":"https://arrive.example/","d":"arrive.example"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(custom.status(), 202);
+    // Polled: a rebalance may leave a node without partitions a moment.
+    poll::until_ok_async(SETTLE, "both nodes' counts on each", || async {
+        for server in [&a, &b] {
+            let stats = fetch(&client, &server.url("/stats")).await?;
+            let (dropped, custom) = (&stats["dropped_events"], &stats["custom_events"]);
+            if dropped["crawler"] != 2 || dropped["headless"] != 0 || custom["signup"] != 1 {
+                return Err(format!("{}: {stats}", server.url("")));
+            }
+        }
+        Ok(())
+    })
+    .await;
 }
