@@ -136,8 +136,9 @@ impl Reassembly {
             return None;
         }
         let parts = self.pending.remove(id)?;
-        self.held -= parts.iter().flatten().map(Bytes::len).sum::<usize>();
-        let mut whole = BytesMut::with_capacity(parts.iter().flatten().map(Bytes::len).sum());
+        let len = parts.iter().flatten().map(Bytes::len).sum();
+        self.held -= len;
+        let mut whole = BytesMut::with_capacity(len);
         for part in parts.into_iter().flatten() {
             whole.extend_from_slice(&part);
         }
