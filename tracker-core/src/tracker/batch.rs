@@ -282,16 +282,17 @@ impl Tracker {
         // once at its end, so that two threads' growths do not pass the
         // shared count's cache line between their cores once per growth.
         let local = MemoryBudget::new(None, LOCAL_BASE);
-        // Every lookup of the run first, in two passes, then a prefetch of
-        // where each event's insert starts, then every insert. A page's
+        // Every lookup of the run first, in three passes, then a prefetch
+        // of where each event's insert starts, then every insert. A page's
         // events are adjacent: it is looked up once. The first pass finds
         // each page's candidate bucket (its hash's first tag match) and
-        // prefetches that page's URL and set header; the second compares
-        // the URLs, whose lines the first asked for all at once (compared
+        // prefetches its record; the second reads the records and
+        // prefetches each page's URL and set header; the third compares
+        // the URLs, whose lines the second asked for all at once (compared
         // in the probe, each URL's miss stalled the lookups behind it:
         // 11-14% of the batch's time, see docs/BENCHMARKS.md, "The
-        // page's URL asked for before it is compared"). The third pass
-        // reads the set headers to find each visitor's slot; the fourth
+        // page's URL asked for before it is compared"). The fourth pass
+        // reads the set headers to find each visitor's slot; the fifth
         // records the page's events in one call
         // (`Stripe::record_run_at`), which settles the page's and the
         // stripe's bookkeeping once for them. The lookups and prefetches
@@ -318,10 +319,17 @@ impl Tracker {
                     .take_while(|p| p.url_hash == url_hash && events[p.index as usize].1 == url)
                     .count();
             let candidate = stripe
-                .candidate_prefetching(url_hash)
+                .candidate(url_hash)
                 .map_or(u32::MAX, |bucket| bucket as u32);
             located.push((candidate, end as u32));
             at = end;
+        }
+        // Then each candidate's record is read, its URL and set header
+        // asked for.
+        for &(bucket, _) in located.iter() {
+            if bucket != u32::MAX {
+                stripe.prefetch_candidate(bucket as usize);
+            }
         }
         // Then each candidate's URL is compared, its line now on its way.
         let mut at = 0;
