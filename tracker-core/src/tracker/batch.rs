@@ -20,6 +20,15 @@ const LOCAL_BASE: u64 = 1 << 62;
 #[derive(Debug, Default)]
 pub struct RecordBatch {
     outcomes: Vec<Result<Recorded, TrackerError>>,
+    /// What each event of the batch recorded (by its index), while the
+    /// stripe runs write them in the order of the sort: a byte each, so
+    /// that a batch's stay in L1, where writing `outcomes` in that order
+    /// read each one's old value first to drop it (32 bytes an event,
+    /// 2% of the batch's time on the batch bench). `outcomes` is built
+    /// from these and `refused` in one pass at the end.
+    recorded: Vec<Recorded>,
+    /// The events refused, with their errors, by index.
+    refused: Vec<(u32, TrackerError)>,
     /// The events that passed the visitor checks, hashed, to be sorted by
     /// stripe and page.
     pending: Vec<Pending>,
@@ -106,6 +115,7 @@ impl Tracker {
         batch.outcomes.clear();
         batch.pending.clear();
         batch.slow.clear();
+        batch.refused.clear();
         if self.ttl.is_some() || self.budget.limit().is_some() || events.len() > u32::MAX as usize {
             for (index, &(visitor, url)) in events.iter().enumerate() {
                 let outcome = self.hash_visitor(visitor.as_bytes()).and_then(|hash| {
@@ -124,7 +134,7 @@ impl Tracker {
         let tick = self.config.clock.now().as_tick();
         for (index, &(visitor, url)) in events.iter().enumerate() {
             match self.check_visitor(visitor.as_bytes()) {
-                Err(e) => batch.outcomes.push(Err(e)),
+                Err(e) => batch.refused.push((index as u32, e)),
                 Ok(()) => {
                     let url_hash = self.url_hasher.hash_one(url);
                     batch.pending.push(Pending {
@@ -134,11 +144,13 @@ impl Tracker {
                         visitor: self.visitor_hasher.hash(visitor.as_bytes()).max(1),
                         url_hash,
                     });
-                    // Overwritten below (never an outcome without a TTL).
-                    batch.outcomes.push(Ok(Recorded::Stale));
                 }
             }
         }
+        // Overwritten for every event recorded (never an outcome without
+        // a TTL): `Stale` marks the ones not recorded yet.
+        batch.recorded.clear();
+        batch.recorded.resize(events.len(), Recorded::Stale);
         // The first event's stripe goes first: two threads sending batches
         // at once start on different stripes.
         let first = batch
@@ -184,6 +196,8 @@ impl Tracker {
         }
         let RecordBatch {
             outcomes,
+            recorded,
+            refused,
             pending,
             slow,
             ..
@@ -191,7 +205,7 @@ impl Tracker {
         if let Some(accepted) = accepted.as_mut() {
             for p in pending.iter() {
                 let i = p.index as usize;
-                if outcomes[i].as_ref().is_ok_and(|&r| r != Recorded::Stale) {
+                if recorded[i] != Recorded::Stale {
                     // Stored under the URL as sent: it is canonical (or a
                     // legacy key: see "Legacy pages" in snapshot.rs).
                     accepted(i, p.visitor, events[i].1);
@@ -209,22 +223,37 @@ impl Tracker {
         for &(_, _, url_hash) in slow.iter() {
             self.hints[self.stripe_index(url_hash)].prefetch_each([url_hash]);
         }
+        let first_slow_refusal = refused.len();
         for &(index, visitor, url_hash) in slow.iter() {
             let i = index as usize;
-            outcomes[i] = self
-                .record_missed(visitor, events[i].1, url_hash, tick)
-                .map(|(recorded, page)| {
-                    if recorded != Recorded::Stale
+            match self.record_missed(visitor, events[i].1, url_hash, tick) {
+                Ok((outcome, page)) => {
+                    if outcome != Recorded::Stale
                         && let Some(accepted) = accepted.as_mut()
                     {
                         accepted(i, visitor, &page);
                     }
-                    recorded
-                });
+                    recorded[i] = outcome;
+                }
+                Err(e) => refused.push((index, e)),
+            }
         }
         if sweep_due {
             self.sweep(SWEEP_BUCKETS);
         }
+        // Both runs of refusals are in index order (`slow` is sorted).
+        if first_slow_refusal > 0 && first_slow_refusal < refused.len() {
+            refused.sort_by_key(|&(index, _)| index);
+        }
+        // Between two refusals, a plain copy of what was recorded.
+        let mut from = 0;
+        for (index, e) in refused.drain(..) {
+            let index = index as usize;
+            outcomes.extend(recorded[from..index].iter().map(|&r| Ok(r)));
+            outcomes.push(Err(e));
+            from = index + 1;
+        }
+        outcomes.extend(recorded[from..].iter().map(|&r| Ok(r)));
     }
 
     /// Records the events `run` of `batch.pending` (one stripe's, number
@@ -241,7 +270,7 @@ impl Tracker {
         tick: u32,
     ) -> bool {
         let RecordBatch {
-            outcomes,
+            recorded,
             pending,
             slow,
             located,
@@ -253,16 +282,17 @@ impl Tracker {
         // once at its end, so that two threads' growths do not pass the
         // shared count's cache line between their cores once per growth.
         let local = MemoryBudget::new(None, LOCAL_BASE);
-        // Every lookup of the run first, in two passes, then a prefetch of
-        // where each event's insert starts, then every insert. A page's
+        // Every lookup of the run first, in three passes, then a prefetch
+        // of where each event's insert starts, then every insert. A page's
         // events are adjacent: it is looked up once. The first pass finds
         // each page's candidate bucket (its hash's first tag match) and
-        // prefetches that page's URL and set header; the second compares
-        // the URLs, whose lines the first asked for all at once (compared
+        // prefetches its record; the second reads the records and
+        // prefetches each page's URL and set header; the third compares
+        // the URLs, whose lines the second asked for all at once (compared
         // in the probe, each URL's miss stalled the lookups behind it:
         // 11-14% of the batch's time, see docs/BENCHMARKS.md, "The
-        // page's URL asked for before it is compared"). The third pass
-        // reads the set headers to find each visitor's slot; the fourth
+        // page's URL asked for before it is compared"). The fourth pass
+        // reads the set headers to find each visitor's slot; the fifth
         // records the page's events in one call
         // (`Stripe::record_run_at`), which settles the page's and the
         // stripe's bookkeeping once for them. The lookups and prefetches
@@ -289,10 +319,17 @@ impl Tracker {
                     .take_while(|p| p.url_hash == url_hash && events[p.index as usize].1 == url)
                     .count();
             let candidate = stripe
-                .candidate_prefetching(url_hash)
+                .candidate(url_hash)
                 .map_or(u32::MAX, |bucket| bucket as u32);
             located.push((candidate, end as u32));
             at = end;
+        }
+        // Then each candidate's record is read, its URL and set header
+        // asked for.
+        for &(bucket, _) in located.iter() {
+            if bucket != u32::MAX {
+                stripe.prefetch_candidate(bucket as usize);
+            }
         }
         // Then each candidate's URL is compared, its line now on its way.
         let mut at = 0;
@@ -333,9 +370,9 @@ impl Tracker {
                 |i, done| {
                     let p = &page[i];
                     match done {
-                        StripeRecord::Done(recorded) => outcomes[p.index as usize] = Ok(recorded),
-                        StripeRecord::DoneSweepDue(recorded) => {
-                            outcomes[p.index as usize] = Ok(recorded);
+                        StripeRecord::Done(outcome) => recorded[p.index as usize] = outcome,
+                        StripeRecord::DoneSweepDue(outcome) => {
+                            recorded[p.index as usize] = outcome;
                             sweep_due = true;
                         }
                         StripeRecord::NoPage
