@@ -20,12 +20,12 @@ const LOCAL_BASE: u64 = 1 << 62;
 #[derive(Debug, Default)]
 pub struct RecordBatch {
     outcomes: Vec<Result<Recorded, TrackerError>>,
-    /// What each event of the batch recorded (by its index), while the
-    /// stripe runs write them in the order of the sort: a byte each, so
-    /// that a batch's stay in L1, where writing `outcomes` in that order
-    /// read each one's old value first to drop it (32 bytes an event,
-    /// 2% of the batch's time on the batch bench). `outcomes` is built
-    /// from these and `refused` in one pass at the end.
+    /// What each event of the batch recorded, by its index: the stripe
+    /// runs write these in the sort's order, a byte each, so that a
+    /// batch's stay in L1 (writing `outcomes` in that order read each old
+    /// value of 32 bytes to drop it, and missed: 8% of `record_run`'s
+    /// samples on the batch bench). `outcomes` is built from these and
+    /// `refused` in one pass at the end.
     recorded: Vec<Recorded>,
     /// The events refused, with their errors, by index.
     refused: Vec<(u32, TrackerError)>,
