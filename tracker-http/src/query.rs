@@ -387,22 +387,22 @@ impl PersistenceBody {
 /// of its log and snapshots.
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsBody>, AppError> {
     let store = state.store()?;
-    let mut stats = store.tracker().stats();
     let bucketing = store.tracker().bucketing();
-    let mut cluster = None;
-    let mut arrivals = state.metrics.arrivals();
-    if let Some(node) = store.cluster() {
-        let (sum, counted, freshness) = node.stats().await?;
-        stats = sum;
-        arrivals = counted;
-        let status = node.status();
-        cluster = Some(ClusterStatsBody {
-            node_id: status.node_id,
-            owned_partitions: status.owned,
-            caught_up: status.caught_up,
-            freshness: Fresh::of((), freshness).cluster.expect("set by `of`"),
-        });
-    }
+    // A cluster's figures, or this tracker's and this service's own.
+    let (stats, arrivals, cluster) = match store.cluster() {
+        Some(node) => {
+            let (stats, arrivals, freshness) = node.stats().await?;
+            let status = node.status();
+            let cluster = ClusterStatsBody {
+                node_id: status.node_id,
+                owned_partitions: status.owned,
+                caught_up: status.caught_up,
+                freshness: Fresh::of((), freshness).cluster.expect("set by `of`"),
+            };
+            (stats, arrivals, Some(cluster))
+        }
+        None => (store.tracker().stats(), state.metrics.arrivals(), None),
+    };
     Ok(Json(StatsBody {
         pages: stats.pages,
         pairs: stats.pairs,
