@@ -20,6 +20,9 @@
 //! `from_exact_set` from `n0` distinct hashes, then fed more, against one
 //! fed the same hashes by plain inserts.
 //!
+//! `cargo test --benches` (no `--bench`) runs one short stage and a few
+//! switch trials, only to check that the bench runs.
+//!
 //! The comparison is `hyperloglogplus` (HyperLogLog++: 6-bit registers,
 //! sparse mode for small counts, empirical bias correction) at precision 14,
 //! i.e. 12 KiB of dense registers, 1.5 times our 8 KiB. It is handed the
@@ -30,6 +33,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
+use tracker_benches::full_run;
 use tracker_benches::workload::SplitMix64;
 use tracker_core::sketch::{
     DEFAULT_PRECISION, UltraLogLog, martingale_relative_standard_error, relative_standard_error,
@@ -70,6 +74,8 @@ const CHECKPOINTS: [u64; 7] = [10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_00
 /// (stream length, trials): every trial contributes to each checkpoint up
 /// to its length, so short cardinalities get the trials of all stages.
 const STAGES: [(u64, u32); 3] = [(100_000, 2_000), (1_000_000, 200), (10_000_000, 100)];
+/// The stages of a test run (see [`full_run`]).
+const TEST_STAGES: [(u64, u32); 1] = [(1_000, 3)];
 
 /// Running sums of relative errors at each checkpoint.
 #[derive(Default, Clone, Copy)]
@@ -108,17 +114,21 @@ impl Errors {
 
 /// The switch from an exact set of `n0` visitors: error at `n0` and after
 /// growth, seeded (`from_exact_set`) against plain inserts.
-fn switch_table() {
-    const TRIALS: u32 = 500;
+fn switch_table(full: bool) {
     const GROWTH: [f64; 4] = [1.0, 1.1, 2.0, 10.0];
+    let (trials, sizes): (u32, &[u64]) = if full {
+        (500, &[100, 1_000, 10_000])
+    } else {
+        (3, &[100])
+    };
     println!(
         "| exact set n0 | trials | distinct | from_exact_set RSE % (bias) | inserted RSE % (bias) |"
     );
     println!("|---:|---:|---:|---:|---:|");
-    for n0 in [100u64, 1_000, 10_000] {
+    for &n0 in sizes {
         let mut seeded_errors = [Errors::default(); GROWTH.len()];
         let mut plain_errors = [Errors::default(); GROWTH.len()];
-        for trial in 0..TRIALS {
+        for trial in 0..trials {
             let mut rng = SplitMix64::new((u64::from(trial) << 32) ^ n0);
             let exact: Vec<u64> = (0..n0).map(|_| rng.next_u64()).collect();
             let mut seeded = UltraLogLog::from_exact_set(DEFAULT_PRECISION, exact.iter().copied())
@@ -140,7 +150,7 @@ fn switch_table() {
         }
         for (i, growth) in GROWTH.iter().enumerate() {
             println!(
-                "| {n0} | {TRIALS} | {} | {} | {} |",
+                "| {n0} | {trials} | {} | {} | {} |",
                 (n0 as f64 * growth).round(),
                 seeded_errors[i].cell(),
                 plain_errors[i].cell(),
@@ -159,7 +169,9 @@ fn main() {
 
     let mut seed = 0x5eed_u64;
     let mut ull = UltraLogLog::default();
-    for (length, trials) in STAGES {
+    let full = full_run();
+    let stages: &[(u64, u32)] = if full { &STAGES } else { &TEST_STAGES };
+    for &(length, trials) in stages {
         for _ in 0..trials {
             seed += 1;
             // Well-separated starting states: seeds 2^32 steps apart.
@@ -218,6 +230,10 @@ fn main() {
     );
     println!("|---:|---:|---:|---:|---:|");
     for (i, &c) in CHECKPOINTS.iter().enumerate() {
+        if ull_errors[i].trials == 0 {
+            // Past a test run's short stage.
+            continue;
+        }
         println!(
             "| {c} | {} | {} | {} | {} |",
             ull_errors[i].trials,
@@ -227,7 +243,7 @@ fn main() {
         );
     }
     println!();
-    switch_table();
+    switch_table(full);
     println!();
     let t = Instant::now();
     let mut total = 0.0;
@@ -235,7 +251,8 @@ fn main() {
         total += std::hint::black_box(&ull).ml_estimate();
     }
     println!(
-        "ml_estimate() of a 10M sketch: {:.1} µs (mean {:.0}); estimate() with the martingale is O(1)",
+        "ml_estimate() of a sketch of {} values: {:.1} µs (mean {:.0}); estimate() with the martingale is O(1)",
+        stages.last().map_or(0, |&(length, _)| length),
         t.elapsed().as_secs_f64() * 1e3,
         total / 1000.0
     );
