@@ -112,9 +112,17 @@ impl Bucketing {
         self.max_points
     }
 
-    /// The bucket `at` falls in.
+    /// The bucket `at` falls in (the last a `u32` holds for a time past
+    /// that: far past the last time held, never wrapped round to 1970).
     pub fn bucket_of(&self, at: Timestamp) -> u32 {
-        (at.as_millis() / 1000 / u64::from(self.width)) as u32
+        let bucket = at.as_millis() / 1000 / u64::from(self.width);
+        u32::try_from(bucket).unwrap_or(u32::MAX)
+    }
+
+    /// The end of the bucket holding the last second a tick holds
+    /// (2106-02-07T06:28:15Z): no range or series point ends past it.
+    fn end_of_time(&self) -> u64 {
+        (u64::from(u32::MAX) + 1).div_ceil(u64::from(self.width))
     }
 
     /// When bucket `bucket` starts.
@@ -127,7 +135,8 @@ impl Bucketing {
     pub fn oldest_retained(&self, now: Timestamp) -> u32 {
         let current = self.bucket_of(now);
         match self.retention {
-            Some(buckets) => (current + 1).saturating_sub(buckets),
+            // In u64: the clock may stand in the last bucket a u32 holds.
+            Some(buckets) => (u64::from(current) + 1).saturating_sub(u64::from(buckets)) as u32,
             None => 0,
         }
     }
@@ -136,8 +145,9 @@ impl Bucketing {
     /// down, `till` up; `[t, t)` stays empty). An open `from` is the
     /// oldest retained bucket, one older than that is raised to it
     /// (nothing older is held); an open `till` is the end of the current
-    /// bucket. Errors: [`TimeError::Reversed`] when `till` is before
-    /// `from`.
+    /// bucket. Times past the last one held (a `Timestamp` made in code,
+    /// not parsed) end the range there. Errors: [`TimeError::Reversed`]
+    /// when `till` is before `from`.
     pub fn range(
         &self,
         from: Option<Timestamp>,
@@ -157,10 +167,11 @@ impl Bucketing {
             Some(till) => self.bucket_ceiling(till),
             None => u64::from(self.bucket_of(now)) + 1,
         };
-        let end = end.max(u64::from(first));
+        let last = self.end_of_time();
+        let start = u64::from(first).min(last);
         Ok(TimeRange {
-            start: u64::from(first),
-            end,
+            start,
+            end: end.clamp(start, last),
             width: self.width,
         })
     }
@@ -210,7 +221,7 @@ impl Bucketing {
         // No point may end past the bucket holding the last second a tick
         // holds, and so no step be longer (which keeps it a `u32`), even
         // in a series of no points.
-        let last = (u64::from(u32::MAX) + 1).div_ceil(width);
+        let last = self.end_of_time();
         let end = points
             .checked_mul(step_buckets)
             .and_then(|span| span.checked_add(range.start));
