@@ -185,8 +185,8 @@ pub enum ConfigError {
         /// The largest limit accepted.
         ceiling: usize,
     },
-    /// The TTL must be at least a millisecond and at most
-    /// [`MAX_TTL`](crate::MAX_TTL).
+    /// The TTL must be more than zero (it counts in whole seconds, rounded
+    /// up) and at most [`MAX_TTL`](crate::MAX_TTL).
     Ttl(std::time::Duration),
     /// The bucket width or retention is refused (see
     /// [`Bucketing::new`](crate::Bucketing::new)).
@@ -214,7 +214,7 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::Ttl(ttl) => write!(
                 f,
-                "ttl must be from 1 ms to {} s, got {ttl:?}",
+                "ttl must be more than zero and at most {} s, got {ttl:?}",
                 crate::MAX_TTL.as_secs()
             ),
             ConfigError::Time(e) => e.fmt(f),

@@ -380,7 +380,9 @@ impl IntoResponse for AppError {
         let mut response = json_error(self.status(), self.code(), &self.message());
         match self {
             AppError::RateLimited { retry_after } => {
-                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let secs = retry_after
+                    .as_secs()
+                    .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -497,6 +499,20 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    /// The longest wait (a rate too low for a `Duration`) is a 429 too.
+    #[test]
+    fn the_longest_wait_is_answered() {
+        let response = AppError::RateLimited {
+            retry_after: Duration::MAX,
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers()[header::RETRY_AFTER],
+            u64::MAX.to_string().as_str()
+        );
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+            // A rate so low that the wait overflows a `Duration` (the
+            // config takes any positive rate) waits for ever.
+            let wait = (1.0 - bucket.tokens) / self.rate;
+            Err(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX))
         }
     }
 
@@ -118,6 +121,14 @@ mod tests {
         assert!(limiter.check(b, t0).is_ok(), "other clients are unaffected");
         assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_ok());
         assert!(limiter.check(a, t0 + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn a_rate_too_low_for_a_duration_waits_for_ever() {
+        let limiter = RateLimiter::new(1e-30, 1.0);
+        let (a, t0) = (IpAddr::from([10, 0, 0, 1]), Instant::now());
+        assert!(limiter.check(a, t0).is_ok());
+        assert_eq!(limiter.check(a, t0), Err(Duration::MAX));
     }
 
     #[test]

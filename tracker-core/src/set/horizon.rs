@@ -148,11 +148,12 @@ impl Horizon {
         self.expired += rest[..retired].iter().map(|&(_, n)| n).sum::<u32>();
         self.front += retired as u32;
         // A complete horizon lives on: its retired entries go once they
-        // are half the list (amortised O(1)). A tick below every entry
-        // left is then a retired one (see `forget`).
+        // are half the list (amortised O(1)), all but the newest, which
+        // keeps the line between retired ticks and live ones (a tick
+        // below it is a retired one: see `note` and `forget`).
         if self.front >= 16 && self.front as usize * 2 > self.ticks.len() {
-            self.ticks.drain(..self.front as usize);
-            self.front = 0;
+            self.ticks.drain(..self.front as usize - 1);
+            self.front = 1;
         }
         self.renext();
     }
@@ -168,11 +169,12 @@ impl Horizon {
 
     /// [`forget`](Self::forget) of a tick below `end`.
     fn forget_listed(&mut self, tick: u32) {
+        let front = self.front as usize;
         match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
-            Ok(i) if i < self.front as usize => self.expired -= 1,
+            // A retired entry's, or below one: trimmed since, or noted
+            // below the retired ones.
+            Ok(i) | Err(i) if i < front => self.expired -= 1,
             Ok(i) => self.ticks[i].1 -= 1,
-            // Below every entry: its entry was retired and trimmed.
-            Err(0) => self.expired -= 1,
             Err(_) => debug_assert!(false, "a stored tick below the end is listed"),
         }
     }
@@ -196,19 +198,25 @@ impl Horizon {
 
     /// [`note`](Self::note) of a tick below `end`.
     fn note_listed(&mut self, tick: u32) {
+        let front = self.front as usize;
         // Most often the newest entry's (a complete horizon's: now).
-        if let Some(last) = self.ticks.last_mut()
+        if front < self.ticks.len()
+            && let Some(last) = self.ticks.last_mut()
             && last.0 == tick
         {
             last.1 += 1;
             return;
         }
         match self.ticks.binary_search_by_key(&tick, |&(t, _)| t) {
+            // Below the newest retired entry: expired by the latest time
+            // this horizon was advanced to, though live by the writer's
+            // clock, which was read before another writer's later one (or
+            // has been stepped back by more than the TTL). Time here only
+            // moves forward: the pair is retired at once, where `forget`
+            // will look for it.
+            Ok(i) | Err(i) if i < front => self.expired += 1,
             Ok(i) => self.ticks[i].1 += 1,
             Err(i) => {
-                // Back-filled events are never expired, so `i` is past the
-                // retired entries.
-                debug_assert!(i >= self.front as usize);
                 if self.ticks.len() < self.ticks.capacity() {
                     self.ticks.insert(i, (tick, 1));
                 } else if i == self.ticks.len() {
@@ -242,7 +250,11 @@ impl Horizon {
             && match self.ticks.last() {
                 Some(&(newest, _)) if newest == tick => false,
                 Some(&(newest, _)) if newest < tick => true,
-                Some(_) => self.ticks.binary_search_by_key(&tick, |&(t, _)| t).is_err(),
+                // A tick below the retired entries is retired, not listed.
+                Some(_) => matches!(
+                    self.ticks.binary_search_by_key(&tick, |&(t, _)| t),
+                    Err(i) if i >= self.front as usize
+                ),
                 None => true,
             }
     }
@@ -308,6 +320,32 @@ mod tests {
         assert!((125..=141).contains(&held), "{held}");
         assert_eq!(horizon.ticks.len(), held as usize);
         assert!(horizon.covers(horizon.end) && !horizon.covers(horizon.end + 1));
+    }
+
+    /// A tick noted below the retired entries (a clock read before a later
+    /// writer's advanced the horizon, or stepped back) is retired at once,
+    /// and forgetting it later takes it back out of the expired count.
+    #[test]
+    fn ticks_noted_below_the_retired_ones_are_retired() {
+        let ticks: Vec<u32> = (1_000..1_064).collect();
+        let mut horizon = Horizon::complete(ticks.iter().copied());
+        horizon.advance(1_010);
+        assert_eq!(horizon.expired_at(1_010), 10);
+        // Equal to a retired entry's tick, between two, below them all.
+        for tick in [1_003, 1_005, 999] {
+            horizon.note(tick);
+        }
+        assert_eq!(horizon.expired_at(1_010), 13);
+        assert_eq!(horizon.expired_at(1_012), 15);
+        // Every entry retired, the newest included: still retired at once.
+        horizon.advance(u32::MAX - 1);
+        assert_eq!(horizon.expired_at(u32::MAX - 1), 67);
+        horizon.note(1_063);
+        assert_eq!(horizon.expired_at(u32::MAX - 1), 68);
+        for tick in [1_003, 1_005, 999, 1_063, 1_063, 1_040] {
+            horizon.forget(tick);
+        }
+        assert_eq!(horizon.expired_at(u32::MAX - 1), 62);
     }
 
     /// Back-filled pairs at many distinct seconds below the horizon's end

@@ -112,9 +112,17 @@ impl Bucketing {
         self.max_points
     }
 
-    /// The bucket `at` falls in.
+    /// The bucket `at` falls in (the last a `u32` holds for a time past
+    /// that: far past the last time held, never wrapped round to 1970).
     pub fn bucket_of(&self, at: Timestamp) -> u32 {
-        (at.as_millis() / 1000 / u64::from(self.width)) as u32
+        let bucket = at.as_millis() / 1000 / u64::from(self.width);
+        u32::try_from(bucket).unwrap_or(u32::MAX)
+    }
+
+    /// The end of the bucket holding the last second a tick holds
+    /// (2106-02-07T06:28:15Z): no range or series point ends past it.
+    fn end_of_time(&self) -> u64 {
+        (u64::from(u32::MAX) + 1).div_ceil(u64::from(self.width))
     }
 
     /// When bucket `bucket` starts.
@@ -127,7 +135,8 @@ impl Bucketing {
     pub fn oldest_retained(&self, now: Timestamp) -> u32 {
         let current = self.bucket_of(now);
         match self.retention {
-            Some(buckets) => (current + 1).saturating_sub(buckets),
+            // In u64: the clock may stand in the last bucket a u32 holds.
+            Some(buckets) => (u64::from(current) + 1).saturating_sub(u64::from(buckets)) as u32,
             None => 0,
         }
     }
@@ -136,8 +145,9 @@ impl Bucketing {
     /// down, `till` up; `[t, t)` stays empty). An open `from` is the
     /// oldest retained bucket, one older than that is raised to it
     /// (nothing older is held); an open `till` is the end of the current
-    /// bucket. Errors: [`TimeError::Reversed`] when `till` is before
-    /// `from`.
+    /// bucket. Times past the last one held (a `Timestamp` made in code,
+    /// not parsed) end the range there. Errors: [`TimeError::Reversed`]
+    /// when `till` is before `from`.
     pub fn range(
         &self,
         from: Option<Timestamp>,
@@ -157,10 +167,11 @@ impl Bucketing {
             Some(till) => self.bucket_ceiling(till),
             None => u64::from(self.bucket_of(now)) + 1,
         };
-        let end = end.max(u64::from(first));
+        let last = self.end_of_time();
+        let start = u64::from(first).min(last);
         Ok(TimeRange {
-            start: u64::from(first),
-            end,
+            start,
+            end: end.clamp(start, last),
             width: self.width,
         })
     }
@@ -169,7 +180,9 @@ impl Bucketing {
     /// to a whole number of steps, each point starting `step` after the
     /// previous one. Errors: [`TimeError::BadStep`] for a step that is
     /// not a whole, non-zero multiple of the bucket;
-    /// [`TimeError::TooManyPoints`] past the limit.
+    /// [`TimeError::TooManyPoints`] past the limit;
+    /// [`TimeError::OutOfRange`] for a step or a last point that ends past
+    /// the last time held (2106-02-07).
     ///
     /// ```
     /// use std::time::Duration;
@@ -205,16 +218,24 @@ impl Bucketing {
                 max: self.max_points,
             });
         }
-        let end = range.start + points * step_buckets;
-        if end > u64::from(u32::MAX) + 1 {
-            return Err(TimeError::OutOfRange {
-                text: format!("{} steps of {secs} s", points),
-            });
+        // No point may end past the bucket holding the last second a tick
+        // holds, and so no step be longer (which keeps it a `u32`), even
+        // in a series of no points.
+        let last = self.end_of_time();
+        let end = points
+            .checked_mul(step_buckets)
+            .and_then(|span| span.checked_add(range.start));
+        match (end, u32::try_from(step_buckets)) {
+            (Some(end), Ok(step_buckets)) if end <= last && u64::from(step_buckets) <= last => {
+                Ok(Series {
+                    range: TimeRange { end, ..range },
+                    step_buckets,
+                })
+            }
+            _ => Err(TimeError::OutOfRange {
+                text: format!("{} steps of {secs} s", points.max(1)),
+            }),
         }
-        Ok(Series {
-            range: TimeRange { end, ..range },
-            step_buckets: step_buckets as u32,
-        })
     }
 
     /// `range` with its start raised, if need be, so that a series of
@@ -478,6 +499,48 @@ mod tests {
                 matches!(hourly.series(month, bad), Err(TimeError::BadStep { .. })),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// A step or a series reaching past the last time held is refused,
+    /// never cut to a `u32` (a step of 2^32 buckets was a step of 0 and a
+    /// panic, 2^32 + 1 a step of one bucket), even over no points.
+    #[test]
+    fn series_past_the_times_held_are_refused() {
+        let now = at("2026-11-30T00:00:00Z");
+        for width in [60, HOUR, 86_400] {
+            let b = Bucketing::new(Duration::from_secs(width), None).unwrap();
+            let all = b.range(None, None, now).unwrap();
+            let empty = b.range(Some(now), Some(now), now).unwrap();
+            let buckets = |n: u64| Duration::from_secs(n * width);
+            for range in [all, empty] {
+                for n in [1 << 32, (1 << 32) + 1, 3 << 32, u64::MAX / 86_400 / 2] {
+                    assert!(
+                        matches!(
+                            b.series(range, buckets(n)),
+                            Err(TimeError::OutOfRange { .. })
+                        ),
+                        "{width} s buckets, step {n}, {range:?}"
+                    );
+                }
+            }
+            // The longest step whose one point ends where times end.
+            let last = (1u64 << 32).div_ceil(width);
+            let whole = b.series(all, buckets(last)).unwrap();
+            assert_eq!(
+                (whole.points().len(), whole.step_buckets()),
+                (1, last as u32)
+            );
+            assert!(b.series(all, buckets(last + 1)).is_err());
+            assert!(b.series(empty, buckets(last)).unwrap().points().is_empty());
+            // A series whose last point would end past the last time.
+            let end = b
+                .range(Some(at("2106-02-01")), None, now.max(at("2106-02-01")))
+                .unwrap();
+            assert!(matches!(
+                b.series(end, Duration::from_secs(86_400 * 30)),
+                Err(TimeError::OutOfRange { .. })
+            ));
         }
     }
 }

@@ -50,13 +50,41 @@ impl Tracker {
     /// every record. Returns the outcome and the canonical URL. As a
     /// replay, it also takes a page key of an earlier version that today's
     /// URL rules refuse, as it is ("Legacy pages" in the snapshot module).
+    /// With a TTL, a time further ahead of this tracker's clock than
+    /// [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW), which a live event is
+    /// refused for, counts as now: the event was accepted when it was
+    /// logged, and the clock has been stepped back since or runs behind
+    /// the logging one's.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tracker_core::{ManualClock, Timestamp, Tracker};
+    ///
+    /// let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    /// let tracker = Tracker::builder()
+    ///     .ttl(Duration::from_secs(3_600))
+    ///     .clock(Arc::new(clock))
+    ///     .build()?;
+    /// let hash = tracker.visitor_hash("alice")?;
+    /// let logged = Timestamp::from_secs(1_000_600); // ten minutes ahead
+    /// assert!(tracker.record_at("alice", "https://example.com/", logged).is_err());
+    /// tracker.record_visitor_hash(hash, "https://example.com/", logged)?;
+    /// assert_eq!(tracker.distinct("https://example.com/")?.visitors, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn record_visitor_hash<'a>(
         &self,
         hash: u64,
         url: &'a str,
         at: Timestamp,
     ) -> Result<(Recorded, Cow<'a, str>), TrackerError> {
-        self.record_hashed_as(hash, url, Some(at), Keys::Stored)
+        match self.record_hashed_as(hash, url, Some(at), Keys::Stored) {
+            Err(TrackerError::FromTheFuture { .. }) => {
+                self.record_hashed_as(hash, url, None, Keys::Stored)
+            }
+            outcome => outcome,
+        }
     }
 
     /// The visitors of every page of `site` this tracker holds, as a

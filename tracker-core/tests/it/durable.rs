@@ -613,3 +613,31 @@ fn visitor_ids_never_reach_the_disk() {
         "a log segment, a snapshot and the lock were checked"
     );
 }
+
+/// Events acknowledged within the allowed skew ahead of the clock, then a
+/// clock stepped back before the reopen: the replay counts them as now
+/// instead of refusing them as from the future (they were acknowledged).
+#[test]
+fn a_clock_stepped_back_before_a_reopen_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_secs(1_800_000_000));
+    let build = || {
+        Tracker::builder()
+            .hash_key(3)
+            .ttl(Duration::from_secs(3_600))
+            .clock(Arc::new(clock.clone()))
+    };
+    let url = "https://example.com/p";
+    let (durable, _) = DurableTracker::open(dir.path(), build(), LogOptions::default()).unwrap();
+    let ahead = Timestamp::from_secs(1_800_000_059);
+    for v in 0..10 {
+        durable.record_at(&format!("v{v}"), url, ahead).unwrap();
+    }
+    durable.record("now", url).unwrap();
+    drop(durable);
+    clock.set(Timestamp::from_secs(1_799_999_900));
+    let (durable, report) =
+        DurableTracker::open(dir.path(), build(), LogOptions::default()).unwrap();
+    assert_eq!(report.refused, 0, "{:?}", report.first_refusal);
+    assert_eq!(durable.tracker().distinct(url).unwrap().visitors, 11);
+}

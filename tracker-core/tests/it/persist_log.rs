@@ -456,6 +456,30 @@ fn a_segment_of_another_version_or_not_ours_is_a_typed_error() {
     ));
 }
 
+/// A segment named past any log's start (positions in it would overflow
+/// u64) is refused by name, salvage or not, whatever it holds.
+#[test]
+fn a_segment_named_past_any_log_is_a_typed_error() {
+    let real = tempfile::tempdir().unwrap();
+    write_samples(real.path(), LogOptions::default(), 2);
+    let bytes = fs::read(segments(real.path()).pop().unwrap()).unwrap();
+    for (start, content) in [(u64::MAX, &[][..]), (u64::MAX - 31, &bytes[..])] {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = dir.path().join(format!("log-{start:020}.seg"));
+        fs::write(&seg, content).unwrap();
+        for options in [LogOptions::default(), LogOptions::default().salvage(true)] {
+            assert!(matches!(
+                EventLog::open(dir.path(), options.clone()),
+                Err(PersistError::Corrupt { ref file, .. }) if *file == seg
+            ));
+            assert!(matches!(
+                replay(dir.path(), options, Lsn(0)),
+                Err(PersistError::Corrupt { ref file, .. }) if *file == seg
+            ));
+        }
+    }
+}
+
 #[test]
 fn a_segment_header_cut_short_is_a_torn_tail() {
     for len in [0, 5, 31] {

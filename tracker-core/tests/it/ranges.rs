@@ -619,3 +619,46 @@ fn pressure_merges_the_oldest_days_before_evicting() {
         "{all:?}"
     );
 }
+
+/// Times past the last one held (2106), made in code rather than parsed:
+/// a range ends at the last time held instead of overflowing, a `from`
+/// past it counts nothing instead of wrapping round to 1970, and a clock
+/// in the last bucket a `u32` holds, with a retention, still answers.
+#[test]
+fn times_past_the_last_one_held_end_ranges_there() {
+    let url = PAGES[0].0;
+    let tracker = Tracker::new();
+    tracker.record("v", url).unwrap();
+    let latest = Timestamp::from_secs(u64::from(u32::MAX));
+    let answer = tracker
+        .distinct_between(url, None, Timestamp::from_millis(u64::MAX))
+        .unwrap();
+    assert_eq!(answer.distinct.visitors, 1);
+    assert!(answer.range.till() > latest);
+    assert!(answer.range.till().as_millis() - latest.as_millis() <= 3_600_000);
+    // Bucket 2^32 of an hour once became bucket 0.
+    let far = Timestamp::from_secs((1 << 32) * 3_600);
+    let answer = tracker.distinct_between(url, far, None).unwrap();
+    assert!(answer.range.is_empty(), "{:?}", answer.range);
+    assert_eq!(answer.distinct.visitors, 0);
+    let series = tracker
+        .series(
+            url,
+            Timestamp::from_secs(u64::from(u32::MAX) - 7_200),
+            Timestamp::from_millis(u64::MAX),
+            Duration::from_secs(3_600),
+        )
+        .unwrap();
+    assert_eq!(series.points.len(), 3);
+    // The clock in the last minute bucket a u32 holds.
+    let clock = ManualClock::new(Timestamp::from_secs(u64::from(u32::MAX) * 60 + 5));
+    let tracker = Tracker::builder()
+        .bucket(Duration::from_secs(60))
+        .retention(Duration::from_secs(3_600))
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let _ = tracker.record("v", url);
+    let answer = tracker.distinct_between(url, None, None).unwrap();
+    assert!(answer.range.till() > latest);
+}

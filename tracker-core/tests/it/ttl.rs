@@ -376,3 +376,70 @@ fn a_page_sketched_under_a_ttl_keeps_its_count_at_the_switch() {
         assert!(off < 0.02, "key {key}: {estimate:?} for 40,000 visitors");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A clock that also steps back (NTP may step one), so that records
+    /// land below ticks a page has already retired as expired, as a record
+    /// whose clock was read before another writer's later one does: never
+    /// a panic, no count above the pairs recorded, and once time has
+    /// passed every tick, nothing left.
+    #[test]
+    fn a_clock_stepping_back_never_breaks_the_counts(
+        ttl_s in 1u64..20,
+        stripes in prop_oneof![Just(1usize), Just(4)],
+        ops in (1u64..20).prop_flat_map(|t| proptest::collection::vec(
+            (op(t * 1000), proptest::option::weighted(0.2, 0..t * 2_000)),
+            1..250,
+        )),
+    ) {
+        let (tracker, clock) = timed_tracker(Duration::from_secs(ttl_s), stripes);
+        let mut held: HashMap<(usize, u8), ()> = HashMap::new();
+        let mut latest = START_MS;
+        for (op, back) in ops {
+            if let Some(ms) = back {
+                clock.set(Timestamp::from_millis(clock.now_millis() - ms));
+            }
+            let now = clock.now_millis();
+            latest = latest.max(now);
+            match op {
+                Op::Record { visitor, page, back_ms } => {
+                    let at = Timestamp::from_millis(now.saturating_add_signed(-back_ms));
+                    if tracker.record_at(&format!("v{visitor}"), PAGES[page], at).is_ok() {
+                        held.insert((page, visitor), ());
+                    }
+                }
+                Op::RecordNow { visitor, page } => {
+                    tracker.record(&format!("v{visitor}"), PAGES[page]).unwrap();
+                    held.insert((page, visitor), ());
+                }
+                Op::Advance { ms } => clock.advance(Duration::from_millis(ms)),
+                Op::Query { page } => {
+                    let counted = tracker.distinct(PAGES[page]).unwrap().visitors;
+                    let recorded = held.keys().filter(|&&(p, _)| p == page).count();
+                    prop_assert!(counted <= recorded as u64, "{counted} > {recorded}");
+                }
+                Op::Sweep { buckets } => {
+                    tracker.sweep(buckets);
+                }
+                Op::SweepAll => {
+                    sweep_a_full_pass(&tracker);
+                }
+                Op::Top => {
+                    let _ = (tracker.top(usize::MAX), tracker.stats());
+                }
+            }
+        }
+        // Past every tick: the latest clock reading, and `Advance` after it.
+        latest = latest.max(clock.now_millis());
+        clock.set(Timestamp::from_millis(latest + (ttl_s + 1) * 1000));
+        for page in PAGES {
+            prop_assert_eq!(tracker.distinct(page).unwrap().visitors, 0);
+        }
+        sweep_a_full_pass(&tracker);
+        sweep_a_full_pass(&tracker);
+        let stats = tracker.stats();
+        prop_assert_eq!((stats.pages, stats.pairs), (0, 0));
+    }
+}

@@ -55,6 +55,13 @@ fn timeish() -> impl Strategy<Value = String> {
         "[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}",
         "[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?",
         "[0-9]{0,6}(ms|s|m|h|d|w)",
+        // Durations past the times held, and whole multiples of 2^32 hours
+        // (buckets, by default): a step once cut to 32 bits.
+        (
+            prop_oneof![any::<u64>(), (1u64..4).prop_map(|k| k << 32)],
+            prop_oneof![Just("m"), Just("h"), Just("d")],
+        )
+            .prop_map(|(n, unit)| format!("{n}{unit}")),
         any::<String>(),
     ]
 }

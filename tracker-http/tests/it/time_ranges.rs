@@ -467,6 +467,25 @@ async fn bad_times_ranges_and_steps_are_400_with_their_code() {
         (format!("/series?{u}&from=-2d&step=1.5h"), "bad_duration"),
         (format!("/series?{u}&from=-2d&step=1h"), "too_many_points"),
         (format!("/series?{u}&from=-32d"), "too_many_points"),
+        // Steps past the last time held, over one point and over none:
+        // 2^32 hours once truncated to a step of 0 (a panic, a 500).
+        (format!("/series?{u}&step=4294967296h"), "time_out_of_range"),
+        (
+            "/series?site=a.example&step=4294967296h".into(),
+            "time_out_of_range",
+        ),
+        (
+            format!("/series?{u}&from=now&till=now&step=257698037760m"),
+            "time_out_of_range",
+        ),
+        (
+            format!("/series?{u}&from=now&till=now&step=4294967297h"),
+            "time_out_of_range",
+        ),
+        (
+            format!("/series?{u}&from=0&till=3600&step=4294967295h"),
+            "time_out_of_range",
+        ),
         (format!("/series?{u}&from=-2d&till=-3d"), "reversed_range"),
         ("/series?from=-2d".into(), "invalid_query"),
         ("/series?site=&from=-2d".into(), "invalid_query"),

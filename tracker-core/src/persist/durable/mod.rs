@@ -17,7 +17,6 @@ use super::storage::snapshot_file::{self, DEFAULT_KEEP, ReadError, Written};
 use super::storage::{
     Append, EventLog, FsyncPolicy, LogEvent, LogOptions, Lsn, PersistError, Recovery,
 };
-use crate::canonical_url::Keys;
 use crate::error::TrackerError;
 use crate::report::Recorded;
 use crate::sync::{Mutex, lock};
@@ -289,8 +288,8 @@ impl DurableTracker {
         let (log, recovery) =
             EventLog::open_replaying(dir.join("log"), options, covers, |_, event| {
                 replayed += 1;
-                let at = Some(Timestamp::from_millis(event.at_millis));
-                match tracker.record_hashed_as(event.visitor_hash, event.url, at, Keys::Stored) {
+                let at = Timestamp::from_millis(event.at_millis);
+                match tracker.record_visitor_hash(event.visitor_hash, event.url, at) {
                     // Aged out of the retention since it was logged.
                     Ok(_) | Err(TrackerError::Time(TimeError::BeforeRetention { .. })) => {}
                     Err(e) => {

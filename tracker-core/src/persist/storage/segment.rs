@@ -30,9 +30,23 @@ pub(crate) fn path(dir: &Path, lsn: u64) -> PathBuf {
     dir.join(super::fs::numbered_name(PREFIX, lsn, SUFFIX))
 }
 
-/// The segments in `dir` as (start LSN, path), in log order.
+/// The last position a segment may start at. No log reaches it (8 EiB
+/// written), so a segment named past it is not one this code wrote, and
+/// the positions of its frames could overflow.
+const MAX_START: u64 = u64::MAX / 2;
+
+/// The segments in `dir` as (start LSN, path), in log order. Errors:
+/// [`PersistError::Corrupt`] for a segment named past [`MAX_START`].
 pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PersistError> {
-    super::fs::list_numbered(dir, PREFIX, SUFFIX)
+    let segments = super::fs::list_numbered(dir, PREFIX, SUFFIX)?;
+    match segments.last() {
+        Some((start, file)) if *start > MAX_START => Err(PersistError::Corrupt {
+            file: file.clone(),
+            offset: 0,
+            reason: format!("its name puts its start at position {start}, past any log's"),
+        }),
+        _ => Ok(segments),
+    }
 }
 
 /// The header of a segment starting at `lsn`.
