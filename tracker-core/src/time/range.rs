@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::error::TimeError;
-use crate::time::clock::Timestamp;
+use crate::time::clock::{LATEST_SECS, Timestamp};
 
 /// The default bucket: one hour.
 pub const DEFAULT_BUCKET: Duration = Duration::from_secs(3_600);
@@ -119,10 +119,10 @@ impl Bucketing {
         u32::try_from(bucket).unwrap_or(u32::MAX)
     }
 
-    /// The end of the bucket holding the last second a tick holds
-    /// (2106-02-07T06:28:15Z): no range or series point ends past it.
+    /// The end of the bucket holding the last second held
+    /// ([`LATEST_SECS`]): no range or series point ends past it.
     fn end_of_time(&self) -> u64 {
-        (u64::from(u32::MAX) + 1).div_ceil(u64::from(self.width))
+        (LATEST_SECS + 1).div_ceil(u64::from(self.width))
     }
 
     /// When bucket `bucket` starts.
