@@ -1,7 +1,7 @@
 //! TTL expiry against a model that keeps each pair's last-seen second, with
 //! a manual clock driven by the test; and memory coming back by sweeping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -395,7 +395,7 @@ proptest! {
         )),
     ) {
         let (tracker, clock) = timed_tracker(Duration::from_secs(ttl_s), stripes);
-        let mut held: HashMap<(usize, u8), ()> = HashMap::new();
+        let mut held: HashSet<(usize, u8)> = HashSet::new();
         let mut latest = START_MS;
         for (op, back) in ops {
             if let Some(ms) = back {
@@ -407,17 +407,17 @@ proptest! {
                 Op::Record { visitor, page, back_ms } => {
                     let at = Timestamp::from_millis(now.saturating_add_signed(-back_ms));
                     if tracker.record_at(&format!("v{visitor}"), PAGES[page], at).is_ok() {
-                        held.insert((page, visitor), ());
+                        held.insert((page, visitor));
                     }
                 }
                 Op::RecordNow { visitor, page } => {
                     tracker.record(&format!("v{visitor}"), PAGES[page]).unwrap();
-                    held.insert((page, visitor), ());
+                    held.insert((page, visitor));
                 }
                 Op::Advance { ms } => clock.advance(Duration::from_millis(ms)),
                 Op::Query { page } => {
                     let counted = tracker.distinct(PAGES[page]).unwrap().visitors;
-                    let recorded = held.keys().filter(|&&(p, _)| p == page).count();
+                    let recorded = held.iter().filter(|&&(p, _)| p == page).count();
                     prop_assert!(counted <= recorded as u64, "{counted} > {recorded}");
                 }
                 Op::Sweep { buckets } => {
