@@ -51,7 +51,7 @@ pub enum Route {
     Metrics,
     /// `/`, the dashboard page.
     Dashboard,
-    /// `/dashboard/...`, the dashboard's files.
+    /// `/dashboard/<name>`, one of the dashboard's files.
     DashboardFiles,
     /// Any other path.
     Other,
@@ -96,7 +96,16 @@ impl Route {
             "/readyz" => Route::Readyz,
             "/metrics" => Route::Metrics,
             "/" => Route::Dashboard,
-            _ if path.starts_with("/dashboard/") => Route::DashboardFiles,
+            // Only the files there are: CORS answers `OPTIONS` on the
+            // routes, and any other name is the router's 404.
+            _ if path.strip_prefix("/dashboard/").is_some_and(|name| {
+                crate::assets::DASHBOARD_FILES
+                    .iter()
+                    .any(|(file, _)| *file == name)
+            }) =>
+            {
+                Route::DashboardFiles
+            }
             _ => Route::Other,
         }
     }
