@@ -82,7 +82,8 @@ pub enum TrackerError {
     /// The URL is scheme-relative (`//host/path`, or `\\host\path`): a
     /// browser resolves it against the scheme of the page it is on, which
     /// the tracker does not know, so it is no page (and not the path
-    /// `//host/path` of another).
+    /// `//host/path` of another). Its [`code`](TrackerError::code) is
+    /// `invalid_url`; only the message says why.
     SchemeRelativeUrl,
     /// A [`PageQuery`](crate::PageQuery)'s cursor is not where a listing
     /// can stop: listings stop at a page, and every page is an `http://`
@@ -114,8 +115,10 @@ impl TrackerError {
             TrackerError::TooLong { .. } => "too_long",
             TrackerError::InvalidUtf8 { .. } => "invalid_utf8",
             TrackerError::MemoryFull { .. } => "memory_full",
-            TrackerError::InvalidUrl | TrackerError::InvalidSite => "invalid_url",
-            TrackerError::SchemeRelativeUrl => "scheme_relative_url",
+            // The URL rules' one code (SPEC's), the message saying which.
+            TrackerError::InvalidUrl
+            | TrackerError::InvalidSite
+            | TrackerError::SchemeRelativeUrl => "invalid_url",
             TrackerError::InvalidCursor => "invalid_cursor",
             TrackerError::FromTheFuture { .. } => "from_the_future",
             TrackerError::Time(e) => e.code(),

@@ -647,20 +647,29 @@ async fn tabs_newlines_and_backslashes_are_one_page_on_every_route() {
     assert_eq!(answer.error_code(), "invalid_url");
 }
 
-/// A scheme-relative URL (`//host/path`) names no scheme: refused with
-/// its own code where no page is known, resolved as a browser on the page
-/// resolves it where the route knows the page's origin (Chromium:
-/// `new URL("//cdn.test/a", "http://o.test:8080/")` is
+/// The refusal of a scheme-relative URL: the URL rules' one code, with a
+/// message that names the rule.
+#[track_caller]
+fn assert_scheme_relative(answer: &Answer, url: &str) {
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url:?}");
+    assert_eq!(answer.error_code(), "invalid_url", "{url:?}");
+    let message = answer.json()["error"]["message"].to_string();
+    assert!(message.contains("scheme-relative"), "{url:?}: {message}");
+}
+
+/// A scheme-relative URL (`//host/path`) names no scheme: refused as an
+/// `invalid_url` that says so where no page is known, resolved as a
+/// browser on the page resolves it where the route knows the page's
+/// origin (Chromium: `new URL("//cdn.test/a", "http://o.test:8080/")` is
 /// `http://cdn.test/a`, and "Invalid URL" without a base).
 #[tokio::test]
 async fn a_scheme_relative_url_is_resolved_on_its_page_or_refused() {
     let app = fallback_app();
     for url in ["//site.test/a", "\\\\site.test\\a", " /\t\\site.test/a"] {
         let answer = record(&app, "v", url).await;
-        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{url:?}");
-        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        assert_scheme_relative(&answer, url);
         let answer = get(&app, &format!("/distinct?url={}", urlencode(url))).await;
-        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        assert_scheme_relative(&answer, url);
         // A browser's visit without a visitor id: no page to resolve on.
         let body = json!({ "url": url }).to_string();
         let request = from(
@@ -671,9 +680,9 @@ async fn a_scheme_relative_url_is_resolved_on_its_page_or_refused() {
             body,
         );
         let answer = send(&app, request).await;
-        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        assert_scheme_relative(&answer, url);
         let answer = plausible(&app, FIREFOX, json!({"n": "pageview", "u": url})).await;
-        assert_eq!(answer.error_code(), "scheme_relative_url", "{url:?}");
+        assert_scheme_relative(&answer, url);
     }
     // The pixel on an `http` page (its `Origin`), an `https` one (its
     // `Referer`), and under `--site`; Plausible on `https://<d>`.
