@@ -384,6 +384,19 @@ impl VisitorSet {
         }
     }
 
+    /// [`prefetch`](Self::prefetch) of each of `hashes`, telling the
+    /// set's kind apart once.
+    #[inline]
+    pub(crate) fn prefetch_each(&self, hashes: impl IntoIterator<Item = u64>) {
+        match self {
+            VisitorSet::Table(.., table) => table.prefetch_each(hashes),
+            VisitorSet::TableRuns(.., table) => table.table.prefetch_each(hashes),
+            VisitorSet::TableWide(.., table) => table.table.prefetch_each(hashes),
+            VisitorSet::Timed(_, _, table) => hashes.into_iter().for_each(|h| table.prefetch(h)),
+            _ => {}
+        }
+    }
+
     /// Prefetches a timed table's lines an insert of `hash` reads first
     /// (its home slot's key and values) at the capacity the record last
     /// saw, before the table's header (which holds its capacity) arrives:

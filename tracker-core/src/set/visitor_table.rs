@@ -441,15 +441,25 @@ impl<const AUX: usize, W: TableWords> VisitorTable<AUX, W> {
     /// past residents).
     #[inline]
     pub(crate) fn prefetch(&self, key: u64) {
+        self.prefetch_each([key]);
+    }
+
+    /// [`prefetch`](Self::prefetch) of each of `keys`, reading the
+    /// table's size once.
+    #[inline]
+    pub(crate) fn prefetch_each(&self, keys: impl IntoIterator<Item = u64>) {
         // A placeholder has no header to read a capacity from.
         if self.words.is_empty() {
             return;
         }
         let capacity = self.capacity();
         let slots = self.slots_in(capacity);
-        let at = self.home(key) * Self::STRIDE;
-        crate::prefetch::prefetch(&slots[at]);
-        crate::prefetch::prefetch(&slots[(at + LINE_BYTES).min(slots.len() - 1)]);
+        let last = slots.len() - 1;
+        for key in keys {
+            let at = home_in(key, capacity) * Self::STRIDE;
+            crate::prefetch::prefetch(&slots[at]);
+            crate::prefetch::prefetch(&slots[(at + LINE_BYTES).min(last)]);
+        }
     }
 
     /// Prefetches the home slot of `key` (its key and values) in a table

@@ -594,7 +594,7 @@ impl Stripe {
     #[inline]
     pub(crate) fn prefetch_at(&self, bucket: usize, visitors: impl IntoIterator<Item = u64>) {
         if let Some(page) = self.pages.get_bucket(bucket) {
-            visitors.into_iter().for_each(|v| page.visitors.prefetch(v));
+            page.visitors.prefetch_each(visitors);
         }
     }
 
