@@ -256,6 +256,14 @@ impl ClusterConfig {
                 "the lease TTL is at least 500 ms".into(),
             ));
         }
+        // Each partition's applier snapshots on a timer of this period,
+        // which panics at zero: the node would hold partitions that
+        // neither apply nor answer.
+        if self.snapshot_every.is_zero() {
+            return Err(ClusterError::Config(
+                "the partition snapshot interval must be positive".into(),
+            ));
+        }
         Ok(())
     }
 }

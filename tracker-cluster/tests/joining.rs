@@ -110,3 +110,27 @@ async fn a_node_that_counts_otherwise_is_refused() {
     second.leave().await;
     first.leave().await;
 }
+
+/// A snapshot interval of zero is a settings error at join. Before, the
+/// node joined and took its leases, and each partition's applier
+/// panicked on its snapshot timer (`tokio::time::interval` of zero): the
+/// node said it owned every partition, caught up, while none applied an
+/// event or answered a query (`NoOwner` after the query timeout).
+#[tokio::test]
+async fn a_zero_snapshot_interval_is_refused() {
+    use tracker_cluster::ClusterError;
+
+    // Checked before connecting: no server needed.
+    let mut config = ClusterConfig::new("nats://127.0.0.1:1", "zero");
+    config.snapshot_every = Duration::ZERO;
+    match Node::join(config).await {
+        Err(ClusterError::Config(message)) => {
+            assert!(message.contains("snapshot"), "{message}")
+        }
+        Ok(node) => {
+            node.leave().await;
+            panic!("a node with a zero snapshot interval joined");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
