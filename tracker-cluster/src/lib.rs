@@ -46,7 +46,9 @@
 //!   (object `p<partition>`: magic `TRKPART1`, the stream sequence the
 //!   state covers, then the tracker's snapshot payload), every
 //!   `snapshot_every` when the partition changed and when it is released.
-//!   A new owner restores it and replays from the next sequence. Replay is
+//!   A new owner restores it and replays from the next sequence (from
+//!   the first if the snapshot covers more than the stream holds: the
+//!   stream was deleted and made again). Replay is
 //!   idempotent (recording a pair twice counts once), so at-least-once
 //!   delivery, a stale snapshot, or two owners overlapping for a moment
 //!   never count an event twice; and as each owner reads every event

@@ -1193,7 +1193,29 @@ impl Inner {
     /// Restores `partition`'s snapshot, creates this node's durable
     /// consumer of it from the next sequence and starts applying it.
     async fn start_partition(self: &Arc<Self>, partition: u32) -> Result<(), ClusterError> {
-        let (tracker, covered) = self.restore(partition).await?;
+        let (tracker, mut covered) = self.restore(partition).await?;
+        // A snapshot past the stream's last sequence is of a stream since
+        // deleted and made again (its sequences start over): the server
+        // would start the consumer at the end, past the new stream's
+        // events, and no later snapshot would hold them (the applied
+        // sequence stays below the one restored). Its state is kept and
+        // the new stream replayed from the start (replay is idempotent).
+        let last = self
+            .stream
+            .get_info()
+            .await
+            .map_err(nats)?
+            .state
+            .last_sequence;
+        if covered > last {
+            tracing::warn!(
+                partition,
+                covered,
+                last,
+                "the partition snapshot is ahead of the stream (made again?): replaying the stream from its start"
+            );
+            covered = 0;
+        }
         self.delete_consumers(partition).await;
         let mut consumer: consumer::PullConsumer = self
             .stream
