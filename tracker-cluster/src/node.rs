@@ -1043,7 +1043,10 @@ impl Inner {
                     let Ok(batch) = serde_json::from_slice::<Vec<Answer>>(&payload) else {
                         continue;
                     };
-                    for answer in batch {
+                    // Only the cluster's partitions: an answer for another
+                    // (from a client that is no node) would count towards
+                    // the total and end the gather without a real one.
+                    for answer in batch.into_iter().filter(|a| a.partition < partitions) {
                         answers.entry(answer.partition).or_insert(answer);
                     }
                 }
