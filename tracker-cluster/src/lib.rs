@@ -19,7 +19,9 @@
 //! - **Ownership** is a lease per partition in a KV bucket
 //!   (`tracker_<cluster>`, keys `lease.<partition>`; see [`lease`]):
 //!   compare-and-swap writes, server-side timestamps, renewed every third
-//!   of the TTL, rebalanced to `ceil(partitions / live nodes)` each. A
+//!   of the TTL (one for the cluster, kept under `meta.lease_ttl_ms`: each
+//!   node judges the others' leases by its own), rebalanced to
+//!   `ceil(partitions / live nodes)` each. A
 //!   node that fails to renew, or whose lease round finds the lease
 //!   held by another node, stops applying the partition at once.
 //! - **Applying**: the owner reads its partition through its own durable

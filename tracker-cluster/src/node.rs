@@ -158,7 +158,9 @@ pub struct ClusterConfig {
     /// JetStream replicas of the stream, leases and snapshots (1 for one
     /// NATS server, 3 for a three-server NATS cluster).
     pub replicas: usize,
-    /// A lease not renewed for this long may be taken over.
+    /// A lease not renewed for this long may be taken over; fixed when
+    /// the cluster is first created (kept in the KV bucket under
+    /// `meta.lease_ttl_ms`: a node started with another refuses to join).
     pub lease_ttl: Duration,
     /// How often an owner snapshots a partition that changed.
     pub snapshot_every: Duration,
@@ -428,6 +430,19 @@ impl Node {
             return Err(ClusterError::Config(format!(
                 "cluster {c} has {partitions} partitions, this node was started with {}",
                 config.partitions
+            )));
+        }
+        // Each node judges the others' leases and heartbeats by its own
+        // TTL: a node with a shorter one took the leases of a node with a
+        // longer one between its renewals, counted it dead half the time
+        // and so gave partitions up and took them back every round.
+        let ttl_ms = u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        let cluster_ttl_ms = cluster_setting(&kv, "meta.lease_ttl_ms", ttl_ms).await?;
+        if cluster_ttl_ms != ttl_ms {
+            return Err(ClusterError::Config(format!(
+                "cluster {c} has a lease TTL of {cluster_ttl_ms} ms, this node was started with \
+                 {ttl_ms} ms (every node must give the same; to change the cluster's, stop \
+                 every node and delete meta.lease_ttl_ms from the bucket tracker_{c})"
             )));
         }
         let gate = config

@@ -273,7 +273,8 @@ pub struct ClusterOptions {
     pub nats_replicas: usize,
 
     /// With --nats, how long a partition lease lasts without renewal: how
-    /// long a dead node's partitions wait for a new owner.
+    /// long a dead node's partitions wait for a new owner. Fixed when the
+    /// cluster is first created (every node must give the same).
     #[arg(long, env = "TRACKER_LEASE_TTL", value_parser = parse_duration, default_value = "6s")]
     pub lease_ttl: Duration,
 
