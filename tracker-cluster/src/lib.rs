@@ -19,7 +19,9 @@
 //! - **Ownership** is a lease per partition in a KV bucket
 //!   (`tracker_<cluster>`, keys `lease.<partition>`; see [`lease`]):
 //!   compare-and-swap writes, server-side timestamps, renewed every third
-//!   of the TTL, rebalanced to `ceil(partitions / live nodes)` each. A
+//!   of the TTL (one for the cluster, kept under `meta.lease_ttl_ms`: each
+//!   node judges the others' leases by its own), rebalanced to
+//!   `ceil(partitions / live nodes)` each. A
 //!   node that fails to renew, or whose lease round finds the lease
 //!   held by another node, stops applying the partition at once.
 //! - **Applying**: the owner reads its partition through its own durable
@@ -46,7 +48,9 @@
 //!   (object `p<partition>`: magic `TRKPART1`, the stream sequence the
 //!   state covers, then the tracker's snapshot payload), every
 //!   `snapshot_every` when the partition changed and when it is released.
-//!   A new owner restores it and replays from the next sequence. Replay is
+//!   A new owner restores it and replays from the next sequence (from
+//!   the first if the snapshot covers more than the stream holds: the
+//!   stream was deleted and made again). Replay is
 //!   idempotent (recording a pair twice counts once), so at-least-once
 //!   delivery, a stale snapshot, or two owners overlapping for a moment
 //!   never count an event twice; and as each owner reads every event

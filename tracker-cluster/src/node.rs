@@ -158,7 +158,9 @@ pub struct ClusterConfig {
     /// JetStream replicas of the stream, leases and snapshots (1 for one
     /// NATS server, 3 for a three-server NATS cluster).
     pub replicas: usize,
-    /// A lease not renewed for this long may be taken over.
+    /// A lease not renewed for this long may be taken over; fixed when
+    /// the cluster is first created (kept in the KV bucket under
+    /// `meta.lease_ttl_ms`: a node started with another refuses to join).
     pub lease_ttl: Duration,
     /// How often an owner snapshots a partition that changed.
     pub snapshot_every: Duration,
@@ -254,6 +256,14 @@ impl ClusterConfig {
         if self.lease_ttl < Duration::from_millis(500) {
             return Err(ClusterError::Config(
                 "the lease TTL is at least 500 ms".into(),
+            ));
+        }
+        // Each partition's applier snapshots on a timer of this period,
+        // which panics at zero: the node would hold partitions that
+        // neither apply nor answer.
+        if self.snapshot_every.is_zero() {
+            return Err(ClusterError::Config(
+                "the partition snapshot interval must be positive".into(),
             ));
         }
         Ok(())
@@ -420,6 +430,19 @@ impl Node {
             return Err(ClusterError::Config(format!(
                 "cluster {c} has {partitions} partitions, this node was started with {}",
                 config.partitions
+            )));
+        }
+        // Each node judges the others' leases and heartbeats by its own
+        // TTL: a node with a shorter one took the leases of a node with a
+        // longer one between its renewals, counted it dead half the time
+        // and so gave partitions up and took them back every round.
+        let ttl_ms = u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        let cluster_ttl_ms = cluster_setting(&kv, "meta.lease_ttl_ms", ttl_ms).await?;
+        if cluster_ttl_ms != ttl_ms {
+            return Err(ClusterError::Config(format!(
+                "cluster {c} has a lease TTL of {cluster_ttl_ms} ms, this node was started with \
+                 {ttl_ms} ms (every node must give the same; to change the cluster's, stop \
+                 every node and delete meta.lease_ttl_ms from the bucket tracker_{c})"
             )));
         }
         let gate = config
@@ -1035,7 +1058,10 @@ impl Inner {
                     let Ok(batch) = serde_json::from_slice::<Vec<Answer>>(&payload) else {
                         continue;
                     };
-                    for answer in batch {
+                    // Only the cluster's partitions: an answer for another
+                    // (from a client that is no node) would count towards
+                    // the total and end the gather without a real one.
+                    for answer in batch.into_iter().filter(|a| a.partition < partitions) {
                         answers.entry(answer.partition).or_insert(answer);
                     }
                 }
@@ -1185,7 +1211,29 @@ impl Inner {
     /// Restores `partition`'s snapshot, creates this node's durable
     /// consumer of it from the next sequence and starts applying it.
     async fn start_partition(self: &Arc<Self>, partition: u32) -> Result<(), ClusterError> {
-        let (tracker, covered) = self.restore(partition).await?;
+        let (tracker, mut covered) = self.restore(partition).await?;
+        // A snapshot past the stream's last sequence is of a stream since
+        // deleted and made again (its sequences start over): the server
+        // would start the consumer at the end, past the new stream's
+        // events, and no later snapshot would hold them (the applied
+        // sequence stays below the one restored). Its state is kept and
+        // the new stream replayed from the start (replay is idempotent).
+        let last = self
+            .stream
+            .get_info()
+            .await
+            .map_err(nats)?
+            .state
+            .last_sequence;
+        if covered > last {
+            tracing::warn!(
+                partition,
+                covered,
+                last,
+                "the partition snapshot is ahead of the stream (made again?): replaying the stream from its start"
+            );
+            covered = 0;
+        }
         self.delete_consumers(partition).await;
         let mut consumer: consumer::PullConsumer = self
             .stream

@@ -110,3 +110,69 @@ async fn a_node_that_counts_otherwise_is_refused() {
     second.leave().await;
     first.leave().await;
 }
+
+/// A snapshot interval of zero is a settings error at join. Before, the
+/// node joined and took its leases, and each partition's applier
+/// panicked on its snapshot timer (`tokio::time::interval` of zero): the
+/// node said it owned every partition, caught up, while none applied an
+/// event or answered a query (`NoOwner` after the query timeout).
+#[tokio::test]
+async fn a_zero_snapshot_interval_is_refused() {
+    use tracker_cluster::ClusterError;
+
+    // Checked before connecting: no server needed.
+    let mut config = ClusterConfig::new("nats://127.0.0.1:1", "zero");
+    config.snapshot_every = Duration::ZERO;
+    match Node::join(config).await {
+        Err(ClusterError::Config(message)) => {
+            assert!(message.contains("snapshot"), "{message}")
+        }
+        Ok(node) => {
+            node.leave().await;
+            panic!("a node with a zero snapshot interval joined");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A node started with another lease TTL than the cluster's is refused.
+/// Each node judges the others' leases and heartbeats by its own TTL:
+/// before, a node with 600 ms joining one with 3 s took every lease of
+/// the other between its renewals, and, counting it alive only part of
+/// the time, gave half its partitions up and took them back about every
+/// second (each time a snapshot, a restore and a replay), while the
+/// other owned nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_lease_ttl_is_refused() {
+    use tracker_cluster::ClusterError;
+
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let config = |node: &str, ttl: Duration| {
+        let mut config = ClusterConfig::new(nats.url(), "ttl");
+        config.node_id = Some(node.into());
+        config.partitions = 4;
+        config.lease_ttl = ttl;
+        config
+    };
+    let first = Node::join(config("n0", Duration::from_secs(3)))
+        .await
+        .expect("the first node joins");
+    match Node::join(config("n1", Duration::from_millis(600))).await {
+        Err(ClusterError::Config(message)) => {
+            assert!(message.contains("lease TTL"), "{message}");
+            assert!(message.contains("meta.lease_ttl_ms"), "{message}");
+        }
+        Ok(node) => {
+            node.leave().await;
+            panic!("a node with another lease TTL joined");
+        }
+        Err(e) => panic!("{e}"),
+    }
+    let second = Node::join(config("n1", Duration::from_secs(3)))
+        .await
+        .expect("a node with the cluster's TTL joins");
+    second.leave().await;
+    first.leave().await;
+}

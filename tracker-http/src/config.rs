@@ -273,7 +273,8 @@ pub struct ClusterOptions {
     pub nats_replicas: usize,
 
     /// With --nats, how long a partition lease lasts without renewal: how
-    /// long a dead node's partitions wait for a new owner.
+    /// long a dead node's partitions wait for a new owner. Fixed when the
+    /// cluster is first created (every node must give the same).
     #[arg(long, env = "TRACKER_LEASE_TTL", value_parser = parse_duration, default_value = "6s")]
     pub lease_ttl: Duration,
 
@@ -855,6 +856,9 @@ impl Config {
                     .into(),
             );
         }
+        if self.cluster.nats.is_some() && self.cluster.partition_snapshot_every.is_zero() {
+            return Err("--partition-snapshot-every must be positive".into());
+        }
         if self.cluster.nats.is_some() && self.persist.data_dir.is_some() {
             return Err(
                 "--nats and --data-dir exclude each other: a cluster keeps its data in JetStream"
@@ -1288,7 +1292,11 @@ mod tests {
             Some(1 << 20),
             "a partition's share of the node's budget"
         );
-        for extra in [["--data-dir", "/tmp/x"], ["--hash-key", "7"]] {
+        for extra in [
+            ["--data-dir", "/tmp/x"],
+            ["--hash-key", "7"],
+            ["--partition-snapshot-every", "0s"],
+        ] {
             let config = Config::parse_from(nats.iter().chain(&extra));
             assert!(config.validate().is_err(), "{extra:?} with --nats");
         }
