@@ -23,7 +23,9 @@
 //!   node judges the others' leases by its own), rebalanced to
 //!   `ceil(partitions / live nodes)` each. A
 //!   node that fails to renew, or whose lease round finds the lease
-//!   held by another node, stops applying the partition at once.
+//!   held by another node, stops applying the partition at once; one
+//!   whose applier ended while it held the lease (a panic) starts it
+//!   again from its snapshot.
 //! - **Applying**: the owner reads its partition through its own durable
 //!   pull consumer (`p<partition>-<node id>`, filtered on the partition's
 //!   subject; a new owner deletes the partition's other consumers) into

@@ -317,6 +317,16 @@ struct Owned {
     _background: Background,
 }
 
+/// What [`Inner::applier`] found of a partition.
+enum Applier {
+    /// Not applied here.
+    None,
+    /// Applied here, its task ended without removing it (a panic).
+    Ended,
+    /// Applied here.
+    Running,
+}
+
 /// What a node reports about itself (for `/readyz` and `/stats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -497,6 +507,21 @@ impl Node {
     /// pages.
     pub fn gate(&self) -> &Arc<Tracker> {
         &self.inner.gate
+    }
+
+    /// For tests: ends `partition`'s applier as a panic in it would,
+    /// without its clean-up (the partition stays in [`status`](Self::status)
+    /// until a lease round sees the applier gone). Returns whether this
+    /// node applied the partition.
+    #[doc(hidden)]
+    pub fn end_applier_abruptly(&self, partition: u32) -> bool {
+        let owned = lock(&self.inner.owned).get(&partition).cloned();
+        owned.is_some_and(|owned| {
+            lock(&owned.task)
+                .as_ref()
+                .inspect(|task| task.abort())
+                .is_some()
+        })
     }
 
     /// Partitions, owned ones and whether they are caught up.
@@ -1154,6 +1179,18 @@ impl Inner {
         }
     }
 
+    /// Whether `partition` is applied here, and its applier still runs.
+    fn applier(&self, partition: u32) -> Applier {
+        match lock(&self.owned).get(&partition) {
+            None => Applier::None,
+            Some(owned) => match &*lock(&owned.task) {
+                Some(task) if task.is_finished() => Applier::Ended,
+                // Running, or being started (no task yet).
+                _ => Applier::Running,
+            },
+        }
+    }
+
     /// Stops applying `partition`: with `snapshot`, after a final
     /// snapshot (a release), else at once (a lost lease); then deletes
     /// this node's consumer of it, which no other owner reads.
@@ -1568,10 +1605,24 @@ impl Inner {
                     {
                         tracing::warn!(partition, "lease lost");
                         self.stop_partition(partition, false).await;
-                    } else if !lock(&self.owned).contains_key(&partition) {
-                        // Ours on the server, not applied here (a failed
-                        // start, or a restart with the same id).
-                        starts.push(partition);
+                    } else {
+                        match self.applier(partition) {
+                            // Ours on the server, not applied here (a
+                            // failed start, or a restart with the same id).
+                            Applier::None => starts.push(partition),
+                            // Ended without its clean-up (a panic): the
+                            // lease was renewed for a partition nothing
+                            // applied or answered for.
+                            Applier::Ended => {
+                                tracing::error!(
+                                    partition,
+                                    "the partition's applier ended; starting it again"
+                                );
+                                self.stop_partition(partition, false).await;
+                                starts.push(partition);
+                            }
+                            Applier::Running => {}
+                        }
                     }
                 }
                 Action::Acquire {

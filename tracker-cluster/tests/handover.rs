@@ -10,7 +10,8 @@
 //! needs heartbeats written during a listing, whose pace decides between a
 //! test that misses the bug and one that starves lease rounds on a loaded
 //! machine (it failed once so under CI-like load). A partition that no
-//! node can take is a `NoOwner` once the query timeout has passed.
+//! node can take is a `NoOwner` once the query timeout has passed. A
+//! partition whose applier ended abruptly is started again.
 
 use std::time::{Duration, Instant};
 
@@ -334,4 +335,30 @@ async fn a_delivery_the_owner_never_got_is_replayed() {
     })
     .await;
     owner.leave().await;
+}
+
+/// A partition's applier that ends without its clean-up, as a panic in
+/// it would, is started again by the next lease round. Before, the node
+/// went on renewing the partition's lease while nothing applied it or
+/// answered for it: its events were never counted and its queries
+/// waited out their timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_that_ended_abruptly_is_started_again() {
+    let Some(nats) = Nats::start() else {
+        return;
+    };
+    let node = sole_owner(&nats, "phoenix", Duration::from_secs(1)).await;
+    let page = &pages()[0];
+    let partition = partition_of(page, PARTITIONS);
+    assert!(node.end_applier_abruptly(partition), "applied here");
+    node.record("v1", page).await.unwrap();
+    poll::until_ok_async(Duration::from_secs(30), "the event counted", || async {
+        match node.distinct(page).await {
+            Ok((_, count, _)) if count.visitors == 1 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(node.status().owned.len(), PARTITIONS as usize);
+    node.leave().await;
 }
