@@ -160,10 +160,23 @@ fn scan_segments(
         recovery.segments_read += 1;
         let is_last = next.is_none();
 
-        // A header cut short or never written (all zeros) in the last
-        // segment: the crash came while the segment was being created.
+        // A header cut short or never written (all zeros, and nothing but
+        // zeros after it) in the last segment: the crash came while the
+        // segment was being created. A zeroed header before frames is
+        // damage, not a tear: a segment's header is written (and, unless
+        // `Off`, synced) before any frame goes after it, so those frames
+        // were acknowledged.
         let header = data.at(0, HEADER_LEN)?;
-        if header.len() < HEADER_LEN || (is_last && header[..HEADER_LEN].iter().all(|&b| b == 0)) {
+        let short = header.len() < HEADER_LEN;
+        let zeroed = !short && header[..HEADER_LEN].iter().all(|&b| b == 0);
+        if zeroed && !(is_last && data.zeros_from(HEADER_LEN as u64)?) {
+            let damage = Damage {
+                offset: 0,
+                reason: "segment header zeroed before data",
+            };
+            return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
+        }
+        if short || zeroed {
             if is_last {
                 recovery.torn_tail = Some(Loss {
                     file: path.clone(),
@@ -186,6 +199,7 @@ fn scan_segments(
             };
             return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
         }
+        let header = data.at(0, HEADER_LEN)?;
         if let Err(e) = segment::check_header(path, header, start) {
             match e {
                 PersistError::Corrupt { .. } if salvage => {
