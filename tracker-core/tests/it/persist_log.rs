@@ -596,6 +596,25 @@ fn a_log_behind_the_snapshot_restarts_at_the_snapshot_position() {
     assert_eq!(seen, [(lsn, sample(7))]);
 }
 
+/// The segments a snapshot is past are set aside, not deleted: if the
+/// snapshot is not this log's (copied from another data directory), they
+/// hold the only copy of acknowledged events.
+#[test]
+fn a_log_behind_the_snapshot_is_set_aside_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    write_samples(dir.path(), LogOptions::default(), 2);
+    let old = segments(dir.path()).pop().unwrap();
+    let bytes = fs::read(&old).unwrap();
+    let (_log, recovery) =
+        EventLog::open_replaying(dir.path(), LogOptions::default(), Lsn(1_000_000), |_, _| {})
+            .unwrap();
+    assert_eq!(recovery.behind, Some(Lsn(32 + 2 * 50)));
+    let mut aside = old.clone().into_os_string();
+    aside.push(".discarded");
+    assert_eq!(fs::read(&aside).ok(), Some(bytes), "kept for an operator");
+    assert!(!old.exists());
+}
+
 #[test]
 fn a_missing_directory_is_created() {
     let dir = tempfile::tempdir().unwrap();

@@ -83,9 +83,10 @@ pub struct Recovery {
     /// replay needed, so events in `needed..first_available` are lost.
     pub gap: Option<(Lsn, Lsn)>,
     /// The log ended at this position, before the replay start (it was
-    /// lost or reset while the snapshot was kept): its segments, all
-    /// covered by the snapshot, were removed and it restarted at the
-    /// replay start. Worth a warning.
+    /// lost or reset while the snapshot was kept, or the snapshot came
+    /// from another data directory): its segments were set aside
+    /// (renamed to `<name>.discarded`) and it restarted at the replay
+    /// start. Worth a warning.
     pub behind: Option<Lsn>,
 }
 
@@ -307,8 +308,13 @@ fn scan_segments(
 /// If the replay start lies past the end of the log (the log was lost or
 /// reset while a snapshot was kept), new appends must still get positions
 /// after the snapshot's, or the next recovery would skip them: the old
-/// segments, wholly covered by the snapshot, are removed and the log
-/// restarts at `from`.
+/// segments, covered by the snapshot if it is this log's, are set aside
+/// (renamed to `<name>.discarded`, as salvage does) and the log restarts
+/// at `from`. Set aside, not removed: only this log's own history puts a
+/// snapshot past its end under `Always` or `Interval` (a rotation syncs
+/// the segment it leaves), and a snapshot copied from another data
+/// directory does too, whose claim to cover these events is false; then
+/// they are the only copy of acknowledged events.
 fn restart_behind(
     dir: &Path,
     mut scanned: Scanned,
@@ -317,7 +323,9 @@ fn restart_behind(
     match from {
         Some(from) if from > scanned.recovery.end => {
             for (_, path) in segment::list(dir)? {
-                fs::remove_file(&path).map_err(|e| PersistError::io(&path, "remove", e))?;
+                let mut aside = path.clone().into_os_string();
+                aside.push(".discarded");
+                fs::rename(&path, &aside).map_err(|e| PersistError::io(&path, "rename", e))?;
             }
             sync_dir(dir)?;
             scanned.recovery.behind = Some(scanned.recovery.end);
