@@ -207,6 +207,30 @@ fn conflicting_settings_and_versions_are_refused() {
     );
 }
 
+/// Dropped query parameters and trailing-slash folding are not kept in a
+/// snapshot; a page key they would now spell otherwise is refused, and
+/// the refusal says which settings to look at, not only "not canonical"
+/// (which reads as a damaged file).
+#[test]
+fn changed_url_rules_are_named_in_the_refusal() {
+    let tracker = Tracker::builder().build().unwrap();
+    tracker.record("v", "https://example.com/docs/").unwrap();
+    tracker.record("v", "https://example.com/p?ref=1").unwrap();
+    let payload = snapshot_of(&tracker);
+    for builder in [
+        Tracker::builder().fold_trailing_slash(true),
+        Tracker::builder().drop_params(vec!["ref".into()]),
+    ] {
+        let err = Tracker::restore_snapshot(&payload, builder).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SnapshotError::Invalid { .. }), "{err:?}");
+        assert!(
+            text.contains("not canonical") && text.contains("URL settings given"),
+            "{text}"
+        );
+    }
+}
+
 fn small_payloads() -> Vec<Vec<u8>> {
     let clock = ManualClock::new(Timestamp::from_millis(START));
     let plain = Tracker::builder().hash_key(7).stripes(1).build().unwrap();
