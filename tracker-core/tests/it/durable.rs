@@ -426,6 +426,50 @@ fn another_hash_key_is_detected() {
     );
 }
 
+/// A snapshot copied in from another data directory is newer than this
+/// one's (or not) and holds another deployment's state and hash key:
+/// restoring it and replaying this log into it (or deleting the log as
+/// covered) would be silent garbage. Open refuses, naming both files.
+#[test]
+fn a_snapshot_from_another_data_directory_is_refused() {
+    for foreign_events in [40, 2] {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (durable, _) = open(a.path(), Tracker::builder());
+        for i in 0..5 {
+            durable
+                .record(&format!("a{i}"), "https://a.example/")
+                .unwrap();
+        }
+        drop(durable);
+        let (other, _) = open(b.path(), Tracker::builder());
+        for i in 0..foreign_events {
+            other
+                .record(&format!("b{i}"), "https://b.example/")
+                .unwrap();
+        }
+        let foreign = other.snapshot().unwrap().path;
+        drop(other);
+        let copied = a
+            .path()
+            .join("snapshots")
+            .join(foreign.file_name().unwrap());
+        fs::copy(&foreign, &copied).unwrap();
+
+        let err =
+            DurableTracker::open(a.path(), Tracker::builder(), LogOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, DurableError::ForeignSnapshot { ref newest, .. } if *newest == copied),
+            "{foreign_events}: {err:?}"
+        );
+        assert!(err.to_string().contains("another"), "{err}");
+        // Removing the stranger, the directory opens with all it held.
+        fs::remove_file(&copied).unwrap();
+        let (durable, _) = open(a.path(), Tracker::builder());
+        let count = durable.tracker().distinct("https://a.example/").unwrap();
+        assert_eq!(count.visitors, 5);
+    }
+}
+
 #[test]
 fn a_log_without_its_snapshot_needs_the_key() {
     let dir = tempfile::tempdir().unwrap();
