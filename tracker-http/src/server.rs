@@ -223,7 +223,10 @@ fn log_recovery(report: &RecoveryReport, recovered: &Recovered) {
         tracing::error!(%needed, %available, "--salvage-log: log positions missing, their events lost");
     }
     if let Some(behind) = report.log.behind {
-        tracing::warn!(%behind, "the event log ended before the snapshot; it restarts after it");
+        tracing::warn!(
+            %behind,
+            "the event log ended before the snapshot (its tail was lost, or the snapshot is another data directory's); its segments were set aside as *.discarded and it restarts after the snapshot"
+        );
     }
     if let Some(first) = &report.first_refusal {
         tracing::error!(

@@ -831,7 +831,19 @@ fn decode_page<R: BufRead + ?Sized>(
     let rekey = match stored_key(&url, &tracker.config().url) {
         Some(StoredKey::Canonical | StoredKey::Kept) => None,
         Some(StoredKey::Rekey(form)) => Some(form.into()),
-        None => return Err(r.invalid(at, "a page URL that is not canonical".into())),
+        // Damage, or URL settings that are not kept in the snapshot
+        // (dropped parameters, trailing-slash folding) changed since: say
+        // so, or an operator who changed them reads a damaged file.
+        None => {
+            return Err(r.invalid(
+                at,
+                format!(
+                    "a page URL that is not canonical under the URL settings given ({url}): \
+                     were the dropped query parameters or trailing-slash folding changed \
+                     since this snapshot?"
+                ),
+            ));
+        }
     };
     let last = r.u32()?;
     let form_at = r.at;

@@ -207,6 +207,30 @@ fn conflicting_settings_and_versions_are_refused() {
     );
 }
 
+/// Dropped query parameters and trailing-slash folding are not kept in a
+/// snapshot; a page key they would now spell otherwise is refused, and
+/// the refusal says which settings to look at, not only "not canonical"
+/// (which reads as a damaged file).
+#[test]
+fn changed_url_rules_are_named_in_the_refusal() {
+    let tracker = Tracker::builder().build().unwrap();
+    tracker.record("v", "https://example.com/docs/").unwrap();
+    tracker.record("v", "https://example.com/p?ref=1").unwrap();
+    let payload = snapshot_of(&tracker);
+    for builder in [
+        Tracker::builder().fold_trailing_slash(true),
+        Tracker::builder().drop_params(vec!["ref".into()]),
+    ] {
+        let err = Tracker::restore_snapshot(&payload, builder).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SnapshotError::Invalid { .. }), "{err:?}");
+        assert!(
+            text.contains("not canonical") && text.contains("URL settings given"),
+            "{text}"
+        );
+    }
+}
+
 fn small_payloads() -> Vec<Vec<u8>> {
     let clock = ManualClock::new(Timestamp::from_millis(START));
     let plain = Tracker::builder().hash_key(7).stripes(1).build().unwrap();
@@ -400,6 +424,50 @@ fn another_hash_key_is_detected() {
             .unwrap()
             .is_new()
     );
+}
+
+/// A snapshot copied in from another data directory is newer than this
+/// one's (or not) and holds another deployment's state and hash key:
+/// restoring it and replaying this log into it (or deleting the log as
+/// covered) would be silent garbage. Open refuses, naming both files.
+#[test]
+fn a_snapshot_from_another_data_directory_is_refused() {
+    for foreign_events in [40, 2] {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (durable, _) = open(a.path(), Tracker::builder());
+        for i in 0..5 {
+            durable
+                .record(&format!("a{i}"), "https://a.example/")
+                .unwrap();
+        }
+        drop(durable);
+        let (other, _) = open(b.path(), Tracker::builder());
+        for i in 0..foreign_events {
+            other
+                .record(&format!("b{i}"), "https://b.example/")
+                .unwrap();
+        }
+        let foreign = other.snapshot().unwrap().path;
+        drop(other);
+        let copied = a
+            .path()
+            .join("snapshots")
+            .join(foreign.file_name().unwrap());
+        fs::copy(&foreign, &copied).unwrap();
+
+        let err =
+            DurableTracker::open(a.path(), Tracker::builder(), LogOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, DurableError::ForeignSnapshot { ref newest, .. } if *newest == copied),
+            "{foreign_events}: {err:?}"
+        );
+        assert!(err.to_string().contains("another"), "{err}");
+        // Removing the stranger, the directory opens with all it held.
+        fs::remove_file(&copied).unwrap();
+        let (durable, _) = open(a.path(), Tracker::builder());
+        let count = durable.tracker().distinct("https://a.example/").unwrap();
+        assert_eq!(count.visitors, 5);
+    }
 }
 
 #[test]

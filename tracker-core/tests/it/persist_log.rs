@@ -498,6 +498,58 @@ fn a_segment_header_cut_short_is_a_torn_tail() {
     }
 }
 
+/// A zeroed header is a torn tail only while nothing but zeros follows
+/// it (a segment whose creation the crash cut short). Before frames it is
+/// damage: the segment was written whole once, and its events were
+/// acknowledged. Open must fail naming it (or salvage report it), never
+/// delete the segment as a torn tail.
+#[test]
+fn a_zeroed_header_before_frames_is_corruption_not_a_torn_tail() {
+    for zero_tail in [0, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_samples(dir.path(), LogOptions::default(), 2);
+        let (log, _) = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+        log.rotate().unwrap();
+        let acked: Vec<_> = (2..5)
+            .map(|i| log.append(&ev(&sample(i))).unwrap())
+            .collect();
+        drop(log);
+        let last = segments(dir.path()).pop().unwrap();
+        let mut bytes = fs::read(&last).unwrap();
+        bytes[..32].fill(0);
+        bytes.resize(bytes.len() + zero_tail, 0);
+        fs::write(&last, &bytes).unwrap();
+
+        match replay(dir.path(), LogOptions::default(), Lsn(0)) {
+            Err(PersistError::Corrupt { file, offset, .. }) => {
+                assert_eq!((&file, offset), (&last, 0));
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        assert!(last.exists(), "the damaged segment is kept for an operator");
+        let (seen, recovery) =
+            replay(dir.path(), LogOptions::default().salvage(true), Lsn(0)).unwrap();
+        assert_eq!(seen, first, "salvage keeps what comes before the damage");
+        assert_eq!(recovery.torn_tail, None);
+        let salvaged = recovery.salvaged.expect("the loss is reported as salvage");
+        assert_eq!((salvaged.file, salvaged.offset), (last, 0));
+        assert_eq!(salvaged.bytes, bytes.len() as u64);
+        assert_eq!(acked.len(), 3);
+    }
+
+    // Zeros all the way: the crash came while the segment was created.
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_samples(dir.path(), LogOptions::default(), 2);
+    let (log, _) = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    log.rotate().unwrap();
+    drop(log);
+    let last = segments(dir.path()).pop().unwrap();
+    fs::write(&last, [0; 4096]).unwrap();
+    let (seen, recovery) = replay(dir.path(), LogOptions::default(), Lsn(0)).unwrap();
+    assert_eq!(seen, written);
+    assert_eq!(recovery.torn_tail.unwrap().bytes, 4096);
+}
+
 #[test]
 fn rotation_replay_from_a_position_and_segment_removal() {
     let dir = tempfile::tempdir().unwrap();
@@ -542,6 +594,25 @@ fn a_log_behind_the_snapshot_restarts_at_the_snapshot_position() {
     drop(log);
     let (seen, _) = replay(dir.path(), LogOptions::default(), Lsn(1_000_000)).unwrap();
     assert_eq!(seen, [(lsn, sample(7))]);
+}
+
+/// The segments a snapshot is past are set aside, not deleted: if the
+/// snapshot is not this log's (copied from another data directory), they
+/// hold the only copy of acknowledged events.
+#[test]
+fn a_log_behind_the_snapshot_is_set_aside_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    write_samples(dir.path(), LogOptions::default(), 2);
+    let old = segments(dir.path()).pop().unwrap();
+    let bytes = fs::read(&old).unwrap();
+    let (_log, recovery) =
+        EventLog::open_replaying(dir.path(), LogOptions::default(), Lsn(1_000_000), |_, _| {})
+            .unwrap();
+    assert_eq!(recovery.behind, Some(Lsn(32 + 2 * 50)));
+    let mut aside = old.clone().into_os_string();
+    aside.push(".discarded");
+    assert_eq!(fs::read(&aside).ok(), Some(bytes), "kept for an operator");
+    assert!(!old.exists());
 }
 
 #[test]

@@ -190,6 +190,15 @@ pub enum DurableError {
         /// The data directory.
         dir: PathBuf,
     },
+    /// The snapshots directory holds snapshots made under different hash
+    /// keys: one was copied in from another data directory. Restoring the
+    /// newest and replaying this log into it would count garbage.
+    ForeignSnapshot {
+        /// The newest valid snapshot.
+        newest: PathBuf,
+        /// A snapshot whose hash key differs from the newest's.
+        other: PathBuf,
+    },
 }
 
 impl fmt::Display for DurableError {
@@ -207,6 +216,12 @@ impl fmt::Display for DurableError {
                 "the data directory {} is in use by another process",
                 dir.display()
             ),
+            DurableError::ForeignSnapshot { newest, other } => write!(
+                f,
+                "the snapshots {} and {} were made under different hash keys: one comes from another data directory; remove it",
+                newest.display(),
+                other.display()
+            ),
         }
     }
 }
@@ -217,7 +232,9 @@ impl std::error::Error for DurableError {
             DurableError::Persist(e) => Some(e),
             DurableError::Snapshot(e) => Some(e),
             DurableError::Tracker(e) => Some(e),
-            DurableError::UnknownHashKey | DurableError::Locked { .. } => None,
+            DurableError::UnknownHashKey
+            | DurableError::Locked { .. }
+            | DurableError::ForeignSnapshot { .. } => None,
         }
     }
 }
@@ -253,7 +270,9 @@ impl DurableTracker {
     /// open; [`DurableError::Snapshot`] for a snapshot that conflicts
     /// with `builder` or cannot be decoded; [`DurableError::Persist`] for
     /// I/O and damage beyond a torn tail; [`DurableError::UnknownHashKey`]
-    /// for a log without a snapshot and no explicit key.
+    /// for a log without a snapshot and no explicit key;
+    /// [`DurableError::ForeignSnapshot`] when the snapshots disagree on
+    /// the hash key (one was copied in from another data directory).
     pub fn open(
         dir: impl AsRef<Path>,
         builder: TrackerBuilder,
@@ -274,7 +293,10 @@ impl DurableTracker {
             Err(ReadError::Decode(e)) => return Err(e.into()),
         };
         let (tracker, snapshot, covers, skipped) = match restored {
-            Some(snap) => (snap.value, Some(snap.path), snap.covers, snap.skipped),
+            Some(snap) => {
+                check_same_deployment(&snapshots, &snap.path, snap.value.config().hash_key)?;
+                (snap.value, Some(snap.path), snap.covers, snap.skipped)
+            }
             None => (
                 builder
                     .build()
@@ -663,6 +685,30 @@ impl DurableTracker {
     pub fn log(&self) -> &EventLog {
         &self.log
     }
+}
+
+/// Refuses a snapshots directory where another snapshot than `newest`
+/// was made under another hash key than `key`: every snapshot of one data
+/// directory carries its one key, so such a file was copied in from
+/// another deployment, and which of the two belongs here is for an
+/// operator to say. (Otherwise this log would be replayed into the
+/// other's state, or set aside as covered by it.) The key is the payload's
+/// first field after its magic and version, in every payload version.
+fn check_same_deployment(snapshots: &Path, newest: &Path, key: u64) -> Result<(), DurableError> {
+    for (other, head) in snapshot_file::payload_heads(snapshots, newest, 20)? {
+        let theirs = head
+            .get(12..20)
+            .filter(|_| head.starts_with(b"TRKSTATE"))
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes);
+        if theirs.is_some_and(|theirs| theirs != key) {
+            return Err(DurableError::ForeignSnapshot {
+                newest: newest.to_path_buf(),
+                other,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Creates `dir` and takes the exclusive advisory lock on `dir/LOCK`, so

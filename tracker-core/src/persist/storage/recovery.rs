@@ -83,9 +83,10 @@ pub struct Recovery {
     /// replay needed, so events in `needed..first_available` are lost.
     pub gap: Option<(Lsn, Lsn)>,
     /// The log ended at this position, before the replay start (it was
-    /// lost or reset while the snapshot was kept): its segments, all
-    /// covered by the snapshot, were removed and it restarted at the
-    /// replay start. Worth a warning.
+    /// lost or reset while the snapshot was kept, or the snapshot came
+    /// from another data directory): its segments were set aside
+    /// (renamed to `<name>.discarded`) and it restarted at the replay
+    /// start. Worth a warning.
     pub behind: Option<Lsn>,
 }
 
@@ -160,10 +161,23 @@ fn scan_segments(
         recovery.segments_read += 1;
         let is_last = next.is_none();
 
-        // A header cut short or never written (all zeros) in the last
-        // segment: the crash came while the segment was being created.
+        // A header cut short or never written (all zeros, and nothing but
+        // zeros after it) in the last segment: the crash came while the
+        // segment was being created. A zeroed header before frames is
+        // damage, not a tear: a segment's header is written (and, unless
+        // `Off`, synced) before any frame goes after it, so those frames
+        // were acknowledged.
         let header = data.at(0, HEADER_LEN)?;
-        if header.len() < HEADER_LEN || (is_last && header[..HEADER_LEN].iter().all(|&b| b == 0)) {
+        let short = header.len() < HEADER_LEN;
+        let zeroed = !short && header[..HEADER_LEN].iter().all(|&b| b == 0);
+        if zeroed && !(is_last && data.zeros_from(HEADER_LEN as u64)?) {
+            let damage = Damage {
+                offset: 0,
+                reason: "segment header zeroed before data",
+            };
+            return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
+        }
+        if short || zeroed {
             if is_last {
                 recovery.torn_tail = Some(Loss {
                     file: path.clone(),
@@ -186,6 +200,7 @@ fn scan_segments(
             };
             return salvage_or_fail(dir, &segs, i, damage, salvage, recovery);
         }
+        let header = data.at(0, HEADER_LEN)?;
         if let Err(e) = segment::check_header(path, header, start) {
             match e {
                 PersistError::Corrupt { .. } if salvage => {
@@ -293,8 +308,13 @@ fn scan_segments(
 /// If the replay start lies past the end of the log (the log was lost or
 /// reset while a snapshot was kept), new appends must still get positions
 /// after the snapshot's, or the next recovery would skip them: the old
-/// segments, wholly covered by the snapshot, are removed and the log
-/// restarts at `from`.
+/// segments, covered by the snapshot if it is this log's, are set aside
+/// (renamed to `<name>.discarded`, as salvage does) and the log restarts
+/// at `from`. Set aside, not removed: only this log's own history puts a
+/// snapshot past its end under `Always` or `Interval` (a rotation syncs
+/// the segment it leaves), and a snapshot copied from another data
+/// directory does too, whose claim to cover these events is false; then
+/// they are the only copy of acknowledged events.
 fn restart_behind(
     dir: &Path,
     mut scanned: Scanned,
@@ -303,7 +323,9 @@ fn restart_behind(
     match from {
         Some(from) if from > scanned.recovery.end => {
             for (_, path) in segment::list(dir)? {
-                fs::remove_file(&path).map_err(|e| PersistError::io(&path, "remove", e))?;
+                let mut aside = path.clone().into_os_string();
+                aside.push(".discarded");
+                fs::rename(&path, &aside).map_err(|e| PersistError::io(&path, "rename", e))?;
             }
             sync_dir(dir)?;
             scanned.recovery.behind = Some(scanned.recovery.end);

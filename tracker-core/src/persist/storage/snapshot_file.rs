@@ -347,6 +347,32 @@ pub fn read_newest_with<T, E>(
     }
 }
 
+/// The first `n` bytes of the payload of every other snapshot in `dir`
+/// than `except`, whose header checks (a damaged one is left out: it is no
+/// evidence of anything), with its path. The payload's checksum is not
+/// verified: only its head is read.
+pub(crate) fn payload_heads(
+    dir: &Path,
+    except: &Path,
+    n: usize,
+) -> Result<Vec<(PathBuf, Vec<u8>)>, PersistError> {
+    let mut heads = Vec::new();
+    for (lsn, path) in list_numbered(dir, PREFIX, SUFFIX)? {
+        if path == except {
+            continue;
+        }
+        let Ok((file, len, _)) = open_checked(&path, lsn) else {
+            continue;
+        };
+        let mut head = Vec::with_capacity(n);
+        file.take(len.min(n as u64))
+            .read_to_end(&mut head)
+            .map_err(|e| PersistError::io(&path, "read", e))?;
+        heads.push((path, head));
+    }
+    Ok(heads)
+}
+
 /// The buffer a payload is read through: large enough that the
 /// checksum and the decoder work on long runs, small beside any state.
 const READ_BUFFER: usize = 256 * 1024;
