@@ -158,22 +158,25 @@ pub(crate) async fn record_visit(
         state.metrics.dropped(reason);
         return Ok(());
     }
-    let visitor = browser
-        .visitor_ids
-        .derive_bytes(
-            &tracker_core::site_of(url),
-            sender.ip,
-            match raw {
-                Some(ua) if fast => ua,
-                _ => text.unwrap_or("").as_bytes(),
-            },
-        )
-        .map_err(|e| match e {
-            SaltError::Persist(_) => AppError::Storage(e.to_string()),
-            // A cluster node without the period's salt (NATS unreachable
-            // at the boundary): as unavailable as a publish would be.
-            SaltError::Unavailable { .. } => AppError::Cluster(e.to_string()),
-        })?;
+    let site = tracker_core::site_of(url);
+    let user_agent = match raw {
+        Some(ua) if fast => ua,
+        _ => text.unwrap_or("").as_bytes(),
+    };
+    let ids = &browser.visitor_ids;
+    // A back-filled event is hashed with the salt of its own period when
+    // that is the previous one (kept for this), so that it is the same
+    // visitor as the live events of that period.
+    let visitor = match at {
+        Some(at) => ids.derive_bytes_at(at, &site, sender.ip, user_agent),
+        None => ids.derive_bytes(&site, sender.ip, user_agent),
+    }
+    .map_err(|e| match e {
+        SaltError::Persist(_) => AppError::Storage(e.to_string()),
+        // A cluster node without the period's salt (NATS unreachable
+        // at the boundary): as unavailable as a publish would be.
+        SaltError::Unavailable { .. } => AppError::Cluster(e.to_string()),
+    })?;
     // Recording checks the URL (a 400 for what is not a page).
     let recorded = store.record(visitor.as_str(), url, at).await?;
     state.metrics.event(recorded);

@@ -20,7 +20,7 @@ pub struct TrustedProxies(Vec<IpNet>);
 impl TrustedProxies {
     /// Proxies in `networks`; empty trusts none.
     pub fn new(networks: Vec<IpNet>) -> Self {
-        Self(networks)
+        Self(networks.into_iter().map(canonical_net).collect())
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
@@ -92,6 +92,20 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is the IPv4
+/// network: addresses are compared as [`canonical`] makes them, so as
+/// written it would never contain a proxy.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .addr()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        _ => net,
     }
 }
 
@@ -190,5 +204,19 @@ mod tests {
                 .to_string(),
             "9.9.9.9"
         );
+    }
+
+    /// Proxies given as IPv4-mapped IPv6 (as a dual-stack socket shows
+    /// them) are the IPv4 proxies, whichever way the peer appears.
+    #[test]
+    fn mapped_proxy_networks_are_their_ipv4_networks() {
+        let p = proxies(&["::ffff:10.0.0.0/104", "::ffff:192.0.2.1/128"]);
+        let xff = headers(&[("x-forwarded-for", "9.9.9.9, 192.0.2.1")]);
+        for peer in ["10.1.1.1:1", "[::ffff:10.1.1.1]:1"] {
+            let peer: SocketAddr = peer.parse().unwrap();
+            assert_eq!(p.client_ip(peer, &xff).to_string(), "9.9.9.9", "{peer}");
+        }
+        let outside: SocketAddr = "11.0.0.1:1".parse().unwrap();
+        assert_eq!(p.client_ip(outside, &xff).to_string(), "11.0.0.1");
     }
 }

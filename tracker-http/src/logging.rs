@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
 
 use crate::config::LogFormat;
 
@@ -17,8 +19,28 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
         .with_target(false)
         .with_ansi(std::io::stdout().is_terminal());
     let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(private()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(private())
+            .try_init(),
     };
     installed.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+/// Drops, whatever `--log` asks for, the debug and trace lines of the
+/// WebSocket library (bridged from the `log` crate): they print every
+/// message's text and close reason, that is events with their visitor
+/// ids, which must never reach the logs.
+fn private<S: tracing::Subscriber>() -> impl tracing_subscriber::Layer<S> {
+    filter_fn(|meta| {
+        let websocket = ["tungstenite", "tokio_tungstenite"].iter().any(|name| {
+            meta.target()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        });
+        !(websocket && *meta.level() > tracing::Level::INFO)
+    })
 }

@@ -508,7 +508,19 @@ impl VisitorIds {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<VisitorId, SaltError> {
-        self.derive_between(at, self.clock.now(), site, ip, user_agent.as_bytes())
+        self.derive_bytes_at(at, site, ip, user_agent.as_bytes())
+    }
+
+    /// [`derive_at`](Self::derive_at) of a user agent given as its bytes
+    /// (see [`derive_bytes`](Self::derive_bytes)).
+    pub fn derive_bytes_at(
+        &self,
+        at: Timestamp,
+        site: &str,
+        ip: IpAddr,
+        user_agent: &[u8],
+    ) -> Result<VisitorId, SaltError> {
+        self.derive_between(at, self.clock.now(), site, ip, user_agent)
     }
 
     /// The id of an event stamped `at`, the clock reading `now`.

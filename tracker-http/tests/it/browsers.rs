@@ -863,3 +863,44 @@ async fn a_browser_event_without_the_periods_salt_is_refused_until_it_comes() {
     );
     assert_eq!(visitors(&app, page).await, 1);
 }
+
+/// An event without a visitor, back-filled (`time`) into the period just
+/// before the clock's, is hashed with that period's salt, which is kept
+/// for this: the same browser's live visit of that day and its
+/// back-filled copy, sent after midnight, are one visitor.
+#[tokio::test]
+async fn a_backfilled_browser_event_uses_its_own_periods_salt() {
+    use tracker_core::browser::{SaltRotation, VisitorIds};
+    const DAY: u64 = 86_400_000;
+    let late = 20_365 * DAY + 23 * 3_600_000;
+    let clock = tracker_core::ManualClock::new(tracker_core::Timestamp::from_millis(late));
+    let tracker = Tracker::builder()
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let ids = VisitorIds::in_memory(SaltRotation::Day, Arc::new(clock.clone()));
+    let (app, _) = app_with(tracker, |l| l.browser.visitor_ids = ids);
+    let page = "https://site.test/late";
+    let event = |time: Option<u64>| {
+        let mut body = json!({"url": page});
+        if let Some(ms) = time {
+            body["time"] = json!(ms / 1000);
+        }
+        from(
+            Method::POST,
+            "/events",
+            "198.51.100.10:5000",
+            &[("content-type", "text/plain"), ("user-agent", FIREFOX)],
+            body.to_string(),
+        )
+    };
+    assert_eq!(send(&app, event(None)).await.status, StatusCode::ACCEPTED);
+    clock.advance(std::time::Duration::from_secs(2 * 3600)); // the next UTC day
+    let backfilled = send(&app, event(Some(late))).await;
+    assert_eq!(backfilled.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        visitors(&app, page).await,
+        1,
+        "the back-filled visit of yesterday counted as another visitor"
+    );
+}
