@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracker_core::persist::{Background, Cadence, DurableError, DurableTracker, RecoveryReport};
 
@@ -47,6 +47,10 @@ impl std::fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
+/// How often past visitor salts are looked for: a salt outlives its
+/// period by at most this.
+const SALT_CHECK: Duration = Duration::from_secs(60);
+
 /// Runs the service described by `config` until SIGINT or SIGTERM, then
 /// reports not ready for `shutdown_delay` while still serving, stops
 /// accepting, gives in-flight requests `shutdown_grace` to finish, and
@@ -59,6 +63,13 @@ impl std::error::Error for ServeError {}
 /// [`ServeError::Recovery`].
 pub async fn run(config: Config) -> Result<(), ServeError> {
     let state = AppState::from_config(&config).map_err(ServeError::Config)?;
+    // Salts past the previous period go on a timer too, not only when an
+    // event of a new period comes (SPEC: only two salts exist).
+    let _forgetting = state
+        .limits
+        .browser
+        .visitor_ids
+        .forget_past_every(SALT_CHECK);
     let shutdown = state.shutdown.clone();
     let delay = config.http.shutdown_delay;
     tokio::spawn({

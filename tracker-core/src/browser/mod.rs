@@ -11,4 +11,6 @@ mod bots;
 mod salts;
 
 pub use bots::{BotFilter, BotReason};
-pub use salts::{SALT_FILE, SaltError, SaltFeed, SaltKey, SaltRotation, VisitorId, VisitorIds};
+pub use salts::{
+    SALT_FILE, SaltError, SaltFeed, SaltForgetting, SaltKey, SaltRotation, VisitorId, VisitorIds,
+};

@@ -12,7 +12,10 @@
 //! Rotation ([`SaltRotation`]) happens at UTC period boundaries. Only the
 //! current salt and the one of the period just before exist: the previous
 //! one serves events stamped in that period (back-fill), anything older
-//! is hashed with the current salt.
+//! is hashed with the current salt. An event of a new period rotates;
+//! without events, [`VisitorIds::forget_past`] (run on a timer by
+//! [`VisitorIds::forget_past_every`]) drops what has aged past that, so
+//! a quiet day or a restart days later keeps no older salt.
 //!
 //! Where salts come from:
 //! - [`VisitorIds::in_memory`]: the first event of a period draws its
@@ -42,9 +45,11 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+use crate::background::Periodic;
 use crate::persist::PersistError;
 use crate::persist::storage::fs::{ensure_dir, sync_dir};
 use crate::time::clock::{Clock, Timestamp};
@@ -285,7 +290,7 @@ impl From<PersistError> for SaltError {
 }
 
 /// Where a [`VisitorIds`] keeps its salts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Source {
     Memory,
     File(PathBuf),
@@ -557,6 +562,73 @@ impl VisitorIds {
         Ok(hash(&salt.key, site, ip, user_agent))
     }
 
+    /// Drops the salts of periods before the one before the clock's (from
+    /// a file, rewriting it without them first). Rotation drops them only
+    /// when an event comes; this keeps the promise that no older salt
+    /// exists across quiet periods, and after a restart. Returns whether
+    /// any was dropped.
+    ///
+    /// Errors: the file could not be rewritten ([`SaltError::Persist`]);
+    /// nothing was dropped (retry).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tracker_core::browser::{SaltRotation, VisitorIds};
+    /// use tracker_core::{ManualClock, Timestamp};
+    ///
+    /// let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+    /// let ids = VisitorIds::in_memory(SaltRotation::Day, clock.clone());
+    /// let ip = "203.0.113.7".parse()?;
+    /// let first = ids.derive("example.com", ip, "Mozilla/5.0")?;
+    /// clock.advance(Duration::from_secs(86_400));
+    /// assert!(!ids.forget_past()?, "yesterday's salt serves back-fill");
+    /// clock.advance(Duration::from_secs(86_400));
+    /// assert!(ids.forget_past()?, "the day before yesterday's is gone");
+    /// let back_filled = ids.derive_at(Timestamp::from_millis(0), "example.com", ip, "Mozilla/5.0")?;
+    /// assert_ne!(back_filled, first);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forget_past(&self) -> Result<bool, SaltError> {
+        let now = self.rotation.period(self.clock.now());
+        // Kept: the clock's period and the one before (and, after the
+        // clock went back, later ones, as `for_period` serves them).
+        let kept = |salt: Option<Salt>| salt.filter(|s| s.period.saturating_add(1) >= now);
+        let mut salts = self.salts.write().unwrap_or_else(PoisonError::into_inner);
+        let left = Salts {
+            current: kept(salts.current),
+            previous: kept(salts.previous),
+            next: salts.next,
+        };
+        if left.held().count() == salts.held().count() {
+            return Ok(false);
+        }
+        if let Source::File(file) = &self.source {
+            write(file, &left, self.rotation)?;
+        }
+        *salts = left;
+        Ok(true)
+    }
+
+    /// Runs [`forget_past`](Self::forget_past) every `every` on a thread
+    /// of its own until the handle is dropped; a failed run is retried at
+    /// the next. The thread shares these ids' salts.
+    pub fn forget_past_every(&self, every: Duration) -> SaltForgetting {
+        let ids = Arc::new(VisitorIds {
+            rotation: self.rotation,
+            clock: self.clock.clone(),
+            source: self.source.clone(),
+            salts: self.salts.clone(),
+        });
+        let thread = Periodic::spawn("tracker-salts", every, &ids, |ids| {
+            let _ = ids.forget_past();
+        });
+        SaltForgetting {
+            _thread: thread,
+            _ids: ids,
+        }
+    }
+
     /// Makes `period` (the clock's) have a salt: draws and persists one,
     /// or with an external source promotes the one supplied ahead (else
     /// [`SaltError::Unavailable`]). Returns the salts then in force.
@@ -591,6 +663,15 @@ impl VisitorIds {
         *salts = next;
         Ok(next)
     }
+}
+
+/// The thread of [`VisitorIds::forget_past_every`]; dropping it stops
+/// the thread.
+#[derive(Debug)]
+pub struct SaltForgetting {
+    _thread: Periodic,
+    /// What the thread holds weakly: it runs while this handle lives.
+    _ids: Arc<VisitorIds>,
 }
 
 fn read(salts: &RwLock<Salts>) -> std::sync::RwLockReadGuard<'_, Salts> {
@@ -947,6 +1028,45 @@ mod tests {
         // Another rotation does not reuse the day's salt.
         let weekly = open(SaltRotation::Week).unwrap();
         assert_ne!(weekly.derive("site.test", ip, ua).unwrap(), before);
+    }
+
+    /// A salt past the previous period is dropped from memory and from
+    /// its file without an event to rotate it (a quiet stretch, or a
+    /// restart days later), by a call and by the timer.
+    #[test]
+    fn past_salts_are_forgotten_without_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(SALT_FILE);
+        let clock = ManualClock::new(at(42 * DAY + 12 * 3_600_000));
+        let open = || VisitorIds::open(dir.path(), SaltRotation::Day, Arc::new(clock.clone()));
+        let ip: IpAddr = "192.0.2.33".parse().unwrap();
+        let ua = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
+        let ids = open().unwrap();
+        let first = ids.derive("site.test", ip, ua).unwrap();
+        let salts_in_file = || fs::read(&file).unwrap()[9];
+        assert_eq!(salts_in_file(), 1);
+        clock.advance(Duration::from_millis(DAY));
+        assert!(!ids.forget_past().unwrap(), "the previous day's salt stays");
+        assert_eq!(salts_in_file(), 1);
+        clock.advance(Duration::from_millis(DAY));
+        assert!(ids.forget_past().unwrap());
+        assert_eq!(salts_in_file(), 0, "gone from the file");
+        assert!(!ids.forget_past().unwrap());
+        let back_filled = ids.derive_at(at(42 * DAY), "site.test", ip, ua).unwrap();
+        assert_ne!(back_filled, first, "gone from memory");
+
+        // A restart days later: the timer drops the file's old salt.
+        drop(ids);
+        clock.advance(Duration::from_millis(3 * DAY));
+        let ids = open().unwrap();
+        assert_eq!(salts_in_file(), 1);
+        let forgetting = ids.forget_past_every(Duration::from_millis(5));
+        let start = std::time::Instant::now();
+        while salts_in_file() != 0 {
+            assert!(start.elapsed() < Duration::from_secs(30), "not forgotten");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(forgetting);
     }
 
     #[test]
