@@ -156,6 +156,18 @@ const BIASED_MARTINGALE_VERSION: u32 = 3;
 const OLDEST_PAYLOAD_VERSION: u32 = 1;
 
 const MAGIC: &[u8; 8] = b"TRKSTATE";
+
+/// Bytes of a payload's head that hold its hash key (see
+/// [`hash_key_of`]).
+pub(crate) const HASH_KEY_END: usize = MAGIC.len() + 4 + 8;
+
+/// The hash key of the payload whose first [`HASH_KEY_END`] bytes are
+/// `head`, in every payload version (magic, version, then the key), with
+/// no more of it read or checked; `None` if it is no tracker state.
+pub(crate) fn hash_key_of(head: &[u8]) -> Option<u64> {
+    let key = head.strip_prefix(MAGIC)?.get(4..12)?;
+    Some(u64::from_le_bytes(key.try_into().ok()?))
+}
 const FORM_EXACT: u8 = 0;
 const FORM_SKETCH: u8 = 1;
 const FORM_TIMED_SKETCH: u8 = 2;

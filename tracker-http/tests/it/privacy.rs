@@ -44,7 +44,6 @@ async fn trace_logs_of_every_ingest_route_carry_nothing_identifying() {
     use std::time::Duration;
     use test_support::process::Server;
     use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
     const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Firefox/140.0 TraceProbeUA";
@@ -114,18 +113,8 @@ async fn trace_logs_of_every_ingest_route_carry_nothing_identifying() {
         .await
         .unwrap();
 
-    let mut request = server
-        .url("/events/ws?ack=true")
-        .replacen("http", "ws", 1)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("user-agent", UA.parse().unwrap());
-    request
-        .headers_mut()
-        .insert("x-forwarded-for", IP.parse().unwrap());
-    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    let headers = [("user-agent", UA), ("x-forwarded-for", IP)];
+    let mut socket = crate::volume::connect_with(&server, "?ack=true", &headers).await;
     for event in [
         r#"{"visitor":"trace-probe-visitor-5","url":"https://site.test/ws"}"#,
         r#"[{"url":"https://site.test/ws2"},{"visitor":"trace-probe-visitor-6","url":"data:x"}]"#,

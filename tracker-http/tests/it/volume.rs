@@ -221,10 +221,26 @@ async fn connect(
     server: &Server,
     query: &str,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let url = server
+    connect_with(server, query, &[]).await
+}
+
+/// [`connect`] with `headers` on the upgrade request (a user agent, a
+/// forwarded address).
+pub(crate) async fn connect_with(
+    server: &Server,
+    query: &str,
+    headers: &[(&'static str, &str)],
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = server
         .url(&format!("/events/ws{query}"))
-        .replacen("http", "ws", 1);
-    tokio_tungstenite::connect_async(url).await.unwrap().0
+        .replacen("http", "ws", 1)
+        .into_client_request()
+        .unwrap();
+    for &(name, value) in headers {
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await.unwrap().0
 }
 
 async fn next_message(
@@ -570,7 +586,6 @@ async fn batch_events_without_a_visitor_get_one_derived_as_post_events_does() {
 /// the connection's peer, the same one `POST /events` derives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_events_without_a_visitor_derive_it_from_the_peer() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
     let server = Server::start(TRACKER_HTTP, &[]);
     let client = reqwest::Client::new();
@@ -583,15 +598,7 @@ async fn websocket_events_without_a_visitor_derive_it_from_the_peer() {
         .await
         .unwrap();
     assert_eq!(posted.status(), StatusCode::ACCEPTED);
-    let mut request = server
-        .url("/events/ws?ack=true")
-        .replacen("http", "ws", 1)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("user-agent", UA.parse().unwrap());
-    let mut socket = tokio_tungstenite::connect_async(request).await.unwrap().0;
+    let mut socket = connect_with(&server, "?ack=true", &[("user-agent", UA)]).await;
     let event = json!({"url": "https://example.com/peer"}).to_string();
     socket.send(Message::text(event)).await.unwrap();
     let Message::Text(ack) = next_message(&mut socket).await else {

@@ -25,7 +25,7 @@ use crate::time::clock::{TimeBound, Timestamp};
 use crate::tracker::Tracker;
 use crate::tracker::batch::RecordBatch;
 use crate::tracker::config::TrackerBuilder;
-use crate::tracker::snapshot::SnapshotError;
+use crate::tracker::snapshot::{HASH_KEY_END, SnapshotError, hash_key_of};
 
 /// A [`Tracker`] with an event log and snapshots in a data directory
 /// (`<dir>/log`, `<dir>/snapshots`, and `<dir>/LOCK`, locked while open so
@@ -692,16 +692,10 @@ impl DurableTracker {
 /// directory carries its one key, so such a file was copied in from
 /// another deployment, and which of the two belongs here is for an
 /// operator to say. (Otherwise this log would be replayed into the
-/// other's state, or set aside as covered by it.) The key is the payload's
-/// first field after its magic and version, in every payload version.
+/// other's state, or set aside as covered by it.)
 fn check_same_deployment(snapshots: &Path, newest: &Path, key: u64) -> Result<(), DurableError> {
-    for (other, head) in snapshot_file::payload_heads(snapshots, newest, 20)? {
-        let theirs = head
-            .get(12..20)
-            .filter(|_| head.starts_with(b"TRKSTATE"))
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_le_bytes);
-        if theirs.is_some_and(|theirs| theirs != key) {
+    for (other, head) in snapshot_file::payload_heads(snapshots, newest, HASH_KEY_END)? {
+        if hash_key_of(&head).is_some_and(|theirs| theirs != key) {
             return Err(DurableError::ForeignSnapshot {
                 newest: newest.to_path_buf(),
                 other,

@@ -305,6 +305,14 @@ fn scan_segments(
     })
 }
 
+/// Renames the segment `path` to `<name>.discarded`: out of the log, but
+/// kept for an operator (never deleted).
+fn set_aside(path: &Path) -> Result<(), PersistError> {
+    let mut aside = path.to_path_buf().into_os_string();
+    aside.push(".discarded");
+    fs::rename(path, &aside).map_err(|e| PersistError::io(path, "rename", e))
+}
+
 /// If the replay start lies past the end of the log (the log was lost or
 /// reset while a snapshot was kept), new appends must still get positions
 /// after the snapshot's, or the next recovery would skip them: the old
@@ -323,9 +331,7 @@ fn restart_behind(
     match from {
         Some(from) if from > scanned.recovery.end => {
             for (_, path) in segment::list(dir)? {
-                let mut aside = path.clone().into_os_string();
-                aside.push(".discarded");
-                fs::rename(&path, &aside).map_err(|e| PersistError::io(&path, "rename", e))?;
+                set_aside(&path)?;
             }
             sync_dir(dir)?;
             scanned.recovery.behind = Some(scanned.recovery.end);
@@ -364,9 +370,7 @@ fn salvage_or_fail(
     let mut lost = len.saturating_sub(damage.offset);
     for (_, later) in &segs[i + 1..] {
         lost += file_len(later)?;
-        let mut aside = later.clone().into_os_string();
-        aside.push(".discarded");
-        fs::rename(later, &aside).map_err(|e| PersistError::io(later, "rename", e))?;
+        set_aside(later)?;
     }
     recovery.salvaged = Some(Loss {
         file: path.clone(),
