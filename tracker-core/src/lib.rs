@@ -322,3 +322,12 @@ pub use tracker::partial::SitePartial;
 pub use tracker::site::{MAX_SITE_LEN, PageList, PageQuery, site_name};
 pub use tracker::stripe::SweepStep;
 pub use tracker::sweeper::Sweeper;
+
+/// The cache-line prefetch hint the batch record issues, for the benches'
+/// layout prototypes (`benches/slot_layout.rs`), so that they prefetch as
+/// the core does without `unsafe` of their own. Not part of the API.
+#[doc(hidden)]
+#[inline(always)]
+pub fn __prefetch<T>(at: &T) {
+    prefetch::prefetch(at);
+}

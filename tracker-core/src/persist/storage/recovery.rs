@@ -85,8 +85,9 @@ pub struct Recovery {
     /// The log ended at this position, before the replay start (it was
     /// lost or reset while the snapshot was kept, or the snapshot came
     /// from another data directory): its segments were set aside
-    /// (renamed to `<name>.discarded`) and it restarted at the replay
-    /// start. Worth a warning.
+    /// (renamed to `<name>.discarded`, or `.discarded.1` and on if that
+    /// name is taken) and it restarted at the replay start. Worth a
+    /// warning.
     pub behind: Option<Lsn>,
 }
 
@@ -306,11 +307,26 @@ fn scan_segments(
 }
 
 /// Renames the segment `path` to `<name>.discarded`: out of the log, but
-/// kept for an operator (never deleted).
+/// kept for an operator (never deleted). A segment of the same name set
+/// aside before (a log restarted at the same position twice) keeps its
+/// file: this one becomes `<name>.discarded.1`, `.2`, and so on, as the
+/// first free name. Both may hold the only copy of acknowledged events.
 fn set_aside(path: &Path) -> Result<(), PersistError> {
-    let mut aside = path.to_path_buf().into_os_string();
-    aside.push(".discarded");
-    fs::rename(path, &aside).map_err(|e| PersistError::io(path, "rename", e))
+    let named = |n: u32| {
+        let mut aside = path.to_path_buf().into_os_string();
+        aside.push(".discarded");
+        if n > 0 {
+            aside.push(format!(".{n}"));
+        }
+        std::path::PathBuf::from(aside)
+    };
+    let mut n = 0;
+    // The data directory's lock keeps other writers out between the test
+    // and the rename.
+    while fs::symlink_metadata(named(n)).is_ok() {
+        n += 1;
+    }
+    fs::rename(path, named(n)).map_err(|e| PersistError::io(path, "rename", e))
 }
 
 /// If the replay start lies past the end of the log (the log was lost or
@@ -419,6 +435,27 @@ fn truncate(path: &Path, len: u64) -> Result<(), PersistError> {
 mod tests {
     use super::super::frame::encode;
     use super::*;
+
+    /// A segment set aside under a name an earlier one took keeps both
+    /// files: the earlier may hold the only copy of acknowledged events.
+    #[test]
+    fn setting_aside_never_overwrites_an_earlier_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment::path(dir.path(), 0);
+        for round in 0..3u8 {
+            fs::write(&path, [round; 4]).unwrap();
+            set_aside(&path).unwrap();
+            assert!(!path.exists());
+        }
+        let kept = |suffix: &str| {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            fs::read(name).unwrap()
+        };
+        assert_eq!(kept(".discarded"), [0; 4]);
+        assert_eq!(kept(".discarded.1"), [1; 4]);
+        assert_eq!(kept(".discarded.2"), [2; 4]);
+    }
 
     /// A zero tail longer than the read window is read once: recovery
     /// reads each byte of the segment at most once.
