@@ -19,7 +19,8 @@
 //!   an absent key mostly costs its one line; a new key goes in the first
 //!   free slot from its home line, with no shifting. Growth in lines, x2
 //!   up to 8 lines and x1.375 after, at most LOAD full; a rebuild places
-//!   each key as an insert does.
+//!   each key as an insert does. Its bytes include the up to 56 bytes a
+//!   table that align its lines to the cache's.
 //!
 //! The stream is the batch bench's (2M events, Zipf over 100k pages, 1M
 //! visitors), hashed and interned untimed. It is fed in batches of 1024 as
@@ -28,7 +29,8 @@
 //! and the line after it; the home line), then the inserts. Two rows
 //! take a part away to weigh it: `no prefetch` (the inserts alone) and
 //! `sized first` (each table made at its final size before the clock
-//! starts: the time without growth). Then the memory bench's shape: 1M
+//! starts: no growth, but also tables emptier than they run at, so
+//! shorter probes; an upper bound on what growth costs). Then the memory bench's shape: 1M
 //! pairs over 1k pages, bytes a pair. The designs run in interleaved
 //! rounds after an untimed one; `ROUNDS=n` sets the rounds (the median
 //! is reported), `ONLY=name` runs the designs whose name has `name`.
@@ -293,22 +295,20 @@ impl RobinHood {
 }
 
 const LINE_SLOTS: usize = 5;
+/// Words of a line: five keys, then their five words two to a `u64`, the
+/// last beside the overflow count.
+const LINE_WORDS: usize = 8;
 
-/// Five slots and the overflow count: one cache line.
-#[repr(C, align(64))]
-#[derive(Clone, Copy, Default)]
-struct Line {
-    keys: [u64; LINE_SLOTS],
-    words: [u32; LINE_SLOTS],
-    /// Keys whose probe passed this line (saturating: with no deletes, a
-    /// count stuck at 255 only lengthens lookups).
-    overflow: u8,
-}
-
-/// The line-grouped table, at most `NUM / DEN` full.
+/// The line-grouped table, at most `NUM / DEN` full. Its lines start at
+/// a line boundary inside an allocation of plain words (a type aligned to
+/// 64 bytes took glibc's slower aligned-allocation path), which costs up
+/// to 7 words of slack a table.
 #[derive(Default)]
 struct Lines<const NUM: usize, const DEN: usize> {
-    lines: Box<[Line]>,
+    words: Box<[u64]>,
+    /// The word where line 0 starts.
+    start: usize,
+    lines: usize,
     len: usize,
 }
 
@@ -322,35 +322,68 @@ impl<const NUM: usize, const DEN: usize> Lines<NUM, DEN> {
         }
     }
 
+    /// An empty table of `lines` lines.
+    fn with_lines(lines: usize) -> Self {
+        let words = vec![0u64; lines * LINE_WORDS + LINE_WORDS - 1].into_boxed_slice();
+        let misaligned = (words.as_ptr() as usize / 8) % LINE_WORDS;
+        Self {
+            words,
+            start: (LINE_WORDS - misaligned) % LINE_WORDS,
+            lines,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn line(&self, l: usize) -> &[u64] {
+        let at = self.start + l * LINE_WORDS;
+        &self.words[at..at + LINE_WORDS]
+    }
+
+    #[inline]
+    fn line_mut(&mut self, l: usize) -> &mut [u64] {
+        let at = self.start + l * LINE_WORDS;
+        &mut self.words[at..at + LINE_WORDS]
+    }
+
+    #[inline]
+    fn overflow(line: &[u64]) -> u64 {
+        line[7] >> 32
+    }
+
     /// Puts `key`, absent, in the first free slot from its home line.
     #[inline]
     fn place(&mut self, key: u64, word: u32) {
-        let n = self.lines.len();
+        let n = self.lines;
         let mut l = home_in(key, n);
         loop {
-            let line = &mut self.lines[l];
-            if let Some(i) = line.keys.iter().position(|&k| k == 0) {
-                line.keys[i] = key;
-                line.words[i] = word;
+            let line = self.line_mut(l);
+            if let Some(i) = line[..LINE_SLOTS].iter().position(|&k| k == 0) {
+                line[i] = key;
+                let (at, shift) = (LINE_SLOTS + i / 2, 32 * (i % 2));
+                line[at] = line[at] & !(u64::from(u32::MAX) << shift) | u64::from(word) << shift;
                 break;
             }
-            line.overflow = line.overflow.saturating_add(1);
+            if Self::overflow(line) < 255 {
+                line[7] += 1 << 32;
+            }
             l = if l + 1 == n { 0 } else { l + 1 };
         }
         self.len += 1;
     }
 
     fn grow(&mut self) {
-        let mut n = self.lines.len().max(1);
-        while !Self::fits(self.len + 1, n) || n == self.lines.len() {
+        let mut n = self.lines.max(1);
+        while !Self::fits(self.len + 1, n) || n == self.lines {
             n = if n < 8 { 2 * n } else { n + n / 4 + n / 8 };
         }
-        let old = std::mem::replace(&mut self.lines, vec![Line::default(); n].into_boxed_slice());
-        self.len = 0;
-        for line in old.iter() {
-            for (&key, &word) in line.keys.iter().zip(&line.words) {
-                if key != 0 {
-                    self.place(key, word);
+        let old = std::mem::replace(self, Self::with_lines(n));
+        for l in 0..old.lines {
+            let line = old.line(l);
+            for i in 0..LINE_SLOTS {
+                if line[i] != 0 {
+                    let word = (line[LINE_SLOTS + i / 2] >> (32 * (i % 2))) as u32;
+                    self.place(line[i], word);
                 }
             }
         }
@@ -360,14 +393,14 @@ impl<const NUM: usize, const DEN: usize> Lines<NUM, DEN> {
     /// passed it.
     #[inline]
     fn contains(&self, key: u64) -> bool {
-        let n = self.lines.len();
+        let n = self.lines;
         let mut l = home_in(key, n);
         loop {
-            let line = &self.lines[l];
-            if line.keys.contains(&key) {
+            let line = self.line(l);
+            if line[..LINE_SLOTS].contains(&key) {
                 return true;
             }
-            if line.overflow == 0 {
+            if Self::overflow(line) == 0 {
                 return false;
             }
             l = if l + 1 == n { 0 } else { l + 1 };
@@ -378,12 +411,12 @@ impl<const NUM: usize, const DEN: usize> Lines<NUM, DEN> {
 impl<const NUM: usize, const DEN: usize> Table for Lines<NUM, DEN> {
     #[inline]
     fn insert(&mut self, key: u64, word: u32) -> bool {
-        if self.lines.is_empty() {
+        if self.lines == 0 {
             self.grow();
         } else if self.contains(key) {
             return false;
         }
-        if !Self::fits(self.len + 1, self.lines.len()) {
+        if !Self::fits(self.len + 1, self.lines) {
             self.grow();
         }
         self.place(key, word);
@@ -392,13 +425,13 @@ impl<const NUM: usize, const DEN: usize> Table for Lines<NUM, DEN> {
 
     #[inline]
     fn prefetch(&self, key: u64) {
-        if let Some(line) = self.lines.get(home_in(key, self.lines.len())) {
-            tracker_core::__prefetch(line);
+        if self.lines > 0 {
+            tracker_core::__prefetch(&self.line(home_in(key, self.lines))[0]);
         }
     }
 
     fn bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.lines)
+        std::mem::size_of_val(&*self.words)
     }
 
     fn len(&self) -> usize {
@@ -410,10 +443,7 @@ impl<const NUM: usize, const DEN: usize> Table for Lines<NUM, DEN> {
         while !Self::fits(len, n) {
             n = if n < 8 { 2 * n } else { n + n / 4 + n / 8 };
         }
-        Self {
-            lines: vec![Line::default(); n].into_boxed_slice(),
-            len: 0,
-        }
+        Self::with_lines(n)
     }
 }
 
