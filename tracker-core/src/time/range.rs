@@ -320,6 +320,43 @@ impl Bucketing {
         }
     }
 
+    /// The series of `range` with `from` open: the latest steps the
+    /// point limit allows ([`latest_steps`](Self::latest_steps)), on a
+    /// grid that ends where the range does (the current bucket's end for
+    /// an open `till`), the first point cut to start with the range when
+    /// the retention holds less than whole steps. Before, such a range
+    /// was cut into steps from its start, and the last point reached
+    /// past its end, into the future. Errors as [`series`](Self::series).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{Bucketing, Timestamp};
+    ///
+    /// let kept = Bucketing::new(Duration::from_secs(3_600), Some(Duration::from_secs(10 * 86_400)))?;
+    /// let now = Timestamp::parse("2026-11-30T12:30:00Z", Timestamp::default())?;
+    /// let weeks = kept.latest_series(kept.range(None, None, now)?, Duration::from_secs(7 * 86_400))?;
+    /// let points = weeks.points();
+    /// assert_eq!(points.len(), 2);
+    /// assert_eq!(points[0].from().to_rfc3339(), "2026-11-20T13:00:00Z");
+    /// assert_eq!(points[1].from().to_rfc3339(), "2026-11-23T13:00:00Z");
+    /// assert_eq!(points[1].till().to_rfc3339(), "2026-11-30T13:00:00Z");
+    /// # Ok::<(), tracker_core::TimeError>(())
+    /// ```
+    pub fn latest_series(&self, range: TimeRange, step: Duration) -> Result<Series, TimeError> {
+        let range = self.latest_steps(range, step);
+        let step_buckets = step.as_secs() / u64::from(self.width);
+        let span = range
+            .bucket_count()
+            .checked_next_multiple_of(step_buckets.max(1));
+        match span.and_then(|span| range.end.checked_sub(span)) {
+            Some(origin) if step_buckets > 0 && !range.is_empty() => {
+                self.series_on(range, step, origin)
+            }
+            // A grid that would start before 1970: from the range's start.
+            _ => self.series(range, step),
+        }
+    }
+
     /// The first bucket boundary at or after `at`.
     fn bucket_ceiling(&self, at: Timestamp) -> u64 {
         (at.as_millis()).div_ceil(u64::from(self.width) * 1000)
@@ -413,6 +450,13 @@ impl Series {
     #[inline]
     pub(crate) fn origin(&self) -> u64 {
         self.origin
+    }
+
+    /// Where the grid of points starts: the first point's start, or
+    /// before it when that point is cut short (by the retention). A
+    /// series asked again with this as its `from` has the same points.
+    pub fn grid_from(&self) -> Timestamp {
+        Timestamp::from_millis(self.origin * u64::from(self.range.width) * 1000)
     }
 
     /// The point bucket `bucket` falls in, if any.

@@ -353,7 +353,8 @@ impl Tracker {
     }
 
     /// The series a query asks for, checked; an open `from` reaches back
-    /// no further than the point limit allows. A given `from` sets the
+    /// no further than the point limit allows, the points ending with the
+    /// range. A given `from` sets the
     /// grid of points even where the retention starts the range later,
     /// so that a daily series from a date keeps UTC days.
     fn series_of(
@@ -366,7 +367,7 @@ impl Tracker {
         let range = bucketing.range(from, till, self.config.clock.now())?;
         Ok(match from {
             Some(from) => bucketing.series_from(range, step, from)?,
-            None => bucketing.series(bucketing.latest_steps(range, step), step)?,
+            None => bucketing.latest_series(range, step)?,
         })
     }
 
