@@ -700,8 +700,8 @@ impl Node {
         // Checks range and step here; the series is the gate's, its
         // points the owner's.
         let mut counts = gate.series(&url, from, till, step)?;
-        // An open `from` is where the gate's series starts.
-        let from = from.or(Some(counts.series.range().from()));
+        // An open `from` is where the gate's grid of points starts.
+        let from = from.or(Some(counts.series.grid_from()));
         let partition = wire::partition_of(&url, self.inner.config.partitions);
         let ask = Ask::Series {
             url: url.clone(),
@@ -746,9 +746,9 @@ impl Node {
         step: Duration,
     ) -> Result<(SeriesCounts, Freshness), ClusterError> {
         let mut counts = self.inner.gate.site_series(site, from, till, step)?;
-        // An open `from` is where the gate's series starts (the latest
+        // An open `from` is where the gate's grid of points starts (the latest
         // steps the point limit allows), the same for every owner.
-        let from = from.or(Some(counts.series.range().from()));
+        let from = from.or(Some(counts.series.grid_from()));
         let (points, freshness) = self
             .site_points(site, from, till, Some(step.as_secs()))
             .await?;

@@ -62,17 +62,16 @@ impl EventTime<'_> {
 }
 
 /// The time of an optional `time`: `None` (now, by the tracker's clock)
-/// when absent; refused if it is ahead of the tracker's clock
-/// ([`Tracker::check_time`]). One older than the retention is refused
-/// by the record itself.
+/// when absent; refused if it is ahead of the tracker's clock, and the
+/// clock's time if only a little ahead ([`Tracker::check_time`]). One
+/// older than the retention is refused by the record itself.
 pub(crate) fn event_time(
     time: Option<&EventTime<'_>>,
     tracker: &Tracker,
 ) -> Result<Option<Timestamp>, AppError> {
     let Some(time) = time else { return Ok(None) };
     let at = time.at(tracker.config().clock.now())?;
-    tracker.check_time(at)?;
-    Ok(Some(at))
+    Ok(Some(tracker.check_time(at)?))
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for EventTime<'a> {

@@ -269,7 +269,7 @@ impl Runs {
             return;
         }
         let range = series.range().buckets();
-        let step = u64::from(series.step_buckets());
+        let (origin, step) = (series.origin(), u64::from(series.step_buckets()));
         let run = self.buckets(cell);
         let start = run.partition_point(|&b| u64::from(b) < range.start);
         // Sorted: one division per point, a comparison per bucket.
@@ -280,9 +280,9 @@ impl Runs {
                 break;
             }
             if b >= next_point {
-                let p = (b - range.start) / step;
+                let p = (b - origin) / step;
                 counts[p as usize] += 1;
-                next_point = range.start + (p + 1) * step;
+                next_point = origin + (p + 1) * step;
             }
         }
     }

@@ -202,6 +202,54 @@ impl Bucketing {
     /// # Ok::<(), TimeError>(())
     /// ```
     pub fn series(&self, range: TimeRange, step: Duration) -> Result<Series, TimeError> {
+        self.series_on(range, step, range.start)
+    }
+
+    /// [`series`](Self::series) with its points on the grid of `from`:
+    /// when the retention raised the range's start past `from`'s bucket,
+    /// the points still start a whole number of steps after `from` (a
+    /// daily series from a date keeps UTC days), the first one cut to
+    /// start where the range does. Otherwise the same as `series`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{Bucketing, Timestamp};
+    ///
+    /// let month = Bucketing::new(Duration::from_secs(3_600), Some(Duration::from_secs(30 * 86_400)))?;
+    /// let now = Timestamp::parse("2026-11-30T12:30:00Z", Timestamp::default())?;
+    /// let from = Timestamp::parse("2026-10-01", now)?;
+    /// let range = month.range(Some(from), Some(now), now)?;
+    /// let days = month.series_from(range, Duration::from_secs(86_400), from)?;
+    /// let points = days.points();
+    /// assert_eq!(points[0].from().to_rfc3339(), "2026-10-31T13:00:00Z");
+    /// assert_eq!(points[0].till().to_rfc3339(), "2026-11-01T00:00:00Z");
+    /// assert_eq!(points[1].from().to_rfc3339(), "2026-11-01T00:00:00Z");
+    /// # Ok::<(), tracker_core::TimeError>(())
+    /// ```
+    pub fn series_from(
+        &self,
+        range: TimeRange,
+        step: Duration,
+        from: Timestamp,
+    ) -> Result<Series, TimeError> {
+        let anchor = u64::from(self.bucket_of(from));
+        let step_buckets = step.as_secs() / u64::from(self.width);
+        let origin = if range.is_empty() || step_buckets == 0 || anchor >= range.start {
+            range.start
+        } else {
+            anchor + (range.start - anchor) / step_buckets * step_buckets
+        };
+        self.series_on(range, step, origin)
+    }
+
+    /// The series of `range` whose points are whole steps from `origin`
+    /// (at most `range.start`, less than a step before it).
+    fn series_on(
+        &self,
+        range: TimeRange,
+        step: Duration,
+        origin: u64,
+    ) -> Result<Series, TimeError> {
         let width = u64::from(self.width);
         let secs = step.as_secs();
         if step.subsec_nanos() != 0 || secs == 0 || !secs.is_multiple_of(width) {
@@ -211,7 +259,7 @@ impl Bucketing {
             });
         }
         let step_buckets = secs / width;
-        let points = (range.end - range.start).div_ceil(step_buckets);
+        let points = (range.end - origin).div_ceil(step_buckets);
         if points > self.max_points as u64 {
             return Err(TimeError::TooManyPoints {
                 points,
@@ -224,12 +272,13 @@ impl Bucketing {
         let last = self.end_of_time();
         let end = points
             .checked_mul(step_buckets)
-            .and_then(|span| span.checked_add(range.start));
+            .and_then(|span| span.checked_add(origin));
         match (end, u32::try_from(step_buckets)) {
             (Some(end), Ok(step_buckets)) if end <= last && u64::from(step_buckets) <= last => {
                 Ok(Series {
                     range: TimeRange { end, ..range },
                     step_buckets,
+                    origin,
                 })
             }
             _ => Err(TimeError::OutOfRange {
@@ -268,6 +317,43 @@ impl Bucketing {
         TimeRange {
             start: range.start.max(range.end.saturating_sub(reach)),
             ..range
+        }
+    }
+
+    /// The series of `range` with `from` open: the latest steps the
+    /// point limit allows ([`latest_steps`](Self::latest_steps)), on a
+    /// grid that ends where the range does (the current bucket's end for
+    /// an open `till`), the first point cut to start with the range when
+    /// the retention holds less than whole steps. Before, such a range
+    /// was cut into steps from its start, and the last point reached
+    /// past its end, into the future. Errors as [`series`](Self::series).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tracker_core::{Bucketing, Timestamp};
+    ///
+    /// let kept = Bucketing::new(Duration::from_secs(3_600), Some(Duration::from_secs(10 * 86_400)))?;
+    /// let now = Timestamp::parse("2026-11-30T12:30:00Z", Timestamp::default())?;
+    /// let weeks = kept.latest_series(kept.range(None, None, now)?, Duration::from_secs(7 * 86_400))?;
+    /// let points = weeks.points();
+    /// assert_eq!(points.len(), 2);
+    /// assert_eq!(points[0].from().to_rfc3339(), "2026-11-20T13:00:00Z");
+    /// assert_eq!(points[1].from().to_rfc3339(), "2026-11-23T13:00:00Z");
+    /// assert_eq!(points[1].till().to_rfc3339(), "2026-11-30T13:00:00Z");
+    /// # Ok::<(), tracker_core::TimeError>(())
+    /// ```
+    pub fn latest_series(&self, range: TimeRange, step: Duration) -> Result<Series, TimeError> {
+        let range = self.latest_steps(range, step);
+        let step_buckets = step.as_secs() / u64::from(self.width);
+        let span = range
+            .bucket_count()
+            .checked_next_multiple_of(step_buckets.max(1));
+        match span.and_then(|span| range.end.checked_sub(span)) {
+            Some(origin) if step_buckets > 0 && !range.is_empty() => {
+                self.series_on(range, step, origin)
+            }
+            // A grid that would start before 1970: from the range's start.
+            _ => self.series(range, step),
         }
     }
 
@@ -337,6 +423,10 @@ impl TimeRange {
 pub struct Series {
     range: TimeRange,
     step_buckets: u32,
+    /// Where the grid of points starts: the range's start, or up to a
+    /// step before it when the first point is cut short (see
+    /// [`Bucketing::series_from`]).
+    origin: u64,
 }
 
 impl Series {
@@ -355,22 +445,36 @@ impl Series {
         Duration::from_secs(u64::from(self.step_buckets) * u64::from(self.range.width))
     }
 
+    /// Where the grid of points starts (a bucket index): the range's
+    /// start, or before it when the first point is cut short.
+    #[inline]
+    pub(crate) fn origin(&self) -> u64 {
+        self.origin
+    }
+
+    /// Where the grid of points starts: the first point's start, or
+    /// before it when that point is cut short (by the retention). A
+    /// series asked again with this as its `from` has the same points.
+    pub fn grid_from(&self) -> Timestamp {
+        Timestamp::from_millis(self.origin * u64::from(self.range.width) * 1000)
+    }
+
     /// The point bucket `bucket` falls in, if any.
     #[inline]
     pub fn point_of(&self, bucket: u32) -> Option<usize> {
         let bucket = u64::from(bucket);
         self.range
             .contains(bucket as u32)
-            .then(|| ((bucket - self.range.start) / u64::from(self.step_buckets)) as usize)
+            .then(|| ((bucket - self.origin) / u64::from(self.step_buckets)) as usize)
     }
 
-    /// The points, in order.
+    /// The points, in order (the first cut to start with the range).
     pub fn points(&self) -> Vec<TimeRange> {
         let step = u64::from(self.step_buckets);
-        (self.range.start..self.range.end)
+        (self.origin..self.range.end)
             .step_by(step as usize)
             .map(|start| TimeRange {
-                start,
+                start: start.max(self.range.start),
                 end: start + step,
                 ..self.range
             })

@@ -10,10 +10,13 @@ use crate::time::ttl::{Expiry, MAX_CLOCK_SKEW};
 use super::Tracker;
 
 impl Tracker {
-    /// Checks a visit time a client sent before it is recorded: refused
-    /// as [`TrackerError::FromTheFuture`] if it is further ahead of the
-    /// tracker's clock than [`MAX_CLOCK_SKEW`], since its bucket would
-    /// count in no range yet. (With a TTL, [`record_at`](Self::record_at)
+    /// Checks a visit time a client sent before it is recorded, and
+    /// returns the time to record it at: the tracker's clock for a time
+    /// ahead of it by at most [`MAX_CLOCK_SKEW`] (a sender's clock that
+    /// runs a little fast; at its own time such a visit could fall in a
+    /// bucket after the current one, which no open range reaches yet),
+    /// else the time itself. Refused as [`TrackerError::FromTheFuture`]
+    /// if it is further ahead than that. (With a TTL, [`record_at`](Self::record_at)
     /// refuses such a time itself; without one it takes any time not
     /// older than the retention, as a replay or a test clock needs.)
     /// With a TTL, a time already expired is refused too, as
@@ -27,7 +30,10 @@ impl Tracker {
     ///
     /// let tracker = Tracker::new();
     /// let now = Timestamp::from(std::time::SystemTime::now());
-    /// assert!(tracker.check_time(Timestamp::parse("-7d", now)?).is_ok());
+    /// let week_ago = Timestamp::parse("-7d", now)?;
+    /// assert_eq!(tracker.check_time(week_ago)?, week_ago);
+    /// let ahead = now.saturating_add(Duration::from_secs(30));
+    /// assert!(tracker.check_time(ahead)? <= ahead);
     /// assert!(tracker.check_time(Timestamp::parse("1970-01-01", now)?).is_ok());
     /// assert!(matches!(
     ///     tracker.check_time(Timestamp::parse("2106-01-01", now)?),
@@ -41,7 +47,7 @@ impl Tracker {
     /// ));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn check_time(&self, at: Timestamp) -> Result<(), TrackerError> {
+    pub fn check_time(&self, at: Timestamp) -> Result<Timestamp, TrackerError> {
         let now = self.config.clock.now();
         if at > now.saturating_add(MAX_CLOCK_SKEW) {
             return Err(TrackerError::FromTheFuture {
@@ -59,6 +65,6 @@ impl Tracker {
                 return Err(TimeError::BeforeTtl { at, oldest }.into());
             }
         }
-        Ok(())
+        Ok(at.min(now))
     }
 }

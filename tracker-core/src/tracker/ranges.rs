@@ -353,7 +353,10 @@ impl Tracker {
     }
 
     /// The series a query asks for, checked; an open `from` reaches back
-    /// no further than the point limit allows.
+    /// no further than the point limit allows, the points ending with the
+    /// range. A given `from` sets the
+    /// grid of points even where the retention starts the range later,
+    /// so that a daily series from a date keeps UTC days.
     fn series_of(
         &self,
         from: Option<Timestamp>,
@@ -361,11 +364,11 @@ impl Tracker {
         step: Duration,
     ) -> Result<Series, TrackerError> {
         let bucketing = self.bucketing();
-        let mut range = bucketing.range(from, till, self.config.clock.now())?;
-        if from.is_none() {
-            range = bucketing.latest_steps(range, step);
-        }
-        Ok(bucketing.series(range, step)?)
+        let range = bucketing.range(from, till, self.config.clock.now())?;
+        Ok(match from {
+            Some(from) => bucketing.series_from(range, step, from)?,
+            None => bucketing.latest_series(range, step)?,
+        })
     }
 
     /// The buckets the tracker may hold pairs in now: from the oldest

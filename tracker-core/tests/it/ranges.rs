@@ -319,6 +319,129 @@ fn with_retention(days: u64) -> (ManualClock, Tracker) {
     (clock, tracker)
 }
 
+/// A series from a date before the retention keeps its points on that
+/// date's grid: a daily series is UTC days, the first cut to start where
+/// the retention does. Before, the retention's start (the current hour,
+/// 30 days back) became the grid, and every "day" ran 13:00 to 13:00.
+#[test]
+fn a_series_from_before_the_retention_keeps_the_grid_of_its_from() {
+    let t = |text| Timestamp::parse(text, Timestamp::default()).unwrap();
+    let clock = ManualClock::new(t("2026-11-30T12:30:00Z"));
+    let tracker = Tracker::builder()
+        .retention(Duration::from_secs(30 * DAY))
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    for (visitor, time) in [
+        ("a", "2026-10-31T20:00:00Z"),
+        ("b", "2026-11-01T05:00:00Z"),
+        ("c", "2026-11-15T10:00:00Z"),
+    ] {
+        tracker
+            .record_at(visitor, "https://e.com/", t(time))
+            .unwrap();
+    }
+    let (from, till) = (Some(t("2026-10-25")), Some(t("2026-11-30")));
+    let day = Duration::from_secs(DAY);
+    let page = tracker.series("https://e.com/", from, till, day).unwrap();
+    let site = tracker.site_series("e.com", from, till, day).unwrap();
+    for answer in [&page, &site] {
+        let points: Vec<(String, String, u64)> = answer
+            .points
+            .iter()
+            .map(|p| {
+                let (f, t) = (p.range.from().to_rfc3339(), p.range.till().to_rfc3339());
+                (f, t, p.distinct.visitors)
+            })
+            .collect();
+        assert_eq!(points.len(), 30, "{points:?}");
+        assert_eq!(
+            points[0],
+            (
+                "2026-10-31T13:00:00Z".into(),
+                "2026-11-01T00:00:00Z".into(),
+                1
+            )
+        );
+        assert_eq!(
+            points[1],
+            (
+                "2026-11-01T00:00:00Z".into(),
+                "2026-11-02T00:00:00Z".into(),
+                1
+            )
+        );
+        assert_eq!(points[15].2, 1, "{:?}", points[15]);
+        assert!(points[1..].iter().all(|p| p.0.ends_with("T00:00:00Z")));
+        assert_eq!(points[29].1, "2026-11-30T00:00:00Z");
+        assert_eq!(answer.series.range().from(), t("2026-10-31T13:00:00Z"));
+        assert_eq!(answer.series.range().till(), t("2026-11-30T00:00:00Z"));
+    }
+}
+
+/// With `from` open, a series is the latest steps: its last point ends
+/// with the current bucket even when the retention holds less than whole
+/// steps (the first point is then cut short). Before, the steps started
+/// at the retention's start and the last week ran 4 days into the future.
+#[test]
+fn an_open_series_ends_with_the_current_bucket_under_a_retention() {
+    let t = |text| Timestamp::parse(text, Timestamp::default()).unwrap();
+    let clock = ManualClock::new(t("2026-11-30T12:30:00Z"));
+    let tracker = Tracker::builder()
+        .retention(Duration::from_secs(10 * DAY))
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    for (visitor, time) in [
+        ("a", "2026-11-21T10:00:00Z"),
+        ("b", "2026-11-23T14:00:00Z"),
+        ("c", "2026-11-30T12:00:00Z"),
+    ] {
+        tracker
+            .record_at(visitor, "https://e.com/", t(time))
+            .unwrap();
+    }
+    let week = Duration::from_secs(7 * DAY);
+    let page = tracker.series("https://e.com/", None, None, week).unwrap();
+    let site = tracker.site_series("e.com", None, None, week).unwrap();
+    for answer in [&page, &site] {
+        let points: Vec<(String, String, u64)> = answer
+            .points
+            .iter()
+            .map(|p| {
+                let (f, t) = (p.range.from().to_rfc3339(), p.range.till().to_rfc3339());
+                (f, t, p.distinct.visitors)
+            })
+            .collect();
+        assert_eq!(
+            points,
+            [
+                (
+                    "2026-11-20T13:00:00Z".into(),
+                    "2026-11-23T13:00:00Z".into(),
+                    1
+                ),
+                (
+                    "2026-11-23T13:00:00Z".into(),
+                    "2026-11-30T13:00:00Z".into(),
+                    2
+                ),
+            ]
+        );
+        assert_eq!(answer.series.range().till(), t("2026-11-30T13:00:00Z"));
+        // Asked again from where its grid starts, the same points.
+        let again = tracker
+            .series(
+                "https://e.com/",
+                Some(answer.series.grid_from()),
+                None,
+                week,
+            )
+            .unwrap();
+        assert_eq!(again.series, page.series);
+    }
+}
+
 /// Retention drops what has left it, and gives the memory back.
 #[test]
 fn retention_drops_old_pairs_and_their_memory() {

@@ -900,6 +900,36 @@ async fn times_ahead_of_the_clock_or_before_the_retention_are_refused() {
     assert_eq!(answer.status, StatusCode::ACCEPTED);
 }
 
+/// A time a little ahead of the clock (a sender's clock running fast)
+/// counts as now: before, a visit sent at 13:00:20 by a clock 30 s fast,
+/// at 12:59:50, was kept in the 13:00 bucket, which no open range
+/// reached until 13:00 (the last hour, the all-time ranged count and the
+/// ranged top all missed it), while the all-time count had it.
+#[tokio::test]
+async fn a_time_a_little_ahead_of_the_clock_counts_now_in_open_ranges() {
+    let (app, clock) = hourly();
+    clock.set(at("2026-11-08T12:59:50Z"));
+    let page = "https://shop.example/fast";
+    for (visitor, time) in [
+        ("fast", json!("2026-11-08T13:00:20Z")),
+        ("unix", json!(1_794_142_815)), // 13:00:15
+    ] {
+        let answer = record_timed(&app, visitor, page, time).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+    }
+    let query = "url=https%3A%2F%2Fshop.example%2Ffast";
+    assert_eq!(
+        ok(&app, &format!("/distinct?{query}")).await["distinct_visitors"],
+        2
+    );
+    for range in ["from=-1h", "till=now", "from=now"] {
+        let answer = ok(&app, &format!("/distinct?{query}&{range}")).await;
+        assert_eq!(answer["distinct_visitors"], 2, "{range}: {answer}");
+    }
+    let top = ok(&app, "/top?from=-1h").await;
+    assert_eq!(top["pages"][0]["distinct_visitors"], 2, "{top}");
+}
+
 /// With a TTL, an event older than the TTL window counts nowhere: the
 /// tracker drops it (it would expire on arrival), in the window and in
 /// the buckets alike. It is refused, as one before the retention is,
