@@ -156,7 +156,8 @@ impl fmt::Display for TrackerError {
             ),
             TrackerError::FromTheFuture { ahead_ms } => write!(
                 f,
-                "the event's time is {ahead_ms} ms ahead of the tracker's clock, more than the {} s allowed",
+                "the event's time is {} ahead of the tracker's clock, more than the {} s allowed",
+                Ahead(*ahead_ms),
                 crate::MAX_CLOCK_SKEW.as_secs()
             ),
             TrackerError::Time(e) => e.fmt(f),
@@ -165,6 +166,46 @@ impl fmt::Display for TrackerError {
 }
 
 impl std::error::Error for TrackerError {}
+
+/// How far ahead an event's time was, in the largest unit that keeps it
+/// readable: a year's worth of milliseconds says little to a reader.
+struct Ahead(u64);
+
+impl fmt::Display for Ahead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 4] = [
+            (86_400_000, "days"),
+            (3_600_000, "hours"),
+            (60_000, "minutes"),
+            (1_000, "s"),
+        ];
+        match UNITS.iter().find(|&&(ms, _)| self.0 >= ms) {
+            Some(&(ms, unit)) => write!(f, "{:.1} {unit}", self.0 as f64 / ms as f64),
+            None => write!(f, "{} ms", self.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A time far ahead is told in days, not in a run of milliseconds.
+    #[test]
+    fn how_far_ahead_is_told_in_a_readable_unit() {
+        let told = |ahead_ms| TrackerError::FromTheFuture { ahead_ms }.to_string();
+        assert!(
+            told(97_203_156_228).contains("is 1125.0 days ahead"),
+            "{}",
+            told(97_203_156_228)
+        );
+        assert!(told(5_400_000).contains("is 1.5 hours ahead"));
+        assert!(told(61_000).contains("is 1.0 minutes ahead"));
+        assert!(told(60_500).contains("is 1.0 minutes ahead"));
+        assert!(told(2_500).contains("is 2.5 s ahead"));
+        assert!(told(7).contains("is 7 ms ahead"));
+    }
+}
 
 /// Why a [`TrackerBuilder`](crate::TrackerBuilder) refused its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
