@@ -1082,15 +1082,28 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 /// `--retention 2w` does.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    single_unit_duration(s)
+    let duration = single_unit_duration(s)
         .or_else(|| Timestamp::parse_duration(s).ok())
         .ok_or_else(|| {
             format!(
                 "`{s}` is not a duration: a number and a unit ms, s, m, h, d or w \
              (`500ms`, `1.5h`, `2w`), bare seconds, or whole parts (`1h30m`)"
             )
-        })
+        })?;
+    // Timeouts become deadlines (`Instant::now() + d`) and the cluster
+    // multiplies `--lease-ttl`: past this, that arithmetic overflows and
+    // panics in every connection, so such a value is refused here.
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{s}` is longer than a duration may be (1000 years)"
+        ));
+    }
+    Ok(duration)
 }
+
+/// The longest duration a flag takes: longer than any sane setting (the
+/// longest retention is 136 years), short enough to add to a clock.
+const MAX_DURATION: Duration = Duration::from_secs(1000 * 365 * 86_400);
 
 /// `<number><unit>` or bare seconds, the number possibly with a fraction.
 fn single_unit_duration(s: &str) -> Option<Duration> {
@@ -1315,6 +1328,25 @@ mod tests {
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+        // Short of u64::MAX seconds but past what a deadline can hold: it
+        // made every connection's task panic on `Instant + Duration`.
+        for huge in ["10000000000000000000", "1000000000000w", "366001d"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        assert_eq!(
+            parse_duration("365000d"),
+            Ok(Duration::from_secs(365_000 * 86_400))
+        );
+        use clap::Parser;
+        let refused = super::Config::try_parse_from([
+            "tracker-http",
+            "--idle-timeout",
+            "10000000000000000000",
+        ]);
+        assert!(
+            refused.is_err(),
+            "a huge --idle-timeout is refused at start"
+        );
     }
 
     #[test]
