@@ -60,7 +60,16 @@
     }
     const headers = { Accept: 'application/json' };
     const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = 'Bearer ' + token;
+    if (token) {
+      headers.Authorization = 'Bearer ' + token;
+      // A token no header can carry (a pasted en dash or curly quote)
+      // would make every fetch throw, never asking for the token again.
+      try {
+        new Headers(headers);
+      } catch (_) {
+        throw new AuthNeeded('unsendable');
+      }
+    }
     const response = await fetch(url, { headers, cache: 'no-store', credentials: 'omit' });
     if (response.status === 401) throw new AuthNeeded(token ? 'refused' : 'missing');
     let body = null;
@@ -523,10 +532,13 @@
     $('chart').replaceChildren();
     $('auth-message').textContent = why === 'refused'
       ? 'That token was refused. Enter the token the service was started with (--auth-token).'
-      : 'This tracker was started with --auth-token: its numbers are shown only with that token. '
+      : why === 'unsendable'
+        ? 'That token cannot be sent: it has a character no token has (a typographic dash or quote?). '
+          + 'Enter the token the service was started with (--auth-token).'
+        : 'This tracker was started with --auth-token: its numbers are shown only with that token. '
         + 'It is kept for this tab only and sent with every read.';
     showOnly('auth');
-    setStatus(why === 'refused' ? 'The token was refused.' : 'An access token is needed.');
+    setStatus(why === 'missing' ? 'An access token is needed.' : 'The token was refused.');
     $('token').value = '';
     $('token').focus();
   }

@@ -622,6 +622,61 @@ async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
     only_to(&browser, &origin);
 }
 
+/// A token no HTTP header can carry (a character past U+00FF, as a
+/// pasted en dash is) makes the browser refuse every read before it is
+/// sent: the page says so and asks again, rather than retrying the same
+/// token for ever without a way to enter another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_no_header_can_carry_is_asked_for_again() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&["--auth-token", "open--sesame"], Some("open--sesame")).await;
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser.navigate(&format!("{origin}/")).await;
+    let asked = "document.body.dataset.state === 'auth'
+        && document.activeElement === document.getElementById('token')";
+    browser.wait_for("the token prompt", WAIT, asked).await;
+
+    // As a chat or a word processor turns `--` into an en dash.
+    browser
+        .call("Input.insertText", json!({"text": "open\u{2013}sesame"}))
+        .await;
+    browser
+        .eval("document.querySelector('#auth-form button').click()")
+        .await;
+    let said = browser
+        .wait_for(
+            "the prompt again",
+            WAIT,
+            "document.body.dataset.state === 'auth' && !document.getElementById('auth').hidden
+               && document.getElementById('auth-message').textContent",
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("cannot be sent"), "{said}");
+
+    // The right one then loads.
+    browser
+        .eval("document.getElementById('token').focus()")
+        .await;
+    browser
+        .call("Input.insertText", json!({"text": "open--sesame"}))
+        .await;
+    browser
+        .eval("document.querySelector('#auth-form button').click()")
+        .await;
+    browser
+        .wait_for(
+            "the empty state",
+            WAIT,
+            "document.body.dataset.state === 'empty'",
+        )
+        .await;
+    only_to(&browser, &origin);
+}
+
 /// A site is a host, as the API counts one (`?site=host:port` answers for
 /// the host, every scheme and port): pages served on a port (as a test
 /// fixture or a staging server is) are under their host in the picker,
