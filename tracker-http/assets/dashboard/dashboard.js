@@ -139,9 +139,11 @@
 
   // --- ranges -----------------------------------------------------------
 
-  function localMidnight(ymd) {
+  // The local midnight starting `ymd`, or `days` later: by the calendar,
+  // not by 24 h steps, since a day with a clock change is 23 or 25 h long.
+  function localMidnight(ymd, days = 0) {
     const [y, m, d] = ymd.split('-').map(Number);
-    return new Date(y, m - 1, d).getTime();
+    return new Date(y, m - 1, d + days).getTime();
   }
 
   function ymdOf(ms) {
@@ -167,7 +169,7 @@
       case '7d': from = now - 7 * DAY_MS; break;
       case 'custom':
         from = localMidnight(state.custom.from);
-        till = localMidnight(state.custom.till) + DAY_MS;
+        till = localMidnight(state.custom.till, 1);
         break;
       default: from = now - 30 * DAY_MS;
     }
@@ -597,7 +599,7 @@
       if (!radio.checked) return;
       if (radio.value === 'custom') {
         $('custom').hidden = false;
-        if (!$('custom-from').value) $('custom-from').value = ymdOf(Date.now() - 29 * DAY_MS);
+        if (!$('custom-from').value) $('custom-from').value = ymdOf(localMidnight(ymdOf(Date.now()), -29));
         if (!$('custom-till').value) $('custom-till').value = ymdOf(Date.now());
         setStatus('Pick the dates, then press Show.');
         return;

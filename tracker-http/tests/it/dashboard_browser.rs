@@ -677,6 +677,58 @@ async fn a_token_no_header_can_carry_is_asked_for_again() {
     only_to(&browser, &origin);
 }
 
+/// A custom range ends at the local midnight after its last day, by the
+/// calendar: on the day clocks go back (25 hours in Berlin on 26 October
+/// 2025) a visit at 23:30 is in it, and on the day they go forward (23
+/// hours) the next day's first hour is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_day_with_a_clock_change_ends_at_its_midnight() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&[], None).await;
+    // 2025-10-26T22:30:00Z: 23:30 in Berlin (CET, after the change).
+    let late = 1_761_517_800;
+    // 2025-03-30T22:30:00Z: 00:30 on 31 March in Berlin (CEST).
+    let next_day = 1_743_373_800;
+    api.fill(&[
+        ("v1".to_string(), "https://dst.test/".to_string(), late),
+        ("v2".to_string(), "https://dst.test/".to_string(), next_day),
+    ])
+    .await;
+
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser
+        .call(
+            "Emulation.setTimezoneOverride",
+            json!({"timezoneId": "Europe/Berlin"}),
+        )
+        .await;
+    for (load, day, till, visitors) in [
+        // Local midnight of 27 October (CET): 23:00Z.
+        (1, "2025-10-26", "1761519600", 1),
+        // Local midnight of 31 March (CEST): 22:00Z on the 30th.
+        (2, "2025-03-30", "1743372000", 0),
+    ] {
+        // A query string of its own, so that each is a new page load, not
+        // a change of the fragment.
+        browser
+            .navigate(&format!(
+                "{origin}/?load={load}#site=dst.test&range=custom&from={day}&till={day}"
+            ))
+            .await;
+        let dom = settled(&mut browser, "the custom day", |dom| {
+            dom["site"] == "dst.test" && dom["asked_till"].as_str() == Some(till)
+        })
+        .await;
+        assert_eq!(dom["visitors"]["value"], json!(visitors), "{day}: {dom}");
+        api.check(&dom, None).await;
+    }
+    only_to(&browser, &origin);
+}
+
 /// A site is a host, as the API counts one (`?site=host:port` answers for
 /// the host, every scheme and port): pages served on a port (as a test
 /// fixture or a staging server is) are under their host in the picker,
