@@ -582,6 +582,18 @@ pub struct HttpOptions {
     pub auth_token: Option<String>,
 }
 
+impl HttpOptions {
+    /// `--auth-token` as a request can present it: HTTP drops the white
+    /// space around a header's value (RFC 9110, 5.5), and a secret taken
+    /// from a file or a Kubernetes secret often ends in a newline, which
+    /// kept would refuse every read, the right token included.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.auth_token
+            .as_deref()
+            .map(|token| token.trim_matches(|c: char| c.is_ascii_whitespace()))
+    }
+}
+
 /// Settings for events sent by browsers (`/tracker.js`, `/api/event`,
 /// `/count`, `/events` without a visitor).
 #[derive(Debug, Clone, Args)]
@@ -847,8 +859,16 @@ impl Config {
         {
             return Err(format!("--rate-burst must be at least 1, got {burst}"));
         }
-        if self.http.auth_token.as_deref() == Some("") {
-            return Err("--auth-token must not be empty".into());
+        match self.http.bearer_token() {
+            Some("") => return Err("--auth-token must not be empty or only spaces".into()),
+            // Messages name no part of the token: it is a secret.
+            Some(token) if token.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) => {
+                return Err(
+                    "--auth-token holds a control character, which no request header can carry"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         if self.cluster.nats.is_some() && self.core.hash_key.is_some() {
             return Err(
