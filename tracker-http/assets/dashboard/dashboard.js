@@ -20,6 +20,8 @@
   const STEPS = [['1h', 3600], ['6h', 21600], ['1d', 86400], ['7d', 604800]];
   const MAX_POINTS = 60;
   const DAY_MS = 86400000;
+  // Times one read is asked again after a 429 before the load fails.
+  const RATE_RETRIES = 8;
   const SVG = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
@@ -70,7 +72,17 @@
         throw new AuthNeeded('unsendable');
       }
     }
-    const response = await fetch(url, { headers, cache: 'no-store', credentials: 'omit' });
+    // A read refused by the per-address rate limit (--rate-limit) is
+    // asked again when the service says: a load asks several things at
+    // once, more than a small burst allows, and would otherwise fail on
+    // every refresh.
+    let response;
+    for (let attempt = 0; ; attempt += 1) {
+      response = await fetch(url, { headers, cache: 'no-store', credentials: 'omit' });
+      if (response.status !== 429 || attempt === RATE_RETRIES) break;
+      const seconds = Math.min(Number(response.headers.get('Retry-After')) || 1, 30);
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + Math.random() * 500));
+    }
     if (response.status === 401) throw new AuthNeeded(token ? 'refused' : 'missing');
     let body = null;
     try {

@@ -729,6 +729,41 @@ async fn a_custom_day_with_a_clock_change_ends_at_its_midnight() {
     only_to(&browser, &origin);
 }
 
+/// Under a small per-address rate limit the page still loads: its first
+/// load asks more at once than a burst of 2 allows, and it asks again
+/// after the `Retry-After` of each 429 instead of failing on every
+/// refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_rate_limit_the_dashboard_still_loads() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&["--rate-limit", "2"], None).await;
+    let now = unix_now();
+    let events: Vec<_> = (0..3)
+        .map(|i| {
+            (
+                format!("v{i}"),
+                "https://limited.test/".to_string(),
+                now - HOUR,
+            )
+        })
+        .collect();
+    api.fill(&events).await;
+
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser.navigate(&format!("{origin}/")).await;
+    // The test's own reads would share the page's budget (one address):
+    // the DOM alone is checked, against the three visitors sent.
+    let dom = settled(&mut browser, "the numbers under a rate limit", |_| true).await;
+    assert_eq!(dom["site"], "limited.test", "{dom}");
+    assert_eq!(dom["visitors"]["value"], json!(3), "{dom}");
+    assert_eq!(dom["top"][0]["value"], json!(3), "{dom}");
+    only_to(&browser, &origin);
+}
+
 /// A site is a host, as the API counts one (`?site=host:port` answers for
 /// the host, every scheme and port): pages served on a port (as a test
 /// fixture or a staging server is) are under their host in the picker,
