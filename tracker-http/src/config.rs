@@ -582,6 +582,18 @@ pub struct HttpOptions {
     pub auth_token: Option<String>,
 }
 
+impl HttpOptions {
+    /// `--auth-token` as a request can present it: HTTP drops the white
+    /// space around a header's value (RFC 9110, 5.5), and a secret taken
+    /// from a file or a Kubernetes secret often ends in a newline, which
+    /// kept would refuse every read, the right token included.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.auth_token
+            .as_deref()
+            .map(|token| token.trim_matches(|c: char| c.is_ascii_whitespace()))
+    }
+}
+
 /// Settings for events sent by browsers (`/tracker.js`, `/api/event`,
 /// `/count`, `/events` without a visitor).
 #[derive(Debug, Clone, Args)]
@@ -847,8 +859,16 @@ impl Config {
         {
             return Err(format!("--rate-burst must be at least 1, got {burst}"));
         }
-        if self.http.auth_token.as_deref() == Some("") {
-            return Err("--auth-token must not be empty".into());
+        match self.http.bearer_token() {
+            Some("") => return Err("--auth-token must not be empty or only spaces".into()),
+            // Messages name no part of the token: it is a secret.
+            Some(token) if token.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) => {
+                return Err(
+                    "--auth-token holds a control character, which no request header can carry"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         if self.cluster.nats.is_some() && self.core.hash_key.is_some() {
             return Err(
@@ -1082,15 +1102,28 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 /// `--retention 2w` does.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    single_unit_duration(s)
+    let duration = single_unit_duration(s)
         .or_else(|| Timestamp::parse_duration(s).ok())
         .ok_or_else(|| {
             format!(
                 "`{s}` is not a duration: a number and a unit ms, s, m, h, d or w \
              (`500ms`, `1.5h`, `2w`), bare seconds, or whole parts (`1h30m`)"
             )
-        })
+        })?;
+    // Timeouts become deadlines (`Instant::now() + d`) and the cluster
+    // multiplies `--lease-ttl`: past this, that arithmetic overflows and
+    // panics in every connection, so such a value is refused here.
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{s}` is longer than a duration may be (1000 years)"
+        ));
+    }
+    Ok(duration)
 }
+
+/// The longest duration a flag takes: longer than any sane setting (the
+/// longest retention is 136 years), short enough to add to a clock.
+const MAX_DURATION: Duration = Duration::from_secs(1000 * 365 * 86_400);
 
 /// `<number><unit>` or bare seconds, the number possibly with a fraction.
 fn single_unit_duration(s: &str) -> Option<Duration> {
@@ -1315,6 +1348,25 @@ mod tests {
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-1s").is_err());
+        // Short of u64::MAX seconds but past what a deadline can hold: it
+        // made every connection's task panic on `Instant + Duration`.
+        for huge in ["10000000000000000000", "1000000000000w", "366001d"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        assert_eq!(
+            parse_duration("365000d"),
+            Ok(Duration::from_secs(365_000 * 86_400))
+        );
+        use clap::Parser;
+        let refused = super::Config::try_parse_from([
+            "tracker-http",
+            "--idle-timeout",
+            "10000000000000000000",
+        ]);
+        assert!(
+            refused.is_err(),
+            "a huge --idle-timeout is refused at start"
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum AppError {
     Tracker(TrackerError),
     /// A read endpoint was called without the configured bearer token.
     Unauthorized,
+    /// A read endpoint was called with a bearer token that is not the
+    /// configured one (the same code; RFC 6750's `invalid_token`).
+    WrongToken,
     /// No route has this path.
     NotFound,
     /// The route exists but not with this method.
@@ -127,7 +130,7 @@ impl AppError {
             }
             AppError::UriTooLong => StatusCode::URI_TOO_LONG,
             AppError::Tracker(e) => tracker_status(e),
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Unauthorized | AppError::WrongToken => StatusCode::UNAUTHORIZED,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -155,7 +158,7 @@ impl AppError {
             AppError::InvalidEvent(_) => "invalid_event",
             AppError::InvalidQuery(_) => "invalid_query",
             AppError::Tracker(e) => tracker_code(e),
-            AppError::Unauthorized => "unauthorized",
+            AppError::Unauthorized | AppError::WrongToken => "unauthorized",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Timeout => "request_timeout",
@@ -192,6 +195,9 @@ impl AppError {
             AppError::InvalidQuery(m) => m.clone(),
             AppError::Tracker(e) => e.to_string().into(),
             AppError::Unauthorized => "this endpoint needs an Authorization: Bearer token".into(),
+            AppError::WrongToken => {
+                "the bearer token is not the one this service was started with (--auth-token)".into()
+            }
             AppError::NotFound => "no such endpoint".into(),
             AppError::MethodNotAllowed => "this endpoint does not accept that method".into(),
             AppError::Timeout => "the request took longer than the server's timeout".into(),
@@ -391,6 +397,13 @@ impl IntoResponse for AppError {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // RFC 6750, 3.1: a token was presented and is not valid.
+            AppError::WrongToken => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
             }
             // The 503s a client should retry (the connection cap's, once
             // connections close); not `shutting_down`, which says to go

@@ -249,7 +249,14 @@ pub async fn require_bearer(
                 &token[token.iter().take_while(|&&b| b == b' ').count()..]
             });
         if !constant_time_eq(presented, token.as_bytes()) {
-            return AppError::Unauthorized.into_response();
+            // A wrong token is told apart from none, so that whoever sent
+            // it knows to check its value, not how it is sent.
+            let error = if presented.is_empty() {
+                AppError::Unauthorized
+            } else {
+                AppError::WrongToken
+            };
+            return error.into_response();
         }
     }
     next.run(request).await

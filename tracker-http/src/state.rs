@@ -116,7 +116,7 @@ impl AppState {
             rate_limiter: http
                 .rate_limit
                 .map(|rate| RateLimiter::new(rate, http.rate_burst.unwrap_or(rate.max(1.0)))),
-            auth_token: http.auth_token.clone(),
+            auth_token: http.bearer_token().map(str::to_owned),
             cors_origins: http.cors_origins.clone(),
             browser: Browser {
                 visitor_ids,

@@ -20,6 +20,8 @@
   const STEPS = [['1h', 3600], ['6h', 21600], ['1d', 86400], ['7d', 604800]];
   const MAX_POINTS = 60;
   const DAY_MS = 86400000;
+  // Times one read is asked again after a 429 before the load fails.
+  const RATE_RETRIES = 8;
   const SVG = 'http://www.w3.org/2000/svg';
 
   const $ = (id) => document.getElementById(id);
@@ -60,8 +62,27 @@
     }
     const headers = { Accept: 'application/json' };
     const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = 'Bearer ' + token;
-    const response = await fetch(url, { headers, cache: 'no-store', credentials: 'omit' });
+    if (token) {
+      headers.Authorization = 'Bearer ' + token;
+      // A token no header can carry (a pasted en dash or curly quote)
+      // would make every fetch throw, never asking for the token again.
+      try {
+        new Headers(headers);
+      } catch (_) {
+        throw new AuthNeeded('unsendable');
+      }
+    }
+    // A read refused by the per-address rate limit (--rate-limit) is
+    // asked again when the service says: a load asks several things at
+    // once, more than a small burst allows, and would otherwise fail on
+    // every refresh.
+    let response;
+    for (let attempt = 0; ; attempt += 1) {
+      response = await fetch(url, { headers, cache: 'no-store', credentials: 'omit' });
+      if (response.status !== 429 || attempt === RATE_RETRIES) break;
+      const seconds = Math.min(Number(response.headers.get('Retry-After')) || 1, 30);
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000 + Math.random() * 500));
+    }
     if (response.status === 401) throw new AuthNeeded(token ? 'refused' : 'missing');
     let body = null;
     try {
@@ -130,9 +151,11 @@
 
   // --- ranges -----------------------------------------------------------
 
-  function localMidnight(ymd) {
+  // The local midnight starting `ymd`, or `days` later: by the calendar,
+  // not by 24 h steps, since a day with a clock change is 23 or 25 h long.
+  function localMidnight(ymd, days = 0) {
     const [y, m, d] = ymd.split('-').map(Number);
-    return new Date(y, m - 1, d).getTime();
+    return new Date(y, m - 1, d + days).getTime();
   }
 
   function ymdOf(ms) {
@@ -158,7 +181,7 @@
       case '7d': from = now - 7 * DAY_MS; break;
       case 'custom':
         from = localMidnight(state.custom.from);
-        till = localMidnight(state.custom.till) + DAY_MS;
+        till = localMidnight(state.custom.till, 1);
         break;
       default: from = now - 30 * DAY_MS;
     }
@@ -523,10 +546,13 @@
     $('chart').replaceChildren();
     $('auth-message').textContent = why === 'refused'
       ? 'That token was refused. Enter the token the service was started with (--auth-token).'
-      : 'This tracker was started with --auth-token: its numbers are shown only with that token. '
+      : why === 'unsendable'
+        ? 'That token cannot be sent: it has a character no token has (a typographic dash or quote?). '
+          + 'Enter the token the service was started with (--auth-token).'
+        : 'This tracker was started with --auth-token: its numbers are shown only with that token. '
         + 'It is kept for this tab only and sent with every read.';
     showOnly('auth');
-    setStatus(why === 'refused' ? 'The token was refused.' : 'An access token is needed.');
+    setStatus(why === 'missing' ? 'An access token is needed.' : 'The token was refused.');
     $('token').value = '';
     $('token').focus();
   }
@@ -585,7 +611,7 @@
       if (!radio.checked) return;
       if (radio.value === 'custom') {
         $('custom').hidden = false;
-        if (!$('custom-from').value) $('custom-from').value = ymdOf(Date.now() - 29 * DAY_MS);
+        if (!$('custom-from').value) $('custom-from').value = ymdOf(localMidnight(ymdOf(Date.now()), -29));
         if (!$('custom-till').value) $('custom-till').value = ymdOf(Date.now());
         setStatus('Pick the dates, then press Show.');
         return;

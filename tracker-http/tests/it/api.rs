@@ -554,6 +554,78 @@ async fn bearer_token_guards_reads_but_not_ingest() {
     assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);
 }
 
+/// A wrong token is told apart from none (RFC 6750, 3.1): the same 401
+/// and code, but `WWW-Authenticate: Bearer error="invalid_token"` and a
+/// message that says the token is wrong, not that one is needed, so an
+/// operator checks its value rather than how it is sent.
+#[tokio::test]
+async fn a_wrong_token_is_told_apart_from_none() {
+    let (app, _) = with_limits(HttpLimits {
+        auth_token: Some("s3cret".into()),
+        ..HttpLimits::standard()
+    });
+    for (header, challenge, says) in [
+        (None, "Bearer", "needs"),
+        (Some("Basic czNjcmV0"), "Bearer", "needs"),
+        (Some("Bearer "), "Bearer", "needs"),
+        (
+            Some("Bearer wrong"),
+            "Bearer error=\"invalid_token\"",
+            "not the one",
+        ),
+    ] {
+        let mut request = Request::get("/stats");
+        if let Some(header) = header {
+            request = request.header("authorization", header);
+        }
+        let answer = send(&app, request.body(Body::empty()).unwrap()).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{header:?}");
+        assert_eq!(answer.error_code(), "unauthorized");
+        assert_eq!(answer.headers["www-authenticate"], challenge, "{header:?}");
+        let message = answer.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(says), "{header:?}: {message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+}
+
+/// A token read with white space around it (a Kubernetes secret or a
+/// file ending in a newline, a space in an `.env` file) is the token
+/// without it: HTTP drops the space around a header's value, so kept it
+/// refused every read, the right token included. One that is only white
+/// space, or holds a control character no header can carry, is refused
+/// at start, without naming it.
+#[tokio::test]
+async fn a_token_read_with_a_trailing_newline_is_the_token() {
+    use tracker_http::Config;
+    for given in ["s3cret\n", " s3cret \r\n", "\ts3cret"] {
+        let config = Config::from_args(["tracker-http", "--auth-token", given]).unwrap();
+        let app = tracker_http::app(tracker_http::AppState::from_config(&config).unwrap());
+        for (header, status) in [
+            ("Bearer s3cret", StatusCode::OK),
+            ("Bearer s3cre", StatusCode::UNAUTHORIZED),
+        ] {
+            let request = Request::get("/stats")
+                .header("authorization", header)
+                .body(Body::empty())
+                .unwrap();
+            assert_eq!(
+                send(&app, request).await.status,
+                status,
+                "{given:?} {header}"
+            );
+        }
+    }
+    for refused in [" \n", "s3\ncret", "s3\u{7f}cret"] {
+        let config = Config::from_args(["tracker-http", "--auth-token", refused]).unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("--auth-token"), "{error}");
+        assert!(!error.contains("s3"), "the token is not shown: {error}");
+    }
+}
+
 #[tokio::test]
 async fn rate_limit_is_per_ip_and_spares_health() {
     let (app, _) = with_limits(HttpLimits {

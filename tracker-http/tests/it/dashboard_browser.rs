@@ -622,6 +622,148 @@ async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
     only_to(&browser, &origin);
 }
 
+/// A token no HTTP header can carry (a character past U+00FF, as a
+/// pasted en dash is) makes the browser refuse every read before it is
+/// sent: the page says so and asks again, rather than retrying the same
+/// token for ever without a way to enter another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_no_header_can_carry_is_asked_for_again() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&["--auth-token", "open--sesame"], Some("open--sesame")).await;
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser.navigate(&format!("{origin}/")).await;
+    let asked = "document.body.dataset.state === 'auth'
+        && document.activeElement === document.getElementById('token')";
+    browser.wait_for("the token prompt", WAIT, asked).await;
+
+    // As a chat or a word processor turns `--` into an en dash.
+    browser
+        .call("Input.insertText", json!({"text": "open\u{2013}sesame"}))
+        .await;
+    browser
+        .eval("document.querySelector('#auth-form button').click()")
+        .await;
+    let said = browser
+        .wait_for(
+            "the prompt again",
+            WAIT,
+            "document.body.dataset.state === 'auth' && !document.getElementById('auth').hidden
+               && document.getElementById('auth-message').textContent",
+        )
+        .await;
+    assert!(said.as_str().unwrap().contains("cannot be sent"), "{said}");
+
+    // The right one then loads.
+    browser
+        .eval("document.getElementById('token').focus()")
+        .await;
+    browser
+        .call("Input.insertText", json!({"text": "open--sesame"}))
+        .await;
+    browser
+        .eval("document.querySelector('#auth-form button').click()")
+        .await;
+    browser
+        .wait_for(
+            "the empty state",
+            WAIT,
+            "document.body.dataset.state === 'empty'",
+        )
+        .await;
+    only_to(&browser, &origin);
+}
+
+/// A custom range ends at the local midnight after its last day, by the
+/// calendar: on the day clocks go back (25 hours in Berlin on 26 October
+/// 2025) a visit at 23:30 is in it, and on the day they go forward (23
+/// hours) the next day's first hour is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_day_with_a_clock_change_ends_at_its_midnight() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&[], None).await;
+    // 2025-10-26T22:30:00Z: 23:30 in Berlin (CET, after the change).
+    let late = 1_761_517_800;
+    // 2025-03-30T22:30:00Z: 00:30 on 31 March in Berlin (CEST).
+    let next_day = 1_743_373_800;
+    api.fill(&[
+        ("v1".to_string(), "https://dst.test/".to_string(), late),
+        ("v2".to_string(), "https://dst.test/".to_string(), next_day),
+    ])
+    .await;
+
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser
+        .call(
+            "Emulation.setTimezoneOverride",
+            json!({"timezoneId": "Europe/Berlin"}),
+        )
+        .await;
+    for (load, day, till, visitors) in [
+        // Local midnight of 27 October (CET): 23:00Z.
+        (1, "2025-10-26", "1761519600", 1),
+        // Local midnight of 31 March (CEST): 22:00Z on the 30th.
+        (2, "2025-03-30", "1743372000", 0),
+    ] {
+        // A query string of its own, so that each is a new page load, not
+        // a change of the fragment.
+        browser
+            .navigate(&format!(
+                "{origin}/?load={load}#site=dst.test&range=custom&from={day}&till={day}"
+            ))
+            .await;
+        let dom = settled(&mut browser, "the custom day", |dom| {
+            dom["site"] == "dst.test" && dom["asked_till"].as_str() == Some(till)
+        })
+        .await;
+        assert_eq!(dom["visitors"]["value"], json!(visitors), "{day}: {dom}");
+        api.check(&dom, None).await;
+    }
+    only_to(&browser, &origin);
+}
+
+/// Under a small per-address rate limit the page still loads: its first
+/// load asks more at once than a burst of 2 allows, and it asks again
+/// after the `Retry-After` of each 429 instead of failing on every
+/// refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_rate_limit_the_dashboard_still_loads() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&["--rate-limit", "2"], None).await;
+    let now = unix_now();
+    let events: Vec<_> = (0..3)
+        .map(|i| {
+            (
+                format!("v{i}"),
+                "https://limited.test/".to_string(),
+                now - HOUR,
+            )
+        })
+        .collect();
+    api.fill(&events).await;
+
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser.navigate(&format!("{origin}/")).await;
+    // The test's own reads would share the page's budget (one address):
+    // the DOM alone is checked, against the three visitors sent.
+    let dom = settled(&mut browser, "the numbers under a rate limit", |_| true).await;
+    assert_eq!(dom["site"], "limited.test", "{dom}");
+    assert_eq!(dom["visitors"]["value"], json!(3), "{dom}");
+    assert_eq!(dom["top"][0]["value"], json!(3), "{dom}");
+    only_to(&browser, &origin);
+}
+
 /// A site is a host, as the API counts one (`?site=host:port` answers for
 /// the host, every scheme and port): pages served on a port (as a test
 /// fixture or a staging server is) are under their host in the picker,
