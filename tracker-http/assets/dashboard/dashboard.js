@@ -17,7 +17,9 @@
   // Series steps, finest first: the finest that keeps a range within
   // MAX_POINTS points is asked for, a coarser one if the service refuses it
   // (a coarser `--bucket`, or its series limit).
-  const STEPS = [['1h', 3600], ['6h', 21600], ['1d', 86400], ['7d', 604800]];
+  // Up to 365d: a custom range of decades would pass the service's point
+  // limit (1,000 by default) even at weekly steps.
+  const STEPS = [['1h', 3600], ['6h', 21600], ['1d', 86400], ['7d', 604800], ['30d', 2592000], ['365d', 31536000]];
   const MAX_POINTS = 60;
   const DAY_MS = 86400000;
   // Times one read is asked again after a 429 before the load fails.

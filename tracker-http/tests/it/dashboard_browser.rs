@@ -729,6 +729,47 @@ async fn a_custom_day_with_a_clock_change_ends_at_its_midnight() {
     only_to(&browser, &origin);
 }
 
+/// A custom range of decades is drawn at a coarser step than weekly,
+/// whose points would pass the service's point limit (1,000), instead of
+/// showing the refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_range_of_decades_is_drawn_by_years() {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return;
+    };
+    let api = Api::start(&[], None).await;
+    // 2001-06-01 and 2020-06-01.
+    api.fill(&[
+        (
+            "v1".to_string(),
+            "https://decades.test/".to_string(),
+            991_353_600,
+        ),
+        (
+            "v2".to_string(),
+            "https://decades.test/".to_string(),
+            1_590_969_600,
+        ),
+    ])
+    .await;
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    browser
+        .navigate(&format!(
+            "{origin}/#site=decades.test&range=custom&from=2000-01-01&till=2025-12-31"
+        ))
+        .await;
+    let dom = settled(&mut browser, "the custom decades", |dom| {
+        dom["site"] == "decades.test" && dom["step"].is_string()
+    })
+    .await;
+    assert_eq!(dom["visitors"]["value"], json!(2), "{dom}");
+    assert_eq!(dom["step"], "365d", "{dom}");
+    api.check(&dom, None).await;
+    only_to(&browser, &origin);
+}
+
 /// Under a small per-address rate limit the page still loads: its first
 /// load asks more at once than a burst of 2 allows, and it asks again
 /// after the `Retry-After` of each 429 instead of failing on every
