@@ -106,7 +106,7 @@
 //!
 //! ```text
 //!       + Σ timed tables  (72 + 24 + 16·slots + 4·arena + 8·horizon_entries)
-//!       + Σ sketched pages  (24 + 8,288·generations),  generations ≤ 9
+//!       + Σ sketched pages  (64 + 8,288·generations),  generations ≤ 9
 //! ```
 //!
 //! - 16 bytes per slot (17.1–23.5 per visitor), a 72-byte boxed record
@@ -132,8 +132,10 @@
 //! beside what they replace without being accounted twice: a visitor table
 //! while it grows into its next size, and a sketch while a table is
 //! converted into it (8 KiB). When a record needs memory the budget does
-//! not have, the stripes' pooled table buffers are freed first, then the
-//! [`MemoryPolicy`] acts:
+//! not have, the stripes' pooled table buffers are freed first, then with
+//! a [TTL](#ttl-expiry) the expired pairs and pages the sweep has not yet
+//! reached (sweep steps until the room is made or one pass is done), then
+//! the [`MemoryPolicy`] acts:
 //!
 //! - `Sketch` (default): the largest exact sets (those of at least twice a
 //!   sketch's 8,304 bytes, 16,608 bytes: 1,384 slots, about 940–1,300

@@ -459,6 +459,12 @@ impl CoreOptions {
         self.tracker_config().map_err(|e| match e {
             ConfigError::Time(TimeError::BadBucket { .. }) => format!("--bucket: {e}"),
             ConfigError::Time(TimeError::BadRetention { .. }) => format!("--retention: {e}"),
+            // The stripes alone take the least budget: name both flags, so
+            // that `--max-memory 1` says what to change.
+            ConfigError::MemoryTooSmall { max, min } => format!(
+                "--max-memory: {max} bytes is less than the {min} bytes the lock stripes \
+                 alone take (raise it, or lower --stripes)"
+            ),
             e => format!("tracker settings: {e}"),
         })
     }
@@ -1562,6 +1568,15 @@ mod tests {
             let message = refusal(args);
             assert!(message.contains(says), "{args:?}: {message}");
         }
+        // A budget below what the stripes take names the flag to change.
+        let min = tracker_core::Tracker::builder()
+            .stripes(4)
+            .config()
+            .unwrap()
+            .fixed_bytes();
+        let message = refusal(&["--stripes", "4", "--max-memory", "1"]);
+        let says = format!("--max-memory: 1 bytes is less than the {min} bytes");
+        assert!(message.contains(&says), "{message}");
     }
 
     #[test]

@@ -509,13 +509,18 @@ impl Tracker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sweep(&self, buckets: usize) -> SweepStep {
-        let mut total = SweepStep::default();
         let expiry = self.expiry_now();
         let bucketing = self.config.bucketing;
         if expiry.is_none() && bucketing.retention().is_none() {
-            return total;
+            return SweepStep::default();
         }
         let oldest_bucket = bucketing.oldest_retained(self.config.clock.now());
+        self.sweep_with(expiry, oldest_bucket, buckets)
+    }
+
+    /// [`sweep`](Self::sweep) by `expiry` and, unless 0, `oldest_bucket`.
+    fn sweep_with(&self, expiry: Option<Expiry>, oldest_bucket: u32, buckets: usize) -> SweepStep {
+        let mut total = SweepStep::default();
         let mut left = buckets as u64;
         let mut work = left.saturating_mul(SLOTS_PER_BUCKET as u64);
         let mut empty_in_a_row = 0;
@@ -577,6 +582,12 @@ impl Tracker {
         if self.budget.free() >= goal {
             return true;
         }
+        // Expired pairs count for nothing: they go before the policy
+        // refuses, sketches or evicts live ones.
+        self.reclaim_expired(goal);
+        if self.budget.free() >= goal {
+            return true;
+        }
         let reached = match self.config.memory_policy {
             MemoryPolicy::Reject => false,
             MemoryPolicy::Evict => self.evict_until_free(goal),
@@ -587,6 +598,26 @@ impl Tracker {
             }
         };
         reached || self.budget.free() >= needed as u64
+    }
+
+    /// With a TTL, runs sweep steps (by the TTL alone, not the retention)
+    /// until `goal` bytes are free or one pass over the stripes is done:
+    /// what an idle sweeper has not reclaimed yet. A stripe whose oldest
+    /// tick is still live is passed over without a scan, so this costs a
+    /// lock per stripe while nothing has expired.
+    fn reclaim_expired(&self, goal: u64) {
+        let Some(expiry) = self.expiry_now() else {
+            return;
+        };
+        let pass = self.sweep_pass_buckets() as u64;
+        let mut swept = 0;
+        while self.budget.free() < goal && swept < pass {
+            let step = self.sweep_with(Some(expiry), 0, SWEEP_BUCKETS);
+            if step.buckets == 0 {
+                return;
+            }
+            swept += step.buckets;
+        }
     }
 
     /// Merges the oldest days of sketched pages' histories (lossless in
@@ -636,17 +667,21 @@ impl Tracker {
 
     /// Makes free slots in the full page table of `url_hash`'s stripe so
     /// that a new page fits without the table growing past the budget:
-    /// reclaims its tombstones if it has any, else evicts a few of its
-    /// oldest pages (see [`Stripe::evict_for_slots`]). Returns whether it
-    /// freed a slot (the policy may forbid it, or the stripe may have no
-    /// page).
+    /// with a TTL first sweeps expired pages out, then reclaims its
+    /// tombstones if it has any (under every policy: nothing is lost),
+    /// else evicts a few of its oldest pages (see
+    /// [`Stripe::evict_for_slots`]). Returns whether it freed a slot (the
+    /// policy may forbid evicting, or the stripe may have no page).
     fn free_a_slot(&self, url_hash: u64) -> bool {
-        if self.config.memory_policy == MemoryPolicy::Reject {
-            return false;
-        }
+        // Expired pages leave tombstones once swept; reclaiming them loses
+        // nothing, so every policy may.
+        self.reclaim_expired(u64::MAX);
         let mut stripe = sync::write(self.stripe(url_hash));
         if stripe.reclaim_tombstones() {
             return true;
+        }
+        if self.config.memory_policy == MemoryPolicy::Reject {
+            return false;
         }
         let (freed, evicted) = stripe.evict_for_slots(|| self.next_random());
         drop(stripe);

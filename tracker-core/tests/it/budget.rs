@@ -339,3 +339,60 @@ fn clock_tick(clock: &tracker_core::ManualClock) -> u64 {
     use tracker_core::Clock;
     clock.now().as_millis() / 1_000
 }
+
+/// A tracker with a TTL whose budget is full of pairs that have all
+/// expired: under every policy a new record makes room from them (they
+/// count for nothing) instead of being refused, sketching a live page
+/// or evicting one. They were left to the sweep, which refused records
+/// never run, so `reject` refused every record from then on.
+#[test]
+fn expired_pairs_make_room_before_the_policy_acts() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tracker_core::{ManualClock, Timestamp};
+    for policy in [
+        MemoryPolicy::Reject,
+        MemoryPolicy::Evict,
+        MemoryPolicy::Sketch,
+    ] {
+        let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+        let tracker = Tracker::builder()
+            .stripes(2)
+            .hash_key(7)
+            .max_memory(fixed_bytes() / 2 + 80_000)
+            .memory_policy(policy)
+            .ttl(Duration::from_secs(60))
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        // Small pages until the budget is nearly full.
+        let mut page = 0u16;
+        let full = |stats: tracker_core::Stats| {
+            stats.bytes + 600 >= stats.max_bytes.unwrap() || stats.evictions > 0
+        };
+        while !full(tracker.stats()) && tracker.record("old", &url(page)).is_ok() {
+            page += 1;
+        }
+        // Filling may end with a refusal or an eviction.
+        let (refused, evicted) = (tracker.stats().rejections, tracker.stats().evictions);
+        clock.advance(Duration::from_secs(61));
+        // A live page growing past the room the budget had left.
+        for visitor in 0..1_500 {
+            let recorded = tracker.record(&format!("v{visitor}"), "/live");
+            assert!(recorded.is_ok(), "{policy:?} {visitor}: {recorded:?}");
+        }
+        let live = tracker.distinct("/live").unwrap();
+        assert_eq!((live.visitors, live.exact), (1_500, true), "{policy:?}");
+        let stats = tracker.stats();
+        assert_eq!(
+            (stats.rejections, stats.evictions, stats.sketched_pages),
+            (refused, evicted, 0),
+            "{policy:?} {stats:?}"
+        );
+        assert!(
+            stats.expirations + evicted >= u64::from(page),
+            "{policy:?} {stats:?}"
+        );
+        assert!(stats.bytes <= stats.max_bytes.unwrap());
+    }
+}
