@@ -219,6 +219,20 @@ impl Api {
     }
 }
 
+/// The service started with `args` (and `token`, the one the checks
+/// send), and a headless Chromium to open it with, and the service's
+/// origin; `None`, with the notice, where Chromium is missing.
+async fn dashboard(args: &[&str], token: Option<&'static str>) -> Option<(Api, Browser, String)> {
+    let Some(chromium) = chromium() else {
+        missing("Debian's chromium", "apt-get install -y chromium");
+        return None;
+    };
+    let api = Api::start(args, token).await;
+    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
+    let browser = Browser::start(&chromium, BROWSER_ARGS).await;
+    Some((api, browser, origin))
+}
+
 /// Waits for the page to have rendered a snapshot that `accept` takes.
 async fn settled(browser: &mut Browser, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
@@ -306,12 +320,10 @@ fn events(now: u64) -> Vec<(String, String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_the_api_answers() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    // Small enough that the big page becomes a sketch (an estimate).
+    let Some((api, mut browser, origin)) = dashboard(&["--max-memory", "48KiB"], None).await else {
         return;
     };
-    // Small enough that the big page becomes a sketch (an estimate).
-    let api = Api::start(&["--max-memory", "48KiB"], None).await;
     let now = unix_now();
     api.fill(&events(now)).await;
     let big = api.get("/top", &[("limit", "1")]).await;
@@ -321,8 +333,6 @@ async fn the_dashboard_shows_what_the_api_answers() {
         "the big page is sketched: {big}"
     );
 
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.resize(1280, 900, false).await;
     let start = Instant::now();
     browser.navigate(&format!("{origin}/")).await;
@@ -526,14 +536,12 @@ fn record_timings(timings: &Value, shown_after: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    let Some((api, mut browser, origin)) =
+        dashboard(&["--auth-token", "open-sesame"], Some("open-sesame")).await
+    else {
         return;
     };
-    let api = Api::start(&["--auth-token", "open-sesame"], Some("open-sesame")).await;
 
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.navigate(&format!("{origin}/")).await;
     let asked = "(() => document.body.dataset.state === 'auth'
         && !document.getElementById('auth').hidden
@@ -628,13 +636,12 @@ async fn with_a_token_the_dashboard_asks_for_it_then_loads() {
 /// token for ever without a way to enter another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_no_header_can_carry_is_asked_for_again() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    // `_api`, not `_`: the service lives to the end of the test.
+    let Some((_api, mut browser, origin)) =
+        dashboard(&["--auth-token", "open--sesame"], Some("open--sesame")).await
+    else {
         return;
     };
-    let api = Api::start(&["--auth-token", "open--sesame"], Some("open--sesame")).await;
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.navigate(&format!("{origin}/")).await;
     let asked = "document.body.dataset.state === 'auth'
         && document.activeElement === document.getElementById('token')";
@@ -683,11 +690,9 @@ async fn a_token_no_header_can_carry_is_asked_for_again() {
 /// hours) the next day's first hour is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_day_with_a_clock_change_ends_at_its_midnight() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    let Some((api, mut browser, origin)) = dashboard(&[], None).await else {
         return;
     };
-    let api = Api::start(&[], None).await;
     // 2025-10-26T22:30:00Z: 23:30 in Berlin (CET, after the change).
     let late = 1_761_517_800;
     // 2025-03-30T22:30:00Z: 00:30 on 31 March in Berlin (CEST).
@@ -698,8 +703,6 @@ async fn a_custom_day_with_a_clock_change_ends_at_its_midnight() {
     ])
     .await;
 
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser
         .call(
             "Emulation.setTimezoneOverride",
@@ -734,11 +737,9 @@ async fn a_custom_day_with_a_clock_change_ends_at_its_midnight() {
 /// showing the refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_range_of_decades_is_drawn_by_years() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    let Some((api, mut browser, origin)) = dashboard(&[], None).await else {
         return;
     };
-    let api = Api::start(&[], None).await;
     // 2001-06-01 and 2020-06-01.
     api.fill(&[
         (
@@ -753,8 +754,6 @@ async fn a_custom_range_of_decades_is_drawn_by_years() {
         ),
     ])
     .await;
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser
         .navigate(&format!(
             "{origin}/#site=decades.test&range=custom&from=2000-01-01&till=2025-12-31"
@@ -776,11 +775,9 @@ async fn a_custom_range_of_decades_is_drawn_by_years() {
 /// refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_rate_limit_the_dashboard_still_loads() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    let Some((api, mut browser, origin)) = dashboard(&["--rate-limit", "2"], None).await else {
         return;
     };
-    let api = Api::start(&["--rate-limit", "2"], None).await;
     let now = unix_now();
     let events: Vec<_> = (0..3)
         .map(|i| {
@@ -793,8 +790,6 @@ async fn under_a_rate_limit_the_dashboard_still_loads() {
         .collect();
     api.fill(&events).await;
 
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.navigate(&format!("{origin}/")).await;
     // The test's own reads would share the page's budget (one address):
     // the DOM alone is checked, against the three visitors sent.
@@ -812,11 +807,9 @@ async fn under_a_rate_limit_the_dashboard_still_loads() {
 /// which port it is on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_on_several_ports_is_one_site() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    let Some((api, mut browser, origin)) = dashboard(&[], None).await else {
         return;
     };
-    let api = Api::start(&[], None).await;
     let now = unix_now();
     let mut events = Vec::new();
     for i in 0..3 {
@@ -835,8 +828,6 @@ async fn a_host_on_several_ports_is_one_site() {
     }
     api.fill(&events).await;
 
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.navigate(&format!("{origin}/")).await;
     let dom = settled(&mut browser, "the first view", |_| true).await;
     assert_eq!(dom["sites"], json!(["site.test"]), "{dom}");
@@ -855,17 +846,13 @@ async fn a_host_on_several_ports_is_one_site() {
 /// once a page with a host comes, it shows that site.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_without_a_host_are_named_not_hidden() {
-    let Some(chromium) = chromium() else {
-        missing("Debian's chromium", "apt-get install -y chromium");
+    let Some((api, mut browser, origin)) = dashboard(&[], None).await else {
         return;
     };
-    let api = Api::start(&[], None).await;
     let now = unix_now();
     api.fill(&[("v1".to_string(), "/pricing".to_string(), now - HOUR)])
         .await;
 
-    let origin = format!("http://127.0.0.1:{}", api.server.addr.port());
-    let mut browser = Browser::start(&chromium, BROWSER_ARGS).await;
     browser.navigate(&format!("{origin}/")).await;
     let said = browser
         .wait_for(
