@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tracker_core::{
-    ManualClock, MemoryPolicy, RangeDistinct, TimeError, TimeRange, Timestamp, Tracker,
-    TrackerError,
+    ManualClock, MemoryPolicy, RangeDistinct, SeriesCounts, TimeError, TimeRange, Timestamp,
+    Tracker, TrackerError,
 };
 
 /// Pages (canonical) and their sites.
@@ -319,41 +319,60 @@ fn with_retention(days: u64) -> (ManualClock, Tracker) {
     (clock, tracker)
 }
 
+/// A tracker keeping `days` of buckets, on a manual clock at
+/// 2026-11-30T12:30Z, that recorded `(visitor, time)` on https://e.com/.
+fn visited_at_noon(days: u64, visits: &[(&str, &str)]) -> Tracker {
+    let clock = ManualClock::new(t("2026-11-30T12:30:00Z"));
+    let tracker = Tracker::builder()
+        .retention(Duration::from_secs(days * DAY))
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    for &(visitor, time) in visits {
+        tracker
+            .record_at(visitor, "https://e.com/", t(time))
+            .unwrap();
+    }
+    tracker
+}
+
+/// An RFC 3339 time or a date (`at` takes seconds).
+fn t(text: &str) -> Timestamp {
+    Timestamp::parse(text, Timestamp::default()).unwrap()
+}
+
+/// Each point of `answer` as (from, till, visitors), the times in RFC 3339.
+fn point_rows(answer: &SeriesCounts) -> Vec<(String, String, u64)> {
+    answer
+        .points
+        .iter()
+        .map(|p| {
+            let (from, till) = (p.range.from().to_rfc3339(), p.range.till().to_rfc3339());
+            (from, till, p.distinct.visitors)
+        })
+        .collect()
+}
+
 /// A series from a date before the retention keeps its points on that
 /// date's grid: a daily series is UTC days, the first cut to start where
 /// the retention does. Before, the retention's start (the current hour,
 /// 30 days back) became the grid, and every "day" ran 13:00 to 13:00.
 #[test]
 fn a_series_from_before_the_retention_keeps_the_grid_of_its_from() {
-    let t = |text| Timestamp::parse(text, Timestamp::default()).unwrap();
-    let clock = ManualClock::new(t("2026-11-30T12:30:00Z"));
-    let tracker = Tracker::builder()
-        .retention(Duration::from_secs(30 * DAY))
-        .clock(Arc::new(clock))
-        .build()
-        .unwrap();
-    for (visitor, time) in [
-        ("a", "2026-10-31T20:00:00Z"),
-        ("b", "2026-11-01T05:00:00Z"),
-        ("c", "2026-11-15T10:00:00Z"),
-    ] {
-        tracker
-            .record_at(visitor, "https://e.com/", t(time))
-            .unwrap();
-    }
+    let tracker = visited_at_noon(
+        30,
+        &[
+            ("a", "2026-10-31T20:00:00Z"),
+            ("b", "2026-11-01T05:00:00Z"),
+            ("c", "2026-11-15T10:00:00Z"),
+        ],
+    );
     let (from, till) = (Some(t("2026-10-25")), Some(t("2026-11-30")));
     let day = Duration::from_secs(DAY);
     let page = tracker.series("https://e.com/", from, till, day).unwrap();
     let site = tracker.site_series("e.com", from, till, day).unwrap();
     for answer in [&page, &site] {
-        let points: Vec<(String, String, u64)> = answer
-            .points
-            .iter()
-            .map(|p| {
-                let (f, t) = (p.range.from().to_rfc3339(), p.range.till().to_rfc3339());
-                (f, t, p.distinct.visitors)
-            })
-            .collect();
+        let points = point_rows(answer);
         assert_eq!(points.len(), 30, "{points:?}");
         assert_eq!(
             points[0],
@@ -385,34 +404,19 @@ fn a_series_from_before_the_retention_keeps_the_grid_of_its_from() {
 /// at the retention's start and the last week ran 4 days into the future.
 #[test]
 fn an_open_series_ends_with_the_current_bucket_under_a_retention() {
-    let t = |text| Timestamp::parse(text, Timestamp::default()).unwrap();
-    let clock = ManualClock::new(t("2026-11-30T12:30:00Z"));
-    let tracker = Tracker::builder()
-        .retention(Duration::from_secs(10 * DAY))
-        .clock(Arc::new(clock))
-        .build()
-        .unwrap();
-    for (visitor, time) in [
-        ("a", "2026-11-21T10:00:00Z"),
-        ("b", "2026-11-23T14:00:00Z"),
-        ("c", "2026-11-30T12:00:00Z"),
-    ] {
-        tracker
-            .record_at(visitor, "https://e.com/", t(time))
-            .unwrap();
-    }
+    let tracker = visited_at_noon(
+        10,
+        &[
+            ("a", "2026-11-21T10:00:00Z"),
+            ("b", "2026-11-23T14:00:00Z"),
+            ("c", "2026-11-30T12:00:00Z"),
+        ],
+    );
     let week = Duration::from_secs(7 * DAY);
     let page = tracker.series("https://e.com/", None, None, week).unwrap();
     let site = tracker.site_series("e.com", None, None, week).unwrap();
     for answer in [&page, &site] {
-        let points: Vec<(String, String, u64)> = answer
-            .points
-            .iter()
-            .map(|p| {
-                let (f, t) = (p.range.from().to_rfc3339(), p.range.till().to_rfc3339());
-                (f, t, p.distinct.visitors)
-            })
-            .collect();
+        let points = point_rows(answer);
         assert_eq!(
             points,
             [
