@@ -106,7 +106,7 @@
 //!
 //! ```text
 //!       + Σ timed tables  (72 + 24 + 16·slots + 4·arena + 8·horizon_entries)
-//!       + Σ sketched pages  (64 + 8,288·generations),  generations ≤ 9
+//!       + Σ sketched pages  (24 + 8,288·generations),  generations ≤ 9
 //! ```
 //!
 //! - 16 bytes per slot (17.1–23.5 per visitor), a 72-byte boxed record

@@ -76,16 +76,11 @@
 //! A sketch cannot forget one visitor, so a tracker with a TTL keeps, for
 //! a sketched page, one sketch per generation of TTL/8 and drops a
 //! generation once its newest visit has expired (see
-//! [TTL expiry](crate#ttl-expiry)). Until a generation is dropped it
-//! answers with a martingale count of the union of its generations, kept
-//! beside them from the exact count at the switch (no jump; each insert
-//! reads the union's state of its register, one byte per generation).
-//! After that, and after a restore (a snapshot keeps the generations, not
-//! that count), it answers with the ML estimate of the [`merge`] of the
-//! live generations: the merge is lossless (the merged registers are
-//! exactly the sketch of the union), so the error bound is the ML one. A
-//! martingale cannot follow expiry (it removes counted visitors);
-//! [`to_bytes`] is still the unit a snapshot stores.
+//! [TTL expiry](crate#ttl-expiry)). It answers with the ML estimate of the
+//! [`merge`] of the live generations: the merge is lossless (the merged
+//! registers are exactly the sketch of the union), so the error bound is
+//! the same. The martingale count does not apply there (expiry removes
+//! counted visitors); [`to_bytes`] is still the unit a snapshot stores.
 //!
 //! [`to_bytes`]: UltraLogLog::to_bytes
 //! [`merge`]: UltraLogLog::merge
@@ -728,90 +723,6 @@ pub fn martingale_relative_standard_error(precision: u8) -> f64 {
     (MARTINGALE_VARIANCE_FACTOR / 2f64.powi(i32::from(precision))).sqrt()
 }
 
-/// The martingale estimate of the union of several sketches of one
-/// precision that only inserts change (a sketched page's TTL generations,
-/// each visit in its own generation's sketch): the estimate a single
-/// sketch of the union would keep, so that the union's count needs no
-/// merge and no ML estimate, and starts exact. Each insert reads the
-/// union's state of its register (one byte per sketch) before it is made.
-/// It stops applying once a sketch leaves the union (expiry removes
-/// counted hashes); the caller then drops it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct UnionMartingale {
-    estimate: f64,
-    /// As [`Martingale::change_mass`], for the union's registers.
-    change_mass: u128,
-    /// Never 0 (at least [`MIN_PRECISION`]): the niche keeps an
-    /// `Option` of this the same size.
-    precision: std::num::NonZeroU8,
-}
-
-impl UnionMartingale {
-    /// The union of `sketches` (all of `precision`), holding `count`
-    /// distinct hashes exactly.
-    pub(crate) fn new<'a>(
-        count: u64,
-        precision: u8,
-        sketches: impl Iterator<Item = &'a UltraLogLog> + Clone,
-    ) -> Self {
-        let q = 64 - u32::from(precision);
-        let change_mass = (0..1usize << precision)
-            .map(|i| change_mass(union_register(sketches.clone(), i), q))
-            .sum();
-        Self {
-            estimate: count as f64,
-            change_mass,
-            precision: std::num::NonZeroU8::new(precision).expect("a sketch's precision is not 0"),
-        }
-    }
-
-    /// Counts `hash`, about to be inserted into one of `sketches` (the
-    /// union's, as they are before the insert).
-    pub(crate) fn count<'a>(&mut self, sketches: impl Iterator<Item = &'a UltraLogLog>, hash: u64) {
-        let precision = self.precision.get();
-        let (index, k) = route(precision, hash);
-        let old = union_register(sketches, index);
-        let new = pack(unpack(old) | (1u64 << k));
-        if new == old {
-            return;
-        }
-        let m = (1u64 << precision) as f64;
-        let increment = m * TWO_POW_64 / self.change_mass as f64;
-        self.estimate = (self.estimate + increment).min(TWO_POW_64);
-        let q = 64 - u32::from(precision);
-        self.change_mass = self.change_mass - change_mass(old, q) + change_mass(new, q);
-    }
-
-    /// The estimated number of distinct hashes in the union.
-    pub(crate) fn estimate(&self) -> f64 {
-        self.estimate
-    }
-
-    /// The relative standard error of [`estimate`](Self::estimate).
-    pub(crate) fn relative_standard_error(&self) -> f64 {
-        martingale_relative_standard_error(self.precision.get())
-    }
-}
-
-/// The register of `index` of the union (the merge) of `sketches`.
-fn union_register<'a>(sketches: impl Iterator<Item = &'a UltraLogLog>, index: usize) -> u8 {
-    pack(
-        sketches
-            .filter_map(|s| s.registers.get(index))
-            .fold(0, |seen, &r| seen | unpack(r)),
-    )
-}
-
-/// The register a hash goes to at `precision` and its update value, as
-/// [`UltraLogLog::insert`] splits it.
-#[inline]
-fn route(precision: u8, hash: u64) -> (usize, u32) {
-    let p = u32::from(precision);
-    let index = (hash >> (64 - p)) as usize;
-    let k = ((hash << p) | (1u64 << (p - 1))).leading_zeros() + 1;
-    (index, k)
-}
-
 /// The relative standard error of the ML estimate at a precision, without
 /// building a sketch: `sqrt(ML_VARIANCE_FACTOR / 2^precision)`. It bounds
 /// every sketch of that precision, merged or not.
@@ -947,43 +858,6 @@ fn solve_ml(alpha: f64, beta: &[u32; 64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The union's martingale, fed the hashes spread over several
-    /// sketches, goes through the state changes of one sketch fed them
-    /// all: its estimate is that sketch's martingale, to the bit.
-    #[test]
-    fn a_union_martingale_is_the_martingale_of_one_sketch() {
-        let mut state = 0x0bad_5eed_u64;
-        let mut next = || test_support::xorshift(&mut state);
-        let mut parts: Vec<UltraLogLog> = (0..3).map(|_| UltraLogLog::default()).collect();
-        let mut whole = UltraLogLog::default();
-        let mut seen = Vec::new();
-        for i in 0..5_000u64 {
-            let hash = next();
-            seen.push(hash);
-            parts[(i % 3) as usize].insert(hash);
-            whole.insert(hash);
-        }
-        let count = whole.martingale_estimate().unwrap().round() as u64;
-        let mut union = UnionMartingale::new(count, DEFAULT_PRECISION, parts.iter());
-        whole.set_exact_count(count);
-        for i in 0..50_000u64 {
-            // Some hashes again, in any part.
-            let hash = if i % 7 == 0 {
-                seen[(i as usize * 31) % seen.len()]
-            } else {
-                next()
-            };
-            union.count(parts.iter(), hash);
-            parts[(i % 3) as usize].insert(hash);
-            whole.insert(hash);
-            assert_eq!(
-                union.estimate(),
-                whole.martingale_estimate().unwrap(),
-                "{i}"
-            );
-        }
-    }
 
     #[test]
     fn a_reduced_sketch_equals_one_filled_at_that_precision() {

@@ -11,7 +11,7 @@
 //! 9 generations).
 
 use crate::report::Distinct;
-use crate::sketch::{UltraLogLog, UnionMartingale};
+use crate::sketch::UltraLogLog;
 use crate::time::ttl::Expiry;
 
 /// Generations a live page can span: TTL/8 each, plus a partial one.
@@ -22,13 +22,6 @@ pub(crate) const MAX_GENERATIONS: usize = 9;
 pub(crate) struct TimedSketch {
     /// `(generation, sketch)`, by generation, oldest first.
     generations: Vec<(u32, UltraLogLog)>,
-    /// The union's count while no generation has left it since the page
-    /// was sketched: it starts at the exact set's count, so the switch
-    /// makes no jump (an ML estimate of the merged generations was up to
-    /// 1 % off at once). `None` after a generation is dropped, and after
-    /// a restore (the snapshot keeps the generations only): the ML
-    /// estimate of the live generations' merge then.
-    union: Option<UnionMartingale>,
 }
 
 /// Heap bytes of one generation's sketch (its registers and its slot in
@@ -46,7 +39,6 @@ impl TimedSketch {
     pub(crate) fn from_pairs(pairs: impl Iterator<Item = (u64, u32)>, expiry: Expiry) -> Self {
         let mut sketch = Self {
             generations: Vec::new(),
-            union: None,
         };
         // Per generation (at most MAX_GENERATIONS), how many went in.
         let mut counts: Vec<(u32, u64)> = Vec::new();
@@ -67,10 +59,6 @@ impl TimedSketch {
             sketch.set_exact_count(count);
         }
         sketch.generations.shrink_to_fit();
-        let total = counts.iter().map(|c| c.1).sum();
-        let precision = UltraLogLog::DEFAULT_PRECISION;
-        let generations = sketch.generations.iter().map(|(_, s)| s);
-        sketch.union = Some(UnionMartingale::new(total, precision, generations));
         sketch
     }
 
@@ -102,27 +90,16 @@ impl TimedSketch {
     #[inline]
     pub(crate) fn insert(&mut self, hash: u64, tick: u32, expiry: Expiry) -> Option<bool> {
         let generation = tick / expiry.generation_ticks();
-        let at = self
+        let (_, sketch) = self
             .generations
-            .iter()
-            .position(|(g, _)| *g == generation)?;
-        self.count_in_union(hash);
-        Some(self.generations[at].1.insert(hash))
-    }
-
-    /// Counts `hash` in the union's martingale, before it is inserted.
-    fn count_in_union(&mut self, hash: u64) {
-        if let Some(union) = &mut self.union {
-            union.count(self.generations.iter().map(|(_, s)| s), hash);
-        }
+            .iter_mut()
+            .find(|(g, _)| *g == generation)?;
+        Some(sketch.insert(hash))
     }
 
     /// Adds `hash` at `tick`, starting its generation's sketch if needed.
     pub(crate) fn insert_growing(&mut self, hash: u64, tick: u32, expiry: Expiry) {
         if self.insert(hash, tick, expiry).is_none() {
-            // A new generation starts empty: the union before the insert
-            // is the other generations'.
-            self.count_in_union(hash);
             let generation = tick / expiry.generation_ticks();
             let mut sketch = UltraLogLog::new(UltraLogLog::DEFAULT_PRECISION)
                 .expect("the default precision is valid");
@@ -142,10 +119,7 @@ impl TimedSketch {
     /// snapshot; the caller checks the order and precisions).
     pub(crate) fn from_generations(mut generations: Vec<(u32, UltraLogLog)>) -> Self {
         generations.shrink_to_fit();
-        Self {
-            generations,
-            union: None,
-        }
+        Self { generations }
     }
 
     /// The sum of the generations' estimates, live or not yet dropped.
@@ -163,8 +137,6 @@ impl TimedSketch {
             .retain(|&(g, _)| generation_is_live(g, expiry));
         if self.generations.len() < before {
             self.generations.shrink_to_fit();
-            // Its visitors left the union: a martingale cannot count them out.
-            self.union = None;
         }
     }
 
@@ -184,24 +156,9 @@ impl TimedSketch {
             .any(|&(g, _)| generation_is_live(g, expiry))
     }
 
-    /// The estimate over the live generations: their union's, by its
-    /// martingale while every generation since the switch is live (O(1)),
-    /// else by the ML estimate of their merge (at most 9 sketches read, a
-    /// constant cost whatever the visitors).
+    /// The estimate over the live generations: their union's. Merging
+    /// reads at most 9 sketches, a constant cost whatever the visitors.
     pub(crate) fn count(&self, expiry: Expiry) -> Distinct {
-        if let Some(union) = &self.union
-            && !self.generations.is_empty()
-            && self
-                .generations
-                .iter()
-                .all(|&(g, _)| generation_is_live(g, expiry))
-        {
-            return Distinct {
-                visitors: union.estimate().round() as u64,
-                exact: false,
-                relative_error: Some(union.relative_standard_error()),
-            };
-        }
         let mut live = self.live(expiry);
         let Some(first) = live.next() else {
             return Distinct::exact(0);
@@ -283,7 +240,7 @@ mod sizes {
     /// The memory formula in the crate docs uses these figures.
     #[test]
     fn sizes_match_the_memory_formula() {
-        assert_eq!(std::mem::size_of::<super::TimedSketch>(), 64);
+        assert_eq!(std::mem::size_of::<super::TimedSketch>(), 24);
         assert_eq!(super::GENERATION_BYTES, 8_288);
         assert_eq!(
             std::mem::size_of::<crate::set::timed_table::TimedTable>(),
